@@ -1,0 +1,1 @@
+"""Command-line interface (typer). ``subcell --help`` lists the commands."""

@@ -1,0 +1,202 @@
+"""The ``subcell`` command: a thin typer layer over the Python API.
+
+Conventions every command follows: ``--voxel-size Z Y X`` (µm) for inputs without metadata, the output format
+from the output's extension (``.ome.zarr``, ``.ome.tif``), ``--overwrite`` to replace an output. A user mistake
+prints one line (file, field, what was expected) and exits with status 2; ``--verbose`` shows the traceback.
+Heavy libraries are imported inside the commands so ``subcell --help`` stays instant.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+
+from subcell._version import __version__
+
+__all__ = ["app", "run"]
+
+app = typer.Typer(
+    name="subcell",
+    help="Machine learning and classical analysis for 3D and 3D+time live-cell microscopy.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+manifest_app = typer.Typer(help="Dataset manifests (CSV / Parquet).", no_args_is_help=True)
+app.add_typer(manifest_app, name="manifest")
+
+_STATE = {"verbose": False}
+
+VoxelSizeOpt = Annotated[
+    Optional[tuple[float, float, float]],  # noqa: UP045 - typer needs Optional here
+    typer.Option("--voxel-size", metavar="Z Y X", help="Voxel size in µm, for files without (trustworthy) metadata."),
+]
+AxesOpt = Annotated[
+    Optional[str],  # noqa: UP045
+    typer.Option("--axes", help="Axes of a plain TIFF whose axes the file does not state, e.g. TZYX."),
+]
+SceneOpt = Annotated[Optional[str], typer.Option("--scene", help="Scene / series index or name.")]  # noqa: UP045
+
+
+def _version_callback(value: bool) -> None:
+    if value:
+        typer.echo(f"subcell {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version_callback, is_eager=True, help="Print the version and exit.")
+    ] = False,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show tracebacks for errors.")] = False,
+) -> None:
+    """subcell: label-free prediction, integrated cell models, segmentation and dynamics for live-cell imaging."""
+    _STATE["verbose"] = verbose
+
+
+def _scene(scene: str | None) -> int | str | None:
+    return int(scene) if scene is not None and scene.isdigit() else scene
+
+
+@app.command()
+def info(
+    file: Annotated[Path, typer.Argument(help="Image file (OME-TIFF, OME-Zarr, TIFF, CZI, ND2, LIF).")],
+    voxel_size: VoxelSizeOpt = None,
+    axes: AxesOpt = None,
+    scene: SceneOpt = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")] = False,
+) -> None:
+    """Show dims, dtype, voxel size, channels, scenes, chunks and size (reads metadata only)."""
+    from subcell.io import describe
+
+    d = describe(file, scene=_scene(scene), voxel_size=voxel_size, axes=axes)
+    if as_json:
+        typer.echo(json.dumps(d, indent=2))
+        return
+    vs = d["voxel_size_um"]
+    rows = [
+        ("file", d["path"]),
+        ("format", d["format"]),
+        ("dims", "  ".join(f"{k}={v}" for k, v in d["dims"].items())),
+        ("dtype", d["dtype"]),
+        ("voxel size", f"z={vs[0]:.6g} y={vs[1]:.6g} x={vs[2]:.6g} µm ({d['voxel_size_source']})" if vs else d["voxel_size_source"]),
+        ("channels", ", ".join(d["channels"])),
+        ("time interval", f"{d['time_interval_s']:.6g} s" if d["time_interval_s"] else "—"),
+        ("scenes", f"{len(d['scenes'])}: {', '.join(d['scenes'][:8])}{' …' if len(d['scenes']) > 8 else ''}"),
+        ("chunks", " × ".join(str(c) for c in d["chunks"])),
+        ("size", f"{_human(d['size_bytes'])} in memory, {_human(d['file_bytes'])} on disk"),
+    ]
+    if d["labels"]:
+        rows.append(("labels", ", ".join(d["labels"])))
+    for note in d["notes"]:
+        rows.append(("note", note))
+    width = max(len(k) for k, _ in rows)
+    for k, v in rows:
+        typer.echo(f"{k:<{width}}  {v}")
+
+
+def _human(n: int) -> str:
+    size = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if size < 1024 or unit == "TiB":
+            return f"{size:.1f} {unit}" if unit != "B" else f"{int(size)} B"
+        size /= 1024
+    return f"{n} B"
+
+
+@app.command()
+def convert(
+    input: Annotated[Path, typer.Argument(help="Input image file.")],
+    output: Annotated[Path, typer.Argument(help="Output: *.ome.zarr or *.ome.tif.")],
+    voxel_size: VoxelSizeOpt = None,
+    channel_names: Annotated[
+        Optional[str], typer.Option("--channel-names", help="Comma-separated channel names, e.g. brightfield,dna.")  # noqa: UP045
+    ] = None,
+    axes: AxesOpt = None,
+    scene: SceneOpt = None,
+    force_voxel_size: Annotated[
+        bool, typer.Option("--force-voxel-size", help="Let --voxel-size override a different value in the file.")
+    ] = False,
+    ngff_version: Annotated[str, typer.Option("--ngff-version", help="OME-Zarr version: 0.4 or 0.5.")] = "0.4",
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing output.")] = False,
+) -> None:
+    """Convert between formats, streaming chunk by chunk; metadata (µm, channels, provenance) is kept."""
+    from subcell.io import read, write
+    from subcell.io._atomic import check_output
+    from subcell.io.writer import output_format
+
+    output_format(output)
+    check_output(output, overwrite=overwrite)  # fail before reading anything
+    names = [c.strip() for c in channel_names.split(",")] if channel_names else None
+    image = read(input, scene=_scene(scene), voxel_size=voxel_size, channel_names=names, axes=axes, force=force_voxel_size)
+    image = image.with_metadata(provenance=image.provenance.then("convert", {"output": str(output)}))
+    write(image, output, overwrite=overwrite, ngff_version=ngff_version)
+    typer.echo(f"wrote {output} ({' '.join(f'{k}={v}' for k, v in image.sizes.items())}, {image.dtype}, {image.voxel_size})")
+
+
+@manifest_app.command("check")
+def manifest_check(
+    file: Annotated[Path, typer.Argument(help="Manifest (.csv or .parquet).")],
+    no_files: Annotated[bool, typer.Option("--no-files", help="Skip opening the referenced images.")] = False,
+) -> None:
+    """Validate a manifest; print every problem (row, column, value, expected) or a summary."""
+    from collections import Counter
+
+    from subcell.io import read_manifest
+
+    m = read_manifest(file, check_files=not no_files)
+    splits = Counter(r.split or "-" for r in m)
+    typer.echo(f"{file}: {len(m)} rows OK ({', '.join(f'{k}: {v}' for k, v in sorted(splits.items()))})")
+
+
+@app.command()
+def demo(
+    out: Annotated[Path, typer.Option("--out", help="Output folder.")] = Path("demo_output"),
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace outputs from an earlier run.")] = False,
+    seed: Annotated[int, typer.Option("--seed", help="Random seed of the synthetic data.")] = 0,
+) -> None:
+    """Run the end-to-end pipeline on built-in synthetic data."""
+    from subcell.cli.demo import run_demo
+
+    for line in run_demo(out, overwrite=overwrite, seed=seed):
+        typer.echo(line)
+
+
+def run(argv: list[str] | None = None) -> int:
+    """Entry point: run the app, turning user errors into one line on stderr and exit status 2."""
+    import click
+
+    from subcell.errors import ManifestError, SubcellError
+
+    args = list(sys.argv[1:] if argv is None else argv)
+    try:
+        result: Any = app(args=args, prog_name="subcell", standalone_mode=False)
+        return int(result) if isinstance(result, int) else 0
+    except click.exceptions.Exit as e:
+        return int(e.exit_code)
+    except click.ClickException as e:
+        e.show()
+        return int(e.exit_code)
+    except click.exceptions.Abort:
+        typer.echo("aborted", err=True)
+        return 130
+    except SubcellError as e:
+        if _STATE["verbose"] or "--verbose" in args or "-v" in args:
+            import traceback
+
+            traceback.print_exc()
+        if isinstance(e, ManifestError):
+            typer.echo(f"error: {e}", err=True)
+        else:
+            typer.echo(f"error: {' '.join(str(e).split())}", err=True)
+        return 2
+
+
+def entry() -> None:
+    """Console-script entry point."""
+    sys.exit(run())

@@ -1,0 +1,23 @@
+"""Reading and writing microscopy images and dataset manifests. The only layer that opens files."""
+
+from __future__ import annotations
+
+from subcell.io.info import describe
+from subcell.io.manifest import Manifest, ManifestRow, read_manifest
+from subcell.io.ome_zarr_writer import OmeZarrWriter
+from subcell.io.reader import detect_format, label_names, read, read_labels
+from subcell.io.writer import output_format, write
+
+__all__ = [
+    "read",
+    "read_labels",
+    "label_names",
+    "write",
+    "OmeZarrWriter",
+    "describe",
+    "detect_format",
+    "output_format",
+    "read_manifest",
+    "Manifest",
+    "ManifestRow",
+]

@@ -1,0 +1,76 @@
+"""Atomic outputs: write under a temporary name beside the target, rename into place only when complete."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from subcell.errors import InputFileError, OutputExistsError
+
+__all__ = ["atomic_output", "check_output", "temporary_sibling", "commit", "discard"]
+
+
+def check_output(path: str | Path, *, overwrite: bool) -> Path:
+    """Fail early (before any work) when ``path`` exists and ``overwrite`` is false, or its folder is missing."""
+    path = Path(path)
+    if path.exists() and not overwrite:
+        raise OutputExistsError("output already exists; pass overwrite=True (CLI: --overwrite) to replace it", path=path)
+    if not path.parent.exists():
+        raise InputFileError(f"output folder {str(path.parent)!r} does not exist", path=path)
+    return path
+
+
+def temporary_sibling(path: Path) -> Path:
+    """A hidden, unique name in the same folder (same filesystem, so the final rename is atomic)."""
+    return path.parent / f".{path.name}.partial-{uuid.uuid4().hex[:12]}"
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    elif path.exists() or path.is_symlink():
+        path.unlink(missing_ok=True)
+
+
+def commit(tmp: Path, path: Path) -> None:
+    """Move a finished temporary output into place, replacing an existing one only after success."""
+    backup = None
+    if path.exists() or path.is_symlink():
+        backup = path.parent / f".{path.name}.old-{uuid.uuid4().hex[:12]}"
+        os.replace(path, backup)
+    try:
+        os.replace(tmp, path)
+    except BaseException:
+        if backup is not None:
+            os.replace(backup, path)
+        raise
+    if backup is not None:
+        _remove(backup)
+
+
+def discard(tmp: Path) -> None:
+    """Remove an unfinished temporary output."""
+    _remove(tmp)
+
+
+@contextmanager
+def atomic_output(path: str | Path, *, overwrite: bool) -> Iterator[Path]:
+    """Yield a temporary path to write to; on success it replaces ``path``, on error it is removed.
+
+    Examples
+    --------
+    >>> with atomic_output("out.ome.tif", overwrite=True) as tmp:  # doctest: +SKIP
+    ...     write_somehow(tmp)
+    """
+    target = check_output(path, overwrite=overwrite)
+    tmp = temporary_sibling(target)
+    try:
+        yield tmp
+    except BaseException:
+        discard(tmp)
+        raise
+    commit(tmp, target)

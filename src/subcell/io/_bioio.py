@@ -1,0 +1,189 @@
+"""OME-TIFF, OME-Zarr and vendor formats through bioio, with units taken from the OME / NGFF metadata itself."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+from typing import Any
+
+from subcell.errors import InputFileError, MetadataError
+from subcell.io._raw import RawImage
+from subcell.io._tiff import check_tiff_complete, open_tiff, read_tiff, scene_index
+
+__all__ = ["read_ome_tiff", "read_ome_zarr", "read_vendor", "PROVENANCE_NS", "VENDOR_PLUGINS", "ngff_attrs"]
+
+PROVENANCE_NS = "https://subcell.dev/provenance"
+
+VENDOR_PLUGINS = {".czi": "bioio-czi", ".nd2": "bioio-nd2", ".lif": "bioio-lif"}
+
+_LENGTH_UM = {
+    "µm": 1.0, "um": 1.0, "micrometer": 1.0, "nm": 1e-3, "nanometer": 1e-3, "mm": 1e3, "millimeter": 1e3,
+    "cm": 1e4, "centimeter": 1e4, "m": 1e6, "meter": 1e6, "Å": 1e-4, "angstrom": 1e-4, "pm": 1e-6, "picometer": 1e-6,
+}  # fmt: skip
+_TIME_S = {"s": 1.0, "second": 1.0, "ms": 1e-3, "millisecond": 1e-3, "min": 60.0, "minute": 60.0, "h": 3600.0, "hour": 3600.0}
+
+
+def _unit_value(unit: Any) -> str:
+    return str(getattr(unit, "value", unit) or "")
+
+
+def read_ome_tiff(path: Path, *, scene: int | str | None = None) -> RawImage:
+    """OME-TIFF via bioio-ome-tiff; physical sizes, time increment and provenance from the OME-XML."""
+    import ome_types
+
+    with open_tiff(path) as tf:
+        check_tiff_complete(tf, path)
+        xml = tf.ome_metadata
+    if not xml:  # named .ome.tif but written without OME-XML
+        return read_tiff(path, scene=scene)
+    try:
+        ome = ome_types.from_xml(xml)
+    except Exception as e:
+        raise InputFileError(f"OME-XML in this OME-TIFF is invalid ({str(e).splitlines()[0]})", path=path) from None
+    from bioio_ome_tiff import Reader
+
+    reader = Reader(str(path))
+    scenes = tuple(reader.scenes)
+    idx = scene_index(path, scene, scenes)
+    reader.set_scene(idx)
+    pixels = ome.images[idx].pixels
+    vs = tuple(
+        _length_um(getattr(pixels, f"physical_size_{a}"), getattr(pixels, f"physical_size_{a}_unit")) for a in "zyx"
+    )
+    note = None if all(v is not None for v in vs[1:]) else "its OME-XML has no PhysicalSizeX/Y"
+    ti = None
+    if pixels.time_increment:
+        ti = float(pixels.time_increment) * _TIME_S.get(_unit_value(pixels.time_increment_unit), 1.0)
+    names = [c.name or f"c{i}" for i, c in enumerate(pixels.channels)] or None
+    data, dims = _squeeze_samples(reader.dask_data, reader.dims.order)
+    prov = None
+    for ann in ome.structured_annotations.map_annotations if ome.structured_annotations else []:
+        if ann.namespace == PROVENANCE_NS:
+            value = ann.value if isinstance(ann.value, dict) else {m.k: m.value for m in ann.value.ms}
+            prov = json.loads(value.get("provenance", "{}"))
+    return RawImage(
+        data=data, dims=dims, voxel_size=vs, voxel_size_note=note, channel_names=names, time_interval=ti,  # type: ignore[arg-type]
+        scenes=scenes, scene=scenes[idx] if len(scenes) > 1 else None, fmt="ome-tiff", provenance=prov,
+    )  # fmt: skip
+
+
+def _length_um(value: Any, unit: Any) -> float | None:
+    if value is None:
+        return None
+    factor = _LENGTH_UM.get(_unit_value(unit) or "µm")
+    return float(value) * factor if factor is not None else None
+
+
+def _squeeze_samples(data: Any, dims: str) -> tuple[Any, str]:
+    """bioio may add an ``S`` (samples) axis: drop it when 1, read RGB samples as channels when C is 1."""
+    if "S" not in dims:
+        return data, dims
+    s = dims.index("S")
+    if data.shape[s] == 1:
+        return data[tuple(0 if i == s else slice(None) for i in range(data.ndim))], dims.replace("S", "")
+    c = dims.index("C")
+    if data.shape[c] == 1:
+        data = data[tuple(0 if i == c else slice(None) for i in range(data.ndim))]
+        return data, dims.replace("C", "").replace("S", "C")
+    raise MetadataError("image has both channels and RGB samples; not supported", field="dims")
+
+
+def ngff_attrs(path: Path) -> dict[str, Any]:
+    """The root attributes of an OME-Zarr, with NGFF 0.5's ``ome`` block merged in (``ngff_version`` added)."""
+    import zarr
+
+    try:
+        group = zarr.open_group(str(path), mode="r")
+    except Exception as e:
+        raise InputFileError(f"not a readable OME-Zarr store ({type(e).__name__}: {e})", path=path) from None
+    attrs = dict(group.attrs)
+    if "ome" in attrs:
+        merged = {k: v for k, v in attrs.items() if k != "ome"}
+        merged.update(attrs["ome"])
+        merged["ngff_version"] = attrs["ome"].get("version", "0.5")
+        return merged
+    ms = attrs.get("multiscales") or [{}]
+    attrs["ngff_version"] = ms[0].get("version", "0.4")
+    return attrs
+
+
+def read_ome_zarr(path: Path, *, scene: int | str | None = None) -> RawImage:
+    """OME-Zarr (NGFF 0.4 or 0.5) via bioio-ome-zarr; scales and units from the NGFF metadata."""
+    attrs = ngff_attrs(path)
+    multiscales = attrs.get("multiscales")
+    if not multiscales:
+        raise InputFileError("folder has no NGFF 'multiscales' metadata; is it an OME-Zarr image?", path=path)
+    from bioio_ome_zarr import Reader
+
+    try:
+        reader = Reader(str(path))
+    except Exception as e:
+        raise InputFileError(f"OME-Zarr could not be opened ({type(e).__name__}: {e})", path=path) from None
+    scenes = tuple(reader.scenes)
+    idx = scene_index(path, scene, scenes)
+    reader.set_scene(idx)
+    ms = multiscales[min(idx, len(multiscales) - 1)]
+    axes = [a if isinstance(a, dict) else {"name": a} for a in ms.get("axes", [])]
+    scale = _level0_scale(ms, len(axes))
+    spatial: dict[str, float | None] = {}
+    time_interval = None
+    unitless = []
+    for ax, s in zip(axes, scale, strict=False):
+        name = str(ax.get("name", "")).lower()
+        unit = ax.get("unit")
+        if name in ("z", "y", "x"):
+            factor = _LENGTH_UM.get(str(unit)) if unit else None
+            if factor is None:
+                unitless.append(name)
+            spatial[name] = s * factor if factor is not None else None
+        elif name == "t" and unit in _TIME_S and s and s > 0:
+            time_interval = s * _TIME_S[unit]
+    subcell_attrs = attrs.get("subcell", {})
+    if "time_interval" in subcell_attrs:
+        time_interval = subcell_attrs["time_interval"]
+    vs = (spatial.get("z"), spatial.get("y"), spatial.get("x"))
+    note = f"its NGFF axes {unitless} have no length unit" if unitless else None
+    data, dims = _squeeze_samples(reader.dask_data, reader.dims.order)
+    names = [str(c) for c in reader.channel_names] if reader.channel_names else None
+    return RawImage(
+        data=data, dims=dims, voxel_size=vs, voxel_size_note=note, channel_names=names, time_interval=time_interval,
+        scenes=scenes, scene=scenes[idx] if len(scenes) > 1 else None,
+        fmt=f"ome-zarr (NGFF {attrs.get('ngff_version')})", provenance=subcell_attrs.get("provenance"),
+    )  # fmt: skip
+
+
+def _level0_scale(ms: dict[str, Any], n: int) -> list[float]:
+    scale = [1.0] * n
+    for transforms in (ms.get("coordinateTransformations") or [], ms["datasets"][0].get("coordinateTransformations") or []):
+        for t in transforms:
+            if t.get("type") == "scale":
+                scale = [a * float(b) for a, b in zip(scale, t["scale"], strict=False)]
+    return scale
+
+
+def read_vendor(path: Path, *, scene: int | str | None = None) -> RawImage:
+    """CZI / ND2 / LIF (and anything else bioio has a plugin for)."""
+    plugin = VENDOR_PLUGINS.get(path.suffix.lower())
+    if plugin and importlib.util.find_spec(plugin.replace("-", "_")) is None:
+        raise InputFileError(
+            f"reading {path.suffix} files needs the bioio plugin {plugin!r}: pip install {plugin}", path=path
+        )
+    import bioio
+
+    try:
+        img = bioio.BioImage(str(path))
+    except Exception as e:
+        raise InputFileError(f"no installed reader could open this file ({type(e).__name__}: {e})", path=path) from None
+    scenes = tuple(img.scenes)
+    idx = scene_index(path, scene, scenes)
+    img.set_scene(idx)
+    pps = img.physical_pixel_sizes
+    ti = img.time_interval
+    seconds = ti.total_seconds() if hasattr(ti, "total_seconds") else (float(ti) if ti else None)
+    data, dims = _squeeze_samples(img.dask_data, img.dims.order)
+    return RawImage(
+        data=data, dims=dims, voxel_size=(pps.Z, pps.Y, pps.X), channel_names=[str(c) for c in img.channel_names],
+        time_interval=seconds or None, scenes=scenes, scene=scenes[idx] if len(scenes) > 1 else None,
+        fmt=f"bioio ({type(img.reader).__module__.split('.')[0]})",
+    )  # fmt: skip

@@ -1,0 +1,227 @@
+"""Plain TIFF and ImageJ hyperstacks, read lazily with tifffile.
+
+bioio's TIFF reader reports a pixel size for every file, even when the file only states a print resolution or
+no unit at all. Microscopists' folders are full of such files, so this reader decides which metadata it can
+trust (micrometre units in ImageJ metadata, centimetre resolution units) and reports the rest as unknown, so the
+user is asked instead of being given a made-up scale.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from subcell.errors import InputFileError, MetadataError
+from subcell.io._raw import RawImage, map_axes
+
+__all__ = ["read_tiff", "open_tiff", "check_tiff_complete", "scene_index"]
+
+# µm per unit for the length units ImageJ writes
+_UNITS_UM = {
+    "micron": 1.0,
+    "microns": 1.0,
+    "um": 1.0,
+    "µm": 1.0,
+    "μm": 1.0,
+    "\\u00b5m": 1.0,
+    "micrometer": 1.0,
+    "micrometre": 1.0,
+    "nm": 1e-3,
+    "nanometer": 1e-3,
+    "mm": 1e3,
+    "millimeter": 1e3,
+}
+_PLAUSIBLE_UM = (1e-3, 1e3)  # a voxel edge outside this range is not a microscope's
+_CHUNK_BYTES = 64 << 20
+
+
+def open_tiff(path: Path) -> Any:
+    """Open with tifffile, turning format errors into one-line input errors."""
+    import tifffile
+
+    try:
+        return tifffile.TiffFile(path)
+    except tifffile.TiffFileError as e:
+        raise InputFileError(f"not a readable TIFF file ({e})", path=path) from None
+    except (OSError, ValueError, struct.error) as e:
+        raise InputFileError(f"not a readable TIFF file ({type(e).__name__}: {e})", path=path) from None
+
+
+def check_tiff_complete(tf: Any, path: Path) -> None:
+    """Detect a truncated file up front: every page's pixel data must lie inside the file."""
+    size = os.path.getsize(path)
+    series = tf.series[0] if tf.series else None
+    expected_pages = None
+    if series is not None and series.kind not in ("imagej",) and series.dataoffset is None:
+        expected_pages = len(series.pages)
+    try:
+        pages = list(tf.pages)  # parses the whole IFD chain (metadata only)
+    except Exception as e:  # tifffile raises various errors on a cut IFD chain
+        raise InputFileError(f"TIFF is truncated or corrupt ({e})", path=path) from None
+    for page in pages:
+        offsets = getattr(page, "dataoffsets", ()) or ()
+        counts = getattr(page, "databytecounts", ()) or ()
+        if offsets and counts and max(o + c for o, c in zip(offsets, counts, strict=False)) > size:
+            raise InputFileError(
+                f"TIFF is truncated: page {page.index} needs bytes up to "
+                f"{max(o + c for o, c in zip(offsets, counts, strict=False))} but the file has {size}",
+                path=path,
+            )
+    if series is not None and series.dataoffset is not None:
+        end = series.dataoffset + int(np.prod(series.shape)) * np.dtype(series.dtype).itemsize
+        if end > size:
+            raise InputFileError(f"TIFF is truncated: pixel data needs {end} bytes but the file has {size}", path=path)
+    if expected_pages is not None and expected_pages == 0:
+        raise InputFileError("TIFF has no image pages", path=path)
+
+
+class _TiffPages:
+    """Array-like view of one TIFF series that reads only the pages a slice needs (picklable, no open handle)."""
+
+    def __init__(self, path: Path, series: int, shape: tuple[int, ...], dtype: np.dtype[Any], n_page_dims: int):
+        self.path = str(path)
+        self.series = series
+        self.shape = tuple(shape)
+        self.dtype = np.dtype(dtype)
+        self.ndim = len(shape)
+        self.n_page_dims = n_page_dims  # leading axes that index pages
+
+    def __getitem__(self, key: Any) -> np.ndarray:
+        import tifffile
+
+        if not isinstance(key, tuple):
+            key = (key,)
+        key = key + (slice(None),) * (self.ndim - len(key))
+        lead = self.shape[: self.n_page_dims]
+        ranges = [range(*k.indices(n)) for k, n in zip(key[: self.n_page_dims], lead, strict=True)]
+        grid = np.meshgrid(*[np.asarray(r, dtype=np.int64) for r in ranges], indexing="ij")
+        pages = np.ravel_multi_index([g.ravel() for g in grid], lead) if lead else np.array([0])
+        out_lead = tuple(len(r) for r in ranges)
+        if pages.size == 0:
+            return np.empty(out_lead + self.shape[self.n_page_dims :], self.dtype)[(Ellipsis, *key[self.n_page_dims :])]
+        arr = tifffile.imread(self.path, series=self.series, key=[int(p) for p in pages], maxworkers=1)
+        arr = np.asarray(arr).reshape(out_lead + self.shape[self.n_page_dims :])
+        return arr[(slice(None),) * self.n_page_dims + tuple(key[self.n_page_dims :])]
+
+
+def _imagej_voxel_size(
+    tf: Any, page: Any, ij: dict[str, Any]
+) -> tuple[tuple[float | None, float | None, float | None], str | None]:
+    unit = str(ij.get("unit", "")).strip().lower()
+    factor = _UNITS_UM.get(unit)
+    if factor is None:
+        return (None, None, None), f"its ImageJ length unit is {unit or 'missing'!r}, not a micrometre unit"
+    yx = _resolution_um(page, factor)
+    spacing = ij.get("spacing")
+    z = float(spacing) * factor if spacing is not None else None
+    return (z, *yx), None
+
+
+def _resolution_um(page: Any, um_per_unit: float) -> tuple[float | None, float | None]:
+    out: list[float | None] = []
+    for tag in ("YResolution", "XResolution"):
+        t = page.tags.get(tag)
+        if t is None:
+            out.append(None)
+            continue
+        num, den = t.value if isinstance(t.value, tuple) else (t.value, 1)
+        if not num or not den:
+            out.append(None)
+            continue
+        out.append(um_per_unit * den / num)  # resolution is pixels per unit
+    return out[0], out[1]
+
+
+def _plain_voxel_size(page: Any) -> tuple[tuple[float | None, float | None, float | None], str | None]:
+    unit_tag = page.tags.get("ResolutionUnit")
+    unit = int(unit_tag.value) if unit_tag is not None else 2  # TIFF default is inch
+    if unit == 3:  # centimetre
+        y, x = _resolution_um(page, 1e4)
+        return (None, y, x), None
+    if unit == 2:
+        return (None, None, None), "its TIFF resolution is per inch, a print resolution, not a pixel size"
+    return (None, None, None), "its TIFF resolution has no unit"
+
+
+def read_tiff(path: Path, *, scene: int | str | None = None, axes: str | None = None) -> RawImage:
+    """Read a plain TIFF / ImageJ hyperstack lazily, reporting only metadata that can be trusted."""
+    import dask.array as da
+
+    with open_tiff(path) as tf:
+        check_tiff_complete(tf, path)
+        n_series = len(tf.series)
+        if n_series == 0:
+            raise InputFileError("TIFF has no image series", path=path)
+        scenes = tuple(s.name or f"series{i}" for i, s in enumerate(tf.series))
+        idx = scene_index(path, scene, scenes)
+        series = tf.series[idx]
+        shape = tuple(int(s) for s in series.shape)
+        file_axes = series.axes
+        dtype = np.dtype(series.dtype)
+        page = series.pages[0] if series.pages else tf.pages[0]
+        ij = tf.imagej_metadata if tf.is_imagej else None
+        if ij is not None:
+            vs, note = _imagej_voxel_size(tf, page, ij)
+            finterval = ij.get("finterval")
+            time_interval = float(finterval) if finterval else None
+        else:
+            vs, note = _plain_voxel_size(page)
+            time_interval = None
+
+    vs = _plausible(vs)
+    if note is None and any(v is None for v in vs[1:]):
+        note = "its pixel size is missing or implausible"
+    # pages hold the trailing YX (or YXS) axes; everything before indexes pages
+    n_trailing = 3 if file_axes.endswith("S") else 2
+    n_page_dims = len(shape) - n_trailing
+    dims = map_axes(path, file_axes, shape, axes)
+    notes = []
+    if axes is None and dims != file_axes and any(a in "QI" for a in file_axes):
+        notes.append(f"file axes {file_axes} read as {dims} (plain stack: first axis taken as Z)")
+    pages = _TiffPages(path, idx, shape, dtype, n_page_dims)
+    chunks = _page_chunks(shape, n_page_dims, dtype)
+    data = da.from_array(pages, chunks=chunks, asarray=False, lock=False, fancy=False, meta=np.empty((0,) * len(shape), dtype))
+    return RawImage(
+        data=data,
+        dims=dims,
+        voxel_size=vs,
+        voxel_size_note=note,
+        time_interval=time_interval,
+        scenes=scenes,
+        scene=scenes[idx] if n_series > 1 else None,
+        fmt="imagej-tiff" if ij is not None else "tiff",
+        notes=notes,
+    )
+
+
+def _plausible(vs: tuple[float | None, ...]) -> tuple[float | None, float | None, float | None]:
+    lo, hi = _PLAUSIBLE_UM
+    out = tuple(v if v is not None and lo <= v <= hi else None for v in vs)
+    return out  # type: ignore[return-value]
+
+
+def _page_chunks(shape: tuple[int, ...], n_page_dims: int, dtype: np.dtype[Any]) -> tuple[int, ...]:
+    """One chunk = up to ~64 MiB of whole pages along the innermost page axis."""
+    page_bytes = int(np.prod(shape[n_page_dims:])) * dtype.itemsize
+    per_chunk = max(1, _CHUNK_BYTES // max(page_bytes, 1))
+    chunks = [1] * n_page_dims + list(shape[n_page_dims:])
+    if n_page_dims:
+        chunks[n_page_dims - 1] = min(shape[n_page_dims - 1], per_chunk)
+    return tuple(chunks)
+
+
+def scene_index(path: Path, scene: int | str | None, scenes: tuple[str, ...]) -> int:
+    """Index of ``scene`` (an index or a name) among ``scenes``."""
+    if scene is None:
+        return 0
+    if isinstance(scene, int) or (isinstance(scene, str) and scene.isdigit()):
+        i = int(scene)
+        if 0 <= i < len(scenes):
+            return i
+    elif scene in scenes:
+        return scenes.index(scene)
+    raise MetadataError(f"unknown scene {scene!r}; the file has {len(scenes)}: {list(scenes)}", path=path, field="scene")

@@ -1,0 +1,75 @@
+"""Metadata summary of a file (what ``subcell info`` prints), without loading pixel data."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from subcell.errors import MetadataError
+from subcell.io._raw import resolve
+from subcell.io.reader import _read_raw, label_names
+
+__all__ = ["describe"]
+
+
+def describe(
+    path: str | Path,
+    *,
+    scene: int | str | None = None,
+    voxel_size: Sequence[float] | None = None,
+    axes: str | None = None,
+) -> dict[str, Any]:
+    """Dims, dtype, voxel size, channels, scenes, chunks and sizes of a file (metadata only).
+
+    Unlike :func:`~subcell.io.read`, a missing voxel size is reported (as ``None`` with the reason) rather than
+    raised, so users can inspect files before deciding on ``--voxel-size``.
+    """
+    p = Path(path)
+    if not p.exists():
+        from subcell.errors import InputFileError
+
+        raise InputFileError("file not found", path=p)
+    raw = _read_raw(p, scene=scene, axes=axes)
+    info: dict[str, Any] = {"path": str(p), "format": raw.fmt}
+    try:
+        img = resolve(raw, p, voxel_size=voxel_size)
+        info["voxel_size_um"] = list(img.voxel_size.as_tuple())
+        info["voxel_size_source"] = img.provenance.parameters.get("voxel_size_source", "file")
+        dims = dict(img.sizes)
+        chunks = img.data.chunks
+        names = list(img.channel_names)
+        dtype = img.dtype
+        nbytes = img.nbytes
+        ti = img.time_interval
+    except MetadataError as e:
+        if e.field != "voxel_size":
+            raise
+        info["voxel_size_um"] = None
+        info["voxel_size_source"] = f"unknown: {e.message}"
+        dims = dict(zip(raw.dims, raw.data.shape, strict=True))
+        chunks = raw.data.chunks
+        names = raw.channel_names or [f"c{i}" for i in range(dims.get("C", 1))]
+        dtype = raw.data.dtype
+        nbytes = int(raw.data.nbytes)
+        ti = raw.time_interval
+    info.update(
+        dims=dims,
+        dtype=str(dtype),
+        channels=names,
+        time_interval_s=ti,
+        scenes=list(raw.scenes),
+        scene=raw.scene,
+        chunks=[int(max(c)) if c else 0 for c in chunks],
+        size_bytes=nbytes,
+        file_bytes=_disk_size(p),
+        labels=label_names(p),
+        notes=list(raw.notes),
+    )
+    return info
+
+
+def _disk_size(p: Path) -> int:
+    if p.is_dir():
+        return sum(f.stat().st_size for f in p.rglob("*") if f.is_file())
+    return p.stat().st_size

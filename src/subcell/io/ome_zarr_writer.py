@@ -1,0 +1,383 @@
+"""Streaming OME-Zarr writer: create from shape/dtype, fill block by block, pyramid + metadata on close.
+
+Written by hand on top of ``zarr`` because the writers we evaluated either hold the volume in memory
+(ome-zarr-py's ``write_image`` on NumPy) or downsample every level with nearest-neighbour on unaligned
+regions (bioio-ome-zarr's ``write_region``). Here level 0 is filled first (in any order, by any number of
+workers writing whole chunks), then each coarser level is computed chunk-wise from the previous one with a
+local mean (images) or a stride (labels), so memory stays bounded by a few chunks.
+
+The store is written under a hidden temporary name and renamed into place by :meth:`OmeZarrWriter.close`:
+an interrupted write never leaves something that looks like a finished OME-Zarr.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from subcell.errors import ValueRangeError
+from subcell.image import Image, Provenance, VoxelSize
+from subcell.io._atomic import check_output, commit, discard, temporary_sibling
+
+__all__ = ["OmeZarrWriter", "plan_pyramid", "NGFF_VERSIONS"]
+
+NGFF_VERSIONS = ("0.4", "0.5")
+_AXES = [
+    {"name": "t", "type": "time", "unit": "second"},
+    {"name": "c", "type": "channel"},
+    {"name": "z", "type": "space", "unit": "micrometer"},
+    {"name": "y", "type": "space", "unit": "micrometer"},
+    {"name": "x", "type": "space", "unit": "micrometer"},
+]
+_SUPPORTED = {"uint8", "uint16", "uint32", "int8", "int16", "int32", "int64", "uint64", "float32", "float64"}
+
+
+def plan_pyramid(
+    shape: Sequence[int], voxel_size: VoxelSize, *, levels: int | None = None, min_size: int = 256
+) -> list[tuple[int, int, int]]:
+    """Cumulative (z, y, x) downsampling factors per level, level 0 first.
+
+    Each level halves the axes that are finer than the coarsest one (so anisotropic z-stacks first become more
+    isotropic), until the largest y/x extent fits ``min_size`` or ``levels`` is reached.
+    """
+    z, y, x = (int(s) for s in shape[-3:])
+    vs = list(voxel_size.as_tuple())
+    factors = [(1, 1, 1)]
+    cur = [1, 1, 1]
+    max_levels = levels if levels is not None else 10
+    while len(factors) < max_levels:
+        if levels is None and max(y // cur[1], x // cur[2]) <= min_size:
+            break
+        coarsest = max(v * c for v, c in zip(vs, cur, strict=True))
+        step = [2 if (v * c * 2 <= coarsest * 1.5) else 1 for v, c in zip(vs, cur, strict=True)]
+        if step == [1, 1, 1]:
+            step = [2, 2, 2]
+        nxt = [c * s for c, s in zip(cur, step, strict=True)]
+        nxt = [c if n // c >= 1 else c // s for c, s, n in zip(nxt, step, (z, y, x), strict=True)]
+        if all(n // c < 2 for n, c in zip((z, y, x), nxt, strict=True)) or nxt == cur:
+            break
+        cur = nxt
+        factors.append((cur[0], cur[1], cur[2]))
+    return factors
+
+
+class OmeZarrWriter:
+    """Write one OME-Zarr image (NGFF 0.4 or 0.5), optionally with NGFF label images.
+
+    Parameters
+    ----------
+    path : str or Path
+        Output store, e.g. ``out.ome.zarr``.
+    shape : (T, C, Z, Y, X)
+        Level-0 shape.
+    dtype : dtype
+        Pixel type.
+    voxel_size : VoxelSize or (z, y, x) µm
+    channel_names : sequence of str, optional
+    time_interval : float, optional
+        Seconds between timepoints.
+    provenance : Provenance, optional
+    chunks : (T, C, Z, Y, X), optional
+        Default ``(1, 1, min(Z, 32), min(Y, 256), min(X, 256))``.
+    levels : int, optional
+        Pyramid levels including level 0; default: until the image fits 256 px.
+    ngff_version : {"0.4", "0.5"}
+        0.4 (Zarr v2) is read by every current viewer; 0.5 (Zarr v3) by the newest.
+    overwrite : bool
+        Replace an existing output (only once the new one is complete).
+
+    Examples
+    --------
+    >>> with OmeZarrWriter("out.ome.zarr", shape=(1, 1, 64, 512, 512), dtype="uint16",
+    ...                    voxel_size=(0.29, 0.108, 0.108)) as w:            # doctest: +SKIP
+    ...     for region, block in blocks:
+    ...         w.write_region(region, block)
+    """
+
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        shape: Sequence[int],
+        dtype: Any,
+        voxel_size: VoxelSize | Sequence[float],
+        channel_names: Sequence[str] | None = None,
+        time_interval: float | None = None,
+        provenance: Provenance | None = None,
+        chunks: Sequence[int] | None = None,
+        levels: int | None = None,
+        ngff_version: str = "0.4",
+        overwrite: bool = False,
+    ) -> None:
+        import zarr
+
+        if ngff_version not in NGFF_VERSIONS:
+            raise ValueRangeError(f"expected one of {NGFF_VERSIONS}, got {ngff_version!r}", field="ngff_version")
+        self.shape = tuple(int(s) for s in shape)
+        if len(self.shape) != 5 or min(self.shape) < 1:
+            raise ValueRangeError(f"expected a positive (T, C, Z, Y, X) shape, got {tuple(shape)}", field="shape")
+        self.dtype = _check_dtype(dtype)
+        self.voxel_size = VoxelSize.of(voxel_size)
+        self.channel_names = list(channel_names) if channel_names is not None else [f"c{i}" for i in range(self.shape[1])]
+        if len(self.channel_names) != self.shape[1]:
+            raise ValueRangeError(f"{len(self.channel_names)} channel names for {self.shape[1]} channels", field="channel_names")
+        self.time_interval = time_interval
+        self.provenance = provenance or Provenance(step="write")
+        self.chunks = tuple(int(c) for c in chunks) if chunks is not None else _default_chunks(self.shape)
+        if len(self.chunks) != 5 or min(self.chunks) < 1:
+            raise ValueRangeError(f"expected 5 positive chunk sizes (T, C, Z, Y, X), got {chunks}", field="chunks")
+        self.factors = plan_pyramid(self.shape, self.voxel_size, levels=levels)
+        self.ngff_version = ngff_version
+        self.path = check_output(path, overwrite=overwrite)
+        self._tmp = temporary_sibling(self.path)
+        self._zarr_format = 2 if ngff_version == "0.4" else 3
+        self._root = zarr.open_group(str(self._tmp), mode="w", zarr_format=self._zarr_format)
+        self._arrays = [self._create(self._root, str(i), f, self.dtype) for i, f in enumerate(self.factors)]
+        self._labels: dict[str, list[Any]] = {}
+        self._any_finite = not np.issubdtype(self.dtype, np.floating)
+        self._closed = False
+
+    # -- creation helpers ---------------------------------------------------------------------------------------
+    def _create(self, group: Any, name: str, factor: tuple[int, int, int], dtype: np.dtype[Any]) -> Any:
+        shape = self.shape[:2] + tuple(max(1, n // f) for n, f in zip(self.shape[2:], factor, strict=True))
+        chunks = tuple(min(c, s) for c, s in zip(self.chunks, shape, strict=True))
+        kwargs: dict[str, Any] = {"shape": shape, "chunks": chunks, "dtype": dtype, "fill_value": 0}
+        if self._zarr_format == 2:
+            import numcodecs
+
+            kwargs["compressors"] = [numcodecs.Blosc(cname="zstd", clevel=5, shuffle=numcodecs.Blosc.BITSHUFFLE)]
+            kwargs["chunk_key_encoding"] = {"name": "v2", "separator": "/"}
+        else:
+            from zarr.codecs import BloscCodec
+
+            kwargs["compressors"] = [BloscCodec(cname="zstd", clevel=5, shuffle="bitshuffle")]
+            kwargs["dimension_names"] = [a["name"] for a in _AXES]
+        return group.create_array(name=name, **kwargs)
+
+    @property
+    def level0(self) -> Any:
+        """The full-resolution zarr array (for advanced parallel writers)."""
+        return self._arrays[0]
+
+    # -- filling ------------------------------------------------------------------------------------------------
+    def write_region(self, region: Sequence[slice], data: np.ndarray) -> None:
+        """Write one block at level 0; ``region`` is one slice per ``TCZYX`` axis (shorter tuples are padded).
+
+        Blocks written concurrently must not share a chunk (align them to ``chunks``).
+        """
+        region = tuple(region) + (slice(None),) * (5 - len(region))
+        block = np.asarray(data)
+        if self._any_finite is False and np.isfinite(block).any():
+            self._any_finite = True
+        self._arrays[0][region] = block.astype(self.dtype, copy=False)
+
+    def write(self, data: Any) -> None:
+        """Write the whole level 0 from a NumPy or Dask ``TCZYX`` array (streamed chunk by chunk for Dask)."""
+        import dask.array as da
+
+        if tuple(data.shape) != self.shape:
+            raise ValueRangeError(f"data shape {tuple(data.shape)} does not match the writer's {self.shape}", field="data")
+        if isinstance(data, np.ndarray):
+            self.write_region((slice(None),) * 5, data)
+            return
+        arr = data.astype(self.dtype) if data.dtype != self.dtype else data
+        arr = arr.rechunk(self._arrays[0].chunks)
+        store = da.store(arr, self._arrays[0], lock=False, compute=False)
+        if np.issubdtype(self.dtype, np.floating):
+            _, finite = da.compute(store, da.isfinite(arr).any())
+            self._any_finite = self._any_finite or bool(finite)
+        else:
+            da.compute(store)
+
+    def add_label(self, name: str, data: Any) -> None:
+        """Add an NGFF label image (integer instance ids, 0 = background) with the image's T/Z/Y/X extent.
+
+        ``data`` may be ``ZYX``, ``TZYX`` or ``TCZYX`` with C = 1; NumPy or Dask.
+        """
+        if not name or "/" in name or name.startswith("."):
+            raise ValueRangeError(f"label names must be plain names, got {name!r}", field="labels")
+        arr = data
+        if arr.ndim == 3:
+            arr = arr[None, None]
+        elif arr.ndim == 4:
+            arr = arr[:, None]
+        want = (self.shape[0], 1, *self.shape[2:])
+        if tuple(arr.shape) != want:
+            raise ValueRangeError(f"label {name!r} has shape {tuple(data.shape)}; expected {want} (T,1,Z,Y,X)", field="labels")
+        dtype = np.dtype(arr.dtype)
+        if dtype == np.bool_:
+            dtype = np.dtype(np.uint8)
+        if not np.issubdtype(dtype, np.integer):
+            raise ValueRangeError(f"label {name!r} must be integer instance ids, got dtype {dtype}", field="labels")
+        group = self._root.require_group("labels").require_group(name)
+        saved_shape = self.shape
+        self.shape = want
+        try:
+            arrays = [self._create(group, str(i), f, dtype) for i, f in enumerate(self.factors)]
+        finally:
+            self.shape = saved_shape
+        import dask.array as da
+
+        if isinstance(arr, np.ndarray):
+            arrays[0][...] = arr.astype(dtype, copy=False)
+        else:
+            da.store(arr.astype(dtype).rechunk(arrays[0].chunks), arrays[0], lock=False)
+        self._labels[name] = arrays
+
+    # -- finishing ----------------------------------------------------------------------------------------------
+    def close(self) -> Path:
+        """Build the pyramid, write NGFF metadata, and move the store into place. Returns the final path."""
+        if self._closed:
+            return self.path
+        try:
+            if not self._any_finite:
+                raise ValueRangeError("image has no finite values (all NaN/inf); nothing meaningful to write", path=self.path, field="data")
+            _build_pyramid(self._arrays, self.factors, labels=False)
+            for arrays in self._labels.values():
+                _build_pyramid(arrays, self.factors, labels=True)
+            self._write_metadata()
+        except BaseException:
+            self.abort()
+            raise
+        commit(self._tmp, self.path)
+        self._closed = True
+        return self.path
+
+    def abort(self) -> None:
+        """Discard everything written so far."""
+        discard(self._tmp)
+        self._closed = True
+
+    def __enter__(self) -> OmeZarrWriter:
+        return self
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        if exc_type is not None:
+            self.abort()
+        else:
+            self.close()
+
+    def _multiscale(self, name: str, *, labels: bool) -> dict[str, Any]:
+        t_scale = self.time_interval if self.time_interval else 1.0
+        datasets = []
+        vs = self.voxel_size.as_tuple()
+        for i, f in enumerate(self.factors):
+            transforms: list[dict[str, Any]] = [
+                {"type": "scale", "scale": [t_scale, 1.0, *(v * k for v, k in zip(vs, f, strict=True))]}
+            ]
+            if not labels and f != (1, 1, 1):  # a local mean is centred between the voxels it averages
+                transforms.append({"type": "translation", "translation": [0.0, 0.0, *((k - 1) / 2 * v for v, k in zip(vs, f, strict=True))]})
+            datasets.append({"path": str(i), "coordinateTransformations": transforms})
+        ms: dict[str, Any] = {"name": name, "axes": _AXES, "datasets": datasets}
+        ms["type"] = "stride" if labels else "local_mean"
+        if self.ngff_version == "0.4":
+            ms = {"version": "0.4", **ms}
+        return ms
+
+    def _ome(self, block: Mapping[str, Any]) -> dict[str, Any]:
+        if self.ngff_version == "0.4":
+            return dict(block)
+        return {"ome": {"version": "0.5", **block}}
+
+    def _write_metadata(self) -> None:
+        coarse = np.asarray(self._arrays[-1][...], dtype=np.float64)
+        channels = []
+        for c, cname in enumerate(self.channel_names):
+            plane = coarse[:, c]
+            finite = plane[np.isfinite(plane)]
+            lo, hi = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
+            channels.append({
+                "label": cname, "active": True, "color": "FFFFFF", "coefficient": 1.0, "family": "linear",
+                "inverted": False, "window": {"start": lo, "end": hi, "min": lo, "max": hi},
+            })  # fmt: skip
+        image_block = {
+            "multiscales": [self._multiscale(self.path.name, labels=False)],
+            "omero": {"channels": channels, "rdefs": {"model": "greyscale" if len(channels) == 1 else "color"}},
+        }
+        attrs = self._ome(image_block)
+        attrs["subcell"] = {
+            "provenance": self.provenance.to_dict(),
+            "time_interval": self.time_interval,
+            "channel_names": self.channel_names,
+        }
+        self._root.attrs.update(attrs)
+        if self._labels:
+            lab = self._root["labels"]
+            lab.attrs.update(self._ome({"labels": list(self._labels)}))
+            for name in self._labels:
+                block = {
+                    "multiscales": [self._multiscale(name, labels=True)],
+                    "image-label": {"version": self.ngff_version, "source": {"image": "../../"}},
+                }
+                lab[name].attrs.update(self._ome(block))
+
+
+def _default_chunks(shape: tuple[int, ...]) -> tuple[int, ...]:
+    return (1, 1, min(shape[2], 32), min(shape[3], 256), min(shape[4], 256))
+
+
+def _check_dtype(dtype: Any) -> np.dtype[Any]:
+    dt = np.dtype(dtype)
+    if dt == np.bool_:
+        return np.dtype(np.uint8)
+    if dt.name not in _SUPPORTED:
+        raise ValueRangeError(f"dtype {dt} cannot be stored; use one of {sorted(_SUPPORTED)} (e.g. float32)", field="dtype")
+    return dt
+
+
+def _build_pyramid(arrays: list[Any], factors: list[tuple[int, int, int]], *, labels: bool) -> None:
+    """Fill level i from level i-1, chunk-wise with Dask (bounded memory)."""
+    import dask.array as da
+
+    for i in range(1, len(arrays)):
+        prev = da.from_zarr(arrays[i - 1])
+        step = tuple(int(a // b) for a, b in zip(factors[i], factors[i - 1], strict=True))
+        target = arrays[i]
+        if labels:
+            down = prev[:, :, :: step[0], :: step[1], :: step[2]]
+            down = down[tuple(slice(0, n) for n in target.shape)]
+        else:
+            trimmed = prev[tuple(slice(0, (n // s) * s if s > 1 else n) for n, s in zip(prev.shape, (1, 1, *step), strict=True))]
+            down = da.coarsen(np.mean, trimmed.astype(np.float32), {2: step[0], 3: step[1], 4: step[2]}, trim_excess=True)
+            if np.issubdtype(target.dtype, np.integer):
+                info = np.iinfo(target.dtype)
+                down = da.clip(da.round(down), info.min, info.max)
+            down = down[tuple(slice(0, n) for n in target.shape)]
+        da.store(down.astype(target.dtype).rechunk(target.chunks), target, lock=False)
+
+
+def write_ome_zarr(
+    image: Image,
+    path: str | Path,
+    *,
+    labels: Mapping[str, Any] | None = None,
+    chunks: Sequence[int] | None = None,
+    levels: int | None = None,
+    ngff_version: str = "0.4",
+    overwrite: bool = False,
+) -> Path:
+    """Write an :class:`Image` (NumPy or Dask) and optional label arrays to OME-Zarr, atomically."""
+    writer = OmeZarrWriter(
+        path,
+        shape=image.shape,
+        dtype=image.dtype,
+        voxel_size=image.voxel_size,
+        channel_names=image.channel_names,
+        time_interval=image.time_interval,
+        provenance=image.provenance,
+        chunks=chunks,
+        levels=levels,
+        ngff_version=ngff_version,
+        overwrite=overwrite,
+    )
+    try:
+        writer.write(image.data)
+        for name, lab in (labels or {}).items():
+            writer.add_label(name, lab.data if isinstance(lab, Image) else lab)
+    except BaseException:
+        writer.abort()
+        raise
+    return writer.close()

@@ -1,0 +1,131 @@
+"""``subcell.io.read``: any supported file → :class:`~subcell.image.Image`, lazily, with trusted physical units."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from subcell.errors import InputFileError
+from subcell.image import Image, VoxelSize
+from subcell.io._raw import RawImage, resolve
+
+__all__ = ["read", "detect_format", "read_labels", "label_names"]
+
+_TIFF_SUFFIXES = (".tif", ".tiff")
+
+
+def detect_format(path: str | Path) -> str:
+    """``"ome-zarr"``, ``"ome-tiff"``, ``"tiff"`` or ``"vendor"`` from the name (and, for TIFF, the content)."""
+    p = Path(path)
+    name = p.name.lower()
+    if name.endswith((".zarr", ".zarr/")) or (p.is_dir() and ((p / ".zattrs").exists() or (p / "zarr.json").exists())):
+        return "ome-zarr"
+    if name.endswith((".ome.tif", ".ome.tiff", ".ome.btf")):
+        return "ome-tiff"
+    if name.endswith(_TIFF_SUFFIXES + (".btf",)):
+        return "tiff"
+    return "vendor"
+
+
+def read(
+    path: str | Path,
+    *,
+    scene: int | str | None = None,
+    voxel_size: VoxelSize | Sequence[float] | None = None,
+    channel_names: Sequence[str] | None = None,
+    axes: str | None = None,
+    force: bool = False,
+) -> Image:
+    """Open a microscopy file as a lazy :class:`~subcell.image.Image` (``TCZYX``, µm).
+
+    Parameters
+    ----------
+    path : str or Path
+        OME-TIFF, OME-Zarr (NGFF 0.4/0.5), plain TIFF / ImageJ hyperstack, or CZI/ND2/LIF with their bioio plugin.
+    scene : int or str, optional
+        Scene (series) index or name; default the first.
+    voxel_size : (z, y, x) in µm, optional
+        Required when the file does not state a trustworthy voxel size. If the file does state one, a different
+        value is an error unless ``force=True``.
+    channel_names : sequence of str, optional
+        Names replacing the file's (one per channel).
+    axes : str, optional
+        Axis letters of a plain TIFF whose axes the file does not state, e.g. ``"TZYX"``.
+    force : bool
+        Let ``voxel_size`` override a contradicting value in the file.
+
+    Returns
+    -------
+    Image
+        Lazy (Dask-backed); nothing is loaded until ``.numpy()`` / ``.compute()``.
+
+    Raises
+    ------
+    InputFileError
+        Missing, truncated or unreadable file; unsupported format or missing reader plugin.
+    MetadataError
+        Voxel size unknown or contradicted, wrong number of channel names, axes that cannot be told apart.
+    """
+    p = Path(path)
+    if not p.exists():
+        raise InputFileError("file not found", path=p)
+    raw = _read_raw(p, scene=scene, axes=axes)
+    return resolve(raw, p, voxel_size=voxel_size, channel_names=channel_names, force=force)
+
+
+def _read_raw(p: Path, *, scene: int | str | None, axes: str | None) -> RawImage:
+    from subcell.io import _bioio, _tiff
+
+    fmt = detect_format(p)
+    if axes is not None and fmt != "tiff":
+        from subcell.errors import MetadataError
+
+        raise MetadataError(
+            f"axes come from the {fmt} metadata; axes= applies to plain TIFF files only", path=p, field="axes"
+        )
+    if p.is_dir() and fmt != "ome-zarr":
+        raise InputFileError("is a folder but not an OME-Zarr store (expected a name ending in .ome.zarr)", path=p)
+    if fmt == "ome-zarr":
+        return _bioio.read_ome_zarr(p, scene=scene)
+    if fmt == "ome-tiff":
+        return _bioio.read_ome_tiff(p, scene=scene)
+    if fmt == "tiff":
+        with _tiff.open_tiff(p) as tf:
+            is_ome = tf.is_ome
+        if is_ome and axes is None:
+            return _bioio.read_ome_tiff(p, scene=scene)
+        return _tiff.read_tiff(p, scene=scene, axes=axes)
+    return _bioio.read_vendor(p, scene=scene)
+
+
+def label_names(path: str | Path) -> list[str]:
+    """Names of the NGFF label images stored in an OME-Zarr (``labels/`` group); empty when none."""
+    import zarr
+
+    p = Path(path)
+    if detect_format(p) != "ome-zarr":
+        return []
+    try:
+        group = zarr.open_group(str(p / "labels"), mode="r")
+    except Exception:
+        return []
+    attrs = dict(group.attrs)
+    attrs = attrs.get("ome", attrs)
+    return [str(n) for n in attrs.get("labels", [])]
+
+
+def read_labels(path: str | Path, name: str) -> Image:
+    """One NGFF label image of an OME-Zarr, as a lazy integer :class:`Image` with the parent's voxel size."""
+    p = Path(path)
+    if not p.exists():
+        raise InputFileError("file not found", path=p)
+    names = label_names(p)
+    if name not in names:
+        raise InputFileError(f"no label image {name!r}; the store has {names or 'none'}", path=p, field="labels")
+    from subcell.io._bioio import read_ome_zarr
+
+    raw = read_ome_zarr(p / "labels" / name)
+    raw.voxel_size = read(p).voxel_size.as_tuple()
+    raw.channel_names = [name] if raw.data.shape[raw.dims.index("C")] == 1 else None
+    return resolve(raw, p / "labels" / name)

@@ -1,0 +1,74 @@
+"""``subcell.io.write``: the output format follows the output name (``.ome.zarr`` or ``.ome.tif``)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from subcell.errors import InputFileError
+from subcell.image import Image
+from subcell.io._atomic import check_output
+
+__all__ = ["write", "output_format", "OUTPUT_SUFFIXES"]
+
+OUTPUT_SUFFIXES = {".ome.zarr": "ome-zarr", ".zarr": "ome-zarr", ".ome.tif": "ome-tiff", ".ome.tiff": "ome-tiff"}
+
+
+def output_format(path: str | Path) -> str:
+    """``"ome-zarr"`` or ``"ome-tiff"`` from the output name; anything else is a one-line error."""
+    name = Path(path).name.lower()
+    for suffix, fmt in OUTPUT_SUFFIXES.items():
+        if name.endswith(suffix):
+            return fmt
+    raise InputFileError(
+        f"cannot tell the output format from the name; expected one of {sorted(OUTPUT_SUFFIXES)}", path=path
+    )
+
+
+def write(
+    image: Image,
+    path: str | Path,
+    *,
+    overwrite: bool = False,
+    labels: Mapping[str, Any] | None = None,
+    chunks: Sequence[int] | None = None,
+    levels: int | None = None,
+    ngff_version: str = "0.4",
+    compression: str | None = "zlib",
+) -> Path:
+    """Write an :class:`Image` with its voxel size, channel names, dtype and provenance, atomically.
+
+    Parameters
+    ----------
+    image : Image
+        NumPy- or Dask-backed; Dask data is streamed chunk by chunk.
+    path : str or Path
+        ``*.ome.zarr`` (multiscale, chunked, compressed, NGFF labels) or ``*.ome.tif`` (single series).
+    overwrite : bool
+        Replace an existing output (only after the new one is complete).
+    labels : mapping of name → integer array, optional
+        NGFF label images (OME-Zarr only), same T/Z/Y/X extent as the image.
+    chunks, levels, ngff_version
+        OME-Zarr layout; see :class:`~subcell.io.OmeZarrWriter`.
+    compression : str or None
+        OME-TIFF compression (``"zlib"`` default, ``None`` for none).
+
+    Returns
+    -------
+    Path
+        The written path.
+    """
+    fmt = output_format(path)
+    check_output(path, overwrite=overwrite)
+    if fmt == "ome-zarr":
+        from subcell.io.ome_zarr_writer import write_ome_zarr
+
+        return write_ome_zarr(
+            image, path, labels=labels, chunks=chunks, levels=levels, ngff_version=ngff_version, overwrite=overwrite
+        )
+    if labels:
+        raise InputFileError("label images can only be stored in OME-Zarr (.ome.zarr)", path=path, field="labels")
+    from subcell.io.ome_tiff_writer import write_ome_tiff
+
+    return write_ome_tiff(image, path, overwrite=overwrite, compression=compression)

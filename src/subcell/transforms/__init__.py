@@ -1,0 +1,18 @@
+"""Pure array transforms in physical units: resampling, normalization, cropping and padding. No I/O, no torch."""
+
+from __future__ import annotations
+
+from subcell.transforms.crop import crop_or_pad, crop_physical, pad_to_multiple
+from subcell.transforms.normalize import percentile_normalize, zscore
+from subcell.transforms.resample import resample, resample_image, resampled_shape
+
+__all__ = [
+    "resample",
+    "resample_image",
+    "resampled_shape",
+    "zscore",
+    "percentile_normalize",
+    "crop_or_pad",
+    "crop_physical",
+    "pad_to_multiple",
+]
