@@ -168,33 +168,27 @@ def demo(
 
 
 def run(argv: list[str] | None = None) -> int:
-    """Entry point: run the app, turning user errors into one line on stderr and exit status 2."""
-    import click
+    """Entry point: run the app, turning user errors into one line on stderr and exit status 2.
 
+    Usage errors are handled by click (usage message, status 2); :class:`~subcell.errors.SubcellError` from the
+    Python API becomes ``error: <file>: <field>: <what was expected>``.
+    """
     from subcell.errors import ManifestError, SubcellError
 
     args = list(sys.argv[1:] if argv is None else argv)
     try:
-        result: Any = app(args=args, prog_name="subcell", standalone_mode=False)
-        return int(result) if isinstance(result, int) else 0
-    except click.exceptions.Exit as e:
-        return int(e.exit_code)
-    except click.ClickException as e:
-        e.show()
-        return int(e.exit_code)
-    except click.exceptions.Abort:
-        typer.echo("aborted", err=True)
-        return 130
+        app(args=args, prog_name="subcell", standalone_mode=True)
+    except SystemExit as e:
+        return e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
     except SubcellError as e:
         if _STATE["verbose"] or "--verbose" in args or "-v" in args:
             import traceback
 
             traceback.print_exc()
-        if isinstance(e, ManifestError):
-            typer.echo(f"error: {e}", err=True)
-        else:
-            typer.echo(f"error: {' '.join(str(e).split())}", err=True)
+        message = str(e) if isinstance(e, ManifestError) else " ".join(str(e).split())
+        typer.echo(f"error: {message}", err=True)
         return 2
+    return 0
 
 
 def entry() -> None:

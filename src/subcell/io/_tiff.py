@@ -52,31 +52,37 @@ def open_tiff(path: Path) -> Any:
 
 
 def check_tiff_complete(tf: Any, path: Path) -> None:
-    """Detect a truncated file up front: every page's pixel data must lie inside the file."""
+    """Detect a truncated file up front (metadata only): every page a series needs exists and lies in the file."""
     size = os.path.getsize(path)
-    series = tf.series[0] if tf.series else None
-    expected_pages = None
-    if series is not None and series.kind not in ("imagej",) and series.dataoffset is None:
-        expected_pages = len(series.pages)
     try:
-        pages = list(tf.pages)  # parses the whole IFD chain (metadata only)
-    except Exception as e:  # tifffile raises various errors on a cut IFD chain
+        pages = list(tf.pages)  # parses the whole IFD chain; a cut chain ends early
+        series = list(tf.series)
+    except Exception as e:  # tifffile raises various errors on a damaged IFD chain
         raise InputFileError(f"TIFF is truncated or corrupt ({e})", path=path) from None
+    if not pages or not series:
+        raise InputFileError("TIFF has no image pages", path=path)
     for page in pages:
         offsets = getattr(page, "dataoffsets", ()) or ()
         counts = getattr(page, "databytecounts", ()) or ()
-        if offsets and counts and max(o + c for o, c in zip(offsets, counts, strict=False)) > size:
+        if offsets and counts:
+            end = max(o + c for o, c in zip(offsets, counts, strict=False))
+            if end > size:
+                raise InputFileError(f"TIFF is truncated: page {page.index} needs {end} bytes, the file has {size}", path=path)
+    for s in series:
+        if s.dataoffset is not None:  # contiguous data (e.g. large ImageJ files): one offset for everything
+            end = s.dataoffset + int(np.prod(s.shape)) * np.dtype(s.dtype).itemsize
+            if end > size:
+                raise InputFileError(f"TIFF is truncated: pixel data needs {end} bytes, the file has {size}", path=path)
+            continue
+        series_pages = list(s.pages)
+        first = next((p for p in series_pages if p is not None), None)
+        expected = int(np.prod(s.shape)) // max(1, int(np.prod(first.shape))) if first is not None else 1
+        present = sum(p is not None for p in series_pages)
+        if present < expected:
             raise InputFileError(
-                f"TIFF is truncated: page {page.index} needs bytes up to "
-                f"{max(o + c for o, c in zip(offsets, counts, strict=False))} but the file has {size}",
+                f"TIFF is truncated: its metadata describes {expected} image planes but only {present} are in the file",
                 path=path,
             )
-    if series is not None and series.dataoffset is not None:
-        end = series.dataoffset + int(np.prod(series.shape)) * np.dtype(series.dtype).itemsize
-        if end > size:
-            raise InputFileError(f"TIFF is truncated: pixel data needs {end} bytes but the file has {size}", path=path)
-    if expected_pages is not None and expected_pages == 0:
-        raise InputFileError("TIFF has no image pages", path=path)
 
 
 class _TiffPages:
@@ -137,6 +143,8 @@ def _resolution_um(page: Any, um_per_unit: float) -> tuple[float | None, float |
 
 
 def _plain_voxel_size(page: Any) -> tuple[tuple[float | None, float | None, float | None], str | None]:
+    if page.tags.get("XResolution") is None:
+        return (None, None, None), "it stores no resolution"
     unit_tag = page.tags.get("ResolutionUnit")
     unit = int(unit_tag.value) if unit_tag is not None else 2  # TIFF default is inch
     if unit == 3:  # centimetre

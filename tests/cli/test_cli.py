@@ -1,0 +1,93 @@
+"""The CLI through the installed entry point."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import tifffile
+
+from subcell import Image, __version__, io
+from tests.conftest import subcell_cli
+
+
+def test_version() -> None:
+    r = subcell_cli("--version")
+    assert r.returncode == 0 and r.stdout.strip() == f"subcell {__version__}"
+
+
+def test_help_imports_no_heavy_libraries() -> None:
+    code = (
+        "import sys; from subcell.cli.main import app; "
+        "heavy = [m for m in ('numpy', 'dask', 'zarr', 'torch', 'bioio', 'pandas', 'skimage') if m in sys.modules]; "
+        "print(','.join(heavy))"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert r.stdout.strip() == ""
+    assert subcell_cli("--help").returncode == 0
+
+
+def test_info_json_and_text(tmp_path: Path) -> None:
+    img = Image(np.zeros((2, 3, 10, 12), np.uint16), voxel_size=(0.29, 0.1, 0.1), dims="CZYX", channel_names=["bf", "dna"])
+    path = io.write(img, tmp_path / "i.ome.zarr")
+    r = subcell_cli("info", str(path), "--json")
+    assert r.returncode == 0, r.stderr
+    d = json.loads(r.stdout)
+    assert d["dims"] == {"T": 1, "C": 2, "Z": 3, "Y": 10, "X": 12}
+    assert d["voxel_size_um"] == [0.29, 0.1, 0.1] and d["channels"] == ["bf", "dna"]
+    text = subcell_cli("info", str(path)).stdout
+    assert "z=0.29 y=0.1 x=0.1 µm" in text and "bf, dna" in text
+
+
+def test_convert_with_voxel_size_and_channel_names(tmp_path: Path) -> None:
+    src = tmp_path / "plain.tif"
+    data = np.random.default_rng(0).integers(0, 999, (2, 5, 16, 16), dtype=np.uint16)
+    tifffile.imwrite(src, data, photometric="minisblack")
+    out = tmp_path / "out.ome.zarr"
+    r = subcell_cli("convert", str(src), str(out), "--axes", "CZYX", "--voxel-size", "0.5", "0.2", "0.2", "--channel-names", "bf,dna")
+    assert r.returncode == 0, r.stderr
+    back = io.read(out)
+    assert back.channel_names == ("bf", "dna") and back.voxel_size.as_tuple() == (0.5, 0.2, 0.2)
+    np.testing.assert_array_equal(back.numpy()[0], data)
+    assert back.provenance.history[-1]["step"] == "convert"
+    again = subcell_cli("convert", str(src), str(out), "--axes", "CZYX", "--voxel-size", "0.5", "0.2", "0.2")
+    assert again.returncode == 2 and "--overwrite" in again.stderr
+
+
+def test_user_mistake_is_one_line_and_exit_2(tmp_path: Path) -> None:
+    src = tmp_path / "plain.tif"
+    tifffile.imwrite(src, np.zeros((5, 16, 16), np.uint16), photometric="minisblack")
+    r = subcell_cli("convert", str(src), str(tmp_path / "o.ome.tif"))
+    assert r.returncode == 2
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1
+    assert lines[0].startswith(f"error: {src}: voxel_size: voxel size unknown") and "--voxel-size Z Y X" in lines[0]
+    assert not (tmp_path / "o.ome.tif").exists()
+    verbose = subcell_cli("--verbose", "convert", str(src), str(tmp_path / "o.ome.tif"))
+    assert verbose.returncode == 2 and "Traceback" in verbose.stderr
+
+
+def test_missing_file_and_bad_usage(tmp_path: Path) -> None:
+    r = subcell_cli("info", str(tmp_path / "absent.tif"))
+    assert r.returncode == 2 and r.stderr.strip() == f"error: {tmp_path / 'absent.tif'}: file not found"
+    usage = subcell_cli("convert", "only-one-arg")
+    assert usage.returncode == 2
+
+
+def test_manifest_check_reports_every_row(tmp_path: Path) -> None:
+    (tmp_path / "m.csv").write_text("source,split\nmissing1.tif,train\nmissing2.tif,bogus\n")
+    r = subcell_cli("manifest", "check", str(tmp_path / "m.csv"))
+    assert r.returncode == 2
+    assert "row 1, column 'source'" in r.stderr and "row 2, column 'source'" in r.stderr and "row 2, column 'split'" in r.stderr
+
+
+def test_demo_runs_end_to_end(tmp_path: Path) -> None:
+    r = subcell_cli("demo", "--out", str(tmp_path / "demo"))
+    assert r.returncode == 0, r.stderr
+    assert "[4/4]" in r.stdout
+    assert io.read(tmp_path / "demo" / "field0_dna_isotropic.ome.tif").voxel_size.x > 0.2
+    again = subcell_cli("demo", "--out", str(tmp_path / "demo"))
+    assert again.returncode == 2 and "--overwrite" in again.stderr

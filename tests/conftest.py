@@ -1,0 +1,58 @@
+"""Shared fixtures: small synthetic images, the installed CLI, and the real-data folder (opt-in)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from subcell import Image
+
+
+@pytest.fixture
+def rng() -> np.random.Generator:
+    return np.random.default_rng(1234)
+
+
+def make_image(dims: str, shape: tuple[int, ...], dtype: str = "uint16", *, seed: int = 0, dask: bool = False) -> Image:
+    """A random image with distinct metadata, for round trips."""
+    rng = np.random.default_rng(seed)
+    dt = np.dtype(dtype)
+    if np.issubdtype(dt, np.floating):
+        data = rng.normal(10, 3, shape).astype(dt)
+    else:
+        data = rng.integers(0, np.iinfo(dt).max, shape, endpoint=True).astype(dt)
+    if dask:
+        import dask.array as da
+
+        data = da.from_array(data, chunks=tuple(max(1, s // 2) for s in shape))
+    n_c = shape[dims.index("C")] if "C" in dims else 1
+    return Image(
+        data,
+        voxel_size=(0.29, 0.108, 0.0975),
+        dims=dims,
+        channel_names=[f"ch-{i}" for i in range(n_c)],
+        time_interval=4.5 if "T" in dims else None,
+    )
+
+
+@pytest.fixture
+def real_data() -> Path:
+    root = os.environ.get("SUBCELL_TEST_DATA")
+    if not root:
+        pytest.skip("SUBCELL_TEST_DATA is not set (point it at the shared real-data folder)")
+    path = Path(root)
+    if not path.is_dir():
+        pytest.skip(f"SUBCELL_TEST_DATA={root} is not a folder")
+    return path
+
+
+def subcell_cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    """Run the installed ``subcell`` entry point."""
+    exe = Path(sys.executable).parent / "subcell"
+    cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "subcell"]
+    return subprocess.run([*cmd, *args], capture_output=True, text=True, cwd=cwd, timeout=300)

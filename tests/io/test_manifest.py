@@ -1,0 +1,92 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import tifffile
+
+from subcell import Image, io
+from subcell.errors import ManifestError
+
+
+@pytest.fixture
+def dataset(tmp_path: Path) -> Path:
+    img = Image(np.zeros((2, 4, 16, 16), np.uint16), voxel_size=(0.29, 0.1, 0.1), dims="CZYX", channel_names=["bf", "dna"])
+    io.write(img, tmp_path / "a.ome.tif")
+    io.write(img, tmp_path / "b.ome.tif")
+    tifffile.imwrite(tmp_path / "raw.tif", np.zeros((4, 16, 16), np.uint16), photometric="minisblack")  # no voxel size in the file
+    return tmp_path
+
+
+def _csv(folder: Path, rows: list[dict[str, object]]) -> Path:
+    path = folder / "m.csv"
+    pd.DataFrame(rows).to_csv(path, index=False)
+    return path
+
+
+def test_valid_manifest_with_relative_paths_and_free_metadata(dataset: Path) -> None:
+    path = _csv(dataset, [
+        {"id": "a", "source": "a.ome.tif", "source_channel": "bf", "target": "a.ome.tif", "target_channel": "dna", "split": "train", "plate": "P1"},
+        {"id": "b", "source": "b.ome.tif", "source_channel": "bf", "target": "b.ome.tif", "target_channel": "1", "split": "test", "plate": "P2"},
+        {"id": "r", "source": "raw.tif", "split": "val", "voxel_size_z": 0.5, "voxel_size_y": 0.2, "voxel_size_x": 0.2, "plate": "P2"},
+    ])  # fmt: skip
+    m = io.read_manifest(path)
+    assert len(m) == 3
+    assert m[0].source == (dataset / "a.ome.tif").resolve()
+    assert m[1].metadata == {"plate": "P2"}
+    assert m[2].voxel_size is not None and m[2].voxel_size.z == 0.5
+    assert [r.id for r in m.split("test")] == ["b"]
+
+
+def test_parquet_manifest(dataset: Path) -> None:
+    path = dataset / "m.parquet"
+    pd.DataFrame([{"source": "a.ome.tif", "split": "train"}]).to_parquet(path)
+    assert io.read_manifest(path)[0].split == "train"
+
+
+def test_missing_source_column(dataset: Path) -> None:
+    path = _csv(dataset, [{"image": "a.ome.tif"}])
+    with pytest.raises(ManifestError, match=r"column 'source': missing"):
+        io.read_manifest(path)
+
+
+def test_all_bad_rows_are_reported_at_once(dataset: Path) -> None:
+    path = _csv(dataset, [
+        {"source": "a.ome.tif", "split": "train", "voxel_size_z": 0.29, "voxel_size_y": 0.1, "voxel_size_x": 0.1},
+        {"source": "missing.tif", "split": "train", "voxel_size_z": "", "voxel_size_y": "", "voxel_size_x": ""},
+        {"source": "b.ome.tif", "split": "training", "voxel_size_z": "", "voxel_size_y": "", "voxel_size_x": ""},
+        {"source": "a.ome.tif", "split": "test", "voxel_size_z": 1.0, "voxel_size_y": 0.1, "voxel_size_x": 0.1},
+        {"source": "b.ome.tif", "split": "val", "voxel_size_z": -1, "voxel_size_y": 0.1, "voxel_size_x": 0.1},
+    ])  # fmt: skip
+    with pytest.raises(ManifestError) as err:
+        io.read_manifest(path)
+    issues = err.value.issues
+    assert len(issues) == 4, issues
+    assert any(i.startswith("row 2, column 'source': value 'missing.tif': file not found") for i in issues)
+    assert any(i.startswith("row 3, column 'split': value 'training': expected one of ['train', 'val', 'test']") for i in issues)
+    assert any(i.startswith("row 4, column 'voxel_size_z'") and "conflicting voxel sizes" in i and "row 1" in i for i in issues)
+    assert any(i.startswith("row 5, column 'voxel_size_z': value '-1'") for i in issues)
+
+
+def test_file_checks_find_channels_and_voxel_sizes(dataset: Path) -> None:
+    path = _csv(dataset, [
+        {"source": "a.ome.tif", "source_channel": "membrane"},
+        {"source": "raw.tif"},
+        {"source": "b.ome.tif", "voxel_size_z": 2.0, "voxel_size_y": 0.1, "voxel_size_x": 0.1},
+    ])  # fmt: skip
+    with pytest.raises(ManifestError) as err:
+        io.read_manifest(path)
+    issues = err.value.issues
+    assert len(issues) == 3, issues
+    assert "row 1, column 'source_channel': value 'membrane': unknown channel" in issues[0]
+    assert issues[1].startswith("row 2, column 'source': value 'raw.tif': voxel size unknown")
+    assert issues[2].startswith("row 3, column 'source': value 'b.ome.tif': the given voxel size contradicts the file's")
+    assert len(io.read_manifest(path, check_files=False)) == 3
+
+
+def test_partial_voxel_size_columns(dataset: Path) -> None:
+    path = _csv(dataset, [{"source": "a.ome.tif", "voxel_size_z": 1.0}])
+    with pytest.raises(ManifestError, match=r"voxel-size override needs all of"):
+        io.read_manifest(path)

@@ -1,0 +1,90 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import zarr
+
+from subcell import Image, io
+from subcell.errors import OutputExistsError, ValueRangeError
+from subcell.image import VoxelSize
+from subcell.io import OmeZarrWriter
+from subcell.io.ome_zarr_writer import plan_pyramid
+
+
+def test_block_by_block_fill_equals_whole_write(tmp_path: Path, rng: np.random.Generator) -> None:
+    data = rng.integers(0, 4000, (1, 1, 20, 300, 280), dtype=np.uint16)
+    with OmeZarrWriter(
+        tmp_path / "blocks.ome.zarr", shape=data.shape, dtype=data.dtype, voxel_size=(0.29, 0.108, 0.108), chunks=(1, 1, 10, 128, 128)
+    ) as w:
+        for z0 in range(0, 20, 10):
+            for y0 in range(0, 300, 128):
+                for x0 in range(0, 280, 128):
+                    region = (slice(0, 1), slice(0, 1), slice(z0, z0 + 10), slice(y0, y0 + 128), slice(x0, x0 + 128))
+                    w.write_region(region, data[region])
+    back = io.read(tmp_path / "blocks.ome.zarr")
+    np.testing.assert_array_equal(back.numpy(), data)
+
+
+def test_pyramid_levels_are_local_means_with_exact_scales(tmp_path: Path, rng: np.random.Generator) -> None:
+    data = rng.normal(100, 10, (1, 1, 8, 1024, 1024)).astype(np.float32)
+    img = io.read(io.write(_image(data), tmp_path / "p.ome.zarr"))
+    group = zarr.open_group(str(tmp_path / "p.ome.zarr"), mode="r")
+    ms = group.attrs["multiscales"][0]
+    assert len(ms["datasets"]) >= 3
+    level1 = group["1"][...]
+    expected = data[0, 0].reshape(8, 512, 2, 512, 2).mean(axis=(2, 4))
+    np.testing.assert_allclose(level1[0, 0], expected, rtol=1e-5)
+    scale1 = ms["datasets"][1]["coordinateTransformations"][0]["scale"]
+    assert scale1[2:] == pytest.approx([0.29, 0.216, 0.216])
+    assert img.voxel_size == VoxelSize(0.29, 0.108, 0.108)
+
+
+def test_plan_pyramid_makes_anisotropic_stacks_more_isotropic() -> None:
+    factors = plan_pyramid((64, 4096, 4096), VoxelSize(0.29, 0.108, 0.108))
+    assert factors[0] == (1, 1, 1)
+    assert factors[1] == (1, 2, 2)  # z is already coarser than 2 × 0.108 µm
+    assert any(f[0] > 1 for f in factors)  # later levels also halve z
+    assert 4096 // factors[-1][1] <= 256
+
+
+def test_labels_are_stored_as_ngff_labels_and_downsampled_by_stride(tmp_path: Path) -> None:
+    labels = np.zeros((4, 600, 600), np.int32)
+    labels[:, 100:300, 100:300] = 7
+    labels[:, 301:303, 301:303] = 9  # too small to survive a mean, must survive as an id or vanish (never blend)
+    path = io.write(_image(np.zeros((1, 1, 4, 600, 600), np.uint8)), tmp_path / "l.ome.zarr", labels={"cell": labels})
+    assert io.label_names(path) == ["cell"]
+    lab = io.read_labels(path, "cell")
+    np.testing.assert_array_equal(lab.numpy(squeeze=True), labels)
+    assert lab.voxel_size == VoxelSize(0.29, 0.108, 0.108)
+    level1 = zarr.open_group(str(path / "labels" / "cell"), mode="r")["1"][...]
+    assert set(np.unique(level1)) <= {0, 7, 9}
+    attrs = zarr.open_group(str(path / "labels" / "cell"), mode="r").attrs
+    assert "image-label" in attrs
+
+
+def test_an_error_inside_the_writer_leaves_nothing(tmp_path: Path) -> None:
+    out = tmp_path / "crash.ome.zarr"
+    with pytest.raises(RuntimeError, match="boom"), OmeZarrWriter(out, shape=(1, 1, 2, 8, 8), dtype="uint8", voxel_size=(1, 1, 1)) as w:
+        w.write_region((slice(None),) * 5, np.ones((1, 1, 2, 8, 8), np.uint8))
+        raise RuntimeError("boom")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_existing_output_needs_overwrite_and_is_replaced_only_when_complete(tmp_path: Path) -> None:
+    out = tmp_path / "o.ome.zarr"
+    io.write(_image(np.ones((1, 1, 2, 8, 8), np.uint8)), out)
+    with pytest.raises(OutputExistsError, match="overwrite"):
+        io.write(_image(np.ones((1, 1, 2, 8, 8), np.uint8) * 2), out)
+    nan = _image(np.full((1, 1, 2, 8, 8), np.nan, np.float32))
+    with pytest.raises(ValueRangeError, match="no finite values"):
+        io.write(nan, out, overwrite=True)
+    np.testing.assert_array_equal(io.read(out).numpy(), 1)  # the old output survived the failed replacement
+    io.write(_image(np.ones((1, 1, 2, 8, 8), np.uint8) * 3), out, overwrite=True)
+    np.testing.assert_array_equal(io.read(out).numpy(), 3)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["o.ome.zarr"]
+
+
+def _image(data: np.ndarray) -> Image:
+    return Image(data, voxel_size=(0.29, 0.108, 0.108))

@@ -1,0 +1,113 @@
+"""Plain TIFF / ImageJ metadata: trusted when it states micrometres, never invented otherwise."""
+
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tifffile
+
+from subcell import io
+from subcell.errors import MetadataError
+
+
+def _imagej(path: Path, data: np.ndarray, axes: str, *, unit: str = "um", spacing: float = 0.5, px: float = 0.2, **meta: object) -> Path:
+    tifffile.imwrite(
+        path, data, imagej=True, resolution=(1 / px, 1 / px), metadata={"axes": axes, "unit": unit, "spacing": spacing, **meta}
+    )
+    return path
+
+
+def test_imagej_hyperstack_axes_spacing_and_interval(tmp_path: Path, rng: np.random.Generator) -> None:
+    data = rng.integers(0, 255, (3, 4, 2, 10, 12), dtype=np.uint8)  # TZCYX, ImageJ's order
+    path = _imagej(tmp_path / "h.tif", data, "TZCYX", finterval=2.5)
+    img = io.read(path)
+    assert img.sizes == {"T": 3, "C": 2, "Z": 4, "Y": 10, "X": 12}
+    assert img.voxel_size.as_tuple() == pytest.approx((0.5, 0.2, 0.2))
+    assert img.time_interval == 2.5
+    np.testing.assert_array_equal(img.numpy(), data.transpose(0, 2, 1, 3, 4))
+
+
+def test_imagej_without_micron_unit_is_not_trusted(tmp_path: Path) -> None:
+    path = _imagej(tmp_path / "p.tif", np.zeros((4, 8, 8), np.uint16), "ZYX", unit="pixel")
+    with pytest.raises(MetadataError, match=r"p\.tif: voxel_size: voxel size unknown .*'pixel'.*--voxel-size Z Y X"):
+        io.read(path)
+    img = io.read(path, voxel_size=(1.0, 0.3, 0.3))
+    assert img.voxel_size.as_tuple() == (1.0, 0.3, 0.3)
+    assert img.provenance.parameters["voxel_size_source"] == "user"
+
+
+def test_print_resolution_in_inches_is_not_a_pixel_size(tmp_path: Path) -> None:
+    path = tmp_path / "dpi.tif"
+    tifffile.imwrite(path, np.zeros((3, 8, 8), np.uint8), resolution=(300, 300), resolutionunit="INCH", photometric="minisblack")
+    with pytest.raises(MetadataError, match="print resolution"):
+        io.read(path)
+
+
+def test_centimetre_resolution_is_converted(tmp_path: Path) -> None:
+    path = tmp_path / "cm.tif"
+    tifffile.imwrite(path, np.zeros((8, 8), np.uint8), resolution=(1e4 / 0.25, 1e4 / 0.25), resolutionunit="CENTIMETER")
+    img = io.read(path)
+    assert (img.voxel_size.y, img.voxel_size.x) == pytest.approx((0.25, 0.25))
+
+
+def test_contradicting_voxel_size_is_an_error_unless_forced(tmp_path: Path) -> None:
+    path = _imagej(tmp_path / "v.tif", np.zeros((4, 8, 8), np.uint8), "ZYX")
+    with pytest.raises(MetadataError, match=r"contradicts the file's \(z: file 0.5 vs given 1"):
+        io.read(path, voxel_size=(1.0, 0.2, 0.2))
+    assert io.read(path, voxel_size=(0.5, 0.2, 0.2)).voxel_size.z == 0.5  # agreeing is fine
+    forced = io.read(path, voxel_size=(1.0, 0.2, 0.2), force=True)
+    assert forced.voxel_size.z == 1.0 and "forced" in forced.provenance.parameters["voxel_size_source"]
+
+
+def test_unknown_axes_are_never_guessed_beyond_a_single_stack_axis(tmp_path: Path, rng: np.random.Generator) -> None:
+    data = rng.integers(0, 255, (6, 5, 16, 16), dtype=np.uint8)
+    path = tmp_path / "tz.tif"
+    tifffile.imwrite(path, data, photometric="minisblack")  # shape stored, axes not → tifffile reports QQYX
+    with pytest.raises(MetadataError, match=r"cannot tell which of the axes.*--axes TZYX"):
+        io.read(path, voxel_size=(1, 0.2, 0.2))
+    img = io.read(path, axes="TZYX", voxel_size=(1, 0.2, 0.2))
+    assert img.sizes["T"] == 6 and img.sizes["Z"] == 5
+    np.testing.assert_array_equal(img.numpy()[:, 0], data)
+    with pytest.raises(MetadataError, match="axes 'ZYX' has 3 letters but the data has 4 axes"):
+        io.read(path, axes="ZYX", voxel_size=(1, 0.2, 0.2))
+
+
+def test_tiff_reading_is_lazy_and_picklable(tmp_path: Path, rng: np.random.Generator) -> None:
+    data = rng.integers(0, 60000, (40, 64, 64), dtype=np.uint16)
+    path = _imagej(tmp_path / "lazy.tif", data, "ZYX")
+    img = io.read(path)
+    assert img.is_lazy
+    restored = pickle.loads(pickle.dumps(img.data))  # Dask workers receive the graph
+    np.testing.assert_array_equal(np.asarray(restored[0, 0, 7:9, 10:20]), data[7:9, 10:20])
+
+
+def test_page_reader_reads_only_requested_pages(tmp_path: Path, rng: np.random.Generator, monkeypatch: pytest.MonkeyPatch) -> None:
+    data = rng.integers(0, 255, (30, 16, 16), dtype=np.uint8)
+    path = _imagej(tmp_path / "pages.tif", data, "ZYX")
+    seen: list[list[int]] = []
+    real = tifffile.imread
+
+    def spy(*args: object, **kwargs: object) -> np.ndarray:
+        seen.append(list(kwargs["key"]))  # type: ignore[call-overload]
+        return real(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(tifffile, "imread", spy)
+    monkeypatch.setattr("subcell.io._tiff._CHUNK_BYTES", 5 * 16 * 16)  # 5 pages per chunk
+    img = io.read(path)
+    np.testing.assert_array_equal(img.data[0, 0, 12].compute(), data[12])
+    assert seen == [[10, 11, 12, 13, 14]]  # only the chunk holding plane 12
+
+
+def test_ome_tiff_scenes_are_selectable(tmp_path: Path) -> None:
+    path = tmp_path / "multi.ome.tif"
+    with tifffile.TiffWriter(path, ome=True) as tw:
+        tw.write(np.zeros((4, 8, 8), np.uint8), metadata={"axes": "ZYX", "PhysicalSizeX": 0.1, "PhysicalSizeY": 0.1, "PhysicalSizeZ": 0.5})
+        tw.write(np.ones((2, 6, 6), np.uint8), metadata={"axes": "ZYX", "PhysicalSizeX": 0.2, "PhysicalSizeY": 0.2, "PhysicalSizeZ": 1.0})
+    second = io.read(path, scene=1)
+    assert second.sizes["Z"] == 2 and second.voxel_size.x == pytest.approx(0.2)
+    np.testing.assert_array_equal(second.numpy(), 1)
+    with pytest.raises(MetadataError, match="unknown scene 5"):
+        io.read(path, scene=5)

@@ -1,0 +1,70 @@
+from __future__ import annotations
+
+import dask.array as da
+import numpy as np
+import pytest
+
+from subcell import Image, Provenance, VoxelSize
+from subcell.errors import ChannelError, ValueRangeError
+
+
+def test_dims_are_expanded_to_tczyx_in_canonical_order() -> None:
+    data = np.arange(3 * 4 * 5 * 6).reshape(3, 4, 5, 6)  # Z C Y X
+    img = Image(data, voxel_size=(1, 0.5, 0.5), dims="ZCYX")
+    assert img.shape == (1, 4, 3, 5, 6)
+    np.testing.assert_array_equal(img.numpy()[0, 2, 1], data[1, 2])
+
+
+def test_2d_image_is_a_single_plane() -> None:
+    img = Image(np.zeros((7, 9)), voxel_size=(1, 0.3, 0.3), dims="YX")
+    assert img.sizes == {"T": 1, "C": 1, "Z": 1, "Y": 7, "X": 9}
+    assert not img.is_3d
+
+
+def test_select_channel_by_name_and_index_keeps_axes_and_is_lazy() -> None:
+    data = da.from_array(np.arange(2 * 3 * 4 * 4).reshape(2, 3, 4, 4), chunks=1)
+    img = Image(data, voxel_size=(1, 1, 1), dims="CZYX", channel_names=["bf", "dna"])
+    dna = img.channel("dna")
+    assert dna.is_lazy and dna.channel_names == ("dna",)
+    np.testing.assert_array_equal(dna.numpy(squeeze=True), data[1].compute())
+    np.testing.assert_array_equal(img.channel(-1).numpy(), dna.numpy())
+    assert img.sel(channel=["dna", "bf"]).channel_names == ("dna", "bf")
+
+
+def test_unknown_channel_names_the_available_ones() -> None:
+    img = Image(np.zeros((2, 4, 4)), voxel_size=(1, 1, 1), dims="CYX", channel_names=["bf", "dna"])
+    with pytest.raises(ChannelError, match=r"unknown channel 'membrane'.*\['bf', 'dna'\]"):
+        img.channel("membrane")
+    with pytest.raises(ChannelError, match="out of range"):
+        img.channel(2)
+
+
+def test_timepoint_selection_and_compute() -> None:
+    data = da.from_array(np.arange(5 * 2 * 3 * 3).reshape(5, 2, 3, 3), chunks=1)
+    img = Image(data, voxel_size=(1, 1, 1), dims="TZYX", time_interval=2.0)
+    t3 = img.timepoint(3).compute()
+    assert not t3.is_lazy and t3.shape == (1, 1, 2, 3, 3)
+    np.testing.assert_array_equal(t3.numpy()[0, 0], data[3].compute())
+    assert t3.time_interval == 2.0
+
+
+@pytest.mark.parametrize("bad", [(0, 1, 1), (1, -0.1, 1), (1, 1, float("nan")), (1, 1)])
+def test_voxel_size_must_be_three_positive_numbers(bad: tuple[float, ...]) -> None:
+    with pytest.raises(ValueRangeError, match="voxel_size"):
+        VoxelSize.of(bad)
+
+
+def test_channel_names_must_match_and_be_unique() -> None:
+    with pytest.raises(ValueRangeError, match="2 channel names given for 3 channels"):
+        Image(np.zeros((3, 4, 4)), voxel_size=(1, 1, 1), dims="CYX", channel_names=["a", "b"])
+    with pytest.raises(ValueRangeError, match="unique"):
+        Image(np.zeros((2, 4, 4)), voxel_size=(1, 1, 1), dims="CYX", channel_names=["a", "a"])
+
+
+def test_with_data_records_the_step_in_provenance() -> None:
+    img = Image(np.ones((4, 4)), voxel_size=(1, 1, 1), dims="YX", provenance=Provenance(source="a.tif", step="read"))
+    out = img.with_data(img.numpy() * 2, step="double", parameters={"factor": 2})
+    assert out.provenance.step == "double" and out.provenance.parameters == {"factor": 2}
+    assert out.provenance.history[-1]["step"] == "read"
+    assert out.provenance.source == "a.tif"
+    assert Provenance.from_dict(out.provenance.to_dict()) == out.provenance

@@ -1,0 +1,19 @@
+"""The classical path (io, transforms, synth, CLI) never imports torch."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+
+def test_classical_modules_do_not_import_torch(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    code = (
+        "import sys, numpy as np\n"
+        "import subcell, subcell.io, subcell.transforms, subcell.synth, subcell.cli.main\n"
+        "from subcell import io, synth\n"
+        f"img, lab = synth.blob_field((4, 32, 32), n_cells=1)\n"
+        f"io.read(io.write(img, r'{tmp_path}/t.ome.zarr')).numpy()\n"
+        "print('torch' in sys.modules)\n"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert r.stdout.strip() == "False"
