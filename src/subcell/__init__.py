@@ -11,7 +11,7 @@ from typing import Any
 
 from subcell._version import __version__
 
-__all__ = ["__version__", "Image", "VoxelSize", "Provenance", "io", "transforms"]
+__all__ = ["Image", "Provenance", "VoxelSize", "__version__", "io", "transforms"]
 
 _LAZY_ATTRS = {"Image": "subcell.image", "VoxelSize": "subcell.image", "Provenance": "subcell.image"}
 _LAZY_MODULES = {"io", "transforms", "synth", "errors"}

@@ -10,12 +10,12 @@ from __future__ import annotations
 from pathlib import Path
 
 __all__ = [
-    "SubcellError",
-    "InputFileError",
-    "MetadataError",
     "ChannelError",
-    "OutputExistsError",
+    "InputFileError",
     "ManifestError",
+    "MetadataError",
+    "OutputExistsError",
+    "SubcellError",
     "ValueRangeError",
 ]
 

@@ -17,7 +17,7 @@ import numpy as np
 from subcell._version import __version__
 from subcell.errors import ChannelError, ValueRangeError
 
-__all__ = ["AXES", "VoxelSize", "Provenance", "Image", "expand_to_tczyx"]
+__all__ = ["AXES", "Image", "Provenance", "VoxelSize", "expand_to_tczyx"]
 
 AXES = "TCZYX"
 
@@ -50,7 +50,9 @@ class VoxelSize:
             return value
         values = tuple(value)
         if len(values) != 3:
-            raise ValueRangeError(f"expected 3 values (z, y, x) in µm, got {len(values)}: {values!r}", field="voxel_size")
+            raise ValueRangeError(
+                f"expected 3 values (z, y, x) in µm, got {len(values)}: {values!r}", field="voxel_size"
+            )
         return cls(*values)
 
     def as_tuple(self) -> tuple[float, float, float]:
@@ -176,7 +178,7 @@ class Image:
     (1, 1, 8, 16, 16)
     """
 
-    __slots__ = ("_data", "voxel_size", "channel_names", "time_interval", "provenance")
+    __slots__ = ("_data", "channel_names", "provenance", "time_interval", "voxel_size")
 
     def __init__(
         self,
@@ -198,7 +200,9 @@ class Image:
         else:
             names = tuple(str(c) for c in channel_names)
         if len(names) != n_c:
-            raise ValueRangeError(f"{len(names)} channel names given for {n_c} channels: {list(names)}", field="channel_names")
+            raise ValueRangeError(
+                f"{len(names)} channel names given for {n_c} channels: {list(names)}", field="channel_names"
+            )
         if len(set(names)) != len(names):
             raise ValueRangeError(f"channel names must be unique, got {list(names)}", field="channel_names")
         if any(not n.strip() for n in names):
@@ -207,7 +211,9 @@ class Image:
         if time_interval is not None:
             time_interval = float(time_interval)
             if not math.isfinite(time_interval) or time_interval <= 0:
-                raise ValueRangeError(f"expected a positive number of seconds, got {time_interval!r}", field="time_interval")
+                raise ValueRangeError(
+                    f"expected a positive number of seconds, got {time_interval!r}", field="time_interval"
+                )
         self.time_interval = time_interval
         self.provenance = provenance if provenance is not None else Provenance()
 
@@ -268,13 +274,19 @@ class Image:
         if isinstance(channel, (int, np.integer)) and not isinstance(channel, bool):
             if -n <= int(channel) < n:
                 return int(channel) % n
-            raise ChannelError(f"channel index {channel} out of range; the image has {n} channel(s): {list(self.channel_names)}", field="channel")
+            raise ChannelError(
+                f"channel index {channel} out of range; the image has {n} channel(s): {list(self.channel_names)}",
+                field="channel",
+            )
         if isinstance(channel, str):
             if channel in self.channel_names:
                 return self.channel_names.index(channel)
             if channel.lstrip("-").isdigit():
                 return self.channel_index(int(channel))
-        raise ChannelError(f"unknown channel {channel!r}; expected one of {list(self.channel_names)} or an index < {n}", field="channel")
+        raise ChannelError(
+            f"unknown channel {channel!r}; expected one of {list(self.channel_names)} or an index < {n}",
+            field="channel",
+        )
 
     def sel(
         self,
@@ -377,4 +389,3 @@ def _keep_axis(sel: int | slice | Sequence[int], n: int, name: str) -> Any:
         if not -n <= i < n:
             raise ValueRangeError(f"index {i} out of range for {n} {name}-position(s)", field=name)
     return idx
-

@@ -31,7 +31,9 @@ def test_help_imports_no_heavy_libraries() -> None:
 
 
 def test_info_json_and_text(tmp_path: Path) -> None:
-    img = Image(np.zeros((2, 3, 10, 12), np.uint16), voxel_size=(0.29, 0.1, 0.1), dims="CZYX", channel_names=["bf", "dna"])
+    img = Image(
+        np.zeros((2, 3, 10, 12), np.uint16), voxel_size=(0.29, 0.1, 0.1), dims="CZYX", channel_names=["bf", "dna"]
+    )
     path = io.write(img, tmp_path / "i.ome.zarr")
     r = subcell_cli("info", str(path), "--json")
     assert r.returncode == 0, r.stderr
@@ -47,7 +49,19 @@ def test_convert_with_voxel_size_and_channel_names(tmp_path: Path) -> None:
     data = np.random.default_rng(0).integers(0, 999, (2, 5, 16, 16), dtype=np.uint16)
     tifffile.imwrite(src, data, photometric="minisblack")
     out = tmp_path / "out.ome.zarr"
-    r = subcell_cli("convert", str(src), str(out), "--axes", "CZYX", "--voxel-size", "0.5", "0.2", "0.2", "--channel-names", "bf,dna")
+    r = subcell_cli(
+        "convert",
+        str(src),
+        str(out),
+        "--axes",
+        "CZYX",
+        "--voxel-size",
+        "0.5",
+        "0.2",
+        "0.2",
+        "--channel-names",
+        "bf,dna",
+    )
     assert r.returncode == 0, r.stderr
     back = io.read(out)
     assert back.channel_names == ("bf", "dna") and back.voxel_size.as_tuple() == (0.5, 0.2, 0.2)
@@ -81,7 +95,11 @@ def test_manifest_check_reports_every_row(tmp_path: Path) -> None:
     (tmp_path / "m.csv").write_text("source,split\nmissing1.tif,train\nmissing2.tif,bogus\n")
     r = subcell_cli("manifest", "check", str(tmp_path / "m.csv"))
     assert r.returncode == 2
-    assert "row 1, column 'source'" in r.stderr and "row 2, column 'source'" in r.stderr and "row 2, column 'split'" in r.stderr
+    assert (
+        "row 1, column 'source'" in r.stderr
+        and "row 2, column 'source'" in r.stderr
+        and "row 2, column 'split'" in r.stderr
+    )
 
 
 def test_demo_runs_end_to_end(tmp_path: Path) -> None:

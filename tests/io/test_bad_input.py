@@ -31,7 +31,11 @@ def test_text_file_named_tif(tmp_path: Path) -> None:
 @pytest.mark.parametrize("name", ["cut.tif", "cut.ome.tif"])
 def test_truncated_tiff(tmp_path: Path, name: str) -> None:
     full = tmp_path / ("full_" + name)
-    io.write(Image(np.arange(20 * 64 * 64, dtype=np.uint16).reshape(20, 64, 64), voxel_size=(1, 1, 1), dims="ZYX"), full.with_name("full.ome.tif"), compression=None)
+    io.write(
+        Image(np.arange(20 * 64 * 64, dtype=np.uint16).reshape(20, 64, 64), voxel_size=(1, 1, 1), dims="ZYX"),
+        full.with_name("full.ome.tif"),
+        compression=None,
+    )
     raw = full.with_name("full.ome.tif").read_bytes()
     path = tmp_path / name
     path.write_bytes(raw[: len(raw) // 2])
@@ -78,14 +82,18 @@ def test_vendor_format_without_plugin_names_the_plugin(tmp_path: Path) -> None:
 
 def test_folder_that_is_not_ome_zarr(tmp_path: Path) -> None:
     (tmp_path / "plain.ome.zarr").mkdir()
-    with pytest.raises(InputFileError, match="plain.ome.zarr: not a readable OME-Zarr|no NGFF 'multiscales'"):
+    with pytest.raises(
+        InputFileError, match=r"plain\.ome\.zarr: (not a readable OME-Zarr|folder has no NGFF 'multiscales')"
+    ):
         io.read(tmp_path / "plain.ome.zarr")
 
 
 def test_tiff_page_reader_failure_leaves_no_output(tmp_path: Path) -> None:
     """A read error in the middle of a streamed conversion leaves no partial output."""
     src = tmp_path / "src.tif"
-    tifffile.imwrite(src, np.zeros((6, 16, 16), np.uint8), imagej=True, resolution=(5, 5), metadata={"unit": "um", "spacing": 1})
+    tifffile.imwrite(
+        src, np.zeros((6, 16, 16), np.uint8), imagej=True, resolution=(5, 5), metadata={"unit": "um", "spacing": 1}
+    )
     img = io.read(src)
     src.write_bytes(b"gone")  # the file changes under the lazy reader
     out_dir = tmp_path / "out"

@@ -13,10 +13,14 @@ from subcell.errors import ManifestError
 
 @pytest.fixture
 def dataset(tmp_path: Path) -> Path:
-    img = Image(np.zeros((2, 4, 16, 16), np.uint16), voxel_size=(0.29, 0.1, 0.1), dims="CZYX", channel_names=["bf", "dna"])
+    img = Image(
+        np.zeros((2, 4, 16, 16), np.uint16), voxel_size=(0.29, 0.1, 0.1), dims="CZYX", channel_names=["bf", "dna"]
+    )
     io.write(img, tmp_path / "a.ome.tif")
     io.write(img, tmp_path / "b.ome.tif")
-    tifffile.imwrite(tmp_path / "raw.tif", np.zeros((4, 16, 16), np.uint16), photometric="minisblack")  # no voxel size in the file
+    tifffile.imwrite(
+        tmp_path / "raw.tif", np.zeros((4, 16, 16), np.uint16), photometric="minisblack"
+    )  # no voxel size in the file
     return tmp_path
 
 
@@ -65,8 +69,13 @@ def test_all_bad_rows_are_reported_at_once(dataset: Path) -> None:
     issues = err.value.issues
     assert len(issues) == 4, issues
     assert any(i.startswith("row 2, column 'source': value 'missing.tif': file not found") for i in issues)
-    assert any(i.startswith("row 3, column 'split': value 'training': expected one of ['train', 'val', 'test']") for i in issues)
-    assert any(i.startswith("row 4, column 'voxel_size_z'") and "conflicting voxel sizes" in i and "row 1" in i for i in issues)
+    assert any(
+        i.startswith("row 3, column 'split': value 'training': expected one of ['train', 'val', 'test']")
+        for i in issues
+    )
+    assert any(
+        i.startswith("row 4, column 'voxel_size_z'") and "conflicting voxel sizes" in i and "row 1" in i for i in issues
+    )
     assert any(i.startswith("row 5, column 'voxel_size_z': value '-1'") for i in issues)
 
 
@@ -82,7 +91,9 @@ def test_file_checks_find_channels_and_voxel_sizes(dataset: Path) -> None:
     assert len(issues) == 3, issues
     assert "row 1, column 'source_channel': value 'membrane': unknown channel" in issues[0]
     assert issues[1].startswith("row 2, column 'source': value 'raw.tif': voxel size unknown")
-    assert issues[2].startswith("row 3, column 'source': value 'b.ome.tif': the given voxel size contradicts the file's")
+    assert issues[2].startswith(
+        "row 3, column 'source': value 'b.ome.tif': the given voxel size contradicts the file's"
+    )
     assert len(io.read_manifest(path, check_files=False)) == 3
 
 

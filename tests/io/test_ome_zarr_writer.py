@@ -16,7 +16,11 @@ from subcell.io.ome_zarr_writer import plan_pyramid
 def test_block_by_block_fill_equals_whole_write(tmp_path: Path, rng: np.random.Generator) -> None:
     data = rng.integers(0, 4000, (1, 1, 20, 300, 280), dtype=np.uint16)
     with OmeZarrWriter(
-        tmp_path / "blocks.ome.zarr", shape=data.shape, dtype=data.dtype, voxel_size=(0.29, 0.108, 0.108), chunks=(1, 1, 10, 128, 128)
+        tmp_path / "blocks.ome.zarr",
+        shape=data.shape,
+        dtype=data.dtype,
+        voxel_size=(0.29, 0.108, 0.108),
+        chunks=(1, 1, 10, 128, 128),
     ) as w:
         for z0 in range(0, 20, 10):
             for y0 in range(0, 300, 128):
@@ -66,7 +70,10 @@ def test_labels_are_stored_as_ngff_labels_and_downsampled_by_stride(tmp_path: Pa
 
 def test_an_error_inside_the_writer_leaves_nothing(tmp_path: Path) -> None:
     out = tmp_path / "crash.ome.zarr"
-    with pytest.raises(RuntimeError, match="boom"), OmeZarrWriter(out, shape=(1, 1, 2, 8, 8), dtype="uint8", voxel_size=(1, 1, 1)) as w:
+    with (
+        pytest.raises(RuntimeError, match="boom"),
+        OmeZarrWriter(out, shape=(1, 1, 2, 8, 8), dtype="uint8", voxel_size=(1, 1, 1)) as w,
+    ):
         w.write_region((slice(None),) * 5, np.ones((1, 1, 2, 8, 8), np.uint8))
         raise RuntimeError("boom")
     assert list(tmp_path.iterdir()) == []

@@ -13,9 +13,15 @@ from subcell import io
 from subcell.errors import MetadataError
 
 
-def _imagej(path: Path, data: np.ndarray, axes: str, *, unit: str = "um", spacing: float = 0.5, px: float = 0.2, **meta: object) -> Path:
+def _imagej(
+    path: Path, data: np.ndarray, axes: str, *, unit: str = "um", spacing: float = 0.5, px: float = 0.2, **meta: object
+) -> Path:
     tifffile.imwrite(
-        path, data, imagej=True, resolution=(1 / px, 1 / px), metadata={"axes": axes, "unit": unit, "spacing": spacing, **meta}
+        path,
+        data,
+        imagej=True,
+        resolution=(1 / px, 1 / px),
+        metadata={"axes": axes, "unit": unit, "spacing": spacing, **meta},
     )
     return path
 
@@ -41,7 +47,9 @@ def test_imagej_without_micron_unit_is_not_trusted(tmp_path: Path) -> None:
 
 def test_print_resolution_in_inches_is_not_a_pixel_size(tmp_path: Path) -> None:
     path = tmp_path / "dpi.tif"
-    tifffile.imwrite(path, np.zeros((3, 8, 8), np.uint8), resolution=(300, 300), resolutionunit="INCH", photometric="minisblack")
+    tifffile.imwrite(
+        path, np.zeros((3, 8, 8), np.uint8), resolution=(300, 300), resolutionunit="INCH", photometric="minisblack"
+    )
     with pytest.raises(MetadataError, match="print resolution"):
         io.read(path)
 
@@ -84,7 +92,9 @@ def test_tiff_reading_is_lazy_and_picklable(tmp_path: Path, rng: np.random.Gener
     np.testing.assert_array_equal(np.asarray(restored[0, 0, 7:9, 10:20]), data[7:9, 10:20])
 
 
-def test_page_reader_reads_only_requested_pages(tmp_path: Path, rng: np.random.Generator, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_page_reader_reads_only_requested_pages(
+    tmp_path: Path, rng: np.random.Generator, monkeypatch: pytest.MonkeyPatch
+) -> None:
     data = rng.integers(0, 255, (30, 16, 16), dtype=np.uint8)
     path = _imagej(tmp_path / "pages.tif", data, "ZYX")
     seen: list[list[int]] = []
@@ -104,8 +114,14 @@ def test_page_reader_reads_only_requested_pages(tmp_path: Path, rng: np.random.G
 def test_ome_tiff_scenes_are_selectable(tmp_path: Path) -> None:
     path = tmp_path / "multi.ome.tif"
     with tifffile.TiffWriter(path, ome=True) as tw:
-        tw.write(np.zeros((4, 8, 8), np.uint8), metadata={"axes": "ZYX", "PhysicalSizeX": 0.1, "PhysicalSizeY": 0.1, "PhysicalSizeZ": 0.5})
-        tw.write(np.ones((2, 6, 6), np.uint8), metadata={"axes": "ZYX", "PhysicalSizeX": 0.2, "PhysicalSizeY": 0.2, "PhysicalSizeZ": 1.0})
+        tw.write(
+            np.zeros((4, 8, 8), np.uint8),
+            metadata={"axes": "ZYX", "PhysicalSizeX": 0.1, "PhysicalSizeY": 0.1, "PhysicalSizeZ": 0.5},
+        )
+        tw.write(
+            np.ones((2, 6, 6), np.uint8),
+            metadata={"axes": "ZYX", "PhysicalSizeX": 0.2, "PhysicalSizeY": 0.2, "PhysicalSizeZ": 1.0},
+        )
     second = io.read(path, scene=1)
     assert second.sizes["Z"] == 2 and second.voxel_size.x == pytest.approx(0.2)
     np.testing.assert_array_equal(second.numpy(), 1)

@@ -24,7 +24,9 @@ OUTPUTS = ["x.ome.zarr", "x.ome.tif"]
 @pytest.mark.parametrize(("dims", "shape"), CASES)
 @pytest.mark.parametrize("dask", [False, True])
 @pytest.mark.parametrize("name", OUTPUTS)
-def test_round_trip_is_exact(tmp_path: Path, dtype: str, dims: str, shape: tuple[int, ...], dask: bool, name: str) -> None:
+def test_round_trip_is_exact(
+    tmp_path: Path, dtype: str, dims: str, shape: tuple[int, ...], dask: bool, name: str
+) -> None:
     img = make_image(dims, shape, dtype, dask=dask)
     out = io.write(img, tmp_path / name)
     back = io.read(out)

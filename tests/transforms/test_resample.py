@@ -33,7 +33,12 @@ def test_labels_use_nearest_and_keep_ids() -> None:
 
 
 def test_image_resample_records_exact_voxel_size_and_step() -> None:
-    img = Image(np.random.default_rng(0).random((2, 10, 33, 33)), voxel_size=(0.5, 0.1, 0.1), dims="CZYX", channel_names=["a", "b"])
+    img = Image(
+        np.random.default_rng(0).random((2, 10, 33, 33)),
+        voxel_size=(0.5, 0.1, 0.1),
+        dims="CZYX",
+        channel_names=["a", "b"],
+    )
     out = resample_image(img, (0.5, 0.3, 0.3))
     assert out.shape == (1, 2, 10, 11, 11)
     assert out.voxel_size.y == pytest.approx(0.3)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Annotated, Optional
 
 import typer
 
@@ -84,7 +84,12 @@ def info(
         ("format", d["format"]),
         ("dims", "  ".join(f"{k}={v}" for k, v in d["dims"].items())),
         ("dtype", d["dtype"]),
-        ("voxel size", f"z={vs[0]:.6g} y={vs[1]:.6g} x={vs[2]:.6g} µm ({d['voxel_size_source']})" if vs else d["voxel_size_source"]),
+        (
+            "voxel size",
+            f"z={vs[0]:.6g} y={vs[1]:.6g} x={vs[2]:.6g} µm ({d['voxel_size_source']})"
+            if vs
+            else d["voxel_size_source"],
+        ),
         ("channels", ", ".join(d["channels"])),
         ("time interval", f"{d['time_interval_s']:.6g} s" if d["time_interval_s"] else "—"),
         ("scenes", f"{len(d['scenes'])}: {', '.join(d['scenes'][:8])}{' …' if len(d['scenes']) > 8 else ''}"),
@@ -133,10 +138,14 @@ def convert(
     output_format(output)
     check_output(output, overwrite=overwrite)  # fail before reading anything
     names = [c.strip() for c in channel_names.split(",")] if channel_names else None
-    image = read(input, scene=_scene(scene), voxel_size=voxel_size, channel_names=names, axes=axes, force=force_voxel_size)
+    image = read(
+        input, scene=_scene(scene), voxel_size=voxel_size, channel_names=names, axes=axes, force=force_voxel_size
+    )
     image = image.with_metadata(provenance=image.provenance.then("convert", {"output": str(output)}))
     write(image, output, overwrite=overwrite, ngff_version=ngff_version)
-    typer.echo(f"wrote {output} ({' '.join(f'{k}={v}' for k, v in image.sizes.items())}, {image.dtype}, {image.voxel_size})")
+    typer.echo(
+        f"wrote {output} ({' '.join(f'{k}={v}' for k, v in image.sizes.items())}, {image.dtype}, {image.voxel_size})"
+    )
 
 
 @manifest_app.command("check")

@@ -9,15 +9,15 @@ from subcell.io.reader import detect_format, label_names, read, read_labels
 from subcell.io.writer import output_format, write
 
 __all__ = [
-    "read",
-    "read_labels",
-    "label_names",
-    "write",
+    "Manifest",
+    "ManifestRow",
     "OmeZarrWriter",
     "describe",
     "detect_format",
+    "label_names",
     "output_format",
+    "read",
+    "read_labels",
     "read_manifest",
-    "Manifest",
-    "ManifestRow",
+    "write",
 ]

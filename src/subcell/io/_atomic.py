@@ -11,14 +11,16 @@ from pathlib import Path
 
 from subcell.errors import InputFileError, OutputExistsError
 
-__all__ = ["atomic_output", "check_output", "temporary_sibling", "commit", "discard"]
+__all__ = ["atomic_output", "check_output", "commit", "discard", "temporary_sibling"]
 
 
 def check_output(path: str | Path, *, overwrite: bool) -> Path:
     """Fail early (before any work) when ``path`` exists and ``overwrite`` is false, or its folder is missing."""
     path = Path(path)
     if path.exists() and not overwrite:
-        raise OutputExistsError("output already exists; pass overwrite=True (CLI: --overwrite) to replace it", path=path)
+        raise OutputExistsError(
+            "output already exists; pass overwrite=True (CLI: --overwrite) to replace it", path=path
+        )
     if not path.parent.exists():
         raise InputFileError(f"output folder {str(path.parent)!r} does not exist", path=path)
     return path

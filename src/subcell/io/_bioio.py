@@ -11,7 +11,7 @@ from subcell.errors import InputFileError, MetadataError
 from subcell.io._raw import RawImage
 from subcell.io._tiff import check_tiff_complete, open_tiff, read_tiff, scene_index
 
-__all__ = ["read_ome_tiff", "read_ome_zarr", "read_vendor", "PROVENANCE_NS", "VENDOR_PLUGINS", "ngff_attrs"]
+__all__ = ["PROVENANCE_NS", "VENDOR_PLUGINS", "ngff_attrs", "read_ome_tiff", "read_ome_zarr", "read_vendor"]
 
 PROVENANCE_NS = "https://subcell.dev/provenance"
 
@@ -21,7 +21,16 @@ _LENGTH_UM = {
     "µm": 1.0, "um": 1.0, "micrometer": 1.0, "nm": 1e-3, "nanometer": 1e-3, "mm": 1e3, "millimeter": 1e3,
     "cm": 1e4, "centimeter": 1e4, "m": 1e6, "meter": 1e6, "Å": 1e-4, "angstrom": 1e-4, "pm": 1e-6, "picometer": 1e-6,
 }  # fmt: skip
-_TIME_S = {"s": 1.0, "second": 1.0, "ms": 1e-3, "millisecond": 1e-3, "min": 60.0, "minute": 60.0, "h": 3600.0, "hour": 3600.0}
+_TIME_S = {
+    "s": 1.0,
+    "second": 1.0,
+    "ms": 1e-3,
+    "millisecond": 1e-3,
+    "min": 60.0,
+    "minute": 60.0,
+    "h": 3600.0,
+    "hour": 3600.0,
+}
 
 
 def _unit_value(unit: Any) -> str:
@@ -44,7 +53,7 @@ def read_ome_tiff(path: Path, *, scene: int | str | None = None) -> RawImage:
     from bioio_ome_tiff import Reader
 
     reader = Reader(str(path))
-    scenes = tuple(reader.scenes)
+    scenes = tuple(reader.scenes or ())
     idx = scene_index(path, scene, scenes)
     reader.set_scene(idx)
     pixels = ome.images[idx].pixels
@@ -97,13 +106,14 @@ def ngff_attrs(path: Path) -> dict[str, Any]:
         group = zarr.open_group(str(path), mode="r")
     except Exception as e:
         raise InputFileError(f"not a readable OME-Zarr store ({type(e).__name__}: {e})", path=path) from None
-    attrs = dict(group.attrs)
+    attrs: dict[str, Any] = dict(group.attrs)
     if "ome" in attrs:
+        ome: dict[str, Any] = dict(attrs["ome"])
         merged = {k: v for k, v in attrs.items() if k != "ome"}
-        merged.update(attrs["ome"])
-        merged["ngff_version"] = attrs["ome"].get("version", "0.5")
+        merged.update(ome)
+        merged["ngff_version"] = ome.get("version", "0.5")
         return merged
-    ms = attrs.get("multiscales") or [{}]
+    ms: list[dict[str, Any]] = attrs.get("multiscales") or [{}]
     attrs["ngff_version"] = ms[0].get("version", "0.4")
     return attrs
 
@@ -155,7 +165,10 @@ def read_ome_zarr(path: Path, *, scene: int | str | None = None) -> RawImage:
 
 def _level0_scale(ms: dict[str, Any], n: int) -> list[float]:
     scale = [1.0] * n
-    for transforms in (ms.get("coordinateTransformations") or [], ms["datasets"][0].get("coordinateTransformations") or []):
+    for transforms in (
+        ms.get("coordinateTransformations") or [],
+        ms["datasets"][0].get("coordinateTransformations") or [],
+    ):
         for t in transforms:
             if t.get("type") == "scale":
                 scale = [a * float(b) for a, b in zip(scale, t["scale"], strict=False)]
@@ -179,7 +192,7 @@ def read_vendor(path: Path, *, scene: int | str | None = None) -> RawImage:
     idx = scene_index(path, scene, scenes)
     img.set_scene(idx)
     pps = img.physical_pixel_sizes
-    ti = img.time_interval
+    ti: Any = img.time_interval
     seconds = ti.total_seconds() if hasattr(ti, "total_seconds") else (float(ti) if ti else None)
     data, dims = _squeeze_samples(img.dask_data, img.dims.order)
     return RawImage(

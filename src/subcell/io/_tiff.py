@@ -18,7 +18,7 @@ import numpy as np
 from subcell.errors import InputFileError, MetadataError
 from subcell.io._raw import RawImage, map_axes
 
-__all__ = ["read_tiff", "open_tiff", "check_tiff_complete", "scene_index"]
+__all__ = ["check_tiff_complete", "open_tiff", "read_tiff", "scene_index"]
 
 # µm per unit for the length units ImageJ writes
 _UNITS_UM = {
@@ -67,7 +67,9 @@ def check_tiff_complete(tf: Any, path: Path) -> None:
         if offsets and counts:
             end = max(o + c for o, c in zip(offsets, counts, strict=False))
             if end > size:
-                raise InputFileError(f"TIFF is truncated: page {page.index} needs {end} bytes, the file has {size}", path=path)
+                raise InputFileError(
+                    f"TIFF is truncated: page {page.index} needs {end} bytes, the file has {size}", path=path
+                )
     for s in series:
         if s.dataoffset is not None:  # contiguous data (e.g. large ImageJ files): one offset for everything
             end = s.dataoffset + int(np.prod(s.shape)) * np.dtype(s.dtype).itemsize
@@ -192,7 +194,9 @@ def read_tiff(path: Path, *, scene: int | str | None = None, axes: str | None = 
         notes.append(f"file axes {file_axes} read as {dims} (plain stack: first axis taken as Z)")
     pages = _TiffPages(path, idx, shape, dtype, n_page_dims)
     chunks = _page_chunks(shape, n_page_dims, dtype)
-    data = da.from_array(pages, chunks=chunks, asarray=False, lock=False, fancy=False, meta=np.empty((0,) * len(shape), dtype))
+    data = da.from_array(
+        pages, chunks=chunks, asarray=False, lock=False, fancy=False, meta=np.empty((0,) * len(shape), dtype)
+    )
     return RawImage(
         data=data,
         dims=dims,
@@ -232,4 +236,6 @@ def scene_index(path: Path, scene: int | str | None, scenes: tuple[str, ...]) ->
             return i
     elif scene in scenes:
         return scenes.index(scene)
-    raise MetadataError(f"unknown scene {scene!r}; the file has {len(scenes)}: {list(scenes)}", path=path, field="scene")
+    raise MetadataError(
+        f"unknown scene {scene!r}; the file has {len(scenes)}: {list(scenes)}", path=path, field="scene"
+    )

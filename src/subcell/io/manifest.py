@@ -28,7 +28,7 @@ from typing import Any
 from subcell.errors import InputFileError, ManifestError, SubcellError
 from subcell.image import VoxelSize
 
-__all__ = ["read_manifest", "Manifest", "ManifestRow", "SPLITS", "KNOWN_COLUMNS"]
+__all__ = ["KNOWN_COLUMNS", "SPLITS", "Manifest", "ManifestRow", "read_manifest"]
 
 SPLITS = ("train", "val", "test")
 _VS_COLUMNS = ("voxel_size_z", "voxel_size_y", "voxel_size_x")
@@ -91,9 +91,11 @@ def _load_table(path: Path) -> list[dict[str, Any]]:
     except SubcellError:
         raise
     except Exception as e:
-        raise InputFileError(f"manifest could not be parsed ({type(e).__name__}: {str(e).splitlines()[0]})", path=path) from None
+        raise InputFileError(
+            f"manifest could not be parsed ({type(e).__name__}: {str(e).splitlines()[0]})", path=path
+        ) from None
     df.columns = [str(c).strip() for c in df.columns]
-    return [{k: _clean(v) for k, v in rec.items()} for rec in df.to_dict(orient="records")]
+    return [{str(k): _clean(v) for k, v in rec.items()} for rec in df.to_dict(orient="records")]
 
 
 def _clean(v: Any) -> Any:
@@ -133,7 +135,9 @@ def read_manifest(path: str | Path, *, check_files: bool = True) -> Manifest:
     if not records:
         raise ManifestError(p, ["the manifest has no rows"])
     if "source" not in columns:
-        raise ManifestError(p, [f"column 'source': missing; expected a column of image paths (columns found: {columns})"])
+        raise ManifestError(
+            p, [f"column 'source': missing; expected a column of image paths (columns found: {columns})"]
+        )
     mask_columns = [c for c in columns if c == "mask" or c.startswith("mask_")]
     present_vs = [c for c in _VS_COLUMNS if c in columns]
     if present_vs and len(present_vs) != 3:
@@ -188,7 +192,11 @@ def read_manifest(path: str | Path, *, check_files: bool = True) -> Manifest:
             if vs is not None and fp is not None:
                 if fp in vs_by_file and not vs_by_file[fp][1].isclose(vs):
                     other_row, other = vs_by_file[fp]
-                    bad("voxel_size_z", f"{vs.as_tuple()}", f"conflicting voxel sizes for the same file: row {other_row} says {other.as_tuple()}")
+                    bad(
+                        "voxel_size_z",
+                        f"{vs.as_tuple()}",
+                        f"conflicting voxel sizes for the same file: row {other_row} says {other.as_tuple()}",
+                    )
                 vs_by_file.setdefault(fp, (i, vs))
         meta = {k: v for k, v in rec.items() if k not in KNOWN_COLUMNS and k not in mask_columns}
         source = paths.get("source")

@@ -32,7 +32,8 @@ def _ome_xml(image: Image, dtype: np.dtype[Any]) -> str:
 
     t, c, z, y, x = image.shape
     vs = image.voxel_size
-    pixels = m.Pixels(
+    prov = json.dumps(image.provenance.to_dict())
+    fields: dict[str, Any] = dict(  # ome-types coerces the strings to its enums
         id="Pixels:0",
         dimension_order="XYZCT",
         type=_OME_TYPES[dtype.name],
@@ -44,12 +45,11 @@ def _ome_xml(image: Image, dtype: np.dtype[Any]) -> str:
         tiff_data_blocks=[m.TiffData(plane_count=t * c * z)],
         big_endian=False,
     )  # fmt: skip
-    prov = json.dumps(image.provenance.to_dict())
+    pixels = m.Pixels(**fields)
+    annotation: dict[str, Any] = {"id": "Annotation:0", "namespace": PROVENANCE_NS, "value": {"provenance": prov}}
     ome = m.OME(
         images=[m.Image(id="Image:0", name=Path(str(image.provenance.source or "image")).name, pixels=pixels)],
-        structured_annotations=m.StructuredAnnotations(
-            map_annotations=[m.MapAnnotation(id="Annotation:0", namespace=PROVENANCE_NS, value={"provenance": prov})]
-        ),
+        structured_annotations=m.StructuredAnnotations(map_annotations=[m.MapAnnotation(**annotation)]),
         creator=f"subcell {image.provenance.version}",
     )
     return ome.to_xml()
@@ -73,7 +73,9 @@ def _planes(image: Image, dtype: np.dtype[Any]) -> Iterator[np.ndarray]:
                 yield from slab
 
 
-def write_ome_tiff(image: Image, path: str | Path, *, overwrite: bool = False, compression: str | None = "zlib") -> Path:
+def write_ome_tiff(
+    image: Image, path: str | Path, *, overwrite: bool = False, compression: str | None = "zlib"
+) -> Path:
     """Write an :class:`Image` as a single-series OME-TIFF (``XYZCT`` planes), atomically."""
     import tifffile
 
@@ -107,5 +109,7 @@ def write_ome_tiff(image: Image, path: str | Path, *, overwrite: bool = False, c
             software=f"subcell {image.provenance.version}",
         )
         if not finite[0]:
-            raise ValueRangeError("image has no finite values (all NaN/inf); nothing meaningful to write", path=path, field="data")
+            raise ValueRangeError(
+                "image has no finite values (all NaN/inf); nothing meaningful to write", path=path, field="data"
+            )
     return Path(path)

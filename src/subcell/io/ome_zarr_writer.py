@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -22,7 +22,7 @@ from subcell.errors import ValueRangeError
 from subcell.image import Image, Provenance, VoxelSize
 from subcell.io._atomic import check_output, commit, discard, temporary_sibling
 
-__all__ = ["OmeZarrWriter", "plan_pyramid", "NGFF_VERSIONS"]
+__all__ = ["NGFF_VERSIONS", "OmeZarrWriter", "plan_pyramid"]
 
 NGFF_VERSIONS = ("0.4", "0.5")
 _AXES = [
@@ -32,6 +32,7 @@ _AXES = [
     {"name": "y", "type": "space", "unit": "micrometer"},
     {"name": "x", "type": "space", "unit": "micrometer"},
 ]
+_SLAB_BYTES = 128 << 20  # streamed writes hold at most one slab of this size (unless a chunk layer is larger)
 _SUPPORTED = {"uint8", "uint16", "uint32", "int8", "int16", "int32", "int64", "uint64", "float32", "float64"}
 
 
@@ -121,19 +122,25 @@ class OmeZarrWriter:
             raise ValueRangeError(f"expected a positive (T, C, Z, Y, X) shape, got {tuple(shape)}", field="shape")
         self.dtype = _check_dtype(dtype)
         self.voxel_size = VoxelSize.of(voxel_size)
-        self.channel_names = list(channel_names) if channel_names is not None else [f"c{i}" for i in range(self.shape[1])]
+        self.channel_names = (
+            list(channel_names) if channel_names is not None else [f"c{i}" for i in range(self.shape[1])]
+        )
         if len(self.channel_names) != self.shape[1]:
-            raise ValueRangeError(f"{len(self.channel_names)} channel names for {self.shape[1]} channels", field="channel_names")
+            raise ValueRangeError(
+                f"{len(self.channel_names)} channel names for {self.shape[1]} channels", field="channel_names"
+            )
         self.time_interval = time_interval
         self.provenance = provenance or Provenance(step="write")
-        self.chunks = tuple(int(c) for c in chunks) if chunks is not None else _default_chunks(self.shape)
+        self.chunks = (
+            tuple(int(c) for c in chunks) if chunks is not None else _default_chunks(self.shape, self.dtype.itemsize)
+        )
         if len(self.chunks) != 5 or min(self.chunks) < 1:
             raise ValueRangeError(f"expected 5 positive chunk sizes (T, C, Z, Y, X), got {chunks}", field="chunks")
         self.factors = plan_pyramid(self.shape, self.voxel_size, levels=levels)
         self.ngff_version = ngff_version
         self.path = check_output(path, overwrite=overwrite)
         self._tmp = temporary_sibling(self.path)
-        self._zarr_format = 2 if ngff_version == "0.4" else 3
+        self._zarr_format: Literal[2, 3] = 2 if ngff_version == "0.4" else 3
         self._root = zarr.open_group(str(self._tmp), mode="w", zarr_format=self._zarr_format)
         self._arrays = [self._create(self._root, str(i), f, self.dtype) for i, f in enumerate(self.factors)]
         self._labels: dict[str, list[Any]] = {}
@@ -175,22 +182,22 @@ class OmeZarrWriter:
         self._arrays[0][region] = block.astype(self.dtype, copy=False)
 
     def write(self, data: Any) -> None:
-        """Write the whole level 0 from a NumPy or Dask ``TCZYX`` array (streamed chunk by chunk for Dask)."""
-        import dask.array as da
+        """Write the whole level 0 from a NumPy or Dask ``TCZYX`` array.
 
+        Dask data is streamed one z-slab at a time (a slab spans whole chunk layers, so every chunk is written
+        once, and is at most ``_SLAB_BYTES`` unless a single chunk layer is larger): peak memory is bounded by the
+        slab, whatever the volume size. Within a slab the source chunks are read in parallel.
+        """
         if tuple(data.shape) != self.shape:
-            raise ValueRangeError(f"data shape {tuple(data.shape)} does not match the writer's {self.shape}", field="data")
+            raise ValueRangeError(
+                f"data shape {tuple(data.shape)} does not match the writer's {self.shape}", field="data"
+            )
         if isinstance(data, np.ndarray):
             self.write_region((slice(None),) * 5, data)
             return
-        arr = data.astype(self.dtype) if data.dtype != self.dtype else data
-        arr = arr.rechunk(self._arrays[0].chunks)
-        store = da.store(arr, self._arrays[0], lock=False, compute=False)
-        if np.issubdtype(self.dtype, np.floating):
-            _, finite = da.compute(store, da.isfinite(arr).any())
-            self._any_finite = self._any_finite or bool(finite)
-        else:
-            da.compute(store)
+        for region in _slabs(data, self._arrays[0]):
+            self.write_region(region, np.asarray(data[region].compute()))
+
 
     def add_label(self, name: str, data: Any) -> None:
         """Add an NGFF label image (integer instance ids, 0 = background) with the image's T/Z/Y/X extent.
@@ -206,7 +213,9 @@ class OmeZarrWriter:
             arr = arr[:, None]
         want = (self.shape[0], 1, *self.shape[2:])
         if tuple(arr.shape) != want:
-            raise ValueRangeError(f"label {name!r} has shape {tuple(data.shape)}; expected {want} (T,1,Z,Y,X)", field="labels")
+            raise ValueRangeError(
+                f"label {name!r} has shape {tuple(data.shape)}; expected {want} (T,1,Z,Y,X)", field="labels"
+            )
         dtype = np.dtype(arr.dtype)
         if dtype == np.bool_:
             dtype = np.dtype(np.uint8)
@@ -219,12 +228,11 @@ class OmeZarrWriter:
             arrays = [self._create(group, str(i), f, dtype) for i, f in enumerate(self.factors)]
         finally:
             self.shape = saved_shape
-        import dask.array as da
-
         if isinstance(arr, np.ndarray):
             arrays[0][...] = arr.astype(dtype, copy=False)
         else:
-            da.store(arr.astype(dtype).rechunk(arrays[0].chunks), arrays[0], lock=False)
+            for region in _slabs(arr, arrays[0]):
+                arrays[0][region] = np.asarray(arr[region].compute()).astype(dtype, copy=False)
         self._labels[name] = arrays
 
     # -- finishing ----------------------------------------------------------------------------------------------
@@ -234,7 +242,11 @@ class OmeZarrWriter:
             return self.path
         try:
             if not self._any_finite:
-                raise ValueRangeError("image has no finite values (all NaN/inf); nothing meaningful to write", path=self.path, field="data")
+                raise ValueRangeError(
+                    "image has no finite values (all NaN/inf); nothing meaningful to write",
+                    path=self.path,
+                    field="data",
+                )
             _build_pyramid(self._arrays, self.factors, labels=False)
             for arrays in self._labels.values():
                 _build_pyramid(arrays, self.factors, labels=True)
@@ -269,9 +281,17 @@ class OmeZarrWriter:
                 {"type": "scale", "scale": [t_scale, 1.0, *(v * k for v, k in zip(vs, f, strict=True))]}
             ]
             if not labels and f != (1, 1, 1):  # a local mean is centred between the voxels it averages
-                transforms.append({"type": "translation", "translation": [0.0, 0.0, *((k - 1) / 2 * v for v, k in zip(vs, f, strict=True))]})
+                transforms.append(
+                    {
+                        "type": "translation",
+                        "translation": [0.0, 0.0, *((k - 1) / 2 * v for v, k in zip(vs, f, strict=True))],
+                    }
+                )
             datasets.append({"path": str(i), "coordinateTransformations": transforms})
-        ms: dict[str, Any] = {"name": name, "axes": _AXES, "datasets": datasets}
+        axes = [dict(a) for a in _AXES]
+        if not self.time_interval:  # unknown interval: a scale of 1 with no unit, not "1 second"
+            axes[0].pop("unit")
+        ms: dict[str, Any] = {"name": name, "axes": axes, "datasets": datasets}
         ms["type"] = "stride" if labels else "local_mean"
         if self.ngff_version == "0.4":
             ms = {"version": "0.4", **ms}
@@ -305,7 +325,7 @@ class OmeZarrWriter:
         }
         self._root.attrs.update(attrs)
         if self._labels:
-            lab = self._root["labels"]
+            lab: Any = self._root["labels"]
             lab.attrs.update(self._ome({"labels": list(self._labels)}))
             for name in self._labels:
                 block = {
@@ -315,8 +335,26 @@ class OmeZarrWriter:
                 lab[name].attrs.update(self._ome(block))
 
 
-def _default_chunks(shape: tuple[int, ...]) -> tuple[int, ...]:
-    return (1, 1, min(shape[2], 32), min(shape[3], 256), min(shape[4], 256))
+def _slabs(data: Any, target: Any) -> list[tuple[slice, ...]]:
+    """Regions of whole chunk layers along z, each at most ``_SLAB_BYTES`` (or one layer), aligned to ``target``."""
+    t, c, z, y, x = target.shape
+    zc = target.chunks[2]
+    layer_bytes = zc * y * x * max(np.dtype(data.dtype).itemsize, np.dtype(target.dtype).itemsize)
+    src_z = max(data.chunks[2]) if getattr(data, "chunks", None) and data.chunks[2] else zc
+    step = zc * max(1, min(-(-src_z // zc), _SLAB_BYTES // max(layer_bytes, 1)))
+    return [
+        (slice(ti, ti + 1), slice(ci, ci + 1), slice(z0, min(z, z0 + step)), slice(0, y), slice(0, x))
+        for ti in range(t)
+        for ci in range(c)
+        for z0 in range(0, z, step)
+    ]
+
+
+def _default_chunks(shape: tuple[int, ...], itemsize: int = 2) -> tuple[int, ...]:
+    """(1, 1, z, 256, 256) with z ≤ 32 and a chunk *layer* (z planes of the whole field) of at most ~64 MiB."""
+    plane = shape[3] * shape[4] * itemsize
+    z = max(1, min(shape[2], 32, (64 << 20) // max(plane, 1)))
+    return (1, 1, z, min(shape[3], 256), min(shape[4], 256))
 
 
 def _check_dtype(dtype: Any) -> np.dtype[Any]:
@@ -324,7 +362,9 @@ def _check_dtype(dtype: Any) -> np.dtype[Any]:
     if dt == np.bool_:
         return np.dtype(np.uint8)
     if dt.name not in _SUPPORTED:
-        raise ValueRangeError(f"dtype {dt} cannot be stored; use one of {sorted(_SUPPORTED)} (e.g. float32)", field="dtype")
+        raise ValueRangeError(
+            f"dtype {dt} cannot be stored; use one of {sorted(_SUPPORTED)} (e.g. float32)", field="dtype"
+        )
     return dt
 
 
@@ -340,8 +380,12 @@ def _build_pyramid(arrays: list[Any], factors: list[tuple[int, int, int]], *, la
             down = prev[:, :, :: step[0], :: step[1], :: step[2]]
             down = down[tuple(slice(0, n) for n in target.shape)]
         else:
-            trimmed = prev[tuple(slice(0, (n // s) * s if s > 1 else n) for n, s in zip(prev.shape, (1, 1, *step), strict=True))]
-            down = da.coarsen(np.mean, trimmed.astype(np.float32), {2: step[0], 3: step[1], 4: step[2]}, trim_excess=True)
+            trimmed = prev[
+                tuple(slice(0, (n // s) * s if s > 1 else n) for n, s in zip(prev.shape, (1, 1, *step), strict=True))
+            ]
+            down = da.coarsen(
+                np.mean, trimmed.astype(np.float32), {2: step[0], 3: step[1], 4: step[2]}, trim_excess=True
+            )
             if np.issubdtype(target.dtype, np.integer):
                 info = np.iinfo(target.dtype)
                 down = da.clip(da.round(down), info.min, info.max)

@@ -10,7 +10,7 @@ from subcell.errors import InputFileError
 from subcell.image import Image, VoxelSize
 from subcell.io._raw import RawImage, resolve
 
-__all__ = ["read", "detect_format", "read_labels", "label_names"]
+__all__ = ["detect_format", "label_names", "read", "read_labels"]
 
 _TIFF_SUFFIXES = (".tif", ".tiff")
 
@@ -23,7 +23,7 @@ def detect_format(path: str | Path) -> str:
         return "ome-zarr"
     if name.endswith((".ome.tif", ".ome.tiff", ".ome.btf")):
         return "ome-tiff"
-    if name.endswith(_TIFF_SUFFIXES + (".btf",)):
+    if name.endswith((*_TIFF_SUFFIXES, ".btf")):
         return "tiff"
     return "vendor"
 
@@ -110,8 +110,8 @@ def label_names(path: str | Path) -> list[str]:
         group = zarr.open_group(str(p / "labels"), mode="r")
     except Exception:
         return []
-    attrs = dict(group.attrs)
-    attrs = attrs.get("ome", attrs)
+    attrs: dict[str, Any] = dict(group.attrs)
+    attrs = dict(attrs.get("ome", attrs))
     return [str(n) for n in attrs.get("labels", [])]
 
 

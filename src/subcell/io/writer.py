@@ -10,7 +10,7 @@ from subcell.errors import InputFileError
 from subcell.image import Image
 from subcell.io._atomic import check_output
 
-__all__ = ["write", "output_format", "OUTPUT_SUFFIXES"]
+__all__ = ["OUTPUT_SUFFIXES", "output_format", "write"]
 
 OUTPUT_SUFFIXES = {".ome.zarr": "ome-zarr", ".zarr": "ome-zarr", ".ome.tif": "ome-tiff", ".ome.tiff": "ome-tiff"}
 

@@ -49,7 +49,9 @@ def blob_field(
         c[0] = extent[0] / 2 if extent[0] < 2 * r else c[0]
         if all(np.linalg.norm((c - o)[1:]) > 2.4 * r for o in centres):
             centres.append(c)
-    zz, yy, xx = np.meshgrid(*[(np.arange(n) + 0.5) * v for n, v in zip(shape, vs.as_tuple(), strict=True)], indexing="ij")
+    zz, yy, xx = np.meshgrid(
+        *[(np.arange(n) + 0.5) * v for n, v in zip(shape, vs.as_tuple(), strict=True)], indexing="ij"
+    )
     labels = np.zeros(shape, np.int32)
     dist_best = np.full(shape, np.inf)
     owner = np.zeros(shape, np.int32)
@@ -61,7 +63,9 @@ def blob_field(
         closer = planar < dist_best
         dist_best[closer] = planar[closer]
         owner[closer] = i
-    membrane = (ndi.maximum_filter(owner, size=(1, 3, 3)) != ndi.minimum_filter(owner, size=(1, 3, 3))).astype(np.float64)
+    membrane = (ndi.maximum_filter(owner, size=(1, 3, 3)) != ndi.minimum_filter(owner, size=(1, 3, 3))).astype(
+        np.float64
+    )
     dna = (labels > 0).astype(np.float64) * (0.7 + 0.3 * rng.random(shape))
     sigma = (0.6 / vs.z, 0.25 / vs.y, 0.25 / vs.x)  # ~PSF in µm → voxels
     channels = []

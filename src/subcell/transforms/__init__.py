@@ -7,12 +7,12 @@ from subcell.transforms.normalize import percentile_normalize, zscore
 from subcell.transforms.resample import resample, resample_image, resampled_shape
 
 __all__ = [
+    "crop_or_pad",
+    "crop_physical",
+    "pad_to_multiple",
+    "percentile_normalize",
     "resample",
     "resample_image",
     "resampled_shape",
     "zscore",
-    "percentile_normalize",
-    "crop_or_pad",
-    "crop_physical",
-    "pad_to_multiple",
 ]

@@ -10,7 +10,7 @@ import numpy as np
 from subcell.errors import ValueRangeError
 from subcell.image import VoxelSize
 
-__all__ = ["crop_or_pad", "pad_to_multiple", "crop_physical"]
+__all__ = ["crop_or_pad", "crop_physical", "pad_to_multiple"]
 
 
 def crop_or_pad(
@@ -76,7 +76,9 @@ def crop_physical(
     """
     vs = VoxelSize.of(voxel_size).as_tuple()
     if len(start_um) != 3 or len(size_um) != 3 or min(size_um) <= 0:
-        raise ValueRangeError(f"expected (z, y, x) start and positive size in µm, got {start_um}, {size_um}", field="box")
+        raise ValueRangeError(
+            f"expected (z, y, x) start and positive size in µm, got {start_um}, {size_um}", field="box"
+        )
     slices = []
     for n, v, s0, sz in zip(data.shape[-3:], vs, start_um, size_um, strict=True):
         a = max(0, int(np.ceil(s0 / v - 0.5)))
@@ -84,4 +86,5 @@ def crop_physical(
         if b <= a:
             raise ValueRangeError(f"box {start_um}+{size_um} µm lies outside the image", field="box")
         slices.append(slice(a, b))
-    return data[(Ellipsis, *slices)]
+    index: tuple[Any, ...] = (Ellipsis, *slices)
+    return data[index]

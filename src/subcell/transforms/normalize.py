@@ -8,7 +8,7 @@ import numpy as np
 
 from subcell.errors import ValueRangeError
 
-__all__ = ["zscore", "percentile_normalize"]
+__all__ = ["percentile_normalize", "zscore"]
 
 
 def _values(data: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
