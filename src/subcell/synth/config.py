@@ -1,0 +1,182 @@
+"""Validated parameters of the synthetic-field generator (one pydantic model per concern, all lengths in µm).
+
+The structure rules are data: each ``*Rule`` model documents where a structure sits relative to the cell and
+the nucleus. The integrated-cell model is evaluated on whether it learns these rules.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+__all__ = [
+    "STRUCTURES",
+    "Optics",
+    "BrightfieldOptics",
+    "Noise",
+    "CellShape",
+    "StructureRules",
+    "TimeLapse",
+    "SynthConfig",
+]
+
+# fluorescence channels, in output order
+STRUCTURES = (
+    "dna",
+    "nuclear_envelope",
+    "nucleoli",
+    "membrane",
+    "mitochondria",
+    "microtubules",
+    "golgi",
+)
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Optics(_Model):
+    """Widefield fluorescence optics; the PSF is the Gaussian approximation of Zhang et al. (Appl. Opt. 2007)."""
+
+    numerical_aperture: float = Field(1.25, gt=0, le=1.7)
+    emission_wavelength_um: float = Field(0.52, gt=0.2, lt=2.0)
+    immersion_index: float = Field(1.33, ge=1.0, le=1.8)
+
+    @model_validator(mode="after")
+    def _na_below_index(self) -> Optics:
+        if self.numerical_aperture >= self.immersion_index:
+            raise ValueError(
+                f"numerical_aperture {self.numerical_aperture} must be below immersion_index {self.immersion_index}"
+            )
+        return self
+
+    @property
+    def sigma_xy_um(self) -> float:
+        """Lateral PSF standard deviation (µm): 0.21 λ / NA."""
+        return 0.21 * self.emission_wavelength_um / self.numerical_aperture
+
+    @property
+    def sigma_z_um(self) -> float:
+        """Axial PSF standard deviation (µm): 0.66 λ n / NA²."""
+        return 0.66 * self.emission_wavelength_um * self.immersion_index / self.numerical_aperture**2
+
+
+class BrightfieldOptics(_Model):
+    """Transmitted light: weak phase-and-amplitude object under partially coherent Köhler illumination."""
+
+    wavelength_um: float = Field(0.6, gt=0.2, lt=2.0)
+    objective_na: float = Field(1.25, gt=0, le=1.7)
+    condenser_na: float = Field(0.35, ge=0, le=1.5)
+    medium_index: float = Field(1.337, ge=1.0, le=1.8)
+    focus_offset_um: float = Field(0.0, description="focal plane of the stack centre relative to the cell mid-height")
+    photons: float = Field(2000.0, gt=0, description="mean photons per pixel of the background")
+    read_noise: float = Field(4.0, ge=0)
+
+    @model_validator(mode="after")
+    def _coherence(self) -> BrightfieldOptics:
+        if self.condenser_na > self.objective_na:
+            raise ValueError(f"condenser_na {self.condenser_na} must not exceed objective_na {self.objective_na}")
+        return self
+
+
+class Noise(_Model):
+    """Fluorescence camera: background + shot noise (Poisson) + Gaussian read noise, in photo-electrons."""
+
+    peak_photons: float = Field(600.0, gt=0, description="photons at the brightest structure density")
+    background: float = Field(100.0, ge=0)
+    read_noise: float = Field(3.0, ge=0)
+    offset: int = Field(100, ge=0, le=10000, description="camera offset (ADU) added before uint16 conversion")
+
+
+class CellShape(_Model):
+    """hiPSC colony geometry: tightly packed cells in a monolayer with domed apical surfaces."""
+
+    diameter_um: tuple[float, float] = (10.0, 20.0)
+    height_um: tuple[float, float] = (6.0, 12.0)
+    nucleus_fraction: float = Field(0.5, gt=0.05, lt=0.9, description="nucleus volume / cell volume (hiPSCs: high)")
+    mitotic_fraction: float = Field(0.05, ge=0, le=1)
+    colony_fill: float = Field(0.85, gt=0, le=1.0, description="fraction of the field's area covered by the colony")
+
+    @model_validator(mode="after")
+    def _ranges(self) -> CellShape:
+        for name in ("diameter_um", "height_um"):
+            lo, hi = getattr(self, name)
+            if not (0 < lo <= hi):
+                raise ValueError(f"{name} must be a (min, max) pair with 0 < min <= max, got {(lo, hi)}")
+        return self
+
+
+class StructureRules(_Model):
+    """Where each structure sits (the generator's ground-truth rules)."""
+
+    nucleoli_count: tuple[int, int] = (2, 4)
+    nucleolus_radius_um: float = Field(0.8, gt=0)
+    envelope_thickness_um: float = Field(0.25, gt=0)
+    membrane_thickness_um: float = Field(0.25, gt=0)
+    mito_per_um3: float = Field(0.05, ge=0, description="mitochondrial tubules per µm³ of cytoplasm")
+    mito_decay_um: float = Field(2.5, gt=0, description="density ∝ exp(-d / decay), d = distance to the nucleus")
+    mito_length_um: float = Field(2.0, gt=0)
+    microtubule_count: tuple[int, int] = (30, 50)
+    golgi_blobs: tuple[int, int] = (4, 8)
+    golgi_radius_um: float = Field(0.6, gt=0)
+    golgi_apical_offset_um: float = Field(1.0, description="Golgi sits this far above the nucleus centre, towards the apex")
+
+    @model_validator(mode="after")
+    def _counts(self) -> StructureRules:
+        for name in ("nucleoli_count", "microtubule_count", "golgi_blobs"):
+            lo, hi = getattr(self, name)
+            if not (0 <= lo <= hi):
+                raise ValueError(f"{name} must be a (min, max) pair with 0 <= min <= max, got {(lo, hi)}")
+        return self
+
+
+class TimeLapse(_Model):
+    """Time-lapse: cells drift, change shape and divide; the lineage table is the tracking truth."""
+
+    frames: int = Field(1, ge=1, le=10000)
+    interval_s: float = Field(300.0, gt=0)
+    speed_um_per_frame: float = Field(0.5, ge=0)
+    division_probability: float = Field(0.05, ge=0, le=1, description="per cell and frame")
+    mitosis_frames: int = Field(2, ge=1, description="frames a cell is rounded up before it divides")
+
+
+class SynthConfig(_Model):
+    """Everything ``subcell synth`` needs; the same config and seed give bit-identical output."""
+
+    version: Literal[1] = 1
+    shape: tuple[int, int, int] = (64, 512, 512)
+    voxel_size: tuple[float, float, float] = (0.29, 0.108, 0.108)
+    n_cells: int | None = Field(None, ge=1, description="default: as many as the colony area holds at the mean diameter")
+    seed: int = Field(0, ge=0)
+    cells: CellShape = CellShape()
+    rules: StructureRules = StructureRules()
+    optics: Optics = Optics()
+    brightfield: BrightfieldOptics = BrightfieldOptics()
+    noise: Noise = Noise()
+    time: TimeLapse = TimeLapse()
+    block_yx: int = Field(512, ge=64, description="large mode: lateral block size of lazy generation")
+
+    @model_validator(mode="after")
+    def _geometry(self) -> SynthConfig:
+        if min(self.shape) < 1:
+            raise ValueError(f"shape must be positive (Z, Y, X), got {self.shape}")
+        if min(self.voxel_size) <= 0:
+            raise ValueError(f"voxel_size must be positive µm, got {self.voxel_size}")
+        if self.n_cells is not None:
+            area = self.shape[1] * self.voxel_size[1] * self.shape[2] * self.voxel_size[2] * self.cells.colony_fill
+            d_min = self.cells.diameter_um[0]
+            capacity = area / (math.pi * (d_min / 2) ** 2 * 0.75)
+            if self.n_cells > capacity:
+                raise ValueError(
+                    f"n_cells={self.n_cells} cannot fit: the colony area ({area:.0f} µm²) holds at most "
+                    f"{int(capacity)} cells of diameter >= {d_min} µm"
+                )
+        return self
+
+    @property
+    def field_um(self) -> tuple[float, float, float]:
+        """Physical extent (z, y, x) in µm."""
+        return tuple(n * v for n, v in zip(self.shape, self.voxel_size, strict=True))  # type: ignore[return-value]
