@@ -235,6 +235,15 @@ class OmeZarrWriter:
                 arrays[0][region] = np.asarray(arr[region].compute()).astype(dtype, copy=False)
         self._labels[name] = arrays
 
+    def add_file(self, relpath: str, content: bytes) -> None:
+        """Store an extra file (e.g. a Parquet table) inside the store; it appears atomically with the image."""
+        rel = Path(relpath)
+        if rel.is_absolute() or ".." in rel.parts or not rel.parts:
+            raise ValueRangeError(f"expected a relative path inside the store, got {relpath!r}", field="relpath")
+        target = self._tmp / rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(content)
+
     # -- finishing ----------------------------------------------------------------------------------------------
     def close(self) -> Path:
         """Build the pyramid, write NGFF metadata, and move the store into place. Returns the final path."""

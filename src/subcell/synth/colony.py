@@ -1,0 +1,237 @@
+"""Colony geometry in micrometres: where cells and nuclei are, before anything is rasterized.
+
+Cells are the Voronoi regions of seeds in the substrate plane (neighbours share walls), capped at a maximum
+radius at the colony edge, with a domed apical surface. Everything here is analytic and deterministic for a
+seed, so any block of a large field can be rendered independently and agree with its neighbours.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import numpy as np
+
+from subcell.synth.config import SynthConfig
+
+__all__ = ["Cell", "Colony", "make_colony", "step_colony"]
+
+SUBSTRATE_Z_UM = 1.0  # the coverslip surface lies 1 µm above the first plane
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One cell: Voronoi seed, dome, nucleus ellipsoid, mitotic state (lengths in µm)."""
+
+    id: int
+    yx: tuple[float, float]
+    radius: float  # nominal lateral radius (half the distance to the nearest neighbour, slightly enlarged)
+    reach: float  # the cell never extends further than this from its seed (bounds edge cells of the colony)
+    height: float
+    nucleus_center: tuple[float, float, float]
+    nucleus_radii: tuple[float, float, float]  # (rz, ry, rx) before rotation
+    nucleus_angle: float  # rotation of the nucleus ellipse in the yx plane (radians)
+    mitotic: bool = False
+    plate_angle: float = 0.0  # metaphase plate normal in the yx plane (mitotic cells)
+    parent: int = 0
+
+    def rng(self, seed: int, frame: int = 0) -> np.random.Generator:
+        """The cell's own random stream: the same wherever and in whichever block it is rendered."""
+        return np.random.default_rng([seed, self.id, frame])
+
+
+@dataclass
+class Colony:
+    """All cells of a field plus the geometry lookups shared by the renderer."""
+
+    cells: list[Cell]
+    config: SynthConfig
+    substrate_z: float = SUBSTRATE_Z_UM
+    frame: int = 0
+    _tree: Any = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        from scipy.spatial import cKDTree
+
+        seeds = np.array([c.yx for c in self.cells], dtype=np.float64).reshape(-1, 2)
+        self._tree = cKDTree(seeds) if len(seeds) else None
+        self.radius_cap = np.array([c.reach for c in self.cells])
+        self.heights = np.array([c.height for c in self.cells])
+
+    def owner(self, yx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Index of the owning cell (-1 outside every cell) and the distance to its wall (µm) for (N, 2) points."""
+        n = len(self.cells)
+        if n == 0:
+            return np.full(len(yx), -1), np.zeros(len(yx))
+        k = 2 if n > 1 else 1
+        dist, idx = self._tree.query(yx, k=k)
+        if k == 1:
+            dist = np.stack([dist, np.full_like(dist, np.inf)], axis=1)
+            idx = np.stack([idx, idx], axis=1)
+        d1, d2 = dist[:, 0], dist[:, 1]
+        i1 = idx[:, 0]
+        seeds = self._tree.data
+        # distance to the Voronoi wall (perpendicular bisector) between the nearest and second-nearest seeds
+        sep = np.linalg.norm(seeds[idx[:, 1]] - seeds[i1], axis=1) if k == 2 else np.full(len(yx), np.inf)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            wall = np.where(np.isfinite(sep) & (sep > 0), (d2**2 - d1**2) / (2 * sep), np.inf)
+        cap = self.radius_cap[i1]
+        wall = np.minimum(wall, cap - d1)
+        inside = d1 <= cap
+        return np.where(inside, i1, -1), wall
+
+    def owner_index(self, yx: np.ndarray) -> np.ndarray:
+        """Index of the owning cell (-1 outside every cell) for (N, 2) points; cheaper than :meth:`owner`."""
+        if not self.cells:
+            return np.full(len(yx), -1)
+        dist, idx = self._tree.query(yx, k=1)
+        return np.where(dist <= self.radius_cap[idx], idx, -1)
+
+    def apex(self, index: np.ndarray, yx: np.ndarray) -> np.ndarray:
+        """Height (µm above the substrate) of the apical surface over points owned by cell ``index``."""
+        out = np.zeros(len(yx))
+        ok = index >= 0
+        if not ok.any():
+            return out
+        cells = [self.cells[i] for i in index[ok]]
+        c_yx = np.array([c.yx for c in cells])
+        r = np.array([c.reach for c in cells])
+        h = self.heights[index[ok]]
+        rho = np.linalg.norm(yx[ok] - c_yx, axis=1) / r
+        dome = np.sqrt(np.clip(1 - rho**2, 0, 1))
+        mit = np.array([c.mitotic for c in cells])
+        # interphase: flat-topped dome; mitotic: rounded (height follows a sphere of the cell radius)
+        out[ok] = np.where(mit, h * dome, h * (0.55 + 0.45 * dome))
+        return out
+
+
+def _nucleus_for(
+    yx: tuple[float, float], radius: float, height: float, config: SynthConfig, rng: np.random.Generator
+) -> tuple[tuple[float, float, float], tuple[float, float, float], float]:
+    """An ellipsoidal nucleus filling ``nucleus_fraction`` of the cell, kept clear of its walls and apex."""
+    cell_volume = math.pi * (1.1 * radius) ** 2 * height * 0.9
+    v = config.cells.nucleus_fraction * cell_volume
+    r_lat_max = 0.8 * radius  # radius ≈ half the mean distance to the neighbours
+    rz = min(0.36 * height, (3 * v / (4 * math.pi)) ** (1 / 3))
+    r_lat = math.sqrt(3 * v / (4 * math.pi * rz))
+    r_lat = min(r_lat, r_lat_max)
+    elong = rng.uniform(1.0, 1.3)
+    ry, rx = r_lat * math.sqrt(elong), min(r_lat / math.sqrt(elong), r_lat_max)
+    ry = min(ry, r_lat_max)
+    cz = SUBSTRATE_Z_UM + 0.3 + rz
+    return (cz, yx[0], yx[1]), (rz, ry, rx), rng.uniform(0, math.pi)
+
+
+def _sample_seeds(config: SynthConfig, rng: np.random.Generator) -> np.ndarray:
+    """Dart throwing inside the colony disc with a minimum spacing of the smallest diameter × 0.8."""
+    _, ey, ex = config.field_um
+    area = ey * ex * config.cells.colony_fill
+    d_min, d_max = config.cells.diameter_um
+    d_mean = 0.5 * (d_min + d_max)
+    n = config.n_cells or max(1, int(area / (math.pi * (d_mean / 2) ** 2)))
+    centre = np.array([ey / 2, ex / 2])
+    # the colony is a rounded rectangle covering colony_fill of the field
+    half = np.array([ey, ex]) / 2 * math.sqrt(config.cells.colony_fill)
+    min_sep = 0.8 * d_min
+    pts: list[np.ndarray] = []
+    tries = 0
+    while len(pts) < n and tries < 200:
+        tries += 1
+        cand = centre + rng.uniform(-1, 1, (max(64, 4 * n), 2)) * half
+        for p in cand:
+            if len(pts) >= n:
+                break
+            if not pts or np.min(np.linalg.norm(np.asarray(pts) - p, axis=1)) >= min_sep:
+                pts.append(p)
+    return np.asarray(pts).reshape(-1, 2)
+
+
+def make_colony(config: SynthConfig) -> Colony:
+    """Place the cells of one field (frame 0)."""
+    rng = np.random.default_rng([config.seed, 0xC0])
+    seeds = _sample_seeds(config, rng)
+    return Colony(_cells_from_seeds(seeds, list(range(1, len(seeds) + 1)), config, rng), config)
+
+
+def _cells_from_seeds(
+    seeds: np.ndarray,
+    ids: list[int],
+    config: SynthConfig,
+    rng: np.random.Generator,
+    *,
+    mitotic: set[int] | None = None,
+    parents: dict[int, int] | None = None,
+    heights: dict[int, float] | None = None,
+) -> list[Cell]:
+    from scipy.spatial import cKDTree
+
+    d_min, d_max = config.cells.diameter_um
+    h_min, h_max = config.cells.height_um
+    if len(seeds) > 1:  # typical distance to the neighbours that share a wall
+        k = min(len(seeds), 5)
+        nn = cKDTree(seeds).query(seeds, k=k)[0][:, 1:].mean(axis=1)
+    else:
+        nn = np.array([d_max])
+    cells = []
+    for s, cid, d_nn in zip(seeds, ids, nn, strict=True):
+        radius = float(np.clip(d_nn / 2, d_min / 2, d_max / 2))
+        if mitotic is None:
+            is_mitotic = bool(rng.random() < config.cells.mitotic_fraction)
+        else:
+            is_mitotic = cid in mitotic
+        height = heights.get(cid) if heights and cid in heights else float(rng.uniform(h_min, h_max))
+        if is_mitotic:  # rounded up: as tall as wide (within the stack's budget)
+            height = float(min(max(height, 1.6 * radius), h_max * 1.3))
+        n_c, n_r, n_a = _nucleus_for((float(s[0]), float(s[1])), radius, height, config, rng)
+        cells.append(
+            Cell(
+                id=int(cid),
+                yx=(float(s[0]), float(s[1])),
+                radius=radius,
+                reach=max(radius * 1.35, d_max / 2 * 1.1),
+                height=float(height),
+                nucleus_center=n_c,
+                nucleus_radii=n_r,
+                nucleus_angle=n_a,
+                mitotic=is_mitotic,
+                plate_angle=float(rng.uniform(0, math.pi)),
+                parent=(parents or {}).get(int(cid), 0),
+            )
+        )
+    return cells
+
+
+def step_colony(colony: Colony, rng: np.random.Generator, next_id: int) -> tuple[Colony, int, list[tuple[int, int, int]]]:
+    """Advance one frame: drift, shape change, rounding before division, division into two daughters.
+
+    Returns the new colony, the next free id, and the divisions as ``(parent, daughter_a, daughter_b)``.
+    """
+    cfg = colony.config
+    t = cfg.time
+    _, ey, ex = cfg.field_um
+    seeds, ids, mitotic, parents, heights = [], [], set(), {}, {}
+    divisions = []
+    for c in colony.cells:
+        if c.mitotic and rng.random() < 1.0 / t.mitosis_frames:
+            axis = rng.uniform(0, math.pi)
+            off = 0.45 * c.radius * np.array([math.sin(axis), math.cos(axis)])
+            a, b = next_id, next_id + 1
+            next_id += 2
+            for child, sign in ((a, 1), (b, -1)):
+                seeds.append(np.clip(np.array(c.yx) + sign * off, 0, [ey, ex]))
+                ids.append(child)
+                parents[child] = c.id
+            divisions.append((c.id, a, b))
+            continue
+        step = rng.normal(0, t.speed_um_per_frame, 2)
+        seeds.append(np.clip(np.array(c.yx) + step, 0, [ey, ex]))
+        ids.append(c.id)
+        heights[c.id] = float(np.clip(c.height * rng.uniform(0.95, 1.05), *cfg.cells.height_um))
+        if c.mitotic or rng.random() < t.division_probability:
+            mitotic.add(c.id)
+            heights.pop(c.id)
+    cells = _cells_from_seeds(np.asarray(seeds).reshape(-1, 2), ids, cfg, rng, mitotic=mitotic, parents=parents, heights=heights)
+    # daughters keep their parent's id bookkeeping; the rest keep their own
+    cells = [replace(c, parent=parents.get(c.id, 0)) for c in cells]
+    return Colony(cells, cfg, frame=colony.frame + 1), next_id, divisions

@@ -1,0 +1,377 @@
+"""Rasterize a colony into one region of the field: labels, structure densities and masks, refractive index.
+
+Every cell is drawn from its own random stream (seed, cell id, frame) in field coordinates (µm), then clipped
+to the region, so a region rendered alone equals the same region cut out of the whole field.
+
+Structure rules (the ground truth the integrated-cell model must learn), relative to cell and nucleus:
+
+* ``dna`` – fills the nucleus with a chromatin texture (heterochromatin foci), excluded from nucleoli; in
+  mitosis condensed into a metaphase plate through the cell centre.
+* ``nuclear_envelope`` – a shell of ``envelope_thickness_um`` on the nuclear surface (absent in mitosis).
+* ``nucleoli`` – ``nucleoli_count`` spheres of radius ~``nucleolus_radius_um`` strictly inside the nucleus
+  (absent in mitosis).
+* ``membrane`` – a shell of ``membrane_thickness_um`` on the cell surface (walls shared with neighbours, apical
+  dome, basal side).
+* ``mitochondria`` – tubules of ~``mito_length_um`` in the cytoplasm, seeded with density ∝
+  exp(−d / ``mito_decay_um``), d the distance to the nuclear surface.
+* ``microtubules`` – ``microtubule_count`` filaments radiating from a centrosome just above the nucleus
+  (apical side) to the cell periphery; in mitosis from the two spindle poles.
+* ``golgi`` – ``golgi_blobs`` cisternae near the centrosome, ``golgi_apical_offset_um`` above the nucleus
+  centre (apical polarity); dispersed through the cytoplasm in mitosis.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from subcell.synth.colony import Cell, Colony
+from subcell.synth.config import STRUCTURES
+from subcell.synth.optics import psf_sigma_voxels
+
+__all__ = ["RegionRender", "render_region", "REFRACTIVE_INDEX"]
+
+# refractive-index increments over the medium (n = 1.337); cytoplasm ~1.36, nucleoplasm slightly lower,
+# nucleoli and lipid-rich organelles higher (orders of magnitude from tomographic phase microscopy)
+REFRACTIVE_INDEX = {
+    "cytoplasm": 0.020,
+    "nucleus": 0.015,
+    "nucleoli": 0.035,
+    "membrane": 0.030,
+    "mitochondria": 0.025,
+    "golgi": 0.015,
+}
+_STEP_UM = 0.1  # sampling of filaments and tubules
+
+
+@dataclass
+class RegionRender:
+    """Everything rasterized for one region (arrays are ZYX of the region's shape)."""
+
+    cell: np.ndarray
+    nucleus: np.ndarray
+    density: dict[str, np.ndarray]
+    masks: dict[str, np.ndarray]  # uint8 0/1 per structure; the owning cell is the ``cell`` label there
+    delta_n: np.ndarray
+    counts: dict[int, dict[str, int]] = field(default_factory=dict)
+
+
+def _axis_centres(sl: slice, size: float) -> np.ndarray:
+    return (np.arange(sl.start, sl.stop) + 0.5) * size
+
+
+def _bbox(
+    cell: Cell, region: tuple[slice, slice, slice], vs: tuple[float, float, float], substrate_z: float
+) -> tuple[slice, slice, slice] | None:
+    """The cell's bounding box in region-local voxel slices, or None if it misses the region."""
+    r = cell.reach + 0.5
+    spans = ((substrate_z - 0.5, substrate_z + cell.height + 0.5), (cell.yx[0] - r, cell.yx[0] + r), (cell.yx[1] - r, cell.yx[1] + r))
+    out: list[slice] = []
+    for axis, (a, b) in enumerate(spans):
+        lo = max(region[axis].start, int(math.floor(a / vs[axis])))
+        hi = min(region[axis].stop, int(math.ceil(b / vs[axis])) + 1)
+        if hi <= lo:
+            return None
+        out.append(slice(lo - region[axis].start, hi - region[axis].start))
+    return (out[0], out[1], out[2])
+
+
+def _ball_slices(coords: tuple[np.ndarray, np.ndarray, np.ndarray], centre: np.ndarray, radius: tuple[float, float, float]) -> tuple[slice, ...]:
+    """Index slices of sorted voxel-centre coordinates within ``radius`` of ``centre`` on each axis."""
+    return tuple(
+        slice(int(np.searchsorted(c, m - r)), int(np.searchsorted(c, m + r, side="right")))
+        for c, m, r in zip(coords, centre, radius, strict=True)
+    )
+
+
+def _ellipsoid_rho(
+    z: np.ndarray, y: np.ndarray, x: np.ndarray, centre: tuple[float, float, float], radii: tuple[float, float, float], angle: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """Ellipsoid radial coordinate ρ (1 on the surface) and Euclidean distance to the centre."""
+    dz, dy, dx = z - centre[0], y - centre[1], x - centre[2]
+    ca, sa = math.cos(angle), math.sin(angle)
+    u = ca * dy + sa * dx
+    v = -sa * dy + ca * dx
+    rho = np.sqrt((dz / radii[0]) ** 2 + (u / radii[1]) ** 2 + (v / radii[2]) ** 2)
+    return rho, np.sqrt(dz**2 + dy**2 + dx**2)
+
+
+class _CellGeometry:
+    """Point-in-compartment tests for one cell in field coordinates (used by random walks)."""
+
+    def __init__(self, colony: Colony, index: int):
+        self.colony = colony
+        self.index = index
+        self.cell = colony.cells[index]
+
+    def in_cell(self, p: np.ndarray) -> np.ndarray:
+        owner = self.colony.owner_index(p[:, 1:])
+        mine = owner == self.index
+        apex = np.zeros(len(p))
+        if mine.any():
+            apex[mine] = self.colony.apex(owner[mine], p[mine, 1:])
+        zr = p[:, 0] - self.colony.substrate_z
+        return mine & (zr >= 0) & (zr <= apex)
+
+    def nucleus_rho(self, p: np.ndarray) -> np.ndarray:
+        c = self.cell
+        rho, _ = _ellipsoid_rho(p[:, 0], p[:, 1], p[:, 2], c.nucleus_center, c.nucleus_radii, c.nucleus_angle)
+        return rho
+
+    def in_cytoplasm(self, p: np.ndarray) -> np.ndarray:
+        inside = self.in_cell(p)
+        if not self.cell.mitotic:
+            inside &= self.nucleus_rho(p) > 1.08
+        return inside
+
+
+def _walks(
+    geom: _CellGeometry,
+    starts: np.ndarray,
+    directions: np.ndarray,
+    n_steps: np.ndarray,
+    rng: np.random.Generator,
+    *,
+    wiggle: float,
+    retries: int = 0,
+) -> list[np.ndarray]:
+    """Persistent random walks in the cytoplasm; each stops when it leaves (returns the visited points)."""
+    n = len(starts)
+    paths: list[list[np.ndarray]] = [[p] for p in starts]
+    pos = starts.copy()
+    d = directions / np.linalg.norm(directions, axis=1, keepdims=True)
+    live = np.arange(n)
+    for step in range(int(n_steps.max(initial=0))):
+        live = live[step < n_steps[live]]
+        if not len(live):
+            break
+        dl = d[live] + rng.normal(0, wiggle, (len(live), 3))
+        dl /= np.linalg.norm(dl, axis=1, keepdims=True)
+        nxt = pos[live] + dl * _STEP_UM
+        ok = geom.in_cytoplasm(nxt)
+        for _retry in range(retries):  # blocked (nucleus, wall): bend towards a new direction
+            blocked = np.flatnonzero(~ok)
+            if not len(blocked):
+                break
+            nd = dl[blocked] + rng.normal(0, 0.7, (len(blocked), 3))
+            nd /= np.linalg.norm(nd, axis=1, keepdims=True)
+            dl[blocked] = nd
+            nxt[blocked] = pos[live[blocked]] + nd * _STEP_UM
+            ok[blocked] = geom.in_cytoplasm(nxt[blocked])
+        live, dl, nxt = live[ok], dl[ok], nxt[ok]
+        d[live] = dl
+        pos[live] = nxt
+        for i, p in zip(live, nxt, strict=True):
+            paths[i].append(p)
+    return [np.asarray(p) for p in paths]
+
+
+def _cell_points(colony: Colony, index: int, seed: int) -> dict[str, list[np.ndarray]]:
+    """Point sets (µm, field coordinates) of the filamentous and punctate structures of one cell."""
+    cell = colony.cells[index]
+    cfg = colony.config
+    rules = cfg.rules
+    rng = cell.rng(seed, colony.frame)
+    geom = _CellGeometry(colony, index)
+    rz, ry, rx = cell.nucleus_radii
+    cz = cell.nucleus_center[0]
+    apex_c = colony.substrate_z + colony.apex(np.array([index]), np.array([cell.yx]))[0]
+    out: dict[str, list[np.ndarray]] = {"mitochondria": [], "microtubules": [], "dna_foci": [], "golgi": []}
+
+    # chromatin foci inside the nucleus
+    n_foci = int(12 + 3 * rz * ry * rx)
+    foci = rng.uniform(-1, 1, (n_foci * 3, 3)) * np.array(cell.nucleus_radii) + np.array(cell.nucleus_center)
+    out["dna_foci"].append(foci[geom.nucleus_rho(foci) < 0.9][:n_foci])
+
+    # mitochondria: seeds accepted with probability exp(-d / decay), d the distance to the nuclear surface
+    v_cyto = max(0.0, math.pi * cell.radius**2 * cell.height * 0.8 - 4 / 3 * math.pi * rz * ry * rx)
+    n_mito = int(rng.poisson(rules.mito_per_um3 * v_cyto))
+    if n_mito:
+        starts = []
+        box_lo = np.array([colony.substrate_z, cell.yx[0] - cell.reach, cell.yx[1] - cell.reach])
+        box_hi = np.array([apex_c, cell.yx[0] + cell.reach, cell.yx[1] + cell.reach])
+        for _ in range(60):
+            cand = rng.uniform(box_lo, box_hi, (max(64, n_mito * 8), 3))
+            cand = cand[geom.in_cytoplasm(cand)]
+            if len(cand):
+                rho = geom.nucleus_rho(cand)
+                dist = np.linalg.norm(cand - np.array(cell.nucleus_center), axis=1)
+                d_surf = np.clip(dist * (1 - 1 / np.maximum(rho, 1e-6)), 0, None) if not cell.mitotic else dist
+                keep = rng.random(len(cand)) < np.exp(-d_surf / rules.mito_decay_um)
+                starts.extend(cand[keep])
+            if len(starts) >= n_mito:
+                break
+        starts_arr = np.asarray(starts[:n_mito]).reshape(-1, 3)
+        lengths = rules.mito_length_um * rng.uniform(0.5, 1.5, len(starts_arr))
+        dirs = rng.normal(0, 1, (len(starts_arr), 3)) * np.array([0.4, 1, 1])
+        out["mitochondria"] = _walks(geom, starts_arr, dirs, (lengths / _STEP_UM).astype(int), rng, wiggle=0.15, retries=2)
+
+    # microtubules from the centrosome (interphase) or the two spindle poles (mitosis)
+    if cell.mitotic:
+        normal = np.array([0.0, math.sin(cell.plate_angle), math.cos(cell.plate_angle)])
+        centre = np.array(cell.nucleus_center)
+        poles = [centre + normal * 0.55 * ry, centre - normal * 0.55 * ry]
+    else:
+        poles = [np.array([min(cz + rz + 0.4, apex_c - 0.4), cell.yx[0], cell.yx[1]])]
+    n_mt = int(rng.integers(rules.microtubule_count[0], rules.microtubule_count[1] + 1))
+    if n_mt:
+        starts_arr = np.concatenate([np.repeat(p[None], int(math.ceil(n_mt / len(poles))), 0) for p in poles])[:n_mt]
+        dirs = rng.normal(0, 1, (n_mt, 3)) * np.array([0.35, 1, 1])
+        out["microtubules"] = _walks(geom, starts_arr, dirs, np.full(n_mt, int(30 / _STEP_UM)), rng, wiggle=0.03, retries=4)
+
+    # Golgi: perinuclear, apical (interphase); dispersed (mitosis)
+    n_g = int(rng.integers(rules.golgi_blobs[0], rules.golgi_blobs[1] + 1))
+    if n_g:
+        if cell.mitotic:
+            box = np.array([cell.height / 2, cell.radius, cell.radius])
+            cand = rng.uniform(-1, 1, (n_g * 20, 3)) * box + np.array([colony.substrate_z + cell.height / 2, *cell.yx])
+        else:
+            # a perinuclear cap on the apical shoulder of the nucleus
+            pol = rng.uniform(0, 2 * math.pi)
+            gz = min(cz + rules.golgi_apical_offset_um, apex_c - 0.6)
+            g = np.array([gz, cell.yx[0] + 0.6 * ry * math.sin(pol), cell.yx[1] + 0.6 * rx * math.cos(pol)])
+            cand = g + rng.normal(0, 1, (n_g * 20, 3)) * np.array([0.3, 0.9, 0.9])
+        cand = cand[geom.in_cytoplasm(cand)]
+        out["golgi"].append(cand[:n_g])
+    return out
+
+
+def _splat(points: np.ndarray, region: tuple[slice, slice, slice], vs: np.ndarray, shape: tuple[int, ...]) -> tuple[np.ndarray, ...]:
+    idx = np.floor(points / vs).astype(np.int64) - np.array([s.start for s in region])
+    ok = np.all((idx >= 0) & (idx < np.array(shape)), axis=1)
+    idx = idx[ok]
+    return idx[:, 0], idx[:, 1], idx[:, 2]
+
+
+def render_region(colony: Colony, region: tuple[slice, slice, slice], *, seed: int) -> RegionRender:
+    """Rasterize ``region`` (voxel slices of the field) of ``colony``."""
+    cfg = colony.config
+    vs = np.asarray(cfg.voxel_size, dtype=np.float64)
+    rules = cfg.rules
+    shape = tuple(s.stop - s.start for s in region)
+    z = _axis_centres(region[0], vs[0])
+    y = _axis_centres(region[1], vs[1])
+    x = _axis_centres(region[2], vs[2])
+    yy, xx = np.meshgrid(y, x, indexing="ij")
+    yx = np.stack([yy.ravel(), xx.ravel()], axis=1)
+    owner, wall = colony.owner(yx)
+    apex = colony.apex(owner, yx).reshape(shape[1:]).astype(np.float32)
+    owner2d = owner.reshape(shape[1:])
+    wall2d = wall.reshape(shape[1:]).astype(np.float32)
+    zr = (z - colony.substrate_z).astype(np.float32)[:, None, None]
+    inside = (owner2d[None] >= 0) & (zr >= 0) & (zr <= apex[None])
+    ids = np.array([c.id for c in colony.cells] + [0], dtype=np.int32)
+    cell = np.where(inside, ids[owner2d][None], np.int32(0))
+
+    half_m = np.float32(rules.membrane_thickness_um / 2)
+    membrane = inside & ((wall2d < half_m)[None] | ((apex[None] - zr) < half_m) | (zr < half_m))
+    density = {s: np.zeros(shape, np.float32) for s in STRUCTURES}
+    density["membrane"][membrane] = 1.0
+    nucleus = np.zeros(shape, np.int32)
+    masks = {s: np.zeros(shape, bool) for s in STRUCTURES}
+    masks["membrane"] = membrane
+    delta_n = np.where(inside, np.float32(REFRACTIVE_INDEX["cytoplasm"]), np.float32(0))
+    counts: dict[int, dict[str, int]] = {}
+    # a chromatin focus adds ~0.4 to the blurred DNA density at its centre
+    foci_weight = np.float32(0.4 * (2 * math.pi) ** 1.5 * np.prod(psf_sigma_voxels(cfg.optics, cfg.voxel_size)))
+
+    for index, c in enumerate(colony.cells):
+        box = _bbox(c, region, tuple(vs), colony.substrate_z)  # type: ignore[arg-type]
+        if box is None:
+            continue
+        rng = c.rng(seed, colony.frame)
+        coords = (z[box[0]], y[box[1]], x[box[2]])
+        zz = coords[0][:, None, None]
+        yb = coords[1][None, :, None]
+        xb = coords[2][None, None, :]
+        mine = cell[box] == c.id
+        if not mine.any():
+            continue
+        rho, dist = _ellipsoid_rho(zz, yb, xb, c.nucleus_center, c.nucleus_radii, c.nucleus_angle)
+        clear = (wall2d[box[1:]][None] > 0.3) & ((apex[box[1:]][None] - zr[box[0]]) > 0.3)
+        if c.mitotic:
+            normal = (math.sin(c.plate_angle), math.cos(c.plate_angle))
+            along = (yb - c.nucleus_center[1]) * normal[0] + (xb - c.nucleus_center[2]) * normal[1]
+            radial = np.sqrt(np.maximum(dist**2 - along**2, 0))  # distance from the plate's normal axis
+            plate = (np.abs(along) < 0.6) & (radial < 0.75 * max(c.nucleus_radii[1:]))
+            nuc = plate & mine & clear
+            nucleoli_n = 0
+        else:
+            nuc = (rho <= 1.0) & mine & clear
+            shell = np.abs(dist * (1 - 1 / np.maximum(rho, 1e-6))) < rules.envelope_thickness_um / 2
+            env = shell & mine & clear & (rho > 0.5)
+            density["nuclear_envelope"][box][env] = 1.0
+            masks["nuclear_envelope"][box][env] = True
+            # nucleoli: spheres strictly inside the nucleus
+            k = int(rng.integers(rules.nucleoli_count[0], rules.nucleoli_count[1] + 1))
+            nucleoli_n = 0
+            r_min = min(c.nucleus_radii)
+            for _ in range(k):
+                r = rules.nucleolus_radius_um * rng.uniform(0.7, 1.2)
+                r = min(r, 0.45 * r_min)
+                for _try in range(50):
+                    u = rng.uniform(-1, 1, 3)
+                    if np.linalg.norm(u) <= max(0.0, 1 - r / r_min - 0.15):
+                        break
+                ca, sa = math.cos(c.nucleus_angle), math.sin(c.nucleus_angle)
+                du, dv = u[1] * c.nucleus_radii[1], u[2] * c.nucleus_radii[2]
+                centre = (
+                    c.nucleus_center[0] + u[0] * c.nucleus_radii[0],
+                    c.nucleus_center[1] + ca * du - sa * dv,
+                    c.nucleus_center[2] + sa * du + ca * dv,
+                )
+                sb = _ball_slices(coords, np.asarray(centre), (r, r, r))
+                d2 = (zz[sb[0]] - centre[0]) ** 2 + (yb[:, sb[1]] - centre[1]) ** 2 + (xb[:, :, sb[2]] - centre[2]) ** 2
+                ball = (d2 <= r * r) & nuc[sb]
+                density["nucleoli"][box][sb][ball] = 1.0
+                masks["nucleoli"][box][sb][ball] = True
+                nucleoli_n += 1
+        nucleus[box][nuc] = c.id
+        dna = np.where(nuc, np.float32(0.6), np.float32(0))
+        if not c.mitotic:
+            dna = np.where(density["nucleoli"][box] > 0, dna * np.float32(0.3), dna)
+        else:
+            dna = np.where(nuc, np.float32(1.0), np.float32(0))
+        density["dna"][box] += dna
+        masks["dna"][box][nuc] = True
+        delta_n[box][nuc] = REFRACTIVE_INDEX["nucleus"]
+        delta_n[box][(density["nucleoli"][box] > 0) & nuc] = REFRACTIVE_INDEX["nucleoli"]
+
+        pts = _cell_points(colony, index, seed)
+        counts[c.id] = {
+            "nucleoli": nucleoli_n,
+            "mitochondria": len(pts["mitochondria"]),
+            "microtubules": len(pts["microtubules"]),
+            "golgi": int(sum(len(p) for p in pts["golgi"])),
+        }
+        for name, weight in (("mitochondria", 1.0), ("microtubules", 1.0), ("dna_foci", foci_weight)):
+            if not pts[name]:
+                continue
+            allp = np.concatenate(pts[name])
+            iz, iy, ix = _splat(allp, region, vs, shape)
+            target = "dna" if name == "dna_foci" else name
+            np.add.at(density[target], (iz, iy, ix), np.float32(weight))
+            if target != "dna":  # the mask covers the PSF core: the 3×3 lateral neighbourhood, within this cell
+                for oy in (-1, 0, 1):
+                    for ox in (-1, 0, 1):
+                        jy = np.clip(iy + oy, 0, shape[1] - 1)
+                        jx = np.clip(ix + ox, 0, shape[2] - 1)
+                        own = cell[iz, jy, jx] == c.id
+                        masks[target][iz[own], jy[own], jx[own]] = True
+        for g in pts["golgi"][0] if pts["golgi"] else []:
+            r = rules.golgi_radius_um * rng.uniform(0.7, 1.3)
+            sb = _ball_slices(coords, g, (0.7 * r, r, r))
+            d2 = ((zz[sb[0]] - g[0]) / 0.7) ** 2 + (yb[:, sb[1]] - g[1]) ** 2 + (xb[:, :, sb[2]] - g[2]) ** 2
+            blob = (d2 <= r * r) & mine[sb] & ((rho[sb] > 1.05) | c.mitotic)
+            density["golgi"][box][sb][blob] = 1.0
+            masks["golgi"][box][sb][blob] = True
+
+    delta_n += np.where(density["membrane"] > 0, np.float32(REFRACTIVE_INDEX["membrane"] - REFRACTIVE_INDEX["cytoplasm"]), 0)
+    delta_n += np.minimum(density["mitochondria"], 1) * np.float32(REFRACTIVE_INDEX["mitochondria"])
+    delta_n += density["golgi"] * np.float32(REFRACTIVE_INDEX["golgi"])
+    return RegionRender(
+        cell=cell, nucleus=nucleus, density=density, masks={s: m.view(np.uint8) for s, m in masks.items()},
+        delta_n=delta_n, counts=counts,
+    )  # fmt: skip
