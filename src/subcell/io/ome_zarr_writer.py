@@ -199,13 +199,35 @@ class OmeZarrWriter:
             self.write_region(region, np.asarray(data[region].compute()))
 
 
+    def create_label(self, name: str, dtype: Any = np.int32) -> None:
+        """Create an empty NGFF label image (shape ``(T, 1, Z, Y, X)``) to fill with :meth:`write_label_region`."""
+        if not name or "/" in name or name.startswith("."):
+            raise ValueRangeError(f"label names must be plain names, got {name!r}", field="labels")
+        dt = np.dtype(dtype)
+        if dt == np.bool_:
+            dt = np.dtype(np.uint8)
+        if not np.issubdtype(dt, np.integer):
+            raise ValueRangeError(f"label {name!r} must be integer instance ids, got dtype {dt}", field="labels")
+        group = self._root.require_group("labels").require_group(name)
+        want = (self.shape[0], 1, *self.shape[2:])
+        saved_shape = self.shape
+        self.shape = want
+        try:
+            self._labels[name] = [self._create(group, str(i), f, dt) for i, f in enumerate(self.factors)]
+        finally:
+            self.shape = saved_shape
+
+    def write_label_region(self, name: str, region: Sequence[slice], data: np.ndarray) -> None:
+        """Write one block of a label image created with :meth:`create_label` (``region`` over T, C, Z, Y, X)."""
+        region = tuple(region) + (slice(None),) * (5 - len(region))
+        target = self._labels[name][0]
+        target[region] = np.asarray(data).astype(target.dtype, copy=False)
+
     def add_label(self, name: str, data: Any) -> None:
         """Add an NGFF label image (integer instance ids, 0 = background) with the image's T/Z/Y/X extent.
 
         ``data`` may be ``ZYX``, ``TZYX`` or ``TCZYX`` with C = 1; NumPy or Dask.
         """
-        if not name or "/" in name or name.startswith("."):
-            raise ValueRangeError(f"label names must be plain names, got {name!r}", field="labels")
         arr = data
         if arr.ndim == 3:
             arr = arr[None, None]
@@ -216,24 +238,13 @@ class OmeZarrWriter:
             raise ValueRangeError(
                 f"label {name!r} has shape {tuple(data.shape)}; expected {want} (T,1,Z,Y,X)", field="labels"
             )
-        dtype = np.dtype(arr.dtype)
-        if dtype == np.bool_:
-            dtype = np.dtype(np.uint8)
-        if not np.issubdtype(dtype, np.integer):
-            raise ValueRangeError(f"label {name!r} must be integer instance ids, got dtype {dtype}", field="labels")
-        group = self._root.require_group("labels").require_group(name)
-        saved_shape = self.shape
-        self.shape = want
-        try:
-            arrays = [self._create(group, str(i), f, dtype) for i, f in enumerate(self.factors)]
-        finally:
-            self.shape = saved_shape
+        self.create_label(name, arr.dtype)
+        target = self._labels[name][0]
         if isinstance(arr, np.ndarray):
-            arrays[0][...] = arr.astype(dtype, copy=False)
+            target[...] = arr.astype(target.dtype, copy=False)
         else:
-            for region in _slabs(arr, arrays[0]):
-                arrays[0][region] = np.asarray(arr[region].compute()).astype(dtype, copy=False)
-        self._labels[name] = arrays
+            for region in _slabs(arr, target):
+                target[region] = np.asarray(arr[region].compute()).astype(target.dtype, copy=False)
 
     def add_file(self, relpath: str, content: bytes) -> None:
         """Store an extra file (e.g. a Parquet table) inside the store; it appears atomically with the image."""

@@ -13,13 +13,13 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 __all__ = [
     "STRUCTURES",
-    "Optics",
     "BrightfieldOptics",
-    "Noise",
     "CellShape",
+    "Noise",
+    "Optics",
     "StructureRules",
-    "TimeLapse",
     "SynthConfig",
+    "TimeLapse",
 ]
 
 # fluorescence channels, in output order
@@ -122,7 +122,7 @@ class StructureRules(_Model):
     microtubule_count: tuple[int, int] = (30, 50)
     golgi_blobs: tuple[int, int] = (6, 12)
     golgi_radius_um: float = Field(0.7, gt=0)
-    golgi_apical_offset_um: float = Field(1.0, description="Golgi sits this far above the nucleus centre, towards the apex")
+    golgi_apical_offset_um: float = Field(0.5, description="Golgi sits this far above the nuclear surface (apical side)")
 
     @model_validator(mode="after")
     def _counts(self) -> StructureRules:

@@ -10,7 +10,6 @@ cell is the ``cell`` label at the same voxel).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,7 +23,7 @@ from subcell.synth.config import STRUCTURES, SynthConfig
 from subcell.synth.optics import brightfield_contrast, camera, fluorescence, line_gain, psf_sigma_voxels
 from subcell.synth.render import RegionRender, render_region
 
-__all__ = ["SynthField", "synth_field", "channel_names", "LABEL_NAMES", "render_channels"]
+__all__ = ["LABEL_NAMES", "SynthField", "channel_names", "render_channels", "synth_field"]
 
 LABEL_NAMES = ("cell", "nucleus", *STRUCTURES)
 _POINT_STRUCTURES = ("mitochondria", "microtubules")
@@ -137,7 +136,12 @@ def synth_field(config: SynthConfig | None = None, **overrides: Any) -> SynthFie
     """
     import pandas as pd
 
-    cfg = _resolve(config, overrides)
+    from subcell.synth.load import load_config
+
+    if overrides or config is None:
+        cfg = load_config(overrides={**(config.model_dump() if config is not None else {}), **overrides})
+    else:
+        cfg = config
     colony = make_colony(cfg)
     frames, labels, rows = [], {n: [] for n in LABEL_NAMES}, []  # type: ignore[var-annotated]
     first_seen: dict[int, int] = {}
@@ -178,20 +182,6 @@ def synth_field(config: SynthConfig | None = None, **overrides: Any) -> SynthFie
         lineage=lineage,
         config=cfg,
     )
-
-
-def _resolve(config: SynthConfig | None, overrides: Mapping[str, Any]) -> SynthConfig:
-    from pydantic import ValidationError
-
-    from subcell.errors import ValueRangeError
-
-    base = config.model_dump() if config is not None else {}
-    try:
-        return SynthConfig.model_validate({**base, **overrides})
-    except ValidationError as e:
-        err = e.errors()[0]
-        where = ".".join(str(p) for p in err["loc"]) or "config"
-        raise ValueRangeError(f"{err['msg']} (got {err.get('input')!r})", field=where) from None
 
 
 def write_field(field: SynthField, path: str | Path, *, overwrite: bool = False, ngff_version: str = "0.4") -> Path:

@@ -24,7 +24,7 @@ import numpy as np
 
 from subcell.synth.config import BrightfieldOptics, Noise, Optics
 
-__all__ = ["psf_sigma_voxels", "fluorescence", "brightfield_contrast", "camera", "line_gain"]
+__all__ = ["brightfield_contrast", "camera", "fluorescence", "line_gain", "psf_sigma_voxels"]
 
 _EXACT_POISSON_BELOW = 30.0
 
@@ -73,7 +73,7 @@ def brightfield_contrast(
     voxel_size: tuple[float, float, float],
     optics: BrightfieldOptics,
     *,
-    absorption: float = 0.05,
+    absorption: float = 0.01,
 ) -> np.ndarray:
     """Relative transmitted intensity (1 = empty field) of a z-stack focused at each plane (float32)."""
     from scipy import fft

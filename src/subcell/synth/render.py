@@ -16,8 +16,8 @@ Structure rules (the ground truth the integrated-cell model must learn), relativ
   exp(−d / ``mito_decay_um``), d the distance to the nuclear surface.
 * ``microtubules`` – ``microtubule_count`` filaments radiating from a centrosome just above the nucleus
   (apical side) to the cell periphery; in mitosis from the two spindle poles.
-* ``golgi`` – ``golgi_blobs`` cisternae near the centrosome, ``golgi_apical_offset_um`` above the nucleus
-  centre (apical polarity); dispersed through the cytoplasm in mitosis.
+* ``golgi`` – ``golgi_blobs`` cisternae in a perinuclear cap on the apical shoulder of the nucleus (at 0.6 of
+  its lateral radius, ``golgi_apical_offset_um`` above the nuclear surface there); dispersed in mitosis.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from subcell.synth.colony import Cell, Colony
 from subcell.synth.config import STRUCTURES
 from subcell.synth.optics import psf_sigma_voxels
 
-__all__ = ["RegionRender", "render_region", "REFRACTIVE_INDEX"]
+__all__ = ["REFRACTIVE_INDEX", "RegionRender", "render_region"]
 
 # refractive-index increments over the medium (n = 1.337); cytoplasm ~1.36, nucleoplasm slightly lower,
 # nucleoli and lipid-rich organelles higher (orders of magnitude from tomographic phase microscopy)
@@ -230,7 +230,7 @@ def _cell_points(colony: Colony, index: int, seed: int) -> dict[str, list[np.nda
         else:
             # a perinuclear cap on the apical shoulder of the nucleus
             pol = rng.uniform(0, 2 * math.pi)
-            gz = min(cz + rules.golgi_apical_offset_um, apex_c - 0.6)
+            gz = min(cz + 0.8 * rz + rules.golgi_apical_offset_um, apex_c - 0.5)
             g = np.array([gz, cell.yx[0] + 0.6 * ry * math.sin(pol), cell.yx[1] + 0.6 * rx * math.cos(pol)])
             cand = g + rng.normal(0, 1, (n_g * 20, 3)) * np.array([0.3, 0.9, 0.9])
         cand = cand[geom.in_cytoplasm(cand)]

@@ -1,0 +1,159 @@
+"""The synthetic generator: exact, consistent ground truth whose structure rules hold statistically."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from scipy import ndimage as ndi
+
+from subcell import io
+from subcell.errors import ValueRangeError
+from subcell.synth import STRUCTURES, SynthConfig, channel_names, lazy_field, load_config, synth_field, write_synth
+
+SMALL = {"shape": (36, 384, 384), "seed": 11}
+
+
+@pytest.fixture(scope="module")
+def field():  # type: ignore[no-untyped-def]
+    return synth_field(**SMALL)
+
+
+def test_channels_and_metadata(field) -> None:  # type: ignore[no-untyped-def]
+    img = field.image
+    assert img.channel_names == tuple(channel_names())
+    assert img.channel_names[:8] == ("brightfield", *STRUCTURES)
+    assert img.voxel_size.as_tuple() == (0.29, 0.108, 0.108)
+    assert img.dtype == np.uint16
+    assert img.provenance.parameters["seed"] == 11
+
+
+def test_same_seed_is_bit_identical_and_other_seeds_differ(field) -> None:  # type: ignore[no-untyped-def]
+    again = synth_field(**SMALL)
+    np.testing.assert_array_equal(again.image.numpy(), field.image.numpy())
+    for name, lab in field.labels.items():
+        np.testing.assert_array_equal(again.labels[name], lab)
+    other = synth_field(shape=SMALL["shape"], seed=12)
+    assert not np.array_equal(other.labels["cell"], field.labels["cell"])
+
+
+def test_every_nucleus_lies_inside_its_own_cell(field) -> None:  # type: ignore[no-untyped-def]
+    cell, nuc = field.labels["cell"], field.labels["nucleus"]
+    inside = nuc > 0
+    assert inside.any()
+    np.testing.assert_array_equal(nuc[inside], cell[inside])  # nucleus i only in cell i
+    ids_with_nucleus = set(np.unique(nuc[inside]))
+    interior = field.cells[~field.cells.touches_border]
+    assert set(interior.cell_id) <= ids_with_nucleus  # every interior cell has its nucleus
+
+
+def test_structure_masks_are_consistent_with_cells_and_nuclei(field) -> None:  # type: ignore[no-untyped-def]
+    cell, nuc = field.labels["cell"], field.labels["nucleus"]
+    for s in STRUCTURES:
+        mask = field.labels[s] > 0
+        assert mask.any(), s
+        assert (cell[mask] > 0).all(), f"{s} outside every cell"
+    np.testing.assert_array_equal(field.labels["dna"] > 0, nuc > 0)
+    nucleoli = field.labels["nucleoli"] > 0
+    assert (nuc[nucleoli] > 0).all()  # nucleoli only inside nuclei
+    for s in ("mitochondria", "golgi"):
+        frac_in_nucleus = (nuc[field.labels[s] > 0] > 0).mean()
+        assert frac_in_nucleus < 0.02, (s, frac_in_nucleus)
+
+
+def test_nucleoli_counts_match_the_rule(field) -> None:  # type: ignore[no-untyped-def]
+    rules = field.config.rules
+    interphase = field.cells[~field.cells.mitotic]
+    assert len(interphase) >= 5
+    assert interphase.nucleoli_count.between(*rules.nucleoli_count).all()
+    interior = interphase[~interphase.touches_border]
+    _, n = ndi.label(field.labels["nucleoli"][0] > 0)
+    assert n >= len(interior) >= 1  # at least one body per interior cell (touching bodies merge)
+
+
+def test_mitochondria_density_decreases_with_distance_from_nucleus(field) -> None:  # type: ignore[no-untyped-def]
+    cell, nuc, mito = field.labels["cell"][0], field.labels["nucleus"][0], field.labels["mitochondria"][0] > 0
+    dist = ndi.distance_transform_edt(nuc == 0, sampling=field.config.voxel_size)
+    cyto = (cell > 0) & (nuc == 0)
+    bins = [(0, 1.5), (1.5, 3.0), (3.0, 4.5)]
+    density = [mito[cyto & (dist >= a) & (dist < b)].mean() for a, b in bins]
+    assert density[0] > density[1] > density[2], density
+
+
+def test_golgi_is_apical_to_the_nucleus(field) -> None:  # type: ignore[no-untyped-def]
+    cell, nuc, golgi = field.labels["cell"][0], field.labels["nucleus"][0], field.labels["golgi"][0] > 0
+    zs = np.arange(cell.shape[0])[:, None, None] * np.ones_like(cell)
+    above = []
+    for row in field.cells[~field.cells.mitotic].itertuples():
+        g = golgi & (cell == row.cell_id)
+        n = nuc == row.cell_id
+        if g.sum() > 20 and n.any():
+            above.append(zs[g].mean() > zs[n].mean())
+    assert len(above) >= 3 and np.mean(above) >= 0.9
+
+
+def test_noise_statistics_match_the_camera_model(field) -> None:  # type: ignore[no-untyped-def]
+    noise = field.config.noise
+    img = field.image
+    observed = img.channel("nucleoli").numpy(squeeze=True).astype(np.float64)
+    clean = img.channel("nucleoli_noise_free").numpy(squeeze=True).astype(np.float64)
+    flat = clean == round(noise.background + noise.offset)  # background-only voxels
+    resid = observed[flat] - clean[flat]
+    assert flat.sum() > 10000
+    assert abs(resid.mean()) < 0.2
+    expected_var = noise.background + noise.read_noise**2 + 1 / 12  # shot + read + rounding
+    assert resid.var() == pytest.approx(expected_var, rel=0.05)
+
+
+def test_bad_parameters_are_rejected_with_the_field_named() -> None:
+    with pytest.raises(ValueRangeError, match=r"shape must be positive"):
+        load_config(overrides={"shape": (0, 64, 64)})
+    with pytest.raises(ValueRangeError, match=r"cells\.diameter_um|diameter_um must be"):
+        load_config(assignments=["cells.diameter_um=[20, 10]"])
+    with pytest.raises(ValueRangeError, match=r"n_cells=400 cannot fit"):
+        load_config(overrides={"shape": (16, 128, 128), "n_cells": 400})
+    with pytest.raises(ValueRangeError, match=r"numerical_aperture 1.4 must be below immersion_index 1.33"):
+        load_config(assignments=["optics.numerical_aperture=1.4"])
+    with pytest.raises(ValueRangeError, match=r"noise\.peak_photons"):
+        load_config(assignments=["noise.peak_photons=-3"])
+    with pytest.raises(ValueRangeError, match=r"unknown_key"):
+        load_config(assignments=["cells.unknown_key=1"])
+
+
+def test_config_file_errors_name_the_file(tmp_path: Path) -> None:
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("cells:\n  height_um: [12, 6]\n")
+    with pytest.raises(ValueRangeError, match=r"c\.yaml: cells: height_um must be"):
+        load_config(cfg)
+
+
+def test_written_field_has_ngff_labels_tables_and_round_trips(tmp_path: Path) -> None:
+    import pandas as pd
+
+    cfg = SynthConfig(shape=(16, 128, 128), seed=5)
+    out = write_synth(cfg, tmp_path / "f.ome.zarr")
+    assert io.label_names(out) == ["cell", "nucleus", *STRUCTURES]
+    back = io.read(out)
+    ref = synth_field(cfg)
+    np.testing.assert_array_equal(back.numpy(), ref.image.numpy())
+    np.testing.assert_array_equal(io.read_labels(out, "nucleus").numpy()[:, 0], ref.labels["nucleus"])
+    cells = pd.read_parquet(out / "tables" / "cells.parquet")
+    assert list(cells.cell_id) == list(ref.cells.cell_id)
+    assert back.provenance.history[-1]["parameters"]["seed"] == 5
+
+
+def test_large_mode_blocks_agree_with_the_whole_field() -> None:
+    cfg = SynthConfig(shape=(16, 256, 256), seed=8, block_yx=128)
+    image, labels = lazy_field(cfg)
+    assert image.is_lazy and image.data.numblocks[-2:] == (2, 2)
+    whole = synth_field(cfg)
+    np.testing.assert_array_equal(labels["cell"].compute(), whole.labels["cell"])
+    clean = [i for i, n in enumerate(image.channel_names) if n.endswith("_noise_free")]
+    np.testing.assert_array_equal(image.data[:, clean].compute(), whole.image.numpy()[:, clean])
+
+
+def test_large_mode_streams_to_ome_zarr(tmp_path: Path) -> None:
+    cfg = SynthConfig(shape=(12, 256, 192), seed=9, block_yx=128)
+    out = write_synth(cfg, tmp_path / "big.ome.zarr", large=True)
+    np.testing.assert_array_equal(io.read_labels(out, "cell").numpy()[0, 0], synth_field(cfg).labels["cell"][0])
