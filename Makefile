@@ -34,6 +34,8 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/io/bench_io.py
+	$(BIN)/python benchmarks/synth/bench_synth.py
+	SUBCELL_TEST_DATA=$${SUBCELL_TEST_DATA:-../shared/data} $(BIN)/python benchmarks/synth/compare_brightfield.py
 
 clean:
 	rm -rf $(VENV) demo_output .pytest_cache .mypy_cache .ruff_cache

@@ -109,3 +109,15 @@ def test_demo_runs_end_to_end(tmp_path: Path) -> None:
     assert io.read(tmp_path / "demo" / "field0_dna_isotropic.ome.tif").voxel_size.x > 0.2
     again = subcell_cli("demo", "--out", str(tmp_path / "demo"))
     assert again.returncode == 2 and "--overwrite" in again.stderr
+
+
+def test_synth_command_writes_a_field_and_rejects_bad_parameters(tmp_path: Path) -> None:
+    out = tmp_path / "s.ome.zarr"
+    r = subcell_cli("synth", str(out), "--shape", "12", "96", "96", "--seed", "3", "--set", "noise.peak_photons=300")
+    assert r.returncode == 0, r.stderr
+    img = io.read(out)
+    assert img.channel_names[0] == "brightfield" and img.sizes["Z"] == 12
+    assert img.provenance.history[-1]["parameters"]["noise"]["peak_photons"] == 300
+    bad = subcell_cli("synth", str(tmp_path / "b.ome.zarr"), "--shape", "12", "96", "-4")
+    assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "shape must be positive" in bad.stderr
+    assert not (tmp_path / "b.ome.zarr").exists()

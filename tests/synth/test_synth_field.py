@@ -157,3 +157,36 @@ def test_large_mode_streams_to_ome_zarr(tmp_path: Path) -> None:
     cfg = SynthConfig(shape=(12, 256, 192), seed=9, block_yx=128)
     out = write_synth(cfg, tmp_path / "big.ome.zarr", large=True)
     np.testing.assert_array_equal(io.read_labels(out, "cell").numpy()[0, 0], synth_field(cfg).labels["cell"][0])
+
+
+def test_time_lapse_lineage_is_tracking_truth() -> None:
+    f = synth_field(shape=(20, 192, 192), seed=4, time={"frames": 6, "division_probability": 0.3})
+    assert f.image.shape[0] == 6 and f.image.time_interval == 300.0
+    lin = f.lineage.set_index("track_id")
+    daughters = lin[lin.parent_id > 0]
+    assert len(daughters) >= 2  # divisions happened
+    for tid, row in daughters.iterrows():
+        parent = lin.loc[row.parent_id]
+        assert parent.last_frame == row.first_frame - 1, (tid, row.parent_id)
+        assert (daughters.parent_id == row.parent_id).sum() == 2  # two daughters per division
+    # ids persist between frames for cells that did not divide: small displacement of the same id
+    cells = f.cells.set_index(["frame", "cell_id"])
+    moved = []
+    for (t, cid), row in cells.iterrows():
+        if (t + 1, cid) in cells.index:
+            nxt = cells.loc[(t + 1, cid)]
+            moved.append(np.hypot(nxt.centroid_y_um - row.centroid_y_um, nxt.centroid_x_um - row.centroid_x_um))
+    assert moved and np.median(moved) < 3.0
+    present = {t: set(np.unique(f.labels["cell"][t])) - {0} for t in range(6)}
+    for tid, row in lin.iterrows():
+        assert any(tid in present[t] for t in range(row.first_frame, row.last_frame + 1))
+
+
+def test_mitotic_cells_are_rounded_with_condensed_chromosomes() -> None:
+    f = synth_field(shape=(48, 256, 256), seed=2, cells={"mitotic_fraction": 1.0})
+    interphase = synth_field(shape=(48, 256, 256), seed=2, cells={"mitotic_fraction": 0.0})
+    assert f.cells.mitotic.all() and not interphase.cells.mitotic.any()
+    assert (f.labels["nucleoli"] == 0).all() and (f.labels["nuclear_envelope"] == 0).all()  # dissolved in mitosis
+    assert (f.labels["nucleus"] > 0).any()  # the chromosomes remain, as a plate
+    assert f.cells.nucleus_volume_um3.median() < 0.5 * interphase.cells.nucleus_volume_um3.median()
+    assert (f.cells.height_um / f.cells.radius_um).median() > (interphase.cells.height_um / interphase.cells.radius_um).median()

@@ -10,9 +10,11 @@ from subcell.errors import OutputExistsError
 
 __all__ = ["run_demo"]
 
+_FIELD_SHAPE = (32, 384, 384)
+
 
 def run_demo(out: Path, *, overwrite: bool = False, seed: int = 0) -> Iterator[str]:
-    """Generate → write OME-Zarr (with labels) → read back → resample + normalize → write OME-TIFF → manifest.
+    """Synthesize fields → OME-Zarr with labels → read back → resample + normalize → OME-TIFF → manifest.
 
     Yields one summary line per step (the CLI prints them).
     """
@@ -28,30 +30,33 @@ def run_demo(out: Path, *, overwrite: bool = False, seed: int = 0) -> Iterator[s
     fields = []
     generated = []
     for i in range(3):
-        image, nuclei = synth.blob_field((24, 192, 192), seed=seed + i)
-        path = out / f"field{i}.ome.zarr"
-        io.write(image, path, labels={"nucleus": nuclei}, overwrite=True)
+        field = synth.synth_field(shape=_FIELD_SHAPE, seed=seed + i)
+        path = synth.write_field(field, out / f"field{i}.ome.zarr", overwrite=True)
         fields.append(path)
-        generated.append((image, nuclei))
-        yield f"[1/4] synthetic field {i}: {image.sizes}, {int(nuclei.max())} nuclei → {path}"
-
+        generated.append(field)
+        n_mitotic = int(field.cells.mitotic.sum())
+        yield (
+            f"[1/4] synthetic field {i}: {field.image.sizes}, {len(field.cells)} cells ({n_mitotic} mitotic), "
+            f"bright-field + {len(synth.STRUCTURES)} structures + noise-free truth, labels {list(field.labels)} → {path}"
+        )
+    first = generated[0]
     back = io.read(fields[0])
-    labels = io.read_labels(fields[0], "nucleus")
+    nuclei = io.read_labels(fields[0], "nucleus")
     exact = (
-        back.voxel_size == generated[0][0].voxel_size
-        and np.array_equal(back.numpy(), generated[0][0].numpy())
-        and np.array_equal(labels.numpy(squeeze=True), generated[0][1])
+        back.voxel_size == first.image.voxel_size
+        and np.array_equal(back.numpy(), first.image.numpy())
+        and np.array_equal(nuclei.numpy()[:, 0], first.labels["nucleus"])
     )
     if not exact:
         raise RuntimeError(f"OME-Zarr round trip of {fields[0]} changed the data or metadata")
-    yield f"[2/4] read back {fields[0].name} exactly: {back}; labels {labels.channel_names}"
+    yield f"[2/4] read back {fields[0].name} exactly: {back.sizes}, {back.voxel_size}, labels {io.label_names(fields[0])}"
 
     dna = back.channel("dna")
     iso = transforms.resample_image(dna, (0.29, 0.29, 0.29), order=1)
     norm = iso.with_data(transforms.percentile_normalize(iso.numpy()), step="percentile_normalize")
     tif = out / "field0_dna_isotropic.ome.tif"
     io.write(norm, tif, overwrite=True)
-    yield f"[3/4] resampled to {iso.voxel_size}, normalized to [{float(np.min(norm.numpy())):.2f}, {float(np.max(norm.numpy())):.2f}] → {tif}"
+    yield f"[3/4] DNA resampled to {iso.voxel_size}, percentile-normalized → {tif}"
 
     manifest = out / "manifest.csv"
     with manifest.open("w", newline="") as fh:
@@ -59,6 +64,6 @@ def run_demo(out: Path, *, overwrite: bool = False, seed: int = 0) -> Iterator[s
         w.writerow(["id", "source", "source_channel", "target", "target_channel", "split", "structure", "mask_nucleus"])
         for i, p in enumerate(fields):
             split = ("train", "val", "test")[i]
-            w.writerow([f"field{i}", p.name, "membrane", p.name, "dna", split, "dna", f"{p.name}/labels/nucleus"])
+            w.writerow([f"field{i}", p.name, "brightfield", p.name, "dna", split, "dna", f"{p.name}/labels/nucleus"])
     m = io.read_manifest(manifest, check_files=True)
-    yield f"[4/4] manifest {manifest} validated: {len(m)} rows"
+    yield f"[4/4] manifest {manifest} validated (bright-field → DNA pairs): {len(m)} rows"

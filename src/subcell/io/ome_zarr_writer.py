@@ -198,7 +198,6 @@ class OmeZarrWriter:
         for region in _slabs(data, self._arrays[0]):
             self.write_region(region, np.asarray(data[region].compute()))
 
-
     def create_label(self, name: str, dtype: Any = np.int32) -> None:
         """Create an empty NGFF label image (shape ``(T, 1, Z, Y, X)``) to fill with :meth:`write_label_region`."""
         if not name or "/" in name or name.startswith("."):

@@ -176,11 +176,8 @@ def _cells_from_seeds(
     cells = []
     for s, cid, d_nn in zip(seeds, ids, nn, strict=True):
         radius = float(np.clip(d_nn / 2, d_min / 2, d_max / 2))
-        if mitotic is None:
-            is_mitotic = bool(rng.random() < config.cells.mitotic_fraction)
-        else:
-            is_mitotic = cid in mitotic
-        height = heights.get(cid) if heights and cid in heights else float(rng.uniform(h_min, h_max))
+        is_mitotic = bool(rng.random() < config.cells.mitotic_fraction) if mitotic is None else cid in mitotic
+        height = heights[cid] if heights and cid in heights else float(rng.uniform(h_min, h_max))
         if is_mitotic:  # rounded up: as tall as wide (within the stack's budget)
             height = float(min(max(height, 1.6 * radius), h_max * 1.3))
         n_c, n_r, n_a = _nucleus_for((float(s[0]), float(s[1])), radius, height, config, rng)
@@ -202,7 +199,9 @@ def _cells_from_seeds(
     return cells
 
 
-def step_colony(colony: Colony, rng: np.random.Generator, next_id: int) -> tuple[Colony, int, list[tuple[int, int, int]]]:
+def step_colony(
+    colony: Colony, rng: np.random.Generator, next_id: int
+) -> tuple[Colony, int, list[tuple[int, int, int]]]:
     """Advance one frame: drift, shape change, rounding before division, division into two daughters.
 
     Returns the new colony, the next free id, and the divisions as ``(parent, daughter_a, daughter_b)``.
@@ -231,7 +230,9 @@ def step_colony(colony: Colony, rng: np.random.Generator, next_id: int) -> tuple
         if c.mitotic or rng.random() < t.division_probability:
             mitotic.add(c.id)
             heights.pop(c.id)
-    cells = _cells_from_seeds(np.asarray(seeds).reshape(-1, 2), ids, cfg, rng, mitotic=mitotic, parents=parents, heights=heights)
+    cells = _cells_from_seeds(
+        np.asarray(seeds).reshape(-1, 2), ids, cfg, rng, mitotic=mitotic, parents=parents, heights=heights
+    )
     # daughters keep their parent's id bookkeeping; the rest keep their own
     cells = [replace(c, parent=parents.get(c.id, 0)) for c in cells]
     return Colony(cells, cfg, frame=colony.frame + 1), next_id, divisions

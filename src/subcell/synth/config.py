@@ -122,7 +122,9 @@ class StructureRules(_Model):
     microtubule_count: tuple[int, int] = (30, 50)
     golgi_blobs: tuple[int, int] = (6, 12)
     golgi_radius_um: float = Field(0.7, gt=0)
-    golgi_apical_offset_um: float = Field(0.5, description="Golgi sits this far above the nuclear surface (apical side)")
+    golgi_apical_offset_um: float = Field(
+        0.5, description="Golgi sits this far above the nuclear surface (apical side)"
+    )
 
     @model_validator(mode="after")
     def _counts(self) -> StructureRules:
@@ -149,7 +151,9 @@ class SynthConfig(_Model):
     version: Literal[1] = 1
     shape: tuple[int, int, int] = (64, 512, 512)
     voxel_size: tuple[float, float, float] = (0.29, 0.108, 0.108)
-    n_cells: int | None = Field(None, ge=1, description="default: as many as the colony area holds at the mean diameter")
+    n_cells: int | None = Field(
+        None, ge=1, description="default: as many as the colony area holds at the mean diameter"
+    )
     seed: int = Field(0, ge=0)
     cells: CellShape = CellShape()
     rules: StructureRules = StructureRules()

@@ -103,7 +103,13 @@ def _cell_rows(colony: Colony, rendered: RegionRender, config: SynthConfig) -> l
         np.bincount(flat, weights=np.tile(np.arange(nx, dtype=np.float64), nz * ny), minlength=n),
     ]
     centroids = [tuple(s[c.id] / cell_vox[c.id] for s in sums) for c in present]
-    border = set(np.unique(np.concatenate([cell_lab[:, 0].ravel(), cell_lab[:, -1].ravel(), cell_lab[:, :, 0].ravel(), cell_lab[:, :, -1].ravel()])))
+    border = set(
+        np.unique(
+            np.concatenate(
+                [cell_lab[:, 0].ravel(), cell_lab[:, -1].ravel(), cell_lab[:, :, 0].ravel(), cell_lab[:, :, -1].ravel()]
+            )
+        )
+    )
     rows = []
     for c, cen in zip(present, centroids, strict=True):
         counts = rendered.counts.get(c.id, {})
@@ -173,7 +179,10 @@ def synth_field(config: SynthConfig | None = None, **overrides: Any) -> SynthFie
         provenance=Provenance(source="subcell.synth", step="synth", parameters=cfg.model_dump(mode="json")),
     )
     lineage = pd.DataFrame(
-        [{"track_id": i, "parent_id": parents.get(i, 0), "first_frame": first_seen[i], "last_frame": last_seen[i]} for i in sorted(first_seen)]
+        [
+            {"track_id": i, "parent_id": parents.get(i, 0), "first_frame": first_seen[i], "last_frame": last_seen[i]}
+            for i in sorted(first_seen)
+        ]
     )
     return SynthField(
         image=image,

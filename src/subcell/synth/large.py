@@ -34,7 +34,7 @@ _BF_HALO_PX = 48
 
 def _halo(config: SynthConfig) -> int:
     sigma = psf_sigma_voxels(config.optics, config.voxel_size)
-    return max(_BF_HALO_PX, int(math.ceil(4 * max(sigma[1:]))))
+    return max(_BF_HALO_PX, math.ceil(4 * max(sigma[1:])))
 
 
 def block_regions(config: SynthConfig) -> Iterator[tuple[tuple[int, int], tuple[slice, slice, slice]]]:
@@ -102,7 +102,9 @@ def lazy_field(config: SynthConfig) -> tuple[Image, dict[str, Any]]:
     return image, labels
 
 
-def write_large_field(config: SynthConfig, path: str | Path, *, overwrite: bool = False, ngff_version: str = "0.4") -> Path:
+def write_large_field(
+    config: SynthConfig, path: str | Path, *, overwrite: bool = False, ngff_version: str = "0.4"
+) -> Path:
     """Generate block by block straight into an OME-Zarr (bounded memory), with labels and a cell table."""
     import io as _io
 

@@ -67,7 +67,12 @@ def load_config(
 
 
 def write_synth(
-    config: SynthConfig, path: str | Path, *, overwrite: bool = False, large: bool | None = None, ngff_version: str = "0.4"
+    config: SynthConfig,
+    path: str | Path,
+    *,
+    overwrite: bool = False,
+    large: bool | None = None,
+    ngff_version: str = "0.4",
 ) -> Path:
     """Generate and write a field (OME-Zarr + NGFF labels + ``tables/*.parquet``) atomically.
 
@@ -83,6 +88,8 @@ def write_synth(
     is_large = large if large is not None else config.shape[1] * config.shape[2] > LARGE_PIXELS
     if is_large:
         if config.time.frames > 1:
-            raise ValueRangeError("large (block-wise) generation makes single frames; use time.frames=1", field="time.frames")
+            raise ValueRangeError(
+                "large (block-wise) generation makes single frames; use time.frames=1", field="time.frames"
+            )
         return write_large_field(config, path, overwrite=overwrite, ngff_version=ngff_version)
     return write_field(synth_field(config), path, overwrite=overwrite, ngff_version=ngff_version)

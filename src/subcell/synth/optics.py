@@ -46,7 +46,9 @@ def fluorescence(density: np.ndarray, sigma_vox: tuple[float, float, float], *, 
     return ndi.gaussian_filter(density.astype(np.float32, copy=False), sigma_vox, mode=mode, truncate=3.5)
 
 
-def camera(expected: np.ndarray, noise: Noise, rng: np.random.Generator, *, read_noise: float | None = None) -> np.ndarray:
+def camera(
+    expected: np.ndarray, noise: Noise, rng: np.random.Generator, *, read_noise: float | None = None
+) -> np.ndarray:
     """Photon counts with shot noise (+ read noise, + offset) as uint16.
 
     Shot noise is exact Poisson where the mean is below 30 photons and Gaussian N(λ, λ) above (variance exact,

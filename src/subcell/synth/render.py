@@ -67,18 +67,24 @@ def _bbox(
 ) -> tuple[slice, slice, slice] | None:
     """The cell's bounding box in region-local voxel slices, or None if it misses the region."""
     r = cell.reach + 0.5
-    spans = ((substrate_z - 0.5, substrate_z + cell.height + 0.5), (cell.yx[0] - r, cell.yx[0] + r), (cell.yx[1] - r, cell.yx[1] + r))
+    spans = (
+        (substrate_z - 0.5, substrate_z + cell.height + 0.5),
+        (cell.yx[0] - r, cell.yx[0] + r),
+        (cell.yx[1] - r, cell.yx[1] + r),
+    )
     out: list[slice] = []
     for axis, (a, b) in enumerate(spans):
-        lo = max(region[axis].start, int(math.floor(a / vs[axis])))
-        hi = min(region[axis].stop, int(math.ceil(b / vs[axis])) + 1)
+        lo = max(region[axis].start, math.floor(a / vs[axis]))
+        hi = min(region[axis].stop, math.ceil(b / vs[axis]) + 1)
         if hi <= lo:
             return None
         out.append(slice(lo - region[axis].start, hi - region[axis].start))
     return (out[0], out[1], out[2])
 
 
-def _ball_slices(coords: tuple[np.ndarray, np.ndarray, np.ndarray], centre: np.ndarray, radius: tuple[float, float, float]) -> tuple[slice, ...]:
+def _ball_slices(
+    coords: tuple[np.ndarray, np.ndarray, np.ndarray], centre: np.ndarray, radius: tuple[float, float, float]
+) -> tuple[slice, ...]:
     """Index slices of sorted voxel-centre coordinates within ``radius`` of ``centre`` on each axis."""
     return tuple(
         slice(int(np.searchsorted(c, m - r)), int(np.searchsorted(c, m + r, side="right")))
@@ -87,7 +93,12 @@ def _ball_slices(coords: tuple[np.ndarray, np.ndarray, np.ndarray], centre: np.n
 
 
 def _ellipsoid_rho(
-    z: np.ndarray, y: np.ndarray, x: np.ndarray, centre: tuple[float, float, float], radii: tuple[float, float, float], angle: float
+    z: np.ndarray,
+    y: np.ndarray,
+    x: np.ndarray,
+    centre: tuple[float, float, float],
+    radii: tuple[float, float, float],
+    angle: float,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Ellipsoid radial coordinate ρ (1 on the surface) and Euclidean distance to the centre."""
     dz, dy, dx = z - centre[0], y - centre[1], x - centre[2]
@@ -206,7 +217,9 @@ def _cell_points(colony: Colony, index: int, seed: int) -> dict[str, list[np.nda
         starts_arr = np.asarray(starts[:n_mito]).reshape(-1, 3)
         lengths = rules.mito_length_um * rng.uniform(0.5, 1.5, len(starts_arr))
         dirs = rng.normal(0, 1, (len(starts_arr), 3)) * np.array([0.4, 1, 1])
-        out["mitochondria"] = _walks(geom, starts_arr, dirs, (lengths / _STEP_UM).astype(int), rng, wiggle=0.15, retries=2)
+        out["mitochondria"] = _walks(
+            geom, starts_arr, dirs, (lengths / _STEP_UM).astype(int), rng, wiggle=0.15, retries=2
+        )
 
     # microtubules from the centrosome (interphase) or the two spindle poles (mitosis)
     if cell.mitotic:
@@ -217,9 +230,11 @@ def _cell_points(colony: Colony, index: int, seed: int) -> dict[str, list[np.nda
         poles = [np.array([min(cz + rz + 0.4, apex_c - 0.4), cell.yx[0], cell.yx[1]])]
     n_mt = int(rng.integers(rules.microtubule_count[0], rules.microtubule_count[1] + 1))
     if n_mt:
-        starts_arr = np.concatenate([np.repeat(p[None], int(math.ceil(n_mt / len(poles))), 0) for p in poles])[:n_mt]
+        starts_arr = np.concatenate([np.repeat(p[None], math.ceil(n_mt / len(poles)), 0) for p in poles])[:n_mt]
         dirs = rng.normal(0, 1, (n_mt, 3)) * np.array([0.35, 1, 1])
-        out["microtubules"] = _walks(geom, starts_arr, dirs, np.full(n_mt, int(30 / _STEP_UM)), rng, wiggle=0.03, retries=4)
+        out["microtubules"] = _walks(
+            geom, starts_arr, dirs, np.full(n_mt, int(30 / _STEP_UM)), rng, wiggle=0.03, retries=4
+        )
 
     # Golgi: perinuclear, apical (interphase); dispersed (mitosis)
     n_g = int(rng.integers(rules.golgi_blobs[0], rules.golgi_blobs[1] + 1))
@@ -238,7 +253,9 @@ def _cell_points(colony: Colony, index: int, seed: int) -> dict[str, list[np.nda
     return out
 
 
-def _splat(points: np.ndarray, region: tuple[slice, slice, slice], vs: np.ndarray, shape: tuple[int, ...]) -> tuple[np.ndarray, ...]:
+def _splat(
+    points: np.ndarray, region: tuple[slice, slice, slice], vs: np.ndarray, shape: tuple[int, ...]
+) -> tuple[np.ndarray, ...]:
     idx = np.floor(points / vs).astype(np.int64) - np.array([s.start for s in region])
     ok = np.all((idx >= 0) & (idx < np.array(shape)), axis=1)
     idx = idx[ok]
@@ -368,7 +385,9 @@ def render_region(colony: Colony, region: tuple[slice, slice, slice], *, seed: i
             density["golgi"][box][sb][blob] = 1.0
             masks["golgi"][box][sb][blob] = True
 
-    delta_n += np.where(density["membrane"] > 0, np.float32(REFRACTIVE_INDEX["membrane"] - REFRACTIVE_INDEX["cytoplasm"]), 0)
+    delta_n += np.where(
+        density["membrane"] > 0, np.float32(REFRACTIVE_INDEX["membrane"] - REFRACTIVE_INDEX["cytoplasm"]), 0
+    )
     delta_n += np.minimum(density["mitochondria"], 1) * np.float32(REFRACTIVE_INDEX["mitochondria"])
     delta_n += density["golgi"] * np.float32(REFRACTIVE_INDEX["golgi"])
     return RegionRender(
