@@ -189,4 +189,6 @@ def test_mitotic_cells_are_rounded_with_condensed_chromosomes() -> None:
     assert (f.labels["nucleoli"] == 0).all() and (f.labels["nuclear_envelope"] == 0).all()  # dissolved in mitosis
     assert (f.labels["nucleus"] > 0).any()  # the chromosomes remain, as a plate
     assert f.cells.nucleus_volume_um3.median() < 0.5 * interphase.cells.nucleus_volume_um3.median()
-    assert (f.cells.height_um / f.cells.radius_um).median() > (interphase.cells.height_um / interphase.cells.radius_um).median()
+    assert (f.cells.height_um / f.cells.radius_um).median() > (
+        interphase.cells.height_um / interphase.cells.radius_um
+    ).median()
