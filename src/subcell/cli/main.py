@@ -196,6 +196,206 @@ def synth(
     typer.echo(f"wrote {path} (shape {cfg.shape}, {cfg.time.frames} frame(s), seed {cfg.seed})")
 
 
+workflows_app = typer.Typer(help="Built-in segmentation workflows.", no_args_is_help=True)
+app.add_typer(workflows_app, name="workflows")
+
+
+@workflows_app.command("list")
+def workflows_list() -> None:
+    """List the built-in workflows with their inputs."""
+    from subcell.segment import builtin_workflows, load_workflow
+
+    for name in builtin_workflows():
+        w = load_workflow(name)
+        typer.echo(f"{name:<24} {w.kind:<8} inputs: {', '.join(w.inputs)}")
+
+
+@workflows_app.command("show")
+def workflows_show(name: Annotated[str, typer.Argument(help="Built-in workflow name.")]) -> None:
+    """Print a built-in workflow as editable YAML (save it, edit it, pass the file to --workflow)."""
+    from subcell.segment import workflow_yaml
+
+    typer.echo(workflow_yaml(name), nl=False)
+
+
+def _channel_map(values: list[str] | None) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for v in values or []:
+        if "=" in v:
+            k, c = v.split("=", 1)
+            out[k.strip()] = c.strip()
+        else:
+            out["__single__"] = v.strip()
+    return out
+
+
+@app.command()
+def segment(
+    input: Annotated[Path, typer.Argument(help="Image file.")],
+    output: Annotated[Path, typer.Argument(help="Labels: *.ome.zarr or *.ome.tif.")],
+    workflow: Annotated[str, typer.Option("--workflow", "-w", help="Built-in workflow name or a YAML file.")],
+    channel: Annotated[
+        Optional[list[str]],  # noqa: UP045
+        typer.Option("--channel", "-c", help="Channel for the input: NAME_OR_INDEX, or INPUT=NAME_OR_INDEX (repeat)."),
+    ] = None,
+    voxel_size: VoxelSizeOpt = None,
+    axes: AxesOpt = None,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing output.")] = False,
+) -> None:
+    """Segment an image with a workflow; writes labels (instance) or a mask with the image's voxel size."""
+    from subcell.io import read, write
+    from subcell.io._atomic import check_output
+    from subcell.io.writer import output_format
+    from subcell.segment import load_workflow, segment_image
+
+    output_format(output)
+    check_output(output, overwrite=overwrite)
+    wf = load_workflow(workflow)
+    chans: dict[str, str | int] = dict(_channel_map(channel))
+    if "__single__" in chans:
+        single = chans.pop("__single__")
+        if len(wf.inputs) != 1:
+            from subcell.errors import ChannelError
+
+            raise ChannelError(
+                f"workflow {wf.name!r} has inputs {wf.inputs}; give --channel INPUT=NAME for each", field="channel"
+            )
+        chans[wf.inputs[0]] = single
+    image = read(input, voxel_size=voxel_size, axes=axes)
+    labels = segment_image(image, wf, channels=chans)
+    write(labels, output, overwrite=overwrite)
+    n = int(labels.numpy().max()) if wf.kind == "instance" else int(labels.numpy().sum())
+    what = f"{n} objects" if wf.kind == "instance" else f"{n} foreground voxels"
+    border = labels.provenance.parameters.get("border_ids")
+    extra = f", {len(border[0])} touching the border" if border else ""
+    typer.echo(f"wrote {output}: {what}{extra} ({wf.name})")
+
+
+def _read_any_labels(path: Path, voxel_size: tuple[float, float, float] | None) -> Any:
+    """Labels for counting metrics: the voxel size does not matter there, so a file without one still opens."""
+    from subcell.errors import MetadataError
+    from subcell.io import read
+
+    try:
+        return read(path, voxel_size=voxel_size)
+    except MetadataError as e:
+        if e.field != "voxel_size" or voxel_size is not None:
+            raise
+        return read(path, voxel_size=(1.0, 1.0, 1.0))
+
+
+@app.command("evaluate-seg")
+def evaluate_seg(
+    pred: Annotated[Path, typer.Argument(help="Predicted labels (or mask).")],
+    truth: Annotated[Path, typer.Argument(help="Ground-truth labels (or mask).")],
+    out: Annotated[
+        Optional[Path], typer.Option("--out", help="Write the per-threshold table (.csv or .parquet).")
+    ] = None,  # noqa: UP045
+    objects: Annotated[
+        Optional[Path], typer.Option("--objects", help="Write the per-object matches (.csv or .parquet).")  # noqa: UP045
+    ] = None,
+    voxel_size: VoxelSizeOpt = None,
+) -> None:
+    """Dice/IoU of the foreground and instance matching (precision, recall, F1, AP at IoU 0.5–0.9)."""
+    import numpy as np
+
+    from subcell.errors import ValueRangeError
+    from subcell.metrics import dice, iou, match_instances
+
+    p = _read_any_labels(pred, voxel_size).numpy()
+    t = _read_any_labels(truth, voxel_size).numpy()
+    if p.shape != t.shape:
+        raise ValueRangeError(
+            f"prediction {pred} has shape {p.shape} but ground truth {truth} has {t.shape}", field="shape"
+        )
+    typer.echo(f"foreground: Dice {dice(p, t):.4f}  IoU {iou(p, t):.4f}")
+    m = match_instances(p.astype(np.int64), t.astype(np.int64))
+    typer.echo(f"objects: {m.n_true} true, {m.n_pred} predicted, mean matched IoU {m.mean_matched_iou():.3f}")
+    table = m.table()
+    typer.echo(table.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    for path, frame in ((out, table), (objects, m.objects())):
+        if path is not None:
+            _write_table(frame, path)
+
+
+def _write_table(frame: Any, path: Path) -> None:
+    from subcell.errors import InputFileError
+    from subcell.io._atomic import atomic_output
+
+    suffix = path.suffix.lower()
+    if suffix not in (".csv", ".parquet"):
+        raise InputFileError("tables are written as .csv or .parquet", path=path)
+    with atomic_output(path, overwrite=True) as tmp:
+        if suffix == ".csv":
+            frame.to_csv(tmp, index=False)
+        else:
+            frame.to_parquet(tmp, index=False)
+
+
+@app.command()
+def measure(
+    labels: Annotated[Path, typer.Argument(help="Instance labels (cells, nuclei, ...).")],
+    output: Annotated[Path, typer.Argument(help="Table: .parquet or .csv.")],
+    intensity: Annotated[
+        Optional[Path], typer.Option("--intensity", help="Image whose channels are measured in each object.")  # noqa: UP045
+    ] = None,
+    structure: Annotated[
+        Optional[list[str]], typer.Option("--structure", help="NAME=FILE of a structure mask/labels (repeat).")  # noqa: UP045
+    ] = None,
+    voxel_size: VoxelSizeOpt = None,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing output.")] = False,
+) -> None:
+    """Per object: volume µm³, surface µm², sphericity, centroid µm, bbox, axes, intensities, structures inside."""
+    from subcell.errors import InputFileError, ValueRangeError
+    from subcell.io import read
+    from subcell.io._atomic import check_output
+    from subcell.segment import measure_objects, structures_per_cell
+
+    if output.suffix.lower() not in (".csv", ".parquet"):
+        raise InputFileError("tables are written as .csv or .parquet", path=output)
+    check_output(output, overwrite=overwrite)
+    lab_img = read(labels, voxel_size=voxel_size)
+    lab = lab_img.numpy()
+    if lab.shape[1] != 1:
+        raise ValueRangeError(f"labels must have one channel, got {lab.shape[1]}", field="labels")
+    chans = {}
+    if intensity is not None:
+        img = read(intensity, voxel_size=lab_img.voxel_size.as_tuple())
+        if img.shape[0] != lab.shape[0] or img.shape[2:] != lab.shape[2:]:
+            raise ValueRangeError(
+                f"intensity image {intensity} has T,Z,Y,X {img.shape[:1] + img.shape[2:]} but labels have {lab.shape[:1] + lab.shape[2:]}",
+                field="intensity",
+            )
+        arr = img.numpy()
+        chans = {n: arr[:, i] for i, n in enumerate(img.channel_names)}
+    structs = {}
+    for item in structure or []:
+        if "=" not in item:
+            raise ValueRangeError(f"expected NAME=FILE, got {item!r}", field="structure")
+        name, path = item.split("=", 1)
+        s = read(Path(path), voxel_size=lab_img.voxel_size.as_tuple()).numpy()
+        if s.shape != lab.shape:
+            raise ValueRangeError(
+                f"structure {name!r} ({path}) has shape {s.shape} but labels have {lab.shape}", field="structure"
+            )
+        structs[name] = s
+    import pandas as pd
+
+    frames = []
+    for t in range(lab.shape[0]):
+        table = measure_objects(lab[t, 0], voxel_size=lab_img.voxel_size, intensity={k: v[t] for k, v in chans.items()})
+        if structs and len(table):
+            per_cell = structures_per_cell(
+                lab[t, 0], {k: v[t, 0] for k, v in structs.items()}, voxel_size=lab_img.voxel_size
+            )
+            table = table.merge(per_cell.drop(columns=["cell_volume_um3"]), on="label", how="left")
+        table.insert(0, "t", t)
+        frames.append(table)
+    result = pd.concat(frames, ignore_index=True)
+    _write_table(result, output)
+    typer.echo(f"wrote {output}: {len(result)} objects, {len(result.columns)} columns")
+
+
 @app.command()
 def demo(
     out: Annotated[Path, typer.Option("--out", help="Output folder.")] = Path("demo_output"),

@@ -119,6 +119,7 @@ class StructureRules(_Model):
     mito_per_um3: float = Field(0.12, ge=0, description="mitochondrial tubules per µm³ of cytoplasm")
     mito_decay_um: float = Field(2.5, gt=0, description="density ∝ exp(-d / decay), d = distance to the nucleus")
     mito_length_um: float = Field(2.5, gt=0)
+    mito_radius_um: float = Field(0.2, gt=0, le=2.0)
     microtubule_count: tuple[int, int] = (30, 50)
     golgi_blobs: tuple[int, int] = (6, 12)
     golgi_radius_um: float = Field(0.7, gt=0)

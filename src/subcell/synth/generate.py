@@ -26,7 +26,7 @@ from subcell.synth.render import RegionRender, render_region
 __all__ = ["LABEL_NAMES", "SynthField", "channel_names", "render_channels", "synth_field"]
 
 LABEL_NAMES = ("cell", "nucleus", *STRUCTURES)
-_POINT_STRUCTURES = ("mitochondria", "microtubules")
+_POINT_STRUCTURES = ("microtubules",)  # lines of points: scaled so a line's blurred peak is ~1
 
 
 def channel_names() -> list[str]:

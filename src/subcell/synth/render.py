@@ -12,10 +12,11 @@ Structure rules (the ground truth the integrated-cell model must learn), relativ
   (absent in mitosis).
 * ``membrane`` – a shell of ``membrane_thickness_um`` on the cell surface (walls shared with neighbours, apical
   dome, basal side).
-* ``mitochondria`` – tubules of ~``mito_length_um`` in the cytoplasm, seeded with density ∝
-  exp(−d / ``mito_decay_um``), d the distance to the nuclear surface.
+* ``mitochondria`` – tubes of radius ``mito_radius_um`` and length ~``mito_length_um`` in the cytoplasm,
+  seeded with density ∝ exp(−d / ``mito_decay_um``), d the distance to the nuclear surface.
 * ``microtubules`` – ``microtubule_count`` filaments radiating from a centrosome just above the nucleus
-  (apical side) to the cell periphery; in mitosis from the two spindle poles.
+  (apical side) to the cell periphery; in mitosis from the two spindle poles. They are far thinner than the
+  PSF, so their mask marks the voxels within the PSF's half maximum of the centre line.
 * ``golgi`` – ``golgi_blobs`` cisternae in a perinuclear cap on the apical shoulder of the nucleus (at 0.6 of
   its lateral radius, ``golgi_apical_offset_um`` above the nuclear surface there); dispersed in mitosis.
 """
@@ -26,6 +27,7 @@ import math
 from dataclasses import dataclass, field
 
 import numpy as np
+from scipy import ndimage as ndi
 
 from subcell.synth.colony import Cell, Colony
 from subcell.synth.config import STRUCTURES
@@ -253,6 +255,14 @@ def _cell_points(colony: Colony, index: int, seed: int) -> dict[str, list[np.nda
     return out
 
 
+def _ellipsoid_footprint(radii_vox: tuple[float, ...]) -> np.ndarray:
+    """Boolean ellipsoid with the given radii in voxels (at least the centre voxel)."""
+    r = [max(0, math.floor(x)) for x in radii_vox]
+    grids = np.ogrid[tuple(slice(-k, k + 1) for k in r)]
+    dist = sum((g / max(x, 1e-6)) ** 2 for g, x in zip(grids, radii_vox, strict=True))
+    return np.asarray(dist <= 1.0 + 1e-9)
+
+
 def _splat(
     points: np.ndarray, region: tuple[slice, slice, slice], vs: np.ndarray, shape: tuple[int, ...]
 ) -> tuple[np.ndarray, ...]:
@@ -292,7 +302,10 @@ def render_region(colony: Colony, region: tuple[slice, slice, slice], *, seed: i
     delta_n = np.where(inside, np.float32(REFRACTIVE_INDEX["cytoplasm"]), np.float32(0))
     counts: dict[int, dict[str, int]] = {}
     # a chromatin focus adds ~0.4 to the blurred DNA density at its centre
-    foci_weight = np.float32(0.4 * (2 * math.pi) ** 1.5 * np.prod(psf_sigma_voxels(cfg.optics, cfg.voxel_size)))
+    sigma = psf_sigma_voxels(cfg.optics, cfg.voxel_size)
+    foci_weight = np.float32(0.4 * (2 * math.pi) ** 1.5 * np.prod(sigma))
+    tube_fp = _ellipsoid_footprint(tuple(rules.mito_radius_um / v for v in vs))
+    line_fp = _ellipsoid_footprint(tuple(1.1774 * s for s in sigma))  # half width at half maximum
 
     for index, c in enumerate(colony.cells):
         box = _bbox(c, region, tuple(vs), colony.substrate_z)  # type: ignore[arg-type]
@@ -363,20 +376,23 @@ def render_region(colony: Colony, region: tuple[slice, slice, slice], *, seed: i
             "microtubules": len(pts["microtubules"]),
             "golgi": int(sum(len(p) for p in pts["golgi"])),
         }
-        for name, weight in (("mitochondria", 1.0), ("microtubules", 1.0), ("dna_foci", foci_weight)):
+        if pts["dna_foci"]:
+            iz, iy, ix = _splat(np.concatenate(pts["dna_foci"]), region, vs, shape)
+            np.add.at(density["dna"], (iz, iy, ix), foci_weight)
+        for name, footprint in (("mitochondria", tube_fp), ("microtubules", line_fp)):
             if not pts[name]:
                 continue
-            allp = np.concatenate(pts[name])
-            iz, iy, ix = _splat(allp, region, vs, shape)
-            target = "dna" if name == "dna_foci" else name
-            np.add.at(density[target], (iz, iy, ix), np.float32(weight))
-            if target != "dna":  # the mask covers the PSF core: the 3×3 lateral neighbourhood, within this cell
-                for oy in (-1, 0, 1):
-                    for ox in (-1, 0, 1):
-                        jy = np.clip(iy + oy, 0, shape[1] - 1)
-                        jx = np.clip(ix + ox, 0, shape[2] - 1)
-                        own = cell[iz, jy, jx] == c.id
-                        masks[target][iz[own], jy[own], jx[own]] = True
+            iz, iy, ix = _splat(np.concatenate(pts[name]), region, vs, shape)
+            local = np.zeros(mine.shape, bool)
+            oz, oy, ox = box[0].start, box[1].start, box[2].start
+            inb = (iz >= oz) & (iz < box[0].stop) & (iy >= oy) & (iy < box[1].stop) & (ix >= ox) & (ix < box[2].stop)
+            local[iz[inb] - oz, iy[inb] - oy, ix[inb] - ox] = True
+            grown = ndi.binary_dilation(local, structure=footprint) & mine
+            masks[name][box] |= grown
+            if name == "mitochondria":  # tubes with a physical radius: the density is the tube itself
+                density[name][box][grown] = 1.0
+            else:  # sub-resolution filaments: a line of unit weight; the mask is the PSF's half-maximum core
+                np.add.at(density[name], (iz, iy, ix), np.float32(1.0))
         for g in pts["golgi"][0] if pts["golgi"] else []:
             r = rules.golgi_radius_um * rng.uniform(0.7, 1.3)
             sb = _ball_slices(coords, g, (0.7 * r, r, r))
