@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
 
 import typer
 
@@ -289,8 +289,8 @@ def evaluate_seg(
     pred: Annotated[Path, typer.Argument(help="Predicted labels (or mask).")],
     truth: Annotated[Path, typer.Argument(help="Ground-truth labels (or mask).")],
     out: Annotated[
-        Optional[Path], typer.Option("--out", help="Write the per-threshold table (.csv or .parquet).")
-    ] = None,  # noqa: UP045
+        Optional[Path], typer.Option("--out", help="Write the per-threshold table (.csv or .parquet).")  # noqa: UP045
+    ] = None,
     objects: Annotated[
         Optional[Path], typer.Option("--objects", help="Write the per-object matches (.csv or .parquet).")  # noqa: UP045
     ] = None,
