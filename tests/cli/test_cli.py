@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 import tifffile
 
 from subcell import Image, __version__, io
@@ -121,3 +122,56 @@ def test_synth_command_writes_a_field_and_rejects_bad_parameters(tmp_path: Path)
     bad = subcell_cli("synth", str(tmp_path / "b.ome.zarr"), "--shape", "12", "96", "-4")
     assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "shape must be positive" in bad.stderr
     assert not (tmp_path / "b.ome.zarr").exists()
+
+
+def test_workflows_list_and_show() -> None:
+    listing = subcell_cli("workflows", "list")
+    assert listing.returncode == 0 and "nucleus" in listing.stdout and "cells" in listing.stdout
+    shown = subcell_cli("workflows", "show", "nucleus")
+    assert shown.returncode == 0 and shown.stdout.startswith("name: nucleus")
+    bad = subcell_cli("workflows", "show", "nope")
+    assert bad.returncode == 2 and "unknown built-in workflow" in bad.stderr
+
+
+def test_segment_measure_and_evaluate_on_a_synthetic_field(tmp_path: Path) -> None:
+    import pandas as pd
+
+    from subcell.synth import synth_field, write_field
+
+    field = synth_field(shape=(16, 160, 160), seed=6)
+    src = write_field(field, tmp_path / "f.ome.zarr")
+    truth = tmp_path / "truth.ome.tif"
+    io.write(Image(field.labels["nucleus"], voxel_size=field.config.voxel_size, dims="TZYX"), truth)
+    nuc = tmp_path / "nuc.ome.zarr"
+    r = subcell_cli("segment", str(src), str(nuc), "--workflow", "nucleus")
+    assert r.returncode == 0, r.stderr
+    seg = io.read(nuc)
+    assert seg.voxel_size == field.image.voxel_size and seg.dtype == np.int32
+    ev = subcell_cli("evaluate-seg", str(nuc), str(truth), "--out", str(tmp_path / "ev.csv"))
+    assert ev.returncode == 0, ev.stderr
+    table = pd.read_csv(tmp_path / "ev.csv")
+    assert table.loc[table.iou_threshold == 0.5, "f1"].item() >= 0.8
+    m = subcell_cli("measure", str(nuc), str(tmp_path / "m.parquet"), "--intensity", str(src))
+    assert m.returncode == 0, m.stderr
+    meas = pd.read_parquet(tmp_path / "m.parquet")
+    assert {"volume_um3", "surface_area_um2", "centroid_z_um", "dna_mean"} <= set(meas.columns)
+    lab = seg.numpy()[0, 0]
+    vol = np.bincount(lab.ravel())[1:] * float(np.prod(field.config.voxel_size))
+    assert meas.volume_um3.to_numpy() == pytest.approx(vol[vol > 0])
+
+
+def test_segment_bad_input_is_one_line(tmp_path: Path) -> None:
+    src = tmp_path / "one.ome.tif"
+    io.write(
+        Image(np.random.default_rng(0).random((4, 32, 32)).astype(np.float32), voxel_size=(0.3, 0.1, 0.1), dims="ZYX"),
+        src,
+    )
+    r = subcell_cli("segment", str(src), str(tmp_path / "o.ome.zarr"), "--workflow", "cells")
+    assert r.returncode == 2 and "needs a channel for input 'dna'" in r.stderr and r.stderr.count("\n") == 1
+    r2 = subcell_cli("segment", str(src), str(tmp_path / "o.ome.zarr"), "--workflow", str(tmp_path / "missing.yaml"))
+    assert r2.returncode == 2 and "missing.yaml" in r2.stderr
+    lab = tmp_path / "lab.ome.tif"
+    io.write(Image(np.zeros((3, 16, 16), np.int32), voxel_size=(0.3, 0.1, 0.1), dims="ZYX"), lab)
+    r3 = subcell_cli("measure", str(lab), str(tmp_path / "t.csv"), "--intensity", str(src))
+    assert r3.returncode == 2 and "intensity image" in r3.stderr
+    assert not (tmp_path / "o.ome.zarr").exists() and not (tmp_path / "t.csv").exists()

@@ -127,3 +127,15 @@ def test_ome_tiff_scenes_are_selectable(tmp_path: Path) -> None:
     np.testing.assert_array_equal(second.numpy(), 1)
     with pytest.raises(MetadataError, match="unknown scene 5"):
         io.read(path, scene=5)
+
+
+def test_planar_multisample_page_reads_as_channels(tmp_path: Path, rng: np.random.Generator) -> None:
+    """A 4-channel CYX image stored as one page with separate sample planes (as some acquisition software does)."""
+    data = rng.integers(0, 60000, (4, 32, 40), dtype=np.uint16)
+    path = tmp_path / "planar.tif"
+    tifffile.imwrite(path, data, photometric="minisblack", planarconfig="separate", extrasamples=[0, 0, 0])
+    with tifffile.TiffFile(path) as tf:
+        assert len(tf.pages) == 1  # one page holds all four planes
+    img = io.read(path, voxel_size=(1.0, 0.3, 0.3))
+    assert img.sizes["C"] == 4 and img.sizes["Z"] == 1
+    np.testing.assert_array_equal(img.numpy()[0, :, 0], data)

@@ -173,6 +173,9 @@ def read_tiff(path: Path, *, scene: int | str | None = None, axes: str | None = 
         file_axes = series.axes
         dtype = np.dtype(series.dtype)
         page = series.pages[0] if series.pages else tf.pages[0]
+        page_shape = tuple(int(s) for s in page.shape)
+        if shape[len(shape) - len(page_shape) :] != page_shape:  # pages squeezed differently than the series
+            page_shape = shape[-2:]
         ij = tf.imagej_metadata if tf.is_imagej else None
         if ij is not None:
             vs, note = _imagej_voxel_size(tf, page, ij)
@@ -185,8 +188,8 @@ def read_tiff(path: Path, *, scene: int | str | None = None, axes: str | None = 
     vs = _plausible(vs)
     if note is None and any(v is None for v in vs[1:]):
         note = "its pixel size is missing or implausible"
-    # pages hold the trailing YX (or YXS) axes; everything before indexes pages
-    n_trailing = 3 if file_axes.endswith("S") else 2
+    # pages hold the trailing axes (YX, YXS, or SYX for planar multi-sample pages); the rest indexes pages
+    n_trailing = len(page_shape)
     n_page_dims = len(shape) - n_trailing
     dims = map_axes(path, file_axes, shape, axes)
     notes = []

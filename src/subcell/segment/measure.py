@@ -27,8 +27,11 @@ def border_ids(labels: np.ndarray) -> set[int]:
 def _surface_area(obj: np.ndarray, spacing: tuple[float, float, float]) -> float:
     from skimage.measure import marching_cubes, mesh_surface_area
 
-    padded = np.pad(obj.astype(np.float32), 1)
-    if padded.shape[0] < 3 or min(padded.shape) < 2:
+    padded = np.pad(obj.astype(np.float32), 2)
+    # a slight blur turns the voxel staircase into a smooth surface (marching cubes on raw voxels
+    # overestimates the area of a sphere by ~15%)
+    padded = ndi.gaussian_filter(padded, 0.7)
+    if padded.max() < 0.5:
         return float("nan")
     verts, faces, _, _ = marching_cubes(padded, level=0.5, spacing=spacing)
     return float(mesh_surface_area(verts, faces))

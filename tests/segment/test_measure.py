@@ -1,0 +1,55 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from subcell.errors import ValueRangeError
+from subcell.segment import measure_objects, structures_per_cell
+
+VS = (0.5, 0.2, 0.2)
+
+
+def _ball(shape: tuple[int, int, int], centre: tuple[float, float, float], r_um: float) -> np.ndarray:
+    z, y, x = np.meshgrid(*[(np.arange(n) + 0.5) * v for n, v in zip(shape, VS, strict=True)], indexing="ij")
+    return (z - centre[0]) ** 2 + (y - centre[1]) ** 2 + (x - centre[2]) ** 2 <= r_um**2
+
+
+def test_volume_centroid_surface_and_sphericity_of_a_ball() -> None:
+    lab = np.zeros((40, 100, 100), np.int32)
+    lab[_ball(lab.shape, (10, 10, 10), 4.0)] = 3
+    t = measure_objects(lab, voxel_size=VS).set_index("label")
+    row = t.loc[3]
+    assert row.volume_um3 == pytest.approx(4 / 3 * np.pi * 4**3, rel=0.03)
+    assert row.voxels * 0.5 * 0.2 * 0.2 == pytest.approx(row.volume_um3)
+    assert (row.centroid_z_um, row.centroid_y_um, row.centroid_x_um) == pytest.approx((10, 10, 10), abs=0.05)
+    assert row.surface_area_um2 == pytest.approx(4 * np.pi * 16, rel=0.08)
+    assert 0.9 < row.sphericity <= 1.05
+    assert row.axis_major_um == pytest.approx(8.0, rel=0.05) and row.axis_minor_um == pytest.approx(8.0, rel=0.05)
+    assert not row.touches_border
+
+
+def test_intensity_statistics_and_border_flag() -> None:
+    lab = np.zeros((2, 10, 10), np.int32)
+    lab[:, :3, :3] = 1
+    lab[:, 5:8, 5:8] = 2
+    img = np.arange(200, dtype=np.float32).reshape(2, 10, 10)
+    t = measure_objects(lab, voxel_size=VS, intensity={"dna": img}, surface=False).set_index("label")
+    assert t.loc[1].touches_border and not t.loc[2].touches_border
+    assert t.loc[2, "dna_mean"] == pytest.approx(img[lab == 2].mean())
+    assert t.loc[2, "dna_integrated"] == pytest.approx(img[lab == 2].sum())
+    with pytest.raises(ValueRangeError, match="intensity 'dna' has shape"):
+        measure_objects(lab, voxel_size=VS, intensity={"dna": img[:1]})
+
+
+def test_structures_per_cell_fraction_and_count() -> None:
+    cells = np.zeros((1, 20, 40), np.int32)
+    cells[0, :, :20] = 1
+    cells[0, :, 20:] = 2
+    spots = np.zeros_like(cells, dtype=bool)
+    spots[0, 2:4, 2:4] = True  # two spots in cell 1
+    spots[0, 10:12, 10:12] = True
+    spots[0, 5:9, 25:29] = True  # one bigger spot in cell 2
+    t = structures_per_cell(cells, {"vesicles": spots}, voxel_size=VS).set_index("label")
+    assert t.loc[1, "vesicles_count"] == 2 and t.loc[2, "vesicles_count"] == 1
+    assert t.loc[1, "vesicles_volume_fraction"] == pytest.approx(8 / 400)
+    assert t.loc[2, "vesicles_volume_fraction"] == pytest.approx(16 / 400)

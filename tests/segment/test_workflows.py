@@ -1,0 +1,125 @@
+"""Workflows: validation with the step and parameter named, and quality against synthetic ground truth."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from subcell import Image
+from subcell.errors import ChannelError, InputFileError, ValueRangeError
+from subcell.metrics import dice, match_instances
+from subcell.segment import builtin_workflows, load_workflow, run_workflow, segment_image, workflow_yaml
+from subcell.synth import synth_field
+
+
+@pytest.fixture(scope="module")
+def field():  # type: ignore[no-untyped-def]
+    return synth_field(shape=(40, 384, 384), seed=23)  # a seed not used when choosing the built-in parameters
+
+
+def _run(field, name: str) -> np.ndarray:  # type: ignore[no-untyped-def]
+    w = load_workflow(name)
+    return run_workflow(
+        w, {k: field.image.channel(k).numpy()[0, 0] for k in w.inputs}, voxel_size=field.config.voxel_size
+    )
+
+
+def test_all_builtin_workflows_load_and_round_trip_through_yaml(tmp_path: Path) -> None:
+    names = set(builtin_workflows())
+    assert {
+        "nucleus",
+        "cells",
+        "nucleoli",
+        "mitochondria",
+        "microtubules",
+        "er",
+        "golgi",
+        "nuclear_envelope",
+        "vesicles",
+        "nucleus_from_prediction",
+    } <= names
+    for name in names:
+        copy = tmp_path / f"{name}.yaml"
+        copy.write_text(workflow_yaml(name))
+        assert load_workflow(copy) == load_workflow(name)
+
+
+@pytest.mark.parametrize(
+    ("yaml_text", "pattern"),
+    [
+        ("name: x\ninputs: [a]\nsteps:\n  - blur: {sigma_um: 1}\n", r"steps\[1\]: unknown step 'blur'"),
+        (
+            "name: x\ninputs: [a]\nsteps:\n  - gaussian_smooth: {sigma_um: -1}\n",
+            r"steps\[1\] gaussian_smooth\.sigma_um: .*greater than or equal to 0",
+        ),
+        (
+            "name: x\ninputs: [a]\nsteps:\n  - threshold: {mehtod: otsu}\n",
+            r"steps\[1\] threshold\.mehtod: unknown parameter; threshold accepts",
+        ),
+        (
+            "name: x\ninputs: [a]\nsteps:\n  - normalize: {}\n  - seeded_watershed: {seeds: nuclei}\n",
+            r"steps\[2\] seeded_watershed\.seeds: refers to 'nuclei'",
+        ),
+        ("name: x\ninputs: [a]\nsteps: []\n", r"steps: expected a non-empty list"),
+    ],
+)
+def test_bad_workflow_files_name_the_step_and_parameter(tmp_path: Path, yaml_text: str, pattern: str) -> None:
+    path = tmp_path / "w.yaml"
+    path.write_text(yaml_text)
+    with pytest.raises(ValueRangeError, match=pattern):
+        load_workflow(path)
+
+
+def test_unknown_workflow_name() -> None:
+    with pytest.raises(InputFileError, match=r"not a built-in workflow \(built-in: \['cells'"):
+        load_workflow("nucleous")
+
+
+def test_nucleus_and_cells_on_synthetic_fields(field) -> None:  # type: ignore[no-untyped-def]
+    nuclei = _run(field, "nucleus")
+    m = match_instances(nuclei, field.labels["nucleus"][0])
+    assert m.f1(0.5) >= 0.9  # 7/8 here: the mitotic plate of this field merges with a neighbour
+    cells = _run(field, "cells")
+    mc = match_instances(cells, field.labels["cell"][0])
+    assert mc.f1(0.5) >= 0.75
+    # matching ids: every segmented cell contains the nucleus with its id
+    for cid in np.unique(cells[cells > 0]):
+        assert (nuclei[cells == cid] == cid).any()
+
+
+@pytest.mark.parametrize(
+    ("name", "minimum"), [("nucleoli", 0.9), ("mitochondria", 0.8), ("microtubules", 0.78), ("golgi", 0.85)]
+)
+def test_structure_masks_match_the_truth(field, name: str, minimum: float) -> None:  # type: ignore[no-untyped-def]
+    assert dice(_run(field, name), field.labels[name][0]) >= minimum
+
+
+def test_workflows_run_on_2d_images(field) -> None:  # type: ignore[no-untyped-def]
+    z = 12
+    plane = field.image.channel("dna").numpy()[0, 0, z]
+    out = run_workflow(load_workflow("nucleus"), {"dna": plane}, voxel_size=field.config.voxel_size)
+    assert out.shape == (1, *plane.shape)
+    m = match_instances(out[0], field.labels["nucleus"][0, z])
+    assert m.f1(0.5) >= 0.8
+
+
+def test_segment_image_maps_channels_and_flags_border_cells(field) -> None:  # type: ignore[no-untyped-def]
+    img = field.image.sel(channel=["dna", "membrane"])
+    labels = segment_image(img, load_workflow("cells"))
+    assert labels.channel_names == ("cells",) and labels.dtype == np.int32
+    border = labels.provenance.parameters["border_ids"][0]
+    lab = labels.numpy()[0, 0]
+    edge_ids = set(
+        np.unique(np.concatenate([lab[:, 0].ravel(), lab[:, -1].ravel(), lab[:, :, 0].ravel(), lab[:, :, -1].ravel()]))
+    ) - {0}
+    assert set(border) == edge_ids
+    with pytest.raises(ChannelError, match=r"needs a channel for input 'membrane'"):
+        segment_image(field.image.sel(channel=["dna"]), load_workflow("cells"))
+
+
+def test_constant_image_is_rejected() -> None:
+    img = Image(np.full((4, 32, 32), 7, np.uint16), voxel_size=(0.3, 0.1, 0.1), dims="ZYX", channel_names=["dna"])
+    with pytest.raises(ValueRangeError, match="no contrast"):
+        segment_image(img, load_workflow("nucleus"))
