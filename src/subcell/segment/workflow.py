@@ -102,6 +102,7 @@ class MaskedObjectThreshold(_Step):
 class FillHoles(_Step):
     max_hole_um: float | None = Field(None, gt=0, description="µm² per slice, µm³ in 3D; None fills all")
     per_slice: bool = False
+    close_lateral_border: bool = False
 
     def reach_um(self) -> float:
         return (self.max_hole_um or 0.0) ** (1 / 2 if self.per_slice else 1 / 3)
@@ -238,7 +239,13 @@ STEPS: dict[str, tuple[type[_Step], Runner]] = {
     ),
     "fill_holes": (
         FillHoles,
-        lambda a, p, vs, ns: filters.fill_holes(a, max_hole_um=p.max_hole_um, voxel_size=vs, per_slice=p.per_slice),
+        lambda a, p, vs, ns: filters.fill_holes(
+            a,
+            max_hole_um=p.max_hole_um,
+            voxel_size=vs,
+            per_slice=p.per_slice,
+            close_lateral_border=p.close_lateral_border,
+        ),
     ),
     "size_filter": (
         SizeFilter,
