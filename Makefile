@@ -36,6 +36,9 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/io/bench_io.py
 	$(BIN)/python benchmarks/synth/bench_synth.py
 	SUBCELL_TEST_DATA=$${SUBCELL_TEST_DATA:-../shared/data} $(BIN)/python benchmarks/synth/compare_brightfield.py
+	$(BIN)/python benchmarks/segment/evaluate_synthetic.py
+	$(BIN)/python benchmarks/segment/bench_chunked.py
+	bash benchmarks/segment/setup_peer.sh && $(BIN)/python benchmarks/segment/peer_compare.py
 
 clean:
 	rm -rf $(VENV) demo_output .pytest_cache .mypy_cache .ruff_cache

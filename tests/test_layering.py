@@ -10,6 +10,7 @@ def test_classical_modules_do_not_import_torch(tmp_path) -> None:  # type: ignor
     code = (
         "import sys, numpy as np\n"
         "import subcell, subcell.io, subcell.transforms, subcell.synth, subcell.cli.main\n"
+        "import subcell.segment, subcell.segment.chunked, subcell.metrics\n"
         "from subcell import io, synth\n"
         f"img, lab = synth.blob_field((4, 32, 32), n_cells=1)\n"
         f"io.read(io.write(img, r'{tmp_path}/t.ome.zarr')).numpy()\n"

@@ -240,6 +240,12 @@ def segment(
     ] = None,
     voxel_size: VoxelSizeOpt = None,
     axes: AxesOpt = None,
+    block_yx: Annotated[
+        Optional[int],  # noqa: UP045
+        typer.Option(
+            "--block-yx", help="Process in y/x blocks of this many pixels (bounded memory; .ome.zarr output)."
+        ),
+    ] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing output.")] = False,
 ) -> None:
     """Segment an image with a workflow; writes labels (instance) or a mask with the image's voxel size."""
@@ -262,6 +268,15 @@ def segment(
             )
         chans[wf.inputs[0]] = single
     image = read(input, voxel_size=voxel_size, axes=axes)
+    if block_yx is not None:
+        from subcell.errors import InputFileError
+        from subcell.segment.chunked import segment_chunked
+
+        if output_format(output) != "ome-zarr":
+            raise InputFileError("block-wise segmentation streams to OME-Zarr; use a .ome.zarr output", path=output)
+        segment_chunked(image, wf, output, channels=chans, block_yx=block_yx, overwrite=overwrite)
+        typer.echo(f"wrote {output} block by block ({block_yx} px blocks, halo {wf.halo_um():.1f} µm, {wf.name})")
+        return
     labels = segment_image(image, wf, channels=chans)
     write(labels, output, overwrite=overwrite)
     n = int(labels.numpy().max()) if wf.kind == "instance" else int(labels.numpy().sum())
