@@ -176,8 +176,10 @@ class _Scratch:
         return np.asarray(self._arr[t, :, box[0] : box[1], box[2] : box[3]])
 
     def layer(self, t: int, y: int | None, x: int | None) -> np.ndarray:
+        """One y-row (``y``) or x-column (``x``) of the whole volume at timepoint ``t``: a block face."""
         if y is not None:
             return np.asarray(self._arr[t, :, y, :])
+        assert x is not None
         return np.asarray(self._arr[t, :, :, x])
 
     def discard(self) -> None:
