@@ -107,7 +107,9 @@ def test_demo_runs_end_to_end(tmp_path: Path) -> None:
     r = subcell_cli("demo", "--out", str(tmp_path / "demo"))
     assert r.returncode == 0, r.stderr
     assert "[5/5] segmented field0 vs ground truth: nucleus F1@0.5=" in r.stdout
-    assert (tmp_path / "demo" / "field0_cells.csv").exists() and (tmp_path / "demo" / "field0_nucleus.ome.zarr").exists()
+    assert (tmp_path / "demo" / "field0_cells.csv").exists() and (
+        tmp_path / "demo" / "field0_nucleus.ome.zarr"
+    ).exists()
     assert io.read(tmp_path / "demo" / "field0_dna_isotropic.ome.tif").voxel_size.x > 0.2
     again = subcell_cli("demo", "--out", str(tmp_path / "demo"))
     assert again.returncode == 2 and "--overwrite" in again.stderr

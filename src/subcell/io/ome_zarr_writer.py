@@ -32,6 +32,7 @@ _AXES = [
     {"name": "y", "type": "space", "unit": "micrometer"},
     {"name": "x", "type": "space", "unit": "micrometer"},
 ]
+_SCRATCH = ".scratch"
 _SLAB_BYTES = 128 << 20  # streamed writes hold at most one slab of this size (unless a chunk layer is larger)
 _SUPPORTED = {"uint8", "uint16", "uint32", "int8", "int16", "int32", "int64", "uint64", "float32", "float64"}
 
@@ -245,6 +246,19 @@ class OmeZarrWriter:
             for region in _slabs(arr, target):
                 target[region] = np.asarray(arr[region].compute()).astype(target.dtype, copy=False)
 
+    def scratch_array(self, name: str, *, shape: Sequence[int], dtype: Any, chunks: Sequence[int]) -> Any:
+        """A temporary zarr array inside the unfinished store (e.g. for a two-pass relabelling); it is deleted
+        when the store is closed or aborted, so it never appears in the output."""
+        import zarr
+
+        if not name or "/" in name:
+            raise ValueRangeError(f"scratch names must be plain names, got {name!r}", field="name")
+        group = zarr.open_group(str(self._tmp / _SCRATCH), mode="a", zarr_format=2)
+        chunks = tuple(min(int(c), int(s)) for c, s in zip(chunks, shape, strict=True))
+        return group.create_array(
+            name=name, shape=tuple(int(s) for s in shape), dtype=dtype, chunks=chunks, fill_value=0
+        )
+
     def add_file(self, relpath: str, content: bytes) -> None:
         """Store an extra file (e.g. a Parquet table) inside the store; it appears atomically with the image."""
         rel = Path(relpath)
@@ -266,6 +280,7 @@ class OmeZarrWriter:
                     path=self.path,
                     field="data",
                 )
+            discard(self._tmp / _SCRATCH)
             _build_pyramid(self._arrays, self.factors, labels=False)
             for arrays in self._labels.values():
                 _build_pyramid(arrays, self.factors, labels=True)

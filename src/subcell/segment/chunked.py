@@ -142,7 +142,6 @@ def segment_chunked(
                     ids = raw.read(t, (y0, y1, x0, x1))
                     region = (slice(t, t + 1), slice(0, 1), slice(0, nz), slice(y0, y1), slice(x0, x1))
                     writer.write_region(region, lookup[ids][None, None])
-            raw.discard()
     except BaseException:
         writer.abort()
         raise
@@ -154,20 +153,10 @@ def _compute(a: Any) -> Any:
 
 
 class _Scratch:
-    """Block-unique labels kept on disk (inside the writer's temporary store) between the two passes."""
+    """Block-unique labels kept between the two passes, in a scratch array of the unfinished output store."""
 
     def __init__(self, writer: Any, shape: tuple[int, int, int, int], dtype: Any):
-        import zarr
-
-        self._group = zarr.open_group(str(writer._tmp / "_scratch"), mode="w", zarr_format=2)
-        self._arr = self._group.create_array(
-            name="ids",
-            shape=shape,
-            dtype=dtype,
-            chunks=(1, shape[1], min(shape[2], 256), min(shape[3], 256)),
-            fill_value=0,
-        )
-        self._path = writer._tmp / "_scratch"
+        self._arr = writer.scratch_array("ids", shape=shape, dtype=dtype, chunks=(1, shape[1], 256, 256))
 
     def write(self, t: int, box: tuple[int, int, int, int], ids: np.ndarray) -> None:
         self._arr[t, :, box[0] : box[1], box[2] : box[3]] = ids
@@ -181,8 +170,3 @@ class _Scratch:
             return np.asarray(self._arr[t, :, y, :])
         assert x is not None
         return np.asarray(self._arr[t, :, :, x])
-
-    def discard(self) -> None:
-        import shutil
-
-        shutil.rmtree(self._path, ignore_errors=True)
