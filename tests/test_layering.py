@@ -12,8 +12,10 @@ def test_classical_modules_do_not_import_torch(tmp_path) -> None:  # type: ignor
         "import subcell, subcell.io, subcell.transforms, subcell.synth, subcell.cli.main\n"
         "import subcell.segment, subcell.segment.chunked, subcell.metrics\n"
         "from subcell import io, synth\n"
-        f"img, lab = synth.blob_field((4, 32, 32), n_cells=1)\n"
-        f"io.read(io.write(img, r'{tmp_path}/t.ome.zarr')).numpy()\n"
+        "field = synth.synth_field(shape=(8, 96, 96), seed=1)\n"
+        f"io.read(synth.write_field(field, r'{tmp_path}/t.ome.zarr')).numpy()\n"
+        "from subcell.segment import load_workflow, segment_image\n"
+        "segment_image(field.image, load_workflow('nucleoli'))\n"
         "print('torch' in sys.modules)\n"
     )
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

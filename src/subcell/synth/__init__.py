@@ -2,12 +2,11 @@
 
 ``synth_field`` makes one field or a time-lapse in memory; ``lazy_field`` a Dask-backed field of any size;
 ``write_synth`` writes either to OME-Zarr with NGFF labels and Parquet tables, streaming large fields block by
-block. ``blob_field`` is the minimal two-channel generator kept for quick tests.
+block.
 """
 
 from __future__ import annotations
 
-from subcell.synth.blobs import blob_field
 from subcell.synth.config import STRUCTURES, SynthConfig
 from subcell.synth.generate import LABEL_NAMES, SynthField, channel_names, synth_field, write_field
 from subcell.synth.large import lazy_field, write_large_field
@@ -18,7 +17,6 @@ __all__ = [
     "STRUCTURES",
     "SynthConfig",
     "SynthField",
-    "blob_field",
     "channel_names",
     "lazy_field",
     "load_config",
