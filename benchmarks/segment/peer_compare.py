@@ -81,10 +81,7 @@ def main() -> None:
     ]
     for op in our_t:
         a, b = ours[op], theirs[op]
-        if op in cut:
-            d = dice(a > cut[op], b > cut[op])
-        else:
-            d = dice(a > 0, b > 0)
+        d = dice(a > cut[op], b > cut[op]) if op in cut else dice(a > 0, b > 0)
         lines.append(
             f"| {op} | {'yes' if op in same_algorithm else 'no (different vesselness)'} | {their_t[op]:.2f} | {our_t[op]:.2f} | "
             f"{their_t[op] / our_t[op]:.1f}× | {d:.3f} |"

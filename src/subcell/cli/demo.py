@@ -90,5 +90,5 @@ def run_demo(out: Path, *, overwrite: bool = False, seed: int = 0) -> Iterator[s
     table = measure_objects(
         cells.numpy()[0, 0], voxel_size=cells.voxel_size, intensity={"dna": back.channel("dna").numpy()[0, 0]}
     )
-    table.to_csv(out / "field0_cells.csv", index=False)
+    io.write_table(table, out / "field0_cells.csv", overwrite=True)
     yield f"[5/5] segmented field0 vs ground truth: {', '.join(scores)}; {len(table)} cells measured → {out / 'field0_cells.csv'}"

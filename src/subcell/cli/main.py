@@ -328,23 +328,11 @@ def evaluate_seg(
     typer.echo(f"objects: {m.n_true} true, {m.n_pred} predicted, mean matched IoU {m.mean_matched_iou():.3f}")
     table = m.table()
     typer.echo(table.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    from subcell.io import write_table
+
     for path, frame in ((out, table), (objects, m.objects())):
         if path is not None:
-            _write_table(frame, path)
-
-
-def _write_table(frame: Any, path: Path) -> None:
-    from subcell.errors import InputFileError
-    from subcell.io._atomic import atomic_output
-
-    suffix = path.suffix.lower()
-    if suffix not in (".csv", ".parquet"):
-        raise InputFileError("tables are written as .csv or .parquet", path=path)
-    with atomic_output(path, overwrite=True) as tmp:
-        if suffix == ".csv":
-            frame.to_csv(tmp, index=False)
-        else:
-            frame.to_parquet(tmp, index=False)
+            write_table(frame, path, overwrite=True)
 
 
 @app.command()
@@ -362,12 +350,13 @@ def measure(
 ) -> None:
     """Per object: volume µm³, surface µm², sphericity, centroid µm, bbox, axes, intensities, structures inside."""
     from subcell.errors import InputFileError, ValueRangeError
-    from subcell.io import read
+    from subcell.io import read, write_table
     from subcell.io._atomic import check_output
+    from subcell.io.files import TABLE_SUFFIXES
     from subcell.segment import measure_objects, structures_per_cell
 
-    if output.suffix.lower() not in (".csv", ".parquet"):
-        raise InputFileError("tables are written as .csv or .parquet", path=output)
+    if output.suffix.lower() not in TABLE_SUFFIXES:
+        raise InputFileError(f"tables are written as {' or '.join(TABLE_SUFFIXES)}", path=output)
     check_output(output, overwrite=overwrite)
     lab_img = read(labels, voxel_size=voxel_size)
     lab = lab_img.numpy()
@@ -407,7 +396,7 @@ def measure(
         table.insert(0, "t", t)
         frames.append(table)
     result = pd.concat(frames, ignore_index=True)
-    _write_table(result, output)
+    write_table(result, output, overwrite=overwrite)
     typer.echo(f"wrote {output}: {len(result)} objects, {len(result.columns)} columns")
 
 

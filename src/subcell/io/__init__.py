@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from subcell.io.files import read_yaml, write_table
 from subcell.io.info import describe
 from subcell.io.manifest import Manifest, ManifestRow, read_manifest
 from subcell.io.ome_zarr_writer import OmeZarrWriter
@@ -19,5 +20,7 @@ __all__ = [
     "read",
     "read_labels",
     "read_manifest",
+    "read_yaml",
     "write",
+    "write_table",
 ]

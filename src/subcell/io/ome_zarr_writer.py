@@ -268,6 +268,14 @@ class OmeZarrWriter:
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_bytes(content)
 
+    def add_table(self, name: str, frame: Any) -> None:
+        """Store a pandas DataFrame as ``tables/<name>.parquet`` inside the store (e.g. per-cell ground truth)."""
+        import io as _io
+
+        buf = _io.BytesIO()
+        frame.to_parquet(buf, index=False)
+        self.add_file(f"tables/{name}.parquet", buf.getvalue())
+
     # -- finishing ----------------------------------------------------------------------------------------------
     def close(self) -> Path:
         """Build the pyramid, write NGFF metadata, and move the store into place. Returns the final path."""

@@ -364,7 +364,7 @@ def builtin_workflows() -> dict[str, Path]:
 
 def load_workflow(name_or_path: str | Path) -> Workflow:
     """A built-in workflow by name, or a YAML file."""
-    import yaml
+    from subcell.io.files import read_yaml
 
     builtin = builtin_workflows()
     if isinstance(name_or_path, str) and name_or_path in builtin:
@@ -375,11 +375,7 @@ def load_workflow(name_or_path: str | Path) -> Workflow:
             raise InputFileError(
                 f"no such workflow file, and not a built-in workflow (built-in: {sorted(builtin)})", path=path
             )
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as e:
-        raise InputFileError(f"not valid YAML ({str(e).splitlines()[0]})", path=path) from None
-    return _parse(raw, str(path))
+    return _parse(read_yaml(path, what="workflow file"), str(path))
 
 
 def workflow_yaml(name: str) -> str:

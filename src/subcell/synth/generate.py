@@ -195,8 +195,6 @@ def synth_field(config: SynthConfig | None = None, **overrides: Any) -> SynthFie
 
 def write_field(field: SynthField, path: str | Path, *, overwrite: bool = False, ngff_version: str = "0.4") -> Path:
     """Write a generated field as OME-Zarr with NGFF labels; the cell and lineage tables go into ``tables/``."""
-    import io as _io
-
     from subcell.io import OmeZarrWriter
 
     writer = OmeZarrWriter(
@@ -214,10 +212,8 @@ def write_field(field: SynthField, path: str | Path, *, overwrite: bool = False,
         writer.write(field.image.data)
         for name, lab in field.labels.items():
             writer.add_label(name, lab)
-        for name, table in (("cells", field.cells), ("lineage", field.lineage)):
-            buf = _io.BytesIO()
-            table.to_parquet(buf, index=False)
-            writer.add_file(f"tables/{name}.parquet", buf.getvalue())
+        writer.add_table("cells", field.cells)
+        writer.add_table("lineage", field.lineage)
     except BaseException:
         writer.abort()
         raise

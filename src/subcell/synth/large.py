@@ -106,8 +106,6 @@ def write_large_field(
     config: SynthConfig, path: str | Path, *, overwrite: bool = False, ngff_version: str = "0.4"
 ) -> Path:
     """Generate block by block straight into an OME-Zarr (bounded memory), with labels and a cell table."""
-    import io as _io
-
     import pandas as pd
 
     from subcell.io import OmeZarrWriter
@@ -152,9 +150,7 @@ def write_large_field(
                 "cell_volume_um3": count * voxel, "nucleus_volume_um3": stats["nucleus"][c.id] * voxel,
                 "height_um": c.height, "radius_um": c.radius, "mitotic": c.mitotic,
             })  # fmt: skip
-        buf = _io.BytesIO()
-        pd.DataFrame(rows).to_parquet(buf, index=False)
-        writer.add_file("tables/cells.parquet", buf.getvalue())
+        writer.add_table("cells", pd.DataFrame(rows))
     except BaseException:
         writer.abort()
         raise

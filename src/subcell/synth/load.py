@@ -37,13 +37,10 @@ def load_config(
 
     tree: dict[str, Any] = {}
     if path is not None:
+        from subcell.io.files import read_yaml
+
         p = Path(path)
-        if not p.exists():
-            raise InputFileError("config file not found", path=p)
-        try:
-            loaded = yaml.safe_load(p.read_text()) or {}
-        except yaml.YAMLError as e:
-            raise InputFileError(f"not valid YAML ({str(e).splitlines()[0]})", path=p) from None
+        loaded = read_yaml(p, what="config file") or {}
         if not isinstance(loaded, dict):
             raise InputFileError("expected a mapping of settings at the top level", path=p)
         tree.update(loaded)
