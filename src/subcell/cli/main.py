@@ -16,6 +16,7 @@ from typing import Annotated, Any, Optional
 import typer
 
 from subcell._version import __version__
+from subcell.cli.labelfree import labelfree_app
 
 __all__ = ["app", "run"]
 
@@ -28,6 +29,7 @@ app = typer.Typer(
 )
 manifest_app = typer.Typer(help="Dataset manifests (CSV / Parquet).", no_args_is_help=True)
 app.add_typer(manifest_app, name="manifest")
+app.add_typer(labelfree_app, name="labelfree")
 
 _STATE = {"verbose": False}
 

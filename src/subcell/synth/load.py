@@ -14,16 +14,6 @@ __all__ = ["LARGE_PIXELS", "load_config", "write_synth"]
 LARGE_PIXELS = 1024 * 1024  # fields with more pixels per plane are streamed block by block
 
 
-def _set(tree: dict[str, Any], dotted: str, value: Any) -> None:
-    keys = dotted.split(".")
-    node = tree
-    for k in keys[:-1]:
-        node = node.setdefault(k, {})
-        if not isinstance(node, dict):
-            raise ValueRangeError(f"cannot set {dotted!r}: {k!r} is not a group", field=dotted)
-    node[keys[-1]] = value
-
-
 def load_config(
     path: str | Path | None = None, *, overrides: Mapping[str, Any] | None = None, assignments: Sequence[str] = ()
 ) -> SynthConfig:
@@ -32,35 +22,9 @@ def load_config(
     Errors name the file (if any), the field and what was expected, e.g.
     ``cfg.yaml: cells.diameter_um: must be a (min, max) pair with 0 < min <= max``.
     """
-    import yaml
-    from pydantic import ValidationError
+    from subcell.config import load_validated
 
-    tree: dict[str, Any] = {}
-    if path is not None:
-        from subcell.io.files import read_yaml
-
-        p = Path(path)
-        loaded = read_yaml(p, what="config file") or {}
-        if not isinstance(loaded, dict):
-            raise InputFileError("expected a mapping of settings at the top level", path=p)
-        tree.update(loaded)
-    for key, value in (overrides or {}).items():
-        if value is not None:
-            _set(tree, key, value)
-    for item in assignments:
-        if "=" not in item:
-            raise ValueRangeError(f"expected key=value, got {item!r}", field="override")
-        key, raw = item.split("=", 1)
-        _set(tree, key.strip(), yaml.safe_load(raw))
-    try:
-        return SynthConfig.model_validate(tree)
-    except ValidationError as e:
-        err = e.errors()[0]
-        where = ".".join(str(p) for p in err["loc"]) or "config"
-        msg = err["msg"].removeprefix("Value error, ")
-        got = err.get("input")
-        suffix = "" if isinstance(got, dict) else f" (got {got!r})"
-        raise ValueRangeError(f"{msg}{suffix}", path=path, field=where) from None
+    return load_validated(SynthConfig, path, overrides=overrides, assignments=assignments)
 
 
 def write_synth(

@@ -1,0 +1,224 @@
+"""``subcell labelfree train | predict | evaluate`` (thin layer over :mod:`subcell.labelfree`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+
+__all__ = ["labelfree_app"]
+
+labelfree_app = typer.Typer(
+    help="Label-free prediction: bright-field → fluorescence (train, predict, evaluate).", no_args_is_help=True
+)
+
+_TABLE_SUFFIXES = (".csv", ".parquet", ".tsv")
+
+
+def _progress_bar(description: str) -> Any:
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    return Progress(
+        TextColumn(description),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[status]}"),
+        TimeElapsedColumn(),
+        TextColumn("ETA"),
+        TimeRemainingColumn(),
+        transient=False,
+    )
+
+
+@labelfree_app.command("train")
+def train(
+    config: Annotated[Path, typer.Argument(help="Training config (YAML); see docs/labelfree.md.")],
+    overrides: Annotated[
+        Optional[list[str]], typer.Argument(help="Overrides as key=value, e.g. iterations=500 network.depth=4")  # noqa: UP045
+    ] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", help="No progress bar.")] = False,
+) -> None:
+    """Train a model from a manifest of bright-field / fluorescence pairs; writes a model folder."""
+    from subcell.config import load_validated
+    from subcell.labelfree import TrainConfig, train_labelfree
+
+    cfg = load_validated(TrainConfig, config, assignments=overrides or ())
+    if quiet:
+        result = train_labelfree(cfg, on_message=typer.echo)
+    else:
+        with _progress_bar("training") as bar:
+            task = bar.add_task("train", total=cfg.iterations, status="")
+
+            def on_step(info: Any) -> None:
+                status = f"loss {info.loss:.4f}"
+                if info.validation:
+                    rs = " ".join(f"{k[6:]} r={v:.3f}" for k, v in info.validation.items() if k.startswith("val_r_"))
+                    bar.console.print(f"step {info.step}: val loss {info.validation['val_loss']:.4f} {rs}")
+                bar.update(task, completed=info.step, status=status)
+
+            result = train_labelfree(cfg, on_step=on_step, on_message=bar.console.print)
+    if result.folder is not None:
+        v = result.summary.get("validation") or {}
+        rs = ", ".join(f"{k[6:]} r={val:.3f}" for k, val in v.items() if k.startswith("val_r_"))
+        typer.echo(
+            f"wrote {result.folder} ({result.summary['steps']} steps in {result.summary['seconds']:.0f} s; "
+            f"final loss {result.summary['final_loss']:.4f}{'; validation ' + rs if rs else ''})"
+        )
+
+
+def _predict_one(model: Any, src: Path, out: Path, cfg: Any, *, voxel_size: Any, overwrite: bool, quiet: bool) -> None:
+    from subcell.io import output_format, read, write
+    from subcell.io._atomic import check_output
+    from subcell.labelfree import predict_image, predict_to_zarr
+
+    check_output(out, overwrite=overwrite)
+    image = read(src, voxel_size=voxel_size)
+    fmt = output_format(out)
+
+    def go(progress: Any) -> None:
+        if fmt == "ome-zarr":
+            predict_to_zarr(model, image, out, cfg, overwrite=overwrite, progress=progress)
+        else:
+            write(predict_image(model, image, cfg, progress=progress), out, overwrite=overwrite)
+
+    if quiet:
+        go(None)
+    else:
+        with _progress_bar(f"predicting {src.name}") as bar:
+            task = bar.add_task("tiles", total=None, status="")
+            go(lambda done, total: bar.update(task, completed=done, total=total, status="tiles"))
+    typer.echo(f"wrote {out}")
+
+
+@labelfree_app.command("predict")
+def predict(
+    input: Annotated[Path, typer.Argument(help="Bright-field image, or a manifest (.csv/.parquet) of images.")],
+    output: Annotated[Path, typer.Argument(help="Output .ome.zarr (streamed) or .ome.tif; a folder for manifests.")],
+    model: Annotated[Path, typer.Option("--model", "-m", help="Model folder from `labelfree train`.")],
+    voxel_size: Annotated[
+        tuple[float, float, float] | None,
+        typer.Option("--voxel-size", metavar="Z Y X", help="µm, if the file lacks it"),
+    ] = None,
+    memory_limit: Annotated[float, typer.Option("--memory-limit", help="GB for tiles + buffers.")] = 2.0,
+    tile: Annotated[
+        Optional[tuple[int, int, int]], typer.Option("--tile", metavar="Z Y X", help="Tile size (default: from memory)")  # noqa: UP045
+    ] = None,
+    overlap: Annotated[float, typer.Option("--overlap", help="Tile overlap fraction (>= 0.25).")] = 0.25,
+    batch_size: Annotated[Optional[int], typer.Option("--batch-size", help="Tiles per forward pass.")] = None,  # noqa: UP045
+    tta: Annotated[bool, typer.Option("--tta", help="Average over y/x flips (4× compute).")] = False,
+    device: Annotated[str, typer.Option("--device", help="cpu, cuda, mps or auto.")] = "auto",
+    precision: Annotated[str, typer.Option("--precision", help="auto, fp32, bf16 or fp16.")] = "auto",
+    no_resample: Annotated[
+        bool, typer.Option("--no-resample", help="Fail instead of resampling to the model's voxel size.")
+    ] = False,
+    split: Annotated[Optional[str], typer.Option("--split", help="Manifest rows of this split only.")] = None,  # noqa: UP045
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace existing outputs.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", help="No progress bar.")] = False,
+) -> None:
+    """Predict fluorescence from bright-field at any size (tiled, blended, streamed to OME-Zarr)."""
+    import warnings
+
+    from subcell.labelfree import LabelFreeModel, PredictConfig
+    from subcell.train import resolve_device
+
+    cfg = PredictConfig.model_validate(
+        {
+            "memory_limit_gb": memory_limit, "tile": tile, "overlap": overlap, "batch_size": batch_size, "tta": tta,
+            "device": device, "precision": precision, "allow_resample": not no_resample,
+        }
+    )  # fmt: skip
+    lf = LabelFreeModel.load(model, device=resolve_device(device))
+    with warnings.catch_warnings():
+        warnings.simplefilter("always")
+        warnings.showwarning = lambda msg, *a, **k: typer.echo(f"warning: {msg}", err=True)
+        if input.suffix.lower() in _TABLE_SUFFIXES:
+            from subcell.io import read_manifest
+
+            rows = [r for r in read_manifest(input) if split is None or r.split == split]
+            output.mkdir(parents=True, exist_ok=True)
+            for r in rows:
+                name = r.id or r.source.name.split(".")[0]
+                _predict_one(lf, r.source, output / f"{name}_prediction.ome.zarr", cfg,
+                             voxel_size=r.voxel_size or voxel_size, overwrite=overwrite, quiet=quiet)  # fmt: skip
+        else:
+            _predict_one(lf, input, output, cfg, voxel_size=voxel_size, overwrite=overwrite, quiet=quiet)
+
+
+@labelfree_app.command("evaluate")
+def evaluate(
+    prediction: Annotated[Path, typer.Argument(help="Prediction from `labelfree predict`.")],
+    target: Annotated[Path, typer.Argument(help="Measured fluorescence (channels named like the targets).")],
+    cells: Annotated[Optional[Path], typer.Option("--cells", help="Instance labels: Pearson r per cell.")] = None,  # noqa: UP045
+    channel: Annotated[
+        Optional[list[str]], typer.Option("--channel", help="PRED=TARGET channel pairs (default: same names).")  # noqa: UP045
+    ] = None,
+    noise_control: Annotated[
+        Optional[Path], typer.Option("--noise-control", help="No-label control image (noise ceiling).")  # noqa: UP045
+    ] = None,
+    second_acquisition: Annotated[
+        Optional[Path], typer.Option("--second-acquisition", help="Second acquisition of the target (noise ceiling).")  # noqa: UP045
+    ] = None,
+    input_image: Annotated[
+        Optional[Path], typer.Option("--input", help="Bright-field input, shown in the figure.")  # noqa: UP045
+    ] = None,
+    voxel_size: Annotated[
+        Optional[tuple[float, float, float]], typer.Option("--voxel-size", metavar="Z Y X", help="µm for the target")  # noqa: UP045
+    ] = None,
+    out: Annotated[Optional[Path], typer.Option("--out", help="Metrics table (.csv / .parquet).")] = None,  # noqa: UP045
+    figure: Annotated[Optional[Path], typer.Option("--figure", help="Figure (.png).")] = None,  # noqa: UP045
+) -> None:
+    """Pearson r (global, per cell) against the noise ceiling, SSIM, PSNR, NRMSE per structure."""
+    import pandas as pd
+
+    from subcell.io import read, write_table
+    from subcell.labelfree.evaluate import evaluate_prediction
+
+    pred = read(prediction)
+    tgt = read(target, voxel_size=voxel_size)
+    pairs = [c.split("=", 1) if "=" in c else [c, c] for c in (channel or [])]
+    rows = evaluate_prediction(
+        pred,
+        tgt,
+        channels=[p[0] for p in pairs] or None,
+        target_channels=[p[1] for p in pairs] or None,
+        cells=read(cells, voxel_size=voxel_size) if cells else None,
+        noise_control=read(noise_control, voxel_size=voxel_size) if noise_control else None,
+        second_acquisition=read(second_acquisition, voxel_size=voxel_size) if second_acquisition else None,
+    )
+    table = pd.DataFrame(rows)
+    typer.echo(table.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+    if out is not None:
+        write_table(table, out, overwrite=True)
+        typer.echo(f"wrote {out}")
+    if figure is not None:
+        _write_figure(figure, pred, tgt, rows, input_image, voxel_size)
+        typer.echo(f"wrote {figure}")
+
+
+def _write_figure(
+    figure: Path, pred: Any, tgt: Any, rows: list[dict[str, Any]], input_image: Path | None, vs: Any
+) -> None:
+    from subcell.io import read
+    from subcell.io._atomic import atomic_output
+    from subcell.labelfree.evaluate import align_to
+    from subcell.labelfree.figures import evaluation_figure_png
+
+    panels = {}
+    if input_image is not None:
+        panels["input"] = align_to(read(input_image, voxel_size=vs), pred)[0, 0]
+    tdata = align_to(tgt, pred)
+    for r in rows[:3]:
+        panels[f"target {r['target_channel']}"] = tdata[0, tgt.channel_index(r["target_channel"])]
+        panels[f"prediction {r['structure']}"] = pred.numpy()[0, pred.channel_index(r["structure"])]
+    metrics = {r["structure"]: {k: v for k, v in r.items() if isinstance(v, float)} for r in rows}
+    png = evaluation_figure_png(panels, pred.voxel_size.as_tuple(), metrics)
+    with atomic_output(figure, overwrite=True) as tmp:
+        tmp.write_bytes(png)

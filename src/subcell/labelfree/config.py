@@ -1,0 +1,126 @@
+"""Validated configs of ``subcell labelfree train`` and ``predict`` (one pydantic model per command)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from subcell.labelfree.network import PRESETS, NetworkConfig, preset
+
+__all__ = ["AugmentConfig", "PredictConfig", "TrainConfig"]
+
+CONFIG_VERSION = 1
+
+
+class AugmentConfig(BaseModel):
+    """Augmentations, sampled per patch from the run's random stream and then applied."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    flip_xy: bool = True
+    rotate90_xy: bool = Field(True, description="quarter turns in the YX plane (only when y and x voxels agree)")
+    flip_z: bool = False
+    input_gain: float = Field(0.1, ge=0, le=1, description="input multiplied by 1 ± U(0, gain)")
+    input_offset: float = Field(0.1, ge=0, le=2, description="input shifted by ± U(0, offset) (z-score units)")
+
+
+class TrainConfig(BaseModel):
+    """Everything ``subcell labelfree train`` needs; saved resolved inside the model folder.
+
+    Examples
+    --------
+    >>> TrainConfig(manifest="data/manifest.csv", output="models/dna", targets=["dna"]).network.preset
+    'resunet'
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    version: int = CONFIG_VERSION
+    seed: int = 0
+    manifest: Path
+    output: Path
+    overwrite: bool = False
+    input_channel: str | None = Field(None, description="channel of `source`; default the manifest's source_channel")
+    targets: list[str] | None = Field(
+        None, min_length=1, description="channels of `target` to predict; default the manifest's target_channel"
+    )
+    voxel_size: tuple[float, float, float] | None = Field(
+        None, description="model voxel size (z, y, x) µm; images are resampled to it (default: the data's)"
+    )
+    network: NetworkConfig = Field(default_factory=lambda: preset("resunet"))
+    uncertainty: bool = Field(False, description="also predict a log-variance per voxel (Gaussian NLL loss)")
+    patch_size: tuple[int, int, int] = (32, 64, 64)
+    batch_size: int = Field(8, ge=1, le=1024)
+    iterations: int = Field(2000, ge=1)
+    max_minutes: float | None = Field(None, gt=0, description="stop early when this much training time is spent")
+    lr: float = Field(1e-3, gt=0, le=1)
+    betas: tuple[float, float] = (0.9, 0.999)
+    weight_decay: float = Field(0.0, ge=0)
+    lr_schedule: Literal["constant", "cosine"] = "cosine"
+    loss_mask: str | None = Field(
+        None, description="manifest mask column (e.g. mask_cell): the loss only counts voxels inside the mask"
+    )
+    foreground_fraction: float = Field(0.5, ge=0, le=1, description="share of patches centred on target foreground")
+    augment: AugmentConfig = Field(default_factory=AugmentConfig)
+    val_fraction: float = Field(0.2, ge=0, lt=1, description="images held out when the manifest has no val rows")
+    val_patches: int = Field(8, ge=1)
+    validate_every: int = Field(200, ge=1)
+    checkpoint_every: int = Field(200, ge=1)
+    resume: bool = Field(True, description="continue from the checkpoint in OUTPUT.checkpoint if there is one")
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
+    device: str = "auto"
+    threads: int | None = Field(None, ge=1, description="CPU threads for torch (default: torch's choice)")
+
+    @field_validator("network", mode="before")
+    @classmethod
+    def _preset(cls, v: object) -> object:
+        if isinstance(v, str):
+            if v not in PRESETS:
+                raise ValueError(f"unknown preset {v!r}; expected one of {sorted(PRESETS)}")
+            return preset(v)
+        if isinstance(v, dict) and "preset" in v and v["preset"] in PRESETS:
+            return {**PRESETS[v["preset"]], **v}
+        return v
+
+    @field_validator("voxel_size")
+    @classmethod
+    def _vs(cls, v: tuple[float, float, float] | None) -> tuple[float, float, float] | None:
+        if v is not None and min(v) <= 0:
+            raise ValueError(f"voxel sizes must be positive µm, got {v}")
+        return v
+
+    @field_validator("patch_size")
+    @classmethod
+    def _patch(cls, v: tuple[int, int, int]) -> tuple[int, int, int]:
+        if min(v) < 1:
+            raise ValueError(f"patch sizes must be positive, got {v}")
+        return v
+
+    @model_validator(mode="after")
+    def _cross(self) -> TrainConfig:
+        if self.version != CONFIG_VERSION:
+            raise ValueError(f"config version {self.version} is not supported (expected {CONFIG_VERSION})")
+        if self.betas[0] >= 1 or self.betas[1] >= 1 or min(self.betas) < 0:
+            raise ValueError(f"betas must lie in [0, 1), got {self.betas}")
+        return self
+
+
+class PredictConfig(BaseModel):
+    """Options of ``subcell labelfree predict``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    overlap: float = Field(0.25, ge=0.25, lt=0.9, description="overlap between neighbouring tiles (fraction)")
+    tile: tuple[int, int, int] | None = Field(None, description="tile size (z, y, x); default from memory_limit")
+    memory_limit_gb: float = Field(2.0, gt=0, description="budget for tiles, activations and row buffers")
+    batch_size: int | None = Field(None, ge=1, description="tiles per forward pass (default from memory_limit)")
+    trim: int | None = Field(
+        None, ge=0, description="voxels dropped at inner tile edges (default: a quarter of the overlap)"
+    )
+    tta: bool = Field(False, description="average over flips in y and x (4× the compute)")
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
+    device: str = "auto"
+    allow_resample: bool = Field(True, description="resample inputs whose voxel size differs from the model's")
+    timepoints: list[int] | None = None

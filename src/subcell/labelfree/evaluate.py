@@ -1,0 +1,151 @@
+"""``subcell labelfree evaluate``: prediction vs target per structure, against the noise ceiling.
+
+Metrics per predicted channel: Pearson r (global; per cell when instance labels are given), the noise ceiling
+``C_max`` when the noise can be estimated, SSIM, PSNR and NRMSE (computed after z-scoring prediction and target,
+since predictions are in z-score units). The noise variance comes from, in order of preference: a no-label
+control image, a second independent acquisition of the target, or — for synthetic data — the ``<name>_noise_free``
+channel stored beside the target (then ``pearson_r_truth``, the correlation with the noise-free truth, is
+reported too).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from subcell.errors import ChannelError, MetadataError
+from subcell.image import Image
+
+__all__ = ["align_to", "evaluate_prediction"]
+
+
+def align_to(image: Image, reference: Image, *, labels: bool = False) -> np.ndarray:
+    """``image`` data (TCZYX) on ``reference``'s grid: resampled when voxel sizes differ, then cropped/padded."""
+    from subcell.transforms.resample import resample, resample_linear
+
+    data = image.numpy()
+    if not image.voxel_size.isclose(reference.voxel_size, rtol=0.02):
+        if labels:
+            data = resample(data, voxel_size=image.voxel_size, target_voxel_size=reference.voxel_size, labels=True)
+        else:
+            data = resample_linear(data, voxel_size=image.voxel_size, target_voxel_size=reference.voxel_size)
+    want = reference.shape[2:]
+    if any(abs(a - b) > 1 for a, b in zip(data.shape[2:], want, strict=True)):
+        raise MetadataError(
+            f"image covers {data.shape[2:]} voxels on the prediction grid, the prediction {want}; "
+            "they do not show the same field",
+            path=image.provenance.source,
+            field="shape",
+        )
+    out = np.zeros((*data.shape[:2], *want), data.dtype)
+    sl = tuple(slice(0, min(a, b)) for a, b in zip(data.shape[2:], want, strict=True))
+    out[(slice(None), slice(None), *sl)] = data[(slice(None), slice(None), *sl)]
+    return out
+
+
+def _z(a: np.ndarray) -> np.ndarray:
+    a = a.astype(np.float64)
+    sd = a.std()
+    return (a - a.mean()) / (sd if sd > 0 else 1.0)
+
+
+def _channel(image: Image, name: str, *, what: str) -> int:
+    try:
+        return image.channel_index(name)
+    except ChannelError:
+        raise ChannelError(
+            f"{what} has no channel {name!r} (channels: {list(image.channel_names)})",
+            path=image.provenance.source,
+            field="channel",
+        ) from None
+
+
+def evaluate_prediction(
+    prediction: Image,
+    target: Image,
+    *,
+    channels: list[str] | None = None,
+    target_channels: list[str] | None = None,
+    cells: Image | None = None,
+    noise_control: Image | None = None,
+    second_acquisition: Image | None = None,
+) -> list[dict[str, Any]]:
+    """One row of metrics per predicted structure.
+
+    Parameters
+    ----------
+    prediction : Image
+        Output of ``labelfree predict`` (channels named after the targets; ``*_std`` channels are skipped).
+    target : Image
+        Measured fluorescence; its channel for each structure has the same name unless ``target_channels``.
+    cells : Image, optional
+        Instance labels: Pearson r per cell (mean and median) is added.
+    noise_control, second_acquisition : Image, optional
+        Sources of the noise variance for the noise ceiling (same channel names as the target).
+    """
+    from subcell.metrics.intensity import (
+        noise_ceiling,
+        noise_variance_from_control,
+        noise_variance_from_pair,
+        nrmse,
+        pearson,
+        pearson_per_object,
+        psnr,
+        ssim,
+    )
+
+    names = channels or [c for c in prediction.channel_names if not c.endswith("_std")]
+    tnames = target_channels or names
+    if len(tnames) != len(names):
+        raise ChannelError(f"{len(names)} prediction channels but {len(tnames)} target channels", field="channel")
+    if prediction.shape[0] != target.shape[0]:
+        raise MetadataError(
+            f"prediction has {prediction.shape[0]} timepoints, target {target.shape[0]}",
+            path=target.provenance.source,
+            field="T",
+        )
+    tgt = align_to(target, prediction)
+    pred_all = prediction.numpy()
+    lab = align_to(cells, prediction, labels=True)[:, 0] if cells is not None else None
+    extra = {
+        "control": align_to(noise_control, prediction) if noise_control is not None else None,
+        "pair": align_to(second_acquisition, prediction) if second_acquisition is not None else None,
+    }
+    rows: list[dict[str, Any]] = []
+    for name, tname in zip(names, tnames, strict=True):
+        p = pred_all[:, _channel(prediction, name, what="prediction")].astype(np.float64)
+        ti = _channel(target, tname, what="target")
+        t = tgt[:, ti].astype(np.float64)
+        row: dict[str, Any] = {"structure": name, "target_channel": tname, "voxels": int(t.size)}
+        row["pearson_r"] = pearson(p, t)
+        noise_var, source = None, None
+        control, pair = extra["control"], extra["pair"]
+        if control is not None and noise_control is not None:
+            noise_var = noise_variance_from_control(control[:, _channel(noise_control, tname, what="control")])
+            source = "no-label control"
+        elif pair is not None and second_acquisition is not None:
+            other = pair[:, _channel(second_acquisition, tname, what="second acquisition")]
+            noise_var = noise_variance_from_pair(t, other)
+            source = "two acquisitions"
+        elif f"{tname}_noise_free" in target.channel_names:
+            truth = tgt[:, target.channel_index(f"{tname}_noise_free")].astype(np.float64)
+            noise_var = float(np.var(t - truth))
+            source = "noise-free truth"
+            row["pearson_r_truth"] = pearson(p, truth)
+        row["noise_ceiling"] = noise_ceiling(t, noise_var) if noise_var is not None else float("nan")
+        row["noise_source"] = source or ""
+        row["r_over_ceiling"] = (
+            row["pearson_r"] / row["noise_ceiling"] if row["noise_ceiling"] == row["noise_ceiling"] else float("nan")
+        )
+        zp, zt = _z(p), _z(t)
+        row["ssim"] = float(np.mean([ssim(zp[i], zt[i]) for i in range(zp.shape[0])]))
+        row["psnr_db"] = psnr(zp, zt)
+        row["nrmse"] = nrmse(zp, zt)
+        if lab is not None:
+            per = [v for v in pearson_per_object(p, t, lab).values() if v == v]
+            row["cells"] = len(per)
+            row["pearson_r_cell_mean"] = float(np.mean(per)) if per else float("nan")
+            row["pearson_r_cell_median"] = float(np.median(per)) if per else float("nan")
+        rows.append(row)
+    return rows

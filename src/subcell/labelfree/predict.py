@@ -1,0 +1,348 @@
+"""Sliding-window prediction at any size, bounded in memory.
+
+A volume (at the model's voxel size) is covered by a product grid of overlapping tiles (>= 25% overlap,
+:class:`~subcell.transforms.tiling.TileGrid`). Tiles are predicted in batches, weighted by smooth separable
+windows that sum to one, and accumulated row by row along z in a buffer one tile deep: once a z-row of tiles is
+done, the planes no later row touches are final and are handed to a sink (an in-memory array or an OME-Zarr
+writer). Memory is therefore bounded by one row of tiles, the input slab it needs, and the network's
+activations, never by the volume. Inputs smaller than a tile are padded (reflect) and cropped back.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from subcell.errors import ChannelError, MetadataError, ValueRangeError
+from subcell.image import Image, VoxelSize
+from subcell.labelfree.config import PredictConfig
+from subcell.labelfree.model import LabelFreeModel
+from subcell.train.precision import autocast_dtype, resolve_device
+from subcell.transforms.tiling import TileGrid
+
+__all__ = ["choose_tile", "output_channel_names", "predict_image", "predict_to_zarr", "predict_volume"]
+
+RowSource = Callable[[int, int], np.ndarray]  # (z0, z1) → normalised input rows (C_in, z1 - z0, Y, X)
+RowSink = Callable[[int, np.ndarray], None]  # (z0, rows (C_out, n, Y, X))
+
+
+def output_channel_names(model: LabelFreeModel) -> list[str]:
+    """Prediction channels: one per target, plus ``<target>_std`` per target for uncertainty models."""
+    names = list(model.targets)
+    if model.uncertainty:
+        names += [f"{t}_std" for t in model.targets]
+    return names
+
+
+def _round_up(n: int, m: int) -> int:
+    return max(m, math.ceil(n / m) * m)
+
+
+def _round_down(n: int, m: int) -> int:
+    return max(m, (n // m) * m)
+
+
+def choose_tile(
+    model: LabelFreeModel, shape: tuple[int, int, int], *, memory_limit_gb: float, batch_size: int | None = None
+) -> tuple[tuple[int, int, int], int]:
+    """Largest tile (and batch) whose activations, row buffers and input slab fit ``memory_limit_gb``.
+
+    Tiles are multiples of the network's divisor, no larger than the (padded) volume, at least the training patch
+    where the volume allows, and grow from the training patch's aspect ratio.
+    """
+    div = model.divisor
+    budget = memory_limit_gb * 1024**3
+    per_voxel = model.network.activation_bytes_per_voxel()
+    n_out = len(output_channel_names(model))
+    cap = tuple(_round_up(s, d) for s, d in zip(shape, div, strict=True))
+    tile = [min(c, _round_up(p, d)) for c, p, d in zip(cap, model.patch_size, div, strict=True)]
+
+    def cost(t: list[int], b: int) -> float:
+        row_bytes = (n_out + 2) * 4 * t[0] * max(shape[1], t[1]) * max(shape[2], t[2])  # output + input slabs
+        return b * per_voxel * t[0] * t[1] * t[2] * 1.3 + row_bytes + 300e6  # + weights, libraries
+
+    # grow y/x (then z) while it fits: bigger tiles waste less on overlap
+    grown = True
+    while grown:
+        grown = False
+        for ax in (1, 2, 0):
+            cand = list(tile)
+            cand[ax] = min(cap[ax], tile[ax] * 2)
+            if cand[ax] > tile[ax] and cost(cand, 1) <= budget and cand[ax] <= (256 if ax else 128):
+                tile = cand
+                grown = True
+    while cost(tile, 1) > budget and max(t // d for t, d in zip(tile, div, strict=True)) > 1:
+        ax = int(np.argmax([t / d for t, d in zip(tile, div, strict=True)]))
+        tile[ax] = _round_down(tile[ax] // 2, div[ax])
+    if cost(tile, 1) > budget:
+        raise ValueRangeError(
+            f"{memory_limit_gb} GB cannot hold even the smallest tile {tuple(tile)}; raise --memory-limit",
+            field="memory_limit",
+        )
+    b = batch_size or max(1, min(8, int((budget - cost(tile, 0)) // max(1.0, cost(tile, 1) - cost(tile, 0)))))
+    return (tile[0], tile[1], tile[2]), b
+
+
+def _flips(tta: bool) -> list[tuple[int, ...]]:
+    return [(), (-1,), (-2,), (-2, -1)] if tta else [()]
+
+
+def _forward(
+    model: LabelFreeModel, batch: np.ndarray, device: torch.device, dtype: torch.dtype | None, tta: bool
+) -> np.ndarray:
+    x = torch.from_numpy(batch).to(device)
+    out = None
+    with torch.inference_mode(), torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
+        for dims in _flips(tta):
+            xi = torch.flip(x, dims) if dims else x
+            y = model.network(xi).float()
+            y = torch.flip(y, dims) if dims else y
+            out = y if out is None else out + y
+    assert out is not None
+    y = out / len(_flips(tta))
+    if model.uncertainty:
+        n = len(model.targets)
+        y = torch.cat([y[:, :n], torch.exp(0.5 * y[:, n:].clamp(-20, 20))], dim=1)
+    return y.cpu().numpy()
+
+
+def predict_volume(
+    model: LabelFreeModel,
+    source: RowSource,
+    shape: tuple[int, int, int],
+    sink: RowSink,
+    *,
+    config: PredictConfig | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> dict[str, Any]:
+    """Predict a ``shape`` (Z, Y, X) volume whose normalised rows come from ``source``; rows go to ``sink``.
+
+    Returns a summary (tile, batch, number of tiles).
+    """
+    cfg = config or PredictConfig()
+    device = resolve_device(cfg.device)
+    dtype = autocast_dtype(device, cfg.precision)
+    model.network.to(device).eval()
+    div = model.divisor
+    if cfg.tile is not None:
+        bad = [t for t, d in zip(cfg.tile, div, strict=True) if t % d]
+        if bad:
+            raise ValueRangeError(f"tile {cfg.tile} must be a multiple of {div} for this network", field="tile")
+        tile, batch = cfg.tile, cfg.batch_size or 1
+    else:
+        tile, batch = choose_tile(model, shape, memory_limit_gb=cfg.memory_limit_gb, batch_size=cfg.batch_size)
+    tile = tuple(  # type: ignore[assignment]
+        min(t, _round_up(s, d)) for t, s, d in zip(tile, shape, div, strict=True)
+    )
+    padded = tuple(max(s, t) for s, t in zip(shape, tile, strict=True))
+    trim = tuple(
+        (cfg.trim if cfg.trim is not None else math.floor(t * cfg.overlap) // 4) if p > t else 0
+        for t, p in zip(tile, padded, strict=True)
+    )
+    grid = TileGrid(padded, tile, overlap=cfg.overlap, trim=trim)
+    n_out = len(output_channel_names(model))
+    rows = grid.rows()
+    acc = np.zeros((n_out, tile[0], padded[1], padded[2]), np.float32)
+    done = 0
+    for k, z0 in enumerate(rows):
+        z1 = z0 + tile[0]
+        x = source(z0, min(z1, shape[0]))
+        pad = [(0, 0), (0, z1 - z0 - x.shape[1]), (0, padded[1] - shape[1]), (0, padded[2] - shape[2])]
+        if any(p[1] for p in pad):
+            x = np.pad(
+                x, pad, mode="reflect" if all(p[1] < s for p, s in zip(pad[1:], x.shape[1:], strict=True)) else "edge"
+            )
+        tiles = grid.tiles_in_row(k)
+        for i in range(0, len(tiles), batch):
+            chunk = tiles[i : i + batch]
+            inp = np.stack([x[:, :, sl[1], sl[2]] for sl, _ in chunk]).astype(np.float32, copy=False)
+            pred = _forward(model, inp, device, dtype, cfg.tta)
+            for (sl, w), p in zip(chunk, pred, strict=True):
+                acc[:, :, sl[1], sl[2]] += p * w
+            done += len(chunk)
+            if progress is not None:
+                progress(done, len(grid))
+        nxt = rows[k + 1] if k + 1 < len(rows) else z1
+        final = nxt - z0
+        keep = min(final, shape[0] - z0)
+        if keep > 0:
+            sink(z0, acc[:, :keep, : shape[1], : shape[2]].copy())
+        acc = np.concatenate([acc[:, final:], np.zeros((n_out, final, *acc.shape[2:]), np.float32)], axis=1)
+    return {"tile": list(tile), "batch": batch, "tiles": len(grid), "overlap": cfg.overlap, "trim": list(trim)}
+
+
+def _check_input(
+    model: LabelFreeModel, image: Image, cfg: PredictConfig
+) -> tuple[int, VoxelSize, tuple[int, int, int]]:
+    """Channel index, model-grid voxel size and shape; warns or fails on a voxel-size mismatch."""
+    from subcell.transforms.resample import resampled_shape
+
+    if image.shape[1] == 1 and model.input_channel not in image.channel_names:
+        c = 0
+    else:
+        try:
+            c = image.channel_index(model.input_channel)
+        except ChannelError:
+            raise ChannelError(
+                f"model expects input channel {model.input_channel!r}; the image has {list(image.channel_names)}",
+                path=image.provenance.source,
+                field="channel",
+            ) from None
+    if model.is_2d != (image.shape[2] == 1) and not model.is_2d:
+        raise MetadataError(
+            f"a 3D model needs a z-stack; the image has a single plane {image.shape[3:]}",
+            path=image.provenance.source,
+            field="shape",
+        )
+    vs = image.voxel_size
+    mvs = model.voxel_size
+    if model.is_2d:
+        mvs = VoxelSize(vs.z, mvs.y, mvs.x)
+    if not vs.isclose(mvs, rtol=0.02):
+        if not cfg.allow_resample:
+            raise MetadataError(
+                f"image voxel size {vs.as_tuple()} µm differs from the model's {mvs.as_tuple()} µm "
+                "and resampling is disallowed",
+                path=image.provenance.source,
+                field="voxel_size",
+            )
+        warnings.warn(
+            f"resampling input from {vs.as_tuple()} µm to the model's {mvs.as_tuple()} µm", UserWarning, stacklevel=3
+        )
+        shape = resampled_shape(image.shape[2:], vs, mvs)
+        exact = VoxelSize(*(s * n / m for s, n, m in zip(vs.as_tuple(), image.shape[2:], shape, strict=True)))
+        return c, exact, shape
+    return c, vs, image.shape[2:]  # type: ignore[return-value]
+
+
+def _row_source(image: Image, t: int, c: int, grid_vs: VoxelSize, shape: tuple[int, int, int]) -> RowSource:
+    """Normalised input rows at the model grid, read (and resampled) slab by slab from a lazy image."""
+    from subcell.transforms.resample import resample_linear, source_rows
+
+    data = image.data
+    n_in = image.shape[2]
+    same = grid_vs.isclose(image.voxel_size, rtol=1e-6) or tuple(shape) == tuple(image.shape[2:])
+
+    def raw_rows(z0: int, z1: int) -> np.ndarray:
+        if same:
+            block = np.asarray(data[t, c, z0:z1])
+            return block.astype(np.float32)[None]
+        a, b = source_rows(z0, z1, n_in=n_in, voxel_z=image.voxel_size.z, target_voxel_z=grid_vs.z)
+        block = np.asarray(data[t, c, a:b]).astype(np.float32)
+        out = resample_linear(
+            block, voxel_size=image.voxel_size, target_voxel_size=grid_vs, out_shape=shape, z_rows=(z0, z1),
+            data_z0=a, n_in_z=n_in,
+        )  # fmt: skip
+        return out[None]
+
+    # z-score statistics over the whole model-grid input, accumulated slab by slab (one streaming pass)
+    total, total_sq, count = 0.0, 0.0, 0
+    step = 16
+    for z0 in range(0, shape[0], step):
+        rows = raw_rows(z0, min(shape[0], z0 + step)).astype(np.float64)
+        if not np.all(np.isfinite(rows)):
+            raise ValueRangeError(
+                f"input contains NaN or Inf values (timepoint {t}, planes {z0}–{z0 + rows.shape[1] - 1})",
+                field=f"{image.provenance.source or 'image'}: channel {image.channel_names[c]}",
+            )
+        total += float(rows.sum())
+        total_sq += float((rows**2).sum())
+        count += rows.size
+    mean = total / count
+    sd = math.sqrt(max(0.0, total_sq / count - mean**2)) or 1.0
+
+    def source(z0: int, z1: int) -> np.ndarray:
+        return ((raw_rows(z0, z1) - mean) / sd).astype(np.float32)
+
+    return source
+
+
+def _timepoints(image: Image, cfg: PredictConfig) -> list[int]:
+    ts = cfg.timepoints if cfg.timepoints is not None else list(range(image.shape[0]))
+    bad = [t for t in ts if not 0 <= t < image.shape[0]]
+    if bad:
+        raise ValueRangeError(f"timepoints {bad} outside 0..{image.shape[0] - 1}", field="timepoints")
+    return ts
+
+
+def _prediction_provenance(model: LabelFreeModel, image: Image, summary: dict[str, Any]) -> Any:
+    return image.provenance.then(
+        "labelfree.predict",
+        {"targets": model.targets, "model_voxel_size": list(model.voxel_size.as_tuple()), **summary},
+    )
+
+
+def predict_image(
+    model: LabelFreeModel,
+    image: Image,
+    config: PredictConfig | None = None,
+    *,
+    progress: Callable[[int, int], None] | None = None,
+) -> Image:
+    """Predict every (selected) timepoint of ``image`` in memory; returns an :class:`Image` at the model grid."""
+    cfg = config or PredictConfig()
+    c, grid_vs, shape = _check_input(model, image, cfg)
+    names = output_channel_names(model)
+    ts = _timepoints(image, cfg)
+    out = np.zeros((len(ts), len(names), *shape), np.float32)
+    summary: dict[str, Any] = {}
+    for i, t in enumerate(ts):
+        src = _row_source(image, t, c, grid_vs, shape)
+
+        def sink(z0: int, rows: np.ndarray, i: int = i) -> None:
+            out[i, :, z0 : z0 + rows.shape[1]] = rows
+
+        summary = predict_volume(model, src, shape, sink, config=cfg, progress=progress)
+    return Image(
+        out,
+        voxel_size=grid_vs,
+        channel_names=names,
+        time_interval=image.time_interval,
+        provenance=_prediction_provenance(model, image, summary),
+    )
+
+
+def predict_to_zarr(
+    model: LabelFreeModel,
+    image: Image,
+    output: str | Path,
+    config: PredictConfig | None = None,
+    *,
+    overwrite: bool = False,
+    progress: Callable[[int, int], None] | None = None,
+) -> Path:
+    """Predict ``image`` (lazy is fine) straight into an OME-Zarr, row by row; memory bounded by tiles."""
+    from subcell.io import OmeZarrWriter
+
+    cfg = config or PredictConfig()
+    c, grid_vs, shape = _check_input(model, image, cfg)
+    names = output_channel_names(model)
+    ts = _timepoints(image, cfg)
+    summary: dict[str, Any] = {"tile": None}
+    with OmeZarrWriter(
+        output,
+        shape=(len(ts), len(names), *shape),
+        dtype="float32",
+        voxel_size=grid_vs,
+        channel_names=names,
+        time_interval=image.time_interval,
+        provenance=_prediction_provenance(model, image, summary),
+        overwrite=overwrite,
+    ) as writer:
+        for i, t in enumerate(ts):
+            src = _row_source(image, t, c, grid_vs, shape)
+
+            def sink(z0: int, rows: np.ndarray, i: int = i) -> None:
+                writer.write_region(
+                    (slice(i, i + 1), slice(None), slice(z0, z0 + rows.shape[1]), slice(None), slice(None)),
+                    rows[None],
+                )
+
+            summary.update(predict_volume(model, src, shape, sink, config=cfg, progress=progress))
+    return Path(output)

@@ -1,0 +1,265 @@
+"""``subcell labelfree train``: manifest → cached volumes → patches → a trained :class:`LabelFreeModel`."""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from subcell.errors import OutputExistsError, ValueRangeError
+from subcell.image import VoxelSize
+from subcell.labelfree.config import TrainConfig
+from subcell.labelfree.data import PatchSampler, Volume, load_volumes, split_rows
+from subcell.labelfree.model import LabelFreeModel
+from subcell.labelfree.network import NetworkConfig
+from subcell.train import DistributedContext, autocast_dtype, fit, resolve_device
+from subcell.train.loop import History, StepInfo
+
+__all__ = ["TrainResult", "checkpoint_dir", "resolve_network", "train_labelfree"]
+
+
+class TrainResult:
+    """What training produced: the model, its folder, the history and a summary."""
+
+    def __init__(self, model: LabelFreeModel, folder: Path | None, history: History, summary: dict[str, Any]) -> None:
+        self.model = model
+        self.folder = folder
+        self.history = history
+        self.summary = summary
+
+
+def checkpoint_dir(output: Path) -> Path:
+    """Where training checkpoints live: beside the model folder, ``<output>.checkpoint``."""
+    return output.with_name(output.name + ".checkpoint")
+
+
+def resolve_network(net: NetworkConfig, voxel_size: VoxelSize, *, two_d: bool) -> NetworkConfig:
+    """Fix ``z_levels`` from the voxel anisotropy: the first levels stay in-plane until voxels are ~isotropic."""
+    if two_d:
+        return net.model_copy(update={"z_levels": 0})
+    if net.z_levels is not None:
+        return net
+    if net.preset == "fnet":  # the paper's network is isotropic at every level
+        return net.model_copy(update={"z_levels": net.depth})
+    ratio = voxel_size.z / min(voxel_size.y, voxel_size.x)
+    in_plane = max(0, round(math.log2(ratio))) if ratio > 1.4 else 0
+    return net.model_copy(update={"z_levels": max(0, net.depth - in_plane)})
+
+
+def _loss(uncertainty: bool, n_targets: int) -> Callable[[torch.Tensor, tuple[torch.Tensor, ...]], torch.Tensor]:
+    def loss_fn(out: torch.Tensor, batch: tuple[torch.Tensor, ...]) -> torch.Tensor:
+        _, y, w = batch
+        denom = (w.sum() * n_targets).clamp_min(1.0)
+        if not uncertainty:
+            return ((out - y) ** 2 * w).sum() / denom
+        mean, logvar = out[:, :n_targets], out[:, n_targets:].clamp(-10, 10)
+        nll = 0.5 * (logvar + (mean - y) ** 2 * torch.exp(-logvar))
+        return (nll * w).sum() / denom
+
+    return loss_fn
+
+
+def _validator(
+    volumes: list[Volume], cfg: TrainConfig, targets: list[str], device: torch.device, dtype: torch.dtype | None
+) -> Callable[[torch.nn.Module], dict[str, float]] | None:
+    """Fixed validation patches (drawn once, no augmentation): loss and Pearson r per target."""
+    if not volumes:
+        return None
+    sampler = PatchSampler(volumes, cfg.patch_size, foreground_fraction=cfg.foreground_fraction, augment=None)
+    x, y, w = sampler.batch(np.random.default_rng(cfg.seed + 7919), cfg.val_patches)
+    loss_fn = _loss(cfg.uncertainty, len(targets))
+
+    def validate(model: torch.nn.Module) -> dict[str, float]:
+        model.eval()
+        outs = []
+        with (
+            torch.inference_mode(),
+            torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None),
+        ):
+            for i in range(0, len(x), max(1, cfg.batch_size)):
+                outs.append(model(torch.from_numpy(x[i : i + cfg.batch_size]).to(device)).float().cpu())
+        out = torch.cat(outs)
+        metrics = {"val_loss": float(loss_fn(out, (torch.from_numpy(x), torch.from_numpy(y), torch.from_numpy(w))))}
+        from subcell.metrics.intensity import pearson
+
+        for j, name in enumerate(targets):
+            metrics[f"val_r_{name}"] = pearson(out[:, j].numpy(), y[:, j], mask=w[:, 0] > 0)
+        return metrics
+
+    return validate
+
+
+def train_labelfree(
+    config: TrainConfig,
+    *,
+    on_step: Callable[[StepInfo], None] | None = None,
+    on_message: Callable[[str], None] | None = None,
+    stop_after: int | None = None,
+) -> TrainResult:
+    """Train a label-free model as ``config`` says and save it to ``config.output`` (rank 0).
+
+    ``stop_after`` interrupts the run after that many steps as if it were killed (to test exact resume).
+    """
+    from subcell.io import read_manifest
+
+    out = Path(config.output)
+    if out.exists() and not config.overwrite:
+        raise OutputExistsError("model folder exists; set overwrite: true (or overwrite=true) to replace it", path=out)
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    device = resolve_device(config.device)
+    ctx = DistributedContext.from_env(device)
+    if device.type == "cuda" and ctx.active:
+        device = torch.device("cuda", ctx.local_rank)
+    say = on_message if (on_message is not None and ctx.is_main) else (lambda _m: None)
+    torch.manual_seed(config.seed + ctx.rank)
+    rng = np.random.default_rng(config.seed + 1000 * ctx.rank)
+
+    manifest = read_manifest(config.manifest)
+    train_rows, val_rows = split_rows(
+        list(manifest), val_fraction=config.val_fraction, rng=np.random.default_rng(config.seed)
+    )
+    if not train_rows:
+        raise ValueRangeError("the manifest has no training rows (split 'train' or empty)", field="split")
+    t0 = time.perf_counter()
+    vs = VoxelSize(*config.voxel_size) if config.voxel_size else None
+    volumes, model_vs, targets, in_name = load_volumes(
+        train_rows, input_channel=config.input_channel, targets=config.targets, voxel_size=vs,
+        mask_column=config.loss_mask,
+    )  # fmt: skip
+    two_d = all(v.shape[0] == 1 for v in volumes)
+    patch = (1, *config.patch_size[1:]) if two_d else config.patch_size
+    cfg = config.model_copy(update={"patch_size": patch})
+    for v in volumes:
+        if any(s < p for s, p in zip(v.shape, patch, strict=True)):
+            raise ValueRangeError(
+                f"image {v.name} is {v.shape} voxels at {model_vs.as_tuple()} µm, smaller than patch_size {patch}",
+                field="patch_size",
+            )
+    val_volumes: list[Volume] = []
+    if val_rows:
+        val_volumes, _, _, _ = load_volumes(
+            val_rows, input_channel=in_name, targets=targets, voxel_size=model_vs, mask_column=config.loss_mask,
+            patch_size=patch,
+        )  # fmt: skip
+    load_s = time.perf_counter() - t0
+    say(
+        f"loaded {len(volumes)} training and {len(val_volumes)} validation images at {model_vs.as_tuple()} µm "
+        f"in {load_s:.1f} s ({sum(v.input.nbytes + v.target.nbytes for v in volumes) / 1e6:.0f} MB cached)"
+    )
+    net_cfg = resolve_network(cfg.network, model_vs, two_d=two_d)
+    div = net_cfg.divisor()
+    if any(p % d for p, d in zip(patch, div, strict=True)):
+        raise ValueRangeError(
+            f"patch_size {patch} must be a multiple of {div} for a depth-{net_cfg.depth} network "
+            f"({net_cfg.z_levels} levels downsample z)",
+            field="patch_size",
+        )
+    model = LabelFreeModel.create(
+        net_cfg, input_channel=in_name, targets=targets, voxel_size=model_vs, uncertainty=cfg.uncertainty,
+        patch_size=patch,
+    )  # fmt: skip
+    model.network.to(device)
+    yx_iso = math.isclose(model_vs.y, model_vs.x, rel_tol=1e-3)
+    sampler = PatchSampler(volumes, patch, foreground_fraction=cfg.foreground_fraction, augment=cfg.augment,
+                           yx_isotropic=yx_iso)  # fmt: skip
+    dtype = autocast_dtype(device, cfg.precision)
+    optimizer = torch.optim.Adam(model.network.parameters(), lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay)
+
+    def lr_at(step: int) -> float:
+        if cfg.lr_schedule == "constant":
+            return cfg.lr
+        warm = min(100, cfg.iterations // 20)
+        if step <= warm:
+            return cfg.lr * step / max(1, warm)
+        t = (step - warm) / max(1, cfg.iterations - warm)
+        return cfg.lr * (0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * min(1.0, t))))
+
+    def sample_batch(r: np.random.Generator) -> tuple[torch.Tensor, ...]:
+        return tuple(torch.from_numpy(a) for a in sampler.batch(r, cfg.batch_size))
+
+    n_params = sum(p.numel() for p in model.network.parameters())
+    say(
+        f"network {net_cfg.preset}: depth {net_cfg.depth}, {net_cfg.base_channels} base channels, "
+        f"{net_cfg.block} blocks, {net_cfg.norm} norm, z_levels {net_cfg.z_levels}, {n_params / 1e6:.2f} M parameters; "
+        f"device {device}, precision {dtype or 'fp32'}, {ctx.world_size} process(es)"
+    )
+    history = fit(
+        model.network,
+        optimizer,
+        sample_batch=sample_batch,
+        loss_fn=_loss(cfg.uncertainty, len(targets)),
+        iterations=cfg.iterations,
+        rng=rng,
+        device=device,
+        autocast=dtype,
+        checkpoint_dir=checkpoint_dir(out),
+        checkpoint_every=cfg.checkpoint_every,
+        resume=cfg.resume,
+        validate=_validator(val_volumes, cfg, targets, device, dtype),
+        validate_every=cfg.validate_every,
+        on_step=on_step,
+        ctx=ctx,
+        stop_after=stop_after,
+        lr_at=lr_at,
+        max_seconds=cfg.max_minutes * 60 if cfg.max_minutes else None,
+    )
+    steps = history.train[-1]["step"] if history.train else 0
+    seconds = history.train[-1]["seconds"] if history.train else 0.0
+    summary: dict[str, Any] = {
+        "steps": steps,
+        "seconds": seconds,
+        "final_loss": float(np.mean([h["loss"] for h in history.train[-20:]])) if history.train else None,
+        "validation": history.validation[-1] if history.validation else None,
+        "device": str(device),
+        "precision": str(dtype or "fp32"),
+        "world_size": ctx.world_size,
+        "ranks_in_sync": history.in_sync,
+        "load_seconds": load_s,
+        "train_images": [v.name for v in volumes],
+        "val_images": [v.name for v in val_volumes],
+        "target_mean": np.mean([v.target_mean for v in volumes], axis=0).tolist(),
+        "target_std": np.mean([v.target_std for v in volumes], axis=0).tolist(),
+    }
+    model.training = summary
+    model.config = cfg.model_copy(update={"network": net_cfg}).model_dump(mode="json")
+    folder = None
+    interrupted = (
+        stop_after is not None and steps < cfg.iterations and not (cfg.max_minutes and seconds > cfg.max_minutes * 60)
+    )
+    if ctx.is_main and not interrupted:
+        from subcell.labelfree.figures import training_curve_png
+
+        csv = _history_csv(history).encode()
+        folder = model.save(
+            out,
+            overwrite=cfg.overwrite,
+            extra_files={"metrics.csv": csv, "training_curve.png": training_curve_png(history)},
+        )
+    ctx.barrier()
+    ctx.close()
+    return TrainResult(model, folder, history, summary)
+
+
+def _history_csv(history: History) -> str:
+    val = {v["step"]: v for v in history.validation}
+    keys = sorted({k for v in history.validation for k in v if k != "step"})
+    lines = [",".join(["step", "loss", "seconds", *keys])]
+    for h in history.train:
+        v = val.get(h["step"], {})
+        lines.append(
+            ",".join(
+                [
+                    str(int(h["step"])),
+                    f"{h['loss']:.6g}",
+                    f"{h['seconds']:.3f}",
+                    *(f"{v[k]:.6g}" if k in v else "" for k in keys),
+                ]
+            )
+        )
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,70 @@
+"""torch DDP set-up from the environment ``torchrun`` provides (gloo on CPU, NCCL on GPUs)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+
+__all__ = ["DistributedContext"]
+
+
+@dataclass
+class DistributedContext:
+    """Rank and world size of this process; ``world_size == 1`` when not launched by ``torchrun``."""
+
+    rank: int = 0
+    local_rank: int = 0
+    world_size: int = 1
+    initialized_here: bool = False
+
+    @classmethod
+    def from_env(cls, device: torch.device) -> DistributedContext:
+        """Join the process group that ``torchrun`` describes in the environment (no-op when absent)."""
+        world = int(os.environ.get("WORLD_SIZE", "1"))
+        if world <= 1:
+            return cls()
+        rank = int(os.environ["RANK"])
+        local = int(os.environ.get("LOCAL_RANK", "0"))
+        created = False
+        if not dist.is_initialized():
+            dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
+            created = True
+        return cls(rank=rank, local_rank=local, world_size=world, initialized_here=created)
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def active(self) -> bool:
+        return self.world_size > 1
+
+    def barrier(self) -> None:
+        if self.active:
+            dist.barrier()
+
+    def mean(self, value: float) -> float:
+        """Average a scalar over ranks."""
+        if not self.active:
+            return value
+        t = torch.tensor([value], dtype=torch.float64)
+        dist.all_reduce(t)
+        return float(t.item()) / self.world_size
+
+    def parameters_in_sync(self, module: torch.nn.Module) -> bool:
+        """True when every rank holds the same parameters (a DDP sanity check at the end of training)."""
+        if not self.active:
+            return True
+        with torch.no_grad():
+            s = torch.stack([p.detach().double().sum().cpu() for p in module.parameters()]).sum().reshape(1)
+        lo, hi = s.clone(), s.clone()
+        dist.all_reduce(lo, op=dist.ReduceOp.MIN)
+        dist.all_reduce(hi, op=dist.ReduceOp.MAX)
+        return bool(torch.allclose(lo, hi, rtol=0, atol=1e-9 * max(1.0, abs(float(s.item())))))
+
+    def close(self) -> None:
+        if self.initialized_here and dist.is_initialized():
+            dist.destroy_process_group()

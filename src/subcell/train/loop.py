@@ -1,0 +1,256 @@
+"""The training loop: iterations of sample → forward (autocast) → loss → step, with checkpoints that resume
+exactly, validation, DDP, and a progress hook.
+
+Exact resume: a checkpoint stores the model, the optimizer, the step, the history, and every random state the
+loop consumes (torch's and the NumPy generator that draws patches and augmentations), one random-state file
+per rank. Killing a run and restarting it from its last checkpoint therefore continues the same loss
+trajectory as an uninterrupted run on the same machine.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from subcell.errors import InputFileError
+from subcell.train.distributed import DistributedContext
+
+__all__ = ["History", "StepInfo", "fit"]
+
+
+@dataclass
+class StepInfo:
+    """What the progress hook receives after each step."""
+
+    step: int
+    total: int
+    loss: float
+    elapsed_s: float
+    validation: dict[str, float] | None = None
+
+
+@dataclass
+class History:
+    """Per-step training loss and periodic validation metrics."""
+
+    train: list[dict[str, float]] = field(default_factory=list)
+    validation: list[dict[str, float]] = field(default_factory=list)
+    in_sync: bool = True
+
+    def to_json(self) -> dict[str, Any]:
+        return {"train": self.train, "validation": self.validation}
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> History:
+        return cls(train=list(d.get("train", [])), validation=list(d.get("validation", [])))
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
+def _flatten_optimizer(state: dict[str, Any]) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    tensors: dict[str, torch.Tensor] = {}
+    scalars: dict[str, Any] = {}
+    for idx, st in state["state"].items():
+        for k, v in st.items():
+            if isinstance(v, torch.Tensor):
+                tensors[f"optimizer.{idx}.{k}"] = v.detach().contiguous().cpu()
+            else:
+                scalars[f"{idx}.{k}"] = v
+    return tensors, {"param_groups": state["param_groups"], "scalars": scalars}
+
+
+def _unflatten_optimizer(tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> dict[str, Any]:
+    state: dict[int, dict[str, Any]] = {}
+    for key, v in tensors.items():
+        if key.startswith("optimizer."):
+            _, idx, name = key.split(".", 2)
+            state.setdefault(int(idx), {})[name] = v
+    for key, v in meta["scalars"].items():
+        idx, name = key.split(".", 1)
+        state.setdefault(int(idx), {})[name] = v
+    return {"state": state, "param_groups": meta["param_groups"]}
+
+
+def save_checkpoint(
+    folder: Path,
+    *,
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    step: int,
+    history: History,
+    rng: np.random.Generator,
+    ctx: DistributedContext,
+) -> None:
+    """Write ``folder/checkpoint.safetensors`` + ``checkpoint.json`` (rank 0) and ``rng-rank{r}.json`` (each rank)."""
+    from safetensors.torch import save_file
+
+    folder.mkdir(parents=True, exist_ok=True)
+    rng_state = {
+        "numpy": rng.bit_generator.state,
+        "torch": torch.get_rng_state().tolist(),
+        "cuda": [s.tolist() for s in torch.cuda.get_rng_state_all()] if torch.cuda.is_available() else [],
+        "step": step,
+    }
+    _write_atomic(folder / f"rng-rank{ctx.rank}.json", json.dumps(rng_state).encode())
+    if ctx.is_main:
+        tensors = {f"model.{k}": v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+        opt_tensors, opt_meta = _flatten_optimizer(optimizer.state_dict())
+        tensors.update(opt_tensors)
+        tmp = folder / ".checkpoint.safetensors.tmp"
+        save_file(tensors, str(tmp))
+        meta = {"step": step, "optimizer": opt_meta, "history": history.to_json(), "world_size": ctx.world_size}
+        # the JSON names the step last, so a crash between the two renames is detected on resume
+        os.replace(tmp, folder / "checkpoint.safetensors")
+        _write_atomic(folder / "checkpoint.json", json.dumps(meta).encode())
+    ctx.barrier()
+
+
+def load_checkpoint(
+    folder: Path,
+    *,
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    rng: np.random.Generator,
+    ctx: DistributedContext,
+) -> tuple[int, History]:
+    """Restore model, optimizer and random states; returns (step, history)."""
+    from safetensors.torch import load_file
+
+    meta_path = folder / "checkpoint.json"
+    try:
+        meta = json.loads(meta_path.read_text())
+        tensors = load_file(str(folder / "checkpoint.safetensors"))
+        rng_state = json.loads((folder / f"rng-rank{ctx.rank}.json").read_text())
+    except FileNotFoundError as exc:
+        raise InputFileError(f"incomplete checkpoint: {Path(exc.filename).name} is missing", path=folder) from None
+    except Exception as exc:
+        raise InputFileError(f"corrupted checkpoint ({exc.__class__.__name__}: {exc})", path=folder) from None
+    if meta.get("world_size", 1) != ctx.world_size:
+        raise InputFileError(
+            f"checkpoint was written by {meta.get('world_size')} processes, this run has {ctx.world_size}",
+            path=meta_path,
+            field="world_size",
+        )
+    if rng_state.get("step") != meta["step"]:
+        raise InputFileError("checkpoint files are from different steps (interrupted save)", path=folder)
+    model_state = {k[len("model.") :]: v for k, v in tensors.items() if k.startswith("model.")}
+    try:
+        model.load_state_dict(model_state)
+    except RuntimeError as exc:
+        raise InputFileError(f"checkpoint does not fit this model ({str(exc).splitlines()[0]})", path=folder) from None
+    optimizer.load_state_dict(_unflatten_optimizer(tensors, meta["optimizer"]))
+    rng.bit_generator.state = rng_state["numpy"]
+    torch.set_rng_state(torch.tensor(rng_state["torch"], dtype=torch.uint8))
+    if rng_state["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all([torch.tensor(s, dtype=torch.uint8) for s in rng_state["cuda"]])
+    return int(meta["step"]), History.from_json(meta["history"])
+
+
+def fit(
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    *,
+    sample_batch: Callable[[np.random.Generator], tuple[torch.Tensor, ...]],
+    loss_fn: Callable[[torch.Tensor, tuple[torch.Tensor, ...]], torch.Tensor],
+    iterations: int,
+    rng: np.random.Generator,
+    device: torch.device,
+    autocast: torch.dtype | None = None,
+    checkpoint_dir: Path | None = None,
+    checkpoint_every: int = 0,
+    resume: bool = False,
+    validate: Callable[[torch.nn.Module], dict[str, float]] | None = None,
+    validate_every: int = 0,
+    on_step: Callable[[StepInfo], None] | None = None,
+    ctx: DistributedContext | None = None,
+    stop_after: int | None = None,
+    lr_at: Callable[[int], float] | None = None,
+    max_seconds: float | None = None,
+) -> History:
+    """Train ``model`` for ``iterations`` optimizer steps.
+
+    Parameters
+    ----------
+    sample_batch : callable
+        ``sample_batch(rng) -> (input, target, ...)`` on the CPU; must draw all randomness from ``rng``.
+    loss_fn : callable
+        ``loss_fn(output, batch) -> scalar`` (batch already on ``device``).
+    autocast : torch dtype, optional
+        Mixed-precision dtype (bf16 / fp16); fp16 uses a gradient scaler.
+    checkpoint_dir, checkpoint_every, resume
+        Checkpoint every N steps (and at the end); ``resume`` continues from ``checkpoint_dir`` if it holds one.
+    validate, validate_every
+        ``validate(model) -> metrics`` every N steps and at the end (rank 0 only).
+    ctx : DistributedContext
+        Rank / world size; with ``world_size > 1`` the model is wrapped in DDP.
+    stop_after : int, optional
+        Stop (as if killed) after this many steps of *this* run, without a final checkpoint (tests resume).
+    lr_at : callable, optional
+        ``lr_at(step)`` sets the learning rate of every parameter group before each step (a schedule that
+        needs no state of its own, so resuming is exact).
+    max_seconds : float, optional
+        Time budget of this run: training stops (with validation and a checkpoint) once it is spent.
+    """
+    ctx = ctx or DistributedContext()
+    history = History()
+    start = 0
+    if resume and checkpoint_dir is not None and (checkpoint_dir / "checkpoint.json").exists():
+        start, history = load_checkpoint(checkpoint_dir, model=model, optimizer=optimizer, rng=rng, ctx=ctx)
+    train_model: torch.nn.Module = model
+    if ctx.active:
+        from torch.nn.parallel import DistributedDataParallel
+
+        train_model = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    scaler = torch.amp.GradScaler(device.type) if autocast == torch.float16 else None
+    t0 = time.perf_counter()
+    for done_here, step in enumerate(range(start + 1, iterations + 1), start=1):
+        train_model.train()
+        if lr_at is not None:
+            for group in optimizer.param_groups:
+                group["lr"] = lr_at(step)
+        batch = tuple(b.to(device, non_blocking=True) for b in sample_batch(rng))
+        with torch.autocast(device.type, dtype=autocast or torch.float32, enabled=autocast is not None):
+            out = train_model(batch[0])
+        loss = loss_fn(out.float(), batch)
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"loss became {loss.item()} at step {step}; lower the learning rate")
+        optimizer.zero_grad(set_to_none=True)
+        if scaler is not None:
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
+        else:
+            loss.backward()
+            optimizer.step()
+        value = ctx.mean(float(loss.detach()))
+        elapsed = time.perf_counter() - t0
+        history.train.append({"step": step, "loss": value, "seconds": elapsed})
+        val = None
+        out_of_time = max_seconds is not None and ctx.mean(float(elapsed > max_seconds)) > 0
+        last = step == iterations or out_of_time
+        if validate is not None and ((validate_every and step % validate_every == 0) or last):
+            val = validate(model) if ctx.is_main else {}
+            if ctx.is_main:
+                history.validation.append({"step": step, **val})
+        if checkpoint_dir is not None and ((checkpoint_every and step % checkpoint_every == 0) or last):
+            save_checkpoint(
+                checkpoint_dir, model=model, optimizer=optimizer, step=step, history=history, rng=rng, ctx=ctx
+            )
+        if on_step is not None and ctx.is_main:
+            on_step(StepInfo(step=step, total=iterations, loss=value, elapsed_s=elapsed, validation=val))
+        if out_of_time or (stop_after is not None and done_here >= stop_after):
+            break
+    history.in_sync = ctx.parameters_in_sync(model)
+    return history

@@ -1,0 +1,93 @@
+"""Evaluation against the noise ceiling, per cell, and through the CLI (table, figure, errors)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+pytest.importorskip("torch")
+
+from subcell import Image, io
+from subcell.errors import ChannelError, MetadataError
+from subcell.labelfree.evaluate import evaluate_prediction
+from tests.conftest import subcell_cli
+from tests.labelfree.conftest import tiny_config
+
+
+def _truth_and_target(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    from scipy import ndimage
+
+    truth = ndimage.gaussian_filter(rng.normal(size=(12, 40, 40)), 2) * 50 + 20
+    target = truth + rng.normal(scale=truth.std() * 0.5, size=truth.shape)
+    return truth, target
+
+
+def test_metrics_against_noise_free_truth_and_per_cell(rng: np.random.Generator) -> None:
+    truth, target = _truth_and_target(rng)
+    vs = (0.5, 0.2, 0.2)
+    tgt = Image(np.stack([target, truth]), voxel_size=vs, dims="CZYX", channel_names=["dna", "dna_noise_free"])
+    pred = Image(((truth - truth.mean()) / truth.std())[None], voxel_size=vs, dims="CZYX", channel_names=["dna"])
+    cells = np.zeros(truth.shape, np.int32)
+    cells[:, :20] = 1
+    cells[:, 20:] = 2
+    (row,) = evaluate_prediction(pred, tgt, cells=Image(cells, voxel_size=vs, dims="ZYX"))
+    assert row["pearson_r_truth"] == pytest.approx(1.0)
+    # a perfect prediction of the truth reaches the noise ceiling exactly
+    assert row["pearson_r"] == pytest.approx(row["noise_ceiling"], abs=0.01)
+    assert row["r_over_ceiling"] == pytest.approx(1.0, abs=0.01)
+    assert 0.8 < row["noise_ceiling"] < 0.95
+    assert row["cells"] == 2 and row["pearson_r_cell_mean"] > 0.7
+
+
+def test_noise_ceiling_from_a_second_acquisition(rng: np.random.Generator) -> None:
+    truth, target = _truth_and_target(rng)
+    second = truth + rng.normal(scale=truth.std() * 0.5, size=truth.shape)
+    vs = (0.5, 0.2, 0.2)
+    mk = lambda a: Image(a, voxel_size=vs, dims="ZYX", channel_names=["dna"])  # noqa: E731
+    (row,) = evaluate_prediction(mk(truth), mk(target), second_acquisition=mk(second))
+    assert row["noise_source"] == "two acquisitions"
+    assert row["noise_ceiling"] == pytest.approx(row["pearson_r"], abs=0.02)
+
+
+def test_mismatched_inputs_are_refused(rng: np.random.Generator) -> None:
+    truth, target = _truth_and_target(rng)
+    pred = Image(truth, voxel_size=(0.5, 0.2, 0.2), dims="ZYX", channel_names=["dna"])
+    with pytest.raises(ChannelError, match="membrane"):
+        evaluate_prediction(pred, Image(target, voxel_size=(0.5, 0.2, 0.2), dims="ZYX", channel_names=["membrane"]))
+    with pytest.raises(MetadataError, match="same field"):
+        evaluate_prediction(pred, Image(target[:, :20], voxel_size=(0.5, 0.2, 0.2), dims="ZYX", channel_names=["dna"]))
+
+
+def test_cli_train_predict_evaluate(paired_dataset: Path, tmp_path: Path) -> None:
+    cfg = tmp_path / "train.yaml"
+    c = tiny_config(paired_dataset, tmp_path / "model")
+    cfg.write_text(
+        f"manifest: {paired_dataset}\noutput: {tmp_path / 'model'}\nbatch_size: 2\niterations: 8\nthreads: 1\n"
+        f"patch_size: {list(c.patch_size)}\nnetwork: {{preset: resunet, depth: 1, base_channels: 4}}\n"  # type: ignore[attr-defined]
+    )
+    r = subcell_cli("labelfree", "train", str(cfg), "checkpoint_every=4", "--quiet")
+    assert r.returncode == 0, r.stderr
+    assert "wrote" in r.stdout and (tmp_path / "model" / "model.json").exists()
+    field = paired_dataset.parent / "p3.ome.zarr"
+    pred = tmp_path / "pred.ome.zarr"
+    r = subcell_cli("labelfree", "predict", str(field), str(pred), "--model", str(tmp_path / "model"), "--quiet")
+    assert r.returncode == 0, r.stderr
+    r = subcell_cli("labelfree", "evaluate", str(pred), str(field), "--input", str(field),
+                    "--out", str(tmp_path / "m.csv"), "--figure", str(tmp_path / "f.png"))  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    table = pd.read_csv(tmp_path / "m.csv")
+    assert list(table["structure"]) == ["dna"] and -1 <= table["pearson_r"][0] <= 1
+    assert (tmp_path / "f.png").read_bytes()[:4] == b"\x89PNG"
+    # a user mistake: one line on stderr, exit status 2, no output left behind
+    r = subcell_cli(
+        "labelfree", "predict", str(field), str(tmp_path / "bad.ome.zarr"), "--model", str(tmp_path / "nope")
+    )
+    assert r.returncode == 2 and r.stderr.count("\n") == 1 and "model not found" in r.stderr
+    assert not (tmp_path / "bad.ome.zarr").exists()
+    r = subcell_cli("labelfree", "train", str(cfg), "iterations=-3")
+    assert r.returncode == 2 and "iterations" in r.stderr and r.stderr.count("\n") == 1
+    out = io.read(pred)
+    assert out.channel_names == ("dna",)

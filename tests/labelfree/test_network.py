@@ -1,0 +1,44 @@
+"""Network presets: the paper's fnet size, our residual default, anisotropic and 2D variants."""
+
+from __future__ import annotations
+
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from subcell.image import VoxelSize  # noqa: E402
+from subcell.labelfree.network import build_network, preset  # noqa: E402
+from subcell.labelfree.train import resolve_network  # noqa: E402
+
+
+def _params(net: torch.nn.Module) -> int:
+    return sum(p.numel() for p in net.parameters())
+
+
+def test_fnet_preset_matches_the_paper() -> None:
+    cfg = preset("fnet")
+    net = build_network(cfg, in_channels=1, out_channels=1)
+    assert 22.5e6 < _params(net) < 24e6  # "~23M parameters" (Ounkomol et al. 2018)
+    assert cfg.channels() == [32, 64, 128, 256, 512]
+    assert cfg.divisor() == (16, 16, 16)
+    assert isinstance(net.encoders[0].norm1, torch.nn.BatchNorm3d)
+
+
+def test_default_preset_is_much_smaller_and_keeps_shapes() -> None:
+    cfg = resolve_network(preset("resunet"), VoxelSize(0.29, 0.108, 0.108), two_d=False)
+    assert cfg.z_levels == 2  # the first level stays in-plane for 2.7x anisotropic voxels
+    assert cfg.divisor() == (4, 8, 8)
+    net = build_network(cfg, in_channels=1, out_channels=3, uncertainty=True).eval()
+    assert _params(net) < 0.1 * 23e6
+    x = torch.randn(1, 1, 8, 32, 24)
+    assert net(x).shape == (1, 6, 8, 32, 24)  # mean + log-variance per target
+    assert net.encoders[0].conv1.kernel_size == (1, 3, 3)
+
+
+def test_two_d_network_never_mixes_planes() -> None:
+    cfg = resolve_network(preset("resunet", depth=2), VoxelSize(1.0, 0.3, 0.3), two_d=True)
+    net = build_network(cfg, in_channels=1, out_channels=1).eval()
+    x = torch.randn(1, 1, 3, 16, 16)
+    y = net(x)
+    y2 = net(x[:, :, 1:2])
+    torch.testing.assert_close(y[:, :, 1:2], y2)  # plane 1 alone gives the same answer

@@ -1,0 +1,134 @@
+"""Tiled prediction: equals whole-volume prediction, seam-free, streamed, metadata kept, bad input refused."""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from subcell import Image, io  # noqa: E402
+from subcell.errors import ChannelError, InputFileError, MetadataError, ValueRangeError  # noqa: E402
+from subcell.image import VoxelSize  # noqa: E402
+from subcell.labelfree import LabelFreeModel, PredictConfig, predict_image, predict_to_zarr, preset  # noqa: E402
+from subcell.labelfree.predict import choose_tile  # noqa: E402
+from tests.labelfree.conftest import VOXEL, paired_volume  # noqa: E402
+
+
+def _model(depth: int = 1, *, seed: int = 0, uncertainty: bool = False) -> LabelFreeModel:
+    torch.manual_seed(seed)
+    cfg = preset("resunet", depth=depth, base_channels=4, z_levels=depth)
+    m = LabelFreeModel.create(cfg, input_channel="brightfield", targets=["dna"], voxel_size=VoxelSize(*VOXEL),
+                              uncertainty=uncertainty, patch_size=(8, 16, 16))  # fmt: skip
+    for mod in m.network.modules():  # non-trivial running statistics, as after training
+        if isinstance(mod, torch.nn.BatchNorm3d):
+            mod.running_mean.uniform_(-0.5, 0.5)
+            mod.running_var.uniform_(0.5, 2.0)
+    return m
+
+
+def test_tiled_prediction_equals_whole_volume_prediction() -> None:
+    model = _model(depth=1)
+    image = paired_volume(5, shape=(40, 72, 72)).channel("brightfield")
+    whole = predict_image(model, image, PredictConfig(tile=(40, 72, 72), precision="fp32"))
+    # the depth-1 network sees ~10 voxels around each voxel; a trim of 11 drops every tile border it corrupts
+    tiled = predict_image(model, image, PredictConfig(tile=(32, 48, 48), overlap=0.75, trim=11, precision="fp32"))
+    assert tiled.provenance.parameters["tiles"] == 2 * 3 * 3
+    np.testing.assert_allclose(tiled.numpy(), whole.numpy(), atol=1e-4)
+    # the default blending without trim is close but measurably different near tile borders (the reason for trim)
+    loose = predict_image(model, image, PredictConfig(tile=(32, 48, 48), overlap=0.25, precision="fp32"))
+    assert np.abs(loose.numpy() - whole.numpy()).max() > 1e-4
+
+
+def test_constant_network_gives_a_seam_free_volume() -> None:
+    model = _model(depth=2)
+    with torch.no_grad():
+        for p in model.network.parameters():
+            p.zero_()
+        model.network.head.bias.fill_(2.5)
+    image = paired_volume(1, shape=(20, 100, 90)).channel("brightfield")
+    out = predict_image(model, image, PredictConfig(tile=(8, 32, 32), precision="fp32")).numpy()
+    assert out.shape == (1, 1, 20, 100, 90)
+    np.testing.assert_allclose(out, 2.5, rtol=1e-6)  # blending weights sum to one everywhere: no seams
+
+
+def test_streamed_zarr_equals_in_memory_and_keeps_metadata(tmp_path: Path) -> None:
+    model = _model(depth=1, uncertainty=True)
+    image = paired_volume(2, shape=(12, 40, 44), frames=2).channel("brightfield")
+    image = image.with_metadata(time_interval=30.0)
+    cfg = PredictConfig(tile=(8, 16, 16), precision="fp32")
+    mem = predict_image(model, image, cfg)
+    out = predict_to_zarr(model, image, tmp_path / "pred.ome.zarr", cfg)
+    back = io.read(out)
+    assert back.shape == (2, 2, 12, 40, 44)
+    assert back.channel_names == ("dna", "dna_std")
+    assert back.voxel_size.isclose(VOXEL) and back.time_interval == 30.0
+    assert "labelfree.predict" in [h["step"] for h in back.provenance.history]
+    np.testing.assert_allclose(back.numpy(), mem.numpy(), atol=1e-6)
+    assert (back.numpy()[:, 1] > 0).all()  # standard deviations
+
+
+def test_input_smaller_than_a_tile_is_padded_and_cropped_back() -> None:
+    model = _model(depth=2)
+    image = paired_volume(3, shape=(3, 11, 13)).channel("brightfield")
+    out = predict_image(model, image, PredictConfig(precision="fp32"))
+    assert out.shape == (1, 1, 3, 11, 13) and np.isfinite(out.numpy()).all()
+
+
+def test_other_voxel_size_is_resampled_with_a_warning_or_refused() -> None:
+    model = _model(depth=1)
+    image = paired_volume(4, shape=(16, 48, 48)).channel("brightfield")
+    coarse = Image(image.numpy()[:, :, :, ::2, ::2], voxel_size=(0.5, 0.5, 0.5), channel_names=["brightfield"])
+    with pytest.warns(UserWarning, match="resampling input"):
+        out = predict_image(model, coarse, PredictConfig(precision="fp32"))
+    assert out.shape[2:] == (16, 48, 48) and out.voxel_size.isclose(VOXEL)
+    with pytest.raises(MetadataError, match="resampling is disallowed"):
+        predict_image(model, coarse, PredictConfig(allow_resample=False))
+
+
+def test_nan_input_and_wrong_channel_are_refused(tmp_path: Path) -> None:
+    model = _model(depth=1)
+    data = paired_volume(4).numpy()
+    data[0, 0, 3, 5, 5] = np.nan
+    bad = Image(data, voxel_size=VOXEL, channel_names=["brightfield", "dna"])
+    with pytest.raises(ValueRangeError, match="NaN"):
+        predict_to_zarr(model, bad, tmp_path / "x.ome.zarr")
+    assert not (tmp_path / "x.ome.zarr").exists()  # nothing half-written
+    other = Image(data, voxel_size=VOXEL, channel_names=["phase", "dna"])
+    with pytest.raises(ChannelError, match="brightfield"):
+        predict_image(model, other)
+
+
+def test_memory_limit_chooses_smaller_tiles() -> None:
+    model = LabelFreeModel.create(
+        preset("fnet"), input_channel="bf", targets=["dna"], voxel_size=VoxelSize(0.29, 0.29, 0.29)
+    )
+    big, _ = choose_tile(model, (100, 2048, 2048), memory_limit_gb=8)
+    small, _ = choose_tile(model, (100, 2048, 2048), memory_limit_gb=1.5)
+    assert np.prod(small) < np.prod(big)
+    assert all(t % d == 0 for t, d in zip(small, model.divisor, strict=True))
+    with pytest.raises(ValueRangeError, match="memory"):
+        choose_tile(model, (100, 2048, 2048), memory_limit_gb=0.05)
+
+
+def test_corrupted_and_foreign_models_are_refused(tmp_path: Path) -> None:
+    model = _model(depth=1)
+    folder = model.save(tmp_path / "m")
+    LabelFreeModel.load(folder)
+    (folder / "weights.safetensors").write_bytes(b"\x00garbage" * 10)
+    with pytest.raises(InputFileError, match="corrupted"):
+        LabelFreeModel.load(folder)
+    folder2 = model.save(tmp_path / "m2")
+    (folder2 / "model.json").write_text('{"format": "subcell-model/1", "kind": "integrated"}')
+    with pytest.raises(InputFileError, match="expected a labelfree model"):
+        LabelFreeModel.load(folder2)
+    torch.save({"x": 1}, tmp_path / "foreign.pt")
+    with pytest.raises(InputFileError, match="model folder"):
+        LabelFreeModel.load(tmp_path / "foreign.pt")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(InputFileError, match="not found"):
+            LabelFreeModel.load(tmp_path / "missing")

@@ -1,0 +1,112 @@
+"""Training: artifact contents, learning, determinism, exact resume, DDP with two CPU processes."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from subcell.errors import ManifestError, OutputExistsError, ValueRangeError  # noqa: E402
+from subcell.labelfree import LabelFreeModel, train_labelfree  # noqa: E402
+from tests.labelfree.conftest import tiny_config  # noqa: E402
+
+
+def test_training_learns_and_writes_a_complete_model_folder(paired_dataset: Path, tmp_path: Path) -> None:
+    cfg = tiny_config(paired_dataset, tmp_path / "m", iterations=60, checkpoint_every=30, lr=3e-3)
+    result = train_labelfree(cfg)
+    losses = [h["loss"] for h in result.history.train]
+    assert np.mean(losses[-10:]) < 0.7 * np.mean(losses[:10])
+    assert result.history.validation[-1]["val_r_dna"] > 0.5
+    folder = tmp_path / "m"
+    assert {p.name for p in folder.iterdir()} == {
+        "model.json",
+        "weights.safetensors",
+        "metrics.csv",
+        "training_curve.png",
+    }
+    meta = json.loads((folder / "model.json").read_text())
+    assert meta["kind"] == "labelfree" and meta["targets"] == ["dna"] and meta["input_channels"] == ["brightfield"]
+    assert meta["voxel_size_um"] == [0.5, 0.25, 0.25]
+    assert meta["normalization"]["input"] == "zscore_per_image"
+    assert meta["config"]["seed"] == 0 and meta["subcell_version"]
+    assert meta["training"]["steps"] == 60 and meta["training"]["val_images"] == ["p2"]
+    assert (folder / "metrics.csv").read_text().count("\n") == 61
+    loaded = LabelFreeModel.load(folder)
+    x = torch.randn(1, 1, 8, 16, 16)
+    result.model.network.eval()
+    torch.testing.assert_close(loaded.network(x), result.model.network(x))
+
+
+def test_same_seed_gives_the_same_model(paired_dataset: Path, tmp_path: Path) -> None:
+    a = train_labelfree(tiny_config(paired_dataset, tmp_path / "a", iterations=5, precision="auto"))
+    b = train_labelfree(tiny_config(paired_dataset, tmp_path / "b", iterations=5, precision="auto"))
+    c = train_labelfree(tiny_config(paired_dataset, tmp_path / "c", iterations=5, precision="auto", seed=1))
+    sa, sb, sc = (m.model.network.state_dict() for m in (a, b, c))
+    assert all(torch.equal(sa[k], sb[k]) for k in sa)
+    assert not all(torch.equal(sa[k], sc[k]) for k in sa)
+
+
+def test_killed_run_resumes_on_the_same_loss_trajectory(paired_dataset: Path, tmp_path: Path) -> None:
+    straight = train_labelfree(tiny_config(paired_dataset, tmp_path / "s", resume=False))
+    killed = train_labelfree(tiny_config(paired_dataset, tmp_path / "k"), stop_after=6)  # checkpoint at step 4
+    assert killed.folder is None and not (tmp_path / "k").exists()  # no model that looks complete
+    resumed = train_labelfree(tiny_config(paired_dataset, tmp_path / "k"))
+    full = [h["loss"] for h in straight.history.train]
+    again = [h["loss"] for h in resumed.history.train]
+    assert [h["step"] for h in resumed.history.train] == list(range(1, 13))
+    assert again == full  # bit-identical, including the steps 5-6 that were redone
+    assert resumed.history.validation == straight.history.validation
+
+
+def test_existing_output_and_bad_patch_are_refused_before_training(paired_dataset: Path, tmp_path: Path) -> None:
+    (tmp_path / "m").mkdir()
+    with pytest.raises(OutputExistsError, match="overwrite"):
+        train_labelfree(tiny_config(paired_dataset, tmp_path / "m"))
+    with pytest.raises(ValueRangeError, match="multiple of"):
+        train_labelfree(tiny_config(paired_dataset, tmp_path / "p", patch_size=(8, 15, 16)))
+    with pytest.raises(ValueRangeError, match="smaller than patch_size"):
+        train_labelfree(tiny_config(paired_dataset, tmp_path / "q", patch_size=(32, 16, 16)))
+
+
+def test_manifest_rows_without_targets_are_reported(paired_dataset: Path, tmp_path: Path) -> None:
+    text = paired_dataset.read_text().splitlines()
+    bad = tmp_path / "bad.csv"
+    header, first = text[0], text[1].split(",")
+    first[3] = ""  # no target path
+    bad.write_text(
+        "\n".join([header, ",".join(first), *text[2:]])
+        .replace("p0.ome.zarr", str(paired_dataset.parent / "p0.ome.zarr"))
+        .replace("p1.ome.zarr", str(paired_dataset.parent / "p1.ome.zarr"))
+        .replace("p2.ome.zarr", str(paired_dataset.parent / "p2.ome.zarr"))
+        .replace("p3.ome.zarr", str(paired_dataset.parent / "p3.ome.zarr"))
+    )
+    with pytest.raises(ManifestError, match="row 1, column 'target'"):
+        train_labelfree(tiny_config(bad, tmp_path / "m"))
+
+
+def test_ddp_with_two_cpu_processes(paired_dataset: Path, tmp_path: Path) -> None:
+    cfg = tmp_path / "cfg.yaml"
+    cfg.write_text(
+        f"manifest: {paired_dataset}\noutput: {tmp_path / 'ddp'}\npatch_size: [8, 16, 16]\nbatch_size: 2\n"
+        "iterations: 6\ncheckpoint_every: 3\nvalidate_every: 3\nprecision: fp32\nthreads: 1\n"
+        "network: {preset: resunet, depth: 1, base_channels: 4}\n"
+    )
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+           "-m", "subcell", "labelfree", "train", str(cfg), "--quiet"]  # fmt: skip
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=240, env=env)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    meta = json.loads((tmp_path / "ddp" / "model.json").read_text())
+    assert meta["training"]["world_size"] == 2
+    assert meta["training"]["ranks_in_sync"] is True  # DDP kept both replicas identical
+    assert sorted(p.name for p in (tmp_path / "ddp.checkpoint").glob("rng-rank*.json")) == [
+        "rng-rank0.json",
+        "rng-rank1.json",
+    ]

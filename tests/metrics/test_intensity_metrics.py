@@ -1,0 +1,66 @@
+"""Pearson r, noise ceiling, SSIM, PSNR, NRMSE on arrays whose answers are known."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from subcell.errors import ValueRangeError
+from subcell.metrics.intensity import (
+    noise_ceiling,
+    noise_variance_from_control,
+    noise_variance_from_pair,
+    nrmse,
+    pearson,
+    pearson_per_object,
+    psnr,
+    ssim,
+)
+
+
+def test_pearson_of_affine_maps(rng: np.random.Generator) -> None:
+    x = rng.normal(size=(4, 16, 16))
+    assert pearson(2 * x + 3, x) == pytest.approx(1.0)
+    assert pearson(-x, x) == pytest.approx(-1.0)
+    assert math.isnan(pearson(np.ones_like(x), x))
+
+
+def test_pearson_mask_and_per_object(rng: np.random.Generator) -> None:
+    x = rng.normal(size=(8, 8))
+    y = x.copy()
+    y[:, 4:] = rng.normal(size=(8, 4))  # right half unrelated
+    labels = np.zeros((8, 8), np.int32)
+    labels[:, :4] = 1
+    labels[:, 4:] = 2
+    assert pearson(y, x, mask=labels == 1) == pytest.approx(1.0)
+    per = pearson_per_object(y, x, labels)
+    assert per[1] == pytest.approx(1.0) and abs(per[2]) < 0.6
+
+
+def test_noise_ceiling_matches_the_correlation_of_truth_with_its_noisy_version(rng: np.random.Generator) -> None:
+    truth = rng.normal(size=(32, 64, 64))
+    noisy = truth + rng.normal(scale=0.5, size=truth.shape)
+    control = rng.normal(scale=0.5, size=truth.shape)
+    second = truth + rng.normal(scale=0.5, size=truth.shape)
+    best = pearson(truth, noisy)  # the best any prediction can do
+    assert noise_ceiling(noisy, noise_variance_from_control(control)) == pytest.approx(best, abs=0.005)
+    assert noise_ceiling(noisy, noise_variance_from_pair(noisy, second)) == pytest.approx(best, abs=0.005)
+    assert noise_ceiling(noisy, 0.0) == 1.0
+
+
+def test_ssim_psnr_nrmse(rng: np.random.Generator) -> None:
+    a = rng.normal(size=(10, 32, 32))
+    assert ssim(a, a) == pytest.approx(1.0)
+    assert ssim(a + rng.normal(scale=1.0, size=a.shape), a) < 0.7
+    assert nrmse(a, a) == 0.0
+    assert nrmse(np.zeros_like(a), a) == pytest.approx(1.0 / a.std() * math.sqrt(np.mean(a**2)))
+    assert psnr(a, a) == math.inf
+    b = a + 0.1
+    assert psnr(b, a) == pytest.approx(10 * math.log10((a.max() - a.min()) ** 2 / 0.01))
+
+
+def test_shape_mismatch_is_an_error() -> None:
+    with pytest.raises(ValueRangeError, match="shape"):
+        pearson(np.zeros((2, 3)), np.zeros((3, 2)))

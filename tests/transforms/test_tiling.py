@@ -1,0 +1,50 @@
+"""Tile grids cover the volume with the requested overlap and their weights blend without seams."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+
+from subcell.errors import ValueRangeError
+from subcell.transforms.tiling import TileGrid, axis_weights, tile_starts
+
+
+@pytest.mark.parametrize(("n", "tile"), [(100, 32), (64, 64), (10, 64), (257, 64), (33, 32)])
+def test_tile_starts_cover_with_overlap(n: int, tile: int) -> None:
+    starts = tile_starts(n, tile, overlap=0.25)
+    assert starts[0] == 0
+    assert starts[-1] + min(tile, n) == max(n, min(tile, n))
+    for a, b in itertools.pairwise(starts):
+        assert b - a <= tile * 0.75  # at least 25 % overlap
+        assert b > a
+
+
+@pytest.mark.parametrize("trim", [0, 2, 5])
+def test_axis_weights_sum_to_one_and_trim_inner_edges(trim: int) -> None:
+    n, tile = 150, 40
+    starts = tile_starts(n, tile, overlap=0.3)
+    weights = axis_weights(n, tile, starts, trim=trim)
+    total = np.zeros(n)
+    for s, w in zip(starts, weights, strict=True):
+        total[s : s + tile] += w
+    np.testing.assert_allclose(total, 1.0, atol=1e-12)
+    if trim:
+        assert np.all(weights[1][:trim] == 0) and np.all(weights[1][-trim:] == 0)
+        assert weights[0][0] > 0 and weights[-1][-1] > 0  # volume edges keep their weight
+
+
+def test_trim_too_large_is_rejected() -> None:
+    with pytest.raises(ValueRangeError, match="trim"):
+        axis_weights(100, 40, tile_starts(100, 40, overlap=0.25), trim=10)
+
+
+def test_constant_tiles_blend_to_a_constant_volume() -> None:
+    grid = TileGrid((20, 90, 70), (8, 32, 32), overlap=0.25, trim=(0, 2, 2))
+    out = np.zeros(grid.shape)
+    for k in range(len(grid.rows())):
+        for sl, w in grid.tiles_in_row(k):
+            out[sl] += 3.5 * w
+    assert len(grid) > 8
+    np.testing.assert_allclose(out, 3.5, rtol=1e-6)
