@@ -7,7 +7,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from subcell.image import VoxelSize  # noqa: E402
-from subcell.labelfree.network import build_network, preset  # noqa: E402
+from subcell.labelfree.network import Planar, build_network, preset  # noqa: E402
 from subcell.labelfree.train import resolve_network  # noqa: E402
 
 
@@ -32,7 +32,8 @@ def test_default_preset_is_much_smaller_and_keeps_shapes() -> None:
     assert _params(net) < 0.1 * 23e6
     x = torch.randn(1, 1, 8, 32, 24)
     assert net(x).shape == (1, 6, 8, 32, 24)  # mean + log-variance per target
-    assert net.encoders[0].conv1.kernel_size == (1, 3, 3)
+    assert isinstance(net.encoders[0].conv1, Planar)  # in-plane 3×3 convolutions on the first level
+    assert isinstance(net.encoders[1].conv1, torch.nn.Conv3d)
 
 
 def test_two_d_network_never_mixes_planes() -> None:
@@ -42,3 +43,14 @@ def test_two_d_network_never_mixes_planes() -> None:
     y = net(x)
     y2 = net(x[:, :, 1:2])
     torch.testing.assert_close(y[:, :, 1:2], y2)  # plane 1 alone gives the same answer
+
+
+def test_anisotropic_network_trains_in_bf16() -> None:
+    """In-plane levels run as 2D convolutions (torch 2.13's oneDNN crashes on bf16 backward of 1×3×3 Conv3d)."""
+    cfg = resolve_network(preset("resunet", depth=2, base_channels=8), VoxelSize(0.29, 0.108, 0.108), two_d=False)
+    net = build_network(cfg, in_channels=1, out_channels=1)
+    x = torch.randn(8, 1, 8, 96, 96)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        y = net(x)
+    (y.float() ** 2).mean().backward()
+    assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in net.parameters())

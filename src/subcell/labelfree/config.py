@@ -46,6 +46,9 @@ class TrainConfig(BaseModel):
     targets: list[str] | None = Field(
         None, min_length=1, description="channels of `target` to predict; default the manifest's target_channel"
     )
+    binarize_targets: bool = Field(
+        False, description="train on target > 0 (segmentation masks or labels as targets, e.g. nucleus masks)"
+    )
     voxel_size: tuple[float, float, float] | None = Field(
         None, description="model voxel size (z, y, x) µm; images are resampled to it (default: the data's)"
     )

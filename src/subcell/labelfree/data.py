@@ -103,6 +103,7 @@ def load_volumes(
     voxel_size: VoxelSize | None,
     mask_column: str | None = None,
     patch_size: Sequence[int] | None = None,
+    binarize_targets: bool = False,
 ) -> tuple[list[Volume], VoxelSize, list[str], str]:
     """Read, resample and normalise manifest rows (one :class:`Volume` per row and timepoint).
 
@@ -120,18 +121,21 @@ def load_volumes(
     for row in rows:
         src = _read_row(row, "source")
         tgt = _read_row(row, "target")
-        ch_in = in_name or row.source_channel
-        ch_out = target_names or ([row.target_channel] if row.target_channel else None)
-        if ch_out is None:
-            raise ManifestError(
-                row.source, [f"row {row.row}, column 'target_channel': missing; name it or set `targets` in the config"]
-            )
+        ch_in = row.source_channel or in_name
         if target_names is None:
-            target_names = list(ch_out)
-        elif list(ch_out) != target_names:
+            if not row.target_channel:
+                raise ManifestError(
+                    row.source,
+                    [f"row {row.row}, column 'target_channel': missing; name it or set `targets` in the config"],
+                )
+            target_names = [c.strip() for c in row.target_channel.split(",")]
+        # the row's target_channel picks the channels in this file (names may differ between files, e.g.
+        # "c3" in a 4-channel tile and "c2" in a 3-channel one); the config's targets name the model outputs
+        ch_out = [c.strip() for c in row.target_channel.split(",")] if row.target_channel else list(target_names)
+        if len(ch_out) != len(target_names):
             raise ManifestError(
                 row.source,
-                [f"row {row.row}, column 'target_channel': {ch_out} differs from earlier rows {target_names}"],
+                [f"row {row.row}, column 'target_channel': {ch_out} has {len(ch_out)} channels, the model {target_names}"],
             )
         if in_name is None:
             in_name = ch_in or src.channel_names[0]
@@ -145,6 +149,8 @@ def load_volumes(
             )
         x = _channel(src, ch_in, path=row.source, field="source_channel")  # (T, Z, Y, X)
         ys = np.stack([_channel(tgt, c, path=row.target, field="target_channel") for c in ch_out], axis=1)
+        if binarize_targets:
+            ys = (ys > 0).astype(np.float32)
         mask = None
         if mask_column is not None:
             mpath = row.masks.get(mask_column)

@@ -74,12 +74,42 @@ def _norm(kind: str, channels: int) -> nn.Module:
     return nn.Identity()
 
 
-def _k(iso: bool) -> tuple[int, int, int]:
-    return (3, 3, 3) if iso else (1, 3, 3)
+class Planar(nn.Module):
+    """Apply a 2D module to every z-plane of ``(N, C, Z, Y, X)`` (z folded into the batch).
+
+    In-plane (1×k×k) operations are written this way rather than as ``Conv3d`` with a 1×3×3 kernel: it is the same
+    computation, faster, and avoids a crash of torch 2.13's oneDNN bf16 backward for 1×3×3 ``Conv3d`` on CPUs.
+    """
+
+    def __init__(self, module: nn.Module) -> None:
+        super().__init__()
+        self.inner = module
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        n, c, z, y, w = x.shape
+        out = self.inner(x.permute(0, 2, 1, 3, 4).reshape(n * z, c, y, w))
+        return out.reshape(n, z, *out.shape[1:]).permute(0, 2, 1, 3, 4)
+
+    @property
+    def out_channels(self) -> int:
+        return int(self.inner.out_channels)  # type: ignore[arg-type]
+
+    @property
+    def stride(self) -> tuple[int, int, int]:
+        s = self.inner.stride  # type: ignore[union-attr]
+        return (1, int(s[0]), int(s[1]))  # type: ignore[index]
 
 
-def _p(iso: bool) -> tuple[int, int, int]:
-    return (1, 1, 1) if iso else (0, 1, 1)
+def _conv(c_in: int, c_out: int, *, iso: bool, bias: bool) -> nn.Module:
+    if iso:
+        return nn.Conv3d(c_in, c_out, 3, padding=1, bias=bias)
+    return Planar(nn.Conv2d(c_in, c_out, 3, padding=1, bias=bias))
+
+
+def _norm_for(kind: str, channels: int, iso: bool) -> nn.Module:
+    if kind == "batch" and not iso:
+        return Planar(nn.BatchNorm2d(channels))  # same statistics as BatchNorm3d: over N, Z, Y, X
+    return _norm(kind, channels)
 
 
 class ConvBlock(nn.Module):
@@ -88,15 +118,15 @@ class ConvBlock(nn.Module):
     def __init__(self, c_in: int, c_out: int, *, iso: bool, norm: str, residual: bool) -> None:
         super().__init__()
         bias = norm == "none"
-        self.conv1 = nn.Conv3d(c_in, c_out, _k(iso), padding=_p(iso), bias=bias)
-        self.norm1 = _norm(norm, c_out)
-        self.conv2 = nn.Conv3d(c_out, c_out, _k(iso), padding=_p(iso), bias=bias)
-        self.norm2 = _norm(norm, c_out)
+        self.conv1 = _conv(c_in, c_out, iso=iso, bias=bias)
+        self.norm1 = _norm_for(norm, c_out, iso)
+        self.conv2 = _conv(c_out, c_out, iso=iso, bias=bias)
+        self.norm2 = _norm_for(norm, c_out, iso)
         self.act = nn.ReLU(inplace=True)
         self.residual = residual
         self.skip: nn.Module = nn.Identity()
         if residual and c_in != c_out:
-            self.skip = nn.Conv3d(c_in, c_out, 1, bias=False)
+            self.skip = nn.Conv3d(c_in, c_out, 1, bias=False)  # 1×1×1: no in-plane special case needed
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = self.act(self.norm1(self.conv1(x)))
@@ -111,9 +141,11 @@ class _Down(nn.Module):
 
     def __init__(self, c_in: int, c_out: int, *, iso: bool, norm: str) -> None:
         super().__init__()
-        k = (2, 2, 2) if iso else (1, 2, 2)
-        self.conv = nn.Conv3d(c_in, c_out, k, stride=k, bias=norm == "none")
-        self.norm = _norm(norm, c_out)
+        bias = norm == "none"
+        self.conv: nn.Module = (
+            nn.Conv3d(c_in, c_out, 2, stride=2, bias=bias) if iso else Planar(nn.Conv2d(c_in, c_out, 2, stride=2, bias=bias))
+        )
+        self.norm = _norm_for(norm, c_out, iso)
         self.act = nn.ReLU(inplace=True)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -125,9 +157,13 @@ class _Up(nn.Module):
 
     def __init__(self, c_in: int, c_out: int, *, iso: bool, norm: str) -> None:
         super().__init__()
-        k = (2, 2, 2) if iso else (1, 2, 2)
-        self.conv = nn.ConvTranspose3d(c_in, c_out, k, stride=k, bias=norm == "none")
-        self.norm = _norm(norm, c_out)
+        bias = norm == "none"
+        self.conv: nn.Module = (
+            nn.ConvTranspose3d(c_in, c_out, 2, stride=2, bias=bias)
+            if iso
+            else Planar(nn.ConvTranspose2d(c_in, c_out, 2, stride=2, bias=bias))
+        )
+        self.norm = _norm_for(norm, c_out, iso)
         self.act = nn.ReLU(inplace=True)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -345,4 +345,5 @@ def predict_to_zarr(
                 )
 
             summary.update(predict_volume(model, src, shape, sink, config=cfg, progress=progress))
+        writer.provenance = _prediction_provenance(model, image, summary)  # metadata is written on close
     return Path(output)

@@ -130,7 +130,7 @@ def train_labelfree(
     vs = VoxelSize(*config.voxel_size) if config.voxel_size else None
     volumes, model_vs, targets, in_name = load_volumes(
         train_rows, input_channel=config.input_channel, targets=config.targets, voxel_size=vs,
-        mask_column=config.loss_mask,
+        mask_column=config.loss_mask, binarize_targets=config.binarize_targets,
     )  # fmt: skip
     two_d = all(v.shape[0] == 1 for v in volumes)
     patch = (1, *config.patch_size[1:]) if two_d else config.patch_size
@@ -145,7 +145,7 @@ def train_labelfree(
     if val_rows:
         val_volumes, _, _, _ = load_volumes(
             val_rows, input_channel=in_name, targets=targets, voxel_size=model_vs, mask_column=config.loss_mask,
-            patch_size=patch,
+            patch_size=patch, binarize_targets=config.binarize_targets,
         )  # fmt: skip
     load_s = time.perf_counter() - t0
     say(
