@@ -94,7 +94,19 @@ def mcf7(data: Path, work: Path, minutes: float, iterations: int) -> dict[str, o
     manifest = work / "mcf7.csv"
     with manifest.open("w", newline="") as fh:
         w = csv.writer(fh)
-        w.writerow(["id", "source", "source_channel", "target", "target_channel", "split", "voxel_size_z", "voxel_size_y", "voxel_size_x"])
+        w.writerow(
+            [
+                "id",
+                "source",
+                "source_channel",
+                "target",
+                "target_channel",
+                "split",
+                "voxel_size_z",
+                "voxel_size_y",
+                "voxel_size_x",
+            ]
+        )
         for i, row in enumerate(index):
             chans = row["channels"].split("|")
             hoechst = f"c{chans.index('live_nuclei_channel')}"
@@ -137,7 +149,11 @@ def main() -> None:
     args = ap.parse_args()
     data = Path(os.environ.get("SUBCELL_TEST_DATA", "../shared/data")).resolve()
     args.work.mkdir(parents=True, exist_ok=True)
-    out = allen(data, args.work, args.minutes, args.iterations) if args.which == "allen" else mcf7(data, args.work, args.minutes, args.iterations)
+    out = (
+        allen(data, args.work, args.minutes, args.iterations)
+        if args.which == "allen"
+        else mcf7(data, args.work, args.minutes, args.iterations)
+    )
     (HERE / "results").mkdir(exist_ok=True)
     (HERE / "results" / f"real_{args.which}.json").write_text(json.dumps(out, indent=1, default=float))
     print(json.dumps(out, indent=1, default=float))

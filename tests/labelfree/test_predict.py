@@ -48,7 +48,7 @@ def test_constant_network_gives_a_seam_free_volume() -> None:
     with torch.no_grad():
         for p in model.network.parameters():
             p.zero_()
-        model.network.head.bias.fill_(2.5)
+        model.network.head.inner.bias.fill_(2.5)
     image = paired_volume(1, shape=(20, 100, 90)).channel("brightfield")
     out = predict_image(model, image, PredictConfig(tile=(8, 32, 32), precision="fp32")).numpy()
     assert out.shape == (1, 1, 20, 100, 90)

@@ -110,3 +110,18 @@ def test_ddp_with_two_cpu_processes(paired_dataset: Path, tmp_path: Path) -> Non
         "rng-rank0.json",
         "rng-rank1.json",
     ]
+
+
+def test_example_config_validates_and_overrides_apply() -> None:
+    from subcell.config import load_validated
+    from subcell.errors import ValueRangeError as VRE
+    from subcell.labelfree import TrainConfig
+
+    example = Path(__file__).parents[2] / "examples" / "labelfree_train.yaml"
+    cfg = load_validated(TrainConfig, example, assignments=["iterations=7", "network.depth=4"])
+    assert cfg.iterations == 7 and cfg.network.depth == 4 and cfg.network.block == "residual"
+    assert cfg.targets == ["dna", "membrane"]
+    with pytest.raises(VRE, match=r"network\.depth"):
+        load_validated(TrainConfig, example, assignments=["network.depth=9"])
+    with pytest.raises(VRE, match="unknown_key"):
+        load_validated(TrainConfig, example, assignments=["unknown_key=1"])

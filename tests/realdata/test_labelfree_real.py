@@ -10,9 +10,9 @@ import pytest
 
 pytest.importorskip("torch")
 
-from subcell import io  # noqa: E402
-from subcell.labelfree import LabelFreeModel, PredictConfig, TrainConfig, predict_image, train_labelfree  # noqa: E402
-from subcell.metrics.intensity import pearson  # noqa: E402
+from subcell import io
+from subcell.labelfree import LabelFreeModel, PredictConfig, TrainConfig, predict_image, train_labelfree
+from subcell.metrics.intensity import pearson
 
 pytestmark = pytest.mark.realdata
 
@@ -24,12 +24,36 @@ def test_mcf7_brightfield_to_hoechst_2d(real_data: Path, tmp_path: Path) -> None
     manifest = tmp_path / "m.csv"
     with manifest.open("w", newline="") as fh:
         w = csv.writer(fh)
-        w.writerow(["id", "source", "source_channel", "target", "target_channel", "split", "voxel_size_z", "voxel_size_y", "voxel_size_x"])
+        w.writerow(
+            [
+                "id",
+                "source",
+                "source_channel",
+                "target",
+                "target_channel",
+                "split",
+                "voxel_size_z",
+                "voxel_size_y",
+                "voxel_size_x",
+            ]
+        )
         for i, row in enumerate(index):
             ch = row["channels"].split("|")
             f = tiles / f"{row['tile']}.tif"
             split = "test" if i == 6 else "train"
-            w.writerow([row["tile"], f, f"c{ch.index('brightfield_channel')}", f, f"c{ch.index('live_nuclei_channel')}", split, 1.0, 0.3112, 0.3112])
+            w.writerow(
+                [
+                    row["tile"],
+                    f,
+                    f"c{ch.index('brightfield_channel')}",
+                    f,
+                    f"c{ch.index('live_nuclei_channel')}",
+                    split,
+                    1.0,
+                    0.3112,
+                    0.3112,
+                ]
+            )
     cfg = TrainConfig(
         manifest=manifest, output=tmp_path / "model", input_channel="brightfield", targets=["hoechst"],
         patch_size=(1, 96, 96), batch_size=8, iterations=80, val_fraction=0.0, threads=2,

@@ -135,7 +135,9 @@ def load_volumes(
         if len(ch_out) != len(target_names):
             raise ManifestError(
                 row.source,
-                [f"row {row.row}, column 'target_channel': {ch_out} has {len(ch_out)} channels, the model {target_names}"],
+                [
+                    f"row {row.row}, column 'target_channel': {ch_out} has {len(ch_out)} channels, the model {target_names}"
+                ],
             )
         if in_name is None:
             in_name = ch_in or src.channel_names[0]

@@ -77,8 +77,9 @@ def _norm(kind: str, channels: int) -> nn.Module:
 class Planar(nn.Module):
     """Apply a 2D module to every z-plane of ``(N, C, Z, Y, X)`` (z folded into the batch).
 
-    In-plane (1×k×k) operations are written this way rather than as ``Conv3d`` with a 1×3×3 kernel: it is the same
-    computation, faster, and avoids a crash of torch 2.13's oneDNN bf16 backward for 1×3×3 ``Conv3d`` on CPUs.
+    In-plane (1×k×k, and 1×1×1) operations are written this way rather than as ``Conv3d`` with a kernel of depth 1:
+    it is the same computation, faster, and avoids crashes of torch 2.13's oneDNN bf16 backward for depth-1
+    ``Conv3d`` kernels on CPUs (segfaults at some tensor sizes, seen with AMX).
     """
 
     def __init__(self, module: nn.Module) -> None:
@@ -126,7 +127,7 @@ class ConvBlock(nn.Module):
         self.residual = residual
         self.skip: nn.Module = nn.Identity()
         if residual and c_in != c_out:
-            self.skip = nn.Conv3d(c_in, c_out, 1, bias=False)  # 1×1×1: no in-plane special case needed
+            self.skip = Planar(nn.Conv2d(c_in, c_out, 1, bias=False))  # 1×1×1, see Planar
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = self.act(self.norm1(self.conv1(x)))
@@ -143,7 +144,9 @@ class _Down(nn.Module):
         super().__init__()
         bias = norm == "none"
         self.conv: nn.Module = (
-            nn.Conv3d(c_in, c_out, 2, stride=2, bias=bias) if iso else Planar(nn.Conv2d(c_in, c_out, 2, stride=2, bias=bias))
+            nn.Conv3d(c_in, c_out, 2, stride=2, bias=bias)
+            if iso
+            else Planar(nn.Conv2d(c_in, c_out, 2, stride=2, bias=bias))
         )
         self.norm = _norm_for(norm, c_out, iso)
         self.act = nn.ReLU(inplace=True)
@@ -222,7 +225,7 @@ class UNet(nn.Module):
         for i in reversed(range(depth)):
             self.ups.append(_Up(channels[i + 1], channels[i], iso=iso[i], norm=norm))
             self.decoders.append(ConvBlock(2 * channels[i], channels[i], iso=iso[i], norm=norm, residual=residual))
-        self.head = nn.Conv3d(channels[0], out_channels * (2 if uncertainty else 1), 1)
+        self.head = Planar(nn.Conv2d(channels[0], out_channels * (2 if uncertainty else 1), 1))  # 1×1×1
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         skips = []

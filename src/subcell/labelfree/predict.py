@@ -78,8 +78,14 @@ def choose_tile(
                 tile = cand
                 grown = True
     while cost(tile, 1) > budget and max(t // d for t, d in zip(tile, div, strict=True)) > 1:
-        ax = int(np.argmax([t / d for t, d in zip(tile, div, strict=True)]))
-        tile[ax] = _round_down(tile[ax] // 2, div[ax])
+        # halve the axis whose halving saves the most memory (z when the row buffers dominate)
+        options = []
+        for ax in range(3):
+            if tile[ax] // div[ax] > 1:
+                cand = list(tile)
+                cand[ax] = _round_down(tile[ax] // 2, div[ax])
+                options.append((cost(cand, 1), -tile[ax], ax, cand))
+        tile = min(options)[3]
     if cost(tile, 1) > budget:
         raise ValueRangeError(
             f"{memory_limit_gb} GB cannot hold even the smallest tile {tuple(tile)}; raise --memory-limit",
