@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import tifffile
 
@@ -104,9 +105,14 @@ def test_manifest_check_reports_every_row(tmp_path: Path) -> None:
 
 
 def test_demo_runs_end_to_end(tmp_path: Path) -> None:
-    r = subcell_cli("demo", "--out", str(tmp_path / "demo"))
+    r = subcell_cli("demo", "--out", str(tmp_path / "demo"), "--labelfree-minutes", "0.1")
     assert r.returncode == 0, r.stderr
-    assert "[5/5] segmented field0 vs ground truth: nucleus F1@0.5=" in r.stdout
+    assert "[5/6] segmented field0 vs ground truth: nucleus F1@0.5=" in r.stdout
+    assert "[6/6] label-free:" in r.stdout and "overlapping tiles" in r.stdout
+    metrics = pd.read_csv(tmp_path / "demo" / "labelfree_metrics.csv")
+    assert list(metrics["structure"]) == ["dna", "membrane"] and metrics["noise_ceiling"].between(0, 1).all()
+    assert (tmp_path / "demo" / "labelfree_evaluation.png").read_bytes()[:4] == b"\x89PNG"
+    assert (tmp_path / "demo" / "labelfree_model" / "weights.safetensors").exists()
     assert (tmp_path / "demo" / "field0_cells.csv").exists() and (
         tmp_path / "demo" / "field0_nucleus.ome.zarr"
     ).exists()

@@ -125,3 +125,13 @@ def test_example_config_validates_and_overrides_apply() -> None:
         load_validated(TrainConfig, example, assignments=["network.depth=9"])
     with pytest.raises(VRE, match="unknown_key"):
         load_validated(TrainConfig, example, assignments=["unknown_key=1"])
+
+
+def test_corrupted_checkpoint_is_reported_not_silently_restarted(paired_dataset: Path, tmp_path: Path) -> None:
+    from subcell.errors import InputFileError
+
+    train_labelfree(tiny_config(paired_dataset, tmp_path / "k", iterations=8), stop_after=5)
+    ckpt = tmp_path / "k.checkpoint" / "checkpoint.safetensors"
+    ckpt.write_bytes(ckpt.read_bytes()[:100])  # truncated, as after a full disk
+    with pytest.raises(InputFileError, match="corrupted checkpoint"):
+        train_labelfree(tiny_config(paired_dataset, tmp_path / "k", iterations=8))

@@ -15,7 +15,9 @@ LABELFREE_MINUTES = 3.0
 LABELFREE_EXTRA_FIELDS = 3
 
 
-def run_demo(out: Path, *, overwrite: bool = False, seed: int = 0) -> Iterator[str]:
+def run_demo(
+    out: Path, *, overwrite: bool = False, seed: int = 0, labelfree_minutes: float = LABELFREE_MINUTES
+) -> Iterator[str]:
     """Synthesize fields → OME-Zarr with labels → read back → resample + normalize → OME-TIFF → manifest →
     classical segmentation evaluated against the ground truth, with a measurement table → label-free model
     trained, tiled prediction of a held-out field, evaluated against the noise ceiling with a figure.
@@ -95,7 +97,7 @@ def run_demo(out: Path, *, overwrite: bool = False, seed: int = 0) -> Iterator[s
     )
     io.write_table(table, out / "field0_cells.csv", overwrite=True)
     yield f"[5/6] segmented field0 vs ground truth: {', '.join(scores)}; {len(table)} cells measured → {out / 'field0_cells.csv'}"
-    yield labelfree_step(out, fields, seed=seed)
+    yield labelfree_step(out, fields, seed=seed, minutes=labelfree_minutes)
 
 
 def labelfree_step(out: Path, fields: list[Path], *, seed: int, minutes: float = LABELFREE_MINUTES) -> str:

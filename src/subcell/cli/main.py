@@ -407,11 +407,14 @@ def demo(
     out: Annotated[Path, typer.Option("--out", help="Output folder.")] = Path("demo_output"),
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace outputs from an earlier run.")] = False,
     seed: Annotated[int, typer.Option("--seed", help="Random seed of the synthetic data.")] = 0,
+    labelfree_minutes: Annotated[
+        float, typer.Option("--labelfree-minutes", help="CPU training budget of the label-free step.", min=0.01)
+    ] = 3.0,
 ) -> None:
     """Run the end-to-end pipeline on built-in synthetic data."""
     from subcell.cli.demo import run_demo
 
-    for line in run_demo(out, overwrite=overwrite, seed=seed):
+    for line in run_demo(out, overwrite=overwrite, seed=seed, labelfree_minutes=labelfree_minutes):
         typer.echo(line)
 
 
