@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from _flops import conv_flops
 
 HERE = Path(__file__).parent
 
@@ -35,29 +36,6 @@ def sgemm_gflops(n: int = 4096, reps: int = 6) -> float:
     for _ in range(reps):
         a @ b
     return 2 * n**3 * reps / (time.perf_counter() - t) / 1e9
-
-
-def conv_flops(net: torch.nn.Module, x: torch.Tensor) -> float:
-    """Multiply-adds ×2 of every (transposed) 3D convolution in one forward pass."""
-    total = [0.0]
-
-    def hook(mod: torch.nn.Module, inp: tuple[torch.Tensor, ...], out: torch.Tensor) -> None:
-        k = float(np.prod(mod.kernel_size))  # type: ignore[arg-type]
-        if isinstance(mod, torch.nn.ConvTranspose3d):
-            total[0] += 2 * inp[0].numel() * mod.out_channels * k
-        else:
-            total[0] += 2 * out.numel() * mod.in_channels * k
-
-    hs = [
-        m.register_forward_hook(hook)
-        for m in net.modules()
-        if isinstance(m, torch.nn.Conv3d | torch.nn.ConvTranspose3d)
-    ]
-    with torch.inference_mode():
-        net(x)
-    for h in hs:
-        h.remove()
-    return total[0]
 
 
 def timed_forward(net: torch.nn.Module, x: torch.Tensor, dtype: torch.dtype | None, reps: int = 3) -> float:

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from _flops import conv_flops
 from scipy import ndimage
 
 from subcell.image import VoxelSize
@@ -56,28 +57,6 @@ def train_run(
         checkpoint_every=10, resume=True, stop_after=stop_after,
     )  # fmt: skip
     return [h["loss"] for h in hist.train]
-
-
-def conv_flops(net: torch.nn.Module, x: torch.Tensor) -> float:
-    total = [0.0]
-
-    def hook(mod: torch.nn.Module, inp: tuple[torch.Tensor, ...], out: torch.Tensor) -> None:
-        k = float(np.prod(mod.kernel_size))  # type: ignore[arg-type]
-        if isinstance(mod, torch.nn.ConvTranspose3d):
-            total[0] += 2 * inp[0].numel() * mod.out_channels * k
-        else:
-            total[0] += 2 * out.numel() * mod.in_channels * k
-
-    hs = [
-        m.register_forward_hook(hook)
-        for m in net.modules()
-        if isinstance(m, torch.nn.Conv3d | torch.nn.ConvTranspose3d)
-    ]
-    with torch.inference_mode():
-        net(x)
-    for h in hs:
-        h.remove()
-    return total[0]
 
 
 def bench(net: torch.nn.Module, x: torch.Tensor, dtype: torch.dtype | None, reps: int = 10) -> float:
