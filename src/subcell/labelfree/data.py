@@ -84,6 +84,8 @@ def _channel(image: Image, channel: str | None, *, path: object, field: str) -> 
                 field=field,
             )
         return image.numpy()[:, 0]
+    if image.shape[1] == 1 and channel not in image.channel_names:
+        return image.numpy()[:, 0]  # a single-channel file: its one channel, whatever the file calls it
     return image.channel(channel).numpy()[:, 0]
 
 

@@ -64,7 +64,9 @@ def choose_tile(
     tile = [min(c, _round_up(p, d)) for c, p, d in zip(cap, model.patch_size, div, strict=True)]
 
     def cost(t: list[int], b: int) -> float:
-        row_bytes = (n_out + 2) * 4 * t[0] * max(shape[1], t[1]) * max(shape[2], t[2])  # output + input slabs
+        # accumulators + the finished rows handed to the sink (C_out each), the normalised input slab and the raw
+        # slab it is converted from
+        row_bytes = (2 * n_out + 2.5) * 4 * t[0] * max(shape[1], t[1]) * max(shape[2], t[2])
         return b * per_voxel * t[0] * t[1] * t[2] * 1.3 + row_bytes + 300e6  # + weights, libraries
 
     # grow y/x (then z) while it fits: bigger tiles waste less on overlap
@@ -154,7 +156,9 @@ def predict_volume(
     grid = TileGrid(padded, tile, overlap=cfg.overlap, trim=trim)
     n_out = len(output_channel_names(model))
     rows = grid.rows()
-    acc = np.zeros((n_out, tile[0], padded[1], padded[2]), np.float32)
+    # one (C_out, Y, X) accumulator per plane of the current tile row: finished planes leave from the front,
+    # fresh ones join at the back, so rolling the buffer never copies the row
+    acc = [np.zeros((n_out, padded[1], padded[2]), np.float32) for _ in range(tile[0])]
     done = 0
     for k, z0 in enumerate(rows):
         z1 = z0 + tile[0]
@@ -170,7 +174,9 @@ def predict_volume(
             inp = np.stack([x[:, :, sl[1], sl[2]] for sl, _ in chunk]).astype(np.float32, copy=False)
             pred = _forward(model, inp, device, dtype, cfg.tta)
             for (sl, w), p in zip(chunk, pred, strict=True):
-                acc[:, :, sl[1], sl[2]] += p * w
+                pw = p * w
+                for dz in range(pw.shape[1]):
+                    acc[dz][:, sl[1], sl[2]] += pw[:, dz]
             done += len(chunk)
             if progress is not None:
                 progress(done, len(grid))
@@ -178,8 +184,9 @@ def predict_volume(
         final = nxt - z0
         keep = min(final, shape[0] - z0)
         if keep > 0:
-            sink(z0, acc[:, :keep, : shape[1], : shape[2]].copy())
-        acc = np.concatenate([acc[:, final:], np.zeros((n_out, final, *acc.shape[2:]), np.float32)], axis=1)
+            sink(z0, np.stack([a[:, : shape[1], : shape[2]] for a in acc[:keep]], axis=1))
+        del acc[:final]
+        acc.extend(np.zeros((n_out, padded[1], padded[2]), np.float32) for _ in range(final))
     return {"tile": list(tile), "batch": batch, "tiles": len(grid), "overlap": cfg.overlap, "trim": list(trim)}
 
 
@@ -237,8 +244,7 @@ def _row_source(image: Image, t: int, c: int, grid_vs: VoxelSize, shape: tuple[i
 
     def raw_rows(z0: int, z1: int) -> np.ndarray:
         if same:
-            block = np.asarray(data[t, c, z0:z1])
-            return block.astype(np.float32)[None]
+            return np.asarray(data[t, c, z0:z1]).astype(np.float32)[None]
         a, b = source_rows(z0, z1, n_in=n_in, voxel_z=image.voxel_size.z, target_voxel_z=grid_vs.z)
         block = np.asarray(data[t, c, a:b]).astype(np.float32)
         out = resample_linear(
@@ -249,22 +255,26 @@ def _row_source(image: Image, t: int, c: int, grid_vs: VoxelSize, shape: tuple[i
 
     # z-score statistics over the whole model-grid input, accumulated slab by slab (one streaming pass)
     total, total_sq, count = 0.0, 0.0, 0
-    step = 16
+    step = 4  # planes per statistics slab (bounded memory)
     for z0 in range(0, shape[0], step):
-        rows = raw_rows(z0, min(shape[0], z0 + step)).astype(np.float64)
+        rows = raw_rows(z0, min(shape[0], z0 + step))
         if not np.all(np.isfinite(rows)):
             raise ValueRangeError(
                 f"input contains NaN or Inf values (timepoint {t}, planes {z0}–{z0 + rows.shape[1] - 1})",
                 field=f"{image.provenance.source or 'image'}: channel {image.channel_names[c]}",
             )
-        total += float(rows.sum())
-        total_sq += float((rows**2).sum())
+        total += float(rows.sum(dtype=np.float64))
+        flat = rows.reshape(-1)
+        total_sq += float(np.dot(flat.astype(np.float64), flat))
         count += rows.size
     mean = total / count
     sd = math.sqrt(max(0.0, total_sq / count - mean**2)) or 1.0
 
     def source(z0: int, z1: int) -> np.ndarray:
-        return ((raw_rows(z0, z1) - mean) / sd).astype(np.float32)
+        rows = raw_rows(z0, z1)
+        rows -= np.float32(mean)
+        rows /= np.float32(sd)
+        return rows
 
     return source
 
