@@ -88,8 +88,12 @@ class Planar(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         n, c, z, y, w = x.shape
-        out = self.inner(x.permute(0, 2, 1, 3, 4).reshape(n * z, c, y, w))
-        return out.reshape(n, z, *out.shape[1:]).permute(0, 2, 1, 3, 4)
+        if z == 1:  # a plain view, no copies
+            out = self.inner(x.reshape(n, c, y, w))
+            return out.reshape(n, out.shape[1], 1, *out.shape[2:])
+        # contiguous copies: strided (permuted) tensors send oneDNN down slow convolution paths
+        out = self.inner(x.transpose(1, 2).reshape(n * z, c, y, w).contiguous())
+        return out.reshape(n, z, *out.shape[1:]).transpose(1, 2).contiguous()
 
     @property
     def out_channels(self) -> int:
