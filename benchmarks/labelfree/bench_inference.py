@@ -106,7 +106,10 @@ def _child(code: str) -> dict[str, float]:
     return out
 
 
-_RSS = "import resource; rss = lambda: resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024"
+# VmHWM (peak RSS of this process image): ru_maxrss would report the parent's peak, Linux keeps it across exec
+_RSS = (
+    "import re; rss = lambda: int(re.search(r'VmHWM:\\s+(\\d+)', open('/proc/self/status').read()).group(1)) / 1024"
+)
 
 
 def make_volume(path: Path, shape: tuple[int, int, int], voxel: tuple[float, float, float]) -> None:
@@ -289,7 +292,13 @@ def main() -> None:
     if args.section in ("loader", "all"):
         parts.append("## Data loader vs model\n\n" + section_loader(args.model))
         print(parts[-1], flush=True)
-    if args.section in ("rss", "all"):
+    if args.section == "rss":  # alone: keep the earlier sections' results in the report
+        text = (HERE / "results_inference.md").read_text()
+        text = text.split("## Memory: streamed tiling")[0].rstrip() + "\n\n"
+        part = "## Memory: streamed tiling vs naive baselines\n\n" + section_rss(args.work, tuple(args.big), tuple(args.small))
+        print(part)
+        (HERE / "results_inference.md").write_text(text + part + "\n")
+    if args.section == "all":
         parts.append(
             "## Memory: streamed tiling vs naive baselines\n\n"
             + section_rss(args.work, tuple(args.big), tuple(args.small))
