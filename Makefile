@@ -39,6 +39,8 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/segment/evaluate_synthetic.py
 	$(BIN)/python benchmarks/segment/bench_chunked.py
 	bash benchmarks/segment/setup_peer.sh && $(BIN)/python benchmarks/segment/peer_compare.py
+	$(BIN)/python benchmarks/labelfree/synthetic_accuracy.py --preset resunet --minutes 15
+	$(BIN)/python benchmarks/labelfree/bench_inference.py all --model /tmp/subcell_labelfree_bench/model_resunet_15min_7targets --field /tmp/subcell_labelfree_bench/field11.ome.zarr
 
 clean:
 	rm -rf $(VENV) demo_output .pytest_cache .mypy_cache .ruff_cache
