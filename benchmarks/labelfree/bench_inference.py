@@ -107,9 +107,7 @@ def _child(code: str) -> dict[str, float]:
 
 
 # VmHWM (peak RSS of this process image): ru_maxrss would report the parent's peak, Linux keeps it across exec
-_RSS = (
-    "import re; rss = lambda: int(re.search(r'VmHWM:\\s+(\\d+)', open('/proc/self/status').read()).group(1)) / 1024"
-)
+_RSS = "import re; rss = lambda: int(re.search(r'VmHWM:\\s+(\\d+)', open('/proc/self/status').read()).group(1)) / 1024"
 
 
 def make_volume(path: Path, shape: tuple[int, int, int], voxel: tuple[float, float, float]) -> None:
@@ -295,7 +293,9 @@ def main() -> None:
     if args.section == "rss":  # alone: keep the earlier sections' results in the report
         text = (HERE / "results_inference.md").read_text()
         text = text.split("## Memory: streamed tiling")[0].rstrip() + "\n\n"
-        part = "## Memory: streamed tiling vs naive baselines\n\n" + section_rss(args.work, tuple(args.big), tuple(args.small))
+        part = "## Memory: streamed tiling vs naive baselines\n\n" + section_rss(
+            args.work, tuple(args.big), tuple(args.small)
+        )
         print(part)
         (HERE / "results_inference.md").write_text(text + part + "\n")
     if args.section == "all":

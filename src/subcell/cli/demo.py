@@ -149,7 +149,7 @@ def labelfree_step(out: Path, fields: list[Path], *, seed: int, minutes: float =
     metrics = {r["structure"]: {k: v for k, v in r.items() if isinstance(v, float)} for r in rows}
     (out / "labelfree_evaluation.png").write_bytes(evaluation_figure_png(panels, pred.voxel_size.as_tuple(), metrics))
     (out / "labelfree_training_curve.png").write_bytes(training_curve_png(result.history))
-    steps = [h for h in (*pred.provenance.history, pred.provenance._own()) if h.get("step") == "labelfree.predict"]
+    steps = [h for h in pred.provenance.to_dict()["history"] if h.get("step") == "labelfree.predict"]
     n_tiles = steps[-1]["parameters"].get("tiles", "?") if steps else "?"
     scores = ", ".join(
         f"{r['structure']} r={r['pearson_r']:.2f} (ceiling {r['noise_ceiling']:.2f}, vs truth {r['pearson_r_truth']:.2f})"

@@ -13,8 +13,6 @@ labelfree_app = typer.Typer(
     help="Label-free prediction: bright-field → fluorescence (train, predict, evaluate).", no_args_is_help=True
 )
 
-_TABLE_SUFFIXES = (".csv", ".parquet", ".tsv")
-
 
 def _progress_bar(description: str) -> Any:
     from rich.progress import (
@@ -139,7 +137,9 @@ def predict(
     with warnings.catch_warnings():
         warnings.simplefilter("always")
         warnings.showwarning = lambda msg, *a, **k: typer.echo(f"warning: {msg}", err=True)
-        if input.suffix.lower() in _TABLE_SUFFIXES:
+        from subcell.io.files import TABLE_SUFFIXES
+
+        if input.suffix.lower() in TABLE_SUFFIXES:
             from subcell.io import read_manifest
 
             rows = [r for r in read_manifest(input) if split is None or r.split == split]

@@ -51,7 +51,7 @@ def training_curve_png(history: Any) -> bytes:
     return _png(fig)
 
 
-def orthogonal_views(volume: np.ndarray, voxel_size: Sequence[float]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def orthogonal_views(volume: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Central XY, XZ and YZ planes of a ``(Z, Y, X)`` volume (for figures)."""
     z, y, x = (s // 2 for s in volume.shape)
     return volume[z], volume[:, y, :], volume[:, :, x]
@@ -68,7 +68,7 @@ def evaluation_figure_png(
     fig, axes = _figure(n + 1, 2, figsize=(9, 2.6 * (n + 1)), gridspec_kw={"width_ratios": [3, 1]})
     vz, vy, vx = voxel_size
     for row, (title, vol) in enumerate(panels.items()):
-        xy, xz, _ = orthogonal_views(vol, voxel_size)
+        xy, xz, _ = orthogonal_views(vol)
         lo, hi = np.percentile(vol, [0.5, 99.5])
         ext_xy = (0, vol.shape[2] * vx, vol.shape[1] * vy, 0)
         ext_xz = (0, vol.shape[2] * vx, vol.shape[0] * vz, 0)

@@ -207,7 +207,7 @@ def _check_input(
                 path=image.provenance.source,
                 field="channel",
             ) from None
-    if model.is_2d != (image.shape[2] == 1) and not model.is_2d:
+    if not model.is_2d and image.shape[2] == 1:
         raise MetadataError(
             f"a 3D model needs a z-stack; the image has a single plane {image.shape[3:]}",
             path=image.provenance.source,

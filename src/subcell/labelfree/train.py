@@ -229,10 +229,7 @@ def train_labelfree(
     model.training = summary
     model.config = cfg.model_copy(update={"network": net_cfg}).model_dump(mode="json")
     folder = None
-    interrupted = (
-        stop_after is not None and steps < cfg.iterations and not (cfg.max_minutes and seconds > cfg.max_minutes * 60)
-    )
-    if ctx.is_main and not interrupted:
+    if ctx.is_main and not history.interrupted:
         from subcell.labelfree.figures import training_curve_png
 
         csv = _history_csv(history).encode()

@@ -44,6 +44,7 @@ class History:
     train: list[dict[str, float]] = field(default_factory=list)
     validation: list[dict[str, float]] = field(default_factory=list)
     in_sync: bool = True
+    interrupted: bool = False  # stopped by ``stop_after`` (as if killed): no final checkpoint, not finished
 
     def to_json(self) -> dict[str, Any]:
         return {"train": self.train, "validation": self.validation}
@@ -250,7 +251,10 @@ def fit(
             )
         if on_step is not None and ctx.is_main:
             on_step(StepInfo(step=step, total=iterations, loss=value, elapsed_s=elapsed, validation=val))
-        if out_of_time or (stop_after is not None and done_here >= stop_after):
+        if out_of_time:
+            break
+        if stop_after is not None and done_here >= stop_after and not last:
+            history.interrupted = True
             break
     history.in_sync = ctx.parameters_in_sync(model)
     return history
