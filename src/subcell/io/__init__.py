@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from subcell.io.files import read_yaml, write_table
+from subcell.io.cell_store import CellStore, CellStoreWriter, read_cell_store
+from subcell.io.files import read_yaml, write_bundle, write_table
 from subcell.io.info import describe
 from subcell.io.manifest import Manifest, ManifestRow, read_manifest
 from subcell.io.ome_zarr_writer import OmeZarrWriter
@@ -10,6 +11,8 @@ from subcell.io.reader import detect_format, label_names, read, read_labels
 from subcell.io.writer import output_format, write
 
 __all__ = [
+    "CellStore",
+    "CellStoreWriter",
     "Manifest",
     "ManifestRow",
     "OmeZarrWriter",
@@ -19,8 +22,10 @@ __all__ = [
     "output_format",
     "read",
     "read_labels",
+    "read_cell_store",
     "read_manifest",
     "read_yaml",
     "write",
+    "write_bundle",
     "write_table",
 ]

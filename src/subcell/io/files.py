@@ -8,7 +8,7 @@ from typing import Any
 from subcell.errors import InputFileError
 from subcell.io._atomic import atomic_output
 
-__all__ = ["TABLE_SUFFIXES", "read_yaml", "write_table"]
+__all__ = ["TABLE_SUFFIXES", "read_yaml", "write_bundle", "write_table"]
 
 TABLE_SUFFIXES = (".csv", ".parquet")
 
@@ -38,3 +38,26 @@ def write_table(frame: Any, path: str | Path, *, overwrite: bool = False) -> Pat
         else:
             frame.to_parquet(tmp, index=False)
     return p
+
+
+def write_bundle(
+    path: str | Path,
+    *,
+    tables: dict[str, Any] | None = None,
+    images: dict[str, Any] | None = None,
+    files: dict[str, bytes] | None = None,
+    overwrite: bool = False,
+) -> Path:
+    """Write a folder of results (tables by suffix, :class:`~subcell.image.Image` s, raw bytes such as PNGs)
+    that appears only once every file in it is complete."""
+    from subcell.io.writer import write
+
+    with atomic_output(path, overwrite=overwrite) as tmp:
+        tmp.mkdir()
+        for name, frame in (tables or {}).items():
+            write_table(frame, tmp / name)
+        for name, image in (images or {}).items():
+            write(image, tmp / name)
+        for name, content in (files or {}).items():
+            (tmp / name).write_bytes(content)
+    return Path(path)

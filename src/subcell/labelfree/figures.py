@@ -2,36 +2,19 @@
 
 from __future__ import annotations
 
-import io as _io
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
+from subcell.plotting import png_bytes, subplots
+
 __all__ = ["evaluation_figure_png", "orthogonal_views", "training_curve_png"]
-
-
-def _png(fig: Any) -> bytes:
-    import matplotlib.pyplot as plt
-
-    buf = _io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
-    plt.close(fig)
-    return buf.getvalue()
-
-
-def _figure(*args: Any, **kwargs: Any) -> Any:
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-
-    return plt.subplots(*args, **kwargs)
 
 
 def training_curve_png(history: Any) -> bytes:
     """Training loss (per step, smoothed) and validation loss / Pearson r against the step."""
-    fig, (ax1, ax2) = _figure(1, 2, figsize=(10, 3.6))
+    fig, (ax1, ax2) = subplots(1, 2, figsize=(10, 3.6))
     steps = np.array([h["step"] for h in history.train])
     loss = np.array([h["loss"] for h in history.train])
     if steps.size:
@@ -48,7 +31,7 @@ def training_curve_png(history: Any) -> bytes:
     ax1.set(xlabel="step", ylabel="loss", yscale="log", title="loss")
     ax1.legend()
     ax2.set(xlabel="step", ylabel="Pearson r", title="validation r", ylim=(min(0.0, ax2.get_ylim()[0]), 1.0))
-    return _png(fig)
+    return png_bytes(fig)
 
 
 def orthogonal_views(volume: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -65,7 +48,7 @@ def evaluation_figure_png(
     ``panels`` maps a title to a ``(Z, Y, X)`` volume; ``metrics`` maps a target to its metric values.
     """
     n = len(panels)
-    fig, axes = _figure(n + 1, 2, figsize=(9, 2.6 * (n + 1)), gridspec_kw={"width_ratios": [3, 1]})
+    fig, axes = subplots(n + 1, 2, figsize=(9, 2.6 * (n + 1)), gridspec_kw={"width_ratios": [3, 1]})
     vz, vy, vx = voxel_size
     for row, (title, vol) in enumerate(panels.items()):
         xy, xz, _ = orthogonal_views(vol)
@@ -87,4 +70,4 @@ def evaluation_figure_png(
     ax.set(ylim=(0, 1), title="metrics per target")
     ax.legend(fontsize=8)
     axes[n, 1].axis("off")
-    return _png(fig)
+    return png_bytes(fig)

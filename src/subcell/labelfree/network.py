@@ -14,6 +14,8 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from torch import nn
 
+from subcell.train.blocks import ConvBlock, Planar, norm_for
+
 __all__ = ["PRESETS", "NetworkConfig", "UNet", "build_network", "preset"]
 
 
@@ -66,81 +68,6 @@ def preset(name: str, **overrides: object) -> NetworkConfig:
     return NetworkConfig.model_validate({**PRESETS[name], **overrides})
 
 
-def _norm(kind: str, channels: int) -> nn.Module:
-    if kind == "batch":
-        return nn.BatchNorm3d(channels)
-    if kind == "group":
-        return nn.GroupNorm(min(8, channels), channels)
-    return nn.Identity()
-
-
-class Planar(nn.Module):
-    """Apply a 2D module to every z-plane of ``(N, C, Z, Y, X)`` (z folded into the batch).
-
-    In-plane (1×k×k, and 1×1×1) operations are written this way rather than as ``Conv3d`` with a kernel of depth 1:
-    it is the same computation, faster, and avoids crashes of torch 2.13's oneDNN bf16 backward for depth-1
-    ``Conv3d`` kernels on CPUs (segfaults at some tensor sizes, seen with AMX).
-    """
-
-    def __init__(self, module: nn.Module) -> None:
-        super().__init__()
-        self.inner = module
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        n, c, z, y, w = x.shape
-        if z == 1:  # a plain view, no copies
-            out = self.inner(x.reshape(n, c, y, w))
-            return out.reshape(n, out.shape[1], 1, *out.shape[2:])
-        # contiguous copies: strided (permuted) tensors send oneDNN down slow convolution paths
-        out = self.inner(x.transpose(1, 2).reshape(n * z, c, y, w).contiguous())
-        return out.reshape(n, z, *out.shape[1:]).transpose(1, 2).contiguous()
-
-    @property
-    def out_channels(self) -> int:
-        return int(self.inner.out_channels)  # type: ignore[arg-type]
-
-    @property
-    def stride(self) -> tuple[int, int, int]:
-        s = self.inner.stride  # type: ignore[union-attr]
-        return (1, int(s[0]), int(s[1]))  # type: ignore[index]
-
-
-def _conv(c_in: int, c_out: int, *, iso: bool, bias: bool) -> nn.Module:
-    if iso:
-        return nn.Conv3d(c_in, c_out, 3, padding=1, bias=bias)
-    return Planar(nn.Conv2d(c_in, c_out, 3, padding=1, bias=bias))
-
-
-def _norm_for(kind: str, channels: int, iso: bool) -> nn.Module:
-    if kind == "batch" and not iso:
-        return Planar(nn.BatchNorm2d(channels))  # same statistics as BatchNorm3d: over N, Z, Y, X
-    return _norm(kind, channels)
-
-
-class ConvBlock(nn.Module):
-    """Two 3×3×3 (or 1×3×3) convolutions with norm + ReLU; ``residual`` adds a projected shortcut."""
-
-    def __init__(self, c_in: int, c_out: int, *, iso: bool, norm: str, residual: bool) -> None:
-        super().__init__()
-        bias = norm == "none"
-        self.conv1 = _conv(c_in, c_out, iso=iso, bias=bias)
-        self.norm1 = _norm_for(norm, c_out, iso)
-        self.conv2 = _conv(c_out, c_out, iso=iso, bias=bias)
-        self.norm2 = _norm_for(norm, c_out, iso)
-        self.act = nn.ReLU(inplace=True)
-        self.residual = residual
-        self.skip: nn.Module = nn.Identity()
-        if residual and c_in != c_out:
-            self.skip = Planar(nn.Conv2d(c_in, c_out, 1, bias=False))  # 1×1×1, see Planar
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.act(self.norm1(self.conv1(x)))
-        y = self.norm2(self.conv2(y))
-        if self.residual:
-            y = y + self.skip(x)
-        return self.act(y)
-
-
 class _Down(nn.Module):
     """Strided 2×2×2 (or 1×2×2) convolution + norm + ReLU."""
 
@@ -152,7 +79,7 @@ class _Down(nn.Module):
             if iso
             else Planar(nn.Conv2d(c_in, c_out, 2, stride=2, bias=bias))
         )
-        self.norm = _norm_for(norm, c_out, iso)
+        self.norm = norm_for(norm, c_out, iso)
         self.act = nn.ReLU(inplace=True)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -170,7 +97,7 @@ class _Up(nn.Module):
             if iso
             else Planar(nn.ConvTranspose2d(c_in, c_out, 2, stride=2, bias=bias))
         )
-        self.norm = _norm_for(norm, c_out, iso)
+        self.norm = norm_for(norm, c_out, iso)
         self.act = nn.ReLU(inplace=True)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -232,7 +232,7 @@ def train_labelfree(
     if ctx.is_main and not history.interrupted:
         from subcell.labelfree.figures import training_curve_png
 
-        csv = _history_csv(history).encode()
+        csv = history.to_csv().encode()
         folder = model.save(
             out,
             overwrite=cfg.overwrite,
@@ -241,22 +241,3 @@ def train_labelfree(
     ctx.barrier()
     ctx.close()
     return TrainResult(model, folder, history, summary)
-
-
-def _history_csv(history: History) -> str:
-    val = {v["step"]: v for v in history.validation}
-    keys = sorted({k for v in history.validation for k in v if k != "step"})
-    lines = [",".join(["step", "loss", "seconds", *keys])]
-    for h in history.train:
-        v = val.get(h["step"], {})
-        lines.append(
-            ",".join(
-                [
-                    str(int(h["step"])),
-                    f"{h['loss']:.6g}",
-                    f"{h['seconds']:.3f}",
-                    *(f"{v[k]:.6g}" if k in v else "" for k in keys),
-                ]
-            )
-        )
-    return "\n".join(lines) + "\n"

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -11,6 +10,7 @@ from scipy import ndimage as ndi
 
 from subcell.errors import ValueRangeError
 from subcell.image import VoxelSize
+from subcell.metrics.shape import principal_axes, sphericity, surface_area
 
 __all__ = ["border_ids", "measure_objects", "structures_per_cell"]
 
@@ -22,19 +22,6 @@ def border_ids(labels: np.ndarray) -> set[int]:
         [lab[..., 0, :].ravel(), lab[..., -1, :].ravel(), lab[..., :, 0].ravel(), lab[..., :, -1].ravel()]
     )
     return {int(i) for i in np.unique(edges) if i != 0}
-
-
-def _surface_area(obj: np.ndarray, spacing: tuple[float, float, float]) -> float:
-    from skimage.measure import marching_cubes, mesh_surface_area
-
-    padded = np.pad(obj.astype(np.float32), 2)
-    # a slight blur turns the voxel staircase into a smooth surface (marching cubes on raw voxels
-    # overestimates the area of a sphere by ~15%)
-    padded = ndi.gaussian_filter(padded, 0.7)
-    if padded.max() < 0.5:
-        return float("nan")
-    verts, faces, _, _ = marching_cubes(padded, level=0.5, spacing=spacing)
-    return float(mesh_surface_area(verts, faces))
 
 
 def measure_objects(
@@ -99,18 +86,12 @@ def measure_objects(
             "bbox_z1": sl[0].stop, "bbox_y1": sl[1].stop, "bbox_x1": sl[2].stop,
             "touches_border": i in border,
         }  # fmt: skip
-        if n > 1:
-            var = np.linalg.eigvalsh(np.cov(um.T)) if n > 3 else np.zeros(3)
-            axes = np.sqrt(20 * np.clip(var[::-1], 0, None))  # a solid ellipsoid has variance a²/5 per axis
-        else:
-            axes = np.zeros(3)
+        axes = principal_axes(um)
         row.update(axis_major_um=axes[0], axis_medium_um=axes[1], axis_minor_um=axes[2])
         if surface:
-            area = _surface_area(obj, vs)
+            area = surface_area(obj, vs)
             row["surface_area_um2"] = area
-            row["sphericity"] = (
-                (math.pi ** (1 / 3) * (6 * row["volume_um3"]) ** (2 / 3) / area) if area and area > 0 else float("nan")
-            )
+            row["sphericity"] = sphericity(row["volume_um3"], area)
         for name, a in chans.items():
             vals = a[sl][obj].astype(np.float64)
             row.update({

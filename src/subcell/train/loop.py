@@ -49,6 +49,17 @@ class History:
     def to_json(self) -> dict[str, Any]:
         return {"train": self.train, "validation": self.validation}
 
+    def to_csv(self) -> str:
+        """One line per step: loss, seconds, and the validation metrics where they were computed."""
+        val = {v["step"]: v for v in self.validation}
+        keys = sorted({k for v in self.validation for k in v if k != "step"})
+        lines = [",".join(["step", "loss", "seconds", *keys])]
+        for h in self.train:
+            v = val.get(h["step"], {})
+            cells = [str(int(h["step"])), f"{h['loss']:.6g}", f"{h['seconds']:.3f}"]
+            lines.append(",".join([*cells, *(f"{v[k]:.6g}" if k in v else "" for k in keys)]))
+        return "\n".join(lines) + "\n"
+
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> History:
         return cls(train=list(d.get("train", [])), validation=list(d.get("validation", [])))
@@ -164,7 +175,7 @@ def fit(
     optimizer: torch.optim.Optimizer,
     *,
     sample_batch: Callable[[np.random.Generator], tuple[torch.Tensor, ...]],
-    loss_fn: Callable[[torch.Tensor, tuple[torch.Tensor, ...]], torch.Tensor],
+    loss_fn: Callable[[torch.Tensor, tuple[torch.Tensor, ...]], torch.Tensor] | None = None,
     iterations: int,
     rng: np.random.Generator,
     device: torch.device,
@@ -179,6 +190,7 @@ def fit(
     stop_after: int | None = None,
     lr_at: Callable[[int], float] | None = None,
     max_seconds: float | None = None,
+    step_loss: Callable[[torch.nn.Module, tuple[torch.Tensor, ...], int], torch.Tensor] | None = None,
 ) -> History:
     """Train ``model`` for ``iterations`` optimizer steps.
 
@@ -187,7 +199,10 @@ def fit(
     sample_batch : callable
         ``sample_batch(rng) -> (input, target, ...)`` on the CPU; must draw all randomness from ``rng``.
     loss_fn : callable
-        ``loss_fn(output, batch) -> scalar`` (batch already on ``device``).
+        ``loss_fn(output, batch) -> scalar`` (batch already on ``device``), output = ``model(batch[0])``.
+    step_loss : callable, optional
+        Instead of ``loss_fn``: ``step_loss(model, batch, step) -> scalar`` runs the forward pass itself (models
+        with several inputs or outputs, losses that change with the step); called under autocast.
     autocast : torch dtype, optional
         Mixed-precision dtype (bf16 / fp16); fp16 uses a gradient scaler.
     checkpoint_dir, checkpoint_every, resume
@@ -223,8 +238,13 @@ def fit(
                 group["lr"] = lr_at(step)
         batch = tuple(b.to(device, non_blocking=True) for b in sample_batch(rng))
         with torch.autocast(device.type, dtype=autocast or torch.float32, enabled=autocast is not None):
-            out = train_model(batch[0])
-        loss = loss_fn(out.float(), batch)
+            if step_loss is not None:
+                loss = step_loss(train_model, batch, step)
+            else:
+                out = train_model(batch[0])
+        if step_loss is None:
+            assert loss_fn is not None, "fit needs loss_fn or step_loss"
+            loss = loss_fn(out.float(), batch)
         if not torch.isfinite(loss):
             raise FloatingPointError(f"loss became {loss.item()} at step {step}; lower the learning rate")
         optimizer.zero_grad(set_to_none=True)
