@@ -16,6 +16,8 @@ from typing import Annotated, Any, Optional
 import typer
 
 from subcell._version import __version__
+from subcell.cli.cells import cells_app
+from subcell.cli.integrated import integrated_app
 from subcell.cli.labelfree import labelfree_app
 
 __all__ = ["app", "run"]
@@ -30,6 +32,8 @@ app = typer.Typer(
 manifest_app = typer.Typer(help="Dataset manifests (CSV / Parquet).", no_args_is_help=True)
 app.add_typer(manifest_app, name="manifest")
 app.add_typer(labelfree_app, name="labelfree")
+app.add_typer(cells_app, name="cells")
+app.add_typer(integrated_app, name="integrated")
 
 _STATE = {"verbose": False}
 

@@ -86,7 +86,7 @@ def load_cells(
             chans = [*reference_channels, *structures]
             norm = normalize_crop(crop[[store.channel_index(c) for c in chans]], chans, cell)
             refs.append(norm[: len(reference_channels)].astype(np.float16))
-            imgs.append(norm[len(reference_channels) :].astype(np.float16))
+            imgs.append(norm[len(reference_channels) :].astype(np.float16).reshape(len(structures), *store.box))
             slot_ids = []
             for ch in structures:
                 name = str(r["structure"]) if ch == STRUCTURE_CHANNEL else ch
@@ -100,7 +100,8 @@ def load_cells(
     if not refs:
         raise ValueRangeError("the cell stores hold no extracted cells", path=stores[0])
     return CellData(
-        reference=np.stack(refs), structure_images=np.stack(imgs), structure_ids=np.asarray(ids, np.int64),
+        reference=np.stack(refs), structure_images=np.stack(imgs),
+        structure_ids=np.asarray(ids, np.int64).reshape(len(refs), len(structures)),
         structure_names=names, table=pd.DataFrame(rows), box=tuple(box), voxel_um=float(voxel),  # type: ignore[arg-type]
         reference_channels=list(reference_channels),
     )  # fmt: skip
