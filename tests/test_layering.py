@@ -10,7 +10,7 @@ def test_classical_modules_do_not_import_torch(tmp_path) -> None:  # type: ignor
     code = (
         "import sys, numpy as np\n"
         "import subcell, subcell.io, subcell.transforms, subcell.synth, subcell.cli.main\n"
-        "import subcell.segment, subcell.segment.chunked, subcell.metrics\n"
+        "import subcell.segment, subcell.segment.chunked, subcell.metrics, subcell.cells, subcell.cells.placement\n"
         "from subcell import io, synth\n"
         "field = synth.synth_field(shape=(8, 96, 96), seed=1)\n"
         f"io.read(synth.write_field(field, r'{tmp_path}/t.ome.zarr')).numpy()\n"

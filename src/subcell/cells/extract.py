@@ -9,7 +9,7 @@ field at the original voxel size.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -167,15 +167,19 @@ def extract_cells(
         for c in chan_idx:
             data = np.asarray(image.data[timepoint, c][region], dtype=np.float32)
             channels.append(_resample(data * keep, matrix, offset, box, order=1))
+        # a mask sampled between two source voxels (one in, one out) interpolates to exactly 0.5: smoothing
+        # first (about half the output voxel) puts the 0.5 level on the object's boundary instead of a tie
+        sigma = 0.5 * cfg.voxel_um * alignment.scale / vs
         for mask in (cell, nucleus):
-            channels.append((_resample(mask, matrix, offset, box, order=1) >= 0.5).astype(np.float32))
+            smooth = ndi.gaussian_filter(mask.astype(np.float32), sigma)
+            channels.append((_resample(smooth, matrix, offset, box, order=1) > 0.5).astype(np.float32))
         row.update(alignment.as_row())
         row["status"] = "ok" if ratio <= 1 else f"rescaled ×{ratio:.2f}"
         yield CellCrop(np.stack(channels), row)
 
 
 def extract_to_store(
-    fields: list[tuple[Image, np.ndarray, np.ndarray, Mapping[str, Any]]],
+    fields: Sequence[tuple[Image, np.ndarray, np.ndarray, Mapping[str, Any]]],
     out: str | Path,
     config: ExtractConfig | None = None,
     *,
@@ -213,4 +217,13 @@ def extract_to_store(
                     writer.append(item.crop, item.row)
                     if progress is not None:
                         progress(item.row)
+        if writer.count == 0:
+            too_big = [r["status"] for r in writer.rows if r["status"].endswith("× the box")]
+            if too_big:
+                raise ValueRangeError(
+                    f"no cell fits the box {tuple(cfg.box)} at {cfg.voxel_um} µm ({len(too_big)} too large); "
+                    "enlarge the box or the voxel, or rescale oversized cells (oversize='rescale')",
+                    field="box",
+                )
+            raise ValueRangeError(f"no cell was extracted ({len(writer.rows)} rejected)", field="cells")
     return _read(out).table

@@ -66,7 +66,7 @@ class SHFit:
 
 
 def fit_harmonics(
-    mask: np.ndarray, spacing: Sequence[float], *, lmax: int = 8, center_um: Sequence[float] | None = None,
+    mask: np.ndarray, spacing: Sequence[float] | np.ndarray, *, lmax: int = 8, center_um: Sequence[float] | np.ndarray | None = None,
     regularization: float = 1e-6,
 ) -> SHFit:  # fmt: skip
     """Fit r(θ, φ) of the mask's surface with real spherical harmonics up to degree ``lmax``.
@@ -97,14 +97,14 @@ def fit_harmonics(
 
 def radius_at(coefficients: np.ndarray, theta: np.ndarray, phi: np.ndarray) -> np.ndarray:
     """r(θ, φ) of a coefficient vector (any shape of angles)."""
-    lmax = int(round(np.sqrt(len(coefficients)))) - 1
+    lmax = round(np.sqrt(len(coefficients))) - 1
     shape = np.shape(theta)
     basis = real_sph_harm(lmax, np.ravel(theta), np.ravel(phi))
     return (basis @ coefficients).reshape(shape)
 
 
 def rasterize(
-    coefficients: np.ndarray, shape: Sequence[int], spacing: Sequence[float], center_um: Sequence[float]
+    coefficients: np.ndarray, shape: Sequence[int], spacing: Sequence[float] | np.ndarray, center_um: Sequence[float] | np.ndarray
 ) -> np.ndarray:
     """Binary volume of the surface r(θ, φ) about ``center_um`` (inside where |p − c| ≤ r(θ, φ))."""
     grids = np.meshgrid(*[np.arange(n) * s for n, s in zip(shape, spacing, strict=True)], indexing="ij")

@@ -61,7 +61,9 @@ def shape_space_of_store(
         "explained_variance_ratio": space.explained_variance_ratio,
         "std_um": space.std,
     })  # fmt: skip
-    walks = {m: walk_volumes(space, m, sigmas, store.box, store.voxel_um) for m in range(min(walk_modes, len(space.std)))}
+    walks = {
+        m: walk_volumes(space, m, sigmas, store.box, store.voxel_um) for m in range(min(walk_modes, len(space.std)))
+    }
     return ShapeSpaceResult(table, space, modes, walks, _figure(walks, sigmas, space))
 
 

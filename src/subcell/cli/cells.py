@@ -19,9 +19,8 @@ def load_label_array(path: Path, name: str, fallback_index: int, image: Any) -> 
     from subcell.errors import ChannelError
     from subcell.io import label_names, read, read_labels
 
-    if path.suffix == ".zarr" or path.name.endswith(".ome.zarr"):
-        if name in label_names(path):
-            return np.asarray(read_labels(path, name).numpy())[:, 0]
+    if path.suffix == ".zarr" and name in label_names(path):
+        return np.asarray(read_labels(path, name).numpy())[:, 0]
     lab = read(path, voxel_size=image.voxel_size, force=True)
     try:
         c = lab.channel_index(name)

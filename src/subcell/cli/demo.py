@@ -13,14 +13,35 @@ __all__ = ["run_demo"]
 _FIELD_SHAPE = (48, 384, 384)
 LABELFREE_MINUTES = 3.0
 LABELFREE_EXTRA_FIELDS = 3
+INTEGRATED_MINUTES = 2.0
+INTEGRATED_STRUCTURES = ["mitochondria", "nucleoli", "golgi"]
 
 
 def run_demo(
-    out: Path, *, overwrite: bool = False, seed: int = 0, labelfree_minutes: float = LABELFREE_MINUTES
+    out: Path,
+    *,
+    overwrite: bool = False,
+    seed: int = 0,
+    labelfree_minutes: float = LABELFREE_MINUTES,
+    integrated_minutes: float = INTEGRATED_MINUTES,
+) -> Iterator[str]:
+    """All demo steps, then ``report.html`` (see :func:`_steps`); yields one summary line per step."""
+    lines = []
+    for line in _steps(out, overwrite=overwrite, seed=seed, labelfree_minutes=labelfree_minutes,
+                       integrated_minutes=integrated_minutes):  # fmt: skip
+        lines.append(line)
+        yield line
+    yield write_report(Path(out), lines)
+
+
+def _steps(
+    out: Path, *, overwrite: bool, seed: int, labelfree_minutes: float, integrated_minutes: float
 ) -> Iterator[str]:
     """Synthesize fields → OME-Zarr with labels → read back → resample + normalize → OME-TIFF → manifest →
     classical segmentation evaluated against the ground truth, with a measurement table → label-free model
-    trained, tiled prediction of a held-out field, evaluated against the noise ceiling with a figure.
+    trained, tiled prediction of a held-out field, evaluated against the noise ceiling with a figure → single
+    cells extracted, shape space, integrated-cell model trained, structures sampled in held-out cells, latent
+    walk → ``report.html`` with every line and figure.
 
     Yields one summary line per step (the CLI prints them).
     """
@@ -42,7 +63,7 @@ def run_demo(
         generated.append(field)
         n_mitotic = int(field.cells.mitotic.sum())
         yield (
-            f"[1/6] synthetic field {i}: {field.image.sizes}, {len(field.cells)} cells ({n_mitotic} mitotic), "
+            f"[1/7] synthetic field {i}: {field.image.sizes}, {len(field.cells)} cells ({n_mitotic} mitotic), "
             f"bright-field + {len(synth.STRUCTURES)} structures + noise-free truth, labels {list(field.labels)} → {path}"
         )
     first = generated[0]
@@ -55,14 +76,14 @@ def run_demo(
     )
     if not exact:
         raise RuntimeError(f"OME-Zarr round trip of {fields[0]} changed the data or metadata")
-    yield f"[2/6] read back {fields[0].name} exactly: {back.sizes}, {back.voxel_size}, labels {io.label_names(fields[0])}"
+    yield f"[2/7] read back {fields[0].name} exactly: {back.sizes}, {back.voxel_size}, labels {io.label_names(fields[0])}"
 
     dna = back.channel("dna")
     iso = transforms.resample_image(dna, (0.29, 0.29, 0.29), order=1)
     norm = iso.with_data(transforms.percentile_normalize(iso.numpy()), step="percentile_normalize")
     tif = out / "field0_dna_isotropic.ome.tif"
     io.write(norm, tif, overwrite=True)
-    yield f"[3/6] DNA resampled to {iso.voxel_size}, percentile-normalized → {tif}"
+    yield f"[3/7] DNA resampled to {iso.voxel_size}, percentile-normalized → {tif}"
 
     manifest = out / "manifest.csv"
     with manifest.open("w", newline="") as fh:
@@ -72,7 +93,7 @@ def run_demo(
             split = ("train", "val", "test")[i]
             w.writerow([f"field{i}", p.name, "brightfield", p.name, "dna", split, "dna", f"{p.name}/labels/nucleus"])
     m = io.read_manifest(manifest, check_files=True)
-    yield f"[4/6] manifest {manifest} validated (bright-field → DNA pairs): {len(m)} rows"
+    yield f"[4/7] manifest {manifest} validated (bright-field → DNA pairs): {len(m)} rows"
 
     from subcell.metrics import dice, match_instances
     from subcell.segment import load_workflow, measure_objects, segment_image
@@ -96,8 +117,9 @@ def run_demo(
         cells.numpy()[0, 0], voxel_size=cells.voxel_size, intensity={"dna": back.channel("dna").numpy()[0, 0]}
     )
     io.write_table(table, out / "field0_cells.csv", overwrite=True)
-    yield f"[5/6] segmented field0 vs ground truth: {', '.join(scores)}; {len(table)} cells measured → {out / 'field0_cells.csv'}"
+    yield f"[5/7] segmented field0 vs ground truth: {', '.join(scores)}; {len(table)} cells measured → {out / 'field0_cells.csv'}"
     yield labelfree_step(out, fields, seed=seed, minutes=labelfree_minutes)
+    yield integrated_step(out, seed=seed, minutes=integrated_minutes)
 
 
 def labelfree_step(out: Path, fields: list[Path], *, seed: int, minutes: float = LABELFREE_MINUTES) -> str:
@@ -105,7 +127,7 @@ def labelfree_step(out: Path, fields: list[Path], *, seed: int, minutes: float =
     import importlib.util
 
     if importlib.util.find_spec("torch") is None:
-        return "[6/6] label-free step skipped: torch is not installed (pip install 'subcell[dl]')"
+        return "[6/7] label-free step skipped: torch is not installed (pip install 'subcell[dl]')"
     from subcell import io, synth
     from subcell.labelfree import LabelFreeModel, PredictConfig, TrainConfig, evaluate_prediction, predict_to_zarr
     from subcell.labelfree.figures import evaluation_figure_png, training_curve_png
@@ -156,7 +178,104 @@ def labelfree_step(out: Path, fields: list[Path], *, seed: int, minutes: float =
         for r in rows
     )
     return (
-        f"[6/6] label-free: {result.summary['steps']} steps in {result.summary['seconds']:.0f} s "
+        f"[6/7] label-free: {result.summary['steps']} steps in {result.summary['seconds']:.0f} s "
         f"({result.summary['precision']}); held-out field2 predicted in {n_tiles} "
         f"overlapping tiles: {scores} → {out / 'labelfree_evaluation.png'}"
     )
+
+
+def integrated_step(out: Path, *, seed: int, minutes: float = INTEGRATED_MINUTES) -> str:
+    """Extract single cells from every demo field, build the shape space, train a small integrated-cell model,
+    sample structures in held-out cells and walk the reference latent space (figures for the report)."""
+    import importlib.util
+
+    import numpy as np
+
+    from subcell import io
+    from subcell.cells import ExtractConfig, extract_to_store, shape_space_of_store
+
+    fields = sorted(out.glob("field[0-9].ome.zarr")) + sorted(out.glob("train[0-9].ome.zarr"))
+    items = []
+    for p in fields:
+        image = io.read(p)
+        items.append((image, io.read_labels(p, "cell").numpy()[:, 0], io.read_labels(p, "nucleus").numpy()[:, 0],
+                      {"source": p.name}))  # fmt: skip
+    cfg = ExtractConfig(channels=INTEGRATED_STRUCTURES, box=(32, 48, 48), voxel_um=0.5, border="flag",
+                        oversize="rescale")  # fmt: skip
+    store = out / "cells.zarr"
+    table = extract_to_store(items, store, cfg, overwrite=True)
+    del items
+    shape = shape_space_of_store(io.read_cell_store(store), lmax=8, walk_modes=2)
+    io.write_table(shape.table, out / "shape_space.parquet", overwrite=True)
+    (out / "shape_modes.png").write_bytes(shape.figure_png)
+    n_cells = int((table.crop_index >= 0).sum())
+    head = (f"[7/7] {n_cells} cells extracted ({int(table.touches_border.sum())} flagged at the border) → {store}; "
+            f"shape space: SH error cell {shape.table.cell_sh_error_um.mean():.2f} µm, mode 1 explains "
+            f"{shape.modes.explained_variance_ratio[0]:.0%}")  # fmt: skip
+    if importlib.util.find_spec("torch") is None:
+        return head + "; integrated model skipped: torch is not installed (pip install 'subcell[dl]')"
+    from subcell.integrated import TrainConfig, evaluate_model, latent_walk, sample_structure, train_integrated
+    from subcell.integrated.figures import evaluation_png, grid_png
+
+    part = {"iterations": 100000, "max_minutes": minutes / 2, "network": {"latent_dim": 16, "base_channels": 8},
+            "beta": {"kind": "warmup", "warmup_steps": 200}}  # fmt: skip
+    tc = TrainConfig(cells=[store], output=out / "integrated_model", overwrite=True, structures=INTEGRATED_STRUCTURES,
+                     reference=part, conditional=part, validate_every=50, checkpoint_every=100000, resume=False,
+                     seed=seed, val_fraction=0.15, test_fraction=0.2)  # fmt: skip
+    res = train_integrated(tc)
+    model, data, test = res.model, res.data, res.split["test"]
+    ev = evaluate_model(model, data, test, samples=2)
+    io.write_table(ev.summary, out / "integrated_evaluation.csv", overwrite=True)
+    (out / "integrated_evaluation.png").write_bytes(evaluation_png(ev.summary, ev.reference_kl_per_dim))
+    rows, titles = [], []
+    for i in test[:3]:
+        ref = data.reference[i].astype(np.float32)
+        row = [ref[0] + ref[1]]
+        for slot, name in enumerate(INTEGRATED_STRUCTURES):
+            row += [
+                data.structure_images[i, slot].astype(np.float32),
+                sample_structure(model, ref, name, 1, seed=int(i))[0],
+            ]
+        rows.append(row)
+        titles.append(f"held-out cell {int(i)}")
+    cols = ["cell + nucleus"] + [f"{n} {k}" for n in INTEGRATED_STRUCTURES for k in ("real", "sampled")]
+    (out / "integrated_samples.png").write_bytes(grid_png(rows, titles, cols))
+    walks, dims = latent_walk(model, data=data, steps=5, top=2)
+    (out / "integrated_latent_walk.png").write_bytes(
+        grid_png([[w[k].sum(axis=0) for k in range(len(w))] for w in walks], [f"latent dim {d}" for d in dims])
+    )
+    gains = ev.summary[ev.summary.model == "conditional"]
+    gain = ", ".join(f"{r.structure} {r.elbo_gain_nats:+.0f}" for r in gains.itertuples())
+    tr = model.training
+    return (f"{head}; integrated model: reference {tr['reference']['steps']} + conditional "
+            f"{tr['conditional']['steps']} steps; held-out ELBO gain of the true over a shuffled reference "
+            f"(nats/cell): {gain} → {out / 'integrated_samples.png'}")  # fmt: skip
+
+
+REPORT_FIGURES = [
+    ("Label-free prediction of the held-out field", "labelfree_evaluation.png"),
+    ("Label-free training curve", "labelfree_training_curve.png"),
+    ("Shape space: walks along the first modes", "shape_modes.png"),
+    ("Integrated cell: real vs sampled structures in held-out cells", "integrated_samples.png"),
+    (
+        "Integrated cell: held-out ELBO with true vs shuffled reference; KL per latent dimension",
+        "integrated_evaluation.png",
+    ),
+    ("Integrated cell: latent walk of the reference model", "integrated_latent_walk.png"),
+]
+
+
+def write_report(out: Path, lines: list[str]) -> str:
+    """``report.html``: the demo's summary lines and its figures."""
+    import html
+
+    parts = ["<!doctype html><meta charset='utf-8'><title>subcell demo</title>",
+             "<style>body{font-family:sans-serif;max-width:1100px;margin:2em auto}img{max-width:100%}</style>",
+             "<h1>subcell demo report</h1><ul>"]  # fmt: skip
+    parts += [f"<li>{html.escape(line)}</li>" for line in lines]
+    parts.append("</ul>")
+    for title, name in REPORT_FIGURES:
+        if (out / name).exists():
+            parts.append(f"<h2>{html.escape(title)}</h2><img src='{name}' alt='{html.escape(title)}'>")
+    (out / "report.html").write_text("\n".join(parts))
+    return f"report → {out / 'report.html'}"

@@ -414,11 +414,15 @@ def demo(
     labelfree_minutes: Annotated[
         float, typer.Option("--labelfree-minutes", help="CPU training budget of the label-free step.", min=0.01)
     ] = 3.0,
+    integrated_minutes: Annotated[
+        float, typer.Option("--integrated-minutes", help="CPU training budget of the integrated-cell step.", min=0.01)
+    ] = 2.0,
 ) -> None:
     """Run the end-to-end pipeline on built-in synthetic data."""
     from subcell.cli.demo import run_demo
 
-    for line in run_demo(out, overwrite=overwrite, seed=seed, labelfree_minutes=labelfree_minutes):
+    for line in run_demo(out, overwrite=overwrite, seed=seed, labelfree_minutes=labelfree_minutes,
+                         integrated_minutes=integrated_minutes):  # fmt: skip
         typer.echo(line)
 
 

@@ -1,6 +1,6 @@
 """Training examples from cell stores: reference images, structure images and structure identities.
 
-Each cell's intensities are scaled by their own robust maximum (99.9th percentile inside the cell), so the
+Each cell's intensities are scaled between their own background and robust maximum (5th and 99.9th percentiles inside the cell), so the
 models learn where a structure is and its relative brightness, not the day's laser power. Masks stay 0/1.
 All crops are held in memory as float16 (a 32×48×48 crop of 5 channels is 0.7 MB).
 """
@@ -21,15 +21,16 @@ STRUCTURE_CHANNEL = "structure"
 
 
 def normalize_crop(crop: np.ndarray, names: list[str], cell: np.ndarray) -> np.ndarray:
-    """Scale each intensity channel by its 99.9th percentile inside ``cell``; mask channels unchanged."""
+    """Map each intensity channel's 5th → 99.9th percentile inside ``cell`` to 0 → 1 (clipped to [0, 2]): the
+    low percentile is the cell's background (camera offset, out-of-focus haze). Mask channels unchanged."""
     out = np.asarray(crop, dtype=np.float32).copy()
     inside = cell > 0.5
     for c, name in enumerate(names):
         if name.endswith("_mask"):
             continue
         vals = out[c][inside] if inside.any() else out[c].ravel()
-        top = float(np.percentile(vals, 99.9)) if vals.size else 0.0
-        out[c] = np.clip(out[c] / top, 0, 2) if top > 0 else 0.0
+        low, top = (float(v) for v in np.percentile(vals, [5, 99.9])) if vals.size else (0.0, 0.0)
+        out[c] = np.clip((out[c] - low) / (top - low), 0, 2) * inside if top > low else 0.0
     return out
 
 
@@ -48,7 +49,9 @@ class CellData:
 
     def examples(self, cells: np.ndarray) -> np.ndarray:
         """(cell, slot) pairs of the given cells that hold a structure."""
-        pairs = [(int(i), s) for i in cells for s in range(self.structure_ids.shape[1]) if self.structure_ids[i, s] >= 0]
+        pairs = [
+            (int(i), s) for i in cells for s in range(self.structure_ids.shape[1]) if self.structure_ids[i, s] >= 0
+        ]
         return np.asarray(pairs, dtype=np.int64).reshape(-1, 2)
 
 
@@ -110,8 +113,8 @@ def load_cells(
 def split_cells(n: int, val_fraction: float, test_fraction: float, seed: int) -> dict[str, np.ndarray]:
     """Random train / val / test cell indices (at least one train cell; val/test may be empty for tiny sets)."""
     order = np.random.default_rng([seed, 0x1C]).permutation(n)
-    n_test = int(round(n * test_fraction))
-    n_val = int(round(n * val_fraction))
+    n_test = round(n * test_fraction)
+    n_val = round(n * val_fraction)
     if n - n_test - n_val < 1:
         raise ValueRangeError(f"{n} cells leave none to train on with these fractions", field="val_fraction")
     return {

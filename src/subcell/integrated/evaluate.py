@@ -107,17 +107,18 @@ def evaluate_model(model: IntegratedModel, data: CellData, cells: np.ndarray, *,
                 })  # fmt: skip
     reference = pd.DataFrame(ref_rows)
     conditional = pd.DataFrame(cond_rows)
-    summary = [{
+    summary: list[dict[str, Any]] = [{
         "model": "reference", "structure": "", "cells": len(reference),
         "elbo_nats": reference.elbo_nats.mean(), "bits_per_voxel": reference.bits_per_voxel.mean(),
         "recon_mse": reference.recon_mse.mean(), "kl_nats": reference.kl_nats.mean(),
     }]  # fmt: skip
-    for name, g in conditional.groupby("structure", sort=False) if len(conditional) else []:
+    groups = list(conditional.groupby("structure", sort=False)) if len(conditional) else []
+    for structure, g in groups:
         gain = g.elbo_gain_nats.to_numpy()
         sd = gain.std(ddof=1) if len(gain) > 1 else float("nan")
         p = float(wilcoxon(gain).pvalue) if len(gain) >= 2 and np.any(gain != 0) else float("nan")
         summary.append({
-            "model": "conditional", "structure": name, "cells": len(g), "elbo_nats": g.elbo_nats.mean(),
+            "model": "conditional", "structure": structure, "cells": len(g), "elbo_nats": g.elbo_nats.mean(),
             "elbo_shuffled_nats": g.elbo_shuffled_nats.mean(), "elbo_gain_nats": gain.mean(),
             "effect_size": gain.mean() / sd if sd and sd > 0 else float("nan"), "wilcoxon_p": p,
             "bits_per_voxel": g.bits_per_voxel.mean(), "recon_mse": g.recon_mse.mean(),

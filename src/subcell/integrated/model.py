@@ -79,7 +79,9 @@ class IntegratedModel:
         return self.structures.index(name)
 
     # -- the two ELBO terms ------------------------------------------------------------------------------------
-    def reference_terms(self, ref: torch.Tensor, *, sample: bool = True) -> tuple[VAEOutput, torch.Tensor, torch.Tensor]:
+    def reference_terms(
+        self, ref: torch.Tensor, *, sample: bool = True
+    ) -> tuple[VAEOutput, torch.Tensor, torch.Tensor]:
         """(output, log-likelihood (N,), KL per dim (N, D)) of reference images."""
         out = self.net.reference(ref, sample=sample)
         ll = log_likelihood(out.recon, ref, self.ref_likelihoods, self.net.ref_log_sigma)
@@ -102,7 +104,7 @@ class IntegratedModel:
             "reference_network": self.reference_config.model_dump(mode="json"),
             "conditional_network": self.conditional_config.model_dump(mode="json"),
             "structure_likelihood": self.structure_likelihood,
-            "normalization": "intensities / 99.9th percentile inside the cell, clipped to [0, 2]; masks 0/1",
+            "normalization": "intensities: (x − p5) / (p99.9 − p5) inside the cell, clipped to [0, 2], 0 outside; masks 0/1",
             "training": self.training,
             "config": self.config,
         }

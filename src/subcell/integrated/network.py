@@ -96,12 +96,18 @@ class _Decoder(nn.Module):
         h = F.silu(self.fc(z)).view(z.shape[0], self.c_bottom, *self.bottom)
         for up, block in zip(self.ups, self.blocks, strict=True):
             if reference is not None:
-                h = torch.cat([h, F.adaptive_avg_pool3d(reference, h.shape[2:]).to(h.dtype)], dim=1)
+                h = torch.cat([h, _pool(reference, h)], dim=1)
             h = up(h)
             if reference is not None:
-                h = torch.cat([h, F.adaptive_avg_pool3d(reference, h.shape[2:]).to(h.dtype)], dim=1)
+                h = torch.cat([h, _pool(reference, h)], dim=1)
             h = block(h)
         return self.out(h)
+
+
+def _pool(reference: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """The reference image average-pooled to the spatial size of ``like``."""
+    size = (int(like.shape[2]), int(like.shape[3]), int(like.shape[4]))
+    return F.adaptive_avg_pool3d(reference, size).to(like.dtype)
 
 
 def _reparameterize(mu: torch.Tensor, logvar: torch.Tensor, sample: bool) -> torch.Tensor:

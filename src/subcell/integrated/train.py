@@ -198,7 +198,9 @@ def train_integrated(
     model.net.to(device)
     dtype = autocast_dtype(device, config.precision)
     n_params = sum(p.numel() for p in model.net.parameters())
-    say(f"{n_params / 1e6:.2f} M parameters; device {device}, precision {dtype or 'fp32'}, {ctx.world_size} process(es)")
+    say(
+        f"{n_params / 1e6:.2f} M parameters; device {device}, precision {dtype or 'fp32'}, {ctx.world_size} process(es)"
+    )
     histories, summaries = {}, {}
     for kind, part in (("reference", config.reference), ("conditional", config.conditional)):
         histories[kind], summaries[kind] = _train_part(model, part, kind, data, split, config, device, dtype, ctx,

@@ -37,7 +37,6 @@ def _check_reference(model: IntegratedModel, reference: np.ndarray) -> torch.Ten
 @torch.no_grad()
 def encode(model: IntegratedModel, data: CellData, *, batch: int = 8) -> Any:
     """Posterior means of every cell's reference (``ref_z*``) and KL per cell; one row per cell (pandas)."""
-    import pandas as pd
 
     model.net.eval()
     mus, kls = [], []
@@ -117,5 +116,7 @@ def latent_walk(model: IntegratedModel, *, dims: Sequence[int] | None = None, da
     for d in dims:
         z = torch.zeros(steps, d_lat)
         z[:, d] = torch.from_numpy(values).float()
-        out.append(predicted_mean(model.net.reference.decode(z.to(_device(model))), model.ref_likelihoods).cpu().numpy())
+        out.append(
+            predicted_mean(model.net.reference.decode(z.to(_device(model))), model.ref_likelihoods).cpu().numpy()
+        )
     return np.stack(out), list(dims)

@@ -74,7 +74,9 @@ class CellStoreWriter:
             row["crop_index"] = -1
         else:
             if crop.shape != (len(self.channel_names), *self.box):
-                raise ValueError(f"crop shape {crop.shape} differs from the store's {(len(self.channel_names), *self.box)}")
+                raise ValueError(
+                    f"crop shape {crop.shape} differs from the store's {(len(self.channel_names), *self.box)}"
+                )
             self.crops.resize((self.count + 1, *self.crops.shape[1:]))
             self.crops[self.count] = crop.astype(np.float32, copy=False)
             row["crop_index"] = self.count
@@ -147,7 +149,7 @@ def read_cell_store(path: str | Path) -> CellStore:
         raise InputFileError("cell store not found", path=p)
     try:
         group = zarr.open_group(str(p), mode="r")
-        meta = dict(group.attrs["subcell_cells"])
+        meta: dict[str, Any] = dict(group.attrs["subcell_cells"])  # type: ignore[arg-type]
         crops = group["crops"]
     except Exception:
         raise InputFileError("not a subcell cell store (made by `subcell cells extract`)", path=p) from None

@@ -11,7 +11,7 @@ from scipy import ndimage as ndi
 __all__ = ["principal_axes", "shape_features", "sphericity", "surface_area", "surface_mesh"]
 
 
-def surface_mesh(mask: np.ndarray, spacing: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
+def surface_mesh(mask: np.ndarray, spacing: Sequence[float] | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Vertices (µm, in the mask's index frame) and faces of a smooth surface around a binary object.
 
     A slight blur turns the voxel staircase into a smooth surface (marching cubes on raw voxels overestimates
@@ -28,7 +28,7 @@ def surface_mesh(mask: np.ndarray, spacing: Sequence[float]) -> tuple[np.ndarray
     return verts.astype(np.float64), faces
 
 
-def surface_area(mask: np.ndarray, spacing: Sequence[float]) -> float:
+def surface_area(mask: np.ndarray, spacing: Sequence[float] | np.ndarray) -> float:
     """Area (µm²) of the smoothed surface of a binary object; NaN for an empty mask."""
     from skimage.measure import mesh_surface_area
 
@@ -51,7 +51,7 @@ def principal_axes(coords_um: np.ndarray) -> np.ndarray:
     return np.sqrt(20 * np.clip(var[::-1], 0, None))  # a solid ellipsoid has variance a²/5 per semi-axis a
 
 
-def shape_features(mask: np.ndarray, spacing: Sequence[float], *, prefix: str = "") -> dict[str, float]:
+def shape_features(mask: np.ndarray, spacing: Sequence[float] | np.ndarray, *, prefix: str = "") -> dict[str, float]:
     """Volume, surface area, sphericity and principal axis lengths of one binary object."""
     m = np.asarray(mask, dtype=bool)
     vs = np.asarray(spacing, dtype=np.float64)

@@ -1,0 +1,144 @@
+"""Single-cell extraction: crops, masks, alignment, box handling, the cell store, bad input."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from subcell import Image
+from subcell.cells import ExtractConfig, extract_cells, extract_to_store, match_nuclei
+from subcell.cells.align import Alignment
+from subcell.errors import ValueRangeError
+from subcell.io import read_cell_store
+
+VS = (0.5, 0.25, 0.25)
+
+
+def ellipsoid(shape, center, radii, vs=VS):  # type: ignore[no-untyped-def]
+    grids = np.meshgrid(*[np.arange(n) * v for n, v in zip(shape, vs, strict=True)], indexing="ij")
+    return sum(((g - c) / r) ** 2 for g, c, r in zip(grids, center, radii, strict=True)) <= 1
+
+
+def field(shape=(24, 96, 192), cells=((6, 12, 10, 3, 8, 4), (6, 12, 36, 3, 4, 4))):  # type: ignore[no-untyped-def]
+    """Cells as ellipsoids (centre z/y/x µm, radii z/y/x µm) with nuclei of half their radii."""
+    lab = np.zeros(shape, np.int32)
+    nuc = np.zeros(shape, np.int32)
+    for i, (cz, cy, cx, rz, ry, rx) in enumerate(cells, start=1):
+        lab[ellipsoid(shape, (cz, cy, cx), (rz, ry, rx))] = i
+        nuc[ellipsoid(shape, (cz, cy, cx), (rz / 2, ry / 2, rx / 2))] = i
+    img = np.stack([(lab > 0) * 100.0 + 10, (nuc > 0) * 50.0])
+    return Image(img, voxel_size=VS, dims="CZYX", channel_names=["membrane", "dna"]), lab, nuc
+
+
+CFG = ExtractConfig(box=(16, 48, 48), voxel_um=0.5, margin_um=0.5, border="flag")
+
+
+def test_crops_keep_volume_and_centre_the_nucleus() -> None:
+    image, lab, nuc = field()
+    crops = list(extract_cells(image, lab, nuc, CFG))
+    assert [c.row["label_id"] for c in crops] == [1, 2]
+    for c in crops:
+        assert c.crop is not None and c.crop.shape == (4, 16, 48, 48)
+        cell_vol = c.crop[2].sum() * 0.5**3
+        assert cell_vol == pytest.approx(c.row["cell_volume_um3"], rel=0.08)
+        centre = np.argwhere(c.crop[3] > 0).mean(axis=0)
+        assert np.allclose(centre, (np.array(CFG.box) - 1) / 2, atol=1.0)
+        assert set(np.unique(c.crop[2])) <= {0.0, 1.0}
+
+
+def test_long_axis_becomes_x_and_sign_is_fixed() -> None:
+    image, lab, nuc = field()
+    crop = next(extract_cells(image, lab, nuc, CFG)).crop  # cell 1 is long in y (8 µm vs 4 µm)
+    assert crop is not None
+    pts = np.argwhere(crop[2] > 0)
+    ext = pts.max(axis=0) - pts.min(axis=0)
+    assert ext[2] > 1.6 * ext[1]
+
+
+def test_turned_and_mirrored_field_gives_the_same_crop() -> None:
+    """An egg-shaped cell (mass skewed to one side) extracted from the field, turned 90° and mirrored."""
+    shape = (24, 96, 96)
+    lab = np.zeros(shape, np.int32)
+    body = ellipsoid(shape, (6, 12, 12), (3, 4, 7)) | ellipsoid(shape, (6, 13.5, 16), (3, 3, 4))
+    lab[body] = 1
+    nuc = (ellipsoid(shape, (6, 12, 11), (1.5, 2, 2)) & body).astype(np.int32)
+    base = None
+    for k, flip in ((0, False), (1, False), (0, True), (3, True)):
+        lk, nk = np.rot90(lab, k, axes=(1, 2)), np.rot90(nuc, k, axes=(1, 2))
+        if flip:
+            lk, nk = lk[:, :, ::-1], nk[:, :, ::-1]
+        img = Image(np.ascontiguousarray(lk[None] * 1.0), voxel_size=VS, dims="CZYX", channel_names=["m"])
+        crop = next(extract_cells(img, np.ascontiguousarray(lk), np.ascontiguousarray(nk), CFG)).crop
+        assert crop is not None
+        if base is None:
+            base = crop[1] > 0
+            continue
+        m = crop[1] > 0
+        assert 2 * (m & base).sum() / (m.sum() + base.sum()) > 0.9, (k, flip)
+
+
+def test_alignment_maps_crop_back_into_the_cell() -> None:
+    image, lab, nuc = field()
+    c = next(extract_cells(image, lab, nuc, CFG))
+    row = c.row
+    a = Alignment((row["align_centroid_z_um"], row["align_centroid_y_um"], row["align_centroid_x_um"]),
+                  row["align_angle_rad"], row["align_flip_y"], row["align_scale"])  # fmt: skip
+    q = (np.argwhere(c.crop[2] > 0) - (np.array(CFG.box) - 1) / 2) * CFG.voxel_um  # type: ignore[index]
+    p = np.round(a.to_field(q) / np.array(VS)).astype(int)
+    assert np.mean(lab[tuple(p.T)] == 1) > 0.95
+    assert np.allclose(a.to_aligned(a.to_field(q)), q)
+
+
+def test_border_and_oversize_policies_are_recorded() -> None:
+    image, lab, nuc = field(cells=((6, 2.0, 10, 3, 3, 3), (6, 12, 36, 3, 4, 4)))
+    skip = list(extract_cells(image, lab, nuc, CFG.model_copy(update={"border": "skip"})))
+    assert skip[0].crop is None and "border" in skip[0].row["status"] and skip[1].crop is not None
+    small = CFG.model_copy(update={"box": (8, 12, 12)})
+    rows = [c.row["status"] for c in extract_cells(image, lab, nuc, small)]
+    assert all(s.startswith("rejected") for s in rows)
+    rescaled = list(extract_cells(image, lab, nuc, small.model_copy(update={"oversize": "rescale"})))
+    assert all(c.crop is not None and c.row["align_scale"] > 1 for c in rescaled)
+    # rescaled cells still fill the box without touching its faces
+    m = rescaled[1].crop[2] > 0  # type: ignore[index]
+    assert m.any() and not (m[0].any() or m[-1].any() or m[:, 0].any() or m[:, :, -1].any())
+
+
+def test_store_round_trip_and_table(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    image, lab, nuc = field()
+    table = extract_to_store([(image, lab, nuc, {"source": "a", "structure": "dna"})], tmp_path / "c.zarr", CFG)
+    store = read_cell_store(tmp_path / "c.zarr" / "cells.parquet")
+    assert store.channel_names == ["membrane", "dna", "cell_mask", "nucleus_mask"]
+    assert store.crops.shape == (2, 4, 16, 48, 48) and store.voxel_um == 0.5
+    assert list(table.structure) == ["dna", "dna"] and {"cell_sphericity", "nucleus_volume_um3"} <= set(table.columns)
+    direct = next(extract_cells(image, lab, nuc, CFG)).crop
+    assert np.array_equal(store.crop(0), direct)
+
+
+def test_bad_input_is_one_line_and_writes_nothing(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    image, lab, nuc = field()
+    with pytest.raises(ValueRangeError, match="nucleus labels are empty"):
+        list(extract_cells(image, lab, np.zeros_like(nuc), CFG))
+    no_nuc = nuc.copy()
+    no_nuc[no_nuc == 2] = 0
+    with pytest.raises(ValueRangeError, match="cell 2 contains no nucleus"):
+        list(extract_cells(image, lab, no_nuc, CFG))
+    skipped = list(extract_cells(image, lab, no_nuc, CFG.model_copy(update={"missing_nucleus": "skip"})))
+    assert skipped[1].row["status"] == "rejected: no nucleus"
+    with pytest.raises(ValueRangeError, match="shape"):
+        list(extract_cells(image, lab[:, :50], nuc[:, :50], CFG))
+    with pytest.raises(ValueError, match="at least 4"):
+        ExtractConfig(box=(2, 32, 32))
+    out = tmp_path / "bad.zarr"
+    with pytest.raises(ValueRangeError, match="box"):
+        extract_to_store([(image, lab, nuc, {})], out, CFG.model_copy(update={"box": (4, 6, 6)}))
+    with pytest.raises(ValueRangeError):
+        extract_to_store([(image, lab, nuc, {}), (image, lab, no_nuc, {})], out, CFG)
+    assert not out.exists() and not list(tmp_path.glob(".bad.zarr*"))
+
+
+def test_nucleus_matching_by_overlap() -> None:
+    cells = np.zeros((1, 4, 8), np.int32)
+    cells[0, :, :4], cells[0, :, 4:] = 1, 2
+    nuclei = np.zeros_like(cells)
+    nuclei[0, 1:3, 1:3], nuclei[0, 1:3, 5:7] = 7, 3
+    assert match_nuclei(cells, nuclei) == {1: 7, 2: 3}
