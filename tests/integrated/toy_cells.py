@@ -16,8 +16,9 @@ def toy_cell(rng: np.random.Generator) -> np.ndarray:
     rc = np.array([4.0, 6.5, 6.5]) * rng.uniform(0.8, 1.1, 3)
     rn = rc * rng.uniform(0.4, 0.6)
     cell = sum(((gi - ci) / r) ** 2 for gi, ci, r in zip(g, c, rc, strict=True)) <= 1
-    nucleus = (sum(((gi - ci) / r) ** 2 for gi, ci, r in zip(g, c, rn, strict=True)) <= 1) & cell
-    top = c + np.array([rn[0] + 1.5, 0, 0])
+    cn = c + np.array([rng.uniform(-0.5, 0.5), *rng.uniform(-1.5, 1.5, 2)])  # nucleus off the cell centre
+    nucleus = (sum(((gi - ci) / r) ** 2 for gi, ci, r in zip(g, cn, rn, strict=True)) <= 1) & cell
+    top = cn + np.array([rn[0] + 1.5, 0, 0])
     cap = (sum(((gi - ci) / r) ** 2 for gi, ci, r in zip(g, top, (1.2, 2.5, 2.5), strict=True)) <= 1) & cell
     return np.stack([nucleus * 100.0 + 5, cap * 80.0 + 5, cell, nucleus]).astype(np.float32)
 
