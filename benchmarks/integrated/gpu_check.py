@@ -20,15 +20,15 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tests" / "integrated"))
-from toy_cells import BOX, toy_cell  # noqa: E402
+from toy_cells import BOX, toy_cell
 
-from subcell.integrated.config import TrainConfig  # noqa: E402
-from subcell.integrated.data import CellData, split_cells  # noqa: E402
-from subcell.integrated.evaluate import evaluate_model  # noqa: E402
-from subcell.integrated.model import IntegratedModel  # noqa: E402
-from subcell.integrated.train import _train_part  # noqa: E402
-from subcell.integrated.uses import sample_structure  # noqa: E402
-from subcell.train import DistributedContext  # noqa: E402
+from subcell.integrated.config import TrainConfig
+from subcell.integrated.data import CellData, split_cells
+from subcell.integrated.evaluate import evaluate_model
+from subcell.integrated.model import IntegratedModel
+from subcell.integrated.train import _train_part
+from subcell.integrated.uses import sample_structure
+from subcell.train import DistributedContext
 
 
 def toy_data(n: int = 64) -> CellData:

@@ -104,7 +104,10 @@ def radius_at(coefficients: np.ndarray, theta: np.ndarray, phi: np.ndarray) -> n
 
 
 def rasterize(
-    coefficients: np.ndarray, shape: Sequence[int], spacing: Sequence[float] | np.ndarray, center_um: Sequence[float] | np.ndarray
+    coefficients: np.ndarray,
+    shape: Sequence[int],
+    spacing: Sequence[float] | np.ndarray,
+    center_um: Sequence[float] | np.ndarray,
 ) -> np.ndarray:
     """Binary volume of the surface r(θ, φ) about ``center_um`` (inside where |p − c| ≤ r(θ, φ))."""
     grids = np.meshgrid(*[np.arange(n) * s for n, s in zip(shape, spacing, strict=True)], indexing="ij")

@@ -252,6 +252,14 @@ def segment(
             "--block-yx", help="Process in y/x blocks of this many pixels (bounded memory; .ome.zarr output)."
         ),
     ] = None,
+    block_statistics: Annotated[
+        str,
+        typer.Option(
+            "--block-statistics",
+            help="With --block-yx: fit normalization/threshold statistics once on a sample of the field "
+            "(global) or in every block (per_block).",
+        ),
+    ] = "global",
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing output.")] = False,
 ) -> None:
     """Segment an image with a workflow; writes labels (instance) or a mask with the image's voxel size."""
@@ -280,7 +288,8 @@ def segment(
 
         if output_format(output) != "ome-zarr":
             raise InputFileError("block-wise segmentation streams to OME-Zarr; use a .ome.zarr output", path=output)
-        segment_chunked(image, wf, output, channels=chans, block_yx=block_yx, overwrite=overwrite)
+        segment_chunked(image, wf, output, channels=chans, block_yx=block_yx, overwrite=overwrite,
+                        statistics=block_statistics)  # fmt: skip
         typer.echo(f"wrote {output} block by block ({block_yx} px blocks, halo {wf.halo_um():.1f} µm, {wf.name})")
         return
     labels = segment_image(image, wf, channels=chans)

@@ -26,20 +26,36 @@ def likelihood_of(name: str) -> Likelihood:
 
 
 class IntegratedNet(nn.Module):
-    """Both VAEs and the per-channel log σ of their Gaussian likelihoods."""
+    """Both VAEs and the log σ of their Gaussian likelihoods (per reference channel; per structure)."""
 
     def __init__(self, n_ref: int, n_structures: int, box: tuple[int, int, int], ref_cfg: VAEConfig,
                  cond_cfg: VAEConfig) -> None:  # fmt: skip
         super().__init__()
         self.reference = ReferenceVAE(n_ref, box, ref_cfg)
         self.conditional = ConditionalVAE(n_ref, n_structures, box, cond_cfg)
-        self.ref_log_sigma = nn.Parameter(torch.full((n_ref,), -1.5))
-        self.struct_log_sigma = nn.Parameter(torch.full((1,), -1.5))
+        # σ of the Gaussian likelihoods: set during training to the maximum-likelihood value (the running RMS
+        # reconstruction error; "optimal σ-VAE", Rybkin et al. 2021) rather than learned by gradient, which is
+        # far too slow for sparse structures and leaves reconstructions blurry
+        self.ref_log_sigma = nn.Parameter(torch.full((n_ref,), -1.5), requires_grad=False)
+        self.struct_log_sigma = nn.Parameter(torch.full((n_structures,), -1.5), requires_grad=False)
 
-    def clamp_sigmas(self) -> None:
-        with torch.no_grad():
-            self.ref_log_sigma.clamp_(min=-5.0)
-            self.struct_log_sigma.clamp_(min=-5.0)
+
+def fit_log_sigma(log_sigma: torch.Tensor, index: torch.Tensor, recon: torch.Tensor, x: torch.Tensor,
+                  momentum: float = 0.8, floor: float = -5.0) -> None:  # fmt: skip
+    """Move ``log_sigma[index]`` towards log RMS(recon − x) of the samples with that index (in place).
+
+    ``index``: (N,) which entry of ``log_sigma`` each sample's single channel uses. Averaged over DDP ranks.
+    """
+    with torch.no_grad():
+        err = (recon.float() - x.float()).pow(2).flatten(1).mean(dim=1)
+        sums = torch.zeros_like(log_sigma, dtype=torch.float32).index_add_(0, index, err)
+        counts = torch.zeros_like(sums).index_add_(0, index, torch.ones_like(err))
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            torch.distributed.all_reduce(sums)
+            torch.distributed.all_reduce(counts)
+        seen = counts > 0
+        target = 0.5 * torch.log((sums[seen] / counts[seen]).clamp_min(1e-12))
+        log_sigma[seen] = (momentum * log_sigma[seen] + (1 - momentum) * target).clamp_min(floor)
 
 
 @dataclass
@@ -79,18 +95,24 @@ class IntegratedModel:
         return self.structures.index(name)
 
     # -- the two ELBO terms ------------------------------------------------------------------------------------
-    def reference_terms(
-        self, ref: torch.Tensor, *, sample: bool = True
-    ) -> tuple[VAEOutput, torch.Tensor, torch.Tensor]:
-        """(output, log-likelihood (N,), KL per dim (N, D)) of reference images."""
+    def reference_terms(self, ref: torch.Tensor, *, sample: bool = True, fit_sigma: bool = False
+                        ) -> tuple[VAEOutput, torch.Tensor, torch.Tensor]:  # fmt: skip
+        """(output, log-likelihood (N,), KL per dim (N, D)) of reference images; ``fit_sigma`` in training."""
         out = self.net.reference(ref, sample=sample)
+        if fit_sigma:
+            for c, kind in enumerate(self.ref_likelihoods):
+                if kind == "gaussian":
+                    idx = torch.full((ref.shape[0],), c, dtype=torch.long, device=ref.device)
+                    fit_log_sigma(self.net.ref_log_sigma, idx, out.recon[:, c], ref[:, c])
         ll = log_likelihood(out.recon, ref, self.ref_likelihoods, self.net.ref_log_sigma)
         return out, ll, kl_per_dim(out.mu, out.logvar)
 
-    def conditional_terms(self, x: torch.Tensor, ref: torch.Tensor, sid: torch.Tensor, *, sample: bool = True
-                          ) -> tuple[VAEOutput, torch.Tensor, torch.Tensor]:  # fmt: skip
+    def conditional_terms(self, x: torch.Tensor, ref: torch.Tensor, sid: torch.Tensor, *, sample: bool = True,
+                          fit_sigma: bool = False) -> tuple[VAEOutput, torch.Tensor, torch.Tensor]:  # fmt: skip
         out = self.net.conditional(x, ref, sid, sample=sample)
-        ll = log_likelihood(out.recon, x, [self.structure_likelihood], self.net.struct_log_sigma)
+        if fit_sigma and self.structure_likelihood == "gaussian":
+            fit_log_sigma(self.net.struct_log_sigma, sid.long(), out.recon, x)
+        ll = log_likelihood(out.recon, x, [self.structure_likelihood], self.net.struct_log_sigma[sid.long()][:, None])
         return out, ll, kl_per_dim(out.mu, out.logvar)
 
     # -- persistence ---------------------------------------------------------------------------------------------

@@ -8,7 +8,7 @@
   structure S be in cell C".
 
 Both use residual blocks (:class:`~subcell.train.blocks.ConvBlock`, group norm) with strided downsampling and
-transposed-convolution upsampling; the box must be divisible by ``2**depth``.
+nearest-neighbour upsampling followed by a convolution; the box must be divisible by ``2**depth``.
 """
 
 from __future__ import annotations
@@ -86,7 +86,9 @@ class _Decoder(nn.Module):
         self.ups = nn.ModuleList()
         self.blocks = nn.ModuleList()
         for i in reversed(range(cfg.depth)):
-            self.ups.append(nn.ConvTranspose3d(ch[i + 1] + cond, ch[i], 2, stride=2))
+            # nearest-neighbour upsampling + 3×3×3 conv: no checkerboard artefacts of stride-2 transposed convs
+            self.ups.append(nn.Sequential(nn.Upsample(scale_factor=2, mode="nearest"),
+                                          nn.Conv3d(ch[i + 1] + cond, ch[i], 3, padding=1)))  # fmt: skip
             self.blocks.append(ConvBlock(ch[i] + cond, ch[i], iso=True, norm="group", residual=True))
         self.out = nn.Conv3d(ch[0], c_out, 3, padding=1)
 
@@ -142,16 +144,22 @@ class ConditionalVAE(nn.Module):
         self.cfg = cfg
         self.n_structures = n_structures
         self.encoder = _Encoder(1 + ref_channels, box, cfg, extra=n_structures)
-        self.decoder = _Decoder(1, box, cfg, extra=n_structures, cond=ref_channels)
+        # the decoder sees the reference and the identity (as constant maps) at every scale
+        self.decoder = _Decoder(1, box, cfg, extra=n_structures, cond=ref_channels + n_structures)
 
     def onehot(self, structure: torch.Tensor) -> torch.Tensor:
         return F.one_hot(structure.long(), self.n_structures).float()
+
+    def _condition(self, reference: torch.Tensor, code: torch.Tensor) -> torch.Tensor:
+        maps = code[:, :, None, None, None].to(reference.dtype).expand(-1, -1, *reference.shape[2:])
+        return torch.cat([reference, maps], dim=1)
 
     def forward(self, x: torch.Tensor, reference: torch.Tensor, structure: torch.Tensor, sample: bool = True) -> VAEOutput:  # fmt: skip
         code = self.onehot(structure)
         mu, logvar = self.encoder(torch.cat([x, reference], dim=1), code)
         z = _reparameterize(mu, logvar, sample)
-        return VAEOutput(self.decoder(z, code, reference), mu, logvar, z)
+        return VAEOutput(self.decoder(z, code, self._condition(reference, code)), mu, logvar, z)
 
     def decode(self, z: torch.Tensor, reference: torch.Tensor, structure: torch.Tensor) -> torch.Tensor:
-        return self.decoder(z, self.onehot(structure), reference)
+        code = self.onehot(structure)
+        return self.decoder(z, code, self._condition(reference, code))

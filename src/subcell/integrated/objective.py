@@ -65,7 +65,10 @@ def kl_per_dim(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
 def log_likelihood(
     out: torch.Tensor, x: torch.Tensor, likelihoods: Sequence[Likelihood], log_sigma: torch.Tensor | None
 ) -> torch.Tensor:
-    """log p(x | decoder output) per sample (nats, summed over voxels and channels), shape (N,)."""
+    """log p(x | decoder output) per sample (nats, summed over voxels and channels), shape (N,).
+
+    ``log_sigma``: (C,) one σ per channel, or (N, C) one per sample and channel (e.g. per structure).
+    """
     out, x = out.float(), x.float()
     total = torch.zeros(out.shape[0], device=out.device)
     for c, kind in enumerate(likelihoods):
@@ -74,7 +77,7 @@ def log_likelihood(
             ll = -F.binary_cross_entropy_with_logits(o, t.clamp(0, 1), reduction="none")
         else:
             assert log_sigma is not None
-            ls = log_sigma[c].float()
+            ls = (log_sigma[c] if log_sigma.ndim == 1 else log_sigma[:, c].view(-1, *([1] * (t.ndim - 1)))).float()
             ll = -0.5 * ((t - o) * torch.exp(-ls)).pow(2) - ls - 0.5 * _LOG_2PI
         total = total + ll.flatten(1).sum(dim=1)
     return total

@@ -44,9 +44,9 @@ class _Phase(nn.Module):
     def forward(self, *batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         m = self.model[0]
         if self.kind == "reference":
-            _, ll, kl = m.reference_terms(batch[0])
+            _, ll, kl = m.reference_terms(batch[0], fit_sigma=self.training)
         else:
-            _, ll, kl = m.conditional_terms(batch[0], batch[1], batch[2])
+            _, ll, kl = m.conditional_terms(batch[0], batch[1], batch[2], fit_sigma=self.training)
         return ll, kl
 
 
@@ -137,7 +137,6 @@ def _train_part(model: IntegratedModel, part: ModelPart, kind: str, data: CellDa
         return part.lr * min(1.0, step / max(1, warm))
 
     def hook(info: StepInfo) -> None:
-        model.net.clamp_sigmas()
         if best["step"] == -1:
             best["step"] = info.step
         if on_step is not None:

@@ -70,6 +70,13 @@ def normalize(
     * ``"minmax"``: min-max, with outlier suppression: values above the ``high`` percentile are clipped first.
     """
     a = np.asarray(img, dtype=np.float32)
+    lo, hi = normalize_range(a, method=method, low=low, high=high)
+    return apply_range(a, lo, hi, clip=clip)
+
+
+def normalize_range(img: np.ndarray, *, method: str = "percentile", low: float = 0.5, high: float = 99.5) -> tuple[float, float]:  # fmt: skip
+    """The (lo, hi) intensities that :func:`normalize` maps to 0 and 1 (its fitted statistics)."""
+    a = np.asarray(img, dtype=np.float32)
     finite = a[np.isfinite(a)]
     if finite.size == 0:
         raise ValueRangeError("image has no finite values to normalize", field="image")
@@ -82,6 +89,12 @@ def normalize(
         lo, hi = float(finite.min()), float(np.percentile(finite, high)) if high < 100 else float(finite.max())
     else:
         raise ValueRangeError(f"unknown method {method!r}; expected 'percentile', 'std' or 'minmax'", field="method")
+    return float(lo), float(hi)
+
+
+def apply_range(img: np.ndarray, lo: float, hi: float, *, clip: bool = True) -> np.ndarray:
+    """Map ``lo`` → 0 and ``hi`` → 1 (float32), optionally clipped to [0, 1]."""
+    a = np.asarray(img, dtype=np.float32)
     out = (a - np.float32(lo)) / np.float32(max(hi - lo, 1e-12))
     return np.clip(out, 0, 1) if clip else out
 
@@ -299,15 +312,19 @@ def _global_threshold(values: np.ndarray, method: str) -> float:
 def threshold(img: np.ndarray, *, method: str = "otsu", value: float | None = None, factor: float = 1.0) -> np.ndarray:
     """Global threshold: ``method`` (otsu, triangle, li, yen) × ``factor``, or ``method="absolute"`` with ``value``."""
     a = _as_3d(img)
+    return a > threshold_value(a, method=method, value=value, factor=factor)
+
+
+def threshold_value(img: np.ndarray, *, method: str = "otsu", value: float | None = None, factor: float = 1.0) -> float:
+    """The intensity :func:`threshold` cuts at (its fitted statistic)."""
     if method not in _GLOBAL:
         raise ValueRangeError(f"unknown method {method!r}; expected one of {list(_GLOBAL)}", field="method")
     if method == "absolute":
         if value is None:
             raise ValueRangeError("method 'absolute' needs a value", field="value")
-        t = float(value)
-    else:
-        t = _global_threshold(a[np.isfinite(a)], method) * factor
-    return a > t
+        return float(value)
+    a = np.asarray(img)
+    return _global_threshold(a[np.isfinite(a)], method) * factor
 
 
 def masked_object_threshold(

@@ -386,12 +386,32 @@ def workflow_yaml(name: str) -> str:
     return builtin[name].read_text()
 
 
+# steps that fit image statistics (normalization range, global threshold): (fit, apply from fitted values)
+STATISTIC_STEPS: dict[str, tuple[Callable[[np.ndarray, Any], dict[str, float]], Callable[[np.ndarray, Any, dict[str, float]], np.ndarray]]] = {  # fmt: skip
+    "normalize": (
+        lambda a, p: dict(zip(("lo", "hi"), filters.normalize_range(a, method=p.method, low=p.low, high=p.high), strict=True)),
+        lambda a, p, s: filters.apply_range(a, s["lo"], s["hi"], clip=p.clip),
+    ),  # fmt: skip
+    "threshold": (
+        lambda a, p: {"t": filters.threshold_value(a, method=p.method, value=p.value, factor=p.factor)},
+        lambda a, p, s: np.asarray(a) > s["t"],
+    ),
+}
+
+
 def run_workflow(
-    workflow: Workflow, inputs: Mapping[str, np.ndarray], *, voxel_size: VoxelSize | Sequence[float]
+    workflow: Workflow,
+    inputs: Mapping[str, np.ndarray],
+    *,
+    voxel_size: VoxelSize | Sequence[float],
+    statistics: Mapping[int, Mapping[str, float]] | None = None,
+    record: dict[int, dict[str, float]] | None = None,
 ) -> np.ndarray:
     """Run ``workflow`` on named ``(Z, Y, X)`` arrays (a 2D image is one z-plane); returns its final result.
 
-    Instance workflows return int32 labels, mask workflows uint8 0/1.
+    Instance workflows return int32 labels, mask workflows uint8 0/1. Steps that fit image statistics
+    (``normalize`` ranges, global ``threshold`` values) use ``statistics[step index]`` when given (fitted
+    elsewhere, e.g. on a sample of blocks of a large volume) and report what they used into ``record``.
     """
     vs = VoxelSize.of(voxel_size)
     missing = [n for n in workflow.inputs if n not in inputs]
@@ -411,10 +431,16 @@ def run_workflow(
         shape = a.shape
         named[n] = a
     current = named[workflow.inputs[0]]
-    for _name, step in workflow.steps:
-        fn = STEPS[_name][1]
+    for i, (_name, step) in enumerate(workflow.steps):
         src = named[step.input] if step.input else current
-        current = np.asarray(fn(src, step, vs, named))
+        if _name in STATISTIC_STEPS:
+            fit, apply = STATISTIC_STEPS[_name]
+            stats = dict(statistics[i]) if statistics is not None and i in statistics else fit(src, step)
+            if record is not None:
+                record[i] = stats
+            current = np.asarray(apply(src, step, stats))
+        else:
+            current = np.asarray(STEPS[_name][1](src, step, vs, named))
         if step.output:
             named[step.output] = current
     if workflow.kind == "instance":
