@@ -110,6 +110,7 @@ def segment_chunked(
         uf = _UnionFind()
         next_id = 1
         raw = _Scratch(writer, (t_n, nz, ny, nx), dtype) if instance else None
+
         def block_inputs(t: int, y0: int, x0: int) -> tuple[dict[str, np.ndarray], tuple[int, int, int, int]]:
             y1, x1 = min(ny, y0 + block_yx), min(nx, x0 + block_yx)
             ey0, ex0 = max(0, y0 - halo[0]), max(0, x0 - halo[1])

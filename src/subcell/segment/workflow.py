@@ -387,9 +387,13 @@ def workflow_yaml(name: str) -> str:
 
 
 # steps that fit image statistics (normalization range, global threshold): (fit, apply from fitted values)
-STATISTIC_STEPS: dict[str, tuple[Callable[[np.ndarray, Any], dict[str, float]], Callable[[np.ndarray, Any, dict[str, float]], np.ndarray]]] = {  # fmt: skip
+STATISTIC_STEPS: dict[
+    str, tuple[Callable[[np.ndarray, Any], dict[str, float]], Callable[[np.ndarray, Any, dict[str, float]], np.ndarray]]
+] = {  # fmt: skip
     "normalize": (
-        lambda a, p: dict(zip(("lo", "hi"), filters.normalize_range(a, method=p.method, low=p.low, high=p.high), strict=True)),
+        lambda a, p: dict(
+            zip(("lo", "hi"), filters.normalize_range(a, method=p.method, low=p.low, high=p.high), strict=True)
+        ),
         lambda a, p, s: filters.apply_range(a, s["lo"], s["hi"], clip=p.clip),
     ),  # fmt: skip
     "threshold": (
