@@ -6,9 +6,8 @@ Instance labels get block-unique ids; then objects that continue across a block 
 over the label pairs that meet on the face) and relabelled consecutively in a second streamed pass. Peak
 memory is bounded by one block with its halo, whatever the volume size.
 
-Image statistics (normalization percentiles, global thresholds) are fitted once per timepoint on a sample of
-blocks spread over the field (the median of each statistic over up to ``sample_blocks`` blocks) and then
-applied unchanged to every block (``statistics="global"``, the default), so a block that happens to hold only
+Image statistics (normalization percentiles, global thresholds) are fitted once per timepoint on the whole
+field sampled every k-th pixel laterally (about two blocks of data) and then applied unchanged to every block (``statistics="global"``, the default), so a block that happens to hold only
 background or one bright cell is treated like the rest of the volume. ``statistics="per_block"`` refits them
 in every block (the old behaviour; faster by the sample's cost, but thresholds then vary between blocks).
 """
@@ -77,7 +76,6 @@ def segment_chunked(
     block_yx: int = 512,
     overwrite: bool = False,
     statistics: str = "global",
-    sample_blocks: int = 8,
 ) -> Path:
     """Segment ``image`` (typically lazy, from :func:`subcell.io.read`) block by block into an OME-Zarr."""
     if statistics not in ("global", "per_block"):
@@ -121,7 +119,7 @@ def segment_chunked(
         for t in range(t_n):
             fitted = None
             if statistics == "global" and len(blocks) > 1:
-                fitted = _fit_statistics(workflow, image, chosen, t, blocks, block_yx, halo, sample_blocks)
+                fitted = _fit_statistics(workflow, image, chosen, t, len(blocks))
             for y0, x0 in blocks:
                 y1, x1 = min(ny, y0 + block_yx), min(nx, x0 + block_yx)
                 inputs, (cy0, cy1, cx0, cx1) = block_inputs(t, y0, x0)
@@ -162,31 +160,20 @@ def segment_chunked(
     return writer.close()
 
 
-def _fit_statistics(workflow: Workflow, image: Image, chosen: Mapping[str, int], t: int,
-                    blocks: list[tuple[int, int]], block_yx: int, halo: list[int], sample_blocks: int
-                    ) -> dict[int, dict[str, float]]:  # fmt: skip
-    """Statistics of every fitting step on a mosaic of tiles spread over the field.
+def _fit_statistics(
+    workflow: Workflow, image: Image, chosen: Mapping[str, int], t: int, n_blocks: int
+) -> dict[int, dict[str, float]]:
+    """Statistics of every fitting step, fitted on the whole field sampled every k-th pixel in y and x.
 
-    Up to ``sample_blocks`` tiles of half a block (with their halo) are cut from blocks spread evenly over the
-    field and laid side by side along x; the workflow runs once on that mosaic and records what its
-    normalization and threshold steps fitted. The mosaic is about two blocks large, so memory stays bounded.
+    k is chosen so that the sampled field is about two blocks large (memory stays bounded); the workflow runs
+    on it with the correspondingly coarser voxel size (filters keep their size in µm) and records what its
+    normalization and threshold steps fitted.
     """
-    _, _, nz, ny, nx = image.shape
-    picks = np.unique(np.linspace(0, len(blocks) - 1, min(sample_blocks, len(blocks))).round().astype(int))
-    side = max(16, block_yx // 2)
-    tiles: dict[str, list[np.ndarray]] = {name: [] for name in chosen}
-    height = None
-    for k in picks:
-        y0, x0 = blocks[k]
-        cy, cx = min(y0 + block_yx // 2, ny), min(x0 + block_yx // 2, nx)  # the block's centre
-        ty0, tx0 = max(0, cy - side // 2 - halo[0]), max(0, cx - side // 2 - halo[1])
-        ty1, tx1 = min(ny, cy + side // 2 + halo[0]), min(nx, cx + side // 2 + halo[1])
-        height = ty1 - ty0 if height is None else min(height, ty1 - ty0)
-        for name, c in chosen.items():
-            tiles[name].append(np.asarray(_compute(image.data[t, c, :, ty0:ty1, tx0:tx1])))
-    mosaic = {name: np.concatenate([a[:, :height] for a in arrs], axis=2) for name, arrs in tiles.items()}
+    k = max(1, math.ceil(math.sqrt(n_blocks / 2)))
+    inputs = {name: np.asarray(_compute(image.data[t, c, :, ::k, ::k])) for name, c in chosen.items()}
+    vs = image.voxel_size
     record: dict[int, dict[str, float]] = {}
-    run_workflow(workflow, mosaic, voxel_size=image.voxel_size, record=record)
+    run_workflow(workflow, inputs, voxel_size=(vs.z, vs.y * k, vs.x * k), record=record)
     return record
 
 

@@ -387,15 +387,15 @@ def workflow_yaml(name: str) -> str:
 
 
 # steps that fit image statistics (normalization range, global threshold): (fit, apply from fitted values)
-STATISTIC_STEPS: dict[
-    str, tuple[Callable[[np.ndarray, Any], dict[str, float]], Callable[[np.ndarray, Any, dict[str, float]], np.ndarray]]
-] = {  # fmt: skip
+Fit = Callable[[np.ndarray, Any], dict[str, float]]
+Apply = Callable[[np.ndarray, Any, dict[str, float]], np.ndarray]
+STATISTIC_STEPS: dict[str, tuple[Fit, Apply]] = {
     "normalize": (
         lambda a, p: dict(
             zip(("lo", "hi"), filters.normalize_range(a, method=p.method, low=p.low, high=p.high), strict=True)
         ),
         lambda a, p, s: filters.apply_range(a, s["lo"], s["hi"], clip=p.clip),
-    ),  # fmt: skip
+    ),
     "threshold": (
         lambda a, p: {"t": filters.threshold_value(a, method=p.method, value=p.value, factor=p.factor)},
         lambda a, p, s: np.asarray(a) > s["t"],
