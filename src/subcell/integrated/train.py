@@ -16,13 +16,13 @@ import numpy as np
 import torch
 from torch import nn
 
-from subcell.errors import OutputExistsError
 from subcell.integrated.config import ModelPart, TrainConfig
 from subcell.integrated.data import CellData, load_cells, split_cells
 from subcell.integrated.model import IntegratedModel, likelihood_of
 from subcell.integrated.objective import beta_at
-from subcell.train import DistributedContext, autocast_dtype, fit, resolve_device
+from subcell.train import DistributedContext, autocast_dtype, fit
 from subcell.train.loop import History, StepInfo
+from subcell.train.run import start_run
 
 __all__ = ["TrainResult", "train_integrated"]
 
@@ -169,17 +169,9 @@ def train_integrated(
 ) -> TrainResult:
     """Train both models as ``config`` says and save them as one model folder at ``config.output``."""
     out = Path(config.output)
-    if out.exists() and not config.overwrite:
-        raise OutputExistsError("model folder exists; set overwrite: true (or overwrite=true) to replace it", path=out)
-    if config.threads:
-        torch.set_num_threads(config.threads)
-    device = resolve_device(config.device)
-    ctx = DistributedContext.from_env(device)
-    if device.type == "cuda" and ctx.active:
-        device = torch.device("cuda", ctx.local_rank)
-    say = on_message if (on_message is not None and ctx.is_main) else (lambda _m: None)
-    torch.manual_seed(config.seed + ctx.rank)
-    rng = np.random.default_rng(config.seed + 1000 * ctx.rank)
+    setup = start_run(out, overwrite=config.overwrite, threads=config.threads, device=config.device,
+                      seed=config.seed, on_message=on_message)  # fmt: skip
+    device, ctx, rng, say = setup.device, setup.ctx, setup.rng, setup.say
     t0 = time.perf_counter()
     data = load_cells(list(config.cells), reference_channels=config.reference_channels,
                       structures=config.structures, include_flagged=config.include_flagged)  # fmt: skip

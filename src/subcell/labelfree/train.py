@@ -11,14 +11,15 @@ from typing import Any
 import numpy as np
 import torch
 
-from subcell.errors import OutputExistsError, ValueRangeError
+from subcell.errors import ValueRangeError
 from subcell.image import VoxelSize
 from subcell.labelfree.config import TrainConfig
 from subcell.labelfree.data import PatchSampler, Volume, load_volumes, split_rows
 from subcell.labelfree.model import LabelFreeModel
 from subcell.labelfree.network import NetworkConfig
-from subcell.train import DistributedContext, autocast_dtype, fit, resolve_device
+from subcell.train import autocast_dtype, fit
 from subcell.train.loop import History, StepInfo
+from subcell.train.run import start_run
 
 __all__ = ["TrainResult", "checkpoint_dir", "resolve_network", "train_labelfree"]
 
@@ -108,17 +109,9 @@ def train_labelfree(
     from subcell.io import read_manifest
 
     out = Path(config.output)
-    if out.exists() and not config.overwrite:
-        raise OutputExistsError("model folder exists; set overwrite: true (or overwrite=true) to replace it", path=out)
-    if config.threads:
-        torch.set_num_threads(config.threads)
-    device = resolve_device(config.device)
-    ctx = DistributedContext.from_env(device)
-    if device.type == "cuda" and ctx.active:
-        device = torch.device("cuda", ctx.local_rank)
-    say = on_message if (on_message is not None and ctx.is_main) else (lambda _m: None)
-    torch.manual_seed(config.seed + ctx.rank)
-    rng = np.random.default_rng(config.seed + 1000 * ctx.rank)
+    setup = start_run(out, overwrite=config.overwrite, threads=config.threads, device=config.device,
+                      seed=config.seed, on_message=on_message)  # fmt: skip
+    device, ctx, rng, say = setup.device, setup.ctx, setup.rng, setup.say
 
     manifest = read_manifest(config.manifest)
     train_rows, val_rows = split_rows(
