@@ -84,13 +84,13 @@ def mean_elbo(model: IntegratedModel, data: CellData, cells: np.ndarray, kind: s
     """Mean ELBO (nats per example, β = 1, one posterior sample) over the given cells."""
     if len(cells) == 0:
         return float("nan")
-    g = torch.Generator().manual_seed(0)
-    rng = torch.get_rng_state()
-    torch.manual_seed(int(torch.randint(0, 2**31, (1,), generator=g)))
     total, n = 0.0, 0
     pairs = data.examples(cells)
     items = cells if kind == "reference" else np.arange(len(pairs))
-    with torch.no_grad(), torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
+    # the same posterior draws at every validation, and training's random streams (CPU and CUDA) untouched
+    forked = torch.random.fork_rng(devices=[device] if device.type == "cuda" else [])
+    with forked, torch.no_grad(), torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
+        torch.manual_seed(0)
         for s in range(0, len(items), batch):
             chunk = items[s : s + batch]
             if kind == "reference":
@@ -104,7 +104,6 @@ def mean_elbo(model: IntegratedModel, data: CellData, cells: np.ndarray, kind: s
                 _, ll, kl = model.conditional_terms(img, ref, sid)
             total += float((ll - kl.sum(dim=1)).sum())
             n += len(chunk)
-    torch.set_rng_state(rng)
     return total / n
 
 
