@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from toy_cells import BOX, toy_config, write_toy_store
+from toy_cells import BOX, toy_config
 
 torch = pytest.importorskip("torch")
 
@@ -159,4 +159,3 @@ def test_store_with_other_box_is_refused(toy_store, tmp_path) -> None:  # type: 
     cfg["cells"].append(str(other))
     with pytest.raises(ValueRangeError, match="differ from the first store"):
         train_integrated(TrainConfig.model_validate(cfg))
-    assert write_toy_store(tmp_path / "again.zarr", 3).exists()

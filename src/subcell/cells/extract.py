@@ -21,7 +21,7 @@ from subcell.cells.align import Alignment, fit_alignment
 from subcell.cells.config import ExtractConfig
 from subcell.errors import ValueRangeError
 from subcell.image import Image
-from subcell.metrics.shape import shape_features
+from subcell.metrics.shape import border_ids, shape_features
 
 __all__ = ["MASK_CHANNELS", "CellCrop", "extract_cells", "extract_to_store", "match_nuclei"]
 
@@ -112,8 +112,7 @@ def extract_cells(
     half_um = (np.asarray(box) - 1) / 2 * cfg.voxel_um
     nucleus_of = match_nuclei(cells, nuclei)
     objects = ndi.find_objects(cells.astype(np.int64, copy=False))
-    border = {int(i) for i in np.unique(np.concatenate([
-        cells[:, 0].ravel(), cells[:, -1].ravel(), cells[:, :, 0].ravel(), cells[:, :, -1].ravel()]))} - {0}  # fmt: skip
+    border = border_ids(cells)
     reach = int(np.ceil(cfg.mask_dilation_um / vs.min())) + 1
     for cid, sl in enumerate(objects, start=1):
         if sl is None:

@@ -22,7 +22,7 @@ from subcell.integrated.model import IntegratedModel, likelihood_of
 from subcell.integrated.objective import beta_at
 from subcell.train import DistributedContext, autocast_dtype, fit
 from subcell.train.loop import History, StepInfo
-from subcell.train.run import start_run
+from subcell.train.run import checkpoint_dir, start_run
 
 __all__ = ["TrainResult", "train_integrated"]
 
@@ -57,10 +57,6 @@ class TrainResult:
     histories: dict[str, History]
     data: CellData
     split: dict[str, np.ndarray]
-
-
-def checkpoint_dir(output: Path) -> Path:
-    return output.with_name(output.name + ".checkpoint")
 
 
 def _batches(data: CellData, cells: np.ndarray, kind: str, batch: int) -> Callable[[np.random.Generator], tuple[torch.Tensor, ...]]:  # fmt: skip

@@ -19,7 +19,7 @@ from subcell.labelfree.model import LabelFreeModel
 from subcell.labelfree.network import NetworkConfig
 from subcell.train import autocast_dtype, fit
 from subcell.train.loop import History, StepInfo
-from subcell.train.run import start_run
+from subcell.train.run import checkpoint_dir, start_run
 
 __all__ = ["TrainResult", "checkpoint_dir", "resolve_network", "train_labelfree"]
 
@@ -32,11 +32,6 @@ class TrainResult:
         self.folder = folder
         self.history = history
         self.summary = summary
-
-
-def checkpoint_dir(output: Path) -> Path:
-    """Where training checkpoints live: beside the model folder, ``<output>.checkpoint``."""
-    return output.with_name(output.name + ".checkpoint")
 
 
 def resolve_network(net: NetworkConfig, voxel_size: VoxelSize, *, two_d: bool) -> NetworkConfig:

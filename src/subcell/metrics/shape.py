@@ -8,7 +8,16 @@ from collections.abc import Sequence
 import numpy as np
 from scipy import ndimage as ndi
 
-__all__ = ["principal_axes", "shape_features", "sphericity", "surface_area", "surface_mesh"]
+__all__ = ["border_ids", "principal_axes", "shape_features", "sphericity", "surface_area", "surface_mesh"]
+
+
+def border_ids(labels: np.ndarray) -> set[int]:
+    """Ids of objects touching the lateral (y/x) border of the field."""
+    lab = np.asarray(labels)
+    edges = np.concatenate(
+        [lab[..., 0, :].ravel(), lab[..., -1, :].ravel(), lab[..., :, 0].ravel(), lab[..., :, -1].ravel()]
+    )
+    return {int(i) for i in np.unique(edges) if i != 0}
 
 
 def surface_mesh(mask: np.ndarray, spacing: Sequence[float] | np.ndarray) -> tuple[np.ndarray, np.ndarray]:

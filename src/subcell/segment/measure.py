@@ -10,18 +10,9 @@ from scipy import ndimage as ndi
 
 from subcell.errors import ValueRangeError
 from subcell.image import VoxelSize
-from subcell.metrics.shape import principal_axes, sphericity, surface_area
+from subcell.metrics.shape import border_ids, principal_axes, sphericity, surface_area
 
 __all__ = ["border_ids", "measure_objects", "structures_per_cell"]
-
-
-def border_ids(labels: np.ndarray) -> set[int]:
-    """Ids of objects touching the lateral (y/x) border of the field."""
-    lab = np.asarray(labels)
-    edges = np.concatenate(
-        [lab[..., 0, :].ravel(), lab[..., -1, :].ravel(), lab[..., :, 0].ravel(), lab[..., :, -1].ravel()]
-    )
-    return {int(i) for i in np.unique(edges) if i != 0}
 
 
 def measure_objects(

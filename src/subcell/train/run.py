@@ -14,7 +14,7 @@ from subcell.errors import OutputExistsError
 from subcell.train.distributed import DistributedContext
 from subcell.train.precision import resolve_device
 
-__all__ = ["RunSetup", "start_run"]
+__all__ = ["RunSetup", "checkpoint_dir", "start_run"]
 
 
 @dataclass
@@ -40,3 +40,8 @@ def start_run(output: Path, *, overwrite: bool, threads: int | None, device: str
     say = on_message if (on_message is not None and ctx.is_main) else (lambda _m: None)
     torch.manual_seed(seed + ctx.rank)
     return RunSetup(dev, ctx, np.random.default_rng(seed + 1000 * ctx.rank), say)
+
+
+def checkpoint_dir(output: Path) -> Path:
+    """Where training checkpoints live: beside the model folder, ``<output>.checkpoint``."""
+    return Path(output).with_name(Path(output).name + ".checkpoint")
