@@ -17,6 +17,8 @@ def test_normalize_methods() -> None:
     assert p.min() == 0 and p.max() == 1
     s = F.normalize(a, method="std", low=1, high=1)
     assert s.min() == 0 and s.max() == 1 and (s == 0).sum() > 100  # clipped at mean ± 1 std
+    wide = F.normalize(a, method="std", low=10, high=10)  # beyond the data: the data range maps to [0, 1]
+    assert wide.min() == 0 and wide.max() == 1
     with pytest.raises(ValueRangeError, match="unknown method"):
         F.normalize(a, method="zscore")
 
@@ -143,3 +145,26 @@ def test_thinning_keeps_thin_bridges() -> None:
     assert ndi.label(out[0])[1] == 1  # still one connected piece
     assert out.sum() < m.sum()  # the thick parts lost their rim
     assert out[0, 14, 20]
+
+
+def test_fill_between_membranes_fills_from_basal_to_apical_peak() -> None:
+    nz, nx = 12, 12
+    inten = np.zeros((nz, 3, nx), np.float32)
+    inten[1:4, :, 1:] = [[[0.5]], [[1.0]], [[0.5]]]  # basal membrane, brightest at z = 2
+    inten[7:10, :, 1:] = [[[0.5]], [[1.0]], [[0.5]]]  # apical membrane, brightest at z = 8
+    inten[7:10, :, 5] = 0  # a one-column gap in the apical membrane
+    inten[7:10, :, 8:11] = 0  # a three-column gap (0.3 µm)
+    inten[1:10, :, 11] = 1.0  # a lateral wall
+    mask = inten > 0.4
+    out = F.fill_between_membranes(mask, inten, voxel_size=VS, max_gap_um=0.15)
+    col = out[:, 1]
+    assert not col[:, 0].any()  # no membrane: outside the colony
+    assert col[2:9, 1].all() and not col[:2, 1].any() and not col[9:, 1].any()  # peak to peak, not the blur
+    assert col[2:9, 5].all() and not col[9:, 5].any()  # the narrow gap is bridged at the neighbours' height
+    assert not col[:, 9].any()  # the middle of the wide gap is 0.2 µm from an apical membrane: not bridged
+    assert col[1:10, 11].all()  # the wall is filled whole
+    wide = F.fill_between_membranes(mask, inten, voxel_size=VS, max_gap_um=0.5)
+    assert wide[2:9, 1, 9].all()
+    assert np.array_equal(F.fill_between_membranes(mask[4:5], inten[4:5], voxel_size=VS), mask[4:5])
+    with pytest.raises(ValueRangeError, match="intensity has shape"):
+        F.fill_between_membranes(mask, inten[:5], voxel_size=VS)

@@ -83,7 +83,7 @@ def test_nucleus_and_cells_on_synthetic_fields(field) -> None:  # type: ignore[n
     assert m.f1(0.5) >= 0.9  # 7/8 here: the mitotic plate of this field merges with a neighbour
     cells = _run(field, "cells")
     mc = match_instances(cells, field.labels["cell"][0])
-    assert mc.f1(0.5) >= 0.75
+    assert mc.f1(0.5) >= 0.9  # 7/8 too: only the cell of the merged nucleus is lost
     # matching ids: every segmented cell contains the nucleus with its id
     for cid in np.unique(cells[cells > 0]):
         assert (nuclei[cells == cid] == cid).any()
@@ -123,3 +123,29 @@ def test_constant_image_is_rejected() -> None:
     img = Image(np.full((4, 32, 32), 7, np.uint16), voxel_size=(0.3, 0.1, 0.1), dims="ZYX", channel_names=["dna"])
     with pytest.raises(ValueRangeError, match="no contrast"):
         segment_image(img, load_workflow("nucleus"))
+
+
+def _two_balls(radius_um: float, apart_um: float, voxel_um: float = 0.25) -> np.ndarray:
+    r = radius_um / voxel_um
+    half = int(r + apart_um / voxel_um / 2) + 3
+    zz, yy, xx = np.ogrid[-int(r) - 2 : int(r) + 3, -int(r) - 2 : int(r) + 3, -half : half + 1]
+    d = apart_um / voxel_um / 2
+    return ((zz**2 + yy**2 + (xx - d) ** 2) <= r * r) | ((zz**2 + yy**2 + (xx + d) ** 2) <= r * r)
+
+
+@pytest.mark.parametrize(
+    ("apart_um", "neck_ratio", "expected"),
+    [(10.0, 0.7, 2), (7.0, 0.7, 1), (7.0, 1.0, 2)],
+)
+def test_split_touching_cuts_narrow_necks_and_keeps_bulges(
+    tmp_path: Path, apart_um: float, neck_ratio: float, expected: int
+) -> None:
+    # balls of 6 µm: 10 µm apart the neck radius is 3.3 µm (ratio 0.55: two nuclei); 7 µm apart it is 4.9 µm
+    # (ratio 0.81: one kidney-shaped nucleus), though its distance map dips by 1.1 µm, more than depth_um
+    path = tmp_path / "split.yaml"
+    path.write_text(
+        "name: split\ninputs: [mask]\nkind: instance\n"
+        f"steps:\n  - split_touching: {{depth_um: 0.5, max_neck_ratio: {neck_ratio}}}\n"
+    )
+    out = run_workflow(load_workflow(path), {"mask": _two_balls(6.0, apart_um)}, voxel_size=(0.25, 0.25, 0.25))
+    assert len(np.unique(out)) - 1 == expected

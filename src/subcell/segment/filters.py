@@ -19,6 +19,7 @@ from subcell.image import VoxelSize
 __all__ = [
     "edge_preserving_smooth",
     "filament_filter",
+    "fill_between_membranes",
     "fill_holes",
     "gaussian_smooth",
     "hessian_eigenvalues",
@@ -82,9 +83,9 @@ def normalize_range(img: np.ndarray, *, method: str = "percentile", low: float =
         raise ValueRangeError("image has no finite values to normalize", field="image")
     if method == "percentile":
         lo, hi = np.percentile(finite, [low, high])
-    elif method == "std":
+    elif method == "std":  # clipped to the data range, so the result spans [0, 1] like the Segmenter's
         m, s = float(finite.mean()), float(finite.std())
-        lo, hi = m - low * s, m + high * s
+        lo, hi = max(m - low * s, float(finite.min())), min(m + high * s, float(finite.max()))
     elif method == "minmax":
         lo, hi = float(finite.min()), float(np.percentile(finite, high)) if high < 100 else float(finite.max())
     else:
@@ -422,6 +423,82 @@ def fill_holes(
         else:
             out[z] |= holes
     return out
+
+
+def _first_run(mask: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per (y, x) column: start, end (exclusive) and brightest plane of the lowest run of ``mask`` along z."""
+    nz = mask.shape[0]
+    z = np.arange(nz)[:, None, None]
+    start = np.argmax(mask, axis=0)
+    gap = (z >= start) & ~mask
+    end = np.where(gap.any(0), np.argmax(gap, axis=0), nz)
+    run = (z >= start) & (z < end)
+    peak = np.argmax(np.where(run, values, -np.inf), axis=0)
+    return start, end, peak
+
+
+def fill_between_membranes(
+    mask: np.ndarray,
+    intensity: np.ndarray,
+    *,
+    voxel_size: VoxelSize | Sequence[float],
+    max_gap_um: float = 3.0,
+) -> np.ndarray:
+    """The volume enclosed by cell membranes in a monolayer, filled column by column.
+
+    ``mask`` is the thresholded membrane signal, ``intensity`` the (lightly smoothed) membrane image. In each
+    (y, x) column the lowest run of ``mask`` along z is the basal membrane and the highest run the apical one;
+    the column is filled from the brightest plane of the first to the brightest plane of the last, so the
+    blur of the optics below the glass and above the cells is not counted as cell. A single run much longer
+    than the basal membrane (median over columns) is a lateral wall and is filled whole. Where the apical
+    membrane is missing (dim or broken), the height of the nearest column that has one, within
+    ``max_gap_um``, is used. Columns without membrane stay empty (outside the colony). A single plane
+    (2D image) is returned unchanged: fill it with :func:`fill_holes`.
+
+    Parameters
+    ----------
+    mask : (Z, Y, X) bool array
+        Membrane foreground.
+    intensity : (Z, Y, X) array
+        Membrane intensities of the same shape, used to place each membrane at its brightest plane.
+    voxel_size : VoxelSize or (z, y, x) µm
+    max_gap_um : float
+        Largest lateral distance (µm) across which a missing apical membrane is bridged.
+
+    Returns
+    -------
+    (Z, Y, X) bool array
+    """
+    m = _as_3d(mask, "mask").astype(bool)
+    a = _as_3d(intensity, "intensity").astype(np.float32, copy=False)
+    if a.shape != m.shape:
+        raise ValueRangeError(f"intensity has shape {a.shape}, the mask {m.shape}", field="intensity")
+    if max_gap_um < 0:
+        raise ValueRangeError(f"max_gap_um must be >= 0, got {max_gap_um}", field="max_gap_um")
+    nz = m.shape[0]
+    if nz < 3:
+        return m.copy()
+    vs = VoxelSize.of(voxel_size).as_tuple()
+    has = m.any(0)
+    b_start, b_end, b_peak = _first_run(m, a)
+    t_start, t_end, t_peak = _first_run(m[::-1], a[::-1])
+    top_end, top_peak = nz - t_start, nz - 1 - t_peak
+    single = has & (b_end >= top_end)  # the lowest run is also the highest
+    several = has & ~single
+    run_len = b_end - b_start
+    basal_len = float(np.median(run_len[several])) if several.any() else np.inf
+    wall = single & (run_len > 1.5 * basal_len)
+    low = np.where(wall, b_start, b_peak)
+    high = np.where(several, top_peak, np.where(wall, top_end - 1, -1))
+    known = several | wall
+    missing = has & ~known
+    if missing.any() and known.any():
+        dist, (iy, ix) = ndi.distance_transform_edt(~known, sampling=vs[1:], return_indices=True)
+        bridged = missing & (dist <= max_gap_um)
+        high = np.where(bridged, high[iy, ix], high)
+        known |= bridged
+    z = np.arange(nz)[:, None, None]
+    return (z >= low) & (z <= high) & known
 
 
 def size_filter(

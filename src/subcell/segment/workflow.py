@@ -108,6 +108,14 @@ class FillHoles(_Step):
         return (self.max_hole_um or 0.0) ** (1 / 2 if self.per_slice else 1 / 3)
 
 
+class FillBetweenMembranes(_Step):
+    intensity: str = Field(..., description="named membrane image that places each membrane at its brightest plane")
+    max_gap_um: float = Field(3.0, ge=0, le=50, description="largest lateral gap in the apical membrane bridged")
+
+    def reach_um(self) -> float:
+        return self.max_gap_um
+
+
 class SizeFilter(_Step):
     min_volume_um3: float = Field(..., ge=0)
     per_slice: bool = False
@@ -136,6 +144,9 @@ class Label(_Step):
 
 class SplitTouching(_Step):
     depth_um: float = Field(0.5, gt=0, le=50, description="a neck this much narrower than both lobes splits them")
+    max_neck_ratio: float = Field(
+        0.7, gt=0, le=1, description="lobes stay one object when their neck is wider than this share of the thinner"
+    )
     max_radius_um: float = Field(8.0, gt=0, le=200, description="largest object radius (sets the chunk halo)")
 
     def reach_um(self) -> float:
@@ -178,7 +189,51 @@ def _split_touching(mask: np.ndarray, p: SplitTouching, vs: VoxelSize) -> np.nda
     unseeded = ~seeded[objects] & m
     if unseeded.any():  # e.g. objects thinner than the depth: the whole object is its own seed
         markers = np.where(unseeded, objects + int(markers.max()), markers)
-    return filters.seeded_watershed(-dist, seeds=markers, mask=m)
+    lobes = filters.seeded_watershed(-dist, seeds=markers, mask=m)
+    return _merge_wide_necks(lobes, dist, p.max_neck_ratio)
+
+
+def _merge_wide_necks(lobes: np.ndarray, dist: np.ndarray, max_neck_ratio: float) -> np.ndarray:
+    """Join touching lobes whose neck (largest distance-map value on their shared face) is wider than
+    ``max_neck_ratio`` × the thinner lobe's radius (its distance-map peak): a plateau or a bulge, not two objects.
+    """
+    from scipy import ndimage as ndi
+
+    n = int(lobes.max())
+    if n < 2:
+        return lobes
+    codes, necks = [], []
+    for ax in range(lobes.ndim):
+        a, b = np.moveaxis(lobes, ax, 0), np.moveaxis(dist, ax, 0)
+        face = (a[:-1] != a[1:]) & (a[:-1] > 0) & (a[1:] > 0)
+        lo, hi = np.minimum(a[:-1][face], a[1:][face]), np.maximum(a[:-1][face], a[1:][face])
+        codes.append(lo.astype(np.int64) * (n + 1) + hi)
+        necks.append(np.minimum(b[:-1][face], b[1:][face]))
+    code, neck = np.concatenate(codes), np.concatenate(necks)
+    if code.size == 0:
+        return lobes
+    order = np.argsort(code, kind="stable")
+    code, neck = code[order], neck[order]
+    starts = np.flatnonzero(np.r_[True, code[1:] != code[:-1]])
+    pair, widest = code[starts], np.maximum.reduceat(neck, starts)
+    peak = np.asarray(ndi.maximum(dist, lobes, index=np.arange(n + 1)))
+    root = np.arange(n + 1)
+
+    def find(i: int) -> int:
+        while root[i] != i:
+            root[i] = root[root[i]]
+            i = int(root[i])
+        return i
+
+    for c, w in zip(pair.tolist(), widest.tolist(), strict=True):
+        i, j = divmod(c, n + 1)
+        if w >= max_neck_ratio * min(peak[i], peak[j]):
+            root[find(i)] = find(j)
+    final = np.array([find(i) for i in range(n + 1)])
+    if np.array_equal(final, np.arange(n + 1)):
+        return lobes
+    _, dense = np.unique(final, return_inverse=True)
+    return dense.astype(np.int32)[lobes]
 
 
 def _combine(a: np.ndarray, b: np.ndarray, op: str) -> np.ndarray:
@@ -245,6 +300,12 @@ STEPS: dict[str, tuple[type[_Step], Runner]] = {
             voxel_size=vs,
             per_slice=p.per_slice,
             close_lateral_border=p.close_lateral_border,
+        ),
+    ),
+    "fill_between_membranes": (
+        FillBetweenMembranes,
+        lambda a, p, vs, ns: filters.fill_between_membranes(
+            a, ns[p.intensity], voxel_size=vs, max_gap_um=p.max_gap_um
         ),
     ),
     "size_filter": (
@@ -340,7 +401,7 @@ def _parse(raw: Mapping[str, Any], source: str) -> Workflow:
             if err["type"] == "extra_forbidden":
                 msg = f"unknown parameter; {name} accepts {sorted(set(model.model_fields) - {'input', 'output'})}"
             raise ValueRangeError(f"{msg} (got {got!r})", path=source, field=f"steps[{i}] {name}.{param}") from None
-        for ref_field in ("input", "seeds", "mask", "other"):
+        for ref_field in ("input", "seeds", "mask", "other", "intensity"):
             ref = getattr(step, ref_field, None)
             if ref is not None and ref not in known:
                 raise ValueRangeError(
