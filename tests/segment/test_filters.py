@@ -120,6 +120,8 @@ def test_size_filter_in_cubic_micrometres() -> None:
     labels[:2, :2, :2] = 5
     kept = F.size_filter(labels, min_volume_um3=0.1, voxel_size=VS)
     assert set(np.unique(kept)) == {0, 3}
+    one = F.size_filter((labels == 3).astype(np.int32), min_volume_um3=0.1, voxel_size=VS)
+    assert one.dtype == np.int32 and one.max() == 1  # a label image with one object is still labels
 
 
 def test_seeded_watershed_keeps_seed_ids() -> None:

@@ -524,11 +524,14 @@ def size_filter(
             keep = np.bincount(lab.ravel()) * unit >= min_volume_um3
             keep[0] = False
             out[z] = keep[lab]
-        return out
-    lab, _ = ndi.label(b)
-    keep = np.bincount(lab.ravel()) * (vs[0] * vs[1] * vs[2]) >= min_volume_um3
-    keep[0] = False
-    return keep[lab]
+    else:
+        lab, _ = ndi.label(b)
+        keep = np.bincount(lab.ravel()) * (vs[0] * vs[1] * vs[2]) >= min_volume_um3
+        keep[0] = False
+        out = keep[lab]
+    if np.issubdtype(m.dtype, np.integer) and m.dtype != np.bool_:  # labels with a single id stay labels
+        return np.where(out, m, 0).astype(m.dtype)
+    return out
 
 
 def topology_preserving_thinning(
