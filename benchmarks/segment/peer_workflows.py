@@ -51,16 +51,18 @@ def main() -> None:
         "Each row runs the Segmenter's `Workflow_<name>(img, output_type='array')` and our",
         "`benchmarks/segment/recipes/segmenter_<name>.yaml` (same steps and parameters, voxel size 1) on the",
         "same synthetic 60×256×256 float32 volume. Command: `python benchmarks/segment/peer_workflows.py`",
-        "(after `bash benchmarks/segment/setup_peer.sh`); both run one after the other on this machine.",
+        "(after `bash benchmarks/segment/setup_peer.sh`); both run one after the other on this machine, best of two runs each.",
         "",
         "| workflow | input channel | aicssegmentation (s) | subcell (s) | speed-up | mask Dice | difference in the recipe |",
         "|---|---|---:|---:|---:|---:|---|",
     ]
     for name, (ch, diff) in CASES.items():
         wf = load_workflow(HERE / "recipes" / f"segmenter_{name}.yaml")
-        t = time.perf_counter()
-        ours = run_workflow(wf, {"structure": vols[name]}, voxel_size=(1.0, 1.0, 1.0))
-        our_t = time.perf_counter() - t
+        our_t = float("inf")
+        for _ in range(2):  # the best of two runs, as on their side
+            t = time.perf_counter()
+            ours = run_workflow(wf, {"structure": vols[name]}, voxel_size=(1.0, 1.0, 1.0))
+            our_t = min(our_t, time.perf_counter() - t)
         d = dice(ours > 0, theirs[name])
         lines.append(
             f"| {name} | {ch} | {their_t[name]:.2f} | {our_t:.2f} | {their_t[name] / our_t:.1f}× | {d:.3f} | {diff} |"

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
+REPEATS = 2  # the best of two runs, as on our side
+
 
 def main() -> None:
     data = np.load(sys.argv[1])
@@ -20,9 +22,12 @@ def main() -> None:
     for name in data.files:
         fn = getattr(importlib.import_module(f"aicssegmentation.structure_wrapper.seg_{name}"), f"Workflow_{name}")
         img = data[name].astype(np.float32)
-        t = time.perf_counter()
-        seg = fn(img.copy(), output_type="array")
-        timings[name] = time.perf_counter() - t
+        best = float("inf")
+        for _ in range(REPEATS):
+            t = time.perf_counter()
+            seg = fn(img.copy(), output_type="array")
+            best = min(best, time.perf_counter() - t)
+        timings[name] = best
         np.save(out / f"{name}.npy", np.asarray(seg) > 0)
     (out / "timings.json").write_text(json.dumps(timings))
 

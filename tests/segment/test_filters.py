@@ -85,6 +85,19 @@ def test_hessian_eigenvalues_match_numpy() -> None:
     ref = np.linalg.eigvalsh(np.moveaxis(h, (0, 1), (-2, -1)))
     ref = np.take_along_axis(ref, np.argsort(np.abs(ref), axis=-1), axis=-1)
     np.testing.assert_allclose(np.stack([e1, e2, e3], -1), ref, atol=2e-4)
+    # per slice (sigma_z = 0): 2×2 closed form, the third eigenvalue is 0
+    f1, f2, f3 = F.hessian_eigenvalues(a, (0.0, 1.0, 1.0))
+    h2 = np.empty((2, 2, *a.shape), np.float32)
+    for i in range(2):
+        for j in range(2):
+            order = [0, 0, 0]
+            order[i + 1] += 1
+            order[j + 1] += 1
+            h2[i, j] = ndi.gaussian_filter(a, (0.0, 1.0, 1.0), order=order, mode="nearest", truncate=3.0)
+    ref2 = np.linalg.eigvalsh(np.moveaxis(h2, (0, 1), (-2, -1)))
+    ref2 = np.take_along_axis(ref2, np.argsort(np.abs(ref2), axis=-1), axis=-1)
+    assert not f1.any()
+    np.testing.assert_allclose(np.stack([f2, f3], -1), ref2, atol=2e-4)
 
 
 def test_masked_object_threshold_adapts_to_each_object() -> None:

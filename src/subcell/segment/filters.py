@@ -215,41 +215,65 @@ def spot_filter(
     return out
 
 
+def _by_magnitude(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Compare-swap: (smaller, larger) by absolute value, elementwise."""
+    swap = np.abs(x) > np.abs(y)
+    return np.where(swap, y, x), np.where(swap, x, y)
+
+
 def hessian_eigenvalues(img: np.ndarray, sigma_vox: Sequence[float]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Scale-normalized Hessian eigenvalues per voxel, sorted by magnitude |λ1| <= |λ2| <= |λ3| (float32)."""
+    """Scale-normalized Hessian eigenvalues per voxel, sorted by magnitude |λ1| <= |λ2| <= |λ3| (float32).
+
+    The Hessian comes from Gaussian derivative filters. Axes with sigma 0 are left out: with one axis off (a
+    per-slice filter) the 2×2 eigenvalues are solved in closed form and the third is 0.
+    """
     a = np.asarray(img, dtype=np.float32)
     sig = list(sigma_vox)
     active = [ax for ax in range(3) if sig[ax] > 0]
-    h: dict[tuple[int, int], np.ndarray] = {}
-    for i in range(3):
-        for j in range(i, 3):
-            if i in active and j in active:
-                order = [0, 0, 0]
-                order[i] += 1
-                order[j] += 1
-                h[(i, j)] = np.float32(sig[i] * sig[j]) * ndi.gaussian_filter(
-                    a, sig, order=order, mode="nearest", truncate=3.0
-                )
-            else:
-                h[(i, j)] = np.zeros(a.shape, np.float32)
-    a11, a22, a33 = h[(0, 0)], h[(1, 1)], h[(2, 2)]
-    a12, a13, a23 = h[(0, 1)], h[(0, 2)], h[(1, 2)]
+
+    def second(i: int, j: int) -> np.ndarray:
+        order = [0, 0, 0]
+        order[i] += 1
+        order[j] += 1
+        out = ndi.gaussian_filter(a, sig, order=order, mode="nearest", truncate=3.0)
+        out *= np.float32(sig[i] * sig[j])
+        return out
+
+    if len(active) < 2:
+        z = np.zeros(a.shape, np.float32)
+        only = second(active[0], active[0]) if active else z.copy()
+        return z, z.copy(), only
+    if len(active) == 2:
+        i, j = active
+        hii, hjj, hij = second(i, i), second(j, j), second(i, j)
+        mean = (hii + hjj) * np.float32(0.5)
+        half = (hii - hjj) * np.float32(0.5)
+        np.multiply(half, half, out=half)
+        np.multiply(hij, hij, out=hij)
+        root = np.sqrt(half + hij)
+        small, large = _by_magnitude(mean - root, mean + root)
+        return np.zeros(a.shape, np.float32), small, large
+    a11, a22, a33 = second(0, 0), second(1, 1), second(2, 2)
+    a12, a13, a23 = second(0, 1), second(0, 2), second(1, 2)
     # closed-form eigenvalues of a real symmetric 3×3 matrix (trigonometric method)
     q = (a11 + a22 + a33) / 3
+    a11 -= q
+    a22 -= q
+    a33 -= q
     p1 = a12 * a12 + a13 * a13 + a23 * a23
-    p2 = (a11 - q) ** 2 + (a22 - q) ** 2 + (a33 - q) ** 2 + 2 * p1
-    p = np.sqrt(p2 / 6) + np.float32(1e-20)
-    b11, b22, b33 = (a11 - q) / p, (a22 - q) / p, (a33 - q) / p
-    b12, b13, b23 = a12 / p, a13 / p, a23 / p
-    r = (b11 * (b22 * b33 - b23 * b23) - b12 * (b12 * b33 - b23 * b13) + b13 * (b12 * b23 - b22 * b13)) / 2
-    phi = np.arccos(np.clip(r, -1, 1)) / 3
+    p = np.maximum(np.sqrt((a11 * a11 + a22 * a22 + a33 * a33 + 2 * p1) / 6), np.float32(1e-12))  # p³ stays > 0
+    det = a11 * (a22 * a33 - a23 * a23) - a12 * (a12 * a33 - a23 * a13) + a13 * (a12 * a23 - a22 * a13)
+    r = det / (2 * p * p * p)
+    phi = np.arccos(np.clip(r, -1, 1, out=r), out=r)
+    phi /= 3
     e1 = q + 2 * p * np.cos(phi)
     e3 = q + 2 * p * np.cos(phi + np.float32(2 * math.pi / 3))
     e2 = 3 * q - e1 - e3
-    ev = np.stack([e1, e2, e3])
-    rank = np.argsort(np.abs(ev), axis=0)
-    ev = np.take_along_axis(ev, rank, axis=0)
-    return ev[0], ev[1], ev[2]
+    # sorting network for three values by magnitude
+    e1, e2 = _by_magnitude(e1, e2)
+    e2, e3 = _by_magnitude(e2, e3)
+    e1, e2 = _by_magnitude(e1, e2)
+    return e1, e2, e3
 
 
 def filament_filter(
