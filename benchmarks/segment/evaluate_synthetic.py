@@ -17,7 +17,7 @@ from subcell.synth import synth_field
 SEEDS = (21, 22, 23, 24, 25)
 SHAPE = (48, 384, 384)
 WORKFLOWS = {"nucleus": "nucleus", "cells": "cell", "nucleoli": "nucleoli", "mitochondria": "mitochondria",
-             "microtubules": "microtubules", "golgi": "golgi", "nuclear_envelope": "nuclear_envelope"}  # fmt: skip
+             "microtubules": "microtubules", "golgi": "golgi", "nuclear_envelope": "nuclear_envelope", "er": "er"}  # fmt: skip
 
 
 def main() -> None:

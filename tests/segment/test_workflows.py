@@ -90,7 +90,8 @@ def test_nucleus_and_cells_on_synthetic_fields(field) -> None:  # type: ignore[n
 
 
 @pytest.mark.parametrize(
-    ("name", "minimum"), [("nucleoli", 0.9), ("mitochondria", 0.8), ("microtubules", 0.78), ("golgi", 0.85)]
+    ("name", "minimum"),
+    [("nucleoli", 0.9), ("mitochondria", 0.8), ("microtubules", 0.78), ("golgi", 0.85), ("er", 0.65)],
 )
 def test_structure_masks_match_the_truth(field, name: str, minimum: float) -> None:  # type: ignore[no-untyped-def]
     assert dice(_run(field, name), field.labels[name][0]) >= minimum

@@ -63,12 +63,30 @@ def normalize(
 ) -> np.ndarray:
     """Intensity normalization to about [0, 1] (float32).
 
-    ``method``:
+    Parameters
+    ----------
+    img : (Z, Y, X) or (Y, X) array
+        Raw intensities.
+    method : {"percentile", "std", "minmax"}
+        ``"percentile"``: the ``low``/``high`` percentiles map to 0/1. ``"std"``: clip to
+        ``[mean - low·std, mean + high·std]`` (within the data range) then min-max, robust to bright outliers
+        (the Segmenter's auto-contrast). ``"minmax"``: min-max after clipping values above the ``high``
+        percentile (outlier suppression; ``high=100`` keeps the maximum).
+    low, high : float
+        Percentiles (``percentile``, ``minmax``) or multiples of the standard deviation (``std``).
+    clip : bool
+        Clip the result to [0, 1].
 
-    * ``"percentile"``: the ``low``/``high`` percentiles map to 0/1;
-    * ``"std"``: clip to ``[mean - low·std, mean + high·std]`` then min-max (robust to bright outliers; the
-      Segmenter's suggested scaling);
-    * ``"minmax"``: min-max, with outlier suppression: values above the ``high`` percentile are clipped first.
+    Returns
+    -------
+    float32 array of the same shape.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> a = np.array([0, 10, 20, 30, 1000], np.float32)
+    >>> normalize(a, method="minmax", high=75).tolist()
+    [0.0, 0.3333333432674408, 0.6666666865348816, 1.0, 1.0]
     """
     a = np.asarray(img, dtype=np.float32)
     lo, hi = normalize_range(a, method=method, low=low, high=high)
@@ -103,7 +121,31 @@ def apply_range(img: np.ndarray, lo: float, hi: float, *, clip: bool = True) -> 
 def gaussian_smooth(
     img: np.ndarray, *, sigma_um: float, voxel_size: VoxelSize | Sequence[float], per_slice: bool = False
 ) -> np.ndarray:
-    """Gaussian smoothing with sigma in µm (3D, or each z-plane on its own with ``per_slice``); float32."""
+    """Gaussian smoothing with sigma in µm, in 3D or each z-plane on its own.
+
+    Parameters
+    ----------
+    img : (Z, Y, X) or (Y, X) array
+    sigma_um : float
+        Standard deviation in µm, converted per axis with ``voxel_size`` (anisotropic voxels get anisotropic
+        kernels in voxels, an isotropic one in µm).
+    voxel_size : VoxelSize or (z, y, x) sequence of float
+        Voxel edge lengths in µm.
+    per_slice : bool
+        Smooth each z-plane separately (no smoothing along z).
+
+    Returns
+    -------
+    (Z, Y, X) float32 array. The kernel is truncated at 3 sigma; edges are replicated.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> a = np.zeros((5, 15, 15), np.float32); a[2, 7, 7] = 1
+    >>> out = gaussian_smooth(a, sigma_um=0.2, voxel_size=(0.4, 0.1, 0.1), per_slice=True)
+    >>> bool(out[1].any()), round(float(out.sum()), 3)
+    (False, 1.0)
+    """
     a = _as_3d(img).astype(np.float32, copy=False)
     return ndi.gaussian_filter(a, sigma_voxels(sigma_um, voxel_size, per_slice=per_slice), mode="nearest", truncate=3.0)
 
@@ -137,7 +179,25 @@ def edge_preserving_smooth(
     The algorithm of ITK's ``GradientAnisotropicDiffusionImageFilter`` (the Segmenter's edge-preserving
     smoothing): across each voxel face the flux is ∂I·exp(-|∇I|² / (2 K² ⟨|∇I|²⟩)), with |∇I|² at the face from
     the normal difference plus the averaged tangential central differences; zero-flux boundaries. Derivatives
-    are in units of the smallest voxel edge, as ITK's image spacing. float32 out.
+    are in units of the smallest voxel edge, as ITK's image spacing.
+
+    Parameters
+    ----------
+    img : (Z, Y, X) or (Y, X) array
+    voxel_size : VoxelSize or (z, y, x) sequence of float
+        Voxel edge lengths in µm.
+    iterations : int
+        Diffusion steps (each spreads intensity by about one voxel).
+    conductance : float
+        K: gradients much larger than K·(mean gradient) are edges and diffuse little.
+    time_step : float
+        Step size; stable up to 1/2^(N+1) for N dimensions (0.0625 in 3D).
+    per_slice : bool
+        Diffuse within each z-plane only.
+
+    Returns
+    -------
+    (Z, Y, X) float32 array.
     """
     if iterations < 0 or conductance <= 0 or time_step <= 0:
         raise ValueRangeError("iterations must be >= 0 and conductance, time_step > 0", field="edge_preserving_smooth")
@@ -196,7 +256,31 @@ def spot_filter(
     voxel_size: VoxelSize | Sequence[float],
     per_slice: bool = False,
 ) -> np.ndarray:
-    """Multi-scale Laplacian-of-Gaussian spot response: max over scales of −σ²∇²G∗I (bright spots > 0)."""
+    """Multi-scale Laplacian-of-Gaussian spot response: max over scales of −σ²∇²G∗I (bright spots > 0).
+
+    Parameters
+    ----------
+    img : (Z, Y, X) or (Y, X) array
+        Normalized intensities.
+    sigmas_um : sequence of float
+        Scales in µm; a spot of radius r responds most at σ ≈ r/√3 (3D) or r/√2 (2D).
+    voxel_size : VoxelSize or (z, y, x) sequence of float
+        Voxel edge lengths in µm.
+    per_slice : bool
+        2D LoG on each z-plane.
+
+    Returns
+    -------
+    (Z, Y, X) float32 array, scale-normalized (comparable across scales); threshold it with ``threshold``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> a = np.zeros((1, 15, 15), np.float32); a[0, 6:9, 6:9] = 1
+    >>> r = spot_filter(a, sigmas_um=[1.0], voxel_size=(1, 1, 1))
+    >>> tuple(int(i) for i in np.unravel_index(r.argmax(), r.shape))
+    (0, 7, 7)
+    """
     a = _as_3d(img).astype(np.float32, copy=False)
     if not sigmas_um:
         raise ValueRangeError("give at least one scale in µm", field="sigmas_um")
@@ -224,8 +308,20 @@ def _by_magnitude(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]
 def hessian_eigenvalues(img: np.ndarray, sigma_vox: Sequence[float]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Scale-normalized Hessian eigenvalues per voxel, sorted by magnitude |λ1| <= |λ2| <= |λ3| (float32).
 
-    The Hessian comes from Gaussian derivative filters. Axes with sigma 0 are left out: with one axis off (a
-    per-slice filter) the 2×2 eigenvalues are solved in closed form and the third is 0.
+    The Hessian comes from Gaussian derivative filters, each scaled by σ_i·σ_j (in voxels). Axes with sigma 0
+    are left out: with one axis off (a per-slice filter) the 2×2 eigenvalues are solved in closed form and the
+    third is 0; in 3D the trigonometric closed form is used, with no per-voxel matrix solve.
+
+    Parameters
+    ----------
+    img : (Z, Y, X) array
+    sigma_vox : (z, y, x) sequence of float
+        Gaussian sigmas in voxels (0 switches an axis off).
+
+    Returns
+    -------
+    tuple of three (Z, Y, X) float32 arrays
+        λ1, λ2, λ3 with |λ1| <= |λ2| <= |λ3|; bright structures have negative eigenvalues across them.
     """
     a = np.asarray(img, dtype=np.float32)
     sig = list(sigma_vox)
@@ -287,8 +383,26 @@ def filament_filter(
     """Multi-scale Hessian vesselness for bright filaments (Jerman et al. 2016), max over scales, in [0, 1].
 
     In 3D a bright tube has two large negative eigenvalues and a small third one; blobs (three large) are
-    suppressed with Frangi's blobness ratio. With ``per_slice`` (or a single plane) the 2D line measure is
-    used on each z-plane.
+    suppressed with Frangi's blobness ratio. With ``per_slice`` (or a single plane) the 2D line measure is used
+    on each z-plane.
+
+    Parameters
+    ----------
+    img : (Z, Y, X) or (Y, X) array
+        Normalized (and usually smoothed) intensities.
+    sigmas_um : sequence of float
+        Scales in µm, about the filament radius.
+    voxel_size : VoxelSize or (z, y, x) sequence of float
+        Voxel edge lengths in µm.
+    per_slice : bool
+        2D line filter on each z-plane.
+    tau : float
+        Jerman's τ in (0, 1]: eigenvalues above τ·max are treated as the maximum, which makes the response
+        uniform along a filament; lower values saturate more of it.
+
+    Returns
+    -------
+    (Z, Y, X) float32 array in [0, 1].
     """
     a = _as_3d(img).astype(np.float32, copy=False)
     if not sigmas_um:
@@ -335,7 +449,27 @@ def _global_threshold(values: np.ndarray, method: str) -> float:
 
 
 def threshold(img: np.ndarray, *, method: str = "otsu", value: float | None = None, factor: float = 1.0) -> np.ndarray:
-    """Global threshold: ``method`` (otsu, triangle, li, yen) × ``factor``, or ``method="absolute"`` with ``value``."""
+    """Global threshold: ``method`` (otsu, triangle, li, yen) × ``factor``, or ``method="absolute"`` with ``value``.
+
+    Parameters
+    ----------
+    img : (Z, Y, X) or (Y, X) array
+    method : {"otsu", "triangle", "li", "yen", "absolute"}
+    value : float, optional
+        The cut for ``method="absolute"``.
+    factor : float
+        Multiplies a fitted threshold (lower it to keep dim objects).
+
+    Returns
+    -------
+    (Z, Y, X) bool array, True above the threshold.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> threshold(np.array([[0.1, 0.2, 0.9, 1.0]]), method="absolute", value=0.5).tolist()
+    [[[False, False, True, True]]]
+    """
     a = _as_3d(img)
     return a > threshold_value(a, method=method, value=value, factor=factor)
 
@@ -364,7 +498,25 @@ def masked_object_threshold(
     """Masked-object (MO) thresholding: a low global threshold finds objects, then Otsu inside each object.
 
     Handles structures whose brightness varies from cell to cell: each object is thresholded against its own
-    intensity distribution (× ``local_factor``).
+    intensity distribution.
+
+    Parameters
+    ----------
+    img : (Z, Y, X) or (Y, X) array
+    global_method : {"otsu", "triangle", "li", "yen"}
+        The low, global threshold that outlines objects.
+    global_factor : float
+        Multiplies the global threshold.
+    local_factor : float
+        Multiplies each object's Otsu threshold.
+    min_object_um3 : float
+        Objects of the global mask smaller than this (µm³) are dropped before the local step.
+    voxel_size : VoxelSize or (z, y, x) sequence of float
+        Voxel edge lengths in µm.
+
+    Returns
+    -------
+    (Z, Y, X) bool array.
     """
     a = _as_3d(img).astype(np.float32, copy=False)
     low = threshold(a, method=global_method, factor=global_factor)
@@ -394,7 +546,33 @@ def seeded_watershed(
     """Watershed from labelled ``seeds`` on ``landscape`` (flooded from low to high), restricted to ``mask``.
 
     Output ids are the seed ids, so region i grows from seed i (e.g. cell i from nucleus i).
-    ``max_distance_um`` stops regions that far from every seed (cells have a maximum size).
+
+    Parameters
+    ----------
+    landscape : (Z, Y, X) or (Y, X) array
+        Flooded from low to high: e.g. a membrane image (walls are bright) or a negated distance map.
+    seeds : integer array of the same shape
+        Labelled seeds; 0 is unseeded.
+    mask : bool array, optional
+        Regions never grow outside it.
+    compactness : float
+        Compact watershed (0: classic).
+    max_distance_um : float, optional
+        Regions stop this far (µm) from every seed (cells have a maximum size).
+    voxel_size : VoxelSize or (z, y, x) sequence of float
+        Voxel edge lengths in µm.
+
+    Returns
+    -------
+    (Z, Y, X) int32 labels with the seed ids.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> land = np.zeros((1, 1, 7), np.float32); land[0, 0, 3] = 1
+    >>> seeds = np.zeros((1, 1, 7), np.int32); seeds[0, 0, 0] = 4; seeds[0, 0, 6] = 9
+    >>> seeded_watershed(land, seeds=seeds)[0, 0].tolist()
+    [4, 4, 4, 4, 9, 9, 9]
     """
     from skimage.segmentation import watershed
 
@@ -419,11 +597,31 @@ def fill_holes(
     per_slice: bool = False,
     close_lateral_border: bool = False,
 ) -> np.ndarray:
-    """Fill enclosed holes: per z-plane (``per_slice``, ``max_hole_um`` is an area in µm²) or in 3D (volume µm³).
+    """Fill enclosed holes: per z-plane (``per_slice``) or in 3D.
 
-    ``max_hole_um=None`` fills every hole. ``close_lateral_border`` treats the y/x edges of the field as walls,
-    so objects cut by the field edge (cells at the border of a colony image) are filled too; the top and
-    bottom of the stack stay open.
+    Parameters
+    ----------
+    mask : (Z, Y, X) or (Y, X) bool array
+    max_hole_um : float, optional
+        Largest hole filled: an area in µm² per plane, a volume in µm³ in 3D; None fills every hole.
+    voxel_size : VoxelSize or (z, y, x) sequence of float
+        Voxel edge lengths in µm.
+    per_slice : bool
+        Fill each z-plane on its own (a single plane always is).
+    close_lateral_border : bool
+        Treat the y/x edges of the field as walls, so objects cut by the field edge (cells at the border of a
+        colony image) are filled too; the top and bottom of the stack stay open.
+
+    Returns
+    -------
+    (Z, Y, X) bool array.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> ring = np.ones((1, 5, 5), bool); ring[0, 2, 2] = False
+    >>> bool(fill_holes(ring, voxel_size=(1, 1, 1))[0, 2, 2])
+    True
     """
     m = _as_3d(mask, "mask").astype(bool)
     if close_lateral_border:
@@ -505,7 +703,7 @@ def fill_between_membranes(
     vs = VoxelSize.of(voxel_size).as_tuple()
     has = m.any(0)
     b_start, b_end, b_peak = _first_run(m, a)
-    t_start, t_end, t_peak = _first_run(m[::-1], a[::-1])
+    t_start, _t_end, t_peak = _first_run(m[::-1], a[::-1])
     top_end, top_peak = nz - t_start, nz - 1 - t_peak
     single = has & (b_end >= top_end)  # the lowest run is also the highest
     several = has & ~single
@@ -528,9 +726,29 @@ def fill_between_membranes(
 def size_filter(
     mask: np.ndarray, *, min_volume_um3: float, voxel_size: VoxelSize | Sequence[float], per_slice: bool = False
 ) -> np.ndarray:
-    """Remove connected objects smaller than ``min_volume_um3`` (µm², per plane, with ``per_slice``).
+    """Remove objects smaller than ``min_volume_um3`` (µm³; µm² per plane with ``per_slice``).
 
-    A label image keeps its ids (objects are judged by id); a mask is judged by connected components.
+    Parameters
+    ----------
+    mask : (Z, Y, X) or (Y, X) bool mask or integer labels
+        A label image keeps its ids (objects are judged by id, and a label image with one object stays a
+        label image); a mask is judged by connected components (face connectivity).
+    min_volume_um3 : float
+    voxel_size : VoxelSize or (z, y, x) sequence of float
+        Voxel edge lengths in µm.
+    per_slice : bool
+        Judge the objects of each z-plane by their area.
+
+    Returns
+    -------
+    Array of the input's kind: bool for a mask, the same integer dtype for labels.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> m = np.zeros((1, 4, 8), bool); m[0, :2, :2] = True; m[0, :, 4:] = True
+    >>> int(size_filter(m, min_volume_um3=5, voxel_size=(1, 1, 1)).sum())
+    16
     """
     m = _as_3d(mask, "mask")
     vs = VoxelSize.of(voxel_size).as_tuple()
@@ -561,8 +779,25 @@ def size_filter(
 def topology_preserving_thinning(
     mask: np.ndarray, *, min_thickness_um: float, thin_um: float, voxel_size: VoxelSize | Sequence[float]
 ) -> np.ndarray:
-    """Thin a mask by ``thin_um`` without breaking it: voxels within ``min_thickness_um`` of each plane's
-    skeleton are protected, so thin connections and the topology survive while thick parts lose their rim."""
+    """Thin a mask by ``thin_um`` without breaking it.
+
+    Voxels within ``min_thickness_um`` of each plane's skeleton are protected, so thin connections and the
+    topology survive while thick parts lose their rim (the Segmenter's Golgi post-processing).
+
+    Parameters
+    ----------
+    mask : (Z, Y, X) or (Y, X) bool array
+    min_thickness_um : float
+        Half-width (µm) around the skeleton that is never removed.
+    thin_um : float
+        How much (µm) the rim of thick parts is eroded.
+    voxel_size : VoxelSize or (z, y, x) sequence of float
+        Voxel edge lengths in µm.
+
+    Returns
+    -------
+    (Z, Y, X) bool array, a subset of ``mask``.
+    """
     from skimage.morphology import skeletonize
 
     m = _as_3d(mask, "mask").astype(bool)

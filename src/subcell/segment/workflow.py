@@ -304,9 +304,7 @@ STEPS: dict[str, tuple[type[_Step], Runner]] = {
     ),
     "fill_between_membranes": (
         FillBetweenMembranes,
-        lambda a, p, vs, ns: filters.fill_between_membranes(
-            a, ns[p.intensity], voxel_size=vs, max_gap_um=p.max_gap_um
-        ),
+        lambda a, p, vs, ns: filters.fill_between_membranes(a, ns[p.intensity], voxel_size=vs, max_gap_um=p.max_gap_um),
     ),
     "size_filter": (
         SizeFilter,

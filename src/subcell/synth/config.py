@@ -31,6 +31,7 @@ STRUCTURES = (
     "mitochondria",
     "microtubules",
     "golgi",
+    "er",
 )
 
 
@@ -126,6 +127,10 @@ class StructureRules(_Model):
     golgi_apical_offset_um: float = Field(
         0.5, description="Golgi sits this far above the nuclear surface (apical side)"
     )
+    er_sheet_um: float = Field(0.5, ge=0, le=5, description="perinuclear ER sheets reach this far out of the nucleus")
+    er_tubules_per_um3: float = Field(0.6, ge=0, description="ER tubules per µm³ of cytoplasm")
+    er_decay_um: float = Field(4.0, gt=0, description="tubule density ∝ exp(-d / decay) from the nuclear surface")
+    er_length_um: float = Field(2.0, gt=0)
 
     @model_validator(mode="after")
     def _counts(self) -> StructureRules:

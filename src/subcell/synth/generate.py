@@ -1,8 +1,8 @@
 """Synthetic hiPSC-like fields with exact ground truth: single fields, time-lapses, and lazily generated large fields.
 
-Output channels (uint16, in this order): ``brightfield``, the seven structures (``dna``, ``nuclear_envelope``,
-``nucleoli``, ``membrane``, ``mitochondria``, ``microtubules``, ``golgi``) as noisy widefield fluorescence, then
-the same seven as ``<name>_noise_free``: the expected camera signal (same units, rounded to integers), i.e. the
+Output channels (uint16, in this order): ``brightfield``, the eight structures (``dna``, ``nuclear_envelope``,
+``nucleoli``, ``membrane``, ``mitochondria``, ``microtubules``, ``golgi``, ``er``) as noisy widefield fluorescence,
+then the same eight as ``<name>_noise_free``: the expected camera signal (same units, rounded to integers), i.e. the
 ideal target for evaluating predictions against the noise ceiling. Ground-truth label images: ``cell`` and
 ``nucleus`` (int32, matching ids: nucleus i lies in cell i) and one binary uint8 mask per structure (its owning
 cell is the ``cell`` label at the same voxel).
@@ -26,7 +26,7 @@ from subcell.synth.render import RegionRender, render_region
 __all__ = ["LABEL_NAMES", "SynthField", "channel_names", "render_channels", "synth_field"]
 
 LABEL_NAMES = ("cell", "nucleus", *STRUCTURES)
-_POINT_STRUCTURES = ("microtubules",)  # lines of points: scaled so a line's blurred peak is ~1
+_POINT_STRUCTURES = ("microtubules", "er")  # lines of points: scaled so a line's blurred peak is ~1
 
 
 def channel_names() -> list[str]:

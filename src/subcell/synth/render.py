@@ -19,6 +19,10 @@ Structure rules (the ground truth the integrated-cell model must learn), relativ
   PSF, so their mask marks the voxels within the PSF's half maximum of the centre line.
 * ``golgi`` – ``golgi_blobs`` cisternae in a perinuclear cap on the apical shoulder of the nucleus (at 0.6 of
   its lateral radius, ``golgi_apical_offset_um`` above the nuclear surface there); dispersed in mitosis.
+* ``er`` – the endoplasmic reticulum: perinuclear sheets continuous with the nuclear envelope (a layer
+  ``er_sheet_um`` thick just outside it) and a network of thin, wiggly tubules through the cytoplasm, seeded
+  with density ∝ exp(−d / ``er_decay_um``); in mitosis no sheets and tubules spread evenly. Tubules are thinner
+  than the PSF, so, as for microtubules, their mask is the PSF's half-maximum core around the centre line.
 """
 
 from __future__ import annotations
@@ -31,7 +35,7 @@ from scipy import ndimage as ndi
 
 from subcell.synth.colony import Cell, Colony
 from subcell.synth.config import STRUCTURES
-from subcell.synth.optics import psf_sigma_voxels
+from subcell.synth.optics import line_gain, psf_sigma_voxels
 
 __all__ = ["REFRACTIVE_INDEX", "RegionRender", "render_region"]
 
@@ -191,7 +195,7 @@ def _cell_points(colony: Colony, index: int, seed: int) -> dict[str, list[np.nda
     rz, ry, rx = cell.nucleus_radii
     cz = cell.nucleus_center[0]
     apex_c = colony.substrate_z + colony.apex(np.array([index]), np.array([cell.yx]))[0]
-    out: dict[str, list[np.ndarray]] = {"mitochondria": [], "microtubules": [], "dna_foci": [], "golgi": []}
+    out: dict[str, list[np.ndarray]] = {"mitochondria": [], "microtubules": [], "dna_foci": [], "golgi": [], "er": []}
 
     # chromatin foci inside the nucleus
     n_foci = int(12 + 3 * rz * ry * rx)
@@ -202,21 +206,7 @@ def _cell_points(colony: Colony, index: int, seed: int) -> dict[str, list[np.nda
     v_cyto = max(0.0, math.pi * cell.radius**2 * cell.height * 0.8 - 4 / 3 * math.pi * rz * ry * rx)
     n_mito = int(rng.poisson(rules.mito_per_um3 * v_cyto))
     if n_mito:
-        starts = []
-        box_lo = np.array([colony.substrate_z, cell.yx[0] - cell.reach, cell.yx[1] - cell.reach])
-        box_hi = np.array([apex_c, cell.yx[0] + cell.reach, cell.yx[1] + cell.reach])
-        for _ in range(60):
-            cand = rng.uniform(box_lo, box_hi, (max(64, n_mito * 8), 3))
-            cand = cand[geom.in_cytoplasm(cand)]
-            if len(cand):
-                rho = geom.nucleus_rho(cand)
-                dist = np.linalg.norm(cand - np.array(cell.nucleus_center), axis=1)
-                d_surf = np.clip(dist * (1 - 1 / np.maximum(rho, 1e-6)), 0, None) if not cell.mitotic else dist
-                keep = rng.random(len(cand)) < np.exp(-d_surf / rules.mito_decay_um)
-                starts.extend(cand[keep])
-            if len(starts) >= n_mito:
-                break
-        starts_arr = np.asarray(starts[:n_mito]).reshape(-1, 3)
+        starts_arr = _near_nucleus(geom, colony, cell, apex_c, n_mito, rules.mito_decay_um, rng)
         lengths = rules.mito_length_um * rng.uniform(0.5, 1.5, len(starts_arr))
         dirs = rng.normal(0, 1, (len(starts_arr), 3)) * np.array([0.4, 1, 1])
         out["mitochondria"] = _walks(
@@ -252,7 +242,37 @@ def _cell_points(colony: Colony, index: int, seed: int) -> dict[str, list[np.nda
             cand = g + rng.normal(0, 1, (n_g * 20, 3)) * np.array([0.3, 0.9, 0.9])
         cand = cand[geom.in_cytoplasm(cand)]
         out["golgi"].append(cand[:n_g])
+
+    # ER tubules: many short, wiggly walks, denser near the nucleus (drawn last: the streams above are unchanged)
+    n_er = int(rng.poisson(rules.er_tubules_per_um3 * v_cyto))
+    if n_er:
+        decay = math.inf if cell.mitotic else rules.er_decay_um
+        starts_arr = _near_nucleus(geom, colony, cell, apex_c, n_er, decay, rng)
+        lengths = rules.er_length_um * rng.uniform(0.5, 1.5, len(starts_arr))
+        dirs = rng.normal(0, 1, (len(starts_arr), 3)) * np.array([0.4, 1, 1])
+        out["er"] = _walks(geom, starts_arr, dirs, (lengths / _STEP_UM).astype(int), rng, wiggle=0.3, retries=2)
     return out
+
+
+def _near_nucleus(
+    geom: _CellGeometry, colony: Colony, cell: Cell, apex_c: float, n: int, decay: float, rng: np.random.Generator
+) -> np.ndarray:
+    """``n`` points in the cytoplasm with density ∝ exp(-d / decay), d the distance to the nuclear surface."""
+    starts: list[np.ndarray] = []
+    box_lo = np.array([colony.substrate_z, cell.yx[0] - cell.reach, cell.yx[1] - cell.reach])
+    box_hi = np.array([apex_c, cell.yx[0] + cell.reach, cell.yx[1] + cell.reach])
+    for _ in range(60):
+        cand = rng.uniform(box_lo, box_hi, (max(64, n * 8), 3))
+        cand = cand[geom.in_cytoplasm(cand)]
+        if len(cand):
+            rho = geom.nucleus_rho(cand)
+            dist = np.linalg.norm(cand - np.array(cell.nucleus_center), axis=1)
+            d_surf = np.clip(dist * (1 - 1 / np.maximum(rho, 1e-6)), 0, None) if not cell.mitotic else dist
+            keep = rng.random(len(cand)) < np.exp(-d_surf / decay)
+            starts.extend(cand[keep])
+        if len(starts) >= n:
+            break
+    return np.asarray(starts[:n]).reshape(-1, 3)
 
 
 def _ellipsoid_footprint(radii_vox: tuple[float, ...]) -> np.ndarray:
@@ -306,6 +326,9 @@ def render_region(colony: Colony, region: tuple[slice, slice, slice], *, seed: i
     foci_weight = np.float32(0.4 * (2 * math.pi) ** 1.5 * np.prod(sigma))
     tube_fp = _ellipsoid_footprint(tuple(rules.mito_radius_um / v for v in vs))
     line_fp = _ellipsoid_footprint(tuple(1.1774 * s for s in sigma))  # half width at half maximum
+    # the ER channel is scaled for sub-resolution lines (line_gain); a sheet ~0.25 µm thick, blurred across its
+    # normal, then peaks about as bright as a tubule
+    sheet_weight = np.float32(math.sqrt(2 * math.pi) * sigma[1] * vs[1] / 0.25 / line_gain(sigma))
 
     for index, c in enumerate(colony.cells):
         box = _bbox(c, region, tuple(vs), colony.substrate_z)  # type: ignore[arg-type]
@@ -334,6 +357,11 @@ def render_region(colony: Colony, region: tuple[slice, slice, slice], *, seed: i
             env = shell & mine & clear & (rho > 0.5)
             density["nuclear_envelope"][box][env] = 1.0
             masks["nuclear_envelope"][box][env] = True
+            if rules.er_sheet_um > 0:  # perinuclear ER sheets, continuous with the outer nuclear membrane
+                out_d = dist * (1 - 1 / np.maximum(rho, 1e-6))
+                sheet = (out_d >= rules.envelope_thickness_um / 2) & (out_d < rules.er_sheet_um) & mine & clear
+                density["er"][box][sheet] = sheet_weight
+                masks["er"][box][sheet] = True
             # nucleoli: spheres strictly inside the nucleus
             k = int(rng.integers(rules.nucleoli_count[0], rules.nucleoli_count[1] + 1))
             nucleoli_n = 0
@@ -379,7 +407,7 @@ def render_region(colony: Colony, region: tuple[slice, slice, slice], *, seed: i
         if pts["dna_foci"]:
             iz, iy, ix = _splat(np.concatenate(pts["dna_foci"]), region, vs, shape)
             np.add.at(density["dna"], (iz, iy, ix), foci_weight)
-        for name, footprint in (("mitochondria", tube_fp), ("microtubules", line_fp)):
+        for name, footprint in (("mitochondria", tube_fp), ("microtubules", line_fp), ("er", line_fp)):
             if not pts[name]:
                 continue
             iz, iy, ix = _splat(np.concatenate(pts[name]), region, vs, shape)
