@@ -23,7 +23,7 @@ def field():  # type: ignore[no-untyped-def]
 def test_channels_and_metadata(field) -> None:  # type: ignore[no-untyped-def]
     img = field.image
     assert img.channel_names == tuple(channel_names())
-    assert img.channel_names[:8] == ("brightfield", *STRUCTURES)
+    assert img.channel_names[: 1 + len(STRUCTURES)] == ("brightfield", *STRUCTURES)
     assert img.voxel_size.as_tuple() == (0.29, 0.108, 0.108)
     assert img.dtype == np.uint16
     assert img.provenance.parameters["seed"] == 11
@@ -57,7 +57,7 @@ def test_structure_masks_are_consistent_with_cells_and_nuclei(field) -> None:  #
     np.testing.assert_array_equal(field.labels["dna"] > 0, nuc > 0)
     nucleoli = field.labels["nucleoli"] > 0
     assert (nuc[nucleoli] > 0).all()  # nucleoli only inside nuclei
-    for s in ("mitochondria", "golgi"):
+    for s in ("mitochondria", "golgi", "er"):
         frac_in_nucleus = (nuc[field.labels[s] > 0] > 0).mean()
         assert frac_in_nucleus < 0.02, (s, frac_in_nucleus)
 
@@ -79,6 +79,17 @@ def test_mitochondria_density_decreases_with_distance_from_nucleus(field) -> Non
     bins = [(0, 1.5), (1.5, 3.0), (3.0, 4.5)]
     density = [mito[cyto & (dist >= a) & (dist < b)].mean() for a, b in bins]
     assert density[0] > density[1] > density[2], density
+
+
+def test_er_has_perinuclear_sheets_and_tubules_that_thin_out(field) -> None:  # type: ignore[no-untyped-def]
+    cell, nuc, er = field.labels["cell"][0], field.labels["nucleus"][0], field.labels["er"][0] > 0
+    dist = ndi.distance_transform_edt(nuc == 0, sampling=field.config.voxel_size)
+    cyto = (cell > 0) & (nuc == 0)
+    sheet = cyto & (dist > 0.2) & (dist < 0.4)  # inside the sheet layer around interphase nuclei
+    assert er[sheet].mean() > 0.8
+    bins = [(1.0, 2.5), (2.5, 4.0), (4.0, 5.5)]
+    density = [er[cyto & (dist >= a) & (dist < b)].mean() for a, b in bins]
+    assert density[0] > density[1] > density[2] > 0, density  # tubules everywhere, denser near the nucleus
 
 
 def test_golgi_is_apical_to_the_nucleus(field) -> None:  # type: ignore[no-untyped-def]
