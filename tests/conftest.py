@@ -55,4 +55,5 @@ def subcell_cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProc
     """Run the installed ``subcell`` entry point."""
     exe = Path(sys.executable).parent / "subcell"
     cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "subcell"]
-    return subprocess.run([*cmd, *args], capture_output=True, text=True, cwd=cwd, timeout=300)
+    # a guard against hangs, not a speed check: the whole demo takes ~150 s alone on 2 cores, more when shared
+    return subprocess.run([*cmd, *args], capture_output=True, text=True, cwd=cwd, timeout=900)
