@@ -183,3 +183,16 @@ def test_fill_between_membranes_fills_from_basal_to_apical_peak() -> None:
     assert np.array_equal(F.fill_between_membranes(mask[4:5], inten[4:5], voxel_size=VS), mask[4:5])
     with pytest.raises(ValueRangeError, match="intensity has shape"):
         F.fill_between_membranes(mask, inten[:5], voxel_size=VS)
+
+
+def test_subtract_background_removes_a_ramp_and_keeps_small_objects() -> None:
+    ramp = np.broadcast_to(np.linspace(0, 2, 80, dtype=np.float32), (3, 80, 80)).copy()
+    img = ramp.copy()
+    img[:, 40:44, 20:24] += 1.0  # 0.4 µm objects on a ramp twice as bright
+    out = F.subtract_background(img, radius_um=1.0, voxel_size=VS)
+    assert abs(float(out[1, 41, 21]) - 1.0) < 0.1
+    assert float(np.median(out)) < 0.02  # the ramp itself is gone
+    vol = F.subtract_background(img, radius_um=1.0, voxel_size=VS, per_slice=False)  # 3D footprint
+    assert vol.shape == img.shape and abs(float(vol[1, 41, 21]) - 1.0) < 0.1
+    with pytest.raises(ValueRangeError, match="radius_um must be > 0"):
+        F.subtract_background(img, radius_um=0, voxel_size=VS)

@@ -39,6 +39,7 @@ def test_all_builtin_workflows_load_and_round_trip_through_yaml(tmp_path: Path) 
         "nuclear_envelope",
         "vesicles",
         "nucleus_from_prediction",
+        "nucleus_widefield",
     } <= names
     for name in names:
         copy = tmp_path / f"{name}.yaml"
@@ -87,6 +88,17 @@ def test_nucleus_and_cells_on_synthetic_fields(field) -> None:  # type: ignore[n
     # matching ids: every segmented cell contains the nucleus with its id
     for cid in np.unique(cells[cells > 0]):
         assert (nuclei[cells == cid] == cid).any()
+
+
+def test_widefield_nucleus_workflow_copes_with_uneven_illumination(field) -> None:  # type: ignore[no-untyped-def]
+    dna = field.image.channel("dna").numpy()[0, 0].astype(np.float32)
+    ramp = np.float32(0.6 * dna.max()) * np.linspace(0, 1, dna.shape[2], dtype=np.float32)[None, None]
+    truth = field.labels["nucleus"][0]
+    vs = field.config.voxel_size
+    plain = run_workflow(load_workflow("nucleus"), {"dna": dna + ramp}, voxel_size=vs)
+    widefield = run_workflow(load_workflow("nucleus_widefield"), {"dna": dna + ramp}, voxel_size=vs)
+    assert match_instances(plain, truth).f1(0.5) < 0.5  # one global threshold fails on the bright side
+    assert match_instances(widefield, truth).f1(0.5) >= 0.9
 
 
 @pytest.mark.parametrize(

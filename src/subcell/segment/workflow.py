@@ -69,6 +69,14 @@ class EdgePreservingSmooth(_Step):
         return 0.5 * self.iterations  # diffusion spreads ~1 voxel per step; 0.5 µm is generous for 100x data
 
 
+class SubtractBackground(_Step):
+    radius_um: float = Field(..., gt=0, le=500, description="larger than the objects kept")
+    per_slice: bool = True
+
+    def reach_um(self) -> float:
+        return 2 * self.radius_um
+
+
 class SpotFilter(_Step):
     sigmas_um: list[float] = Field(..., min_length=1)
     per_slice: bool = False
@@ -265,6 +273,12 @@ STEPS: dict[str, tuple[type[_Step], Runner]] = {
             conductance=p.conductance,
             time_step=p.time_step,
             per_slice=p.per_slice,
+        ),
+    ),
+    "subtract_background": (
+        SubtractBackground,
+        lambda a, p, vs, ns: filters.subtract_background(
+            a, radius_um=p.radius_um, voxel_size=vs, per_slice=p.per_slice
         ),
     ),
     "spot_filter": (
