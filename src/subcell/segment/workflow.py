@@ -181,7 +181,9 @@ def _split_touching(mask: np.ndarray, p: SplitTouching, vs: VoxelSize) -> np.nda
     """Separate touching round objects: watershed of the distance map from its h-maxima.
 
     Two lobes are split when the distance map (µm) dips by more than ``depth_um`` between their centres, i.e.
-    when the neck between them is narrower than both by that much. Objects without such a maximum keep one id.
+    when the neck between them is narrower than both by that much, and the neck is at most ``max_neck_ratio`` of
+    the thinner lobe's radius (a wider neck is a bulge of one kidney-shaped or flattened nucleus). Objects
+    without such a maximum keep one id.
     """
     from scipy import ndimage as ndi
     from skimage.morphology import h_maxima
