@@ -326,8 +326,8 @@ def render_region(colony: Colony, region: tuple[slice, slice, slice], *, seed: i
     foci_weight = np.float32(0.4 * (2 * math.pi) ** 1.5 * np.prod(sigma))
     tube_fp = _ellipsoid_footprint(tuple(rules.mito_radius_um / v for v in vs))
     line_fp = _ellipsoid_footprint(tuple(1.1774 * s for s in sigma))  # half width at half maximum
-    # the ER channel is scaled for sub-resolution lines (line_gain); a sheet ~0.25 µm thick, blurred across its
-    # normal, then peaks about as bright as a tubule
+    # the ER channel is scaled for sub-resolution lines (line_gain); this per-voxel weight makes the perinuclear
+    # sheet, once blurred across its normal, about as bright as a tubule (a brightness calibration, not a thickness)
     sheet_weight = np.float32(math.sqrt(2 * math.pi) * sigma[1] * vs[1] / 0.25 / line_gain(sigma))
 
     for index, c in enumerate(colony.cells):
