@@ -7,8 +7,9 @@ over the label pairs that meet on the face) and relabelled consecutively in a se
 memory is bounded by one block with its halo, whatever the volume size.
 
 Image statistics (normalization percentiles, global thresholds) are fitted once per timepoint on the whole
-field sampled every k-th pixel laterally (about two blocks of data) and then applied unchanged to every block (``statistics="global"``, the default), so a block that happens to hold only
-background or one bright cell is treated like the rest of the volume. ``statistics="per_block"`` refits them
+field sampled every k-th pixel laterally (about two blocks of data) and then applied unchanged to every block
+(``statistics="global"``, the default), so a block that happens to hold only background or one bright cell is
+treated like the rest of the volume. ``statistics="per_block"`` refits them
 in every block (the old behaviour; faster by the sample's cost, but thresholds then vary between blocks).
 """
 
@@ -109,21 +110,19 @@ def segment_chunked(
         next_id = 1
         raw = _Scratch(writer, (t_n, nz, ny, nx), dtype) if instance else None
 
-        def block_inputs(t: int, y0: int, x0: int) -> tuple[dict[str, np.ndarray], tuple[int, int, int, int]]:
-            y1, x1 = min(ny, y0 + block_yx), min(nx, x0 + block_yx)
-            ey0, ex0 = max(0, y0 - halo[0]), max(0, x0 - halo[1])
-            ey1, ex1 = min(ny, y1 + halo[0]), min(nx, x1 + halo[1])
-            inputs = {name: np.asarray(_compute(image.data[t, c, :, ey0:ey1, ex0:ex1])) for name, c in chosen.items()}
-            return inputs, (y0 - ey0, y1 - ey0, x0 - ex0, x1 - ex0)
-
         for t in range(t_n):
             fitted = None
             if statistics == "global" and len(blocks) > 1:
                 fitted = _fit_statistics(workflow, image, chosen, t, len(blocks))
             for y0, x0 in blocks:
                 y1, x1 = min(ny, y0 + block_yx), min(nx, x0 + block_yx)
-                inputs, (cy0, cy1, cx0, cx1) = block_inputs(t, y0, x0)
-                res = run_workflow(workflow, inputs, voxel_size=vs, statistics=fitted)[:, cy0:cy1, cx0:cx1]
+                ey0, ex0 = max(0, y0 - halo[0]), max(0, x0 - halo[1])
+                ey1, ex1 = min(ny, y1 + halo[0]), min(nx, x1 + halo[1])
+                inputs = {
+                    name: np.asarray(_compute(image.data[t, c, :, ey0:ey1, ex0:ex1])) for name, c in chosen.items()
+                }
+                res = run_workflow(workflow, inputs, voxel_size=vs, statistics=fitted)
+                res = res[:, y0 - ey0 : y1 - ey0, x0 - ex0 : x1 - ex0]
                 region = (slice(t, t + 1), slice(0, 1), slice(0, nz), slice(y0, y1), slice(x0, x1))
                 if not instance:
                     writer.write_region(region, res[None, None])

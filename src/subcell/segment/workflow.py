@@ -257,11 +257,31 @@ def _combine(a: np.ndarray, b: np.ndarray, op: str) -> np.ndarray:
 
 Runner = Callable[[np.ndarray, Any, VoxelSize, Mapping[str, np.ndarray]], np.ndarray]
 
-STEPS: dict[str, tuple[type[_Step], Runner]] = {
+# steps that fit image statistics (normalization range, global threshold): (fit, apply from fitted values)
+Fit = Callable[[np.ndarray, Any], dict[str, float]]
+Apply = Callable[[np.ndarray, Any, dict[str, float]], np.ndarray]
+STATISTIC_STEPS: dict[str, tuple[Fit, Apply]] = {
     "normalize": (
-        Normalize,
-        lambda a, p, vs, ns: filters.normalize(a, method=p.method, low=p.low, high=p.high, clip=p.clip),
+        lambda a, p: dict(
+            zip(("lo", "hi"), filters.normalize_range(a, method=p.method, low=p.low, high=p.high), strict=True)
+        ),
+        lambda a, p, s: filters.apply_range(a, s["lo"], s["hi"], clip=p.clip),
     ),
+    "threshold": (
+        lambda a, p: {"t": filters.threshold_value(a, method=p.method, value=p.value, factor=p.factor)},
+        lambda a, p, s: np.asarray(a) > s["t"],
+    ),
+}
+
+
+def _fit_and_apply(name: str) -> Runner:
+    """The plain step of a statistic step: fit its statistics on the image, then apply them."""
+    fit, apply = STATISTIC_STEPS[name]
+    return lambda a, p, vs, ns: apply(a, p, fit(a, p))
+
+
+STEPS: dict[str, tuple[type[_Step], Runner]] = {
+    "normalize": (Normalize, _fit_and_apply("normalize")),
     "gaussian_smooth": (
         GaussianSmooth,
         lambda a, p, vs, ns: filters.gaussian_smooth(a, sigma_um=p.sigma_um, voxel_size=vs, per_slice=p.per_slice),
@@ -293,10 +313,7 @@ STEPS: dict[str, tuple[type[_Step], Runner]] = {
             a, sigmas_um=p.sigmas_um, voxel_size=vs, per_slice=p.per_slice, tau=p.tau
         ),
     ),
-    "threshold": (
-        Threshold,
-        lambda a, p, vs, ns: filters.threshold(a, method=p.method, value=p.value, factor=p.factor),
-    ),
+    "threshold": (Threshold, _fit_and_apply("threshold")),
     "masked_object_threshold": (
         MaskedObjectThreshold,
         lambda a, p, vs, ns: filters.masked_object_threshold(
@@ -459,23 +476,6 @@ def workflow_yaml(name: str) -> str:
     if name not in builtin:
         raise InputFileError(f"unknown built-in workflow; expected one of {sorted(builtin)}", path=name)
     return builtin[name].read_text()
-
-
-# steps that fit image statistics (normalization range, global threshold): (fit, apply from fitted values)
-Fit = Callable[[np.ndarray, Any], dict[str, float]]
-Apply = Callable[[np.ndarray, Any, dict[str, float]], np.ndarray]
-STATISTIC_STEPS: dict[str, tuple[Fit, Apply]] = {
-    "normalize": (
-        lambda a, p: dict(
-            zip(("lo", "hi"), filters.normalize_range(a, method=p.method, low=p.low, high=p.high), strict=True)
-        ),
-        lambda a, p, s: filters.apply_range(a, s["lo"], s["hi"], clip=p.clip),
-    ),
-    "threshold": (
-        lambda a, p: {"t": filters.threshold_value(a, method=p.method, value=p.value, factor=p.factor)},
-        lambda a, p, s: np.asarray(a) > s["t"],
-    ),
-}
 
 
 def run_workflow(
