@@ -259,6 +259,10 @@ class OmeZarrWriter:
             name=name, shape=tuple(int(s) for s in shape), dtype=dtype, chunks=chunks, fill_value=0
         )
 
+    def clear_scratch(self) -> None:
+        """Delete every scratch array made so far (e.g. after each timepoint of a block-wise run)."""
+        discard(self._tmp / _SCRATCH)
+
     def add_file(self, relpath: str, content: bytes) -> None:
         """Store an extra file (e.g. a Parquet table) inside the store; it appears atomically with the image."""
         rel = Path(relpath)

@@ -166,6 +166,23 @@ def _central_differences(a: np.ndarray, axes: list[int], spacing: tuple[float, .
     return out
 
 
+def gradient_sq(
+    img: np.ndarray, *, voxel_size: VoxelSize | Sequence[float] = (1.0, 1.0, 1.0), per_slice: bool = False
+) -> np.ndarray:
+    """|∇I|² per voxel from central differences (units of the smallest voxel edge), as edge-preserving smoothing
+    measures it; its mean over the field scales the conductance."""
+    a = _as_3d(img).astype(np.float32, copy=False)
+    vs = VoxelSize.of(voxel_size).as_tuple()
+    axes = [ax for ax in range(3) if a.shape[ax] > 1 and not (per_slice and ax == 0)]
+    out = np.zeros(a.shape, np.float32)
+    if not axes:
+        return out
+    spacing = tuple(v / min(vs[i] for i in axes) for v in vs)
+    for c in _central_differences(a, axes, spacing).values():
+        out += c * c
+    return out
+
+
 def edge_preserving_smooth(
     img: np.ndarray,
     *,
@@ -174,6 +191,7 @@ def edge_preserving_smooth(
     conductance: float = 1.2,
     time_step: float = 0.0625,
     per_slice: bool = False,
+    mean_sq_gradient: float | None = None,
 ) -> np.ndarray:
     """Gradient anisotropic diffusion (Perona–Malik with exponential conductance), vectorized in NumPy.
 
@@ -195,6 +213,10 @@ def edge_preserving_smooth(
         Step size; stable up to 1/2^(N+1) for N dimensions (0.0625 in 3D).
     per_slice : bool
         Diffuse within each z-plane only.
+    mean_sq_gradient : float, optional
+        ⟨|∇I|²⟩ that scales K. Fitted once on the input (:func:`gradient_sq`) when not given and kept for every
+        iteration (ITK refits it each iteration; one fit per field is what lets a block-wise run equal the
+        whole-volume one).
 
     Returns
     -------
@@ -208,10 +230,11 @@ def edge_preserving_smooth(
     if not axes:
         return a
     spacing = tuple(v / min(vs[i] for i in axes) for v in vs)
+    if mean_sq_gradient is None:
+        mean_sq_gradient = float(np.mean(gradient_sq(a, voxel_size=vs, per_slice=per_slice), dtype=np.float64))
+    k = np.float32(2.0 * conductance**2 * max(mean_sq_gradient, 1e-20))
     for _ in range(iterations):
         cd = _central_differences(a, axes, spacing)
-        mean_sq = float(sum(np.mean(c * c, dtype=np.float64) for c in cd.values()))
-        k = np.float32(2.0 * conductance**2 * max(mean_sq, 1e-20))
 
         def face_flux(
             ax: int, a: np.ndarray = a, cd: dict[int, np.ndarray] = cd, k: np.float32 = k
@@ -251,7 +274,12 @@ def edge_preserving_smooth(
 
 
 def subtract_background(
-    img: np.ndarray, *, radius_um: float, voxel_size: VoxelSize | Sequence[float], per_slice: bool = True
+    img: np.ndarray,
+    *,
+    radius_um: float,
+    voxel_size: VoxelSize | Sequence[float],
+    per_slice: bool = True,
+    origin: Sequence[int] = (0, 0, 0),
 ) -> np.ndarray:
     """Remove a slowly varying background (uneven illumination, out-of-focus haze): a rolling-ball-like top-hat.
 
@@ -269,6 +297,9 @@ def subtract_background(
         Voxel edge lengths in µm.
     per_slice : bool
         Estimate the background of each z-plane on its own (default; widefield haze changes with focus).
+    origin : (z, y, x) int
+        Position of ``img`` in its field: the subsampling grid is anchored to the field, so a block gives the
+        same background as the whole field.
 
     Returns
     -------
@@ -284,23 +315,31 @@ def subtract_background(
     >>> round(float(out[0, 31, 31]), 1), round(float(out[0, 5, 60]), 1)
     (1.0, 0.0)
     """
-    from skimage.transform import resize
-
     if radius_um <= 0:
         raise ValueRangeError(f"radius_um must be > 0, got {radius_um}", field="radius_um")
     a = _as_3d(img).astype(np.float32, copy=False)
     vs = VoxelSize.of(voxel_size).as_tuple()
     flat = per_slice or a.shape[0] == 1
     step = [1 if (ax == 0 and flat) else max(1, int(radius_um / vs[ax] / 8)) for ax in range(3)]
-    small = a[:: step[0], :: step[1], :: step[2]]
+    first = [(-int(o)) % st for o, st in zip(origin, step, strict=True)]  # first sample on the field's grid
+    small = a[first[0] :: step[0], first[1] :: step[1], first[2] :: step[2]]
     r = [0.0 if (ax == 0 and flat) else radius_um / (vs[ax] * step[ax]) for ax in range(3)]
     half = [math.floor(x) for x in r]
     zz, yy, xx = np.ogrid[-half[0] : half[0] + 1, -half[1] : half[1] + 1, -half[2] : half[2] + 1]
     foot = sum((g / max(x, 1e-9)) ** 2 for g, x in zip((zz, yy, xx), r, strict=True)) <= 1.0
     background = ndi.grey_opening(small, footprint=foot, mode="nearest")
     background = ndi.uniform_filter(background, size=[2 * h + 1 for h in half], mode="nearest")
-    if background.shape != a.shape:
-        background = resize(background, a.shape, order=1, mode="edge", preserve_range=True).astype(np.float32)
+    for ax in range(3):  # linear interpolation back, sample j sitting at first + j·step
+        if step[ax] > 1:
+            pos = (np.arange(a.shape[ax]) - first[ax]) / step[ax]
+            n = background.shape[ax]
+            i0 = np.clip(np.floor(pos).astype(np.int64), 0, n - 1)
+            i1 = np.minimum(i0 + 1, n - 1)
+            w = np.clip(pos - i0, 0, 1).astype(np.float32)
+            shape = [1, 1, 1]
+            shape[ax] = -1
+            w = w.reshape(shape)
+            background = np.take(background, i0, axis=ax) * (1 - w) + np.take(background, i1, axis=ax) * w
     return np.maximum(a - background, 0, dtype=np.float32)
 
 
@@ -434,6 +473,7 @@ def filament_filter(
     voxel_size: VoxelSize | Sequence[float],
     per_slice: bool = False,
     tau: float = 1.0,
+    top: Sequence[float] | None = None,
 ) -> np.ndarray:
     """Multi-scale Hessian vesselness for bright filaments (Jerman et al. 2016), max over scales, in [0, 1].
 
@@ -454,6 +494,9 @@ def filament_filter(
     tau : float
         Jerman's τ in (0, 1]: eigenvalues above τ·max are treated as the maximum, which makes the response
         uniform along a filament; lower values saturate more of it.
+    top : sequence of float, optional
+        The largest cross-sectional curvature of the field at each scale (:func:`filament_top`), which sets
+        τ·max. Fitted on ``img`` when not given; pass the field's value to filter a block of it.
 
     Returns
     -------
@@ -471,8 +514,8 @@ def filament_filter(
         # plane the z eigenvalue is 0, so the single cross-sectional eigenvalue (λ3) drives the 2D measure
         lam2 = -l3 if two_d else -l2
         lam3 = -l3
-        top = float(lam3.max()) if lam3.size else 0.0
-        lam_rho = np.where(lam3 > tau * top, lam3, np.float32(tau * top)).astype(np.float32)
+        peak = float(lam3.max()) if top is None else float(top[sigmas_um.index(s_um)])
+        lam_rho = np.where(lam3 > tau * peak, lam3, np.float32(tau * peak)).astype(np.float32)
         with np.errstate(divide="ignore", invalid="ignore"):
             resp = lam2 * lam2 * (lam_rho - lam2) * 27 / (lam2 + lam_rho) ** 3
         resp = np.where(lam2 >= lam_rho / 2, np.float32(1.0), resp)
@@ -481,6 +524,25 @@ def filament_filter(
             rb2 = (l1 * l1) / (np.abs(l2 * l3) + np.float32(1e-20))
             resp = resp * np.exp(-rb2 / np.float32(2 * 0.5**2))
         np.maximum(out, np.nan_to_num(resp.astype(np.float32), nan=0.0, posinf=0.0, neginf=0.0), out=out)
+    return out
+
+
+def filament_top(
+    img: np.ndarray,
+    *,
+    sigmas_um: Sequence[float],
+    voxel_size: VoxelSize | Sequence[float],
+    per_slice: bool = False,
+    core: tuple[slice, ...] | None = None,
+) -> list[float]:
+    """The largest cross-sectional curvature −λ3 at each scale (inside ``core`` of ``img`` when given)."""
+    a = _as_3d(img).astype(np.float32, copy=False)
+    two_d = per_slice or a.shape[0] == 1
+    out = []
+    for s_um in sigmas_um:
+        lam3 = -hessian_eigenvalues(a, sigma_voxels(s_um, voxel_size, per_slice=two_d))[2]
+        part = lam3 if core is None else lam3[core]
+        out.append(float(part.max()) if part.size else -np.inf)
     return out
 
 
@@ -714,12 +776,26 @@ def _first_run(mask: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.nda
     return start, end, peak
 
 
+def basal_run_lengths(mask: np.ndarray) -> np.ndarray:
+    """Length (planes) of the lowest run of ``mask`` in every column that has more than one run."""
+    m = _as_3d(mask, "mask").astype(bool)
+    nz = m.shape[0]
+    if nz < 3:
+        return np.zeros(0, np.int64)
+    zeros = np.zeros(m.shape, np.float32)
+    b_start, b_end, _ = _first_run(m, zeros)
+    t_start, _, _ = _first_run(m[::-1], zeros)
+    several = m.any(0) & (b_end < nz - t_start)
+    return (b_end - b_start)[several].astype(np.int64)
+
+
 def fill_between_membranes(
     mask: np.ndarray,
     intensity: np.ndarray,
     *,
     voxel_size: VoxelSize | Sequence[float],
     max_gap_um: float = 3.0,
+    basal_len: float | None = None,
 ) -> np.ndarray:
     """The volume enclosed by cell membranes in a monolayer, filled column by column.
 
@@ -741,6 +817,9 @@ def fill_between_membranes(
     voxel_size : VoxelSize or (z, y, x) µm
     max_gap_um : float
         Largest lateral distance (µm) across which a missing apical membrane is bridged.
+    basal_len : float, optional
+        The median basal-membrane run (planes) of the field (:func:`basal_run_lengths`); fitted on ``mask``
+        when not given.
 
     Returns
     -------
@@ -763,7 +842,8 @@ def fill_between_membranes(
     single = has & (b_end >= top_end)  # the lowest run is also the highest
     several = has & ~single
     run_len = b_end - b_start
-    basal_len = float(np.median(run_len[several])) if several.any() else np.inf
+    if basal_len is None:
+        basal_len = float(np.median(run_len[several])) if several.any() else np.inf
     wall = single & (run_len > 1.5 * basal_len)
     low = np.where(wall, b_start, b_peak)
     high = np.where(several, top_peak, np.where(wall, top_end - 1, -1))
