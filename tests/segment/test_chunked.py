@@ -119,10 +119,11 @@ def test_bad_block_settings_are_one_line_errors(tmp_path: Path) -> None:
     with pytest.raises(ValueRangeError, match="no bounded reach"):
         segment_chunked(img, flood, tmp_path / "a.ome.zarr", block_yx=32)
     run_workflow(flood, {"membrane": vol}, voxel_size=img.voxel_size)  # whole: fine
-    wf = load_workflow("mitochondria")  # edge-preserving smoothing (7 px) + filament filter reach
-    with pytest.raises(ValueRangeError, match="smaller than the reach"):
-        mito = Image(vol, voxel_size=(0.5, 0.2, 0.2), dims="ZYX", channel_names=["mitochondria"])
-        segment_chunked(mito, wf, tmp_path / "b.ome.zarr", block_yx=16)
+    (tmp_path / "wide.yaml").write_text(
+        "name: wide\ninputs: [membrane]\nsteps:\n  - gaussian_smooth: {sigma_um: 2}\n  - threshold: {method: otsu}\n"
+    )
+    with pytest.raises(ValueRangeError, match=r"smaller than the reach of step 1 \(gaussian_smooth\)"):
+        segment_chunked(img, load_workflow(tmp_path / "wide.yaml"), tmp_path / "b.ome.zarr", block_yx=16)
     assert not (tmp_path / "a.ome.zarr").exists() and not (tmp_path / "b.ome.zarr").exists()
     with pytest.raises(ValueRangeError, match="at least 16"):
         segment_chunked(img, flood, tmp_path / "c.ome.zarr", block_yx=8)
