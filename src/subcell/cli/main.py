@@ -252,17 +252,11 @@ def segment(
             "--block-yx", help="Process in y/x blocks of this many pixels (bounded memory; .ome.zarr output)."
         ),
     ] = None,
-    block_statistics: Annotated[
-        str,
-        typer.Option(
-            "--block-statistics",
-            help="With --block-yx: fit normalization/threshold statistics once on a sample of the field "
-            "(global) or in every block (per_block).",
-        ),
-    ] = "global",
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing output.")] = False,
 ) -> None:
     """Segment an image with a workflow; writes labels (instance) or a mask with the image's voxel size."""
+    import numpy as np
+
     from subcell.io import read, write
     from subcell.io._atomic import check_output
     from subcell.io.writer import output_format
@@ -288,14 +282,17 @@ def segment(
 
         if output_format(output) != "ome-zarr":
             raise InputFileError("block-wise segmentation streams to OME-Zarr; use a .ome.zarr output", path=output)
-        segment_chunked(image, wf, output, channels=chans, block_yx=block_yx, overwrite=overwrite,
-                        statistics=block_statistics)  # fmt: skip
-        typer.echo(f"wrote {output} block by block ({block_yx} px blocks, halo {wf.halo_um():.1f} µm, {wf.name})")
+        segment_chunked(image, wf, output, channels=chans, block_yx=block_yx, overwrite=overwrite)
+        typer.echo(f"wrote {output} block by block ({block_yx} px blocks, {wf.name}; same result as a whole-field run)")
         return
     labels = segment_image(image, wf, channels=chans)
     write(labels, output, overwrite=overwrite)
-    n = int(labels.numpy().max()) if wf.kind == "instance" else int(labels.numpy().sum())
-    what = f"{n} objects" if wf.kind == "instance" else f"{n} foreground voxels"
+    data = labels.numpy()
+    if wf.kind == "instance":  # objects per frame (ids are not the count: they need not be consecutive)
+        counts = [int(np.unique(frame[frame > 0]).size) for frame in data[:, 0]]
+        what = f"{counts[0]} objects" if len(counts) == 1 else f"{sum(counts)} objects in {len(counts)} frames"
+    else:
+        what = f"{int(data.sum())} foreground voxels"
     border = labels.provenance.parameters.get("border_ids")
     extra = f", {len(border[0])} touching the border" if border else ""
     typer.echo(f"wrote {output}: {what}{extra} ({wf.name})")
