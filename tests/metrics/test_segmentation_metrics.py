@@ -2,6 +2,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
 
 from subcell.errors import ValueRangeError
 from subcell.metrics import dice, iou, match_instances
@@ -58,3 +61,50 @@ def test_assignment_is_one_to_one_and_optimal() -> None:
 def test_labels_must_be_integers() -> None:
     with pytest.raises(ValueRangeError, match="integer label image"):
         match_instances(np.zeros((3, 3), np.float32), np.zeros((3, 3), np.int32))
+
+
+def test_each_threshold_gets_its_own_matching() -> None:
+    """The review's case: truth 1 = columns 0–16, truth 2 = 16–100; prediction 7 = 2–70, 8 = 70–100.
+    7 overlaps truth 2 with IoU 0.55 — a true positive at 0.5, which one assignment for all thresholds lost."""
+    truth = np.zeros((1, 100), np.int32)
+    truth[0, :16], truth[0, 16:] = 1, 2
+    pred = np.zeros_like(truth)
+    pred[0, 2:70], pred[0, 70:] = 7, 8
+    m = match_instances(pred, truth)
+    assert m.tp[0] == 1 and m.tp[1] == 0
+    assert (2, 7, pytest.approx(54 / 98)) in m.pairs
+
+
+def _brute_force_tp(pred: np.ndarray, truth: np.ndarray, threshold: float) -> int:
+    """Largest number of one-to-one pairs with IoU >= threshold, by trying every assignment."""
+    import itertools
+
+    t_ids = [i for i in np.unique(truth) if i]
+    p_ids = [i for i in np.unique(pred) if i]
+    ok = {
+        (a, b)
+        for a in t_ids
+        for b in p_ids
+        if np.logical_and(truth == a, pred == b).sum() / np.logical_or(truth == a, pred == b).sum() >= threshold
+    }
+    best = 0
+    for k in range(min(len(t_ids), len(p_ids)), 0, -1):
+        for ts in itertools.combinations(t_ids, k):
+            for ps in itertools.permutations(p_ids, k):
+                if all((a, b) in ok for a, b in zip(ts, ps, strict=True)):
+                    return k
+    return best
+
+
+@given(
+    truth=arrays(np.int32, (3, 8), elements=st.integers(0, 3)),
+    pred=arrays(np.int32, (3, 8), elements=st.integers(0, 3)),
+    threshold=st.sampled_from([0.1, 0.3, 0.5, 0.6, 0.9]),
+)
+@settings(max_examples=150, deadline=None)
+def test_matching_equals_brute_force(truth: np.ndarray, pred: np.ndarray, threshold: float) -> None:
+    m = match_instances(pred, truth, thresholds=[threshold])
+    expected = _brute_force_tp(pred, truth, threshold)
+    assert m.tp[0] == expected
+    assert m.fp[0] == len(np.unique(pred[pred > 0])) - expected
+    assert m.fn[0] == len(np.unique(truth[truth > 0])) - expected

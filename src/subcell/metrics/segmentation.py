@@ -1,8 +1,10 @@
 """Segmentation metrics: Dice / IoU of masks, and instance matching with precision, recall, F1 and AP.
 
-Instance matching follows the convention of the StarDist and Cellpose papers: predicted and true objects are
-paired one-to-one by optimal assignment (Hungarian) on IoU; a pair counts as a true positive at threshold τ
-when IoU ≥ τ. Then precision = TP/(TP+FP), recall = TP/(TP+FN), F1 = 2TP/(2TP+FP+FN) and the "average
+Instance matching follows the convention of the StarDist and Cellpose papers: at each IoU threshold τ, true and
+predicted objects are paired one-to-one among the pairs with IoU ≥ τ, as many as possible (a maximum bipartite
+matching; for τ > 0.5 every object has at most one such partner). Each threshold gets its own matching: one
+assignment reused for all thresholds would count a pair with IoU 0.55 as a miss at 0.5 whenever the assignment
+preferred a higher-IoU partner elsewhere. Overlaps are computed sparsely (only pairs that share voxels). Then precision = TP/(TP+FP), recall = TP/(TP+FN), F1 = 2TP/(2TP+FP+FN) and the "average
 precision" AP = TP/(TP+FP+FN).
 """
 
@@ -42,23 +44,30 @@ def iou(pred: np.ndarray, truth: np.ndarray) -> float:
     return 1.0 if union == 0 else int(np.logical_and(p, t).sum()) / union
 
 
-def _overlap(pred: np.ndarray, truth: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """IoU matrix between all true (rows) and predicted (columns) objects, with their ids and sizes."""
+def _overlap(pred: np.ndarray, truth: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """True ids, predicted ids, and the overlapping pairs: (row into true ids, column into predicted ids, IoU)."""
     p = np.asarray(pred).ravel()
     t = np.asarray(truth).ravel()
-    p_ids, p_inv = np.unique(p, return_inverse=True)
-    t_ids, t_inv = np.unique(t, return_inverse=True)
-    pair = t_inv.astype(np.int64) * len(p_ids) + p_inv
-    counts = np.bincount(pair, minlength=len(t_ids) * len(p_ids)).reshape(len(t_ids), len(p_ids))
-    t_size = counts.sum(axis=1)
-    p_size = counts.sum(axis=0)
-    tk = t_ids != 0
-    pk = p_ids != 0
-    inter = counts[np.ix_(tk, pk)]
-    union = t_size[tk][:, None] + p_size[pk][None, :] - inter
-    with np.errstate(divide="ignore", invalid="ignore"):
-        m = np.where(union > 0, inter / union, 0.0)
-    return m, t_ids[tk], p_ids[pk]
+    t_ids, t_size = np.unique(t[t != 0], return_counts=True)
+    p_ids, p_size = np.unique(p[p != 0], return_counts=True)
+    both = (t != 0) & (p != 0)
+    rows = np.searchsorted(t_ids, t[both])
+    cols = np.searchsorted(p_ids, p[both])
+    code, inter = np.unique(rows.astype(np.int64) * max(len(p_ids), 1) + cols, return_counts=True)
+    r, c = np.divmod(code, max(len(p_ids), 1))
+    iou_rc = inter / (t_size[r] + p_size[c] - inter)
+    return t_ids, p_ids, r, c, iou_rc
+
+
+def _max_matching(n_true: int, n_pred: int, r: np.ndarray, c: np.ndarray) -> np.ndarray:
+    """For every true object the column of its partner in a maximum one-to-one matching of the pairs, or -1."""
+    from scipy.sparse import csr_matrix
+    from scipy.sparse.csgraph import maximum_bipartite_matching
+
+    if not len(r):
+        return np.full(n_true, -1, np.int64)
+    graph = csr_matrix((np.ones(len(r), np.int8), (r, c)), shape=(n_true, n_pred))
+    return np.asarray(maximum_bipartite_matching(graph, perm_type="column"), np.int64)
 
 
 @dataclass(frozen=True)
@@ -71,7 +80,7 @@ class InstanceMatch:
     fn: tuple[int, ...]
     n_true: int
     n_pred: int
-    pairs: tuple[tuple[int, int, float], ...]  # (true id, predicted id, IoU) of the assignment
+    pairs: tuple[tuple[int, int, float], ...]  # (true id, predicted id or 0, IoU): the matching at the lowest threshold
 
     def _at(self, threshold: float) -> int:
         for i, t in enumerate(self.thresholds):
@@ -101,7 +110,7 @@ class InstanceMatch:
         return 1.0 if denom == 0 else self.tp[i] / denom
 
     def mean_matched_iou(self) -> float:
-        ious = [p[2] for p in self.pairs if p[2] > 0]
+        ious = [p[2] for p in self.pairs if p[1] != 0]
         return float(np.mean(ious)) if ious else 0.0
 
     def table(self) -> Any:
@@ -125,7 +134,8 @@ class InstanceMatch:
         )
 
     def objects(self) -> Any:
-        """One row per true object: its matched prediction (0 if none) and IoU."""
+        """One row per true object: its matched prediction at the lowest threshold (0 if none) and the IoU (the
+        best IoU with any prediction for an unmatched object)."""
         import pandas as pd
 
         return pd.DataFrame(self.pairs, columns=["true_id", "pred_id", "iou"])
@@ -145,8 +155,6 @@ def match_instances(
     >>> m.tp[0], m.fp[0], m.fn[0], round(m.f1(0.5), 3)
     (1, 0, 1, 0.667)
     """
-    from scipy.optimize import linear_sum_assignment
-
     pred = np.asarray(pred)
     truth = np.asarray(truth)
     _check_shapes(pred, truth)
@@ -156,21 +164,24 @@ def match_instances(
     ths = tuple(float(t) for t in thresholds)
     if not ths or min(ths) <= 0 or max(ths) > 1:
         raise ValueRangeError(f"IoU thresholds must lie in (0, 1], got {list(thresholds)}", field="thresholds")
-    m, t_ids, p_ids = _overlap(pred, truth)
+    t_ids, p_ids, r, c, v = _overlap(pred, truth)
     n_true, n_pred = len(t_ids), len(p_ids)
-    pairs: list[tuple[int, int, float]] = []
-    if n_true and n_pred:
-        rows, cols = linear_sum_assignment(-m)
-        matched = {int(t_ids[r]): (int(p_ids[c]), float(m[r, c])) for r, c in zip(rows, cols, strict=True)}
-    else:
-        matched = {}
-    for tid in t_ids:
-        pid, v = matched.get(int(tid), (0, 0.0))
-        pairs.append((int(tid), pid if v > 0 else 0, v))
-    tp = tuple(sum(1 for _, _, v in pairs if v >= th) for th in ths)
+    tp = []
+    for th in ths:
+        keep = v >= th
+        tp.append(int((_max_matching(n_true, n_pred, r[keep], c[keep]) >= 0).sum()))
+    low = v >= min(ths)
+    partner = _max_matching(n_true, n_pred, r[low], c[low])
+    best = np.zeros(n_true)
+    np.maximum.at(best, r, v)
+    lookup = {(int(a), int(b)): float(x) for a, b, x in zip(r[low], c[low], v[low], strict=True)}
+    pairs = [
+        (int(t_ids[i]), int(p_ids[j]), lookup[(i, int(j))]) if j >= 0 else (int(t_ids[i]), 0, float(best[i]))
+        for i, j in enumerate(partner)
+    ]
     return InstanceMatch(
         thresholds=ths,
-        tp=tp,
+        tp=tuple(tp),
         fp=tuple(n_pred - x for x in tp),
         fn=tuple(n_true - x for x in tp),
         n_true=n_true,
