@@ -95,3 +95,27 @@ def test_existing_output_needs_overwrite_and_is_replaced_only_when_complete(tmp_
 
 def _image(data: np.ndarray) -> Image:
     return Image(data, voxel_size=(0.29, 0.108, 0.108))
+
+
+@pytest.mark.parametrize(
+    ("values", "dtype", "problem"),
+    [
+        (np.array([0.5, 1.0], np.float32), np.uint16, "fractional"),
+        (np.array([-1, 3], np.int32), np.uint8, "outside 0..255"),
+        (np.array([70000], np.int64), np.uint16, "outside"),
+        (np.array([np.nan, 1.0], np.float32), np.int32, "NaN"),
+    ],
+)
+def test_lossy_casts_are_refused_and_nothing_is_written(tmp_path: Path, values: np.ndarray, dtype: Any, problem: str) -> None:
+    from subcell.errors import ValueRangeError
+    from subcell.io import OmeZarrWriter
+
+    out = tmp_path / "x.ome.zarr"
+    w = OmeZarrWriter(out, shape=(1, 1, 1, 1, values.size), dtype=dtype, voxel_size=(1, 1, 1))
+    with pytest.raises(ValueRangeError, match=problem):
+        w.write_region((slice(None),) * 5, values.reshape(1, 1, 1, 1, -1))
+    w.abort()
+    assert not out.exists()
+    w = OmeZarrWriter(out, shape=(1, 1, 1, 1, 2), dtype=np.uint16, voxel_size=(1, 1, 1))
+    w.write_region((slice(None),) * 5, np.array([[[[[3.0, 65535.0]]]]]))  # whole numbers in range are fine
+    w.close()

@@ -21,6 +21,7 @@ import numpy as np
 from subcell.errors import ValueRangeError
 from subcell.image import Image, Provenance, VoxelSize
 from subcell.io._atomic import check_output, commit, discard, temporary_sibling
+from subcell.io._cast import lossless_cast
 
 __all__ = ["NGFF_VERSIONS", "OmeZarrWriter", "plan_pyramid"]
 
@@ -180,7 +181,7 @@ class OmeZarrWriter:
         block = np.asarray(data)
         if self._any_finite is False and np.isfinite(block).any():
             self._any_finite = True
-        self._arrays[0][region] = block.astype(self.dtype, copy=False)
+        self._arrays[0][region] = lossless_cast(block, self.dtype, path=self.path, what="image data")
 
     def write(self, data: Any) -> None:
         """Write the whole level 0 from a NumPy or Dask ``TCZYX`` array.
@@ -221,7 +222,7 @@ class OmeZarrWriter:
         """Write one block of a label image created with :meth:`create_label` (``region`` over T, C, Z, Y, X)."""
         region = tuple(region) + (slice(None),) * (5 - len(region))
         target = self._labels[name][0]
-        target[region] = np.asarray(data).astype(target.dtype, copy=False)
+        target[region] = lossless_cast(data, target.dtype, path=self.path, what=f"label {name!r}")
 
     def add_label(self, name: str, data: Any) -> None:
         """Add an NGFF label image (integer instance ids, 0 = background) with the image's T/Z/Y/X extent.
@@ -241,10 +242,10 @@ class OmeZarrWriter:
         self.create_label(name, arr.dtype)
         target = self._labels[name][0]
         if isinstance(arr, np.ndarray):
-            target[...] = arr.astype(target.dtype, copy=False)
+            target[...] = lossless_cast(arr, target.dtype, path=self.path, what=f"label {name!r}")
         else:
             for region in _slabs(arr, target):
-                target[region] = np.asarray(arr[region].compute()).astype(target.dtype, copy=False)
+                target[region] = lossless_cast(arr[region].compute(), target.dtype, path=self.path, what=f"label {name!r}")
 
     def scratch_array(self, name: str, *, shape: Sequence[int], dtype: Any, chunks: Sequence[int]) -> Any:
         """A temporary zarr array inside the unfinished store (e.g. for a two-pass relabelling); it is deleted

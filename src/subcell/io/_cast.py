@@ -1,0 +1,46 @@
+"""The one rule for storing values in another dtype: only when nothing is lost."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from subcell.errors import ValueRangeError
+
+__all__ = ["lossless_cast"]
+
+
+def lossless_cast(data: Any, dtype: Any, *, path: str | Path | None = None, what: str = "data") -> np.ndarray:
+    """``data`` as ``dtype``, refusing casts that would change values (one-line error naming both dtypes).
+
+    Integers and booleans go to any dtype that holds their range; floats go to floats (rounding to the target
+    precision is accepted) and to integers only when every value is a whole number in range; NaN never goes to
+    an integer dtype.
+    """
+    a = np.asarray(data)
+    dt = np.dtype(dtype)
+    if a.dtype == dt or a.size == 0 or np.issubdtype(dt, np.floating) or a.dtype == np.bool_:
+        return a.astype(dt, copy=False)
+    if dt == np.bool_:
+        if np.isin(a, (0, 1)).all():
+            return a.astype(dt)
+        raise ValueRangeError(f"cannot store {what} of dtype {a.dtype} as bool: values other than 0 and 1", path=path, field="dtype")
+    info = np.iinfo(dt)
+    lo, hi = a.min(), a.max()
+    problem = ""
+    if np.issubdtype(a.dtype, np.floating):
+        if not np.isfinite(a).all():
+            problem = "NaN or infinite values"
+        elif not np.array_equal(a, np.round(a)):
+            problem = "fractional values"
+    if not problem and (lo < info.min or hi > info.max):
+        problem = f"values {lo}..{hi} outside {info.min}..{info.max}"
+    if problem:
+        raise ValueRangeError(
+            f"cannot store {what} of dtype {a.dtype} as {dt} without loss ({problem}); convert it explicitly first",
+            path=path,
+            field="dtype",
+        )
+    return a.astype(dt)
