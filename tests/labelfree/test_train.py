@@ -135,3 +135,39 @@ def test_corrupted_checkpoint_is_reported_not_silently_restarted(paired_dataset:
     ckpt.write_bytes(ckpt.read_bytes()[:100])  # truncated, as after a full disk
     with pytest.raises(InputFileError, match="corrupted checkpoint"):
         train_labelfree(tiny_config(paired_dataset, tmp_path / "k", iterations=8))
+
+
+def test_model_saves_are_atomic_and_never_collide(tmp_path: Path) -> None:
+    """Two saves into one folder each use their own temporary name; a failed save keeps the previous model."""
+    import threading
+
+    import torch
+
+    from subcell.train.artifact import load_artifact, save_artifact
+
+    target = tmp_path / "m"
+    save_artifact(target, {"w": torch.zeros(2)}, {"kind": "toy"})
+    errors: list[BaseException] = []
+
+    def save(v: float) -> None:
+        try:
+            save_artifact(target, {"w": torch.full((2,), v)}, {"kind": "toy"}, overwrite=True)
+        except BaseException as e:  # pragma: no cover - a collision would land here
+            errors.append(e)
+
+    threads = [threading.Thread(target=save, args=(float(i),)) for i in range(1, 5)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    weights, meta = load_artifact(target, kind="toy")
+    assert meta["kind"] == "toy" and float(weights["w"][0]) in {1.0, 2.0, 3.0, 4.0}
+
+    class Boom:  # metadata that cannot be serialised: the save fails half-way
+        pass
+
+    with pytest.raises(TypeError):
+        save_artifact(target, {"w": torch.ones(2)}, {"kind": "toy", "bad": Boom()}, overwrite=True)
+    assert float(load_artifact(target, kind="toy")[0]["w"][0]) in {1.0, 2.0, 3.0, 4.0}
+    assert [p.name for p in tmp_path.iterdir()] == ["m"]  # no temporary folder left behind

@@ -2,14 +2,13 @@
 
 ``model.json`` holds everything needed to rebuild and use the model on another machine: the kind of model,
 the resolved config, normalization, voxel size, channel meanings, training metrics and the subcell version.
-Artifacts are written to a hidden temporary folder and renamed, so an interrupted save leaves nothing that
-looks complete.
+Artifacts are written through the io layer's atomic writer (a unique hidden temporary folder, then one
+replace), so an interrupted save leaves nothing that looks complete and two saves never collide.
 """
 
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -39,30 +38,22 @@ def save_artifact(
     """
     from safetensors.torch import save_file
 
+    from subcell.io._atomic import atomic_output
+
     folder = Path(folder)
     if folder.exists() and not overwrite:
         raise OutputExistsError("model folder exists; pass overwrite=True / --overwrite to replace it", path=folder)
-    tmp = folder.with_name(f".{folder.name}.tmp")
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    tmp.mkdir(parents=True)
-    try:
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    # the io layer's atomic writer: a unique temporary name (two saves never collide) and one replace at the
+    # end, so a crash leaves either the old model or the new one, never neither
+    with atomic_output(folder, overwrite=overwrite) as tmp:
+        tmp.mkdir()
         tensors = {k: v.detach().contiguous().cpu() for k, v in state_dict.items()}
         save_file(tensors, str(tmp / WEIGHTS), metadata={"format": ARTIFACT_FORMAT})
         meta = {"format": ARTIFACT_FORMAT, "subcell_version": __version__, **metadata}
         (tmp / META).write_text(json.dumps(meta, indent=2, default=_json_default))
         for name, content in (extra_files or {}).items():
             (tmp / name).write_bytes(content)
-        if folder.exists():
-            old = folder.with_name(f".{folder.name}.old")
-            folder.rename(old)
-            tmp.rename(folder)
-            shutil.rmtree(old)
-        else:
-            tmp.rename(folder)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return folder
 
 
