@@ -119,3 +119,27 @@ def test_lossy_casts_are_refused_and_nothing_is_written(tmp_path: Path, values: 
     w = OmeZarrWriter(out, shape=(1, 1, 1, 1, 2), dtype=np.uint16, voxel_size=(1, 1, 1))
     w.write_region((slice(None),) * 5, np.array([[[[[3.0, 65535.0]]]]]))  # whole numbers in range are fine
     w.close()
+
+
+def test_label_images_keep_ids_in_the_pyramid_and_say_they_are_labels(tmp_path: Path) -> None:
+    lab = np.zeros((1, 1, 2, 600, 600), np.int32)
+    lab[..., :300, :] = 3
+    lab[..., 300:, :] = 10  # a local mean at the border would invent ids between 3 and 10
+    out = io.write(Image(lab, voxel_size=(1, 0.5, 0.5), dims="TCZYX"), tmp_path / "l.ome.zarr", is_label=True)
+    root = zarr.open_group(str(out), mode="r")
+    assert "image-label" in root.attrs
+    for level in ("1", "2"):
+        if level in root:
+            assert set(np.unique(root[level][...])) <= {0, 3, 10}
+    with pytest.raises(ValueRangeError, match="integer"):
+        OmeZarrWriter(tmp_path / "f.ome.zarr", shape=(1, 1, 1, 4, 4), dtype=np.float32, voxel_size=(1, 1, 1), is_label=True)
+
+
+def test_channel_windows_are_streamed_per_channel(tmp_path: Path) -> None:
+    data = np.zeros((3, 2, 2, 32, 32), np.float32)
+    data[1, 0] = 5.0  # the brightest frame of channel 0 is frame 1
+    data[2, 1] = -2.0
+    data[0, 1, 0, 0, 0] = np.nan
+    out = io.write(Image(data, voxel_size=(1, 1, 1), dims="TCZYX"), tmp_path / "w.ome.zarr")
+    chans = zarr.open_group(str(out), mode="r").attrs["omero"]["channels"]
+    assert chans[0]["window"]["end"] == 5.0 and chans[1]["window"]["start"] == -2.0

@@ -286,7 +286,7 @@ def segment(
         typer.echo(f"wrote {output} block by block ({block_yx} px blocks, {wf.name}; same result as a whole-field run)")
         return
     labels = segment_image(image, wf, channels=chans)
-    write(labels, output, overwrite=overwrite)
+    write(labels, output, overwrite=overwrite, is_label=wf.kind == "instance")
     data = labels.numpy()
     if wf.kind == "instance":  # objects per frame (ids are not the count: they need not be consecutive)
         counts = [int(np.unique(frame[frame > 0]).size) for frame in data[:, 0]]

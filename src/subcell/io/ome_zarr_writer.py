@@ -91,6 +91,9 @@ class OmeZarrWriter:
         0.4 (Zarr v2) is read by every current viewer; 0.5 (Zarr v3) by the newest.
     overwrite : bool
         Replace an existing output (only once the new one is complete).
+    is_label : bool
+        The image itself is a label image (e.g. segmentation output): its pyramid keeps ids (nearest, never
+        averaged) and it carries NGFF ``image-label`` metadata, so viewers open it as labels.
 
     Examples
     --------
@@ -114,6 +117,7 @@ class OmeZarrWriter:
         levels: int | None = None,
         ngff_version: str = "0.4",
         overwrite: bool = False,
+        is_label: bool = False,
     ) -> None:
         import zarr
 
@@ -123,6 +127,9 @@ class OmeZarrWriter:
         if len(self.shape) != 5 or min(self.shape) < 1:
             raise ValueRangeError(f"expected a positive (T, C, Z, Y, X) shape, got {tuple(shape)}", field="shape")
         self.dtype = _check_dtype(dtype)
+        self.is_label = is_label
+        if is_label and not np.issubdtype(self.dtype, np.integer):
+            raise ValueRangeError(f"a label image needs an integer dtype, got {self.dtype}", field="dtype")
         self.voxel_size = VoxelSize.of(voxel_size)
         self.channel_names = (
             list(channel_names) if channel_names is not None else [f"c{i}" for i in range(self.shape[1])]
@@ -294,7 +301,7 @@ class OmeZarrWriter:
                     field="data",
                 )
             discard(self._tmp / _SCRATCH)
-            _build_pyramid(self._arrays, self.factors, labels=False)
+            _build_pyramid(self._arrays, self.factors, labels=self.is_label)
             for arrays in self._labels.values():
                 _build_pyramid(arrays, self.factors, labels=True)
             self._write_metadata()
@@ -349,21 +356,35 @@ class OmeZarrWriter:
             return dict(block)
         return {"ome": {"version": "0.5", **block}}
 
+    def _windows(self) -> list[tuple[float, float]]:
+        """Display window (min, max of finite values) per channel, streamed over the coarsest level one
+        (timepoint, channel) volume at a time, in the stored dtype: memory stays at one coarse volume."""
+        coarse = self._arrays[-1]
+        out = []
+        for c in range(self.shape[1]):
+            lo, hi = np.inf, -np.inf
+            for t in range(self.shape[0]):
+                vol = np.asarray(coarse[t, c])
+                if np.issubdtype(vol.dtype, np.floating):
+                    vol = vol[np.isfinite(vol)]
+                if vol.size:
+                    lo, hi = min(lo, float(vol.min())), max(hi, float(vol.max()))
+            out.append((lo, hi) if lo <= hi else (0.0, 1.0))
+        return out
+
     def _write_metadata(self) -> None:
-        coarse = np.asarray(self._arrays[-1][...], dtype=np.float64)
         channels = []
-        for c, cname in enumerate(self.channel_names):
-            plane = coarse[:, c]
-            finite = plane[np.isfinite(plane)]
-            lo, hi = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
+        for cname, (lo, hi) in zip(self.channel_names, self._windows(), strict=True):
             channels.append({
                 "label": cname, "active": True, "color": "FFFFFF", "coefficient": 1.0, "family": "linear",
                 "inverted": False, "window": {"start": lo, "end": hi, "min": lo, "max": hi},
             })  # fmt: skip
-        image_block = {
-            "multiscales": [self._multiscale(self.path.name, labels=False)],
+        image_block: dict[str, Any] = {
+            "multiscales": [self._multiscale(self.path.name, labels=self.is_label)],
             "omero": {"channels": channels, "rdefs": {"model": "greyscale" if len(channels) == 1 else "color"}},
         }
+        if self.is_label:
+            image_block["image-label"] = {"version": self.ngff_version}
         attrs = self._ome(image_block)
         attrs["subcell"] = {
             "provenance": self.provenance.to_dict(),
@@ -449,6 +470,7 @@ def write_ome_zarr(
     levels: int | None = None,
     ngff_version: str = "0.4",
     overwrite: bool = False,
+    is_label: bool = False,
 ) -> Path:
     """Write an :class:`Image` (NumPy or Dask) and optional label arrays to OME-Zarr, atomically."""
     writer = OmeZarrWriter(
@@ -463,6 +485,7 @@ def write_ome_zarr(
         levels=levels,
         ngff_version=ngff_version,
         overwrite=overwrite,
+        is_label=is_label,
     )
     try:
         writer.write(image.data)

@@ -36,6 +36,7 @@ def write(
     levels: int | None = None,
     ngff_version: str = "0.4",
     compression: str | None = "zlib",
+    is_label: bool = False,
 ) -> Path:
     """Write an :class:`Image` with its voxel size, channel names, dtype and provenance, atomically.
 
@@ -53,6 +54,8 @@ def write(
         OME-Zarr layout; see :class:`~subcell.io.OmeZarrWriter`.
     compression : str or None
         OME-TIFF compression (``"zlib"`` default, ``None`` for none).
+    is_label : bool
+        The image is a label image (OME-Zarr: ids kept in the pyramid, NGFF ``image-label`` metadata).
 
     Returns
     -------
@@ -65,7 +68,8 @@ def write(
         from subcell.io.ome_zarr_writer import write_ome_zarr
 
         return write_ome_zarr(
-            image, path, labels=labels, chunks=chunks, levels=levels, ngff_version=ngff_version, overwrite=overwrite
+            image, path, labels=labels, chunks=chunks, levels=levels, ngff_version=ngff_version, overwrite=overwrite,
+            is_label=is_label,
         )
     if labels:
         raise InputFileError("label images can only be stored in OME-Zarr (.ome.zarr)", path=path, field="labels")

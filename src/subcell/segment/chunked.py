@@ -74,7 +74,7 @@ def segment_chunked(
     writer = OmeZarrWriter(
         output, shape=(t_n, 1, nz, ny, nx), dtype=dtype, voxel_size=vs,
         channel_names=[workflow.name], time_interval=image.time_interval, provenance=provenance,
-        chunks=(1, 1, min(nz, 32), min(ny, 256), min(nx, 256)), overwrite=overwrite,
+        chunks=(1, 1, min(nz, 32), min(ny, 256), min(nx, 256)), overwrite=overwrite, is_label=instance,
     )  # fmt: skip
     c = _chunk(block_yx)
     try:
