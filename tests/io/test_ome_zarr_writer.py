@@ -106,7 +106,9 @@ def _image(data: np.ndarray) -> Image:
         (np.array([np.nan, 1.0], np.float32), np.int32, "NaN"),
     ],
 )
-def test_lossy_casts_are_refused_and_nothing_is_written(tmp_path: Path, values: np.ndarray, dtype: Any, problem: str) -> None:
+def test_lossy_casts_are_refused_and_nothing_is_written(
+    tmp_path: Path, values: np.ndarray, dtype: Any, problem: str
+) -> None:
     from subcell.errors import ValueRangeError
     from subcell.io import OmeZarrWriter
 
@@ -132,7 +134,9 @@ def test_label_images_keep_ids_in_the_pyramid_and_say_they_are_labels(tmp_path: 
         if level in root:
             assert set(np.unique(root[level][...])) <= {0, 3, 10}
     with pytest.raises(ValueRangeError, match="integer"):
-        OmeZarrWriter(tmp_path / "f.ome.zarr", shape=(1, 1, 1, 4, 4), dtype=np.float32, voxel_size=(1, 1, 1), is_label=True)
+        OmeZarrWriter(
+            tmp_path / "f.ome.zarr", shape=(1, 1, 1, 4, 4), dtype=np.float32, voxel_size=(1, 1, 1), is_label=True
+        )
 
 
 def test_channel_windows_are_streamed_per_channel(tmp_path: Path) -> None:

@@ -132,3 +132,16 @@ def test_corrupted_and_foreign_models_are_refused(tmp_path: Path) -> None:
         warnings.simplefilter("error")
         with pytest.raises(InputFileError, match="not found"):
             LabelFreeModel.load(tmp_path / "missing")
+
+
+def test_a_subset_of_timepoints_records_its_frames_and_their_interval(tmp_path: Path) -> None:
+    model = _model(depth=1)
+    image = paired_volume(3, shape=(8, 24, 24), frames=3).channel("brightfield")
+    image = Image(image.data, voxel_size=image.voxel_size, channel_names=image.channel_names, time_interval=10.0)
+    out = predict_image(model, image, PredictConfig(timepoints=[0, 2], precision="fp32"))
+    assert out.shape[0] == 2 and out.time_interval == 20.0
+    assert out.provenance.parameters["timepoints"] == [0, 2]
+    uneven = predict_to_zarr(model, image, tmp_path / "p.ome.zarr", PredictConfig(timepoints=[1, 0], precision="fp32"))
+    back = io.read(uneven)
+    steps = {h["step"]: h for h in [*back.provenance.history, back.provenance._own()]}
+    assert back.time_interval is None and steps["labelfree.predict"]["parameters"]["timepoints"] == [1, 0]

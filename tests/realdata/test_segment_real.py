@@ -36,7 +36,7 @@ def test_measure_table_is_consistent_with_voxel_counting(real_data: Path) -> Non
     for i in ids[:10]:
         assert table.loc[i, "volume_um3"] == pytest.approx(counts[i] * 0.29 * 0.108 * 0.108)
         _zz, _yy, xx = np.nonzero(lab == i)
-        assert table.loc[i, "centroid_x_um"] == pytest.approx((xx.mean() + 0.5) * 0.108)
+        assert table.loc[i, "centroid_x_um"] == pytest.approx(xx.mean() * 0.108)
 
 
 def test_mcf7_2d_nucleus_workflow(real_data: Path) -> None:

@@ -65,7 +65,9 @@ def test_widefield_background_is_anchored_to_the_field() -> None:
     dna = (dna * (0.4 + 0.6 * xx / 256)).astype(np.float32)  # uneven illumination
     wf = load_workflow("nucleus_widefield")
     whole = run_workflow(wf, {"dna": dna}, voxel_size=(1.0, 0.4, 0.4))
-    blocks = execute(wf, {"dna": dna}, voxel_size=(1.0, 0.4, 0.4), block_yx=72, scratch=lambda n, d: np.zeros(dna.shape, d))
+    blocks = execute(
+        wf, {"dna": dna}, voxel_size=(1.0, 0.4, 0.4), block_yx=72, scratch=lambda n, d: np.zeros(dna.shape, d)
+    )
     assert whole.max() >= 5 and np.array_equal(np.asarray(blocks), whole)
 
 
@@ -79,7 +81,9 @@ def test_ids_are_numbered_by_first_voxel_and_cut_objects_stay_whole() -> None:
     wf = load_workflow("nucleus")
     whole = run_workflow(wf, {"dna": vol}, voxel_size=(0.5, 0.2, 0.2))
     for block in (16, 32, 40):
-        got = execute(wf, {"dna": vol}, voxel_size=(0.5, 0.2, 0.2), block_yx=block, scratch=lambda n, d: np.zeros(vol.shape, d))
+        got = execute(
+            wf, {"dna": vol}, voxel_size=(0.5, 0.2, 0.2), block_yx=block, scratch=lambda n, d: np.zeros(vol.shape, d)
+        )
         assert np.array_equal(np.asarray(got), whole), block
     assert whole.max() == 5
     firsts = [np.flatnonzero(whole.ravel() == i)[0] for i in range(1, 6)]

@@ -10,7 +10,7 @@ VS = (0.5, 0.2, 0.2)
 
 
 def _ball(shape: tuple[int, int, int], centre: tuple[float, float, float], r_um: float) -> np.ndarray:
-    z, y, x = np.meshgrid(*[(np.arange(n) + 0.5) * v for n, v in zip(shape, VS, strict=True)], indexing="ij")
+    z, y, x = np.meshgrid(*[np.arange(n) * v for n, v in zip(shape, VS, strict=True)], indexing="ij")
     return (z - centre[0]) ** 2 + (y - centre[1]) ** 2 + (x - centre[2]) ** 2 <= r_um**2
 
 
@@ -53,3 +53,18 @@ def test_structures_per_cell_fraction_and_count() -> None:
     assert t.loc[1, "vesicles_count"] == 2 and t.loc[2, "vesicles_count"] == 1
     assert t.loc[1, "vesicles_volume_fraction"] == pytest.approx(8 / 400)
     assert t.loc[2, "vesicles_volume_fraction"] == pytest.approx(16 / 400)
+
+
+def test_centroids_follow_the_ngff_convention_like_regionprops() -> None:
+    """Voxel i sits at i·voxel: the same centroid as skimage's regionprops(spacing=) and the NGFF scale."""
+    from skimage.measure import regionprops
+
+    lab = np.zeros((5, 9, 11), np.int32)
+    lab[1:4, 2:5, 3:10] = 1
+    lab[0, 0, 0] = 2
+    ours = measure_objects(lab, voxel_size=VS, surface=False).set_index("label")
+    for p in regionprops(lab, spacing=VS):
+        assert tuple(ours.loc[p.label, ["centroid_z_um", "centroid_y_um", "centroid_x_um"]]) == pytest.approx(
+            p.centroid
+        )
+    assert ours.loc[2, "centroid_x_um"] == 0.0

@@ -26,7 +26,9 @@ def lossless_cast(data: Any, dtype: Any, *, path: str | Path | None = None, what
     if dt == np.bool_:
         if np.isin(a, (0, 1)).all():
             return a.astype(dt)
-        raise ValueRangeError(f"cannot store {what} of dtype {a.dtype} as bool: values other than 0 and 1", path=path, field="dtype")
+        raise ValueRangeError(
+            f"cannot store {what} of dtype {a.dtype} as bool: values other than 0 and 1", path=path, field="dtype"
+        )
     info = np.iinfo(dt)
     lo, hi = a.min(), a.max()
     problem = ""

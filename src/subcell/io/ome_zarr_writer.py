@@ -252,7 +252,9 @@ class OmeZarrWriter:
             target[...] = lossless_cast(arr, target.dtype, path=self.path, what=f"label {name!r}")
         else:
             for region in _slabs(arr, target):
-                target[region] = lossless_cast(arr[region].compute(), target.dtype, path=self.path, what=f"label {name!r}")
+                target[region] = lossless_cast(
+                    arr[region].compute(), target.dtype, path=self.path, what=f"label {name!r}"
+                )
 
     def scratch_array(self, name: str, *, shape: Sequence[int], dtype: Any, chunks: Sequence[int]) -> Any:
         """A temporary zarr array inside the unfinished store (e.g. for a two-pass relabelling); it is deleted

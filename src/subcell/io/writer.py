@@ -68,7 +68,13 @@ def write(
         from subcell.io.ome_zarr_writer import write_ome_zarr
 
         return write_ome_zarr(
-            image, path, labels=labels, chunks=chunks, levels=levels, ngff_version=ngff_version, overwrite=overwrite,
+            image,
+            path,
+            labels=labels,
+            chunks=chunks,
+            levels=levels,
+            ngff_version=ngff_version,
+            overwrite=overwrite,
             is_label=is_label,
         )
     if labels:

@@ -287,10 +287,25 @@ def _timepoints(image: Image, cfg: PredictConfig) -> list[int]:
     return ts
 
 
-def _prediction_provenance(model: LabelFreeModel, image: Image, summary: dict[str, Any]) -> Any:
+def _output_interval(image: Image, ts: list[int]) -> float | None:
+    """Seconds between the predicted frames: the input's interval times their common step; None when the
+    selected frames are not evenly spaced (the provenance lists them)."""
+    if image.time_interval is None or len(ts) < 2:
+        return image.time_interval
+    steps = {b - a for a, b in zip(ts, ts[1:], strict=False)}
+    step = steps.pop() if len(steps) == 1 else 0
+    return image.time_interval * step if step > 0 else None
+
+
+def _prediction_provenance(model: LabelFreeModel, image: Image, summary: dict[str, Any], ts: list[int]) -> Any:
     return image.provenance.then(
         "labelfree.predict",
-        {"targets": model.targets, "model_voxel_size": list(model.voxel_size.as_tuple()), **summary},
+        {
+            "targets": model.targets,
+            "model_voxel_size": list(model.voxel_size.as_tuple()),
+            "timepoints": list(ts),  # input frame of every output frame
+            **summary,
+        },
     )
 
 
@@ -319,8 +334,8 @@ def predict_image(
         out,
         voxel_size=grid_vs,
         channel_names=names,
-        time_interval=image.time_interval,
-        provenance=_prediction_provenance(model, image, summary),
+        time_interval=_output_interval(image, ts),
+        provenance=_prediction_provenance(model, image, summary, ts),
     )
 
 
@@ -347,8 +362,8 @@ def predict_to_zarr(
         dtype="float32",
         voxel_size=grid_vs,
         channel_names=names,
-        time_interval=image.time_interval,
-        provenance=_prediction_provenance(model, image, summary),
+        time_interval=_output_interval(image, ts),
+        provenance=_prediction_provenance(model, image, summary, ts),
         overwrite=overwrite,
     ) as writer:
         for i, t in enumerate(ts):
@@ -361,5 +376,5 @@ def predict_to_zarr(
                 )
 
             summary.update(predict_volume(model, src, shape, sink, config=cfg, progress=progress))
-        writer.provenance = _prediction_provenance(model, image, summary)  # metadata is written on close
+        writer.provenance = _prediction_provenance(model, image, summary, ts)  # metadata is written on close
     return Path(output)

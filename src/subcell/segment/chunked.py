@@ -86,9 +86,7 @@ def segment_chunked(
                     f"t{t}{name.replace('#', 's')}", shape=(nz, ny, nx), dtype=dt, chunks=(nz, c, c)
                 )
 
-            result = execute(
-                workflow, inputs, voxel_size=vs, block_yx=block_yx, scratch=scratch, executor=executor
-            )
+            result = execute(workflow, inputs, voxel_size=vs, block_yx=block_yx, scratch=scratch, executor=executor)
             for block in BlockGrid((nz, ny, nx), (nz, block_yx, block_yx)):
                 part = np.asarray(result[block.core])
                 part = part.astype(np.int32) if instance else (part > 0).astype(np.uint8)

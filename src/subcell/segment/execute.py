@@ -123,7 +123,9 @@ def _run_local(op: _Op, arrays: Mapping[str, np.ndarray], vs: VoxelSize, origin:
             per_slice=s.per_slice, mean_sq_gradient=p["mean_sq"],
         )  # fmt: skip
     if isinstance(s, S.SubtractBackground):
-        return filters.subtract_background(a, radius_um=s.radius_um, voxel_size=vs, per_slice=s.per_slice, origin=origin)
+        return filters.subtract_background(
+            a, radius_um=s.radius_um, voxel_size=vs, per_slice=s.per_slice, origin=origin
+        )
     if isinstance(s, S.SpotFilter):
         return filters.spot_filter(a, sigmas_um=s.sigmas_um, voxel_size=vs, per_slice=s.per_slice)
     if isinstance(s, S.FilamentFilter):
@@ -195,8 +197,10 @@ def _fit(fld: _Field, op: _Op) -> dict[str, Any]:
 
     values = core_of(op.src)
     if isinstance(s, S.Normalize):
-        fit: Any = F.MomentsFit() if s.method == "std" else F.PercentileFit(
-            [s.low, s.high] if s.method == "percentile" else [0.0, s.high], what="normalization"
+        fit: Any = (
+            F.MomentsFit()
+            if s.method == "std"
+            else F.PercentileFit([s.low, s.high] if s.method == "percentile" else [0.0, s.high], what="normalization")
         )
     elif isinstance(s, S.Threshold):
         fit = F.ThresholdFit(s.method)
@@ -288,7 +292,14 @@ def _objects(
                 layer = np.take(lab, 0 if side == 0 else lab.shape[ax] - 1, axis=ax)
                 touch[np.unique(layer)] = True
         touch[0] = False
-        return {"n": n, "sizes": np.bincount(lab.ravel(), minlength=n + 1), "first": first, "lo": lo, "hi": hi, "touch": touch}
+        return {
+            "n": n,
+            "sizes": np.bincount(lab.ravel(), minlength=n + 1),
+            "first": first,
+            "lo": lo,
+            "hi": hi,
+            "touch": touch,
+        }
 
     parts = fld.map(label_block, grid)
     blocks = list(grid)
@@ -318,7 +329,13 @@ def _objects(
     touch = np.zeros(total + 1, bool)
     for k, p in enumerate(parts):
         sl = slice(offsets[k] + 1, offsets[k + 1] + 1)
-        first[sl], sizes[sl], lo[sl], hi[sl], touch[sl] = p["first"], p["sizes"][1:], p["lo"][1:], p["hi"][1:], p["touch"][1:]
+        first[sl], sizes[sl], lo[sl], hi[sl], touch[sl] = (
+            p["first"],
+            p["sizes"][1:],
+            p["lo"][1:],
+            p["hi"][1:],
+            p["touch"][1:],
+        )
     roots = np.unique(root[1:]) if total else np.zeros(0, np.int64)
     n = len(roots)
     comp = np.searchsorted(roots, root)  # provisional id → component index (0..n-1); index 0 is background
@@ -401,7 +418,9 @@ def _masked_object_threshold(fld: _Field, op: _Op) -> None:
     """Global threshold → objects (size-filtered) → Otsu of each object's own intensities."""
     s: S.MaskedObjectThreshold = op.step  # type: ignore[assignment]
     read = _reader(fld, op.src)
-    low = _fit(fld, _Op(op.index, op.name, S.Threshold(method=s.global_method, factor=s.global_factor), op.src, {}, ""))["t"]
+    low = _fit(
+        fld, _Op(op.index, op.name, S.Threshold(method=s.global_method, factor=s.global_factor), op.src, {}, "")
+    )["t"]
     obj = _objects(fld, lambda b: read(b) > low, per_slice=False)
     keep = np.ones(obj.n + 1, bool) if s.min_object_um3 <= 0 else obj.sizes * _unit(fld, False) >= s.min_object_um3
     keep[0] = False
@@ -460,7 +479,8 @@ def _per_object(fld: _Field, op: _Op) -> None:
     next_id = 0
     for i in range(1, obj.n + 1):
         crop = tuple(
-            slice(max(0, int(a) - 1), min(n, int(c) + 1)) for a, c, n in zip(obj.lo[i], obj.hi[i], fld.shape, strict=True)
+            slice(max(0, int(a) - 1), min(n, int(c) + 1))
+            for a, c, n in zip(obj.lo[i], obj.hi[i], fld.shape, strict=True)
         )
         if budget is not None and np.prod([c.stop - c.start for c in crop]) > budget:
             raise ValueRangeError(
@@ -475,14 +495,19 @@ def _per_object(fld: _Field, op: _Op) -> None:
             next_id += int(lobes.max())
         else:
             res = filters.topology_preserving_thinning(
-                own, min_thickness_um=s.min_thickness_um, thin_um=s.thin_um, voxel_size=fld.vs  # type: ignore[attr-defined]
+                own,
+                min_thickness_um=s.min_thickness_um,
+                thin_um=s.thin_um,
+                voxel_size=fld.vs,  # type: ignore[attr-defined]
             )
         out[crop] = np.where(own, res, np.asarray(out[crop]))
     if split:  # number the lobes by their first voxel, like every other id
         lobes_name = f"_lobes{op.index}"
         grid = fld.grid()
         firsts = fld.map(
-            lambda b: first_voxels(fld.read(lobes_name, b.core), offset=tuple(c.start for c in b.core), shape=fld.shape),
+            lambda b: first_voxels(
+                fld.read(lobes_name, b.core), offset=tuple(c.start for c in b.core), shape=fld.shape
+            ),
             grid,
         )
         first = np.full(next_id + 1, np.iinfo(np.int64).max, np.int64)

@@ -247,7 +247,13 @@ class MomentsFit(_Fit):
             return a
         n = a[0] + b[0]
         delta = b[1] - a[1]
-        return (n, a[1] + delta * b[0] / n, a[2] + b[2] + delta * delta * a[0] * b[0] / n, min(a[3], b[3]), max(a[4], b[4]))
+        return (
+            n,
+            a[1] + delta * b[0] / n,
+            a[2] + b[2] + delta * delta * a[0] * b[0] / n,
+            min(a[3], b[3]),
+            max(a[4], b[4]),
+        )
 
     def conclude(self, r: int, total: Any, st: dict[str, Any]) -> None:
         n, m, m2, lo, hi = total

@@ -64,7 +64,7 @@ def measure_objects(
         obj = lab[sl] == i
         n = int(obj.sum())
         coords = np.argwhere(obj).astype(np.float64) + np.array([s.start for s in sl])
-        um = (coords + 0.5) * np.array(vs)
+        um = coords * np.array(vs)  # voxel i at i·voxel: NGFF, napari, skimage regionprops(spacing=)
         centroid = um.mean(axis=0)
         row: dict[str, Any] = {
             "label": i,

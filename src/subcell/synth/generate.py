@@ -117,7 +117,7 @@ def _cell_rows(colony: Colony, rendered: RegionRender, config: SynthConfig) -> l
             "frame": colony.frame,
             "cell_id": c.id,
             "parent_id": c.parent,
-            "centroid_z_um": (cen[0] + 0.5) * vz, "centroid_y_um": (cen[1] + 0.5) * vy, "centroid_x_um": (cen[2] + 0.5) * vx,
+            "centroid_z_um": cen[0] * vz, "centroid_y_um": cen[1] * vy, "centroid_x_um": cen[2] * vx,
             "cell_volume_um3": float(cell_vox[c.id] * voxel),
             "nucleus_volume_um3": float(nuc_vox[c.id] * voxel),
             "height_um": c.height,

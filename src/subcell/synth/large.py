@@ -1,6 +1,7 @@
 """Fields of any size, generated block by block: lazily as Dask arrays, or streamed straight to OME-Zarr.
 
-A block spans the full z range and ``block_yx`` pixels laterally. It is rendered with a lateral halo (so the
+A block of the engine's grid (:func:`block_grid`, :mod:`subcell.blocks`) spans the full z range and ``block_yx``
+pixels laterally. It is rendered with a lateral halo (so the
 PSF blur and the bright-field defocus see their neighbours) and cropped. Cells come from one colony built up
 front (cheap: a list of seeds) and are drawn from their own random streams; camera noise is drawn from a
 stream keyed by (seed, block), so a block is the same whichever order, process or chunking computes it.
@@ -20,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from subcell.blocks import Block, BlockGrid, map_blocks
 from subcell.image import Image, Provenance
 from subcell.synth.colony import Colony, make_colony
 from subcell.synth.config import STRUCTURES, SynthConfig
@@ -27,7 +29,7 @@ from subcell.synth.generate import LABEL_NAMES, channel_names, render_channels
 from subcell.synth.optics import psf_sigma_voxels
 from subcell.synth.render import render_region
 
-__all__ = ["block_regions", "lazy_field", "render_block", "write_large_field"]
+__all__ = ["block_grid", "block_regions", "lazy_field", "render_block", "write_large_field"]
 
 _BF_HALO_PX = 48
 
@@ -37,33 +39,29 @@ def _halo(config: SynthConfig) -> int:
     return max(_BF_HALO_PX, math.ceil(4 * max(sigma[1:])))
 
 
+def block_grid(config: SynthConfig) -> BlockGrid:
+    """The engine's grid for a field: blocks of ``block_yx`` spanning z, read with the optics' halo."""
+    nz, _, _ = config.shape
+    h = _halo(config)
+    return BlockGrid(config.shape, (nz, config.block_yx, config.block_yx), halo=(0, h, h))
+
+
 def block_regions(config: SynthConfig) -> Iterator[tuple[tuple[int, int], tuple[slice, slice, slice]]]:
     """``((by, bx), (z, y, x) slices)`` of every block, row-major."""
-    nz, ny, nx = config.shape
-    b = config.block_yx
-    for by, y0 in enumerate(range(0, ny, b)):
-        for bx, x0 in enumerate(range(0, nx, b)):
-            yield (by, bx), (slice(0, nz), slice(y0, min(ny, y0 + b)), slice(x0, min(nx, x0 + b)))
+    for block in block_grid(config):
+        yield (block.index[1], block.index[2]), block.core  # type: ignore[misc]
 
 
 def render_block(
     colony: Colony, config: SynthConfig, index: tuple[int, int], region: tuple[slice, slice, slice]
 ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """Channels ``(C, Z, Y, X)`` uint16 and labels ``{name: (Z, Y, X)}`` of one block."""
-    h = _halo(config)
-    _, ny, nx = config.shape
-    ext = (
-        region[0],
-        slice(max(0, region[1].start - h), min(ny, region[1].stop + h)),
-        slice(max(0, region[2].start - h), min(nx, region[2].stop + h)),
-    )
-    rendered = render_region(colony, ext, seed=config.seed)
+    block = block_grid(config).block((0, *index))
+    if block.core != tuple(region):
+        raise ValueError(f"block {index} covers {block.core}, not {region}")
+    rendered = render_region(colony, block.read, seed=config.seed)  # type: ignore[arg-type]
     channels = render_channels(rendered, config, (config.seed, 0xB1, index[0], index[1]))
-    crop = (
-        slice(None),
-        slice(region[1].start - ext[1].start, region[1].stop - ext[1].start),
-        slice(region[2].start - ext[2].start, region[2].stop - ext[2].start),
-    )
+    crop = block.trim
     labels = {"cell": rendered.cell[crop], "nucleus": rendered.nucleus[crop]}
     labels.update({s: rendered.masks[s][crop] for s in STRUCTURES})
     return channels[(slice(None), *crop)], labels
@@ -128,13 +126,20 @@ def write_large_field(
     try:
         for name in LABEL_NAMES:
             writer.create_label(name, np.int32 if name in ("cell", "nucleus") else np.uint8)
-        for index, region in block_regions(config):
-            channels, labels = render_block(colony, config, index, region)
-            where = (slice(0, 1), slice(None), *region)
-            writer.write_region(where, channels[None])
+
+        def one_block(block: Block) -> dict[str, np.ndarray]:
+            region = block.core
+            channels, labels = render_block(colony, config, (block.index[1], block.index[2]), region)  # type: ignore[arg-type]
+            writer.write_region((slice(0, 1), slice(None), *region), channels[None])
             for name, lab in labels.items():
                 writer.write_label_region(name, (slice(0, 1), slice(0, 1), *region), lab[None, None])
-            _accumulate(stats, labels["cell"], labels["nucleus"], region)
+            part = {k: np.zeros(n) for k in stats}
+            _accumulate(part, labels["cell"], labels["nucleus"], region)
+            return part
+
+        for part in map_blocks(one_block, block_grid(config)):
+            for k in stats:
+                stats[k] += part[k]
         vz, vy, vx = config.voxel_size
         voxel = vz * vy * vx
         rows = []
@@ -144,9 +149,9 @@ def write_large_field(
                 continue
             rows.append({
                 "frame": 0, "cell_id": c.id, "parent_id": 0,
-                "centroid_z_um": (stats["z"][c.id] / count + 0.5) * vz,
-                "centroid_y_um": (stats["y"][c.id] / count + 0.5) * vy,
-                "centroid_x_um": (stats["x"][c.id] / count + 0.5) * vx,
+                "centroid_z_um": stats["z"][c.id] / count * vz,
+                "centroid_y_um": stats["y"][c.id] / count * vy,
+                "centroid_x_um": stats["x"][c.id] / count * vx,
                 "cell_volume_um3": count * voxel, "nucleus_volume_um3": stats["nucleus"][c.id] * voxel,
                 "height_um": c.height, "radius_um": c.radius, "mitotic": c.mitotic,
             })  # fmt: skip

@@ -65,7 +65,8 @@ class RegionRender:
 
 
 def _axis_centres(sl: slice, size: float) -> np.ndarray:
-    return (np.arange(sl.start, sl.stop) + 0.5) * size
+    """Physical position of voxel centres: voxel i sits at i·size (the NGFF / napari / skimage convention)."""
+    return np.arange(sl.start, sl.stop) * size
 
 
 def _bbox(
