@@ -193,3 +193,29 @@ def test_segment_bad_input_is_one_line(tmp_path: Path) -> None:
     r3 = subcell_cli("measure", str(lab), str(tmp_path / "t.csv"), "--intensity", str(src))
     assert r3.returncode == 2 and "intensity image" in r3.stderr
     assert not (tmp_path / "o.ome.zarr").exists() and not (tmp_path / "t.csv").exists()
+
+
+def test_evaluate_seg_scores_a_time_lapse_frame_by_frame_and_refuses_fractional_labels(tmp_path: Path) -> None:
+    """Objects that move between frames: scored as one T×Z stack they would not match; per frame they all do."""
+    truth = np.zeros((4, 1, 1, 40, 60), np.uint16)
+    for t in range(4):
+        truth[t, 0, 0, 5:15, 5 + 10 * t : 15 + 10 * t] = 1  # a moving object, id 1 in every frame
+        truth[t, 0, 0, 25:35, 40:50] = 2
+    pred = truth.copy()
+    pred[pred == 2] = 7  # other ids, same objects
+    for name, data in (("t.tif", truth), ("p.tif", pred)):
+        tifffile.imwrite(tmp_path / name, data[:, 0, 0], metadata={"axes": "TYX"}, imagej=True)
+    r = subcell_cli("evaluate-seg", str(tmp_path / "p.tif"), str(tmp_path / "t.tif"), "--out", str(tmp_path / "s.csv"),
+                    "--objects", str(tmp_path / "f.csv"))  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    assert "4 frames" in r.stdout
+    summary, frames = pd.read_csv(tmp_path / "s.csv"), pd.read_csv(tmp_path / "f.csv")
+    assert summary.loc[summary.iou_threshold == 0.5, "tp"].item() == 8 and (frames["f1@0.5"] == 1.0).all()
+    frac = truth[:, 0, 0].astype(np.float32) / 2  # ids 0.5 and 1.0: truncation would merge/lose objects
+    tifffile.imwrite(tmp_path / "frac.tif", frac, metadata={"axes": "TYX"}, imagej=True)
+    bad = subcell_cli("evaluate-seg", str(tmp_path / "p.tif"), str(tmp_path / "frac.tif"))
+    assert bad.returncode == 2 and "fractional" in bad.stderr and len(bad.stderr.strip().splitlines()) == 1
+    whole = truth[:, 0, 0].astype(np.float32)  # whole-number floats are fine
+    tifffile.imwrite(tmp_path / "f32.tif", whole, metadata={"axes": "TYX"}, imagej=True)
+    ok = subcell_cli("evaluate-seg", str(tmp_path / "p.tif"), str(tmp_path / "f32.tif"))
+    assert ok.returncode == 0, ok.stderr

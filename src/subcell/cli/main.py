@@ -298,17 +298,17 @@ def segment(
     typer.echo(f"wrote {output}: {what}{extra} ({wf.name})")
 
 
-def _read_any_labels(path: Path, voxel_size: tuple[float, float, float] | None) -> Any:
+def _read_any_labels(path: Path, voxel_size: tuple[float, float, float] | None, axes: str | None = None) -> Any:
     """Labels for counting metrics: the voxel size does not matter there, so a file without one still opens."""
     from subcell.errors import MetadataError
     from subcell.io import read
 
     try:
-        return read(path, voxel_size=voxel_size)
+        return read(path, voxel_size=voxel_size, axes=axes)
     except MetadataError as e:
         if e.field != "voxel_size" or voxel_size is not None:
             raise
-        return read(path, voxel_size=(1.0, 1.0, 1.0))
+        return read(path, voxel_size=(1.0, 1.0, 1.0), axes=axes)
 
 
 @app.command("evaluate-seg")
@@ -319,29 +319,47 @@ def evaluate_seg(
         Optional[Path], typer.Option("--out", help="Write the per-threshold table (.csv or .parquet).")  # noqa: UP045
     ] = None,
     objects: Annotated[
-        Optional[Path], typer.Option("--objects", help="Write the per-object matches (.csv or .parquet).")  # noqa: UP045
+        Optional[Path],  # noqa: UP045
+        typer.Option("--objects", help="Write the per-object matches, or per-frame scores of a time-lapse."),
     ] = None,
     voxel_size: VoxelSizeOpt = None,
+    axes: AxesOpt = None,
 ) -> None:
-    """Dice/IoU of the foreground and instance matching (precision, recall, F1, AP at IoU 0.5–0.9)."""
-    import numpy as np
+    """Dice/IoU of the foreground and instance matching (precision, recall, F1, AP at IoU 0.5–0.9).
 
+    A time-lapse is scored frame by frame (objects are matched within each frame) and summarised over frames.
+    """
     from subcell.errors import ValueRangeError
-    from subcell.metrics import dice, iou, match_instances
+    from subcell.io import as_labels, write_table
+    from subcell.metrics import dice, evaluate_frames, iou, match_instances
 
-    p = _read_any_labels(pred, voxel_size).numpy()
-    t = _read_any_labels(truth, voxel_size).numpy()
+    p_img, t_img = _read_any_labels(pred, voxel_size, axes), _read_any_labels(truth, voxel_size, axes)
+    for name, img in ((pred, p_img), (truth, t_img)):
+        if img.shape[1] != 1:
+            raise ValueRangeError(f"{name}: labels must have one channel, got {img.shape[1]}", field="labels")
+    p = as_labels(p_img.numpy()[:, 0], path=pred)
+    t = as_labels(t_img.numpy()[:, 0], path=truth)
     if p.shape != t.shape:
         raise ValueRangeError(
-            f"prediction {pred} has shape {p.shape} but ground truth {truth} has {t.shape}", field="shape"
+            f"prediction {pred} has T,Z,Y,X {p.shape} but ground truth {truth} has {t.shape}"
+            " (for a plain TIFF time-lapse pass --axes, e.g. TYX)",
+            field="shape",
         )
+    if p.shape[0] > 1:
+        per_frame, table = evaluate_frames(p, t)
+        typer.echo(f"{p.shape[0]} frames, scored one by one; F1@0.5 per frame "
+                   f"{per_frame['f1@0.5'].min():.3f}–{per_frame['f1@0.5'].max():.3f}")  # fmt: skip
+        typer.echo(f"objects: {int(per_frame.n_true.sum())} true, {int(per_frame.n_pred.sum())} predicted (all frames)")
+        typer.echo(table.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+        for path, frame in ((out, table), (objects, per_frame)):
+            if path is not None:
+                write_table(frame, path, overwrite=True)
+        return
     typer.echo(f"foreground: Dice {dice(p, t):.4f}  IoU {iou(p, t):.4f}")
-    m = match_instances(p.astype(np.int64), t.astype(np.int64))
+    m = match_instances(p[0], t[0])
     typer.echo(f"objects: {m.n_true} true, {m.n_pred} predicted, mean matched IoU {m.mean_matched_iou():.3f}")
     table = m.table()
     typer.echo(table.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
-    from subcell.io import write_table
-
     for path, frame in ((out, table), (objects, m.objects())):
         if path is not None:
             write_table(frame, path, overwrite=True)
@@ -370,10 +388,12 @@ def measure(
     if output.suffix.lower() not in TABLE_SUFFIXES:
         raise InputFileError(f"tables are written as {' or '.join(TABLE_SUFFIXES)}", path=output)
     check_output(output, overwrite=overwrite)
+    from subcell.io import as_labels
+
     lab_img = read(labels, voxel_size=voxel_size)
-    lab = lab_img.numpy()
-    if lab.shape[1] != 1:
-        raise ValueRangeError(f"labels must have one channel, got {lab.shape[1]}", field="labels")
+    if lab_img.shape[1] != 1:
+        raise ValueRangeError(f"labels must have one channel, got {lab_img.shape[1]}", field="labels")
+    lab = as_labels(lab_img.numpy(), path=labels)
     chans = {}
     if intensity is not None:
         img = read(intensity, voxel_size=lab_img.voxel_size.as_tuple())

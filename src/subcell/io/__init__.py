@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from subcell.io._cast import as_labels
 from subcell.io.cell_store import CellStore, CellStoreWriter, read_cell_store
 from subcell.io.files import read_yaml, write_bundle, write_table
 from subcell.io.info import describe
@@ -16,6 +17,7 @@ __all__ = [
     "Manifest",
     "ManifestRow",
     "OmeZarrWriter",
+    "as_labels",
     "describe",
     "detect_format",
     "label_names",

@@ -9,7 +9,7 @@ import numpy as np
 
 from subcell.errors import ValueRangeError
 
-__all__ = ["lossless_cast"]
+__all__ = ["as_labels", "lossless_cast"]
 
 
 def lossless_cast(data: Any, dtype: Any, *, path: str | Path | None = None, what: str = "data") -> np.ndarray:
@@ -46,3 +46,31 @@ def lossless_cast(data: Any, dtype: Any, *, path: str | Path | None = None, what
             field="dtype",
         )
     return a.astype(dt)
+
+
+def as_labels(data: Any, *, path: str | Path | None = None, what: str = "labels") -> np.ndarray:
+    """The one rule for label inputs everywhere: integer ids (0 = background) or a mask.
+
+    Integers are kept (negative ids are refused), booleans become 0/1, floats are accepted only when every
+    value is a whole, non-negative number (e.g. labels saved as float32) — fractional values are refused, never
+    truncated.
+    """
+    a = np.asarray(data)
+    if a.dtype == np.bool_:
+        return a.astype(np.uint8)
+    if np.issubdtype(a.dtype, np.integer):
+        if a.size and np.issubdtype(a.dtype, np.signedinteger) and a.min() < 0:
+            raise ValueRangeError(f"{what} must be non-negative ids, found {a.min()}", path=path, field="labels")
+        return a
+    if not np.issubdtype(a.dtype, np.floating):
+        raise ValueRangeError(f"{what} must be integer ids, got dtype {a.dtype}", path=path, field="labels")
+    if a.size and a.min() < 0:
+        raise ValueRangeError(f"{what} must be non-negative ids, found {a.min()}", path=path, field="labels")
+    try:
+        return lossless_cast(a, np.int64, path=path, what=what)
+    except ValueRangeError:
+        raise ValueRangeError(
+            f"{what} are floats with fractional values (e.g. {a[a != np.round(a)].flat[0]}); expected integer ids",
+            path=path,
+            field="labels",
+        ) from None

@@ -2,6 +2,13 @@
 
 from __future__ import annotations
 
-from subcell.metrics.segmentation import DEFAULT_THRESHOLDS, InstanceMatch, dice, iou, match_instances
+from subcell.metrics.segmentation import (
+    DEFAULT_THRESHOLDS,
+    InstanceMatch,
+    dice,
+    evaluate_frames,
+    iou,
+    match_instances,
+)
 
-__all__ = ["DEFAULT_THRESHOLDS", "InstanceMatch", "dice", "iou", "match_instances"]
+__all__ = ["DEFAULT_THRESHOLDS", "InstanceMatch", "dice", "evaluate_frames", "iou", "match_instances"]

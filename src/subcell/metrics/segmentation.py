@@ -18,7 +18,7 @@ import numpy as np
 
 from subcell.errors import ValueRangeError
 
-__all__ = ["DEFAULT_THRESHOLDS", "InstanceMatch", "dice", "iou", "match_instances"]
+__all__ = ["DEFAULT_THRESHOLDS", "InstanceMatch", "dice", "evaluate_frames", "iou", "match_instances"]
 
 DEFAULT_THRESHOLDS = (0.5, 0.6, 0.7, 0.8, 0.9)
 
@@ -188,3 +188,34 @@ def match_instances(
         n_pred=n_pred,
         pairs=tuple(pairs),
     )
+
+
+def evaluate_frames(
+    pred: np.ndarray, truth: np.ndarray, *, thresholds: Sequence[float] = DEFAULT_THRESHOLDS
+) -> tuple[Any, Any]:
+    """Score a time-lapse frame by frame: objects are matched within each frame, never across time.
+
+    ``pred`` and ``truth`` are ``(T, Z, Y, X)`` label arrays (a single frame is T = 1). Returns (per-frame
+    table: t, Dice, IoU, objects and the scores at every threshold; summary table per threshold with TP, FP
+    and FN summed over frames, so precision, recall, F1 and AP weight every object equally).
+    """
+    import pandas as pd
+
+    p, t = np.asarray(pred), np.asarray(truth)
+    _check_shapes(p, t)
+    if p.ndim != 4:
+        raise ValueRangeError(f"expected (T, Z, Y, X) label arrays, got {p.ndim} dimensions", field="shape")
+    rows, tp, fp, fn = [], np.zeros(0), np.zeros(0), np.zeros(0)
+    for i in range(p.shape[0]):
+        m = match_instances(p[i], t[i], thresholds=thresholds)
+        tp, fp, fn = (x + np.asarray(y) if x.size else np.asarray(y, float) for x, y in ((tp, m.tp), (fp, m.fp), (fn, m.fn)))
+        row: dict[str, Any] = {"t": i, "dice": dice(p[i], t[i]), "iou": iou(p[i], t[i]), "n_true": m.n_true,
+                               "n_pred": m.n_pred}  # fmt: skip
+        row.update({f"f1@{th:g}": m.f1(th) for th in m.thresholds})
+        rows.append(row)
+    total = InstanceMatch(
+        thresholds=tuple(float(x) for x in thresholds), tp=tuple(int(x) for x in tp), fp=tuple(int(x) for x in fp),
+        fn=tuple(int(x) for x in fn), n_true=int(sum(r["n_true"] for r in rows)),
+        n_pred=int(sum(r["n_pred"] for r in rows)), pairs=(),
+    )  # fmt: skip
+    return pd.DataFrame(rows), total.table()
