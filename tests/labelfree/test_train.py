@@ -171,3 +171,15 @@ def test_model_saves_are_atomic_and_never_collide(tmp_path: Path) -> None:
         save_artifact(target, {"w": torch.ones(2)}, {"kind": "toy", "bad": Boom()}, overwrite=True)
     assert float(load_artifact(target, kind="toy")[0]["w"][0]) in {1.0, 2.0, 3.0, 4.0}
     assert [p.name for p in tmp_path.iterdir()] == ["m"]  # no temporary folder left behind
+
+
+def test_training_leaves_the_callers_torch_state_alone(paired_dataset: Path, tmp_path: Path) -> None:
+    """Seeds and thread counts are the run's business: the caller's random stream and threads come back."""
+    cfg = tiny_config(paired_dataset, tmp_path / "m", iterations=2, threads=1, seed=123)
+    before_threads = torch.get_num_threads()
+    torch.manual_seed(7)
+    expected = torch.rand(3)
+    torch.manual_seed(7)
+    train_labelfree(cfg)
+    assert torch.get_num_threads() == before_threads
+    assert torch.equal(torch.rand(3), expected)

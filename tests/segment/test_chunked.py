@@ -61,7 +61,7 @@ def test_widefield_background_is_anchored_to_the_field() -> None:
 
     img = synth_field(shape=(8, 256, 256), seed=2, voxel_size=(0.5, 0.4, 0.4)).image
     dna = img.numpy()[0, img.channel_names.index("dna")].max(0, keepdims=True)  # a 2D widefield-like image
-    yy, xx = np.mgrid[:256, :256]
+    _, xx = np.mgrid[:256, :256]
     dna = (dna * (0.4 + 0.6 * xx / 256)).astype(np.float32)  # uneven illumination
     wf = load_workflow("nucleus_widefield")
     whole = run_workflow(wf, {"dna": dna}, voxel_size=(1.0, 0.4, 0.4))

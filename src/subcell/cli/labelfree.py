@@ -76,10 +76,15 @@ def _predict_one(model: Any, src: Path, out: Path, cfg: Any, *, voxel_size: Any,
     from subcell.io import output_format, read, write
     from subcell.io._atomic import check_output
     from subcell.labelfree import predict_image, predict_to_zarr
+    from subcell.train.precision import autocast_dtype, precision_name, resolve_device
 
     check_output(out, overwrite=overwrite)
     image = read(src, voxel_size=voxel_size)
     fmt = output_format(out)
+    device = resolve_device(cfg.device)
+    chosen = precision_name(autocast_dtype(device, cfg.precision))
+    note = " (auto: what this device supports)" if cfg.precision == "auto" else ""
+    typer.echo(f"predicting {src.name} on {device}, precision {chosen}{note}")
 
     def go(progress: Any) -> None:
         if fmt == "ome-zarr":

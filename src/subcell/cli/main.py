@@ -461,6 +461,7 @@ def run(argv: list[str] | None = None) -> int:
     from subcell.errors import ManifestError, SubcellError
 
     args = list(sys.argv[1:] if argv is None else argv)
+    _STATE["verbose"] = False  # nothing carries over from an earlier in-process run
     try:
         app(args=args, prog_name="subcell", standalone_mode=True)
     except SystemExit as e:

@@ -21,6 +21,7 @@ from subcell.errors import ValueRangeError
 from subcell.integrated.data import CellData
 from subcell.integrated.model import IntegratedModel
 from subcell.integrated.objective import predicted_mean
+from subcell.train.run import isolated_torch_state
 
 __all__ = ["Evaluation", "evaluate_model"]
 
@@ -42,6 +43,7 @@ def _derangement(n: int, rng: np.random.Generator) -> np.ndarray:
             return p
 
 
+@isolated_torch_state
 @torch.no_grad()
 def evaluate_model(model: IntegratedModel, data: CellData, cells: np.ndarray, *, samples: int = 4, seed: int = 0,
                    batch: int = 8) -> Evaluation:  # fmt: skip

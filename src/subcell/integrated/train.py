@@ -22,7 +22,7 @@ from subcell.integrated.model import IntegratedModel, likelihood_of
 from subcell.integrated.objective import beta_at
 from subcell.train import DistributedContext, autocast_dtype, fit
 from subcell.train.loop import History, StepInfo
-from subcell.train.run import checkpoint_dir, start_run
+from subcell.train.run import checkpoint_dir, isolated_torch_state, start_run
 
 __all__ = ["TrainResult", "train_integrated"]
 
@@ -155,6 +155,7 @@ def _train_part(model: IntegratedModel, part: ModelPart, kind: str, data: CellDa
     return history, summary
 
 
+@isolated_torch_state
 def train_integrated(
     config: TrainConfig,
     *,

@@ -10,6 +10,7 @@ activations, never by the volume. Inputs smaller than a tile are padded (reflect
 
 from __future__ import annotations
 
+import itertools
 import math
 import warnings
 from collections.abc import Callable
@@ -23,7 +24,7 @@ from subcell.errors import ChannelError, MetadataError, ValueRangeError
 from subcell.image import Image, VoxelSize
 from subcell.labelfree.config import PredictConfig
 from subcell.labelfree.model import LabelFreeModel
-from subcell.train.precision import autocast_dtype, resolve_device
+from subcell.train.precision import autocast_dtype, precision_name, resolve_device
 from subcell.transforms.tiling import TileGrid
 
 __all__ = ["choose_tile", "output_channel_names", "predict_image", "predict_to_zarr", "predict_volume"]
@@ -187,7 +188,10 @@ def predict_volume(
             sink(z0, np.stack([a[:, : shape[1], : shape[2]] for a in acc[:keep]], axis=1))
         del acc[:final]
         acc.extend(np.zeros((n_out, padded[1], padded[2]), np.float32) for _ in range(final))
-    return {"tile": list(tile), "batch": batch, "tiles": len(grid), "overlap": cfg.overlap, "trim": list(trim)}
+    return {
+        "tile": list(tile), "batch": batch, "tiles": len(grid), "overlap": cfg.overlap, "trim": list(trim),
+        "device": str(device), "precision": precision_name(dtype), "precision_requested": cfg.precision,
+    }  # fmt: skip
 
 
 def _check_input(
@@ -292,7 +296,7 @@ def _output_interval(image: Image, ts: list[int]) -> float | None:
     selected frames are not evenly spaced (the provenance lists them)."""
     if image.time_interval is None or len(ts) < 2:
         return image.time_interval
-    steps = {b - a for a, b in zip(ts, ts[1:], strict=False)}
+    steps = {b - a for a, b in itertools.pairwise(ts)}
     step = steps.pop() if len(steps) == 1 else 0
     return image.time_interval * step if step > 0 else None
 

@@ -19,7 +19,7 @@ from subcell.labelfree.model import LabelFreeModel
 from subcell.labelfree.network import NetworkConfig
 from subcell.train import autocast_dtype, fit
 from subcell.train.loop import History, StepInfo
-from subcell.train.run import checkpoint_dir, start_run
+from subcell.train.run import checkpoint_dir, isolated_torch_state, start_run
 
 __all__ = ["TrainResult", "checkpoint_dir", "resolve_network", "train_labelfree"]
 
@@ -90,6 +90,7 @@ def _validator(
     return validate
 
 
+@isolated_torch_state
 def train_labelfree(
     config: TrainConfig,
     *,

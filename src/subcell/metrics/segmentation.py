@@ -208,7 +208,9 @@ def evaluate_frames(
     rows, tp, fp, fn = [], np.zeros(0), np.zeros(0), np.zeros(0)
     for i in range(p.shape[0]):
         m = match_instances(p[i], t[i], thresholds=thresholds)
-        tp, fp, fn = (x + np.asarray(y) if x.size else np.asarray(y, float) for x, y in ((tp, m.tp), (fp, m.fp), (fn, m.fn)))
+        tp, fp, fn = (
+            x + np.asarray(y) if x.size else np.asarray(y, float) for x, y in ((tp, m.tp), (fp, m.fp), (fn, m.fn))
+        )
         row: dict[str, Any] = {"t": i, "dice": dice(p[i], t[i]), "iou": iou(p[i], t[i]), "n_true": m.n_true,
                                "n_pred": m.n_pred}  # fmt: skip
         row.update({f"f1@{th:g}": m.f1(th) for th in m.thresholds})

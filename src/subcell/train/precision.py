@@ -8,7 +8,7 @@ import torch
 
 from subcell.errors import ValueRangeError
 
-__all__ = ["Precision", "autocast_dtype", "cpu_has_bf16", "resolve_device"]
+__all__ = ["Precision", "autocast_dtype", "cpu_has_bf16", "precision_name", "resolve_device"]
 
 Precision = Literal["auto", "fp32", "bf16", "fp16"]
 
@@ -55,3 +55,8 @@ def autocast_dtype(device: torch.device, precision: Precision = "auto") -> torch
     if device.type == "cpu":
         return torch.bfloat16 if cpu_has_bf16() else None
     return None
+
+
+def precision_name(dtype: torch.dtype | None) -> str:
+    """``fp32``, ``bf16`` or ``fp16``: what a run actually computed in (reported in every output's provenance)."""
+    return {None: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}.get(dtype, str(dtype))

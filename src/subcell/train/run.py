@@ -3,9 +3,11 @@ join the DDP group (torchrun), seed every rank, and route messages to rank 0 onl
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
@@ -14,7 +16,7 @@ from subcell.errors import OutputExistsError
 from subcell.train.distributed import DistributedContext
 from subcell.train.precision import resolve_device
 
-__all__ = ["RunSetup", "checkpoint_dir", "start_run"]
+__all__ = ["RunSetup", "checkpoint_dir", "isolated_torch_state", "start_run"]
 
 
 @dataclass
@@ -40,6 +42,31 @@ def start_run(output: Path, *, overwrite: bool, threads: int | None, device: str
     say = on_message if (on_message is not None and ctx.is_main) else (lambda _m: None)
     torch.manual_seed(seed + ctx.rank)
     return RunSetup(dev, ctx, np.random.default_rng(seed + 1000 * ctx.rank), say)
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def isolated_torch_state(fn: F) -> F:
+    """Run ``fn`` with torch's global random state and thread count restored afterwards.
+
+    Training seeds the global generators and may set the thread count (``threads:`` in a config); a library
+    call must not leave that behind in the caller's process (a notebook, a test, a second in-process run).
+    """
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        threads = torch.get_num_threads()
+        cuda = (
+            list(range(torch.cuda.device_count())) if torch.cuda.is_available() and torch.cuda.is_initialized() else []
+        )
+        try:
+            with torch.random.fork_rng(devices=cuda):
+                return fn(*args, **kwargs)
+        finally:
+            torch.set_num_threads(threads)
+
+    return wrapper  # type: ignore[return-value]
 
 
 def checkpoint_dir(output: Path) -> Path:
