@@ -39,19 +39,33 @@ def _remove(path: Path) -> None:
 
 
 def commit(tmp: Path, path: Path) -> None:
-    """Move a finished temporary output into place, replacing an existing one only after success."""
-    backup = None
-    if path.exists() or path.is_symlink():
+    """Move a finished temporary output into place, replacing an existing one only after success.
+
+    A file is replaced in one atomic rename. A folder cannot be renamed over a non-empty folder, so the old one
+    is first renamed aside (a unique hidden name) and removed once the new one is in place; between those two
+    renames the path is briefly absent, and a crash there leaves the old output beside it, never a partial one.
+    Concurrent writers of the same path each get their own temporary and backup names; the last one wins.
+    """
+    for _ in range(1000):
+        try:
+            os.replace(tmp, path)  # files: atomic overwrite; folders: only when nothing is there
+            return
+        except OSError:
+            if not path.is_dir() or path.is_symlink():
+                raise
         backup = path.parent / f".{path.name}.old-{uuid.uuid4().hex[:12]}"
-        os.replace(path, backup)
-    try:
-        os.replace(tmp, path)
-    except BaseException:
-        if backup is not None:
-            os.replace(backup, path)
-        raise
-    if backup is not None:
+        try:
+            os.replace(path, backup)
+        except FileNotFoundError:  # another writer moved it aside first: try again
+            continue
+        try:
+            os.replace(tmp, path)
+        except OSError:  # another writer's output got there in between: it stays, ours goes on the next round
+            _remove(backup)
+            continue
         _remove(backup)
+        return
+    raise OSError(f"could not move {tmp} into place at {path}: it kept changing")
 
 
 def discard(tmp: Path) -> None:

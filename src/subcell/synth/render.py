@@ -65,8 +65,12 @@ class RegionRender:
 
 
 def _axis_centres(sl: slice, size: float) -> np.ndarray:
-    """Physical position of voxel centres: voxel i sits at i·size (the NGFF / napari / skimage convention)."""
-    return np.arange(sl.start, sl.stop) * size
+    """Where the generator samples its world: voxel i covers [i, i+1)·size and is sampled at its middle.
+
+    The world's frame is therefore half a voxel off the image frame (NGFF: voxel i at i·size); the truth tables
+    report label centroids in the image frame, like every measurement table.
+    """
+    return (np.arange(sl.start, sl.stop) + 0.5) * size
 
 
 def _bbox(

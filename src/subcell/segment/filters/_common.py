@@ -1,0 +1,31 @@
+"""Shared helpers of the filters: array shape and lengths in voxels."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from subcell.errors import ValueRangeError
+from subcell.image import VoxelSize
+
+__all__ = ["sigma_voxels"]
+
+
+def _as_3d(img: np.ndarray, name: str = "image") -> np.ndarray:
+    a = np.asarray(img)
+    if a.ndim == 2:
+        return a[None]
+    if a.ndim != 3:
+        raise ValueRangeError(f"expected a (Z, Y, X) or (Y, X) {name}, got {a.ndim} axes {a.shape}", field=name)
+    return a
+
+
+def sigma_voxels(
+    sigma_um: float, voxel_size: VoxelSize | Sequence[float], *, per_slice: bool = False
+) -> tuple[float, float, float]:
+    """A length in µm as Gaussian sigmas in voxels (z, y, x); ``per_slice`` (or a single plane) sets z to 0."""
+    if sigma_um < 0:
+        raise ValueRangeError(f"expected a non-negative length in µm, got {sigma_um}", field="sigma_um")
+    vs = VoxelSize.of(voxel_size).as_tuple()
+    return (0.0 if per_slice else sigma_um / vs[0], sigma_um / vs[1], sigma_um / vs[2])
