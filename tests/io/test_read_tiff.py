@@ -139,3 +139,21 @@ def test_planar_multisample_page_reads_as_channels(tmp_path: Path, rng: np.rando
     img = io.read(path, voxel_size=(1.0, 0.3, 0.3))
     assert img.sizes["C"] == 4 and img.sizes["Z"] == 1
     np.testing.assert_array_equal(img.numpy()[0, :, 0], data)
+
+
+def test_channel_names_stored_in_tiffs_are_read(tmp_path: Path) -> None:
+    import tifffile
+
+    a = np.zeros((2, 3, 16, 16), np.uint16)
+    tifffile.imwrite(tmp_path / "ij.tif", a, imagej=True, metadata={"axes": "ZCYX", "Labels": ["dna", "mem", "bf"] * 2})
+    tifffile.imwrite(
+        tmp_path / "js.tif",
+        a[0],
+        photometric="minisblack",
+        metadata={"axes": "CYX", "channel_names": ["dna", "mem", "bf"]},
+    )
+    plane_labels = [f"slice{i}" for i in range(6)]  # per-plane labels that are not channel names
+    tifffile.imwrite(tmp_path / "planes.tif", a, imagej=True, metadata={"axes": "ZCYX", "Labels": plane_labels})
+    assert io.read(tmp_path / "ij.tif", voxel_size=(1, 1, 1)).channel_names == ("dna", "mem", "bf")
+    assert io.read(tmp_path / "js.tif", voxel_size=(1, 1, 1)).channel_names == ("dna", "mem", "bf")
+    assert io.read(tmp_path / "planes.tif", voxel_size=(1, 1, 1)).channel_names == ("c0", "c1", "c2")

@@ -145,3 +145,13 @@ def test_a_subset_of_timepoints_records_its_frames_and_their_interval(tmp_path: 
     back = io.read(uneven)
     steps = {h["step"]: h for h in [*back.provenance.history, back.provenance._own()]}
     assert back.time_interval is None and steps["labelfree.predict"]["parameters"]["timepoints"] == [1, 0]
+
+
+def test_an_only_channel_of_another_name_is_used_with_a_warning() -> None:
+    model = _model(depth=1)
+    image = paired_volume(4, shape=(8, 24, 24)).channel("brightfield")
+    renamed = Image(image.data, voxel_size=image.voxel_size, channel_names=["c0"])
+    with pytest.warns(UserWarning, match="trained on channel 'brightfield'.*'c0'"):
+        out = predict_image(model, renamed, PredictConfig(precision="fp32"))
+    same = predict_image(model, image, PredictConfig(precision="fp32"))
+    np.testing.assert_array_equal(out.numpy(), same.numpy())

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from subcell.errors import ValueRangeError
@@ -68,3 +69,32 @@ def test_centroids_follow_the_ngff_convention_like_regionprops() -> None:
             p.centroid
         )
     assert ours.loc[2, "centroid_x_um"] == 0.0
+
+
+def test_a_single_plane_is_measured_in_2d_whatever_its_z_voxel() -> None:
+    """2D images get area, perimeter and circularity; the made-up z voxel size of a 2D image changes nothing."""
+    yy, xx = np.mgrid[:64, :64]
+    lab = (((yy - 30) ** 2 + (xx - 30) ** 2) <= 15**2).astype(np.int32)[None]  # a disc of radius 15 px
+    tables = [measure_objects(lab, voxel_size=(z, 0.2, 0.2)) for z in (0.1, 1.0, 5.0)]
+    row = tables[0].iloc[0]
+    assert "volume_um3" not in tables[0].columns and "centroid_z_um" not in tables[0].columns
+    assert row.area_um2 == pytest.approx(np.pi * 3.0**2, rel=0.02)
+    assert row.perimeter_um == pytest.approx(2 * np.pi * 3.0, rel=0.03)
+    assert 0.95 < row.circularity <= 1.05
+    for other in tables[1:]:
+        pd.testing.assert_frame_equal(other, tables[0])
+
+
+def test_2d_segmentation_does_not_depend_on_the_z_voxel_size() -> None:
+    """The review found 36 nuclei with z = 1 µm and 1 with z = 0.1 µm on the same 2D image."""
+    from subcell.segment import load_workflow, run_workflow
+
+    rng = np.random.default_rng(4)
+    img = rng.normal(0, 0.05, (1, 128, 128)).astype(np.float32)
+    yy, xx = np.mgrid[:128, :128]
+    for cy, cx in [(30, 30), (30, 90), (90, 40), (95, 95), (60, 64)]:
+        img[0][((yy - cy) ** 2 + (xx - cx) ** 2) <= 12**2] += 1.0
+    wf = load_workflow("nucleus")
+    results = [run_workflow(wf, {"dna": img}, voxel_size=(z, 0.3, 0.3)) for z in (0.1, 1.0, 5.0)]
+    assert results[0].max() == 5
+    assert all(np.array_equal(r, results[0]) for r in results[1:])

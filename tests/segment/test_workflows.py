@@ -162,3 +162,17 @@ def test_split_touching_cuts_narrow_necks_and_keeps_bulges(
     )
     out = run_workflow(load_workflow(path), {"mask": _two_balls(6.0, apart_um)}, voxel_size=(0.25, 0.25, 0.25))
     assert len(np.unique(out)) - 1 == expected
+
+
+def test_every_problem_of_a_workflow_file_is_reported_at_once(tmp_path: Path) -> None:
+    path = tmp_path / "w.yaml"
+    path.write_text(
+        "name: x\ninputs: [a]\nsteps:\n  - gaussian_smooth: {sigma_um: -1}\n  - threshold: {method: median}\n"
+        "  - size_filter: {min_volume_um3: 1, output: m}\n  - combine: {other: nowhere}\n"
+    )
+    with pytest.raises(ValueRangeError) as info:
+        load_workflow(path)
+    msg = str(info.value)
+    assert "3 problems" in msg and "\n" not in msg
+    assert "steps[1] gaussian_smooth.sigma_um" in msg and "steps[2] threshold.method" in msg
+    assert "steps[4] combine.other: refers to 'nowhere'" in msg

@@ -104,6 +104,12 @@ def ngff_attrs(path: Path) -> dict[str, Any]:
 
     try:
         group = zarr.open_group(str(path), mode="r")
+    except zarr.errors.ContainsArrayError:
+        raise InputFileError(
+            "is a plain zarr array, not an OME-Zarr image (no NGFF metadata: axes and voxel size unknown); convert "
+            "it, e.g. with numpy + subcell.io.write, giving its axes and voxel size",
+            path=path,
+        ) from None
     except Exception as e:
         raise InputFileError(f"not a readable OME-Zarr store ({type(e).__name__}: {e})", path=path) from None
     attrs: dict[str, Any] = dict(group.attrs)

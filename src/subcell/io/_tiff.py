@@ -177,6 +177,9 @@ def read_tiff(path: Path, *, scene: int | str | None = None, axes: str | None = 
         if shape[len(shape) - len(page_shape) :] != page_shape:  # pages squeezed differently than the series
             page_shape = shape[-2:]
         ij = tf.imagej_metadata if tf.is_imagej else None
+        shaped = (
+            tf.shaped_metadata[idx] if tf.is_shaped and tf.shaped_metadata and len(tf.shaped_metadata) > idx else None
+        )
         if ij is not None:
             vs, note = _imagej_voxel_size(tf, page, ij)
             finterval = ij.get("finterval")
@@ -195,6 +198,8 @@ def read_tiff(path: Path, *, scene: int | str | None = None, axes: str | None = 
     notes = []
     if axes is None and dims != file_axes and any(a in "QI" for a in file_axes):
         notes.append(f"file axes {file_axes} read as {dims} (plain stack: first axis taken as Z)")
+    n_channels = shape[dims.index("C")] if "C" in dims else 1
+    names = _stored_channel_names(ij, shaped, n_channels)
     pages = _TiffPages(path, idx, shape, dtype, n_page_dims)
     chunks = _page_chunks(shape, n_page_dims, dtype)
     data = da.from_array(
@@ -210,7 +215,27 @@ def read_tiff(path: Path, *, scene: int | str | None = None, axes: str | None = 
         scene=scenes[idx] if n_series > 1 else None,
         fmt="imagej-tiff" if ij is not None else "tiff",
         notes=notes,
+        channel_names=names,
     )
+
+
+def _stored_channel_names(ij: dict[str, Any] | None, shaped: dict[str, Any] | None, n: int) -> list[str] | None:
+    """Channel names a TIFF states: ImageJ ``Labels`` (one per plane, channels varying fastest, used only when
+    they repeat the same names for every z/t) or a ``channel_names`` list in tifffile's JSON description."""
+    if shaped is not None:
+        names = shaped.get("channel_names")
+        if isinstance(names, list) and len(names) == n and all(isinstance(x, str) and x for x in names):
+            return [str(x) for x in names]
+    labels = (ij or {}).get("Labels")
+    if isinstance(labels, list) and labels and len(labels) % n == 0:
+        first = [str(x) for x in labels[:n]]
+        if (
+            all(x for x in first)
+            and len(set(first)) == n
+            and all([str(x) for x in labels[k : k + n]] == first for k in range(0, len(labels), n))
+        ):
+            return first
+    return None
 
 
 def _plausible(vs: tuple[float | None, ...]) -> tuple[float | None, float | None, float | None]:

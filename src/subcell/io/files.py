@@ -23,7 +23,10 @@ def read_yaml(path: str | Path, *, what: str = "settings file") -> Any:
     try:
         return yaml.safe_load(p.read_text())
     except yaml.YAMLError as e:
-        raise InputFileError(f"not valid YAML ({str(e).splitlines()[0]})", path=p) from None
+        mark = getattr(e, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
+        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+        raise InputFileError(f"not valid YAML ({where}{problem})", path=p) from None
 
 
 def write_table(frame: Any, path: str | Path, *, overwrite: bool = False) -> Path:

@@ -19,6 +19,7 @@ def describe(
     scene: int | str | None = None,
     voxel_size: Sequence[float] | None = None,
     axes: str | None = None,
+    force: bool = False,
 ) -> dict[str, Any]:
     """Dims, dtype, voxel size, channels, scenes, chunks and sizes of a file (metadata only).
 
@@ -33,7 +34,7 @@ def describe(
     raw = _read_raw(p, scene=scene, axes=axes)
     info: dict[str, Any] = {"path": str(p), "format": raw.fmt}
     try:
-        img = resolve(raw, p, voxel_size=voxel_size)
+        img = resolve(raw, p, voxel_size=voxel_size, force=force)
         info["voxel_size_um"] = list(img.voxel_size.as_tuple())
         info["voxel_size_source"] = img.provenance.parameters.get("voxel_size_source", "file")
         dims = dict(img.sizes)

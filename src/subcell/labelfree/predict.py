@@ -202,6 +202,12 @@ def _check_input(
 
     if image.shape[1] == 1 and model.input_channel not in image.channel_names:
         c = 0
+        warnings.warn(
+            f"the model was trained on channel {model.input_channel!r}; using the image's only channel "
+            f"{image.channel_names[0]!r} as that",
+            UserWarning,
+            stacklevel=3,
+        )
     else:
         try:
             c = image.channel_index(model.input_channel)

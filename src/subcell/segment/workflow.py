@@ -58,53 +58,60 @@ class Workflow(BaseModel):
 
 
 def _parse(raw: Mapping[str, Any], source: str) -> Workflow:
+    """Validate a workflow mapping; every problem in the file is reported at once (one line, ``; ``-separated)."""
     if not isinstance(raw, Mapping):
         raise InputFileError("expected a mapping with name, inputs and steps", path=source)
     steps_raw = raw.get("steps")
     if not isinstance(steps_raw, list) or not steps_raw:
         raise ValueRangeError("expected a non-empty list of steps", path=source, field="steps")
     steps: list[tuple[str, Step]] = []
+    problems: list[tuple[str, str]] = []  # (field, message)
     known: set[str] = set(raw.get("inputs") or [])
     for i, entry in enumerate(steps_raw, start=1):
         if isinstance(entry, str):
             entry = {entry: {}}
         if not isinstance(entry, Mapping) or len(entry) != 1:
-            raise ValueRangeError(
-                f"each step must be a one-key mapping like 'threshold: {{method: otsu}}', got {entry!r}",
-                path=source,
-                field=f"steps[{i}]",
+            problems.append(
+                (
+                    f"steps[{i}]",
+                    f"each step must be a one-key mapping like 'threshold: {{method: otsu}}', got {entry!r}",
+                )
             )
+            continue
         ((name, params),) = entry.items()
+        if isinstance(params, Mapping) and params.get("output"):
+            known.add(str(params["output"]))
         if name not in STEP_TYPES:
-            raise ValueRangeError(
-                f"unknown step {name!r}; expected one of {sorted(STEP_TYPES)}", path=source, field=f"steps[{i}]"
-            )
+            problems.append((f"steps[{i}]", f"unknown step {name!r}; expected one of {sorted(STEP_TYPES)}"))
+            continue
         model = STEP_TYPES[name]
         try:
             step = model.model_validate(params or {})
         except ValidationError as e:
-            err = e.errors()[0]
-            param = ".".join(str(p) for p in err["loc"]) or "?"
-            got = err.get("input")
-            msg = err["msg"]
-            if err["type"] == "extra_forbidden":
-                msg = f"unknown parameter; {name} accepts {sorted(set(model.model_fields) - {'input', 'output'})}"
-            raise ValueRangeError(f"{msg} (got {got!r})", path=source, field=f"steps[{i}] {name}.{param}") from None
+            for err in e.errors():
+                param = ".".join(str(p) for p in err["loc"]) or "?"
+                msg = err["msg"]
+                if err["type"] == "extra_forbidden":
+                    msg = f"unknown parameter; {name} accepts {sorted(set(model.model_fields) - {'input', 'output'})}"
+                problems.append((f"steps[{i}] {name}.{param}", f"{msg} (got {err.get('input')!r})"))
+            continue
         for ref_field in ("input", "seeds", "mask", "other", "intensity"):
             ref = getattr(step, ref_field, None)
-            if ref is not None and ref not in known:
-                raise ValueRangeError(
+            if ref is not None and ref not in known - ({step.output} if step.output else set()):
+                problems.append((
+                    f"steps[{i}] {name}.{ref_field}",
                     f"refers to {ref!r}, which no input or earlier step provides (have {sorted(known)})",
-                    path=source, field=f"steps[{i}] {name}.{ref_field}",
-                )  # fmt: skip
-        if step.output:
-            known.add(step.output)
+                ))  # fmt: skip
         steps.append((name, step))
-    try:
-        return Workflow.model_validate({**{k: v for k, v in raw.items() if k != "steps"}, "steps": steps})
-    except ValidationError as e:
-        err = e.errors()[0]
-        raise ValueRangeError(err["msg"], path=source, field=".".join(str(p) for p in err["loc"])) from None
+    if not problems:
+        try:
+            return Workflow.model_validate({**{k: v for k, v in raw.items() if k != "steps"}, "steps": steps})
+        except ValidationError as e:
+            problems = [(".".join(str(p) for p in err["loc"]), err["msg"]) for err in e.errors()]
+    if len(problems) == 1:
+        raise ValueRangeError(problems[0][1], path=source, field=problems[0][0])
+    listed = "; ".join(f"{f}: {m}" for f, m in problems)
+    raise ValueRangeError(f"{len(problems)} problems: {listed}", path=source)
 
 
 def builtin_workflows() -> dict[str, Path]:

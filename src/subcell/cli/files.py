@@ -1,0 +1,144 @@
+"""Commands about files: ``info``, ``convert``, ``manifest check``, ``synth``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from subcell.cli.options import AxesOpt, ForceOpt, SceneOpt, VoxelSizeOpt, read_input, scene_arg
+
+__all__ = ["convert", "info", "manifest_app", "synth"]
+
+manifest_app = typer.Typer(help="Dataset manifests (CSV / Parquet).", no_args_is_help=True)
+
+
+def info(
+    file: Annotated[Path, typer.Argument(help="Image file (OME-TIFF, OME-Zarr, TIFF, CZI, ND2, LIF).")],
+    voxel_size: VoxelSizeOpt = None,
+    axes: AxesOpt = None,
+    scene: SceneOpt = None,
+    force_voxel_size: ForceOpt = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")] = False,
+) -> None:
+    """Show dims, dtype, voxel size, channels, scenes, chunks and size (reads metadata only)."""
+    from subcell.io import describe
+
+    d = describe(file, scene=scene_arg(scene), voxel_size=voxel_size, axes=axes, force=force_voxel_size)
+    if as_json:
+        typer.echo(json.dumps(d, indent=2))
+        return
+    vs = d["voxel_size_um"]
+    rows = [
+        ("file", d["path"]),
+        ("format", d["format"]),
+        ("dims", "  ".join(f"{k}={v}" for k, v in d["dims"].items())),
+        ("dtype", d["dtype"]),
+        (
+            "voxel size",
+            f"z={vs[0]:.6g} y={vs[1]:.6g} x={vs[2]:.6g} µm ({d['voxel_size_source']})"
+            if vs
+            else d["voxel_size_source"],
+        ),
+        ("channels", ", ".join(d["channels"])),
+        ("time interval", f"{d['time_interval_s']:.6g} s" if d["time_interval_s"] else "—"),
+        ("scenes", f"{len(d['scenes'])}: {', '.join(d['scenes'][:8])}{' …' if len(d['scenes']) > 8 else ''}"),
+        ("chunks", " × ".join(str(c) for c in d["chunks"])),
+        ("size", f"{_human(d['size_bytes'])} in memory, {_human(d['file_bytes'])} on disk"),
+    ]
+    if d["labels"]:
+        rows.append(("labels", ", ".join(d["labels"])))
+    for note in d["notes"]:
+        rows.append(("note", note))
+    width = max(len(k) for k, _ in rows)
+    for k, v in rows:
+        typer.echo(f"{k:<{width}}  {v}")
+
+
+def _human(n: int) -> str:
+    size = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if size < 1024 or unit == "TiB":
+            return f"{size:.1f} {unit}" if unit != "B" else f"{int(size)} B"
+        size /= 1024
+    return f"{n} B"
+
+
+def convert(
+    input: Annotated[Path, typer.Argument(help="Input image file.")],
+    output: Annotated[Path, typer.Argument(help="Output: *.ome.zarr or *.ome.tif.")],
+    voxel_size: VoxelSizeOpt = None,
+    channel_names: Annotated[
+        Optional[str], typer.Option("--channel-names", help="Comma-separated channel names, e.g. brightfield,dna.")  # noqa: UP045
+    ] = None,
+    axes: AxesOpt = None,
+    scene: SceneOpt = None,
+    force_voxel_size: ForceOpt = False,
+    ngff_version: Annotated[str, typer.Option("--ngff-version", help="OME-Zarr version: 0.4 or 0.5.")] = "0.4",
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing output.")] = False,
+) -> None:
+    """Convert between formats, streaming chunk by chunk; metadata (µm, channels, provenance) is kept."""
+    from subcell.io import write
+    from subcell.io._atomic import check_output
+    from subcell.io.writer import output_format
+
+    output_format(output)
+    check_output(output, overwrite=overwrite)  # fail before reading anything
+    names = [c.strip() for c in channel_names.split(",")] if channel_names else None
+    image = read_input(
+        input, scene=scene, voxel_size=voxel_size, channel_names=names, axes=axes, force=force_voxel_size
+    )
+    image = image.with_metadata(provenance=image.provenance.then("convert", {"output": str(output)}))
+    write(image, output, overwrite=overwrite, ngff_version=ngff_version)
+    typer.echo(
+        f"wrote {output} ({' '.join(f'{k}={v}' for k, v in image.sizes.items())}, {image.dtype}, {image.voxel_size})"
+    )
+
+
+@manifest_app.command("check")
+def manifest_check(
+    file: Annotated[Path, typer.Argument(help="Manifest (.csv or .parquet).")],
+    no_files: Annotated[bool, typer.Option("--no-files", help="Skip opening the referenced images.")] = False,
+) -> None:
+    """Validate a manifest; print every problem (row, column, value, expected) or a summary."""
+    from collections import Counter
+
+    from subcell.io import read_manifest
+
+    m = read_manifest(file, check_files=not no_files)
+    splits = Counter(r.split or "-" for r in m)
+    typer.echo(f"{file}: {len(m)} rows OK ({', '.join(f'{k}: {v}' for k, v in sorted(splits.items()))})")
+
+
+def synth(
+    output: Annotated[Path, typer.Argument(help="Output *.ome.zarr (labels and tables/*.parquet inside).")],
+    config: Annotated[Optional[Path], typer.Option("--config", help="YAML file of generator settings.")] = None,  # noqa: UP045
+    shape: Annotated[Optional[tuple[int, int, int]], typer.Option("--shape", metavar="Z Y X")] = None,  # noqa: UP045
+    voxel_size: Annotated[
+        Optional[tuple[float, float, float]], typer.Option("--voxel-size", metavar="Z Y X", help="µm")  # noqa: UP045
+    ] = None,
+    n_cells: Annotated[Optional[int], typer.Option("--n-cells")] = None,  # noqa: UP045
+    seed: Annotated[Optional[int], typer.Option("--seed")] = None,  # noqa: UP045
+    frames: Annotated[Optional[int], typer.Option("--frames", help="Time-lapse frames.")] = None,  # noqa: UP045
+    large: Annotated[
+        Optional[bool], typer.Option("--large/--in-memory", help="Stream block by block (default: by size).")  # noqa: UP045
+    ] = None,
+    set_: Annotated[
+        Optional[list[str]], typer.Option("--set", help="Override any setting, e.g. --set noise.peak_photons=300")  # noqa: UP045
+    ] = None,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing output.")] = False,
+) -> None:
+    """Generate a synthetic hiPSC-like field with exact ground truth (bright-field + 7 structures + labels)."""
+    from subcell.io._atomic import check_output
+    from subcell.synth import load_config, write_synth
+
+    check_output(output, overwrite=overwrite)
+    cfg = load_config(
+        config,
+        overrides={"shape": shape, "voxel_size": voxel_size, "n_cells": n_cells, "seed": seed, "time.frames": frames},
+        assignments=set_ or (),
+    )
+    path = write_synth(cfg, output, overwrite=overwrite, large=large)
+    typer.echo(f"wrote {path} (shape {cfg.shape}, {cfg.time.frames} frame(s), seed {cfg.seed})")

@@ -1,0 +1,48 @@
+"""Options every command that reads an image shares, and reading an input the same way everywhere."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+
+__all__ = ["AxesOpt", "ForceOpt", "SceneOpt", "VoxelSizeOpt", "read_input", "scene_arg"]
+
+VoxelSizeOpt = Annotated[
+    Optional[tuple[float, float, float]],  # noqa: UP045 - typer needs Optional here
+    typer.Option("--voxel-size", metavar="Z Y X", help="Voxel size in µm, for files without (trustworthy) metadata."),
+]
+AxesOpt = Annotated[
+    Optional[str],  # noqa: UP045
+    typer.Option("--axes", help="Axes of a plain TIFF whose axes the file does not state, e.g. TZYX."),
+]
+SceneOpt = Annotated[Optional[str], typer.Option("--scene", help="Scene / series index or name.")]  # noqa: UP045
+ForceOpt = Annotated[
+    bool, typer.Option("--force-voxel-size", help="Let --voxel-size override a different value in the file.")
+]
+
+
+def scene_arg(scene: str | None) -> int | str | None:
+    return int(scene) if scene is not None and scene.isdigit() else scene
+
+
+def read_input(
+    path: Path,
+    *,
+    voxel_size: Any = None,
+    axes: str | None = None,
+    force: bool = False,
+    scene: str | None = None,
+    channel_names: list[str] | None = None,
+) -> Any:
+    """Read an input image as every command does, and say on stderr what was assumed (e.g. a plain stack's
+    unlabelled axis read as Z), so an assumption never hides in the provenance only."""
+    from subcell.io import read
+
+    image = read(
+        path, scene=scene_arg(scene), voxel_size=voxel_size, axes=axes, force=force, channel_names=channel_names
+    )
+    for note in image.provenance.parameters.get("notes", []):
+        typer.echo(f"note: {path}: {note}", err=True)
+    return image

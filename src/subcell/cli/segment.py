@@ -1,0 +1,218 @@
+"""Commands of classical segmentation: ``workflows``, ``segment``, ``evaluate-seg``, ``measure``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+
+from subcell.cli.options import AxesOpt, ForceOpt, VoxelSizeOpt, read_input
+
+__all__ = ["evaluate_seg", "measure", "segment", "workflows_app"]
+
+workflows_app = typer.Typer(help="Built-in segmentation workflows.", no_args_is_help=True)
+
+
+@workflows_app.command("list")
+def workflows_list() -> None:
+    """List the built-in workflows with their inputs."""
+    from subcell.segment import builtin_workflows, load_workflow
+
+    for name in builtin_workflows():
+        w = load_workflow(name)
+        typer.echo(f"{name:<24} {w.kind:<8} inputs: {', '.join(w.inputs)}")
+
+
+@workflows_app.command("show")
+def workflows_show(name: Annotated[str, typer.Argument(help="Built-in workflow name.")]) -> None:
+    """Print a built-in workflow as editable YAML (save it, edit it, pass the file to --workflow)."""
+    from subcell.segment import workflow_yaml
+
+    typer.echo(workflow_yaml(name), nl=False)
+
+
+def _channel_map(values: list[str] | None) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for v in values or []:
+        if "=" in v:
+            k, c = v.split("=", 1)
+            out[k.strip()] = c.strip()
+        else:
+            out["__single__"] = v.strip()
+    return out
+
+
+def segment(
+    input: Annotated[Path, typer.Argument(help="Image file.")],
+    output: Annotated[Path, typer.Argument(help="Labels: *.ome.zarr or *.ome.tif.")],
+    workflow: Annotated[str, typer.Option("--workflow", "-w", help="Built-in workflow name or a YAML file.")],
+    channel: Annotated[
+        Optional[list[str]],  # noqa: UP045
+        typer.Option("--channel", "-c", help="Channel for the input: NAME_OR_INDEX, or INPUT=NAME_OR_INDEX (repeat)."),
+    ] = None,
+    voxel_size: VoxelSizeOpt = None,
+    axes: AxesOpt = None,
+    force_voxel_size: ForceOpt = False,
+    block_yx: Annotated[
+        Optional[int],  # noqa: UP045
+        typer.Option(
+            "--block-yx", help="Process in y/x blocks of this many pixels (bounded memory; .ome.zarr output)."
+        ),
+    ] = None,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing output.")] = False,
+) -> None:
+    """Segment an image with a workflow; writes labels (instance) or a mask with the image's voxel size."""
+    import numpy as np
+
+    from subcell.io import write
+    from subcell.io._atomic import check_output
+    from subcell.io.writer import output_format
+    from subcell.segment import load_workflow, segment_image
+
+    output_format(output)
+    check_output(output, overwrite=overwrite)
+    wf = load_workflow(workflow)
+    chans: dict[str, str | int] = dict(_channel_map(channel))
+    if "__single__" in chans:
+        single = chans.pop("__single__")
+        if len(wf.inputs) != 1:
+            from subcell.errors import ChannelError
+
+            raise ChannelError(
+                f"workflow {wf.name!r} has inputs {wf.inputs}; give --channel INPUT=NAME for each", field="channel"
+            )
+        chans[wf.inputs[0]] = single
+    image = read_input(input, voxel_size=voxel_size, axes=axes, force=force_voxel_size)
+    if block_yx is not None:
+        from subcell.errors import InputFileError
+        from subcell.segment.chunked import segment_chunked
+
+        if output_format(output) != "ome-zarr":
+            raise InputFileError("block-wise segmentation streams to OME-Zarr; use a .ome.zarr output", path=output)
+        segment_chunked(image, wf, output, channels=chans, block_yx=block_yx, overwrite=overwrite)
+        typer.echo(f"wrote {output} block by block ({block_yx} px blocks, {wf.name}; same result as a whole-field run)")
+        return
+    labels = segment_image(image, wf, channels=chans)
+    write(labels, output, overwrite=overwrite, is_label=wf.kind == "instance")
+    data = labels.numpy()
+    if wf.kind == "instance":  # objects per frame (ids are not the count: they need not be consecutive)
+        counts = [int(np.unique(frame[frame > 0]).size) for frame in data[:, 0]]
+        what = f"{counts[0]} objects" if len(counts) == 1 else f"{sum(counts)} objects in {len(counts)} frames"
+    else:
+        what = f"{int(data.sum())} foreground voxels"
+    border = labels.provenance.parameters.get("border_ids")
+    extra = f", {len(border[0])} touching the border" if border else ""
+    typer.echo(f"wrote {output}: {what}{extra} ({wf.name})")
+
+
+def _read_any_labels(path: Path, voxel_size: Any, axes: str | None = None, force: bool = False) -> Any:
+    """Labels for counting metrics: the voxel size does not matter there, so a file without one still opens."""
+    from subcell.errors import MetadataError
+
+    try:
+        return read_input(path, voxel_size=voxel_size, axes=axes, force=force)
+    except MetadataError as e:
+        if e.field != "voxel_size" or voxel_size is not None:
+            raise
+        return read_input(path, voxel_size=(1.0, 1.0, 1.0), axes=axes)
+
+
+def evaluate_seg(
+    pred: Annotated[Path, typer.Argument(help="Predicted labels (or mask).")],
+    truth: Annotated[Path, typer.Argument(help="Ground-truth labels (or mask).")],
+    out: Annotated[
+        Optional[Path], typer.Option("--out", help="Write the per-threshold table (.csv or .parquet).")  # noqa: UP045
+    ] = None,
+    objects: Annotated[
+        Optional[Path],  # noqa: UP045
+        typer.Option("--objects", help="Write the per-object matches, or per-frame scores of a time-lapse."),
+    ] = None,
+    voxel_size: VoxelSizeOpt = None,
+    axes: AxesOpt = None,
+    force_voxel_size: ForceOpt = False,
+) -> None:
+    """Dice/IoU of the foreground and instance matching (precision, recall, F1, AP at IoU 0.5–0.9).
+
+    A time-lapse is scored frame by frame (objects are matched within each frame) and summarised over frames.
+    """
+    from subcell.errors import ValueRangeError
+    from subcell.io import as_labels, write_table
+    from subcell.metrics import dice, evaluate_frames, iou, match_instances
+
+    p_img = _read_any_labels(pred, voxel_size, axes, force_voxel_size)
+    t_img = _read_any_labels(truth, voxel_size, axes, force_voxel_size)
+    for name, img in ((pred, p_img), (truth, t_img)):
+        if img.shape[1] != 1:
+            raise ValueRangeError(f"{name}: labels must have one channel, got {img.shape[1]}", field="labels")
+    p = as_labels(p_img.numpy()[:, 0], path=pred)
+    t = as_labels(t_img.numpy()[:, 0], path=truth)
+    if p.shape != t.shape:
+        raise ValueRangeError(
+            f"prediction {pred} has T,Z,Y,X {p.shape} but ground truth {truth} has {t.shape}"
+            " (for a plain TIFF time-lapse pass --axes, e.g. TYX)",
+            field="shape",
+        )
+    if p.shape[0] > 1:
+        per_frame, table = evaluate_frames(p, t)
+        typer.echo(f"{p.shape[0]} frames, scored one by one; F1@0.5 per frame "
+                   f"{per_frame['f1@0.5'].min():.3f}–{per_frame['f1@0.5'].max():.3f}")  # fmt: skip
+        typer.echo(f"objects: {int(per_frame.n_true.sum())} true, {int(per_frame.n_pred.sum())} predicted (all frames)")
+        typer.echo(table.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+        for path, frame in ((out, table), (objects, per_frame)):
+            if path is not None:
+                write_table(frame, path, overwrite=True)
+        return
+    typer.echo(f"foreground: Dice {dice(p, t):.4f}  IoU {iou(p, t):.4f}")
+    m = match_instances(p[0], t[0])
+    typer.echo(f"objects: {m.n_true} true, {m.n_pred} predicted, mean matched IoU {m.mean_matched_iou():.3f}")
+    table = m.table()
+    typer.echo(table.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    for path, frame in ((out, table), (objects, m.objects())):
+        if path is not None:
+            write_table(frame, path, overwrite=True)
+
+
+def measure(
+    labels: Annotated[Path, typer.Argument(help="Instance labels (cells, nuclei, ...).")],
+    output: Annotated[Path, typer.Argument(help="Table: .parquet or .csv.")],
+    intensity: Annotated[
+        Optional[Path], typer.Option("--intensity", help="Image whose channels are measured in each object.")  # noqa: UP045
+    ] = None,
+    structure: Annotated[
+        Optional[list[str]], typer.Option("--structure", help="NAME=FILE of a structure mask/labels (repeat).")  # noqa: UP045
+    ] = None,
+    voxel_size: VoxelSizeOpt = None,
+    axes: AxesOpt = None,
+    force_voxel_size: ForceOpt = False,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing output.")] = False,
+) -> None:
+    """Per object and frame: volume µm³ (area µm² in 2D), surface, shape, centroid µm, bbox, axes, intensities."""
+    from subcell.errors import InputFileError, ValueRangeError
+    from subcell.io import as_labels, write_table
+    from subcell.io._atomic import check_output
+    from subcell.io.files import TABLE_SUFFIXES
+    from subcell.segment import measure_frames
+
+    if output.suffix.lower() not in TABLE_SUFFIXES:
+        raise InputFileError(f"tables are written as {' or '.join(TABLE_SUFFIXES)}", path=output)
+    check_output(output, overwrite=overwrite)
+    lab_img = read_input(labels, voxel_size=voxel_size, axes=axes, force=force_voxel_size)
+    if lab_img.shape[1] != 1:
+        raise ValueRangeError(f"labels must have one channel, got {lab_img.shape[1]}", field="labels")
+    lab = as_labels(lab_img.numpy()[:, 0], path=labels)
+    vs = lab_img.voxel_size.as_tuple()
+    chans = {}
+    if intensity is not None:
+        img = read_input(intensity, voxel_size=vs, axes=axes)
+        arr = img.numpy()
+        chans = {n: arr[:, i] for i, n in enumerate(img.channel_names)}
+    structs = {}
+    for item in structure or []:
+        if "=" not in item:
+            raise ValueRangeError(f"expected NAME=FILE, got {item!r}", field="structure")
+        name, path = item.split("=", 1)
+        structs[name] = as_labels(read_input(Path(path), voxel_size=vs, axes=axes).numpy()[:, 0], path=path)
+    result = measure_frames(lab, voxel_size=lab_img.voxel_size, intensity=chans, structures=structs)
+    write_table(result, output, overwrite=overwrite)
+    typer.echo(f"wrote {output}: {len(result)} objects, {len(result.columns)} columns")
