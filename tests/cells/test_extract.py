@@ -142,3 +142,19 @@ def test_nucleus_matching_by_overlap() -> None:
     nuclei = np.zeros_like(cells)
     nuclei[0, 1:3, 1:3], nuclei[0, 1:3, 5:7] = 7, 3
     assert match_nuclei(cells, nuclei) == {1: 7, 2: 3}
+
+
+def test_cli_takes_nuclei_from_a_separate_file_and_explains_rejections(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from subcell import io
+    from tests.conftest import subcell_cli
+
+    image, lab, nuc = field(cells=((6, 12, 10, 3, 8, 4), (6, 12, 36, 3, 4, 4), (6, 1, 22, 3, 3, 3)))  # 3rd: border
+    io.write(image, tmp_path / "fov.ome.tif")
+    io.write(Image(lab[None, None], voxel_size=VS), tmp_path / "cells.ome.tif")
+    io.write(Image(nuc[None, None], voxel_size=VS), tmp_path / "nuclei.ome.tif")
+    r = subcell_cli("cells", "extract", str(tmp_path / "fov.ome.tif"), str(tmp_path / "cells.ome.tif"),
+                    str(tmp_path / "c.zarr"), "--nuclei", str(tmp_path / "nuclei.ome.tif"), "--box", "16", "48", "48")  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    assert "2 of 3 cells" in r.stdout and "1 touching the field border (--border flag" in r.stdout
+    store = read_cell_store(tmp_path / "c.zarr")
+    assert sorted(store.table[store.table.crop_index >= 0].nucleus_id) == [1, 2]

@@ -45,6 +45,7 @@ def extract(
     labels: Annotated[Path, typer.Argument(help="Labels: OME-Zarr with NGFF labels, or an image with label channels.")],
     output: Annotated[Path, typer.Argument(help="Cell store to write (.zarr).")],
     channels: Annotated[Optional[list[str]], typer.Option("--channel", "-c", help="Image channel to keep (repeat); default all.")] = None,  # noqa: UP045
+    nuclei: Annotated[Optional[Path], typer.Option("--nuclei", help="A separate file of nucleus labels (else LABELS holds both).")] = None,  # noqa: UP045
     cell_labels: Annotated[str, typer.Option("--cell-labels", help="Label image / channel of cells (else channel 0).")] = "cell",
     nucleus_labels: Annotated[str, typer.Option("--nucleus-labels", help="Label image / channel of nuclei (else channel 1).")] = "nucleus",
     voxel_size: Annotated[Optional[tuple[float, float, float]], typer.Option("--voxel-size", metavar="Z Y X", help="µm, if the file lacks it")] = None,  # noqa: UP045
@@ -72,16 +73,41 @@ def extract(
     })  # fmt: skip
     image = read(fov, voxel_size=voxel_size)
     cells = load_label_array(labels, cell_labels, 0, image)
-    nuclei = load_label_array(labels, nucleus_labels, 1, image)
+    nuclei_arr = (
+        load_label_array(nuclei, nucleus_labels, 0, image)
+        if nuclei
+        else load_label_array(labels, nucleus_labels, 1, image)
+    )
     meta = {"source": str(fov)}
     if structure:
         meta["structure"] = structure
     if state:
         meta["state"] = state
-    table = extract_to_store([(image, cells, nuclei, meta)], output, cfg, overwrite=overwrite)
+    table = extract_to_store([(image, cells, nuclei_arr, meta)], output, cfg, overwrite=overwrite)
     ok = int((table.crop_index >= 0).sum())
-    reasons = table[table.crop_index < 0].status.value_counts().to_dict()
-    typer.echo(f"wrote {output}: {ok} cells" + (f"; not extracted: {reasons}" if reasons else ""))
+    rejected = list(table[table.crop_index < 0].status)
+    typer.echo(
+        f"wrote {output}: {ok} of {len(table)} cells" + (f"; not extracted: {_reasons(rejected)}" if rejected else "")
+    )
+
+
+_ADVICE = {  # what a rejection means, and the option that changes it
+    "touches the field border": "touching the field border (--border flag keeps them, flagged)",
+    "the box": "larger than the box (--box Z Y X larger, or --oversize rescale)",
+    "no nucleus": "without a nucleus (--nuclei FILE if nuclei are in another file)",
+    "below minimum": "too small",
+}
+
+
+def _reasons(statuses: list[str]) -> str:
+    """``29 touching the field border (…); 1 larger than the box (…)``: counts of readable reasons."""
+    from collections import Counter
+
+    counts: Counter[str] = Counter()
+    for s in statuses:
+        key = next((v for k, v in _ADVICE.items() if k in s), s.removeprefix("rejected: "))
+        counts[key] += 1
+    return "; ".join(f"{n} {what}" for what, n in counts.most_common())
 
 
 @cells_app.command("shape-space")
