@@ -63,6 +63,8 @@ class BlockGrid:
     ) -> None:
         self.shape = tuple(int(s) for s in shape)
         n = len(self.shape)
+        if len(block) != n:
+            raise ValueRangeError(f"block, halo and align need {n} values for a {n}-d volume", field="block")
         self.block_shape = tuple(min(int(b), s) for b, s in zip(block, self.shape, strict=True))
         self.halo = tuple(int(h) for h in (halo or (0,) * n))
         self.align = tuple(int(a) for a in (align or (1,) * n))

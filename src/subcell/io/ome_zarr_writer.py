@@ -358,25 +358,9 @@ class OmeZarrWriter:
             return dict(block)
         return {"ome": {"version": "0.5", **block}}
 
-    def _windows(self) -> list[tuple[float, float]]:
-        """Display window (min, max of finite values) per channel, streamed over the coarsest level one
-        (timepoint, channel) volume at a time, in the stored dtype: memory stays at one coarse volume."""
-        coarse = self._arrays[-1]
-        out = []
-        for c in range(self.shape[1]):
-            lo, hi = np.inf, -np.inf
-            for t in range(self.shape[0]):
-                vol = np.asarray(coarse[t, c])
-                if np.issubdtype(vol.dtype, np.floating):
-                    vol = vol[np.isfinite(vol)]
-                if vol.size:
-                    lo, hi = min(lo, float(vol.min())), max(hi, float(vol.max()))
-            out.append((lo, hi) if lo <= hi else (0.0, 1.0))
-        return out
-
     def _write_metadata(self) -> None:
         channels = []
-        for cname, (lo, hi) in zip(self.channel_names, self._windows(), strict=True):
+        for cname, (lo, hi) in zip(self.channel_names, channel_windows(self._arrays[-1]), strict=True):
             channels.append({
                 "label": cname, "active": True, "color": "FFFFFF", "coefficient": 1.0, "family": "linear",
                 "inverted": False, "window": {"start": lo, "end": hi, "min": lo, "max": hi},
@@ -403,6 +387,23 @@ class OmeZarrWriter:
                     "image-label": {"version": self.ngff_version, "source": {"image": "../../"}},
                 }
                 lab[name].attrs.update(self._ome(block))
+
+
+def channel_windows(coarse: Any) -> list[tuple[float, float]]:
+    """Display window (min, max of finite values) per channel of a ``(T, C, Z, Y, X)`` array, streamed one
+    (timepoint, channel) volume at a time in the stored dtype: memory stays at one volume of that level."""
+    t_n, c_n = coarse.shape[:2]
+    out = []
+    for c in range(c_n):
+        lo, hi = np.inf, -np.inf
+        for t in range(t_n):
+            vol = np.asarray(coarse[t, c])
+            if np.issubdtype(vol.dtype, np.floating):
+                vol = vol[np.isfinite(vol)]
+            if vol.size:
+                lo, hi = min(lo, float(vol.min())), max(hi, float(vol.max()))
+        out.append((lo, hi) if lo <= hi else (0.0, 1.0))
+    return out
 
 
 def _slabs(data: Any, target: Any) -> list[tuple[slice, ...]]:
