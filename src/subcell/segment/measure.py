@@ -188,7 +188,7 @@ def measure_frames(
         for name, arr in group.items():
             if np.shape(arr) != lab.shape:
                 raise ValueRangeError(
-                    f"{what} {name!r} has T,Z,Y,X {np.shape(arr)} but the labels have {lab.shape}", field=what
+                    f"{what} image {name!r} has T,Z,Y,X {np.shape(arr)} but the labels have {lab.shape}", field=what
                 )
     frames = []
     for t in range(lab.shape[0]):

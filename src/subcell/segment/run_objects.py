@@ -140,16 +140,14 @@ def _per_object(fld: Field, op: Op) -> None:
                 field="block_yx",
             )
         own = np.asarray(labels[crop]) == i
-        if split:
-            lobes = _split_object(own, s, fld.vs)  # type: ignore[arg-type]
+        if isinstance(s, S.SplitTouching):
+            lobes = _split_object(own, s, fld.vs)
             res = np.where(lobes > 0, lobes + next_id, 0)
             next_id += int(lobes.max())
         else:
+            assert isinstance(s, S.Thinning)
             res = filters.topology_preserving_thinning(
-                own,
-                min_thickness_um=s.min_thickness_um,
-                thin_um=s.thin_um,
-                voxel_size=fld.vs,  # type: ignore[attr-defined]
+                own, min_thickness_um=s.min_thickness_um, thin_um=s.thin_um, voxel_size=fld.vs
             )
         out[crop] = np.where(own, res, np.asarray(out[crop]))
     if split:  # number the lobes by their first voxel, like every other id
