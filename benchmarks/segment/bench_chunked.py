@@ -65,6 +65,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--workflows", nargs="*", default=sorted(builtin_workflows()))
     parser.add_argument("--large", nargs="*", default=["nucleus", "mitochondria"])
+    parser.add_argument("--out", default=str(HERE / "chunked_results.md"))
     args = parser.parse_args()
     cases = [(w, 1024) for w in args.workflows] + [(w, 2048) for w in args.large]
     rows = []
@@ -101,7 +102,7 @@ def main() -> None:
             f"| {name} | {'×'.join(map(str, shape))} | {shape[0] * shape[1] * shape[2] / 1e6:.0f} | "
             f"{w['seconds']:.1f} | {w['peak_rss_mb']:.0f} | {b['seconds']:.1f} | {b['peak_rss_mb']:.0f} | {agreement} |"
         )
-    (HERE / "chunked_results.md").write_text("\n".join(lines) + "\n")
+    Path(args.out).write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
 

@@ -58,7 +58,7 @@ def label_blocks(
         lab = lab.astype(np.int32, copy=False)
         tmp[block.core] = lab
         offset = tuple(c.start for c in block.core)
-        _, first = first_voxels(lab, offset=offset, shape=shape)
+        _, first = first_voxels(lab, offset=offset, shape=shape, ordered=True)
         lo = np.zeros((n + 1, 3), np.int64)
         hi = np.zeros((n + 1, 3), np.int64)
         for i, sl in enumerate(ndi.find_objects(lab), start=1):

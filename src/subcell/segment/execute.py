@@ -75,7 +75,10 @@ def execute(
         if kind != "local" and needs & {o.out for o in stage}:
             flush(fld, stage, {n for n, j in last_read.items() if j >= i} | {final})
             stage = []
-        if kind == "fitted":
+        if kind == "fitted" and fld.whole and isinstance(op.step, S.FilamentFilter):
+            # one block: the filter's own maximum over the field *is* the fit, so the Hessian is computed once
+            op.params = {"top": None}
+        elif kind == "fitted":
             op.params = fit_step(fld, op)
             if record is not None:
                 record[op.index] = dict(op.params)
