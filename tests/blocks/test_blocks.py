@@ -34,7 +34,7 @@ def test_bad_grids_are_one_line_errors() -> None:
         BlockGrid((4, 64, 64), (4, 16, 16), halo=(0, 80, 0))
     with pytest.raises(ValueRangeError, match="blocks must be >= 1"):
         BlockGrid((4, 64, 64), (4, 0, 16))
-    with pytest.raises(ValueRangeError, match="3 values"):
+    with pytest.raises(ValueRangeError, match="need 3 values"):
         BlockGrid((4, 64, 64), (4, 16))
 
 

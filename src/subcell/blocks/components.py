@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["canonical_order", "components_of_pairs", "face_pairs", "first_voxels"]
+__all__ = ["canonical_order", "components_of_pairs", "face_pairs", "first_voxels", "number_by_first_voxel"]
 
 
 def face_pairs(left: np.ndarray, right: np.ndarray, *, min_contact: float = 0.0) -> np.ndarray:
@@ -98,3 +98,11 @@ def canonical_order(ids: np.ndarray, first: np.ndarray) -> np.ndarray:
     new = np.empty(len(ids), np.int64)
     new[order] = np.arange(1, len(ids) + 1)
     return new
+
+
+def number_by_first_voxel(ids: np.ndarray, first: np.ndarray, n: int) -> np.ndarray:
+    """New ids 1..n for objects 0..n-1 seen (possibly in several blocks) with candidate first voxels ``first``:
+    each object's earliest voxel decides its place in raster order."""
+    earliest = np.full(n, np.iinfo(np.int64).max, np.int64)
+    np.minimum.at(earliest, np.asarray(ids, np.int64), np.asarray(first, np.int64))
+    return canonical_order(np.arange(n), earliest)

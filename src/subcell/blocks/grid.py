@@ -41,8 +41,6 @@ class BlockGrid:
     halo : sequence of int, optional
         Voxels read beyond the core on each side (clipped at the volume border, where the volume's own
         boundary rule applies, as in a whole-volume run).
-    align : sequence of int, optional
-        Read regions start at multiples of this (for steps that subsample on a fixed grid); the halo grows to fit.
 
     Examples
     --------
@@ -59,24 +57,20 @@ class BlockGrid:
         block: Sequence[int],
         *,
         halo: Sequence[int] | None = None,
-        align: Sequence[int] | None = None,
     ) -> None:
         self.shape = tuple(int(s) for s in shape)
         n = len(self.shape)
         if len(block) != n:
-            raise ValueRangeError(f"block, halo and align need {n} values for a {n}-d volume", field="block")
+            raise ValueRangeError(f"block and halo need {n} values for a {n}-d volume", field="block")
         self.block_shape = tuple(min(int(b), s) for b, s in zip(block, self.shape, strict=True))
         self.halo = tuple(int(h) for h in (halo or (0,) * n))
-        self.align = tuple(int(a) for a in (align or (1,) * n))
-        if len(self.block_shape) != n or len(self.halo) != n or len(self.align) != n:
-            raise ValueRangeError(f"block, halo and align need {n} values for a {n}-d volume", field="block")
+        if len(self.halo) != n:
+            raise ValueRangeError(f"block and halo need {n} values for a {n}-d volume", field="block")
         if any(s < 1 for s in self.shape):
             raise ValueRangeError(f"the volume is empty (shape {self.shape})", field="shape")
-        if any(b < 1 for b in self.block_shape) or any(h < 0 for h in self.halo) or any(a < 1 for a in self.align):
+        if any(b < 1 for b in self.block_shape) or any(h < 0 for h in self.halo):
             raise ValueRangeError(
-                f"blocks must be >= 1 voxel, halo >= 0 and align >= 1 (got block {tuple(block)}, halo {self.halo}, "
-                f"align {self.align})",
-                field="block",
+                f"blocks must be >= 1 voxel and halo >= 0 (got block {tuple(block)}, halo {self.halo})", field="block"
             )
         for ax, (s, b, h) in enumerate(zip(self.shape, self.block_shape, self.halo, strict=True)):
             if b < s and h > s:
@@ -98,13 +92,12 @@ class BlockGrid:
 
     def block(self, index: Sequence[int]) -> Block:
         core, read = [], []
-        for i, s, b, h, a in zip(index, self.shape, self.block_shape, self.halo, self.align, strict=True):
+        for i, s, b, h in zip(index, self.shape, self.block_shape, self.halo, strict=True):
             c0, c1 = i * b, min(s, (i + 1) * b)
             if b >= s:  # one block along this axis: nothing to read beyond the volume
                 r0, r1 = 0, s
             else:
                 r0 = max(0, c0 - h)
-                r0 -= r0 % a
                 r1 = min(s, c1 + h)
             core.append(slice(c0, c1))
             read.append(slice(r0, r1))

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 from scipy import ndimage as ndi
 
-from subcell.blocks.components import canonical_order, components_of_pairs, face_pairs, first_voxels
+from subcell.blocks.components import components_of_pairs, face_pairs, first_voxels, number_by_first_voxel
 from subcell.blocks.engine import map_blocks
 from subcell.blocks.grid import Block, BlockGrid
 
@@ -119,11 +119,9 @@ def label_blocks(
     roots = np.unique(root[1:]) if total else np.zeros(0, np.int64)
     n = len(roots)
     comp = np.searchsorted(roots, root)  # provisional id → component index (0..n-1); index 0 is background
-    comp_first = np.full(n, np.iinfo(np.int64).max, np.int64)
-    np.minimum.at(comp_first, comp[1:], first[1:])
     new = np.zeros(total + 1, np.int64)
-    final = canonical_order(np.arange(n), comp_first) if n else np.zeros(0, np.int64)
-    new[1:] = final[comp[1:]]
+    if n:
+        new[1:] = number_by_first_voxel(comp[1:], first[1:], n)[comp[1:]]
     out_sizes = np.bincount(new, weights=sizes, minlength=n + 1).astype(np.int64)
     out_lo = np.full((n + 1, 3), np.iinfo(np.int64).max, np.int64)
     out_hi = np.zeros((n + 1, 3), np.int64)

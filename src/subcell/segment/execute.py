@@ -34,7 +34,7 @@ def _plan(workflow: Any) -> list[Op]:
     ops = []
     for i, (name, step) in enumerate(workflow.steps):
         src = alias[step.input] if step.input else current
-        refs = {f: alias[getattr(step, f)] for f in ("seeds", "mask", "other", "intensity") if getattr(step, f, None)}
+        refs = {f: alias[r] for f, r in step.refs().items()}
         out = f"#{i}"
         ops.append(Op(i, name, step, src, refs, out))
         if step.output:
@@ -75,10 +75,7 @@ def execute(
         if kind != "local" and needs & {o.out for o in stage}:
             flush(fld, stage, {n for n, j in last_read.items() if j >= i} | {final})
             stage = []
-        if kind == "fitted" and fld.whole and isinstance(op.step, S.FilamentFilter):
-            # one block: the filter's own maximum over the field *is* the fit, so the Hessian is computed once
-            op.params = {"top": None}
-        elif kind == "fitted":
+        if kind == "fitted":
             op.params = fit_step(fld, op)
             if record is not None:
                 record[op.index] = dict(op.params)

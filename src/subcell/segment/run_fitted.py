@@ -18,6 +18,10 @@ __all__ = ["fit_step"]
 def fit_step(fld: Field, op: Op) -> dict[str, Any]:
     """The statistic a fitted step uses, fitted once on its whole input."""
     s, vs = op.step, fld.vs
+    if fld.whole and isinstance(s, S.FilamentFilter):
+        # one block: the filter's own maximum over the field *is* this fit (the same max of the same response),
+        # so "fit it yourself" (None) computes the Hessian once instead of twice
+        return {"top": None}
     halo: tuple[int, int, int] = (0, 0, 0)
     values: Callable[[dict[str, np.ndarray], tuple[slice, ...]], np.ndarray]
 

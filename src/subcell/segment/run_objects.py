@@ -8,12 +8,8 @@ from typing import Any
 import numpy as np
 from scipy import ndimage as ndi
 
-from subcell.blocks import (
-    Objects,
-    canonical_order,
-    label_blocks,
-)
-from subcell.blocks.components import first_voxels
+from subcell.blocks import Objects, label_blocks
+from subcell.blocks.components import first_voxels, number_by_first_voxel
 from subcell.errors import ValueRangeError
 from subcell.image import VoxelSize
 from subcell.segment import filters
@@ -77,7 +73,8 @@ def _masked_object_threshold(fld: Field, op: Op) -> None:
     keep[0] = False
 
     def kept(b: Any) -> np.ndarray:
-        return np.where(keep[obj.ids(b)], obj.ids(b), 0)
+        ids = obj.ids(b)
+        return np.where(keep[ids], ids, 0)
 
     def ranges(b: Any) -> dict[int, tuple[Any, Any]]:
         ids, vals = kept(b), read(b).astype(np.float32)
@@ -113,7 +110,12 @@ def _masked_object_threshold(fld: Field, op: Op) -> None:
         else:
             edges = np.histogram_bin_edges(np.zeros(1, np.float32), bins=256, range=(a, c))
             t[i] = F._otsu(hist[i], (edges[:-1] + edges[1:]) / 2.0) * s.local_factor
-    write(fld, op.out, np.bool_, lambda b: (kept(b) > 0) & (read(b) > t[kept(b)]))
+
+    def thresholded(b: Any) -> np.ndarray:
+        ids = kept(b)
+        return (ids > 0) & (read(b) > t[ids])
+
+    write(fld, op.out, np.bool_, thresholded)
 
 
 def _per_object(fld: Field, op: Op) -> None:
@@ -159,12 +161,10 @@ def _per_object(fld: Field, op: Op) -> None:
             ),
             grid,
         )
-        first = np.full(next_id + 1, np.iinfo(np.int64).max, np.int64)
-        for ids, f in firsts:
-            np.minimum.at(first, ids, f)
         new = np.zeros(next_id + 1, np.int32)
         if next_id:
-            new[1:] = canonical_order(np.arange(1, next_id + 1), first[1:])
+            ids = np.concatenate([i for i, _ in firsts]) - 1
+            new[1:] = number_by_first_voxel(ids, np.concatenate([f for _, f in firsts]), next_id)
         write(fld, op.out, np.int32, lambda b: new[fld.read(lobes_name, b.core)])
 
 

@@ -15,9 +15,8 @@ whole-volume run by construction (:mod:`subcell.segment.execute` runs both throu
 from __future__ import annotations
 
 import math
-from typing import Any, ClassVar, Literal
+from typing import ClassVar, Literal
 
-import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from subcell.image import VoxelSize
@@ -48,9 +47,9 @@ class Step(BaseModel):
     input: str | None = Field(None, description="named array to read (default: the previous step's result)")
     output: str | None = Field(None, description="name to store the result under (it also becomes the current one)")
 
-    def refs(self) -> list[str]:
-        """Named arrays this step reads besides its input."""
-        return [getattr(self, f) for f in ("seeds", "mask", "other", "intensity") if getattr(self, f, None)]
+    def refs(self) -> dict[str, str]:
+        """Named arrays this step reads besides its input: parameter name → array name."""
+        return {f: getattr(self, f) for f in ("seeds", "mask", "other", "intensity") if getattr(self, f, None)}
 
     def reach(self, vs: VoxelSize) -> Reach:
         """Voxels per axis (z, y, x) a voxel's result depends on around it; None-like (-1) for unbounded."""
@@ -241,7 +240,3 @@ def step_kind(step: Step) -> str:
 def result_kind(step: Step, source_kind: str) -> str:
     """What the step produces: ``image``, ``mask`` or ``labels`` (``same`` follows its input)."""
     return source_kind if step.makes == "same" else step.makes
-
-
-def as_mask(a: Any) -> np.ndarray:
-    return np.asarray(a).astype(bool)

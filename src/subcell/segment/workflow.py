@@ -95,8 +95,7 @@ def _parse(raw: Mapping[str, Any], source: str) -> Workflow:
                     msg = f"unknown parameter; {name} accepts {sorted(set(model.model_fields) - {'input', 'output'})}"
                 problems.append((f"steps[{i}] {name}.{param}", f"{msg} (got {err.get('input')!r})"))
             continue
-        for ref_field in ("input", "seeds", "mask", "other", "intensity"):
-            ref = getattr(step, ref_field, None)
+        for ref_field, ref in [("input", step.input), *step.refs().items()]:
             if ref is not None and ref not in known - ({step.output} if step.output else set()):
                 problems.append((
                     f"steps[{i}] {name}.{ref_field}",
