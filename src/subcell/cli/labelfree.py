@@ -49,8 +49,51 @@ def train(
     from subcell.labelfree import TrainConfig, train_labelfree
 
     cfg = load_validated(TrainConfig, config, assignments=overrides or ())
+    _run_training(train_labelfree, cfg, quiet=quiet)
+
+
+@labelfree_app.command("models")
+def models() -> None:
+    """List the shipped pretrained models (use a name with `predict --model NAME` or `train ... init=NAME`)."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from subcell.labelfree.pretrained import HERE, list_models
+
+    rows = list_models()
+    if not rows:
+        typer.echo("no shipped models are installed")
+        return
+    table = Table("name", "targets", "dims", "voxel size (µm)", "parameters", "MB", "what for")
+    for r in rows:
+        vs = " × ".join(f"{v:g}" for v in r["voxel_size_um"])
+        table.add_row(r["name"], r["targets"], r["dims"], vs, f"{(r['parameters'] or 0) / 1e6:.2f} M",
+                      f"{r['size_mb']}", r["description"])  # fmt: skip
+    Console(width=160).print(table)
+    typer.echo(f"model cards and recipes: {HERE}")
+
+
+@labelfree_app.command("pretrain")
+def pretrain(
+    config: Annotated[Path, typer.Argument(help="Pretraining config (YAML), e.g. a recipe from `labelfree models`.")],
+    overrides: Annotated[
+        Optional[list[str]], typer.Argument(help="Overrides as key=value, e.g. max_minutes=30 output=models/x")  # noqa: UP045
+    ] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", help="No progress bar.")] = False,
+) -> None:
+    """Pretrain on a stream of new, domain-randomized synthetic fields (license-free weights); writes a model folder."""
+    from subcell.config import load_validated
+    from subcell.labelfree.config import PretrainConfig
+    from subcell.labelfree.pretrain import pretrain_labelfree
+
+    cfg = load_validated(PretrainConfig, config, assignments=overrides or ())
+    _run_training(pretrain_labelfree, cfg, quiet=quiet)
+
+
+def _run_training(fn: Any, cfg: Any, *, quiet: bool) -> None:
+    """Run a training function with a progress bar (or messages only) and print where the model went."""
     if quiet:
-        result = train_labelfree(cfg, on_message=typer.echo)
+        result = fn(cfg, on_message=typer.echo)
     else:
         with _progress_bar("training") as bar:
             task = bar.add_task("train", total=cfg.iterations, status="")
@@ -62,7 +105,7 @@ def train(
                     bar.console.print(f"step {info.step}: val loss {info.validation['val_loss']:.4f} {rs}")
                 bar.update(task, completed=info.step, status=status)
 
-            result = train_labelfree(cfg, on_step=on_step, on_message=bar.console.print)
+            result = fn(cfg, on_step=on_step, on_message=bar.console.print)
     if result.folder is not None:
         v = result.summary.get("validation") or {}
         rs = ", ".join(f"{k[6:]} r={val:.3f}" for k, val in v.items() if k.startswith("val_r_"))
@@ -105,7 +148,9 @@ def _predict_one(model: Any, src: Path, out: Path, cfg: Any, *, voxel_size: Any,
 def predict(
     input: Annotated[Path, typer.Argument(help="Bright-field image, or a manifest (.csv/.parquet) of images.")],
     output: Annotated[Path, typer.Argument(help="Output .ome.zarr (streamed) or .ome.tif; a folder for manifests.")],
-    model: Annotated[Path, typer.Option("--model", "-m", help="Model folder from `labelfree train`.")],
+    model: Annotated[
+        str, typer.Option("--model", "-m", help="Model folder from `labelfree train`, or a shipped model's name.")
+    ],
     voxel_size: Annotated[
         tuple[float, float, float] | None,
         typer.Option("--voxel-size", metavar="Z Y X", help="µm, if the file lacks it"),
@@ -129,7 +174,8 @@ def predict(
     """Predict fluorescence from bright-field at any size (tiled, blended, streamed to OME-Zarr)."""
     import warnings
 
-    from subcell.labelfree import LabelFreeModel, PredictConfig
+    from subcell.labelfree import PredictConfig
+    from subcell.labelfree.pretrained import load_model
     from subcell.train import resolve_device
 
     cfg = PredictConfig.model_validate(
@@ -138,7 +184,7 @@ def predict(
             "device": device, "precision": precision, "allow_resample": not no_resample,
         }
     )  # fmt: skip
-    lf = LabelFreeModel.load(model, device=resolve_device(device))
+    lf = load_model(model, device=resolve_device(device))
     with warnings.catch_warnings():
         warnings.simplefilter("always")
         warnings.showwarning = lambda msg, *a, **k: typer.echo(f"warning: {msg}", err=True)

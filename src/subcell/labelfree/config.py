@@ -9,7 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from subcell.labelfree.network import PRESETS, NetworkConfig, preset
 
-__all__ = ["AugmentConfig", "PredictConfig", "TrainConfig"]
+__all__ = ["AugmentConfig", "PredictConfig", "PretrainConfig", "TrainConfig"]
 
 CONFIG_VERSION = 1
 
@@ -53,6 +53,15 @@ class TrainConfig(BaseModel):
         None, description="model voxel size (z, y, x) µm; images are resampled to it (default: the data's)"
     )
     network: NetworkConfig = Field(default_factory=lambda: preset("resunet"))
+    init: str | None = Field(
+        None,
+        description="start from this model (a shipped name such as dna, or a model folder): fine-tuning; the "
+        "network, voxel size and normalization come from it",
+    )
+    freeze_encoder: bool = Field(False, description="with init: train only the decoder (the encoder's weights stay)")
+    encoder_lr_scale: float = Field(
+        1.0, ge=0, le=10, description="learning rate of the encoder relative to the decoder (layer-wise rates)"
+    )
     uncertainty: bool = Field(False, description="also predict a log-variance per voxel (Gaussian NLL loss)")
     patch_size: tuple[int, int, int] = (32, 64, 64)
     batch_size: int = Field(8, ge=1, le=1024)
@@ -127,3 +136,74 @@ class PredictConfig(BaseModel):
     device: str = "auto"
     allow_resample: bool = Field(True, description="resample inputs whose voxel size differs from the model's")
     timepoints: list[int] | None = None
+
+
+PRETRAIN_TARGETS = ("dna", "membrane", "nuclear_envelope", "nucleus")
+
+
+class PretrainConfig(BaseModel):
+    """Everything ``subcell labelfree pretrain`` needs: a model trained on a stream of new synthetic fields.
+
+    Every ``fields_every`` steps a new field is generated (seed ``(seed, k)``, never the same field twice) with
+    its optics, camera, cells and refractive indices drawn by the domain randomization; batches mix the
+    ``pool`` most recent fields. Targets are structure names of the generator (their noise-free fluorescence)
+    or ``nucleus`` / ``cell`` (the ground-truth masks).
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    version: int = CONFIG_VERSION
+    seed: int = 0
+    output: Path
+    overwrite: bool = False
+    targets: list[str] = Field(default_factory=lambda: list(PRETRAIN_TARGETS), min_length=1)
+    two_d: bool = Field(False, description="a 2D model trained on single planes (for 2D bright-field images)")
+    voxel_size: tuple[float, float, float] = Field(
+        (0.29, 0.29, 0.29), description="model voxel size (z, y, x) µm; fields are resampled to it"
+    )
+    field_um: tuple[float, float, float] = Field((14.0, 40.0, 40.0), description="physical size of each field")
+    randomization: dict[str, bool] = Field(
+        default_factory=dict, description="factors to switch off, e.g. {haze: false} (see subcell.synth.randomize)"
+    )
+    fields_every: int = Field(4, ge=1, description="steps between two new fields")
+    pool: int = Field(6, ge=1, description="recent fields that batches are drawn from")
+    val_fields: int = Field(2, ge=1)
+    network: NetworkConfig = Field(default_factory=lambda: preset("resunet"))
+    patch_size: tuple[int, int, int] = (32, 64, 64)
+    batch_size: int = Field(8, ge=1, le=1024)
+    iterations: int = Field(4000, ge=1)
+    max_minutes: float | None = Field(None, gt=0)
+    lr: float = Field(2e-3, gt=0, le=1)
+    lr_schedule: Literal["constant", "cosine"] = "cosine"
+    foreground_fraction: float = Field(0.7, ge=0, le=1)
+    augment: AugmentConfig = Field(default_factory=AugmentConfig)
+    val_patches: int = Field(16, ge=1)
+    validate_every: int = Field(200, ge=1)
+    checkpoint_every: int = Field(100, ge=1)
+    resume: bool = True
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
+    device: str = "auto"
+    threads: int | None = Field(None, ge=1)
+
+    _net = field_validator("network", mode="before")(TrainConfig._preset.__func__)  # type: ignore[attr-defined]
+
+    @field_validator("targets")
+    @classmethod
+    def _targets(cls, v: list[str]) -> list[str]:
+        from subcell.synth.config import STRUCTURES
+
+        known = {*STRUCTURES, "nucleus", "cell"}
+        bad = [t for t in v if t not in known]
+        if bad:
+            raise ValueError(f"unknown pretraining target(s) {bad}; expected some of {sorted(known)}")
+        return v
+
+    @field_validator("randomization")
+    @classmethod
+    def _factors(cls, v: dict[str, bool]) -> dict[str, bool]:
+        from subcell.synth.randomize import FACTORS
+
+        bad = sorted(set(v) - set(FACTORS))
+        if bad:
+            raise ValueError(f"unknown randomization factor(s) {bad}; expected some of {list(FACTORS)}")
+        return v

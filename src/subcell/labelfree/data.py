@@ -18,7 +18,7 @@ from subcell.errors import ChannelError, ManifestError, MetadataError, ValueRang
 from subcell.image import Image, VoxelSize
 from subcell.io.manifest import ManifestRow
 
-__all__ = ["PatchSampler", "Volume", "load_volumes", "normalize_input", "split_rows"]
+__all__ = ["PatchSampler", "Volume", "load_volumes", "normalize_input", "pad_to_patch", "split_rows"]
 
 _MAX_FOREGROUND = 200_000  # foreground centres kept per volume (a uniform subsample)
 
@@ -38,6 +38,28 @@ class Volume:
     @property
     def shape(self) -> tuple[int, int, int]:
         return tuple(int(s) for s in self.input.shape[1:])  # type: ignore[return-value]
+
+
+def pad_to_patch(volume: Volume, patch: Sequence[int]) -> Volume:
+    """``volume`` padded at the end of every axis shorter than ``patch`` (e.g. a single-cell crop), with zero
+    loss weight in the padding, so small images train instead of being refused. Input and targets are padded
+    with 0 (their mean after z-scoring)."""
+    need = [max(0, int(p) - s) for s, p in zip(volume.shape, patch, strict=True)]
+    if not any(need):
+        return volume
+    pads = [(0, n) for n in need]
+    weight = volume.weight if volume.weight is not None else np.ones(volume.shape, np.float32)
+    new_shape = tuple(s + n for s, n in zip(volume.shape, need, strict=True))
+    fg = np.ravel_multi_index(np.unravel_index(volume.foreground, volume.shape), new_shape)
+    return Volume(
+        name=volume.name,
+        input=np.pad(volume.input, [(0, 0), *pads]),
+        target=np.pad(volume.target, [(0, 0), *pads]),
+        weight=np.pad(weight, pads),
+        foreground=fg,
+        target_mean=volume.target_mean,
+        target_std=volume.target_std,
+    )
 
 
 def normalize_input(volume: np.ndarray, *, name: str = "input") -> np.ndarray:

@@ -57,7 +57,37 @@ class LabelFreeModel:
 
     @property
     def is_2d(self) -> bool:
-        return self.network_config.z_levels == 0
+        """A model of single planes (trained on patches one plane deep), not merely one whose levels are all
+        in-plane (a strongly anisotropic 3D model has z_levels 0 too)."""
+        return self.patch_size[0] == 1
+
+    def select(self, targets: list[str]) -> LabelFreeModel:
+        """The same model predicting only ``targets`` (a subset, in any order): the 1×1×1 output layer is sliced,
+        so the predictions are exactly those of the full model's channels."""
+        missing = [t for t in targets if t not in self.targets]
+        if missing:
+            raise ValueError(f"model predicts {self.targets}; it has no {missing}")
+        import copy
+
+        idx = [self.targets.index(t) for t in targets]
+        if self.uncertainty:
+            idx += [len(self.targets) + i for i in idx]
+        net = copy.deepcopy(self.network)
+        conv = net.head.inner
+        new = torch.nn.Conv2d(conv.in_channels, len(idx), 1).to(conv.weight.device)
+        with torch.no_grad():
+            new.weight.copy_(conv.weight[idx])
+            new.bias.copy_(conv.bias[idx])
+        net.head.inner = new
+        net.out_channels = len(targets)
+        training = dict(self.training)
+        for key in ("target_mean", "target_std"):
+            if key in training and len(training[key]) == len(self.targets):
+                training[key] = [training[key][i] for i in idx[: len(targets)]]
+        return LabelFreeModel(
+            net, self.network_config, self.input_channel, list(targets), self.voxel_size, self.uncertainty,
+            self.patch_size, dict(self.normalization), training, dict(self.config),
+        )  # fmt: skip
 
     def metadata(self) -> dict[str, Any]:
         return {
@@ -74,11 +104,20 @@ class LabelFreeModel:
             "parameters": sum(p.numel() for p in self.network.parameters()),
         }
 
-    def save(self, folder: str | Path, *, overwrite: bool = False, extra_files: dict[str, bytes] | None = None) -> Path:
-        """Write the model folder (atomic)."""
-        return save_artifact(
-            folder, self.network.state_dict(), self.metadata(), extra_files=extra_files, overwrite=overwrite
-        )
+    def save(
+        self,
+        folder: str | Path,
+        *,
+        overwrite: bool = False,
+        extra_files: dict[str, bytes] | None = None,
+        half: bool = False,
+    ) -> Path:
+        """Write the model folder (atomic). ``half`` stores float weights as float16 (half the size; shipped
+        models), loaded back into float32 parameters."""
+        state = self.network.state_dict()
+        if half:
+            state = {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
+        return save_artifact(folder, state, self.metadata(), extra_files=extra_files, overwrite=overwrite)
 
     @classmethod
     def load(cls, folder: str | Path, *, device: str | torch.device = "cpu") -> LabelFreeModel:

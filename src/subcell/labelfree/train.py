@@ -14,14 +14,14 @@ import torch
 from subcell.errors import ValueRangeError
 from subcell.image import VoxelSize
 from subcell.labelfree.config import TrainConfig
-from subcell.labelfree.data import PatchSampler, Volume, load_volumes, split_rows
+from subcell.labelfree.data import PatchSampler, Volume, load_volumes, pad_to_patch, split_rows
 from subcell.labelfree.model import LabelFreeModel
 from subcell.labelfree.network import NetworkConfig
 from subcell.train import autocast_dtype, fit
 from subcell.train.loop import History, StepInfo
 from subcell.train.run import checkpoint_dir, isolated_torch_state, start_run
 
-__all__ = ["TrainResult", "checkpoint_dir", "resolve_network", "train_labelfree"]
+__all__ = ["TrainResult", "checkpoint_dir", "lr_schedule", "resolve_network", "train_labelfree"]
 
 
 class TrainResult:
@@ -45,6 +45,21 @@ def resolve_network(net: NetworkConfig, voxel_size: VoxelSize, *, two_d: bool) -
     ratio = voxel_size.z / min(voxel_size.y, voxel_size.x)
     in_plane = max(0, round(math.log2(ratio))) if ratio > 1.4 else 0
     return net.model_copy(update={"z_levels": max(0, net.depth - in_plane)})
+
+
+def lr_schedule(lr: float, iterations: int, schedule: str) -> Callable[[int], float]:
+    """Constant, or a linear warm-up (5 % of the steps, at most 100) then cosine decay to 2 % of ``lr``."""
+
+    def lr_at(step: int) -> float:
+        if schedule == "constant":
+            return lr
+        warm = min(100, iterations // 20)
+        if step <= warm:
+            return lr * step / max(1, warm)
+        t = (step - warm) / max(1, iterations - warm)
+        return lr * (0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * min(1.0, t))))
+
+    return lr_at
 
 
 def _loss(uncertainty: bool, n_targets: int) -> Callable[[torch.Tensor, tuple[torch.Tensor, ...]], torch.Tensor]:
@@ -90,6 +105,60 @@ def _validator(
     return validate
 
 
+def _initial_model(config: TrainConfig, say: Callable[[str], None]) -> LabelFreeModel | None:
+    """The model fine-tuning starts from (``init``), after checking it agrees with the config."""
+    if config.init is None:
+        return None
+    from subcell.labelfree.pretrained import load_model
+
+    init = load_model(config.init)
+    if config.voxel_size is not None and not VoxelSize(*config.voxel_size).isclose(init.voxel_size):
+        raise ValueRangeError(
+            f"voxel_size {tuple(config.voxel_size)} contradicts the initial model {config.init!r} "
+            f"({init.voxel_size.as_tuple()} µm); leave voxel_size unset and the training images are resampled to it",
+            field="voxel_size",
+        )
+    if init.uncertainty != config.uncertainty:
+        raise ValueRangeError(
+            f"uncertainty={config.uncertainty} but the initial model {config.init!r} has uncertainty={init.uncertainty}",
+            field="uncertainty",
+        )
+    say(
+        f"fine-tuning from {config.init} ({init.network_config.preset}, targets {init.targets}); training images are "
+        f"resampled to its voxel size {init.voxel_size.as_tuple()} µm"
+    )
+    return init
+
+
+def _transfer(init: LabelFreeModel, model: LabelFreeModel, say: Callable[[str], None]) -> None:
+    """Copy every weight of ``init`` into ``model``; output channels are matched by target name (a target the
+    initial model lacks starts from a fresh output channel)."""
+    state = init.network.state_dict()
+    own = model.network.state_dict()
+    head = {k for k in own if k.startswith("head.")}
+    own.update({k: v for k, v in state.items() if k not in head})
+    reused = [t for t in model.targets if t in init.targets]
+    for key in head:
+        for j, t in enumerate(model.targets):
+            if t in init.targets:
+                own[key][j] = state[key][init.targets.index(t)]
+    model.network.load_state_dict(own)
+    new = [t for t in model.targets if t not in init.targets]
+    say(f"reused the output channel(s) {reused or 'none'}" + (f"; new output channel(s) {new}" if new else ""))
+
+
+def _param_groups(network: torch.nn.Module, cfg: TrainConfig) -> list[dict[str, Any]]:
+    """Encoder (contracting path and bottleneck) and decoder parameters, for freezing and layer-wise rates."""
+    enc_names = ("encoders.", "downs.", "bottleneck.")
+    enc = [p for n, p in network.named_parameters() if n.startswith(enc_names)]
+    dec = [p for n, p in network.named_parameters() if not n.startswith(enc_names)]
+    if cfg.freeze_encoder:
+        for p in enc:
+            p.requires_grad_(False)
+        return [{"params": dec, "lr_scale": 1.0}]
+    return [{"params": enc, "lr_scale": cfg.encoder_lr_scale}, {"params": dec, "lr_scale": 1.0}]
+
+
 @isolated_torch_state
 def train_labelfree(
     config: TrainConfig,
@@ -117,31 +186,39 @@ def train_labelfree(
         raise ValueRangeError("the manifest has no training rows (split 'train' or empty)", field="split")
     t0 = time.perf_counter()
     vs = VoxelSize(*config.voxel_size) if config.voxel_size else None
+    init = _initial_model(config, say)
+    if init is not None:
+        vs = init.voxel_size
     volumes, model_vs, targets, in_name = load_volumes(
         train_rows, input_channel=config.input_channel, targets=config.targets, voxel_size=vs,
         mask_column=config.loss_mask, binarize_targets=config.binarize_targets,
     )  # fmt: skip
     two_d = all(v.shape[0] == 1 for v in volumes)
+    if init is not None and init.is_2d != two_d:
+        raise ValueRangeError(
+            f"the initial model {config.init} is {'2D' if init.is_2d else '3D'} but the training images are "
+            f"{'2D' if two_d else '3D'}; pick a {'2D' if two_d else '3D'} model",
+            field="init",
+        )
     patch = (1, *config.patch_size[1:]) if two_d else config.patch_size
     cfg = config.model_copy(update={"patch_size": patch})
-    for v in volumes:
-        if any(s < p for s, p in zip(v.shape, patch, strict=True)):
-            raise ValueRangeError(
-                f"image {v.name} is {v.shape} voxels at {model_vs.as_tuple()} µm, smaller than patch_size {patch}",
-                field="patch_size",
-            )
     val_volumes: list[Volume] = []
     if val_rows:
         val_volumes, _, _, _ = load_volumes(
             val_rows, input_channel=in_name, targets=targets, voxel_size=model_vs, mask_column=config.loss_mask,
-            patch_size=patch, binarize_targets=config.binarize_targets,
+            binarize_targets=config.binarize_targets,
         )  # fmt: skip
+    small = [v.name for v in [*volumes, *val_volumes] if any(s < p for s, p in zip(v.shape, patch, strict=True))]
+    if small:
+        say(f"padded {len(small)} image(s) smaller than the patch {patch} (no loss in the padding): {', '.join(small)}")
+    volumes = [pad_to_patch(v, patch) for v in volumes]
+    val_volumes = [pad_to_patch(v, patch) for v in val_volumes]
     load_s = time.perf_counter() - t0
     say(
         f"loaded {len(volumes)} training and {len(val_volumes)} validation images at {model_vs.as_tuple()} µm "
         f"in {load_s:.1f} s ({sum(v.input.nbytes + v.target.nbytes for v in volumes) / 1e6:.0f} MB cached)"
     )
-    net_cfg = resolve_network(cfg.network, model_vs, two_d=two_d)
+    net_cfg = init.network_config if init is not None else resolve_network(cfg.network, model_vs, two_d=two_d)
     div = net_cfg.divisor()
     if any(p % d for p, d in zip(patch, div, strict=True)):
         raise ValueRangeError(
@@ -153,21 +230,18 @@ def train_labelfree(
         net_cfg, input_channel=in_name, targets=targets, voxel_size=model_vs, uncertainty=cfg.uncertainty,
         patch_size=patch,
     )  # fmt: skip
+    if init is not None:
+        _transfer(init, model, say)
     model.network.to(device)
     yx_iso = math.isclose(model_vs.y, model_vs.x, rel_tol=1e-3)
     sampler = PatchSampler(volumes, patch, foreground_fraction=cfg.foreground_fraction, augment=cfg.augment,
                            yx_isotropic=yx_iso)  # fmt: skip
     dtype = autocast_dtype(device, cfg.precision)
-    optimizer = torch.optim.Adam(model.network.parameters(), lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay)
+    optimizer = torch.optim.Adam(
+        _param_groups(model.network, cfg), lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay
+    )
 
-    def lr_at(step: int) -> float:
-        if cfg.lr_schedule == "constant":
-            return cfg.lr
-        warm = min(100, cfg.iterations // 20)
-        if step <= warm:
-            return cfg.lr * step / max(1, warm)
-        t = (step - warm) / max(1, cfg.iterations - warm)
-        return cfg.lr * (0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * min(1.0, t))))
+    lr_at = lr_schedule(cfg.lr, cfg.iterations, cfg.lr_schedule)
 
     def sample_batch(r: np.random.Generator) -> tuple[torch.Tensor, ...]:
         return tuple(torch.from_numpy(a) for a in sampler.batch(r, cfg.batch_size))

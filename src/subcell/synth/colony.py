@@ -58,6 +58,19 @@ class Colony:
         self._tree = cKDTree(seeds) if len(seeds) else None
         self.radius_cap = np.array([c.reach for c in self.cells])
         self.heights = np.array([c.height for c in self.cells])
+        # a smooth warp of the plane (a few random plane waves, fixed per seed): Voronoi walls become curved and
+        # irregular like real cell outlines, and every lookup (labels, masks, organelle placement) shares it
+        wrng = np.random.default_rng([self.config.seed, 0x3A])
+        self._warp_k = wrng.uniform(-1, 1, (2, 4, 2)) * (2 * math.pi / 6.0)  # wavelengths of ~4-12 µm
+        self._warp_phase = wrng.uniform(0, 2 * math.pi, (2, 4))
+        self._warp_amp = self.config.cells.wall_irregularity_um / 2.0
+
+    def warp(self, yx: np.ndarray) -> np.ndarray:
+        """Where the Voronoi geometry looks up a point (µm): ``yx`` displaced by the field's smooth warp."""
+        if self._warp_amp == 0:
+            return yx
+        arg = np.einsum("nd,akd->nak", yx, self._warp_k) + self._warp_phase[None]
+        return yx + self._warp_amp * np.sin(arg).sum(axis=2)
 
     def owner(self, yx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Index of the owning cell (-1 outside every cell) and the distance to its wall (µm) for (N, 2) points."""
@@ -65,6 +78,7 @@ class Colony:
         if n == 0:
             return np.full(len(yx), -1), np.zeros(len(yx))
         k = 2 if n > 1 else 1
+        yx = self.warp(yx)
         dist, idx = self._tree.query(yx, k=k)
         if k == 1:
             dist = np.stack([dist, np.full_like(dist, np.inf)], axis=1)
@@ -85,7 +99,7 @@ class Colony:
         """Index of the owning cell (-1 outside every cell) for (N, 2) points; cheaper than :meth:`owner`."""
         if not self.cells:
             return np.full(len(yx), -1)
-        dist, idx = self._tree.query(yx, k=1)
+        dist, idx = self._tree.query(self.warp(yx), k=1)
         return np.where(dist <= self.radius_cap[idx], idx, -1)
 
     def apex(self, index: np.ndarray, yx: np.ndarray) -> np.ndarray:
@@ -97,12 +111,17 @@ class Colony:
         cells = [self.cells[i] for i in index[ok]]
         c_yx = np.array([c.yx for c in cells])
         r = np.array([c.reach for c in cells])
-        h = self.heights[index[ok]]
         rho = np.linalg.norm(yx[ok] - c_yx, axis=1) / r
         dome = np.sqrt(np.clip(1 - rho**2, 0, 1))
         mit = np.array([c.mitotic for c in cells])
-        # interphase: flat-topped dome; mitotic: rounded (height follows a sphere of the cell radius)
-        out[ok] = np.where(mit, h * dome, h * (0.55 + 0.45 * dome))
+        # interphase: one continuous apical surface over the packed cells (heights blended between neighbours, as
+        # in an epithelium), dipping slightly at the junctions; mitotic: rounded (a sphere of the cell radius)
+        k = min(6, len(self.cells))
+        dist, nb = self._tree.query(yx[ok], k=k)
+        dist, nb = dist.reshape(len(r), k), nb.reshape(len(r), k)
+        w = np.exp(-0.5 * (dist / (0.6 * self.radius_cap[nb])) ** 2) + 1e-12
+        smooth = (w * self.heights[nb]).sum(axis=1) / w.sum(axis=1)
+        out[ok] = np.where(mit, self.heights[index[ok]] * dome, smooth * (0.8 + 0.2 * dome))
         return out
 
 

@@ -17,6 +17,7 @@ __all__ = [
     "CellShape",
     "Noise",
     "Optics",
+    "RefractiveIndex",
     "StructureRules",
     "SynthConfig",
     "TimeLapse",
@@ -75,6 +76,13 @@ class BrightfieldOptics(_Model):
     focus_offset_um: float = Field(0.0, description="focal plane of the stack centre relative to the cell mid-height")
     photons: float = Field(2000.0, gt=0, description="mean photons per pixel of the background")
     read_noise: float = Field(4.0, ge=0)
+    illumination_ramp: float = Field(
+        0.0, ge=0, le=0.8, description="relative change of the illumination across the field (a linear ramp)"
+    )
+    ramp_angle: float = Field(0.0, description="direction of the illumination ramp in the yx plane (radians)")
+    haze: float = Field(
+        0.0, ge=0, le=0.9, description="share of the contrast replaced by its out-of-focus blur (scatter, dirt)"
+    )
 
     @model_validator(mode="after")
     def _coherence(self) -> BrightfieldOptics:
@@ -100,6 +108,9 @@ class CellShape(_Model):
     nucleus_fraction: float = Field(0.5, gt=0.05, lt=0.9, description="nucleus volume / cell volume (hiPSCs: high)")
     mitotic_fraction: float = Field(0.05, ge=0, le=1)
     colony_fill: float = Field(0.85, gt=0, le=1.0, description="fraction of the field's area covered by the colony")
+    wall_irregularity_um: float = Field(
+        1.0, ge=0, le=5, description="amplitude of the smooth warp that bends cell walls away from straight lines"
+    )
 
     @model_validator(mode="after")
     def _ranges(self) -> CellShape:
@@ -141,6 +152,30 @@ class StructureRules(_Model):
         return self
 
 
+class RefractiveIndex(_Model):
+    """Refractive-index increments over the medium (n ≈ 1.337), what bright-field sees.
+
+    Orders of magnitude from tomographic phase microscopy of mammalian cells: cytoplasm ~1.36, nucleoplasm
+    slightly lower, nucleoli and lipid-rich organelles higher. Granules stand for the many sub-micron organelles
+    (vesicles, lysosomes, lipid droplets, peroxisomes) that give real cytoplasm its speckled texture; a share of
+    them is below the cytoplasm's index (vacuoles, endosomes), so the speckles are dark and bright.
+    """
+
+    cytoplasm: float = Field(0.020, ge=0, le=0.2)
+    nucleus: float = Field(0.012, ge=0, le=0.2)
+    nucleoli: float = Field(0.032, ge=0, le=0.3)
+    nuclear_envelope: float = Field(0.008, ge=-0.1, le=0.1, description="added on the envelope shell")
+    membrane: float = Field(0.005, ge=-0.1, le=0.1, description="added on the plasma membrane (weak in real cells)")
+    mitochondria: float = Field(0.012, ge=-0.1, le=0.2, description="added inside mitochondrial tubes")
+    golgi: float = Field(0.010, ge=-0.1, le=0.2)
+    granules_per_um3: float = Field(0.6, ge=0, le=10, description="granules per µm³ of cytoplasm")
+    granule_radius_um: float = Field(0.25, gt=0, le=2.0)
+    granule_index: float = Field(0.05, ge=0, le=0.3, description="mean index increment of a granule")
+    dark_granule_fraction: float = Field(0.3, ge=0, le=1, description="share of granules below the cytoplasm")
+    chromatin_texture: float = Field(0.004, ge=0, le=0.1, description="index contrast of chromatin foci")
+    smoothing_um: float = Field(0.25, ge=0, le=3, description="index boundaries are this soft (Gaussian σ)")
+
+
 class TimeLapse(_Model):
     """Time-lapse: cells drift, change shape and divide; the lineage table is the tracking truth."""
 
@@ -165,6 +200,7 @@ class SynthConfig(_Model):
     rules: StructureRules = StructureRules()
     optics: Optics = Optics()
     brightfield: BrightfieldOptics = BrightfieldOptics()
+    refractive_index: RefractiveIndex = RefractiveIndex()
     noise: Noise = Noise()
     time: TimeLapse = TimeLapse()
     block_yx: int = Field(512, ge=64, description="large mode: lateral block size of lazy generation")

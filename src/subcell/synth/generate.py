@@ -20,7 +20,15 @@ import numpy as np
 from subcell.image import Image, Provenance
 from subcell.synth.colony import Colony, make_colony, step_colony
 from subcell.synth.config import STRUCTURES, SynthConfig
-from subcell.synth.optics import brightfield_contrast, camera, fluorescence, line_gain, psf_sigma_voxels
+from subcell.synth.optics import (
+    brightfield_contrast,
+    camera,
+    fluorescence,
+    haze,
+    illumination,
+    line_gain,
+    psf_sigma_voxels,
+)
 from subcell.synth.render import RegionRender, render_region
 
 __all__ = ["LABEL_NAMES", "SynthField", "channel_names", "render_channels", "synth_field"]
@@ -70,7 +78,11 @@ def render_channels(
     def bright() -> None:
         bf = config.brightfield
         rel = brightfield_contrast(rendered.delta_n, config.voxel_size, bf)
+        if bf.haze > 0:
+            rel = haze(rel, config.voxel_size, bf.haze)
         expected = np.float32(bf.photons) * rel
+        if bf.illumination_ramp > 0:
+            expected *= illumination(rendered.region or tuple(slice(0, n) for n in rel.shape), config)[None]
         out[0] = camera(expected, noise, np.random.default_rng([*rng_key, 0]), read_noise=bf.read_noise)
 
     with ThreadPoolExecutor(max_workers=2) as pool:

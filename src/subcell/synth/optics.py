@@ -22,9 +22,17 @@ import math
 
 import numpy as np
 
-from subcell.synth.config import BrightfieldOptics, Noise, Optics
+from subcell.synth.config import BrightfieldOptics, Noise, Optics, SynthConfig
 
-__all__ = ["brightfield_contrast", "camera", "fluorescence", "line_gain", "psf_sigma_voxels"]
+__all__ = [
+    "brightfield_contrast",
+    "camera",
+    "fluorescence",
+    "haze",
+    "illumination",
+    "line_gain",
+    "psf_sigma_voxels",
+]
 
 _EXACT_POISSON_BELOW = 30.0
 
@@ -106,3 +114,25 @@ def brightfield_contrast(
     )[:nz]
     contrast = fft.irfft2(out_spec, s=(ny, nx), axes=(1, 2), workers=-1)
     return (1.0 + contrast).astype(np.float32)
+
+
+_HAZE_SIGMA_UM = 2.0
+
+
+def haze(rel: np.ndarray, voxel_size: tuple[float, float, float], amount: float) -> np.ndarray:
+    """Replace ``amount`` of the contrast (rel - 1) by its blur over ~2 µm: scatter and out-of-focus haze."""
+    from scipy import ndimage as ndi
+
+    contrast = rel - np.float32(1)
+    blurred = ndi.gaussian_filter(contrast, tuple(_HAZE_SIGMA_UM / v for v in voxel_size), mode="nearest", truncate=2.5)
+    return (1 + (1 - amount) * contrast + amount * blurred).astype(np.float32)
+
+
+def illumination(region: tuple[slice, ...], config: SynthConfig) -> np.ndarray:
+    """Relative illumination (Y, X) of a region: a linear ramp across the whole field (uneven Köhler set-up)."""
+    bf = config.brightfield
+    _, ey, ex = config.field_um
+    y = (np.arange(region[1].start, region[1].stop) + 0.5) * config.voxel_size[1] / ey - 0.5
+    x = (np.arange(region[2].start, region[2].stop) + 0.5) * config.voxel_size[2] / ex - 0.5
+    ramp = math.cos(bf.ramp_angle) * y[:, None] + math.sin(bf.ramp_angle) * x[None, :]
+    return (1 + bf.illumination_ramp * ramp).astype(np.float32)

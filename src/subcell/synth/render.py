@@ -37,18 +37,8 @@ from subcell.synth.colony import Cell, Colony
 from subcell.synth.config import STRUCTURES
 from subcell.synth.optics import line_gain, psf_sigma_voxels
 
-__all__ = ["REFRACTIVE_INDEX", "RegionRender", "render_region"]
+__all__ = ["RegionRender", "render_region"]
 
-# refractive-index increments over the medium (n = 1.337); cytoplasm ~1.36, nucleoplasm slightly lower,
-# nucleoli and lipid-rich organelles higher (orders of magnitude from tomographic phase microscopy)
-REFRACTIVE_INDEX = {
-    "cytoplasm": 0.020,
-    "nucleus": 0.015,
-    "nucleoli": 0.035,
-    "membrane": 0.030,
-    "mitochondria": 0.025,
-    "golgi": 0.015,
-}
 _STEP_UM = 0.1  # sampling of filaments and tubules
 
 
@@ -62,6 +52,7 @@ class RegionRender:
     masks: dict[str, np.ndarray]  # uint8 0/1 per structure; the owning cell is the ``cell`` label there
     delta_n: np.ndarray
     counts: dict[int, dict[str, int]] = field(default_factory=dict)
+    region: tuple[slice, slice, slice] | None = None  # where the region lies in the field (voxels)
 
 
 def _axis_centres(sl: slice, size: float) -> np.ndarray:
@@ -297,6 +288,38 @@ def _splat(
     return idx[:, 0], idx[:, 1], idx[:, 2]
 
 
+def _add_granules(
+    speckle: np.ndarray,
+    colony: Colony,
+    index: int,
+    region: tuple[slice, slice, slice],
+    vs: np.ndarray,
+    seed: int,
+    weight: np.float32,
+) -> None:
+    """Splat one cell's granules (points in its cytoplasm, bright and dark) into ``speckle`` (drawn from their
+    own stream, so the fluorescence structures are unchanged by them)."""
+    ri = colony.config.refractive_index
+    cell = colony.cells[index]
+    rz, ry, rx = cell.nucleus_radii
+    v_cyto = max(0.0, math.pi * cell.radius**2 * cell.height * 0.8 - 4 / 3 * math.pi * rz * ry * rx)
+    rng = np.random.default_rng([seed, cell.id, colony.frame, 0x6A])
+    n = int(rng.poisson(ri.granules_per_um3 * v_cyto))
+    if n == 0:
+        return
+    geom = _CellGeometry(colony, index)
+    lo = np.array([colony.substrate_z, cell.yx[0] - cell.reach, cell.yx[1] - cell.reach])
+    hi = np.array([colony.substrate_z + cell.height, cell.yx[0] + cell.reach, cell.yx[1] + cell.reach])
+    cand = rng.uniform(lo, hi, (n * 3, 3))
+    pts = cand[geom.in_cytoplasm(cand)][:n]
+    amp = ri.granule_index * rng.lognormal(0.0, 0.5, len(pts))
+    dark = rng.random(len(pts)) < ri.dark_granule_fraction
+    amp = np.where(dark, -np.minimum(amp, ri.cytoplasm), amp).astype(np.float32)
+    idx = np.floor(pts / vs).astype(np.int64) - np.array([s.start for s in region])
+    ok = np.all((idx >= 0) & (idx < np.array(speckle.shape)), axis=1)
+    np.add.at(speckle, (idx[ok, 0], idx[ok, 1], idx[ok, 2]), amp[ok] * weight)
+
+
 def render_region(colony: Colony, region: tuple[slice, slice, slice], *, seed: int) -> RegionRender:
     """Rasterize ``region`` (voxel slices of the field) of ``colony``."""
     cfg = colony.config
@@ -324,7 +347,9 @@ def render_region(colony: Colony, region: tuple[slice, slice, slice], *, seed: i
     nucleus = np.zeros(shape, np.int32)
     masks = {s: np.zeros(shape, bool) for s in STRUCTURES}
     masks["membrane"] = membrane
-    delta_n = np.where(inside, np.float32(REFRACTIVE_INDEX["cytoplasm"]), np.float32(0))
+    ri = cfg.refractive_index
+    delta_n = np.where(inside, np.float32(ri.cytoplasm), np.float32(0))
+    speckle = np.zeros(shape, np.float32)  # granules and chromatin foci, blurred to their size below
     counts: dict[int, dict[str, int]] = {}
     # a chromatin focus adds ~0.4 to the blurred DNA density at its centre
     sigma = psf_sigma_voxels(cfg.optics, cfg.voxel_size)
@@ -333,6 +358,9 @@ def render_region(colony: Colony, region: tuple[slice, slice, slice], *, seed: i
     line_fp = _ellipsoid_footprint(tuple(1.1774 * s for s in sigma))  # half width at half maximum
     # the ER channel is scaled for sub-resolution lines (line_gain); this per-voxel weight makes the perinuclear
     # sheet, once blurred across its normal, about as bright as a tubule (a brightness calibration, not a thickness)
+    granule_sigma = tuple(ri.granule_radius_um / 1.5 / v for v in vs)
+    # a splatted point of this weight, blurred by granule_sigma, peaks at 1 (so amplitudes are index increments)
+    granule_weight = np.float32((2 * math.pi) ** 1.5 * np.prod(granule_sigma))
     sheet_weight = np.float32(math.sqrt(2 * math.pi) * sigma[1] * vs[1] / 0.25 / line_gain(sigma))
 
     for index, c in enumerate(colony.cells):
@@ -399,8 +427,9 @@ def render_region(colony: Colony, region: tuple[slice, slice, slice], *, seed: i
             dna = np.where(nuc, np.float32(1.0), np.float32(0))
         density["dna"][box] += dna
         masks["dna"][box][nuc] = True
-        delta_n[box][nuc] = REFRACTIVE_INDEX["nucleus"]
-        delta_n[box][(density["nucleoli"][box] > 0) & nuc] = REFRACTIVE_INDEX["nucleoli"]
+        delta_n[box][nuc] = ri.nucleus
+        delta_n[box][(density["nucleoli"][box] > 0) & nuc] = ri.nucleoli
+        _add_granules(speckle, colony, index, region, vs, seed, granule_weight)
 
         pts = _cell_points(colony, index, seed)
         counts[c.id] = {
@@ -412,6 +441,7 @@ def render_region(colony: Colony, region: tuple[slice, slice, slice], *, seed: i
         if pts["dna_foci"]:
             iz, iy, ix = _splat(np.concatenate(pts["dna_foci"]), region, vs, shape)
             np.add.at(density["dna"], (iz, iy, ix), foci_weight)
+            np.add.at(speckle, (iz, iy, ix), np.float32(ri.chromatin_texture) * granule_weight)
         for name, footprint in (("mitochondria", tube_fp), ("microtubules", line_fp), ("er", line_fp)):
             if not pts[name]:
                 continue
@@ -434,12 +464,14 @@ def render_region(colony: Colony, region: tuple[slice, slice, slice], *, seed: i
             density["golgi"][box][sb][blob] = 1.0
             masks["golgi"][box][sb][blob] = True
 
-    delta_n += np.where(
-        density["membrane"] > 0, np.float32(REFRACTIVE_INDEX["membrane"] - REFRACTIVE_INDEX["cytoplasm"]), 0
-    )
-    delta_n += np.minimum(density["mitochondria"], 1) * np.float32(REFRACTIVE_INDEX["mitochondria"])
-    delta_n += density["golgi"] * np.float32(REFRACTIVE_INDEX["golgi"])
+    delta_n += np.where(density["membrane"] > 0, np.float32(ri.membrane), np.float32(0))
+    delta_n += np.where(density["nuclear_envelope"] > 0, np.float32(ri.nuclear_envelope), np.float32(0))
+    delta_n += np.minimum(density["mitochondria"], 1) * np.float32(ri.mitochondria)
+    delta_n += density["golgi"] * np.float32(ri.golgi)
+    delta_n += ndi.gaussian_filter(speckle, granule_sigma, mode="constant", truncate=3.0)
+    if ri.smoothing_um > 0:  # real index boundaries are soft: no cell has a step edge at the voxel scale
+        ndi.gaussian_filter(delta_n, tuple(ri.smoothing_um / v for v in vs), output=delta_n, mode="nearest")
     return RegionRender(
         cell=cell, nucleus=nucleus, density=density, masks={s: m.view(np.uint8) for s, m in masks.items()},
-        delta_n=delta_n, counts=counts,
+        delta_n=delta_n, counts=counts, region=region,
     )  # fmt: skip

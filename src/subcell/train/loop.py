@@ -215,7 +215,7 @@ def fit(
         Stop (as if killed) after this many steps of *this* run, without a final checkpoint (tests resume).
     lr_at : callable, optional
         ``lr_at(step)`` sets the learning rate of every parameter group before each step (a schedule that
-        needs no state of its own, so resuming is exact).
+        needs no state of its own, so resuming is exact), times the group's ``lr_scale`` if it has one.
     max_seconds : float, optional
         Time budget of this run: training stops (with validation and a checkpoint) once it is spent.
     """
@@ -234,8 +234,8 @@ def fit(
     for done_here, step in enumerate(range(start + 1, iterations + 1), start=1):
         train_model.train()
         if lr_at is not None:
-            for group in optimizer.param_groups:
-                group["lr"] = lr_at(step)
+            for group in optimizer.param_groups:  # a group's "lr_scale" (layer-wise rates) multiplies the schedule
+                group["lr"] = lr_at(step) * group.get("lr_scale", 1.0)
         batch = tuple(b.to(device, non_blocking=True) for b in sample_batch(rng))
         with torch.autocast(device.type, dtype=autocast or torch.float32, enabled=autocast is not None):
             if step_loss is not None:

@@ -1,0 +1,137 @@
+"""The gap between synthetic and real bright-field, measured (issue 16 §0).
+
+    SUBCELL_TEST_DATA=../shared/data python benchmarks/synth/domain_gap.py --tag after [--randomized]
+
+For each of the three Allen stacks, a synthetic stack is generated at the same shape and voxel size (default
+generator, or with ``--randomized`` one draw of the pretraining domain randomization per stack) and compared:
+
+(a) a domain classifier (random forest on texture features of 10 µm patches inside cells, on the planes through
+    the middle of the labelled nuclei, see
+    ``subcell.synth.realism``), leave-one-pair-out: its held-out accuracy is the gap (0.5 = indistinguishable);
+(b) texture statistics inside nuclei and in the cytoplasm (local contrast in a 1 µm window, relative to the
+    stack's std) and the radially averaged power spectrum slope, real next to synthetic.
+
+Results go to ``benchmarks/synth/results/domain_gap_<tag>.json``; ``--table`` prints the before/after table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).parent
+ALLEN = {
+    "12-881": ("aics_fov_12-881_brightfield_labels", "AICS-12_881_c3_Bright_100.tif",
+               "AICS-12_881_c6_SEG_DNA_labels_clean.tif", "AICS-12_881_c5_SEG_Memb_labels_clean.tif", (0.29, 0.3314, 0.2935)),
+    "11-409": ("aics_fov_11-409_brightfield_labels", "AICS-11_409_c3_Bright_100X.tif",
+               "AICS-11_409_c6_SEG_DNA_labels_clean.tif", "AICS-11_409_c5_SEG_Memb_labels_clean.tif", (0.29, 0.331, 0.343)),
+    "10-5-5": ("aics_cell_10-5-5_brightfield_labels", "AICS-10_5_5_c3_TL_Brightfield.tif",
+               "AICS-10_5_5_c6_SEG_DNA_mask.tif", "AICS-10_5_5_c5_SEG_Memb_mask.tif", (0.29, 0.110, 0.0975)),
+}  # fmt: skip
+
+
+def region_stats(stack: np.ndarray, nucleus: np.ndarray, cell: np.ndarray, spacing: tuple[float, ...]) -> dict:
+    """Local contrast (std in a ~1 µm window / stack std) inside nuclei and in the cytoplasm, mid-nucleus plane ±1."""
+    from scipy import ndimage as ndi
+
+    s = (stack.astype(np.float32) - stack.mean()) / max(float(stack.std()), 1e-6)
+    z0 = _mid_z(nucleus)
+    w = max(3, round(1.0 / spacing[1]) | 1)
+    out: dict[str, list[float]] = {"nucleus": [], "cytoplasm": []}
+    for z in range(max(0, z0 - 1), min(len(s), z0 + 2)):
+        p = s[z]
+        lstd = np.sqrt(np.maximum(ndi.uniform_filter(p**2, w) - ndi.uniform_filter(p, w) ** 2, 0))
+        nuc = nucleus[z] > 0
+        cyto = (cell[z] > 0) & ~nuc
+        if nuc.sum() > 50:
+            out["nucleus"].append(float(lstd[nuc].mean()))
+        if cyto.sum() > 50:
+            out["cytoplasm"].append(float(lstd[cyto].mean()))
+    return {k: float(np.mean(v)) if v else float("nan") for k, v in out.items()}
+
+
+def _mid_z(labels: np.ndarray) -> int:
+    zs = np.flatnonzero(labels.reshape(labels.shape[0], -1).any(axis=1))
+    return int(zs.mean())
+
+
+def raps_slope(stack: np.ndarray, spacing: float) -> float:
+    from compare_brightfield import raps
+
+    from subcell.synth.realism import sharpest_plane
+
+    z = sharpest_plane(stack)
+    f, pw = raps(stack[z].astype(np.float64), spacing)
+    band = (f > 0.1) & (f < 1.0)
+    return float(np.polyfit(np.log(f[band]), np.log(pw[band]), 1)[0])
+
+
+def main() -> None:
+    import sys
+
+    sys.path.insert(0, str(HERE))
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--data", type=Path, default=os.environ.get("SUBCELL_TEST_DATA"))
+    parser.add_argument("--tag", default="current")
+    parser.add_argument("--randomized", action="store_true", help="synthetic stacks from the pretraining randomizer")
+    parser.add_argument("--table", action="store_true", help="print the table of every stored result and exit")
+    args = parser.parse_args()
+    results_dir = HERE / "results"
+    if args.table:
+        for p in sorted(results_dir.glob("domain_gap_*.json")):
+            r = json.loads(p.read_text())
+            print(f"| {r['tag']} | {r['accuracy']:.3f} | {' / '.join(f'{a:.2f}' for a in r['per_fold'])} |")
+        return
+    if args.data is None:
+        raise SystemExit("pass --data ../shared/data (or set SUBCELL_TEST_DATA)")
+    from subcell import io
+    from subcell.synth import synth_field
+    from subcell.synth.realism import domain_gap, patch_features
+
+    real_f, syn_f, stats = [], [], {}
+    for k, (key, (folder, bf, dna, cell, vs)) in enumerate(ALLEN.items()):
+        d = Path(args.data) / folder
+        real = io.read(d / bf, voxel_size=vs).numpy(squeeze=True)
+        nuc = io.read(d / dna, voxel_size=vs).numpy(squeeze=True)
+        cel = io.read(d / cell, voxel_size=vs).numpy(squeeze=True)
+        if args.randomized:
+            from subcell.synth.randomize import randomized_config
+
+            cfg = randomized_config(np.random.default_rng([7, k]), shape=real.shape, voxel_size=vs, seed=1000 + k)
+            field = synth_field(cfg)
+        else:
+            field = synth_field(shape=real.shape, voxel_size=vs, seed=k)
+        syn = field.image.channel("brightfield").numpy(squeeze=True)
+        rng = np.random.default_rng(k)
+        syn_nuc, syn_cell = field.labels["nucleus"][0], field.labels["cell"][0]
+        # matched focus and content: planes through the middle of the labelled nuclei, patches inside cells
+        real_f.append(patch_features(real, vs, rng=rng, centre_z=_mid_z(nuc), mask=cel))
+        syn_f.append(patch_features(syn, vs, rng=rng, centre_z=_mid_z(syn_nuc), mask=syn_cell))
+        stats[key] = {
+            "real": {**region_stats(real, nuc, cel, vs), "raps_slope": raps_slope(real, float(np.sqrt(vs[1] * vs[2])))},
+            "synthetic": {
+                **region_stats(syn, field.labels["nucleus"][0], field.labels["cell"][0], vs),
+                "raps_slope": raps_slope(syn, float(np.sqrt(vs[1] * vs[2]))),
+            },
+        }
+        print(key, len(real_f[-1]), "real patches,", len(syn_f[-1]), "synthetic;", stats[key])
+    gap = domain_gap(real_f, syn_f)
+    result = {
+        "tag": args.tag,
+        "randomized": args.randomized,
+        "accuracy": gap.accuracy,
+        "per_fold": gap.per_fold,
+        "top_features": dict(list(gap.importances.items())[:6]),
+        "stats": stats,
+    }
+    results_dir.mkdir(exist_ok=True)
+    (results_dir / f"domain_gap_{args.tag}.json").write_text(json.dumps(result, indent=1))
+    print(json.dumps(result, indent=1))
+
+
+if __name__ == "__main__":
+    main()

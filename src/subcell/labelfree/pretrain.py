@@ -1,0 +1,215 @@
+"""``subcell labelfree pretrain``: a label-free model trained on a stream of new, domain-randomized synthetic fields.
+
+Synthetic fields carry no data license, so what is trained here can ship with the package. Field ``k`` of a run
+is generated from the seed ``(seed, k)`` with everything a microscope varies drawn anew
+(:mod:`subcell.synth.randomize`), so no field is seen twice and the model cannot learn one instrument. The
+stream is a pure function of the step: a resumed run regenerates exactly the fields it would have had.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from subcell.image import VoxelSize
+from subcell.labelfree.config import PretrainConfig
+from subcell.labelfree.data import PatchSampler, Volume
+from subcell.labelfree.model import LabelFreeModel
+from subcell.labelfree.train import TrainResult, _loss, checkpoint_dir, lr_schedule, resolve_network
+from subcell.train import autocast_dtype, fit
+from subcell.train.loop import StepInfo
+from subcell.train.run import isolated_torch_state, start_run
+
+__all__ = ["FieldStream", "pretrain_labelfree", "synthetic_volume"]
+
+
+def _zscore(a: np.ndarray, axes: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    mean = a.mean(axis=axes, keepdims=True)
+    sd = a.std(axis=axes, keepdims=True)
+    return ((a - mean) / np.where(sd > 0, sd, 1)).astype(np.float32), mean, sd
+
+
+def synthetic_volume(cfg: PretrainConfig, key: tuple[int, ...]) -> Volume:
+    """One randomized synthetic field at the model's voxel size, as a training :class:`Volume`.
+
+    Input: the bright-field stack after the randomized camera response, z-scored (per plane for 2D models,
+    which see one plane at a time). Targets: noise-free fluorescence of structures, or 0/1 masks for
+    ``nucleus`` / ``cell``, z-scored the same way. Patches are centred in cells (the foreground).
+    """
+    from subcell.synth import synth_field
+    from subcell.synth.randomize import Randomization, camera_response, randomized_config
+    from subcell.transforms.resample import resample_linear
+
+    rnd = Randomization().without(*(k for k, on in cfg.randomization.items() if not on))
+    rng = np.random.default_rng([cfg.seed, 0x9E, *key])
+    scfg = randomized_config(rng, extent_um=cfg.field_um, seed=int(rng.integers(2**31)), randomization=rnd)
+    field = synth_field(scfg)
+    image = field.image
+    bf = camera_response(image.channel("brightfield").numpy()[0, 0], rng, randomization=rnd)
+    ys = []
+    for t in cfg.targets:
+        if t in ("nucleus", "cell"):
+            ys.append((field.labels[t][0] > 0).astype(np.float32))
+        else:
+            ys.append(image.channel(f"{t}_noise_free").numpy()[0, 0].astype(np.float32))
+    cell = (field.labels["cell"][0] > 0).astype(np.float32)
+    src_vs = VoxelSize(*scfg.voxel_size)
+    model_vs = VoxelSize(scfg.voxel_size[0], *cfg.voxel_size[1:]) if cfg.two_d else VoxelSize(*cfg.voxel_size)
+    stack = np.stack([bf, *ys, cell])
+    if not src_vs.isclose(model_vs):
+        stack = resample_linear(stack, voxel_size=src_vs, target_voxel_size=model_vs)
+    axes = (2, 3) if cfg.two_d else (1, 2, 3)
+    x, _, _ = _zscore(stack[:1], axes)
+    y, mean, sd = _zscore(stack[1:-1], axes)
+    fg = np.flatnonzero(stack[-1] > 0.5)
+    return Volume(
+        name=f"synthetic{'-'.join(map(str, key))}", input=x, target=y, weight=None, foreground=fg,
+        target_mean=mean.reshape(len(ys), -1).mean(axis=1), target_std=sd.reshape(len(ys), -1).mean(axis=1),
+    )  # fmt: skip
+
+
+class FieldStream:
+    """Batches from the ``pool`` most recent fields; field ``k`` serves steps ``k·fields_every …``.
+
+    ``start`` is the step a resumed run continues from, so the fields are the ones the interrupted run had.
+    """
+
+    def __init__(self, cfg: PretrainConfig, patch: tuple[int, int, int], *, start: int = 0) -> None:
+        self.cfg = cfg
+        self.patch = patch
+        self.calls = start
+        self.cache: dict[int, Volume] = {}
+        self.generated = 0
+
+    def volume(self, k: int) -> Volume:
+        if k not in self.cache:
+            self.cache[k] = synthetic_volume(self.cfg, (k,))
+            self.generated += 1
+        return self.cache[k]
+
+    def batch(self, rng: np.random.Generator) -> tuple[torch.Tensor, ...]:
+        cfg = self.cfg
+        k = self.calls // cfg.fields_every
+        self.calls += 1
+        ids = list(range(max(0, k - cfg.pool + 1), k + 1))
+        for old in [i for i in self.cache if i not in ids]:
+            del self.cache[old]
+        vols = [self.volume(i) for i in ids]
+        sampler = PatchSampler(vols, self.patch, foreground_fraction=cfg.foreground_fraction, augment=cfg.augment)
+        return tuple(torch.from_numpy(a) for a in sampler.batch(rng, cfg.batch_size))
+
+
+def _validator(
+    cfg: PretrainConfig, patch: tuple[int, int, int], device: torch.device, dtype: torch.dtype | None
+) -> Callable[[torch.nn.Module], dict[str, float]]:
+    """Fixed validation patches from ``val_fields`` fields of their own seeds (never in the training stream)."""
+    from subcell.metrics.intensity import pearson
+
+    vols = [synthetic_volume(cfg, (10**6 + i,)) for i in range(cfg.val_fields)]
+    sampler = PatchSampler(vols, patch, foreground_fraction=cfg.foreground_fraction, augment=None)
+    x, y, w = sampler.batch(np.random.default_rng([cfg.seed, 7919]), cfg.val_patches)
+    loss_fn = _loss(False, len(cfg.targets))
+
+    def validate(model: torch.nn.Module) -> dict[str, float]:
+        model.eval()
+        outs = []
+        with (
+            torch.inference_mode(),
+            torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None),
+        ):
+            for i in range(0, len(x), cfg.batch_size):
+                outs.append(model(torch.from_numpy(x[i : i + cfg.batch_size]).to(device)).float().cpu())
+        out = torch.cat(outs)
+        metrics = {"val_loss": float(loss_fn(out, (torch.from_numpy(x), torch.from_numpy(y), torch.from_numpy(w))))}
+        for j, name in enumerate(cfg.targets):
+            metrics[f"val_r_{name}"] = pearson(out[:, j].numpy(), y[:, j])
+        return metrics
+
+    return validate
+
+
+def _resume_step(folder: Path, resume: bool) -> int:
+    meta = folder / "checkpoint.json"
+    if not (resume and meta.exists()):
+        return 0
+    return int(json.loads(meta.read_text())["step"])
+
+
+@isolated_torch_state
+def pretrain_labelfree(
+    config: PretrainConfig,
+    *,
+    on_step: Callable[[StepInfo], None] | None = None,
+    on_message: Callable[[str], None] | None = None,
+    stop_after: int | None = None,
+) -> TrainResult:
+    """Pretrain a label-free model on generated fields and save it to ``config.output``."""
+    from subcell import __version__
+
+    cfg = config
+    out = Path(cfg.output)
+    setup = start_run(out, overwrite=cfg.overwrite, threads=cfg.threads, device=cfg.device, seed=cfg.seed,
+                      on_message=on_message)  # fmt: skip
+    device, ctx, rng, say = setup.device, setup.ctx, setup.rng, setup.say
+    model_vs = VoxelSize(*cfg.voxel_size)
+    patch = (1, *cfg.patch_size[1:]) if cfg.two_d else cfg.patch_size
+    net_cfg = resolve_network(cfg.network, model_vs, two_d=cfg.two_d)
+    div = net_cfg.divisor()
+    if any(p % d for p, d in zip(patch, div, strict=True)):
+        from subcell.errors import ValueRangeError
+
+        raise ValueRangeError(f"patch_size {patch} must be a multiple of {div}", field="patch_size")
+    model = LabelFreeModel.create(net_cfg, input_channel="brightfield", targets=list(cfg.targets),
+                                  voxel_size=model_vs, patch_size=patch)  # fmt: skip
+    model.network.to(device)
+    dtype = autocast_dtype(device, cfg.precision)
+    optimizer = torch.optim.Adam(model.network.parameters(), lr=cfg.lr)
+    ckpt = checkpoint_dir(out)
+    stream = FieldStream(cfg, patch, start=_resume_step(ckpt, cfg.resume))
+    t0 = time.perf_counter()
+    validate = _validator(cfg, patch, device, dtype)
+    say(
+        f"pretraining {net_cfg.preset} ({sum(p.numel() for p in model.network.parameters()) / 1e6:.2f} M parameters, "
+        f"{'2D' if cfg.two_d else '3D'}) on synthetic fields of {cfg.field_um} µm at {model_vs.as_tuple()} µm; "
+        f"targets {cfg.targets}; validation fields made in {time.perf_counter() - t0:.0f} s"
+    )
+    history = fit(
+        model.network, optimizer, sample_batch=stream.batch, loss_fn=_loss(False, len(cfg.targets)),
+        iterations=cfg.iterations, rng=rng, device=device, autocast=dtype, checkpoint_dir=ckpt,
+        checkpoint_every=cfg.checkpoint_every, resume=cfg.resume, validate=validate,
+        validate_every=cfg.validate_every, on_step=on_step, ctx=ctx, stop_after=stop_after,
+        lr_at=lr_schedule(cfg.lr, cfg.iterations, cfg.lr_schedule),
+        max_seconds=cfg.max_minutes * 60 if cfg.max_minutes else None,
+    )  # fmt: skip
+    steps = history.train[-1]["step"] if history.train else 0
+    summary: dict[str, Any] = {
+        "data": "synthetic (subcell.synth, domain-randomized; no data license applies)",
+        "generator_version": __version__,
+        "steps": steps,
+        "seconds": history.train[-1]["seconds"] if history.train else 0.0,
+        "fields_generated": stream.generated,
+        "final_loss": float(np.mean([h["loss"] for h in history.train[-20:]])) if history.train else None,
+        "validation": history.validation[-1] if history.validation else None,
+        "device": str(device),
+        "precision": str(dtype or "fp32"),
+        # a target's normalisation on a real image is unknown; 0/1 masks are thresholded at 0.5 of this scale
+        "target_mean": [0.0] * len(cfg.targets),
+        "target_std": [1.0] * len(cfg.targets),
+    }
+    model.training = summary
+    model.config = {"pretrain": cfg.model_copy(update={"network": net_cfg}).model_dump(mode="json")}
+    folder = None
+    if ctx.is_main and not history.interrupted:
+        from subcell.labelfree.figures import training_curve_png
+
+        folder = model.save(out, overwrite=cfg.overwrite, extra_files={
+            "metrics.csv": history.to_csv().encode(), "training_curve.png": training_curve_png(history)})  # fmt: skip
+    ctx.barrier()
+    ctx.close()
+    return TrainResult(model, folder, history, summary)
