@@ -109,7 +109,7 @@ class CellShape(_Model):
     mitotic_fraction: float = Field(0.05, ge=0, le=1)
     colony_fill: float = Field(0.85, gt=0, le=1.0, description="fraction of the field's area covered by the colony")
     wall_irregularity_um: float = Field(
-        1.0, ge=0, le=5, description="amplitude of the smooth warp that bends cell walls away from straight lines"
+        0.6, ge=0, le=5, description="amplitude of the smooth warp that bends cell walls away from straight lines"
     )
 
     @model_validator(mode="after")

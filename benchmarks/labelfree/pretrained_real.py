@@ -1,0 +1,185 @@
+"""Scratch vs zero-shot vs fine-tuned on the shared real data, at equal training time (issue 16).
+
+    SUBCELL_TEST_DATA=../shared/data python benchmarks/labelfree/pretrained_real.py allen --minutes 5
+    SUBCELL_TEST_DATA=../shared/data python benchmarks/labelfree/pretrained_real.py mcf7 --minutes 5
+
+``allen``: bright-field z-stack → nucleus mask, leave-one-stack-out over the three Allen stacks (loss inside the
+segmented cells). Arms: *scratch* (random init, default preset), *zero-shot* (the shipped ``nucleus`` model, no
+training), *fine-tuned* (``init=nucleus``), the two trained arms with the same minutes, batch, patch and model voxel
+size. Scores inside the segmented cells of the held-out stack: Pearson r between prediction and mask, and Dice of
+the prediction thresholded by Otsu inside the cells (the same rule for every arm, no threshold fitted to labels).
+
+``mcf7``: 2D bright-field → Hoechst, 18 train / 2 val / 4 test tiles (the split of ``real_data.py``). Arms as above
+with the shipped ``dna-2d`` model. Scores per test tile: Pearson r with Hoechst and Dice of the Otsu-thresholded
+prediction against the nucleus labels.
+
+Nothing here is tuned on these files: the arms use defaults and the shipped models as they are.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).parent
+sys.path.insert(0, str(HERE))
+
+from real_data import ALLEN, _allen_manifest  # noqa: E402
+
+from subcell import io  # noqa: E402
+from subcell.labelfree import PredictConfig, TrainConfig, predict_image, train_labelfree  # noqa: E402
+from subcell.labelfree.evaluate import align_to  # noqa: E402
+from subcell.labelfree.pretrained import load_model  # noqa: E402
+from subcell.metrics import dice  # noqa: E402
+from subcell.metrics.intensity import pearson  # noqa: E402
+
+
+def _otsu_in(p: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    from skimage.filters import threshold_otsu
+
+    return (p > threshold_otsu(p[mask])) & mask
+
+
+def _allen_scores(model: object, data: Path, test: str) -> dict[str, float]:
+    folder, bf, dna, cell, vs = ALLEN[test]
+    image = io.read(data / folder / bf, voxel_size=vs)
+    pred = predict_image(model, image, PredictConfig())  # type: ignore[arg-type]
+    nuc = align_to(io.read(data / folder / dna, voxel_size=vs), pred, labels=True)[0, 0] > 0
+    cells = align_to(io.read(data / folder / cell, voxel_size=vs), pred, labels=True)[0, 0] > 0
+    p = pred.numpy()[0, 0]
+    return {
+        "pearson_r_in_cells": pearson(p, nuc.astype(np.float32), mask=cells),
+        "dice_in_cells": dice(_otsu_in(p, cells), nuc & cells),
+        "dice_all_nucleus": dice(cells, nuc & cells),  # calling every cell voxel "nucleus"
+    }
+
+
+def allen(data: Path, work: Path, minutes: float, arms: list[str]) -> dict[str, object]:
+    results: dict[str, object] = {}
+    for test in ALLEN:
+        train = [k for k in ALLEN if k != test]
+        manifest = work / f"allen_test_{test}.csv"
+        _allen_manifest(data, manifest, train, test)
+        fold: dict[str, object] = {"train": train}
+        for arm in arms:
+            t0 = time.perf_counter()
+            if arm == "zeroshot":
+                model = load_model("nucleus")
+                info: dict[str, object] = {}
+            else:
+                cfg = TrainConfig(
+                    manifest=manifest, output=work / f"allen_{arm}_{test}", overwrite=True, targets=["nucleus"],
+                    binarize_targets=True, loss_mask="mask_cell", patch_size=(32, 64, 64), batch_size=4,
+                    iterations=100_000, max_minutes=minutes, val_fraction=0.0, resume=False, lr=1e-3,
+                    lr_schedule="constant", threads=2,
+                    **({"init": "nucleus"} if arm == "finetune" else {"voxel_size": (0.29, 0.29, 0.29)}),
+                )  # fmt: skip
+                res = train_labelfree(cfg, on_message=print)
+                model = res.model
+                model.network.eval()
+                info = {"steps": res.summary["steps"], "seconds": res.summary["seconds"]}
+            fold[arm] = {**info, **_allen_scores(model, data, test), "wall_s": time.perf_counter() - t0}
+            print(test, arm, fold[arm], flush=True)
+        results[test] = fold
+    summary = {
+        arm: {
+            k: float(np.mean([results[t][arm][k] for t in ALLEN]))  # type: ignore[index]
+            for k in ("pearson_r_in_cells", "dice_in_cells", "dice_all_nucleus")
+        }
+        for arm in arms
+    }
+    return {"folds": results, "mean": summary, "minutes_per_trained_arm": minutes}
+
+
+def _mcf7_manifest(data: Path, path: Path) -> Path:
+    tiles = data / "mcf7_brightfield_hoechst_2d" / "tiles"
+    with (tiles / "index.csv").open() as fh:
+        index = list(csv.DictReader(fh))
+    order = np.random.default_rng(0).permutation(len(index))
+    split = {int(i): ("test" if k < 4 else "val" if k < 6 else "train") for k, i in enumerate(order)}
+    with path.open("w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["id", "source", "source_channel", "target", "target_channel", "split",
+                    "voxel_size_z", "voxel_size_y", "voxel_size_x"])  # fmt: skip
+        for i, row in enumerate(index):
+            chans = row["channels"].split("|")
+            f = tiles / f"{row['tile']}.tif"
+            w.writerow([row["tile"], f, f"c{chans.index('brightfield_channel')}", f,
+                        f"c{chans.index('live_nuclei_channel')}", split[i], 1.0, 0.3112, 0.3112])  # fmt: skip
+    return tiles
+
+
+def mcf7(data: Path, work: Path, minutes: float, arms: list[str]) -> dict[str, object]:
+    from skimage.filters import threshold_otsu
+
+    manifest = work / "mcf7.csv"
+    tiles = _mcf7_manifest(data, manifest)
+    out: dict[str, object] = {}
+    for arm in arms:
+        t0 = time.perf_counter()
+        if arm == "zeroshot":
+            model = load_model("dna-2d")
+            info: dict[str, object] = {}
+        else:
+            cfg = TrainConfig(
+                manifest=manifest, output=work / f"mcf7_{arm}", overwrite=True, input_channel="brightfield",
+                targets=["dna"], patch_size=(1, 128, 128), batch_size=8, iterations=100_000, max_minutes=minutes,
+                resume=False, lr=1e-3, lr_schedule="constant", threads=2,
+                **({"init": "dna-2d"} if arm == "finetune" else {"voxel_size": (1.0, 0.3, 0.3)}),
+            )  # fmt: skip
+            res = train_labelfree(cfg, on_message=print)
+            model = res.model
+            model.network.eval()
+            info = {"steps": res.summary["steps"], "seconds": res.summary["seconds"]}
+        rows = []
+        for r in io.read_manifest(manifest).split("test"):
+            image = io.read(r.source, voxel_size=r.voxel_size)
+            src = image.channel(r.source_channel)
+            pred = predict_image(model, src, PredictConfig()).numpy()[0, 0, 0]
+            target = image.channel(r.target_channel).numpy()[0, 0, 0].astype(np.float32)
+            if pred.shape != target.shape:
+                from skimage.transform import resize
+
+                pred = resize(pred, target.shape, order=1, preserve_range=True)
+            labels = io.read(tiles / f"{r.id}_labelled.tif", voxel_size=r.voxel_size).numpy()[0, 0, 0] > 0
+            rows.append({"tile": r.id, "pearson_r": pearson(pred, target),
+                         "dice_pred_otsu": dice(pred > threshold_otsu(pred), labels),
+                         "dice_hoechst_otsu": dice(target > threshold_otsu(target), labels)})  # fmt: skip
+        out[arm] = {
+            **info, "tiles": rows, "wall_s": time.perf_counter() - t0,
+            "mean_pearson_r": float(np.mean([r["pearson_r"] for r in rows])),
+            "mean_dice_pred": float(np.mean([r["dice_pred_otsu"] for r in rows])),
+            "mean_dice_hoechst": float(np.mean([r["dice_hoechst_otsu"] for r in rows])),
+        }  # fmt: skip
+        print(arm, {k: v for k, v in out[arm].items() if k != "tiles"}, flush=True)  # type: ignore[union-attr]
+    return {"arms": out, "minutes_per_trained_arm": minutes}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("which", choices=["allen", "mcf7"])
+    ap.add_argument("--minutes", type=float, default=5.0)
+    ap.add_argument("--arms", default="zeroshot,finetune,scratch")
+    ap.add_argument("--tag", default="")
+    ap.add_argument("--work", type=Path, default=Path("/tmp/subcell_labelfree_pretrained"))
+    args = ap.parse_args()
+    data = Path(os.environ.get("SUBCELL_TEST_DATA", "../shared/data")).resolve()
+    args.work.mkdir(parents=True, exist_ok=True)
+    arms = args.arms.split(",")
+    fn = allen if args.which == "allen" else mcf7
+    out = fn(data, args.work, args.minutes, arms)
+    (HERE / "results").mkdir(exist_ok=True)
+    name = f"pretrained_{args.which}{'_' + args.tag if args.tag else ''}.json"
+    (HERE / "results" / name).write_text(json.dumps(out, indent=1, default=float))
+    print(json.dumps(out.get("mean", out), indent=1, default=float))
+
+
+if __name__ == "__main__":
+    main()
