@@ -19,19 +19,19 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 from pathlib import Path
 
 import numpy as np
 
 HERE = Path(__file__).parent
-ALLEN = {
-    "12-881": ("aics_fov_12-881_brightfield_labels", "AICS-12_881_c3_Bright_100.tif",
-               "AICS-12_881_c6_SEG_DNA_labels_clean.tif", "AICS-12_881_c5_SEG_Memb_labels_clean.tif", (0.29, 0.3314, 0.2935)),
-    "11-409": ("aics_fov_11-409_brightfield_labels", "AICS-11_409_c3_Bright_100X.tif",
-               "AICS-11_409_c6_SEG_DNA_labels_clean.tif", "AICS-11_409_c5_SEG_Memb_labels_clean.tif", (0.29, 0.331, 0.343)),
-    "10-5-5": ("aics_cell_10-5-5_brightfield_labels", "AICS-10_5_5_c3_TL_Brightfield.tif",
-               "AICS-10_5_5_c6_SEG_DNA_mask.tif", "AICS-10_5_5_c5_SEG_Memb_mask.tif", (0.29, 0.110, 0.0975)),
-}  # fmt: skip
+
+
+def _allen() -> dict[str, tuple]:
+    sys.path.insert(0, str(HERE.parent / "labelfree"))
+    from real_data import ALLEN
+
+    return ALLEN
 
 
 def region_stats(stack: np.ndarray, nucleus: np.ndarray, cell: np.ndarray, spacing: tuple[float, ...]) -> dict:
@@ -71,8 +71,6 @@ def raps_slope(stack: np.ndarray, spacing: float) -> float:
 
 
 def main() -> None:
-    import sys
-
     sys.path.insert(0, str(HERE))
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--data", type=Path, default=os.environ.get("SUBCELL_TEST_DATA"))
@@ -93,7 +91,7 @@ def main() -> None:
     from subcell.synth.realism import domain_gap, patch_features
 
     real_f, syn_f, stats = [], [], {}
-    for k, (key, (folder, bf, dna, cell, vs)) in enumerate(ALLEN.items()):
+    for k, (key, (folder, bf, dna, cell, vs)) in enumerate(_allen().items()):
         d = Path(args.data) / folder
         real = io.read(d / bf, voxel_size=vs).numpy(squeeze=True)
         nuc = io.read(d / dna, voxel_size=vs).numpy(squeeze=True)

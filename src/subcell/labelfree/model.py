@@ -74,10 +74,11 @@ class LabelFreeModel:
             idx += [len(self.targets) + i for i in idx]
         net = copy.deepcopy(self.network)
         conv = net.head.inner
+        assert isinstance(conv, torch.nn.Conv2d) and conv.bias is not None
         new = torch.nn.Conv2d(conv.in_channels, len(idx), 1).to(conv.weight.device)
         with torch.no_grad():
             new.weight.copy_(conv.weight[idx])
-            new.bias.copy_(conv.bias[idx])
+            new.bias.copy_(conv.bias[idx])  # type: ignore[union-attr]
         net.head.inner = new
         net.out_channels = len(targets)
         training = dict(self.training)

@@ -21,7 +21,14 @@ from subcell.image import VoxelSize
 from subcell.labelfree.config import PretrainConfig
 from subcell.labelfree.data import PatchSampler, Volume
 from subcell.labelfree.model import LabelFreeModel
-from subcell.labelfree.train import TrainResult, _loss, checkpoint_dir, lr_schedule, resolve_network
+from subcell.labelfree.train import (
+    TrainResult,
+    _loss,
+    checkpoint_dir,
+    lr_schedule,
+    patch_validator,
+    resolve_network,
+)
 from subcell.train import autocast_dtype, fit
 from subcell.train.loop import StepInfo
 from subcell.train.run import isolated_torch_state, start_run
@@ -105,35 +112,6 @@ class FieldStream:
         return tuple(torch.from_numpy(a) for a in sampler.batch(rng, cfg.batch_size))
 
 
-def _validator(
-    cfg: PretrainConfig, patch: tuple[int, int, int], device: torch.device, dtype: torch.dtype | None
-) -> Callable[[torch.nn.Module], dict[str, float]]:
-    """Fixed validation patches from ``val_fields`` fields of their own seeds (never in the training stream)."""
-    from subcell.metrics.intensity import pearson
-
-    vols = [synthetic_volume(cfg, (10**6 + i,)) for i in range(cfg.val_fields)]
-    sampler = PatchSampler(vols, patch, foreground_fraction=cfg.foreground_fraction, augment=None)
-    x, y, w = sampler.batch(np.random.default_rng([cfg.seed, 7919]), cfg.val_patches)
-    loss_fn = _loss(False, len(cfg.targets))
-
-    def validate(model: torch.nn.Module) -> dict[str, float]:
-        model.eval()
-        outs = []
-        with (
-            torch.inference_mode(),
-            torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None),
-        ):
-            for i in range(0, len(x), cfg.batch_size):
-                outs.append(model(torch.from_numpy(x[i : i + cfg.batch_size]).to(device)).float().cpu())
-        out = torch.cat(outs)
-        metrics = {"val_loss": float(loss_fn(out, (torch.from_numpy(x), torch.from_numpy(y), torch.from_numpy(w))))}
-        for j, name in enumerate(cfg.targets):
-            metrics[f"val_r_{name}"] = pearson(out[:, j].numpy(), y[:, j])
-        return metrics
-
-    return validate
-
-
 def _resume_step(folder: Path, resume: bool) -> int:
     meta = folder / "checkpoint.json"
     if not (resume and meta.exists()):
@@ -173,7 +151,12 @@ def pretrain_labelfree(
     ckpt = checkpoint_dir(out)
     stream = FieldStream(cfg, patch, start=_resume_step(ckpt, cfg.resume))
     t0 = time.perf_counter()
-    validate = _validator(cfg, patch, device, dtype)
+    validate = patch_validator(
+        [synthetic_volume(cfg, (10**6 + i,)) for i in range(cfg.val_fields)], patch, list(cfg.targets),
+        seed=cfg.seed + 7919, n_patches=cfg.val_patches, batch_size=cfg.batch_size,
+        foreground_fraction=cfg.foreground_fraction, uncertainty=False, device=device, dtype=dtype,
+    )  # fmt: skip
+    assert validate is not None
     say(
         f"pretraining {net_cfg.preset} ({sum(p.numel() for p in model.network.parameters()) / 1e6:.2f} M parameters, "
         f"{'2D' if cfg.two_d else '3D'}) on synthetic fields of {cfg.field_um} µm at {model_vs.as_tuple()} µm; "

@@ -75,15 +75,25 @@ def _loss(uncertainty: bool, n_targets: int) -> Callable[[torch.Tensor, tuple[to
     return loss_fn
 
 
-def _validator(
-    volumes: list[Volume], cfg: TrainConfig, targets: list[str], device: torch.device, dtype: torch.dtype | None
+def patch_validator(
+    volumes: list[Volume],
+    patch: tuple[int, int, int],
+    targets: list[str],
+    *,
+    seed: int,
+    n_patches: int,
+    batch_size: int,
+    foreground_fraction: float,
+    uncertainty: bool,
+    device: torch.device,
+    dtype: torch.dtype | None,
 ) -> Callable[[torch.nn.Module], dict[str, float]] | None:
-    """Fixed validation patches (drawn once, no augmentation): loss and Pearson r per target."""
+    """Fixed validation patches (drawn once from ``seed``, no augmentation): loss and Pearson r per target."""
     if not volumes:
         return None
-    sampler = PatchSampler(volumes, cfg.patch_size, foreground_fraction=cfg.foreground_fraction, augment=None)
-    x, y, w = sampler.batch(np.random.default_rng(cfg.seed + 7919), cfg.val_patches)
-    loss_fn = _loss(cfg.uncertainty, len(targets))
+    sampler = PatchSampler(volumes, patch, foreground_fraction=foreground_fraction, augment=None)
+    x, y, w = sampler.batch(np.random.default_rng(seed), n_patches)
+    loss_fn = _loss(uncertainty, len(targets))
 
     def validate(model: torch.nn.Module) -> dict[str, float]:
         model.eval()
@@ -92,8 +102,8 @@ def _validator(
             torch.inference_mode(),
             torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None),
         ):
-            for i in range(0, len(x), max(1, cfg.batch_size)):
-                outs.append(model(torch.from_numpy(x[i : i + cfg.batch_size]).to(device)).float().cpu())
+            for i in range(0, len(x), max(1, batch_size)):
+                outs.append(model(torch.from_numpy(x[i : i + batch_size]).to(device)).float().cpu())
         out = torch.cat(outs)
         metrics = {"val_loss": float(loss_fn(out, (torch.from_numpy(x), torch.from_numpy(y), torch.from_numpy(w))))}
         from subcell.metrics.intensity import pearson
@@ -264,7 +274,18 @@ def train_labelfree(
         checkpoint_dir=checkpoint_dir(out),
         checkpoint_every=cfg.checkpoint_every,
         resume=cfg.resume,
-        validate=_validator(val_volumes, cfg, targets, device, dtype),
+        validate=patch_validator(
+            val_volumes,
+            patch,
+            targets,
+            seed=cfg.seed + 7919,
+            n_patches=cfg.val_patches,
+            batch_size=cfg.batch_size,
+            foreground_fraction=cfg.foreground_fraction,
+            uncertainty=cfg.uncertainty,
+            device=device,
+            dtype=dtype,
+        ),
         validate_every=cfg.validate_every,
         on_step=on_step,
         ctx=ctx,

@@ -131,7 +131,7 @@ def randomized_config(
         if extent_um is None:
             raise ValueError("give shape or extent_um")
         shape = tuple(max(8, round(e / v)) for e, v in zip(extent_um, voxel_size, strict=True))  # type: ignore[assignment]
-    d.update(shape=tuple(shape), voxel_size=tuple(voxel_size), seed=int(seed))
+    d.update(shape=tuple(shape), voxel_size=tuple(voxel_size), seed=int(seed))  # type: ignore[arg-type]
     return SynthConfig.model_validate(d)
 
 
