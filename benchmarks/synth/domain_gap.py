@@ -34,6 +34,29 @@ def _allen() -> dict[str, tuple]:
     return ALLEN
 
 
+def _as_stored(syn: np.ndarray, field: object, acq: tuple, vs: tuple, shape: tuple) -> tuple:
+    """Downsample (anti-aliased, linear) from the acquisition to the stored voxel size and export as 8 bits."""
+    from types import SimpleNamespace
+
+    from subcell.image import VoxelSize
+    from subcell.transforms.resample import resample, resample_linear
+
+    a, v = VoxelSize(*acq), VoxelSize(*vs)
+
+    def fit(x: np.ndarray) -> np.ndarray:
+        out = np.zeros(shape, x.dtype)
+        sl = tuple(slice(0, min(p, q)) for p, q in zip(x.shape, shape, strict=True))
+        out[sl] = x[sl]
+        return out
+
+    small = fit(resample_linear(syn[None].astype(np.float32), voxel_size=a, target_voxel_size=v)[0])
+    lo, hi = np.percentile(small, [0.5, 99.5])
+    small = np.round(np.clip((small - lo) / (hi - lo), 0, 1) * 255)
+    labels = {k: fit(resample(field.labels[k][0], voxel_size=a, target_voxel_size=v, labels=True))[None]  # type: ignore[attr-defined]
+              for k in ("nucleus", "cell")}  # fmt: skip
+    return small, SimpleNamespace(labels=labels)
+
+
 def region_stats(stack: np.ndarray, nucleus: np.ndarray, cell: np.ndarray, spacing: tuple[float, ...]) -> dict:
     """Local contrast (std in a ~1 µm window / stack std) inside nuclei and in the cytoplasm, mid-nucleus plane ±1."""
     from scipy import ndimage as ndi
@@ -76,6 +99,11 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=os.environ.get("SUBCELL_TEST_DATA"))
     parser.add_argument("--tag", default="current")
     parser.add_argument("--randomized", action="store_true", help="synthetic stacks from the pretraining randomizer")
+    parser.add_argument(
+        "--processed",
+        action="store_true",
+        help="synthetic stacks go through the real files' processing: acquired at 0.108 µm, downsampled, 8-bit",
+    )
     parser.add_argument("--table", action="store_true", help="print the table of every stored result and exit")
     args = parser.parse_args()
     results_dir = HERE / "results"
@@ -101,9 +129,15 @@ def main() -> None:
 
             cfg = randomized_config(np.random.default_rng([7, k]), shape=real.shape, voxel_size=vs, seed=1000 + k)
             field = synth_field(cfg)
+        elif args.processed:
+            acq = (vs[0], min(vs[1], 0.108), min(vs[2], 0.108))
+            shape = tuple(round(n * v / a) for n, v, a in zip(real.shape, vs, acq, strict=True))
+            field = synth_field(shape=shape, voxel_size=acq, seed=k)
         else:
             field = synth_field(shape=real.shape, voxel_size=vs, seed=k)
         syn = field.image.channel("brightfield").numpy(squeeze=True)
+        if args.processed:
+            syn, field = _as_stored(syn, field, acq, vs, real.shape)
         rng = np.random.default_rng(k)
         syn_nuc, syn_cell = field.labels["nucleus"][0], field.labels["cell"][0]
         # matched focus and content: planes through the middle of the labelled nuclei, patches inside cells
