@@ -48,6 +48,7 @@ def test_unknown_model_name_lists_the_shipped_ones_and_writes_nothing(tmp_path: 
     assert not (tmp_path / "out.ome.zarr").exists()
 
 
+@pytest.mark.filterwarnings("ignore:resampling input")
 def test_zero_shot_dna_on_a_new_synthetic_field_is_far_above_chance(tmp_path: Path) -> None:
     """A field the model never saw, at a voxel size it was not trained at: the shipped DNA model must find the
     nuclei (an untrained network scores r ≈ 0 here)."""
