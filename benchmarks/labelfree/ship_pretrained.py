@@ -60,7 +60,7 @@ def synthetic_check(model: object, two_d: bool, seeds: range) -> dict[str, dict[
             for k, v in per.items()}  # fmt: skip
 
 
-def card(folder: str, meta: dict, names: dict, synthetic: dict, real: dict) -> str:
+def card(folder: str, meta: dict, names: dict, synthetic: dict, real: dict, code_commit: str) -> str:
     pre = meta["config"].get("pretrain", {})
     tr = meta["training"]
     lines = [
@@ -97,9 +97,12 @@ def card(folder: str, meta: dict, names: dict, synthetic: dict, real: dict) -> s
     else:
         lines.append("- not measured yet (run `benchmarks/labelfree/pretrained_real.py`)")
     lines += ["", "## Limits", "",
-              "Trained on a simulator of hiPSC colonies under Köhler bright-field; real transmitted light differs in",
-              "ways the randomization may not cover (phase-contrast or DIC optics, very different cell types).",
-              "Zero-shot output is a starting point; fine-tune on a few real stacks (`labelfree train ... init=NAME`).",
+              "Trained on a simulator of hiPSC colonies under Köhler bright-field. The simulator is still told apart",
+              "from real Allen bright-field by a texture classifier (`benchmarks/synth/domain_gap.py`), and zero-shot",
+              "predictions on the real stacks above are close to chance: use these models as an initialisation and",
+              "fine-tune on a few real stacks (`labelfree train ... init=NAME`), not as a finished predictor for real",
+              "data. Phase-contrast or DIC optics and very different cell types are outside what was simulated.",
+              f"Code: the generator and recipe of subcell commit {code_commit} reproduce these weights.",
               ""]  # fmt: skip
     return "\n".join(lines)
 
@@ -125,6 +128,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("runs", nargs="+", type=Path, help="pretraining output folders (named like the recipes)")
     ap.add_argument("--check-fields", type=int, default=2)
+    ap.add_argument("--code-commit", default="2a1b03e", help="commit whose generator and recipes made the weights")
     args = ap.parse_args()
     from subcell.labelfree import LabelFreeModel
 
@@ -145,7 +149,7 @@ def main() -> None:
                 (dest / extra).write_bytes((run / extra).read_bytes())
         digest = hashlib.sha256((dest / "weights.safetensors").read_bytes()).hexdigest()
         names = NAMES[folder]
-        (dest / "README.md").write_text(card(folder, meta, names, synthetic, real))
+        (dest / "README.md").write_text(card(folder, meta, names, synthetic, real, args.code_commit))
         for name, (targets, description) in names.items():
             index["models"][name] = {"folder": folder, "targets": targets or meta["targets"],
                                      "description": description, "sha256": digest}  # fmt: skip

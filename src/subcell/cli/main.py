@@ -17,6 +17,7 @@ import typer
 from subcell._version import __version__
 from subcell.cli import files, segment
 from subcell.cli.cells import cells_app
+from subcell.cli.demo import INTEGRATED_MINUTES, LABELFREE_MINUTES
 from subcell.cli.integrated import integrated_app
 from subcell.cli.labelfree import labelfree_app
 
@@ -67,11 +68,11 @@ def demo(
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace outputs from an earlier run.")] = False,
     seed: Annotated[int, typer.Option("--seed", help="Random seed of the synthetic data.")] = 0,
     labelfree_minutes: Annotated[
-        float, typer.Option("--labelfree-minutes", help="CPU training budget of the label-free step.", min=0.01)
-    ] = 3.0,
+        float, typer.Option("--labelfree-minutes", help="CPU fine-tuning budget of the label-free step.", min=0.01)
+    ] = LABELFREE_MINUTES,
     integrated_minutes: Annotated[
         float, typer.Option("--integrated-minutes", help="CPU training budget of the integrated-cell step.", min=0.01)
-    ] = 2.0,
+    ] = INTEGRATED_MINUTES,
 ) -> None:
     """Run the end-to-end pipeline on built-in synthetic data."""
     from subcell.cli.demo import run_demo
