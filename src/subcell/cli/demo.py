@@ -133,7 +133,6 @@ def labelfree_step(out: Path, fields: list[Path], *, seed: int, minutes: float =
     import pandas as pd
 
     from subcell import io, synth
-    from subcell.errors import InputFileError
     from subcell.labelfree import PredictConfig, TrainConfig, evaluate_prediction, predict_to_zarr
     from subcell.labelfree.evaluate import align_to
     from subcell.labelfree.figures import evaluation_figure_png, training_curve_png
@@ -141,10 +140,7 @@ def labelfree_step(out: Path, fields: list[Path], *, seed: int, minutes: float =
     from subcell.labelfree.train import train_labelfree
 
     targets = ["dna", "membrane"]
-    try:
-        shipped = load_model(SHIPPED_3D).select(targets)
-    except InputFileError:  # a source checkout without the weights: train from scratch instead
-        shipped = None
+    shipped = load_model(SHIPPED_3D).select(targets)  # a damaged install is an error, not a silent fallback
     extra = []
     for i in range(LABELFREE_EXTRA_FIELDS):  # one more training field: one field does not generalise
         p = out / f"train{i}.ome.zarr"
@@ -172,17 +168,15 @@ def labelfree_step(out: Path, fields: list[Path], *, seed: int, minutes: float =
             (steps[-1]["parameters"].get("tiles", "?") if steps else "?"),
         )
 
-    zero_line = ""
-    if shipped is not None:
-        _, zero_rows, _ = predict_and_score(shipped, "zeroshot")
-        zero_line = "zero-shot (shipped model, no training): " + ", ".join(
-            f"{r['structure']} r={r['pearson_r']:.2f}" for r in zero_rows
-        )
+    _, zero_rows, _ = predict_and_score(shipped, "zeroshot")
+    zero_line = "zero-shot (shipped model, no training): " + ", ".join(
+        f"{r['structure']} r={r['pearson_r']:.2f}" for r in zero_rows
+    )
     cfg = TrainConfig(
         manifest=manifest, output=out / "labelfree_model", overwrite=True, targets=targets,
         iterations=150, max_minutes=minutes, batch_size=4, validate_every=50, checkpoint_every=1000, resume=False,
         seed=seed, lr_schedule="constant", lr=5e-4,
-        **({"init": SHIPPED_3D} if shipped is not None else {"voxel_size": (0.29, 0.29, 0.29)}),
+        init=SHIPPED_3D,
     )  # fmt: skip
     result = train_labelfree(cfg)
     pred, rows, n_tiles = predict_and_score(result.model, "prediction")
@@ -201,9 +195,8 @@ def labelfree_step(out: Path, fields: list[Path], *, seed: int, minutes: float =
         f"{r['structure']} r={r['pearson_r']:.2f} (ceiling {r['noise_ceiling']:.2f}, vs truth {r['pearson_r_truth']:.2f})"
         for r in rows
     )
-    how = f"fine-tuned from {SHIPPED_3D}" if shipped is not None else "trained from scratch (no shipped model)"
     return (
-        f"[6/7] label-free: {zero_line + '; ' if zero_line else ''}{how}: {result.summary['steps']} steps in "
+        f"[6/7] label-free: {zero_line}; fine-tuned from {SHIPPED_3D}: {result.summary['steps']} steps in "
         f"{result.summary['seconds']:.0f} s ({result.summary['precision']}); held-out field2 predicted in {n_tiles} "
         f"overlapping tiles: {scores} → {out / 'labelfree_evaluation.png'}"
     )

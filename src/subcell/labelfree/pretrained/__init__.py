@@ -17,7 +17,7 @@ from typing import Any
 
 from subcell.errors import InputFileError
 
-__all__ = ["ShippedModel", "is_model_name", "list_models", "load_model", "shipped_folder"]
+__all__ = ["ShippedModel", "list_models", "load_model", "shipped_folder"]
 
 HERE = Path(__file__).parent
 INDEX = HERE / "index.json"
@@ -40,11 +40,6 @@ def _index() -> dict[str, ShippedModel]:
         return {name: ShippedModel(name=name, **entry) for name, entry in raw["models"].items()}
     except (json.JSONDecodeError, KeyError, TypeError) as exc:
         raise InputFileError(f"the shipped-model index is damaged ({exc}); reinstall subcell", path=INDEX) from None
-
-
-def is_model_name(spec: str | Path) -> bool:
-    """True when ``spec`` is a shipped model's name (and not a path that exists)."""
-    return not Path(spec).exists() and str(spec) in _index()
 
 
 def shipped_folder(name: str) -> Path:
@@ -94,11 +89,9 @@ def load_model(spec: str | Path, *, device: Any = "cpu") -> Any:
     from subcell.labelfree.model import LabelFreeModel
 
     path = Path(spec)
-    if path.exists() or str(spec) not in _index():
-        if not path.exists() and not any(sep in str(spec) for sep in ("/", "\\")):
-            _entry(str(spec))  # a bare name that is neither a folder nor shipped: list what is shipped
-        return LabelFreeModel.load(path, device=device)
-    entry = _entry(str(spec))
+    if path.exists() or (len(path.parts) > 1 and str(spec) not in _index()):
+        return LabelFreeModel.load(path, device=device)  # a folder (a missing one is reported by its path)
+    entry = _entry(str(spec))  # a bare name: shipped, or an error that lists the shipped names
     model = LabelFreeModel.load(shipped_folder(entry.name), device=device)
     if model.targets != entry.targets:
         model = model.select(entry.targets)
