@@ -4,7 +4,7 @@ A model pretrained on synthetic fields only transfers to real bright-field if it
 particular optics, camera or cells. :class:`Randomization` names the ranges (each factor can be switched off for
 the ablation in ``benchmarks/labelfree``); :func:`randomized_config` draws one :class:`SynthConfig` from them and
 :func:`camera_response` applies what happens after the photons: intensity nonlinearity, gain and offset, and
-8- or 16-bit quantization.
+8- or 12-bit quantization.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ FACTORS = (
     "haze",  # out-of-focus haze / scatter
     "cells",  # density, size, height, wall irregularity, nucleus size, mitoses
     "index",  # refractive-index contrasts, granule density and size, boundary softness
-    "camera",  # nonlinearity, gain/offset, 8- vs 16-bit
+    "camera",  # nonlinearity, gain/offset, 8- vs 12-bit
 )
 
 
@@ -139,7 +139,7 @@ def camera_response(
     image: np.ndarray, rng: np.random.Generator, *, randomization: Randomization | None = None
 ) -> np.ndarray:
     """What the camera and its software do to a bright-field stack: a gamma-like nonlinearity, gain and
-    offset, and quantization to 8 bits (after an auto-contrast stretch, as in exported viewers) or 16 bits.
+    offset, and quantization to 8 bits (after an auto-contrast stretch, as in exported viewers) or 12 bits (a scientific camera's range).
 
     Returns float32 (the model z-scores its input, so only the shape of the response matters).
     """
