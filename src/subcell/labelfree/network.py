@@ -8,13 +8,13 @@ does not downsample z (early levels of a stack whose z voxel is several times th
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from torch import nn
 
-from subcell.train.blocks import ConvBlock, Planar, norm_for
+from subcell.train.blocks import CL3D, ConvBlock, Planar, norm_for, set_channels_last
 
 __all__ = ["PRESETS", "NetworkConfig", "UNet", "build_network", "preset"]
 
@@ -104,6 +104,28 @@ class _Up(nn.Module):
         return self.act(self.norm(self.conv(x)))
 
 
+class _ConcatChannels(torch.autograd.Function):
+    """``torch.cat([a, b], dim=1)`` of channels-last tensors whose backward hands each input a dense
+    channels-last gradient.
+
+    Written by hand because autograd's own backward of ``cat`` returns channel *slices* of the output gradient;
+    the element-wise backward kernels after them (ReLU, batch norm) then meet two operands in different layouts
+    and fall off their vectorised path (measured 8x slower: ``benchmarks/labelfree/bench_speed.py``).
+    """
+
+    @staticmethod
+    def forward(ctx: Any, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        ctx.split = a.shape[1]
+        return torch.cat([a, b], dim=1)
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return (
+            grad[:, : ctx.split].contiguous(memory_format=CL3D),
+            grad[:, ctx.split :].contiguous(memory_format=CL3D),
+        )
+
+
 class UNet(nn.Module):
     """A 3D U-Net mapping ``(N, in_channels, Z, Y, X)`` to ``(N, out_channels, Z, Y, X)``.
 
@@ -157,8 +179,12 @@ class UNet(nn.Module):
             self.ups.append(_Up(channels[i + 1], channels[i], iso=iso[i], norm=norm))
             self.decoders.append(ConvBlock(2 * channels[i], channels[i], iso=iso[i], norm=norm, residual=residual))
         self.head = Planar(nn.Conv2d(channels[0], out_channels * (2 if uncertainty else 1), 1))  # 1×1×1
+        set_channels_last(self)
+        self.channels_last = True
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.channels_last:
+            x = x.contiguous(memory_format=CL3D)
         skips = []
         for enc, down in zip(self.encoders, self.downs, strict=True):
             x = enc(x)
@@ -166,19 +192,62 @@ class UNet(nn.Module):
             x = down(x)
         x = self.bottleneck(x)
         for up, dec in zip(self.ups, self.decoders, strict=True):
-            x = dec(torch.cat([skips.pop(), up(x)], dim=1))
-        return self.head(x)
+            skip, x = skips.pop(), up(x)
+            x = dec(_ConcatChannels.apply(skip, x) if self.channels_last else torch.cat([skip, x], dim=1))
+        return self.head(x).contiguous()  # callers get the usual layout (a copy of the few output channels)
+
+    def set_channels_last(self, enabled: bool = True) -> UNet:
+        """Run in channels-last (the default, faster) or channels-first layout; the same numbers either way."""
+        set_channels_last(self, enabled)
+        self.channels_last = enabled
+        return self
+
+    def fused(self) -> UNet:
+        """An inference copy with every batch norm folded into the convolution before it (eval statistics).
+
+        The same function of the input as ``eval()`` up to rounding, without the normalization passes over
+        the activations (measured in ``benchmarks/labelfree/bench_speed.py``). Other norms are kept as they are.
+        """
+        import copy
+
+        from torch.nn.utils.fusion import fuse_conv_bn_eval
+
+        net = copy.deepcopy(self).eval()
+        for mod in net.modules():
+            for c_name, n_name in (("conv1", "norm1"), ("conv2", "norm2"), ("conv", "norm")):
+                conv, norm = getattr(mod, c_name, None), getattr(mod, n_name, None)
+                if conv is None or norm is None:
+                    continue
+                planar = isinstance(conv, Planar)
+                c, n = (conv.inner, norm.inner) if planar and isinstance(norm, Planar) else (conv, norm)
+                if not isinstance(n, nn.BatchNorm2d | nn.BatchNorm3d):
+                    continue
+                transpose = isinstance(c, nn.ConvTranspose2d | nn.ConvTranspose3d)
+                folded = fuse_conv_bn_eval(c, n, transpose=transpose)  # type: ignore[arg-type]
+                if planar:
+                    conv.inner = folded
+                else:
+                    setattr(mod, c_name, folded)
+                setattr(mod, n_name, nn.Identity())
+        return net.set_channels_last(self.channels_last)
 
     def activation_bytes_per_voxel(self, *, batch: int = 1, itemsize: int = 4) -> float:
-        """Rough peak activation memory of inference per input voxel (for choosing a tile size)."""
+        """Peak activation memory of inference per input voxel (for choosing a tile size).
+
+        Per level, the live tensors at the decoder (the concatenation, the kept skip, the up-convolution and the
+        block's outputs; a residual block also its projected shortcut) times the level's channels. The counts are
+        calibrated against the measured peak of a forward pass (``benchmarks/labelfree/bench_speed.py``, within
+        ±15 %); ``itemsize`` is 2 for bf16/fp16 autocast, whose activations are half precision.
+        """
+        live = 7 if getattr(self.encoders[0], "residual", False) else 5
         total = 0.0
         scale = 1.0
         for enc, down in zip(self.encoders, self.downs, strict=True):
             c = int(enc.conv1.out_channels)  # type: ignore[union-attr,arg-type]
-            total += 4 * c * scale  # input, two conv outputs and the kept skip
+            total += live * c * scale
             stride: tuple[int, int, int] = down.conv.stride  # type: ignore[union-attr,assignment]
             scale /= float(stride[0] * stride[1] * stride[2])
-        total += 4 * int(self.bottleneck.conv1.out_channels) * scale  # type: ignore[union-attr,arg-type]
+        total += live * int(self.bottleneck.conv1.out_channels) * scale  # type: ignore[union-attr,arg-type]
         return total * batch * itemsize
 
 

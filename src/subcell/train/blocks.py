@@ -5,7 +5,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-__all__ = ["ConvBlock", "Planar", "conv3", "norm_for"]
+__all__ = ["ConvBlock", "Planar", "conv3", "norm_for", "set_channels_last"]
+
+CL3D = torch.channels_last_3d
 
 
 def _norm(kind: str, channels: int) -> nn.Module:
@@ -28,8 +30,16 @@ class Planar(nn.Module):
         super().__init__()
         self.inner = module
 
+    channels_last = False  # set by set_channels_last
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         n, c, z, y, w = x.shape
+        if self.channels_last:
+            # a channels-last (N, C, Z, Y, X) tensor is (N, Z, Y, X, C) in memory, so folding z into the batch is a
+            # view that is channels-last 2D, the layout the 2D convolution wants: no copies in or out
+            planes = x.contiguous(memory_format=CL3D).permute(0, 2, 1, 3, 4).reshape(n * z, c, y, w)
+            out = self.inner(planes).contiguous(memory_format=torch.channels_last)  # no-op unless C_in was 1
+            return out.reshape(n, z, *out.shape[1:]).permute(0, 2, 1, 3, 4)
         if z == 1:  # a plain view, no copies
             out = self.inner(x.reshape(n, c, y, w))
             return out.reshape(n, out.shape[1], 1, *out.shape[2:])
@@ -75,9 +85,33 @@ class ConvBlock(nn.Module):
         if residual and c_in != c_out:
             self.skip = Planar(nn.Conv2d(c_in, c_out, 1, bias=False))  # 1×1×1, see Planar
 
+    channels_last = False  # set by set_channels_last
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.act(self.norm1(self.conv1(x)))
+        y = self.conv1(x)
+        if self.channels_last:  # a 1-channel input leaves the layout ambiguous and oneDNN answers channels-first
+            y = y.contiguous(memory_format=CL3D)
+        y = self.act(self.norm1(y))
         y = self.norm2(self.conv2(y))
         if self.residual:
             y = y + self.skip(x)
         return self.act(y)
+
+
+def set_channels_last(module: nn.Module, enabled: bool = True) -> nn.Module:
+    """Lay ``module`` out channels-last (or back to channels-first), in place; returns it.
+
+    Convolution weights become ``channels_last_3d`` (5D) / ``channels_last`` (4D), and :class:`Planar` and
+    :class:`ConvBlock` keep activations channels-last, so a network runs in one layout from input to output.
+    Channels-last is what oneDNN's and cuDNN's fastest convolutions use; measured in
+    ``benchmarks/labelfree/bench_speed.py`` (1.3-1.4x for training and inference on a CPU, numerics unchanged
+    up to summation order). Parameters keep their layout through ``load_state_dict`` and ``.to(device)``.
+    """
+    for sub in module.modules():
+        if isinstance(sub, Planar | ConvBlock):
+            sub.channels_last = enabled
+        for p in sub.parameters(recurse=False):
+            if p.dim() in (4, 5):
+                fmt = (torch.channels_last if p.dim() == 4 else CL3D) if enabled else torch.contiguous_format
+                p.data = p.data.contiguous(memory_format=fmt)
+    return module
