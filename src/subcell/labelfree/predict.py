@@ -24,6 +24,7 @@ from subcell.errors import ChannelError, MetadataError, ValueRangeError
 from subcell.image import Image, VoxelSize
 from subcell.labelfree.config import PredictConfig
 from subcell.labelfree.model import LabelFreeModel
+from subcell.train.host import tune_allocator
 from subcell.train.precision import autocast_dtype, precision_name, resolve_device
 from subcell.transforms.tiling import TileGrid
 
@@ -80,9 +81,7 @@ def choose_tile(
     def cheapest(floor: list[int]) -> tuple[int, int, int] | None:
         # voxels computed along each axis for each candidate length (the grid is a product of per-axis grids)
         sizes = [list(range(floor[ax], cap[ax] + 1, div[ax])) for ax in range(3)]
-        work = [
-            {t: len(tile_starts(max(shape[ax], t), t, overlap=overlap)) * t for t in sizes[ax]} for ax in range(3)
-        ]
+        work = [{t: len(tile_starts(max(shape[ax], t), t, overlap=overlap)) * t for t in sizes[ax]} for ax in range(3)]
         best: tuple[float, float, tuple[int, int, int]] | None = None
         for tz in sizes[0]:
             for ty in sizes[1]:
@@ -152,6 +151,8 @@ def predict_volume(
     cfg = config or PredictConfig()
     device = resolve_device(cfg.device)
     dtype = autocast_dtype(device, cfg.precision)
+    if device.type == "cpu":
+        tune_allocator()
     model.network.to(device).eval()
     net = model.network.fused()  # batch norms folded into the convolutions: the same function, fewer passes
     div = model.divisor

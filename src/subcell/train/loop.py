@@ -22,6 +22,7 @@ import torch
 
 from subcell.errors import InputFileError
 from subcell.train.distributed import DistributedContext
+from subcell.train.host import tune_allocator
 
 __all__ = ["History", "StepInfo", "fit"]
 
@@ -220,6 +221,8 @@ def fit(
         Time budget of this run: training stops (with validation and a checkpoint) once it is spent.
     """
     ctx = ctx or DistributedContext()
+    if device.type == "cpu":
+        tune_allocator()
     history = History()
     start = 0
     if resume and checkpoint_dir is not None and (checkpoint_dir / "checkpoint.json").exists():

@@ -1,0 +1,327 @@
+"""Deep-learning speed of label-free prediction and the integrated cell, before and after, in one run.
+
+    python benchmarks/labelfree/bench_speed.py [--before REV] [--work DIR] [--big]
+
+"Before" is an older commit of this repository checked out as a git worktree and put first on ``PYTHONPATH``;
+"after" is the current source. Every measurement runs in its own fresh interpreter (``_speed_child.py``), one
+at a time, arms alternating; the GEMM roofs are measured at the start and at the end of the same run and every
+speed is reported as a ratio against them. Results: ``results/speed.json`` and ``results_speed.md``.
+
+Sections: GEMM roofs; network forward passes (fnet and the default preset, bf16 and fp32, GFLOP/s); training
+steps of the default preset at batch 8 × 32×64×64 (steps/s, voxels/s, phases: data / forward / backward /
+optimizer); per-operator profiles; ``predict_to_zarr`` end to end on a 64×512×512 OME-Zarr (useful GFLOP/s =
+output voxels × FLOPs per voxel); streamed tiled vs one whole-volume pass on 32×512×512; accuracy of the
+shipped DNA model on a held-out synthetic field (|Δr|); the integrated cell's cells/s; with ``--big`` the
+100×2048×2048 prediction (wall time, peak RSS).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+HERE = Path(__file__).parent
+REPO = HERE.parent.parent
+CHILD = HERE / "_speed_child.py"
+
+
+def child(task: str, args: dict[str, Any], src: Path) -> dict[str, Any]:
+    env = {**os.environ, "PYTHONPATH": str(src)}
+    proc = subprocess.run(
+        [sys.executable, str(CHILD), task, json.dumps(args)], capture_output=True, text=True, env=env, cwd=HERE
+    )
+    if proc.returncode != 0:
+        raise RuntimeError(f"{task} ({src}) failed:\n{proc.stderr[-3000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def worktree(rev: str, work: Path) -> Path:
+    path = work / f"before-{rev}"
+    if not path.exists():
+        subprocess.run(["git", "-C", str(REPO), "worktree", "add", "--detach", str(path), rev], check=True,
+                       capture_output=True)  # fmt: skip
+    return path / "src"
+
+
+def make_models(work: Path, src: Path) -> dict[str, Path]:
+    """One-target models with fixed random weights (speed does not depend on the weights), saved once."""
+    code = f"""
+import torch
+from subcell.image import VoxelSize
+from subcell.labelfree import LabelFreeModel, preset
+for name, over in (("fnet", {{}}), ("resunet", {{"z_levels": 3}})):
+    torch.manual_seed(0)
+    m = LabelFreeModel.create(preset(name, **over), input_channel="brightfield", targets=["dna"],
+                              voxel_size=VoxelSize(0.29, 0.29, 0.29))
+    m.save("{work}/model_" + name, overwrite=True)
+"""
+    subprocess.run([sys.executable, "-c", code], check=True, env={**os.environ, "PYTHONPATH": str(src)})
+    return {name: work / f"model_{name}" for name in ("fnet", "resunet")}
+
+
+def flops_per_voxel(preset_name: str, src: Path) -> float:
+    r = child("forward", {"preset": preset_name, "z_levels": 3 if preset_name == "resunet" else None,
+                          "shape": [32, 64, 64], "precision": "fp32", "reps": 1, "out": "/dev/null.npy"}, src)  # fmt: skip
+    return r["gflop"] * 1e9 / (32 * 64 * 64)
+
+
+def accuracy(work: Path, arms: dict[str, Path]) -> dict[str, Any]:
+    """Pearson r of the shipped DNA model on a held-out synthetic field (seed 4242), before and after."""
+    field = work / "heldout.ome.zarr"
+    if not field.exists():
+        subprocess.run([sys.executable, "-m", "subcell", "synth", str(field), "--shape", "48", "256", "256",
+                        "--voxel-size", "0.29", "0.29", "0.29", "--n-cells", "10", "--seed", "4242"],
+                       check=True, capture_output=True, env={**os.environ, "PYTHONPATH": str(arms["after"])})  # fmt: skip
+    code = f"""
+import json
+from subcell import io
+from subcell.labelfree import PredictConfig, evaluate_prediction, predict_image
+from subcell.labelfree.pretrained import load_model
+image = io.read("{field}")
+out = {{}}
+for prec in ("bf16", "fp32"):
+    pred = predict_image(load_model("dna"), image.channel("brightfield").compute(), PredictConfig(precision=prec))
+    out[prec] = [r["pearson_r"] for r in evaluate_prediction(pred, image) if r["structure"] == "dna"][0]
+print(json.dumps(out))
+"""
+    res = {}
+    for arm, src in arms.items():
+        proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                              env={**os.environ, "PYTHONPATH": str(src)})  # fmt: skip
+        if proc.returncode != 0:
+            raise RuntimeError(proc.stderr[-3000:])
+        res[arm] = json.loads(proc.stdout.strip().splitlines()[-1])
+    return res
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--before", default="fae200b", help="commit of the 'before' arm")
+    ap.add_argument("--work", type=Path, default=Path("/tmp/subcell_speed"))
+    ap.add_argument("--big", action="store_true", help="also the 100×2048×2048 prediction (~10-20 min per arm)")
+    ap.add_argument("--sections", default="all")
+    args = ap.parse_args()
+    args.work.mkdir(parents=True, exist_ok=True)
+    sections = set(args.sections.split(",")) if args.sections != "all" else {
+        "forward", "train", "profile", "predict", "whole", "accuracy", "integrated"}  # fmt: skip
+    arms = {"before": worktree(args.before, args.work), "after": REPO / "src"}
+    out_json = HERE / "results" / "speed.json"
+    res: dict[str, Any] = json.loads(out_json.read_text()) if out_json.exists() and args.sections != "all" else {}
+    res["before_rev"] = args.before
+    res["after_rev"] = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], capture_output=True,
+                                      text=True).stdout.strip()  # fmt: skip
+    res["roof_start"] = child("roof", {}, arms["after"])
+    print("roof", res["roof_start"], flush=True)
+
+    if "forward" in sections:
+        res["forward"] = []
+        for preset_name, zl, shape in (("fnet", None, [32, 128, 128]), ("resunet", 3, [32, 128, 128])):
+            for prec in ("bf16", "fp32"):
+                row: dict[str, Any] = {"preset": preset_name, "shape": shape, "precision": prec}
+                for arm, src in arms.items():
+                    row[arm] = child("forward", {"preset": preset_name, "z_levels": zl, "shape": shape,
+                                                 "precision": prec, "out": str(args.work / f"fwd_{arm}.npy")}, src)  # fmt: skip
+                a, b = np.load(args.work / "fwd_after.npy"), np.load(args.work / "fwd_before.npy")
+                row["max_abs_diff"] = float(np.abs(a - b).max())
+                row["max_abs"] = float(np.abs(b).max())
+                res["forward"].append(row)
+                print(row, flush=True)
+
+    if "train" in sections:
+        res["train"] = []
+        for zl in (3, 1):
+            row = {"preset": "resunet", "z_levels": zl, "batch": 8, "patch": [32, 64, 64]}
+            for arm, src in arms.items():
+                row[arm] = child("train", {"preset": "resunet", "z_levels": zl, "batch": 8, "patch": [32, 64, 64]}, src)
+            res["train"].append(row)
+            print(row, flush=True)
+
+    if "profile" in sections:
+        res["profile"] = {arm: child("profile", {"preset": "resunet", "z_levels": 3, "batch": 8, "patch": [32, 64, 64],
+                                                 "infer_preset": "fnet", "infer_shape": [32, 128, 128]}, src)
+                          for arm, src in arms.items()}  # fmt: skip
+        print("profile done", flush=True)
+
+    if "predict" in sections or "whole" in sections:
+        sys.path.insert(0, str(HERE))
+        from bench_inference import make_volume
+
+        models = make_models(args.work, arms["after"])
+        vol = args.work / "bf_64x512x512.ome.zarr"
+        make_volume(vol, (64, 512, 512), (0.29, 0.29, 0.29))
+        small = args.work / "bf_32x512x512.ome.zarr"
+        make_volume(small, (32, 512, 512), (0.29, 0.29, 0.29))
+    if "predict" in sections:
+        res["predict"] = []
+        for preset_name, prec in (("fnet", "bf16"), ("fnet", "fp32"), ("resunet", "bf16")):
+            fpv = flops_per_voxel(preset_name, arms["after"])
+            row = {"preset": preset_name, "precision": prec, "shape": [64, 512, 512], "flops_per_voxel": fpv}
+            for arm, src in arms.items():
+                r = child("predict", {"model": str(models[preset_name]), "input": str(vol), "precision": prec,
+                                      "output": str(args.work / f"pred_{arm}.ome.zarr")}, src)  # fmt: skip
+                r["useful_gflops"] = 64 * 512 * 512 * fpv / r["seconds"] / 1e9
+                r["voxels_per_s"] = 64 * 512 * 512 / r["seconds"]
+                row[arm] = r
+            res["predict"].append(row)
+            print(row, flush=True)
+
+    if "whole" in sections:
+        from subcell import io
+
+        row = {"preset": "resunet", "shape": [32, 512, 512]}
+        for arm, src in arms.items():
+            row[arm] = {
+                "tiled": child("predict", {"model": str(models["resunet"]), "input": str(small), "precision": "bf16",
+                                           "output": str(args.work / f"tiled_{arm}.ome.zarr")}, src),
+                "whole": child("whole", {"model": str(models["resunet"]), "input": str(small),
+                                         "out": str(args.work / f"whole_{arm}.npy")}, src),
+            }  # fmt: skip
+            tiled = io.read(args.work / f"tiled_{arm}.ome.zarr").numpy()[0]
+            whole = np.load(args.work / f"whole_{arm}.npy")
+            row[arm]["ratio"] = row[arm]["tiled"]["seconds"] / row[arm]["whole"]["seconds"]
+            row[arm]["max_abs_diff"] = float(np.abs(tiled - whole).max())
+        res["whole"] = row
+        print(row, flush=True)
+
+    if "accuracy" in sections:
+        res["accuracy"] = accuracy(args.work, arms)
+        print(res["accuracy"], flush=True)
+
+    if "integrated" in sections:
+        res["integrated"] = {arm: child("integrated", {}, src) for arm, src in arms.items()}
+        print(res["integrated"], flush=True)
+
+    if args.big:
+        sys.path.insert(0, str(HERE))
+        from bench_inference import make_volume
+
+        models = make_models(args.work, arms["after"])
+        big = args.work / "bf_100x2048x2048.ome.zarr"
+        make_volume(big, (100, 2048, 2048), (0.29, 0.29, 0.29))
+        res["big"] = {arm: child("predict", {"model": str(models["resunet"]), "input": str(big), "precision": "auto",
+                                             "output": str(args.work / f"big_{arm}.ome.zarr")}, src)
+                      for arm, src in (("after", arms["after"]),)}  # fmt: skip
+        print(res["big"], flush=True)
+
+    res["roof_end"] = child("roof", {}, arms["after"])
+    print("roof", res["roof_end"], flush=True)
+    out_json.parent.mkdir(exist_ok=True)
+    out_json.write_text(json.dumps(res, indent=1))
+    (HERE / "results_speed.md").write_text(report(res))
+    print(report(res))
+
+
+def report(res: dict[str, Any]) -> str:
+    r0, r1 = res["roof_start"], res["roof_end"]
+    sg = (r0["sgemm"] + r1["sgemm"]) / 2
+    bg = (r0["bf16_gemm"] + r1["bf16_gemm"]) / 2
+    roof = {"fp32": sg, "bf16": bg}
+    lines = [
+        "# Deep-learning speed (issue 17): before and after, one run",
+        "",
+        f"`python benchmarks/labelfree/bench_speed.py --before {res['before_rev']}` (after = {res['after_rev']});"
+        " each number from a fresh interpreter, one at a time, 2 cores.",
+        "",
+        f"GEMM roofs (torch.mm 4096², start / end of the run): sgemm {r0['sgemm']:.0f} / {r1['sgemm']:.0f} GFLOP/s, "
+        f"bf16 {r0['bf16_gemm']:.0f} / {r1['bf16_gemm']:.0f} GFLOP/s; ratios below use the means ({sg:.0f}, {bg:.0f}).",
+    ]
+    if "forward" in res:
+        lines += ["", "## Network forward pass (one tile, as the prediction path runs it)", "",
+                  "| network | tile | precision | before GFLOP/s (% roof) | after GFLOP/s (% roof) | speed-up | max abs change / max abs |",
+                  "|---|---|---|---|---|---|---|"]  # fmt: skip
+        for r in res["forward"]:
+            rf = roof[r["precision"]]
+            b, a = r["before"]["gflops"], r["after"]["gflops"]
+            lines.append(f"| {r['preset']} | {'×'.join(map(str, r['shape']))} | {r['precision']} | {b:.0f} ({b / rf:.0%}) | "
+                         f"{a:.0f} ({a / rf:.0%}) | {a / b:.2f}× | {r['max_abs_diff']:.1e} / {r['max_abs']:.2f} |")  # fmt: skip
+    if "train" in res:
+        lines += ["", "## Training steps, default preset (resunet), batch 8 × 32×64×64, bf16 autocast", "",
+                  "| z_levels | arm | steps/s | voxels/s | data | forward | backward | optimizer | peak RSS MB |",
+                  "|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
+        for r in res["train"]:
+            for arm in ("before", "after"):
+                x = r[arm]
+                p = x["phases_s"]
+                lines.append(f"| {r['z_levels']} | {arm} | {x['steps_per_s']:.3f} | {x['voxels_per_s'] / 1e6:.2f} M | "
+                             f"{p['data']:.3f} s | {p['forward']:.3f} s | {p['backward']:.3f} s | {p['optimizer']:.3f} s | "
+                             f"{x['peak_rss_mb']:.0f} |")  # fmt: skip
+            lines.append(
+                f"| {r['z_levels']} | **speed-up** | **{r['after']['steps_per_s'] / r['before']['steps_per_s']:.2f}×** | | | | | | |"
+            )
+    if "predict" in res:
+        lines += ["", "## `predict_to_zarr` end to end, 64×512×512 OME-Zarr (read, normalise, tiles, blend, write)", "",
+                  "| network | precision | FLOPs/voxel | before s | after s | speed-up | after useful GFLOP/s (% roof) | before (% roof) | voxels/s after |",
+                  "|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
+        for r in res["predict"]:
+            rf = roof[r["precision"]]
+            b, a = r["before"], r["after"]
+            lines.append(f"| {r['preset']} | {r['precision']} | {r['flops_per_voxel'] / 1e3:.0f} k | {b['seconds']:.1f} | "
+                         f"{a['seconds']:.1f} | {b['seconds'] / a['seconds']:.2f}× | {a['useful_gflops']:.0f} "
+                         f"({a['useful_gflops'] / rf:.0%}) | {b['useful_gflops']:.0f} ({b['useful_gflops'] / rf:.0%}) | "
+                         f"{a['voxels_per_s'] / 1e6:.2f} M |")  # fmt: skip
+    if "whole" in res:
+        w = res["whole"]
+        lines += ["", "## Streamed tiled vs one whole-volume pass, resunet, 32×512×512, bf16", "",
+                  "| arm | tiled s | whole s | tiled / whole | max abs difference | peak RSS tiled / whole MB |",
+                  "|---|---|---|---|---|---|"]  # fmt: skip
+        for arm in ("before", "after"):
+            x = w[arm]
+            lines.append(f"| {arm} | {x['tiled']['seconds']:.1f} | {x['whole']['seconds']:.1f} | **{x['ratio']:.2f}×** | "
+                         f"{x['max_abs_diff']:.1e} | {x['tiled']['peak_rss_mb']:.0f} / {x['whole']['peak_rss_mb']:.0f} |")  # fmt: skip
+    if "accuracy" in res:
+        a = res["accuracy"]
+        lines += ["", "## Numerics: shipped `dna` model on a held-out synthetic field (seed 4242)", "",
+                  "| arm | r bf16 | r fp32 |", "|---|---|---|"]  # fmt: skip
+        for arm in ("before", "after"):
+            lines.append(f"| {arm} | {a[arm]['bf16']:.4f} | {a[arm]['fp32']:.4f} |")
+        lines.append(f"| |Δr| | {abs(a['after']['bf16'] - a['before']['bf16']):.4f} | "
+                     f"{abs(a['after']['fp32'] - a['before']['fp32']):.4f} |")  # fmt: skip
+    if "integrated" in res:
+        lines += [
+            "",
+            "## Integrated cell (64×96×96 crops, bf16, batch 4 training, 8 samples)",
+            "",
+            "| measure | before | after | speed-up |",
+            "|---|---|---|---|",
+        ]
+        for k in ("train_reference_cells_per_s", "train_conditional_cells_per_s", "sample_cells_per_s"):
+            b, a = res["integrated"]["before"][k], res["integrated"]["after"][k]
+            lines.append(f"| {k.replace('_', ' ')} | {b:.2f} | {a:.2f} | {a / b:.2f}× |")
+    if "profile" in res:
+        for phase in ("train", "inference"):
+            lines += [
+                "",
+                f"## Profile, {phase} ({'resunet, batch 8 × 32×64×64' if phase == 'train' else 'fnet, 1×32×128×128'}, bf16): top operators by self time",
+                "",
+            ]
+            for arm in ("before", "after"):
+                p = res["profile"][arm][phase]
+                lines += [
+                    f"**{arm}** (total {p['total_ms']:.0f} ms)",
+                    "",
+                    "| operator | input shapes | calls | self ms |",
+                    "|---|---|---|---|",
+                ]
+                for t in p["top"]:
+                    lines.append(f"| {t['op']} | `{t['shapes'][:70]}` | {t['calls']} | {t['self_ms']:.0f} |")
+                lines.append("")
+    if "big" in res:
+        b = res["big"]["after"]
+        lines += [
+            "",
+            "## 100×2048×2048 prediction (resunet, bf16, 2 GB limit)",
+            "",
+            f"after: {b['seconds']:.0f} s, peak RSS {b['peak_rss_mb']:.0f} MB",
+        ]
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    main()

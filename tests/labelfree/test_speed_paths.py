@@ -1,0 +1,130 @@
+"""The fast paths compute the same function: channels-last layout, folded batch norms, the dense-gradient concat,
+tiles chosen to compute the fewest voxels, and the allocator setting."""
+
+from __future__ import annotations
+
+import copy
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from subcell.image import VoxelSize  # noqa: E402
+from subcell.labelfree import LabelFreeModel, build_network, preset  # noqa: E402
+from subcell.labelfree.predict import choose_tile  # noqa: E402
+from subcell.train.host import tune_allocator  # noqa: E402
+from subcell.transforms.tiling import tile_starts  # noqa: E402
+
+CASES = [("resunet", 3), ("resunet", 1), ("resunet", 0), ("fnet", 2)]
+
+
+def _net(name: str, z_levels: int, seed: int = 0) -> torch.nn.Module:
+    torch.manual_seed(seed)
+    net = build_network(preset(name, depth=2, base_channels=4, z_levels=z_levels), in_channels=1, out_channels=2)
+    for m in net.modules():  # non-trivial statistics and affine parameters, as after training
+        if isinstance(m, torch.nn.BatchNorm3d | torch.nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.3, 0.3)
+            m.running_var.uniform_(0.5, 2.0)
+            m.weight.data.uniform_(0.5, 1.5)
+            m.bias.data.uniform_(-0.2, 0.2)
+    return net
+
+
+@pytest.mark.parametrize(("name", "z_levels"), CASES)
+def test_channels_last_is_the_same_function_and_the_same_gradients(name: str, z_levels: int) -> None:
+    net = _net(name, z_levels)
+    ref = copy.deepcopy(net).set_channels_last(False)
+    x = torch.randn(2, 1, 8, 16, 16)
+    net.eval()
+    ref.eval()
+    with torch.no_grad():
+        np.testing.assert_allclose(net(x).numpy(), ref(x).numpy(), atol=1e-5)
+    net.train()
+    ref.train()
+    net(x).square().mean().backward()
+    ref(x).square().mean().backward()
+    for (k, p), q in zip(net.named_parameters(), ref.parameters(), strict=True):
+        assert p.grad is not None and q.grad is not None
+        np.testing.assert_allclose(p.grad.numpy(), q.grad.numpy(), atol=1e-4, rtol=1e-3, err_msg=k)
+
+
+@pytest.mark.parametrize(("name", "z_levels"), CASES)
+def test_activations_stay_channels_last_forward_and_backward(name: str, z_levels: int) -> None:
+    """No layout flips between layers: every 5D activation with several channels, and its gradient, is dense
+    channels-last (a flip costs a copy forward, and mixed layouts send backward kernels down a slow path)."""
+    net = _net(name, z_levels).train()
+    cl = torch.channels_last_3d
+    seen: list[str] = []
+    bad: list[str] = []
+
+    def hook(mod: torch.nn.Module, inp: object, out: torch.Tensor, name: str = "") -> None:
+        if out.dim() == 5 and out.shape[1] > 1 and out.requires_grad:
+            seen.append(name)
+            if not out.is_contiguous(memory_format=cl):
+                bad.append(f"{name} forward {out.stride()}")
+
+            def grad_hook(g: torch.Tensor, name: str = name) -> None:
+                if not g.is_contiguous(memory_format=cl):
+                    bad.append(f"{name} gradient {g.stride()}")
+
+            out.register_hook(grad_hook)
+
+    for n, m in net.named_modules():
+        if isinstance(m, torch.nn.ReLU):
+            m.register_forward_hook(lambda mod, i, o, n=n: hook(mod, i, o, n))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = net(torch.randn(2, 1, 8, 16, 16))
+    out.float().square().mean().backward()
+    assert seen and not bad, bad
+
+
+@pytest.mark.parametrize(("name", "z_levels"), CASES)
+def test_folded_batch_norms_give_the_eval_function(name: str, z_levels: int) -> None:
+    net = _net(name, z_levels).eval()
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    fused = net.fused()
+    assert not any(isinstance(m, torch.nn.BatchNorm2d | torch.nn.BatchNorm3d) for m in fused.modules())
+    x = torch.randn(2, 1, 8, 16, 16)
+    with torch.no_grad():
+        np.testing.assert_allclose(fused(x).numpy(), net(x).numpy(), atol=1e-5)
+    for k, v in net.state_dict().items():  # the model itself is untouched
+        assert torch.equal(v, before[k]), k
+
+
+def _computed(shape: tuple[int, int, int], tile: tuple[int, int, int], overlap: float = 0.25) -> int:
+    return int(np.prod([len(tile_starts(max(n, t), t, overlap=overlap)) * t for n, t in zip(shape, tile, strict=True)]))
+
+
+def test_tile_choice_computes_the_fewest_voxels_that_fit() -> None:
+    model = LabelFreeModel.create(preset("resunet", z_levels=3), input_channel="bf", targets=["dna"],
+                                  voxel_size=VoxelSize(0.29, 0.29, 0.29))  # fmt: skip
+    shape = (32, 512, 512)
+    whole, _ = choose_tile(model, shape, memory_limit_gb=16, itemsize=2)
+    assert whole == shape  # room for the whole volume: one tile, nothing computed twice
+    tile, _ = choose_tile(model, shape, memory_limit_gb=1.5, itemsize=2)
+    assert tile != shape and all(t % d == 0 for t, d in zip(tile, model.divisor, strict=True))
+    # no other tile of at least the training patch that fits the same budget computes fewer voxels
+    per_voxel = model.network.activation_bytes_per_voxel(itemsize=2)
+    budget = 1.5 * 1024**3 - 300e6 - 4.5 * 4 * 32 * 512 * 512
+    fits = [
+        (z, y, x) for z in (32,) for y in range(64, 513, 8) for x in range(64, 513, 8)
+        if per_voxel * z * y * x * 1.3 <= budget
+    ]  # fmt: skip
+    assert tile in fits
+    assert _computed(shape, tile) == min(_computed(shape, t) for t in fits)
+    # the old heuristic (doubling from the training patch up to 256 in y/x) computed more
+    assert _computed(shape, tile) < _computed(shape, (32, 256, 128))
+
+
+def test_allocator_setting_applies_once_and_can_be_refused() -> None:
+    assert tune_allocator() is tune_allocator()  # idempotent
+    if sys.platform.startswith("linux") and os.path.exists("/lib/x86_64-linux-gnu/libc.so.6"):
+        assert tune_allocator() is True
+    code = "from subcell.train.host import tune_allocator; print(tune_allocator())"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         env={**os.environ, "SUBCELL_MALLOC": "system"})  # fmt: skip
+    assert out.stdout.strip() == "False"
