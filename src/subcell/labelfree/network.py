@@ -14,7 +14,7 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from torch import nn
 
-from subcell.train.blocks import CL3D, ConvBlock, Planar, norm_for, set_channels_last
+from subcell.train.blocks import CL3D, ConvBlock, Planar, ReLU, norm_for, set_channels_last
 
 __all__ = ["PRESETS", "NetworkConfig", "UNet", "build_network", "preset"]
 
@@ -80,7 +80,7 @@ class _Down(nn.Module):
             else Planar(nn.Conv2d(c_in, c_out, 2, stride=2, bias=bias))
         )
         self.norm = norm_for(norm, c_out, iso)
-        self.act = nn.ReLU(inplace=True)
+        self.act = ReLU()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.act(self.norm(self.conv(x)))
@@ -98,7 +98,7 @@ class _Up(nn.Module):
             else Planar(nn.ConvTranspose2d(c_in, c_out, 2, stride=2, bias=bias))
         )
         self.norm = norm_for(norm, c_out, iso)
-        self.act = nn.ReLU(inplace=True)
+        self.act = ReLU()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.act(self.norm(self.conv(x)))

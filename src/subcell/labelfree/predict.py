@@ -42,6 +42,12 @@ def output_channel_names(model: LabelFreeModel) -> list[str]:
     return names
 
 
+# Peak resident memory of a forward pass grows by this factor when freed blocks are kept for reuse
+# (subcell.train.host.tune_allocator): blocks of one size cannot serve requests of another. Measured on fnet
+# 64×512×512 at a 2 GB limit: +60 % in fp32, +45 % in bf16 (benchmarks/labelfree/results_speed.md).
+RETAINED_BY_ALLOCATOR = 1.6
+
+
 def _round_up(n: int, m: int) -> int:
     return max(m, math.ceil(n / m) * m)
 
@@ -54,6 +60,7 @@ def choose_tile(
     batch_size: int | None = None,
     overlap: float = 0.25,
     itemsize: int = 4,
+    retained: float = 1.0,
 ) -> tuple[tuple[int, int, int], int]:
     """The tile (and batch) that computes the fewest voxels while its activations, row buffers and input slab fit
     ``memory_limit_gb``.
@@ -61,7 +68,9 @@ def choose_tile(
     Overlapping tiles compute some voxels more than once: a 512-wide axis in 128-wide tiles computes 640 columns
     per row of tiles, in one 512-wide tile exactly 512. Every tile size (multiples of the network's divisor,
     at least the training patch where the volume allows, at most the padded volume) is scored by the voxels the
-    whole grid computes; among the cheapest, the largest tile wins. ``itemsize`` is 2 under bf16/fp16 autocast.
+    whole grid computes; among the cheapest, the largest tile wins. ``itemsize`` is 2 under bf16/fp16 autocast;
+    ``retained`` scales the activation memory for an allocator that keeps freed blocks
+    (:data:`RETAINED_BY_ALLOCATOR`).
     """
     from subcell.transforms.tiling import tile_starts
 
@@ -76,7 +85,7 @@ def choose_tile(
         # accumulators + the finished rows handed to the sink (C_out each), the normalised input slab and the raw
         # slab it is converted from
         row_bytes = (2 * n_out + 2.5) * 4 * t[0] * max(shape[1], t[1]) * max(shape[2], t[2])
-        return b * per_voxel * t[0] * t[1] * t[2] * 1.3 + row_bytes + 300e6  # + weights, libraries
+        return b * per_voxel * t[0] * t[1] * t[2] * 1.3 * retained + row_bytes + 300e6  # + weights, libraries
 
     def cheapest(floor: list[int]) -> tuple[int, int, int] | None:
         # voxels computed along each axis for each candidate length (the grid is a product of per-axis grids)
@@ -151,8 +160,7 @@ def predict_volume(
     cfg = config or PredictConfig()
     device = resolve_device(cfg.device)
     dtype = autocast_dtype(device, cfg.precision)
-    if device.type == "cpu":
-        tune_allocator()
+    tuned = device.type == "cpu" and tune_allocator()
     model.network.to(device).eval()
     net = model.network.fused()  # batch norms folded into the convolutions: the same function, fewer passes
     div = model.divisor
@@ -164,7 +172,7 @@ def predict_volume(
     else:
         tile, batch = choose_tile(
             model, shape, memory_limit_gb=cfg.memory_limit_gb, batch_size=cfg.batch_size, overlap=cfg.overlap,
-            itemsize=2 if dtype is not None else 4,
+            itemsize=2 if dtype is not None else 4, retained=RETAINED_BY_ALLOCATOR if tuned else 1.0,
         )  # fmt: skip
     tile = tuple(  # type: ignore[assignment]
         min(t, _round_up(s, d)) for t, s, d in zip(tile, shape, div, strict=True)
