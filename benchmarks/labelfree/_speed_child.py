@@ -179,14 +179,27 @@ def predict(args: dict[str, Any]) -> dict[str, Any]:
     """``predict_to_zarr`` from an OME-Zarr on disk (read, normalise, tiles, blending, write), phase-free wall time."""
     from subcell import io
     from subcell.labelfree import LabelFreeModel, PredictConfig, predict_to_zarr
+    from subcell.labelfree import predict as predict_module
 
+    # the network's share of the wall time: every batch of tiles goes through predict._forward (both arms)
+    network_s = [0.0]
+    inner = predict_module._forward
+
+    def timed(*a: Any, **k: Any) -> Any:
+        t = time.perf_counter()
+        out = inner(*a, **k)
+        network_s[0] += time.perf_counter() - t
+        return out
+
+    predict_module._forward = timed  # type: ignore[assignment]
     model = LabelFreeModel.load(args["model"])
     image = io.read(args["input"])
     cfg = PredictConfig(memory_limit_gb=args.get("memory_gb", 2.0), precision=args["precision"])
     t = time.perf_counter()
     predict_to_zarr(model, image, args["output"], cfg, overwrite=True)
     seconds = time.perf_counter() - t
-    return {"seconds": seconds, "peak_rss_mb": _rss_mb()}
+    tile = io.read(args["output"]).provenance.parameters.get("tile")
+    return {"seconds": seconds, "network_s": network_s[0], "peak_rss_mb": _rss_mb(), "tile": tile}
 
 
 def whole(args: dict[str, Any]) -> dict[str, Any]:
@@ -205,6 +218,44 @@ def whole(args: dict[str, Any]) -> dict[str, Any]:
     seconds = time.perf_counter() - t
     np.save(args["out"], y[0])
     return {"seconds": seconds, "peak_rss_mb": _rss_mb()}
+
+
+def compiled(args: dict[str, Any]) -> dict[str, Any]:
+    """``torch.compile`` (inductor) against eager: one training step of a preset and one inference pass."""
+    _tune()
+    out: dict[str, Any] = {}
+    x, y = torch.randn(args["batch"], 1, *args["patch"]), torch.randn(args["batch"], 1, *args["patch"])
+    for mode in ("eager", "compile"):
+        torch.manual_seed(0)
+        net = _network(args["preset"], args.get("z_levels")).train()
+        opt = torch.optim.Adam(net.parameters(), 1e-4)
+        f = torch.compile(net) if mode == "compile" else net
+
+        def step(f: Any = f, opt: Any = opt) -> None:
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                o = f(x)
+            loss = ((o.float() - y) ** 2).mean()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+
+        t = time.perf_counter()
+        step()
+        first = time.perf_counter() - t
+        out[f"train_{mode}"] = {"first_s": first, "step_s": _best(step, 4)}
+        inet = _network(args["preset"], args.get("z_levels")).eval().fused()
+        g = torch.compile(inet) if mode == "compile" else inet
+        xi = torch.randn(1, 1, *args["infer_shape"])
+
+        def infer(g: Any = g, xi: torch.Tensor = xi) -> None:
+            with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
+                g(xi)
+
+        t = time.perf_counter()
+        infer()
+        first = time.perf_counter() - t
+        out[f"inference_{mode}"] = {"first_s": first, "pass_s": _best(infer, 3)}
+    return out
 
 
 def integrated(args: dict[str, Any]) -> dict[str, Any]:

@@ -105,12 +105,13 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--before", default="fae200b", help="commit of the 'before' arm")
     ap.add_argument("--work", type=Path, default=Path("/tmp/subcell_speed"))
-    ap.add_argument("--big", action="store_true", help="also the 100×2048×2048 prediction (~10-20 min per arm)")
+    ap.add_argument("--big", action="store_true", help="also the 100×2048×2048 prediction, after (~5 min)")
+    ap.add_argument("--big-before", action="store_true", help="and before (~20 min)")
     ap.add_argument("--sections", default="all")
     args = ap.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
     sections = set(args.sections.split(",")) if args.sections != "all" else {
-        "forward", "train", "profile", "predict", "whole", "accuracy", "integrated"}  # fmt: skip
+        "forward", "train", "profile", "predict", "whole", "accuracy", "compile", "integrated"}  # fmt: skip
     arms = {"before": worktree(args.before, args.work), "after": REPO / "src"}
     out_json = HERE / "results" / "speed.json"
     res: dict[str, Any] = json.loads(out_json.read_text()) if out_json.exists() and args.sections != "all" else {}
@@ -177,22 +178,27 @@ def main() -> None:
 
         row = {"preset": "resunet", "shape": [32, 512, 512]}
         for arm, src in arms.items():
-            row[arm] = {
-                "tiled": child("predict", {"model": str(models["resunet"]), "input": str(small), "precision": "bf16",
-                                           "output": str(args.work / f"tiled_{arm}.ome.zarr")}, src),
-                "whole": child("whole", {"model": str(models["resunet"]), "input": str(small),
-                                         "out": str(args.work / f"whole_{arm}.npy")}, src),
-            }  # fmt: skip
-            tiled = io.read(args.work / f"tiled_{arm}.ome.zarr").numpy()[0]
+            row[arm] = {"whole": child("whole", {"model": str(models["resunet"]), "input": str(small),
+                                                 "out": str(args.work / f"whole_{arm}.npy")}, src)}  # fmt: skip
             whole = np.load(args.work / f"whole_{arm}.npy")
-            row[arm]["ratio"] = row[arm]["tiled"]["seconds"] / row[arm]["whole"]["seconds"]
-            row[arm]["max_abs_diff"] = float(np.abs(tiled - whole).max())
+            for gb in (2.0, 4.0):  # 4 GB: enough for the whole volume, which the tiled path may then choose
+                r = child("predict", {"model": str(models["resunet"]), "input": str(small), "precision": "bf16",
+                                      "memory_gb": gb, "output": str(args.work / f"tiled_{arm}.ome.zarr")}, src)  # fmt: skip
+                tiled = io.read(args.work / f"tiled_{arm}.ome.zarr").numpy()[0]
+                r["ratio"] = r["seconds"] / row[arm]["whole"]["seconds"]
+                r["max_abs_diff"] = float(np.abs(tiled - whole).max())
+                row[arm][f"tiled_{gb:.0f}gb"] = r
         res["whole"] = row
         print(row, flush=True)
 
     if "accuracy" in sections:
         res["accuracy"] = accuracy(args.work, arms)
         print(res["accuracy"], flush=True)
+
+    if "compile" in sections:
+        res["compile"] = child("compiled", {"preset": "resunet", "z_levels": 3, "batch": 8, "patch": [32, 64, 64],
+                                            "infer_shape": [32, 128, 128]}, arms["after"])  # fmt: skip
+        print(res["compile"], flush=True)
 
     if "integrated" in sections:
         res["integrated"] = {arm: child("integrated", {}, src) for arm, src in arms.items()}
@@ -207,7 +213,7 @@ def main() -> None:
         make_volume(big, (100, 2048, 2048), (0.29, 0.29, 0.29))
         res["big"] = {arm: child("predict", {"model": str(models["resunet"]), "input": str(big), "precision": "auto",
                                              "output": str(args.work / f"big_{arm}.ome.zarr")}, src)
-                      for arm, src in (("after", arms["after"]),)}  # fmt: skip
+                      for arm, src in arms.items() if arm == "after" or args.big_before}  # fmt: skip
         print(res["big"], flush=True)
 
     res["roof_end"] = child("roof", {}, arms["after"])
@@ -257,24 +263,29 @@ def report(res: dict[str, Any]) -> str:
             )
     if "predict" in res:
         lines += ["", "## `predict_to_zarr` end to end, 64×512×512 OME-Zarr (read, normalise, tiles, blend, write)", "",
-                  "| network | precision | FLOPs/voxel | before s | after s | speed-up | after useful GFLOP/s (% roof) | before (% roof) | voxels/s after |",
-                  "|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
+                  "| network | precision | FLOPs/voxel | before s (network) | after s (network) | speed-up | after useful GFLOP/s (% roof) | before (% roof) | voxels/s before → after | tile after |",
+                  "|---|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
         for r in res["predict"]:
             rf = roof[r["precision"]]
             b, a = r["before"], r["after"]
-            lines.append(f"| {r['preset']} | {r['precision']} | {r['flops_per_voxel'] / 1e3:.0f} k | {b['seconds']:.1f} | "
-                         f"{a['seconds']:.1f} | {b['seconds'] / a['seconds']:.2f}× | {a['useful_gflops']:.0f} "
+            lines.append(f"| {r['preset']} | {r['precision']} | {r['flops_per_voxel'] / 1e3:.0f} k | {b['seconds']:.1f} "
+                         f"({b.get('network_s', float('nan')):.1f}) | {a['seconds']:.1f} ({a.get('network_s', float('nan')):.1f}) | "
+                         f"{b['seconds'] / a['seconds']:.2f}× | {a['useful_gflops']:.0f} "
                          f"({a['useful_gflops'] / rf:.0%}) | {b['useful_gflops']:.0f} ({b['useful_gflops'] / rf:.0%}) | "
-                         f"{a['voxels_per_s'] / 1e6:.2f} M |")  # fmt: skip
+                         f"{b['voxels_per_s'] / 1e6:.2f} M → {a['voxels_per_s'] / 1e6:.2f} M | {a.get('tile')} |")  # fmt: skip
     if "whole" in res:
         w = res["whole"]
-        lines += ["", "## Streamed tiled vs one whole-volume pass, resunet, 32×512×512, bf16", "",
-                  "| arm | tiled s | whole s | tiled / whole | max abs difference | peak RSS tiled / whole MB |",
-                  "|---|---|---|---|---|---|"]  # fmt: skip
+        lines += ["", "## Streamed tiled (`predict_to_zarr`, from and to OME-Zarr) vs one whole-volume forward pass in memory, "
+                  "resunet, 32×512×512, bf16", "",
+                  "| arm | memory limit | tile | tiled s | whole s | tiled / whole | max abs difference | peak RSS tiled / whole MB |",
+                  "|---|---|---|---|---|---|---|---|"]  # fmt: skip
         for arm in ("before", "after"):
             x = w[arm]
-            lines.append(f"| {arm} | {x['tiled']['seconds']:.1f} | {x['whole']['seconds']:.1f} | **{x['ratio']:.2f}×** | "
-                         f"{x['max_abs_diff']:.1e} | {x['tiled']['peak_rss_mb']:.0f} / {x['whole']['peak_rss_mb']:.0f} |")  # fmt: skip
+            for key in sorted(k for k in x if k.startswith("tiled_")):
+                t = x[key]
+                lines.append(f"| {arm} | {key[6:]} | {t.get('tile')} | {t['seconds']:.1f} | {x['whole']['seconds']:.1f} | "
+                             f"**{t['ratio']:.2f}×** | {t['max_abs_diff']:.1e} | {t['peak_rss_mb']:.0f} / "
+                             f"{x['whole']['peak_rss_mb']:.0f} |")  # fmt: skip
     if "accuracy" in res:
         a = res["accuracy"]
         lines += ["", "## Numerics: shipped `dna` model on a held-out synthetic field (seed 4242)", "",
@@ -294,6 +305,12 @@ def report(res: dict[str, Any]) -> str:
         for k in ("train_reference_cells_per_s", "train_conditional_cells_per_s", "sample_cells_per_s"):
             b, a = res["integrated"]["before"][k], res["integrated"]["after"][k]
             lines.append(f"| {k.replace('_', ' ')} | {b:.2f} | {a:.2f} | {a / b:.2f}× |")
+    if "compile" in res:
+        c = res["compile"]
+        lines += ["", "## torch.compile (inductor) vs eager, after (resunet; training batch 8 × 32×64×64, inference 1×32×128×128)", "",
+                  "| measure | eager | compiled | first call compiled |", "|---|---|---|---|",
+                  f"| training step s | {c['train_eager']['step_s']:.3f} | {c['train_compile']['step_s']:.3f} | {c['train_compile']['first_s']:.0f} s |",
+                  f"| inference pass s | {c['inference_eager']['pass_s']:.3f} | {c['inference_compile']['pass_s']:.3f} | {c['inference_compile']['first_s']:.0f} s |"]  # fmt: skip
     if "profile" in res:
         for phase in ("train", "inference"):
             lines += [

@@ -128,3 +128,22 @@ def test_allocator_setting_applies_once_and_can_be_refused() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          env={**os.environ, "SUBCELL_MALLOC": "system"})  # fmt: skip
     assert out.stdout.strip() == "False"
+
+
+def test_a_precision_the_device_lacks_is_refused_or_reported(monkeypatch: pytest.MonkeyPatch) -> None:
+    import warnings
+
+    from subcell.errors import ValueRangeError
+    from subcell.train import precision
+
+    cpu = torch.device("cpu")
+    with pytest.raises(ValueRangeError, match="fp16 autocast is for GPUs"):
+        precision.autocast_dtype(cpu, "fp16")
+    monkeypatch.setattr(precision, "cpu_has_bf16", lambda: False)
+    assert precision.autocast_dtype(cpu, "auto") is None  # auto never picks an emulated precision
+    with pytest.warns(UserWarning, match="emulated"):
+        assert precision.autocast_dtype(cpu, "bf16") is torch.bfloat16
+    monkeypatch.setattr(precision, "cpu_has_bf16", lambda: True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert precision.autocast_dtype(cpu, "bf16") is torch.bfloat16

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from typing import Literal
 
 import torch
@@ -45,6 +46,15 @@ def autocast_dtype(device: torch.device, precision: Precision = "auto") -> torch
     if precision == "fp32":
         return None
     if precision == "bf16":
+        if device.type == "cuda" and not torch.cuda.is_bf16_supported():
+            raise ValueRangeError("this GPU has no bf16 arithmetic; use fp16 or fp32", field="precision")
+        if device.type == "cpu" and not cpu_has_bf16():
+            warnings.warn(
+                "bf16 requested on a CPU without native bf16 (AVX512-BF16 or AMX): it is emulated and slower than "
+                "fp32; --precision auto picks fp32 here",
+                UserWarning,
+                stacklevel=2,
+            )
         return torch.bfloat16
     if precision == "fp16":
         if device.type == "cpu":
