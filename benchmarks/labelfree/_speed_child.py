@@ -198,7 +198,8 @@ def predict(args: dict[str, Any]) -> dict[str, Any]:
     t = time.perf_counter()
     predict_to_zarr(model, image, args["output"], cfg, overwrite=True)
     seconds = time.perf_counter() - t
-    tile = io.read(args["output"]).provenance.parameters.get("tile")
+    steps = [h for h in io.read(args["output"]).provenance.history if h.get("step") == "labelfree.predict"]
+    tile = steps[-1]["parameters"].get("tile") if steps else None
     return {"seconds": seconds, "network_s": network_s[0], "peak_rss_mb": _rss_mb(), "tile": tile}
 
 
