@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from subcell.labelfree import LabelFreeModel
 from subcell.labelfree.config import PretrainConfig
@@ -59,6 +60,23 @@ def test_pretrain_writes_a_model_that_records_its_synthetic_origin(tmp_path: Pat
     assert "synthetic" in model.training["data"] and model.training["fields_generated"] >= 2
     assert model.config["pretrain"]["seed"] == 0
     assert {"val_r_dna", "val_r_nucleus"} <= set(res.summary["validation"])
+
+
+def test_stop_at_ends_a_run_where_a_time_budget_did_without_changing_its_schedule(tmp_path: Path) -> None:
+    """The shipped recipes pin the step a 15-minute budget reached: a faster machine must not train further."""
+    stopped = pretrain_labelfree(_cfg(tmp_path / "a", iterations=4, stop_at=2, validate_every=1))
+    short = pretrain_labelfree(_cfg(tmp_path / "b", iterations=2, validate_every=1))
+    full = pretrain_labelfree(_cfg(tmp_path / "c", iterations=4, validate_every=1))
+    assert stopped.summary["steps"] == 2 and full.summary["steps"] == 4
+    a, b, c = (r.model.network.state_dict() for r in (stopped, short, full))
+    # the rates follow the 4-step cosine: the weights equal a 4-step run killed after step 2, not a 2-step run
+    mid = pretrain_labelfree(_cfg(tmp_path / "d", iterations=4, validate_every=1), stop_after=2)
+    m = mid.model.network.state_dict()
+    assert all(torch.equal(a[k], m[k]) for k in a)
+    assert any(not torch.equal(a[k], b[k]) for k in a if a[k].is_floating_point())
+    assert c.keys() == a.keys()
+    with pytest.raises(ValueError, match="beyond iterations"):
+        _cfg(tmp_path, iterations=4, stop_at=5)
 
 
 def test_a_2d_pretrain_trains_on_planes(tmp_path: Path) -> None:

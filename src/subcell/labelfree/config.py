@@ -173,6 +173,10 @@ class PretrainConfig(BaseModel):
     batch_size: int = Field(8, ge=1, le=1024)
     iterations: int = Field(4000, ge=1)
     max_minutes: float | None = Field(None, gt=0)
+    stop_at: int | None = Field(
+        None, ge=1, description="end at this step (validated, saved) with the learning-rate schedule still over "
+        "`iterations`: reproduces, step for step, a run that a time budget ended there"
+    )  # fmt: skip
     lr: float = Field(2e-3, gt=0, le=1)
     lr_schedule: Literal["constant", "cosine"] = "cosine"
     foreground_fraction: float = Field(0.7, ge=0, le=1)
@@ -197,6 +201,12 @@ class PretrainConfig(BaseModel):
         if bad:
             raise ValueError(f"unknown pretraining target(s) {bad}; expected some of {sorted(known)}")
         return v
+
+    @model_validator(mode="after")
+    def _stop(self) -> PretrainConfig:
+        if self.stop_at is not None and self.stop_at > self.iterations:
+            raise ValueError(f"stop_at {self.stop_at} is beyond iterations {self.iterations}")
+        return self
 
     @field_validator("randomization")
     @classmethod

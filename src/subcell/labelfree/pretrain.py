@@ -164,7 +164,7 @@ def pretrain_labelfree(
     )
     history = fit(
         model.network, optimizer, sample_batch=stream.batch, loss_fn=_loss(False, len(cfg.targets)),
-        iterations=cfg.iterations, rng=rng, device=device, autocast=dtype, checkpoint_dir=ckpt,
+        iterations=cfg.stop_at or cfg.iterations, rng=rng, device=device, autocast=dtype, checkpoint_dir=ckpt,
         checkpoint_every=cfg.checkpoint_every, resume=cfg.resume, validate=validate,
         validate_every=cfg.validate_every, on_step=on_step, ctx=ctx, stop_after=stop_after,
         lr_at=lr_schedule(cfg.lr, cfg.iterations, cfg.lr_schedule),
