@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import stat
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -51,7 +52,11 @@ def commit(tmp: Path, path: Path) -> None:
             os.replace(tmp, path)  # files: atomic overwrite; folders: only when nothing is there
             return
         except OSError:
-            if not path.is_dir() or path.is_symlink():
+            try:  # one lstat: another writer may move the path aside at any moment
+                mode = os.lstat(path).st_mode
+            except FileNotFoundError:
+                continue  # it just did: retry
+            if not stat.S_ISDIR(mode):
                 raise
         backup = path.parent / f".{path.name}.old-{uuid.uuid4().hex[:12]}"
         try:
@@ -89,4 +94,8 @@ def atomic_output(path: str | Path, *, overwrite: bool) -> Iterator[Path]:
     except BaseException:
         discard(tmp)
         raise
-    commit(tmp, target)
+    try:
+        commit(tmp, target)
+    except BaseException:
+        discard(tmp)
+        raise
