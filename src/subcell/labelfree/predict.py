@@ -24,7 +24,7 @@ from subcell.errors import ChannelError, MetadataError, ValueRangeError
 from subcell.image import Image, VoxelSize
 from subcell.labelfree.config import PredictConfig
 from subcell.labelfree.model import LabelFreeModel
-from subcell.train.host import tune_allocator
+from subcell.train.host import RETAINED, tune_allocator
 from subcell.train.precision import autocast_dtype, precision_name, resolve_device
 from subcell.transforms.tiling import TileGrid
 
@@ -40,12 +40,6 @@ def output_channel_names(model: LabelFreeModel) -> list[str]:
     if model.uncertainty:
         names += [f"{t}_std" for t in model.targets]
     return names
-
-
-# Peak resident memory of a forward pass grows by this factor when freed blocks are kept for reuse
-# (subcell.train.host.tune_allocator): blocks of one size cannot serve requests of another. Measured on fnet
-# 64×512×512 at a 2 GB limit: +60 % in fp32, +45 % in bf16 (benchmarks/labelfree/results_speed.md).
-RETAINED_BY_ALLOCATOR = 1.6
 
 
 def _round_up(n: int, m: int) -> int:
@@ -70,7 +64,7 @@ def choose_tile(
     at least the training patch where the volume allows, at most the padded volume) is scored by the voxels the
     whole grid computes; among the cheapest, the largest tile wins. ``itemsize`` is 2 under bf16/fp16 autocast;
     ``retained`` scales the activation memory for an allocator that keeps freed blocks
-    (:data:`RETAINED_BY_ALLOCATOR`).
+    (:data:`subcell.train.host.RETAINED`).
     """
     from subcell.transforms.tiling import tile_starts
 
@@ -172,7 +166,7 @@ def predict_volume(
     else:
         tile, batch = choose_tile(
             model, shape, memory_limit_gb=cfg.memory_limit_gb, batch_size=cfg.batch_size, overlap=cfg.overlap,
-            itemsize=2 if dtype is not None else 4, retained=RETAINED_BY_ALLOCATOR if tuned else 1.0,
+            itemsize=2 if dtype is not None else 4, retained=RETAINED if tuned else 1.0,
         )  # fmt: skip
     tile = tuple(  # type: ignore[assignment]
         min(t, _round_up(s, d)) for t, s, d in zip(tile, shape, div, strict=True)

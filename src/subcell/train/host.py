@@ -4,11 +4,11 @@ Written by hand because no library sets it for us: PyTorch allocates CPU tensors
 ``malloc``. glibc serves every allocation above its mmap threshold (at most 32 MB by default) with a fresh
 ``mmap`` and unmaps it on ``free``, so each large activation of a 3D network is page-faulted in again on every
 forward and backward pass: element-wise kernels (ReLU, batch norm, additions) then run 5-8x below memory
-bandwidth and the kernel spends a third of a training step zeroing pages (measured in
-``benchmarks/labelfree/bench_speed.py``). Raising the mmap and trim thresholds keeps freed blocks in the heap
+bandwidth and the kernel spends a third of a training step zeroing pages (exploratory measurements with
+``resource.getrusage``; the before/after effect is in ``benchmarks/labelfree/results_speed.md``). Raising the mmap and trim thresholds keeps freed blocks in the heap
 for the next step, which is what jemalloc/tcmalloc preloads achieve; ``mallopt`` does it from inside the process.
-The cost is that the resident size no longer shrinks between steps (it plateaus about 15 % above the peak of
-live tensors). Set ``SUBCELL_MALLOC=system`` to keep the C library's defaults.
+The cost is that the resident size no longer shrinks between steps: blocks of one size cannot serve requests
+of another, so the peak grows (:data:`RETAINED`; memory budgets multiply by it). Set ``SUBCELL_MALLOC=system`` to keep the C library's defaults.
 """
 
 from __future__ import annotations
@@ -18,7 +18,12 @@ import ctypes.util
 import os
 import sys
 
-__all__ = ["tune_allocator"]
+__all__ = ["RETAINED", "tune_allocator"]
+
+# Peak resident memory of the activations grows by this factor while freed blocks are kept: measured +12 % for
+# training steps and, for prediction (fnet, 64×512×512, 2 GB limit), +60 % in fp32 and +45 % in bf16
+# (benchmarks/labelfree/results_speed.md); the largest is used so budgets hold.
+RETAINED = 1.6
 
 _M_TRIM_THRESHOLD = -1
 _M_MMAP_THRESHOLD = -3
