@@ -11,6 +11,7 @@ from pathlib import Path
 
 __all__ = [
     "ChannelError",
+    "ClusterError",
     "InputFileError",
     "ManifestError",
     "MetadataError",
@@ -51,6 +52,10 @@ class ChannelError(SubcellError, KeyError):
 
     def __str__(self) -> str:  # KeyError would otherwise quote the message
         return Exception.__str__(self)
+
+
+class ClusterError(SubcellError):
+    """A scheduler cannot be reached, or a cluster cannot be built from its config."""
 
 
 class OutputExistsError(SubcellError):

@@ -7,11 +7,38 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-__all__ = ["labelfree_app"]
+__all__ = ["MODEL_CACHE", "labelfree_app"]
 
 labelfree_app = typer.Typer(
     help="Label-free prediction: bright-field → fluorescence (train, predict, evaluate).", no_args_is_help=True
 )
+
+
+class _ModelCache:
+    """Loaded models kept per process when enabled (by ``subcell batch`` on its workers): a worker loads each
+    model once, not once per item. Keyed by the model's name or folder, its files' fingerprint and the device,
+    so a model retrained in place is loaded again. Off for the one-shot CLI, where it would only hold memory."""
+
+    def __init__(self) -> None:
+        self.enabled = False
+        self.models: dict[tuple[str, str, str], Any] = {}
+        self.loads = 0
+
+    def load(self, spec: str, device: Any) -> Any:
+        from subcell.labelfree.pretrained import load_model
+
+        if not self.enabled:
+            return load_model(spec, device=device)
+        from subcell.batch.items import fingerprint
+
+        key = (spec, fingerprint([Path(spec)]) if Path(spec).exists() else "shipped", str(device))
+        if key not in self.models:
+            self.models[key] = load_model(spec, device=device)
+            self.loads += 1
+        return self.models[key]
+
+
+MODEL_CACHE = _ModelCache()
 
 
 def _progress_bar(description: str) -> Any:
@@ -175,7 +202,6 @@ def predict(
     import warnings
 
     from subcell.labelfree import PredictConfig
-    from subcell.labelfree.pretrained import load_model
     from subcell.train import resolve_device
 
     cfg = PredictConfig.model_validate(
@@ -184,7 +210,7 @@ def predict(
             "device": device, "precision": precision, "allow_resample": not no_resample,
         }
     )  # fmt: skip
-    lf = load_model(model, device=resolve_device(device))
+    lf = MODEL_CACHE.load(model, resolve_device(device))
     with warnings.catch_warnings():
         warnings.simplefilter("always")
         warnings.showwarning = lambda msg, *a, **k: typer.echo(f"warning: {msg}", err=True)

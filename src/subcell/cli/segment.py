@@ -60,6 +60,15 @@ def segment(
             "--block-yx", help="Process in y/x blocks of this many pixels (bounded memory; .ome.zarr output)."
         ),
     ] = None,
+    scheduler: Annotated[
+        Optional[str],  # noqa: UP045
+        typer.Option(
+            "--scheduler", help="With --block-yx: run the blocks on Dask (local, tcp://HOST:PORT, queue .yaml)."
+        ),
+    ] = None,
+    workers: Annotated[
+        Optional[int], typer.Option("--workers", help="Local Dask workers for --scheduler local.", min=1)  # noqa: UP045
+    ] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing output.")] = False,
 ) -> None:
     """Segment an image with a workflow; writes labels (instance) or a mask with the image's voxel size."""
@@ -83,15 +92,32 @@ def segment(
                 f"workflow {wf.name!r} has inputs {wf.inputs}; give --channel INPUT=NAME for each", field="channel"
             )
         chans[wf.inputs[0]] = single
+    if scheduler is not None and block_yx is None:
+        from subcell.errors import ValueRangeError
+
+        raise ValueRangeError("--scheduler spreads the blocks of one volume: give --block-yx too", field="scheduler")
     image = read_input(input, voxel_size=voxel_size, axes=axes, force=force_voxel_size)
     if block_yx is not None:
+        from contextlib import nullcontext
+
         from subcell.errors import InputFileError
         from subcell.segment.chunked import segment_chunked
 
         if output_format(output) != "ome-zarr":
             raise InputFileError("block-wise segmentation streams to OME-Zarr; use a .ome.zarr output", path=output)
-        segment_chunked(image, wf, output, channels=chans, block_yx=block_yx, overwrite=overwrite)
-        typer.echo(f"wrote {output} block by block ({block_yx} px blocks, {wf.name}; same result as a whole-field run)")
+        executor, where = None, ""
+        with _cluster(scheduler, workers) if scheduler else nullcontext() as client:
+            if client is not None:
+                from subcell.batch import DaskExecutor
+                from subcell.batch.cluster import dashboard_link
+
+                executor, where = DaskExecutor(client), f" on {scheduler}"
+                typer.echo(f"blocks run on {scheduler}; {dashboard_link(client)}")
+            segment_chunked(
+                image, wf, output, channels=chans, block_yx=block_yx, overwrite=overwrite, executor=executor
+            )
+        typer.echo(f"wrote {output} block by block ({block_yx} px blocks{where}, {wf.name}; "
+                   "same result as a whole-field run)")  # fmt: skip
         return
     labels = segment_image(image, wf, channels=chans)
     write(labels, output, overwrite=overwrite, is_label=wf.kind == "instance")
@@ -104,6 +130,12 @@ def segment(
     border = labels.provenance.parameters.get("border_ids")
     extra = f", {len(border[0])} touching the border" if border else ""
     typer.echo(f"wrote {output}: {what}{extra} ({wf.name})")
+
+
+def _cluster(scheduler: str, workers: int | None) -> Any:
+    from subcell.batch import connect
+
+    return connect(scheduler, workers=workers)
 
 
 def _read_any_labels(path: Path, voxel_size: Any, axes: str | None = None, force: bool = False) -> Any:

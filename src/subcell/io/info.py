@@ -10,7 +10,7 @@ from subcell.errors import MetadataError
 from subcell.io._raw import resolve
 from subcell.io.reader import _read_raw, label_names
 
-__all__ = ["describe"]
+__all__ = ["array_nbytes", "describe"]
 
 
 def describe(
@@ -74,3 +74,43 @@ def _disk_size(p: Path) -> int:
     if p.is_dir():
         return sum(f.stat().st_size for f in p.rglob("*") if f.is_file())
     return p.stat().st_size
+
+
+def array_nbytes(path: str | Path) -> int:
+    """Uncompressed bytes of an image's full-resolution array, from its header only (0 when unknown).
+
+    Cheap enough to call for every row of a large manifest (one small JSON or TIFF header per file): OME-Zarr
+    reads the first multiscale level's array metadata, TIFF the first series' shape; anything else counts its
+    size on disk. Used to estimate the memory of batch items, never to validate a file.
+    """
+    import json
+
+    import numpy as np
+
+    p = Path(path)
+    try:
+        if p.is_dir():
+            attrs = p / "zarr.json"
+            meta = json.loads(attrs.read_text()).get("attributes", {}).get("ome", {}) if attrs.exists() else {}
+            if not meta and (p / ".zattrs").exists():
+                meta = json.loads((p / ".zattrs").read_text())
+            level = meta["multiscales"][0]["datasets"][0]["path"]
+            arr = p / level
+            if (arr / "zarr.json").exists():
+                a = json.loads((arr / "zarr.json").read_text())
+                dtype = np.dtype(a["data_type"]) if isinstance(a["data_type"], str) else np.dtype("float32")
+            else:
+                a = json.loads((arr / ".zarray").read_text())
+                dtype = np.dtype(a["dtype"])
+            return int(np.prod(a["shape"])) * dtype.itemsize
+        if p.suffix.lower() in (".tif", ".tiff"):
+            import tifffile
+
+            with tifffile.TiffFile(p) as tf:
+                s = tf.series[0]
+                return int(np.prod(s.shape)) * np.dtype(s.dtype).itemsize
+        return p.stat().st_size
+    except (OSError, KeyError, IndexError, ValueError, TypeError):
+        return 0
+    except Exception:  # a corrupt header: unknown here, reported by the reader when the item runs
+        return 0

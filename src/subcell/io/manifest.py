@@ -109,7 +109,7 @@ def _clean(v: Any) -> Any:
     return v
 
 
-def read_manifest(path: str | Path, *, check_files: bool = True) -> Manifest:
+def read_manifest(path: str | Path, *, check_files: bool = True, require_files: bool = True) -> Manifest:
     """Read and validate a manifest, reporting every problem at once.
 
     Parameters
@@ -119,6 +119,9 @@ def read_manifest(path: str | Path, *, check_files: bool = True) -> Manifest:
     check_files : bool
         Also open each referenced image's metadata (no pixels): channel selectors must exist and every
         image needs a voxel size (from the file or the override), which must not contradict the file's.
+    require_files : bool
+        A referenced file that does not exist is a manifest problem (default). ``subcell batch`` passes
+        ``False``: there a missing file fails its own item and the rest of the collection still runs.
 
     Raises
     ------
@@ -161,7 +164,7 @@ def read_manifest(path: str | Path, *, check_files: bool = True) -> Manifest:
                 paths[col] = None
                 continue
             resolved = (base / str(value)).resolve() if not Path(str(value)).is_absolute() else Path(str(value))
-            if not resolved.exists():
+            if require_files and not resolved.exists():
                 bad(col, value, f"file not found (looked for {resolved})")
             paths[col] = resolved
         split = rec.get("split")

@@ -1,0 +1,269 @@
+"""Run items on a Dask cluster: resumable, failure-isolated, with one record per item and a summary table.
+
+The client plans (which items are already done, which are stale or failed), submits the rest, and gathers the
+records; the worker runs each item through :func:`execute_item`, which commits the output (atomically, inside the
+task) and then writes the item's record. Everything the next run needs is on disk, so killing the client or a
+worker loses only the items in flight. ``OUTDIR/batch.parquet`` is rewritten (atomically) from the records as
+items finish and at the end.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from subcell.batch.items import Item, ItemRecord, config_hash, fingerprint, read_record, safe_name, write_record
+from subcell.errors import OutputExistsError, SubcellError
+
+__all__ = ["BatchPlan", "BatchSummary", "execute_item", "plan_batch", "run_batch"]
+
+STATE = ".batch"
+TABLE = "batch.parquet"
+Progress = Callable[[dict[str, int]], None]
+
+
+@dataclass
+class BatchPlan:
+    """What a run will do: ``todo`` items (new, stale or failed before) and ``skipped`` records (done already)."""
+
+    todo: list[Item]
+    skipped: list[ItemRecord]
+    fingerprints: dict[str, str]
+    config_hash: str
+    seconds: float = 0.0
+
+    @property
+    def memory_estimate(self) -> int:
+        return max((i.memory for i in self.todo), default=0)
+
+
+@dataclass
+class BatchSummary:
+    records: list[ItemRecord]
+    table: Path
+    seconds: float
+    counts: dict[str, int] = field(default_factory=dict)
+
+    def line(self) -> str:
+        c = self.counts
+        text = f"{c.get('done', 0)} done, {c.get('skipped', 0)} skipped, {c.get('failed', 0)} failed"
+        return text + (f": see {self.table}" if c.get("failed") else "")
+
+
+def _peak_rss_during(stop: threading.Event, out: list[int]) -> None:
+    import psutil
+
+    proc = psutil.Process()
+    while not stop.is_set():
+        out[0] = max(out[0], proc.memory_info().rss)
+        stop.wait(0.02)
+
+
+def _one_line(e: BaseException) -> str:
+    text = str(e) if isinstance(e, SubcellError) else f"{type(e).__name__}: {e}"
+    return " ".join(text.split())[:1000]
+
+
+def execute_item(
+    task: Callable[[Item], str], item: Item, fp: str, chash: str, state_dir: str, memory_estimate: int = 0
+) -> dict[str, Any]:
+    """Run one item on a worker and write its record; never raises for a failing item (the error is recorded).
+
+    The peak is the worker process's resident memory sampled every 20 ms while the item runs.
+    """
+    sd = Path(state_dir)
+    started = sd / "items" / f"{safe_name(item.id)}.attempts"
+    started.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        attempts = int(started.read_text()) + 1
+    except (OSError, ValueError):
+        attempts = 1
+    started.write_text(str(attempts))  # survives the worker: a retried item knows it is a retry
+    peak = [0]
+    stop = threading.Event()
+    sampler = threading.Thread(target=_peak_rss_during, args=(stop, peak), daemon=True)
+    sampler.start()
+    t0 = time.perf_counter()
+    status, error, message = "done", "", ""
+    try:
+        message = task(item) or ""
+    except Exception as e:  # isolation: one bad item is recorded, the batch goes on
+        status, error = "failed", _one_line(e)
+    finally:
+        stop.set()
+        sampler.join()
+    rec = ItemRecord(
+        id=item.id, status=status, output=str(item.output), fingerprint=fp, config_hash=chash,
+        source=str(item.inputs[0]) if item.inputs else "", error=error, message=" ".join(message.split())[:500],
+        seconds=time.perf_counter() - t0, peak_memory_mb=peak[0] / 2**20, memory_estimate_mb=memory_estimate / 2**20,
+        attempts=attempts, worker=f"{socket.gethostname()}:{os.getpid()}",
+    )  # fmt: skip
+    write_record(sd, rec)
+    started.unlink(missing_ok=True)
+    return rec.to_dict()
+
+
+def _check_outdir(outdir: Path, description: dict[str, Any], chash: str, *, overwrite: bool) -> None:
+    state = outdir / STATE / "batch.json"
+    if state.exists() and not overwrite:
+        try:
+            prior = json.loads(state.read_text())
+        except ValueError:
+            prior = {}
+        if prior.get("config_hash") != chash:
+            raise OutputExistsError(
+                f"holds the outputs of another batch ({prior.get('command', '?')}, config {prior.get('config_hash')}"
+                f"; this one is {description.get('command', '?')}, config {chash}); use another folder or --overwrite",
+                path=outdir,
+            )
+
+
+def plan_batch(items: Sequence[Item], outdir: Path, description: dict[str, Any]) -> BatchPlan:
+    """Decide what to run: an item is skipped when its output exists and its record says done with the same
+    input fingerprint and config hash; everything else (new, failed, stale, half-done) is to do."""
+    t0 = time.perf_counter()
+    chash = config_hash(description)
+    state_dir = outdir / STATE
+    todo, skipped, fps = [], [], {}
+    for item in items:
+        fp = fingerprint(item.inputs)
+        fps[item.id] = fp
+        rec = read_record(state_dir, item.id)
+        if (
+            rec is not None and rec.status in ("done", "skipped") and rec.fingerprint == fp
+            and rec.config_hash == chash and item.output.exists()
+        ):  # fmt: skip
+            rec.status = "skipped"
+            skipped.append(rec)
+        else:
+            todo.append(item)
+    return BatchPlan(todo, skipped, fps, chash, time.perf_counter() - t0)
+
+
+def _remove_partials(outdir: Path) -> int:
+    from subcell.io._atomic import discard
+
+    n = 0
+    for folder in (outdir, *[p for p in outdir.iterdir() if p.is_dir() and not p.name.startswith(".")]):
+        for p in folder.glob(".*.partial-*"):
+            discard(p)
+            n += 1
+    return n
+
+
+def _write_table(outdir: Path, records: dict[str, ItemRecord], order: list[str]) -> Path:
+    import pandas as pd
+
+    from subcell.io import write_table
+
+    rows = [records[i].to_dict() for i in order if i in records]
+    path = outdir / TABLE
+    write_table(pd.DataFrame(rows, columns=list(ItemRecord.__dataclass_fields__)), path, overwrite=True)
+    return path
+
+
+def _declared(client: Any, resource: str) -> list[float]:
+    workers = client.scheduler_info().get("workers", {})
+    return [float(w.get("resources", {}).get(resource, 0)) for w in workers.values()]
+
+
+def run_batch(
+    items: Sequence[Item],
+    task: Callable[[Item], str],
+    outdir: str | Path,
+    client: Any,
+    *,
+    description: dict[str, Any],
+    overwrite: bool = False,
+    progress: Progress | None = None,
+    flush_seconds: float = 5.0,
+) -> BatchSummary:
+    """Run ``task`` on every item not already done, on ``client`` (a ``distributed.Client``).
+
+    ``description`` says what is run (command, options, fingerprints of models/configs); its hash decides
+    which earlier outputs are still valid. Raises before submitting anything if OUTDIR holds another batch's
+    outputs (unless ``overwrite``). Returns the summary; the caller decides the exit status.
+    """
+    from distributed import as_completed
+
+    t0 = time.perf_counter()
+    out = Path(outdir)
+    out.mkdir(parents=True, exist_ok=True)
+    plan = plan_batch(items, out, description)
+    _check_outdir(out, description, plan.config_hash, overwrite=overwrite)
+    state_dir = out / STATE
+    state_dir.mkdir(exist_ok=True)
+    from subcell.io._atomic import atomic_output
+
+    with atomic_output(state_dir / "batch.json", overwrite=True) as tmp:
+        tmp.write_text(json.dumps({**description, "config_hash": plan.config_hash}, indent=1, default=str))
+    _remove_partials(out)
+
+    records: dict[str, ItemRecord] = {r.id: r for r in plan.skipped}
+    order = [i.id for i in items]
+    memory = _declared(client, "MEMORY")
+    gpus = _declared(client, "GPU")
+    futures = {}
+    for item in plan.todo:
+        res = dict(item.resources)
+        reason = ""
+        if res.get("GPU") and not any(g >= res["GPU"] for g in gpus):
+            reason = f"needs a GPU worker; none of the {len(gpus)} workers declares a GPU resource"
+        if memory and all(m > 0 for m in memory) and item.memory:
+            if item.memory > max(memory):
+                reason = (f"needs about {item.memory / 2**30:.1f} GB; workers have {max(memory) / 2**30:.1f} GB"
+                          " (raise --memory-per-worker)")  # fmt: skip
+            res["MEMORY"] = float(item.memory)
+        if reason:
+            rec = ItemRecord(item.id, "failed", str(item.output), plan.fingerprints[item.id], plan.config_hash,
+                             source=str(item.inputs[0]) if item.inputs else "", error=reason,
+                             memory_estimate_mb=item.memory / 2**20)  # fmt: skip
+            write_record(state_dir, rec)
+            records[item.id] = rec
+            continue
+        fut = client.submit(
+            execute_item, task, item, plan.fingerprints[item.id], plan.config_hash, str(state_dir), item.memory,
+            key=f"subcell-{safe_name(item.id)}-{plan.config_hash}-{os.urandom(4).hex()}",
+            resources=res or None, pure=False,
+        )  # fmt: skip
+        futures[fut] = item
+    counts = {"total": len(items), "done": 0, "failed": 0, "skipped": len(plan.skipped), "running": len(futures)}
+    counts["failed"] = sum(r.status == "failed" for r in records.values())
+    if progress:
+        progress(dict(counts))
+    last_flush = time.monotonic()
+    for fut in as_completed(list(futures)):
+        item = futures[fut]
+        try:
+            rec = ItemRecord(**fut.result())
+        except Exception as e:  # the worker died (KilledWorker after the retries) or the task could not run
+            rec = ItemRecord(item.id, "failed", str(item.output), plan.fingerprints[item.id], plan.config_hash,
+                             source=str(item.inputs[0]) if item.inputs else "",
+                             error=f"worker lost: {_one_line(e)}", memory_estimate_mb=item.memory / 2**20)  # fmt: skip
+            prior = read_record(state_dir, item.id)
+            attempts_file = state_dir / "items" / f"{safe_name(item.id)}.attempts"
+            try:
+                rec.attempts = int(attempts_file.read_text())
+            except (OSError, ValueError):
+                rec.attempts = prior.attempts if prior else 1
+            write_record(state_dir, rec)
+            attempts_file.unlink(missing_ok=True)
+        records[item.id] = rec
+        counts[rec.status if rec.status in counts else "failed"] += 1
+        counts["running"] -= 1
+        if progress:
+            progress(dict(counts))
+        if time.monotonic() - last_flush > flush_seconds:
+            _write_table(out, records, order)
+            last_flush = time.monotonic()
+    table = _write_table(out, records, order)
+    final = [records[i] for i in order if i in records]
+    tally = {s: sum(r.status == s for r in final) for s in ("done", "failed", "skipped")}
+    return BatchSummary(final, table, time.perf_counter() - t0, tally)

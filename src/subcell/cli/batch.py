@@ -1,0 +1,406 @@
+"""``subcell batch COMMAND MANIFEST OUTDIR [command options]``: any single-item command over a collection.
+
+Each item runs the single-item command itself — the same click command, parsed from the same arguments a user
+would type — so a batch output is the output of ``subcell COMMAND`` on that row. The command's options are
+validated once on the client before anything is scheduled; per-row values (channel, voxel size, labels, …)
+come from the manifest's columns.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+
+__all__ = ["COMMANDS", "CommandTask", "batch", "build_items"]
+
+
+@dataclass(frozen=True)
+class Spec:
+    """How a manifest row becomes the arguments of one command."""
+
+    path: tuple[str, ...]  # the command in the CLI tree, e.g. ("labelfree", "predict")
+    suffix: str  # default output suffix
+    memory_factor: float  # peak memory / uncompressed input bytes (measured in benchmarks/batch)
+    row_args: Callable[[Any, Path], tuple[list[str], list[str], list[Path]]]  # -> (positional inputs, options, inputs)
+
+
+def _vs(row: Any) -> list[str]:
+    return ["--voxel-size", *map(str, row.voxel_size.as_tuple())] if row.voxel_size is not None else []
+
+
+def _meta_path(row: Any, column: str, base: Path) -> Path | None:
+    value = row.metadata.get(column)
+    if value is None:
+        return None
+    p = Path(str(value))
+    return p if p.is_absolute() else (base / p).resolve()
+
+
+def _convert(row: Any, base: Path) -> tuple[list[str], list[str], list[Path]]:
+    return [str(row.source)], _vs(row) + (["--scene", row.scene] if row.scene else []), [row.source]
+
+
+def _segment(row: Any, base: Path) -> tuple[list[str], list[str], list[Path]]:
+    opts = _vs(row) + (["--channel", row.source_channel] if row.source_channel else [])
+    return [str(row.source)], opts, [row.source]
+
+
+def _measure(row: Any, base: Path) -> tuple[list[str], list[str], list[Path]]:
+    inputs, opts = [row.source], _vs(row)
+    if (intensity := _meta_path(row, "intensity", base)) is not None:
+        opts += ["--intensity", str(intensity)]
+        inputs.append(intensity)
+    return [str(row.source)], opts, inputs
+
+
+def _predict(row: Any, base: Path) -> tuple[list[str], list[str], list[Path]]:
+    return [str(row.source)], _vs(row), [row.source]
+
+
+def _extract(row: Any, base: Path) -> tuple[list[str], list[str], list[Path]]:
+    labels = _meta_path(row, "labels", base) or row.masks.get("mask") or row.masks.get("mask_cell")
+    if labels is None:
+        raise ValueError("column 'labels' (or 'mask'): expected the path of the field's cell/nucleus labels")
+    opts, inputs = _vs(row), [row.source, labels]
+    if (nuclei := _meta_path(row, "nuclei", base) or row.masks.get("mask_nucleus")) is not None:
+        opts += ["--nuclei", str(nuclei)]
+        inputs.append(nuclei)
+    if row.structure:
+        opts += ["--structure", row.structure]
+    if row.metadata.get("state") is not None:
+        opts += ["--state", str(row.metadata["state"])]
+    return [str(row.source), str(labels)], opts, inputs
+
+
+COMMANDS: dict[str, Spec] = {
+    "convert": Spec(("convert",), ".ome.zarr", 3.0, _convert),
+    "segment": Spec(("segment",), ".ome.zarr", 16.0, _segment),
+    "measure": Spec(("measure",), ".parquet", 6.0, _measure),
+    "labelfree-predict": Spec(("labelfree", "predict"), ".ome.zarr", 3.0, _predict),
+    "cells-extract": Spec(("cells", "extract"), ".zarr", 8.0, _extract),
+    "synth": Spec(("synth",), ".ome.zarr", 0.0, lambda row, base: ([], [], [])),
+}
+ALIASES = {"predict": "labelfree-predict", "extract": "cells-extract"}
+
+
+def click_command(path: tuple[str, ...]) -> Any:
+    """The click command of ``subcell <path…>`` (what the CLI itself runs)."""
+    import typer.main
+
+    from subcell.cli.main import app
+
+    cmd: Any = typer.main.get_command(app)
+    for name in path:
+        cmd = cmd.commands[name]
+    return cmd
+
+
+@dataclass(frozen=True)
+class CommandTask:
+    """Runs ``subcell <path> <args…>`` in the worker process for one item; returns the command's last line.
+
+    Picklable (a command path, not the function), so any Dask worker with subcell installed can run it.
+    """
+
+    path: tuple[str, ...]
+    aggregate: bool = False  # measure: also write the item's rows into OUTDIR/measurements/
+
+    def __call__(self, item: Any) -> str:
+        import io
+
+        from subcell.cli import labelfree
+
+        labelfree.MODEL_CACHE.enabled = True  # a worker loads each model once, not once per item
+        buffer = io.StringIO()
+        with _ThreadStdout.capture(buffer):
+            click_command(self.path).main(args=list(item.params["args"]), prog_name="subcell", standalone_mode=False)
+        if self.aggregate:
+            _add_to_dataset(item)
+        lines = [ln for ln in buffer.getvalue().splitlines() if ln.strip()]
+        return lines[-1] if lines else ""
+
+
+class _ThreadStdout:
+    """One ``sys.stdout`` for the whole worker process that sends each thread's writes to that thread's buffer.
+
+    Why not ``contextlib.redirect_stdout``: click caches a text wrapper per stdout object, so swapping in a
+    new stream per item mixed up items' output; and items run concurrently in a worker's threads.
+    """
+
+    _local: Any = None
+    _original: Any = None
+
+    def __init__(self) -> None:
+        import threading
+
+        self._tls = threading.local()
+
+    @classmethod
+    def capture(cls, buffer: Any) -> Any:
+        import contextlib
+        import sys
+
+        if not isinstance(sys.stdout, _ThreadStdout):
+            cls._original = sys.stdout
+            sys.stdout = cls()
+        tls = sys.stdout._tls  # type: ignore[attr-defined]
+
+        @contextlib.contextmanager
+        def scope() -> Any:
+            tls.buffer = buffer
+            try:
+                yield buffer
+            finally:
+                tls.buffer = None
+
+        return scope()
+
+    def _target(self) -> Any:
+        return getattr(self._tls, "buffer", None) or self._original
+
+    def write(self, text: str) -> int:
+        return int(self._target().write(text))
+
+    def flush(self) -> None:
+        self._target().flush()
+
+    def isatty(self) -> bool:
+        return False
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._original, name)
+
+
+def _add_to_dataset(item: Any) -> None:
+    """The item's measurement table with its id, source and voxel size, as one file of the dataset folder."""
+    import pandas as pd
+
+    from subcell.io import read, write_table
+
+    table = pd.read_parquet(item.output)
+    vs = read(item.inputs[0], voxel_size=item.params.get("voxel_size")).voxel_size
+    table.insert(0, "id", item.id)
+    table.insert(1, "source", str(item.inputs[0]))
+    for axis, v in zip("zyx", vs.as_tuple(), strict=True):
+        table[f"voxel_size_{axis}"] = v
+    folder = item.output.parent / "measurements"
+    folder.mkdir(exist_ok=True)
+    write_table(table, folder / f"{item.output.name.removesuffix('.parquet')}.parquet", overwrite=True)
+
+
+def _seed_range(text: str) -> range | None:
+    """``START:STOP`` (stop excluded, like Python's range) or ``N`` (seeds 0 … N-1); ``None`` if not a range."""
+    parts = text.split(":")
+    if not all(p.strip().isdigit() for p in parts) or len(parts) > 2:
+        return None
+    start, stop = (0, int(parts[0])) if len(parts) == 1 else (int(parts[0]), int(parts[1]))
+    return range(start, stop)
+
+
+def build_items(command: str, manifest: str, outdir: Path, options: list[str], suffix: str | None = None) -> list[Any]:
+    """The items of a batch (manifest problems, bad options and clashing names are reported all at once)."""
+    from subcell.batch import Item
+    from subcell.batch.items import safe_name
+    from subcell.errors import ManifestError, ValueRangeError
+    from subcell.io import read_manifest
+    from subcell.io.info import array_nbytes
+
+    spec = COMMANDS[command]
+    ext = suffix or spec.suffix
+    items: list[Any] = []
+    issues: list[str] = []
+    if command == "synth":
+        seeds = _seed_range(manifest)
+        if seeds is None or len(seeds) == 0:
+            raise ValueRangeError(f"synth takes a range of seeds START:STOP (e.g. 0:20), got {manifest!r}",
+                                  field="MANIFEST")  # fmt: skip
+        for s in seeds:
+            out = outdir / f"seed{s:05d}{ext}"
+            items.append(Item(f"seed{s:05d}", (), out, {"args": [str(out), *options, "--seed", str(s), "--overwrite"]}))
+        return items
+    m = read_manifest(manifest, check_files=False, require_files=False)
+    base = Path(manifest).resolve().parent
+    names: dict[str, int] = {}
+    nbytes_cache: dict[Path, int] = {}
+    gpu = _wants_gpu(options)
+    vs_option = _voxel_size_option(options)
+    for row in m:
+        item_id = row.id or row.source.name.split(".")[0]
+        name = safe_name(item_id)
+        if name in names:
+            issues.append(f"row {row.row}, column 'id': value {item_id!r}: output name {name!r} is also row "
+                          f"{names[name]}'s; give the rows unique ids")  # fmt: skip
+            continue
+        names[name] = row.row
+        try:
+            positional, row_opts, inputs = spec.row_args(row, base)
+        except ValueError as e:
+            issues.append(f"row {row.row}, {e}")
+            continue
+        out = outdir / f"{name}{ext}"
+        if row.source not in nbytes_cache:
+            nbytes_cache[row.source] = array_nbytes(row.source)
+        memory = int(spec.memory_factor * nbytes_cache[row.source])
+        if command == "labelfree-predict":
+            memory += int(_option_value(options, "--memory-limit", 2.0) * 2**30)
+        args = [*positional, str(out), *options, *row_opts, "--overwrite"]
+        if command == "labelfree-predict":
+            args.append("--quiet")
+        params = {"args": args, "voxel_size": row.voxel_size.as_tuple() if row.voxel_size else vs_option}
+        items.append(Item(item_id, tuple(inputs), out, params, memory, {"GPU": 1.0} if gpu else {}))
+    if issues:
+        raise ManifestError(m.path, issues)
+    return items
+
+
+def _option_value(options: list[str], name: str, default: float) -> float:
+    for i, o in enumerate(options):
+        if o == name and i + 1 < len(options):
+            return float(options[i + 1])
+        if o.startswith(name + "="):
+            return float(o.split("=", 1)[1])
+    return default
+
+
+def _voxel_size_option(options: list[str]) -> tuple[float, float, float] | None:
+    for i, o in enumerate(options):
+        if o == "--voxel-size" and i + 3 < len(options):
+            z, y, x = (float(v) for v in options[i + 1 : i + 4])
+            return (z, y, x)
+    return None
+
+
+def _wants_gpu(options: list[str]) -> bool:
+    for i, o in enumerate(options):
+        value = options[i + 1] if o == "--device" and i + 1 < len(options) else o.removeprefix("--device=")
+        if (o == "--device" or o.startswith("--device=")) and value.startswith("cuda"):
+            return True
+    return False
+
+
+def validate_options(command: str, options: list[str]) -> dict[str, Any]:
+    """Parse the command's options as the command itself would (before anything is scheduled)."""
+    from subcell.errors import ValueRangeError
+
+    spec = COMMANDS[command]
+    cmd = click_command(spec.path)
+    arguments = {p.name for p in cmd.params if p.param_type_name == "argument"}  # typer vendors its own click
+    try:
+        ctx = cmd.make_context(" ".join(spec.path), [*(["PLACEHOLDER"] * len(arguments)), *options])
+    except Exception as e:  # click's usage errors (a bad value, an unknown option)
+        if not hasattr(e, "format_message"):
+            raise
+        raise ValueRangeError(" ".join(e.format_message().split()), field=f"{command} options") from None
+    return {k: v for k, v in ctx.params.items() if k not in arguments}
+
+
+def _description(command: str, params: dict[str, Any], options: list[str]) -> dict[str, Any]:
+    """What decides whether an earlier output is still valid: the command, its options, and the identity of
+    files the options name (a model folder, a workflow YAML)."""
+    from subcell.batch import fingerprint
+
+    files = {}
+    for value in params.values():
+        for v in value if isinstance(value, list | tuple) else [value]:
+            if isinstance(v, str | Path) and len(str(v)) < 4096 and Path(v).exists():
+                files[str(v)] = fingerprint([Path(v)])
+    return {"command": command, "options": options, "files": files}
+
+
+def batch(
+    ctx: typer.Context,
+    command: Annotated[str, typer.Argument(help=f"One of: {', '.join(COMMANDS)}.")],
+    manifest: Annotated[str, typer.Argument(help="Manifest (.csv/.parquet); for synth a seed range START:STOP.")],
+    outdir: Annotated[Path, typer.Argument(help="Output folder: one output per row + batch.parquet.")],
+    scheduler: Annotated[
+        str, typer.Option("--scheduler", help="local, a scheduler address tcp://HOST:PORT, or a queue config .yaml.")
+    ] = "local",
+    workers: Annotated[
+        Optional[int], typer.Option("--workers", help="Local worker processes (default: cores).", min=1)
+    ] = None,  # noqa: UP045
+    threads_per_worker: Annotated[int, typer.Option("--threads-per-worker", min=1)] = 1,
+    memory_per_worker: Annotated[
+        Optional[float], typer.Option("--memory-per-worker", help="GB per local worker (default: memory / workers).")  # noqa: UP045
+    ] = None,
+    retries: Annotated[int, typer.Option("--retries", help="Retries of an item whose worker died.", min=0)] = 2,
+    suffix: Annotated[Optional[str], typer.Option("--suffix", help="Output suffix, e.g. .ome.tif.")] = None,  # noqa: UP045
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Plan and report; run nothing.")] = False,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Reuse an OUTDIR that holds another batch.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", help="No progress bar.")] = False,
+) -> None:
+    """Run a command over every row of a manifest on Dask (resumable; a failing row does not stop the rest).
+
+    Command options follow OUTDIR, e.g. `subcell batch segment files.csv out/ --workflow nucleus`. Rerunning
+    skips items already done with the same inputs and options, and redoes failed or changed ones.
+    """
+    import time
+
+    from subcell.batch import connect, plan_batch
+    from subcell.errors import ValueRangeError
+
+    command = ALIASES.get(command, command)
+    if command not in COMMANDS:
+        raise ValueRangeError(f"expected one of {list(COMMANDS)}, got {command!r}", field="COMMAND")
+    options = list(ctx.args)
+    params = validate_options(command, options)
+    outdir = outdir.resolve()
+    if outdir.exists() and not outdir.is_dir():
+        raise ValueRangeError("OUTDIR is a file; expected a folder", field="OUTDIR")
+    t0 = time.perf_counter()
+    items = build_items(command, manifest, outdir, options, suffix)
+    description = _description(command, params, options)
+    if dry_run:
+        plan = plan_batch(items, outdir, description)
+        typer.echo(
+            f"{len(items)} items planned in {time.perf_counter() - t0:.2f} s: {len(plan.todo)} to run, "
+            f"{len(plan.skipped)} already done; largest memory estimate {plan.memory_estimate / 2**30:.2f} GB"
+        )
+        return
+    outdir.mkdir(parents=True, exist_ok=True)
+    mem = int(memory_per_worker * 2**30) if memory_per_worker else None
+    from subcell.batch.cluster import worker_memory_default
+
+    # local workers declare their memory as a resource and each item asks for its estimate, so a worker never
+    # starts more items at once than fit (with --threads-per-worker > 1), and an item that cannot fit anywhere
+    # is reported before it runs. Remote workers declare what their own command line says.
+    n_local = workers or _default_workers(threads_per_worker)
+    declared = {"MEMORY": float(mem or worker_memory_default(n_local))} if scheduler == "local" else None
+    with connect(scheduler, workers=n_local, threads_per_worker=threads_per_worker, memory_per_worker=mem,
+                 retries=retries, resources=declared) as client:  # fmt: skip
+        from subcell.batch.cluster import dashboard_link
+
+        typer.echo(f"{len(items)} items on {scheduler}; {dashboard_link(client)}")
+        task = CommandTask(COMMANDS[command].path, aggregate=command == "measure")
+        summary = _run_with_progress(items, task, outdir, client, description, overwrite, quiet)
+    typer.echo(summary.line())
+    if summary.counts.get("failed"):
+        raise typer.Exit(1)
+
+
+def _default_workers(threads_per_worker: int) -> int:
+    import os
+
+    return max(1, (os.cpu_count() or 1) // threads_per_worker)
+
+
+def _run_with_progress(items: list[Any], task: Any, outdir: Path, client: Any, description: dict[str, Any],
+                       overwrite: bool, quiet: bool) -> Any:  # fmt: skip
+    from subcell.batch import run_batch
+
+    if quiet:
+        return run_batch(items, task, outdir, client, description=description, overwrite=overwrite)
+    from subcell.cli.labelfree import _progress_bar
+
+    with _progress_bar("items") as bar:
+        tid = bar.add_task("items", total=len(items), status="")
+
+        def show(c: dict[str, int]) -> None:
+            finished = c["done"] + c["failed"] + c["skipped"]
+            bar.update(tid, completed=finished,
+                       status=f"{c['done']} done, {c['failed']} failed, {c['skipped']} skipped, {c['running']} running")  # fmt: skip
+
+        return run_batch(items, task, outdir, client, description=description, overwrite=overwrite, progress=show)
