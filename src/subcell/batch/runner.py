@@ -79,6 +79,11 @@ def execute_item(
     The peak is the worker process's resident memory sampled every 20 ms while the item runs.
     """
     sd = Path(state_dir)
+    prior = read_record(sd, item.id)
+    if prior is not None and _still_done(prior, item, fp, chash):
+        # already finished in this run: the scheduler recomputes a task whose result died with its worker
+        # before the client fetched it; the output is on disk, so that is not redone
+        return prior.to_dict()
     started = sd / "items" / f"{safe_name(item.id)}.attempts"
     started.parent.mkdir(parents=True, exist_ok=True)
     try:
@@ -110,6 +115,15 @@ def execute_item(
     return rec.to_dict()
 
 
+def _still_done(rec: ItemRecord, item: Item, fp: str, chash: str) -> bool:
+    return (
+        rec.status in ("done", "skipped")
+        and rec.fingerprint == fp
+        and rec.config_hash == chash
+        and item.output.exists()
+    )
+
+
 def _check_outdir(outdir: Path, description: dict[str, Any], chash: str, *, overwrite: bool) -> None:
     state = outdir / STATE / "batch.json"
     if state.exists() and not overwrite:
@@ -136,10 +150,7 @@ def plan_batch(items: Sequence[Item], outdir: Path, description: dict[str, Any])
         fp = fingerprint(item.inputs)
         fps[item.id] = fp
         rec = read_record(state_dir, item.id)
-        if (
-            rec is not None and rec.status in ("done", "skipped") and rec.fingerprint == fp
-            and rec.config_hash == chash and item.output.exists()
-        ):  # fmt: skip
+        if rec is not None and _still_done(rec, item, fp, chash):
             rec.status = "skipped"
             skipped.append(rec)
         else:

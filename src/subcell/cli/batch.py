@@ -320,8 +320,9 @@ def batch(
         str, typer.Option("--scheduler", help="local, a scheduler address tcp://HOST:PORT, or a queue config .yaml.")
     ] = "local",
     workers: Annotated[
-        Optional[int], typer.Option("--workers", help="Local worker processes (default: cores).", min=1)
-    ] = None,  # noqa: UP045
+        Optional[int],  # noqa: UP045
+        typer.Option("--workers", help="Local worker processes (default: cores).", min=1),
+    ] = None,
     threads_per_worker: Annotated[int, typer.Option("--threads-per-worker", min=1)] = 1,
     memory_per_worker: Annotated[
         Optional[float], typer.Option("--memory-per-worker", help="GB per local worker (default: memory / workers).")  # noqa: UP045

@@ -1,0 +1,181 @@
+"""`subcell batch` on a real distributed.LocalCluster (processes): same outputs as the single command, resumable,
+failure-isolated, and bad input refused before anything runs."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from subcell import synth
+from subcell.cli.main import run
+from subcell.io import read
+
+N_FIELDS = 20
+
+
+@pytest.fixture(scope="module")
+def collection(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """20 small synthetic fields, a manifest naming them plus one missing and one corrupt file."""
+    root = tmp_path_factory.mktemp("collection")
+    rows = []
+    for s in range(N_FIELDS):
+        synth.write_field(synth.synth_field(shape=(12, 160, 160), n_cells=2, seed=100 + s), root / f"f{s:02d}.ome.zarr")
+        rows.append({"id": f"f{s:02d}", "source": f"f{s:02d}.ome.zarr"})
+    (root / "corrupt.ome.tif").write_bytes(b"II*\x00 this is not a TIFF")
+    rows += [{"id": "missing", "source": "missing.ome.zarr"}, {"id": "corrupt", "source": "corrupt.ome.tif"}]
+    pd.DataFrame(rows).to_csv(root / "manifest.csv", index=False)
+    return root
+
+
+def _labels(path: Path) -> np.ndarray:
+    return np.asarray(read(path).numpy())
+
+
+def test_batch_segment_equals_single_runs_isolates_failures_and_resumes(
+    collection: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "out"
+    args = ["batch", "segment", str(collection / "manifest.csv"), str(out), "-w", "nucleus", "-c", "dna",
+            "--workers", "2", "--quiet"]  # fmt: skip
+    assert run(args) == 1  # two rows fail, the rest finish
+    msg = capsys.readouterr().out
+    assert f"{N_FIELDS} done, 0 skipped, 2 failed: see {out / 'batch.parquet'}" in msg
+    table = pd.read_parquet(out / "batch.parquet")
+    assert list(table.id) == [f"f{s:02d}" for s in range(N_FIELDS)] + ["missing", "corrupt"]
+    status = dict(zip(table.id, table.status, strict=True))
+    assert status["missing"] == status["corrupt"] == "failed"
+    errors = dict(zip(table.id, table.error, strict=True))
+    assert "missing.ome.zarr: file not found" in errors["missing"]
+    assert "corrupt.ome.tif" in errors["corrupt"] and "\n" not in errors["corrupt"]
+    done = table[table.status == "done"]
+    assert len(done) == N_FIELDS and (done.seconds > 0).all() and (done.peak_memory_mb > 50).all()
+    assert (done.memory_estimate_mb > 0).all() and done.config_hash.nunique() == 1
+    # every output is the single command's output on that row
+    for s in range(N_FIELDS):
+        single = tmp_path / f"single{s}.ome.zarr"
+        assert run(["segment", str(collection / f"f{s:02d}.ome.zarr"), str(single), "-w", "nucleus", "-c", "dna"]) == 0
+        np.testing.assert_array_equal(_labels(out / f"f{s:02d}.ome.zarr"), _labels(single))
+    assert not list(out.glob(".*partial*"))
+
+    # rerun: nothing done is redone, the failed ones are tried again
+    mtimes = {p.name: p.stat().st_mtime_ns for p in out.glob("f*.ome.zarr")}
+    assert run(args) == 1
+    assert f"0 done, {N_FIELDS} skipped, 2 failed" in capsys.readouterr().out
+    assert {p.name: p.stat().st_mtime_ns for p in out.glob("f*.ome.zarr")} == mtimes
+
+    # a changed input is stale: only that item is redone
+    src = collection / "f03.ome.zarr"
+    meta = src / "zarr.json" if (src / "zarr.json").exists() else src / ".zattrs"
+    time.sleep(0.01)
+    os.utime(meta)
+    assert run(args) == 1
+    assert f"1 done, {N_FIELDS - 1} skipped, 2 failed" in capsys.readouterr().out
+    again = pd.read_parquet(out / "batch.parquet").set_index("id")
+    assert again.loc["f03", "status"] == "done" and again.loc["f04", "status"] == "skipped"
+
+    # the same folder with other options is another batch's: refused, nothing touched
+    other = ["batch", "segment", str(collection / "manifest.csv"), str(out), "-w", "nucleoli", "-c", "nucleoli",
+             "--workers", "1", "--quiet"]  # fmt: skip
+    assert run(other) == 2
+    err = capsys.readouterr().err
+    assert "holds the outputs of another batch" in err and err.count("\n") == 1
+    assert {p.name: p.stat().st_mtime_ns for p in out.glob("f0[0-2].ome.zarr")} == {
+        k: v for k, v in mtimes.items() if k[:3] in ("f00", "f01", "f02")
+    }
+
+
+def test_batch_measure_gathers_one_parquet_dataset(collection: Path, tmp_path: Path) -> None:
+    rows = [{"id": f"f{s:02d}", "source": f"f{s:02d}.ome.zarr"} for s in range(3)]
+    pd.DataFrame(rows).to_csv(collection / "three.csv", index=False)
+    labels = tmp_path / "labels"
+    assert run(["batch", "segment", str(collection / "three.csv"), str(labels), "-w", "nucleus", "-c", "dna",
+                "--workers", "1", "--quiet"]) == 0  # fmt: skip
+    pd.DataFrame([{"id": r["id"], "source": str(labels / f"{r['id']}.ome.zarr")} for r in rows]).to_csv(
+        tmp_path / "labels.csv", index=False
+    )
+    out = tmp_path / "measured"
+    assert run(["batch", "measure", str(tmp_path / "labels.csv"), str(out), "--workers", "1", "--quiet"]) == 0
+    data = pd.read_parquet(out / "measurements")  # a folder of parquet files: one dataset
+    singles = [pd.read_parquet(out / f"{r['id']}.parquet") for r in rows]
+    assert len(data) == sum(len(t) for t in singles) > 0
+    assert {"id", "source", "voxel_size_z", "voxel_size_y", "voxel_size_x"} <= set(data.columns)
+    vs = read(labels / "f00.ome.zarr").voxel_size.as_tuple()
+    first = data[data.id == "f00"]
+    assert tuple(first[["voxel_size_z", "voxel_size_y", "voxel_size_x"]].iloc[0]) == pytest.approx(vs)
+    pd.testing.assert_frame_equal(
+        first.drop(columns=["id", "source", "voxel_size_z", "voxel_size_y", "voxel_size_x"]).reset_index(drop=True),
+        singles[0],
+    )
+
+
+def test_batch_synth_range_matches_single_synth(tmp_path: Path) -> None:
+    out = tmp_path / "fields"
+    opts = ["--shape", "8", "128", "160", "--n-cells", "1"]
+    assert run(["batch", "synth", "5:7", str(out), *opts, "--workers", "1", "--quiet"]) == 0
+    assert sorted(p.name for p in out.glob("*.ome.zarr")) == ["seed00005.ome.zarr", "seed00006.ome.zarr"]
+    assert run(["synth", str(tmp_path / "one.ome.zarr"), *opts, "--seed", "6"]) == 0
+    np.testing.assert_array_equal(read(out / "seed00006.ome.zarr").numpy(), read(tmp_path / "one.ome.zarr").numpy())
+
+
+def test_dry_run_plans_without_running(collection: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "planned"
+    assert run(["batch", "segment", str(collection / "manifest.csv"), str(out), "-w", "nucleus", "--dry-run"]) == 0
+    assert f"{N_FIELDS + 2} items planned" in capsys.readouterr().out
+    assert not out.exists()
+
+
+def test_bad_input_is_refused_before_anything_runs(
+    collection: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # every manifest problem at once
+    pd.DataFrame({"id": ["a", "a", "b"], "source": ["f00.ome.zarr", "f01.ome.zarr", "f02.ome.zarr"],
+                  "split": ["train", "train", "nope"]}).to_csv(collection / "bad.csv", index=False)  # fmt: skip
+    out = tmp_path / "never"
+    assert run(["batch", "segment", str(collection / "bad.csv"), str(out), "-w", "nucleus"]) == 2
+    err = capsys.readouterr().err
+    assert "2 problems found" in err and "column 'id'" in err and "column 'split'" in err
+    # the command's own options are checked by the command's parser
+    assert run(["batch", "segment", str(collection / "manifest.csv"), str(out), "--no-such-option"]) == 2
+    err = capsys.readouterr().err
+    assert "segment options" in err and "--no-such-option" in err and err.count("\n") == 1
+    assert run(["batch", "frobnicate", str(collection / "manifest.csv"), str(out)]) == 2
+    assert "COMMAND" in capsys.readouterr().err
+    # a scheduler that is not there
+    t0 = time.perf_counter()
+    code = run(["batch", "segment", str(collection / "manifest.csv"), str(out), "-w", "nucleus",
+                "--scheduler", "tcp://127.0.0.1:9", "--quiet"])  # fmt: skip
+    assert code == 2 and time.perf_counter() - t0 < 60
+    err = capsys.readouterr().err
+    assert "cannot reach the scheduler at tcp://127.0.0.1:9" in err and err.count("\n") == 1
+    assert not any(p.suffix == ".zarr" for p in out.glob("*")) if out.exists() else True
+
+
+def test_queue_config_is_validated_and_builds_a_slurm_job(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from subcell.batch import build_jobqueue_cluster, load_jobqueue_config
+
+    good = tmp_path / "slurm.yaml"
+    good.write_text("queue_system: slurm\njobs: 4\ncores: 8\nmemory: 32GB\nprocesses: 2\nwalltime: '02:00:00'\n"
+                    "queue: gpu\naccount: cellsci\ngpus_per_job: 2\njob_extra_directives: ['--exclusive']\n")  # fmt: skip
+    cfg = load_jobqueue_config(good)
+    cluster = build_jobqueue_cluster(cfg)
+    try:
+        script = cluster.job_script()
+    finally:
+        cluster.close()
+    for line in ("#SBATCH -p gpu", "#SBATCH -A cellsci", "#SBATCH -t 02:00:00", "#SBATCH --exclusive",
+                 "#SBATCH --gres=gpu:2", "--nworkers 2", "--resources GPU=1"):  # fmt: skip
+        assert line in script, line
+    assert "#SBATCH --mem=30G" in script or "#SBATCH --mem=" in script
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("queue_system: slurm\ncores: 8\nmemory: lots\nwaltime: '1:00:00'\n")
+    code = run(["batch", "synth", "0:2", str(tmp_path / "x"), "--scheduler", str(bad), "--quiet"])
+    err = capsys.readouterr().err
+    assert code == 2 and str(bad) in err and "memory" in err and err.count("\n") == 1
+    assert not (tmp_path / "x" / "seed00000.ome.zarr").exists()
+    assert json.loads(json.dumps(cfg.model_dump()))["jobs"] == 4
