@@ -27,5 +27,12 @@ class DaskExecutor:
         self.client = state["client"]
 
     def map(self, fn: Callable[..., Any], *iterables: Iterable[Any]) -> list[Any]:
-        futures = self.client.map(fn, *[list(it) for it in iterables], pure=False)
+        futures = self.client.map(_in_worker, *[list(it) for it in iterables], fn=fn, pure=False)
         return list(self.client.gather(futures))
+
+
+def _in_worker(*args: Any, fn: Callable[..., Any]) -> Any:
+    from subcell.batch.runner import worker_local_dask
+
+    with worker_local_dask():  # a block's lazy reads are computed here, not sent back through the scheduler
+        return fn(*args)

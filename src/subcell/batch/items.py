@@ -49,6 +49,7 @@ class ItemRecord:
     source: str = ""
     error: str = ""
     message: str = ""
+    started: float = 0.0  # Unix time the item started on its worker
     seconds: float = 0.0
     peak_memory_mb: float = 0.0
     memory_estimate_mb: float = 0.0
