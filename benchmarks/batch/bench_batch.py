@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -37,16 +36,28 @@ print(time.perf_counter() - t0)
 """
 
 
+SELF_RSS = (
+    "import resource, sys\nfrom subcell.cli.main import run\ncode = run(sys.argv[1:])\n"
+    "print('MAXRSS', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)\nsys.exit(code)"
+)
+
+
 def _timed(cmd: list[str]) -> tuple[float, float, str]:
-    """Wall seconds, peak RSS (MB) of the child, its stdout."""
-    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    """Wall seconds, peak RSS (MB) of the client process itself (it reports its own), its stdout.
+
+    ``subcell …`` commands run as ``python -c <run(argv)>`` so the peak is the client's own, not the largest of
+    every child this benchmark has waited for (what RUSAGE_CHILDREN would give).
+    """
+    if cmd[: len(EXE)] == EXE:
+        cmd = [sys.executable, "-c", SELF_RSS, *cmd[len(EXE) :]]
     t0 = time.perf_counter()
     r = subprocess.run(cmd, capture_output=True, text=True)
     wall = time.perf_counter() - t0
     if r.returncode not in (0, 1):
         raise SystemExit(f"failed: {' '.join(cmd)}\n{r.stderr[-3000:]}")
-    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    return wall, max(peak, before) / 1024, r.stdout
+    peak = [float(ln.split()[1]) / 1024 for ln in r.stdout.splitlines() if ln.startswith("MAXRSS ")]
+    out = "\n".join(ln for ln in r.stdout.splitlines() if not ln.startswith("MAXRSS "))
+    return wall, peak[0] if peak else float("nan"), out
 
 
 def throughput(tmp: Path, n_items: int, n_fields: int, shape: tuple[int, int, int]) -> dict:
@@ -72,7 +83,8 @@ def throughput(tmp: Path, n_items: int, n_fields: int, shape: tuple[int, int, in
         res[f"batch{workers}"] = {
             "wall_s": wall, "item_s_sum": item_s, "item_s_mean": float(t.seconds.mean()),
             "peak_mb_max": float(t.peak_memory_mb.max()), "peak_mb_median": float(t.peak_memory_mb.median()),
-            "estimate_mb": float(t.memory_estimate_mb.max()),
+            "item_mb_max": float((t.peak_memory_mb - t.start_memory_mb).max()),
+            "start_mb_median": float(t.start_memory_mb.median()), "estimate_mb": float(t.memory_estimate_mb.max()),
         }  # fmt: skip
         print(f"batch {workers}", res[f"batch{workers}"], flush=True)
         # rerun: everything is skipped; the time is planning + cluster start + table

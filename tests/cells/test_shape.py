@@ -76,3 +76,28 @@ def test_placement_statistics_follow_the_construction() -> None:
     assert b["object_count"] == 3 and b["inside_nucleus_fraction"] == 1
     cap = ball(shape, (9, 12, 12), (0.8, 2, 2)) & cell
     assert placement_stats(cap.astype(float), cell, nucleus, v)["apical_offset_um"] == pytest.approx(4, abs=0.6)
+
+
+def test_real_harmonics_by_recurrence_equal_scipy_and_are_orthonormal() -> None:
+    from scipy.special import sph_harm_y
+
+    from subcell.cells.harmonics import real_sph_harm
+
+    rng = np.random.default_rng(0)
+    theta = np.concatenate([[0.0, np.pi, np.pi / 2], rng.uniform(0, np.pi, 500)])  # poles included
+    phi = np.concatenate([[0.0, 1.0, -2.0], rng.uniform(-np.pi, np.pi, 500)])
+    for lmax in (0, 1, 3, 8, 12):
+        cols = []
+        for l in range(lmax + 1):  # noqa: E741
+            for m in range(-l, l + 1):
+                y = sph_harm_y(l, abs(m), theta, phi)
+                cols.append(np.sqrt(2) * y.real if m > 0 else np.sqrt(2) * y.imag if m < 0 else y.real)
+        np.testing.assert_allclose(real_sph_harm(lmax, theta, phi), np.stack(cols, axis=-1), atol=1e-10)
+    # orthonormal on the sphere (midpoint quadrature on a fine θ/φ grid)
+    t = (np.arange(400) + 0.5) * np.pi / 400
+    p = (np.arange(800) + 0.5) * 2 * np.pi / 800 - np.pi
+    tt, pp = np.meshgrid(t, p, indexing="ij")
+    basis = real_sph_harm(6, tt.ravel(), pp.ravel())
+    w = (np.sin(tt) * (np.pi / 400) * (2 * np.pi / 800)).ravel()
+    np.testing.assert_allclose(basis.T @ (basis * w[:, None]), np.eye(49), atol=2e-4)
+    assert real_sph_harm(2, tt, pp).shape == (*tt.shape, 9)

@@ -51,7 +51,8 @@ class ItemRecord:
     message: str = ""
     started: float = 0.0  # Unix time the item started on its worker
     seconds: float = 0.0
-    peak_memory_mb: float = 0.0
+    start_memory_mb: float = 0.0  # the worker's resident memory when the item started
+    peak_memory_mb: float = 0.0  # its peak while the item ran
     memory_estimate_mb: float = 0.0
     attempts: int = 1
     worker: str = ""

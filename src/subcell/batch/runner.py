@@ -112,7 +112,10 @@ def execute_item(
     except (OSError, ValueError):
         attempts = 1
     started.write_text(str(attempts))  # survives the worker: a retried item knows it is a retry
-    peak = [0]
+    import psutil
+
+    start_rss = psutil.Process().memory_info().rss
+    peak = [start_rss]
     stop = threading.Event()
     sampler = threading.Thread(target=_peak_rss_during, args=(stop, peak), daemon=True)
     sampler.start()
@@ -130,7 +133,7 @@ def execute_item(
     rec = ItemRecord(
         id=item.id, status=status, output=str(item.output), fingerprint=fp, config_hash=chash,
         source=str(item.inputs[0]) if item.inputs else "", error=error, message=" ".join(message.split())[:500],
-        started=started_at, seconds=time.perf_counter() - t0, peak_memory_mb=peak[0] / 2**20, memory_estimate_mb=memory_estimate / 2**20,
+        started=started_at, seconds=time.perf_counter() - t0, start_memory_mb=start_rss / 2**20, peak_memory_mb=peak[0] / 2**20, memory_estimate_mb=memory_estimate / 2**20,
         attempts=attempts, worker=f"{socket.gethostname()}:{os.getpid()}",
     )  # fmt: skip
     write_record(sd, rec)

@@ -26,6 +26,7 @@ from subcell.metrics.shape import border_ids, shape_features
 __all__ = ["MASK_CHANNELS", "CellCrop", "extract_cells", "extract_to_store", "match_nuclei"]
 
 MASK_CHANNELS = ("cell_mask", "nucleus_mask")
+READ_WHOLE_BYTES = 1 << 30  # a field's selected channels up to this size are read once, not cell by cell
 
 
 @dataclass
@@ -114,6 +115,12 @@ def extract_cells(
     objects = ndi.find_objects(cells.astype(np.int64, copy=False))
     border = border_ids(cells)
     reach = int(np.ceil(cfg.mask_dilation_um / vs.min())) + 1
+    # the selected channels of this timepoint: read once when they fit in READ_WHOLE_BYTES, else region by
+    # region. Reading a lazy image cell by cell and channel by channel ran its task graph hundreds of times and
+    # cost more than all the compute (benchmarks/cells/results.md)
+    source = image.data[timepoint][chan_idx]
+    if source.nbytes <= READ_WHOLE_BYTES:
+        source = np.asarray(source)
     for cid, sl in enumerate(objects, start=1):
         if sl is None:
             continue
@@ -162,10 +169,8 @@ def extract_cells(
         matrix = (a * cfg.voxel_um) / vs[:, None]
         offset = (np.asarray(alignment.centroid_um) - origin) / vs - matrix @ ((np.asarray(box) - 1) / 2)
         keep = ndi.distance_transform_edt(~cell, sampling=vs) <= cfg.mask_dilation_um
-        channels = []
-        for c in chan_idx:
-            data = np.asarray(image.data[timepoint, c][region], dtype=np.float32)
-            channels.append(_resample(data * keep, matrix, offset, box, order=1))
+        pixels = np.asarray(source[(slice(None), *region)], dtype=np.float32)
+        channels = [_resample(data * keep, matrix, offset, box, order=1) for data in pixels]
         # a mask sampled between two source voxels (one in, one out) interpolates to exactly 0.5: smoothing
         # first (about half the output voxel) puts the 0.5 level on the object's boundary instead of a tie
         sigma = 0.5 * cfg.voxel_um * alignment.scale / vs

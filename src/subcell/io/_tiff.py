@@ -245,12 +245,20 @@ def _plausible(vs: tuple[float | None, ...]) -> tuple[float | None, float | None
 
 
 def _page_chunks(shape: tuple[int, ...], n_page_dims: int, dtype: np.dtype[Any]) -> tuple[int, ...]:
-    """One chunk = up to ~64 MiB of whole pages along the innermost page axis."""
+    """One chunk = up to ~64 MiB of whole pages, filling the innermost page axis first, then the next.
+
+    Every chunk opens the file (and parses its header) once, so a small multi-page file is one chunk: with one
+    chunk per z plane, a 3 MB ZCYX stack of 330 pages took 1 s to read instead of 30 ms (benchmarks/cells).
+    """
     page_bytes = int(np.prod(shape[n_page_dims:])) * dtype.itemsize
-    per_chunk = max(1, _CHUNK_BYTES // max(page_bytes, 1))
+    budget = max(1, _CHUNK_BYTES // max(page_bytes, 1))  # pages per chunk
     chunks = [1] * n_page_dims + list(shape[n_page_dims:])
-    if n_page_dims:
-        chunks[n_page_dims - 1] = min(shape[n_page_dims - 1], per_chunk)
+    for axis in range(n_page_dims - 1, -1, -1):
+        take = min(shape[axis], budget)
+        chunks[axis] = max(1, take)
+        if take < shape[axis]:
+            break  # this axis is split: the outer ones stay 1 so chunks remain rectangular blocks of pages
+        budget //= max(shape[axis], 1)
     return tuple(chunks)
 
 

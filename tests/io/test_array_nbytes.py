@@ -1,0 +1,26 @@
+"""`array_nbytes`: uncompressed size from headers only (what batch memory estimates are built on)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import tifffile
+
+from subcell import Image
+from subcell.io import write
+from subcell.io.info import array_nbytes
+
+
+def test_sizes_from_headers_match_the_arrays(tmp_path: Path) -> None:
+    data = np.zeros((2, 3, 5, 40, 30), np.uint16)
+    img = Image(data, voxel_size=(0.5, 0.2, 0.2), dims="TCZYX")
+    for version in ("0.4", "0.5"):
+        out = tmp_path / f"v{version}.ome.zarr"
+        write(img, out, ngff_version=version)
+        assert array_nbytes(out) == data.nbytes
+    tifffile.imwrite(tmp_path / "plain.tif", np.zeros((7, 16, 16), np.float32))
+    assert array_nbytes(tmp_path / "plain.tif") == 7 * 16 * 16 * 4
+    (tmp_path / "broken.tif").write_bytes(b"II*\x00garbage")
+    assert array_nbytes(tmp_path / "broken.tif") == 0  # unknown: the reader reports it when the item runs
+    assert array_nbytes(tmp_path / "absent.ome.zarr") == 0
