@@ -103,6 +103,32 @@ def throughput(tmp: Path, n_items: int, n_fields: int, shape: tuple[int, int, in
     return res
 
 
+def cells(tmp: Path, n_items: int, n_fields: int, shape: tuple[int, int, int]) -> dict:
+    """Single cells through `subcell batch cells-extract`: cells/s with 1 and 2 workers."""
+    import pandas as pd
+
+    from subcell import synth
+    from subcell.io import read_cell_store
+
+    for s in range(n_fields):
+        if not (tmp / f"f{s}.ome.zarr").exists():
+            synth.write_field(synth.synth_field(shape=shape, seed=500 + s), tmp / f"f{s}.ome.zarr")
+    rows = [{"id": f"c{i:04d}", "source": str(tmp / f"f{i % n_fields}.ome.zarr"),
+             "labels": str(tmp / f"f{i % n_fields}.ome.zarr")} for i in range(n_items)]  # fmt: skip
+    pd.DataFrame(rows).to_csv(tmp / "cells.csv", index=False)
+    res: dict = {"items": n_items, "shape": list(shape)}
+    for workers in (1, 2):
+        out = tmp / f"cells{workers}"
+        wall, _, _ = _timed([*EXE, "batch", "cells-extract", str(tmp / "cells.csv"), str(out), "--border", "flag",
+                             "--workers", str(workers), "--quiet"])  # fmt: skip
+        t = pd.read_parquet(out / "batch.parquet")
+        assert (t.status == "done").all(), t.error.tolist()[:3]
+        n_cells = sum(int((read_cell_store(out / f"{r['id']}.zarr").table.crop_index >= 0).sum()) for r in rows)
+        res[f"workers{workers}"] = {"wall_s": wall, "cells": n_cells, "item_s_sum": float(t.seconds.sum())}
+        print("cells", workers, res[f"workers{workers}"], flush=True)
+    return res
+
+
 def plan(tmp: Path, n_rows: int) -> dict:
     import numpy as np
     import pandas as pd
@@ -190,6 +216,9 @@ def report(r: dict) -> str:
         b1 = t["batch1"]
         lines += [
             "",
+            f"Worker resident memory at item start (median) {b1.get('start_mb_median', float('nan')):.0f} MB; the "
+            f"largest rise during one item {b1.get('item_mb_max', float('nan')):.0f} MB.",
+            "",
             "Overhead per item = (wall × workers − Σ item seconds measured inside the workers) / items: cluster start,"
             " scheduling, records, the table, and the client's planning, spread over the items.",
             f"A rerun with everything done (all skipped) takes {b1['rerun_all_skipped_s']:.1f} s (1 worker) / "
@@ -199,6 +228,20 @@ def report(r: dict) -> str:
             f"scheduling: median {b1['peak_mb_median']:.0f} MB, max {b1['peak_mb_max']:.0f} MB, estimate "
             f"{b1['estimate_mb']:.0f} MB ({b1['estimate_mb'] / b1['peak_mb_max']:.2f}× the max peak).",
             "",
+        ]  # fmt: skip
+    if "cells" in r:
+        c = r["cells"]
+        w1, w2 = c["workers1"], c["workers2"]
+        lines += [
+            f"## Single cells through `subcell batch cells-extract` ({c['items']} synthetic fields of "
+            f"{'×'.join(map(str, c['shape']))})", "",
+            "| workers | wall (s) | cells | cells/s | cells/s per core (Σ item time) |", "|---:|---:|---:|---:|---:|",
+            f"| 1 | {w1['wall_s']:.1f} | {w1['cells']} | {w1['cells'] / w1['wall_s']:.2f} | "
+            f"{w1['cells'] / w1['item_s_sum']:.2f} |",
+            f"| 2 | {w2['wall_s']:.1f} | {w2['cells']} | {w2['cells'] / w2['wall_s']:.2f} | "
+            f"{w2['cells'] / w2['item_s_sum']:.2f} |", "",
+            "The per-core speed-up of extraction + shape space itself (84 real mitotic cells, before/after in one "
+            "run) is in `benchmarks/cells/results.md`.", "",
         ]  # fmt: skip
     if "plan" in r:
         p = r["plan"]
@@ -231,7 +274,8 @@ def main() -> None:
     ap.add_argument("--shape", type=int, nargs=3, default=(32, 256, 256))
     ap.add_argument("--plan-rows", type=int, default=10_000)
     ap.add_argument("--volume", type=int, nargs=3, default=(32, 2048, 2048))
-    ap.add_argument("--sections", nargs="*", default=["throughput", "plan", "volume"])
+    ap.add_argument("--cell-items", type=int, default=40)
+    ap.add_argument("--sections", nargs="*", default=["throughput", "cells", "plan", "volume"])
     args = ap.parse_args()
     results_path = HERE / "results.json"
     results = json.loads(results_path.read_text()) if results_path.exists() else {}
@@ -240,6 +284,8 @@ def main() -> None:
         tmp = Path(d)
         if "throughput" in args.sections:
             results["throughput"] = throughput(tmp, args.items, args.fields, tuple(args.shape))
+        if "cells" in args.sections:
+            results["cells"] = cells(tmp, args.cell_items, args.fields, tuple(args.shape))
         if "plan" in args.sections:
             results["plan"] = plan(tmp, args.plan_rows)
         if "volume" in args.sections:

@@ -24,7 +24,7 @@ class Spec:
 
     path: tuple[str, ...]  # the command in the CLI tree, e.g. ("labelfree", "predict")
     suffix: str  # default output suffix
-    memory_factor: float  # peak memory / uncompressed input bytes (measured in benchmarks/batch)
+    memory_factor: float  # item memory above the worker's base / uncompressed input bytes (benchmarks/batch)
     row_args: Callable[[Any, Path], tuple[list[str], list[str], list[Path]]]  # -> (positional inputs, options, inputs)
 
 
@@ -77,13 +77,17 @@ def _extract(row: Any, base: Path) -> tuple[list[str], list[str], list[Path]]:
 
 
 COMMANDS: dict[str, Spec] = {
-    "convert": Spec(("convert",), ".ome.zarr", 3.0, _convert),
-    "segment": Spec(("segment",), ".ome.zarr", 16.0, _segment),
-    "measure": Spec(("measure",), ".parquet", 6.0, _measure),
-    "labelfree-predict": Spec(("labelfree", "predict"), ".ome.zarr", 3.0, _predict),
-    "cells-extract": Spec(("cells", "extract"), ".zarr", 8.0, _extract),
+    "convert": Spec(("convert",), ".ome.zarr", 1.0, _convert),  # streams chunk by chunk
+    "segment": Spec(("segment",), ".ome.zarr", 4.0, _segment),  # 1.9 (nucleus) … 6.2 (mitochondria) whole-field
+    "measure": Spec(("measure",), ".parquet", 4.0, _measure),
+    "labelfree-predict": Spec(("labelfree", "predict"), ".ome.zarr", 2.0, _predict),  # + --memory-limit
+    "cells-extract": Spec(("cells", "extract"), ".zarr", 4.0, _extract),
     "synth": Spec(("synth",), ".ome.zarr", 0.0, lambda row, base: ([], [], [])),
 }
+# A worker's resident memory with a command's libraries loaded and an item done (measured 300-450 MB; with torch
+# 600-650 MB): every estimate starts from it, since the workers' memory limits are limits of the whole process.
+WORKER_BASE = 450 << 20
+TORCH_BASE = 250 << 20
 ALIASES = {"predict": "labelfree-predict", "extract": "cells-extract"}
 
 
@@ -121,41 +125,44 @@ class CommandTask:
         if self.aggregate:
             _add_to_dataset(item)
         lines = [ln for ln in buffer.getvalue().splitlines() if ln.strip()]
-        return lines[-1] if lines else ""
+        warnings = sorted({ln for ln in lines if ln.startswith(("warning:", "note:"))})
+        summary = [ln for ln in lines if not ln.startswith(("warning:", "note:"))]
+        return "; ".join([*(summary[-1:] or []), *warnings])
 
 
 class _ThreadStdout:
-    """One ``sys.stdout`` for the whole worker process that sends each thread's writes to that thread's buffer.
+    """One ``sys.stdout``/``sys.stderr`` for the worker process that sends each thread's writes to its buffer.
 
-    Why not ``contextlib.redirect_stdout``: click caches a text wrapper per stdout object, so swapping in a
-    new stream per item mixed up items' output; and items run concurrently in a worker's threads.
+    Why not ``contextlib.redirect_stdout``: click caches a text wrapper per stream object, so swapping in a new
+    stream per item mixed up items' output; and items run concurrently in a worker's threads. An item's warnings
+    (stderr) end up in its message instead of in the client's terminal.
     """
 
-    _local: Any = None
-    _original: Any = None
-
-    def __init__(self) -> None:
+    def __init__(self, original: Any) -> None:
         import threading
 
         self._tls = threading.local()
+        self._original = original
 
     @classmethod
     def capture(cls, buffer: Any) -> Any:
         import contextlib
         import sys
 
-        if not isinstance(sys.stdout, _ThreadStdout):
-            cls._original = sys.stdout
-            sys.stdout = cls()
-        tls = sys.stdout._tls  # type: ignore[attr-defined]
+        for name in ("stdout", "stderr"):
+            if not isinstance(getattr(sys, name), _ThreadStdout):
+                setattr(sys, name, cls(getattr(sys, name)))
+        streams = [sys.stdout, sys.stderr]
 
         @contextlib.contextmanager
         def scope() -> Any:
-            tls.buffer = buffer
+            for s in streams:
+                s._tls.buffer = buffer  # type: ignore[union-attr]
             try:
                 yield buffer
             finally:
-                tls.buffer = None
+                for s in streams:
+                    s._tls.buffer = None  # type: ignore[union-attr]
 
         return scope()
 
@@ -244,9 +251,11 @@ def build_items(command: str, manifest: str, outdir: Path, options: list[str], s
         out = outdir / f"{name}{ext}"
         if row.source not in nbytes_cache:
             nbytes_cache[row.source] = array_nbytes(row.source)
-        memory = int(spec.memory_factor * nbytes_cache[row.source])
-        if command == "labelfree-predict":
-            memory += int(_option_value(options, "--memory-limit", 2.0) * 2**30)
+        memory = 0
+        if nbytes_cache[row.source]:  # unknown size (an unreadable header): no estimate, no resource asked
+            memory = WORKER_BASE + int(spec.memory_factor * nbytes_cache[row.source])
+            if command == "labelfree-predict":
+                memory += TORCH_BASE + int(_option_value(options, "--memory-limit", 2.0) * 2**30)
         args = [*positional, str(out), *options, *row_opts, "--overwrite"]
         if command == "labelfree-predict":
             args.append("--quiet")
