@@ -190,7 +190,7 @@ def test_convert_and_cells_extract_batches_match_single_commands(two_fields: Pat
     a, b = read(conv / "g0.ome.tif"), read(tmp_path / "g0.ome.tif")
     np.testing.assert_array_equal(a.numpy(), b.numpy())
     assert a.voxel_size.isclose(b.voxel_size)
-    assert run(["batch", "cells-extract", m, str(cells), "--border", "flag", "--workers", "1", "--quiet"]) == 0
+    assert run(["batch", "cells", "extract", m, str(cells), "--border", "flag", "--workers", "1", "--quiet"]) == 0
     one = tmp_path / "one.zarr"
     assert run(["cells", "extract", str(two_fields / "g1.ome.zarr"), str(two_fields / "g1.ome.zarr"), str(one),
                 "--border", "flag", "--structure", "dna"]) == 0  # fmt: skip

@@ -322,7 +322,9 @@ def _description(command: str, params: dict[str, Any], options: list[str]) -> di
 
 def batch(
     ctx: typer.Context,
-    command: Annotated[str, typer.Argument(help=f"One of: {', '.join(COMMANDS)}.")],
+    command: Annotated[
+        str, typer.Argument(help=f"One of: {', '.join(COMMANDS)} (also `labelfree predict`, `cells extract`).")
+    ],
     manifest: Annotated[str, typer.Argument(help="Manifest (.csv/.parquet); for synth a seed range START:STOP.")],
     outdir: Annotated[Path, typer.Argument(help="Output folder: one output per row + batch.parquet.")],
     scheduler: Annotated[
@@ -352,10 +354,14 @@ def batch(
     from subcell.batch import connect, plan_batch
     from subcell.errors import ValueRangeError
 
+    options = list(ctx.args)
+    if f"{command}-{manifest}" in COMMANDS:  # the CLI's own spelling: `batch labelfree predict MANIFEST OUTDIR`
+        if not options or options[0].startswith("-"):
+            raise ValueRangeError(f"expected `subcell batch {command} {manifest} MANIFEST OUTDIR`", field="OUTDIR")
+        command, manifest, outdir = f"{command}-{manifest}", str(outdir), Path(options.pop(0))
     command = ALIASES.get(command, command)
     if command not in COMMANDS:
         raise ValueRangeError(f"expected one of {list(COMMANDS)}, got {command!r}", field="COMMAND")
-    options = list(ctx.args)
     params = validate_options(command, options)
     outdir = outdir.resolve()
     if outdir.exists() and not outdir.is_dir():

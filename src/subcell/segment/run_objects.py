@@ -118,6 +118,9 @@ def _masked_object_threshold(fld: Field, op: Op) -> None:
     write(fld, op.out, np.bool_, thresholded)
 
 
+OBJECTS_PER_BATCH = 64  # objects computed between two writes (bounds the crops held by the client)
+
+
 def _per_object(fld: Field, op: Op) -> None:
     """Split or thin every object on its own crop (its bounding box and a one-voxel margin)."""
     s = op.step
@@ -129,7 +132,7 @@ def _per_object(fld: Field, op: Op) -> None:
     split = isinstance(s, S.SplitTouching)
     out = fld.new(op.out if not split else f"_lobes{op.index}", np.int32 if split else np.bool_)
     budget = None if fld.whole else 4 * int(np.prod(fld.grid().block((0, 0, 0)).read_shape))
-    next_id = 0
+    crops = {}
     for i in range(1, obj.n + 1):
         crop = tuple(
             slice(max(0, int(a) - 1), min(n, int(c) + 1))
@@ -141,17 +144,35 @@ def _per_object(fld: Field, op: Op) -> None:
                 "use larger blocks or segment the field whole",
                 field="block_yx",
             )
+        crops[i] = crop
+    vs = fld.vs
+
+    def one(item: tuple[int, tuple[slice, ...]]) -> tuple[int, np.ndarray, np.ndarray]:
+        i, crop = item
         own = np.asarray(labels[crop]) == i
         if isinstance(s, S.SplitTouching):
-            lobes = _split_object(own, s, fld.vs)
-            res = np.where(lobes > 0, lobes + next_id, 0)
-            next_id += int(lobes.max())
-        else:
-            assert isinstance(s, S.Thinning)
-            res = filters.topology_preserving_thinning(
-                own, min_thickness_um=s.min_thickness_um, thin_um=s.thin_um, voxel_size=fld.vs
-            )
-        out[crop] = np.where(own, res, np.asarray(out[crop]))
+            return i, own, _split_object(own, s, vs)
+        assert isinstance(s, S.Thinning)
+        thin = filters.topology_preserving_thinning(own, min_thickness_um=s.min_thickness_um, thin_um=s.thin_um,
+                                                    voxel_size=vs)  # fmt: skip
+        return i, own, thin
+
+    # objects are computed independently (on the cluster when the field has an executor), a batch at a time so
+    # the results held at once stay bounded, and written here in id order: lobe ids are offset by the lobes of
+    # the objects before, so the numbering is the serial run's
+    executor = None if fld.whole else fld.executor
+    items = list(crops.items())
+    next_id = 0
+    for start in range(0, len(items), OBJECTS_PER_BATCH):
+        chunk = items[start : start + OBJECTS_PER_BATCH]
+        results = list(executor.map(one, chunk)) if executor is not None else [one(it) for it in chunk]
+        for i, own, res in results:
+            if split:
+                lobes = res
+                res = np.where(lobes > 0, lobes + next_id, 0)
+                next_id += int(lobes.max())
+            crop = crops[i]
+            out[crop] = np.where(own, res, np.asarray(out[crop]))
     if split:  # number the lobes by their first voxel, like every other id
         lobes_name = f"_lobes{op.index}"
         grid = fld.grid()
