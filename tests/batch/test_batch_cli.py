@@ -153,10 +153,10 @@ def test_bad_input_is_refused_before_anything_runs(
     t0 = time.perf_counter()
     code = run(["batch", "segment", str(collection / "manifest.csv"), str(out), "-w", "nucleus",
                 "--scheduler", "tcp://127.0.0.1:9", "--quiet"])  # fmt: skip
-    assert code == 2 and time.perf_counter() - t0 < 60
+    assert code == 2 and time.perf_counter() - t0 < 5  # a refused connection fails at once
     err = capsys.readouterr().err
     assert "cannot reach the scheduler at tcp://127.0.0.1:9" in err and err.count("\n") == 1
-    assert not any(p.suffix == ".zarr" for p in out.glob("*")) if out.exists() else True
+    assert not out.exists()  # nothing was started, not even the output folder
 
 
 def test_queue_config_is_validated_and_builds_a_slurm_job(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -162,6 +162,7 @@ def connect(
             client = Client(cluster)
         elif "://" in scheduler:
             cluster = None
+            _refused_at_once(scheduler)
             try:
                 client = Client(scheduler, timeout=timeout)
             except (OSError, TimeoutError) as e:
@@ -185,6 +186,23 @@ def connect(
             client.close()
             if cluster is not None:
                 cluster.close()
+
+
+def _refused_at_once(address: str) -> None:
+    """Fail in milliseconds when nothing listens at a tcp:// address (the client would retry until its timeout)."""
+    import socket
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(address)
+    if parts.scheme != "tcp" or not parts.hostname or not parts.port:
+        return
+    try:
+        with socket.create_connection((parts.hostname, parts.port), timeout=2.0):
+            return
+    except ConnectionRefusedError:
+        raise ClusterError(f"cannot reach the scheduler at {address}: connection refused", field="scheduler") from None
+    except OSError:
+        return  # unknown host, a timeout…: the client's own connect reports it with its timeout
 
 
 def dashboard_link(client: Any) -> str:

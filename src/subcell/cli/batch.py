@@ -376,7 +376,6 @@ def batch(
             f"{len(plan.skipped)} already done; largest memory estimate {plan.memory_estimate / 2**30:.2f} GB"
         )
         return
-    outdir.mkdir(parents=True, exist_ok=True)
     mem = int(memory_per_worker * 2**30) if memory_per_worker else None
     from subcell.batch.cluster import worker_memory_default
 
