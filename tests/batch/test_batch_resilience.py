@@ -83,11 +83,15 @@ def _dies_on_first_attempt(item: Item) -> str:
 
 
 def test_an_item_whose_worker_died_is_retried_then_recorded(tmp_path: Path) -> None:
-    items = [Item(f"i{k}", (), tmp_path / "out" / f"i{k}.txt") for k in range(2)]
-    with connect("local", workers=1, retries=2) as client:
-        summary = run_batch(items, _dies_on_first_attempt, tmp_path / "out", client, description={"t": 1})
-    assert summary.counts == {"done": 2, "failed": 0, "skipped": 0}
-    assert [r.attempts for r in summary.records] == [2, 2]
+    items = [Item(f"i{k}", (), tmp_path / "out" / f"i{k}.txt", memory=2**28) for k in range(2)]
+    too_big = Item("huge", (), tmp_path / "out" / "huge.txt", memory=8 * 2**30)
+    with connect("local", workers=1, retries=2, resources={"MEMORY": 2**30}) as client:
+        summary = run_batch([*items, too_big], _dies_on_first_attempt, tmp_path / "out", client, description={"t": 1})
+    assert summary.counts == {"done": 2, "failed": 1, "skipped": 0}
+    assert [r.attempts for r in summary.records[:2]] == [2, 2]
+    refused = summary.records[2]  # refused before it ran: it would have killed its worker once, leaving a flag
+    assert "needs about 8.0 GB; workers have 1.0 GB" in refused.error
+    assert not (tmp_path / "out" / "huge.first-attempt").exists()
     assert (tmp_path / "out" / "i0.txt").read_text() == "i0"
 
     items = [Item("j0", (), tmp_path / "out2" / "j0.txt")]
@@ -172,6 +176,7 @@ def test_predict_loads_the_model_once_per_worker_and_matches_the_single_command(
     out.mkdir()
     opts = ["--model", "dna", "--device", "cpu"]
     items = build_items("labelfree-predict", str(two_fields / "m.csv"), out, opts)
+    assert all(i.memory > 2 * 2**30 for i in items)  # the --memory-limit (default 2 GB) is part of the estimate
     with connect("local", workers=1) as client:
         summary = run_batch(items, CommandTask(("labelfree", "predict")), out, client, description={"o": opts})
         loads = client.run(_model_loads)

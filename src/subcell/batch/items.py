@@ -16,9 +16,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-__all__ = ["Item", "ItemRecord", "config_hash", "fingerprint", "read_record", "safe_name", "write_record"]
+__all__ = [
+    "Item", "ItemRecord", "attempts_path", "config_hash", "fingerprint", "read_record", "safe_name", "write_record",
+]  # fmt: skip
 
-STATUSES = ("done", "failed", "skipped")
 _ZARR_META = (".zattrs", ".zarray", ".zgroup", "zarr.json")
 
 
@@ -107,6 +108,11 @@ def config_hash(config: dict[str, Any]) -> str:
 
 def record_path(state_dir: Path, item_id: str) -> Path:
     return state_dir / "items" / f"{safe_name(item_id)}.json"
+
+
+def attempts_path(state_dir: Path, item_id: str) -> Path:
+    """Where a running item counts its tries (it survives a worker that dies; removed once recorded)."""
+    return state_dir / "items" / f"{safe_name(item_id)}.attempts"
 
 
 def write_record(state_dir: Path, record: ItemRecord) -> None:

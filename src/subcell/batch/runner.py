@@ -19,7 +19,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from subcell.batch.items import Item, ItemRecord, config_hash, fingerprint, read_record, safe_name, write_record
+from subcell.batch.items import (
+    Item,
+    ItemRecord,
+    attempts_path,
+    config_hash,
+    fingerprint,
+    read_record,
+    safe_name,
+    write_record,
+)  # fmt: skip
 from subcell.errors import OutputExistsError, SubcellError
 
 __all__ = ["BatchPlan", "BatchSummary", "execute_item", "plan_batch", "run_batch", "worker_local_dask"]
@@ -105,7 +114,7 @@ def execute_item(
         # already finished in this run: the scheduler recomputes a task whose result died with its worker
         # before the client fetched it; the output is on disk, so that is not redone
         return prior.to_dict()
-    started = sd / "items" / f"{safe_name(item.id)}.attempts"
+    started = attempts_path(sd, item.id)
     started.parent.mkdir(parents=True, exist_ok=True)
     try:
         attempts = int(started.read_text()) + 1
@@ -150,6 +159,13 @@ def _still_done(rec: ItemRecord, item: Item, fp: str, chash: str) -> bool:
     )
 
 
+def _failed(item: Item, plan: BatchPlan, error: str, attempts: int = 1) -> ItemRecord:
+    """The record of an item that failed outside the worker's own bookkeeping (refused, or its worker lost)."""
+    return ItemRecord(item.id, "failed", str(item.output), plan.fingerprints[item.id], plan.config_hash,
+                      source=str(item.inputs[0]) if item.inputs else "", error=error,
+                      memory_estimate_mb=item.memory / 2**20, attempts=attempts)  # fmt: skip
+
+
 def _check_outdir(outdir: Path, description: dict[str, Any], chash: str, *, overwrite: bool) -> None:
     state = outdir / STATE / "batch.json"
     if state.exists() and not overwrite:
@@ -184,15 +200,11 @@ def plan_batch(items: Sequence[Item], outdir: Path, description: dict[str, Any])
     return BatchPlan(todo, skipped, fps, chash, time.perf_counter() - t0)
 
 
-def _remove_partials(outdir: Path) -> int:
-    from subcell.io._atomic import discard
+def _remove_partials(outdir: Path) -> None:
+    from subcell.io._atomic import remove_temporaries
 
-    n = 0
     for folder in (outdir, *[p for p in outdir.iterdir() if p.is_dir() and not p.name.startswith(".")]):
-        for p in folder.glob(".*.partial-*"):
-            discard(p)
-            n += 1
-    return n
+        remove_temporaries(folder)
 
 
 def _write_table(outdir: Path, records: dict[str, ItemRecord], order: list[str]) -> Path:
@@ -259,9 +271,7 @@ def run_batch(
                           " (raise --memory-per-worker)")  # fmt: skip
             res["MEMORY"] = float(item.memory)
         if reason:
-            rec = ItemRecord(item.id, "failed", str(item.output), plan.fingerprints[item.id], plan.config_hash,
-                             source=str(item.inputs[0]) if item.inputs else "", error=reason,
-                             memory_estimate_mb=item.memory / 2**20)  # fmt: skip
+            rec = _failed(item, plan, reason)
             write_record(state_dir, rec)
             records[item.id] = rec
             continue
@@ -281,17 +291,14 @@ def run_batch(
         try:
             rec = ItemRecord(**fut.result())
         except Exception as e:  # the worker died (KilledWorker after the retries) or the task could not run
-            rec = ItemRecord(item.id, "failed", str(item.output), plan.fingerprints[item.id], plan.config_hash,
-                             source=str(item.inputs[0]) if item.inputs else "",
-                             error=f"worker lost: {_one_line(e)}", memory_estimate_mb=item.memory / 2**20)  # fmt: skip
-            prior = read_record(state_dir, item.id)
-            attempts_file = state_dir / "items" / f"{safe_name(item.id)}.attempts"
+            tries = attempts_path(state_dir, item.id)
             try:
-                rec.attempts = int(attempts_file.read_text())
+                attempts = int(tries.read_text())
             except (OSError, ValueError):
-                rec.attempts = prior.attempts if prior else 1
+                attempts = 1
+            rec = _failed(item, plan, f"worker lost: {_one_line(e)}", attempts)
             write_record(state_dir, rec)
-            attempts_file.unlink(missing_ok=True)
+            tries.unlink(missing_ok=True)
         records[item.id] = rec
         counts[rec.status if rec.status in counts else "failed"] += 1
         counts["running"] -= 1

@@ -208,8 +208,18 @@ def _seed_range(text: str) -> range | None:
     return range(start, stop)
 
 
-def build_items(command: str, manifest: str, outdir: Path, options: list[str], suffix: str | None = None) -> list[Any]:
-    """The items of a batch (manifest problems, bad options and clashing names are reported all at once)."""
+def build_items(
+    command: str,
+    manifest: str,
+    outdir: Path,
+    options: list[str],
+    suffix: str | None = None,
+    params: dict[str, Any] | None = None,
+) -> list[Any]:
+    """The items of a batch (manifest problems, bad options and clashing names are reported all at once).
+
+    ``params``: the options as the command's parser read them (:func:`validate_options`; parsed here if absent).
+    """  # fmt: skip
     from subcell.batch import Item
     from subcell.batch.items import safe_name
     from subcell.errors import ManifestError, ValueRangeError
@@ -217,6 +227,7 @@ def build_items(command: str, manifest: str, outdir: Path, options: list[str], s
     from subcell.io.info import array_nbytes
 
     spec = COMMANDS[command]
+    params = validate_options(command, options) if params is None else params
     ext = suffix or spec.suffix
     items: list[Any] = []
     issues: list[str] = []
@@ -233,8 +244,8 @@ def build_items(command: str, manifest: str, outdir: Path, options: list[str], s
     base = Path(manifest).resolve().parent
     names: dict[str, int] = {}
     nbytes_cache: dict[Path, int] = {}
-    gpu = _wants_gpu(options)
-    vs_option = _voxel_size_option(options)
+    gpu = str(params.get("device", "cpu")).startswith("cuda")
+    vs_option = params.get("voxel_size")
     for row in m:
         item_id = row.id or row.source.name.split(".")[0]
         name = safe_name(item_id)
@@ -255,40 +266,15 @@ def build_items(command: str, manifest: str, outdir: Path, options: list[str], s
         if nbytes_cache[row.source]:  # unknown size (an unreadable header): no estimate, no resource asked
             memory = WORKER_BASE + int(spec.memory_factor * nbytes_cache[row.source])
             if command == "labelfree-predict":
-                memory += TORCH_BASE + int(_option_value(options, "--memory-limit", 2.0) * 2**30)
+                memory += TORCH_BASE + int(float(params["memory_limit"]) * 2**30)
         args = [*positional, str(out), *options, *row_opts, "--overwrite"]
         if command == "labelfree-predict":
             args.append("--quiet")
-        params = {"args": args, "voxel_size": row.voxel_size.as_tuple() if row.voxel_size else vs_option}
-        items.append(Item(item_id, tuple(inputs), out, params, memory, {"GPU": 1.0} if gpu else {}))
+        item_params = {"args": args, "voxel_size": row.voxel_size.as_tuple() if row.voxel_size else vs_option}
+        items.append(Item(item_id, tuple(inputs), out, item_params, memory, {"GPU": 1.0} if gpu else {}))
     if issues:
         raise ManifestError(m.path, issues)
     return items
-
-
-def _option_value(options: list[str], name: str, default: float) -> float:
-    for i, o in enumerate(options):
-        if o == name and i + 1 < len(options):
-            return float(options[i + 1])
-        if o.startswith(name + "="):
-            return float(o.split("=", 1)[1])
-    return default
-
-
-def _voxel_size_option(options: list[str]) -> tuple[float, float, float] | None:
-    for i, o in enumerate(options):
-        if o == "--voxel-size" and i + 3 < len(options):
-            z, y, x = (float(v) for v in options[i + 1 : i + 4])
-            return (z, y, x)
-    return None
-
-
-def _wants_gpu(options: list[str]) -> bool:
-    for i, o in enumerate(options):
-        value = options[i + 1] if o == "--device" and i + 1 < len(options) else o.removeprefix("--device=")
-        if (o == "--device" or o.startswith("--device=")) and value.startswith("cuda"):
-            return True
-    return False
 
 
 def validate_options(command: str, options: list[str]) -> dict[str, Any]:
@@ -367,7 +353,7 @@ def batch(
     if outdir.exists() and not outdir.is_dir():
         raise ValueRangeError("OUTDIR is a file; expected a folder", field="OUTDIR")
     t0 = time.perf_counter()
-    items = build_items(command, manifest, outdir, options, suffix)
+    items = build_items(command, manifest, outdir, options, suffix, params=params)
     description = _description(command, params, options)
     if dry_run:
         plan = plan_batch(items, outdir, description)

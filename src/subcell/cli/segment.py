@@ -106,7 +106,9 @@ def segment(
         if output_format(output) != "ome-zarr":
             raise InputFileError("block-wise segmentation streams to OME-Zarr; use a .ome.zarr output", path=output)
         executor, where = None, ""
-        with _cluster(scheduler, workers) if scheduler else nullcontext() as client:
+        from subcell.batch import connect
+
+        with connect(scheduler, workers=workers) if scheduler else nullcontext() as client:
             if client is not None:
                 from subcell.batch import DaskExecutor
                 from subcell.batch.cluster import dashboard_link
@@ -130,12 +132,6 @@ def segment(
     border = labels.provenance.parameters.get("border_ids")
     extra = f", {len(border[0])} touching the border" if border else ""
     typer.echo(f"wrote {output}: {what}{extra} ({wf.name})")
-
-
-def _cluster(scheduler: str, workers: int | None) -> Any:
-    from subcell.batch import connect
-
-    return connect(scheduler, workers=workers)
 
 
 def _read_any_labels(path: Path, voxel_size: Any, axes: str | None = None, force: bool = False) -> Any:

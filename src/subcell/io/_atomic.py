@@ -12,7 +12,7 @@ from pathlib import Path
 
 from subcell.errors import InputFileError, OutputExistsError
 
-__all__ = ["atomic_output", "check_output", "commit", "discard", "temporary_sibling"]
+__all__ = ["atomic_output", "check_output", "commit", "discard", "remove_temporaries", "temporary_sibling"]
 
 
 def check_output(path: str | Path, *, overwrite: bool) -> Path:
@@ -30,6 +30,17 @@ def check_output(path: str | Path, *, overwrite: bool) -> Path:
 def temporary_sibling(path: Path) -> Path:
     """A hidden, unique name in the same folder (same filesystem, so the final rename is atomic)."""
     return path.parent / f".{path.name}.partial-{uuid.uuid4().hex[:12]}"
+
+
+def remove_temporaries(folder: Path) -> int:
+    """Remove the unfinished temporaries (:func:`temporary_sibling`) a killed writer left in ``folder``.
+
+    Only for a folder no other writer is using at the moment. Returns how many were removed.
+    """
+    found = list(Path(folder).glob(".*.partial-*"))
+    for p in found:
+        _remove(p)
+    return len(found)
 
 
 def _remove(path: Path) -> None:
