@@ -1,0 +1,173 @@
+"""Scoring tracks against truth with the Cell Tracking Challenge measures.
+
+TRA, DET and LNK (AOGM with the official weights) and division precision / recall / F1 within a frame tolerance
+come from traccuracy (the community's maintained implementation, matching by the CTC rule: a predicted object
+matches a true one when it covers more than half of it). SEG is computed here from the same rule, because
+traccuracy does not compute it; the test suite cross-checks both against py-ctcmetrics (the CTC's own Python
+port) on exported CTC folders.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from typing import Any
+
+import numpy as np
+
+from subcell.errors import ValueRangeError
+from subcell.track.tracks import Tracks
+
+__all__ = ["evaluate_tracks", "seg_score", "tracking_graph"]
+
+
+def tracking_graph(tracks: Tracks, *, name: str = "tracks") -> Any:
+    """A traccuracy ``TrackingGraph``: one node per object and frame, edges along tracks (across gaps too) and
+    from a parent's last object to each daughter's first."""
+    import networkx as nx
+    from traccuracy import TrackingGraph
+
+    tab = tracks.table.sort_values(["track_id", "t"]).reset_index(drop=True)
+    graph = nx.DiGraph()
+    node_ids = np.arange(1, len(tab) + 1)
+    for nid, row in zip(node_ids, tab.itertuples(index=False), strict=True):
+        graph.add_node(int(nid), t=int(row.t), segmentation_id=int(row.track_id),
+                       z=float(row.z_um), y=float(row.y_um), x=float(row.x_um))  # fmt: skip
+    same = tab["track_id"].to_numpy()[1:] == tab["track_id"].to_numpy()[:-1]
+    graph.add_edges_from(zip(node_ids[:-1][same].tolist(), node_ids[1:][same].tolist(), strict=True))
+    last_row = {int(tid): int(i) for i, tid in tab.groupby("track_id").tail(1)["track_id"].items()}
+    for idx, row in tab.groupby("track_id").head(1).iterrows():
+        parent = int(row["parent_track"])
+        if parent in last_row:
+            graph.add_edge(int(node_ids[last_row[parent]]), int(node_ids[idx]))
+    seg = tracks.labels
+    if seg.ndim == 4 and seg.shape[1] == 1:
+        seg = seg[:, 0]
+    return TrackingGraph(graph, segmentation=seg, frame_key="t", label_key="segmentation_id", name=name)
+
+
+def seg_score(truth_labels: np.ndarray, pred_labels: np.ndarray) -> tuple[float, Any]:
+    """CTC SEG: for every true object the Jaccard index with the predicted object covering more than half of it
+    (0 when none does), averaged over all true objects of all frames. Returns the mean and one row per object."""
+    import pandas as pd
+
+    if truth_labels.shape != pred_labels.shape:
+        raise ValueRangeError(f"truth {truth_labels.shape} and prediction {pred_labels.shape} differ in shape",
+                              field="labels")  # fmt: skip
+    rows = []
+    for t in range(truth_labels.shape[0]):
+        gt = np.asarray(truth_labels[t]).ravel().astype(np.int64)
+        pr = np.asarray(pred_labels[t]).ravel().astype(np.int64)
+        g_ids, g_size = np.unique(gt[gt > 0], return_counts=True)
+        if g_ids.size == 0:
+            continue
+        p_ids, p_size = np.unique(pr[pr > 0], return_counts=True)
+        both = (gt > 0) & (pr > 0)
+        pairs, inter = np.unique(np.stack([gt[both], pr[both]]), axis=1, return_counts=True)
+        jac = dict.fromkeys(g_ids.tolist(), 0.0)
+        g_of = dict(zip(g_ids.tolist(), g_size.tolist(), strict=True))
+        p_of = dict(zip(p_ids.tolist(), p_size.tolist(), strict=True))
+        for (g, p), n in zip(pairs.T.tolist(), inter.tolist(), strict=True):
+            if n > 0.5 * g_of[g]:
+                jac[g] = n / (g_of[g] + p_of[p] - n)
+        rows.extend({"t": t, "label": g, "jaccard": j} for g, j in jac.items())
+    table = pd.DataFrame(rows, columns=["t", "label", "jaccard"])
+    return (float(table["jaccard"].mean()) if len(table) else float("nan")), table
+
+
+def evaluate_tracks(pred: Tracks, truth: Tracks, *, frame_tolerance: int = 1) -> tuple[dict[str, float], Any]:
+    """TRA, DET, LNK, SEG and division precision/recall/F1 (a division counts when found within
+    ``frame_tolerance`` frames), plus one row per true track: frames, frames detected, predicted tracks it was
+    split into, identity switches, whether its division was found.
+
+    Parameters
+    ----------
+    pred, truth : Tracks
+        Same (T, Z, Y, X) shape.
+    """
+    import pandas as pd
+    from traccuracy import run_metrics
+    from traccuracy.matchers import CTCMatcher
+    from traccuracy.metrics import CTCMetrics, DivisionMetrics
+
+    if pred.labels.shape != truth.labels.shape:
+        raise ValueRangeError(f"prediction {pred.labels.shape} and truth {truth.labels.shape} differ in shape "
+                              "(T, Z, Y, X)", field="labels")  # fmt: skip
+    if len(truth.table) == 0:
+        raise ValueRangeError("the truth has no objects", field="truth")
+    # traccuracy indexes the segmentation from the truth's first frame: give both from there
+    start = int(truth.table["t"].min())
+    pred_s = _from_frame(pred, start)
+    truth_s = _from_frame(truth, start)
+    logging.getLogger("traccuracy").setLevel(logging.ERROR)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        gt_graph = tracking_graph(truth_s, name="truth")
+        pr_graph = tracking_graph(pred_s, name="prediction")
+        results, matched = run_metrics(gt_graph, pr_graph, CTCMatcher(),
+                                       [CTCMetrics(), DivisionMetrics(max_frame_buffer=frame_tolerance)])  # fmt: skip
+    ctc = next(r for r in results if r["metric"]["name"] == "CTCMetrics")["results"]
+    div = next(r for r in results if r["metric"]["name"] == "DivisionMetrics")["results"]
+    div_tol = div[f"Frame Buffer {frame_tolerance}"]
+    seg, _ = seg_score(truth.labels, pred.labels)
+    summary = {
+        "TRA": float(ctc["TRA"]),
+        "DET": float(ctc["DET"]),
+        "LNK": float(ctc["LNK"]),
+        "SEG": seg,
+        "AOGM": float(ctc["AOGM"]),
+        "division_precision": float(div_tol["Division Precision"]),
+        "division_recall": float(div_tol["Division Recall"]),
+        "division_f1": float(div_tol["Division F1"]),
+        "true_divisions": int(div_tol["Total GT Divisions"]),
+        "predicted_divisions": int(div_tol["Total Predicted Divisions"]),
+        "frame_tolerance": frame_tolerance,
+        "true_objects": int(len(truth.table)),
+        "predicted_objects": int(len(pred.table)),
+        "true_tracks": int(truth.table["track_id"].nunique()),
+        "predicted_tracks": int(pred.table["track_id"].nunique()),
+    }
+    per_track = _per_track(matched, gt_graph, pr_graph, truth_s)
+    return summary, pd.DataFrame(per_track)
+
+
+def _from_frame(tracks: Tracks, start: int) -> Tracks:
+    if start == 0:
+        return tracks
+    tab = tracks.table[tracks.table["t"] >= start].assign(t=lambda d: d["t"] - start)
+    return Tracks(labels=tracks.labels[start:], table=tab, lineage=tracks.lineage)
+
+
+def _per_track(matched: Any, gt_graph: Any, pr_graph: Any, truth: Tracks) -> list[dict[str, Any]]:
+    from traccuracy import NodeFlag
+
+    gt_nodes = gt_graph.graph.nodes
+    pr_nodes = pr_graph.graph.nodes
+    by_track: dict[int, list[tuple[int, int | None]]] = {}
+    for node in gt_nodes:
+        tid = int(gt_nodes[node]["segmentation_id"])
+        pred_node = (matched.gt_pred_map.get(node) or [None])[0]  # the CTC rule matches a true object at most once
+        pred_track = int(pr_nodes[pred_node]["segmentation_id"]) if pred_node is not None else None
+        by_track.setdefault(tid, []).append((int(gt_nodes[node]["t"]), pred_track))
+    divisions = {int(gt_nodes[n]["segmentation_id"]): n for n in gt_graph.get_divisions()}
+    rows = []
+    for tid, seq in sorted(by_track.items()):
+        seq.sort()
+        found = [p for _, p in seq if p is not None]
+        switches = sum(1 for a, b in zip(found[:-1], found[1:], strict=True) if a != b)
+        row: dict[str, Any] = {
+            "track_id": tid,
+            "start": seq[0][0],
+            "end": seq[-1][0],
+            "frames": len(seq),
+            "frames_detected": len(found),
+            "predicted_tracks": len(set(found)),
+            "id_switches": switches,
+            "main_predicted_track": max(set(found), key=found.count) if found else 0,
+            "division_found": None,
+        }
+        if tid in divisions:
+            attrs = gt_nodes[divisions[tid]]
+            row["division_found"] = bool(attrs.get(NodeFlag.TP_DIV, False) or attrs.get(NodeFlag.TP_DIV_SKIP, False))
+        rows.append(row)
+    return rows

@@ -1,0 +1,120 @@
+"""Linking objects over time into tracks with divisions and gap closing (laptrack's LAP solver, costs in µm).
+
+laptrack (Jaqaman et al. 2008: frame-to-frame assignment, then gap closing and splitting as a second
+assignment) does the optimisation. What is ours: costs in physical units from the time interval, a size and an
+intensity term folded into the points' coordinates (so laptrack's vectorised squared-Euclidean metric prices
+them, instead of a Python callable per pair, which is ~1000× slower at 10,000 objects), and turning its graph
+into tracks that keep one id across gaps and start new ids at divisions (the CTC convention).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from subcell.errors import ValueRangeError
+from subcell.track.config import TrackConfig
+
+__all__ = ["link_objects", "max_displacement_um"]
+
+
+def max_displacement_um(config: TrackConfig, time_interval_s: float) -> float:
+    """The largest distance (µm) an object may move between consecutive frames."""
+    if not time_interval_s or time_interval_s <= 0:
+        raise ValueRangeError(f"expected a positive time interval in seconds, got {time_interval_s!r}",
+                              field="time_interval")  # fmt: skip
+    return config.max_speed_um_per_min * time_interval_s / 60.0
+
+
+def _features(objects: Any, config: TrackConfig, max_dist: float) -> np.ndarray:
+    """Coordinates whose squared Euclidean distance is the link cost (µm²)."""
+    cols = [objects[c].to_numpy(np.float64) for c in ("z_um", "y_um", "x_um")]
+    if config.size_weight > 0:
+        diameter = np.cbrt(6.0 * objects["volume_um3"].to_numpy(np.float64) / np.pi)
+        cols.append(config.size_weight * diameter)
+    intensity = objects["mean_intensity"].to_numpy(np.float64)
+    if config.intensity_weight > 0 and np.isfinite(intensity).all():
+        scale = float(np.median(np.abs(intensity))) or 1.0
+        cols.append(config.intensity_weight * max_dist * intensity / scale)
+    return np.stack(cols, axis=1)
+
+
+def link_objects(objects: Any, *, n_frames: int, time_interval_s: float, config: TrackConfig | None = None) -> Any:
+    """Assign every object (one row per object and frame, see :func:`~subcell.track.frame_objects`) to a track.
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``objects`` sorted by ``t`` and ``label`` with ``track_id`` (1, 2, … in order of first appearance; the
+        same id across gaps), ``parent_track`` (0 for none) and ``generation`` (0 for a track without parent).
+    """
+    from laptrack import LapTrack
+
+    cfg = config or TrackConfig()
+    max_dist = max_displacement_um(cfg, time_interval_s)
+    objs = objects.sort_values(["t", "label"], kind="stable").reset_index(drop=True)
+    feats = _features(objs, cfg, max_dist)
+    t = objs["t"].to_numpy()
+    if len(t) and (t.min() < 0 or t.max() >= n_frames):
+        raise ValueRangeError(f"object frames {t.min()}..{t.max()} outside 0..{n_frames - 1}", field="t")
+    starts = np.searchsorted(t, np.arange(n_frames + 1))
+    coords = [feats[starts[i] : starts[i + 1]] for i in range(n_frames)]
+    gap = cfg.max_gap_frames
+    link_cut = max_dist**2
+    # a cell missed for k frames may have moved k+1 steps; random motion spreads as sqrt(k+1)
+    gap_cut = link_cut * (gap + 1)
+    split_cut = (cfg.division_distance_factor * max_dist) ** 2
+    tracker = LapTrack(
+        metric="sqeuclidean",
+        cutoff=link_cut,
+        gap_closing_metric="sqeuclidean",
+        gap_closing_cutoff=gap_cut if gap > 0 else False,
+        gap_closing_max_frame_count=gap + 1,
+        splitting_metric="sqeuclidean",
+        splitting_cutoff=split_cut if cfg.divisions else False,
+        merging_cutoff=False,
+        # alternative costs at the cutoffs instead of laptrack's percentile estimate: any link within reach beats
+        # starting or ending a track (cells rarely appear or vanish inside a colony), and with few candidates the
+        # percentile estimate fell below plausible division links (divisions were missed on synthetic truth)
+        track_start_cost=link_cut,
+        track_end_cost=link_cut,
+        segment_start_cost=max(gap_cut, split_cut),
+        segment_end_cost=max(gap_cut, split_cut),
+        no_splitting_cost=split_cut,
+    )
+    graph = tracker.predict(coords) if len(objs) else None
+    track = np.zeros(len(objs), dtype=np.int64)
+    parent_of: dict[int, int] = {}
+    next_id = 1
+    # nodes are (frame, index within frame); visiting rows in (t, label) order numbers tracks by first appearance
+    for row in range(len(objs)):
+        node = (int(t[row]), row - int(starts[t[row]]))
+        preds = list(graph.predecessors(node)) if graph is not None else []
+        if preds:
+            p_row = int(starts[preds[0][0]]) + preds[0][1]
+            if graph.out_degree(preds[0]) == 1:  # type: ignore[union-attr]
+                track[row] = track[p_row]
+                continue
+            parent_of[next_id] = int(track[p_row])  # a division: each daughter starts a track
+        track[row] = next_id
+        next_id += 1
+    objs["track_id"] = track
+    objs["parent_track"] = objs["track_id"].map(parent_of).fillna(0).astype(np.int64)
+    generation: dict[int, int] = {}
+    for tid in range(1, next_id):  # parents are numbered before their daughters
+        generation[tid] = generation[parent_of[tid]] + 1 if tid in parent_of else 0
+    objs["generation"] = objs["track_id"].map(generation).astype(np.int64)
+    if cfg.min_track_frames > 1:
+        objs = _drop_short(objs, cfg.min_track_frames)
+    return objs
+
+
+def _drop_short(objs: Any, min_frames: int) -> Any:
+    """Drop tracks seen in fewer than ``min_frames`` frames that have neither parent nor daughters."""
+    length = objs.groupby("track_id")["t"].nunique()
+    related = set(objs.loc[objs["parent_track"] > 0, "parent_track"]) | set(
+        objs.loc[objs["parent_track"] > 0, "track_id"]
+    )
+    keep = [tid for tid, n in length.items() if n >= min_frames or tid in related]
+    return objs[objs["track_id"].isin(keep)].reset_index(drop=True)

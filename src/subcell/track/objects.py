@@ -1,0 +1,67 @@
+"""What the linker sees of each object in each frame: centroid (µm), size, mean intensity — one table row."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from subcell.image import VoxelSize
+
+__all__ = ["frame_objects", "timelapse_objects"]
+
+COLUMNS = ["t", "label", "z_um", "y_um", "x_um", "volume_um3", "mean_intensity"]
+
+
+def frame_objects(
+    labels: np.ndarray,
+    *,
+    voxel_size: VoxelSize | Sequence[float],
+    intensity: np.ndarray | None = None,
+    t: int = 0,
+) -> Any:
+    """One row per object of a (Z, Y, X) label frame.
+
+    Centroids follow the NGFF convention (voxel index × voxel size, µm); ``volume_um3`` is the voxel count ×
+    the voxel volume (for a single plane, the area in µm² × the z voxel size, which only scales the size cost).
+    One pass of ``bincount`` over the foreground instead of per-object region properties: a frame of 10,000
+    objects is measured in a fraction of a second.
+    """
+    import pandas as pd
+
+    vs = np.asarray(VoxelSize.of(voxel_size).as_tuple())
+    lab = np.asarray(labels)
+    if lab.ndim == 2:
+        lab = lab[None]
+    flat = lab.ravel()
+    nz = np.flatnonzero(flat)
+    if nz.size == 0:
+        return pd.DataFrame({c: pd.Series(dtype="int64" if c in ("t", "label") else "float64") for c in COLUMNS})
+    ids, inverse = np.unique(flat[nz], return_inverse=True)
+    counts = np.bincount(inverse).astype(np.float64)
+    coords = np.unravel_index(nz, lab.shape)
+    out: dict[str, Any] = {"t": np.full(ids.size, t, dtype=np.int64), "label": ids.astype(np.int64)}
+    for axis, name in enumerate(("z_um", "y_um", "x_um")):
+        out[name] = np.bincount(inverse, weights=coords[axis]) / counts * vs[axis]
+    out["volume_um3"] = counts * float(np.prod(vs))
+    if intensity is not None:
+        values = np.asarray(intensity, dtype=np.float64).reshape(-1)[nz]
+        out["mean_intensity"] = np.bincount(inverse, weights=values) / counts
+    else:
+        out["mean_intensity"] = np.full(ids.size, np.nan)
+    return pd.DataFrame(out)
+
+
+def timelapse_objects(
+    labels: np.ndarray, *, voxel_size: VoxelSize | Sequence[float], intensity: np.ndarray | None = None
+) -> Any:
+    """:func:`frame_objects` of every frame of a (T, Z, Y, X) label time-lapse, concatenated (empty frames add
+    no rows: the tracks pause there)."""
+    import pandas as pd
+
+    frames = [
+        frame_objects(labels[t], voxel_size=voxel_size, intensity=None if intensity is None else intensity[t], t=t)
+        for t in range(labels.shape[0])
+    ]
+    return pd.concat(frames, ignore_index=True)
