@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from subcell.io._cast import as_labels
 from subcell.io.cell_store import CellStore, CellStoreWriter, read_cell_store
-from subcell.io.files import read_yaml, write_bundle, write_table
+from subcell.io.files import read_table, read_yaml, store_table, write_bundle, write_table
 from subcell.io.info import describe
 from subcell.io.manifest import Manifest, ManifestRow, read_manifest
 from subcell.io.ome_zarr_writer import OmeZarrWriter
@@ -26,7 +26,9 @@ __all__ = [
     "read_cell_store",
     "read_labels",
     "read_manifest",
+    "read_table",
     "read_yaml",
+    "store_table",
     "write",
     "write_bundle",
     "write_table",

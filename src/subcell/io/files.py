@@ -49,10 +49,11 @@ def write_bundle(
     tables: dict[str, Any] | None = None,
     images: dict[str, Any] | None = None,
     files: dict[str, bytes] | None = None,
+    labels: dict[str, Any] | None = None,
     overwrite: bool = False,
 ) -> Path:
-    """Write a folder of results (tables by suffix, :class:`~subcell.image.Image` s, raw bytes such as PNGs)
-    that appears only once every file in it is complete."""
+    """Write a folder of results (tables by suffix, :class:`~subcell.image.Image` s, label images, raw bytes such
+    as PNGs, in sub-folders when the name has a ``/``) that appears only once every file in it is complete."""
     from subcell.io.writer import write
 
     with atomic_output(path, overwrite=overwrite) as tmp:
@@ -61,6 +62,28 @@ def write_bundle(
             write_table(frame, tmp / name)
         for name, image in (images or {}).items():
             write(image, tmp / name)
+        for name, image in (labels or {}).items():
+            write(image, tmp / name, is_label=True)
         for name, content in (files or {}).items():
+            (tmp / name).parent.mkdir(parents=True, exist_ok=True)
             (tmp / name).write_bytes(content)
     return Path(path)
+
+
+def read_table(path: str | Path, *, what: str = "table") -> Any:
+    """A ``.csv`` or ``.parquet`` table as a pandas DataFrame; a one-line error naming the file otherwise."""
+    import pandas as pd
+
+    p = Path(path)
+    if not p.is_file():
+        raise InputFileError(f"{what} not found", path=p)
+    try:
+        return pd.read_csv(p) if p.suffix.lower() == ".csv" else pd.read_parquet(p)
+    except Exception as e:
+        raise InputFileError(f"unreadable {what} ({type(e).__name__}: {e})", path=p) from None
+
+
+def store_table(store: str | Path, name: str) -> Any:
+    """The table ``tables/<name>.parquet`` stored inside an OME-Zarr (see ``OmeZarrWriter.add_table``), or None."""
+    p = Path(store) / "tables" / f"{name}.parquet"
+    return read_table(p, what=f"{name} table") if p.is_file() else None

@@ -5,7 +5,15 @@ from __future__ import annotations
 from subcell.track.config import TrackConfig
 from subcell.track.link import link_objects, max_displacement_um
 from subcell.track.objects import frame_objects, timelapse_objects
-from subcell.track.tracks import Tracks, ctc_segments, lineage_table, napari_tracks, relabel, track_timelapse
+from subcell.track.tracks import (
+    Tracks,
+    ctc_segments,
+    lineage_table,
+    napari_tracks,
+    relabel,
+    track_timelapse,
+    tracks_from_lineage,
+)
 
 __all__ = [
     "TrackConfig",
@@ -19,4 +27,5 @@ __all__ = [
     "relabel",
     "timelapse_objects",
     "track_timelapse",
+    "tracks_from_lineage",
 ]

@@ -1,14 +1,16 @@
 """Scoring tracks against truth with the Cell Tracking Challenge measures.
 
 TRA, DET and LNK (AOGM with the official weights) and division precision / recall / F1 within a frame tolerance
-come from traccuracy (the community's maintained implementation, matching by the CTC rule: a predicted object
-matches a true one when it covers more than half of it). SEG is computed here from the same rule, because
+come from traccuracy (the community's maintained implementation). TRA/DET/LNK match by the CTC rule (a predicted
+object matches a true one when it covers more than half of it); divisions by a one-to-one IoU >= 0.5 matching,
+which traccuracy's division metric requires. SEG is computed here from the same rule, because
 traccuracy does not compute it; the test suite cross-checks both against py-ctcmetrics (the CTC's own Python
 port) on exported CTC folders.
 """
 
 from __future__ import annotations
 
+import itertools
 import logging
 import warnings
 from typing import Any
@@ -86,8 +88,10 @@ def evaluate_tracks(pred: Tracks, truth: Tracks, *, frame_tolerance: int = 1) ->
         Same (T, Z, Y, X) shape.
     """
     import pandas as pd
+
+    _quiet_progress()
     from traccuracy import run_metrics
-    from traccuracy.matchers import CTCMatcher
+    from traccuracy.matchers import CTCMatcher, IOUMatcher
     from traccuracy.metrics import CTCMetrics, DivisionMetrics
 
     if pred.labels.shape != truth.labels.shape:
@@ -104,10 +108,13 @@ def evaluate_tracks(pred: Tracks, truth: Tracks, *, frame_tolerance: int = 1) ->
         warnings.simplefilter("ignore")
         gt_graph = tracking_graph(truth_s, name="truth")
         pr_graph = tracking_graph(pred_s, name="prediction")
-        results, matched = run_metrics(gt_graph, pr_graph, CTCMatcher(),
-                                       [CTCMetrics(), DivisionMetrics(max_frame_buffer=frame_tolerance)])  # fmt: skip
-    ctc = next(r for r in results if r["metric"]["name"] == "CTCMetrics")["results"]
-    div = next(r for r in results if r["metric"]["name"] == "DivisionMetrics")["results"]
+        results, matched = run_metrics(gt_graph, pr_graph, CTCMatcher(), [CTCMetrics()])
+        # division scores need a one-to-one matching (the CTC rule lets one predicted object match two true ones)
+        div_graphs = tracking_graph(truth_s, name="truth"), tracking_graph(pred_s, name="prediction")
+        div_results, _ = run_metrics(*div_graphs, IOUMatcher(iou_threshold=0.5, one_to_one=True),
+                                     [DivisionMetrics(max_frame_buffer=frame_tolerance)])  # fmt: skip
+    ctc = results[0]["results"]
+    div = div_results[0]["results"]
     div_tol = div[f"Frame Buffer {frame_tolerance}"]
     seg, _ = seg_score(truth.labels, pred.labels)
     summary = {
@@ -122,13 +129,23 @@ def evaluate_tracks(pred: Tracks, truth: Tracks, *, frame_tolerance: int = 1) ->
         "true_divisions": int(div_tol["Total GT Divisions"]),
         "predicted_divisions": int(div_tol["Total Predicted Divisions"]),
         "frame_tolerance": frame_tolerance,
-        "true_objects": int(len(truth.table)),
-        "predicted_objects": int(len(pred.table)),
+        "true_objects": len(truth.table),
+        "predicted_objects": len(pred.table),
         "true_tracks": int(truth.table["track_id"].nunique()),
         "predicted_tracks": int(pred.table["track_id"].nunique()),
     }
     per_track = _per_track(matched, gt_graph, pr_graph, truth_s)
     return summary, pd.DataFrame(per_track)
+
+
+def _quiet_progress() -> None:
+    """traccuracy draws tqdm bars per frame on stderr; a library call should not. tqdm reads TQDM_DISABLE when it
+    is imported, so this holds when tqdm was not imported before (otherwise its bars stay, harmlessly)."""
+    import os
+    import sys
+
+    if "tqdm" not in sys.modules:
+        os.environ.setdefault("TQDM_DISABLE", "1")
 
 
 def _from_frame(tracks: Tracks, start: int) -> Tracks:
@@ -154,7 +171,7 @@ def _per_track(matched: Any, gt_graph: Any, pr_graph: Any, truth: Tracks) -> lis
     for tid, seq in sorted(by_track.items()):
         seq.sort()
         found = [p for _, p in seq if p is not None]
-        switches = sum(1 for a, b in zip(found[:-1], found[1:], strict=True) if a != b)
+        switches = sum(1 for a, b in itertools.pairwise(found) if a != b)
         row: dict[str, Any] = {
             "track_id": tid,
             "start": seq[0][0],

@@ -13,7 +13,15 @@ from subcell.errors import ValueRangeError
 from subcell.image import VoxelSize
 from subcell.track.config import TrackConfig
 
-__all__ = ["Tracks", "ctc_segments", "lineage_table", "napari_tracks", "relabel", "track_timelapse"]
+__all__ = [
+    "Tracks",
+    "ctc_segments",
+    "lineage_table",
+    "napari_tracks",
+    "relabel",
+    "track_timelapse",
+    "tracks_from_lineage",
+]
 
 
 @dataclass
@@ -131,3 +139,34 @@ def track_timelapse(
              "generation"]  # fmt: skip
     table = table[order].sort_values(["track_id", "t"]).reset_index(drop=True)
     return Tracks(labels=relabel(lab, table), table=table, lineage=lineage_table(table))
+
+
+def tracks_from_lineage(
+    labels: np.ndarray, parents: dict[int, int], *, voxel_size: VoxelSize | Sequence[float]
+) -> Tracks:
+    """Tracks from a track-consistent (T, Z, Y, X) label image and each track's parent (0 or absent: none), as
+    stored by CTC folders (``L B E P``) and by ``subcell synth`` (``tables/lineage.parquet``)."""
+    from subcell.track.objects import timelapse_objects
+
+    lab = np.asarray(labels)
+    if lab.ndim == 3:
+        lab = lab[:, None]
+    table = timelapse_objects(lab, voxel_size=voxel_size)
+    table["track_id"] = table["label"]
+    table["parent_track"] = table["track_id"].map(parents).fillna(0).astype(np.int64)
+    present = set(table["track_id"].tolist())
+    table.loc[~table["parent_track"].isin(present), "parent_track"] = 0  # a parent never seen in the masks
+
+    def depth(tid: int) -> int:  # ancestors seen in the masks (a cycle in a bad file stops the walk)
+        seen: set[int] = set()
+        while parents.get(tid, 0) in present and tid not in seen:
+            seen.add(tid)
+            tid = parents[tid]
+        return len(seen)
+
+    generation = {tid: depth(tid) for tid in present}
+    table["generation"] = table["track_id"].map(generation).astype(np.int64)
+    order = ["track_id", "t", "z_um", "y_um", "x_um", "label", "volume_um3", "mean_intensity", "parent_track",
+             "generation"]  # fmt: skip
+    table = table[order].sort_values(["track_id", "t"]).reset_index(drop=True)
+    return Tracks(labels=lab, table=table, lineage=lineage_table(table))

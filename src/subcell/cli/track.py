@@ -1,0 +1,228 @@
+"""Commands of dynamics: ``track`` (link a label time-lapse into tracks) and ``evaluate-tracks``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+
+from subcell.cli.options import AxesOpt, ForceOpt, VoxelSizeOpt, read_input
+
+__all__ = ["evaluate_tracks", "load_tracks", "read_label_timelapse", "track"]
+
+LabelOpt = Annotated[
+    Optional[str],  # noqa: UP045
+    typer.Option("--label", help="Name of the NGFF label image inside an OME-Zarr store (e.g. nucleus)."),
+]
+
+
+def read_label_timelapse(path: Path, *, label: str | None, voxel_size: Any, axes: str | None, force: bool) -> Any:
+    """A label time-lapse as an :class:`Image` (T, 1, Z, Y, X), from an image file, an OME-Zarr store's NGFF label
+    image, or a CTC folder; one-line errors for a missing T axis, several channels, or non-integer values."""
+    from subcell.errors import InputFileError, ValueRangeError
+    from subcell.image import Image
+    from subcell.io import as_labels, label_names, read_labels
+    from subcell.io.ctc import find_ctc, read_ctc
+
+    if find_ctc(path) is not None:
+        masks, _ = read_ctc(path)
+        img = Image(masks, voxel_size=voxel_size or (1.0, 1.0, 1.0), dims="TZYX")
+    else:
+        names = label_names(path)
+        if label is not None:
+            if not names:
+                raise InputFileError(f"--label {label}: the input has no NGFF label images", path=path, field="label")
+            img = read_labels(path, label)
+        else:
+            img = read_input(path, voxel_size=voxel_size, axes=axes, force=force)
+            if names and (img.shape[1] > 1 or img.dtype.kind == "f"):  # an image with label images inside
+                raise InputFileError(f"this is an image with label images {names}; choose one with --label NAME",
+                                     path=path, field="label")  # fmt: skip
+    if img.shape[0] < 2:
+        raise ValueRangeError(
+            f"expected a time-lapse (T > 1), got {img.shape[0]} frame; a plain TIFF may need --axes TZYX or TYX",
+            path=path, field="T",
+        )  # fmt: skip
+    if img.shape[1] != 1:
+        raise ValueRangeError(f"labels must have one channel, got {img.shape[1]}", path=path, field="C")
+    data = as_labels(img.numpy()[:, 0], path=path)
+    return img.with_data(data[:, None], step="as_labels")
+
+
+def track(
+    labels: Annotated[Path, typer.Argument(help="Instance labels over time: OME-Zarr/OME-TIFF/TIFF or a CTC folder.")],
+    output: Annotated[Path, typer.Argument(help="Output folder (labels.ome.zarr, tracks.parquet, ctc/, napari).")],
+    image: Annotated[
+        Optional[Path],  # noqa: UP045
+        typer.Option("--image", help="Intensity image (same T/Z/Y/X) for the intensity cost and mean intensities."),
+    ] = None,
+    channel: Annotated[
+        Optional[str], typer.Option("--channel", "-c", help="Channel of --image (name or index).")  # noqa: UP045
+    ] = None,
+    label: LabelOpt = None,
+    time_interval: Annotated[
+        Optional[float],  # noqa: UP045
+        typer.Option("--time-interval", help="Seconds between frames (when the file does not say).", min=0.0),
+    ] = None,
+    max_speed: Annotated[
+        Optional[float],  # noqa: UP045
+        typer.Option("--max-speed-um-per-min", help="Fastest a cell moves (µm/min); default 1."),
+    ] = None,
+    max_gap: Annotated[
+        Optional[int],  # noqa: UP045
+        typer.Option("--max-gap-frames", help="Frames an object may be missed (default 2)."),
+    ] = None,
+    divisions: Annotated[
+        Optional[bool],  # noqa: UP045
+        typer.Option("--divisions/--no-divisions", help="Link one parent to two daughters (default on)."),
+    ] = None,
+    config: Annotated[Optional[Path], typer.Option("--config", help="YAML file of tracking settings.")] = None,  # noqa: UP045
+    set_: Annotated[
+        Optional[list[str]], typer.Option("--set", help="Override a setting, e.g. --set size_weight=1")  # noqa: UP045
+    ] = None,
+    voxel_size: VoxelSizeOpt = None,
+    axes: AxesOpt = None,
+    force_voxel_size: ForceOpt = False,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing output.")] = False,
+) -> None:
+    """Link a label time-lapse into tracks with divisions and gap closing (costs in µm and minutes)."""
+    import json
+
+    import yaml
+
+    from subcell._version import __version__
+    from subcell.config import load_validated
+    from subcell.errors import MetadataError, ValueRangeError
+    from subcell.image import Image, Provenance
+    from subcell.io import write_bundle
+    from subcell.io._atomic import check_output
+    from subcell.io.ctc import ctc_files
+    from subcell.track import TrackConfig, ctc_segments, napari_tracks, track_timelapse
+
+    check_output(output, overwrite=overwrite)
+    cfg = load_validated(
+        TrackConfig,
+        config,
+        overrides={"max_speed_um_per_min": max_speed, "max_gap_frames": max_gap, "divisions": divisions},
+        assignments=set_ or (),
+    )
+    lab = read_label_timelapse(labels, label=label, voxel_size=voxel_size, axes=axes, force=force_voxel_size)
+    interval = time_interval or lab.time_interval
+    if not interval:
+        raise MetadataError("the file states no time interval; give --time-interval SECONDS", path=labels,
+                            field="time_interval")  # fmt: skip
+    intensity = None
+    if image is not None:
+        img = read_input(image, voxel_size=lab.voxel_size.as_tuple(), axes=axes)
+        if channel is None and img.shape[1] > 1:
+            raise ValueRangeError(f"{img.shape[1]} channels: choose one with --channel", path=image, field="channel")
+        img = img.channel(channel) if channel is not None else img
+        if img.shape[0] != lab.shape[0] or img.shape[2:] != lab.shape[2:]:
+            raise ValueRangeError(f"image T/Z/Y/X {(img.shape[0], *img.shape[2:])} differs from the labels' "
+                                  f"{(lab.shape[0], *lab.shape[2:])}", path=image, field="shape")  # fmt: skip
+        intensity = img.numpy()[:, 0]
+    vs = lab.voxel_size.as_tuple()
+    result = track_timelapse(lab.numpy()[:, 0], voxel_size=vs, time_interval_s=interval, config=cfg,
+                             intensity=intensity)  # fmt: skip
+    params = {"config": cfg.model_dump(mode="json"), "time_interval_s": interval, "voxel_size_um": list(vs),
+              "labels": str(labels), "image": str(image) if image else None}  # fmt: skip
+    out_labels = Image(
+        result.labels[:, None], voxel_size=vs, channel_names=["tracks"], time_interval=interval,
+        provenance=Provenance(source=str(labels), step="track", parameters=params),
+    )  # fmt: skip
+    masks, rows = ctc_segments(result.labels, result.table)
+    data, graph = napari_tracks(result.table)
+    import pandas as pd
+
+    napari = pd.DataFrame(data, columns=["track_id", "t", "z", "y", "x"]).astype({"track_id": int, "t": int})
+    files = {f"ctc/{k}": v for k, v in ctc_files(masks, rows).items()}
+    files["napari_graph.json"] = json.dumps({str(k): v for k, v in graph.items()}).encode()
+    files["config.yaml"] = yaml.safe_dump({"subcell": __version__, **params}, sort_keys=False).encode()
+    write_bundle(
+        output,
+        labels={"labels.ome.zarr": out_labels},
+        tables={"tracks.parquet": result.table, "lineage.parquet": result.lineage, "napari_tracks.csv": napari},
+        files=files,
+        overwrite=overwrite,
+    )
+    lin = result.lineage
+    n_div = int((lin["parent_track"] > 0).sum() // 2)
+    typer.echo(f"wrote {output}: {len(lin)} tracks over {lab.shape[0]} frames, {n_div} divisions, "
+               f"{len(result.table)} objects (max {cfg.max_speed_um_per_min * interval / 60:.2f} µm per frame)")  # fmt: skip
+
+
+def load_tracks(path: Path, *, label: str | None, voxel_size: Any, axes: str | None, what: str) -> Any:
+    """Tracks from a ``subcell track`` output, a CTC folder (result or truth layout) or an OME-Zarr store with a
+    track-consistent label image and ``tables/lineage.parquet`` (``subcell synth --frames``)."""
+    from subcell.errors import InputFileError
+    from subcell.io import read_table, store_table
+    from subcell.io.ctc import find_ctc, read_ctc
+    from subcell.track import Tracks, lineage_table, tracks_from_lineage
+
+    if not path.exists():
+        raise InputFileError(f"{what} not found", path=path)
+    if (path / "tracks.parquet").is_file() and (path / "labels.ome.zarr").exists():
+        table = read_table(path / "tracks.parquet", what="tracks table")
+        img = read_input(path / "labels.ome.zarr")
+        return Tracks(labels=img.numpy()[:, 0], table=table, lineage=lineage_table(table)), img.voxel_size
+    if find_ctc(path) is not None:
+        masks, rows = read_ctc(path)
+        vs = voxel_size or (1.0, 1.0, 1.0)
+        return tracks_from_lineage(masks, dict(zip(rows["L"], rows["P"], strict=True)), voxel_size=vs), vs
+    lineage = store_table(path, "lineage") if path.is_dir() else None
+    if lineage is None:
+        raise InputFileError(
+            f"{what} has no lineage: give a `subcell track` output, a CTC folder (res_track.txt / man_track.txt) "
+            "or an OME-Zarr with tables/lineage.parquet", path=path, field="lineage",
+        )  # fmt: skip
+    missing = {"track_id", "parent_id"} - set(lineage.columns)
+    if missing:
+        raise InputFileError(f"lineage table lacks columns {sorted(missing)}", path=path, field="lineage")
+    img = read_label_timelapse(path, label=label, voxel_size=voxel_size, axes=axes, force=False)
+    vs = img.voxel_size.as_tuple()
+    parents = dict(zip(lineage["track_id"].astype(int), lineage["parent_id"].astype(int), strict=True))
+    return tracks_from_lineage(img.numpy()[:, 0], parents, voxel_size=vs), vs
+
+
+def evaluate_tracks(
+    pred: Annotated[Path, typer.Argument(help="Predicted tracks: `subcell track` output or a CTC result folder.")],
+    truth: Annotated[
+        Path, typer.Argument(help="Truth: CTC folder, `subcell track` output, or OME-Zarr with tables/lineage.")
+    ],
+    truth_label: Annotated[
+        Optional[str], typer.Option("--truth-label", help="NGFF label image of a truth OME-Zarr (e.g. nucleus).")  # noqa: UP045
+    ] = None,
+    frame_tolerance: Annotated[
+        int, typer.Option("--frame-tolerance", help="A division counts when found within this many frames.", min=0)
+    ] = 1,
+    output: Annotated[
+        Optional[Path],  # noqa: UP045
+        typer.Option("--output", "-o", help="Folder for metrics.json and per_track.csv."),
+    ] = None,
+    voxel_size: VoxelSizeOpt = None,
+    axes: AxesOpt = None,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing output.")] = False,
+) -> None:
+    """Score tracks against truth: TRA, DET, LNK, SEG (Cell Tracking Challenge) and division precision/recall/F1."""
+    import json
+
+    from subcell.io import write_bundle
+    from subcell.io._atomic import check_output
+    from subcell.track.evaluate import evaluate_tracks as score
+
+    if output is not None:
+        check_output(output, overwrite=overwrite)
+    p, _ = load_tracks(pred, label=None, voxel_size=voxel_size, axes=axes, what="prediction")
+    t, _ = load_tracks(truth, label=truth_label, voxel_size=voxel_size, axes=axes, what="truth")
+    summary, per_track = score(p, t, frame_tolerance=frame_tolerance)
+    typer.echo(" ".join(f"{k} {summary[k]:.4f}" for k in ("TRA", "DET", "LNK", "SEG")))
+    typer.echo(f"divisions (±{frame_tolerance} frames): precision {summary['division_precision']:.3f} recall "
+               f"{summary['division_recall']:.3f} F1 {summary['division_f1']:.3f} ({summary['true_divisions']} true, "
+               f"{summary['predicted_divisions']} predicted)")  # fmt: skip
+    typer.echo(f"tracks: {summary['true_tracks']} true, {summary['predicted_tracks']} predicted; objects: "
+               f"{summary['true_objects']} true, {summary['predicted_objects']} predicted")  # fmt: skip
+    if output is not None:
+        write_bundle(output, tables={"per_track.csv": per_track},
+                     files={"metrics.json": json.dumps(summary, indent=2).encode()}, overwrite=overwrite)  # fmt: skip
+        typer.echo(f"wrote {output}")

@@ -1,0 +1,99 @@
+"""The Cell Tracking Challenge exchange format: a folder of per-frame 16-bit masks and a ``L B E P`` text file.
+
+Results are ``res_track.txt`` + ``mask000.tif`` …; truth is ``TRA/man_track.txt`` + ``TRA/man_track000.tif`` …
+(and ``SEG/man_seg000.tif`` …). Written here with tifffile because no maintained library writes the format;
+read back by the same rules, so CTC tools (and py-ctcmetrics, traccuracy) read what we write.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from subcell.errors import InputFileError, ValueRangeError
+
+__all__ = ["ctc_files", "find_ctc", "read_ctc"]
+
+_TRACK_FILES = ("res_track.txt", "man_track.txt", "TRA/man_track.txt")
+
+
+def _tif_bytes(frame: np.ndarray) -> bytes:
+    import tifffile
+
+    buf = io.BytesIO()
+    tifffile.imwrite(buf, frame, compression="zlib")
+    return buf.getvalue()
+
+
+def ctc_files(masks: np.ndarray, rows: Any, *, truth: bool = False) -> dict[str, bytes]:
+    """File name → content of a CTC folder for (T, Z, Y, X) masks (Z = 1 is written as 2D frames) and the
+    ``L B E P`` rows; ``truth=True`` writes the ground-truth layout (``TRA/`` and ``SEG/``)."""
+    m = np.asarray(masks)
+    if m.ndim == 4 and m.shape[1] == 1:
+        m = m[:, 0]
+    top = int(m.max()) if m.size else 0
+    if top > np.iinfo(np.uint16).max:
+        raise ValueRangeError(f"CTC masks are 16-bit: {top} track segments do not fit", field="masks")
+    digits = max(3, len(str(m.shape[0] - 1)))
+    lines = "".join(f"{int(r.L)} {int(r.B)} {int(r.E)} {int(r.P)}\n" for r in rows.itertuples(index=False))
+    out: dict[str, bytes] = {}
+    for t in range(m.shape[0]):
+        content = _tif_bytes(m[t].astype(np.uint16))
+        if truth:
+            out[f"TRA/man_track{t:0{digits}d}.tif"] = content
+            out[f"SEG/man_seg{t:0{digits}d}.tif"] = content
+        else:
+            out[f"mask{t:0{digits}d}.tif"] = content
+    out["TRA/man_track.txt" if truth else "res_track.txt"] = lines.encode()
+    return out
+
+
+def find_ctc(path: str | Path) -> Path | None:
+    """The track file of a CTC folder (result or truth layout), or None when ``path`` is not one."""
+    p = Path(path)
+    if not p.is_dir():
+        return None
+    for name in _TRACK_FILES:
+        if (p / name).is_file():
+            return p / name
+    return None
+
+
+def read_ctc(path: str | Path) -> tuple[np.ndarray, Any]:
+    """Masks (T, Z, Y, X; Z = 1 for 2D) and ``L B E P`` rows of a CTC folder; one-line errors naming the file."""
+    import pandas as pd
+    import tifffile
+
+    track_file = find_ctc(path)
+    if track_file is None:
+        raise InputFileError(f"not a CTC folder: none of {', '.join(_TRACK_FILES)} found", path=path)
+    try:
+        rows = pd.read_csv(track_file, sep=r"\s+", header=None, names=["L", "B", "E", "P"], dtype=np.int64)
+    except (ValueError, pd.errors.ParserError) as e:
+        raise InputFileError(f"expected 4 integers 'L B E P' per line ({e})", path=track_file) from None
+    pattern = re.compile(r"^(?:mask|man_track)(\d+)\.tiff?$")
+    frames = sorted((int(m.group(1)), f) for f in track_file.parent.iterdir() if (m := pattern.match(f.name)))
+    if not frames:
+        raise InputFileError("no mask*.tif / man_track*.tif frames beside the track file", path=track_file)
+    numbers = [n for n, _ in frames]
+    if numbers != list(range(len(numbers))):
+        missing = sorted(set(range(max(numbers) + 1)) - set(numbers))
+        raise InputFileError(f"frames are not numbered 0..{max(numbers)}: missing {missing[:5]}",
+                             path=track_file.parent)  # fmt: skip
+    stack = []
+    for _, f in frames:
+        try:
+            a = tifffile.imread(f)
+        except Exception as e:
+            raise InputFileError(f"unreadable mask ({e})", path=f) from None
+        if a.dtype.kind not in "iu":
+            raise InputFileError(f"masks must be integer labels, got {a.dtype}", path=f, field="dtype")
+        if stack and a.shape != stack[0].shape:
+            raise InputFileError(f"frame shape {a.shape} differs from the first frame's {stack[0].shape}", path=f)
+        stack.append(a)
+    masks = np.stack(stack)
+    return (masks[:, None] if masks.ndim == 3 else masks), rows
