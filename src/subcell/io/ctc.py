@@ -25,7 +25,7 @@ def _tif_bytes(frame: np.ndarray) -> bytes:
     import tifffile
 
     buf = io.BytesIO()
-    tifffile.imwrite(buf, frame, compression="zlib")
+    tifffile.imwrite(buf, frame, compression="zlib", photometric="minisblack")
     return buf.getvalue()
 
 
@@ -84,7 +84,7 @@ def read_ctc(path: str | Path) -> tuple[np.ndarray, Any]:
         missing = sorted(set(range(max(numbers) + 1)) - set(numbers))
         raise InputFileError(f"frames are not numbered 0..{max(numbers)}: missing {missing[:5]}",
                              path=track_file.parent)  # fmt: skip
-    stack = []
+    stack: list[np.ndarray] = []
     for _, f in frames:
         try:
             a = tifffile.imread(f)

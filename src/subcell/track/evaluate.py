@@ -56,7 +56,7 @@ def seg_score(truth_labels: np.ndarray, pred_labels: np.ndarray) -> tuple[float,
     if truth_labels.shape != pred_labels.shape:
         raise ValueRangeError(f"truth {truth_labels.shape} and prediction {pred_labels.shape} differ in shape",
                               field="labels")  # fmt: skip
-    rows = []
+    rows: list[dict[str, Any]] = []
     for t in range(truth_labels.shape[0]):
         gt = np.asarray(truth_labels[t]).ravel().astype(np.int64)
         pr = np.asarray(pred_labels[t]).ravel().astype(np.int64)
@@ -90,7 +90,12 @@ def evaluate_tracks(pred: Tracks, truth: Tracks, *, frame_tolerance: int = 1) ->
     import pandas as pd
 
     _quiet_progress()
-    from traccuracy import run_metrics
+    try:
+        from traccuracy import run_metrics
+    except ImportError:
+        raise ValueRangeError(
+            "scoring tracks needs traccuracy: pip install 'subcell[track]'", field="evaluate"
+        ) from None
     from traccuracy.matchers import CTCMatcher, IOUMatcher
     from traccuracy.metrics import CTCMetrics, DivisionMetrics
 
@@ -167,7 +172,7 @@ def _per_track(matched: Any, gt_graph: Any, pr_graph: Any, truth: Tracks) -> lis
         pred_track = int(pr_nodes[pred_node]["segmentation_id"]) if pred_node is not None else None
         by_track.setdefault(tid, []).append((int(gt_nodes[node]["t"]), pred_track))
     divisions = {int(gt_nodes[n]["segmentation_id"]): n for n in gt_graph.get_divisions()}
-    rows = []
+    rows: list[dict[str, Any]] = []
     for tid, seq in sorted(by_track.items()):
         seq.sort()
         found = [p for _, p in seq if p is not None]

@@ -1,0 +1,109 @@
+"""``subcell track`` and ``subcell evaluate-tracks`` as a user runs them, and their one-line errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tifffile
+
+from subcell.cli.main import run
+
+
+@pytest.fixture(scope="module")
+def timelapse(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from subcell.synth import synth_field, write_field
+
+    f = synth_field(shape=(8, 200, 200), seed=4, **{"time.frames": 6, "time.division_probability": 0.15})
+    return write_field(f, tmp_path_factory.mktemp("tl") / "tl.ome.zarr")
+
+
+def test_track_writes_every_view_and_scores_perfectly_on_truth(timelapse: Path, tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    import pandas as pd
+
+    from subcell.io import read
+    from subcell.io.ctc import read_ctc
+
+    out = tmp_path / "tracks"
+    assert run(["track", str(timelapse), str(out), "--label", "nucleus"]) == 0
+    table = pd.read_parquet(out / "tracks.parquet")
+    assert {"track_id", "t", "z_um", "y_um", "x_um", "label", "parent_track", "generation"} <= set(table.columns)
+    labels = read(out / "labels.ome.zarr")
+    assert labels.voxel_size.as_tuple() == (0.29, 0.108, 0.108) and labels.time_interval == 300.0
+    lab = labels.numpy()[:, 0]
+    for row in table.sample(5, random_state=0).itertuples():  # every table row is an object of the label image
+        assert (lab[row.t] == row.track_id).any()
+    masks, rows = read_ctc(out / "ctc")
+    assert masks.shape == lab.shape and len(rows) >= table.track_id.nunique()
+    napari = pd.read_csv(out / "napari_tracks.csv")
+    assert list(napari.columns) == ["track_id", "t", "z", "y", "x"] and len(napari) == len(table)
+    assert "max_speed_um_per_min" in (out / "config.yaml").read_text()
+    capsys.readouterr()
+    assert (
+        run(["evaluate-tracks", str(out), str(timelapse), "--truth-label", "nucleus", "-o", str(tmp_path / "ev")]) == 0
+    )
+    assert "TRA 1.0000" in capsys.readouterr().out
+    per_track = pd.read_csv(tmp_path / "ev" / "per_track.csv")
+    assert (per_track.id_switches == 0).all() and len(per_track) == table.track_id.nunique()
+
+
+def test_ctc_folder_as_input_and_as_truth(timelapse: Path, tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    out = tmp_path / "a"
+    assert run(["track", str(timelapse), str(out), "--label", "nucleus"]) == 0
+    again = tmp_path / "b"
+    assert run(["track", str(out / "ctc"), str(again), "--time-interval", "300", "--voxel-size", "0.29", "0.108",
+                "0.108"]) == 0  # fmt: skip
+    capsys.readouterr()
+    assert run(["evaluate-tracks", str(again), str(out / "ctc")]) == 0
+    assert "TRA 1.0000" in capsys.readouterr().out
+
+
+def _err(capsys) -> str:  # type: ignore[no-untyped-def]
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1, err
+    return err
+
+
+def test_bad_inputs_fail_in_one_line_and_write_nothing(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    lab = np.zeros((4, 3, 16, 16), np.uint16)
+    lab[:, 1, 4:8, 4:8] = 1
+    good = tmp_path / "good.tif"
+    tifffile.imwrite(good, lab, photometric="minisblack")
+    out = tmp_path / "out"
+    vs = ["--voxel-size", "1", "0.5", "0.5"]
+    # no T axis
+    assert run(["track", str(good), str(out), *vs, "--axes", "CZYX"]) == 2
+    assert "expected a time-lapse (T > 1)" in _err(capsys)
+    # the time interval is not in a plain TIFF
+    assert run(["track", str(good), str(out), *vs, "--axes", "TZYX"]) == 2
+    assert "--time-interval" in _err(capsys)
+    # fractional labels
+    frac = tmp_path / "frac.tif"
+    tifffile.imwrite(frac, lab.astype(np.float32) * 0.5, photometric="minisblack")
+    assert run(["track", str(frac), str(out), *vs, "--axes", "TZYX", "--time-interval", "60"]) == 2
+    assert "frac.tif" in _err(capsys)
+    # frames of different shapes in a CTC folder
+    ctc = tmp_path / "ctc"
+    ctc.mkdir()
+    (ctc / "res_track.txt").write_text("1 0 1 0\n")
+    tifffile.imwrite(ctc / "mask000.tif", lab[0, 1])
+    tifffile.imwrite(ctc / "mask001.tif", lab[1, 1, :8])
+    assert run(["track", str(ctc), str(out), "--time-interval", "60"]) == 2
+    assert "mask001.tif" in _err(capsys)
+    # a bad config value names the field
+    assert run(["track", str(good), str(out), *vs, "--axes", "TZYX", "--time-interval", "60", "--set",
+                "max_speed_um_per_min=-1"]) == 2  # fmt: skip
+    assert "max_speed_um_per_min" in _err(capsys)
+    assert not out.exists() and not list(tmp_path.glob(".out*"))
+    # an empty frame is allowed: the track pauses
+    lab[2] = 0
+    tifffile.imwrite(good, lab, photometric="minisblack")
+    assert run(["track", str(good), str(out), *vs, "--axes", "TZYX", "--time-interval", "60"]) == 0
+    assert "1 tracks" in capsys.readouterr().out
+    # truth without lineage
+    assert run(["evaluate-tracks", str(out), str(good)]) == 2
+    assert "no lineage" in _err(capsys)
+    # an existing output is kept
+    assert run(["track", str(good), str(out), *vs, "--axes", "TZYX", "--time-interval", "60"]) == 2
+    assert "already exists" in _err(capsys)
