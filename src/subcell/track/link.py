@@ -16,7 +16,7 @@ import numpy as np
 from subcell.errors import ValueRangeError
 from subcell.track.config import TrackConfig
 
-__all__ = ["link_objects", "max_displacement_um"]
+__all__ = ["assign_tracks", "link_objects", "max_displacement_um"]
 
 
 def max_displacement_um(config: TrackConfig, time_interval_s: float) -> float:
@@ -84,29 +84,39 @@ def link_objects(objects: Any, *, n_frames: int, time_interval_s: float, config:
         no_splitting_cost=split_cut,
     )
     graph = tracker.predict(coords) if len(objs) else None
+    objs = assign_tracks(objs, graph)
+    if cfg.min_track_frames > 1:
+        objs = _drop_short(objs, cfg.min_track_frames)
+    return objs
+
+
+def assign_tracks(objs: Any, graph: Any) -> Any:
+    """Track ids from a laptrack graph over ``objs`` (sorted by ``t``, ``label``; nodes are (frame, index within
+    the frame)): one id along a chain, across gaps too; a node with two successors is a division, and each
+    daughter starts a new track whose ``parent_track`` is the parent's. Tracks are numbered 1, 2, … in order of
+    first appearance, so parents are numbered before their daughters."""
+    t = objs["t"].to_numpy()
+    starts = np.searchsorted(t, np.arange(int(t.max()) + 2 if len(t) else 1))
     track = np.zeros(len(objs), dtype=np.int64)
     parent_of: dict[int, int] = {}
     next_id = 1
-    # nodes are (frame, index within frame); visiting rows in (t, label) order numbers tracks by first appearance
     for row in range(len(objs)):
         node = (int(t[row]), row - int(starts[t[row]]))
         preds = list(graph.predecessors(node)) if graph is not None else []
         if preds:
             p_row = int(starts[preds[0][0]]) + preds[0][1]
-            if graph.out_degree(preds[0]) == 1:  # type: ignore[union-attr]
+            if graph.out_degree(preds[0]) == 1:
                 track[row] = track[p_row]
                 continue
             parent_of[next_id] = int(track[p_row])  # a division: each daughter starts a track
         track[row] = next_id
         next_id += 1
-    objs["track_id"] = track
+    objs = objs.assign(track_id=track)
     objs["parent_track"] = objs["track_id"].map(parent_of).fillna(0).astype(np.int64)
     generation: dict[int, int] = {}
-    for tid in range(1, next_id):  # parents are numbered before their daughters
+    for tid in range(1, next_id):
         generation[tid] = generation[parent_of[tid]] + 1 if tid in parent_of else 0
     objs["generation"] = objs["track_id"].map(generation).astype(np.int64)
-    if cfg.min_track_frames > 1:
-        objs = _drop_short(objs, cfg.min_track_frames)
     return objs
 
 
