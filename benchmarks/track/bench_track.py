@@ -187,17 +187,27 @@ def _table(rows: list[dict[str, Any]]) -> list[str]:
 def report(results: dict[str, Any]) -> str:
     lines = ["# Tracking benchmark", "", f"`python benchmarks/track/bench_track.py` — {results.get('when', '')}", ""]
     if "synthetic" in results:
-        lines += ["## Synthetic 3D+t (exact truth)", "", f"Data: `subcell {' '.join(SYNTH_CMD)}`; segmentation: "
-                  f"built-in `nucleus` workflow on the DNA channel ({results['synthetic'][0].get('segment_seconds')} s "
-                  "for 40 frames). Tracking defaults (1 µm/min, 300 s frames, gaps up to 2 frames, divisions on).", ""]
-        lines += _table(results["synthetic"]) + [""]
+        lines += [
+            "## Synthetic 3D+t (exact truth)",
+            "",
+            f"Data: `subcell {' '.join(SYNTH_CMD)}`; segmentation: "
+            f"built-in `nucleus` workflow on the DNA channel ({results['synthetic'][0].get('segment_seconds')} s "
+            "for 40 frames). Tracking defaults (1 µm/min, 300 s frames, gaps up to 2 frames, divisions on).",
+            "",
+        ]
+        lines += [*_table(results["synthetic"]), ""]
     if "real" in results:
-        lines += ["## Real time-lapses (shared data)", "", "Divisions are not scored where the truth has no lineage "
-                  "(NaN; predicted divisions then count against precision only). CHO: the reference masks are the "
-                  "CTC's imperfect ERR_SEG; 5 of its 11 ids jump 17-24 µm between consecutive frames (per-frame "
-                  "numbering, not tracking), so TRA there is agreement with that numbering, not with true tracks. "
-                  "TGMM: its tracks are TGMM's automatic lineages, without parent links.", ""]
-        lines += _table(results["real"]) + [""]
+        lines += [
+            "## Real time-lapses (shared data)",
+            "",
+            "Divisions are not scored where the truth has no lineage "
+            "(NaN; predicted divisions then count against precision only). CHO: the reference masks are the "
+            "CTC's imperfect ERR_SEG; 5 of its 11 ids jump 17-24 µm between consecutive frames (per-frame "
+            "numbering, not tracking), so TRA there is agreement with that numbering, not with true tracks. "
+            "TGMM: its tracks are TGMM's automatic lineages, without parent links.",
+            "",
+        ]
+        lines += [*_table(results["real"]), ""]
     if "speed" in results:
         lines += ["## Linking speed (random walks, gap closing and divisions on)", "",
                   "| objects per frame | s per frame | frames/s | tracks with one true identity | peak RSS MB |",
