@@ -109,15 +109,22 @@ def test_demo_runs_end_to_end(tmp_path: Path) -> None:
         "demo", "--out", str(tmp_path / "demo"), "--labelfree-minutes", "0.1", "--integrated-minutes", "0.1"
     )
     assert r.returncode == 0, r.stderr
-    assert "[5/7] segmented field0 vs ground truth: nucleus F1@0.5=" in r.stdout
-    assert "[6/7] label-free:" in r.stdout and "overlapping tiles" in r.stdout
+    assert "[5/8] segmented field0 vs ground truth: nucleus F1@0.5=" in r.stdout
+    assert "[6/8] label-free:" in r.stdout and "overlapping tiles" in r.stdout
     assert "zero-shot (shipped model" in r.stdout and "fine-tuned from hipsc-bf-3d" in r.stdout
-    assert "[7/7]" in r.stdout and "cells extracted" in r.stdout and "shuffled reference" in r.stdout
+    assert "[7/8]" in r.stdout and "cells extracted" in r.stdout and "shuffled reference" in r.stdout
+    assert "[8/8] time-lapse" in r.stdout and "TRA" in r.stdout and "divisions" in r.stdout
     demo = tmp_path / "demo"
     assert io.read_cell_store(demo / "cells.zarr").crops.shape[0] > 10
     assert (demo / "integrated_model" / "weights.safetensors").exists()
     report = (demo / "report.html").read_text()
-    for name in ("integrated_samples.png", "integrated_latent_walk.png", "shape_modes.png", "labelfree_evaluation.png"):
+    for name in (
+        "integrated_samples.png",
+        "integrated_latent_walk.png",
+        "shape_modes.png",
+        "labelfree_evaluation.png",
+        "lineage.png",
+    ):
         assert name in report and (demo / name).read_bytes()[:4] == b"\x89PNG"
     metrics = pd.read_csv(tmp_path / "demo" / "labelfree_metrics.csv")
     assert list(metrics["structure"]) == ["dna", "membrane"] and metrics["noise_ceiling"].between(0, 1).all()

@@ -155,3 +155,18 @@ def test_synthetic_truth_is_tracked_perfectly() -> None:
     summary, per_track = evaluate_tracks(tr, truth)
     assert summary["TRA"] == 1.0 and summary["division_f1"] == 1.0
     assert (per_track["id_switches"] == 0).all()
+
+
+def test_lineage_order_puts_daughters_under_parents_and_figure_renders() -> None:
+    from subcell.track.figures import lineage_order, lineage_png
+
+    tr = track_timelapse(_movie(), voxel_size=(1.0, 0.5, 0.5), time_interval_s=60,
+                         config=TrackConfig(max_speed_um_per_min=3.0))  # fmt: skip
+    order = lineage_order(tr.lineage)
+    parent = int(tr.labels[0, 0, 40, 30])
+    daughters = tr.lineage.loc[tr.lineage.parent_track == parent, "track_id"].tolist()
+    i = order.index(parent)
+    assert sorted(order[i + 1 : i + 3]) == sorted(daughters) and sorted(order) == sorted(tr.lineage.track_id)
+    table = tr.table.assign(state=np.where(tr.table.t >= 3, "G1", "M"))
+    assert lineage_png(tr.table, tr.lineage, time_interval_s=60)[:4] == b"\x89PNG"
+    assert lineage_png(table, tr.lineage, state="state")[:4] == b"\x89PNG"

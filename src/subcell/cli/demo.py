@@ -64,7 +64,7 @@ def _steps(
         generated.append(field)
         n_mitotic = int(field.cells.mitotic.sum())
         yield (
-            f"[1/7] synthetic field {i}: {field.image.sizes}, {len(field.cells)} cells ({n_mitotic} mitotic), "
+            f"[1/8] synthetic field {i}: {field.image.sizes}, {len(field.cells)} cells ({n_mitotic} mitotic), "
             f"bright-field + {len(synth.STRUCTURES)} structures + noise-free truth, labels {list(field.labels)} → {path}"
         )
     first = generated[0]
@@ -77,14 +77,14 @@ def _steps(
     )
     if not exact:
         raise RuntimeError(f"OME-Zarr round trip of {fields[0]} changed the data or metadata")
-    yield f"[2/7] read back {fields[0].name} exactly: {back.sizes}, {back.voxel_size}, labels {io.label_names(fields[0])}"
+    yield f"[2/8] read back {fields[0].name} exactly: {back.sizes}, {back.voxel_size}, labels {io.label_names(fields[0])}"
 
     dna = back.channel("dna")
     iso = transforms.resample_image(dna, (0.29, 0.29, 0.29), order=1)
     norm = iso.with_data(transforms.percentile_normalize(iso.numpy()), step="percentile_normalize")
     tif = out / "field0_dna_isotropic.ome.tif"
     io.write(norm, tif, overwrite=True)
-    yield f"[3/7] DNA resampled to {iso.voxel_size}, percentile-normalized → {tif}"
+    yield f"[3/8] DNA resampled to {iso.voxel_size}, percentile-normalized → {tif}"
 
     manifest = out / "manifest.csv"
     with manifest.open("w", newline="") as fh:
@@ -94,7 +94,7 @@ def _steps(
             split = ("train", "val", "test")[i]
             w.writerow([f"field{i}", p.name, "brightfield", p.name, "dna", split, "dna", f"{p.name}/labels/nucleus"])
     m = io.read_manifest(manifest, check_files=True)
-    yield f"[4/7] manifest {manifest} validated (bright-field → DNA pairs): {len(m)} rows"
+    yield f"[4/8] manifest {manifest} validated (bright-field → DNA pairs): {len(m)} rows"
 
     from subcell.metrics import dice, match_instances
     from subcell.segment import load_workflow, measure_objects, segment_image
@@ -118,9 +118,10 @@ def _steps(
         cells.numpy()[0, 0], voxel_size=cells.voxel_size, intensity={"dna": back.channel("dna").numpy()[0, 0]}
     )
     io.write_table(table, out / "field0_cells.csv", overwrite=True)
-    yield f"[5/7] segmented field0 vs ground truth: {', '.join(scores)}; {len(table)} cells measured → {out / 'field0_cells.csv'}"
+    yield f"[5/8] segmented field0 vs ground truth: {', '.join(scores)}; {len(table)} cells measured → {out / 'field0_cells.csv'}"
     yield labelfree_step(out, fields, seed=seed, minutes=labelfree_minutes)
     yield integrated_step(out, seed=seed, minutes=integrated_minutes)
+    yield dynamics_step(out, seed=seed)
 
 
 def labelfree_step(out: Path, fields: list[Path], *, seed: int, minutes: float = LABELFREE_MINUTES) -> str:
@@ -129,7 +130,7 @@ def labelfree_step(out: Path, fields: list[Path], *, seed: int, minutes: float =
     import importlib.util
 
     if importlib.util.find_spec("torch") is None:
-        return "[6/7] label-free step skipped: torch is not installed (pip install 'subcell[dl]')"
+        return "[6/8] label-free step skipped: torch is not installed (pip install 'subcell[dl]')"
     import pandas as pd
 
     from subcell import io, synth
@@ -196,7 +197,7 @@ def labelfree_step(out: Path, fields: list[Path], *, seed: int, minutes: float =
         for r in rows
     )
     return (
-        f"[6/7] label-free: {zero_line}; fine-tuned from {SHIPPED_3D}: {result.summary['steps']} steps in "
+        f"[6/8] label-free: {zero_line}; fine-tuned from {SHIPPED_3D}: {result.summary['steps']} steps in "
         f"{result.summary['seconds']:.0f} s ({result.summary['precision']}); held-out field2 predicted in {n_tiles} "
         f"overlapping tiles: {scores} → {out / 'labelfree_evaluation.png'}"
     )
@@ -227,7 +228,7 @@ def integrated_step(out: Path, *, seed: int, minutes: float = INTEGRATED_MINUTES
     io.write_table(shape.table, out / "shape_space.parquet", overwrite=True)
     (out / "shape_modes.png").write_bytes(shape.figure_png)
     n_cells = int((table.crop_index >= 0).sum())
-    head = (f"[7/7] {n_cells} cells extracted ({int(table.touches_border.sum())} flagged at the border) → {store}; "
+    head = (f"[7/8] {n_cells} cells extracted ({int(table.touches_border.sum())} flagged at the border) → {store}; "
             f"shape space: SH error cell {shape.table.cell_sh_error_um.mean():.2f} µm, mode 1 explains "
             f"{shape.modes.explained_variance_ratio[0]:.0%}")  # fmt: skip
     if importlib.util.find_spec("torch") is None:
@@ -270,6 +271,34 @@ def integrated_step(out: Path, *, seed: int, minutes: float = INTEGRATED_MINUTES
             f"(nats/cell): {gain} → {out / 'integrated_samples.png'}")  # fmt: skip
 
 
+def dynamics_step(out: Path, *, seed: int) -> str:
+    """A short synthetic time-lapse with divisions: segment every frame, track, score against the exact truth,
+    and draw the lineages."""
+    from subcell import io, synth
+    from subcell.segment import load_workflow, segment_image
+    from subcell.track import TrackConfig, track_timelapse, tracks_from_lineage
+    from subcell.track.evaluate import evaluate_tracks
+    from subcell.track.figures import lineage_png
+
+    field = synth.synth_field(shape=(8, 192, 192), voxel_size=(0.6, 0.3, 0.3), seed=seed + 100,
+                              **{"time.frames": 10, "time.division_probability": 0.04})  # fmt: skip
+    path = synth.write_field(field, out / "timelapse.ome.zarr", overwrite=True)
+    vs, dt = field.image.voxel_size.as_tuple(), float(field.image.time_interval or 300.0)
+    seg = segment_image(field.image.channel("dna"), load_workflow("nucleus")).numpy()[:, 0]
+    result = track_timelapse(seg, voxel_size=vs, time_interval_s=dt, config=TrackConfig())
+    io.write_table(result.table, out / "tracks.parquet", overwrite=True)
+    parents = dict(zip(field.lineage.track_id, field.lineage.parent_id, strict=True))
+    truth = tracks_from_lineage(field.labels["nucleus"], parents, voxel_size=vs)
+    score, _ = evaluate_tracks(result, truth)
+    (out / "lineage.png").write_bytes(lineage_png(result.table, result.lineage, time_interval_s=dt))
+    divisions = int((result.lineage.parent_track > 0).sum() // 2)
+    return (
+        f"[8/8] time-lapse {path.name}: {field.image.shape[0]} frames segmented and tracked: "
+        f"{len(result.lineage)} tracks, {divisions} divisions; vs truth TRA {score['TRA']:.3f}, "
+        f"division F1 {score['division_f1']:.2f} ({score['true_divisions']} true) → {out / 'lineage.png'}"
+    )
+
+
 REPORT_FIGURES = [
     ("Label-free prediction of the held-out field", "labelfree_evaluation.png"),
     ("Label-free training curve", "labelfree_training_curve.png"),
@@ -280,6 +309,7 @@ REPORT_FIGURES = [
         "integrated_evaluation.png",
     ),
     ("Integrated cell: latent walk of the reference model", "integrated_latent_walk.png"),
+    ("Dynamics: lineages tracked in the synthetic time-lapse (colour = generation)", "lineage.png"),
 ]
 
 

@@ -144,13 +144,18 @@ def evaluate_tracks(pred: Tracks, truth: Tracks, *, frame_tolerance: int = 1) ->
 
 
 def _quiet_progress() -> None:
-    """traccuracy draws tqdm bars per frame on stderr; a library call should not. tqdm reads TQDM_DISABLE when it
-    is imported, so this holds when tqdm was not imported before (otherwise its bars stay, harmlessly)."""
-    import os
+    """traccuracy draws tqdm bars per frame on stderr; a library call should not. Its modules bind ``tqdm`` at
+    import, so each binding is replaced by one with ``disable=True`` (TQDM_DISABLE works only before tqdm's import)."""
+    import functools
     import sys
 
-    if "tqdm" not in sys.modules:
-        os.environ.setdefault("TQDM_DISABLE", "1")
+    import traccuracy.matchers
+    import traccuracy.metrics  # noqa: F401  (imports every module that binds tqdm)
+
+    for name, module in list(sys.modules.items()):
+        bar = getattr(module, "tqdm", None) if name.startswith("traccuracy") else None
+        if bar is not None and not isinstance(bar, functools.partial):
+            module.tqdm = functools.partial(bar, disable=True)  # type: ignore[attr-defined]
 
 
 def _from_frame(tracks: Tracks, start: int) -> Tracks:
