@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from subcell.errors import OutputExistsError
 
@@ -280,8 +281,8 @@ def dynamics_step(out: Path, *, seed: int) -> str:
     from subcell.track.evaluate import evaluate_tracks
     from subcell.track.figures import lineage_png
 
-    field = synth.synth_field(shape=(8, 192, 192), voxel_size=(0.6, 0.3, 0.3), seed=seed + 100,
-                              **{"time.frames": 10, "time.division_probability": 0.04})  # fmt: skip
+    timelapse: dict[str, Any] = {"time.frames": 10, "time.division_probability": 0.04}
+    field = synth.synth_field(shape=(8, 192, 192), voxel_size=(0.6, 0.3, 0.3), seed=seed + 100, **timelapse)
     path = synth.write_field(field, out / "timelapse.ome.zarr", overwrite=True)
     vs, dt = field.image.voxel_size.as_tuple(), float(field.image.time_interval or 300.0)
     seg = segment_image(field.image.channel("dna"), load_workflow("nucleus")).numpy()[:, 0]

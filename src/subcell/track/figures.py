@@ -52,7 +52,7 @@ def lineage_png(table: Any, lineage: Any, *, time_interval_s: float | None = Non
     t = tab["t"].to_numpy(float)
     y = tab["track_id"].map(row).to_numpy(float)
     segments = np.stack([np.column_stack([(t - 0.5) * scale, y]), np.column_stack([(t + 0.5) * scale, y])], axis=1)
-    ax.add_collection(LineCollection(segments, colors=colors, linewidths=5, capstyle="butt"))
+    ax.add_collection(LineCollection(list(segments), colors=colors, linewidths=5, capstyle="butt"))
     ax.set_xlim((float(table["t"].min()) - 1) * scale, (float(table["t"].max()) + 1) * scale)
     ax.set_ylim(-1, len(order))
     lin = lineage.set_index("track_id")
