@@ -20,6 +20,7 @@ from subcell.cli.cells import cells_app
 from subcell.cli.demo import INTEGRATED_MINUTES, LABELFREE_MINUTES
 from subcell.cli.integrated import integrated_app
 from subcell.cli.labelfree import labelfree_app
+from subcell.cli.state import state_app
 
 __all__ = ["app", "run"]
 
@@ -41,6 +42,7 @@ app.command()(segment.measure)
 app.add_typer(labelfree_app, name="labelfree")
 app.add_typer(cells_app, name="cells")
 app.add_typer(integrated_app, name="integrated")
+app.add_typer(state_app, name="state")
 app.command()(track.track)
 app.command("evaluate-tracks")(track.evaluate_tracks)
 app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})(batch.batch)
