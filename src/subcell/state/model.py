@@ -148,7 +148,7 @@ def save_state_model(model: StateModel, folder: str | Path, *, overwrite: bool =
     files = {FILE: json.dumps(doc, indent=1).encode()}
     if model.trees:
         buf = io.BytesIO()
-        np.savez_compressed(buf, **model.trees)
+        np.savez_compressed(buf, **model.trees)  # type: ignore[arg-type]
         files[TREES] = buf.getvalue()
     return write_bundle(folder, files=files, overwrite=overwrite)
 
