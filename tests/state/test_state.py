@@ -140,3 +140,33 @@ def test_state_cli_bad_inputs(store: Path, tmp_path: Path, capsys) -> None:  # t
     assert run(["state", "evaluate", str(store), str(tmp_path / "e"), "--groups", "nowhere"]) == 2
     assert "nowhere" in capsys.readouterr().err
     assert not (tmp_path / "m").exists() and not (tmp_path / "e").exists()
+
+
+def test_state_predict_smooths_along_tracks(store: Path, tmp_path: Path) -> None:
+    """Train on one store, classify the cells of a tracked time-lapse, smooth along its tracks: within a track
+    the state never goes back from mitotic to interphase, and the visits table lists every track."""
+    from subcell.cells import ExtractConfig, extract_to_store
+    from subcell.cli.main import run
+    from subcell.synth import synth_field, write_field
+
+    timelapse: dict[str, float] = {"time.frames": 6, "time.division_probability": 0.15, "cells.mitotic_fraction": 0.3}
+    f = synth_field(shape=(16, 160, 160), voxel_size=(0.5, 0.3, 0.3), seed=8, **timelapse)  # type: ignore[arg-type]
+    movie = write_field(f, tmp_path / "tl.ome.zarr")
+    cells = tmp_path / "tl_cells.zarr"
+    nuclei = (f.labels["nucleus"] * (f.labels["cell"] > 0)).astype(np.int32)
+    cfg = ExtractConfig(channels=["dna"], box=(24, 40, 40), voxel_um=0.5, border="flag", oversize="rescale",
+                        missing_nucleus="skip")  # fmt: skip
+    extract_to_store([(f.image, f.labels["cell"], nuclei, {"source": "tl"})], cells, cfg)
+    assert run(["state", "train", str(store), str(tmp_path / "model")]) == 0
+    assert run(["track", str(movie), str(tmp_path / "tracks"), "--label", "nucleus"]) == 0
+    assert run(["state", "predict", str(cells), str(tmp_path / "s.parquet"), "-m", str(tmp_path / "model"),
+                "--tracks", str(tmp_path / "tracks"), "--order", "interphase,mitotic",
+                "--transitions", str(tmp_path / "visits.csv")]) == 0  # fmt: skip
+    pred = pd.read_parquet(tmp_path / "s.parquet")
+    on = pred.dropna(subset=["track_id"])
+    assert len(on) > 0.9 * len(pred)
+    for _, part in on.sort_values("frame").groupby("track_id"):
+        code = (part.state_smoothed == "mitotic").to_numpy().astype(int)
+        assert (np.diff(code) >= 0).all()  # not cyclic: never back to interphase within a track
+    visits = pd.read_csv(tmp_path / "visits.csv")
+    assert set(visits.track_id) == set(on.track_id.astype(int))
