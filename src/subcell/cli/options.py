@@ -7,7 +7,17 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-__all__ = ["AxesOpt", "ForceOpt", "SceneOpt", "VoxelSizeOpt", "read_input", "scene_arg"]
+__all__ = [
+    "AxesOpt",
+    "ConfigOpt",
+    "ForceOpt",
+    "OverwriteOpt",
+    "SceneOpt",
+    "SetOpt",
+    "VoxelSizeOpt",
+    "read_input",
+    "scene_arg",
+]
 
 VoxelSizeOpt = Annotated[
     Optional[tuple[float, float, float]],  # noqa: UP045 - typer needs Optional here
@@ -20,6 +30,13 @@ AxesOpt = Annotated[
 SceneOpt = Annotated[Optional[str], typer.Option("--scene", help="Scene / series index or name.")]  # noqa: UP045
 ForceOpt = Annotated[
     bool, typer.Option("--force-voxel-size", help="Let --voxel-size override a different value in the file.")
+]
+
+OverwriteOpt = Annotated[bool, typer.Option("--overwrite", help="Replace an existing output.")]
+ConfigOpt = Annotated[Optional[Path], typer.Option("--config", help="YAML file of settings.")]  # noqa: UP045
+SetOpt = Annotated[
+    Optional[list[str]],  # noqa: UP045
+    typer.Option("--set", help="Override a setting, key=value (repeat), e.g. --set max_gap_frames=3"),
 ]
 
 

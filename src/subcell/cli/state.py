@@ -7,6 +7,8 @@ from typing import Annotated, Any, Optional
 
 import typer
 
+from subcell.cli.options import ConfigOpt, OverwriteOpt, SetOpt
+
 __all__ = ["state_app"]
 
 state_app = typer.Typer(help="Cell state (mitotic stage, cell-cycle phase) from single cells.", no_args_is_help=True)
@@ -18,9 +20,6 @@ ChannelOpt = Annotated[
     Optional[list[str]],  # noqa: UP045
     typer.Option("--channel", "-c", help="Image channel with intensity features (repeat; default: all)."),
 ]
-ConfigOpt = Annotated[Optional[Path], typer.Option("--config", help="YAML file of state settings.")]  # noqa: UP045
-SetOpt = Annotated[Optional[list[str]], typer.Option("--set", help="Override a setting, e.g. --set folds=4")]  # noqa: UP045
-OverwriteOpt = Annotated[bool, typer.Option("--overwrite", help="Replace an existing output.")]
 
 
 def _config(config: Path | None, set_: list[str] | None, **overrides: Any) -> Any:
@@ -31,9 +30,10 @@ def _config(config: Path | None, set_: list[str] | None, **overrides: Any) -> An
 
 
 def _labelled(store_path: Path, cfg: Any) -> tuple[Any, Any, Any]:
-    """The store, its extracted cells' table, and their states; one-line errors naming the store and column."""
+    """Features, states and groups of a store's labelled cells; one-line errors naming the store and column."""
     from subcell.errors import ValueRangeError
     from subcell.io import read_cell_store
+    from subcell.state import store_features
 
     store = read_cell_store(store_path)
     table = store.extracted
@@ -41,13 +41,30 @@ def _labelled(store_path: Path, cfg: Any) -> tuple[Any, Any, Any]:
         if col not in table.columns:
             raise ValueRangeError(f"no column {col!r} in the cell table (columns: {', '.join(map(str, table.columns))})",
                                   path=store_path, field=col)  # fmt: skip
-    known = table[cfg.column].notna()
-    if known.sum() == 0:
-        raise ValueRangeError("no cell has a state", path=store_path, field=cfg.column)
+    known = table[cfg.column].notna().to_numpy()
     classes = sorted(table.loc[known, cfg.column].astype(str).unique())
     if len(classes) < 2:
         raise ValueRangeError(f"need at least two classes, the table has {classes}", path=store_path, field=cfg.column)
-    return store, table, known.to_numpy()
+    feats = store_features(store, channels=cfg.channels, lmax=cfg.sh_lmax)[known].reset_index(drop=True)
+    y = table.loc[known, cfg.column].astype(str).to_numpy()
+    g = table.loc[known, cfg.groups].to_numpy() if cfg.groups else None
+    return feats, y, g
+
+
+def _prepare(store: Path, output: Path, overwrite: bool, config: Path | None, set_: list[str] | None,
+             **overrides: Any) -> tuple[Any, Any, Any, Any]:  # fmt: skip
+    """Check the output (before any work), validate the config, read the labelled cells' features."""
+    from subcell.io._atomic import check_output
+
+    check_output(output, overwrite=overwrite)
+    cfg = _config(config, set_, **overrides)
+    return (cfg, *_labelled(store, cfg))
+
+
+GroupsOpt = Annotated[
+    Optional[str],  # noqa: UP045
+    typer.Option("--groups", help="Column grouping the cross-validation folds (field, source, structure)."),
+]
 
 
 @state_app.command("train")
@@ -56,23 +73,15 @@ def train(
     model: Annotated[Path, typer.Argument(help="Output model folder.")],
     column: ColumnOpt = None,
     channel: ChannelOpt = None,
-    groups: Annotated[
-        Optional[str], typer.Option("--groups", help="Column grouping the cross-validation (e.g. structure).")  # noqa: UP045
-    ] = None,
+    groups: GroupsOpt = None,
     config: ConfigOpt = None,
     set_: SetOpt = None,
     overwrite: OverwriteOpt = False,
 ) -> None:
     """Train the state classifier on every labelled cell; its cross-validated scores go into the model folder."""
-    from subcell.io._atomic import check_output
-    from subcell.state import cross_validate, fit_state_model, save_state_model, store_features
+    from subcell.state import cross_validate, fit_state_model, save_state_model
 
-    check_output(model, overwrite=overwrite)
-    cfg = _config(config, set_, column=column, channels=channel, groups=groups)
-    st, table, known = _labelled(store, cfg)
-    feats = store_features(st, channels=cfg.channels, lmax=cfg.sh_lmax)[known].reset_index(drop=True)
-    y = table.loc[known, cfg.column].astype(str).to_numpy()
-    g = table.loc[known, cfg.groups].to_numpy() if cfg.groups else None
+    cfg, feats, y, g = _prepare(store, model, overwrite, config, set_, column=column, channels=channel, groups=groups)
     cv = cross_validate(feats, y, cfg, groups=g)
     fitted = fit_state_model(feats, y, cfg)
     fitted.metrics = {k: v for k, v in cv.items() if k != "predictions"}
@@ -157,9 +166,7 @@ def evaluate(
     output: Annotated[Path, typer.Argument(help="Output folder: metrics.json, confusion CSV + PNG per classifier.")],
     column: ColumnOpt = None,
     channel: ChannelOpt = None,
-    groups: Annotated[
-        Optional[str], typer.Option("--groups", help="Column grouping the folds (field, source, structure).")  # noqa: UP045
-    ] = None,
+    groups: GroupsOpt = None,
     config: ConfigOpt = None,
     set_: SetOpt = None,
     overwrite: OverwriteOpt = False,
@@ -170,15 +177,9 @@ def evaluate(
     import pandas as pd
 
     from subcell.io import write_bundle
-    from subcell.io._atomic import check_output
-    from subcell.state import confusion_png, cross_validate, store_features
+    from subcell.state import confusion_png, cross_validate
 
-    check_output(output, overwrite=overwrite)
-    cfg = _config(config, set_, column=column, channels=channel, groups=groups)
-    st, table, known = _labelled(store, cfg)
-    feats = store_features(st, channels=cfg.channels, lmax=cfg.sh_lmax)[known].reset_index(drop=True)
-    y = table.loc[known, cfg.column].astype(str).to_numpy()
-    g = table.loc[known, cfg.groups].to_numpy() if cfg.groups else None
+    cfg, feats, y, g = _prepare(store, output, overwrite, config, set_, column=column, channels=channel, groups=groups)
     results, files, tables = {}, {}, {}
     for clf in ("logistic", "gradient_boosting"):
         r = cross_validate(feats, y, cfg.model_copy(update={"classifier": clf}), groups=g)

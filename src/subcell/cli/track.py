@@ -7,7 +7,7 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from subcell.cli.options import AxesOpt, ForceOpt, VoxelSizeOpt, read_input
+from subcell.cli.options import AxesOpt, ConfigOpt, ForceOpt, OverwriteOpt, SetOpt, VoxelSizeOpt, read_input
 
 __all__ = ["evaluate_tracks", "load_tracks", "read_label_timelapse", "track"]
 
@@ -77,14 +77,12 @@ def track(
         Optional[bool],  # noqa: UP045
         typer.Option("--divisions/--no-divisions", help="Link one parent to two daughters (default on)."),
     ] = None,
-    config: Annotated[Optional[Path], typer.Option("--config", help="YAML file of tracking settings.")] = None,  # noqa: UP045
-    set_: Annotated[
-        Optional[list[str]], typer.Option("--set", help="Override a setting, e.g. --set size_weight=1")  # noqa: UP045
-    ] = None,
+    config: ConfigOpt = None,
+    set_: SetOpt = None,
     voxel_size: VoxelSizeOpt = None,
     axes: AxesOpt = None,
     force_voxel_size: ForceOpt = False,
-    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing output.")] = False,
+    overwrite: OverwriteOpt = False,
 ) -> None:
     """Link a label time-lapse into tracks with divisions and gap closing (costs in µm and minutes)."""
     import json
@@ -202,7 +200,7 @@ def evaluate_tracks(
     ] = None,
     voxel_size: VoxelSizeOpt = None,
     axes: AxesOpt = None,
-    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing output.")] = False,
+    overwrite: OverwriteOpt = False,
 ) -> None:
     """Score tracks against truth: TRA, DET, LNK, SEG (Cell Tracking Challenge) and division precision/recall/F1."""
     import json
