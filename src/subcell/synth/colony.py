@@ -13,9 +13,9 @@ from typing import Any
 
 import numpy as np
 
-from subcell.synth.config import SynthConfig
+from subcell.synth.config import MITOTIC_STAGES, SynthConfig
 
-__all__ = ["Cell", "Colony", "make_colony", "step_colony"]
+__all__ = ["MITOTIC_STAGES", "Cell", "Colony", "make_colony", "step_colony"]
 
 SUBSTRATE_Z_UM = 1.0  # the coverslip surface lies 1 µm above the first plane
 
@@ -33,8 +33,10 @@ class Cell:
     nucleus_radii: tuple[float, float, float]  # (rz, ry, rx) before rotation
     nucleus_angle: float  # rotation of the nucleus ellipse in the yx plane (radians)
     mitotic: bool = False
-    plate_angle: float = 0.0  # metaphase plate normal in the yx plane (mitotic cells)
+    plate_angle: float = 0.0  # metaphase plate normal in the yx plane (mitotic cells): the spindle axis
     parent: int = 0
+    stage: str = "interphase"  # a mitotic cell's stage (MITOTIC_STAGES); cells mitotic in frame 0: metaphase
+    stage_age: int = 0  # frames already spent in the stage
 
     def rng(self, seed: int, frame: int = 0) -> np.random.Generator:
         """The cell's own random stream: the same wherever and in whichever block it is rendered."""
@@ -182,6 +184,7 @@ def _cells_from_seeds(
     mitotic: set[int] | None = None,
     parents: dict[int, int] | None = None,
     heights: dict[int, float] | None = None,
+    stages: dict[int, tuple[str, int, float]] | None = None,
 ) -> list[Cell]:
     from scipy.spatial import cKDTree
 
@@ -213,35 +216,48 @@ def _cells_from_seeds(
                 mitotic=is_mitotic,
                 plate_angle=float(rng.uniform(0, math.pi)),
                 parent=(parents or {}).get(int(cid), 0),
+                stage="metaphase" if is_mitotic else "interphase",
             )
         )
+    if stages:  # a dividing cell keeps its stage and spindle axis from frame to frame
+        cells = [replace(c, stage=stages[c.id][0], stage_age=stages[c.id][1], plate_angle=stages[c.id][2])
+                 if c.id in stages else c for c in cells]  # fmt: skip
     return cells
 
 
 def step_colony(
     colony: Colony, rng: np.random.Generator, next_id: int
 ) -> tuple[Colony, int, list[tuple[int, int, int]]]:
-    """Advance one frame: drift, shape change, rounding before division, division into two daughters.
+    """Advance one frame: drift, shape change, mitosis stage by stage, division into two daughters.
 
+    A cell enters mitosis (prophase) with ``time.division_probability`` per frame, spends ``time.stage_frames``
+    frames in each stage and divides after telophase, its daughters placed along its spindle axis.
     Returns the new colony, the next free id, and the divisions as ``(parent, daughter_a, daughter_b)``.
     """
     cfg = colony.config
     t = cfg.time
     _, ey, ex = cfg.field_um
     seeds, ids, mitotic, parents, heights = [], [], set(), {}, {}
+    stages: dict[int, tuple[str, int, float]] = {}
     divisions = []
     for c in colony.cells:
-        if c.mitotic and rng.random() < 1.0 / t.mitosis_frames:
-            axis = rng.uniform(0, math.pi)
-            off = 0.45 * c.radius * np.array([math.sin(axis), math.cos(axis)])
-            a, b = next_id, next_id + 1
-            next_id += 2
-            for child, sign in ((a, 1), (b, -1)):
-                seeds.append(np.clip(np.array(c.yx) + sign * off, 0, [ey, ex]))
-                ids.append(child)
-                parents[child] = c.id
-            divisions.append((c.id, a, b))
-            continue
+        if c.mitotic:
+            stage, age = c.stage, c.stage_age + 1
+            if age >= t.stage_frames.get(stage, 1):
+                k = MITOTIC_STAGES.index(stage) if stage in MITOTIC_STAGES else len(MITOTIC_STAGES) - 1
+                if k == len(MITOTIC_STAGES) - 1:  # telophase is over: two daughters along the spindle
+                    axis = c.plate_angle
+                    off = 0.45 * c.radius * np.array([math.sin(axis), math.cos(axis)])
+                    a, b = next_id, next_id + 1
+                    next_id += 2
+                    for child, sign in ((a, 1), (b, -1)):
+                        seeds.append(np.clip(np.array(c.yx) + sign * off, 0, [ey, ex]))
+                        ids.append(child)
+                        parents[child] = c.id
+                    divisions.append((c.id, a, b))
+                    continue
+                stage, age = MITOTIC_STAGES[k + 1], 0
+            stages[c.id] = (stage, age, c.plate_angle)
         step = rng.normal(0, t.speed_um_per_frame, 2)
         seeds.append(np.clip(np.array(c.yx) + step, 0, [ey, ex]))
         ids.append(c.id)
@@ -249,8 +265,17 @@ def step_colony(
         if c.mitotic or rng.random() < t.division_probability:
             mitotic.add(c.id)
             heights.pop(c.id)
+            if c.id not in stages:
+                stages[c.id] = (MITOTIC_STAGES[0], 0, float(rng.uniform(0, math.pi)))
     cells = _cells_from_seeds(
-        np.asarray(seeds).reshape(-1, 2), ids, cfg, rng, mitotic=mitotic, parents=parents, heights=heights
+        np.asarray(seeds).reshape(-1, 2),
+        ids,
+        cfg,
+        rng,
+        mitotic=mitotic,
+        parents=parents,
+        heights=heights,
+        stages=stages,
     )
     # daughters keep their parent's id bookkeeping; the rest keep their own
     cells = [replace(c, parent=parents.get(c.id, 0)) for c in cells]

@@ -9,7 +9,10 @@ from __future__ import annotations
 import math
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+# the stages a dividing cell passes through in a time-lapse, in order (interphase before and after)
+MITOTIC_STAGES = ("prophase", "metaphase", "anaphase", "telophase")
 
 __all__ = [
     "STRUCTURES",
@@ -183,7 +186,17 @@ class TimeLapse(_Model):
     interval_s: float = Field(300.0, gt=0)
     speed_um_per_frame: float = Field(0.5, ge=0)
     division_probability: float = Field(0.05, ge=0, le=1, description="per cell and frame")
-    mitosis_frames: int = Field(2, ge=1, description="frames a cell is rounded up before it divides")
+    stage_frames: dict[str, int] = Field(
+        default_factory=lambda: {"prophase": 1, "metaphase": 1, "anaphase": 1, "telophase": 1},
+        description="frames a dividing cell spends in each mitotic stage, in order; it divides after telophase",
+    )
+
+    @field_validator("stage_frames")
+    @classmethod
+    def _stages(cls, v: dict[str, int]) -> dict[str, int]:
+        if set(v) != set(MITOTIC_STAGES) or any(int(n) < 1 for n in v.values()):
+            raise ValueError(f"give each of {list(MITOTIC_STAGES)} a whole number of frames >= 1, got {v}")
+        return {k: int(v[k]) for k in MITOTIC_STAGES}
 
 
 class SynthConfig(_Model):

@@ -135,6 +135,7 @@ def _cell_rows(colony: Colony, rendered: RegionRender, config: SynthConfig) -> l
             "height_um": c.height,
             "radius_um": c.radius,
             "mitotic": c.mitotic,
+            "stage": c.stage if c.mitotic else "interphase",
             "touches_border": c.id in border,
             "nucleoli_count": counts.get("nucleoli", 0),
             "mitochondria_tubules": counts.get("mitochondria", 0),

@@ -154,6 +154,7 @@ def write_large_field(
                 "centroid_x_um": stats["x"][c.id] / count * vx,
                 "cell_volume_um3": count * voxel, "nucleus_volume_um3": stats["nucleus"][c.id] * voxel,
                 "height_um": c.height, "radius_um": c.radius, "mitotic": c.mitotic,
+                "stage": c.stage if c.mitotic else "interphase",
             })  # fmt: skip
         writer.add_table("cells", pd.DataFrame(rows))
     except BaseException:

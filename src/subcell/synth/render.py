@@ -64,6 +64,21 @@ def _axis_centres(sl: slice, size: float) -> np.ndarray:
     return (np.arange(sl.start, sl.stop) + 0.5) * size
 
 
+def _mitotic_chromatin(c: Cell, dist: np.ndarray, yb: np.ndarray, xb: np.ndarray) -> np.ndarray:
+    """Condensed chromosomes of a dividing cell after prophase, in the yx plane of its spindle axis: metaphase a
+    plate across the axis; anaphase two plates moving apart along it; telophase two compact masses where the
+    daughters' nuclei will form."""
+    normal = (math.sin(c.plate_angle), math.cos(c.plate_angle))
+    along = (yb - c.nucleus_center[1]) * normal[0] + (xb - c.nucleus_center[2]) * normal[1]
+    radial = np.sqrt(np.maximum(dist**2 - along**2, 0))  # distance from the spindle axis
+    r = max(c.nucleus_radii[1:])
+    if c.stage == "anaphase":
+        return (np.abs(np.abs(along) - 0.35 * r) < 0.5) & (radial < 0.6 * r)
+    if c.stage == "telophase":
+        return (np.abs(along) - 0.75 * r) ** 2 + radial**2 < (0.4 * r) ** 2
+    return (np.abs(along) < 0.6) & (radial < 0.75 * r)  # metaphase
+
+
 def _bbox(
     cell: Cell, region: tuple[slice, slice, slice], vs: tuple[float, float, float], substrate_z: float
 ) -> tuple[slice, slice, slice] | None:
@@ -375,14 +390,12 @@ def render_region(colony: Colony, region: tuple[slice, slice, slice], *, seed: i
         mine = cell[box] == c.id
         if not mine.any():
             continue
-        rho, dist = _ellipsoid_rho(zz, yb, xb, c.nucleus_center, c.nucleus_radii, c.nucleus_angle)
+        condensing = c.mitotic and c.stage == "prophase"  # chromatin condenses inside a still intact envelope
+        radii = tuple(0.85 * r for r in c.nucleus_radii) if condensing else c.nucleus_radii
+        rho, dist = _ellipsoid_rho(zz, yb, xb, c.nucleus_center, radii, c.nucleus_angle)
         clear = (wall2d[box[1:]][None] > 0.3) & ((apex[box[1:]][None] - zr[box[0]]) > 0.3)
-        if c.mitotic:
-            normal = (math.sin(c.plate_angle), math.cos(c.plate_angle))
-            along = (yb - c.nucleus_center[1]) * normal[0] + (xb - c.nucleus_center[2]) * normal[1]
-            radial = np.sqrt(np.maximum(dist**2 - along**2, 0))  # distance from the plate's normal axis
-            plate = (np.abs(along) < 0.6) & (radial < 0.75 * max(c.nucleus_radii[1:]))
-            nuc = plate & mine & clear
+        if c.mitotic and not condensing:
+            nuc = _mitotic_chromatin(c, dist, yb, xb) & mine & clear
             nucleoli_n = 0
         else:
             nuc = (rho <= 1.0) & mine & clear
@@ -395,8 +408,8 @@ def render_region(colony: Colony, region: tuple[slice, slice, slice], *, seed: i
                 sheet = (out_d >= rules.envelope_thickness_um / 2) & (out_d < rules.er_sheet_um) & mine & clear
                 density["er"][box][sheet] = sheet_weight
                 masks["er"][box][sheet] = True
-            # nucleoli: spheres strictly inside the nucleus
-            k = int(rng.integers(rules.nucleoli_count[0], rules.nucleoli_count[1] + 1))
+            # nucleoli: spheres strictly inside the nucleus (dissolved from prophase on)
+            k = 0 if condensing else int(rng.integers(rules.nucleoli_count[0], rules.nucleoli_count[1] + 1))
             nucleoli_n = 0
             r_min = min(c.nucleus_radii)
             for _ in range(k):
