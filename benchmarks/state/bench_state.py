@@ -126,7 +126,22 @@ def synthetic(work: Path) -> dict[str, Any]:
                 t_pred = part.loc[part[col] == stage, "t"]
                 errors[key].append(abs(int(t_pred.min()) - int(t_true.min())) if len(t_pred) else np.nan)
     mitotic = truth != "interphase"
+    # the synthetic stages are separable without error; to see what the decoder buys at real error rates, the
+    # per-frame probabilities are corrupted: a share of frames gets a random (Dirichlet) vector instead
+    noisy = []
+    rng = np.random.default_rng(0)
+    for err in (0.26, 0.4):
+        p = proba[on].copy()
+        hit = rng.random(len(p)) < err
+        p[hit] = rng.dirichlet(np.ones(p.shape[1]), hit.sum())
+        raw_n = np.asarray(model.classes)[p.argmax(axis=1)]
+        smooth_n = smooth_tracks(sel, p, model.classes, order=order, cyclic=True)
+        noisy.append({"frame_error": err, "stage_accuracy_raw": float(np.mean(raw_n[mitotic] == truth[mitotic])),
+                      "stage_accuracy_smoothed": float(np.mean(smooth_n[mitotic] == truth[mitotic])),
+                      "frame_accuracy_raw": float(np.mean(raw_n == truth)),
+                      "frame_accuracy_smoothed": float(np.mean(smooth_n == truth))})  # fmt: skip
     out = {
+        "noisy": noisy,
         "train_cells": len(y_train), "test_cells": int(on.sum()), "classes": order,
         "test_mitotic_fraction": float(np.mean(mitotic)),
         "frame_accuracy_raw": float(np.mean(raw == truth)),
@@ -173,7 +188,15 @@ def report(r: dict[str, Any]) -> str:
                   f"{s['entry_error_frames_smoothed']:.2f} |",
                   f"| stage entries exact | {s['entry_exact_raw']:.0%} | {s['entry_exact_smoothed']:.0%} |",
                   f"| stage entries missed (of {s['stage_entries_raw']}) | {s['entry_missed_raw']} | "
-                  f"{s['entry_missed_smoothed']} |", ""]  # fmt: skip
+                  f"{s['entry_missed_smoothed']} |", "",
+                  "The features separate the synthetic stages without error, so the decoder has nothing to fix "
+                  "there. With a share of frames given random probabilities (the real 7-stage error rate is 0.26):",
+                  "", "| frames corrupted | stage accuracy (mitotic frames) raw → smoothed | all frames raw → smoothed |",
+                  "|---|---|---|"]  # fmt: skip
+        for n in s.get("noisy", []):
+            lines.append(f"| {n['frame_error']:.0%} | {n['stage_accuracy_raw']:.3f} → {n['stage_accuracy_smoothed']:.3f} "
+                         f"| {n['frame_accuracy_raw']:.3f} → {n['frame_accuracy_smoothed']:.3f} |")  # fmt: skip
+        lines.append("")
     return "\n".join(lines) + "\n"
 
 
