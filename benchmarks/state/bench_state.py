@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 
 HERE = Path(__file__).parent
-ORDER = ["interphase", "prophase", "metaphase", "anaphase", "telophase"]
+ORDER = ["telophase", "interphase", "prophase", "metaphase", "anaphase"]  # daughters start in telophase
 GROUPS = {"M1": "M1M2", "M2": "M1M2", "M3": "M3", "M4": "M4M5", "M5": "M4M5", "M6": "M6M7", "M7": "M6M7"}
 
 
@@ -118,7 +118,7 @@ def synthetic(work: Path) -> dict[str, Any]:
     # per track and stage: the entry frame, truth vs prediction (before and after smoothing)
     errors: dict[str, list[float]] = {"raw": [], "smoothed": []}
     for _, part in sel.assign(truth=truth, pred=smooth, raw=raw).groupby("track_id"):
-        for stage in order[1:]:
+        for stage in [s for s in order if s != "interphase"]:
             t_true = part.loc[part.truth == stage, "t"]
             if not len(t_true):
                 continue

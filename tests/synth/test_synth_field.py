@@ -203,3 +203,29 @@ def test_mitotic_cells_are_rounded_with_condensed_chromosomes() -> None:
     assert (f.cells.height_um / f.cells.radius_um).median() > (
         interphase.cells.height_um / interphase.cells.radius_um
     ).median()
+
+
+def test_time_lapse_mitosis_passes_through_stages_in_order() -> None:
+    """A cell that divides goes prophase → metaphase → anaphase for the configured frames each and divides (two
+    chromatin masses apart: the CTC's division frame); each daughter spends telophase (one compact chromatin mass)
+    before interphase."""
+    durations = {"prophase": 1, "metaphase": 2, "anaphase": 1, "telophase": 2}
+    f = synth_field(shape=(16, 192, 192), voxel_size=(0.5, 0.3, 0.3), seed=6,
+                    time={"frames": 10, "division_probability": 0.15, "stage_frames": durations})  # fmt: skip
+    cells = f.cells.set_index(["cell_id", "frame"]).sort_index()
+    lin = f.lineage.set_index("track_id")
+    checked = 0
+    for tid, row in lin[lin.parent_id > 0].iterrows():
+        parent = cells.loc[row.parent_id].stage.tolist()
+        if "prophase" in parent:  # (a cell mitotic in frame 0 starts in metaphase)
+            assert parent[parent.index("prophase") :] == ["prophase", "metaphase", "metaphase", "anaphase"]
+            checked += 1
+        daughter = cells.loc[tid].stage.tolist()
+        assert daughter[:2] == ["telophase"] * min(2, len(daughter))
+        assert daughter[2:3] in ([], ["interphase"])
+        t0 = int(row.first_frame)
+        _, n = ndi.label(f.labels["nucleus"][t0] == tid)
+        assert n == 1
+    assert checked >= 1
+    with pytest.raises(ValueError, match="stage_frames"):
+        synth_field(shape=(8, 96, 96), time={"frames": 2, "stage_frames": {"prophase": 1}})

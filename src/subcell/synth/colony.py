@@ -230,8 +230,10 @@ def step_colony(
 ) -> tuple[Colony, int, list[tuple[int, int, int]]]:
     """Advance one frame: drift, shape change, mitosis stage by stage, division into two daughters.
 
-    A cell enters mitosis (prophase) with ``time.division_probability`` per frame, spends ``time.stage_frames``
-    frames in each stage and divides after telophase, its daughters placed along its spindle axis.
+    A cell enters mitosis (prophase) with ``time.division_probability`` per frame and spends ``time.stage_frames``
+    frames in each stage; after anaphase it divides (the frame where two chromatin masses are first apart, as the
+    Cell Tracking Challenge marks divisions), its daughters placed along its spindle axis, and the daughters spend
+    telophase (compact chromatin, rounded) before interphase.
     Returns the new colony, the next free id, and the divisions as ``(parent, daughter_a, daughter_b)``.
     """
     cfg = colony.config
@@ -241,11 +243,11 @@ def step_colony(
     stages: dict[int, tuple[str, int, float]] = {}
     divisions = []
     for c in colony.cells:
+        leaving = False
         if c.mitotic:
             stage, age = c.stage, c.stage_age + 1
             if age >= t.stage_frames.get(stage, 1):
-                k = MITOTIC_STAGES.index(stage) if stage in MITOTIC_STAGES else len(MITOTIC_STAGES) - 1
-                if k == len(MITOTIC_STAGES) - 1:  # telophase is over: two daughters along the spindle
+                if stage == "anaphase":  # the chromatin has separated: two daughters along the spindle
                     axis = c.plate_angle
                     off = 0.45 * c.radius * np.array([math.sin(axis), math.cos(axis)])
                     a, b = next_id, next_id + 1
@@ -254,15 +256,22 @@ def step_colony(
                         seeds.append(np.clip(np.array(c.yx) + sign * off, 0, [ey, ex]))
                         ids.append(child)
                         parents[child] = c.id
+                        mitotic.add(child)  # daughters begin in telophase: compact chromatin, still rounded
+                        stages[child] = ("telophase", 0, axis)
                     divisions.append((c.id, a, b))
                     continue
-                stage, age = MITOTIC_STAGES[k + 1], 0
-            stages[c.id] = (stage, age, c.plate_angle)
+                leaving = stage == "telophase"
+                if not leaving:
+                    stage, age = MITOTIC_STAGES[MITOTIC_STAGES.index(stage) + 1], 0
+            if not leaving:
+                stages[c.id] = (stage, age, c.plate_angle)
         step = rng.normal(0, t.speed_um_per_frame, 2)
         seeds.append(np.clip(np.array(c.yx) + step, 0, [ey, ex]))
         ids.append(c.id)
         heights[c.id] = float(np.clip(c.height * rng.uniform(0.95, 1.05), *cfg.cells.height_um))
-        if c.mitotic or rng.random() < t.division_probability:
+        if leaving:  # telophase is over: back to interphase, flattening to a new height
+            heights.pop(c.id)
+        elif c.mitotic or rng.random() < t.division_probability:
             mitotic.add(c.id)
             heights.pop(c.id)
             if c.id not in stages:

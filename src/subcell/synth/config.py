@@ -188,7 +188,8 @@ class TimeLapse(_Model):
     division_probability: float = Field(0.05, ge=0, le=1, description="per cell and frame")
     stage_frames: dict[str, int] = Field(
         default_factory=lambda: {"prophase": 1, "metaphase": 1, "anaphase": 1, "telophase": 1},
-        description="frames a dividing cell spends in each mitotic stage, in order; it divides after telophase",
+        description="frames spent in each mitotic stage, in order; a cell divides after anaphase and its daughters "
+        "spend telophase before interphase",
     )
 
     @field_validator("stage_frames")

@@ -66,16 +66,16 @@ def _axis_centres(sl: slice, size: float) -> np.ndarray:
 
 def _mitotic_chromatin(c: Cell, dist: np.ndarray, yb: np.ndarray, xb: np.ndarray) -> np.ndarray:
     """Condensed chromosomes of a dividing cell after prophase, in the yx plane of its spindle axis: metaphase a
-    plate across the axis; anaphase two plates moving apart along it; telophase two compact masses where the
-    daughters' nuclei will form."""
+    plate across the axis; anaphase two plates moving apart along it; telophase (a daughter, just divided) one
+    compact mass."""
     normal = (math.sin(c.plate_angle), math.cos(c.plate_angle))
     along = (yb - c.nucleus_center[1]) * normal[0] + (xb - c.nucleus_center[2]) * normal[1]
     radial = np.sqrt(np.maximum(dist**2 - along**2, 0))  # distance from the spindle axis
     r = max(c.nucleus_radii[1:])
-    if c.stage == "anaphase":
-        return (np.abs(np.abs(along) - 0.35 * r) < 0.5) & (radial < 0.6 * r)
-    if c.stage == "telophase":
-        return (np.abs(along) - 0.75 * r) ** 2 + radial**2 < (0.4 * r) ** 2
+    if c.stage == "anaphase":  # the daughters form at ±0.45 × the cell radius; the plates are half-way there
+        return (np.abs(np.abs(along) - 0.22 * c.radius) < 0.5) & (radial < 0.6 * r)
+    if c.stage == "telophase":  # a daughter's compact chromatin mass, at its own centre
+        return dist < 0.45 * r
     return (np.abs(along) < 0.6) & (radial < 0.75 * r)  # metaphase
 
 
