@@ -189,8 +189,8 @@ def report(r: dict[str, Any]) -> str:
                   f"| stage entries exact | {s['entry_exact_raw']:.0%} | {s['entry_exact_smoothed']:.0%} |",
                   f"| stage entries missed (of {s['stage_entries_raw']}) | {s['entry_missed_raw']} | "
                   f"{s['entry_missed_smoothed']} |", "",
-                  "The features separate the synthetic stages without error, so the decoder has nothing to fix "
-                  "there. With a share of frames given random probabilities (the real 7-stage error rate is 0.26):",
+                  "Per-frame errors on the synthetic stages are few. To see the decoder at real error rates, a share "
+                  "of frames is given random probabilities (the real 7-stage error rate is 0.26):",
                   "", "| frames corrupted | stage accuracy (mitotic frames) raw → smoothed | all frames raw → smoothed |",
                   "|---|---|---|"]  # fmt: skip
         for n in s.get("noisy", []):
