@@ -391,7 +391,8 @@ def render_region(colony: Colony, region: tuple[slice, slice, slice], *, seed: i
         if not mine.any():
             continue
         condensing = c.mitotic and c.stage == "prophase"  # chromatin condenses inside a still intact envelope
-        radii = tuple(0.85 * r for r in c.nucleus_radii) if condensing else c.nucleus_radii
+        rz, ry, rx = c.nucleus_radii
+        radii = (0.85 * rz, 0.85 * ry, 0.85 * rx) if condensing else c.nucleus_radii
         rho, dist = _ellipsoid_rho(zz, yb, xb, c.nucleus_center, radii, c.nucleus_angle)
         clear = (wall2d[box[1:]][None] > 0.3) & ((apex[box[1:]][None] - zr[box[0]]) > 0.3)
         if c.mitotic and not condensing:
