@@ -210,8 +210,8 @@ def test_time_lapse_mitosis_passes_through_stages_in_order() -> None:
     chromatin masses apart: the CTC's division frame); each daughter spends telophase (one compact chromatin mass)
     before interphase."""
     durations = {"prophase": 1, "metaphase": 2, "anaphase": 1, "telophase": 2}
-    f = synth_field(shape=(16, 192, 192), voxel_size=(0.5, 0.3, 0.3), seed=6,
-                    time={"frames": 10, "division_probability": 0.15, "stage_frames": durations})  # fmt: skip
+    f = synth_field(shape=(12, 160, 160), voxel_size=(0.6, 0.36, 0.36), seed=6,
+                    time={"frames": 8, "division_probability": 0.2, "stage_frames": durations})  # fmt: skip
     cells = f.cells.set_index(["cell_id", "frame"]).sort_index()
     lin = f.lineage.set_index("track_id")
     checked = 0

@@ -281,7 +281,7 @@ def dynamics_step(out: Path, *, seed: int) -> str:
     from subcell.track.evaluate import evaluate_tracks
     from subcell.track.figures import lineage_png
 
-    timelapse: dict[str, Any] = {"time.frames": 10, "time.division_probability": 0.04}
+    timelapse: dict[str, Any] = {"time.frames": 10, "time.division_probability": 0.05}
     field = synth.synth_field(shape=(8, 192, 192), voxel_size=(0.6, 0.3, 0.3), seed=seed + 100, **timelapse)
     path = synth.write_field(field, out / "timelapse.ome.zarr", overwrite=True)
     vs, dt = field.image.voxel_size.as_tuple(), float(field.image.time_interval or 300.0)
