@@ -90,6 +90,8 @@ def test_bad_inputs_fail_in_one_line_and_write_nothing(tmp_path: Path, capsys) -
     tifffile.imwrite(ctc / "mask000.tif", lab[0, 1])
     tifffile.imwrite(ctc / "mask001.tif", lab[1, 1, :8])
     assert run(["track", str(ctc), str(out), "--time-interval", "60"]) == 2
+    assert "--voxel-size" in _err(capsys)  # a CTC folder states none: never invented
+    assert run(["track", str(ctc), str(out), "--time-interval", "60", *vs]) == 2
     assert "mask001.tif" in _err(capsys)
     # a bad config value names the field
     assert run(["track", str(good), str(out), *vs, "--axes", "TZYX", "--time-interval", "60", "--set",

@@ -20,14 +20,17 @@ LabelOpt = Annotated[
 def read_label_timelapse(path: Path, *, label: str | None, voxel_size: Any, axes: str | None, force: bool) -> Any:
     """A label time-lapse as an :class:`Image` (T, 1, Z, Y, X), from an image file, an OME-Zarr store's NGFF label
     image, or a CTC folder; one-line errors for a missing T axis, several channels, or non-integer values."""
-    from subcell.errors import InputFileError, ValueRangeError
+    from subcell.errors import InputFileError, MetadataError, ValueRangeError
     from subcell.image import Image
     from subcell.io import as_labels, label_names, read_labels
     from subcell.io.ctc import find_ctc, read_ctc
 
     if find_ctc(path) is not None:
+        if voxel_size is None:  # CTC folders carry no voxel size, and costs are in µm: never invent one
+            raise MetadataError("a CTC folder states no voxel size; give --voxel-size Z Y X (µm)", path=path,
+                                field="voxel_size")  # fmt: skip
         masks, _ = read_ctc(path)
-        img = Image(masks, voxel_size=voxel_size or (1.0, 1.0, 1.0), dims="TZYX")
+        img = Image(masks, voxel_size=voxel_size, dims="TZYX")
     else:
         names = label_names(path)
         if label is not None:
@@ -166,7 +169,7 @@ def load_tracks(path: Path, *, label: str | None, voxel_size: Any, axes: str | N
         return Tracks(labels=img.numpy()[:, 0], table=table, lineage=lineage_table(table)), img.voxel_size
     if find_ctc(path) is not None:
         masks, rows = read_ctc(path)
-        vs = voxel_size or (1.0, 1.0, 1.0)
+        vs = voxel_size or (1.0, 1.0, 1.0)  # scores match objects by overlap: the voxel size does not enter them
         return tracks_from_lineage(masks, dict(zip(rows["L"], rows["P"], strict=True)), voxel_size=vs), vs
     lineage = store_table(path, "lineage") if path.is_dir() else None
     if lineage is None:

@@ -113,10 +113,9 @@ def assign_tracks(objs: Any, graph: Any) -> Any:
         next_id += 1
     objs = objs.assign(track_id=track)
     objs["parent_track"] = objs["track_id"].map(parent_of).fillna(0).astype(np.int64)
-    generation: dict[int, int] = {}
-    for tid in range(1, next_id):
-        generation[tid] = generation[parent_of[tid]] + 1 if tid in parent_of else 0
-    objs["generation"] = objs["track_id"].map(generation).astype(np.int64)
+    from subcell.track.tracks import generations
+
+    objs["generation"] = objs["track_id"].map(generations(parent_of, set(range(1, next_id)))).astype(np.int64)
     return objs
 
 

@@ -16,6 +16,7 @@ from subcell.track.config import TrackConfig
 __all__ = [
     "Tracks",
     "ctc_segments",
+    "generations",
     "lineage_table",
     "napari_tracks",
     "relabel",
@@ -141,6 +142,19 @@ def track_timelapse(
     return Tracks(labels=relabel(lab, table), table=table, lineage=lineage_table(table))
 
 
+def generations(parents: dict[int, int], tracks: set[int]) -> dict[int, int]:
+    """Each track's number of ancestors among ``tracks`` (0: no parent); a cycle in a bad file stops the walk."""
+
+    def depth(tid: int) -> int:
+        seen: set[int] = set()
+        while parents.get(tid, 0) in tracks and tid not in seen:
+            seen.add(tid)
+            tid = parents[tid]
+        return len(seen)
+
+    return {tid: depth(tid) for tid in tracks}
+
+
 def tracks_from_lineage(
     labels: np.ndarray, parents: dict[int, int], *, voxel_size: VoxelSize | Sequence[float]
 ) -> Tracks:
@@ -157,14 +171,7 @@ def tracks_from_lineage(
     present = set(table["track_id"].tolist())
     table.loc[~table["parent_track"].isin(present), "parent_track"] = 0  # a parent never seen in the masks
 
-    def depth(tid: int) -> int:  # ancestors seen in the masks (a cycle in a bad file stops the walk)
-        seen: set[int] = set()
-        while parents.get(tid, 0) in present and tid not in seen:
-            seen.add(tid)
-            tid = parents[tid]
-        return len(seen)
-
-    generation = {tid: depth(tid) for tid in present}
+    generation = generations(parents, present)
     table["generation"] = table["track_id"].map(generation).astype(np.int64)
     order = ["track_id", "t", "z_um", "y_um", "x_um", "label", "volume_um3", "mean_intensity", "parent_track",
              "generation"]  # fmt: skip
