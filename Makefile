@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 # the stamp changes whenever the dependency declarations change, so a second `make test` installs nothing
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml constraints.txt | cksum | cut -d' ' -f1)
 PIP := $(BIN)/python -m pip
-EXTRAS ?= dev,dl,batch,track
+EXTRAS ?= dev,dl,batch,track,zoo,napari
 
 .PHONY: demo test test-all lint bench install clean
 

@@ -176,7 +176,10 @@ def predict(
     input: Annotated[Path, typer.Argument(help="Bright-field image, or a manifest (.csv/.parquet) of images.")],
     output: Annotated[Path, typer.Argument(help="Output .ome.zarr (streamed) or .ome.tif; a folder for manifests.")],
     model: Annotated[
-        str, typer.Option("--model", "-m", help="Model folder from `labelfree train`, or a shipped model's name.")
+        str,
+        typer.Option(
+            "--model", "-m", help="Model folder from `labelfree train`, a shipped model's name, or a bioimage.io .zip."
+        ),
     ],
     voxel_size: Annotated[
         tuple[float, float, float] | None,
@@ -227,6 +230,43 @@ def predict(
                              voxel_size=r.voxel_size or voxel_size, overwrite=overwrite, quiet=quiet)  # fmt: skip
         else:
             _predict_one(lf, input, output, cfg, voxel_size=voxel_size, overwrite=overwrite, quiet=quiet)
+
+
+@labelfree_app.command("export")
+def export(
+    model: Annotated[str, typer.Argument(help="Model folder from `labelfree train`, or a shipped model's name.")],
+    output: Annotated[Path, typer.Argument(help="bioimage.io package to write (.zip).")],
+    sample: Annotated[
+        Optional[Path],  # noqa: UP045
+        typer.Option("--sample", help="Bright-field stack the test input is cut from (e.g. from `subcell synth`)."),
+    ] = None,
+    name: Annotated[Optional[str], typer.Option("--name", help="Model name in the zoo.")] = None,  # noqa: UP045
+    author: Annotated[Optional[list[str]], typer.Option("--author", help="Author (repeat for several).")] = None,  # noqa: UP045
+    license: Annotated[str, typer.Option("--license", help="SPDX license of the weights.")] = "BSD-3-Clause",
+    voxel_size: Annotated[
+        Optional[tuple[float, float, float]], typer.Option("--voxel-size", metavar="Z Y X", help="µm for the sample")  # noqa: UP045
+    ] = None,
+    no_test: Annotated[bool, typer.Option("--no-test", help="Skip bioimageio.core's test of the package.")] = False,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing package.")] = False,
+) -> None:
+    """Write a bioimage.io model package (spec 0.5: TorchScript + state dict, tests, cover, README)."""
+    from subcell.errors import InputFileError
+    from subcell.io import read
+    from subcell.labelfree.pretrained import load_model
+    from subcell.zoo.export import export_labelfree
+
+    if sample is None:
+        raise InputFileError(
+            "a package needs test data: pass --sample IMAGE (a bright-field stack at the model's voxel size)",
+            path=output,
+        )
+    lf = load_model(model)
+    result = export_labelfree(
+        lf, read(sample, voxel_size=voxel_size), output, name=name, authors=author, license=license,
+        overwrite=overwrite, test=not no_test,
+    )  # fmt: skip
+    tested = f"; bioimageio.core test passed in {result.test_seconds:.1f} s" if result.test_seconds else ""
+    typer.echo(f"wrote {output} ({result.size_bytes / 1e6:.1f} MB, test tensors {result.test_shape}{tested})")
 
 
 @labelfree_app.command("evaluate")

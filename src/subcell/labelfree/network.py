@@ -193,7 +193,9 @@ class UNet(nn.Module):
         x = self.bottleneck(x)
         for up, dec in zip(self.ups, self.decoders, strict=True):
             skip, x = skips.pop(), up(x)
-            x = dec(_ConcatChannels.apply(skip, x) if self.channels_last else torch.cat([skip, x], dim=1))
+            # the hand-written backward only matters when there is one (and TorchScript cannot trace it)
+            grad = self.channels_last and torch.is_grad_enabled()
+            x = dec(_ConcatChannels.apply(skip, x) if grad else torch.cat([skip, x], dim=1))
         return self.head(x).contiguous()  # callers get the usual layout (a copy of the few output channels)
 
     def set_channels_last(self, enabled: bool = True) -> UNet:

@@ -158,8 +158,15 @@ def predict_volume(
     model.network.to(device).eval()
     net = model.network.fused()  # batch norms folded into the convolutions: the same function, fewer passes
     div = model.divisor
+    valid_tile = getattr(model, "valid_tile", None)  # a bioimage.io package: sizes min + k·step
     if cfg.tile is not None:
-        bad = [t for t, d in zip(cfg.tile, div, strict=True) if t % d]
+        if valid_tile is not None and tuple(valid_tile(cfg.tile)) != tuple(cfg.tile):
+            raise ValueRangeError(
+                f"tile {cfg.tile} is not a size the package accepts (per axis minimum + k·step: "
+                f"{getattr(model, 'minimum', None)} + k·{getattr(model, 'step', None)}); e.g. {valid_tile(cfg.tile)}",
+                field="tile",
+            )
+        bad = [] if valid_tile is not None else [t for t, d in zip(cfg.tile, div, strict=True) if t % d]
         if bad:
             raise ValueRangeError(f"tile {cfg.tile} must be a multiple of {div} for this network", field="tile")
         tile, batch = cfg.tile, cfg.batch_size or 1
@@ -171,18 +178,24 @@ def predict_volume(
     tile = tuple(  # type: ignore[assignment]
         min(t, _round_up(s, d)) for t, s, d in zip(tile, shape, div, strict=True)
     )
+    if valid_tile is not None:  # the smallest accepted size covering the volume, never padding a volume it fits
+        tile = valid_tile(tuple(min(t, s) for t, s in zip(tile, shape, strict=True)))
+    halo = getattr(model, "halo", (0, 0, 0))  # output voxels a package declares unreliable at tile edges
     padded = tuple(max(s, t) for s, t in zip(shape, tile, strict=True))
     trim = tuple(
-        (cfg.trim if cfg.trim is not None else math.floor(t * cfg.overlap) // 4) if p > t else 0
-        for t, p in zip(tile, padded, strict=True)
+        max(h, cfg.trim if cfg.trim is not None else math.floor(t * cfg.overlap) // 4) if p > t else 0
+        for t, p, h in zip(tile, padded, halo, strict=True)
     )
-    grid = TileGrid(padded, tile, overlap=cfg.overlap, trim=trim)
+    # the overlap must leave room for a trim on both sides plus a blending ramp
+    overlap = max([cfg.overlap] + [min(0.9, (2 * tr + 2) / t) for tr, t in zip(trim, tile, strict=True) if tr])
+    grid = TileGrid(padded, tile, overlap=overlap, trim=trim)
     n_out = len(output_channel_names(model))
     rows = grid.rows()
     # one (C_out, Y, X) accumulator per plane of the current tile row: finished planes leave from the front,
     # fresh ones join at the back, so rolling the buffer never copies the row
     acc = [np.zeros((n_out, padded[1], padded[2]), np.float32) for _ in range(tile[0])]
     done = 0
+    post = getattr(model, "postprocess", None)  # a package's point-wise postprocessing, after blending
     for k, z0 in enumerate(rows):
         z1 = z0 + tile[0]
         x = source(z0, min(z1, shape[0]))
@@ -207,11 +220,12 @@ def predict_volume(
         final = nxt - z0
         keep = min(final, shape[0] - z0)
         if keep > 0:
-            sink(z0, np.stack([a[:, : shape[1], : shape[2]] for a in acc[:keep]], axis=1))
+            rows_out = np.stack([a[:, : shape[1], : shape[2]] for a in acc[:keep]], axis=1)
+            sink(z0, post(rows_out) if post is not None else rows_out)
         del acc[:final]
         acc.extend(np.zeros((n_out, padded[1], padded[2]), np.float32) for _ in range(final))
     return {
-        "tile": list(tile), "batch": batch, "tiles": len(grid), "overlap": cfg.overlap, "trim": list(trim),
+        "tile": list(tile), "batch": batch, "tiles": len(grid), "overlap": overlap, "trim": list(trim),
         "device": str(device), "precision": precision_name(dtype), "precision_requested": cfg.precision,
     }  # fmt: skip
 
@@ -247,6 +261,8 @@ def _check_input(
         )
     vs = image.voxel_size
     mvs = model.voxel_size
+    if not getattr(model, "voxel_size_known", True):  # a package without physical units: take the image's grid
+        mvs = vs
     if model.is_2d:
         mvs = VoxelSize(vs.z, mvs.y, mvs.x)
     if not vs.isclose(mvs, rtol=0.02):
@@ -266,8 +282,14 @@ def _check_input(
     return c, vs, image.shape[2:]  # type: ignore[return-value]
 
 
-def _row_source(image: Image, t: int, c: int, grid_vs: VoxelSize, shape: tuple[int, int, int]) -> RowSource:
-    """Normalised input rows at the model grid, read (and resampled) slab by slab from a lazy image."""
+def _row_source(
+    image: Image, t: int, c: int, grid_vs: VoxelSize, shape: tuple[int, int, int], model: Any = None
+) -> RowSource:
+    """Normalised input rows at the model grid, read (and resampled) slab by slab from a lazy image.
+
+    subcell models z-score over the whole stack; a bioimage.io package (``model.preprocess``) gets the whole
+    stack's mean, standard deviation and the percentiles it asks for (``model.percentiles``).
+    """
     from subcell.transforms.resample import resample_linear, source_rows
 
     data = image.data
@@ -288,6 +310,9 @@ def _row_source(image: Image, t: int, c: int, grid_vs: VoxelSize, shape: tuple[i
     # z-score statistics over the whole model-grid input, accumulated slab by slab (one streaming pass)
     total, total_sq, count = 0.0, 0.0, 0
     step = 4  # planes per statistics slab (bounded memory)
+    percentiles = list(getattr(model, "percentiles", []))
+    kept: list[np.ndarray] = []  # values for percentiles: every voxel up to 64 M voxels, a regular subsample above
+    stride = max(1, math.ceil(math.sqrt(shape[0] * shape[1] * shape[2] / 64e6)))
     for z0 in range(0, shape[0], step):
         rows = raw_rows(z0, min(shape[0], z0 + step))
         if not np.all(np.isfinite(rows)):
@@ -299,8 +324,16 @@ def _row_source(image: Image, t: int, c: int, grid_vs: VoxelSize, shape: tuple[i
         flat = rows.reshape(-1)
         total_sq += float(np.dot(flat.astype(np.float64), flat))
         count += rows.size
+        if percentiles:
+            kept.append(rows[0, :, ::stride, ::stride].ravel().copy())
     mean = total / count
     sd = math.sqrt(max(0.0, total_sq / count - mean**2)) or 1.0
+    preprocess = getattr(model, "preprocess", None)
+    if preprocess is not None:
+        pv = np.percentile(np.concatenate(kept), percentiles).tolist() if percentiles else []
+        stats = {"mean": mean, "std": math.sqrt(max(0.0, total_sq / count - mean**2)),
+                 "percentiles": dict(zip(percentiles, pv, strict=True))}  # fmt: skip
+        return lambda z0, z1: preprocess(raw_rows(z0, z1), stats)  # type: ignore[no-any-return]
 
     def source(z0: int, z1: int) -> np.ndarray:
         rows = raw_rows(z0, z1)
@@ -356,7 +389,7 @@ def predict_image(
     out = np.zeros((len(ts), len(names), *shape), np.float32)
     summary: dict[str, Any] = {}
     for i, t in enumerate(ts):
-        src = _row_source(image, t, c, grid_vs, shape)
+        src = _row_source(image, t, c, grid_vs, shape, model)
 
         def sink(z0: int, rows: np.ndarray, i: int = i) -> None:
             out[i, :, z0 : z0 + rows.shape[1]] = rows
@@ -399,7 +432,7 @@ def predict_to_zarr(
         overwrite=overwrite,
     ) as writer:
         for i, t in enumerate(ts):
-            src = _row_source(image, t, c, grid_vs, shape)
+            src = _row_source(image, t, c, grid_vs, shape, model)
 
             def sink(z0: int, rows: np.ndarray, i: int = i) -> None:
                 writer.write_region(

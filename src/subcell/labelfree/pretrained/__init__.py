@@ -85,10 +85,15 @@ def list_models() -> list[dict[str, Any]]:
 
 
 def load_model(spec: str | Path, *, device: Any = "cpu") -> Any:
-    """A :class:`~subcell.labelfree.LabelFreeModel` from a model folder or a shipped model's name."""
+    """A :class:`~subcell.labelfree.LabelFreeModel` from a model folder or a shipped model's name, or a
+    :class:`~subcell.zoo.package.PackagedModel` from a bioimage.io package (``.zip`` or ``rdf.yaml``)."""
     from subcell.labelfree.model import LabelFreeModel
 
     path = Path(spec)
+    if path.suffix in (".zip", ".yaml") or (path.is_dir() and (path / "rdf.yaml").exists()):
+        from subcell.zoo.package import load_package
+
+        return load_package(path / "rdf.yaml" if path.is_dir() else path, device=device)
     if path.exists() or (len(path.parts) > 1 and str(spec) not in _index()):
         return LabelFreeModel.load(path, device=device)  # a folder (a missing one is reported by its path)
     entry = _entry(str(spec))  # a bare name: shipped, or an error that lists the shipped names

@@ -1,0 +1,340 @@
+"""Export a label-free model as a bioimage.io model package (spec 0.5), the BioImage Model Zoo's format.
+
+The package holds the network twice — TorchScript (runs with torch alone) and a ``pytorch_state_dict`` whose
+architecture is :class:`subcell.zoo.network.PackagedUNet` — the z-score preprocessing subcell applies, axes in
+micrometres, a test input cut from a sample image with the output the weights compute for it, a cover image and
+a README with the training data, validation numbers and citations. bioimage.io's own libraries write the zip
+(``bioimageio.spec``) and test it (``bioimageio.core.test_model``) before it is moved into place: a package
+that does not reproduce its own test output is never left behind.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import tempfile
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from subcell._version import __version__
+from subcell.errors import ChannelError, InputFileError, ValueRangeError
+from subcell.image import Image
+from subcell.labelfree.model import LabelFreeModel
+from subcell.labelfree.predict import output_channel_names
+
+__all__ = ["EPS", "ExportResult", "export_labelfree", "test_package"]
+
+EPS = 1e-6  # bioimage.io's zero_mean_unit_variance divides by (std + eps); the test output is computed the same way
+CITATIONS = [
+    ("Ounkomol et al. (2018) Label-free prediction of three-dimensional fluorescence images from transmitted-light "
+     "microscopy. Nature Methods 15, 917-920", "10.1038/s41592-018-0111-2"),
+    ("Çiçek et al. (2016) 3D U-Net: learning dense volumetric segmentation from sparse annotation. MICCAI",
+     "10.1007/978-3-319-46723-8_49"),
+]  # fmt: skip
+
+
+@dataclass
+class ExportResult:
+    path: Path
+    size_bytes: int
+    test_seconds: float | None
+    test_shape: tuple[int, ...]
+
+
+def _valid_size(n: int, minimum: int, step: int) -> int:
+    """The largest ``minimum + k * step`` not above ``n`` (0 when ``n < minimum``)."""
+    return 0 if n < minimum else minimum + (n - minimum) // step * step
+
+
+def _test_input(model: LabelFreeModel, sample: Image, minimum: tuple[int, ...], step: tuple[int, ...]) -> np.ndarray:
+    """A raw (not normalised) ``(Z, Y, X)`` crop from the middle of the sample at the model's voxel size."""
+    from subcell.transforms.resample import resample_image
+
+    source = sample.provenance.source or "sample"
+    if sample.shape[1] == 1:
+        c = 0
+    else:
+        try:
+            c = sample.channel_index(model.input_channel)
+        except ChannelError:
+            raise ChannelError(
+                f"sample has channels {list(sample.channel_names)}; the model's input is {model.input_channel!r}",
+                path=source,
+                field="channel",
+            ) from None
+    img = sample.sel(t=0, channel=c)
+    if not img.voxel_size.isclose(model.voxel_size, rtol=0.02):
+        img = resample_image(img, model.voxel_size)
+    vol = np.asarray(img.numpy()[0, 0], np.float32)
+    if not np.all(np.isfinite(vol)):
+        raise ValueRangeError("sample contains NaN or Inf values", field=f"{source}: channel {model.input_channel}")
+    want = tuple(min(s, p) for s, p in zip(vol.shape, model.patch_size, strict=True))
+    size = tuple(_valid_size(w, m, st) for w, m, st in zip(want, minimum, step, strict=True))
+    if 0 in size:
+        raise ValueRangeError(
+            f"sample is {vol.shape} voxels at the model's voxel size; a test input needs at least {minimum}",
+            field=f"{source}: shape",
+        )
+    start = [(s - n) // 2 for s, n in zip(vol.shape, size, strict=True)]
+    return np.ascontiguousarray(vol[tuple(slice(a, a + n) for a, n in zip(start, size, strict=True))])
+
+
+def _zscore(x: np.ndarray) -> np.ndarray:
+    return ((x - x.mean()) / (x.std() + EPS)).astype(np.float32)
+
+
+def _cover(test_in: np.ndarray, test_out: np.ndarray, names: list[str]) -> bytes:
+    """Input and predictions, middle plane, side by side (PNG, 2:1 as the zoo asks)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    panels = [("bright-field", test_in)] + [(n, test_out[i]) for i, n in enumerate(names[:3])]
+    fig, axes = plt.subplots(1, len(panels), figsize=(2 * len(panels), 2.2), dpi=100)
+    for ax, (title, vol) in zip(np.atleast_1d(axes), panels, strict=True):
+        plane = vol[vol.shape[0] // 2]
+        lo, hi = np.percentile(plane, [1, 99.5])
+        ax.imshow(plane, cmap="gray", vmin=lo, vmax=hi if hi > lo else lo + 1)
+        ax.set_title(title, fontsize=9)
+        ax.axis("off")
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def _readme(model: LabelFreeModel, name: str, test_shape: tuple[int, ...]) -> str:
+    t = model.training
+    val = t.get("validation") or {}
+    rows = "\n".join(f"| {k} | {v:.4g} |" for k, v in val.items() if isinstance(v, float))
+    data = t.get("data") or ", ".join(t.get("train_images", [])) or "not recorded"
+    return (
+        f"""# {name}
+
+Label-free prediction of {", ".join(model.targets)} from a bright-field z-stack, exported by subcell {__version__}.
+
+- Input: one channel ({model.input_channel}), voxel size (z, y, x) {model.voxel_size.as_tuple()} µm, z-scored
+  over the whole stack (`zero_mean_unit_variance` over z, y, x). Predict on stacks at this voxel size.
+- Output: {", ".join(output_channel_names(model))} in z-score units of the training targets.
+- Network: subcell U-Net {json.dumps(model.network_config.model_dump(mode="json"))}, trained on patches
+  {tuple(model.patch_size)}; tiles must be multiples of {model.divisor} (z, y, x).
+- Test tensors: a {test_shape} crop of the sample given at export and the output these weights compute for it.
+
+## Training data
+{data}
+
+Steps: {t.get("steps", "?")}, seconds: {t.get("seconds", "?")}, device: {t.get("device", "?")}.
+
+## Validation (last validation of training)
+| measure | value |
+|---|---|
+{rows or "| none recorded | |"}
+
+## How to run
+`subcell labelfree predict IMAGE OUT.ome.zarr --model THIS.zip` (tiled, memory-bounded), or any bioimage.io
+runner (`bioimageio predict`, deepImageJ, ilastik) with the TorchScript weights.
+
+## Cite
+"""
+        + "\n".join(f"- {c} doi:{d}" for c, d in CITATIONS)
+        + "\n"
+    )
+
+
+def export_labelfree(
+    model: LabelFreeModel,
+    sample: Image,
+    output: str | Path,
+    *,
+    name: str | None = None,
+    authors: list[str] | None = None,
+    license: str = "BSD-3-Clause",
+    overwrite: bool = False,
+    test: bool = True,
+) -> ExportResult:
+    """Write ``output`` (a ``.zip`` bioimage.io package) from ``model``; ``sample`` provides the test input."""
+    from bioimageio.spec import save_bioimageio_package
+    from bioimageio.spec.model import v0_5
+
+    from subcell.io._atomic import check_output, commit, discard, temporary_sibling
+
+    output = Path(output)
+    if output.suffix != ".zip":
+        raise InputFileError("a bioimage.io package is a .zip file", path=output)
+    check_output(output, overwrite=overwrite)
+    _check_license(license)
+    div = model.divisor
+    # the trim subcell's own predictor drops at inner tile edges for a tile of the training patch (25 % overlap)
+    halo = tuple(math.floor(p * 0.25) // 4 for p in model.patch_size)
+    minimum = tuple(d * (2 * h // d + 1) for d, h in zip(div, halo, strict=True))
+    test_in = _test_input(model, sample, minimum, div)
+    packaged = _packaged(model)
+    names = output_channel_names(model)
+    with torch.inference_mode():
+        test_out = packaged(torch.from_numpy(_zscore(test_in))[None, None]).numpy()
+    name = name or f"subcell label-free {' '.join(model.targets)}"
+    vs = model.voxel_size.as_tuple()
+    with tempfile.TemporaryDirectory() as tmpdir:
+        d = Path(tmpdir)
+        np.save(d / "test_input.npy", test_in[None, None])
+        np.save(d / "test_output.npy", test_out)
+        (d / "cover.png").write_bytes(_cover(test_in, test_out[0], names))
+        (d / "README.md").write_text(_readme(model, name, test_in.shape))
+        torch.save({k: v.cpu() for k, v in packaged.state_dict().items()}, d / "weights.pt")
+        # shapes are not baked in: the U-Net has no shape-dependent branches (tested). torch 2.13 deprecates
+        # TorchScript, but it is the weight format bioimage.io runners (deepImageJ, ilastik, core) read
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.filterwarnings("ignore", "`torch.jit", DeprecationWarning)
+            example = torch.from_numpy(_zscore(test_in))[None, None]
+            traced = torch.jit.trace(_packaged(model, fused=True), example, check_trace=False)
+        traced.save(str(d / "weights_torchscript.pt"))
+        in_axes: list[Any] = [v0_5.BatchAxis(), v0_5.ChannelAxis(channel_names=[v0_5.Identifier("brightfield")])]
+        out_axes: list[Any] = [v0_5.BatchAxis(), v0_5.ChannelAxis(channel_names=[v0_5.Identifier(n) for n in names])]
+        for ax, s, m, st, h in zip("zyx", vs, minimum, div, halo, strict=True):
+            in_axes.append(
+                v0_5.SpaceInputAxis(
+                    id=v0_5.AxisId(ax), size=v0_5.ParameterizedSize(min=m, step=st), scale=s, unit="micrometer"
+                )
+            )
+            ref = v0_5.SizeReference(tensor_id=v0_5.TensorId("brightfield"), axis_id=v0_5.AxisId(ax))
+            out_axes.append(
+                v0_5.SpaceOutputAxisWithHalo(id=v0_5.AxisId(ax), size=ref, halo=h, scale=s, unit="micrometer")
+                if h  # the spec's halo is >= 1; no halo is a plain output axis
+                else v0_5.SpaceOutputAxis(id=v0_5.AxisId(ax), size=ref, scale=s, unit="micrometer")
+            )
+        zscore = v0_5.ZeroMeanUnitVarianceDescr(
+            kwargs=v0_5.ZeroMeanUnitVarianceKwargs(axes=[v0_5.AxisId(a) for a in "zyx"], eps=EPS)
+        )
+        arch = v0_5.ArchitectureFromLibraryDescr(
+            callable=v0_5.Identifier("PackagedUNet"),
+            import_from="subcell.zoo.network",
+            kwargs={
+                "network": model.network_config.model_dump(mode="json"),
+                "out_channels": len(model.targets),
+                "uncertainty": model.uncertainty,
+            },
+        )
+        torch_version = v0_5.Version(torch.__version__.split("+")[0])
+        descr = _validated(
+            v0_5.ModelDescr,
+            name=name,
+            description=f"Label-free prediction of {', '.join(model.targets)} from bright-field (subcell).",
+            authors=[v0_5.Author(name=a) for a in (authors or ["subcell developers"])],
+            cite=[v0_5.CiteEntry(text=c, doi=v0_5.Doi(doi)) for c, doi in CITATIONS],
+            license=license,  # type: ignore[arg-type]
+            documentation=v0_5.FileDescr(source=d / "README.md"),
+            covers=[v0_5.FileDescr(source=d / "cover.png")],
+            tags=["label-free", "bright-field", "3d", "unet", "pytorch", "subcell", *model.targets],
+            inputs=[
+                v0_5.InputTensorDescr(
+                    id=v0_5.TensorId("brightfield"),
+                    axes=in_axes,
+                    test_tensor=v0_5.FileDescr(source=d / "test_input.npy"),
+                    preprocessing=[zscore],
+                    data=v0_5.IntervalOrRatioDataDescr(type="float32"),
+                )
+            ],
+            outputs=[
+                v0_5.OutputTensorDescr(
+                    id=v0_5.TensorId("prediction"),
+                    axes=out_axes,
+                    test_tensor=v0_5.FileDescr(source=d / "test_output.npy"),
+                    data=v0_5.IntervalOrRatioDataDescr(type="float32"),
+                )
+            ],
+            weights=v0_5.WeightsDescr(
+                torchscript=v0_5.TorchscriptWeightsDescr(
+                    source=d / "weights_torchscript.pt", pytorch_version=torch_version
+                ),
+                pytorch_state_dict=v0_5.PytorchStateDictWeightsDescr(
+                    source=d / "weights.pt", architecture=arch, pytorch_version=torch_version
+                ),
+            ),
+            config={
+                "subcell": {
+                    "version": __version__,
+                    "model": _jsonable(model.metadata()),
+                    # lets subcell choose the same tiles for the package as for the folder model
+                    "activation_bytes_per_voxel": model.network.activation_bytes_per_voxel(itemsize=4),
+                }
+            },
+        )
+        tmp = temporary_sibling(output)
+        try:
+            save_bioimageio_package(descr, output_path=tmp)
+            seconds = test_package(tmp, name=output) if test else None
+            commit(tmp, output)
+        except BaseException:
+            discard(tmp)
+            raise
+    return ExportResult(output, output.stat().st_size, seconds, tuple(test_in.shape))
+
+
+def _check_license(license: str) -> None:
+    from bioimageio.spec.model.v0_5 import LicenseId
+
+    try:
+        LicenseId(license)
+    except ValueError:  # pydantic's ValidationError is a ValueError; its message lists every SPDX id
+        raise ValueRangeError(
+            f"{license!r} is not an SPDX license id (e.g. BSD-3-Clause, MIT, CC-BY-4.0)", field="license"
+        ) from None
+
+
+def _validated(cls: Any, **kwargs: Any) -> Any:
+    """Build a spec object; a value the spec refuses (a license that is not an SPDX id, ...) is one line."""
+    import pydantic
+
+    try:
+        return cls(**kwargs)
+    except pydantic.ValidationError as exc:
+        err = exc.errors()[0]
+        field = ".".join(str(p) for p in err["loc"])
+        msg = err["msg"] if len(err["msg"]) < 200 else err["msg"][:200] + " …"
+        raise ValueRangeError(f"the bioimage.io spec refuses it: {msg}", field=field) from None
+
+
+def _jsonable(obj: Any) -> Any:
+    return json.loads(json.dumps(obj, default=str))
+
+
+def _packaged(model: LabelFreeModel, *, fused: bool = False) -> torch.nn.Module:
+    from subcell.zoo.network import PackagedUNet
+
+    packaged = PackagedUNet(model.network_config.model_dump(mode="json"), len(model.targets), model.uncertainty)
+    packaged.net.load_state_dict(model.network.state_dict())
+    if fused:
+        packaged.net = packaged.net.fused()
+    return packaged.eval()
+
+
+def test_package(path: str | Path, *, name: str | Path | None = None) -> float:
+    """Run ``bioimageio.core.test_model`` on a package (every weight format, CPU); raise with its first error
+    (naming ``name``, the package's final path, when ``path`` is a temporary).
+
+    Returns the seconds it took.
+    """
+    import os
+    import time
+
+    os.environ.setdefault("BIOIMAGEIO_CACHE_PATH", str(Path(tempfile.gettempdir()) / "subcell-bioimageio-cache"))
+    from bioimageio.core import test_model
+
+    t0 = time.perf_counter()
+    with warnings.catch_warnings():  # torch 2.13 deprecates the TorchScript the zoo's runners load
+        warnings.filterwarnings("ignore", "`torch.jit", DeprecationWarning)
+        summary = test_model(Path(path), devices=["cpu"])
+    seconds = time.perf_counter() - t0
+    if summary.status != "passed":
+        errors = [e.msg for d in summary.details for e in d.errors]
+        first = errors[0].splitlines()[0] if errors else summary.status
+        raise InputFileError(f"bioimage.io test failed: {first}", path=Path(name or path))
+    return seconds
