@@ -7,7 +7,17 @@ STAMP := $(VENV)/.installed-$(shell cat pyproject.toml constraints.txt | cksum |
 PIP := $(BIN)/python -m pip
 EXTRAS ?= dev,dl,batch,track,zoo,napari
 
-.PHONY: demo test test-all lint bench install clean
+.PHONY: demo test test-all lint bench install clean system-deps
+
+# Debian packages the tests use: Chromium renders the HTML reports, Xvfb + the xcb libraries give napari a real
+# screen. Installed when missing and we are root with apt-get (CI, fresh machines); skipped otherwise (those tests
+# then skip with the reason).
+DEBS := chromium xvfb libxcb-icccm4 libxcb-keysyms1 libxcb-xinerama0 libxcb-image0 libxcb-render-util0 \
+	libxcb-randr0 libxcb-shape0 libxcb-xkb1 libxkbcommon-x11-0 libgl1 libegl1 libdbus-1-3 libfontconfig1
+
+system-deps:
+	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && ! dpkg -s $(DEBS) >/dev/null 2>&1; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(DEBS) >/dev/null; fi
 
 $(STAMP):
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -16,12 +26,12 @@ $(STAMP):
 	@rm -f $(VENV)/.installed-*
 	@touch $@
 
-install: $(STAMP)
+install: system-deps $(STAMP)
 
 demo: $(STAMP)
 	$(BIN)/subcell demo --out demo_output --overwrite
 
-test: $(STAMP)
+test: system-deps $(STAMP)
 	$(BIN)/python -m pytest
 
 test-all: $(STAMP)

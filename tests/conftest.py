@@ -12,6 +12,9 @@ import pytest
 
 from subcell import Image
 
+# every figure a test draws is checked: texts that overlap (titles over tick labels, ...) fail the test
+os.environ.setdefault("SUBCELL_CHECK_FIGURES", "1")
+
 
 @pytest.fixture
 def rng() -> np.random.Generator:

@@ -33,7 +33,8 @@ def run_demo(
                        integrated_minutes=integrated_minutes):  # fmt: skip
         lines.append(line)
         yield line
-    yield write_report(Path(out), lines)
+    settings = {"seed": seed, "labelfree_minutes": labelfree_minutes, "integrated_minutes": integrated_minutes}
+    yield write_report(Path(out), lines, settings)
 
 
 def _steps(
@@ -300,31 +301,18 @@ def dynamics_step(out: Path, *, seed: int) -> str:
     )
 
 
-REPORT_FIGURES = [
-    ("Label-free prediction of the held-out field", "labelfree_evaluation.png"),
-    ("Label-free training curve", "labelfree_training_curve.png"),
-    ("Shape space: walks along the first modes", "shape_modes.png"),
-    ("Integrated cell: real vs sampled structures in held-out cells", "integrated_samples.png"),
-    (
-        "Integrated cell: held-out ELBO with true vs shuffled reference; KL per latent dimension",
-        "integrated_evaluation.png",
-    ),
-    ("Integrated cell: latent walk of the reference model", "integrated_latent_walk.png"),
-    ("Dynamics: lineages tracked in the synthetic time-lapse (colour = generation)", "lineage.png"),
-]
+def write_report(out: Path, lines: list[str], settings: dict[str, Any] | None = None) -> str:
+    """``run.json`` (the command, its settings, the subcell version, the summary lines) and ``report.html``: the
+    report of the whole folder (:func:`subcell.report.write_report`), as ``subcell report`` writes it."""
+    import json
 
+    from subcell._version import __version__
+    from subcell.report import write_report as report_folder
 
-def write_report(out: Path, lines: list[str]) -> str:
-    """``report.html``: the demo's summary lines and its figures."""
-    import html
-
-    parts = ["<!doctype html><meta charset='utf-8'><title>subcell demo</title>",
-             "<style>body{font-family:sans-serif;max-width:1100px;margin:2em auto}img{max-width:100%}</style>",
-             "<h1>subcell demo report</h1><ul>"]  # fmt: skip
-    parts += [f"<li>{html.escape(line)}</li>" for line in lines]
-    parts.append("</ul>")
-    for title, name in REPORT_FIGURES:
-        if (out / name).exists():
-            parts.append(f"<h2>{html.escape(title)}</h2><img src='{name}' alt='{html.escape(title)}'>")
-    (out / "report.html").write_text("\n".join(parts))
+    settings = settings or {}
+    command = "subcell demo --out " + str(out) + "".join(f" --{k.replace('_', '-')} {v}" for k, v in settings.items())
+    run = {"command": command, "subcell_version": __version__, "settings": settings, "lines": lines,
+           "inputs": "built-in synthetic data (subcell.synth)"}  # fmt: skip
+    (out / "run.json").write_text(json.dumps(run, indent=2))
+    report_folder(out, out / "report.html", title="subcell demo report", overwrite=True)
     return f"report → {out / 'report.html'}"

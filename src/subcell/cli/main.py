@@ -87,6 +87,20 @@ def demo(
         typer.echo(line)
 
 
+@app.command()
+def report(
+    rundir: Annotated[Path, typer.Argument(help="A folder of subcell outputs (the demo's, a model, tracks, ...).")],
+    output: Annotated[Path, typer.Argument(help="HTML page to write (self-contained: figures embedded).")],
+    title: Annotated[str | None, typer.Option("--title", help="Page title.")] = None,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing page.")] = False,
+) -> None:
+    """One HTML page of a run: figures, tables and the provenance of each (command, config, version, inputs)."""
+    from subcell.report import write_report
+
+    write_report(rundir, output, title=title, overwrite=overwrite)
+    typer.echo(f"wrote {output}")
+
+
 def run(argv: list[str] | None = None) -> int:
     """Entry point: run the app, turning user errors into one line on stderr and exit status 2.
 

@@ -9,7 +9,7 @@ import numpy as np
 
 from subcell.plotting import png_bytes, subplots
 
-__all__ = ["evaluation_figure_png", "orthogonal_views", "training_curve_png"]
+__all__ = ["evaluation_figure_png", "training_curve_png"]
 
 
 def training_curve_png(history: Any) -> bytes:
@@ -34,40 +34,29 @@ def training_curve_png(history: Any) -> bytes:
     return png_bytes(fig)
 
 
-def orthogonal_views(volume: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Central XY, XZ and YZ planes of a ``(Z, Y, X)`` volume (for figures)."""
-    z, y, x = (s // 2 for s in volume.shape)
-    return volume[z], volume[:, y, :], volume[:, :, x]
-
-
 def evaluation_figure_png(
     panels: Mapping[str, np.ndarray], voxel_size: Sequence[float], metrics: Mapping[str, Mapping[str, float]]
 ) -> bytes:
-    """Rows of orthogonal views (input, target, prediction, … as given) and a bar chart of metrics per target.
+    """Orthogonal views (XY, XZ, YZ at physical aspect) of the input and, per structure, target and prediction at
+    the same contrast (the target's 0.5–99.5 percentiles), titled with the structure's scores.
 
-    ``panels`` maps a title to a ``(Z, Y, X)`` volume; ``metrics`` maps a target to its metric values.
+    ``panels`` maps a title to a ``(Z, Y, X)`` volume: ``"target <structure>"`` and ``"prediction <structure>"``
+    pair up; anything else (the input) gets its own limits. ``metrics`` maps a structure to its metric values.
     """
-    n = len(panels)
-    fig, axes = subplots(n + 1, 2, figsize=(9, 2.6 * (n + 1)), gridspec_kw={"width_ratios": [3, 1]})
-    vz, vy, vx = voxel_size
-    for row, (title, vol) in enumerate(panels.items()):
-        xy, xz, _ = orthogonal_views(vol)
-        lo, hi = np.percentile(vol, [0.5, 99.5])
-        ext_xy = (0, vol.shape[2] * vx, vol.shape[1] * vy, 0)
-        ext_xz = (0, vol.shape[2] * vx, vol.shape[0] * vz, 0)
-        axes[row, 0].imshow(xy, cmap="gray", vmin=lo, vmax=hi, extent=ext_xy)
-        axes[row, 0].set_title(f"{title}: XY (µm)", fontsize=9)
-        axes[row, 1].imshow(xz, cmap="gray", vmin=lo, vmax=hi, extent=ext_xz, aspect="auto")
-        axes[row, 1].set_title("XZ", fontsize=9)
-    ax = axes[n, 0]
-    names = list(metrics)
-    keys = [k for k in ("pearson_r", "noise_ceiling", "pearson_r_truth", "ssim") if any(k in metrics[t] for t in names)]
-    width = 0.8 / max(1, len(keys))
-    for i, key in enumerate(keys):
-        vals = [metrics[t].get(key, np.nan) for t in names]
-        ax.bar(np.arange(len(names)) + i * width, vals, width, label=key)
-    ax.set_xticks(np.arange(len(names)) + width * (len(keys) - 1) / 2, names)
-    ax.set(ylim=(0, 1), title="metrics per target")
-    ax.legend(fontsize=8)
-    axes[n, 1].axis("off")
-    return png_bytes(fig)
+    from subcell.plotting import contrast_limits, orthoviews_png
+
+    limits: dict[str, tuple[float, float]] = {}
+    titled: dict[str, np.ndarray] = {}
+    for title, vol in panels.items():
+        kind, _, structure = title.partition(" ")
+        if kind == "prediction" and f"target {structure}" in panels:
+            limits_key = f"target {structure}"
+            m = metrics.get(structure, {})
+            score = f" (r={m['pearson_r']:.2f})" if "pearson_r" in m else ""
+            new = f"{title}{score}"
+            limits[new] = contrast_limits(panels[limits_key])
+        else:
+            new = title
+            limits[new] = contrast_limits(vol)
+        titled[new] = vol
+    return orthoviews_png(titled, voxel_size, limits=limits, columns=3)

@@ -1,0 +1,235 @@
+"""Find what a run folder holds that is worth showing, as report sections.
+
+A run folder is whatever subcell commands wrote: the demo's folder, a ``labelfree train`` model folder, a
+``segment`` output beside its image, ``track`` outputs, cell stores with a shape space, figures and tables.
+Every section carries its provenance (command, config, subcell version, input files) as far as the files
+record it: the demo's ``run.json``, a model's ``model.json``, an OME-Zarr's provenance history.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from subcell._version import __version__
+
+__all__ = ["KNOWN_FIGURES", "Section", "collect_sections"]
+
+# figures subcell writes, by file name: (section, title)
+KNOWN_FIGURES = {
+    "labelfree_evaluation.png": ("Label-free prediction", "Held-out field: input, target and prediction (XY, XZ, YZ at "
+                                 "physical aspect; target and prediction at the same contrast) and scores"),
+    "labelfree_training_curve.png": ("Label-free prediction", "Training curve"),
+    "training_curve.png": ("Label-free prediction", "Training curve"),
+    "shape_modes.png": ("Shape space", "Walks along the first shape modes"),
+    "integrated_samples.png": ("Integrated cell", "Real vs sampled structures in held-out cells"),
+    "integrated_evaluation.png": ("Integrated cell", "Held-out ELBO with true vs shuffled reference; KL per latent"),
+    "integrated_latent_walk.png": ("Integrated cell", "Latent walk of the reference model"),
+    "latent_walk.png": ("Integrated cell", "Latent walk"),
+    "evaluation.png": ("Integrated cell", "Evaluation"),
+    "lineage.png": ("Dynamics", "Lineages of the tracked cells (colour = generation)"),
+}  # fmt: skip
+ORDER = ["Run", "Segmentation", "Label-free prediction", "Shape space", "Integrated cell", "Dynamics", "Cell state",
+         "Tables", "Other figures"]  # fmt: skip
+MAX_TABLE_ROWS = 15
+
+
+@dataclass
+class Section:
+    """A titled part of the report: text lines, figures (title, PNG bytes), tables (title, DataFrame), and the
+    provenance of what it shows."""
+
+    name: str
+    lines: list[str] = field(default_factory=list)
+    figures: list[tuple[str, bytes]] = field(default_factory=list)
+    tables: list[tuple[str, Any]] = field(default_factory=list)
+    provenance: dict[str, Any] = field(default_factory=dict)
+
+    def empty(self) -> bool:
+        return not (self.lines or self.figures or self.tables)
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        return dict(json.loads(path.read_text()))
+    except (OSError, ValueError):
+        return {}
+
+
+def _run_info(folder: Path) -> dict[str, Any]:
+    """The run's own record (the demo writes ``run.json``: command, settings, version, lines)."""
+    return _read_json(folder / "run.json")
+
+
+def collect_sections(folder: str | Path) -> list[Section]:
+    """Report sections for a run folder, in a fixed order; empty when nothing in it is reportable."""
+    folder = Path(folder)
+    run = _run_info(folder)
+    base = {"subcell version (report)": __version__}
+    if run:
+        base |= {k: run[k] for k in ("command", "subcell_version", "settings", "inputs") if k in run}
+    sections: dict[str, Section] = {}
+
+    def section(name: str) -> Section:
+        if name not in sections:
+            sections[name] = Section(name, provenance=dict(base))
+        return sections[name]
+
+    if run.get("lines"):
+        section("Run").lines.extend(str(x) for x in run["lines"])
+    used: set[Path] = set()
+    for model_json in sorted(folder.glob("*/model.json")) + ([folder / "model.json"] if (folder / "model.json").exists()
+                                                             else []):  # fmt: skip
+        _model_section(model_json, section, used)
+    _segmentation_sections(folder, section, used)
+    _tracks_section(folder, section, used)
+    for png in sorted(folder.glob("*.png")):
+        if png in used:
+            continue
+        name, title = KNOWN_FIGURES.get(png.name, ("Other figures", png.stem.replace("_", " ")))
+        if png.name.startswith("confusion"):
+            name = "Cell state"
+        sec = section(name)
+        sec.figures.append((title, png.read_bytes()))
+        sec.provenance.setdefault("files", []).append(png.name)
+    for table in sorted([*folder.glob("*.csv"), *folder.glob("*.parquet")]):
+        if table in used or table.name in ("manifest.csv",) or table.name.endswith("_manifest.csv"):
+            continue
+        _table(table, section)
+    ordered = [sections[n] for n in ORDER if n in sections] + [s for n, s in sections.items() if n not in ORDER]
+    return [s for s in ordered if not s.empty()]
+
+
+def _table(path: Path, section: Any) -> None:
+    from subcell.io import read_table
+
+    try:
+        df = read_table(path)
+    except Exception:  # a table another tool wrote that does not parse is listed, not fatal
+        section("Tables").lines.append(f"{path.name}: could not be read")
+        return
+    name = "Integrated cell" if path.name.startswith("integrated") else "Tables"
+    sec = section(name)
+    title = f"{path.name} ({len(df)} rows{', first ' + str(MAX_TABLE_ROWS) if len(df) > MAX_TABLE_ROWS else ''})"
+    sec.tables.append((title, df.head(MAX_TABLE_ROWS)))
+    sec.provenance.setdefault("files", []).append(path.name)
+
+
+def _model_section(model_json: Path, section: Any, used: set[Path]) -> None:
+    meta = _read_json(model_json)
+    kind = meta.get("kind")
+    folder = model_json.parent
+    if kind == "labelfree":
+        sec = section("Label-free prediction")
+        t = meta.get("training") or {}
+        sec.lines.append(
+            f"model {folder.name}: {', '.join(meta.get('targets', []))} from {', '.join(meta.get('input_channels', []))}"
+            f", voxel size {meta.get('voxel_size_um')} µm, {meta.get('parameters', 0) / 1e6:.2f} M parameters; "
+            f"{t.get('steps', '?')} steps in {float(t.get('seconds') or 0):.0f} s on {t.get('device', '?')}"
+        )
+        val = t.get("validation") or {}
+        if val:
+            import pandas as pd
+
+            rows = [{"measure": k, "value": v} for k, v in val.items() if isinstance(v, (int, float))]
+            sec.tables.append((f"{folder.name}: validation at the last check", pd.DataFrame(rows)))
+        curve = folder / "training_curve.png"
+        if curve.exists():
+            sec.figures.append((f"{folder.name}: training curve", curve.read_bytes()))
+            used.add(curve)
+        sec.provenance[f"model {folder.name}"] = {
+            "config": meta.get("config"), "subcell_version": meta.get("subcell_version"),
+            "training data": t.get("train_images") or t.get("data"), "validation data": t.get("val_images"),
+        }  # fmt: skip
+    elif kind:
+        name = {"integrated": "Integrated cell", "state": "Cell state"}.get(str(kind), "Other figures")
+        sec = section(name)
+        sec.lines.append(f"model {folder.name} ({kind})")
+        sec.provenance[f"model {folder.name}"] = {"config": meta.get("config"),
+                                                  "subcell_version": meta.get("subcell_version")}  # fmt: skip
+
+
+def _label_stores(folder: Path) -> list[tuple[Path, Path, str]]:
+    """(image store, segmentation store, workflow) for every ``<stem>_<workflow>.ome.zarr`` beside
+    ``<stem>.ome.zarr`` whose data are integer labels."""
+    from subcell.segment.workflow import builtin_workflows
+
+    names = set(builtin_workflows())
+    found = []
+    for seg in sorted(folder.glob("*_*.ome.zarr")):
+        stem, _, wf = seg.name[: -len(".ome.zarr")].rpartition("_")
+        image = folder / f"{stem}.ome.zarr"
+        if wf in names and image.exists():
+            found.append((image, seg, wf))
+    return found
+
+
+def _segmentation_sections(folder: Path, section: Any, used: set[Path]) -> None:
+    from subcell import io
+    from subcell.metrics import match_instances
+    from subcell.plotting import orthoviews_png
+    from subcell.segment import load_workflow
+
+    for image_path, seg_path, wf in _label_stores(folder):
+        labels = io.read(seg_path)
+        if not np.issubdtype(labels.dtype, np.integer):
+            continue
+        image = io.read(image_path)
+        workflow = load_workflow(wf)
+        channel = next((c for c in workflow.inputs if c in image.channel_names), image.channel_names[0])
+        vol = image.channel(channel).numpy()[0, 0].astype(np.float32)
+        lab = labels.numpy()[0, 0]
+        if lab.shape != vol.shape:
+            continue
+        sec = section("Segmentation")
+        title = f"{seg_path.name}: {wf} on {image_path.name} ({channel})"
+        sec.figures.append((title, orthoviews_png({f"{wf} on {channel}": vol}, image.voxel_size.as_tuple(),
+                                                  contours={f"{wf} on {channel}": lab})))  # fmt: skip
+        truth_name = {"cells": "cell"}.get(wf, wf)
+        line = f"{seg_path.name}: {len(np.unique(lab)) - 1} objects ({wf} workflow on channel {channel})"
+        if truth_name in io.label_names(image_path):
+            truth = io.read_labels(image_path, truth_name).numpy()[0, 0]
+            m = match_instances(lab, truth)
+            line += f"; vs labels/{truth_name}: F1@0.5 {m.f1(0.5):.3f}, mean matched IoU {m.mean_matched_iou():.3f}"
+            worst = m.objects().sort_values("iou").head(8)
+            sec.tables.append((f"{seg_path.name}: the worst true objects (lowest IoU with their match)", worst))
+        sec.lines.append(line)
+        sec.provenance[seg_path.name] = labels.provenance.to_dict()
+
+
+def _tracks_section(folder: Path, section: Any, used: set[Path]) -> None:
+    from subcell.io import read_table
+
+    for tracks in sorted([folder / "tracks.parquet", *folder.glob("*/tracks.parquet")]):
+        if not tracks.exists():
+            continue
+        df = read_table(tracks)
+        if not {"track_id", "t"} <= set(df.columns):
+            continue
+        sec = section("Dynamics")
+        n_div = int((df.groupby("track_id")["parent_track"].first() > 0).sum() // 2) if "parent_track" in df else 0
+        sec.lines.append(
+            f"{tracks.relative_to(folder)}: {df.track_id.nunique()} tracks over {df.t.nunique()} frames, "
+            f"{n_div} divisions, {len(df)} detections"
+        )
+        used.add(tracks)
+        lineage_png_path = tracks.parent / "lineage.png"
+        lineage_table = tracks.parent / "lineage.parquet"
+        if lineage_png_path.exists() and tracks.parent != folder:
+            sec.figures.append((f"{tracks.parent.name}: lineages", lineage_png_path.read_bytes()))
+            used.add(lineage_png_path)
+        elif lineage_table.exists() and not lineage_png_path.exists():
+            from subcell.track.figures import lineage_png
+
+            sec.figures.append((f"{tracks.parent.name}: lineages (colour = generation)",
+                                lineage_png(df, read_table(lineage_table))))  # fmt: skip
+            used.add(lineage_table)
+        config = tracks.parent / "config.yaml"
+        if config.exists():
+            import yaml
+
+            sec.provenance[str(tracks.relative_to(folder))] = yaml.safe_load(config.read_text())

@@ -1,0 +1,135 @@
+"""`subcell report`: a self-contained page for a run folder, rendered in a real browser (every image loads, no
+text over a figure), figures at physical aspect whose texts do not collide, provenance, and refusals."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from subcell import io, synth
+from subcell.cli.main import run
+from subcell.errors import InputFileError, OutputExistsError
+from subcell.plotting import orthoviews_png, overlapping_text, subplots
+from subcell.report import collect_sections, write_report
+from tests.report.browser import available, inspect_page
+
+
+@pytest.fixture(scope="module")
+def run_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small run: a synthetic field, its nucleus segmentation beside it, a table, tracks, a figure."""
+    from subcell.segment import load_workflow, segment_image
+    from subcell.track import TrackConfig, track_timelapse
+    from subcell.track.figures import lineage_png
+
+    out = tmp_path_factory.mktemp("run")
+    field = synth.synth_field(shape=(12, 96, 96), seed=3)
+    synth.write_field(field, out / "field.ome.zarr")
+    labels = segment_image(field.image, load_workflow("nucleus"))
+    io.write(labels, out / "field_nucleus.ome.zarr")
+    io.write_table(field.cells, out / "cells.csv")
+    lapse = synth.synth_field(shape=(6, 96, 96), voxel_size=(0.6, 0.3, 0.3), seed=5, **{"time.frames": 5})
+    result = track_timelapse(lapse.labels["nucleus"], voxel_size=(0.6, 0.3, 0.3), time_interval_s=300.0,
+                             config=TrackConfig())  # fmt: skip
+    io.write_table(result.table, out / "tracks.parquet")
+    (out / "lineage.png").write_bytes(lineage_png(result.table, result.lineage, time_interval_s=300.0))
+    (out / "run.json").write_text(json.dumps({"command": "subcell test-run --seed 3", "lines": ["step one done"]}))
+    return out
+
+
+def test_sections_found_with_their_provenance(run_folder: Path) -> None:
+    sections = {s.name: s for s in collect_sections(run_folder)}
+    assert {"Run", "Segmentation", "Dynamics", "Tables"} <= set(sections)
+    seg = sections["Segmentation"]
+    assert "F1@0.5" in seg.lines[0] and seg.figures and seg.tables  # scored against labels/nucleus, worst objects
+    worst = seg.tables[0][1]
+    assert list(worst.columns) == ["true_id", "pred_id", "iou"] and worst.iou.is_monotonic_increasing
+    assert sections["Run"].provenance["command"] == "subcell test-run --seed 3"
+    assert "field_nucleus.ome.zarr" in seg.provenance  # the segmentation's own history (workflow, parameters)
+    assert "tracks" in sections["Dynamics"].lines[0] and sections["Dynamics"].figures
+
+
+@pytest.mark.skipif(available() is not None, reason=str(available()))
+def test_report_renders_in_a_real_browser(run_folder: Path, tmp_path: Path) -> None:
+    page = write_report(run_folder, tmp_path / "report.html")
+    html = page.read_text()
+    assert "src='data:image/png;base64," in html and "<details>" in html and "src='http" not in html
+    for width in (1200, 520):  # a desktop window and a narrow one
+        seen = inspect_page(page, tmp_path / f"shot{width}.png", width=width)
+        assert seen["images"] >= 2 and seen["broken"] == []
+        assert seen["overlaps"] == [] and seen["wide"] == 0
+        assert (tmp_path / f"shot{width}.png").stat().st_size > 10_000
+    # the check itself catches a broken figure and a caption drawn over one
+    bad = tmp_path / "bad.html"
+    head, _, tail = html.replace("data:image/png;base64,", "data:image/png;base64,AAAA", 1).rpartition("</figure>")
+    bad.write_text(head + "</figure><p style='position:relative;top:-80px'>words over a figure</p>" + tail)
+    seen = inspect_page(bad, tmp_path / "bad.png")
+    assert len(seen["broken"]) == 1 and seen["overlaps"]
+
+
+def test_orthoviews_are_at_physical_aspect_and_texts_do_not_overlap() -> None:
+    import matplotlib.pyplot as plt
+
+    vol = np.zeros((10, 60, 80), np.float32)
+    vol[3:7, 20:40, 30:50] = 1.0
+    png = orthoviews_png({"a": vol, "b": vol}, (1.0, 0.25, 0.25), contours={"a": (vol > 0).astype(np.int32)})
+    assert png.startswith(b"\x89PNG")  # drawn under SUBCELL_CHECK_FIGURES (conftest): no overlapping texts
+    # the overlap check fails a figure whose texts collide
+    fig, ax = subplots()
+    ax.set_title("a long title that runs into", fontsize=20)
+    ax.text(0.5, 1.02, "a long title that runs into", transform=ax.transAxes, fontsize=20, ha="center")
+    assert overlapping_text(fig)
+    plt.close(fig)
+
+
+def test_physical_aspect_of_the_views() -> None:
+    """The XZ view of a 10 µm-deep, 20 µm-wide volume is drawn half as tall as wide, whatever the voxels."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    import subcell.plotting as plotting
+
+    figs = []
+    orig = plotting.png_bytes
+    plotting.png_bytes = lambda fig, **kw: figs.append(fig) or b""  # type: ignore[assignment,func-returns-value]
+    try:
+        orthoviews_png({"v": np.random.default_rng(0).random((10, 40, 80))}, (1.0, 0.5, 0.25))
+    finally:
+        plotting.png_bytes = orig  # type: ignore[assignment]
+    fig = figs[0]
+    fig.canvas.draw()
+    xy, xz, _ = fig.axes
+    bx, bz = xy.get_window_extent(), xz.get_window_extent()
+    assert abs(bx.width - bz.width) < 2  # XY and XZ share the x scale
+    assert abs(bz.height / bz.width - 10 / 20) < 0.03  # z 10 µm over x 20 µm
+    assert abs(bx.height / bx.width - 20 / 20) < 0.03  # y 20 µm over x 20 µm
+    plt.close(fig)
+
+
+def test_report_refuses_what_it_cannot_show(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "empty" / "notes.txt").write_text("nothing here")
+    with pytest.raises(InputFileError, match="nothing to report"):
+        write_report(tmp_path / "empty", tmp_path / "r.html")
+    assert not (tmp_path / "r.html").exists()
+    with pytest.raises(InputFileError, match="not a folder"):
+        write_report(tmp_path / "missing", tmp_path / "r.html")
+    assert run(["report", str(tmp_path / "empty"), str(tmp_path / "r.html")]) == 2
+    assert "nothing to report" in capsys.readouterr().err
+    (tmp_path / "empty" / "fig.png").write_bytes(_tiny_png())
+    write_report(tmp_path / "empty", tmp_path / "r.html")
+    with pytest.raises(OutputExistsError):
+        write_report(tmp_path / "empty", tmp_path / "r.html")
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+
+
+def _tiny_png() -> bytes:
+    from subcell.plotting import png_bytes
+
+    fig, ax = subplots(figsize=(2, 2))
+    ax.plot([0, 1], [0, 1])
+    return png_bytes(fig)
