@@ -42,14 +42,41 @@ def png_bytes(fig: Any, *, dpi: int = 110) -> bytes:
     return buf.getvalue()
 
 
+def _drawn_texts(fig: Any) -> list[Any]:
+    """The text artists a render of ``fig`` draws: titles, axis labels, the tick labels inside the view limits,
+    texts and legends of every visible axes, and the figure's own texts (each once)."""
+    texts: list[Any] = list(fig.texts)
+    if getattr(fig, "_suptitle", None) is not None:
+        texts.append(fig._suptitle)
+    for ax in fig.axes:
+        if not ax.get_visible():
+            continue
+        texts += [ax.title, getattr(ax, "_left_title", None), getattr(ax, "_right_title", None)]
+        texts += [ax.xaxis.label, ax.yaxis.label, *ax.texts]
+        for axis in (ax.xaxis, ax.yaxis):
+            lo, hi = sorted(axis.get_view_interval())
+            tol = (hi - lo) * 1e-6
+            for tick in [*axis.get_major_ticks(), *axis.get_minor_ticks()]:
+                if lo - tol <= tick.get_loc() <= hi + tol:
+                    texts += [tick.label1, tick.label2]
+        legend = ax.get_legend()
+        if legend is not None and legend.get_visible():
+            texts += [*legend.get_texts(), legend.get_title()]
+    seen: set[int] = set()
+    out = []
+    for t in texts:
+        if t is not None and id(t) not in seen and t.get_visible() and str(t.get_text()).strip():
+            seen.add(id(t))
+            out.append(t)
+    return out
+
+
 def overlapping_text(fig: Any) -> list[tuple[str, str]]:
-    """Pairs of visible, non-empty text artists of ``fig`` whose rendered boxes intersect (drawn first)."""
+    """Pairs of texts that a render of ``fig`` draws over each other (titles on tick labels, crowded ticks, ...)."""
     fig.canvas.draw()
     renderer = fig.canvas.get_renderer()
     boxes = []
-    for t in fig.findobj(lambda a: hasattr(a, "get_text") and hasattr(a, "get_window_extent")):
-        if not t.get_visible() or not str(t.get_text()).strip():
-            continue
+    for t in _drawn_texts(fig):
         try:
             bb = t.get_window_extent(renderer)
         except (RuntimeError, ValueError):

@@ -33,10 +33,10 @@ def grid_png(rows: Sequence[Sequence[np.ndarray]], row_titles: Sequence[str], co
             axes[r, j].imshow(top, cmap="magma", vmin=0, vmax=hi, interpolation="nearest")
             if side:
                 axes[r + 1, j].imshow(sv, cmap="magma", vmin=0, vmax=hi, origin="lower", interpolation="nearest")
-            if j == 0:
-                axes[r, j].set_title(title, fontsize=8, loc="left")
-            if col_titles is not None and i == 0:
+            if col_titles is not None and i == 0:  # one title per axes: the row's name rides on the first column
                 axes[r, j].set_title(col_titles[j] if j else f"{title}\n{col_titles[j]}", fontsize=7)
+            elif j == 0:
+                axes[r, j].set_title(title, fontsize=8, loc="left")
     return png_bytes(fig)
 
 

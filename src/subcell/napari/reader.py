@@ -1,0 +1,224 @@
+"""Open subcell outputs in napari with one drag-and-drop.
+
+- OME-Zarr image (``subcell synth``, ``convert``, ``labelfree predict``, ``segment``): every channel as an Image
+  layer at its physical scale (µm), lazily, with all pyramid levels (napari shows the level the view needs),
+  named by channel, with contrast limits from the coarsest level; its NGFF labels as Labels layers at the same
+  scale; a table in its ``tables/`` keyed by label id becomes the Labels layer's features. An integer image (a
+  segmentation written as an image) opens as Labels.
+- OME-TIFF / TIFF: the same through :func:`subcell.io.read`.
+- A ``subcell track`` output folder (or its ``tracks.parquet``): a Tracks layer (µm, with the division graph)
+  and its track-consistent labels.
+- A cell store (``cells.zarr``): the crops as one stack browsable along a ``cell`` axis, table as features.
+
+Layer data are ``(data, kwargs, layer_type)`` tuples, napari's reader contract, so this module never imports
+napari itself.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+__all__ = ["get_reader", "image_layers", "read_layers"]
+
+LayerData = tuple[Any, dict[str, Any], str]
+
+
+def get_reader(path: str | list[str]) -> Callable[[str | list[str]], list[LayerData]] | None:
+    """napari's reader hook: a reader when ``path`` is something subcell wrote, else None (napari asks others)."""
+    if isinstance(path, list):
+        return None if not path or any(_kind(Path(p)) is None for p in path) else _read_all
+    return _read_all if _kind(Path(path)) is not None else None
+
+
+def _read_all(path: str | list[str]) -> list[LayerData]:
+    paths = path if isinstance(path, list) else [path]
+    return [layer for p in paths for layer in read_layers(p)]
+
+
+def _kind(p: Path) -> str | None:
+    if p.is_dir() and (p / "tracks.parquet").is_file():
+        return "tracks"
+    if p.is_file() and p.name == "tracks.parquet":
+        return "tracks"
+    if p.is_dir() and (p / "zarr.json").is_file() and (p / "cells.parquet").is_file():
+        return "cells"
+    if p.is_dir() and any((p / m).is_file() for m in ("zarr.json", ".zattrs")):
+        return "ome-zarr"
+    if p.is_file() and p.suffix.lower() in (".tif", ".tiff"):
+        return "tiff"
+    return None
+
+
+def read_layers(path: str | Path) -> list[LayerData]:
+    """The layers of one subcell output (see the module docstring)."""
+    p = Path(path)
+    kind = _kind(p)
+    if kind == "tracks":
+        return _tracks_layers(p if p.is_dir() else p.parent)
+    if kind == "cells":
+        return _cell_store_layers(p)
+    if kind in ("ome-zarr", "tiff"):
+        return _image_layers(p)
+    from subcell.errors import InputFileError
+
+    raise InputFileError("not an output subcell can open (OME-Zarr, OME-TIFF, tracks, cell store)", path=p)
+
+
+def _levels(store: Path, sub: str = "") -> list[Any] | None:
+    """Every pyramid level of an NGFF multiscale image (lazy), or None when it is not a Zarr store."""
+    import dask.array as da
+    import zarr
+
+    try:
+        group = zarr.open_group(str(store / sub) if sub else str(store), mode="r")
+    except Exception:
+        return None
+    attrs: dict[str, Any] = dict(group.attrs)
+    ms: Any = dict(attrs.get("ome") or attrs).get("multiscales")
+    if not ms:
+        return None
+    return [da.from_zarr(group[d["path"]]) for d in ms[0]["datasets"]]
+
+
+def _is_label_store(p: Path) -> bool:
+    """NGFF marks a label image with ``image-label`` (``subcell segment`` writes it); 8/16-bit data are images
+    unless so marked, 32/64-bit integers are labels."""
+    import zarr
+
+    if not p.is_dir():
+        return False
+    try:
+        attrs: dict[str, Any] = dict(zarr.open_group(str(p), mode="r").attrs)
+    except Exception:
+        return False
+    return "image-label" in attrs or "image-label" in dict(attrs.get("ome") or {})
+
+
+def _limits(level: Any, c: int) -> tuple[float, float]:
+    """Contrast limits of channel ``c`` from the coarsest level's middle timepoint (cheap to read)."""
+    t = level.shape[0] // 2
+    plane = np.asarray(level[t, c])
+    lo, hi = (float(v) for v in np.percentile(plane, [0.5, 99.8]))
+    return lo, hi if hi > lo else lo + 1.0
+
+
+def _image_layers(p: Path) -> list[LayerData]:
+    from subcell import io
+
+    image = io.read(p)
+    levels = _levels(p) if p.is_dir() else None
+    levels = levels if levels and tuple(levels[0].shape) == tuple(image.shape) else [image.data]
+    scale = (1.0, *image.voxel_size.as_tuple())  # T (frames), Z, Y, X in µm
+    meta_common = {"scale": scale, "units": ("", "µm", "µm", "µm"), "axis_labels": ("t", "z", "y", "x")}
+    layers: list[LayerData] = []
+    if image.shape[1] == 1 and (_is_label_store(p) or image.dtype in (np.int32, np.uint32, np.int64, np.uint64)):
+        data = [lv[:, 0] for lv in levels]
+        layers.append((data if len(data) > 1 else data[0],
+                       {**meta_common, "name": f"{p.name.split('.')[0]}", "multiscale": len(data) > 1}, "labels"))  # fmt: skip
+    else:
+        data = levels if len(levels) > 1 else levels[0]
+        layers.append((
+            data,
+            {**meta_common, "channel_axis": 1, "name": list(image.channel_names),
+             "contrast_limits": [_limits(levels[-1], c) for c in range(image.shape[1])],
+             "multiscale": len(levels) > 1, "blending": "additive",
+             "visible": [c == 0 for c in range(image.shape[1])]},
+            "image",
+        ))  # fmt: skip
+    if p.is_dir():
+        tables = _tables(p / "tables")
+        for name in io.label_names(p):
+            lab_levels = _levels(p, f"labels/{name}") or [io.read_labels(p, name).data]
+            data = [lv[:, 0] if lv.ndim == 5 else lv for lv in lab_levels]
+            layer_name = f"{name} labels" if name in image.channel_names else name  # napari would append " [1]"
+            kw = {
+                **meta_common,
+                "name": layer_name,
+                "multiscale": len(data) > 1,
+                "visible": name in ("nucleus", "cell"),
+            }
+            features = _features(tables, name)
+            if features is not None:
+                kw["features"] = features
+            layers.append((data if len(data) > 1 else data[0], kw, "labels"))
+    return layers
+
+
+def image_layers(image: Any, labels: dict[str, np.ndarray] | None = None, *, prefix: str = "") -> list[LayerData]:
+    """Layers of an in-memory :class:`~subcell.image.Image` (and ``(T, Z, Y, X)`` label arrays) at physical scale,
+    as the widgets add them."""
+    scale = (1.0, *image.voxel_size.as_tuple())
+    common = {"scale": scale, "units": ("", "µm", "µm", "µm"), "axis_labels": ("t", "z", "y", "x")}
+    data = image.numpy()
+    layers: list[LayerData] = [(
+        data, {**common, "channel_axis": 1, "name": [prefix + c for c in image.channel_names],
+               "contrast_limits": [_limits(data, c) for c in range(data.shape[1])], "blending": "additive",
+               "visible": [c == 0 for c in range(data.shape[1])]}, "image",
+    )]  # fmt: skip
+    for name, lab in (labels or {}).items():
+        layers.append((np.asarray(lab), {**common, "name": prefix + name}, "labels"))
+    return layers
+
+
+def _tables(folder: Path) -> dict[str, Any]:
+    import pandas as pd
+
+    return {t.stem: pd.read_parquet(t) for t in sorted(folder.glob("*.parquet"))} if folder.is_dir() else {}
+
+
+def _features(tables: dict[str, Any], label_name: str) -> Any:
+    """The table rows of a labels layer, one per label value (napari's ``index`` column), or None."""
+    keys = [f"{label_name}_id", "label", "label_id", "object_id"]
+    if label_name in ("cell", "cells", "nucleus", "nuclei"):
+        keys.append("cell_id")  # the synthetic truth numbers cells and their nuclei alike
+    for table in tables.values():
+        key = next((k for k in keys if k in table.columns), None)
+        if key is None:
+            continue
+        if "frame" in table.columns:  # a time-lapse table: the first frame's rows describe the labels' ids
+            table = table[table["frame"] == table["frame"].min()]
+        if table[key].duplicated().any():
+            continue
+        return table.rename(columns={key: "index"}).reset_index(drop=True)
+    return None
+
+
+def _tracks_layers(folder: Path) -> list[LayerData]:
+    from subcell import io
+    from subcell.track.tracks import napari_tracks
+
+    table = io.read_table(folder / "tracks.parquet")
+    data, graph = napari_tracks(table)
+    features = table.sort_values(["track_id", "t"]).reset_index(drop=True)
+    layers: list[LayerData] = [
+        (data, {"name": f"{folder.name} tracks", "graph": graph, "features": features, "tail_length": 10,
+                "units": ("", "µm", "µm", "µm"), "axis_labels": ("t", "z", "y", "x")}, "tracks"),
+    ]  # fmt: skip
+    labels = folder / "labels.ome.zarr"
+    if labels.is_dir():
+        layers = _image_layers(labels) + layers
+    return layers
+
+
+def _cell_store_layers(p: Path) -> list[LayerData]:
+    """Crops as one (cell, C, Z, Y, X) stack: a slider walks through the cells; the table rows are features."""
+    import dask.array as da
+
+    from subcell.io import read_cell_store
+
+    store = read_cell_store(p)
+    crops = da.from_zarr(store.crops)
+    s = store.voxel_um
+    rows = store.extracted
+    md: dict[str, Any] = {"table": rows, "source": str(p)}  # row i describes cell i along the slider
+    return [(
+        crops,
+        {"channel_axis": 1, "name": [f"cells {c}" for c in store.channel_names], "scale": (1.0, s, s, s),
+         "units": ("", "µm", "µm", "µm"), "axis_labels": ("cell", "z", "y", "x"), "metadata": md,
+         "contrast_limits": [_limits(crops[: min(16, crops.shape[0])], c) for c in range(crops.shape[1])]},
+        "image",
+    )]  # fmt: skip

@@ -1,0 +1,309 @@
+"""napari dock widgets: synthesize a field, run a segmentation workflow (with a preview around the current
+slice), label-free prediction with progress and cancel. Forms come from the pydantic configs
+(:class:`~subcell.napari.forms.ConfigForm`); long work runs in a worker thread so the viewer never freezes.
+
+Each widget takes the viewer (napari passes it) and only uses ``viewer.layers``, ``viewer.dims`` and
+``viewer.add_layer``-style calls, so the tests drive them with a ``ViewerModel`` as well as a real viewer.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from magicgui.widgets import ComboBox, Container, FileEdit, Label, ProgressBar, PushButton, TextEdit
+
+from subcell.napari.forms import ConfigForm
+from subcell.napari.reader import image_layers
+
+__all__ = ["PredictWidget", "SegmentWidget", "SynthWidget", "image_from_layer"]
+
+
+def _add(viewer: Any, layers: list[tuple[Any, dict[str, Any], str]]) -> list[Any]:
+    added = []
+    for data, kw, kind in layers:
+        out = viewer._add_layer_from_data(data, kw, kind)
+        added += out if isinstance(out, list) else [out]
+    return added
+
+
+def image_from_layer(layer: Any) -> Any:
+    """A subcell :class:`~subcell.image.Image` (T, 1, Z, Y, X; µm) from an Image layer at physical scale."""
+    from subcell.image import Image
+
+    data = layer.data[0] if getattr(layer, "multiscale", False) else layer.data
+    data = np.asarray(data)
+    scale = tuple(float(s) for s in layer.scale)
+    if data.ndim == 3:
+        data = data[None]
+        scale = (1.0, *scale)
+    if data.ndim != 4:
+        raise ValueError(f"layer {layer.name!r} has {data.ndim} axes; a (T,) Z, Y, X stack is needed")
+    return Image(data[:, None], voxel_size=scale[-3:], channel_names=[layer.name])
+
+
+def _image_layer_names(viewer: Any) -> list[str]:
+    return [lay.name for lay in viewer.layers if type(lay).__name__ == "Image"]
+
+
+def _run(worker_fn: Callable[[], Iterator[Any]], on_yield: Callable[[Any], None], on_done: Callable[[Any], None],
+         on_error: Callable[[Exception], None]) -> Any:  # fmt: skip
+    """Start a napari generator worker (a thread; results come back on the Qt thread)."""
+    from napari.qt.threading import create_worker
+
+    worker = create_worker(worker_fn, _start_thread=False)
+    worker.yielded.connect(on_yield)
+    worker.returned.connect(on_done)
+    worker.errored.connect(on_error)
+    worker.start()
+    return worker
+
+
+class _Base(Container):
+    def __init__(self, viewer: Any, widgets: list[Any]) -> None:
+        self.status = Label(value="")
+        super().__init__(widgets=[*widgets, self.status])
+        self.viewer = viewer
+        self.worker: Any = None
+
+    def _error(self, exc: Exception) -> None:
+        self.status.value = f"error: {' '.join(str(exc).split())}"[:300]
+
+
+class SynthWidget(_Base):
+    """A synthetic hiPSC field with exact truth (``subcell synth``): image channels + truth labels."""
+
+    FIELDS = ("shape", "voxel_size", "n_cells", "seed")
+
+    def __init__(self, viewer: Any) -> None:
+        from subcell.synth.config import SynthConfig
+
+        self.form = ConfigForm(SynthConfig, self.FIELDS, values={"shape": (16, 128, 128)})
+        self.run_button = PushButton(text="Synthesize")
+        super().__init__(viewer, [self.form.container, self.run_button])
+        self.run_button.changed.connect(self.start)
+
+    def start(self) -> Any:
+        from subcell import synth
+
+        try:
+            cfg = self.form.values()
+        except ValueError as exc:
+            self._error(exc)
+            return None
+        self.status.value = "synthesizing…"
+
+        def work() -> Iterator[Any]:
+            yield "generating"
+            return synth.synth_field(cfg)  # type: ignore[arg-type,return-value]
+
+        def done(field: Any) -> None:
+            labels = {k: v for k, v in field.labels.items() if k in ("nucleus", "cell")}
+            _add(self.viewer, image_layers(field.image, labels, prefix=f"synth{cfg.seed} "))  # type: ignore[attr-defined]
+            self.status.value = f"{len(field.cells)} cells, {field.image.sizes}"
+
+        self.worker = _run(work, lambda _: None, done, self._error)
+        return self.worker
+
+
+class SegmentWidget(_Base):
+    """Run a built-in or YAML workflow on an image layer; the YAML is editable (validated like ``subcell segment``
+    validates files); ``Preview`` segments a slab around the current slice only."""
+
+    PREVIEW_HALF_DEPTH = 4  # planes above and below the current slice
+
+    def __init__(self, viewer: Any) -> None:
+        from subcell.segment.workflow import builtin_workflows
+
+        self.workflow = ComboBox(label="workflow", choices=sorted(builtin_workflows()), value="nucleus")
+        self.file = FileEdit(label="or YAML", mode="r", filter="*.yaml")  # type: ignore[arg-type]
+        self.yaml = TextEdit(label="parameters")
+        self.layer = ComboBox(label="image layer", choices=lambda *_: _image_layer_names(viewer))
+        self.preview_button = PushButton(text="Preview (current slice)")
+        self.run_button = PushButton(text="Segment")
+        super().__init__(viewer, [self.workflow, self.file, self.yaml, self.layer, self.preview_button,
+                                  self.run_button])  # fmt: skip
+        self.workflow.changed.connect(self._load_builtin)
+        self.file.changed.connect(self._load_file)
+        self.preview_button.changed.connect(self.preview)
+        self.run_button.changed.connect(self.start)
+        viewer.layers.events.inserted.connect(lambda *_: self.layer.reset_choices())
+        self._load_builtin()
+
+    def _load_builtin(self, *_: Any) -> None:
+        from subcell.segment.workflow import workflow_yaml
+
+        self.yaml.value = workflow_yaml(self.workflow.value)
+
+    def _load_file(self, *_: Any) -> None:
+        p = Path(str(self.file.value))
+        if p.is_file():
+            self.yaml.value = p.read_text()
+
+    def _parsed(self) -> Any:
+        import tempfile
+
+        from subcell.errors import SubcellError
+        from subcell.segment import load_workflow
+
+        with tempfile.TemporaryDirectory() as d:  # the one loader and validator of workflow files
+            path = Path(d) / "workflow.yaml"
+            path.write_text(self.yaml.value)
+            try:
+                return load_workflow(path)
+            except SubcellError as exc:
+                raise ValueError(f"workflow parameters: {str(exc).replace(str(path) + ': ', '')}") from None
+
+    def _segment(self, workflow: Any, z_slab: tuple[int, int] | None) -> Any:
+        from subcell.segment import segment_image
+
+        layer = self.viewer.layers[self.layer.value]
+        image = image_from_layer(layer)
+        t = int(self.viewer.dims.current_step[0]) if image.shape[0] > 1 else 0
+        image = image.sel(t=t)
+        if z_slab is not None:
+            image = image.sel(z=slice(*z_slab))
+        channels = {name: 0 for name in workflow.inputs}
+        return image, segment_image(image, workflow, channels=channels).numpy()[:, 0], layer
+
+    def preview(self) -> Any:
+        layer = self.viewer.layers[self.layer.value] if self.layer.value else None
+        if layer is None:
+            self._error(ValueError("no image layer"))
+            return None
+        n_z = (layer.data[0] if getattr(layer, "multiscale", False) else layer.data).shape[-3]
+        z = int(self.viewer.dims.current_step[-3]) if len(self.viewer.dims.current_step) >= 3 else n_z // 2
+        z = min(max(z, 0), n_z - 1)
+        slab = (max(0, z - self.PREVIEW_HALF_DEPTH), min(n_z, z + self.PREVIEW_HALF_DEPTH + 1))
+        return self._start(slab, "preview")
+
+    def start(self) -> Any:
+        return self._start(None, self.workflow.value)
+
+    def _start(self, slab: tuple[int, int] | None, name: str) -> Any:
+        try:
+            workflow = self._parsed()  # refused here, on the Qt thread, before any work starts
+        except ValueError as exc:
+            self._error(exc)
+            return None
+        self.status.value = "segmenting…"
+
+        def work() -> Iterator[Any]:
+            yield "segmenting"
+            return self._segment(workflow, slab)
+
+        def done(result: Any) -> None:
+            image, labels, layer = result
+            translate = np.zeros(4)
+            translate[1:] = np.asarray(layer.translate)[-3:]
+            if slab is not None:
+                translate[1] += slab[0] * image.voxel_size.z
+            scale = (1.0, *image.voxel_size.as_tuple())
+            existing = [lay for lay in self.viewer.layers if lay.name == name]
+            if existing:
+                existing[0].data, existing[0].translate = labels, translate
+            else:
+                self.viewer._add_layer_from_data(labels, {"name": name, "scale": scale, "translate": translate},
+                                                 "labels")  # fmt: skip
+            self.status.value = f"{name}: {len(np.unique(labels)) - 1} objects"
+
+        self.worker = _run(work, lambda _: None, done, self._error)
+        return self.worker
+
+
+class _Cancelled(Exception):
+    pass
+
+
+class PredictWidget(_Base):
+    """Label-free prediction of the chosen image layer (tiled, memory-bounded) with progress and cancel."""
+
+    FIELDS = ("memory_limit_gb", "tile", "precision", "tta")
+
+    def __init__(self, viewer: Any) -> None:
+        from subcell.labelfree.config import PredictConfig
+
+        self.model = ComboBox(label="model", choices=self._models, value="dna")
+        self.model_path = FileEdit(label="or model folder / .zip", mode="r")  # type: ignore[arg-type]
+        self.layer = ComboBox(label="bright-field layer", choices=lambda *_: _image_layer_names(viewer))
+        self.form = ConfigForm(PredictConfig, self.FIELDS)
+        self.progress = ProgressBar(value=0, max=1, label="tiles")
+        self.run_button = PushButton(text="Predict")
+        self.cancel_button = PushButton(text="Cancel")
+        super().__init__(viewer, [self.model, self.model_path, self.layer, self.form.container, self.progress,
+                                  self.run_button, self.cancel_button])  # fmt: skip
+        self.run_button.changed.connect(self.start)
+        self.cancel_button.changed.connect(self.cancel)
+        viewer.layers.events.inserted.connect(lambda *_: self.layer.reset_choices())
+        self._cancel = threading.Event()
+
+    @staticmethod
+    def _models(*_: Any) -> list[str]:
+        from subcell.labelfree.pretrained import list_models
+
+        return [r["name"] for r in list_models()]
+
+    def cancel(self) -> None:
+        self._cancel.set()
+        self.status.value = "cancelling…"
+
+    def start(self) -> Any:
+        from subcell.labelfree import predict_image
+        from subcell.labelfree.pretrained import load_model
+
+        try:
+            cfg = self.form.values()
+        except ValueError as exc:
+            self._error(exc)
+            return None
+        if not self.layer.value:
+            self._error(ValueError("no image layer to predict from"))
+            return None
+        spec = str(self.model_path.value) if str(self.model_path.value) not in ("", ".") else self.model.value
+        image = image_from_layer(self.viewer.layers[self.layer.value])
+        self._cancel.clear()
+        self.status.value = f"predicting with {spec}…"
+
+        def work() -> Iterator[Any]:
+            model = load_model(spec)
+            box: dict[str, Any] = {}
+            latest: list[tuple[int, int]] = []
+
+            def progress(done: int, total: int) -> None:
+                if self._cancel.is_set():
+                    raise _Cancelled
+                latest.append((done, total))
+
+            def target() -> None:
+                try:
+                    box["out"] = predict_image(model, image, cfg, progress=progress)  # type: ignore[arg-type]
+                except BaseException as exc:  # handed to the Qt thread below
+                    box["error"] = exc
+
+            th = threading.Thread(target=target, daemon=True)
+            th.start()
+            while th.is_alive():
+                th.join(0.05)
+                if latest:
+                    yield latest[-1]
+            if isinstance(box.get("error"), _Cancelled):
+                return None
+            if "error" in box:
+                raise box["error"]
+            return box["out"]
+
+        def step(pair: tuple[int, int]) -> None:
+            self.progress.max, self.progress.value = pair[1], pair[0]
+
+        def done(out: Any) -> None:
+            if out is None:
+                self.status.value = "cancelled"
+                return
+            _add(self.viewer, image_layers(out, prefix="predicted "))
+            self.status.value = f"predicted {', '.join(out.channel_names)}"
+
+        self.worker = _run(work, step, done, self._error)
+        return self.worker

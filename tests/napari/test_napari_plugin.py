@@ -1,0 +1,191 @@
+"""The napari plugin as a person uses it: the manifest, drag-and-drop reading of every output kind at physical
+scale, widgets whose forms are the configs, work in a worker thread with progress and cancel, sample data.
+Qt runs offscreen (no GL needed: widgets are driven with a ViewerModel); the real viewer test is separate."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+pytest.importorskip("napari")
+pytest.importorskip("pytestqt")
+
+from napari.components import ViewerModel
+
+from subcell import io, synth
+from subcell.napari.reader import get_reader
+
+
+def _open(viewer: ViewerModel, path: Path) -> list:  # type: ignore[type-arg]
+    reader = get_reader(str(path))
+    assert reader is not None, f"the plugin refused {path}"
+    added = []
+    for data, kw, kind in reader(str(path)):
+        out = viewer._add_layer_from_data(data, kw, kind)
+        added += out if isinstance(out, list) else [out]
+    return added
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    field = synth.synth_field(shape=(10, 300, 272), voxel_size=(0.5, 0.2, 0.25), seed=2)  # > 256 px: a pyramid
+    return synth.write_field(field, tmp_path_factory.mktemp("np") / "field.ome.zarr")
+
+
+def test_manifest_is_valid_and_registered() -> None:
+    import npe2
+
+    pm = npe2.PluginManager.instance()
+    pm.discover()
+    manifest = pm.get_manifest("subcell")
+    kinds = {c.id for c in manifest.contributions.commands}
+    assert {"subcell.get_reader", "subcell.synth_widget", "subcell.segment_widget", "subcell.predict_widget",
+            "subcell.sample_field"} <= kinds  # fmt: skip
+    for cmd in manifest.contributions.commands:  # every command resolves to an importable object
+        module, _, attr = cmd.python_name.partition(":")
+        assert hasattr(__import__(module, fromlist=[attr]), attr)
+
+
+def test_ome_zarr_opens_at_physical_scale_with_names_limits_labels_features(store: Path) -> None:
+    viewer = ViewerModel()
+    _open(viewer, store)
+    image = io.read(store)
+    images = [lay for lay in viewer.layers if type(lay).__name__ == "Image"]
+    assert [lay.name for lay in images] == list(image.channel_names)
+    for lay in images:
+        np.testing.assert_allclose(lay.scale, (1.0, 0.5, 0.2, 0.25))
+        assert lay.multiscale and len(lay.data) >= 2  # lazy pyramid, napari picks the level
+        lo, hi = lay.contrast_limits
+        assert hi > lo
+        assert str(lay.units[-1]) == "micrometer"
+    labels = {lay.name: lay for lay in viewer.layers if type(lay).__name__ == "Labels"}
+    # one Labels layer per NGFF label; a label named like a channel says so
+    assert {n if n not in image.channel_names else f"{n} labels" for n in io.label_names(store)} == set(labels)
+    np.testing.assert_allclose(labels["nucleus"].scale, (1.0, 0.5, 0.2, 0.25))
+    feats = labels["cell"].features
+    ids = set(np.unique(np.asarray(labels["cell"].data[0]))) - {0}
+    assert set(feats["index"]) == ids and "cell_volume_um3" in feats  # one row per label value
+    # the image and its labels cover the same physical extent
+    np.testing.assert_allclose(images[0].extent.world, labels["nucleus"].extent.world)
+
+
+def test_tracks_cell_stores_and_segmentations_open(tmp_path: Path, store: Path) -> None:
+    from subcell.cli.main import run
+
+    lapse = synth.synth_field(shape=(6, 96, 96), voxel_size=(0.6, 0.3, 0.3), seed=5, **{"time.frames": 6,
+                              "time.division_probability": 0.3})  # fmt: skip
+    movie = synth.write_field(lapse, tmp_path / "movie.ome.zarr")
+    assert run(["track", str(movie), str(tmp_path / "tracks"), "--label", "nucleus"]) == 0
+    viewer = ViewerModel()
+    _open(viewer, tmp_path / "tracks")
+    tracks = next(lay for lay in viewer.layers if type(lay).__name__ == "Tracks")
+    table = io.read_table(tmp_path / "tracks" / "tracks.parquet")
+    assert len(tracks.data) == len(table) and tracks.data.shape[1] == 5
+    lineage = io.read_table(tmp_path / "tracks" / "lineage.parquet")
+    assert len(tracks.graph) == int((lineage.parent_track > 0).sum())  # every daughter → its parent
+    labels = next(lay for lay in viewer.layers if type(lay).__name__ == "Labels")
+    np.testing.assert_allclose(labels.scale[1:], (0.6, 0.3, 0.3))
+    # a segmentation written as an image opens as Labels
+    seg = tmp_path / "field_nucleus.ome.zarr"
+    assert run(["segment", str(store), str(seg), "-w", "nucleus"]) == 0
+    added = _open(ViewerModel(), seg)
+    assert [type(lay).__name__ for lay in added] == ["Labels"]
+    # a cell store: a stack browsable along the cell axis, its table kept
+    assert run(["cells", "extract", str(store), str(store), str(tmp_path / "cells.zarr"), "-c", "dna"]) == 0
+    cells = _open(ViewerModel(), tmp_path / "cells.zarr")
+    store_table = io.read_cell_store(tmp_path / "cells.zarr").extracted
+    assert cells[0].data.shape[0] == len(store_table) and len(cells[0].metadata["table"]) == len(store_table)
+    assert get_reader(str(tmp_path / "notes.txt")) is None  # not ours: napari asks other readers
+
+
+def test_forms_are_the_configs() -> None:
+    from subcell.labelfree.config import PredictConfig
+    from subcell.napari.forms import ConfigForm
+    from subcell.synth.config import SynthConfig
+
+    form = ConfigForm(SynthConfig, ("shape", "voxel_size", "n_cells", "seed"))
+    cfg = form.values()
+    assert cfg == SynthConfig()  # defaults are the config's own
+    form.widgets["seed"].value = 7
+    form.widgets["n_cells"].value = "3"
+    assert form.values().seed == 7 and form.values().n_cells == 3  # type: ignore[attr-defined]
+    p = ConfigForm(PredictConfig, ("memory_limit_gb", "precision", "tile"))
+    assert list(p.widgets["precision"].choices) == ["auto", "fp32", "bf16", "fp16"]
+    assert p.widgets["memory_limit_gb"].tooltip == PredictConfig.model_fields["memory_limit_gb"].description
+    p.widgets["tile"].value = "16 32 32"
+    assert p.values().tile == (16, 32, 32)  # type: ignore[attr-defined]
+    assert p.widgets["memory_limit_gb"].min == 0  # the config's gt=0 bounds the spin box
+    p.widgets["tile"].value = "16 32"
+    with pytest.raises(ValueError, match="tile"):
+        p.values()
+
+
+def test_synth_and_segment_widgets_run_in_a_worker(qtbot) -> None:  # type: ignore[no-untyped-def]
+    from subcell.napari.widgets import SegmentWidget, SynthWidget
+
+    viewer = ViewerModel()
+    w = SynthWidget(viewer)
+    w.form.widgets["shape"].value = "10 96 96"
+    w.form.widgets["seed"].value = 4
+    worker = w.start()
+    qtbot.waitUntil(lambda: not worker.is_running and "cells" in w.status.value, timeout=60_000)
+    names = [lay.name for lay in viewer.layers]
+    assert "synth4 dna" in names and "synth4 nucleus" in names
+    seg = SegmentWidget(viewer)
+    seg.layer.value = "synth4 dna"
+    assert "steps" in seg.yaml.value  # the built-in workflow's YAML, editable
+    viewer.dims.set_current_step(1, 5)
+    worker = seg.preview()
+    qtbot.waitUntil(lambda: "preview:" in seg.status.value, timeout=60_000)
+    preview = viewer.layers["preview"]
+    assert preview.data.shape[1] == 2 * SegmentWidget.PREVIEW_HALF_DEPTH + 1  # a slab, not the volume
+    assert preview.translate[1] == pytest.approx(1 * viewer.layers["synth4 dna"].scale[1])  # placed at its z
+    worker = seg.start()
+    qtbot.waitUntil(lambda: "nucleus:" in seg.status.value, timeout=60_000)
+    full = viewer.layers["nucleus"].data
+    truth = np.asarray(viewer.layers["synth4 nucleus"].data)
+    assert full.shape == truth.shape and (full > 0).sum() > 0
+    seg.yaml.value = "steps: [not a workflow"
+    assert seg.start() is None  # refused before any work starts
+    assert seg.status.value.startswith("error: workflow parameters: not valid YAML") and "\n" not in seg.status.value
+
+
+def test_predict_widget_reports_progress_and_cancels(qtbot, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    torch = pytest.importorskip("torch")
+    from subcell.image import VoxelSize
+    from subcell.labelfree import LabelFreeModel, preset
+    from subcell.napari.widgets import PredictWidget
+
+    torch.manual_seed(0)
+    model = LabelFreeModel.create(preset("resunet", depth=1, base_channels=4, z_levels=1), input_channel="bf",
+                                  targets=["dna"], voxel_size=VoxelSize(0.5, 0.5, 0.5), patch_size=(8, 16, 16))  # fmt: skip
+    folder = model.save(tmp_path / "m")
+    viewer = ViewerModel()
+    rng = np.random.default_rng(0)
+    viewer.add_image(rng.normal(size=(1, 16, 64, 64)).astype(np.float32), name="bf", scale=(1, 0.5, 0.5, 0.5))
+    w = PredictWidget(viewer)
+    w.model_path.value = str(folder)
+    w.layer.value = "bf"
+    w.form.widgets["precision"].value = "fp32"
+    w.form.widgets["tile"].value = "8 16 16"  # small tiles: many progress steps
+    worker = w.start()
+    qtbot.waitUntil(lambda: "predicted" in w.status.value, timeout=120_000)
+    assert w.progress.max > 4 and w.progress.value == w.progress.max
+    assert viewer.layers["predicted dna"].data.shape == (1, 16, 64, 64)
+    n_layers = len(viewer.layers)
+    worker = w.start()
+    w.cancel()  # before the first tile is done: the prediction stops at the next progress report
+    qtbot.waitUntil(lambda: not worker.is_running and w.status.value == "cancelled", timeout=120_000)
+    assert len(viewer.layers) == n_layers  # nothing half-done was added
+
+
+def test_sample_data() -> None:
+    from subcell.napari.sample import sample_field
+
+    layers = sample_field()
+    kinds = [k for _, _, k in layers]
+    assert kinds.count("labels") == 2 and layers[0][1]["name"][0] == "brightfield"
