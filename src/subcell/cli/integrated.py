@@ -206,3 +206,31 @@ def evaluate(model: ModelOpt, cells: CellsOpt,
                  overwrite=overwrite)  # fmt: skip
     typer.echo(ev.summary.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
     typer.echo(f"wrote {output}")
+
+
+@integrated_app.command("export")
+def export(
+    model: ModelOpt,
+    output: Annotated[Path, typer.Argument(help="bioimage.io package to write (.zip).")],
+    cells: Annotated[
+        Optional[Path],  # noqa: UP045
+        typer.Option("--cells", help="Cell store (from `cells extract`) whose first cell is the test input."),
+    ] = None,
+    name: Annotated[Optional[str], typer.Option("--name", help="Model name in the zoo.")] = None,  # noqa: UP045
+    author: Annotated[Optional[list[str]], typer.Option("--author", help="Author (repeat for several).")] = None,  # noqa: UP045
+    license: Annotated[str, typer.Option("--license", help="SPDX license of the weights.")] = "BSD-3-Clause",
+    no_test: Annotated[bool, typer.Option("--no-test", help="Skip bioimageio.core's test of the package.")] = False,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing package.")] = False,
+) -> None:
+    """Write a bioimage.io package: cell shape (reference channels) → expected structures (decoder at z = 0)."""
+    from subcell.errors import InputFileError
+    from subcell.integrated import IntegratedModel
+    from subcell.zoo.integrated import export_integrated
+
+    if cells is None:
+        raise InputFileError("a package needs test data: pass --cells CELLS.zarr (a store from `cells extract`)",
+                             path=output)  # fmt: skip
+    result = export_integrated(IntegratedModel.load(model), cells, output, name=name, authors=author,
+                               license=license, overwrite=overwrite, test=not no_test)  # fmt: skip
+    tested = f"; bioimageio.core test passed in {result.test_seconds:.1f} s" if result.test_seconds else ""
+    typer.echo(f"wrote {output} ({result.size_bytes / 1e6:.1f} MB, test tensors {result.test_shape}{tested})")

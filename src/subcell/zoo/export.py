@@ -14,8 +14,6 @@ import io
 import json
 import math
 import tempfile
-import warnings
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,12 +21,21 @@ import numpy as np
 import torch
 
 from subcell._version import __version__
-from subcell.errors import ChannelError, InputFileError, ValueRangeError
+from subcell.errors import ChannelError, ValueRangeError
 from subcell.image import Image
 from subcell.labelfree.model import LabelFreeModel
 from subcell.labelfree.predict import output_channel_names
+from subcell.zoo.common import (
+    ExportResult,
+    check_package_output,
+    jsonable,
+    save_weights,
+    validated,
+    weights_descr,
+    write_package,
+)
 
-__all__ = ["EPS", "ExportResult", "export_labelfree", "test_package"]
+__all__ = ["EPS", "export_labelfree"]
 
 EPS = 1e-6  # bioimage.io's zero_mean_unit_variance divides by (std + eps); the test output is computed the same way
 CITATIONS = [
@@ -37,14 +44,6 @@ CITATIONS = [
     ("Çiçek et al. (2016) 3D U-Net: learning dense volumetric segmentation from sparse annotation. MICCAI",
      "10.1007/978-3-319-46723-8_49"),
 ]  # fmt: skip
-
-
-@dataclass
-class ExportResult:
-    path: Path
-    size_bytes: int
-    test_seconds: float | None
-    test_shape: tuple[int, ...]
 
 
 def _valid_size(n: int, minimum: int, step: int) -> int:
@@ -161,16 +160,9 @@ def export_labelfree(
     test: bool = True,
 ) -> ExportResult:
     """Write ``output`` (a ``.zip`` bioimage.io package) from ``model``; ``sample`` provides the test input."""
-    from bioimageio.spec import save_bioimageio_package
     from bioimageio.spec.model import v0_5
 
-    from subcell.io._atomic import check_output, commit, discard, temporary_sibling
-
-    output = Path(output)
-    if output.suffix != ".zip":
-        raise InputFileError("a bioimage.io package is a .zip file", path=output)
-    check_output(output, overwrite=overwrite)
-    _check_license(license)
+    output = check_package_output(output, license=license, overwrite=overwrite)
     div = model.divisor
     # the trim subcell's own predictor drops at inner tile edges for a tile of the training patch (25 % overlap)
     halo = tuple(math.floor(p * 0.25) // 4 for p in model.patch_size)
@@ -188,14 +180,9 @@ def export_labelfree(
         np.save(d / "test_output.npy", test_out)
         (d / "cover.png").write_bytes(_cover(test_in, test_out[0], names))
         (d / "README.md").write_text(_readme(model, name, test_in.shape))
-        torch.save({k: v.cpu() for k, v in packaged.state_dict().items()}, d / "weights.pt")
-        # shapes are not baked in: the U-Net has no shape-dependent branches (tested). torch 2.13 deprecates
-        # TorchScript, but it is the weight format bioimage.io runners (deepImageJ, ilastik, core) read
-        with torch.no_grad(), warnings.catch_warnings():
-            warnings.filterwarnings("ignore", "`torch.jit", DeprecationWarning)
-            example = torch.from_numpy(_zscore(test_in))[None, None]
-            traced = torch.jit.trace(_packaged(model, fused=True), example, check_trace=False)
-        traced.save(str(d / "weights_torchscript.pt"))
+        # shapes are not baked in: the U-Net has no shape-dependent branches (tested)
+        example = torch.from_numpy(_zscore(test_in))[None, None]
+        save_weights(d, packaged, _packaged(model, fused=True), example)
         in_axes: list[Any] = [v0_5.BatchAxis(), v0_5.ChannelAxis(channel_names=[v0_5.Identifier("brightfield")])]
         out_axes: list[Any] = [v0_5.BatchAxis(), v0_5.ChannelAxis(channel_names=[v0_5.Identifier(n) for n in names])]
         for ax, s, m, st, h in zip("zyx", vs, minimum, div, halo, strict=True):
@@ -222,8 +209,7 @@ def export_labelfree(
                 "uncertainty": model.uncertainty,
             },
         )
-        torch_version = v0_5.Version(torch.__version__.split("+")[0])
-        descr = _validated(
+        descr = validated(
             v0_5.ModelDescr,
             name=name,
             description=f"Label-free prediction of {', '.join(model.targets)} from bright-field (subcell).",
@@ -250,60 +236,18 @@ def export_labelfree(
                     data=v0_5.IntervalOrRatioDataDescr(type="float32"),
                 )
             ],
-            weights=v0_5.WeightsDescr(
-                torchscript=v0_5.TorchscriptWeightsDescr(
-                    source=d / "weights_torchscript.pt", pytorch_version=torch_version
-                ),
-                pytorch_state_dict=v0_5.PytorchStateDictWeightsDescr(
-                    source=d / "weights.pt", architecture=arch, pytorch_version=torch_version
-                ),
-            ),
+            weights=weights_descr(d, arch),
             config={
                 "subcell": {
                     "version": __version__,
-                    "model": _jsonable(model.metadata()),
+                    "model": jsonable(model.metadata()),
                     # lets subcell choose the same tiles for the package as for the folder model
                     "activation_bytes_per_voxel": model.network.activation_bytes_per_voxel(itemsize=4),
                 }
             },
         )
-        tmp = temporary_sibling(output)
-        try:
-            save_bioimageio_package(descr, output_path=tmp)
-            seconds = test_package(tmp, name=output) if test else None
-            commit(tmp, output)
-        except BaseException:
-            discard(tmp)
-            raise
+        seconds = write_package(descr, output, test=test)
     return ExportResult(output, output.stat().st_size, seconds, tuple(test_in.shape))
-
-
-def _check_license(license: str) -> None:
-    from bioimageio.spec.model.v0_5 import LicenseId
-
-    try:
-        LicenseId(license)
-    except ValueError:  # pydantic's ValidationError is a ValueError; its message lists every SPDX id
-        raise ValueRangeError(
-            f"{license!r} is not an SPDX license id (e.g. BSD-3-Clause, MIT, CC-BY-4.0)", field="license"
-        ) from None
-
-
-def _validated(cls: Any, **kwargs: Any) -> Any:
-    """Build a spec object; a value the spec refuses (a license that is not an SPDX id, ...) is one line."""
-    import pydantic
-
-    try:
-        return cls(**kwargs)
-    except pydantic.ValidationError as exc:
-        err = exc.errors()[0]
-        field = ".".join(str(p) for p in err["loc"])
-        msg = err["msg"] if len(err["msg"]) < 200 else err["msg"][:200] + " …"
-        raise ValueRangeError(f"the bioimage.io spec refuses it: {msg}", field=field) from None
-
-
-def _jsonable(obj: Any) -> Any:
-    return json.loads(json.dumps(obj, default=str))
 
 
 def _packaged(model: LabelFreeModel, *, fused: bool = False) -> torch.nn.Module:
@@ -314,27 +258,3 @@ def _packaged(model: LabelFreeModel, *, fused: bool = False) -> torch.nn.Module:
     if fused:
         packaged.net = packaged.net.fused()
     return packaged.eval()
-
-
-def test_package(path: str | Path, *, name: str | Path | None = None) -> float:
-    """Run ``bioimageio.core.test_model`` on a package (every weight format, CPU); raise with its first error
-    (naming ``name``, the package's final path, when ``path`` is a temporary).
-
-    Returns the seconds it took.
-    """
-    import os
-    import time
-
-    os.environ.setdefault("BIOIMAGEIO_CACHE_PATH", str(Path(tempfile.gettempdir()) / "subcell-bioimageio-cache"))
-    from bioimageio.core import test_model
-
-    t0 = time.perf_counter()
-    with warnings.catch_warnings():  # torch 2.13 deprecates the TorchScript the zoo's runners load
-        warnings.filterwarnings("ignore", "`torch.jit", DeprecationWarning)
-        summary = test_model(Path(path), devices=["cpu"])
-    seconds = time.perf_counter() - t0
-    if summary.status != "passed":
-        errors = [e.msg for d in summary.details for e in d.errors]
-        first = errors[0].splitlines()[0] if errors else summary.status
-        raise InputFileError(f"bioimage.io test failed: {first}", path=Path(name or path))
-    return seconds
