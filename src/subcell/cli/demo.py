@@ -138,7 +138,7 @@ def labelfree_step(out: Path, fields: list[Path], *, seed: int, minutes: float =
     from subcell import io, synth
     from subcell.labelfree import PredictConfig, TrainConfig, evaluate_prediction, predict_to_zarr
     from subcell.labelfree.evaluate import align_to
-    from subcell.labelfree.figures import evaluation_figure_png, training_curve_png
+    from subcell.labelfree.figures import evaluation_figure_png
     from subcell.labelfree.pretrained import load_model
     from subcell.labelfree.train import train_labelfree
 
@@ -193,7 +193,6 @@ def labelfree_step(out: Path, fields: list[Path], *, seed: int, minutes: float =
     (out / "labelfree_evaluation.png").write_bytes(
         evaluation_figure_png(panels, pred.voxel_size.as_tuple(), metrics)  # type: ignore[attr-defined]
     )
-    (out / "labelfree_training_curve.png").write_bytes(training_curve_png(result.history))
     scores = ", ".join(
         f"{r['structure']} r={r['pearson_r']:.2f} (ceiling {r['noise_ceiling']:.2f}, vs truth {r['pearson_r_truth']:.2f})"
         for r in rows

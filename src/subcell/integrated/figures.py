@@ -49,7 +49,7 @@ def evaluation_png(summary: Any, kl_per_dim: np.ndarray) -> bytes:
     a1.bar(x + 0.2, cond.elbo_shuffled_nats, 0.4, label="shuffled reference")
     a1.set_xticks(x, cond.structure, rotation=30, fontsize=8)
     a1.set_ylabel("held-out ELBO (nats / cell)")
-    a1.legend(fontsize=8)
+    a1.legend(fontsize=8, loc="upper left", bbox_to_anchor=(0, -0.28), ncol=2, frameon=False)  # below: never on a bar
     order = np.argsort(-kl_per_dim)
     a2.bar(np.arange(len(order)), kl_per_dim[order])
     a2.set_xlabel("reference latent dimension (sorted)")

@@ -38,25 +38,30 @@ def evaluation_figure_png(
     panels: Mapping[str, np.ndarray], voxel_size: Sequence[float], metrics: Mapping[str, Mapping[str, float]]
 ) -> bytes:
     """Orthogonal views (XY, XZ, YZ at physical aspect) of the input and, per structure, target and prediction at
-    the same contrast (the target's 0.5–99.5 percentiles), titled with the structure's scores.
+    the same contrast (both z-scored, shown between the z-scored target's 0.5–99.5 percentiles), the prediction
+    titled with its Pearson r.
 
     ``panels`` maps a title to a ``(Z, Y, X)`` volume: ``"target <structure>"`` and ``"prediction <structure>"``
     pair up; anything else (the input) gets its own limits. ``metrics`` maps a structure to its metric values.
     """
     from subcell.plotting import contrast_limits, orthoviews_png
 
+    def zscore(v: np.ndarray) -> np.ndarray:
+        v = np.asarray(v, np.float32)
+        return (v - v.mean()) / (v.std() or 1.0)
+
     limits: dict[str, tuple[float, float]] = {}
     titled: dict[str, np.ndarray] = {}
     for title, vol in panels.items():
         kind, _, structure = title.partition(" ")
-        if kind == "prediction" and f"target {structure}" in panels:
-            limits_key = f"target {structure}"
+        paired = kind in ("target", "prediction") and {f"target {structure}", f"prediction {structure}"} <= set(panels)
+        if paired:
+            # both in z-score units (predictions are, measured targets are photon counts), at the target's limits
             m = metrics.get(structure, {})
-            score = f" (r={m['pearson_r']:.2f})" if "pearson_r" in m else ""
-            new = f"{title}{score}"
-            limits[new] = contrast_limits(panels[limits_key])
+            new = f"{title} (r={m['pearson_r']:.2f})" if kind == "prediction" and "pearson_r" in m else title
+            titled[new] = zscore(vol)
+            limits[new] = contrast_limits(zscore(panels[f"target {structure}"]))
         else:
-            new = title
-            limits[new] = contrast_limits(vol)
-        titled[new] = vol
+            titled[title] = vol
+            limits[title] = contrast_limits(vol)
     return orthoviews_png(titled, voxel_size, limits=limits, columns=3)
