@@ -69,6 +69,14 @@ class _Base(Container):
         self.viewer = viewer
         self.worker: Any = None
 
+    def _config(self, form: ConfigForm) -> Any:
+        """The form's validated config, or None with the refusal shown in the status line."""
+        try:
+            return form.values()
+        except ValueError as exc:
+            self._error(exc)
+            return None
+
     def _error(self, exc: Exception) -> None:
         self.status.value = f"error: {' '.join(str(exc).split())}"[:300]
 
@@ -89,10 +97,8 @@ class SynthWidget(_Base):
     def start(self) -> Any:
         from subcell import synth
 
-        try:
-            cfg = self.form.values()
-        except ValueError as exc:
-            self._error(exc)
+        cfg = self._config(self.form)
+        if cfg is None:
             return None
         self.status.value = "synthesizing…"
 
@@ -254,10 +260,8 @@ class PredictWidget(_Base):
         from subcell.labelfree import predict_image
         from subcell.labelfree.pretrained import load_model
 
-        try:
-            cfg = self.form.values()
-        except ValueError as exc:
-            self._error(exc)
+        cfg = self._config(self.form)
+        if cfg is None:
             return None
         if not self.layer.value:
             self._error(ValueError("no image layer to predict from"))
