@@ -18,6 +18,7 @@ from subcell.errors import InputFileError, SubcellError, ValueRangeError  # noqa
 from subcell.image import Image, VoxelSize  # noqa: E402
 from subcell.labelfree import LabelFreeModel, PredictConfig, predict_image, preset  # noqa: E402
 from subcell.labelfree.pretrained import load_model  # noqa: E402
+from subcell.zoo.common import run_package_test  # noqa: E402
 from subcell.zoo.export import export_labelfree  # noqa: E402
 from subcell.zoo.package import load_package  # noqa: E402
 
@@ -68,13 +69,9 @@ def exported(tmp_path_factory: pytest.TempPathFactory) -> tuple[LabelFreeModel, 
     return model, out
 
 
-@pytest.mark.filterwarnings("ignore:`torch.jit:DeprecationWarning")
 def test_export_writes_a_package_that_bioimageio_core_passes(exported: tuple[LabelFreeModel, Path]) -> None:
-    from bioimageio.core import test_model
-
+    # export_labelfree ran bioimageio.core.test_model on both weight formats (it raises unless the test passed)
     _, path = exported
-    summary = test_model(path, devices=["cpu"])  # both weight formats, run by bioimage.io's own runner
-    assert summary.status == "passed", summary.format()
     names = zipfile.ZipFile(path).namelist()
     assert {"rdf.yaml", "weights_torchscript.pt", "weights.pt", "test_input.npy", "test_output.npy", "cover.png",
             "README.md"} <= set(names)  # fmt: skip
@@ -190,11 +187,15 @@ def test_third_party_package_runs_tiled_with_its_constraints(tmp_path: Path) -> 
     np.testing.assert_allclose(tiled.numpy()[0], np.moveaxis(whole, -1, 0), atol=1e-5)
 
 
+@pytest.mark.filterwarnings("ignore:`torch.jit:DeprecationWarning")
 def test_bad_packages_are_refused_in_one_line(tmp_path: Path) -> None:
     (tmp_path / "a").mkdir()
     (tmp_path / "b").mkdir()
+    tampered = _third_party(tmp_path / "a", tamper=True)
     with pytest.raises(InputFileError, match="do not reproduce the package's test output"):
-        load_package(_third_party(tmp_path / "a", tamper=True))
+        load_package(tampered)
+    with pytest.raises(InputFileError, match=r"bioimage\.io test failed"):  # what export runs before committing
+        run_package_test(tampered)
     with pytest.raises(InputFileError, match="2 inputs and 1 outputs; one of each"):
         load_package(_third_party(tmp_path / "b", two_inputs=True))
     old = tmp_path / "old.yaml"

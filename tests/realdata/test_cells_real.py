@@ -57,6 +57,7 @@ def test_mitotic_cells_extract_shape_and_integrated_model(real_data: Path, tmp_p
     assert np.isfinite(ev.summary.elbo_nats).all()
 
 
+@pytest.mark.slow  # ~60 s on 2 cores; the default suite must stay under 12 minutes (run with `make test-all`)
 def test_fov_cells_shape_space(real_data: Path, tmp_path: Path) -> None:
     root = real_data.resolve() / "aics_fov_cell_nucleus_labels"
     vs = (0.29, 0.108, 0.108)  # not in the files (data README); nominal Allen pipeline size

@@ -43,7 +43,7 @@ def test_sections_found_with_their_provenance(run_folder: Path) -> None:
     sections = {s.name: s for s in collect_sections(run_folder)}
     assert {"Run", "Segmentation", "Dynamics", "Tables"} <= set(sections)
     seg = sections["Segmentation"]
-    assert "F1@0.5" in seg.lines[0] and seg.figures and seg.tables  # scored against labels/nucleus, worst objects
+    assert "F1@0.5" in seg.lines[0] and len(seg.figures) == 2 and seg.tables  # overlay; the worst objects drawn
     worst = seg.tables[0][1]
     assert list(worst.columns) == ["true_id", "pred_id", "iou"] and worst.iou.is_monotonic_increasing
     assert sections["Run"].provenance["command"] == "subcell test-run --seed 3"

@@ -205,6 +205,7 @@ def test_mitotic_cells_are_rounded_with_condensed_chromosomes() -> None:
     ).median()
 
 
+@pytest.mark.slow  # ~20 s; the demo's time-lapse step exercises staged mitosis in the default suite
 def test_time_lapse_mitosis_passes_through_stages_in_order() -> None:
     """A cell that divides goes prophase → metaphase → anaphase for the configured frames each and divides (two
     chromatin masses apart: the CTC's division frame); each daughter spends telophase (one compact chromatin mass)

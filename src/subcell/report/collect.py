@@ -197,6 +197,15 @@ def _segmentation_sections(folder: Path, section: Any, used: set[Path]) -> None:
             line += f"; vs labels/{truth_name}: F1@0.5 {m.f1(0.5):.3f}, mean matched IoU {m.mean_matched_iou():.3f}"
             worst = m.objects().sort_values("iou").head(8)
             sec.tables.append((f"{seg_path.name}: the worst true objects (lowest IoU with their match)", worst))
+            if len(worst):
+                from subcell.report.figures import worst_objects_png
+
+                pairs = [(int(r.true_id), int(r.pred_id), float(r.iou)) for r in worst.head(4).itertuples()]
+                sec.figures.append((
+                    f"{seg_path.name}: the {len(pairs)} worst true objects, XY and XZ through each (green truth, "
+                    "yellow prediction)",
+                    worst_objects_png(vol, truth, lab, pairs, image.voxel_size.as_tuple()),
+                ))  # fmt: skip
         sec.lines.append(line)
         sec.provenance[seg_path.name] = labels.provenance.to_dict()
 

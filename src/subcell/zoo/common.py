@@ -15,7 +15,13 @@ import torch
 from subcell.errors import InputFileError, ValueRangeError
 
 __all__ = [
-    "ExportResult", "check_package_output", "jsonable", "save_weights", "test_package", "validated", "weights_descr",
+    "ExportResult",
+    "check_package_output",
+    "jsonable",
+    "run_package_test",
+    "save_weights",
+    "validated",
+    "weights_descr",
     "write_package",
 ]  # fmt: skip
 
@@ -74,7 +80,7 @@ def write_package(descr: Any, output: Path, *, test: bool) -> float | None:
     tmp = temporary_sibling(output)
     try:
         save_bioimageio_package(descr, output_path=tmp)
-        seconds = test_package(tmp, name=output) if test else None
+        seconds = run_package_test(tmp, name=output) if test else None
         commit(tmp, output)
     except BaseException:
         discard(tmp)
@@ -110,7 +116,7 @@ def jsonable(obj: Any) -> Any:
     return json.loads(json.dumps(obj, default=str))
 
 
-def test_package(path: str | Path, *, name: str | Path | None = None) -> float:
+def run_package_test(path: str | Path, *, name: str | Path | None = None) -> float:
     """Run ``bioimageio.core.test_model`` on a package (every weight format, CPU); raise with its first error
     (naming ``name``, the package's final path, when ``path`` is a temporary).
 
