@@ -45,7 +45,12 @@ def _labelled(store_path: Path, cfg: Any) -> tuple[Any, Any, Any]:
     classes = sorted(table.loc[known, cfg.column].astype(str).unique())
     if len(classes) < 2:
         raise ValueRangeError(f"need at least two classes, the table has {classes}", path=store_path, field=cfg.column)
-    feats = store_features(store, channels=cfg.channels, lmax=cfg.sh_lmax)[known].reset_index(drop=True)
+    if cfg.classifier == "cnn":  # the crops themselves, no features
+        from subcell.state.cnn import load_crops
+
+        feats: Any = load_crops(store, table[known], cfg.channels, two_d=cfg.cnn.two_d)
+    else:
+        feats = store_features(store, channels=cfg.channels, lmax=cfg.sh_lmax)[known].reset_index(drop=True)
     y = table.loc[known, cfg.column].astype(str).to_numpy()
     g = table.loc[known, cfg.groups].to_numpy() if cfg.groups else None
     return feats, y, g
@@ -82,10 +87,22 @@ def train(
     from subcell.state import cross_validate, fit_state_model, save_state_model
 
     cfg, feats, y, g = _prepare(store, model, overwrite, config, set_, column=column, channels=channel, groups=groups)
-    cv = cross_validate(feats, y, cfg, groups=g)
-    fitted = fit_state_model(feats, y, cfg)
-    fitted.metrics = {k: v for k, v in cv.items() if k != "predictions"}
-    save_state_model(fitted, model, overwrite=overwrite)
+    if cfg.classifier == "cnn":
+        import numpy as np
+
+        from subcell.state.cnn import CNNClassifier
+        from subcell.train.run import checkpoint_dir
+
+        cv = cross_validate(None, y, cfg, groups=g, crops=feats)
+        clf = CNNClassifier(cfg, feats, checkpoint=checkpoint_dir(model), on_message=typer.echo)
+        fitted: Any = clf.fit(np.arange(len(y))[:, None], y).model
+        fitted.metrics = {k: v for k, v in cv.items() if k != "predictions"}
+        fitted.save(model, overwrite=overwrite)
+    else:
+        fitted = fit_state_model(feats, y, cfg)
+        cv = cross_validate(feats, y, cfg, groups=g)
+        fitted.metrics = {k: v for k, v in cv.items() if k != "predictions"}
+        save_state_model(fitted, model, overwrite=overwrite)
     typer.echo(f"wrote {model}: {len(y)} cells, classes {fitted.classes}; cross-validated macro-F1 "
                f"{cv['macro_f1']:.3f}, accuracy {cv['accuracy']:.3f} (chance {cv['chance_accuracy']:.3f})")  # fmt: skip
 
@@ -130,8 +147,13 @@ def predict(
     m = load_state_model(model)
     st = read_cell_store(store)
     cfg = m.config
-    feats = store_features(st, channels=cfg.get("channels"), lmax=int(cfg.get("sh_lmax", 8)))
-    proba = m.predict_proba(feats)
+    if m.kind == "cnn":
+        from subcell.state.cnn import load_crops
+
+        proba = m.predict_proba(load_crops(st, st.extracted, m.channels, two_d=m.two_d))
+    else:
+        feats = store_features(st, channels=cfg.get("channels"), lmax=int(cfg.get("sh_lmax", 8)))
+        proba = m.predict_proba(feats)
     ids = [c for c in ("source", "structure", "frame", "label_id", "crop_index") if c in st.extracted.columns]
     out = st.extracted[ids].copy()
     out["state"] = np.asarray(m.classes)[proba.argmax(axis=1)]
@@ -169,20 +191,36 @@ def evaluate(
     groups: GroupsOpt = None,
     config: ConfigOpt = None,
     set_: SetOpt = None,
+    classifiers: Annotated[
+        str, typer.Option("--classifiers", help="Comma-separated: logistic, gradient_boosting, cnn (minutes on a CPU).")
+    ] = "logistic,gradient_boosting",
     overwrite: OverwriteOpt = False,
 ) -> None:
-    """Cross-validate both classifiers (logistic, gradient boosting): macro-F1, per-class recall, confusion."""
+    """Cross-validate classifiers side by side (same folds): macro-F1, per-class recall, confusion."""
     import json
 
     import pandas as pd
 
+    from subcell.errors import ValueRangeError
     from subcell.io import write_bundle
     from subcell.state import confusion_png, cross_validate
 
-    cfg, feats, y, g = _prepare(store, output, overwrite, config, set_, column=column, channels=channel, groups=groups)
+    names = [c.strip() for c in classifiers.split(",") if c.strip()]
+    bad = [c for c in names if c not in ("logistic", "gradient_boosting", "cnn")]
+    if bad or not names:
+        raise ValueRangeError(f"unknown classifiers {bad}; choose from logistic, gradient_boosting, cnn",
+                              field="classifiers")  # fmt: skip
+    cfg, _, y, g = _prepare(store, output, overwrite, config, set_, column=column, channels=channel, groups=groups)
+    inputs = {}
+    for kind in ("features", "cnn"):
+        wanted = [c for c in names if (c == "cnn") == (kind == "cnn")]
+        if wanted:
+            inputs[kind] = _labelled(store, cfg.model_copy(update={"classifier": wanted[0]}))[0]
     results, files, tables = {}, {}, {}
-    for clf in ("logistic", "gradient_boosting"):
-        r = cross_validate(feats, y, cfg.model_copy(update={"classifier": clf}), groups=g)
+    for clf in names:
+        x = inputs["cnn" if clf == "cnn" else "features"]
+        r = cross_validate(None if clf == "cnn" else x, y, cfg.model_copy(update={"classifier": clf}), groups=g,
+                           crops=x if clf == "cnn" else None)  # fmt: skip
         results[clf] = {k: v for k, v in r.items() if k != "predictions"}
         tables[f"confusion_{clf}.csv"] = pd.DataFrame(r["confusion"], index=r["classes"], columns=r["classes"]
                                                       ).rename_axis("true").reset_index()  # fmt: skip

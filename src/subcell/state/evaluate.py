@@ -13,8 +13,11 @@ from subcell.state.model import check_labels, make_classifier
 __all__ = ["confusion_png", "cross_validate"]
 
 
-def cross_validate(features: Any, labels: Any, config: StateConfig, groups: Any = None) -> dict[str, Any]:
-    """Out-of-fold predictions for every cell and their scores.
+def cross_validate(
+    features: Any, labels: Any, config: StateConfig, groups: Any = None, crops: Any = None
+) -> dict[str, Any]:
+    """Out-of-fold predictions for every cell and their scores (``crops`` for the ``cnn`` classifier, whose
+    ``features`` may then be None).
 
     With ``groups`` (e.g. the structure or source of each cell) all cells of one group fall in the same fold
     (StratifiedGroupKFold; leave-one-group-out when there are fewer groups than folds), so a model is never
@@ -30,7 +33,7 @@ def cross_validate(features: Any, labels: Any, config: StateConfig, groups: Any 
     from sklearn.model_selection import LeaveOneGroupOut, StratifiedGroupKFold, StratifiedKFold
 
     y = check_labels(labels, config.column)
-    x = features.to_numpy(np.float64)
+    x = np.arange(len(y))[:, None] if config.classifier == "cnn" else features.to_numpy(np.float64)
     classes, counts = np.unique(y, return_counts=True)
     if groups is not None:
         g = np.asarray(groups).astype(str)
@@ -49,7 +52,7 @@ def cross_validate(features: Any, labels: Any, config: StateConfig, groups: Any 
         splits = list(StratifiedKFold(n_splits=folds, shuffle=True, random_state=config.seed).split(x, y))
     pred = np.empty(len(y), dtype=object)
     for train, test in splits:
-        model = make_classifier(config)
+        model = make_classifier(config, crops)
         model.fit(x[train], y[train])
         pred[test] = model.predict(x[test])
     pred = pred.astype(str)

@@ -96,8 +96,15 @@ def _export_trees(head: Any) -> dict[str, np.ndarray]:
     }  # fmt: skip
 
 
-def make_classifier(config: StateConfig) -> Any:
-    """The scikit-learn estimator for ``config.classifier`` (median imputation and standardization first)."""
+def make_classifier(config: StateConfig, crops: Any = None) -> Any:
+    """The scikit-learn estimator for ``config.classifier`` (median imputation and standardization first); for
+    ``cnn`` a :class:`~subcell.state.cnn.CNNClassifier` over ``crops`` (its ``x`` are row indices)."""
+    if config.classifier == "cnn":
+        from subcell.state.cnn import CNNClassifier
+
+        if crops is None:
+            raise ValueRangeError("the cnn classifier needs the cells' crops", field="classifier")
+        return CNNClassifier(config, crops)
     from sklearn.impute import SimpleImputer
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
@@ -153,8 +160,13 @@ def save_state_model(model: StateModel, folder: str | Path, *, overwrite: bool =
     return write_bundle(folder, files=files, overwrite=overwrite)
 
 
-def load_state_model(folder: str | Path) -> StateModel:
+def load_state_model(folder: str | Path) -> Any:
+    """A :class:`StateModel` (features) or, for a CNN model folder, a :class:`~subcell.state.cnn.CNNStateModel`."""
     p = Path(folder)
+    if (p / "model.json").is_file() and not (p / FILE).is_file():
+        from subcell.state.cnn import CNNStateModel
+
+        return CNNStateModel.load(p)
     path = p / FILE if p.is_dir() else p
     if not path.is_file():
         raise InputFileError(f"not a state model folder: {FILE} not found", path=p)
