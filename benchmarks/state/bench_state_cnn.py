@@ -29,7 +29,7 @@ def main() -> None:
     ap.add_argument("--minutes", type=float, default=1.5, help="time budget of each CNN training (one per fold)")
     ap.add_argument("--targets", nargs="+", default=["7 stages", "Allen groups"])
     args = ap.parse_args()
-    root = Path(os.environ.get("SUBCELL_TEST_DATA", "../shared/data")) / "aics_mitotic_cells"
+    root = Path(os.environ.get("SUBCELL_TEST_DATA", "../shared/data"))
     sys.path.insert(0, str(HERE.parent / "integrated"))
     from real_data import mitotic_fields
 
