@@ -69,7 +69,7 @@ def test_report_renders_in_a_real_browser(run_folder: Path, tmp_path: Path) -> N
     assert len(seen["broken"]) == 1 and seen["overlaps"]
 
 
-def test_orthoviews_are_at_physical_aspect_and_texts_do_not_overlap() -> None:
+def test_orthoviews_draw_and_the_overlap_check_catches_colliding_texts() -> None:
     import matplotlib.pyplot as plt
 
     vol = np.zeros((10, 60, 80), np.float32)

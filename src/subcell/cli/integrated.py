@@ -7,6 +7,8 @@ from typing import Annotated, Any, Optional
 
 import typer
 
+from subcell.cli.options import AuthorOpt, LicenseOpt, NoTestOpt, ZooNameOpt, echo_export
+
 __all__ = ["integrated_app"]
 
 integrated_app = typer.Typer(
@@ -216,10 +218,10 @@ def export(
         Optional[Path],  # noqa: UP045
         typer.Option("--cells", help="Cell store (from `cells extract`) whose first cell is the test input."),
     ] = None,
-    name: Annotated[Optional[str], typer.Option("--name", help="Model name in the zoo.")] = None,  # noqa: UP045
-    author: Annotated[Optional[list[str]], typer.Option("--author", help="Author (repeat for several).")] = None,  # noqa: UP045
-    license: Annotated[str, typer.Option("--license", help="SPDX license of the weights.")] = "BSD-3-Clause",
-    no_test: Annotated[bool, typer.Option("--no-test", help="Skip bioimageio.core's test of the package.")] = False,
+    name: ZooNameOpt = None,
+    author: AuthorOpt = None,
+    license: LicenseOpt = "BSD-3-Clause",
+    no_test: NoTestOpt = False,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing package.")] = False,
 ) -> None:
     """Write a bioimage.io package: cell shape (reference channels) → expected structures (decoder at z = 0)."""
@@ -232,5 +234,4 @@ def export(
                              path=output)  # fmt: skip
     result = export_integrated(IntegratedModel.load(model), cells, output, name=name, authors=author,
                                license=license, overwrite=overwrite, test=not no_test)  # fmt: skip
-    tested = f"; bioimageio.core test passed in {result.test_seconds:.1f} s" if result.test_seconds else ""
-    typer.echo(f"wrote {output} ({result.size_bytes / 1e6:.1f} MB, test tensors {result.test_shape}{tested})")
+    echo_export(result)

@@ -7,6 +7,8 @@ from typing import Annotated, Any, Optional
 
 import typer
 
+from subcell.cli.options import AuthorOpt, LicenseOpt, NoTestOpt, ZooNameOpt, echo_export
+
 __all__ = ["MODEL_CACHE", "labelfree_app"]
 
 labelfree_app = typer.Typer(
@@ -240,13 +242,13 @@ def export(
         Optional[Path],  # noqa: UP045
         typer.Option("--sample", help="Bright-field stack the test input is cut from (e.g. from `subcell synth`)."),
     ] = None,
-    name: Annotated[Optional[str], typer.Option("--name", help="Model name in the zoo.")] = None,  # noqa: UP045
-    author: Annotated[Optional[list[str]], typer.Option("--author", help="Author (repeat for several).")] = None,  # noqa: UP045
-    license: Annotated[str, typer.Option("--license", help="SPDX license of the weights.")] = "BSD-3-Clause",
+    name: ZooNameOpt = None,
+    author: AuthorOpt = None,
+    license: LicenseOpt = "BSD-3-Clause",
     voxel_size: Annotated[
         Optional[tuple[float, float, float]], typer.Option("--voxel-size", metavar="Z Y X", help="µm for the sample")  # noqa: UP045
     ] = None,
-    no_test: Annotated[bool, typer.Option("--no-test", help="Skip bioimageio.core's test of the package.")] = False,
+    no_test: NoTestOpt = False,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing package.")] = False,
 ) -> None:
     """Write a bioimage.io model package (spec 0.5: TorchScript + state dict, tests, cover, README)."""
@@ -265,8 +267,7 @@ def export(
         lf, read(sample, voxel_size=voxel_size), output, name=name, authors=author, license=license,
         overwrite=overwrite, test=not no_test,
     )  # fmt: skip
-    tested = f"; bioimageio.core test passed in {result.test_seconds:.1f} s" if result.test_seconds else ""
-    typer.echo(f"wrote {output} ({result.size_bytes / 1e6:.1f} MB, test tensors {result.test_shape}{tested})")
+    echo_export(result)
 
 
 @labelfree_app.command("evaluate")

@@ -8,13 +8,18 @@ from typing import Annotated, Any, Optional
 import typer
 
 __all__ = [
+    "AuthorOpt",
     "AxesOpt",
     "ConfigOpt",
     "ForceOpt",
+    "LicenseOpt",
+    "NoTestOpt",
     "OverwriteOpt",
     "SceneOpt",
     "SetOpt",
     "VoxelSizeOpt",
+    "ZooNameOpt",
+    "echo_export",
     "read_input",
     "scene_arg",
 ]
@@ -63,3 +68,16 @@ def read_input(
     for note in image.provenance.parameters.get("notes", []):
         typer.echo(f"note: {path}: {note}", err=True)
     return image
+
+
+# bioimage.io exports (`labelfree export`, `integrated export`)
+ZooNameOpt = Annotated[Optional[str], typer.Option("--name", help="Model name in the zoo.")]  # noqa: UP045
+AuthorOpt = Annotated[Optional[list[str]], typer.Option("--author", help="Author (repeat for several).")]  # noqa: UP045
+LicenseOpt = Annotated[str, typer.Option("--license", help="SPDX license of the weights.")]
+NoTestOpt = Annotated[bool, typer.Option("--no-test", help="Skip bioimageio.core's test of the package.")]
+
+
+def echo_export(result: Any) -> None:
+    """The one line an export prints: where, how large, the test tensors and the bioimage.io test time."""
+    tested = f"; bioimageio.core test passed in {result.test_seconds:.1f} s" if result.test_seconds else ""
+    typer.echo(f"wrote {result.path} ({result.size_bytes / 1e6:.1f} MB, test tensors {result.test_shape}{tested})")

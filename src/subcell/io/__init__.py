@@ -8,7 +8,7 @@ from subcell.io.files import read_table, read_yaml, store_table, write_bundle, w
 from subcell.io.info import describe
 from subcell.io.manifest import Manifest, ManifestRow, read_manifest
 from subcell.io.ome_zarr_writer import OmeZarrWriter
-from subcell.io.reader import detect_format, label_names, read, read_labels
+from subcell.io.reader import detect_format, is_label_image, label_names, pyramid_levels, read, read_labels
 from subcell.io.writer import output_format, write
 
 __all__ = [
@@ -20,8 +20,10 @@ __all__ = [
     "as_labels",
     "describe",
     "detect_format",
+    "is_label_image",
     "label_names",
     "output_format",
+    "pyramid_levels",
     "read",
     "read_cell_store",
     "read_labels",

@@ -10,7 +10,7 @@ from subcell.errors import InputFileError
 from subcell.image import Image, VoxelSize
 from subcell.io._raw import RawImage, resolve
 
-__all__ = ["detect_format", "label_names", "read", "read_labels"]
+__all__ = ["detect_format", "is_label_image", "label_names", "pyramid_levels", "read", "read_labels"]
 
 _TIFF_SUFFIXES = (".tif", ".tiff")
 
@@ -129,3 +129,37 @@ def read_labels(path: str | Path, name: str) -> Image:
     raw.voxel_size = read(p).voxel_size.as_tuple()
     raw.channel_names = [name] if raw.data.shape[raw.dims.index("C")] == 1 else None
     return resolve(raw, p / "labels" / name)
+
+
+def _ngff_attrs(group: Any) -> dict[str, Any]:
+    attrs: dict[str, Any] = dict(group.attrs)
+    return dict(attrs.get("ome") or attrs)  # NGFF 0.5 nests its metadata under "ome"
+
+
+def pyramid_levels(path: str | Path, label: str | None = None) -> list[Any] | None:
+    """Every level of an OME-Zarr image's (or its NGFF label ``label``'s) multiscale pyramid, lazily (dask), in
+    the store's own axes; None when ``path`` is not such a store (viewers show the level a zoom needs)."""
+    import dask.array as da
+    import zarr
+
+    p = Path(path) / "labels" / label if label else Path(path)
+    try:
+        group = zarr.open_group(str(p), mode="r")
+    except Exception:
+        return None
+    ms = _ngff_attrs(group).get("multiscales")
+    if not ms:
+        return None
+    return [da.from_zarr(group[d["path"]]) for d in ms[0]["datasets"]]
+
+
+def is_label_image(path: str | Path) -> bool:
+    """Whether an OME-Zarr store is marked an NGFF label image (``image-label``, as ``subcell segment`` writes)."""
+    import zarr
+
+    if not Path(path).is_dir():
+        return False
+    try:
+        return "image-label" in _ngff_attrs(zarr.open_group(str(path), mode="r"))
+    except Exception:
+        return False

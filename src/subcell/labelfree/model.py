@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from subcell.errors import InputFileError
@@ -14,9 +15,15 @@ from subcell.image import VoxelSize
 from subcell.labelfree.network import NetworkConfig, UNet, build_network
 from subcell.train.artifact import load_artifact, save_artifact
 
-__all__ = ["KIND", "LabelFreeModel"]
+__all__ = ["KIND", "LabelFreeModel", "with_std"]
 
 KIND = "labelfree"
+
+
+def with_std(y: torch.Tensor, n_targets: int) -> torch.Tensor:
+    """An uncertainty network's raw output (targets, then log σ² per target) as predictions: the targets, then
+    σ = exp(½ log σ²) (log σ² clamped to ±20)."""
+    return torch.cat([y[:, :n_targets], torch.exp(0.5 * y[:, n_targets:].clamp(-20.0, 20.0))], dim=1)
 
 
 @dataclass
@@ -54,6 +61,28 @@ class LabelFreeModel:
     def divisor(self) -> tuple[int, int, int]:
         """Tile sizes must be multiples of this (z, y, x)."""
         return self.network_config.divisor()
+
+    # -- what the tiled predictor asks of a model (a bioimage.io package answers the same questions) ------------
+    halo = (0, 0, 0)  # output voxels unreliable at tile edges beyond the predictor's own trim
+    percentiles: tuple[float, ...] = ()  # input percentiles preprocessing needs (z-scoring needs none)
+    voxel_size_known = True
+
+    @property
+    def tile_rule(self) -> str:
+        return f"a multiple of {self.divisor}"
+
+    def valid_tile(self, tile: tuple[int, ...]) -> tuple[int, int, int]:
+        """The smallest tile this network accepts at or above ``tile``: multiples of the divisor, per axis."""
+        return tuple(max(d, -(-t // d) * d) for t, d in zip(tile, self.divisor, strict=True))  # type: ignore[return-value]
+
+    def preprocess(self, rows: np.ndarray, stats: dict[str, Any]) -> np.ndarray:
+        """Input rows z-scored with the whole stack's mean and standard deviation (in place)."""
+        rows -= np.float32(stats["mean"])
+        rows /= np.float32(stats["std"] or 1.0)
+        return rows
+
+    def postprocess(self, rows: np.ndarray) -> np.ndarray:
+        return rows
 
     @property
     def is_2d(self) -> bool:

@@ -15,7 +15,7 @@ import math
 import warnings
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -23,18 +23,45 @@ import torch
 from subcell.errors import ChannelError, MetadataError, ValueRangeError
 from subcell.image import Image, VoxelSize
 from subcell.labelfree.config import PredictConfig
-from subcell.labelfree.model import LabelFreeModel
+from subcell.labelfree.model import with_std
 from subcell.train.host import RETAINED, tune_allocator
 from subcell.train.precision import autocast_dtype, precision_name, resolve_device
 from subcell.transforms.tiling import TileGrid
 
 __all__ = ["choose_tile", "output_channel_names", "predict_image", "predict_to_zarr", "predict_volume"]
 
+
+class Predictor(Protocol):
+    """What the tiled predictor asks of a model: :class:`~subcell.labelfree.LabelFreeModel` and a bioimage.io
+    package (:class:`~subcell.zoo.package.PackagedModel`) both answer it."""
+
+    network: Any  # .to(), .eval(), .fused(), .activation_bytes_per_voxel()
+    input_channel: str
+    targets: list[str]
+    voxel_size: VoxelSize
+    uncertainty: bool
+    halo: tuple[int, int, int]
+    percentiles: Any
+    voxel_size_known: bool
+
+    @property
+    def divisor(self) -> tuple[int, int, int]: ...
+    @property
+    def patch_size(self) -> tuple[int, int, int]: ...
+    @property
+    def is_2d(self) -> bool: ...
+    @property
+    def tile_rule(self) -> str: ...
+    def valid_tile(self, tile: tuple[int, ...]) -> tuple[int, int, int]: ...
+    def preprocess(self, rows: np.ndarray, stats: dict[str, Any]) -> np.ndarray: ...
+    def postprocess(self, rows: np.ndarray) -> np.ndarray: ...
+
+
 RowSource = Callable[[int, int], np.ndarray]  # (z0, z1) → normalised input rows (C_in, z1 - z0, Y, X)
 RowSink = Callable[[int, np.ndarray], None]  # (z0, rows (C_out, n, Y, X))
 
 
-def output_channel_names(model: LabelFreeModel) -> list[str]:
+def output_channel_names(model: Predictor) -> list[str]:
     """Prediction channels: one per target, plus ``<target>_std`` per target for uncertainty models."""
     names = list(model.targets)
     if model.uncertainty:
@@ -47,7 +74,7 @@ def _round_up(n: int, m: int) -> int:
 
 
 def choose_tile(
-    model: LabelFreeModel,
+    model: Predictor,
     shape: tuple[int, int, int],
     *,
     memory_limit_gb: float,
@@ -115,7 +142,7 @@ def _flips(tta: bool) -> list[tuple[int, ...]]:
 
 
 def _forward(
-    model: LabelFreeModel,
+    model: Predictor,
     net: torch.nn.Module,
     batch: np.ndarray,
     device: torch.device,
@@ -133,13 +160,12 @@ def _forward(
     assert out is not None
     y = out / len(_flips(tta))
     if model.uncertainty:
-        n = len(model.targets)
-        y = torch.cat([y[:, :n], torch.exp(0.5 * y[:, n:].clamp(-20, 20))], dim=1)
+        y = with_std(y, len(model.targets))
     return y.cpu().numpy()
 
 
 def predict_volume(
-    model: LabelFreeModel,
+    model: Predictor,
     source: RowSource,
     shape: tuple[int, int, int],
     sink: RowSink,
@@ -157,30 +183,20 @@ def predict_volume(
     tuned = device.type == "cpu" and tune_allocator()
     model.network.to(device).eval()
     net = model.network.fused()  # batch norms folded into the convolutions: the same function, fewer passes
-    div = model.divisor
-    valid_tile = getattr(model, "valid_tile", None)  # a bioimage.io package: sizes min + k·step
     if cfg.tile is not None:
-        if valid_tile is not None and tuple(valid_tile(cfg.tile)) != tuple(cfg.tile):
-            raise ValueRangeError(
-                f"tile {cfg.tile} is not a size the package accepts (per axis minimum + k·step: "
-                f"{getattr(model, 'minimum', None)} + k·{getattr(model, 'step', None)}); e.g. {valid_tile(cfg.tile)}",
-                field="tile",
-            )
-        bad = [] if valid_tile is not None else [t for t, d in zip(cfg.tile, div, strict=True) if t % d]
-        if bad:
-            raise ValueRangeError(f"tile {cfg.tile} must be a multiple of {div} for this network", field="tile")
+        valid = tuple(model.valid_tile(cfg.tile))
+        if valid != tuple(cfg.tile):
+            raise ValueRangeError(f"tile {cfg.tile} must be {model.tile_rule} for this network (e.g. {valid})",
+                                  field="tile")  # fmt: skip
         tile, batch = cfg.tile, cfg.batch_size or 1
     else:
         tile, batch = choose_tile(
             model, shape, memory_limit_gb=cfg.memory_limit_gb, batch_size=cfg.batch_size, overlap=cfg.overlap,
             itemsize=2 if dtype is not None else 4, retained=RETAINED if tuned else 1.0,
         )  # fmt: skip
-    tile = tuple(  # type: ignore[assignment]
-        min(t, _round_up(s, d)) for t, s, d in zip(tile, shape, div, strict=True)
-    )
-    if valid_tile is not None:  # the smallest accepted size covering the volume, never padding a volume it fits
-        tile = valid_tile(tuple(min(t, s) for t, s in zip(tile, shape, strict=True)))
-    halo = getattr(model, "halo", (0, 0, 0))  # output voxels a package declares unreliable at tile edges
+    # never larger than the volume needs: the smallest accepted size covering it (a volume it fits is not padded)
+    tile = model.valid_tile(tuple(min(t, s) for t, s in zip(tile, shape, strict=True)))
+    halo = model.halo  # output voxels the model declares unreliable at tile edges
     padded = tuple(max(s, t) for s, t in zip(shape, tile, strict=True))
     trim = tuple(
         max(h, cfg.trim if cfg.trim is not None else math.floor(t * cfg.overlap) // 4) if p > t else 0
@@ -195,7 +211,6 @@ def predict_volume(
     # fresh ones join at the back, so rolling the buffer never copies the row
     acc = [np.zeros((n_out, padded[1], padded[2]), np.float32) for _ in range(tile[0])]
     done = 0
-    post = getattr(model, "postprocess", None)  # a package's point-wise postprocessing, after blending
     for k, z0 in enumerate(rows):
         z1 = z0 + tile[0]
         x = source(z0, min(z1, shape[0]))
@@ -221,7 +236,7 @@ def predict_volume(
         keep = min(final, shape[0] - z0)
         if keep > 0:
             rows_out = np.stack([a[:, : shape[1], : shape[2]] for a in acc[:keep]], axis=1)
-            sink(z0, post(rows_out) if post is not None else rows_out)
+            sink(z0, model.postprocess(rows_out))  # point-wise (a package's), after blending
         del acc[:final]
         acc.extend(np.zeros((n_out, padded[1], padded[2]), np.float32) for _ in range(final))
     return {
@@ -230,9 +245,7 @@ def predict_volume(
     }  # fmt: skip
 
 
-def _check_input(
-    model: LabelFreeModel, image: Image, cfg: PredictConfig
-) -> tuple[int, VoxelSize, tuple[int, int, int]]:
+def _check_input(model: Predictor, image: Image, cfg: PredictConfig) -> tuple[int, VoxelSize, tuple[int, int, int]]:
     """Channel index, model-grid voxel size and shape; warns or fails on a voxel-size mismatch."""
     from subcell.transforms.resample import resampled_shape
 
@@ -261,7 +274,7 @@ def _check_input(
         )
     vs = image.voxel_size
     mvs = model.voxel_size
-    if not getattr(model, "voxel_size_known", True):  # a package without physical units: take the image's grid
+    if not model.voxel_size_known:  # a package without physical units: take the image's grid
         mvs = vs
     if model.is_2d:
         mvs = VoxelSize(vs.z, mvs.y, mvs.x)
@@ -283,12 +296,12 @@ def _check_input(
 
 
 def _row_source(
-    image: Image, t: int, c: int, grid_vs: VoxelSize, shape: tuple[int, int, int], model: Any = None
+    image: Image, t: int, c: int, grid_vs: VoxelSize, shape: tuple[int, int, int], model: Predictor
 ) -> RowSource:
     """Normalised input rows at the model grid, read (and resampled) slab by slab from a lazy image.
 
-    subcell models z-score over the whole stack; a bioimage.io package (``model.preprocess``) gets the whole
-    stack's mean, standard deviation and the percentiles it asks for (``model.percentiles``).
+    ``model.preprocess`` gets the whole stack's mean, standard deviation and the percentiles it asks for
+    (``model.percentiles``): subcell models z-score, a bioimage.io package applies its own steps.
     """
     from subcell.transforms.resample import resample_linear, source_rows
 
@@ -310,7 +323,7 @@ def _row_source(
     # z-score statistics over the whole model-grid input, accumulated slab by slab (one streaming pass)
     total, total_sq, count = 0.0, 0.0, 0
     step = 4  # planes per statistics slab (bounded memory)
-    percentiles = list(getattr(model, "percentiles", []))
+    percentiles = list(model.percentiles)
     kept: list[np.ndarray] = []  # values for percentiles: every voxel up to 64 M voxels, a regular subsample above
     stride = max(1, math.ceil(math.sqrt(shape[0] * shape[1] * shape[2] / 64e6)))
     for z0 in range(0, shape[0], step):
@@ -327,21 +340,10 @@ def _row_source(
         if percentiles:
             kept.append(rows[0, :, ::stride, ::stride].ravel().copy())
     mean = total / count
-    sd = math.sqrt(max(0.0, total_sq / count - mean**2)) or 1.0
-    preprocess = getattr(model, "preprocess", None)
-    if preprocess is not None:
-        pv = np.percentile(np.concatenate(kept), percentiles).tolist() if percentiles else []
-        stats = {"mean": mean, "std": math.sqrt(max(0.0, total_sq / count - mean**2)),
-                 "percentiles": dict(zip(percentiles, pv, strict=True))}  # fmt: skip
-        return lambda z0, z1: preprocess(raw_rows(z0, z1), stats)  # type: ignore[no-any-return]
-
-    def source(z0: int, z1: int) -> np.ndarray:
-        rows = raw_rows(z0, z1)
-        rows -= np.float32(mean)
-        rows /= np.float32(sd)
-        return rows
-
-    return source
+    pv = np.percentile(np.concatenate(kept), percentiles).tolist() if percentiles else []
+    stats = {"mean": mean, "std": math.sqrt(max(0.0, total_sq / count - mean**2)),
+             "percentiles": dict(zip(percentiles, pv, strict=True))}  # fmt: skip
+    return lambda z0, z1: model.preprocess(raw_rows(z0, z1), stats)
 
 
 def _timepoints(image: Image, cfg: PredictConfig) -> list[int]:
@@ -362,7 +364,7 @@ def _output_interval(image: Image, ts: list[int]) -> float | None:
     return image.time_interval * step if step > 0 else None
 
 
-def _prediction_provenance(model: LabelFreeModel, image: Image, summary: dict[str, Any], ts: list[int]) -> Any:
+def _prediction_provenance(model: Predictor, image: Image, summary: dict[str, Any], ts: list[int]) -> Any:
     return image.provenance.then(
         "labelfree.predict",
         {
@@ -375,7 +377,7 @@ def _prediction_provenance(model: LabelFreeModel, image: Image, summary: dict[st
 
 
 def predict_image(
-    model: LabelFreeModel,
+    model: Predictor,
     image: Image,
     config: PredictConfig | None = None,
     *,
@@ -405,7 +407,7 @@ def predict_image(
 
 
 def predict_to_zarr(
-    model: LabelFreeModel,
+    model: Predictor,
     image: Image,
     output: str | Path,
     config: PredictConfig | None = None,

@@ -68,36 +68,6 @@ def read_layers(path: str | Path) -> list[LayerData]:
     raise InputFileError("not an output subcell can open (OME-Zarr, OME-TIFF, tracks, cell store)", path=p)
 
 
-def _levels(store: Path, sub: str = "") -> list[Any] | None:
-    """Every pyramid level of an NGFF multiscale image (lazy), or None when it is not a Zarr store."""
-    import dask.array as da
-    import zarr
-
-    try:
-        group = zarr.open_group(str(store / sub) if sub else str(store), mode="r")
-    except Exception:
-        return None
-    attrs: dict[str, Any] = dict(group.attrs)
-    ms: Any = dict(attrs.get("ome") or attrs).get("multiscales")
-    if not ms:
-        return None
-    return [da.from_zarr(group[d["path"]]) for d in ms[0]["datasets"]]
-
-
-def _is_label_store(p: Path) -> bool:
-    """NGFF marks a label image with ``image-label`` (``subcell segment`` writes it); 8/16-bit data are images
-    unless so marked, 32/64-bit integers are labels."""
-    import zarr
-
-    if not p.is_dir():
-        return False
-    try:
-        attrs: dict[str, Any] = dict(zarr.open_group(str(p), mode="r").attrs)
-    except Exception:
-        return False
-    return "image-label" in attrs or "image-label" in dict(attrs.get("ome") or {})
-
-
 def _limits(level: Any, c: int) -> tuple[float, float]:
     """Contrast limits of channel ``c`` from the coarsest level's middle timepoint (cheap to read)."""
     t = level.shape[0] // 2
@@ -110,12 +80,12 @@ def _image_layers(p: Path) -> list[LayerData]:
     from subcell import io
 
     image = io.read(p)
-    levels = _levels(p) if p.is_dir() else None
+    levels = io.pyramid_levels(p) if p.is_dir() else None
     levels = levels if levels and tuple(levels[0].shape) == tuple(image.shape) else [image.data]
     scale = (1.0, *image.voxel_size.as_tuple())  # T (frames), Z, Y, X in µm
     meta_common = {"scale": scale, "units": ("", "µm", "µm", "µm"), "axis_labels": ("t", "z", "y", "x")}
     layers: list[LayerData] = []
-    if image.shape[1] == 1 and (_is_label_store(p) or image.dtype in (np.int32, np.uint32, np.int64, np.uint64)):
+    if image.shape[1] == 1 and (io.is_label_image(p) or image.dtype in (np.int32, np.uint32, np.int64, np.uint64)):
         data = [lv[:, 0] for lv in levels]
         layers.append((data if len(data) > 1 else data[0],
                        {**meta_common, "name": f"{p.name.split('.')[0]}", "multiscale": len(data) > 1}, "labels"))  # fmt: skip
@@ -132,7 +102,7 @@ def _image_layers(p: Path) -> list[LayerData]:
     if p.is_dir():
         tables = _tables(p / "tables")
         for name in io.label_names(p):
-            lab_levels = _levels(p, f"labels/{name}") or [io.read_labels(p, name).data]
+            lab_levels = io.pyramid_levels(p, name) or [io.read_labels(p, name).data]
             data = [lv[:, 0] if lv.ndim == 5 else lv for lv in lab_levels]
             layer_name = f"{name} labels" if name in image.channel_names else name  # napari would append " [1]"
             kw = {
@@ -165,9 +135,9 @@ def image_layers(image: Any, labels: dict[str, np.ndarray] | None = None, *, pre
 
 
 def _tables(folder: Path) -> dict[str, Any]:
-    import pandas as pd
+    from subcell.io import read_table
 
-    return {t.stem: pd.read_parquet(t) for t in sorted(folder.glob("*.parquet"))} if folder.is_dir() else {}
+    return {t.stem: read_table(t) for t in sorted(folder.glob("*.parquet"))} if folder.is_dir() else {}
 
 
 def _features(tables: dict[str, Any], label_name: str) -> Any:

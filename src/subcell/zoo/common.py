@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 import tempfile
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,14 +18,35 @@ from subcell.errors import InputFileError, ValueRangeError
 
 __all__ = [
     "ExportResult",
+    "bioimageio_cache",
     "check_package_output",
     "jsonable",
+    "quiet_torchscript",
     "run_package_test",
     "save_weights",
     "validated",
     "weights_descr",
     "write_package",
 ]  # fmt: skip
+
+
+def bioimageio_cache() -> None:
+    """bioimageio.core and .spec cache downloads under ``BIOIMAGEIO_CACHE_PATH``; subcell never downloads, so
+    a temporary folder is enough when the user set none (it must be set before they are imported)."""
+    import os
+
+    os.environ.setdefault("BIOIMAGEIO_CACHE_PATH", str(Path(tempfile.gettempdir()) / "subcell-bioimageio-cache"))
+
+
+@contextmanager
+def quiet_torchscript() -> Iterator[None]:
+    """torch 2.13 deprecates ``torch.jit``, but TorchScript is the weight format bioimage.io runners (deepImageJ,
+    ilastik, bioimageio.core) read; tracing turns shape-dependent Python values into constants, which the tests
+    check by running every traced network at other shapes."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "`torch.jit", DeprecationWarning)
+        warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
+        yield
 
 
 @dataclass
@@ -48,13 +71,9 @@ def check_package_output(output: str | Path, *, license: str, overwrite: bool) -
 
 def save_weights(folder: Path, module: torch.nn.Module, traceable: torch.nn.Module, example: Any) -> None:
     """``weights.pt`` (the state dict of ``module``) and ``weights_torchscript.pt`` (``traceable`` traced on
-    ``example``, which computes the same function). torch 2.13 deprecates TorchScript, but it is the weight
-    format bioimage.io runners (deepImageJ, ilastik, bioimageio.core) read."""
+    ``example``, which computes the same function)."""
     torch.save({k: v.cpu() for k, v in module.state_dict().items()}, folder / "weights.pt")
-    with torch.no_grad(), warnings.catch_warnings():
-        warnings.filterwarnings("ignore", "`torch.jit", DeprecationWarning)
-        # shape-dependent Python values become constants; the tests run every traced network at other shapes
-        warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
+    with torch.no_grad(), quiet_torchscript():
         traced = torch.jit.trace(traceable.eval(), example, check_trace=False)
     traced.save(str(folder / "weights_torchscript.pt"))
 
@@ -122,15 +141,13 @@ def run_package_test(path: str | Path, *, name: str | Path | None = None) -> flo
 
     Returns the seconds it took.
     """
-    import os
     import time
 
-    os.environ.setdefault("BIOIMAGEIO_CACHE_PATH", str(Path(tempfile.gettempdir()) / "subcell-bioimageio-cache"))
+    bioimageio_cache()
     from bioimageio.core import test_model
 
     t0 = time.perf_counter()
-    with warnings.catch_warnings():  # torch 2.13 deprecates the TorchScript the zoo's runners load
-        warnings.filterwarnings("ignore", "`torch.jit", DeprecationWarning)
+    with quiet_torchscript():
         summary = test_model(Path(path), devices=["cpu"])
     seconds = time.perf_counter() - t0
     if summary.status != "passed":

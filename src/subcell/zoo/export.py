@@ -10,7 +10,6 @@ that does not reproduce its own test output is never left behind.
 
 from __future__ import annotations
 
-import io
 import json
 import math
 import tempfile
@@ -88,26 +87,12 @@ def _zscore(x: np.ndarray) -> np.ndarray:
     return ((x - x.mean()) / (x.std() + EPS)).astype(np.float32)
 
 
-def _cover(test_in: np.ndarray, test_out: np.ndarray, names: list[str]) -> bytes:
-    """Input and predictions, middle plane, side by side (PNG, 2:1 as the zoo asks)."""
-    import matplotlib
+def _cover(model: LabelFreeModel, test_in: np.ndarray, test_out: np.ndarray, names: list[str]) -> bytes:
+    """Input and the first predictions in orthogonal views at physical aspect (the report's figure)."""
+    from subcell.plotting import orthoviews_png
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    panels = [("bright-field", test_in)] + [(n, test_out[i]) for i, n in enumerate(names[:3])]
-    fig, axes = plt.subplots(1, len(panels), figsize=(2 * len(panels), 2.2), dpi=100)
-    for ax, (title, vol) in zip(np.atleast_1d(axes), panels, strict=True):
-        plane = vol[vol.shape[0] // 2]
-        lo, hi = np.percentile(plane, [1, 99.5])
-        ax.imshow(plane, cmap="gray", vmin=lo, vmax=hi if hi > lo else lo + 1)
-        ax.set_title(title, fontsize=9)
-        ax.axis("off")
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    plt.close(fig)
-    return buf.getvalue()
+    panels = {"bright-field": test_in} | {n: test_out[i] for i, n in enumerate(names[:3])}
+    return orthoviews_png(panels, model.voxel_size.as_tuple(), columns=4)
 
 
 def _readme(model: LabelFreeModel, name: str, test_shape: tuple[int, ...]) -> str:
@@ -178,7 +163,7 @@ def export_labelfree(
         d = Path(tmpdir)
         np.save(d / "test_input.npy", test_in[None, None])
         np.save(d / "test_output.npy", test_out)
-        (d / "cover.png").write_bytes(_cover(test_in, test_out[0], names))
+        (d / "cover.png").write_bytes(_cover(model, test_in, test_out[0], names))
         (d / "README.md").write_text(_readme(model, name, test_in.shape))
         # shapes are not baked in: the U-Net has no shape-dependent branches (tested)
         example = torch.from_numpy(_zscore(test_in))[None, None]

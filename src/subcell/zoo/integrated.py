@@ -15,6 +15,7 @@ from torch import nn
 
 from subcell._version import __version__
 from subcell.errors import ValueRangeError
+from subcell.integrated.objective import predicted_mean
 from subcell.zoo.common import (
     ExportResult,
     check_package_output,
@@ -44,15 +45,14 @@ class PackagedIntegrated(nn.Module):
                                  VAEConfig.model_validate(conditional_network))  # fmt: skip
         self.n_structures = int(n_structures)
         self.latent_dim = int(VAEConfig.model_validate(conditional_network).latent_dim)
-        self.bernoulli = structure_likelihood == "bernoulli"
+        self.likelihood: Any = structure_likelihood
 
     def forward(self, ref: torch.Tensor) -> torch.Tensor:
         z = torch.zeros(ref.shape[0], self.latent_dim, dtype=ref.dtype, device=ref.device)
         outs = []
         for s in range(self.n_structures):
             ids = torch.full((ref.shape[0],), s, dtype=torch.long, device=ref.device)
-            y = self.net.conditional.decode(z, ref, ids).float()
-            outs.append(torch.sigmoid(y) if self.bernoulli else y)
+            outs.append(predicted_mean(self.net.conditional.decode(z, ref, ids), [self.likelihood]))
         return torch.cat(outs, dim=1)
 
 

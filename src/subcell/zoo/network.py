@@ -13,6 +13,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from subcell.labelfree.model import with_std
 from subcell.labelfree.network import NetworkConfig, UNet, build_network
 
 __all__ = ["PackagedUNet"]
@@ -35,7 +36,4 @@ class PackagedUNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = self.net(x).float()
-        if self.uncertainty:
-            n = self.n_targets
-            y = torch.cat([y[:, :n], torch.exp(0.5 * y[:, n:].clamp(-20.0, 20.0))], dim=1)
-        return y
+        return with_std(y, self.n_targets) if self.uncertainty else y

@@ -23,6 +23,7 @@ import torch
 
 from subcell.errors import InputFileError
 from subcell.image import VoxelSize
+from subcell.zoo.common import bioimageio_cache, quiet_torchscript
 
 __all__ = ["PackagedModel", "load_package"]
 
@@ -99,6 +100,10 @@ class PackagedModel:
         patch = self.training.get("patch_size")
         return tuple(patch) if patch else self.minimum  # type: ignore[return-value]
 
+    @property
+    def tile_rule(self) -> str:
+        return f"per axis minimum + k·step, {self.minimum} + k·{self.step}"
+
     def valid_tile(self, tile: tuple[int, ...]) -> tuple[int, int, int]:
         """The smallest size the package accepts at or above ``tile``, per axis."""
         return tuple(  # type: ignore[return-value]
@@ -153,12 +158,12 @@ def _pointwise(op: str, kw: dict[str, Any], rows: np.ndarray) -> np.ndarray:
     raise ValueError(f"operation {op!r} is not supported")
 
 
-def _ops(steps: Any, where: str, allowed: set[str] | None, path: Path) -> list[tuple[str, dict[str, Any]]]:
+def _ops(steps: Any, where: str, allowed: set[str], path: Path) -> list[tuple[str, dict[str, Any]]]:
     out = []
     for step in steps or []:
         op = str(step.id)
         kw = step.kwargs.model_dump(mode="json") if hasattr(step, "kwargs") else {}
-        if allowed is not None and op not in allowed:
+        if op not in allowed:
             raise InputFileError(
                 f"{where} operation {op!r} is not supported (supported: {', '.join(sorted(allowed))})", path=path
             )
@@ -175,10 +180,7 @@ PRE = {"zero_mean_unit_variance", "fixed_zero_mean_unit_variance", "scale_range"
 
 def load_package(path: str | Path, *, device: str | torch.device = "cpu", verify: bool = True) -> PackagedModel:
     """Read a bioimage.io model package; with ``verify`` its test input must reproduce its test output."""
-    import os
-    import tempfile
-
-    os.environ.setdefault("BIOIMAGEIO_CACHE_PATH", str(Path(tempfile.gettempdir()) / "subcell-bioimageio-cache"))
+    bioimageio_cache()
     from bioimageio.spec import InvalidDescr, load_model_description
     from bioimageio.spec.model import v0_5
 
@@ -323,11 +325,8 @@ def _weights(descr: Any, path: Path, device: str | torch.device) -> tuple[torch.
 
     w = descr.weights
     if w.torchscript is not None:
-        import warnings
-
         data = download(w.torchscript.source).read()
-        with warnings.catch_warnings():  # deprecated in torch 2.13, still the zoo's portable format
-            warnings.filterwarnings("ignore", "`torch.jit", DeprecationWarning)
+        with quiet_torchscript():
             return torch.jit.load(io.BytesIO(data), map_location=device).eval(), "torchscript"
     if w.pytorch_state_dict is not None:
         from bioimageio.core.digest_spec import import_callable
@@ -342,39 +341,29 @@ def _weights(descr: Any, path: Path, device: str | torch.device) -> tuple[torch.
     raise InputFileError(f"weights {formats}: torchscript or pytorch_state_dict are needed", path=path)
 
 
-def whole_stack_stats(vol: np.ndarray, percentiles: list[float]) -> dict[str, Any]:
-    return {
-        "mean": float(vol.mean(dtype=np.float64)),
-        "std": float(vol.std(dtype=np.float64)),
-        "percentiles": dict(zip(percentiles, np.percentile(vol, percentiles).tolist(), strict=True)),
-    }
-
-
 def _verify(model: PackagedModel, inp: Any, out: Any, path: Path) -> None:
-    """The package's test input, run the way prediction runs it, must give its test output."""
+    """The package's test input, run through :func:`subcell.labelfree.predict_image` as any image would be
+    (whole-stack statistics, tiles, postprocessing), must give its test output."""
     from bioimageio.spec.utils import load_array
 
-    x = np.asarray(load_array(inp.test_tensor), np.float32)
-    y = np.asarray(load_array(out.test_tensor), np.float32)
+    from subcell.image import Image
+    from subcell.labelfree.config import PredictConfig
+    from subcell.labelfree.predict import predict_image
+
     net = model.network
-    x5 = _to_axes(torch.from_numpy(x), net.in_axes, "bczyx").numpy()
-    y5 = _to_axes(torch.from_numpy(y), net.out_axes, "bczyx").numpy()
+    x5 = _to_axes(torch.from_numpy(np.asarray(load_array(inp.test_tensor), np.float32)), net.in_axes, "bczyx")
+    y5 = _to_axes(torch.from_numpy(np.asarray(load_array(out.test_tensor), np.float32)), net.out_axes, "bczyx")
+    image = Image(x5.numpy(), voxel_size=model.voxel_size, channel_names=[model.input_channel])  # batch → T
     dev = next((p.device for p in net.parameters()), torch.device("cpu"))
-    got = []
-    for item in x5:
-        z = model.preprocess(item, whole_stack_stats(item, model.percentiles))
-        with torch.inference_mode():
-            p = net(torch.from_numpy(np.ascontiguousarray(z))[None].to(dev))
-        got.append(model.postprocess(p.cpu().numpy()[0]))
-    pred = np.stack(got)
-    if pred.shape != y5.shape:
+    pred = predict_image(model, image, PredictConfig(precision="fp32", device=str(dev))).numpy()  # type: ignore[arg-type]
+    if pred.shape != tuple(y5.shape):
         raise InputFileError(f"weights give an output of shape {pred.shape} for the test input; the package's test "
-                             f"output is {y5.shape}", path=path)  # fmt: skip
-    tol = 1e-4 + 1e-3 * np.abs(y5)
-    bad = np.abs(pred - y5) > tol
+                             f"output is {tuple(y5.shape)}", path=path)  # fmt: skip
+    y = y5.numpy()
+    bad = np.abs(pred - y) > 1e-4 + 1e-3 * np.abs(y)
     if bad.mean() > 1e-4:
         raise InputFileError(
             f"weights do not reproduce the package's test output ({bad.mean():.1%} of values differ by more than "
-            f"1e-3 relative, largest {float(np.abs(pred - y5).max()):.3g})",
+            f"1e-3 relative, largest {float(np.abs(pred - y).max()):.3g})",
             path=path,
         )
