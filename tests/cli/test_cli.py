@@ -104,6 +104,7 @@ def test_manifest_check_reports_every_row(tmp_path: Path) -> None:
     )
 
 
+@pytest.mark.slow  # 2.5-3 minutes: the default suite's budget; `make demo` runs the same steps
 def test_demo_runs_end_to_end(tmp_path: Path) -> None:
     r = subcell_cli(
         "demo", "--out", str(tmp_path / "demo"), "--labelfree-minutes", "0.1", "--integrated-minutes", "0.1"
@@ -114,6 +115,11 @@ def test_demo_runs_end_to_end(tmp_path: Path) -> None:
     assert "zero-shot (shipped model" in r.stdout and "fine-tuned from hipsc-bf-3d" in r.stdout
     assert "[7/8]" in r.stdout and "cells extracted" in r.stdout and "shuffled reference" in r.stdout
     assert "[8/8] time-lapse" in r.stdout and "TRA" in r.stdout and "divisions" in r.stdout
+    assert "smoothed along tracks" in r.stdout
+    tracks = pd.read_parquet(tmp_path / "demo" / "tracks.parquet")
+    on = tracks.state_true.fillna("") != ""
+    assert on.sum() > 50 and (tracks.state[on] == tracks.state_true[on]).mean() > 0.8
+    assert {"state", "entry_frame"} <= set(pd.read_csv(tmp_path / "demo" / "transitions.csv").columns)
     demo = tmp_path / "demo"
     assert io.read_cell_store(demo / "cells.zarr").crops.shape[0] > 10
     assert (demo / "integrated_model" / "weights.safetensors").exists()

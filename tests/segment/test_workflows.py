@@ -40,6 +40,7 @@ def test_all_builtin_workflows_load_and_round_trip_through_yaml(tmp_path: Path) 
         "vesicles",
         "nucleus_from_prediction",
         "nucleus_widefield",
+        "nucleus_dense",
     } <= names
     for name in names:
         copy = tmp_path / f"{name}.yaml"
@@ -176,3 +177,36 @@ def test_every_problem_of_a_workflow_file_is_reported_at_once(tmp_path: Path) ->
     assert "3 problems" in msg and "\n" not in msg
     assert "steps[1] gaussian_smooth.sigma_um" in msg and "steps[2] threshold.method" in msg
     assert "steps[4] combine.other: refers to 'nowhere'" in msg
+
+
+def test_split_touching_uses_a_dim_band_of_the_stain_but_not_texture(tmp_path: Path) -> None:
+    from scipy import ndimage as ndi
+
+    from subcell.segment.split import split_touching
+
+    vs = (0.25, 0.25, 0.25)
+    # two nuclei pressed flat together: one 6 µm ellipsoid-like slab pair with no neck in the shape at all
+    zz, yy, xx = np.ogrid[-14:15, -14:15, -34:35]
+    mask = (zz**2 + yy**2) / 12.0**2 + xx**2 / 30.0**2 <= 1
+    stain = np.where(mask, 1.0, 0.0).astype(np.float32)
+    stain[:, :, 33:36] *= 0.3  # the fading stain between the two nuclei (a 0.75 µm band)
+    stain = ndi.gaussian_filter(stain, 1.0)
+    assert split_touching(mask, voxel_size=vs).max() == 1  # the shape alone: one object
+    lobes = split_touching(mask, voxel_size=vs, intensity=stain)
+    assert lobes.max() == 2 and set(np.unique(lobes[:, :, 20])) == {0, lobes[14, 14, 10]}
+    assert lobes[14, 14, 10] != lobes[14, 14, 58]
+    # one round nucleus with chromatin texture (dark and bright specks everywhere) stays one
+    r = np.ogrid[-20:21, -20:21, -20:21]
+    ball = sum(a**2 for a in r) <= 18**2
+    rng = np.random.default_rng(0)
+    texture = ndi.gaussian_filter(rng.random(ball.shape).astype(np.float32), 1.5)
+    texture = (texture - texture.min()) / np.ptp(texture)
+    assert split_touching(ball, voxel_size=vs, intensity=np.where(ball, 0.4 + 0.6 * texture, 0)).max() == 1
+    # through a workflow: the stain is a named earlier result
+    path = tmp_path / "split.yaml"
+    path.write_text(
+        "name: split\ninputs: [dna]\nkind: instance\nsteps:\n  - gaussian_smooth: {sigma_um: 0.1, output: s}\n"
+        "  - threshold: {method: absolute, value: 0.05}\n  - split_touching: {depth_um: 0.5, intensity: s}\n"
+    )
+    out = run_workflow(load_workflow(path), {"dna": stain * mask}, voxel_size=vs)
+    assert len(np.unique(out)) - 1 == 2

@@ -181,3 +181,41 @@ def test_lineage_order_puts_daughters_under_parents_and_figure_renders() -> None
     table = tr.table.assign(state=np.where(tr.table.t >= 3, "G1", "M"))
     assert lineage_png(tr.table, tr.lineage, time_interval_s=60)[:4] == b"\x89PNG"
     assert lineage_png(table, tr.lineage, state="state")[:4] == b"\x89PNG"
+
+
+def _merge_movie() -> np.ndarray:
+    """Two nuclei move down side by side (columns 20 and 28); in frames 3-4 the segmentation joins them into one
+    object, in frame 5 they are two again. A third nucleus far away really divides in frame 4."""
+    lab = np.zeros((8, 1, 64, 64), np.uint16)
+    for t in range(8):
+        y = 10 + 2 * t
+        if t in (3, 4):
+            lab[t, 0, y - 2 : y + 3, 18:31] = 50 + t  # one merged object spanning both
+        else:
+            _box(lab, t, y, 20, 10 + t)
+            _box(lab, t, y, 28, 30 + t)
+        if t < 4:
+            _box(lab, t, 50, 50, 60 + t)
+        else:
+            _box(lab, t, 50, 46, 70 + t)
+            _box(lab, t, 50, 54, 80 + t)
+    return lab
+
+
+@pytest.mark.parametrize("resolve", [True, False])
+def test_a_merge_of_two_tracks_is_not_read_as_a_division(resolve: bool) -> None:
+    tr = track_timelapse(_merge_movie(), voxel_size=(1.0, 0.5, 0.5), time_interval_s=60,
+                         config=TrackConfig(max_speed_um_per_min=4.0, resolve_merges=resolve))  # fmt: skip
+    lin = tr.lineage.set_index("track_id")
+    left, right = int(tr.labels[0, 0, 10, 20]), int(tr.labels[0, 0, 10, 28])
+    after_left, after_right = int(tr.labels[5, 0, 20, 20]), int(tr.labels[5, 0, 20, 28])
+    divided = lin[lin.parent_track > 0].parent_track.unique().tolist()
+    if resolve:
+        # both identities survive the merge: the same ids before and after, no division but the real one
+        assert (after_left, after_right) == (left, right)
+        assert divided == [int(tr.labels[0, 0, 50, 50])]
+        merged = int(tr.labels[3, 0, 16, 24])
+        assert merged in (left, right) and lin.loc[left, "end"] == 7 and lin.loc[right, "end"] == 7
+    else:
+        # without it the split of the merged object is read as a second division
+        assert len(divided) == 2 and {after_left, after_right}.isdisjoint({left, right})

@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from subcell.cli.demo_dynamics import dynamics_step
 from subcell.errors import OutputExistsError
 
 __all__ = ["run_demo"]
@@ -270,34 +271,6 @@ def integrated_step(out: Path, *, seed: int, minutes: float = INTEGRATED_MINUTES
     return (f"{head}; integrated model: reference {tr['reference']['steps']} + conditional "
             f"{tr['conditional']['steps']} steps; held-out ELBO gain of the true over a shuffled reference "
             f"(nats/cell): {gain} → {out / 'integrated_samples.png'}")  # fmt: skip
-
-
-def dynamics_step(out: Path, *, seed: int) -> str:
-    """A short synthetic time-lapse with divisions: segment every frame, track, score against the exact truth,
-    and draw the lineages."""
-    from subcell import io, synth
-    from subcell.segment import load_workflow, segment_image
-    from subcell.track import TrackConfig, track_timelapse, tracks_from_lineage
-    from subcell.track.evaluate import evaluate_tracks
-    from subcell.track.figures import lineage_png
-
-    timelapse: dict[str, Any] = {"time.frames": 10, "time.division_probability": 0.05}
-    field = synth.synth_field(shape=(8, 192, 192), voxel_size=(0.6, 0.3, 0.3), seed=seed + 100, **timelapse)
-    path = synth.write_field(field, out / "timelapse.ome.zarr", overwrite=True)
-    vs, dt = field.image.voxel_size.as_tuple(), float(field.image.time_interval or 300.0)
-    seg = segment_image(field.image.channel("dna"), load_workflow("nucleus")).numpy()[:, 0]
-    result = track_timelapse(seg, voxel_size=vs, time_interval_s=dt, config=TrackConfig())
-    io.write_table(result.table, out / "tracks.parquet", overwrite=True)
-    parents = dict(zip(field.lineage.track_id, field.lineage.parent_id, strict=True))
-    truth = tracks_from_lineage(field.labels["nucleus"], parents, voxel_size=vs)
-    score, _ = evaluate_tracks(result, truth)
-    (out / "lineage.png").write_bytes(lineage_png(result.table, result.lineage, time_interval_s=dt))
-    divisions = int((result.lineage.parent_track > 0).sum() // 2)
-    return (
-        f"[8/8] time-lapse {path.name}: {field.image.shape[0]} frames segmented and tracked: "
-        f"{len(result.lineage)} tracks, {divisions} divisions; vs truth TRA {score['TRA']:.3f}, "
-        f"division F1 {score['division_f1']:.2f} ({score['true_divisions']} true) → {out / 'lineage.png'}"
-    )
 
 
 def write_report(out: Path, lines: list[str], settings: dict[str, Any] | None = None) -> str:

@@ -189,7 +189,11 @@ def load_tracks(path: Path, *, label: str | None, voxel_size: Any, axes: str | N
 def evaluate_tracks(
     pred: Annotated[Path, typer.Argument(help="Predicted tracks: `subcell track` output or a CTC result folder.")],
     truth: Annotated[
-        Path, typer.Argument(help="Truth: CTC folder, `subcell track` output, or OME-Zarr with tables/lineage.")
+        Path,
+        typer.Argument(
+            help="Truth: CTC folder, `subcell track` output, OME-Zarr with tables/lineage, or point tracks "
+            "(.npy napari Tracks data in pixels; .csv/.parquet with track_id, t, y, x or y_um, x_um)."
+        ),
     ],
     truth_label: Annotated[
         Optional[str], typer.Option("--truth-label", help="NGFF label image of a truth OME-Zarr (e.g. nucleus).")  # noqa: UP045
@@ -211,12 +215,22 @@ def evaluate_tracks(
     from subcell.io import write_bundle
     from subcell.io._atomic import check_output
     from subcell.track.evaluate import evaluate_tracks as score
+    from subcell.track.points import POINT_SUFFIXES
 
     if output is not None:
         check_output(output, overwrite=overwrite)
-    p, _ = load_tracks(pred, label=None, voxel_size=voxel_size, axes=axes, what="prediction")
-    t, _ = load_tracks(truth, label=truth_label, voxel_size=voxel_size, axes=axes, what="truth")
-    summary, per_track = score(p, t, frame_tolerance=frame_tolerance)
+    p, p_vs = load_tracks(pred, label=None, voxel_size=voxel_size, axes=axes, what="prediction")
+    if truth.suffix in POINT_SUFFIXES:
+        from subcell.track.points import evaluate_point_tracks, read_point_tracks
+
+        points = read_point_tracks(truth, voxel_size=p_vs)
+        summary = evaluate_point_tracks(p, points, voxel_size=p_vs, frame_tolerance=frame_tolerance)
+        per_track = None
+        typer.echo(f"point tracks: {summary['points_matched']:.1%} of {summary['true_objects']} points inside a "
+                   f"predicted object; {summary['objects_with_several_points']} objects hold several points")  # fmt: skip
+    else:
+        t, _ = load_tracks(truth, label=truth_label, voxel_size=voxel_size, axes=axes, what="truth")
+        summary, per_track = score(p, t, frame_tolerance=frame_tolerance)
     typer.echo(" ".join(f"{k} {summary[k]:.4f}" for k in ("TRA", "DET", "LNK", "SEG")))
     typer.echo(f"divisions (±{frame_tolerance} frames): precision {summary['division_precision']:.3f} recall "
                f"{summary['division_recall']:.3f} F1 {summary['division_f1']:.3f} ({summary['true_divisions']} true, "
@@ -224,6 +238,6 @@ def evaluate_tracks(
     typer.echo(f"tracks: {summary['true_tracks']} true, {summary['predicted_tracks']} predicted; objects: "
                f"{summary['true_objects']} true, {summary['predicted_objects']} predicted")  # fmt: skip
     if output is not None:
-        write_bundle(output, tables={"per_track.csv": per_track},
+        write_bundle(output, tables={"per_track.csv": per_track} if per_track is not None else {},
                      files={"metrics.json": json.dumps(summary, indent=2).encode()}, overwrite=overwrite)  # fmt: skip
         typer.echo(f"wrote {output}")

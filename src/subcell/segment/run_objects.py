@@ -151,7 +151,8 @@ def _per_object(fld: Field, op: Op) -> None:
         i, crop = item
         own = np.asarray(labels[crop]) == i
         if isinstance(s, S.SplitTouching):
-            return i, own, _split_object(own, s, vs)
+            stain = fld.read(op.refs["intensity"], crop) if "intensity" in op.refs else None
+            return i, own, _split_object(own, s, vs, stain)
         assert isinstance(s, S.Thinning)
         thin = filters.topology_preserving_thinning(own, min_thickness_um=s.min_thickness_um, thin_um=s.thin_um,
                                                     voxel_size=vs)  # fmt: skip
@@ -189,10 +190,11 @@ def _per_object(fld: Field, op: Op) -> None:
         write(fld, op.out, np.int32, lambda b: new[fld.read(lobes_name, b.core)])
 
 
-def _split_object(own: np.ndarray, s: S.SplitTouching, vs: VoxelSize) -> np.ndarray:
+def _split_object(own: np.ndarray, s: S.SplitTouching, vs: VoxelSize, stain: np.ndarray | None) -> np.ndarray:
     from subcell.segment.split import split_touching
 
-    return split_touching(own, depth_um=s.depth_um, max_neck_ratio=s.max_neck_ratio, voxel_size=vs)
+    return split_touching(own, depth_um=s.depth_um, max_neck_ratio=s.max_neck_ratio, voxel_size=vs, intensity=stain,
+                          intensity_weight=s.intensity_weight)  # fmt: skip
 
 
 def label_step(fld: Field, op: Op) -> None:

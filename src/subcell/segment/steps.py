@@ -191,6 +191,11 @@ class SplitTouching(Step):
         0.7, gt=0, le=1, description="lobes stay one object when their neck is wider than this share of the thinner"
     )
     max_radius_um: float = Field(8.0, gt=0, le=200, description="largest object radius (bounds an object's memory)")
+    intensity: str | None = Field(
+        None,
+        description="named stain image (background near 0, e.g. after normalize) whose dim bands also split objects",
+    )
+    intensity_weight: float = Field(0.5, ge=0, le=2, description="exponent of the stain's relative brightness")
 
 
 class SeededWatershed(Step):

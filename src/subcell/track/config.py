@@ -30,6 +30,12 @@ class TrackConfig(BaseModel):
     division_distance_factor: float = Field(
         1.5, gt=0, le=10, description="a daughter lies within this × the largest displacement of its parent"
     )
+    resolve_merges: bool = Field(
+        True,
+        description="two tracks that run into one object (touching nuclei segmented as one) and leave it again as two "
+        "keep their identities instead of ending in a false division",
+    )
+    max_merge_frames: int = Field(10, ge=1, le=200, description="longest merge that is resolved (frames)")
     size_weight: float = Field(0.5, ge=0, le=10, description="cost weight of the change of equivalent diameter")
     intensity_weight: float = Field(0.0, ge=0, le=10, description="cost weight of the relative intensity change")
     min_track_frames: int = Field(1, ge=1, description="tracks shorter than this (and without relatives) are dropped")

@@ -16,7 +16,7 @@ import numpy as np
 from subcell.errors import ValueRangeError
 from subcell.track.config import TrackConfig
 
-__all__ = ["assign_tracks", "link_objects", "max_displacement_um"]
+__all__ = ["assign_tracks", "link_objects", "max_displacement_um", "resolve_merges"]
 
 
 def max_displacement_um(config: TrackConfig, time_interval_s: float) -> float:
@@ -73,7 +73,7 @@ def link_objects(objects: Any, *, n_frames: int, time_interval_s: float, config:
         gap_closing_max_frame_count=gap + 1,
         splitting_metric="sqeuclidean",
         splitting_cutoff=split_cut if cfg.divisions else False,
-        merging_cutoff=False,
+        merging_cutoff=split_cut if cfg.resolve_merges else False,
         # alternative costs at the cutoffs instead of laptrack's percentile estimate: any link within reach beats
         # starting or ending a track (cells rarely appear or vanish inside a colony), and with few candidates the
         # percentile estimate fell below plausible division links (divisions were missed on synthetic truth)
@@ -82,12 +82,57 @@ def link_objects(objects: Any, *, n_frames: int, time_interval_s: float, config:
         segment_start_cost=max(gap_cut, split_cut),
         segment_end_cost=max(gap_cut, split_cut),
         no_splitting_cost=split_cut,
+        no_merging_cost=split_cut,
     )
     graph = tracker.predict(coords) if len(objs) else None
+    if graph is not None and cfg.resolve_merges:
+        resolve_merges(graph, coords, max_frames=cfg.max_merge_frames)
     objs = assign_tracks(objs, graph)
     if cfg.min_track_frames > 1:
         objs = _drop_short(objs, cfg.min_track_frames)
     return objs
+
+
+def resolve_merges(graph: Any, coords: list[np.ndarray], *, max_frames: int) -> None:
+    """Undo merges in a laptrack graph (in place), so every node keeps at most one predecessor.
+
+    A merge (two tracks A, B linked into one object M) is what a segmentation that joins two touching nuclei
+    looks like. When the chain from M splits again into C, D within ``max_frames``, the two tracks went through
+    M side by side: the predecessor nearer to M keeps the chain, the pairing of (A, B) with (C, D) that moves
+    least decides which daughter each continues into, and the other track skips the merged frames (a gap).
+    Without it the split reads as a division of a cell that never divided, and one identity is lost. A merge
+    that never splits keeps only its nearest predecessor (the other track ends there).
+
+    Written here because laptrack links merges and splits but leaves their meaning to the caller; a merge is
+    resolved from the positions alone (``coords`` per frame, the link features, µm first).
+    """
+
+    def pos(node: tuple[int, int]) -> np.ndarray:
+        return coords[node[0]][node[1], :3]
+
+    def far(a: Any, b: Any) -> float:
+        return float(np.sum((pos(a) - pos(b)) ** 2))
+
+    for merge in sorted(n for n in graph.nodes if graph.in_degree(n) > 1):
+        preds = sorted(graph.predecessors(merge), key=lambda p: far(p, merge))
+        node, steps = merge, 0
+        while graph.out_degree(node) == 1 and steps < max_frames:
+            nxt = next(iter(graph.successors(node)))
+            if graph.in_degree(nxt) > 1:
+                break
+            node, steps = nxt, steps + 1
+        keep, other = preds[0], preds[1]
+        for extra in preds[2:]:
+            graph.remove_edge(extra, merge)
+        graph.remove_edge(other, merge)
+        if graph.out_degree(node) != 2 or node[0] - merge[0] > max_frames:
+            continue
+        c, d = sorted(graph.successors(node))
+        # the pairing that moves least: (keep → c, other → d) or (keep → d, other → c)
+        if far(keep, c) + far(other, d) > far(keep, d) + far(other, c):
+            c, d = d, c
+        graph.remove_edge(node, d)
+        graph.add_edge(other, d)
 
 
 def assign_tracks(objs: Any, graph: Any) -> Any:

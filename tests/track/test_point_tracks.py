@@ -1,0 +1,81 @@
+"""Scoring tracks against point tracks (truth without masks): hand-worked AOGM, merges, file formats, CLI."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from subcell.errors import InputFileError, ValueRangeError
+from subcell.track import tracks_from_lineage
+from subcell.track.points import evaluate_point_tracks, read_point_tracks
+
+VS = (1.0, 0.5, 0.5)
+
+
+def _pred_missing_middle() -> object:
+    """One 2D object over 3 frames, missed in frame 1; the object after the gap is a new track."""
+    lab = np.zeros((3, 1, 20, 20), np.uint8)
+    lab[:, 0, 4:10, 4:10] = 1
+    lab[1] = 0
+    lab[2][lab[2] == 1] = 2
+    return tracks_from_lineage(lab, {}, voxel_size=VS)
+
+
+def test_hand_worked_points_missed_object() -> None:
+    # one true point track at pixel (6, 7) in frames 0-2: AOGM = 1 missed vertex × 10 + 2 missed edges × 1.5
+    points = pd.DataFrame({"track_id": [1, 1, 1], "t": [0, 1, 2], "z_um": 0.0, "y_um": 3.0, "x_um": 3.5,
+                           "parent_track": 0})  # fmt: skip
+    s = evaluate_point_tracks(_pred_missing_middle(), points, voxel_size=VS)
+    assert s["AOGM"] == pytest.approx(13) and s["TRA"] == pytest.approx(1 - 13 / 33)
+    assert s["DET"] == pytest.approx(1 - 10 / 30) and s["points_matched"] == pytest.approx(2 / 3)
+    assert np.isnan(s["SEG"]) and s["objects_with_several_points"] == 0
+
+
+def test_two_points_in_one_object_are_a_merge(tmp_path: Path) -> None:
+    lab = np.zeros((2, 1, 20, 20), np.uint8)
+    lab[:, 0, 2:12, 2:12] = 1  # one predicted object (in each of 2 frames) holding both true nuclei
+    pred = tracks_from_lineage(lab, {}, voxel_size=VS)
+    # napari Tracks data in pixels: [track_id, t, y, x]
+    arr = np.array([[1, 0, 4, 4], [1, 1, 4, 4], [2, 0, 9, 9], [2, 1, 9, 9]], float)
+    np.save(tmp_path / "points.npy", arr)
+    points = read_point_tracks(tmp_path / "points.npy", voxel_size=VS)
+    assert points[["y_um", "x_um"]].to_numpy()[2].tolist() == [4.5, 4.5]  # pixels × voxel size
+    s = evaluate_point_tracks(pred, points, voxel_size=VS)
+    assert s["objects_with_several_points"] == 2 and s["TRA"] < 1.0 and s["points_matched"] == 1.0
+    perfect = evaluate_point_tracks(pred, points[points.track_id == 1], voxel_size=VS)
+    assert perfect["TRA"] == pytest.approx(1.0)
+
+
+def test_point_files_in_um_and_bad_ones(tmp_path: Path) -> None:
+    pd.DataFrame({"track_id": [1], "t": [0], "y_um": [3.0], "x_um": [3.5]}).to_csv(tmp_path / "p.csv", index=False)
+    p = read_point_tracks(tmp_path / "p.csv", voxel_size=VS)
+    assert (p.y_um.item(), p.x_um.item(), p.z_um.item()) == (3.0, 3.5, 0.0)
+    pd.DataFrame({"track_id": [1], "t": [0], "row": [3.0]}).to_csv(tmp_path / "bad.csv", index=False)
+    with pytest.raises(InputFileError, match="need columns track_id, t and y, x"):
+        read_point_tracks(tmp_path / "bad.csv", voxel_size=VS)
+    np.save(tmp_path / "bad.npy", np.zeros((3, 3)))
+    with pytest.raises(InputFileError, match="napari Tracks array"):
+        read_point_tracks(tmp_path / "bad.npy", voxel_size=VS)
+    far = pd.DataFrame({"track_id": [1], "t": [0], "z_um": 0.0, "y_um": 300.0, "x_um": 1.0, "parent_track": 0})
+    with pytest.raises(ValueRangeError, match="outside"):
+        evaluate_point_tracks(_pred_missing_middle(), far, voxel_size=VS)
+
+
+def test_cli_scores_a_track_folder_against_points(tmp_path: Path) -> None:
+    from subcell import io
+    from subcell.image import Image
+    from tests.conftest import subcell_cli
+
+    lab = np.zeros((3, 20, 20), np.uint16)
+    for t in range(3):
+        lab[t, 4:10, 4 + t : 10 + t] = 3 + t
+    io.write(Image(lab[:, None, None], voxel_size=VS, dims="TCZYX", time_interval=60.0), tmp_path / "lab.ome.tif")
+    r = subcell_cli("track", str(tmp_path / "lab.ome.tif"), str(tmp_path / "tr"))
+    assert r.returncode == 0, r.stderr
+    np.save(tmp_path / "pts.npy", np.array([[5, t, 7, 7 + t] for t in range(3)], float))
+    r = subcell_cli("evaluate-tracks", str(tmp_path / "tr"), str(tmp_path / "pts.npy"))
+    assert r.returncode == 0, r.stderr
+    assert "TRA 1.0000" in r.stdout and "point tracks" in r.stdout
