@@ -157,7 +157,67 @@ def volume(tmp: Path, shape: tuple[int, int, int]) -> dict:
     res: dict = {"shape": list(shape)}
     for workers in (1, 2):
         out = tmp / f"vol{workers}.ome.zarr"
-        code = f"""
+        code = WATCHED.format(argv=["segment", str(field), str(out), "-w", "nucleus", "-c", "dna", "--block-yx", "512",
+                                    "--scheduler", "local", "--workers", str(workers)])  # fmt: skip
+        _, _, outp = _timed([sys.executable, "-c", code])
+        wall, worker_peak, client_peak = _watched_numbers(outp)
+        res[f"workers{workers}"] = {"wall_s": wall, "worker_peak_mb": worker_peak, "client_peak_mb": client_peak}
+        print("volume", workers, res[f"workers{workers}"], flush=True)
+    import numpy as np
+
+    from subcell.io import read
+
+    res["identical"] = bool(np.array_equal(read(tmp / "vol1.ome.zarr").numpy(), read(tmp / "vol2.ome.zarr").numpy()))
+    return res
+
+
+def predict_regions(tmp: Path, shape: tuple[int, int, int]) -> dict:
+    """The shipped `dna` model over one bright-field volume: the plain streamed command (one process), then by
+    1024-px regions on 1 and 2 local workers (one thread each); wall time, peak RSS, and equality."""
+    import numpy as np
+
+    from subcell.io import read
+    from subcell.synth import SynthConfig, write_large_field
+    from subcell.synth.config import StructureRules
+
+    field = tmp / "bf.ome.zarr"
+    # no filament walks (most of the generator's time; the speed of prediction does not depend on the content)
+    rules = StructureRules(mito_per_um3=0.0, microtubule_count=(0, 0), er_tubules_per_um3=0.0)
+    write_large_field(SynthConfig(shape=shape, voxel_size=(0.29, 0.29, 0.29), seed=1, block_yx=512, rules=rules),
+                      field)  # fmt: skip
+    # one explicit tile for all three runs: the same tile grid, so the outputs can be compared bit for bit
+    common = ["--model", "dna", "--precision", "bf16", "--tile", "32", "256", "512", "--quiet", "--overwrite"]
+    res: dict = {"shape": list(shape)}
+    wall, peak, _ = _timed([*EXE, "labelfree", "predict", str(field), str(tmp / "p0.ome.zarr"), *common])
+    res["serial"] = {"wall_s": wall, "client_peak_mb": peak}
+    print("predict serial", res["serial"], flush=True)
+    for workers in (1, 2):
+        code = WATCHED.format(argv=["labelfree", "predict", str(field), str(tmp / f"p{workers}.ome.zarr"), *common,
+                                    "--region-yx", "1024", "--scheduler", "local", "--workers", str(workers)])  # fmt: skip
+        _, _, outp = _timed([sys.executable, "-c", code])
+        wall, worker_peak, client_peak = _watched_numbers(outp)
+        res[f"workers{workers}"] = {"wall_s": wall, "worker_peak_mb": worker_peak, "client_peak_mb": client_peak}
+        print("predict regions", workers, res[f"workers{workers}"], flush=True)
+    ref = read(tmp / "p0.ome.zarr").numpy()
+    res["max_abs_diff"] = {str(w): float(np.abs(read(tmp / f"p{w}.ome.zarr").numpy() - ref).max()) for w in (1, 2)}
+    return res
+
+
+def _watched_numbers(stdout: str) -> tuple[float, float, float]:
+    """Wall, worker peak and client peak from WATCHED's last line of three numbers (the command's own output
+    may come after it: click writes to the binary stream, print to the buffered text one)."""
+    for line in reversed(stdout.strip().splitlines()):
+        parts = line.split()
+        try:
+            a, b, c = map(float, parts)
+        except ValueError:
+            continue
+        return a, b, c
+    raise SystemExit(f"no measurements in:\n{stdout[-2000:]}")
+
+
+# a command run in-process while a thread samples the RSS of every worker process it starts
+WATCHED = """
 import time, psutil, threading
 from subcell.cli.main import run
 peaks = {{}}
@@ -173,23 +233,12 @@ def watch():
         stop.wait(0.1)
 threading.Thread(target=watch, daemon=True).start()
 t0 = time.perf_counter()
-assert run(["segment", "{field}", "{out}", "-w", "nucleus", "-c", "dna", "--block-yx", "512",
-            "--scheduler", "local", "--workers", "{workers}"]) == 0
+assert run({argv!r}) == 0
 wall = time.perf_counter() - t0
 stop.set()
 hwm = [l for l in open('/proc/self/status') if l.startswith('VmHWM')][0].split()[1]
 print(wall, max(peaks.values()) / 2**20, int(hwm) / 1024)
 """
-        _, _, outp = _timed([sys.executable, "-c", code])
-        wall, worker_peak, client_peak = map(float, outp.strip().splitlines()[-1].split())
-        res[f"workers{workers}"] = {"wall_s": wall, "worker_peak_mb": worker_peak, "client_peak_mb": client_peak}
-        print("volume", workers, res[f"workers{workers}"], flush=True)
-    import numpy as np
-
-    from subcell.io import read
-
-    res["identical"] = bool(np.array_equal(read(tmp / "vol1.ome.zarr").numpy(), read(tmp / "vol2.ome.zarr").numpy()))
-    return res
 
 
 def report(r: dict) -> str:
@@ -290,6 +339,21 @@ def report(r: dict) -> str:
             f"{w2['client_peak_mb']:.0f} |",
             "", f"Outputs identical: {v['identical']}.", "",
         ]  # fmt: skip
+    if "predict" in r:
+        v = r["predict"]
+        s0, w1, w2 = v["serial"], v["workers1"], v["workers2"]
+        lines += [
+            f"## One bright-field volume of {'×'.join(map(str, v['shape']))} predicted by regions "
+            "(`labelfree predict --model dna --precision bf16 --tile 32 256 512 --region-yx 1024 --scheduler local`)", "",
+            "| run | wall (s) | speed-up vs streamed | peak RSS per worker (MB) | client peak RSS (MB) | max abs diff vs streamed |",
+            "|---|---:|---:|---:|---:|---:|",
+            f"| streamed, one process | {s0['wall_s']:.1f} | 1.00 | – | {s0['client_peak_mb']:.0f} | – |",
+            f"| regions, 1 worker | {w1['wall_s']:.1f} | {s0['wall_s'] / w1['wall_s']:.2f} | {w1['worker_peak_mb']:.0f} | "
+            f"{w1['client_peak_mb']:.0f} | {v['max_abs_diff']['1']:.2g} |",
+            f"| regions, 2 workers | {w2['wall_s']:.1f} | {s0['wall_s'] / w2['wall_s']:.2f} | {w2['worker_peak_mb']:.0f} | "
+            f"{w2['client_peak_mb']:.0f} | {v['max_abs_diff']['2']:.2g} |",
+            "",
+        ]  # fmt: skip
     return "\n".join(lines) + "\n"
 
 
@@ -302,7 +366,8 @@ def main() -> None:
     ap.add_argument("--volume", type=int, nargs=3, default=(32, 2048, 2048))
     ap.add_argument("--cell-items", type=int, default=40)
     ap.add_argument("--report-only", action="store_true", help="rewrite results.md from results.json")
-    ap.add_argument("--sections", nargs="*", default=["throughput", "cells", "plan", "volume"])
+    ap.add_argument("--predict-volume", type=int, nargs=3, default=(32, 2048, 2048))
+    ap.add_argument("--sections", nargs="*", default=["throughput", "cells", "plan", "volume", "predict"])
     args = ap.parse_args()
     results_path = HERE / "results.json"
     results = json.loads(results_path.read_text()) if results_path.exists() else {}
@@ -317,6 +382,7 @@ def main() -> None:
             "cells": lambda: cells(tmp, args.cell_items, args.fields, tuple(args.shape)),
             "plan": lambda: plan(tmp, args.plan_rows),
             "volume": lambda: volume(tmp, tuple(args.volume)),
+            "predict": lambda: predict_regions(tmp, tuple(args.predict_volume)),
         }
         for name, fn in sections.items():
             if name in args.sections:

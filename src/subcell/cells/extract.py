@@ -68,6 +68,31 @@ def _check_inputs(image: Image, cells: np.ndarray, nuclei: np.ndarray) -> None:
         raise ValueRangeError("nucleus labels are empty (no nucleus)", field="nucleus labels")
 
 
+def _box_of(mask: np.ndarray, margin: Sequence[int]) -> tuple[slice, ...]:
+    """The bounding box of a non-empty mask, widened by ``margin`` voxels per axis (clipped to the array)."""
+    sl = ndi.find_objects(mask.astype(np.uint8, copy=False))[0]
+    return tuple(slice(max(0, s.start - m), min(n, s.stop + m)) for s, m, n in zip(sl, margin, mask.shape, strict=True))
+
+
+def _smoothed(mask: np.ndarray, sigma: np.ndarray) -> np.ndarray:
+    """Gaussian of a binary mask over its array, computed on the mask's bounding box plus the kernel's reach.
+
+    The same values as filtering the whole array (beyond that reach the mask contributes nothing, and the
+    reflected border of the box is zeros), at a fraction of the cost: a nucleus fills a small part of the region
+    cut around its cell."""
+    out = np.zeros(mask.shape, np.float32)
+    if mask.any():
+        box = _box_of(mask, [int(4.0 * s + 0.5) + 1 for s in sigma])
+        out[box] = ndi.gaussian_filter(mask[box].astype(np.float32), sigma)
+    return out
+
+
+def _features(mask: np.ndarray, vs: np.ndarray, prefix: str) -> dict[str, float]:
+    """:func:`shape_features` on the object's bounding box (4 voxels of margin: the surface's smoothing and
+    padding see only zeros beyond the object, so the numbers are those of the whole region)."""
+    return shape_features(mask[_box_of(mask, (4, 4, 4))] if mask.any() else mask, vs, prefix=prefix)
+
+
 def _resample(region: np.ndarray, matrix: np.ndarray, offset: np.ndarray, box: tuple[int, ...], order: int) -> Any:
     return ndi.affine_transform(
         region.astype(np.float32, copy=False), matrix, offset=offset, output_shape=box, order=order, mode="constant"
@@ -150,8 +175,8 @@ def extract_cells(
         if volume < cfg.min_cell_volume_um3:
             yield CellCrop(None, {**row, "status": f"rejected: cell volume {volume:.2f} µm³ below minimum"})
             continue
-        row.update(shape_features(cell, vs, prefix="cell_"))
-        row.update(shape_features(nucleus, vs, prefix="nucleus_"))
+        row.update(_features(cell, vs, "cell_"))
+        row.update(_features(nucleus, vs, "nucleus_"))
         origin = np.asarray(lo) * vs
         nuc_um = np.argwhere(nucleus) * vs + origin
         cell_um = np.argwhere(cell) * vs + origin
@@ -175,7 +200,7 @@ def extract_cells(
         # first (about half the output voxel) puts the 0.5 level on the object's boundary instead of a tie
         sigma = 0.5 * cfg.voxel_um * alignment.scale / vs
         for mask in (cell, nucleus):
-            smooth = ndi.gaussian_filter(mask.astype(np.float32), sigma)
+            smooth = _smoothed(mask, sigma)
             channels.append((_resample(smooth, matrix, offset, box, order=1) > 0.5).astype(np.float32))
         row.update(alignment.as_row())
         row["status"] = "ok" if ratio <= 1 else f"rescaled ×{ratio:.2f}"

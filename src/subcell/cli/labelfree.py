@@ -9,38 +9,21 @@ import typer
 
 from subcell.cli.options import AuthorOpt, LicenseOpt, NoTestOpt, ZooNameOpt, echo_export
 
-__all__ = ["MODEL_CACHE", "labelfree_app"]
+__all__ = ["labelfree_app"]  # and MODEL_CACHE, on first use (module __getattr__)
 
 labelfree_app = typer.Typer(
     help="Label-free prediction: bright-field → fluorescence (train, predict, evaluate).", no_args_is_help=True
 )
 
 
-class _ModelCache:
-    """Loaded models kept per process when enabled (by ``subcell batch`` on its workers): a worker loads each
-    model once, not once per item. Keyed by the model's name or folder, its files' fingerprint and the device,
-    so a model retrained in place is loaded again. Off for the one-shot CLI, where it would only hold memory."""
+def __getattr__(name: str) -> Any:
+    """``MODEL_CACHE`` (what `subcell batch` enables on its workers), imported on first use: the label-free
+    package imports torch, which the other commands should not pay for at start-up."""
+    if name == "MODEL_CACHE":
+        from subcell.labelfree.cache import MODEL_CACHE
 
-    def __init__(self) -> None:
-        self.enabled = False
-        self.models: dict[tuple[str, str, str], Any] = {}
-        self.loads = 0
-
-    def load(self, spec: str, device: Any) -> Any:
-        from subcell.labelfree.pretrained import load_model
-
-        if not self.enabled:
-            return load_model(spec, device=device)
-        from subcell.batch.items import fingerprint
-
-        key = (spec, fingerprint([Path(spec)]) if Path(spec).exists() else "shipped", str(device))
-        if key not in self.models:
-            self.models[key] = load_model(spec, device=device)
-            self.loads += 1
-        return self.models[key]
-
-
-MODEL_CACHE = _ModelCache()
+        return MODEL_CACHE
+    raise AttributeError(name)
 
 
 def _progress_bar(description: str) -> Any:
@@ -173,6 +156,35 @@ def _predict_one(model: Any, src: Path, out: Path, cfg: Any, *, voxel_size: Any,
     typer.echo(f"wrote {out}")
 
 
+def _predict_regions(model: str, src: Path, out: Path, cfg: Any, *, voxel_size: Any, region_yx: int | None,
+                     scheduler: str | None, workers: int | None, overwrite: bool) -> None:  # fmt: skip
+    """One large volume by regions, serially or on a Dask cluster (the same result as a whole-volume run)."""
+    from contextlib import nullcontext
+
+    from subcell.batch import connect
+    from subcell.errors import InputFileError, ValueRangeError
+    from subcell.io import output_format, read
+    from subcell.io._atomic import check_output
+    from subcell.labelfree.predict_regions import predict_regions_to_zarr
+
+    if region_yx is None:
+        raise ValueRangeError("--scheduler spreads the regions of one volume: give --region-yx too", field="scheduler")
+    if output_format(out) != "ome-zarr":
+        raise InputFileError("prediction by regions streams to OME-Zarr; use a .ome.zarr output", path=out)
+    check_output(out, overwrite=overwrite)
+    image = read(src, voxel_size=voxel_size)
+    with connect(scheduler, workers=workers) if scheduler else nullcontext() as client:
+        executor, where = None, ""
+        if client is not None:
+            from subcell.batch import DaskExecutor
+            from subcell.batch.cluster import dashboard_link
+
+            executor, where = DaskExecutor(client), f" on {scheduler}"
+            typer.echo(f"regions run on {scheduler}; {dashboard_link(client)}")
+        predict_regions_to_zarr(model, image, out, cfg, region_yx=region_yx, executor=executor, overwrite=overwrite)
+    typer.echo(f"wrote {out} region by region ({region_yx} px regions{where}; same tiles as a whole-volume run)")
+
+
 @labelfree_app.command("predict")
 def predict(
     input: Annotated[Path, typer.Argument(help="Bright-field image, or a manifest (.csv/.parquet) of images.")],
@@ -200,6 +212,17 @@ def predict(
         bool, typer.Option("--no-resample", help="Fail instead of resampling to the model's voxel size.")
     ] = False,
     split: Annotated[Optional[str], typer.Option("--split", help="Manifest rows of this split only.")] = None,  # noqa: UP045
+    region_yx: Annotated[
+        Optional[int],  # noqa: UP045
+        typer.Option("--region-yx", help="Predict one large volume in y/x regions of this many px (.ome.zarr output)."),
+    ] = None,
+    scheduler: Annotated[
+        Optional[str],  # noqa: UP045
+        typer.Option("--scheduler", help="With --region-yx: regions on Dask (local, tcp://HOST:PORT, queue .yaml)."),
+    ] = None,
+    workers: Annotated[
+        Optional[int], typer.Option("--workers", help="Local Dask workers for --scheduler local.", min=1)  # noqa: UP045
+    ] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace existing outputs.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", help="No progress bar.")] = False,
 ) -> None:
@@ -215,6 +238,12 @@ def predict(
             "device": device, "precision": precision, "allow_resample": not no_resample,
         }
     )  # fmt: skip
+    if region_yx is not None or scheduler is not None:
+        _predict_regions(model, input, output, cfg, voxel_size=voxel_size, region_yx=region_yx,
+                         scheduler=scheduler, workers=workers, overwrite=overwrite)  # fmt: skip
+        return
+    from subcell.labelfree.cache import MODEL_CACHE
+
     lf = MODEL_CACHE.load(model, resolve_device(device))
     with warnings.catch_warnings():
         warnings.simplefilter("always")

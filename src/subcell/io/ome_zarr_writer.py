@@ -190,6 +190,11 @@ class OmeZarrWriter:
             self._any_finite = True
         self._arrays[0][region] = lossless_cast(block, self.dtype, path=self.path, what="image data")
 
+    def written_elsewhere(self, *, any_finite: bool) -> None:
+        """Record what parallel writers wrote straight into :attr:`level0` (region-aligned, from other
+        processes): whether any value was finite, which :meth:`close` checks as for :meth:`write_region`."""
+        self._any_finite = self._any_finite or any_finite
+
     def write(self, data: Any) -> None:
         """Write the whole level 0 from a NumPy or Dask ``TCZYX`` array.
 

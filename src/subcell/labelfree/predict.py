@@ -28,7 +28,7 @@ from subcell.train.host import RETAINED, tune_allocator
 from subcell.train.precision import autocast_dtype, precision_name, resolve_device
 from subcell.transforms.tiling import TileGrid
 
-__all__ = ["choose_tile", "output_channel_names", "predict_image", "predict_to_zarr", "predict_volume"]
+__all__ = ["choose_tile", "output_channel_names", "plan_tiles", "predict_image", "predict_to_zarr", "predict_volume"]
 
 
 class Predictor(Protocol):
@@ -57,7 +57,8 @@ class Predictor(Protocol):
     def postprocess(self, rows: np.ndarray) -> np.ndarray: ...
 
 
-RowSource = Callable[[int, int], np.ndarray]  # (z0, z1) → normalised input rows (C_in, z1 - z0, Y, X)
+# (z0, z1[, ys, xs]) → normalised input rows (C_in, z1 - z0, Y, X), or their (ys, xs) part
+RowSource = Callable[..., np.ndarray]
 RowSink = Callable[[int, np.ndarray], None]  # (z0, rows (C_out, n, Y, X))
 
 
@@ -164,25 +165,11 @@ def _forward(
     return y.cpu().numpy()
 
 
-def predict_volume(
-    model: Predictor,
-    source: RowSource,
-    shape: tuple[int, int, int],
-    sink: RowSink,
-    *,
-    config: PredictConfig | None = None,
-    progress: Callable[[int, int], None] | None = None,
-) -> dict[str, Any]:
-    """Predict a ``shape`` (Z, Y, X) volume whose normalised rows come from ``source``; rows go to ``sink``.
-
-    Returns a summary (tile, batch, number of tiles).
-    """
-    cfg = config or PredictConfig()
-    device = resolve_device(cfg.device)
-    dtype = autocast_dtype(device, cfg.precision)
-    tuned = device.type == "cpu" and tune_allocator()
-    model.network.to(device).eval()
-    net = model.network.fused()  # batch norms folded into the convolutions: the same function, fewer passes
+def plan_tiles(model: Predictor, shape: tuple[int, int, int], cfg: PredictConfig, *, tuned: bool,
+               dtype: torch.dtype | None, max_yx: int | None = None) -> dict[str, Any]:  # fmt: skip
+    """Tile, batch, overlap, trim and the padded extent for a ``shape`` volume (what :func:`predict_volume` and
+    its region-wise runs share, so every worker covers the volume with the same grid). ``max_yx`` caps an
+    automatically chosen tile's lateral size (a region's)."""
     if cfg.tile is not None:
         valid = tuple(model.valid_tile(cfg.tile))
         if valid != tuple(cfg.tile):
@@ -190,8 +177,10 @@ def predict_volume(
                                   field="tile")  # fmt: skip
         tile, batch = cfg.tile, cfg.batch_size or 1
     else:
+        cap = max_yx or max(shape)
+        capped = (shape[0], min(shape[1], cap), min(shape[2], cap))
         tile, batch = choose_tile(
-            model, shape, memory_limit_gb=cfg.memory_limit_gb, batch_size=cfg.batch_size, overlap=cfg.overlap,
+            model, capped, memory_limit_gb=cfg.memory_limit_gb, batch_size=cfg.batch_size, overlap=cfg.overlap,
             itemsize=2 if dtype is not None else 4, retained=RETAINED if tuned else 1.0,
         )  # fmt: skip
     # never larger than the volume needs: the smallest accepted size covering it (a volume it fits is not padded)
@@ -204,48 +193,106 @@ def predict_volume(
     )
     # the overlap must leave room for a trim on both sides plus a blending ramp
     overlap = max([cfg.overlap] + [min(0.9, (2 * tr + 2) / t) for tr, t in zip(trim, tile, strict=True) if tr])
-    grid = TileGrid(padded, tile, overlap=overlap, trim=trim)
+    return {"tile": tuple(tile), "batch": batch, "padded": padded, "trim": trim, "overlap": overlap}
+
+
+def _span(starts: list[int], size: int, want: slice) -> tuple[list[int], slice]:
+    """Tile starts along one axis whose tiles reach into ``want``, and the input range they read."""
+    hit = [s for s in starts if s < want.stop and s + size > want.start]
+    return hit, slice(min(hit), max(hit) + size)
+
+
+def predict_volume(
+    model: Predictor,
+    source: RowSource,
+    shape: tuple[int, int, int],
+    sink: RowSink,
+    *,
+    config: PredictConfig | None = None,
+    progress: Callable[[int, int], None] | None = None,
+    window: tuple[slice, slice] | None = None,
+) -> dict[str, Any]:
+    """Predict a ``shape`` (Z, Y, X) volume whose normalised rows come from ``source``; rows go to ``sink``.
+
+    With ``window`` (a (Y, X) region of the volume), only the tiles reaching into it are predicted, ``source``
+    is asked for the lateral range they read (``source(z0, z1, ys, xs)``) and ``sink`` gets the window's rows.
+    Each voxel of the window then sums the same tiles in the same order as a whole-volume run, so regions
+    predicted apart (on several workers) assemble into the whole-volume result.
+
+    Returns a summary (tile, batch, number of tiles).
+    """
+    cfg = config or PredictConfig()
+    device = resolve_device(cfg.device)
+    dtype = autocast_dtype(device, cfg.precision)
+    tuned = device.type == "cpu" and tune_allocator()
+    model.network.to(device).eval()
+    net = model.network.fused()  # batch norms folded into the convolutions: the same function, fewer passes
+    plan = plan_tiles(model, shape, cfg, tuned=tuned, dtype=dtype)
+    tile, batch, padded = plan["tile"], plan["batch"], plan["padded"]
+    grid = TileGrid(padded, tile, overlap=plan["overlap"], trim=plan["trim"])
+    if window is not None and padded[1:] != tuple(shape[1:]):
+        raise ValueRangeError(f"a {shape[1:]} plane is smaller than one {tile[1:]} tile: predict it whole, not by "
+                              "regions", field="window")  # fmt: skip
+    wy, wx = window if window is not None else (slice(0, padded[1]), slice(0, padded[2]))
+    ys, ry = _span(list(grid.starts[1]), tile[1], wy)
+    xs, rx = _span(list(grid.starts[2]), tile[2], wx)
     n_out = len(output_channel_names(model))
     rows = grid.rows()
+    total = len(rows) * len(ys) * len(xs)
     # one (C_out, Y, X) accumulator per plane of the current tile row: finished planes leave from the front,
     # fresh ones join at the back, so rolling the buffer never copies the row
-    acc = [np.zeros((n_out, padded[1], padded[2]), np.float32) for _ in range(tile[0])]
+    plane = (n_out, wy.stop - wy.start, wx.stop - wx.start)
+    acc = [np.zeros(plane, np.float32) for _ in range(tile[0])]
     done = 0
     for k, z0 in enumerate(rows):
         z1 = z0 + tile[0]
-        x = source(z0, min(z1, shape[0]))
-        pad = [(0, 0), (0, z1 - z0 - x.shape[1]), (0, padded[1] - shape[1]), (0, padded[2] - shape[2])]
+        x = source(z0, min(z1, shape[0])) if window is None else source(z0, min(z1, shape[0]), ry, rx)
+        pad = [(0, 0), (0, z1 - z0 - x.shape[1]), (0, ry.stop - ry.start - x.shape[2]),
+               (0, rx.stop - rx.start - x.shape[3])]  # fmt: skip
         if any(p[1] for p in pad):
             x = np.pad(
                 x, pad, mode="reflect" if all(p[1] < s for p, s in zip(pad[1:], x.shape[1:], strict=True)) else "edge"
             )
-        tiles = grid.tiles_in_row(k)
+        tiles = [(sl, w) for sl, w in grid.tiles_in_row(k) if sl[1].start in ys and sl[2].start in xs]
         for i in range(0, len(tiles), batch):
             chunk = tiles[i : i + batch]
-            inp = np.stack([x[:, :, sl[1], sl[2]] for sl, _ in chunk]).astype(np.float32, copy=False)
-            pred = _forward(model, net, inp, device, dtype, cfg.tta)
+            inp = np.stack([x[:, :, _shift(sl[1], ry), _shift(sl[2], rx)] for sl, _ in chunk])
+            pred = _forward(model, net, inp.astype(np.float32, copy=False), device, dtype, cfg.tta)
             for (sl, w), p in zip(chunk, pred, strict=True):
-                pw = p * w
+                # the part of the tile inside the window, in tile and in window coordinates
+                (ty, oy), (tx, ox) = _inside(sl[1], wy), _inside(sl[2], wx)
+                pw = p[:, :, ty, tx] * w[:, ty, tx]
                 for dz in range(pw.shape[1]):
-                    acc[dz][:, sl[1], sl[2]] += pw[:, dz]
+                    acc[dz][:, oy, ox] += pw[:, dz]
             done += len(chunk)
             if progress is not None:
-                progress(done, len(grid))
+                progress(done, total)
         nxt = rows[k + 1] if k + 1 < len(rows) else z1
         final = nxt - z0
         keep = min(final, shape[0] - z0)
         if keep > 0:
-            rows_out = np.stack([a[:, : shape[1], : shape[2]] for a in acc[:keep]], axis=1)
+            ny, nx = min(wy.stop, shape[1]) - wy.start, min(wx.stop, shape[2]) - wx.start
+            rows_out = np.stack([a[:, :ny, :nx] for a in acc[:keep]], axis=1)
             sink(z0, model.postprocess(rows_out))  # point-wise (a package's), after blending
         del acc[:final]
-        acc.extend(np.zeros((n_out, padded[1], padded[2]), np.float32) for _ in range(final))
+        acc.extend(np.zeros(plane, np.float32) for _ in range(final))
     return {
-        "tile": list(tile), "batch": batch, "tiles": len(grid), "overlap": overlap, "trim": list(trim),
+        "tile": list(tile), "batch": batch, "tiles": len(grid), "overlap": plan["overlap"], "trim": list(plan["trim"]),
         "device": str(device), "precision": precision_name(dtype), "precision_requested": cfg.precision,
     }  # fmt: skip
 
 
-def _check_input(model: Predictor, image: Image, cfg: PredictConfig) -> tuple[int, VoxelSize, tuple[int, int, int]]:
+def _shift(sl: slice, origin: slice) -> slice:
+    return slice(sl.start - origin.start, sl.stop - origin.start)
+
+
+def _inside(sl: slice, window: slice) -> tuple[slice, slice]:
+    """The overlap of a tile's slice with a window: as a slice of the tile and as a slice of the window."""
+    a, b = max(sl.start, window.start), min(sl.stop, window.stop)
+    return slice(a - sl.start, b - sl.start), slice(a - window.start, b - window.start)
+
+
+def check_input(model: Predictor, image: Image, cfg: PredictConfig) -> tuple[int, VoxelSize, tuple[int, int, int]]:
     """Channel index, model-grid voxel size and shape; warns or fails on a voxel-size mismatch."""
     from subcell.transforms.resample import resampled_shape
 
@@ -295,23 +342,22 @@ def _check_input(model: Predictor, image: Image, cfg: PredictConfig) -> tuple[in
     return c, vs, image.shape[2:]  # type: ignore[return-value]
 
 
-def _row_source(
-    image: Image, t: int, c: int, grid_vs: VoxelSize, shape: tuple[int, int, int], model: Predictor
-) -> RowSource:
-    """Normalised input rows at the model grid, read (and resampled) slab by slab from a lazy image.
-
-    ``model.preprocess`` gets the whole stack's mean, standard deviation and the percentiles it asks for
-    (``model.percentiles``): subcell models z-score, a bioimage.io package applies its own steps.
-    """
+def _raw_rows(image: Image, t: int, c: int, grid_vs: VoxelSize, shape: tuple[int, int, int]) -> RowSource:
+    """Input rows at the model grid (not normalised), read (and resampled) slab by slab from a lazy image; a
+    lateral (ys, xs) part of them when the image is already on the model grid."""
     from subcell.transforms.resample import resample_linear, source_rows
 
     data = image.data
     n_in = image.shape[2]
     same = grid_vs.isclose(image.voxel_size, rtol=1e-6) or tuple(shape) == tuple(image.shape[2:])
 
-    def raw_rows(z0: int, z1: int) -> np.ndarray:
+    def rows(z0: int, z1: int, ys: slice = slice(None), xs: slice = slice(None)) -> np.ndarray:
         if same:
-            return np.asarray(data[t, c, z0:z1]).astype(np.float32)[None]
+            return np.asarray(data[t, c, z0:z1, ys, xs]).astype(np.float32)[None]
+        if ys != slice(None) or xs != slice(None):
+            raise ValueRangeError(f"regions of an image at {image.voxel_size.as_tuple()} µm need it resampled to the "
+                                  f"model's {grid_vs.as_tuple()} µm first (subcell convert --voxel-size)",
+                                  field="voxel_size")  # fmt: skip
         a, b = source_rows(z0, z1, n_in=n_in, voxel_z=image.voxel_size.z, target_voxel_z=grid_vs.z)
         block = np.asarray(data[t, c, a:b]).astype(np.float32)
         out = resample_linear(
@@ -320,7 +366,15 @@ def _row_source(
         )  # fmt: skip
         return out[None]
 
-    # z-score statistics over the whole model-grid input, accumulated slab by slab (one streaming pass)
+    return rows
+
+
+def stack_stats(
+    image: Image, t: int, c: int, grid_vs: VoxelSize, shape: tuple[int, int, int], model: Predictor
+) -> dict[str, Any]:
+    """The whole stack's mean, standard deviation and the percentiles ``model.percentiles`` asks for (at the
+    model grid), in one streaming pass: what ``model.preprocess`` normalises every tile with."""
+    raw_rows = _raw_rows(image, t, c, grid_vs, shape)
     total, total_sq, count = 0.0, 0.0, 0
     step = 4  # planes per statistics slab (bounded memory)
     percentiles = list(model.percentiles)
@@ -341,9 +395,20 @@ def _row_source(
             kept.append(rows[0, :, ::stride, ::stride].ravel().copy())
     mean = total / count
     pv = np.percentile(np.concatenate(kept), percentiles).tolist() if percentiles else []
-    stats = {"mean": mean, "std": math.sqrt(max(0.0, total_sq / count - mean**2)),
-             "percentiles": dict(zip(percentiles, pv, strict=True))}  # fmt: skip
-    return lambda z0, z1: model.preprocess(raw_rows(z0, z1), stats)
+    return {"mean": mean, "std": math.sqrt(max(0.0, total_sq / count - mean**2)),
+            "percentiles": dict(zip(percentiles, pv, strict=True))}  # fmt: skip
+
+
+def row_source(
+    image: Image, t: int, c: int, grid_vs: VoxelSize, shape: tuple[int, int, int], model: Predictor,
+    stats: dict[str, Any] | None = None,
+) -> RowSource:  # fmt: skip
+    """Normalised input rows at the model grid: ``model.preprocess`` with the whole stack's statistics
+    (:func:`stack_stats`, computed here unless given): subcell models z-score, a bioimage.io package applies its
+    own steps."""
+    raw_rows = _raw_rows(image, t, c, grid_vs, shape)
+    st = stats if stats is not None else stack_stats(image, t, c, grid_vs, shape, model)
+    return lambda *where: model.preprocess(raw_rows(*where), st)
 
 
 def _timepoints(image: Image, cfg: PredictConfig) -> list[int]:
@@ -385,13 +450,13 @@ def predict_image(
 ) -> Image:
     """Predict every (selected) timepoint of ``image`` in memory; returns an :class:`Image` at the model grid."""
     cfg = config or PredictConfig()
-    c, grid_vs, shape = _check_input(model, image, cfg)
+    c, grid_vs, shape = check_input(model, image, cfg)
     names = output_channel_names(model)
     ts = _timepoints(image, cfg)
     out = np.zeros((len(ts), len(names), *shape), np.float32)
     summary: dict[str, Any] = {}
     for i, t in enumerate(ts):
-        src = _row_source(image, t, c, grid_vs, shape, model)
+        src = row_source(image, t, c, grid_vs, shape, model)
 
         def sink(z0: int, rows: np.ndarray, i: int = i) -> None:
             out[i, :, z0 : z0 + rows.shape[1]] = rows
@@ -419,7 +484,7 @@ def predict_to_zarr(
     from subcell.io import OmeZarrWriter
 
     cfg = config or PredictConfig()
-    c, grid_vs, shape = _check_input(model, image, cfg)
+    c, grid_vs, shape = check_input(model, image, cfg)
     names = output_channel_names(model)
     ts = _timepoints(image, cfg)
     summary: dict[str, Any] = {"tile": None}
@@ -434,7 +499,7 @@ def predict_to_zarr(
         overwrite=overwrite,
     ) as writer:
         for i, t in enumerate(ts):
-            src = _row_source(image, t, c, grid_vs, shape, model)
+            src = row_source(image, t, c, grid_vs, shape, model)
 
             def sink(z0: int, rows: np.ndarray, i: int = i) -> None:
                 writer.write_region(

@@ -1,0 +1,137 @@
+"""One large volume predicted region by region on many workers (the block engine's executor seam, e.g. Dask).
+
+The client reads the stack statistics once (every tile is normalised with the whole stack's, as in a serial
+run), fixes the tile grid, and cuts the (Y, X) plane into regions aligned to the output's chunks. Each region is
+a task: a worker loads the model once (kept per process), predicts the tiles that reach into its region
+(:func:`~subcell.labelfree.predict.predict_volume` with a window) and writes the region straight into the
+unfinished OME-Zarr. No two regions share a chunk, and every voxel sums the same tiles in the same order as the
+whole-volume run with the same tile grid, so the result equals it (up to the last bit where a batch of tiles is
+grouped differently); the store is moved into place only once every region is written. An automatic tile is
+capped at the region's size; tiles straddling two regions are computed by both.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from subcell.errors import ValueRangeError
+from subcell.image import Image
+from subcell.labelfree.config import PredictConfig
+from subcell.labelfree.predict import (
+    _output_interval,
+    _prediction_provenance,
+    _timepoints,
+    check_input,
+    output_channel_names,
+    plan_tiles,
+    predict_volume,
+    row_source,
+    stack_stats,
+)
+
+__all__ = ["predict_regions_to_zarr", "worker_model"]
+
+
+def worker_model(spec: str, device: str) -> Any:
+    """The model ``spec`` (folder, shipped name or package), loaded once per process and device."""
+    from subcell.labelfree.cache import MODEL_CACHE
+    from subcell.train import resolve_device
+
+    return MODEL_CACHE.load(spec, resolve_device(device), keep=True)
+
+
+def _regions(shape: tuple[int, int, int], region_yx: int) -> list[tuple[slice, slice]]:
+    return [(slice(y, min(y + region_yx, shape[1])), slice(x, min(x + region_yx, shape[2])))
+            for y in range(0, shape[1], region_yx) for x in range(0, shape[2], region_yx)]  # fmt: skip
+
+
+def _predict_region(region: tuple[slice, slice], *, job: dict[str, Any]) -> bool:
+    """One region of every timepoint into the output array; True when it wrote a finite value."""
+    model = worker_model(job["model"], job["cfg"].device)
+    finite = False
+    ys, xs = region
+    for i, (t, stats) in enumerate(zip(job["timepoints"], job["stats"], strict=True)):
+        src = row_source(job["image"], t, job["channel"], job["grid_vs"], job["shape"], model, stats)
+
+        def sink(z0: int, rows: np.ndarray, i: int = i) -> None:
+            nonlocal finite
+            finite = finite or bool(np.isfinite(rows).any())
+            job["array"][i : i + 1, :, z0 : z0 + rows.shape[1], ys, xs] = rows[None]
+
+        predict_volume(model, src, job["shape"], sink, config=job["cfg"], window=region)
+    return finite
+
+
+def predict_regions_to_zarr(
+    model: str | Path,
+    image: Image,
+    output: str | Path,
+    config: PredictConfig | None = None,
+    *,
+    region_yx: int = 1024,
+    executor: Any = None,
+    overwrite: bool = False,
+    progress: Callable[[int, int], None] | None = None,
+) -> Path:
+    """Predict ``image`` (lazy, at the model's voxel size) into an OME-Zarr, ``region_yx`` × ``region_yx`` regions
+    at a time, on ``executor`` (an ordered ``map``, e.g. :class:`subcell.batch.DaskExecutor`; serial when None).
+
+    ``model`` is what :func:`~subcell.labelfree.pretrained.load_model` takes (a folder, a shipped name or a
+    bioimage.io package): workers load it themselves, once each.
+    """
+    from subcell.io import OmeZarrWriter
+    from subcell.train import resolve_device
+    from subcell.train.host import tune_allocator
+    from subcell.train.precision import autocast_dtype
+
+    cfg = config or PredictConfig()
+    spec = str(model)
+    lf = worker_model(spec, cfg.device)
+    c, grid_vs, shape = check_input(lf, image, cfg)
+    if not grid_vs.isclose(image.voxel_size, rtol=1e-6):
+        raise ValueRangeError(f"the image ({image.voxel_size.as_tuple()} µm) is not on the model's grid "
+                              f"({grid_vs.as_tuple()} µm): resample it first (subcell convert --voxel-size), then "
+                              "predict it by regions", field="voxel_size")  # fmt: skip
+    # fix the tile grid on the client, so a worker with another device or allocator cannot choose another one
+    device = resolve_device(cfg.device)
+    dtype = autocast_dtype(device, cfg.precision)
+    plan = plan_tiles(lf, shape, cfg, tuned=device.type == "cpu" and tune_allocator(), dtype=dtype,
+                      max_yx=region_yx)  # fmt: skip
+    cfg = cfg.model_copy(update={"tile": plan["tile"], "batch_size": plan["batch"]})
+    chunk = min(region_yx, 256)
+    if region_yx % chunk or region_yx < max(plan["tile"][1:]):
+        raise ValueRangeError(f"region_yx {region_yx} must be a multiple of 256 (the output chunk) and at least "
+                              f"one tile ({plan['tile'][1:]})", field="region_yx")  # fmt: skip
+    names = output_channel_names(lf)
+    ts = _timepoints(image, cfg)
+    stats = [stack_stats(image, t, c, grid_vs, shape, lf) for t in ts]
+    summary = {**plan, "tile": list(plan["tile"]), "trim": list(plan["trim"]), "region_yx": region_yx}
+    writer = OmeZarrWriter(
+        output, shape=(len(ts), len(names), *shape), dtype="float32", voxel_size=grid_vs, channel_names=names,
+        time_interval=_output_interval(image, ts), provenance=_prediction_provenance(lf, image, summary, ts),
+        chunks=(1, 1, min(shape[0], 32), chunk, chunk), overwrite=overwrite,
+    )  # fmt: skip
+    try:
+        job = {"model": spec, "cfg": cfg, "image": image, "channel": c, "grid_vs": grid_vs, "shape": shape,
+               "timepoints": ts, "stats": stats, "array": writer.level0}  # fmt: skip
+        regions = _regions(shape, region_yx)
+        from functools import partial
+
+        task = partial(_predict_region, job=job)
+        if executor is None:
+            finite = []
+            for k, r in enumerate(regions):
+                finite.append(task(r))
+                if progress is not None:
+                    progress(k + 1, len(regions))
+        else:
+            finite = list(executor.map(task, regions))
+        writer.written_elsewhere(any_finite=any(finite))
+    except BaseException:
+        writer.abort()
+        raise
+    return writer.close()
