@@ -7,7 +7,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from subcell.cli.demo_dynamics import dynamics_step
 from subcell.errors import OutputExistsError
 
 __all__ = ["run_demo"]
@@ -124,6 +123,8 @@ def _steps(
     yield f"[5/8] segmented field0 vs ground truth: {', '.join(scores)}; {len(table)} cells measured → {out / 'field0_cells.csv'}"
     yield labelfree_step(out, fields, seed=seed, minutes=labelfree_minutes)
     yield integrated_step(out, seed=seed, minutes=integrated_minutes)
+    from subcell.cli.demo_dynamics import dynamics_step  # imports numpy: not at the CLI's start-up
+
     yield dynamics_step(out, seed=seed)
 
 
