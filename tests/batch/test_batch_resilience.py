@@ -162,7 +162,7 @@ def two_fields(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _model_loads() -> int:
-    from subcell.cli.labelfree import MODEL_CACHE  # the worker's own, not a copy of the client's
+    from subcell.labelfree.cache import MODEL_CACHE  # the worker's own, not a copy of the client's
 
     return MODEL_CACHE.loads
 

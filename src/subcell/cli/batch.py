@@ -116,9 +116,10 @@ class CommandTask:
     def __call__(self, item: Any) -> str:
         import io
 
-        from subcell.cli import labelfree
+        if self.path[0] == "labelfree":  # a worker loads each model once, not once per item
+            from subcell.labelfree.cache import MODEL_CACHE
 
-        labelfree.MODEL_CACHE.enabled = True  # a worker loads each model once, not once per item
+            MODEL_CACHE.enabled = True
         buffer = io.StringIO()
         with _ThreadStdout.capture(buffer):
             click_command(self.path).main(args=list(item.params["args"]), prog_name="subcell", standalone_mode=False)

@@ -46,17 +46,11 @@ def _truth_stage(field: Any, table: Any) -> np.ndarray:
 
 
 def _matched_truth(seg: np.ndarray, truth: np.ndarray) -> dict[tuple[int, int], int]:
-    """(frame, segmented id) → the truth id covering more than half of it (per frame)."""
-    out: dict[tuple[int, int], int] = {}
-    for t in range(seg.shape[0]):
-        s, g = seg[t].ravel(), truth[t].ravel()
-        on = s > 0
-        pairs, counts = np.unique(np.stack([s[on], g[on]]), axis=1, return_counts=True)
-        size = np.bincount(s)
-        for (a, b), c in zip(pairs.T, counts, strict=True):
-            if b > 0 and c > 0.5 * size[a]:
-                out[(t, int(a))] = int(b)
-    return out
+    """(frame, segmented id) → the true id it is paired with (the project's IoU matching, IoU >= 0.5)."""
+    from subcell.metrics import match_instances
+
+    return {(t, int(p)): int(g) for t in range(seg.shape[0])
+            for g, p, iou in match_instances(seg[t], truth[t], thresholds=(0.5,)).pairs if p and iou >= 0.5}  # fmt: skip
 
 
 def _state_model(seed: int, work: Path) -> Any:

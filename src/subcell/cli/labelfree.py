@@ -7,23 +7,13 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from subcell.cli.options import AuthorOpt, LicenseOpt, NoTestOpt, ZooNameOpt, echo_export
+from subcell.cli.options import AuthorOpt, LicenseOpt, NoTestOpt, WorkersOpt, ZooNameOpt, cluster_executor, echo_export
 
-__all__ = ["labelfree_app"]  # and MODEL_CACHE, on first use (module __getattr__)
+__all__ = ["labelfree_app"]
 
 labelfree_app = typer.Typer(
     help="Label-free prediction: bright-field → fluorescence (train, predict, evaluate).", no_args_is_help=True
 )
-
-
-def __getattr__(name: str) -> Any:
-    """``MODEL_CACHE`` (what `subcell batch` enables on its workers), imported on first use: the label-free
-    package imports torch, which the other commands should not pay for at start-up."""
-    if name == "MODEL_CACHE":
-        from subcell.labelfree.cache import MODEL_CACHE
-
-        return MODEL_CACHE
-    raise AttributeError(name)
 
 
 def _progress_bar(description: str) -> Any:
@@ -159,9 +149,6 @@ def _predict_one(model: Any, src: Path, out: Path, cfg: Any, *, voxel_size: Any,
 def _predict_regions(model: str, src: Path, out: Path, cfg: Any, *, voxel_size: Any, region_yx: int | None,
                      scheduler: str | None, workers: int | None, overwrite: bool) -> None:  # fmt: skip
     """One large volume by regions, serially or on a Dask cluster (the same result as a whole-volume run)."""
-    from contextlib import nullcontext
-
-    from subcell.batch import connect
     from subcell.errors import InputFileError, ValueRangeError
     from subcell.io import output_format, read
     from subcell.io._atomic import check_output
@@ -173,14 +160,7 @@ def _predict_regions(model: str, src: Path, out: Path, cfg: Any, *, voxel_size: 
         raise InputFileError("prediction by regions streams to OME-Zarr; use a .ome.zarr output", path=out)
     check_output(out, overwrite=overwrite)
     image = read(src, voxel_size=voxel_size)
-    with connect(scheduler, workers=workers) if scheduler else nullcontext() as client:
-        executor, where = None, ""
-        if client is not None:
-            from subcell.batch import DaskExecutor
-            from subcell.batch.cluster import dashboard_link
-
-            executor, where = DaskExecutor(client), f" on {scheduler}"
-            typer.echo(f"regions run on {scheduler}; {dashboard_link(client)}")
+    with cluster_executor(scheduler, workers=workers, what="regions") as (executor, where):
         predict_regions_to_zarr(model, image, out, cfg, region_yx=region_yx, executor=executor, overwrite=overwrite)
     typer.echo(f"wrote {out} region by region ({region_yx} px regions{where}; same tiles as a whole-volume run)")
 
@@ -220,9 +200,7 @@ def predict(
         Optional[str],  # noqa: UP045
         typer.Option("--scheduler", help="With --region-yx: regions on Dask (local, tcp://HOST:PORT, queue .yaml)."),
     ] = None,
-    workers: Annotated[
-        Optional[int], typer.Option("--workers", help="Local Dask workers for --scheduler local.", min=1)  # noqa: UP045
-    ] = None,
+    workers: WorkersOpt = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace existing outputs.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", help="No progress bar.")] = False,
 ) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
@@ -81,3 +83,23 @@ def echo_export(result: Any) -> None:
     """The one line an export prints: where, how large, the test tensors and the bioimage.io test time."""
     tested = f"; bioimageio.core test passed in {result.test_seconds:.1f} s" if result.test_seconds else ""
     typer.echo(f"wrote {result.path} ({result.size_bytes / 1e6:.1f} MB, test tensors {result.test_shape}{tested})")
+
+
+WorkersOpt = Annotated[
+    Optional[int], typer.Option("--workers", help="Local Dask workers for --scheduler local.", min=1)  # noqa: UP045
+]
+
+
+@contextmanager
+def cluster_executor(scheduler: str | None, *, workers: int | None, what: str) -> Iterator[tuple[Any, str]]:
+    """(executor, " on SCHEDULER") for the parts of one volume on Dask, or (None, "") without a scheduler; prints
+    the dashboard link. Shared by ``segment --block-yx`` and ``labelfree predict --region-yx``."""
+    if scheduler is None:
+        yield None, ""
+        return
+    from subcell.batch import DaskExecutor, connect
+    from subcell.batch.cluster import dashboard_link
+
+    with connect(scheduler, workers=workers) as client:
+        typer.echo(f"{what} run on {scheduler}; {dashboard_link(client)}")
+        yield DaskExecutor(client), f" on {scheduler}"

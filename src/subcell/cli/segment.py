@@ -7,7 +7,7 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from subcell.cli.options import AxesOpt, ForceOpt, VoxelSizeOpt, read_input
+from subcell.cli.options import AxesOpt, ForceOpt, VoxelSizeOpt, WorkersOpt, cluster_executor, read_input
 
 __all__ = ["evaluate_seg", "measure", "segment", "workflows_app"]
 
@@ -66,9 +66,7 @@ def segment(
             "--scheduler", help="With --block-yx: run the blocks on Dask (local, tcp://HOST:PORT, queue .yaml)."
         ),
     ] = None,
-    workers: Annotated[
-        Optional[int], typer.Option("--workers", help="Local Dask workers for --scheduler local.", min=1)  # noqa: UP045
-    ] = None,
+    workers: WorkersOpt = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing output.")] = False,
 ) -> None:
     """Segment an image with a workflow; writes labels (instance) or a mask with the image's voxel size."""
@@ -98,23 +96,12 @@ def segment(
         raise ValueRangeError("--scheduler spreads the blocks of one volume: give --block-yx too", field="scheduler")
     image = read_input(input, voxel_size=voxel_size, axes=axes, force=force_voxel_size)
     if block_yx is not None:
-        from contextlib import nullcontext
-
         from subcell.errors import InputFileError
         from subcell.segment.chunked import segment_chunked
 
         if output_format(output) != "ome-zarr":
             raise InputFileError("block-wise segmentation streams to OME-Zarr; use a .ome.zarr output", path=output)
-        executor, where = None, ""
-        from subcell.batch import connect
-
-        with connect(scheduler, workers=workers) if scheduler else nullcontext() as client:
-            if client is not None:
-                from subcell.batch import DaskExecutor
-                from subcell.batch.cluster import dashboard_link
-
-                executor, where = DaskExecutor(client), f" on {scheduler}"
-                typer.echo(f"blocks run on {scheduler}; {dashboard_link(client)}")
+        with cluster_executor(scheduler, workers=workers, what="blocks") as (executor, where):
             segment_chunked(
                 image, wf, output, channels=chans, block_yx=block_yx, overwrite=overwrite, executor=executor
             )

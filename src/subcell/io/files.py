@@ -8,7 +8,7 @@ from typing import Any
 from subcell.errors import InputFileError
 from subcell.io._atomic import atomic_output
 
-__all__ = ["TABLE_SUFFIXES", "read_yaml", "write_bundle", "write_table"]
+__all__ = ["TABLE_SUFFIXES", "read_napari_tracks", "read_yaml", "write_bundle", "write_table"]
 
 TABLE_SUFFIXES = (".csv", ".parquet")
 
@@ -68,6 +68,27 @@ def write_bundle(
             (tmp / name).parent.mkdir(parents=True, exist_ok=True)
             (tmp / name).write_bytes(content)
     return Path(path)
+
+
+def read_napari_tracks(path: str | Path) -> Any:
+    """A napari Tracks layer's data saved with ``numpy.save`` — (N, 4 or 5) ``track_id, t, [z,] y, x`` in data
+    coordinates — as a DataFrame with those column names."""
+    import numpy as np
+    import pandas as pd
+
+    p = Path(path)
+    if not p.is_file():
+        raise InputFileError("point tracks not found", path=p)
+    try:
+        arr = np.load(p, allow_pickle=False)
+    except Exception as e:
+        raise InputFileError(f"unreadable .npy ({type(e).__name__}: {e})", path=p) from None
+    if arr.ndim != 2 or arr.shape[1] not in (4, 5):
+        raise InputFileError(f"expected a napari Tracks array (N, 4 or 5) [track_id, t, (z,) y, x], got {arr.shape}",
+                             path=p, field="points")  # fmt: skip
+    return pd.DataFrame(
+        arr, columns=["track_id", "t", "y", "x"] if arr.shape[1] == 4 else ["track_id", "t", "z", "y", "x"]
+    )
 
 
 def read_table(path: str | Path, *, what: str = "table") -> Any:

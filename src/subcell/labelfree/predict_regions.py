@@ -12,12 +12,13 @@ capped at the region's size; tiles straddling two regions are computed by both.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from subcell.blocks import BlockGrid, map_blocks
 from subcell.errors import ValueRangeError
 from subcell.image import Image
 from subcell.labelfree.config import PredictConfig
@@ -44,16 +45,12 @@ def worker_model(spec: str, device: str) -> Any:
     return MODEL_CACHE.load(spec, resolve_device(device), keep=True)
 
 
-def _regions(shape: tuple[int, int, int], region_yx: int) -> list[tuple[slice, slice]]:
-    return [(slice(y, min(y + region_yx, shape[1])), slice(x, min(x + region_yx, shape[2])))
-            for y in range(0, shape[1], region_yx) for x in range(0, shape[2], region_yx)]  # fmt: skip
-
-
-def _predict_region(region: tuple[slice, slice], *, job: dict[str, Any]) -> bool:
-    """One region of every timepoint into the output array; True when it wrote a finite value."""
+def _predict_region(block: Any, *, job: dict[str, Any]) -> bool:
+    """One region (a block of the lateral grid) of every timepoint into the output array; True when it wrote a
+    finite value."""
     model = worker_model(job["model"], job["cfg"].device)
     finite = False
-    ys, xs = region
+    region = ys, xs = block.core[1:]
     for i, (t, stats) in enumerate(zip(job["timepoints"], job["stats"], strict=True)):
         src = row_source(job["image"], t, job["channel"], job["grid_vs"], job["shape"], model, stats)
 
@@ -75,10 +72,10 @@ def predict_regions_to_zarr(
     region_yx: int = 1024,
     executor: Any = None,
     overwrite: bool = False,
-    progress: Callable[[int, int], None] | None = None,
 ) -> Path:
     """Predict ``image`` (lazy, at the model's voxel size) into an OME-Zarr, ``region_yx`` × ``region_yx`` regions
-    at a time, on ``executor`` (an ordered ``map``, e.g. :class:`subcell.batch.DaskExecutor`; serial when None).
+    at a time: blocks of a lateral :class:`~subcell.blocks.BlockGrid` through :func:`~subcell.blocks.map_blocks`
+    on ``executor`` (e.g. :class:`subcell.batch.DaskExecutor`; serial when None), as block-wise segmentation.
 
     ``model`` is what :func:`~subcell.labelfree.pretrained.load_model` takes (a folder, a shipped name or a
     bioimage.io package): workers load it themselves, once each.
@@ -118,18 +115,9 @@ def predict_regions_to_zarr(
     try:
         job = {"model": spec, "cfg": cfg, "image": image, "channel": c, "grid_vs": grid_vs, "shape": shape,
                "timepoints": ts, "stats": stats, "array": writer.level0}  # fmt: skip
-        regions = _regions(shape, region_yx)
-        from functools import partial
-
-        task = partial(_predict_region, job=job)
-        if executor is None:
-            finite = []
-            for k, r in enumerate(regions):
-                finite.append(task(r))
-                if progress is not None:
-                    progress(k + 1, len(regions))
-        else:
-            finite = list(executor.map(task, regions))
+        # the regions are blocks of the block engine's lateral grid, run through its executor seam
+        grid = BlockGrid(shape, (shape[0], region_yx, region_yx))
+        finite = map_blocks(partial(_predict_region, job=job), grid, executor=executor)
         writer.written_elsewhere(any_finite=any(finite))
     except BaseException:
         writer.abort()

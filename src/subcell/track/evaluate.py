@@ -13,6 +13,7 @@ from __future__ import annotations
 import itertools
 import logging
 import warnings
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -20,21 +21,20 @@ import numpy as np
 from subcell.errors import ValueRangeError
 from subcell.track.tracks import Tracks
 
-__all__ = ["evaluate_tracks", "seg_score", "tracking_graph"]
+__all__ = ["evaluate_tracks", "seg_score", "track_digraph", "tracking_graph"]
 
 
-def tracking_graph(tracks: Tracks, *, name: str = "tracks") -> Any:
-    """A traccuracy ``TrackingGraph``: one node per object and frame, edges along tracks (across gaps too) and
-    from a parent's last object to each daughter's first."""
+def track_digraph(table: Any, node: Callable[[Any], dict[str, Any]]) -> Any:
+    """A networkx graph of a tracks table (``track_id, t, parent_track`` and what ``node`` reads): one node per
+    row (ids 1, 2, … in track, then frame order; attributes from ``node(row)``), edges along each track (across
+    gaps too) and from a parent's last node to each daughter's first."""
     import networkx as nx
-    from traccuracy import TrackingGraph
 
-    tab = tracks.table.sort_values(["track_id", "t"]).reset_index(drop=True)
+    tab = table.sort_values(["track_id", "t"]).reset_index(drop=True)
     graph = nx.DiGraph()
     node_ids = np.arange(1, len(tab) + 1)
     for nid, row in zip(node_ids, tab.itertuples(index=False), strict=True):
-        graph.add_node(int(nid), t=int(row.t), segmentation_id=int(row.track_id),
-                       z=float(row.z_um), y=float(row.y_um), x=float(row.x_um))  # fmt: skip
+        graph.add_node(int(nid), **node(row))
     same = tab["track_id"].to_numpy()[1:] == tab["track_id"].to_numpy()[:-1]
     graph.add_edges_from(zip(node_ids[:-1][same].tolist(), node_ids[1:][same].tolist(), strict=True))
     last_row = {int(tid): int(i) for i, tid in tab.groupby("track_id").tail(1)["track_id"].items()}
@@ -42,6 +42,15 @@ def tracking_graph(tracks: Tracks, *, name: str = "tracks") -> Any:
         parent = int(row["parent_track"])
         if parent in last_row:
             graph.add_edge(int(node_ids[last_row[parent]]), int(node_ids[idx]))
+    return graph
+
+
+def tracking_graph(tracks: Tracks, *, name: str = "tracks") -> Any:
+    """A traccuracy ``TrackingGraph`` of :func:`track_digraph` with the segmentation (node label = track id)."""
+    from traccuracy import TrackingGraph
+
+    graph = track_digraph(tracks.table, lambda r: {"t": int(r.t), "segmentation_id": int(r.track_id),
+                                                   "z": float(r.z_um), "y": float(r.y_um), "x": float(r.x_um)})  # fmt: skip
     seg = tracks.labels
     if seg.ndim == 4 and seg.shape[1] == 1:
         seg = seg[:, 0]

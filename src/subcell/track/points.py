@@ -37,40 +37,28 @@ def read_point_tracks(
     """
     import pandas as pd
 
+    from subcell.io import read_table
+    from subcell.io.files import read_napari_tracks
+
     p = Path(path)
-    if not p.is_file():
-        raise InputFileError("point tracks not found", path=p)
-    if p.suffix == ".npy":
-        arr = np.load(p, allow_pickle=False)
-        if arr.ndim != 2 or arr.shape[1] not in (4, 5):
-            raise InputFileError(f"expected a napari Tracks array (N, 4 or 5) [track_id, t, (z,) y, x], got "
-                                 f"{arr.shape}", path=p, field="points")  # fmt: skip
-        cols = ["track_id", "t", "y", "x"] if arr.shape[1] == 4 else ["track_id", "t", "z", "y", "x"]
-        table = pd.DataFrame(arr, columns=cols)
-    elif p.suffix in (".csv", ".parquet"):
-        table = pd.read_csv(p) if p.suffix == ".csv" else pd.read_parquet(p)
-    else:
+    if p.suffix not in POINT_SUFFIXES:
         raise InputFileError(f"point tracks must be one of {', '.join(POINT_SUFFIXES)}", path=p, field="points")
+    table = read_napari_tracks(p) if p.suffix == ".npy" else read_table(p, what="point tracks")
     in_um = {"y_um", "x_um"} <= set(table.columns)
-    in_px = {"y", "x"} <= set(table.columns)
     missing = {"track_id", "t"} - set(table.columns)
-    if missing or not (in_um or in_px):
+    if missing or not (in_um or {"y", "x"} <= set(table.columns)):
         raise InputFileError(f"point tracks need columns track_id, t and y, x (pixels) or y_um, x_um (µm); "
                              f"missing {sorted(missing) or ['y', 'x']}", path=p, field="columns")  # fmt: skip
-    vs = VoxelSize.of(voxel_size).as_tuple()
-    use_um = units == "um" or (units == "auto" and in_um)
+    suffix = "_um" if in_um else ""  # the columns read: µm ones where present
+    scale = np.ones(3) if units == "um" or (units == "auto" and in_um) else VoxelSize.of(voxel_size).as_tuple()
     out = pd.DataFrame({"track_id": table["track_id"].astype(np.int64), "t": table["t"].astype(np.int64)})
-    for axis, v in zip("zyx", vs, strict=True):
-        src = f"{axis}_um" if use_um and f"{axis}_um" in table.columns else axis
-        if src not in table.columns:
-            out[f"{axis}_um"] = 0.0
-            continue
-        values = table[src].to_numpy(np.float64)
+    for axis, v in zip("zyx", scale, strict=True):
+        col = axis + suffix
+        values = table[col].to_numpy(np.float64) if col in table.columns else np.zeros(len(table))
         if not np.isfinite(values).all():
-            raise InputFileError(f"column {src!r} has missing or infinite values", path=p, field=src)
-        out[f"{axis}_um"] = values if src.endswith("_um") or units == "um" else values * v
-    parent = table["parent_track"] if "parent_track" in table.columns else 0
-    out["parent_track"] = np.asarray(parent, dtype=np.int64) if np.ndim(parent) else 0
+            raise InputFileError(f"column {col!r} has missing or infinite values", path=p, field=col)
+        out[f"{axis}_um"] = values * v
+    out["parent_track"] = table["parent_track"].astype(np.int64) if "parent_track" in table.columns else 0
     if (out["t"] < 0).any():
         raise InputFileError("point tracks have negative frames", path=p, field="t")
     return out
@@ -79,21 +67,12 @@ def read_point_tracks(
 def _points_graph(points: Any, voxel_size: tuple[float, float, float], *, two_d: bool) -> Any:
     """A traccuracy graph of the points, positions as voxel indices of the labels they are scored on (y, x only
     for a 2D time-lapse, whose labels the tracking graph holds as (T, Y, X))."""
-    import networkx as nx
     from traccuracy import TrackingGraph
 
-    tab = points.sort_values(["track_id", "t"]).reset_index(drop=True)
-    graph = nx.DiGraph()
-    ids = np.arange(1, len(tab) + 1)
-    for nid, row in zip(ids, tab.itertuples(index=False), strict=True):
-        graph.add_node(int(nid), t=int(row.t), z=row.z_um / voxel_size[0], y=row.y_um / voxel_size[1],
-                       x=row.x_um / voxel_size[2], track_id=int(row.track_id))  # fmt: skip
-    same = tab["track_id"].to_numpy()[1:] == tab["track_id"].to_numpy()[:-1]
-    graph.add_edges_from(zip(ids[:-1][same].tolist(), ids[1:][same].tolist(), strict=True))
-    last = {int(tid): int(ids[i]) for i, tid in tab.groupby("track_id").tail(1)["track_id"].items()}
-    for i, row in tab.groupby("track_id").head(1).iterrows():
-        if int(row["parent_track"]) in last:
-            graph.add_edge(last[int(row["parent_track"])], int(ids[i]))
+    from subcell.track.evaluate import track_digraph
+
+    vz, vy, vx = voxel_size
+    graph = track_digraph(points, lambda r: {"t": int(r.t), "z": r.z_um / vz, "y": r.y_um / vy, "x": r.x_um / vx})
     keys = ("y", "x") if two_d else ("z", "y", "x")
     return TrackingGraph(graph, frame_key="t", location_keys=keys, name="points")
 
