@@ -59,8 +59,8 @@ def test_granules_give_the_cytoplasm_its_speckle_and_leave_the_truth_alone() -> 
 
     base = {"shape": (16, 96, 96), "voxel_size": (0.5, 0.2, 0.2), "seed": 3}
     region = (slice(0, 16), slice(0, 96), slice(0, 96))
-    plain = SynthConfig.model_validate({**base, "refractive_index": {"granules_per_um3": 0}})
-    grainy = SynthConfig.model_validate({**base, "refractive_index": {"granules_per_um3": 2}})
+    plain = SynthConfig.model_validate({**base, "refractive_index": {"granules_per_um3": 0, "cytoplasm_texture": 0}})
+    grainy = SynthConfig.model_validate({**base, "refractive_index": {"granules_per_um3": 2, "cytoplasm_texture": 0}})
     a = render_region(make_colony(plain), region, seed=3)
     b = render_region(make_colony(grainy), region, seed=3)
     cyto = (a.cell > 0) & (a.nucleus == 0)
@@ -69,3 +69,31 @@ def test_granules_give_the_cytoplasm_its_speckle_and_leave_the_truth_alone() -> 
     np.testing.assert_array_equal(a.density["mitochondria"], b.density["mitochondria"])
     field = synth_field(grainy)
     assert field.image.channel("brightfield").numpy().std() > 0
+
+
+def test_cytoplasm_texture_is_a_mesh_in_the_cytoplasm_the_same_in_any_block() -> None:
+    from scipy import ndimage as ndi
+
+    from subcell.synth.colony import make_colony
+    from subcell.synth.config import SynthConfig
+    from subcell.synth.render import render_region
+
+    base = {"shape": (16, 96, 96), "voxel_size": (0.5, 0.2, 0.2), "seed": 4}
+    whole = (slice(0, 16), slice(0, 96), slice(0, 96))
+    smooth = SynthConfig.model_validate({**base, "refractive_index": {"cytoplasm_texture": 0}})
+    meshy = SynthConfig.model_validate({**base, "refractive_index": {"cytoplasm_texture": 0.008}})
+    a = render_region(make_colony(smooth), whole, seed=4)
+    b = render_region(make_colony(meshy), whole, seed=4)
+    cyto = (a.cell > 0) & (a.nucleus == 0)
+    deep_nucleus = ndi.binary_erosion(a.nucleus > 0, iterations=4)
+    extra = b.delta_n - a.delta_n
+    assert extra[cyto].std() > 0.5 * 0.008  # the texture is there, at about its RMS
+    assert np.abs(extra[deep_nucleus]).max() < 0.1 * 0.008  # and not inside the nucleus
+    assert (a.cell == 0).any() and np.abs(extra[a.cell == 0]).max() < 1e-6  # nor in the medium
+    # fine structure: most of its power at 0.5-2 µm wavelengths, i.e. it varies from voxel to voxel at 0.2 µm
+    d = np.diff(extra, axis=2)[cyto[:, :, 1:] & cyto[:, :, :-1]]
+    assert d.std() > 0.1 * extra[cyto].std()
+    np.testing.assert_array_equal(a.cell, b.cell)  # labels do not depend on the texture
+    # a block sees the same index map as the whole field (away from its edge, where the boundary smoothing differs)
+    part = render_region(make_colony(meshy), (slice(0, 16), slice(30, 96), slice(20, 80)), seed=4)
+    np.testing.assert_allclose(part.delta_n[:, 10:-10, 10:-10], b.delta_n[:, 40:86, 30:70], atol=1e-6)

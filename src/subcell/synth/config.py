@@ -177,6 +177,21 @@ class RefractiveIndex(_Model):
     dark_granule_fraction: float = Field(0.3, ge=0, le=1, description="share of granules below the cytoplasm")
     chromatin_texture: float = Field(0.004, ge=0, le=0.1, description="index contrast of chromatin foci")
     smoothing_um: float = Field(0.25, ge=0, le=3, description="index boundaries are this soft (Gaussian σ)")
+    cytoplasm_texture: float = Field(
+        0.006, ge=0, le=0.05,
+        description="RMS index fluctuation of the cytoplasm's continuous organelle mesh (organelles packed too "
+        "densely to be single granules: ER, mitochondria, vesicles); 0 switches it off",
+    )  # fmt: skip
+    texture_scale_um: tuple[float, float] = Field(
+        (0.5, 2.0), description="smallest and largest blob size (wavelength, µm) of the cytoplasm's texture"
+    )
+
+    @field_validator("texture_scale_um")
+    @classmethod
+    def _texture_scale(cls, v: tuple[float, float]) -> tuple[float, float]:
+        if not 0 < v[0] <= v[1] <= 20:
+            raise ValueError(f"expected 0 < smallest <= largest <= 20 µm, got {tuple(v)}")
+        return v
 
 
 class TimeLapse(_Model):

@@ -26,7 +26,7 @@ FACTORS = (
     "illumination",  # ramps, photons (shot noise), read noise
     "haze",  # out-of-focus haze / scatter
     "cells",  # density, size, height, wall irregularity, nucleus size, mitoses
-    "index",  # refractive-index contrasts, granule density and size, boundary softness
+    "index",  # refractive-index contrasts, granule density and size, boundary softness, cytoplasm texture
     "camera",  # nonlinearity, gain/offset, 8- vs 12-bit
 )
 
@@ -99,6 +99,10 @@ def randomized_config(
         "granule_radius": rng.uniform(0.15, 0.45),
         "dark": rng.uniform(0.1, 0.6),
         "smoothing": rng.uniform(0.1, 0.6),
+        # drawn last so that adding them left every earlier draw (and older pretraining streams) unchanged
+        "texture": rng.uniform(0.0, 0.012),
+        "texture_lo": _log_uniform(rng, 0.3, 0.8),
+        "texture_span": rng.uniform(2.0, 5.0),
     }
     bf, cells, ri = d["brightfield"], d["cells"], d["refractive_index"]
     if r.optics:
@@ -124,7 +128,9 @@ def randomized_config(
         for name, k in zip(names, draws["index_scale"], strict=True):
             ri[name] = ri[name] * float(k)
         ri.update(granules_per_um3=draws["granules"], granule_radius_um=draws["granule_radius"],
-                  dark_granule_fraction=draws["dark"], smoothing_um=draws["smoothing"])  # fmt: skip
+                  dark_granule_fraction=draws["dark"], smoothing_um=draws["smoothing"],
+                  cytoplasm_texture=draws["texture"],
+                  texture_scale_um=(draws["texture_lo"], draws["texture_lo"] * draws["texture_span"]))  # fmt: skip
     if voxel_size is None:
         voxel_size = (draws["vs_z"], draws["vs_xy"], draws["vs_xy"]) if r.voxel_size else tuple(d["voxel_size"])
     if shape is None:

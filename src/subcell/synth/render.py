@@ -335,6 +335,32 @@ def _add_granules(
     np.add.at(speckle, (idx[ok, 0], idx[ok, 1], idx[ok, 2]), amp[ok] * weight)
 
 
+def _organelle_mesh(
+    coords: tuple[np.ndarray, np.ndarray, np.ndarray], origin: tuple[float, float, float],
+    rng: np.random.Generator, scale_um: tuple[float, float], voxel_um: np.ndarray, waves: int = 48,
+) -> np.ndarray:  # fmt: skip
+    """A band-limited random field of unit variance (before voxel averaging) on the box ``coords`` (µm axis
+    centres), in coordinates relative to ``origin``: the sum of ``waves`` plane waves with random directions,
+    wavelengths log-uniform in ``scale_um`` and random phases (a Gaussian random field whose spectrum lies in that
+    band). Each voxel holds the field's average over its extent (a wave's amplitude times the sinc of its phase
+    step across the voxel), so waves near or below the grid's resolution fade instead of aliasing into pixel noise.
+
+    Written by hand because it must be a function of position alone: any block of a large field, or the cell
+    after it moved in a time-lapse, sees the same texture (a filtered noise array would depend on the box)."""
+    lam = np.exp(rng.uniform(math.log(scale_um[0]), math.log(scale_um[1]), waves))
+    d = rng.normal(size=(waves, 3))
+    k = 2 * math.pi * d / (np.linalg.norm(d, axis=1, keepdims=True) * lam[:, None])
+    phase = rng.uniform(0, 2 * math.pi, waves)
+    amp = np.prod(np.sinc(k * voxel_um[None, :] / (2 * math.pi)), axis=1)  # np.sinc(t) = sin(πt)/(πt)
+    z, y, x = (np.asarray(c, np.float32) - np.float32(o) for c, o in zip(coords, origin, strict=True))
+    out = np.zeros((len(z), len(y), len(x)), np.float32)
+    for kz, ky, kx, ph, a in zip(k[:, 0], k[:, 1], k[:, 2], phase, amp, strict=True):
+        arg = (np.float32(kz) * z + np.float32(ph))[:, None, None] + (np.float32(ky) * y)[None, :, None]
+        out += np.float32(a) * np.cos(arg + (np.float32(kx) * x)[None, None, :])
+    out *= np.float32(math.sqrt(2.0 / waves))
+    return out
+
+
 def render_region(colony: Colony, region: tuple[slice, slice, slice], *, seed: int) -> RegionRender:
     """Rasterize ``region`` (voxel slices of the field) of ``colony``."""
     cfg = colony.config
@@ -365,6 +391,7 @@ def render_region(colony: Colony, region: tuple[slice, slice, slice], *, seed: i
     ri = cfg.refractive_index
     delta_n = np.where(inside, np.float32(ri.cytoplasm), np.float32(0))
     speckle = np.zeros(shape, np.float32)  # granules and chromatin foci, blurred to their size below
+    texture = np.zeros(shape, np.float32)  # the cytoplasm's organelle mesh, added after the boundary smoothing
     counts: dict[int, dict[str, int]] = {}
     # a chromatin focus adds ~0.4 to the blurred DNA density at its centre
     sigma = psf_sigma_voxels(cfg.optics, cfg.voxel_size)
@@ -444,6 +471,10 @@ def render_region(colony: Colony, region: tuple[slice, slice, slice], *, seed: i
         delta_n[box][nuc] = ri.nucleus
         delta_n[box][(density["nucleoli"][box] > 0) & nuc] = ri.nucleoli
         _add_granules(speckle, colony, index, region, vs, seed, granule_weight)
+        if ri.cytoplasm_texture > 0:  # in the cell's own frame and stream: it moves with the cell, fixed over time
+            origin = (colony.substrate_z, c.yx[0], c.yx[1])
+            mesh = _organelle_mesh(coords, origin, np.random.default_rng([seed, c.id, 0x7E57]), ri.texture_scale_um, vs)
+            texture[box][mine] = mesh[mine]
 
         pts = _cell_points(colony, index, seed)
         counts[c.id] = {
@@ -485,6 +516,11 @@ def render_region(colony: Colony, region: tuple[slice, slice, slice], *, seed: i
     delta_n += ndi.gaussian_filter(speckle, granule_sigma, mode="constant", truncate=3.0)
     if ri.smoothing_um > 0:  # real index boundaries are soft: no cell has a step edge at the voxel scale
         ndi.gaussian_filter(delta_n, tuple(ri.smoothing_um / v for v in vs), output=delta_n, mode="nearest")
+    if ri.cytoplasm_texture > 0:  # keeps its own fine scale; fades softly into the nucleus and the medium
+        weight = ((cell > 0) & (nucleus == 0)).astype(np.float32)
+        if ri.smoothing_um > 0:
+            ndi.gaussian_filter(weight, tuple(ri.smoothing_um / v for v in vs), output=weight, mode="nearest")
+        delta_n += texture * weight * np.float32(ri.cytoplasm_texture)
     return RegionRender(
         cell=cell, nucleus=nucleus, density=density, masks={s: m.view(np.uint8) for s, m in masks.items()},
         delta_n=delta_n, counts=counts, region=region,
