@@ -173,7 +173,7 @@ def test_queue_config_is_validated_and_builds_a_slurm_job(tmp_path: Path, capsys
         cluster.close()
     for line in ("#SBATCH -p gpu", "#SBATCH -A cellsci", "#SBATCH -t 02:00:00", "#SBATCH --exclusive",
                  "#SBATCH --gres=gpu:2", "--nworkers 2", "--resources GPU=1",
-                 "MALLOC_TRIM_THRESHOLD_=None"):  # fmt: skip
+                 "MALLOC_TRIM_THRESHOLD_=None", "MALLOC_ARENA_MAX=1"):  # fmt: skip
         assert line in script, line
     assert "#SBATCH --mem=30G" in script or "#SBATCH --mem=" in script
     bad = tmp_path / "bad.yaml"

@@ -167,6 +167,10 @@ def _model_loads() -> int:
     return MODEL_CACHE.loads
 
 
+def _allocator_env() -> tuple[str | None, ...]:
+    return tuple(os.environ.get(k) for k in ("MALLOC_ARENA_MAX", "MALLOC_TRIM_THRESHOLD_", "OMP_NUM_THREADS"))
+
+
 def test_predict_loads_the_model_once_per_worker_and_matches_the_single_command(
     two_fields: Path, tmp_path: Path
 ) -> None:
@@ -180,7 +184,10 @@ def test_predict_loads_the_model_once_per_worker_and_matches_the_single_command(
     with connect("local", workers=1) as client:
         summary = run_batch(items, CommandTask(("labelfree", "predict")), out, client, description={"o": opts})
         loads = client.run(_model_loads)
+        env = client.run(_allocator_env)
     assert summary.counts["done"] == 2
+    # one malloc arena (a worker thread's own arena would mmap every large activation), no 64 kB trim threshold
+    assert list(env.values()) == [("1", None, "1")]
     assert list(loads.values()) == [1]  # two items, one load
     single = tmp_path / "single.ome.zarr"
     assert run(["labelfree", "predict", str(two_fields / "g1.ome.zarr"), str(single), *opts, "--quiet"]) == 0

@@ -76,6 +76,7 @@ def build_jobqueue_cluster(cfg: JobqueueConfig) -> Any:
         # workers on the nodes keep glibc's default allocator, as local workers do (see _worker_settings)
         "job_script_prologue": [
             "export DASK_DISTRIBUTED__NANNY__PRE_SPAWN_ENVIRON__MALLOC_TRIM_THRESHOLD_=None",
+            "export DASK_DISTRIBUTED__NANNY__PRE_SPAWN_ENVIRON__MALLOC_ARENA_MAX=1",
             *cfg.job_script_prologue,
         ],
     }  # fmt: skip
@@ -116,9 +117,13 @@ def _worker_settings(retries: int, threads: int = 1) -> dict[str, Any]:
         "distributed.worker.daemon": False,
         # a worker process runs like the single command: glibc's default allocator (the nanny's
         # MALLOC_TRIM_THRESHOLD_=65536 fixes the mmap threshold at 128 kB, so every large temporary is mapped and
-        # page-faulted again: segmentation items ran 40 % slower), and numerical libraries use the worker's threads
+        # page-faulted again: segmentation items ran 40 % slower), and numerical libraries use the worker's threads.
+        # One malloc arena: items run in the worker's threads, and glibc gives each thread its own arena, whose heaps
+        # cannot hold a block over 64 MB, so a thread's large network activations were mmap-ed and page-faulted in on
+        # every pass even with subcell.train.host.tune_allocator (a tile forward 1.5x slower than in the main thread)
         "distributed.nanny.pre-spawn-environ": {
             "MALLOC_TRIM_THRESHOLD_": None,
+            "MALLOC_ARENA_MAX": 1,
             "OMP_NUM_THREADS": threads,
             "MKL_NUM_THREADS": threads,
             "OPENBLAS_NUM_THREADS": threads,
