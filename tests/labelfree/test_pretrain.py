@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -91,3 +92,25 @@ def test_bad_pretrain_configs_are_one_line_errors(tmp_path: Path) -> None:
         _cfg(tmp_path, targets=["dna", "nuclei"])
     with pytest.raises(ValidationError, match="unknown randomization factor"):
         _cfg(tmp_path, randomization={"blur": False})
+
+
+def test_inverted_input_augmentation_negates_half_the_inputs_and_leaves_other_streams_alone() -> None:
+    from subcell.labelfree.config import AugmentConfig
+    from subcell.labelfree.data import PatchSampler, Volume
+
+    rng0 = np.random.default_rng(0)
+    vol = Volume("v", rng0.normal(size=(1, 8, 16, 16)).astype(np.float32), rng0.random((1, 8, 16, 16), np.float32),
+                 None, np.arange(0), np.zeros(1), np.ones(1))  # fmt: skip
+    plain = PatchSampler([vol], (4, 8, 8), augment=AugmentConfig(input_gain=0, input_offset=0))
+    inv = PatchSampler([vol], (4, 8, 8), augment=AugmentConfig(input_gain=0, input_offset=0, invert_input=True))
+    draws = [inv.draw(np.random.default_rng([1, k])) for k in range(200)]
+    assert 70 < sum(d.invert for d in draws) < 130
+    d = next(d for d in draws if d.invert)
+    x_inv, y_inv, _ = inv.apply(d)
+    x, y, _ = plain.apply(dataclasses.replace(d, invert=False))
+    np.testing.assert_array_equal(x_inv, -x)  # the input's sign flips; the target stays
+    np.testing.assert_array_equal(y_inv, y)
+    # drawn last: every other parameter of a patch is the same with and without it (older streams are kept)
+    for k in range(20):
+        a, b = plain.draw(np.random.default_rng([2, k])), inv.draw(np.random.default_rng([2, k]))
+        assert dataclasses.replace(b, invert=False) == a

@@ -24,6 +24,10 @@ class AugmentConfig(BaseModel):
     flip_z: bool = False
     input_gain: float = Field(0.1, ge=0, le=1, description="input multiplied by 1 ± U(0, gain)")
     input_offset: float = Field(0.1, ge=0, le=2, description="input shifted by ± U(0, offset) (z-score units)")
+    invert_input: bool = Field(
+        False, description="negate the (z-scored) input of half the patches: bright-field contrast of a structure "
+        "reverses with the side of focus and between microscopes, so a pretrained model must not rely on its sign",
+    )  # fmt: skip
 
 
 class TrainConfig(BaseModel):

@@ -244,6 +244,7 @@ class PatchDraw:
     rot90: int = 0
     gain: float = 1.0
     offset: float = 0.0
+    invert: bool = False
 
 
 class PatchSampler:
@@ -256,7 +257,8 @@ class PatchSampler:
     foreground_fraction : float
         Share of patches centred on a foreground voxel.
     augment : AugmentConfig-like
-        Attributes ``flip_xy``, ``rotate90_xy``, ``flip_z``, ``input_gain``, ``input_offset``.
+        Attributes ``flip_xy``, ``rotate90_xy``, ``flip_z``, ``input_gain``, ``input_offset`` and optionally
+        ``invert_input``.
     yx_isotropic : bool
         Quarter turns only when the y and x voxel sizes agree (and the patch is square).
     """
@@ -306,6 +308,8 @@ class PatchSampler:
             rot90=int(rng.integers(4)) if (a.rotate90_xy and self.rot_ok) else 0,  # type: ignore[attr-defined]
             gain=float(1 + rng.uniform(-a.input_gain, a.input_gain)),  # type: ignore[attr-defined]
             offset=float(rng.uniform(-a.input_offset, a.input_offset)),  # type: ignore[attr-defined]
+            # drawn last and only when switched on: runs without it keep their random stream
+            invert=bool(getattr(a, "invert_input", False) and rng.random() < 0.5),
         )
 
     def apply(self, d: PatchDraw) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -324,6 +328,8 @@ class PatchSampler:
         x, y, w = (np.ascontiguousarray(a, dtype=np.float32) for a in arrays)
         if d.gain != 1.0 or d.offset != 0.0:
             x = x * d.gain + d.offset
+        if d.invert:
+            x = -x
         return x, y, w
 
     def batch(self, rng: np.random.Generator, size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
