@@ -13,7 +13,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from subcell.errors import ManifestError, OutputExistsError, ValueRangeError  # noqa: E402
+from subcell.errors import InputFileError, ManifestError, OutputExistsError, ValueRangeError  # noqa: E402
 from subcell.labelfree import LabelFreeModel, train_labelfree  # noqa: E402
 from tests.labelfree.conftest import tiny_config  # noqa: E402
 
@@ -57,7 +57,10 @@ def test_killed_run_resumes_on_the_same_loss_trajectory(paired_dataset: Path, tm
     straight = train_labelfree(tiny_config(paired_dataset, tmp_path / "s", resume=False))
     killed = train_labelfree(tiny_config(paired_dataset, tmp_path / "k"), stop_after=6)  # checkpoint at step 4
     assert killed.folder is None and not (tmp_path / "k").exists()  # no model that looks complete
-    resumed = train_labelfree(tiny_config(paired_dataset, tmp_path / "k"))
+    with pytest.raises(InputFileError, match="another configuration") as err:  # another run's checkpoint
+        train_labelfree(tiny_config(paired_dataset, tmp_path / "k", lr=5e-4))
+    assert err.value.field == "resume" and "\n" not in str(err.value)
+    resumed = train_labelfree(tiny_config(paired_dataset, tmp_path / "k", threads=1))  # run-only fields may change
     full = [h["loss"] for h in straight.history.train]
     again = [h["loss"] for h in resumed.history.train]
     assert [h["step"] for h in resumed.history.train] == list(range(1, 13))

@@ -22,7 +22,7 @@ from subcell.integrated.model import IntegratedModel, likelihood_of
 from subcell.integrated.objective import beta_at
 from subcell.train import DistributedContext, autocast_dtype, fit
 from subcell.train.loop import History, StepInfo
-from subcell.train.run import checkpoint_dir, isolated_torch_state, start_run
+from subcell.train.run import checkpoint_dir, isolated_torch_state, run_key, start_run
 
 __all__ = ["TrainResult", "train_integrated"]
 
@@ -143,6 +143,7 @@ def _train_part(model: IntegratedModel, part: ModelPart, kind: str, data: CellDa
         checkpoint_dir=checkpoint_dir(Path(cfg.output)) / kind, checkpoint_every=cfg.checkpoint_every,
         resume=cfg.resume, validate=validate, validate_every=cfg.validate_every, on_step=hook, ctx=ctx,
         stop_after=stop_after, lr_at=lr_at, max_seconds=part.max_minutes * 60 if part.max_minutes else None,
+        run_key=run_key(cfg),
     )  # fmt: skip
     if best["state"] is not None:
         phase.load_state_dict(best["state"])

@@ -31,7 +31,7 @@ from subcell.labelfree.train import (
 )
 from subcell.train import autocast_dtype, fit
 from subcell.train.loop import StepInfo
-from subcell.train.run import isolated_torch_state, start_run
+from subcell.train.run import isolated_torch_state, run_key, start_run
 
 __all__ = ["FieldStream", "pretrain_labelfree", "synthetic_volume"]
 
@@ -167,7 +167,7 @@ def pretrain_labelfree(
         iterations=cfg.stop_at or cfg.iterations, rng=rng, device=device, autocast=dtype, checkpoint_dir=ckpt,
         checkpoint_every=cfg.checkpoint_every, resume=cfg.resume, validate=validate,
         validate_every=cfg.validate_every, on_step=on_step, ctx=ctx, stop_after=stop_after,
-        lr_at=lr_schedule(cfg.lr, cfg.iterations, cfg.lr_schedule),
+        lr_at=lr_schedule(cfg.lr, cfg.iterations, cfg.lr_schedule), run_key=run_key(cfg),
         max_seconds=cfg.max_minutes * 60 if cfg.max_minutes else None,
     )  # fmt: skip
     steps = history.train[-1]["step"] if history.train else 0

@@ -19,7 +19,7 @@ from subcell.labelfree.model import LabelFreeModel
 from subcell.labelfree.network import NetworkConfig
 from subcell.train import autocast_dtype, fit
 from subcell.train.loop import History, StepInfo
-from subcell.train.run import checkpoint_dir, isolated_torch_state, start_run
+from subcell.train.run import checkpoint_dir, isolated_torch_state, run_key, start_run
 
 __all__ = ["TrainResult", "checkpoint_dir", "lr_schedule", "resolve_network", "train_labelfree"]
 
@@ -274,6 +274,7 @@ def train_labelfree(
         checkpoint_dir=checkpoint_dir(out),
         checkpoint_every=cfg.checkpoint_every,
         resume=cfg.resume,
+        run_key=run_key(cfg),
         validate=patch_validator(
             val_volumes,
             patch,

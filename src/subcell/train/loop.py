@@ -105,6 +105,7 @@ def save_checkpoint(
     history: History,
     rng: np.random.Generator,
     ctx: DistributedContext,
+    run_key: str | None = None,
 ) -> None:
     """Write ``folder/checkpoint.safetensors`` + ``checkpoint.json`` (rank 0) and ``rng-rank{r}.json`` (each rank)."""
     from safetensors.torch import save_file
@@ -123,7 +124,8 @@ def save_checkpoint(
         tensors.update(opt_tensors)
         tmp = folder / ".checkpoint.safetensors.tmp"
         save_file(tensors, str(tmp))
-        meta = {"step": step, "optimizer": opt_meta, "history": history.to_json(), "world_size": ctx.world_size}
+        meta = {"step": step, "optimizer": opt_meta, "history": history.to_json(), "world_size": ctx.world_size,
+                "run_key": run_key}  # fmt: skip
         # the JSON names the step last, so a crash between the two renames is detected on resume
         os.replace(tmp, folder / "checkpoint.safetensors")
         _write_atomic(folder / "checkpoint.json", json.dumps(meta).encode())
@@ -137,8 +139,10 @@ def load_checkpoint(
     optimizer: torch.optim.Optimizer,
     rng: np.random.Generator,
     ctx: DistributedContext,
+    run_key: str | None = None,
 ) -> tuple[int, History]:
-    """Restore model, optimizer and random states; returns (step, history)."""
+    """Restore model, optimizer and random states; returns (step, history). A checkpoint written by a run with
+    another ``run_key`` (another configuration) is refused."""
     from safetensors.torch import load_file
 
     meta_path = folder / "checkpoint.json"
@@ -156,6 +160,11 @@ def load_checkpoint(
             path=meta_path,
             field="world_size",
         )
+    if run_key is not None and meta.get("run_key") not in (None, run_key):
+        raise InputFileError(
+            "checkpoint was written by a run with another configuration; resume: false (resume=false) starts "
+            "over, or delete the checkpoint folder", path=folder, field="resume",
+        )  # fmt: skip
     if rng_state.get("step") != meta["step"]:
         raise InputFileError("checkpoint files are from different steps (interrupted save)", path=folder)
     model_state = {k[len("model.") :]: v for k, v in tensors.items() if k.startswith("model.")}
@@ -192,6 +201,7 @@ def fit(
     lr_at: Callable[[int], float] | None = None,
     max_seconds: float | None = None,
     step_loss: Callable[[torch.nn.Module, tuple[torch.Tensor, ...], int], torch.Tensor] | None = None,
+    run_key: str | None = None,
 ) -> History:
     """Train ``model`` for ``iterations`` optimizer steps.
 
@@ -219,6 +229,9 @@ def fit(
         needs no state of its own, so resuming is exact), times the group's ``lr_scale`` if it has one.
     max_seconds : float, optional
         Time budget of this run: training stops (with validation and a checkpoint) once it is spent.
+    run_key : str, optional
+        Fingerprint of the run's configuration (:func:`subcell.train.run.run_key`), stored in checkpoints; resuming
+        from a checkpoint with another key is an error.
     """
     ctx = ctx or DistributedContext()
     if device.type == "cpu":
@@ -226,7 +239,8 @@ def fit(
     history = History()
     start = 0
     if resume and checkpoint_dir is not None and (checkpoint_dir / "checkpoint.json").exists():
-        start, history = load_checkpoint(checkpoint_dir, model=model, optimizer=optimizer, rng=rng, ctx=ctx)
+        start, history = load_checkpoint(checkpoint_dir, model=model, optimizer=optimizer, rng=rng, ctx=ctx,
+                                         run_key=run_key)  # fmt: skip
     train_model: torch.nn.Module = model
     if ctx.active:
         from torch.nn.parallel import DistributedDataParallel
@@ -270,8 +284,9 @@ def fit(
                 history.validation.append({"step": step, **val})
         if checkpoint_dir is not None and ((checkpoint_every and step % checkpoint_every == 0) or last):
             save_checkpoint(
-                checkpoint_dir, model=model, optimizer=optimizer, step=step, history=history, rng=rng, ctx=ctx
-            )
+                checkpoint_dir, model=model, optimizer=optimizer, step=step, history=history, rng=rng, ctx=ctx,
+                run_key=run_key,
+            )  # fmt: skip
         if on_step is not None and ctx.is_main:
             on_step(StepInfo(step=step, total=iterations, loss=value, elapsed_s=elapsed, validation=val))
         if out_of_time:

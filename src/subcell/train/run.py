@@ -16,7 +16,11 @@ from subcell.errors import OutputExistsError
 from subcell.train.distributed import DistributedContext
 from subcell.train.precision import resolve_device
 
-__all__ = ["RunSetup", "checkpoint_dir", "isolated_torch_state", "start_run"]
+__all__ = ["RunSetup", "checkpoint_dir", "isolated_torch_state", "run_key", "start_run"]
+
+# config fields that do not change what a training step computes: a run may resume with other values
+_RUN_ONLY = frozenset({"output", "overwrite", "resume", "threads", "device", "precision", "max_minutes", "stop_at",
+                       "validate_every", "checkpoint_every"})  # fmt: skip
 
 
 @dataclass
@@ -67,6 +71,18 @@ def isolated_torch_state(fn: F) -> F:
             torch.set_num_threads(threads)
 
     return wrapper  # type: ignore[return-value]
+
+
+def run_key(config: Any) -> str:
+    """A fingerprint of what a training run computes (its pydantic config without :data:`_RUN_ONLY` fields): a
+    checkpoint written under another key is refused on resume instead of continuing a different run."""
+    import hashlib
+    import json
+
+    def keep(v: Any) -> Any:  # nested parts (e.g. each model of the integrated cell) have their own budgets
+        return {k: keep(x) for k, x in v.items() if k not in _RUN_ONLY} if isinstance(v, dict) else v
+
+    return hashlib.sha256(json.dumps(keep(config.model_dump(mode="json")), sort_keys=True).encode()).hexdigest()[:16]
 
 
 def checkpoint_dir(output: Path) -> Path:
