@@ -6,7 +6,8 @@
 ``allen``: bright-field z-stack → nucleus mask, leave-one-stack-out over the three Allen stacks (loss inside the
 segmented cells). Arms: *scratch* (random init, default preset), *zero-shot* (the shipped ``nucleus`` model, no
 training), *fine-tuned* (``init=nucleus``), the two trained arms with the same minutes, batch, patch and model voxel
-size. Scores inside the segmented cells of the held-out stack: Pearson r between prediction and mask, and Dice of
+size; *finetune_invariant* is the fine-tuned arm with the pretraining's z flips and input sign inversion kept on
+(``augment: {flip_z: true, invert_input: true}``). Scores inside the segmented cells of the held-out stack: Pearson r between prediction and mask, and Dice of
 the prediction thresholded by Otsu inside the cells (the same rule for every arm, no threshold fitted to labels).
 
 ``mcf7``: 2D bright-field → Hoechst, 18 train / 2 val / 4 test tiles (the split of ``real_data.py``). Arms as above
@@ -79,7 +80,8 @@ def allen(data: Path, work: Path, minutes: float, arms: list[str]) -> dict[str, 
                     binarize_targets=True, loss_mask="mask_cell", patch_size=(32, 64, 64), batch_size=4,
                     iterations=100_000, max_minutes=minutes, val_fraction=0.0, resume=False, lr=1e-3,
                     lr_schedule="constant", threads=2,
-                    **({"init": "nucleus"} if arm == "finetune" else {"voxel_size": (0.29, 0.29, 0.29)}),
+                    **({"init": "nucleus"} if arm.startswith("finetune") else {"voxel_size": (0.29, 0.29, 0.29)}),
+                    **({"augment": {"flip_z": True, "invert_input": True}} if arm == "finetune_invariant" else {}),
                 )  # fmt: skip
                 res = train_labelfree(cfg, on_message=print)
                 model = res.model

@@ -107,15 +107,15 @@ def card(folder: str, meta: dict, names: dict, synthetic: dict, real: dict, code
     return "\n".join(lines)
 
 
-def _real_numbers() -> dict[str, str]:
+def _real_numbers(tag: str = "") -> dict[str, str]:
     out = {}
-    allen = HERE / "results" / "pretrained_allen.json"
+    allen = HERE / "results" / f"pretrained_allen{'_' + tag if tag else ''}.json"
     if allen.exists():
         m = json.loads(allen.read_text())["mean"]
         out["Allen bright-field → nucleus, leave-one-stack-out (mean of 3)"] = "; ".join(
             f"{arm}: Dice {v['dice_in_cells']:.2f}, r {v['pearson_r_in_cells']:.2f}" for arm, v in m.items()
         )
-    mcf7 = HERE / "results" / "pretrained_mcf7.json"
+    mcf7 = HERE / "results" / f"pretrained_mcf7{'_' + tag if tag else ''}.json"
     if mcf7.exists():
         a = json.loads(mcf7.read_text())["arms"]
         out["MCF7 2D bright-field → Hoechst (4 test tiles)"] = "; ".join(
@@ -129,12 +129,13 @@ def main() -> None:
     ap.add_argument("runs", nargs="+", type=Path, help="pretraining output folders (named like the recipes)")
     ap.add_argument("--check-fields", type=int, default=2)
     ap.add_argument("--code-commit", default="2a1b03e", help="commit whose generator and recipes made the weights")
+    ap.add_argument("--real-tag", default="", help="read results/pretrained_{allen,mcf7}_TAG.json")
     args = ap.parse_args()
     from subcell.labelfree import LabelFreeModel
 
     index_path = PACKAGE / "index.json"
     index = json.loads(index_path.read_text()) if index_path.exists() else {"models": {}}
-    real = _real_numbers()
+    real = _real_numbers(args.real_tag)
     for run in args.runs:
         folder = run.name
         model = LabelFreeModel.load(run)
