@@ -403,6 +403,15 @@ def report(r: dict) -> str:
             f"{w2['client_peak_mb']:.0f} | {v['max_abs_diff']['2']:.2g} |",
             "",
         ]  # fmt: skip
+        if "predict_before_arena" in r:
+            b = r["predict_before_arena"]
+            lines += [
+                "Before workers used one malloc arena (a67b51f; a worker thread's own arena page-faulted every large "
+                f"activation in again), same benchmark: streamed {b['serial']['wall_s']:.1f} s, regions on 1 worker "
+                f"{b['workers1']['wall_s']:.1f} s, on 2 workers {b['workers2']['wall_s']:.1f} s. The rest of the "
+                "per-core cost of regions is tiles computed twice where they straddle a region border (1.31× the "
+                "tiles of the whole run for 1024-px regions of a 2048² plane with 256×512 tiles).", "",
+            ]  # fmt: skip
     return "\n".join(lines) + "\n"
 
 
