@@ -99,9 +99,10 @@ def card(folder: str, meta: dict, names: dict, synthetic: dict, real: dict, code
     lines += ["", "## Limits", "",
               "Trained on a simulator of hiPSC colonies under Köhler bright-field. The simulator is still told apart",
               "from real Allen bright-field by a texture classifier (`benchmarks/synth/domain_gap.py`), and zero-shot",
-              "predictions on the real stacks above are close to chance: use these models as an initialisation and",
-              "fine-tune on a few real stacks (`labelfree train ... init=NAME`), not as a finished predictor for real",
-              "data. Phase-contrast or DIC optics and very different cell types are outside what was simulated.",
+              "predictions on the real stacks above are far below what a model trained on real data reaches: use",
+              "these models as an initialisation and fine-tune on a few real stacks (`labelfree train ... init=NAME`),",
+              "not as a finished predictor for real data. Phase-contrast or DIC optics and very different cell types",
+              "are outside what was simulated.",
               f"Code: the generator and recipe of subcell commit {code_commit} reproduce these weights.",
               ""]  # fmt: skip
     return "\n".join(lines)
