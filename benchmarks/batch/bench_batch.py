@@ -373,9 +373,11 @@ def report(r: dict) -> str:
         if key not in r:
             continue
         v = r[key]
-        w1, w2 = v["workers1"], v["workers2"]
+        if not {"workers1", "workers2"} <= set(v):
+            continue  # one worker count measured so far
         made = (f"; DNA channel only, made by repeating a {'×'.join(map(str, v['tiled_from']))} synthetic field"
                 if v.get("tiled_from") else "")  # fmt: skip
+        w1, w2 = v["workers1"], v["workers2"]
         lines += [
             f"## One volume of {'×'.join(map(str, v['shape']))} block-wise (`segment --block-yx 512 --scheduler "
             f"local`{made})",
