@@ -14,9 +14,19 @@ from pydantic import BaseModel
 
 from subcell.errors import InputFileError, ValueRangeError
 
-__all__ = ["load_validated", "set_dotted"]
+__all__ = ["config_hash", "load_validated", "set_dotted"]
 
 M = TypeVar("M", bound=BaseModel)
+
+
+def config_hash(config: Mapping[str, Any]) -> str:
+    """A stable short hash of a JSON-able description of what is run (a batch's command and options, a training
+    run's config): equal descriptions, equal hashes, whatever the key order."""
+    import hashlib
+    import json
+
+    text = json.dumps(config, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def set_dotted(tree: dict[str, Any], dotted: str, value: Any) -> None:

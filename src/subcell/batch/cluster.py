@@ -75,8 +75,7 @@ def build_jobqueue_cluster(cfg: JobqueueConfig) -> Any:
         "job_extra_directives": list(cfg.job_extra_directives),
         # workers on the nodes keep glibc's default allocator, as local workers do (see _worker_settings)
         "job_script_prologue": [
-            "export DASK_DISTRIBUTED__NANNY__PRE_SPAWN_ENVIRON__MALLOC_TRIM_THRESHOLD_=None",
-            "export DASK_DISTRIBUTED__NANNY__PRE_SPAWN_ENVIRON__MALLOC_ARENA_MAX=1",
+            *(f"export DASK_DISTRIBUTED__NANNY__PRE_SPAWN_ENVIRON__{k}={v}" for k, v in _ALLOCATOR_ENV.items()),
             *cfg.job_script_prologue,
         ],
     }  # fmt: skip
@@ -102,6 +101,15 @@ def worker_memory_default(workers: int) -> int:
     return int(psutil.virtual_memory().total * 0.9 / max(workers, 1))
 
 
+# How a worker's C library allocates, for local and queued workers alike. glibc's default mmap threshold: the
+# nanny's MALLOC_TRIM_THRESHOLD_=65536 fixes it at 128 kB, so every large temporary is mapped and page-faulted
+# again (segmentation items ran 40 % slower). One malloc arena: items run in the worker's threads, and glibc gives
+# each thread its own arena, whose heaps cannot hold a block over 64 MB, so a thread's large network activations
+# were mmap-ed and page-faulted in on every pass even with subcell.train.host.tune_allocator (a tile's forward
+# pass 1.5x slower than in the main thread).
+_ALLOCATOR_ENV: dict[str, Any] = {"MALLOC_TRIM_THRESHOLD_": None, "MALLOC_ARENA_MAX": 1}
+
+
 def _worker_settings(retries: int, threads: int = 1) -> dict[str, Any]:
     # A worker that dies mid-item (OOM, segfault) has the item retried `retries` times by the scheduler, then
     # the client sees KilledWorker and records the item as failed. Items keep no data in worker memory (they
@@ -115,15 +123,9 @@ def _worker_settings(retries: int, threads: int = 1) -> dict[str, Any]:
         "distributed.worker.memory.pause": False,
         "distributed.worker.memory.terminate": 0.95,
         "distributed.worker.daemon": False,
-        # a worker process runs like the single command: glibc's default allocator (the nanny's
-        # MALLOC_TRIM_THRESHOLD_=65536 fixes the mmap threshold at 128 kB, so every large temporary is mapped and
-        # page-faulted again: segmentation items ran 40 % slower), and numerical libraries use the worker's threads.
-        # One malloc arena: items run in the worker's threads, and glibc gives each thread its own arena, whose heaps
-        # cannot hold a block over 64 MB, so a thread's large network activations were mmap-ed and page-faulted in on
-        # every pass even with subcell.train.host.tune_allocator (a tile forward 1.5x slower than in the main thread)
+        # a worker process runs like the single command (_ALLOCATOR_ENV), and numerical libraries use its threads
         "distributed.nanny.pre-spawn-environ": {
-            "MALLOC_TRIM_THRESHOLD_": None,
-            "MALLOC_ARENA_MAX": 1,
+            **_ALLOCATOR_ENV,
             "OMP_NUM_THREADS": threads,
             "MKL_NUM_THREADS": threads,
             "OPENBLAS_NUM_THREADS": threads,

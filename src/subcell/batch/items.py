@@ -16,6 +16,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from subcell.config import config_hash
+
 __all__ = [
     "Item", "ItemRecord", "attempts_path", "config_hash", "fingerprint", "read_record", "safe_name", "write_record",
 ]  # fmt: skip
@@ -98,12 +100,6 @@ def fingerprint(paths: tuple[Path, ...] | list[Path]) -> str:
     for p in paths:
         h.update(_stat_key(Path(p)).encode())
     return h.hexdigest()[:16]
-
-
-def config_hash(config: dict[str, Any]) -> str:
-    """A stable hash of a JSON-able description of what is run (command, options, model fingerprints)."""
-    text = json.dumps(config, sort_keys=True, default=str)
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def record_path(state_dir: Path, item_id: str) -> Path:

@@ -257,8 +257,7 @@ class PatchSampler:
     foreground_fraction : float
         Share of patches centred on a foreground voxel.
     augment : AugmentConfig-like
-        Attributes ``flip_xy``, ``rotate90_xy``, ``flip_z``, ``input_gain``, ``input_offset`` and optionally
-        ``invert_input``.
+        Attributes ``flip_xy``, ``rotate90_xy``, ``flip_z``, ``input_gain``, ``input_offset``, ``invert_input``.
     yx_isotropic : bool
         Quarter turns only when the y and x voxel sizes agree (and the patch is square).
     """
@@ -309,7 +308,7 @@ class PatchSampler:
             gain=float(1 + rng.uniform(-a.input_gain, a.input_gain)),  # type: ignore[attr-defined]
             offset=float(rng.uniform(-a.input_offset, a.input_offset)),  # type: ignore[attr-defined]
             # drawn last and only when switched on: runs without it keep their random stream
-            invert=bool(getattr(a, "invert_input", False) and rng.random() < 0.5),
+            invert=bool(a.invert_input and rng.random() < 0.5),  # type: ignore[attr-defined]
         )
 
     def apply(self, d: PatchDraw) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -76,13 +76,12 @@ def isolated_torch_state(fn: F) -> F:
 def run_key(config: Any) -> str:
     """A fingerprint of what a training run computes (its pydantic config without :data:`_RUN_ONLY` fields): a
     checkpoint written under another key is refused on resume instead of continuing a different run."""
-    import hashlib
-    import json
+    from subcell.config import config_hash
 
     def keep(v: Any) -> Any:  # nested parts (e.g. each model of the integrated cell) have their own budgets
         return {k: keep(x) for k, x in v.items() if k not in _RUN_ONLY} if isinstance(v, dict) else v
 
-    return hashlib.sha256(json.dumps(keep(config.model_dump(mode="json")), sort_keys=True).encode()).hexdigest()[:16]
+    return config_hash(keep(config.model_dump(mode="json")))
 
 
 def checkpoint_dir(output: Path) -> Path:
