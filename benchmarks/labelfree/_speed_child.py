@@ -48,18 +48,19 @@ def _best(fn: Any, reps: int) -> float:
 def roof(args: dict[str, Any]) -> dict[str, Any]:
     """GEMM roofs: torch.mm of 4096² fp32 (sgemm) and bf16."""
     n = 4096
-    out = {}
-    for name, dt in (("sgemm", torch.float32), ("bf16_gemm", torch.bfloat16)):
+    out: dict[str, Any] = {"bf16_gemm": None}
+    kinds = [("sgemm", torch.float32)] + ([("bf16_gemm", torch.bfloat16)] if args.get("bf16", True) else [])
+    for name, dt in kinds:  # bf16 only where the CPU has it: emulated, one 4096² product takes minutes
         a, b = torch.randn(n, n).to(dt), torch.randn(n, n).to(dt)
         out[name] = 2 * n**3 / _best(lambda a=a, b=b: a @ b, 6) / 1e9
     return out
 
 
-def _network(name: str, z_levels: int | None) -> torch.nn.Module:
+def _network(name: str, z_levels: int | None, extra: dict[str, Any] | None = None) -> torch.nn.Module:
     from subcell.labelfree import build_network, preset
 
     torch.manual_seed(0)
-    overrides = {} if z_levels is None else {"z_levels": z_levels}
+    overrides = {**({} if z_levels is None else {"z_levels": z_levels}), **(extra or {})}
     net = build_network(preset(name, **overrides), in_channels=1, out_channels=1)
     g = torch.Generator().manual_seed(1)
     for m in net.modules():  # non-trivial eval statistics, so folding them is tested for real
@@ -72,7 +73,7 @@ def _network(name: str, z_levels: int | None) -> torch.nn.Module:
 def forward(args: dict[str, Any]) -> dict[str, Any]:
     """One network forward pass as the prediction path runs it (eval; the fused copy where the code has one)."""
     _tune()
-    net = _network(args["preset"], args.get("z_levels")).eval()
+    net = _network(args["preset"], args.get("z_levels"), args.get("network")).eval()
     if hasattr(net, "fused"):
         net = net.fused()
     x = torch.randn(1, 1, *args["shape"], generator=torch.Generator().manual_seed(2))
@@ -94,7 +95,7 @@ def train(args: dict[str, Any]) -> dict[str, Any]:
 
     _tune()
     torch.manual_seed(0)
-    net = _network(args["preset"], args.get("z_levels")).train()
+    net = _network(args["preset"], args.get("z_levels"), args.get("network")).train()
     opt = torch.optim.Adam(net.parameters(), 1e-4)
     n, patch = args["batch"], tuple(args["patch"])
     rng = np.random.default_rng(0)
@@ -111,7 +112,7 @@ def train(args: dict[str, Any]) -> dict[str, Any]:
         t0 = time.perf_counter()
         x, y, _w = (torch.from_numpy(a) for a in sampler.batch(rng, n))
         t1 = time.perf_counter()
-        with torch.autocast("cpu", dtype=torch.bfloat16):
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.get("precision", "bf16") == "bf16"):
             out = net(x)
         loss = ((out.float() - y) ** 2).mean()
         t2 = time.perf_counter()
@@ -141,12 +142,12 @@ def profile(args: dict[str, Any]) -> dict[str, Any]:
 
     _tune()
     out: dict[str, Any] = {}
-    net = _network(args["preset"], args.get("z_levels")).train()
+    net = _network(args["preset"], args.get("z_levels"), args.get("network")).train()
     opt = torch.optim.Adam(net.parameters(), 1e-4)
     x, y = torch.randn(args["batch"], 1, *args["patch"]), torch.randn(args["batch"], 1, *args["patch"])
 
     def step() -> None:
-        with torch.autocast("cpu", dtype=torch.bfloat16):
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.get("precision", "bf16") == "bf16"):
             o = net(x)
         loss = ((o.float() - y) ** 2).mean()
         opt.zero_grad()
@@ -159,7 +160,10 @@ def profile(args: dict[str, Any]) -> dict[str, Any]:
     xi = torch.randn(1, 1, *args["infer_shape"])
 
     def infer() -> None:
-        with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
+        with (
+            torch.inference_mode(),
+            torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.get("precision", "bf16") == "bf16"),
+        ):
             inet(xi)
 
     for name, fn in (("train", step), ("inference", infer)):
@@ -224,7 +228,8 @@ def whole(args: dict[str, Any]) -> dict[str, Any]:
 def compiled(args: dict[str, Any]) -> dict[str, Any]:
     """``torch.compile`` (inductor) against eager: one training step of a preset and one inference pass."""
     _tune()
-    out: dict[str, Any] = {}
+    out: dict[str, Any] = {"precision": args.get("precision", "bf16")}
+    bf16 = out["precision"] == "bf16"
     x, y = torch.randn(args["batch"], 1, *args["patch"]), torch.randn(args["batch"], 1, *args["patch"])
     for mode in ("eager", "compile"):
         torch.manual_seed(0)
@@ -233,7 +238,7 @@ def compiled(args: dict[str, Any]) -> dict[str, Any]:
         f = torch.compile(net) if mode == "compile" else net
 
         def step(f: Any = f, opt: Any = opt) -> None:
-            with torch.autocast("cpu", dtype=torch.bfloat16):
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
                 o = f(x)
             loss = ((o.float() - y) ** 2).mean()
             opt.zero_grad()
@@ -249,7 +254,7 @@ def compiled(args: dict[str, Any]) -> dict[str, Any]:
         xi = torch.randn(1, 1, *args["infer_shape"])
 
         def infer(g: Any = g, xi: torch.Tensor = xi) -> None:
-            with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
+            with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
                 g(xi)
 
         t = time.perf_counter()

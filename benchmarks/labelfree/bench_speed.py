@@ -50,8 +50,9 @@ def worktree(rev: str, work: Path) -> Path:
     return path / "src"
 
 
-def make_models(work: Path, src: Path) -> dict[str, Path]:
-    """One-target models with fixed random weights (speed does not depend on the weights), saved once."""
+def make_models(work: Path, src: Path, arm: str) -> dict[str, Path]:
+    """One-target models with fixed random weights (speed does not depend on the weights), saved once per arm
+    by that arm's code: each arm runs its own default network (and older code cannot read newer model files)."""
     code = f"""
 import torch
 from subcell.image import VoxelSize
@@ -60,16 +61,23 @@ for name, over in (("fnet", {{}}), ("resunet", {{"z_levels": 3}})):
     torch.manual_seed(0)
     m = LabelFreeModel.create(preset(name, **over), input_channel="brightfield", targets=["dna"],
                               voxel_size=VoxelSize(0.29, 0.29, 0.29))
-    m.save("{work}/model_" + name, overwrite=True)
+    m.save("{work}/model_{arm}_" + name, overwrite=True)
 """
     subprocess.run([sys.executable, "-c", code], check=True, env={**os.environ, "PYTHONPATH": str(src)})
-    return {name: work / f"model_{name}" for name in ("fnet", "resunet")}
+    return {name: work / f"model_{arm}_{name}" for name in ("fnet", "resunet")}
 
 
-def flops_per_voxel(preset_name: str, src: Path) -> float:
-    r = child("forward", {"preset": preset_name, "z_levels": 3 if preset_name == "resunet" else None,
-                          "shape": [32, 64, 64], "precision": "fp32", "reps": 1, "out": "/dev/null.npy"}, src)  # fmt: skip
+def flops_per_voxel(
+    preset_name: str, src: Path, network: dict[str, Any] | None = None, z_levels: int | None = 3
+) -> float:
+    r = child("forward", {"preset": preset_name, "z_levels": z_levels if preset_name == "resunet" else None,
+                          "network": network, "shape": [32, 64, 64], "precision": "fp32", "reps": 1,
+                          "out": "/dev/null.npy"}, src)  # fmt: skip
     return r["gflop"] * 1e9 / (32 * 64 * 64)
+
+
+def native_bf16() -> bool:
+    return "avx512_bf16" in Path("/proc/cpuinfo").read_text() or "amx_bf16" in Path("/proc/cpuinfo").read_text()
 
 
 def accuracy(work: Path, arms: dict[str, Path]) -> dict[str, Any]:
@@ -109,20 +117,30 @@ def main() -> None:
     ap.add_argument("--big-before", action="store_true", help="and before (~20 min)")
     ap.add_argument("--sections", default="all")
     ap.add_argument("--report", action="store_true", help="only render results_speed.md from results/speed.json")
+    ap.add_argument("--tag", default="", help="write results/speed_TAG.json and results_speed_TAG.md (a separate run)")
+    ap.add_argument(
+        "--train-precision",
+        choices=["auto", "bf16", "fp32"],
+        default="auto",
+        help="training steps in bf16 autocast or fp32 (auto: bf16 where the CPU has it natively)",
+    )
     args = ap.parse_args()
+    suffix = f"_{args.tag}" if args.tag else ""
+    out_json = HERE / "results" / f"speed{suffix}.json"
+    out_md = HERE / f"results_speed{suffix}.md"
     if args.report:
-        (HERE / "results_speed.md").write_text(report(json.loads((HERE / "results" / "speed.json").read_text())))
+        out_md.write_text(report(json.loads(out_json.read_text())))
         return
+    bf16 = native_bf16()
     args.work.mkdir(parents=True, exist_ok=True)
     sections = set(args.sections.split(",")) if args.sections != "all" else {
         "forward", "train", "profile", "predict", "whole", "accuracy", "compile", "integrated"}  # fmt: skip
     arms = {"before": worktree(args.before, args.work), "after": REPO / "src"}
-    out_json = HERE / "results" / "speed.json"
     res: dict[str, Any] = json.loads(out_json.read_text()) if out_json.exists() and args.sections != "all" else {}
     res["before_rev"] = args.before
     res["after_rev"] = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], capture_output=True,
                                       text=True).stdout.strip()  # fmt: skip
-    res["roof_start"] = child("roof", {}, arms["after"])
+    res["roof_start"] = child("roof", {"bf16": bf16}, arms["after"])
     print("roof", res["roof_start"], flush=True)
 
     if "forward" in sections:
@@ -140,11 +158,21 @@ def main() -> None:
                 print(row, flush=True)
 
     if "train" in sections:
+        # three arms: the default preset before and after, and the cheaper network with added skips on the new
+        # code (24 % fewer FLOPs per voxel; not the default: no better accuracy in equal training time)
+        prec = args.train_precision if args.train_precision != "auto" else ("bf16" if bf16 else "fp32")
         res["train"] = []
         for zl in (3, 1):
-            row = {"preset": "resunet", "z_levels": zl, "batch": 8, "patch": [32, 64, 64]}
-            for arm, src in arms.items():
-                row[arm] = child("train", {"preset": "resunet", "z_levels": zl, "batch": 8, "patch": [32, 64, 64]}, src)
+            row: dict[str, Any] = {"preset": "resunet", "z_levels": zl, "batch": 8, "patch": [32, 64, 64],
+                                   "precision": prec}  # fmt: skip
+            for arm, src, net in (("before", arms["before"], None), ("after", arms["after"], None),
+                                  ("after_add", arms["after"], {"skip": "add"})):  # fmt: skip
+                row[arm] = child("train", {"preset": "resunet", "z_levels": zl, "batch": 8, "patch": [32, 64, 64],
+                                           "precision": prec, "network": net}, src)  # fmt: skip
+                fpv = flops_per_voxel("resunet", src, net, zl)
+                # forward + backward (input and weight gradients): three times the forward's FLOPs
+                row[arm]["train_gflops"] = 3 * fpv * row[arm]["voxels_per_s"] / 1e9
+                row[arm]["flops_per_voxel"] = fpv
             res["train"].append(row)
             print(row, flush=True)
 
@@ -158,7 +186,7 @@ def main() -> None:
         sys.path.insert(0, str(HERE))
         from bench_inference import make_volume
 
-        models = make_models(args.work, arms["after"])
+        models = {arm: make_models(args.work, src, arm) for arm, src in arms.items()}
         vol = args.work / "bf_64x512x512.ome.zarr"
         make_volume(vol, (64, 512, 512), (0.29, 0.29, 0.29))
         small = args.work / "bf_32x512x512.ome.zarr"
@@ -166,10 +194,11 @@ def main() -> None:
     if "predict" in sections:
         res["predict"] = []
         for preset_name, prec in (("fnet", "bf16"), ("fnet", "fp32"), ("resunet", "bf16")):
-            fpv = flops_per_voxel(preset_name, arms["after"])
-            row = {"preset": preset_name, "precision": prec, "shape": [64, 512, 512], "flops_per_voxel": fpv}
+            row = {"preset": preset_name, "precision": prec, "shape": [64, 512, 512]}
             for arm, src in arms.items():
-                r = child("predict", {"model": str(models[preset_name]), "input": str(vol), "precision": prec,
+                fpv = flops_per_voxel(preset_name, src)  # each arm's own default network
+                row["flops_per_voxel"] = fpv  # the after arm's, reported
+                r = child("predict", {"model": str(models[arm][preset_name]), "input": str(vol), "precision": prec,
                                       "output": str(args.work / f"pred_{arm}.ome.zarr")}, src)  # fmt: skip
                 r["useful_gflops"] = 64 * 512 * 512 * fpv / r["seconds"] / 1e9
                 r["voxels_per_s"] = 64 * 512 * 512 / r["seconds"]
@@ -182,11 +211,11 @@ def main() -> None:
 
         row = {"preset": "resunet", "shape": [32, 512, 512]}
         for arm, src in arms.items():
-            row[arm] = {"whole": child("whole", {"model": str(models["resunet"]), "input": str(small),
+            row[arm] = {"whole": child("whole", {"model": str(models[arm]["resunet"]), "input": str(small),
                                                  "out": str(args.work / f"whole_{arm}.npy")}, src)}  # fmt: skip
             whole = np.load(args.work / f"whole_{arm}.npy")
             for gb in (2.0, 4.0):  # 4 GB: enough for the whole volume, which the tiled path may then choose
-                r = child("predict", {"model": str(models["resunet"]), "input": str(small), "precision": "bf16",
+                r = child("predict", {"model": str(models[arm]["resunet"]), "input": str(small), "precision": "bf16",
                                       "memory_gb": gb, "output": str(args.work / f"tiled_{arm}.ome.zarr")}, src)  # fmt: skip
                 tiled = io.read(args.work / f"tiled_{arm}.ome.zarr").numpy()[0]
                 r["ratio"] = r["seconds"] / row[arm]["whole"]["seconds"]
@@ -212,27 +241,30 @@ def main() -> None:
         sys.path.insert(0, str(HERE))
         from bench_inference import make_volume
 
-        models = make_models(args.work, arms["after"])
+        models = {arm: make_models(args.work, src, arm) for arm, src in arms.items()}
         big = args.work / "bf_100x2048x2048.ome.zarr"
         make_volume(big, (100, 2048, 2048), (0.29, 0.29, 0.29))
-        res["big"] = {arm: child("predict", {"model": str(models["resunet"]), "input": str(big), "precision": "auto",
+        res["big"] = {arm: child("predict", {"model": str(models[arm]["resunet"]), "input": str(big), "precision": "auto",
                                              "output": str(args.work / f"big_{arm}.ome.zarr")}, src)
                       for arm, src in arms.items() if arm == "after" or args.big_before}  # fmt: skip
         print(res["big"], flush=True)
 
-    res["roof_end"] = child("roof", {}, arms["after"])
+    res["roof_end"] = child("roof", {"bf16": bf16}, arms["after"])
     print("roof", res["roof_end"], flush=True)
     out_json.parent.mkdir(exist_ok=True)
     out_json.write_text(json.dumps(res, indent=1))
-    (HERE / "results_speed.md").write_text(report(res))
+    out_md.write_text(report(res))
     print(report(res))
 
 
 def report(res: dict[str, Any]) -> str:
     r0, r1 = res["roof_start"], res["roof_end"]
     sg = (r0["sgemm"] + r1["sgemm"]) / 2
-    bg = (r0["bf16_gemm"] + r1["bf16_gemm"]) / 2
+    has_bf16 = r0.get("bf16_gemm") is not None
+    bg = (r0["bf16_gemm"] + r1["bf16_gemm"]) / 2 if has_bf16 else float("nan")
     roof = {"fp32": sg, "bf16": bg}
+    bf16_text = (f"bf16 {r0['bf16_gemm']:.0f} / {r1['bf16_gemm']:.0f} GFLOP/s" if has_bf16
+                 else "no bf16 roof (this CPU has no native bf16: emulated, not measured)")  # fmt: skip
     lines = [
         "# Deep-learning speed (issue 17): before and after, one run",
         "",
@@ -240,7 +272,7 @@ def report(res: dict[str, Any]) -> str:
         " each number from a fresh interpreter, one at a time, 2 cores.",
         "",
         f"GEMM roofs (torch.mm 4096², start / end of the run): sgemm {r0['sgemm']:.0f} / {r1['sgemm']:.0f} GFLOP/s, "
-        f"bf16 {r0['bf16_gemm']:.0f} / {r1['bf16_gemm']:.0f} GFLOP/s; ratios below use the means ({sg:.0f}, {bg:.0f}).",
+        f"{bf16_text}; ratios below use the means ({sg:.0f}, {bg:.0f}).",
     ]
     if "forward" in res:
         lines += ["", "## Network forward pass (one tile, as the prediction path runs it)", "",
@@ -252,19 +284,27 @@ def report(res: dict[str, Any]) -> str:
             lines.append(f"| {r['preset']} | {'×'.join(map(str, r['shape']))} | {r['precision']} | {b:.0f} ({b / rf:.0%}) | "
                          f"{a:.0f} ({a / rf:.0%}) | {a / b:.2f}× | {r['max_abs_diff']:.1e} / {r['max_abs']:.2f} |")  # fmt: skip
     if "train" in res:
-        lines += ["", "## Training steps, default preset (resunet), batch 8 × 32×64×64, bf16 autocast", "",
-                  "| z_levels | arm | steps/s | voxels/s | data | forward | backward | optimizer | peak RSS MB |",
-                  "|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
+        prec = res["train"][0].get("precision", "bf16")
+        lines += ["", f"## Training steps, default preset (resunet), batch 8 × 32×64×64, {prec}", "",
+                  "before / after = the default network on the old / new code; after, add = the same network "
+                  "with skips added instead of concatenated (`skip: add`, fewer FLOPs, not the default). Training "
+                  "GFLOP/s = 3 × forward FLOPs per voxel × voxels/s.", "",
+                  "| z_levels | arm | FLOPs/voxel (fwd) | steps/s | voxels/s | training GFLOP/s (% roof) | data | forward | "
+                  "backward | optimizer | peak RSS MB | speed-up vs before |",
+                  "|---|---|---|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
         for r in res["train"]:
-            for arm in ("before", "after"):
+            rf = roof[r.get("precision", "bf16")]
+            for arm in ("before", "after", "after_add"):
+                if arm not in r:
+                    continue
                 x = r[arm]
                 p = x["phases_s"]
-                lines.append(f"| {r['z_levels']} | {arm} | {x['steps_per_s']:.3f} | {x['voxels_per_s'] / 1e6:.2f} M | "
+                gf = x.get("train_gflops", float("nan"))
+                up = x["steps_per_s"] / r["before"]["steps_per_s"]
+                lines.append(f"| {r['z_levels']} | {arm.replace('_', ', ')} | {x.get('flops_per_voxel', float('nan')) / 1e3:.0f} k | "
+                             f"{x['steps_per_s']:.3f} | {x['voxels_per_s'] / 1e6:.2f} M | {gf:.0f} ({gf / rf:.0%}) | "
                              f"{p['data']:.3f} s | {p['forward']:.3f} s | {p['backward']:.3f} s | {p['optimizer']:.3f} s | "
-                             f"{x['peak_rss_mb']:.0f} |")  # fmt: skip
-            lines.append(
-                f"| {r['z_levels']} | **speed-up** | **{r['after']['steps_per_s'] / r['before']['steps_per_s']:.2f}×** | | | | | | |"
-            )
+                             f"{x['peak_rss_mb']:.0f} | **{up:.2f}×** |")  # fmt: skip
     if "predict" in res:
         lines += ["", "## `predict_to_zarr` end to end, 64×512×512 OME-Zarr (read, normalise, tiles, blend, write)", "",
                   "| network | precision | FLOPs/voxel | before s (network) | after s (network) | speed-up | after useful GFLOP/s (% roof) | before (% roof) | voxels/s before → after | tile after |",

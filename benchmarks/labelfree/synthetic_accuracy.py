@@ -49,6 +49,7 @@ def make_fields(folder: Path, n_train: int, n_val: int, n_test: int, shape: tupl
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--preset", default="resunet")
+    ap.add_argument("--skip", choices=["concat", "add"], default=None, help="override the preset's decoder skip")
     ap.add_argument("--minutes", type=float, default=15.0)
     ap.add_argument("--iterations", type=int, default=1500)
     ap.add_argument("--batch-size", type=int, default=4)
@@ -64,7 +65,8 @@ def main() -> None:
     gen_s = time.perf_counter() - t0
     cfg = TrainConfig(
         manifest=manifest, output=args.data / f"model_{name}", overwrite=True, targets=args.targets,
-        voxel_size=tuple(args.voxel_size), network=args.preset, iterations=args.iterations,
+        voxel_size=tuple(args.voxel_size),
+        network={"preset": args.preset, **({"skip": args.skip} if args.skip else {})}, iterations=args.iterations,
         max_minutes=args.minutes, batch_size=args.batch_size, validate_every=250, checkpoint_every=500, resume=False,
     )  # fmt: skip
     result = train_labelfree(cfg, on_message=print)
@@ -84,7 +86,7 @@ def main() -> None:
             for k in ("pearson_r", "pearson_r_truth", "noise_ceiling", "ssim", "pearson_r_cell_mean")
         }
     out = {
-        "preset": args.preset, "minutes": args.minutes, "steps": result.summary["steps"],
+        "preset": args.preset, "network": model.network_config.model_dump(), "minutes": args.minutes, "steps": result.summary["steps"],
         "train_seconds": result.summary["seconds"], "precision": result.summary["precision"],
         "parameters": sum(p.numel() for p in model.network.parameters()), "generate_seconds": gen_s,
         "fields": args.fields, "voxel_size": args.voxel_size, "per_structure": per, "rows": rows,

@@ -17,14 +17,18 @@ from subcell.image import VoxelSize  # noqa: E402
 from subcell.labelfree import LabelFreeModel, build_network, preset  # noqa: E402
 from subcell.labelfree.predict import choose_tile  # noqa: E402
 from subcell.train.host import tune_allocator  # noqa: E402
+from subcell.train.precision import cpu_has_bf16  # noqa: E402
 from subcell.transforms.tiling import tile_starts  # noqa: E402
 
-CASES = [("resunet", 3), ("resunet", 1), ("resunet", 0), ("fnet", 2)]
+# the default network, its variant with added skips, and fnet
+CASES = [("resunet", 3), ("resunet", 1), ("resunet", 0), ("resunet+add", 3), ("resunet+add", 1), ("fnet", 2)]
 
 
 def _net(name: str, z_levels: int, seed: int = 0) -> torch.nn.Module:
     torch.manual_seed(seed)
-    net = build_network(preset(name, depth=2, base_channels=4, z_levels=z_levels), in_channels=1, out_channels=2)
+    name, _, skip = name.partition("+")
+    cfg = preset(name, depth=2, base_channels=4, z_levels=z_levels, **({"skip": skip} if skip else {}))
+    net = build_network(cfg, in_channels=1, out_channels=2)
     for m in net.modules():  # non-trivial statistics and affine parameters, as after training
         if isinstance(m, torch.nn.BatchNorm3d | torch.nn.BatchNorm2d):
             m.running_mean.uniform_(-0.3, 0.3)
@@ -52,10 +56,15 @@ def test_channels_last_is_the_same_function_and_the_same_gradients(name: str, z_
         np.testing.assert_allclose(p.grad.numpy(), q.grad.numpy(), atol=1e-4, rtol=1e-3, err_msg=k)
 
 
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
 @pytest.mark.parametrize(("name", "z_levels"), CASES)
-def test_activations_stay_channels_last_forward_and_backward(name: str, z_levels: int) -> None:
+def test_activations_stay_channels_last_forward_and_backward(name: str, z_levels: int, precision: str) -> None:
     """No layout flips between layers: every 5D activation with several channels, and its gradient, is dense
-    channels-last (a flip costs a copy forward, and mixed layouts send backward kernels down a slow path)."""
+    channels-last (a flip costs a copy forward, and mixed layouts send backward kernels down a slow path), in the
+    precisions training runs in on this CPU (bf16 only where it is native: elsewhere oneDNN's emulated bf16
+    convolutions answer channels-first, and ``precision: auto`` trains in fp32 there)."""
+    if precision == "bf16" and not cpu_has_bf16():
+        pytest.skip("this CPU has no native bf16 (AVX512-BF16 or AMX); training runs in fp32 here")
     net = _net(name, z_levels).train()
     cl = torch.channels_last_3d
     seen: list[str] = []
@@ -76,7 +85,7 @@ def test_activations_stay_channels_last_forward_and_backward(name: str, z_levels
     for n, m in net.named_modules():
         if isinstance(m, torch.nn.ReLU):
             m.register_forward_hook(lambda mod, i, o, n=n: hook(mod, i, o, n))
-    with torch.autocast("cpu", dtype=torch.bfloat16):
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
         out = net(torch.randn(2, 1, 8, 16, 16))
     out.float().square().mean().backward()
     assert seen and not bad, bad
@@ -170,3 +179,30 @@ def test_a_precision_the_device_lacks_is_refused_or_reported(monkeypatch: pytest
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert precision.autocast_dtype(cpu, "bf16") is torch.bfloat16
+
+
+@pytest.mark.parametrize("iso", [True, False])
+@pytest.mark.parametrize("residual", [True, False])
+def test_a_block_on_two_parts_is_the_block_on_their_concatenation(iso: bool, residual: bool) -> None:
+    """Training runs a decoder block on (skip, upsampled) without concatenating them: the same values and the same
+    gradients for the weights and both parts as the block on ``torch.cat``."""
+    from subcell.train.blocks import ConvBlock, set_channels_last
+
+    torch.manual_seed(0)
+    block = set_channels_last(ConvBlock(6, 4, iso=iso, norm="batch", residual=residual)).train()
+    parts = [torch.randn(2, 3, 4, 8, 8).contiguous(memory_format=torch.channels_last_3d).requires_grad_()
+             for _ in range(2)]  # fmt: skip
+    y = block.forward_concat(*parts)
+    weight = torch.randn_like(y)
+    (y * weight).sum().backward()
+    got = [p.grad.clone() for p in parts] + [p.grad.clone() for p in block.parameters()]  # type: ignore[union-attr]
+    for p in [*parts, *block.parameters()]:
+        p.grad = None
+    ref = block(torch.cat(parts, dim=1))
+    (ref * weight).sum().backward()
+    want = [p.grad for p in parts] + [p.grad for p in block.parameters()]
+    np.testing.assert_allclose(y.detach().numpy(), ref.detach().numpy(), atol=1e-5)
+    assert len(got) == len(want)
+    for g, w in zip(got, want, strict=True):
+        assert w is not None
+        np.testing.assert_allclose(g.numpy(), w.numpy(), atol=1e-4, rtol=1e-4)

@@ -8,7 +8,7 @@ does not downsample z (early levels of a stack whose z voxel is several times th
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, Literal
+from typing import Literal, cast
 
 import torch
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -32,6 +32,11 @@ class NetworkConfig(BaseModel):
     norm: Literal["batch", "group", "none"] = "batch"
     z_levels: int | None = Field(
         None, ge=0, description="levels that convolve and downsample z (None: all; 0: a 2D network)"
+    )
+    skip: Literal["concat", "add"] = Field(
+        "concat",
+        description="how a decoder level joins its encoder skip: concatenated channels (the U-Net's and fnet's, "
+        "what every model saved before this field existed used) or added (half the decoder's input channels)",
     )
 
     @model_validator(mode="after")
@@ -57,6 +62,8 @@ PRESETS: dict[str, dict[str, object]] = {
     # depth 3; z_levels is set from the voxel anisotropy at training time. Batch norm, not group norm: in eval mode
     # it uses running statistics, so a voxel's prediction does not depend on which tile it was predicted in
     # (group/instance norm normalise over the tile and make tiled prediction differ from whole-volume prediction).
+    # Skips stay concatenated: adding them (`skip: "add"`) computes 24 % fewer FLOPs per voxel and trains 1.3-1.5x
+    # more steps per second, but reached no better accuracy in the same training time (results.md, issue 17).
     "resunet": {"preset": "resunet", "depth": 3, "base_channels": 16, "block": "residual", "norm": "batch"},
 }
 
@@ -104,28 +111,6 @@ class _Up(nn.Module):
         return self.act(self.norm(self.conv(x)))
 
 
-class _ConcatChannels(torch.autograd.Function):
-    """``torch.cat([a, b], dim=1)`` of channels-last tensors whose backward hands each input a dense
-    channels-last gradient.
-
-    Written by hand because autograd's own backward of ``cat`` returns channel *slices* of the output gradient;
-    the element-wise backward kernels after them (ReLU, batch norm) then meet two operands in different layouts
-    and fall off their vectorised path (measured 8x slower: ``benchmarks/labelfree/bench_speed.py``).
-    """
-
-    @staticmethod
-    def forward(ctx: Any, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-        ctx.split = a.shape[1]
-        return torch.cat([a, b], dim=1)
-
-    @staticmethod
-    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return (
-            grad[:, : ctx.split].contiguous(memory_format=CL3D),
-            grad[:, ctx.split :].contiguous(memory_format=CL3D),
-        )
-
-
 class UNet(nn.Module):
     """A 3D U-Net mapping ``(N, in_channels, Z, Y, X)`` to ``(N, out_channels, Z, Y, X)``.
 
@@ -142,6 +127,8 @@ class UNet(nn.Module):
     norm : {"batch", "group", "none"}
     uncertainty : bool
         Also predict a per-voxel log-variance (train with Gaussian NLL).
+    skip : {"concat", "add"}
+        A decoder level's input: the skip and the upsampled features concatenated (2c channels) or added (c).
     """
 
     def __init__(
@@ -154,9 +141,11 @@ class UNet(nn.Module):
         block: str = "residual",
         norm: str = "group",
         uncertainty: bool = False,
+        skip: str = "concat",
     ) -> None:
         super().__init__()
         depth = len(channels) - 1
+        self.skip = skip
         # level i (0 = top) is isotropic when it lies among the last z_levels downsampling steps;
         # the bottleneck convolves in z whenever any level does
         iso = [i >= depth - z_levels for i in range(depth)] + [z_levels > 0]
@@ -177,7 +166,8 @@ class UNet(nn.Module):
         self.bottleneck = ConvBlock(c_prev, channels[depth], iso=iso[depth], norm=norm, residual=residual)
         for i in reversed(range(depth)):
             self.ups.append(_Up(channels[i + 1], channels[i], iso=iso[i], norm=norm))
-            self.decoders.append(ConvBlock(2 * channels[i], channels[i], iso=iso[i], norm=norm, residual=residual))
+            c_in = 2 * channels[i] if skip == "concat" else channels[i]
+            self.decoders.append(ConvBlock(c_in, channels[i], iso=iso[i], norm=norm, residual=residual))
         self.head = Planar(nn.Conv2d(channels[0], out_channels * (2 if uncertainty else 1), 1))  # 1×1×1
         set_channels_last(self)
         self.channels_last = True
@@ -193,9 +183,16 @@ class UNet(nn.Module):
         x = self.bottleneck(x)
         for up, dec in zip(self.ups, self.decoders, strict=True):
             skip, x = skips.pop(), up(x)
-            # the hand-written backward only matters when there is one (and TorchScript cannot trace it)
-            grad = self.channels_last and torch.is_grad_enabled()
-            x = dec(_ConcatChannels.apply(skip, x) if grad else torch.cat([skip, x], dim=1))
+            if self.skip == "add":
+                x = dec(skip + x)
+                continue
+            # training: no concatenated tensor, forward or backward; inference: one convolution over the
+            # concatenation (what TorchScript traces)
+            x = (
+                cast(ConvBlock, dec).forward_concat(skip, x)
+                if torch.is_grad_enabled()
+                else dec(torch.cat([skip, x], dim=1))
+            )
         return self.head(x).contiguous()  # callers get the usual layout (a copy of the few output channels)
 
     def set_channels_last(self, enabled: bool = True) -> UNet:
@@ -264,4 +261,5 @@ def build_network(config: NetworkConfig, *, in_channels: int, out_channels: int,
         block=config.block,
         norm=config.norm,
         uncertainty=uncertainty,
+        skip=config.skip,
     )
