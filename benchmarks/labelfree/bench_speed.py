@@ -138,6 +138,7 @@ def main() -> None:
     arms = {"before": worktree(args.before, args.work), "after": REPO / "src"}
     res: dict[str, Any] = json.loads(out_json.read_text()) if out_json.exists() and args.sections != "all" else {}
     res["before_rev"] = args.before
+    res["command"] = " ".join(sys.argv[1:])
     res["after_rev"] = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], capture_output=True,
                                       text=True).stdout.strip()  # fmt: skip
     res["roof_start"] = child("roof", {"bf16": bf16}, arms["after"])
@@ -268,7 +269,8 @@ def report(res: dict[str, Any]) -> str:
     lines = [
         "# Deep-learning speed (issue 17): before and after, one run",
         "",
-        f"`python benchmarks/labelfree/bench_speed.py --before {res['before_rev']}` (after = {res['after_rev']});"
+        f"`python benchmarks/labelfree/bench_speed.py {res.get('command', '--before ' + res['before_rev'])}` "
+        f"(before = {res['before_rev']}, after = {res['after_rev']});"
         " each number from a fresh interpreter, one at a time, 2 cores.",
         "",
         f"GEMM roofs (torch.mm 4096², start / end of the run): sgemm {r0['sgemm']:.0f} / {r1['sgemm']:.0f} GFLOP/s, "
