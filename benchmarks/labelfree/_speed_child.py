@@ -35,6 +35,11 @@ def _tune() -> bool:
     return tune_allocator()
 
 
+def _bf16(args: dict[str, Any]) -> bool:
+    """bf16 autocast unless the run asks for fp32 (``bench_speed.py`` asks where the CPU has no native bf16)."""
+    return args.get("precision", "bf16") == "bf16"
+
+
 def _best(fn: Any, reps: int) -> float:
     fn()
     times = []
@@ -112,7 +117,7 @@ def train(args: dict[str, Any]) -> dict[str, Any]:
         t0 = time.perf_counter()
         x, y, _w = (torch.from_numpy(a) for a in sampler.batch(rng, n))
         t1 = time.perf_counter()
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.get("precision", "bf16") == "bf16"):
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=_bf16(args)):
             out = net(x)
         loss = ((out.float() - y) ** 2).mean()
         t2 = time.perf_counter()
@@ -147,7 +152,7 @@ def profile(args: dict[str, Any]) -> dict[str, Any]:
     x, y = torch.randn(args["batch"], 1, *args["patch"]), torch.randn(args["batch"], 1, *args["patch"])
 
     def step() -> None:
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.get("precision", "bf16") == "bf16"):
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=_bf16(args)):
             o = net(x)
         loss = ((o.float() - y) ** 2).mean()
         opt.zero_grad()
@@ -162,7 +167,7 @@ def profile(args: dict[str, Any]) -> dict[str, Any]:
     def infer() -> None:
         with (
             torch.inference_mode(),
-            torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.get("precision", "bf16") == "bf16"),
+            torch.autocast("cpu", dtype=torch.bfloat16, enabled=_bf16(args)),
         ):
             inet(xi)
 
@@ -218,7 +223,7 @@ def whole(args: dict[str, Any]) -> dict[str, Any]:
     net = model.network.fused() if hasattr(model.network, "fused") else model.network
     x = torch.from_numpy(normalize_input(io.read(args["input"]).numpy()[0]))[None]
     t = time.perf_counter()
-    with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
+    with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=_bf16(args)):
         y = net(x).float().numpy()
     seconds = time.perf_counter() - t
     np.save(args["out"], y[0])
@@ -229,7 +234,7 @@ def compiled(args: dict[str, Any]) -> dict[str, Any]:
     """``torch.compile`` (inductor) against eager: one training step of a preset and one inference pass."""
     _tune()
     out: dict[str, Any] = {"precision": args.get("precision", "bf16")}
-    bf16 = out["precision"] == "bf16"
+    bf16 = _bf16(args)
     x, y = torch.randn(args["batch"], 1, *args["patch"]), torch.randn(args["batch"], 1, *args["patch"])
     for mode in ("eager", "compile"):
         torch.manual_seed(0)
@@ -284,7 +289,7 @@ def integrated(args: dict[str, Any]) -> dict[str, Any]:
     for kind in ("reference", "conditional"):
 
         def step(kind: str = kind) -> None:
-            with torch.autocast("cpu", dtype=torch.bfloat16):
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=_bf16(args)):
                 if kind == "reference":
                     _, ll, kl = m.reference_terms(ref)
                 else:
@@ -299,7 +304,7 @@ def integrated(args: dict[str, Any]) -> dict[str, Any]:
     z = torch.randn(8, cfg.latent_dim)
 
     def sample() -> None:
-        with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=_bf16(args)):
             r = m.net.reference.decode(z)
             m.net.conditional.decode(z, torch.sigmoid(r.float()), torch.zeros(8, dtype=torch.long))
 
