@@ -27,6 +27,8 @@ from typing import Any
 
 import numpy as np
 
+from subcell.train.precision import cpu_has_bf16
+
 HERE = Path(__file__).parent
 REPO = HERE.parent.parent
 CHILD = HERE / "_speed_child.py"
@@ -74,10 +76,6 @@ def flops_per_voxel(
                           "network": network, "shape": [32, 64, 64], "precision": "fp32", "reps": 1,
                           "out": "/dev/null.npy"}, src)  # fmt: skip
     return r["gflop"] * 1e9 / (32 * 64 * 64)
-
-
-def native_bf16() -> bool:
-    return "avx512_bf16" in Path("/proc/cpuinfo").read_text() or "amx_bf16" in Path("/proc/cpuinfo").read_text()
 
 
 def accuracy(work: Path, arms: dict[str, Path], precisions: tuple[str, ...]) -> dict[str, Any]:
@@ -131,7 +129,7 @@ def main() -> None:
     if args.report:
         out_md.write_text(report(json.loads(out_json.read_text())))
         return
-    bf16 = native_bf16()
+    bf16 = cpu_has_bf16()  # the library's own test, what precision auto follows
     # where bf16 is emulated (minutes per product) every bf16 row runs in fp32 instead, and says so
     low = "bf16" if bf16 else "fp32"
     args.work.mkdir(parents=True, exist_ok=True)

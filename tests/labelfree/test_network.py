@@ -56,7 +56,7 @@ def test_anisotropic_network_trains_in_bf16() -> None:
     assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in net.parameters())
 
 
-def test_added_skips_keep_shapes_and_compute_a_quarter_less() -> None:
+def test_added_skips_halve_every_decoder_input_and_keep_shapes() -> None:
     """``skip: add`` adds each encoder skip to the upsampled features: every decoder level reads c channels, not
     2c (a quarter fewer FLOPs per voxel than the default concatenating network), same shapes."""
     add = build_network(preset("resunet", z_levels=3, skip="add"), in_channels=1, out_channels=2).eval()

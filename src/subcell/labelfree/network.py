@@ -62,7 +62,7 @@ PRESETS: dict[str, dict[str, object]] = {
     # depth 3; z_levels is set from the voxel anisotropy at training time. Batch norm, not group norm: in eval mode
     # it uses running statistics, so a voxel's prediction does not depend on which tile it was predicted in
     # (group/instance norm normalise over the tile and make tiled prediction differ from whole-volume prediction).
-    # Skips stay concatenated: adding them (`skip: "add"`) computes 24 % fewer FLOPs per voxel and trains 1.3-1.5x
+    # Skips stay concatenated: adding them (`skip: "add"`) computes 24 % fewer FLOPs per voxel and trains 1.2-1.5x
     # more steps per second, but reached no better accuracy in the same training time (results.md, issue 17).
     "resunet": {"preset": "resunet", "depth": 3, "base_channels": 16, "block": "residual", "norm": "batch"},
 }
