@@ -53,17 +53,21 @@ def worktree(rev: str, work: Path) -> Path:
 
 
 def make_models(work: Path, src: Path, arm: str) -> dict[str, Path]:
-    """One-target models with fixed random weights (speed does not depend on the weights), saved once per arm
-    by that arm's code: each arm runs its own default network (and older code cannot read newer model files)."""
+    """One-target models saved once per arm by that arm's code (each arm runs its own code; older code cannot
+    read newer model files). The default network carries the shipped 3D model's trained DNA weights: how far
+    tile edges reach into the output depends on the weights (a few voxels at initialisation, ~44 trained), and
+    with it the trim and the tiles a correct tiled prediction needs. fnet has fixed random weights."""
+    shipped = REPO / "src/subcell/labelfree/pretrained/hipsc_bf_3d"
     code = f"""
 import torch
 from subcell.image import VoxelSize
 from subcell.labelfree import LabelFreeModel, preset
-for name, over in (("fnet", {{}}), ("resunet", {{"z_levels": 3}})):
-    torch.manual_seed(0)
-    m = LabelFreeModel.create(preset(name, **over), input_channel="brightfield", targets=["dna"],
-                              voxel_size=VoxelSize(0.29, 0.29, 0.29))
-    m.save("{work}/model_{arm}_" + name, overwrite=True)
+torch.manual_seed(0)
+m = LabelFreeModel.create(preset("fnet"), input_channel="brightfield", targets=["dna"],
+                          voxel_size=VoxelSize(0.29, 0.29, 0.29))
+m.save("{work}/model_{arm}_fnet", overwrite=True)
+m = LabelFreeModel.load("{shipped}").select(["dna"])
+m.save("{work}/model_{arm}_resunet", overwrite=True)
 """
     subprocess.run([sys.executable, "-c", code], check=True, env={**os.environ, "PYTHONPATH": str(src)})
     return {name: work / f"model_{arm}_{name}" for name in ("fnet", "resunet")}

@@ -15,10 +15,9 @@ torch = pytest.importorskip("torch")
 
 from subcell.image import VoxelSize  # noqa: E402
 from subcell.labelfree import LabelFreeModel, build_network, preset  # noqa: E402
-from subcell.labelfree.predict import choose_tile  # noqa: E402
+from subcell.labelfree.predict import axis_grid, choose_tile  # noqa: E402
 from subcell.train.host import tune_allocator  # noqa: E402
 from subcell.train.precision import cpu_has_bf16  # noqa: E402
-from subcell.transforms.tiling import tile_starts  # noqa: E402
 
 # the default network, its variant with added skips, and fnet
 CASES = [("resunet", 3), ("resunet", 1), ("resunet", 0), ("resunet+add", 3), ("resunet+add", 1), ("fnet", 2)]
@@ -104,8 +103,12 @@ def test_folded_batch_norms_give_the_eval_function(name: str, z_levels: int) -> 
         assert torch.equal(v, before[k]), k
 
 
-def _computed(shape: tuple[int, int, int], tile: tuple[int, int, int], overlap: float = 0.25) -> int:
-    return int(np.prod([len(tile_starts(max(n, t), t, overlap=overlap)) * t for n, t in zip(shape, tile, strict=True)]))
+def _computed(model: LabelFreeModel, shape: tuple[int, int, int], tile: tuple[int, int, int]) -> int | None:
+    """Voxels a grid of ``tile`` computes over ``shape`` (tiles on the divisor, trimmed by the model's halo), or
+    None where such a tile cannot be trimmed and still overlap."""
+    grids = [axis_grid(n, t, d, lambda h=h: h, 0.25, None)
+             for n, t, d, h in zip(shape, tile, model.divisor, model.halo, strict=True)]  # fmt: skip
+    return None if None in grids else int(np.prod([g[2] * t for g, t in zip(grids, tile, strict=True)]))  # type: ignore[index]
 
 
 def test_tile_choice_computes_the_fewest_voxels_that_fit() -> None:
@@ -124,9 +127,10 @@ def test_tile_choice_computes_the_fewest_voxels_that_fit() -> None:
         if per_voxel * z * y * x * 1.3 <= budget
     ]  # fmt: skip
     assert tile in fits
-    assert _computed(shape, tile) == min(_computed(shape, t) for t in fits)
+    work = {t: _computed(model, shape, t) for t in fits}
+    assert work[tile] == min(w for w in work.values() if w is not None)
     # the old heuristic (doubling from the training patch up to 256 in y/x) computed more
-    assert _computed(shape, tile) < _computed(shape, (32, 256, 128))
+    assert work[tile] < work[(32, 256, 128)]
 
 
 _FAULTS = """

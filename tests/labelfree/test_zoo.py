@@ -95,7 +95,7 @@ def test_package_round_trips_to_the_folder_model_tiled_and_whole(exported: tuple
     assert package.targets == ["dna", "membrane", "dna_std", "membrane_std"]
     assert package.voxel_size.isclose(VoxelSize(*VS))
     image = _image((24, 100, 90), seed=3)
-    for cfg in (PredictConfig(precision="fp32"), PredictConfig(precision="fp32", tile=(8, 32, 32))):
+    for cfg in (PredictConfig(precision="fp32"), PredictConfig(precision="fp32", tile=(16, 48, 48))):
         ours = predict_image(model, image, cfg)
         theirs = predict_image(package, image, cfg)
         assert ours.channel_names == theirs.channel_names

@@ -171,7 +171,7 @@ def test_predict_widget_reports_progress_and_cancels(qtbot, tmp_path: Path) -> N
     w.model_path.value = str(folder)
     w.layer.value = "bf"
     w.form.widgets["precision"].value = "fp32"
-    w.form.widgets["tile"].value = "8 16 16"  # small tiles: many progress steps
+    w.form.widgets["tile"].value = "16 32 32"  # small tiles (for this network's edge reach): many progress steps
     worker = w.start()
     qtbot.waitUntil(lambda: "predicted" in w.status.value, timeout=120_000)
     assert w.progress.max > 4 and w.progress.value == w.progress.max

@@ -42,6 +42,7 @@ class LabelFreeModel:
     )
     training: dict[str, Any] = field(default_factory=dict)
     config: dict[str, Any] = field(default_factory=dict)
+    measured_halo: tuple[int, int, int] | None = field(default=None, repr=False)
 
     @classmethod
     def create(
@@ -63,7 +64,17 @@ class LabelFreeModel:
         return self.network_config.divisor()
 
     # -- what the tiled predictor asks of a model (a bioimage.io package answers the same questions) ------------
-    halo = (0, 0, 0)  # output voxels unreliable at tile edges beyond the predictor's own trim
+    @property
+    def halo(self) -> tuple[int, int, int]:
+        """Output voxels from a tile edge that differ (by more than :data:`subcell.labelfree.halo.TOLERANCE`)
+        from a whole-volume pass: the trim tiled prediction needs. Measured on the weights
+        (:func:`subcell.labelfree.halo.edge_reach`) once, stored in the model folder when saved."""
+        if self.measured_halo is None:
+            from subcell.labelfree.halo import edge_reach
+
+            self.measured_halo = edge_reach(self.network, self.patch_size, self.divisor)
+        return self.measured_halo
+
     percentiles: tuple[float, ...] = ()  # input percentiles preprocessing needs (z-scoring needs none)
     voxel_size_known = True
 
@@ -116,7 +127,7 @@ class LabelFreeModel:
                 training[key] = [training[key][i] for i in idx[: len(targets)]]
         return LabelFreeModel(
             net, self.network_config, self.input_channel, list(targets), self.voxel_size, self.uncertainty,
-            self.patch_size, dict(self.normalization), training, dict(self.config),
+            self.patch_size, dict(self.normalization), training, dict(self.config), self.measured_halo,
         )  # fmt: skip
 
     def metadata(self) -> dict[str, Any]:
@@ -128,6 +139,7 @@ class LabelFreeModel:
             "voxel_size_um": list(self.voxel_size.as_tuple()),
             "uncertainty": self.uncertainty,
             "patch_size": list(self.patch_size),
+            "halo": list(self.halo),
             "normalization": self.normalization,
             "training": self.training,
             "config": self.config,
@@ -175,5 +187,10 @@ class LabelFreeModel:
         model.normalization = dict(meta.get("normalization", model.normalization))
         model.training = dict(meta.get("training", {}))
         model.config = dict(meta.get("config", {}))
+        if "halo" in meta:  # models saved before it was measured get it measured when first tiled
+            halo = meta["halo"]
+            if not (isinstance(halo, list) and len(halo) == 3 and all(isinstance(h, int) and h >= 0 for h in halo)):
+                raise InputFileError(f"model.json: halo must be three voxel counts >= 0, got {halo!r}", path=meta_path)
+            model.measured_halo = (halo[0], halo[1], halo[2])
         model.network.to(device).eval()
         return model

@@ -40,10 +40,11 @@ class Predictor(Protocol):
     targets: list[str]
     voxel_size: VoxelSize
     uncertainty: bool
-    halo: tuple[int, int, int]
     percentiles: Any
     voxel_size_known: bool
 
+    @property
+    def halo(self) -> tuple[int, int, int]: ...  # output voxels unreliable at tile edges
     @property
     def divisor(self) -> tuple[int, int, int]: ...
     @property
@@ -74,6 +75,31 @@ def _round_up(n: int, m: int) -> int:
     return max(m, math.ceil(n / m) * m)
 
 
+def padded_length(n: int, tile: int, multiple: int) -> int:
+    """The extent a ``tile``-long grid covers on an ``n``-long axis: the tile itself when one suffices, else ``n``
+    padded so that the last tile starts on a multiple of the network's downsampling factor (every tile then
+    sees the stride phase a whole-volume pass sees)."""
+    return tile if n <= tile else tile + -(-(n - tile) // multiple) * multiple
+
+
+def axis_grid(n: int, tile: int, multiple: int, halo: Callable[[], int], overlap: float, trim: int | None
+              ) -> tuple[int, float, int, int] | None:  # fmt: skip
+    """Trim, overlap, number of tiles and padded length of a ``tile``-long grid on an ``n``-long axis, or None
+    when the tile is too short for the trim (at least the model's ``halo()``, asked only when the axis needs more
+    than one tile) plus a blending ramp on starts that are multiples of ``multiple``."""
+    from subcell.transforms.tiling import tile_starts
+
+    padded = padded_length(n, tile, multiple)
+    if padded == tile:
+        return 0, overlap, 1, padded
+    cut = max(halo(), trim if trim is not None else math.floor(tile * overlap) // 4)
+    # the overlap must leave room for a trim on both sides (a blending ramp where the overlap asked for leaves one)
+    need = max(overlap, 2 * cut / tile)
+    if math.floor(tile * (1 - need)) < multiple:
+        return None
+    return cut, need, len(tile_starts(padded, tile, overlap=need, multiple=multiple)), padded
+
+
 def choose_tile(
     model: Predictor,
     shape: tuple[int, int, int],
@@ -81,6 +107,7 @@ def choose_tile(
     memory_limit_gb: float,
     batch_size: int | None = None,
     overlap: float = 0.25,
+    trim: int | None = None,
     itemsize: int = 4,
     retained: float = 1.0,
 ) -> tuple[tuple[int, int, int], int]:
@@ -90,12 +117,11 @@ def choose_tile(
     Overlapping tiles compute some voxels more than once: a 512-wide axis in 128-wide tiles computes 640 columns
     per row of tiles, in one 512-wide tile exactly 512. Every tile size (multiples of the network's divisor,
     at least the training patch where the volume allows, at most the padded volume) is scored by the voxels the
-    whole grid computes; among the cheapest, the largest tile wins. ``itemsize`` is 2 under bf16/fp16 autocast;
+    whole grid computes, counting the overlap the model's halo forces (:func:`axis_grid`); among the cheapest,
+    the largest tile wins. ``itemsize`` is 2 under bf16/fp16 autocast;
     ``retained`` scales the activation memory for an allocator that keeps freed blocks
     (:data:`subcell.train.host.RETAINED`).
     """
-    from subcell.transforms.tiling import tile_starts
-
     div = model.divisor
     budget = memory_limit_gb * 1024**3
     per_voxel = model.network.activation_bytes_per_voxel(itemsize=itemsize)
@@ -111,8 +137,13 @@ def choose_tile(
 
     def cheapest(floor: list[int]) -> tuple[int, int, int] | None:
         # voxels computed along each axis for each candidate length (the grid is a product of per-axis grids)
-        sizes = [list(range(floor[ax], cap[ax] + 1, div[ax])) for ax in range(3)]
-        work = [{t: len(tile_starts(max(shape[ax], t), t, overlap=overlap)) * t for t in sizes[ax]} for ax in range(3)]
+        grids = [
+            {t: axis_grid(shape[ax], t, div[ax], lambda ax=ax: model.halo[ax], overlap, trim)  # type: ignore[misc]
+             for t in range(floor[ax], cap[ax] + 1, div[ax])}
+            for ax in range(3)
+        ]  # fmt: skip
+        work = [{t: g[2] * t for t, g in gs.items() if g is not None} for gs in grids]
+        sizes = [list(w) for w in work]
         best: tuple[float, float, tuple[int, int, int]] | None = None
         for tz in sizes[0]:
             for ty in sizes[1]:
@@ -130,8 +161,15 @@ def choose_tile(
     half = [min(c, _round_up(-(-p // 2), d)) for c, p, d in zip(cap, model.patch_size, div, strict=True)]
     tile3 = cheapest(low) or cheapest(half)
     if tile3 is None:
+        # the smallest tile the grid accepts per axis (its trim and overlap allowing), and what it would need
+        smallest = tuple(
+            next((t for t in range(half[ax], cap[ax] + 1, div[ax])
+                  if axis_grid(shape[ax], t, div[ax], lambda ax=ax: model.halo[ax], overlap, trim)), cap[ax])  # type: ignore[misc]
+            for ax in range(3)
+        )  # fmt: skip
         raise ValueRangeError(
-            f"{memory_limit_gb} GB cannot hold even the smallest tile {tuple(half)}; raise --memory-limit",
+            f"{memory_limit_gb} GB cannot hold even the smallest tile {smallest} (with its full-plane row buffers: "
+            f"{cost(smallest, 1) / 1024**3:.1f} GB); raise --memory-limit or predict by regions (--region-yx)",
             field="memory_limit",
         )
     b = batch_size or max(1, min(8, int((budget - cost(tile3, 0)) // max(1.0, cost(tile3, 1) - cost(tile3, 0)))))
@@ -181,18 +219,22 @@ def plan_tiles(model: Predictor, shape: tuple[int, int, int], cfg: PredictConfig
         capped = (shape[0], min(shape[1], cap), min(shape[2], cap))
         tile, batch = choose_tile(
             model, capped, memory_limit_gb=cfg.memory_limit_gb, batch_size=cfg.batch_size, overlap=cfg.overlap,
-            itemsize=2 if dtype is not None else 4, retained=RETAINED if tuned else 1.0,
+            trim=cfg.trim, itemsize=2 if dtype is not None else 4, retained=RETAINED if tuned else 1.0,
         )  # fmt: skip
     # never larger than the volume needs: the smallest accepted size covering it (a volume it fits is not padded)
     tile = model.valid_tile(tuple(min(t, s) for t, s in zip(tile, shape, strict=True)))
-    halo = model.halo  # output voxels the model declares unreliable at tile edges
-    padded = tuple(max(s, t) for s, t in zip(shape, tile, strict=True))
-    trim = tuple(
-        max(h, cfg.trim if cfg.trim is not None else math.floor(t * cfg.overlap) // 4) if p > t else 0
-        for t, p, h in zip(tile, padded, halo, strict=True)
-    )
-    # the overlap must leave room for a trim on both sides plus a blending ramp
-    overlap = max([cfg.overlap] + [min(0.9, (2 * tr + 2) / t) for tr, t in zip(trim, tile, strict=True) if tr])
+    grids = []
+    for ax, (s, t, d) in enumerate(zip(shape, tile, model.divisor, strict=True)):
+        g = axis_grid(s, t, d, lambda ax=ax: model.halo[ax], cfg.overlap, cfg.trim)  # type: ignore[misc]
+        if g is None:
+            raise ValueRangeError(f"a tile {t} long in {'zyx'[ax]} cannot be trimmed by the network's edge reach "
+                                  f"({model.halo[ax]} voxels) and still overlap its neighbours: use tiles of at least "
+                                  f"{_round_up(2 * model.halo[ax] + d, d)}, or one tile over the whole axis ({s})",
+                                  field="tile")  # fmt: skip
+        grids.append(g)
+    trim = tuple(g[0] for g in grids)
+    overlap = tuple(g[1] for g in grids)
+    padded = tuple(g[3] for g in grids)
     return {"tile": tuple(tile), "batch": batch, "padded": padded, "trim": trim, "overlap": overlap}
 
 
@@ -229,8 +271,8 @@ def predict_volume(
     net = model.network.fused()  # batch norms folded into the convolutions: the same function, fewer passes
     plan = plan_tiles(model, shape, cfg, tuned=tuned, dtype=dtype)
     tile, batch, padded = plan["tile"], plan["batch"], plan["padded"]
-    grid = TileGrid(padded, tile, overlap=plan["overlap"], trim=plan["trim"])
-    if window is not None and padded[1:] != tuple(shape[1:]):
+    grid = TileGrid(padded, tile, overlap=plan["overlap"], trim=plan["trim"], multiple=model.divisor)
+    if window is not None and any(t > s for t, s in zip(tile[1:], shape[1:], strict=True)):
         raise ValueRangeError(f"a {shape[1:]} plane is smaller than one {tile[1:]} tile: predict it whole, not by "
                               "regions", field="window")  # fmt: skip
     wy, wx = window if window is not None else (slice(0, padded[1]), slice(0, padded[2]))
@@ -277,7 +319,8 @@ def predict_volume(
         del acc[:final]
         acc.extend(np.zeros(plane, np.float32) for _ in range(final))
     return {
-        "tile": list(tile), "batch": batch, "tiles": len(grid), "overlap": plan["overlap"], "trim": list(plan["trim"]),
+        "tile": list(tile), "batch": batch, "tiles": len(grid), "overlap": [round(o, 4) for o in plan["overlap"]],
+        "trim": list(plan["trim"]),
         "device": str(device), "precision": precision_name(dtype), "precision_requested": cfg.precision,
     }  # fmt: skip
 
@@ -481,12 +524,14 @@ def predict_to_zarr(
     progress: Callable[[int, int], None] | None = None,
 ) -> Path:
     """Predict ``image`` (lazy is fine) straight into an OME-Zarr, row by row; memory bounded by tiles."""
+    from subcell.blocks import BlockGrid
     from subcell.io import OmeZarrWriter
 
     cfg = config or PredictConfig()
     c, grid_vs, shape = check_input(model, image, cfg)
     names = output_channel_names(model)
     ts = _timepoints(image, cfg)
+    region, cfg = _fit_memory(model, image, shape, grid_vs, cfg)
     summary: dict[str, Any] = {"tile": None}
     with OmeZarrWriter(
         output,
@@ -500,13 +545,63 @@ def predict_to_zarr(
     ) as writer:
         for i, t in enumerate(ts):
             src = row_source(image, t, c, grid_vs, shape, model)
+            windows = [(slice(None), slice(None))] if region is None else [
+                b.core[1:] for b in BlockGrid(shape, (shape[0], region, region))]  # fmt: skip
+            for ys, xs in windows:
 
-            def sink(z0: int, rows: np.ndarray, i: int = i) -> None:
-                writer.write_region(
-                    (slice(i, i + 1), slice(None), slice(z0, z0 + rows.shape[1]), slice(None), slice(None)),
-                    rows[None],
-                )
+                def sink(z0: int, rows: np.ndarray, i: int = i, ys: slice = ys, xs: slice = xs) -> None:
+                    writer.write_region(
+                        (slice(i, i + 1), slice(None), slice(z0, z0 + rows.shape[1]), ys, xs), rows[None]
+                    )
 
-            summary.update(predict_volume(model, src, shape, sink, config=cfg, progress=progress))
+                window = None if region is None else (ys, xs)
+                summary.update(predict_volume(model, src, shape, sink, config=cfg, progress=progress, window=window))
+        if region:
+            summary["region_yx"] = region
         writer.provenance = _prediction_provenance(model, image, summary, ts)  # metadata is written on close
     return Path(output)
+
+
+def _fit_memory(model: Predictor, image: Image, shape: tuple[int, int, int], grid_vs: VoxelSize,
+                cfg: PredictConfig) -> tuple[int | None, PredictConfig]:  # fmt: skip
+    """``(None, cfg)`` when tile rows over whole planes fit ``cfg.memory_limit_gb``; otherwise the lateral region
+    (1024, 512 or 256 px) whose rows fit and which computes the fewest voxels, and ``cfg`` with its tile fixed for
+    every region (one grid over the volume, so the regions assemble into a whole-volume run's result)."""
+    device = resolve_device(cfg.device)
+    dtype = autocast_dtype(device, cfg.precision)
+    tuned = device.type == "cpu" and tune_allocator()
+    try:
+        plan_tiles(model, shape, cfg, tuned=tuned, dtype=dtype)
+        return None, cfg
+    except ValueRangeError as exc:
+        if cfg.tile is not None or exc.field != "memory_limit":
+            raise
+        first = exc
+    from subcell.transforms.tiling import tile_starts
+
+    best: tuple[int, int, dict[str, Any]] | None = None
+    for region in (1024, 512, 256):
+        if region >= max(shape[1:]):
+            continue
+        try:
+            plan = plan_tiles(model, shape, cfg, tuned=tuned, dtype=dtype, max_yx=region)
+        except ValueRangeError as exc:
+            if exc.field != "memory_limit":
+                raise
+            continue
+        # voxels computed: every region computes each tile reaching into it (tiles straddling regions twice)
+        work = 1
+        for ax in (1, 2):
+            t, n = plan["tile"][ax], plan["padded"][ax]
+            starts = tile_starts(n, t, overlap=plan["overlap"][ax], multiple=model.divisor[ax])
+            work *= t * sum(sum(1 for a in starts if a < w + region and a + t > w) for w in range(0, shape[ax], region))
+        if best is None or work < best[0]:
+            best = (work, region, plan)
+    if best is not None:
+        if not grid_vs.isclose(image.voxel_size, rtol=1e-6) and tuple(shape) != tuple(image.shape[2:]):
+            raise ValueRangeError(f"{first.message}; lateral regions would fit, but need the image on the model's "
+                                  f"grid ({grid_vs.as_tuple()} µm): resample it first (subcell convert --voxel-size)",
+                                  field="memory_limit")  # fmt: skip
+        _, region, plan = best
+        return region, cfg.model_copy(update={"tile": plan["tile"], "batch_size": plan["batch"]})
+    raise first

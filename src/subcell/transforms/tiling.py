@@ -24,16 +24,29 @@ def tile_starts(n: int, tile: int, *, overlap: float = 0.25, multiple: int = 1) 
     """Start offsets of tiles of length ``tile`` covering ``range(n)`` with at least ``overlap`` (fraction).
 
     The last tile ends exactly at ``n``; starts are spread evenly. ``tile >= n`` gives one tile at 0.
+    With ``multiple``, every start is a multiple of it (``n - tile`` must be one): a network that downsamples by
+    strides of ``multiple`` then sees each tile on the same stride phase as the whole volume, which is what
+    makes a tiled prediction equal a whole-volume one.
     """
-    if tile < 1 or n < 1:
-        raise ValueRangeError(f"expected positive lengths, got n={n}, tile={tile}", field="tile")
+    if tile < 1 or n < 1 or multiple < 1:
+        raise ValueRangeError(f"expected positive lengths, got n={n}, tile={tile}, multiple={multiple}", field="tile")
     if not 0 <= overlap < 1:
         raise ValueRangeError(f"expected an overlap fraction in [0, 1), got {overlap}", field="overlap")
     if tile >= n:
         return [0]
-    max_step = max(1, math.floor(tile * (1 - overlap)))
-    count = math.ceil((n - tile) / max_step) + 1
-    return [round(i * (n - tile) / (count - 1)) for i in range(count)]
+    if (n - tile) % multiple:
+        raise ValueRangeError(f"tiles of {tile} cannot end at {n} on starts that are multiples of {multiple}: "
+                              f"pad the axis to {tile + -(-(n - tile) // multiple) * multiple}", field="tile")  # fmt: skip
+    # in units of ``multiple``: the longest step that keeps the overlap, and the fewest tiles that need no longer
+    units = (n - tile) // multiple
+    max_step = math.floor(tile * (1 - overlap)) // multiple
+    if max_step < 1:
+        raise ValueRangeError(f"tiles of {tile} on starts that are multiples of {multiple} cannot overlap by "
+                              f"{overlap:.0%}: use tiles of at least {math.ceil(multiple / (1 - overlap))}",
+                              field="tile")  # fmt: skip
+    count = math.ceil(units / max_step) + 1
+    # consecutive rounded starts differ by floor or ceil of units / (count - 1) <= max_step
+    return [multiple * round(i * units / (count - 1)) for i in range(count)]
 
 
 def _ramp(length: int) -> np.ndarray:
@@ -52,7 +65,8 @@ def axis_weights(n: int, tile: int, starts: Sequence[int], *, trim: int = 0) -> 
     starts : sequence of int
         Tile starts from :func:`tile_starts`.
     trim : int
-        Samples at each *inner* tile edge that get weight 0 (must be less than half the smallest overlap).
+        Samples at each *inner* tile edge that get weight 0 (at most half the smallest overlap; at exactly half,
+        neighbours abut with no blending ramp, which is exact when the trim covers the network's edge reach).
 
     Returns
     -------
@@ -64,8 +78,8 @@ def axis_weights(n: int, tile: int, starts: Sequence[int], *, trim: int = 0) -> 
         return [np.ones(tile)]
     overlaps = [starts[i] + tile - starts[i + 1] for i in range(len(starts) - 1)]
     smallest = min(overlaps)
-    if smallest <= 2 * trim:
-        raise ValueRangeError(f"trim {trim} must be less than half the smallest overlap {smallest}", field="trim")
+    if smallest < 2 * trim:
+        raise ValueRangeError(f"trim {trim} must be at most half the smallest overlap {smallest}", field="trim")
     ramp = _ramp(smallest - 2 * trim)
     raw = []
     for k, _s in enumerate(starts):
@@ -80,7 +94,7 @@ def axis_weights(n: int, tile: int, starts: Sequence[int], *, trim: int = 0) -> 
     total = np.zeros(n)
     for s, w in zip(starts, raw, strict=True):
         total[s : s + tile] += w
-    if np.any(total <= 0):  # cannot happen with trim < overlap / 2; kept as a guard for future edits
+    if np.any(total <= 0):  # cannot happen with trim <= overlap / 2; kept as a guard for future edits
         raise ValueRangeError("tile weights leave part of the axis uncovered", field="trim")
     return [w / total[s : s + tile] for s, w in zip(starts, raw, strict=True)]
 
@@ -93,10 +107,12 @@ class TileGrid:
     shape : (Z, Y, X)
     tile : (z, y, x)
         Tile size; clipped to the volume per axis.
-    overlap : float
-        Minimum overlap fraction between neighbouring tiles (default 0.25).
+    overlap : float or (z, y, x)
+        Minimum overlap fraction between neighbouring tiles (default 0.25), or one per axis.
     trim : (z, y, x) or int
         Zero-weight margin at inner tile edges.
+    multiple : (z, y, x) or int
+        Tile starts are multiples of this per axis (a network's downsampling factor; see :func:`tile_starts`).
 
     Examples
     --------
@@ -106,12 +122,23 @@ class TileGrid:
     """
 
     def __init__(
-        self, shape: Sequence[int], tile: Sequence[int], *, overlap: float = 0.25, trim: int | Sequence[int] = 0
+        self,
+        shape: Sequence[int],
+        tile: Sequence[int],
+        *,
+        overlap: float | Sequence[float] = 0.25,
+        trim: int | Sequence[int] = 0,
+        multiple: int | Sequence[int] = 1,
     ) -> None:
         self.shape = tuple(int(s) for s in shape)
         self.tile = tuple(min(int(t), n) for t, n in zip(tile, self.shape, strict=True))
         trims = (trim,) * 3 if isinstance(trim, int) else tuple(int(t) for t in trim)
-        self.starts = [tile_starts(n, t, overlap=overlap) for n, t in zip(self.shape, self.tile, strict=True)]
+        mults = (multiple,) * 3 if isinstance(multiple, int) else tuple(int(m) for m in multiple)
+        overlaps = (float(overlap),) * 3 if isinstance(overlap, int | float) else tuple(float(o) for o in overlap)
+        self.starts = [
+            tile_starts(n, t, overlap=o, multiple=m)
+            for n, t, o, m in zip(self.shape, self.tile, overlaps, mults, strict=True)
+        ]
         self.weights = [
             axis_weights(n, t, s, trim=tr)
             for n, t, s, tr in zip(self.shape, self.tile, self.starts, trims, strict=True)

@@ -11,7 +11,6 @@ that does not reproduce its own test output is never left behind.
 from __future__ import annotations
 
 import json
-import math
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -72,7 +71,7 @@ def _test_input(model: LabelFreeModel, sample: Image, minimum: tuple[int, ...], 
     vol = np.asarray(img.numpy()[0, 0], np.float32)
     if not np.all(np.isfinite(vol)):
         raise ValueRangeError("sample contains NaN or Inf values", field=f"{source}: channel {model.input_channel}")
-    want = tuple(min(s, p) for s, p in zip(vol.shape, model.patch_size, strict=True))
+    want = tuple(min(s, max(p, m)) for s, p, m in zip(vol.shape, model.patch_size, minimum, strict=True))
     size = tuple(_valid_size(w, m, st) for w, m, st in zip(want, minimum, step, strict=True))
     if 0 in size:
         raise ValueRangeError(
@@ -81,6 +80,14 @@ def _test_input(model: LabelFreeModel, sample: Image, minimum: tuple[int, ...], 
         )
     start = [(s - n) // 2 for s, n in zip(vol.shape, size, strict=True)]
     return np.ascontiguousarray(vol[tuple(slice(a, a + n) for a, n in zip(start, size, strict=True))])
+
+
+def _spec_halo(halo: int, scale: float) -> int:
+    """The smallest halo >= ``halo`` the spec accepts: it recomputes the input's halo as ``halo * scale / scale``
+    in floating point and refuses 6.000000000000001 (6 at 0.4 µm)."""
+    while halo and halo * scale / scale != int(halo * scale / scale):
+        halo += 1
+    return halo
 
 
 def _zscore(x: np.ndarray) -> np.ndarray:
@@ -149,8 +156,8 @@ def export_labelfree(
 
     output = check_package_output(output, license=license, overwrite=overwrite)
     div = model.divisor
-    # the trim subcell's own predictor drops at inner tile edges for a tile of the training patch (25 % overlap)
-    halo = tuple(math.floor(p * 0.25) // 4 for p in model.patch_size)
+    # how far tile edges reach into the output (measured on the weights; what subcell's own predictor trims)
+    halo = tuple(_spec_halo(h, s) for h, s in zip(model.halo, model.voxel_size.as_tuple(), strict=True))
     minimum = tuple(d * (2 * h // d + 1) for d, h in zip(div, halo, strict=True))
     test_in = _test_input(model, sample, minimum, div)
     packaged = _packaged(model)
