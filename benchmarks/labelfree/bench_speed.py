@@ -215,7 +215,7 @@ def main() -> None:
     if "whole" in sections:
         from subcell import io
 
-        row = {"preset": "resunet", "shape": [32, 512, 512]}
+        row = {"preset": "resunet", "shape": [32, 512, 512], "precision": low}
         for arm, src in arms.items():
             row[arm] = {"whole": child("whole", {"model": str(models[arm]["resunet"]), "input": str(small),
                                                  "precision": low, "out": str(args.work / f"whole_{arm}.npy")}, src)}  # fmt: skip
@@ -327,7 +327,7 @@ def report(res: dict[str, Any]) -> str:
     if "whole" in res:
         w = res["whole"]
         lines += ["", "## Streamed tiled (`predict_to_zarr`, from and to OME-Zarr) vs one whole-volume forward pass in memory, "
-                  "resunet, 32×512×512, bf16", "",
+                  f"resunet, 32×512×512, {w.get('precision', 'bf16')}", "",
                   "| arm | memory limit | tile | tiled s | whole s | tiled / whole | max abs difference | peak RSS tiled / whole MB |",
                   "|---|---|---|---|---|---|---|---|"]  # fmt: skip
         for arm in ("before", "after"):

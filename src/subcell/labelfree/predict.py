@@ -26,7 +26,7 @@ from subcell.labelfree.config import PredictConfig
 from subcell.labelfree.model import with_std
 from subcell.train.host import RETAINED, tune_allocator
 from subcell.train.precision import autocast_dtype, precision_name, resolve_device
-from subcell.transforms.tiling import TileGrid
+from subcell.transforms.tiling import TileGrid, tile_starts
 
 __all__ = ["choose_tile", "output_channel_names", "plan_tiles", "predict_image", "predict_to_zarr", "predict_volume"]
 
@@ -85,10 +85,8 @@ def padded_length(n: int, tile: int, multiple: int) -> int:
 def axis_grid(n: int, tile: int, multiple: int, halo: Callable[[], int], overlap: float, trim: int | None
               ) -> tuple[int, float, int, int] | None:  # fmt: skip
     """Trim, overlap, number of tiles and padded length of a ``tile``-long grid on an ``n``-long axis, or None
-    when the tile is too short for the trim (at least the model's ``halo()``, asked only when the axis needs more
-    than one tile) plus a blending ramp on starts that are multiples of ``multiple``."""
-    from subcell.transforms.tiling import tile_starts
-
+    when the tile is too short for a trim on both sides (at least the model's ``halo()``, asked only when the axis
+    needs more than one tile) on starts that are multiples of ``multiple``."""
     padded = padded_length(n, tile, multiple)
     if padded == tile:
         return 0, overlap, 1, padded
@@ -577,8 +575,6 @@ def _fit_memory(model: Predictor, image: Image, shape: tuple[int, int, int], gri
         if cfg.tile is not None or exc.field != "memory_limit":
             raise
         first = exc
-    from subcell.transforms.tiling import tile_starts
-
     best: tuple[int, int, dict[str, Any]] | None = None
     for region in (1024, 512, 256):
         if region >= max(shape[1:]):
