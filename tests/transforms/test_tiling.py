@@ -79,7 +79,7 @@ def test_constant_tiles_blend_to_a_constant_volume() -> None:
     grid = TileGrid((20, 90, 70), (8, 32, 32), overlap=0.25, trim=(0, 2, 2))
     out = np.zeros(grid.shape)
     for k in range(len(grid.rows())):
-        for sl, w in grid.tiles_in_row(k):
-            out[sl] += 3.5 * w
+        for ky, kx, sl in grid.row_tiles(k):
+            out[sl] += 3.5 * grid.weight(k, ky, kx)
     assert len(grid) > 8
     np.testing.assert_allclose(out, 3.5, rtol=1e-6)

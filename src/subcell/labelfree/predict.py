@@ -293,12 +293,15 @@ def predict_volume(
             x = np.pad(
                 x, pad, mode="reflect" if all(p[1] < s for p, s in zip(pad[1:], x.shape[1:], strict=True)) else "edge"
             )
-        tiles = [(sl, w) for sl, w in grid.tiles_in_row(k) if sl[1].start in ys and sl[2].start in xs]
+        # weights are made tile by tile: a row's all at once would hold as much as its tiles' outputs (3 GB on a
+        # 2048² plane with a trained network's wide overlaps)
+        tiles = [(ky, kx, sl) for ky, kx, sl in grid.row_tiles(k) if sl[1].start in ys and sl[2].start in xs]
         for i in range(0, len(tiles), batch):
             chunk = tiles[i : i + batch]
-            inp = np.stack([x[:, :, _shift(sl[1], ry), _shift(sl[2], rx)] for sl, _ in chunk])
+            inp = np.stack([x[:, :, _shift(sl[1], ry), _shift(sl[2], rx)] for _, _, sl in chunk])
             pred = _forward(model, net, inp.astype(np.float32, copy=False), device, dtype, cfg.tta)
-            for (sl, w), p in zip(chunk, pred, strict=True):
+            for (ky, kx, sl), p in zip(chunk, pred, strict=True):
+                w = grid.weight(k, ky, kx)
                 # the part of the tile inside the window, in tile and in window coordinates
                 (ty, oy), (tx, ox) = _inside(sl[1], wy), _inside(sl[2], wx)
                 pw = p[:, :, ty, tx] * w[:, ty, tx]

@@ -151,18 +151,16 @@ class TileGrid:
         """Start offsets along z (tiles are processed row by row to bound memory)."""
         return list(self.starts[0])
 
-    def tiles_in_row(self, kz: int) -> list[tuple[tuple[slice, slice, slice], np.ndarray]]:
-        """The tiles of z-row ``kz``: (ZYX slices into the volume, normalised float32 weight of the tile)."""
-        out = []
+    def row_tiles(self, kz: int) -> list[tuple[int, int, tuple[slice, slice, slice]]]:
+        """The tiles of z-row ``kz`` as (y index, x index, ZYX slices into the volume)."""
         sz = self.starts[0][kz]
-        wz = self.weights[0][kz]
-        for ky, sy in enumerate(self.starts[1]):
-            for kx, sx in enumerate(self.starts[2]):
-                w = wz[:, None, None] * self.weights[1][ky][None, :, None] * self.weights[2][kx][None, None, :]
-                sl = (
-                    slice(sz, sz + self.tile[0]),
-                    slice(sy, sy + self.tile[1]),
-                    slice(sx, sx + self.tile[2]),
-                )
-                out.append((sl, w.astype(np.float32)))
-        return out
+        return [
+            (ky, kx, (slice(sz, sz + self.tile[0]), slice(sy, sy + self.tile[1]), slice(sx, sx + self.tile[2])))
+            for ky, sy in enumerate(self.starts[1])
+            for kx, sx in enumerate(self.starts[2])
+        ]
+
+    def weight(self, kz: int, ky: int, kx: int) -> np.ndarray:
+        """The normalised float32 weight of one tile (a product of its per-axis weights)."""
+        w = self.weights[0][kz][:, None, None] * self.weights[1][ky][None, :, None] * self.weights[2][kx][None, None, :]
+        return w.astype(np.float32)
