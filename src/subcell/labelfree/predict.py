@@ -593,7 +593,7 @@ def _fit_memory(model: Predictor, image: Image, shape: tuple[int, int, int], gri
         for ax in (1, 2):
             t, n = plan["tile"][ax], plan["padded"][ax]
             starts = tile_starts(n, t, overlap=plan["overlap"][ax], multiple=model.divisor[ax])
-            work *= t * sum(sum(1 for a in starts if a < w + region and a + t > w) for w in range(0, shape[ax], region))
+            work *= t * sum(len(_span(starts, t, slice(w, w + region))[0]) for w in range(0, shape[ax], region))
         if best is None or work < best[0]:
             best = (work, region, plan)
     if best is not None:
