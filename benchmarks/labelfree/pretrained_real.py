@@ -62,7 +62,8 @@ def _allen_scores(model: object, data: Path, test: str) -> dict[str, float]:
     }
 
 
-def allen(data: Path, work: Path, minutes: float, arms: list[str]) -> dict[str, object]:
+def allen(data: Path, work: Path, minutes: float, arms: list[str],
+          voxel_size: tuple[float, float, float] = (0.29, 0.29, 0.29)) -> dict[str, object]:  # fmt: skip
     results: dict[str, object] = {}
     for test in ALLEN:
         train = [k for k in ALLEN if k != test]
@@ -80,7 +81,7 @@ def allen(data: Path, work: Path, minutes: float, arms: list[str]) -> dict[str, 
                     binarize_targets=True, loss_mask="mask_cell", patch_size=(32, 64, 64), batch_size=4,
                     iterations=100_000, max_minutes=minutes, val_fraction=0.0, resume=False, lr=1e-3,
                     lr_schedule="constant", threads=2,
-                    **({"init": "nucleus"} if arm.startswith("finetune") else {"voxel_size": (0.29, 0.29, 0.29)}),
+                    **({"init": "nucleus"} if arm.startswith("finetune") else {"voxel_size": voxel_size}),
                     **({"augment": {"flip_z": True, "invert_input": True}} if arm == "finetune_invariant" else {}),
                 )  # fmt: skip
                 res = train_labelfree(cfg, on_message=print)
@@ -97,7 +98,7 @@ def allen(data: Path, work: Path, minutes: float, arms: list[str]) -> dict[str, 
         }
         for arm in arms
     }
-    return {"folds": results, "mean": summary, "minutes_per_trained_arm": minutes}
+    return {"folds": results, "mean": summary, "minutes_per_trained_arm": minutes, "scratch_voxel_size": voxel_size}
 
 
 def _mcf7_manifest(data: Path, path: Path) -> Path:
@@ -170,13 +171,16 @@ def main() -> None:
     ap.add_argument("--minutes", type=float, default=5.0)
     ap.add_argument("--arms", default="zeroshot,finetune,scratch")
     ap.add_argument("--tag", default="")
+    ap.add_argument("--voxel-size", default="0.29,0.29,0.29", help="allen: the scratch arm's model voxel size z,y,x µm")
     ap.add_argument("--work", type=Path, default=Path("/tmp/subcell_labelfree_pretrained"))
     args = ap.parse_args()
     data = Path(os.environ.get("SUBCELL_TEST_DATA", "../shared/data")).resolve()
     args.work.mkdir(parents=True, exist_ok=True)
     arms = args.arms.split(",")
-    fn = allen if args.which == "allen" else mcf7
-    out = fn(data, args.work, args.minutes, arms)
+    if args.which == "allen":
+        out = allen(data, args.work, args.minutes, arms, tuple(float(v) for v in args.voxel_size.split(",")))
+    else:
+        out = mcf7(data, args.work, args.minutes, arms)
     (HERE / "results").mkdir(exist_ok=True)
     name = f"pretrained_{args.which}{'_' + args.tag if args.tag else ''}.json"
     (HERE / "results" / name).write_text(json.dumps(out, indent=1, default=float))

@@ -78,3 +78,24 @@ def test_bad_regions_are_refused_before_any_work(saved: tuple[Path, Path], tmp_p
     with pytest.raises(ValueRangeError, match="at least one tile"):
         predict_regions_to_zarr(model_dir, io.read(field), tmp_path / "o.ome.zarr", CFG, region_yx=32)
     assert not (tmp_path / "o.ome.zarr").exists()
+
+
+def test_a_loaded_model_predicts_regions_serially_and_is_refused_for_workers(
+    saved: tuple[Path, Path], tmp_path: Path
+) -> None:
+    from subcell.labelfree.pretrained import load_model
+
+    model_dir, field = saved
+    image = io.read(field)
+    by_spec = io.read(predict_regions_to_zarr(model_dir, image, tmp_path / "spec.ome.zarr", CFG, region_yx=64))
+    seen: list[tuple[int, int]] = []
+    loaded = load_model(str(model_dir))
+    by_model = io.read(predict_regions_to_zarr(loaded, image, tmp_path / "loaded.ome.zarr", CFG, region_yx=64,
+                                               progress=lambda done, total: seen.append((done, total))))  # fmt: skip
+    np.testing.assert_array_equal(by_model.numpy(), by_spec.numpy())
+    assert seen and seen[-1][0] == seen[-1][1]  # each region reports its tiles up to its last
+    params = [h for h in by_model.provenance.history if h["step"] == "labelfree.predict"][-1]["parameters"]
+    assert params["region_yx"] == 64 and params["tiles"] > 1 and params["precision"] == "fp32"
+    with pytest.raises(ValueRangeError, match="loaded model predicts regions serially"):
+        predict_regions_to_zarr(loaded, image, tmp_path / "o.ome.zarr", CFG, region_yx=64, executor=object())
+    assert not (tmp_path / "o.ome.zarr").exists()

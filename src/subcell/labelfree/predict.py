@@ -524,8 +524,9 @@ def predict_to_zarr(
     overwrite: bool = False,
     progress: Callable[[int, int], None] | None = None,
 ) -> Path:
-    """Predict ``image`` (lazy is fine) straight into an OME-Zarr, row by row; memory bounded by tiles."""
-    from subcell.blocks import BlockGrid
+    """Predict ``image`` (lazy is fine) straight into an OME-Zarr, row by row; memory bounded by tiles. When tile
+    rows over whole planes do not fit ``memory_limit_gb``, lateral regions are predicted one after another
+    (:func:`~subcell.labelfree.predict_regions.predict_regions_to_zarr`, same result)."""
     from subcell.io import OmeZarrWriter
 
     cfg = config or PredictConfig()
@@ -533,6 +534,11 @@ def predict_to_zarr(
     names = output_channel_names(model)
     ts = _timepoints(image, cfg)
     region, cfg = _fit_memory(model, image, shape, grid_vs, cfg)
+    if region is not None:
+        from subcell.labelfree.predict_regions import predict_regions_to_zarr
+
+        return predict_regions_to_zarr(model, image, output, cfg, region_yx=region, overwrite=overwrite,
+                                       progress=progress)  # fmt: skip
     summary: dict[str, Any] = {"tile": None}
     with OmeZarrWriter(
         output,
@@ -546,19 +552,11 @@ def predict_to_zarr(
     ) as writer:
         for i, t in enumerate(ts):
             src = row_source(image, t, c, grid_vs, shape, model)
-            windows = [(slice(None), slice(None))] if region is None else [
-                b.core[1:] for b in BlockGrid(shape, (shape[0], region, region))]  # fmt: skip
-            for ys, xs in windows:
 
-                def sink(z0: int, rows: np.ndarray, i: int = i, ys: slice = ys, xs: slice = xs) -> None:
-                    writer.write_region(
-                        (slice(i, i + 1), slice(None), slice(z0, z0 + rows.shape[1]), ys, xs), rows[None]
-                    )
+            def sink(z0: int, rows: np.ndarray, i: int = i) -> None:
+                writer.write_region((slice(i, i + 1), slice(None), slice(z0, z0 + rows.shape[1])), rows[None])
 
-                window = None if region is None else (ys, xs)
-                summary.update(predict_volume(model, src, shape, sink, config=cfg, progress=progress, window=window))
-        if region:
-            summary["region_yx"] = region
+            summary.update(predict_volume(model, src, shape, sink, config=cfg, progress=progress))
         writer.provenance = _prediction_provenance(model, image, summary, ts)  # metadata is written on close
     return Path(output)
 

@@ -8,10 +8,14 @@ unfinished OME-Zarr. No two regions share a chunk, and every voxel sums the same
 whole-volume run with the same tile grid, so the result equals it (up to the last bit where a batch of tiles is
 grouped differently); the store is moved into place only once every region is written. An automatic tile is
 capped at the region's size; tiles straddling two regions are computed by both.
+
+Run serially with a loaded model, the same loop is what :func:`~subcell.labelfree.predict.predict_to_zarr` falls
+back to when tile rows over whole planes do not fit the memory budget.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -23,6 +27,7 @@ from subcell.errors import ValueRangeError
 from subcell.image import Image
 from subcell.labelfree.config import PredictConfig
 from subcell.labelfree.predict import (
+    Predictor,
     _output_interval,
     _prediction_provenance,
     _timepoints,
@@ -45,11 +50,14 @@ def worker_model(spec: str, device: str) -> Any:
     return MODEL_CACHE.load(spec, resolve_device(device), keep=True)
 
 
-def _predict_region(block: Any, *, job: dict[str, Any]) -> bool:
-    """One region (a block of the lateral grid) of every timepoint into the output array; True when it wrote a
-    finite value."""
-    model = worker_model(job["model"], job["cfg"].device)
+def _predict_region(block: Any, *, job: dict[str, Any]) -> tuple[bool, dict[str, Any]]:
+    """One region (a block of the lateral grid) of every timepoint into the output array: whether it wrote a
+    finite value, and the tiling summary."""
+    model = job["model"]
+    if isinstance(model, str):
+        model = worker_model(model, job["cfg"].device)
     finite = False
+    summary: dict[str, Any] = {}
     region = ys, xs = block.core[1:]
     for i, (t, stats) in enumerate(zip(job["timepoints"], job["stats"], strict=True)):
         src = row_source(job["image"], t, job["channel"], job["grid_vs"], job["shape"], model, stats)
@@ -59,12 +67,13 @@ def _predict_region(block: Any, *, job: dict[str, Any]) -> bool:
             finite = finite or bool(np.isfinite(rows).any())
             job["array"][i : i + 1, :, z0 : z0 + rows.shape[1], ys, xs] = rows[None]
 
-        predict_volume(model, src, job["shape"], sink, config=job["cfg"], window=region)
-    return finite
+        summary = predict_volume(model, src, job["shape"], sink, config=job["cfg"], window=region,
+                                 progress=job["progress"])  # fmt: skip
+    return finite, summary
 
 
 def predict_regions_to_zarr(
-    model: str | Path,
+    model: str | Path | Predictor,
     image: Image,
     output: str | Path,
     config: PredictConfig | None = None,
@@ -72,13 +81,15 @@ def predict_regions_to_zarr(
     region_yx: int = 1024,
     executor: Any = None,
     overwrite: bool = False,
+    progress: Callable[[int, int], None] | None = None,
 ) -> Path:
     """Predict ``image`` (lazy, at the model's voxel size) into an OME-Zarr, ``region_yx`` × ``region_yx`` regions
     at a time: blocks of a lateral :class:`~subcell.blocks.BlockGrid` through :func:`~subcell.blocks.map_blocks`
     on ``executor`` (e.g. :class:`subcell.batch.DaskExecutor`; serial when None), as block-wise segmentation.
 
     ``model`` is what :func:`~subcell.labelfree.pretrained.load_model` takes (a folder, a shipped name or a
-    bioimage.io package): workers load it themselves, once each.
+    bioimage.io package): workers load it themselves, once each. Serially (no ``executor``) it may also be a
+    loaded model; ``progress`` gets (tiles done, tiles) of each region in turn.
     """
     from subcell.io import OmeZarrWriter
     from subcell.train import resolve_device
@@ -86,10 +97,16 @@ def predict_regions_to_zarr(
     from subcell.train.precision import autocast_dtype
 
     cfg = config or PredictConfig()
-    spec = str(model)
-    lf = worker_model(spec, cfg.device)
+    if isinstance(model, str | Path):
+        spec: str | Predictor = str(model)
+        lf: Predictor = worker_model(str(model), cfg.device)
+    elif executor is not None:
+        raise ValueRangeError("regions on workers need the model as a folder, shipped name or package, which each "
+                              "worker loads; a loaded model predicts regions serially", field="model")  # fmt: skip
+    else:
+        spec = lf = model
     c, grid_vs, shape = check_input(lf, image, cfg)
-    if not grid_vs.isclose(image.voxel_size, rtol=1e-6):
+    if not grid_vs.isclose(image.voxel_size, rtol=1e-6) and tuple(shape) != tuple(image.shape[2:]):
         raise ValueRangeError(f"the image ({image.voxel_size.as_tuple()} µm) is not on the model's grid "
                               f"({grid_vs.as_tuple()} µm): resample it first (subcell convert --voxel-size), then "
                               "predict it by regions", field="voxel_size")  # fmt: skip
@@ -106,7 +123,7 @@ def predict_regions_to_zarr(
     names = output_channel_names(lf)
     ts = _timepoints(image, cfg)
     stats = [stack_stats(image, t, c, grid_vs, shape, lf) for t in ts]
-    summary = {**plan, "tile": list(plan["tile"]), "trim": list(plan["trim"]), "region_yx": region_yx}
+    summary: dict[str, Any] = {**plan, "tile": list(plan["tile"]), "trim": list(plan["trim"])}
     writer = OmeZarrWriter(
         output, shape=(len(ts), len(names), *shape), dtype="float32", voxel_size=grid_vs, channel_names=names,
         time_interval=_output_interval(image, ts), provenance=_prediction_provenance(lf, image, summary, ts),
@@ -114,11 +131,13 @@ def predict_regions_to_zarr(
     )  # fmt: skip
     try:
         job = {"model": spec, "cfg": cfg, "image": image, "channel": c, "grid_vs": grid_vs, "shape": shape,
-               "timepoints": ts, "stats": stats, "array": writer.level0}  # fmt: skip
+               "timepoints": ts, "stats": stats, "array": writer.level0, "progress": progress}  # fmt: skip
         # the regions are blocks of the block engine's lateral grid, run through its executor seam
         grid = BlockGrid(shape, (shape[0], region_yx, region_yx))
-        finite = map_blocks(partial(_predict_region, job=job), grid, executor=executor)
-        writer.written_elsewhere(any_finite=any(finite))
+        done = map_blocks(partial(_predict_region, job=job), grid, executor=executor)
+        summary = {**summary, **done[0][1], "region_yx": region_yx}
+        writer.provenance = _prediction_provenance(lf, image, summary, ts)
+        writer.written_elsewhere(any_finite=any(f for f, _ in done))
     except BaseException:
         writer.abort()
         raise
