@@ -151,7 +151,9 @@ class UNet(nn.Module):
         iso = [i >= depth - z_levels for i in range(depth)] + [z_levels > 0]
         residual = block == "residual"
         self.depth = depth
+        self.in_channels = in_channels
         self.out_channels = out_channels
+        self.planar = z_levels == 0
         self.uncertainty = uncertainty
         self.encoders = nn.ModuleList()
         self.downs = nn.ModuleList()
@@ -175,6 +177,8 @@ class UNet(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.channels_last:
             x = x.contiguous(memory_format=CL3D)
+        if not torch.is_grad_enabled():
+            return self._infer(x)
         skips = []
         for enc, down in zip(self.encoders, self.downs, strict=True):
             x = enc(x)
@@ -194,6 +198,24 @@ class UNet(nn.Module):
                 else dec(torch.cat([skip, x], dim=1))
             )
         return self.head(x).contiguous()  # callers get the usual layout (a copy of the few output channels)
+
+    def _infer(self, x: torch.Tensor) -> torch.Tensor:
+        """The forward pass without gradients, holding no tensor longer than it is needed: the encoder's outputs
+        (the skips) and, per block, what :meth:`ConvBlock.forward_consuming` holds. Same arithmetic as training's
+        forward (written by hand: no library frees a U-Net's intermediates early)."""
+        skips = []
+        for enc, down in zip(self.encoders, self.downs, strict=True):
+            x = cast(ConvBlock, enc).forward_consuming([x])
+            skips.append(x)
+            x = down(x)
+        x = cast(ConvBlock, self.bottleneck).forward_consuming([x])
+        for up, dec in zip(self.ups, self.decoders, strict=True):
+            parts = [skips.pop(), up(x)]
+            del x
+            if self.skip == "add":
+                parts[0] = parts[0] + parts.pop()  # a new tensor: the skip is the encoder's output, not to overwrite
+            x = cast(ConvBlock, dec).forward_consuming(parts)
+        return self.head(x).contiguous()
 
     def set_channels_last(self, enabled: bool = True) -> UNet:
         """Run in channels-last (the default, faster) or channels-first layout; the same numbers either way."""
@@ -233,21 +255,44 @@ class UNet(nn.Module):
     def activation_bytes_per_voxel(self, *, batch: int = 1, itemsize: int = 4) -> float:
         """Peak activation memory of inference per input voxel (for choosing a tile size).
 
-        Per level, the live tensors at the decoder (the concatenation, the kept skip, the up-convolution and the
-        block's outputs; a residual block also its projected shortcut) times the level's channels. The counts are
-        calibrated against the measured peak of a forward pass (``benchmarks/labelfree/bench_speed.py``, within
-        ±15 %); ``itemsize`` is 2 for bf16/fp16 autocast, whose activations are half precision.
+        Inference (:meth:`_infer`) holds the encoder's outputs until their decoder level and, inside a block, at
+        most three tensors of its width (a residual block: shortcut, first and second convolution; a plain block
+        two) or, at a decoder level, the concatenation and its two inputs (four). The peak is the largest of those
+        stages plus the skips held at the time, plus the input and the output (and its contiguous copy). Measured
+        against the peak RSS of one forward pass (``benchmarks/labelfree/bench_speed.py`` and
+        ``tests/labelfree/test_speed_paths.py``); ``itemsize`` is 2 for bf16/fp16 autocast, whose activations are
+        half precision.
         """
-        live = 7 if getattr(self.encoders[0], "residual", False) else 5
-        total = 0.0
+        block = 3 if getattr(self.encoders[0], "residual", False) else 2
+        if self.planar:
+            # a 2D network's single planes: the peak measured 1.2-3.1x the count below on one plane (oneDNN's 2D
+            # convolutions; more on smaller planes, not understood), so these keep the older, larger count of every
+            # level's live tensors summed (7 a residual block, 5 a plain one): 840 B/voxel for the 2D preset, where
+            # single 512²-1024² planes measured 630-840)
+            total, scale = 0.0, 1.0
+            for enc, down in zip(self.encoders, self.downs, strict=True):
+                total += (2 * block + 1) * int(enc.conv1.out_channels) * scale  # type: ignore[union-attr,arg-type]
+                stride2: tuple[int, int, int] = down.conv.stride  # type: ignore[union-attr,assignment]
+                scale /= float(stride2[0] * stride2[1] * stride2[2])
+            total += (2 * block + 1) * int(self.bottleneck.conv1.out_channels) * scale  # type: ignore[union-attr,arg-type]
+            return total * batch * itemsize
+        stages: list[float] = []
+        held = 0.0  # skips kept for the decoder, in channels per input voxel
+        widths = []
         scale = 1.0
         for enc, down in zip(self.encoders, self.downs, strict=True):
-            c = int(enc.conv1.out_channels)  # type: ignore[union-attr,arg-type]
-            total += live * c * scale
+            c = int(enc.conv1.out_channels) * scale  # type: ignore[union-attr,arg-type]
+            stages.append(block * c + held)
+            held += c
+            widths.append(c)
             stride: tuple[int, int, int] = down.conv.stride  # type: ignore[union-attr,assignment]
             scale /= float(stride[0] * stride[1] * stride[2])
-        total += live * int(self.bottleneck.conv1.out_channels) * scale  # type: ignore[union-attr,arg-type]
-        return total * batch * itemsize
+        stages.append(block * int(self.bottleneck.conv1.out_channels) * scale + held)  # type: ignore[union-attr,arg-type]
+        for c in reversed(widths):
+            held -= c
+            stages.append(max(4, block) * c + held)
+        ends = self.in_channels + 2 * self.out_channels * (2 if self.uncertainty else 1)
+        return (max(stages) + ends) * batch * itemsize
 
 
 def build_network(config: NetworkConfig, *, in_channels: int, out_channels: int, uncertainty: bool = False) -> UNet:

@@ -148,6 +148,30 @@ class ConvBlock(nn.Module):
 
         return self._rest(y, shortcut)
 
+    def forward_consuming(self, parts: list[torch.Tensor]) -> torch.Tensor:
+        """Inference only: the block on ``torch.cat(parts, dim=1)``, emptying ``parts`` and releasing every input
+        as soon as it is used (the concatenation after the shortcut and the first convolution, the shortcut after an
+        in-place addition).
+
+        The same operations as :meth:`forward` in the same order of arithmetic, so the same numbers; the peak is
+        the concatenation's two inputs and itself (4 c for a decoder level, against 7 c with every input held until
+        the block returns, as :meth:`forward` called with references held by the caller does). What sets the
+        tile size a memory budget allows (:meth:`subcell.labelfree.network.UNet.activation_bytes_per_voxel`).
+        """
+        x = torch.cat(parts, dim=1) if len(parts) > 1 else parts[0]
+        parts.clear()
+        s = self.skip(x) if self.residual else None
+        y = self.conv1(x)
+        del x
+        if self.channels_last:
+            y = y.contiguous(memory_format=CL3D)
+        y = self.act(self.norm1(y))
+        y = self.norm2(self.conv2(y))
+        if s is not None:
+            y += s
+            del s
+        return self.act(y)
+
     def _rest(self, y: torch.Tensor, shortcut: Callable[[], torch.Tensor]) -> torch.Tensor:
         y = self.act(self.norm1(y))
         y = self.norm2(self.conv2(y))
