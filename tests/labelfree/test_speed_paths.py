@@ -252,3 +252,16 @@ def test_inference_peak_memory_stays_within_what_the_tile_chooser_counts() -> No
     peak, voxels, counted = (float(v) for v in out.stdout.split())
     assert peak <= 1.3 * counted * voxels + 100e6
     assert counted < 595 / 2
+
+
+def test_a_region_budgets_the_input_its_tiles_read_beyond_it() -> None:
+    """A 1024² region of a 2048² plane reads its input over the tiles reaching into it (up to a tile past each
+    side): counting only the region let a 2 GB run of 32×2048×2048 peak at 2.67 GB."""
+    model = LabelFreeModel.create(preset("resunet"), input_channel="bf", targets=["dna"],
+                                  voxel_size=VoxelSize(0.29, 0.29, 0.29))  # fmt: skip
+    region = (32, 1024, 1024)
+    alone, _ = choose_tile(model, region, memory_limit_gb=2, retained=1.6)
+    inside, _ = choose_tile(model, region, memory_limit_gb=2, retained=1.6, whole_yx=(2048, 2048))
+    assert np.prod(inside) < np.prod(alone)
+    # a region that is the whole plane reads nothing beyond it
+    assert choose_tile(model, region, memory_limit_gb=2, retained=1.6, whole_yx=(1024, 1024))[0] == alone

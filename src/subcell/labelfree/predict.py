@@ -108,6 +108,7 @@ def choose_tile(
     trim: int | None = None,
     itemsize: int = 4,
     retained: float = 1.0,
+    whole_yx: tuple[int, int] | None = None,
 ) -> tuple[tuple[int, int, int], int]:
     """The tile (and batch) that computes the fewest voxels while its activations, row buffers and input slab fit
     ``memory_limit_gb``.
@@ -118,7 +119,8 @@ def choose_tile(
     whole grid computes, counting the overlap the model's halo forces (:func:`axis_grid`); among the cheapest,
     the largest tile wins. ``itemsize`` is 2 under bf16/fp16 autocast;
     ``retained`` scales the activation memory for an allocator that keeps freed blocks
-    (:data:`subcell.train.host.RETAINED`).
+    (:data:`subcell.train.host.RETAINED`). ``whole_yx``: the volume's (Y, X) when ``shape`` is one lateral region
+    of it, whose input is read over the tiles reaching into the region (up to a tile beyond each side).
     """
     div = model.divisor
     budget = memory_limit_gb * 1024**3
@@ -128,9 +130,12 @@ def choose_tile(
     low = [min(c, _round_up(p, d)) for c, p, d in zip(cap, model.patch_size, div, strict=True)]
 
     def cost(t: tuple[int, ...], b: int) -> float:
-        # accumulators + the finished rows handed to the sink (C_out each), the normalised input slab and the raw
-        # slab it is converted from
-        row_bytes = (2 * n_out + 2.5) * 4 * t[0] * max(shape[1], t[1]) * max(shape[2], t[2])
+        # accumulators + the finished rows handed to the sink (C_out each) over the window, the normalised input
+        # slab and the raw slab it is converted from over what the window's tiles read
+        window = max(shape[1], t[1]) * max(shape[2], t[2])
+        read = window if whole_yx is None else math.prod(
+            min(w, max(s, u) + 2 * u) for w, s, u in zip(whole_yx, shape[1:], t[1:], strict=True))  # fmt: skip
+        row_bytes = (2 * n_out * window + 2.5 * read) * 4 * t[0]
         return b * per_voxel * t[0] * t[1] * t[2] * 1.3 * retained + row_bytes + 300e6  # + weights, libraries
 
     def cheapest(floor: list[int]) -> tuple[int, int, int] | None:
@@ -218,6 +223,7 @@ def plan_tiles(model: Predictor, shape: tuple[int, int, int], cfg: PredictConfig
         tile, batch = choose_tile(
             model, capped, memory_limit_gb=cfg.memory_limit_gb, batch_size=cfg.batch_size, overlap=cfg.overlap,
             trim=cfg.trim, itemsize=2 if dtype is not None else 4, retained=RETAINED if tuned else 1.0,
+            whole_yx=None if capped == tuple(shape) else (shape[1], shape[2]),
         )  # fmt: skip
     # never larger than the volume needs: the smallest accepted size covering it (a volume it fits is not padded)
     tile = model.valid_tile(tuple(min(t, s) for t, s in zip(tile, shape, strict=True)))
