@@ -392,6 +392,11 @@ def check_input(model: Predictor, image: Image, cfg: PredictConfig) -> tuple[int
     return c, vs, image.shape[2:]  # type: ignore[return-value]
 
 
+def on_model_grid(image: Image, grid_vs: VoxelSize, shape: tuple[int, int, int]) -> bool:
+    """Whether ``image`` is read as it is (no resampling to the model grid): what reading lateral parts needs."""
+    return grid_vs.isclose(image.voxel_size, rtol=1e-6) or tuple(shape) == tuple(image.shape[2:])
+
+
 def _raw_rows(image: Image, t: int, c: int, grid_vs: VoxelSize, shape: tuple[int, int, int]) -> RowSource:
     """Input rows at the model grid (not normalised), read (and resampled) slab by slab from a lazy image; a
     lateral (ys, xs) part of them when the image is already on the model grid."""
@@ -399,7 +404,7 @@ def _raw_rows(image: Image, t: int, c: int, grid_vs: VoxelSize, shape: tuple[int
 
     data = image.data
     n_in = image.shape[2]
-    same = grid_vs.isclose(image.voxel_size, rtol=1e-6) or tuple(shape) == tuple(image.shape[2:])
+    same = on_model_grid(image, grid_vs, shape)
 
     def rows(z0: int, z1: int, ys: slice = slice(None), xs: slice = slice(None)) -> np.ndarray:
         if same:
@@ -537,14 +542,14 @@ def predict_to_zarr(
 
     cfg = config or PredictConfig()
     c, grid_vs, shape = check_input(model, image, cfg)
-    names = output_channel_names(model)
-    ts = _timepoints(image, cfg)
     region, cfg = _fit_memory(model, image, shape, grid_vs, cfg)
     if region is not None:
         from subcell.labelfree.predict_regions import predict_regions_to_zarr
 
         return predict_regions_to_zarr(model, image, output, cfg, region_yx=region, overwrite=overwrite,
                                        progress=progress)  # fmt: skip
+    names = output_channel_names(model)
+    ts = _timepoints(image, cfg)
     summary: dict[str, Any] = {"tile": None}
     with OmeZarrWriter(
         output,
@@ -601,7 +606,7 @@ def _fit_memory(model: Predictor, image: Image, shape: tuple[int, int, int], gri
         if best is None or work < best[0]:
             best = (work, region, plan)
     if best is not None:
-        if not grid_vs.isclose(image.voxel_size, rtol=1e-6) and tuple(shape) != tuple(image.shape[2:]):
+        if not on_model_grid(image, grid_vs, shape):
             raise ValueRangeError(f"{first.message}; lateral regions would fit, but need the image on the model's "
                                   f"grid ({grid_vs.as_tuple()} µm): resample it first (subcell convert --voxel-size)",
                                   field="memory_limit")  # fmt: skip

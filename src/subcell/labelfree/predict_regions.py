@@ -32,6 +32,7 @@ from subcell.labelfree.predict import (
     _prediction_provenance,
     _timepoints,
     check_input,
+    on_model_grid,
     output_channel_names,
     plan_tiles,
     predict_volume,
@@ -106,7 +107,7 @@ def predict_regions_to_zarr(
     else:
         spec = lf = model
     c, grid_vs, shape = check_input(lf, image, cfg)
-    if not grid_vs.isclose(image.voxel_size, rtol=1e-6) and tuple(shape) != tuple(image.shape[2:]):
+    if not on_model_grid(image, grid_vs, shape):
         raise ValueRangeError(f"the image ({image.voxel_size.as_tuple()} µm) is not on the model's grid "
                               f"({grid_vs.as_tuple()} µm): resample it first (subcell convert --voxel-size), then "
                               "predict it by regions", field="voxel_size")  # fmt: skip
