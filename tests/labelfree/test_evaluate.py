@@ -42,6 +42,34 @@ def test_metrics_against_noise_free_truth_and_per_cell(rng: np.random.Generator)
     assert row["cells"] == 2 and row["pearson_r_cell_mean"] > 0.7
 
 
+def test_only_the_channels_it_scores_go_onto_the_prediction_grid(
+    rng: np.random.Generator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A target on another grid with many channels (a synthetic field has 17): only the scored channel and its
+    noise-free truth are resampled, and the rows equal those of the target reduced to them."""
+    import importlib
+
+    resample = importlib.import_module("subcell.transforms.resample")  # the module, not the function it exports
+    truth, target = _truth_and_target(rng)
+    others = [rng.normal(size=truth.shape) for _ in range(5)]
+    names = ["brightfield", "dna", "membrane", "dna_noise_free", "er", "golgi", "mito"]
+    data = np.stack([others[0], target, others[1], truth, *others[2:]])
+    full = Image(data, voxel_size=(0.5, 0.2, 0.2), dims="CZYX", channel_names=names)
+    pred = Image(rng.normal(size=(12, 20, 20))[None], voxel_size=(0.5, 0.4, 0.4), dims="CZYX", channel_names=["dna"])
+    seen: list[int] = []
+    inner = resample.resample_linear
+
+    def counting(data: np.ndarray, **kw: object) -> np.ndarray:
+        seen.append(data.shape[1])
+        return inner(data, **kw)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(resample, "resample_linear", counting)
+    (row,) = evaluate_prediction(pred, full)
+    assert seen == [2]  # dna and dna_noise_free, not all 7
+    (ref,) = evaluate_prediction(pred, full.sel(channel=["dna", "dna_noise_free"]))
+    assert row == ref and row["noise_source"] == "noise-free truth"
+
+
 def test_noise_ceiling_from_a_second_acquisition(rng: np.random.Generator) -> None:
     truth, target = _truth_and_target(rng)
     second = truth + rng.normal(scale=truth.std() * 0.5, size=truth.shape)

@@ -187,10 +187,11 @@ def labelfree_step(out: Path, fields: list[Path], *, seed: int, minutes: float =
     result = train_labelfree(cfg)
     pred, rows, n_tiles = predict_and_score(result.model, "prediction")
     io.write_table(pd.DataFrame(rows), out / "labelfree_metrics.csv", overwrite=True)
-    tgt = align_to(test, pred)[0]  # type: ignore[arg-type]
-    panels = {"bright-field input": align_to(test.channel("brightfield"), pred)[0, 0]}  # type: ignore[arg-type]
+    shown = test.sel(channel=["brightfield", *[str(r["structure"]) for r in rows]])  # not all 17 channels
+    tgt = align_to(shown, pred)[0]  # type: ignore[arg-type]
+    panels = {"bright-field input": tgt[0]}
     for r in rows:
-        panels[f"target {r['structure']}"] = tgt[test.channel_index(str(r["structure"]))]
+        panels[f"target {r['structure']}"] = tgt[shown.channel_index(str(r["structure"]))]
         panels[f"prediction {r['structure']}"] = pred.numpy()[0, pred.channel_index(r["structure"])]  # type: ignore[attr-defined]
     metrics = {str(r["structure"]): {k: v for k, v in r.items() if isinstance(v, float)} for r in rows}
     (out / "labelfree_evaluation.png").write_bytes(

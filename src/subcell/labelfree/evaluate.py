@@ -105,6 +105,11 @@ def evaluate_prediction(
             path=target.provenance.source,
             field="T",
         )
+    # only the channels read below go onto the prediction grid (a synthetic field carries 17; resampling is the
+    # cost of an evaluation)
+    used = [target.channel_names[_channel(target, t, what="target")] for t in tnames]
+    used += [f"{t}_noise_free" for t in used if f"{t}_noise_free" in target.channel_names]
+    target = target.sel(channel=list(dict.fromkeys(used)))
     tgt = align_to(target, prediction)
     pred_all = prediction.numpy()
     lab = align_to(cells, prediction, labels=True)[:, 0] if cells is not None else None
