@@ -153,7 +153,6 @@ class UNet(nn.Module):
         self.depth = depth
         self.in_channels = in_channels
         self.out_channels = out_channels
-        self.planar = z_levels == 0
         self.uncertainty = uncertainty
         self.encoders = nn.ModuleList()
         self.downs = nn.ModuleList()
@@ -264,18 +263,6 @@ class UNet(nn.Module):
         half precision.
         """
         block = 3 if getattr(self.encoders[0], "residual", False) else 2
-        if self.planar:
-            # a 2D network's single planes: the peak measured 1.2-3.1x the count below on one plane (oneDNN's 2D
-            # convolutions; more on smaller planes, not understood), so these keep the older, larger count of every
-            # level's live tensors summed (7 a residual block, 5 a plain one): 840 B/voxel for the 2D preset, where
-            # single 512²-1024² planes measured 630-840)
-            total, scale = 0.0, 1.0
-            for enc, down in zip(self.encoders, self.downs, strict=True):
-                total += (2 * block + 1) * int(enc.conv1.out_channels) * scale  # type: ignore[union-attr,arg-type]
-                stride2: tuple[int, int, int] = down.conv.stride  # type: ignore[union-attr,assignment]
-                scale /= float(stride2[0] * stride2[1] * stride2[2])
-            total += (2 * block + 1) * int(self.bottleneck.conv1.out_channels) * scale  # type: ignore[union-attr,arg-type]
-            return total * batch * itemsize
         stages: list[float] = []
         held = 0.0  # skips kept for the decoder, in channels per input voxel
         widths = []

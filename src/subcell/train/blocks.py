@@ -22,6 +22,30 @@ def _norm(kind: str, channels: int) -> nn.Module:
     return nn.Identity()
 
 
+def canonical(t: torch.Tensor) -> torch.Tensor:
+    """A channels-last tensor (4D or 5D) as a view with the canonical channels-last strides.
+
+    Folding z into the batch (and back) leaves the strides of size-1 axes at whatever the reshape gives; they
+    address nothing, but PyTorch reads the layout from them. With one plane (batch × depth 1: a 2D network's
+    inference) a 1×1 convolution, whose weight is channels-last and -first at once, then went channels-first and
+    reordered its input (a transient of ~5 tensors of its size), and ``cat`` / ``contiguous`` of such tensors
+    copied them again: the single-plane peak of 2D networks measured 2.2-2.5x what the blocks hold. A view of the
+    same memory; tensors in no channels-last layout are returned as they are.
+    """
+    if t.dim() not in (4, 5) or 1 not in t.shape or (t.requires_grad and torch.is_grad_enabled()):
+        return t  # (training keeps its autograd graph free of as_strided)
+    fmt = torch.channels_last if t.dim() == 4 else CL3D
+    if not t.is_contiguous(memory_format=fmt):
+        return t
+    _, c, *space = t.shape
+    inner = [c]
+    for size in reversed(space):
+        inner.insert(0, inner[0] * size)
+    # strides: batch c·∏space, channel 1, then each spatial axis the product of the axes after it times c
+    strides = (inner[0], 1, *inner[1:])
+    return t.as_strided(t.shape, strides)
+
+
 class Planar(nn.Module):
     """Apply a 2D module to every z-plane of ``(N, C, Z, Y, X)`` (z folded into the batch).
 
@@ -46,8 +70,8 @@ class Planar(nn.Module):
             # a channels-last (N, C, Z, Y, X) tensor is (N, Z, Y, X, C) in memory, so folding z into the batch is a
             # view that is channels-last 2D, the layout the 2D convolution wants: no copies in or out
             planes = x.contiguous(memory_format=CL3D).permute(0, 2, 1, 3, 4).reshape(n * z, c, y, w)
-            out = fn(planes).contiguous(memory_format=torch.channels_last)  # no-op unless C_in was 1
-            return out.reshape(n, z, *out.shape[1:]).permute(0, 2, 1, 3, 4)
+            out = fn(canonical(planes)).contiguous(memory_format=torch.channels_last)  # no-op unless C_in was 1
+            return canonical(out.reshape(n, z, *out.shape[1:]).permute(0, 2, 1, 3, 4))
         if z == 1:  # a plain view, no copies
             out = fn(x.reshape(n, c, y, w))
             return out.reshape(n, out.shape[1], 1, *out.shape[2:])
