@@ -212,6 +212,25 @@ def predict(args: dict[str, Any]) -> dict[str, Any]:
     return {"seconds": seconds, "network_s": network_s[0], "peak_rss_mb": _rss_mb(), "tile": tile}
 
 
+def plane(args: dict[str, Any]) -> dict[str, Any]:
+    """``predict_image`` of the shipped 2D model (``dna-2d``) on one random N×N plane at the model's voxel size:
+    wall time, peak RSS, the tile chosen, and a subsample of the output for comparing arms."""
+    from subcell import Image
+    from subcell.labelfree import PredictConfig, predict_image
+    from subcell.labelfree.pretrained import load_model
+
+    model = load_model("dna-2d")
+    n = args["size"]
+    data = np.random.default_rng(0).normal(size=(1, n, n)).astype(np.float32)
+    image = Image(data, voxel_size=model.voxel_size.as_tuple(), dims="ZYX", channel_names=[model.input_channel])
+    t = time.perf_counter()
+    pred = predict_image(model, image, PredictConfig(precision=args.get("precision", "fp32")))
+    seconds = time.perf_counter() - t
+    np.save(args["out"], pred.numpy()[0, 0, 0, ::8, ::8])
+    hist = pred.provenance.to_dict()["history"][-1].get("parameters", {})
+    return {"seconds": seconds, "peak_rss_mb": _rss_mb(), "tile": hist.get("tile"), "tiles": hist.get("tiles")}
+
+
 def whole(args: dict[str, Any]) -> dict[str, Any]:
     """One whole-volume forward pass of a model on an OME-Zarr (the baseline of the streamed tiled path)."""
     from subcell import io
