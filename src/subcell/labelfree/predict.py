@@ -206,6 +206,13 @@ def _forward(
     return y.cpu().numpy()
 
 
+def runtime(cfg: PredictConfig) -> tuple[torch.device, torch.dtype | None, bool]:
+    """Where and how a prediction runs: the device, the autocast dtype (None: fp32) and whether the CPU allocator
+    keeps freed blocks (:func:`subcell.train.host.tune_allocator`), which the tile chooser budgets."""
+    device = resolve_device(cfg.device)
+    return device, autocast_dtype(device, cfg.precision), device.type == "cpu" and tune_allocator()
+
+
 def plan_tiles(model: Predictor, shape: tuple[int, int, int], cfg: PredictConfig, *, tuned: bool,
                dtype: torch.dtype | None, max_yx: int | None = None) -> dict[str, Any]:  # fmt: skip
     """Tile, batch, overlap, trim and the padded extent for a ``shape`` volume (what :func:`predict_volume` and
@@ -268,9 +275,7 @@ def predict_volume(
     Returns a summary (tile, batch, number of tiles).
     """
     cfg = config or PredictConfig()
-    device = resolve_device(cfg.device)
-    dtype = autocast_dtype(device, cfg.precision)
-    tuned = device.type == "cpu" and tune_allocator()
+    device, dtype, tuned = runtime(cfg)
     model.network.to(device).eval()
     net = model.network.fused()  # batch norms folded into the convolutions: the same function, fewer passes
     plan = plan_tiles(model, shape, cfg, tuned=tuned, dtype=dtype)
@@ -577,9 +582,7 @@ def _fit_memory(model: Predictor, image: Image, shape: tuple[int, int, int], gri
     """``(None, cfg)`` when tile rows over whole planes fit ``cfg.memory_limit_gb``; otherwise the lateral region
     (1024, 512 or 256 px) whose rows fit and which computes the fewest voxels, and ``cfg`` with its tile fixed for
     every region (one grid over the volume, so the regions assemble into a whole-volume run's result)."""
-    device = resolve_device(cfg.device)
-    dtype = autocast_dtype(device, cfg.precision)
-    tuned = device.type == "cpu" and tune_allocator()
+    _, dtype, tuned = runtime(cfg)
     try:
         plan_tiles(model, shape, cfg, tuned=tuned, dtype=dtype)
         return None, cfg

@@ -37,6 +37,7 @@ from subcell.labelfree.predict import (
     plan_tiles,
     predict_volume,
     row_source,
+    runtime,
     stack_stats,
 )
 
@@ -93,9 +94,6 @@ def predict_regions_to_zarr(
     loaded model; ``progress`` gets (tiles done, tiles) of each region in turn.
     """
     from subcell.io import OmeZarrWriter
-    from subcell.train import resolve_device
-    from subcell.train.host import tune_allocator
-    from subcell.train.precision import autocast_dtype
 
     cfg = config or PredictConfig()
     if isinstance(model, str | Path):
@@ -112,10 +110,8 @@ def predict_regions_to_zarr(
                               f"({grid_vs.as_tuple()} µm): resample it first (subcell convert --voxel-size), then "
                               "predict it by regions", field="voxel_size")  # fmt: skip
     # fix the tile grid on the client, so a worker with another device or allocator cannot choose another one
-    device = resolve_device(cfg.device)
-    dtype = autocast_dtype(device, cfg.precision)
-    plan = plan_tiles(lf, shape, cfg, tuned=device.type == "cpu" and tune_allocator(), dtype=dtype,
-                      max_yx=region_yx)  # fmt: skip
+    _, dtype, tuned = runtime(cfg)
+    plan = plan_tiles(lf, shape, cfg, tuned=tuned, dtype=dtype, max_yx=region_yx)
     cfg = cfg.model_copy(update={"tile": plan["tile"], "batch_size": plan["batch"]})
     chunk = min(region_yx, 256)
     if region_yx % chunk or region_yx < max(plan["tile"][1:]):
