@@ -227,8 +227,8 @@ def plane(args: dict[str, Any]) -> dict[str, Any]:
     pred = predict_image(model, image, PredictConfig(precision=args.get("precision", "fp32")))
     seconds = time.perf_counter() - t
     np.save(args["out"], pred.numpy()[0, 0, 0, ::8, ::8])
-    hist = pred.provenance.to_dict()["history"][-1].get("parameters", {})
-    return {"seconds": seconds, "peak_rss_mb": _rss_mb(), "tile": hist.get("tile"), "tiles": hist.get("tiles")}
+    step = pred.provenance.parameters  # the prediction's own step (what it chose), not an earlier one
+    return {"seconds": seconds, "peak_rss_mb": _rss_mb(), "tile": step.get("tile"), "tiles": step.get("tiles")}
 
 
 def whole(args: dict[str, Any]) -> dict[str, Any]:

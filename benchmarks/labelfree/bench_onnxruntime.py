@@ -31,23 +31,13 @@ import _speed_child  # noqa: E402
 from _flops import conv_flops  # noqa: E402
 
 
-def _best(fn: Any, reps: int = 3) -> float:
-    fn()
-    times = []
-    for _ in range(reps):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return min(times)
-
-
 def compare(net: torch.nn.Module, shape: tuple[int, ...], work: Path, name: str) -> dict[str, Any]:
     import onnxruntime as ort
 
     x = torch.randn(1, 1, *shape, generator=torch.Generator().manual_seed(2))
     flops = conv_flops(net, x)
     with torch.inference_mode():
-        eager_s = _best(lambda: net(x))
+        eager_s = _speed_child._best(lambda: net(x), 3)
         ref = net(x).numpy()
     path = work / f"{name}.onnx"
     t0 = time.perf_counter()
@@ -59,7 +49,7 @@ def compare(net: torch.nn.Module, shape: tuple[int, ...], work: Path, name: str)
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
     feed = {sess.get_inputs()[0].name: x.numpy()}
-    ort_s = _best(lambda: sess.run(None, feed))
+    ort_s = _speed_child._best(lambda: sess.run(None, feed), 3)
     out = sess.run(None, feed)[0]
     return {"network": name, "tile": list(shape), "gflop": flops / 1e9, "eager_s": eager_s, "ort_s": ort_s,
             "eager_gflops": flops / eager_s / 1e9, "ort_gflops": flops / ort_s / 1e9,
@@ -76,7 +66,7 @@ def main() -> None:
     torch.set_num_threads(2)
     _speed_child._tune()  # the allocator setting prediction uses
     a, b = torch.randn(4096, 4096), torch.randn(4096, 4096)
-    sgemm = 2 * 4096**3 / _best(lambda: a @ b) / 1e9
+    sgemm = 2 * 4096**3 / _speed_child._best(lambda: a @ b, 3) / 1e9
     nets = {"fnet": _speed_child._network("fnet", None).eval().fused(),
             "default_dna": load_model("dna").network.eval().fused()}  # fmt: skip
     rows = []
