@@ -37,8 +37,13 @@ def canonical(t: torch.Tensor) -> torch.Tensor:
     fmt = torch.channels_last if t.dim() == 4 else CL3D
     if not t.is_contiguous(memory_format=fmt):
         return t
-    # the strides PyTorch itself gives a new tensor of this shape and layout (a meta tensor allocates nothing)
-    return t.as_strided(t.shape, torch.empty(t.shape, memory_format=fmt, device="meta").stride())
+    _, c, *space = t.shape
+    inner = [c]
+    for size in reversed(space):
+        inner.insert(0, inner[0] * size)
+    # strides: batch c·∏space, channel 1, then each spatial axis the product of the axes after it times c
+    strides = (inner[0], 1, *inner[1:])
+    return t.as_strided(t.shape, strides)
 
 
 class Planar(nn.Module):
