@@ -37,6 +37,7 @@ def canonical(t: torch.Tensor) -> torch.Tensor:
     fmt = torch.channels_last if t.dim() == 4 else CL3D
     if not t.is_contiguous(memory_format=fmt):
         return t
+    # by hand: taking them from torch.empty(..., device="meta") breaks the TorchScript export of bioimage.io packages
     _, c, *space = t.shape
     inner = [c]
     for size in reversed(space):
