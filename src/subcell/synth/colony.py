@@ -60,6 +60,9 @@ class Colony:
         self._tree = cKDTree(seeds) if len(seeds) else None
         self.radius_cap = np.array([c.reach for c in self.cells])
         self.heights = np.array([c.height for c in self.cells])
+        # per-cell arrays for the vectorised lookups (random walks call them tens of thousands of times per field)
+        self._seeds = seeds
+        self._mitotic = np.array([c.mitotic for c in self.cells], dtype=bool)
         # a smooth warp of the plane (a few random plane waves, fixed per seed): Voronoi walls become curved and
         # irregular like real cell outlines, and every lookup (labels, masks, organelle placement) shares it
         wrng = np.random.default_rng([self.config.seed, 0x3A])
@@ -110,12 +113,11 @@ class Colony:
         ok = index >= 0
         if not ok.any():
             return out
-        cells = [self.cells[i] for i in index[ok]]
-        c_yx = np.array([c.yx for c in cells])
-        r = np.array([c.reach for c in cells])
-        rho = np.linalg.norm(yx[ok] - c_yx, axis=1) / r
+        own = index[ok]
+        r = self.radius_cap[own]
+        rho = np.linalg.norm(yx[ok] - self._seeds[own], axis=1) / r
         dome = np.sqrt(np.clip(1 - rho**2, 0, 1))
-        mit = np.array([c.mitotic for c in cells])
+        mit = self._mitotic[own]
         # interphase: one continuous apical surface over the packed cells (heights blended between neighbours, as
         # in an epithelium), dipping slightly at the junctions; mitotic: rounded (a sphere of the cell radius)
         k = min(6, len(self.cells))

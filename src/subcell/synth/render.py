@@ -33,13 +33,12 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy import ndimage as ndi
 
+from subcell.synth.cell_points import cell_points, ellipsoid_rho, in_cytoplasm
 from subcell.synth.colony import Cell, Colony
 from subcell.synth.config import STRUCTURES
 from subcell.synth.optics import line_gain, psf_sigma_voxels
 
 __all__ = ["RegionRender", "render_region"]
-
-_STEP_UM = 0.1  # sampling of filaments and tubules
 
 
 @dataclass
@@ -109,183 +108,6 @@ def _ball_slices(
     )
 
 
-def _ellipsoid_rho(
-    z: np.ndarray,
-    y: np.ndarray,
-    x: np.ndarray,
-    centre: tuple[float, float, float],
-    radii: tuple[float, float, float],
-    angle: float,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Ellipsoid radial coordinate ρ (1 on the surface) and Euclidean distance to the centre."""
-    dz, dy, dx = z - centre[0], y - centre[1], x - centre[2]
-    ca, sa = math.cos(angle), math.sin(angle)
-    u = ca * dy + sa * dx
-    v = -sa * dy + ca * dx
-    rho = np.sqrt((dz / radii[0]) ** 2 + (u / radii[1]) ** 2 + (v / radii[2]) ** 2)
-    return rho, np.sqrt(dz**2 + dy**2 + dx**2)
-
-
-class _CellGeometry:
-    """Point-in-compartment tests for one cell in field coordinates (used by random walks)."""
-
-    def __init__(self, colony: Colony, index: int):
-        self.colony = colony
-        self.index = index
-        self.cell = colony.cells[index]
-
-    def in_cell(self, p: np.ndarray) -> np.ndarray:
-        owner = self.colony.owner_index(p[:, 1:])
-        mine = owner == self.index
-        apex = np.zeros(len(p))
-        if mine.any():
-            apex[mine] = self.colony.apex(owner[mine], p[mine, 1:])
-        zr = p[:, 0] - self.colony.substrate_z
-        return mine & (zr >= 0) & (zr <= apex)
-
-    def nucleus_rho(self, p: np.ndarray) -> np.ndarray:
-        c = self.cell
-        rho, _ = _ellipsoid_rho(p[:, 0], p[:, 1], p[:, 2], c.nucleus_center, c.nucleus_radii, c.nucleus_angle)
-        return rho
-
-    def in_cytoplasm(self, p: np.ndarray) -> np.ndarray:
-        inside = self.in_cell(p)
-        if not self.cell.mitotic:
-            inside &= self.nucleus_rho(p) > 1.08
-        return inside
-
-
-def _walks(
-    geom: _CellGeometry,
-    starts: np.ndarray,
-    directions: np.ndarray,
-    n_steps: np.ndarray,
-    rng: np.random.Generator,
-    *,
-    wiggle: float,
-    retries: int = 0,
-) -> list[np.ndarray]:
-    """Persistent random walks in the cytoplasm; each stops when it leaves (returns the visited points)."""
-    n = len(starts)
-    paths: list[list[np.ndarray]] = [[p] for p in starts]
-    pos = starts.copy()
-    d = directions / np.linalg.norm(directions, axis=1, keepdims=True)
-    live = np.arange(n)
-    for step in range(int(n_steps.max(initial=0))):
-        live = live[step < n_steps[live]]
-        if not len(live):
-            break
-        dl = d[live] + rng.normal(0, wiggle, (len(live), 3))
-        dl /= np.linalg.norm(dl, axis=1, keepdims=True)
-        nxt = pos[live] + dl * _STEP_UM
-        ok = geom.in_cytoplasm(nxt)
-        for _retry in range(retries):  # blocked (nucleus, wall): bend towards a new direction
-            blocked = np.flatnonzero(~ok)
-            if not len(blocked):
-                break
-            nd = dl[blocked] + rng.normal(0, 0.7, (len(blocked), 3))
-            nd /= np.linalg.norm(nd, axis=1, keepdims=True)
-            dl[blocked] = nd
-            nxt[blocked] = pos[live[blocked]] + nd * _STEP_UM
-            ok[blocked] = geom.in_cytoplasm(nxt[blocked])
-        live, dl, nxt = live[ok], dl[ok], nxt[ok]
-        d[live] = dl
-        pos[live] = nxt
-        for i, p in zip(live, nxt, strict=True):
-            paths[i].append(p)
-    return [np.asarray(p) for p in paths]
-
-
-def _cell_points(colony: Colony, index: int, seed: int) -> dict[str, list[np.ndarray]]:
-    """Point sets (µm, field coordinates) of the filamentous and punctate structures of one cell."""
-    cell = colony.cells[index]
-    cfg = colony.config
-    rules = cfg.rules
-    rng = cell.rng(seed, colony.frame)
-    geom = _CellGeometry(colony, index)
-    rz, ry, rx = cell.nucleus_radii
-    cz = cell.nucleus_center[0]
-    apex_c = colony.substrate_z + colony.apex(np.array([index]), np.array([cell.yx]))[0]
-    out: dict[str, list[np.ndarray]] = {"mitochondria": [], "microtubules": [], "dna_foci": [], "golgi": [], "er": []}
-
-    # chromatin foci inside the nucleus
-    n_foci = int(12 + 3 * rz * ry * rx)
-    foci = rng.uniform(-1, 1, (n_foci * 3, 3)) * np.array(cell.nucleus_radii) + np.array(cell.nucleus_center)
-    out["dna_foci"].append(foci[geom.nucleus_rho(foci) < 0.9][:n_foci])
-
-    # mitochondria: seeds accepted with probability exp(-d / decay), d the distance to the nuclear surface
-    v_cyto = max(0.0, math.pi * cell.radius**2 * cell.height * 0.8 - 4 / 3 * math.pi * rz * ry * rx)
-    n_mito = int(rng.poisson(rules.mito_per_um3 * v_cyto))
-    if n_mito:
-        starts_arr = _near_nucleus(geom, colony, cell, apex_c, n_mito, rules.mito_decay_um, rng)
-        lengths = rules.mito_length_um * rng.uniform(0.5, 1.5, len(starts_arr))
-        dirs = rng.normal(0, 1, (len(starts_arr), 3)) * np.array([0.4, 1, 1])
-        out["mitochondria"] = _walks(
-            geom, starts_arr, dirs, (lengths / _STEP_UM).astype(int), rng, wiggle=0.15, retries=2
-        )
-
-    # microtubules from the centrosome (interphase) or the two spindle poles (mitosis)
-    if cell.mitotic:
-        normal = np.array([0.0, math.sin(cell.plate_angle), math.cos(cell.plate_angle)])
-        centre = np.array(cell.nucleus_center)
-        poles = [centre + normal * 0.55 * ry, centre - normal * 0.55 * ry]
-    else:
-        poles = [np.array([min(cz + rz + 0.4, apex_c - 0.4), cell.yx[0], cell.yx[1]])]
-    n_mt = int(rng.integers(rules.microtubule_count[0], rules.microtubule_count[1] + 1))
-    if n_mt:
-        starts_arr = np.concatenate([np.repeat(p[None], math.ceil(n_mt / len(poles)), 0) for p in poles])[:n_mt]
-        dirs = rng.normal(0, 1, (n_mt, 3)) * np.array([0.35, 1, 1])
-        out["microtubules"] = _walks(
-            geom, starts_arr, dirs, np.full(n_mt, int(30 / _STEP_UM)), rng, wiggle=0.03, retries=4
-        )
-
-    # Golgi: perinuclear, apical (interphase); dispersed (mitosis)
-    n_g = int(rng.integers(rules.golgi_blobs[0], rules.golgi_blobs[1] + 1))
-    if n_g:
-        if cell.mitotic:
-            box = np.array([cell.height / 2, cell.radius, cell.radius])
-            cand = rng.uniform(-1, 1, (n_g * 20, 3)) * box + np.array([colony.substrate_z + cell.height / 2, *cell.yx])
-        else:
-            # a perinuclear cap on the apical shoulder of the nucleus
-            pol = rng.uniform(0, 2 * math.pi)
-            gz = min(cz + 0.8 * rz + rules.golgi_apical_offset_um, apex_c - 0.5)
-            g = np.array([gz, cell.yx[0] + 0.6 * ry * math.sin(pol), cell.yx[1] + 0.6 * rx * math.cos(pol)])
-            cand = g + rng.normal(0, 1, (n_g * 20, 3)) * np.array([0.3, 0.9, 0.9])
-        cand = cand[geom.in_cytoplasm(cand)]
-        out["golgi"].append(cand[:n_g])
-
-    # ER tubules: many short, wiggly walks, denser near the nucleus (drawn last: the streams above are unchanged)
-    n_er = int(rng.poisson(rules.er_tubules_per_um3 * v_cyto))
-    if n_er:
-        decay = math.inf if cell.mitotic else rules.er_decay_um
-        starts_arr = _near_nucleus(geom, colony, cell, apex_c, n_er, decay, rng)
-        lengths = rules.er_length_um * rng.uniform(0.5, 1.5, len(starts_arr))
-        dirs = rng.normal(0, 1, (len(starts_arr), 3)) * np.array([0.4, 1, 1])
-        out["er"] = _walks(geom, starts_arr, dirs, (lengths / _STEP_UM).astype(int), rng, wiggle=0.3, retries=2)
-    return out
-
-
-def _near_nucleus(
-    geom: _CellGeometry, colony: Colony, cell: Cell, apex_c: float, n: int, decay: float, rng: np.random.Generator
-) -> np.ndarray:
-    """``n`` points in the cytoplasm with density ∝ exp(-d / decay), d the distance to the nuclear surface."""
-    starts: list[np.ndarray] = []
-    box_lo = np.array([colony.substrate_z, cell.yx[0] - cell.reach, cell.yx[1] - cell.reach])
-    box_hi = np.array([apex_c, cell.yx[0] + cell.reach, cell.yx[1] + cell.reach])
-    for _ in range(60):
-        cand = rng.uniform(box_lo, box_hi, (max(64, n * 8), 3))
-        cand = cand[geom.in_cytoplasm(cand)]
-        if len(cand):
-            rho = geom.nucleus_rho(cand)
-            dist = np.linalg.norm(cand - np.array(cell.nucleus_center), axis=1)
-            d_surf = np.clip(dist * (1 - 1 / np.maximum(rho, 1e-6)), 0, None) if not cell.mitotic else dist
-            keep = rng.random(len(cand)) < np.exp(-d_surf / decay)
-            starts.extend(cand[keep])
-        if len(starts) >= n:
-            break
-    return np.asarray(starts[:n]).reshape(-1, 3)
-
-
 def _ellipsoid_footprint(radii_vox: tuple[float, ...]) -> np.ndarray:
     """Boolean ellipsoid with the given radii in voxels (at least the centre voxel)."""
     r = [max(0, math.floor(x)) for x in radii_vox]
@@ -322,11 +144,10 @@ def _add_granules(
     n = int(rng.poisson(ri.granules_per_um3 * v_cyto))
     if n == 0:
         return
-    geom = _CellGeometry(colony, index)
     lo = np.array([colony.substrate_z, cell.yx[0] - cell.reach, cell.yx[1] - cell.reach])
     hi = np.array([colony.substrate_z + cell.height, cell.yx[0] + cell.reach, cell.yx[1] + cell.reach])
     cand = rng.uniform(lo, hi, (n * 3, 3))
-    pts = cand[geom.in_cytoplasm(cand)][:n]
+    pts = cand[in_cytoplasm(colony, cand, np.full(len(cand), index))][:n]
     amp = ri.granule_index * rng.lognormal(0.0, 0.5, len(pts))
     dark = rng.random(len(pts)) < ri.dark_granule_fraction
     amp = np.where(dark, -np.minimum(amp, ri.cytoplasm), amp).astype(np.float32)
@@ -405,22 +226,24 @@ def render_region(colony: Colony, region: tuple[slice, slice, slice], *, seed: i
     granule_weight = np.float32((2 * math.pi) ** 1.5 * np.prod(granule_sigma))
     sheet_weight = np.float32(math.sqrt(2 * math.pi) * sigma[1] * vs[1] / 0.25 / line_gain(sigma))
 
+    boxes = {}  # the cells drawn in this region
     for index, c in enumerate(colony.cells):
         box = _bbox(c, region, tuple(vs), colony.substrate_z)  # type: ignore[arg-type]
-        if box is None:
-            continue
+        if box is not None and (cell[box] == c.id).any():
+            boxes[index] = box
+    points = cell_points(colony, list(boxes), seed)  # all cells' walks at once (see cell_points)
+    for index, box in boxes.items():
+        c = colony.cells[index]
         rng = c.rng(seed, colony.frame)
         coords = (z[box[0]], y[box[1]], x[box[2]])
         zz = coords[0][:, None, None]
         yb = coords[1][None, :, None]
         xb = coords[2][None, None, :]
         mine = cell[box] == c.id
-        if not mine.any():
-            continue
         condensing = c.mitotic and c.stage == "prophase"  # chromatin condenses inside a still intact envelope
         rz, ry, rx = c.nucleus_radii
         radii = (0.85 * rz, 0.85 * ry, 0.85 * rx) if condensing else c.nucleus_radii
-        rho, dist = _ellipsoid_rho(zz, yb, xb, c.nucleus_center, radii, c.nucleus_angle)
+        rho, dist = ellipsoid_rho(zz, yb, xb, c.nucleus_center, radii, c.nucleus_angle)
         clear = (wall2d[box[1:]][None] > 0.3) & ((apex[box[1:]][None] - zr[box[0]]) > 0.3)
         if c.mitotic and not condensing:
             nuc = _mitotic_chromatin(c, dist, yb, xb) & mine & clear
@@ -476,7 +299,7 @@ def render_region(colony: Colony, region: tuple[slice, slice, slice], *, seed: i
             mesh = _organelle_mesh(coords, origin, np.random.default_rng([seed, c.id, 0x7E57]), ri.texture_scale_um, vs)
             texture[box][mine] = mesh[mine]
 
-        pts = _cell_points(colony, index, seed)
+        pts = points[index]
         counts[c.id] = {
             "nucleoli": nucleoli_n,
             "mitochondria": len(pts["mitochondria"]),
