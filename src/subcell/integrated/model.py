@@ -14,6 +14,7 @@ from subcell.errors import ValueRangeError
 from subcell.integrated.network import ConditionalVAE, ReferenceVAE, VAEConfig, VAEOutput
 from subcell.integrated.objective import Likelihood, kl_per_dim, log_likelihood
 from subcell.train.artifact import load_artifact, save_artifact
+from subcell.train.blocks import set_channels_last
 
 __all__ = ["KIND", "IntegratedModel", "IntegratedNet"]
 
@@ -38,6 +39,9 @@ class IntegratedNet(nn.Module):
         # far too slow for sparse structures and leaves reconstructions blurry
         self.ref_log_sigma = nn.Parameter(torch.full((n_ref,), -1.5), requires_grad=False)
         self.struct_log_sigma = nn.Parameter(torch.full((n_structures,), -1.5), requires_grad=False)
+        # channels-last: oneDNN's and cuDNN's fast convolution layout; a training step of the default network on
+        # 64x96x96 crops, 2-core CPU fp32: reference 1.54x, conditional 1.39x (benchmarks/integrated/throughput.py)
+        set_channels_last(self)
 
 
 def fit_log_sigma(log_sigma: torch.Tensor, index: torch.Tensor, recon: torch.Tensor, x: torch.Tensor,
