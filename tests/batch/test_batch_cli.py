@@ -16,12 +16,12 @@ from subcell import synth
 from subcell.cli.main import run
 from subcell.io import read
 
-N_FIELDS = 20
+N_FIELDS = 8  # enough for two workers to take several items each
 
 
 @pytest.fixture(scope="module")
 def collection(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """20 small synthetic fields, a manifest naming them plus one missing and one corrupt file."""
+    """N_FIELDS small synthetic fields, a manifest naming them plus one missing and one corrupt file."""
     root = tmp_path_factory.mktemp("collection")
     rows = []
     for s in range(N_FIELDS):
