@@ -12,10 +12,10 @@ from subcell.errors import OutputExistsError
 __all__ = ["run_demo"]
 
 _FIELD_SHAPE = (48, 384, 384)
-LABELFREE_MINUTES = 1.0
+LABELFREE_MINUTES = 0.5
 LABELFREE_EXTRA_FIELDS = 1
 SHIPPED_3D = "hipsc-bf-3d"
-INTEGRATED_MINUTES = 1.5
+INTEGRATED_MINUTES = 0.75
 INTEGRATED_STRUCTURES = ["mitochondria", "nucleoli", "golgi"]
 
 
