@@ -8,8 +8,8 @@ several hundred times. So each cell's drawing is written as a generator that *yi
 and receives the answer, and :func:`cell_points` advances all cells in lockstep, answering one step of every cell
 with one vectorised test. Each cell still draws its stream in exactly the order of a cell-by-cell run, and each
 point's answer does not depend on the others in the batch, so the points are bit-identical to that run (a field
-took ~3× longer when every cell asked alone). Python generators give this interleaving without threads or
-callbacks; no library offers it for our own geometry.
+took up to 2.4× longer when every cell asked alone: benchmarks/synth/results_walks.md). Python generators give
+this interleaving without threads or callbacks; no library offers it for our own geometry.
 """
 
 from __future__ import annotations
