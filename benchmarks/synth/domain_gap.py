@@ -1,6 +1,6 @@
 """The gap between synthetic and real bright-field, measured (issue 16 §0).
 
-    SUBCELL_TEST_DATA=../shared/data python benchmarks/synth/domain_gap.py --tag after [--randomized]
+    SUBCELL_TEST_DATA=../shared/data python benchmarks/synth/domain_gap.py --tag after [--randomized [--draws N]]
 
 For each of the three Allen stacks, a synthetic stack is generated at the same shape and voxel size (default
 generator, or with ``--randomized`` one draw of the pretraining domain randomization per stack) and compared:
@@ -100,6 +100,13 @@ def main() -> None:
     parser.add_argument("--tag", default="current")
     parser.add_argument("--randomized", action="store_true", help="synthetic stacks from the pretraining randomizer")
     parser.add_argument(
+        "--draws",
+        type=int,
+        default=1,
+        help="with --randomized: randomizer draws per real stack, their patches pooled (draw 0 is the one used "
+        "before this option existed); one draw makes a fold's accuracy the property of a single random microscope",
+    )
+    parser.add_argument(
         "--processed",
         action="store_true",
         help="synthetic stacks go through the real files' processing: acquired at 0.108 µm, downsampled, 8-bit",
@@ -124,11 +131,16 @@ def main() -> None:
         real = io.read(d / bf, voxel_size=vs).numpy(squeeze=True)
         nuc = io.read(d / dna, voxel_size=vs).numpy(squeeze=True)
         cel = io.read(d / cell, voxel_size=vs).numpy(squeeze=True)
+        extra_fields = []
         if args.randomized:
             from subcell.synth.randomize import randomized_config
 
             cfg = randomized_config(np.random.default_rng([7, k]), shape=real.shape, voxel_size=vs, seed=1000 + k)
             field = synth_field(cfg)
+            for j in range(1, args.draws):
+                cfg_j = randomized_config(np.random.default_rng([7, k, j]), shape=real.shape, voxel_size=vs,
+                                          seed=1000 + k + 100 * j)  # fmt: skip
+                extra_fields.append(synth_field(cfg_j))
         elif args.processed:
             acq = (vs[0], min(vs[1], 0.108), min(vs[2], 0.108))
             shape = tuple(round(n * v / a) for n, v, a in zip(real.shape, vs, acq, strict=True))
@@ -143,6 +155,10 @@ def main() -> None:
         # matched focus and content: planes through the middle of the labelled nuclei, patches inside cells
         real_f.append(patch_features(real, vs, rng=rng, centre_z=_mid_z(nuc), mask=cel))
         syn_f.append(patch_features(syn, vs, rng=rng, centre_z=_mid_z(syn_nuc), mask=syn_cell))
+        for f in extra_fields:  # further draws: their patches join this stack's synthetic pool
+            s_j = f.image.channel("brightfield").numpy(squeeze=True)
+            n_j, c_j = f.labels["nucleus"][0], f.labels["cell"][0]
+            syn_f[-1] = np.concatenate([syn_f[-1], patch_features(s_j, vs, rng=rng, centre_z=_mid_z(n_j), mask=c_j)])
         stats[key] = {
             "real": {**region_stats(real, nuc, cel, vs), "raps_slope": raps_slope(real, float(np.sqrt(vs[1] * vs[2])))},
             "synthetic": {
@@ -155,6 +171,7 @@ def main() -> None:
     result = {
         "tag": args.tag,
         "randomized": args.randomized,
+        "draws": args.draws if args.randomized else 0,
         "accuracy": gap.accuracy,
         "per_fold": gap.per_fold,
         "top_features": dict(list(gap.importances.items())[:6]),
