@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Generator, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -39,11 +40,14 @@ def ellipsoid_rho(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Ellipsoid radial coordinate ρ (1 on the surface) and Euclidean distance to the centre."""
     dz, dy, dx = z - centre[0], y - centre[1], x - centre[2]
-    ca, sa = math.cos(angle), math.sin(angle)
+    return _rho(dz, dy, dx, radii, math.cos(angle), math.sin(angle)), np.sqrt(dz**2 + dy**2 + dx**2)
+
+
+def _rho(dz: np.ndarray, dy: np.ndarray, dx: np.ndarray, radii: Any, ca: Any, sa: Any) -> np.ndarray:
+    """ρ of offsets from the centre; radii and (cos, sin) of the angle are scalars or one per point."""
     u = ca * dy + sa * dx
     v = -sa * dy + ca * dx
-    rho = np.sqrt((dz / radii[0]) ** 2 + (u / radii[1]) ** 2 + (v / radii[2]) ** 2)
-    return rho, np.sqrt(dz**2 + dy**2 + dx**2)
+    return np.sqrt((dz / radii[0]) ** 2 + (u / radii[1]) ** 2 + (v / radii[2]) ** 2)
 
 
 def _nucleus_rho(cell: Cell, p: np.ndarray) -> np.ndarray:
@@ -61,20 +65,12 @@ def in_cytoplasm(colony: Colony, p: np.ndarray, which: np.ndarray) -> np.ndarray
         apex[mine] = colony.apex(owner[mine], p[mine, 1:])
     zr = p[:, 0] - colony.substrate_z
     inside = mine & (zr >= 0) & (zr <= apex)
-    cells = colony.cells
-    mitotic = np.array([c.mitotic for c in cells], dtype=bool)[which]
-    test = inside & ~mitotic
+    test = inside & ~colony.mitotic[which]
     if test.any():
         w = which[test]
-        centre = np.array([c.nucleus_center for c in cells])[w].T
-        radii = np.array([c.nucleus_radii for c in cells])[w].T
-        # the arithmetic of ellipsoid_rho with one ellipsoid per point; cos/sin per cell as scalars, as there
-        trig = np.array([(math.cos(c.nucleus_angle), math.sin(c.nucleus_angle)) for c in cells])[w]
-        q = p[test]
-        dz, dy, dx = q[:, 0] - centre[0], q[:, 1] - centre[1], q[:, 2] - centre[2]
-        u = trig[:, 0] * dy + trig[:, 1] * dx
-        v = -trig[:, 1] * dy + trig[:, 0] * dx
-        rho = np.sqrt((dz / radii[0]) ** 2 + (u / radii[1]) ** 2 + (v / radii[2]) ** 2)
+        q = p[test] - colony.nucleus_centres[w]
+        trig = colony.nucleus_trig[w]
+        rho = _rho(q[:, 0], q[:, 1], q[:, 2], colony.nucleus_radii[w].T, trig[:, 0], trig[:, 1])
         inside[test] = rho > 1.08
     return inside
 

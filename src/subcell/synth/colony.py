@@ -62,7 +62,12 @@ class Colony:
         self.heights = np.array([c.height for c in self.cells])
         # per-cell arrays for the vectorised lookups (random walks call them tens of thousands of times per field)
         self._seeds = seeds
-        self._mitotic = np.array([c.mitotic for c in self.cells], dtype=bool)
+        self.mitotic = np.array([c.mitotic for c in self.cells], dtype=bool)
+        self.nucleus_centres = np.array([c.nucleus_center for c in self.cells], dtype=np.float64).reshape(-1, 3)
+        self.nucleus_radii = np.array([c.nucleus_radii for c in self.cells], dtype=np.float64).reshape(-1, 3)
+        # (cos, sin) of each nucleus's angle, computed per cell with math as for one ellipsoid (same rounding)
+        self.nucleus_trig = np.array([(math.cos(c.nucleus_angle), math.sin(c.nucleus_angle)) for c in self.cells],
+                                     dtype=np.float64).reshape(-1, 2)  # fmt: skip
         # a smooth warp of the plane (a few random plane waves, fixed per seed): Voronoi walls become curved and
         # irregular like real cell outlines, and every lookup (labels, masks, organelle placement) shares it
         wrng = np.random.default_rng([self.config.seed, 0x3A])
@@ -117,7 +122,7 @@ class Colony:
         r = self.radius_cap[own]
         rho = np.linalg.norm(yx[ok] - self._seeds[own], axis=1) / r
         dome = np.sqrt(np.clip(1 - rho**2, 0, 1))
-        mit = self._mitotic[own]
+        mit = self.mitotic[own]
         # interphase: one continuous apical surface over the packed cells (heights blended between neighbours, as
         # in an epithelium), dipping slightly at the junctions; mitotic: rounded (a sphere of the cell radius)
         k = min(6, len(self.cells))

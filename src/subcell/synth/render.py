@@ -226,20 +226,19 @@ def render_region(colony: Colony, region: tuple[slice, slice, slice], *, seed: i
     granule_weight = np.float32((2 * math.pi) ** 1.5 * np.prod(granule_sigma))
     sheet_weight = np.float32(math.sqrt(2 * math.pi) * sigma[1] * vs[1] / 0.25 / line_gain(sigma))
 
-    boxes = {}  # the cells drawn in this region
+    drawn = {}  # the cells in this region: their bounding box and their voxels in it
     for index, c in enumerate(colony.cells):
         box = _bbox(c, region, tuple(vs), colony.substrate_z)  # type: ignore[arg-type]
-        if box is not None and (cell[box] == c.id).any():
-            boxes[index] = box
-    points = cell_points(colony, list(boxes), seed)  # all cells' walks at once (see cell_points)
-    for index, box in boxes.items():
+        if box is not None and (mine := cell[box] == c.id).any():
+            drawn[index] = (box, mine)
+    points = cell_points(colony, list(drawn), seed)  # all cells' walks at once (see cell_points)
+    for index, (box, mine) in drawn.items():
         c = colony.cells[index]
         rng = c.rng(seed, colony.frame)
         coords = (z[box[0]], y[box[1]], x[box[2]])
         zz = coords[0][:, None, None]
         yb = coords[1][None, :, None]
         xb = coords[2][None, None, :]
-        mine = cell[box] == c.id
         condensing = c.mitotic and c.stage == "prophase"  # chromatin condenses inside a still intact envelope
         rz, ry, rx = c.nucleus_radii
         radii = (0.85 * rz, 0.85 * ry, 0.85 * rx) if condensing else c.nucleus_radii
