@@ -76,6 +76,14 @@ def test_generated_structures_follow_the_rules(trained) -> None:  # type: ignore
 def test_model_folder_round_trip_and_uses(trained) -> None:  # type: ignore[no-untyped-def]
     m = IntegratedModel.load(trained.folder)
     assert m.structures == ["dna", "cap"] and m.reference_channels == ["cell_mask", "nucleus_mask"]
+    # trained and loaded networks run channels-last (oneDNN's fast layout), their convolution outputs too
+    for net in (trained.model.net, m.net):
+        convs = [p for p in net.parameters() if p.dim() == 5]
+        assert convs and all(p.is_contiguous(memory_format=torch.channels_last_3d) for p in convs)
+    seen = []
+    m.net.reference.encoder.stem.register_forward_hook(lambda _m, _i, out: seen.append(out))
+    m.net.reference.encoder(torch.zeros(2, 2, *BOX))  # the input comes channels-first, as data loaders give it
+    assert seen[0].is_contiguous(memory_format=torch.channels_last_3d) and not seen[0].is_contiguous()
     ref = trained.data.reference[0].astype(np.float32)
     a = sample_structure(m, ref, "cap", 2, seed=3)
     b = sample_structure(trained.model, ref, "cap", 2, seed=3)
