@@ -154,15 +154,16 @@ def main() -> None:
         syn_nuc, syn_cell = field.labels["nucleus"][0], field.labels["cell"][0]
         # matched focus and content: planes through the middle of the labelled nuclei, patches inside cells
         real_f.append(patch_features(real, vs, rng=rng, centre_z=_mid_z(nuc), mask=cel))
-        syn_f.append(patch_features(syn, vs, rng=rng, centre_z=_mid_z(syn_nuc), mask=syn_cell))
-        for f in extra_fields:  # further draws: their patches join this stack's synthetic pool
-            s_j = f.image.channel("brightfield").numpy(squeeze=True)
-            n_j, c_j = f.labels["nucleus"][0], f.labels["cell"][0]
-            syn_f[-1] = np.concatenate([syn_f[-1], patch_features(s_j, vs, rng=rng, centre_z=_mid_z(n_j), mask=c_j)])
+        # further randomizer draws (--draws) add their patches to this stack's synthetic pool, in draw order
+        draws = [(syn, syn_nuc, syn_cell)] + [
+            (f.image.channel("brightfield").numpy(squeeze=True), f.labels["nucleus"][0], f.labels["cell"][0])
+            for f in extra_fields
+        ]
+        syn_f.append(np.concatenate([patch_features(s, vs, rng=rng, centre_z=_mid_z(n), mask=c) for s, n, c in draws]))
         stats[key] = {
             "real": {**region_stats(real, nuc, cel, vs), "raps_slope": raps_slope(real, float(np.sqrt(vs[1] * vs[2])))},
             "synthetic": {
-                **region_stats(syn, field.labels["nucleus"][0], field.labels["cell"][0], vs),
+                **region_stats(syn, syn_nuc, syn_cell, vs),  # draw 0
                 "raps_slope": raps_slope(syn, float(np.sqrt(vs[1] * vs[2]))),
             },
         }
