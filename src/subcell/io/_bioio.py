@@ -1,4 +1,4 @@
-"""OME-TIFF, OME-Zarr and vendor formats through bioio, with units taken from the OME / NGFF metadata itself."""
+"""OME-TIFF and vendor formats through bioio, with units taken from the OME metadata itself (OME-Zarr: ``_ngff``)."""
 
 from __future__ import annotations
 
@@ -10,27 +10,13 @@ from typing import Any
 from subcell.errors import InputFileError, MetadataError
 from subcell.io._raw import RawImage
 from subcell.io._tiff import check_tiff_complete, open_tiff, read_tiff, scene_index
+from subcell.io._units import LENGTH_UM, TIME_S
 
-__all__ = ["PROVENANCE_NS", "VENDOR_PLUGINS", "ngff_attrs", "read_ome_tiff", "read_ome_zarr", "read_vendor"]
+__all__ = ["PROVENANCE_NS", "VENDOR_PLUGINS", "read_ome_tiff", "read_vendor"]
 
 PROVENANCE_NS = "https://subcell.dev/provenance"
 
 VENDOR_PLUGINS = {".czi": "bioio-czi", ".nd2": "bioio-nd2", ".lif": "bioio-lif"}
-
-_LENGTH_UM = {
-    "µm": 1.0, "um": 1.0, "micrometer": 1.0, "nm": 1e-3, "nanometer": 1e-3, "mm": 1e3, "millimeter": 1e3,
-    "cm": 1e4, "centimeter": 1e4, "m": 1e6, "meter": 1e6, "Å": 1e-4, "angstrom": 1e-4, "pm": 1e-6, "picometer": 1e-6,
-}  # fmt: skip
-_TIME_S = {
-    "s": 1.0,
-    "second": 1.0,
-    "ms": 1e-3,
-    "millisecond": 1e-3,
-    "min": 60.0,
-    "minute": 60.0,
-    "h": 3600.0,
-    "hour": 3600.0,
-}
 
 
 def _unit_value(unit: Any) -> str:
@@ -63,7 +49,7 @@ def read_ome_tiff(path: Path, *, scene: int | str | None = None) -> RawImage:
     note = None if all(v is not None for v in vs[1:]) else "its OME-XML has no PhysicalSizeX/Y"
     ti = None
     if pixels.time_increment:
-        ti = float(pixels.time_increment) * _TIME_S.get(_unit_value(pixels.time_increment_unit), 1.0)
+        ti = float(pixels.time_increment) * TIME_S.get(_unit_value(pixels.time_increment_unit), 1.0)
     names = [c.name or f"c{i}" for i, c in enumerate(pixels.channels)] or None
     data, dims = _squeeze_samples(reader.dask_data, reader.dims.order)
     prov = None
@@ -80,7 +66,7 @@ def read_ome_tiff(path: Path, *, scene: int | str | None = None) -> RawImage:
 def _length_um(value: Any, unit: Any) -> float | None:
     if value is None:
         return None
-    factor = _LENGTH_UM.get(_unit_value(unit) or "µm")
+    factor = LENGTH_UM.get(_unit_value(unit) or "µm")
     return float(value) * factor if factor is not None else None
 
 
@@ -96,89 +82,6 @@ def _squeeze_samples(data: Any, dims: str) -> tuple[Any, str]:
         data = data[tuple(0 if i == c else slice(None) for i in range(data.ndim))]
         return data, dims.replace("C", "").replace("S", "C")
     raise MetadataError("image has both channels and RGB samples; not supported", field="dims")
-
-
-def ngff_attrs(path: Path) -> dict[str, Any]:
-    """The root attributes of an OME-Zarr, with NGFF 0.5's ``ome`` block merged in (``ngff_version`` added)."""
-    import zarr
-
-    try:
-        group = zarr.open_group(str(path), mode="r")
-    except zarr.errors.ContainsArrayError:
-        raise InputFileError(
-            "is a plain zarr array, not an OME-Zarr image (no NGFF metadata: axes and voxel size unknown); convert "
-            "it, e.g. with numpy + subcell.io.write, giving its axes and voxel size",
-            path=path,
-        ) from None
-    except Exception as e:
-        raise InputFileError(f"not a readable OME-Zarr store ({type(e).__name__}: {e})", path=path) from None
-    attrs: dict[str, Any] = dict(group.attrs)
-    if "ome" in attrs:
-        ome: dict[str, Any] = dict(attrs["ome"])
-        merged = {k: v for k, v in attrs.items() if k != "ome"}
-        merged.update(ome)
-        merged["ngff_version"] = ome.get("version", "0.5")
-        return merged
-    ms: list[dict[str, Any]] = attrs.get("multiscales") or [{}]
-    attrs["ngff_version"] = ms[0].get("version", "0.4")
-    return attrs
-
-
-def read_ome_zarr(path: Path, *, scene: int | str | None = None) -> RawImage:
-    """OME-Zarr (NGFF 0.4 or 0.5) via bioio-ome-zarr; scales and units from the NGFF metadata."""
-    attrs = ngff_attrs(path)
-    multiscales = attrs.get("multiscales")
-    if not multiscales:
-        raise InputFileError("folder has no NGFF 'multiscales' metadata; is it an OME-Zarr image?", path=path)
-    from bioio_ome_zarr import Reader
-
-    try:
-        reader = Reader(str(path))
-    except Exception as e:
-        raise InputFileError(f"OME-Zarr could not be opened ({type(e).__name__}: {e})", path=path) from None
-    scenes = tuple(reader.scenes)
-    idx = scene_index(path, scene, scenes)
-    reader.set_scene(idx)
-    ms = multiscales[min(idx, len(multiscales) - 1)]
-    axes = [a if isinstance(a, dict) else {"name": a} for a in ms.get("axes", [])]
-    scale = _level0_scale(ms, len(axes))
-    spatial: dict[str, float | None] = {}
-    time_interval = None
-    unitless = []
-    for ax, s in zip(axes, scale, strict=False):
-        name = str(ax.get("name", "")).lower()
-        unit = ax.get("unit")
-        if name in ("z", "y", "x"):
-            factor = _LENGTH_UM.get(str(unit)) if unit else None
-            if factor is None:
-                unitless.append(name)
-            spatial[name] = s * factor if factor is not None else None
-        elif name == "t" and unit in _TIME_S and s and s > 0:
-            time_interval = s * _TIME_S[unit]
-    subcell_attrs = attrs.get("subcell", {})
-    if "time_interval" in subcell_attrs:
-        time_interval = subcell_attrs["time_interval"]
-    vs = (spatial.get("z"), spatial.get("y"), spatial.get("x"))
-    note = f"its NGFF axes {unitless} have no length unit" if unitless else None
-    data, dims = _squeeze_samples(reader.dask_data, reader.dims.order)
-    names = [str(c) for c in reader.channel_names] if reader.channel_names else None
-    return RawImage(
-        data=data, dims=dims, voxel_size=vs, voxel_size_note=note, channel_names=names, time_interval=time_interval,
-        scenes=scenes, scene=scenes[idx] if len(scenes) > 1 else None,
-        fmt=f"ome-zarr (NGFF {attrs.get('ngff_version')})", provenance=subcell_attrs.get("provenance"),
-    )  # fmt: skip
-
-
-def _level0_scale(ms: dict[str, Any], n: int) -> list[float]:
-    scale = [1.0] * n
-    for transforms in (
-        ms.get("coordinateTransformations") or [],
-        ms["datasets"][0].get("coordinateTransformations") or [],
-    ):
-        for t in transforms:
-            if t.get("type") == "scale":
-                scale = [a * float(b) for a, b in zip(scale, t["scale"], strict=False)]
-    return scale
 
 
 def read_vendor(path: Path, *, scene: int | str | None = None) -> RawImage:

@@ -75,7 +75,7 @@ def read(
 
 
 def _read_raw(p: Path, *, scene: int | str | None, axes: str | None) -> RawImage:
-    from subcell.io import _bioio, _tiff
+    from subcell.io import _bioio, _ngff, _tiff
 
     fmt = detect_format(p)
     if axes is not None and fmt != "tiff":
@@ -87,7 +87,7 @@ def _read_raw(p: Path, *, scene: int | str | None, axes: str | None) -> RawImage
     if p.is_dir() and fmt != "ome-zarr":
         raise InputFileError("is a folder but not an OME-Zarr store (expected a name ending in .ome.zarr)", path=p)
     if fmt == "ome-zarr":
-        return _bioio.read_ome_zarr(p, scene=scene)
+        return _ngff.read_ome_zarr(p, scene=scene)
     if fmt == "ome-tiff":
         return _bioio.read_ome_tiff(p, scene=scene)
     if fmt == "tiff":
@@ -103,6 +103,8 @@ def label_names(path: str | Path) -> list[str]:
     """Names of the NGFF label images stored in an OME-Zarr (``labels/`` group); empty when none."""
     import zarr
 
+    from subcell.io._ngff import group_attrs
+
     p = Path(path)
     if detect_format(p) != "ome-zarr":
         return []
@@ -110,9 +112,7 @@ def label_names(path: str | Path) -> list[str]:
         group = zarr.open_group(str(p / "labels"), mode="r")
     except Exception:
         return []
-    attrs: dict[str, Any] = dict(group.attrs)
-    attrs = dict(attrs.get("ome", attrs))
-    return [str(n) for n in attrs.get("labels", [])]
+    return [str(n) for n in group_attrs(group).get("labels", [])]
 
 
 def read_labels(path: str | Path, name: str) -> Image:
@@ -123,17 +123,12 @@ def read_labels(path: str | Path, name: str) -> Image:
     names = label_names(p)
     if name not in names:
         raise InputFileError(f"no label image {name!r}; the store has {names or 'none'}", path=p, field="labels")
-    from subcell.io._bioio import read_ome_zarr
+    from subcell.io._ngff import read_ome_zarr
 
     raw = read_ome_zarr(p / "labels" / name)
     raw.voxel_size = read(p).voxel_size.as_tuple()
     raw.channel_names = [name] if raw.data.shape[raw.dims.index("C")] == 1 else None
     return resolve(raw, p / "labels" / name)
-
-
-def _ngff_attrs(group: Any) -> dict[str, Any]:
-    attrs: dict[str, Any] = dict(group.attrs)
-    return dict(attrs.get("ome") or attrs)  # NGFF 0.5 nests its metadata under "ome"
 
 
 def pyramid_levels(path: str | Path, label: str | None = None) -> list[Any] | None:
@@ -142,12 +137,14 @@ def pyramid_levels(path: str | Path, label: str | None = None) -> list[Any] | No
     import dask.array as da
     import zarr
 
+    from subcell.io._ngff import group_attrs
+
     p = Path(path) / "labels" / label if label else Path(path)
     try:
         group = zarr.open_group(str(p), mode="r")
     except Exception:
         return None
-    ms = _ngff_attrs(group).get("multiscales")
+    ms = group_attrs(group).get("multiscales")
     if not ms:
         return None
     return [da.from_zarr(group[d["path"]]) for d in ms[0]["datasets"]]
@@ -157,9 +154,11 @@ def is_label_image(path: str | Path) -> bool:
     """Whether an OME-Zarr store is marked an NGFF label image (``image-label``, as ``subcell segment`` writes)."""
     import zarr
 
+    from subcell.io._ngff import group_attrs
+
     if not Path(path).is_dir():
         return False
     try:
-        return "image-label" in _ngff_attrs(zarr.open_group(str(path), mode="r"))
+        return "image-label" in group_attrs(zarr.open_group(str(path), mode="r"))
     except Exception:
         return False
