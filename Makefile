@@ -31,11 +31,15 @@ install: system-deps $(STAMP)
 demo: $(STAMP)
 	$(BIN)/subcell demo --out demo_output --overwrite
 
+# one worker per core (at most 4), whole files per worker so module fixtures are built once; tests/conftest.py
+# gives each worker its share of the torch threads
+XDIST := -n auto --maxprocesses 4 --dist loadfile
+
 test: system-deps $(STAMP)
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest $(XDIST)
 
 test-all: $(STAMP)
-	$(BIN)/python -m pytest -m ""
+	$(BIN)/python -m pytest $(XDIST) -m ""
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks

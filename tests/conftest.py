@@ -7,10 +7,17 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
-import pytest
+# Under pytest-xdist (`make test` runs `-n`), the workers share the cores: each gets its share of threads, set
+# before torch is imported and inherited by the commands a test runs. Two torch processes each spinning up one
+# OpenMP thread per core ran the torch tests ~3x slower than one after the other (measured on 2 cores).
+_WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+if _WORKERS > 1:
+    os.environ["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // _WORKERS))
 
-from subcell import Image
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+from subcell import Image  # noqa: E402
 
 # every figure a test draws is checked: texts that overlap (titles over tick labels, ...) fail the test
 os.environ.setdefault("SUBCELL_CHECK_FIGURES", "1")
@@ -60,3 +67,8 @@ def subcell_cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProc
     cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "subcell"]
     # a guard against hangs, not a speed check: the whole demo takes ~150 s alone on 2 cores, more when shared
     return subprocess.run([*cmd, *args], capture_output=True, text=True, cwd=cwd, timeout=900)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if _WORKERS > 1 and "torch" in sys.modules:  # a plugin imported torch before this file set OMP_NUM_THREADS
+        sys.modules["torch"].set_num_threads(int(os.environ["OMP_NUM_THREADS"]))

@@ -44,10 +44,9 @@ def test_mitotic_cells_extract_shape_and_integrated_model(real_data: Path, tmp_p
         assert np.allclose(centre, (np.array(cfg.box) - 1) / 2, atol=2.5)  # chromatin can be split in anaphase
     shape = shape_space_of_store(store, lmax=6, n_modes=4, walk_modes=1)
     assert shape.table.cell_sh_error_um.median() < 1.0 and len(shape.table) == 14
-    torch = pytest.importorskip("torch")
+    pytest.importorskip("torch")
     from subcell.integrated import TrainConfig, evaluate_model, train_integrated
 
-    torch.set_num_threads(2)
     part = {"iterations": 6, "network": {"latent_dim": 4, "depth": 2, "base_channels": 4}}
     res = train_integrated(TrainConfig(cells=[tmp_path / "c.zarr"], output=tmp_path / "m", structures=["structure"],
                                        reference=part, conditional=part, test_fraction=0.3, val_fraction=0.1,
