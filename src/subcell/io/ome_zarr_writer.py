@@ -161,15 +161,18 @@ class OmeZarrWriter:
         shape = self.shape[:2] + tuple(max(1, n // f) for n, f in zip(self.shape[2:], factor, strict=True))
         chunks = tuple(min(c, s) for c, s in zip(self.chunks, shape, strict=True))
         kwargs: dict[str, Any] = {"shape": shape, "chunks": chunks, "dtype": dtype, "fill_value": 0}
+        # zstd level 3 on byte-shuffled data: against level 5 on bit-shuffled data (measured on synthetic fields,
+        # label-free predictions and label images) it encodes 1.3-4x faster, at the same or a better ratio for
+        # uint16 and float32 images (2.40 vs 2.08, 1.27 vs 1.26) and 200-700x for labels either way
         if self._zarr_format == 2:
             import numcodecs
 
-            kwargs["compressors"] = [numcodecs.Blosc(cname="zstd", clevel=5, shuffle=numcodecs.Blosc.BITSHUFFLE)]
+            kwargs["compressors"] = [numcodecs.Blosc(cname="zstd", clevel=3, shuffle=numcodecs.Blosc.SHUFFLE)]
             kwargs["chunk_key_encoding"] = {"name": "v2", "separator": "/"}
         else:
             from zarr.codecs import BloscCodec
 
-            kwargs["compressors"] = [BloscCodec(cname="zstd", clevel=5, shuffle="bitshuffle")]
+            kwargs["compressors"] = [BloscCodec(cname="zstd", clevel=3, shuffle="shuffle")]
             kwargs["dimension_names"] = [a["name"] for a in _AXES]
         return group.create_array(name=name, **kwargs)
 
