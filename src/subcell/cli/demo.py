@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import os
 from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +22,48 @@ INTEGRATED_MINUTES = 0.75
 INTEGRATED_STRUCTURES = ["mitochondria", "nucleoli", "golgi"]
 
 
+def _one_thread() -> None:
+    """The background process keeps to one core: the other is the demo's own (set before numpy is imported)."""
+    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ[var] = "1"
+
+
+@contextlib.contextmanager
+def _background() -> Iterator[ProcessPoolExecutor]:
+    """One worker process for the steps that need no torch (synthesis, the time-lapse step) while this process
+    runs the others; it is stopped, its queued work dropped, if the demo fails or is interrupted."""
+    import multiprocessing
+
+    pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"), initializer=_one_thread)
+    try:
+        yield pool
+    except BaseException:
+        running = list((getattr(pool, "_processes", None) or {}).values())  # shutdown() forgets them
+        pool.shutdown(wait=False, cancel_futures=True)
+        for proc in running:  # a job already running cannot be cancelled: its process is ended
+            proc.terminate()
+        raise
+    pool.shutdown(wait=True)
+
+
+def _field_line(i: int, field: Any, path: Path) -> str:
+    from subcell import synth
+
+    n_mitotic = int(field.cells.mitotic.sum())
+    return (
+        f"[1/8] synthetic field {i}: {field.image.sizes}, {len(field.cells)} cells ({n_mitotic} mitotic), "
+        f"bright-field + {len(synth.STRUCTURES)} structures + noise-free truth, labels {list(field.labels)} → {path}"
+    )
+
+
+def _write_field(i: int, seed: int, path: Path) -> str:
+    """Synthesize and write one demo field (in the background process); its summary line."""
+    from subcell import synth
+
+    field = synth.synth_field(shape=_FIELD_SHAPE, seed=seed)
+    return _field_line(i, field, synth.write_field(field, path, overwrite=True))
+
+
 def run_demo(
     out: Path,
     *,
@@ -27,7 +72,11 @@ def run_demo(
     labelfree_minutes: float = LABELFREE_MINUTES,
     integrated_minutes: float = INTEGRATED_MINUTES,
 ) -> Iterator[str]:
-    """All demo steps, then ``report.html`` (see :func:`_steps`); yields one summary line per step."""
+    """All demo steps, then ``report.html`` (see :func:`_steps`); yields one summary line per step.
+
+    Part of the work runs in a second process (``spawn``): a script calling this needs the usual
+    ``if __name__ == "__main__":`` guard around the call.
+    """
     lines = []
     for line in _steps(out, overwrite=overwrite, seed=seed, labelfree_minutes=labelfree_minutes,
                        integrated_minutes=integrated_minutes):  # fmt: skip
@@ -48,28 +97,54 @@ def _steps(
 
     Yields one summary line per step (the CLI prints them).
     """
-    import numpy as np
-
-    from subcell import io, synth, transforms
+    from subcell import synth
 
     out = Path(out)
     if out.exists() and any(out.iterdir()) and not overwrite:
         raise OutputExistsError("demo output folder is not empty; pass --overwrite to replace it", path=out)
     out.mkdir(parents=True, exist_ok=True)
 
-    fields = []
-    generated = []
-    for i in range(3):
-        field = synth.synth_field(shape=_FIELD_SHAPE, seed=seed + i)
-        path = synth.write_field(field, out / f"field{i}.ome.zarr", overwrite=True)
-        fields.append(path)
-        generated.append(field)
-        n_mitotic = int(field.cells.mitotic.sum())
-        yield (
-            f"[1/8] synthetic field {i}: {field.image.sizes}, {len(field.cells)} cells ({n_mitotic} mitotic), "
-            f"bright-field + {len(synth.STRUCTURES)} structures + noise-free truth, labels {list(field.labels)} → {path}"
-        )
-    first = generated[0]
+    # Two cores, two lanes: a background process synthesizes fields 1-2 and runs the whole time-lapse step (no
+    # torch, one core) while this process does field 0, the training field and the classical steps; it is done
+    # before the trainings start, so they have both cores to themselves.
+    with _background() as pool:
+        later = [pool.submit(_write_field, i, seed + i, out / f"field{i}.ome.zarr") for i in (1, 2)]
+        from subcell.cli.demo_dynamics import dynamics_step  # imports numpy: not at the CLI's start-up
+
+        dynamics = pool.submit(dynamics_step, out, seed=seed)
+        first = synth.synth_field(shape=_FIELD_SHAPE, seed=seed)
+        fields = [synth.write_field(first, out / "field0.ome.zarr", overwrite=True)]
+        yield _field_line(0, first, fields[0])
+        extra = _training_fields(out, seed)
+        for i, job in enumerate(later, start=1):
+            yield job.result()
+            fields.append(out / f"field{i}.ome.zarr")
+        yield from _classical_steps(out, fields, first)
+        cells_line = cells_step(out)
+        dynamics_line = dynamics.result()
+    yield labelfree_step(out, fields, extra, seed=seed, minutes=labelfree_minutes)
+    yield integrated_step(out, cells_line, seed=seed, minutes=integrated_minutes)
+    yield dynamics_line
+
+
+def _training_fields(out: Path, seed: int) -> list[Path]:
+    """More label-free training fields (one field does not generalise)."""
+    from subcell import synth
+
+    extra = []
+    for i in range(LABELFREE_EXTRA_FIELDS):
+        p = out / f"train{i}.ome.zarr"
+        synth.write_field(synth.synth_field(shape=_FIELD_SHAPE, seed=seed + 100 + i), p, overwrite=True)
+        extra.append(p)
+    return extra
+
+
+def _classical_steps(out: Path, fields: list[Path], first: Any) -> Iterator[str]:
+    """Read back, resample + normalize, manifest, classical segmentation with measurements (steps 2-5)."""
+    import numpy as np
+
+    from subcell import io, transforms
+
     back = io.read(fields[0])
     nuclei = io.read_labels(fields[0], "nucleus")
     exact = (
@@ -121,14 +196,11 @@ def _steps(
     )
     io.write_table(table, out / "field0_cells.csv", overwrite=True)
     yield f"[5/8] segmented field0 vs ground truth: {', '.join(scores)}; {len(table)} cells measured → {out / 'field0_cells.csv'}"
-    yield labelfree_step(out, fields, seed=seed, minutes=labelfree_minutes)
-    yield integrated_step(out, seed=seed, minutes=integrated_minutes)
-    from subcell.cli.demo_dynamics import dynamics_step  # imports numpy: not at the CLI's start-up
-
-    yield dynamics_step(out, seed=seed)
 
 
-def labelfree_step(out: Path, fields: list[Path], *, seed: int, minutes: float = LABELFREE_MINUTES) -> str:
+def labelfree_step(
+    out: Path, fields: list[Path], extra: list[Path], *, seed: int, minutes: float = LABELFREE_MINUTES
+) -> str:
     """Predict DNA + membrane on the held-out field with the shipped pretrained model (zero-shot), fine-tune it
     briefly on the training fields, predict again, and evaluate both against the noise ceiling."""
     import importlib.util
@@ -137,7 +209,7 @@ def labelfree_step(out: Path, fields: list[Path], *, seed: int, minutes: float =
         return "[6/8] label-free step skipped: torch is not installed (pip install 'subcell[dl]')"
     import pandas as pd
 
-    from subcell import io, synth
+    from subcell import io
     from subcell.labelfree import PredictConfig, TrainConfig, evaluate_prediction, predict_to_zarr
     from subcell.labelfree.evaluate import align_to
     from subcell.labelfree.figures import evaluation_figure_png
@@ -146,11 +218,6 @@ def labelfree_step(out: Path, fields: list[Path], *, seed: int, minutes: float =
 
     targets = ["dna", "membrane"]
     shipped = load_model(SHIPPED_3D).select(targets)  # a damaged install is an error, not a silent fallback
-    extra = []
-    for i in range(LABELFREE_EXTRA_FIELDS):  # one more training field: one field does not generalise
-        p = out / f"train{i}.ome.zarr"
-        synth.write_field(synth.synth_field(shape=_FIELD_SHAPE, seed=seed + 100 + i), p, overwrite=True)
-        extra.append(p)
     manifest = out / "labelfree_manifest.csv"
     with manifest.open("w", newline="") as fh:
         w = csv.writer(fh)
@@ -208,13 +275,9 @@ def labelfree_step(out: Path, fields: list[Path], *, seed: int, minutes: float =
     )
 
 
-def integrated_step(out: Path, *, seed: int, minutes: float = INTEGRATED_MINUTES) -> str:
-    """Extract single cells from every demo field, build the shape space, train a small integrated-cell model,
-    sample structures in held-out cells and walk the reference latent space (figures for the report)."""
-    import importlib.util
-
-    import numpy as np
-
+def cells_step(out: Path) -> str:
+    """Extract single cells from every demo field into ``cells.zarr`` and build their shape space (with its
+    figure); the first half of step 7's line."""
     from subcell import io
     from subcell.cells import ExtractConfig, extract_to_store, shape_space_of_store
 
@@ -233,9 +296,21 @@ def integrated_step(out: Path, *, seed: int, minutes: float = INTEGRATED_MINUTES
     io.write_table(shape.table, out / "shape_space.parquet", overwrite=True)
     (out / "shape_modes.png").write_bytes(shape.figure_png)
     n_cells = int((table.crop_index >= 0).sum())
-    head = (f"[7/8] {n_cells} cells extracted ({int(table.touches_border.sum())} flagged at the border) → {store}; "
+    return (f"[7/8] {n_cells} cells extracted ({int(table.touches_border.sum())} flagged at the border) → {store}; "
             f"shape space: SH error cell {shape.table.cell_sh_error_um.mean():.2f} µm, mode 1 explains "
             f"{shape.modes.explained_variance_ratio[0]:.0%}")  # fmt: skip
+
+
+def integrated_step(out: Path, head: str, *, seed: int, minutes: float = INTEGRATED_MINUTES) -> str:
+    """Train a small integrated-cell model on ``cells.zarr`` (see :func:`cells_step`, whose line is ``head``),
+    sample structures in held-out cells and walk the reference latent space (figures for the report)."""
+    import importlib.util
+
+    import numpy as np
+
+    from subcell import io
+
+    store = out / "cells.zarr"
     if importlib.util.find_spec("torch") is None:
         return head + "; integrated model skipped: torch is not installed (pip install 'subcell[dl]')"
     from subcell.integrated import TrainConfig, evaluate_model, latent_walk, sample_structure, train_integrated
