@@ -16,7 +16,7 @@ from subcell.io._raw import RawImage
 from subcell.io._tiff import scene_index
 from subcell.io._units import LENGTH_UM, TIME_S
 
-__all__ = ["group_attrs", "ngff_attrs", "read_ome_zarr"]
+__all__ = ["group_attrs", "read_ome_zarr"]
 
 _AXES = "TCZYX"
 
@@ -48,11 +48,6 @@ def _open_group(path: Path) -> Any:
         ) from None
     except Exception as e:
         raise InputFileError(f"not a readable OME-Zarr store ({type(e).__name__}: {e})", path=path) from None
-
-
-def ngff_attrs(path: Path) -> dict[str, Any]:
-    """The root attributes of an OME-Zarr, with NGFF 0.5's ``ome`` block merged in (``ngff_version`` added)."""
-    return group_attrs(_open_group(path))
 
 
 def read_ome_zarr(path: Path, *, scene: int | str | None = None) -> RawImage:
