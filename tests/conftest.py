@@ -69,6 +69,18 @@ def subcell_cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProc
     return subprocess.run([*cmd, *args], capture_output=True, text=True, cwd=cwd, timeout=900)
 
 
+def cli_user_error(capsys: pytest.CaptureFixture[str], *args: str) -> str:
+    """Run the CLI's entry point in-process (what the installed ``subcell`` calls, without another interpreter)
+    on a user mistake: exit status 2 and one line on stderr, which is returned."""
+    from subcell.cli.main import run
+
+    capsys.readouterr()
+    assert run(list(args)) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1, err
+    return err
+
+
 def pytest_configure(config: pytest.Config) -> None:
     if _WORKERS > 1 and "torch" in sys.modules:  # a plugin imported torch before this file set OMP_NUM_THREADS
         sys.modules["torch"].set_num_threads(int(os.environ["OMP_NUM_THREADS"]))

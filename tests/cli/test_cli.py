@@ -13,7 +13,7 @@ import pytest
 import tifffile
 
 from subcell import Image, __version__, io
-from tests.conftest import subcell_cli
+from tests.conftest import cli_user_error, subcell_cli
 
 
 def test_version() -> None:
@@ -201,16 +201,12 @@ def test_segment_bad_input_is_one_line(tmp_path: Path, capsys: pytest.CaptureFix
     r = subcell_cli("segment", str(src), str(tmp_path / "o.ome.zarr"), "--workflow", "cells")
     assert r.returncode == 2 and "needs a channel for input 'dna'" in r.stderr and r.stderr.count("\n") == 1
     # the same entry point in-process (the installed one is checked above): no interpreter per case
-    from subcell.cli.main import run
-
-    assert run(["segment", str(src), str(tmp_path / "o.ome.zarr"), "--workflow", str(tmp_path / "missing.yaml")]) == 2
-    err = capsys.readouterr().err
-    assert "missing.yaml" in err and err.count("\n") == 1
+    missing = str(tmp_path / "missing.yaml")
+    assert "missing.yaml" in cli_user_error(capsys, "segment", str(src), str(tmp_path / "o.ome.zarr"), "-w", missing)
     lab = tmp_path / "lab.ome.tif"
     io.write(Image(np.zeros((3, 16, 16), np.int32), voxel_size=(0.3, 0.1, 0.1), dims="ZYX"), lab)
-    assert run(["measure", str(lab), str(tmp_path / "t.csv"), "--intensity", str(src)]) == 2
-    err = capsys.readouterr().err
-    assert "intensity image" in err and err.count("\n") == 1
+    err = cli_user_error(capsys, "measure", str(lab), str(tmp_path / "t.csv"), "--intensity", str(src))
+    assert "intensity image" in err
     assert not (tmp_path / "o.ome.zarr").exists() and not (tmp_path / "t.csv").exists()
 
 

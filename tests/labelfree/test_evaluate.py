@@ -13,7 +13,7 @@ pytest.importorskip("torch")
 from subcell import Image, io
 from subcell.errors import ChannelError, MetadataError
 from subcell.labelfree.evaluate import evaluate_prediction
-from tests.conftest import subcell_cli
+from tests.conftest import cli_user_error, subcell_cli
 from tests.labelfree.conftest import tiny_config
 
 
@@ -111,18 +111,9 @@ def test_cli_train_predict_evaluate(paired_dataset: Path, tmp_path: Path, capsys
     assert (tmp_path / "f.png").read_bytes()[:4] == b"\x89PNG"
     # a user mistake: one line on stderr, exit status 2, no output left behind (in-process: the CLI's own entry
     # point, without paying for another interpreter and torch import per case)
-    from subcell.cli.main import run
-
-    capsys.readouterr()
-    assert (
-        run(["labelfree", "predict", str(field), str(tmp_path / "bad.ome.zarr"), "--model", str(tmp_path / "nope")])
-        == 2
-    )
-    err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "model not found" in err
-    assert not (tmp_path / "bad.ome.zarr").exists()
-    assert run(["labelfree", "train", str(cfg), "iterations=-3"]) == 2
-    err = capsys.readouterr().err
-    assert "iterations" in err and err.count("\n") == 1
+    bad = str(tmp_path / "bad.ome.zarr")
+    err = cli_user_error(capsys, "labelfree", "predict", str(field), bad, "--model", str(tmp_path / "nope"))
+    assert "model not found" in err and not (tmp_path / "bad.ome.zarr").exists()
+    assert "iterations" in cli_user_error(capsys, "labelfree", "train", str(cfg), "iterations=-3")
     out = io.read(pred)
     assert out.channel_names == ("dna",)

@@ -110,6 +110,12 @@ def worker_memory_default(workers: int) -> int:
 _ALLOCATOR_ENV: dict[str, Any] = {"MALLOC_TRIM_THRESHOLD_": None, "MALLOC_ARENA_MAX": 1}
 
 
+def thread_env(threads: int) -> dict[str, str]:
+    """The environment that holds the numerical libraries (OpenMP, MKL, OpenBLAS) of a new process to
+    ``threads`` threads; it has to be set before they are imported."""
+    return {var: str(threads) for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")}
+
+
 def _worker_settings(retries: int, threads: int = 1) -> dict[str, Any]:
     # A worker that dies mid-item (OOM, segfault) has the item retried `retries` times by the scheduler, then
     # the client sees KilledWorker and records the item as failed. Items keep no data in worker memory (they
@@ -124,12 +130,7 @@ def _worker_settings(retries: int, threads: int = 1) -> dict[str, Any]:
         "distributed.worker.memory.terminate": 0.95,
         "distributed.worker.daemon": False,
         # a worker process runs like the single command (_ALLOCATOR_ENV), and numerical libraries use its threads
-        "distributed.nanny.pre-spawn-environ": {
-            **_ALLOCATOR_ENV,
-            "OMP_NUM_THREADS": threads,
-            "MKL_NUM_THREADS": threads,
-            "OPENBLAS_NUM_THREADS": threads,
-        },
+        "distributed.nanny.pre-spawn-environ": {**_ALLOCATOR_ENV, **thread_env(threads)},
     }
 
 

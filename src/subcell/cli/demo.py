@@ -24,8 +24,9 @@ INTEGRATED_STRUCTURES = ["mitochondria", "nucleoli", "golgi"]
 
 def _one_thread() -> None:
     """The background process keeps to one core: the other is the demo's own (set before numpy is imported)."""
-    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-        os.environ[var] = "1"
+    from subcell.batch.cluster import thread_env
+
+    os.environ.update(thread_env(1))
 
 
 @contextlib.contextmanager
@@ -61,7 +62,8 @@ def _write_field(i: int, seed: int, path: Path) -> str:
     from subcell import synth
 
     field = synth.synth_field(shape=_FIELD_SHAPE, seed=seed)
-    return _field_line(i, field, synth.write_field(field, path, overwrite=True))
+    synth.write_field(field, path, overwrite=True)
+    return _field_line(i, field, path)
 
 
 def run_demo(
@@ -107,18 +109,18 @@ def _steps(
     # Two cores, two lanes: a background process synthesizes fields 1-2 and runs the whole time-lapse step (no
     # torch, one core) while this process does field 0, the training field and the classical steps; it is done
     # before the trainings start, so they have both cores to themselves.
+    fields = [out / f"field{i}.ome.zarr" for i in range(3)]
     with _background() as pool:
-        later = [pool.submit(_write_field, i, seed + i, out / f"field{i}.ome.zarr") for i in (1, 2)]
+        later = [pool.submit(_write_field, i, seed + i, fields[i]) for i in (1, 2)]
         from subcell.cli.demo_dynamics import dynamics_step  # imports numpy: not at the CLI's start-up
 
         dynamics = pool.submit(dynamics_step, out, seed=seed)
         first = synth.synth_field(shape=_FIELD_SHAPE, seed=seed)
-        fields = [synth.write_field(first, out / "field0.ome.zarr", overwrite=True)]
+        synth.write_field(first, fields[0], overwrite=True)
         yield _field_line(0, first, fields[0])
         extra = _training_fields(out, seed)
-        for i, job in enumerate(later, start=1):
+        for job in later:
             yield job.result()
-            fields.append(out / f"field{i}.ome.zarr")
         yield from _classical_steps(out, fields, first)
         cells_line = cells_step(out)
         dynamics_line = dynamics.result()
