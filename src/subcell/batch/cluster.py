@@ -79,6 +79,8 @@ def build_jobqueue_cluster(cfg: JobqueueConfig) -> Any:
             *cfg.job_script_prologue,
         ],
     }  # fmt: skip
+    if _has_bokeh():  # a free port, as for local clusters: 8787 may be another user's on a shared login node
+        kwargs["scheduler_options"] = {"dashboard_address": ":0"}
     if cfg.queue:
         kwargs["queue"] = cfg.queue
     if cfg.account:
