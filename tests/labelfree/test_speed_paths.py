@@ -213,17 +213,49 @@ def test_a_block_on_two_parts_is_the_block_on_their_concatenation(iso: bool, res
 
 
 @pytest.mark.parametrize(("name", "z_levels"), CASES)
-def test_inference_that_frees_early_is_the_same_function(name: str, z_levels: int) -> None:
+@pytest.mark.parametrize("batch", [1, 2])
+def test_inference_that_frees_early_is_the_same_function(name: str, z_levels: int, batch: int) -> None:
     """Without gradients the network frees every tensor once used (UNet._infer); with them it keeps what
-    backward needs. Same arithmetic, so the same outputs, folded batch norms included."""
+    backward needs. Same arithmetic, so the same outputs, folded batch norms included. One sample without
+    gradients also runs its 3D convolutions on oneDNN (subcell.train.blocks.Conv3d), with them on PyTorch's
+    reference kernel."""
     net = _net(name, z_levels).eval()
-    x = torch.randn(2, 1, 8, 16, 16)
+    x = torch.randn(batch, 1, 8, 16, 16)
     for m in (net, net.fused()):
         with torch.enable_grad():
             kept = m(x.clone().requires_grad_()).detach().numpy()
         with torch.inference_mode():
             freed = m(x).numpy()
         np.testing.assert_allclose(freed, kept, rtol=0, atol=1e-6)
+
+
+@pytest.mark.filterwarnings("ignore:`torch.jit:DeprecationWarning")
+def test_one_sample_runs_on_onednn_with_the_same_outputs() -> None:
+    """PyTorch sends one fp32 sample with C·D·H <= 20480 to its reference kernel (``slow_conv3d``, 2-10x slower
+    than oneDNN on long-in-x volumes and a tile's coarse levels); subcell's ``Conv3d`` sends it to oneDNN, with
+    the same outputs. Traced graphs (TorchScript export) keep the standard call, which runs on any device."""
+    from torch.profiler import profile
+
+    from subcell.train.blocks import Conv3d
+
+    if not torch.backends.mkldnn.is_available():
+        pytest.skip("this torch build has no oneDNN")
+    torch.manual_seed(0)
+    conv = Conv3d(8, 4, 3, padding=1).eval()
+    x = torch.randn(1, 8, 6, 8, 40)  # C·D·H = 384, long in x
+    with torch.inference_mode():
+        with profile() as ours:
+            got = conv(x)
+        with profile() as standard:
+            want = torch.nn.functional.conv3d(x, conv.weight, conv.bias, padding=1)
+    names = {e.name for e in ours.events()}
+    assert "aten::mkldnn_convolution" in names and "aten::slow_conv3d_forward" not in names
+    assert "aten::slow_conv3d_forward" in {e.name for e in standard.events()}, "PyTorch's rule changed: revisit Conv3d"
+    np.testing.assert_allclose(got.numpy(), want.numpy(), atol=1e-5)
+    with torch.no_grad():
+        traced = torch.jit.trace(conv, x)
+    assert "mkldnn_convolution" not in str(traced.inlined_graph)
+    np.testing.assert_allclose(traced(x).detach().numpy(), want.numpy(), atol=1e-5)
 
 
 _PEAK = """

@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 from torch.nn import functional as F
 
-from subcell.train.blocks import ConvBlock
+from subcell.train.blocks import Conv3d, ConvBlock
 
 __all__ = ["ConditionalVAE", "ReferenceVAE", "VAEConfig", "VAEOutput"]
 
@@ -53,12 +53,12 @@ class _Encoder(nn.Module):
     def __init__(self, c_in: int, box: tuple[int, int, int], cfg: VAEConfig, extra: int = 0) -> None:
         super().__init__()
         ch = cfg.channels()
-        self.stem = nn.Conv3d(c_in, ch[0], 3, padding=1)
+        self.stem = Conv3d(c_in, ch[0], 3, padding=1)
         self.blocks = nn.ModuleList()
         for i in range(cfg.depth):
             self.blocks.append(nn.Sequential(
                 ConvBlock(ch[i], ch[i], iso=True, norm="group", residual=True),
-                nn.Conv3d(ch[i], ch[i + 1], 2, stride=2),
+                Conv3d(ch[i], ch[i + 1], 2, stride=2),
             ))  # fmt: skip
         self.bottom = tuple(b // 2**cfg.depth for b in box)
         flat = ch[-1] * self.bottom[0] * self.bottom[1] * self.bottom[2]
@@ -88,9 +88,9 @@ class _Decoder(nn.Module):
         for i in reversed(range(cfg.depth)):
             # nearest-neighbour upsampling + 3×3×3 conv: no checkerboard artefacts of stride-2 transposed convs
             self.ups.append(nn.Sequential(nn.Upsample(scale_factor=2, mode="nearest"),
-                                          nn.Conv3d(ch[i + 1] + cond, ch[i], 3, padding=1)))  # fmt: skip
+                                          Conv3d(ch[i + 1] + cond, ch[i], 3, padding=1)))  # fmt: skip
             self.blocks.append(ConvBlock(ch[i] + cond, ch[i], iso=True, norm="group", residual=True))
-        self.out = nn.Conv3d(ch[0], c_out, 3, padding=1)
+        self.out = Conv3d(ch[0], c_out, 3, padding=1)
 
     def forward(self, z: torch.Tensor, extra: torch.Tensor | None = None, reference: torch.Tensor | None = None) -> torch.Tensor:  # fmt: skip
         if extra is not None:

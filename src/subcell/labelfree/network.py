@@ -14,7 +14,7 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from torch import nn
 
-from subcell.train.blocks import CL3D, ConvBlock, Planar, ReLU, norm_for, set_channels_last
+from subcell.train.blocks import CL3D, Conv3d, ConvBlock, Planar, ReLU, norm_for, set_channels_last
 
 __all__ = ["PRESETS", "NetworkConfig", "UNet", "build_network", "preset"]
 
@@ -82,7 +82,7 @@ class _Down(nn.Module):
         super().__init__()
         bias = norm == "none"
         self.conv: nn.Module = (
-            nn.Conv3d(c_in, c_out, 2, stride=2, bias=bias)
+            Conv3d(c_in, c_out, 2, stride=2, bias=bias)
             if iso
             else Planar(nn.Conv2d(c_in, c_out, 2, stride=2, bias=bias))
         )
