@@ -18,6 +18,7 @@ _FIELD_SHAPE = (48, 384, 384)
 LABELFREE_MINUTES = 0.5
 LABELFREE_EXTRA_FIELDS = 1
 SHIPPED_3D = "hipsc-bf-3d"
+LABELFREE_TARGETS = ["dna", "membrane"]
 INTEGRATED_MINUTES = 0.75
 INTEGRATED_STRUCTURES = ["mitochondria", "nucleoli", "golgi"]
 
@@ -106,15 +107,16 @@ def _steps(
         raise OutputExistsError("demo output folder is not empty; pass --overwrite to replace it", path=out)
     out.mkdir(parents=True, exist_ok=True)
 
-    # Two cores, two lanes: a background process synthesizes fields 1-2 and runs the whole time-lapse step (no
-    # torch, one core) while this process does field 0, the training field and the classical steps; it is done
-    # before the trainings start, so they have both cores to themselves.
+    # Two cores, two lanes: a background process (one core) synthesizes fields 1-2, runs the whole time-lapse step
+    # and the shipped model's zero-shot prediction while this process does field 0, the training field, the
+    # classical steps and the cell extraction; it is done before the trainings start, so they have both cores.
     fields = [out / f"field{i}.ome.zarr" for i in range(3)]
     with _background() as pool:
         later = [pool.submit(_write_field, i, seed + i, fields[i]) for i in (1, 2)]
         from subcell.cli.demo_dynamics import dynamics_step  # imports numpy: not at the CLI's start-up
 
         dynamics = pool.submit(dynamics_step, out, seed=seed)
+        zero_shot = pool.submit(labelfree_zero_shot, out, fields[2])  # one worker, jobs in order: field 2 is written
         first = synth.synth_field(shape=_FIELD_SHAPE, seed=seed)
         synth.write_field(first, fields[0], overwrite=True)
         yield _field_line(0, first, fields[0])
@@ -124,7 +126,8 @@ def _steps(
         yield from _classical_steps(out, fields, first)
         cells_line = cells_step(out)
         dynamics_line = dynamics.result()
-    yield labelfree_step(out, fields, extra, seed=seed, minutes=labelfree_minutes)
+        zero_line = zero_shot.result()
+    yield labelfree_step(out, fields, extra, zero_line, seed=seed, minutes=labelfree_minutes)
     yield integrated_step(out, cells_line, seed=seed, minutes=integrated_minutes)
     yield dynamics_line
 
@@ -200,26 +203,60 @@ def _classical_steps(out: Path, fields: list[Path], first: Any) -> Iterator[str]
     yield f"[5/8] segmented field0 vs ground truth: {', '.join(scores)}; {len(table)} cells measured → {out / 'field0_cells.csv'}"
 
 
-def labelfree_step(
-    out: Path, fields: list[Path], extra: list[Path], *, seed: int, minutes: float = LABELFREE_MINUTES
-) -> str:
-    """Predict DNA + membrane on the held-out field with the shipped pretrained model (zero-shot), fine-tune it
-    briefly on the training fields, predict again, and evaluate both against the noise ceiling."""
+def _predict_and_score(model: Any, out: Path, test_path: Path, name: str) -> tuple[Any, list[dict[str, Any]], Any]:
+    """``model``'s prediction of the held-out field (→ ``field2_labelfree_<name>.ome.zarr``), its scores inside the
+    cells, and the number of tiles it took."""
+    from subcell import io
+    from subcell.labelfree import PredictConfig, evaluate_prediction, predict_to_zarr
+
+    test = io.read(test_path)
+    path = out / f"field2_labelfree_{name}.ome.zarr"
+    # the tile the memory budget allows: the shipped network's tile edges reach ~44 voxels, so on this
+    # 48×143×143 field (at 0.29 µm) any split would compute voxels several times over (tests cover tiling)
+    predict_to_zarr(model, test.channel("brightfield"), path, PredictConfig(), overwrite=True)
+    pred = io.read(path)
+    steps = [h for h in pred.provenance.to_dict()["history"] if h.get("step") == "labelfree.predict"]
+    rows = evaluate_prediction(pred, test, cells=io.read_labels(test_path, "cell"))
+    return pred, rows, (steps[-1]["parameters"].get("tiles", "?") if steps else "?")
+
+
+def labelfree_zero_shot(out: Path, test_path: Path) -> str | None:
+    """The shipped pretrained model, untrained, on the held-out field (in the background process): the zero-shot
+    part of step 6's line; None without torch."""
     import importlib.util
 
     if importlib.util.find_spec("torch") is None:
+        return None
+    from subcell.labelfree.pretrained import load_model
+
+    shipped = load_model(SHIPPED_3D).select(LABELFREE_TARGETS)  # a damaged install is an error, not a fallback
+    _, rows, _ = _predict_and_score(shipped, out, test_path, "zeroshot")
+    return "zero-shot (shipped model, no training): " + ", ".join(
+        f"{r['structure']} r={r['pearson_r']:.2f}" for r in rows
+    )
+
+
+def labelfree_step(
+    out: Path,
+    fields: list[Path],
+    extra: list[Path],
+    zero_line: str | None,
+    *,
+    seed: int,
+    minutes: float = LABELFREE_MINUTES,
+) -> str:
+    """Fine-tune the shipped pretrained model briefly on the training fields, predict the held-out field and
+    evaluate it against the noise ceiling, next to the zero-shot scores (:func:`labelfree_zero_shot`)."""
+    if zero_line is None:
         return "[6/8] label-free step skipped: torch is not installed (pip install 'subcell[dl]')"
     import pandas as pd
 
     from subcell import io
-    from subcell.labelfree import PredictConfig, TrainConfig, evaluate_prediction, predict_to_zarr
+    from subcell.labelfree import TrainConfig
     from subcell.labelfree.evaluate import align_to
     from subcell.labelfree.figures import evaluation_figure_png
-    from subcell.labelfree.pretrained import load_model
     from subcell.labelfree.train import train_labelfree
 
-    targets = ["dna", "membrane"]
-    shipped = load_model(SHIPPED_3D).select(targets)  # a damaged install is an error, not a silent fallback
     manifest = out / "labelfree_manifest.csv"
     with manifest.open("w", newline="") as fh:
         w = csv.writer(fh)
@@ -227,35 +264,16 @@ def labelfree_step(
         for p in [fields[0], *extra]:
             w.writerow([p.name.split(".")[0], p.name, "brightfield", p.name, "train"])
         w.writerow([fields[1].name.split(".")[0], fields[1].name, "brightfield", fields[1].name, "val"])
-    test = io.read(fields[2])
-    cells = io.read_labels(fields[2], "cell")
-
-    def predict_and_score(model: object, name: str) -> tuple[object, list[dict[str, object]], int | str]:
-        path = out / f"field2_labelfree_{name}.ome.zarr"
-        # the tile the memory budget allows: the shipped network's tile edges reach ~44 voxels, so on this
-        # 48×143×143 field (at 0.29 µm) any split would compute voxels several times over (tests cover tiling)
-        predict_to_zarr(model, test.channel("brightfield"), path, PredictConfig(), overwrite=True)  # type: ignore[arg-type]
-        pred = io.read(path)
-        steps = [h for h in pred.provenance.to_dict()["history"] if h.get("step") == "labelfree.predict"]
-        return (
-            pred,
-            evaluate_prediction(pred, test, cells=cells),
-            (steps[-1]["parameters"].get("tiles", "?") if steps else "?"),
-        )
-
-    _, zero_rows, _ = predict_and_score(shipped, "zeroshot")
-    zero_line = "zero-shot (shipped model, no training): " + ", ".join(
-        f"{r['structure']} r={r['pearson_r']:.2f}" for r in zero_rows
-    )
     cfg = TrainConfig(
-        manifest=manifest, output=out / "labelfree_model", overwrite=True, targets=targets,
+        manifest=manifest, output=out / "labelfree_model", overwrite=True, targets=LABELFREE_TARGETS,
         iterations=150, max_minutes=minutes, batch_size=4, validate_every=50, checkpoint_every=1000, resume=False,
         seed=seed, lr_schedule="constant", lr=5e-4,
         init=SHIPPED_3D,
     )  # fmt: skip
     result = train_labelfree(cfg)
-    pred, rows, n_tiles = predict_and_score(result.model, "prediction")
+    pred, rows, n_tiles = _predict_and_score(result.model, out, fields[2], "prediction")
     io.write_table(pd.DataFrame(rows), out / "labelfree_metrics.csv", overwrite=True)
+    test = io.read(fields[2])
     shown = test.sel(channel=["brightfield", *[str(r["structure"]) for r in rows]])  # not all 17 channels
     tgt = align_to(shown, pred)[0]  # type: ignore[arg-type]
     panels = {"bright-field input": tgt[0]}
