@@ -9,6 +9,7 @@ import pytest
 import tifffile
 
 from subcell.cli.main import run
+from tests.conftest import cli_user_error
 
 
 @pytest.fixture(scope="module")
@@ -59,12 +60,6 @@ def test_ctc_folder_as_input_and_as_truth(timelapse: Path, tmp_path: Path, capsy
     assert "TRA 1.0000" in capsys.readouterr().out
 
 
-def _err(capsys) -> str:  # type: ignore[no-untyped-def]
-    err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1, err
-    return err
-
-
 def test_bad_inputs_fail_in_one_line_and_write_nothing(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
     lab = np.zeros((4, 3, 16, 16), np.uint16)
     lab[:, 1, 4:8, 4:8] = 1
@@ -73,30 +68,30 @@ def test_bad_inputs_fail_in_one_line_and_write_nothing(tmp_path: Path, capsys) -
     out = tmp_path / "out"
     vs = ["--voxel-size", "1", "0.5", "0.5"]
     # no T axis
-    assert run(["track", str(good), str(out), *vs, "--axes", "CZYX"]) == 2
-    assert "expected a time-lapse (T > 1)" in _err(capsys)
+    assert "expected a time-lapse (T > 1)" in cli_user_error(
+        capsys, "track", str(good), str(out), *vs, "--axes", "CZYX"
+    )
     # the time interval is not in a plain TIFF
-    assert run(["track", str(good), str(out), *vs, "--axes", "TZYX"]) == 2
-    assert "--time-interval" in _err(capsys)
+    assert "--time-interval" in cli_user_error(capsys, "track", str(good), str(out), *vs, "--axes", "TZYX")
     # fractional labels
     frac = tmp_path / "frac.tif"
     tifffile.imwrite(frac, lab.astype(np.float32) * 0.5, photometric="minisblack")
-    assert run(["track", str(frac), str(out), *vs, "--axes", "TZYX", "--time-interval", "60"]) == 2
-    assert "frac.tif" in _err(capsys)
+    assert "frac.tif" in cli_user_error(
+        capsys, "track", str(frac), str(out), *vs, "--axes", "TZYX", "--time-interval", "60"
+    )
     # frames of different shapes in a CTC folder
     ctc = tmp_path / "ctc"
     ctc.mkdir()
     (ctc / "res_track.txt").write_text("1 0 1 0\n")
     tifffile.imwrite(ctc / "mask000.tif", lab[0, 1])
     tifffile.imwrite(ctc / "mask001.tif", lab[1, 1, :8])
-    assert run(["track", str(ctc), str(out), "--time-interval", "60"]) == 2
-    assert "--voxel-size" in _err(capsys)  # a CTC folder states none: never invented
-    assert run(["track", str(ctc), str(out), "--time-interval", "60", *vs]) == 2
-    assert "mask001.tif" in _err(capsys)
+    assert "--voxel-size" in cli_user_error(
+        capsys, "track", str(ctc), str(out), "--time-interval", "60"
+    )  # a CTC folder states none: never invented
+    assert "mask001.tif" in cli_user_error(capsys, "track", str(ctc), str(out), "--time-interval", "60", *vs)
     # a bad config value names the field
-    assert run(["track", str(good), str(out), *vs, "--axes", "TZYX", "--time-interval", "60", "--set",
-                "max_speed_um_per_min=-1"]) == 2  # fmt: skip
-    assert "max_speed_um_per_min" in _err(capsys)
+    bad_speed = ["--axes", "TZYX", "--time-interval", "60", "--set", "max_speed_um_per_min=-1"]
+    assert "max_speed_um_per_min" in cli_user_error(capsys, "track", str(good), str(out), *vs, *bad_speed)
     assert not out.exists() and not list(tmp_path.glob(".out*"))
     # an empty frame is allowed: the track pauses
     lab[2] = 0
@@ -104,8 +99,8 @@ def test_bad_inputs_fail_in_one_line_and_write_nothing(tmp_path: Path, capsys) -
     assert run(["track", str(good), str(out), *vs, "--axes", "TZYX", "--time-interval", "60"]) == 0
     assert "1 tracks" in capsys.readouterr().out
     # truth without lineage
-    assert run(["evaluate-tracks", str(out), str(good)]) == 2
-    assert "no lineage" in _err(capsys)
+    assert "no lineage" in cli_user_error(capsys, "evaluate-tracks", str(out), str(good))
     # an existing output is kept
-    assert run(["track", str(good), str(out), *vs, "--axes", "TZYX", "--time-interval", "60"]) == 2
-    assert "already exists" in _err(capsys)
+    assert "already exists" in cli_user_error(
+        capsys, "track", str(good), str(out), *vs, "--axes", "TZYX", "--time-interval", "60"
+    )
