@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 # Under pytest-xdist (`make test` runs `-n`), the workers share the cores: each gets its share of threads, set
@@ -79,6 +80,15 @@ def cli_user_error(capsys: pytest.CaptureFixture[str], *args: str) -> str:
     err = capsys.readouterr().err
     assert err.count("\n") == 1, err
     return err
+
+
+def profiled_ops(fn: Callable[[], object]) -> set[str]:
+    """The names of the operators (``aten::...``) that ``fn()`` runs, from the torch profiler."""
+    from torch.profiler import profile
+
+    with profile() as prof:
+        fn()
+    return {e.name for e in prof.events()}
 
 
 def pytest_configure(config: pytest.Config) -> None:

@@ -32,8 +32,9 @@ def _one_thread() -> None:
 
 @contextlib.contextmanager
 def _background() -> Iterator[ProcessPoolExecutor]:
-    """One worker process for the steps that need no torch (synthesis, the time-lapse step) while this process
-    runs the others; it is stopped, its queued work dropped, if the demo fails or is interrupted."""
+    """One single-threaded worker process for the steps that need no training (synthesis, the time-lapse step, the
+    zero-shot prediction) while this process runs the others; it is stopped, its queued work dropped, if the demo
+    fails or is interrupted."""
     import multiprocessing
 
     pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"), initializer=_one_thread)

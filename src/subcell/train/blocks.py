@@ -53,10 +53,11 @@ class Conv3d(nn.Conv3d):
     PyTorch (2.13) chooses between oneDNN and its reference kernel (im2col + GEMM, ``slow_conv3d``) with a rule
     written for 2D: one fp32 sample goes to oneDNN only when N·C·D·H > 20480, the last axis not counted. So a
     tile's coarse levels (e.g. 64 channels × 8 × 32 × 32), and any volume long in x and short in y, ran on the
-    reference kernel, 2-10x slower: a 32×128×128 tile of the default network 1.37 → 0.74 s, a 16×32×384 probe
-    2.5 → 0.25 s (fp32, 2-core AVX2 CPU). Here those calls go to the same oneDNN operator the rule picks for
-    the other shapes (no kernel of our own). Training (batches of 8) and bf16 (always oneDNN) are unchanged;
-    traced, scripted and compiled graphs keep the standard call, so exported models run on any device.
+    reference kernel: the default network on one 32×64×64 tile 2.2x and on a 16×32×384 probe 8.5x slower, one
+    integrated-cell sample 7x (fp32, 2-core AVX2 CPU; ``benchmarks/labelfree/bench_one_sample.py``). Here those
+    calls go to the same oneDNN operator the rule picks for the other shapes (no kernel of our own). Training
+    (batches of 8) and bf16 (always oneDNN) are unchanged; traced, scripted and compiled graphs keep the standard
+    call, so exported models run on any device.
     """
 
     def _conv_forward(self, input: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
