@@ -9,7 +9,9 @@ training), *fine-tuned* (``init=nucleus``), the two trained arms with the same m
 size; fine-tuning variants (``FINETUNE``): *finetune_invariant* keeps the pretraining's z flips and input sign
 inversion on (``augment: {flip_z: true, invert_input: true}``), *finetune_lr1e-4* uses a 10× lower learning rate,
 *finetune_enc0.1* a 10× lower rate for the encoder only (layer-wise rates), *finetune_frozen* trains the decoder only
-(``freeze_encoder``; the encoder's batch-norm statistics still adapt to the new data). Scores inside the segmented cells of the held-out stack: Pearson r between prediction and mask, and Dice of
+(``freeze_encoder``; the encoder's batch-norm statistics still adapt to the new data), *finetune_best* ends with
+the weights of the lowest validation loss, the initial model's included (``keep: best``; mcf7, which has validation
+tiles). Scores inside the segmented cells of the held-out stack: Pearson r between prediction and mask, and Dice of
 the prediction thresholded by Otsu inside the cells (the same rule for every arm, no threshold fitted to labels).
 
 ``mcf7``: 2D bright-field → Hoechst, 18 train / 2 val / 4 test tiles (the split of ``real_data.py``). Arms as above
@@ -52,6 +54,7 @@ FINETUNE: dict[str, dict[str, object]] = {
     "finetune_lr1e-4": {"lr": 1e-4},
     "finetune_enc0.1": {"encoder_lr_scale": 0.1},
     "finetune_frozen": {"freeze_encoder": True},
+    "finetune_best": {"keep": "best"},  # needs validation images: mcf7 only (allen trains on every other stack)
 }
 
 

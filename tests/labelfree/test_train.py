@@ -184,3 +184,52 @@ def test_training_leaves_the_callers_torch_state_alone(paired_dataset: Path, tmp
     train_labelfree(cfg)
     assert torch.get_num_threads() == before_threads
     assert torch.equal(torch.rand(3), expected)
+
+
+@pytest.fixture(scope="module")
+def learnt_model(paired_dataset: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("learnt") / "m"
+    train_labelfree(tiny_config(paired_dataset, folder, iterations=30, lr=3e-3, validate_every=30))
+    return folder
+
+
+# a learning rate far too high: every step makes the validation loss worse than the initial model's
+HURT = {"lr": 0.5, "iterations": 6, "validate_every": 3, "lr_schedule": "constant"}
+
+
+def test_keep_best_keeps_the_initial_model_when_fine_tuning_only_hurts(
+    paired_dataset: Path, learnt_model: Path, tmp_path: Path
+) -> None:
+    start = LabelFreeModel.load(learnt_model).network.state_dict()
+    best = train_labelfree(tiny_config(paired_dataset, tmp_path / "best", init=str(learnt_model), keep="best", **HURT))
+    last = train_labelfree(tiny_config(paired_dataset, tmp_path / "last", init=str(learnt_model), **HURT))
+    val = {v["step"]: v["val_loss"] for v in best.history.validation}
+    assert set(val) == {0, 3, 6} and min(val, key=val.get) == 0  # the initial model is validated and is best
+    assert best.history.best == {"step": 0, "val_loss": val[0]}
+    assert best.summary["kept"] == {"step": 0, "val_loss": val[0]} and last.summary["kept"] == "last"
+    kept = best.model.network.state_dict()
+    assert all(torch.equal(kept[k], start[k]) for k in start)
+    saved = LabelFreeModel.load(tmp_path / "best").network.state_dict()
+    assert all(torch.equal(saved[k], kept[k]) for k in kept)  # the folder holds the kept weights
+    trained = last.model.network.state_dict()
+    assert not all(torch.equal(trained[k], start[k]) for k in start)
+
+
+def test_keep_best_is_exact_across_a_resume_and_needs_validation_images(
+    paired_dataset: Path, learnt_model: Path, tmp_path: Path
+) -> None:
+    cfg = {"init": str(learnt_model), "keep": "best", **HURT}
+    straight = train_labelfree(tiny_config(paired_dataset, tmp_path / "s", resume=False, **cfg))
+    # killed after step 5: the checkpoint of step 4 holds the best weights (step 0's) and the validation of step 3
+    train_labelfree(tiny_config(paired_dataset, tmp_path / "k", **cfg), stop_after=5)
+    resumed = train_labelfree(tiny_config(paired_dataset, tmp_path / "k", **cfg))
+    assert resumed.history.best == straight.history.best and straight.history.best["step"] == 0  # type: ignore[index]
+    a, b = straight.model.network.state_dict(), resumed.model.network.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    train_only = paired_dataset.with_name("train_only.csv")  # beside the images its rows name
+    lines = paired_dataset.read_text().splitlines()
+    train_only.write_text("\n".join([lines[0], *(ln for ln in lines[1:] if ln.endswith(",train"))]) + "\n")
+    no_val = tiny_config(train_only, tmp_path / "n", keep="best", val_fraction=0.0)
+    with pytest.raises(ValueRangeError, match="keep: best needs validation images") as err:
+        train_labelfree(no_val)
+    assert err.value.field == "keep" and "\n" not in str(err.value) and not (tmp_path / "n").exists()

@@ -81,6 +81,12 @@ class TrainConfig(BaseModel):
     foreground_fraction: float = Field(0.5, ge=0, le=1, description="share of patches centred on target foreground")
     augment: AugmentConfig = Field(default_factory=AugmentConfig)
     val_fraction: float = Field(0.2, ge=0, lt=1, description="images held out when the manifest has no val rows")
+    keep: Literal["last", "best"] = Field(
+        "last",
+        description="weights the model ends with: the last step's, or those of the lowest validation loss (the "
+        "starting weights included, so a fine-tune that only got worse keeps its initial model); best needs "
+        "validation images",
+    )
     val_patches: int = Field(8, ge=1)
     validate_every: int = Field(200, ge=1)
     checkpoint_every: int = Field(200, ge=1)

@@ -194,6 +194,13 @@ def train_labelfree(
     )
     if not train_rows:
         raise ValueRangeError("the manifest has no training rows (split 'train' or empty)", field="split")
+    if config.keep == "best" and not val_rows:
+        raise ValueRangeError(
+            "keep: best needs validation images (rows with split 'val', or val_fraction > 0 with at least two "
+            "images); none were found",
+            path=config.manifest,
+            field="keep",
+        )
     t0 = time.perf_counter()
     vs = VoxelSize(*config.voxel_size) if config.voxel_size else None
     init = _initial_model(config, say)
@@ -293,6 +300,7 @@ def train_labelfree(
         stop_after=stop_after,
         lr_at=lr_at,
         max_seconds=cfg.max_minutes * 60 if cfg.max_minutes else None,
+        keep_best="val_loss" if cfg.keep == "best" else None,
     )
     steps = history.train[-1]["step"] if history.train else 0
     seconds = history.train[-1]["seconds"] if history.train else 0.0
@@ -301,6 +309,7 @@ def train_labelfree(
         "seconds": seconds,
         "final_loss": float(np.mean([h["loss"] for h in history.train[-20:]])) if history.train else None,
         "validation": history.validation[-1] if history.validation else None,
+        "kept": history.best if cfg.keep == "best" else "last",
         "device": str(device),
         "precision": str(dtype or "fp32"),
         "world_size": ctx.world_size,

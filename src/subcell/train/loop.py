@@ -46,9 +46,10 @@ class History:
     validation: list[dict[str, float]] = field(default_factory=list)
     in_sync: bool = True
     interrupted: bool = False  # stopped by ``stop_after`` (as if killed): no final checkpoint, not finished
+    best: dict[str, float] | None = None  # with ``keep_best``: the validation row whose weights the model ends with
 
     def to_json(self) -> dict[str, Any]:
-        return {"train": self.train, "validation": self.validation}
+        return {"train": self.train, "validation": self.validation, "best": self.best}
 
     def to_csv(self) -> str:
         """One line per step: loss, seconds, and the validation metrics where they were computed."""
@@ -63,7 +64,7 @@ class History:
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> History:
-        return cls(train=list(d.get("train", [])), validation=list(d.get("validation", [])))
+        return cls(train=list(d.get("train", [])), validation=list(d.get("validation", [])), best=d.get("best"))
 
 
 def _write_atomic(path: Path, data: bytes) -> None:
@@ -106,8 +107,11 @@ def save_checkpoint(
     rng: np.random.Generator,
     ctx: DistributedContext,
     run_key: str | None = None,
+    best_state: dict[str, torch.Tensor] | None = None,
 ) -> None:
-    """Write ``folder/checkpoint.safetensors`` + ``checkpoint.json`` (rank 0) and ``rng-rank{r}.json`` (each rank)."""
+    """Write ``folder/checkpoint.safetensors`` + ``checkpoint.json`` (rank 0) and ``rng-rank{r}.json`` (each rank).
+
+    ``best_state``: the weights ``keep_best`` holds (stored beside the model's, so a resumed run keeps them)."""
     from safetensors.torch import save_file
 
     folder.mkdir(parents=True, exist_ok=True)
@@ -122,6 +126,7 @@ def save_checkpoint(
         tensors = {f"model.{k}": v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
         opt_tensors, opt_meta = _flatten_optimizer(optimizer.state_dict())
         tensors.update(opt_tensors)
+        tensors.update({f"best.{k}": v.contiguous() for k, v in (best_state or {}).items()})
         tmp = folder / ".checkpoint.safetensors.tmp"
         save_file(tensors, str(tmp))
         meta = {"step": step, "optimizer": opt_meta, "history": history.to_json(), "world_size": ctx.world_size,
@@ -140,9 +145,11 @@ def load_checkpoint(
     rng: np.random.Generator,
     ctx: DistributedContext,
     run_key: str | None = None,
+    best_state: dict[str, torch.Tensor] | None = None,
 ) -> tuple[int, History]:
     """Restore model, optimizer and random states; returns (step, history). A checkpoint written by a run with
-    another ``run_key`` (another configuration) is refused."""
+    another ``run_key`` (another configuration) is refused. ``best_state`` (a dict) receives the weights kept by
+    ``keep_best`` if the checkpoint holds any."""
     from safetensors.torch import load_file
 
     meta_path = folder / "checkpoint.json"
@@ -173,6 +180,8 @@ def load_checkpoint(
     except RuntimeError as exc:
         raise InputFileError(f"checkpoint does not fit this model ({str(exc).splitlines()[0]})", path=folder) from None
     optimizer.load_state_dict(_unflatten_optimizer(tensors, meta["optimizer"]))
+    if best_state is not None:
+        best_state.update({k[len("best.") :]: v for k, v in tensors.items() if k.startswith("best.")})
     rng.bit_generator.state = rng_state["numpy"]
     torch.set_rng_state(torch.tensor(rng_state["torch"], dtype=torch.uint8))
     if rng_state["cuda"] and torch.cuda.is_available():
@@ -202,6 +211,7 @@ def fit(
     max_seconds: float | None = None,
     step_loss: Callable[[torch.nn.Module, tuple[torch.Tensor, ...], int], torch.Tensor] | None = None,
     run_key: str | None = None,
+    keep_best: str | None = None,
 ) -> History:
     """Train ``model`` for ``iterations`` optimizer steps.
 
@@ -232,15 +242,40 @@ def fit(
     run_key : str, optional
         Fingerprint of the run's configuration (:func:`subcell.train.run.run_key`), stored in checkpoints; resuming
         from a checkpoint with another key is an error.
+    keep_best : str, optional
+        A validation metric to minimise (e.g. ``"val_loss"``): the starting weights are validated before the first
+        step of a fresh run (a fine-tuning's initial model is a candidate too), and the model ends with the weights
+        of the best validation, not the last (``history.best`` names its step). Needs ``validate``; on rank 0 (the
+        one that validates and saves); kept in checkpoints, so resuming keeps it.
     """
     ctx = ctx or DistributedContext()
     if device.type == "cpu":
         tune_allocator()
+    if keep_best is not None and validate is None:
+        raise ValueError("keep_best needs validate (validation data)")
     history = History()
     start = 0
+    best_state: dict[str, torch.Tensor] = {}
     if resume and checkpoint_dir is not None and (checkpoint_dir / "checkpoint.json").exists():
         start, history = load_checkpoint(checkpoint_dir, model=model, optimizer=optimizer, rng=rng, ctx=ctx,
-                                         run_key=run_key)  # fmt: skip
+                                         run_key=run_key, best_state=best_state)  # fmt: skip
+
+    def consider(val: dict[str, float], step: int) -> None:
+        """Keep the weights if this validation is the best so far (rank 0, ``keep_best``)."""
+        if keep_best is None or not ctx.is_main:
+            return
+        if keep_best not in val:
+            raise ValueError(f"keep_best={keep_best!r} is not a validation metric (got {sorted(val)})")
+        if history.best is None or val[keep_best] < history.best[keep_best]:
+            history.best = {"step": step, keep_best: val[keep_best]}
+            best_state.clear()
+            best_state.update({k: v.detach().clone().cpu() for k, v in model.state_dict().items()})
+
+    if keep_best is not None and start == 0 and ctx.is_main:
+        assert validate is not None
+        val0 = validate(model)
+        history.validation.append({"step": 0, **val0})
+        consider(val0, 0)
     train_model: torch.nn.Module = model
     if ctx.active:
         from torch.nn.parallel import DistributedDataParallel
@@ -282,10 +317,11 @@ def fit(
             val = validate(model) if ctx.is_main else {}
             if ctx.is_main:
                 history.validation.append({"step": step, **val})
+                consider(val, step)
         if checkpoint_dir is not None and ((checkpoint_every and step % checkpoint_every == 0) or last):
             save_checkpoint(
                 checkpoint_dir, model=model, optimizer=optimizer, step=step, history=history, rng=rng, ctx=ctx,
-                run_key=run_key,
+                run_key=run_key, best_state=best_state or None,
             )  # fmt: skip
         if on_step is not None and ctx.is_main:
             on_step(StepInfo(step=step, total=iterations, loss=value, elapsed_s=elapsed, validation=val))
@@ -295,4 +331,8 @@ def fit(
             history.interrupted = True
             break
     history.in_sync = ctx.parameters_in_sync(model)
+    if best_state and not history.interrupted and history.best is not None:
+        last_step = history.train[-1]["step"] if history.train else start
+        if history.best["step"] != last_step:  # (checked after the sync check: only rank 0 holds them)
+            model.load_state_dict(best_state)
     return history
