@@ -56,6 +56,8 @@ class History:
         val = {v["step"]: v for v in self.validation}
         keys = sorted({k for v in self.validation for k in v if k != "step"})
         lines = [",".join(["step", "loss", "seconds", *keys])]
+        if 0 in val:  # the starting weights, validated before the first step (keep_best)
+            lines.append(",".join(["0", "", "0.000", *(f"{val[0][k]:.6g}" if k in val[0] else "" for k in keys)]))
         for h in self.train:
             v = val.get(h["step"], {})
             cells = [str(int(h["step"])), f"{h['loss']:.6g}", f"{h['seconds']:.3f}"]
