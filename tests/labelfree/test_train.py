@@ -211,6 +211,10 @@ def test_keep_best_keeps_the_initial_model_when_fine_tuning_only_hurts(
     assert all(torch.equal(kept[k], start[k]) for k in start)
     saved = LabelFreeModel.load(tmp_path / "best").network.state_dict()
     assert all(torch.equal(saved[k], kept[k]) for k in kept)  # the folder holds the kept weights
+    from subcell.labelfree.figures import training_curve_png
+
+    unmarked = type(best.history)(train=best.history.train, validation=best.history.validation)
+    assert training_curve_png(best.history) != training_curve_png(unmarked)  # the kept step is drawn
     csv_lines = (tmp_path / "best" / "metrics.csv").read_text().splitlines()
     assert csv_lines[1].startswith("0,,") and len(csv_lines) == 8  # header, the initial model, 6 steps
     trained = last.model.network.state_dict()
