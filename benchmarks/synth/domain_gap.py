@@ -166,6 +166,11 @@ def main() -> None:
                 **region_stats(syn, syn_nuc, syn_cell, vs),  # draw 0
                 "raps_slope": raps_slope(syn, float(np.sqrt(vs[1] * vs[2]))),
             },
+            # every draw's statistics (--draws): which of the randomizer's microscopes are unlike the real one
+            "synthetic_per_draw": [
+                {**region_stats(s, n, c, vs), "raps_slope": raps_slope(s, float(np.sqrt(vs[1] * vs[2])))}
+                for s, n, c in draws
+            ],
         }
         print(key, len(real_f[-1]), "real patches,", len(syn_f[-1]), "synthetic;", stats[key])
     gap = domain_gap(real_f, syn_f)
