@@ -57,6 +57,16 @@ def _as_stored(syn: np.ndarray, field: object, acq: tuple, vs: tuple, shape: tup
     return small, SimpleNamespace(labels=labels)
 
 
+def _imaging(cfg: object) -> dict[str, float]:
+    """The randomized draw's parameters that shape a bright-field stack's texture and noise."""
+    bf, ri = cfg.brightfield, cfg.refractive_index  # type: ignore[attr-defined]
+    return {
+        "photons": bf.photons, "read_noise": bf.read_noise, "haze": bf.haze, "objective_na": bf.objective_na,
+        "condenser_na": bf.condenser_na, "focus_offset_um": bf.focus_offset_um, "wavelength_um": bf.wavelength_um,
+        "cytoplasm_texture": ri.cytoplasm_texture, "smoothing_um": ri.smoothing_um,
+    }  # fmt: skip
+
+
 def region_stats(stack: np.ndarray, nucleus: np.ndarray, cell: np.ndarray, spacing: tuple[float, ...]) -> dict:
     """Local contrast (std in a ~1 µm window / stack std) inside nuclei and in the cytoplasm, mid-nucleus plane ±1."""
     from scipy import ndimage as ndi
@@ -132,15 +142,18 @@ def main() -> None:
         nuc = io.read(d / dna, voxel_size=vs).numpy(squeeze=True)
         cel = io.read(d / cell, voxel_size=vs).numpy(squeeze=True)
         extra_fields = []
+        params: list[dict[str, float]] = []  # each randomized draw's imaging parameters, beside its statistics
         if args.randomized:
             from subcell.synth.randomize import randomized_config
 
             cfg = randomized_config(np.random.default_rng([7, k]), shape=real.shape, voxel_size=vs, seed=1000 + k)
             field = synth_field(cfg)
+            params.append(_imaging(cfg))
             for j in range(1, args.draws):
                 cfg_j = randomized_config(np.random.default_rng([7, k, j]), shape=real.shape, voxel_size=vs,
                                           seed=1000 + k + 100 * j)  # fmt: skip
                 extra_fields.append(synth_field(cfg_j))
+                params.append(_imaging(cfg_j))
         elif args.processed:
             acq = (vs[0], min(vs[1], 0.108), min(vs[2], 0.108))
             shape = tuple(round(n * v / a) for n, v, a in zip(real.shape, vs, acq, strict=True))
@@ -171,6 +184,7 @@ def main() -> None:
                 {**region_stats(s, n, c, vs), "raps_slope": raps_slope(s, float(np.sqrt(vs[1] * vs[2])))}
                 for s, n, c in draws
             ],
+            "parameters_per_draw": params,
         }
         print(key, len(real_f[-1]), "real patches,", len(syn_f[-1]), "synthetic;", stats[key])
     gap = domain_gap(real_f, syn_f)
