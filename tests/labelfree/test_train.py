@@ -230,6 +230,7 @@ def test_keep_best_is_exact_across_a_resume_and_needs_validation_images(
     train_labelfree(tiny_config(paired_dataset, tmp_path / "k", **cfg), stop_after=5)
     resumed = train_labelfree(tiny_config(paired_dataset, tmp_path / "k", **cfg))
     assert resumed.history.best == straight.history.best and straight.history.best["step"] == 0  # type: ignore[index]
+    assert resumed.history.validation == straight.history.validation  # the starting weights validated once, at step 0
     a, b = straight.model.network.state_dict(), resumed.model.network.state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a)
     train_only = paired_dataset.with_name("train_only.csv")  # beside the images its rows name

@@ -29,10 +29,10 @@ def training_curve_png(history: Any) -> bytes:
         for key in sorted(k for k in history.validation[0] if k.startswith("val_r_")):
             ax2.plot(vs, [v[key] for v in history.validation], "o-", label=key[6:])
         ax2.legend(title="validation Pearson r")
-    best = getattr(history, "best", None)
-    if best is not None:  # keep: best — the step whose weights the model ends with
+    if history.best is not None:  # keep: best — the step whose weights the model ends with
+        step = history.best["step"]
         for ax in (ax1, ax2):
-            ax.axvline(best["step"], color="0.3", ls="--", lw=0.8, label=f"kept: step {best['step']}")
+            ax.axvline(step, color="0.3", ls="--", lw=0.8, label=f"kept: step {step}")
     ax1.set(xlabel="step", ylabel="loss", yscale="log", title="loss")
     ax1.legend()
     ax2.set(xlabel="step", ylabel="Pearson r", title="validation r", ylim=(min(0.0, ax2.get_ylim()[0]), 1.0))

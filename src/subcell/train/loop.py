@@ -271,7 +271,7 @@ def fit(
         if history.best is None or val[keep_best] < history.best[keep_best]:
             history.best = {"step": step, keep_best: val[keep_best]}
             best_state.clear()
-            best_state.update({k: v.detach().clone().cpu() for k, v in model.state_dict().items()})
+            best_state.update({k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()})
 
     if keep_best is not None and start == 0 and ctx.is_main:
         assert validate is not None
