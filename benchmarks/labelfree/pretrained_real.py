@@ -88,7 +88,7 @@ def _allen_scores(model: object, data: Path, test: str) -> dict[str, float]:
 
 
 def allen(data: Path, work: Path, minutes: float, arms: list[str],
-          voxel_size: tuple[float, float, float] = (0.29, 0.29, 0.29)) -> dict[str, object]:  # fmt: skip
+          voxel_size: tuple[float, float, float] = (0.29, 0.29, 0.29), seed: int = 0) -> dict[str, object]:  # fmt: skip
     results: dict[str, object] = {}
     for test in ALLEN:
         train = [k for k in ALLEN if k != test]
@@ -105,7 +105,7 @@ def allen(data: Path, work: Path, minutes: float, arms: list[str],
                     manifest=manifest, output=work / f"allen_{arm}_{test}", overwrite=True, targets=["nucleus"],
                     binarize_targets=True, loss_mask="mask_cell", patch_size=(32, 64, 64), batch_size=4,
                     iterations=100_000, max_minutes=minutes, val_fraction=0.0, resume=False, lr=1e-3,
-                    lr_schedule="constant", threads=2,
+                    lr_schedule="constant", threads=2, seed=seed,
                 )  # fmt: skip
                 cfg = TrainConfig(**{**base, **_arm_options(arm, "nucleus", {"voxel_size": voxel_size})})
                 res = train_labelfree(cfg, on_message=print)
@@ -122,7 +122,8 @@ def allen(data: Path, work: Path, minutes: float, arms: list[str],
         }
         for arm in arms
     }
-    return {"folds": results, "mean": summary, "minutes_per_trained_arm": minutes, "scratch_voxel_size": voxel_size}
+    return {"folds": results, "mean": summary, "minutes_per_trained_arm": minutes, "scratch_voxel_size": voxel_size,
+            "seed": seed}  # fmt: skip
 
 
 def _mcf7_manifest(data: Path, path: Path) -> Path:
@@ -199,13 +200,14 @@ def main() -> None:
     ap.add_argument("--arms", default="zeroshot,finetune,scratch")
     ap.add_argument("--tag", default="")
     ap.add_argument("--voxel-size", default="0.29,0.29,0.29", help="allen: the scratch arm's model voxel size z,y,x µm")
+    ap.add_argument("--seed", type=int, default=0, help="allen: the trained arms' seed (weights, patches)")
     ap.add_argument("--work", type=Path, default=Path("/tmp/subcell_labelfree_pretrained"))
     args = ap.parse_args()
     data = Path(os.environ.get("SUBCELL_TEST_DATA", "../shared/data")).resolve()
     args.work.mkdir(parents=True, exist_ok=True)
     arms = args.arms.split(",")
     if args.which == "allen":
-        out = allen(data, args.work, args.minutes, arms, tuple(float(v) for v in args.voxel_size.split(",")))
+        out = allen(data, args.work, args.minutes, arms, tuple(float(v) for v in args.voxel_size.split(",")), args.seed)
     else:
         out = mcf7(data, args.work, args.minutes, arms)
     (HERE / "results").mkdir(exist_ok=True)
