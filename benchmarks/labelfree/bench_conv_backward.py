@@ -14,23 +14,13 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import torch
 
 HERE = Path(__file__).parent
-
-
-def _best(fn: Callable[[], object], reps: int = 4) -> float:
-    fn()
-    times = []
-    for _ in range(reps):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return min(times)
+sys.path.insert(0, str(HERE))
+from _speed_child import _best, roof  # noqa: E402  (the same timing rule and GEMM roof as bench_speed.py)
 
 
 def layer_shapes(batch: int, patch: tuple[int, int, int]) -> list[tuple[str, int, int, tuple[int, ...]]]:
@@ -67,9 +57,7 @@ def main() -> None:
     tune_allocator()
     dt = torch.float32 if args.precision == "fp32" else torch.bfloat16
     cl = torch.channels_last_3d
-    n = 4096
-    a, b = torch.randn(n, n).to(dt), torch.randn(n, n).to(dt)
-    gemm = 2 * n**3 / _best(lambda: a @ b) / 1e9
+    gemm = roof({"bf16": args.precision == "bf16"})["sgemm" if args.precision == "fp32" else "bf16_gemm"]
     rows = []
     for name, ci, co, shape in layer_shapes(args.batch, tuple(args.patch)):
         x = torch.randn(*shape).to(dt).contiguous(memory_format=cl)
@@ -83,9 +71,9 @@ def main() -> None:
             )
 
         t = {
-            "forward": _best(lambda x=x, w=w: torch.nn.functional.conv3d(x, w, None, 1, 1)),
-            "grad_input": _best(lambda: grad([True, False, False])),
-            "grad_weight": _best(lambda: grad([False, True, False])),
+            "forward": _best(lambda x=x, w=w: torch.nn.functional.conv3d(x, w, None, 1, 1), 4),
+            "grad_input": _best(lambda: grad([True, False, False]), 4),
+            "grad_weight": _best(lambda: grad([False, True, False]), 4),
         }
         row = {"layer": name, "c_in": ci, "c_out": co, "input": list(shape), "gflop": flops / 1e9,
                **{f"{k}_s": v for k, v in t.items()}, **{f"{k}_gflops": flops / v / 1e9 for k, v in t.items()}}  # fmt: skip

@@ -81,8 +81,7 @@ def _stream_draws(recipe: Path, n: int, k: int, real: np.ndarray, nuc: np.ndarra
     import yaml
 
     from subcell.labelfree.config import PretrainConfig
-    from subcell.labelfree.pretrain import synthetic_volume
-    from subcell.synth.randomize import Randomization, randomized_config
+    from subcell.labelfree.pretrain import draw_field, synthetic_volume
     from subcell.transforms.resample import resample, resample_linear
 
     raw = yaml.safe_load(recipe.read_text())
@@ -91,13 +90,10 @@ def _stream_draws(recipe: Path, n: int, k: int, real: np.ndarray, nuc: np.ndarra
     r = resample_linear(real[None].astype(np.float32), voxel_size=vs, target_voxel_size=mvs)[0]
     n_r = resample(nuc, voxel_size=vs, target_voxel_size=mvs, labels=True)
     c_r = resample(cel, voxel_size=vs, target_voxel_size=mvs, labels=True)
-    rnd = Randomization().without(*(f for f, on in cfg.randomization.items() if not on))
     draws, params = [], []
     for j in range(n):
         v = synthetic_volume(cfg, (90_000 + k, j))
-        # the same draw as synthetic_volume's (same generator state), for the parameters
-        rng = np.random.default_rng([cfg.seed, 0x9E, 90_000 + k, j])
-        scfg = randomized_config(rng, extent_um=cfg.field_um, seed=int(rng.integers(2**31)), randomization=rnd)
+        scfg = draw_field(cfg, (90_000 + k, j))[0]  # the draw synthetic_volume made, for its parameters
         params.append({**_imaging(scfg), "voxel_z_um": scfg.voxel_size[0], "voxel_xy_um": scfg.voxel_size[1]})
         x = v.input[0]
         cell = np.zeros(x.size, bool)

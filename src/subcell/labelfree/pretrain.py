@@ -12,7 +12,7 @@ import json
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -33,13 +33,28 @@ from subcell.train import autocast_dtype, fit
 from subcell.train.loop import StepInfo
 from subcell.train.run import isolated_torch_state, run_key, start_run
 
-__all__ = ["FieldStream", "pretrain_labelfree", "synthetic_volume"]
+if TYPE_CHECKING:
+    from subcell.synth.config import SynthConfig
+    from subcell.synth.randomize import Randomization
+
+__all__ = ["FieldStream", "draw_field", "pretrain_labelfree", "synthetic_volume"]
 
 
 def _zscore(a: np.ndarray, axes: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     mean = a.mean(axis=axes, keepdims=True)
     sd = a.std(axis=axes, keepdims=True)
     return ((a - mean) / np.where(sd > 0, sd, 1)).astype(np.float32), mean, sd
+
+
+def draw_field(cfg: PretrainConfig, key: tuple[int, ...]) -> tuple[SynthConfig, np.random.Generator, Randomization]:
+    """The randomized generator config of stream field ``key``, the random generator positioned after that draw
+    (the camera response draws next) and the :class:`~subcell.synth.randomize.Randomization` in force."""
+    from subcell.synth.randomize import Randomization, randomized_config
+
+    rnd = Randomization().without(*(k for k, on in cfg.randomization.items() if not on))
+    rng = np.random.default_rng([cfg.seed, 0x9E, *key])
+    scfg = randomized_config(rng, extent_um=cfg.field_um, seed=int(rng.integers(2**31)), randomization=rnd)
+    return scfg, rng, rnd
 
 
 def synthetic_volume(cfg: PretrainConfig, key: tuple[int, ...]) -> Volume:
@@ -50,12 +65,10 @@ def synthetic_volume(cfg: PretrainConfig, key: tuple[int, ...]) -> Volume:
     ``nucleus`` / ``cell``, z-scored the same way. Patches are centred in cells (the foreground).
     """
     from subcell.synth import synth_field
-    from subcell.synth.randomize import Randomization, camera_response, randomized_config
+    from subcell.synth.randomize import camera_response
     from subcell.transforms.resample import resample_linear
 
-    rnd = Randomization().without(*(k for k, on in cfg.randomization.items() if not on))
-    rng = np.random.default_rng([cfg.seed, 0x9E, *key])
-    scfg = randomized_config(rng, extent_um=cfg.field_um, seed=int(rng.integers(2**31)), randomization=rnd)
+    scfg, rng, rnd = draw_field(cfg, key)
     field = synth_field(scfg)
     image = field.image
     bf = camera_response(image.channel("brightfield").numpy()[0, 0], rng, randomization=rnd)
