@@ -262,6 +262,37 @@ def test_one_sample_runs_on_onednn_with_the_same_outputs() -> None:
     np.testing.assert_allclose(traced(x).detach().numpy(), want.numpy(), atol=1e-5)
 
 
+@pytest.mark.filterwarnings("ignore:`torch.jit:DeprecationWarning")
+@pytest.mark.filterwarnings("ignore::torch.jit.TracerWarning")  # canonical()'s shape test, as the export's trace
+@pytest.mark.parametrize(("name", "z_levels"), CASES)
+def test_inference_runs_each_convolution_with_its_relu_as_one_kernel(name: str, z_levels: int) -> None:
+    """Folded for inference on a CPU, every convolution followed by a ReLU (and a residual block's second one, its
+    shortcut's addition too) runs as one oneDNN kernel: no separate ReLU pass is left, and the outputs are the
+    unfused ones (the same operations with gradients recorded). A traced graph keeps the standard operators."""
+    if not torch.backends.mkldnn.is_available():
+        pytest.skip("this torch build has no oneDNN")
+    fused = _net(name, z_levels).eval().fused()
+    x = torch.randn(2, 1, 8, 16, 16)
+    with torch.enable_grad():
+        want = fused(x.clone().requires_grad_()).detach()
+    with torch.inference_mode():
+        got = fused(x)
+        names = profiled_ops(lambda: fused(x))
+    assert "mkldnn::_convolution_pointwise" in names
+    assert not names & {"aten::relu", "aten::relu_", "aten::clamp_min", "aten::clamp_min_"}, sorted(names)
+    np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=0, atol=1e-6)
+    if cpu_has_bf16():  # bf16: one rounding of conv + shortcut instead of two, so equal to bf16 precision
+        with torch.enable_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+            want16 = fused(x.clone().requires_grad_()).detach().float()
+        with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
+            got16 = fused(x).float()
+        np.testing.assert_allclose(got16.numpy(), want16.numpy(), atol=0.02 * float(want16.abs().max()))
+    with torch.no_grad():
+        traced = torch.jit.trace(fused, x)
+    assert "mkldnn" not in str(traced.inlined_graph)
+    np.testing.assert_allclose(traced(x).detach().numpy(), want.numpy(), rtol=0, atol=1e-6)
+
+
 _PEAK = """
 import sys, torch
 from subcell.labelfree import build_network, preset

@@ -9,7 +9,17 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["Conv3d", "ConvBlock", "Planar", "ReLU", "conv3", "conv_of_concat", "norm_for", "set_channels_last"]
+__all__ = [
+    "Conv3d",
+    "ConvBlock",
+    "Planar",
+    "ReLU",
+    "conv3",
+    "conv_of_concat",
+    "conv_relu",
+    "norm_for",
+    "set_channels_last",
+]
 
 CL3D = torch.channels_last_3d
 
@@ -88,6 +98,16 @@ def _onednn_for_one_sample(x: torch.Tensor, conv: nn.Conv3d) -> bool:
     )
 
 
+def planes(x: torch.Tensor) -> torch.Tensor:
+    """The z-planes of a channels-last ``(N, C, Z, Y, X)`` tensor as one channels-last ``(N·Z, C, Y, X)`` batch.
+
+    Channels-last 5D is (N, Z, Y, X, C) in memory, so folding z into the batch is a view, in the layout the 2D
+    convolution wants: no copies in or out (a copy only when ``x`` was not channels-last).
+    """
+    n, c, z, y, w = x.shape
+    return canonical(x.contiguous(memory_format=CL3D).permute(0, 2, 1, 3, 4).reshape(n * z, c, y, w))
+
+
 class Planar(nn.Module):
     """Apply a 2D module to every z-plane of ``(N, C, Z, Y, X)`` (z folded into the batch).
 
@@ -109,10 +129,7 @@ class Planar(nn.Module):
         """``fn`` (a 2D operation) applied to every z-plane of ``x``."""
         n, c, z, y, w = x.shape
         if self.channels_last:
-            # a channels-last (N, C, Z, Y, X) tensor is (N, Z, Y, X, C) in memory, so folding z into the batch is a
-            # view that is channels-last 2D, the layout the 2D convolution wants: no copies in or out
-            planes = x.contiguous(memory_format=CL3D).permute(0, 2, 1, 3, 4).reshape(n * z, c, y, w)
-            out = fn(canonical(planes)).contiguous(memory_format=torch.channels_last)  # no-op unless C_in was 1
+            out = fn(planes(x)).contiguous(memory_format=torch.channels_last)  # no-op unless C_in was 1
             return canonical(out.reshape(n, z, *out.shape[1:]).permute(0, 2, 1, 3, 4))
         if z == 1:  # a plain view, no copies
             out = fn(x.reshape(n, c, y, w))
@@ -165,6 +182,80 @@ def conv_of_concat(conv: nn.Module, a: torch.Tensor, b: torch.Tensor) -> torch.T
         return F.conv3d(x, w, bb, 1, padding)
 
     return part(a, weight[:, :ca], bias) + part(b, weight[:, ca:], None)
+
+
+def _compute_dtype(x: torch.Tensor) -> torch.dtype:
+    """The dtype a convolution of ``x`` computes in here: autocast's when it is on, else ``x``'s."""
+    try:
+        on, dtype = torch.is_autocast_enabled(x.device.type), torch.get_autocast_dtype(x.device.type)
+    except TypeError:  # torch < 2.4: the CPU-only spelling
+        on, dtype = torch.is_autocast_cpu_enabled(), torch.get_autocast_cpu_dtype()
+    return dtype if on else x.dtype
+
+
+def _fused_kernel_for(x: torch.Tensor, inner: nn.Module) -> bool:
+    """Whether ``inner`` (a 2D/3D convolution or transposed convolution) and the ReLU after it can run as one
+    oneDNN kernel: CPU inference in fp32 or bf16, outside tracing, scripting and compilation (exported graphs keep
+    the standard operators, so they run anywhere)."""
+    kinds = (nn.Conv2d, nn.Conv3d, nn.ConvTranspose2d, nn.ConvTranspose3d)
+    if torch.is_grad_enabled() or torch.jit.is_tracing() or torch.jit.is_scripting() or torch.compiler.is_compiling():
+        return False
+    return (
+        x.device.type == "cpu"
+        and isinstance(inner, kinds)
+        and inner.padding_mode == "zeros"
+        and not isinstance(inner.padding, str)
+        and _compute_dtype(x) in (torch.float32, torch.bfloat16)
+        and torch.backends.mkldnn.is_available()
+        and bool(torch.backends.mkldnn.enabled)
+        and hasattr(torch.ops.mkldnn, "_convolution_pointwise")
+    )
+
+
+def conv_relu(conv: nn.Module, x: torch.Tensor, add: torch.Tensor | None = None) -> torch.Tensor:
+    """Inference: ``relu(conv(x) + add)`` (``add`` optional), for a convolution, a transposed convolution (no
+    ``add``) or a :class:`Planar` one, with no norm between (batch norms folded, see ``UNet.fused``).
+
+    On a CPU the convolution, the addition and the ReLU run as one oneDNN kernel (the activation and the sum are
+    post-ops of the convolution), where PyTorch eager runs a separate pass over the output for each: on a 2-core
+    CPU with AMX those passes are memory-bound and took as long as a third of the convolutions (the ``relu_``
+    calls: 2.3 of 10.5 s of an fnet bf16 prediction, ``benchmarks/labelfree/bench_speed.py``). The operators are
+    the ones ``torch.compile`` uses for the same fusion (``torch.ops.mkldnn._convolution_pointwise``); compiling
+    itself is slower here. The ReLU alone changes no number; with ``add`` the sum is taken before rounding to bf16
+    (one rounding instead of two). Elsewhere (GPU, fp16, autograd, tracing) the same operations run unfused.
+    """
+    inner = conv.inner if isinstance(conv, Planar) else conv
+    transposed = isinstance(inner, nn.ConvTranspose2d | nn.ConvTranspose3d)
+    planar_cf = isinstance(conv, Planar) and not conv.channels_last
+    if planar_cf or (add is not None and transposed) or not _fused_kernel_for(x, inner):
+        y = conv(x)
+        if add is not None:
+            y += add
+        return ReLU()(y)
+    dtype = _compute_dtype(x)
+    weight = inner.weight.to(dtype)  # type: ignore[union-attr]
+    bias = None if inner.bias is None else inner.bias.to(dtype)  # type: ignore[union-attr]
+    pad, stride, dil = (list(cast(tuple[int, ...], getattr(inner, k))) for k in ("padding", "stride", "dilation"))
+    groups = int(inner.groups)  # type: ignore[arg-type]
+    ops = torch.ops.mkldnn
+
+    def fused(t: torch.Tensor, other: torch.Tensor | None) -> torch.Tensor:
+        t = t.to(dtype)
+        if transposed:
+            out_pad = list(cast(tuple[int, ...], inner.output_padding))
+            return ops._convolution_transpose_pointwise(
+                t, weight, bias, pad, out_pad, stride, dil, groups, "relu", [], ""
+            )
+        if other is None:
+            return ops._convolution_pointwise(t, weight, bias, pad, stride, dil, groups, "relu", [], "")
+        other = other.to(dtype)
+        return ops._convolution_pointwise.binary(t, other, weight, bias, pad, stride, dil, groups, "add", None,
+                                                 "relu", [], "")  # fmt: skip
+
+    if isinstance(conv, Planar):
+        folded_add = None if add is None else planes(add)
+        return conv.per_plane(x, lambda p: fused(p, folded_add))
+    return fused(x, add)
 
 
 def conv3(c_in: int, c_out: int, *, iso: bool, bias: bool) -> nn.Module:
@@ -223,10 +314,18 @@ class ConvBlock(nn.Module):
         the concatenation's two inputs and itself (4 c for a decoder level, against 7 c with every input held until
         the block returns, as :meth:`forward` called with references held by the caller does). What sets the
         tile size a memory budget allows (:meth:`subcell.labelfree.network.UNet.activation_bytes_per_voxel`).
+        Without norms (batch norms folded for inference), each convolution runs with its ReLU, and the second
+        with the shortcut's addition, as one kernel (:func:`conv_relu`).
         """
         x = torch.cat(parts, dim=1) if len(parts) > 1 else parts[0]
         parts.clear()
         s = self.skip(x) if self.residual else None
+        if isinstance(self.norm1, nn.Identity) and isinstance(self.norm2, nn.Identity):  # folded: fused kernels
+            y = conv_relu(self.conv1, x)
+            del x
+            if self.channels_last:
+                y = y.contiguous(memory_format=CL3D)
+            return conv_relu(self.conv2, y, add=s)
         y = self.conv1(x)
         del x
         if self.channels_last:
