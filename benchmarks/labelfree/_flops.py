@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import torch
 
@@ -19,8 +21,12 @@ def conv_flops(net: torch.nn.Module, x: torch.Tensor) -> float:
             total[0] += 2 * out.numel() * mod.in_channels * k
 
     hs = [m.register_forward_hook(hook) for m in net.modules() if isinstance(m, kinds)]
-    with torch.inference_mode():
-        net(x)
+    # oneDNN off: inference then calls every convolution module (the fused convolution + ReLU kernels of
+    # subcell.train.blocks.conv_relu call the operator directly, past the hooks); the same convolutions either way
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # mkldnn.flags' note on Intel-GPU TF32
+        with torch.inference_mode(), torch.backends.mkldnn.flags(enabled=False):
+            net(x)
     for h in hs:
         h.remove()
     return total[0]

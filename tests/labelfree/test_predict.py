@@ -199,3 +199,41 @@ def test_lateral_regions_assemble_into_the_whole_volume_prediction(tmp_path: Pat
     params = [h for h in back.provenance.history if h["step"] == "labelfree.predict"][-1]["parameters"]
     assert params["region_yx"] == 64 and params["tiles"] > 9
     np.testing.assert_allclose(back.numpy(), whole.numpy(), atol=1e-4)
+
+
+class _CountingArray:
+    """A stored array that counts the chunks read from it (what dask asks of a zarr array)."""
+
+    def __init__(self, data: np.ndarray) -> None:
+        self.data, self.shape, self.dtype, self.ndim, self.reads = data, data.shape, data.dtype, data.ndim, 0
+
+    def __getitem__(self, key: object) -> np.ndarray:
+        self.reads += 1
+        return self.data[key]  # type: ignore[index]
+
+
+def test_stack_statistics_read_every_stored_chunk_once_and_equal_the_whole_stacks() -> None:
+    """The normalisation statistics of a chunked stack (chunks deeper than the 4-plane slabs resampled stacks
+    are read in, split in y) read each chunk once and equal mean, standard deviation and percentiles of the whole
+    stack; an in-memory stack gets the same numbers."""
+    import dask.array as da
+
+    from subcell.labelfree.predict import stack_stats
+
+    class Percentiles:
+        percentiles = (1.0, 50.0, 99.5)
+
+    rng = np.random.default_rng(3)
+    data = (rng.gamma(2.0, 50.0, size=(1, 1, 20, 40, 24)) + 10).astype(np.float32)
+    stored = _CountingArray(data)
+    chunked = da.from_array(stored, chunks=(1, 1, 8, 16, 24), asarray=False, meta=np.empty((0,) * 5, np.float32))
+    lazy = Image(chunked, voxel_size=VOXEL, dims="TCZYX")
+    got = stack_stats(lazy, 0, 0, VoxelSize(*VOXEL), (20, 40, 24), Percentiles())  # type: ignore[arg-type]
+    assert stored.reads == 3 * 3  # z chunks × y chunks
+    np.testing.assert_allclose(got["mean"], data.mean(dtype=np.float64), rtol=1e-12)
+    np.testing.assert_allclose(got["std"], data.std(dtype=np.float64), rtol=1e-9)
+    np.testing.assert_allclose(list(got["percentiles"].values()), np.percentile(data, [1.0, 50.0, 99.5]))
+    memory = stack_stats(Image(data, voxel_size=VOXEL, dims="TCZYX"), 0, 0, VoxelSize(*VOXEL), (20, 40, 24),
+                         Percentiles())  # type: ignore[arg-type]  # fmt: skip
+    np.testing.assert_allclose(memory["mean"], got["mean"], rtol=1e-12)
+    assert memory["percentiles"] == got["percentiles"]
