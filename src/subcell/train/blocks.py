@@ -6,7 +6,6 @@ from collections.abc import Callable
 from typing import cast
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 __all__ = [
@@ -16,7 +15,9 @@ __all__ = [
     "ReLU",
     "conv3",
     "conv_of_concat",
+    "conv_part",
     "conv_relu",
+    "fusable",
     "norm_for",
     "set_channels_last",
 ]
@@ -159,6 +160,19 @@ class ReLU(nn.ReLU):
         return torch.relu_(x)
 
 
+def conv_part(conv: nn.Module, x: torch.Tensor, channels: slice, *, bias: bool) -> torch.Tensor:
+    """A (stride-1) ``nn.Conv3d`` or :class:`Planar` ``nn.Conv2d`` applied to ``x``, which holds only the input
+    channels ``channels`` of the convolution (its share of a concatenated input); ``bias`` adds the bias."""
+    inner = conv.inner if isinstance(conv, Planar) else conv
+    if not isinstance(inner, nn.Conv2d | nn.Conv3d) or inner.stride not in ((1, 1), (1, 1, 1)):
+        raise TypeError(f"expected a stride-1 Conv3d or Planar Conv2d, got {conv}")
+    w, b = inner.weight[:, channels], inner.bias if bias else None
+    # the module's own call with another weight: subcell's Conv3d keeps its one-sample oneDNN rule
+    if isinstance(conv, Planar):
+        return conv.per_plane(x, lambda p: inner._conv_forward(p, w, b))
+    return inner._conv_forward(x, w, b)
+
+
 def conv_of_concat(conv: nn.Module, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """``conv(torch.cat([a, b], dim=1))`` without the concatenation, for a (stride-1) ``nn.Conv3d`` or a
     :class:`Planar` ``nn.Conv2d``.
@@ -169,19 +183,8 @@ def conv_of_concat(conv: nn.Module, a: torch.Tensor, b: torch.Tensor) -> torch.T
     convolution's backward ran at 66 GFLOP/s against 93 for the c→c ones it becomes
     (``benchmarks/labelfree/bench_speed.py``, fp32, 2-core AVX2 CPU).
     """
-    inner = conv.inner if isinstance(conv, Planar) else conv
-    if not isinstance(inner, nn.Conv2d | nn.Conv3d) or inner.stride not in ((1, 1), (1, 1, 1)):
-        raise TypeError(f"expected a stride-1 Conv3d or Planar Conv2d, got {conv}")
-    weight, bias = inner.weight, inner.bias
-    padding = cast(tuple[int, ...], inner.padding)
     ca = a.shape[1]
-
-    def part(x: torch.Tensor, w: torch.Tensor, bb: torch.Tensor | None) -> torch.Tensor:
-        if isinstance(conv, Planar):
-            return conv.per_plane(x, lambda p: F.conv2d(p, w, bb, 1, padding))
-        return F.conv3d(x, w, bb, 1, padding)
-
-    return part(a, weight[:, :ca], bias) + part(b, weight[:, ca:], None)
+    return conv_part(conv, a, slice(0, ca), bias=True) + conv_part(conv, b, slice(ca, None), bias=False)
 
 
 def _compute_dtype(x: torch.Tensor) -> torch.dtype:
@@ -193,10 +196,14 @@ def _compute_dtype(x: torch.Tensor) -> torch.dtype:
     return dtype if on else x.dtype
 
 
-def _fused_kernel_for(x: torch.Tensor, inner: nn.Module) -> bool:
-    """Whether ``inner`` (a 2D/3D convolution or transposed convolution) and the ReLU after it can run as one
-    oneDNN kernel: CPU inference in fp32 or bf16, outside tracing, scripting and compilation (exported graphs keep
-    the standard operators, so they run anywhere)."""
+def fusable(conv: nn.Module, x: torch.Tensor) -> bool:
+    """Whether ``conv`` (a 2D/3D convolution or transposed convolution, or a channels-last :class:`Planar` one)
+    on ``x`` runs with its post-ops as one oneDNN kernel (:func:`conv_relu`): CPU inference in fp32 or bf16,
+    outside tracing, scripting and compilation (exported graphs keep the standard operators, so they run
+    anywhere)."""
+    if isinstance(conv, Planar) and not conv.channels_last:
+        return False
+    inner = conv.inner if isinstance(conv, Planar) else conv
     kinds = (nn.Conv2d, nn.Conv3d, nn.ConvTranspose2d, nn.ConvTranspose3d)
     if torch.is_grad_enabled() or torch.jit.is_tracing() or torch.jit.is_scripting() or torch.compiler.is_compiling():
         return False
@@ -212,11 +219,21 @@ def _fused_kernel_for(x: torch.Tensor, inner: nn.Module) -> bool:
     )
 
 
-def conv_relu(conv: nn.Module, x: torch.Tensor, add: torch.Tensor | None = None) -> torch.Tensor:
-    """Inference: ``relu(conv(x) + add)`` (``add`` optional), for a convolution, a transposed convolution (no
-    ``add``) or a :class:`Planar` one, with no norm between (batch norms folded, see ``UNet.fused``).
+def conv_relu(
+    conv: nn.Module,
+    x: torch.Tensor,
+    add: torch.Tensor | None = None,
+    *,
+    relu: bool = True,
+    channels: slice | None = None,
+) -> torch.Tensor:
+    """Inference: ``relu(conv(x) + add)`` (``add`` optional, ``relu=False`` leaves the activation out), for a
+    convolution, a transposed convolution (no ``add``) or a :class:`Planar` one, with no norm between (batch
+    norms folded, see ``UNet.fused``). ``channels``: ``x`` holds only these input channels of ``conv``
+    (:func:`conv_part`), so ``relu(conv(cat([a, b])))`` is ``conv_relu(conv, a, add=conv_part(conv, b, ...),
+    channels=...)`` without the concatenation.
 
-    On a CPU the convolution, the addition and the ReLU run as one oneDNN kernel (the activation and the sum are
+    On a CPU the convolution, the addition and the ReLU run as one oneDNN kernel (the sum and the activation are
     post-ops of the convolution), where PyTorch eager runs a separate pass over the output for each: on a 2-core
     CPU with AMX those passes are memory-bound and took as long as a third of the convolutions (the ``relu_``
     calls: 2.3 of 10.5 s of an fnet bf16 prediction, ``benchmarks/labelfree/bench_speed.py``). The operators are
@@ -226,17 +243,18 @@ def conv_relu(conv: nn.Module, x: torch.Tensor, add: torch.Tensor | None = None)
     """
     inner = conv.inner if isinstance(conv, Planar) else conv
     transposed = isinstance(inner, nn.ConvTranspose2d | nn.ConvTranspose3d)
-    planar_cf = isinstance(conv, Planar) and not conv.channels_last
-    if planar_cf or (add is not None and transposed) or not _fused_kernel_for(x, inner):
-        y = conv(x)
+    if (add is not None and transposed) or not fusable(conv, x):
+        y = conv(x) if channels is None else conv_part(conv, x, channels, bias=True)
         if add is not None:
-            y += add
-        return ReLU()(y)
+            y = y + add if torch.is_grad_enabled() else y.add_(add)
+        return ReLU()(y) if relu else y
     dtype = _compute_dtype(x)
-    weight = inner.weight.to(dtype)  # type: ignore[union-attr]
+    w = inner.weight if channels is None else inner.weight[:, channels]  # type: ignore[index]
+    weight = w.to(dtype)
     bias = None if inner.bias is None else inner.bias.to(dtype)  # type: ignore[union-attr]
     pad, stride, dil = (list(cast(tuple[int, ...], getattr(inner, k))) for k in ("padding", "stride", "dilation"))
     groups = int(inner.groups)  # type: ignore[arg-type]
+    act = "relu" if relu else None
     ops = torch.ops.mkldnn
 
     def fused(t: torch.Tensor, other: torch.Tensor | None) -> torch.Tensor:
@@ -244,13 +262,13 @@ def conv_relu(conv: nn.Module, x: torch.Tensor, add: torch.Tensor | None = None)
         if transposed:
             out_pad = list(cast(tuple[int, ...], inner.output_padding))
             return ops._convolution_transpose_pointwise(
-                t, weight, bias, pad, out_pad, stride, dil, groups, "relu", [], ""
+                t, weight, bias, pad, out_pad, stride, dil, groups, act or "none", [], ""
             )
         if other is None:
-            return ops._convolution_pointwise(t, weight, bias, pad, stride, dil, groups, "relu", [], "")
+            return ops._convolution_pointwise(t, weight, bias, pad, stride, dil, groups, act or "none", [], "")
         other = other.to(dtype)
         return ops._convolution_pointwise.binary(t, other, weight, bias, pad, stride, dil, groups, "add", None,
-                                                 "relu", [], "")  # fmt: skip
+                                                 act, [], None)  # fmt: skip
 
     if isinstance(conv, Planar):
         folded_add = None if add is None else planes(add)
@@ -317,10 +335,14 @@ class ConvBlock(nn.Module):
         Without norms (batch norms folded for inference), each convolution runs with its ReLU, and the second
         with the shortcut's addition, as one kernel (:func:`conv_relu`).
         """
+        folded = isinstance(self.norm1, nn.Identity) and isinstance(self.norm2, nn.Identity)
+        plain_shortcut = self.residual and isinstance(self.skip, nn.Identity)  # needs the concatenation itself
+        if folded and len(parts) == 2 and fusable(self.conv1, parts[0]) and not plain_shortcut:
+            return self._consume_two_fused(parts)
         x = torch.cat(parts, dim=1) if len(parts) > 1 else parts[0]
         parts.clear()
         s = self.skip(x) if self.residual else None
-        if isinstance(self.norm1, nn.Identity) and isinstance(self.norm2, nn.Identity):  # folded: fused kernels
+        if folded:  # batch norms folded: each convolution with its ReLU (and the shortcut) as one kernel
             y = conv_relu(self.conv1, x)
             del x
             if self.channels_last:
@@ -336,6 +358,26 @@ class ConvBlock(nn.Module):
             y += s
             del s
         return self.act(y)
+
+    def _consume_two_fused(self, parts: list[torch.Tensor]) -> torch.Tensor:
+        """:meth:`forward_consuming` of a decoder level (skip, upsampled) with fused kernels and no concatenation:
+        each convolution over the two parts is the second part's share (:func:`conv_part`), then the first's with
+        that sum, the bias and the ReLU as post-ops of one kernel. At most four c-channel tensors at a time, as the
+        concatenation held (its two inputs and itself)."""
+        a, b = parts
+        parts.clear()
+        ca = a.shape[1]
+        first, second = slice(0, ca), slice(ca, None)
+        s = None
+        if self.residual:
+            s = conv_relu(self.skip, a, add=conv_part(self.skip, b, second, bias=False), relu=False, channels=first)
+        t = conv_part(self.conv1, b, second, bias=False)
+        del b
+        y = conv_relu(self.conv1, a, add=t, channels=first)
+        del a, t
+        if self.channels_last:
+            y = y.contiguous(memory_format=CL3D)
+        return conv_relu(self.conv2, y, add=s)
 
     def _rest(self, y: torch.Tensor, shortcut: Callable[[], torch.Tensor]) -> torch.Tensor:
         y = self.act(self.norm1(y))
