@@ -83,7 +83,11 @@ def flops_per_voxel(
 
 
 def accuracy(work: Path, arms: dict[str, Path], precisions: tuple[str, ...]) -> dict[str, Any]:
-    """Pearson r of the shipped DNA model on a held-out synthetic field (seed 4242), before and after."""
+    """Pearson r of the shipped DNA model on a held-out synthetic field (seed 4242), before and after.
+
+    Both arms load the weights this checkout ships (the before arm's own shipped model may be an older one: the
+    3D models were retrained since fae200b), so the difference is the code's numerics, not the weights."""
+    weights = REPO / "src/subcell/labelfree/pretrained/hipsc_bf_3d"
     field = work / "heldout.ome.zarr"
     if not field.exists():
         subprocess.run([sys.executable, "-m", "subcell", "synth", str(field), "--shape", "48", "256", "256",
@@ -92,12 +96,12 @@ def accuracy(work: Path, arms: dict[str, Path], precisions: tuple[str, ...]) -> 
     code = f"""
 import json
 from subcell import io
-from subcell.labelfree import PredictConfig, evaluate_prediction, predict_image
-from subcell.labelfree.pretrained import load_model
+from subcell.labelfree import LabelFreeModel, PredictConfig, evaluate_prediction, predict_image
 image = io.read("{field}")
 out = {{}}
 for prec in {list(precisions)!r}:
-    pred = predict_image(load_model("dna"), image.channel("brightfield").compute(), PredictConfig(precision=prec))
+    model = LabelFreeModel.load("{weights}").select(["dna"])
+    pred = predict_image(model, image.channel("brightfield").compute(), PredictConfig(precision=prec))
     out[prec] = [r["pearson_r"] for r in evaluate_prediction(pred, image) if r["structure"] == "dna"][0]
 print(json.dumps(out))
 """
