@@ -237,3 +237,25 @@ def test_stack_statistics_read_every_stored_chunk_once_and_equal_the_whole_stack
                          Percentiles())  # type: ignore[arg-type]  # fmt: skip
     np.testing.assert_allclose(memory["mean"], got["mean"], rtol=1e-12)
     assert memory["percentiles"] == got["percentiles"]
+
+
+def test_a_tiling_whose_rows_span_the_stack_reads_the_file_once(tmp_path: Path) -> None:
+    """The statistics pass keeps a small stack it reads, and a tiling whose one tile row spans every plane takes
+    its rows from there: each stored chunk is read once for the whole prediction (twice before), with the same
+    prediction; a tiling of several rows reads the rows from the file again."""
+    import dask.array as da
+
+    model = _model(depth=1)
+    image = paired_volume(7, shape=(36, 32, 32)).channel("brightfield")
+    data = image.numpy().astype(np.float32)
+    want = predict_image(model, image, PredictConfig(tile=(36, 32, 32), precision="fp32")).numpy()
+    for tile, once in (((36, 32, 32), True), ((20, 32, 32), False)):
+        stored = _CountingArray(data)
+        chunked = da.from_array(stored, chunks=(1, 1, 8, 16, 32), asarray=False, meta=np.empty((0,) * 5, np.float32))
+        lazy = Image(chunked, voxel_size=image.voxel_size, channel_names=image.channel_names)
+        out = predict_to_zarr(
+            model, lazy, tmp_path / f"pred{tile[0]}.ome.zarr", PredictConfig(tile=tile, precision="fp32")
+        )
+        chunks = 5 * 2  # z × y
+        assert stored.reads == chunks if once else stored.reads > chunks, (tile, stored.reads)
+        np.testing.assert_allclose(io.read(out).numpy(), want, atol=1e-5)

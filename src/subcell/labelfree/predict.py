@@ -451,11 +451,16 @@ def _stats_blocks(image: Image, grid_vs: VoxelSize, shape: tuple[int, int, int])
     return blocks
 
 
+HELD_STACK_VOXELS = 1 << 24  # 64 MB as float32: the largest stack row_source keeps from its statistics pass
+
+
 def stack_stats(
-    image: Image, t: int, c: int, grid_vs: VoxelSize, shape: tuple[int, int, int], model: Predictor
-) -> dict[str, Any]:
+    image: Image, t: int, c: int, grid_vs: VoxelSize, shape: tuple[int, int, int], model: Predictor,
+    *, keep: np.ndarray | None = None,
+) -> dict[str, Any]:  # fmt: skip
     """The whole stack's mean, standard deviation and the percentiles ``model.percentiles`` asks for (at the
-    model grid), in one streaming pass over bounded blocks: what ``model.preprocess`` normalises every tile with."""
+    model grid), in one streaming pass over bounded blocks: what ``model.preprocess`` normalises every tile with.
+    ``keep``, a ``(1, Z, Y, X)`` float32 array, receives the rows read (for a stack small enough to hold)."""
     raw_rows = _raw_rows(image, t, c, grid_vs, shape)
     total, total_sq, count = 0.0, 0.0, 0
     percentiles = list(model.percentiles)
@@ -468,6 +473,8 @@ def stack_stats(
                 f"input contains NaN or Inf values (timepoint {t}, planes {zs.start}–{zs.start + rows.shape[1] - 1})",
                 field=f"{image.provenance.source or 'image'}: channel {image.channel_names[c]}",
             )
+        if keep is not None:
+            keep[:, zs, ys] = rows
         total += float(rows.sum(dtype=np.float64))
         flat = rows.reshape(-1)
         total_sq += float(np.dot(flat.astype(np.float64), flat))
@@ -487,10 +494,25 @@ def row_source(
 ) -> RowSource:  # fmt: skip
     """Normalised input rows at the model grid: ``model.preprocess`` with the whole stack's statistics
     (:func:`stack_stats`, computed here unless given): subcell models z-score, a bioimage.io package applies its
-    own steps."""
+    own steps.
+
+    A stack of up to :data:`HELD_STACK_VOXELS` read for its statistics here is held from that pass and handed out
+    as the first request for all of its planes (a tiling whose rows span the whole depth asks exactly that once):
+    one read of the file instead of two, with nothing more in memory than that row would hold (it is the row).
+    """
     raw_rows = _raw_rows(image, t, c, grid_vs, shape)
-    st = stats if stats is not None else stack_stats(image, t, c, grid_vs, shape, model)
-    return lambda *where: model.preprocess(raw_rows(*where), st)
+    held: list[np.ndarray] = []
+    if stats is None and math.prod(shape) <= HELD_STACK_VOXELS:
+        held.append(np.empty((1, *shape), np.float32))
+    st = stats if stats is not None else stack_stats(image, t, c, grid_vs, shape, model, keep=held[0] if held else None)
+
+    def rows(*where: Any) -> np.ndarray:
+        if held and len(where) == 2 and tuple(where) == (0, shape[0]):
+            return model.preprocess(held.pop(), st)
+        held.clear()  # a tiling that reads otherwise: not kept longer than the statistics pass
+        return model.preprocess(raw_rows(*where), st)
+
+    return rows
 
 
 def _timepoints(image: Image, cfg: PredictConfig) -> list[int]:
