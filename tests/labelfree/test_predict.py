@@ -212,12 +212,16 @@ class _CountingArray:
         return self.data[key]  # type: ignore[index]
 
 
-def test_stack_statistics_read_every_stored_chunk_once_and_equal_the_whole_stacks() -> None:
+def test_stack_statistics_read_every_stored_chunk_once_and_equal_the_whole_stacks(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     """The normalisation statistics of a chunked stack (chunks deeper than the 4-plane slabs resampled stacks
     are read in, split in y) read each chunk once and equal mean, standard deviation and percentiles of the whole
-    stack; an in-memory stack gets the same numbers."""
+    stack; an in-memory stack gets the same numbers. Chunks larger than the block bound are read in parts that
+    still cover every voxel once (the rows kept for the prediction are the stack)."""
     import dask.array as da
 
+    from subcell.labelfree import predict as predict_module
     from subcell.labelfree.predict import stack_stats
 
     class Percentiles:
@@ -237,6 +241,14 @@ def test_stack_statistics_read_every_stored_chunk_once_and_equal_the_whole_stack
                          Percentiles())  # type: ignore[arg-type]  # fmt: skip
     np.testing.assert_allclose(memory["mean"], got["mean"], rtol=1e-12)
     assert memory["percentiles"] == got["percentiles"]
+    monkeypatch.setattr(predict_module, "STATS_BLOCK_VOXELS", 5 * 24)  # five rows of one plane per block
+    kept = np.full((1, 20, 40, 24), np.nan, np.float32)
+    parts = stack_stats(lazy, 0, 0, VoxelSize(*VOXEL), (20, 40, 24), Percentiles(), keep=kept)  # type: ignore[arg-type]
+    np.testing.assert_array_equal(kept[0], data[0, 0])
+    blocks = predict_module._stats_blocks(lazy, VoxelSize(*VOXEL), (20, 40, 24))
+    assert max((z.stop - z.start) * (y.stop - y.start) * 24 for z, y in blocks) <= 5 * 24
+    np.testing.assert_allclose(parts["mean"], got["mean"], rtol=1e-12)
+    assert parts["percentiles"] == got["percentiles"]
 
 
 def test_a_tiling_whose_rows_span_the_stack_reads_the_file_once(tmp_path: Path) -> None:

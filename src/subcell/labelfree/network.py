@@ -75,44 +75,45 @@ def preset(name: str, **overrides: object) -> NetworkConfig:
     return NetworkConfig.model_validate({**PRESETS[name], **overrides})
 
 
-class _Down(nn.Module):
+class _ConvNormReLU(nn.Module):
+    """A resampling convolution + norm + ReLU (the down- and up-sampling steps of :class:`UNet`)."""
+
+    def __init__(self, conv: nn.Module, norm: nn.Module) -> None:
+        super().__init__()
+        self.conv = conv
+        self.norm = norm
+        self.act = ReLU()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if isinstance(self.norm, nn.Identity):  # norm folded (or none): one kernel where there is one
+            return conv_relu(self.conv, x)
+        return self.act(self.norm(self.conv(x)))
+
+
+class _Down(_ConvNormReLU):
     """Strided 2×2×2 (or 1×2×2) convolution + norm + ReLU."""
 
     def __init__(self, c_in: int, c_out: int, *, iso: bool, norm: str) -> None:
-        super().__init__()
         bias = norm == "none"
-        self.conv: nn.Module = (
+        conv = (
             Conv3d(c_in, c_out, 2, stride=2, bias=bias)
             if iso
             else Planar(nn.Conv2d(c_in, c_out, 2, stride=2, bias=bias))
         )
-        self.norm = norm_for(norm, c_out, iso)
-        self.act = ReLU()
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if isinstance(self.norm, nn.Identity) and not torch.is_grad_enabled():
-            return conv_relu(self.conv, x)  # one kernel where there is one (inference, norm folded or none)
-        return self.act(self.norm(self.conv(x)))
+        super().__init__(conv, norm_for(norm, c_out, iso))
 
 
-class _Up(nn.Module):
+class _Up(_ConvNormReLU):
     """Transposed 2×2×2 (or 1×2×2) convolution + norm + ReLU."""
 
     def __init__(self, c_in: int, c_out: int, *, iso: bool, norm: str) -> None:
-        super().__init__()
         bias = norm == "none"
-        self.conv: nn.Module = (
+        conv = (
             nn.ConvTranspose3d(c_in, c_out, 2, stride=2, bias=bias)
             if iso
             else Planar(nn.ConvTranspose2d(c_in, c_out, 2, stride=2, bias=bias))
         )
-        self.norm = norm_for(norm, c_out, iso)
-        self.act = ReLU()
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if isinstance(self.norm, nn.Identity) and not torch.is_grad_enabled():
-            return conv_relu(self.conv, x)  # one kernel where there is one (inference, norm folded or none)
-        return self.act(self.norm(self.conv(x)))
+        super().__init__(conv, norm_for(norm, c_out, iso))
 
 
 class UNet(nn.Module):

@@ -429,6 +429,9 @@ def _raw_rows(image: Image, t: int, c: int, grid_vs: VoxelSize, shape: tuple[int
     return rows
 
 
+STATS_BLOCK_VOXELS = 1 << 24  # 64 MB as float32: the largest block the statistics pass reads at once
+
+
 def _stats_blocks(image: Image, grid_vs: VoxelSize, shape: tuple[int, int, int]) -> list[tuple[slice, slice]]:
     """The (z, y) blocks :func:`stack_stats` reads, whole planes in x.
 
@@ -440,7 +443,7 @@ def _stats_blocks(image: Image, grid_vs: VoxelSize, shape: tuple[int, int, int])
     chunks = getattr(image.data, "chunks", None)
     if not on_model_grid(image, grid_vs, shape) or chunks is None or isinstance(chunks[0], int):
         return [(slice(z0, min(shape[0], z0 + 4)), slice(None)) for z0 in range(0, shape[0], 4)]
-    cap = 1 << 24  # voxels per block (64 MB as float32); larger stored chunks are read in parts
+    cap = STATS_BLOCK_VOXELS  # larger stored chunks are read in parts
     blocks = []
     for z0, z1 in itertools.pairwise(np.cumsum((0, *chunks[2])).tolist()):
         for y0, y1 in itertools.pairwise(np.cumsum((0, *chunks[3])).tolist()):
@@ -467,7 +470,7 @@ def stack_stats(
     kept: list[np.ndarray] = []  # values for percentiles: every voxel up to 64 M voxels, a regular subsample above
     stride = max(1, math.ceil(math.sqrt(shape[0] * shape[1] * shape[2] / 64e6)))
     for zs, ys in _stats_blocks(image, grid_vs, shape):
-        rows = raw_rows(zs.start, zs.stop) if ys == slice(None) else raw_rows(zs.start, zs.stop, ys)
+        rows = raw_rows(zs.start, zs.stop, ys)
         if not np.all(np.isfinite(rows)):
             raise ValueRangeError(
                 f"input contains NaN or Inf values (timepoint {t}, planes {zs.start}–{zs.start + rows.shape[1] - 1})",

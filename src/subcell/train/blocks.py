@@ -219,6 +219,9 @@ def fusable(conv: nn.Module, x: torch.Tensor) -> bool:
     )
 
 
+_RELU = ReLU()  # the unfused path's activation (out of place when recording gradients, in place otherwise)
+
+
 def conv_relu(
     conv: nn.Module,
     x: torch.Tensor,
@@ -247,7 +250,7 @@ def conv_relu(
         y = conv(x) if channels is None else conv_part(conv, x, channels, bias=True)
         if add is not None:
             y = y + add if torch.is_grad_enabled() else y.add_(add)
-        return ReLU()(y) if relu else y
+        return _RELU(y) if relu else y
     dtype = _compute_dtype(x)
     w = inner.weight if channels is None else inner.weight[:, channels]  # type: ignore[index]
     weight = w.to(dtype)
@@ -264,6 +267,7 @@ def conv_relu(
             return ops._convolution_transpose_pointwise(
                 t, weight, bias, pad, out_pad, stride, dil, groups, act or "none", [], ""
             )
+        # (the unary operators spell "no activation" "none", the binary one None)
         if other is None:
             return ops._convolution_pointwise(t, weight, bias, pad, stride, dil, groups, act or "none", [], "")
         other = other.to(dtype)
