@@ -68,3 +68,41 @@ def test_with_data_records_the_step_in_provenance() -> None:
     assert out.provenance.history[-1]["step"] == "read"
     assert out.provenance.source == "a.tif"
     assert Provenance.from_dict(out.provenance.to_dict()) == out.provenance
+
+
+def test_materialize_computes_lazy_arrays_without_importing_distributed_and_honours_a_configured_scheduler(
+) -> None:  # fmt: skip
+    import subprocess
+    import sys
+
+    import dask
+
+    from subcell.image import materialize
+
+    lazy = da.arange(24, chunks=5).reshape(2, 12)
+    assert np.array_equal(materialize(lazy), np.arange(24).reshape(2, 12))
+    plain = np.ones(3)
+    assert materialize(plain) is plain
+    calls = []
+
+    def counting_get(*args: object, **kwargs: object) -> object:
+        calls.append(1)
+        return dask.get(*args, **kwargs)
+
+    with dask.config.set(scheduler=counting_get):
+        assert np.array_equal(materialize(lazy + 1), np.arange(1, 25).reshape(2, 12))
+    assert calls, "a scheduler set in dask.config was bypassed"
+    # a fresh process reading, computing and writing an OME-Zarr with a pyramid (over 256 px) never pays the import of distributed
+    code = (
+        "import sys, tempfile, dask.array as da, numpy as np\n"
+        "from subcell import Image, io\n"
+        "d = tempfile.mkdtemp()\n"
+        "img = Image(da.from_array(np.arange(2 * 320 * 320, dtype=np.float32).reshape(2, 320, 320), chunks=(1, 160, 160)),"
+        " voxel_size=(1, 0.5, 0.5), dims='ZYX')\n"
+        "io.write(img, d + '/a.ome.zarr')\n"
+        "back = io.read(d + '/a.ome.zarr').numpy()\n"
+        "assert back.sum() == img.numpy().sum()\n"
+        "print('distributed' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"

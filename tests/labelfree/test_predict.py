@@ -95,12 +95,13 @@ def test_other_voxel_size_is_resampled_with_a_warning_or_refused() -> None:
         predict_image(model, coarse, PredictConfig(allow_resample=False))
 
 
-def test_nan_input_and_wrong_channel_are_refused(tmp_path: Path) -> None:
+@pytest.mark.parametrize("value", [np.nan, np.inf, -np.inf])
+def test_nan_input_and_wrong_channel_are_refused(tmp_path: Path, value: float) -> None:
     model = _model(depth=1)
     data = paired_volume(4).numpy()
-    data[0, 0, 3, 5, 5] = np.nan
+    data[0, 0, 3, 5, 5] = value
     bad = Image(data, voxel_size=VOXEL, channel_names=["brightfield", "dna"])
-    with pytest.raises(ValueRangeError, match="NaN"):
+    with pytest.raises(ValueRangeError, match=r"NaN or Inf values .*planes 0–"):
         predict_to_zarr(model, bad, tmp_path / "x.ome.zarr")
     assert not (tmp_path / "x.ome.zarr").exists()  # nothing half-written
     other = Image(data, voxel_size=VOXEL, channel_names=["phase", "dna"])

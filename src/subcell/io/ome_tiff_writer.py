@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from subcell.errors import ValueRangeError
-from subcell.image import Image
+from subcell.image import Image, materialize
 from subcell.io._atomic import atomic_output
 from subcell.io._bioio import PROVENANCE_NS
 
@@ -69,7 +69,7 @@ def _planes(image: Image, dtype: np.dtype[Any]) -> Iterator[np.ndarray]:
     for ti in range(t):
         for ci in range(c):
             for z0 in range(0, z, zc):
-                slab = np.asarray(data[ti, ci, z0 : z0 + zc].compute(), dtype=dtype)
+                slab = materialize(data[ti, ci, z0 : z0 + zc]).astype(dtype, copy=False)
                 yield from slab
 
 

@@ -19,7 +19,7 @@ from typing import Any, Literal
 import numpy as np
 
 from subcell.errors import ValueRangeError
-from subcell.image import Image, Provenance, VoxelSize
+from subcell.image import Image, Provenance, VoxelSize, dask_scheduler, materialize
 from subcell.io._atomic import check_output, commit, discard, temporary_sibling
 from subcell.io._cast import lossless_cast
 
@@ -213,7 +213,7 @@ class OmeZarrWriter:
             self.write_region((slice(None),) * 5, data)
             return
         for region in _slabs(data, self._arrays[0]):
-            self.write_region(region, np.asarray(data[region].compute()))
+            self.write_region(region, materialize(data[region]))
 
     def create_label(self, name: str, dtype: Any = np.int32) -> None:
         """Create an empty NGFF label image (shape ``(T, 1, Z, Y, X)``) to fill with :meth:`write_label_region`."""
@@ -261,7 +261,7 @@ class OmeZarrWriter:
         else:
             for region in _slabs(arr, target):
                 target[region] = lossless_cast(
-                    arr[region].compute(), target.dtype, path=self.path, what=f"label {name!r}"
+                    materialize(arr[region]), target.dtype, path=self.path, what=f"label {name!r}"
                 )
 
     def scratch_array(self, name: str, *, shape: Sequence[int], dtype: Any, chunks: Sequence[int]) -> Any:
@@ -469,7 +469,12 @@ def _build_pyramid(arrays: list[Any], factors: list[tuple[int, int, int]], *, la
                 info = np.iinfo(target.dtype)
                 down = da.clip(da.round(down), info.min, info.max)
             down = down[tuple(slice(0, n) for n in target.shape)]
-        da.store(down.astype(target.dtype).rechunk(target.chunks), target, lock=False)
+        # without a scheduler (a client) to choose for, task rechunking is what Dask would pick; naming it spares
+        # the import of distributed that choosing costs (:func:`~subcell.image.dask_scheduler`)
+        scheduler = dask_scheduler()
+        method = "tasks" if scheduler is not None else None
+        da.store(down.astype(target.dtype).rechunk(target.chunks, method=method), target, lock=False,
+                 scheduler=scheduler)  # fmt: skip
 
 
 def write_ome_zarr(

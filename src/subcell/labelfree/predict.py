@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from subcell.errors import ChannelError, MetadataError, ValueRangeError
-from subcell.image import Image, VoxelSize
+from subcell.image import Image, VoxelSize, materialize
 from subcell.labelfree.config import PredictConfig
 from subcell.labelfree.model import with_std
 from subcell.train.host import RETAINED, tune_allocator
@@ -413,13 +413,13 @@ def _raw_rows(image: Image, t: int, c: int, grid_vs: VoxelSize, shape: tuple[int
 
     def rows(z0: int, z1: int, ys: slice = slice(None), xs: slice = slice(None)) -> np.ndarray:
         if same:
-            return np.asarray(data[t, c, z0:z1, ys, xs]).astype(np.float32)[None]
+            return materialize(data[t, c, z0:z1, ys, xs]).astype(np.float32)[None]
         if ys != slice(None) or xs != slice(None):
             raise ValueRangeError(f"regions of an image at {image.voxel_size.as_tuple()} µm need it resampled to the "
                                   f"model's {grid_vs.as_tuple()} µm first (subcell convert --voxel-size)",
                                   field="voxel_size")  # fmt: skip
         a, b = source_rows(z0, z1, n_in=n_in, voxel_z=image.voxel_size.z, target_voxel_z=grid_vs.z)
-        block = np.asarray(data[t, c, a:b]).astype(np.float32)
+        block = materialize(data[t, c, a:b]).astype(np.float32)
         out = resample_linear(
             block, voxel_size=image.voxel_size, target_voxel_size=grid_vs, out_shape=shape, z_rows=(z0, z1),
             data_z0=a, n_in_z=n_in,
@@ -454,6 +454,19 @@ def _stats_blocks(image: Image, grid_vs: VoxelSize, shape: tuple[int, int, int])
     return blocks
 
 
+def _sums(rows: np.ndarray, part: int = 1 << 18) -> tuple[float, float]:
+    """Sum and sum of squares of a float32 block, accumulated in float64 over cache-sized parts (a float64 copy
+    of the whole block costs more than the arithmetic). Both are finite exactly when every value is: NaN
+    propagates, an infinity squares to +inf, and squares of finite float32 values cannot overflow float64."""
+    flat = rows.reshape(-1)
+    total = total_sq = 0.0
+    for i in range(0, flat.size, part):
+        p = flat[i : i + part].astype(np.float64)
+        total += float(p.sum())
+        total_sq += float(np.dot(p, p))
+    return total, total_sq
+
+
 HELD_STACK_VOXELS = 1 << 24  # 64 MB as float32: the largest stack row_source keeps from its statistics pass
 
 
@@ -471,16 +484,16 @@ def stack_stats(
     stride = max(1, math.ceil(math.sqrt(shape[0] * shape[1] * shape[2] / 64e6)))
     for zs, ys in _stats_blocks(image, grid_vs, shape):
         rows = raw_rows(zs.start, zs.stop, ys)
-        if not np.all(np.isfinite(rows)):
+        if keep is not None:
+            keep[:, zs, ys] = rows
+        block_sum, block_sq = _sums(rows)
+        if not (math.isfinite(block_sum) and math.isfinite(block_sq)):
             raise ValueRangeError(
                 f"input contains NaN or Inf values (timepoint {t}, planes {zs.start}–{zs.start + rows.shape[1] - 1})",
                 field=f"{image.provenance.source or 'image'}: channel {image.channel_names[c]}",
             )
-        if keep is not None:
-            keep[:, zs, ys] = rows
-        total += float(rows.sum(dtype=np.float64))
-        flat = rows.reshape(-1)
-        total_sq += float(np.dot(flat.astype(np.float64), flat))
+        total += block_sum
+        total_sq += block_sq
         count += rows.size
         if percentiles:  # every plane, every stride-th row and column of the stack (whichever block holds it)
             y_first = (-(ys.start or 0)) % stride

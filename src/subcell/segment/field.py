@@ -10,7 +10,7 @@ import numpy as np
 
 from subcell.blocks import BlockGrid, map_blocks
 from subcell.errors import ValueRangeError
-from subcell.image import VoxelSize
+from subcell.image import VoxelSize, materialize
 from subcell.segment import steps as S
 
 __all__ = ["DTYPES", "Field", "Op"]
@@ -62,8 +62,7 @@ class Field:
         return BlockGrid(self.shape, (self.shape[0], self.block_yx, self.block_yx), halo=h)
 
     def read(self, name: str, region: tuple[slice, ...]) -> np.ndarray:
-        a = self.store[name][region]
-        return np.asarray(a.compute() if hasattr(a, "compute") else a)
+        return materialize(self.store[name][region])
 
     def new(self, name: str, dtype: Any) -> Any:
         arr = np.zeros(self.shape, dtype) if self.whole or self._scratch is None else self._scratch(name, dtype)

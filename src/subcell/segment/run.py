@@ -7,7 +7,7 @@ from collections.abc import Mapping
 import numpy as np
 
 from subcell.errors import ChannelError, ValueRangeError
-from subcell.image import Image
+from subcell.image import Image, materialize
 from subcell.segment.measure import border_ids
 from subcell.segment.workflow import Workflow, run_workflow
 
@@ -50,8 +50,7 @@ def segment_image(image: Image, workflow: Workflow, *, channels: Mapping[str, st
     for t in range(image.shape[0]):
         inputs = {}
         for name, c in chosen.items():
-            arr = image.data[t, c]
-            arr = np.asarray(arr.compute() if hasattr(arr, "compute") else arr)
+            arr = materialize(image.data[t, c])
             if arr.size == 0:
                 raise ValueRangeError(f"channel {image.channel_names[c]!r} is empty", field="image")
             finite = arr[np.isfinite(arr)] if np.issubdtype(arr.dtype, np.floating) else arr
