@@ -119,7 +119,11 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--before", default="fae200b", help="commit of the 'before' arm")
     ap.add_argument("--work", type=Path, default=Path("/tmp/subcell_speed"))
-    ap.add_argument("--big", action="store_true", help="also the 100×2048×2048 prediction, after (~5 min)")
+    ap.add_argument(
+        "--big",
+        action="store_true",
+        help="also the 100×2048×2048 prediction, after (~15 min with the shipped weights on an AVX-512 bf16 CPU)",
+    )
     ap.add_argument("--big-before", action="store_true", help="and before (~20 min)")
     ap.add_argument("--sections", default="all")
     ap.add_argument("--report", action="store_true", help="only render results_speed.md from results/speed.json")
