@@ -185,12 +185,14 @@ def test_a_budget_too_small_for_rows_over_whole_planes_chooses_lateral_regions()
         _fit_memory(model, coarse, (16, 520, 520), vs, tight)
 
 
-def test_lateral_regions_assemble_into_the_whole_volume_prediction(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+# the second shape's grid reaches past the volume's end in z and x: regions cover it as the whole volume does
+@pytest.mark.parametrize("shape", [(16, 150, 140), (13, 150, 141)])
+def test_lateral_regions_assemble_into_the_whole_volume_prediction(tmp_path: Path, monkeypatch, shape) -> None:  # type: ignore[no-untyped-def]
     from subcell.labelfree import predict as predict_module
 
     model = _model(depth=1)
-    image = paired_volume(6, shape=(16, 150, 140)).channel("brightfield")
-    whole = predict_image(model, image, PredictConfig(tile=model.valid_tile((16, 150, 140)), precision="fp32"))
+    image = paired_volume(6, shape=shape).channel("brightfield")
+    whole = predict_image(model, image, PredictConfig(tile=model.valid_tile(shape), precision="fp32"))
     cfg = PredictConfig(precision="fp32")
     # what a budget too small for whole-plane rows chooses (the choice itself is tested above, with a larger volume)
     monkeypatch.setattr(
