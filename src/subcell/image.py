@@ -18,7 +18,7 @@ import numpy as np
 from subcell._version import __version__
 from subcell.errors import ChannelError, ValueRangeError
 
-__all__ = ["AXES", "Image", "Provenance", "VoxelSize", "expand_to_tczyx"]
+__all__ = ["AXES", "Image", "Provenance", "VoxelSize", "dask_scheduler", "expand_to_tczyx", "materialize"]
 
 AXES = "TCZYX"
 
