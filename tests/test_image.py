@@ -70,8 +70,7 @@ def test_with_data_records_the_step_in_provenance() -> None:
     assert Provenance.from_dict(out.provenance.to_dict()) == out.provenance
 
 
-def test_materialize_computes_lazy_arrays_without_importing_distributed_and_honours_a_configured_scheduler(
-) -> None:  # fmt: skip
+def test_materialize_computes_without_importing_distributed_and_honours_a_configured_scheduler() -> None:
     import subprocess
     import sys
 

@@ -113,7 +113,7 @@ def test_demo_runs_end_to_end(tmp_path: Path) -> None:
     assert "[5/8] segmented field0 vs ground truth: nucleus F1@0.5=" in r.stdout
     assert "[6/8] label-free:" in r.stdout and "tile(s)" in r.stdout
     # the fields' 0.108 µm grid is resampled to the model's: said in the step's line, not as a library warning
-    assert "resampled to the model's 0.29×0.29×0.29 µm" in r.stdout and "UserWarning" not in r.stderr
+    assert "resampled to the model's (z=0.29, y=0.29, x=0.29) µm" in r.stdout and "UserWarning" not in r.stderr
     assert "zero-shot (shipped model" in r.stdout and "fine-tuned from hipsc-bf-3d" in r.stdout
     assert "[7/8]" in r.stdout and "cells extracted" in r.stdout and "shuffled reference" in r.stdout
     assert "[8/8] time-lapse" in r.stdout and "TRA" in r.stdout and "divisions" in r.stdout

@@ -227,10 +227,6 @@ def _predict_and_score(model: Any, out: Path, test_path: Path, name: str) -> tup
     return pred, rows, (steps[-1]["parameters"].get("tiles", "?") if steps else "?")
 
 
-def _microns(vs: Any) -> str:
-    return "×".join(f"{v:.3g}" for v in vs.as_tuple())
-
-
 def labelfree_zero_shot(out: Path, test_path: Path) -> str | None:
     """The shipped pretrained model, untrained, on the held-out field (in the background process): the zero-shot
     part of step 6's line; None without torch."""
@@ -295,8 +291,8 @@ def labelfree_step(
     (out / "labelfree_evaluation.png").write_bytes(
         evaluation_figure_png(panels, pred.voxel_size.as_tuple(), metrics)  # type: ignore[attr-defined]
     )
-    grid = "" if test.voxel_size.isclose(pred.voxel_size) else (
-        f" at {_microns(test.voxel_size)} µm, resampled to the model's {_microns(pred.voxel_size)} µm,")  # fmt: skip
+    grid = "" if test.voxel_size.isclose(result.model.voxel_size) else (
+        f" at {test.voxel_size}, resampled to the model's {result.model.voxel_size},")  # fmt: skip
     scores = ", ".join(
         f"{r['structure']} r={r['pearson_r']:.2f} (ceiling {r['noise_ceiling']:.2f}, vs truth {r['pearson_r_truth']:.2f})"
         for r in rows
