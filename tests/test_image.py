@@ -105,3 +105,9 @@ def test_materialize_computes_without_importing_distributed_and_honours_a_config
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+    # once distributed is imported a client may exist: the choice is Dask's again (a user's cluster is used)
+    import distributed  # noqa: F401
+
+    from subcell.image import dask_scheduler
+
+    assert dask_scheduler() is None
