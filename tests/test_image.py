@@ -91,7 +91,8 @@ def test_materialize_computes_without_importing_distributed_and_honours_a_config
     with dask.config.set(scheduler=counting_get):
         assert np.array_equal(materialize(lazy + 1), np.arange(1, 25).reshape(2, 12))
     assert calls, "a scheduler set in dask.config was bypassed"
-    # a fresh process reading, computing and writing an OME-Zarr with a pyramid (over 256 px) never pays the import of distributed
+    # a fresh process reading, computing and writing an OME-Zarr with a pyramid (over 256 px), normalising,
+    # resampling and casting lazy arrays never pays the import of distributed
     code = (
         "import sys, tempfile, dask.array as da, numpy as np\n"
         "from subcell import Image, io\n"
@@ -101,6 +102,13 @@ def test_materialize_computes_without_importing_distributed_and_honours_a_config
         "io.write(img, d + '/a.ome.zarr')\n"
         "back = io.read(d + '/a.ome.zarr').numpy()\n"
         "assert back.sum() == img.numpy().sum()\n"
+        "from subcell.transforms import percentile_normalize, zscore\n"
+        "from subcell.transforms.resample import resample_linear\n"
+        "from subcell.io._cast import lossless_cast\n"
+        "lazy = img.data[0, 0]\n"
+        "assert abs(float(zscore(lazy).mean())) < 1e-4 and percentile_normalize(lazy).max() == 1\n"
+        "assert resample_linear(lazy, voxel_size=(1, 0.5, 0.5), target_voxel_size=(1, 1, 1)).shape[-1] == 160\n"
+        "assert lossless_cast(lazy, np.float64).dtype == np.float64\n"
         "print('distributed' in sys.modules)\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 
 from subcell.errors import ValueRangeError
+from subcell.image import materialize
 
 __all__ = ["as_labels", "lossless_cast"]
 
@@ -19,7 +20,7 @@ def lossless_cast(data: Any, dtype: Any, *, path: str | Path | None = None, what
     precision is accepted) and to integers only when every value is a whole number in range; NaN never goes to
     an integer dtype.
     """
-    a = np.asarray(data)
+    a = materialize(data)
     dt = np.dtype(dtype)
     if a.dtype == dt or a.size == 0 or np.issubdtype(dt, np.floating) or a.dtype == np.bool_:
         return a.astype(dt, copy=False)
@@ -55,7 +56,7 @@ def as_labels(data: Any, *, path: str | Path | None = None, what: str = "labels"
     value is a whole, non-negative number (e.g. labels saved as float32) — fractional values are refused, never
     truncated.
     """
-    a = np.asarray(data)
+    a = materialize(data)
     if a.dtype == np.bool_:
         return a.astype(np.uint8)
     if np.issubdtype(a.dtype, np.integer):

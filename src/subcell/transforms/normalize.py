@@ -7,6 +7,7 @@ from typing import Any
 import numpy as np
 
 from subcell.errors import ValueRangeError
+from subcell.image import materialize
 
 __all__ = ["percentile_normalize", "zscore"]
 
@@ -14,7 +15,7 @@ __all__ = ["percentile_normalize", "zscore"]
 def _values(data: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
     arr = np.asarray(data)
     if mask is not None:
-        m = np.asarray(mask, dtype=bool)
+        m = materialize(mask).astype(bool, copy=False)
         if m.shape != arr.shape:
             raise ValueRangeError(f"mask shape {m.shape} does not match data shape {arr.shape}", field="mask")
         arr = arr[m]
@@ -35,6 +36,7 @@ def zscore(
     ValueRangeError
         No finite values, or zero standard deviation (a constant image has no z-score).
     """
+    data = materialize(data)  # a lazy array is computed once, not once per statistic and again below
     if mean is None or std is None:
         vals = _values(data, mask)
         mean = float(vals.mean()) if mean is None else mean
@@ -64,6 +66,7 @@ def percentile_normalize(
     """
     if not 0 <= low < high <= 100:
         raise ValueRangeError(f"expected 0 <= low < high <= 100, got low={low}, high={high}", field="percentiles")
+    data = materialize(data)
     vals = _values(data, mask)
     lo, hi = (float(v) for v in np.percentile(vals, [low, high]))
     out: Any = (np.asarray(data, dtype=np.float32) - np.float32(lo)) / np.float32(max(hi - lo, eps))

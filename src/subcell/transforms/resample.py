@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from subcell.errors import ValueRangeError
-from subcell.image import Image, VoxelSize
+from subcell.image import Image, VoxelSize, materialize
 
 __all__ = ["resample", "resample_image", "resample_linear", "resampled_shape", "source_rows"]
 
@@ -135,7 +135,7 @@ def resample_linear(
     n_in = (n_in_z if n_in_z is not None else data.shape[-3], data.shape[-2], data.shape[-1])
     full = resampled_shape(n_in, src, dst) if out_shape is None else tuple(int(s) for s in out_shape)
     rows = z_rows if z_rows is not None else (0, full[0])
-    arr = np.asarray(data, dtype=np.float32)
+    arr = materialize(data).astype(np.float32, copy=False)
     ratios = [d / s if n > 1 else 1.0 for s, d, n in zip(src, dst, n_in, strict=True)]
     sigmas = [0.0] * (arr.ndim - 3) + [max(0.0, (r - 1) / 2) for r in ratios]
     if any(sigmas):
