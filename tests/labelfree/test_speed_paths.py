@@ -167,62 +167,6 @@ def test_allocator_setting_stops_page_faults_and_can_be_refused() -> None:
     assert tune_allocator() is tune_allocator()  # once per process, the same answer
 
 
-_GUARD = """
-import numpy as np
-from subcell.train.host import HeapGuard, resident_bytes, tune_allocator
-assert tune_allocator()
-blocks = [np.ones(1 << 23, np.float32) for _ in range(8)]  # 8 × 32 MB from the heap, all touched
-del blocks  # freed, but kept resident by the tuned allocator
-kept = resident_bytes()
-HeapGuard(kept * 2)()  # below the limit: nothing given back
-after_high = resident_bytes()
-guard = HeapGuard(kept / 2)
-guard()
-print(kept, after_high, resident_bytes(), guard.trims)
-"""
-
-
-@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the allocator setting is for glibc on Linux")
-def test_heap_guard_gives_kept_blocks_back_only_past_its_limit() -> None:
-    """Freed blocks stay resident under the tuned allocator; the guard returns them once the resident size is
-    past its limit, and not before."""
-    out = subprocess.run([sys.executable, "-c", _GUARD], capture_output=True, text=True, check=True,
-                         env={**os.environ, "SUBCELL_MALLOC": ""})  # fmt: skip
-    kept, after_high, after_low, trims = (int(v) for v in out.stdout.split())
-    mb = 1 << 20
-    assert after_high > kept - 32 * mb  # a limit not reached: the 256 MB stay
-    assert after_low < kept - 200 * mb and trims == 1
-
-
-def test_prediction_calls_the_heap_guard_after_every_batch(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Past its limit the guard trims after each batch of tiles, counted in the summary; the output is the same."""
-    from subcell.labelfree import predict as predict_module
-    from subcell.labelfree.config import PredictConfig
-    from subcell.train import host
-
-    model = LabelFreeModel.create(preset("resunet", depth=2, base_channels=4), input_channel="brightfield",
-                                  targets=["dna"], voxel_size=VoxelSize(0.29, 0.29, 0.29), patch_size=(8, 32, 32))  # fmt: skip
-    x = np.random.default_rng(0).normal(size=(1, 8, 100, 100)).astype(np.float32)
-    cfg = PredictConfig(tile=(8, 48, 48), batch_size=2)
-
-    def run() -> tuple[np.ndarray, dict]:
-        parts: dict[int, np.ndarray] = {}
-        summary = predict_module.predict_volume(
-            model, lambda z0, z1: x[:, z0:z1], x.shape[1:], lambda z0, rows: parts.__setitem__(z0, rows), config=cfg
-        )
-        return np.concatenate([parts[k] for k in sorted(parts)], axis=1), summary
-
-    ref, summary = run()
-    trimmed = []
-    monkeypatch.setattr(host.HeapGuard, "__init__", lambda self, limit: setattr(self, "trims", 0))
-    monkeypatch.setattr(host.HeapGuard, "__call__", lambda self: (setattr(self, "trims", self.trims + 1),
-                                                                 trimmed.append(1)))  # fmt: skip
-    out, summary2 = run()
-    batches = -(-summary["tiles"] // 2) if summary["tiles"] else 0
-    assert summary2["heap_trims"] == len(trimmed) >= batches > 0
-    np.testing.assert_array_equal(out, ref)
-
-
 def test_a_precision_the_device_lacks_is_refused_or_reported(monkeypatch: pytest.MonkeyPatch) -> None:
     import warnings
 

@@ -24,7 +24,7 @@ from subcell.errors import ChannelError, MetadataError, ValueRangeError
 from subcell.image import Image, VoxelSize, materialize
 from subcell.labelfree.config import PredictConfig
 from subcell.labelfree.model import with_std
-from subcell.train.host import RETAINED, HeapGuard, tune_allocator
+from subcell.train.host import RETAINED, tune_allocator
 from subcell.train.precision import autocast_dtype, precision_name, resolve_device
 from subcell.transforms.tiling import TileGrid, tile_starts
 
@@ -98,16 +98,6 @@ def axis_grid(n: int, tile: int, multiple: int, halo: Callable[[], int], overlap
     return cut, need, len(tile_starts(padded, tile, overlap=need, multiple=multiple)), padded
 
 
-# a forward pass's measured peak over the activation bytes the network counts (oneDNN scratch, the input copy)
-PASS_OVER_COUNT = 1.3
-
-
-def pass_bytes(model: Predictor, tile: tuple[int, int, int], batch: int, itemsize: int) -> float:
-    """What one forward pass of ``batch`` tiles is budgeted to add to the resident size (no blocks kept)."""
-    per_voxel = model.network.activation_bytes_per_voxel(itemsize=itemsize)
-    return batch * per_voxel * math.prod(tile) * PASS_OVER_COUNT
-
-
 def choose_tile(
     model: Predictor,
     shape: tuple[int, int, int],
@@ -146,9 +136,7 @@ def choose_tile(
         read = window if whole_yx is None else math.prod(
             min(w, max(s, u) + 2 * u) for w, s, u in zip(whole_yx, shape[1:], t[1:], strict=True))  # fmt: skip
         row_bytes = (2 * n_out * window + 2.5 * read) * 4 * t[0]
-        return (
-            b * per_voxel * t[0] * t[1] * t[2] * PASS_OVER_COUNT * retained + row_bytes + 300e6
-        )  # + weights, libraries
+        return b * per_voxel * t[0] * t[1] * t[2] * 1.3 * retained + row_bytes + 300e6  # + weights, libraries
 
     def cheapest(floor: list[int]) -> tuple[int, int, int] | None:
         # voxels computed along each axis for each candidate length (the grid is a product of per-axis grids)
@@ -306,9 +294,6 @@ def predict_volume(
     # fresh ones join at the back, so rolling the buffer never copies the row
     plane = (n_out, wy.stop - wy.start, wx.stop - wx.start)
     acc = [np.zeros(plane, np.float32) for _ in range(tile[0])]
-    # the kept free blocks go back to the system when the next pass might no longer fit under the memory limit
-    # (a tuned allocator's resident size otherwise creeps above the budget from pass to pass)
-    guard = HeapGuard(cfg.memory_limit_gb * 1024**3 - pass_bytes(model, tile, batch, 2 if dtype is not None else 4))
     done = 0
     for k, z0 in enumerate(rows):
         z1 = z0 + tile[0]
@@ -333,8 +318,6 @@ def predict_volume(
                 pw = p[:, :, ty, tx] * w[:, ty, tx]
                 for dz in range(pw.shape[1]):
                     acc[dz][:, oy, ox] += pw[:, dz]
-            del inp, pred, p, pw
-            guard()
             done += len(chunk)
             if progress is not None:
                 progress(done, total)
@@ -349,7 +332,7 @@ def predict_volume(
         acc.extend(np.zeros(plane, np.float32) for _ in range(final))
     return {
         "tile": list(tile), "batch": batch, "tiles": len(grid), "overlap": [round(o, 4) for o in plan["overlap"]],
-        "trim": list(plan["trim"]), "heap_trims": guard.trims,
+        "trim": list(plan["trim"]),
         "device": str(device), "precision": precision_name(dtype), "precision_requested": cfg.precision,
     }  # fmt: skip
 

@@ -18,7 +18,7 @@ import ctypes.util
 import os
 import sys
 
-__all__ = ["RETAINED", "HeapGuard", "resident_bytes", "tune_allocator"]
+__all__ = ["RETAINED", "tune_allocator"]
 
 # Peak resident memory of the activations grows by this factor while freed blocks are kept: measured +12 % for
 # training steps and, for prediction (fnet, 64×512×512, 2 GB limit), +60 % in fp32 and +45 % in bf16
@@ -28,12 +28,11 @@ RETAINED = 1.6
 _M_TRIM_THRESHOLD = -1
 _M_MMAP_THRESHOLD = -3
 _done: bool | None = None
-_libc: ctypes.CDLL | None = None
 
 
 def tune_allocator() -> bool:
     """Keep freed large blocks for reuse (glibc only; once per process). Returns whether it is in effect."""
-    global _done, _libc
+    global _done
     if _done is not None:
         return _done
     _done = False
@@ -50,41 +49,4 @@ def tune_allocator() -> bool:
     mmap_ok = any(mallopt(_M_MMAP_THRESHOLD, v) == 1 for v in (1 << 30, 1 << 25))
     trim_ok = mallopt(_M_TRIM_THRESHOLD, (1 << 31) - 1) == 1
     _done = mmap_ok and trim_ok
-    _libc = libc if _done else None
     return _done
-
-
-def resident_bytes() -> int | None:
-    """The process's resident size now (Linux ``/proc/self/statm``); None where it cannot be read."""
-    try:
-        with open("/proc/self/statm", "rb") as fh:
-            return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-    except (OSError, ValueError, IndexError):
-        return None
-
-
-class HeapGuard:
-    """Give the kept free blocks back to the system whenever the resident size has passed ``limit_bytes``.
-
-    With :func:`tune_allocator` in effect the heap keeps every block it has freed, and blocks of one size cannot
-    serve requests of another, so over many passes the resident size creeps above what a budget counted (2.2-3.1x
-    the counted activations, not repeatable from one process to the next). Called between passes, this returns
-    the free blocks (glibc ``malloc_trim``) only when the creep has reached the limit: the next pass then
-    page-faults its blocks in again, as without the tuning, and otherwise nothing changes. ``trims`` counts them.
-    A no-op where the allocator is not tuned.
-    """
-
-    def __init__(self, limit_bytes: float) -> None:
-        self.limit = limit_bytes
-        self.trims = 0
-        self._trim = getattr(_libc, "malloc_trim", None) if _done else None
-        if self._trim is not None:
-            self._trim.argtypes = [ctypes.c_size_t]
-
-    def __call__(self) -> None:
-        if self._trim is None:
-            return
-        rss = resident_bytes()
-        if rss is not None and rss > self.limit:
-            self._trim(0)
-            self.trims += 1
