@@ -33,6 +33,27 @@ def test_percentile_normalize_with_and_without_clip() -> None:
         percentile_normalize(data, low=50, high=10)
 
 
+def test_normalizing_a_lazy_array_computes_it_once_with_the_same_result() -> None:
+    """A Dask array is computed once (not once for the statistics and again for the output), and the result is
+    the one for the same values in memory."""
+    import dask
+    import dask.array as da
+
+    data = np.random.default_rng(0).normal(3.0, 2.0, size=(4, 30, 30))
+    lazy = da.from_array(data, chunks=(2, 15, 15))
+    for fn in (zscore, percentile_normalize):
+        calls: list[int] = []
+
+        def counting_get(dsk, keys, calls=calls, **kw):  # type: ignore[no-untyped-def]
+            calls.append(1)
+            return dask.get(dsk, keys, **kw)
+
+        with dask.config.set(scheduler=counting_get):
+            out = fn(lazy)
+        assert len(calls) == 1, fn.__name__
+        np.testing.assert_array_equal(out, fn(data))
+
+
 def test_crop_or_pad_centered() -> None:
     a = np.arange(5 * 6).reshape(5, 6)
     out = crop_or_pad(a, (3, 8))
