@@ -80,6 +80,30 @@ def test_stop_at_ends_a_run_where_a_time_budget_did_without_changing_its_schedul
         _cfg(tmp_path, iterations=4, stop_at=5)
 
 
+def test_weight_averaging_ends_with_the_mean_of_the_steps_weights_and_survives_a_resume(tmp_path: Path) -> None:
+    """``average_from``: the model is the mean of the weights after each step from that one on (batch-norm
+    statistics included), found here from the same 5-step run stopped at each step; a killed run resumes to it."""
+    runs = [pretrain_labelfree(_cfg(tmp_path / f"s{k}", iterations=5, stop_at=k)) for k in (3, 4, 5)]
+    states = [r.model.network.state_dict() for r in runs]
+    averaged = pretrain_labelfree(_cfg(tmp_path / "avg", iterations=5, average_from=3))
+    avg = averaged.model.network.state_dict()
+    floating = [k for k in avg if avg[k].is_floating_point()]
+    assert any("running_var" in k for k in floating)
+    for k in floating:
+        torch.testing.assert_close(avg[k], sum(s[k] for s in states) / 3, rtol=1e-5, atol=1e-6)
+    assert any(not torch.allclose(avg[k], states[-1][k]) for k in floating)  # not the last step's weights
+    saved = LabelFreeModel.load(averaged.folder).network.state_dict()
+    assert all(torch.equal(saved[k], avg[k]) for k in floating)
+    assert averaged.summary["validation"]["step"] == 5  # the last validation is the average's
+    assert averaged.summary["validation"]["val_loss"] != runs[-1].summary["validation"]["val_loss"]
+    killed = _cfg(tmp_path / "k", iterations=5, average_from=3, checkpoint_every=1)
+    pretrain_labelfree(killed, stop_after=4)  # its checkpoint holds the average of steps 3 and 4
+    resumed = pretrain_labelfree(killed).model.network.state_dict()
+    assert all(torch.equal(resumed[k], avg[k]) for k in floating)
+    with pytest.raises(ValueError, match="nothing would be averaged"):
+        _cfg(tmp_path, iterations=4, average_from=5)
+
+
 def test_a_2d_pretrain_trains_on_planes(tmp_path: Path) -> None:
     res = pretrain_labelfree(_cfg(tmp_path, two_d=True, patch_size=(1, 16, 16), iterations=2))
     assert res.model.is_2d and res.model.patch_size == (1, 16, 16)

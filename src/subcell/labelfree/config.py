@@ -189,6 +189,10 @@ class PretrainConfig(BaseModel):
     )  # fmt: skip
     lr: float = Field(2e-3, gt=0, le=1)
     lr_schedule: Literal["constant", "cosine"] = "cosine"
+    average_from: int | None = Field(
+        None, ge=1, description="end with the average of the weights of every step from this one on (stochastic "
+        "weight averaging) instead of the last step's"
+    )  # fmt: skip
     foreground_fraction: float = Field(0.7, ge=0, le=1)
     augment: AugmentConfig = Field(default_factory=AugmentConfig)
     val_patches: int = Field(16, ge=1)
@@ -216,6 +220,9 @@ class PretrainConfig(BaseModel):
     def _stop(self) -> PretrainConfig:
         if self.stop_at is not None and self.stop_at > self.iterations:
             raise ValueError(f"stop_at {self.stop_at} is beyond iterations {self.iterations}")
+        if self.average_from is not None and self.average_from > (self.stop_at or self.iterations):
+            raise ValueError(f"average_from {self.average_from} is beyond the run's last step "
+                             f"{self.stop_at or self.iterations}: nothing would be averaged")  # fmt: skip
         return self
 
     @field_validator("randomization")

@@ -109,11 +109,12 @@ def save_checkpoint(
     rng: np.random.Generator,
     ctx: DistributedContext,
     run_key: str | None = None,
-    best_state: dict[str, torch.Tensor] | None = None,
+    kept: dict[str, dict[str, torch.Tensor]] | None = None,
 ) -> None:
     """Write ``folder/checkpoint.safetensors`` + ``checkpoint.json`` (rank 0) and ``rng-rank{r}.json`` (each rank).
 
-    ``best_state``: the weights ``keep_best`` holds (stored beside the model's, so a resumed run keeps them)."""
+    ``kept``: further weights the run holds, by name (``best``: those ``keep_best`` keeps; ``average``: the running
+    average of ``average_from``), stored beside the model's under ``NAME.``, so a resumed run keeps them."""
     from safetensors.torch import save_file
 
     folder.mkdir(parents=True, exist_ok=True)
@@ -128,7 +129,8 @@ def save_checkpoint(
         tensors = {f"model.{k}": v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
         opt_tensors, opt_meta = _flatten_optimizer(optimizer.state_dict())
         tensors.update(opt_tensors)
-        tensors.update({f"best.{k}": v.contiguous() for k, v in (best_state or {}).items()})
+        for name, state in (kept or {}).items():
+            tensors.update({f"{name}.{k}": v.contiguous() for k, v in state.items()})
         tmp = folder / ".checkpoint.safetensors.tmp"
         save_file(tensors, str(tmp))
         meta = {"step": step, "optimizer": opt_meta, "history": history.to_json(), "world_size": ctx.world_size,
@@ -147,11 +149,11 @@ def load_checkpoint(
     rng: np.random.Generator,
     ctx: DistributedContext,
     run_key: str | None = None,
-    best_state: dict[str, torch.Tensor] | None = None,
+    kept: dict[str, dict[str, torch.Tensor]] | None = None,
 ) -> tuple[int, History]:
     """Restore model, optimizer and random states; returns (step, history). A checkpoint written by a run with
-    another ``run_key`` (another configuration) is refused. ``best_state`` (a dict) receives the weights kept by
-    ``keep_best`` if the checkpoint holds any."""
+    another ``run_key`` (another configuration) is refused. Each dict of ``kept`` receives the weights stored under
+    its name (see :func:`save_checkpoint`) if the checkpoint holds any."""
     from safetensors.torch import load_file
 
     meta_path = folder / "checkpoint.json"
@@ -182,13 +184,45 @@ def load_checkpoint(
     except RuntimeError as exc:
         raise InputFileError(f"checkpoint does not fit this model ({str(exc).splitlines()[0]})", path=folder) from None
     optimizer.load_state_dict(_unflatten_optimizer(tensors, meta["optimizer"]))
-    if best_state is not None:
-        best_state.update({k[len("best.") :]: v for k, v in tensors.items() if k.startswith("best.")})
+    for name, state in (kept or {}).items():
+        state.update({k[len(name) + 1 :]: v for k, v in tensors.items() if k.startswith(f"{name}.")})
     rng.bit_generator.state = rng_state["numpy"]
     torch.set_rng_state(torch.tensor(rng_state["torch"], dtype=torch.uint8))
     if rng_state["cuda"] and torch.cuda.is_available():
         torch.cuda.set_rng_state_all([torch.tensor(s, dtype=torch.uint8) for s in rng_state["cuda"]])
     return int(meta["step"]), History.from_json(meta["history"])
+
+
+class WeightAverage:
+    """Uniform running average of a model's floating-point state from step ``start`` on (``fit(average_from=)``).
+
+    A dict of tensors rather than ``torch.optim.swa_utils.AveragedModel``: that one deep-copies the module and keeps
+    its count in a buffer, while the checkpoint already stores named dicts of tensors (as for ``keep_best``) and the
+    count follows from the step, so resuming needs nothing else. Integer buffers (batch counts) keep the last value.
+    """
+
+    def __init__(self, start: int | None) -> None:
+        if start is not None and start < 1:
+            raise ValueError(f"average_from must be a step >= 1, got {start}")
+        self.start = start
+        self.state: dict[str, torch.Tensor] = {}
+
+    def add(self, model: torch.nn.Module, step: int) -> None:
+        if self.start is None or step < self.start:
+            return
+        n = step - self.start + 1  # weights averaged so far, this step's included
+        with torch.no_grad():
+            for k, v in model.state_dict().items():
+                if n == 1 or k not in self.state or not v.is_floating_point():
+                    self.state[k] = v.detach().to("cpu", torch.float32 if v.is_floating_point() else v.dtype,
+                                                  copy=True)  # fmt: skip
+                else:
+                    self.state[k] += (v.detach().to("cpu", torch.float32) - self.state[k]) / n
+
+    def load_into(self, model: torch.nn.Module) -> None:
+        """Put the average into ``model`` (nothing when no step was averaged)."""
+        if self.state:
+            model.load_state_dict(self.state)
 
 
 def fit(
@@ -214,6 +248,7 @@ def fit(
     step_loss: Callable[[torch.nn.Module, tuple[torch.Tensor, ...], int], torch.Tensor] | None = None,
     run_key: str | None = None,
     keep_best: str | None = None,
+    average_from: int | None = None,
 ) -> History:
     """Train ``model`` for ``iterations`` optimizer steps.
 
@@ -249,18 +284,27 @@ def fit(
         step of a fresh run (a fine-tuning's initial model is a candidate too), and the model ends with the weights
         of the best validation, not the last (``history.best`` names its step). Needs ``validate``; on rank 0 (the
         one that validates and saves); kept in checkpoints, so resuming keeps it.
+    average_from : int, optional
+        End with the uniform average of the weights after every step from this one on (stochastic weight
+        averaging; batch-norm running statistics averaged alike) instead of the last step's. The last validation
+        and checkpoint see the average; the running average is kept in checkpoints, so resuming ends the same.
+        Not with ``keep_best``.
     """
     ctx = ctx or DistributedContext()
     if device.type == "cpu":
         tune_allocator()
     if keep_best is not None and validate is None:
         raise ValueError("keep_best needs validate (validation data)")
+    if keep_best is not None and average_from is not None:
+        raise ValueError("keep_best and average_from exclude each other (the best weights or their average)")
     history = History()
     start = 0
     best_state: dict[str, torch.Tensor] = {}
+    average = WeightAverage(average_from)
+    kept = {"best": best_state, "average": average.state}
     if resume and checkpoint_dir is not None and (checkpoint_dir / "checkpoint.json").exists():
         start, history = load_checkpoint(checkpoint_dir, model=model, optimizer=optimizer, rng=rng, ctx=ctx,
-                                         run_key=run_key, best_state=best_state)  # fmt: skip
+                                         run_key=run_key, kept=kept)  # fmt: skip
 
     def consider(val: dict[str, float], step: int) -> None:
         """Keep the weights if this validation is the best so far (rank 0, ``keep_best``)."""
@@ -310,11 +354,14 @@ def fit(
             loss.backward()
             optimizer.step()
         value = ctx.mean(float(loss.detach()))
+        average.add(model, step)
         elapsed = time.perf_counter() - t0
         history.train.append({"step": step, "loss": value, "seconds": elapsed})
         val = None
         out_of_time = max_seconds is not None and ctx.mean(float(elapsed > max_seconds)) > 0
         last = step == iterations or out_of_time
+        if last:
+            average.load_into(model)
         if validate is not None and ((validate_every and step % validate_every == 0) or last):
             val = validate(model) if ctx.is_main else {}
             if ctx.is_main:
@@ -323,7 +370,7 @@ def fit(
         if checkpoint_dir is not None and ((checkpoint_every and step % checkpoint_every == 0) or last):
             save_checkpoint(
                 checkpoint_dir, model=model, optimizer=optimizer, step=step, history=history, rng=rng, ctx=ctx,
-                run_key=run_key, best_state=best_state or None,
+                run_key=run_key, kept={k: v for k, v in kept.items() if v},
             )  # fmt: skip
         if on_step is not None and ctx.is_main:
             on_step(StepInfo(step=step, total=iterations, loss=value, elapsed_s=elapsed, validation=val))
