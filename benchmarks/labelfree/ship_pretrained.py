@@ -103,7 +103,9 @@ def card(folder: str, meta: dict, names: dict, synthetic: dict, real: dict, code
               "these models as an initialisation and fine-tune on a few real stacks (`labelfree train ... init=NAME`),",
               "not as a finished predictor for real data. Phase-contrast or DIC optics and very different cell types",
               "are outside what was simulated.",
-              f"Code: the generator and recipe of subcell commit {code_commit} reproduce these weights.",
+              f"Code: the generator and recipe of subcell commit {code_commit} made these weights. The same seed",
+              "gives the same run on the same kind of CPU; another CPU's kernels round differently and make another",
+              "run of the same recipe (benchmarks/labelfree/results.md, 'Weight averaging').",
               ""]  # fmt: skip
     return "\n".join(lines)
 
