@@ -96,12 +96,26 @@ def test_weight_averaging_ends_with_the_mean_of_the_steps_weights_and_survives_a
     assert all(torch.equal(saved[k], avg[k]) for k in floating)
     assert averaged.summary["validation"]["step"] == 5  # the last validation is the average's
     assert averaged.summary["validation"]["val_loss"] != runs[-1].summary["validation"]["val_loss"]
+    assert averaged.summary["averaged"] == {"from": 3, "steps": 3}
+    assert LabelFreeModel.load(averaged.folder).training["averaged"] == {"from": 3, "steps": 3}
+    assert runs[-1].summary["averaged"] is None
     killed = _cfg(tmp_path / "k", iterations=5, average_from=3, checkpoint_every=1)
     pretrain_labelfree(killed, stop_after=4)  # its checkpoint holds the average of steps 3 and 4
     resumed = pretrain_labelfree(killed).model.network.state_dict()
     assert all(torch.equal(resumed[k], avg[k]) for k in floating)
     with pytest.raises(ValueError, match="nothing would be averaged"):
         _cfg(tmp_path, iterations=4, average_from=5)
+
+
+def test_a_time_budget_that_ends_a_run_before_averaging_starts_says_so(tmp_path: Path) -> None:
+    """A run stopped by ``max_minutes`` before ``average_from`` keeps the last step's weights: it warns and its
+    summary records that no step was averaged, instead of passing the last weights off as an average."""
+    with pytest.warns(UserWarning, match="before average_from=3"):
+        early = pretrain_labelfree(_cfg(tmp_path / "b", iterations=5, average_from=3, max_minutes=1e-9))
+    assert early.summary["steps"] == 1 and early.summary["averaged"] == {"from": 3, "steps": 0}
+    one = pretrain_labelfree(_cfg(tmp_path / "one", iterations=5, stop_at=1)).model.network.state_dict()
+    got = early.model.network.state_dict()
+    assert all(torch.equal(got[k], one[k]) for k in got)  # the last (only) step's weights
 
 
 def test_a_2d_pretrain_trains_on_planes(tmp_path: Path) -> None:

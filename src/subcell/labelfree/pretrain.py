@@ -192,6 +192,8 @@ def pretrain_labelfree(
         "fields_generated": stream.generated,
         "final_loss": float(np.mean([h["loss"] for h in history.train[-20:]])) if history.train else None,
         "validation": history.validation[-1] if history.validation else None,
+        # the weights are the mean of this many steps' (from step "from" on); None: the last step's weights
+        "averaged": history.averaged,
         "device": str(device),
         "precision": str(dtype or "fp32"),
         # a target's normalisation on a real image is unknown; 0/1 masks are thresholded at 0.5 of this scale

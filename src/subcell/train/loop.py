@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -47,9 +48,12 @@ class History:
     in_sync: bool = True
     interrupted: bool = False  # stopped by ``stop_after`` (as if killed): no final checkpoint, not finished
     best: dict[str, float] | None = None  # with ``keep_best``: the validation row whose weights the model ends with
+    # with ``average_from``: {"from": first step averaged, "steps": how many steps' weights the model ends with the
+    # mean of (0 when the run ended before that step: the model has the last step's weights)}
+    averaged: dict[str, int] | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return {"train": self.train, "validation": self.validation, "best": self.best}
+        return {"train": self.train, "validation": self.validation, "best": self.best, "averaged": self.averaged}
 
     def to_csv(self) -> str:
         """One line per step: loss, seconds, and the validation metrics where they were computed."""
@@ -66,7 +70,12 @@ class History:
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> History:
-        return cls(train=list(d.get("train", [])), validation=list(d.get("validation", [])), best=d.get("best"))
+        return cls(
+            train=list(d.get("train", [])),
+            validation=list(d.get("validation", [])),
+            best=d.get("best"),
+            averaged=d.get("averaged"),
+        )
 
 
 def _write_atomic(path: Path, data: bytes) -> None:
@@ -219,10 +228,19 @@ class WeightAverage:
                 else:
                     self.state[k] += (v.detach().to("cpu", torch.float32) - self.state[k]) / n
 
-    def load_into(self, model: torch.nn.Module) -> None:
-        """Put the average into ``model`` (nothing when no step was averaged)."""
-        if self.state:
-            model.load_state_dict(self.state)
+    def load_into(self, model: torch.nn.Module, step: int) -> dict[str, int] | None:
+        """Put the average of the steps up to ``step`` into ``model``; returns ``{"from", "steps"}`` (what
+        ``History.averaged`` records), ``None`` without averaging. A run that ended before ``start`` keeps its last
+        weights, with a warning: a time budget can end a run early, and the weights must not change meaning silently.
+        """
+        if self.start is None:
+            return None
+        if not self.state:
+            warnings.warn(f"the run ended at step {step}, before average_from={self.start}: the model has the last "
+                          "step's weights, not an average", stacklevel=3)  # fmt: skip
+            return {"from": self.start, "steps": 0}
+        model.load_state_dict(self.state)
+        return {"from": self.start, "steps": step - self.start + 1}
 
 
 def fit(
@@ -361,7 +379,7 @@ def fit(
         out_of_time = max_seconds is not None and ctx.mean(float(elapsed > max_seconds)) > 0
         last = step == iterations or out_of_time
         if last:
-            average.load_into(model)
+            history.averaged = average.load_into(model, step)
         if validate is not None and ((validate_every and step % validate_every == 0) or last):
             val = validate(model) if ctx.is_main else {}
             if ctx.is_main:
