@@ -240,3 +240,27 @@ def test_keep_best_is_exact_across_a_resume_and_needs_validation_images(
     with pytest.raises(ValueRangeError, match="keep: best needs validation images") as err:
         train_labelfree(no_val)
     assert err.value.field == "keep" and "\n" not in str(err.value) and not (tmp_path / "n").exists()
+
+
+def test_average_from_ends_a_fine_tune_with_the_mean_of_its_last_steps_weights(
+    paired_dataset: Path, learnt_model: Path, tmp_path: Path
+) -> None:
+    """``average_from``: the model is the mean of the weights after steps 4, 5 and 6, found from the same fine-tune
+    ended at each of those steps (a constant rate, so a shorter run is the longer one's start)."""
+    cfg = {"init": str(learnt_model), "lr": 3e-3, "lr_schedule": "constant", "validate_every": 6}
+    ends = [train_labelfree(tiny_config(paired_dataset, tmp_path / f"e{k}", iterations=k, **cfg)) for k in (4, 5, 6)]
+    states = [e.model.network.state_dict() for e in ends]
+    averaged = train_labelfree(tiny_config(paired_dataset, tmp_path / "avg", iterations=6, average_from=4, **cfg))
+    got = averaged.model.network.state_dict()
+    floating = [k for k in got if got[k].is_floating_point()]
+    for k in floating:
+        torch.testing.assert_close(got[k], sum(s[k] for s in states) / 3, rtol=1e-5, atol=1e-6)
+    assert any(not torch.allclose(got[k], states[-1][k]) for k in floating)
+    assert averaged.summary["averaged"] == {"from": 4, "steps": 3} and ends[-1].summary["averaged"] is None
+    saved = LabelFreeModel.load(tmp_path / "avg")
+    assert saved.training["averaged"] == {"from": 4, "steps": 3}
+    assert all(torch.equal(saved.network.state_dict()[k], got[k]) for k in floating)
+    with pytest.raises(ValueError, match="nothing would be averaged"):
+        tiny_config(paired_dataset, tmp_path / "x", iterations=6, average_from=7)
+    with pytest.raises(ValueError, match="keep: best and average_from exclude each other"):
+        tiny_config(paired_dataset, tmp_path / "x", keep="best", average_from=2)

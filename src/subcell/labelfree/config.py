@@ -87,6 +87,11 @@ class TrainConfig(BaseModel):
         "starting weights included, so a fine-tune that only got worse keeps its initial model); best needs "
         "validation images",
     )
+    average_from: int | None = Field(
+        None, ge=1, description="end with the average of the weights of every step from this one on (stochastic "
+        "weight averaging) instead of the last step's; a time budget that ends the run first keeps the last, with a "
+        "warning"
+    )  # fmt: skip
     val_patches: int = Field(8, ge=1)
     validate_every: int = Field(200, ge=1)
     checkpoint_every: int = Field(200, ge=1)
@@ -126,6 +131,11 @@ class TrainConfig(BaseModel):
             raise ValueError(f"config version {self.version} is not supported (expected {CONFIG_VERSION})")
         if self.betas[0] >= 1 or self.betas[1] >= 1 or min(self.betas) < 0:
             raise ValueError(f"betas must lie in [0, 1), got {self.betas}")
+        if self.average_from is not None and self.average_from > self.iterations:
+            raise ValueError(f"average_from {self.average_from} is beyond the run's last step {self.iterations}: "
+                             "nothing would be averaged")  # fmt: skip
+        if self.average_from is not None and self.keep == "best":
+            raise ValueError("keep: best and average_from exclude each other (the best weights or their average)")
         return self
 
 

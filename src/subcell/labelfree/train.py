@@ -301,6 +301,7 @@ def train_labelfree(
         lr_at=lr_at,
         max_seconds=cfg.max_minutes * 60 if cfg.max_minutes else None,
         keep_best="val_loss" if cfg.keep == "best" else None,
+        average_from=cfg.average_from,
     )
     steps = history.train[-1]["step"] if history.train else 0
     seconds = history.train[-1]["seconds"] if history.train else 0.0
@@ -310,6 +311,7 @@ def train_labelfree(
         "final_loss": float(np.mean([h["loss"] for h in history.train[-20:]])) if history.train else None,
         "validation": history.validation[-1] if history.validation else None,
         "kept": history.best if cfg.keep == "best" else "last",
+        "averaged": history.averaged,  # with average_from: the steps whose weights the model is the mean of
         "device": str(device),
         "precision": str(dtype or "fp32"),
         "world_size": ctx.world_size,
