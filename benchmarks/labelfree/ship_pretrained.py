@@ -60,6 +60,14 @@ def synthetic_check(model: object, two_d: bool, seeds: range) -> dict[str, dict[
             for k, v in per.items()}  # fmt: skip
 
 
+def _averaging_line(avg: dict | None) -> list[str]:
+    if not avg or not avg["steps"]:
+        return []
+    last = avg["from"] + avg["steps"] - 1
+    return [f"- **Weights**: the mean of the weights after each of steps {avg['from']}–{last} (weight averaging, "
+            "`average_from`), batch-norm statistics included"]  # fmt: skip
+
+
 def card(folder: str, meta: dict, names: dict, synthetic: dict, real: dict, code_commit: str) -> str:
     pre = meta["config"].get("pretrain", {})
     tr = meta["training"]
@@ -78,6 +86,7 @@ def card(folder: str, meta: dict, names: dict, synthetic: dict, real: dict, code
         f"- **Training**: {tr['steps']} steps in {tr['seconds'] / 60:.0f} min on {tr['device']} ({tr['precision']}); "
         f"reproduce with `subcell labelfree pretrain src/subcell/labelfree/pretrained/recipes/{folder}.yaml` "
         f"(seed {pre.get('seed')})",
+        *_averaging_line(tr.get("averaged")),
         "",
         "## Validation on held-out synthetic fields",
         "",
@@ -98,11 +107,12 @@ def card(folder: str, meta: dict, names: dict, synthetic: dict, real: dict, code
         lines.append("- not measured yet (run `benchmarks/labelfree/pretrained_real.py`)")
     lines += ["", "## Limits", "",
               "Trained on a simulator of hiPSC colonies under Köhler bright-field. The simulator is still told apart",
-              "from real Allen bright-field by a texture classifier (`benchmarks/synth/domain_gap.py`), and zero-shot",
-              "predictions on the real stacks above are far below what a model trained on real data reaches: use",
-              "these models as an initialisation and fine-tune on a few real stacks (`labelfree train ... init=NAME`),",
-              "not as a finished predictor for real data. Phase-contrast or DIC optics and very different cell types",
-              "are outside what was simulated.",
+              "from real Allen bright-field by a texture classifier (`benchmarks/synth/domain_gap.py`), and the",
+              "real-data scores above are far from a finished predictor (Dice near that of calling every cell voxel",
+              "nucleus on some stacks): check the predictions on your data. Fine-tuning on a few real stacks",
+              "(`labelfree train ... init=NAME`) adapts a model to them, but a few CPU-minutes of it did not beat",
+              "these weights on every Allen stack (benchmarks/labelfree/results.md). Phase-contrast or DIC optics",
+              "and very different cell types are outside what was simulated.",
               f"Code: the generator and recipe of subcell commit {code_commit} made these weights. The same seed",
               "gives the same run on the same kind of CPU; another CPU's kernels round differently and make another",
               "run of the same recipe (benchmarks/labelfree/results.md, 'Weight averaging').",
@@ -147,6 +157,13 @@ def main() -> None:
         model.save(dest, overwrite=True, half=True)
         meta = json.loads((dest / "model.json").read_text())
         meta["training"]["synthetic_check"] = synthetic
+        pre = meta["config"].get("pretrain", {})
+        if "averaged" not in meta["training"] and pre.get("average_from") and not pre.get("max_minutes"):
+            # runs made before the summary recorded it: a run without a time budget averaged to its last step
+            meta["training"]["averaged"] = {
+                "from": pre["average_from"],
+                "steps": meta["training"]["steps"] - pre["average_from"] + 1,
+            }
         (dest / "model.json").write_text(json.dumps(meta, indent=2))
         for extra in ("training_curve.png",):
             if (run / extra).exists():
