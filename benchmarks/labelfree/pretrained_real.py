@@ -12,7 +12,8 @@ inversion on (``augment: {flip_z: true, invert_input: true}``), *finetune_lr1e-4
 (``freeze_encoder``; the encoder's batch-norm statistics still adapt to the new data), *finetune_best* ends with
 the weights of the lowest validation loss, the initial model's included (``keep: best``; mcf7, which has validation
 tiles), *finetune_average* and *scratch_average* end with the mean of the weights from step ``AVERAGE_FROM`` on
-(``average_from``, stochastic weight averaging). Scores inside the segmented cells of the held-out stack: Pearson r between prediction and mask, and Dice of
+(``average_from``, stochastic weight averaging), *finetune_bn_frozen* keeps the initial model's batch-norm
+statistics (``norm_statistics: frozen``). Scores inside the segmented cells of the held-out stack: Pearson r between prediction and mask, and Dice of
 the prediction thresholded by Otsu inside the cells (the same rule for every arm, no threshold fitted to labels).
 
 ``mcf7``: 2D bright-field → Hoechst, 18 train / 2 val / 4 test tiles (the split of ``real_data.py``). Arms as above
@@ -61,6 +62,7 @@ FINETUNE: dict[str, dict[str, object]] = {
     "finetune_frozen": {"freeze_encoder": True},
     "finetune_best": {"keep": "best"},  # needs validation images: mcf7 only (allen trains on every other stack)
     "finetune_average": {"average_from": AVERAGE_FROM},
+    "finetune_bn_frozen": {"norm_statistics": "frozen"},
 }
 # Scratch variants: arm name -> TrainConfig overrides on top of the scratch arm's.
 SCRATCH: dict[str, dict[str, object]] = {"scratch": {}, "scratch_average": {"average_from": AVERAGE_FROM}}

@@ -264,3 +264,20 @@ def test_average_from_ends_a_fine_tune_with_the_mean_of_its_last_steps_weights(
         tiny_config(paired_dataset, tmp_path / "x", iterations=6, average_from=7)
     with pytest.raises(ValueError, match="keep: best and average_from exclude each other"):
         tiny_config(paired_dataset, tmp_path / "x", keep="best", average_from=2)
+
+
+def test_frozen_norm_statistics_keep_the_initial_models_and_still_train_the_weights(
+    paired_dataset: Path, learnt_model: Path, tmp_path: Path
+) -> None:
+    start = LabelFreeModel.load(learnt_model).network.state_dict()
+    cfg = {"init": str(learnt_model), "iterations": 4, "validate_every": 4}
+    frozen = train_labelfree(tiny_config(paired_dataset, tmp_path / "f", norm_statistics="frozen", **cfg))
+    adapt = train_labelfree(tiny_config(paired_dataset, tmp_path / "a", **cfg))
+    f, a = frozen.model.network.state_dict(), adapt.model.network.state_dict()
+    stats = [k for k in start if k.endswith(("running_mean", "running_var", "num_batches_tracked"))]
+    assert stats and all(torch.equal(f[k], start[k]) for k in stats)  # never updated
+    assert not all(torch.equal(a[k], start[k]) for k in stats)  # the default follows the training images
+    weights = [k for k in start if k.endswith("weight")]
+    assert not all(torch.equal(f[k], start[k]) for k in weights)  # the weights still train
+    with pytest.raises(ValueError, match="norm_statistics: frozen needs init"):
+        tiny_config(paired_dataset, tmp_path / "x", norm_statistics="frozen")

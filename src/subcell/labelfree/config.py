@@ -63,6 +63,10 @@ class TrainConfig(BaseModel):
         "network, voxel size and normalization come from it",
     )
     freeze_encoder: bool = Field(False, description="with init: train only the decoder (the encoder's weights stay)")
+    norm_statistics: Literal["adapt", "frozen"] = Field(
+        "adapt", description="with init: batch-norm running statistics follow the training images (adapt) or stay "
+        "the initial model's, used as they are while training (frozen)"
+    )  # fmt: skip
     encoder_lr_scale: float = Field(
         1.0, ge=0, le=10, description="learning rate of the encoder relative to the decoder (layer-wise rates)"
     )
@@ -134,6 +138,8 @@ class TrainConfig(BaseModel):
         if self.average_from is not None and self.average_from > self.iterations:
             raise ValueError(f"average_from {self.average_from} is beyond the run's last step {self.iterations}: "
                              "nothing would be averaged")  # fmt: skip
+        if self.norm_statistics == "frozen" and self.init is None:
+            raise ValueError("norm_statistics: frozen needs init (a model whose statistics to keep)")
         if self.average_from is not None and self.keep == "best":
             raise ValueError("keep: best and average_from exclude each other (the best weights or their average)")
         return self

@@ -302,6 +302,7 @@ def train_labelfree(
         max_seconds=cfg.max_minutes * 60 if cfg.max_minutes else None,
         keep_best="val_loss" if cfg.keep == "best" else None,
         average_from=cfg.average_from,
+        freeze_norm_statistics=cfg.norm_statistics == "frozen",
     )
     steps = history.train[-1]["step"] if history.train else 0
     seconds = history.train[-1]["seconds"] if history.train else 0.0

@@ -267,6 +267,7 @@ def fit(
     run_key: str | None = None,
     keep_best: str | None = None,
     average_from: int | None = None,
+    freeze_norm_statistics: bool = False,
 ) -> History:
     """Train ``model`` for ``iterations`` optimizer steps.
 
@@ -307,6 +308,10 @@ def fit(
         averaging; batch-norm running statistics averaged alike) instead of the last step's. The last validation
         and checkpoint see the average; the running average is kept in checkpoints, so resuming ends the same.
         Not with ``keep_best``.
+    freeze_norm_statistics : bool
+        Keep every batch-norm layer in eval mode while training: it normalises with the starting running statistics
+        and never updates them (fine-tuning a model whose statistics should not follow a few new images); the
+        weights, affine parameters included, still train.
     """
     ctx = ctx or DistributedContext()
     if device.type == "cpu":
@@ -349,6 +354,10 @@ def fit(
     t0 = time.perf_counter()
     for done_here, step in enumerate(range(start + 1, iterations + 1), start=1):
         train_model.train()
+        if freeze_norm_statistics:
+            for m in model.modules():
+                if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+                    m.eval()
         if lr_at is not None:
             for group in optimizer.param_groups:  # a group's "lr_scale" (layer-wise rates) multiplies the schedule
                 group["lr"] = lr_at(step) * group.get("lr_scale", 1.0)
