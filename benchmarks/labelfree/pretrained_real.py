@@ -13,8 +13,9 @@ inversion on (``augment: {flip_z: true, invert_input: true}``), *finetune_lr1e-4
 the weights of the lowest validation loss, the initial model's included (``keep: best``; mcf7, which has validation
 tiles), *finetune_average* and *scratch_average* end with the mean of the weights from step ``AVERAGE_FROM`` on
 (``average_from``, stochastic weight averaging), *finetune_bn_frozen* keeps the initial model's batch-norm
-statistics (``norm_statistics: frozen``). Scores inside the segmented cells of the held-out stack: Pearson r between prediction and mask, and Dice of
-the prediction thresholded by Otsu inside the cells (the same rule for every arm, no threshold fitted to labels).
+statistics (``norm_statistics: frozen``). Scores inside the segmented cells of the held-out stack: Pearson r between
+prediction and mask, and Dice of the prediction thresholded by Otsu inside the cells (the same rule for every arm, no
+threshold fitted to labels).
 
 ``mcf7``: 2D bright-field → Hoechst, 18 train / 2 val / 4 test tiles (the split of ``real_data.py``). Arms as above
 with the shipped ``dna-2d`` model. Scores per test tile: Pearson r with Hoechst and Dice of the Otsu-thresholded

@@ -281,3 +281,9 @@ def test_frozen_norm_statistics_keep_the_initial_models_and_still_train_the_weig
     assert not all(torch.equal(f[k], start[k]) for k in weights)  # the weights still train
     with pytest.raises(ValueError, match="norm_statistics: frozen needs init"):
         tiny_config(paired_dataset, tmp_path / "x", norm_statistics="frozen")
+    group = tmp_path / "group"  # a model without batch norm has no statistics to keep: refused, nothing written
+    train_labelfree(tiny_config(paired_dataset, group, iterations=1,
+                                network={"preset": "resunet", "depth": 1, "base_channels": 4, "norm": "group"}))  # fmt: skip
+    with pytest.raises(ValueRangeError, match="no batch-norm statistics to keep") as err:
+        train_labelfree(tiny_config(paired_dataset, tmp_path / "g2", init=str(group), norm_statistics="frozen"))
+    assert err.value.field == "norm_statistics" and "\n" not in str(err.value) and not (tmp_path / "g2").exists()

@@ -30,6 +30,13 @@ class AugmentConfig(BaseModel):
     )  # fmt: skip
 
 
+def _check_average_from(average_from: int | None, last_step: int) -> None:
+    """``average_from`` of a training or pretraining config must be a step the run reaches."""
+    if average_from is not None and average_from > last_step:
+        raise ValueError(f"average_from {average_from} is beyond the run's last step {last_step}: nothing would be "
+                         "averaged")  # fmt: skip
+
+
 class TrainConfig(BaseModel):
     """Everything ``subcell labelfree train`` needs; saved resolved inside the model folder.
 
@@ -135,9 +142,7 @@ class TrainConfig(BaseModel):
             raise ValueError(f"config version {self.version} is not supported (expected {CONFIG_VERSION})")
         if self.betas[0] >= 1 or self.betas[1] >= 1 or min(self.betas) < 0:
             raise ValueError(f"betas must lie in [0, 1), got {self.betas}")
-        if self.average_from is not None and self.average_from > self.iterations:
-            raise ValueError(f"average_from {self.average_from} is beyond the run's last step {self.iterations}: "
-                             "nothing would be averaged")  # fmt: skip
+        _check_average_from(self.average_from, self.iterations)
         if self.norm_statistics == "frozen" and self.init is None:
             raise ValueError("norm_statistics: frozen needs init (a model whose statistics to keep)")
         if self.average_from is not None and self.keep == "best":
@@ -236,9 +241,7 @@ class PretrainConfig(BaseModel):
     def _stop(self) -> PretrainConfig:
         if self.stop_at is not None and self.stop_at > self.iterations:
             raise ValueError(f"stop_at {self.stop_at} is beyond iterations {self.iterations}")
-        if self.average_from is not None and self.average_from > (self.stop_at or self.iterations):
-            raise ValueError(f"average_from {self.average_from} is beyond the run's last step "
-                             f"{self.stop_at or self.iterations}: nothing would be averaged")  # fmt: skip
+        _check_average_from(self.average_from, self.stop_at or self.iterations)
         return self
 
     @field_validator("randomization")

@@ -133,6 +133,12 @@ def _initial_model(config: TrainConfig, say: Callable[[str], None]) -> LabelFree
             f"uncertainty={config.uncertainty} but the initial model {config.init!r} has uncertainty={init.uncertainty}",
             field="uncertainty",
         )
+    if config.norm_statistics == "frozen" and init.network_config.norm != "batch":
+        raise ValueRangeError(
+            f"norm_statistics: frozen, but the initial model {config.init!r} has {init.network_config.norm!r} "
+            "normalization, no batch-norm statistics to keep",
+            field="norm_statistics",
+        )
     say(
         f"fine-tuning from {config.init} ({init.network_config.preset}, targets {init.targets}); training images are "
         f"resampled to its voxel size {init.voxel_size.as_tuple()} µm"
