@@ -36,6 +36,33 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return synth.write_field(field, tmp_path_factory.mktemp("np") / "field.ome.zarr")
 
 
+class _CountingVolume:
+    """A huge (T, C, Z, Y, X) image that holds no memory (a broadcast ramp along x) and counts the voxels read."""
+
+    def __init__(self, shape: tuple[int, ...], key: tuple[int, int] | None = None, counter: list[int] | None = None):
+        self.shape, self.key, self.counter = shape, key, counter if counter is not None else [0]
+
+    def __getitem__(self, key):  # type: ignore[no-untyped-def]
+        if self.key is None:  # [t, c]: a lazy (Z, Y, X) view
+            return _CountingVolume(self.shape[2:], key, self.counter)
+        out = np.asarray(np.broadcast_to(np.arange(self.shape[-1], dtype=np.float32), self.shape)[key])
+        self.counter[0] += out.size
+        return out
+
+
+def test_contrast_limits_of_an_image_without_a_pyramid_read_a_bounded_sample() -> None:
+    from subcell.napari.reader import _LIMITS_SAMPLE, _limits
+
+    big = _CountingVolume((3, 2, 200, 4096, 4096))  # one level of 3.4 G voxels per timepoint and channel
+    lo, hi = _limits(big, 1)
+    assert 0 < big.counter[0] <= _LIMITS_SAMPLE  # not the whole volume
+    full_lo, full_hi = np.percentile(np.arange(4096), [0.5, 99.8])  # every plane is the same ramp
+    assert abs(lo - full_lo) < 8 and abs(hi - full_hi) < 8
+    small = _CountingVolume((1, 1, 5, 40, 30))  # a small one is read whole
+    _limits(small, 0)
+    assert small.counter[0] == 5 * 40 * 30
+
+
 def test_manifest_is_valid_and_registered() -> None:
     import npe2
 
@@ -152,6 +179,23 @@ def test_synth_and_segment_widgets_run_in_a_worker(qtbot) -> None:  # type: igno
     seg.yaml.value = "steps: [not a workflow"
     assert seg.start() is None  # refused before any work starts
     assert seg.status.value.startswith("error: workflow parameters: not valid YAML") and "\n" not in seg.status.value
+
+
+def test_a_lazy_layer_stays_lazy_until_a_widget_reads_what_it_needs() -> None:
+    import dask.array as da
+
+    from subcell.napari.widgets import image_from_layer
+
+    viewer = ViewerModel()
+    data = da.random.default_rng(0).random((2, 12, 40, 48), chunks=(1, 4, 40, 48)).astype(np.float32)
+    layer = viewer.add_image(data, name="big", scale=(1, 0.5, 0.2, 0.2))
+    image = image_from_layer(layer)
+    assert image.is_lazy and image.shape == (2, 1, 12, 40, 48)  # nothing loaded yet
+    np.testing.assert_allclose(image.voxel_size.as_tuple(), (0.5, 0.2, 0.2))
+    slab = image.sel(t=1).sel(z=slice(4, 8))
+    np.testing.assert_array_equal(slab.numpy()[0, 0], data[1, 4:8].compute())
+    plain = image_from_layer(viewer.add_image(np.ones((5, 8, 8), np.float32), name="small"))
+    assert not plain.is_lazy and plain.shape == (1, 1, 5, 8, 8)
 
 
 def test_predict_widget_reports_progress_and_cancels(qtbot, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]

@@ -68,11 +68,22 @@ def read_layers(path: str | Path) -> list[LayerData]:
     raise InputFileError("not an output subcell can open (OME-Zarr, OME-TIFF, tracks, cell store)", path=p)
 
 
+# Contrast limits are percentiles of a sample: at most this many voxels of one timepoint are read, so opening an
+# image without a pyramid (one level, possibly tens of GB) does not read a whole volume to set two numbers.
+_LIMITS_SAMPLE = 2**22
+
+
 def _limits(level: Any, c: int) -> tuple[float, float]:
-    """Contrast limits of channel ``c`` from the coarsest level's middle timepoint (cheap to read)."""
+    """Contrast limits of channel ``c``: percentiles of the middle timepoint of ``level`` (the coarsest level),
+    read on a sub-grid of at most ``_LIMITS_SAMPLE`` voxels (evenly spaced planes, strided rows and columns)."""
     t = level.shape[0] // 2
-    plane = np.asarray(level[t, c])
-    lo, hi = (float(v) for v in np.percentile(plane, [0.5, 99.8]))
+    vol = level[t, c]  # (Z, Y, X), lazy for dask / zarr
+    nz, ny, nx = vol.shape
+    planes = nz if nz * ny * nx <= _LIMITS_SAMPLE else min(nz, 8)
+    step = max(1, int(np.ceil(np.sqrt(ny * nx * planes / _LIMITS_SAMPLE))))
+    zs = np.unique(np.linspace(0, nz - 1, planes).round().astype(int))
+    sample = np.stack([np.asarray(vol[int(z), ::step, ::step]) for z in zs])
+    lo, hi = (float(v) for v in np.percentile(sample, [0.5, 99.8]))
     return lo, hi if hi > lo else lo + 1.0
 
 

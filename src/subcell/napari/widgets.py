@@ -31,11 +31,18 @@ def _add(viewer: Any, layers: list[tuple[Any, dict[str, Any], str]]) -> list[Any
 
 
 def image_from_layer(layer: Any) -> Any:
-    """A subcell :class:`~subcell.image.Image` (T, 1, Z, Y, X; µm) from an Image layer at physical scale."""
+    """A subcell :class:`~subcell.image.Image` (T, 1, Z, Y, X; µm) from an Image layer at physical scale.
+
+    A layer backed by a lazy array (an OME-Zarr opened by the reader, a Dask array) stays lazy: a preview reads
+    its slab and a prediction streams its tiles, instead of the whole volume being loaded on the Qt thread first.
+    """
     from subcell.image import Image
 
     data = layer.data[0] if getattr(layer, "multiscale", False) else layer.data
-    data = np.asarray(data)
+    if not isinstance(data, np.ndarray):
+        import dask.array as da
+
+        data = data if isinstance(data, da.Array) else da.from_array(data)
     scale = tuple(float(s) for s in layer.scale)
     if data.ndim == 3:
         data = data[None]
