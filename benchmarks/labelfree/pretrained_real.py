@@ -13,9 +13,10 @@ inversion on (``augment: {flip_z: true, invert_input: true}``), *finetune_lr1e-4
 the weights of the lowest validation loss, the initial model's included (``keep: best``; mcf7, which has validation
 tiles), *finetune_average* and *scratch_average* end with the mean of the weights from step ``AVERAGE_FROM`` on
 (``average_from``, stochastic weight averaging), *finetune_bn_frozen* keeps the initial model's batch-norm
-statistics (``norm_statistics: frozen``). Scores inside the segmented cells of the held-out stack: Pearson r between
-prediction and mask, and Dice of the prediction thresholded by Otsu inside the cells (the same rule for every arm, no
-threshold fitted to labels).
+statistics (``norm_statistics: frozen``), *finetune_cosine* and *scratch_cosine* warm up and decay the rate by a
+cosine that ends with the time budget (``lr_schedule: cosine``; the other arms keep ``lr`` constant). Scores inside
+the segmented cells of the held-out stack: Pearson r between prediction and mask, and Dice of the prediction
+thresholded by Otsu inside the cells (the same rule for every arm, no threshold fitted to labels).
 
 ``mcf7``: 2D bright-field → Hoechst, 18 train / 2 val / 4 test tiles (the split of ``real_data.py``). Arms as above
 with the shipped ``dna-2d`` model. Scores per test tile: Pearson r with Hoechst and Dice of the Otsu-thresholded
@@ -64,9 +65,14 @@ FINETUNE: dict[str, dict[str, object]] = {
     "finetune_best": {"keep": "best"},  # needs validation images: mcf7 only (allen trains on every other stack)
     "finetune_average": {"average_from": AVERAGE_FROM},
     "finetune_bn_frozen": {"norm_statistics": "frozen"},
+    "finetune_cosine": {"lr_schedule": "cosine"},  # warm-up, then cosine decay that ends with the time budget
 }
 # Scratch variants: arm name -> TrainConfig overrides on top of the scratch arm's.
-SCRATCH: dict[str, dict[str, object]] = {"scratch": {}, "scratch_average": {"average_from": AVERAGE_FROM}}
+SCRATCH: dict[str, dict[str, object]] = {
+    "scratch": {},
+    "scratch_average": {"average_from": AVERAGE_FROM},
+    "scratch_cosine": {"lr_schedule": "cosine"},
+}
 
 
 def _arm_options(arm: str, init: str, scratch: dict[str, object]) -> dict[str, object]:

@@ -111,9 +111,12 @@ def test_a_time_budget_that_ends_a_run_before_averaging_starts_says_so(tmp_path:
     """A run stopped by ``max_minutes`` before ``average_from`` keeps the last step's weights: it warns and its
     summary records that no step was averaged, instead of passing the last weights off as an average."""
     with pytest.warns(UserWarning, match="before average_from=3"):
-        early = pretrain_labelfree(_cfg(tmp_path / "b", iterations=5, average_from=3, max_minutes=1e-9))
+        early = pretrain_labelfree(
+            _cfg(tmp_path / "b", iterations=5, average_from=3, max_minutes=1e-9, lr_schedule="constant")
+        )  # (a constant rate: a spent budget would otherwise set the end-of-run rate for that one step)
     assert early.summary["steps"] == 1 and early.summary["averaged"] == {"from": 3, "steps": 0}
-    one = pretrain_labelfree(_cfg(tmp_path / "one", iterations=5, stop_at=1)).model.network.state_dict()
+    one = pretrain_labelfree(_cfg(tmp_path / "one", iterations=5, stop_at=1, lr_schedule="constant"))
+    one = one.model.network.state_dict()
     got = early.model.network.state_dict()
     assert all(torch.equal(got[k], one[k]) for k in got)  # the last (only) step's weights
 

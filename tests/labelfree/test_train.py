@@ -197,6 +197,35 @@ def learnt_model(paired_dataset: Path, tmp_path_factory: pytest.TempPathFactory)
 HURT = {"lr": 0.5, "iterations": 6, "validate_every": 3, "lr_schedule": "constant"}
 
 
+def test_the_cosine_schedule_ends_with_the_time_budget_when_that_comes_first(
+    paired_dataset: Path, tmp_path: Path
+) -> None:
+    import math
+
+    from subcell.labelfree.train import lr_schedule
+
+    at = lr_schedule(1e-3, 1000, "cosine")  # without a time budget: the step alone (warm-up 50 steps, then cosine)
+    assert at(25, 0.0) == pytest.approx(5e-4) and at(50, 0.0) == pytest.approx(1e-3)
+    assert at(525, 0.0) == pytest.approx(1e-3 * (0.02 + 0.49 * (1 + math.cos(math.pi * 0.5))))
+    assert at(1000, 0.0) == pytest.approx(2e-5)
+    far = lr_schedule(1e-3, 100_000, "cosine")  # a step count the budget never reaches
+    assert far(300, 0.5) == pytest.approx(1e-3 * 0.51) and far(300, 1.0) == pytest.approx(2e-5)
+    assert far(3, 0.025) == pytest.approx(5e-4)  # warm-up over 5 % of the budget when that is shorter
+    assert lr_schedule(1e-3, 100_000, "constant")(300, 0.9) == 1e-3
+    # a run that max_minutes ends long before its iterations: the rate still decays to its end (0.05 min = 3 s)
+    res = train_labelfree(tiny_config(paired_dataset, tmp_path / "t", iterations=100_000, max_minutes=0.05))
+    rates = [h["lr"] for h in res.history.train]
+    assert len(rates) < 100_000 and max(rates) > 0.9e-3 and rates[-1] < 0.3e-3
+    peak = rates.index(max(rates))
+    assert all(b <= a for a, b in zip(rates[peak:], rates[peak + 1 :], strict=False))  # decays once warmed up
+    killed = tiny_config(paired_dataset, tmp_path / "k", iterations=100_000, max_minutes=0.05, checkpoint_every=4)
+    train_labelfree(killed, stop_after=5)  # killed after step 5; the checkpoint holds steps 1-4
+    seconds = [h["seconds"] for h in train_labelfree(killed).history.train]
+    assert seconds[4] >= seconds[3] > 0  # the resumed run goes on with the checkpoint's clock (and budget)
+    header, first = (tmp_path / "t" / "metrics.csv").read_text().splitlines()[:2]
+    assert header.startswith("step,loss,seconds,lr") and float(first.split(",")[3]) == pytest.approx(rates[0], rel=1e-5)
+
+
 def test_keep_best_keeps_the_initial_model_when_fine_tuning_only_hurts(
     paired_dataset: Path, learnt_model: Path, tmp_path: Path
 ) -> None:

@@ -127,7 +127,7 @@ def _train_part(model: IntegratedModel, part: ModelPart, kind: str, data: CellDa
             best.update(elbo=elbo, state=copy.deepcopy(phase.state_dict()), step=-1)
         return {"val_elbo_nats": elbo}
 
-    def lr_at(step: int) -> float:
+    def lr_at(step: int, _budget_used: float) -> float:  # warm-up, then constant
         warm = min(50, part.iterations // 10)
         return part.lr * min(1.0, step / max(1, warm))
 

@@ -47,16 +47,22 @@ def resolve_network(net: NetworkConfig, voxel_size: VoxelSize, *, two_d: bool) -
     return net.model_copy(update={"z_levels": max(0, net.depth - in_plane)})
 
 
-def lr_schedule(lr: float, iterations: int, schedule: str) -> Callable[[int], float]:
-    """Constant, or a linear warm-up (5 % of the steps, at most 100) then cosine decay to 2 % of ``lr``."""
+def lr_schedule(lr: float, iterations: int, schedule: str) -> Callable[[int, float], float]:
+    """Constant, or a linear warm-up (5 % of the run, at most 100 steps) then cosine decay to 2 % of ``lr``.
 
-    def lr_at(step: int) -> float:
+    The run is over at ``iterations`` steps or when its time budget is spent, whichever comes first: the decay
+    follows the larger of the two fractions (``budget_used``, from :func:`~subcell.train.fit`), so a run that
+    ``max_minutes`` ends early still ends at the low rate instead of stopping at a nearly undecayed one. Without a
+    time budget the rate depends on the step alone (the same numbers as before time budgets were followed).
+    """
+
+    def lr_at(step: int, budget_used: float = 0.0) -> float:
         if schedule == "constant":
             return lr
         warm = min(100, iterations // 20)
-        if step <= warm:
-            return lr * step / max(1, warm)
-        t = (step - warm) / max(1, iterations - warm)
+        if step <= warm and budget_used < 0.05:
+            return lr * max(step / max(1, warm), budget_used / 0.05)
+        t = max((step - warm) / max(1, iterations - warm), budget_used)
         return lr * (0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * min(1.0, t))))
 
     return lr_at

@@ -56,15 +56,21 @@ class History:
         return {"train": self.train, "validation": self.validation, "best": self.best, "averaged": self.averaged}
 
     def to_csv(self) -> str:
-        """One line per step: loss, seconds, and the validation metrics where they were computed."""
+        """One line per step: loss, seconds, learning rate (of the schedule, before layer-wise scales) and the
+        validation metrics where they were computed."""
         val = {v["step"]: v for v in self.validation}
         keys = sorted({k for v in self.validation for k in v if k != "step"})
-        lines = [",".join(["step", "loss", "seconds", *keys])]
+        lines = [",".join(["step", "loss", "seconds", "lr", *keys])]
         if 0 in val:  # the starting weights, validated before the first step (keep_best)
-            lines.append(",".join(["0", "", "0.000", *(f"{val[0][k]:.6g}" if k in val[0] else "" for k in keys)]))
+            lines.append(",".join(["0", "", "0.000", "", *(f"{val[0][k]:.6g}" if k in val[0] else "" for k in keys)]))
         for h in self.train:
             v = val.get(h["step"], {})
-            cells = [str(int(h["step"])), f"{h['loss']:.6g}", f"{h['seconds']:.3f}"]
+            cells = [
+                str(int(h["step"])),
+                f"{h['loss']:.6g}",
+                f"{h['seconds']:.3f}",
+                f"{h['lr']:.6g}" if "lr" in h else "",
+            ]
             lines.append(",".join([*cells, *(f"{v[k]:.6g}" if k in v else "" for k in keys)]))
         return "\n".join(lines) + "\n"
 
@@ -261,7 +267,7 @@ def fit(
     on_step: Callable[[StepInfo], None] | None = None,
     ctx: DistributedContext | None = None,
     stop_after: int | None = None,
-    lr_at: Callable[[int], float] | None = None,
+    lr_at: Callable[[int, float], float] | None = None,
     max_seconds: float | None = None,
     step_loss: Callable[[torch.nn.Module, tuple[torch.Tensor, ...], int], torch.Tensor] | None = None,
     run_key: str | None = None,
@@ -291,10 +297,14 @@ def fit(
     stop_after : int, optional
         Stop (as if killed) after this many steps of *this* run, without a final checkpoint (tests resume).
     lr_at : callable, optional
-        ``lr_at(step)`` sets the learning rate of every parameter group before each step (a schedule that
-        needs no state of its own, so resuming is exact), times the group's ``lr_scale`` if it has one.
+        ``lr_at(step, budget_used)`` sets the learning rate of every parameter group before each step (a schedule
+        that needs no state of its own, so resuming is exact), times the group's ``lr_scale`` if it has one.
+        ``budget_used`` is the fraction of ``max_seconds`` spent before the step (0 without a time budget; the mean
+        over ranks, so every rank sets the same rate), for schedules that end with the time budget.
     max_seconds : float, optional
-        Time budget of this run: training stops (with validation and a checkpoint) once it is spent.
+        Training-time budget: training stops (with validation and a checkpoint) once it is spent. A resumed run
+        continues the clock of its checkpoint (``History.train``'s seconds), so the budget, the seconds recorded and
+        a schedule that follows the budget count the whole run, not each process separately.
     run_key : str, optional
         Fingerprint of the run's configuration (:func:`subcell.train.run.run_key`), stored in checkpoints; resuming
         from a checkpoint with another key is an error.
@@ -351,16 +361,19 @@ def fit(
 
         train_model = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
     scaler = torch.amp.GradScaler(device.type) if autocast == torch.float16 else None
-    t0 = time.perf_counter()
+    t0 = time.perf_counter() - (history.train[-1]["seconds"] if history.train else 0.0)  # resumed: its clock goes on
     for done_here, step in enumerate(range(start + 1, iterations + 1), start=1):
         train_model.train()
         if freeze_norm_statistics:
             for m in model.modules():
                 if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
                     m.eval()
+        rate = None
         if lr_at is not None:
+            used = ctx.mean(time.perf_counter() - t0) / max_seconds if max_seconds else 0.0
+            rate = lr_at(step, used)
             for group in optimizer.param_groups:  # a group's "lr_scale" (layer-wise rates) multiplies the schedule
-                group["lr"] = lr_at(step) * group.get("lr_scale", 1.0)
+                group["lr"] = rate * group.get("lr_scale", 1.0)
         batch = tuple(b.to(device, non_blocking=True) for b in sample_batch(rng))
         with torch.autocast(device.type, dtype=autocast or torch.float32, enabled=autocast is not None):
             if step_loss is not None:
@@ -383,7 +396,9 @@ def fit(
         value = ctx.mean(float(loss.detach()))
         average.add(model, step)
         elapsed = time.perf_counter() - t0
-        history.train.append({"step": step, "loss": value, "seconds": elapsed})
+        history.train.append(
+            {"step": step, "loss": value, "seconds": elapsed, **({"lr": rate} if rate is not None else {})}
+        )
         val = None
         out_of_time = max_seconds is not None and ctx.mean(float(elapsed > max_seconds)) > 0
         last = step == iterations or out_of_time
