@@ -222,6 +222,11 @@ def test_the_cosine_schedule_ends_with_the_time_budget_when_that_comes_first(
     train_labelfree(killed, stop_after=5)  # killed after step 5; the checkpoint holds steps 1-4
     seconds = [h["seconds"] for h in train_labelfree(killed).history.train]
     assert seconds[4] >= seconds[3] > 0  # the resumed run goes on with the checkpoint's clock (and budget)
+    ended = tiny_config(paired_dataset, tmp_path / "t", iterations=100_000, max_minutes=0.05, overwrite=True)
+    again = train_labelfree(ended)  # the same command again: the budget is spent, nothing more is trained
+    assert again.summary["steps"] == res.summary["steps"]
+    a, b = res.model.network.state_dict(), again.model.network.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
     header, first = (tmp_path / "t" / "metrics.csv").read_text().splitlines()[:2]
     assert header.startswith("step,loss,seconds,lr") and float(first.split(",")[3]) == pytest.approx(rates[0], rel=1e-5)
 

@@ -361,8 +361,11 @@ def fit(
 
         train_model = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
     scaler = torch.amp.GradScaler(device.type) if autocast == torch.float16 else None
-    t0 = time.perf_counter() - (history.train[-1]["seconds"] if history.train else 0.0)  # resumed: its clock goes on
-    for done_here, step in enumerate(range(start + 1, iterations + 1), start=1):
+    spent = history.train[-1]["seconds"] if history.train else 0.0  # resumed: its clock goes on
+    t0 = time.perf_counter() - spent
+    # a checkpoint written when the budget ran out is the run's end: rerunning the command trains no further step
+    first = iterations + 1 if max_seconds is not None and spent > max_seconds else start + 1
+    for done_here, step in enumerate(range(first, iterations + 1), start=1):
         train_model.train()
         if freeze_norm_statistics:
             for m in model.modules():
