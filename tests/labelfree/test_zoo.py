@@ -218,6 +218,41 @@ def test_bad_exports_leave_nothing(tmp_path: Path) -> None:
     assert list(tmp_path.iterdir()) == []
 
 
+class _ReadRecorder:
+    """An array-like that counts the voxels read from it (what a lazy reader would load)."""
+
+    def __init__(self, data: np.ndarray) -> None:
+        self.data, self.shape, self.dtype, self.ndim, self.read = data, data.shape, data.dtype, data.ndim, 0
+
+    def __getitem__(self, index: object) -> np.ndarray:
+        out = self.data[index]  # type: ignore[index]
+        self.read += out.size
+        return out
+
+
+def test_export_reads_only_the_middle_of_a_large_sample_it_resamples(tmp_path: Path) -> None:
+    import dask.array as da
+
+    from subcell.transforms.crop import crop_or_pad
+    from subcell.transforms.resample import resample_image
+
+    fine = (0.2, 0.1, 0.1)  # half the model's voxel size: the sample is resampled for the test input
+    vol = _image((48, 400, 400)).numpy()[0, 0]
+    recorder = _ReadRecorder(vol)
+    lazy = Image(
+        da.from_array(recorder, chunks=(8, 64, 64)), voxel_size=fine, dims="ZYX", channel_names=["brightfield"]
+    )
+    out = tmp_path / "m.zip"
+    export_labelfree(_model(), lazy, out, test=False)
+    assert 0 < recorder.read < 0.2 * vol.size  # the middle the test crop needs, not the whole sample
+    with zipfile.ZipFile(out) as z:
+        test_in = np.load(z.open("test_input.npy"))[0, 0]
+    # the same crop as resampling the whole sample and cutting its middle (up to the sub-voxel grid offset)
+    whole = resample_image(Image(vol, voxel_size=fine, dims="ZYX"), VS).numpy()[0, 0]
+    ref = crop_or_pad(whole, test_in.shape)
+    assert np.corrcoef(test_in.ravel(), ref.ravel())[0, 1] > 0.99
+
+
 def test_cli_export_and_predict_with_a_package(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from subcell import io
     from subcell.cli.main import run

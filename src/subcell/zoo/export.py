@@ -67,7 +67,7 @@ def _test_input(model: LabelFreeModel, sample: Image, minimum: tuple[int, ...], 
             ) from None
     img = sample.sel(t=0, channel=c)
     if not img.voxel_size.isclose(model.voxel_size, rtol=0.02):
-        img = resample_image(img, model.voxel_size)
+        img = resample_image(_middle(img, model, minimum), model.voxel_size)
     vol = np.asarray(img.numpy()[0, 0], np.float32)
     if not np.all(np.isfinite(vol)):
         raise ValueRangeError("sample contains NaN or Inf values", field=f"{source}: channel {model.input_channel}")
@@ -80,6 +80,26 @@ def _test_input(model: LabelFreeModel, sample: Image, minimum: tuple[int, ...], 
         )
     start = [(s - n) // 2 for s, n in zip(vol.shape, size, strict=True)]
     return np.ascontiguousarray(vol[tuple(slice(a, a + n) for a, n in zip(start, size, strict=True))])
+
+
+def _middle(img: Image, model: LabelFreeModel, minimum: tuple[int, ...]) -> Image:
+    """The middle of ``img`` that resampling to the model's grid needs for the test crop, cut before resampling
+    (a whole large sample resampled at once would cost its full size in memory, lazy or not)."""
+    from subcell.transforms.crop import crop_physical
+
+    src, dst = img.voxel_size.as_tuple(), model.voxel_size.as_tuple()
+    extent = [n * v for n, v in zip(img.shape[-3:], src, strict=True)]
+    # the crop's size on the model grid plus a margin that keeps its edges out of the interpolation's reach
+    # (2 model voxels and the anti-aliasing kernel of a downsampling, 4 sigma of (ratio - 1) / 2 source voxels)
+    size = [
+        (max(p, m) + 4) * d + 2 * (4 * max(0.0, (d / s - 1) / 2) + 2) * s
+        for p, m, d, s in zip(model.patch_size, minimum, dst, src, strict=True)
+    ]
+    start = [max(0.0, (e - n) / 2) for e, n in zip(extent, size, strict=True)]
+    if all(n >= e for n, e in zip(size, extent, strict=True)):
+        return img
+    data = crop_physical(img.data, voxel_size=src, start_um=start, size_um=size)
+    return img.with_data(data, step="crop", parameters={"start_um": start, "size_um": size})
 
 
 def _spec_halo(halo: int, scale: float) -> int:
