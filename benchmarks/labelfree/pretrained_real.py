@@ -14,7 +14,8 @@ the weights of the lowest validation loss, the initial model's included (``keep:
 tiles), *finetune_average* and *scratch_average* end with the mean of the weights from step ``AVERAGE_FROM`` on
 (``average_from``, stochastic weight averaging), *finetune_bn_frozen* keeps the initial model's batch-norm
 statistics (``norm_statistics: frozen``), *finetune_cosine* and *scratch_cosine* warm up and decay the rate by a
-cosine that ends with the time budget (``lr_schedule: cosine``; the other arms keep ``lr`` constant). Scores inside
+cosine that ends with the time budget (``lr_schedule: cosine``; the other arms keep ``lr`` constant),
+*finetune_cosine_bn_frozen* both. Scores inside
 the segmented cells of the held-out stack: Pearson r between prediction and mask, and Dice of the prediction
 thresholded by Otsu inside the cells (the same rule for every arm, no threshold fitted to labels).
 
@@ -66,6 +67,7 @@ FINETUNE: dict[str, dict[str, object]] = {
     "finetune_average": {"average_from": AVERAGE_FROM},
     "finetune_bn_frozen": {"norm_statistics": "frozen"},
     "finetune_cosine": {"lr_schedule": "cosine"},  # warm-up, then cosine decay that ends with the time budget
+    "finetune_cosine_bn_frozen": {"lr_schedule": "cosine", "norm_statistics": "frozen"},
 }
 # Scratch variants: arm name -> TrainConfig overrides on top of the scratch arm's.
 SCRATCH: dict[str, dict[str, object]] = {
