@@ -107,10 +107,11 @@ def test_ddp_with_two_cpu_processes(paired_dataset: Path, tmp_path: Path) -> Non
     meta = json.loads((tmp_path / "ddp" / "model.json").read_text())
     assert meta["training"]["world_size"] == 2
     assert meta["training"]["ranks_in_sync"] is True  # DDP kept both replicas identical
+    steps = json.loads((tmp_path / "ddp.checkpoint" / "checkpoint.json").read_text())["step"]
     assert sorted(p.name for p in (tmp_path / "ddp.checkpoint").glob("rng-rank*.json")) == [
-        "rng-rank0.json",
-        "rng-rank1.json",
-    ]
+        f"rng-rank0-{steps}.json",
+        f"rng-rank1-{steps}.json",
+    ]  # one random state per rank, of the step checkpoint.json names (older steps' removed)
 
 
 def test_example_config_validates_and_overrides_apply() -> None:
@@ -132,7 +133,7 @@ def test_corrupted_checkpoint_is_reported_not_silently_restarted(paired_dataset:
     from subcell.errors import InputFileError
 
     train_labelfree(tiny_config(paired_dataset, tmp_path / "k", iterations=8), stop_after=5)
-    ckpt = tmp_path / "k.checkpoint" / "checkpoint.safetensors"
+    (ckpt,) = (tmp_path / "k.checkpoint").glob("checkpoint-*.safetensors")
     ckpt.write_bytes(ckpt.read_bytes()[:100])  # truncated, as after a full disk
     with pytest.raises(InputFileError, match="corrupted checkpoint"):
         train_labelfree(tiny_config(paired_dataset, tmp_path / "k", iterations=8))
@@ -172,6 +173,51 @@ def test_model_saves_are_atomic_and_never_collide(tmp_path: Path) -> None:
         save_artifact(target, {"w": torch.ones(2)}, {"kind": "toy", "bad": Boom()}, overwrite=True)
     assert float(load_artifact(target, kind="toy")[0]["w"][0]) in {1.0, 2.0, 3.0, 4.0}
     assert [p.name for p in tmp_path.iterdir()] == ["m"]  # no temporary folder left behind
+
+
+def test_a_checkpoint_save_that_fails_keeps_the_previous_checkpoint_and_leaves_no_temporary(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import safetensors.torch
+
+    from subcell.train.distributed import DistributedContext
+    from subcell.train.loop import History, load_checkpoint, save_checkpoint
+
+    net = torch.nn.Linear(3, 2)
+    opt = torch.optim.Adam(net.parameters())
+    ctx = DistributedContext()
+    folder = tmp_path / "run.checkpoint"
+    save_checkpoint(folder, model=net, optimizer=opt, step=4, history=History(), rng=np.random.default_rng(0), ctx=ctx)
+    saved = {k: v.clone() for k, v in net.state_dict().items()}
+
+    def half_written(tensors: dict[str, torch.Tensor], path: str) -> None:  # a full disk in the middle of the save
+        Path(path).write_bytes(b"partial")
+        raise OSError("No space left on device")
+
+    monkeypatch.setattr(safetensors.torch, "save_file", half_written)
+    with torch.no_grad():
+        net.weight.add_(1.0)
+    with pytest.raises(OSError, match="No space"):
+        save_checkpoint(folder, model=net, optimizer=opt, step=8, history=History(), rng=np.random.default_rng(1),
+                        ctx=ctx)  # fmt: skip
+    assert sorted(p.name for p in folder.iterdir()) == [
+        "checkpoint-4.safetensors",
+        "checkpoint.json",
+        "rng-rank0-4.json",
+    ]
+    step, _ = load_checkpoint(folder, model=net, optimizer=opt, rng=np.random.default_rng(2), ctx=ctx)
+    assert step == 4 and all(torch.equal(v, saved[k]) for k, v in net.state_dict().items())
+    monkeypatch.undo()
+    save_checkpoint(folder, model=net, optimizer=opt, step=8, history=History(), rng=np.random.default_rng(1), ctx=ctx)
+    assert sorted(p.name for p in folder.iterdir()) == [
+        "checkpoint-8.safetensors",
+        "checkpoint.json",
+        "rng-rank0-8.json",
+    ]
+    # a checkpoint of the layout before step-named files still resumes
+    (folder / "checkpoint-8.safetensors").rename(folder / "checkpoint.safetensors")
+    (folder / "rng-rank0-8.json").rename(folder / "rng-rank0.json")
+    assert load_checkpoint(folder, model=net, optimizer=opt, rng=np.random.default_rng(2), ctx=ctx)[0] == 8
 
 
 def test_training_leaves_the_callers_torch_state_alone(paired_dataset: Path, tmp_path: Path) -> None:

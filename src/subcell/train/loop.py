@@ -10,7 +10,6 @@ trajectory as an uninterrupted run on the same machine.
 from __future__ import annotations
 
 import json
-import os
 import time
 import warnings
 from collections.abc import Callable
@@ -22,6 +21,7 @@ import numpy as np
 import torch
 
 from subcell.errors import InputFileError
+from subcell.io._atomic import atomic_output
 from subcell.train.distributed import DistributedContext
 from subcell.train.host import tune_allocator
 
@@ -85,9 +85,9 @@ class History:
 
 
 def _write_atomic(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
+    """``path`` replaced by ``data`` in one rename (the package's atomic writer)."""
+    with atomic_output(path, overwrite=True) as tmp:
+        tmp.write_bytes(data)
 
 
 def _flatten_optimizer(state: dict[str, Any]) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
@@ -126,7 +126,12 @@ def save_checkpoint(
     run_key: str | None = None,
     kept: dict[str, dict[str, torch.Tensor]] | None = None,
 ) -> None:
-    """Write ``folder/checkpoint.safetensors`` + ``checkpoint.json`` (rank 0) and ``rng-rank{r}.json`` (each rank).
+    """Write ``folder/checkpoint-STEP.safetensors`` + ``checkpoint.json`` (rank 0) and ``rng-rank{r}-STEP.json``
+    (each rank).
+
+    Every file but ``checkpoint.json`` is named by its step, and ``checkpoint.json`` (which names the step) is
+    written last, once every rank's files are in place: a save that fails or is killed at any point leaves the
+    previous checkpoint whole and still the one a resume loads. The previous step's files go only after that.
 
     ``kept``: further weights the run holds, by name (``best``: those ``keep_best`` keeps; ``average``: the running
     average of ``average_from``), stored beside the model's under ``NAME.``, so a resumed run keeps them."""
@@ -139,21 +144,41 @@ def save_checkpoint(
         "cuda": [s.tolist() for s in torch.cuda.get_rng_state_all()] if torch.cuda.is_available() else [],
         "step": step,
     }
-    _write_atomic(folder / f"rng-rank{ctx.rank}.json", json.dumps(rng_state).encode())
-    if ctx.is_main:
-        tensors = {f"model.{k}": v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
-        opt_tensors, opt_meta = _flatten_optimizer(optimizer.state_dict())
-        tensors.update(opt_tensors)
-        for name, state in (kept or {}).items():
-            tensors.update({f"{name}.{k}": v.contiguous() for k, v in state.items()})
-        tmp = folder / ".checkpoint.safetensors.tmp"
-        save_file(tensors, str(tmp))
-        meta = {"step": step, "optimizer": opt_meta, "history": history.to_json(), "world_size": ctx.world_size,
-                "run_key": run_key}  # fmt: skip
-        # the JSON names the step last, so a crash between the two renames is detected on resume
-        os.replace(tmp, folder / "checkpoint.safetensors")
-        _write_atomic(folder / "checkpoint.json", json.dumps(meta).encode())
+    weights, rng_file = _step_files(folder, step, ctx.rank)
+    fresh = [p for p in (weights, rng_file) if not p.exists()]  # what a failed save must not leave behind
+    try:
+        _write_atomic(rng_file, json.dumps(rng_state).encode())
+        if ctx.is_main:
+            tensors = {f"model.{k}": v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+            opt_tensors, opt_meta = _flatten_optimizer(optimizer.state_dict())
+            tensors.update(opt_tensors)
+            for name, state in (kept or {}).items():
+                tensors.update({f"{name}.{k}": v.contiguous() for k, v in state.items()})
+            meta = {"step": step, "optimizer": opt_meta, "history": history.to_json(), "world_size": ctx.world_size,
+                    "run_key": run_key}  # fmt: skip
+            with atomic_output(weights, overwrite=True) as tmp:
+                save_file(tensors, str(tmp))
+        ctx.barrier()  # every rank's files of this step exist before the pointer names it
+        if ctx.is_main:
+            _write_atomic(folder / "checkpoint.json", json.dumps(meta).encode())
+    except BaseException:
+        for p in fresh:
+            p.unlink(missing_ok=True)
+        raise
     ctx.barrier()
+    # the previous checkpoint's files (and those of the unnamed layout before step-named files), each rank its own
+    keep = {weights.name, rng_file.name}
+    mine = [*folder.glob(f"rng-rank{ctx.rank}-*.json"), folder / f"rng-rank{ctx.rank}.json"]
+    if ctx.is_main:
+        mine += [*folder.glob("checkpoint-*.safetensors"), folder / "checkpoint.safetensors"]
+    for old_file in mine:
+        if old_file.name not in keep:
+            old_file.unlink(missing_ok=True)
+
+
+def _step_files(folder: Path, step: int, rank: int) -> tuple[Path, Path]:
+    """The weights and the rank's random state of the checkpoint of ``step``."""
+    return folder / f"checkpoint-{step}.safetensors", folder / f"rng-rank{rank}-{step}.json"
 
 
 def load_checkpoint(
@@ -174,8 +199,11 @@ def load_checkpoint(
     meta_path = folder / "checkpoint.json"
     try:
         meta = json.loads(meta_path.read_text())
-        tensors = load_file(str(folder / "checkpoint.safetensors"))
-        rng_state = json.loads((folder / f"rng-rank{ctx.rank}.json").read_text())
+        weights, rng_file = _step_files(folder, int(meta["step"]), ctx.rank)
+        if not weights.exists() and (folder / "checkpoint.safetensors").exists():  # subcell before step-named files
+            weights, rng_file = folder / "checkpoint.safetensors", folder / f"rng-rank{ctx.rank}.json"
+        tensors = load_file(str(weights))
+        rng_state = json.loads(rng_file.read_text())
     except FileNotFoundError as exc:
         raise InputFileError(f"incomplete checkpoint: {Path(exc.filename).name} is missing", path=folder) from None
     except Exception as exc:
