@@ -15,7 +15,8 @@ tiles), *finetune_average* and *scratch_average* end with the mean of the weight
 (``average_from``, stochastic weight averaging), *finetune_bn_frozen* keeps the initial model's batch-norm
 statistics (``norm_statistics: frozen``), *finetune_cosine* and *scratch_cosine* warm up and decay the rate by a
 cosine that ends with the time budget (``lr_schedule: cosine``; the other arms keep ``lr`` constant),
-*finetune_cosine_bn_frozen* both. Scores inside
+*finetune_cosine_bn_frozen* both, *finetune_interp* and *finetune_bn_frozen_interp* end with the mean of the
+initial and the fine-tuned weights (``interpolate_init: 0.5``, WiSE-FT). Scores inside
 the segmented cells of the held-out stack: Pearson r between prediction and mask, and Dice of the prediction
 thresholded by Otsu inside the cells (the same rule for every arm, no threshold fitted to labels).
 
@@ -68,6 +69,8 @@ FINETUNE: dict[str, dict[str, object]] = {
     "finetune_bn_frozen": {"norm_statistics": "frozen"},
     "finetune_cosine": {"lr_schedule": "cosine"},  # warm-up, then cosine decay that ends with the time budget
     "finetune_cosine_bn_frozen": {"lr_schedule": "cosine", "norm_statistics": "frozen"},
+    "finetune_interp": {"interpolate_init": 0.5},  # WiSE-FT at its authors' default share
+    "finetune_bn_frozen_interp": {"norm_statistics": "frozen", "interpolate_init": 0.5},
 }
 # Scratch variants: arm name -> TrainConfig overrides on top of the scratch arm's.
 SCRATCH: dict[str, dict[str, object]] = {

@@ -83,6 +83,50 @@ def test_frozen_encoder_stays_and_new_targets_get_new_outputs(
     assert any("new output channel(s) ['membrane']" in m for m in messages)
 
 
+def test_transfer_matches_mean_and_log_variance_rows_by_target_name() -> None:
+    from subcell.image import VoxelSize
+    from subcell.labelfree import preset
+    from subcell.labelfree.train import _transfer
+
+    def make(targets: list[str]) -> LabelFreeModel:
+        net = preset("resunet", depth=1, base_channels=4, z_levels=1)
+        return LabelFreeModel.create(net, input_channel="bf", targets=targets, voxel_size=VoxelSize(1, 1, 1),
+                                     uncertainty=True, patch_size=(4, 8, 8))  # fmt: skip
+
+    torch.manual_seed(0)
+    init, model = make(["dna", "membrane"]), make(["membrane", "nucleus"])
+    before = {k: v.clone() for k, v in model.network.state_dict().items() if k.startswith("head.")}
+    fresh = _transfer(init, model, lambda _: None)
+    assert fresh == [1, 3]  # nucleus: mean row 1 and log-variance row 3
+    src = init.network.state_dict()
+    for k, v in model.network.state_dict().items():
+        if k.startswith("head."):
+            assert torch.equal(v[0], src[k][1]) and torch.equal(v[2], src[k][3]), k  # membrane: rows 1 and 3 of init
+            assert torch.equal(v[1], before[k][1]) and torch.equal(v[3], before[k][3]), k  # fresh rows untouched
+
+
+@pytest.mark.parametrize("new_target", [False, True])
+def test_interpolate_init_ends_between_the_initial_and_the_fine_tuned_weights(
+    paired_dataset: Path, base_model: Path, tmp_path: Path, new_target: bool
+) -> None:
+    init = LabelFreeModel.load(base_model)
+    kw = {"init": str(base_model), "iterations": 3, "lr": 1e-2, "targets": ["membrane"] if new_target else None}
+    full = train_labelfree(tiny_config(paired_dataset, tmp_path / "full", **kw)).model.network.state_dict()
+    res = train_labelfree(tiny_config(paired_dataset, tmp_path / "mix", interpolate_init=0.25, **kw))
+    mixed, start = res.model.network.state_dict(), init.network.state_dict()
+    assert res.summary["interpolated_init"] == 0.25
+    moved = [k for k, v in full.items() if v.is_floating_point() and not torch.equal(v.cpu(), start[k])]
+    assert any(k.startswith("decoders.") for k in moved)  # the fine-tune changed the weights
+    for k, v in mixed.items():
+        if not v.is_floating_point():
+            continue
+        # a target the initial model lacks keeps its fine-tuned output row (there is no initial one to blend with)
+        want = full[k] if new_target and k.startswith("head.") else 0.75 * start[k].to(v) + 0.25 * full[k]
+        torch.testing.assert_close(v, want, atol=1e-6, rtol=1e-5, msg=k)
+    with pytest.raises(ValueError, match="interpolate_init needs init"):
+        tiny_config(paired_dataset, tmp_path / "x", interpolate_init=0.5)
+
+
 def test_fine_tune_contradicting_the_initial_model_is_refused(
     paired_dataset: Path, base_model: Path, tmp_path: Path
 ) -> None:

@@ -74,6 +74,10 @@ class TrainConfig(BaseModel):
         "adapt", description="with init: batch-norm running statistics follow the training images (adapt) or stay "
         "the initial model's, used as they are while training (frozen)"
     )  # fmt: skip
+    interpolate_init: float | None = Field(
+        None, gt=0, lt=1, description="with init: end with the weights (1 - a) × initial + a × fine-tuned for this a "
+        "(WiSE-FT): keeps more of the initial model where images differ from the training ones; 0.5 is the usual a"
+    )  # fmt: skip
     encoder_lr_scale: float = Field(
         1.0, ge=0, le=10, description="learning rate of the encoder relative to the decoder (layer-wise rates)"
     )
@@ -145,6 +149,8 @@ class TrainConfig(BaseModel):
         _check_average_from(self.average_from, self.iterations)
         if self.norm_statistics == "frozen" and self.init is None:
             raise ValueError("norm_statistics: frozen needs init (a model whose statistics to keep)")
+        if self.interpolate_init is not None and self.init is None:
+            raise ValueError("interpolate_init needs init (a model to interpolate the fine-tuned weights with)")
         if self.average_from is not None and self.keep == "best":
             raise ValueError("keep: best and average_from exclude each other (the best weights or their average)")
         return self

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -152,21 +152,45 @@ def _initial_model(config: TrainConfig, say: Callable[[str], None]) -> LabelFree
     return init
 
 
-def _transfer(init: LabelFreeModel, model: LabelFreeModel, say: Callable[[str], None]) -> None:
+def _transfer(init: LabelFreeModel, model: LabelFreeModel, say: Callable[[str], None]) -> list[int]:
     """Copy every weight of ``init`` into ``model``; output channels are matched by target name (a target the
-    initial model lacks starts from a fresh output channel)."""
+    initial model lacks starts from a fresh output channel). Returns the head's fresh output rows."""
     state = init.network.state_dict()
     own = model.network.state_dict()
     head = {k for k in own if k.startswith("head.")}
     own.update({k: v for k, v in state.items() if k not in head})
     reused = [t for t in model.targets if t in init.targets]
+    n, n_init = len(model.targets), len(init.targets)
+    # a head row per target, and with uncertainty a second block of rows (the log-variances) in the same order
+    blocks = (0, 1) if model.uncertainty else (0,)
+    fresh = [b * n + j for b in blocks for j, t in enumerate(model.targets) if t not in init.targets]
     for key in head:
-        for j, t in enumerate(model.targets):
-            if t in init.targets:
-                own[key][j] = state[key][init.targets.index(t)]
+        for b in blocks:
+            for j, t in enumerate(model.targets):
+                if t in init.targets:
+                    own[key][b * n + j] = state[key][b * n_init + init.targets.index(t)]
     model.network.load_state_dict(own)
     new = [t for t in model.targets if t not in init.targets]
     say(f"reused the output channel(s) {reused or 'none'}" + (f"; new output channel(s) {new}" if new else ""))
+    return fresh
+
+
+def interpolate_weights(
+    start: dict[str, torch.Tensor], end: dict[str, torch.Tensor], a: float, *, fresh_head_rows: Sequence[int] = ()
+) -> dict[str, torch.Tensor]:
+    """``(1 - a) * start + a * end`` for every floating-point tensor of a state dict (weights and batch-norm
+    statistics; counters keep ``end``'s): the weight-space ensemble of a fine-tune with its initial model
+    (WiSE-FT, Wortsman et al. 2022). Output rows of the head that the initial model did not have keep ``end``'s."""
+    out = {}
+    for k, v in end.items():
+        if not v.is_floating_point():
+            out[k] = v
+            continue
+        mixed = (1 - a) * start[k].to(v) + a * v
+        if k.startswith("head.") and fresh_head_rows:
+            mixed[list(fresh_head_rows)] = v[list(fresh_head_rows)]
+        out[k] = mixed
+    return out
 
 
 def _param_groups(network: torch.nn.Module, cfg: TrainConfig) -> list[dict[str, Any]]:
@@ -259,8 +283,12 @@ def train_labelfree(
         net_cfg, input_channel=in_name, targets=targets, voxel_size=model_vs, uncertainty=cfg.uncertainty,
         patch_size=patch,
     )  # fmt: skip
+    start: dict[str, torch.Tensor] | None = None
+    fresh: list[int] = []
     if init is not None:
-        _transfer(init, model, say)
+        fresh = _transfer(init, model, say)
+        if cfg.interpolate_init is not None:
+            start = {k: v.detach().clone() for k, v in model.network.state_dict().items()}
     model.network.to(device)
     yx_iso = math.isclose(model_vs.y, model_vs.x, rel_tol=1e-3)
     sampler = PatchSampler(volumes, patch, foreground_fraction=cfg.foreground_fraction, augment=cfg.augment,
@@ -316,6 +344,10 @@ def train_labelfree(
         average_from=cfg.average_from,
         freeze_norm_statistics=cfg.norm_statistics == "frozen",
     )
+    if start is not None and cfg.interpolate_init is not None and not history.interrupted:
+        a = cfg.interpolate_init
+        model.network.load_state_dict(interpolate_weights(start, model.network.state_dict(), a, fresh_head_rows=fresh))
+        say(f"ended with the weights {1 - a:g} × initial + {a:g} × fine-tuned (interpolate_init)")
     steps = history.train[-1]["step"] if history.train else 0
     seconds = history.train[-1]["seconds"] if history.train else 0.0
     summary: dict[str, Any] = {
@@ -325,6 +357,7 @@ def train_labelfree(
         "validation": history.validation[-1] if history.validation else None,
         "kept": history.best if cfg.keep == "best" else "last",
         "averaged": history.averaged,  # with average_from: the steps whose weights the model is the mean of
+        "interpolated_init": cfg.interpolate_init,  # the fine-tune's share of the final weights (None: all of them)
         "device": str(device),
         "precision": str(dtype or "fp32"),
         "world_size": ctx.world_size,
