@@ -115,6 +115,9 @@ def test_interpolate_init_ends_between_the_initial_and_the_fine_tuned_weights(
     res = train_labelfree(tiny_config(paired_dataset, tmp_path / "mix", interpolate_init=0.25, **kw))
     mixed, start = res.model.network.state_dict(), init.network.state_dict()
     assert res.summary["interpolated_init"] == 0.25
+    last, blended = res.history.validation[-2:]  # the fine-tune's last validation, then the blend's (model card)
+    assert res.summary["validation"] == blended and blended["blended"] == 0.25 and blended["step"] == last["step"]
+    assert blended["val_loss"] != last["val_loss"]
     moved = [k for k, v in full.items() if v.is_floating_point() and not torch.equal(v.cpu(), start[k])]
     assert any(k.startswith("decoders.") for k in moved)  # the fine-tune changed the weights
     for k, v in mixed.items():

@@ -309,6 +309,18 @@ def train_labelfree(
         f"{net_cfg.block} blocks, {net_cfg.norm} norm, z_levels {net_cfg.z_levels}, {n_params / 1e6:.2f} M parameters; "
         f"device {device}, precision {dtype or 'fp32'}, {ctx.world_size} process(es)"
     )
+    validate = patch_validator(
+        val_volumes,
+        patch,
+        targets,
+        seed=cfg.seed + 7919,
+        n_patches=cfg.val_patches,
+        batch_size=cfg.batch_size,
+        foreground_fraction=cfg.foreground_fraction,
+        uncertainty=cfg.uncertainty,
+        device=device,
+        dtype=dtype,
+    )
     history = fit(
         model.network,
         optimizer,
@@ -322,18 +334,7 @@ def train_labelfree(
         checkpoint_every=cfg.checkpoint_every,
         resume=cfg.resume,
         run_key=run_key(cfg),
-        validate=patch_validator(
-            val_volumes,
-            patch,
-            targets,
-            seed=cfg.seed + 7919,
-            n_patches=cfg.val_patches,
-            batch_size=cfg.batch_size,
-            foreground_fraction=cfg.foreground_fraction,
-            uncertainty=cfg.uncertainty,
-            device=device,
-            dtype=dtype,
-        ),
+        validate=validate,
         validate_every=cfg.validate_every,
         on_step=on_step,
         ctx=ctx,
@@ -348,6 +349,8 @@ def train_labelfree(
         a = cfg.interpolate_init
         model.network.load_state_dict(interpolate_weights(start, model.network.state_dict(), a, fresh_head_rows=fresh))
         say(f"ended with the weights {1 - a:g} × initial + {a:g} × fine-tuned (interpolate_init)")
+        if validate is not None and ctx.is_main and history.train:  # the model card's numbers are the blend's
+            history.validation.append({"step": history.train[-1]["step"], **validate(model.network), "blended": a})
     steps = history.train[-1]["step"] if history.train else 0
     seconds = history.train[-1]["seconds"] if history.train else 0.0
     summary: dict[str, Any] = {
