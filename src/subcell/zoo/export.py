@@ -83,23 +83,22 @@ def _test_input(model: LabelFreeModel, sample: Image, minimum: tuple[int, ...], 
 
 
 def _middle(img: Image, model: LabelFreeModel, minimum: tuple[int, ...]) -> Image:
-    """The middle of ``img`` that resampling to the model's grid needs for the test crop, cut before resampling
-    (a whole large sample resampled at once would cost its full size in memory, lazy or not)."""
-    from subcell.transforms.crop import crop_physical
+    """The part of ``img`` that resampling to the model's grid needs for the middle test crop, cut before
+    resampling (a whole large sample resampled at once would cost its full size in memory, lazy or not)."""
+    from subcell.transforms.resample import resampled_shape, source_rows
 
     src, dst = img.voxel_size.as_tuple(), model.voxel_size.as_tuple()
-    extent = [n * v for n, v in zip(img.shape[-3:], src, strict=True)]
-    # the crop's size on the model grid plus a margin that keeps its edges out of the interpolation's reach
-    # (2 model voxels and the anti-aliasing kernel of a downsampling, 4 sigma of (ratio - 1) / 2 source voxels)
-    size = [
-        (max(p, m) + 4) * d + 2 * (4 * max(0.0, (d / s - 1) / 2) + 2) * s
-        for p, m, d, s in zip(model.patch_size, minimum, dst, src, strict=True)
-    ]
-    start = [max(0.0, (e - n) / 2) for e, n in zip(extent, size, strict=True)]
-    if all(n >= e for n, e in zip(size, extent, strict=True)):
+    out = resampled_shape(img.shape, src, dst)
+    index = []
+    for n_in, n_out, p, m, s, d in zip(img.shape[-3:], out, model.patch_size, minimum, src, dst, strict=True):
+        want = max(p, m) + 4  # the crop on the model grid and 2 voxels either side
+        lo = max(0, (n_out - want) // 2)
+        a, b = source_rows(lo, min(n_out, lo + want), n_in=n_in, voxel_z=s, target_voxel_z=d)  # with the
+        index.append(slice(a, b))  # anti-aliasing and interpolation reach, per axis
+    if all(sl.start == 0 and sl.stop == n for sl, n in zip(index, img.shape[-3:], strict=True)):
         return img
-    data = crop_physical(img.data, voxel_size=src, start_um=start, size_um=size)
-    return img.with_data(data, step="crop", parameters={"start_um": start, "size_um": size})
+    return img.with_data(img.data[(Ellipsis, *index)], step="crop",
+                         parameters={"zyx": [[sl.start, sl.stop] for sl in index]})  # fmt: skip
 
 
 def _spec_halo(halo: int, scale: float) -> int:
