@@ -367,3 +367,29 @@ def test_frozen_norm_statistics_keep_the_initial_models_and_still_train_the_weig
     with pytest.raises(ValueRangeError, match="no batch-norm statistics to keep") as err:
         train_labelfree(tiny_config(paired_dataset, tmp_path / "g2", init=str(group), norm_statistics="frozen"))
     assert err.value.field == "norm_statistics" and "\n" not in str(err.value) and not (tmp_path / "g2").exists()
+
+
+def test_recompute_norm_statistics_gives_a_blend_statistics_of_its_own_weights(
+    paired_dataset: Path, learnt_model: Path, tmp_path: Path
+) -> None:
+    cfg = {"init": str(learnt_model), "iterations": 3, "validate_every": 3, "lr": 1e-2, "interpolate_init": 0.5}
+    mixed = train_labelfree(tiny_config(paired_dataset, tmp_path / "m", **cfg))
+    res = train_labelfree(tiny_config(paired_dataset, tmp_path / "r", recompute_norm_statistics=3, **cfg))
+    m, r = mixed.model.network.state_dict(), res.model.network.state_dict()
+    stats = [k for k in m if k.endswith(("running_mean", "running_var"))]
+    assert stats and all(not torch.equal(m[k], r[k]) for k in stats)  # every layer's statistics replaced
+    assert all(int(v) == 3 for k, v in r.items() if k.endswith("num_batches_tracked"))  # from 3 batches
+    weights = [k for k, v in m.items() if v.is_floating_point() and k not in stats]
+    assert all(torch.equal(m[k], r[k]) for k in weights)  # the blended weights themselves are the same
+    assert res.summary["norm_statistics_recomputed"] == 3 and mixed.summary["norm_statistics_recomputed"] is None
+    final = res.summary["validation"]  # the model card's numbers are those of the weights with their new statistics
+    assert final == res.history.validation[-1] and final["blended"] == 0.5 and final["norm_statistics_recomputed"] == 3
+    assert final["val_loss"] != mixed.summary["validation"]["val_loss"]
+    saved = LabelFreeModel.load(tmp_path / "r").network.state_dict()
+    assert all(torch.equal(saved[k], r[k]) for k in stats)
+    with pytest.raises(ValueError, match="would replace the statistics norm_statistics: frozen keeps"):
+        tiny_config(paired_dataset, tmp_path / "x", norm_statistics="frozen", recompute_norm_statistics=2, **cfg)
+    with pytest.raises(ValueRangeError, match="no batch-norm statistics to recompute") as err:
+        train_labelfree(tiny_config(paired_dataset, tmp_path / "g", iterations=1, recompute_norm_statistics=2,
+                                    network={"preset": "resunet", "depth": 1, "base_channels": 4, "norm": "group"}))  # fmt: skip
+    assert err.value.field == "recompute_norm_statistics" and not (tmp_path / "g").exists()

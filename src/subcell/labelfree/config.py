@@ -78,6 +78,11 @@ class TrainConfig(BaseModel):
         None, gt=0, lt=1, description="with init: end with the weights (1 - a) × initial + a × fine-tuned for this a "
         "(WiSE-FT): keeps more of the initial model where images differ from the training ones; 0.5 is the usual a"
     )  # fmt: skip
+    recompute_norm_statistics: int = Field(
+        0, ge=0, le=10_000, description="after the final weights are set (the last step's, an average or a blend), "
+        "recompute every batch-norm layer's running statistics from this many training batches (0: keep them as "
+        "they are); averaged or blended weights otherwise carry a mix of other weights' statistics"
+    )  # fmt: skip
     encoder_lr_scale: float = Field(
         1.0, ge=0, le=10, description="learning rate of the encoder relative to the decoder (layer-wise rates)"
     )
@@ -149,6 +154,9 @@ class TrainConfig(BaseModel):
         _check_average_from(self.average_from, self.iterations)
         if self.norm_statistics == "frozen" and self.init is None:
             raise ValueError("norm_statistics: frozen needs init (a model whose statistics to keep)")
+        if self.recompute_norm_statistics and self.norm_statistics == "frozen":
+            raise ValueError("recompute_norm_statistics would replace the statistics norm_statistics: frozen keeps; "
+                             "use one of them")  # fmt: skip
         if self.interpolate_init is not None and self.init is None:
             raise ValueError("interpolate_init needs init (a model to interpolate the fine-tuned weights with)")
         if self.average_from is not None and self.keep == "best":

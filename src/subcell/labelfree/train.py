@@ -19,6 +19,7 @@ from subcell.labelfree.model import LabelFreeModel
 from subcell.labelfree.network import NetworkConfig
 from subcell.train import autocast_dtype, fit
 from subcell.train.loop import History, StepInfo
+from subcell.train.norm import recompute_norm_statistics
 from subcell.train.run import checkpoint_dir, isolated_torch_state, run_key, start_run
 
 __all__ = ["TrainResult", "checkpoint_dir", "lr_schedule", "resolve_network", "train_labelfree"]
@@ -279,6 +280,12 @@ def train_labelfree(
             f"({net_cfg.z_levels} levels downsample z)",
             field="patch_size",
         )
+    if cfg.recompute_norm_statistics and net_cfg.norm != "batch":
+        raise ValueRangeError(
+            f"recompute_norm_statistics: the network has {net_cfg.norm!r} normalization, no batch-norm statistics "
+            "to recompute",
+            field="recompute_norm_statistics",
+        )
     model = LabelFreeModel.create(
         net_cfg, input_channel=in_name, targets=targets, voxel_size=model_vs, uncertainty=cfg.uncertainty,
         patch_size=patch,
@@ -345,12 +352,21 @@ def train_labelfree(
         average_from=cfg.average_from,
         freeze_norm_statistics=cfg.norm_statistics == "frozen",
     )
+    final: dict[str, Any] = {}  # what changed the weights after the last step, validated again below
     if start is not None and cfg.interpolate_init is not None and not history.interrupted:
         a = cfg.interpolate_init
         model.network.load_state_dict(interpolate_weights(start, model.network.state_dict(), a, fresh_head_rows=fresh))
         say(f"ended with the weights {1 - a:g} × initial + {a:g} × fine-tuned (interpolate_init)")
-        if validate is not None and ctx.is_main and history.train:  # the model card's numbers are the blend's
-            history.validation.append({"step": history.train[-1]["step"], **validate(model.network), "blended": a})
+        final["blended"] = a
+    if cfg.recompute_norm_statistics and not history.interrupted and history.train:
+        # the same batches on every rank (own seed), so the ranks' statistics stay equal
+        r_norm = np.random.default_rng(cfg.seed + 104_729)
+        batches = (sample_batch(r_norm)[0] for _ in range(cfg.recompute_norm_statistics))
+        n = recompute_norm_statistics(model.network, batches, device=device, autocast=dtype)
+        say(f"recomputed the batch-norm statistics of the final weights from {n} training batches")
+        final["norm_statistics_recomputed"] = n
+    if final and validate is not None and ctx.is_main and history.train:  # the model card's numbers: final weights
+        history.validation.append({"step": history.train[-1]["step"], **validate(model.network), **final})
     steps = history.train[-1]["step"] if history.train else 0
     seconds = history.train[-1]["seconds"] if history.train else 0.0
     summary: dict[str, Any] = {
@@ -361,6 +377,7 @@ def train_labelfree(
         "kept": history.best if cfg.keep == "best" else "last",
         "averaged": history.averaged,  # with average_from: the steps whose weights the model is the mean of
         "interpolated_init": cfg.interpolate_init,  # the fine-tune's share of the final weights (None: all of them)
+        "norm_statistics_recomputed": final.get("norm_statistics_recomputed"),  # training batches, None: not done
         "device": str(device),
         "precision": str(dtype or "fp32"),
         "world_size": ctx.world_size,

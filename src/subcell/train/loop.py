@@ -24,6 +24,7 @@ from subcell.errors import InputFileError
 from subcell.io._atomic import atomic_output
 from subcell.train.distributed import DistributedContext
 from subcell.train.host import tune_allocator
+from subcell.train.norm import batch_norm_layers
 
 __all__ = ["History", "StepInfo", "fit"]
 
@@ -396,9 +397,8 @@ def fit(
     for done_here, step in enumerate(range(first, iterations + 1), start=1):
         train_model.train()
         if freeze_norm_statistics:
-            for m in model.modules():
-                if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
-                    m.eval()
+            for m in batch_norm_layers(model):
+                m.eval()
         rate = None
         if lr_at is not None:
             used = ctx.mean(time.perf_counter() - t0) / max_seconds if max_seconds else 0.0
