@@ -54,6 +54,14 @@ class DistributedContext:
         dist.all_reduce(t)
         return float(t.item()) / self.world_size
 
+    def all_true(self, flag: bool) -> bool:
+        """True when ``flag`` is true on every rank (a collective call: every rank must make it)."""
+        if not self.active:
+            return flag
+        t = torch.tensor([int(flag)], dtype=torch.int64)
+        dist.all_reduce(t, op=dist.ReduceOp.MIN)
+        return bool(t.item())
+
     def parameters_in_sync(self, module: torch.nn.Module) -> bool:
         """True when every rank holds the same parameters (a DDP sanity check at the end of training)."""
         if not self.active:

@@ -147,7 +147,8 @@ def save_checkpoint(
     }
     weights, rng_file = _step_files(folder, step, ctx.rank)
     fresh = [p for p in (weights, rng_file) if not p.exists()]  # what a failed save must not leave behind
-    try:
+
+    def write_step_files() -> dict[str, Any] | None:
         _write_atomic(rng_file, json.dumps(rng_state).encode())
         if ctx.is_main:
             tensors = {f"model.{k}": v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
@@ -159,14 +160,26 @@ def save_checkpoint(
                     "run_key": run_key}  # fmt: skip
             with atomic_output(weights, overwrite=True) as tmp:
                 save_file(tensors, str(tmp))
-        ctx.barrier()  # every rank's files of this step exist before the pointer names it
-        if ctx.is_main:
-            _write_atomic(folder / "checkpoint.json", json.dumps(meta).encode())
-    except BaseException:
-        for p in fresh:
-            p.unlink(missing_ok=True)
-        raise
-    ctx.barrier()
+            return meta
+        return None
+
+    # Each phase ends with every rank learning whether every rank succeeded (a collective), so a rank whose write
+    # failed does not leave the others waiting at a barrier for it: all of them remove this step's files and raise.
+    for phase in ("step files", "pointer"):
+        error: BaseException | None = None
+        try:
+            if phase == "step files":
+                meta = write_step_files()
+            elif ctx.is_main:  # every rank's files of this step exist before the pointer names it
+                _write_atomic(folder / "checkpoint.json", json.dumps(meta).encode())
+        except BaseException as exc:  # re-raised below, once the other ranks know
+            error = exc
+        if not ctx.all_true(error is None):
+            for p in fresh:
+                p.unlink(missing_ok=True)
+            if error is not None:
+                raise error
+            raise OSError(f"checkpoint of step {step} not saved: another rank failed writing its {phase} in {folder}")
     # the previous checkpoint's files (and those of the unnamed layout before step-named files), each rank its own
     keep = {weights.name, rng_file.name}
     mine = [*folder.glob(f"rng-rank{ctx.rank}-*.json"), folder / f"rng-rank{ctx.rank}.json"]
