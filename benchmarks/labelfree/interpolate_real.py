@@ -11,6 +11,10 @@ in ``--work`` (``allen_ARM_STACK``, trained without the held-out stack), interpo
 of the state (weights and batch-norm running statistics) for ``a`` in 0, 0.25, 0.5, 0.75, 1 (0 = zero-shot, 1 =
 the fine-tune) and scores each held-out stack as ``pretrained_real.py`` does (r and Dice of the Otsu threshold
 inside the cells). Nothing is trained here and nothing is tuned on these files: ``a`` is read off a fixed grid.
+
+``--recompute N`` then recomputes the batch-norm running statistics of each interpolated model from N batches of
+its fine-tune's own training patches (``recompute_norm_statistics``, as ``recompute_norm_statistics: N`` in a
+training config does), instead of interpolating the two sets of statistics.
 """
 
 from __future__ import annotations
@@ -29,8 +33,12 @@ sys.path.insert(0, str(HERE))
 from pretrained_real import _allen_scores  # noqa: E402
 from real_data import ALLEN  # noqa: E402
 
+from subcell.labelfree import TrainConfig  # noqa: E402
+from subcell.labelfree.data import PatchSampler, load_volumes, pad_to_patch, split_rows  # noqa: E402
 from subcell.labelfree.pretrained import load_model  # noqa: E402
 from subcell.labelfree.train import interpolate_weights  # noqa: E402
+from subcell.train import autocast_dtype  # noqa: E402
+from subcell.train.norm import recompute_norm_statistics  # noqa: E402
 
 ALPHAS = (0.0, 0.25, 0.5, 0.75, 1.0)
 
@@ -43,22 +51,49 @@ def interpolated(initial: object, tuned: object, a: float) -> object:
     return tuned
 
 
+def training_inputs(tuned: object, n: int, seed: int = 0) -> list[object]:
+    """``n`` batches of input patches drawn as the fine-tune of ``tuned`` drew its training patches (its saved
+    config: manifest, split, loss mask, patch, batch, augmentation)."""
+    import torch
+
+    from subcell.io import read_manifest
+
+    cfg = TrainConfig.model_validate(tuned.config)  # type: ignore[attr-defined]
+    rows, _ = split_rows(list(read_manifest(cfg.manifest)), val_fraction=cfg.val_fraction,
+                         rng=np.random.default_rng(cfg.seed))  # fmt: skip
+    volumes, vs, _, _ = load_volumes(rows, input_channel=cfg.input_channel, targets=cfg.targets,
+                                     voxel_size=tuned.voxel_size, mask_column=cfg.loss_mask,  # type: ignore[attr-defined]
+                                     binarize_targets=cfg.binarize_targets)  # fmt: skip
+    volumes = [pad_to_patch(v, cfg.patch_size) for v in volumes]
+    sampler = PatchSampler(volumes, cfg.patch_size, foreground_fraction=cfg.foreground_fraction, augment=cfg.augment,
+                           yx_isotropic=bool(np.isclose(vs.y, vs.x, rtol=1e-3)))  # fmt: skip
+    r = np.random.default_rng(seed)
+    return [torch.from_numpy(sampler.batch(r, cfg.batch_size)[0]) for _ in range(n)]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("arms", nargs="*", default=["finetune"])
     ap.add_argument("--work", type=Path, default=Path("/tmp/subcell_labelfree_pretrained"))
     ap.add_argument("--tag", default="")
+    ap.add_argument("--recompute", type=int, default=0, help="recompute batch-norm statistics from N training batches")
     args = ap.parse_args()
     data = Path(os.environ.get("SUBCELL_TEST_DATA", "../shared/data")).resolve()
-    out: dict[str, object] = {"alphas": ALPHAS}
+    out: dict[str, object] = {"alphas": ALPHAS, "recompute_norm_statistics": args.recompute}
     for arm in args.arms:
         rows: dict[str, object] = {}
         for test in ALLEN:
             folder = args.work / f"allen_{arm}_{test}"
-            rows[test] = {
-                str(a): _allen_scores(interpolated(load_model("nucleus"), load_model(folder), a), data, test)
-                for a in ALPHAS
-            }
+            batches = training_inputs(load_model(folder), args.recompute) if args.recompute else []
+            rows[test] = {}
+            for a in ALPHAS:
+                model = interpolated(load_model("nucleus"), load_model(folder), a)
+                if batches:
+                    import torch
+
+                    recompute_norm_statistics(model.network, batches, device=torch.device("cpu"),  # type: ignore[attr-defined]
+                                              autocast=autocast_dtype(torch.device("cpu"), "auto"))  # fmt: skip
+                rows[test][str(a)] = _allen_scores(model, data, test)  # type: ignore[index]
             print(arm, test, {a: [round(v, 3) for v in s.values()][:2] for a, s in rows[test].items()}, flush=True)  # type: ignore[union-attr]
         rows["mean"] = {
             str(a): [
