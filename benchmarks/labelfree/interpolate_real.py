@@ -26,6 +26,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import torch
 
 HERE = Path(__file__).parent
 sys.path.insert(0, str(HERE))
@@ -34,13 +35,14 @@ from pretrained_real import _allen_scores  # noqa: E402
 from real_data import ALLEN  # noqa: E402
 
 from subcell.labelfree import TrainConfig  # noqa: E402
-from subcell.labelfree.data import PatchSampler, load_volumes, pad_to_patch, split_rows  # noqa: E402
+from subcell.labelfree.data import load_volumes, pad_to_patch, split_rows  # noqa: E402
 from subcell.labelfree.pretrained import load_model  # noqa: E402
-from subcell.labelfree.train import interpolate_weights  # noqa: E402
+from subcell.labelfree.train import interpolate_weights, training_sampler  # noqa: E402
 from subcell.train import autocast_dtype  # noqa: E402
 from subcell.train.norm import recompute_norm_statistics  # noqa: E402
 
 ALPHAS = (0.0, 0.25, 0.5, 0.75, 1.0)
+CPU = torch.device("cpu")
 
 
 def interpolated(initial: object, tuned: object, a: float) -> object:
@@ -51,22 +53,18 @@ def interpolated(initial: object, tuned: object, a: float) -> object:
     return tuned
 
 
-def training_inputs(tuned: object, n: int, seed: int = 0) -> list[object]:
+def training_inputs(tuned: object, n: int, seed: int = 0) -> list[torch.Tensor]:
     """``n`` batches of input patches drawn as the fine-tune of ``tuned`` drew its training patches (its saved
     config: manifest, split, loss mask, patch, batch, augmentation)."""
-    import torch
-
     from subcell.io import read_manifest
 
     cfg = TrainConfig.model_validate(tuned.config)  # type: ignore[attr-defined]
     rows, _ = split_rows(list(read_manifest(cfg.manifest)), val_fraction=cfg.val_fraction,
                          rng=np.random.default_rng(cfg.seed))  # fmt: skip
-    volumes, vs, _, _ = load_volumes(rows, input_channel=cfg.input_channel, targets=cfg.targets,
+    volumes, _, _, _ = load_volumes(rows, input_channel=cfg.input_channel, targets=cfg.targets,
                                      voxel_size=tuned.voxel_size, mask_column=cfg.loss_mask,  # type: ignore[attr-defined]
                                      binarize_targets=cfg.binarize_targets)  # fmt: skip
-    volumes = [pad_to_patch(v, cfg.patch_size) for v in volumes]
-    sampler = PatchSampler(volumes, cfg.patch_size, foreground_fraction=cfg.foreground_fraction, augment=cfg.augment,
-                           yx_isotropic=bool(np.isclose(vs.y, vs.x, rtol=1e-3)))  # fmt: skip
+    sampler = training_sampler([pad_to_patch(v, cfg.patch_size) for v in volumes], cfg, tuned.voxel_size)  # type: ignore[attr-defined]
     r = np.random.default_rng(seed)
     return [torch.from_numpy(sampler.batch(r, cfg.batch_size)[0]) for _ in range(n)]
 
@@ -89,10 +87,7 @@ def main() -> None:
             for a in ALPHAS:
                 model = interpolated(load_model("nucleus"), load_model(folder), a)
                 if batches:
-                    import torch
-
-                    recompute_norm_statistics(model.network, batches, device=torch.device("cpu"),  # type: ignore[attr-defined]
-                                              autocast=autocast_dtype(torch.device("cpu"), "auto"))  # fmt: skip
+                    recompute_norm_statistics(model.network, batches, device=CPU, autocast=autocast_dtype(CPU, "auto"))  # type: ignore[attr-defined]
                 rows[test][str(a)] = _allen_scores(model, data, test)  # type: ignore[index]
             print(arm, test, {a: [round(v, 3) for v in s.values()][:2] for a, s in rows[test].items()}, flush=True)  # type: ignore[union-attr]
         rows["mean"] = {

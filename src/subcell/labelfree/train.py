@@ -22,7 +22,7 @@ from subcell.train.loop import History, StepInfo
 from subcell.train.norm import recompute_norm_statistics
 from subcell.train.run import checkpoint_dir, isolated_torch_state, run_key, start_run
 
-__all__ = ["TrainResult", "checkpoint_dir", "lr_schedule", "resolve_network", "train_labelfree"]
+__all__ = ["TrainResult", "checkpoint_dir", "lr_schedule", "resolve_network", "train_labelfree", "training_sampler"]
 
 
 class TrainResult:
@@ -206,6 +206,14 @@ def _param_groups(network: torch.nn.Module, cfg: TrainConfig) -> list[dict[str, 
     return [{"params": enc, "lr_scale": cfg.encoder_lr_scale}, {"params": dec, "lr_scale": 1.0}]
 
 
+def training_sampler(volumes: Sequence[Volume], cfg: TrainConfig, voxel_size: VoxelSize) -> PatchSampler:
+    """The training patches of ``cfg`` from ``volumes`` (padded to the patch, on the model's grid ``voxel_size``):
+    its patch size, foreground fraction and augmentation; 90° turns only where y and x have the same voxel size."""
+    yx_iso = math.isclose(voxel_size.y, voxel_size.x, rel_tol=1e-3)
+    return PatchSampler(volumes, cfg.patch_size, foreground_fraction=cfg.foreground_fraction,
+                        augment=cfg.augment, yx_isotropic=yx_iso)  # fmt: skip
+
+
 @isolated_torch_state
 def train_labelfree(
     config: TrainConfig,
@@ -297,9 +305,7 @@ def train_labelfree(
         if cfg.interpolate_init is not None:
             start = {k: v.detach().clone() for k, v in model.network.state_dict().items()}
     model.network.to(device)
-    yx_iso = math.isclose(model_vs.y, model_vs.x, rel_tol=1e-3)
-    sampler = PatchSampler(volumes, patch, foreground_fraction=cfg.foreground_fraction, augment=cfg.augment,
-                           yx_isotropic=yx_iso)  # fmt: skip
+    sampler = training_sampler(volumes, cfg, model_vs)
     dtype = autocast_dtype(device, cfg.precision)
     optimizer = torch.optim.Adam(
         _param_groups(model.network, cfg), lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay
