@@ -14,7 +14,7 @@ from subcell import Image, io  # noqa: E402
 from subcell.errors import ChannelError, InputFileError, MetadataError, ValueRangeError  # noqa: E402
 from subcell.image import VoxelSize  # noqa: E402
 from subcell.labelfree import LabelFreeModel, PredictConfig, predict_image, predict_to_zarr, preset  # noqa: E402
-from subcell.labelfree.predict import choose_tile  # noqa: E402
+from subcell.labelfree.tile_plan import choose_tile  # noqa: E402
 from tests.labelfree.conftest import VOXEL, paired_volume  # noqa: E402
 
 
@@ -224,8 +224,8 @@ def test_stack_statistics_read_every_stored_chunk_once_and_equal_the_whole_stack
     still cover every voxel once (the rows kept for the prediction are the stack)."""
     import dask.array as da
 
-    from subcell.labelfree import predict as predict_module
-    from subcell.labelfree.predict import stack_stats
+    from subcell.labelfree import predict_input
+    from subcell.labelfree.predict_input import stack_stats
 
     class Percentiles:
         percentiles = (1.0, 50.0, 99.5)
@@ -244,11 +244,11 @@ def test_stack_statistics_read_every_stored_chunk_once_and_equal_the_whole_stack
                          Percentiles())  # type: ignore[arg-type]  # fmt: skip
     np.testing.assert_allclose(memory["mean"], got["mean"], rtol=1e-12)
     assert memory["percentiles"] == got["percentiles"]
-    monkeypatch.setattr(predict_module, "STATS_BLOCK_VOXELS", 5 * 24)  # five rows of one plane per block
+    monkeypatch.setattr(predict_input, "STATS_BLOCK_VOXELS", 5 * 24)  # five rows of one plane per block
     kept = np.full((1, 20, 40, 24), np.nan, np.float32)
     parts = stack_stats(lazy, 0, 0, VoxelSize(*VOXEL), (20, 40, 24), Percentiles(), keep=kept)  # type: ignore[arg-type]
     np.testing.assert_array_equal(kept[0], data[0, 0])
-    blocks = predict_module._stats_blocks(lazy, VoxelSize(*VOXEL), (20, 40, 24))
+    blocks = predict_input._stats_blocks(lazy, VoxelSize(*VOXEL), (20, 40, 24))
     assert max((z.stop - z.start) * (y.stop - y.start) * 24 for z, y in blocks) <= 5 * 24
     np.testing.assert_allclose(parts["mean"], got["mean"], rtol=1e-12)
     assert parts["percentiles"] == got["percentiles"]

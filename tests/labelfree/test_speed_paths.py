@@ -15,7 +15,7 @@ torch = pytest.importorskip("torch")
 
 from subcell.image import VoxelSize  # noqa: E402
 from subcell.labelfree import LabelFreeModel, build_network, preset  # noqa: E402
-from subcell.labelfree.predict import axis_grid, choose_tile  # noqa: E402
+from subcell.labelfree.tile_plan import axis_grid, choose_tile  # noqa: E402
 from subcell.train.host import tune_allocator  # noqa: E402
 from subcell.train.precision import cpu_has_bf16  # noqa: E402
 from tests.conftest import profiled_ops  # noqa: E402

@@ -27,19 +27,15 @@ from subcell.errors import ValueRangeError
 from subcell.image import Image
 from subcell.labelfree.config import PredictConfig
 from subcell.labelfree.predict import (
-    Predictor,
     _output_interval,
     _prediction_provenance,
     _timepoints,
-    check_input,
-    on_model_grid,
-    output_channel_names,
-    plan_tiles,
     predict_volume,
-    row_source,
     runtime,
-    stack_stats,
 )
+from subcell.labelfree.predict_input import check_input, on_model_grid, row_source, stack_stats
+from subcell.labelfree.predictor import Predictor, output_channel_names
+from subcell.labelfree.tile_plan import plan_tiles
 
 __all__ = ["predict_regions_to_zarr", "worker_model"]
 

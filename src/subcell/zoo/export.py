@@ -22,7 +22,7 @@ from subcell._version import __version__
 from subcell.errors import ChannelError, ValueRangeError
 from subcell.image import Image
 from subcell.labelfree.model import LabelFreeModel
-from subcell.labelfree.predict import output_channel_names
+from subcell.labelfree.predictor import output_channel_names
 from subcell.zoo.common import (
     ExportResult,
     check_package_output,

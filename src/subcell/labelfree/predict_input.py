@@ -1,0 +1,202 @@
+"""The input of a prediction: the model's channel at the model's grid (resampled slab by slab when the image is
+on another), checked against the model, and normalised with the whole stack's statistics from one streaming pass."""
+
+from __future__ import annotations
+
+import itertools
+import math
+import warnings
+from typing import Any
+
+import numpy as np
+
+from subcell.errors import ChannelError, MetadataError, ValueRangeError
+from subcell.image import Image, VoxelSize, materialize
+from subcell.labelfree.config import PredictConfig
+from subcell.labelfree.predictor import Predictor, RowSource
+
+__all__ = ["check_input", "on_model_grid", "row_source", "stack_stats"]
+
+
+def check_input(model: Predictor, image: Image, cfg: PredictConfig) -> tuple[int, VoxelSize, tuple[int, int, int]]:
+    """Channel index, model-grid voxel size and shape; warns or fails on a voxel-size mismatch."""
+    from subcell.transforms.resample import resampled_shape
+
+    if image.shape[1] == 1 and model.input_channel not in image.channel_names:
+        c = 0
+        warnings.warn(
+            f"the model was trained on channel {model.input_channel!r}; using the image's only channel "
+            f"{image.channel_names[0]!r} as that",
+            UserWarning,
+            stacklevel=3,
+        )
+    else:
+        try:
+            c = image.channel_index(model.input_channel)
+        except ChannelError:
+            raise ChannelError(
+                f"model expects input channel {model.input_channel!r}; the image has {list(image.channel_names)}",
+                path=image.provenance.source,
+                field="channel",
+            ) from None
+    if not model.is_2d and image.shape[2] == 1:
+        raise MetadataError(
+            f"a 3D model needs a z-stack; the image has a single plane {image.shape[3:]}",
+            path=image.provenance.source,
+            field="shape",
+        )
+    vs = image.voxel_size
+    mvs = model.voxel_size
+    if not model.voxel_size_known:  # a package without physical units: take the image's grid
+        mvs = vs
+    if model.is_2d:
+        mvs = VoxelSize(vs.z, mvs.y, mvs.x)
+    if not vs.isclose(mvs, rtol=0.02):
+        if not cfg.allow_resample:
+            raise MetadataError(
+                f"image voxel size {vs.as_tuple()} µm differs from the model's {mvs.as_tuple()} µm "
+                "and resampling is disallowed",
+                path=image.provenance.source,
+                field="voxel_size",
+            )
+        warnings.warn(
+            f"resampling input from {vs.as_tuple()} µm to the model's {mvs.as_tuple()} µm", UserWarning, stacklevel=3
+        )
+        shape = resampled_shape(image.shape[2:], vs, mvs)
+        exact = VoxelSize(*(s * n / m for s, n, m in zip(vs.as_tuple(), image.shape[2:], shape, strict=True)))
+        return c, exact, shape
+    return c, vs, image.shape[2:]  # type: ignore[return-value]
+
+
+def on_model_grid(image: Image, grid_vs: VoxelSize, shape: tuple[int, int, int]) -> bool:
+    """Whether ``image`` is read as it is (no resampling to the model grid): what reading lateral parts needs."""
+    return grid_vs.isclose(image.voxel_size, rtol=1e-6) or tuple(shape) == tuple(image.shape[2:])
+
+
+def _raw_rows(image: Image, t: int, c: int, grid_vs: VoxelSize, shape: tuple[int, int, int]) -> RowSource:
+    """Input rows at the model grid (not normalised), read (and resampled) slab by slab from a lazy image; a
+    lateral (ys, xs) part of them when the image is already on the model grid."""
+    from subcell.transforms.resample import resample_linear, source_rows
+
+    data = image.data
+    n_in = image.shape[2]
+    same = on_model_grid(image, grid_vs, shape)
+
+    def rows(z0: int, z1: int, ys: slice = slice(None), xs: slice = slice(None)) -> np.ndarray:
+        if same:
+            return materialize(data[t, c, z0:z1, ys, xs]).astype(np.float32)[None]
+        if ys != slice(None) or xs != slice(None):
+            raise ValueRangeError(f"regions of an image at {image.voxel_size.as_tuple()} µm need it resampled to the "
+                                  f"model's {grid_vs.as_tuple()} µm first (subcell convert --voxel-size)",
+                                  field="voxel_size")  # fmt: skip
+        a, b = source_rows(z0, z1, n_in=n_in, voxel_z=image.voxel_size.z, target_voxel_z=grid_vs.z)
+        block = materialize(data[t, c, a:b]).astype(np.float32)
+        out = resample_linear(
+            block, voxel_size=image.voxel_size, target_voxel_size=grid_vs, out_shape=shape, z_rows=(z0, z1),
+            data_z0=a, n_in_z=n_in,
+        )  # fmt: skip
+        return out[None]
+
+    return rows
+
+
+STATS_BLOCK_VOXELS = 1 << 24  # 64 MB as float32: the largest block the statistics pass reads at once
+
+
+def _stats_blocks(image: Image, grid_vs: VoxelSize, shape: tuple[int, int, int]) -> list[tuple[slice, slice]]:
+    """The (z, y) blocks :func:`stack_stats` reads, whole planes in x.
+
+    A stack on the model grid is read in the blocks it is stored in (z and y chunks), so each stored chunk is
+    decompressed once: slabs of 4 planes over chunks 32 planes deep decompressed every chunk 8 times, a third
+    of the prediction's time outside the network on a 64×512×512 OME-Zarr (``bench_speed.py``). A stack that
+    is resampled is read in slabs of 4 planes (resampling needs whole planes), as is one held in memory.
+    """
+    chunks = getattr(image.data, "chunks", None)
+    if not on_model_grid(image, grid_vs, shape) or chunks is None or isinstance(chunks[0], int):
+        return [(slice(z0, min(shape[0], z0 + 4)), slice(None)) for z0 in range(0, shape[0], 4)]
+    cap = STATS_BLOCK_VOXELS  # larger stored chunks are read in parts
+    blocks = []
+    for z0, z1 in itertools.pairwise(np.cumsum((0, *chunks[2])).tolist()):
+        for y0, y1 in itertools.pairwise(np.cumsum((0, *chunks[3])).tolist()):
+            dy = min(y1 - y0, max(1, cap // shape[2]))
+            dz = max(1, cap // (dy * shape[2]))
+            blocks += [(slice(a, min(z1, a + dz)), slice(b, min(y1, b + dy)))
+                       for a in range(z0, z1, dz) for b in range(y0, y1, dy)]  # fmt: skip
+    return blocks
+
+
+def _sums(rows: np.ndarray, part: int = 1 << 18) -> tuple[float, float]:
+    """Sum and sum of squares of a float32 block, accumulated in float64 over cache-sized parts (a float64 copy
+    of the whole block costs more than the arithmetic). Both are finite exactly when every value is: NaN
+    propagates, an infinity squares to +inf, and squares of finite float32 values cannot overflow float64."""
+    flat = rows.reshape(-1)
+    total = total_sq = 0.0
+    for i in range(0, flat.size, part):
+        p = flat[i : i + part].astype(np.float64)
+        total += float(p.sum())
+        total_sq += float(np.dot(p, p))
+    return total, total_sq
+
+
+HELD_STACK_VOXELS = 1 << 24  # 64 MB as float32: the largest stack row_source keeps from its statistics pass
+
+
+def stack_stats(
+    image: Image, t: int, c: int, grid_vs: VoxelSize, shape: tuple[int, int, int], model: Predictor,
+    *, keep: np.ndarray | None = None,
+) -> dict[str, Any]:  # fmt: skip
+    """The whole stack's mean, standard deviation and the percentiles ``model.percentiles`` asks for (at the
+    model grid), in one streaming pass over bounded blocks: what ``model.preprocess`` normalises every tile with.
+    ``keep``, a ``(1, Z, Y, X)`` float32 array, receives the rows read (for a stack small enough to hold)."""
+    raw_rows = _raw_rows(image, t, c, grid_vs, shape)
+    total, total_sq, count = 0.0, 0.0, 0
+    percentiles = list(model.percentiles)
+    kept: list[np.ndarray] = []  # values for percentiles: every voxel up to 64 M voxels, a regular subsample above
+    stride = max(1, math.ceil(math.sqrt(shape[0] * shape[1] * shape[2] / 64e6)))
+    for zs, ys in _stats_blocks(image, grid_vs, shape):
+        rows = raw_rows(zs.start, zs.stop, ys)
+        if keep is not None:
+            keep[:, zs, ys] = rows
+        block_sum, block_sq = _sums(rows)
+        if not (math.isfinite(block_sum) and math.isfinite(block_sq)):
+            raise ValueRangeError(
+                f"input contains NaN or Inf values (timepoint {t}, planes {zs.start}–{zs.start + rows.shape[1] - 1})",
+                field=f"{image.provenance.source or 'image'}: channel {image.channel_names[c]}",
+            )
+        total += block_sum
+        total_sq += block_sq
+        count += rows.size
+        if percentiles:  # every plane, every stride-th row and column of the stack (whichever block holds it)
+            y_first = (-(ys.start or 0)) % stride
+            kept.append(rows[0, :, y_first::stride, ::stride].ravel().copy())
+    mean = total / count
+    pv = np.percentile(np.concatenate(kept), percentiles).tolist() if percentiles else []
+    return {"mean": mean, "std": math.sqrt(max(0.0, total_sq / count - mean**2)),
+            "percentiles": dict(zip(percentiles, pv, strict=True))}  # fmt: skip
+
+
+def row_source(
+    image: Image, t: int, c: int, grid_vs: VoxelSize, shape: tuple[int, int, int], model: Predictor,
+    stats: dict[str, Any] | None = None,
+) -> RowSource:  # fmt: skip
+    """Normalised input rows at the model grid: ``model.preprocess`` with the whole stack's statistics
+    (:func:`stack_stats`, computed here unless given): subcell models z-score, a bioimage.io package applies its
+    own steps.
+
+    A stack of up to :data:`HELD_STACK_VOXELS` read for its statistics here is held from that pass and handed out
+    as the first request for all of its planes (a tiling whose rows span the whole depth asks exactly that once):
+    one read of the file instead of two, with nothing more in memory than that row would hold (it is the row).
+    """
+    raw_rows = _raw_rows(image, t, c, grid_vs, shape)
+    held: list[np.ndarray] = []
+    if stats is None and math.prod(shape) <= HELD_STACK_VOXELS:
+        held.append(np.empty((1, *shape), np.float32))
+    st = stats if stats is not None else stack_stats(image, t, c, grid_vs, shape, model, keep=held[0] if held else None)
+
+    def rows(*where: Any) -> np.ndarray:
+        if held and len(where) == 2 and tuple(where) == (0, shape[0]):
+            return model.preprocess(held.pop(), st)
+        held.clear()  # a tiling that reads otherwise: not kept longer than the statistics pass
+        return model.preprocess(raw_rows(*where), st)
+
+    return rows
