@@ -121,6 +121,35 @@ def test_a_time_budget_that_ends_a_run_before_averaging_starts_says_so(tmp_path:
     assert all(torch.equal(got[k], one[k]) for k in got)  # the last (only) step's weights
 
 
+def test_average_from_a_fraction_starts_where_the_run_is_that_far_along(tmp_path: Path) -> None:
+    """``average_from: 0.5`` of a 4-step run averages steps 2-4, the weights ``average_from: 2`` gives; a run killed
+    after averaging began resumes to them (the start is kept, not found again at the resumed step). Under a time
+    budget the start is the share of the budget: one spent at the first step averages that step alone, with no
+    "ended before averaging" warning (a step number there would have averaged nothing)."""
+    import warnings
+
+    by_step = pretrain_labelfree(_cfg(tmp_path / "s", iterations=4, average_from=2)).model.network.state_dict()
+    half = pretrain_labelfree(_cfg(tmp_path / "f", iterations=4, average_from=0.5))
+    assert half.summary["averaged"] == {"from": 2, "steps": 3}
+    got = half.model.network.state_dict()
+    assert all(torch.equal(got[k], by_step[k]) for k in got)
+    killed = _cfg(tmp_path / "k", iterations=4, average_from=0.5, checkpoint_every=1)
+    pretrain_labelfree(killed, stop_after=3)  # averaging began at step 2
+    resumed = pretrain_labelfree(killed)
+    assert resumed.summary["averaged"] == {"from": 2, "steps": 3}
+    assert all(torch.equal(resumed.model.network.state_dict()[k], got[k]) for k in got)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        spent = pretrain_labelfree(
+            _cfg(tmp_path / "b", iterations=5, average_from=0.5, max_minutes=1e-9, lr_schedule="constant")
+        )
+    assert spent.summary["steps"] == 1 and spent.summary["averaged"] == {"from": 1, "steps": 1}
+    assert not [w for w in caught if "average_from" in str(w.message)]
+    for bad in (1.5, 0.0, 0):
+        with pytest.raises(ValueError, match=r"must be a step .* or a fraction of the run in"):
+            _cfg(tmp_path, average_from=bad)
+
+
 def test_a_2d_pretrain_trains_on_planes(tmp_path: Path) -> None:
     res = pretrain_labelfree(_cfg(tmp_path, two_d=True, patch_size=(1, 16, 16), iterations=2))
     assert res.model.is_2d and res.model.patch_size == (1, 16, 16)

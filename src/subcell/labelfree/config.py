@@ -30,9 +30,15 @@ class AugmentConfig(BaseModel):
     )  # fmt: skip
 
 
-def _check_average_from(average_from: int | None, last_step: int) -> None:
-    """``average_from`` of a training or pretraining config must be a step the run reaches."""
-    if average_from is not None and average_from > last_step:
+def _check_average_from(average_from: int | float | None, last_step: int) -> None:
+    """``average_from`` of a training or pretraining config: a step the run reaches, or a fraction of the run."""
+    if average_from is None:
+        return
+    fraction = isinstance(average_from, float)
+    if not (0 < average_from < 1 if fraction else average_from >= 1):
+        raise ValueError(f"average_from {average_from} must be a step (an integer >= 1) or a fraction of the run in "
+                         "(0, 1)")  # fmt: skip
+    if not fraction and average_from > last_step:
         raise ValueError(f"average_from {average_from} is beyond the run's last step {last_step}: nothing would be "
                          "averaged")  # fmt: skip
 
@@ -107,10 +113,11 @@ class TrainConfig(BaseModel):
         "starting weights included, so a fine-tune that only got worse keeps its initial model); best needs "
         "validation images",
     )
-    average_from: int | None = Field(
-        None, ge=1, description="end with the average of the weights of every step from this one on (stochastic "
-        "weight averaging) instead of the last step's; a time budget that ends the run first keeps the last, with a "
-        "warning"
+    average_from: int | float | None = Field(
+        None, description="end with the average of the weights of every step from this one on (stochastic weight "
+        "averaging) instead of the last step's; a step (integer), or a fraction of the run in (0, 1) by steps or by "
+        "max_minutes, whichever ends it first (a time budget makes a machine-dependent number of steps); a time "
+        "budget that ends the run before a step keeps the last weights, with a warning"
     )  # fmt: skip
     val_patches: int = Field(8, ge=1)
     validate_every: int = Field(200, ge=1)
@@ -224,9 +231,9 @@ class PretrainConfig(BaseModel):
     )  # fmt: skip
     lr: float = Field(2e-3, gt=0, le=1)
     lr_schedule: Literal["constant", "cosine"] = "cosine"
-    average_from: int | None = Field(
-        None, ge=1, description="end with the average of the weights of every step from this one on (stochastic "
-        "weight averaging) instead of the last step's"
+    average_from: int | float | None = Field(
+        None, description="end with the average of the weights of every step from this one on (stochastic weight "
+        "averaging) instead of the last step's; a step (integer), or a fraction of the run in (0, 1)"
     )  # fmt: skip
     foreground_fraction: float = Field(0.7, ge=0, le=1)
     augment: AugmentConfig = Field(default_factory=AugmentConfig)

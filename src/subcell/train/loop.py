@@ -52,9 +52,11 @@ class History:
     # with ``average_from``: {"from": first step averaged, "steps": how many steps' weights the model ends with the
     # mean of (0 when the run ended before that step: the model has the last step's weights)}
     averaged: dict[str, int] | None = None
+    average_start: int | None = None  # with a fractional ``average_from``: the step averaging began at, once fixed
 
     def to_json(self) -> dict[str, Any]:
-        return {"train": self.train, "validation": self.validation, "best": self.best, "averaged": self.averaged}
+        return {"train": self.train, "validation": self.validation, "best": self.best, "averaged": self.averaged,
+                "average_start": self.average_start}  # fmt: skip
 
     def to_csv(self) -> str:
         """One line per step: loss, seconds, learning rate (of the schedule, before layer-wise scales) and the
@@ -82,6 +84,7 @@ class History:
             validation=list(d.get("validation", [])),
             best=d.get("best"),
             averaged=d.get("averaged"),
+            average_start=d.get("average_start"),
         )
 
 
@@ -253,16 +256,40 @@ def load_checkpoint(
 class WeightAverage:
     """Uniform running average of a model's floating-point state from step ``start`` on (``fit(average_from=)``).
 
+    ``start`` is a step (int >= 1) or a fraction of the run (float in (0, 1)): averaging then begins at the first
+    step at which the run is that far along, by its steps or by its time budget, whichever ends it first (as the
+    cosine schedule follows it): a time-budgeted run makes a machine-dependent number of steps, so a fixed step
+    averages most of the run on a fast machine and none of it on a slow one. The step it began at is recorded
+    (``History.average_start``), so a resumed run averages the same steps.
+
     A dict of tensors rather than ``torch.optim.swa_utils.AveragedModel``: that one deep-copies the module and keeps
     its count in a buffer, while the checkpoint already stores named dicts of tensors (as for ``keep_best``) and the
     count follows from the step, so resuming needs nothing else. Integer buffers (batch counts) keep the last value.
     """
 
-    def __init__(self, start: int | None) -> None:
-        if start is not None and start < 1:
+    def __init__(self, start: int | float | None, iterations: int = 0) -> None:
+        self.fraction: float | None = None
+        if isinstance(start, float):
+            if not 0 < start < 1:
+                raise ValueError(f"average_from as a fraction of the run must be in (0, 1), got {start}")
+            self.fraction, start = start, None
+        elif start is not None and start < 1:
             raise ValueError(f"average_from must be a step >= 1, got {start}")
-        self.start = start
+        self.start: int | None = start
+        self.iterations = iterations
         self.state: dict[str, torch.Tensor] = {}
+
+    @property
+    def requested(self) -> str | None:
+        """``average_from`` as given (a step or a fraction), None without averaging."""
+        return str(self.fraction) if self.fraction is not None else None if self.start is None else str(self.start)
+
+    def begin(self, step: int, budget_used: float) -> None:
+        """Fix a fractional start at ``step`` once the run is that far along (``budget_used``: the fraction of a
+        time budget spent, the same on every rank)."""
+        done = max(step / max(1, self.iterations), budget_used)
+        if self.fraction is not None and self.start is None and done >= self.fraction:
+            self.start = step
 
     def add(self, model: torch.nn.Module, step: int) -> None:
         if self.start is None or step < self.start:
@@ -281,12 +308,13 @@ class WeightAverage:
         ``History.averaged`` records), ``None`` without averaging. A run that ended before ``start`` keeps its last
         weights, with a warning: a time budget can end a run early, and the weights must not change meaning silently.
         """
-        if self.start is None:
+        if self.requested is None:
             return None
         if not self.state:
-            warnings.warn(f"the run ended at step {step}, before average_from={self.start}: the model has the last "
-                          "step's weights, not an average", stacklevel=3)  # fmt: skip
-            return {"from": self.start, "steps": 0}
+            warnings.warn(f"the run ended at step {step}, before average_from={self.requested}: the model has the "
+                          "last step's weights, not an average", stacklevel=3)  # fmt: skip
+            return {"from": self.start or 0, "steps": 0}
+        assert self.start is not None
         model.load_state_dict(self.state)
         return {"from": self.start, "steps": step - self.start + 1}
 
@@ -314,7 +342,7 @@ def fit(
     step_loss: Callable[[torch.nn.Module, tuple[torch.Tensor, ...], int], torch.Tensor] | None = None,
     run_key: str | None = None,
     keep_best: str | None = None,
-    average_from: int | None = None,
+    average_from: int | float | None = None,
     freeze_norm_statistics: bool = False,
 ) -> History:
     """Train ``model`` for ``iterations`` optimizer steps.
@@ -355,9 +383,10 @@ def fit(
         step of a fresh run (a fine-tuning's initial model is a candidate too), and the model ends with the weights
         of the best validation, not the last (``history.best`` names its step). Needs ``validate``; on rank 0 (the
         one that validates and saves); kept in checkpoints, so resuming keeps it.
-    average_from : int, optional
+    average_from : int or float, optional
         End with the uniform average of the weights after every step from this one on (stochastic weight
-        averaging; batch-norm running statistics averaged alike) instead of the last step's. The last validation
+        averaging; batch-norm running statistics averaged alike) instead of the last step's. A float in (0, 1) is
+        a fraction of the run, by steps or by ``max_seconds``, whichever ends it first (:class:`WeightAverage`). The last validation
         and checkpoint see the average; the running average is kept in checkpoints, so resuming ends the same.
         Not with ``keep_best``.
     freeze_norm_statistics : bool
@@ -375,11 +404,12 @@ def fit(
     history = History()
     start = 0
     best_state: dict[str, torch.Tensor] = {}
-    average = WeightAverage(average_from)
+    average = WeightAverage(average_from, iterations)
     kept = {"best": best_state, "average": average.state}
     if resume and checkpoint_dir is not None and (checkpoint_dir / "checkpoint.json").exists():
         start, history = load_checkpoint(checkpoint_dir, model=model, optimizer=optimizer, rng=rng, ctx=ctx,
                                          run_key=run_key, kept=kept)  # fmt: skip
+        average.start = average.start if average.fraction is None else history.average_start
 
     def consider(val: dict[str, float], step: int) -> None:
         """Keep the weights if this validation is the best so far (rank 0, ``keep_best``)."""
@@ -438,8 +468,11 @@ def fit(
             loss.backward()
             optimizer.step()
         value = ctx.mean(float(loss.detach()))
-        average.add(model, step)
         elapsed = time.perf_counter() - t0
+        if average.fraction is not None and average.start is None:
+            average.begin(step, ctx.mean(elapsed) / max_seconds if max_seconds else 0.0)
+            history.average_start = average.start
+        average.add(model, step)
         history.train.append(
             {"step": step, "loss": value, "seconds": elapsed, **({"lr": rate} if rate is not None else {})}
         )
