@@ -268,27 +268,25 @@ class WeightAverage:
     """
 
     def __init__(self, start: int | float | None, iterations: int = 0) -> None:
-        self.fraction: float | None = None
-        if isinstance(start, float):
-            if not 0 < start < 1:
-                raise ValueError(f"average_from as a fraction of the run must be in (0, 1), got {start}")
-            self.fraction, start = start, None
-        elif start is not None and start < 1:
-            raise ValueError(f"average_from must be a step >= 1, got {start}")
-        self.start: int | None = start
+        fraction = isinstance(start, float)
+        if start is not None and not (0 < start < 1 if fraction else start >= 1):
+            raise ValueError(f"average_from must be a step >= 1 or a fraction of the run in (0, 1), got {start}")
+        self.requested = start  # as given: a step, a fraction, or None (no averaging)
+        self.fraction = start if isinstance(start, float) else None
+        self.start = None if isinstance(start, float) else start
         self.iterations = iterations
         self.state: dict[str, torch.Tensor] = {}
 
     @property
-    def requested(self) -> str | None:
-        """``average_from`` as given (a step or a fraction), None without averaging."""
-        return str(self.fraction) if self.fraction is not None else None if self.start is None else str(self.start)
+    def pending(self) -> bool:
+        """A fractional start not fixed yet (:meth:`begin` is asked after each step until it is)."""
+        return self.fraction is not None and self.start is None
 
     def begin(self, step: int, budget_used: float) -> None:
-        """Fix a fractional start at ``step`` once the run is that far along (``budget_used``: the fraction of a
-        time budget spent, the same on every rank)."""
-        done = max(step / max(1, self.iterations), budget_used)
-        if self.fraction is not None and self.start is None and done >= self.fraction:
+        """Fix a pending fractional start at ``step`` once the run is that far along (``budget_used``: the fraction
+        of a time budget spent, the same on every rank)."""
+        assert self.fraction is not None
+        if max(step / max(1, self.iterations), budget_used) >= self.fraction:
             self.start = step
 
     def add(self, model: torch.nn.Module, step: int) -> None:
@@ -409,7 +407,8 @@ def fit(
     if resume and checkpoint_dir is not None and (checkpoint_dir / "checkpoint.json").exists():
         start, history = load_checkpoint(checkpoint_dir, model=model, optimizer=optimizer, rng=rng, ctx=ctx,
                                          run_key=run_key, kept=kept)  # fmt: skip
-        average.start = average.start if average.fraction is None else history.average_start
+        if average.fraction is not None:  # the step a fractional start was fixed at, if the run got that far
+            average.start = history.average_start
 
     def consider(val: dict[str, float], step: int) -> None:
         """Keep the weights if this validation is the best so far (rank 0, ``keep_best``)."""
@@ -469,7 +468,7 @@ def fit(
             optimizer.step()
         value = ctx.mean(float(loss.detach()))
         elapsed = time.perf_counter() - t0
-        if average.fraction is not None and average.start is None:
+        if average.pending:  # (the elapsed time's mean over ranks is a collective: asked only until it is fixed)
             average.begin(step, ctx.mean(elapsed) / max_seconds if max_seconds else 0.0)
             history.average_start = average.start
         average.add(model, step)
