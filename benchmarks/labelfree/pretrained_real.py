@@ -17,7 +17,8 @@ statistics (``norm_statistics: frozen``), *finetune_cosine* and *scratch_cosine*
 cosine that ends with the time budget (``lr_schedule: cosine``; the other arms keep ``lr`` constant),
 *finetune_cosine_bn_frozen* both, *finetune_interp* and *finetune_bn_frozen_interp* end with the mean of the
 initial and the fine-tuned weights (``interpolate_init: 0.5``, WiSE-FT), *finetune_interp_recompute* then recomputes
-the blend's batch-norm statistics from training batches (``recompute_norm_statistics``). ``--init`` starts the
+the blend's batch-norm statistics from training batches (``recompute_norm_statistics``); *finetune_aug*,
+*finetune_bn_frozen_interp_aug* and *scratch_aug* add zoom, blur and noise to the patches (``DEGRADE``). ``--init`` starts the
 zero-shot and fine-tuned arms from another model (a folder with a ``nucleus`` output; default the shipped one). Scores inside
 the segmented cells of the held-out stack: Pearson r between prediction and mask, and Dice of the prediction
 thresholded by Otsu inside the cells (the same rule for every arm, no threshold fitted to labels).
@@ -59,6 +60,10 @@ from subcell.metrics.intensity import pearson  # noqa: E402
 # 5-minute run on a 2-core CPU with bf16 (~420 steps of batch 4), where the training loss of the fine-tune (on the
 # training stacks) stops falling steadily; a slower machine that does not reach it keeps the last weights and warns.
 AVERAGE_FROM = 200
+# *_aug arms: zoom, blur and noise of the patches (``AugmentConfig.scale/blur/noise``) on top of the default flips,
+# turns, gain and offset; the ranges of nnU-Net's defaults (zoom 0.7-1.4, blur σ 0.5-1.5 voxels, noise variance up to
+# 0.1), not chosen on these files.
+DEGRADE = {"scale": 0.4, "blur": 1.5, "noise": 0.3}
 # Fine-tuning variants: arm name -> TrainConfig overrides (the base fine-tuning recipe is the same for every one).
 FINETUNE: dict[str, dict[str, object]] = {
     "finetune": {},
@@ -75,12 +80,15 @@ FINETUNE: dict[str, dict[str, object]] = {
     "finetune_bn_frozen_interp": {"norm_statistics": "frozen", "interpolate_init": 0.5},
     # the blend's batch-norm statistics recomputed from training batches (32 x 4 patches, ~10 steps' forward time)
     "finetune_interp_recompute": {"interpolate_init": 0.5, "recompute_norm_statistics": 32},
+    "finetune_aug": {"augment": DEGRADE},
+    "finetune_bn_frozen_interp_aug": {"norm_statistics": "frozen", "interpolate_init": 0.5, "augment": DEGRADE},
 }
 # Scratch variants: arm name -> TrainConfig overrides on top of the scratch arm's.
 SCRATCH: dict[str, dict[str, object]] = {
     "scratch": {},
     "scratch_average": {"average_from": AVERAGE_FROM},
     "scratch_cosine": {"lr_schedule": "cosine"},
+    "scratch_aug": {"augment": DEGRADE},
 }
 
 

@@ -28,6 +28,21 @@ class AugmentConfig(BaseModel):
         False, description="negate the (z-scored) input of half the patches: bright-field contrast of a structure "
         "reverses with the side of focus and between microscopes, so a pretrained model must not rely on its sign",
     )  # fmt: skip
+    # The three below are off by default (runs without them keep their random stream). They make a model trained
+    # on a few real images meet what another microscope or cell line changes: the size of cells and voxels, the
+    # resolution, the noise.
+    scale: float = Field(
+        0.0, ge=0, le=1, description="zoom each patch by a factor drawn log-uniformly in [1/(1+s), 1+s], the same "
+        "along every axis the patch spans (other cell and nucleus sizes, other voxel sizes); 0 = off",
+    )  # fmt: skip
+    blur: float = Field(
+        0.0, ge=0, le=4, description="Gaussian blur of the input with a σ drawn in U(0, blur) voxels of the model "
+        "grid, along every axis the patch spans (lower NA, defocus, coarser sampling); 0 = off",
+    )  # fmt: skip
+    noise: float = Field(
+        0.0, ge=0, le=2, description="Gaussian noise added to the (z-scored) input, its std drawn in U(0, noise); "
+        "0 = off",
+    )  # fmt: skip
 
 
 def _check_average_from(average_from: int | float | None, last_step: int) -> None:

@@ -9,6 +9,7 @@ run's random generator and then applied, so a seed fixes the whole patch stream.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -245,6 +246,26 @@ class PatchDraw:
     gain: float = 1.0
     offset: float = 0.0
     invert: bool = False
+    region: tuple[int, int, int] | None = None  # voxels cut at ``start`` and resized to the patch (zoom)
+    blur: float = 0.0  # σ of the input's Gaussian blur, voxels
+    noise: float = 0.0  # std of the input's added noise
+    noise_seed: int = 0
+
+
+def _zoom_to(a: np.ndarray, shape: tuple[int, ...], *, labels: bool = False) -> np.ndarray:
+    """``(C, z, y, x)`` resized to ``(C, *shape)``: linear on the voxel grid (``grid_mode``: voxels are areas, so
+    the region's edges map onto the patch's), Gaussian-smoothed first along axes it shrinks (σ = (f − 1) / 2, the
+    anti-aliasing rule of scikit-image's ``resize``, which is 4× slower here); nearest for ``labels``."""
+    from scipy.ndimage import gaussian_filter, zoom
+
+    factors = [s / t for s, t in zip(a.shape[1:], shape, strict=True)]
+    src = np.asarray(a, dtype=np.float32)
+    if not labels and any(f > 1 for f in factors):
+        src = gaussian_filter(src, sigma=[0.0] + [max(0.0, (f - 1) / 2) for f in factors], mode="nearest")
+    out = zoom(src, [1.0] + [1 / f for f in factors], order=0 if labels else 1, mode="nearest", grid_mode=True)
+    if out.shape[1:] != tuple(shape):  # rounding of the output shape; never seen, guarded
+        raise ValueRangeError(f"zoomed patch is {out.shape[1:]}, expected {tuple(shape)}", field="augment.scale")
+    return out
 
 
 class PatchSampler:
@@ -257,7 +278,8 @@ class PatchSampler:
     foreground_fraction : float
         Share of patches centred on a foreground voxel.
     augment : AugmentConfig-like
-        Attributes ``flip_xy``, ``rotate90_xy``, ``flip_z``, ``input_gain``, ``input_offset``, ``invert_input``.
+        Attributes ``flip_xy``, ``rotate90_xy``, ``flip_z``, ``input_gain``, ``input_offset``, ``invert_input``,
+        and optionally ``scale``, ``blur``, ``noise`` (see :class:`~subcell.labelfree.config.AugmentConfig`).
     yx_isotropic : bool
         Quarter turns only when the y and x voxel sizes agree (and the patch is square).
     """
@@ -298,7 +320,7 @@ class PatchSampler:
         a = self.augment
         if a is None:
             return PatchDraw(vi, start)  # type: ignore[arg-type]
-        return PatchDraw(
+        draw = PatchDraw(
             vi,
             start,  # type: ignore[arg-type]
             flip_y=bool(a.flip_xy and rng.random() < 0.5),  # type: ignore[attr-defined]
@@ -310,14 +332,51 @@ class PatchSampler:
             # drawn last and only when switched on: runs without it keep their random stream
             invert=bool(a.invert_input and rng.random() < 0.5),  # type: ignore[attr-defined]
         )
+        degradations = self._draw_degradations(rng, vol.shape, draw.start)
+        return dataclasses.replace(draw, **degradations) if degradations else draw  # type: ignore[arg-type]
+
+    def _draw_degradations(
+        self, rng: np.random.Generator, shape: tuple[int, ...], start: tuple[int, int, int]
+    ) -> dict[str, object]:
+        """Zoom, blur and noise of one patch, each drawn only when switched on (after every other draw)."""
+        a = self.augment
+        out: dict[str, object] = {}
+        scale = float(getattr(a, "scale", 0.0))
+        if scale > 0:
+            factor = float(np.exp(rng.uniform(-np.log1p(scale), np.log1p(scale))))
+            spans = [p > 1 for p in self.patch]
+            # one factor for every axis the patch spans, at most what the volume holds
+            factor = min([factor] + [s / p for s, p, on in zip(shape, self.patch, spans, strict=True) if on])
+            region = tuple(max(1, round(p * factor)) if on else p for p, on in zip(self.patch, spans, strict=True))
+            if region != self.patch:
+                centre = [st + p // 2 for st, p in zip(start, self.patch, strict=True)]
+                out["start"] = tuple(
+                    int(np.clip(c - r // 2, 0, s - r)) for c, r, s in zip(centre, region, shape, strict=True)
+                )
+                out["region"] = region
+        blur = float(getattr(a, "blur", 0.0))
+        if blur > 0:
+            out["blur"] = float(rng.uniform(0, blur))
+        noise = float(getattr(a, "noise", 0.0))
+        if noise > 0:
+            out["noise"] = float(rng.uniform(0, noise))
+            out["noise_seed"] = int(rng.integers(2**31))
+        return out
 
     def apply(self, d: PatchDraw) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Cut and augment the patch a :class:`PatchDraw` describes: (input, target, weight)."""
         vol = self.volumes[d.volume]
-        sl = tuple(slice(s, s + p) for s, p in zip(d.start, self.patch, strict=True))
+        size = d.region or self.patch
+        sl = tuple(slice(s, s + p) for s, p in zip(d.start, size, strict=True))
         x = vol.input[(slice(None), *sl)]
         y = vol.target[(slice(None), *sl)]
-        w = vol.weight[sl][None] if vol.weight is not None else np.ones((1, *self.patch), np.float32)
+        if d.region is not None and d.region != self.patch:
+            x, y = _zoom_to(x, self.patch), _zoom_to(y, self.patch)
+        if vol.weight is None:
+            w = np.ones((1, *self.patch), np.float32)
+        else:
+            w = vol.weight[sl][None]
+            w = _zoom_to(w, self.patch, labels=True) if w.shape[1:] != self.patch else w
         arrays = [x, y, w]
         for axis, flag in ((-3, d.flip_z), (-2, d.flip_y), (-1, d.flip_x)):
             if flag:
@@ -329,6 +388,12 @@ class PatchSampler:
             x = x * d.gain + d.offset
         if d.invert:
             x = -x
+        if d.blur > 0:
+            from scipy.ndimage import gaussian_filter
+
+            x = gaussian_filter(x, sigma=[0.0] + [d.blur if p > 1 else 0.0 for p in self.patch], mode="reflect")
+        if d.noise > 0:
+            x = x + np.random.default_rng(d.noise_seed).normal(0.0, d.noise, x.shape).astype(np.float32)
         return x, y, w
 
     def batch(self, rng: np.random.Generator, size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
