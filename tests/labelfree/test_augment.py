@@ -69,7 +69,7 @@ def test_blur_and_noise_change_the_input_only() -> None:
     np.testing.assert_array_equal(noisy.apply(d)[0], xn)  # the draw fixes the noise: a patch is reproducible
 
 
-def test_degradations_off_keep_the_random_stream_and_bad_values_are_config_errors(tmp_path: object) -> None:
+def test_degradations_off_keep_the_random_stream_and_bad_values_are_config_errors() -> None:
     vol = _ramp_volume()
     base = PatchSampler([vol], (8, 32, 32), augment=AugmentConfig())
     more = PatchSampler([vol], (8, 32, 32), augment=AugmentConfig(blur=1.0, noise=0.5))

@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -252,22 +253,6 @@ class PatchDraw:
     noise_seed: int = 0
 
 
-def _zoom_to(a: np.ndarray, shape: tuple[int, ...], *, labels: bool = False) -> np.ndarray:
-    """``(C, z, y, x)`` resized to ``(C, *shape)``: linear on the voxel grid (``grid_mode``: voxels are areas, so
-    the region's edges map onto the patch's), Gaussian-smoothed first along axes it shrinks (σ = (f − 1) / 2, the
-    anti-aliasing rule of scikit-image's ``resize``, which is 4× slower here); nearest for ``labels``."""
-    from scipy.ndimage import gaussian_filter, zoom
-
-    factors = [s / t for s, t in zip(a.shape[1:], shape, strict=True)]
-    src = np.asarray(a, dtype=np.float32)
-    if not labels and any(f > 1 for f in factors):
-        src = gaussian_filter(src, sigma=[0.0] + [max(0.0, (f - 1) / 2) for f in factors], mode="nearest")
-    out = zoom(src, [1.0] + [1 / f for f in factors], order=0 if labels else 1, mode="nearest", grid_mode=True)
-    if out.shape[1:] != tuple(shape):  # rounding of the output shape; never seen, guarded
-        raise ValueRangeError(f"zoomed patch is {out.shape[1:]}, expected {tuple(shape)}", field="augment.scale")
-    return out
-
-
 class PatchSampler:
     """Draws augmented patch batches from a list of :class:`Volume`.
 
@@ -332,16 +317,14 @@ class PatchSampler:
             # drawn last and only when switched on: runs without it keep their random stream
             invert=bool(a.invert_input and rng.random() < 0.5),  # type: ignore[attr-defined]
         )
-        degradations = self._draw_degradations(rng, vol.shape, draw.start)
-        return dataclasses.replace(draw, **degradations) if degradations else draw  # type: ignore[arg-type]
+        return dataclasses.replace(draw, **self._draw_degradations(rng, a, vol.shape, draw.start))  # type: ignore[arg-type]
 
     def _draw_degradations(
-        self, rng: np.random.Generator, shape: tuple[int, ...], start: tuple[int, int, int]
+        self, rng: np.random.Generator, a: Any, shape: tuple[int, ...], start: tuple[int, int, int]
     ) -> dict[str, object]:
         """Zoom, blur and noise of one patch, each drawn only when switched on (after every other draw)."""
-        a = self.augment
         out: dict[str, object] = {}
-        scale = float(getattr(a, "scale", 0.0))
+        scale = a.scale
         if scale > 0:
             factor = float(np.exp(rng.uniform(-np.log1p(scale), np.log1p(scale))))
             spans = [p > 1 for p in self.patch]
@@ -354,10 +337,10 @@ class PatchSampler:
                     int(np.clip(c - r // 2, 0, s - r)) for c, r, s in zip(centre, region, shape, strict=True)
                 )
                 out["region"] = region
-        blur = float(getattr(a, "blur", 0.0))
+        blur = a.blur
         if blur > 0:
             out["blur"] = float(rng.uniform(0, blur))
-        noise = float(getattr(a, "noise", 0.0))
+        noise = a.noise
         if noise > 0:
             out["noise"] = float(rng.uniform(0, noise))
             out["noise_seed"] = int(rng.integers(2**31))
@@ -370,13 +353,16 @@ class PatchSampler:
         sl = tuple(slice(s, s + p) for s, p in zip(d.start, size, strict=True))
         x = vol.input[(slice(None), *sl)]
         y = vol.target[(slice(None), *sl)]
-        if d.region is not None and d.region != self.patch:
-            x, y = _zoom_to(x, self.patch), _zoom_to(y, self.patch)
-        if vol.weight is None:
-            w = np.ones((1, *self.patch), np.float32)
-        else:
-            w = vol.weight[sl][None]
-            w = _zoom_to(w, self.patch, labels=True) if w.shape[1:] != self.patch else w
+        w = vol.weight[sl][None] if vol.weight is not None else np.ones((1, *size), np.float32)
+        if d.region is not None:  # a zoom: the region resampled onto the patch as images onto the model grid
+            from subcell.transforms.resample import resample, resample_linear
+
+            grid = {
+                "voxel_size": (1.0, 1.0, 1.0),
+                "target_voxel_size": [r / p for r, p in zip(size, self.patch, strict=True)],
+            }
+            x, y = (resample_linear(v, **grid, out_shape=self.patch) for v in (x, y))  # type: ignore[arg-type]
+            w = resample(w, **grid, labels=True)  # type: ignore[arg-type]  # nearest: the loss mask stays a mask
         arrays = [x, y, w]
         for axis, flag in ((-3, d.flip_z), (-2, d.flip_y), (-1, d.flip_x)):
             if flag:
