@@ -18,7 +18,10 @@ cosine that ends with the time budget (``lr_schedule: cosine``; the other arms k
 *finetune_cosine_bn_frozen* both, *finetune_interp* and *finetune_bn_frozen_interp* end with the mean of the
 initial and the fine-tuned weights (``interpolate_init: 0.5``, WiSE-FT), *finetune_interp_recompute* then recomputes
 the blend's batch-norm statistics from training batches (``recompute_norm_statistics``); *finetune_aug*,
-*finetune_bn_frozen_interp_aug* and *scratch_aug* add zoom, blur and noise to the patches (``DEGRADE``). ``--init`` starts the
+*finetune_bn_frozen_interp_aug* and *scratch_aug* add zoom, blur and noise to the patches (``DEGRADE``); *scratch_seg*,
+*finetune_seg* and *finetune_bn_frozen_interp_seg* train with the segmentation loss (``loss: bce_dice``: binary
+cross-entropy + soft Dice on logits, the model predicts probabilities; a fine-tune takes the initial model's
+z-scored output as its logits). ``--init`` starts the
 zero-shot and fine-tuned arms from another model (a folder with a ``nucleus`` output; default the shipped one). Scores inside
 the segmented cells of the held-out stack: Pearson r between prediction and mask, and Dice of the prediction
 thresholded by Otsu inside the cells (the same rule for every arm, no threshold fitted to labels).
@@ -82,6 +85,8 @@ FINETUNE: dict[str, dict[str, object]] = {
     "finetune_interp_recompute": {"interpolate_init": 0.5, "recompute_norm_statistics": 32},
     "finetune_aug": {"augment": DEGRADE},
     "finetune_bn_frozen_interp_aug": {"norm_statistics": "frozen", "interpolate_init": 0.5, "augment": DEGRADE},
+    "finetune_seg": {"loss": "bce_dice"},
+    "finetune_bn_frozen_interp_seg": {"norm_statistics": "frozen", "interpolate_init": 0.5, "loss": "bce_dice"},
 }
 # Scratch variants: arm name -> TrainConfig overrides on top of the scratch arm's.
 SCRATCH: dict[str, dict[str, object]] = {
@@ -89,6 +94,7 @@ SCRATCH: dict[str, dict[str, object]] = {
     "scratch_average": {"average_from": AVERAGE_FROM},
     "scratch_cosine": {"lr_schedule": "cosine"},
     "scratch_aug": {"augment": DEGRADE},
+    "scratch_seg": {"loss": "bce_dice"},
 }
 
 

@@ -24,22 +24,26 @@ def paired_volume(seed: int, shape: tuple[int, int, int] = (16, 48, 48), frames:
     return Image(data, voxel_size=VOXEL, channel_names=["brightfield", "dna"])
 
 
-@pytest.fixture(scope="session")
-def paired_dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Three OME-Zarr pairs (train, train, val) and a test field, with a manifest."""
+def write_dataset(folder: Path, images: list[Image], target: str, prefix: str) -> Path:
+    """The images as OME-Zarr (train, train, val, test) with a manifest: brightfield → ``target``."""
     from subcell import io
 
-    folder = tmp_path_factory.mktemp("paired")
     rows = []
-    for i, split in enumerate(["train", "train", "val", "test"]):
-        path = folder / f"p{i}.ome.zarr"
-        io.write(paired_volume(i), path)
-        rows.append([f"p{i}", path.name, "brightfield", path.name, "dna", split])
+    for i, (image, split) in enumerate(zip(images, ["train", "train", "val", "test"], strict=True)):
+        path = folder / f"{prefix}{i}.ome.zarr"
+        io.write(image, path)
+        rows.append([f"{prefix}{i}", path.name, "brightfield", path.name, target, split])
     with (folder / "manifest.csv").open("w", newline="") as fh:
         w = csv.writer(fh)
         w.writerow(["id", "source", "source_channel", "target", "target_channel", "split"])
         w.writerows(rows)
     return folder / "manifest.csv"
+
+
+@pytest.fixture(scope="session")
+def paired_dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Three OME-Zarr pairs (train, train, val) and a test field, with a manifest."""
+    return write_dataset(tmp_path_factory.mktemp("paired"), [paired_volume(i) for i in range(4)], "dna", "p")
 
 
 def tiny_config(manifest: Path, output: Path, **kw: object) -> object:

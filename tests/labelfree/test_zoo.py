@@ -103,6 +103,25 @@ def test_package_round_trips_to_the_folder_model_tiled_and_whole(exported: tuple
     assert theirs.provenance.parameters["tiles"] > 1
 
 
+def test_a_probability_model_exports_its_sigmoid_as_postprocessing(tmp_path: Path) -> None:
+    import yaml
+
+    from subcell.labelfree.model import PROBABILITY
+
+    model = _model()
+    model.normalization["target"] = PROBABILITY  # as training with loss: bce_dice leaves it
+    out = tmp_path / "p.zip"
+    export_labelfree(model, _image(), out)  # bioimageio.core's test checks the test output through the sigmoid
+    rdf = yaml.safe_load(zipfile.ZipFile(out).read("rdf.yaml"))
+    assert rdf["outputs"][0]["postprocessing"][0]["id"] == "sigmoid"
+    package = load_model(out)
+    cfg = PredictConfig(precision="fp32", tile=(16, 48, 48))
+    image = _image((24, 100, 90), seed=3)
+    ours, theirs = predict_image(model, image, cfg).numpy(), predict_image(package, image, cfg).numpy()
+    assert ours.min() >= 0 and ours.max() <= 1 and ours.std() > 0.01
+    np.testing.assert_allclose(theirs, ours, atol=1e-5)
+
+
 class _Smooth(torch.nn.Module):
     """A 'third-party' network: two 3×3×3 convolutions (reach 2 voxels), any size, no batch axis."""
 

@@ -108,6 +108,11 @@ class TrainConfig(BaseModel):
         1.0, ge=0, le=10, description="learning rate of the encoder relative to the decoder (layer-wise rates)"
     )
     uncertainty: bool = Field(False, description="also predict a log-variance per voxel (Gaussian NLL loss)")
+    loss: Literal["mse", "bce_dice"] = Field(
+        "mse", description="mse: regression of the z-scored targets (intensities); bce_dice: segmentation of masks "
+        "(targets binarized at > 0, not z-scored): binary cross-entropy + soft Dice on the network's logits, and the "
+        "model predicts probabilities in [0, 1]"
+    )  # fmt: skip
     patch_size: tuple[int, int, int] = (32, 64, 64)
     batch_size: int = Field(8, ge=1, le=1024)
     iterations: int = Field(2000, ge=1)
@@ -181,6 +186,9 @@ class TrainConfig(BaseModel):
                              "use one of them")  # fmt: skip
         if self.interpolate_init is not None and self.init is None:
             raise ValueError("interpolate_init needs init (a model to interpolate the fine-tuned weights with)")
+        if self.loss == "bce_dice" and self.uncertainty:
+            raise ValueError("loss: bce_dice predicts probabilities; uncertainty (a log-variance per voxel) goes with "
+                             "loss: mse")  # fmt: skip
         if self.average_from is not None and self.keep == "best":
             raise ValueError("keep: best and average_from exclude each other (the best weights or their average)")
         return self

@@ -130,8 +130,12 @@ def load_volumes(
     mask_column: str | None = None,
     patch_size: Sequence[int] | None = None,
     binarize_targets: bool = False,
+    probability_targets: bool = False,
 ) -> tuple[list[Volume], VoxelSize, list[str], str]:
     """Read, resample and normalise manifest rows (one :class:`Volume` per row and timepoint).
+
+    Targets are z-scored per image, or with ``probability_targets`` binarized (> 0) and kept in [0, 1] (masks for a
+    segmentation loss; resampling to the model grid softens their edges to fractions).
 
     Returns
     -------
@@ -177,7 +181,7 @@ def load_volumes(
             )
         x = _channel(src, ch_in, path=row.source, field="source_channel")  # (T, Z, Y, X)
         ys = np.stack([_channel(tgt, c, path=row.target, field="target_channel") for c in ch_out], axis=1)
-        if binarize_targets:
+        if binarize_targets or probability_targets:
             ys = (ys > 0).astype(np.float32)
         mask = None
         if mask_column is not None:
@@ -195,7 +199,8 @@ def load_volumes(
             yi = _to_model_grid(ys[t], src.voxel_size, model_vs)
             mean = yi.reshape(yi.shape[0], -1).mean(axis=1)
             sd = yi.reshape(yi.shape[0], -1).std(axis=1)
-            yi = (yi - mean[:, None, None, None]) / np.where(sd > 0, sd, 1)[:, None, None, None]
+            if not probability_targets:
+                yi = (yi - mean[:, None, None, None]) / np.where(sd > 0, sd, 1)[:, None, None, None]
             wi = None
             if mask is not None:
                 mt = mask[t if mask.shape[0] > 1 else 0]
@@ -213,7 +218,7 @@ def load_volumes(
                     f"smaller than patch_size {tuple(patch_size)}",
                     field="patch_size",
                 )
-            fg_mask = wi > 0 if wi is not None else (yi > 1.0).any(axis=0)
+            fg_mask = wi > 0 if wi is not None else (yi > (0.5 if probability_targets else 1.0)).any(axis=0)
             fg = np.flatnonzero(fg_mask)
             if fg.size > _MAX_FOREGROUND:
                 fg = np.sort(np.random.default_rng(row.row).choice(fg, _MAX_FOREGROUND, replace=False))

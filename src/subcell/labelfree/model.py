@@ -15,7 +15,11 @@ from subcell.image import VoxelSize
 from subcell.labelfree.network import NetworkConfig, UNet, build_network
 from subcell.train.artifact import load_artifact, save_artifact
 
-__all__ = ["KIND", "LabelFreeModel", "with_std"]
+__all__ = ["KIND", "PROBABILITY", "LabelFreeModel", "with_std"]
+
+# ``normalization["target"]`` of a model trained with a segmentation loss: its network's outputs are logits, and
+# what it predicts is their sigmoid (a probability per voxel)
+PROBABILITY = "probability"
 
 KIND = "labelfree"
 
@@ -92,7 +96,17 @@ class LabelFreeModel:
         rows /= np.float32(stats["std"] or 1.0)
         return rows
 
+    @property
+    def predicts_probability(self) -> bool:
+        """Trained with a segmentation loss (``loss: bce_dice``): the outputs are probabilities."""
+        return self.normalization.get("target") == PROBABILITY
+
     def postprocess(self, rows: np.ndarray) -> np.ndarray:
+        """Point-wise, after the tiles are blended: the sigmoid of a probability model's logits."""
+        if self.predicts_probability:
+            from scipy.special import expit
+
+            return expit(rows).astype(np.float32, copy=False)
         return rows
 
     @property

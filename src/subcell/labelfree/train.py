@@ -15,7 +15,7 @@ from subcell.errors import ValueRangeError
 from subcell.image import VoxelSize
 from subcell.labelfree.config import TrainConfig
 from subcell.labelfree.data import PatchSampler, Volume, load_volumes, pad_to_patch, split_rows
-from subcell.labelfree.model import LabelFreeModel
+from subcell.labelfree.model import PROBABILITY, LabelFreeModel
 from subcell.labelfree.network import NetworkConfig
 from subcell.train import autocast_dtype, fit
 from subcell.train.loop import History, StepInfo
@@ -69,10 +69,25 @@ def lr_schedule(lr: float, iterations: int, schedule: str) -> Callable[[int, flo
     return lr_at
 
 
-def _loss(uncertainty: bool, n_targets: int) -> Callable[[torch.Tensor, tuple[torch.Tensor, ...]], torch.Tensor]:
+def _loss(
+    uncertainty: bool, n_targets: int, kind: str = "mse"
+) -> Callable[[torch.Tensor, tuple[torch.Tensor, ...]], torch.Tensor]:
+    """The training loss over the voxels of weight ``w`` (the loss mask): squared error, Gaussian NLL with a
+    predicted log-variance, or (``bce_dice``, mask targets in [0, 1], ``out`` logits) binary cross-entropy plus a
+    soft Dice over the whole batch per target (nnU-Net's pairing: the cross-entropy's voxel-wise gradient and the
+    Dice's balance of small foregrounds; summed over the batch, a patch without foreground adds no 0/0)."""
+
     def loss_fn(out: torch.Tensor, batch: tuple[torch.Tensor, ...]) -> torch.Tensor:
         _, y, w = batch
         denom = (w.sum() * n_targets).clamp_min(1.0)
+        if kind == "bce_dice":
+            out = out.float()
+            bce = torch.nn.functional.binary_cross_entropy_with_logits(out, y, reduction="none")
+            p = torch.sigmoid(out) * w
+            axes = [a for a in range(out.ndim) if a != 1]
+            overlap = (p * y).sum(axes)
+            soft_dice = (2 * overlap + 1) / (p.sum(axes) + (y * w).sum(axes) + 1)
+            return (bce * w).sum() / denom + (1 - soft_dice).mean()
         if not uncertainty:
             return ((out - y) ** 2 * w).sum() / denom
         mean, logvar = out[:, :n_targets], out[:, n_targets:].clamp(-10, 10)
@@ -94,13 +109,14 @@ def patch_validator(
     uncertainty: bool,
     device: torch.device,
     dtype: torch.dtype | None,
+    loss: str = "mse",
 ) -> Callable[[torch.nn.Module], dict[str, float]] | None:
     """Fixed validation patches (drawn once from ``seed``, no augmentation): loss and Pearson r per target."""
     if not volumes:
         return None
     sampler = PatchSampler(volumes, patch, foreground_fraction=foreground_fraction, augment=None)
     x, y, w = sampler.batch(np.random.default_rng(seed), n_patches)
-    loss_fn = _loss(uncertainty, len(targets))
+    loss_fn = _loss(uncertainty, len(targets), loss)
 
     def validate(model: torch.nn.Module) -> dict[str, float]:
         model.eval()
@@ -254,6 +270,7 @@ def train_labelfree(
     volumes, model_vs, targets, in_name = load_volumes(
         train_rows, input_channel=config.input_channel, targets=config.targets, voxel_size=vs,
         mask_column=config.loss_mask, binarize_targets=config.binarize_targets,
+        probability_targets=config.loss == "bce_dice",
     )  # fmt: skip
     two_d = all(v.shape[0] == 1 for v in volumes)
     if init is not None and init.is_2d != two_d:
@@ -268,7 +285,7 @@ def train_labelfree(
     if val_rows:
         val_volumes, _, _, _ = load_volumes(
             val_rows, input_channel=in_name, targets=targets, voxel_size=model_vs, mask_column=config.loss_mask,
-            binarize_targets=config.binarize_targets,
+            binarize_targets=config.binarize_targets, probability_targets=config.loss == "bce_dice",
         )  # fmt: skip
     small = [v.name for v in [*volumes, *val_volumes] if any(s < p for s, p in zip(v.shape, patch, strict=True))]
     if small:
@@ -298,6 +315,8 @@ def train_labelfree(
         net_cfg, input_channel=in_name, targets=targets, voxel_size=model_vs, uncertainty=cfg.uncertainty,
         patch_size=patch,
     )  # fmt: skip
+    if cfg.loss == "bce_dice":  # the network's outputs are logits; prediction writes their sigmoid
+        model.normalization["target"] = PROBABILITY
     start: dict[str, torch.Tensor] | None = None
     fresh: list[int] = []
     if init is not None:
@@ -333,12 +352,13 @@ def train_labelfree(
         uncertainty=cfg.uncertainty,
         device=device,
         dtype=dtype,
+        loss=cfg.loss,
     )
     history = fit(
         model.network,
         optimizer,
         sample_batch=sample_batch,
-        loss_fn=_loss(cfg.uncertainty, len(targets)),
+        loss_fn=_loss(cfg.uncertainty, len(targets), cfg.loss),
         iterations=cfg.iterations,
         rng=rng,
         device=device,

@@ -182,7 +182,7 @@ def export_labelfree(
     packaged = _packaged(model)
     names = output_channel_names(model)
     with torch.inference_mode():
-        test_out = packaged(torch.from_numpy(_zscore(test_in))[None, None]).numpy()
+        test_out = model.postprocess(packaged(torch.from_numpy(_zscore(test_in))[None, None]).numpy())
     name = name or f"subcell label-free {' '.join(model.targets)}"
     vs = model.voxel_size.as_tuple()
     with tempfile.TemporaryDirectory() as tmpdir:
@@ -245,6 +245,8 @@ def export_labelfree(
                     axes=out_axes,
                     test_tensor=v0_5.FileDescr(source=d / "test_output.npy"),
                     data=v0_5.IntervalOrRatioDataDescr(type="float32"),
+                    # a segmentation-loss model's network ends with logits (as the folder model's does)
+                    postprocessing=[v0_5.SigmoidDescr()] if model.predicts_probability else [],
                 )
             ],
             weights=weights_descr(d, arch),
