@@ -42,6 +42,33 @@ def test_metrics_against_noise_free_truth_and_per_cell(rng: np.random.Generator)
     assert row["cells"] == 2 and row["pearson_r_cell_mean"] > 0.7
 
 
+def test_mask_targets_get_dice_at_otsu_and_half_inside_the_cells() -> None:
+    vs = (0.5, 0.2, 0.2)
+    truth = np.zeros((4, 20, 20), np.uint16)
+    truth[:, 2:8, 2:8] = 3  # a labelled object (any label > 0 is foreground)
+    prob = np.full(truth.shape, 0.3, np.float32)
+    prob[:, 2:8, 2:6] = 0.9  # two thirds of the object found
+    prob[:, 14:18, 14:18] = 0.6  # a false object
+    pred = Image(prob[None], voxel_size=vs, dims="CZYX", channel_names=["nucleus"])
+    tgt = Image(truth[None], voxel_size=vs, dims="CZYX", channel_names=["nucleus"])
+    (row,) = evaluate_prediction(pred, tgt, mask_target=True)
+    found, false = 4 * 6 * 4, 4 * 4 * 4
+    from skimage.filters import threshold_otsu
+
+    from subcell.metrics import dice
+
+    assert row["mask_scored_in"] == "field" and row["otsu_threshold"] == pytest.approx(threshold_otsu(prob))
+    assert row["dice_otsu"] == pytest.approx(dice(prob > row["otsu_threshold"], truth))
+    assert row["dice_p50"] == pytest.approx(2 * found / (found + false + 4 * 36))
+    assert row["iou_p50"] == pytest.approx(found / (4 * 36 + false))
+    cells = np.zeros(truth.shape, np.int32)
+    cells[:, :10, :10] = 1  # the false object lies outside every cell: not scored
+    (inside,) = evaluate_prediction(pred, tgt, cells=Image(cells, voxel_size=vs, dims="ZYX"), mask_target=True)
+    assert inside["mask_scored_in"] == "cells" and inside["dice_p50"] == pytest.approx(2 * found / (found + 4 * 36))
+    (plain,) = evaluate_prediction(pred, tgt)
+    assert "dice_otsu" not in plain
+
+
 def test_only_the_channels_it_scores_go_onto_the_prediction_grid(
     rng: np.random.Generator, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -83,6 +83,18 @@ def test_training_on_masks_predicts_probabilities_that_segment(mask_dataset: Pat
         logits = model.network(torch.from_numpy(x.astype(np.float32))[None, None]).numpy()[0, 0]
     assert logits.min() < -1 and logits.max() > 1
     np.testing.assert_allclose(p, 1 / (1 + np.exp(-logits)), atol=1e-3)
+    # through the CLI, as a user scores a mask model on a held-out field
+    from subcell.cli.main import run
+
+    pred_path, table = tmp_path / "pred.ome.zarr", tmp_path / "scores.csv"
+    assert run(["labelfree", "predict", str(mask_dataset.parent / "m3.ome.zarr"), str(pred_path), "--model",
+                str(tmp_path / "seg"), "--precision", "fp32", "--quiet"]) == 0  # fmt: skip
+    assert run(["labelfree", "evaluate", str(pred_path), str(mask_dataset.parent / "m3.ome.zarr"), "--channel",
+                "objects=objects", "--mask-target", "--out", str(table)]) == 0  # fmt: skip
+    import pandas as pd
+
+    row = pd.read_csv(table).iloc[0]
+    assert row["mask_scored_in"] == "field" and row["dice_p50"] == pytest.approx(dice(p > 0.5, truth), abs=0.01)
 
 
 def test_regression_and_segmentation_configs_differ_only_where_they_should(mask_dataset: Path, tmp_path: Path) -> None:

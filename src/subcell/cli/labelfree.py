@@ -282,6 +282,14 @@ def evaluate(
     prediction: Annotated[Path, typer.Argument(help="Prediction from `labelfree predict`.")],
     target: Annotated[Path, typer.Argument(help="Measured fluorescence (channels named like the targets).")],
     cells: Annotated[Optional[Path], typer.Option("--cells", help="Instance labels: Pearson r per cell.")] = None,  # noqa: UP045
+    mask_target: Annotated[
+        bool,
+        typer.Option(
+            "--mask-target",
+            help="The target is a mask or labels: add Dice and IoU (Otsu and 0.5 thresholds; inside --cells when "
+            "given).",
+        ),
+    ] = False,
     channel: Annotated[
         Optional[list[str]], typer.Option("--channel", help="PRED=TARGET channel pairs (default: same names).")  # noqa: UP045
     ] = None,
@@ -300,7 +308,8 @@ def evaluate(
     out: Annotated[Optional[Path], typer.Option("--out", help="Metrics table (.csv / .parquet).")] = None,  # noqa: UP045
     figure: Annotated[Optional[Path], typer.Option("--figure", help="Figure (.png).")] = None,  # noqa: UP045
 ) -> None:
-    """Pearson r (global, per cell) against the noise ceiling, SSIM, PSNR, NRMSE per structure."""
+    """Pearson r (global, per cell) against the noise ceiling, SSIM, PSNR, NRMSE per structure; Dice and IoU for
+    mask targets."""
     import pandas as pd
 
     from subcell.io import read, write_table
@@ -317,6 +326,7 @@ def evaluate(
         cells=read(cells, voxel_size=voxel_size) if cells else None,
         noise_control=read(noise_control, voxel_size=voxel_size) if noise_control else None,
         second_acquisition=read(second_acquisition, voxel_size=voxel_size) if second_acquisition else None,
+        mask_target=mask_target,
     )
     table = pd.DataFrame(rows)
     typer.echo(table.to_string(index=False, float_format=lambda v: f"{v:.4f}"))

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from subcell.errors import ChannelError, MetadataError
+from subcell.errors import ChannelError, MetadataError, ValueRangeError
 from subcell.image import Image
 
 __all__ = ["align_to", "evaluate_prediction"]
@@ -50,6 +50,24 @@ def _z(a: np.ndarray) -> np.ndarray:
     return (a - a.mean()) / (sd if sd > 0 else 1.0)
 
 
+def _mask_scores(p: np.ndarray, truth: np.ndarray, inside: np.ndarray | None) -> dict[str, Any]:
+    """Dice and IoU of the prediction thresholded by Otsu and at 0.5 against a mask, inside ``inside`` or all."""
+    from skimage.filters import threshold_otsu
+
+    from subcell.metrics.segmentation import dice, iou
+
+    region = inside if inside is not None else np.ones(p.shape, bool)
+    if not region.any():
+        raise ValueRangeError("no voxel inside the cells to score the mask in", field="cells")
+    values = p[region]
+    otsu = float(threshold_otsu(values)) if values.min() < values.max() else float(values.min())
+    truth = truth & region
+    out: dict[str, Any] = {"mask_scored_in": "cells" if inside is not None else "field", "otsu_threshold": otsu}
+    for name, seg in (("otsu", (p > otsu) & region), ("p50", (p > 0.5) & region)):
+        out[f"dice_{name}"], out[f"iou_{name}"] = dice(seg, truth), iou(seg, truth)
+    return out
+
+
 def _channel(image: Image, name: str, *, what: str) -> int:
     try:
         return image.channel_index(name)
@@ -70,6 +88,7 @@ def evaluate_prediction(
     cells: Image | None = None,
     noise_control: Image | None = None,
     second_acquisition: Image | None = None,
+    mask_target: bool = False,
 ) -> list[dict[str, Any]]:
     """One row of metrics per predicted structure.
 
@@ -83,6 +102,10 @@ def evaluate_prediction(
         Instance labels: Pearson r per cell (mean and median) is added.
     noise_control, second_acquisition : Image, optional
         Sources of the noise variance for the noise ceiling (same channel names as the target).
+    mask_target : bool
+        The target is a mask or label image (> 0 = foreground), as for a model trained on masks: adds the Dice of
+        the prediction thresholded by Otsu (any model) and at 0.5 (a probability model's own threshold), over
+        the voxels inside ``cells`` when given (the threshold from those voxels too), else over the field.
     """
     from subcell.metrics.intensity import (
         noise_ceiling,
@@ -152,5 +175,7 @@ def evaluate_prediction(
             row["cells"] = len(per)
             row["pearson_r_cell_mean"] = float(np.mean(per)) if per else float("nan")
             row["pearson_r_cell_median"] = float(np.median(per)) if per else float("nan")
+        if mask_target:
+            row.update(_mask_scores(p, t > 0, lab > 0 if lab is not None else None))
         rows.append(row)
     return rows
