@@ -54,7 +54,7 @@ from real_data import ALLEN, _allen_manifest  # noqa: E402
 
 from subcell import io  # noqa: E402
 from subcell.labelfree import PredictConfig, TrainConfig, predict_image, train_labelfree  # noqa: E402
-from subcell.labelfree.evaluate import align_to  # noqa: E402
+from subcell.labelfree.evaluate import align_to, mask_scores  # noqa: E402
 from subcell.labelfree.pretrained import load_model  # noqa: E402
 from subcell.metrics import dice  # noqa: E402
 from subcell.metrics.intensity import pearson  # noqa: E402
@@ -107,12 +107,6 @@ def _arm_options(arm: str, init: str, scratch: dict[str, object]) -> dict[str, o
     return {"init": init, **FINETUNE[arm]}
 
 
-def _otsu_in(p: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    from skimage.filters import threshold_otsu
-
-    return (p > threshold_otsu(p[mask])) & mask
-
-
 def _one_object_per_cell(seg: np.ndarray, cells: np.ndarray) -> np.ndarray:
     """In each labelled cell, the largest connected piece of ``seg`` with its holes filled: the prior that an
     interphase cell holds one compact nucleus, applied to a thresholded prediction (no labels of the test stack)."""
@@ -141,15 +135,16 @@ def _allen_scores(model: object, data: Path, test: str) -> dict[str, float]:
     cell_labels = align_to(io.read(data / folder / cell, voxel_size=vs), pred, labels=True)[0, 0].astype(np.int32)
     cells = cell_labels > 0
     p = pred.channel("nucleus").numpy()[0, 0]
-    seg = _otsu_in(p, cells)
+    masked = mask_scores(p, nuc, cells)  # what `labelfree evaluate --mask-target --cells` reports
+    seg = (p > masked["otsu_threshold"]) & cells
     scores = {
         "pearson_r_in_cells": pearson(p, nuc.astype(np.float32), mask=cells),
-        "dice_in_cells": dice(seg, nuc & cells),
+        "dice_in_cells": masked["dice_otsu"],
         "dice_one_per_cell": dice(_one_object_per_cell(seg, cell_labels), nuc & cells),
         "dice_all_nucleus": dice(cells, nuc & cells),  # calling every cell voxel "nucleus"
     }
     if getattr(model, "predicts_probability", False):
-        scores["dice_p50_in_cells"] = dice((p > 0.5) & cells, nuc & cells)
+        scores["dice_p50_in_cells"] = masked["dice_p50"]
     return scores
 
 

@@ -24,15 +24,13 @@ import numpy as np
 HERE = Path(__file__).parent
 sys.path.insert(0, str(HERE))
 
-from pretrained_real import _otsu_in  # noqa: E402
 from real_data import ALLEN  # noqa: E402
 
 from subcell import io  # noqa: E402
 from subcell.image import Image  # noqa: E402
 from subcell.labelfree import PredictConfig, predict_image  # noqa: E402
-from subcell.labelfree.evaluate import align_to  # noqa: E402
+from subcell.labelfree.evaluate import align_to, mask_scores  # noqa: E402
 from subcell.labelfree.pretrained import load_model  # noqa: E402
-from subcell.metrics import dice  # noqa: E402
 from subcell.metrics.intensity import pearson  # noqa: E402
 
 Transform = tuple[int, int, int, int]  # flip z, flip y, flip x, invert (0/1 each)
@@ -59,7 +57,7 @@ def _predict(model: object, image: Image, t: Transform) -> np.ndarray:
 def _score(preds: dict[Transform, np.ndarray], ts: list[Transform], nuc: np.ndarray, cells: np.ndarray) -> list[float]:
     """r and Dice inside the cells of the mean of the predictions of transforms ``ts``."""
     p = np.mean([preds[t] for t in ts], axis=0)
-    return [pearson(p, nuc.astype(np.float32), mask=cells), dice(_otsu_in(p, cells), nuc & cells)]
+    return [pearson(p, nuc.astype(np.float32), mask=cells), mask_scores(p, nuc, cells)["dice_otsu"]]
 
 
 def main() -> None:

@@ -17,7 +17,7 @@ import numpy as np
 from subcell.errors import ChannelError, MetadataError, ValueRangeError
 from subcell.image import Image
 
-__all__ = ["align_to", "evaluate_prediction"]
+__all__ = ["align_to", "evaluate_prediction", "mask_scores"]
 
 
 def align_to(image: Image, reference: Image, *, labels: bool = False) -> np.ndarray:
@@ -50,7 +50,7 @@ def _z(a: np.ndarray) -> np.ndarray:
     return (a - a.mean()) / (sd if sd > 0 else 1.0)
 
 
-def _mask_scores(p: np.ndarray, truth: np.ndarray, inside: np.ndarray | None) -> dict[str, Any]:
+def mask_scores(p: np.ndarray, truth: np.ndarray, inside: np.ndarray | None = None) -> dict[str, Any]:
     """Dice and IoU of the prediction thresholded by Otsu and at 0.5 against a mask, inside ``inside`` or all."""
     from skimage.filters import threshold_otsu
 
@@ -176,6 +176,6 @@ def evaluate_prediction(
             row["pearson_r_cell_mean"] = float(np.mean(per)) if per else float("nan")
             row["pearson_r_cell_median"] = float(np.median(per)) if per else float("nan")
         if mask_target:
-            row.update(_mask_scores(p, t > 0, lab > 0 if lab is not None else None))
+            row.update(mask_scores(p, t > 0, lab > 0 if lab is not None else None))
         rows.append(row)
     return rows
