@@ -73,7 +73,7 @@ def test_training_on_masks_predicts_probabilities_that_segment(mask_dataset: Pat
     p = whole.numpy()[0, 0]
     assert p.min() >= 0 and p.max() <= 1 and p.max() > 0.9 and p.min() < 0.3  # probabilities, spread
     assert dice(p > 0.5, truth) > 0.6
-    # the sigmoid is applied after the tiles are blended: tiled equals whole
+    # tiled equals whole for a probability model too
     tiled = predict_image(model, field, PredictConfig(precision="fp32", tile=(16, 32, 32)))
     assert tiled.provenance.parameters["tiles"] > 1
     np.testing.assert_allclose(tiled.numpy(), whole.numpy(), atol=1e-4)

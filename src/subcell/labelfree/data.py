@@ -12,13 +12,16 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from subcell.errors import ChannelError, ManifestError, MetadataError, ValueRangeError
 from subcell.image import Image, VoxelSize
 from subcell.io.manifest import ManifestRow
+
+if TYPE_CHECKING:
+    from subcell.labelfree.config import AugmentConfig
 
 __all__ = ["PatchSampler", "Volume", "load_volumes", "normalize_input", "pad_to_patch", "split_rows"]
 
@@ -267,9 +270,8 @@ class PatchSampler:
     patch_size : (z, y, x)
     foreground_fraction : float
         Share of patches centred on a foreground voxel.
-    augment : AugmentConfig-like
-        Attributes ``flip_xy``, ``rotate90_xy``, ``flip_z``, ``input_gain``, ``input_offset``, ``invert_input``,
-        and optionally ``scale``, ``blur``, ``noise`` (see :class:`~subcell.labelfree.config.AugmentConfig`).
+    augment : AugmentConfig, optional
+        What to draw per patch (:class:`~subcell.labelfree.config.AugmentConfig`); None: plain patches.
     yx_isotropic : bool
         Quarter turns only when the y and x voxel sizes agree (and the patch is square).
     """
@@ -280,7 +282,7 @@ class PatchSampler:
         patch_size: Sequence[int],
         *,
         foreground_fraction: float = 0.5,
-        augment: object | None = None,
+        augment: AugmentConfig | None = None,
         yx_isotropic: bool = True,
     ) -> None:
         if not volumes:
@@ -313,19 +315,19 @@ class PatchSampler:
         draw = PatchDraw(
             vi,
             start,  # type: ignore[arg-type]
-            flip_y=bool(a.flip_xy and rng.random() < 0.5),  # type: ignore[attr-defined]
-            flip_x=bool(a.flip_xy and rng.random() < 0.5),  # type: ignore[attr-defined]
-            flip_z=bool(a.flip_z and rng.random() < 0.5),  # type: ignore[attr-defined]
-            rot90=int(rng.integers(4)) if (a.rotate90_xy and self.rot_ok) else 0,  # type: ignore[attr-defined]
-            gain=float(1 + rng.uniform(-a.input_gain, a.input_gain)),  # type: ignore[attr-defined]
-            offset=float(rng.uniform(-a.input_offset, a.input_offset)),  # type: ignore[attr-defined]
+            flip_y=bool(a.flip_xy and rng.random() < 0.5),
+            flip_x=bool(a.flip_xy and rng.random() < 0.5),
+            flip_z=bool(a.flip_z and rng.random() < 0.5),
+            rot90=int(rng.integers(4)) if (a.rotate90_xy and self.rot_ok) else 0,
+            gain=float(1 + rng.uniform(-a.input_gain, a.input_gain)),
+            offset=float(rng.uniform(-a.input_offset, a.input_offset)),
             # drawn last and only when switched on: runs without it keep their random stream
-            invert=bool(a.invert_input and rng.random() < 0.5),  # type: ignore[attr-defined]
+            invert=bool(a.invert_input and rng.random() < 0.5),
         )
         return dataclasses.replace(draw, **self._draw_degradations(rng, a, vol.shape, draw.start))  # type: ignore[arg-type]
 
     def _draw_degradations(
-        self, rng: np.random.Generator, a: Any, shape: tuple[int, ...], start: tuple[int, int, int]
+        self, rng: np.random.Generator, a: AugmentConfig, shape: tuple[int, ...], start: tuple[int, int, int]
     ) -> dict[str, object]:
         """Zoom, blur and noise of one patch, each drawn only when switched on (after every other draw)."""
         out: dict[str, object] = {}

@@ -267,10 +267,11 @@ def train_labelfree(
     init = _initial_model(config, say)
     if init is not None:
         vs = init.voxel_size
+    probability = config.loss == "bce_dice"  # mask targets kept in [0, 1]; the model predicts probabilities
     volumes, model_vs, targets, in_name = load_volumes(
         train_rows, input_channel=config.input_channel, targets=config.targets, voxel_size=vs,
         mask_column=config.loss_mask, binarize_targets=config.binarize_targets,
-        probability_targets=config.loss == "bce_dice",
+        probability_targets=probability,
     )  # fmt: skip
     two_d = all(v.shape[0] == 1 for v in volumes)
     if init is not None and init.is_2d != two_d:
@@ -285,7 +286,7 @@ def train_labelfree(
     if val_rows:
         val_volumes, _, _, _ = load_volumes(
             val_rows, input_channel=in_name, targets=targets, voxel_size=model_vs, mask_column=config.loss_mask,
-            binarize_targets=config.binarize_targets, probability_targets=config.loss == "bce_dice",
+            binarize_targets=config.binarize_targets, probability_targets=probability,
         )  # fmt: skip
     small = [v.name for v in [*volumes, *val_volumes] if any(s < p for s, p in zip(v.shape, patch, strict=True))]
     if small:
@@ -315,7 +316,7 @@ def train_labelfree(
         net_cfg, input_channel=in_name, targets=targets, voxel_size=model_vs, uncertainty=cfg.uncertainty,
         patch_size=patch,
     )  # fmt: skip
-    if cfg.loss == "bce_dice":  # the network's outputs are logits; prediction writes their sigmoid
+    if probability:  # the network's outputs are logits; prediction writes their sigmoid
         model.normalization["target"] = PROBABILITY
     start: dict[str, torch.Tensor] | None = None
     fresh: list[int] = []

@@ -150,7 +150,9 @@ def _pointwise(op: str, kw: dict[str, Any], rows: np.ndarray) -> np.ndarray:
     if op == "clip":
         return np.clip(rows, kw.get("min"), kw.get("max"))
     if op == "sigmoid":
-        return 1.0 / (1.0 + np.exp(-rows))
+        from scipy.special import expit  # the sigmoid a subcell probability model applies too
+
+        return expit(rows)
     if op == "binarize":
         return (rows > _scalar(kw["threshold"])).astype(np.float32)
     if op == "ensure_dtype":
