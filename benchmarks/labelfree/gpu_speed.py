@@ -1,0 +1,299 @@
+"""GPU speed table of the label-free networks against a bf16 GEMM measured in the same run (issue 17).
+
+    PYTHONPATH=src:benchmarks/labelfree python benchmarks/labelfree/gpu_speed.py --out gpu_speed.md --deadline 420
+
+Needs only torch, numpy, scipy and pydantic (no file I/O). Every row is a ratio against the GEMM roof of this run:
+an 8192³ bf16 matrix product (mean of 10 after 3 warm-ups). Useful FLOPs are the convolutions' multiply-adds × 2
+(``_flops.conv_flops``); a training step counts 3× the forward's (backward ≈ input gradient + weight gradient,
+each about one forward), the usual convention. Rows:
+
+- training steps of the default preset and fnet: the library's layout (channels-last 3D), bf16 autocast, at the
+  issue's batch 8 × 32×64×64 and at a large batch; cuDNN's algorithm search off (the library today) and on;
+  ``torch.compile`` last (its compile time is reported apart, not in the rate);
+- inference forward (batch norms folded, as ``predict_volume`` runs it) at three tile sizes;
+- ``predict_volume`` end to end on a 64×512×512 field (tiling, blending on the host, copies) against one
+  whole-volume forward pass of the same field;
+- ``fit`` end to end with the ``PatchSampler`` (data drawn on the host each step): whether the data keeps up.
+
+Rows are written as they are measured; ``--deadline`` (seconds) stops starting new rows.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+from _flops import conv_flops
+
+from subcell.image import VoxelSize
+from subcell.labelfree import LabelFreeModel, PredictConfig, preset
+from subcell.labelfree.data import PatchSampler, Volume
+from subcell.labelfree.predict import predict_volume
+from subcell.train import fit
+
+T0 = time.perf_counter()
+DEV = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+SMOKE = not torch.cuda.is_available()  # a CPU dry run of every row at tiny sizes (checks the script, times nothing)
+
+
+def sync_time(fn: Callable[[], object], reps: int, warm: int) -> float:
+    """Mean seconds of ``fn`` over ``reps`` calls after ``warm`` calls (CUDA events)."""
+    for _ in range(warm):
+        fn()
+    if SMOKE:
+        t = time.perf_counter()
+        fn()
+        return time.perf_counter() - t
+    torch.cuda.synchronize()
+    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    start.record()
+    for _ in range(reps):
+        fn()
+    end.record()
+    torch.cuda.synchronize()
+    return start.elapsed_time(end) / 1e3 / reps
+
+
+def sync() -> None:
+    if not SMOKE:
+        torch.cuda.synchronize()
+
+
+def gemm_roof() -> float:
+    n = 256 if SMOKE else 8192
+    a = torch.randn(n, n, device=DEV, dtype=torch.bfloat16)
+    b = torch.randn(n, n, device=DEV, dtype=torch.bfloat16)
+    t = sync_time(lambda: a @ b, 10, 3)
+    return 2 * n**3 / t
+
+
+def network(name: str) -> torch.nn.Module:
+    torch.manual_seed(0)
+    model = LabelFreeModel.create(
+        preset(name), input_channel="bf", targets=["y"], voxel_size=VoxelSize(0.29, 0.29, 0.29)
+    )
+    return model.network.to(DEV)
+
+
+def flops_per_voxel(net: torch.nn.Module) -> float:
+    x = torch.randn(1, 1, 32, 64, 64, device=DEV)
+    was = net.training
+    net.eval()
+    f = conv_flops(net, x) / x.numel()
+    net.train(was)
+    return f
+
+
+def train_rate(net: torch.nn.Module, batch: int, shape: tuple[int, int, int], *, compiled: bool = False) -> dict:
+    net.train()
+    opt = torch.optim.Adam(net.parameters(), 1e-4)
+    x = torch.randn(batch, 1, *shape, device=DEV)
+    y = torch.randn(batch, 1, *shape, device=DEV)
+    fwd = torch.compile(net) if compiled else net
+
+    def step() -> None:
+        with torch.autocast(DEV.type, dtype=torch.bfloat16, enabled=not SMOKE):
+            loss = (fwd(x).float() - y).square().mean()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    t_c = time.perf_counter()
+    step()
+    sync()
+    first = time.perf_counter() - t_c
+    t = sync_time(step, 10, 2)
+    return {"s_per_step": t, "first_step_s": first, "voxels": batch * int(np.prod(shape)),
+            "peak_gb": 0.0 if SMOKE else torch.cuda.max_memory_allocated() / 1e9}  # fmt: skip
+
+
+def infer_rate(net: torch.nn.Module, batch: int, shape: tuple[int, int, int]) -> float:
+    x = torch.randn(batch, 1, *shape, device=DEV)
+    with torch.inference_mode(), torch.autocast(DEV.type, dtype=torch.bfloat16, enabled=not SMOKE):
+        return sync_time(lambda: net(x), 8, 2)
+
+
+def synthetic_volume(seed: int, shape: tuple[int, int, int]) -> Volume:
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=shape).astype(np.float32)
+    y = np.maximum(x, 0).astype(np.float32)
+    return Volume(f"v{seed}", x[None], y[None], None, np.flatnonzero(y > 1), np.zeros(1), np.ones(1))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--out", type=Path, default=Path("gpu_speed.md"))
+    ap.add_argument("--deadline", type=float, default=420.0)
+    args = ap.parse_args()
+    rows: list[dict] = []
+    where = "CPU smoke run" if SMOKE else torch.cuda.get_device_name(0)
+    lines = [f"# GPU speed: {where}, torch {torch.__version__}", ""]
+
+    def emit(text: str, **row: object) -> None:
+        print(text, flush=True)
+        lines.append(text)
+        if row:
+            rows.append(row)
+        args.out.write_text("\n".join(lines) + "\n")
+        args.out.with_suffix(".json").write_text(json.dumps(rows, indent=1))
+
+    def guarded(label: str, fn: Callable[[], None]) -> None:
+        if time.perf_counter() - T0 > args.deadline:
+            emit(f"- {label}: skipped (deadline)")
+            return
+        try:
+            fn()
+        except Exception as exc:  # a row that fails is reported, the table goes on
+            emit(f"- {label}: FAILED {type(exc).__name__}: {str(exc).splitlines()[0][:200]}")
+            traceback.print_exc()
+        finally:
+            if not SMOKE:
+                torch.cuda.empty_cache()
+                torch.cuda.reset_peak_memory_stats()
+
+    roof = gemm_roof()
+    emit(f"bf16 GEMM 8192³ roof in this run: {roof / 1e12:.0f} TFLOP/s", kind="gemm", tflops=roof / 1e12)
+    nets = {name: network(name) for name in ("resunet", "fnet")}
+    fpv = {name: flops_per_voxel(net) for name, net in nets.items()}
+    emit(f"forward FLOPs per voxel: {', '.join(f'{k} {v / 1e3:.0f} k' for k, v in fpv.items())}", kind="fpv", **fpv)
+
+    emit("\n## Training steps (bf16 autocast, channels-last 3D, Adam)\n")
+    emit(
+        "| preset | batch × patch | cuDNN search | compiled | ms/step | steps/s | Mvoxels/s | TFLOP/s | of roof | peak GB |"
+    )
+    emit("|---|---|---|---|---|---|---|---|---|---|")
+    configs = [(2, (16, 32, 32))] * 2 if SMOKE else [(8, (32, 64, 64)), (16, (64, 128, 128))]
+
+    def train_row(
+        name: str, batch: int, shape: tuple[int, int, int], search: bool, compiled: bool, cl: bool = True
+    ) -> None:
+        torch.backends.cudnn.benchmark = search
+        net = nets[name].set_channels_last(cl)
+        try:
+            r = train_rate(net, batch, shape, compiled=compiled)
+        finally:
+            net.set_channels_last(True)
+        tf = 3 * fpv[name] * r["voxels"] / r["s_per_step"]
+        emit(
+            f"| {name}{'' if cl else ' (channels-first)'} | {batch} × {'×'.join(map(str, shape))} | {'on' if search else 'off'} | "
+            f"{'yes (first step ' + format(r['first_step_s'], '.0f') + ' s)' if compiled else 'no'} | "
+            f"{r['s_per_step'] * 1e3:.1f} | {1 / r['s_per_step']:.1f} | {r['voxels'] / r['s_per_step'] / 1e6:.0f} | "
+            f"{tf / 1e12:.1f} | {tf / roof:.1%} | {r['peak_gb']:.1f} |",
+            kind="train", preset=name, batch=batch, shape=shape, search=search, compiled=compiled, channels_last=cl, tflops=tf / 1e12,
+            **r,
+        )  # fmt: skip
+
+    for name in ("resunet", "fnet"):
+        for batch, shape in configs:
+            for search in (False, True):
+                guarded(f"train {name} {batch} {shape} {search}", lambda n=name, b=batch, s=shape, c=search: train_row(n, b, s, c, False))  # fmt: skip
+        guarded(f"train {name} channels-first", lambda n=name: train_row(n, *configs[-1], True, False, cl=False))
+    if not SMOKE:
+        guarded("compile fnet", lambda: train_row("fnet", 16, (64, 128, 128), True, True))
+
+    emit("\n## Inference forward (batch norms folded, bf16 autocast)\n")
+    emit("| preset | tiles | cuDNN search | ms | Mvoxels/s | TFLOP/s | of roof |")
+    emit("|---|---|---|---|---|---|---|")
+
+    def infer_row(name: str, batch: int, shape: tuple[int, int, int], search: bool) -> None:
+        torch.backends.cudnn.benchmark = search
+        net = nets[name].eval().fused()
+        t = infer_rate(net, batch, shape)
+        vox = batch * int(np.prod(shape))
+        tf = fpv[name] * vox / t
+        emit(
+            f"| {name} | {batch} × {'×'.join(map(str, shape))} | {'on' if search else 'off'} | {t * 1e3:.1f} | "
+            f"{vox / t / 1e6:.0f} | {tf / 1e12:.1f} | {tf / roof:.1%} |",
+            kind="infer", preset=name, batch=batch, shape=shape, search=search, tflops=tf / 1e12, s=t,
+        )  # fmt: skip
+
+    for name in ("fnet", "resunet"):
+        for batch, shape, search in (
+            ((1, (16, 32, 32), False),)
+            if SMOKE
+            else ((4, (32, 128, 128), False), (4, (32, 128, 128), True), (2, (64, 256, 256), True))
+        ):
+            guarded(f"infer {name}", lambda n=name, b=batch, s=shape, c=search: infer_row(n, b, s, c))
+
+    emit("\n## predict_volume end to end, 64×512×512 field, bf16 (host blending)\n")
+    emit(
+        "| preset | memory_limit_gb | cuDNN search | tile | wall s | whole-volume forward s | ratio | useful TFLOP/s | of roof |"
+    )
+    emit("|---|---|---|---|---|---|---|---|---|")
+    field = np.random.default_rng(3).normal(size=(1, 16, 64, 64) if SMOKE else (1, 64, 512, 512)).astype(np.float32)
+
+    def predict_row(name: str, mem: float, search: bool) -> None:
+        torch.backends.cudnn.benchmark = search
+        torch.manual_seed(0)
+        model = LabelFreeModel.create(preset(name), input_channel="bf", targets=["y"], voxel_size=VoxelSize(0.29, 0.29, 0.29))  # fmt: skip
+        out = np.zeros_like(field)
+
+        def sink(z0: int, rows_: np.ndarray) -> None:
+            out[:, z0 : z0 + rows_.shape[1]] = rows_
+
+        cfg = PredictConfig(device=DEV.type, precision="fp32" if SMOKE else "bf16", memory_limit_gb=mem)
+        predict_volume(model, lambda a, b: field[:, a:b], field.shape[1:], sink, config=cfg)  # warm-up
+        sync()
+        t = time.perf_counter()
+        summary = predict_volume(model, lambda a, b: field[:, a:b], field.shape[1:], sink, config=cfg)
+        sync()
+        wall = time.perf_counter() - t
+        net = model.network.fused()
+        whole = infer_rate(net, 1, field.shape[1:])
+        tf = fpv[name] * field[0].size / wall
+        emit(
+            f"| {name} | {mem:g} | {'on' if search else 'off'} | {summary.get('tile')} | {wall:.2f} | {whole:.2f} | "
+            f"{wall / whole:.2f} | {tf / 1e12:.1f} | {tf / roof:.1%} |",
+            kind="predict", preset=name, mem=mem, search=search, wall=wall, whole=whole, tflops=tf / 1e12,
+            summary=str(summary),
+        )  # fmt: skip
+
+    for name, mem, search in (("fnet", 2.0, False), ("fnet", 2.0, True), ("fnet", 16.0, True), ("resunet", 16.0, True)):
+        guarded(f"predict {name} {mem}", lambda n=name, m=mem, s=search: predict_row(n, m, s))
+
+    emit("\n## fit end to end (PatchSampler on the host, default preset, batch 8 × 32×64×64)\n")
+
+    def fit_row(search: bool) -> None:
+        torch.backends.cudnn.benchmark = search
+        torch.manual_seed(0)
+        model = LabelFreeModel.create(preset("resunet"), input_channel="bf", targets=["y"], voxel_size=VoxelSize(0.29, 0.29, 0.29))  # fmt: skip
+        net = model.network.to(DEV)
+        sampler = PatchSampler([synthetic_volume(i, (40, 96, 96)) for i in range(3)], (32, 64, 64))
+        opt = torch.optim.Adam(net.parameters(), 1e-3)
+        stamps: list[float] = []
+        draw_s: list[float] = []
+
+        def sample(r: np.random.Generator) -> tuple[torch.Tensor, ...]:
+            t = time.perf_counter()
+            b = tuple(torch.from_numpy(a) for a in sampler.batch(r, 8))
+            draw_s.append(time.perf_counter() - t)
+            return b
+
+        fit(net, opt, sample_batch=sample, loss_fn=lambda o, b: ((o - b[1]) ** 2).mean(), iterations=14 if SMOKE else 40,
+            rng=np.random.default_rng(0), device=DEV, autocast=None if SMOKE else torch.bfloat16,
+            on_step=lambda info: stamps.append(time.perf_counter()))  # fmt: skip
+        k = len(stamps) // 4
+        rate = (len(stamps) - k - 1) / (stamps[-1] - stamps[k])
+        emit(
+            f"- cuDNN search {'on' if search else 'off'}: {rate:.1f} steps/s end to end; drawing a batch on the host "
+            f"takes {np.median(draw_s) * 1e3:.0f} ms (median) of the {1e3 / rate:.0f} ms per step",
+            kind="fit", search=search, steps_per_s=rate, draw_ms=float(np.median(draw_s) * 1e3),
+        )  # fmt: skip
+
+    for search in (False, True):
+        guarded(f"fit {search}", lambda s=search: fit_row(s))
+
+    emit("\n## torch.compile of the default preset (training, cuDNN search on)\n")
+    if not SMOKE:
+        guarded("compile resunet", lambda: train_row("resunet", 16, (64, 128, 128), True, True))
+    emit(f"\n(total {time.perf_counter() - T0:.0f} s)")
+
+
+if __name__ == "__main__":
+    main()
