@@ -11,8 +11,8 @@ each about one forward), the usual convention. Rows:
   issue's batch 8 × 32×64×64 and at a large batch; cuDNN's algorithm search off (the library today) and on;
   ``torch.compile`` last (its compile time is reported apart, not in the rate);
 - inference forward (batch norms folded, as ``predict_volume`` runs it) at three tile sizes;
-- ``predict_volume`` end to end on a 64×512×512 field (tiling, blending on the host, copies) against one
-  whole-volume forward pass of the same field;
+- ``predict_volume`` end to end on a 64×512×512 field (tiling, blending, copies) against one whole-volume
+  forward pass of the same field, and on a 100×2048×2048 field;
 - ``fit`` end to end with the ``PatchSampler`` (data drawn on the host each step): whether the data keeps up.
 
 Rows are written as they are measured; ``--deadline`` (seconds) stops starting new rows.
@@ -130,6 +130,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", type=Path, default=Path("gpu_speed.md"))
     ap.add_argument("--deadline", type=float, default=420.0)
+    ap.add_argument("--only", default="train,compile,infer,predict,fit", help="sections to run (comma-separated)")
     args = ap.parse_args()
     rows: list[dict] = []
     where = "CPU smoke run" if SMOKE else torch.cuda.get_device_name(0)
@@ -144,6 +145,8 @@ def main() -> None:
         args.out.with_suffix(".json").write_text(json.dumps(rows, indent=1))
 
     def guarded(label: str, fn: Callable[[], None]) -> None:
+        if label.split()[0] not in args.only.split(","):
+            return
         if time.perf_counter() - T0 > args.deadline:
             emit(f"- {label}: skipped (deadline)")
             return
@@ -221,34 +224,36 @@ def main() -> None:
         ):
             guarded(f"infer {name}", lambda n=name, b=batch, s=shape, c=search: infer_row(n, b, s, c))
 
-    emit("\n## predict_volume end to end, 64×512×512 field, bf16 (host blending)\n")
+    emit("\n## predict_volume end to end, bf16 (input rows and output planes through host memory)\n")
     emit(
-        "| preset | memory_limit_gb | cuDNN search | tile | wall s | whole-volume forward s | ratio | useful TFLOP/s | of roof |"
+        "| preset | field | memory_limit_gb | cuDNN search | tile | wall s | whole-volume forward s | ratio | useful TFLOP/s "
+        "| of roof |"
     )
-    emit("|---|---|---|---|---|---|---|---|---|")
+    emit("|---|---|---|---|---|---|---|---|---|---|")
     field = np.random.default_rng(3).normal(size=(1, 16, 64, 64) if SMOKE else (1, 64, 512, 512)).astype(np.float32)
 
-    def predict_row(name: str, mem: float, search: bool) -> None:
+    def predict_row(name: str, mem: float, search: bool, big: bool = False) -> None:
         torch.backends.cudnn.benchmark = search
+        fld = np.random.default_rng(4).normal(size=(1, 100, 2048, 2048)).astype(np.float32) if big else field
         torch.manual_seed(0)
         model = LabelFreeModel.create(preset(name), input_channel="bf", targets=["y"], voxel_size=VoxelSize(0.29, 0.29, 0.29))  # fmt: skip
-        out = np.zeros_like(field)
+        out = np.zeros_like(fld)
 
         def sink(z0: int, rows_: np.ndarray) -> None:
             out[:, z0 : z0 + rows_.shape[1]] = rows_
 
         cfg = PredictConfig(device=DEV.type, precision="fp32" if SMOKE else "bf16", memory_limit_gb=mem)
-        predict_volume(model, lambda a, b: field[:, a:b], field.shape[1:], sink, config=cfg)  # warm-up
+        warm = np.zeros_like(field)
+        predict_volume(model, lambda a, b: field[:, a:b], field.shape[1:], lambda z0, r: warm.__setitem__((slice(None), slice(z0, z0 + r.shape[1])), r), config=cfg)  # fmt: skip
         sync()
         t = time.perf_counter()
-        summary = predict_volume(model, lambda a, b: field[:, a:b], field.shape[1:], sink, config=cfg)
+        summary = predict_volume(model, lambda a, b: fld[:, a:b], fld.shape[1:], sink, config=cfg)
         sync()
         wall = time.perf_counter() - t
-        net = model.network.fused()
-        whole = infer_rate(net, 1, field.shape[1:])
-        tf = fpv[name] * field[0].size / wall
+        whole = float("nan") if big else infer_rate(model.network.fused(), 1, fld.shape[1:])
+        tf = fpv[name] * fld[0].size / wall
         emit(
-            f"| {name} | {mem:g} | {'on' if search else 'off'} | {summary.get('tile')} | {wall:.2f} | {whole:.2f} | "
+            f"| {name} | {'×'.join(map(str, fld.shape[1:]))} | {mem:g} | {'on' if search else 'off'} | {summary.get('tile')} | {wall:.2f} | {whole:.2f} | "
             f"{wall / whole:.2f} | {tf / 1e12:.1f} | {tf / roof:.1%} |",
             kind="predict", preset=name, mem=mem, search=search, wall=wall, whole=whole, tflops=tf / 1e12,
             summary=str(summary),
@@ -256,6 +261,9 @@ def main() -> None:
 
     for name, mem, search in (("fnet", 2.0, False), ("fnet", 2.0, True), ("fnet", 16.0, True), ("resunet", 16.0, True)):
         guarded(f"predict {name} {mem}", lambda n=name, m=mem, s=search: predict_row(n, m, s))
+    if not SMOKE:
+        for mem in (2.0, 16.0):
+            guarded(f"predict fnet 100×2048×2048 {mem}", lambda m=mem: predict_row("fnet", m, True, big=True))
 
     emit("\n## fit end to end (PatchSampler on the host, default preset, batch 8 × 32×64×64)\n")
 

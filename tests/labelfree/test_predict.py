@@ -60,6 +60,20 @@ def test_constant_network_gives_a_seam_free_volume() -> None:
     np.testing.assert_allclose(out, 2.5, rtol=1e-6)  # blending weights sum to one everywhere: no seams
 
 
+def test_tile_weights_made_on_the_device_equal_the_grids_own() -> None:
+    from subcell.labelfree.predict import _tile_weight
+    from subcell.transforms.tiling import TileGrid
+
+    grid = TileGrid((40, 104, 96), (32, 48, 48), overlap=0.4, trim=(4, 6, 6), multiple=(8, 8, 8))
+    assert len(grid) >= 8
+    for kz in range(len(grid.starts[0])):
+        for ky in range(len(grid.starts[1])):
+            for kx in range(len(grid.starts[2])):
+                w = _tile_weight(grid, kz, ky, kx, torch.device("cpu"))
+                assert w.dtype == torch.float32
+                np.testing.assert_array_equal(w.numpy(), grid.weight(kz, ky, kx))  # bit for bit
+
+
 def test_streamed_zarr_equals_in_memory_and_keeps_metadata(tmp_path: Path) -> None:
     model = _model(depth=1, uncertainty=True)
     image = paired_volume(2, shape=(12, 40, 44), frames=2).channel("brightfield")

@@ -46,7 +46,8 @@ def _forward(
     device: torch.device,
     dtype: torch.dtype | None,
     tta: bool,
-) -> np.ndarray:
+) -> torch.Tensor:
+    """The network's float32 output for a batch of tiles, left on ``device`` (the tiles are blended there)."""
     x = torch.from_numpy(batch).to(device)
     out = None
     with torch.inference_mode(), torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
@@ -59,7 +60,15 @@ def _forward(
     y = out / len(_flips(tta))
     if model.uncertainty:
         y = with_std(y, len(model.targets))
-    return y.cpu().numpy()
+    return y
+
+
+def _tile_weight(grid: TileGrid, k: int, ky: int, kx: int, device: torch.device) -> torch.Tensor:
+    """:meth:`TileGrid.weight` made on ``device`` from the per-axis weights: the same float64 products rounded to
+    float32 (IEEE arithmetic: the same numbers on any device), without making and copying a tile-sized array on
+    the host for every tile."""
+    wz, wy, wx = (torch.from_numpy(grid.weights[a][i]).to(device) for a, i in enumerate((k, ky, kx)))
+    return (wz[:, None, None] * wy[None, :, None] * wx[None, None, :]).to(torch.float32)
 
 
 def runtime(cfg: PredictConfig) -> tuple[torch.device, torch.dtype | None, bool]:
@@ -111,9 +120,11 @@ def predict_volume(
     rows = grid.rows()
     total = len(rows) * len(ys) * len(xs)
     # one (C_out, Y, X) accumulator per plane of the current tile row: finished planes leave from the front,
-    # fresh ones join at the back, so rolling the buffer never copies the row
+    # fresh ones join at the back, so rolling the buffer never copies the row. The buffer lives on the device
+    # that predicts: on a GPU, weighting and summing the tiles on the host cost 6-9x the network
+    # (benchmarks/labelfree/results_gpu_speed.md); only finished planes travel back
     plane = (n_out, wy.stop - wy.start, wx.stop - wx.start)
-    acc = [np.zeros(plane, np.float32) for _ in range(tile[0])]
+    acc = [torch.zeros(plane, dtype=torch.float32, device=device) for _ in range(tile[0])]
     done = 0
     for k, z0 in enumerate(rows):
         z1 = z0 + tile[0]
@@ -132,7 +143,7 @@ def predict_volume(
             inp = np.stack([x[:, :, _shift(sl[1], ry), _shift(sl[2], rx)] for _, _, sl in chunk])
             pred = _forward(model, net, inp.astype(np.float32, copy=False), device, dtype, cfg.tta)
             for (ky, kx, sl), p in zip(chunk, pred, strict=True):
-                w = grid.weight(k, ky, kx)
+                w = _tile_weight(grid, k, ky, kx, device)
                 # the part of the tile inside the window, in tile and in window coordinates
                 (ty, oy), (tx, ox) = _inside(sl[1], wy), _inside(sl[2], wx)
                 pw = p[:, :, ty, tx] * w[:, ty, tx]
@@ -146,10 +157,10 @@ def predict_volume(
         keep = min(final, shape[0] - z0)
         if keep > 0:
             ny, nx = min(wy.stop, shape[1]) - wy.start, min(wx.stop, shape[2]) - wx.start
-            rows_out = np.stack([a[:, :ny, :nx] for a in acc[:keep]], axis=1)
+            rows_out = torch.stack([a[:, :ny, :nx] for a in acc[:keep]], dim=1).cpu().numpy()
             sink(z0, model.postprocess(rows_out))  # point-wise (a package's), after blending
         del acc[:final]
-        acc.extend(np.zeros(plane, np.float32) for _ in range(final))
+        acc.extend(torch.zeros(plane, dtype=torch.float32, device=device) for _ in range(final))
     return {
         "tile": list(tile), "batch": batch, "tiles": len(grid), "overlap": [round(o, 4) for o in plan["overlap"]],
         "trim": list(plan["trim"]),
