@@ -243,6 +243,10 @@ class PretrainConfig(BaseModel):
     fields_every: int = Field(4, ge=1, description="steps between two new fields")
     pool: int = Field(6, ge=1, description="recent fields that batches are drawn from")
     val_fields: int = Field(2, ge=1)
+    field_workers: int = Field(
+        0, ge=0, le=256, description="processes that generate the coming fields while the network trains (0: made "
+        "in the training process when first needed); the fields, and so the run, are the same either way"
+    )  # fmt: skip
     network: NetworkConfig = Field(default_factory=lambda: preset("resunet"))
     patch_size: tuple[int, int, int] = (32, 64, 64)
     batch_size: int = Field(8, ge=1, le=1024)

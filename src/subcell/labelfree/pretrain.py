@@ -9,8 +9,10 @@ stream is a pure function of the step: a resumed run regenerates exactly the fie
 from __future__ import annotations
 
 import json
+import multiprocessing
 import time
 from collections.abc import Callable
+from concurrent.futures import Future, ProcessPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -31,9 +33,10 @@ from subcell.labelfree.train import (
 )
 from subcell.train import autocast_dtype, fit
 from subcell.train.loop import StepInfo
-from subcell.train.run import isolated_torch_state, run_key, start_run
+from subcell.train.run import RunSetup, isolated_torch_state, run_key, start_run
 
 if TYPE_CHECKING:
+    from subcell.labelfree.network import NetworkConfig
     from subcell.synth.config import SynthConfig
     from subcell.synth.randomize import Randomization
 
@@ -98,20 +101,69 @@ class FieldStream:
     """Batches from the ``pool`` most recent fields; field ``k`` serves steps ``k·fields_every …``.
 
     ``start`` is the step a resumed run continues from, so the fields are the ones the interrupted run had.
+    With ``cfg.field_workers`` > 0, that many processes generate the next fields while the network trains
+    (a field takes seconds on one core, a GPU step milliseconds: generation, not the network, bounds a GPU run).
+    A field is a pure function of its key, so a field made in a worker equals the one made here, and the run is
+    the same. ``last`` is the last field the run will use (none is made beyond it). Call :meth:`close` at the end.
     """
 
-    def __init__(self, cfg: PretrainConfig, patch: tuple[int, int, int], *, start: int = 0) -> None:
+    def __init__(
+        self, cfg: PretrainConfig, patch: tuple[int, int, int], *, start: int = 0, last: int | None = None
+    ) -> None:
         self.cfg = cfg
         self.patch = patch
         self.calls = start
         self.cache: dict[int, Volume] = {}
         self.generated = 0
+        self.from_workers = 0
+        self.last = last
+        self.pending: dict[tuple[int, ...], Future[Volume]] = {}
+        self.workers: ProcessPoolExecutor | None = None
+        if cfg.field_workers:
+            # spawn, not fork: the training process holds torch's thread pools, which a forked child inherits
+            # in an undefined state
+            self.workers = ProcessPoolExecutor(cfg.field_workers, mp_context=multiprocessing.get_context("spawn"))
+            self._ahead(start // cfg.fields_every)
+
+    def _submit(self, key: tuple[int, ...]) -> None:
+        if self.workers is not None and key not in self.pending:
+            self.pending[key] = self.workers.submit(synthetic_volume, self.cfg, key)
+
+    def _ahead(self, k: int) -> None:
+        """Keep the workers busy on the fields from ``k`` on (one each)."""
+        assert self.workers is not None
+        end = k + self.cfg.field_workers if self.last is None else min(k + self.cfg.field_workers, self.last + 1)
+        for j in range(k, end):
+            if j not in self.cache:
+                self._submit((j,))
+
+    def make(self, key: tuple[int, ...]) -> Volume:
+        """The field of ``key``: from a worker when one has it (or can make it), else made here."""
+        fut = self.pending.pop(key, None)
+        if fut is None:
+            return synthetic_volume(self.cfg, key)
+        self.from_workers += 1
+        return fut.result()
+
+    def make_many(self, keys: list[tuple[int, ...]]) -> list[Volume]:
+        """Several fields at once, on the workers when there are any."""
+        for key in keys:
+            self._submit(key)
+        return [self.make(key) for key in keys]
 
     def volume(self, k: int) -> Volume:
         if k not in self.cache:
-            self.cache[k] = synthetic_volume(self.cfg, (k,))
+            self.cache[k] = self.make((k,))
             self.generated += 1
+        if self.workers is not None:
+            self._ahead(k + 1)
         return self.cache[k]
+
+    def close(self) -> None:
+        if self.workers is not None:
+            self.workers.shutdown(wait=True, cancel_futures=True)
+            self.workers = None
+            self.pending.clear()
 
     def batch(self, rng: np.random.Generator) -> tuple[torch.Tensor, ...]:
         cfg = self.cfg
@@ -141,13 +193,10 @@ def pretrain_labelfree(
     stop_after: int | None = None,
 ) -> TrainResult:
     """Pretrain a label-free model on generated fields and save it to ``config.output``."""
-    from subcell import __version__
-
     cfg = config
     out = Path(cfg.output)
     setup = start_run(out, overwrite=cfg.overwrite, threads=cfg.threads, device=cfg.device, seed=cfg.seed,
                       on_message=on_message)  # fmt: skip
-    device, ctx, rng, say = setup.device, setup.ctx, setup.rng, setup.say
     model_vs = VoxelSize(*cfg.voxel_size)
     patch = (1, *cfg.patch_size[1:]) if cfg.two_d else cfg.patch_size
     net_cfg = resolve_network(cfg.network, model_vs, two_d=cfg.two_d)
@@ -158,14 +207,38 @@ def pretrain_labelfree(
         raise ValueRangeError(f"patch_size {patch} must be a multiple of {div}", field="patch_size")
     model = LabelFreeModel.create(net_cfg, input_channel="brightfield", targets=list(cfg.targets),
                                   voxel_size=model_vs, patch_size=patch)  # fmt: skip
-    model.network.to(device)
+    model.network.to(setup.device)
+    ckpt = checkpoint_dir(out)
+    iterations = cfg.stop_at or cfg.iterations
+    stream = FieldStream(cfg, patch, start=_resume_step(ckpt, cfg.resume), last=(iterations - 1) // cfg.fields_every)
+    try:
+        return _pretrain(cfg, model, net_cfg, patch, stream, setup, iterations, on_step, stop_after)
+    finally:
+        stream.close()
+
+
+def _pretrain(
+    cfg: PretrainConfig,
+    model: LabelFreeModel,
+    net_cfg: NetworkConfig,
+    patch: tuple[int, int, int],
+    stream: FieldStream,
+    setup: RunSetup,
+    iterations: int,
+    on_step: Callable[[StepInfo], None] | None,
+    stop_after: int | None,
+) -> TrainResult:
+    from subcell import __version__
+
+    out = Path(cfg.output)
+    device, ctx, rng, say = setup.device, setup.ctx, setup.rng, setup.say
+    model_vs = VoxelSize(*cfg.voxel_size)
     dtype = autocast_dtype(device, cfg.precision)
     optimizer = torch.optim.Adam(model.network.parameters(), lr=cfg.lr)
     ckpt = checkpoint_dir(out)
-    stream = FieldStream(cfg, patch, start=_resume_step(ckpt, cfg.resume))
     t0 = time.perf_counter()
     validate = patch_validator(
-        [synthetic_volume(cfg, (10**6 + i,)) for i in range(cfg.val_fields)], patch, list(cfg.targets),
+        stream.make_many([(10**6 + i,) for i in range(cfg.val_fields)]), patch, list(cfg.targets),
         seed=cfg.seed + 7919, n_patches=cfg.val_patches, batch_size=cfg.batch_size,
         foreground_fraction=cfg.foreground_fraction, uncertainty=False, device=device, dtype=dtype,
     )  # fmt: skip
@@ -177,7 +250,7 @@ def pretrain_labelfree(
     )
     history = fit(
         model.network, optimizer, sample_batch=stream.batch, loss_fn=_loss(False, len(cfg.targets)),
-        iterations=cfg.stop_at or cfg.iterations, rng=rng, device=device, autocast=dtype, checkpoint_dir=ckpt,
+        iterations=iterations, rng=rng, device=device, autocast=dtype, checkpoint_dir=ckpt,
         checkpoint_every=cfg.checkpoint_every, resume=cfg.resume, validate=validate,
         validate_every=cfg.validate_every, on_step=on_step, ctx=ctx, stop_after=stop_after,
         lr_at=lr_schedule(cfg.lr, cfg.iterations, cfg.lr_schedule), run_key=run_key(cfg),
