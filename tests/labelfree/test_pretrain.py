@@ -76,6 +76,25 @@ def test_fields_made_by_worker_processes_make_the_same_run(tmp_path: Path) -> No
     assert multiprocessing.active_children() == []
 
 
+def test_workers_that_cannot_start_give_a_one_line_error(tmp_path: Path) -> None:
+    """A script without the ``__main__`` guard: each spawned worker re-runs it and dies while starting."""
+    import subprocess
+    import sys
+
+    cfg = _cfg(tmp_path, field_workers=1)
+    script = tmp_path / "no_guard.py"
+    script.write_text(
+        "from subcell.labelfree.config import PretrainConfig\n"
+        "from subcell.labelfree.pretrain import pretrain_labelfree\n"
+        f"pretrain_labelfree(PretrainConfig.model_validate_json({cfg.model_dump_json()!r}))\n"
+    )
+    run = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300)
+    assert run.returncode != 0
+    last = run.stderr.strip().splitlines()[-1]
+    assert last.startswith("subcell.errors.SubcellError: field_workers: a field-generating worker process ended")
+    assert not (tmp_path / "pre").exists()  # no model folder written
+
+
 def test_pretrain_writes_a_model_that_records_its_synthetic_origin(tmp_path: Path) -> None:
     res = pretrain_labelfree(_cfg(tmp_path))
     assert res.folder is not None and res.summary["steps"] == 4

@@ -13,12 +13,14 @@ import multiprocessing
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
+from subcell.errors import SubcellError
 from subcell.image import VoxelSize
 from subcell.labelfree.config import PretrainConfig
 from subcell.labelfree.data import PatchSampler, Volume
@@ -97,6 +99,14 @@ def synthetic_volume(cfg: PretrainConfig, key: tuple[int, ...]) -> Volume:
     )  # fmt: skip
 
 
+def _worker_died() -> SubcellError:
+    return SubcellError(
+        "a field-generating worker process ended abruptly (out of memory, or a script without the "
+        '`if __name__ == "__main__":` guard that spawned workers need); use fewer workers or 0',
+        field="field_workers",
+    )
+
+
 class FieldStream:
     """Batches from the ``pool`` most recent fields; field ``k`` serves steps ``k·fields_every …``.
 
@@ -127,7 +137,10 @@ class FieldStream:
 
     def _submit(self, key: tuple[int, ...]) -> None:
         if self.workers is not None and key not in self.pending:
-            self.pending[key] = self.workers.submit(synthetic_volume, self.cfg, key)
+            try:
+                self.pending[key] = self.workers.submit(synthetic_volume, self.cfg, key)
+            except BrokenProcessPool as exc:
+                raise _worker_died() from exc
 
     def _ahead(self, k: int) -> None:
         """Keep the workers busy on the fields from ``k`` on (one each)."""
@@ -143,7 +156,10 @@ class FieldStream:
         if fut is None:
             return synthetic_volume(self.cfg, key)
         self.from_workers += 1
-        return fut.result()
+        try:
+            return fut.result()
+        except BrokenProcessPool as exc:
+            raise _worker_died() from exc
 
     def make_many(self, keys: list[tuple[int, ...]]) -> list[Volume]:
         """Several fields at once, on the workers when there are any."""
