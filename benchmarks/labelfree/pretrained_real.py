@@ -212,7 +212,7 @@ def _mcf7_manifest(data: Path, path: Path) -> Path:
     return tiles
 
 
-def mcf7(data: Path, work: Path, minutes: float, arms: list[str]) -> dict[str, object]:
+def mcf7(data: Path, work: Path, minutes: float, arms: list[str], init: str = "dna-2d") -> dict[str, object]:
     from skimage.filters import threshold_otsu
 
     manifest = work / "mcf7.csv"
@@ -223,14 +223,14 @@ def mcf7(data: Path, work: Path, minutes: float, arms: list[str]) -> dict[str, o
         model = None
         info: dict[str, object] = {}
         if arm == "zeroshot":
-            model = load_model("dna-2d")
+            model = load_model(init)
         elif arm != "labels":
             base = dict(
                 manifest=manifest, output=work / f"mcf7_{arm}", overwrite=True, input_channel="brightfield",
                 targets=["dna"], patch_size=(1, 128, 128), batch_size=8, iterations=100_000, max_minutes=minutes,
                 resume=False, lr=1e-3, lr_schedule="constant", threads=2,
             )  # fmt: skip
-            cfg = TrainConfig(**{**base, **_arm_options(arm, "dna-2d", {"voxel_size": (1.0, 0.3, 0.3)})})
+            cfg = TrainConfig(**{**base, **_arm_options(arm, init, {"voxel_size": (1.0, 0.3, 0.3)})})
             res = train_labelfree(cfg, on_message=print)
             model = res.model
             model.network.eval()
@@ -269,7 +269,10 @@ def main() -> None:
     ap.add_argument("--tag", default="")
     ap.add_argument("--voxel-size", default="0.29,0.29,0.29", help="allen: the scratch arm's model voxel size z,y,x µm")
     ap.add_argument("--seed", type=int, default=0, help="allen: the trained arms' seed (weights, patches)")
-    ap.add_argument("--init", default="nucleus", help="allen: the model zero-shot and fine-tuned arms start from")
+    ap.add_argument(
+        "--init", default=None, help="the model zero-shot and fine-tuned arms start from (its first output is scored "
+        "for mcf7); default: nucleus (allen), dna-2d (mcf7)"
+    )  # fmt: skip
     ap.add_argument("--work", type=Path, default=Path("/tmp/subcell_labelfree_pretrained"))
     ap.add_argument(
         "--rescore",
@@ -288,11 +291,11 @@ def main() -> None:
             arms,
             tuple(float(v) for v in args.voxel_size.split(",")),
             args.seed,
-            args.init,
+            args.init or "nucleus",
             args.rescore,
         )
     else:
-        out = mcf7(data, args.work, args.minutes, arms)
+        out = mcf7(data, args.work, args.minutes, arms, args.init or "dna-2d")
     (HERE / "results").mkdir(exist_ok=True)
     name = f"pretrained_{args.which}{'_' + args.tag if args.tag else ''}.json"
     (HERE / "results" / name).write_text(json.dumps(out, indent=1, default=float))
