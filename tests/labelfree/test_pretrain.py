@@ -55,19 +55,19 @@ def test_the_stream_is_a_function_of_the_step(tmp_path: Path) -> None:
 
 def test_fields_made_by_worker_processes_make_the_same_run(tmp_path: Path) -> None:
     serial = FieldStream(_cfg(tmp_path), (8, 16, 16))
-    parallel = FieldStream(_cfg(tmp_path, field_workers=2), (8, 16, 16), last=2)
-    try:
+    with FieldStream(_cfg(tmp_path, field_workers=2), (8, 16, 16), last=2) as parallel:
         for step in range(5):
             for x, y in zip(serial.batch(np.random.default_rng(step)), parallel.batch(np.random.default_rng(step)),
                             strict=True):  # fmt: skip
                 assert np.array_equal(x.numpy(), y.numpy())
         assert parallel.generated == serial.generated == 3 and parallel.from_workers == 3 and serial.from_workers == 0
         assert parallel.pending == {}  # every field asked of the workers was used; none beyond the last
-    finally:
-        parallel.close()
+    assert parallel.workers is None  # closed with the block
     # the whole run, validation fields included, is the same with workers, and they are gone at its end
     a = pretrain_labelfree(_cfg(tmp_path / "a"))
     b = pretrain_labelfree(_cfg(tmp_path / "b", field_workers=2))
+    # every field of the run with workers came from them: 2 training fields and 1 validation field
+    assert a.summary["fields_from_workers"] == 0 and b.summary["fields_from_workers"] == 3
     sa, sb = a.model.network.state_dict(), b.model.network.state_dict()
     assert all(torch.equal(sa[k], sb[k]) for k in sa)
     assert a.summary["validation"] == b.summary["validation"]

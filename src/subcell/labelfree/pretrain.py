@@ -35,10 +35,9 @@ from subcell.labelfree.train import (
 )
 from subcell.train import autocast_dtype, fit
 from subcell.train.loop import StepInfo
-from subcell.train.run import RunSetup, isolated_torch_state, run_key, start_run
+from subcell.train.run import isolated_torch_state, run_key, start_run
 
 if TYPE_CHECKING:
-    from subcell.labelfree.network import NetworkConfig
     from subcell.synth.config import SynthConfig
     from subcell.synth.randomize import Randomization
 
@@ -114,7 +113,8 @@ class FieldStream:
     With ``cfg.field_workers`` > 0, that many processes generate the next fields while the network trains
     (a field takes seconds on one core, a GPU step milliseconds: generation, not the network, bounds a GPU run).
     A field is a pure function of its key, so a field made in a worker equals the one made here, and the run is
-    the same. ``last`` is the last field the run will use (none is made beyond it). Call :meth:`close` at the end.
+    the same. ``last`` is the last field the run will use (none is made beyond it). Use it as a context manager
+    (or call :meth:`close`) so the workers end with the run.
     """
 
     def __init__(
@@ -175,6 +175,12 @@ class FieldStream:
             self._ahead(k + 1)
         return self.cache[k]
 
+    def __enter__(self) -> FieldStream:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     def close(self) -> None:
         if self.workers is not None:
             self.workers.shutdown(wait=True, cancel_futures=True)
@@ -209,6 +215,8 @@ def pretrain_labelfree(
     stop_after: int | None = None,
 ) -> TrainResult:
     """Pretrain a label-free model on generated fields and save it to ``config.output``."""
+    from subcell import __version__
+
     cfg = config
     out = Path(cfg.output)
     setup = start_run(out, overwrite=cfg.overwrite, threads=cfg.threads, device=cfg.device, seed=cfg.seed,
@@ -223,55 +231,35 @@ def pretrain_labelfree(
         raise ValueRangeError(f"patch_size {patch} must be a multiple of {div}", field="patch_size")
     model = LabelFreeModel.create(net_cfg, input_channel="brightfield", targets=list(cfg.targets),
                                   voxel_size=model_vs, patch_size=patch)  # fmt: skip
-    model.network.to(setup.device)
-    ckpt = checkpoint_dir(out)
-    iterations = cfg.stop_at or cfg.iterations
-    stream = FieldStream(cfg, patch, start=_resume_step(ckpt, cfg.resume), last=(iterations - 1) // cfg.fields_every)
-    try:
-        return _pretrain(cfg, model, net_cfg, patch, stream, setup, iterations, on_step, stop_after)
-    finally:
-        stream.close()
-
-
-def _pretrain(
-    cfg: PretrainConfig,
-    model: LabelFreeModel,
-    net_cfg: NetworkConfig,
-    patch: tuple[int, int, int],
-    stream: FieldStream,
-    setup: RunSetup,
-    iterations: int,
-    on_step: Callable[[StepInfo], None] | None,
-    stop_after: int | None,
-) -> TrainResult:
-    from subcell import __version__
-
-    out = Path(cfg.output)
     device, ctx, rng, say = setup.device, setup.ctx, setup.rng, setup.say
-    model_vs = VoxelSize(*cfg.voxel_size)
+    model.network.to(device)
     dtype = autocast_dtype(device, cfg.precision)
     optimizer = torch.optim.Adam(model.network.parameters(), lr=cfg.lr)
     ckpt = checkpoint_dir(out)
-    t0 = time.perf_counter()
-    validate = patch_validator(
-        stream.make_many([(10**6 + i,) for i in range(cfg.val_fields)]), patch, list(cfg.targets),
-        seed=cfg.seed + 7919, n_patches=cfg.val_patches, batch_size=cfg.batch_size,
-        foreground_fraction=cfg.foreground_fraction, uncertainty=False, device=device, dtype=dtype,
-    )  # fmt: skip
-    assert validate is not None
-    say(
-        f"pretraining {net_cfg.preset} ({sum(p.numel() for p in model.network.parameters()) / 1e6:.2f} M parameters, "
-        f"{'2D' if cfg.two_d else '3D'}) on synthetic fields of {cfg.field_um} µm at {model_vs.as_tuple()} µm; "
-        f"targets {cfg.targets}; validation fields made in {time.perf_counter() - t0:.0f} s"
-    )
-    history = fit(
-        model.network, optimizer, sample_batch=stream.batch, loss_fn=_loss(False, len(cfg.targets)),
-        iterations=iterations, rng=rng, device=device, autocast=dtype, checkpoint_dir=ckpt,
-        checkpoint_every=cfg.checkpoint_every, resume=cfg.resume, validate=validate,
-        validate_every=cfg.validate_every, on_step=on_step, ctx=ctx, stop_after=stop_after,
-        lr_at=lr_schedule(cfg.lr, cfg.iterations, cfg.lr_schedule), run_key=run_key(cfg),
-        max_seconds=cfg.max_minutes * 60 if cfg.max_minutes else None, average_from=cfg.average_from,
-    )  # fmt: skip
+    iterations = cfg.stop_at or cfg.iterations
+    last_field = (iterations - 1) // cfg.fields_every
+    # the workers (if any) live for the validation fields and the training steps, and are gone before saving
+    with FieldStream(cfg, patch, start=_resume_step(ckpt, cfg.resume), last=last_field) as stream:
+        t0 = time.perf_counter()
+        validate = patch_validator(
+            stream.make_many([(10**6 + i,) for i in range(cfg.val_fields)]), patch, list(cfg.targets),
+            seed=cfg.seed + 7919, n_patches=cfg.val_patches, batch_size=cfg.batch_size,
+            foreground_fraction=cfg.foreground_fraction, uncertainty=False, device=device, dtype=dtype,
+        )  # fmt: skip
+        assert validate is not None
+        say(
+            f"pretraining {net_cfg.preset} ({sum(p.numel() for p in model.network.parameters()) / 1e6:.2f} M "
+            f"parameters, {'2D' if cfg.two_d else '3D'}) on synthetic fields of {cfg.field_um} µm at "
+            f"{model_vs.as_tuple()} µm; targets {cfg.targets}; validation fields made in {time.perf_counter() - t0:.0f} s"
+        )
+        history = fit(
+            model.network, optimizer, sample_batch=stream.batch, loss_fn=_loss(False, len(cfg.targets)),
+            iterations=iterations, rng=rng, device=device, autocast=dtype, checkpoint_dir=ckpt,
+            checkpoint_every=cfg.checkpoint_every, resume=cfg.resume, validate=validate,
+            validate_every=cfg.validate_every, on_step=on_step, ctx=ctx, stop_after=stop_after,
+            lr_at=lr_schedule(cfg.lr, cfg.iterations, cfg.lr_schedule), run_key=run_key(cfg),
+            max_seconds=cfg.max_minutes * 60 if cfg.max_minutes else None, average_from=cfg.average_from,
+        )  # fmt: skip
     steps = history.train[-1]["step"] if history.train else 0
     summary: dict[str, Any] = {
         "data": "synthetic (subcell.synth, domain-randomized; no data license applies)",
@@ -279,6 +267,7 @@ def _pretrain(
         "steps": steps,
         "seconds": history.train[-1]["seconds"] if history.train else 0.0,
         "fields_generated": stream.generated,
+        "fields_from_workers": stream.from_workers,  # training and validation fields made by field_workers
         "final_loss": float(np.mean([h["loss"] for h in history.train[-20:]])) if history.train else None,
         "validation": history.validation[-1] if history.validation else None,
         # the weights are the mean of this many steps' (from step "from" on); None: the last step's weights
