@@ -5,19 +5,18 @@
 1. Training on CUDA with AMP (bf16 autocast, and fp16 with the gradient scaler) through the same ``fit`` loop:
    the loss falls and a checkpoint resume on the GPU continues the same trajectory.
 2. Tiled prediction on CUDA equals CPU prediction (fp32) within 1e-3, and bf16 within a Pearson r of 0.999.
-3. fnet-preset inference throughput (GFLOP/s, fp32 / TF32 / bf16) and training patches/s vs the default preset.
+
+Speed (training, inference, prediction end to end, against a GEMM of the same run) is ``gpu_speed.py``'s.
 """
 
 from __future__ import annotations
 
 import argparse
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 import torch
-from _flops import conv_flops
 from scipy import ndimage
 
 from subcell.image import VoxelSize
@@ -57,18 +56,6 @@ def train_run(
         checkpoint_every=10, resume=True, stop_after=stop_after,
     )  # fmt: skip
     return [h["loss"] for h in hist.train]
-
-
-def bench(net: torch.nn.Module, x: torch.Tensor, dtype: torch.dtype | None, reps: int = 10) -> float:
-    with torch.inference_mode(), torch.autocast("cuda", dtype=dtype or torch.float32, enabled=dtype is not None):
-        for _ in range(3):
-            net(x)
-        torch.cuda.synchronize()
-        t = time.perf_counter()
-        for _ in range(reps):
-            net(x)
-        torch.cuda.synchronize()
-    return (time.perf_counter() - t) / reps
 
 
 def main() -> None:
@@ -122,41 +109,6 @@ def main() -> None:
         f"- bf16 CUDA vs fp32 CPU: Pearson r = {r:.5f}",
         "",
     ]
-    # 3. throughput
-    rows = [
-        "| preset | mode | forward 4×32×128×128 | GFLOP/s | training patches/s (batch 24, 32×64×64) |",
-        "|---|---|---|---|---|",
-    ]
-    for name in ("fnet", "resunet"):
-        net = (
-            LabelFreeModel.create(
-                preset(name), input_channel="bf", targets=["y"], voxel_size=VoxelSize(0.29, 0.29, 0.29)
-            )
-            .network.to(dev)
-            .eval()
-        )
-        x = torch.randn(4, 1, 32, 128, 128, device=dev)
-        flops = conv_flops(net, x)
-        for mode, dtype, tf32 in (("fp32", None, False), ("tf32", None, True), ("bf16", torch.bfloat16, False)):
-            torch.backends.cudnn.allow_tf32 = tf32
-            t = bench(net, x, dtype)
-            net.train()
-            opt = torch.optim.Adam(net.parameters(), 1e-4)
-            xb = torch.randn(24, 1, 32, 64, 64, device=dev)
-            for i in range(8):
-                if i == 3:
-                    torch.cuda.synchronize()
-                    t0 = time.perf_counter()
-                with torch.autocast("cuda", dtype=dtype or torch.float32, enabled=dtype is not None):
-                    loss = net(xb).float().square().mean()
-                opt.zero_grad()
-                loss.backward()
-                opt.step()
-            torch.cuda.synchronize()
-            pps = 24 * 5 / (time.perf_counter() - t0)
-            net.eval()
-            rows.append(f"| {name} | {mode} | {t * 1e3:.1f} ms | {flops / t / 1e9:.0f} | {pps:.0f} |")
-    lines += ["## Throughput", "", *rows, ""]
     text = "\n".join(lines)
     print(text)
     args.out.write_text(text)

@@ -30,10 +30,11 @@ from pathlib import Path
 import numpy as np
 import torch
 from _flops import conv_flops
+from gpu_check import volume
 
 from subcell.image import VoxelSize
 from subcell.labelfree import LabelFreeModel, PredictConfig, preset
-from subcell.labelfree.data import PatchSampler, Volume
+from subcell.labelfree.data import PatchSampler
 from subcell.labelfree.predict import predict_volume
 from subcell.train import fit
 
@@ -73,12 +74,15 @@ def gemm_roof() -> float:
     return 2 * n**3 / t
 
 
-def network(name: str) -> torch.nn.Module:
+def labelfree_model(name: str) -> LabelFreeModel:
     torch.manual_seed(0)
-    model = LabelFreeModel.create(
+    return LabelFreeModel.create(
         preset(name), input_channel="bf", targets=["y"], voxel_size=VoxelSize(0.29, 0.29, 0.29)
     )
-    return model.network.to(DEV)
+
+
+def network(name: str) -> torch.nn.Module:
+    return labelfree_model(name).network.to(DEV)
 
 
 def flops_per_voxel(net: torch.nn.Module) -> float:
@@ -117,13 +121,6 @@ def infer_rate(net: torch.nn.Module, batch: int, shape: tuple[int, int, int]) ->
     x = torch.randn(batch, 1, *shape, device=DEV)
     with torch.inference_mode(), torch.autocast(DEV.type, dtype=torch.bfloat16, enabled=not SMOKE):
         return sync_time(lambda: net(x), 8, 2)
-
-
-def synthetic_volume(seed: int, shape: tuple[int, int, int]) -> Volume:
-    rng = np.random.default_rng(seed)
-    x = rng.normal(size=shape).astype(np.float32)
-    y = np.maximum(x, 0).astype(np.float32)
-    return Volume(f"v{seed}", x[None], y[None], None, np.flatnonzero(y > 1), np.zeros(1), np.ones(1))
 
 
 def main() -> None:
@@ -235,8 +232,7 @@ def main() -> None:
     def predict_row(name: str, mem: float, search: bool, big: bool = False) -> None:
         torch.backends.cudnn.benchmark = search
         fld = np.random.default_rng(4).normal(size=(1, 100, 2048, 2048)).astype(np.float32) if big else field
-        torch.manual_seed(0)
-        model = LabelFreeModel.create(preset(name), input_channel="bf", targets=["y"], voxel_size=VoxelSize(0.29, 0.29, 0.29))  # fmt: skip
+        model = labelfree_model(name)
         out = np.zeros_like(fld)
 
         def sink(z0: int, rows_: np.ndarray) -> None:
@@ -269,10 +265,9 @@ def main() -> None:
 
     def fit_row(search: bool) -> None:
         torch.backends.cudnn.benchmark = search
-        torch.manual_seed(0)
-        model = LabelFreeModel.create(preset("resunet"), input_channel="bf", targets=["y"], voxel_size=VoxelSize(0.29, 0.29, 0.29))  # fmt: skip
+        model = labelfree_model("resunet")
         net = model.network.to(DEV)
-        sampler = PatchSampler([synthetic_volume(i, (40, 96, 96)) for i in range(3)], (32, 64, 64))
+        sampler = PatchSampler([volume(i, (40, 96, 96)) for i in range(3)], (32, 64, 64))
         opt = torch.optim.Adam(net.parameters(), 1e-3)
         stamps: list[float] = []
         draw_s: list[float] = []
