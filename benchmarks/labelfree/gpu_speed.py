@@ -10,10 +10,14 @@ each about one forward), the usual convention. Rows:
 - training steps of the default preset and fnet: the library's layout (channels-last 3D), bf16 autocast, at the
   issue's batch 8 × 32×64×64 and at a large batch; cuDNN's algorithm search off (the library today) and on;
   ``torch.compile`` last (its compile time is reported apart, not in the rate);
+- the whole training step captured as one CUDA graph (both presets, both batches) and ``torch.compile`` with
+  ``mode="reduce-overhead"`` (CUDA graphs of inductor's kernels): whether launch overhead is what holds the small
+  batch back (at batch 8 × 32×64×64 the default preset and fnet took the same 15 ms per step with 4× apart FLOPs);
 - inference forward (batch norms folded, as ``predict_volume`` runs it) at three tile sizes;
 - ``predict_volume`` end to end on a 64×512×512 field (tiling, blending, copies) against one whole-volume
   forward pass of the same field, and on a 100×2048×2048 field;
-- ``fit`` end to end with the ``PatchSampler`` (data drawn on the host each step): whether the data keeps up.
+- ``fit`` end to end with the ``PatchSampler`` (data drawn on the host): batches drawn in the step against drawn
+  ahead on a thread (``fit(prefetch=)``, on by default for CUDA): whether the data keeps up.
 
 Rows are written as they are measured; ``--deadline`` (seconds) stops starting new rows.
 """
@@ -94,21 +98,49 @@ def flops_per_voxel(net: torch.nn.Module) -> float:
     return f
 
 
-def train_rate(net: torch.nn.Module, batch: int, shape: tuple[int, int, int], *, compiled: bool = False) -> dict:
+def train_rate(net: torch.nn.Module, batch: int, shape: tuple[int, int, int], *, mode: str = "eager") -> dict:
+    """Seconds per training step (bf16 autocast, Adam) of ``net`` run as ``mode``: ``eager``; ``compile``
+    (``torch.compile``, inductor); ``compile-graphs`` (``mode="reduce-overhead"``: inductor's kernels replayed as
+    CUDA graphs); ``graph`` (the whole step, forward, backward and Adam with ``capturable=True``, captured once as
+    one CUDA graph and replayed with new data copied into its static input, PyTorch's "whole-network capture"):
+    at small batches a step of these networks is hundreds of short kernels, and launching them costs as much as
+    running them."""
     net.train()
-    opt = torch.optim.Adam(net.parameters(), 1e-4)
+    graphed = mode == "graph" and not SMOKE
+    opt = torch.optim.Adam(net.parameters(), 1e-4, capturable=graphed)
     x = torch.randn(batch, 1, *shape, device=DEV)
     y = torch.randn(batch, 1, *shape, device=DEV)
-    fwd = torch.compile(net) if compiled else net
+    fresh = torch.randn(batch, 1, *shape, device=DEV)  # "the next batch", copied in before each graphed step
+    if mode in ("compile", "compile-graphs"):
+        fwd = torch.compile(net, mode="reduce-overhead" if mode == "compile-graphs" else None)
+    else:
+        fwd = net
 
-    def step() -> None:
-        with torch.autocast(DEV.type, dtype=torch.bfloat16, enabled=not SMOKE):
+    def eager_step() -> None:
+        with torch.autocast(DEV.type, dtype=torch.bfloat16, enabled=not SMOKE, cache_enabled=not graphed):
             loss = (fwd(x).float() - y).square().mean()
-        opt.zero_grad(set_to_none=True)
+        opt.zero_grad(set_to_none=not graphed)
         loss.backward()
         opt.step()
 
     t_c = time.perf_counter()
+    if graphed:
+        side = torch.cuda.Stream()
+        side.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(side):  # warm-up steps on a side stream, as capture requires
+            for _ in range(3):
+                eager_step()
+        torch.cuda.current_stream().wait_stream(side)
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            eager_step()
+
+        def step() -> None:
+            x.copy_(fresh, non_blocking=True)
+            graph.replay()
+
+    else:
+        step = eager_step
     step()
     sync()
     first = time.perf_counter() - t_c
@@ -127,7 +159,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", type=Path, default=Path("gpu_speed.md"))
     ap.add_argument("--deadline", type=float, default=420.0)
-    ap.add_argument("--only", default="train,compile,infer,predict,fit", help="sections to run (comma-separated)")
+    ap.add_argument("--only", default="train,graph,compile,infer,predict,fit", help="sections to run (comma-separated)")
     args = ap.parse_args()
     rows: list[dict] = []
     where = "CPU smoke run" if SMOKE else torch.cuda.get_device_name(0)
@@ -164,38 +196,50 @@ def main() -> None:
     emit(f"forward FLOPs per voxel: {', '.join(f'{k} {v / 1e3:.0f} k' for k, v in fpv.items())}", kind="fpv", **fpv)
 
     emit("\n## Training steps (bf16 autocast, channels-last 3D, Adam)\n")
-    emit(
-        "| preset | batch × patch | cuDNN search | compiled | ms/step | steps/s | Mvoxels/s | TFLOP/s | of roof | peak GB |"
-    )
+    header = "| preset | batch × patch | cuDNN search | compiled | ms/step | steps/s | Mvoxels/s | TFLOP/s | of roof | peak GB |"
+    emit(header)
     emit("|---|---|---|---|---|---|---|---|---|---|")
     configs = [(2, (16, 32, 32))] * 2 if SMOKE else [(8, (32, 64, 64)), (16, (64, 128, 128))]
 
-    def train_row(
-        name: str, batch: int, shape: tuple[int, int, int], search: bool, compiled: bool, cl: bool = True
-    ) -> None:
+    def train_row(name: str, batch: int, shape: tuple[int, int, int], search: bool, mode: str, cl: bool = True) -> None:
         torch.backends.cudnn.benchmark = search
         net = nets[name].set_channels_last(cl)
+        if mode == "graph":  # a fresh copy: the capture pins the module's tensors and Adam's state to the graph
+            net = network(name)
         try:
-            r = train_rate(net, batch, shape, compiled=compiled)
+            r = train_rate(net, batch, shape, mode=mode)
         finally:
             net.set_channels_last(True)
+        compiled = mode != "eager"
         tf = 3 * fpv[name] * r["voxels"] / r["s_per_step"]
         emit(
             f"| {name}{'' if cl else ' (channels-first)'} | {batch} × {'×'.join(map(str, shape))} | {'on' if search else 'off'} | "
-            f"{'yes (first step ' + format(r['first_step_s'], '.0f') + ' s)' if compiled else 'no'} | "
+            f"{mode + ' (first step ' + format(r['first_step_s'], '.1f') + ' s)' if compiled else 'no'} | "
             f"{r['s_per_step'] * 1e3:.1f} | {1 / r['s_per_step']:.1f} | {r['voxels'] / r['s_per_step'] / 1e6:.0f} | "
             f"{tf / 1e12:.1f} | {tf / roof:.1%} | {r['peak_gb']:.1f} |",
-            kind="train", preset=name, batch=batch, shape=shape, search=search, compiled=compiled, channels_last=cl, tflops=tf / 1e12,
+            kind="train", preset=name, batch=batch, shape=shape, search=search, compiled=compiled, mode=mode, channels_last=cl, tflops=tf / 1e12,
             **r,
         )  # fmt: skip
 
     for name in ("resunet", "fnet"):
         for batch, shape in configs:
             for search in (False, True):
-                guarded(f"train {name} {batch} {shape} {search}", lambda n=name, b=batch, s=shape, c=search: train_row(n, b, s, c, False))  # fmt: skip
-        guarded(f"train {name} channels-first", lambda n=name: train_row(n, *configs[-1], True, False, cl=False))
+                guarded(f"train {name} {batch} {shape} {search}", lambda n=name, b=batch, s=shape, c=search: train_row(n, b, s, c, "eager"))  # fmt: skip
+        guarded(f"train {name} channels-first", lambda n=name: train_row(n, *configs[-1], True, "eager", cl=False))
+
+    emit("\n## The whole training step as one CUDA graph (launch overhead removed; eager kernels)\n")
+    emit(header)
+    emit("|---|---|---|---|---|---|---|---|---|---|")
+    for name in ("resunet", "fnet"):
+        for batch, shape in configs:
+            guarded(
+                f"graph {name} {batch} {shape}", lambda n=name, b=batch, s=shape: train_row(n, b, s, False, "graph")
+            )
     if not SMOKE:
-        guarded("compile fnet", lambda: train_row("fnet", 16, (64, 128, 128), True, True))
+        guarded("compile fnet", lambda: train_row("fnet", 16, (64, 128, 128), True, "compile"))
+        for batch, shape in configs:
+            guarded(f"compile fnet graphs {batch}",
+                    lambda b=batch, s=shape: train_row("fnet", b, s, False, "compile-graphs"))  # fmt: skip
 
     emit("\n## Inference forward (batch norms folded, bf16 autocast)\n")
     emit("| preset | tiles | cuDNN search | ms | Mvoxels/s | TFLOP/s | of roof |")
@@ -263,8 +307,8 @@ def main() -> None:
 
     emit("\n## fit end to end (PatchSampler on the host, default preset, batch 8 × 32×64×64)\n")
 
-    def fit_row(search: bool) -> None:
-        torch.backends.cudnn.benchmark = search
+    def fit_row(prefetch: bool) -> None:
+        torch.backends.cudnn.benchmark = False
         model = labelfree_model("resunet")
         net = model.network.to(DEV)
         sampler = PatchSampler([volume(i, (40, 96, 96)) for i in range(3)], (32, 64, 64))
@@ -280,21 +324,22 @@ def main() -> None:
 
         fit(net, opt, sample_batch=sample, loss_fn=lambda o, b: ((o - b[1]) ** 2).mean(), iterations=14 if SMOKE else 40,
             rng=np.random.default_rng(0), device=DEV, autocast=None if SMOKE else torch.bfloat16,
-            on_step=lambda info: stamps.append(time.perf_counter()))  # fmt: skip
+            on_step=lambda info: stamps.append(time.perf_counter()), prefetch=prefetch)  # fmt: skip
         k = len(stamps) // 4
         rate = (len(stamps) - k - 1) / (stamps[-1] - stamps[k])
         emit(
-            f"- cuDNN search {'on' if search else 'off'}: {rate:.1f} steps/s end to end; drawing a batch on the host "
-            f"takes {np.median(draw_s) * 1e3:.0f} ms (median) of the {1e3 / rate:.0f} ms per step",
-            kind="fit", search=search, steps_per_s=rate, draw_ms=float(np.median(draw_s) * 1e3),
+            f"- batches drawn {'ahead on a thread' if prefetch else 'in the step'}: {rate:.1f} steps/s end to end; "
+            f"drawing a batch on the host takes {np.median(draw_s) * 1e3:.0f} ms (median) of the {1e3 / rate:.0f} ms "
+            "per step",
+            kind="fit", prefetch=prefetch, steps_per_s=rate, draw_ms=float(np.median(draw_s) * 1e3),
         )  # fmt: skip
 
-    for search in (False, True):
-        guarded(f"fit {search}", lambda s=search: fit_row(s))
+    for prefetch in (False, True):
+        guarded(f"fit prefetch {prefetch}", lambda p=prefetch: fit_row(p))
 
     emit("\n## torch.compile of the default preset (training, cuDNN search on)\n")
     if not SMOKE:
-        guarded("compile resunet", lambda: train_row("resunet", 16, (64, 128, 128), True, True))
+        guarded("compile resunet", lambda: train_row("resunet", 16, (64, 128, 128), True, "compile"))
     emit(f"\n(total {time.perf_counter() - T0:.0f} s)")
 
 
