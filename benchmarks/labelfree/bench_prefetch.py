@@ -55,7 +55,10 @@ def main() -> None:
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; fp32")
     print("| augmentation | round | in the step, steps/s | drawn ahead, steps/s | ratio | draw ms |")
     print("|---|---:|---:|---:|---:|---:|")
-    for name, aug in (("default", AugmentConfig()), ("+ zoom/blur/noise", AugmentConfig(scale=0.4, blur=1.5, noise=0.3))):
+    for name, aug in (
+        ("default", AugmentConfig()),
+        ("+ zoom/blur/noise", AugmentConfig(scale=0.4, blur=1.5, noise=0.3)),
+    ):
         for rnd in range(args.rounds):
             order = (False, True) if rnd % 2 == 0 else (True, False)
             got = {p: rate(p, aug, args.steps) for p in order}

@@ -24,7 +24,10 @@ cross-entropy + soft Dice on logits, the model predicts probabilities; a fine-tu
 z-scored output as its logits). ``--init`` starts the
 zero-shot and fine-tuned arms from another model (a folder with a ``nucleus`` output; default the shipped one). Scores inside
 the segmented cells of the held-out stack: Pearson r between prediction and mask, and Dice of the prediction
-thresholded by Otsu inside the cells (the same rule for every arm, no threshold fitted to labels).
+thresholded by Otsu inside the cells (the same rule for every arm, no threshold fitted to labels). The arm
+*shape_prior* uses no image: each cell's voxels deepest inside it (distance to the cell boundary), as many as the
+nucleus share of the cell volume on the two training stacks; every model arm is also scored with that depth
+averaged into its z-scored prediction (``*_with_shape_prior``, equal weights fixed beforehand).
 
 ``mcf7``: 2D bright-field → Hoechst, 18 train / 2 val / 4 test tiles (the split of ``real_data.py``). Arms as above
 with the shipped ``dna-2d`` model. Scores per test tile: Pearson r with Hoechst and Dice of the Otsu-thresholded
@@ -124,23 +127,82 @@ def _one_object_per_cell(seg: np.ndarray, cells: np.ndarray) -> np.ndarray:
     return out
 
 
+def _cell_depth(cells: np.ndarray, sampling: tuple[float, float, float]) -> np.ndarray:
+    """In each labelled cell, the distance of every voxel to the cell's boundary in µm over the cell's largest: 1 at
+    the cell's centre, → 0 at its edge. A nucleus sits in the middle of an interphase cell; this is that prior alone,
+    from the cell labels the scores are taken inside (never the nucleus labels)."""
+    from scipy import ndimage as ndi
+
+    depth = np.zeros(cells.shape, np.float32)
+    for i, box in enumerate(ndi.find_objects(cells), start=1):
+        if box is None:
+            continue
+        m = np.pad(cells[box] == i, 1)
+        d = ndi.distance_transform_edt(m, sampling=sampling)[1:-1, 1:-1, 1:-1]
+        inside = m[1:-1, 1:-1, 1:-1]
+        depth[box][inside] = d[inside] / max(float(d.max()), 1e-9)
+    return depth
+
+
+def _nucleus_fraction(data: Path, stack: str) -> float:
+    """The nucleus share of the labelled cells' volume in one stack (its labels, as training data)."""
+    folder, _, dna, cell, vs = ALLEN[stack]
+    nuc = io.read(data / folder / dna, voxel_size=vs).numpy()[0, 0] > 0
+    cells = io.read(data / folder / cell, voxel_size=vs).numpy()[0, 0] > 0
+    return float((nuc & cells).sum() / cells.sum())
+
+
+def _deepest(depth: np.ndarray, cells: np.ndarray, fraction: float) -> np.ndarray:
+    """In each labelled cell, its ``fraction`` of voxels deepest inside."""
+    from scipy import ndimage as ndi
+
+    out = np.zeros(cells.shape, bool)
+    for i, box in enumerate(ndi.find_objects(cells), start=1):
+        if box is None:
+            continue
+        m = cells[box] == i
+        out[box] |= m & (depth[box] > np.quantile(depth[box][m], 1 - fraction))
+    return out
+
+
+def _zscore_in(a: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    v = a[mask]
+    return (a - v.mean()) / max(float(v.std()), 1e-9)
+
+
 def _allen_scores(model: object, data: Path, test: str) -> dict[str, float]:
     """r and Dice inside the cells of the held-out stack, of the model's ``nucleus`` output: Otsu's threshold
     inside the cells (every arm), also with one object per cell kept (:func:`_one_object_per_cell`), and for a
-    model that predicts probabilities (``loss: bce_dice``) the plain 0.5 threshold."""
+    model that predicts probabilities (``loss: bce_dice``) the plain 0.5 threshold. ``*_with_shape_prior``: the same
+    for the mean of the z-scored prediction and the z-scored cell depth (:func:`_cell_depth`), equal weights fixed
+    beforehand. ``model=None`` (the *shape_prior* arm) scores the depth alone: r of the depth, and Dice of each
+    cell's deepest voxels in the nucleus share of the cell volume measured on the two training stacks."""
     folder, bf, dna, cell, vs = ALLEN[test]
     image = io.read(data / folder / bf, voxel_size=vs)
-    pred = predict_image(model, image, PredictConfig())  # type: ignore[arg-type]
+    pred = image if model is None else predict_image(model, image, PredictConfig())  # type: ignore[arg-type]
     nuc = align_to(io.read(data / folder / dna, voxel_size=vs), pred, labels=True)[0, 0] > 0
     cell_labels = align_to(io.read(data / folder / cell, voxel_size=vs), pred, labels=True)[0, 0].astype(np.int32)
     cells = cell_labels > 0
+    g = pred.voxel_size
+    depth = _cell_depth(cell_labels, (g.z, g.y, g.x))
+    if model is None:
+        fraction = float(np.mean([_nucleus_fraction(data, k) for k in ALLEN if k != test]))
+        return {
+            "pearson_r_in_cells": pearson(depth, nuc.astype(np.float32), mask=cells),
+            "dice_in_cells": dice(_deepest(depth, cell_labels, fraction), nuc & cells),
+            "nucleus_fraction_of_training_stacks": fraction,
+            "dice_all_nucleus": dice(cells, nuc & cells),
+        }
     p = pred.channel("nucleus").numpy()[0, 0]
     masked = mask_scores(p, nuc, cells)  # what `labelfree evaluate --mask-target --cells` reports
     seg = (p > masked["otsu_threshold"]) & cells
+    both = 0.5 * (_zscore_in(p, cells) + _zscore_in(depth, cells))
     scores = {
         "pearson_r_in_cells": pearson(p, nuc.astype(np.float32), mask=cells),
         "dice_in_cells": masked["dice_otsu"],
         "dice_one_per_cell": dice(_one_object_per_cell(seg, cell_labels), nuc & cells),
+        "pearson_r_with_shape_prior": pearson(both, nuc.astype(np.float32), mask=cells),
+        "dice_with_shape_prior": mask_scores(both, nuc, cells)["dice_otsu"],
         "dice_all_nucleus": dice(cells, nuc & cells),  # calling every cell voxel "nucleus"
     }
     if getattr(model, "predicts_probability", False):
@@ -162,6 +224,8 @@ def allen(data: Path, work: Path, minutes: float, arms: list[str],
             if arm == "zeroshot":
                 model = load_model(init)
                 info: dict[str, object] = {}
+            elif arm == "shape_prior":  # no model: the cell-depth prior alone
+                model, info = None, {}
             elif rescore:  # the model this arm's last run saved
                 from subcell.labelfree import LabelFreeModel
 
