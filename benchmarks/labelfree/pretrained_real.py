@@ -57,7 +57,7 @@ from real_data import ALLEN, _allen_manifest  # noqa: E402
 
 from subcell import io  # noqa: E402
 from subcell.labelfree import PredictConfig, TrainConfig, predict_image, train_labelfree  # noqa: E402
-from subcell.labelfree.evaluate import align_to, mask_scores  # noqa: E402
+from subcell.labelfree.evaluate import align_to, cell_depth, deepest_in_cells, mask_scores  # noqa: E402
 from subcell.labelfree.pretrained import load_model  # noqa: E402
 from subcell.metrics import dice  # noqa: E402
 from subcell.metrics.intensity import pearson  # noqa: E402
@@ -127,42 +127,12 @@ def _one_object_per_cell(seg: np.ndarray, cells: np.ndarray) -> np.ndarray:
     return out
 
 
-def _cell_depth(cells: np.ndarray, sampling: tuple[float, float, float]) -> np.ndarray:
-    """In each labelled cell, the distance of every voxel to the cell's boundary in µm over the cell's largest: 1 at
-    the cell's centre, → 0 at its edge. A nucleus sits in the middle of an interphase cell; this is that prior alone,
-    from the cell labels the scores are taken inside (never the nucleus labels)."""
-    from scipy import ndimage as ndi
-
-    depth = np.zeros(cells.shape, np.float32)
-    for i, box in enumerate(ndi.find_objects(cells), start=1):
-        if box is None:
-            continue
-        m = np.pad(cells[box] == i, 1)
-        d = ndi.distance_transform_edt(m, sampling=sampling)[1:-1, 1:-1, 1:-1]
-        inside = m[1:-1, 1:-1, 1:-1]
-        depth[box][inside] = d[inside] / max(float(d.max()), 1e-9)
-    return depth
-
-
 def _nucleus_fraction(data: Path, stack: str) -> float:
     """The nucleus share of the labelled cells' volume in one stack (its labels, as training data)."""
     folder, _, dna, cell, vs = ALLEN[stack]
     nuc = io.read(data / folder / dna, voxel_size=vs).numpy()[0, 0] > 0
     cells = io.read(data / folder / cell, voxel_size=vs).numpy()[0, 0] > 0
     return float((nuc & cells).sum() / cells.sum())
-
-
-def _deepest(depth: np.ndarray, cells: np.ndarray, fraction: float) -> np.ndarray:
-    """In each labelled cell, its ``fraction`` of voxels deepest inside."""
-    from scipy import ndimage as ndi
-
-    out = np.zeros(cells.shape, bool)
-    for i, box in enumerate(ndi.find_objects(cells), start=1):
-        if box is None:
-            continue
-        m = cells[box] == i
-        out[box] |= m & (depth[box] > np.quantile(depth[box][m], 1 - fraction))
-    return out
 
 
 def _zscore_in(a: np.ndarray, mask: np.ndarray) -> np.ndarray:
@@ -174,7 +144,7 @@ def _allen_scores(model: object, data: Path, test: str) -> dict[str, float]:
     """r and Dice inside the cells of the held-out stack, of the model's ``nucleus`` output: Otsu's threshold
     inside the cells (every arm), also with one object per cell kept (:func:`_one_object_per_cell`), and for a
     model that predicts probabilities (``loss: bce_dice``) the plain 0.5 threshold. ``*_with_shape_prior``: the same
-    for the mean of the z-scored prediction and the z-scored cell depth (:func:`_cell_depth`), equal weights fixed
+    for the mean of the z-scored prediction and the z-scored cell depth (``cell_depth``), equal weights fixed
     beforehand. ``model=None`` (the *shape_prior* arm) scores the depth alone: r of the depth, and Dice of each
     cell's deepest voxels in the nucleus share of the cell volume measured on the two training stacks."""
     folder, bf, dna, cell, vs = ALLEN[test]
@@ -184,12 +154,12 @@ def _allen_scores(model: object, data: Path, test: str) -> dict[str, float]:
     cell_labels = align_to(io.read(data / folder / cell, voxel_size=vs), pred, labels=True)[0, 0].astype(np.int32)
     cells = cell_labels > 0
     g = pred.voxel_size
-    depth = _cell_depth(cell_labels, (g.z, g.y, g.x))
+    depth = cell_depth(cell_labels, (g.z, g.y, g.x))
     if model is None:
         fraction = float(np.mean([_nucleus_fraction(data, k) for k in ALLEN if k != test]))
         return {
             "pearson_r_in_cells": pearson(depth, nuc.astype(np.float32), mask=cells),
-            "dice_in_cells": dice(_deepest(depth, cell_labels, fraction), nuc & cells),
+            "dice_in_cells": dice(deepest_in_cells(depth, cell_labels, fraction), nuc & cells),
             "nucleus_fraction_of_training_stacks": fraction,
             "dice_all_nucleus": dice(cells, nuc & cells),
         }

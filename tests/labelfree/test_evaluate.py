@@ -144,3 +144,51 @@ def test_cli_train_predict_evaluate(paired_dataset: Path, tmp_path: Path, capsys
     assert "iterations" in cli_user_error(capsys, "labelfree", "train", str(cfg), "iterations=-3")
     out = io.read(pred)
     assert out.channel_names == ("dna",)
+
+
+def _ball(shape: tuple[int, ...], centre_um: tuple[float, ...], radius_um: float, vs: tuple[float, ...]) -> np.ndarray:
+    grid = np.meshgrid(*[np.arange(n) * v for n, v in zip(shape, vs, strict=True)], indexing="ij")
+    return sum((g - c) ** 2 for g, c in zip(grid, centre_um, strict=True)) <= radius_um**2
+
+
+def test_cell_depth_is_measured_in_micrometres_and_finds_a_central_nucleus_but_not_an_off_centre_one() -> None:
+    from subcell.labelfree.evaluate import cell_depth, deepest_in_cells
+    from subcell.metrics import dice
+
+    vs = (0.5, 0.25, 0.25)  # anisotropic voxels: a cell round in µm is not round in voxels
+    shape = (40, 80, 80)
+    cell = _ball(shape, (10.0, 10.0, 10.0), 8.0, vs).astype(np.int32)
+    depth = cell_depth(cell, vs)
+    # 4 µm from the centre along z and along x: the same depth (≈ 0.5 of the 8 µm radius)
+    assert depth[20 + 8, 40, 40] == pytest.approx(depth[20, 40, 40 + 16], abs=0.02)
+    assert depth[20, 40, 40] == pytest.approx(1.0) and depth[20 + 8, 40, 40] == pytest.approx(0.5, abs=0.05)
+    assert depth[cell == 0].max() == 0
+    central = _ball(shape, (10.0, 10.0, 10.0), 5.0, vs) & (cell > 0)
+    off = _ball(shape, (10.0, 10.0, 13.0), 5.0, vs) & (cell > 0)  # the same size, pushed to one side
+    share = central.sum() / cell.sum()
+    assert dice(deepest_in_cells(depth, cell, share), central) > 0.95
+    assert dice(deepest_in_cells(depth, cell, off.sum() / cell.sum()), off) < 0.8
+
+
+def test_cell_depth_of_single_planes_is_the_in_plane_distance() -> None:
+    from subcell.labelfree.evaluate import cell_depth
+
+    vs = (1.0, 0.2, 0.2)
+    disc = _ball((1, 60, 60), (0.0, 6.0, 6.0), 5.0, vs).astype(np.int32)
+    depth = cell_depth(disc, vs)
+    assert depth[0, 30, 30] == pytest.approx(1.0) and depth[0, 30, 30 + 12] == pytest.approx(0.5, abs=0.05)
+
+
+def test_mask_scores_inside_cells_report_the_cell_depth_baseline() -> None:
+    vs = (0.5, 0.25, 0.25)
+    shape = (40, 80, 80)
+    cell = _ball(shape, (10.0, 10.0, 10.0), 8.0, vs).astype(np.int32)
+    nucleus = _ball(shape, (10.0, 10.0, 10.0), 5.0, vs)
+    noisy = nucleus + np.random.default_rng(0).normal(0, 0.8, shape)  # a poor prediction of a central nucleus
+    pred = Image(noisy[None].astype(np.float32), voxel_size=vs, dims="CZYX", channel_names=["nucleus"])
+    tgt = Image(nucleus[None].astype(np.uint8), voxel_size=vs, dims="CZYX", channel_names=["nucleus"])
+    (row,) = evaluate_prediction(pred, tgt, cells=Image(cell, voxel_size=vs, dims="ZYX"), mask_target=True)
+    assert row["nucleus_share_of_cells"] == pytest.approx(nucleus.sum() / cell.sum())
+    assert row["dice_cell_depth_baseline"] > 0.95 > row["dice_otsu"]  # the outlines alone beat this prediction
+    (field,) = evaluate_prediction(pred, tgt, mask_target=True)
+    assert "dice_cell_depth_baseline" not in field

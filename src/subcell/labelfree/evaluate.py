@@ -17,7 +17,7 @@ import numpy as np
 from subcell.errors import ChannelError, MetadataError, ValueRangeError
 from subcell.image import Image
 
-__all__ = ["align_to", "evaluate_prediction", "mask_scores"]
+__all__ = ["align_to", "cell_depth", "deepest_in_cells", "evaluate_prediction", "mask_scores"]
 
 
 def align_to(image: Image, reference: Image, *, labels: bool = False) -> np.ndarray:
@@ -68,6 +68,51 @@ def mask_scores(p: np.ndarray, truth: np.ndarray, inside: np.ndarray | None = No
     return out
 
 
+def cell_depth(cells: np.ndarray, sampling: tuple[float, ...]) -> np.ndarray:
+    """Each labelled voxel's distance to its cell's boundary (µm, ``sampling`` per axis of ``cells``, ZYX) over the
+    largest in that cell: 1 at the cell's centre, towards 0 at its edge; 0 outside the cells. Axes of length 1 (a
+    single plane) are left out of the distance. An interphase nucleus fills the middle of its cell, so the depth is
+    the prior a mask prediction inside segmented cells has to beat."""
+    from scipy import ndimage as ndi
+
+    keep = [i for i, n in enumerate(cells.shape) if n > 1]
+    flat = cells.reshape([cells.shape[i] for i in keep])
+    step = tuple(sampling[i] for i in keep)
+    depth = np.zeros(flat.shape, np.float32)
+    for i, box in enumerate(ndi.find_objects(flat), start=1):
+        if box is None:
+            continue
+        m = np.pad(flat[box] == i, 1)  # the box's edge is outside the cell
+        d = ndi.distance_transform_edt(m, sampling=step)[tuple(slice(1, -1) for _ in step)]
+        inside = flat[box] == i
+        depth[box][inside] = d[inside] / max(float(d.max()), 1e-12)
+    return depth.reshape(cells.shape)
+
+
+def deepest_in_cells(depth: np.ndarray, cells: np.ndarray, fraction: float) -> np.ndarray:
+    """In each labelled cell, its ``fraction`` of voxels deepest inside it (:func:`cell_depth`): a nucleus mask
+    from the cell outlines alone, given the nucleus share of the cell volume."""
+    from scipy import ndimage as ndi
+
+    out = np.zeros(cells.shape, bool)
+    for i, box in enumerate(ndi.find_objects(cells), start=1):
+        if box is None:
+            continue
+        m = cells[box] == i
+        out[box] |= m & (depth[box] > np.quantile(depth[box][m], 1 - fraction))
+    return out
+
+
+def _depth_baseline(truth: np.ndarray, labels: np.ndarray, sampling: tuple[float, ...]) -> dict[str, float]:
+    """Dice of :func:`deepest_in_cells` at the true nucleus share of the cells' volume, over timepoints (TZYX)."""
+    from subcell.metrics.segmentation import dice
+
+    cells = labels > 0
+    share = float((truth & cells).sum() / max(int(cells.sum()), 1))
+    seg = np.stack([deepest_in_cells(cell_depth(lab_t, sampling), lab_t, share) for lab_t in labels.astype(np.int64)])
+    return {"dice_cell_depth_baseline": dice(seg, truth & cells), "nucleus_share_of_cells": share}
+
+
 def _channel(image: Image, name: str, *, what: str) -> int:
     try:
         return image.channel_index(name)
@@ -105,7 +150,10 @@ def evaluate_prediction(
     mask_target : bool
         The target is a mask or label image (> 0 = foreground), as for a model trained on masks: adds the Dice of
         the prediction thresholded by Otsu (any model) and at 0.5 (a probability model's own threshold), over
-        the voxels inside ``cells`` when given (the threshold from those voxels too), else over the field.
+        the voxels inside ``cells`` when given (the threshold from those voxels too), else over the field. With
+        ``cells``, also the baseline a prediction has to beat: ``dice_cell_depth_baseline``, the Dice of each
+        cell's deepest voxels (:func:`deepest_in_cells`) in the true nucleus share of the cell volume
+        (``nucleus_share_of_cells``), which knows the outlines and the volume but not the image.
     """
     from subcell.metrics.intensity import (
         noise_ceiling,
@@ -177,5 +225,8 @@ def evaluate_prediction(
             row["pearson_r_cell_median"] = float(np.median(per)) if per else float("nan")
         if mask_target:
             row.update(mask_scores(p, t > 0, lab > 0 if lab is not None else None))
+            if lab is not None:
+                vs = prediction.voxel_size
+                row.update(_depth_baseline(t > 0, lab, (vs.z, vs.y, vs.x)))
         rows.append(row)
     return rows
