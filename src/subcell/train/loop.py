@@ -395,7 +395,8 @@ def fit(
     Parameters
     ----------
     sample_batch : callable
-        ``sample_batch(rng) -> (input, target, ...)`` on the CPU; must draw all randomness from ``rng``.
+        ``sample_batch(rng) -> (input, target, ...)`` on the CPU; must draw all randomness from ``rng`` (with
+        ``prefetch`` it runs on a background thread, one call at a time, in step order).
     loss_fn : callable
         ``loss_fn(output, batch) -> scalar`` (batch already on ``device``), output = ``model(batch[0])``.
     step_loss : callable, optional
