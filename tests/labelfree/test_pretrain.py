@@ -226,3 +226,28 @@ def test_inverted_input_augmentation_negates_half_the_inputs_and_leaves_other_st
     for k in range(20):
         a, b = plain.draw(np.random.default_rng([2, k])), inv.draw(np.random.default_rng([2, k]))
         assert dataclasses.replace(b, invert=False) == a
+
+
+def test_a_pretraining_with_batches_drawn_ahead_resumes_to_the_run_without(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``prefetch: true`` (the default on a GPU): the stream is asked for the next batch while the step computes,
+    one call ahead of the step. Killed after step 3 (checkpoint at step 2, the stream already one field further)
+    and resumed, the run ends with the weights of an uninterrupted run without it. (That the checkpoint stores the
+    generator as of the batches used, whatever the threads' timing, is tested in tests/train/test_prefetch.py.)"""
+    from subcell.train import loop
+
+    asked: list[bool] = []
+    init = loop._Batches.__init__
+
+    def record(self: object, *a: object, ahead: bool) -> None:
+        asked.append(ahead)
+        init(self, *a, ahead=ahead)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(loop._Batches, "__init__", record)
+    plain = pretrain_labelfree(_cfg(tmp_path / "plain", iterations=6)).model.network.state_dict()
+    killed = _cfg(tmp_path / "k", iterations=6, prefetch=True)
+    pretrain_labelfree(killed, stop_after=3)
+    resumed = pretrain_labelfree(killed).model.network.state_dict()
+    assert asked == [False, True, True]  # the option reaches the loop (off by default on a CPU)
+    assert all(torch.equal(resumed[k], plain[k]) for k in plain)

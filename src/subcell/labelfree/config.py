@@ -14,6 +14,12 @@ __all__ = ["AugmentConfig", "PredictConfig", "PretrainConfig", "TrainConfig"]
 CONFIG_VERSION = 1
 
 
+PREFETCH = (
+    "draw the next batch on a background thread while the step computes; the same batches and the same run "
+    "either way (default: on for a CUDA device, off on a CPU, where the thread takes a core from the step)"
+)
+
+
 class AugmentConfig(BaseModel):
     """Augmentations, sampled per patch from the run's random stream and then applied."""
 
@@ -146,6 +152,7 @@ class TrainConfig(BaseModel):
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
     device: str = "auto"
     threads: int | None = Field(None, ge=1, description="CPU threads for torch (default: torch's choice)")
+    prefetch: bool | None = Field(None, description=PREFETCH)
 
     @field_validator("network", mode="before")
     @classmethod
@@ -271,6 +278,7 @@ class PretrainConfig(BaseModel):
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
     device: str = "auto"
     threads: int | None = Field(None, ge=1)
+    prefetch: bool | None = Field(None, description=PREFETCH)
 
     _net = field_validator("network", mode="before")(TrainConfig._preset.__func__)  # type: ignore[attr-defined]
 

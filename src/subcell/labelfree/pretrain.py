@@ -259,6 +259,7 @@ def pretrain_labelfree(
             validate_every=cfg.validate_every, on_step=on_step, ctx=ctx, stop_after=stop_after,
             lr_at=lr_schedule(cfg.lr, cfg.iterations, cfg.lr_schedule), run_key=run_key(cfg),
             max_seconds=cfg.max_minutes * 60 if cfg.max_minutes else None, average_from=cfg.average_from,
+            prefetch=cfg.prefetch,
         )  # fmt: skip
     steps = history.train[-1]["step"] if history.train else 0
     summary: dict[str, Any] = {

@@ -378,6 +378,7 @@ def train_labelfree(
         keep_best="val_loss" if cfg.keep == "best" else None,
         average_from=cfg.average_from,
         freeze_norm_statistics=cfg.norm_statistics == "frozen",
+        prefetch=cfg.prefetch,
     )
     final: dict[str, Any] = {}  # what changed the weights after the last step, validated again below
     if start is not None and cfg.interpolate_init is not None and not history.interrupted:

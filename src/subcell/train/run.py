@@ -20,7 +20,7 @@ __all__ = ["RunSetup", "checkpoint_dir", "isolated_torch_state", "run_key", "sta
 
 # config fields that do not change what a training step computes: a run may resume with other values
 _RUN_ONLY = frozenset({"output", "overwrite", "resume", "threads", "device", "precision", "max_minutes", "stop_at",
-                       "validate_every", "checkpoint_every", "field_workers"})  # fmt: skip
+                       "validate_every", "checkpoint_every", "field_workers", "prefetch"})  # fmt: skip
 
 
 @dataclass
