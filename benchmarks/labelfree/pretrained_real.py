@@ -27,7 +27,8 @@ the segmented cells of the held-out stack: Pearson r between prediction and mask
 thresholded by Otsu inside the cells (the same rule for every arm, no threshold fitted to labels). The arm
 *shape_prior* uses no image: each cell's voxels deepest inside it (distance to the cell boundary), as many as the
 nucleus share of the cell volume on the two training stacks; every model arm is also scored with that depth
-averaged into its z-scored prediction (``*_with_shape_prior``, equal weights fixed beforehand).
+averaged into its z-scored prediction (``*_with_shape_prior``, equal weights fixed beforehand), and thresholded by
+that share instead of Otsu (``dice_training_share*``: each cell's highest-scoring voxels).
 
 ``mcf7``: 2D bright-field → Hoechst, 18 train / 2 val / 4 test tiles (the split of ``real_data.py``). Arms as above
 with the shipped ``dna-2d`` model. Scores per test tile: Pearson r with Hoechst and Dice of the Otsu-thresholded
@@ -162,8 +163,8 @@ def _allen_scores(model: object, data: Path, test: str) -> dict[str, float]:
     cells = cell_labels > 0
     g = pred.voxel_size
     depth = cell_depth(cell_labels, (g.z, g.y, g.x))
+    fraction = float(np.mean([_nucleus_fraction(data, k) for k in ALLEN if k != test]))
     if model is None:
-        fraction = float(np.mean([_nucleus_fraction(data, k) for k in ALLEN if k != test]))
         return {
             "pearson_r_in_cells": pearson(depth, nuc.astype(np.float32), mask=cells),
             "dice_in_cells": dice(deepest_in_cells(depth, cell_labels, fraction), nuc & cells),
@@ -180,6 +181,10 @@ def _allen_scores(model: object, data: Path, test: str) -> dict[str, float]:
         "dice_one_per_cell": dice(_one_object_per_cell(seg, cell_labels), nuc & cells),
         "pearson_r_with_shape_prior": pearson(both, nuc.astype(np.float32), mask=cells),
         "dice_with_shape_prior": mask_scores(both, nuc, cells)["dice_otsu"],
+        # the threshold from the training stacks instead of Otsu: each cell's highest-scoring voxels, as many as the
+        # nucleus share of the cell volume there (the prior's volume rule, applied to the prediction)
+        "dice_training_share": dice(deepest_in_cells(p, cell_labels, fraction), nuc & cells),
+        "dice_training_share_with_shape_prior": dice(deepest_in_cells(both, cell_labels, fraction), nuc & cells),
         "dice_all_nucleus": dice(cells, nuc & cells),  # calling every cell voxel "nucleus"
     }
     if getattr(model, "predicts_probability", False):
