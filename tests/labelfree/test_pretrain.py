@@ -232,9 +232,10 @@ def test_a_pretraining_with_batches_drawn_ahead_resumes_to_the_run_without(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """``prefetch: true`` (the default on a GPU): the stream is asked for the next batch while the step computes,
-    one call ahead of the step. Killed after step 3 (checkpoint at step 2, the stream already one field further)
-    and resumed, the run ends with the weights of an uninterrupted run without it. (That the checkpoint stores the
-    generator as of the batches used, whatever the threads' timing, is tested in tests/train/test_prefetch.py.)"""
+    one call ahead of the step. Killed after step 4 (checkpoint at step 3, when the batch of step 4 has been drawn
+    from a field already made: a draw of milliseconds beside a step) and resumed, the run ends with the weights of
+    an uninterrupted run without it; a checkpoint that stored the generator after the batch drawn ahead would not.
+    (The same, independent of the threads' timing, is tested in tests/train/test_prefetch.py.)"""
     from subcell.train import loop
 
     asked: list[bool] = []
@@ -246,8 +247,8 @@ def test_a_pretraining_with_batches_drawn_ahead_resumes_to_the_run_without(
 
     monkeypatch.setattr(loop._Batches, "__init__", record)
     plain = pretrain_labelfree(_cfg(tmp_path / "plain", iterations=6)).model.network.state_dict()
-    killed = _cfg(tmp_path / "k", iterations=6, prefetch=True)
-    pretrain_labelfree(killed, stop_after=3)
+    killed = _cfg(tmp_path / "k", iterations=6, prefetch=True, checkpoint_every=3)
+    pretrain_labelfree(killed, stop_after=4)
     resumed = pretrain_labelfree(killed).model.network.state_dict()
     assert asked == [False, True, True]  # the option reaches the loop (off by default on a CPU)
     assert all(torch.equal(resumed[k], plain[k]) for k in plain)
