@@ -38,6 +38,7 @@ from gpu_check import volume
 
 from subcell.image import VoxelSize
 from subcell.labelfree import LabelFreeModel, PredictConfig, preset
+from subcell.labelfree.config import AugmentConfig
 from subcell.labelfree.data import PatchSampler
 from subcell.labelfree.predict import predict_volume
 from subcell.train import fit
@@ -153,6 +154,29 @@ def infer_rate(net: torch.nn.Module, batch: int, shape: tuple[int, int, int]) ->
     x = torch.randn(batch, 1, *shape, device=DEV)
     with torch.inference_mode(), torch.autocast(DEV.type, dtype=torch.bfloat16, enabled=not SMOKE):
         return sync_time(lambda: net(x), 8, 2)
+
+
+def fit_rate(device: torch.device, *, prefetch: bool, batch: int, steps: int, autocast: torch.dtype | None,
+             augment: AugmentConfig | None = None) -> tuple[float, float]:  # fmt: skip
+    """``fit`` end to end on the default preset, patches 32×64×64 from a ``PatchSampler`` over three synthetic
+    volumes: (steps per second over the last three quarters of the steps, median milliseconds to draw a batch)."""
+    net = labelfree_model("resunet").network.to(device)
+    sampler = PatchSampler([volume(i, (40, 96, 96)) for i in range(3)], (32, 64, 64), augment=augment)
+    opt = torch.optim.Adam(net.parameters(), 1e-3)
+    stamps: list[float] = []
+    draw_s: list[float] = []
+
+    def sample(r: np.random.Generator) -> tuple[torch.Tensor, ...]:
+        t = time.perf_counter()
+        b = tuple(torch.from_numpy(a) for a in sampler.batch(r, batch))
+        draw_s.append(time.perf_counter() - t)
+        return b
+
+    fit(net, opt, sample_batch=sample, loss_fn=lambda o, b: ((o - b[1]) ** 2).mean(), iterations=steps,
+        rng=np.random.default_rng(0), device=device, autocast=autocast,
+        on_step=lambda info: stamps.append(time.perf_counter()), prefetch=prefetch)  # fmt: skip
+    k = len(stamps) // 4
+    return (len(stamps) - k - 1) / (stamps[-1] - stamps[k]), float(np.median(draw_s) * 1e3)
 
 
 def main() -> None:
@@ -309,29 +333,12 @@ def main() -> None:
 
     def fit_row(prefetch: bool) -> None:
         torch.backends.cudnn.benchmark = False
-        model = labelfree_model("resunet")
-        net = model.network.to(DEV)
-        sampler = PatchSampler([volume(i, (40, 96, 96)) for i in range(3)], (32, 64, 64))
-        opt = torch.optim.Adam(net.parameters(), 1e-3)
-        stamps: list[float] = []
-        draw_s: list[float] = []
-
-        def sample(r: np.random.Generator) -> tuple[torch.Tensor, ...]:
-            t = time.perf_counter()
-            b = tuple(torch.from_numpy(a) for a in sampler.batch(r, 8))
-            draw_s.append(time.perf_counter() - t)
-            return b
-
-        fit(net, opt, sample_batch=sample, loss_fn=lambda o, b: ((o - b[1]) ** 2).mean(), iterations=14 if SMOKE else 40,
-            rng=np.random.default_rng(0), device=DEV, autocast=None if SMOKE else torch.bfloat16,
-            on_step=lambda info: stamps.append(time.perf_counter()), prefetch=prefetch)  # fmt: skip
-        k = len(stamps) // 4
-        rate = (len(stamps) - k - 1) / (stamps[-1] - stamps[k])
+        rate, draw_ms = fit_rate(DEV, prefetch=prefetch, batch=8, steps=14 if SMOKE else 40,
+                                 autocast=None if SMOKE else torch.bfloat16)  # fmt: skip
         emit(
             f"- batches drawn {'ahead on a thread' if prefetch else 'in the step'}: {rate:.1f} steps/s end to end; "
-            f"drawing a batch on the host takes {np.median(draw_s) * 1e3:.0f} ms (median) of the {1e3 / rate:.0f} ms "
-            "per step",
-            kind="fit", prefetch=prefetch, steps_per_s=rate, draw_ms=float(np.median(draw_s) * 1e3),
+            f"drawing a batch on the host takes {draw_ms:.0f} ms (median) of the {1e3 / rate:.0f} ms per step",
+            kind="fit", prefetch=prefetch, steps_per_s=rate, draw_ms=draw_ms,
         )  # fmt: skip
 
     for prefetch in (False, True):
