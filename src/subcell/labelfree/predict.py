@@ -28,7 +28,7 @@ from subcell.labelfree.model import with_std
 from subcell.labelfree.predict_input import check_input, on_model_grid, row_source
 from subcell.labelfree.predictor import Predictor, RowSink, RowSource, output_channel_names
 from subcell.labelfree.tile_plan import plan_tiles
-from subcell.train.host import tune_allocator
+from subcell.train.host import release_freed, tune_allocator
 from subcell.train.precision import autocast_dtype, precision_name, resolve_device
 from subcell.transforms.tiling import TileGrid, tile_starts
 
@@ -149,6 +149,9 @@ def predict_volume(
                 pw = p[:, :, ty, tx] * w[:, ty, tx]
                 for dz in range(pw.shape[1]):
                     acc[dz][:, oy, ox] += pw[:, dz]
+            if tuned:  # the freed activations' pages back to the system: the memory limit holds over many tiles
+                del inp, pred, p, pw, w
+                release_freed()
             done += len(chunk)
             if progress is not None:
                 progress(done, total)

@@ -18,7 +18,7 @@ import ctypes.util
 import os
 import sys
 
-__all__ = ["RETAINED", "tune_allocator"]
+__all__ = ["RETAINED", "release_freed", "tune_allocator"]
 
 # Peak resident memory of the activations grows by this factor while freed blocks are kept: measured +12 % for
 # training steps and, for prediction (fnet, 64×512×512, 2 GB limit), +60 % in fp32 and +45 % in bf16
@@ -28,11 +28,12 @@ RETAINED = 1.6
 _M_TRIM_THRESHOLD = -1
 _M_MMAP_THRESHOLD = -3
 _done: bool | None = None
+_libc: ctypes.CDLL | None = None
 
 
 def tune_allocator() -> bool:
     """Keep freed large blocks for reuse (glibc only; once per process). Returns whether it is in effect."""
-    global _done
+    global _done, _libc
     if _done is not None:
         return _done
     _done = False
@@ -49,4 +50,17 @@ def tune_allocator() -> bool:
     mmap_ok = any(mallopt(_M_MMAP_THRESHOLD, v) == 1 for v in (1 << 30, 1 << 25))
     trim_ok = mallopt(_M_TRIM_THRESHOLD, (1 << 31) - 1) == 1
     _done = mmap_ok and trim_ok
+    _libc = libc if _done else None
     return _done
+
+
+def release_freed() -> bool:
+    """Give the pages of freed heap blocks back to the system (glibc's ``malloc_trim``) where
+    :func:`tune_allocator` keeps them; a no-op otherwise. Returns whether any memory was released.
+
+    Kept blocks are reused only by requests that fit them, so over a sequence of differently laid-out passes
+    (the tiles of a prediction, each with its own input crop, output and blending weights around the network's
+    activations) the heap fragments and the resident size creeps up by hundreds of MB past what one pass needs:
+    32×512×512 in four tiles under a 2 GB limit peaked at 2.2-2.5 GB (benchmarks/labelfree/results.md). Called
+    between passes, the next pass faults its pages in once, not once per operation as with glibc's defaults."""
+    return bool(_libc is not None and _libc.malloc_trim(0))
