@@ -35,6 +35,11 @@ from subcell.transforms.tiling import TileGrid, tile_starts
 __all__ = ["predict_image", "predict_to_zarr", "predict_volume", "runtime"]
 
 
+# the resident share of the memory limit above which a CPU prediction gives freed pages back after a batch of
+# tiles: one tile to the next grew by up to 20 % of a 2 GB limit from fragmentation (benchmarks/labelfree/results.md)
+RELEASE_AT = 0.75
+
+
 def _flips(tta: bool) -> list[tuple[int, ...]]:
     return [(), (-1,), (-2,), (-2, -1)] if tta else [()]
 
@@ -149,9 +154,9 @@ def predict_volume(
                 pw = p[:, :, ty, tx] * w[:, ty, tx]
                 for dz in range(pw.shape[1]):
                     acc[dz][:, oy, ox] += pw[:, dz]
-            if tuned:  # the freed activations' pages back to the system: the memory limit holds over many tiles
+            if tuned:  # freed activations' pages back to the system near the limit: it then holds over many tiles
                 del inp, pred, p, pw, w
-                release_freed()
+                release_freed(above=RELEASE_AT * cfg.memory_limit_gb * 1024**3)
             done += len(chunk)
             if progress is not None:
                 progress(done, total)
