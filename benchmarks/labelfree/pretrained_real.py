@@ -62,6 +62,7 @@ from subcell.labelfree.evaluate import align_to, cell_depth, deepest_in_cells, m
 from subcell.labelfree.pretrained import load_model  # noqa: E402
 from subcell.metrics import dice  # noqa: E402
 from subcell.metrics.intensity import pearson  # noqa: E402
+from subcell.transforms.normalize import zscore  # noqa: E402
 
 # *_average arms end with the mean of the weights from this step on (``average_from``): about the second half of a
 # 5-minute run on a 2-core CPU with bf16 (~420 steps of batch 4), where the training loss of the fine-tune (on the
@@ -136,11 +137,6 @@ def _nucleus_fraction(data: Path, stack: str) -> float:
     return float((nuc & cells).sum() / cells.sum())
 
 
-def _zscore_in(a: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    v = a[mask]
-    return (a - v.mean()) / max(float(v.std()), 1e-9)
-
-
 def _allen_scores(model: object, data: Path, test: str) -> dict[str, float]:
     """r and Dice inside the cells of the held-out stack, of the model's ``nucleus`` output: Otsu's threshold
     inside the cells (every arm), also with one object per cell kept (:func:`_one_object_per_cell`), and for a
@@ -174,7 +170,7 @@ def _allen_scores(model: object, data: Path, test: str) -> dict[str, float]:
     p = pred.channel("nucleus").numpy()[0, 0]
     masked = mask_scores(p, nuc, cells)  # what `labelfree evaluate --mask-target --cells` reports
     seg = (p > masked["otsu_threshold"]) & cells
-    both = 0.5 * (_zscore_in(p, cells) + _zscore_in(depth, cells))
+    both = 0.5 * (zscore(p, mask=cells) + zscore(depth, mask=cells))
     scores = {
         "pearson_r_in_cells": pearson(p, nuc.astype(np.float32), mask=cells),
         "dice_in_cells": masked["dice_otsu"],

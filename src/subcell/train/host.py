@@ -18,7 +18,7 @@ import ctypes.util
 import os
 import sys
 
-__all__ = ["RETAINED", "release_freed", "resident_bytes", "tune_allocator"]
+__all__ = ["RETAINED", "release_freed", "tune_allocator"]
 
 # Peak resident memory of the activations grows by this factor while freed blocks are kept: measured +12 % for
 # training steps and, for prediction (fnet, 64×512×512, 2 GB limit), +60 % in fp32 and +45 % in bf16
@@ -54,15 +54,6 @@ def tune_allocator() -> bool:
     return _done
 
 
-def resident_bytes() -> int:
-    """The process's resident memory now (Linux ``/proc/self/statm``; 0 where there is none)."""
-    try:
-        with open("/proc/self/statm") as fh:
-            return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-    except (OSError, ValueError, IndexError):
-        return 0
-
-
 def release_freed(above: float = 0.0) -> bool:
     """Give the pages of freed heap blocks back to the system (glibc's ``malloc_trim``) where
     :func:`tune_allocator` keeps them, if the resident size is over ``above`` bytes; a no-op otherwise. Returns
@@ -74,6 +65,11 @@ def release_freed(above: float = 0.0) -> bool:
     32×512×512 in four tiles under a 2 GB limit peaked at 2.2-2.5 GB (benchmarks/labelfree/results.md). After a
     release the next pass faults its pages in again (once, not once per operation as with glibc's defaults),
     which costs time, hence ``above``: release only where the resident size comes near a budget."""
-    if _libc is None or (above > 0 and resident_bytes() <= above):
+    if _libc is None:
         return False
+    if above > 0:
+        import psutil
+
+        if psutil.Process().memory_info().rss <= above:
+            return False
     return bool(_libc.malloc_trim(0))
