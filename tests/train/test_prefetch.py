@@ -76,7 +76,8 @@ def test_batches_drawn_ahead_give_the_same_run_and_leave_the_generator_after_the
     assert not [t for t in threading.enumerate() if t.name.startswith("subcell-batches")]
 
 
-def test_a_run_with_batches_drawn_ahead_resumes_on_the_same_trajectory(tmp_path: Path) -> None:
+@pytest.mark.parametrize("resume_ahead", [False, True])
+def test_a_run_with_batches_drawn_ahead_resumes_on_the_same_trajectory(tmp_path: Path, resume_ahead: bool) -> None:
     """The checkpoint stores the generator as it was after the batches used, not after the one drawn ahead: a run
     killed after step 3 (checkpoint at step 2, batch 3 and 4 already drawn) and resumed, with or without drawing
     ahead, continues as the uninterrupted run."""
@@ -88,8 +89,8 @@ def test_a_run_with_batches_drawn_ahead_resumes_on_the_same_trajectory(tmp_path:
         prefetch=True, iterations=6, checkpoint_dir=tmp_path, checkpoint_every=2, stop_after=3,
         validate=_drawn_ahead(sampler, 6), validate_every=1)  # fmt: skip
     assert len(sampler.threads) == 4
-    _, resumed, _ = _run(False, np.random.default_rng(99), iterations=6, checkpoint_dir=tmp_path, checkpoint_every=2,
-                         resume=True)  # fmt: skip
+    _, resumed, _ = _run(resume_ahead, np.random.default_rng(99), iterations=6, checkpoint_dir=tmp_path,
+                         checkpoint_every=2, resume=True)  # fmt: skip
     assert [h["loss"] for h in resumed.train] == [h["loss"] for h in whole.train]
 
 
