@@ -11,7 +11,7 @@ from subcell import Image, io
 from subcell.errors import OutputExistsError, ValueRangeError
 from subcell.image import VoxelSize
 from subcell.io import OmeZarrWriter
-from subcell.io.ome_zarr_writer import plan_pyramid
+from subcell.io.pyramid import plan_pyramid
 
 
 def test_block_by_block_fill_equals_whole_write(tmp_path: Path, rng: np.random.Generator) -> None:

@@ -236,16 +236,16 @@ def test_a_pretraining_with_batches_drawn_ahead_resumes_to_the_run_without(
     from a field already made: a draw of milliseconds beside a step) and resumed, the run ends with the weights of
     an uninterrupted run without it; a checkpoint that stored the generator after the batch drawn ahead would not.
     (The same, independent of the threads' timing, is tested in tests/train/test_prefetch.py.)"""
-    from subcell.train import loop
+    from subcell.train.batches import Batches
 
     asked: list[bool] = []
-    init = loop._Batches.__init__
+    init = Batches.__init__
 
     def record(self: object, *a: object, ahead: bool) -> None:
         asked.append(ahead)
         init(self, *a, ahead=ahead)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(loop._Batches, "__init__", record)
+    monkeypatch.setattr(Batches, "__init__", record)
     plain = pretrain_labelfree(_cfg(tmp_path / "plain", iterations=6)).model.network.state_dict()
     killed = _cfg(tmp_path / "k", iterations=6, prefetch=True, checkpoint_every=3)
     pretrain_labelfree(killed, stop_after=4)

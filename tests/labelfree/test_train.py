@@ -180,8 +180,9 @@ def test_a_checkpoint_save_that_fails_keeps_the_previous_checkpoint_and_leaves_n
 ) -> None:
     import safetensors.torch
 
+    from subcell.train.checkpoint import load_checkpoint, save_checkpoint
     from subcell.train.distributed import DistributedContext
-    from subcell.train.loop import History, load_checkpoint, save_checkpoint
+    from subcell.train.history import History
 
     net = torch.nn.Linear(3, 2)
     opt = torch.optim.Adam(net.parameters())

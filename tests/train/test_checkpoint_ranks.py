@@ -19,7 +19,8 @@ WORKER = textwrap.dedent(
     from pathlib import Path
     import numpy as np, torch
     import safetensors.torch
-    import subcell.train.loop as loop
+    import subcell.train.checkpoint as checkpoint
+    from subcell.train.history import History
     from subcell.train.distributed import DistributedContext
 
     folder, fail = Path(sys.argv[1]), int(sys.argv[2])
@@ -27,17 +28,17 @@ WORKER = textwrap.dedent(
     torch.manual_seed(0)
     net = torch.nn.Linear(3, 2)
     opt = torch.optim.Adam(net.parameters())
-    args = dict(model=net, optimizer=opt, history=loop.History(), rng=np.random.default_rng(0), ctx=ctx)
-    loop.save_checkpoint(folder, step=4, **args)
+    args = dict(model=net, optimizer=opt, history=History(), rng=np.random.default_rng(0), ctx=ctx)
+    checkpoint.save_checkpoint(folder, step=4, **args)
     if ctx.rank == fail:
         def no_space(*a, **k):
             raise OSError("No space left on device")
         if fail == 0:
             safetensors.torch.save_file = no_space  # the weights, written by rank 0 only
         else:
-            loop._write_atomic = no_space  # this rank's random state
+            checkpoint._write_atomic = no_space  # this rank's random state
     try:
-        loop.save_checkpoint(folder, step=8, **args)
+        checkpoint.save_checkpoint(folder, step=8, **args)
     except OSError as exc:
         print(f"rank {ctx.rank}: {exc}", flush=True)
         ctx.close()

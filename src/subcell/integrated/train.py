@@ -21,7 +21,7 @@ from subcell.integrated.data import CellData, load_cells, split_cells
 from subcell.integrated.model import IntegratedModel, likelihood_of
 from subcell.integrated.objective import beta_at
 from subcell.train import DistributedContext, autocast_dtype, fit
-from subcell.train.loop import History, StepInfo
+from subcell.train.history import History, StepInfo
 from subcell.train.run import checkpoint_dir, isolated_torch_state, run_key, start_run
 
 __all__ = ["TrainResult", "train_integrated"]

@@ -34,7 +34,7 @@ from subcell.labelfree.train import (
     resolve_network,
 )
 from subcell.train import autocast_dtype, fit
-from subcell.train.loop import StepInfo
+from subcell.train.history import StepInfo
 from subcell.train.run import isolated_torch_state, run_key, start_run
 
 if TYPE_CHECKING:

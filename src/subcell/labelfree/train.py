@@ -18,7 +18,7 @@ from subcell.labelfree.data import PatchSampler, Volume, load_volumes, pad_to_pa
 from subcell.labelfree.model import PROBABILITY, LabelFreeModel
 from subcell.labelfree.network import NetworkConfig
 from subcell.train import autocast_dtype, fit
-from subcell.train.loop import History, StepInfo
+from subcell.train.history import History, StepInfo
 from subcell.train.norm import recompute_norm_statistics
 from subcell.train.run import checkpoint_dir, isolated_torch_state, run_key, start_run
 

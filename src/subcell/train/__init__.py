@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from subcell.train.artifact import load_artifact, save_artifact
 from subcell.train.distributed import DistributedContext
-from subcell.train.loop import History, fit
+from subcell.train.history import History
+from subcell.train.loop import fit
 from subcell.train.precision import autocast_dtype, resolve_device
 
 __all__ = [
