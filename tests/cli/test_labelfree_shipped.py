@@ -19,6 +19,12 @@ def test_models_are_listed_with_their_targets() -> None:
     assert r.returncode == 0, r.stderr
     for name in ("dna", "membrane", "nuclear_envelope", "nucleus", "dna-2d", "nucleus-2d"):
         assert f"│ {name} " in r.stdout, name
+    # names that share one network's weights say so, and the total counts each file once
+    assert r.stdout.count("hipsc_bf_3d (") == 5 and r.stdout.count("hipsc_bf_2d (") == 2
+    from subcell.labelfree.pretrained import HERE
+
+    sizes = {f.parent.name: f.stat().st_size for f in HERE.glob("*/weights.safetensors")}
+    assert f"{len(sizes)} weight files, {sum(sizes.values()) / 1e6:.1f} MB in all" in r.stdout
 
 
 def test_shipped_weights_stay_small_and_match_their_checksums() -> None:

@@ -66,12 +66,15 @@ def models() -> None:
     if not rows:
         typer.echo("no shipped models are installed")
         return
-    table = Table("name", "targets", "dims", "voxel size (µm)", "parameters", "MB", "what for")
+    # several names are views of one multi-output network: the weights column names the file they share
+    table = Table("name", "targets", "dims", "voxel size (µm)", "parameters", "weights (MB)", "what for")
     for r in rows:
         vs = " × ".join(f"{v:g}" for v in r["voxel_size_um"])
         table.add_row(r["name"], r["targets"], r["dims"], vs, f"{(r['parameters'] or 0) / 1e6:.2f} M",
-                      f"{r['size_mb']}", r["description"])  # fmt: skip
-    Console(width=160).print(table)
+                      f"{r['folder']} ({r['size_mb']})", r["description"])  # fmt: skip
+    Console(width=170).print(table)
+    files = {r["folder"]: r["size_mb"] or 0 for r in rows}
+    typer.echo(f"{len(rows)} names, {len(files)} weight files, {sum(files.values()):.1f} MB in all")
     typer.echo(f"model cards and recipes: {HERE}")
 
 
