@@ -254,7 +254,8 @@ def _mcf7_manifest(data: Path, path: Path) -> Path:
     return tiles
 
 
-def mcf7(data: Path, work: Path, minutes: float, arms: list[str], init: str = "dna-2d") -> dict[str, object]:
+def mcf7(data: Path, work: Path, minutes: float, arms: list[str], init: str = "dna-2d",
+         voxel_size: tuple[float, float, float] = (1.0, 0.3, 0.3), seed: int = 0) -> dict[str, object]:  # fmt: skip
     from skimage.filters import threshold_otsu
 
     manifest = work / "mcf7.csv"
@@ -270,9 +271,9 @@ def mcf7(data: Path, work: Path, minutes: float, arms: list[str], init: str = "d
             base = dict(
                 manifest=manifest, output=work / f"mcf7_{arm}", overwrite=True, input_channel="brightfield",
                 targets=["dna"], patch_size=(1, 128, 128), batch_size=8, iterations=100_000, max_minutes=minutes,
-                resume=False, lr=1e-3, lr_schedule="constant", threads=2,
+                resume=False, lr=1e-3, lr_schedule="constant", threads=2, seed=seed,
             )  # fmt: skip
-            cfg = TrainConfig(**{**base, **_arm_options(arm, init, {"voxel_size": (1.0, 0.3, 0.3)})})
+            cfg = TrainConfig(**{**base, **_arm_options(arm, init, {"voxel_size": voxel_size})})
             res = train_labelfree(cfg, on_message=print)
             model = res.model
             model.network.eval()
@@ -300,7 +301,7 @@ def mcf7(data: Path, work: Path, minutes: float, arms: list[str], init: str = "d
             "mean_dice_hoechst": float(np.mean([r["dice_hoechst_otsu"] for r in rows])),
         }  # fmt: skip
         print(arm, {k: v for k, v in out[arm].items() if k != "tiles"}, flush=True)  # type: ignore[union-attr]
-    return {"arms": out, "minutes_per_trained_arm": minutes}
+    return {"arms": out, "minutes_per_trained_arm": minutes, "scratch_voxel_size": voxel_size, "seed": seed}
 
 
 def main() -> None:
@@ -309,8 +310,9 @@ def main() -> None:
     ap.add_argument("--minutes", type=float, default=5.0)
     ap.add_argument("--arms", default="zeroshot,finetune,scratch")
     ap.add_argument("--tag", default="")
-    ap.add_argument("--voxel-size", default="0.29,0.29,0.29", help="allen: the scratch arm's model voxel size z,y,x µm")
-    ap.add_argument("--seed", type=int, default=0, help="allen: the trained arms' seed (weights, patches)")
+    ap.add_argument("--voxel-size", default=None,
+                    help="the scratch arms' model voxel size z,y,x µm (default 0.29,0.29,0.29 allen; 1,0.3,0.3 mcf7)")  # fmt: skip
+    ap.add_argument("--seed", type=int, default=0, help="the trained arms' seed (weights, patches)")
     ap.add_argument(
         "--init", default=None, help="the model zero-shot and fine-tuned arms start from (its first output is scored "
         "for mcf7); default: nucleus (allen), dna-2d (mcf7)"
@@ -325,19 +327,23 @@ def main() -> None:
     data = Path(os.environ.get("SUBCELL_TEST_DATA", "../shared/data")).resolve()
     args.work.mkdir(parents=True, exist_ok=True)
     arms = args.arms.split(",")
+    grid: tuple[float, float, float] | None = None
+    if args.voxel_size:
+        gz, gy, gx = (float(v) for v in args.voxel_size.split(","))
+        grid = (gz, gy, gx)
     if args.which == "allen":
         out = allen(
             data,
             args.work,
             args.minutes,
             arms,
-            tuple(float(v) for v in args.voxel_size.split(",")),
+            grid or (0.29, 0.29, 0.29),
             args.seed,
             args.init or "nucleus",
             args.rescore,
         )
     else:
-        out = mcf7(data, args.work, args.minutes, arms, args.init or "dna-2d")
+        out = mcf7(data, args.work, args.minutes, arms, args.init or "dna-2d", grid or (1.0, 0.3, 0.3), args.seed)
     (HERE / "results").mkdir(exist_ok=True)
     name = f"pretrained_{args.which}{'_' + args.tag if args.tag else ''}.json"
     (HERE / "results" / name).write_text(json.dumps(out, indent=1, default=float))
