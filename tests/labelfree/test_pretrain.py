@@ -76,6 +76,21 @@ def test_fields_made_by_worker_processes_make_the_same_run(tmp_path: Path) -> No
     assert multiprocessing.active_children() == []
 
 
+def test_closing_the_stream_ends_a_worker_in_the_middle_of_a_field(tmp_path: Path) -> None:
+    """A run that ends (time budget, error, interrupt) while a worker makes a field it will never use does not
+    wait for that field (a large one takes a minute): the worker is terminated, none is left behind."""
+    import multiprocessing
+
+    cfg = _cfg(tmp_path, field_workers=1, field_um=(16.0, 96.0, 96.0), voxel_size=(0.29, 0.29, 0.29))
+    stream = FieldStream(cfg, (8, 16, 16))  # the worker starts on field 0 at once
+    (field,) = stream.pending.values()
+    stream.close()
+    assert multiprocessing.active_children() == []
+    # the field was not made (waiting for it, as before, leaves it finished)
+    assert not field.done() or field.cancelled() or field.exception() is not None
+    assert stream.workers is None and stream.pending == {}
+
+
 def test_workers_that_cannot_start_give_a_one_line_error(tmp_path: Path) -> None:
     """A script without the ``__main__`` guard: each spawned worker re-runs it and dies while starting."""
     import subprocess

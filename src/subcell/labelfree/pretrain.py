@@ -8,8 +8,11 @@ stream is a pure function of the step: a resumed run regenerates exactly the fie
 
 from __future__ import annotations
 
+import contextlib
 import json
 import multiprocessing
+import os
+import queue
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -106,6 +109,12 @@ def _worker_died() -> SubcellError:
     )
 
 
+def _announce(pids: Any) -> None:
+    """Run in each field worker as it starts: tell the stream its process id (so :meth:`FieldStream.close` can end
+    a worker in the middle of a field)."""
+    pids.put(os.getpid())
+
+
 class FieldStream:
     """Batches from the ``pool`` most recent fields; field ``k`` serves steps ``k·fields_every …``.
 
@@ -132,7 +141,10 @@ class FieldStream:
         if cfg.field_workers:
             # spawn, not fork: the training process holds torch's thread pools, which a forked child inherits
             # in an undefined state
-            self.workers = ProcessPoolExecutor(cfg.field_workers, mp_context=multiprocessing.get_context("spawn"))
+            spawn = multiprocessing.get_context("spawn")
+            self._pids = spawn.Queue()
+            self.workers = ProcessPoolExecutor(cfg.field_workers, mp_context=spawn, initializer=_announce,
+                                               initargs=(self._pids,))  # fmt: skip
             self._ahead(start // cfg.fields_every)
 
     def _submit(self, key: tuple[int, ...]) -> None:
@@ -182,10 +194,33 @@ class FieldStream:
         self.close()
 
     def close(self) -> None:
-        if self.workers is not None:
-            self.workers.shutdown(wait=True, cancel_futures=True)
-            self.workers = None
-            self.pending.clear()
+        """End the workers. Fields still queued are cancelled; a worker in the middle of a field (seconds to a
+        minute for a large one) is terminated rather than waited for: nothing it would make is needed any more.
+        Python 3.11's executor can only wait for running tasks (``terminate_workers`` came in 3.14), hence the
+        process ids the workers announce as they start."""
+        if self.workers is None:
+            return
+        busy = any(not f.done() for f in self.pending.values())
+        self.workers.shutdown(wait=not busy, cancel_futures=True)
+        self.workers = None
+        self.pending.clear()
+        if busy:
+            import psutil
+
+            procs = []
+            deadline = time.monotonic() + 20  # a worker still starting up announces itself within seconds
+            for _ in range(self.cfg.field_workers):
+                try:
+                    pid = self._pids.get(timeout=max(0.0, deadline - time.monotonic()))
+                except queue.Empty:
+                    break
+                with contextlib.suppress(psutil.NoSuchProcess):
+                    procs.append(psutil.Process(pid))
+            for proc in procs:
+                proc.terminate()
+            psutil.wait_procs(procs, timeout=10)
+        self._pids.close()
+        self._pids.join_thread()
 
     def batch(self, rng: np.random.Generator) -> tuple[torch.Tensor, ...]:
         cfg = self.cfg
