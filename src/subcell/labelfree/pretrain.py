@@ -8,7 +8,6 @@ stream is a pure function of the step: a resumed run regenerates exactly the fie
 
 from __future__ import annotations
 
-import contextlib
 import json
 import multiprocessing
 import os
@@ -200,25 +199,21 @@ class FieldStream:
         process ids the workers announce as they start."""
         if self.workers is None:
             return
-        busy = any(not f.done() for f in self.pending.values())
-        self.workers.shutdown(wait=not busy, cancel_futures=True)
-        self.workers = None
-        self.pending.clear()
-        if busy:
-            import psutil
-
-            procs = []
+        if any(not f.done() for f in self.pending.values()):
+            announced = set()
             deadline = time.monotonic() + 20  # a worker still starting up announces itself within seconds
             for _ in range(self.cfg.field_workers):
                 try:
-                    pid = self._pids.get(timeout=max(0.0, deadline - time.monotonic()))
+                    announced.add(self._pids.get(timeout=max(0.0, deadline - time.monotonic())))
                 except queue.Empty:
                     break
-                with contextlib.suppress(psutil.NoSuchProcess):
-                    procs.append(psutil.Process(pid))
-            for proc in procs:
-                proc.terminate()
-            psutil.wait_procs(procs, timeout=10)
+            # only this process's children; the executor then sees them gone, and reaps them as it shuts down
+            for proc in multiprocessing.active_children():
+                if proc.pid in announced:
+                    proc.terminate()
+        self.workers.shutdown(wait=True, cancel_futures=True)
+        self.workers = None
+        self.pending.clear()
         self._pids.close()
         self._pids.join_thread()
 

@@ -24,7 +24,7 @@ from subcell.train.history import History, StepInfo
 from subcell.train.host import tune_allocator
 from subcell.train.norm import batch_norm_layers
 
-__all__ = ["History", "StepInfo", "fit"]
+__all__ = ["fit"]
 
 
 def fit(
