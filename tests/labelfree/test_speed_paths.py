@@ -294,11 +294,17 @@ def test_inference_runs_each_convolution_with_its_relu_as_one_kernel(name: str, 
     np.testing.assert_allclose(traced(x).detach().numpy(), want.numpy(), rtol=0, atol=1e-6)
 
 
-_PEAK = """
-import sys, torch
-from subcell.labelfree import build_network, preset
+# the child scripts below read their resident and peak sizes (bytes) from /proc
+_STATUS = """
 def status(key):
     return next(int(l.split()[1]) * 1024 for l in open("/proc/self/status") if l.startswith(key))
+"""
+
+_PEAK = (
+    _STATUS
+    + """
+import sys, torch
+from subcell.labelfree import build_network, preset
 torch.set_num_threads(1)
 z_levels, shape = (None, (1, 1, 32, 128, 128)) if sys.argv[1] == "3d" else (0, (1, 1, 1, 1024, 1024))
 net = build_network(preset("resunet", z_levels=z_levels), in_channels=1, out_channels=1).eval().fused()
@@ -309,6 +315,7 @@ with torch.inference_mode():
     net(x)
 print(status("VmHWM") - base, x.numel(), net.activation_bytes_per_voxel())
 """
+)
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads the peak RSS from /proc")
@@ -340,21 +347,22 @@ def test_a_region_budgets_the_input_its_tiles_read_beyond_it() -> None:
     assert choose_tile(model, region, memory_limit_gb=2, retained=1.6, whole_yx=(1024, 1024))[0] == alone
 
 
-_RELEASE = """
+_RELEASE = (
+    _STATUS
+    + """
 import numpy as np
 from subcell.train.host import release_freed, tune_allocator
-def rss():
-    return next(int(l.split()[1]) * 1024 for l in open("/proc/self/status") if l.startswith("VmRSS"))
 on = tune_allocator()
 keep = np.ones(1 << 10, np.float32)  # a small block after the large one: the heap's top cannot simply shrink
 a = np.ones(1 << 24, np.float32)  # 64 MB, touched
 keep2 = np.ones(1 << 10, np.float32)
 del a
-kept = rss()
+kept = status("VmRSS")
 assert not release_freed(above=kept + (1 << 30))  # below the threshold: kept
 released = release_freed()
-print(on, released, kept - rss())
+print(on, released, kept - status("VmRSS"))
 """
+)
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the allocator setting is for glibc on Linux")
@@ -374,13 +382,13 @@ def test_freed_blocks_kept_by_the_allocator_setting_can_be_given_back() -> None:
     assert (off, released) == ("False", "False") and abs(drop) < 20e6
 
 
-_TILES = """
+_TILES = (
+    _STATUS
+    + """
 import sys, numpy as np, torch
 from subcell import Image
 from subcell.image import VoxelSize
 from subcell.labelfree import LabelFreeModel, PredictConfig, predict_image, preset
-def status(key):
-    return next(int(l.split()[1]) * 1024 for l in open("/proc/self/status") if l.startswith(key))
 torch.manual_seed(0)
 torch.set_num_threads(1)
 model = LabelFreeModel.create(preset("resunet"), input_channel="bf", targets=["dna"],
@@ -396,6 +404,7 @@ between = []
 predict_image(model, image, cfg, progress=lambda done, total: between.append(status("VmRSS")))
 print(len(between), max(between[1:]) - base, status("VmHWM") - base)
 """
+)
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads the resident size from /proc")
