@@ -6,11 +6,11 @@ import contextlib
 import csv
 import os
 from collections.abc import Iterator
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
 from subcell.errors import OutputExistsError
+from subcell.process_pool import SpawnPool
 
 __all__ = ["run_demo"]
 
@@ -31,20 +31,15 @@ def _one_thread() -> None:
 
 
 @contextlib.contextmanager
-def _background() -> Iterator[ProcessPoolExecutor]:
+def _background() -> Iterator[SpawnPool]:
     """One single-threaded worker process for the steps that need no training (synthesis, the time-lapse step, the
     zero-shot prediction) while this process runs the others; it is stopped, its queued work dropped, if the demo
     fails or is interrupted."""
-    import multiprocessing
-
-    pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"), initializer=_one_thread)
+    pool = SpawnPool(1, initializer=_one_thread)
     try:
         yield pool
     except BaseException:
-        running = list((getattr(pool, "_processes", None) or {}).values())  # shutdown() forgets them
-        pool.shutdown(wait=False, cancel_futures=True)
-        for proc in running:  # a job already running cannot be cancelled: its process is ended
-            proc.terminate()
+        pool.terminate_workers()  # a job already running cannot be cancelled: its process is ended
         raise
     pool.shutdown(wait=True)
 

@@ -9,12 +9,9 @@ stream is a pure function of the step: a resumed run regenerates exactly the fie
 from __future__ import annotations
 
 import json
-import multiprocessing
-import os
-import queue
 import time
 from collections.abc import Callable
-from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures import Future
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -35,6 +32,7 @@ from subcell.labelfree.train import (
     patch_validator,
     resolve_network,
 )
+from subcell.process_pool import SpawnPool
 from subcell.train import autocast_dtype, fit
 from subcell.train.history import StepInfo
 from subcell.train.run import isolated_torch_state, run_key, start_run
@@ -108,12 +106,6 @@ def _worker_died() -> SubcellError:
     )
 
 
-def _announce(pids: Any) -> None:
-    """Run in each field worker as it starts: tell the stream its process id (so :meth:`FieldStream.close` can end
-    a worker in the middle of a field)."""
-    pids.put(os.getpid())
-
-
 class FieldStream:
     """Batches from the ``pool`` most recent fields; field ``k`` serves steps ``k·fields_every …``.
 
@@ -136,14 +128,9 @@ class FieldStream:
         self.from_workers = 0
         self.last = last
         self.pending: dict[tuple[int, ...], Future[Volume]] = {}
-        self.workers: ProcessPoolExecutor | None = None
+        self.workers: SpawnPool | None = None
         if cfg.field_workers:
-            # spawn, not fork: the training process holds torch's thread pools, which a forked child inherits
-            # in an undefined state
-            spawn = multiprocessing.get_context("spawn")
-            self._pids = spawn.Queue()
-            self.workers = ProcessPoolExecutor(cfg.field_workers, mp_context=spawn, initializer=_announce,
-                                               initargs=(self._pids,))  # fmt: skip
+            self.workers = SpawnPool(cfg.field_workers)
             self._ahead(start // cfg.fields_every)
 
     def _submit(self, key: tuple[int, ...]) -> None:
@@ -194,28 +181,15 @@ class FieldStream:
 
     def close(self) -> None:
         """End the workers. Fields still queued are cancelled; a worker in the middle of a field (seconds to a
-        minute for a large one) is terminated rather than waited for: nothing it would make is needed any more.
-        Python 3.11's executor can only wait for running tasks (``terminate_workers`` came in 3.14), hence the
-        process ids the workers announce as they start."""
+        minute for a large one) is terminated rather than waited for: nothing it would make is needed any more."""
         if self.workers is None:
             return
         if any(not f.done() for f in self.pending.values()):
-            announced = set()
-            deadline = time.monotonic() + 20  # a worker still starting up announces itself within seconds
-            for _ in range(self.cfg.field_workers):
-                try:
-                    announced.add(self._pids.get(timeout=max(0.0, deadline - time.monotonic())))
-                except queue.Empty:
-                    break
-            # only this process's children; the executor then sees them gone, and reaps them as it shuts down
-            for proc in multiprocessing.active_children():
-                if proc.pid in announced:
-                    proc.terminate()
-        self.workers.shutdown(wait=True, cancel_futures=True)
+            self.workers.terminate_workers()
+        else:
+            self.workers.shutdown(wait=True, cancel_futures=True)
         self.workers = None
         self.pending.clear()
-        self._pids.close()
-        self._pids.join_thread()
 
     def batch(self, rng: np.random.Generator) -> tuple[torch.Tensor, ...]:
         cfg = self.cfg
