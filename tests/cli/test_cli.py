@@ -46,6 +46,29 @@ def test_info_json_and_text(tmp_path: Path) -> None:
     assert "z=0.29 y=0.1 x=0.1 µm" in text and "bf, dna" in text
 
 
+def test_convert_resamples_slab_by_slab_as_the_whole_volume(tmp_path: Path) -> None:
+    from subcell.transforms.resample import resample_linear
+
+    src = tmp_path / "in.ome.tif"
+    data = np.random.default_rng(1).integers(0, 60000, (1, 2, 21, 30, 34), dtype=np.uint16)
+    io.write(Image(data, voxel_size=(0.5, 0.2, 0.25), channel_names=["bf", "dna"]), src)
+    out = tmp_path / "out.ome.zarr"
+    r = subcell_cli("convert", str(src), str(out), "--resample", "0.29", "0.29", "0.29")
+    assert r.returncode == 0, r.stderr
+    back = io.read(out)
+    assert back.shape == (1, 2, 36, 21, 29) and back.dtype == np.uint16 and back.channel_names == ("bf", "dna")
+    assert back.voxel_size.isclose((0.29, 0.29, 0.29), rtol=0.02)
+    whole = resample_linear(data.astype(np.float32), voxel_size=(0.5, 0.2, 0.25), target_voxel_size=back.voxel_size,
+                            out_shape=back.shape[2:])  # fmt: skip
+    np.testing.assert_array_equal(back.numpy(), np.clip(np.rint(whole), 0, 65535))  # 8-plane blocks, exact
+    assert [h["step"] for h in back.provenance.history][-2:] == ["resample", "convert"]
+    bad = subcell_cli("convert", str(src), str(tmp_path / "bad.ome.zarr"), "--resample", "0.29", "0", "0.29")
+    assert bad.returncode == 2 and bad.stderr.strip().splitlines() == [
+        "error: resample: expected a positive voxel size in µm, got (0.29, 0.0, 0.29)"
+    ]
+    assert not (tmp_path / "bad.ome.zarr").exists()
+
+
 def test_convert_with_voxel_size_and_channel_names(tmp_path: Path) -> None:
     src = tmp_path / "plain.tif"
     data = np.random.default_rng(0).integers(0, 999, (2, 5, 16, 16), dtype=np.uint16)

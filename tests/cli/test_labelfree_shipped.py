@@ -76,3 +76,34 @@ def test_zero_shot_dna_on_a_new_synthetic_field_is_far_above_chance(tmp_path: Pa
     truth = align_to(Image(field.labels["nucleus"][:, None], voxel_size=field.image.voxel_size), score,
                      labels=True)[0, 0] > 0  # fmt: skip
     assert pearson(score.numpy()[0, 0], truth.astype(np.float32)) > 0.5
+
+
+def test_predict_onto_the_inputs_grid_overlays_the_input(tmp_path: Path) -> None:
+    """``--output-grid input``: the prediction has the input's shape and voxel size, and lines up with it (the
+    truth on the input's own grid correlates with it as well as on the model's); a bad value is one line."""
+    from subcell.labelfree.evaluate import align_to
+    from subcell.metrics.intensity import pearson
+    from subcell.synth import synth_field
+
+    field = synth_field(shape=(24, 128, 128), voxel_size=(0.3, 0.15, 0.15), seed=4242)
+    src = tmp_path / "bf.ome.tif"
+    io.write(field.image.channel("brightfield"), src)
+    outs = {}
+    for grid in ("model", "input"):
+        r = subcell_cli("labelfree", "predict", str(src), str(tmp_path / f"{grid}.ome.tif"), "--model", "dna",
+                        "--output-grid", grid, "--quiet")  # fmt: skip
+        assert r.returncode == 0, r.stderr
+        outs[grid] = io.read(tmp_path / f"{grid}.ome.tif")
+    on_input, on_model = outs["input"], outs["model"]
+    assert on_input.shape[2:] == field.image.shape[2:] and on_input.voxel_size.isclose(field.image.voxel_size)
+    assert on_model.shape[2:] != field.image.shape[2:]
+    dna = field.image.channel("dna")
+    r_input = pearson(on_input.numpy()[0, 0], dna.numpy()[0, 0])
+    r_model = pearson(on_model.numpy()[0, 0], align_to(dna, on_model)[0, 0])
+    assert r_input > 0.35 and abs(r_input - r_model) < 0.05, (r_input, r_model)  # an untrained network: r ≈ 0
+    r = subcell_cli("labelfree", "predict", str(src), str(tmp_path / "bad.ome.tif"), "--model", "dna",
+                    "--output-grid", "native")  # fmt: skip
+    assert r.returncode == 2 and r.stderr.strip().splitlines() == [
+        "error: output_grid: Input should be 'model' or 'input' (got 'native')"
+    ]
+    assert not (tmp_path / "bad.ome.tif").exists()

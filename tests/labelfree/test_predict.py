@@ -109,6 +109,48 @@ def test_other_voxel_size_is_resampled_with_a_warning_or_refused() -> None:
         predict_image(model, coarse, PredictConfig(allow_resample=False))
 
 
+def test_prediction_onto_the_inputs_grid_is_the_model_grid_prediction_resampled_back(tmp_path: Path) -> None:
+    from subcell.transforms.resample import resample_linear
+
+    model = _model(depth=1, uncertainty=True)
+    image = paired_volume(4, shape=(16, 48, 48), frames=2).channel("brightfield")
+    # an anisotropic grid coarser in z and y and finer in x than the model's (0.5, 0.25, 0.25)
+    odd = Image(image.numpy()[:, :, ::2, ::2, :], voxel_size=(1.0, 0.5, 0.25), channel_names=["brightfield"])
+    odd = Image(
+        np.repeat(odd.numpy(), 2, axis=-1)[..., :90], voxel_size=(1.0, 0.5, 0.13), channel_names=["brightfield"]
+    )
+    cfg = PredictConfig(tile=(16, 24, 24), precision="fp32")
+    with pytest.warns(UserWarning, match="resampling input"):
+        on_model = predict_image(model, odd, cfg)
+        on_input = predict_image(model, odd, cfg.model_copy(update={"output_grid": "input"}))
+    assert on_model.shape[2:] != odd.shape[2:] and on_model.voxel_size.isclose(VOXEL, rtol=0.05)
+    assert on_input.shape == (2, 2, *odd.shape[2:]) and on_input.voxel_size.isclose(odd.voxel_size)
+    assert on_input.provenance.parameters["output_grid"] == "input"
+    back = resample_linear(on_model.numpy(), voxel_size=on_model.voxel_size, target_voxel_size=odd.voxel_size,
+                           out_shape=odd.shape[2:])  # fmt: skip
+    np.testing.assert_allclose(on_input.numpy(), back, atol=1e-6)
+    # streamed to OME-Zarr, with the tile planned for the resampler's rows too: the same within tiling's 1e-4
+    with pytest.warns(UserWarning, match="resampling input"):
+        out = predict_to_zarr(model, odd, tmp_path / "p.ome.zarr", PredictConfig(precision="fp32", output_grid="input"))
+    streamed = io.read(out)
+    assert streamed.voxel_size.isclose(odd.voxel_size) and streamed.channel_names == ("dna", "dna_std")
+    step = next(h for h in streamed.provenance.history if h["step"] == "labelfree.predict")
+    assert step["parameters"]["output_grid"] == "input"
+    np.testing.assert_allclose(streamed.numpy(), on_input.numpy(), atol=1e-4)
+    # an image already on the model's grid: the same prediction either way
+    same = PredictConfig(tile=(16, 24, 24), precision="fp32", output_grid="input")
+    np.testing.assert_array_equal(predict_image(model, image, same).numpy(), predict_image(model, image, cfg).numpy())
+
+
+def test_resampling_back_onto_the_inputs_grid_is_budgeted() -> None:
+    from subcell.labelfree.tile_plan import choose_tile
+
+    model = _model(depth=2)
+    plain = choose_tile(model, (32, 512, 512), memory_limit_gb=0.6)
+    back = choose_tile(model, (32, 512, 512), memory_limit_gb=0.6, out_plane=(1400, 1400))
+    assert np.prod(back[0]) * back[1] < np.prod(plain[0]) * plain[1]  # fewer voxels at once: room for the rows
+
+
 @pytest.mark.parametrize("value", [np.nan, np.inf, -np.inf])
 def test_nan_input_and_wrong_channel_are_refused(tmp_path: Path, value: float) -> None:
     model = _model(depth=1)
@@ -195,8 +237,15 @@ def test_a_budget_too_small_for_rows_over_whole_planes_chooses_lateral_regions()
     # regions read lateral parts of the input, which needs it on the model's grid
     coarse = Image(image.numpy()[:, :, :, ::2, ::2], voxel_size=(VOXEL[0], VOXEL[1] * 2, VOXEL[2] * 2),
                    channel_names=["brightfield"])  # fmt: skip
-    with pytest.raises(ValueRangeError, match="resample it first"):
+    with pytest.raises(ValueRangeError, match="resample it first") as err:
         _fit_memory(model, coarse, (16, 520, 520), vs, tight)
+    # the command it names puts the image on the grid, and the regions then fit
+    from subcell.transforms.resample import resample_image_lazy
+
+    hint = str(err.value).split("--resample ")[1].split(")")[0]
+    fixed_grid = resample_image_lazy(coarse, [float(v) for v in hint.split()])
+    assert fixed_grid.shape[2:] == (16, 520, 520)
+    assert _fit_memory(model, fixed_grid, (16, 520, 520), vs, tight)[0] in (256, 512)
 
 
 # the second shape's grid reaches past the volume's end in z and x: regions cover it as the whole volume does

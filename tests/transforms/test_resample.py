@@ -48,3 +48,47 @@ def test_image_resample_records_exact_voxel_size_and_step() -> None:
 def test_bad_order() -> None:
     with pytest.raises(ValueRangeError, match="order"):
         resample(np.zeros((2, 2, 2)), voxel_size=(1, 1, 1), target_voxel_size=(2, 2, 2), order=7)
+
+
+@pytest.mark.parametrize(
+    ("src", "dst", "pieces"),
+    [
+        ((0.29, 0.29, 0.29), (0.5, 0.331, 0.2935), [3, 5, 7, 25]),  # coarser in z and y (anti-aliased), finer in x
+        ((0.29, 0.29, 0.29), (0.11, 0.11, 0.0975), [1] * 20),  # finer: one input row at a time
+        ((0.3, 0.3, 0.3), (1.0, 0.3, 0.3), [31]),  # all rows at once
+    ],
+)
+def test_rows_resampled_as_they_arrive_equal_the_whole_volume_resampled(src, dst, pieces) -> None:  # type: ignore[no-untyped-def]
+    from subcell.transforms.resample import RowResampler, resample_linear
+
+    n_in = sum(pieces)
+    x = np.random.default_rng(0).normal(size=(2, n_in, 30, 40)).astype(np.float32)
+    whole = resample_linear(x, voxel_size=src, target_voxel_size=dst)
+    got = np.full_like(whole, np.nan)
+    calls: list[tuple[int, int]] = []
+
+    def sink(z0: int, rows: np.ndarray) -> None:
+        got[:, z0 : z0 + rows.shape[-3]] = rows
+        calls.append((z0, rows.shape[-3]))
+
+    r = RowResampler(sink, n_in_z=n_in, voxel_size=src, target_voxel_size=dst, out_shape=whole.shape[-3:], chunk=4)
+    z = 0
+    for p in pieces:
+        r(z, x[:, z : z + p])
+        z += p
+        assert r._rows == [] or sum(a.shape[-3] for a in r._rows) <= 12 + p  # only the rows still needed are held
+    r.close()
+    np.testing.assert_array_equal(got, whole)
+    assert [c[0] for c in calls] == sorted(c[0] for c in calls) and max(c[1] for c in calls) <= 4
+
+
+def test_rows_out_of_order_or_missing_are_refused() -> None:
+    from subcell.transforms.resample import RowResampler
+
+    r = RowResampler(lambda z0, rows: None, n_in_z=10, voxel_size=(1, 1, 1), target_voxel_size=(0.5, 1, 1),
+                     out_shape=(20, 4, 4))  # fmt: skip
+    r(0, np.zeros((1, 3, 4, 4), np.float32))
+    with pytest.raises(ValueRangeError, match="expected row 3, got 5"):
+        r(5, np.zeros((1, 3, 4, 4), np.float32))
+    with pytest.raises(ValueRangeError, match="ended after 3 of 10 input rows"):
+        r.close()

@@ -77,6 +77,15 @@ def convert(
     scene: SceneOpt = None,
     force_voxel_size: ForceOpt = False,
     ngff_version: Annotated[str, typer.Option("--ngff-version", help="OME-Zarr version: 0.4 or 0.5.")] = "0.4",
+    resample: Annotated[
+        Optional[tuple[float, float, float]],  # noqa: UP045
+        typer.Option(
+            "--resample",
+            metavar="Z Y X",
+            help="Resample to this voxel size in µm (linear, anti-aliased, "
+            "a few planes at a time; integer images keep their dtype). Intensity images, not labels.",
+        ),
+    ] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing output.")] = False,
 ) -> None:
     """Convert between formats, streaming chunk by chunk; metadata (µm, channels, provenance) is kept."""
@@ -90,6 +99,13 @@ def convert(
     image = read_input(
         input, scene=scene, voxel_size=voxel_size, channel_names=names, axes=axes, force=force_voxel_size
     )
+    if resample is not None:
+        from subcell.errors import ValueRangeError
+        from subcell.transforms.resample import resample_image_lazy
+
+        if min(resample) <= 0:
+            raise ValueRangeError(f"expected a positive voxel size in µm, got {resample}", field="resample")
+        image = resample_image_lazy(image, resample)
     image = image.with_metadata(provenance=image.provenance.then("convert", {"output": str(output)}))
     write(image, output, overwrite=overwrite, ngff_version=ngff_version)
     typer.echo(

@@ -194,6 +194,13 @@ def predict(
     no_resample: Annotated[
         bool, typer.Option("--no-resample", help="Fail instead of resampling to the model's voxel size.")
     ] = False,
+    output_grid: Annotated[
+        str,
+        typer.Option(
+            "--output-grid",
+            help="model: the model's voxel size; input: the input's voxel size and shape (resampled back).",
+        ),
+    ] = "model",
     split: Annotated[Optional[str], typer.Option("--split", help="Manifest rows of this split only.")] = None,  # noqa: UP045
     region_yx: Annotated[
         Optional[int],  # noqa: UP045
@@ -210,15 +217,15 @@ def predict(
     """Predict fluorescence from bright-field at any size (tiled, blended, streamed to OME-Zarr)."""
     import warnings
 
+    from subcell.config import load_validated
     from subcell.labelfree import PredictConfig
     from subcell.train import resolve_device
 
-    cfg = PredictConfig.model_validate(
-        {
-            "memory_limit_gb": memory_limit, "tile": tile, "overlap": overlap, "batch_size": batch_size, "tta": tta,
-            "device": device, "precision": precision, "allow_resample": not no_resample,
-        }
-    )  # fmt: skip
+    # validated like every config: a bad value is one line naming the option's field, not a traceback
+    cfg = load_validated(PredictConfig, overrides={
+        "memory_limit_gb": memory_limit, "tile": tile, "overlap": overlap, "batch_size": batch_size, "tta": tta,
+        "device": device, "precision": precision, "allow_resample": not no_resample, "output_grid": output_grid,
+    })  # fmt: skip
     if region_yx is not None or scheduler is not None:
         _predict_regions(model, input, output, cfg, voxel_size=voxel_size, region_yx=region_yx,
                          scheduler=scheduler, workers=workers, overwrite=overwrite)  # fmt: skip

@@ -217,6 +217,10 @@ class PredictConfig(BaseModel):
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
     device: str = "auto"
     allow_resample: bool = Field(True, description="resample inputs whose voxel size differs from the model's")
+    output_grid: Literal["model", "input"] = Field(
+        "model", description="grid of the prediction: the model's voxel size (what the network computes), or the "
+        "input's voxel size and shape (the prediction resampled back, linear and anti-aliased, row by row)"
+    )  # fmt: skip
     timepoints: list[int] | None = None
 
 

@@ -25,9 +25,9 @@ from subcell.errors import ValueRangeError
 from subcell.image import Image, VoxelSize
 from subcell.labelfree.config import PredictConfig
 from subcell.labelfree.model import with_std
-from subcell.labelfree.predict_input import check_input, on_model_grid, row_source
+from subcell.labelfree.predict_input import check_input, on_model_grid, resample_hint, row_source
 from subcell.labelfree.predictor import Predictor, RowSink, RowSource, output_channel_names
-from subcell.labelfree.tile_plan import plan_tiles
+from subcell.labelfree.tile_plan import RESAMPLE_CHUNK, plan_tiles
 from subcell.train.host import release_freed, tune_allocator
 from subcell.train.precision import autocast_dtype, precision_name, resolve_device
 from subcell.transforms.tiling import TileGrid, tile_starts
@@ -204,16 +204,53 @@ def _output_interval(image: Image, ts: list[int]) -> float | None:
     return image.time_interval * step if step > 0 else None
 
 
-def _prediction_provenance(model: Predictor, image: Image, summary: dict[str, Any], ts: list[int]) -> Any:
+def _prediction_provenance(model: Predictor, image: Image, summary: dict[str, Any], ts: list[int],
+                           cfg: PredictConfig) -> Any:  # fmt: skip
     return image.provenance.then(
         "labelfree.predict",
         {
             "targets": model.targets,
             "model_voxel_size": list(model.voxel_size.as_tuple()),
+            "output_grid": cfg.output_grid,
             "timepoints": list(ts),  # input frame of every output frame
             **summary,
         },
     )
+
+
+def _output_grid(model: Predictor, image: Image, grid_vs: VoxelSize, shape: tuple[int, int, int],
+                 cfg: PredictConfig) -> tuple[VoxelSize, tuple[int, int, int], PredictConfig]:  # fmt: skip
+    """Voxel size and shape of the prediction, and ``cfg`` for :func:`predict_volume`: when the output goes back
+    onto the input's grid (``output_grid: input`` and the grids differ), with its tile planned beforehand so that
+    the memory limit also holds the row resampler (:func:`_onto_output`)."""
+    if cfg.output_grid == "model" or tuple(image.shape[2:]) == tuple(shape):
+        return grid_vs, shape, cfg
+    out_shape: tuple[int, int, int] = tuple(image.shape[2:])  # type: ignore[assignment]
+    if cfg.tile is None:
+        _, dtype, tuned = runtime(cfg)
+        plan = plan_tiles(model, shape, cfg, tuned=tuned, dtype=dtype, out_plane=(out_shape[1], out_shape[2]))
+        cfg = cfg.model_copy(update={"tile": plan["tile"], "batch_size": plan["batch"]})
+    return image.voxel_size, out_shape, cfg
+
+
+def _onto_output(sink: RowSink, shape: tuple[int, int, int], grid_vs: VoxelSize, out_shape: tuple[int, int, int],
+                 out_vs: VoxelSize) -> Any:  # fmt: skip
+    """``sink`` itself when the output is on the model grid, else a row resampler onto the output grid in front
+    of it (call its ``close`` after the volume)."""
+    from subcell.transforms.resample import RowResampler
+
+    if tuple(out_shape) == tuple(shape):
+        return sink
+    return RowResampler(sink, n_in_z=shape[0], voxel_size=grid_vs, target_voxel_size=out_vs, out_shape=out_shape,
+                        chunk=RESAMPLE_CHUNK)  # fmt: skip
+
+
+def _predict_rows(model: Predictor, source: RowSource, shape: tuple[int, int, int], sink: Any, cfg: PredictConfig,
+                  progress: Callable[[int, int], None] | None) -> dict[str, Any]:  # fmt: skip
+    summary = predict_volume(model, source, shape, sink, config=cfg, progress=progress)
+    if hasattr(sink, "close"):
+        sink.close()
+    return summary
 
 
 def predict_image(
@@ -223,12 +260,14 @@ def predict_image(
     *,
     progress: Callable[[int, int], None] | None = None,
 ) -> Image:
-    """Predict every (selected) timepoint of ``image`` in memory; returns an :class:`Image` at the model grid."""
+    """Predict every (selected) timepoint of ``image`` in memory; returns an :class:`Image` at the model grid
+    (``output_grid: model``) or at the input's voxel size and shape (``output_grid: input``)."""
     cfg = config or PredictConfig()
     c, grid_vs, shape = check_input(model, image, cfg)
+    out_vs, out_shape, run_cfg = _output_grid(model, image, grid_vs, shape, cfg)
     names = output_channel_names(model)
     ts = _timepoints(image, cfg)
-    out = np.zeros((len(ts), len(names), *shape), np.float32)
+    out = np.zeros((len(ts), len(names), *out_shape), np.float32)
     summary: dict[str, Any] = {}
     for i, t in enumerate(ts):
         src = row_source(image, t, c, grid_vs, shape, model)
@@ -236,13 +275,14 @@ def predict_image(
         def sink(z0: int, rows: np.ndarray, i: int = i) -> None:
             out[i, :, z0 : z0 + rows.shape[1]] = rows
 
-        summary = predict_volume(model, src, shape, sink, config=cfg, progress=progress)
+        summary = _predict_rows(model, src, shape, _onto_output(sink, shape, grid_vs, out_shape, out_vs), run_cfg,
+                                progress)  # fmt: skip
     return Image(
         out,
-        voxel_size=grid_vs,
+        voxel_size=out_vs,
         channel_names=names,
         time_interval=_output_interval(image, ts),
-        provenance=_prediction_provenance(model, image, summary, ts),
+        provenance=_prediction_provenance(model, image, summary, ts, cfg),
     )
 
 
@@ -268,17 +308,18 @@ def predict_to_zarr(
 
         return predict_regions_to_zarr(model, image, output, cfg, region_yx=region, overwrite=overwrite,
                                        progress=progress)  # fmt: skip
+    out_vs, out_shape, run_cfg = _output_grid(model, image, grid_vs, shape, cfg)
     names = output_channel_names(model)
     ts = _timepoints(image, cfg)
     summary: dict[str, Any] = {"tile": None}
     with OmeZarrWriter(
         output,
-        shape=(len(ts), len(names), *shape),
+        shape=(len(ts), len(names), *out_shape),
         dtype="float32",
-        voxel_size=grid_vs,
+        voxel_size=out_vs,
         channel_names=names,
         time_interval=_output_interval(image, ts),
-        provenance=_prediction_provenance(model, image, summary, ts),
+        provenance=_prediction_provenance(model, image, summary, ts, cfg),
         overwrite=overwrite,
     ) as writer:
         for i, t in enumerate(ts):
@@ -287,8 +328,9 @@ def predict_to_zarr(
             def sink(z0: int, rows: np.ndarray, i: int = i) -> None:
                 writer.write_region((slice(i, i + 1), slice(None), slice(z0, z0 + rows.shape[1])), rows[None])
 
-            summary.update(predict_volume(model, src, shape, sink, config=cfg, progress=progress))
-        writer.provenance = _prediction_provenance(model, image, summary, ts)  # metadata is written on close
+            summary.update(_predict_rows(model, src, shape, _onto_output(sink, shape, grid_vs, out_shape, out_vs),
+                                         run_cfg, progress))  # fmt: skip
+        writer.provenance = _prediction_provenance(model, image, summary, ts, cfg)  # metadata is written on close
     return Path(output)
 
 
@@ -326,7 +368,7 @@ def _fit_memory(model: Predictor, image: Image, shape: tuple[int, int, int], gri
     if best is not None:
         if not on_model_grid(image, grid_vs, shape):
             raise ValueRangeError(f"{first.message}; lateral regions would fit, but need the image on the model's "
-                                  f"grid ({grid_vs.as_tuple()} µm): resample it first (subcell convert --voxel-size)",
+                                  f"grid ({grid_vs.as_tuple()} µm): resample it first ({resample_hint(grid_vs)})",
                                   field="memory_limit")  # fmt: skip
         _, region, plan = best
         return region, cfg.model_copy(update={"tile": plan["tile"], "batch_size": plan["batch"]})

@@ -15,7 +15,7 @@ from subcell.image import Image, VoxelSize, materialize
 from subcell.labelfree.config import PredictConfig
 from subcell.labelfree.predictor import Predictor, RowSource
 
-__all__ = ["check_input", "on_model_grid", "row_source", "stack_stats"]
+__all__ = ["check_input", "on_model_grid", "resample_hint", "row_source", "stack_stats"]
 
 
 def check_input(model: Predictor, image: Image, cfg: PredictConfig) -> tuple[int, VoxelSize, tuple[int, int, int]]:
@@ -66,6 +66,11 @@ def check_input(model: Predictor, image: Image, cfg: PredictConfig) -> tuple[int
         exact = VoxelSize(*(s * n / m for s, n, m in zip(vs.as_tuple(), image.shape[2:], shape, strict=True)))
         return c, exact, shape
     return c, vs, image.shape[2:]  # type: ignore[return-value]
+
+
+def resample_hint(grid_vs: VoxelSize) -> str:
+    """The command that puts an image on the model's grid ``grid_vs`` (for errors that need it there)."""
+    return f"subcell convert IMAGE OUT.ome.zarr --resample {' '.join(f'{v:.4g}' for v in grid_vs.as_tuple())}"
 
 
 def on_model_grid(image: Image, grid_vs: VoxelSize, shape: tuple[int, int, int]) -> bool:

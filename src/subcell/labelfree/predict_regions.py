@@ -33,7 +33,7 @@ from subcell.labelfree.predict import (
     predict_volume,
     runtime,
 )
-from subcell.labelfree.predict_input import check_input, on_model_grid, row_source, stack_stats
+from subcell.labelfree.predict_input import check_input, on_model_grid, resample_hint, row_source, stack_stats
 from subcell.labelfree.predictor import Predictor, output_channel_names
 from subcell.labelfree.tile_plan import plan_tiles
 
@@ -103,7 +103,7 @@ def predict_regions_to_zarr(
     c, grid_vs, shape = check_input(lf, image, cfg)
     if not on_model_grid(image, grid_vs, shape):
         raise ValueRangeError(f"the image ({image.voxel_size.as_tuple()} µm) is not on the model's grid "
-                              f"({grid_vs.as_tuple()} µm): resample it first (subcell convert --voxel-size), then "
+                              f"({grid_vs.as_tuple()} µm): resample it first ({resample_hint(grid_vs)}), then "
                               "predict it by regions", field="voxel_size")  # fmt: skip
     # fix the tile grid on the client, so a worker with another device or allocator cannot choose another one
     _, dtype, tuned = runtime(cfg)
@@ -119,7 +119,7 @@ def predict_regions_to_zarr(
     summary: dict[str, Any] = {**plan, "tile": list(plan["tile"]), "trim": list(plan["trim"])}
     writer = OmeZarrWriter(
         output, shape=(len(ts), len(names), *shape), dtype="float32", voxel_size=grid_vs, channel_names=names,
-        time_interval=_output_interval(image, ts), provenance=_prediction_provenance(lf, image, summary, ts),
+        time_interval=_output_interval(image, ts), provenance=_prediction_provenance(lf, image, summary, ts, cfg),
         chunks=(1, 1, min(shape[0], 32), chunk, chunk), overwrite=overwrite,
     )  # fmt: skip
     try:
@@ -129,7 +129,7 @@ def predict_regions_to_zarr(
         grid = BlockGrid(shape, (shape[0], region_yx, region_yx))
         done = map_blocks(partial(_predict_region, job=job), grid, executor=executor)
         summary = {**summary, **done[0][1], "region_yx": region_yx}
-        writer.provenance = _prediction_provenance(lf, image, summary, ts)
+        writer.provenance = _prediction_provenance(lf, image, summary, ts, cfg)
         writer.written_elsewhere(any_finite=any(f for f, _ in done))
     except BaseException:
         writer.abort()

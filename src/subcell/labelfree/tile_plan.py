@@ -15,6 +15,9 @@ from subcell.labelfree.predictor import Predictor, output_channel_names
 from subcell.train.host import RETAINED
 from subcell.transforms.tiling import tile_starts
 
+# output planes the row resampler computes at a time (``PredictConfig.output_grid: input``)
+RESAMPLE_CHUNK = 4
+
 __all__ = ["axis_grid", "choose_tile", "padded_length", "plan_tiles"]
 
 
@@ -56,6 +59,7 @@ def choose_tile(
     itemsize: int = 4,
     retained: float = 1.0,
     whole_yx: tuple[int, int] | None = None,
+    out_plane: tuple[int, int] | None = None,
 ) -> tuple[tuple[int, int, int], int]:
     """The tile (and batch) that computes the fewest voxels while its activations, row buffers and input slab fit
     ``memory_limit_gb``.
@@ -68,6 +72,9 @@ def choose_tile(
     ``retained`` scales the activation memory for an allocator that keeps freed blocks
     (:data:`subcell.train.host.RETAINED`). ``whole_yx``: the volume's (Y, X) when ``shape`` is one lateral region
     of it, whose input is read over the tiles reaching into the region (up to a tile beyond each side).
+    ``out_plane``: the (Y, X) of the output grid when finished rows are resampled onto another grid
+    (:class:`~subcell.transforms.resample.RowResampler`), which holds about a tile row of finished rows more and
+    works on a few output planes at a time.
     """
     div = model.divisor
     budget = memory_limit_gb * 1024**3
@@ -83,6 +90,8 @@ def choose_tile(
         read = window if whole_yx is None else math.prod(
             min(w, max(s, u) + 2 * u) for w, s, u in zip(whole_yx, shape[1:], t[1:], strict=True))  # fmt: skip
         row_bytes = (2 * n_out * window + 2.5 * read) * 4 * t[0]
+        if out_plane is not None:  # the resampler's held rows, and its chunk of output planes with temporaries
+            row_bytes += n_out * 4 * (window * t[0] + 4 * RESAMPLE_CHUNK * out_plane[0] * out_plane[1])
         return b * per_voxel * t[0] * t[1] * t[2] * 1.3 * retained + row_bytes + 300e6  # + weights, libraries
 
     def cheapest(floor: list[int]) -> tuple[int, int, int] | None:
@@ -127,10 +136,11 @@ def choose_tile(
 
 
 def plan_tiles(model: Predictor, shape: tuple[int, int, int], cfg: PredictConfig, *, tuned: bool,
-               dtype: torch.dtype | None, max_yx: int | None = None) -> dict[str, Any]:  # fmt: skip
+               dtype: torch.dtype | None, max_yx: int | None = None,
+               out_plane: tuple[int, int] | None = None) -> dict[str, Any]:  # fmt: skip
     """Tile, batch, overlap, trim and the padded extent for a ``shape`` volume (what :func:`predict_volume` and
     its region-wise runs share, so every worker covers the volume with the same grid). ``max_yx`` caps an
-    automatically chosen tile's lateral size (a region's)."""
+    automatically chosen tile's lateral size (a region's); ``out_plane`` see :func:`choose_tile`."""
     if cfg.tile is not None:
         valid = tuple(model.valid_tile(cfg.tile))
         if valid != tuple(cfg.tile):
@@ -143,7 +153,7 @@ def plan_tiles(model: Predictor, shape: tuple[int, int, int], cfg: PredictConfig
         tile, batch = choose_tile(
             model, capped, memory_limit_gb=cfg.memory_limit_gb, batch_size=cfg.batch_size, overlap=cfg.overlap,
             trim=cfg.trim, itemsize=2 if dtype is not None else 4, retained=RETAINED if tuned else 1.0,
-            whole_yx=None if capped == tuple(shape) else (shape[1], shape[2]),
+            whole_yx=None if capped == tuple(shape) else (shape[1], shape[2]), out_plane=out_plane,
         )  # fmt: skip
     # never larger than the volume needs: the smallest accepted size covering it (a volume it fits is not padded)
     tile = model.valid_tile(tuple(min(t, s) for t, s in zip(tile, shape, strict=True)))

@@ -10,7 +10,15 @@ import numpy as np
 from subcell.errors import ValueRangeError
 from subcell.image import Image, VoxelSize, materialize
 
-__all__ = ["resample", "resample_image", "resample_linear", "resampled_shape", "source_rows"]
+__all__ = [
+    "RowResampler",
+    "resample",
+    "resample_image",
+    "resample_image_lazy",
+    "resample_linear",
+    "resampled_shape",
+    "source_rows",
+]
 
 
 def resampled_shape(
@@ -101,6 +109,45 @@ def resample_image(
     )
 
 
+def resample_image_lazy(image: Image, target_voxel_size: VoxelSize | Sequence[float], *, chunk_z: int = 8) -> Image:
+    """:func:`resample_linear` of an :class:`Image` of any size, as a lazy (Dask) image computed ``chunk_z``
+    output planes at a time from the input planes they need (:func:`source_rows`): writing it streams, and each
+    block equals those planes of the whole-volume result. Integer images are rounded and clipped back to their
+    dtype (an intensity image keeps its type); use :func:`resample_image` with ``labels=True`` for label images.
+    """
+    import dask
+    import dask.array as da
+
+    target = VoxelSize.of(target_voxel_size)
+    src = image.voxel_size
+    n_t, n_c, *zyx = image.shape
+    out = resampled_shape(zyx, src, target)
+    exact = VoxelSize(*(s * n / m for s, n, m in zip(src.as_tuple(), zyx, out, strict=True)))
+    dtype = np.dtype(image.dtype)
+    integer = np.issubdtype(dtype, np.integer)
+    out_dtype = dtype if integer else np.dtype(np.float32)
+
+    def block(t: int, z0: int, z1: int) -> np.ndarray:
+        a, b = (0, 1) if zyx[0] == 1 else source_rows(z0, z1, n_in=zyx[0], voxel_z=src.z, target_voxel_z=exact.z)
+        slab = materialize(image.data[t, :, a:b])
+        res = resample_linear(slab, voxel_size=src, target_voxel_size=exact, out_shape=out, z_rows=(z0, z1),
+                              data_z0=a, n_in_z=zyx[0])  # fmt: skip
+        if integer:
+            info = np.iinfo(dtype)
+            res = np.clip(np.rint(res), info.min, info.max)
+        return res.astype(out_dtype, copy=False)[None]
+
+    blocks = [
+        [da.from_delayed(dask.delayed(block)(t, z0, min(z0 + chunk_z, out[0])),
+                         shape=(1, n_c, min(z0 + chunk_z, out[0]) - z0, out[1], out[2]), dtype=out_dtype)
+         for z0 in range(0, out[0], chunk_z)]
+        for t in range(n_t)
+    ]  # fmt: skip
+    data = da.concatenate([da.concatenate(row, axis=2) for row in blocks], axis=0)
+    return image.with_data(data, step="resample", parameters={"target_voxel_size": list(target.as_tuple()),
+                           "method": "linear, anti-aliased"}, voxel_size=exact)  # fmt: skip
+
+
 def source_rows(z_start: int, z_stop: int, *, n_in: int, voxel_z: float, target_voxel_z: float) -> tuple[int, int]:
     """Input z-rows ``[a, b)`` that :func:`resample_linear` needs to produce output rows ``[z_start, z_stop)``."""
     ratio = target_voxel_z / voxel_z
@@ -157,3 +204,81 @@ def resample_linear(
         f = frac.reshape(shape)
         arr = np.take(arr, lo, axis=ax) * (1 - f) + np.take(arr, hi, axis=ax) * f
     return arr.astype(np.float32, copy=False)
+
+
+class RowResampler:
+    """Resample z-rows that arrive in order onto another grid, passing each finished output row on: a row sink
+    (``(z0, rows (..., n, Y, X))``) in front of another, e.g. a prediction streamed onto the input's grid.
+
+    The result equals :func:`resample_linear` of the whole volume (it is that function, on slabs). Memory: the
+    input rows the next output rows still need (:func:`source_rows`), and ``chunk`` output rows at a time.
+
+    Parameters
+    ----------
+    sink : callable ``(z0, rows)``
+        Receives the output rows in order, ``rows`` shaped ``(..., n, Y_out, X_out)`` float32.
+    n_in_z : int
+        Planes of the whole input volume.
+    voxel_size, target_voxel_size : (z, y, x) in µm
+        The exact voxel sizes of the input and the output grid (extent / planes).
+    out_shape : (Z, Y, X)
+        The output grid; the same physical extent as the input.
+    chunk : int
+        Output rows computed per call of :func:`resample_linear` (bounds its temporaries).
+    """
+
+    def __init__(self, sink: Any, *, n_in_z: int, voxel_size: VoxelSize | Sequence[float],
+                 target_voxel_size: VoxelSize | Sequence[float], out_shape: Sequence[int], chunk: int = 4) -> None:  # fmt: skip
+        if chunk < 1:
+            raise ValueRangeError(f"expected chunk >= 1, got {chunk}", field="chunk")
+        self._sink = sink
+        self._n_in = int(n_in_z)
+        self._src = VoxelSize.of(voxel_size).as_tuple()
+        self._dst = VoxelSize.of(target_voxel_size).as_tuple()
+        self._out = tuple(int(s) for s in out_shape)
+        self._chunk = chunk
+        self._rows: list[np.ndarray] = []  # input rows held, starting at input row self._z0
+        self._z0 = 0
+        self._received = 0
+        self._emitted = 0
+
+    def _need(self, start: int, stop: int) -> tuple[int, int]:
+        if self._n_in == 1:
+            return 0, 1
+        return source_rows(start, stop, n_in=self._n_in, voxel_z=self._src[0], target_voxel_z=self._dst[0])
+
+    def __call__(self, z0: int, rows: np.ndarray) -> None:
+        if z0 != self._received:
+            raise ValueRangeError(f"rows must arrive in order: expected row {self._received}, got {z0}", field="z0")
+        self._rows.append(np.asarray(rows, dtype=np.float32))
+        self._received += rows.shape[-3]
+        if self._received > self._n_in:
+            raise ValueRangeError(f"received {self._received} rows of a {self._n_in}-row volume", field="rows")
+        self._emit()
+
+    def _emit(self) -> None:
+        n_out = self._out[0]
+        while self._emitted < n_out:
+            start = self._emitted
+            stop = min(n_out, start + self._chunk)
+            while stop > start and self._need(start, stop)[1] > self._received:
+                stop -= 1
+            if stop == start:
+                return  # the next output row needs input rows not yet received
+            lo, hi = self._need(start, stop)
+            held = np.concatenate(self._rows, axis=-3) if len(self._rows) > 1 else self._rows[0]
+            slab = held[..., lo - self._z0 : hi - self._z0, :, :]
+            out = resample_linear(slab, voxel_size=self._src, target_voxel_size=self._dst, out_shape=self._out,
+                                  z_rows=(start, stop), data_z0=lo, n_in_z=self._n_in)  # fmt: skip
+            self._sink(start, out)
+            self._emitted = stop
+            # drop the input rows no later output row needs
+            keep = self._need(stop, stop + 1)[0] if stop < n_out else self._received
+            self._rows = [held[..., keep - self._z0 :, :, :]] if keep < self._received else []
+            self._z0 = keep
+
+    def close(self) -> None:
+        """Check that every output row was passed on (every input row was received)."""
+        if self._emitted != self._out[0]:
+            raise ValueRangeError(f"the volume ended after {self._received} of {self._n_in} input rows; "
+                                  f"{self._emitted} of {self._out[0]} output rows written", field="rows")  # fmt: skip
