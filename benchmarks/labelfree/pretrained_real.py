@@ -28,7 +28,11 @@ thresholded by Otsu inside the cells (the same rule for every arm, no threshold 
 *shape_prior* uses no image: each cell's voxels deepest inside it (distance to the cell boundary), as many as the
 nucleus share of the cell volume on the two training stacks; every model arm is also scored with that depth
 averaged into its z-scored prediction (``*_with_shape_prior``, equal weights fixed beforehand), and thresholded by
-that share instead of Otsu (``dice_training_share*``: each cell's highest-scoring voxels).
+that share instead of Otsu (``dice_training_share*``: each cell's highest-scoring voxels). The arm
+*pixel_classifier* is the classical answer (ilastik's pixel classification): scikit-image's default multiscale
+features (intensity, edges, texture at σ 1–16 voxels) of the z-scored bright-field on the same 0.29 µm grid, a
+random forest (100 trees, leaves of ≥ 5) fitted to 60 000 voxels sampled inside the cells of each training stack,
+its nucleus probability scored like every arm; no time budget (fitting takes about a minute).
 
 ``mcf7``: 2D bright-field → Hoechst, 18 train / 2 val / 4 test tiles (the split of ``real_data.py``). Arms as above
 with the shipped ``dna-2d`` model. Scores per test tile: Pearson r with Hoechst and Dice of the Otsu-thresholded
@@ -137,7 +141,45 @@ def _nucleus_fraction(data: Path, stack: str) -> float:
     return float((nuc & cells).sum() / cells.sum())
 
 
-def _allen_scores(model: object, data: Path, test: str) -> dict[str, float]:
+def _on_grid(image: object, grid: tuple[float, float, float] = (0.29, 0.29, 0.29)) -> object:
+    """``image`` on the grid the shipped models (and scratch arms) predict on."""
+    from subcell.transforms.resample import resample
+
+    return image.with_data(resample(image.numpy(), voxel_size=image.voxel_size, target_voxel_size=grid),  # type: ignore[attr-defined]
+                           step="resample", voxel_size=grid)  # fmt: skip
+
+
+def _pixel_classifier(data: Path, train: list[str], test: str, seed: int) -> object:
+    """The *pixel_classifier* arm's nucleus probability on the held-out stack (an :class:`Image` on the 0.29 µm
+    grid): multiscale features of each z-scored stack, a random forest fitted on voxels inside the training cells."""
+    from skimage.feature import multiscale_basic_features
+    from sklearn.ensemble import RandomForestClassifier
+
+    def stack(key: str) -> tuple[object, np.ndarray, np.ndarray, np.ndarray]:
+        folder, bf, dna, cell, vs = ALLEN[key]
+        image = _on_grid(io.read(data / folder / bf, voxel_size=vs))
+        nuc = align_to(io.read(data / folder / dna, voxel_size=vs), image, labels=True)[0, 0] > 0  # type: ignore[arg-type]
+        cells = align_to(io.read(data / folder / cell, voxel_size=vs), image, labels=True)[0, 0] > 0  # type: ignore[arg-type]
+        x = zscore(image.numpy()[0, 0].astype(np.float32), mask=cells)  # type: ignore[attr-defined]
+        return image, multiscale_basic_features(x, sigma_min=1, sigma_max=16), nuc, cells
+
+    rng = np.random.default_rng(seed)
+    xs, ys = [], []
+    for key in train:
+        _, feats, nuc, cells = stack(key)
+        idx = np.flatnonzero(cells.ravel())
+        idx = rng.choice(idx, min(idx.size, 60_000), replace=False)
+        xs.append(feats.reshape(-1, feats.shape[-1])[idx])
+        ys.append(nuc.ravel()[idx])
+    forest = RandomForestClassifier(n_estimators=100, min_samples_leaf=5, n_jobs=2, random_state=seed)
+    forest.fit(np.concatenate(xs), np.concatenate(ys))
+    image, feats, _, cells = stack(test)
+    p = np.zeros(cells.size, np.float32)
+    p[cells.ravel()] = forest.predict_proba(feats.reshape(-1, feats.shape[-1])[cells.ravel()])[:, 1]
+    return image.with_data(p.reshape(cells.shape), step="pixel_classifier", dims="ZYX", channel_names=["nucleus"])  # type: ignore[attr-defined]
+
+
+def _allen_scores(model: object, data: Path, test: str, prediction: object = None) -> dict[str, float]:
     """r and Dice inside the cells of the held-out stack, of the model's ``nucleus`` output: Otsu's threshold
     inside the cells (every arm), also with one object per cell kept (:func:`_one_object_per_cell`), and for a
     model that predicts probabilities (``loss: bce_dice``) the plain 0.5 threshold. ``*_with_shape_prior``: the same
@@ -146,12 +188,10 @@ def _allen_scores(model: object, data: Path, test: str) -> dict[str, float]:
     cell's deepest voxels in the nucleus share of the cell volume measured on the two training stacks."""
     folder, bf, dna, cell, vs = ALLEN[test]
     image = io.read(data / folder / bf, voxel_size=vs)
-    if model is None:  # no prediction: the grid the shipped models (and scratch arms) predict on, 0.29 µm
-        from subcell.transforms.resample import resample
-
-        grid = (0.29, 0.29, 0.29)
-        pred = image.with_data(resample(image.numpy(), voxel_size=image.voxel_size, target_voxel_size=grid),
-                               step="resample", voxel_size=grid)  # fmt: skip
+    if prediction is not None:  # made by the arm itself (the pixel classifier)
+        pred = prediction
+    elif model is None:  # no prediction: the grid the shipped models (and scratch arms) predict on, 0.29 µm
+        pred = _on_grid(image)
     else:
         pred = predict_image(model, image, PredictConfig())  # type: ignore[arg-type]
     nuc = align_to(io.read(data / folder / dna, voxel_size=vs), pred, labels=True)[0, 0] > 0
@@ -160,7 +200,7 @@ def _allen_scores(model: object, data: Path, test: str) -> dict[str, float]:
     g = pred.voxel_size
     depth = cell_depth(cell_labels, (g.z, g.y, g.x))
     fraction = float(np.mean([_nucleus_fraction(data, k) for k in ALLEN if k != test]))
-    if model is None:
+    if model is None and prediction is None:
         return {
             "pearson_r_in_cells": pearson(depth, nuc.astype(np.float32), mask=cells),
             "dice_in_cells": dice(deepest_in_cells(depth, cell_labels, fraction), nuc & cells),
@@ -183,7 +223,7 @@ def _allen_scores(model: object, data: Path, test: str) -> dict[str, float]:
         "dice_training_share_with_shape_prior": dice(deepest_in_cells(both, cell_labels, fraction), nuc & cells),
         "dice_all_nucleus": dice(cells, nuc & cells),  # calling every cell voxel "nucleus"
     }
-    if getattr(model, "predicts_probability", False):
+    if prediction is not None or getattr(model, "predicts_probability", False):
         scores["dice_p50_in_cells"] = masked["dice_p50"]
     return scores
 
@@ -204,6 +244,11 @@ def allen(data: Path, work: Path, minutes: float, arms: list[str],
                 info: dict[str, object] = {}
             elif arm == "shape_prior":  # no model: the cell-depth prior alone
                 model, info = None, {}
+            elif arm == "pixel_classifier":  # classical: features + random forest, scored on its own prediction
+                pred = _pixel_classifier(data, train, test, seed)
+                fold[arm] = {**_allen_scores(None, data, test, pred), "wall_s": time.perf_counter() - t0}
+                print(test, arm, fold[arm], flush=True)
+                continue
             elif rescore:  # the model this arm's last run saved
                 from subcell.labelfree import LabelFreeModel
 
