@@ -220,6 +220,15 @@ def test_predict_widget_reports_progress_and_cancels(qtbot, tmp_path: Path) -> N
     qtbot.waitUntil(lambda: "predicted" in w.status.value, timeout=120_000)
     assert w.progress.max > 4 and w.progress.value == w.progress.max
     assert viewer.layers["predicted dna"].data.shape == (1, 16, 64, 64)
+    # a layer off the model's grid: by default the prediction comes back on the layer's own grid, to lie over it
+    viewer.add_image(rng.normal(size=(1, 16, 60, 70)).astype(np.float32), name="bf2", scale=(1, 0.5, 0.4, 0.6))
+    w.layer.reset_choices()
+    w.layer.value = "bf2"
+    w.start()
+    qtbot.waitUntil(lambda: "predicted" in w.status.value and "predicted dna [1]" in viewer.layers, timeout=120_000)
+    over = viewer.layers["predicted dna [1]"]
+    assert over.data.shape == (1, 16, 60, 70) and tuple(over.scale) == pytest.approx((1, 0.5, 0.4, 0.6))
+    w.layer.value = "bf"
     n_layers = len(viewer.layers)
     worker = w.start()
     w.cancel()  # before the first tile is done: the prediction stops at the next progress report

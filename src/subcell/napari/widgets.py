@@ -234,7 +234,7 @@ class _Cancelled(Exception):
 class PredictWidget(_Base):
     """Label-free prediction of the chosen image layer (tiled, memory-bounded) with progress and cancel."""
 
-    FIELDS = ("memory_limit_gb", "tile", "precision", "tta")
+    FIELDS = ("memory_limit_gb", "tile", "precision", "tta", "output_grid")
 
     def __init__(self, viewer: Any) -> None:
         from subcell.labelfree.config import PredictConfig
@@ -243,6 +243,8 @@ class PredictWidget(_Base):
         self.model_path = FileEdit(label="or model folder / .zip", mode="r")  # type: ignore[arg-type]
         self.layer = ComboBox(label="bright-field layer", choices=lambda *_: _image_layer_names(viewer))
         self.form = ConfigForm(PredictConfig, self.FIELDS)
+        # in a viewer the prediction is laid over its layer: on the layer's own grid unless the user asks otherwise
+        self.form.widgets["output_grid"].value = "input"
         self.progress = ProgressBar(value=0, max=1, label="tiles")
         self.run_button = PushButton(text="Predict")
         self.cancel_button = PushButton(text="Cancel")
