@@ -114,6 +114,8 @@ def resample_image_lazy(image: Image, target_voxel_size: VoxelSize | Sequence[fl
     output planes at a time from the input planes they need (:func:`source_rows`): writing it streams, and each
     block equals those planes of the whole-volume result. Integer images are rounded and clipped back to their
     dtype (an intensity image keeps its type); use :func:`resample_image` with ``labels=True`` for label images.
+    This is the resampling prediction streams with (linear, Gaussian anti-aliasing); :func:`resample_image` is
+    scikit-image's spline ``resize`` of the whole image in memory and differs from it slightly.
     """
     import dask
     import dask.array as da
