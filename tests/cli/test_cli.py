@@ -64,7 +64,7 @@ def test_convert_resamples_slab_by_slab_as_the_whole_volume(tmp_path: Path) -> N
     assert [h["step"] for h in back.provenance.history][-2:] == ["resample", "convert"]
     bad = subcell_cli("convert", str(src), str(tmp_path / "bad.ome.zarr"), "--resample", "0.29", "0", "0.29")
     assert bad.returncode == 2 and bad.stderr.strip().splitlines() == [
-        "error: resample: expected a positive voxel size in µm, got (0.29, 0.0, 0.29)"
+        "error: voxel_size.y: expected a positive, finite number of micrometres, got 0.0"
     ]
     assert not (tmp_path / "bad.ome.zarr").exists()
 

@@ -143,12 +143,18 @@ def test_prediction_onto_the_inputs_grid_is_the_model_grid_prediction_resampled_
 
 
 def test_resampling_back_onto_the_inputs_grid_is_budgeted() -> None:
-    from subcell.labelfree.tile_plan import choose_tile
-
+    """A prediction onto a grid 5× finer than the model's holds 600² output planes: the tile chosen for the same
+    memory limit computes fewer voxels at once than when the output stays on the model's grid."""
     model = _model(depth=2)
-    plain = choose_tile(model, (32, 512, 512), memory_limit_gb=0.6)
-    back = choose_tile(model, (32, 512, 512), memory_limit_gb=0.6, out_plane=(1400, 1400))
-    assert np.prod(back[0]) * back[1] < np.prod(plain[0]) * plain[1]  # fewer voxels at once: room for the rows
+    fine = Image(np.random.default_rng(0).normal(size=(1, 1, 16, 600, 600)).astype(np.float32),
+                 voxel_size=(0.5, 0.05, 0.05), channel_names=["brightfield"])  # fmt: skip
+    at_once = {}
+    for grid in ("model", "input"):
+        with pytest.warns(UserWarning, match="resampling input"):
+            out = predict_image(model, fine, PredictConfig(memory_limit_gb=0.36, precision="fp32", output_grid=grid))
+        assert out.shape[-1] == (600 if grid == "input" else 120)
+        at_once[grid] = np.prod(out.provenance.parameters["tile"]) * out.provenance.parameters["batch"]
+    assert at_once["input"] < at_once["model"]
 
 
 @pytest.mark.parametrize("value", [np.nan, np.inf, -np.inf])

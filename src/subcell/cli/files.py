@@ -99,12 +99,9 @@ def convert(
     image = read_input(
         input, scene=scene, voxel_size=voxel_size, channel_names=names, axes=axes, force=force_voxel_size
     )
-    if resample is not None:
-        from subcell.errors import ValueRangeError
+    if resample is not None:  # (a voxel size that is not positive is refused by VoxelSize, as everywhere)
         from subcell.transforms.resample import resample_image_lazy
 
-        if min(resample) <= 0:
-            raise ValueRangeError(f"expected a positive voxel size in µm, got {resample}", field="resample")
         image = resample_image_lazy(image, resample)
     image = image.with_metadata(provenance=image.provenance.then("convert", {"output": str(output)}))
     write(image, output, overwrite=overwrite, ngff_version=ngff_version)

@@ -98,13 +98,15 @@ def predict_volume(
     config: PredictConfig | None = None,
     progress: Callable[[int, int], None] | None = None,
     window: tuple[slice, slice] | None = None,
+    out_plane: tuple[int, int] | None = None,
 ) -> dict[str, Any]:
     """Predict a ``shape`` (Z, Y, X) volume whose normalised rows come from ``source``; rows go to ``sink``.
 
     With ``window`` (a (Y, X) region of the volume), only the tiles reaching into it are predicted, ``source``
     is asked for the lateral range they read (``source(z0, z1, ys, xs)``) and ``sink`` gets the window's rows.
     Each voxel of the window then sums the same tiles in the same order as a whole-volume run, so regions
-    predicted apart (on several workers) assemble into the whole-volume result.
+    predicted apart (on several workers) assemble into the whole-volume result. ``out_plane``: the (Y, X) of
+    the grid ``sink`` resamples the rows onto, which the tile choice leaves memory for.
 
     Returns a summary (tile, batch, number of tiles).
     """
@@ -112,7 +114,7 @@ def predict_volume(
     device, dtype, tuned = runtime(cfg)
     model.network.to(device).eval()
     net = model.network.fused()  # batch norms folded into the convolutions: the same function, fewer passes
-    plan = plan_tiles(model, shape, cfg, tuned=tuned, dtype=dtype)
+    plan = plan_tiles(model, shape, cfg, tuned=tuned, dtype=dtype, out_plane=out_plane)
     tile, batch, padded = plan["tile"], plan["batch"], plan["padded"]
     grid = TileGrid(padded, tile, overlap=plan["overlap"], trim=plan["trim"], multiple=model.divisor)
     if window is not None and any(t > s for t, s in zip(tile[1:], shape[1:], strict=True)):
@@ -218,38 +220,33 @@ def _prediction_provenance(model: Predictor, image: Image, summary: dict[str, An
     )
 
 
-def _output_grid(model: Predictor, image: Image, grid_vs: VoxelSize, shape: tuple[int, int, int],
-                 cfg: PredictConfig) -> tuple[VoxelSize, tuple[int, int, int], PredictConfig]:  # fmt: skip
-    """Voxel size and shape of the prediction, and ``cfg`` for :func:`predict_volume`: when the output goes back
-    onto the input's grid (``output_grid: input`` and the grids differ), with its tile planned beforehand so that
-    the memory limit also holds the row resampler (:func:`_onto_output`)."""
+def _output_grid(image: Image, grid_vs: VoxelSize, shape: tuple[int, int, int],
+                 cfg: PredictConfig) -> tuple[VoxelSize, tuple[int, int, int]]:  # fmt: skip
+    """Voxel size and shape of the prediction: the model grid's, or the input's (``output_grid: input``)."""
     if cfg.output_grid == "model" or tuple(image.shape[2:]) == tuple(shape):
-        return grid_vs, shape, cfg
-    out_shape: tuple[int, int, int] = tuple(image.shape[2:])  # type: ignore[assignment]
-    if cfg.tile is None:
-        _, dtype, tuned = runtime(cfg)
-        plan = plan_tiles(model, shape, cfg, tuned=tuned, dtype=dtype, out_plane=(out_shape[1], out_shape[2]))
-        cfg = cfg.model_copy(update={"tile": plan["tile"], "batch_size": plan["batch"]})
-    return image.voxel_size, out_shape, cfg
+        return grid_vs, shape
+    return image.voxel_size, tuple(image.shape[2:])  # type: ignore[return-value]
 
 
-def _onto_output(sink: RowSink, shape: tuple[int, int, int], grid_vs: VoxelSize, out_shape: tuple[int, int, int],
-                 out_vs: VoxelSize) -> Any:  # fmt: skip
-    """``sink`` itself when the output is on the model grid, else a row resampler onto the output grid in front
-    of it (call its ``close`` after the volume)."""
+def _out_plane(shape: tuple[int, int, int], out_shape: tuple[int, int, int]) -> tuple[int, int] | None:
+    """The output plane a row resampler works on (None when the output is the model grid)."""
+    return None if tuple(out_shape) == tuple(shape) else (out_shape[1], out_shape[2])
+
+
+def _predict_rows(model: Predictor, source: RowSource, shape: tuple[int, int, int], sink: RowSink,
+                  grid_vs: VoxelSize, out_vs: VoxelSize, out_shape: tuple[int, int, int], cfg: PredictConfig,
+                  progress: Callable[[int, int], None] | None) -> dict[str, Any]:  # fmt: skip
+    """:func:`predict_volume` into ``sink``, through a row resampler onto the output grid when it is not the
+    model's."""
     from subcell.transforms.resample import RowResampler
 
-    if tuple(out_shape) == tuple(shape):
-        return sink
-    return RowResampler(sink, n_in_z=shape[0], voxel_size=grid_vs, target_voxel_size=out_vs, out_shape=out_shape,
-                        chunk=RESAMPLE_CHUNK)  # fmt: skip
-
-
-def _predict_rows(model: Predictor, source: RowSource, shape: tuple[int, int, int], sink: Any, cfg: PredictConfig,
-                  progress: Callable[[int, int], None] | None) -> dict[str, Any]:  # fmt: skip
-    summary = predict_volume(model, source, shape, sink, config=cfg, progress=progress)
-    if hasattr(sink, "close"):
-        sink.close()
+    out_plane = _out_plane(shape, out_shape)
+    if out_plane is None:
+        return predict_volume(model, source, shape, sink, config=cfg, progress=progress)
+    resampler = RowResampler(sink, n_in_z=shape[0], voxel_size=grid_vs, target_voxel_size=out_vs,
+                             out_shape=out_shape, chunk=RESAMPLE_CHUNK)  # fmt: skip
+    summary = predict_volume(model, source, shape, resampler, config=cfg, progress=progress, out_plane=out_plane)
+    resampler.close()
     return summary
 
 
@@ -264,7 +261,7 @@ def predict_image(
     (``output_grid: model``) or at the input's voxel size and shape (``output_grid: input``)."""
     cfg = config or PredictConfig()
     c, grid_vs, shape = check_input(model, image, cfg)
-    out_vs, out_shape, run_cfg = _output_grid(model, image, grid_vs, shape, cfg)
+    out_vs, out_shape = _output_grid(image, grid_vs, shape, cfg)
     names = output_channel_names(model)
     ts = _timepoints(image, cfg)
     out = np.zeros((len(ts), len(names), *out_shape), np.float32)
@@ -275,8 +272,7 @@ def predict_image(
         def sink(z0: int, rows: np.ndarray, i: int = i) -> None:
             out[i, :, z0 : z0 + rows.shape[1]] = rows
 
-        summary = _predict_rows(model, src, shape, _onto_output(sink, shape, grid_vs, out_shape, out_vs), run_cfg,
-                                progress)  # fmt: skip
+        summary = _predict_rows(model, src, shape, sink, grid_vs, out_vs, out_shape, cfg, progress)
     return Image(
         out,
         voxel_size=out_vs,
@@ -302,13 +298,13 @@ def predict_to_zarr(
 
     cfg = config or PredictConfig()
     c, grid_vs, shape = check_input(model, image, cfg)
-    region, cfg = _fit_memory(model, image, shape, grid_vs, cfg)
+    out_vs, out_shape = _output_grid(image, grid_vs, shape, cfg)
+    region, cfg = _fit_memory(model, image, shape, grid_vs, cfg, _out_plane(shape, out_shape))
     if region is not None:
         from subcell.labelfree.predict_regions import predict_regions_to_zarr
 
         return predict_regions_to_zarr(model, image, output, cfg, region_yx=region, overwrite=overwrite,
                                        progress=progress)  # fmt: skip
-    out_vs, out_shape, run_cfg = _output_grid(model, image, grid_vs, shape, cfg)
     names = output_channel_names(model)
     ts = _timepoints(image, cfg)
     summary: dict[str, Any] = {"tile": None}
@@ -328,20 +324,20 @@ def predict_to_zarr(
             def sink(z0: int, rows: np.ndarray, i: int = i) -> None:
                 writer.write_region((slice(i, i + 1), slice(None), slice(z0, z0 + rows.shape[1])), rows[None])
 
-            summary.update(_predict_rows(model, src, shape, _onto_output(sink, shape, grid_vs, out_shape, out_vs),
-                                         run_cfg, progress))  # fmt: skip
+            summary.update(_predict_rows(model, src, shape, sink, grid_vs, out_vs, out_shape, cfg, progress))
         writer.provenance = _prediction_provenance(model, image, summary, ts, cfg)  # metadata is written on close
     return Path(output)
 
 
 def _fit_memory(model: Predictor, image: Image, shape: tuple[int, int, int], grid_vs: VoxelSize,
-                cfg: PredictConfig) -> tuple[int | None, PredictConfig]:  # fmt: skip
-    """``(None, cfg)`` when tile rows over whole planes fit ``cfg.memory_limit_gb``; otherwise the lateral region
-    (1024, 512 or 256 px) whose rows fit and which computes the fewest voxels, and ``cfg`` with its tile fixed for
-    every region (one grid over the volume, so the regions assemble into a whole-volume run's result)."""
+                cfg: PredictConfig, out_plane: tuple[int, int] | None = None) -> tuple[int | None, PredictConfig]:  # fmt: skip
+    """``(None, cfg)`` when tile rows over whole planes fit ``cfg.memory_limit_gb`` (with a row resampler onto an
+    ``out_plane`` output grid); otherwise the lateral region (1024, 512 or 256 px) whose rows fit and which
+    computes the fewest voxels, and ``cfg`` with its tile fixed for every region (one grid over the volume, so the
+    regions assemble into a whole-volume run's result)."""
     _, dtype, tuned = runtime(cfg)
     try:
-        plan_tiles(model, shape, cfg, tuned=tuned, dtype=dtype)
+        plan_tiles(model, shape, cfg, tuned=tuned, dtype=dtype, out_plane=out_plane)
         return None, cfg
     except ValueRangeError as exc:
         if cfg.tile is not None or exc.field != "memory_limit":

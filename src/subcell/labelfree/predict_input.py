@@ -20,7 +20,7 @@ __all__ = ["check_input", "on_model_grid", "resample_hint", "row_source", "stack
 
 def check_input(model: Predictor, image: Image, cfg: PredictConfig) -> tuple[int, VoxelSize, tuple[int, int, int]]:
     """Channel index, model-grid voxel size and shape; warns or fails on a voxel-size mismatch."""
-    from subcell.transforms.resample import resampled_shape
+    from subcell.transforms.resample import resampled_grid
 
     if image.shape[1] == 1 and model.input_channel not in image.channel_names:
         c = 0
@@ -62,8 +62,7 @@ def check_input(model: Predictor, image: Image, cfg: PredictConfig) -> tuple[int
         warnings.warn(
             f"resampling input from {vs.as_tuple()} µm to the model's {mvs.as_tuple()} µm", UserWarning, stacklevel=3
         )
-        shape = resampled_shape(image.shape[2:], vs, mvs)
-        exact = VoxelSize(*(s * n / m for s, n, m in zip(vs.as_tuple(), image.shape[2:], shape, strict=True)))
+        shape, exact = resampled_grid(image.shape[2:], vs, mvs)
         return c, exact, shape
     return c, vs, image.shape[2:]  # type: ignore[return-value]
 
@@ -81,10 +80,9 @@ def on_model_grid(image: Image, grid_vs: VoxelSize, shape: tuple[int, int, int])
 def _raw_rows(image: Image, t: int, c: int, grid_vs: VoxelSize, shape: tuple[int, int, int]) -> RowSource:
     """Input rows at the model grid (not normalised), read (and resampled) slab by slab from a lazy image; a
     lateral (ys, xs) part of them when the image is already on the model grid."""
-    from subcell.transforms.resample import resample_linear, source_rows
+    from subcell.transforms.resample import resample_rows
 
     data = image.data
-    n_in = image.shape[2]
     same = on_model_grid(image, grid_vs, shape)
 
     def rows(z0: int, z1: int, ys: slice = slice(None), xs: slice = slice(None)) -> np.ndarray:
@@ -92,15 +90,10 @@ def _raw_rows(image: Image, t: int, c: int, grid_vs: VoxelSize, shape: tuple[int
             return materialize(data[t, c, z0:z1, ys, xs]).astype(np.float32)[None]
         if ys != slice(None) or xs != slice(None):
             raise ValueRangeError(f"regions of an image at {image.voxel_size.as_tuple()} µm need it resampled to the "
-                                  f"model's {grid_vs.as_tuple()} µm first (subcell convert --voxel-size)",
+                                  f"model's {grid_vs.as_tuple()} µm first ({resample_hint(grid_vs)})",
                                   field="voxel_size")  # fmt: skip
-        a, b = source_rows(z0, z1, n_in=n_in, voxel_z=image.voxel_size.z, target_voxel_z=grid_vs.z)
-        block = materialize(data[t, c, a:b]).astype(np.float32)
-        out = resample_linear(
-            block, voxel_size=image.voxel_size, target_voxel_size=grid_vs, out_shape=shape, z_rows=(z0, z1),
-            data_z0=a, n_in_z=n_in,
-        )  # fmt: skip
-        return out[None]
+        return resample_rows(data[t, c], z0, z1, voxel_size=image.voxel_size, target_voxel_size=grid_vs,
+                             out_shape=shape)[None]  # fmt: skip
 
     return rows
 

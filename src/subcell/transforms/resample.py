@@ -16,6 +16,8 @@ __all__ = [
     "resample_image",
     "resample_image_lazy",
     "resample_linear",
+    "resample_rows",
+    "resampled_grid",
     "resampled_shape",
     "source_rows",
 ]
@@ -32,6 +34,16 @@ def resampled_shape(
     if z == 1:
         out[0] = 1
     return (out[0], out[1], out[2])
+
+
+def resampled_grid(
+    shape: Sequence[int], voxel_size: VoxelSize | Sequence[float], target_voxel_size: VoxelSize | Sequence[float]
+) -> tuple[tuple[int, int, int], VoxelSize]:
+    """:func:`resampled_shape` and the exact voxel size of that grid (the same extent over its voxels), which
+    differs from the target by less than half a voxel over the field: what a resampled image records."""
+    out = resampled_shape(shape, voxel_size, target_voxel_size)
+    src = VoxelSize.of(voxel_size).as_tuple()
+    return out, VoxelSize(*(s * n / m for s, n, m in zip(src, tuple(shape)[-3:], out, strict=True)))
 
 
 def resample(
@@ -99,19 +111,17 @@ def resample_image(
     target = VoxelSize.of(target_voxel_size)
     arr = image.numpy()
     out = resample(arr, voxel_size=image.voxel_size, target_voxel_size=target, order=order, labels=labels)
-    src = image.voxel_size.as_tuple()
-    exact: list[Any] = [s * n / m for s, n, m in zip(src, arr.shape[-3:], out.shape[-3:], strict=True)]
     return image.with_data(
         out,
         step="resample",
         parameters={"target_voxel_size": list(target.as_tuple()), "order": order, "labels": labels},
-        voxel_size=VoxelSize(*exact),
+        voxel_size=resampled_grid(arr.shape, image.voxel_size, target)[1],
     )
 
 
 def resample_image_lazy(image: Image, target_voxel_size: VoxelSize | Sequence[float], *, chunk_z: int = 8) -> Image:
     """:func:`resample_linear` of an :class:`Image` of any size, as a lazy (Dask) image computed ``chunk_z``
-    output planes at a time from the input planes they need (:func:`source_rows`): writing it streams, and each
+    output planes at a time from the input planes they need (:func:`resample_rows`): writing it streams, and each
     block equals those planes of the whole-volume result. Integer images are rounded and clipped back to their
     dtype (an intensity image keeps its type); use :func:`resample_image` with ``labels=True`` for label images.
     This is the resampling prediction streams with (linear, Gaussian anti-aliasing); :func:`resample_image` is
@@ -121,19 +131,14 @@ def resample_image_lazy(image: Image, target_voxel_size: VoxelSize | Sequence[fl
     import dask.array as da
 
     target = VoxelSize.of(target_voxel_size)
-    src = image.voxel_size
-    n_t, n_c, *zyx = image.shape
-    out = resampled_shape(zyx, src, target)
-    exact = VoxelSize(*(s * n / m for s, n, m in zip(src.as_tuple(), zyx, out, strict=True)))
+    n_t, n_c = image.shape[:2]
+    out, exact = resampled_grid(image.shape, image.voxel_size, target)
     dtype = np.dtype(image.dtype)
     integer = np.issubdtype(dtype, np.integer)
     out_dtype = dtype if integer else np.dtype(np.float32)
 
     def block(t: int, z0: int, z1: int) -> np.ndarray:
-        a, b = (0, 1) if zyx[0] == 1 else source_rows(z0, z1, n_in=zyx[0], voxel_z=src.z, target_voxel_z=exact.z)
-        slab = materialize(image.data[t, :, a:b])
-        res = resample_linear(slab, voxel_size=src, target_voxel_size=exact, out_shape=out, z_rows=(z0, z1),
-                              data_z0=a, n_in_z=zyx[0])  # fmt: skip
+        res = resample_rows(image.data[t], z0, z1, voxel_size=image.voxel_size, target_voxel_size=exact, out_shape=out)
         if integer:
             info = np.iinfo(dtype)
             res = np.clip(np.rint(res), info.min, info.max)
@@ -208,6 +213,29 @@ def resample_linear(
     return arr.astype(np.float32, copy=False)
 
 
+def resample_rows(
+    data: Any,
+    z_start: int,
+    z_stop: int,
+    *,
+    voxel_size: VoxelSize | Sequence[float],
+    target_voxel_size: VoxelSize | Sequence[float],
+    out_shape: Sequence[int],
+    n_in_z: int | None = None,
+    data_z0: int = 0,
+) -> np.ndarray:
+    """Output rows ``[z_start, z_stop)`` of :func:`resample_linear` of a ``(..., Z, Y, X)`` volume, reading only
+    the input planes they need (:func:`source_rows`) from ``data`` (NumPy or lazy), which holds the volume's
+    planes from ``data_z0`` on (``n_in_z`` planes in all; default: ``data``'s). The rows equal those of the
+    whole-volume result: what every slab-by-slab resampling here is made of."""
+    src = VoxelSize.of(voxel_size)
+    n_in = int(n_in_z) if n_in_z is not None else data_z0 + data.shape[-3]
+    a, b = source_rows(z_start, z_stop, n_in=n_in, voxel_z=src.z, target_voxel_z=VoxelSize.of(target_voxel_size).z)
+    slab = materialize(data[..., a - data_z0 : b - data_z0, :, :])
+    return resample_linear(slab, voxel_size=src, target_voxel_size=target_voxel_size, out_shape=out_shape,
+                           z_rows=(z_start, z_stop), data_z0=a, n_in_z=n_in)  # fmt: skip
+
+
 class RowResampler:
     """Resample z-rows that arrive in order onto another grid, passing each finished output row on: a row sink
     (``(z0, rows (..., n, Y, X))``) in front of another, e.g. a prediction streamed onto the input's grid.
@@ -245,8 +273,6 @@ class RowResampler:
         self._emitted = 0
 
     def _need(self, start: int, stop: int) -> tuple[int, int]:
-        if self._n_in == 1:
-            return 0, 1
         return source_rows(start, stop, n_in=self._n_in, voxel_z=self._src[0], target_voxel_z=self._dst[0])
 
     def __call__(self, z0: int, rows: np.ndarray) -> None:
@@ -267,12 +293,9 @@ class RowResampler:
                 stop -= 1
             if stop == start:
                 return  # the next output row needs input rows not yet received
-            lo, hi = self._need(start, stop)
             held = np.concatenate(self._rows, axis=-3) if len(self._rows) > 1 else self._rows[0]
-            slab = held[..., lo - self._z0 : hi - self._z0, :, :]
-            out = resample_linear(slab, voxel_size=self._src, target_voxel_size=self._dst, out_shape=self._out,
-                                  z_rows=(start, stop), data_z0=lo, n_in_z=self._n_in)  # fmt: skip
-            self._sink(start, out)
+            self._sink(start, resample_rows(held, start, stop, voxel_size=self._src, target_voxel_size=self._dst,
+                                            out_shape=self._out, n_in_z=self._n_in, data_z0=self._z0))  # fmt: skip
             self._emitted = stop
             # drop the input rows no later output row needs
             keep = self._need(stop, stop + 1)[0] if stop < n_out else self._received
