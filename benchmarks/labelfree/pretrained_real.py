@@ -28,7 +28,8 @@ thresholded by Otsu inside the cells (the same rule for every arm, no threshold 
 *shape_prior* uses no image: each cell's voxels deepest inside it (distance to the cell boundary), as many as the
 nucleus share of the cell volume on the two training stacks; every model arm is also scored with that depth
 averaged into its z-scored prediction (``*_with_shape_prior``, equal weights fixed beforehand), and thresholded by
-that share instead of Otsu (``dice_training_share*``: each cell's highest-scoring voxels). The arm
+that share instead of Otsu (``dice_training_share*``: each cell's highest-scoring voxels); ``dice_nuclei_in_cells``
+scores what ``subcell labelfree nuclei`` makes with its defaults (that average, Otsu, one object per cell). The arm
 *pixel_classifier* is the classical answer (ilastik's pixel classification): scikit-image's default multiscale
 features (intensity, edges, texture at σ 1–16 voxels) of the z-scored bright-field on the same 0.29 µm grid, a
 random forest (100 trees, leaves of ≥ 5) fitted to 60 000 voxels sampled inside the cells of each training stack,
@@ -63,6 +64,7 @@ from real_data import ALLEN, _allen_manifest  # noqa: E402
 from subcell import io  # noqa: E402
 from subcell.labelfree import PredictConfig, TrainConfig, predict_image, train_labelfree  # noqa: E402
 from subcell.labelfree.evaluate import align_to, cell_depth, deepest_in_cells, mask_scores  # noqa: E402
+from subcell.labelfree.nuclei import nuclei_from_score, nucleus_score  # noqa: E402
 from subcell.labelfree.pretrained import load_model  # noqa: E402
 from subcell.metrics import dice  # noqa: E402
 from subcell.metrics.intensity import pearson  # noqa: E402
@@ -116,23 +118,6 @@ def _arm_options(arm: str, init: str, scratch: dict[str, object]) -> dict[str, o
     return {"init": init, **FINETUNE[arm]}
 
 
-def _one_object_per_cell(seg: np.ndarray, cells: np.ndarray) -> np.ndarray:
-    """In each labelled cell, the largest connected piece of ``seg`` with its holes filled: the prior that an
-    interphase cell holds one compact nucleus, applied to a thresholded prediction (no labels of the test stack)."""
-    from scipy import ndimage as ndi
-
-    out = np.zeros_like(seg)
-    for i, box in enumerate(ndi.find_objects(cells), start=1):
-        if box is None:
-            continue
-        inside = seg[box] & (cells[box] == i)
-        pieces, n = ndi.label(inside)
-        if n:
-            largest = pieces == 1 + int(np.argmax(np.bincount(pieces.ravel())[1:]))
-            out[box] |= ndi.binary_fill_holes(largest) & (cells[box] == i)
-    return out
-
-
 def _nucleus_fraction(data: Path, stack: str) -> float:
     """The nucleus share of the labelled cells' volume in one stack (its labels, as training data)."""
     folder, _, dna, cell, vs = ALLEN[stack]
@@ -181,7 +166,8 @@ def _pixel_classifier(data: Path, train: list[str], test: str, seed: int) -> obj
 
 def _allen_scores(model: object, data: Path, test: str, prediction: object = None) -> dict[str, float]:
     """r and Dice inside the cells of the held-out stack, of the model's ``nucleus`` output: Otsu's threshold
-    inside the cells (every arm), also with one object per cell kept (:func:`_one_object_per_cell`), and for a
+    inside the cells (every arm), also with one object per cell kept (each cell's largest piece, holes filled:
+    :func:`~subcell.labelfree.nuclei.nuclei_from_score`), and for a
     model that predicts probabilities (``loss: bce_dice``) the plain 0.5 threshold. ``*_with_shape_prior``: the same
     for the mean of the z-scored prediction and the z-scored cell depth (``cell_depth``), equal weights fixed
     beforehand. ``model=None`` (the *shape_prior* arm) scores the depth alone: r of the depth, and Dice of each
@@ -209,14 +195,16 @@ def _allen_scores(model: object, data: Path, test: str, prediction: object = Non
         }
     p = pred.channel("nucleus").numpy()[0, 0]
     masked = mask_scores(p, nuc, cells)  # what `labelfree evaluate --mask-target --cells` reports
-    seg = (p > masked["otsu_threshold"]) & cells
-    both = 0.5 * (zscore(p, mask=cells) + zscore(depth, mask=cells))
+    both = nucleus_score(p, cell_labels, g, prior_weight=0.5)  # what `labelfree nuclei` thresholds
     scores = {
         "pearson_r_in_cells": pearson(p, nuc.astype(np.float32), mask=cells),
         "dice_in_cells": masked["dice_otsu"],
-        "dice_one_per_cell": dice(_one_object_per_cell(seg, cell_labels), nuc & cells),
+        # Otsu on the prediction, then each cell's largest piece with its holes filled
+        "dice_one_per_cell": dice(nuclei_from_score(p, cell_labels) > 0, nuc & cells),
         "pearson_r_with_shape_prior": pearson(both, nuc.astype(np.float32), mask=cells),
         "dice_with_shape_prior": mask_scores(both, nuc, cells)["dice_otsu"],
+        # `subcell labelfree nuclei` with its defaults: the prior averaged in, Otsu, one object per cell
+        "dice_nuclei_in_cells": dice(nuclei_from_score(both, cell_labels) > 0, nuc & cells),
         # the threshold from the training stacks instead of Otsu: each cell's highest-scoring voxels, as many as the
         # nucleus share of the cell volume there (the prior's volume rule, applied to the prediction)
         "dice_training_share": dice(deepest_in_cells(p, cell_labels, fraction), nuc & cells),

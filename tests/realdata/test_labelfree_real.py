@@ -98,3 +98,28 @@ def test_allen_brightfield_to_nucleus_with_loss_inside_segmented_cells(real_data
     assert pred.voxel_size.isclose((0.29, 0.33, 0.33), rtol=0.02)
     assert pred.shape[2] == 57 and abs(pred.shape[3] - 205) <= 1 and abs(pred.shape[4] - 303) <= 1
     assert np.isfinite(pred.numpy()).all()
+
+
+@pytest.mark.filterwarnings("ignore:resampling input", "ignore:the model was trained on channel")
+def test_allen_nuclei_in_cells_beat_the_cell_outlines_alone(real_data: Path) -> None:
+    """``labelfree nuclei`` zero-shot with the shipped model on a real field: one nucleus per labelled cell with
+    its id, and more of the true nuclei than the outlines alone find (the prior) or every cell voxel does."""
+    from subcell.labelfree.nuclei import NucleiConfig, nuclei_in_cells
+    from subcell.labelfree.pretrained import load_model
+    from subcell.metrics import dice
+
+    d = real_data.resolve() / "aics_fov_11-409_brightfield_labels"
+    vs = (0.29, 0.331, 0.343)
+    image = io.read(d / "AICS-11_409_c3_Bright_100X.tif", voxel_size=vs)
+    cells = io.read(d / "AICS-11_409_c5_SEG_Memb_labels_clean.tif", voxel_size=vs)
+    truth = io.read(d / "AICS-11_409_c6_SEG_DNA_labels_clean.tif", voxel_size=vs).numpy()[0, 0] > 0
+    pred = predict_image(load_model("nucleus"), image, PredictConfig(output_grid="input"))
+    lab = cells.numpy()[0, 0]
+    inside = truth & (lab > 0)
+    scores = {}
+    for w in (0.5, 1.0):
+        out = nuclei_in_cells(pred, cells, NucleiConfig(prior_weight=w)).numpy()[0, 0]
+        assert set(np.unique(out)) == set(np.unique(lab)) and np.all(lab[out > 0] == out[out > 0])
+        scores[w] = dice(out > 0, inside)
+    everything = dice(lab > 0, inside)
+    assert scores[0.5] > scores[1.0] + 0.03 and scores[0.5] > everything + 0.05, (scores, everything)

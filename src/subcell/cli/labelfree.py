@@ -1,7 +1,9 @@
-"""``subcell labelfree train | predict | evaluate`` (thin layer over :mod:`subcell.labelfree`)."""
+"""``subcell labelfree train | predict | nuclei | evaluate`` (thin layer over :mod:`subcell.labelfree`)."""
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
@@ -120,6 +122,17 @@ def _run_training(fn: Any, cfg: Any, *, quiet: bool) -> None:
         )
 
 
+@contextlib.contextmanager
+def _warnings_to_stderr() -> Iterator[None]:
+    """Every warning inside as one ``warning: ...`` line on stderr (no source line, each one shown)."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("always")
+        warnings.showwarning = lambda msg, *a, **k: typer.echo(f"warning: {msg}", err=True)
+        yield
+
+
 def _predict_one(model: Any, src: Path, out: Path, cfg: Any, *, voxel_size: Any, overwrite: bool, quiet: bool) -> None:
     from subcell.io import output_format, read, write
     from subcell.io._atomic import check_output
@@ -215,8 +228,6 @@ def predict(
     quiet: Annotated[bool, typer.Option("--quiet", help="No progress bar.")] = False,
 ) -> None:
     """Predict fluorescence from bright-field at any size (tiled, blended, streamed to OME-Zarr)."""
-    import warnings
-
     from subcell.config import load_validated
     from subcell.labelfree import PredictConfig
     from subcell.train import resolve_device
@@ -233,9 +244,7 @@ def predict(
     from subcell.labelfree.cache import MODEL_CACHE
 
     lf = MODEL_CACHE.load(model, resolve_device(device))
-    with warnings.catch_warnings():
-        warnings.simplefilter("always")
-        warnings.showwarning = lambda msg, *a, **k: typer.echo(f"warning: {msg}", err=True)
+    with _warnings_to_stderr():
         from subcell.io.files import TABLE_SUFFIXES
 
         if input.suffix.lower() in TABLE_SUFFIXES:
@@ -249,6 +258,63 @@ def predict(
                              voxel_size=r.voxel_size or voxel_size, overwrite=overwrite, quiet=quiet)  # fmt: skip
         else:
             _predict_one(lf, input, output, cfg, voxel_size=voxel_size, overwrite=overwrite, quiet=quiet)
+
+
+@labelfree_app.command("nuclei")
+def nuclei(
+    input: Annotated[Path, typer.Argument(help="Bright-field image.")],
+    cells: Annotated[Path, typer.Argument(help="Cell instance labels of the same field (any grid covering it).")],
+    output: Annotated[Path, typer.Argument(help="Nucleus labels, ids of their cells: .ome.zarr or .ome.tif.")],
+    model: Annotated[
+        str, typer.Option("--model", "-m", help="A model with a nucleus (or --channel) output: shipped name or folder.")
+    ] = "nucleus",
+    channel: Annotated[str, typer.Option("--channel", help="The model output to use.")] = "nucleus",
+    prior_weight: Annotated[
+        float, typer.Option("--prior-weight", help="Weight of the cell depth against the prediction, in [0, 1].")
+    ] = 0.5,
+    share: Annotated[
+        Optional[float],  # noqa: UP045
+        typer.Option("--share", help="Nucleus share of each cell's volume (default: Otsu's threshold)."),
+    ] = None,
+    voxel_size: Annotated[
+        tuple[float, float, float] | None,
+        typer.Option("--voxel-size", metavar="Z Y X", help="µm of both files, if they lack it"),
+    ] = None,
+    memory_limit: Annotated[float, typer.Option("--memory-limit", help="GB for the prediction's tiles.")] = 2.0,
+    device: Annotated[str, typer.Option("--device", help="cpu, cuda, mps or auto.")] = "auto",
+    precision: Annotated[str, typer.Option("--precision", help="auto, fp32, bf16 or fp16.")] = "auto",
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing output.")] = False,
+) -> None:
+    """Nuclei from bright-field inside segmented cells: the prediction and each cell's depth, one nucleus per cell."""
+    import numpy as np
+
+    from subcell.config import load_validated
+    from subcell.errors import ChannelError
+    from subcell.io import output_format, read, write
+    from subcell.io._atomic import check_output
+    from subcell.labelfree import PredictConfig, predict_image
+    from subcell.labelfree.cache import MODEL_CACHE
+    from subcell.labelfree.nuclei import NucleiConfig, nuclei_in_cells
+    from subcell.labelfree.predictor import output_channel_names
+    from subcell.train import resolve_device
+
+    cfg = load_validated(NucleiConfig, overrides={"channel": channel, "prior_weight": prior_weight, "share": share})
+    pcfg = load_validated(PredictConfig, overrides={"memory_limit_gb": memory_limit, "device": device,
+                                                    "precision": precision, "output_grid": "input"})  # fmt: skip
+    output_format(output)
+    check_output(output, overwrite=overwrite)
+    lf = MODEL_CACHE.load(model, resolve_device(device))
+    if cfg.channel not in output_channel_names(lf):  # before minutes of prediction
+        raise ChannelError(f"model {model!r} has no {cfg.channel!r} output; it has {output_channel_names(lf)} "
+                           "(--channel)", field="channel")  # fmt: skip
+    image = read(input, voxel_size=voxel_size)
+    cell_labels = read(cells, voxel_size=voxel_size)
+    typer.echo(f"predicting {cfg.channel} in {input.name} with {model}")
+    with _warnings_to_stderr():
+        labels = nuclei_in_cells(predict_image(lf, image, pcfg), cell_labels, cfg)
+    write(labels, output, overwrite=overwrite, is_label=True)
+    found = len(np.unique(labels.numpy())) - 1
+    typer.echo(f"wrote {output}: {found} nuclei (ids of their cells)")
 
 
 @labelfree_app.command("export")

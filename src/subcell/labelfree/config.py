@@ -9,7 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from subcell.labelfree.network import PRESETS, NetworkConfig, preset
 
-__all__ = ["AugmentConfig", "PredictConfig", "PretrainConfig", "TrainConfig"]
+__all__ = ["AugmentConfig", "NucleiConfig", "PredictConfig", "PretrainConfig", "TrainConfig"]
 
 CONFIG_VERSION = 1
 
@@ -222,6 +222,22 @@ class PredictConfig(BaseModel):
         "input's voxel size and shape (the prediction resampled back, linear and anti-aliased, row by row)"
     )  # fmt: skip
     timepoints: list[int] | None = None
+
+
+class NucleiConfig(BaseModel):
+    """Options of ``subcell labelfree nuclei``: nucleus instances from a prediction inside segmented cells."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    channel: str = Field("nucleus", description="the prediction's output to use (a nucleus mask model's, or dna)")
+    prior_weight: float = Field(
+        0.5, ge=0, le=1, description="weight of the cell depth (1 at a cell's centre, 0 at its edge) against the "
+        "prediction, both z-scored inside the cells: 0 the prediction alone, 1 the cell outlines alone"
+    )  # fmt: skip
+    share: float | None = Field(
+        None, gt=0, lt=1, description="the nucleus share of each cell's volume (e.g. measured on training stacks): "
+        "each cell's highest-scoring share; default Otsu's threshold over all cell voxels"
+    )  # fmt: skip
 
 
 PRETRAIN_TARGETS = ("dna", "membrane", "nuclear_envelope", "nucleus")

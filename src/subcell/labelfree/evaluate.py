@@ -90,16 +90,20 @@ def cell_depth(cells: np.ndarray, sampling: tuple[float, ...]) -> np.ndarray:
 
 
 def deepest_in_cells(depth: np.ndarray, cells: np.ndarray, fraction: float) -> np.ndarray:
-    """In each labelled cell, its ``fraction`` of voxels deepest inside it (:func:`cell_depth`): a nucleus mask
-    from the cell outlines alone, given the nucleus share of the cell volume."""
+    """In each labelled cell, its ``fraction`` of voxels deepest inside it (:func:`cell_depth`; or any score): a
+    nucleus mask from the cell outlines alone, given the nucleus share of the cell volume. Exactly that share
+    (rounded to voxels): where voxels tie at the cut, the first in raster order are taken."""
     from scipy import ndimage as ndi
 
     out = np.zeros(cells.shape, bool)
     for i, box in enumerate(ndi.find_objects(cells), start=1):
         if box is None:
             continue
-        m = cells[box] == i
-        out[box] |= m & (depth[box] > np.quantile(depth[box][m], 1 - fraction))
+        where = np.flatnonzero(cells[box] == i)
+        keep = where[np.argsort(-depth[box].ravel()[where], kind="stable")[: round(fraction * where.size)]]
+        chosen = np.zeros(cells[box].size, bool)
+        chosen[keep] = True
+        out[box] |= chosen.reshape(cells[box].shape)
     return out
 
 
