@@ -212,3 +212,24 @@ def test_convert_and_cells_extract_batches_match_single_commands(two_fields: Pat
     assert len(s_one.table) > 0
     pd.testing.assert_frame_equal(s_batch.table, s_one.table)
     np.testing.assert_array_equal(np.asarray(s_batch.crops[:]), np.asarray(s_one.crops[:]))
+
+
+def test_nuclei_batch_reads_each_rows_cells_and_matches_the_single_command(two_fields: Path, tmp_path: Path) -> None:
+    m = tmp_path / "cells.csv"
+    pd.DataFrame({"id": ["g0", "g1"], "source": [str(two_fields / f"g{s}.ome.zarr") for s in range(2)],
+                  "mask_cell": [str(two_fields / f"g{s}.ome.zarr" / "labels" / "cell") for s in range(2)]}).to_csv(
+        m, index=False)  # fmt: skip
+    out = tmp_path / "nuclei"
+    assert run(["batch", "labelfree", "nuclei", str(m), str(out), "--model", "nucleus", "--device", "cpu",
+                "--workers", "1", "--quiet"]) == 0  # fmt: skip
+    single = tmp_path / "g1.ome.zarr"
+    cells = two_fields / "g1.ome.zarr" / "labels" / "cell"
+    assert (
+        run(["labelfree", "nuclei", str(two_fields / "g1.ome.zarr"), str(cells), str(single), "--device", "cpu"]) == 0
+    )
+    a, b = read(out / "g1.ome.zarr").numpy(), read(single).numpy()
+    np.testing.assert_array_equal(a, b)
+    assert set(np.unique(a)) - {0} == set(np.unique(read(cells).numpy())) - {0}  # a nucleus in every cell
+    bad = tmp_path / "no_cells.csv"
+    pd.DataFrame({"source": [str(two_fields / "g0.ome.zarr")]}).to_csv(bad, index=False)
+    assert run(["batch", "labelfree", "nuclei", str(bad), str(tmp_path / "x"), "--workers", "1", "--quiet"]) == 2

@@ -99,3 +99,14 @@ def test_bad_inputs_are_one_line_errors() -> None:
         nuclei_in_cells(two, three)
     with pytest.raises(ValueError, match="prior_weight"):
         NucleiConfig(prior_weight=1.5)
+
+
+def test_single_planes_use_the_in_plane_depth() -> None:
+    cells = two_cells()[5:6]  # one plane (1, Y, X)
+    flat = np.zeros(cells.shape, np.float32)
+    lab = nuclei_in_cells(as_image(flat, ["nucleus"]), as_image(cells), NucleiConfig(share=0.25)).numpy()[0, 0]
+    assert set(np.unique(lab)) == {0, 3, 7}
+    for i in (3, 7):
+        centre = np.array(ndi.center_of_mass(cells == i))
+        assert np.linalg.norm(np.array(ndi.center_of_mass(lab == i)) - centre) < 1  # the middle of each cell
+        assert abs((lab == i).sum() / (cells == i).sum() - 0.25) < 0.03

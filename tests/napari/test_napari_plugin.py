@@ -236,6 +236,37 @@ def test_predict_widget_reports_progress_and_cancels(qtbot, tmp_path: Path) -> N
     assert len(viewer.layers) == n_layers  # nothing half-done was added
 
 
+def test_predict_widget_finds_one_nucleus_per_cell_of_a_cells_layer(qtbot, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """With a cells layer chosen, the prediction also gives a ``nuclei`` labels layer on the cells' grid: one
+    nucleus per cell, inside it, with its id."""
+    torch = pytest.importorskip("torch")
+    from subcell.image import VoxelSize
+    from subcell.labelfree import LabelFreeModel, preset
+    from subcell.napari.widgets import PredictWidget
+
+    torch.manual_seed(0)
+    model = LabelFreeModel.create(preset("resunet", depth=1, base_channels=4, z_levels=1), input_channel="bf",
+                                  targets=["dna"], voxel_size=VoxelSize(0.5, 0.5, 0.5), patch_size=(8, 16, 16))  # fmt: skip
+    viewer = ViewerModel()
+    viewer.add_image(np.random.default_rng(0).normal(size=(1, 12, 40, 60)).astype(np.float32), name="bf",
+                     scale=(1, 0.5, 0.5, 0.5))  # fmt: skip
+    cells = np.zeros((1, 12, 40, 60), np.uint16)
+    cells[0, 1:11, 2:38, 2:29], cells[0, 1:11, 2:38, 31:58] = 4, 9
+    viewer.add_labels(cells, name="cells", scale=(1, 0.5, 0.5, 0.5))
+    w = PredictWidget(viewer)
+    w.model_path.value = str(model.save(tmp_path / "m"))
+    w.layer.value, w.cells.value = "bf", "cells"
+    w.form.widgets["precision"].value = "fp32"
+    w.start()
+    qtbot.waitUntil(lambda: "nuclei" in w.status.value, timeout=120_000)
+    nuclei = viewer.layers["nuclei"]
+    lab = np.asarray(nuclei.data)
+    assert type(nuclei).__name__ == "Labels" and lab.shape == cells.shape
+    assert tuple(nuclei.scale) == pytest.approx((1, 0.5, 0.5, 0.5))
+    assert set(np.unique(lab)) == {0, 4, 9} and np.all(cells[lab > 0] == lab[lab > 0])
+    assert w.status.value.endswith("; 2 nuclei in cells")
+
+
 def test_sample_data() -> None:
     from subcell.napari.sample import sample_field
 

@@ -61,6 +61,13 @@ def _predict(row: Any, base: Path) -> tuple[list[str], list[str], list[Path]]:
     return [str(row.source)], _vs(row), [row.source]
 
 
+def _nuclei(row: Any, base: Path) -> tuple[list[str], list[str], list[Path]]:
+    cells = row.masks.get("mask_cell") or _meta_path(row, "labels", base)
+    if cells is None:
+        raise ValueError("column 'mask_cell' (or 'labels'): expected the path of the field's cell labels")
+    return [str(row.source), str(cells)], _vs(row), [row.source, cells]
+
+
 def _extract(row: Any, base: Path) -> tuple[list[str], list[str], list[Path]]:
     labels = _meta_path(row, "labels", base) or row.masks.get("mask") or row.masks.get("mask_cell")
     if labels is None:
@@ -81,6 +88,9 @@ COMMANDS: dict[str, Spec] = {
     "segment": Spec(("segment",), ".ome.zarr", 4.0, _segment),  # 1.9 (nucleus) … 6.2 (mitochondria) whole-field
     "measure": Spec(("measure",), ".parquet", 4.0, _measure),
     "labelfree-predict": Spec(("labelfree", "predict"), ".ome.zarr", 2.0, _predict),  # + --memory-limit
+    # the prediction (float32) and the cells in memory on the input grid, then the score's peak: 31 bytes a voxel
+    # measured (tracemalloc, a 32×512×512 synthetic field), ~20× a uint16 input's bytes (a uint8 input's: twice that)
+    "labelfree-nuclei": Spec(("labelfree", "nuclei"), ".ome.zarr", 20.0, _nuclei),  # + --memory-limit
     "cells-extract": Spec(("cells", "extract"), ".zarr", 4.0, _extract),
     "synth": Spec(("synth",), ".ome.zarr", 0.0, lambda row, base: ([], [], [])),
 }
@@ -88,7 +98,7 @@ COMMANDS: dict[str, Spec] = {
 # 600-650 MB): every estimate starts from it, since the workers' memory limits are limits of the whole process.
 WORKER_BASE = 450 << 20
 TORCH_BASE = 250 << 20
-ALIASES = {"predict": "labelfree-predict", "extract": "cells-extract"}
+ALIASES = {"predict": "labelfree-predict", "nuclei": "labelfree-nuclei", "extract": "cells-extract"}
 
 
 def click_command(path: tuple[str, ...]) -> Any:
@@ -266,7 +276,7 @@ def build_items(
         memory = 0
         if nbytes_cache[row.source]:  # unknown size (an unreadable header): no estimate, no resource asked
             memory = WORKER_BASE + int(spec.memory_factor * nbytes_cache[row.source])
-            if command == "labelfree-predict":
+            if spec.path[0] == "labelfree":
                 memory += TORCH_BASE + int(float(params["memory_limit"]) * 2**30)
         args = [*positional, str(out), *options, *row_opts, "--overwrite"]
         if command == "labelfree-predict":

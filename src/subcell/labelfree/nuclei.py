@@ -59,10 +59,12 @@ def nucleus_score(
     for weight, values in parts:
         if weight == 0:
             continue
-        v = np.asarray(values, np.float64)[inside]
-        sd = v.std()
+        v = np.asarray(values, np.float32)[inside]  # float32 arrays, moments accumulated in float64
+        mean, sd = float(v.mean(dtype=np.float64)), float(v.std(dtype=np.float64))
         if sd > 0:  # a constant part (a prediction flat over the cells) carries no ranking: it adds nothing
-            score[inside] += (weight * (v - v.mean()) / sd).astype(np.float32)
+            v -= mean
+            v *= weight / sd
+            score[inside] += v
     return score
 
 

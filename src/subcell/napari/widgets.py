@@ -1,5 +1,5 @@
 """napari dock widgets: synthesize a field, run a segmentation workflow (with a preview around the current
-slice), label-free prediction with progress and cancel. Forms come from the pydantic configs
+slice), label-free prediction with progress and cancel (and nuclei in a cells layer). Forms come from the pydantic configs
 (:class:`~subcell.napari.forms.ConfigForm`); long work runs in a worker thread so the viewer never freezes.
 
 Each widget takes the viewer (napari passes it) and only uses ``viewer.layers``, ``viewer.dims`` and
@@ -9,7 +9,7 @@ Each widget takes the viewer (napari passes it) and only uses ``viewer.layers``,
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +54,23 @@ def image_from_layer(layer: Any) -> Any:
 
 def _image_layer_names(viewer: Any) -> list[str]:
     return [lay.name for lay in viewer.layers if type(lay).__name__ == "Image"]
+
+
+NO_CELLS = "(none)"
+
+
+def _labels_layer_names(viewer: Any) -> list[str]:
+    return [lay.name for lay in viewer.layers if type(lay).__name__ == "Labels"]
+
+
+def _nuclei(prediction: Any, cells: Any) -> Any:
+    """Nucleus instances in ``cells`` from a prediction: its ``nucleus`` output, else its first (a ``dna``
+    prediction is bright in the nuclei too)."""
+    from subcell.labelfree.nuclei import NucleiConfig, nuclei_in_cells
+
+    names = [c for c in prediction.channel_names if not c.endswith("_std")]
+    channel = "nucleus" if "nucleus" in names else names[0]
+    return nuclei_in_cells(prediction, cells.compute() if cells.is_lazy else cells, NucleiConfig(channel=channel))
 
 
 def _run(worker_fn: Callable[[], Iterator[Any]], on_yield: Callable[[Any], None], on_done: Callable[[Any], None],
@@ -242,18 +259,24 @@ class PredictWidget(_Base):
         self.model = ComboBox(label="model", choices=self._models, value="dna")
         self.model_path = FileEdit(label="or model folder / .zip", mode="r")  # type: ignore[arg-type]
         self.layer = ComboBox(label="bright-field layer", choices=lambda *_: _image_layer_names(viewer))
+        # with a cells layer: nucleus instances too, one per cell with its id (``subcell labelfree nuclei``)
+        self.cells = ComboBox(label="cells layer → nuclei", choices=lambda *_: [NO_CELLS, *_labels_layer_names(viewer)])
         self.form = ConfigForm(PredictConfig, self.FIELDS)
         # in a viewer the prediction is laid over its layer: on the layer's own grid unless the user asks otherwise
         self.form.widgets["output_grid"].value = "input"
         self.progress = ProgressBar(value=0, max=1, label="tiles")
         self.run_button = PushButton(text="Predict")
         self.cancel_button = PushButton(text="Cancel")
-        super().__init__(viewer, [self.model, self.model_path, self.layer, self.form.container, self.progress,
-                                  self.run_button, self.cancel_button])  # fmt: skip
+        super().__init__(viewer, [self.model, self.model_path, self.layer, self.cells, self.form.container,
+                                  self.progress, self.run_button, self.cancel_button])  # fmt: skip
         self.run_button.changed.connect(self.start)
         self.cancel_button.changed.connect(self.cancel)
-        viewer.layers.events.inserted.connect(lambda *_: self.layer.reset_choices())
+        viewer.layers.events.inserted.connect(self._reset_layer_choices)
         self._cancel = threading.Event()
+
+    def _reset_layer_choices(self, *_: Any) -> None:
+        self.layer.reset_choices()
+        self.cells.reset_choices()
 
     @staticmethod
     def _models(*_: Any) -> list[str]:
@@ -277,10 +300,12 @@ class PredictWidget(_Base):
             return None
         spec = str(self.model_path.value) if str(self.model_path.value) not in ("", ".") else self.model.value
         image = image_from_layer(self.viewer.layers[self.layer.value])
+        cells_layer = self.viewer.layers[self.cells.value] if self.cells.value not in (None, NO_CELLS) else None
+        cells = image_from_layer(cells_layer) if cells_layer is not None else None
         self._cancel.clear()
         self.status.value = f"predicting with {spec}…"
 
-        def work() -> Iterator[Any]:
+        def work() -> Generator[Any, None, Any]:
             model = load_model(spec)
             box: dict[str, Any] = {}
             latest: list[tuple[int, int]] = []
@@ -293,6 +318,8 @@ class PredictWidget(_Base):
             def target() -> None:
                 try:
                     box["out"] = predict_image(model, image, cfg, progress=progress)  # type: ignore[arg-type]
+                    if cells is not None:
+                        box["nuclei"] = _nuclei(box["out"], cells)
                 except BaseException as exc:  # handed to the Qt thread below
                     box["error"] = exc
 
@@ -306,7 +333,7 @@ class PredictWidget(_Base):
                 return None
             if "error" in box:
                 raise box["error"]
-            return box["out"]
+            return box["out"], box.get("nuclei")
 
         def step(pair: tuple[int, int]) -> None:
             self.progress.max, self.progress.value = pair[1], pair[0]
@@ -315,8 +342,13 @@ class PredictWidget(_Base):
             if out is None:
                 self.status.value = "cancelled"
                 return
+            out, nuclei = out
             _add(self.viewer, image_layers(out, prefix="predicted "))
             self.status.value = f"predicted {', '.join(out.channel_names)}"
+            if nuclei is not None and cells_layer is not None:
+                _add(self.viewer, [(nuclei.numpy()[:, 0], {"name": "nuclei", "scale": tuple(cells_layer.scale)},
+                                    "labels")])  # fmt: skip
+                self.status.value += f"; {len(np.unique(nuclei.numpy())) - 1} nuclei in {self.cells.value}"
 
         self.worker = _run(work, step, done, self._error)
         return self.worker
