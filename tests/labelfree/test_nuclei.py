@@ -83,6 +83,8 @@ def test_timepoints_share_one_frame_of_cells_and_a_mask_is_split_into_its_cells(
     assert set(np.unique(out)) == {0, 1, 2}
     assert not np.array_equal(out[0], out[1])
     assert out[1, 0, 5, 14 + 6, 14] > 0 and out[0, 0, 5, 14 + 6, 44] == 0
+    one = np.where(two_cells() == 7, 7, 0).astype(np.uint16)  # a single cell keeps its id
+    assert set(np.unique(nuclei_in_cells(pred, as_image(one)).numpy())) == {0, 7}
 
 
 def test_bad_inputs_are_one_line_errors() -> None:

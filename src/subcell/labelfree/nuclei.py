@@ -111,7 +111,8 @@ def nuclei_from_score(score: np.ndarray, cells: np.ndarray, *, share: float | No
 
 
 def _instance_labels(cells: Image) -> np.ndarray:
-    """The cells as integer instance labels ``(T, Z, Y, X)``; a mask of one value is labelled by its pieces."""
+    """The cells as integer instance labels ``(T, Z, Y, X)``; a mask of one value in several pieces is labelled by
+    its pieces (1, 2, …), one cell keeps its id."""
     from scipy import ndimage as ndi
 
     where = cells.provenance.source
@@ -128,9 +129,9 @@ def _instance_labels(cells: Image) -> np.ndarray:
         raise MetadataError(f"expected non-negative cell ids, got {int(data.min())}", path=where, field="cells")
     out = []
     for lab in data:
-        ids = np.unique(lab)
-        if ids.size == 2:  # a mask (one value): separate cells are its connected pieces
-            lab = ndi.label(lab > 0)[0].astype(np.int32)
+        if np.unique(lab).size == 2:  # one value: a mask, whose separate pieces are separate cells
+            pieces, n = ndi.label(lab > 0)
+            lab = pieces.astype(np.int32) if n > 1 else lab  # a single cell keeps its id
         out.append(lab)
     return np.stack(out)
 
@@ -145,7 +146,7 @@ def nuclei_in_cells(prediction: Image, cells: Image, config: NucleiConfig | None
         model's, or ``dna``'s); resampled to the cells' grid when it is on another one (``output_grid: input``
         avoids that).
     cells : Image
-        Cell instance labels (one channel; a one-value mask is split into its connected pieces), one timepoint or
+        Cell instance labels (one channel; a one-value mask in several pieces is split into them), one timepoint or
         as many as the prediction. The result is on their grid.
     config : NucleiConfig, optional
         Prior weight, threshold rule, channel.
