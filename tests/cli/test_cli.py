@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -138,6 +139,10 @@ def test_demo_runs_end_to_end(tmp_path: Path) -> None:
     # the fields' 0.108 µm grid is resampled to the model's: said in the step's line, not as a library warning
     assert "resampled to the model's (z=0.29, y=0.29, x=0.29) µm" in r.stdout and "UserWarning" not in r.stderr
     assert "zero-shot (shipped model" in r.stdout and "fine-tuned from hipsc-bf-3d" in r.stdout
+    line = next(x for x in r.stdout.splitlines() if "nuclei in the true cells" in x)
+    with_model, outlines = (float(v) for v in re.findall(r"Dice (\d\.\d\d) against (\d\.\d\d)", line)[0])
+    assert with_model > outlines  # the prediction adds to where a nucleus sits in its cell
+    assert (tmp_path / "demo" / "field2_nuclei.ome.zarr").exists()
     assert "[7/8]" in r.stdout and "cells extracted" in r.stdout and "shuffled reference" in r.stdout
     assert "[8/8] time-lapse" in r.stdout and "TRA" in r.stdout and "divisions" in r.stdout
     assert "smoothed along tracks" in r.stdout
