@@ -184,9 +184,9 @@ def _allen_scores(model: object, data: Path, test: str, prediction: object = Non
     cell_labels = align_to(io.read(data / folder / cell, voxel_size=vs), pred, labels=True)[0, 0].astype(np.int32)
     cells = cell_labels > 0
     g = pred.voxel_size
-    depth = cell_depth(cell_labels, (g.z, g.y, g.x))
     fraction = float(np.mean([_nucleus_fraction(data, k) for k in ALLEN if k != test]))
     if model is None and prediction is None:
+        depth = cell_depth(cell_labels, (g.z, g.y, g.x))
         return {
             "pearson_r_in_cells": pearson(depth, nuc.astype(np.float32), mask=cells),
             "dice_in_cells": dice(deepest_in_cells(depth, cell_labels, fraction), nuc & cells),

@@ -117,6 +117,18 @@ def _depth_baseline(truth: np.ndarray, labels: np.ndarray, sampling: tuple[float
     return {"dice_cell_depth_baseline": dice(seg, truth & cells), "nucleus_share_of_cells": share}
 
 
+def _nuclei_dice(p: np.ndarray, truth: np.ndarray, labels: np.ndarray, sampling: tuple[float, ...]) -> float:
+    """Dice inside the cells of what ``subcell labelfree nuclei`` makes of the prediction with its defaults (the
+    cell depth averaged in, Otsu, one object per cell), over timepoints (TZYX)."""
+    from subcell.labelfree.nuclei import nuclei_from_score, nucleus_score  # imports this module
+    from subcell.metrics.segmentation import dice
+
+    cells = labels > 0
+    seg = np.stack([nuclei_from_score(nucleus_score(p_t, lab_t, sampling), lab_t) > 0
+                    for p_t, lab_t in zip(p, labels.astype(np.int64), strict=True)])  # fmt: skip
+    return dice(seg, truth & cells)
+
+
 def _channel(image: Image, name: str, *, what: str) -> int:
     try:
         return image.channel_index(name)
@@ -157,7 +169,9 @@ def evaluate_prediction(
         the voxels inside ``cells`` when given (the threshold from those voxels too), else over the field. With
         ``cells``, also the baseline a prediction has to beat: ``dice_cell_depth_baseline``, the Dice of each
         cell's deepest voxels (:func:`deepest_in_cells`) in the true nucleus share of the cell volume
-        (``nucleus_share_of_cells``), which knows the outlines and the volume but not the image.
+        (``nucleus_share_of_cells``), which knows the outlines and the volume but not the image; and
+        ``dice_nuclei_in_cells``, the Dice of what ``subcell labelfree nuclei`` makes of this prediction (the cell
+        depth averaged in, one nucleus per cell).
     """
     from subcell.metrics.intensity import (
         noise_ceiling,
@@ -232,5 +246,6 @@ def evaluate_prediction(
             if lab is not None:
                 vs = prediction.voxel_size
                 row.update(_depth_baseline(t > 0, lab, (vs.z, vs.y, vs.x)))
+                row["dice_nuclei_in_cells"] = _nuclei_dice(p, t > 0, lab, (vs.z, vs.y, vs.x))
         rows.append(row)
     return rows
