@@ -117,7 +117,7 @@ def _depth_baseline(truth: np.ndarray, labels: np.ndarray, sampling: tuple[float
     return {"dice_cell_depth_baseline": dice(seg, truth & cells), "nucleus_share_of_cells": share}
 
 
-def _nuclei_dice(p: np.ndarray, truth: np.ndarray, labels: np.ndarray, sampling: tuple[float, ...]) -> float:
+def _nuclei_dice(p: np.ndarray, truth: np.ndarray, labels: np.ndarray, sampling: tuple[float, float, float]) -> float:
     """Dice inside the cells of what ``subcell labelfree nuclei`` makes of the prediction with its defaults (the
     cell depth averaged in, Otsu, one object per cell), over timepoints (TZYX)."""
     from subcell.labelfree.nuclei import nuclei_from_score, nucleus_score  # imports this module
