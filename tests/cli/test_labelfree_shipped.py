@@ -148,5 +148,42 @@ def test_nuclei_in_cells_from_bright_field(tmp_path: Path, capsys: pytest.Captur
     assert len(read_cell_store(store).table) == len(set(np.unique(cell)) - {0})  # no cell dropped for lack of one
     err = cli_user_error(capsys, "labelfree", "nuclei", str(bf), str(cells), str(tmp_path / "x.ome.tif"),
                          "--model", "dna")  # fmt: skip
-    assert err.strip() == "error: channel: model 'dna' has no 'nucleus' output; it has ['dna'] (--channel)"
+    assert err.strip() == "error: channel: the model has no 'nucleus' output; it has ['dna']"
     assert not (tmp_path / "x.ome.tif").exists()
+
+
+@pytest.mark.filterwarnings("ignore:resampling input", "ignore:the model was trained on channel")
+def test_nuclei_of_a_time_lapse_stream_frame_by_frame(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each frame is predicted alone and its nuclei come before the next frame is predicted (a time-lapse is never
+    held whole); the OME-Zarr written frame by frame equals the OME-TIFF of the same frames, one frame of cells
+    serving every frame."""
+    import subcell.labelfree as lf_pkg
+    from subcell.cli.main import run
+    from subcell.labelfree.nuclei import nuclei_frames
+    from subcell.labelfree.pretrained import load_model
+    from subcell.synth import synth_field
+
+    field = synth_field(shape=(16, 96, 96), voxel_size=(0.3, 0.3, 0.3), seed=11)
+    bf = field.image.channel("brightfield")
+    moved = np.roll(bf.numpy(), 5, axis=-1)  # a second frame: the field shifted
+    movie = bf.with_data(np.concatenate([bf.numpy(), moved]), step="movie")
+    cells = Image(field.labels["cell"][:, None], voxel_size=bf.voxel_size)
+    calls: list[list[int] | None] = []
+    real = lf_pkg.predict_image
+    monkeypatch.setattr(
+        lf_pkg, "predict_image", lambda m, im, cfg=None, **k: calls.append(cfg.timepoints) or real(m, im, cfg, **k)
+    )
+    frames = nuclei_frames(load_model("nucleus"), movie, cells)
+    t, first = next(frames)
+    assert t == 0 and calls == [[0]] and first.shape[0] == 1  # one frame predicted, its nuclei already made
+    assert [t for t, _ in frames] == [1] and calls == [[0], [1]]
+    monkeypatch.undo()
+    src, cpath = tmp_path / "movie.ome.tif", tmp_path / "cells.ome.tif"
+    io.write(movie, src)
+    io.write(cells, cpath)
+    for out in ("n.ome.zarr", "n.ome.tif"):
+        assert run(["labelfree", "nuclei", str(src), str(cpath), str(tmp_path / out)]) == 0
+    zarr_out, tif_out = io.read(tmp_path / "n.ome.zarr"), io.read(tmp_path / "n.ome.tif")
+    assert zarr_out.shape == (2, 1, 16, 96, 96) and zarr_out.voxel_size.isclose(bf.voxel_size)
+    np.testing.assert_array_equal(zarr_out.numpy(), tif_out.numpy())
+    assert not np.array_equal(zarr_out.numpy()[0], zarr_out.numpy()[1])  # each frame its own prediction

@@ -289,32 +289,49 @@ def nuclei(
     import numpy as np
 
     from subcell.config import load_validated
-    from subcell.errors import ChannelError
-    from subcell.io import output_format, read, write
+    from subcell.io import OmeZarrWriter, output_format, read, write
     from subcell.io._atomic import check_output
-    from subcell.labelfree import PredictConfig, predict_image
+    from subcell.labelfree import PredictConfig
     from subcell.labelfree.cache import MODEL_CACHE
-    from subcell.labelfree.nuclei import NucleiConfig, nuclei_in_cells
-    from subcell.labelfree.predictor import output_channel_names
+    from subcell.labelfree.nuclei import NucleiConfig, nuclei_frames
     from subcell.train import resolve_device
 
     cfg = load_validated(NucleiConfig, overrides={"channel": channel, "prior_weight": prior_weight, "share": share})
     pcfg = load_validated(PredictConfig, overrides={"memory_limit_gb": memory_limit, "device": device,
-                                                    "precision": precision, "output_grid": "input"})  # fmt: skip
-    output_format(output)
+                                                    "precision": precision})  # fmt: skip
+    fmt = output_format(output)
     check_output(output, overwrite=overwrite)
     lf = MODEL_CACHE.load(model, resolve_device(device))
-    if cfg.channel not in output_channel_names(lf):  # before minutes of prediction
-        raise ChannelError(f"model {model!r} has no {cfg.channel!r} output; it has {output_channel_names(lf)} "
-                           "(--channel)", field="channel")  # fmt: skip
     image = read(input, voxel_size=voxel_size)
     cell_labels = read(cells, voxel_size=voxel_size)
     typer.echo(f"predicting {cfg.channel} in {input.name} with {model}")
+    found: set[int] = set()
     with _warnings_to_stderr():
-        labels = nuclei_in_cells(predict_image(lf, image, pcfg), cell_labels, cfg)
-    write(labels, output, overwrite=overwrite, is_label=True)
-    found = len(np.unique(labels.numpy())) - 1
-    typer.echo(f"wrote {output}: {found} nuclei (ids of their cells)")
+        frames = nuclei_frames(lf, image, cell_labels, cfg, pcfg)
+        if fmt == "ome-zarr":  # frame by frame into the store: a time-lapse never held whole
+            writer = None
+            try:
+                for t, lab in frames:
+                    if writer is None:
+                        writer = OmeZarrWriter(output, shape=(image.shape[0], *lab.shape[1:]), dtype=lab.dtype,
+                                               voxel_size=lab.voxel_size, channel_names=["nucleus"], is_label=True,
+                                               time_interval=image.time_interval, provenance=lab.provenance,
+                                               overwrite=overwrite)  # fmt: skip
+                    writer.write_region((slice(t, t + 1),), lab.numpy())
+                    found |= set(np.unique(lab.numpy()).tolist())
+            except BaseException:
+                if writer is not None:
+                    writer.abort()
+                raise
+            assert writer is not None  # an image has at least one frame
+            writer.close()
+        else:
+            parts = [lab for _, lab in frames]
+            labels = parts[0].with_data(np.concatenate([p.numpy() for p in parts]), step="frames")
+            write(labels.with_metadata(time_interval=image.time_interval), output, overwrite=overwrite,
+                  is_label=True)  # fmt: skip
+            found = set(np.unique(labels.numpy()).tolist())
+    typer.echo(f"wrote {output}: {len(found - {0})} nuclei (ids of their cells)")
 
 
 @labelfree_app.command("export")

@@ -13,13 +13,15 @@ the real Allen stacks (``benchmarks/labelfree/results.md``, "How much of the Dic
 3. **One object per cell**: in each cell the largest connected piece, holes filled, labelled with the cell's id
    (nucleus i lies in cell i, as the Allen pipeline's labels do).
 
-Everything is computed on the cells' grid, whole (the distance transform of a cell needs the whole cell); for
-fields beyond memory, predict by regions first and run this per field of cells.
+Everything is computed on the cells' grid, one frame at a time (:func:`nuclei_frames`: a time-lapse holds one
+frame's prediction, never the whole series), each frame whole (the distance transform of a cell needs the whole
+cell).
 """
 
 from __future__ import annotations
 
 import warnings
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -29,7 +31,7 @@ from subcell.image import Image, VoxelSize
 from subcell.labelfree.config import NucleiConfig
 from subcell.labelfree.evaluate import align_to, cell_depth, deepest_in_cells
 
-__all__ = ["NucleiConfig", "nuclei_from_score", "nuclei_in_cells", "nucleus_score"]
+__all__ = ["NucleiConfig", "nuclei_frames", "nuclei_from_score", "nuclei_in_cells", "nucleus_score"]
 
 
 def nucleus_score(
@@ -179,3 +181,29 @@ def nuclei_in_cells(prediction: Image, cells: Image, config: NucleiConfig | None
     return Image(out[:, None], voxel_size=cells.voxel_size, channel_names=["nucleus"],
                  time_interval=prediction.time_interval or cells.time_interval,
                  provenance=prediction.provenance.then("nuclei_in_cells", params))  # fmt: skip
+
+
+def nuclei_frames(
+    model: Any, image: Image, cells: Image, config: NucleiConfig | None = None, predict: Any = None
+) -> Iterator[tuple[int, Image]]:
+    """``(t, nuclei)`` for every timepoint of ``image``: the model's prediction of that frame on the input's grid,
+    then :func:`nuclei_in_cells` with that frame's cells (or the single frame of cells for all). One frame's
+    prediction is held at a time, so a time-lapse streams (``subcell labelfree nuclei`` writes each frame as it
+    comes). ``predict`` is a :class:`~subcell.labelfree.PredictConfig` (its ``output_grid`` and ``timepoints``
+    are set here)."""
+    from subcell.labelfree import PredictConfig, predict_image
+    from subcell.labelfree.predictor import output_channel_names
+
+    cfg = config or NucleiConfig()
+    names = output_channel_names(model)
+    if cfg.channel not in names:  # before minutes of prediction
+        raise ChannelError(f"the model has no {cfg.channel!r} output; it has {names}", field="channel")
+    n_t = image.shape[0]
+    if cells.shape[0] not in (1, n_t):
+        raise MetadataError(f"{cells.shape[0]} timepoints of cells for {n_t} of bright-field; expected 1 or the same "
+                            "number", path=cells.provenance.source, field="T")  # fmt: skip
+    base = predict or PredictConfig()
+    for t in range(n_t):
+        pcfg = base.model_copy(update={"output_grid": "input", "timepoints": [t]})
+        frame_cells = cells.sel(t=t if cells.shape[0] > 1 else 0)
+        yield t, nuclei_in_cells(predict_image(model, image, pcfg), frame_cells, cfg)
