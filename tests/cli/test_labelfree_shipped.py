@@ -187,3 +187,10 @@ def test_nuclei_of_a_time_lapse_stream_frame_by_frame(tmp_path: Path, monkeypatc
     assert zarr_out.shape == (2, 1, 16, 96, 96) and zarr_out.voxel_size.isclose(bf.voxel_size)
     np.testing.assert_array_equal(zarr_out.numpy(), tif_out.numpy())
     assert not np.array_equal(zarr_out.numpy()[0], zarr_out.numpy()[1])  # each frame its own prediction
+    # a frame that fails after the first was written: nothing is left, not a store that looks complete
+    two = tmp_path / "cells2.ome.tif"
+    io.write(Image(np.concatenate([field.labels["cell"], np.zeros_like(field.labels["cell"])])[:, None],
+                   voxel_size=bf.voxel_size), two)  # fmt: skip
+    assert run(["labelfree", "nuclei", str(src), str(two), str(tmp_path / "bad.ome.zarr")]) == 2
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith("bad")) == []
+    assert not any(".tmp" in p.name or p.name.startswith(".") for p in tmp_path.iterdir())

@@ -286,52 +286,26 @@ def nuclei(
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing output.")] = False,
 ) -> None:
     """Nuclei from bright-field inside segmented cells: the prediction and each cell's depth, one nucleus per cell."""
-    import numpy as np
-
     from subcell.config import load_validated
-    from subcell.io import OmeZarrWriter, output_format, read, write
+    from subcell.io import output_format, read
     from subcell.io._atomic import check_output
     from subcell.labelfree import PredictConfig
     from subcell.labelfree.cache import MODEL_CACHE
-    from subcell.labelfree.nuclei import NucleiConfig, nuclei_frames
+    from subcell.labelfree.nuclei import NucleiConfig, write_nuclei
     from subcell.train import resolve_device
 
     cfg = load_validated(NucleiConfig, overrides={"channel": channel, "prior_weight": prior_weight, "share": share})
     pcfg = load_validated(PredictConfig, overrides={"memory_limit_gb": memory_limit, "device": device,
                                                     "precision": precision})  # fmt: skip
-    fmt = output_format(output)
+    output_format(output)
     check_output(output, overwrite=overwrite)
     lf = MODEL_CACHE.load(model, resolve_device(device))
     image = read(input, voxel_size=voxel_size)
     cell_labels = read(cells, voxel_size=voxel_size)
     typer.echo(f"predicting {cfg.channel} in {input.name} with {model}")
-    found: set[int] = set()
     with _warnings_to_stderr():
-        frames = nuclei_frames(lf, image, cell_labels, cfg, pcfg)
-        if fmt == "ome-zarr":  # frame by frame into the store: a time-lapse never held whole
-            writer = None
-            try:
-                for t, lab in frames:
-                    if writer is None:
-                        writer = OmeZarrWriter(output, shape=(image.shape[0], *lab.shape[1:]), dtype=lab.dtype,
-                                               voxel_size=lab.voxel_size, channel_names=["nucleus"], is_label=True,
-                                               time_interval=image.time_interval, provenance=lab.provenance,
-                                               overwrite=overwrite)  # fmt: skip
-                    writer.write_region((slice(t, t + 1),), lab.numpy())
-                    found |= set(np.unique(lab.numpy()).tolist())
-            except BaseException:
-                if writer is not None:
-                    writer.abort()
-                raise
-            assert writer is not None  # an image has at least one frame
-            writer.close()
-        else:
-            parts = [lab for _, lab in frames]
-            labels = parts[0].with_data(np.concatenate([p.numpy() for p in parts]), step="frames")
-            write(labels.with_metadata(time_interval=image.time_interval), output, overwrite=overwrite,
-                  is_label=True)  # fmt: skip
-            found = set(np.unique(labels.numpy()).tolist())
-    typer.echo(f"wrote {output}: {len(found - {0})} nuclei (ids of their cells)")
+        n = write_nuclei(lf, image, cell_labels, output, cfg, pcfg, overwrite=overwrite)
+    typer.echo(f"wrote {output}: {n} nuclei (ids of their cells)")
 
 
 @labelfree_app.command("export")

@@ -20,8 +20,10 @@ cell).
 
 from __future__ import annotations
 
+import itertools
 import warnings
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -31,7 +33,7 @@ from subcell.image import Image, VoxelSize
 from subcell.labelfree.config import NucleiConfig
 from subcell.labelfree.evaluate import align_to, cell_depth, deepest_in_cells
 
-__all__ = ["NucleiConfig", "nuclei_frames", "nuclei_from_score", "nuclei_in_cells", "nucleus_score"]
+__all__ = ["NucleiConfig", "nuclei_frames", "nuclei_from_score", "nuclei_in_cells", "nucleus_score", "write_nuclei"]
 
 
 def nucleus_score(
@@ -207,3 +209,29 @@ def nuclei_frames(
         pcfg = base.model_copy(update={"output_grid": "input", "timepoints": [t]})
         frame_cells = cells.sel(t=t if cells.shape[0] > 1 else 0)
         yield t, nuclei_in_cells(predict_image(model, image, pcfg), frame_cells, cfg)
+
+
+def write_nuclei(
+    model: Any, image: Image, cells: Image, path: str | Path, config: NucleiConfig | None = None,
+    predict: Any = None, *, overwrite: bool = False,
+) -> int:  # fmt: skip
+    """:func:`nuclei_frames` written to ``path`` (``.ome.zarr``: frame by frame as they come, so a time-lapse is
+    never held whole; ``.ome.tif``: at the end), atomically; returns the number of nuclei (distinct ids)."""
+    from subcell.io import OmeZarrWriter, output_format, write
+
+    found: set[int] = set()
+    frames = nuclei_frames(model, image, cells, config, predict)
+    if output_format(path) != "ome-zarr":
+        parts = [lab for _, lab in frames]
+        labels = parts[0].with_data(np.concatenate([p.numpy() for p in parts]), step="frames")
+        write(labels.with_metadata(time_interval=image.time_interval), path, overwrite=overwrite, is_label=True)
+        return len(set(np.unique(labels.numpy()).tolist()) - {0})
+    first = next(frames)  # the first frame fixes the store's dtype
+    lab0 = first[1]
+    with OmeZarrWriter(path, shape=(image.shape[0], *lab0.shape[1:]), dtype=lab0.dtype, voxel_size=lab0.voxel_size,
+                       channel_names=["nucleus"], is_label=True, time_interval=image.time_interval,
+                       provenance=lab0.provenance, overwrite=overwrite) as writer:  # fmt: skip
+        for t, lab in itertools.chain([first], frames):
+            writer.write_region((slice(t, t + 1),), lab.numpy())
+            found |= set(np.unique(lab.numpy()).tolist())
+    return len(found - {0})
