@@ -63,8 +63,8 @@ from real_data import ALLEN, _allen_manifest  # noqa: E402
 
 from subcell import io  # noqa: E402
 from subcell.labelfree import PredictConfig, TrainConfig, predict_image, train_labelfree  # noqa: E402
-from subcell.labelfree.evaluate import align_to, cell_depth, deepest_in_cells, mask_scores  # noqa: E402
-from subcell.labelfree.nuclei import nuclei_from_score, nucleus_score  # noqa: E402
+from subcell.labelfree.cell_prior import cell_depth, deepest_in_cells, nuclei_from_score, nucleus_score  # noqa: E402
+from subcell.labelfree.evaluate import align_to, mask_scores  # noqa: E402
 from subcell.labelfree.pretrained import load_model  # noqa: E402
 from subcell.metrics import dice  # noqa: E402
 from subcell.metrics.intensity import pearson  # noqa: E402
@@ -167,7 +167,7 @@ def _pixel_classifier(data: Path, train: list[str], test: str, seed: int) -> obj
 def _allen_scores(model: object, data: Path, test: str, prediction: object = None) -> dict[str, float]:
     """r and Dice inside the cells of the held-out stack, of the model's ``nucleus`` output: Otsu's threshold
     inside the cells (every arm), also with one object per cell kept (each cell's largest piece, holes filled:
-    :func:`~subcell.labelfree.nuclei.nuclei_from_score`), and for a
+    :func:`~subcell.labelfree.cell_prior.nuclei_from_score`), and for a
     model that predicts probabilities (``loss: bce_dice``) the plain 0.5 threshold. ``*_with_shape_prior``: the same
     for the mean of the z-scored prediction and the z-scored cell depth (``cell_depth``), equal weights fixed
     beforehand. ``model=None`` (the *shape_prior* arm) scores the depth alone: r of the depth, and Dice of each

@@ -152,7 +152,7 @@ def _ball(shape: tuple[int, ...], centre_um: tuple[float, ...], radius_um: float
 
 
 def test_cell_depth_is_measured_in_micrometres_and_finds_a_central_nucleus_but_not_an_off_centre_one() -> None:
-    from subcell.labelfree.evaluate import cell_depth, deepest_in_cells
+    from subcell.labelfree.cell_prior import cell_depth, deepest_in_cells
     from subcell.metrics import dice
 
     vs = (0.5, 0.25, 0.25)  # anisotropic voxels: a cell round in µm is not round in voxels
@@ -171,7 +171,7 @@ def test_cell_depth_is_measured_in_micrometres_and_finds_a_central_nucleus_but_n
 
 
 def test_cell_depth_of_single_planes_is_the_in_plane_distance() -> None:
-    from subcell.labelfree.evaluate import cell_depth
+    from subcell.labelfree.cell_prior import cell_depth
 
     vs = (1.0, 0.2, 0.2)
     disc = _ball((1, 60, 60), (0.0, 6.0, 6.0), 5.0, vs).astype(np.int32)

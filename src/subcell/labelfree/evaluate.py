@@ -16,8 +16,9 @@ import numpy as np
 
 from subcell.errors import ChannelError, MetadataError, ValueRangeError
 from subcell.image import Image
+from subcell.labelfree.cell_prior import cell_depth, deepest_in_cells, nuclei_from_score, nucleus_score
 
-__all__ = ["align_to", "cell_depth", "deepest_in_cells", "evaluate_prediction", "mask_scores"]
+__all__ = ["align_to", "evaluate_prediction", "mask_scores"]
 
 
 def align_to(image: Image, reference: Image, *, labels: bool = False) -> np.ndarray:
@@ -68,45 +69,6 @@ def mask_scores(p: np.ndarray, truth: np.ndarray, inside: np.ndarray | None = No
     return out
 
 
-def cell_depth(cells: np.ndarray, sampling: tuple[float, ...]) -> np.ndarray:
-    """Each labelled voxel's distance to its cell's boundary (µm, ``sampling`` per axis of ``cells``, ZYX) over the
-    largest in that cell: 1 at the cell's centre, towards 0 at its edge; 0 outside the cells. Axes of length 1 (a
-    single plane) are left out of the distance. An interphase nucleus fills the middle of its cell, so the depth is
-    the prior a mask prediction inside segmented cells has to beat."""
-    from scipy import ndimage as ndi
-
-    keep = [i for i, n in enumerate(cells.shape) if n > 1]
-    flat = cells.reshape([cells.shape[i] for i in keep])
-    step = tuple(sampling[i] for i in keep)
-    depth = np.zeros(flat.shape, np.float32)
-    for i, box in enumerate(ndi.find_objects(flat), start=1):
-        if box is None:
-            continue
-        m = np.pad(flat[box] == i, 1)  # the box's edge is outside the cell
-        d = ndi.distance_transform_edt(m, sampling=step)[tuple(slice(1, -1) for _ in step)]
-        inside = flat[box] == i
-        depth[box][inside] = d[inside] / max(float(d.max()), 1e-12)
-    return depth.reshape(cells.shape)
-
-
-def deepest_in_cells(depth: np.ndarray, cells: np.ndarray, fraction: float) -> np.ndarray:
-    """In each labelled cell, its ``fraction`` of voxels deepest inside it (:func:`cell_depth`; or any score): a
-    nucleus mask from the cell outlines alone, given the nucleus share of the cell volume. Exactly that share
-    (rounded to voxels): where voxels tie at the cut, the first in raster order are taken."""
-    from scipy import ndimage as ndi
-
-    out = np.zeros(cells.shape, bool)
-    for i, box in enumerate(ndi.find_objects(cells), start=1):
-        if box is None:
-            continue
-        where = np.flatnonzero(cells[box] == i)
-        keep = where[np.argsort(-depth[box].ravel()[where], kind="stable")[: round(fraction * where.size)]]
-        chosen = np.zeros(cells[box].size, bool)
-        chosen[keep] = True
-        out[box] |= chosen.reshape(cells[box].shape)
-    return out
-
-
 def _depth_baseline(truth: np.ndarray, labels: np.ndarray, sampling: tuple[float, ...]) -> dict[str, float]:
     """Dice of :func:`deepest_in_cells` at the true nucleus share of the cells' volume, over timepoints (TZYX)."""
     from subcell.metrics.segmentation import dice
@@ -120,7 +82,6 @@ def _depth_baseline(truth: np.ndarray, labels: np.ndarray, sampling: tuple[float
 def _nuclei_dice(p: np.ndarray, truth: np.ndarray, labels: np.ndarray, sampling: tuple[float, float, float]) -> float:
     """Dice inside the cells of what ``subcell labelfree nuclei`` makes of the prediction with its defaults (the
     cell depth averaged in, Otsu, one object per cell), over timepoints (TZYX)."""
-    from subcell.labelfree.nuclei import nuclei_from_score, nucleus_score  # imports this module
     from subcell.metrics.segmentation import dice
 
     cells = labels > 0

@@ -4,7 +4,9 @@ A label-free nucleus prediction alone is noisy where the bright-field gives litt
 what every interphase cell obeys: one compact nucleus, in the middle of the cell. Three rules, each measured on
 the real Allen stacks (``benchmarks/labelfree/results.md``, "How much of the Dice is where a nucleus sits"):
 
-1. **Score** = the z-scored prediction and the z-scored cell depth (:func:`~subcell.labelfree.evaluate.cell_depth`,
+The array rules are in :mod:`subcell.labelfree.cell_prior`; this module applies them to images, frame by frame.
+
+1. **Score** = the z-scored prediction and the z-scored cell depth (:func:`~subcell.labelfree.cell_prior.cell_depth`,
    1 at a cell's centre, 0 at its edge) averaged inside the cells, ``prior_weight`` on the depth (0.5: equal
    weights, fixed before any measurement). The depth alone is the outline-only prior; the average beat both the
    prediction alone and the prior alone on every model measured.
@@ -28,90 +30,13 @@ from typing import Any
 
 import numpy as np
 
-from subcell.errors import ChannelError, MetadataError, ValueRangeError
-from subcell.image import Image, VoxelSize
+from subcell.errors import ChannelError, MetadataError
+from subcell.image import Image
+from subcell.labelfree.cell_prior import nuclei_from_score, nucleus_score
 from subcell.labelfree.config import NucleiConfig
-from subcell.labelfree.evaluate import align_to, cell_depth, deepest_in_cells
+from subcell.labelfree.evaluate import align_to
 
-__all__ = ["NucleiConfig", "nuclei_frames", "nuclei_from_score", "nuclei_in_cells", "nucleus_score", "write_nuclei"]
-
-
-def nucleus_score(
-    prediction: np.ndarray, cells: np.ndarray, voxel_size: VoxelSize | tuple[float, float, float], *,
-    prior_weight: float = 0.5,
-) -> np.ndarray:  # fmt: skip
-    """The nucleus score of every voxel inside the cells (``(Z, Y, X)`` arrays; 0 outside the cells).
-
-    ``(1 - prior_weight) × z(prediction) + prior_weight × z(depth)``, both z-scored over the cells' voxels, where
-    depth is each voxel's distance to its cell's boundary over the largest in that cell (µm, ``voxel_size``).
-
-    Examples
-    --------
-    >>> cells = np.zeros((1, 9, 9), np.int32); cells[0, 1:8, 1:8] = 1
-    >>> s = nucleus_score(np.zeros((1, 9, 9), np.float32), cells, (1.0, 1.0, 1.0), prior_weight=1.0)
-    >>> bool(s[0, 4, 4] > s[0, 1, 1])
-    True
-    """
-    if not 0.0 <= prior_weight <= 1.0:
-        raise ValueRangeError(f"expected a weight in [0, 1], got {prior_weight}", field="prior_weight")
-    inside = cells > 0
-    if not inside.any():
-        raise ValueRangeError("no labelled cell to find a nucleus in", field="cells")
-    vs = VoxelSize.of(voxel_size).as_tuple()
-    score = np.zeros(cells.shape, np.float32)
-    parts = [(1.0 - prior_weight, prediction), (prior_weight, cell_depth(cells, vs))]
-    for weight, values in parts:
-        if weight == 0:
-            continue
-        v = np.asarray(values, np.float32)[inside]  # float32 arrays, moments accumulated in float64
-        mean, sd = float(v.mean(dtype=np.float64)), float(v.std(dtype=np.float64))
-        if sd > 0:  # a constant part (a prediction flat over the cells) carries no ranking: it adds nothing
-            v -= mean
-            v *= weight / sd
-            score[inside] += v
-    return score
-
-
-def _largest_piece_filled(mask: np.ndarray) -> np.ndarray:
-    from scipy import ndimage as ndi
-
-    pieces, n = ndi.label(mask)
-    if n == 0:
-        return mask
-    largest = pieces == 1 + int(np.argmax(np.bincount(pieces.ravel())[1:]))
-    return ndi.binary_fill_holes(largest)
-
-
-def nuclei_from_score(score: np.ndarray, cells: np.ndarray, *, share: float | None = None) -> np.ndarray:
-    """Nucleus labels from a score (``(Z, Y, X)``): thresholded inside the cells, one object per cell, each
-    labelled with its cell's id.
-
-    The threshold is Otsu's over every cell voxel's score, or with ``share`` each cell's highest-scoring
-    ``share`` of its voxels. Each cell keeps its largest connected piece (face connectivity), holes filled,
-    clipped to the cell. A cell where nothing passes the threshold gets no nucleus.
-    """
-    from scipy import ndimage as ndi
-    from skimage.filters import threshold_otsu
-
-    inside = cells > 0
-    if not inside.any():
-        raise ValueRangeError("no labelled cell to find a nucleus in", field="cells")
-    if share is not None:
-        if not 0.0 < share < 1.0:
-            raise ValueRangeError(f"expected a share of the cell volume in (0, 1), got {share}", field="share")
-        passed = deepest_in_cells(score, cells, share)
-    else:
-        values = score[inside]
-        t = float(threshold_otsu(values)) if values.min() < values.max() else float(values.min())
-        passed = (score > t) & inside
-    out = np.zeros(cells.shape, cells.dtype)
-    for i, box in enumerate(ndi.find_objects(cells), start=1):
-        if box is None:
-            continue
-        own = cells[box] == i
-        nucleus = _largest_piece_filled(passed[box] & own) & own
-        out[box][nucleus] = i
-    return out
+__all__ = ["NucleiConfig", "nuclei_frames", "nuclei_in_cells", "write_nuclei"]
 
 
 def _instance_labels(cells: Image) -> np.ndarray:
