@@ -214,7 +214,9 @@ def test_convert_and_cells_extract_batches_match_single_commands(two_fields: Pat
     np.testing.assert_array_equal(np.asarray(s_batch.crops[:]), np.asarray(s_one.crops[:]))
 
 
-def test_nuclei_batch_reads_each_rows_cells_and_matches_the_single_command(two_fields: Path, tmp_path: Path) -> None:
+def test_nuclei_batch_reads_each_rows_cells_and_matches_the_single_command(
+    two_fields: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     m = tmp_path / "cells.csv"
     pd.DataFrame({"id": ["g0", "g1"], "source": [str(two_fields / f"g{s}.ome.zarr") for s in range(2)],
                   "mask_cell": [str(two_fields / f"g{s}.ome.zarr" / "labels" / "cell") for s in range(2)]}).to_csv(
@@ -232,4 +234,9 @@ def test_nuclei_batch_reads_each_rows_cells_and_matches_the_single_command(two_f
     assert set(np.unique(a)) - {0} == set(np.unique(read(cells).numpy())) - {0}  # a nucleus in every cell
     bad = tmp_path / "no_cells.csv"
     pd.DataFrame({"source": [str(two_fields / "g0.ome.zarr")]}).to_csv(bad, index=False)
+    capsys.readouterr()
     assert run(["batch", "labelfree", "nuclei", str(bad), str(tmp_path / "x"), "--workers", "1", "--quiet"]) == 2
+    assert (
+        "row 2, column 'mask_cell' (or 'labels'): expected the path of the field's cell labels"
+        in capsys.readouterr().err
+    )

@@ -89,8 +89,13 @@ def test_timepoints_share_one_frame_of_cells_and_a_mask_is_split_into_its_cells(
 
 def test_bad_inputs_are_one_line_errors() -> None:
     p, cells = as_image(prediction_with_blobs(), ["nucleus"]), two_cells()
-    with pytest.raises(MetadataError, match="integer cell instance labels, got float32"):
-        nuclei_in_cells(p, as_image(cells.astype(np.float32)))
+    with pytest.raises(ValueRangeError, match="cell labels are floats with fractional values"):
+        nuclei_in_cells(p, as_image(cells.astype(np.float32) + 0.5))
+    with pytest.raises(ValueRangeError, match="cell labels must be non-negative ids"):
+        nuclei_in_cells(p, as_image(cells.astype(np.int32) - 5))
+    # labels saved as floats of whole numbers are labels (the project's one rule, subcell.io.as_labels)
+    whole = nuclei_in_cells(p, as_image(cells.astype(np.float32))).numpy()
+    np.testing.assert_array_equal(whole, nuclei_in_cells(p, as_image(cells)).numpy())
     with pytest.raises(ValueRangeError, match="no labelled cell"):
         nuclei_in_cells(p, as_image(np.zeros_like(cells)))
     with pytest.raises(ChannelError, match=r"no 'nucleus' output; it has \['dna'\]"):

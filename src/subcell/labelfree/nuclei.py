@@ -40,22 +40,17 @@ __all__ = ["NucleiConfig", "nuclei_frames", "nuclei_in_cells", "write_nuclei"]
 
 
 def _instance_labels(cells: Image) -> np.ndarray:
-    """The cells as integer instance labels ``(T, Z, Y, X)``; a mask of one value in several pieces is labelled by
-    its pieces (1, 2, …), one cell keeps its id."""
+    """The cells as integer instance labels ``(T, Z, Y, X)`` (:func:`subcell.io.as_labels`: integers, a boolean mask,
+    or floats of whole numbers); a mask of one value in several pieces is labelled by its pieces (1, 2, …), one
+    cell keeps its id."""
     from scipy import ndimage as ndi
 
-    where = cells.provenance.source
+    from subcell.io import as_labels
+
     if cells.shape[1] != 1:
         raise ChannelError(f"expected one channel of cell instance labels, got {cells.shape[1]} "
                            f"({list(cells.channel_names)})", field="cells")  # fmt: skip
-    data = cells.numpy()[:, 0]
-    if data.dtype == bool:
-        data = data.astype(np.uint8)
-    if not np.issubdtype(data.dtype, np.integer):
-        raise MetadataError(f"expected integer cell instance labels, got {data.dtype} values", path=where,
-                            field="cells")  # fmt: skip
-    if data.min() < 0:
-        raise MetadataError(f"expected non-negative cell ids, got {int(data.min())}", path=where, field="cells")
+    data = as_labels(cells.numpy()[:, 0], path=cells.provenance.source, what="cell labels")  # the one label rule
     out = []
     for lab in data:
         if np.unique(lab).size == 2:  # one value: a mask, whose separate pieces are separate cells
