@@ -237,6 +237,6 @@ def test_nuclei_batch_reads_each_rows_cells_and_matches_the_single_command(
     capsys.readouterr()
     assert run(["batch", "labelfree", "nuclei", str(bad), str(tmp_path / "x"), "--workers", "1", "--quiet"]) == 2
     assert (
-        "row 2, column 'mask_cell' (or 'labels'): expected the path of the field's cell labels"
+        "row 1, column 'mask_cell' (or 'labels'): expected the path of the field's cell labels"
         in capsys.readouterr().err
     )
