@@ -155,8 +155,8 @@ def test_nuclei_in_cells_from_bright_field(tmp_path: Path, capsys: pytest.Captur
 @pytest.mark.filterwarnings("ignore:resampling input", "ignore:the model was trained on channel")
 def test_nuclei_of_a_time_lapse_stream_frame_by_frame(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Each frame is predicted alone and its nuclei come before the next frame is predicted (a time-lapse is never
-    held whole); the OME-Zarr written frame by frame equals the OME-TIFF of the same frames, one frame of cells
-    serving every frame."""
+    held whole); the OME-Zarr written frame by frame equals the OME-TIFF of the same frames and the frames made in
+    memory (the CLI streams each prediction through a scratch store), one frame of cells serving every frame."""
     import subcell.labelfree as lf_pkg
     from subcell.cli.main import run
     from subcell.labelfree.nuclei import nuclei_frames
@@ -176,7 +176,9 @@ def test_nuclei_of_a_time_lapse_stream_frame_by_frame(tmp_path: Path, monkeypatc
     frames = nuclei_frames(load_model("nucleus"), movie, cells)
     t, first = next(frames)
     assert t == 0 and calls == [[0]] and first.shape[0] == 1  # one frame predicted, its nuclei already made
-    assert [t for t, _ in frames] == [1] and calls == [[0], [1]]
+    rest = list(frames)
+    assert [t for t, _ in rest] == [1] and calls == [[0], [1]]
+    in_memory = np.concatenate([first.numpy(), rest[0][1].numpy()])
     monkeypatch.undo()
     src, cpath = tmp_path / "movie.ome.tif", tmp_path / "cells.ome.tif"
     io.write(movie, src)
@@ -186,6 +188,8 @@ def test_nuclei_of_a_time_lapse_stream_frame_by_frame(tmp_path: Path, monkeypatc
     zarr_out, tif_out = io.read(tmp_path / "n.ome.zarr"), io.read(tmp_path / "n.ome.tif")
     assert zarr_out.shape == (2, 1, 16, 96, 96) and zarr_out.voxel_size.isclose(bf.voxel_size)
     np.testing.assert_array_equal(zarr_out.numpy(), tif_out.numpy())
+    # the CLI reads each frame's prediction back from a scratch store, box by box: the labels held in memory
+    np.testing.assert_array_equal(zarr_out.numpy(), in_memory)
     assert not np.array_equal(zarr_out.numpy()[0], zarr_out.numpy()[1])  # each frame its own prediction
     # a frame that fails after the first was written: nothing is left, not a store that looks complete
     two = tmp_path / "cells2.ome.tif"

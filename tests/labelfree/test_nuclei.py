@@ -117,3 +117,77 @@ def test_single_planes_use_the_in_plane_depth() -> None:
         centre = np.array(ndi.center_of_mass(cells == i))
         assert np.linalg.norm(np.array(ndi.center_of_mass(lab == i)) - centre) < 1  # the middle of each cell
         assert abs((lab == i).sum() / (cells == i).sum() - 0.25) < 0.03
+
+
+def many_cells(seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """A noisy prediction and 12 touching cells (a Voronoi tiling of random seeds) of a 20 × 60 × 80 field."""
+    rng = np.random.default_rng(seed)
+    seeds = np.zeros((20, 60, 80), np.int32)
+    seeds[rng.integers(3, 17, 12), rng.integers(5, 55, 12), rng.integers(5, 75, 12)] = np.arange(1, 13)
+    _, nearest = ndi.distance_transform_edt(seeds == 0, return_indices=True)
+    cells = seeds[tuple(nearest)].astype(np.uint16)
+    cells[:, :3] = 0  # some background
+    p = ndi.gaussian_filter(rng.normal(size=cells.shape), 2).astype(np.float32)
+    return p, cells
+
+
+class CountingReader:
+    """A ``(Z, Y, X)`` array that records the size of every read (what :func:`nuclei_by_cell` holds at once)."""
+
+    def __init__(self, a: np.ndarray) -> None:
+        self.a, self.shape, self.reads = a, a.shape, []  # type: ignore[var-annotated]
+
+    def __getitem__(self, box: tuple[slice, ...]) -> np.ndarray:
+        out = self.a[box]
+        self.reads.append(out.size)
+        return out
+
+
+@pytest.mark.parametrize("share", [None, 0.3])
+def test_cell_by_cell_from_zarr_equals_the_whole_arrays_reading_one_box_at_a_time(tmp_path, share) -> None:  # type: ignore[no-untyped-def]
+    """The block-wise result is the whole one, to the bit: the prediction read from a Zarr array box by box, the
+    cells a slab at a time, the labels written into a Zarr array cell by cell; no read larger than a cell's box."""
+    import zarr
+
+    from subcell.labelfree.cell_prior import cell_boxes, nuclei_by_cell, nuclei_from_score, nucleus_score
+
+    p, cells = many_cells()
+    score = nucleus_score(p, cells, VS)
+    whole = nuclei_from_score(score, cells, share=share)
+    assert len(set(np.unique(whole)) - {0}) >= 10  # most cells got a nucleus
+    if share:  # each cell on its own, by hand: its top share, largest piece, holes filled; no cell touches another's
+        for i in range(1, 13):
+            own = cells == i
+            order = np.argsort(-score[own], kind="stable")[: round(share * own.sum())]
+            top = np.zeros(own.sum(), bool)
+            top[order] = True
+            mask = np.zeros(cells.shape, bool)
+            mask[own] = top
+            pieces, _ = ndi.label(mask)
+            largest = pieces == np.argmax(np.bincount(pieces.ravel())[1:]) + 1
+            np.testing.assert_array_equal(whole == i, ndi.binary_fill_holes(largest) & own)
+    pz = zarr.create_array(str(tmp_path / "p.zarr"), shape=p.shape, chunks=(8, 16, 16), dtype="float32")
+    pz[:] = p
+    largest = max(int(np.prod([s.stop - s.start for s in box])) for _, box in cell_boxes(cells))
+    for cache_gb, passes in ((0.0, 2 if share else 4), (1.0, 1)):  # every pass reads again, or the first is kept
+        reader = CountingReader(pz)
+        out = zarr.create_array(str(tmp_path / f"n{cache_gb}.zarr"), shape=p.shape, chunks=(8, 16, 16), dtype="uint16")
+        nuclei_by_cell(reader, cells, VS, share=share, out=out, cache_gb=cache_gb)
+        np.testing.assert_array_equal(out[:], whole)
+        assert max(reader.reads) == largest < cells.size / 4  # the prediction is read one cell's box at a time
+        assert len(reader.reads) == 12 * passes  # z-scores, (Otsu's range and counts,) labels
+    boxes = cell_boxes(cells, slab=3)  # cells spanning slabs: their boxes merged
+    assert [b for _, b in boxes] == [b for b in ndi.find_objects(cells) if b is not None]
+
+
+def test_the_score_is_z_scored_over_all_cells() -> None:
+    """The cell-by-cell means and deviations are those of all cell voxels at once."""
+    from subcell.labelfree.cell_prior import cell_depth, nucleus_score
+
+    p, cells = many_cells(1)
+    inside = cells > 0
+    d = cell_depth(cells, VS)
+    want = 0.3 * (p - p[inside].mean()) / p[inside].std() + 0.7 * (d - d[inside].mean()) / d[inside].std()
+    got = nucleus_score(p, cells, VS, prior_weight=0.7)
+    np.testing.assert_allclose(got[inside], want[inside], atol=1e-5)
+    assert not got[~inside].any()

@@ -4,16 +4,70 @@ An interphase nucleus fills the middle of its cell: :func:`cell_depth` measures 
 is the outline-only nucleus mask (the baseline a prediction inside segmented cells has to beat, reported by
 ``labelfree evaluate``), and :func:`nucleus_score` / :func:`nuclei_from_score` are what ``labelfree nuclei``
 makes of a prediction with them (:mod:`subcell.labelfree.nuclei` applies them to images).
+
+Everything is computed **cell by cell**, on each cell's bounding box: a cell's depth needs only that cell, the
+z-scores need only sums over the cells, and Otsu's threshold only a histogram of the scores. So
+:func:`nuclei_by_cell` reads its arrays one box at a time (NumPy, Zarr or Dask: anything sliced to NumPy) and
+holds one cell's box at a time, whatever the size of the field; the whole-array functions are the same passes over
+arrays in memory, so the two give the same labels to the bit.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import numpy as np
 
 from subcell.errors import ValueRangeError
 from subcell.image import VoxelSize
 
-__all__ = ["cell_depth", "deepest_in_cells", "nuclei_from_score", "nucleus_score"]
+__all__ = ["cell_boxes", "cell_depth", "deepest_in_cells", "nuclei_by_cell", "nuclei_from_score", "nucleus_score"]
+
+Box = tuple[slice, ...]
+# one pass over the cells: (id, bounding box, the cell's voxels in the box, a value per voxel of the cell, raster order)
+CellValues = Callable[[], Iterator[tuple[int, Box, np.ndarray, np.ndarray]]]
+OTSU_BINS = 256  # scikit-image's default for threshold_otsu
+
+
+def cell_boxes(cells: Any, *, slab: int = 32) -> list[tuple[int, Box]]:
+    """``(id, bounding box)`` of every labelled cell of a ``(Z, Y, X)`` label array, in id order, read ``slab``
+    planes at a time (a NumPy, Zarr or Dask array: only one slab is held)."""
+    from scipy import ndimage as ndi
+
+    lo: dict[int, list[int]] = {}
+    hi: dict[int, list[int]] = {}
+    for z0 in range(0, cells.shape[0], slab):
+        block = np.asarray(cells[z0 : z0 + slab])
+        if (block.dtype.kind == "u" and block.dtype.itemsize >= 8) or block.dtype.kind == "b":
+            block = block.astype(np.int64)
+        for i, sl in enumerate(ndi.find_objects(block), start=1):
+            if sl is None:
+                continue
+            start = [sl[0].start + z0, *(s.start for s in sl[1:])]
+            stop = [sl[0].stop + z0, *(s.stop for s in sl[1:])]
+            if i in lo:
+                lo[i] = [min(a, b) for a, b in zip(lo[i], start, strict=True)]
+                hi[i] = [max(a, b) for a, b in zip(hi[i], stop, strict=True)]
+            else:
+                lo[i], hi[i] = start, stop
+    return [(i, tuple(slice(a, b) for a, b in zip(lo[i], hi[i], strict=True))) for i in sorted(lo)]
+
+
+def _depth_in_box(own: np.ndarray, shape: tuple[int, ...], sampling: tuple[float, ...]) -> np.ndarray:
+    """One cell's :func:`cell_depth` on its box (``own``: the cell's voxels there), float32, 0 outside the cell.
+    Axes of length 1 in the whole array (``shape``: a single plane) are left out of the distance."""
+    from scipy import ndimage as ndi
+
+    keep = [i for i, n in enumerate(shape) if n > 1]
+    flat = own.reshape([own.shape[i] for i in keep])
+    step = tuple(sampling[i] for i in keep)
+    d = ndi.distance_transform_edt(np.pad(flat, 1), sampling=step)[
+        tuple(slice(1, -1) for _ in step)
+    ]  # box edge: outside
+    out = np.zeros(flat.shape, np.float32)
+    out[flat] = d[flat] / max(float(d.max()), 1e-12)
+    return out.reshape(own.shape)
 
 
 def cell_depth(cells: np.ndarray, sampling: tuple[float, ...]) -> np.ndarray:
@@ -21,38 +75,91 @@ def cell_depth(cells: np.ndarray, sampling: tuple[float, ...]) -> np.ndarray:
     largest in that cell: 1 at the cell's centre, towards 0 at its edge; 0 outside the cells. Axes of length 1 (a
     single plane) are left out of the distance. An interphase nucleus fills the middle of its cell, so the depth is
     the prior a mask prediction inside segmented cells has to beat."""
-    from scipy import ndimage as ndi
-
-    keep = [i for i, n in enumerate(cells.shape) if n > 1]
-    flat = cells.reshape([cells.shape[i] for i in keep])
-    step = tuple(sampling[i] for i in keep)
-    depth = np.zeros(flat.shape, np.float32)
-    for i, box in enumerate(ndi.find_objects(flat), start=1):
-        if box is None:
-            continue
-        m = np.pad(flat[box] == i, 1)  # the box's edge is outside the cell
-        d = ndi.distance_transform_edt(m, sampling=step)[tuple(slice(1, -1) for _ in step)]
-        inside = flat[box] == i
-        depth[box][inside] = d[inside] / max(float(d.max()), 1e-12)
-    return depth.reshape(cells.shape)
+    depth = np.zeros(cells.shape, np.float32)
+    for i, box in cell_boxes(cells):
+        own = cells[box] == i
+        depth[box][own] = _depth_in_box(own, cells.shape, tuple(sampling))[own]
+    return depth
 
 
-def deepest_in_cells(depth: np.ndarray, cells: np.ndarray, fraction: float) -> np.ndarray:
-    """In each labelled cell, its ``fraction`` of voxels deepest inside it (:func:`cell_depth`; or any score): a
-    nucleus mask from the cell outlines alone, given the nucleus share of the cell volume. Exactly that share
-    (rounded to voxels): where voxels tie at the cut, the first in raster order are taken."""
-    from scipy import ndimage as ndi
+class _Moments:
+    """Mean and standard deviation accumulated cell by cell (Chan et al.'s pairwise update, float64), so a pass over
+    boxes read from disk gives what a pass over the same boxes in memory gives."""
 
-    out = np.zeros(cells.shape, bool)
-    for i, box in enumerate(ndi.find_objects(cells), start=1):
-        if box is None:
-            continue
-        where = np.flatnonzero(cells[box] == i)
-        keep = where[np.argsort(-depth[box].ravel()[where], kind="stable")[: round(fraction * where.size)]]
-        chosen = np.zeros(cells[box].size, bool)
-        chosen[keep] = True
-        out[box] |= chosen.reshape(cells[box].shape)
-    return out
+    def __init__(self) -> None:
+        self.n, self.mean, self.m2 = 0, 0.0, 0.0
+
+    def add(self, values: np.ndarray) -> None:
+        nb = values.size
+        if nb == 0:
+            return
+        v = values.astype(np.float64)
+        mb = float(v.mean())
+        m2b = float(np.square(v - mb).sum())
+        n = self.n + nb
+        delta = mb - self.mean
+        self.mean += delta * nb / n
+        self.m2 += m2b + delta * delta * self.n * nb / n
+        self.n = n
+
+    @property
+    def sd(self) -> float:
+        return float(np.sqrt(self.m2 / self.n)) if self.n else 0.0
+
+
+class _Scorer:
+    """``(1 - w) × z(prediction) + w × z(depth)`` of each cell's voxels, the z-scores' means and deviations taken
+    over every cell's voxels (measured by one pass over the boxes when made). Called, it is one pass over the cells
+    (:data:`CellValues`). The first pass keeps what it read and computed of each cell (its voxels in the box, their
+    prediction and depth: 9 bytes a box voxel) while that stays within ``cache_bytes``; the later passes read and
+    compute again only the cells beyond it. The values are the same either way."""
+
+    def __init__(self, prediction: Any, cells: Any, sampling: tuple[float, ...], prior_weight: float, *,
+                 cache_bytes: float = 0.0) -> None:  # fmt: skip
+        if not 0.0 <= prior_weight <= 1.0:
+            raise ValueRangeError(f"expected a weight in [0, 1], got {prior_weight}", field="prior_weight")
+        self.prediction, self.cells, self.sampling = prediction, cells, tuple(sampling)
+        self.boxes = cell_boxes(cells)
+        if not self.boxes:
+            raise ValueRangeError("no labelled cell to find a nucleus in", field="cells")
+        self.weights = (1.0 - prior_weight, prior_weight)
+        self._cache: dict[int, tuple[np.ndarray, tuple[np.ndarray | None, np.ndarray | None]]] = {}
+        moments = (_Moments(), _Moments())
+        free = cache_bytes
+        for i, _, own, parts in self._cells():
+            for m, v in zip(moments, parts, strict=True):
+                if v is not None:
+                    m.add(v)
+            size = own.nbytes + sum(v.nbytes for v in parts if v is not None)
+            if size <= free:
+                self._cache[i] = (own, parts)
+                free -= size
+        # a constant part (a prediction flat over the cells) carries no ranking: it adds nothing
+        self.scale = [
+            (m.mean, w / m.sd) if w and m.sd > 0 else None for w, m in zip(self.weights, moments, strict=True)
+        ]
+
+    def _cells(self) -> Iterator[tuple[int, Box, np.ndarray, tuple[np.ndarray | None, np.ndarray | None]]]:
+        """Each cell's voxels in its box and their prediction and depth (``None`` for a part without weight)."""
+        shape = tuple(self.cells.shape)
+        for i, box in self.boxes:
+            if i in self._cache:
+                yield i, box, *self._cache[i]
+                continue
+            own = np.asarray(self.cells[box]) == i
+            p = np.asarray(self.prediction[box], np.float32)[own] if self.weights[0] else None
+            d = _depth_in_box(own, shape, self.sampling)[own] if self.weights[1] else None
+            yield i, box, own, (p, d)
+
+    def __call__(self) -> Iterator[tuple[int, Box, np.ndarray, np.ndarray]]:
+        for i, box, own, parts in self._cells():
+            score = np.zeros(int(own.sum()), np.float32)
+            for scale, v in zip(self.scale, parts, strict=True):
+                if scale is not None and v is not None:
+                    z = v - np.float32(scale[0])  # a new array: the cached values stay as read
+                    z *= np.float32(scale[1])
+                    score += z
+            yield i, box, own, score
 
 
 def nucleus_score(
@@ -71,24 +178,61 @@ def nucleus_score(
     >>> bool(s[0, 4, 4] > s[0, 1, 1])
     True
     """
-    if not 0.0 <= prior_weight <= 1.0:
-        raise ValueRangeError(f"expected a weight in [0, 1], got {prior_weight}", field="prior_weight")
-    inside = cells > 0
-    if not inside.any():
-        raise ValueRangeError("no labelled cell to find a nucleus in", field="cells")
-    vs = VoxelSize.of(voxel_size).as_tuple()
+    scorer = _Scorer(prediction, cells, VoxelSize.of(voxel_size).as_tuple(), prior_weight)  # one pass: no cache
     score = np.zeros(cells.shape, np.float32)
-    parts = [(1.0 - prior_weight, prediction), (prior_weight, cell_depth(cells, vs))]
-    for weight, values in parts:
-        if weight == 0:
-            continue
-        v = np.asarray(values, np.float32)[inside]  # float32 arrays, moments accumulated in float64
-        mean, sd = float(v.mean(dtype=np.float64)), float(v.std(dtype=np.float64))
-        if sd > 0:  # a constant part (a prediction flat over the cells) carries no ranking: it adds nothing
-            v -= mean
-            v *= weight / sd
-            score[inside] += v
+    for _, box, own, values in scorer():
+        score[box][own] = values
     return score
+
+
+def _otsu(cell_values: CellValues) -> float:
+    """Otsu's threshold of the values of every cell, from a histogram summed cell by cell (two passes: the range,
+    then the counts; :data:`OTSU_BINS` bins over it, as scikit-image's ``threshold_otsu``)."""
+    from skimage.filters import threshold_otsu
+
+    lo, hi = np.float32(np.inf), np.float32(-np.inf)
+    for _, _, _, v in cell_values():
+        if v.size:
+            lo, hi = min(lo, v.min()), max(hi, v.max())
+    if not lo < hi:  # every voxel the same: nothing passes a threshold at that value
+        return float(lo)
+    edges = np.histogram_bin_edges(np.empty(0, np.float32), bins=OTSU_BINS, range=(float(lo), float(hi)))
+    counts = np.zeros(OTSU_BINS, np.int64)
+    for _, _, _, v in cell_values():
+        counts += np.histogram(v, bins=edges)[0]
+    return float(threshold_otsu(hist=(counts, (edges[:-1] + edges[1:]) / 2)))
+
+
+def _top_share(own: np.ndarray, values: np.ndarray, fraction: float) -> np.ndarray:
+    """The cell's ``fraction`` of voxels with the highest values (``values`` of ``own``'s voxels in raster order):
+    exactly that share, rounded to voxels; where voxels tie at the cut, the first in raster order are taken."""
+    where = np.flatnonzero(own)
+    keep = where[np.argsort(-values, kind="stable")[: round(fraction * where.size)]]
+    chosen = np.zeros(own.size, bool)
+    chosen[keep] = True
+    return chosen.reshape(own.shape)
+
+
+def _from_array(values: np.ndarray, cells: np.ndarray) -> CellValues:
+    """A pass over the cells of an array in memory, each cell's values read from ``values``."""
+    boxes = cell_boxes(cells)
+
+    def cell_values() -> Iterator[tuple[int, Box, np.ndarray, np.ndarray]]:
+        for i, box in boxes:
+            own = cells[box] == i
+            yield i, box, own, values[box][own]
+
+    return cell_values
+
+
+def deepest_in_cells(depth: np.ndarray, cells: np.ndarray, fraction: float) -> np.ndarray:
+    """In each labelled cell, its ``fraction`` of voxels deepest inside it (:func:`cell_depth`; or any score): a
+    nucleus mask from the cell outlines alone, given the nucleus share of the cell volume. Exactly that share
+    (rounded to voxels): where voxels tie at the cut, the first in raster order are taken."""
+    out = np.zeros(cells.shape, bool)
+    for _, box, own, values in _from_array(depth, cells)():
+        out[box] |= _top_share(own, values, fraction)
+    return out
 
 
 def _largest_piece_filled(mask: np.ndarray) -> np.ndarray:
@@ -101,6 +245,25 @@ def _largest_piece_filled(mask: np.ndarray) -> np.ndarray:
     return ndi.binary_fill_holes(largest)
 
 
+def _label_nuclei(cell_values: CellValues, out: Any, share: float | None) -> Any:
+    """Each cell's nucleus from its scores, written into ``out`` (its own voxels of its box only; NumPy or Zarr)."""
+    if share is not None and not 0.0 < share < 1.0:
+        raise ValueRangeError(f"expected a share of the cell volume in (0, 1), got {share}", field="share")
+    t = _otsu(cell_values) if share is None else None
+    for i, box, own, values in cell_values():
+        if t is None:
+            passed = _top_share(own, values, share)  # type: ignore[arg-type]
+        else:
+            passed = np.zeros(own.shape, bool)
+            passed[own] = values > t
+        nucleus = _largest_piece_filled(passed) & own
+        if nucleus.any():
+            region = np.asarray(out[box])
+            region[nucleus] = i
+            out[box] = region
+    return out
+
+
 def nuclei_from_score(score: np.ndarray, cells: np.ndarray, *, share: float | None = None) -> np.ndarray:
     """Nucleus labels from a score (``(Z, Y, X)``): thresholded inside the cells, one object per cell, each
     labelled with its cell's id.
@@ -109,25 +272,26 @@ def nuclei_from_score(score: np.ndarray, cells: np.ndarray, *, share: float | No
     ``share`` of its voxels. Each cell keeps its largest connected piece (face connectivity), holes filled,
     clipped to the cell. A cell where nothing passes the threshold gets no nucleus.
     """
-    from scipy import ndimage as ndi
-    from skimage.filters import threshold_otsu
-
-    inside = cells > 0
-    if not inside.any():
+    if not (cells > 0).any():
         raise ValueRangeError("no labelled cell to find a nucleus in", field="cells")
-    if share is not None:
-        if not 0.0 < share < 1.0:
-            raise ValueRangeError(f"expected a share of the cell volume in (0, 1), got {share}", field="share")
-        passed = deepest_in_cells(score, cells, share)
-    else:
-        values = score[inside]
-        t = float(threshold_otsu(values)) if values.min() < values.max() else float(values.min())
-        passed = (score > t) & inside
-    out = np.zeros(cells.shape, cells.dtype)
-    for i, box in enumerate(ndi.find_objects(cells), start=1):
-        if box is None:
-            continue
-        own = cells[box] == i
-        nucleus = _largest_piece_filled(passed[box] & own) & own
-        out[box][nucleus] = i
-    return out
+    return _label_nuclei(_from_array(score, cells), np.zeros(cells.shape, cells.dtype), share)
+
+
+def nuclei_by_cell(
+    prediction: Any, cells: Any, voxel_size: VoxelSize | tuple[float, float, float], *, prior_weight: float = 0.5,
+    share: float | None = None, out: Any = None, cache_gb: float = 1.0,
+) -> Any:  # fmt: skip
+    """``nuclei_from_score(nucleus_score(prediction, cells, …), cells)`` with one cell's box at a time read.
+
+    ``prediction`` and ``cells`` are ``(Z, Y, X)`` arrays of the same shape that slice to NumPy (NumPy, Zarr, Dask).
+    Four passes over the cells: the z-scores' moments, Otsu's range and counts (none with ``share``), the labels.
+    The first reads each cell's box and computes its depth, and keeps them for the later passes up to ``cache_gb``
+    (9 bytes a voxel of a cell's box); cells beyond it are read and computed again in each pass (slower, same
+    values). The labels are written into ``out`` (e.g. a Zarr array; default a NumPy array of the cells' dtype),
+    cell by cell, each into its own voxels. Same labels as the whole-array functions, to the bit.
+    """
+    if tuple(prediction.shape) != tuple(cells.shape):
+        raise ValueRangeError(f"prediction of shape {tuple(prediction.shape)} for cells of {tuple(cells.shape)}",
+                              field="prediction")  # fmt: skip
+    scorer = _Scorer(prediction, cells, VoxelSize.of(voxel_size).as_tuple(), prior_weight, cache_bytes=cache_gb * 1e9)
+    return _label_nuclei(scorer, np.zeros(cells.shape, cells.dtype) if out is None else out, share)
