@@ -31,3 +31,21 @@ def test_concurrent_folder_writers_all_succeed_and_the_last_one_wins(tmp_path: P
     assert not errors, errors[:3]
     assert [p.name for p in tmp_path.iterdir()] == ["m"]  # no temporary or backup folder left
     assert (target / "who").read_text().split("-")[1] == "24"  # a complete output of some writer's last save
+
+
+def test_a_scratch_folder_is_removed_at_the_end_on_error_and_by_the_cleanup_of_a_killed_run(tmp_path: Path) -> None:
+    import pytest
+
+    from subcell.io._atomic import remove_temporaries, scratch_beside
+
+    out = tmp_path / "n.ome.zarr"
+    with scratch_beside(out) as scratch:
+        (scratch / "prediction.ome.zarr").mkdir()
+        assert scratch.parent == tmp_path and scratch.name.startswith(".n.ome.zarr.")
+    assert list(tmp_path.iterdir()) == []
+    with pytest.raises(RuntimeError), scratch_beside(out) as scratch:
+        raise RuntimeError("a frame failed")
+    assert list(tmp_path.iterdir()) == []
+    block = scratch_beside(out)  # a process killed inside the block never reaches its end
+    killed = block.__enter__()
+    assert killed.exists() and remove_temporaries(tmp_path) == 1 and list(tmp_path.iterdir()) == []

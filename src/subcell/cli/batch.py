@@ -88,8 +88,6 @@ COMMANDS: dict[str, Spec] = {
     "segment": Spec(("segment",), ".ome.zarr", 4.0, _segment),  # 1.9 (nucleus) … 6.2 (mitochondria) whole-field
     "measure": Spec(("measure",), ".parquet", 4.0, _measure),
     "labelfree-predict": Spec(("labelfree", "predict"), ".ome.zarr", 2.0, _predict),  # + --memory-limit
-    # the prediction (float32) and the cells in memory on the input grid, then the score's peak: 31 bytes a voxel
-    # measured (tracemalloc, a 32×512×512 synthetic field), ~20× a uint16 input's bytes (a uint8 input's: twice that)
     # the frame's cells and nuclei (int32: 8 bytes a voxel, 4x a uint16 input) and a copy while the cells are read;
     # the prediction's tiles, then the cell cache, within --memory-limit (added)
     "labelfree-nuclei": Spec(("labelfree", "nuclei"), ".ome.zarr", 6.0, _nuclei),

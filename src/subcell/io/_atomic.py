@@ -90,6 +90,19 @@ def discard(tmp: Path) -> None:
 
 
 @contextmanager
+def scratch_beside(path: str | Path) -> Iterator[Path]:
+    """A hidden folder beside the output ``path`` for a writer's intermediate files (e.g. a prediction it reads
+    back), removed when the block ends, on error too. Named as :func:`temporary_sibling`, so
+    :func:`remove_temporaries` clears one a killed process left."""
+    folder = temporary_sibling(Path(path))
+    folder.mkdir()
+    try:
+        yield folder
+    finally:
+        discard(folder)
+
+
+@contextmanager
 def atomic_output(path: str | Path, *, overwrite: bool) -> Iterator[Path]:
     """Yield a temporary path to write to; on success it replaces ``path``, on error it is removed.
 

@@ -31,26 +31,27 @@ OTSU_BINS = 256  # scikit-image's default for threshold_otsu
 
 
 def cell_boxes(cells: Any, *, slab: int = 32) -> list[tuple[int, Box]]:
-    """``(id, bounding box)`` of every labelled cell of a ``(Z, Y, X)`` label array, in id order, read ``slab``
-    planes at a time (a NumPy, Zarr or Dask array: only one slab is held)."""
+    """``(id, bounding box)`` of every labelled cell of a ``(Z, Y, X)`` label array, in id order: the bounding boxes
+    of each ``slab`` planes (blocks of the block engine; a NumPy, Zarr or Dask array, one slab read at a time),
+    merged."""
     from scipy import ndimage as ndi
+
+    from subcell.blocks import Block, BlockGrid, map_blocks
+
+    def boxes(block: Block) -> dict[int, tuple[list[int], list[int]]]:
+        lab = np.asarray(cells[block.core])
+        if (lab.dtype.kind == "u" and lab.dtype.itemsize >= 8) or lab.dtype.kind == "b":
+            lab = lab.astype(np.int64)  # what find_objects takes
+        z0 = block.core[0].start
+        return {i: ([sl[0].start + z0, sl[1].start, sl[2].start], [sl[0].stop + z0, sl[1].stop, sl[2].stop])
+                for i, sl in enumerate(ndi.find_objects(lab), start=1) if sl is not None}  # fmt: skip
 
     lo: dict[int, list[int]] = {}
     hi: dict[int, list[int]] = {}
-    for z0 in range(0, cells.shape[0], slab):
-        block = np.asarray(cells[z0 : z0 + slab])
-        if (block.dtype.kind == "u" and block.dtype.itemsize >= 8) or block.dtype.kind == "b":
-            block = block.astype(np.int64)
-        for i, sl in enumerate(ndi.find_objects(block), start=1):
-            if sl is None:
-                continue
-            start = [sl[0].start + z0, *(s.start for s in sl[1:])]
-            stop = [sl[0].stop + z0, *(s.stop for s in sl[1:])]
-            if i in lo:
-                lo[i] = [min(a, b) for a, b in zip(lo[i], start, strict=True)]
-                hi[i] = [max(a, b) for a, b in zip(hi[i], stop, strict=True)]
-            else:
-                lo[i], hi[i] = start, stop
+    for part in map_blocks(boxes, BlockGrid(cells.shape, (slab, *cells.shape[1:]))):
+        for i, (start, stop) in part.items():
+            lo[i] = [min(a, b) for a, b in zip(lo.get(i, start), start, strict=True)]
+            hi[i] = [max(a, b) for a, b in zip(hi.get(i, stop), stop, strict=True)]
     return [(i, tuple(slice(a, b) for a, b in zip(lo[i], hi[i], strict=True))) for i in sorted(lo)]
 
 

@@ -16,7 +16,7 @@ import numpy as np
 
 from subcell.errors import ChannelError, MetadataError, ValueRangeError
 from subcell.image import Image
-from subcell.labelfree.cell_prior import cell_depth, deepest_in_cells, nuclei_from_score, nucleus_score
+from subcell.labelfree.cell_prior import cell_depth, deepest_in_cells, nuclei_by_cell
 
 __all__ = ["align_to", "evaluate_prediction", "mask_scores"]
 
@@ -85,7 +85,7 @@ def _nuclei_dice(p: np.ndarray, truth: np.ndarray, labels: np.ndarray, sampling:
     from subcell.metrics.segmentation import dice
 
     cells = labels > 0
-    seg = np.stack([nuclei_from_score(nucleus_score(p_t, lab_t, sampling), lab_t) > 0
+    seg = np.stack([nuclei_by_cell(p_t, lab_t, sampling) > 0  # the command's own function
                     for p_t, lab_t in zip(p, labels.astype(np.int64), strict=True)])  # fmt: skip
     return dice(seg, truth & cells)
 

@@ -104,8 +104,10 @@ def nuclei_in_cells(
         lab = _instance_labels(cells, min(t, cells.shape[0] - 1))
         if out is None:
             out = np.zeros((n_t, *lab.shape), lab.dtype)
-        grid = cells.with_data(lab[None, None], step="instance_labels")
-        p = pred.data[t, 0] if same_grid else align_to(pred.sel(t=t), grid)[0, 0]
+        if same_grid:  # read box by box (lazy when the prediction is)
+            p = pred.data[t, 0]
+        else:  # this frame resampled onto the cells' grid, in memory
+            p = align_to(pred.sel(t=t), cells.with_data(lab[None, None], step="instance_labels"))[0, 0]
         nuclei_by_cell(
             p, lab, cells.voxel_size, prior_weight=cfg.prior_weight, share=cfg.share, out=out[t], cache_gb=cache_gb
         )
@@ -169,14 +171,12 @@ def write_nuclei(
     never held whole; ``.ome.tif``: at the end), atomically; returns the number of nuclei (distinct ids). Each
     frame's prediction goes through a scratch OME-Zarr beside ``path`` (removed), so memory holds one frame of cells
     and nuclei, not the prediction."""
-    import tempfile
-
     from subcell.io import OmeZarrWriter, output_format, write
+    from subcell.io._atomic import check_output, scratch_beside
 
     found: set[int] = set()
-    out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=out.parent, prefix=f".{out.name}.prediction-") as scratch:
+    check_output(path, overwrite=overwrite)  # before minutes of prediction
+    with scratch_beside(path) as scratch:
         frames = nuclei_frames(model, image, cells, config, predict, scratch=scratch)
         if output_format(path) != "ome-zarr":
             parts = [lab for _, lab in frames]
