@@ -198,3 +198,52 @@ def test_nuclei_of_a_time_lapse_stream_frame_by_frame(tmp_path: Path, monkeypatc
     assert run(["labelfree", "nuclei", str(src), str(two), str(tmp_path / "bad.ome.zarr")]) == 2
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith("bad")) == []
     assert not any(".tmp" in p.name or p.name.startswith(".") for p in tmp_path.iterdir())
+
+
+@pytest.mark.filterwarnings("ignore:resampling input", "ignore:the model was trained on channel")
+def test_written_nuclei_hold_no_frame_of_cells_or_nuclei(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``write_nuclei`` reads the cells once, a few planes at a time (one frame of cells serving a two-frame
+    time-lapse), and writes each nucleus into a scratch Zarr as it comes, never a whole frame: same labels in the
+    OME-Zarr as the frames made in memory."""
+    import subcell.labelfree.cell_prior as cell_prior
+    import subcell.labelfree.nuclei as nuclei
+    from subcell.labelfree.pretrained import load_model
+    from subcell.synth import synth_field
+    from tests.labelfree.test_nuclei import PlaneReader
+
+    field = synth_field(shape=(16, 160, 160), voxel_size=(0.3, 0.3, 0.3), seed=11)
+    bf = field.image.channel("brightfield")
+    movie = bf.with_data(np.concatenate([bf.numpy(), np.roll(bf.numpy(), 5, axis=-1)]), step="movie")
+    cells = field.labels["cell"][:, None]
+    model = load_model("nucleus")
+    frames = nuclei.nuclei_frames(model, movie, Image(cells, voxel_size=bf.voxel_size))
+    in_memory = np.concatenate([lab.numpy() for _, lab in frames])
+    monkeypatch.setattr(cell_prior, "SLAB_BYTES", 4 * 160 * 160 * 16)  # 4 planes a slab
+    writes: list[int] = []
+    made = nuclei._zarr_in
+
+    class Recorded:  # the scratch nuclei array, recording the size of every write
+        def __init__(self, a: object) -> None:
+            self.a, self.shape, self.dtype = a, a.shape, a.dtype  # type: ignore[attr-defined]
+
+        def __getitem__(self, box: tuple[slice, ...]) -> np.ndarray:
+            return self.a[box]  # type: ignore[index, no-any-return]
+
+        def __setitem__(self, box: tuple[slice, ...], v: np.ndarray) -> None:
+            writes.append(v.size)
+            self.a[box] = v  # type: ignore[index]
+
+    def zarr_in(folder: Path):  # type: ignore[no-untyped-def]
+        new = made(folder)
+        return lambda name, *a: Recorded(new(name, *a)) if name == "nuclei" else new(name, *a)
+
+    monkeypatch.setattr(nuclei, "_zarr_in", zarr_in)
+    reader = PlaneReader(cells)
+    lazy = reader.image().with_metadata(voxel_size=bf.voxel_size)
+    n = nuclei.write_nuclei(model, movie, lazy, tmp_path / "n.ome.zarr")
+    out = io.read(tmp_path / "n.ome.zarr").numpy()
+    np.testing.assert_array_equal(out, in_memory)
+    assert n == len(set(np.unique(in_memory)) - {0}) >= 5
+    assert sorted(reader.planes) == list(range(16))  # each plane of the cells read once, for both frames
+    assert 0 < max(writes) < 16 * 160 * 160 / 4  # one nucleus's box at a time, never the frame
+    assert len(writes) == sum(len(set(np.unique(f)) - {0}) for f in in_memory)

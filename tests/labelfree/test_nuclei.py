@@ -191,3 +191,57 @@ def test_the_score_is_z_scored_over_all_cells() -> None:
     got = nucleus_score(p, cells, VS, prior_weight=0.7)
     np.testing.assert_allclose(got[inside], want[inside], atol=1e-5)
     assert not got[~inside].any()
+
+
+class PlaneReader:
+    """A ``(T, C, Z, Y, X)`` label array read through Dask one plane per chunk (as bioio reads a TIFF): records
+    which planes are read."""
+
+    def __init__(self, a: np.ndarray) -> None:
+        self.a, self.shape, self.dtype, self.ndim = a, a.shape, a.dtype, a.ndim
+        self.planes: list[int] = []
+
+    def __getitem__(self, box: tuple[slice, ...]) -> np.ndarray:
+        out = self.a[box]
+        if out.size:
+            self.planes.extend(range(*box[2].indices(self.shape[2])))
+        return out
+
+    def image(self) -> Image:
+        import dask.array as da
+
+        return Image(da.from_array(self, chunks=(1, 1, 1, *self.shape[3:]), asarray=False), voxel_size=VS)
+
+
+def test_cells_become_labels_slab_by_slab_and_a_mask_is_split_across_blocks(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """The label rule runs on slabs of a few planes, each plane read once, into a Zarr array; a mask's pieces,
+    labelled in lateral blocks and joined across them, are numbered exactly as ``ndi.label`` numbers them whole."""
+    import subcell.io
+    import subcell.labelfree.cell_prior as cell_prior
+    import subcell.labelfree.nuclei as nuclei
+
+    rng = np.random.default_rng(3)
+    mask = ndi.gaussian_filter(rng.normal(size=(20, 60, 80)), 2) > 0.15  # winding pieces across the blocks
+    want, n = ndi.label(mask)
+    assert n > 5
+    monkeypatch.setattr(cell_prior, "SLAB_BYTES", 3 * 60 * 80 * 16)  # 3 planes a slab
+    monkeypatch.setattr(nuclei, "PIECES_BLOCK", 16)  # 4 × 5 lateral blocks
+    sizes: list[int] = []
+    rule = subcell.io.as_labels
+    monkeypatch.setattr(subcell.io, "as_labels", lambda a, **k: sizes.append(int(np.prod(a.shape))) or rule(a, **k))
+    reader = PlaneReader((mask * 255).astype(np.uint8)[None, None])
+    lab = nuclei._instance_labels(reader.image(), 0, nuclei._zarr_in(tmp_path))
+    assert type(lab).__module__.startswith("zarr") and lab.dtype == np.int32
+    np.testing.assert_array_equal(lab[:], want)
+    assert sorted(reader.planes) == list(range(20))  # each plane read once
+    assert max(sizes) == 3 * 60 * 80  # never more than a slab at once
+    # ids are kept as they are; floats of whole numbers become ids; a fractional value in the last slab is refused
+    _, cells = many_cells()
+    ids = nuclei._instance_labels(Image(cells.astype(np.float32)[None, None], voxel_size=VS), 0,
+                                  nuclei._zarr_in(tmp_path))  # fmt: skip
+    assert ids.dtype == np.int64
+    np.testing.assert_array_equal(ids[:], cells)
+    bad = cells.astype(np.float32)
+    bad[-1, -1, -1] = 0.5
+    with pytest.raises(ValueRangeError, match="fractional"):
+        nuclei._instance_labels(Image(bad[None, None], voxel_size=VS), 0, nuclei._zarr_in(tmp_path))

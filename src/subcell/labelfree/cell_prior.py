@@ -28,15 +28,23 @@ Box = tuple[slice, ...]
 # one pass over the cells: (id, bounding box, the cell's voxels in the box, a value per voxel of the cell, raster order)
 CellValues = Callable[[], Iterator[tuple[int, Box, np.ndarray, np.ndarray]]]
 OTSU_BINS = 256  # scikit-image's default for threshold_otsu
+SLAB_BYTES = 64 << 20  # what a pass over whole planes of the cells holds at once (their values, as int64)
 
 
-def cell_boxes(cells: Any, *, slab: int = 32) -> list[tuple[int, Box]]:
+def slab_planes(shape: tuple[int, ...], bytes_per_voxel: int = 8) -> int:
+    """Planes of a ``(Z, Y, X)`` array in one slab of at most :data:`SLAB_BYTES` (at least one plane)."""
+    return max(1, min(int(shape[0]), SLAB_BYTES // max(1, int(np.prod(shape[1:])) * bytes_per_voxel)))
+
+
+def cell_boxes(cells: Any, *, slab: int | None = None) -> list[tuple[int, Box]]:
     """``(id, bounding box)`` of every labelled cell of a ``(Z, Y, X)`` label array, in id order: the bounding boxes
-    of each ``slab`` planes (blocks of the block engine; a NumPy, Zarr or Dask array, one slab read at a time),
-    merged."""
+    of each ``slab`` planes (blocks of the block engine; a NumPy, Zarr or Dask array, one slab read at a time;
+    default :func:`slab_planes`), merged."""
     from scipy import ndimage as ndi
 
     from subcell.blocks import Block, BlockGrid, map_blocks
+
+    slab = slab or slab_planes(tuple(cells.shape))
 
     def boxes(block: Block) -> dict[int, tuple[list[int], list[int]]]:
         lab = np.asarray(cells[block.core])
@@ -246,8 +254,9 @@ def _largest_piece_filled(mask: np.ndarray) -> np.ndarray:
     return ndi.binary_fill_holes(largest)
 
 
-def _label_nuclei(cell_values: CellValues, out: Any, share: float | None) -> Any:
-    """Each cell's nucleus from its scores, written into ``out`` (its own voxels of its box only; NumPy or Zarr)."""
+def _label_nuclei(cell_values: CellValues, out: Any, share: float | None, found: dict[int, bool] | None = None) -> Any:
+    """Each cell's nucleus from its scores, written into ``out`` (its own voxels of its box only; NumPy or Zarr);
+    ``found`` records for each cell whether it got one."""
     if share is not None and not 0.0 < share < 1.0:
         raise ValueRangeError(f"expected a share of the cell volume in (0, 1), got {share}", field="share")
     t = _otsu(cell_values) if share is None else None
@@ -258,6 +267,8 @@ def _label_nuclei(cell_values: CellValues, out: Any, share: float | None) -> Any
             passed = np.zeros(own.shape, bool)
             passed[own] = values > t
         nucleus = _largest_piece_filled(passed) & own
+        if found is not None:
+            found[i] = bool(nucleus.any())
         if nucleus.any():
             region = np.asarray(out[box])
             region[nucleus] = i
@@ -280,7 +291,7 @@ def nuclei_from_score(score: np.ndarray, cells: np.ndarray, *, share: float | No
 
 def nuclei_by_cell(
     prediction: Any, cells: Any, voxel_size: VoxelSize | tuple[float, float, float], *, prior_weight: float = 0.5,
-    share: float | None = None, out: Any = None, cache_gb: float = 1.0,
+    share: float | None = None, out: Any = None, cache_gb: float = 1.0, found: dict[int, bool] | None = None,
 ) -> Any:  # fmt: skip
     """``nuclei_from_score(nucleus_score(prediction, cells, …), cells)`` with one cell's box at a time read.
 
@@ -289,10 +300,11 @@ def nuclei_by_cell(
     The first reads each cell's box and computes its depth, and keeps them for the later passes up to ``cache_gb``
     (9 bytes a voxel of a cell's box); cells beyond it are read and computed again in each pass (slower, same
     values). The labels are written into ``out`` (e.g. a Zarr array; default a NumPy array of the cells' dtype),
-    cell by cell, each into its own voxels. Same labels as the whole-array functions, to the bit.
+    cell by cell, each into its own voxels. Same labels as the whole-array functions, to the bit. ``found``, when
+    given, is filled with each cell's id and whether it got a nucleus (nothing passing the threshold: none).
     """
     if tuple(prediction.shape) != tuple(cells.shape):
         raise ValueRangeError(f"prediction of shape {tuple(prediction.shape)} for cells of {tuple(cells.shape)}",
                               field="prediction")  # fmt: skip
     scorer = _Scorer(prediction, cells, VoxelSize.of(voxel_size).as_tuple(), prior_weight, cache_bytes=cache_gb * 1e9)
-    return _label_nuclei(scorer, np.zeros(cells.shape, cells.dtype) if out is None else out, share)
+    return _label_nuclei(scorer, np.zeros(cells.shape, cells.dtype) if out is None else out, share, found)

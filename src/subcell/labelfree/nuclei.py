@@ -17,16 +17,19 @@ The array rules are in :mod:`subcell.labelfree.cell_prior`; this module applies 
 
 Everything is computed on the cells' grid, one frame at a time (:func:`nuclei_frames`: a time-lapse holds one
 frame, never the whole series) and, within a frame, one cell's bounding box at a time
-(:func:`~subcell.labelfree.cell_prior.nuclei_by_cell`): ``write_nuclei`` streams each frame's prediction to a
-scratch OME-Zarr and reads it back box by box, so a large field needs memory for its cells and nuclei, not for the
-prediction, depth and scores of the whole frame.
+(:func:`~subcell.labelfree.cell_prior.nuclei_by_cell`). :func:`write_nuclei` (the command) holds no frame whole:
+each frame's prediction and its cells (the one label rule applied slab by slab) go to scratch Zarr stores beside
+the output, are read back one cell's box at a time, and each nucleus is written into the output OME-Zarr as it
+comes; memory is the ``--memory-limit`` (the prediction's tiles, then what the first pass over the cells keeps)
+and a few slabs, whatever the field's size. An OME-TIFF output is written whole at the end, so it holds the
+nuclei of every frame.
 """
 
 from __future__ import annotations
 
-import itertools
+import contextlib
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -34,29 +37,110 @@ import numpy as np
 
 from subcell.errors import ChannelError, MetadataError
 from subcell.image import Image
-from subcell.labelfree.cell_prior import nuclei_by_cell
+from subcell.labelfree.cell_prior import nuclei_by_cell, slab_planes
 from subcell.labelfree.config import NucleiConfig
 from subcell.labelfree.evaluate import align_to
 
 __all__ = ["NucleiConfig", "nuclei_frames", "nuclei_in_cells", "write_nuclei"]
 
+# a new (Z, Y, X) array: name, shape, dtype, chunks (planes, rows, columns) -> NumPy array or Zarr array
+NewArray = Callable[[str, tuple[int, ...], Any, tuple[int, ...]], Any]
+PIECES_BLOCK = 256  # lateral block of the connected pieces of a one-value mask (whole planes in z)
+# scratch arrays are read and written one cell's box at a time: small chunks (int32: 512 kB) touch little beyond a
+# box (writing each nucleus straight into the output store's 32 × 256 × 256 chunks took twice as long)
+SCRATCH_CHUNKS = (8, 128, 128)
 
-def _instance_labels(cells: Image, t: int) -> np.ndarray:
+
+def _in_memory(name: str, shape: tuple[int, ...], dtype: Any, chunks: tuple[int, ...]) -> np.ndarray:
+    return np.zeros(shape, dtype)
+
+
+def _zarr_in(folder: Path) -> NewArray:
+    """Arrays made as Zarr stores in ``folder`` (a scratch folder the caller removes)."""
+    import zarr
+
+    def new(name: str, shape: tuple[int, ...], dtype: Any, chunks: tuple[int, ...]) -> Any:
+        return zarr.create_array(store=str(folder / f"{name}.zarr"), shape=shape, dtype=dtype, fill_value=0,
+                                 chunks=tuple(min(c, n) for c, n in zip(chunks, shape, strict=True)),
+                                 overwrite=True)  # fmt: skip
+
+    return new
+
+
+def _instance_labels(cells: Image, t: int, new: NewArray = _in_memory) -> Any:
     """Frame ``t`` of the cells as integer instance labels ``(Z, Y, X)`` (:func:`subcell.io.as_labels`: integers, a
-    boolean mask, or floats of whole numbers); a mask of one value in several pieces is labelled by its pieces
-    (1, 2, …), one cell keeps its id. One frame is read at a time."""
-    from scipy import ndimage as ndi
+    boolean mask, or floats of whole numbers), in an array from ``new``; a mask of one value in several pieces is
+    labelled by its pieces (1, 2, …, numbered as ``scipy.ndimage.label`` numbers them), one cell keeps its id.
 
+    Block by block (the block engine): the rule is applied to slabs of whole planes (read once each, however the
+    source is stored), and the pieces of a mask are joined across blocks (:func:`~subcell.blocks.label_blocks`), so
+    memory holds a slab, not the frame, when ``new`` makes Zarr arrays."""
+    from subcell.blocks import BlockGrid, label_blocks, map_blocks
     from subcell.io import as_labels
 
     if cells.shape[1] != 1:
         raise ChannelError(f"expected one channel of cell instance labels, got {cells.shape[1]} "
                            f"({list(cells.channel_names)})", field="cells")  # fmt: skip
-    lab = as_labels(cells.data[t, 0], path=cells.provenance.source, what="cell labels")  # the one label rule
-    if np.unique(lab).size == 2:  # one value: a mask, whose separate pieces are separate cells
-        pieces, n = ndi.label(lab > 0)
-        lab = pieces.astype(np.int32) if n > 1 else lab  # a single cell keeps its id
-    return lab
+    src = cells.data[t, 0]
+    shape = tuple(int(n) for n in src.shape)
+    where = cells.provenance.source
+    dtype = as_labels(np.zeros(0, src.dtype), path=where, what="cell labels").dtype  # the rule's dtype, or its error
+    slab = slab_planes(shape, 16)  # the source's values and the labels made of them
+    lab = new("cells", shape, dtype, SCRATCH_CHUNKS)
+
+    def convert(block: Any) -> np.ndarray:
+        part = as_labels(src[block.core], path=where, what="cell labels")  # the one label rule
+        lab[block.core] = part
+        return np.unique(part)
+
+    values = np.unique(np.concatenate(map_blocks(convert, BlockGrid(shape, (slab, *shape[1:])))))
+    if values.size != 2:
+        return lab
+    # one value: a mask, whose separate pieces are separate cells (joined across lateral blocks of whole planes)
+    grid = BlockGrid(shape, (shape[0], PIECES_BLOCK, PIECES_BLOCK))
+    pieces = new("pieces", shape, np.int32, SCRATCH_CHUNKS)
+    found = label_blocks(grid, lambda block: np.asarray(lab[block.core]) > 0, pieces)
+    if found.n <= 1:  # a single cell keeps its id
+        return lab
+
+    def number(block: Any) -> None:
+        pieces[block.core] = found.ids(block)  # each block's own ids only: rewritten in place
+
+    map_blocks(number, grid)
+    return pieces
+
+
+def _frame_nuclei(pred: Image, t: int, lab: Any, cells: Image, cfg: NucleiConfig, out: Any, cache_gb: float,
+                  found: dict[int, bool]) -> None:  # fmt: skip
+    """The nuclei of frame ``t`` of the one-channel ``pred`` inside ``lab`` (that frame's cells, on ``cells``' grid)
+    written into ``out``; ``found`` gets each cell's id and whether it got a nucleus."""
+    if pred.shape[2:] == cells.shape[2:] and pred.voxel_size.isclose(cells.voxel_size, rtol=0.02):
+        p = pred.data[t, 0]  # read box by box (lazy when the prediction is)
+    else:  # this frame resampled onto the cells' grid, in memory
+        p = align_to(pred.sel(t=t), cells.sel(t=0))[0, 0]
+    nuclei_by_cell(p, lab, cells.voxel_size, prior_weight=cfg.prior_weight, share=cfg.share, out=out,
+                   cache_gb=cache_gb, found=found)  # fmt: skip
+
+
+def _copy_frame(nuclei: Any, writer: Any, t: int) -> None:
+    """A frame's nuclei into frame ``t`` of the output's level 0, one of its chunks at a time (each written once)."""
+    from subcell.blocks import BlockGrid, map_blocks
+
+    def copy(block: Any) -> None:
+        writer.write_region((slice(t, t + 1), slice(0, 1), *block.core), np.asarray(nuclei[block.core])[None, None])
+
+    map_blocks(copy, BlockGrid(nuclei.shape, writer.chunks[2:]))
+
+
+def _warn_missing(missing: int) -> None:
+    if missing:
+        warnings.warn(f"{missing} cell(s) got no nucleus: nothing in them passed the threshold", stacklevel=3)
+
+
+def _check_times(n_t: int, cells: Image, what: str) -> None:
+    if cells.shape[0] not in (1, n_t):
+        raise MetadataError(f"{cells.shape[0]} timepoints of cells for {n_t} of {what}; expected 1 or the same "
+                            "number", path=cells.provenance.source, field="T")  # fmt: skip
 
 
 def nuclei_in_cells(
@@ -65,8 +149,8 @@ def nuclei_in_cells(
     """Nucleus instance labels, one per cell with the cell's id, from a nucleus prediction and cell labels.
 
     Computed cell by cell (:func:`~subcell.labelfree.cell_prior.nuclei_by_cell`): a lazy prediction on the cells'
-    grid (e.g. read from the OME-Zarr ``labelfree predict`` wrote) is read one cell's box at a time, so memory holds
-    the cells and the nuclei of one frame, not the frame's prediction, depth and scores.
+    grid (e.g. read from the OME-Zarr ``labelfree predict`` wrote) is read one cell's box at a time; the cells and
+    the nuclei are held in memory (:func:`write_nuclei` holds neither).
 
     Parameters
     ----------
@@ -93,103 +177,109 @@ def nuclei_in_cells(
         raise ChannelError(f"the prediction has no {cfg.channel!r} output; it has {list(prediction.channel_names)}",
                            field="channel")  # fmt: skip
     n_t = prediction.shape[0]
-    if cells.shape[0] not in (1, n_t):
-        raise MetadataError(f"{cells.shape[0]} timepoints of cells for {n_t} of prediction; expected "
-                            "1 or the same number", path=cells.provenance.source, field="T")  # fmt: skip
+    _check_times(n_t, cells, "prediction")
     pred = prediction.channel(cfg.channel)
-    same_grid = pred.shape[2:] == cells.shape[2:] and pred.voxel_size.isclose(cells.voxel_size, rtol=0.02)
     out: np.ndarray | None = None
+    lab: Any = None
     missing = 0
     for t in range(n_t):
-        lab = _instance_labels(cells, min(t, cells.shape[0] - 1))
+        if lab is None or cells.shape[0] > 1:
+            lab = _instance_labels(cells, min(t, cells.shape[0] - 1))
         if out is None:
             out = np.zeros((n_t, *lab.shape), lab.dtype)
-        if same_grid:  # read box by box (lazy when the prediction is)
-            p = pred.data[t, 0]
-        else:  # this frame resampled onto the cells' grid, in memory
-            p = align_to(pred.sel(t=t), cells.with_data(lab[None, None], step="instance_labels"))[0, 0]
-        nuclei_by_cell(
-            p, lab, cells.voxel_size, prior_weight=cfg.prior_weight, share=cfg.share, out=out[t], cache_gb=cache_gb
-        )
-        missing += len(set(np.unique(lab)) - set(np.unique(out[t])))
-    if missing:
-        warnings.warn(f"{missing} cell(s) got no nucleus: nothing in them passed the threshold", stacklevel=2)
-    params: dict[str, Any] = cfg.model_dump()
+        found: dict[int, bool] = {}
+        _frame_nuclei(pred, t, lab, cells, cfg, out[t], cache_gb, found)
+        missing += sum(not v for v in found.values())
+    _warn_missing(missing)
     return Image(out[:, None], voxel_size=cells.voxel_size, channel_names=["nucleus"],  # type: ignore[index]
                  time_interval=prediction.time_interval or cells.time_interval,
-                 provenance=prediction.provenance.then("nuclei_in_cells", params))  # fmt: skip
+                 provenance=prediction.provenance.then("nuclei_in_cells", cfg.model_dump()))  # fmt: skip
 
 
 def nuclei_frames(
-    model: Any, image: Image, cells: Image, config: NucleiConfig | None = None, predict: Any = None, *,
-    scratch: str | Path | None = None,
-) -> Iterator[tuple[int, Image]]:  # fmt: skip
+    model: Any, image: Image, cells: Image, config: NucleiConfig | None = None, predict: Any = None
+) -> Iterator[tuple[int, Image]]:
     """``(t, nuclei)`` for every timepoint of ``image``: the model's prediction of that frame on the input's grid,
-    then :func:`nuclei_in_cells` with that frame's cells (or the single frame of cells for all). One frame is done
-    at a time, so a time-lapse streams (``subcell labelfree nuclei`` writes each frame as it comes). ``predict`` is
-    a :class:`~subcell.labelfree.PredictConfig` (its ``output_grid`` and ``timepoints`` are set here).
+    in memory (:func:`~subcell.labelfree.predict_image`), then :func:`nuclei_in_cells` with that frame's cells (or
+    the single frame of cells for all). One frame is done at a time, so a time-lapse is never predicted whole.
+    ``predict`` is a :class:`~subcell.labelfree.PredictConfig` (its ``output_grid`` and ``timepoints`` are set here).
+    :func:`write_nuclei` gives the same labels without holding a frame."""
+    from subcell.labelfree import PredictConfig, predict_image
 
-    With a ``scratch`` folder, each frame's prediction goes to an OME-Zarr there
-    (:func:`~subcell.labelfree.predict_to_zarr`, tiles within ``memory_limit_gb``) and is read back one cell's box
-    at a time, then deleted: memory holds one frame of cells and of nuclei, whatever the frame's size. Without, the
-    prediction is held in memory (:func:`~subcell.labelfree.predict_image`). Both give the same labels."""
-    from subcell.io import read
-    from subcell.io._atomic import discard
-    from subcell.labelfree import PredictConfig, predict_image, predict_to_zarr
+    cfg = _checked(model, image, cells, config)
+    base = predict or PredictConfig()
+    for t in range(image.shape[0]):
+        pcfg = base.model_copy(update={"output_grid": "input", "timepoints": [t]})
+        yield t, nuclei_in_cells(predict_image(model, image, pcfg), cells.sel(t=t if cells.shape[0] > 1 else 0), cfg)
+
+
+def _checked(model: Any, image: Image, cells: Image, config: NucleiConfig | None) -> NucleiConfig:
+    """The config, once the model has its channel and the cells' timepoints fit (before minutes of prediction)."""
     from subcell.labelfree.predictor import output_channel_names
 
     cfg = config or NucleiConfig()
     names = output_channel_names(model)
-    if cfg.channel not in names:  # before minutes of prediction
+    if cfg.channel not in names:
         raise ChannelError(f"the model has no {cfg.channel!r} output; it has {names}", field="channel")
-    n_t = image.shape[0]
-    if cells.shape[0] not in (1, n_t):
-        raise MetadataError(f"{cells.shape[0]} timepoints of cells for {n_t} of bright-field; expected 1 or the same "
-                            "number", path=cells.provenance.source, field="T")  # fmt: skip
-    base = predict or PredictConfig()
-    for t in range(n_t):
-        pcfg = base.model_copy(update={"output_grid": "input", "timepoints": [t]})
-        frame_cells = cells.sel(t=t if cells.shape[0] > 1 else 0)
-        if scratch is None:
-            yield t, nuclei_in_cells(predict_image(model, image, pcfg), frame_cells, cfg)
-            continue
-        store = Path(scratch) / f"prediction_t{t}.ome.zarr"
-        try:
-            predict_to_zarr(model, image, store, pcfg)
-            # the prediction's memory is free again: the same budget keeps what the first pass over the cells read
-            nuclei = nuclei_in_cells(read(store), frame_cells, cfg, cache_gb=base.memory_limit_gb)
-        finally:
-            discard(store)
-        yield t, nuclei
+    _check_times(image.shape[0], cells, "bright-field")
+    return cfg
 
 
 def write_nuclei(
     model: Any, image: Image, cells: Image, path: str | Path, config: NucleiConfig | None = None,
     predict: Any = None, *, overwrite: bool = False,
 ) -> int:  # fmt: skip
-    """:func:`nuclei_frames` written to ``path`` (``.ome.zarr``: frame by frame as they come, so a time-lapse is
-    never held whole; ``.ome.tif``: at the end), atomically; returns the number of nuclei (distinct ids). Each
-    frame's prediction goes through a scratch OME-Zarr beside ``path`` (removed), so memory holds one frame of cells
-    and nuclei, not the prediction."""
-    from subcell.io import OmeZarrWriter, output_format, write
-    from subcell.io._atomic import check_output, scratch_beside
+    """The nuclei of every frame of ``image`` (as :func:`nuclei_frames`) written to ``path``, atomically; returns
+    the number of nuclei (distinct ids).
 
-    found: set[int] = set()
+    Nothing of a frame is held whole: its prediction (:func:`~subcell.labelfree.predict_to_zarr`, tiles within
+    the ``memory_limit_gb`` of ``predict``) and its cells (:func:`_instance_labels`, slab by slab) go to Zarr stores
+    in a scratch folder beside ``path`` (removed at the end and on error), the first pass over the cells keeps what
+    it read within the same memory limit, and each nucleus is written into a scratch Zarr, copied into the
+    ``.ome.zarr`` output chunk by chunk once the frame is done. An ``.ome.tif`` output is written at the end from the
+    frames held in memory."""
+    from subcell.io import OmeZarrWriter, output_format, read, write
+    from subcell.io._atomic import check_output, discard, scratch_beside
+    from subcell.labelfree import PredictConfig, predict_to_zarr
+
+    cfg = _checked(model, image, cells, config)
     check_output(path, overwrite=overwrite)  # before minutes of prediction
+    base = predict or PredictConfig()
+    n_t = image.shape[0]
+    to_zarr = output_format(path) == "ome-zarr"
+    found: dict[int, bool] = {}
+    missing = 0
     with scratch_beside(path) as scratch:
-        frames = nuclei_frames(model, image, cells, config, predict, scratch=scratch)
-        if output_format(path) != "ome-zarr":
-            parts = [lab for _, lab in frames]
-            labels = parts[0].with_data(np.concatenate([p.numpy() for p in parts]), step="frames")
-            write(labels.with_metadata(time_interval=image.time_interval), path, overwrite=overwrite, is_label=True)
-            return len(set(np.unique(labels.numpy()).tolist()) - {0})
-        first = next(frames)  # the first frame fixes the store's dtype
-        lab0 = first[1]
-        with OmeZarrWriter(path, shape=(image.shape[0], *lab0.shape[1:]), dtype=lab0.dtype,
-                           voxel_size=lab0.voxel_size, channel_names=["nucleus"], is_label=True,
-                           time_interval=image.time_interval, provenance=lab0.provenance,
-                           overwrite=overwrite) as writer:  # fmt: skip
-            for t, lab in itertools.chain([first], frames):
-                writer.write_region((slice(t, t + 1),), lab.numpy())
-                found |= set(np.unique(lab.numpy()).tolist())
-    return len(found - {0})
+        new = _zarr_in(scratch)
+        lab = _instance_labels(cells, 0, new)  # its dtype is the output's
+        tif: list[np.ndarray] = []
+        provenance = image.provenance.then("labelfree_nuclei", cfg.model_dump())
+        opened: Any = contextlib.nullcontext()
+        if to_zarr:
+            opened = OmeZarrWriter(path, shape=(n_t, 1, *lab.shape), dtype=lab.dtype, voxel_size=cells.voxel_size,
+                                   channel_names=["nucleus"], is_label=True, time_interval=image.time_interval,
+                                   provenance=provenance, overwrite=overwrite)  # fmt: skip
+        with opened as writer:  # closed into place at the end, removed on error
+            for t in range(n_t):
+                if t and cells.shape[0] > 1:
+                    lab = _instance_labels(cells, t, new)
+                store = scratch / f"prediction_t{t}.ome.zarr"
+                predict_to_zarr(model, image, store, base.model_copy(update={"output_grid": "input",
+                                                                             "timepoints": [t]}))  # fmt: skip
+                out = new("nuclei", lab.shape, lab.dtype, SCRATCH_CHUNKS) if writer else np.zeros(lab.shape, lab.dtype)
+                frame: dict[int, bool] = {}
+                # the prediction's memory is free again: the same budget keeps what the first pass over the cells read
+                _frame_nuclei(read(store).channel(cfg.channel), 0, lab, cells, cfg, out, base.memory_limit_gb, frame)
+                discard(store)
+                if writer is None:
+                    tif.append(out)
+                else:
+                    _copy_frame(out, writer, t)
+                missing += sum(not v for v in frame.values())
+                found.update({i: found.get(i, False) or v for i, v in frame.items()})
+        if not to_zarr:
+            labels = Image(np.stack(tif)[:, None], voxel_size=cells.voxel_size, channel_names=["nucleus"],
+                           time_interval=image.time_interval, provenance=provenance)  # fmt: skip
+            write(labels, path, overwrite=overwrite, is_label=True)
+    _warn_missing(missing)
+    return sum(found.values())
