@@ -91,6 +91,25 @@ def test_streamed_zarr_equals_in_memory_and_keeps_metadata(tmp_path: Path) -> No
     assert (back.numpy()[:, 1] > 0).all()  # standard deviations
 
 
+def test_a_prediction_store_without_a_pyramid_has_the_same_full_resolution(tmp_path: Path) -> None:
+    """``levels=1`` (a prediction only read back, as ``labelfree nuclei`` does) writes level 0 alone, the same
+    values, whole-plane rows or lateral regions."""
+    import zarr
+
+    from subcell.labelfree.predict_regions import predict_regions_to_zarr
+
+    model = _model(depth=1)
+    image = paired_volume(5, shape=(4, 300, 300)).channel("brightfield")
+    cfg = PredictConfig(tile=(4, 128, 128), precision="fp32")
+    full = predict_to_zarr(model, image, tmp_path / "full.ome.zarr", cfg)
+    assert sorted(zarr.open_group(str(full), mode="r").array_keys()) == ["0", "1"]
+    for name, write in (("rows", predict_to_zarr), ("regions", predict_regions_to_zarr)):
+        kw = {"region_yx": 256} if name == "regions" else {}
+        out = write(model, image, tmp_path / f"{name}.ome.zarr", cfg, levels=1, **kw)
+        assert sorted(zarr.open_group(str(out), mode="r").array_keys()) == ["0"]
+        np.testing.assert_allclose(io.read(out).numpy(), io.read(full).numpy(), atol=1e-6)
+
+
 def test_input_smaller_than_a_tile_is_padded_and_cropped_back() -> None:
     model = _model(depth=2)
     image = paired_volume(3, shape=(3, 11, 13)).channel("brightfield")

@@ -88,9 +88,9 @@ COMMANDS: dict[str, Spec] = {
     "segment": Spec(("segment",), ".ome.zarr", 4.0, _segment),  # 1.9 (nucleus) … 6.2 (mitochondria) whole-field
     "measure": Spec(("measure",), ".parquet", 4.0, _measure),
     "labelfree-predict": Spec(("labelfree", "predict"), ".ome.zarr", 2.0, _predict),  # + --memory-limit
-    # the frame's cells and nuclei (int32: 8 bytes a voxel, 4x a uint16 input) and a copy while the cells are read;
-    # the prediction's tiles, then the cell cache, within --memory-limit (added)
-    "labelfree-nuclei": Spec(("labelfree", "nuclei"), ".ome.zarr", 6.0, _nuclei),
+    # as labelfree-predict: the cells become labels slab by slab and the nuclei are written cell by cell, both into
+    # scratch stores; the prediction's tiles, then the cell cache, within --memory-limit (added)
+    "labelfree-nuclei": Spec(("labelfree", "nuclei"), ".ome.zarr", 2.0, _nuclei),
     "cells-extract": Spec(("cells", "extract"), ".zarr", 4.0, _extract),
     "synth": Spec(("synth",), ".ome.zarr", 0.0, lambda row, base: ([], [], [])),
 }

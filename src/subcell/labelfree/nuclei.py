@@ -264,8 +264,8 @@ def write_nuclei(
                 if t and cells.shape[0] > 1:
                     lab = _instance_labels(cells, t, new)
                 store = scratch / f"prediction_t{t}.ome.zarr"
-                predict_to_zarr(model, image, store, base.model_copy(update={"output_grid": "input",
-                                                                             "timepoints": [t]}))  # fmt: skip
+                pcfg = base.model_copy(update={"output_grid": "input", "timepoints": [t]})
+                predict_to_zarr(model, image, store, pcfg, levels=1)  # read back at full resolution only
                 out = new("nuclei", lab.shape, lab.dtype, SCRATCH_CHUNKS) if writer else np.zeros(lab.shape, lab.dtype)
                 frame: dict[int, bool] = {}
                 # the prediction's memory is free again: the same budget keeps what the first pass over the cells read

@@ -290,10 +290,12 @@ def predict_to_zarr(
     *,
     overwrite: bool = False,
     progress: Callable[[int, int], None] | None = None,
+    levels: int | None = None,
 ) -> Path:
     """Predict ``image`` (lazy is fine) straight into an OME-Zarr, row by row; memory bounded by tiles. When tile
     rows over whole planes do not fit ``memory_limit_gb``, lateral regions are predicted one after another
-    (:func:`~subcell.labelfree.predict_regions.predict_regions_to_zarr`, same result)."""
+    (:func:`~subcell.labelfree.predict_regions.predict_regions_to_zarr`, same result). ``levels``: the store's
+    pyramid levels (default: until it fits 256 px; 1 for a prediction only read back at full resolution)."""
     from subcell.io import OmeZarrWriter
 
     cfg = config or PredictConfig()
@@ -304,7 +306,7 @@ def predict_to_zarr(
         from subcell.labelfree.predict_regions import predict_regions_to_zarr
 
         return predict_regions_to_zarr(model, image, output, cfg, region_yx=region, overwrite=overwrite,
-                                       progress=progress)  # fmt: skip
+                                       progress=progress, levels=levels)  # fmt: skip
     names = output_channel_names(model)
     ts = _timepoints(image, cfg)
     summary: dict[str, Any] = {"tile": None}
@@ -316,6 +318,7 @@ def predict_to_zarr(
         channel_names=names,
         time_interval=_output_interval(image, ts),
         provenance=_prediction_provenance(model, image, summary, ts, cfg),
+        levels=levels,
         overwrite=overwrite,
     ) as writer:
         for i, t in enumerate(ts):

@@ -80,6 +80,7 @@ def predict_regions_to_zarr(
     executor: Any = None,
     overwrite: bool = False,
     progress: Callable[[int, int], None] | None = None,
+    levels: int | None = None,
 ) -> Path:
     """Predict ``image`` (lazy, at the model's voxel size) into an OME-Zarr, ``region_yx`` × ``region_yx`` regions
     at a time: blocks of a lateral :class:`~subcell.blocks.BlockGrid` through :func:`~subcell.blocks.map_blocks`
@@ -87,7 +88,8 @@ def predict_regions_to_zarr(
 
     ``model`` is what :func:`~subcell.labelfree.pretrained.load_model` takes (a folder, a shipped name or a
     bioimage.io package): workers load it themselves, once each. Serially (no ``executor``) it may also be a
-    loaded model; ``progress`` gets (tiles done, tiles) of each region in turn.
+    loaded model; ``progress`` gets (tiles done, tiles) of each region in turn. ``levels``: the store's pyramid
+    levels (:class:`~subcell.io.OmeZarrWriter`; 1 for a prediction only read back at full resolution).
     """
     from subcell.io import OmeZarrWriter
 
@@ -120,7 +122,7 @@ def predict_regions_to_zarr(
     writer = OmeZarrWriter(
         output, shape=(len(ts), len(names), *shape), dtype="float32", voxel_size=grid_vs, channel_names=names,
         time_interval=_output_interval(image, ts), provenance=_prediction_provenance(lf, image, summary, ts, cfg),
-        chunks=(1, 1, min(shape[0], 32), chunk, chunk), overwrite=overwrite,
+        chunks=(1, 1, min(shape[0], 32), chunk, chunk), levels=levels, overwrite=overwrite,
     )  # fmt: skip
     try:
         job = {"model": spec, "cfg": cfg, "image": image, "channel": c, "grid_vs": grid_vs, "shape": shape,
