@@ -240,10 +240,19 @@ def test_written_nuclei_hold_no_frame_of_cells_or_nuclei(tmp_path: Path, monkeyp
     monkeypatch.setattr(nuclei, "_zarr_in", zarr_in)
     reader = PlaneReader(cells)
     lazy = reader.image().with_metadata(voxel_size=bf.voxel_size)
-    n = nuclei.write_nuclei(model, movie, lazy, tmp_path / "n.ome.zarr")
+    stages: list[tuple[str, int, int]] = []
+    n = nuclei.write_nuclei(model, movie, lazy, tmp_path / "n.ome.zarr", progress=lambda *a: stages.append(a))
     out = io.read(tmp_path / "n.ome.zarr").numpy()
     np.testing.assert_array_equal(out, in_memory)
     assert n == len(set(np.unique(in_memory)) - {0}) >= 5
     assert sorted(reader.planes) == list(range(16))  # each plane of the cells read once, for both frames
     assert 0 < max(writes) < 16 * 160 * 160 / 4  # one nucleus's box at a time, never the frame
     assert len(writes) == sum(len(set(np.unique(f)) - {0}) for f in in_memory)
+    # progress: each frame's prediction (tiles), then its four passes over the cells
+    assert list(dict.fromkeys(s for s, _, _ in stages)) == [
+        f"frame {t}/2: {what}" for t in (1, 2) for what in ("prediction", "nuclei")
+    ]
+    n_cells = len(set(np.unique(cells)) - {0})
+    for t in (1, 2):
+        done = [(d, total) for s, d, total in stages if s == f"frame {t}/2: nuclei"]
+        assert [d for d, _ in done] == list(range(1, 4 * n_cells + 1)) and done[-1][1] == 4 * n_cells

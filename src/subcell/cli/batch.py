@@ -279,7 +279,7 @@ def build_items(
             if spec.path[0] == "labelfree":
                 memory += TORCH_BASE + int(float(params["memory_limit"]) * 2**30)
         args = [*positional, str(out), *options, *row_opts, "--overwrite"]
-        if command == "labelfree-predict":
+        if command in ("labelfree-predict", "labelfree-nuclei"):  # no progress bars from the workers
             args.append("--quiet")
         item_params = {"args": args, "voxel_size": row.voxel_size.as_tuple() if row.voxel_size else vs_option}
         items.append(Item(item_id, tuple(inputs), out, item_params, memory, {"GPU": 1.0} if gpu else {}))

@@ -284,6 +284,7 @@ def nuclei(
     device: Annotated[str, typer.Option("--device", help="cpu, cuda, mps or auto.")] = "auto",
     precision: Annotated[str, typer.Option("--precision", help="auto, fp32, bf16 or fp16.")] = "auto",
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing output.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", help="No progress bar.")] = False,
 ) -> None:
     """Nuclei from bright-field inside segmented cells: the prediction and each cell's depth, one nucleus per cell."""
     from subcell.config import load_validated
@@ -304,7 +305,14 @@ def nuclei(
     cell_labels = read(cells, voxel_size=voxel_size)
     typer.echo(f"predicting {cfg.channel} in {input.name} with {model}")
     with _warnings_to_stderr():
-        n = write_nuclei(lf, image, cell_labels, output, cfg, pcfg, overwrite=overwrite)
+        if quiet:
+            n = write_nuclei(lf, image, cell_labels, output, cfg, pcfg, overwrite=overwrite)
+        else:
+            with _progress_bar(f"nuclei of {input.name}") as bar:
+                task = bar.add_task("nuclei", total=None, status="")
+                n = write_nuclei(lf, image, cell_labels, output, cfg, pcfg, overwrite=overwrite,
+                                 progress=lambda stage, done, total: bar.update(task, completed=done, total=total,
+                                                                                status=stage))  # fmt: skip
     typer.echo(f"wrote {output}: {n} nuclei (ids of their cells)")
 
 

@@ -124,13 +124,16 @@ class _Scorer:
     compute again only the cells beyond it. The values are the same either way."""
 
     def __init__(self, prediction: Any, cells: Any, sampling: tuple[float, ...], prior_weight: float, *,
-                 cache_bytes: float = 0.0) -> None:  # fmt: skip
+                 cache_bytes: float = 0.0, progress: Callable[[int, int], None] | None = None,
+                 passes: int = 1) -> None:  # fmt: skip
         if not 0.0 <= prior_weight <= 1.0:
             raise ValueRangeError(f"expected a weight in [0, 1], got {prior_weight}", field="prior_weight")
         self.prediction, self.cells, self.sampling = prediction, cells, tuple(sampling)
         self.boxes = cell_boxes(cells)
         if not self.boxes:
             raise ValueRangeError("no labelled cell to find a nucleus in", field="cells")
+        # (cells done, cells × passes) after each cell of each pass
+        self._progress, self._done, self._total = progress, 0, len(self.boxes) * passes
         self.weights = (1.0 - prior_weight, prior_weight)
         self._cache: dict[int, tuple[np.ndarray, tuple[np.ndarray | None, np.ndarray | None]]] = {}
         moments = (_Moments(), _Moments())
@@ -153,12 +156,16 @@ class _Scorer:
         shape = tuple(self.cells.shape)
         for i, box in self.boxes:
             if i in self._cache:
-                yield i, box, *self._cache[i]
-                continue
-            own = np.asarray(self.cells[box]) == i
-            p = np.asarray(self.prediction[box], np.float32)[own] if self.weights[0] else None
-            d = _depth_in_box(own, shape, self.sampling)[own] if self.weights[1] else None
-            yield i, box, own, (p, d)
+                own, parts = self._cache[i]
+            else:
+                own = np.asarray(self.cells[box]) == i
+                p = np.asarray(self.prediction[box], np.float32)[own] if self.weights[0] else None
+                d = _depth_in_box(own, shape, self.sampling)[own] if self.weights[1] else None
+                parts = (p, d)
+            yield i, box, own, parts
+            self._done += 1
+            if self._progress is not None:
+                self._progress(self._done, self._total)
 
     def __call__(self) -> Iterator[tuple[int, Box, np.ndarray, np.ndarray]]:
         for i, box, own, parts in self._cells():
@@ -292,6 +299,7 @@ def nuclei_from_score(score: np.ndarray, cells: np.ndarray, *, share: float | No
 def nuclei_by_cell(
     prediction: Any, cells: Any, voxel_size: VoxelSize | tuple[float, float, float], *, prior_weight: float = 0.5,
     share: float | None = None, out: Any = None, cache_gb: float = 1.0, found: dict[int, bool] | None = None,
+    progress: Callable[[int, int], None] | None = None,
 ) -> Any:  # fmt: skip
     """``nuclei_from_score(nucleus_score(prediction, cells, …), cells)`` with one cell's box at a time read.
 
@@ -301,10 +309,12 @@ def nuclei_by_cell(
     (9 bytes a voxel of a cell's box); cells beyond it are read and computed again in each pass (slower, same
     values). The labels are written into ``out`` (e.g. a Zarr array; default a NumPy array of the cells' dtype),
     cell by cell, each into its own voxels. Same labels as the whole-array functions, to the bit. ``found``, when
-    given, is filled with each cell's id and whether it got a nucleus (nothing passing the threshold: none).
+    given, is filled with each cell's id and whether it got a nucleus (nothing passing the threshold: none);
+    ``progress`` gets (cells done, cells × passes) after each cell of each pass.
     """
     if tuple(prediction.shape) != tuple(cells.shape):
         raise ValueRangeError(f"prediction of shape {tuple(prediction.shape)} for cells of {tuple(cells.shape)}",
                               field="prediction")  # fmt: skip
-    scorer = _Scorer(prediction, cells, VoxelSize.of(voxel_size).as_tuple(), prior_weight, cache_bytes=cache_gb * 1e9)
+    scorer = _Scorer(prediction, cells, VoxelSize.of(voxel_size).as_tuple(), prior_weight, cache_bytes=cache_gb * 1e9,
+                     progress=progress, passes=2 if share is not None else 4)  # fmt: skip
     return _label_nuclei(scorer, np.zeros(cells.shape, cells.dtype) if out is None else out, share, found)

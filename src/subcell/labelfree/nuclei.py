@@ -19,9 +19,9 @@ Everything is computed on the cells' grid, one frame at a time (:func:`nuclei_fr
 frame, never the whole series) and, within a frame, one cell's bounding box at a time
 (:func:`~subcell.labelfree.cell_prior.nuclei_by_cell`). :func:`write_nuclei` (the command) holds no frame whole:
 each frame's prediction and its cells (the one label rule applied slab by slab) go to scratch Zarr stores beside
-the output, are read back one cell's box at a time, and each nucleus is written into the output OME-Zarr as it
-comes; memory is the ``--memory-limit`` (the prediction's tiles, then what the first pass over the cells keeps)
-and a few slabs, whatever the field's size. An OME-TIFF output is written whole at the end, so it holds the
+the output and are read back one cell's box at a time; each nucleus goes into a scratch store too, copied into the
+output OME-Zarr chunk by chunk when the frame is done. Memory is the ``--memory-limit`` (the prediction's tiles,
+then what the first pass over the cells keeps) and a few slabs, whatever the field's size. An OME-TIFF output is written whole at the end, so it holds the
 nuclei of every frame.
 """
 
@@ -111,7 +111,7 @@ def _instance_labels(cells: Image, t: int, new: NewArray = _in_memory) -> Any:
 
 
 def _frame_nuclei(pred: Image, t: int, lab: Any, cells: Image, cfg: NucleiConfig, out: Any, cache_gb: float,
-                  found: dict[int, bool]) -> None:  # fmt: skip
+                  found: dict[int, bool], progress: Callable[[int, int], None] | None = None) -> None:  # fmt: skip
     """The nuclei of frame ``t`` of the one-channel ``pred`` inside ``lab`` (that frame's cells, on ``cells``' grid)
     written into ``out``; ``found`` gets each cell's id and whether it got a nucleus."""
     if pred.shape[2:] == cells.shape[2:] and pred.voxel_size.isclose(cells.voxel_size, rtol=0.02):
@@ -119,7 +119,7 @@ def _frame_nuclei(pred: Image, t: int, lab: Any, cells: Image, cfg: NucleiConfig
     else:  # this frame resampled onto the cells' grid, in memory
         p = align_to(pred.sel(t=t), cells.sel(t=0))[0, 0]
     nuclei_by_cell(p, lab, cells.voxel_size, prior_weight=cfg.prior_weight, share=cfg.share, out=out,
-                   cache_gb=cache_gb, found=found)  # fmt: skip
+                   cache_gb=cache_gb, found=found, progress=progress)  # fmt: skip
 
 
 def _copy_frame(nuclei: Any, writer: Any, t: int) -> None:
@@ -130,6 +130,16 @@ def _copy_frame(nuclei: Any, writer: Any, t: int) -> None:
         writer.write_region((slice(t, t + 1), slice(0, 1), *block.core), np.asarray(nuclei[block.core])[None, None])
 
     map_blocks(copy, BlockGrid(nuclei.shape, writer.chunks[2:]))
+
+
+def _stages(
+    progress: Callable[[str, int, int], None] | None, frame: str
+) -> tuple[Callable[[int, int], None] | None, Callable[[int, int], None] | None]:
+    """``progress`` as the (done, total) callbacks of a frame's prediction and of its passes over the cells."""
+    if progress is None:
+        return None, None
+    report = progress
+    return (lambda d, n: report(f"{frame}: prediction", d, n)), (lambda d, n: report(f"{frame}: nuclei", d, n))
 
 
 def _warn_missing(missing: int) -> None:
@@ -227,7 +237,7 @@ def _checked(model: Any, image: Image, cells: Image, config: NucleiConfig | None
 
 def write_nuclei(
     model: Any, image: Image, cells: Image, path: str | Path, config: NucleiConfig | None = None,
-    predict: Any = None, *, overwrite: bool = False,
+    predict: Any = None, *, overwrite: bool = False, progress: Callable[[str, int, int], None] | None = None,
 ) -> int:  # fmt: skip
     """The nuclei of every frame of ``image`` (as :func:`nuclei_frames`) written to ``path``, atomically; returns
     the number of nuclei (distinct ids).
@@ -237,7 +247,8 @@ def write_nuclei(
     in a scratch folder beside ``path`` (removed at the end and on error), the first pass over the cells keeps what
     it read within the same memory limit, and each nucleus is written into a scratch Zarr, copied into the
     ``.ome.zarr`` output chunk by chunk once the frame is done. An ``.ome.tif`` output is written at the end from the
-    frames held in memory."""
+    frames held in memory. ``progress`` gets (stage, done, total): the prediction's tiles (``"frame 1/3:
+    prediction"``), then the cells of each pass over them (``"frame 1/3: nuclei"``)."""
     from subcell.io import OmeZarrWriter, output_format, read, write
     from subcell.io._atomic import check_output, discard, scratch_beside
     from subcell.labelfree import PredictConfig, predict_to_zarr
@@ -265,11 +276,13 @@ def write_nuclei(
                     lab = _instance_labels(cells, t, new)
                 store = scratch / f"prediction_t{t}.ome.zarr"
                 pcfg = base.model_copy(update={"output_grid": "input", "timepoints": [t]})
-                predict_to_zarr(model, image, store, pcfg, levels=1)  # read back at full resolution only
+                tiles, cells_done = _stages(progress, f"frame {t + 1}/{n_t}")
+                predict_to_zarr(model, image, store, pcfg, levels=1, progress=tiles)  # read back at full resolution
                 out = new("nuclei", lab.shape, lab.dtype, SCRATCH_CHUNKS) if writer else np.zeros(lab.shape, lab.dtype)
                 frame: dict[int, bool] = {}
                 # the prediction's memory is free again: the same budget keeps what the first pass over the cells read
-                _frame_nuclei(read(store).channel(cfg.channel), 0, lab, cells, cfg, out, base.memory_limit_gb, frame)
+                _frame_nuclei(read(store).channel(cfg.channel), 0, lab, cells, cfg, out, base.memory_limit_gb, frame,
+                              cells_done)  # fmt: skip
                 discard(store)
                 if writer is None:
                     tif.append(out)
