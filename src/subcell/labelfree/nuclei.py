@@ -21,8 +21,8 @@ frame, never the whole series) and, within a frame, one cell's bounding box at a
 each frame's prediction and its cells (the one label rule applied slab by slab) go to scratch Zarr stores beside
 the output and are read back one cell's box at a time; each nucleus goes into a scratch store too, copied into the
 output OME-Zarr chunk by chunk when the frame is done. Memory is the ``--memory-limit`` (the prediction's tiles,
-then what the first pass over the cells keeps) and a few slabs, whatever the field's size. An OME-TIFF output is written whole at the end, so it holds the
-nuclei of every frame.
+then what the first pass over the cells keeps) and a few slabs, whatever the field's size. An OME-TIFF output is
+written whole at the end, so it holds the nuclei of every frame.
 """
 
 from __future__ import annotations
@@ -138,7 +138,7 @@ def _stages(
     """``progress`` as the (done, total) callbacks of a frame's prediction and of its passes over the cells."""
     if progress is None:
         return None, None
-    report = progress
+    report = progress  # narrowed for the closures
     return (lambda d, n: report(f"{frame}: prediction", d, n)), (lambda d, n: report(f"{frame}: nuclei", d, n))
 
 
