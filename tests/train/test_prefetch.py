@@ -32,9 +32,15 @@ class _Sampler:
         return torch.from_numpy(x), torch.from_numpy(np.roll(x, 1, axis=-1))
 
 
-def _run(prefetch: bool, rng: np.random.Generator, model: torch.nn.Module | None = None, **kw: object):
+def _run(
+    prefetch: bool,
+    rng: np.random.Generator,
+    model: torch.nn.Module | None = None,
+    sampler: _Sampler | None = None,
+    **kw: object,
+):
     model = model or _model()
-    sampler = _Sampler()
+    sampler = sampler or _Sampler()
     opt = torch.optim.Adam(model.parameters(), 1e-2)
     history = fit(model, opt, sample_batch=sampler, loss_fn=lambda o, b: ((o - b[1]) ** 2).mean(),
                   rng=rng, device=torch.device("cpu"), prefetch=prefetch, **kw)  # type: ignore[arg-type]  # fmt: skip
@@ -63,7 +69,11 @@ def test_batches_drawn_ahead_give_the_same_run_and_leave_the_generator_after_the
 ) -> None:
     """Six steps run to the end, or stopped after four (the fifth batch drawn ahead and never used)."""
     rng_a, rng_b = np.random.default_rng(3), np.random.default_rng(3)
-    model_a, hist_a, sampler_a = _run(True, rng_a, iterations=6, stop_after=iterations)
+    sampler_a = _Sampler()
+    # each step waits until the next batch is drawn, so the stopped run has drawn exactly one ahead (under heavy CPU
+    # load the thread could otherwise be stopped before it started the fifth draw)
+    model_a, hist_a, _ = _run(True, rng_a, iterations=6, stop_after=iterations, sampler=sampler_a,
+                              validate=_drawn_ahead(sampler_a, 6), validate_every=1)  # fmt: skip
     model_b, hist_b, sampler_b = _run(False, rng_b, iterations=6, stop_after=iterations)
     assert [h["loss"] for h in hist_a.train] == [h["loss"] for h in hist_b.train]
     for pa, pb in zip(model_a.parameters(), model_b.parameters(), strict=True):
