@@ -6,13 +6,23 @@ import os
 import shutil
 import stat
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
-from subcell.errors import InputFileError, OutputExistsError
+from subcell.errors import InputFileError, OutputExistsError, ValueRangeError
 
-__all__ = ["atomic_output", "check_output", "commit", "discard", "remove_temporaries", "temporary_sibling"]
+__all__ = [
+    "atomic_output",
+    "check_output",
+    "commit",
+    "discard",
+    "remove_temporaries",
+    "scratch_array",
+    "scratch_beside",
+    "temporary_sibling",
+]
 
 
 def check_output(path: str | Path, *, overwrite: bool) -> Path:
@@ -100,6 +110,24 @@ def scratch_beside(path: str | Path) -> Iterator[Path]:
         yield folder
     finally:
         discard(folder)
+
+
+def scratch_array(folder: Path, name: str, *, shape: Sequence[int], dtype: Any, chunks: Sequence[int]) -> Any:
+    """A new Zarr array of zeros, ``folder/name.zarr``, for intermediate results read and written in pieces (e.g.
+    inside :func:`scratch_beside`, or an unfinished store's scratch folder); chunks larger than the shape are
+    clipped to it. The caller removes ``folder``."""
+    import zarr
+    from zarr.codecs import BloscCodec
+
+    if not name or "/" in name or name.startswith("."):
+        raise ValueRangeError(f"scratch names must be plain names, got {name!r}", field="name")
+    shape = tuple(int(s) for s in shape)
+    chunks = tuple(min(int(c), s) for c, s in zip(chunks, shape, strict=True))
+    # Blosc-LZ4: 200 box reads of float32 (8 x 128 x 128 chunks) 0.95 s against 1.23 s with the default Zstd, the
+    # same size on disk; uncompressed reads faster still (0.63 s) but a label array takes 60x the disk
+    compressor = BloscCodec(cname="lz4", clevel=5, shuffle="shuffle")
+    return zarr.create_array(store=str(folder / f"{name}.zarr"), shape=shape, dtype=dtype, chunks=chunks,
+                             fill_value=0, overwrite=True, compressors=[compressor])  # fmt: skip
 
 
 @contextmanager

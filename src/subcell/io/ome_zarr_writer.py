@@ -20,7 +20,7 @@ import numpy as np
 
 from subcell.errors import ValueRangeError
 from subcell.image import Image, Provenance, VoxelSize, materialize
-from subcell.io._atomic import check_output, commit, discard, temporary_sibling
+from subcell.io._atomic import check_output, commit, discard, scratch_array, temporary_sibling
 from subcell.io._cast import lossless_cast
 from subcell.io.pyramid import build_pyramid, plan_pyramid
 
@@ -239,15 +239,7 @@ class OmeZarrWriter:
     def scratch_array(self, name: str, *, shape: Sequence[int], dtype: Any, chunks: Sequence[int]) -> Any:
         """A temporary zarr array inside the unfinished store (e.g. for a two-pass relabelling); it is deleted
         when the store is closed or aborted, so it never appears in the output."""
-        import zarr
-
-        if not name or "/" in name:
-            raise ValueRangeError(f"scratch names must be plain names, got {name!r}", field="name")
-        group = zarr.open_group(str(self._tmp / _SCRATCH), mode="a", zarr_format=2)
-        chunks = tuple(min(int(c), int(s)) for c, s in zip(chunks, shape, strict=True))
-        return group.create_array(
-            name=name, shape=tuple(int(s) for s in shape), dtype=dtype, chunks=chunks, fill_value=0
-        )
+        return scratch_array(self._tmp / _SCRATCH, name, shape=shape, dtype=dtype, chunks=chunks)
 
     def clear_scratch(self) -> None:
         """Delete every scratch array made so far (e.g. after each timepoint of a block-wise run)."""

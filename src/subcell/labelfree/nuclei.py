@@ -57,12 +57,10 @@ def _in_memory(name: str, shape: tuple[int, ...], dtype: Any, chunks: tuple[int,
 
 def _zarr_in(folder: Path) -> NewArray:
     """Arrays made as Zarr stores in ``folder`` (a scratch folder the caller removes)."""
-    import zarr
+    from subcell.io._atomic import scratch_array
 
     def new(name: str, shape: tuple[int, ...], dtype: Any, chunks: tuple[int, ...]) -> Any:
-        return zarr.create_array(store=str(folder / f"{name}.zarr"), shape=shape, dtype=dtype, fill_value=0,
-                                 chunks=tuple(min(c, n) for c, n in zip(chunks, shape, strict=True)),
-                                 overwrite=True)  # fmt: skip
+        return scratch_array(folder, name, shape=shape, dtype=dtype, chunks=chunks)
 
     return new
 
