@@ -201,10 +201,14 @@ def test_nuclei_of_a_time_lapse_stream_frame_by_frame(tmp_path: Path, monkeypatc
 
 
 @pytest.mark.filterwarnings("ignore:resampling input", "ignore:the model was trained on channel")
-def test_written_nuclei_hold_no_frame_of_cells_or_nuclei(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("suffix", [".ome.zarr", ".ome.tif"])
+def test_written_nuclei_hold_no_frame_of_cells_or_nuclei(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, suffix: str
+) -> None:
     """``write_nuclei`` reads the cells once, a few planes at a time (one frame of cells serving a two-frame
     time-lapse), and writes each nucleus into a scratch Zarr as it comes, never a whole frame: same labels in the
-    OME-Zarr as the frames made in memory."""
+    OME-Zarr, or the OME-TIFF (written from the scratch frames, lazily), as the frames made in memory."""
+    import subcell.io
     import subcell.labelfree.cell_prior as cell_prior
     import subcell.labelfree.nuclei as nuclei
     from subcell.labelfree.pretrained import load_model
@@ -225,6 +229,7 @@ def test_written_nuclei_hold_no_frame_of_cells_or_nuclei(tmp_path: Path, monkeyp
     class Recorded:  # the scratch nuclei array, recording the size of every write
         def __init__(self, a: object) -> None:
             self.a, self.shape, self.dtype = a, a.shape, a.dtype  # type: ignore[attr-defined]
+            self.ndim = len(self.shape)
 
         def __getitem__(self, box: tuple[slice, ...]) -> np.ndarray:
             return self.a[box]  # type: ignore[index, no-any-return]
@@ -235,15 +240,25 @@ def test_written_nuclei_hold_no_frame_of_cells_or_nuclei(tmp_path: Path, monkeyp
 
     def zarr_in(folder: Path):  # type: ignore[no-untyped-def]
         new = made(folder)
-        return lambda name, *a: Recorded(new(name, *a)) if name == "nuclei" else new(name, *a)
+        return lambda name, *a: Recorded(new(name, *a)) if name.startswith("nuclei") else new(name, *a)
 
     monkeypatch.setattr(nuclei, "_zarr_in", zarr_in)
+    written = subcell.io.write
+    lazy_written: list[bool] = []
+
+    def write(image: Image, *a: object, **kw: object) -> object:  # the OME-TIFF path: given a lazy image
+        lazy_written.append(not isinstance(image.data, np.ndarray))
+        return written(image, *a, **kw)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(subcell.io, "write", write)
     reader = PlaneReader(cells)
     lazy = reader.image().with_metadata(voxel_size=bf.voxel_size)
     stages: list[tuple[str, int, int]] = []
-    n = nuclei.write_nuclei(model, movie, lazy, tmp_path / "n.ome.zarr", progress=lambda *a: stages.append(a))
-    out = io.read(tmp_path / "n.ome.zarr").numpy()
+    n = nuclei.write_nuclei(model, movie, lazy, tmp_path / f"n{suffix}", progress=lambda *a: stages.append(a))
+    out = io.read(tmp_path / f"n{suffix}").numpy()
     np.testing.assert_array_equal(out, in_memory)
+    assert lazy_written == ([True] if suffix == ".ome.tif" else [])
+    assert [p.name for p in tmp_path.iterdir()] == [f"n{suffix}"]  # the scratch folder is gone
     assert n == len(set(np.unique(in_memory)) - {0}) >= 5
     assert sorted(reader.planes) == list(range(16))  # each plane of the cells read once, for both frames
     assert 0 < max(writes) < 16 * 160 * 160 / 4  # one nucleus's box at a time, never the frame

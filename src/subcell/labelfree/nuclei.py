@@ -244,8 +244,8 @@ def write_nuclei(
     the ``memory_limit_gb`` of ``predict``) and its cells (:func:`_instance_labels`, slab by slab) go to Zarr stores
     in a scratch folder beside ``path`` (removed at the end and on error), the first pass over the cells keeps what
     it read within the same memory limit, and each nucleus is written into a scratch Zarr, copied into the
-    ``.ome.zarr`` output chunk by chunk once the frame is done. An ``.ome.tif`` output is written at the end from the
-    frames held in memory. ``progress`` gets (stage, done, total): the prediction's tiles (``"frame 1/3:
+    ``.ome.zarr`` output chunk by chunk once the frame is done; an ``.ome.tif`` output is written at the end from
+    the frames' scratch arrays, a few planes at a time. ``progress`` gets (stage, done, total): the prediction's tiles (``"frame 1/3:
     prediction"``), then the cells of each pass over them (``"frame 1/3: nuclei"``)."""
     from subcell.io import OmeZarrWriter, output_format, read, write
     from subcell.io._atomic import check_output, discard, scratch_beside
@@ -261,7 +261,7 @@ def write_nuclei(
     with scratch_beside(path) as scratch:
         new = _zarr_in(scratch)
         lab = _instance_labels(cells, 0, new)  # its dtype is the output's
-        tif: list[np.ndarray] = []
+        tif: list[Any] = []  # an OME-TIFF output's frames, in scratch Zarr arrays until written
         provenance = image.provenance.then("labelfree_nuclei", cfg.model_dump())
         opened: Any = contextlib.nullcontext()
         if to_zarr:
@@ -276,7 +276,7 @@ def write_nuclei(
                 pcfg = base.model_copy(update={"output_grid": "input", "timepoints": [t]})
                 tiles, cells_done = _stages(progress, f"frame {t + 1}/{n_t}")
                 predict_to_zarr(model, image, store, pcfg, levels=1, progress=tiles)  # read back at full resolution
-                out = new("nuclei", lab.shape, lab.dtype, SCRATCH_CHUNKS) if writer else np.zeros(lab.shape, lab.dtype)
+                out = new("nuclei" if writer else f"nuclei_t{t}", lab.shape, lab.dtype, SCRATCH_CHUNKS)
                 frame: dict[int, bool] = {}
                 # the prediction's memory is free again: the same budget keeps what the first pass over the cells read
                 _frame_nuclei(read(store).channel(cfg.channel), 0, lab, cells, cfg, out, base.memory_limit_gb, frame,
@@ -288,8 +288,11 @@ def write_nuclei(
                     _copy_frame(out, writer, t)
                 missing += sum(not v for v in frame.values())
                 found.update({i: found.get(i, False) or v for i, v in frame.items()})
-        if not to_zarr:
-            labels = Image(np.stack(tif)[:, None], voxel_size=cells.voxel_size, channel_names=["nucleus"],
+        if not to_zarr:  # streamed into the file a few planes at a time (a Dask image)
+            import dask.array as da
+
+            frames = [da.from_array(a, chunks=(SCRATCH_CHUNKS[0], *a.shape[1:])) for a in tif]
+            labels = Image(da.stack(frames)[:, None], voxel_size=cells.voxel_size, channel_names=["nucleus"],
                            time_interval=image.time_interval, provenance=provenance)  # fmt: skip
             write(labels, path, overwrite=overwrite, is_label=True)
     _warn_missing(missing)
