@@ -362,25 +362,21 @@ class OmeZarrWriter:
 
 
 def channel_windows(coarse: Any) -> list[tuple[float, float]]:
-    """Display window (min, max of finite values) per channel of a ``(T, C, Z, Y, X)`` array, streamed in slabs of
-    whole chunk layers of at most ``_SLAB_BYTES`` (one layer if larger) in the stored dtype. The coarsest level is
-    the whole image when a store has no pyramid (``levels=1``): a 100×2048×2048 float32 prediction read whole
-    here, with its finite mask and their copy, took ~3 GB above the prediction's budget."""
-    t_n, c_n, z_n, y_n, x_n = coarse.shape
-    layer = max(1, int(coarse.chunks[2])) if getattr(coarse, "chunks", None) else 1
-    step = layer * max(1, _SLAB_BYTES // max(1, layer * y_n * x_n * np.dtype(coarse.dtype).itemsize))
-    out = []
-    for c in range(c_n):
-        lo, hi = np.inf, -np.inf
-        for t in range(t_n):
-            for z0 in range(0, z_n, step):
-                vol = np.asarray(coarse[t, c, z0 : z0 + step])
-                fin = np.isfinite(vol) if np.issubdtype(vol.dtype, np.floating) else None
-                if vol.size and (fin is None or fin.any()):
-                    lo = min(lo, float(np.min(vol, where=fin, initial=np.inf) if fin is not None else vol.min()))
-                    hi = max(hi, float(np.max(vol, where=fin, initial=-np.inf) if fin is not None else vol.max()))
-        out.append((lo, hi) if lo <= hi else (0.0, 1.0))
-    return out
+    """Display window (min, max of finite values) per channel of a ``(T, C, Z, Y, X)`` array, read in its own chunk
+    layers along z (:func:`_slabs`) in the stored dtype. The coarsest level is the whole image when a store has no
+    pyramid (``levels=1``): a 100×2048×2048 float32 prediction read whole here, with its finite mask and a copy of
+    the finite values, took ~3 GB above the prediction's budget."""
+    c_n = coarse.shape[1]
+    lo, hi = [np.inf] * c_n, [-np.inf] * c_n
+    for region in _slabs(coarse, coarse):
+        c = region[1].start
+        vol = np.asarray(coarse[region])
+        if not np.issubdtype(vol.dtype, np.floating):
+            lo[c], hi[c] = min(lo[c], float(vol.min())), max(hi[c], float(vol.max()))
+        elif (fin := np.isfinite(vol)).any():  # NaN and inf left out, without copying the finite values
+            lo[c] = min(lo[c], float(np.min(vol, where=fin, initial=np.inf)))
+            hi[c] = max(hi[c], float(np.max(vol, where=fin, initial=-np.inf)))
+    return [(a, b) if a <= b else (0.0, 1.0) for a, b in zip(lo, hi, strict=True)]
 
 
 def _slabs(data: Any, target: Any) -> list[tuple[slice, ...]]:
@@ -388,7 +384,9 @@ def _slabs(data: Any, target: Any) -> list[tuple[slice, ...]]:
     t, c, z, y, x = target.shape
     zc = target.chunks[2]
     layer_bytes = zc * y * x * max(np.dtype(data.dtype).itemsize, np.dtype(target.dtype).itemsize)
-    src_z = max(data.chunks[2]) if getattr(data, "chunks", None) and data.chunks[2] else zc
+    src = getattr(data, "chunks", None)
+    src_z = src[2] if src else zc
+    src_z = (max(src_z) if isinstance(src_z, tuple) else int(src_z)) or zc  # Dask: the sizes of its chunks; Zarr: one
     step = zc * max(1, min(-(-src_z // zc), _SLAB_BYTES // max(layer_bytes, 1)))
     return [
         (slice(ti, ti + 1), slice(ci, ci + 1), slice(z0, min(z, z0 + step)), slice(0, y), slice(0, x))

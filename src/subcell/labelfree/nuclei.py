@@ -245,8 +245,8 @@ def write_nuclei(
     in a scratch folder beside ``path`` (removed at the end and on error), the first pass over the cells keeps what
     it read within the same memory limit, and each nucleus is written into a scratch Zarr, copied into the
     ``.ome.zarr`` output chunk by chunk once the frame is done; an ``.ome.tif`` output is written at the end from
-    the frames' scratch arrays, a few planes at a time. ``progress`` gets (stage, done, total): the prediction's tiles (``"frame 1/3:
-    prediction"``), then the cells of each pass over them (``"frame 1/3: nuclei"``)."""
+    the frames' scratch arrays, a few planes at a time. ``progress`` gets (stage, done, total): the prediction's
+    tiles (``"frame 1/3: prediction"``), then the cells of each pass over them (``"frame 1/3: nuclei"``)."""
     from subcell.io import OmeZarrWriter, output_format, read, write
     from subcell.io._atomic import check_output, discard, scratch_beside
     from subcell.labelfree import PredictConfig, predict_to_zarr
