@@ -176,6 +176,21 @@ def test_cell_by_cell_from_zarr_equals_the_whole_arrays_reading_one_box_at_a_tim
         np.testing.assert_array_equal(out[:], whole)
         assert max(reader.reads) == largest < cells.size / 4  # the prediction is read one cell's box at a time
         assert len(reader.reads) == 12 * passes  # z-scores, (Otsu's range and counts,) labels
+    # a budget for every cell's scores but not for every cell's prediction and depth: the first pass keeps what
+    # fits, its scores free room, and the second pass keeps the scores of the others, so none is read a third time
+    sizes = []
+    for i, box in cell_boxes(cells):
+        own = cells[box] == i
+        sizes.append((own.nbytes + 8 * own.sum(), own.nbytes + 4 * own.sum()))
+    budget, kept, free = sum(b for _, b in sizes), 0, sum(b for _, b in sizes)
+    for first, _ in sizes:
+        if first <= free:
+            kept, free = kept + 1, free - first
+    assert 0 < kept < 12
+    reader = CountingReader(pz)
+    got = nuclei_by_cell(reader, cells, VS, share=share, cache_gb=budget / 1e9)
+    np.testing.assert_array_equal(got, whole)
+    assert len(reader.reads) == 12 + (12 - kept)
     boxes = cell_boxes(cells, slab=3)  # cells spanning slabs: their boxes merged
     assert [b for _, b in boxes] == [b for b in ndi.find_objects(cells) if b is not None]
 

@@ -119,9 +119,12 @@ class _Moments:
 class _Scorer:
     """``(1 - w) × z(prediction) + w × z(depth)`` of each cell's voxels, the z-scores' means and deviations taken
     over every cell's voxels (measured by one pass over the boxes when made). Called, it is one pass over the cells
-    (:data:`CellValues`). The first pass keeps what it read and computed of each cell (its voxels in the box, their
-    prediction and depth: 9 bytes a box voxel) while that stays within ``cache_bytes``; the later passes read and
-    compute again only the cells beyond it. The values are the same either way."""
+    (:data:`CellValues`).
+
+    Within ``cache_bytes``: the first pass keeps what it read and computed of each cell (its voxels in the box, their
+    prediction and depth: 9 bytes a box voxel at most); once the z-scores are known those become the cell's scores
+    (5 bytes), and the room that frees takes the scores of more cells as the next pass computes them. Cells beyond
+    the budget are read and computed again in each pass. The values are the same either way."""
 
     def __init__(self, prediction: Any, cells: Any, sampling: tuple[float, ...], prior_weight: float, *,
                  cache_bytes: float = 0.0, progress: Callable[[int, int], None] | None = None,
@@ -135,47 +138,67 @@ class _Scorer:
         # (cells done, cells × passes) after each cell of each pass
         self._progress, self._done, self._total = progress, 0, len(self.boxes) * passes
         self.weights = (1.0 - prior_weight, prior_weight)
-        self._cache: dict[int, tuple[np.ndarray, tuple[np.ndarray | None, np.ndarray | None]]] = {}
+        kept: dict[int, tuple[np.ndarray, tuple[np.ndarray | None, np.ndarray | None]]] = {}
         moments = (_Moments(), _Moments())
         free = cache_bytes
-        for i, _, own, parts in self._cells():
+        for i, box in self.boxes:
+            own, parts = self._read(i, box)
             for m, v in zip(moments, parts, strict=True):
                 if v is not None:
                     m.add(v)
             size = own.nbytes + sum(v.nbytes for v in parts if v is not None)
             if size <= free:
-                self._cache[i] = (own, parts)
+                kept[i] = (own, parts)
                 free -= size
+            self._tick()
         # a constant part (a prediction flat over the cells) carries no ranking: it adds nothing
         self.scale = [
             (m.mean, w / m.sd) if w and m.sd > 0 else None for w, m in zip(self.weights, moments, strict=True)
         ]
+        self._scores: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        self._free = cache_bytes
+        for i in list(kept):  # one cell at a time: its prediction and depth freed as its scores are made
+            own, parts = kept.pop(i)
+            self._keep(i, own, self._score(own, parts))
 
-    def _cells(self) -> Iterator[tuple[int, Box, np.ndarray, tuple[np.ndarray | None, np.ndarray | None]]]:
-        """Each cell's voxels in its box and their prediction and depth (``None`` for a part without weight)."""
-        shape = tuple(self.cells.shape)
-        for i, box in self.boxes:
-            if i in self._cache:
-                own, parts = self._cache[i]
-            else:
-                own = np.asarray(self.cells[box]) == i
-                p = np.asarray(self.prediction[box], np.float32)[own] if self.weights[0] else None
-                d = _depth_in_box(own, shape, self.sampling)[own] if self.weights[1] else None
-                parts = (p, d)
-            yield i, box, own, parts
-            self._done += 1
-            if self._progress is not None:
-                self._progress(self._done, self._total)
+    def _tick(self) -> None:
+        self._done += 1
+        if self._progress is not None:
+            self._progress(self._done, self._total)
+
+    def _read(self, i: int, box: Box) -> tuple[np.ndarray, tuple[np.ndarray | None, np.ndarray | None]]:
+        """The cell's voxels in its box and their prediction and depth (``None`` for a part without weight)."""
+        own = np.asarray(self.cells[box]) == i
+        p = np.asarray(self.prediction[box], np.float32)[own] if self.weights[0] else None
+        d = _depth_in_box(own, tuple(self.cells.shape), self.sampling)[own] if self.weights[1] else None
+        return own, (p, d)
+
+    def _score(self, own: np.ndarray, parts: tuple[np.ndarray | None, np.ndarray | None]) -> np.ndarray:
+        score = np.zeros(int(own.sum()), np.float32)
+        for scale, v in zip(self.scale, parts, strict=True):
+            if scale is not None and v is not None:
+                z = v - np.float32(scale[0])
+                z *= np.float32(scale[1])
+                score += z
+        return score
+
+    def _keep(self, i: int, own: np.ndarray, score: np.ndarray) -> None:
+        """Keep a cell's voxels and scores for the later passes while the budget lasts."""
+        size = own.nbytes + score.nbytes
+        if size <= self._free:
+            self._scores[i] = (own, score)
+            self._free -= size
 
     def __call__(self) -> Iterator[tuple[int, Box, np.ndarray, np.ndarray]]:
-        for i, box, own, parts in self._cells():
-            score = np.zeros(int(own.sum()), np.float32)
-            for scale, v in zip(self.scale, parts, strict=True):
-                if scale is not None and v is not None:
-                    z = v - np.float32(scale[0])  # a new array: the cached values stay as read
-                    z *= np.float32(scale[1])
-                    score += z
+        for i, box in self.boxes:
+            if i in self._scores:
+                own, score = self._scores[i]
+            else:
+                own, parts = self._read(i, box)
+                score = self._score(own, parts)
+                self._keep(i, own, score)
             yield i, box, own, score
+            self._tick()
 
 
 def nucleus_score(
@@ -306,9 +329,10 @@ def nuclei_by_cell(
     ``prediction`` and ``cells`` are ``(Z, Y, X)`` arrays of the same shape that slice to NumPy (NumPy, Zarr, Dask).
     Four passes over the cells: the z-scores' moments, Otsu's range and counts (none with ``share``), the labels.
     The first reads each cell's box and computes its depth, and keeps them for the later passes up to ``cache_gb``
-    (9 bytes a voxel of a cell's box); cells beyond it are read and computed again in each pass (slower, same
-    values). The labels are written into ``out`` (e.g. a Zarr array; default a NumPy array of the cells' dtype),
-    cell by cell, each into its own voxels. Same labels as the whole-array functions, to the bit. ``found``, when
+    (9 bytes a voxel of a cell's box; then its scores, 5 bytes, and the room that frees takes more cells' scores in
+    the second pass); cells beyond it are read and computed again in each pass (slower, same values). The labels
+    are written into ``out`` (e.g. a Zarr array; default a NumPy array of the cells' dtype), cell by cell, each
+    into its own voxels. Same labels as the whole-array functions, to the bit. ``found``, when
     given, is filled with each cell's id and whether it got a nucleus (nothing passing the threshold: none);
     ``progress`` gets (cells done, cells × passes) after each cell of each pass.
     """
