@@ -251,6 +251,15 @@ def test_written_nuclei_hold_no_frame_of_cells_or_nuclei(
         return written(image, *a, **kw)  # type: ignore[arg-type]
 
     monkeypatch.setattr(subcell.io, "write", write)
+    boxes_read: list[int] = []  # the prediction's boxes, read straight from its scratch Zarr (not through Dask)
+    box = nuclei._ZarrVolume.__getitem__
+
+    def read_box(self: object, b: tuple[slice, ...]) -> np.ndarray:
+        got = box(self, b)  # type: ignore[arg-type]
+        boxes_read.append(got.size)
+        return got
+
+    monkeypatch.setattr(nuclei._ZarrVolume, "__getitem__", read_box)
     reader = PlaneReader(cells)
     lazy = reader.image().with_metadata(voxel_size=bf.voxel_size)
     stages: list[tuple[str, int, int]] = []
@@ -263,11 +272,12 @@ def test_written_nuclei_hold_no_frame_of_cells_or_nuclei(
     assert sorted(reader.planes) == list(range(16))  # each plane of the cells read once, for both frames
     assert 0 < max(writes) < 16 * 160 * 160 / 4  # one nucleus's box at a time, never the frame
     assert len(writes) == sum(len(set(np.unique(f)) - {0}) for f in in_memory)
+    n_cells = len(set(np.unique(cells)) - {0})
+    assert len(boxes_read) == 2 * n_cells and max(boxes_read) < 16 * 160 * 160 / 4  # each cell once a frame
     # progress: each frame's prediction (tiles), then its four passes over the cells
     assert list(dict.fromkeys(s for s, _, _ in stages)) == [
         f"frame {t}/2: {what}" for t in (1, 2) for what in ("prediction", "nuclei")
     ]
-    n_cells = len(set(np.unique(cells)) - {0})
     for t in (1, 2):
         done = [(d, total) for s, d, total in stages if s == f"frame {t}/2: nuclei"]
         assert [d for d, _ in done] == list(range(1, 4 * n_cells + 1)) and done[-1][1] == 4 * n_cells

@@ -109,15 +109,31 @@ def _instance_labels(cells: Image, t: int, new: NewArray = _in_memory) -> Any:
 
 
 def _frame_nuclei(pred: Image, t: int, lab: Any, cells: Image, cfg: NucleiConfig, out: Any, cache_gb: float,
-                  found: dict[int, bool], progress: Callable[[int, int], None] | None = None) -> None:  # fmt: skip
+                  found: dict[int, bool], progress: Callable[[int, int], None] | None = None,
+                  volume: Any = None) -> None:  # fmt: skip
     """The nuclei of frame ``t`` of the one-channel ``pred`` inside ``lab`` (that frame's cells, on ``cells``' grid)
-    written into ``out``; ``found`` gets each cell's id and whether it got a nucleus."""
+    written into ``out``; ``found`` gets each cell's id and whether it got a nucleus. ``volume``: the same frame as
+    a ``(Z, Y, X)`` array that reads boxes faster than ``pred.data`` (:class:`_ZarrVolume`), used on the cells'
+    grid."""
     if pred.shape[2:] == cells.shape[2:] and pred.voxel_size.isclose(cells.voxel_size, rtol=0.02):
-        p = pred.data[t, 0]  # read box by box (lazy when the prediction is)
+        p = pred.data[t, 0] if volume is None else volume  # read box by box (lazy when the prediction is)
     else:  # this frame resampled onto the cells' grid, in memory
         p = align_to(pred.sel(t=t), cells.sel(t=0))[0, 0]
     nuclei_by_cell(p, lab, cells.voxel_size, prior_weight=cfg.prior_weight, share=cfg.share, out=out,
                    cache_gb=cache_gb, found=found, progress=progress)  # fmt: skip
+
+
+class _ZarrVolume:
+    """Volume ``(t, c)`` of a ``(T, C, Z, Y, X)`` Zarr array as a ``(Z, Y, X)`` array whose boxes are read straight
+    from the store: the cell passes read one box per cell, and a box read through Dask (a graph built and run each
+    time) took 2-3x as long (592 boxes of a 64 x 1024 x 1024 prediction: 8.4 s against 4.8 s)."""
+
+    def __init__(self, array: Any, t: int, c: int) -> None:
+        self.array, self.index = array, (t, c)
+        self.shape, self.dtype = tuple(array.shape[2:]), array.dtype
+
+    def __getitem__(self, box: tuple[slice, ...]) -> np.ndarray:
+        return np.asarray(self.array[(*self.index, *box)])
 
 
 def _copy_frame(nuclei: Any, writer: Any, t: int) -> None:
@@ -249,6 +265,7 @@ def write_nuclei(
     tiles (``"frame 1/3: prediction"``), then the cells of each pass over them (``"frame 1/3: nuclei"``)."""
     from subcell.io import OmeZarrWriter, output_format, read, write
     from subcell.io._atomic import check_output, discard, scratch_beside
+    from subcell.io._ngff import level0_array
     from subcell.labelfree import PredictConfig, predict_to_zarr
 
     cfg = _checked(model, image, cells, config)
@@ -279,8 +296,10 @@ def write_nuclei(
                 out = new("nuclei" if writer else f"nuclei_t{t}", lab.shape, lab.dtype, SCRATCH_CHUNKS)
                 frame: dict[int, bool] = {}
                 # the prediction's memory is free again: the same budget keeps what the first pass over the cells read
-                _frame_nuclei(read(store).channel(cfg.channel), 0, lab, cells, cfg, out, base.memory_limit_gb, frame,
-                              cells_done)  # fmt: skip
+                pred = read(store)
+                volume = _ZarrVolume(level0_array(store), 0, pred.channel_names.index(cfg.channel))
+                _frame_nuclei(pred.channel(cfg.channel), 0, lab, cells, cfg, out, base.memory_limit_gb, frame,
+                              cells_done, volume)  # fmt: skip
                 discard(store)
                 if writer is None:
                     tif.append(out)
