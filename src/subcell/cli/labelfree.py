@@ -195,7 +195,13 @@ def predict(
         tuple[float, float, float] | None,
         typer.Option("--voxel-size", metavar="Z Y X", help="µm, if the file lacks it"),
     ] = None,
-    memory_limit: Annotated[float, typer.Option("--memory-limit", help="GB for tiles + buffers.")] = 2.0,
+    memory_limit: Annotated[
+        float,
+        typer.Option(
+            "--memory-limit",
+            help="GB for tiles + buffers (more is faster: larger tiles recompute less of their edges).",
+        ),
+    ] = 2.0,
     tile: Annotated[
         Optional[tuple[int, int, int]], typer.Option("--tile", metavar="Z Y X", help="Tile size (default: from memory)")  # noqa: UP045
     ] = None,
@@ -280,7 +286,13 @@ def nuclei(
         tuple[float, float, float] | None,
         typer.Option("--voxel-size", metavar="Z Y X", help="µm of both files, if they lack it"),
     ] = None,
-    memory_limit: Annotated[float, typer.Option("--memory-limit", help="GB for the prediction's tiles.")] = 2.0,
+    memory_limit: Annotated[
+        float,
+        typer.Option(
+            "--memory-limit",
+            help="GB for the prediction's tiles, then for what the first pass over the cells keeps (more is faster).",
+        ),
+    ] = 2.0,
     device: Annotated[str, typer.Option("--device", help="cpu, cuda, mps or auto.")] = "auto",
     precision: Annotated[str, typer.Option("--precision", help="auto, fp32, bf16 or fp16.")] = "auto",
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing output.")] = False,
