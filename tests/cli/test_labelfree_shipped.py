@@ -211,6 +211,7 @@ def test_written_nuclei_hold_no_frame_of_cells_or_nuclei(
     import subcell.io
     import subcell.labelfree.cell_prior as cell_prior
     import subcell.labelfree.nuclei as nuclei
+    from subcell.io._ngff import Volume
     from subcell.labelfree.pretrained import load_model
     from subcell.synth import synth_field
     from tests.labelfree.test_nuclei import PlaneReader
@@ -252,14 +253,14 @@ def test_written_nuclei_hold_no_frame_of_cells_or_nuclei(
 
     monkeypatch.setattr(subcell.io, "write", write)
     boxes_read: list[int] = []  # the prediction's boxes, read straight from its scratch Zarr (not through Dask)
-    box = nuclei._ZarrVolume.__getitem__
+    box = Volume.__getitem__
 
     def read_box(self: object, b: tuple[slice, ...]) -> np.ndarray:
         got = box(self, b)  # type: ignore[arg-type]
         boxes_read.append(got.size)
         return got
 
-    monkeypatch.setattr(nuclei._ZarrVolume, "__getitem__", read_box)
+    monkeypatch.setattr(Volume, "__getitem__", read_box)
     reader = PlaneReader(cells)
     lazy = reader.image().with_metadata(voxel_size=bf.voxel_size)
     stages: list[tuple[str, int, int]] = []

@@ -96,3 +96,22 @@ def test_axes_that_contradict_the_array(tmp_path: Path) -> None:
     p = _store(tmp_path / "bad.zarr", [("im", "yx", arr, [0.2, 0.2], um)])
     with pytest.raises(InputFileError, match=r"bad\.zarr: NGFF axes \['y', 'x'\] do not match the array's 3"):
         io.read(p)
+
+
+def test_level0_volume_reads_one_timepoint_and_channel_box_by_box(tmp_path: Path) -> None:
+    """``level0_volume`` is volume (t, c) of the full-resolution level of the named scene, each box read from the
+    store: the same values as the Dask image ``read`` gives; a store that is not TCZYX is refused by name."""
+    from subcell.io._ngff import level0_volume
+
+    um = {"z": "micrometer", "y": "micrometer", "x": "micrometer"}
+    rng = np.random.default_rng(0)
+    a, b = rng.random((2, 3, 4, 6, 8), dtype=np.float32), rng.random((1, 1, 2, 3, 4), dtype=np.float32)
+    path = _store(tmp_path / "two.ome.zarr", [("a", "tczyx", b, [1.0] * 5, um), ("b", "tczyx", a, [1.0] * 5, um)])
+    vol = level0_volume(path, 1, 2, scene="b")
+    assert vol.shape == (4, 6, 8) and vol.dtype == np.float32
+    box = (slice(1, 3), slice(2, 5), slice(0, 7))
+    np.testing.assert_array_equal(vol[box], a[1, 2][box])
+    np.testing.assert_array_equal(vol[box], io.read(path, scene="b").data[1, 2][box].compute())
+    zyx = _store(tmp_path / "zyx.ome.zarr", [(None, "zyx", a[0, 0], [1.0] * 3, {})])
+    with pytest.raises(InputFileError, match=r"zyx\.ome\.zarr.*expected a \(T, C, Z, Y, X\) array, got 3"):
+        level0_volume(zyx, 0, 0)

@@ -113,27 +113,14 @@ def _frame_nuclei(pred: Image, t: int, lab: Any, cells: Image, cfg: NucleiConfig
                   volume: Any = None) -> None:  # fmt: skip
     """The nuclei of frame ``t`` of the one-channel ``pred`` inside ``lab`` (that frame's cells, on ``cells``' grid)
     written into ``out``; ``found`` gets each cell's id and whether it got a nucleus. ``volume``: the same frame as
-    a ``(Z, Y, X)`` array that reads boxes faster than ``pred.data`` (:class:`_ZarrVolume`), used on the cells'
-    grid."""
+    a ``(Z, Y, X)`` array that reads boxes faster than ``pred.data`` (:func:`subcell.io._ngff.level0_volume`), used
+    on the cells' grid."""
     if pred.shape[2:] == cells.shape[2:] and pred.voxel_size.isclose(cells.voxel_size, rtol=0.02):
         p = pred.data[t, 0] if volume is None else volume  # read box by box (lazy when the prediction is)
     else:  # this frame resampled onto the cells' grid, in memory
         p = align_to(pred.sel(t=t), cells.sel(t=0))[0, 0]
     nuclei_by_cell(p, lab, cells.voxel_size, prior_weight=cfg.prior_weight, share=cfg.share, out=out,
                    cache_gb=cache_gb, found=found, progress=progress)  # fmt: skip
-
-
-class _ZarrVolume:
-    """Volume ``(t, c)`` of a ``(T, C, Z, Y, X)`` Zarr array as a ``(Z, Y, X)`` array whose boxes are read straight
-    from the store: the cell passes read one box per cell, and a box read through Dask (a graph built and run each
-    time) took 2-3x as long (592 boxes of a 64 x 1024 x 1024 prediction: 8.4 s against 4.8 s)."""
-
-    def __init__(self, array: Any, t: int, c: int) -> None:
-        self.array, self.index = array, (t, c)
-        self.shape, self.dtype = tuple(array.shape[2:]), array.dtype
-
-    def __getitem__(self, box: tuple[slice, ...]) -> np.ndarray:
-        return np.asarray(self.array[(*self.index, *box)])
 
 
 def _copy_frame(nuclei: Any, writer: Any, t: int) -> None:
@@ -265,7 +252,7 @@ def write_nuclei(
     tiles (``"frame 1/3: prediction"``), then the cells of each pass over them (``"frame 1/3: nuclei"``)."""
     from subcell.io import OmeZarrWriter, output_format, read, write
     from subcell.io._atomic import check_output, discard, scratch_beside
-    from subcell.io._ngff import level0_array
+    from subcell.io._ngff import level0_volume
     from subcell.labelfree import PredictConfig, predict_to_zarr
 
     cfg = _checked(model, image, cells, config)
@@ -297,7 +284,7 @@ def write_nuclei(
                 frame: dict[int, bool] = {}
                 # the prediction's memory is free again: the same budget keeps what the first pass over the cells read
                 pred = read(store)
-                volume = _ZarrVolume(level0_array(store), 0, pred.channel_names.index(cfg.channel))
+                volume = level0_volume(store, 0, pred.channel_index(cfg.channel))
                 _frame_nuclei(pred.channel(cfg.channel), 0, lab, cells, cfg, out, base.memory_limit_gb, frame,
                               cells_done, volume)  # fmt: skip
                 discard(store)
