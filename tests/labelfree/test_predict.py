@@ -245,32 +245,78 @@ def test_an_only_channel_of_another_name_is_used_with_a_warning() -> None:
     np.testing.assert_array_equal(out.numpy(), same.numpy())
 
 
-def test_a_budget_too_small_for_rows_over_whole_planes_chooses_lateral_regions() -> None:
+def test_a_budget_too_small_for_rows_over_whole_planes_chooses_bands_then_lateral_regions() -> None:
+    import dask.array as da
+
     from subcell.labelfree.predict import _fit_memory
 
     model = _model(depth=3)
-    image = paired_volume(6, shape=(16, 520, 520)).channel("brightfield")
     vs = VoxelSize(*VOXEL)
     roomy = PredictConfig(memory_limit_gb=0.5, precision="fp32")
+    image = paired_volume(6, shape=(16, 520, 520)).channel("brightfield")
     assert _fit_memory(model, image, (16, 520, 520), vs, roomy) == (None, roomy)
-    # 0.35 GB: the libraries' 0.3 GB leave ~75 MB, too little for a 16-plane row buffer over 520 × 520 and a tile
+    # 0.35 GB: the libraries' 0.3 GB leave ~75 MB, too little for a 16-plane row buffer over 520 × 520 and a tile,
+    # enough for a band of rows one tile high
     tight = PredictConfig(memory_limit_gb=0.35, precision="fp32")
+    assert _fit_memory(model, image, (16, 520, 520), vs, tight) == (None, tight)
+    assert predict_image(model, image, tight).provenance.parameters["banded"] is True
+    # a stack too deep for one row of tiles over its depth within the budget: no bands, lateral regions
+    shape = (256, 520, 520)
+    deep = Image(da.zeros((1, 1, *shape), dtype=np.float32, chunks=(1, 1, 64, 520, 520)), voxel_size=VOXEL,
+                 channel_names=["brightfield"])  # fmt: skip
     with pytest.raises(ValueRangeError, match="memory_limit"):
-        predict_image(model, image, tight)  # in memory the whole output is held anyway: no regions there
-    region, fixed = _fit_memory(model, image, (16, 520, 520), vs, tight)
+        predict_image(model, deep, tight)  # in memory the whole output is held anyway: no regions there
+    region, fixed = _fit_memory(model, deep, shape, vs, tight)
     assert region in (256, 512) and fixed.tile is not None and max(fixed.tile[1:]) <= region
     # regions read lateral parts of the input, which needs it on the model's grid
-    coarse = Image(image.numpy()[:, :, :, ::2, ::2], voxel_size=(VOXEL[0], VOXEL[1] * 2, VOXEL[2] * 2),
+    coarse = Image(deep.data[:, :, :, ::2, ::2], voxel_size=(VOXEL[0], VOXEL[1] * 2, VOXEL[2] * 2),
                    channel_names=["brightfield"])  # fmt: skip
     with pytest.raises(ValueRangeError, match="resample it first") as err:
-        _fit_memory(model, coarse, (16, 520, 520), vs, tight)
+        _fit_memory(model, coarse, shape, vs, tight)
     # the command it names puts the image on the grid, and the regions then fit
     from subcell.transforms.resample import resample_image_lazy
 
     hint = str(err.value).split("--resample ")[1].split(")")[0]
     fixed_grid = resample_image_lazy(coarse, [float(v) for v in hint.split()])
-    assert fixed_grid.shape[2:] == (16, 520, 520)
-    assert _fit_memory(model, fixed_grid, (16, 520, 520), vs, tight)[0] in (256, 512)
+    assert fixed_grid.shape[2:] == shape
+    assert _fit_memory(model, fixed_grid, shape, vs, tight)[0] in (256, 512)
+
+
+def test_bands_of_rows_sum_the_same_tiles_as_whole_planes(tmp_path: Path) -> None:
+    from subcell.labelfree.predict import predict_volume
+
+    model = _model(depth=2)
+    shape = (16, 100, 90)  # y and x not multiples of the tile grid: the last band reaches into the padding
+    image = paired_volume(2, shape=shape).channel("brightfield")
+    x = image.numpy()[0]
+    x = (x - x.mean()) / x.std()
+    whole = predict_image(model, image, PredictConfig(tile=model.valid_tile(shape), precision="fp32")).numpy()[0]
+    cfg = PredictConfig(tile=(16, 32, 32), batch_size=1, precision="fp32")
+    outs, calls = {}, []
+    for bands in (False, True):
+        out = np.full((1, *shape), np.nan, np.float32)
+
+        def sink(z0: int, rows: np.ndarray, y0: int = 0, out: np.ndarray = out) -> None:
+            calls.append((z0, y0, rows.shape[2]))
+            assert np.isnan(out[:, z0 : z0 + rows.shape[1], y0 : y0 + rows.shape[2]]).all()  # each voxel once
+            out[:, z0 : z0 + rows.shape[1], y0 : y0 + rows.shape[2]] = rows
+
+        summary = predict_volume(model, lambda z0, z1, ys=slice(None), xs=slice(None): x[:, z0:z1, ys, xs],
+                                 shape, sink, config=cfg, bands=bands)  # fmt: skip
+        assert summary["banded"] is bands
+        outs[bands] = out
+    # the same tiles, weights and order for every voxel: equal to the bit (one tile per batch in both)
+    np.testing.assert_array_equal(outs[True], outs[False])
+    np.testing.assert_allclose(outs[True], whole, atol=1e-4)
+    banded = calls[1:]
+    assert calls[0] == (0, 0, shape[1]) and len(banded) >= 3  # whole planes at once, or bands never a plane
+    assert all(n < shape[1] for _, _, n in banded) and sum(n for _, _, n in banded) == shape[1]
+    # predict_image and predict_to_zarr put the bands where they belong (their own input normalisation)
+    mem = predict_image(model, image, cfg)
+    assert mem.provenance.parameters["banded"] is True
+    np.testing.assert_allclose(mem.numpy()[0], outs[True], atol=1e-6)
+    back = io.read(predict_to_zarr(model, image, tmp_path / "b.ome.zarr", cfg)).numpy()
+    np.testing.assert_array_equal(back, mem.numpy())
 
 
 # the second shape's grid reaches past the volume's end in z and x: regions cover it as the whole volume does

@@ -99,6 +99,7 @@ def predict_volume(
     progress: Callable[[int, int], None] | None = None,
     window: tuple[slice, slice] | None = None,
     out_plane: tuple[int, int] | None = None,
+    bands: bool = False,
 ) -> dict[str, Any]:
     """Predict a ``shape`` (Z, Y, X) volume whose normalised rows come from ``source``; rows go to ``sink``.
 
@@ -106,15 +107,18 @@ def predict_volume(
     is asked for the lateral range they read (``source(z0, z1, ys, xs)``) and ``sink`` gets the window's rows.
     Each voxel of the window then sums the same tiles in the same order as a whole-volume run, so regions
     predicted apart (on several workers) assemble into the whole-volume result. ``out_plane``: the (Y, X) of
-    the grid ``sink`` resamples the rows onto, which the tile choice leaves memory for.
+    the grid ``sink`` resamples the rows onto, which the tile choice leaves memory for. ``bands``: ``sink`` also
+    takes a band of rows, ``sink(z0, rows, y0)`` with ``rows`` (C_out, n, Y', X) starting at row ``y0``; where one
+    row of tiles spans the whole depth, the tiles are then summed a band at a time instead of over whole planes
+    (less memory for the same tiles, so the tile choice can afford larger tiles that recompute less overlap).
 
-    Returns a summary (tile, batch, number of tiles).
+    Returns a summary (tile, batch, number of tiles, whether it was banded).
     """
     cfg = config or PredictConfig()
     device, dtype, tuned = runtime(cfg)
     model.network.to(device).eval()
     net = model.network.fused()  # batch norms folded into the convolutions: the same function, fewer passes
-    plan = plan_tiles(model, shape, cfg, tuned=tuned, dtype=dtype, out_plane=out_plane)
+    plan = plan_tiles(model, shape, cfg, tuned=tuned, dtype=dtype, out_plane=out_plane, banded=bands and window is None)
     tile, batch, padded = plan["tile"], plan["batch"], plan["padded"]
     grid = TileGrid(padded, tile, overlap=plan["overlap"], trim=plan["trim"], multiple=model.divisor)
     if window is not None and any(t > s for t, s in zip(tile[1:], shape[1:], strict=True)):
@@ -126,42 +130,30 @@ def predict_volume(
     n_out = len(output_channel_names(model))
     rows = grid.rows()
     total = len(rows) * len(ys) * len(xs)
+    done = 0
+
+    def tiles_done(n: int) -> None:
+        nonlocal done
+        done += n
+        if progress is not None:
+            progress(done, total)
+
+    run = _TileRun(model, net, grid, batch, device, dtype, cfg, tuned, tiles_done)
+    if plan["banded"]:
+        _predict_bands(run, source, shape, sink, n_out, ys, xs, rx, wx)
+        return _summary(plan, grid, device, dtype, cfg)
     # one (C_out, Y, X) accumulator per plane of the current tile row: finished planes leave from the front,
     # fresh ones join at the back, so rolling the buffer never copies the row. The buffer lives on the device
     # that predicts: on a GPU, weighting and summing the tiles on the host cost 6-9x the network
     # (benchmarks/labelfree/results_gpu_speed.md); only finished planes travel back
     plane = (n_out, wy.stop - wy.start, wx.stop - wx.start)
     acc = [torch.zeros(plane, dtype=torch.float32, device=device) for _ in range(tile[0])]
-    done = 0
     for k, z0 in enumerate(rows):
         z1 = z0 + tile[0]
         x = source(z0, min(z1, shape[0])) if window is None else source(z0, min(z1, shape[0]), ry, rx)
-        pad = [(0, 0), (0, z1 - z0 - x.shape[1]), (0, ry.stop - ry.start - x.shape[2]),
-               (0, rx.stop - rx.start - x.shape[3])]  # fmt: skip
-        if any(p[1] for p in pad):
-            x = np.pad(
-                x, pad, mode="reflect" if all(p[1] < s for p, s in zip(pad[1:], x.shape[1:], strict=True)) else "edge"
-            )
-        # weights are made tile by tile: a row's all at once would hold as much as its tiles' outputs (3 GB on a
-        # 2048² plane with a trained network's wide overlaps)
+        x = _pad_to(x, (z1 - z0, ry.stop - ry.start, rx.stop - rx.start))
         tiles = [(ky, kx, sl) for ky, kx, sl in grid.row_tiles(k) if sl[1].start in ys and sl[2].start in xs]
-        for i in range(0, len(tiles), batch):
-            chunk = tiles[i : i + batch]
-            inp = np.stack([x[:, :, _shift(sl[1], ry), _shift(sl[2], rx)] for _, _, sl in chunk])
-            pred = _forward(model, net, inp.astype(np.float32, copy=False), device, dtype, cfg.tta)
-            for (ky, kx, sl), p in zip(chunk, pred, strict=True):
-                w = _tile_weight(grid, k, ky, kx, device)
-                # the part of the tile inside the window, in tile and in window coordinates
-                (ty, oy), (tx, ox) = _inside(sl[1], wy), _inside(sl[2], wx)
-                pw = p[:, :, ty, tx] * w[:, ty, tx]
-                for dz in range(pw.shape[1]):
-                    acc[dz][:, oy, ox] += pw[:, dz]
-            if tuned:  # freed activations' pages back to the system near the limit: it then holds over many tiles
-                del inp, pred, p, pw, w
-                release_freed(above=RELEASE_AT * cfg.memory_limit_gb * 1024**3)
-            done += len(chunk)
-            if progress is not None:
-                progress(done, total)
+        run.add(k, tiles, x, (ry, rx), (wy, wx), acc)
         nxt = rows[k + 1] if k + 1 < len(rows) else z1
         final = nxt - z0
         keep = min(final, shape[0] - z0)
@@ -171,11 +163,95 @@ def predict_volume(
             sink(z0, model.postprocess(rows_out))  # point-wise (a package's), after blending
         del acc[:final]
         acc.extend(torch.zeros(plane, dtype=torch.float32, device=device) for _ in range(final))
+    return _summary(plan, grid, device, dtype, cfg)
+
+
+def _summary(plan: dict[str, Any], grid: TileGrid, device: torch.device, dtype: torch.dtype | None,
+             cfg: PredictConfig) -> dict[str, Any]:  # fmt: skip
     return {
-        "tile": list(tile), "batch": batch, "tiles": len(grid), "overlap": [round(o, 4) for o in plan["overlap"]],
-        "trim": list(plan["trim"]),
+        "tile": list(plan["tile"]), "batch": plan["batch"], "tiles": len(grid),
+        "overlap": [round(o, 4) for o in plan["overlap"]], "trim": list(plan["trim"]), "banded": plan["banded"],
         "device": str(device), "precision": precision_name(dtype), "precision_requested": cfg.precision,
     }  # fmt: skip
+
+
+def _pad_to(x: np.ndarray, size: tuple[int, int, int]) -> np.ndarray:
+    """Input rows padded at the far end of each axis to ``size`` (the padded volume's edge), by reflection where
+    the rows are long enough, else by repeating the edge."""
+    pad = [(0, 0)] + [(0, n - s) for n, s in zip(size, x.shape[1:], strict=True)]
+    if not any(p[1] for p in pad):
+        return x
+    return np.pad(
+        x, pad, mode="reflect" if all(p[1] < s for p, s in zip(pad[1:], x.shape[1:], strict=True)) else "edge"
+    )
+
+
+class _TileRun:
+    """Tiles predicted in batches, weighted and summed into per-plane accumulators: the one summing loop of the
+    whole-plane rows and of the bands, so both add each voxel's tiles in the same order."""
+
+    def __init__(self, model: Predictor, net: torch.nn.Module, grid: TileGrid, batch: int, device: torch.device,
+                 dtype: torch.dtype | None, cfg: PredictConfig, tuned: bool, done: Callable[[int], None]) -> None:  # fmt: skip
+        self.model, self.net, self.grid, self.batch, self.device = model, net, grid, batch, device
+        self.dtype, self.cfg, self.tuned, self.done = dtype, cfg, tuned, done
+
+    def add(self, k: int, tiles: list[tuple[int, int, tuple[slice, slice, slice]]], x: np.ndarray,
+            read: tuple[slice, slice], into: tuple[slice, slice], acc: list[torch.Tensor]) -> None:  # fmt: skip
+        """Sum ``tiles`` of z-row ``k`` (their input: ``x``, read over the (Y, X) range ``read``) into ``acc``, one
+        (C_out, Y, X) tensor per plane over the (Y, X) range ``into``."""
+        (ry, rx), (wy, wx) = read, into
+        # weights are made tile by tile: a row's all at once would hold as much as its tiles' outputs (3 GB on a
+        # 2048² plane with a trained network's wide overlaps)
+        for i in range(0, len(tiles), self.batch):
+            chunk = tiles[i : i + self.batch]
+            inp = np.stack([x[:, :, _shift(sl[1], ry), _shift(sl[2], rx)] for _, _, sl in chunk])
+            pred = _forward(self.model, self.net, inp.astype(np.float32, copy=False), self.device, self.dtype,
+                            self.cfg.tta)  # fmt: skip
+            for (ky, kx, sl), p in zip(chunk, pred, strict=True):
+                w = _tile_weight(self.grid, k, ky, kx, self.device)
+                # the part of the tile inside the range summed, in tile and in accumulator coordinates
+                (ty, oy), (tx, ox) = _inside(sl[1], wy), _inside(sl[2], wx)
+                pw = p[:, :, ty, tx] * w[:, ty, tx]
+                for dz in range(pw.shape[1]):
+                    acc[dz][:, oy, ox] += pw[:, dz]
+            if self.tuned:  # freed activations' pages back to the system near the limit: it then holds over many tiles
+                del inp, pred, p, pw, w
+                release_freed(above=RELEASE_AT * self.cfg.memory_limit_gb * 1024**3)
+            self.done(len(chunk))
+
+
+def _predict_bands(run: _TileRun, source: RowSource, shape: tuple[int, int, int], sink: RowSink, n_out: int,
+                   ys: list[int], xs: list[int], rx: slice, wx: slice) -> None:  # fmt: skip
+    """The one tile row of a grid whose tiles span the whole depth (:func:`~subcell.labelfree.tile_plan.is_banded`),
+    summed one row of tiles in y at a time into a band one tile high; the band's rows above the next tile row's
+    start are final and go to ``sink(0, rows, y0)``, the rest is carried into the next band. Each voxel sums the
+    same tiles in the same order as the whole plane would."""
+    grid, device = run.grid, run.device
+    tz, ty = grid.tile[0], grid.tile[1]
+    plane = (n_out, ty, wx.stop - wx.start)
+    acc = [torch.zeros(plane, dtype=torch.float32, device=device) for _ in range(tz)]
+    nx = min(wx.stop, shape[2]) - wx.start
+    by_row: dict[int, list[tuple[int, int, tuple[slice, slice, slice]]]] = {}
+    for ky, kx, sl in grid.row_tiles(0):
+        if sl[1].start in ys and sl[2].start in xs:
+            by_row.setdefault(sl[1].start, []).append((ky, kx, sl))
+    starts = sorted(by_row)
+    for j, y0 in enumerate(starts):
+        band = slice(y0, y0 + ty)
+        read = source(0, min(tz, shape[0]), slice(y0, min(y0 + ty, shape[1])), slice(rx.start, min(rx.stop, shape[2])))
+        x = _pad_to(read, (tz, ty, rx.stop - rx.start))
+        run.add(0, by_row[y0], x, (band, rx), (band, wx), acc)
+        y1 = starts[j + 1] if j + 1 < len(starts) else y0 + ty
+        keep = min(y1, shape[1]) - y0
+        if keep > 0:
+            rows_out = torch.stack([a[:, :keep, :nx] for a in acc[: shape[0]]], dim=1).cpu().numpy()
+            sink(0, run.model.postprocess(rows_out), y0)
+        carry = y0 + ty - y1
+        fresh = [torch.zeros(plane, dtype=torch.float32, device=device) for _ in range(tz)]
+        if carry > 0:
+            for a, f in zip(acc, fresh, strict=True):
+                f[:, :carry] = a[:, ty - carry :]
+        acc = fresh
 
 
 def _shift(sl: slice, origin: slice) -> slice:
@@ -241,8 +317,8 @@ def _predict_rows(model: Predictor, source: RowSource, shape: tuple[int, int, in
     from subcell.transforms.resample import RowResampler
 
     out_plane = _out_plane(shape, out_shape)
-    if out_plane is None:
-        return predict_volume(model, source, shape, sink, config=cfg, progress=progress)
+    if out_plane is None:  # ``sink`` takes bands of rows (the resampler below needs whole planes)
+        return predict_volume(model, source, shape, sink, config=cfg, progress=progress, bands=True)
     resampler = RowResampler(sink, n_in_z=shape[0], voxel_size=grid_vs, target_voxel_size=out_vs,
                              out_shape=out_shape, chunk=RESAMPLE_CHUNK)  # fmt: skip
     summary = predict_volume(model, source, shape, resampler, config=cfg, progress=progress, out_plane=out_plane)
@@ -269,8 +345,8 @@ def predict_image(
     for i, t in enumerate(ts):
         src = row_source(image, t, c, grid_vs, shape, model)
 
-        def sink(z0: int, rows: np.ndarray, i: int = i) -> None:
-            out[i, :, z0 : z0 + rows.shape[1]] = rows
+        def sink(z0: int, rows: np.ndarray, y0: int = 0, i: int = i) -> None:
+            out[i, :, z0 : z0 + rows.shape[1], y0 : y0 + rows.shape[2]] = rows
 
         summary = _predict_rows(model, src, shape, sink, grid_vs, out_vs, out_shape, cfg, progress)
     return Image(
@@ -324,8 +400,9 @@ def predict_to_zarr(
         for i, t in enumerate(ts):
             src = row_source(image, t, c, grid_vs, shape, model)
 
-            def sink(z0: int, rows: np.ndarray, i: int = i) -> None:
-                writer.write_region((slice(i, i + 1), slice(None), slice(z0, z0 + rows.shape[1])), rows[None])
+            def sink(z0: int, rows: np.ndarray, y0: int = 0, i: int = i) -> None:
+                where = (slice(i, i + 1), slice(None), slice(z0, z0 + rows.shape[1]), slice(y0, y0 + rows.shape[2]))
+                writer.write_region(where, rows[None])
 
             summary.update(_predict_rows(model, src, shape, sink, grid_vs, out_vs, out_shape, cfg, progress))
         writer.provenance = _prediction_provenance(model, image, summary, ts, cfg)  # metadata is written on close
@@ -339,8 +416,8 @@ def _fit_memory(model: Predictor, image: Image, shape: tuple[int, int, int], gri
     computes the fewest voxels, and ``cfg`` with its tile fixed for every region (one grid over the volume, so the
     regions assemble into a whole-volume run's result)."""
     _, dtype, tuned = runtime(cfg)
-    try:
-        plan_tiles(model, shape, cfg, tuned=tuned, dtype=dtype, out_plane=out_plane)
+    try:  # rows over whole planes, or bands of them where the rows go to the output grid unresampled
+        plan_tiles(model, shape, cfg, tuned=tuned, dtype=dtype, out_plane=out_plane, banded=out_plane is None)
         return None, cfg
     except ValueRangeError as exc:
         if cfg.tile is not None or exc.field != "memory_limit":

@@ -184,6 +184,7 @@ def row_source(
     A stack of up to :data:`HELD_STACK_VOXELS` read for its statistics here is held from that pass and handed out
     as the first request for all of its planes (a tiling whose rows span the whole depth asks exactly that once):
     one read of the file instead of two, with nothing more in memory than that row would hold (it is the row).
+    A banded tiling's requests for all planes of a (Y, X) band are cut from it (the tile choice counts it).
     """
     raw_rows = _raw_rows(image, t, c, grid_vs, shape)
     held: list[np.ndarray] = []
@@ -192,8 +193,11 @@ def row_source(
     st = stats if stats is not None else stack_stats(image, t, c, grid_vs, shape, model, keep=held[0] if held else None)
 
     def rows(*where: Any) -> np.ndarray:
-        if held and len(where) == 2 and tuple(where) == (0, shape[0]):
-            return model.preprocess(held.pop(), st)
+        if held and tuple(where[:2]) == (0, shape[0]):
+            if len(where) == 2:
+                return model.preprocess(held.pop(), st)
+            # bands of every plane (a banded tiling): cut from the held stack, which stays until the last band
+            return model.preprocess(np.array(held[0][:, :, where[2], where[3]]), st)
         held.clear()  # a tiling that reads otherwise: not kept longer than the statistics pass
         return model.preprocess(raw_rows(*where), st)
 

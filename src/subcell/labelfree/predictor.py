@@ -41,7 +41,7 @@ class Predictor(Protocol):
 
 # (z0, z1[, ys, xs]) → normalised input rows (C_in, z1 - z0, Y, X), or their (ys, xs) part
 RowSource = Callable[..., np.ndarray]
-RowSink = Callable[[int, np.ndarray], None]  # (z0, rows (C_out, n, Y, X))
+RowSink = Callable[..., None]  # (z0, rows (C_out, n, Y, X)[, y0: a band of rows starting at row y0])
 
 
 def output_channel_names(model: Predictor) -> list[str]:

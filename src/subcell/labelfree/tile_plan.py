@@ -11,6 +11,7 @@ import torch
 
 from subcell.errors import ValueRangeError
 from subcell.labelfree.config import PredictConfig
+from subcell.labelfree.predict_input import HELD_STACK_VOXELS
 from subcell.labelfree.predictor import Predictor, output_channel_names
 from subcell.train.host import RETAINED
 from subcell.transforms.tiling import tile_starts
@@ -18,7 +19,7 @@ from subcell.transforms.tiling import tile_starts
 # output planes the row resampler computes at a time (``PredictConfig.output_grid: input``)
 RESAMPLE_CHUNK = 4
 
-__all__ = ["axis_grid", "choose_tile", "padded_length", "plan_tiles"]
+__all__ = ["axis_grid", "choose_tile", "is_banded", "padded_length", "plan_tiles"]
 
 
 def _round_up(n: int, m: int) -> int:
@@ -60,6 +61,7 @@ def choose_tile(
     retained: float = 1.0,
     whole_yx: tuple[int, int] | None = None,
     out_plane: tuple[int, int] | None = None,
+    banded: bool = False,
 ) -> tuple[tuple[int, int, int], int]:
     """The tile (and batch) that computes the fewest voxels while its activations, row buffers and input slab fit
     ``memory_limit_gb``.
@@ -75,6 +77,8 @@ def choose_tile(
     ``out_plane``: the (Y, X) of the output grid when finished rows are resampled onto another grid
     (:class:`~subcell.transforms.resample.RowResampler`), which holds about a tile row of finished rows more and
     works on a few output planes at a time.
+    ``banded``: a tile that spans the whole depth is accumulated in bands one tile high across the plane
+    (:func:`is_banded` says when), so its row buffers are a band's, not the whole plane's.
     """
     div = model.divisor
     budget = memory_limit_gb * 1024**3
@@ -83,9 +87,18 @@ def choose_tile(
     cap = tuple(_round_up(s, d) for s, d in zip(shape, div, strict=True))
     low = [min(c, _round_up(p, d)) for c, p, d in zip(cap, model.patch_size, div, strict=True)]
 
+    def band(t: tuple[int, ...]) -> bool:
+        return banded and whole_yx is None and out_plane is None and is_banded(shape, t)
+
     def cost(t: tuple[int, ...], b: int) -> float:
         # accumulators + the finished rows handed to the sink (C_out each) over the window, the normalised input
         # slab and the raw slab it is converted from over what the window's tiles read
+        if band(t):  # the band being summed, the one handed on, the band's input slab (raw and normalised) and a
+            # small stack held whole by the input rows (:data:`~subcell.labelfree.predict_input.HELD_STACK_VOXELS`)
+            window = t[1] * max(shape[2], t[2])
+            held = 4 * math.prod(shape) if math.prod(shape) <= HELD_STACK_VOXELS else 0
+            row_bytes = (3 * n_out + 2.5) * window * 4 * t[0] + held
+            return b * per_voxel * t[0] * t[1] * t[2] * 1.3 * retained + row_bytes + 300e6
         window = max(shape[1], t[1]) * max(shape[2], t[2])
         read = window if whole_yx is None else math.prod(
             min(w, max(s, u) + 2 * u) for w, s, u in zip(whole_yx, shape[1:], t[1:], strict=True))  # fmt: skip
@@ -135,12 +148,21 @@ def choose_tile(
     return tile3, b
 
 
+def is_banded(shape: tuple[int, ...], tile: tuple[int, ...]) -> bool:
+    """Whether a prediction of ``shape`` in ``tile`` tiles can sum its tiles in bands one tile high: when one row
+    of tiles spans the whole depth (no later row adds to its planes) and the plane needs more than one tile in
+    y. A band's rows are final once the next tile row starts below them, so only a band, not the plane, is held."""
+    return tile[0] >= shape[0] and tile[1] < shape[1]
+
+
 def plan_tiles(model: Predictor, shape: tuple[int, int, int], cfg: PredictConfig, *, tuned: bool,
                dtype: torch.dtype | None, max_yx: int | None = None,
-               out_plane: tuple[int, int] | None = None) -> dict[str, Any]:  # fmt: skip
+               out_plane: tuple[int, int] | None = None, banded: bool = False) -> dict[str, Any]:  # fmt: skip
     """Tile, batch, overlap, trim and the padded extent for a ``shape`` volume (what :func:`predict_volume` and
     its region-wise runs share, so every worker covers the volume with the same grid). ``max_yx`` caps an
-    automatically chosen tile's lateral size (a region's); ``out_plane`` see :func:`choose_tile`."""
+    automatically chosen tile's lateral size (a region's); ``out_plane`` see :func:`choose_tile`. ``banded``: the
+    caller's sink takes bands of rows (``sink(z0, rows, y0)``); the plan's ``banded`` says whether this grid is
+    summed in bands (:func:`is_banded`, never with a region cap or an output resampler)."""
     if cfg.tile is not None:
         valid = tuple(model.valid_tile(cfg.tile))
         if valid != tuple(cfg.tile):
@@ -154,6 +176,7 @@ def plan_tiles(model: Predictor, shape: tuple[int, int, int], cfg: PredictConfig
             model, capped, memory_limit_gb=cfg.memory_limit_gb, batch_size=cfg.batch_size, overlap=cfg.overlap,
             trim=cfg.trim, itemsize=2 if dtype is not None else 4, retained=RETAINED if tuned else 1.0,
             whole_yx=None if capped == tuple(shape) else (shape[1], shape[2]), out_plane=out_plane,
+            banded=banded and max_yx is None,
         )  # fmt: skip
     # never larger than the volume needs: the smallest accepted size covering it (a volume it fits is not padded)
     tile = model.valid_tile(tuple(min(t, s) for t, s in zip(tile, shape, strict=True)))
@@ -169,4 +192,5 @@ def plan_tiles(model: Predictor, shape: tuple[int, int, int], cfg: PredictConfig
     trim = tuple(g[0] for g in grids)
     overlap = tuple(g[1] for g in grids)
     padded = tuple(g[3] for g in grids)
-    return {"tile": tuple(tile), "batch": batch, "padded": padded, "trim": trim, "overlap": overlap}
+    bands = banded and max_yx is None and out_plane is None and is_banded(shape, tile)
+    return {"tile": tuple(tile), "batch": batch, "padded": padded, "trim": trim, "overlap": overlap, "banded": bands}
