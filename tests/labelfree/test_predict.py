@@ -148,6 +148,17 @@ def test_prediction_onto_the_inputs_grid_is_the_model_grid_prediction_resampled_
     back = resample_linear(on_model.numpy(), voxel_size=on_model.voxel_size, target_voxel_size=odd.voxel_size,
                            out_shape=odd.shape[2:])  # fmt: skip
     np.testing.assert_allclose(on_input.numpy(), back, atol=1e-6)
+    # tiles over the whole depth go in bands of rows, resampled band by band (along y); one tile over y goes in
+    # rows of whole planes (along z): both give the whole prediction resampled
+    assert on_input.provenance.parameters["banded"] is True
+    with pytest.warns(UserWarning, match="resampling input"):
+        split = cfg.model_copy(update={"output_grid": "input", "tile": (16, 48, 24)})
+        rows_z = predict_image(model, odd, split)
+        on_model_z = predict_image(model, odd, split.model_copy(update={"output_grid": "model"}))
+    assert rows_z.provenance.parameters["banded"] is False
+    back_z = resample_linear(on_model_z.numpy(), voxel_size=on_model_z.voxel_size, target_voxel_size=odd.voxel_size,
+                             out_shape=odd.shape[2:])  # fmt: skip
+    np.testing.assert_allclose(rows_z.numpy(), back_z, atol=1e-6)
     # streamed to OME-Zarr, with the tile planned for the resampler's rows too: the same within tiling's 1e-4
     with pytest.warns(UserWarning, match="resampling input"):
         out = predict_to_zarr(model, odd, tmp_path / "p.ome.zarr", PredictConfig(precision="fp32", output_grid="input"))
@@ -408,3 +419,18 @@ def test_a_tiling_whose_rows_span_the_stack_reads_the_file_once(tmp_path: Path) 
         chunks = 5 * 2  # z × y
         assert stored.reads == chunks if once else stored.reads > chunks, (tile, stored.reads)
         np.testing.assert_allclose(io.read(out).numpy(), want, atol=1e-5)
+
+
+def test_a_band_of_rows_from_an_image_off_the_model_grid_is_those_rows_resampled() -> None:
+    from subcell.labelfree.predict_input import _raw_rows
+
+    image = paired_volume(3, shape=(16, 60, 52)).channel("brightfield")
+    odd = Image(image.numpy(), voxel_size=(0.5, 0.27, 0.3), channel_names=["brightfield"])
+    grid, shape = VoxelSize(0.5, 0.25, 0.25), (16, 65, 62)
+    rows = _raw_rows(odd, 0, 0, grid, shape)
+    whole = rows(0, 16)
+    band = rows(0, 16, slice(20, 41), slice(0, 62))  # every plane of rows 20-40: resampled along y
+    assert band.shape == (1, 16, 21, 62)
+    np.testing.assert_allclose(band, whole[:, :, 20:41], atol=1e-5)
+    with pytest.raises(ValueRangeError, match="resampled to the model's"):
+        rows(0, 8, slice(20, 41), slice(0, 62))  # a lateral part of some planes is not read off the grid

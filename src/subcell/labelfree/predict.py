@@ -98,7 +98,7 @@ def predict_volume(
     config: PredictConfig | None = None,
     progress: Callable[[int, int], None] | None = None,
     window: tuple[slice, slice] | None = None,
-    out_plane: tuple[int, int] | None = None,
+    out_grid: tuple[int, int, int] | None = None,
     bands: bool = False,
 ) -> dict[str, Any]:
     """Predict a ``shape`` (Z, Y, X) volume whose normalised rows come from ``source``; rows go to ``sink``.
@@ -106,7 +106,7 @@ def predict_volume(
     With ``window`` (a (Y, X) region of the volume), only the tiles reaching into it are predicted, ``source``
     is asked for the lateral range they read (``source(z0, z1, ys, xs)``) and ``sink`` gets the window's rows.
     Each voxel of the window then sums the same tiles in the same order as a whole-volume run, so regions
-    predicted apart (on several workers) assemble into the whole-volume result. ``out_plane``: the (Y, X) of
+    predicted apart (on several workers) assemble into the whole-volume result. ``out_grid``: the (Z, Y, X) of
     the grid ``sink`` resamples the rows onto, which the tile choice leaves memory for. ``bands``: ``sink`` also
     takes a band of rows, ``sink(z0, rows, y0)`` with ``rows`` (C_out, n, Y', X) starting at row ``y0``; where one
     row of tiles spans the whole depth, the tiles are then summed a band at a time instead of over whole planes
@@ -118,7 +118,7 @@ def predict_volume(
     device, dtype, tuned = runtime(cfg)
     model.network.to(device).eval()
     net = model.network.fused()  # batch norms folded into the convolutions: the same function, fewer passes
-    plan = plan_tiles(model, shape, cfg, tuned=tuned, dtype=dtype, out_plane=out_plane, banded=bands and window is None)
+    plan = plan_tiles(model, shape, cfg, tuned=tuned, dtype=dtype, out_grid=out_grid, banded=bands and window is None)
     tile, batch, padded = plan["tile"], plan["batch"], plan["padded"]
     grid = TileGrid(padded, tile, overlap=plan["overlap"], trim=plan["trim"], multiple=model.divisor)
     if window is not None and any(t > s for t, s in zip(tile[1:], shape[1:], strict=True)):
@@ -304,25 +304,54 @@ def _output_grid(image: Image, grid_vs: VoxelSize, shape: tuple[int, int, int],
     return image.voxel_size, tuple(image.shape[2:])  # type: ignore[return-value]
 
 
-def _out_plane(shape: tuple[int, int, int], out_shape: tuple[int, int, int]) -> tuple[int, int] | None:
-    """The output plane a row resampler works on (None when the output is the model grid)."""
-    return None if tuple(out_shape) == tuple(shape) else (out_shape[1], out_shape[2])
+def _out_grid(shape: tuple[int, int, int], out_shape: tuple[int, int, int]) -> tuple[int, int, int] | None:
+    """The output grid a row resampler works onto (None when the output is the model grid)."""
+    return None if tuple(out_shape) == tuple(shape) else tuple(out_shape)  # type: ignore[return-value]
+
+
+class _OntoGrid:
+    """A sink that resamples what :func:`predict_volume` hands on onto the output grid and passes it to ``sink``:
+    whole-plane rows through a :class:`~subcell.transforms.resample.RowResampler` along z, bands of rows through
+    the same resampler along y (z and y swapped: every output row of a band is a (Z, X) plane), so a banded
+    prediction also holds a band, not the stack. Either way the result is :func:`resample_linear` of the whole
+    model-grid prediction (tested)."""
+
+    def __init__(self, sink: RowSink, shape: tuple[int, int, int], grid_vs: VoxelSize, out_vs: VoxelSize,
+                 out_shape: tuple[int, int, int]) -> None:  # fmt: skip
+        from subcell.transforms.resample import RowResampler
+
+        def swap(v: tuple[Any, Any, Any]) -> tuple[Any, Any, Any]:
+            return v[1], v[0], v[2]
+
+        self._by_z = RowResampler(sink, n_in_z=shape[0], voxel_size=grid_vs, target_voxel_size=out_vs,
+                                  out_shape=out_shape, chunk=RESAMPLE_CHUNK)  # fmt: skip
+        self._by_y = RowResampler(lambda y0, rows: sink(0, np.swapaxes(rows, -3, -2), y0), n_in_z=shape[1],
+                                  voxel_size=swap(grid_vs.as_tuple()), target_voxel_size=swap(out_vs.as_tuple()),
+                                  out_shape=swap(out_shape), chunk=RESAMPLE_CHUNK)  # fmt: skip
+        self._used = self._by_z
+
+    def __call__(self, z0: int, rows: np.ndarray, y0: int | None = None) -> None:
+        if y0 is None:
+            self._by_z(z0, rows)
+            return
+        self._used = self._by_y  # a band of every plane (z0 is 0)
+        self._by_y(y0, np.swapaxes(rows, -3, -2))
+
+    def close(self) -> None:
+        self._used.close()
 
 
 def _predict_rows(model: Predictor, source: RowSource, shape: tuple[int, int, int], sink: RowSink,
                   grid_vs: VoxelSize, out_vs: VoxelSize, out_shape: tuple[int, int, int], cfg: PredictConfig,
                   progress: Callable[[int, int], None] | None) -> dict[str, Any]:  # fmt: skip
-    """:func:`predict_volume` into ``sink``, through a row resampler onto the output grid when it is not the
-    model's."""
-    from subcell.transforms.resample import RowResampler
-
-    out_plane = _out_plane(shape, out_shape)
-    if out_plane is None:  # ``sink`` takes bands of rows (the resampler below needs whole planes)
+    """:func:`predict_volume` into ``sink`` (which takes bands of rows), through :class:`_OntoGrid` onto the
+    output grid when it is not the model's."""
+    out_grid = _out_grid(shape, out_shape)
+    if out_grid is None:
         return predict_volume(model, source, shape, sink, config=cfg, progress=progress, bands=True)
-    resampler = RowResampler(sink, n_in_z=shape[0], voxel_size=grid_vs, target_voxel_size=out_vs,
-                             out_shape=out_shape, chunk=RESAMPLE_CHUNK)  # fmt: skip
-    summary = predict_volume(model, source, shape, resampler, config=cfg, progress=progress, out_plane=out_plane)
-    resampler.close()
+    onto = _OntoGrid(sink, shape, grid_vs, out_vs, out_shape)
+    summary = predict_volume(model, source, shape, onto, config=cfg, progress=progress, out_grid=out_grid, bands=True)
+    onto.close()
     return summary
 
 
@@ -377,7 +406,7 @@ def predict_to_zarr(
     cfg = config or PredictConfig()
     c, grid_vs, shape = check_input(model, image, cfg)
     out_vs, out_shape = _output_grid(image, grid_vs, shape, cfg)
-    region, cfg = _fit_memory(model, image, shape, grid_vs, cfg, _out_plane(shape, out_shape))
+    region, cfg = _fit_memory(model, image, shape, grid_vs, cfg, _out_grid(shape, out_shape))
     if region is not None:
         from subcell.labelfree.predict_regions import predict_regions_to_zarr
 
@@ -410,14 +439,14 @@ def predict_to_zarr(
 
 
 def _fit_memory(model: Predictor, image: Image, shape: tuple[int, int, int], grid_vs: VoxelSize,
-                cfg: PredictConfig, out_plane: tuple[int, int] | None = None) -> tuple[int | None, PredictConfig]:  # fmt: skip
+                cfg: PredictConfig, out_grid: tuple[int, int, int] | None = None) -> tuple[int | None, PredictConfig]:  # fmt: skip
     """``(None, cfg)`` when tile rows over whole planes fit ``cfg.memory_limit_gb`` (with a row resampler onto an
-    ``out_plane`` output grid); otherwise the lateral region (1024, 512 or 256 px) whose rows fit and which
+    ``out_grid`` output grid); otherwise the lateral region (1024, 512 or 256 px) whose rows fit and which
     computes the fewest voxels, and ``cfg`` with its tile fixed for every region (one grid over the volume, so the
     regions assemble into a whole-volume run's result)."""
     _, dtype, tuned = runtime(cfg)
-    try:  # rows over whole planes, or bands of them where the rows go to the output grid unresampled
-        plan_tiles(model, shape, cfg, tuned=tuned, dtype=dtype, out_plane=out_plane, banded=out_plane is None)
+    try:  # rows over whole planes, or bands of them
+        plan_tiles(model, shape, cfg, tuned=tuned, dtype=dtype, out_grid=out_grid, banded=True)
         return None, cfg
     except ValueRangeError as exc:
         if cfg.tile is not None or exc.field != "memory_limit":

@@ -79,7 +79,8 @@ def on_model_grid(image: Image, grid_vs: VoxelSize, shape: tuple[int, int, int])
 
 def _raw_rows(image: Image, t: int, c: int, grid_vs: VoxelSize, shape: tuple[int, int, int]) -> RowSource:
     """Input rows at the model grid (not normalised), read (and resampled) slab by slab from a lazy image; a
-    lateral (ys, xs) part of them when the image is already on the model grid."""
+    lateral (ys, xs) part of them when the image is already on the model grid, or a band of rows of every plane
+    (resampled along y) when it is not."""
     from subcell.transforms.resample import resample_rows
 
     data = image.data
@@ -89,11 +90,24 @@ def _raw_rows(image: Image, t: int, c: int, grid_vs: VoxelSize, shape: tuple[int
         if same:
             return materialize(data[t, c, z0:z1, ys, xs]).astype(np.float32)[None]
         if ys != slice(None) or xs != slice(None):
+            if (z0, z1) == (0, shape[0]) and xs.indices(shape[2])[:2] == (0, shape[2]):
+                return band(ys)
             raise ValueRangeError(f"regions of an image at {image.voxel_size.as_tuple()} µm need it resampled to the "
                                   f"model's {grid_vs.as_tuple()} µm first ({resample_hint(grid_vs)})",
                                   field="voxel_size")  # fmt: skip
         return resample_rows(data[t, c], z0, z1, voxel_size=image.voxel_size, target_voxel_size=grid_vs,
                              out_shape=shape)[None]  # fmt: skip
+
+    def band(ys: slice) -> np.ndarray:
+        # every plane of a band of rows (a banded tiling): the same resampling with y as the streamed axis, reading
+        # only the input rows the band needs
+        def swap(v: tuple[Any, ...]) -> tuple[Any, ...]:
+            return v[1], v[0], v[2]
+
+        y0, y1 = ys.indices(shape[1])[:2]
+        out = resample_rows(data[t, c].swapaxes(0, 1), y0, y1, voxel_size=swap(image.voxel_size.as_tuple()),
+                            target_voxel_size=swap(grid_vs.as_tuple()), out_shape=swap(shape))  # fmt: skip
+        return np.swapaxes(out, 0, 1)[None]
 
     return rows
 

@@ -60,7 +60,7 @@ def choose_tile(
     itemsize: int = 4,
     retained: float = 1.0,
     whole_yx: tuple[int, int] | None = None,
-    out_plane: tuple[int, int] | None = None,
+    out_grid: tuple[int, int, int] | None = None,
     banded: bool = False,
 ) -> tuple[tuple[int, int, int], int]:
     """The tile (and batch) that computes the fewest voxels while its activations, row buffers and input slab fit
@@ -74,9 +74,9 @@ def choose_tile(
     ``retained`` scales the activation memory for an allocator that keeps freed blocks
     (:data:`subcell.train.host.RETAINED`). ``whole_yx``: the volume's (Y, X) when ``shape`` is one lateral region
     of it, whose input is read over the tiles reaching into the region (up to a tile beyond each side).
-    ``out_plane``: the (Y, X) of the output grid when finished rows are resampled onto another grid
-    (:class:`~subcell.transforms.resample.RowResampler`), which holds about a tile row of finished rows more and
-    works on a few output planes at a time.
+    ``out_grid``: the (Z, Y, X) of the output grid when finished rows are resampled onto another grid
+    (:class:`~subcell.transforms.resample.RowResampler`), which holds about a tile row (or band) of finished rows
+    more and works on a few output planes (or rows of a band) at a time.
     ``banded``: a tile that spans the whole depth is accumulated in bands one tile high across the plane
     (:func:`is_banded` says when), so its row buffers are a band's, not the whole plane's.
     """
@@ -88,7 +88,7 @@ def choose_tile(
     low = [min(c, _round_up(p, d)) for c, p, d in zip(cap, model.patch_size, div, strict=True)]
 
     def band(t: tuple[int, ...]) -> bool:
-        return banded and whole_yx is None and out_plane is None and is_banded(shape, t)
+        return banded and whole_yx is None and is_banded(shape, t)
 
     def cost(t: tuple[int, ...], b: int) -> float:
         # accumulators + the finished rows handed to the sink (C_out each) over the window, the normalised input
@@ -98,13 +98,16 @@ def choose_tile(
             window = t[1] * max(shape[2], t[2])
             held = 4 * math.prod(shape) if math.prod(shape) <= HELD_STACK_VOXELS else 0
             row_bytes = (3 * n_out + 2.5) * window * 4 * t[0] + held
+            if out_grid is not None:  # the resampler's held band rows (up to two bands), and its chunk of output
+                # rows of the band (Z_out × X_out each) with temporaries
+                row_bytes += n_out * 4 * (2 * window * t[0] + 4 * RESAMPLE_CHUNK * out_grid[0] * out_grid[2])
             return b * per_voxel * t[0] * t[1] * t[2] * 1.3 * retained + row_bytes + 300e6
         window = max(shape[1], t[1]) * max(shape[2], t[2])
         read = window if whole_yx is None else math.prod(
             min(w, max(s, u) + 2 * u) for w, s, u in zip(whole_yx, shape[1:], t[1:], strict=True))  # fmt: skip
         row_bytes = (2 * n_out * window + 2.5 * read) * 4 * t[0]
-        if out_plane is not None:  # the resampler's held rows, and its chunk of output planes with temporaries
-            row_bytes += n_out * 4 * (window * t[0] + 4 * RESAMPLE_CHUNK * out_plane[0] * out_plane[1])
+        if out_grid is not None:  # the resampler's held rows, and its chunk of output planes with temporaries
+            row_bytes += n_out * 4 * (window * t[0] + 4 * RESAMPLE_CHUNK * out_grid[1] * out_grid[2])
         return b * per_voxel * t[0] * t[1] * t[2] * 1.3 * retained + row_bytes + 300e6  # + weights, libraries
 
     def cheapest(floor: list[int]) -> tuple[int, int, int] | None:
@@ -157,12 +160,12 @@ def is_banded(shape: tuple[int, ...], tile: tuple[int, ...]) -> bool:
 
 def plan_tiles(model: Predictor, shape: tuple[int, int, int], cfg: PredictConfig, *, tuned: bool,
                dtype: torch.dtype | None, max_yx: int | None = None,
-               out_plane: tuple[int, int] | None = None, banded: bool = False) -> dict[str, Any]:  # fmt: skip
+               out_grid: tuple[int, int, int] | None = None, banded: bool = False) -> dict[str, Any]:  # fmt: skip
     """Tile, batch, overlap, trim and the padded extent for a ``shape`` volume (what :func:`predict_volume` and
     its region-wise runs share, so every worker covers the volume with the same grid). ``max_yx`` caps an
-    automatically chosen tile's lateral size (a region's); ``out_plane`` see :func:`choose_tile`. ``banded``: the
+    automatically chosen tile's lateral size (a region's); ``out_grid`` see :func:`choose_tile`. ``banded``: the
     caller's sink takes bands of rows (``sink(z0, rows, y0)``); the plan's ``banded`` says whether this grid is
-    summed in bands (:func:`is_banded`, never with a region cap or an output resampler)."""
+    summed in bands (:func:`is_banded`, never with a region cap)."""
     if cfg.tile is not None:
         valid = tuple(model.valid_tile(cfg.tile))
         if valid != tuple(cfg.tile):
@@ -175,7 +178,7 @@ def plan_tiles(model: Predictor, shape: tuple[int, int, int], cfg: PredictConfig
         tile, batch = choose_tile(
             model, capped, memory_limit_gb=cfg.memory_limit_gb, batch_size=cfg.batch_size, overlap=cfg.overlap,
             trim=cfg.trim, itemsize=2 if dtype is not None else 4, retained=RETAINED if tuned else 1.0,
-            whole_yx=None if capped == tuple(shape) else (shape[1], shape[2]), out_plane=out_plane,
+            whole_yx=None if capped == tuple(shape) else (shape[1], shape[2]), out_grid=out_grid,
             banded=banded and max_yx is None,
         )  # fmt: skip
     # never larger than the volume needs: the smallest accepted size covering it (a volume it fits is not padded)
@@ -192,5 +195,5 @@ def plan_tiles(model: Predictor, shape: tuple[int, int, int], cfg: PredictConfig
     trim = tuple(g[0] for g in grids)
     overlap = tuple(g[1] for g in grids)
     padded = tuple(g[3] for g in grids)
-    bands = banded and max_yx is None and out_plane is None and is_banded(shape, tile)
+    bands = banded and max_yx is None and is_banded(shape, tile)
     return {"tile": tuple(tile), "batch": batch, "padded": padded, "trim": trim, "overlap": overlap, "banded": bands}
