@@ -422,15 +422,30 @@ def test_a_tiling_whose_rows_span_the_stack_reads_the_file_once(tmp_path: Path) 
 
 
 def test_a_band_of_rows_from_an_image_off_the_model_grid_is_those_rows_resampled() -> None:
+    import dask.array as da
+
     from subcell.labelfree.predict_input import _raw_rows
 
-    image = paired_volume(3, shape=(16, 60, 52)).channel("brightfield")
-    odd = Image(image.numpy(), voxel_size=(0.5, 0.27, 0.3), channel_names=["brightfield"])
+    class Rows:  # the stored stack, recording the input rows (y) each read asks for
+        def __init__(self, a: np.ndarray) -> None:
+            self.a, self.shape, self.dtype, self.ndim, self.asked = a, a.shape, a.dtype, a.ndim, []
+
+        def __getitem__(self, key):  # type: ignore[no-untyped-def]
+            self.asked.append(key[3])
+            return self.a[key]
+
+    stored = Rows(paired_volume(3, shape=(16, 60, 52)).channel("brightfield").numpy())
+    odd = Image(da.from_array(stored, chunks=(1, 1, 16, 6, 52)), voxel_size=(0.5, 0.27, 0.3),
+                channel_names=["brightfield"])  # fmt: skip
     grid, shape = VoxelSize(0.5, 0.25, 0.25), (16, 65, 62)
     rows = _raw_rows(odd, 0, 0, grid, shape)
     whole = rows(0, 16)
+    stored.asked.clear()
     band = rows(0, 16, slice(20, 41), slice(0, 62))  # every plane of rows 20-40: resampled along y
     assert band.shape == (1, 16, 21, 62)
     np.testing.assert_allclose(band, whole[:, :, 20:41], atol=1e-5)
+    # only the input rows around the band (~18-39 of 60) are read, not the planes
+    read = {y for k in stored.asked for y in range(*k.indices(60))}
+    assert min(read) >= 12 and max(read) < 48
     with pytest.raises(ValueRangeError, match="resampled to the model's"):
         rows(0, 8, slice(20, 41), slice(0, 62))  # a lateral part of some planes is not read off the grid

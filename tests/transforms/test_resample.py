@@ -82,6 +82,32 @@ def test_rows_resampled_as_they_arrive_equal_the_whole_volume_resampled(src, dst
     assert [c[0] for c in calls] == sorted(c[0] for c in calls) and max(c[1] for c in calls) <= 4
 
 
+def test_bands_of_rows_resampled_along_y_equal_the_whole_volume_resampled() -> None:
+    from subcell.transforms.resample import RowResampler, resample_linear, resample_rows
+
+    src, dst = (0.29, 0.29, 0.29), (0.5, 0.331, 0.2935)  # coarser in y (anti-aliased), finer in x
+    x = np.random.default_rng(1).normal(size=(2, 12, 40, 30)).astype(np.float32)
+    whole = resample_linear(x, voxel_size=src, target_voxel_size=dst)
+    got = np.full_like(whole, np.nan)
+    calls: list[tuple[int, int]] = []
+
+    def sink(z0: int, rows: np.ndarray, y0: int) -> None:  # bands of every plane come as (0, rows, y0)
+        assert z0 == 0 and rows.shape[-3] == whole.shape[-3]
+        got[:, :, y0 : y0 + rows.shape[-2]] = rows
+        calls.append((y0, rows.shape[-2]))
+
+    r = RowResampler(sink, n_in_z=40, voxel_size=src, target_voxel_size=dst, out_shape=whole.shape[-3:], chunk=4,
+                     axis="y")  # fmt: skip
+    for y in range(0, 40, 7):
+        r(y, x[:, :, y : y + 7])
+    r.close()
+    np.testing.assert_allclose(got, whole, atol=1e-5)  # the axes interpolated in another order: rounding only
+    assert [c[0] for c in calls] == sorted(c[0] for c in calls) and max(c[1] for c in calls) <= 4
+    # the function underneath, for any band of output rows in y
+    band = resample_rows(x, 5, 17, voxel_size=src, target_voxel_size=dst, out_shape=whole.shape[-3:], axis="y")
+    np.testing.assert_allclose(band, whole[:, :, 5:17], atol=1e-5)
+
+
 def test_rows_out_of_order_or_missing_are_refused() -> None:
     from subcell.transforms.resample import RowResampler
 

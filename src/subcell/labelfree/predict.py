@@ -140,7 +140,7 @@ def predict_volume(
 
     run = _TileRun(model, net, grid, batch, device, dtype, cfg, tuned, tiles_done)
     if plan["banded"]:
-        _predict_bands(run, source, shape, sink, n_out, ys, xs, rx, wx)
+        _predict_bands(run, source, shape, sink, n_out)
         return _summary(plan, grid, device, dtype, cfg)
     # one (C_out, Y, X) accumulator per plane of the current tile row: finished planes leave from the front,
     # fresh ones join at the back, so rolling the buffer never copies the row. The buffer lives on the device
@@ -220,31 +220,28 @@ class _TileRun:
             self.done(len(chunk))
 
 
-def _predict_bands(run: _TileRun, source: RowSource, shape: tuple[int, int, int], sink: RowSink, n_out: int,
-                   ys: list[int], xs: list[int], rx: slice, wx: slice) -> None:  # fmt: skip
+def _predict_bands(run: _TileRun, source: RowSource, shape: tuple[int, int, int], sink: RowSink, n_out: int) -> None:
     """The one tile row of a grid whose tiles span the whole depth (:func:`~subcell.labelfree.tile_plan.is_banded`),
     summed one row of tiles in y at a time into a band one tile high; the band's rows above the next tile row's
     start are final and go to ``sink(0, rows, y0)``, the rest is carried into the next band. Each voxel sums the
     same tiles in the same order as the whole plane would."""
     grid, device = run.grid, run.device
-    tz, ty = grid.tile[0], grid.tile[1]
-    plane = (n_out, ty, wx.stop - wx.start)
+    (tz, ty, _), width = grid.tile, grid.shape[2]
+    xs = slice(0, width)
+    plane = (n_out, ty, width)
     acc = [torch.zeros(plane, dtype=torch.float32, device=device) for _ in range(tz)]
-    nx = min(wx.stop, shape[2]) - wx.start
     by_row: dict[int, list[tuple[int, int, tuple[slice, slice, slice]]]] = {}
     for ky, kx, sl in grid.row_tiles(0):
-        if sl[1].start in ys and sl[2].start in xs:
-            by_row.setdefault(sl[1].start, []).append((ky, kx, sl))
+        by_row.setdefault(sl[1].start, []).append((ky, kx, sl))
     starts = sorted(by_row)
     for j, y0 in enumerate(starts):
         band = slice(y0, y0 + ty)
-        read = source(0, min(tz, shape[0]), slice(y0, min(y0 + ty, shape[1])), slice(rx.start, min(rx.stop, shape[2])))
-        x = _pad_to(read, (tz, ty, rx.stop - rx.start))
-        run.add(0, by_row[y0], x, (band, rx), (band, wx), acc)
+        x = _pad_to(source(0, shape[0], slice(y0, min(y0 + ty, shape[1])), slice(0, shape[2])), (tz, ty, width))
+        run.add(0, by_row[y0], x, (band, xs), (band, xs), acc)
         y1 = starts[j + 1] if j + 1 < len(starts) else y0 + ty
         keep = min(y1, shape[1]) - y0
         if keep > 0:
-            rows_out = torch.stack([a[:, :keep, :nx] for a in acc[: shape[0]]], dim=1).cpu().numpy()
+            rows_out = torch.stack([a[:, :keep, : shape[2]] for a in acc[: shape[0]]], dim=1).cpu().numpy()
             sink(0, run.model.postprocess(rows_out), y0)
         carry = y0 + ty - y1
         fresh = [torch.zeros(plane, dtype=torch.float32, device=device) for _ in range(tz)]
@@ -312,33 +309,29 @@ def _out_grid(shape: tuple[int, int, int], out_shape: tuple[int, int, int]) -> t
 class _OntoGrid:
     """A sink that resamples what :func:`predict_volume` hands on onto the output grid and passes it to ``sink``:
     whole-plane rows through a :class:`~subcell.transforms.resample.RowResampler` along z, bands of rows through
-    the same resampler along y (z and y swapped: every output row of a band is a (Z, X) plane), so a banded
-    prediction also holds a band, not the stack. Either way the result is :func:`resample_linear` of the whole
-    model-grid prediction (tested)."""
+    one along y, so a banded prediction also holds a band, not the stack. Either way the result is
+    :func:`resample_linear` of the whole model-grid prediction (tested)."""
 
     def __init__(self, sink: RowSink, shape: tuple[int, int, int], grid_vs: VoxelSize, out_vs: VoxelSize,
                  out_shape: tuple[int, int, int]) -> None:  # fmt: skip
         from subcell.transforms.resample import RowResampler
 
-        def swap(v: tuple[Any, Any, Any]) -> tuple[Any, Any, Any]:
-            return v[1], v[0], v[2]
-
-        self._by_z = RowResampler(sink, n_in_z=shape[0], voxel_size=grid_vs, target_voxel_size=out_vs,
-                                  out_shape=out_shape, chunk=RESAMPLE_CHUNK)  # fmt: skip
-        self._by_y = RowResampler(lambda y0, rows: sink(0, np.swapaxes(rows, -3, -2), y0), n_in_z=shape[1],
-                                  voxel_size=swap(grid_vs.as_tuple()), target_voxel_size=swap(out_vs.as_tuple()),
-                                  out_shape=swap(out_shape), chunk=RESAMPLE_CHUNK)  # fmt: skip
-        self._used = self._by_z
+        self._by = {
+            axis: RowResampler(sink, n_in_z=shape[0 if axis == "z" else 1], voxel_size=grid_vs,
+                               target_voxel_size=out_vs, out_shape=out_shape, chunk=RESAMPLE_CHUNK, axis=axis)
+            for axis in ("z", "y")
+        }  # fmt: skip
+        self._used = "z"
 
     def __call__(self, z0: int, rows: np.ndarray, y0: int | None = None) -> None:
         if y0 is None:
-            self._by_z(z0, rows)
-            return
-        self._used = self._by_y  # a band of every plane (z0 is 0)
-        self._by_y(y0, np.swapaxes(rows, -3, -2))
+            self._by["z"](z0, rows)
+        else:  # a band of every plane (z0 is 0)
+            self._used = "y"
+            self._by["y"](y0, rows)
 
     def close(self) -> None:
-        self._used.close()
+        self._by[self._used].close()
 
 
 def _predict_rows(model: Predictor, source: RowSource, shape: tuple[int, int, int], sink: RowSink,

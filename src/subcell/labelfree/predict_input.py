@@ -99,15 +99,10 @@ def _raw_rows(image: Image, t: int, c: int, grid_vs: VoxelSize, shape: tuple[int
                              out_shape=shape)[None]  # fmt: skip
 
     def band(ys: slice) -> np.ndarray:
-        # every plane of a band of rows (a banded tiling): the same resampling with y as the streamed axis, reading
-        # only the input rows the band needs
-        def swap(v: tuple[Any, ...]) -> tuple[Any, ...]:
-            return v[1], v[0], v[2]
-
+        # every plane of a band of rows (a banded tiling), reading only the input rows the band needs
         y0, y1 = ys.indices(shape[1])[:2]
-        out = resample_rows(data[t, c].swapaxes(0, 1), y0, y1, voxel_size=swap(image.voxel_size.as_tuple()),
-                            target_voxel_size=swap(grid_vs.as_tuple()), out_shape=swap(shape))  # fmt: skip
-        return np.swapaxes(out, 0, 1)[None]
+        return resample_rows(data[t, c], y0, y1, voxel_size=image.voxel_size, target_voxel_size=grid_vs,
+                             out_shape=shape, axis="y")[None]  # fmt: skip
 
     return rows
 

@@ -213,6 +213,11 @@ def resample_linear(
     return arr.astype(np.float32, copy=False)
 
 
+def _zy(v: Sequence[Any]) -> tuple[Any, Any, Any]:
+    """A (z, y, x) triple with z and y swapped."""
+    return v[1], v[0], v[2]
+
+
 def resample_rows(
     data: Any,
     z_start: int,
@@ -223,11 +228,22 @@ def resample_rows(
     out_shape: Sequence[int],
     n_in_z: int | None = None,
     data_z0: int = 0,
+    axis: str = "z",
 ) -> np.ndarray:
     """Output rows ``[z_start, z_stop)`` of :func:`resample_linear` of a ``(..., Z, Y, X)`` volume, reading only
     the input planes they need (:func:`source_rows`) from ``data`` (NumPy or lazy), which holds the volume's
     planes from ``data_z0`` on (``n_in_z`` planes in all; default: ``data``'s). The rows equal those of the
-    whole-volume result: what every slab-by-slab resampling here is made of."""
+    whole-volume result: what every slab-by-slab resampling here is made of.
+
+    ``axis="y"``: rows along y instead (``(..., Z, n, X)``, every plane of output rows ``[z_start, z_stop)`` in y;
+    ``data_z0`` and ``n_in_z`` count y rows): the same resampling with z and y swapped, equal to the whole-volume
+    result within rounding (the axes are interpolated in another order)."""
+    if axis == "y":
+        out = resample_rows(np.swapaxes(data, -3, -2) if isinstance(data, np.ndarray) else data.swapaxes(-3, -2),
+                            z_start, z_stop, voxel_size=_zy(VoxelSize.of(voxel_size).as_tuple()),
+                            target_voxel_size=_zy(VoxelSize.of(target_voxel_size).as_tuple()),
+                            out_shape=_zy(tuple(out_shape)), n_in_z=n_in_z, data_z0=data_z0)  # fmt: skip
+        return np.swapaxes(out, -3, -2)
     src = VoxelSize.of(voxel_size)
     n_in = int(n_in_z) if n_in_z is not None else data_z0 + data.shape[-3]
     a, b = source_rows(z_start, z_stop, n_in=n_in, voxel_z=src.z, target_voxel_z=VoxelSize.of(target_voxel_size).z)
@@ -255,17 +271,26 @@ class RowResampler:
         The output grid; the same physical extent as the input.
     chunk : int
         Output rows computed per call of :func:`resample_linear` (bounds its temporaries).
+    axis : "z" or "y"
+        ``"y"``: the rows are bands of every plane arriving in y order, ``(y0, rows (..., Z, n, X))``, and ``sink``
+        gets ``(0, rows, y0)``; ``n_in_z`` counts the input's y rows (the same resampling with z and y swapped,
+        :func:`resample_rows`).
     """
 
     def __init__(self, sink: Any, *, n_in_z: int, voxel_size: VoxelSize | Sequence[float],
-                 target_voxel_size: VoxelSize | Sequence[float], out_shape: Sequence[int], chunk: int = 4) -> None:  # fmt: skip
+                 target_voxel_size: VoxelSize | Sequence[float], out_shape: Sequence[int], chunk: int = 4,
+                 axis: str = "z") -> None:  # fmt: skip
         if chunk < 1:
             raise ValueRangeError(f"expected chunk >= 1, got {chunk}", field="chunk")
+        if axis not in ("z", "y"):
+            raise ValueRangeError(f"expected axis 'z' or 'y', got {axis!r}", field="axis")
+        swap = _zy if axis == "y" else tuple
+        self._axis = axis
         self._sink = sink
         self._n_in = int(n_in_z)
-        self._src = VoxelSize.of(voxel_size).as_tuple()
-        self._dst = VoxelSize.of(target_voxel_size).as_tuple()
-        self._out = tuple(int(s) for s in out_shape)
+        self._src = swap(VoxelSize.of(voxel_size).as_tuple())
+        self._dst = swap(VoxelSize.of(target_voxel_size).as_tuple())
+        self._out = swap(tuple(int(s) for s in out_shape))
         self._chunk = chunk
         self._rows: list[np.ndarray] = []  # input rows held, starting at input row self._z0
         self._z0 = 0
@@ -278,7 +303,9 @@ class RowResampler:
     def __call__(self, z0: int, rows: np.ndarray) -> None:
         if z0 != self._received:
             raise ValueRangeError(f"rows must arrive in order: expected row {self._received}, got {z0}", field="z0")
-        self._rows.append(np.asarray(rows, dtype=np.float32))
+        rows = np.asarray(rows, dtype=np.float32)
+        rows = np.swapaxes(rows, -3, -2) if self._axis == "y" else rows
+        self._rows.append(rows)
         self._received += rows.shape[-3]
         if self._received > self._n_in:
             raise ValueRangeError(f"received {self._received} rows of a {self._n_in}-row volume", field="rows")
@@ -294,8 +321,12 @@ class RowResampler:
             if stop == start:
                 return  # the next output row needs input rows not yet received
             held = np.concatenate(self._rows, axis=-3) if len(self._rows) > 1 else self._rows[0]
-            self._sink(start, resample_rows(held, start, stop, voxel_size=self._src, target_voxel_size=self._dst,
-                                            out_shape=self._out, n_in_z=self._n_in, data_z0=self._z0))  # fmt: skip
+            done = resample_rows(held, start, stop, voxel_size=self._src, target_voxel_size=self._dst,
+                                 out_shape=self._out, n_in_z=self._n_in, data_z0=self._z0)  # fmt: skip
+            if self._axis == "y":
+                self._sink(0, np.swapaxes(done, -3, -2), start)
+            else:
+                self._sink(start, done)
             self._emitted = stop
             # drop the input rows no later output row needs
             keep = self._need(stop, stop + 1)[0] if stop < n_out else self._received
