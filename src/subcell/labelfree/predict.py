@@ -138,7 +138,7 @@ def predict_volume(
         if progress is not None:
             progress(done, total)
 
-    run = _TileRun(model, net, grid, batch, device, dtype, cfg, tuned, tiles_done)
+    run = _TileRun(model, net, grid, batch, device, dtype, cfg, tuned, tiles_done, plan["pass_bytes"])
     if plan["banded"]:
         _predict_bands(run, source, shape, sink, n_out)
         return _summary(plan, grid, device, dtype, cfg)
@@ -191,9 +191,15 @@ class _TileRun:
     whole-plane rows and of the bands, so both add each voxel's tiles in the same order."""
 
     def __init__(self, model: Predictor, net: torch.nn.Module, grid: TileGrid, batch: int, device: torch.device,
-                 dtype: torch.dtype | None, cfg: PredictConfig, tuned: bool, done: Callable[[int], None]) -> None:  # fmt: skip
+                 dtype: torch.dtype | None, cfg: PredictConfig, tuned: bool, done: Callable[[int], None],
+                 pass_bytes: float) -> None:  # fmt: skip
         self.model, self.net, self.grid, self.batch, self.device = model, net, grid, batch, device
         self.dtype, self.cfg, self.tuned, self.done = dtype, cfg, tuned, done
+        limit = cfg.memory_limit_gb * 1024**3
+        # freed pages are given back before a pass that would otherwise take the process over its limit (the
+        # blocks freed between passes by reading, resampling and writing rows: 0.4-0.5 GB of a 2 GB run off the
+        # model's grid), and after a pass near the limit (its freed activations fragment the heap over many tiles)
+        self.release_at = (max(0.0, limit - pass_bytes), RELEASE_AT * limit)
 
     def add(self, k: int, tiles: list[tuple[int, int, tuple[slice, slice, slice]]], x: np.ndarray,
             read: tuple[slice, slice], into: tuple[slice, slice], acc: list[torch.Tensor]) -> None:  # fmt: skip
@@ -205,6 +211,7 @@ class _TileRun:
         for i in range(0, len(tiles), self.batch):
             chunk = tiles[i : i + self.batch]
             inp = np.stack([x[:, :, _shift(sl[1], ry), _shift(sl[2], rx)] for _, _, sl in chunk])
+            self._release(before=True)
             pred = _forward(self.model, self.net, inp.astype(np.float32, copy=False), self.device, self.dtype,
                             self.cfg.tta)  # fmt: skip
             for (ky, kx, sl), p in zip(chunk, pred, strict=True):
@@ -214,10 +221,15 @@ class _TileRun:
                 pw = p[:, :, ty, tx] * w[:, ty, tx]
                 for dz in range(pw.shape[1]):
                     acc[dz][:, oy, ox] += pw[:, dz]
-            if self.tuned:  # freed activations' pages back to the system near the limit: it then holds over many tiles
-                del inp, pred, p, pw, w
-                release_freed(above=RELEASE_AT * self.cfg.memory_limit_gb * 1024**3)
+            del inp, pred, p, pw, w
+            self._release(before=False)
             self.done(len(chunk))
+
+    def _release(self, *, before: bool) -> None:
+        """Freed pages back to the system (with the allocator setting that keeps freed blocks,
+        :func:`~subcell.train.host.release_freed`) above the resident size ``release_at`` sets: the limit holds."""
+        if self.tuned:
+            release_freed(above=self.release_at[0 if before else 1])
 
 
 def _predict_bands(run: _TileRun, source: RowSource, shape: tuple[int, int, int], sink: RowSink, n_out: int) -> None:

@@ -19,7 +19,7 @@ from subcell.transforms.tiling import tile_starts
 # output planes the row resampler computes at a time (``PredictConfig.output_grid: input``)
 RESAMPLE_CHUNK = 4
 
-__all__ = ["axis_grid", "choose_tile", "is_banded", "padded_length", "plan_tiles"]
+__all__ = ["axis_grid", "choose_tile", "is_banded", "padded_length", "pass_bytes", "plan_tiles"]
 
 
 def _round_up(n: int, m: int) -> int:
@@ -47,6 +47,14 @@ def axis_grid(n: int, tile: int, multiple: int, halo: Callable[[], int], overlap
     if math.floor(tile * (1 - need)) < multiple:
         return None
     return cut, need, len(tile_starts(padded, tile, overlap=need, multiple=multiple)), padded
+
+
+def pass_bytes(
+    model: Predictor, tile: tuple[int, ...], batch: int, *, itemsize: int = 4, retained: float = 1.0
+) -> float:
+    """The resident memory one pass of the network over ``batch`` tiles takes: its activations (the network's
+    calibrated estimate, ×1.3) grown by ``retained`` for an allocator that keeps freed blocks."""
+    return batch * model.network.activation_bytes_per_voxel(itemsize=itemsize) * math.prod(tile) * 1.3 * retained
 
 
 def choose_tile(
@@ -82,8 +90,8 @@ def choose_tile(
     """
     div = model.divisor
     budget = memory_limit_gb * 1024**3
-    per_voxel = model.network.activation_bytes_per_voxel(itemsize=itemsize)
     n_out = len(output_channel_names(model))
+    per_voxel = pass_bytes(model, (1, 1, 1), 1, itemsize=itemsize, retained=retained)  # a pass, per tile voxel
     cap = tuple(_round_up(s, d) for s, d in zip(shape, div, strict=True))
     low = [min(c, _round_up(p, d)) for c, p, d in zip(cap, model.patch_size, div, strict=True)]
 
@@ -101,14 +109,14 @@ def choose_tile(
             if out_grid is not None:  # the resampler's held band rows (up to two bands), and its chunk of output
                 # rows of the band (Z_out × X_out each) with temporaries
                 row_bytes += n_out * 4 * (2 * window * t[0] + 4 * RESAMPLE_CHUNK * out_grid[0] * out_grid[2])
-            return b * per_voxel * t[0] * t[1] * t[2] * 1.3 * retained + row_bytes + 300e6
+            return b * per_voxel * math.prod(t) + row_bytes + 300e6
         window = max(shape[1], t[1]) * max(shape[2], t[2])
         read = window if whole_yx is None else math.prod(
             min(w, max(s, u) + 2 * u) for w, s, u in zip(whole_yx, shape[1:], t[1:], strict=True))  # fmt: skip
         row_bytes = (2 * n_out * window + 2.5 * read) * 4 * t[0]
         if out_grid is not None:  # the resampler's held rows, and its chunk of output planes with temporaries
             row_bytes += n_out * 4 * (window * t[0] + 4 * RESAMPLE_CHUNK * out_grid[1] * out_grid[2])
-        return b * per_voxel * t[0] * t[1] * t[2] * 1.3 * retained + row_bytes + 300e6  # + weights, libraries
+        return b * per_voxel * math.prod(t) + row_bytes + 300e6  # + weights, libraries
 
     def cheapest(floor: list[int]) -> tuple[int, int, int] | None:
         # voxels computed along each axis for each candidate length (the grid is a product of per-axis grids)
@@ -165,7 +173,8 @@ def plan_tiles(model: Predictor, shape: tuple[int, int, int], cfg: PredictConfig
     its region-wise runs share, so every worker covers the volume with the same grid). ``max_yx`` caps an
     automatically chosen tile's lateral size (a region's); ``out_grid`` see :func:`choose_tile`. ``banded``: the
     caller's sink takes bands of rows (``sink(z0, rows, y0)``); the plan's ``banded`` says whether this grid is
-    summed in bands (:func:`is_banded`, never with a region cap)."""
+    summed in bands (:func:`is_banded`, never with a region cap); ``pass_bytes`` what one pass of the network
+    takes (:func:`pass_bytes`)."""
     if cfg.tile is not None:
         valid = tuple(model.valid_tile(cfg.tile))
         if valid != tuple(cfg.tile):
@@ -196,4 +205,13 @@ def plan_tiles(model: Predictor, shape: tuple[int, int, int], cfg: PredictConfig
     overlap = tuple(g[1] for g in grids)
     padded = tuple(g[3] for g in grids)
     bands = banded and max_yx is None and is_banded(shape, tile)
-    return {"tile": tuple(tile), "batch": batch, "padded": padded, "trim": trim, "overlap": overlap, "banded": bands}
+    need = pass_bytes(model, tile, batch, itemsize=2 if dtype is not None else 4, retained=RETAINED if tuned else 1.0)
+    return {
+        "tile": tuple(tile),
+        "batch": batch,
+        "padded": padded,
+        "trim": trim,
+        "overlap": overlap,
+        "banded": bands,
+        "pass_bytes": need,
+    }
