@@ -5,7 +5,9 @@ aim applied to the nuclei command; the exactness of the two is checked on the sa
 
 The field is made once in ``--work``: bright-field-like noise (uint16, as ``bench_inference.py``'s big volume) and
 touching cells of ~12 µm (a Voronoi tiling of a 64 × 256 × 256 block, repeated with new ids), 0.29 µm voxels (the
-shipped ``nucleus`` model's grid, so nothing is resampled), both OME-Zarr. Each arm runs the CLI in a fresh
+shipped ``nucleus`` model's grid, so nothing is resampled), both OME-Zarr. ``--lateral-voxel 0.30`` declares both
+at (0.29, 0.30, 0.30) µm instead (the same voxels, files named ``*_030``): a field off the model's grid, predicted
+through the resampler onto and off it, as real stacks are. Each arm runs the CLI in a fresh
 interpreter with its code first on ``PYTHONPATH`` (before = a git worktree of ``--before``), one after the other;
 peak RSS is the child's ``VmHWM``. The arms' labels are compared voxel by voxel.
 """
@@ -30,7 +32,7 @@ from bench_speed import REPO, worktree  # noqa: E402
 VOXEL = (0.29, 0.29, 0.29)
 
 
-def make_cells(path: Path, shape: tuple[int, int, int], seed: int = 0) -> int:
+def make_cells(path: Path, shape: tuple[int, int, int], seed: int = 0, voxel: tuple[float, ...] = VOXEL) -> int:
     """Touching cells written slab by slab; returns their number."""
     from scipy import ndimage as ndi
 
@@ -47,7 +49,7 @@ def make_cells(path: Path, shape: tuple[int, int, int], seed: int = 0) -> int:
     ny, nx = shape[1] // tile[1], shape[2] // tile[2]
     if path.exists():
         return n * ny * nx
-    with OmeZarrWriter(path, shape=(1, 1, *shape), dtype="int32", voxel_size=VOXEL, channel_names=["cells"],
+    with OmeZarrWriter(path, shape=(1, 1, *shape), dtype="int32", voxel_size=voxel, channel_names=["cells"],
                        is_label=True) as w:  # fmt: skip
         for k in range(ny * nx):
             y, x = divmod(k, nx)
@@ -78,23 +80,25 @@ def main() -> None:
     ap.add_argument("--arms", default="before,after")
     ap.add_argument("--work", type=Path, default=Path("/tmp/subcell_bench_nuclei"))
     ap.add_argument("--tag", default=None)
+    ap.add_argument("--lateral-voxel", type=float, default=VOXEL[1], help="y and x voxel size declared (µm)")
     args = ap.parse_args()
     from subcell import io
 
     args.work.mkdir(parents=True, exist_ok=True)
     shape = tuple(args.shape)
-    name = "x".join(map(str, shape))
+    voxel = (VOXEL[0], args.lateral_voxel, args.lateral_voxel)
+    name = "x".join(map(str, shape)) + ("" if voxel == VOXEL else f"_{round(args.lateral_voxel * 100):03d}")
     bf, cells = args.work / f"bf_{name}.ome.zarr", args.work / f"cells_{name}.ome.zarr"
-    make_volume(bf, shape, VOXEL)  # type: ignore[arg-type]
-    n_cells = make_cells(cells, shape)  # type: ignore[arg-type]
+    make_volume(bf, shape, voxel)  # type: ignore[arg-type]
+    n_cells = make_cells(cells, shape, voxel=voxel)  # type: ignore[arg-type]
     srcs = {"before": worktree(args.before, args.work), "after": REPO / "src"}
     rows: dict[str, dict[str, float]] = {}
     for arm in args.arms.split(","):
         out = args.work / f"nuclei_{arm}_{name}.ome.zarr"
         rows[arm] = run_arm(srcs[arm], bf, cells, out)
         print(arm, rows[arm], flush=True)
-    result: dict[str, object] = {"shape": shape, "voxels": int(np.prod(shape)), "cells": n_cells, "arms": rows,
-                                 "before": args.before}  # fmt: skip
+    result: dict[str, object] = {"shape": shape, "voxel_size": voxel, "voxels": int(np.prod(shape)), "cells": n_cells,
+                                 "arms": rows, "before": args.before}  # fmt: skip
     if {"before", "after"} <= set(rows):
         a = io.read(args.work / f"nuclei_before_{name}.ome.zarr").data[0, 0]
         b = io.read(args.work / f"nuclei_after_{name}.ome.zarr").data[0, 0]
