@@ -106,16 +106,17 @@ def choose_tile(
             window = t[1] * max(shape[2], t[2])
             held = 4 * math.prod(shape) if math.prod(shape) <= HELD_STACK_VOXELS else 0
             row_bytes = (3 * n_out + 2.5) * window * 4 * t[0] + held
-            if out_grid is not None:  # the resampler's held band rows (up to two bands), and its chunk of output
-                # rows of the band (Z_out × X_out each) with temporaries
-                row_bytes += n_out * 4 * (2 * window * t[0] + 4 * RESAMPLE_CHUNK * out_grid[0] * out_grid[2])
+            if out_grid is not None:  # the resampler's held band rows (up to two bands), the output rows a band
+                # completes (about a band), and its chunk of output rows (Z_out × X_out each) with temporaries
+                row_bytes += n_out * 4 * (3 * window * t[0] + 4 * RESAMPLE_CHUNK * out_grid[0] * out_grid[2])
             return b * per_voxel * math.prod(t) + row_bytes + 300e6
         window = max(shape[1], t[1]) * max(shape[2], t[2])
         read = window if whole_yx is None else math.prod(
             min(w, max(s, u) + 2 * u) for w, s, u in zip(whole_yx, shape[1:], t[1:], strict=True))  # fmt: skip
         row_bytes = (2 * n_out * window + 2.5 * read) * 4 * t[0]
-        if out_grid is not None:  # the resampler's held rows, and its chunk of output planes with temporaries
-            row_bytes += n_out * 4 * (window * t[0] + 4 * RESAMPLE_CHUNK * out_grid[1] * out_grid[2])
+        if out_grid is not None:  # the resampler's held rows, the output planes a tile row completes, and its
+            # chunk of output planes with temporaries
+            row_bytes += n_out * 4 * (2 * window * t[0] + 4 * RESAMPLE_CHUNK * out_grid[1] * out_grid[2])
         return b * per_voxel * math.prod(t) + row_bytes + 300e6  # + weights, libraries
 
     def cheapest(floor: list[int]) -> tuple[int, int, int] | None:
