@@ -60,8 +60,16 @@ def test_bad_order() -> None:
         ((0.3, 0.3, 0.3), (1.0, 0.3, 0.3), [31]),  # all rows at once
     ],
 )
-def test_rows_resampled_as_they_arrive_equal_the_whole_volume_resampled(src, dst, pieces) -> None:  # type: ignore[no-untyped-def]
+def test_rows_resampled_as_they_arrive_equal_the_whole_volume_resampled(src, dst, pieces, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    import sys
+
     from subcell.transforms.resample import RowResampler, resample_linear
+
+    module = sys.modules["subcell.transforms.resample"]
+    computed: list[int] = []  # output rows per resampling call: ``chunk`` bounds its temporaries
+    rows_of = module.resample_rows
+    monkeypatch.setattr(module, "resample_rows",
+                        lambda data, a, b, **kw: computed.append(b - a) or rows_of(data, a, b, **kw))  # fmt: skip
 
     n_in = sum(pieces)
     x = np.random.default_rng(0).normal(size=(2, n_in, 30, 40)).astype(np.float32)
@@ -84,6 +92,7 @@ def test_rows_resampled_as_they_arrive_equal_the_whole_volume_resampled(src, dst
     # in order, each piece's completed rows in one call (a chunked store then writes a chunk once per piece)
     assert [c[0] for c in calls] == list(itertools.accumulate([0] + [c[1] for c in calls[:-1]]))
     assert len(calls) <= len(pieces) and sum(c[1] for c in calls) == whole.shape[-3]
+    assert max(computed) <= 4 and sum(computed) == whole.shape[-3]  # computed 4 rows at a time, each row once
 
 
 def test_bands_of_rows_resampled_along_y_equal_the_whole_volume_resampled() -> None:

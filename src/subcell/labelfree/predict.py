@@ -199,7 +199,7 @@ class _TileRun:
         # freed pages are given back before a pass that would otherwise take the process over its limit (the
         # blocks freed between passes by reading, resampling and writing rows: 0.4-0.5 GB of a 2 GB run off the
         # model's grid), and after a pass near the limit (its freed activations fragment the heap over many tiles)
-        self.release_at = (max(0.0, limit - pass_bytes), RELEASE_AT * limit)
+        self.release_before, self.release_after = max(0.0, limit - pass_bytes), RELEASE_AT * limit
 
     def add(self, k: int, tiles: list[tuple[int, int, tuple[slice, slice, slice]]], x: np.ndarray,
             read: tuple[slice, slice], into: tuple[slice, slice], acc: list[torch.Tensor]) -> None:  # fmt: skip
@@ -211,7 +211,7 @@ class _TileRun:
         for i in range(0, len(tiles), self.batch):
             chunk = tiles[i : i + self.batch]
             inp = np.stack([x[:, :, _shift(sl[1], ry), _shift(sl[2], rx)] for _, _, sl in chunk])
-            self._release(before=True)
+            self._release(self.release_before)
             pred = _forward(self.model, self.net, inp.astype(np.float32, copy=False), self.device, self.dtype,
                             self.cfg.tta)  # fmt: skip
             for (ky, kx, sl), p in zip(chunk, pred, strict=True):
@@ -222,14 +222,14 @@ class _TileRun:
                 for dz in range(pw.shape[1]):
                     acc[dz][:, oy, ox] += pw[:, dz]
             del inp, pred, p, pw, w
-            self._release(before=False)
+            self._release(self.release_after)
             self.done(len(chunk))
 
-    def _release(self, *, before: bool) -> None:
-        """Freed pages back to the system (with the allocator setting that keeps freed blocks,
-        :func:`~subcell.train.host.release_freed`) above the resident size ``release_at`` sets: the limit holds."""
+    def _release(self, above: float) -> None:
+        """Freed pages back to the system when the resident size is over ``above`` bytes (with the allocator
+        setting that keeps freed blocks, :func:`~subcell.train.host.release_freed`): the limit then holds."""
         if self.tuned:
-            release_freed(above=self.release_at[0 if before else 1])
+            release_freed(above=above)
 
 
 def _predict_bands(run: _TileRun, source: RowSource, shape: tuple[int, int, int], sink: RowSink, n_out: int) -> None:

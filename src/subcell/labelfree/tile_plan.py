@@ -176,6 +176,7 @@ def plan_tiles(model: Predictor, shape: tuple[int, int, int], cfg: PredictConfig
     caller's sink takes bands of rows (``sink(z0, rows, y0)``); the plan's ``banded`` says whether this grid is
     summed in bands (:func:`is_banded`, never with a region cap); ``pass_bytes`` what one pass of the network
     takes (:func:`pass_bytes`)."""
+    itemsize, retained = 2 if dtype is not None else 4, RETAINED if tuned else 1.0  # bf16/fp16 autocast; kept blocks
     if cfg.tile is not None:
         valid = tuple(model.valid_tile(cfg.tile))
         if valid != tuple(cfg.tile):
@@ -187,7 +188,7 @@ def plan_tiles(model: Predictor, shape: tuple[int, int, int], cfg: PredictConfig
         capped = (shape[0], min(shape[1], cap), min(shape[2], cap))
         tile, batch = choose_tile(
             model, capped, memory_limit_gb=cfg.memory_limit_gb, batch_size=cfg.batch_size, overlap=cfg.overlap,
-            trim=cfg.trim, itemsize=2 if dtype is not None else 4, retained=RETAINED if tuned else 1.0,
+            trim=cfg.trim, itemsize=itemsize, retained=retained,
             whole_yx=None if capped == tuple(shape) else (shape[1], shape[2]), out_grid=out_grid,
             banded=banded and max_yx is None,
         )  # fmt: skip
@@ -206,13 +207,6 @@ def plan_tiles(model: Predictor, shape: tuple[int, int, int], cfg: PredictConfig
     overlap = tuple(g[1] for g in grids)
     padded = tuple(g[3] for g in grids)
     bands = banded and max_yx is None and is_banded(shape, tile)
-    need = pass_bytes(model, tile, batch, itemsize=2 if dtype is not None else 4, retained=RETAINED if tuned else 1.0)
-    return {
-        "tile": tuple(tile),
-        "batch": batch,
-        "padded": padded,
-        "trim": trim,
-        "overlap": overlap,
-        "banded": bands,
-        "pass_bytes": need,
-    }
+    need = pass_bytes(model, tile, batch, itemsize=itemsize, retained=retained)
+    return {"tile": tuple(tile), "batch": batch, "padded": padded, "trim": trim, "overlap": overlap, "banded": bands,
+            "pass_bytes": need}  # fmt: skip
