@@ -30,6 +30,7 @@ class DistributedContext:
         local = int(os.environ.get("LOCAL_RANK", "0"))
         created = False
         if not dist.is_initialized():
+            _bind_collective_defaults_before_the_group()
             dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
             created = True
         return cls(rank=rank, local_rank=local, world_size=world, initialized_here=created)
@@ -76,3 +77,16 @@ class DistributedContext:
     def close(self) -> None:
         if self.initialized_here and dist.is_initialized():
             dist.destroy_process_group()
+
+
+def _bind_collective_defaults_before_the_group() -> None:
+    """Import ``torch.distributed.nn.functional`` while no process group exists.
+
+    That module binds ``group.WORLD`` as a default argument when it is first imported (torch 2.13), and the first
+    optimizer imports it on the way (through ``torch._dynamo``). Imported after the group exists, the default keeps
+    the group alive past ``destroy_process_group``: gloo's worker threads outlive :meth:`DistributedContext.close`
+    and may drop the last collective's tensors while the interpreter shuts down, which aborts the process
+    ("terminate called without an active exception") instead of exiting with its status. Imported first, the
+    default is ``None`` and ``close`` joins the threads.
+    """
+    import torch.distributed.nn.functional  # noqa: F401
