@@ -183,3 +183,40 @@ def test_queue_config_is_validated_and_builds_a_slurm_job(tmp_path: Path, capsys
     assert code == 2 and str(bad) in err and "memory" in err and err.count("\n") == 1
     assert not (tmp_path / "x" / "seed00000.ome.zarr").exists()
     assert json.loads(json.dumps(cfg.model_dump()))["jobs"] == 4
+
+
+def test_batch_track_equals_single_runs_and_gathers_the_tables(tmp_path: Path) -> None:
+    from subcell.synth import synth_field, write_field
+
+    rows = []
+    for s in range(2):
+        f = synth_field(shape=(8, 128, 128), seed=30 + s, **{"time.frames": 4, "time.division_probability": 0.2})
+        write_field(f, tmp_path / f"m{s}.ome.zarr")
+        rows.append({"id": f"m{s}", "source": f"m{s}.ome.zarr", "label": "nucleus"})
+    rows.append({"id": "nolabel", "source": "m0.ome.zarr", "label": None})  # an image with labels inside: which?
+    pd.DataFrame(rows).to_csv(tmp_path / "movies.csv", index=False)
+    out = tmp_path / "tracked"
+    assert run(["batch", "track", str(tmp_path / "movies.csv"), str(out), "--max-speed-um-per-min", "2",
+                "--workers", "1", "--quiet"]) == 1  # fmt: skip
+    status = pd.read_parquet(out / "batch.parquet").set_index("id")
+    assert list(status.status) == ["done", "done", "failed"]
+    assert "choose one with --label NAME" in status.loc["nolabel", "error"]
+    from subcell.cli.batch import COMMANDS, WORKER_BASE
+    from subcell.io.info import array_nbytes
+
+    labels = array_nbytes(tmp_path / "m0.ome.zarr" / "labels" / "nucleus")  # what is read whole, not the image
+    want_mb = (WORKER_BASE + COMMANDS["track"].memory_factor * labels) / 2**20
+    assert status.loc["m0", "memory_estimate_mb"] == pytest.approx(want_mb, abs=1)
+    tracks, lineage = pd.read_parquet(out / "tracks"), pd.read_parquet(out / "lineage")  # one dataset each
+    for s in range(2):
+        single = tmp_path / f"single{s}"
+        assert run(["track", str(tmp_path / f"m{s}.ome.zarr"), str(single), "--label", "nucleus",
+                    "--max-speed-um-per-min", "2"]) == 0  # fmt: skip
+        want = pd.read_parquet(single / "tracks.parquet")
+        pd.testing.assert_frame_equal(pd.read_parquet(out / f"m{s}.tracks" / "tracks.parquet"), want)
+        mine = tracks[tracks.id == f"m{s}"]
+        assert (mine.source == str(tmp_path / f"m{s}.ome.zarr")).all()
+        pd.testing.assert_frame_equal(mine.drop(columns=["id", "source"]).reset_index(drop=True), want)
+        assert (lineage.id == f"m{s}").sum() == len(pd.read_parquet(single / "lineage.parquet")) > 0
+        np.testing.assert_array_equal(read(out / f"m{s}.tracks" / "labels.ome.zarr").numpy(),
+                                      read(single / "labels.ome.zarr").numpy())  # fmt: skip

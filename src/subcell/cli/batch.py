@@ -15,7 +15,17 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-__all__ = ["COMMANDS", "CommandTask", "batch", "build_items"]
+__all__ = ["COMMANDS", "CommandTask", "Gathered", "batch", "build_items"]
+
+
+@dataclass(frozen=True)
+class Gathered:
+    """A table of each item's output, copied with the item's ``id`` and ``source`` into ``OUTDIR/<folder>/<id>.parquet``
+    (one Parquet dataset over the collection)."""
+
+    folder: str
+    table: str = ""  # the file inside the item's output folder; "" = the output is the table
+    voxel_size: bool = False  # also the input's voxel size (voxel_size_z/y/x)
 
 
 @dataclass(frozen=True)
@@ -26,6 +36,8 @@ class Spec:
     suffix: str  # default output suffix
     memory_factor: float  # item memory above the worker's base / uncompressed input bytes (benchmarks/batch)
     row_args: Callable[[Any, Path], tuple[list[str], list[str], list[Path]]]  # -> (positional inputs, options, inputs)
+    gathered: tuple[Gathered, ...] = ()  # tables of each item gathered into one Parquet dataset per name
+    sized_by: Callable[[Any], Path] | None = None  # the array whose size the memory estimate scales (default: source)
 
 
 def _vs(row: Any) -> list[str]:
@@ -83,16 +95,40 @@ def _extract(row: Any, base: Path) -> tuple[list[str], list[str], list[Path]]:
     return [str(row.source), str(labels)], opts, inputs
 
 
+def _track_labels(row: Any) -> Path:
+    label = row.metadata.get("label")
+    return row.source / "labels" / str(label) if label is not None else row.source
+
+
+def _track(row: Any, base: Path) -> tuple[list[str], list[str], list[Path]]:
+    opts, inputs = _vs(row), [row.source]
+    if row.metadata.get("label") is not None:  # the NGFF label image inside an OME-Zarr source
+        opts += ["--label", str(row.metadata["label"])]
+    if (intensity := _meta_path(row, "intensity", base)) is not None:
+        opts += ["--image", str(intensity)]
+        inputs.append(intensity)
+        if row.metadata.get("intensity_channel") is not None:
+            opts += ["--channel", str(row.metadata["intensity_channel"])]
+    if row.metadata.get("time_interval") is not None:
+        opts += ["--time-interval", str(row.metadata["time_interval"])]
+    return [str(row.source)], opts, inputs
+
+
+_TRACK_TABLES = (Gathered("tracks", "tracks.parquet"), Gathered("lineage", "lineage.parquet"))
+
 COMMANDS: dict[str, Spec] = {
     "convert": Spec(("convert",), ".ome.zarr", 1.0, _convert),  # streams chunk by chunk
     "segment": Spec(("segment",), ".ome.zarr", 4.0, _segment),  # 1.9 (nucleus) … 6.2 (mitochondria) whole-field
-    "measure": Spec(("measure",), ".parquet", 4.0, _measure),
+    "measure": Spec(("measure",), ".parquet", 4.0, _measure, (Gathered("measurements", voxel_size=True),)),
     "labelfree-predict": Spec(("labelfree", "predict"), ".ome.zarr", 2.0, _predict),  # + --memory-limit
     # as labelfree-predict: the cells become labels slab by slab and the nuclei are written cell by cell, both into
     # scratch stores; the prediction's tiles, then the cell cache, within --memory-limit (added)
     "labelfree-nuclei": Spec(("labelfree", "nuclei"), ".ome.zarr", 2.0, _nuclei),
     "cells-extract": Spec(("cells", "extract"), ".zarr", 4.0, _extract),
     "synth": Spec(("synth",), ".ome.zarr", 0.0, lambda row, base: ([], [], [])),
+    # a folder (labels.ome.zarr, tables, ctc/); the labels are read whole, so the estimate scales their size
+    # (4.5 measured: 12 frames of 16x320x320 uint32 labels)
+    "track": Spec(("track",), ".tracks", 5.0, _track, _TRACK_TABLES, _track_labels),
 }
 # A worker's resident memory with a command's libraries loaded and an item done (measured 300-450 MB; with torch
 # 600-650 MB): every estimate starts from it, since the workers' memory limits are limits of the whole process.
@@ -121,7 +157,7 @@ class CommandTask:
     """
 
     path: tuple[str, ...]
-    aggregate: bool = False  # measure: also write the item's rows into OUTDIR/measurements/
+    gathered: tuple[Gathered, ...] = ()  # also write the item's tables into OUTDIR/<folder>/
 
     def __call__(self, item: Any) -> str:
         import io
@@ -133,8 +169,8 @@ class CommandTask:
         buffer = io.StringIO()
         with _ThreadStdout.capture(buffer):
             click_command(self.path).main(args=list(item.params["args"]), prog_name="subcell", standalone_mode=False)
-        if self.aggregate:
-            _add_to_dataset(item)
+        for g in self.gathered:
+            _add_to_dataset(item, g)
         lines = [ln for ln in buffer.getvalue().splitlines() if ln.strip()]
         warnings = sorted({ln for ln in lines if ln.startswith(("warning:", "note:"))})
         summary = [ln for ln in lines if not ln.startswith(("warning:", "note:"))]
@@ -193,21 +229,23 @@ class _ThreadStdout:
         return getattr(self._original, name)
 
 
-def _add_to_dataset(item: Any) -> None:
-    """The item's measurement table with its id, source and voxel size, as one file of the dataset folder."""
+def _add_to_dataset(item: Any, gathered: Gathered) -> None:
+    """One table of the item's output with its id and source (and voxel size), as one file of the dataset folder."""
     import pandas as pd
 
+    from subcell.batch.items import safe_name
     from subcell.io import read, write_table
 
-    table = pd.read_parquet(item.output)
-    vs = read(item.inputs[0], voxel_size=item.params.get("voxel_size")).voxel_size
+    table = pd.read_parquet(item.output / gathered.table if gathered.table else item.output)
     table.insert(0, "id", item.id)
     table.insert(1, "source", str(item.inputs[0]))
-    for axis, v in zip("zyx", vs.as_tuple(), strict=True):
-        table[f"voxel_size_{axis}"] = v
-    folder = item.output.parent / "measurements"
+    if gathered.voxel_size:
+        vs = read(item.inputs[0], voxel_size=item.params.get("voxel_size")).voxel_size
+        for axis, v in zip("zyx", vs.as_tuple(), strict=True):
+            table[f"voxel_size_{axis}"] = v
+    folder = item.output.parent / gathered.folder
     folder.mkdir(exist_ok=True)
-    write_table(table, folder / f"{item.output.name.removesuffix('.parquet')}.parquet", overwrite=True)
+    write_table(table, folder / f"{safe_name(item.id)}.parquet", overwrite=True)  # the output's own name
 
 
 def _seed_range(text: str) -> range | None:
@@ -271,11 +309,12 @@ def build_items(
             issues.append(f"row {row.row}, {e}")
             continue
         out = outdir / f"{name}{ext}"
-        if row.source not in nbytes_cache:
-            nbytes_cache[row.source] = array_nbytes(row.source)
+        sized = spec.sized_by(row) if spec.sized_by else row.source
+        if sized not in nbytes_cache:
+            nbytes_cache[sized] = array_nbytes(sized)
         memory = 0
-        if nbytes_cache[row.source]:  # unknown size (an unreadable header): no estimate, no resource asked
-            memory = WORKER_BASE + int(spec.memory_factor * nbytes_cache[row.source])
+        if nbytes_cache[sized]:  # unknown size (an unreadable header): no estimate, no resource asked
+            memory = WORKER_BASE + int(spec.memory_factor * nbytes_cache[sized])
             if spec.path[0] == "labelfree":
                 memory += TORCH_BASE + int(float(params["memory_limit"]) * 2**30)
         args = [*positional, str(out), *options, *row_opts, "--overwrite"]
@@ -386,7 +425,7 @@ def batch(
         from subcell.batch.cluster import dashboard_link
 
         typer.echo(f"{len(items)} items on {scheduler}; {dashboard_link(client)}")
-        task = CommandTask(COMMANDS[command].path, aggregate=command == "measure")
+        task = CommandTask(COMMANDS[command].path, COMMANDS[command].gathered)
         summary = _run_with_progress(items, task, outdir, client, description, overwrite, quiet)
     typer.echo(summary.line())
     if summary.counts.get("failed"):
