@@ -220,3 +220,38 @@ def test_batch_track_equals_single_runs_and_gathers_the_tables(tmp_path: Path) -
         assert (lineage.id == f"m{s}").sum() == len(pd.read_parquet(single / "lineage.parquet")) > 0
         np.testing.assert_array_equal(read(out / f"m{s}.tracks" / "labels.ome.zarr").numpy(),
                                       read(single / "labels.ome.zarr").numpy())  # fmt: skip
+
+
+def test_a_finished_batch_is_the_manifest_of_the_next(
+    collection: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from subcell.batch.chain import batch_manifest
+
+    rows = [{"id": f"f{s:02d}", "source": f"f{s:02d}.ome.zarr", "source_channel": "dna", "structure": "nucleoli",
+             "intensity": f"f{s:02d}.ome.zarr", "label": "nucleus"} for s in range(2)]  # fmt: skip
+    rows.append({"id": "missing", "source": "missing.ome.zarr", "source_channel": "dna"})
+    pd.DataFrame(rows).to_csv(collection / "chain.csv", index=False)
+    seg, measured = tmp_path / "seg", tmp_path / "measured"
+    assert run(["batch", "segment", str(collection / "chain.csv"), str(seg), "-w", "nucleus", "--workers", "1",
+                "--quiet"]) == 1  # fmt: skip
+    capsys.readouterr()
+    assert (
+        run(["batch", "measure", str(seg), str(measured), "--workers", "1", "--quiet"]) == 0
+    )  # the folder as manifest
+    assert f"note: {seg}: 1 items of that batch failed or have no output; left out" in capsys.readouterr().err
+    table = pd.read_parquet(measured / "batch.parquet")
+    assert list(table.id) == ["f00", "f01"] and list(table.source) == [
+        str(seg / "f00.ome.zarr"),
+        str(seg / "f01.ome.zarr"),
+    ]
+    for s in range(2):  # the intensity column was carried: each table is the single command's with --intensity
+        single = tmp_path / f"single{s}.parquet"
+        assert run(["measure", str(seg / f"f{s:02d}.ome.zarr"), str(single), "--intensity",
+                    str(collection / f"f{s:02d}.ome.zarr")]) == 0  # fmt: skip
+        pd.testing.assert_frame_equal(pd.read_parquet(measured / f"f{s:02d}.parquet"), pd.read_parquet(single))
+    # what described the old source (its channel, the label image inside it) is not carried; the rest is, also over
+    # two batches
+    m, left_out = batch_manifest(measured)
+    assert left_out == 0 and [r.source_channel for r in m] == [None, None]
+    assert [r.structure for r in m] == ["nucleoli"] * 2
+    assert m[0].metadata["intensity"] == str(collection / "f00.ome.zarr") and "label" not in m[0].metadata

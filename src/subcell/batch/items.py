@@ -64,6 +64,11 @@ class ItemRecord:
         return asdict(self)
 
 
+def row_id(row: Any) -> str:
+    """A manifest row's item id: its ``id``, else the source's name up to the first dot."""
+    return str(row.id or row.source.name.split(".")[0])
+
+
 def safe_name(text: str) -> str:
     """A file-name-safe version of an id (letters, digits, ``-_.``; anything else becomes ``_``)."""
     name = re.sub(r"[^A-Za-z0-9._-]+", "_", str(text)).strip("._")

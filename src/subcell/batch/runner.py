@@ -233,12 +233,15 @@ def run_batch(
     overwrite: bool = False,
     progress: Progress | None = None,
     flush_seconds: float = 5.0,
+    manifest: str | Path | None = None,
 ) -> BatchSummary:
     """Run ``task`` on every item not already done, on ``client`` (a ``distributed.Client``).
 
     ``description`` says what is run (command, options, fingerprints of models/configs); its hash decides
     which earlier outputs are still valid. Raises before submitting anything if OUTDIR holds another batch's
-    outputs (unless ``overwrite``). Returns the summary; the caller decides the exit status.
+    outputs (unless ``overwrite``). ``manifest`` (the file or batch folder the items came from) is recorded in
+    ``.batch/batch.json``, outside the hash, for a next batch to carry its columns. Returns the summary; the
+    caller decides the exit status.
     """
     from distributed import as_completed
 
@@ -252,7 +255,12 @@ def run_batch(
     from subcell.io._atomic import atomic_output
 
     with atomic_output(state_dir / "batch.json", overwrite=True) as tmp:
-        tmp.write_text(json.dumps({**description, "config_hash": plan.config_hash}, indent=1, default=str))
+        state = {
+            **description,
+            "config_hash": plan.config_hash,
+            "manifest": str(Path(manifest).resolve()) if manifest else None,
+        }
+        tmp.write_text(json.dumps(state, indent=1, default=str))
     _remove_partials(out)
 
     records: dict[str, ItemRecord] = {r.id: r for r in plan.skipped}

@@ -270,7 +270,8 @@ def build_items(
     ``params``: the options as the command's parser read them (:func:`validate_options`; parsed here if absent).
     """  # fmt: skip
     from subcell.batch import Item
-    from subcell.batch.items import safe_name
+    from subcell.batch.chain import batch_manifest, is_batch_folder
+    from subcell.batch.items import row_id, safe_name
     from subcell.errors import ManifestError, ValueRangeError
     from subcell.io import read_manifest
     from subcell.io.info import array_nbytes
@@ -289,14 +290,19 @@ def build_items(
             out = outdir / f"seed{s:05d}{ext}"
             items.append(Item(f"seed{s:05d}", (), out, {"args": [str(out), *options, "--seed", str(s), "--overwrite"]}))
         return items
-    m = read_manifest(manifest, check_files=False, require_files=False)
+    if is_batch_folder(manifest):  # a finished batch: its outputs are the sources
+        m, left_out = batch_manifest(manifest)
+        if left_out:
+            typer.echo(f"note: {manifest}: {left_out} items of that batch failed or have no output; left out", err=True)
+    else:
+        m = read_manifest(manifest, check_files=False, require_files=False)
     base = Path(manifest).resolve().parent
     names: dict[str, int] = {}
     nbytes_cache: dict[Path, int] = {}
     gpu = str(params.get("device", "cpu")).startswith("cuda")
     vs_option = params.get("voxel_size")
     for row in m:
-        item_id = row.id or row.source.name.split(".")[0]
+        item_id = row_id(row)
         name = safe_name(item_id)
         if name in names:
             issues.append(f"row {row.row}, column 'id': value {item_id!r}: output name {name!r} is also row "
@@ -361,7 +367,13 @@ def batch(
     command: Annotated[
         str, typer.Argument(help=f"One of: {', '.join(COMMANDS)} (also `labelfree predict`, `cells extract`).")
     ],
-    manifest: Annotated[str, typer.Argument(help="Manifest (.csv/.parquet); for synth a seed range START:STOP.")],
+    manifest: Annotated[
+        str,
+        typer.Argument(
+            help="Manifest (.csv/.parquet), or the OUTDIR of an earlier batch (its outputs become the sources); "
+            "for synth a seed range START:STOP."
+        ),
+    ],
     outdir: Annotated[Path, typer.Argument(help="Output folder: one output per row + batch.parquet.")],
     scheduler: Annotated[
         str, typer.Option("--scheduler", help="local, a scheduler address tcp://HOST:PORT, or a queue config .yaml.")
@@ -426,7 +438,8 @@ def batch(
 
         typer.echo(f"{len(items)} items on {scheduler}; {dashboard_link(client)}")
         task = CommandTask(COMMANDS[command].path, COMMANDS[command].gathered)
-        summary = _run_with_progress(items, task, outdir, client, description, overwrite, quiet)
+        source = None if command == "synth" else manifest
+        summary = _run_with_progress(items, task, outdir, client, description, overwrite, quiet, source)
     typer.echo(summary.line())
     if summary.counts.get("failed"):
         raise typer.Exit(1)
@@ -439,11 +452,12 @@ def _default_workers(threads_per_worker: int) -> int:
 
 
 def _run_with_progress(items: list[Any], task: Any, outdir: Path, client: Any, description: dict[str, Any],
-                       overwrite: bool, quiet: bool) -> Any:  # fmt: skip
+                       overwrite: bool, quiet: bool, manifest: str | None) -> Any:  # fmt: skip
     from subcell.batch import run_batch
 
     if quiet:
-        return run_batch(items, task, outdir, client, description=description, overwrite=overwrite)
+        return run_batch(items, task, outdir, client, description=description, overwrite=overwrite,
+                         manifest=manifest)  # fmt: skip
     from subcell.cli.labelfree import _progress_bar
 
     with _progress_bar("items") as bar:
@@ -454,4 +468,5 @@ def _run_with_progress(items: list[Any], task: Any, outdir: Path, client: Any, d
             bar.update(tid, completed=finished,
                        status=f"{c['done']} done, {c['failed']} failed, {c['skipped']} skipped, {c['running']} running")  # fmt: skip
 
-        return run_batch(items, task, outdir, client, description=description, overwrite=overwrite, progress=show)
+        return run_batch(items, task, outdir, client, description=description, overwrite=overwrite, progress=show,
+                         manifest=manifest)  # fmt: skip

@@ -28,7 +28,7 @@ from typing import Any
 from subcell.errors import InputFileError, ManifestError, SubcellError
 from subcell.image import VoxelSize
 
-__all__ = ["KNOWN_COLUMNS", "SPLITS", "Manifest", "ManifestRow", "read_manifest"]
+__all__ = ["KNOWN_COLUMNS", "SPLITS", "Manifest", "ManifestRow", "manifest_from_records", "read_manifest"]
 
 SPLITS = ("train", "val", "test")
 _VS_COLUMNS = ("voxel_size_z", "voxel_size_y", "voxel_size_x")
@@ -131,7 +131,15 @@ def read_manifest(path: str | Path, *, check_files: bool = True, require_files: 
     p = Path(path)
     if not p.exists():
         raise InputFileError("manifest not found", path=p)
-    records = _load_table(p)
+    return manifest_from_records(_load_table(p), p, check_files=check_files, require_files=require_files)
+
+
+def manifest_from_records(
+    records: list[dict[str, Any]], path: Path, *, check_files: bool = True, require_files: bool = True
+) -> Manifest:
+    """Validate manifest rows given as records (column -> value; relative paths are relative to ``path``'s
+    folder), as :func:`read_manifest` does for the rows of a file; ``path`` names them in the errors."""
+    p = Path(path)
     base = p.parent
     issues: list[str] = []
     columns = list(records[0].keys()) if records else []

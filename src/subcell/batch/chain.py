@@ -1,0 +1,76 @@
+"""A finished batch as the manifest of the next one: ``subcell batch measure seg/ tables/``.
+
+The rows are the batch's finished items (done or skipped, output present): ``id`` and ``source`` = the item's
+output. The other columns of the manifest that batch ran on (target, split, structure, masks, ``intensity``,
+``label``, …) are carried over by id; the columns that describe the old source (``source_channel``, ``scene``,
+the voxel size, the ``label`` image inside it) are not, since the outputs carry their own metadata.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from subcell.batch.items import row_id
+from subcell.batch.runner import STATE, TABLE
+
+__all__ = ["batch_manifest", "is_batch_folder"]
+
+# the other column that describes the old source's layout (its channel, scene and voxel size are not taken at all)
+_NOT_CARRIED = ("label",)  # the label image inside it
+
+
+def is_batch_folder(path: str | Path) -> bool:
+    """True for the OUTDIR of a ``subcell batch`` run (it holds ``batch.parquet``)."""
+    return Path(path).is_dir() and (Path(path) / TABLE).is_file()
+
+
+def batch_manifest(outdir: str | Path) -> tuple[Any, int]:
+    """The manifest of a batch's finished outputs, and how many of its items were left out (failed or gone)."""
+    from subcell.errors import ManifestError
+    from subcell.io import manifest_from_records, read_table
+
+    folder = Path(outdir).resolve()
+    table = read_table(folder / TABLE, what="batch table")
+    carried = _carried(_source_manifest(folder))
+    records: list[dict[str, Any]] = []
+    for item_id, status, output in zip(table["id"], table["status"], table["output"], strict=True):
+        if status in ("done", "skipped") and Path(output).exists():
+            records.append({**carried.get(str(item_id), {}), "id": str(item_id), "source": str(output)})
+    left_out = len(table) - len(records)
+    if not records:
+        raise ManifestError(folder / TABLE, [f"no finished outputs to read ({left_out} items failed or are gone)"])
+    columns = {c: None for r in records for c in r}  # every row has every column (mask columns are found by name)
+    rows = [{**columns, **r} for r in records]
+    return manifest_from_records(rows, folder / TABLE, check_files=False, require_files=False), left_out
+
+
+def _source_manifest(folder: Path) -> Path | None:
+    try:
+        value = json.loads((folder / STATE / "batch.json").read_text()).get("manifest")
+    except (OSError, ValueError):
+        return None
+    return Path(value) if value and Path(value).exists() else None
+
+
+def _carried(manifest: Path | None) -> dict[str, dict[str, Any]]:
+    """id -> the columns of the manifest a batch ran on that stay true of its outputs."""
+    from subcell.io import read_manifest
+
+    if manifest is None:
+        return {}
+    rows = batch_manifest(manifest)[0] if is_batch_folder(manifest) else read_manifest(manifest, check_files=False,
+                                                                                     require_files=False)  # fmt: skip
+    base = manifest.resolve().parent
+    out: dict[str, dict[str, Any]] = {}
+    for row in rows:
+        # other columns hold paths relative to the old manifest (intensity, labels, ...): a value naming a file
+        # there is made absolute, so it still names it from the next manifest's folder
+        meta = {k: str(base / v) if isinstance(v, str) and not Path(v).is_absolute() and (base / v).exists() else v
+                for k, v in row.metadata.items()}  # fmt: skip
+        record = {"target": row.target, "target_channel": row.target_channel, "split": row.split,
+                  "structure": row.structure, **row.masks, **meta}  # fmt: skip
+        kept = {k: str(v) if isinstance(v, Path) else v for k, v in record.items() if v is not None}
+        out[row_id(row)] = {k: v for k, v in kept.items() if k not in _NOT_CARRIED}
+    return out
