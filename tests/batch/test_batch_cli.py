@@ -255,3 +255,23 @@ def test_a_finished_batch_is_the_manifest_of_the_next(
     assert left_out == 0 and [r.source_channel for r in m] == [None, None]
     assert [r.structure for r in m] == ["nucleoli"] * 2
     assert m[0].metadata["intensity"] == str(collection / "f00.ome.zarr") and "label" not in m[0].metadata
+
+
+def test_the_report_of_a_batch_summarises_the_collection(collection: Path, tmp_path: Path) -> None:
+    from subcell.report.collect import collect_sections
+
+    labels, measured = tmp_path / "labels", tmp_path / "measured"
+    assert run(["batch", "segment", str(collection / "manifest.csv"), str(labels), "-w", "nucleus", "-c", "dna",
+                "--workers", "2", "--quiet"]) == 1  # fmt: skip
+    assert run(["batch", "measure", str(labels), str(measured), "--workers", "1", "--quiet"]) == 0
+    sections = collect_sections(labels)
+    assert [s.name for s in sections] == ["Collection"]  # the summary, no section per item
+    sec = sections[0]
+    assert f"{N_FIELDS + 2} items, {N_FIELDS} done in this run, 0 done before, 2 failed" in sec.lines[0]
+    assert len(sec.figures) == 1 and sec.figures[0][1][:4] == b"\x89PNG"
+    failed = sec.tables[0][1]
+    assert list(failed.id) == ["missing", "corrupt"] and failed.error.str.contains("file not found").any()
+    assert sec.provenance["command"] == "segment" and sec.provenance["manifest"] == str(collection / "manifest.csv")
+    objects = sum(len(pd.read_parquet(measured / f"f{s:02d}.parquet")) for s in range(N_FIELDS))
+    lines = collect_sections(measured)[0].lines
+    assert any(ln.startswith(f"measurements/: {objects} rows from {N_FIELDS} items") for ln in lines), lines

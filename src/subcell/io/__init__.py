@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from subcell.io._cast import as_labels
 from subcell.io.cell_store import CellStore, CellStoreWriter, read_cell_store
-from subcell.io.files import read_table, read_yaml, store_table, write_bundle, write_table
+from subcell.io.files import parquet_rows, read_table, read_yaml, store_table, write_bundle, write_table
 from subcell.io.info import describe
 from subcell.io.manifest import Manifest, ManifestRow, manifest_from_records, read_manifest
 from subcell.io.ome_zarr_writer import OmeZarrWriter
@@ -24,6 +24,7 @@ __all__ = [
     "label_names",
     "manifest_from_records",
     "output_format",
+    "parquet_rows",
     "pyramid_levels",
     "read",
     "read_cell_store",

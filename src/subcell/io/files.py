@@ -104,6 +104,16 @@ def read_table(path: str | Path, *, what: str = "table") -> Any:
         raise InputFileError(f"unreadable {what} ({type(e).__name__}: {e})", path=p) from None
 
 
+def parquet_rows(path: str | Path) -> int:
+    """The number of rows of a Parquet file, from its footer (no column is read)."""
+    import pyarrow.parquet as pq
+
+    try:
+        return int(pq.ParquetFile(path).metadata.num_rows)
+    except Exception as e:
+        raise InputFileError(f"unreadable Parquet file ({type(e).__name__}: {e})", path=Path(path)) from None
+
+
 def store_table(store: str | Path, name: str) -> Any:
     """The table ``tables/<name>.parquet`` stored inside an OME-Zarr (see ``OmeZarrWriter.add_table``), or None."""
     p = Path(store) / "tables" / f"{name}.parquet"

@@ -33,8 +33,8 @@ KNOWN_FIGURES = {
     "evaluation.png": ("Integrated cell", "Evaluation"),
     "lineage.png": ("Dynamics", "Lineages of the tracked cells (colour = generation)"),
 }  # fmt: skip
-ORDER = ["Run", "Segmentation", "Label-free prediction", "Shape space", "Integrated cell", "Dynamics", "Cell state",
-         "Tables", "Other figures"]  # fmt: skip
+ORDER = ["Run", "Collection", "Segmentation", "Label-free prediction", "Shape space", "Integrated cell", "Dynamics",
+         "Cell state", "Tables", "Other figures"]  # fmt: skip
 MAX_TABLE_ROWS = 15
 
 
@@ -81,6 +81,11 @@ def collect_sections(folder: str | Path) -> list[Section]:
 
     if run.get("lines"):
         section("Run").lines.extend(str(x) for x in run["lines"])
+    from subcell.batch.chain import is_batch_folder
+
+    if is_batch_folder(folder):  # a collection: its summary, not a section per item (there may be thousands)
+        _batch_section(folder, section)
+        return [s for s in sections.values() if not s.empty()]
     used: set[Path] = set()
     for model_json in sorted(folder.glob("*/model.json")) + ([folder / "model.json"] if (folder / "model.json").exists()
                                                              else []):  # fmt: skip
@@ -242,3 +247,48 @@ def _tracks_section(folder: Path, section: Any, used: set[Path]) -> None:
             import yaml
 
             sec.provenance[str(tracks.relative_to(folder))] = yaml.safe_load(config.read_text())
+
+
+def _batch_section(folder: Path, section: Any) -> None:
+    """A ``subcell batch`` OUTDIR: what ran, how many items finished, their time and memory against the estimates,
+    the failures with their errors, and the tables gathered over the collection."""
+    from subcell.batch.runner import STATE, TABLE
+    from subcell.io import parquet_rows, read_table
+    from subcell.report.figures import batch_items_png
+
+    table = read_table(folder / TABLE, what="batch table")
+    state = _read_json(folder / STATE / "batch.json")
+    sec = section("Collection")
+    sec.provenance.update(
+        {k: state[k] for k in ("command", "options", "files", "config_hash", "manifest") if k in state}
+    )
+    counts = table["status"].value_counts()
+    sec.lines.append(
+        f"subcell batch {state.get('command', '?')} {' '.join(map(str, state.get('options', [])))}: {len(table)} "
+        f"items, {counts.get('done', 0)} done in this run, {counts.get('skipped', 0)} done before, "
+        f"{counts.get('failed', 0)} failed"
+    )
+    ran = table[table["status"] == "done"]
+    if len(ran):
+        sec.lines.append(
+            f"items run: {ran['seconds'].sum():.0f} item-seconds, median {ran['seconds'].median():.1f} s per item; "
+            f"peak memory median {ran['peak_memory_mb'].median():.0f} MB, largest {ran['peak_memory_mb'].max():.0f} MB"
+        )
+        sec.figures.append(("Items of this run: seconds per item; peak memory against its estimate",
+                            batch_items_png(ran["seconds"].to_numpy(float), ran["peak_memory_mb"].to_numpy(float),
+                                            ran["memory_estimate_mb"].to_numpy(float))))  # fmt: skip
+    failed = table[table["status"] == "failed"]
+    if len(failed):
+        title = (
+            f"Failed items ({len(failed)}{', first ' + str(MAX_TABLE_ROWS) if len(failed) > MAX_TABLE_ROWS else ''})"
+        )
+        sec.tables.append((title, failed[["id", "source", "error"]].head(MAX_TABLE_ROWS)))
+    # the tables gathered over the collection (measurements/, tracks/, lineage/): folders named without a suffix
+    # that hold only Parquet files (the items' own outputs are named <id><suffix>)
+    for dataset in sorted(p for p in folder.iterdir() if p.is_dir() and "." not in p.name):
+        parts = sorted(dataset.glob("*.parquet"))
+        if not parts or len(parts) != len(list(dataset.iterdir())):
+            continue
+        per_item = np.array([parquet_rows(p) for p in parts])  # one file per item
+        sec.lines.append(f"{dataset.name}/: {per_item.sum()} rows from {len(parts)} items (one Parquet dataset), "
+                         f"{per_item.min()}-{per_item.max()} rows per item (median {np.median(per_item):.0f})")  # fmt: skip

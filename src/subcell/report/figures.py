@@ -9,7 +9,7 @@ import numpy as np
 
 from subcell.plotting import contrast_limits, png_bytes, subplots
 
-__all__ = ["worst_objects_png"]
+__all__ = ["batch_items_png", "worst_objects_png"]
 
 
 def _outline(mask: np.ndarray) -> np.ndarray:
@@ -61,4 +61,24 @@ def worst_objects_png(
                 ax.set_title(f"true {tid} · IoU {iou:.2f}", fontsize=8)
             else:
                 ax.set_xlabel(f"XZ · {(x1 - x0) * vx:.0f} µm", fontsize=7)
+    return png_bytes(fig)
+
+
+def batch_items_png(seconds: np.ndarray, peak_mb: np.ndarray, estimate_mb: np.ndarray) -> bytes:
+    """A batch's items: wall time per item (histogram) and each item's peak memory against its estimate (the
+    estimate decides how many items a worker runs at once, so points above the diagonal were under-estimated)."""
+    fig, (a, b) = subplots(1, 2, figsize=(9.0, 3.4), gridspec_kw={"wspace": 0.3})
+    a.hist(seconds, bins=min(30, max(5, len(seconds) // 4)), color="0.4")
+    a.set_xlabel("seconds per item")
+    a.set_ylabel("items")
+    a.set_title(f"{len(seconds)} items run", fontsize=9)
+    known = estimate_mb > 0
+    b.scatter(estimate_mb[known], peak_mb[known], s=10, color="tab:blue")
+    top = float(max(peak_mb.max(initial=1.0), estimate_mb.max(initial=1.0))) * 1.05
+    b.plot([0, top], [0, top], color="0.6", lw=1, ls="--")
+    b.set_xlim(0, top)
+    b.set_ylim(0, top)
+    b.set_xlabel("memory estimate (MB)")
+    b.set_ylabel("peak resident memory (MB)")
+    b.set_title(f"{int(known.sum())} of {len(known)} items with an estimate", fontsize=9)
     return png_bytes(fig)
