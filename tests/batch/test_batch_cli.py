@@ -193,6 +193,7 @@ def test_batch_track_equals_single_runs_and_gathers_the_tables(tmp_path: Path) -
         f = synth_field(shape=(8, 128, 128), seed=30 + s, **{"time.frames": 4, "time.division_probability": 0.2})
         write_field(f, tmp_path / f"m{s}.ome.zarr")
         rows.append({"id": f"m{s}", "source": f"m{s}.ome.zarr", "label": "nucleus"})
+    rows[1] |= {"intensity": "m1.ome.zarr", "intensity_channel": "dna", "time_interval": 120}  # per-row options
     rows.append({"id": "nolabel", "source": "m0.ome.zarr", "label": None})  # an image with labels inside: which?
     pd.DataFrame(rows).to_csv(tmp_path / "movies.csv", index=False)
     out = tmp_path / "tracked"
@@ -208,11 +209,13 @@ def test_batch_track_equals_single_runs_and_gathers_the_tables(tmp_path: Path) -
     want_mb = (WORKER_BASE + COMMANDS["track"].memory_factor * labels) / 2**20
     assert status.loc["m0", "memory_estimate_mb"] == pytest.approx(want_mb, abs=1)
     tracks, lineage = pd.read_parquet(out / "tracks"), pd.read_parquet(out / "lineage")  # one dataset each
-    for s in range(2):
+    for s, extra in enumerate([[], ["--image", str(tmp_path / "m1.ome.zarr"), "-c", "dna", "--time-interval", "120"]]):
         single = tmp_path / f"single{s}"
         assert run(["track", str(tmp_path / f"m{s}.ome.zarr"), str(single), "--label", "nucleus",
-                    "--max-speed-um-per-min", "2"]) == 0  # fmt: skip
+                    "--max-speed-um-per-min", "2", *extra]) == 0  # fmt: skip
         want = pd.read_parquet(single / "tracks.parquet")
+        assert want.mean_intensity.notna().all() if extra else want.mean_intensity.isna().all()
+        assert f"time_interval_s: {120.0 if extra else 300.0}" in (out / f"m{s}.tracks" / "config.yaml").read_text()
         pd.testing.assert_frame_equal(pd.read_parquet(out / f"m{s}.tracks" / "tracks.parquet"), want)
         mine = tracks[tracks.id == f"m{s}"]
         assert (mine.source == str(tmp_path / f"m{s}.ome.zarr")).all()
