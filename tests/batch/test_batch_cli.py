@@ -149,6 +149,9 @@ def test_bad_input_is_refused_before_anything_runs(
     assert "segment options" in err and "--no-such-option" in err and err.count("\n") == 1
     assert run(["batch", "frobnicate", str(collection / "manifest.csv"), str(out)]) == 2
     assert "COMMAND" in capsys.readouterr().err
+    assert run(["batch", "segment", str(collection), str(out), "-w", "nucleus"]) == 2  # a folder, not a batch's
+    err = capsys.readouterr().err
+    assert "a folder: expected a .csv or .parquet manifest (or a batch OUTDIR" in err and err.count("\n") == 1
     # a scheduler that is not there
     t0 = time.perf_counter()
     code = run(["batch", "segment", str(collection / "manifest.csv"), str(out), "-w", "nucleus",

@@ -86,6 +86,9 @@ def _load_table(path: Path) -> list[dict[str, Any]]:
             df = pd.read_csv(path, dtype=str, keep_default_na=False, skipinitialspace=True)
         elif suffix in (".parquet", ".pq"):
             df = pd.read_parquet(path)
+        elif path.is_dir():  # `subcell batch` also takes a batch's OUTDIR, recognised by its batch.parquet
+            raise InputFileError("a folder: expected a .csv or .parquet manifest (or a batch OUTDIR, which holds "
+                                 "batch.parquet)", path=path)  # fmt: skip
         else:
             raise InputFileError("manifest must be a .csv or .parquet file", path=path)
     except SubcellError:
