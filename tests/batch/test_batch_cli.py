@@ -281,3 +281,33 @@ def test_the_report_of_a_batch_summarises_the_collection(collection: Path, tmp_p
     objects = sum(len(pd.read_parquet(measured / f"f{s:02d}.parquet")) for s in range(N_FIELDS))
     lines = collect_sections(measured)[0].lines
     assert any(ln.startswith(f"measurements/: {objects} rows from {N_FIELDS} items") for ln in lines), lines
+
+
+def test_batch_evaluate_seg_scores_every_row_against_its_truth(
+    collection: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    labels, scores = tmp_path / "labels", tmp_path / "scores"
+    rows = [{"id": f"f{s:02d}", "source": f"f{s:02d}.ome.zarr"} for s in range(2)]
+    pd.DataFrame(rows).to_csv(collection / "two.csv", index=False)
+    assert run(["batch", "segment", str(collection / "two.csv"), str(labels), "-w", "nucleus", "-c", "dna",
+                "--workers", "1", "--quiet"]) == 0  # fmt: skip
+    truth = [str(collection / f"f{s:02d}.ome.zarr" / "labels" / "nucleus") for s in range(2)]
+    pd.DataFrame({"id": ["f00", "f01", "notruth"], "source": [str(labels / "f00.ome.zarr"), str(labels / "f01.ome.zarr"),
+                  str(labels / "f00.ome.zarr")], "target": [*truth, None]}).to_csv(tmp_path / "pairs.csv", index=False)  # fmt: skip
+    capsys.readouterr()
+    assert run(["batch", "evaluate-seg", str(tmp_path / "pairs.csv"), str(scores), "--workers", "1", "--quiet"]) == 2
+    assert (
+        "row 3, column 'target' (or 'truth'): expected the path of the ground-truth labels" in capsys.readouterr().err
+    )
+    assert not scores.exists()  # a manifest problem: nothing started
+    pd.read_csv(tmp_path / "pairs.csv").head(2).to_csv(tmp_path / "pairs.csv", index=False)  # the row without truth
+    assert run(["batch", "evaluate-seg", str(tmp_path / "pairs.csv"), str(scores), "--workers", "1", "--quiet"]) == 0
+    gathered = pd.read_parquet(scores / "scores")
+    for s in range(2):
+        single = tmp_path / f"single{s}.parquet"
+        assert run(["evaluate-seg", str(labels / f"f{s:02d}.ome.zarr"), truth[s], "--out", str(single)]) == 0
+        want = pd.read_parquet(single)
+        pd.testing.assert_frame_equal(pd.read_parquet(scores / f"f{s:02d}.parquet"), want)
+        mine = gathered[gathered.id == f"f{s:02d}"].drop(columns=["id", "source"]).reset_index(drop=True)
+        pd.testing.assert_frame_equal(mine, want)
+    assert (gathered.tp > 0).any() and set(gathered.iou_threshold) == {0.5, 0.6, 0.7, 0.8, 0.9}
