@@ -108,3 +108,54 @@ def test_matching_equals_brute_force(truth: np.ndarray, pred: np.ndarray, thresh
     assert m.tp[0] == expected
     assert m.fp[0] == len(np.unique(pred[pred > 0])) - expected
     assert m.fn[0] == len(np.unique(truth[truth > 0])) - expected
+
+
+@given(
+    truth=arrays(np.int32, (3, 8), elements=st.integers(0, 3)),
+    pred=arrays(np.int32, (3, 8), elements=st.integers(0, 3)),
+    threshold=st.sampled_from([0.1, 0.5, 0.9]),
+)
+@settings(max_examples=80, deadline=None)
+def test_counting_row_by_row_equals_brute_force(truth: np.ndarray, pred: np.ndarray, threshold: float) -> None:
+    import subcell.metrics.segmentation as seg
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(seg, "SLAB_VOXELS", 8)  # one row per piece: objects span pieces
+        m = match_instances(pred, truth, thresholds=[threshold])
+        d, j = dice(pred, truth), iou(pred, truth)
+    assert m.tp[0] == _brute_force_tp(pred, truth, threshold)
+    p, t = pred != 0, truth != 0
+    assert d == (1.0 if not (p.sum() + t.sum()) else 2 * (p & t).sum() / (p.sum() + t.sum()))
+    assert j == (1.0 if not (p | t).sum() else (p & t).sum() / (p | t).sum())
+
+
+def test_a_large_volume_is_counted_in_bounded_pieces_with_the_same_result(monkeypatch: pytest.MonkeyPatch) -> None:
+    from scipy import ndimage as ndi
+
+    import subcell.metrics.segmentation as seg
+
+    rng = np.random.default_rng(1)
+
+    def blobs(shape: tuple[int, ...]) -> np.ndarray:
+        lab, k = ndi.label(ndi.gaussian_filter(rng.random(shape), 2) > 0.55)
+        ids = rng.permutation(np.arange(1, k + 1)).astype(np.uint64) * 1_000_003 + 2**40  # ids beyond 32 bits
+        return np.where(lab > 0, ids[np.maximum(lab - 1, 0)], 0).astype(np.uint64)
+
+    truth = blobs((24, 48, 40))
+    pred = np.roll(truth, 1, axis=2) * 3 + 5  # the same objects moved by a voxel and renamed, plus ...
+    pred[pred == 5] = 0
+    pred[:4][blobs((4, 48, 40)) > 0] = 7  # ... one object over some of them
+    whole = match_instances(pred, truth), dice(pred, truth), iou(pred, truth)
+    sizes: list[int] = []
+    pieces = seg._pieces
+
+    def spy(p: np.ndarray, t: np.ndarray):  # type: ignore[no-untyped-def]
+        for a, b in pieces(p, t):
+            sizes.append(a.size)
+            yield a, b
+
+    monkeypatch.setattr(seg, "SLAB_VOXELS", 5000)  # 2 planes of 48x40 per piece
+    monkeypatch.setattr(seg, "_pieces", spy)
+    assert (match_instances(pred, truth), dice(pred, truth), iou(pred, truth)) == whole
+    assert max(sizes) <= 5000 and len(sizes) == 3 * 12  # three passes over 12 pieces each
+    assert whole[0].n_true > 5 and 0 < whole[0].tp[0] < whole[0].n_true and len(whole[0].pairs) == whole[0].n_true
