@@ -1,12 +1,15 @@
-"""Peak memory and wall time of ``subcell evaluate-seg`` on a large label volume, before and after.
+"""Peak memory and wall time of ``subcell evaluate-seg`` and ``subcell labelfree evaluate`` on a large volume,
+before and after.
 
     python benchmarks/metrics/bench_evaluate_memory.py --before fa26de5 --shape 64 1024 1024
+    python benchmarks/metrics/bench_evaluate_memory.py --command labelfree --before 337281f
 
-Truth = the touching cells of ``benchmarks/labelfree/bench_nuclei_memory.py`` (int32, ~12 µm cells, written once
-in ``--work``); prediction = the same cells moved by one voxel along x and renamed, so objects match at a range of
-IoU. Each arm runs the CLI in a fresh interpreter with its code first on ``PYTHONPATH`` (before = a git worktree of
+``seg``: truth = the touching cells of ``benchmarks/labelfree/bench_nuclei_memory.py`` (int32, ~12 µm cells,
+written once in ``--work``); prediction = the same cells moved by one voxel along x and renamed, so objects match
+at a range of IoU. ``labelfree``: a float32 target (smooth structure plus noise, channel ``dna``) and a prediction
+of it (a smoothed, scaled copy plus other noise), written slab by slab. Each arm runs the CLI in a fresh interpreter with its code first on ``PYTHONPATH`` (before = a git worktree of
 ``--before``), alternating ``--repeats`` times, one at a time; peak RSS is the child's ``VmHWM``. The arms' tables
-are compared. Results: ``evaluate_memory_<shape>.json`` beside this script and the table in
+are compared. Results: ``evaluate_memory_[labelfree_]<shape>.json`` beside this script and the tables in
 ``matching_results.md``.
 """
 
@@ -47,10 +50,30 @@ def make_prediction(truth: Path, out: Path) -> None:
             )
 
 
-def run_arm(src: Path, pred: Path, truth: Path, out: Path) -> dict[str, float]:
+def make_intensities(target: Path, pred: Path, shape: tuple[int, int, int], voxel: tuple[float, ...]) -> None:
+    """A float32 target and a prediction of it, both channel ``dna``, written 8 planes at a time."""
+    from scipy import ndimage as ndi
+
+    from subcell.io import OmeZarrWriter
+
+    if target.exists() and pred.exists():
+        return
+    rng = np.random.default_rng(0)
+    kw = {"shape": (1, 1, *shape), "dtype": "float32", "voxel_size": voxel, "channel_names": ["dna"]}
+    with OmeZarrWriter(target, **kw) as wt, OmeZarrWriter(pred, **kw) as wp:  # type: ignore[arg-type]
+        for z in range(0, shape[0], 8):
+            n = min(8, shape[0] - z)
+            field = ndi.gaussian_filter(rng.random((n, *shape[1:]), np.float32), (0, 4, 4))
+            region = (slice(None), slice(None), slice(z, z + n))
+            wt.write_region(region, (field + 0.02 * rng.standard_normal(field.shape, np.float32))[None, None])
+            guess = 0.8 * ndi.gaussian_filter(field, (0, 1, 1)) + 0.03 * rng.standard_normal(field.shape, np.float32)
+            wp.write_region(region, guess.astype(np.float32)[None, None])
+
+
+def run_arm(src: Path, command: list[str]) -> dict[str, float]:
     code = (
         f"{_RSS}\nimport json, time\nfrom subcell.cli.main import run\nt = time.perf_counter()\n"
-        f"rc = run(['evaluate-seg', {str(pred)!r}, {str(truth)!r}, '--out', {str(out)!r}])\n"
+        f"rc = run({command!r})\n"
         "print(json.dumps({'rc': rc, 'seconds': time.perf_counter() - t, 'peak_rss_mb': rss()}))"
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
@@ -62,6 +85,7 @@ def run_arm(src: Path, pred: Path, truth: Path, out: Path) -> dict[str, float]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--command", choices=["seg", "labelfree"], default="seg")
     ap.add_argument("--before", default="fa26de5")
     ap.add_argument("--shape", type=int, nargs=3, default=[64, 1024, 1024])
     ap.add_argument("--repeats", type=int, default=2)
@@ -71,20 +95,29 @@ def main() -> None:
 
     args.work.mkdir(parents=True, exist_ok=True)
     name = "x".join(map(str, args.shape))
-    truth, pred = args.work / f"truth_{name}.ome.zarr", args.work / f"pred_{name}.ome.zarr"
-    make_cells(truth, tuple(args.shape))  # type: ignore[arg-type]
-    make_prediction(truth, pred)
+    if args.command == "seg":
+        truth, pred = args.work / f"truth_{name}.ome.zarr", args.work / f"pred_{name}.ome.zarr"
+        make_cells(truth, tuple(args.shape))  # type: ignore[arg-type]
+        make_prediction(truth, pred)
+        command = ["evaluate-seg", str(pred), str(truth), "--out"]
+    else:
+        truth, pred = args.work / f"target_{name}.ome.zarr", args.work / f"dna_{name}.ome.zarr"
+        make_intensities(truth, pred, tuple(args.shape), (0.29, 0.29, 0.29))  # type: ignore[arg-type]
+        command = ["labelfree", "evaluate", str(pred), str(truth), "--out"]
+        name = f"labelfree_{name}"
     srcs = {"before": worktree(args.before, args.work), "after": REPO / "src"}
     runs: dict[str, list[dict[str, float]]] = {"before": [], "after": []}
     for _ in range(args.repeats):
         for arm in ("before", "after"):
-            runs[arm].append(run_arm(srcs[arm], pred, truth, args.work / f"scores_{arm}.parquet"))
+            runs[arm].append(run_arm(srcs[arm], [*command, str(args.work / f"scores_{arm}.parquet")]))
             print(arm, runs[arm][-1], flush=True)
     tables = [pd.read_parquet(args.work / f"scores_{arm}.parquet") for arm in ("before", "after")]
     same = bool(tables[0].equals(tables[1]))
-    print("same table:", same)
+    numbers = tables[0].select_dtypes("number").columns
+    diff = float(np.nanmax(np.abs(tables[0][numbers].to_numpy(float) - tables[1][numbers].to_numpy(float))))
+    print("same table:", same, "largest difference:", diff)
     result = {"shape": args.shape, "before": args.before, "runs": runs, "same_table": same,
-              "table": tables[1].to_dict(orient="list")}  # fmt: skip
+              "max_abs_difference": diff, "table": tables[1].to_dict(orient="list")}  # fmt: skip
     (HERE / f"evaluate_memory_{name}.json").write_text(json.dumps(result, indent=1))
 
 

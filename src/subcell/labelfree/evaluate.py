@@ -10,6 +10,7 @@ reported too).
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -46,9 +47,13 @@ def align_to(image: Image, reference: Image, *, labels: bool = False) -> np.ndar
 
 
 def _z(a: np.ndarray) -> np.ndarray:
-    a = a.astype(np.float64)
-    sd = a.std()
-    return (a - a.mean()) / (sd if sd > 0 else 1.0)
+    """Z-scored float64 copy, normalised in place (one volume-sized array, not three)."""
+    z = a.astype(np.float64)
+    z -= z.mean()
+    flat = z.reshape(-1)
+    sd = math.sqrt(float(np.dot(flat, flat)) / max(flat.size, 1))
+    z /= sd if sd > 0 else 1.0
+    return z
 
 
 def mask_scores(p: np.ndarray, truth: np.ndarray, inside: np.ndarray | None = None) -> dict[str, Any]:
