@@ -64,3 +64,32 @@ def test_ssim_psnr_nrmse(rng: np.random.Generator) -> None:
 def test_shape_mismatch_is_an_error() -> None:
     with pytest.raises(ValueRangeError, match="shape"):
         pearson(np.zeros((2, 3)), np.zeros((3, 2)))
+
+
+@pytest.mark.parametrize("shape", [(40, 60, 50), (150, 120)])
+def test_a_large_volume_is_scored_in_blocks_with_the_whole_volumes_value(
+    shape: tuple[int, ...], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from scipy import ndimage as ndi
+    from skimage.metrics import structural_similarity
+
+    import subcell.metrics.intensity as intensity
+
+    rng = np.random.default_rng(3)
+    target = ndi.gaussian_filter(rng.random(shape), 2)
+    pred = 0.7 * target + 0.02 * rng.standard_normal(shape) + 5
+    whole_ssim = structural_similarity(pred, target, gaussian_weights=True, sigma=1.5, use_sample_covariance=False,
+                                       data_range=float(target.max() - target.min()))  # fmt: skip
+    whole_r = float(np.corrcoef(pred.ravel(), target.ravel())[0, 1])
+    blocks: list[tuple[int, ...]] = []
+    original = structural_similarity
+
+    def spy(a: np.ndarray, b: np.ndarray, **kw: object) -> object:
+        blocks.append(a.shape)
+        return original(a, b, **kw)
+
+    monkeypatch.setattr("skimage.metrics.structural_similarity", spy)
+    monkeypatch.setattr(intensity, "SSIM_BLOCK_VOXELS", 3000)
+    assert ssim(pred, target) == pytest.approx(whole_ssim, abs=1e-12)
+    assert pearson(pred, target) == pytest.approx(whole_r, abs=1e-12)  # centred in pieces of 3000 voxels
+    assert len(blocks) > 4 and all(np.prod(np.array(s) - 10) <= 3000 for s in blocks)  # 5 voxels of context
