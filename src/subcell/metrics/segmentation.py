@@ -5,8 +5,8 @@ predicted objects are paired one-to-one among the pairs with IoU ≥ τ, as many
 matching; for τ > 0.5 every object has at most one such partner). Each threshold gets its own matching: one
 assignment reused for all thresholds would count a pair with IoU 0.55 as a miss at 0.5 whenever the assignment
 preferred a higher-IoU partner elsewhere. Overlaps are computed sparsely (only pairs that share voxels), counted
-in pieces of a few million voxels and summed, so the temporaries do not grow with the volume. Then precision = TP/(TP+FP), recall = TP/(TP+FN), F1 = 2TP/(2TP+FP+FN) and the "average
-precision" AP = TP/(TP+FP+FN).
+in pieces of a few million voxels and summed, so the temporaries do not grow with the volume. Then precision =
+TP/(TP+FP), recall = TP/(TP+FN), F1 = 2TP/(2TP+FP+FN) and the "average precision" AP = TP/(TP+FP+FN).
 """
 
 from __future__ import annotations
