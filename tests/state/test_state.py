@@ -108,6 +108,20 @@ def test_state_cli_evaluate_train_predict(store: Path, tmp_path: Path, capsys) -
     # mitotic cells (rounded, condensed DNA) are told apart on the cells the model saw
     assert (pred.state.to_numpy() == states.to_numpy()).mean() > 0.9
     assert np.allclose(pred[["p_interphase", "p_mitotic"]].sum(axis=1), 1)
+    # over a collection of stores: each item is the single command's table, all of them one dataset (the cells'
+    # table has a source column of its own, so the item's id and source are batch_id and batch_source)
+    pd.DataFrame({"id": ["a", "b"], "source": [str(store)] * 2}).to_csv(tmp_path / "stores.csv", index=False)
+    batch = ["batch", "state", "predict", str(tmp_path / "stores.csv"), str(tmp_path / "states"), "-m",
+             str(tmp_path / "model"), "--workers", "1", "--quiet"]  # fmt: skip
+    assert run(batch) == 0
+    gathered = pd.read_parquet(tmp_path / "states" / "states")
+    for item in ("a", "b"):
+        pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "states" / f"{item}.parquet"), pred)
+        mine = gathered[gathered.batch_id == item].drop(columns=["batch_id", "batch_source"]).reset_index(drop=True)
+        pd.testing.assert_frame_equal(mine, pred)
+    capsys.readouterr()
+    assert run([*batch, "--transitions", str(tmp_path / "visits.parquet")]) == 2  # one file for every item: refused
+    assert "--transitions names one file, which every item would write" in capsys.readouterr().err
 
 
 def test_state_cli_bad_inputs(store: Path, tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]

@@ -103,6 +103,14 @@ def _evaluate_seg(row: Any, base: Path) -> tuple[list[str], list[str], list[Path
     return [str(row.source), str(truth)], _vs(row), [row.source, truth]
 
 
+def _state_predict(row: Any, base: Path) -> tuple[list[str], list[str], list[Path]]:
+    opts, inputs = [], [row.source]
+    if (tracks := _meta_path(row, "tracks", base)) is not None:  # the movie's tracks: states smoothed along them
+        opts += ["--tracks", str(tracks)]
+        inputs.append(tracks)
+    return [str(row.source)], opts, inputs
+
+
 def _track_labels(row: Any) -> Path:
     label = row.metadata.get("label")
     return row.source / "labels" / str(label) if label is not None else row.source
@@ -140,7 +148,11 @@ COMMANDS: dict[str, Spec] = {
     # the per-threshold table (tp, fp, fn, precision, recall, F1, AP) of each item; both label images are read whole
     # and matched in 4 M-voxel pieces (3.4 measured: 64x1024x1024 int32 labels, 1.1 GB peak)
     "evaluate-seg": Spec(("evaluate-seg",), ".parquet", 4.0, _evaluate_seg, (Gathered("scores"),), None, "--out"),
+    # a cell store states no array size in a header: no memory estimate (the cells are read one table at a time)
+    "state-predict": Spec(("state", "predict"), ".parquet", 0.0, _state_predict, (Gathered("states"),)),
 }
+# options that name one extra output file: in a batch every item would write (and replace) the same file
+_ONE_FILE_OPTIONS = {"evaluate-seg": ("objects",), "state-predict": ("transitions",)}
 # A worker's resident memory with a command's libraries loaded and an item done (measured 300-450 MB; with torch
 # 600-650 MB): every estimate starts from it, since the workers' memory limits are limits of the whole process.
 WORKER_BASE = 450 << 20
@@ -248,8 +260,9 @@ def _add_to_dataset(item: Any, gathered: Gathered) -> None:
     from subcell.io import read, write_table
 
     table = pd.read_parquet(item.output / gathered.table if gathered.table else item.output)
-    table.insert(0, "id", item.id)
-    table.insert(1, "source", str(item.inputs[0]))
+    clash = {"id", "source"} & set(table.columns)  # e.g. a cell table's own source field: the item's get a prefix
+    table.insert(0, "batch_id" if clash else "id", item.id)
+    table.insert(1, "batch_source" if clash else "source", str(item.inputs[0]))
     if gathered.voxel_size:
         vs = read(item.inputs[0], voxel_size=item.params.get("voxel_size")).voxel_size
         for axis, v in zip("zyx", vs.as_tuple(), strict=True):
@@ -360,6 +373,10 @@ def validate_options(command: str, options: list[str]) -> dict[str, Any]:
         if not hasattr(e, "format_message"):
             raise
         raise ValueRangeError(" ".join(e.format_message().split()), field=f"{command} options") from None
+    for name in _ONE_FILE_OPTIONS.get(command, ()):
+        if ctx.params.get(name) is not None:
+            raise ValueRangeError(f"--{name} names one file, which every item would write; not available in a batch",
+                                  field=f"{command} options")  # fmt: skip
     return {k: v for k, v in ctx.params.items() if k not in arguments}
 
 
