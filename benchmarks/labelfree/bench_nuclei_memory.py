@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import subprocess
 import sys
 from pathlib import Path
 
@@ -26,8 +24,8 @@ import numpy as np
 HERE = Path(__file__).parent
 sys.path.insert(0, str(HERE))
 
-from bench_inference import _RSS, make_volume  # noqa: E402
-from bench_speed import REPO, worktree  # noqa: E402
+from bench_inference import make_volume  # noqa: E402
+from bench_speed import REPO, run_cli, worktree  # noqa: E402
 
 VOXEL = (0.29, 0.29, 0.29)
 
@@ -60,17 +58,8 @@ def make_cells(path: Path, shape: tuple[int, int, int], seed: int = 0, voxel: tu
 
 
 def run_arm(src: Path, bf: Path, cells: Path, out: Path) -> dict[str, float]:
-    code = (
-        f"{_RSS}\nimport json, time\nfrom subcell.cli.main import run\nt = time.perf_counter()\n"
-        f"rc = run(['labelfree', 'nuclei', {str(bf)!r}, {str(cells)!r}, {str(out)!r}, '--model', 'nucleus', "
-        "'--memory-limit', '2', '--overwrite'])\n"
-        "print(json.dumps({'rc': rc, 'seconds': time.perf_counter() - t, 'peak_rss_mb': rss()}))"
-    )
-    env = {**os.environ, "PYTHONPATH": str(src)}
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
-    if proc.returncode != 0:
-        raise RuntimeError(proc.stderr[-3000:])
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    return run_cli(src, ["labelfree", "nuclei", str(bf), str(cells), str(out), "--model", "nucleus", "--memory-limit",
+                         "2", "--overwrite"])  # fmt: skip
 
 
 def main() -> None:

@@ -44,6 +44,23 @@ def child(task: str, args: dict[str, Any], src: Path) -> dict[str, Any]:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
+def run_cli(src: Path, args: list[str]) -> dict[str, float]:
+    """``subcell ARGS`` in a fresh interpreter with ``src`` first on ``PYTHONPATH``: its return code, wall time and
+    peak resident memory (``VmHWM``) — one arm of a before/after memory benchmark."""
+    rss = (
+        "import re; rss = lambda: int(re.search(r'VmHWM:\\s+(\\d+)', open('/proc/self/status').read()).group(1)) / 1024"
+    )
+    code = (
+        f"{rss}\nimport json, time\nfrom subcell.cli.main import run\nt = time.perf_counter()\nrc = run({args!r})\n"
+        "print(json.dumps({'rc': rc, 'seconds': time.perf_counter() - t, 'peak_rss_mb': rss()}))"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          env={**os.environ, "PYTHONPATH": str(src)})  # fmt: skip
+    if proc.returncode != 0:
+        raise RuntimeError(proc.stderr[-3000:])
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
 def worktree(rev: str, work: Path) -> Path:
     path = work / f"before-{rev}"
     if not path.exists():

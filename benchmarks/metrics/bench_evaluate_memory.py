@@ -17,8 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import subprocess
 import sys
 from pathlib import Path
 
@@ -27,9 +25,8 @@ import numpy as np
 HERE = Path(__file__).parent
 sys.path.insert(0, str(HERE.parent / "labelfree"))
 
-from bench_inference import _RSS  # noqa: E402
 from bench_nuclei_memory import make_cells  # noqa: E402
-from bench_speed import REPO, worktree  # noqa: E402
+from bench_speed import REPO, run_cli, worktree  # noqa: E402
 
 
 def make_prediction(truth: Path, out: Path) -> None:
@@ -70,19 +67,6 @@ def make_intensities(target: Path, pred: Path, shape: tuple[int, int, int], voxe
             wp.write_region(region, guess.astype(np.float32)[None, None])
 
 
-def run_arm(src: Path, command: list[str]) -> dict[str, float]:
-    code = (
-        f"{_RSS}\nimport json, time\nfrom subcell.cli.main import run\nt = time.perf_counter()\n"
-        f"rc = run({command!r})\n"
-        "print(json.dumps({'rc': rc, 'seconds': time.perf_counter() - t, 'peak_rss_mb': rss()}))"
-    )
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          env={**os.environ, "PYTHONPATH": str(src)})  # fmt: skip
-    if proc.returncode != 0:
-        raise RuntimeError(proc.stderr[-3000:])
-    return json.loads(proc.stdout.strip().splitlines()[-1])
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--command", choices=["seg", "labelfree"], default="seg")
@@ -109,7 +93,7 @@ def main() -> None:
     runs: dict[str, list[dict[str, float]]] = {"before": [], "after": []}
     for _ in range(args.repeats):
         for arm in ("before", "after"):
-            runs[arm].append(run_arm(srcs[arm], [*command, str(args.work / f"scores_{arm}.parquet")]))
+            runs[arm].append(run_cli(srcs[arm], [*command, str(args.work / f"scores_{arm}.parquet")]))
             print(arm, runs[arm][-1], flush=True)
     tables = [pd.read_parquet(args.work / f"scores_{arm}.parquet") for arm in ("before", "after")]
     same = bool(tables[0].equals(tables[1]))

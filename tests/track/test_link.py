@@ -219,3 +219,17 @@ def test_a_merge_of_two_tracks_is_not_read_as_a_division(resolve: bool) -> None:
     else:
         # without it the split of the merged object is read as a second division
         assert len(divided) == 2 and {after_left, after_right}.isdisjoint({left, right})
+
+
+def test_a_lazy_time_lapse_is_tracked_frame_by_frame_with_the_same_result() -> None:
+    import dask.array as da
+    import pandas as pd
+
+    movie = _movie()
+    lazy = da.from_array(movie, chunks=(1, *movie.shape[1:]))  # one frame per block, as an OME-Zarr is read
+    want = track_timelapse(movie, voxel_size=(1.0, 0.5, 0.5), time_interval_s=60)
+    got = track_timelapse(lazy, voxel_size=(1.0, 0.5, 0.5), time_interval_s=60)
+    assert isinstance(got.labels, da.Array)  # relabelled when written, block by block: never held whole
+    assert got.labels.chunks[0] == (1,) * movie.shape[0]
+    pd.testing.assert_frame_equal(got.table, want.table)
+    np.testing.assert_array_equal(got.labels.compute(), want.labels)

@@ -142,8 +142,8 @@ COMMANDS: dict[str, Spec] = {
     "labelfree-nuclei": Spec(("labelfree", "nuclei"), ".ome.zarr", 2.0, _nuclei),
     "cells-extract": Spec(("cells", "extract"), ".zarr", 4.0, _extract),
     "synth": Spec(("synth",), ".ome.zarr", 0.0, lambda row, base: ([], [], [])),
-    # a folder (labels.ome.zarr, tables, ctc/); the labels are read whole, so the estimate scales their size
-    # (4.5 measured: 12 frames of 16x320x320 uint32 labels)
+    # a folder (labels.ome.zarr, tables, ctc/); the estimate scales the labels' size: an OME-Zarr is tracked frame
+    # by frame (0.4 measured, benchmarks/track), a TIFF or CTC folder is read whole (4.5): the larger is kept
     "track": Spec(("track",), ".tracks", 5.0, _track, _TRACK_TABLES, _track_labels),
     # the per-threshold table (tp, fp, fn, precision, recall, F1, AP) of each item; both label images are read whole
     # and matched in 4 M-voxel pieces (3.4 measured: 64x1024x1024 int32 labels, 1.1 GB peak)

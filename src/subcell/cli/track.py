@@ -20,6 +20,8 @@ LabelOpt = Annotated[
 def read_label_timelapse(path: Path, *, label: str | None, voxel_size: Any, axes: str | None, force: bool) -> Any:
     """A label time-lapse as an :class:`Image` (T, 1, Z, Y, X), from an image file, an OME-Zarr store's NGFF label
     image, or a CTC folder; one-line errors for a missing T axis, several channels, or non-integer values."""
+    import numpy as np
+
     from subcell.errors import InputFileError, MetadataError, ValueRangeError
     from subcell.image import Image
     from subcell.io import as_labels, label_names, read_labels
@@ -49,7 +51,13 @@ def read_label_timelapse(path: Path, *, label: str | None, voxel_size: Any, axes
         )  # fmt: skip
     if img.shape[1] != 1:
         raise ValueRangeError(f"labels must have one channel, got {img.shape[1]}", path=path, field="C")
-    data = as_labels(img.numpy()[:, 0], path=path)
+    data = img.data[:, 0]
+    if hasattr(data, "map_blocks"):  # read lazily, it stays lazy: each block is checked when it is read
+        kind = np.dtype(data.dtype)
+        labels_dtype = np.uint8 if kind == np.bool_ else kind if np.issubdtype(kind, np.integer) else np.dtype(np.int64)
+        data = data.map_blocks(as_labels, path=path, dtype=labels_dtype)
+    else:
+        data = as_labels(data, path=path)
     return img.with_data(data[:, None], step="as_labels")
 
 
@@ -122,9 +130,11 @@ def track(
         if img.shape[0] != lab.shape[0] or img.shape[2:] != lab.shape[2:]:
             raise ValueRangeError(f"image T/Z/Y/X {(img.shape[0], *img.shape[2:])} differs from the labels' "
                                   f"{(lab.shape[0], *lab.shape[2:])}", path=image, field="shape")  # fmt: skip
-        intensity = img.numpy()[:, 0]
+        intensity = img.data[:, 0]
     vs = lab.voxel_size.as_tuple()
-    result = track_timelapse(lab.numpy()[:, 0], voxel_size=vs, time_interval_s=interval, config=cfg,
+    # lazy reads stay lazy: objects are found frame by frame, and the relabelled labels and CTC masks are computed
+    # frame by frame as they are written, so the movie is never held whole
+    result = track_timelapse(lab.data[:, 0], voxel_size=vs, time_interval_s=interval, config=cfg,
                              intensity=intensity)  # fmt: skip
     params = {"config": cfg.model_dump(mode="json"), "time_interval_s": interval, "voxel_size_um": list(vs),
               "labels": str(labels), "image": str(image) if image else None}  # fmt: skip

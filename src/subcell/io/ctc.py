@@ -32,17 +32,18 @@ def _tif_bytes(frame: np.ndarray) -> bytes:
 def ctc_files(masks: np.ndarray, rows: Any, *, truth: bool = False) -> dict[str, bytes]:
     """File name → content of a CTC folder for (T, Z, Y, X) masks (Z = 1 is written as 2D frames) and the
     ``L B E P`` rows; ``truth=True`` writes the ground-truth layout (``TRA/`` and ``SEG/``)."""
-    m = np.asarray(masks)
+    m = masks if hasattr(masks, "map_blocks") else np.asarray(masks)  # Dask: one frame read at a time
     if m.ndim == 4 and m.shape[1] == 1:
         m = m[:, 0]
-    top = int(m.max()) if m.size else 0
-    if top > np.iinfo(np.uint16).max:
-        raise ValueRangeError(f"CTC masks are 16-bit: {top} track segments do not fit", field="masks")
     digits = max(3, len(str(m.shape[0] - 1)))
     lines = "".join(f"{int(r.L)} {int(r.B)} {int(r.E)} {int(r.P)}\n" for r in rows.itertuples(index=False))
     out: dict[str, bytes] = {}
     for t in range(m.shape[0]):
-        content = _tif_bytes(m[t].astype(np.uint16))
+        frame = np.asarray(m[t])
+        top = int(frame.max()) if frame.size else 0
+        if top > np.iinfo(np.uint16).max:
+            raise ValueRangeError(f"CTC masks are 16-bit: {top} track segments do not fit", field="masks")
+        content = _tif_bytes(frame.astype(np.uint16))
         if truth:
             out[f"TRA/man_track{t:0{digits}d}.tif"] = content
             out[f"SEG/man_seg{t:0{digits}d}.tif"] = content

@@ -45,16 +45,29 @@ class Tracks:
     lineage: Any
 
 
-def relabel(labels: np.ndarray, table: Any) -> np.ndarray:
-    """Replace every frame's input label by its track id (objects not in ``table`` become background)."""
+def relabel(labels: Any, table: Any) -> Any:
+    """Replace every frame's input label by its track id (objects not in ``table`` become background).
+
+    A Dask array (a time-lapse read lazily) gives a Dask array, relabelled block by block when it is computed or
+    written, so a movie larger than memory is never held whole."""
     top = int(table["track_id"].max()) if len(table) else 0
-    out = np.zeros(labels.shape, dtype=np.uint32 if top < 2**32 else np.uint64)
-    for t, rows in table.groupby("t"):
-        frame = labels[int(t)]
-        lut = np.zeros(int(frame.max()) + 1, dtype=out.dtype)
-        lut[rows["label"].to_numpy()] = rows["track_id"].to_numpy()
-        out[int(t)] = lut[frame]
-    return out
+    dtype = np.uint32 if top < 2**32 else np.uint64
+    luts = {int(t): (rows["label"].to_numpy(), rows["track_id"].to_numpy()) for t, rows in table.groupby("t")}
+
+    def frames(block: np.ndarray, t0: int) -> np.ndarray:
+        out = np.zeros(block.shape, dtype)
+        for k in range(block.shape[0]):
+            if t0 + k in luts:
+                ids, tracks = luts[t0 + k]
+                lut = np.zeros(max(int(block[k].max()), int(ids.max())) + 1, dtype)
+                lut[ids] = tracks
+                out[k] = lut[block[k]]
+        return out
+
+    if hasattr(labels, "map_blocks"):  # Dask
+        return labels.map_blocks(lambda b, block_info=None: frames(b, block_info[0]["array-location"][0][0]),
+                                 dtype=dtype)  # fmt: skip
+    return frames(np.asarray(labels), 0)
 
 
 def lineage_table(table: Any) -> Any:
@@ -127,13 +140,13 @@ def track_timelapse(
     from subcell.track.link import link_objects
     from subcell.track.objects import timelapse_objects
 
-    lab = np.asarray(labels)
+    lab = labels if hasattr(labels, "map_blocks") else np.asarray(labels)  # Dask stays lazy: read frame by frame
     if lab.ndim == 3:
         lab = lab[:, None]
     if lab.ndim != 4:
         raise ValueRangeError(f"expected (T, Z, Y, X) or (T, Y, X) labels, got {lab.ndim} axes", field="labels")
     if intensity is not None:
-        intensity = np.asarray(intensity).reshape(lab.shape)
+        intensity = (intensity if hasattr(intensity, "map_blocks") else np.asarray(intensity)).reshape(lab.shape)
     objects = timelapse_objects(lab, voxel_size=voxel_size, intensity=intensity)
     table = link_objects(objects, n_frames=lab.shape[0], time_interval_s=time_interval_s, config=config)
     order = ["track_id", "t", "z_um", "y_um", "x_um", "label", "volume_um3", "mean_intensity", "parent_track",

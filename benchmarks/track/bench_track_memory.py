@@ -1,0 +1,78 @@
+"""Peak memory and wall time of ``subcell track`` on a long label time-lapse, before and after.
+
+    python benchmarks/track/bench_track_memory.py --before 1cad2dd --repeat 4
+
+The movie: ``subcell synth`` of 12 frames of 16×320×320 (nucleus labels, int32), repeated ``--repeat`` times along
+T into one OME-Zarr label image (48 frames, 300 MiB at the default), written once in ``--work``. Each arm runs the
+CLI in a fresh interpreter with its code first on ``PYTHONPATH`` (before = a git worktree of ``--before``),
+alternating, one at a time; peak RSS is the child's ``VmHWM``. The arms' tables, labels and CTC files are compared.
+"""
+
+from __future__ import annotations
+
+import argparse
+import filecmp
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).parent
+sys.path.insert(0, str(HERE.parent / "labelfree"))
+
+from bench_speed import REPO, run_cli, worktree  # noqa: E402
+
+
+def make_movie(work: Path, repeat: int) -> Path:
+    from subcell.io import OmeZarrWriter, read_labels
+    from subcell.synth import synth_field, write_field
+
+    out = work / f"movie_x{repeat}.ome.zarr"
+    if out.exists():
+        return out
+    base = work / "movie12.ome.zarr"
+    if not base.exists():
+        write_field(synth_field(shape=(16, 320, 320), seed=2, **{"time.frames": 12}), base)
+    lab = read_labels(base, "nucleus")
+    a = lab.numpy()
+    with OmeZarrWriter(out, shape=(a.shape[0] * repeat, *a.shape[1:]), dtype=a.dtype, is_label=True,
+                       voxel_size=lab.voxel_size.as_tuple(), channel_names=["nucleus"],
+                       time_interval=lab.time_interval) as w:  # fmt: skip
+        for k in range(repeat):
+            w.write_region((slice(k * a.shape[0], (k + 1) * a.shape[0]),), a)
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--before", default="1cad2dd")
+    ap.add_argument("--repeat", type=int, default=4)
+    ap.add_argument("--runs", type=int, default=2)
+    ap.add_argument("--work", type=Path, default=Path("/tmp/subcell_bench_track"))
+    args = ap.parse_args()
+    import pandas as pd
+
+    from subcell.io import read
+
+    args.work.mkdir(parents=True, exist_ok=True)
+    movie = make_movie(args.work, args.repeat)
+    srcs = {"before": worktree(args.before, args.work), "after": REPO / "src"}
+    runs: dict[str, list[dict[str, float]]] = {"before": [], "after": []}
+    for _ in range(args.runs):
+        for arm in ("before", "after"):
+            runs[arm].append(run_cli(srcs[arm], ["track", str(movie), str(args.work / f"tracks_{arm}"), "--overwrite"]))
+            print(arm, runs[arm][-1], flush=True)
+    b, a = args.work / "tracks_before", args.work / "tracks_after"
+    same = {
+        "tracks": bool(pd.read_parquet(b / "tracks.parquet").equals(pd.read_parquet(a / "tracks.parquet"))),
+        "labels": bool(np.array_equal(read(b / "labels.ome.zarr").numpy(), read(a / "labels.ome.zarr").numpy())),
+        "ctc": not (cmp := filecmp.dircmp(b / "ctc", a / "ctc")).diff_files and not cmp.left_only + cmp.right_only,
+    }
+    print("same:", same)
+    result = {"movie": str(movie), "shape": list(read(movie).shape), "before": args.before, "runs": runs, "same": same}
+    (HERE / f"track_memory_x{args.repeat}.json").write_text(json.dumps(result, indent=1))
+
+
+if __name__ == "__main__":
+    main()
