@@ -18,7 +18,7 @@ import numpy as np
 from subcell._version import __version__
 from subcell.errors import ChannelError, ValueRangeError
 
-__all__ = ["AXES", "Image", "Provenance", "VoxelSize", "dask_scheduler", "expand_to_tczyx", "materialize"]
+__all__ = ["AXES", "Image", "Provenance", "VoxelSize", "dask_scheduler", "expand_to_tczyx", "is_lazy", "materialize"]
 
 AXES = "TCZYX"
 
@@ -38,6 +38,11 @@ def dask_scheduler() -> Any:
     import dask.threaded
 
     return None if dask.config.get("scheduler", None) else dask.threaded.get
+
+
+def is_lazy(data: Any) -> bool:
+    """True for a lazy (Dask) array: computed when read, block by block."""
+    return hasattr(data, "map_blocks")
 
 
 def materialize(data: Any) -> np.ndarray:
@@ -266,7 +271,7 @@ class Image:
     @property
     def is_lazy(self) -> bool:
         """True when the data is a Dask array (nothing loaded yet)."""
-        return not isinstance(self._data, np.ndarray)
+        return is_lazy(self._data)
 
     @property
     def nbytes(self) -> int:

@@ -224,12 +224,21 @@ def test_a_merge_of_two_tracks_is_not_read_as_a_division(resolve: bool) -> None:
 def test_a_lazy_time_lapse_is_tracked_frame_by_frame_with_the_same_result() -> None:
     import dask.array as da
     import pandas as pd
+    from dask.callbacks import Callback
+
+    from subcell.io.ctc import ctc_files
 
     movie = _movie()
     lazy = da.from_array(movie, chunks=(1, *movie.shape[1:]))  # one frame per block, as an OME-Zarr is read
     want = track_timelapse(movie, voxel_size=(1.0, 0.5, 0.5), time_interval_s=60)
-    got = track_timelapse(lazy, voxel_size=(1.0, 0.5, 0.5), time_interval_s=60)
-    assert isinstance(got.labels, da.Array)  # relabelled when written, block by block: never held whole
-    assert got.labels.chunks[0] == (1,) * movie.shape[0]
+    largest: list[int] = []  # the largest array any step computes: the movie is never assembled
+    with Callback(posttask=lambda key, result, dsk, state, worker: largest.append(getattr(result, "nbytes", 0))):
+        got = track_timelapse(lazy, voxel_size=(1.0, 0.5, 0.5), time_interval_s=60)
+        masks, rows = ctc_segments(got.labels, got.table)
+        files = ctc_files(masks, rows)
+    frame = movie[0].size * 4  # one frame of uint32 track ids
+    assert largest and max(largest) <= frame < movie.nbytes
+    assert isinstance(got.labels, da.Array)  # relabelled when written, block by block
     pd.testing.assert_frame_equal(got.table, want.table)
     np.testing.assert_array_equal(got.labels.compute(), want.labels)
+    assert files == ctc_files(*ctc_segments(want.labels, want.table))

@@ -20,8 +20,6 @@ LabelOpt = Annotated[
 def read_label_timelapse(path: Path, *, label: str | None, voxel_size: Any, axes: str | None, force: bool) -> Any:
     """A label time-lapse as an :class:`Image` (T, 1, Z, Y, X), from an image file, an OME-Zarr store's NGFF label
     image, or a CTC folder; one-line errors for a missing T axis, several channels, or non-integer values."""
-    import numpy as np
-
     from subcell.errors import InputFileError, MetadataError, ValueRangeError
     from subcell.image import Image
     from subcell.io import as_labels, label_names, read_labels
@@ -51,13 +49,7 @@ def read_label_timelapse(path: Path, *, label: str | None, voxel_size: Any, axes
         )  # fmt: skip
     if img.shape[1] != 1:
         raise ValueRangeError(f"labels must have one channel, got {img.shape[1]}", path=path, field="C")
-    data = img.data[:, 0]
-    if hasattr(data, "map_blocks"):  # read lazily, it stays lazy: each block is checked when it is read
-        kind = np.dtype(data.dtype)
-        labels_dtype = np.uint8 if kind == np.bool_ else kind if np.issubdtype(kind, np.integer) else np.dtype(np.int64)
-        data = data.map_blocks(as_labels, path=path, dtype=labels_dtype)
-    else:
-        data = as_labels(data, path=path)
+    data = as_labels(img.data[:, 0], path=path, lazy=True)  # read lazily, it stays lazy: checked block by block
     return img.with_data(data[:, None], step="as_labels")
 
 

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from subcell.errors import ValueRangeError
-from subcell.image import materialize
+from subcell.image import is_lazy, materialize
 
 __all__ = ["as_labels", "lossless_cast"]
 
@@ -49,13 +49,21 @@ def lossless_cast(data: Any, dtype: Any, *, path: str | Path | None = None, what
     return a.astype(dt)
 
 
-def as_labels(data: Any, *, path: str | Path | None = None, what: str = "labels") -> np.ndarray:
+def _labels_dtype(dtype: Any) -> np.dtype:
+    kind = np.dtype(dtype)
+    return np.dtype(np.uint8) if kind == np.bool_ else kind if np.issubdtype(kind, np.integer) else np.dtype(np.int64)
+
+
+def as_labels(data: Any, *, path: str | Path | None = None, what: str = "labels", lazy: bool = False) -> Any:
     """The one rule for label inputs everywhere: integer ids (0 = background) or a mask.
 
     Integers are kept (negative ids are refused), booleans become 0/1, floats are accepted only when every
     value is a whole, non-negative number (e.g. labels saved as float32) — fractional values are refused, never
-    truncated.
+    truncated. ``lazy=True`` keeps a Dask array lazy: each block is checked and converted as it is read (the
+    error comes then), so a time-lapse larger than memory is never held whole.
     """
+    if lazy and is_lazy(data):
+        return data.map_blocks(as_labels, path=path, what=what, dtype=_labels_dtype(data.dtype))
     a = materialize(data)
     if a.dtype == np.bool_:
         return a.astype(np.uint8)

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from subcell.errors import InputFileError, ValueRangeError
+from subcell.image import is_lazy
 
 __all__ = ["ctc_files", "find_ctc", "read_ctc"]
 
@@ -32,7 +33,7 @@ def _tif_bytes(frame: np.ndarray) -> bytes:
 def ctc_files(masks: np.ndarray, rows: Any, *, truth: bool = False) -> dict[str, bytes]:
     """File name → content of a CTC folder for (T, Z, Y, X) masks (Z = 1 is written as 2D frames) and the
     ``L B E P`` rows; ``truth=True`` writes the ground-truth layout (``TRA/`` and ``SEG/``)."""
-    m = masks if hasattr(masks, "map_blocks") else np.asarray(masks)  # Dask: one frame read at a time
+    m = masks if is_lazy(masks) else np.asarray(masks)  # Dask: one frame read at a time
     if m.ndim == 4 and m.shape[1] == 1:
         m = m[:, 0]
     digits = max(3, len(str(m.shape[0] - 1)))

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from subcell.errors import ValueRangeError
-from subcell.image import VoxelSize
+from subcell.image import VoxelSize, is_lazy
 from subcell.track.config import TrackConfig
 
 __all__ = [
@@ -64,7 +64,7 @@ def relabel(labels: Any, table: Any) -> Any:
                 out[k] = lut[block[k]]
         return out
 
-    if hasattr(labels, "map_blocks"):  # Dask
+    if is_lazy(labels):
         return labels.map_blocks(lambda b, block_info=None: frames(b, block_info[0]["array-location"][0][0]),
                                  dtype=dtype)  # fmt: skip
     return frames(np.asarray(labels), 0)
@@ -140,13 +140,13 @@ def track_timelapse(
     from subcell.track.link import link_objects
     from subcell.track.objects import timelapse_objects
 
-    lab = labels if hasattr(labels, "map_blocks") else np.asarray(labels)  # Dask stays lazy: read frame by frame
+    lab = labels if is_lazy(labels) else np.asarray(labels)  # Dask stays lazy: read frame by frame
     if lab.ndim == 3:
         lab = lab[:, None]
     if lab.ndim != 4:
         raise ValueRangeError(f"expected (T, Z, Y, X) or (T, Y, X) labels, got {lab.ndim} axes", field="labels")
     if intensity is not None:
-        intensity = (intensity if hasattr(intensity, "map_blocks") else np.asarray(intensity)).reshape(lab.shape)
+        intensity = (intensity if is_lazy(intensity) else np.asarray(intensity)).reshape(lab.shape)
     objects = timelapse_objects(lab, voxel_size=voxel_size, intensity=intensity)
     table = link_objects(objects, n_frames=lab.shape[0], time_interval_s=time_interval_s, config=config)
     order = ["track_id", "t", "z_um", "y_um", "x_um", "label", "volume_um3", "mean_intensity", "parent_track",
