@@ -8,22 +8,16 @@ the voxel size, the ``label`` image inside it) are not, since the outputs carry 
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 from subcell.batch.items import row_id
-from subcell.batch.runner import STATE, TABLE
+from subcell.batch.runner import TABLE, is_batch_folder, read_batch_state
 
-__all__ = ["batch_manifest", "is_batch_folder"]
+__all__ = ["batch_manifest"]
 
 # the other column that describes the old source's layout (its channel, scene and voxel size are not taken at all)
 _NOT_CARRIED = ("label",)  # the label image inside it
-
-
-def is_batch_folder(path: str | Path) -> bool:
-    """True for the OUTDIR of a ``subcell batch`` run (it holds ``batch.parquet``)."""
-    return Path(path).is_dir() and (Path(path) / TABLE).is_file()
 
 
 def batch_manifest(outdir: str | Path) -> tuple[Any, int]:
@@ -47,10 +41,7 @@ def batch_manifest(outdir: str | Path) -> tuple[Any, int]:
 
 
 def _source_manifest(folder: Path) -> Path | None:
-    try:
-        value = json.loads((folder / STATE / "batch.json").read_text()).get("manifest")
-    except (OSError, ValueError):
-        return None
+    value = read_batch_state(folder).get("manifest")
     return Path(value) if value and Path(value).exists() else None
 
 

@@ -166,13 +166,24 @@ def _failed(item: Item, plan: BatchPlan, error: str, attempts: int = 1) -> ItemR
                       memory_estimate_mb=item.memory / 2**20, attempts=attempts)  # fmt: skip
 
 
+def is_batch_folder(path: str | Path) -> bool:
+    """True for the OUTDIR of a ``subcell batch`` run (it holds ``batch.parquet``)."""
+    return Path(path).is_dir() and (Path(path) / TABLE).is_file()
+
+
+def read_batch_state(outdir: str | Path) -> dict[str, Any]:
+    """What ``.batch/batch.json`` says of the batch in OUTDIR (command, options, config hash, manifest); ``{}``
+    when there is none or it is unreadable."""
+    try:
+        state = json.loads((Path(outdir) / STATE / "batch.json").read_text())
+    except (OSError, ValueError):
+        return {}
+    return state if isinstance(state, dict) else {}
+
+
 def _check_outdir(outdir: Path, description: dict[str, Any], chash: str, *, overwrite: bool) -> None:
-    state = outdir / STATE / "batch.json"
-    if state.exists() and not overwrite:
-        try:
-            prior = json.loads(state.read_text())
-        except ValueError:
-            prior = {}
+    if (outdir / STATE / "batch.json").exists() and not overwrite:
+        prior = read_batch_state(outdir)
         if prior.get("config_hash") != chash:
             raise OutputExistsError(
                 f"holds the outputs of another batch ({prior.get('command', '?')}, config {prior.get('config_hash')}"

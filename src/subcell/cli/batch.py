@@ -39,6 +39,7 @@ class Spec:
     gathered: tuple[Gathered, ...] = ()  # tables of each item gathered into one Parquet dataset per name
     sized_by: Callable[[Any], Path] | None = None  # the array whose size the memory estimate scales (default: source)
     output_option: str | None = None  # the output is this option's value (not the argument after the inputs)
+    one_file_options: tuple[str, ...] = ()  # options naming one extra output file: every item would write it
 
 
 def _vs(row: Any) -> list[str]:
@@ -135,7 +136,7 @@ _TRACK_TABLES = (Gathered("tracks", "tracks.parquet"), Gathered("lineage", "line
 COMMANDS: dict[str, Spec] = {
     "convert": Spec(("convert",), ".ome.zarr", 1.0, _convert),  # streams chunk by chunk
     "segment": Spec(("segment",), ".ome.zarr", 4.0, _segment),  # 1.9 (nucleus) … 6.2 (mitochondria) whole-field
-    "measure": Spec(("measure",), ".parquet", 4.0, _measure, (Gathered("measurements", voxel_size=True),)),
+    "measure": Spec(("measure",), ".parquet", 4.0, _measure, gathered=(Gathered("measurements", voxel_size=True),)),
     "labelfree-predict": Spec(("labelfree", "predict"), ".ome.zarr", 2.0, _predict),  # + --memory-limit
     # as labelfree-predict: the cells become labels slab by slab and the nuclei are written cell by cell, both into
     # scratch stores; the prediction's tiles, then the cell cache, within --memory-limit (added)
@@ -144,15 +145,28 @@ COMMANDS: dict[str, Spec] = {
     "synth": Spec(("synth",), ".ome.zarr", 0.0, lambda row, base: ([], [], [])),
     # a folder (labels.ome.zarr, tables, ctc/); the estimate scales the labels' size: an OME-Zarr is tracked frame
     # by frame (0.4 measured, benchmarks/track), a TIFF or CTC folder is read whole (4.5): the larger is kept
-    "track": Spec(("track",), ".tracks", 5.0, _track, _TRACK_TABLES, _track_labels),
+    "track": Spec(("track",), ".tracks", 5.0, _track, gathered=_TRACK_TABLES, sized_by=_track_labels),
     # the per-threshold table (tp, fp, fn, precision, recall, F1, AP) of each item; both label images are read whole
     # and matched in 4 M-voxel pieces (3.4 measured: 64x1024x1024 int32 labels, 1.1 GB peak)
-    "evaluate-seg": Spec(("evaluate-seg",), ".parquet", 4.0, _evaluate_seg, (Gathered("scores"),), None, "--out"),
+    "evaluate-seg": Spec(
+        ("evaluate-seg",),
+        ".parquet",
+        4.0,
+        _evaluate_seg,
+        gathered=(Gathered("scores"),),
+        output_option="--out",
+        one_file_options=("objects",),
+    ),
     # a cell store states no array size in a header: no memory estimate (the cells are read one table at a time)
-    "state-predict": Spec(("state", "predict"), ".parquet", 0.0, _state_predict, (Gathered("states"),)),
+    "state-predict": Spec(
+        ("state", "predict"),
+        ".parquet",
+        0.0,
+        _state_predict,
+        gathered=(Gathered("states"),),
+        one_file_options=("transitions",),
+    ),
 }
-# options that name one extra output file: in a batch every item would write (and replace) the same file
-_ONE_FILE_OPTIONS = {"evaluate-seg": ("objects",), "state-predict": ("transitions",)}
 # A worker's resident memory with a command's libraries loaded and an item done (measured 300-450 MB; with torch
 # 600-650 MB): every estimate starts from it, since the workers' memory limits are limits of the whole process.
 WORKER_BASE = 450 << 20
@@ -254,12 +268,10 @@ class _ThreadStdout:
 
 def _add_to_dataset(item: Any, gathered: Gathered) -> None:
     """One table of the item's output with its id and source (and voxel size), as one file of the dataset folder."""
-    import pandas as pd
-
     from subcell.batch.items import safe_name
-    from subcell.io import read, write_table
+    from subcell.io import read, read_table, write_table
 
-    table = pd.read_parquet(item.output / gathered.table if gathered.table else item.output)
+    table = read_table(item.output / gathered.table if gathered.table else item.output)
     clash = {"id", "source"} & set(table.columns)  # e.g. a cell table's own source field: the item's get a prefix
     table.insert(0, "batch_id" if clash else "id", item.id)
     table.insert(1, "batch_source" if clash else "source", str(item.inputs[0]))
@@ -294,8 +306,9 @@ def build_items(
     ``params``: the options as the command's parser read them (:func:`validate_options`; parsed here if absent).
     """  # fmt: skip
     from subcell.batch import Item
-    from subcell.batch.chain import batch_manifest, is_batch_folder
+    from subcell.batch.chain import batch_manifest
     from subcell.batch.items import row_id, safe_name
+    from subcell.batch.runner import is_batch_folder
     from subcell.errors import ManifestError, ValueRangeError
     from subcell.io import read_manifest
     from subcell.io.info import array_nbytes
@@ -373,7 +386,7 @@ def validate_options(command: str, options: list[str]) -> dict[str, Any]:
         if not hasattr(e, "format_message"):
             raise
         raise ValueRangeError(" ".join(e.format_message().split()), field=f"{command} options") from None
-    for name in _ONE_FILE_OPTIONS.get(command, ()):
+    for name in spec.one_file_options:
         if ctx.params.get(name) is not None:
             raise ValueRangeError(f"--{name} names one file, which every item would write; not available in a batch",
                                   field=f"{command} options")  # fmt: skip

@@ -81,7 +81,7 @@ def collect_sections(folder: str | Path) -> list[Section]:
 
     if run.get("lines"):
         section("Run").lines.extend(str(x) for x in run["lines"])
-    from subcell.batch.chain import is_batch_folder
+    from subcell.batch.runner import is_batch_folder
 
     if is_batch_folder(folder):  # a collection: its summary, not a section per item (there may be thousands)
         _batch_section(folder, section)
@@ -252,12 +252,12 @@ def _tracks_section(folder: Path, section: Any, used: set[Path]) -> None:
 def _batch_section(folder: Path, section: Any) -> None:
     """A ``subcell batch`` OUTDIR: what ran, how many items finished, their time and memory against the estimates,
     the failures with their errors, and the tables gathered over the collection."""
-    from subcell.batch.runner import STATE, TABLE
+    from subcell.batch.runner import TABLE, read_batch_state
     from subcell.io import parquet_rows, read_table
     from subcell.report.figures import batch_items_png
 
     table = read_table(folder / TABLE, what="batch table")
-    state = _read_json(folder / STATE / "batch.json")
+    state = read_batch_state(folder)
     sec = section("Collection")
     sec.provenance.update(
         {k: state[k] for k in ("command", "options", "files", "config_hash", "manifest") if k in state}
