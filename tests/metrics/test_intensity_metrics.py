@@ -73,7 +73,7 @@ def test_a_large_volume_is_scored_in_blocks_with_the_whole_volumes_value(
     from scipy import ndimage as ndi
     from skimage.metrics import structural_similarity
 
-    import subcell.metrics.intensity as intensity
+    from subcell.metrics import pieces
 
     rng = np.random.default_rng(3)
     target = ndi.gaussian_filter(rng.random(shape), 2)
@@ -89,7 +89,7 @@ def test_a_large_volume_is_scored_in_blocks_with_the_whole_volumes_value(
         return original(a, b, **kw)
 
     monkeypatch.setattr("skimage.metrics.structural_similarity", spy)
-    monkeypatch.setattr(intensity, "SSIM_BLOCK_VOXELS", 3000)
+    monkeypatch.setattr(pieces, "PIECE_VOXELS", 3000)
     assert ssim(pred, target) == pytest.approx(whole_ssim, abs=1e-12)
     assert pearson(pred, target) == pytest.approx(whole_r, abs=1e-12)  # centred in pieces of 3000 voxels
     assert len(blocks) > 4 and all(np.prod(np.array(s) - 10) <= 3000 for s in blocks)  # 5 voxels of context

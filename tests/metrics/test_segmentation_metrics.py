@@ -117,10 +117,10 @@ def test_matching_equals_brute_force(truth: np.ndarray, pred: np.ndarray, thresh
 )
 @settings(max_examples=80, deadline=None)
 def test_counting_row_by_row_equals_brute_force(truth: np.ndarray, pred: np.ndarray, threshold: float) -> None:
-    import subcell.metrics.segmentation as seg
+    from subcell.metrics import pieces
 
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(seg, "SLAB_VOXELS", 8)  # one row per piece: objects span pieces
+        mp.setattr(pieces, "PIECE_VOXELS", 8)  # one row per piece: objects span pieces
         m = match_instances(pred, truth, thresholds=[threshold])
         d, j = dice(pred, truth), iou(pred, truth)
     assert m.tp[0] == _brute_force_tp(pred, truth, threshold)
@@ -133,6 +133,7 @@ def test_a_large_volume_is_counted_in_bounded_pieces_with_the_same_result(monkey
     from scipy import ndimage as ndi
 
     import subcell.metrics.segmentation as seg
+    from subcell.metrics import pieces
 
     rng = np.random.default_rng(1)
 
@@ -147,14 +148,14 @@ def test_a_large_volume_is_counted_in_bounded_pieces_with_the_same_result(monkey
     pred[:4][blobs((4, 48, 40)) > 0] = 7  # ... one object over some of them
     whole = match_instances(pred, truth), dice(pred, truth), iou(pred, truth)
     sizes: list[int] = []
-    pieces = seg._pieces
+    cut = seg._pieces
 
     def spy(p: np.ndarray, t: np.ndarray):  # type: ignore[no-untyped-def]
-        for a, b in pieces(p, t):
+        for a, b in cut(p, t):
             sizes.append(a.size)
             yield a, b
 
-    monkeypatch.setattr(seg, "SLAB_VOXELS", 5000)  # 2 planes of 48x40 per piece
+    monkeypatch.setattr(pieces, "PIECE_VOXELS", 5000)  # 2 planes of 48x40 per piece
     monkeypatch.setattr(seg, "_pieces", spy)
     assert (match_instances(pred, truth), dice(pred, truth), iou(pred, truth)) == whole
     assert max(sizes) <= 5000 and len(sizes) == 3 * 12  # three passes over 12 pieces each

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from subcell.errors import ValueRangeError
+from subcell.metrics import pieces
 
 __all__ = [
     "noise_ceiling",
@@ -25,9 +26,6 @@ __all__ = [
     "psnr",
     "ssim",
 ]
-
-
-SSIM_BLOCK_VOXELS = 1 << 22  # voxels per piece: SSIM blocks, and the pieces Pearson r is centred in
 
 
 def _check(pred: np.ndarray, target: np.ndarray, mask: np.ndarray | None = None) -> None:
@@ -50,8 +48,9 @@ def pearson(pred: np.ndarray, target: np.ndarray, *, mask: np.ndarray | None = N
         return float("nan")
     ma, mb = a.mean(), b.mean()
     sab = saa = sbb = 0.0
-    for i in range(0, a.size, SSIM_BLOCK_VOXELS):  # centred piece by piece: no centred copy of the volume
-        x, y = a[i : i + SSIM_BLOCK_VOXELS] - ma, b[i : i + SSIM_BLOCK_VOXELS] - mb
+    n = pieces.PIECE_VOXELS
+    for i in range(0, a.size, n):  # centred piece by piece: no centred copy of the volume
+        x, y = a[i : i + n] - ma, b[i : i + n] - mb
         sab, saa, sbb = sab + float(np.dot(x, y)), saa + float(np.dot(x, x)), sbb + float(np.dot(y, y))
     den = math.sqrt(saa * sbb)
     return sab / den if den > 0 else float("nan")
@@ -128,7 +127,7 @@ def ssim(pred: np.ndarray, target: np.ndarray, **kwargs: Any) -> float:
         return float(np.mean([ssim(pa, pb, **kwargs) for pa, pb in zip(a, b, strict=True)]))
     opts = {"gaussian_weights": True, "sigma": 1.5, "use_sample_covariance": False, "data_range": _range(b)}
     opts.update(kwargs)
-    return _ssim_in_blocks(a, b, opts) if a.size > SSIM_BLOCK_VOXELS else float(structural_similarity(a, b, **opts))
+    return _ssim_in_blocks(a, b, opts) if a.size > pieces.PIECE_VOXELS else float(structural_similarity(a, b, **opts))
 
 
 def _ssim_in_blocks(a: np.ndarray, b: np.ndarray, opts: dict[str, Any]) -> float:
@@ -136,7 +135,7 @@ def _ssim_in_blocks(a: np.ndarray, b: np.ndarray, opts: dict[str, Any]) -> float
 
     Its SSIM map at a voxel depends only on the images within the filter's reach, and its mean is over the voxels
     at least ``pad`` (half the window) from every edge. So the scored region is cut into blocks of at most
-    ``SSIM_BLOCK_VOXELS``, each computed with ``pad`` voxels of context on every side and its map's interior
+    ``PIECE_VOXELS`` (:mod:`subcell.metrics.pieces`), each computed with ``pad`` voxels of context on every side and its map's interior
     summed: ~15 float64 arrays of one block at a time instead of the volume (for 64×1024×1024, 9 GB → ~0.6 GB).
     """
     import itertools
@@ -151,7 +150,7 @@ def _ssim_in_blocks(a: np.ndarray, b: np.ndarray, opts: dict[str, Any]) -> float
     if (reach or 0) > pad or min(inner) < 1:  # the filter reaches beyond the context, or nothing is scored
         return float(structural_similarity(a, b, **opts))
     edge = list(inner)
-    while int(np.prod(edge)) > SSIM_BLOCK_VOXELS:
+    while int(np.prod(edge)) > pieces.PIECE_VOXELS:
         k = int(np.argmax(edge))
         edge[k] = (edge[k] + 1) // 2
     total, count = 0.0, 0

@@ -18,11 +18,11 @@ from typing import Any
 import numpy as np
 
 from subcell.errors import ValueRangeError
+from subcell.metrics import pieces
 
 __all__ = ["DEFAULT_THRESHOLDS", "InstanceMatch", "dice", "evaluate_frames", "iou", "match_instances"]
 
 DEFAULT_THRESHOLDS = (0.5, 0.6, 0.7, 0.8, 0.9)
-SLAB_VOXELS = 1 << 22  # voxels counted at once (4 M: ~160 MB of temporaries)
 
 
 def _check_shapes(a: np.ndarray, b: np.ndarray) -> None:
@@ -31,7 +31,7 @@ def _check_shapes(a: np.ndarray, b: np.ndarray) -> None:
 
 
 def _pieces(pred: np.ndarray, truth: np.ndarray) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    """Matching flat pieces of two equally shaped arrays along their first axis, each at most ``SLAB_VOXELS``
+    """Matching flat pieces of two equally shaped arrays along their first axis, each at most ``PIECE_VOXELS`` (:mod:`subcell.metrics.pieces`)
     voxels (at least one plane). Every metric here is a sum of integer counts, so summing them piece by piece gives
     exactly the whole volume's, while the temporaries (masks, sorted copies, int64 codes: ~40 bytes a voxel)
     stay those of one piece instead of ~10× the labels' size."""
@@ -40,7 +40,7 @@ def _pieces(pred: np.ndarray, truth: np.ndarray) -> Iterator[tuple[np.ndarray, n
         yield pred.reshape(1), truth.reshape(1)
         return
     plane = int(np.prod(pred.shape[1:], dtype=np.int64))
-    step = max(1, SLAB_VOXELS // max(plane, 1))
+    step = max(1, pieces.PIECE_VOXELS // max(plane, 1))
     for i in range(0, pred.shape[0], step):
         yield pred[i : i + step].ravel(), truth[i : i + step].ravel()
 
