@@ -35,6 +35,10 @@ features (intensity, edges, texture at σ 1–16 voxels) of the z-scored bright-
 random forest (100 trees, leaves of ≥ 5) fitted to 60 000 voxels sampled inside the cells of each training stack,
 its nucleus probability scored like every arm; no time budget (fitting takes about a minute).
 
+``--cells`` (allen): the trained arms take the cell labels as a second input (``cells: mask_cell``, each voxel's
+depth in its cell), and every model conditioned on them (``--init nucleus-in-cells``, zero-shot too) predicts with
+the held-out stack's cell labels, the labels the scores are computed inside anyway.
+
 ``mcf7``: 2D bright-field → Hoechst, 18 train / 2 val / 4 test tiles (the split of ``real_data.py``). Arms as above
 with the shipped ``dna-2d`` model. Scores per test tile: Pearson r with Hoechst and Dice of the Otsu-thresholded
 prediction against the nucleus labels. The row *labels* scores the nucleus labels themselves as the prediction: the
@@ -178,8 +182,9 @@ def _allen_scores(model: object, data: Path, test: str, prediction: object = Non
         pred = prediction
     elif model is None:  # no prediction: the grid the shipped models (and scratch arms) predict on, 0.29 µm
         pred = _on_grid(image)
-    else:
-        pred = predict_image(model, image, PredictConfig())  # type: ignore[arg-type]
+    else:  # a model conditioned on the cell outlines gets the stack's cell labels as its second input
+        cells_in = io.read(data / folder / cell, voxel_size=vs) if getattr(model, "cell_conditioned", False) else None
+        pred = predict_image(model, image, PredictConfig(), cells=cells_in)  # type: ignore[arg-type]
     nuc = align_to(io.read(data / folder / dna, voxel_size=vs), pred, labels=True)[0, 0] > 0
     cell_labels = align_to(io.read(data / folder / cell, voxel_size=vs), pred, labels=True)[0, 0].astype(np.int32)
     cells = cell_labels > 0
@@ -203,8 +208,11 @@ def _allen_scores(model: object, data: Path, test: str, prediction: object = Non
         "dice_one_per_cell": dice(nuclei_from_score(p, cell_labels) > 0, nuc & cells),
         "pearson_r_with_shape_prior": pearson(both, nuc.astype(np.float32), mask=cells),
         "dice_with_shape_prior": mask_scores(both, nuc, cells)["dice_otsu"],
-        # `subcell labelfree nuclei` with its defaults: the prior averaged in, Otsu, one object per cell
-        "dice_nuclei_in_cells": dice(nuclei_from_score(both, cell_labels) > 0, nuc & cells),
+        # `subcell labelfree nuclei` with its defaults: the prior averaged in (not for a model that took the cells
+        # as input: it has used them), Otsu, one object per cell
+        "dice_nuclei_in_cells": dice(
+            nuclei_from_score(p if getattr(model, "cell_conditioned", False) else both, cell_labels) > 0, nuc & cells
+        ),
         # the threshold from the training stacks instead of Otsu: each cell's highest-scoring voxels, as many as the
         # nucleus share of the cell volume there (the prior's volume rule, applied to the prediction)
         "dice_training_share": dice(deepest_in_cells(p, cell_labels, fraction), nuc & cells),
@@ -218,7 +226,7 @@ def _allen_scores(model: object, data: Path, test: str, prediction: object = Non
 
 def allen(data: Path, work: Path, minutes: float, arms: list[str],
           voxel_size: tuple[float, float, float] = (0.29, 0.29, 0.29), seed: int = 0,
-          init: str = "nucleus", rescore: bool = False) -> dict[str, object]:  # fmt: skip
+          init: str = "nucleus", rescore: bool = False, cells: bool = False) -> dict[str, object]:  # fmt: skip
     results: dict[str, object] = {}
     for test in ALLEN:
         train = [k for k in ALLEN if k != test]
@@ -247,7 +255,7 @@ def allen(data: Path, work: Path, minutes: float, arms: list[str],
                     manifest=manifest, output=work / f"allen_{arm}_{test}", overwrite=True, targets=["nucleus"],
                     binarize_targets=True, loss_mask="mask_cell", patch_size=(32, 64, 64), batch_size=4,
                     iterations=100_000, max_minutes=minutes, val_fraction=0.0, resume=False, lr=1e-3,
-                    lr_schedule="constant", threads=2, seed=seed,
+                    lr_schedule="constant", threads=2, seed=seed, cells="mask_cell" if cells else None,
                 )  # fmt: skip
                 cfg = TrainConfig(**{**base, **_arm_options(arm, init, {"voxel_size": voxel_size})})
                 res = train_labelfree(cfg, on_message=print)
@@ -266,7 +274,7 @@ def allen(data: Path, work: Path, minutes: float, arms: list[str],
         for arm in arms
     }
     return {"folds": results, "mean": summary, "minutes_per_trained_arm": minutes, "scratch_voxel_size": voxel_size,
-            "seed": seed, "init": init}  # fmt: skip
+            "seed": seed, "init": init, "cells_as_input": cells}  # fmt: skip
 
 
 def _mcf7_manifest(data: Path, path: Path) -> Path:
@@ -350,6 +358,9 @@ def main() -> None:
         "--init", default=None, help="the model zero-shot and fine-tuned arms start from (its first output is scored "
         "for mcf7); default: nucleus (allen), dna-2d (mcf7)"
     )  # fmt: skip
+    ap.add_argument("--cells", action="store_true", help="allen: the trained arms take the cell labels as a second "
+                    "input (`cells: mask_cell`); use with --init nucleus-in-cells (a zero-shot model conditioned on "
+                    "the cells always gets them)")  # fmt: skip
     ap.add_argument("--work", type=Path, default=Path("/tmp/subcell_labelfree_pretrained"))
     ap.add_argument(
         "--rescore",
@@ -374,6 +385,7 @@ def main() -> None:
             args.seed,
             args.init or "nucleus",
             args.rescore,
+            args.cells,
         )
     else:
         out = mcf7(data, args.work, args.minutes, arms, args.init or "dna-2d", grid or (1.0, 0.3, 0.3), args.seed)

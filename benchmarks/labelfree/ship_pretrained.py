@@ -30,6 +30,14 @@ NAMES = {
         "nuclear_envelope": (["nuclear_envelope"], "3D bright-field → nuclear envelope (lamin-like)"),
         "nucleus": (["nucleus"], "3D bright-field → nucleus mask (threshold the output, e.g. Otsu)"),
     },
+    "hipsc_bf_3d_cells": {
+        "hipsc-bf-3d-cells": (None, "3D bright-field + cell labels → DNA, membrane, nuclear envelope, nucleus mask"),
+        "nucleus-in-cells": (
+            ["nucleus"],
+            "3D bright-field + cell labels → nucleus mask (fine-tune it on your stacks "
+            "with cells: COLUMN; `labelfree nuclei`)",
+        ),
+    },
     "hipsc_bf_2d": {
         "dna-2d": (["dna"], "2D bright-field plane → DNA (Hoechst-like)"),
         "nucleus-2d": (["nucleus"], "2D bright-field plane → nucleus mask"),
@@ -51,7 +59,12 @@ def synthetic_check(model: object, two_d: bool, seeds: range) -> dict[str, dict[
             z = int(np.flatnonzero(field.labels["nucleus"][0].any(axis=(1, 2))).mean())
             src = src.with_data(src.numpy()[:, :, z : z + 1], step="plane")
             image = image.with_data(image.numpy()[:, :, z : z + 1], step="plane")
-        pred = predict_image(model, src, PredictConfig())  # type: ignore[arg-type]
+        cells = None
+        if getattr(model, "cell_conditioned", False):  # the field's own cells as the second input
+            from subcell.image import Image
+
+            cells = Image(np.asarray(field.labels["cell"])[:, None], voxel_size=image.voxel_size)
+        pred = predict_image(model, src, PredictConfig(), cells=cells)  # type: ignore[arg-type]
         structures = [t for t in model.targets if t not in ("nucleus", "cell")]  # type: ignore[attr-defined]
         rows = evaluate_prediction(pred, image, channels=structures) if structures else []
         for r in rows:
@@ -76,7 +89,13 @@ def card(folder: str, meta: dict, names: dict, synthetic: dict, real: dict, code
         "",
         f"- **Names**: {', '.join(f'`{n}`' for n in names)} (`subcell labelfree models`; `--model NAME`, `init=NAME`)",
         f"- **Input**: one bright-field (transmitted light) channel, {'2D planes' if pre.get('two_d') else 'z-stacks'}, "
-        f"resampled to {tuple(meta['voxel_size_um'])} µm (z, y, x), z-scored per image",
+        f"resampled to {tuple(meta['voxel_size_um'])} µm (z, y, x), z-scored per image"
+        + (
+            "; and the cell instance labels of the same field (second input: each voxel's depth in its cell, "
+            f"{pre.get('drop_cells', 0):.0%} of the cells left out in training)"
+            if pre.get("cells")
+            else ""
+        ),
         f"- **Outputs**: {', '.join(meta['targets'])} (z-scored; masks as a score to threshold)",
         f"- **Network**: {meta['network']['preset']}, depth {meta['network']['depth']}, "
         f"{meta['parameters'] / 1e6:.2f} M parameters, float16 weights",

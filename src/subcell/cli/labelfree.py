@@ -133,7 +133,8 @@ def _warnings_to_stderr() -> Iterator[None]:
         yield
 
 
-def _predict_one(model: Any, src: Path, out: Path, cfg: Any, *, voxel_size: Any, overwrite: bool, quiet: bool) -> None:
+def _predict_one(model: Any, src: Path, out: Path, cfg: Any, *, voxel_size: Any, overwrite: bool, quiet: bool,
+                 cells: Path | None = None) -> None:  # fmt: skip
     from subcell.io import output_format, read, write
     from subcell.io._atomic import check_output
     from subcell.labelfree import predict_image, predict_to_zarr
@@ -141,6 +142,7 @@ def _predict_one(model: Any, src: Path, out: Path, cfg: Any, *, voxel_size: Any,
 
     check_output(out, overwrite=overwrite)
     image = read(src, voxel_size=voxel_size)
+    cell_labels = read(cells, voxel_size=voxel_size) if cells is not None else None
     fmt = output_format(out)
     device = resolve_device(cfg.device)
     chosen = precision_name(autocast_dtype(device, cfg.precision))
@@ -149,9 +151,9 @@ def _predict_one(model: Any, src: Path, out: Path, cfg: Any, *, voxel_size: Any,
 
     def go(progress: Any) -> None:
         if fmt == "ome-zarr":
-            predict_to_zarr(model, image, out, cfg, overwrite=overwrite, progress=progress)
+            predict_to_zarr(model, image, out, cfg, overwrite=overwrite, progress=progress, cells=cell_labels)
         else:
-            write(predict_image(model, image, cfg, progress=progress), out, overwrite=overwrite)
+            write(predict_image(model, image, cfg, progress=progress, cells=cell_labels), out, overwrite=overwrite)
 
     if quiet:
         go(None)
@@ -163,7 +165,8 @@ def _predict_one(model: Any, src: Path, out: Path, cfg: Any, *, voxel_size: Any,
 
 
 def _predict_regions(model: str, src: Path, out: Path, cfg: Any, *, voxel_size: Any, region_yx: int | None,
-                     scheduler: str | None, workers: int | None, overwrite: bool) -> None:  # fmt: skip
+                     scheduler: str | None, workers: int | None, overwrite: bool,
+                     cells: Path | None = None) -> None:  # fmt: skip
     """One large volume by regions, serially or on a Dask cluster (the same result as a whole-volume run)."""
     from subcell.errors import InputFileError, ValueRangeError
     from subcell.io import output_format, read
@@ -176,8 +179,10 @@ def _predict_regions(model: str, src: Path, out: Path, cfg: Any, *, voxel_size: 
         raise InputFileError("prediction by regions streams to OME-Zarr; use a .ome.zarr output", path=out)
     check_output(out, overwrite=overwrite)
     image = read(src, voxel_size=voxel_size)
+    cell_labels = read(cells, voxel_size=voxel_size) if cells is not None else None
     with cluster_executor(scheduler, workers=workers, what="regions") as (executor, where):
-        predict_regions_to_zarr(model, image, out, cfg, region_yx=region_yx, executor=executor, overwrite=overwrite)
+        predict_regions_to_zarr(model, image, out, cfg, region_yx=region_yx, executor=executor, overwrite=overwrite,
+                                cells=cell_labels)  # fmt: skip
     typer.echo(f"wrote {out} region by region ({region_yx} px regions{where}; same tiles as a whole-volume run)")
 
 
@@ -230,6 +235,14 @@ def predict(
         typer.Option("--scheduler", help="With --region-yx: regions on Dask (local, tcp://HOST:PORT, queue .yaml)."),
     ] = None,
     workers: WorkersOpt = None,
+    cells: Annotated[
+        Optional[Path],  # noqa: UP045
+        typer.Option(
+            "--cells",
+            help="Cell instance labels on the image's grid: the second input of a model "
+            "conditioned on the cell outlines (nucleus-in-cells or one fine-tuned from it).",
+        ),
+    ] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace existing outputs.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", help="No progress bar.")] = False,
 ) -> None:
@@ -245,7 +258,7 @@ def predict(
     })  # fmt: skip
     if region_yx is not None or scheduler is not None:
         _predict_regions(model, input, output, cfg, voxel_size=voxel_size, region_yx=region_yx,
-                         scheduler=scheduler, workers=workers, overwrite=overwrite)  # fmt: skip
+                         scheduler=scheduler, workers=workers, overwrite=overwrite, cells=cells)  # fmt: skip
         return
     from subcell.labelfree.cache import MODEL_CACHE
 
@@ -254,8 +267,12 @@ def predict(
         from subcell.io.files import TABLE_SUFFIXES
 
         if input.suffix.lower() in TABLE_SUFFIXES:
+            from subcell.errors import ValueRangeError
             from subcell.io import read_manifest
 
+            if cells is not None:
+                raise ValueRangeError("--cells names the labels of one image; predict a manifest's images one by one "
+                                      "to give each its cells", field="cells")  # fmt: skip
             rows = [r for r in read_manifest(input) if split is None or r.split == split]
             output.mkdir(parents=True, exist_ok=True)
             for r in rows:
@@ -263,7 +280,7 @@ def predict(
                 _predict_one(lf, r.source, output / f"{name}_prediction.ome.zarr", cfg,
                              voxel_size=r.voxel_size or voxel_size, overwrite=overwrite, quiet=quiet)  # fmt: skip
         else:
-            _predict_one(lf, input, output, cfg, voxel_size=voxel_size, overwrite=overwrite, quiet=quiet)
+            _predict_one(lf, input, output, cfg, voxel_size=voxel_size, overwrite=overwrite, quiet=quiet, cells=cells)
 
 
 @labelfree_app.command("nuclei")
@@ -276,8 +293,13 @@ def nuclei(
     ] = "nucleus",
     channel: Annotated[str, typer.Option("--channel", help="The model output to use.")] = "nucleus",
     prior_weight: Annotated[
-        float, typer.Option("--prior-weight", help="Weight of the cell depth against the prediction, in [0, 1].")
-    ] = 0.5,
+        Optional[float],  # noqa: UP045
+        typer.Option(
+            "--prior-weight",
+            help="Weight of the cell depth against the prediction, in [0, 1] (default "
+            "0.5; 0 with a model that takes the cells as input, e.g. a fine-tuned nucleus-in-cells).",
+        ),
+    ] = None,
     share: Annotated[
         Optional[float],  # noqa: UP045
         typer.Option("--share", help="Nucleus share of each cell's volume (default: Otsu's threshold)."),

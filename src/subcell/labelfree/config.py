@@ -130,6 +130,11 @@ class TrainConfig(BaseModel):
     loss_mask: str | None = Field(
         None, description="manifest mask column (e.g. mask_cell): the loss only counts voxels inside the mask"
     )
+    cells: str | None = Field(
+        None, description="manifest mask column of cell instance labels (e.g. mask_cell) that the model also takes "
+        "as input, as each voxel's depth in its cell: a model conditioned on the cell outlines, which then needs the "
+        "cells to predict (`labelfree predict --cells`, `labelfree nuclei`). Fine-tuning such a model needs it"
+    )  # fmt: skip
     foreground_fraction: float = Field(0.5, ge=0, le=1, description="share of patches centred on target foreground")
     augment: AugmentConfig = Field(default_factory=AugmentConfig)
     val_fraction: float = Field(0.2, ge=0, lt=1, description="images held out when the manifest has no val rows")
@@ -230,9 +235,10 @@ class NucleiConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     channel: str = Field("nucleus", description="the prediction's output to use (a nucleus mask model's, or dna)")
-    prior_weight: float = Field(
-        0.5, ge=0, le=1, description="weight of the cell depth (1 at a cell's centre, 0 at its edge) against the "
-        "prediction, both z-scored inside the cells: 0 the prediction alone, 1 the cell outlines alone"
+    prior_weight: float | None = Field(
+        None, ge=0, le=1, description="weight of the cell depth (1 at a cell's centre, 0 at its edge) against the "
+        "prediction, both z-scored inside the cells: 0 the prediction alone, 1 the cell outlines alone; default 0.5, "
+        "or 0 for a model that takes the cell outlines as input (it has used them already)"
     )  # fmt: skip
     share: float | None = Field(
         None, gt=0, lt=1, description="the nucleus share of each cell's volume (e.g. measured on training stacks): "
@@ -260,6 +266,14 @@ class PretrainConfig(BaseModel):
     overwrite: bool = False
     targets: list[str] = Field(default_factory=lambda: list(PRETRAIN_TARGETS), min_length=1)
     two_d: bool = Field(False, description="a 2D model trained on single planes (for 2D bright-field images)")
+    cells: bool = Field(
+        False, description="condition the model on the cell outlines: a second input, each voxel's depth in its "
+        "generated cell (the model then needs the user's cell labels to predict)"
+    )  # fmt: skip
+    drop_cells: float = Field(
+        0.3, ge=0, lt=1, description="with cells: share of the generated cells left out of that input (users' "
+        "segmentations label some cells of a field, not all)"
+    )  # fmt: skip
     voxel_size: tuple[float, float, float] = Field(
         (0.29, 0.29, 0.29), description="model voxel size (z, y, x) µm; fields are resampled to it"
     )
@@ -318,6 +332,9 @@ class PretrainConfig(BaseModel):
         if self.stop_at is not None and self.stop_at > self.iterations:
             raise ValueError(f"stop_at {self.stop_at} is beyond iterations {self.iterations}")
         _check_average_from(self.average_from, self.stop_at or self.iterations)
+        if self.cells and self.two_d:
+            # a field's depth is measured in 3D; a single plane's cells would give another depth at prediction
+            raise ValueError("cells: true is for 3D models; a 2D model cannot be conditioned on the cell outlines")
         return self
 
     @field_validator("randomization")

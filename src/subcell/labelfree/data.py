@@ -124,6 +124,29 @@ def _to_model_grid(arr: np.ndarray, voxel_size: VoxelSize, model_vs: VoxelSize) 
     return resample_linear(arr, voxel_size=voxel_size, target_voxel_size=model_vs)
 
 
+def _row_mask(row: ManifestRow, column: str, option: str, voxel_size: VoxelSize, shape: tuple[int, ...]) -> np.ndarray:
+    """The (T, Z, Y, X) mask or labels of a row's mask ``column`` (named by the config's ``option``)."""
+    from subcell.io import read
+
+    mpath = row.masks.get(column)
+    if mpath is None:
+        raise ManifestError(row.source, [f"row {row.row}, column '{column}': missing (config {option})"])
+    m = read(mpath, voxel_size=row.voxel_size or voxel_size).numpy()[:, 0]
+    if m.shape[1:] != shape[1:]:
+        raise MetadataError(f"mask shape {m.shape[1:]} does not match image {shape[1:]}", path=mpath)
+    return m
+
+
+def _cell_depth_on_grid(labels: np.ndarray, voxel_size: VoxelSize, model_vs: VoxelSize) -> np.ndarray:
+    """Each voxel's depth in its cell, on the labels' own grid, then resampled to the model grid as the image is
+    (what pretraining and prediction do too)."""
+    from subcell.labelfree.cell_prior import cell_depth
+
+    if labels.dtype.kind not in "iu" or labels.dtype.itemsize > 4:
+        labels = labels.astype(np.int64)
+    return _to_model_grid(cell_depth(labels, voxel_size.as_tuple())[None], voxel_size, model_vs)[0]
+
+
 def load_volumes(
     rows: Sequence[ManifestRow],
     *,
@@ -134,17 +157,19 @@ def load_volumes(
     patch_size: Sequence[int] | None = None,
     binarize_targets: bool = False,
     probability_targets: bool = False,
+    cells_column: str | None = None,
 ) -> tuple[list[Volume], VoxelSize, list[str], str]:
     """Read, resample and normalise manifest rows (one :class:`Volume` per row and timepoint).
 
     Targets are z-scored per image, or with ``probability_targets`` binarized (> 0) and kept in [0, 1] (masks for a
-    segmentation loss; resampling to the model grid softens their edges to fractions).
+    segmentation loss; resampling to the model grid softens their edges to fractions). With ``cells_column``, the
+    cell instance labels of that mask column become a second input channel, each voxel's depth in its cell
+    (:func:`~subcell.labelfree.cell_prior.cell_depth` on the model grid; a model conditioned on the cell outlines).
 
     Returns
     -------
     volumes, model voxel size, target names, input channel name
     """
-    from subcell.io import read
     from subcell.transforms.resample import resample
 
     volumes: list[Volume] = []
@@ -186,19 +211,15 @@ def load_volumes(
         ys = np.stack([_channel(tgt, c, path=row.target, field="target_channel") for c in ch_out], axis=1)
         if binarize_targets or probability_targets:
             ys = (ys > 0).astype(np.float32)
-        mask = None
-        if mask_column is not None:
-            mpath = row.masks.get(mask_column)
-            if mpath is None:
-                raise ManifestError(row.source, [f"row {row.row}, column '{mask_column}': missing (config loss_mask)"])
-            m = read(mpath, voxel_size=row.voxel_size or src.voxel_size).numpy()[:, 0]
-            if m.shape[1:] != x.shape[1:]:
-                raise MetadataError(f"mask shape {m.shape[1:]} does not match image {x.shape[1:]}", path=mpath)
-            mask = m
+        mask = _row_mask(row, mask_column, "loss_mask", src.voxel_size, x.shape) if mask_column else None
+        cells = _row_mask(row, cells_column, "cells", src.voxel_size, x.shape) if cells_column else None
         for t in range(x.shape[0]):
             if not np.all(np.isfinite(x[t])):
                 raise ValueRangeError("input contains NaN or Inf values", field=f"{row.source}: source")
             xi = normalize_input(_to_model_grid(x[t][None], src.voxel_size, model_vs), name=str(row.source))
+            if cells is not None:
+                xi = np.concatenate([xi, _cell_depth_on_grid(cells[t if cells.shape[0] > 1 else 0], src.voxel_size,
+                                                             model_vs)[None]])  # fmt: skip
             yi = _to_model_grid(ys[t], src.voxel_size, model_vs)
             mean = yi.reshape(yi.shape[0], -1).mean(axis=1)
             sd = yi.reshape(yi.shape[0], -1).std(axis=1)
@@ -274,6 +295,9 @@ class PatchSampler:
         What to draw per patch (:class:`~subcell.labelfree.config.AugmentConfig`); None: plain patches.
     yx_isotropic : bool
         Quarter turns only when the y and x voxel sizes agree (and the patch is square).
+    image_channels : int, optional
+        The leading input channels that are images: gain, offset, inversion, blur and noise change only these
+        (a cell-depth input after them is moved with the patch, never changed in value). Default: every channel.
     """
 
     def __init__(
@@ -284,6 +308,7 @@ class PatchSampler:
         foreground_fraction: float = 0.5,
         augment: AugmentConfig | None = None,
         yx_isotropic: bool = True,
+        image_channels: int | None = None,
     ) -> None:
         if not volumes:
             raise ValueRangeError("no training images", field="manifest")
@@ -291,6 +316,7 @@ class PatchSampler:
         self.patch = tuple(int(p) for p in patch_size)
         self.fg_fraction = foreground_fraction
         self.augment = augment
+        self.image_channels = image_channels
         self.rot_ok = yx_isotropic and self.patch[1] == self.patch[2]
         sizes = np.array(
             [np.prod([max(1, s - p + 1) for s, p in zip(v.shape, self.patch, strict=True)]) for v in volumes]
@@ -377,6 +403,9 @@ class PatchSampler:
         if d.rot90:
             arrays = [np.rot90(a, k=d.rot90, axes=(-2, -1)) for a in arrays]
         x, y, w = (np.ascontiguousarray(a, dtype=np.float32) for a in arrays)
+        # intensity changes are the microscope's: the image channels only, not a cell-depth input after them
+        k = self.image_channels
+        x, kept = (x, None) if k is None or k >= x.shape[0] else (x[:k], x[k:])
         if d.gain != 1.0 or d.offset != 0.0:
             x = x * d.gain + d.offset
         if d.invert:
@@ -387,6 +416,8 @@ class PatchSampler:
             x = gaussian_filter(x, sigma=[0.0] + [d.blur if p > 1 else 0.0 for p in self.patch], mode="reflect")
         if d.noise > 0:
             x = x + np.random.default_rng(d.noise_seed).normal(0.0, d.noise, x.shape).astype(np.float32)
+        if kept is not None:
+            x = np.concatenate([x, kept])
         return x, y, w
 
     def batch(self, rng: np.random.Generator, size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

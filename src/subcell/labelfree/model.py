@@ -15,13 +15,17 @@ from subcell.image import VoxelSize
 from subcell.labelfree.network import NetworkConfig, UNet, build_network
 from subcell.train.artifact import load_artifact, save_artifact
 
-__all__ = ["KIND", "PROBABILITY", "LabelFreeModel", "with_std"]
+__all__ = ["CELL_DEPTH", "KIND", "PROBABILITY", "LabelFreeModel", "with_std"]
 
 # ``normalization["target"]`` of a model trained with a segmentation loss: its network's outputs are logits, and
 # what it predicts is their sigmoid (a probability per voxel)
 PROBABILITY = "probability"
 
 KIND = "labelfree"
+
+# the name of the second input of a model conditioned on the cell outlines: each voxel's depth in its cell
+# (:func:`subcell.labelfree.cell_prior.cell_depth`: 1 at a cell's centre, towards 0 at its edge, 0 outside the cells)
+CELL_DEPTH = "cell_depth"
 
 
 def with_std(y: torch.Tensor, n_targets: int) -> torch.Tensor:
@@ -32,7 +36,8 @@ def with_std(y: torch.Tensor, n_targets: int) -> torch.Tensor:
 
 @dataclass
 class LabelFreeModel:
-    """Network + metadata. ``targets`` name the output channels, ``input_channel`` the expected input."""
+    """Network + metadata. ``targets`` name the output channels, ``input_channel`` the expected input;
+    ``cell_conditioned``: the network also takes :data:`CELL_DEPTH` of the user's cell labels as a second input."""
 
     network: UNet
     network_config: NetworkConfig
@@ -47,6 +52,7 @@ class LabelFreeModel:
     training: dict[str, Any] = field(default_factory=dict)
     config: dict[str, Any] = field(default_factory=dict)
     measured_halo: tuple[int, int, int] | None = field(default=None, repr=False)
+    cell_conditioned: bool = False
 
     @classmethod
     def create(
@@ -58,9 +64,17 @@ class LabelFreeModel:
         voxel_size: VoxelSize,
         uncertainty: bool = False,
         patch_size: tuple[int, int, int] = (32, 64, 64),
+        cell_conditioned: bool = False,
     ) -> LabelFreeModel:
-        net = build_network(network_config, in_channels=1, out_channels=len(targets), uncertainty=uncertainty)
-        return cls(net, network_config, input_channel, list(targets), voxel_size, uncertainty, patch_size)
+        net = build_network(network_config, in_channels=1 + cell_conditioned, out_channels=len(targets),
+                            uncertainty=uncertainty)  # fmt: skip
+        return cls(net, network_config, input_channel, list(targets), voxel_size, uncertainty, patch_size,
+                   cell_conditioned=cell_conditioned)  # fmt: skip
+
+    @property
+    def input_channels(self) -> list[str]:
+        """What the network's input channels are: the image channel, then :data:`CELL_DEPTH` when conditioned."""
+        return [self.input_channel, *([CELL_DEPTH] if self.cell_conditioned else [])]
 
     @property
     def divisor(self) -> tuple[int, int, int]:
@@ -76,7 +90,8 @@ class LabelFreeModel:
         if self.measured_halo is None:
             from subcell.labelfree.halo import edge_reach
 
-            self.measured_halo = edge_reach(self.network, self.patch_size, self.divisor)
+            self.measured_halo = edge_reach(self.network, self.patch_size, self.divisor,
+                                            in_channels=len(self.input_channels))  # fmt: skip
         return self.measured_halo
 
     percentiles: tuple[float, ...] = ()  # input percentiles preprocessing needs (z-scoring needs none)
@@ -142,13 +157,14 @@ class LabelFreeModel:
         return LabelFreeModel(
             net, self.network_config, self.input_channel, list(targets), self.voxel_size, self.uncertainty,
             self.patch_size, dict(self.normalization), training, dict(self.config), self.measured_halo,
+            self.cell_conditioned,
         )  # fmt: skip
 
     def metadata(self) -> dict[str, Any]:
         return {
             "kind": KIND,
             "network": self.network_config.model_dump(mode="json"),
-            "input_channels": [self.input_channel],
+            "input_channels": self.input_channels,
             "targets": self.targets,
             "voxel_size_um": list(self.voxel_size.as_tuple()),
             "uncertainty": self.uncertainty,
@@ -183,6 +199,9 @@ class LabelFreeModel:
         try:
             net_cfg = NetworkConfig.model_validate(meta["network"])
             targets = [str(t) for t in meta["targets"]]
+            inputs = [str(c) for c in meta["input_channels"]]
+            if len(inputs) > 2 or inputs[1:] not in ([], [CELL_DEPTH]):
+                raise ValueError(f"input_channels {inputs}: expected one image channel, optionally then {CELL_DEPTH!r}")
             model = cls.create(
                 net_cfg,
                 input_channel=str(meta["input_channels"][0]),
@@ -190,6 +209,7 @@ class LabelFreeModel:
                 voxel_size=VoxelSize(*meta["voxel_size_um"]),
                 uncertainty=bool(meta.get("uncertainty", False)),
                 patch_size=tuple(meta.get("patch_size", (32, 64, 64))),  # type: ignore[arg-type]
+                cell_conditioned=inputs[1:] == [CELL_DEPTH],
             )
         except (KeyError, IndexError, TypeError, ValueError) as exc:
             raise InputFileError(f"model.json is missing or has an invalid entry ({exc})", path=meta_path) from None

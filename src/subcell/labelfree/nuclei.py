@@ -119,7 +119,8 @@ def _frame_nuclei(pred: Image, t: int, lab: Any, cells: Image, cfg: NucleiConfig
         p = pred.data[t, 0] if volume is None else volume  # read box by box (lazy when the prediction is)
     else:  # this frame resampled onto the cells' grid, in memory
         p = align_to(pred.sel(t=t), cells.sel(t=0))[0, 0]
-    nuclei_by_cell(p, lab, cells.voxel_size, prior_weight=cfg.prior_weight, share=cfg.share, out=out,
+    weight = 0.5 if cfg.prior_weight is None else cfg.prior_weight  # no model known here: the default for one
+    nuclei_by_cell(p, lab, cells.voxel_size, prior_weight=weight, share=cfg.share, out=out,
                    cache_gb=cache_gb, found=found, progress=progress)  # fmt: skip
 
 
@@ -221,7 +222,25 @@ def nuclei_frames(
     base = predict or PredictConfig()
     for t in range(image.shape[0]):
         pcfg = base.model_copy(update={"output_grid": "input", "timepoints": [t]})
-        yield t, nuclei_in_cells(predict_image(model, image, pcfg), cells.sel(t=t if cells.shape[0] > 1 else 0), cfg)
+        frame_cells = cells.sel(t=t if cells.shape[0] > 1 else 0)
+        pred = predict_image(
+            model, image, pcfg, cells=_model_cells(model, image, frame_cells, _instance_labels(frame_cells, 0))
+        )
+        yield t, nuclei_in_cells(pred, frame_cells, cfg)
+
+
+def _model_cells(model: Any, image: Image, cells: Image, lab: Any) -> Image | None:
+    """The cells as the prediction's second input, on the bright-field's grid, for a model conditioned on them
+    (``lab``: one frame's instance labels on ``cells``' grid, held in memory for the depth); None for any other
+    model."""
+    if not getattr(model, "cell_conditioned", False):
+        return None
+    frame = Image(np.asarray(lab)[None, None], voxel_size=cells.voxel_size, channel_names=["cells"],
+                  provenance=cells.provenance)  # fmt: skip
+    if frame.shape[2:] != image.shape[2:] or not frame.voxel_size.isclose(image.voxel_size, rtol=0.02):
+        frame = frame.with_data(align_to(frame, image.sel(t=0), labels=True), step="align_to_image",
+                                voxel_size=image.voxel_size)  # fmt: skip
+    return frame
 
 
 def _checked(model: Any, image: Image, cells: Image, config: NucleiConfig | None) -> NucleiConfig:
@@ -233,6 +252,8 @@ def _checked(model: Any, image: Image, cells: Image, config: NucleiConfig | None
     if cfg.channel not in names:
         raise ChannelError(f"the model has no {cfg.channel!r} output; it has {names}", field="channel")
     _check_times(image.shape[0], cells, "bright-field")
+    if cfg.prior_weight is None:  # a model that took the cells as input has used the outlines already
+        cfg = cfg.model_copy(update={"prior_weight": 0.0 if getattr(model, "cell_conditioned", False) else 0.5})
     return cfg
 
 
@@ -279,7 +300,8 @@ def write_nuclei(
                 store = scratch / f"prediction_t{t}.ome.zarr"
                 pcfg = base.model_copy(update={"output_grid": "input", "timepoints": [t]})
                 tiles, cells_done = _stages(progress, f"frame {t + 1}/{n_t}")
-                predict_to_zarr(model, image, store, pcfg, levels=1, progress=tiles)  # read back at full resolution
+                predict_to_zarr(model, image, store, pcfg, levels=1, progress=tiles,  # read back at full resolution
+                                cells=_model_cells(model, image, cells, lab))  # fmt: skip
                 out = new("nuclei" if writer else f"nuclei_t{t}", lab.shape, lab.dtype, SCRATCH_CHUNKS)
                 frame: dict[int, bool] = {}
                 # the prediction's memory is free again: the same budget keeps what the first pass over the cells read

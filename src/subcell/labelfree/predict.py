@@ -25,7 +25,7 @@ from subcell.errors import ValueRangeError
 from subcell.image import Image, VoxelSize
 from subcell.labelfree.config import PredictConfig
 from subcell.labelfree.model import with_std
-from subcell.labelfree.predict_input import check_input, on_model_grid, resample_hint, row_source
+from subcell.labelfree.predict_input import cell_depth_input, check_input, on_model_grid, resample_hint, row_source
 from subcell.labelfree.predictor import Predictor, RowSink, RowSource, output_channel_names
 from subcell.labelfree.tile_plan import RESAMPLE_CHUNK, plan_tiles
 from subcell.train.host import release_freed, tune_allocator
@@ -366,18 +366,21 @@ def predict_image(
     config: PredictConfig | None = None,
     *,
     progress: Callable[[int, int], None] | None = None,
+    cells: Image | None = None,
 ) -> Image:
     """Predict every (selected) timepoint of ``image`` in memory; returns an :class:`Image` at the model grid
-    (``output_grid: model``) or at the input's voxel size and shape (``output_grid: input``)."""
+    (``output_grid: model``) or at the input's voxel size and shape (``output_grid: input``). ``cells``: the cell
+    labels on the image's grid, for a model conditioned on them (``model.cell_conditioned``; required there)."""
     cfg = config or PredictConfig()
     c, grid_vs, shape = check_input(model, image, cfg)
+    depth = cell_depth_input(model, image, cells)
     out_vs, out_shape = _output_grid(image, grid_vs, shape, cfg)
     names = output_channel_names(model)
     ts = _timepoints(image, cfg)
     out = np.zeros((len(ts), len(names), *out_shape), np.float32)
     summary: dict[str, Any] = {}
     for i, t in enumerate(ts):
-        src = row_source(image, t, c, grid_vs, shape, model)
+        src = row_source(image, t, c, grid_vs, shape, model, depth=depth)
 
         def sink(z0: int, rows: np.ndarray, y0: int = 0, i: int = i) -> None:
             out[i, :, z0 : z0 + rows.shape[1], y0 : y0 + rows.shape[2]] = rows
@@ -401,22 +404,25 @@ def predict_to_zarr(
     overwrite: bool = False,
     progress: Callable[[int, int], None] | None = None,
     levels: int | None = None,
+    cells: Image | None = None,
 ) -> Path:
     """Predict ``image`` (lazy is fine) straight into an OME-Zarr, row by row; memory bounded by tiles. When tile
     rows over whole planes do not fit ``memory_limit_gb``, lateral regions are predicted one after another
     (:func:`~subcell.labelfree.predict_regions.predict_regions_to_zarr`, same result). ``levels``: the store's
-    pyramid levels (default: until it fits 256 px; 1 for a prediction only read back at full resolution)."""
+    pyramid levels (default: until it fits 256 px; 1 for a prediction only read back at full resolution).
+    ``cells``: the cell labels on the image's grid, for a model conditioned on them (required there)."""
     from subcell.io import OmeZarrWriter
 
     cfg = config or PredictConfig()
     c, grid_vs, shape = check_input(model, image, cfg)
+    depth = cell_depth_input(model, image, cells)
     out_vs, out_shape = _output_grid(image, grid_vs, shape, cfg)
     region, cfg = _fit_memory(model, image, shape, grid_vs, cfg, _out_grid(shape, out_shape))
     if region is not None:
         from subcell.labelfree.predict_regions import predict_regions_to_zarr
 
         return predict_regions_to_zarr(model, image, output, cfg, region_yx=region, overwrite=overwrite,
-                                       progress=progress, levels=levels)  # fmt: skip
+                                       progress=progress, levels=levels, cells=cells)  # fmt: skip
     names = output_channel_names(model)
     ts = _timepoints(image, cfg)
     summary: dict[str, Any] = {"tile": None}
@@ -432,7 +438,7 @@ def predict_to_zarr(
         overwrite=overwrite,
     ) as writer:
         for i, t in enumerate(ts):
-            src = row_source(image, t, c, grid_vs, shape, model)
+            src = row_source(image, t, c, grid_vs, shape, model, depth=depth)
 
             def sink(z0: int, rows: np.ndarray, y0: int = 0, i: int = i) -> None:
                 where = (slice(i, i + 1), slice(None), slice(z0, z0 + rows.shape[1]), slice(y0, y0 + rows.shape[2]))

@@ -15,7 +15,7 @@ from subcell.image import Image, VoxelSize, materialize
 from subcell.labelfree.config import PredictConfig
 from subcell.labelfree.predictor import Predictor, RowSource
 
-__all__ = ["check_input", "on_model_grid", "resample_hint", "row_source", "stack_stats"]
+__all__ = ["cell_depth_input", "check_input", "on_model_grid", "resample_hint", "row_source", "stack_stats"]
 
 
 def check_input(model: Predictor, image: Image, cfg: PredictConfig) -> tuple[int, VoxelSize, tuple[int, int, int]]:
@@ -65,6 +65,40 @@ def check_input(model: Predictor, image: Image, cfg: PredictConfig) -> tuple[int
         shape, exact = resampled_grid(image.shape[2:], vs, mvs)
         return c, exact, shape
     return c, vs, image.shape[2:]  # type: ignore[return-value]
+
+
+def cell_depth_input(model: Predictor, image: Image, cells: Image | None) -> Image | None:
+    """The second input of a model conditioned on the cell outlines: each voxel's depth in its cell
+    (:func:`~subcell.labelfree.cell_prior.cell_depth`, one frame at a time) on ``image``'s grid, ``(T, 1, Z, Y, X)``
+    float32 in memory; None for a model without it. Checks that the cells are given exactly when the model takes
+    them, and that they lie on the image's grid (one frame for every timepoint, or one for all)."""
+    from subcell.labelfree.cell_prior import cell_depth
+
+    conditioned = bool(getattr(model, "cell_conditioned", False))
+    if conditioned and cells is None:
+        raise ValueRangeError("the model takes the cell outlines as a second input: give the cell labels "
+                              "(--cells LABELS; the cells need not all be labelled)", field="cells")  # fmt: skip
+    if cells is None:
+        return None
+    if not conditioned:
+        raise ValueRangeError("the model takes no cell outlines; cells are the input of a model conditioned on "
+                              "them (e.g. nucleus-in-cells)", path=cells.provenance.source, field="cells")  # fmt: skip
+    if cells.shape[2:] != image.shape[2:] or cells.shape[0] not in (1, image.shape[0]) or cells.shape[1] != 1:
+        raise MetadataError(f"cell labels of shape {cells.shape} (TCZYX) do not lie on the image's grid "
+                            f"{image.shape}: expected one channel and (Z, Y, X) {image.shape[2:]}",
+                            path=cells.provenance.source, field="cells")  # fmt: skip
+    vs = image.voxel_size
+    if not cells.voxel_size.isclose(vs, rtol=0.02):
+        raise MetadataError(f"cell labels at {cells.voxel_size.as_tuple()} µm, the image at {vs.as_tuple()} µm: "
+                            "they must share the grid", path=cells.provenance.source, field="voxel_size")  # fmt: skip
+    frames = []
+    for t in range(cells.shape[0]):
+        lab = np.asarray(materialize(cells.data[t, 0]))
+        if lab.dtype.kind not in "iub" or (lab.dtype.kind == "u" and lab.dtype.itemsize >= 8):
+            raise ValueRangeError(f"cell labels must be integers, got {lab.dtype}", path=cells.provenance.source,
+                                  field="cells")  # fmt: skip
+        frames.append(cell_depth(lab.astype(np.int64) if lab.dtype.kind == "b" else lab, (vs.z, vs.y, vs.x)))
+    return Image(np.stack(frames)[:, None], voxel_size=vs, channel_names=["cell_depth"])
 
 
 def resample_hint(grid_vs: VoxelSize) -> str:
@@ -184,7 +218,7 @@ def stack_stats(
 
 def row_source(
     image: Image, t: int, c: int, grid_vs: VoxelSize, shape: tuple[int, int, int], model: Predictor,
-    stats: dict[str, Any] | None = None,
+    stats: dict[str, Any] | None = None, depth: Image | None = None,
 ) -> RowSource:  # fmt: skip
     """Normalised input rows at the model grid: ``model.preprocess`` with the whole stack's statistics
     (:func:`stack_stats`, computed here unless given): subcell models z-score, a bioimage.io package applies its
@@ -194,8 +228,21 @@ def row_source(
     as the first request for all of its planes (a tiling whose rows span the whole depth asks exactly that once):
     one read of the file instead of two, with nothing more in memory than that row would hold (it is the row).
     A banded tiling's requests for all planes of a (Y, X) band are cut from it (the tile choice counts it).
+    ``depth`` (:func:`cell_depth_input`): a second channel, the cell depth of frame ``t`` (or the only frame) at
+    the same rows, resampled as the image is and not normalised.
     """
     raw_rows = _raw_rows(image, t, c, grid_vs, shape)
+    if depth is not None:
+        image_rows = _normalised_rows(image, t, c, grid_vs, shape, model, stats, raw_rows)
+        depth_rows = _raw_rows(depth, min(t, depth.shape[0] - 1), 0, grid_vs, shape)
+        return lambda *where: np.concatenate([image_rows(*where), depth_rows(*where)])
+    return _normalised_rows(image, t, c, grid_vs, shape, model, stats, raw_rows)
+
+
+def _normalised_rows(
+    image: Image, t: int, c: int, grid_vs: VoxelSize, shape: tuple[int, int, int], model: Predictor,
+    stats: dict[str, Any] | None, raw_rows: RowSource,
+) -> RowSource:  # fmt: skip
     held: list[np.ndarray] = []
     if stats is None and math.prod(shape) <= HELD_STACK_VOXELS:
         held.append(np.empty((1, *shape), np.float32))

@@ -33,7 +33,14 @@ from subcell.labelfree.predict import (
     predict_volume,
     runtime,
 )
-from subcell.labelfree.predict_input import check_input, on_model_grid, resample_hint, row_source, stack_stats
+from subcell.labelfree.predict_input import (
+    cell_depth_input,
+    check_input,
+    on_model_grid,
+    resample_hint,
+    row_source,
+    stack_stats,
+)
 from subcell.labelfree.predictor import Predictor, output_channel_names
 from subcell.labelfree.tile_plan import plan_tiles
 
@@ -58,7 +65,7 @@ def _predict_region(block: Any, *, job: dict[str, Any]) -> tuple[bool, dict[str,
     summary: dict[str, Any] = {}
     region = ys, xs = block.core[1:]
     for i, (t, stats) in enumerate(zip(job["timepoints"], job["stats"], strict=True)):
-        src = row_source(job["image"], t, job["channel"], job["grid_vs"], job["shape"], model, stats)
+        src = row_source(job["image"], t, job["channel"], job["grid_vs"], job["shape"], model, stats, job["depth"])
 
         def sink(z0: int, rows: np.ndarray, i: int = i) -> None:
             nonlocal finite
@@ -81,6 +88,7 @@ def predict_regions_to_zarr(
     overwrite: bool = False,
     progress: Callable[[int, int], None] | None = None,
     levels: int | None = None,
+    cells: Image | None = None,
 ) -> Path:
     """Predict ``image`` (lazy, at the model's voxel size) into an OME-Zarr, ``region_yx`` × ``region_yx`` regions
     at a time: blocks of a lateral :class:`~subcell.blocks.BlockGrid` through :func:`~subcell.blocks.map_blocks`
@@ -90,6 +98,8 @@ def predict_regions_to_zarr(
     bioimage.io package): workers load it themselves, once each. Serially (no ``executor``) it may also be a
     loaded model; ``progress`` gets (tiles done, tiles) of each region in turn. ``levels``: the store's pyramid
     levels (:class:`~subcell.io.OmeZarrWriter`; 1 for a prediction only read back at full resolution).
+    ``cells``: the cell labels on the image's grid, for a model conditioned on them (their depth is computed here
+    and sent with the job).
     """
     from subcell.io import OmeZarrWriter
 
@@ -103,6 +113,7 @@ def predict_regions_to_zarr(
     else:
         spec = lf = model
     c, grid_vs, shape = check_input(lf, image, cfg)
+    depth = cell_depth_input(lf, image, cells)
     if not on_model_grid(image, grid_vs, shape):
         raise ValueRangeError(f"the image ({image.voxel_size.as_tuple()} µm) is not on the model's grid "
                               f"({grid_vs.as_tuple()} µm): resample it first ({resample_hint(grid_vs)}), then "
@@ -126,7 +137,7 @@ def predict_regions_to_zarr(
     )  # fmt: skip
     try:
         job = {"model": spec, "cfg": cfg, "image": image, "channel": c, "grid_vs": grid_vs, "shape": shape,
-               "timepoints": ts, "stats": stats, "array": writer.level0, "progress": progress}  # fmt: skip
+               "timepoints": ts, "stats": stats, "array": writer.level0, "progress": progress, "depth": depth}  # fmt: skip
         # the regions are blocks of the block engine's lateral grid, run through its executor seam
         grid = BlockGrid(shape, (shape[0], region_yx, region_yx))
         done = map_blocks(partial(_predict_region, job=job), grid, executor=executor)

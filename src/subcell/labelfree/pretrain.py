@@ -65,7 +65,9 @@ def synthetic_volume(cfg: PretrainConfig, key: tuple[int, ...]) -> Volume:
     """One randomized synthetic field at the model's voxel size, as a training :class:`Volume`.
 
     Input: the bright-field stack after the randomized camera response, z-scored (per plane for 2D models,
-    which see one plane at a time). Targets: noise-free fluorescence of structures, or 0/1 masks for
+    which see one plane at a time); with ``cfg.cells`` a second channel, each voxel's depth in its cell
+    (:func:`~subcell.labelfree.cell_prior.cell_depth`) with a share ``cfg.drop_cells`` of the cells left out, as a
+    user's partial segmentation leaves them. Targets: noise-free fluorescence of structures, or 0/1 masks for
     ``nucleus`` / ``cell``, z-scored the same way. Patches are centred in cells (the foreground).
     """
     from subcell.synth import synth_field
@@ -83,19 +85,37 @@ def synthetic_volume(cfg: PretrainConfig, key: tuple[int, ...]) -> Volume:
         else:
             ys.append(image.channel(f"{t}_noise_free").numpy()[0, 0].astype(np.float32))
     cell = (field.labels["cell"][0] > 0).astype(np.float32)
+    depth = [_kept_cell_depth(np.asarray(field.labels["cell"][0]), scfg.voxel_size, cfg, key)] if cfg.cells else []
     src_vs = VoxelSize(*scfg.voxel_size)
     model_vs = VoxelSize(scfg.voxel_size[0], *cfg.voxel_size[1:]) if cfg.two_d else VoxelSize(*cfg.voxel_size)
-    stack = np.stack([bf, *ys, cell])
+    stack = np.stack([bf, *depth, *ys, cell])
     if not src_vs.isclose(model_vs):
         stack = resample_linear(stack, voxel_size=src_vs, target_voxel_size=model_vs)
     axes = (2, 3) if cfg.two_d else (1, 2, 3)
+    n_in = 1 + len(depth)
     x, _, _ = _zscore(stack[:1], axes)
-    y, mean, sd = _zscore(stack[1:-1], axes)
+    if depth:
+        x = np.concatenate([x, stack[1:n_in].astype(np.float32)])  # the depth as it is: 0 outside, 1 at the centre
+    y, mean, sd = _zscore(stack[n_in:-1], axes)
     fg = np.flatnonzero(stack[-1] > 0.5)
     return Volume(
         name=f"synthetic{'-'.join(map(str, key))}", input=x, target=y, weight=None, foreground=fg,
         target_mean=mean.reshape(len(ys), -1).mean(axis=1), target_std=sd.reshape(len(ys), -1).mean(axis=1),
     )  # fmt: skip
+
+
+def _kept_cell_depth(labels: np.ndarray, voxel_size: tuple[float, float, float], cfg: PretrainConfig,
+                     key: tuple[int, ...]) -> np.ndarray:  # fmt: skip
+    """The cell-depth input of a generated field: every cell's depth, with a share ``cfg.drop_cells`` of the cells
+    (drawn from the field's key, so the stream stays a function of the step) set to 0 as unlabelled."""
+    from subcell.labelfree.cell_prior import cell_depth
+
+    labels = labels.astype(np.int32, copy=False)
+    depth = cell_depth(labels, voxel_size)
+    ids = np.unique(labels[labels > 0])
+    dropped = ids[np.random.default_rng([cfg.seed, 0xD0, *key]).random(ids.size) < cfg.drop_cells]
+    depth[np.isin(labels, dropped)] = 0
+    return depth
 
 
 def _worker_died() -> SubcellError:
@@ -199,7 +219,8 @@ class FieldStream:
         for old in [i for i in self.cache if i not in ids]:
             del self.cache[old]
         vols = [self.volume(i) for i in ids]
-        sampler = PatchSampler(vols, self.patch, foreground_fraction=cfg.foreground_fraction, augment=cfg.augment)
+        sampler = PatchSampler(vols, self.patch, foreground_fraction=cfg.foreground_fraction, augment=cfg.augment,
+                               image_channels=1)  # fmt: skip
         return tuple(torch.from_numpy(a) for a in sampler.batch(rng, cfg.batch_size))
 
 
@@ -234,7 +255,7 @@ def pretrain_labelfree(
 
         raise ValueRangeError(f"patch_size {patch} must be a multiple of {div}", field="patch_size")
     model = LabelFreeModel.create(net_cfg, input_channel="brightfield", targets=list(cfg.targets),
-                                  voxel_size=model_vs, patch_size=patch)  # fmt: skip
+                                  voxel_size=model_vs, patch_size=patch, cell_conditioned=cfg.cells)  # fmt: skip
     device, ctx, rng, say = setup.device, setup.ctx, setup.rng, setup.say
     model.network.to(device)
     dtype = autocast_dtype(device, cfg.precision)

@@ -156,6 +156,14 @@ def _initial_model(config: TrainConfig, say: Callable[[str], None]) -> LabelFree
             f"uncertainty={config.uncertainty} but the initial model {config.init!r} has uncertainty={init.uncertainty}",
             field="uncertainty",
         )
+    if init.cell_conditioned != (config.cells is not None):
+        raise ValueRangeError(
+            f"the initial model {config.init!r} "
+            + ("takes the cell outlines as a second input; name the manifest's cell-label column with cells "
+               "(e.g. cells: mask_cell)" if init.cell_conditioned else
+               "takes no cell outlines; cells applies to a model conditioned on them (from scratch or from one)"),
+            field="cells",
+        )  # fmt: skip
     if config.norm_statistics == "frozen" and init.network_config.norm != "batch":
         raise ValueRangeError(
             f"norm_statistics: frozen, but the initial model {config.init!r} has {init.network_config.norm!r} "
@@ -227,7 +235,7 @@ def training_sampler(volumes: Sequence[Volume], cfg: TrainConfig, voxel_size: Vo
     its patch size, foreground fraction and augmentation; 90° turns only where y and x have the same voxel size."""
     yx_iso = math.isclose(voxel_size.y, voxel_size.x, rel_tol=1e-3)
     return PatchSampler(volumes, cfg.patch_size, foreground_fraction=cfg.foreground_fraction,
-                        augment=cfg.augment, yx_isotropic=yx_iso)  # fmt: skip
+                        augment=cfg.augment, yx_isotropic=yx_iso, image_channels=1)  # fmt: skip
 
 
 @isolated_torch_state
@@ -271,7 +279,7 @@ def train_labelfree(
     volumes, model_vs, targets, in_name = load_volumes(
         train_rows, input_channel=config.input_channel, targets=config.targets, voxel_size=vs,
         mask_column=config.loss_mask, binarize_targets=config.binarize_targets,
-        probability_targets=probability,
+        probability_targets=probability, cells_column=config.cells,
     )  # fmt: skip
     two_d = all(v.shape[0] == 1 for v in volumes)
     if init is not None and init.is_2d != two_d:
@@ -286,7 +294,7 @@ def train_labelfree(
     if val_rows:
         val_volumes, _, _, _ = load_volumes(
             val_rows, input_channel=in_name, targets=targets, voxel_size=model_vs, mask_column=config.loss_mask,
-            binarize_targets=config.binarize_targets, probability_targets=probability,
+            binarize_targets=config.binarize_targets, probability_targets=probability, cells_column=config.cells,
         )  # fmt: skip
     small = [v.name for v in [*volumes, *val_volumes] if any(s < p for s, p in zip(v.shape, patch, strict=True))]
     if small:
@@ -314,7 +322,7 @@ def train_labelfree(
         )
     model = LabelFreeModel.create(
         net_cfg, input_channel=in_name, targets=targets, voxel_size=model_vs, uncertainty=cfg.uncertainty,
-        patch_size=patch,
+        patch_size=patch, cell_conditioned=config.cells is not None,
     )  # fmt: skip
     if probability:  # the network's outputs are logits; prediction writes their sigmoid
         model.normalization["target"] = PROBABILITY

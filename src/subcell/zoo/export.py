@@ -173,6 +173,9 @@ def export_labelfree(
     """Write ``output`` (a ``.zip`` bioimage.io package) from ``model``; ``sample`` provides the test input."""
     from bioimageio.spec.model import v0_5
 
+    if model.cell_conditioned:  # bioimage.io runners feed one input tensor; the cell depth is computed by subcell
+        raise ValueRangeError("the model takes the cell outlines as a second input, which a bioimage.io package's "
+                              "single image input cannot carry; share the model folder instead", field="model")  # fmt: skip
     output = check_package_output(output, license=license, overwrite=overwrite)
     div = model.divisor
     # how far tile edges reach into the output (measured on the weights; what subcell's own predictor trims)

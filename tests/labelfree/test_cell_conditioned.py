@@ -1,0 +1,199 @@
+"""Models conditioned on the cell outlines: the cells' depth as a second input, in training, pretraining,
+prediction (whole and tiled) and ``labelfree nuclei``."""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from pydantic import ValidationError
+
+from subcell import Image, io
+from subcell.errors import MetadataError, ValueRangeError
+from subcell.labelfree import LabelFreeModel, PredictConfig, predict_image, train_labelfree
+from subcell.labelfree.cell_prior import cell_depth
+from subcell.labelfree.config import AugmentConfig, PretrainConfig
+from subcell.labelfree.data import PatchDraw, PatchSampler, Volume
+from tests.labelfree.conftest import VOXEL, paired_volume, tiny_config
+
+pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
+
+
+def cells_of(shape: tuple[int, int, int], shift: int = 0) -> np.ndarray:
+    """Four cells, the quadrants of the inner planes (ids 1-4), ``shift`` px along x."""
+    lab = np.zeros(shape, np.uint16)
+    z, y, x = shape
+    h, w = y // 2, x // 2
+    for i, (ys, xs) in enumerate([(slice(1, h), slice(1, w)), (slice(1, h), slice(w, x - 1)),
+                                  (slice(h, y - 1), slice(1, w)), (slice(h, y - 1), slice(w, x - 1))]):  # fmt: skip
+        lab[2 : z - 2, ys, xs] = i + 1
+    return np.roll(lab, shift, axis=2)
+
+
+def as_labels(lab: np.ndarray) -> Image:
+    return Image(lab[None, None], voxel_size=VOXEL, channel_names=["cells"])
+
+
+@pytest.fixture(scope="module")
+def cell_dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Three bright-field / DNA pairs with their cell labels (``mask_cell``), and a manifest."""
+    folder = tmp_path_factory.mktemp("cells")
+    rows = []
+    for i, split in enumerate(["train", "train", "val"]):
+        image = paired_volume(i)
+        io.write(image, folder / f"c{i}.ome.zarr")
+        io.write(as_labels(cells_of(image.shape[2:], shift=3 * i)), folder / f"c{i}_cells.ome.zarr")
+        rows.append([f"c{i}", f"c{i}.ome.zarr", "brightfield", f"c{i}.ome.zarr", "dna", f"c{i}_cells.ome.zarr", split])
+    with (folder / "manifest.csv").open("w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["id", "source", "source_channel", "target", "target_channel", "mask_cell", "split"])
+        w.writerows(rows)
+    return folder / "manifest.csv"
+
+
+@pytest.fixture(scope="module")
+def conditioned(cell_dataset: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("cond") / "model"
+    return train_labelfree(tiny_config(cell_dataset, out, iterations=4, cells="mask_cell")).folder  # type: ignore[return-value]
+
+
+def test_a_model_trained_with_cells_takes_their_depth_as_a_second_input(conditioned: Path) -> None:
+    model = LabelFreeModel.load(conditioned)
+    assert model.cell_conditioned and model.input_channels == ["brightfield", "cell_depth"]
+    assert model.network.in_channels == 2
+    image = paired_volume(7).channel("brightfield")
+    lab = cells_of(image.shape[2:])
+    pred = predict_image(model, image, PredictConfig(precision="fp32"), cells=as_labels(lab)).numpy()[0, 0]
+    # what the prediction must be: the network on the z-scored image and the cells' depth, whole
+    x = image.numpy()[0, 0].astype(np.float64)
+    x = ((x - x.mean()) / x.std()).astype(np.float32)
+    depth = cell_depth(lab, VOXEL)
+    with torch.no_grad():
+        direct = model.network.eval()(torch.from_numpy(np.stack([x, depth])[None]))[0, 0].numpy()
+    np.testing.assert_allclose(pred, direct, atol=1e-4)
+    tiled = predict_image(model, image, PredictConfig(precision="fp32", tile=(16, 24, 24)), cells=as_labels(lab))
+    np.testing.assert_allclose(tiled.numpy()[0, 0], pred, atol=1e-4)  # the depth is tiled with the image
+    other = predict_image(model, image, PredictConfig(precision="fp32"), cells=as_labels(cells_of(lab.shape, 9)))
+    assert np.abs(other.numpy()[0, 0] - pred).max() > 1e-3  # the cells change the prediction
+
+
+def test_prediction_refuses_missing_extra_or_misplaced_cells(conditioned: Path, tmp_path: Path) -> None:
+    model = LabelFreeModel.load(conditioned)
+    image = paired_volume(7).channel("brightfield")
+    with pytest.raises(ValueRangeError, match="second input") as err:
+        predict_image(model, image)
+    assert err.value.field == "cells"
+    with pytest.raises(MetadataError, match="grid"):
+        predict_image(model, image, cells=as_labels(cells_of((16, 48, 40))))
+    plain = dataclasses.replace(model, cell_conditioned=False)
+    with pytest.raises(ValueRangeError, match="takes no cell outlines"):
+        predict_image(plain, image, cells=as_labels(cells_of(image.shape[2:])))
+
+
+def test_fine_tuning_must_agree_with_the_initial_models_cell_input(
+    cell_dataset: Path, conditioned: Path, tmp_path: Path
+) -> None:
+    with pytest.raises(ValueRangeError, match="takes the cell outlines") as err:
+        train_labelfree(tiny_config(cell_dataset, tmp_path / "a", init=str(conditioned), iterations=1))
+    assert err.value.field == "cells"
+    plain = train_labelfree(tiny_config(cell_dataset, tmp_path / "plain", iterations=1)).folder
+    with pytest.raises(ValueRangeError, match="takes no cell outlines"):
+        train_labelfree(tiny_config(cell_dataset, tmp_path / "b", init=str(plain), iterations=1, cells="mask_cell"))
+    tuned = train_labelfree(tiny_config(cell_dataset, tmp_path / "c", init=str(conditioned), iterations=1,
+                                        cells="mask_cell"))  # fmt: skip
+    assert tuned.model.cell_conditioned
+
+
+def test_intensity_augmentation_changes_the_image_and_leaves_the_cell_depth_alone() -> None:
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(2, 8, 16, 16)).astype(np.float32)
+    vol = Volume("v", x, x[:1].copy(), None, np.arange(10), np.zeros(1), np.ones(1))
+    sampler = PatchSampler([vol], (8, 16, 16), augment=AugmentConfig(), image_channels=1)
+    draw = PatchDraw(0, (0, 0, 0), flip_x=True, rot90=1, gain=1.2, offset=0.3, invert=True, blur=1.0, noise=0.5)
+    geometric = dataclasses.replace(draw, gain=1.0, offset=0.0, invert=False, blur=0.0, noise=0.0)
+    got, _, _ = sampler.apply(draw)
+    moved, _, _ = sampler.apply(geometric)
+    np.testing.assert_array_equal(got[1], moved[1])  # the depth only moves with the patch
+    np.testing.assert_array_equal(moved[1], np.rot90(x[1, :, :, ::-1], 1, axes=(-2, -1)))
+    assert np.abs(got[0] - moved[0]).mean() > 0.5  # the image is changed
+    every = PatchSampler([vol], (8, 16, 16), augment=AugmentConfig())  # default: every channel is an image
+    assert np.abs(every.apply(draw)[0][1] - moved[1]).mean() > 0.5
+
+
+def test_pretraining_fields_carry_the_depth_of_the_cells_kept(tmp_path: Path) -> None:
+    from subcell.labelfree.pretrain import synthetic_volume
+
+    base = {
+        "output": tmp_path / "pre", "targets": ["nucleus"], "field_um": (8.0, 24.0, 24.0), "voxel_size": (0.5, 0.4, 0.4),
+        "network": {"preset": "resunet", "depth": 1, "base_channels": 4}, "patch_size": (8, 16, 16), "threads": 1,
+    }  # fmt: skip
+    plain = synthetic_volume(PretrainConfig.model_validate(base), (3,))
+    kept = synthetic_volume(PretrainConfig.model_validate({**base, "cells": True, "drop_cells": 0.0}), (3,))
+    half = PretrainConfig.model_validate({**base, "cells": True, "drop_cells": 0.5})
+    some = synthetic_volume(half, (3,))
+    assert plain.input.shape[0] == 1 and kept.input.shape[0] == 2
+    np.testing.assert_array_equal(kept.input[0], plain.input[0])  # the same field, the same image
+    np.testing.assert_array_equal(kept.target, plain.target)
+    depth = kept.input[1]
+    assert depth.min() >= 0 and depth.max() <= 1 and depth.max() > 0.5
+    inside = kept.target[0] > kept.target[0].min()  # nucleus voxels lie in cells: their depth is positive
+    assert (depth[inside] > 0).mean() > 0.95
+    # cells left out lose their depth, the others keep it; over a few fields some are left out, not all
+    left, total = 0, 0
+    for key in [(3,), (4,), (5,), (6,)]:
+        full = synthetic_volume(PretrainConfig.model_validate({**base, "cells": True, "drop_cells": 0.0}), key).input[1]
+        part = some.input[1] if key == (3,) else synthetic_volume(half, key).input[1]
+        assert np.all(part <= full + 1e-6)  # leaving cells out only removes depth (resampled linearly)
+        left, total = left + int((part > 0).sum()), total + int((full > 0).sum())
+    assert 0.2 * total < left < 0.8 * total
+    again = synthetic_volume(half, (3,))
+    np.testing.assert_array_equal(again.input, some.input)  # which cells are left out is part of the field's key
+    with pytest.raises(ValidationError, match="3D models"):
+        PretrainConfig.model_validate({**base, "cells": True, "two_d": True})
+
+
+def test_labelfree_nuclei_feeds_the_cells_to_a_conditioned_model_and_skips_the_prior(
+    conditioned: Path, tmp_path: Path
+) -> None:
+    from subcell.labelfree.nuclei import NucleiConfig, _checked, nuclei_frames, write_nuclei
+
+    model = LabelFreeModel.load(conditioned)
+    image = paired_volume(7).channel("brightfield")
+    lab = as_labels(cells_of(image.shape[2:]))
+    cfg = NucleiConfig(channel="dna")
+    assert _checked(model, image, lab, cfg).prior_weight == 0.0
+    assert _checked(dataclasses.replace(model, cell_conditioned=False), image, lab, cfg).prior_weight == 0.5
+    assert _checked(model, image, lab, NucleiConfig(channel="dna", prior_weight=0.3)).prior_weight == 0.3
+    pcfg = PredictConfig(precision="fp32")
+    in_memory = next(nuclei_frames(model, image, lab, cfg, pcfg))[1].numpy()
+    n = write_nuclei(model, image, lab, tmp_path / "n.ome.zarr", cfg, pcfg)
+    written = io.read(tmp_path / "n.ome.zarr").numpy()
+    np.testing.assert_array_equal(written, in_memory)  # both paths give the model the same cells
+    assert n == 4
+
+
+def test_a_conditioned_model_is_not_exported_to_bioimageio(conditioned: Path, tmp_path: Path) -> None:
+    from subcell.zoo.export import export_labelfree
+
+    with pytest.raises(ValueRangeError, match="second input"):
+        export_labelfree(LabelFreeModel.load(conditioned), paired_volume(7), tmp_path / "m.zip")
+
+
+def test_the_cli_asks_for_the_cells_in_one_line(conditioned: Path, tmp_path: Path) -> None:
+    from tests.conftest import subcell_cli
+
+    io.write(paired_volume(7).channel("brightfield"), tmp_path / "bf.ome.zarr")
+    args = ["labelfree", "predict", str(tmp_path / "bf.ome.zarr"), str(tmp_path / "p.ome.zarr"), "--model",
+            str(conditioned), "--quiet"]  # fmt: skip
+    r = subcell_cli(*args)
+    assert r.returncode != 0 and "--cells" in r.stderr and "Traceback" not in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert not (tmp_path / "p.ome.zarr").exists()
+    io.write(as_labels(cells_of((16, 48, 48))), tmp_path / "cells.ome.zarr")
+    r = subcell_cli(*args, "--cells", str(tmp_path / "cells.ome.zarr"))
+    assert r.returncode == 0, r.stderr
+    assert io.read(tmp_path / "p.ome.zarr").shape[1] == 1
