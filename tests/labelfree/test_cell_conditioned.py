@@ -89,6 +89,13 @@ def test_prediction_refuses_missing_extra_or_misplaced_cells(conditioned: Path, 
     assert err.value.field == "cells"
     with pytest.raises(MetadataError, match="grid"):
         predict_image(model, image, cells=as_labels(cells_of((16, 48, 40))))
+    # the one label rule: whole-number floats are ids (the same prediction), fractional values are refused
+    lab = cells_of(image.shape[2:])
+    ints = predict_image(model, image, PredictConfig(precision="fp32"), cells=as_labels(lab)).numpy()
+    floats = predict_image(model, image, PredictConfig(precision="fp32"), cells=as_labels(lab.astype(np.float32)))
+    np.testing.assert_array_equal(floats.numpy(), ints)
+    with pytest.raises(ValueRangeError, match="fractional"):
+        predict_image(model, image, cells=as_labels(lab.astype(np.float32) + 0.5))
     plain = dataclasses.replace(model, cell_conditioned=False)
     with pytest.raises(ValueRangeError, match="takes no cell outlines"):
         predict_image(plain, image, cells=as_labels(cells_of(image.shape[2:])))
@@ -112,7 +119,7 @@ def test_intensity_augmentation_changes_the_image_and_leaves_the_cell_depth_alon
     rng = np.random.default_rng(0)
     x = rng.normal(size=(2, 8, 16, 16)).astype(np.float32)
     vol = Volume("v", x, x[:1].copy(), None, np.arange(10), np.zeros(1), np.ones(1))
-    sampler = PatchSampler([vol], (8, 16, 16), augment=AugmentConfig(), image_channels=1)
+    sampler = PatchSampler([vol], (8, 16, 16), augment=AugmentConfig())  # one image channel, as every model has
     draw = PatchDraw(0, (0, 0, 0), flip_x=True, rot90=1, gain=1.2, offset=0.3, invert=True, blur=1.0, noise=0.5)
     geometric = dataclasses.replace(draw, gain=1.0, offset=0.0, invert=False, blur=0.0, noise=0.0)
     got, _, _ = sampler.apply(draw)
@@ -120,8 +127,8 @@ def test_intensity_augmentation_changes_the_image_and_leaves_the_cell_depth_alon
     np.testing.assert_array_equal(got[1], moved[1])  # the depth only moves with the patch
     np.testing.assert_array_equal(moved[1], np.rot90(x[1, :, :, ::-1], 1, axes=(-2, -1)))
     assert np.abs(got[0] - moved[0]).mean() > 0.5  # the image is changed
-    every = PatchSampler([vol], (8, 16, 16), augment=AugmentConfig())  # default: every channel is an image
-    assert np.abs(every.apply(draw)[0][1] - moved[1]).mean() > 0.5
+    both = PatchSampler([vol], (8, 16, 16), augment=AugmentConfig(), image_channels=2)  # were both images
+    assert np.abs(both.apply(draw)[0][1] - moved[1]).mean() > 0.5
 
 
 def test_pretraining_fields_carry_the_depth_of_the_cells_kept(tmp_path: Path) -> None:

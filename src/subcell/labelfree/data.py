@@ -140,11 +140,11 @@ def _row_mask(row: ManifestRow, column: str, option: str, voxel_size: VoxelSize,
 def _cell_depth_on_grid(labels: np.ndarray, voxel_size: VoxelSize, model_vs: VoxelSize) -> np.ndarray:
     """Each voxel's depth in its cell, on the labels' own grid, then resampled to the model grid as the image is
     (what pretraining and prediction do too)."""
+    from subcell.io import as_labels
     from subcell.labelfree.cell_prior import cell_depth
 
-    if labels.dtype.kind not in "iu" or labels.dtype.itemsize > 4:
-        labels = labels.astype(np.int64)
-    return _to_model_grid(cell_depth(labels, voxel_size.as_tuple())[None], voxel_size, model_vs)[0]
+    depth = cell_depth(as_labels(labels, what="cell labels"), voxel_size.as_tuple())
+    return _to_model_grid(depth[None], voxel_size, model_vs)[0]
 
 
 def load_volumes(
@@ -295,9 +295,9 @@ class PatchSampler:
         What to draw per patch (:class:`~subcell.labelfree.config.AugmentConfig`); None: plain patches.
     yx_isotropic : bool
         Quarter turns only when the y and x voxel sizes agree (and the patch is square).
-    image_channels : int, optional
-        The leading input channels that are images: gain, offset, inversion, blur and noise change only these
-        (a cell-depth input after them is moved with the patch, never changed in value). Default: every channel.
+    image_channels : int
+        The leading input channels that are images (a model has one): gain, offset, inversion, blur and noise
+        change only these; a cell-depth input after them moves with the patch and keeps its values.
     """
 
     def __init__(
@@ -308,7 +308,7 @@ class PatchSampler:
         foreground_fraction: float = 0.5,
         augment: AugmentConfig | None = None,
         yx_isotropic: bool = True,
-        image_channels: int | None = None,
+        image_channels: int = 1,
     ) -> None:
         if not volumes:
             raise ValueRangeError("no training images", field="manifest")
@@ -405,7 +405,7 @@ class PatchSampler:
         x, y, w = (np.ascontiguousarray(a, dtype=np.float32) for a in arrays)
         # intensity changes are the microscope's: the image channels only, not a cell-depth input after them
         k = self.image_channels
-        x, kept = (x, None) if k is None or k >= x.shape[0] else (x[:k], x[k:])
+        x, kept = (x, None) if k >= x.shape[0] else (x[:k], x[k:])
         if d.gain != 1.0 or d.offset != 0.0:
             x = x * d.gain + d.offset
         if d.invert:

@@ -200,7 +200,7 @@ class LabelFreeModel:
             net_cfg = NetworkConfig.model_validate(meta["network"])
             targets = [str(t) for t in meta["targets"]]
             inputs = [str(c) for c in meta["input_channels"]]
-            if len(inputs) > 2 or inputs[1:] not in ([], [CELL_DEPTH]):
+            if inputs[1:] not in ([], [CELL_DEPTH]):
                 raise ValueError(f"input_channels {inputs}: expected one image channel, optionally then {CELL_DEPTH!r}")
             model = cls.create(
                 net_cfg,

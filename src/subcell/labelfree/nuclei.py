@@ -119,8 +119,8 @@ def _frame_nuclei(pred: Image, t: int, lab: Any, cells: Image, cfg: NucleiConfig
         p = pred.data[t, 0] if volume is None else volume  # read box by box (lazy when the prediction is)
     else:  # this frame resampled onto the cells' grid, in memory
         p = align_to(pred.sel(t=t), cells.sel(t=0))[0, 0]
-    weight = 0.5 if cfg.prior_weight is None else cfg.prior_weight  # no model known here: the default for one
-    nuclei_by_cell(p, lab, cells.voxel_size, prior_weight=weight, share=cfg.share, out=out,
+    assert cfg.prior_weight is not None  # resolved by _resolved
+    nuclei_by_cell(p, lab, cells.voxel_size, prior_weight=cfg.prior_weight, share=cfg.share, out=out,
                    cache_gb=cache_gb, found=found, progress=progress)  # fmt: skip
 
 
@@ -184,7 +184,7 @@ def nuclei_in_cells(
     Image
         ``(T, 1, Z, Y, X)`` labels named ``nucleus`` with the cells' voxel size and ids.
     """
-    cfg = config or NucleiConfig()
+    cfg = _resolved(config or NucleiConfig(), cell_conditioned=False)  # a prediction: no model to ask
     if cfg.channel not in prediction.channel_names:
         raise ChannelError(f"the prediction has no {cfg.channel!r} output; it has {list(prediction.channel_names)}",
                            field="channel")  # fmt: skip
@@ -223,18 +223,18 @@ def nuclei_frames(
     for t in range(image.shape[0]):
         pcfg = base.model_copy(update={"output_grid": "input", "timepoints": [t]})
         frame_cells = cells.sel(t=t if cells.shape[0] > 1 else 0)
-        pred = predict_image(
-            model, image, pcfg, cells=_model_cells(model, image, frame_cells, _instance_labels(frame_cells, 0))
-        )
+        pred = predict_image(model, image, pcfg, cells=_model_cells(model, image, frame_cells))
         yield t, nuclei_in_cells(pred, frame_cells, cfg)
 
 
-def _model_cells(model: Any, image: Image, cells: Image, lab: Any) -> Image | None:
+def _model_cells(model: Any, image: Image, cells: Image, lab: Any = None) -> Image | None:
     """The cells as the prediction's second input, on the bright-field's grid, for a model conditioned on them
-    (``lab``: one frame's instance labels on ``cells``' grid, held in memory for the depth); None for any other
-    model."""
-    if not getattr(model, "cell_conditioned", False):
+    (``lab``: the frame's instance labels on ``cells``' grid when already made, else made here from its first
+    frame; held in memory for the depth); None, with nothing computed, for any other model."""
+    if not model.cell_conditioned:
         return None
+    if lab is None:
+        lab = _instance_labels(cells, 0)
     frame = Image(np.asarray(lab)[None, None], voxel_size=cells.voxel_size, channel_names=["cells"],
                   provenance=cells.provenance)  # fmt: skip
     if frame.shape[2:] != image.shape[2:] or not frame.voxel_size.isclose(image.voxel_size, rtol=0.02):
@@ -252,9 +252,15 @@ def _checked(model: Any, image: Image, cells: Image, config: NucleiConfig | None
     if cfg.channel not in names:
         raise ChannelError(f"the model has no {cfg.channel!r} output; it has {names}", field="channel")
     _check_times(image.shape[0], cells, "bright-field")
-    if cfg.prior_weight is None:  # a model that took the cells as input has used the outlines already
-        cfg = cfg.model_copy(update={"prior_weight": 0.0 if getattr(model, "cell_conditioned", False) else 0.5})
-    return cfg
+    return _resolved(cfg, cell_conditioned=model.cell_conditioned)
+
+
+def _resolved(cfg: NucleiConfig, *, cell_conditioned: bool) -> NucleiConfig:
+    """``cfg`` with its default prior weight made concrete: 0 for a model that took the cells as input (it has used
+    the outlines already), 0.5 otherwise."""
+    if cfg.prior_weight is not None:
+        return cfg
+    return cfg.model_copy(update={"prior_weight": 0.0 if cell_conditioned else 0.5})
 
 
 def write_nuclei(

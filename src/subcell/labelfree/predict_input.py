@@ -72,9 +72,10 @@ def cell_depth_input(model: Predictor, image: Image, cells: Image | None) -> Ima
     (:func:`~subcell.labelfree.cell_prior.cell_depth`, one frame at a time) on ``image``'s grid, ``(T, 1, Z, Y, X)``
     float32 in memory; None for a model without it. Checks that the cells are given exactly when the model takes
     them, and that they lie on the image's grid (one frame for every timepoint, or one for all)."""
+    from subcell.io import as_labels
     from subcell.labelfree.cell_prior import cell_depth
 
-    conditioned = bool(getattr(model, "cell_conditioned", False))
+    conditioned = model.cell_conditioned
     if conditioned and cells is None:
         raise ValueRangeError("the model takes the cell outlines as a second input: give the cell labels "
                               "(--cells LABELS; the cells need not all be labelled)", field="cells")  # fmt: skip
@@ -92,12 +93,9 @@ def cell_depth_input(model: Predictor, image: Image, cells: Image | None) -> Ima
         raise MetadataError(f"cell labels at {cells.voxel_size.as_tuple()} µm, the image at {vs.as_tuple()} µm: "
                             "they must share the grid", path=cells.provenance.source, field="voxel_size")  # fmt: skip
     frames = []
-    for t in range(cells.shape[0]):
-        lab = np.asarray(materialize(cells.data[t, 0]))
-        if lab.dtype.kind not in "iub" or (lab.dtype.kind == "u" and lab.dtype.itemsize >= 8):
-            raise ValueRangeError(f"cell labels must be integers, got {lab.dtype}", path=cells.provenance.source,
-                                  field="cells")  # fmt: skip
-        frames.append(cell_depth(lab.astype(np.int64) if lab.dtype.kind == "b" else lab, (vs.z, vs.y, vs.x)))
+    for t in range(cells.shape[0]):  # the one label rule (integers, a mask, or floats of whole numbers)
+        lab = as_labels(cells.data[t, 0], path=cells.provenance.source, what="cell labels")
+        frames.append(cell_depth(lab, (vs.z, vs.y, vs.x)))
     return Image(np.stack(frames)[:, None], voxel_size=vs, channel_names=["cell_depth"])
 
 

@@ -23,6 +23,7 @@ class Predictor(Protocol):
     uncertainty: bool
     percentiles: Any
     voxel_size_known: bool
+    cell_conditioned: bool  # takes the cell labels' depth as a second input (predict_input.cell_depth_input)
 
     @property
     def halo(self) -> tuple[int, int, int]: ...  # output voxels unreliable at tile edges

@@ -219,8 +219,7 @@ class FieldStream:
         for old in [i for i in self.cache if i not in ids]:
             del self.cache[old]
         vols = [self.volume(i) for i in ids]
-        sampler = PatchSampler(vols, self.patch, foreground_fraction=cfg.foreground_fraction, augment=cfg.augment,
-                               image_channels=1)  # fmt: skip
+        sampler = PatchSampler(vols, self.patch, foreground_fraction=cfg.foreground_fraction, augment=cfg.augment)
         return tuple(torch.from_numpy(a) for a in sampler.batch(rng, cfg.batch_size))
 
 

@@ -235,7 +235,7 @@ def training_sampler(volumes: Sequence[Volume], cfg: TrainConfig, voxel_size: Vo
     its patch size, foreground fraction and augmentation; 90° turns only where y and x have the same voxel size."""
     yx_iso = math.isclose(voxel_size.y, voxel_size.x, rel_tol=1e-3)
     return PatchSampler(volumes, cfg.patch_size, foreground_fraction=cfg.foreground_fraction,
-                        augment=cfg.augment, yx_isotropic=yx_iso, image_channels=1)  # fmt: skip
+                        augment=cfg.augment, yx_isotropic=yx_iso)  # fmt: skip
 
 
 @isolated_torch_state

@@ -86,6 +86,7 @@ class PackagedModel:
     source: Path
     name: str = ""
     voxel_size_known: bool = True
+    cell_conditioned: bool = False  # a package has one image input
     uncertainty: bool = False
     is_2d: bool = False
     training: dict[str, Any] = field(default_factory=dict)
