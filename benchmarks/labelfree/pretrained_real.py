@@ -38,6 +38,8 @@ its nucleus probability scored like every arm; no time budget (fitting takes abo
 ``--cells`` (allen): the trained arms take the cell labels as a second input (``cells: mask_cell``, each voxel's
 depth in its cell), and every model conditioned on them (``--init nucleus-in-cells``, zero-shot too) predicts with
 the held-out stack's cell labels, the labels the scores are computed inside anyway.
+``--tta`` (allen): every model arm predicts with the flips in y and x averaged (``PredictConfig.tta``); with
+``--rescore`` it scores saved models that way without training.
 
 ``mcf7``: 2D bright-field → Hoechst, 18 train / 2 val / 4 test tiles (the split of ``real_data.py``). Arms as above
 with the shipped ``dna-2d`` model. Scores per test tile: Pearson r with Hoechst and Dice of the Otsu-thresholded
@@ -168,7 +170,7 @@ def _pixel_classifier(data: Path, train: list[str], test: str, seed: int) -> obj
     return image.with_data(p.reshape(cells.shape), step="pixel_classifier", dims="ZYX", channel_names=["nucleus"])  # type: ignore[attr-defined]
 
 
-def _allen_scores(model: object, data: Path, test: str, prediction: object = None) -> dict[str, float]:
+def _allen_scores(model: object, data: Path, test: str, prediction: object = None, tta: bool = False) -> dict[str, float]:
     """r and Dice inside the cells of the held-out stack, of the model's ``nucleus`` output: Otsu's threshold
     inside the cells (every arm), also with one object per cell kept (each cell's largest piece, holes filled:
     :func:`~subcell.labelfree.cell_prior.nuclei_from_score`), and for a
@@ -184,7 +186,7 @@ def _allen_scores(model: object, data: Path, test: str, prediction: object = Non
         pred = _on_grid(image)
     else:  # a model conditioned on the cell outlines gets the stack's cell labels as its second input
         cells_in = io.read(data / folder / cell, voxel_size=vs) if getattr(model, "cell_conditioned", False) else None
-        pred = predict_image(model, image, PredictConfig(), cells=cells_in)  # type: ignore[arg-type]
+        pred = predict_image(model, image, PredictConfig(tta=tta), cells=cells_in)  # type: ignore[arg-type]
     nuc = align_to(io.read(data / folder / dna, voxel_size=vs), pred, labels=True)[0, 0] > 0
     cell_labels = align_to(io.read(data / folder / cell, voxel_size=vs), pred, labels=True)[0, 0].astype(np.int32)
     cells = cell_labels > 0
@@ -226,7 +228,7 @@ def _allen_scores(model: object, data: Path, test: str, prediction: object = Non
 
 def allen(data: Path, work: Path, minutes: float, arms: list[str],
           voxel_size: tuple[float, float, float] = (0.29, 0.29, 0.29), seed: int = 0,
-          init: str = "nucleus", rescore: bool = False, cells: bool = False) -> dict[str, object]:  # fmt: skip
+          init: str = "nucleus", rescore: bool = False, cells: bool = False, tta: bool = False) -> dict[str, object]:  # fmt: skip
     results: dict[str, object] = {}
     for test in ALLEN:
         train = [k for k in ALLEN if k != test]
@@ -262,7 +264,7 @@ def allen(data: Path, work: Path, minutes: float, arms: list[str],
                 model = res.model
                 model.network.eval()
                 info = {"steps": res.summary["steps"], "seconds": res.summary["seconds"]}
-            fold[arm] = {**info, **_allen_scores(model, data, test), "wall_s": time.perf_counter() - t0}
+            fold[arm] = {**info, **_allen_scores(model, data, test, tta=tta), "wall_s": time.perf_counter() - t0}
             print(test, arm, fold[arm], flush=True)
         results[test] = fold
     summary = {
@@ -274,7 +276,7 @@ def allen(data: Path, work: Path, minutes: float, arms: list[str],
         for arm in arms
     }
     return {"folds": results, "mean": summary, "minutes_per_trained_arm": minutes, "scratch_voxel_size": voxel_size,
-            "seed": seed, "init": init, "cells_as_input": cells}  # fmt: skip
+            "seed": seed, "init": init, "cells_as_input": cells, "tta": tta}  # fmt: skip
 
 
 def _mcf7_manifest(data: Path, path: Path) -> Path:
@@ -367,6 +369,8 @@ def main() -> None:
         action="store_true",
         help="allen: score the models the last run of these arms left in --work again (new scores), without training",
     )
+    ap.add_argument("--tta", action="store_true", help="allen: every model arm predicts with test-time flips in y "
+                    "and x (`PredictConfig.tta`, 4x the prediction time)")  # fmt: skip
     args = ap.parse_args()
     data = Path(os.environ.get("SUBCELL_TEST_DATA", "../shared/data")).resolve()
     args.work.mkdir(parents=True, exist_ok=True)
@@ -386,6 +390,7 @@ def main() -> None:
             args.init or "nucleus",
             args.rescore,
             args.cells,
+            args.tta,
         )
     else:
         out = mcf7(data, args.work, args.minutes, arms, args.init or "dna-2d", grid or (1.0, 0.3, 0.3), args.seed)
