@@ -170,7 +170,9 @@ def _pixel_classifier(data: Path, train: list[str], test: str, seed: int) -> obj
     return image.with_data(p.reshape(cells.shape), step="pixel_classifier", dims="ZYX", channel_names=["nucleus"])  # type: ignore[attr-defined]
 
 
-def _allen_scores(model: object, data: Path, test: str, prediction: object = None, tta: bool = False) -> dict[str, float]:
+def _allen_scores(
+    model: object, data: Path, test: str, prediction: object = None, tta: bool = False
+) -> dict[str, float]:
     """r and Dice inside the cells of the held-out stack, of the model's ``nucleus`` output: Otsu's threshold
     inside the cells (every arm), also with one object per cell kept (each cell's largest piece, holes filled:
     :func:`~subcell.labelfree.cell_prior.nuclei_from_score`), and for a
