@@ -374,6 +374,8 @@ def main() -> None:
     ap.add_argument("--tta", action="store_true", help="allen: every model arm predicts with test-time flips in y "
                     "and x (`PredictConfig.tta`, 4x the prediction time)")  # fmt: skip
     args = ap.parse_args()
+    if args.which != "allen" and (args.cells or args.tta or args.rescore):
+        ap.error("--cells, --tta and --rescore apply to allen only")
     data = Path(os.environ.get("SUBCELL_TEST_DATA", "../shared/data")).resolve()
     args.work.mkdir(parents=True, exist_ok=True)
     arms = args.arms.split(",")
