@@ -19,7 +19,13 @@ from subcell.errors import ChannelError, MetadataError, ValueRangeError
 from subcell.image import Image
 from subcell.labelfree.cell_prior import cell_depth, deepest_in_cells, nuclei_by_cell
 
-__all__ = ["align_to", "evaluate_prediction", "mask_scores"]
+__all__ = ["align_to", "evaluate_prediction", "mask_scores", "on_grid_of"]
+
+
+def on_grid_of(image: Image, reference: Image) -> bool:
+    """Whether ``image`` already lies on ``reference``'s grid: the same (Z, Y, X) shape and voxel size (within 2 %,
+    the tolerance :func:`align_to` resamples beyond), so aligning it would change nothing."""
+    return image.shape[2:] == reference.shape[2:] and image.voxel_size.isclose(reference.voxel_size, rtol=0.02)
 
 
 def align_to(image: Image, reference: Image, *, labels: bool = False) -> np.ndarray:

@@ -39,7 +39,7 @@ from subcell.errors import ChannelError, MetadataError
 from subcell.image import Image
 from subcell.labelfree.cell_prior import nuclei_by_cell, slab_planes
 from subcell.labelfree.config import NucleiConfig
-from subcell.labelfree.evaluate import align_to
+from subcell.labelfree.evaluate import align_to, on_grid_of
 
 __all__ = ["NucleiConfig", "nuclei_frames", "nuclei_in_cells", "write_nuclei"]
 
@@ -115,7 +115,7 @@ def _frame_nuclei(pred: Image, t: int, lab: Any, cells: Image, cfg: NucleiConfig
     written into ``out``; ``found`` gets each cell's id and whether it got a nucleus. ``volume``: the same frame as
     a ``(Z, Y, X)`` array that reads boxes faster than ``pred.data`` (:func:`subcell.io._ngff.level0_volume`), used
     on the cells' grid."""
-    if pred.shape[2:] == cells.shape[2:] and pred.voxel_size.isclose(cells.voxel_size, rtol=0.02):
+    if on_grid_of(pred, cells):
         p = pred.data[t, 0] if volume is None else volume  # read box by box (lazy when the prediction is)
     else:  # this frame resampled onto the cells' grid, in memory
         p = align_to(pred.sel(t=t), cells.sel(t=0))[0, 0]
@@ -237,7 +237,7 @@ def _model_cells(model: Any, image: Image, cells: Image, lab: Any = None) -> Ima
         lab = _instance_labels(cells, 0)
     frame = Image(np.asarray(lab)[None, None], voxel_size=cells.voxel_size, channel_names=["cells"],
                   provenance=cells.provenance)  # fmt: skip
-    if frame.shape[2:] != image.shape[2:] or not frame.voxel_size.isclose(image.voxel_size, rtol=0.02):
+    if not on_grid_of(frame, image):
         frame = frame.with_data(align_to(frame, image.sel(t=0), labels=True), step="align_to_image",
                                 voxel_size=image.voxel_size)  # fmt: skip
     return frame
