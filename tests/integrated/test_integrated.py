@@ -131,13 +131,18 @@ def test_bad_requests_are_one_line_errors(trained, toy_store, tmp_path) -> None:
 
 
 def test_interrupted_training_resumes_exactly(toy_store, tmp_path) -> None:  # type: ignore[no-untyped-def]
-    full = train_integrated(TrainConfig.model_validate(toy_config(toy_store, tmp_path / "full", iterations=20)))
-    cfg = TrainConfig.model_validate(toy_config(toy_store, tmp_path / "part", iterations=20))
-    first = train_integrated(cfg, stop_after=13)
+    def cfg(out: str) -> TrainConfig:
+        return TrainConfig.model_validate(toy_config(toy_store, tmp_path / out, iterations=8, checkpoint_every=4))
+
+    full = train_integrated(cfg("full"))
+    first = train_integrated(cfg("part"), stop_after=6)  # reference interrupted at step 6, its checkpoint at 4
     assert first.folder is None and not (tmp_path / "part").exists()
-    cfg2 = TrainConfig.model_validate(toy_config(toy_store, tmp_path / "part", iterations=20))
-    train_integrated(cfg2, stop_after=15)  # reference resumes from step 10 and finishes; conditional interrupted
-    resumed = train_integrated(cfg2)
+    # reference resumes from step 4 and finishes; conditional interrupted at step 6, its checkpoint at 4
+    second = train_integrated(cfg("part"), stop_after=6)
+    assert second.folder is None and second.histories["conditional"].interrupted
+    ran: list[tuple[str, int]] = []
+    resumed = train_integrated(cfg("part"), on_step=lambda kind, info: ran.append((kind, info.step)))
+    assert ran == [("conditional", s) for s in (5, 6, 7, 8)]  # the reference is done; conditional from step 4
     a, b = full.model.net.state_dict(), resumed.model.net.state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a)
 

@@ -15,6 +15,35 @@ from subcell.labelfree.pretrain import FieldStream, pretrain_labelfree, syntheti
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 
+# config fields that say how a run trains, not which fields it generates
+_NOT_THE_FIELDS = {"output", "overwrite", "iterations", "max_minutes", "stop_at", "lr", "lr_schedule", "average_from",
+                   "validate_every", "checkpoint_every", "resume", "field_workers", "prefetch", "threads"}  # fmt: skip
+_MADE: dict[tuple[str, tuple[int, ...]], object] = {}
+
+
+@pytest.fixture(autouse=True)
+def _fields_made_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Most tests here run the same few tiny pretrainings several times over to compare them (stopped, averaged,
+    resumed), and making their fields is most of their time. A field is a pure function of the generator's part of
+    the config and its key (the first two tests check that), so the fields made in this process are kept and
+    handed out as copies. Worker processes still make their own, which the worker test compares with these."""
+    import copy
+    import functools
+
+    import subcell.labelfree.pretrain as pretrain
+
+    real = pretrain.synthetic_volume
+
+    # wraps: pickled for a worker process by its module and name, which there is the real function
+    @functools.wraps(real)
+    def once(cfg: PretrainConfig, key: tuple[int, ...]) -> object:
+        k = (cfg.model_dump_json(exclude=_NOT_THE_FIELDS), tuple(key))
+        if k not in _MADE:
+            _MADE[k] = real(cfg, key)
+        return copy.deepcopy(_MADE[k])
+
+    monkeypatch.setattr(pretrain, "synthetic_volume", once)
+
 
 def _cfg(tmp_path: Path, **kw: object) -> PretrainConfig:
     base: dict[str, object] = {
