@@ -18,7 +18,17 @@ import numpy as np
 from subcell._version import __version__
 from subcell.errors import ChannelError, ValueRangeError
 
-__all__ = ["AXES", "Image", "Provenance", "VoxelSize", "dask_scheduler", "expand_to_tczyx", "is_lazy", "materialize"]
+__all__ = [
+    "AXES",
+    "SAME_GRID_RTOL",
+    "Image",
+    "Provenance",
+    "VoxelSize",
+    "dask_scheduler",
+    "expand_to_tczyx",
+    "is_lazy",
+    "materialize",
+]
 
 AXES = "TCZYX"
 
@@ -52,6 +62,11 @@ def materialize(data: Any) -> np.ndarray:
     if not hasattr(data, "compute"):
         return np.asarray(data)
     return np.asarray(data.compute(scheduler=dask_scheduler()))
+
+
+# voxel sizes that agree within this relative tolerance count as one grid: data on one is used on the other as it is,
+# not resampled (a 2 % scale moves a voxel by one in fifty); one value for every such check (predict, cells, align, export)
+SAME_GRID_RTOL = 0.02
 
 
 @dataclass(frozen=True)

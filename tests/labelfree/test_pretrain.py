@@ -21,12 +21,13 @@ _NOT_THE_FIELDS = {"output", "overwrite", "iterations", "max_minutes", "stop_at"
 _MADE: dict[tuple[str, tuple[int, ...]], object] = {}
 
 
-@pytest.fixture(autouse=True)
-def _fields_made_once(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Most tests here run the same few tiny pretrainings several times over to compare them (stopped, averaged,
-    resumed), and making their fields is most of their time. A field is a pure function of the generator's part of
-    the config and its key (the first two tests check that), so the fields made in this process are kept and
-    handed out as copies. Worker processes still make their own, which the worker test compares with these."""
+@pytest.fixture
+def fields_made_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """For the tests that run the same few tiny pretrainings several times over to compare them (stopped, averaged,
+    resumed): making their fields is most of their time. A field is a pure function of the generator's part of the
+    config and its key (the first two tests check that on the real function, so they do not use this), so the fields
+    made in this process are kept and handed out as copies. Worker processes still make their own, which the worker
+    test compares with these."""
     import copy
     import functools
 
@@ -82,6 +83,7 @@ def test_the_stream_is_a_function_of_the_step(tmp_path: Path) -> None:
         assert np.array_equal(x.numpy(), y.numpy())
 
 
+@pytest.mark.usefixtures("fields_made_once")
 def test_fields_made_by_worker_processes_make_the_same_run(tmp_path: Path) -> None:
     serial = FieldStream(_cfg(tmp_path), (8, 16, 16))
     with FieldStream(_cfg(tmp_path, field_workers=2), (8, 16, 16), last=2) as parallel:
@@ -149,6 +151,7 @@ def test_pretrain_writes_a_model_that_records_its_synthetic_origin(tmp_path: Pat
     assert {"val_r_dna", "val_r_nucleus"} <= set(res.summary["validation"])
 
 
+@pytest.mark.usefixtures("fields_made_once")
 def test_stop_at_ends_a_run_where_a_time_budget_did_without_changing_its_schedule(tmp_path: Path) -> None:
     """The shipped recipes pin the step a 15-minute budget reached: a faster machine must not train further."""
     stopped = pretrain_labelfree(_cfg(tmp_path / "a", iterations=4, stop_at=2, validate_every=1))
@@ -166,6 +169,7 @@ def test_stop_at_ends_a_run_where_a_time_budget_did_without_changing_its_schedul
         _cfg(tmp_path, iterations=4, stop_at=5)
 
 
+@pytest.mark.usefixtures("fields_made_once")
 def test_weight_averaging_ends_with_the_mean_of_the_steps_weights_and_survives_a_resume(tmp_path: Path) -> None:
     """``average_from``: the model is the mean of the weights after each step from that one on (batch-norm
     statistics included), found here from the same 5-step run stopped at each step; a killed run resumes to it."""
@@ -193,6 +197,7 @@ def test_weight_averaging_ends_with_the_mean_of_the_steps_weights_and_survives_a
         _cfg(tmp_path, iterations=4, average_from=5)
 
 
+@pytest.mark.usefixtures("fields_made_once")
 def test_a_time_budget_that_ends_a_run_before_averaging_starts_says_so(tmp_path: Path) -> None:
     """A run stopped by ``max_minutes`` before ``average_from`` keeps the last step's weights: it warns and its
     summary records that no step was averaged, instead of passing the last weights off as an average."""
@@ -207,6 +212,7 @@ def test_a_time_budget_that_ends_a_run_before_averaging_starts_says_so(tmp_path:
     assert all(torch.equal(got[k], one[k]) for k in got)  # the last (only) step's weights
 
 
+@pytest.mark.usefixtures("fields_made_once")
 def test_average_from_a_fraction_starts_where_the_run_is_that_far_along(tmp_path: Path) -> None:
     """``average_from: 0.5`` of a 4-step run averages steps 2-4, the weights ``average_from: 2`` gives; a run killed
     after averaging began resumes to them (the start is kept, not found again at the resumed step). Under a time
@@ -272,6 +278,7 @@ def test_inverted_input_augmentation_negates_half_the_inputs_and_leaves_other_st
         assert dataclasses.replace(b, invert=False) == a
 
 
+@pytest.mark.usefixtures("fields_made_once")
 def test_a_pretraining_with_batches_drawn_ahead_resumes_to_the_run_without(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -16,16 +16,18 @@ from typing import Any
 import numpy as np
 
 from subcell.errors import ChannelError, MetadataError, ValueRangeError
-from subcell.image import Image
+from subcell.image import SAME_GRID_RTOL, Image
 from subcell.labelfree.cell_prior import cell_depth, deepest_in_cells, nuclei_by_cell
 
 __all__ = ["align_to", "evaluate_prediction", "mask_scores", "on_grid_of"]
 
 
 def on_grid_of(image: Image, reference: Image) -> bool:
-    """Whether ``image`` already lies on ``reference``'s grid: the same (Z, Y, X) shape and voxel size (within 2 %,
-    the tolerance :func:`align_to` resamples beyond), so aligning it would change nothing."""
-    return image.shape[2:] == reference.shape[2:] and image.voxel_size.isclose(reference.voxel_size, rtol=0.02)
+    """Whether ``image`` already lies on ``reference``'s grid: the same (Z, Y, X) shape and voxel size (within
+    ``SAME_GRID_RTOL``, the tolerance :func:`align_to` resamples beyond), so aligning it would change nothing."""
+    return image.shape[2:] == reference.shape[2:] and image.voxel_size.isclose(
+        reference.voxel_size, rtol=SAME_GRID_RTOL
+    )
 
 
 def align_to(image: Image, reference: Image, *, labels: bool = False) -> np.ndarray:
@@ -33,7 +35,7 @@ def align_to(image: Image, reference: Image, *, labels: bool = False) -> np.ndar
     from subcell.transforms.resample import resample, resample_linear
 
     data = image.numpy()
-    if not image.voxel_size.isclose(reference.voxel_size, rtol=0.02):
+    if not image.voxel_size.isclose(reference.voxel_size, rtol=SAME_GRID_RTOL):
         if labels:
             data = resample(data, voxel_size=image.voxel_size, target_voxel_size=reference.voxel_size, labels=True)
         else:

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from subcell.errors import ChannelError, MetadataError, ValueRangeError
-from subcell.image import Image, VoxelSize, materialize
+from subcell.image import SAME_GRID_RTOL, Image, VoxelSize, materialize
 from subcell.labelfree.config import PredictConfig
 from subcell.labelfree.predictor import Predictor, RowSource
 
@@ -51,7 +51,7 @@ def check_input(model: Predictor, image: Image, cfg: PredictConfig) -> tuple[int
         mvs = vs
     if model.is_2d:
         mvs = VoxelSize(vs.z, mvs.y, mvs.x)
-    if not vs.isclose(mvs, rtol=0.02):
+    if not vs.isclose(mvs, rtol=SAME_GRID_RTOL):
         if not cfg.allow_resample:
             raise MetadataError(
                 f"image voxel size {vs.as_tuple()} µm differs from the model's {mvs.as_tuple()} µm "
@@ -89,7 +89,7 @@ def cell_depth_input(model: Predictor, image: Image, cells: Image | None) -> Ima
                             f"{image.shape}: expected one channel and (Z, Y, X) {image.shape[2:]}",
                             path=cells.provenance.source, field="cells")  # fmt: skip
     vs = image.voxel_size
-    if not cells.voxel_size.isclose(vs, rtol=0.02):
+    if not cells.voxel_size.isclose(vs, rtol=SAME_GRID_RTOL):
         raise MetadataError(f"cell labels at {cells.voxel_size.as_tuple()} µm, the image at {vs.as_tuple()} µm: "
                             "they must share the grid", path=cells.provenance.source, field="voxel_size")  # fmt: skip
     frames = []

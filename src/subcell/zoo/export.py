@@ -20,7 +20,7 @@ import torch
 
 from subcell._version import __version__
 from subcell.errors import ChannelError, ValueRangeError
-from subcell.image import Image
+from subcell.image import SAME_GRID_RTOL, Image
 from subcell.labelfree.model import LabelFreeModel
 from subcell.labelfree.predictor import output_channel_names
 from subcell.zoo.common import (
@@ -66,7 +66,7 @@ def _test_input(model: LabelFreeModel, sample: Image, minimum: tuple[int, ...], 
                 field="channel",
             ) from None
     img = sample.sel(t=0, channel=c)
-    if not img.voxel_size.isclose(model.voxel_size, rtol=0.02):
+    if not img.voxel_size.isclose(model.voxel_size, rtol=SAME_GRID_RTOL):
         img = resample_image(_middle(img, model, minimum), model.voxel_size)
     vol = np.asarray(img.numpy()[0, 0], np.float32)
     if not np.all(np.isfinite(vol)):
