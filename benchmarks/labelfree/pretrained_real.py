@@ -94,6 +94,9 @@ FINETUNE: dict[str, dict[str, object]] = {
     "finetune_best": {"keep": "best"},  # needs validation images: mcf7 only (allen trains on every other stack)
     "finetune_average": {"average_from": AVERAGE_FROM},
     "finetune_bn_frozen": {"norm_statistics": "frozen"},
+    # the same voxels per step in one patch 2x wider in y and x: the default network reaches ~44 voxels, so no voxel
+    # of a 64-px patch sees its whole lateral context in training (prediction trims tiles to full context)
+    "finetune_bn_frozen_wide": {"norm_statistics": "frozen", "patch_size": (32, 128, 128), "batch_size": 1},
     "finetune_cosine": {"lr_schedule": "cosine"},  # warm-up, then cosine decay that ends with the time budget
     "finetune_cosine_bn_frozen": {"lr_schedule": "cosine", "norm_statistics": "frozen"},
     "finetune_interp": {"interpolate_init": 0.5},  # WiSE-FT at its authors' default share

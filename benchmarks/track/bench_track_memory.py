@@ -1,11 +1,13 @@
 """Peak memory and wall time of ``subcell track`` on a long label time-lapse, before and after.
 
     python benchmarks/track/bench_track_memory.py --before 1cad2dd --repeat 4
+    python benchmarks/track/bench_track_memory.py --before bfaca8a --ctc   # the same movie as a CTC folder
 
 The movie: ``subcell synth`` of 12 frames of 16×320×320 (nucleus labels, int32), repeated ``--repeat`` times along
 T into one OME-Zarr label image (48 frames, 300 MiB at the default), written once in ``--work``. Each arm runs the
 CLI in a fresh interpreter with its code first on ``PYTHONPATH`` (before = a git worktree of ``--before``),
 alternating, one at a time; peak RSS is the child's ``VmHWM``. The arms' tables, labels and CTC files are compared.
+``--ctc``: the movie's frames written as a CTC folder (``mask000.tif`` …, zlib), tracked from there.
 """
 
 from __future__ import annotations
@@ -44,12 +46,30 @@ def make_movie(work: Path, repeat: int) -> Path:
     return out
 
 
+def make_ctc(movie: Path) -> Path:
+    """The movie's label frames as a CTC result folder (one 16-bit TIFF per frame and a ``res_track.txt``)."""
+    import tifffile
+
+    from subcell.io import read
+
+    out = movie.with_suffix("").with_suffix(".ctc")
+    if out.exists():
+        return out
+    lab = read(movie)
+    out.mkdir()
+    for t in range(lab.shape[0]):
+        tifffile.imwrite(out / f"mask{t:03d}.tif", np.asarray(lab.data[t, 0]).astype(np.uint16), compression="zlib")
+    (out / "res_track.txt").write_text("1 0 0 0\n")  # `track` reads the masks, not the rows
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--before", default="1cad2dd")
     ap.add_argument("--repeat", type=int, default=4)
     ap.add_argument("--runs", type=int, default=2)
     ap.add_argument("--work", type=Path, default=Path("/tmp/subcell_bench_track"))
+    ap.add_argument("--ctc", action="store_true", help="track the movie from a CTC folder of its frames")
     args = ap.parse_args()
     import pandas as pd
 
@@ -57,11 +77,17 @@ def main() -> None:
 
     args.work.mkdir(parents=True, exist_ok=True)
     movie = make_movie(args.work, args.repeat)
+    source, extra = [str(movie)], []
+    if args.ctc:  # a CTC folder states no voxel size or interval: the movie's, given on the command line
+        img = read(movie)
+        source = [str(make_ctc(movie))]
+        extra = ["--voxel-size", *map(str, img.voxel_size.as_tuple()), "--time-interval", str(img.time_interval)]
     srcs = {"before": worktree(args.before, args.work), "after": REPO / "src"}
     runs: dict[str, list[dict[str, float]]] = {"before": [], "after": []}
     for _ in range(args.runs):
         for arm in ("before", "after"):
-            runs[arm].append(run_cli(srcs[arm], ["track", str(movie), str(args.work / f"tracks_{arm}"), "--overwrite"]))
+            runs[arm].append(run_cli(srcs[arm], ["track", *source, str(args.work / f"tracks_{arm}"), "--overwrite",
+                                                 *extra]))  # fmt: skip
             print(arm, runs[arm][-1], flush=True)
     b, a = args.work / "tracks_before", args.work / "tracks_after"
     same = {
@@ -70,8 +96,8 @@ def main() -> None:
         "ctc": not (cmp := filecmp.dircmp(b / "ctc", a / "ctc")).diff_files and not cmp.left_only + cmp.right_only,
     }
     print("same:", same)
-    result = {"movie": str(movie), "shape": list(read(movie).shape), "before": args.before, "runs": runs, "same": same}
-    (HERE / f"track_memory_x{args.repeat}.json").write_text(json.dumps(result, indent=1))
+    result = {"movie": source[0], "shape": list(read(movie).shape), "before": args.before, "runs": runs, "same": same}
+    (HERE / f"track_memory_x{args.repeat}{'_ctc' if args.ctc else ''}.json").write_text(json.dumps(result, indent=1))
 
 
 if __name__ == "__main__":

@@ -65,8 +65,14 @@ def find_ctc(path: str | Path) -> Path | None:
     return None
 
 
-def read_ctc(path: str | Path) -> tuple[np.ndarray, Any]:
-    """Masks (T, Z, Y, X; Z = 1 for 2D) and ``L B E P`` rows of a CTC folder; one-line errors naming the file."""
+def read_ctc(path: str | Path) -> tuple[Any, Any]:
+    """Masks (T, Z, Y, X; Z = 1 for 2D) and ``L B E P`` rows of a CTC folder; one-line errors naming the file.
+
+    The masks are a Dask array read frame by frame when computed (a 3D+t movie need not fit in memory; ``track``
+    works through it a frame at a time). Every frame's shape and dtype are checked from its TIFF header here,
+    before any pixel is read; a frame whose pixels cannot be read fails when it is computed, naming its file."""
+    import dask
+    import dask.array as da
     import pandas as pd
     import tifffile
 
@@ -86,16 +92,35 @@ def read_ctc(path: str | Path) -> tuple[np.ndarray, Any]:
         missing = sorted(set(range(max(numbers) + 1)) - set(numbers))
         raise InputFileError(f"frames are not numbered 0..{max(numbers)}: missing {missing[:5]}",
                              path=track_file.parent)  # fmt: skip
-    stack: list[np.ndarray] = []
+    headers: list[tuple[Path, tuple[int, ...], np.dtype[Any]]] = []
     for _, f in frames:
         try:
-            a = tifffile.imread(f)
+            with tifffile.TiffFile(f) as tif:
+                series = tif.series[0]
+                shape, dtype = tuple(int(n) for n in series.shape), np.dtype(series.dtype)
         except Exception as e:
             raise InputFileError(f"unreadable mask ({e})", path=f) from None
-        if a.dtype.kind not in "iu":
-            raise InputFileError(f"masks must be integer labels, got {a.dtype}", path=f, field="dtype")
-        if stack and a.shape != stack[0].shape:
-            raise InputFileError(f"frame shape {a.shape} differs from the first frame's {stack[0].shape}", path=f)
-        stack.append(a)
-    masks = np.stack(stack)
+        if dtype.kind not in "iu":
+            raise InputFileError(f"masks must be integer labels, got {dtype}", path=f, field="dtype")
+        if headers and shape != headers[0][1]:
+            raise InputFileError(f"frame shape {shape} differs from the first frame's {headers[0][1]}", path=f)
+        headers.append((f, shape, dtype))
+    common = np.result_type(*(d for _, _, d in headers))  # frames of mixed integer types stack as np.stack would
+    masks = da.stack([
+        da.from_delayed(dask.delayed(_read_frame, pure=True)(f, shape, dtype), shape, dtype).astype(common)
+        for f, shape, dtype in headers
+    ])  # fmt: skip
     return (masks[:, None] if masks.ndim == 3 else masks), rows
+
+
+def _read_frame(path: Path, shape: tuple[int, ...], dtype: np.dtype[Any]) -> np.ndarray:
+    """One CTC frame's pixels, as its header (read by :func:`read_ctc`) described them."""
+    import tifffile
+
+    try:
+        a = tifffile.imread(path)
+    except Exception as e:
+        raise InputFileError(f"unreadable mask ({e})", path=path) from None
+    if a.shape != shape or a.dtype != dtype:
+        raise InputFileError(f"mask pixels {a.shape} {a.dtype} differ from its header's {shape} {dtype}", path=path)
+    return a

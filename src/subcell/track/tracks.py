@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from subcell.errors import ValueRangeError
-from subcell.image import VoxelSize, is_lazy
+from subcell.image import VoxelSize, is_lazy, materialize
 from subcell.track.config import TrackConfig
 
 __all__ = [
@@ -175,7 +175,7 @@ def tracks_from_lineage(
     stored by CTC folders (``L B E P``) and by ``subcell synth`` (``tables/lineage.parquet``)."""
     from subcell.track.objects import timelapse_objects
 
-    lab = np.asarray(labels)
+    lab = materialize(labels)  # scored whole: the tracks keep their label image (a CTC folder is read lazily)
     if lab.ndim == 3:
         lab = lab[:, None]
     table = timelapse_objects(lab, voxel_size=voxel_size)
