@@ -97,6 +97,8 @@ FINETUNE: dict[str, dict[str, object]] = {
     # the same voxels per step in one patch 2x wider in y and x: the default network reaches ~44 voxels, so no voxel
     # of a 64-px patch sees its whole lateral context in training (prediction trims tiles to full context)
     "finetune_bn_frozen_wide": {"norm_statistics": "frozen", "patch_size": (32, 128, 128), "batch_size": 1},
+    # the mean of the weights over the second half of the run (by steps or by the time budget, whichever ends it)
+    "finetune_bn_frozen_average": {"norm_statistics": "frozen", "average_from": 0.5},
     "finetune_cosine": {"lr_schedule": "cosine"},  # warm-up, then cosine decay that ends with the time budget
     "finetune_cosine_bn_frozen": {"lr_schedule": "cosine", "norm_statistics": "frozen"},
     "finetune_interp": {"interpolate_init": 0.5},  # WiSE-FT at its authors' default share
