@@ -24,6 +24,17 @@ from subcell import Image  # noqa: E402
 os.environ.setdefault("SUBCELL_CHECK_FIGURES", "1")
 
 
+def garble_tiff_pixels(path: Path) -> None:
+    """Overwrite the first page's (compressed) pixel data of a TIFF with junk, keeping its metadata intact: the
+    file opens and states its shape, and decoding that page fails."""
+    import tifffile
+
+    with tifffile.TiffFile(path) as tif:
+        start, length = tif.pages[0].dataoffsets[0], tif.pages[0].databytecounts[0]
+    data = path.read_bytes()
+    path.write_bytes(data[:start] + b"\xff" * length + data[start + length :])
+
+
 @pytest.fixture
 def rng() -> np.random.Generator:
     return np.random.default_rng(1234)

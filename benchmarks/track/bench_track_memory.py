@@ -47,19 +47,20 @@ def make_movie(work: Path, repeat: int) -> Path:
 
 
 def make_ctc(movie: Path) -> Path:
-    """The movie's label frames as a CTC result folder (one 16-bit TIFF per frame and a ``res_track.txt``)."""
-    import tifffile
+    """The movie's label frames as a CTC result folder, written by the package's CTC writer (``ctc_files``)."""
+    import pandas as pd
 
     from subcell.io import read
+    from subcell.io.ctc import ctc_files
 
     out = movie.with_suffix("").with_suffix(".ctc")
     if out.exists():
         return out
-    lab = read(movie)
+    rows = pd.DataFrame({"L": [1], "B": [0], "E": [0], "P": [0]})  # `track` reads the masks, not the rows
+    files = ctc_files(read(movie).data[:, 0], rows)
     out.mkdir()
-    for t in range(lab.shape[0]):
-        tifffile.imwrite(out / f"mask{t:03d}.tif", np.asarray(lab.data[t, 0]).astype(np.uint16), compression="zlib")
-    (out / "res_track.txt").write_text("1 0 0 0\n")  # `track` reads the masks, not the rows
+    for name, content in files.items():
+        (out / name).write_bytes(content)
     return out
 
 

@@ -43,6 +43,22 @@ def test_truncated_tiff(tmp_path: Path, name: str) -> None:
         io.read(path, voxel_size=(1, 1, 1))
 
 
+def test_undecodable_tiff_pixels_fail_naming_the_file_when_read(tmp_path: Path) -> None:
+    """The metadata is intact, so the file opens lazily; the damaged block fails when it is read, and says where."""
+    import tifffile
+
+    from subcell.image import materialize
+    from tests.conftest import garble_tiff_pixels
+
+    path = tmp_path / "damaged.tif"
+    tifffile.imwrite(path, np.ones((4, 32, 32), np.uint16), photometric="minisblack", compression="zlib")
+    garble_tiff_pixels(path)
+    img = io.read(path, voxel_size=(1, 1, 1))
+    assert img.shape[2:] == (4, 32, 32)
+    with pytest.raises(InputFileError, match=r"damaged\.tif: unreadable TIFF pixel data"):
+        materialize(img.data)
+
+
 def test_unknown_channel_name_on_read(tmp_path: Path) -> None:
     img = Image(np.zeros((2, 3, 8, 8), np.uint8), voxel_size=(1, 1, 1), dims="CZYX", channel_names=["bf", "dna"])
     back = io.read(io.write(img, tmp_path / "c.ome.zarr"))

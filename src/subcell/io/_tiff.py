@@ -111,7 +111,13 @@ class _TiffPages:
         out_lead = tuple(len(r) for r in ranges)
         if pages.size == 0:
             return np.empty(out_lead + self.shape[self.n_page_dims :], self.dtype)[(Ellipsis, *key[self.n_page_dims :])]
-        arr = tifffile.imread(self.path, series=self.series, key=[int(p) for p in pages], maxworkers=1)
+        try:
+            arr = tifffile.imread(self.path, series=self.series, key=[int(p) for p in pages], maxworkers=1)
+        except MemoryError:
+            raise
+        except Exception as e:  # a damaged block (the metadata was checked when the file was opened): decoders
+            # raise many kinds of error, none naming the file, and this runs inside a Dask compute far from the read
+            raise InputFileError(f"unreadable TIFF pixel data ({type(e).__name__}: {e})", path=self.path) from None
         arr = np.asarray(arr).reshape(out_lead + self.shape[self.n_page_dims :])
         return arr[(slice(None),) * self.n_page_dims + tuple(key[self.n_page_dims :])]
 

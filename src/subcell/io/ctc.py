@@ -16,6 +16,7 @@ import numpy as np
 
 from subcell.errors import InputFileError, ValueRangeError
 from subcell.image import is_lazy
+from subcell.io._tiff import read_tiff
 
 __all__ = ["ctc_files", "find_ctc", "read_ctc"]
 
@@ -69,12 +70,11 @@ def read_ctc(path: str | Path) -> tuple[Any, Any]:
     """Masks (T, Z, Y, X; Z = 1 for 2D) and ``L B E P`` rows of a CTC folder; one-line errors naming the file.
 
     The masks are a Dask array read frame by frame when computed (a 3D+t movie need not fit in memory; ``track``
-    works through it a frame at a time). Every frame's shape and dtype are checked from its TIFF header here,
-    before any pixel is read; a frame whose pixels cannot be read fails when it is computed, naming its file."""
-    import dask
+    works through it a frame at a time), each frame by the package's lazy TIFF reader: shapes and dtypes are checked
+    from the files' metadata here, before any pixel is read; a frame whose pixels cannot be decoded fails when it is
+    computed, naming its file."""
     import dask.array as da
     import pandas as pd
-    import tifffile
 
     track_file = find_ctc(path)
     if track_file is None:
@@ -92,35 +92,14 @@ def read_ctc(path: str | Path) -> tuple[Any, Any]:
         missing = sorted(set(range(max(numbers) + 1)) - set(numbers))
         raise InputFileError(f"frames are not numbered 0..{max(numbers)}: missing {missing[:5]}",
                              path=track_file.parent)  # fmt: skip
-    headers: list[tuple[Path, tuple[int, ...], np.dtype[Any]]] = []
+    lazy: list[Any] = []
     for _, f in frames:
-        try:
-            with tifffile.TiffFile(f) as tif:
-                series = tif.series[0]
-                shape, dtype = tuple(int(n) for n in series.shape), np.dtype(series.dtype)
-        except Exception as e:
-            raise InputFileError(f"unreadable mask ({e})", path=f) from None
-        if dtype.kind not in "iu":
-            raise InputFileError(f"masks must be integer labels, got {dtype}", path=f, field="dtype")
-        if headers and shape != headers[0][1]:
-            raise InputFileError(f"frame shape {shape} differs from the first frame's {headers[0][1]}", path=f)
-        headers.append((f, shape, dtype))
-    common = np.result_type(*(d for _, _, d in headers))  # frames of mixed integer types stack as np.stack would
-    masks = da.stack([
-        da.from_delayed(dask.delayed(_read_frame, pure=True)(f, shape, dtype), shape, dtype).astype(common)
-        for f, shape, dtype in headers
-    ])  # fmt: skip
+        a = read_tiff(f).data  # lazy: checked from the file's metadata (damaged files refused here), pixels on compute
+        if a.dtype.kind not in "iu":
+            raise InputFileError(f"masks must be integer labels, got {a.dtype}", path=f, field="dtype")
+        if lazy and a.shape != lazy[0].shape:
+            raise InputFileError(f"frame shape {a.shape} differs from the first frame's {lazy[0].shape}", path=f)
+        lazy.append(a)
+    common = np.result_type(*(a.dtype for a in lazy))  # frames of mixed integer types stack as np.stack would
+    masks = da.stack([a.astype(common) for a in lazy])
     return (masks[:, None] if masks.ndim == 3 else masks), rows
-
-
-def _read_frame(path: Path, shape: tuple[int, ...], dtype: np.dtype[Any]) -> np.ndarray:
-    """One CTC frame's pixels, as its header (read by :func:`read_ctc`) described them."""
-    import tifffile
-
-    try:
-        a = tifffile.imread(path)
-    except Exception as e:
-        raise InputFileError(f"unreadable mask ({e})", path=path) from None
-    if a.shape != shape or a.dtype != dtype:
-        raise InputFileError(f"mask pixels {a.shape} {a.dtype} differ from its header's {shape} {dtype}", path=path)
-    return a
