@@ -14,15 +14,25 @@ arrays in memory, so the two give the same labels to the bit.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+import math
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import numpy as np
 
 from subcell.errors import ValueRangeError
 from subcell.image import VoxelSize
+from subcell.metrics.moments import Moments
 
-__all__ = ["cell_boxes", "cell_depth", "deepest_in_cells", "nuclei_by_cell", "nuclei_from_score", "nucleus_score"]
+__all__ = [
+    "cell_boxes",
+    "cell_depth",
+    "deepest_in_cells",
+    "nuclei_by_cell",
+    "nuclei_from_score",
+    "nucleus_score",
+    "otsu_over",
+]
 
 Box = tuple[slice, ...]
 # one pass over the cells: (id, bounding box, the cell's voxels in the box, a value per voxel of the cell, raster order)
@@ -91,31 +101,6 @@ def cell_depth(cells: np.ndarray, sampling: tuple[float, ...]) -> np.ndarray:
     return depth
 
 
-class _Moments:
-    """Mean and standard deviation accumulated cell by cell (Chan et al.'s pairwise update, float64), so a pass over
-    boxes read from disk gives what a pass over the same boxes in memory gives."""
-
-    def __init__(self) -> None:
-        self.n, self.mean, self.m2 = 0, 0.0, 0.0
-
-    def add(self, values: np.ndarray) -> None:
-        nb = values.size
-        if nb == 0:
-            return
-        v = values.astype(np.float64)
-        mb = float(v.mean())
-        m2b = float(np.square(v - mb).sum())
-        n = self.n + nb
-        delta = mb - self.mean
-        self.mean += delta * nb / n
-        self.m2 += m2b + delta * delta * self.n * nb / n
-        self.n = n
-
-    @property
-    def sd(self) -> float:
-        return float(np.sqrt(self.m2 / self.n)) if self.n else 0.0
-
-
 class _Scorer:
     """``(1 - w) × z(prediction) + w × z(depth)`` of each cell's voxels, the z-scores' means and deviations taken
     over every cell's voxels (measured by one pass over the boxes when made). Called, it is one pass over the cells
@@ -139,7 +124,7 @@ class _Scorer:
         self._progress, self._done, self._total = progress, 0, len(self.boxes) * passes
         self.weights = (1.0 - prior_weight, prior_weight)
         kept: dict[int, tuple[np.ndarray, tuple[np.ndarray | None, np.ndarray | None]]] = {}
-        moments = (_Moments(), _Moments())
+        moments = (Moments(), Moments())  # cell by cell: what a pass in memory gives
         free = cache_bytes
         for i, box in self.boxes:
             own, parts = self._read(i, box)
@@ -153,7 +138,8 @@ class _Scorer:
             self._tick()
         # a constant part (a prediction flat over the cells) carries no ranking: it adds nothing
         self.scale = [
-            (m.mean, w / m.sd) if w and m.sd > 0 else None for w, m in zip(self.weights, moments, strict=True)
+            (m.mean_a, w / math.sqrt(m.var_a)) if w and m.var_a > 0 else None
+            for w, m in zip(self.weights, moments, strict=True)
         ]
         self._scores: dict[int, tuple[np.ndarray, np.ndarray]] = {}
         self._free = cache_bytes
@@ -224,22 +210,30 @@ def nucleus_score(
     return score
 
 
-def _otsu(cell_values: CellValues) -> float:
-    """Otsu's threshold of the values of every cell, from a histogram summed cell by cell (two passes: the range,
-    then the counts; :data:`OTSU_BINS` bins over it, as scikit-image's ``threshold_otsu``)."""
+def otsu_over(values: Callable[[], Iterable[np.ndarray]]) -> float:
+    """Otsu's threshold of all the values a pass yields (``values()`` starts a pass: cells, frames, slabs), from a
+    histogram summed piece by piece: two passes, the range, then the counts in :data:`OTSU_BINS` bins over it, as
+    scikit-image's ``threshold_otsu`` bins the values held whole (the same threshold)."""
     from skimage.filters import threshold_otsu
 
-    lo, hi = np.float32(np.inf), np.float32(-np.inf)
-    for _, _, _, v in cell_values():
+    lo, hi, dtype = np.inf, -np.inf, None
+    for v in values():
         if v.size:
-            lo, hi = min(lo, v.min()), max(hi, v.max())
+            lo, hi = min(lo, float(v.min())), max(hi, float(v.max()))
+            dtype = v.dtype if dtype is None else np.result_type(dtype, v.dtype)
     if not lo < hi:  # every voxel the same: nothing passes a threshold at that value
         return float(lo)
-    edges = np.histogram_bin_edges(np.empty(0, np.float32), bins=OTSU_BINS, range=(float(lo), float(hi)))
+    # the bin edges in the values' own precision, as NumPy computes them for the values held whole
+    edges = np.histogram_bin_edges(np.empty(0, dtype), bins=OTSU_BINS, range=(lo, hi))
     counts = np.zeros(OTSU_BINS, np.int64)
-    for _, _, _, v in cell_values():
+    for v in values():
         counts += np.histogram(v, bins=edges)[0]
     return float(threshold_otsu(hist=(counts, (edges[:-1] + edges[1:]) / 2)))
+
+
+def _otsu(cell_values: CellValues) -> float:
+    """Otsu's threshold of the values of every cell (:func:`otsu_over` a pass over the cells)."""
+    return otsu_over(lambda: (v for *_, v in cell_values()))
 
 
 def _top_share(own: np.ndarray, values: np.ndarray, fraction: float) -> np.ndarray:

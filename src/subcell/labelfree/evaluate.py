@@ -6,6 +6,13 @@ since predictions are in z-score units). The noise variance comes from, in order
 control image, a second independent acquisition of the target, or — for synthetic data — the ``<name>_noise_free``
 channel stored beside the target (then ``pearson_r_truth``, the correlation with the noise-free truth, is
 reported too).
+
+Every metric is a sum over voxels (moments, squared errors, SSIM map values, histogram counts), so the inputs are
+read one timepoint at a time, each channel's frame in float32, and summed over passes: pass 1 the moments (r, the
+noise ceiling, r per cell, the nucleus share of the cells), Otsu's histogram (two passes, mask targets only), then
+the thresholded counts, the cell-depth baseline, SSIM and the squared error of the z-scored frames. What is held is
+one frame of the prediction channel, the target channels scored, the cells and two z-scored copies (~24 bytes a
+voxel for a noise-free target), not the time-lapse; a single frame is read once and kept for every pass.
 """
 
 from __future__ import annotations
@@ -41,6 +48,8 @@ def align_to(image: Image, reference: Image, *, labels: bool = False) -> np.ndar
         else:
             data = resample_linear(data, voxel_size=image.voxel_size, target_voxel_size=reference.voxel_size)
     want = reference.shape[2:]
+    if tuple(data.shape[2:]) == tuple(want):
+        return data
     if any(abs(a - b) > 1 for a, b in zip(data.shape[2:], want, strict=True)):
         raise MetadataError(
             f"image covers {data.shape[2:]} voxels on the prediction grid, the prediction {want}; "
@@ -54,53 +63,86 @@ def align_to(image: Image, reference: Image, *, labels: bool = False) -> np.ndar
     return out
 
 
-def _z(a: np.ndarray) -> np.ndarray:
-    """Z-scored float64 copy, normalised in place (one volume-sized array, not three)."""
-    z = a.astype(np.float64)
-    z -= z.mean()
-    flat = z.reshape(-1)
-    sd = math.sqrt(float(np.dot(flat, flat)) / max(flat.size, 1))
-    z /= sd if sd > 0 else 1.0
-    return z
-
-
 def mask_scores(p: np.ndarray, truth: np.ndarray, inside: np.ndarray | None = None) -> dict[str, Any]:
     """Dice and IoU of the prediction thresholded by Otsu and at 0.5 against a mask, inside ``inside`` or all."""
-    from skimage.filters import threshold_otsu
-
-    from subcell.metrics.segmentation import dice, iou
-
-    region = inside if inside is not None else np.ones(p.shape, bool)
-    if not region.any():
-        raise ValueRangeError("no voxel inside the cells to score the mask in", field="cells")
-    values = p[region]
-    otsu = float(threshold_otsu(values)) if values.min() < values.max() else float(values.min())
-    truth = truth & region
-    out: dict[str, Any] = {"mask_scored_in": "cells" if inside is not None else "field", "otsu_threshold": otsu}
-    for name, seg in (("otsu", (p > otsu) & region), ("p50", (p > 0.5) & region)):
-        out[f"dice_{name}"], out[f"iou_{name}"] = dice(seg, truth), iou(seg, truth)
-    return out
+    scores = _MaskScores(inside is not None)
+    values = lambda: iter([scores.values(p, inside)])  # noqa: E731
+    scores.threshold(values)
+    scores.add(p, truth, inside)
+    return scores.result()
 
 
-def _depth_baseline(truth: np.ndarray, labels: np.ndarray, sampling: tuple[float, ...]) -> dict[str, float]:
-    """Dice of :func:`deepest_in_cells` at the true nucleus share of the cells' volume, over timepoints (TZYX)."""
-    from subcell.metrics.segmentation import dice
+class _MaskScores:
+    """Dice and IoU at Otsu's threshold (of the values inside the cells, or of the field) and at 0.5, summed over
+    frames: :meth:`threshold` over a pass of the values, then :meth:`add` for each frame."""
 
-    cells = labels > 0
-    share = float((truth & cells).sum() / max(int(cells.sum()), 1))
-    seg = np.stack([deepest_in_cells(cell_depth(lab_t, sampling), lab_t, share) for lab_t in labels.astype(np.int64)])
-    return {"dice_cell_depth_baseline": dice(seg, truth & cells), "nucleus_share_of_cells": share}
+    def __init__(self, in_cells: bool) -> None:
+        self.in_cells, self.otsu = in_cells, float("nan")
+        self.counts = {name: np.zeros(3, np.int64) for name in ("otsu", "p50")}  # |seg|, |truth|, |seg ∩ truth|
+
+    @staticmethod
+    def values(p: np.ndarray, inside: np.ndarray | None) -> np.ndarray:
+        # float64 as the whole-array threshold was taken (Otsu's bins in the values' precision)
+        return (p[inside] if inside is not None else p.reshape(-1)).astype(np.float64)
+
+    def threshold(self, values: Any) -> None:
+        from subcell.labelfree.cell_prior import otsu_over
+
+        if not any(v.size for v in values()):
+            raise ValueRangeError("no voxel inside the cells to score the mask in", field="cells")
+        self.otsu = otsu_over(values)
+
+    def add(self, p: np.ndarray, truth: np.ndarray, inside: np.ndarray | None) -> None:
+        truth = truth & inside if inside is not None else truth
+        for name, cut in (("otsu", self.otsu), ("p50", 0.5)):
+            seg = p > cut
+            if inside is not None:
+                seg &= inside
+            self.counts[name] += [np.count_nonzero(seg), np.count_nonzero(truth), np.count_nonzero(seg & truth)]
+
+    def result(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"mask_scored_in": "cells" if self.in_cells else "field", "otsu_threshold": self.otsu}
+        for name, counts in self.counts.items():
+            n_seg, n_truth, both = (int(v) for v in counts)
+            union = n_seg + n_truth - both
+            out[f"dice_{name}"], out[f"iou_{name}"] = _dice_of(counts), 1.0 if union == 0 else both / union
+        return out
 
 
-def _nuclei_dice(p: np.ndarray, truth: np.ndarray, labels: np.ndarray, sampling: tuple[float, float, float]) -> float:
-    """Dice inside the cells of what ``subcell labelfree nuclei`` makes of the prediction with its defaults (the
-    cell depth averaged in, Otsu, one object per cell), over timepoints (TZYX)."""
-    from subcell.metrics.segmentation import dice
+def _as_float(a: np.ndarray) -> np.ndarray:
+    """Floating-point values as stored (float32 or float64), anything else as float32."""
+    a = np.asarray(a)
+    return a if a.dtype.kind == "f" and a.itemsize >= 4 else a.astype(np.float32)
 
-    cells = labels > 0
-    seg = np.stack([nuclei_by_cell(p_t, lab_t, sampling) > 0  # the command's own function
-                    for p_t, lab_t in zip(p, labels.astype(np.int64), strict=True)])  # fmt: skip
-    return dice(seg, truth & cells)
+
+class _Frames:
+    """Frame ``t`` of the prediction's channel ``c`` and of the other inputs on the prediction's grid (float32 unless
+    stored as float64; the cells as integers), the last frame kept: a single-frame field is read (and resampled) once for every pass."""
+
+    def __init__(self, prediction: Image, inputs: dict[str, Image | None]) -> None:
+        self.prediction, self.inputs = prediction, inputs
+        self._t: int | None = None
+        self._pred: tuple[int, int, np.ndarray] | None = None
+        self._frame: dict[str, np.ndarray | None] = {}
+
+    def __call__(self, t: int, c: int) -> tuple[np.ndarray, dict[str, np.ndarray | None]]:
+        from subcell.image import materialize
+
+        if self._pred is None or self._pred[:2] != (t, c):
+            self._pred = None  # freed before the next frame is read
+            self._pred = (t, c, _as_float(materialize(self.prediction.data[t, c])))
+        if self._t != t:
+            self._frame = {}
+            for key, image in self.inputs.items():
+                if image is None:
+                    self._frame[key] = None
+                elif key == "cells":
+                    lab = align_to(image.sel(t=t), self.prediction, labels=True)[0, 0]
+                    self._frame[key] = lab if lab.dtype.kind in "iu" else lab.astype(np.int64)  # ids as integers
+                else:
+                    self._frame[key] = _as_float(align_to(image.sel(t=t), self.prediction)[0])
+            self._t = t
+        return self._pred[2], self._frame
 
 
 def _channel(image: Image, name: str, *, what: str) -> int:
@@ -147,79 +189,144 @@ def evaluate_prediction(
         ``dice_nuclei_in_cells``, the Dice of what ``subcell labelfree nuclei`` makes of this prediction (the cell
         depth averaged in, one nucleus per cell).
     """
-    from subcell.metrics.intensity import (
-        noise_ceiling,
-        noise_variance_from_control,
-        noise_variance_from_pair,
-        nrmse,
-        pearson,
-        pearson_per_object,
-        psnr,
-        ssim,
-    )
-
     names = channels or [c for c in prediction.channel_names if not c.endswith("_std")]
     tnames = target_channels or names
     if len(tnames) != len(names):
         raise ChannelError(f"{len(names)} prediction channels but {len(tnames)} target channels", field="channel")
-    if prediction.shape[0] != target.shape[0]:
-        raise MetadataError(
-            f"prediction has {prediction.shape[0]} timepoints, target {target.shape[0]}",
-            path=target.provenance.source,
-            field="T",
-        )
+    for what, image in (("target", target), ("cells", cells), ("noise control", noise_control),
+                        ("second acquisition", second_acquisition)):  # fmt: skip
+        if image is not None and image.shape[0] != prediction.shape[0]:
+            raise MetadataError(
+                f"prediction has {prediction.shape[0]} timepoints, {what} {image.shape[0]}",
+                path=image.provenance.source,
+                field="T",
+            )
     # only the channels read below go onto the prediction grid (a synthetic field carries 17; resampling is the
     # cost of an evaluation)
     used = [target.channel_names[_channel(target, t, what="target")] for t in tnames]
     used += [f"{t}_noise_free" for t in used if f"{t}_noise_free" in target.channel_names]
     target = target.sel(channel=list(dict.fromkeys(used)))
-    tgt = align_to(target, prediction)
-    pred_all = prediction.numpy()
-    lab = align_to(cells, prediction, labels=True)[:, 0] if cells is not None else None
-    extra = {
-        "control": align_to(noise_control, prediction) if noise_control is not None else None,
-        "pair": align_to(second_acquisition, prediction) if second_acquisition is not None else None,
-    }
-    rows: list[dict[str, Any]] = []
+    frames = _Frames(prediction, {"target": target, "cells": cells, "control": noise_control,
+                                  "pair": second_acquisition})  # fmt: skip
+    vs = prediction.voxel_size
+    rows = []
     for name, tname in zip(names, tnames, strict=True):
-        p = pred_all[:, _channel(prediction, name, what="prediction")].astype(np.float64)
-        ti = _channel(target, tname, what="target")
-        t = tgt[:, ti].astype(np.float64)
-        row: dict[str, Any] = {"structure": name, "target_channel": tname, "voxels": int(t.size)}
-        row["pearson_r"] = pearson(p, t)
-        noise_var, source = None, None
-        control, pair = extra["control"], extra["pair"]
-        if control is not None and noise_control is not None:
-            noise_var = noise_variance_from_control(control[:, _channel(noise_control, tname, what="control")])
-            source = "no-label control"
-        elif pair is not None and second_acquisition is not None:
-            other = pair[:, _channel(second_acquisition, tname, what="second acquisition")]
-            noise_var = noise_variance_from_pair(t, other)
-            source = "two acquisitions"
-        elif f"{tname}_noise_free" in target.channel_names:
-            truth = tgt[:, target.channel_index(f"{tname}_noise_free")].astype(np.float64)
-            noise_var = float(np.var(t - truth))
-            source = "noise-free truth"
-            row["pearson_r_truth"] = pearson(p, truth)
-        row["noise_ceiling"] = noise_ceiling(t, noise_var) if noise_var is not None else float("nan")
-        row["noise_source"] = source or ""
-        row["r_over_ceiling"] = (
-            row["pearson_r"] / row["noise_ceiling"] if row["noise_ceiling"] == row["noise_ceiling"] else float("nan")
-        )
-        zp, zt = _z(p), _z(t)
-        row["ssim"] = float(np.mean([ssim(zp[i], zt[i]) for i in range(zp.shape[0])]))
-        row["psnr_db"] = psnr(zp, zt)
-        row["nrmse"] = nrmse(zp, zt)
-        if lab is not None:
-            per = [v for v in pearson_per_object(p, t, lab).values() if v == v]
-            row["cells"] = len(per)
-            row["pearson_r_cell_mean"] = float(np.mean(per)) if per else float("nan")
-            row["pearson_r_cell_median"] = float(np.median(per)) if per else float("nan")
-        if mask_target:
-            row.update(mask_scores(p, t > 0, lab > 0 if lab is not None else None))
-            if lab is not None:
-                vs = prediction.voxel_size
-                row.update(_depth_baseline(t > 0, lab, (vs.z, vs.y, vs.x)))
-                row["dice_nuclei_in_cells"] = _nuclei_dice(p, t > 0, lab, (vs.z, vs.y, vs.x))
-        rows.append(row)
+        c = _channel(prediction, name, what="prediction")
+        rows.append(_score_channel(frames, prediction.shape[0], c, name, tname, target=target,
+                                   noise_control=noise_control, second_acquisition=second_acquisition,
+                                   mask_target=mask_target, sampling=(vs.z, vs.y, vs.x)))  # fmt: skip
     return rows
+
+
+def _score_channel(
+    frames: _Frames, n_frames: int, c: int, name: str, tname: str, *, target: Image, noise_control: Image | None,
+    second_acquisition: Image | None, mask_target: bool, sampling: tuple[float, float, float],
+) -> dict[str, Any]:  # fmt: skip
+    """One row of :func:`evaluate_prediction`: passes over the frames, each summing what its metrics need."""
+    from subcell.metrics.intensity import ceiling_from_variances, psnr_from, squared_error_sum, ssim
+    from subcell.metrics.moments import Moments, ObjectMoments
+
+    ti = _channel(target, tname, what="target")
+    free = target.channel_index(f"{tname}_noise_free") if f"{tname}_noise_free" in target.channel_names else None
+    ci = _channel(noise_control, tname, what="control") if noise_control is not None else None
+    pi = _channel(second_acquisition, tname, what="second acquisition") if second_acquisition is not None else None
+    steps = range(n_frames)
+
+    # pass 1: moments of prediction and target, of the noise, per cell; the nucleus share of the cells
+    pt, noise, truth_r, per_cell = Moments(), Moments(), Moments(), ObjectMoments()
+    in_cells = np.zeros(2, np.int64)  # cell voxels, nucleus voxels among them
+    has_cells = False
+    for t in steps:
+        p, f = frames(t, c)
+        tt = f["target"][ti]  # type: ignore[index]
+        pt.add(p, tt)
+        if f["control"] is not None:
+            noise.add(f["control"][ci])
+        elif f["pair"] is not None:
+            noise.add(tt.astype(np.float64) - f["pair"][pi])
+        elif free is not None:
+            truth = f["target"][free]  # type: ignore[index]
+            noise.add(tt.astype(np.float64) - truth)
+            truth_r.add(p, truth)
+        if f["cells"] is not None:
+            has_cells = True
+            per_cell.add(f["cells"], p, tt)
+            if mask_target:
+                inside = f["cells"] > 0
+                in_cells += [np.count_nonzero(inside), np.count_nonzero(inside & (tt > 0))]
+    row: dict[str, Any] = {"structure": name, "target_channel": tname, "voxels": int(pt.n)}
+    row["pearson_r"] = pt.pearson
+    source = None
+    if ci is not None:
+        source = "no-label control"
+    elif pi is not None:
+        source = "two acquisitions"
+    elif free is not None:
+        source = "noise-free truth"
+        row["pearson_r_truth"] = truth_r.pearson
+    noise_var = (noise.var_a / 2 if source == "two acquisitions" else noise.var_a) if source else None
+    row["noise_ceiling"] = ceiling_from_variances(noise_var, pt.var_b) if noise_var is not None else float("nan")
+    row["noise_source"] = source or ""
+    row["r_over_ceiling"] = (
+        row["pearson_r"] / row["noise_ceiling"] if row["noise_ceiling"] == row["noise_ceiling"] else float("nan")
+    )
+
+    # Otsu's threshold of the prediction (inside the cells when given): two passes of a histogram
+    masks = _MaskScores(has_cells) if mask_target else None
+    if masks is not None:
+
+        def values() -> Any:
+            for t in steps:
+                p, f = frames(t, c)
+                yield masks.values(p, f["cells"] > 0 if f["cells"] is not None else None)
+
+        masks.threshold(values)
+
+    # last pass: thresholded counts, the cell-depth baseline and `labelfree nuclei`, SSIM and the squared error of
+    # the z-scored frames (z-scores over the whole time-lapse, as one volume)
+    mp, sp = pt.mean_a, math.sqrt(pt.var_a) or 1.0
+    mt, st = pt.mean_b, math.sqrt(pt.var_b) or 1.0
+    share = float(in_cells[1] / max(int(in_cells[0]), 1))
+    depth_counts, nuclei_counts = np.zeros(3, np.int64), np.zeros(3, np.int64)  # |seg|, |truth|, |seg ∩ truth|
+    ssims, err, zt_moments, lo, hi = [], 0.0, Moments(), np.inf, -np.inf
+    for t in steps:
+        p, f = frames(t, c)
+        tt, lab = f["target"][ti], f["cells"]  # type: ignore[index]
+        if masks is not None:
+            truth = tt > 0
+            masks.add(p, truth, lab > 0 if lab is not None else None)
+            if lab is not None:
+                truth_in = truth & (lab > 0)
+                for counts, seg in (  # the cells as they are stored (no int64 copy): nuclei carry their dtype
+                    (depth_counts, deepest_in_cells(cell_depth(lab, sampling), lab, share)),
+                    (nuclei_counts, nuclei_by_cell(p, lab, sampling) > 0),  # the command's own function
+                ):
+                    counts += [np.count_nonzero(seg), np.count_nonzero(truth_in), np.count_nonzero(seg & truth_in)]
+        zp = (p - np.float32(mp)) / np.float32(sp)
+        zt = (tt - np.float32(mt)) / np.float32(st)
+        ssims.append(ssim(zp, zt))
+        err += squared_error_sum(zp, zt)
+        zt_moments.add(zt)
+        lo, hi = min(lo, float(zt.min())), max(hi, float(zt.max()))
+        del zp, zt
+    row["ssim"] = float(np.mean(ssims))
+    row["psnr_db"] = psnr_from(err / max(pt.n, 1), (hi - lo) or 1.0)
+    sd_t = math.sqrt(zt_moments.var_a)
+    row["nrmse"] = math.sqrt(err / max(pt.n, 1)) / sd_t if sd_t > 0 else float("nan")
+    if has_cells:
+        per = [v for v in per_cell.pearson().values() if v == v]
+        row["cells"] = len(per)
+        row["pearson_r_cell_mean"] = float(np.mean(per)) if per else float("nan")
+        row["pearson_r_cell_median"] = float(np.median(per)) if per else float("nan")
+    if masks is not None:
+        row.update(masks.result())
+        if has_cells:
+            row["dice_cell_depth_baseline"] = _dice_of(depth_counts)
+            row["nucleus_share_of_cells"] = share
+            row["dice_nuclei_in_cells"] = _dice_of(nuclei_counts)
+    return row
+
+
+def _dice_of(counts: np.ndarray) -> float:
+    n_seg, n_truth, both = (int(v) for v in counts)
+    return 1.0 if n_seg + n_truth == 0 else 2.0 * both / (n_seg + n_truth)

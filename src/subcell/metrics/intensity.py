@@ -15,8 +15,10 @@ import numpy as np
 
 from subcell.errors import ValueRangeError
 from subcell.metrics import pieces
+from subcell.metrics.moments import Moments, ObjectMoments
 
 __all__ = [
+    "ceiling_from_variances",
     "noise_ceiling",
     "noise_variance_from_control",
     "noise_variance_from_pair",
@@ -24,6 +26,8 @@ __all__ = [
     "pearson",
     "pearson_per_object",
     "psnr",
+    "psnr_from",
+    "squared_error_sum",
     "ssim",
 ]
 
@@ -38,77 +42,91 @@ def _check(pred: np.ndarray, target: np.ndarray, mask: np.ndarray | None = None)
 def pearson(pred: np.ndarray, target: np.ndarray, *, mask: np.ndarray | None = None) -> float:
     """Pearson correlation of two arrays (over ``mask`` when given); NaN when either is constant."""
     _check(pred, target, mask)
-    a = np.asarray(pred, dtype=np.float64)
-    b = np.asarray(target, dtype=np.float64)
+    a, b = np.asarray(pred), np.asarray(target)
     if mask is not None:
         a, b = a[mask.astype(bool)], b[mask.astype(bool)]
-    else:
-        a, b = a.ravel(), b.ravel()
-    if a.size < 2:
-        return float("nan")
-    ma, mb = a.mean(), b.mean()
-    sab = saa = sbb = 0.0
-    n = pieces.PIECE_VOXELS
-    for i in range(0, a.size, n):  # centred piece by piece: no centred copy of the volume
-        x, y = a[i : i + n] - ma, b[i : i + n] - mb
-        sab, saa, sbb = sab + float(np.dot(x, y)), saa + float(np.dot(x, x)), sbb + float(np.dot(y, y))
-    den = math.sqrt(saa * sbb)
-    return sab / den if den > 0 else float("nan")
+    m = Moments()
+    m.add(a, b)  # piece by piece: no float64 or centred copy of the volume
+    return m.pearson
 
 
 def pearson_per_object(pred: np.ndarray, target: np.ndarray, labels: np.ndarray) -> dict[int, float]:
     """Pearson r inside each labelled object (label id → r); background (0) is skipped."""
     _check(pred, target, labels)
-    from scipy import ndimage
-
-    out: dict[int, float] = {}
-    objects = ndimage.find_objects(labels.astype(np.int64, copy=False))
-    for i, sl in enumerate(objects, start=1):
-        if sl is None:
-            continue
-        m = labels[sl] == i
-        out[i] = pearson(pred[sl], target[sl], mask=m)
-    return out
+    m = ObjectMoments()
+    m.add(labels, pred, target)
+    return m.pearson()
 
 
 def noise_variance_from_control(control: np.ndarray) -> float:
     """Noise variance estimated from a no-label control image (all of its variance is noise)."""
-    return float(np.var(np.asarray(control, dtype=np.float64)))
+    m = Moments()
+    m.add(control)
+    return m.var_a
 
 
 def noise_variance_from_pair(a: np.ndarray, b: np.ndarray) -> float:
     """Noise variance from two independent noisy acquisitions of the same signal: ``var(a - b) / 2``."""
     _check(a, b)
-    return float(np.var(np.asarray(a, dtype=np.float64) - np.asarray(b, dtype=np.float64)) / 2)
+    m = Moments()
+    for sl in _pieces(np.asarray(a).size):
+        m.add(np.asarray(a).reshape(-1)[sl].astype(np.float64) - np.asarray(b).reshape(-1)[sl])
+    return m.var_a / 2
 
 
 def noise_ceiling(target: np.ndarray, noise_variance: float, *, mask: np.ndarray | None = None) -> float:
     """``C_max = sqrt(1 - noise_variance / var(target))``: the best Pearson r any prediction can reach."""
-    t = np.asarray(target, dtype=np.float64)
-    var = float(np.var(t[mask.astype(bool)] if mask is not None else t))
-    if var <= 0:
+    t = np.asarray(target)
+    m = Moments()
+    m.add(t[mask.astype(bool)] if mask is not None else t)
+    return ceiling_from_variances(noise_variance, m.var_a)
+
+
+def ceiling_from_variances(noise_variance: float, target_variance: float) -> float:
+    """``sqrt(1 - noise_variance / target_variance)``, NaN when the target is constant."""
+    if not target_variance > 0:
         return float("nan")
-    return math.sqrt(max(0.0, 1.0 - noise_variance / var))
+    return math.sqrt(max(0.0, 1.0 - noise_variance / target_variance))
+
+
+def _pieces(size: int) -> list[slice]:
+    step = pieces.PIECE_VOXELS
+    return [slice(i, i + step) for i in range(0, size, step)]
+
+
+def squared_error_sum(pred: np.ndarray, target: np.ndarray) -> float:
+    """Sum of squared differences in float64, piece by piece."""
+    fp, ft = np.asarray(pred).reshape(-1), np.asarray(target).reshape(-1)
+    total = 0.0
+    for sl in _pieces(fp.size):
+        d = fp[sl].astype(np.float64) - ft[sl]
+        total += float(np.dot(d, d))
+    return total
 
 
 def _range(target: np.ndarray) -> float:
-    r = float(np.max(target) - np.min(target))
+    r = float(np.max(target)) - float(np.min(target))
     return r if r > 0 else 1.0
+
+
+def psnr_from(mse: float, data_range: float) -> float:
+    """PSNR in dB of a mean squared error over a data range (infinite for a perfect match)."""
+    return float("inf") if mse == 0 else 10 * math.log10(data_range**2 / mse)
 
 
 def psnr(pred: np.ndarray, target: np.ndarray) -> float:
     """Peak signal-to-noise ratio in dB, with the target's range as the peak."""
     _check(pred, target)
-    mse = float(np.mean((np.asarray(pred, np.float64) - np.asarray(target, np.float64)) ** 2))
-    return float("inf") if mse == 0 else 10 * math.log10(_range(target) ** 2 / mse)
+    return psnr_from(squared_error_sum(pred, target) / max(np.asarray(target).size, 1), _range(target))
 
 
 def nrmse(pred: np.ndarray, target: np.ndarray) -> float:
     """Root-mean-square error divided by the target's standard deviation."""
     _check(pred, target)
-    t = np.asarray(target, np.float64)
-    sd = float(t.std())
-    rmse = math.sqrt(float(np.mean((np.asarray(pred, np.float64) - t) ** 2)))
+    m = Moments()
+    m.add(target)
+    sd = math.sqrt(m.var_a) if m.n else 0.0
+    rmse = math.sqrt(squared_error_sum(pred, target) / max(m.n, 1))
     return rmse / sd if sd > 0 else float("nan")
 
 
@@ -120,14 +138,16 @@ def ssim(pred: np.ndarray, target: np.ndarray, **kwargs: Any) -> float:
     _check(pred, target)
     from skimage.metrics import structural_similarity
 
-    a = np.asarray(pred, np.float64).squeeze()
-    b = np.asarray(target, np.float64).squeeze()
+    a = np.asarray(pred).squeeze()  # cast to float64 a block at a time (large volumes) or here (small ones)
+    b = np.asarray(target).squeeze()
     if b.ndim == 3 and b.shape[0] < 11:  # the Gaussian window (sigma 1.5) spans 11 voxels
         # a thin stack: compare plane by plane
         return float(np.mean([ssim(pa, pb, **kwargs) for pa, pb in zip(a, b, strict=True)]))
     opts = {"gaussian_weights": True, "sigma": 1.5, "use_sample_covariance": False, "data_range": _range(b)}
     opts.update(kwargs)
-    return _ssim_in_blocks(a, b, opts) if a.size > pieces.PIECE_VOXELS else float(structural_similarity(a, b, **opts))
+    if a.size > pieces.PIECE_VOXELS:
+        return _ssim_in_blocks(a, b, opts)
+    return float(structural_similarity(a.astype(np.float64), b.astype(np.float64), **opts))
 
 
 def _ssim_in_blocks(a: np.ndarray, b: np.ndarray, opts: dict[str, Any]) -> float:
@@ -148,7 +168,7 @@ def _ssim_in_blocks(a: np.ndarray, b: np.ndarray, opts: dict[str, Any]) -> float
     pad = (int(win) - 1) // 2
     inner = [n - 2 * pad for n in a.shape]
     if (reach or 0) > pad or min(inner) < 1:  # the filter reaches beyond the context, or nothing is scored
-        return float(structural_similarity(a, b, **opts))
+        return float(structural_similarity(a.astype(np.float64), b.astype(np.float64), **opts))
     edge = list(inner)
     while int(np.prod(edge)) > pieces.PIECE_VOXELS:
         k = int(np.argmax(edge))
@@ -156,7 +176,7 @@ def _ssim_in_blocks(a: np.ndarray, b: np.ndarray, opts: dict[str, Any]) -> float
     total, count = 0.0, 0
     for start in itertools.product(*(range(0, n, e) for n, e in zip(inner, edge, strict=True))):
         ext = tuple(slice(s0, min(s0 + e, n) + 2 * pad) for s0, e, n in zip(start, edge, inner, strict=True))
-        _, smap = structural_similarity(a[ext], b[ext], full=True, **opts)
+        _, smap = structural_similarity(a[ext].astype(np.float64), b[ext].astype(np.float64), full=True, **opts)
         scored = smap[tuple(slice(pad, -pad) if pad else slice(None) for _ in range(smap.ndim))]
         total += float(scored.sum(dtype=np.float64))
         count += scored.size

@@ -1,0 +1,141 @@
+"""``labelfree evaluate`` frame by frame: a time-lapse read one timepoint at a time scores as the whole volume does."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import pytest
+
+from subcell import Image
+from subcell.labelfree.evaluate import evaluate_prediction
+from subcell.metrics import pieces
+
+VS = (0.5, 0.2, 0.2)
+
+
+def _movie(rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """Three frames of 12×40×44: a smooth truth, a noisy target, a prediction, cells (one leaves after frame 0),
+    nuclei in two of them and a probability-like prediction of the nuclei."""
+    from scipy import ndimage as ndi
+
+    shape = (3, 12, 40, 44)
+    truth = ndi.gaussian_filter(rng.normal(size=shape), (0, 2, 2, 2)) * 40 + 100
+    target = truth + rng.normal(scale=truth.std() * 0.5, size=shape)
+    pred = (truth + rng.normal(scale=truth.std() * 0.4, size=shape)).astype(np.float32)
+    cells = np.zeros(shape, np.uint16)
+    cells[:, 1:11, 2:19, 2:40] = 1
+    cells[:, 1:11, 21:38, 2:21] = 2
+    cells[0, 1:11, 21:38, 23:42] = 9  # present in the first frame only
+    nuclei = np.zeros(shape, np.uint8)
+    nuclei[:, 3:9, 6:15, 8:30] = 1
+    nuclei[:, 3:9, 25:34, 6:16] = 1
+    prob = ((nuclei > 0) * 0.7 + rng.normal(0, 0.35, shape)).astype(np.float32)
+    return {"truth": truth, "target": target, "pred": pred, "cells": cells, "nuclei": nuclei, "prob": prob}
+
+
+def _lazy(*channels: tuple[str, np.ndarray]) -> Image:
+    """A TCZYX image of named (T, Z, Y, X) channels backed by Dask, one chunk per frame (as an OME-Zarr time-lapse
+    is read)."""
+    import dask.array as da
+
+    a = np.stack([c for _, c in channels], 1)
+    return Image(da.from_array(a, chunks=(1, *a.shape[1:])), voxel_size=VS, dims="TCZYX",
+                 channel_names=[n for n, _ in channels])  # fmt: skip
+
+
+def _expected(m: dict[str, np.ndarray]) -> dict[str, float]:
+    """The metrics over the whole time-lapse held as one array, with NumPy and scikit-image."""
+    from skimage.filters import threshold_otsu
+    from skimage.metrics import structural_similarity
+
+    from subcell.labelfree.cell_prior import cell_depth, deepest_in_cells, nuclei_by_cell
+
+    p, t, truth, cells = m["pred"].astype(np.float64), m["target"], m["truth"], m["cells"]
+    zp, zt = (p - p.mean()) / p.std(), (t - t.mean()) / t.std()
+    per = [np.corrcoef(p[cells == i], t[cells == i])[0, 1] for i in (1, 2, 9)]
+    mse = float(np.mean((zp - zt) ** 2))
+    ssims = [structural_similarity(a, b, gaussian_weights=True, sigma=1.5, use_sample_covariance=False,
+                                   data_range=float(b.max() - b.min())) for a, b in zip(zp, zt, strict=True)]  # fmt: skip
+    prob = m["prob"].astype(np.float64)
+    inside = cells > 0
+    otsu = float(threshold_otsu(prob[inside]))
+    truth_in = (m["nuclei"] > 0) & inside
+    share = truth_in.sum() / inside.sum()
+    depth = np.stack([deepest_in_cells(cell_depth(c, VS), c, share) for c in cells])
+    nuclei = np.stack([nuclei_by_cell(a, c, VS) > 0 for a, c in zip(m["prob"], cells, strict=True)])
+
+    def dice(seg: np.ndarray) -> float:
+        return 2 * float((seg & truth_in).sum()) / (seg.sum() + truth_in.sum())
+
+    return {
+        "pearson_r": float(np.corrcoef(p.ravel(), t.ravel())[0, 1]),
+        "pearson_r_truth": float(np.corrcoef(p.ravel(), truth.ravel())[0, 1]),
+        "noise_ceiling": math.sqrt(1 - np.var(t - truth) / np.var(t)),
+        "pearson_r_cell_mean": float(np.mean(per)),
+        "pearson_r_cell_median": float(np.median(per)),
+        "ssim": float(np.mean(ssims)),
+        "psnr_db": 10 * math.log10(float(zt.max() - zt.min()) ** 2 / mse),
+        "nrmse": math.sqrt(mse) / float(zt.std()),
+        "otsu_threshold": otsu,
+        "dice_otsu": dice((prob > otsu) & inside),
+        "dice_p50": dice((prob > 0.5) & inside),
+        "dice_cell_depth_baseline": dice(depth),
+        "dice_nuclei_in_cells": dice(nuclei),
+    }
+
+
+@pytest.mark.parametrize("piece", [None, 1500])  # pieces of 1,500 voxels: sums and cells span pieces and frames
+def test_a_time_lapse_scored_frame_by_frame_equals_the_whole_volume(
+    rng: np.random.Generator, monkeypatch: pytest.MonkeyPatch, piece: int | None
+) -> None:
+    import subcell.image
+
+    if piece is not None:
+        monkeypatch.setattr(pieces, "PIECE_VOXELS", piece)
+    m = _movie(rng)
+    want = _expected(m)
+    computed: list[tuple[int, ...]] = []
+    materialize = subcell.image.materialize
+
+    def spy(data: Any) -> np.ndarray:
+        out = materialize(data)
+        computed.append(out.shape)
+        return out
+
+    monkeypatch.setattr(subcell.image, "materialize", spy)
+    target = _lazy(("dna", m["target"]), ("dna_noise_free", m["truth"]))
+    cells = _lazy(("cells", m["cells"]))
+    (row,) = evaluate_prediction(_lazy(("dna", m["pred"])), target, cells=cells)
+    (mask,) = evaluate_prediction(_lazy(("nucleus", m["prob"])), _lazy(("nucleus", m["nuclei"])), cells=cells,
+                                  mask_target=True)  # fmt: skip
+    for key in ("pearson_r", "pearson_r_truth", "noise_ceiling", "pearson_r_cell_mean", "pearson_r_cell_median"):
+        assert row[key] == pytest.approx(want[key], abs=1e-12), key
+    # z-scored in float32 for SSIM, PSNR and NRMSE: equal to the float64 volume's to rounding
+    for key in ("ssim", "psnr_db", "nrmse"):
+        assert row[key] == pytest.approx(want[key], rel=1e-5), key
+    assert row["cells"] == 3 and row["noise_source"] == "noise-free truth" and row["voxels"] == m["pred"].size
+    for key in ("otsu_threshold", "dice_otsu", "dice_p50", "dice_cell_depth_baseline", "dice_nuclei_in_cells"):
+        assert mask[key] == pytest.approx(want[key], abs=1e-12), key
+    # read one timepoint at a time: no computed array holds more than one frame
+    frame = math.prod(m["pred"].shape[1:])
+    assert computed and all(math.prod(s) <= 2 * frame for s in computed)  # at most a frame of two channels
+
+
+def test_a_single_frame_is_read_once_for_every_pass(rng: np.random.Generator, monkeypatch: pytest.MonkeyPatch) -> None:
+    import subcell.image
+
+    m = {k: v[:1] for k, v in _movie(rng).items()}
+    reads: list[tuple[int, ...]] = []
+    materialize = subcell.image.materialize
+
+    def spy(data: Any) -> np.ndarray:
+        reads.append(np.shape(data))
+        return materialize(data)
+
+    monkeypatch.setattr(subcell.image, "materialize", spy)
+    (row,) = evaluate_prediction(_lazy(("nucleus", m["prob"])), _lazy(("nucleus", m["nuclei"])),
+                                 cells=_lazy(("cells", m["cells"])), mask_target=True)  # fmt: skip
+    assert "dice_nuclei_in_cells" in row
+    assert len(reads) == 3  # the prediction, the target and the cells, once each over four passes
