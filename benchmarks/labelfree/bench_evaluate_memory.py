@@ -54,7 +54,7 @@ def make_field(work: Path, shape: tuple[int, int, int]) -> Path:
     prob = (nuclei * 0.6 + ndi.gaussian_filter(rng.standard_normal(shape, np.float32), 1)).astype(np.float32)
 
     def save(name: str, data: np.ndarray, channels: list[str]) -> None:
-        write(Image(data[None], voxel_size=VS, dims="CZYX", channel_names=channels), out / name)
+        write(Image(data, voxel_size=VS, dims="CZYX", channel_names=channels), out / name)
 
     save("target.ome.zarr", np.stack([target, truth]), ["dna", "dna_noise_free"])
     save("pred.ome.zarr", pred[None], ["dna"])

@@ -450,18 +450,22 @@ def evaluate(
 def _write_figure(
     figure: Path, pred: Any, tgt: Any, rows: list[dict[str, Any]], input_image: Path | None, vs: Any
 ) -> None:
+    from subcell.image import materialize
     from subcell.io import read
     from subcell.io._atomic import atomic_output
     from subcell.labelfree.evaluate import align_to
     from subcell.labelfree.figures import evaluation_figure_png
 
+    # the first timepoint of the channels shown, read channel by channel (not the whole time-lapse)
     panels = {}
     if input_image is not None:
-        panels["input"] = align_to(read(input_image, voxel_size=vs), pred)[0, 0]
-    tdata = align_to(tgt, pred)
-    for r in rows[:3]:
-        panels[f"target {r['target_channel']}"] = tdata[0, tgt.channel_index(r["target_channel"])]
-        panels[f"prediction {r['structure']}"] = pred.numpy()[0, pred.channel_index(r["structure"])]
+        panels["input"] = align_to(read(input_image, voxel_size=vs).sel(t=0, channel=0), pred)[0, 0]
+    shown = rows[:3]
+    names = list(dict.fromkeys(r["target_channel"] for r in shown))
+    tdata = align_to(tgt.sel(t=0, channel=names), pred)
+    for r in shown:
+        panels[f"target {r['target_channel']}"] = tdata[0, names.index(r["target_channel"])]
+        panels[f"prediction {r['structure']}"] = materialize(pred.data[0, pred.channel_index(r["structure"])])
     metrics = {r["structure"]: {k: v for k, v in r.items() if isinstance(v, float)} for r in rows}
     png = evaluation_figure_png(panels, pred.voxel_size.as_tuple(), metrics)
     with atomic_output(figure, overwrite=True) as tmp:

@@ -18,6 +18,7 @@ voxel for a noise-free target), not the time-lapse; a single frame is read once 
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -66,8 +67,7 @@ def align_to(image: Image, reference: Image, *, labels: bool = False) -> np.ndar
 def mask_scores(p: np.ndarray, truth: np.ndarray, inside: np.ndarray | None = None) -> dict[str, Any]:
     """Dice and IoU of the prediction thresholded by Otsu and at 0.5 against a mask, inside ``inside`` or all."""
     scores = _MaskScores(inside is not None)
-    values = lambda: iter([scores.values(p, inside)])  # noqa: E731
-    scores.threshold(values)
+    scores.threshold(lambda: scores.values(p, inside))
     scores.add(p, truth, inside)
     return scores.result()
 
@@ -81,9 +81,11 @@ class _MaskScores:
         self.counts = {name: np.zeros(3, np.int64) for name in ("otsu", "p50")}  # |seg|, |truth|, |seg ∩ truth|
 
     @staticmethod
-    def values(p: np.ndarray, inside: np.ndarray | None) -> np.ndarray:
-        # float64 as the whole-array threshold was taken (Otsu's bins in the values' precision)
-        return (p[inside] if inside is not None else p.reshape(-1)).astype(np.float64)
+    def values(p: np.ndarray, inside: np.ndarray | None) -> Iterator[np.ndarray]:
+        """The values to threshold, plane by plane, in float64 as the whole-array threshold was taken (Otsu's bins
+        in the values' precision)."""
+        for k in range(p.shape[0]):
+            yield (p[k][inside[k]] if inside is not None else p[k].reshape(-1)).astype(np.float64)
 
     def threshold(self, values: Any) -> None:
         from subcell.labelfree.cell_prior import otsu_over
@@ -242,12 +244,12 @@ def _score_channel(
         pt.add(p, tt)
         if f["control"] is not None:
             noise.add(f["control"][ci])
-        elif f["pair"] is not None:
-            noise.add(tt.astype(np.float64) - f["pair"][pi])
-        elif free is not None:
-            truth = f["target"][free]  # type: ignore[index]
-            noise.add(tt.astype(np.float64) - truth)
-            truth_r.add(p, truth)
+        elif f["pair"] is not None or free is not None:
+            other = f["pair"][pi] if f["pair"] is not None else f["target"][free]  # type: ignore[index]
+            for k in range(tt.shape[0]):  # the difference plane by plane: no frame-sized float64 temporary
+                noise.add(tt[k].astype(np.float64) - other[k])
+            if f["pair"] is None:
+                truth_r.add(p, other)
         if f["cells"] is not None:
             has_cells = True
             per_cell.add(f["cells"], p, tt)
@@ -275,10 +277,10 @@ def _score_channel(
     masks = _MaskScores(has_cells) if mask_target else None
     if masks is not None:
 
-        def values() -> Any:
+        def values() -> Iterator[np.ndarray]:
             for t in steps:
                 p, f = frames(t, c)
-                yield masks.values(p, f["cells"] > 0 if f["cells"] is not None else None)
+                yield from masks.values(p, f["cells"] > 0 if f["cells"] is not None else None)
 
         masks.threshold(values)
 
@@ -302,8 +304,10 @@ def _score_channel(
                     (nuclei_counts, nuclei_by_cell(p, lab, sampling) > 0),  # the command's own function
                 ):
                     counts += [np.count_nonzero(seg), np.count_nonzero(truth_in), np.count_nonzero(seg & truth_in)]
-        zp = (p - np.float32(mp)) / np.float32(sp)
-        zt = (tt - np.float32(mt)) / np.float32(st)
+        zp = p - np.float32(mp)  # z-scored in place: one copy each
+        zp /= np.float32(sp)
+        zt = tt - np.float32(mt)
+        zt /= np.float32(st)
         ssims.append(ssim(zp, zt))
         err += squared_error_sum(zp, zt)
         zt_moments.add(zt)
