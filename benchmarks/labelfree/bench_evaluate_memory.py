@@ -2,13 +2,14 @@
 
     python benchmarks/labelfree/bench_evaluate_memory.py --before HEAD~1
 
-Fields: 64×512×512 and 64×1024×1024 (16.8 M and 67.1 M voxels) at 0.29×0.2×0.2 µm, written once in ``--work``:
+Fields: 64×512×512 and 64×1536×1536 (16.8 M and 151 M voxels) at 0.29×0.2×0.2 µm, written once in ``--work``
+(the first's inputs fit the 1 GB a frame is kept up to, the second's do not and are read slab by slab):
 a smooth random "truth", a noisy target with its noise-free channel, a prediction (truth + smooth noise), cells
 (56×56-pixel squares through the stack), a nucleus mask and a probability-like prediction of it. Two cases per
 size: intensity (``--cells``, noise ceiling from the noise-free channel) and mask (``--cells --mask-target``).
 Each arm runs the CLI in a fresh interpreter with its code first on ``PYTHONPATH`` (before = a git worktree),
-alternating, one at a time; peak RSS is the child's ``VmHWM``. The slope between the two sizes is the memory per
-voxel of the field (what a 100×2048×2048 field multiplies). The arms' tables are compared column by column.
+alternating, one at a time; peak RSS is the child's ``VmHWM``; "bytes per voxel" is the slope between the two
+sizes. The arms' tables are compared column by column.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ sys.path.insert(0, str(HERE))
 
 from bench_speed import REPO, run_cli, worktree  # noqa: E402
 
-SIZES = {"64x512x512": (64, 512, 512), "64x1024x1024": (64, 1024, 1024)}
+SIZES = {"64x512x512": (64, 512, 512), "64x1536x1536": (64, 1536, 1536)}
 VS = (0.29, 0.2, 0.2)
 
 

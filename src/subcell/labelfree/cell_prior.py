@@ -27,6 +27,7 @@ from subcell.metrics.moments import Moments
 __all__ = [
     "cell_boxes",
     "cell_depth",
+    "deepest_by_cell",
     "deepest_in_cells",
     "nuclei_by_cell",
     "nuclei_from_score",
@@ -266,6 +267,15 @@ def deepest_in_cells(depth: np.ndarray, cells: np.ndarray, fraction: float) -> n
     for _, box, own, values in _from_array(depth, cells)():
         out[box] |= _top_share(own, values, fraction)
     return out
+
+
+def deepest_by_cell(cells: Any, sampling: tuple[float, ...], fraction: float) -> Iterator[tuple[Box, np.ndarray]]:
+    """``deepest_in_cells(cell_depth(cells, sampling), cells, fraction)`` one cell at a time: each cell's bounding
+    box and the voxels of it chosen (the same voxels), with ``cells`` read one box at a time (NumPy, Zarr, Dask)."""
+    shape = tuple(cells.shape)
+    for i, box in cell_boxes(cells):
+        own = np.asarray(cells[box]) == i
+        yield box, _top_share(own, _depth_in_box(own, shape, tuple(sampling))[own], fraction)
 
 
 def _largest_piece_filled(mask: np.ndarray) -> np.ndarray:

@@ -25,7 +25,8 @@ import numpy as np
 
 from subcell.errors import ChannelError, MetadataError, ValueRangeError
 from subcell.image import SAME_GRID_RTOL, Image
-from subcell.labelfree.cell_prior import cell_depth, deepest_in_cells, nuclei_by_cell
+from subcell.labelfree.cell_prior import nuclei_by_cell
+from subcell.metrics.intensity import squared_error_sum
 
 __all__ = ["align_to", "evaluate_prediction", "mask_scores", "on_grid_of"]
 
@@ -117,34 +118,83 @@ def _as_float(a: np.ndarray) -> np.ndarray:
     return a if a.dtype.kind == "f" and a.itemsize >= 4 else a.astype(np.float32)
 
 
+# a frame's inputs up to this size are read once and kept for every pass; larger ones are read slab by slab in each
+FRAME_CACHE_BYTES = 1 << 30
+# what a slab holds while it is scored, per voxel: the prediction and target in float64 with their z-scores, the
+# cells, masks
+BYTES_PER_VOXEL = 48
+
+
 class _Frames:
-    """Frame ``t`` of the prediction's channel ``c`` and of the other inputs on the prediction's grid (float32 unless
-    stored as float64; the cells as integers), the last frame kept: a single-frame field is read (and resampled) once for every pass."""
+    """Frame ``t`` of every input on the prediction's grid, as ``(Z, Y, X)`` (or ``(C, Z, Y, X)``) arrays that slice
+    to NumPy (:func:`_read`): read whole and kept when the frame fits :data:`FRAME_CACHE_BYTES` or an input must be
+    resampled onto the grid, else left lazy and read slab by slab in every pass."""
 
     def __init__(self, prediction: Image, inputs: dict[str, Image | None]) -> None:
         self.prediction, self.inputs = prediction, inputs
-        self._t: int | None = None
-        self._pred: tuple[int, int, np.ndarray] | None = None
-        self._frame: dict[str, np.ndarray | None] = {}
+        self._key: tuple[int, int] | None = None
+        self._frame: dict[str, Any] = {}
 
-    def __call__(self, t: int, c: int) -> tuple[np.ndarray, dict[str, np.ndarray | None]]:
+    def __call__(self, t: int, c: int) -> dict[str, Any]:
         from subcell.image import materialize
 
-        if self._pred is None or self._pred[:2] != (t, c):
-            self._pred = None  # freed before the next frame is read
-            self._pred = (t, c, _as_float(materialize(self.prediction.data[t, c])))
-        if self._t != t:
-            self._frame = {}
-            for key, image in self.inputs.items():
-                if image is None:
-                    self._frame[key] = None
-                elif key == "cells":
-                    lab = align_to(image.sel(t=t), self.prediction, labels=True)[0, 0]
-                    self._frame[key] = lab if lab.dtype.kind in "iu" else lab.astype(np.int64)  # ids as integers
-                else:
-                    self._frame[key] = _as_float(align_to(image.sel(t=t), self.prediction)[0])
-            self._t = t
-        return self._pred[2], self._frame
+        if self._key == (t, c):
+            return self._frame
+        pred = self.prediction
+        lazy = {"pred": pred.data[t, c]} | {
+            key: image.data[t] for key, image in self.inputs.items() if image is not None and key != "cells"
+        }
+        if self.inputs.get("cells") is not None:
+            lab = self.inputs["cells"].data[t, 0]  # type: ignore[union-attr]
+            lazy["cells"] = lab if np.dtype(lab.dtype).kind in "iu" else lab.astype(np.int64)  # ids as integers
+        size = sum(np.dtype(v.dtype).itemsize * math.prod(v.shape) for v in lazy.values())
+        whole = size <= FRAME_CACHE_BYTES or any(
+            image is not None and not on_grid_of(image, pred) for image in self.inputs.values()
+        )
+        kept = {k: v for k, v in self._frame.items() if k != "pred"} if self._key and self._key[0] == t else {}
+        self._frame = {}  # the last frame freed before the next is read
+        for key, image in self.inputs.items():
+            if image is None:
+                self._frame[key] = None
+            elif key in kept:
+                self._frame[key] = kept[key]
+            elif not whole:
+                self._frame[key] = lazy[key]
+            elif key == "cells":
+                lab = align_to(image.sel(t=t), pred, labels=True)[0, 0]
+                self._frame[key] = lab if lab.dtype.kind in "iu" else lab.astype(np.int64)  # ids as integers
+            else:
+                self._frame[key] = _as_float(align_to(image.sel(t=t), pred)[0])
+        self._frame["pred"] = _as_float(materialize(lazy["pred"])) if whole else lazy["pred"]
+        self._key = (t, c)
+        return self._frame
+
+
+def _read(source: Any, where: Any, *, labels: bool = False) -> np.ndarray:
+    """``source[where]`` as NumPy: floating point as :func:`_as_float`, or integer ids (``labels``)."""
+    from subcell.image import materialize
+
+    a = source[where]
+    a = a if isinstance(a, np.ndarray) else np.asarray(materialize(a))  # a kept frame is sliced, a lazy one read
+    if labels:
+        return a if a.dtype.kind in "iu" else a.astype(np.int64)
+    return _as_float(a)
+
+
+class _NucleusCounts:
+    """Stands in for the label array ``nuclei_by_cell`` writes: instead of keeping each cell's nucleus it counts its
+    voxels and those on the true mask (cells' nuclei are disjoint, each inside its own cell)."""
+
+    def __init__(self, truth: Any, shape: tuple[int, ...], dtype: Any) -> None:
+        self.truth, self.shape, self.dtype = truth, shape, np.dtype(dtype)
+        self.counts = np.zeros(2, np.int64)  # |seg|, |seg ∩ truth|
+
+    def __getitem__(self, box: tuple[slice, ...]) -> np.ndarray:
+        return np.zeros(tuple(sl.stop - sl.start for sl in box), self.dtype)
+
+    def __setitem__(self, box: tuple[slice, ...], region: np.ndarray) -> None:
+        seg = region > 0
+        self.counts += [np.count_nonzero(seg), np.count_nonzero(seg & (_read(self.truth, box) > 0))]
 
 
 def _channel(image: Image, name: str, *, what: str) -> int:
@@ -224,38 +274,51 @@ def _score_channel(
     frames: _Frames, n_frames: int, c: int, name: str, tname: str, *, target: Image, noise_control: Image | None,
     second_acquisition: Image | None, mask_target: bool, sampling: tuple[float, float, float],
 ) -> dict[str, Any]:  # fmt: skip
-    """One row of :func:`evaluate_prediction`: passes over the frames, each summing what its metrics need."""
-    from subcell.metrics.intensity import ceiling_from_variances, psnr_from, squared_error_sum, ssim
+    """One row of :func:`evaluate_prediction`: passes over the frames, slab by slab, each summing what its metrics
+    need."""
+    from subcell.blocks import BlockGrid
+    from subcell.labelfree.cell_prior import deepest_by_cell, slab_planes
+    from subcell.metrics.intensity import ceiling_from_variances, psnr_from, ssim_of
     from subcell.metrics.moments import Moments, ObjectMoments
 
     ti = _channel(target, tname, what="target")
     free = target.channel_index(f"{tname}_noise_free") if f"{tname}_noise_free" in target.channel_names else None
     ci = _channel(noise_control, tname, what="control") if noise_control is not None else None
     pi = _channel(second_acquisition, tname, what="second acquisition") if second_acquisition is not None else None
-    steps = range(n_frames)
 
-    # pass 1: moments of prediction and target, of the noise, per cell; the nucleus share of the cells
+    def slabs(t: int) -> Iterator[tuple[dict[str, Any], Any]]:
+        """Frame ``t``'s inputs and each slab of whole planes (the block engine's cores) to read of them."""
+        f = frames(t, c)
+        grid = f["pred"].shape
+        planes = slab_planes(grid, BYTES_PER_VOXEL)
+        for block in BlockGrid(grid, (planes, *grid[1:])):
+            yield f, block.core
+
+    # pass 1: moments of prediction and target, of the noise, per cell; the nucleus share of the cells; each
+    # frame's target range (SSIM's data range)
     pt, noise, truth_r, per_cell = Moments(), Moments(), Moments(), ObjectMoments()
     in_cells = np.zeros(2, np.int64)  # cell voxels, nucleus voxels among them
+    ranges = [[np.inf, -np.inf] for _ in range(n_frames)]
     has_cells = False
-    for t in steps:
-        p, f = frames(t, c)
-        tt = f["target"][ti]  # type: ignore[index]
-        pt.add(p, tt)
-        if f["control"] is not None:
-            noise.add(f["control"][ci])
-        elif f["pair"] is not None or free is not None:
-            other = f["pair"][pi] if f["pair"] is not None else f["target"][free]  # type: ignore[index]
-            for k in range(tt.shape[0]):  # the difference plane by plane: no frame-sized float64 temporary
-                noise.add(tt[k].astype(np.float64) - other[k])
-            if f["pair"] is None:
-                truth_r.add(p, other)
-        if f["cells"] is not None:
-            has_cells = True
-            per_cell.add(f["cells"], p, tt)
-            if mask_target:
-                inside = f["cells"] > 0
-                in_cells += [np.count_nonzero(inside), np.count_nonzero(inside & (tt > 0))]
+    for t in range(n_frames):
+        for f, core in slabs(t):
+            p, tt = _read(f["pred"], core), _read(f["target"][ti], core)
+            pt.add(p, tt)
+            ranges[t] = [min(ranges[t][0], float(tt.min())), max(ranges[t][1], float(tt.max()))]
+            if f["control"] is not None:
+                noise.add(_read(f["control"][ci], core))
+            elif f["pair"] is not None or free is not None:
+                other = _read(f["pair"][pi] if f["pair"] is not None else f["target"][free], core)
+                noise.add(tt.astype(np.float64) - other)
+                if f["pair"] is None:
+                    truth_r.add(p, other)
+            if f["cells"] is not None:
+                has_cells = True
+                lab = _read(f["cells"], core, labels=True)
+                per_cell.add(lab, p, tt)
+                if mask_target:
+                    inside = lab > 0
+                    in_cells += [np.count_nonzero(inside), np.count_nonzero(inside & (tt > 0))]
     row: dict[str, Any] = {"structure": name, "target_channel": tname, "voxels": int(pt.n)}
     row["pearson_r"] = pt.pearson
     source = None
@@ -278,43 +341,44 @@ def _score_channel(
     if masks is not None:
 
         def values() -> Iterator[np.ndarray]:
-            for t in steps:
-                p, f = frames(t, c)
-                yield from masks.values(p, f["cells"] > 0 if f["cells"] is not None else None)
+            for t in range(n_frames):
+                for f, core in slabs(t):
+                    inside = _read(f["cells"], core, labels=True) > 0 if f["cells"] is not None else None
+                    yield from masks.values(_read(f["pred"], core), inside)
 
         masks.threshold(values)
 
-    # last pass: thresholded counts, the cell-depth baseline and `labelfree nuclei`, SSIM and the squared error of
-    # the z-scored frames (z-scores over the whole time-lapse, as one volume)
+    # last passes: thresholded counts, the squared error of the z-scored frames (z-scores over the whole time-lapse,
+    # as one volume) and SSIM per frame; the cell-depth baseline and `labelfree nuclei`, cell by cell
     mp, sp = pt.mean_a, math.sqrt(pt.var_a) or 1.0
     mt, st = pt.mean_b, math.sqrt(pt.var_b) or 1.0
     share = float(in_cells[1] / max(int(in_cells[0]), 1))
-    depth_counts, nuclei_counts = np.zeros(3, np.int64), np.zeros(3, np.int64)  # |seg|, |truth|, |seg ∩ truth|
-    ssims, err, zt_moments, lo, hi = [], 0.0, Moments(), np.inf, -np.inf
-    for t in steps:
-        p, f = frames(t, c)
-        tt, lab = f["target"][ti], f["cells"]  # type: ignore[index]
-        if masks is not None:
-            truth = tt > 0
-            masks.add(p, truth, lab > 0 if lab is not None else None)
-            if lab is not None:
-                truth_in = truth & (lab > 0)
-                for counts, seg in (  # the cells as they are stored (no int64 copy): nuclei carry their dtype
-                    (depth_counts, deepest_in_cells(cell_depth(lab, sampling), lab, share)),
-                    (nuclei_counts, nuclei_by_cell(p, lab, sampling) > 0),  # the command's own function
-                ):
-                    counts += [np.count_nonzero(seg), np.count_nonzero(truth_in), np.count_nonzero(seg & truth_in)]
-        zp = p - np.float32(mp)  # z-scored in place: one copy each
-        zp /= np.float32(sp)
-        zt = tt - np.float32(mt)
-        zt /= np.float32(st)
-        ssims.append(ssim(zp, zt))
-        err += squared_error_sum(zp, zt)
-        zt_moments.add(zt)
-        lo, hi = min(lo, float(zt.min())), max(hi, float(zt.max()))
-        del zp, zt
+    depth_counts, nuclei_counts = np.zeros(2, np.int64), np.zeros(2, np.int64)  # |seg|, |seg ∩ truth|
+    ssims, err, zt_moments = [], 0.0, Moments()
+    for t in range(n_frames):
+        for f, core in slabs(t):
+            p, tt = _read(f["pred"], core), _read(f["target"][ti], core)
+            if masks is not None:
+                masks.add(p, tt > 0, _read(f["cells"], core, labels=True) > 0 if f["cells"] is not None else None)
+            zp, zt = (p.astype(np.float64) - mp) / sp, (tt.astype(np.float64) - mt) / st
+            err += squared_error_sum(zp, zt)
+            zt_moments.add(zt)
+        f = frames(t, c)
+        zscored = lambda ext, f=f: (  # noqa: E731
+            (_read(f["pred"], ext).astype(np.float64) - mp) / sp,
+            (_read(f["target"][ti], ext).astype(np.float64) - mt) / st,
+        )
+        ssims.append(ssim_of(zscored, f["pred"].shape, data_range=(ranges[t][1] - ranges[t][0]) / st or 1.0))
+        if masks is not None and f["cells"] is not None:
+            truth = f["target"][ti]
+            for box, chosen in deepest_by_cell(f["cells"], sampling, share):
+                depth_counts += [np.count_nonzero(chosen), np.count_nonzero(chosen & (_read(truth, box) > 0))]
+            counter = _NucleusCounts(truth, tuple(f["cells"].shape), f["cells"].dtype)
+            nuclei_by_cell(f["pred"], f["cells"], sampling, out=counter)  # the command's own function
+            nuclei_counts += counter.counts
     row["ssim"] = float(np.mean(ssims))
-    row["psnr_db"] = psnr_from(err / max(pt.n, 1), (hi - lo) or 1.0)
+    lo, hi = min(r[0] for r in ranges), max(r[1] for r in ranges)
+    row["psnr_db"] = psnr_from(err / max(pt.n, 1), (hi - lo) / st or 1.0)
     sd_t = math.sqrt(zt_moments.var_a)
     row["nrmse"] = math.sqrt(err / max(pt.n, 1)) / sd_t if sd_t > 0 else float("nan")
     if has_cells:
@@ -325,9 +389,10 @@ def _score_channel(
     if masks is not None:
         row.update(masks.result())
         if has_cells:
-            row["dice_cell_depth_baseline"] = _dice_of(depth_counts)
+            truth_in = int(in_cells[1])
+            row["dice_cell_depth_baseline"] = _dice_of(np.array([depth_counts[0], truth_in, depth_counts[1]]))
             row["nucleus_share_of_cells"] = share
-            row["dice_nuclei_in_cells"] = _dice_of(nuclei_counts)
+            row["dice_nuclei_in_cells"] = _dice_of(np.array([nuclei_counts[0], truth_in, nuclei_counts[1]]))
     return row
 
 

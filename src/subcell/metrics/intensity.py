@@ -9,6 +9,7 @@ everything, no prediction can correlate with the target better than
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -29,6 +30,7 @@ __all__ = [
     "psnr_from",
     "squared_error_sum",
     "ssim",
+    "ssim_of",
 ]
 
 
@@ -133,42 +135,76 @@ def nrmse(pred: np.ndarray, target: np.ndarray) -> float:
 def ssim(pred: np.ndarray, target: np.ndarray, **kwargs: Any) -> float:
     """Structural similarity (scikit-image, Gaussian-weighted), with the target's range as data range.
 
-    2D images (one z-plane) are compared in 2D; volumes in 3D.
+    2D images (one z-plane) are compared in 2D; volumes in 3D; stacks thinner than the window plane by plane.
     """
     _check(pred, target)
-    from skimage.metrics import structural_similarity
+    a, b = np.asarray(pred), np.asarray(target)
+    return ssim_of(lambda ext: (a[ext], b[ext]), a.shape, **kwargs)
 
-    a = np.asarray(pred).squeeze()  # cast to float64 a block at a time (large volumes) or here (small ones)
-    b = np.asarray(target).squeeze()
-    if b.ndim == 3 and b.shape[0] < 11:  # the Gaussian window (sigma 1.5) spans 11 voxels
-        # a thin stack: compare plane by plane
-        return float(np.mean([ssim(pa, pb, **kwargs) for pa, pb in zip(a, b, strict=True)]))
-    opts = {"gaussian_weights": True, "sigma": 1.5, "use_sample_covariance": False, "data_range": _range(b)}
+
+Reader = Callable[[tuple[slice, ...]], tuple[np.ndarray, np.ndarray]]
+
+
+def ssim_of(read: Reader, shape: Sequence[int], *, data_range: float | None = None, **kwargs: Any) -> float:
+    """:func:`ssim` of two arrays of ``shape`` that ``read(slices)`` returns a block of (both at once), read block
+    by block: arrays on disk, or values made on the fly (z-scores), are never held whole.
+
+    Axes of length 1 are dropped (a single plane is 2D). A stack thinner than the Gaussian window (11 planes) is
+    compared plane by plane, each with its own range; otherwise ``data_range`` is the target's range (read whole
+    to find it when not given). Volumes of more than ``PIECE_VOXELS`` go block by block (:func:`_ssim_in_blocks`).
+    """
+    full = tuple(int(n) for n in shape)
+    keep = [ax for ax, n in enumerate(full) if n > 1]
+    dims = tuple(full[ax] for ax in keep)
+
+    def squeezed(ext: tuple[slice, ...]) -> tuple[np.ndarray, np.ndarray]:
+        where = [slice(0, 1)] * len(full)
+        for ax, sl in zip(keep, ext, strict=True):
+            where[ax] = sl
+        a, b = read(tuple(where))
+        sizes = tuple(len(range(*sl.indices(n))) for sl, n in zip(ext, dims, strict=True))
+        return np.asarray(a).reshape(sizes), np.asarray(b).reshape(sizes)
+
+    if len(dims) == 3 and dims[0] < 11:  # a thin stack (the Gaussian window, sigma 1.5, spans 11 voxels)
+        return float(np.mean([ssim(*squeezed((slice(z, z + 1), slice(None), slice(None))), **kwargs)
+                              for z in range(dims[0])]))  # fmt: skip
+    whole = tuple(slice(0, n) for n in dims)
+    if data_range is None or math.prod(dims) <= pieces.PIECE_VOXELS:
+        a, b = squeezed(whole)
+        if data_range is None:
+            data_range = _range(b)
+        read_block = lambda ext: (a[ext], b[ext])  # noqa: E731
+    else:
+        read_block = squeezed
+    opts = {"gaussian_weights": True, "sigma": 1.5, "use_sample_covariance": False, "data_range": data_range}
     opts.update(kwargs)
-    if a.size > pieces.PIECE_VOXELS:
-        return _ssim_in_blocks(a, b, opts)
-    return float(structural_similarity(a.astype(np.float64), b.astype(np.float64), **opts))
+    return _ssim_in_blocks(read_block, dims, opts)
 
 
-def _ssim_in_blocks(a: np.ndarray, b: np.ndarray, opts: dict[str, Any]) -> float:
+def _ssim_in_blocks(read: Reader, shape: tuple[int, ...], opts: dict[str, Any]) -> float:
     """scikit-image's SSIM of a large volume, block by block: the same value (to rounding of the final mean).
 
     Its SSIM map at a voxel depends only on the images within the filter's reach, and its mean is over the voxels
     at least ``pad`` (half the window) from every edge. So the scored region is cut into blocks of at most
     ``PIECE_VOXELS`` (:mod:`subcell.metrics.pieces`), each computed with ``pad`` voxels of context on every side and its map's interior
     summed: ~15 float64 arrays of one block at a time instead of the volume (for 64×1024×1024, 9 GB → ~0.6 GB).
+    A volume of at most ``PIECE_VOXELS`` is one block.
     """
     import itertools
 
     from skimage.metrics import structural_similarity
 
+    def f64(pair: tuple[np.ndarray, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        return pair[0].astype(np.float64, copy=False), pair[1].astype(np.float64, copy=False)
+
     gaussian = bool(opts.get("gaussian_weights"))
     reach = int(3.5 * float(opts.get("sigma", 1.5)) + 0.5) if gaussian else None  # scikit-image's truncate 3.5
     win = opts.get("win_size") or (2 * reach + 1 if reach is not None else 7)
     pad = (int(win) - 1) // 2
-    inner = [n - 2 * pad for n in a.shape]
-    if (reach or 0) > pad or min(inner) < 1:  # the filter reaches beyond the context, or nothing is scored
-        return float(structural_similarity(a.astype(np.float64), b.astype(np.float64), **opts))
+    inner = [n - 2 * pad for n in shape]
+    if math.prod(shape) <= pieces.PIECE_VOXELS or (reach or 0) > pad or min(inner) < 1:
+        # one block, or the filter reaches beyond the context, or nothing is scored: scikit-image on the whole
+        return float(structural_similarity(*f64(read(tuple(slice(0, n) for n in shape))), **opts))
     edge = list(inner)
     while int(np.prod(edge)) > pieces.PIECE_VOXELS:
         k = int(np.argmax(edge))
@@ -176,7 +212,7 @@ def _ssim_in_blocks(a: np.ndarray, b: np.ndarray, opts: dict[str, Any]) -> float
     total, count = 0.0, 0
     for start in itertools.product(*(range(0, n, e) for n, e in zip(inner, edge, strict=True))):
         ext = tuple(slice(s0, min(s0 + e, n) + 2 * pad) for s0, e, n in zip(start, edge, inner, strict=True))
-        _, smap = structural_similarity(a[ext].astype(np.float64), b[ext].astype(np.float64), full=True, **opts)
+        _, smap = structural_similarity(*f64(read(ext)), full=True, **opts)
         scored = smap[tuple(slice(pad, -pad) if pad else slice(None) for _ in range(smap.ndim))]
         total += float(scored.sum(dtype=np.float64))
         count += scored.size
