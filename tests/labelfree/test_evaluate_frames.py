@@ -36,13 +36,13 @@ def _movie(rng: np.random.Generator) -> dict[str, np.ndarray]:
     return {"truth": truth, "target": target, "pred": pred, "cells": cells, "nuclei": nuclei, "prob": prob}
 
 
-def _lazy(*channels: tuple[str, np.ndarray]) -> Image:
-    """A TCZYX image of named (T, Z, Y, X) channels backed by Dask, one chunk per frame (as an OME-Zarr time-lapse
-    is read)."""
+def _lazy(*channels: tuple[str, np.ndarray], planes: int | None = None) -> Image:
+    """A TCZYX image of named (T, Z, Y, X) channels backed by Dask, stored in chunks of one frame or of ``planes``
+    planes (as an OME-Zarr time-lapse is read)."""
     import dask.array as da
 
     a = np.stack([c for _, c in channels], 1)
-    return Image(da.from_array(a, chunks=(1, *a.shape[1:])), voxel_size=VS, dims="TCZYX",
+    return Image(da.from_array(a, chunks=(1, a.shape[1], planes or a.shape[2], *a.shape[3:])), voxel_size=VS, dims="TCZYX",
                  channel_names=[n for n, _ in channels])  # fmt: skip
 
 
@@ -92,8 +92,8 @@ def test_a_time_lapse_scored_by_parts_equals_the_whole_volume(
     rng: np.random.Generator, monkeypatch: pytest.MonkeyPatch, slabs: bool
 ) -> None:
     """Frames small enough are read whole, one at a time; with ``slabs`` none is (as a frame beyond the cache): the
-    frames are read two planes at a time, and sums over pieces of 1,500 voxels (cells span pieces, slabs and
-    frames; SSIM goes block by block)."""
+    frames, stored in chunks of two planes, are read two planes at a time, and summed over pieces of 1,500 voxels
+    (cells span pieces, slabs and frames; SSIM goes block by block)."""
     import subcell.image
     from subcell.labelfree import cell_prior, evaluate
 
@@ -112,11 +112,12 @@ def test_a_time_lapse_scored_by_parts_equals_the_whole_volume(
         return out
 
     monkeypatch.setattr(subcell.image, "materialize", spy)
-    target = _lazy(("dna", m["target"]), ("dna_noise_free", m["truth"]))
-    cells = _lazy(("cells", m["cells"]))
-    (row,) = evaluate_prediction(_lazy(("dna", m["pred"])), target, cells=cells)
-    (mask,) = evaluate_prediction(_lazy(("nucleus", m["prob"])), _lazy(("nucleus", m["nuclei"])), cells=cells,
-                                  mask_target=True)  # fmt: skip
+    planes = 2 if slabs else None
+    target = _lazy(("dna", m["target"]), ("dna_noise_free", m["truth"]), planes=planes)
+    cells = _lazy(("cells", m["cells"]), planes=planes)
+    (row,) = evaluate_prediction(_lazy(("dna", m["pred"]), planes=planes), target, cells=cells)
+    (mask,) = evaluate_prediction(_lazy(("nucleus", m["prob"]), planes=planes), _lazy(("nucleus", m["nuclei"]),
+                                  planes=planes), cells=cells, mask_target=True)  # fmt: skip
     for key in ("pearson_r", "pearson_r_truth", "noise_ceiling", "pearson_r_cell_mean", "pearson_r_cell_median"):
         assert row[key] == pytest.approx(want[key], abs=1e-12), key
     for key in ("ssim", "psnr_db", "nrmse"):

@@ -120,6 +120,8 @@ def _as_float(a: np.ndarray) -> np.ndarray:
 
 # a frame's inputs up to this size are read once and kept for every pass; larger ones are read slab by slab in each
 FRAME_CACHE_BYTES = 1 << 30
+# what `labelfree nuclei`'s pass keeps of its cells' boxes between its passes, here
+NUCLEI_CACHE_GB = 0.25
 # what a slab holds while it is scored, per voxel: the prediction and target in float64 with their z-scores, the
 # cells, masks
 BYTES_PER_VOXEL = 48
@@ -286,13 +288,27 @@ def _score_channel(
     ci = _channel(noise_control, tname, what="control") if noise_control is not None else None
     pi = _channel(second_acquisition, tname, what="second acquisition") if second_acquisition is not None else None
 
-    def slabs(t: int) -> Iterator[tuple[dict[str, Any], Any]]:
-        """Frame ``t``'s inputs and each slab of whole planes (the block engine's cores) to read of them."""
+    def parts(t: int, keys: set[str]) -> Iterator[dict[str, np.ndarray]]:
+        """Frame ``t``'s inputs named in ``keys`` (``pred``, ``t``: the target, ``noise``: a no-label control,
+        ``other``: a second acquisition or the noise-free truth, ``cells``) as NumPy, a few planes at a time. A lazy
+        frame is read in slabs of its stored chunks' depth (each chunk decoded once; the block engine's cores), and
+        each slab handed on in parts of :func:`slab_planes` planes (what the metrics' temporaries are sized by)."""
         f = frames(t, c)
-        grid = f["pred"].shape
-        planes = slab_planes(grid, BYTES_PER_VOXEL)
-        for block in BlockGrid(grid, (planes, *grid[1:])):
-            yield f, block.core
+        src = {"pred": f["pred"], "t": f["target"][ti], "cells": f["cells"]}
+        if f["control"] is not None:
+            src["noise"] = f["control"][ci]
+        elif f["pair"] is not None or free is not None:
+            src["other"] = f["pair"][pi] if f["pair"] is not None else f["target"][free]
+        src = {k: v for k, v in src.items() if k in keys and v is not None}
+        grid = tuple(f["pred"].shape)
+        step = slab_planes(grid, BYTES_PER_VOXEL)
+        chunks = getattr(f["pred"], "chunks", None)  # a Dask array's; a kept frame has none
+        depth = max(step, int(chunks[0][0])) if chunks else step
+        for block in BlockGrid(grid, (depth, *grid[1:])):
+            read = {k: _read(v, block.core, labels=k == "cells") for k, v in src.items()}
+            n = block.core[0].stop - block.core[0].start
+            for z in range(0, n, step):
+                yield {k: v[z : z + step] for k, v in read.items()}
 
     # pass 1: moments of prediction and target, of the noise, per cell; the nucleus share of the cells; each
     # frame's target range (SSIM's data range)
@@ -301,20 +317,19 @@ def _score_channel(
     ranges = [[np.inf, -np.inf] for _ in range(n_frames)]
     has_cells = False
     for t in range(n_frames):
-        for f, core in slabs(t):
-            p, tt = _read(f["pred"], core), _read(f["target"][ti], core)
+        for part in parts(t, {"pred", "t", "noise", "other", "cells"}):
+            p, tt = part["pred"], part["t"]
             pt.add(p, tt)
             ranges[t] = [min(ranges[t][0], float(tt.min())), max(ranges[t][1], float(tt.max()))]
-            if f["control"] is not None:
-                noise.add(_read(f["control"][ci], core))
-            elif f["pair"] is not None or free is not None:
-                other = _read(f["pair"][pi] if f["pair"] is not None else f["target"][free], core)
-                noise.add(tt.astype(np.float64) - other)
-                if f["pair"] is None:
-                    truth_r.add(p, other)
-            if f["cells"] is not None:
+            if "noise" in part:
+                noise.add(part["noise"])
+            elif "other" in part:
+                noise.add(tt.astype(np.float64) - part["other"])
+                if pi is None:
+                    truth_r.add(p, part["other"])
+            if "cells" in part:
                 has_cells = True
-                lab = _read(f["cells"], core, labels=True)
+                lab = part["cells"]
                 per_cell.add(lab, p, tt)
                 if mask_target:
                     inside = lab > 0
@@ -342,9 +357,8 @@ def _score_channel(
 
         def values() -> Iterator[np.ndarray]:
             for t in range(n_frames):
-                for f, core in slabs(t):
-                    inside = _read(f["cells"], core, labels=True) > 0 if f["cells"] is not None else None
-                    yield from masks.values(_read(f["pred"], core), inside)
+                for part in parts(t, {"pred", "cells"}):
+                    yield from masks.values(part["pred"], part["cells"] > 0 if "cells" in part else None)
 
         masks.threshold(values)
 
@@ -356,10 +370,10 @@ def _score_channel(
     depth_counts, nuclei_counts = np.zeros(2, np.int64), np.zeros(2, np.int64)  # |seg|, |seg ∩ truth|
     ssims, err, zt_moments = [], 0.0, Moments()
     for t in range(n_frames):
-        for f, core in slabs(t):
-            p, tt = _read(f["pred"], core), _read(f["target"][ti], core)
+        for part in parts(t, {"pred", "t", "cells"} if masks is not None else {"pred", "t"}):
+            p, tt = part["pred"], part["t"]
             if masks is not None:
-                masks.add(p, tt > 0, _read(f["cells"], core, labels=True) > 0 if f["cells"] is not None else None)
+                masks.add(p, tt > 0, part["cells"] > 0 if "cells" in part else None)
             zp, zt = (p.astype(np.float64) - mp) / sp, (tt.astype(np.float64) - mt) / st
             err += squared_error_sum(zp, zt)
             zt_moments.add(zt)
@@ -374,7 +388,8 @@ def _score_channel(
             for box, chosen in deepest_by_cell(f["cells"], sampling, share):
                 depth_counts += [np.count_nonzero(chosen), np.count_nonzero(chosen & (_read(truth, box) > 0))]
             counter = _NucleusCounts(truth, tuple(f["cells"].shape), f["cells"].dtype)
-            nuclei_by_cell(f["pred"], f["cells"], sampling, out=counter)  # the command's own function
+            # the command's own function, its cache of cells' boxes smaller than the command's (memory, not speed)
+            nuclei_by_cell(f["pred"], f["cells"], sampling, out=counter, cache_gb=NUCLEI_CACHE_GB)
             nuclei_counts += counter.counts
     row["ssim"] = float(np.mean(ssims))
     lo, hi = min(r[0] for r in ranges), max(r[1] for r in ranges)
