@@ -118,8 +118,9 @@ def _as_float(a: np.ndarray) -> np.ndarray:
     return a if a.dtype.kind == "f" and a.itemsize >= 4 else a.astype(np.float32)
 
 
-# a frame's inputs up to this size are read once and kept for every pass; larger ones are read slab by slab in each
-FRAME_CACHE_BYTES = 1 << 30
+# a frame's inputs up to this size (as held) are read once and kept for every pass; larger ones are read slab by slab
+# in each pass (2-4 passes: slower by the reads, bounded in memory)
+FRAME_CACHE_BYTES = 512 << 20
 # what `labelfree nuclei`'s pass keeps of its cells' boxes between its passes, here
 NUCLEI_CACHE_GB = 0.25
 # what a slab holds while it is scored, per voxel: the prediction and target in float64 with their z-scores, the
@@ -149,7 +150,9 @@ class _Frames:
         if self.inputs.get("cells") is not None:
             lab = self.inputs["cells"].data[t, 0]  # type: ignore[union-attr]
             lazy["cells"] = lab if np.dtype(lab.dtype).kind in "iu" else lab.astype(np.int64)  # ids as integers
-        size = sum(np.dtype(v.dtype).itemsize * math.prod(v.shape) for v in lazy.values())
+        # as held: images as float32 (float64 when stored so), the cells as stored
+        size = sum(math.prod(v.shape) * max(np.dtype(v.dtype).itemsize, 1 if key == "cells" else 4)
+                   for key, v in lazy.items())  # fmt: skip
         whole = size <= FRAME_CACHE_BYTES or any(
             image is not None and not on_grid_of(image, pred) for image in self.inputs.values()
         )
