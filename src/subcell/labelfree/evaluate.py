@@ -18,7 +18,9 @@ voxel for a noise-free target), not the time-lapse; a single frame is read once 
 from __future__ import annotations
 
 import math
+import tempfile
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -186,6 +188,20 @@ def _read(source: Any, where: Any, *, labels: bool = False) -> np.ndarray:
     return _as_float(a)
 
 
+def _scratch(folder: Path, f: dict[str, Any], ti: int, depth: int, *, cells: bool) -> dict[str, Any]:
+    """Scratch Zarr arrays for a lazy frame's prediction and target channel (and cells), as :func:`_read` gives
+    them, in chunks of ``depth`` planes (the slabs they are written in) and 128 × 128 pixels."""
+    from subcell.io._atomic import scratch_array
+
+    src = {"pred": f["pred"], "t": f["target"][ti]} | ({"cells": f["cells"]} if cells else {})
+    grid = tuple(int(n) for n in f["pred"].shape)
+    return {
+        k: scratch_array(folder, k, shape=grid, chunks=(depth, 128, 128),
+                         dtype=v.dtype if k == "cells" else _as_float(np.zeros(0, v.dtype)).dtype)
+        for k, v in src.items()
+    }  # fmt: skip
+
+
 class _NucleusCounts:
     """Stands in for the label array ``nuclei_by_cell`` writes: instead of keeping each cell's nucleus it counts its
     voxels and those on the true mask (cells' nuclei are disjoint, each inside its own cell)."""
@@ -291,11 +307,18 @@ def _score_channel(
     ci = _channel(noise_control, tname, what="control") if noise_control is not None else None
     pi = _channel(second_acquisition, tname, what="second acquisition") if second_acquisition is not None else None
 
-    def parts(t: int, keys: set[str]) -> Iterator[dict[str, np.ndarray]]:
+    def read_depth(f: dict[str, Any]) -> int:
+        """Planes read at a time: a lazy frame's stored chunk depth (each chunk decoded once), at least a part."""
+        chunks = getattr(f["pred"], "chunks", None)  # a Dask array's; a kept frame has none
+        step = slab_planes(tuple(f["pred"].shape), BYTES_PER_VOXEL)
+        return max(step, int(chunks[0][0])) if chunks else step
+
+    def parts(t: int, keys: set[str], keep: dict[str, Any] | None = None) -> Iterator[dict[str, np.ndarray]]:
         """Frame ``t``'s inputs named in ``keys`` (``pred``, ``t``: the target, ``noise``: a no-label control,
         ``other``: a second acquisition or the noise-free truth, ``cells``) as NumPy, a few planes at a time. A lazy
         frame is read in slabs of its stored chunks' depth (each chunk decoded once; the block engine's cores), and
-        each slab handed on in parts of :func:`slab_planes` planes (what the metrics' temporaries are sized by)."""
+        each slab handed on in parts of :func:`slab_planes` planes (what the metrics' temporaries are sized by).
+        ``keep``: arrays (scratch Zarr) each slab of the inputs they are named after is also written into."""
         f = frames(t, c)
         src = {"pred": f["pred"], "t": f["target"][ti], "cells": f["cells"]}
         if f["control"] is not None:
@@ -305,10 +328,10 @@ def _score_channel(
         src = {k: v for k, v in src.items() if k in keys and v is not None}
         grid = tuple(f["pred"].shape)
         step = slab_planes(grid, BYTES_PER_VOXEL)
-        chunks = getattr(f["pred"], "chunks", None)  # a Dask array's; a kept frame has none
-        depth = max(step, int(chunks[0][0])) if chunks else step
-        for block in BlockGrid(grid, (depth, *grid[1:])):
+        for block in BlockGrid(grid, (read_depth(f), *grid[1:])):
             read = {k: _read(v, block.core, labels=k == "cells") for k, v in src.items()}
+            for k, array in (keep or {}).items():
+                array[block.core] = read[k]
             n = block.core[0].stop - block.core[0].start
             for z in range(0, n, step):
                 yield {k: v[z : z + step] for k, v in read.items()}
@@ -373,27 +396,36 @@ def _score_channel(
     depth_counts, nuclei_counts = np.zeros(2, np.int64), np.zeros(2, np.int64)  # |seg|, |seg ∩ truth|
     ssims, err, zt_moments = [], 0.0, Moments()
     for t in range(n_frames):
-        for part in parts(t, {"pred", "t", "cells"} if masks is not None else {"pred", "t"}):
-            p, tt = part["pred"], part["t"]
-            if masks is not None:
-                masks.add(p, tt > 0, part["cells"] > 0 if "cells" in part else None)
-            zp, zt = (p.astype(np.float64) - mp) / sp, (tt.astype(np.float64) - mt) / st
-            err += squared_error_sum(zp, zt)
-            zt_moments.add(zt)
         f = frames(t, c)
-        zscored = lambda ext, f=f: (  # noqa: E731
-            (_read(f["pred"], ext).astype(np.float64) - mp) / sp,
-            (_read(f["target"][ti], ext).astype(np.float64) - mt) / st,
-        )
-        ssims.append(ssim_of(zscored, f["pred"].shape, data_range=(ranges[t][1] - ranges[t][0]) / st or 1.0))
-        if masks is not None and f["cells"] is not None:
-            truth = f["target"][ti]
-            for box, chosen in deepest_by_cell(f["cells"], sampling, share):
-                depth_counts += [np.count_nonzero(chosen), np.count_nonzero(chosen & (_read(truth, box) > 0))]
-            counter = _NucleusCounts(truth, tuple(f["cells"].shape), f["cells"].dtype)
-            # the command's own function, its cache of cells' boxes smaller than the command's (memory, not speed)
-            nuclei_by_cell(f["pred"], f["cells"], sampling, out=counter, cache_gb=NUCLEI_CACHE_GB)
-            nuclei_counts += counter.counts
+        by_cell = masks is not None and f["cells"] is not None
+        keys = {"pred", "t", "cells"} if masks is not None else {"pred", "t"}
+        with tempfile.TemporaryDirectory(prefix="subcell-evaluate-") as scratch:
+            # a frame read slab by slab is also written to scratch Zarr arrays in small chunks as it is read here,
+            # for what reads it in boxes next (SSIM's blocks, the cells' boxes): from the source's own chunks each
+            # box would decode whole chunk layers, over and over
+            keep = {} if isinstance(f["pred"], np.ndarray) else _scratch(Path(scratch), f, ti, read_depth(f),
+                                                                          cells=by_cell)  # fmt: skip
+            for part in parts(t, keys, keep):
+                p, tt = part["pred"], part["t"]
+                if masks is not None:
+                    masks.add(p, tt > 0, part["cells"] > 0 if "cells" in part else None)
+                zp, zt = (p.astype(np.float64) - mp) / sp, (tt.astype(np.float64) - mt) / st
+                err += squared_error_sum(zp, zt)
+                zt_moments.add(zt)
+            src_p, src_t = keep.get("pred", f["pred"]), keep.get("t", f["target"][ti])
+            zscored = lambda ext, src_p=src_p, src_t=src_t: (  # noqa: E731
+                (_read(src_p, ext).astype(np.float64) - mp) / sp,
+                (_read(src_t, ext).astype(np.float64) - mt) / st,
+            )
+            ssims.append(ssim_of(zscored, src_p.shape, data_range=(ranges[t][1] - ranges[t][0]) / st or 1.0))
+            if by_cell:
+                cells = keep.get("cells", f["cells"])
+                for box, chosen in deepest_by_cell(cells, sampling, share):
+                    depth_counts += [np.count_nonzero(chosen), np.count_nonzero(chosen & (_read(src_t, box) > 0))]
+                counter = _NucleusCounts(src_t, tuple(cells.shape), cells.dtype)
+                # the command's own function, its cache of cells' boxes smaller than the command's (memory, not speed)
+                nuclei_by_cell(src_p, cells, sampling, out=counter, cache_gb=NUCLEI_CACHE_GB)
+                nuclei_counts += counter.counts
     row["ssim"] = float(np.mean(ssims))
     lo, hi = min(r[0] for r in ranges), max(r[1] for r in ranges)
     row["psnr_db"] = psnr_from(err / max(pt.n, 1), (hi - lo) / st or 1.0)
