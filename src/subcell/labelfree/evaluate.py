@@ -8,11 +8,12 @@ channel stored beside the target (then ``pearson_r_truth``, the correlation with
 reported too).
 
 Every metric is a sum over voxels (moments, squared errors, SSIM map values, histogram counts), so the inputs are
-read one timepoint at a time, each channel's frame in float32, and summed over passes: pass 1 the moments (r, the
-noise ceiling, r per cell, the nucleus share of the cells), Otsu's histogram (two passes, mask targets only), then
-the thresholded counts, the cell-depth baseline, SSIM and the squared error of the z-scored frames. What is held is
-one frame of the prediction channel, the target channels scored, the cells and two z-scored copies (~24 bytes a
-voxel for a noise-free target), not the time-lapse; a single frame is read once and kept for every pass.
+read one timepoint at a time and summed over passes: the moments (r, the noise ceiling, r per cell, the nucleus share
+of the cells), Otsu's histogram (two passes, mask targets only), then the thresholded counts, the squared error of the
+z-scores, SSIM, and cell by cell the depth baseline and ``labelfree nuclei``'s Dice. A frame whose inputs fit
+:data:`FRAME_CACHE_BYTES` is read once and kept for every pass; a larger one is read in each pass slab by slab (its
+stored chunks' depth), and in the last pass copied to scratch Zarr for what reads it in blocks (SSIM) and boxes
+(cells), so memory does not grow with the frame. Same values as the metrics of the whole arrays, to rounding.
 """
 
 from __future__ import annotations
