@@ -311,3 +311,29 @@ def test_batch_evaluate_seg_scores_every_row_against_its_truth(
         mine = gathered[gathered.id == f"f{s:02d}"].drop(columns=["id", "source"]).reset_index(drop=True)
         pd.testing.assert_frame_equal(mine, want)
     assert (gathered.tp > 0).any() and set(gathered.iou_threshold) == {0.5, 0.6, 0.7, 0.8, 0.9}
+
+
+def test_batch_labelfree_evaluate_scores_every_row_as_the_single_command(
+    collection: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Each row's prediction (here the field's noise-free DNA) against its target (the noisy DNA) inside its cells:
+    the table `labelfree evaluate` writes for that row, gathered into one dataset; one figure for all is refused."""
+    fields = [collection / f"f{s:02d}.ome.zarr" for s in range(2)]
+    pd.DataFrame({"id": ["f00", "f01"], "source": [str(f) for f in fields], "target": [str(f) for f in fields],
+                  "mask_cell": [str(f / "labels" / "cell") for f in fields]}).to_csv(tmp_path / "rows.csv", index=False)  # fmt: skip
+    out, opts = tmp_path / "metrics", ["--channel", "dna_noise_free=dna"]
+    batch = ["batch", "labelfree", "evaluate", str(tmp_path / "rows.csv"), str(out), *opts, "--workers", "1", "--quiet"]
+    capsys.readouterr()
+    assert run([*batch, "--figure", str(tmp_path / "f.png")]) == 2
+    assert "--figure names one file" in capsys.readouterr().err and not out.exists()
+    assert run(batch) == 0
+    gathered = pd.read_parquet(out / "metrics")
+    for s, field in enumerate(fields):
+        single = tmp_path / f"single{s}.parquet"
+        assert run(["labelfree", "evaluate", str(field), str(field), *opts, "--cells", str(field / "labels" / "cell"),
+                    "--out", str(single)]) == 0  # fmt: skip
+        want = pd.read_parquet(single)
+        pd.testing.assert_frame_equal(pd.read_parquet(out / f"f{s:02d}.parquet"), want)
+        mine = gathered[gathered.id == f"f{s:02d}"].drop(columns=["id", "source"]).reset_index(drop=True)
+        pd.testing.assert_frame_equal(mine, want)
+        assert want.noise_source[0] == "noise-free truth" and want.cells[0] >= 1 and 0 < want.pearson_r[0] < 1

@@ -8,170 +8,15 @@ come from the manifest's columns.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
 import typer
 
+from subcell.cli.batch_commands import ALIASES, COMMANDS, TORCH_BASE, WORKER_BASE, Gathered
+
 __all__ = ["COMMANDS", "CommandTask", "Gathered", "batch", "build_items"]
-
-
-@dataclass(frozen=True)
-class Gathered:
-    """A table of each item's output, copied with the item's ``id`` and ``source`` into ``OUTDIR/<folder>/<id>.parquet``
-    (one Parquet dataset over the collection)."""
-
-    folder: str
-    table: str = ""  # the file inside the item's output folder; "" = the output is the table
-    voxel_size: bool = False  # also the input's voxel size (voxel_size_z/y/x)
-
-
-@dataclass(frozen=True)
-class Spec:
-    """How a manifest row becomes the arguments of one command."""
-
-    path: tuple[str, ...]  # the command in the CLI tree, e.g. ("labelfree", "predict")
-    suffix: str  # default output suffix
-    memory_factor: float  # item memory above the worker's base / uncompressed input bytes (benchmarks/batch)
-    row_args: Callable[[Any, Path], tuple[list[str], list[str], list[Path]]]  # -> (positional inputs, options, inputs)
-    gathered: tuple[Gathered, ...] = ()  # tables of each item gathered into one Parquet dataset per name
-    sized_by: Callable[[Any], Path] | None = None  # the array whose size the memory estimate scales (default: source)
-    output_option: str | None = None  # the output is this option's value (not the argument after the inputs)
-    one_file_options: tuple[str, ...] = ()  # options naming one extra output file: every item would write it
-
-
-def _vs(row: Any) -> list[str]:
-    return ["--voxel-size", *map(str, row.voxel_size.as_tuple())] if row.voxel_size is not None else []
-
-
-def _meta_path(row: Any, column: str, base: Path) -> Path | None:
-    value = row.metadata.get(column)
-    if value is None:
-        return None
-    p = Path(str(value))
-    return p if p.is_absolute() else (base / p).resolve()
-
-
-def _convert(row: Any, base: Path) -> tuple[list[str], list[str], list[Path]]:
-    return [str(row.source)], _vs(row) + (["--scene", row.scene] if row.scene else []), [row.source]
-
-
-def _segment(row: Any, base: Path) -> tuple[list[str], list[str], list[Path]]:
-    opts = _vs(row) + (["--channel", row.source_channel] if row.source_channel else [])
-    return [str(row.source)], opts, [row.source]
-
-
-def _measure(row: Any, base: Path) -> tuple[list[str], list[str], list[Path]]:
-    inputs, opts = [row.source], _vs(row)
-    if (intensity := _meta_path(row, "intensity", base)) is not None:
-        opts += ["--intensity", str(intensity)]
-        inputs.append(intensity)
-    return [str(row.source)], opts, inputs
-
-
-def _predict(row: Any, base: Path) -> tuple[list[str], list[str], list[Path]]:
-    return [str(row.source)], _vs(row), [row.source]
-
-
-def _nuclei(row: Any, base: Path) -> tuple[list[str], list[str], list[Path]]:
-    cells = row.masks.get("mask_cell") or _meta_path(row, "labels", base)
-    if cells is None:
-        raise ValueError("column 'mask_cell' (or 'labels'): expected the path of the field's cell labels")
-    return [str(row.source), str(cells)], _vs(row), [row.source, cells]
-
-
-def _extract(row: Any, base: Path) -> tuple[list[str], list[str], list[Path]]:
-    labels = _meta_path(row, "labels", base) or row.masks.get("mask") or row.masks.get("mask_cell")
-    if labels is None:
-        raise ValueError("column 'labels' (or 'mask'): expected the path of the field's cell/nucleus labels")
-    opts, inputs = _vs(row), [row.source, labels]
-    if (nuclei := _meta_path(row, "nuclei", base) or row.masks.get("mask_nucleus")) is not None:
-        opts += ["--nuclei", str(nuclei)]
-        inputs.append(nuclei)
-    if row.structure:
-        opts += ["--structure", row.structure]
-    if row.metadata.get("state") is not None:
-        opts += ["--state", str(row.metadata["state"])]
-    return [str(row.source), str(labels)], opts, inputs
-
-
-def _evaluate_seg(row: Any, base: Path) -> tuple[list[str], list[str], list[Path]]:
-    truth = row.target or _meta_path(row, "truth", base)
-    if truth is None:
-        raise ValueError("column 'target' (or 'truth'): expected the path of the ground-truth labels")
-    return [str(row.source), str(truth)], _vs(row), [row.source, truth]
-
-
-def _state_predict(row: Any, base: Path) -> tuple[list[str], list[str], list[Path]]:
-    opts, inputs = [], [row.source]
-    if (tracks := _meta_path(row, "tracks", base)) is not None:  # the movie's tracks: states smoothed along them
-        opts += ["--tracks", str(tracks)]
-        inputs.append(tracks)
-    return [str(row.source)], opts, inputs
-
-
-def _track_labels(row: Any) -> Path:
-    label = row.metadata.get("label")
-    return row.source / "labels" / str(label) if label is not None else row.source
-
-
-def _track(row: Any, base: Path) -> tuple[list[str], list[str], list[Path]]:
-    opts, inputs = _vs(row), [row.source]
-    if row.metadata.get("label") is not None:  # the NGFF label image inside an OME-Zarr source
-        opts += ["--label", str(row.metadata["label"])]
-    if (intensity := _meta_path(row, "intensity", base)) is not None:
-        opts += ["--image", str(intensity)]
-        inputs.append(intensity)
-        if row.metadata.get("intensity_channel") is not None:
-            opts += ["--channel", str(row.metadata["intensity_channel"])]
-    if row.metadata.get("time_interval") is not None:
-        opts += ["--time-interval", str(row.metadata["time_interval"])]
-    return [str(row.source)], opts, inputs
-
-
-_TRACK_TABLES = (Gathered("tracks", "tracks.parquet"), Gathered("lineage", "lineage.parquet"))
-
-COMMANDS: dict[str, Spec] = {
-    "convert": Spec(("convert",), ".ome.zarr", 1.0, _convert),  # streams chunk by chunk
-    "segment": Spec(("segment",), ".ome.zarr", 4.0, _segment),  # 1.9 (nucleus) … 6.2 (mitochondria) whole-field
-    "measure": Spec(("measure",), ".parquet", 4.0, _measure, gathered=(Gathered("measurements", voxel_size=True),)),
-    "labelfree-predict": Spec(("labelfree", "predict"), ".ome.zarr", 2.0, _predict),  # + --memory-limit
-    # as labelfree-predict: the cells become labels slab by slab and the nuclei are written cell by cell, both into
-    # scratch stores; the prediction's tiles, then the cell cache, within --memory-limit (added)
-    "labelfree-nuclei": Spec(("labelfree", "nuclei"), ".ome.zarr", 2.0, _nuclei),
-    "cells-extract": Spec(("cells", "extract"), ".zarr", 4.0, _extract),
-    "synth": Spec(("synth",), ".ome.zarr", 0.0, lambda row, base: ([], [], [])),
-    # a folder (labels.ome.zarr, tables, ctc/); the estimate scales the labels' size: an OME-Zarr is tracked frame
-    # by frame (0.4 measured, benchmarks/track), a TIFF or CTC folder is read whole (4.5): the larger is kept
-    "track": Spec(("track",), ".tracks", 5.0, _track, gathered=_TRACK_TABLES, sized_by=_track_labels),
-    # the per-threshold table (tp, fp, fn, precision, recall, F1, AP) of each item; both label images are read whole
-    # and matched in 4 M-voxel pieces (3.4 measured: 64x1024x1024 int32 labels, 1.1 GB peak)
-    "evaluate-seg": Spec(
-        ("evaluate-seg",),
-        ".parquet",
-        4.0,
-        _evaluate_seg,
-        gathered=(Gathered("scores"),),
-        output_option="--out",
-        one_file_options=("objects",),
-    ),
-    # a cell store states no array size in a header: no memory estimate (the cells are read one table at a time)
-    "state-predict": Spec(
-        ("state", "predict"),
-        ".parquet",
-        0.0,
-        _state_predict,
-        gathered=(Gathered("states"),),
-        one_file_options=("transitions",),
-    ),
-}
-# A worker's resident memory with a command's libraries loaded and an item done (measured 300-450 MB; with torch
-# 600-650 MB): every estimate starts from it, since the workers' memory limits are limits of the whole process.
-WORKER_BASE = 450 << 20
-TORCH_BASE = 250 << 20
-ALIASES = {"predict": "labelfree-predict", "nuclei": "labelfree-nuclei", "extract": "cells-extract"}
 
 
 def click_command(path: tuple[str, ...]) -> Any:
@@ -359,7 +204,7 @@ def build_items(
         if nbytes_cache[sized]:  # unknown size (an unreadable header): no estimate, no resource asked
             memory = WORKER_BASE + int(spec.memory_factor * nbytes_cache[sized])
             if spec.path[0] == "labelfree":
-                memory += TORCH_BASE + int(float(params["memory_limit"]) * 2**30)
+                memory += TORCH_BASE + int(float(params.get("memory_limit") or 0) * 2**30)  # + prediction tiles
         if spec.output_option:  # a command that writes a report table on request (replaced as a whole, atomically)
             args = [*positional, *options, *row_opts, spec.output_option, str(out)]
         else:
