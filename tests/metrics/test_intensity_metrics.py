@@ -93,3 +93,30 @@ def test_a_large_volume_is_scored_in_blocks_with_the_whole_volumes_value(
     assert ssim(pred, target) == pytest.approx(whole_ssim, abs=1e-12)
     assert pearson(pred, target) == pytest.approx(whole_r, abs=1e-12)  # centred in pieces of 3000 voxels
     assert len(blocks) > 4 and all(np.prod(np.array(s) - 10) <= 3000 for s in blocks)  # 5 voxels of context
+
+
+def test_moments_merged_over_pieces_equal_those_of_the_whole(
+    rng: np.random.Generator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Chan's merge over uneven pieces (added in three calls, each cut into pieces of 700 values), with a large mean:
+    the variance and r of the whole, and per object r of each object's voxels."""
+    from subcell.errors import ValueRangeError
+    from subcell.metrics import pieces
+    from subcell.metrics.moments import Moments, ObjectMoments
+
+    monkeypatch.setattr(pieces, "PIECE_VOXELS", 700)
+    a = rng.normal(1e4, 1.0, 5000)
+    b = 0.5 * a + rng.normal(0, 1.0, 5000)
+    labels = rng.integers(0, 6, 5000)
+    m, per = Moments(), ObjectMoments()
+    for sl in (slice(0, 1234), slice(1234, 1300), slice(1300, None)):
+        m.add(a[sl], b[sl])
+        per.add(labels[sl], a[sl], b[sl])
+    assert m.var_a == pytest.approx(np.var(a), rel=1e-10) and m.mean_b == pytest.approx(b.mean(), rel=1e-12)
+    assert m.pearson == pytest.approx(np.corrcoef(a, b)[0, 1], abs=1e-12)
+    r = per.pearson()
+    assert sorted(r) == [1, 2, 3, 4, 5]  # background (0) left out
+    for i, value in r.items():
+        assert value == pytest.approx(np.corrcoef(a[labels == i], b[labels == i])[0, 1], abs=1e-12)
+    with pytest.raises(ValueRangeError, match="differ in number"):
+        m.add(a, b[:10])

@@ -13,6 +13,7 @@ import math
 
 import numpy as np
 
+from subcell.errors import ValueRangeError
 from subcell.metrics import pieces
 
 __all__ = ["Moments", "ObjectMoments"]
@@ -40,6 +41,8 @@ class Moments:
         """Add the values of ``a`` (and the paired values of ``b``, same shape), piece by piece."""
         fa = np.asarray(a).reshape(-1)
         fb = None if b is None else np.asarray(b).reshape(-1)
+        if fb is not None and fb.size != fa.size:
+            raise ValueRangeError(f"paired values differ in number: {fa.size} and {fb.size}", field="shape")
         step = pieces.PIECE_VOXELS
         for i in range(0, fa.size, step):
             x = fa[i : i + step].astype(np.float64)
@@ -99,6 +102,8 @@ class ObjectMoments:
     def add(self, labels: np.ndarray, a: np.ndarray, b: np.ndarray) -> None:
         """Add the voxels of every object of ``labels`` (non-negative integers), with their values in ``a``, ``b``."""
         fl, fa, fb = (np.asarray(v).reshape(-1) for v in (labels, a, b))
+        if not fl.size == fa.size == fb.size:
+            raise ValueRangeError(f"labels and values differ in number: {fl.size}, {fa.size}, {fb.size}", field="shape")
         step = pieces.PIECE_VOXELS
         for i in range(0, fl.size, step):
             lab = fl[i : i + step]
