@@ -68,8 +68,21 @@ def _predict(row: Any, base: Path) -> tuple[list[str], list[str], list[Path]]:
     return [str(row.source)], _vs(row), [row.source]
 
 
+def _cells(row: Any, base: Path) -> Path | None:
+    """The field's cell labels: column ``mask_cell``, or ``labels``."""
+    return row.masks.get("mask_cell") or _meta_path(row, "labels", base)
+
+
+def _target(row: Any, base: Path, expected: str) -> Path:
+    """Column ``target`` (or ``truth``): what the row's ``source`` is scored against."""
+    target = row.target or _meta_path(row, "truth", base)
+    if target is None:
+        raise ValueError(f"column 'target' (or 'truth'): expected the path of {expected}")
+    return Path(target)
+
+
 def _nuclei(row: Any, base: Path) -> tuple[list[str], list[str], list[Path]]:
-    cells = row.masks.get("mask_cell") or _meta_path(row, "labels", base)
+    cells = _cells(row, base)
     if cells is None:
         raise ValueError("column 'mask_cell' (or 'labels'): expected the path of the field's cell labels")
     return [str(row.source), str(cells)], _vs(row), [row.source, cells]
@@ -91,20 +104,14 @@ def _extract(row: Any, base: Path) -> tuple[list[str], list[str], list[Path]]:
 
 
 def _evaluate_seg(row: Any, base: Path) -> tuple[list[str], list[str], list[Path]]:
-    truth = row.target or _meta_path(row, "truth", base)
-    if truth is None:
-        raise ValueError("column 'target' (or 'truth'): expected the path of the ground-truth labels")
+    truth = _target(row, base, "the ground-truth labels")
     return [str(row.source), str(truth)], _vs(row), [row.source, truth]
 
 
 def _labelfree_evaluate(row: Any, base: Path) -> tuple[list[str], list[str], list[Path]]:
-    target = row.target or _meta_path(row, "truth", base)
-    if target is None:
-        raise ValueError(
-            "column 'target' (or 'truth'): expected the path of the measured target (a mask: --mask-target)"
-        )
+    target = _target(row, base, "the measured target (a mask: --mask-target)")
     opts, inputs = _vs(row), [row.source, target]
-    optional = (("--cells", row.masks.get("mask_cell") or _meta_path(row, "labels", base)),
+    optional = (("--cells", _cells(row, base)),
                 ("--noise-control", _meta_path(row, "noise_control", base)),
                 ("--second-acquisition", _meta_path(row, "second_acquisition", base)))  # fmt: skip
     for option, path in optional:
