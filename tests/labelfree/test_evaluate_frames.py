@@ -133,6 +133,8 @@ def test_a_time_lapse_scored_by_parts_equals_the_whole_volume(
 
 
 def test_a_single_frame_is_read_once_for_every_pass(rng: np.random.Generator, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two structures scored against a one-frame field: each prediction channel is read once, the target's
+    channels and the cells once for both rows, over the five passes of each."""
     import subcell.image
 
     m = {k: v[:1] for k, v in _movie(rng).items()}
@@ -144,7 +146,23 @@ def test_a_single_frame_is_read_once_for_every_pass(rng: np.random.Generator, mo
         return materialize(data)
 
     monkeypatch.setattr(subcell.image, "materialize", spy)
-    (row,) = evaluate_prediction(_lazy(("nucleus", m["prob"])), _lazy(("nucleus", m["nuclei"])),
-                                 cells=_lazy(("cells", m["cells"])), mask_target=True)  # fmt: skip
-    assert "dice_nuclei_in_cells" in row
-    assert len(reads) == 3  # the prediction, the target and the cells, once each over five passes
+    pred = _lazy(("nucleus", m["prob"]), ("membrane", m["prob"] * 0.5 + m["cells"]))
+    target = _lazy(("nucleus", m["nuclei"]), ("membrane", m["cells"] > 0))
+    rows = evaluate_prediction(pred, target, cells=_lazy(("cells", m["cells"])), mask_target=True)
+    assert [r["structure"] for r in rows] == ["nucleus", "membrane"] and "dice_nuclei_in_cells" in rows[1]
+    assert len(reads) == 4  # the two prediction channels, the target's two channels at once, the cells
+
+
+def test_cells_follow_the_one_label_rule(rng: np.random.Generator) -> None:
+    """Cells stored as floats of whole numbers score as their integer ids; fractional values are refused, not
+    truncated (:func:`subcell.io.as_labels`)."""
+    from subcell.errors import ValueRangeError
+
+    m = {k: v[:1] for k, v in _movie(rng).items()}
+    pred, target = _lazy(("dna", m["pred"])), _lazy(("dna", m["target"]))
+    (ints,) = evaluate_prediction(pred, target, cells=_lazy(("cells", m["cells"])))
+    (floats,) = evaluate_prediction(pred, target, cells=_lazy(("cells", m["cells"].astype(np.float32))))
+    known = lambda row: {k: v for k, v in row.items() if v == v}  # noqa: E731 (no noise source: NaN ceilings)
+    assert known(floats) == known(ints) and ints["cells"] == 3
+    with pytest.raises(ValueRangeError, match="fractional"):
+        evaluate_prediction(pred, target, cells=_lazy(("cells", m["cells"] + np.float32(0.5))))

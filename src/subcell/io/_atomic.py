@@ -21,6 +21,7 @@ __all__ = [
     "remove_temporaries",
     "scratch_array",
     "scratch_beside",
+    "scratch_temporary",
     "temporary_sibling",
 ]
 
@@ -110,6 +111,16 @@ def scratch_beside(path: str | Path) -> Iterator[Path]:
         yield folder
     finally:
         discard(folder)
+
+
+@contextmanager
+def scratch_temporary() -> Iterator[Path]:
+    """A folder in the system's temporary folder (``TMPDIR``) for intermediate files of a command that writes no
+    output beside which :func:`scratch_beside` could put them (e.g. an evaluation), removed when the block ends."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="subcell-scratch-") as folder:
+        yield Path(folder)
 
 
 def scratch_array(folder: Path, name: str, *, shape: Sequence[int], dtype: Any, chunks: Sequence[int]) -> Any:

@@ -19,8 +19,8 @@ stored chunks' depth), and in the last pass copied to scratch Zarr for what read
 from __future__ import annotations
 
 import math
-import tempfile
 from collections.abc import Iterator
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -107,11 +107,12 @@ class _MaskScores:
             self.counts[name] += [np.count_nonzero(seg), np.count_nonzero(truth), np.count_nonzero(seg & truth)]
 
     def result(self) -> dict[str, Any]:
+        from subcell.metrics.segmentation import dice_from_counts, iou_from_counts
+
         out: dict[str, Any] = {"mask_scored_in": "cells" if self.in_cells else "field", "otsu_threshold": self.otsu}
         for name, counts in self.counts.items():
-            n_seg, n_truth, both = (int(v) for v in counts)
-            union = n_seg + n_truth - both
-            out[f"dice_{name}"], out[f"iou_{name}"] = _dice_of(counts), 1.0 if union == 0 else both / union
+            n = [int(v) for v in counts]
+            out[f"dice_{name}"], out[f"iou_{name}"] = dice_from_counts(*n), iou_from_counts(*n)
         return out
 
 
@@ -148,11 +149,9 @@ class _Frames:
             return self._frame
         pred = self.prediction
         lazy = {"pred": pred.data[t, c]} | {
-            key: image.data[t] for key, image in self.inputs.items() if image is not None and key != "cells"
-        }
-        if self.inputs.get("cells") is not None:
-            lab = self.inputs["cells"].data[t, 0]  # type: ignore[union-attr]
-            lazy["cells"] = lab if np.dtype(lab.dtype).kind in "iu" else lab.astype(np.int64)  # ids as integers
+            key: image.data[t, 0] if key == "cells" else image.data[t]
+            for key, image in self.inputs.items() if image is not None
+        }  # fmt: skip
         # as held: images as float32 (float64 when stored so), the cells as stored
         size = sum(math.prod(v.shape) * max(np.dtype(v.dtype).itemsize, 1 if key == "cells" else 4)
                    for key, v in lazy.items())  # fmt: skip
@@ -169,8 +168,7 @@ class _Frames:
             elif not whole:
                 self._frame[key] = lazy[key]
             elif key == "cells":
-                lab = align_to(image.sel(t=t), pred, labels=True)[0, 0]
-                self._frame[key] = lab if lab.dtype.kind in "iu" else lab.astype(np.int64)  # ids as integers
+                self._frame[key] = align_to(image.sel(t=t), pred, labels=True)[0, 0]
             else:
                 self._frame[key] = _as_float(align_to(image.sel(t=t), pred)[0])
         self._frame["pred"] = _as_float(materialize(lazy["pred"])) if whole else lazy["pred"]
@@ -179,14 +177,12 @@ class _Frames:
 
 
 def _read(source: Any, where: Any, *, labels: bool = False) -> np.ndarray:
-    """``source[where]`` as NumPy: floating point as :func:`_as_float`, or integer ids (``labels``)."""
+    """``source[where]`` as NumPy: floating point as :func:`_as_float`, or as stored (``labels``: integer ids)."""
     from subcell.image import materialize
 
     a = source[where]
     a = a if isinstance(a, np.ndarray) else np.asarray(materialize(a))  # a kept frame is sliced, a lazy one read
-    if labels:
-        return a if a.dtype.kind in "iu" else a.astype(np.int64)
-    return _as_float(a)
+    return a if labels else _as_float(a)
 
 
 def _scratch(folder: Path, f: dict[str, Any], ti: int, depth: int, *, cells: bool) -> dict[str, Any]:
@@ -280,6 +276,11 @@ def evaluate_prediction(
     used = [target.channel_names[_channel(target, t, what="target")] for t in tnames]
     used += [f"{t}_noise_free" for t in used if f"{t}_noise_free" in target.channel_names]
     target = target.sel(channel=list(dict.fromkeys(used)))
+    if cells is not None:  # the one rule for label inputs, block by block as they are read
+        from subcell.io import as_labels
+
+        cells = cells.with_data(as_labels(cells.data, path=cells.provenance.source, what="cell labels", lazy=True),
+                                step="as_labels")  # fmt: skip
     frames = _Frames(prediction, {"target": target, "cells": cells, "control": noise_control,
                                   "pair": second_acquisition})  # fmt: skip
     vs = prediction.voxel_size
@@ -299,9 +300,11 @@ def _score_channel(
     """One row of :func:`evaluate_prediction`: passes over the frames, slab by slab, each summing what its metrics
     need."""
     from subcell.blocks import BlockGrid
+    from subcell.io._atomic import scratch_temporary
     from subcell.labelfree.cell_prior import deepest_by_cell, slab_planes
-    from subcell.metrics.intensity import ceiling_from_variances, psnr_from, ssim_of
+    from subcell.metrics.intensity import ceiling_from_variances, nrmse_from, psnr_from, ssim_of
     from subcell.metrics.moments import Moments, ObjectMoments
+    from subcell.metrics.segmentation import dice_from_counts
 
     ti = _channel(target, tname, what="target")
     free = target.channel_index(f"{tname}_noise_free") if f"{tname}_noise_free" in target.channel_names else None
@@ -395,24 +398,23 @@ def _score_channel(
     mt, st = pt.mean_b, math.sqrt(pt.var_b) or 1.0
     share = float(in_cells[1] / max(int(in_cells[0]), 1))
     depth_counts, nuclei_counts = np.zeros(2, np.int64), np.zeros(2, np.int64)  # |seg|, |seg ∩ truth|
-    ssims, err, zt_moments = [], 0.0, Moments()
+    ssims, err = [], 0.0
     for t in range(n_frames):
         f = frames(t, c)
         by_cell = masks is not None and f["cells"] is not None
         keys = {"pred", "t", "cells"} if masks is not None else {"pred", "t"}
-        with tempfile.TemporaryDirectory(prefix="subcell-evaluate-") as scratch:
+        with ExitStack() as stack:
             # a frame read slab by slab is also written to scratch Zarr arrays in small chunks as it is read here,
             # for what reads it in boxes next (SSIM's blocks, the cells' boxes): from the source's own chunks each
             # box would decode whole chunk layers, over and over
-            keep = {} if isinstance(f["pred"], np.ndarray) else _scratch(Path(scratch), f, ti, read_depth(f),
-                                                                          cells=by_cell)  # fmt: skip
+            keep = {} if isinstance(f["pred"], np.ndarray) else _scratch(stack.enter_context(scratch_temporary()), f,
+                                                                          ti, read_depth(f), cells=by_cell)  # fmt: skip
             for part in parts(t, keys, keep):
                 p, tt = part["pred"], part["t"]
                 if masks is not None:
                     masks.add(p, tt > 0, part["cells"] > 0 if "cells" in part else None)
                 zp, zt = (p.astype(np.float64) - mp) / sp, (tt.astype(np.float64) - mt) / st
                 err += squared_error_sum(zp, zt)
-                zt_moments.add(zt)
             src_p, src_t = keep.get("pred", f["pred"]), keep.get("t", f["target"][ti])
             zscored = lambda ext, src_p=src_p, src_t=src_t: (  # noqa: E731
                 (_read(src_p, ext).astype(np.float64) - mp) / sp,
@@ -430,8 +432,7 @@ def _score_channel(
     row["ssim"] = float(np.mean(ssims))
     lo, hi = min(r[0] for r in ranges), max(r[1] for r in ranges)
     row["psnr_db"] = psnr_from(err / max(pt.n, 1), (hi - lo) / st or 1.0)
-    sd_t = math.sqrt(zt_moments.var_a)
-    row["nrmse"] = math.sqrt(err / max(pt.n, 1)) / sd_t if sd_t > 0 else float("nan")
+    row["nrmse"] = nrmse_from(err / max(pt.n, 1), math.sqrt(pt.var_b) / st)  # the z-scored target's deviation
     if has_cells:
         per = [v for v in per_cell.pearson().values() if v == v]
         row["cells"] = len(per)
@@ -441,12 +442,7 @@ def _score_channel(
         row.update(masks.result())
         if has_cells:
             truth_in = int(in_cells[1])
-            row["dice_cell_depth_baseline"] = _dice_of(np.array([depth_counts[0], truth_in, depth_counts[1]]))
+            row["dice_cell_depth_baseline"] = dice_from_counts(int(depth_counts[0]), truth_in, int(depth_counts[1]))
             row["nucleus_share_of_cells"] = share
-            row["dice_nuclei_in_cells"] = _dice_of(np.array([nuclei_counts[0], truth_in, nuclei_counts[1]]))
+            row["dice_nuclei_in_cells"] = dice_from_counts(int(nuclei_counts[0]), truth_in, int(nuclei_counts[1]))
     return row
-
-
-def _dice_of(counts: np.ndarray) -> float:
-    n_seg, n_truth, both = (int(v) for v in counts)
-    return 1.0 if n_seg + n_truth == 0 else 2.0 * both / (n_seg + n_truth)

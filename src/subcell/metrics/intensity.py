@@ -24,6 +24,7 @@ __all__ = [
     "noise_variance_from_control",
     "noise_variance_from_pair",
     "nrmse",
+    "nrmse_from",
     "pearson",
     "pearson_per_object",
     "psnr",
@@ -127,9 +128,12 @@ def nrmse(pred: np.ndarray, target: np.ndarray) -> float:
     _check(pred, target)
     m = Moments()
     m.add(target)
-    sd = math.sqrt(m.var_a) if m.n else 0.0
-    rmse = math.sqrt(squared_error_sum(pred, target) / max(m.n, 1))
-    return rmse / sd if sd > 0 else float("nan")
+    return nrmse_from(squared_error_sum(pred, target) / max(m.n, 1), math.sqrt(m.var_a) if m.n else 0.0)
+
+
+def nrmse_from(mse: float, target_sd: float) -> float:
+    """NRMSE of a mean squared error and the target's standard deviation (NaN for a constant target)."""
+    return math.sqrt(mse) / target_sd if target_sd > 0 else float("nan")
 
 
 def ssim(pred: np.ndarray, target: np.ndarray, **kwargs: Any) -> float:

@@ -20,7 +20,16 @@ import numpy as np
 from subcell.errors import ValueRangeError
 from subcell.metrics import pieces
 
-__all__ = ["DEFAULT_THRESHOLDS", "InstanceMatch", "dice", "evaluate_frames", "iou", "match_instances"]
+__all__ = [
+    "DEFAULT_THRESHOLDS",
+    "InstanceMatch",
+    "dice",
+    "dice_from_counts",
+    "evaluate_frames",
+    "iou",
+    "iou_from_counts",
+    "match_instances",
+]
 
 DEFAULT_THRESHOLDS = (0.5, 0.6, 0.7, 0.8, 0.9)
 
@@ -57,12 +66,23 @@ def _mask_counts(pred: np.ndarray, truth: np.ndarray) -> tuple[int, int, int, in
 def dice(pred: np.ndarray, truth: np.ndarray) -> float:
     """Dice coefficient 2|A∩B| / (|A|+|B|) of two masks (non-zero = foreground); 1.0 when both are empty."""
     n_p, n_t, both, _ = _mask_counts(pred, truth)
-    return 1.0 if n_p + n_t == 0 else 2.0 * both / (n_p + n_t)
+    return dice_from_counts(n_p, n_t, both)
 
 
 def iou(pred: np.ndarray, truth: np.ndarray) -> float:
     """Intersection over union of two masks; 1.0 when both are empty."""
-    _, _, both, union = _mask_counts(pred, truth)
+    n_p, n_t, both, _ = _mask_counts(pred, truth)
+    return iou_from_counts(n_p, n_t, both)
+
+
+def dice_from_counts(n_pred: int, n_truth: int, both: int) -> float:
+    """:func:`dice` from the voxel counts of the prediction, the truth and both (counts summed over parts)."""
+    return 1.0 if n_pred + n_truth == 0 else 2.0 * both / (n_pred + n_truth)
+
+
+def iou_from_counts(n_pred: int, n_truth: int, both: int) -> float:
+    """:func:`iou` from the voxel counts of the prediction, the truth and both."""
+    union = n_pred + n_truth - both
     return 1.0 if union == 0 else both / union
 
 
