@@ -231,3 +231,54 @@ def test_cells_on_a_coarser_grid_reach_the_model_on_the_images_grid(conditioned:
     assert set(np.unique(nuc)) == {0, 1, 2, 3, 4}  # one nucleus in every cell
     assert np.all(cells[nuc > 0] == nuc[nuc > 0])  # each inside its own cell, with its id
     assert _model_cells(dataclasses.replace(model, cell_conditioned=False), image, coarse) is None
+
+
+def _direct(model: LabelFreeModel, frame: np.ndarray, lab: np.ndarray) -> np.ndarray:
+    """The network on one z-scored frame and its cells' depth, whole: what every path must predict."""
+    x = frame.astype(np.float64)
+    x = ((x - x.mean()) / x.std()).astype(np.float32)
+    with torch.no_grad():
+        out = model.network.eval()(torch.from_numpy(np.stack([x, cell_depth(lab, VOXEL)])[None]))
+    return out[0, 0].numpy()
+
+
+def test_a_time_lapses_cell_depth_is_made_a_frame_at_a_time_in_memory_or_scratch(
+    conditioned: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import dask
+    import dask.array as da
+
+    from subcell.labelfree import predict_input
+    from subcell.labelfree.predict import predict_to_zarr
+    from subcell.labelfree.predict_regions import predict_regions_to_zarr
+
+    model = LabelFreeModel.load(conditioned)
+    image = paired_volume(3, frames=3).channel("brightfield")
+    labs = [cells_of(image.shape[2:], shift=s) for s in (0, 5, 11)]
+    want = [_direct(model, image.numpy()[t, 0], labs[t]) for t in range(3)]
+
+    def movie(broken: int | None = None) -> Image:
+        def read(t: int) -> np.ndarray:
+            if t == broken:
+                raise OSError(f"frame {t} is unreadable")
+            return labs[t]
+
+        frames = [da.from_delayed(dask.delayed(read)(t), labs[t].shape, labs[t].dtype) for t in range(3)]
+        return Image(da.stack(frames)[:, None], voxel_size=VOXEL, channel_names=["cells"])
+
+    cfg = PredictConfig(precision="fp32")
+    in_memory = predict_image(model, image, cfg, cells=movie()).numpy()
+    for t in range(3):
+        np.testing.assert_allclose(in_memory[t, 0], want[t], atol=1e-4)  # each frame with its own cells
+    # every frame's depth forced into the unfinished store's scratch, streamed and by regions: the same prediction
+    monkeypatch.setattr(predict_input, "DEPTH_HELD_BYTES", 0)
+    for name, run in [("rows", predict_to_zarr), ("regions", predict_regions_to_zarr)]:
+        out = run(model, image, tmp_path / f"{name}.ome.zarr", cfg, cells=movie())
+        np.testing.assert_allclose(io.read(out).numpy()[:, :1], in_memory, atol=1e-5)
+        assert not any(".scratch" in p.name or "cell_depth" in p.name for p in out.rglob("*"))  # none left
+    # a frame not predicted is never read: its cells may be missing or broken
+    two = predict_to_zarr(model, image, tmp_path / "two.ome.zarr", cfg.model_copy(update={"timepoints": [0, 2]}),
+                          cells=movie(broken=1))  # fmt: skip
+    np.testing.assert_allclose(io.read(two).numpy()[:, :1], in_memory[[0, 2]], atol=1e-5)
+    with pytest.raises(OSError, match="frame 1"):
+        predict_image(model, image, cfg, cells=movie(broken=1))

@@ -21,12 +21,13 @@ from typing import Any
 import numpy as np
 
 from subcell.errors import ValueRangeError
-from subcell.image import VoxelSize
+from subcell.image import VoxelSize, materialize
 from subcell.metrics.moments import Moments
 
 __all__ = [
     "cell_boxes",
     "cell_depth",
+    "cell_depth_into",
     "deepest_by_cell",
     "deepest_in_cells",
     "nuclei_by_cell",
@@ -96,10 +97,20 @@ def cell_depth(cells: np.ndarray, sampling: tuple[float, ...]) -> np.ndarray:
     single plane) are left out of the distance. An interphase nucleus fills the middle of its cell, so the depth is
     the prior a mask prediction inside segmented cells has to beat."""
     depth = np.zeros(cells.shape, np.float32)
-    for i, box in cell_boxes(cells):
-        own = cells[box] == i
-        depth[box][own] = _depth_in_box(own, cells.shape, tuple(sampling))[own]
+    cell_depth_into(depth, cells, sampling)
     return depth
+
+
+def cell_depth_into(out: Any, cells: Any, sampling: tuple[float, ...]) -> None:
+    """:func:`cell_depth` of ``cells`` written into ``out`` (zeros of their shape, float32: NumPy, or Zarr for a
+    field larger than memory), cell by cell: one cell's box of ``cells`` (NumPy, Zarr or Dask) read and one box of
+    ``out`` rewritten at a time, so only the largest cell's box is held. A cell's depth needs that cell alone, so
+    the values are those of the whole array."""
+    for i, box in cell_boxes(cells):
+        own = materialize(cells[box]) == i
+        part = np.asarray(out[box])  # a view of a NumPy ``out``; a copy of a Zarr one, written back
+        part[own] = _depth_in_box(own, tuple(cells.shape), tuple(sampling))[own]
+        out[box] = part
 
 
 class _Scorer:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -380,7 +381,7 @@ def predict_image(
     out = np.zeros((len(ts), len(names), *out_shape), np.float32)
     summary: dict[str, Any] = {}
     for i, t in enumerate(ts):
-        src = row_source(image, t, c, grid_vs, shape, model, depth=depth)
+        src = row_source(image, t, c, grid_vs, shape, model, depth=None if depth is None else depth.frame(t))
 
         def sink(z0: int, rows: np.ndarray, y0: int = 0, i: int = i) -> None:
             out[i, :, z0 : z0 + rows.shape[1], y0 : y0 + rows.shape[2]] = rows
@@ -438,13 +439,16 @@ def predict_to_zarr(
         overwrite=overwrite,
     ) as writer:
         for i, t in enumerate(ts):
-            src = row_source(image, t, c, grid_vs, shape, model, depth=depth)
+            # a frame's cell depth beyond what is held in memory goes to the unfinished store's scratch
+            frame = None if depth is None else depth.frame(t, partial(writer.scratch_array, "cell_depth"))
+            src = row_source(image, t, c, grid_vs, shape, model, depth=frame)
 
             def sink(z0: int, rows: np.ndarray, y0: int = 0, i: int = i) -> None:
                 where = (slice(i, i + 1), slice(None), slice(z0, z0 + rows.shape[1]), slice(y0, y0 + rows.shape[2]))
                 writer.write_region(where, rows[None])
 
             summary.update(_predict_rows(model, src, shape, sink, grid_vs, out_vs, out_shape, cfg, progress))
+            del src, frame  # this frame's input and cell depth go before the next frame's are made
         writer.provenance = _prediction_provenance(model, image, summary, ts, cfg)  # metadata is written on close
     return Path(output)
 

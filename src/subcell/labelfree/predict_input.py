@@ -6,6 +6,7 @@ from __future__ import annotations
 import itertools
 import math
 import warnings
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -15,7 +16,16 @@ from subcell.image import SAME_GRID_RTOL, Image, VoxelSize, materialize
 from subcell.labelfree.config import PredictConfig
 from subcell.labelfree.predictor import Predictor, RowSource
 
-__all__ = ["cell_depth_input", "check_input", "on_model_grid", "resample_hint", "row_source", "stack_stats"]
+__all__ = [
+    "DEPTH_HELD_BYTES",
+    "CellDepth",
+    "cell_depth_input",
+    "check_input",
+    "on_model_grid",
+    "resample_hint",
+    "row_source",
+    "stack_stats",
+]
 
 
 def check_input(model: Predictor, image: Image, cfg: PredictConfig) -> tuple[int, VoxelSize, tuple[int, int, int]]:
@@ -67,14 +77,56 @@ def check_input(model: Predictor, image: Image, cfg: PredictConfig) -> tuple[int
     return c, vs, image.shape[2:]  # type: ignore[return-value]
 
 
-def cell_depth_input(model: Predictor, image: Image, cells: Image | None) -> Image | None:
-    """The second input of a model conditioned on the cell outlines: each voxel's depth in its cell
-    (:func:`~subcell.labelfree.cell_prior.cell_depth`, one frame at a time) on ``image``'s grid, ``(T, 1, Z, Y, X)``
-    float32 in memory; None for a model without it. Checks that the cells are given exactly when the model takes
-    them, and that they lie on the image's grid (one frame for every timepoint, or one for all)."""
-    from subcell.io import as_labels
-    from subcell.labelfree.cell_prior import cell_depth
+DEPTH_HELD_BYTES = 256 << 20  # a frame's cell depth (float32) up to this is computed in memory, a larger one in scratch
 
+
+class CellDepth:
+    """The second input of a model conditioned on the cell outlines, one frame at a time: each voxel's depth in its
+    cell (:func:`~subcell.labelfree.cell_prior.cell_depth`) on the image's grid, made by :func:`cell_depth_input`.
+
+    A frame is computed when asked for (:meth:`frame`) and only that frame is held: in memory up to
+    :data:`DEPTH_HELD_BYTES`, beyond that in a scratch Zarr array the caller provides (e.g. inside the unfinished
+    output store), written cell by cell from boxes of the labels read lazily. A time-lapse is never held whole,
+    and timepoints not predicted are never computed; one frame of cells for every timepoint is computed once.
+    """
+
+    def __init__(self, cells: Image, voxel_size: VoxelSize) -> None:
+        from subcell.io import as_labels
+
+        # the one label rule (integers, a mask, or floats of whole numbers), block by block as read
+        self.labels = as_labels(cells.data[:, 0], path=cells.provenance.source, what="cell labels", lazy=True)
+        self.voxel_size = voxel_size
+        self._last: tuple[int, Image] | None = None
+
+    def frame(self, t: int, scratch: Callable[..., Any] | None = None, *, held_bytes: float | None = None) -> Image:
+        """The cell depth of timepoint ``t`` (or of the only frame of cells), ``(1, 1, Z, Y, X)`` float32.
+        ``scratch(shape=, dtype=, chunks=)`` makes a Zarr array of zeros for a frame beyond ``held_bytes`` (default
+        :data:`DEPTH_HELD_BYTES`; in memory whatever its size when ``scratch`` is None)."""
+        import dask.array as da
+
+        from subcell.labelfree.cell_prior import cell_depth_into
+
+        i = min(t, self.labels.shape[0] - 1)
+        if self._last is not None and self._last[0] == i:
+            return self._last[1]
+        self._last = None  # the previous frame is let go before the next is made
+        lab = self.labels[i]
+        sampling = (self.voxel_size.z, self.voxel_size.y, self.voxel_size.x)
+        if scratch is None or 4 * math.prod(lab.shape) <= (DEPTH_HELD_BYTES if held_bytes is None else held_bytes):
+            depth: Any = np.zeros(lab.shape, np.float32)
+            cell_depth_into(depth, materialize(lab), sampling)  # the frame's labels read once
+        else:
+            out = scratch(shape=lab.shape, dtype="float32", chunks=(min(lab.shape[0], 16), 128, 128))
+            cell_depth_into(out, lab, sampling)
+            depth = da.from_zarr(out)
+        self._last = (i, Image(depth[None, None], voxel_size=self.voxel_size, channel_names=["cell_depth"]))
+        return self._last[1]
+
+
+def cell_depth_input(model: Predictor, image: Image, cells: Image | None) -> CellDepth | None:
+    """The cell depth a model conditioned on the cell outlines takes as its second input (:class:`CellDepth`,
+    computed a frame at a time), None for a model without it. Checks that the cells are given exactly when the
+    model takes them, and that they lie on the image's grid (one frame for every timepoint, or one for all)."""
     conditioned = model.cell_conditioned
     if conditioned and cells is None:
         raise ValueRangeError("the model takes the cell outlines as a second input: give the cell labels "
@@ -92,11 +144,7 @@ def cell_depth_input(model: Predictor, image: Image, cells: Image | None) -> Ima
     if not cells.voxel_size.isclose(vs, rtol=SAME_GRID_RTOL):
         raise MetadataError(f"cell labels at {cells.voxel_size.as_tuple()} µm, the image at {vs.as_tuple()} µm: "
                             "they must share the grid", path=cells.provenance.source, field="voxel_size")  # fmt: skip
-    frames = []
-    for t in range(cells.shape[0]):  # the one label rule (integers, a mask, or floats of whole numbers)
-        lab = as_labels(cells.data[t, 0], path=cells.provenance.source, what="cell labels")
-        frames.append(cell_depth(lab, (vs.z, vs.y, vs.x)))
-    return Image(np.stack(frames)[:, None], voxel_size=vs, channel_names=["cell_depth"])
+    return CellDepth(cells, vs)
 
 
 def resample_hint(grid_vs: VoxelSize) -> str:
@@ -226,13 +274,13 @@ def row_source(
     as the first request for all of its planes (a tiling whose rows span the whole depth asks exactly that once):
     one read of the file instead of two, with nothing more in memory than that row would hold (it is the row).
     A banded tiling's requests for all planes of a (Y, X) band are cut from it (the tile choice counts it).
-    ``depth`` (:func:`cell_depth_input`): a second channel, the cell depth of frame ``t`` (or the only frame) at
-    the same rows, resampled as the image is and not normalised.
+    ``depth`` (:meth:`CellDepth.frame`): a second channel, the cell depth of timepoint ``t`` at the same rows,
+    resampled as the image is and not normalised.
     """
     raw_rows = _raw_rows(image, t, c, grid_vs, shape)
     if depth is not None:
         image_rows = _normalised_rows(image, t, c, grid_vs, shape, model, stats, raw_rows)
-        depth_rows = _raw_rows(depth, min(t, depth.shape[0] - 1), 0, grid_vs, shape)
+        depth_rows = _raw_rows(depth, 0, 0, grid_vs, shape)
         return lambda *where: np.concatenate([image_rows(*where), depth_rows(*where)])
     return _normalised_rows(image, t, c, grid_vs, shape, model, stats, raw_rows)
 

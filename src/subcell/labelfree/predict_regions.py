@@ -34,6 +34,7 @@ from subcell.labelfree.predict import (
     runtime,
 )
 from subcell.labelfree.predict_input import (
+    DEPTH_HELD_BYTES,
     cell_depth_input,
     check_input,
     on_model_grid,
@@ -65,7 +66,8 @@ def _predict_region(block: Any, *, job: dict[str, Any]) -> tuple[bool, dict[str,
     summary: dict[str, Any] = {}
     region = ys, xs = block.core[1:]
     for i, (t, stats) in enumerate(zip(job["timepoints"], job["stats"], strict=True)):
-        src = row_source(job["image"], t, job["channel"], job["grid_vs"], job["shape"], model, stats, job["depth"])
+        depth = None if job["depth"] is None else job["depth"][i]
+        src = row_source(job["image"], t, job["channel"], job["grid_vs"], job["shape"], model, stats, depth)
 
         def sink(z0: int, rows: np.ndarray, i: int = i) -> None:
             nonlocal finite
@@ -136,8 +138,18 @@ def predict_regions_to_zarr(
         chunks=(1, 1, min(shape[0], 32), chunk, chunk), levels=levels, overwrite=overwrite,
     )  # fmt: skip
     try:
+        # every timepoint's cell depth, sent with the job: in memory up to DEPTH_HELD_BYTES in all, beyond that in
+        # the unfinished store's scratch (beside the output, so workers that write there can read it)
+        frames = (
+            None
+            if depth is None
+            else [
+                depth.frame(t, partial(writer.scratch_array, f"cell_depth_{i}"), held_bytes=DEPTH_HELD_BYTES / len(ts))
+                for i, t in enumerate(ts)
+            ]
+        )
         job = {"model": spec, "cfg": cfg, "image": image, "channel": c, "grid_vs": grid_vs, "shape": shape,
-               "timepoints": ts, "stats": stats, "array": writer.level0, "progress": progress, "depth": depth}  # fmt: skip
+               "timepoints": ts, "stats": stats, "array": writer.level0, "progress": progress, "depth": frames}  # fmt: skip
         # the regions are blocks of the block engine's lateral grid, run through its executor seam
         grid = BlockGrid(shape, (shape[0], region_yx, region_yx))
         done = map_blocks(partial(_predict_region, job=job), grid, executor=executor)
