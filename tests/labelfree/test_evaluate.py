@@ -179,6 +179,41 @@ def test_cell_depth_of_single_planes_is_the_in_plane_distance() -> None:
     assert depth[0, 30, 30] == pytest.approx(1.0) and depth[0, 30, 30 + 12] == pytest.approx(0.5, abs=0.05)
 
 
+def test_cell_depth_swept_down_the_field_in_windows_equals_each_cell_alone() -> None:
+    import dask.array as da
+    import zarr
+    from scipy import ndimage as ndi
+
+    from subcell.labelfree.cell_prior import cell_depth_into
+
+    vs = (0.5, 0.25, 0.3)
+    rng = np.random.default_rng(3)
+    # touching cells of uneven heights (one 30 rows tall, starting above smaller ones), a cell in two pieces, and
+    # cells at the field's edges
+    cells = np.zeros((6, 40, 24), np.uint16)
+    cells[:, 2:32, 1:7] = 1
+    cells[1:5, 0:9, 8:20] = 2
+    cells[:, 9:14, 8:24] = 3
+    cells[2:6, 14:40, 10:18] = 4
+    cells[0:3, 30:40, 0:6] = 5
+    cells[4:6, 35:40, 19:24] = 5
+    cells[rng.random(cells.shape) < 0.05] = 0  # holes: depths within each cell measured around them
+    want = np.zeros(cells.shape, np.float32)
+    for i in range(1, 6):  # each cell alone: distance to the nearest voxel outside it (the field's edge outside)
+        own = np.pad(cells == i, 1)
+        d = ndi.distance_transform_edt(own, sampling=vs)[1:-1, 1:-1, 1:-1]
+        want[cells == i] = (d / d.max())[cells == i]
+    for rows in (1, 3, 8, 64):
+        for source in (cells, da.from_array(cells, chunks=(6, 5, 24))):
+            out = zarr.zeros(cells.shape, chunks=(2, 4, 8), dtype="float32")
+            cell_depth_into(out, source, vs, rows=rows)
+            np.testing.assert_allclose(out[:], want, rtol=1e-6, atol=1e-7)
+    lazy = da.from_array(cells, chunks=(6, 7, 24))  # rows by default: the stored chunk height
+    held = np.zeros(cells.shape, np.float32)
+    cell_depth_into(held, lazy, vs)
+    np.testing.assert_allclose(held, want, rtol=1e-6, atol=1e-7)
+
+
 def test_mask_scores_inside_cells_report_the_cell_depth_baseline() -> None:
     vs = (0.5, 0.25, 0.25)
     shape = (40, 80, 80)

@@ -101,16 +101,47 @@ def cell_depth(cells: np.ndarray, sampling: tuple[float, ...]) -> np.ndarray:
     return depth
 
 
-def cell_depth_into(out: Any, cells: Any, sampling: tuple[float, ...]) -> None:
-    """:func:`cell_depth` of ``cells`` written into ``out`` (zeros of their shape, float32: NumPy, or Zarr for a
-    field larger than memory), cell by cell: one cell's box of ``cells`` (NumPy, Zarr or Dask) read and one box of
-    ``out`` rewritten at a time, so only the largest cell's box is held. A cell's depth needs that cell alone, so
-    the values are those of the whole array."""
-    for i, box in cell_boxes(cells):
-        own = materialize(cells[box]) == i
-        part = np.asarray(out[box])  # a view of a NumPy ``out``; a copy of a Zarr one, written back
-        part[own] = _depth_in_box(own, tuple(cells.shape), tuple(sampling))[own]
-        out[box] = part
+def cell_depth_into(out: Any, cells: Any, sampling: tuple[float, ...], *, rows: int | None = None) -> None:
+    """:func:`cell_depth` of ``cells`` (NumPy, Zarr or Dask, ``(Z, Y, X)``) written into ``out`` (zeros of their
+    shape, float32: NumPy, or Zarr for a field larger than memory), sweeping down the field in y.
+
+    The cells are taken in the order their boxes start in y, over a window of whole rows (every plane, the full
+    width): rows are read into it ``rows`` at a time (default: the labels' stored chunk height, so each stored chunk
+    is decoded once) as the next cell's box needs them, and written out, finished, once no later cell starts above
+    them. So each row is read and written once, and what is held is the rows the cells under way span (about the
+    tallest cell and a step), not the field. A cell's depth needs that cell alone, so the values are those of the
+    whole array. (Cell by cell box reads decoded each stored chunk once per cell that touches it, and rewrote
+    ``out``'s chunks as often: 3.5× the time of the whole-array computation on a 64×1280×1280 field.)"""
+    boxes = sorted(cell_boxes(cells), key=lambda ib: ib[1][1].start)
+    n_y = int(cells.shape[1])
+    chunks = getattr(cells, "chunks", None)
+    step = rows or (int(chunks[1][0]) if chunks and not isinstance(chunks[1], int) else 128)
+    shape = tuple(int(n) for n in cells.shape)
+    kind = np.dtype(cells.dtype)
+    # the window's labels (rows [w0, w0 + its height)), in their own integer type
+    lab = np.zeros((shape[0], 0, shape[2]), kind if kind.kind in "iu" else np.int64)
+    depth = np.zeros((shape[0], 0, shape[2]), np.float32)
+    w0 = 0
+
+    def flush(upto: int) -> None:  # rows above ``upto`` are finished: written out and let go
+        nonlocal lab, depth, w0
+        if upto > w0:
+            out[:, w0:upto] = depth[:, : upto - w0]
+            lab, depth, w0 = lab[:, upto - w0 :].copy(), depth[:, upto - w0 :].copy(), upto
+
+    for i, box in boxes:
+        zs, ys, xs = box
+        flush(ys.start // step * step)  # no later cell starts above this cell's first row
+        while w0 + lab.shape[1] < ys.stop:
+            a = w0 + lab.shape[1]
+            more = materialize(cells[:, a : min(n_y, (a // step + 1) * step)])
+            lab = np.concatenate([lab, more.astype(lab.dtype, copy=False)], axis=1)
+            depth = np.concatenate([depth, np.zeros(more.shape, np.float32)], axis=1)
+        where = (zs, slice(ys.start - w0, ys.stop - w0), xs)
+        own = lab[where] == i
+        part = depth[where]
+        part[own] = _depth_in_box(own, shape, tuple(sampling))[own]
+    flush(w0 + lab.shape[1])
 
 
 class _Scorer:

@@ -86,7 +86,8 @@ class CellDepth:
 
     A frame is computed when asked for (:meth:`frame`) and only that frame is held: in memory up to
     :data:`DEPTH_HELD_BYTES`, beyond that in a scratch Zarr array the caller provides (e.g. inside the unfinished
-    output store), written cell by cell from boxes of the labels read lazily. A time-lapse is never held whole,
+    output store), swept down the field from the labels read lazily, a window of rows at a time
+    (:func:`~subcell.labelfree.cell_prior.cell_depth_into`). A time-lapse is never held whole,
     and timepoints not predicted are never computed; one frame of cells for every timepoint is computed once.
     """
 
@@ -114,7 +115,7 @@ class CellDepth:
         sampling = (self.voxel_size.z, self.voxel_size.y, self.voxel_size.x)
         if scratch is None or 4 * math.prod(lab.shape) <= (DEPTH_HELD_BYTES if held_bytes is None else held_bytes):
             depth: Any = np.zeros(lab.shape, np.float32)
-            cell_depth_into(depth, materialize(lab), sampling)  # the frame's labels read once
+            cell_depth_into(depth, lab, sampling)
         else:
             out = scratch(shape=lab.shape, dtype="float32", chunks=(min(lab.shape[0], 16), 128, 128))
             cell_depth_into(out, lab, sampling)
