@@ -113,30 +113,36 @@ def cell_depth_into(out: Any, cells: Any, sampling: tuple[float, ...], *, rows: 
     whole array. (Cell by cell box reads decoded each stored chunk once per cell that touches it, and rewrote
     ``out``'s chunks as often: 3.5× the time of the whole-array computation on a 64×1280×1280 field.)"""
     boxes = sorted(cell_boxes(cells), key=lambda ib: ib[1][1].start)
-    n_y = int(cells.shape[1])
+    shape = tuple(int(n) for n in cells.shape)
     chunks = getattr(cells, "chunks", None)
     step = rows or (int(chunks[1][0]) if chunks and not isinstance(chunks[1], int) else 128)
-    shape = tuple(int(n) for n in cells.shape)
     kind = np.dtype(cells.dtype)
-    # the window's labels (rows [w0, w0 + its height)), in their own integer type
+    # the window's labels (rows [w0, w0 + its height)), in their own integer type, and their depth: a view of a
+    # NumPy ``out`` (written in place), else its own rows, written out when finished
     lab = np.zeros((shape[0], 0, shape[2]), kind if kind.kind in "iu" else np.int64)
-    depth = np.zeros((shape[0], 0, shape[2]), np.float32)
+    direct = isinstance(out, np.ndarray)
+    depth = np.zeros(lab.shape, np.float32)
     w0 = 0
 
     def flush(upto: int) -> None:  # rows above ``upto`` are finished: written out and let go
         nonlocal lab, depth, w0
         if upto > w0:
-            out[:, w0:upto] = depth[:, : upto - w0]
-            lab, depth, w0 = lab[:, upto - w0 :].copy(), depth[:, upto - w0 :].copy(), upto
+            if not direct:
+                out[:, w0:upto] = depth[:, : upto - w0]
+            lab, depth, w0 = lab[:, upto - w0 :], depth[:, upto - w0 :], upto  # views: the next read copies
 
     for i, box in boxes:
         zs, ys, xs = box
         flush(ys.start // step * step)  # no later cell starts above this cell's first row
-        while w0 + lab.shape[1] < ys.stop:
+        if w0 + lab.shape[1] < ys.stop:
             a = w0 + lab.shape[1]
-            more = materialize(cells[:, a : min(n_y, (a // step + 1) * step)])
-            lab = np.concatenate([lab, more.astype(lab.dtype, copy=False)], axis=1)
-            depth = np.concatenate([depth, np.zeros(more.shape, np.float32)], axis=1)
+            b = min(shape[1], -(-ys.stop // step) * step)
+            lab = np.concatenate([lab, materialize(cells[:, a:b]).astype(lab.dtype, copy=False)], axis=1)
+            depth = (
+                out[:, w0:b]
+                if direct
+                else np.concatenate([depth, np.zeros((shape[0], b - a, shape[2]), np.float32)], axis=1)
+            )
         where = (zs, slice(ys.start - w0, ys.stop - w0), xs)
         own = lab[where] == i
         part = depth[where]
