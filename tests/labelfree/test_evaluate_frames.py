@@ -166,3 +166,53 @@ def test_cells_follow_the_one_label_rule(rng: np.random.Generator) -> None:
     assert known(floats) == known(ints) and ints["cells"] == 3
     with pytest.raises(ValueRangeError, match="fractional"):
         evaluate_prediction(pred, target, cells=_lazy(("cells", m["cells"] + np.float32(0.5))))
+
+
+def test_inputs_on_a_finer_grid_are_resampled_a_few_planes_at_a_time_as_the_whole_frame_is(
+    rng: np.random.Generator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A target, its cells and nuclei at twice the prediction's lateral resolution (and a plane more: cropped): read
+    by slabs, each input is resampled onto the prediction's grid as read, and scores what the whole frames resampled
+    in memory score."""
+    from scipy import ndimage as ndi
+
+    from subcell.labelfree import cell_prior, evaluate
+
+    m = _movie(rng)
+    fine = (0.5, 0.1, 0.1)
+    up = {k: np.repeat(np.repeat(m[k], 2, axis=2), 2, axis=3) for k in ("cells", "nuclei")}
+    up = {k: np.concatenate([v, v[:, -1:]], axis=1) for k, v in up.items()}  # 13 planes against 12
+    target = ndi.zoom(m["target"], (1, 13 / 12, 2, 2), order=1) + rng.normal(0, 1, (3, 13, 80, 88))
+
+    def lazy(name: str, a: np.ndarray, vs: tuple[float, ...]) -> Image:
+        import dask.array as da
+
+        return Image(da.from_array(a[:, None], chunks=(1, 1, 2, *a.shape[2:])), voxel_size=vs, dims="TCZYX",
+                     channel_names=[name])  # fmt: skip
+
+    def score() -> tuple[dict[str, Any], dict[str, Any]]:
+        cells = lazy("cells", up["cells"], fine)
+        (row,) = evaluate_prediction(lazy("dna", m["pred"], VS), lazy("dna", target, fine), cells=cells)
+        (mask,) = evaluate_prediction(lazy("nucleus", m["prob"], VS), lazy("nucleus", up["nuclei"], fine),
+                                      cells=cells, mask_target=True)  # fmt: skip
+        return row, mask
+
+    whole = score()  # each frame resampled whole (align_to) and kept
+    monkeypatch.setattr(evaluate, "FRAME_CACHE_BYTES", 0)
+    monkeypatch.setattr(cell_prior, "SLAB_BYTES", 2 * 40 * 44 * evaluate.BYTES_PER_VOXEL)
+    calls: list[tuple[int, int]] = []
+    aligned = evaluate._aligned_lazily
+
+    def spy(*args: Any, **kwargs: Any) -> Any:
+        calls.append((args[1], kwargs["chunk_z"]))
+        return aligned(*args, **kwargs)
+
+    monkeypatch.setattr(evaluate, "_aligned_lazily", spy)
+    by_slabs = score()
+    assert calls and {z for _, z in calls} == {2}  # resampled as read, in the prediction's stored planes
+    for got, want in zip(by_slabs, whole, strict=True):
+        assert got["cells"] == want["cells"] and got["voxels"] == want["voxels"]
+        for key, value in want.items():
+            if isinstance(value, float):
+                assert got[key] == pytest.approx(value, rel=1e-9, abs=1e-12, nan_ok=True), key
+    assert whole[1]["dice_otsu"] > 0.5 and whole[0]["pearson_r"] > 0.5  # the grids were matched, not misread

@@ -132,3 +132,28 @@ def test_rows_out_of_order_or_missing_are_refused() -> None:
         r(5, np.zeros((1, 3, 4, 4), np.float32))
     with pytest.raises(ValueRangeError, match="ended after 3 of 10 input rows"):
         r.close()
+
+
+@pytest.mark.parametrize(
+    ("shape", "voxel", "target"),
+    [((5, 17, 23), (0.29, 0.1, 0.1), (0.29, 0.29, 0.29)), ((12, 9, 64), (1.0, 0.2, 0.2), (0.29, 0.29, 0.29)),
+     ((7, 30, 41), (0.5, 0.3, 0.7), (0.21, 0.33, 0.29)), ((1, 30, 41), (1.0, 0.3, 0.3), (1.0, 0.2, 0.45))],
+)  # fmt: skip
+def test_labels_resampled_plane_by_plane_equal_scikit_images_nearest_neighbour_resize(
+    shape: tuple[int, int, int], voxel: tuple[float, ...], target: tuple[float, ...]
+) -> None:
+    import dask.array as da
+    from skimage.transform import resize
+
+    from subcell.transforms.resample import resample_label_rows, resampled_shape
+
+    lab = np.random.default_rng(0).integers(0, 1000, (2, *shape)).astype(np.uint16)
+    out = resampled_shape(shape, voxel, target)
+    want = np.stack([resize(v, out, order=0, mode="edge", anti_aliasing=False, preserve_range=True) for v in lab])
+    whole = resample(lab, voxel_size=voxel, target_voxel_size=target, labels=True)
+    assert whole.dtype == np.uint16
+    np.testing.assert_array_equal(whole, want)
+    lazy = da.from_array(lab, chunks=(1, 2, *shape[1:]))
+    for z0 in range(0, out[0], 2):
+        rows = resample_label_rows(lazy, z0, z0 + 2, voxel_size=voxel, target_voxel_size=target)
+        np.testing.assert_array_equal(rows, want[:, z0 : z0 + 2])

@@ -52,20 +52,67 @@ def align_to(image: Image, reference: Image, *, labels: bool = False) -> np.ndar
             data = resample(data, voxel_size=image.voxel_size, target_voxel_size=reference.voxel_size, labels=True)
         else:
             data = resample_linear(data, voxel_size=image.voxel_size, target_voxel_size=reference.voxel_size)
-    want = reference.shape[2:]
-    if tuple(data.shape[2:]) == tuple(want):
+    want = _fitted_shape(image, tuple(data.shape[2:]), reference)
+    if tuple(data.shape[2:]) == want:
         return data
-    if any(abs(a - b) > 1 for a, b in zip(data.shape[2:], want, strict=True)):
-        raise MetadataError(
-            f"image covers {data.shape[2:]} voxels on the prediction grid, the prediction {want}; "
-            "they do not show the same field",
-            path=image.provenance.source,
-            field="shape",
-        )
     out = np.zeros((*data.shape[:2], *want), data.dtype)
     sl = tuple(slice(0, min(a, b)) for a, b in zip(data.shape[2:], want, strict=True))
     out[(slice(None), slice(None), *sl)] = data[(slice(None), slice(None), *sl)]
     return out
+
+
+def _fitted_shape(image: Image, shape: tuple[int, ...], reference: Image) -> tuple[int, ...]:
+    """``reference``'s (Z, Y, X), which ``image`` covers as ``shape`` voxels on that grid: cropped or padded by a
+    voxel at most (rounding), else refused."""
+    want = tuple(reference.shape[2:])
+    if any(abs(a - b) > 1 for a, b in zip(shape, want, strict=True)):
+        raise MetadataError(
+            f"image covers {shape} voxels on the prediction grid, the prediction {want}; "
+            "they do not show the same field",
+            path=image.provenance.source,
+            field="shape",
+        )
+    return want
+
+
+def _aligned_lazily(image: Image, t: int, reference: Image, *, labels: bool, chunk_z: int) -> Any:
+    """Frame ``t`` of ``image`` on ``reference``'s grid, ``(C, Z, Y, X)``: :func:`align_to`'s values as a Dask array
+    computed ``chunk_z`` planes at a time from the input planes they need (linear rows,
+    :func:`~subcell.transforms.resample.resample_rows`, or nearest-neighbour rows of labels,
+    :func:`~subcell.transforms.resample.resample_label_rows`: each equal to those planes of the whole frame's)."""
+    import dask
+    import dask.array as da
+
+    from subcell.transforms.resample import resample_label_rows, resample_rows, resampled_shape
+
+    data = image.data[t]
+    vs, ref = image.voxel_size, reference.voxel_size
+    same = vs.isclose(ref, rtol=SAME_GRID_RTOL)
+    shape = tuple(data.shape[1:]) if same else resampled_shape(data.shape, vs, ref)
+    want = _fitted_shape(image, shape, reference)
+    dtype = np.dtype(data.dtype) if labels or same else np.dtype(np.float32)
+    n_c = data.shape[0]
+    nz, ny, nx = (min(a, b) for a, b in zip(shape, want, strict=True))  # what the input covers of the grid
+
+    def planes(z0: int, z1: int) -> np.ndarray:
+        from subcell.image import materialize
+
+        if same:
+            rows = materialize(data[:, z0:z1])
+        elif labels:
+            rows = resample_label_rows(data, z0, z1, voxel_size=vs, target_voxel_size=ref)
+        else:
+            rows = resample_rows(data, z0, z1, voxel_size=vs, target_voxel_size=ref, out_shape=shape)
+        out = np.zeros((n_c, z1 - z0, *want[1:]), dtype)
+        out[:, :, :ny, :nx] = rows[:, :, :ny, :nx]
+        return out
+
+    blocks = [da.from_delayed(dask.delayed(planes)(z0, min(nz, z0 + chunk_z)),
+                              shape=(n_c, min(nz, z0 + chunk_z) - z0, *want[1:]), dtype=dtype)
+              for z0 in range(0, nz, chunk_z)]  # fmt: skip
+    if nz < want[0]:  # a plane short of the grid: zeros, as align_to pads
+        blocks.append(da.zeros((n_c, want[0] - nz, *want[1:]), dtype=dtype))
+    return da.concatenate(blocks, axis=1)
 
 
 def mask_scores(p: np.ndarray, truth: np.ndarray, inside: np.ndarray | None = None) -> dict[str, Any]:
@@ -134,8 +181,8 @@ BYTES_PER_VOXEL = 48
 
 class _Frames:
     """Frame ``t`` of every input on the prediction's grid, as ``(Z, Y, X)`` (or ``(C, Z, Y, X)``) arrays that slice
-    to NumPy (:func:`_read`): read whole and kept when the frame fits :data:`FRAME_CACHE_BYTES` or an input must be
-    resampled onto the grid, else left lazy and read slab by slab in every pass."""
+    to NumPy (:func:`_read`): read whole and kept when the frame fits :data:`FRAME_CACHE_BYTES`, else left lazy and
+    read slab by slab in every pass (an input on another grid resampled onto it as read, :func:`_aligned_lazily`)."""
 
     def __init__(self, prediction: Image, inputs: dict[str, Image | None]) -> None:
         self.prediction, self.inputs = prediction, inputs
@@ -155,9 +202,9 @@ class _Frames:
         # as held: images as float32 (float64 when stored so), the cells as stored
         size = sum(math.prod(v.shape) * max(np.dtype(v.dtype).itemsize, 1 if key == "cells" else 4)
                    for key, v in lazy.items())  # fmt: skip
-        whole = size <= FRAME_CACHE_BYTES or any(
-            image is not None and not on_grid_of(image, pred) for image in self.inputs.values()
-        )
+        whole = size <= FRAME_CACHE_BYTES
+        chunks = getattr(pred.data, "chunks", None)  # an input resampled lazily: in the prediction's planes
+        chunk_z = int(chunks[2][0]) if chunks else 8
         kept = {k: v for k, v in self._frame.items() if k != "pred"} if self._key and self._key[0] == t else {}
         self._frame = {}  # the last frame freed before the next is read
         for key, image in self.inputs.items():
@@ -165,8 +212,11 @@ class _Frames:
                 self._frame[key] = None
             elif key in kept:
                 self._frame[key] = kept[key]
-            elif not whole:
+            elif not whole and on_grid_of(image, pred):
                 self._frame[key] = lazy[key]
+            elif not whole:  # onto the grid a few planes at a time, as read
+                aligned = _aligned_lazily(image, t, pred, labels=key == "cells", chunk_z=chunk_z)
+                self._frame[key] = aligned[0] if key == "cells" else aligned
             elif key == "cells":
                 self._frame[key] = align_to(image.sel(t=t), pred, labels=True)[0, 0]
             else:

@@ -15,6 +15,7 @@ __all__ = [
     "resample",
     "resample_image",
     "resample_image_lazy",
+    "resample_label_rows",
     "resample_linear",
     "resample_rows",
     "resampled_grid",
@@ -84,20 +85,48 @@ def resample(
     out_zyx = resampled_shape(data.shape, voxel_size, target_voxel_size)
     if out_zyx == tuple(data.shape[-3:]):
         return data.copy() if labels else data.astype(np.float32)
+    if labels:
+        return resample_label_rows(data, 0, out_zyx[0], voxel_size=voxel_size, target_voxel_size=target_voxel_size)
     lead = data.shape[:-3]
     flat = data.reshape((-1, *data.shape[-3:]))
-    aa = (not labels) if anti_aliasing is None else anti_aliasing
-    out = np.empty((flat.shape[0], *out_zyx), dtype=data.dtype if labels else np.float32)
+    aa = True if anti_aliasing is None else anti_aliasing
+    out = np.empty((flat.shape[0], *out_zyx), dtype=np.float32)
     for i, vol in enumerate(flat):
-        out[i] = resize(
-            vol if labels else vol.astype(np.float32, copy=False),
-            out_zyx,
-            order=0 if labels else order,
-            mode="edge",
-            anti_aliasing=aa,
-            preserve_range=True,
-        )
+        out[i] = resize(vol.astype(np.float32, copy=False), out_zyx, order=order, mode="edge", anti_aliasing=aa,
+                        preserve_range=True)  # fmt: skip
     return out.reshape((*lead, *out_zyx))
+
+
+def _nearest(n_in: int, n_out: int) -> np.ndarray:
+    """The input index each of ``n_out`` output rows takes from ``n_in`` in a nearest-neighbour resampling with
+    :func:`resample`'s geometry: scikit-image's order-0 ``resize`` of a ramp of the indices (the same call it makes
+    on data, and separable: a volume's output voxel takes the input voxel at these indices along each axis)."""
+    from skimage.transform import resize
+
+    ramp = np.arange(n_in, dtype=np.float64)[:, None]
+    out = resize(ramp, (n_out, 1), order=0, mode="edge", anti_aliasing=False, preserve_range=True)
+    return np.rint(out[:, 0]).astype(np.int64)
+
+
+def resample_label_rows(
+    data: Any,
+    z_start: int,
+    z_stop: int,
+    *,
+    voxel_size: VoxelSize | Sequence[float],
+    target_voxel_size: VoxelSize | Sequence[float],
+) -> np.ndarray:
+    """Output planes ``[z_start, z_stop)`` of :func:`resample` with ``labels=True`` (nearest neighbour, dtype kept)
+    of a ``(..., Z, Y, X)`` label volume, NumPy or lazy, reading only the input planes they take: every label
+    resampling here is made of this, whole or slab by slab."""
+    out = resampled_shape(data.shape, voxel_size, target_voxel_size)
+    iz, iy, ix = (_nearest(n, m) for n, m in zip(data.shape[-3:], out, strict=True))
+    rows = iz[z_start:z_stop]
+    if rows.size == 0:
+        return np.zeros((*data.shape[:-3], 0, out[1], out[2]), data.dtype)
+    a, b = int(rows.min()), int(rows.max()) + 1
+    slab = materialize(data[..., a:b, :, :])
+    return slab[..., rows - a, :, :][..., iy, :][..., ix]
 
 
 def resample_image(
