@@ -3,10 +3,12 @@
     python benchmarks/labelfree/bench_evaluate_memory.py --before HEAD~1
 
 Fields: 64×512×512 and 64×1536×1536 (16.8 M and 151 M voxels) at 0.29×0.2×0.2 µm, written once in ``--work``
-(the first's inputs fit the 1 GB a frame is kept up to, the second's do not and are read slab by slab):
+(the first's inputs fit the 512 MB a frame is kept up to, the second's do not and are read slab by slab):
 a smooth random "truth", a noisy target with its noise-free channel, a prediction (truth + smooth noise), cells
 (56×56-pixel squares through the stack), a nucleus mask and a probability-like prediction of it. Two cases per
-size: intensity (``--cells``, noise ceiling from the noise-free channel) and mask (``--cells --mask-target``).
+size: intensity (``--cells``, noise ceiling from the noise-free channel) and mask (``--cells --mask-target``);
+``--cases intensity_coarse,mask_coarse``: the same with the prediction at half the lateral resolution (every pixel
+of the second row and column), so the inputs are resampled onto its grid.
 Each arm runs the CLI in a fresh interpreter with its code first on ``PYTHONPATH`` (before = a git worktree),
 alternating, one at a time; peak RSS is the child's ``VmHWM``; "bytes per voxel" is the slope between the two
 sizes. The arms' tables are compared column by column.
@@ -66,6 +68,20 @@ def make_field(work: Path, shape: tuple[int, int, int]) -> Path:
     return out
 
 
+def make_coarse(field: Path) -> None:
+    """Predictions at half the lateral resolution (a model's coarser grid), from the field's own: the other inputs
+    are resampled onto their grid."""
+    from subcell.image import Image
+    from subcell.io import read, write
+
+    coarse = (VS[0], 2 * VS[1], 2 * VS[2])
+    for name in ("pred", "prob"):
+        if not (field / f"{name}_coarse.ome.zarr").exists():
+            full = read(field / f"{name}.ome.zarr")
+            write(Image(full.numpy()[0, :, :, ::2, ::2], voxel_size=coarse, dims="CZYX",
+                        channel_names=full.channel_names), field / f"{name}_coarse.ome.zarr")  # fmt: skip
+
+
 def cases(field: Path, work: Path, arm: str) -> dict[str, list[str]]:
     cells = ["--cells", str(field / "cells.ome.zarr")]
     return {
@@ -73,6 +89,11 @@ def cases(field: Path, work: Path, arm: str) -> dict[str, list[str]]:
                       "--out", str(work / f"intensity_{field.name}_{arm}.csv")],
         "mask": ["labelfree", "evaluate", str(field / "prob.ome.zarr"), str(field / "nuclei.ome.zarr"), *cells,
                  "--mask-target", "--out", str(work / f"mask_{field.name}_{arm}.csv")],
+        "intensity_coarse": ["labelfree", "evaluate", str(field / "pred_coarse.ome.zarr"),
+                             str(field / "target.ome.zarr"), *cells,
+                             "--out", str(work / f"intensity_coarse_{field.name}_{arm}.csv")],
+        "mask_coarse": ["labelfree", "evaluate", str(field / "prob_coarse.ome.zarr"), str(field / "nuclei.ome.zarr"),
+                        *cells, "--mask-target", "--out", str(work / f"mask_coarse_{field.name}_{arm}.csv")],
     }  # fmt: skip
 
 
@@ -83,14 +104,21 @@ def main() -> None:
     ap.add_argument("--before", required=True)
     ap.add_argument("--work", type=Path, default=Path("/tmp/subcell_bench_evaluate"))
     ap.add_argument("--tag", default="")
+    ap.add_argument("--sizes", default=",".join(SIZES))
+    ap.add_argument("--cases", default="intensity,mask",
+                    help="also intensity_coarse, mask_coarse: the prediction at half the lateral resolution")  # fmt: skip
     args = ap.parse_args()
+    sizes = {k: SIZES[k] for k in args.sizes.split(",")}
+    case_names = args.cases.split(",")
     args.work.mkdir(parents=True, exist_ok=True)
     srcs = {"before": worktree(args.before, args.work), "after": REPO / "src"}
     runs: dict[str, dict[str, dict[str, float]]] = {}
     largest: dict[str, float] = {}
-    for size, shape in SIZES.items():
+    for size, shape in sizes.items():
         field = make_field(args.work, shape)
-        for case in ("intensity", "mask"):
+        if any(c.endswith("_coarse") for c in case_names):
+            make_coarse(field)
+        for case in case_names:
             for arm in ("before", "after"):
                 runs[f"{case} {size} {arm}"] = r = run_cli(srcs[arm], cases(field, args.work, arm)[case])
                 print(case, size, arm, r, flush=True)
@@ -99,14 +127,16 @@ def main() -> None:
             diff = (b[num] - a[num]).abs().max()
             largest[f"{case} {size}"] = float(diff.max())
             print("largest difference", case, size, diff[diff > 0].to_dict(), flush=True)
-    voxels = {size: float(np.prod(shape)) for size, shape in SIZES.items()}
-    small, big = SIZES
-    slope = {
-        f"{case} {arm}": (runs[f"{case} {big} {arm}"]["peak_rss_mb"] - runs[f"{case} {small} {arm}"]["peak_rss_mb"])
-        * 2**20 / (voxels[big] - voxels[small])
-        for case in ("intensity", "mask") for arm in ("before", "after")
-    }  # fmt: skip
-    print("bytes per voxel:", {k: round(v, 1) for k, v in slope.items()})
+    voxels = {size: float(np.prod(shape)) for size, shape in sizes.items()}
+    slope = {}
+    if len(sizes) == 2:
+        small, big = sizes
+        slope = {
+            f"{case} {arm}": (runs[f"{case} {big} {arm}"]["peak_rss_mb"]
+                              - runs[f"{case} {small} {arm}"]["peak_rss_mb"]) * 2**20 / (voxels[big] - voxels[small])
+            for case in case_names for arm in ("before", "after")
+        }  # fmt: skip
+        print("bytes per voxel:", {k: round(v, 1) for k, v in slope.items()})
     out = {"before": args.before, "runs": runs, "bytes_per_voxel": slope, "largest_difference": largest}
     (HERE / "results" / f"evaluate_memory{'_' + args.tag if args.tag else ''}.json").write_text(
         json.dumps(out, indent=1)
