@@ -209,7 +209,7 @@ def test_inputs_on_a_finer_grid_are_resampled_a_few_planes_at_a_time_as_the_whol
 
     monkeypatch.setattr(evaluate, "_aligned_lazily", spy)
     by_slabs = score()
-    assert calls and {z for _, z in calls} == {2}  # resampled as read, in the prediction's stored planes
+    assert calls and {z for _, z in calls} == {2}  # resampled as read, a stored chunk layer (two planes) at a time
     for got, want in zip(by_slabs, whole, strict=True):
         assert got["cells"] == want["cells"] and got["voxels"] == want["voxels"]
         for key, value in want.items():
