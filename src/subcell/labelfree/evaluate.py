@@ -83,7 +83,8 @@ def _aligned_lazily(image: Image, t: int, reference: Image, *, labels: bool, chu
     import dask
     import dask.array as da
 
-    from subcell.transforms.resample import resample_label_rows, resample_rows, resampled_shape
+    from subcell.labelfree.cell_prior import slab_planes
+    from subcell.transforms.resample import resample_label_rows, resample_rows, resampled_shape, source_rows
 
     data = image.data[t]
     vs, ref = image.voxel_size, reference.voxel_size
@@ -101,8 +102,15 @@ def _aligned_lazily(image: Image, t: int, reference: Image, *, labels: bool, chu
             rows = materialize(data[:, z0:z1])
         elif labels:
             rows = resample_label_rows(data, z0, z1, voxel_size=vs, target_voxel_size=ref)
-        else:
-            rows = resample_rows(data, z0, z1, voxel_size=vs, target_voxel_size=ref, out_shape=shape)
+        else:  # the input planes read once, as stored; resampled (float32, with its filter's temporaries) in parts
+            a, b = source_rows(z0, z1, n_in=data.shape[1], voxel_z=vs.z, target_voxel_z=ref.z)
+            slab = materialize(data[:, a:b])
+            step = slab_planes(tuple(data.shape[1:]), 16 * n_c)
+            rows = np.concatenate([
+                resample_rows(slab, z, min(z1, z + step), voxel_size=vs, target_voxel_size=ref, out_shape=shape,
+                              n_in_z=data.shape[1], data_z0=a)
+                for z in range(z0, z1, step)
+            ], axis=1)  # fmt: skip
         out = np.zeros((n_c, z1 - z0, *want[1:]), dtype)
         out[:, :, :ny, :nx] = rows[:, :, :ny, :nx]
         return out
