@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -248,6 +249,7 @@ def test_a_time_lapses_cell_depth_is_made_a_frame_at_a_time_in_memory_or_scratch
     import dask
     import dask.array as da
 
+    from subcell.io import OmeZarrWriter
     from subcell.labelfree import predict_input
     from subcell.labelfree.predict import predict_to_zarr
     from subcell.labelfree.predict_regions import predict_regions_to_zarr
@@ -272,8 +274,19 @@ def test_a_time_lapses_cell_depth_is_made_a_frame_at_a_time_in_memory_or_scratch
         np.testing.assert_allclose(in_memory[t, 0], want[t], atol=1e-4)  # each frame with its own cells
     # every frame's depth forced into the unfinished store's scratch, streamed and by regions: the same prediction
     monkeypatch.setattr(predict_input, "DEPTH_HELD_BYTES", 0)
-    for name, run in [("rows", predict_to_zarr), ("regions", predict_regions_to_zarr)]:
+    made: list[str] = []
+    scratch_array = OmeZarrWriter.scratch_array
+
+    def spy(self: OmeZarrWriter, name: str, **kwargs: Any) -> Any:
+        made.append(name)
+        return scratch_array(self, name, **kwargs)
+
+    monkeypatch.setattr(OmeZarrWriter, "scratch_array", spy)
+    for name, run, arrays in [("rows", predict_to_zarr, ["cell_depth"] * 3),
+                              ("regions", predict_regions_to_zarr, ["cell_depth_0", "cell_depth_1", "cell_depth_2"])]:  # fmt: skip
+        made.clear()
         out = run(model, image, tmp_path / f"{name}.ome.zarr", cfg, cells=movie())
+        assert made == arrays  # each frame's depth went to the store's scratch
         np.testing.assert_allclose(io.read(out).numpy()[:, :1], in_memory, atol=1e-5)
         assert not any(".scratch" in p.name or "cell_depth" in p.name for p in out.rglob("*"))  # none left
     # a frame not predicted is never read: its cells may be missing or broken

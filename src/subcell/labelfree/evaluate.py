@@ -214,7 +214,8 @@ class _Frames:
 
         chunks = getattr(image.data, "chunks", None)  # a stored chunk layer of the input: each chunk decoded once
         layer = max(1, round((int(chunks[2][0]) if chunks else 8) * image.voxel_size.z / self.prediction.voxel_size.z))
-        aligned = _aligned_lazily(image, t, self.prediction, labels=key == "cells", chunk_z=layer)
+        # blocks of whole scratch chunks (a padding plane joins the last block): no two threads write one chunk
+        aligned = _aligned_lazily(image, t, self.prediction, labels=key == "cells", chunk_z=layer).rechunk({1: layer})
         if self._folder is None:
             self._folder = self._scratch.enter_context(scratch_temporary())
         out = scratch_array(self._folder, key, shape=aligned.shape, dtype=aligned.dtype, chunks=(1, layer, 128, 128))
@@ -235,7 +236,6 @@ class _Frames:
         size = sum(math.prod(v.shape) * max(np.dtype(v.dtype).itemsize, 1 if key == "cells" else 4)
                    for key, v in lazy.items())  # fmt: skip
         whole = size <= FRAME_CACHE_BYTES
-
         kept = {k: v for k, v in self._frame.items() if k != "pred"} if self._key and self._key[0] == t else {}
         self._frame = {}  # the last frame freed before the next is read
         if not kept:

@@ -25,6 +25,7 @@ import numpy as np
 from subcell.blocks import BlockGrid, map_blocks
 from subcell.errors import ValueRangeError
 from subcell.image import Image
+from subcell.labelfree import predict_input
 from subcell.labelfree.config import PredictConfig
 from subcell.labelfree.predict import (
     _output_interval,
@@ -34,7 +35,6 @@ from subcell.labelfree.predict import (
     runtime,
 )
 from subcell.labelfree.predict_input import (
-    DEPTH_HELD_BYTES,
     cell_depth_input,
     check_input,
     on_model_grid,
@@ -144,7 +144,11 @@ def predict_regions_to_zarr(
             None
             if depth is None
             else [
-                depth.frame(t, partial(writer.scratch_array, f"cell_depth_{i}"), held_bytes=DEPTH_HELD_BYTES / len(ts))
+                depth.frame(
+                    t,
+                    partial(writer.scratch_array, f"cell_depth_{i}"),
+                    held_bytes=predict_input.DEPTH_HELD_BYTES / len(ts),
+                )
                 for i, t in enumerate(ts)
             ]
         )
