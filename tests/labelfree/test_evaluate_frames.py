@@ -208,7 +208,15 @@ def test_inputs_on_a_finer_grid_are_resampled_a_few_planes_at_a_time_as_the_whol
         return aligned(*args, **kwargs)
 
     monkeypatch.setattr(evaluate, "_aligned_lazily", spy)
+    from subcell.io import _atomic
+
+    made: list[str] = []
+    scratch_array = _atomic.scratch_array
+    monkeypatch.setattr(_atomic, "scratch_array", lambda folder, name, **kw: made.append(name) or scratch_array(
+        folder, name, **kw))  # fmt: skip
     by_slabs = score()
+    # each input resampled into scratch once a frame; the last pass copies only what is not there (the prediction)
+    assert sorted(set(made)) == ["cells", "pred", "target"] and "t" not in made
     assert calls and {z for _, z in calls} == {2}  # resampled as read, a stored chunk layer (two planes) at a time
     for got, want in zip(by_slabs, whole, strict=True):
         assert got["cells"] == want["cells"] and got["voxels"] == want["voxels"]

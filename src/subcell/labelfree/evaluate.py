@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from subcell.errors import ChannelError, MetadataError, ValueRangeError
-from subcell.image import SAME_GRID_RTOL, Image
+from subcell.image import SAME_GRID_RTOL, Image, is_lazy
 from subcell.labelfree.cell_prior import nuclei_by_cell
 from subcell.metrics.intensity import squared_error_sum
 
@@ -77,50 +77,20 @@ def _fitted_shape(image: Image, shape: tuple[int, ...], reference: Image) -> tup
 
 def _aligned_lazily(image: Image, t: int, reference: Image, *, labels: bool, chunk_z: int) -> Any:
     """Frame ``t`` of ``image`` on ``reference``'s grid, ``(C, Z, Y, X)``: :func:`align_to`'s values as a Dask array
-    computed ``chunk_z`` planes at a time from the input planes they need (linear rows,
-    :func:`~subcell.transforms.resample.resample_rows`, or nearest-neighbour rows of labels,
-    :func:`~subcell.transforms.resample.resample_label_rows`: each equal to those planes of the whole frame's)."""
-    import dask
+    computed ``chunk_z`` planes at a time (:func:`~subcell.transforms.resample.resample_lazy`), then cropped or
+    padded with zeros as :func:`align_to` does."""
     import dask.array as da
 
-    from subcell.labelfree.cell_prior import slab_planes
-    from subcell.transforms.resample import resample_label_rows, resample_rows, resampled_shape, source_rows
+    from subcell.transforms.resample import resample_lazy, resampled_shape
 
-    data = image.data[t]
+    data = image.data[t] if is_lazy(image.data) else da.from_array(image.data[t], chunks=(1, chunk_z, -1, -1))
     vs, ref = image.voxel_size, reference.voxel_size
-    same = vs.isclose(ref, rtol=SAME_GRID_RTOL)
-    shape = tuple(data.shape[1:]) if same else resampled_shape(data.shape, vs, ref)
-    want = _fitted_shape(image, shape, reference)
-    dtype = np.dtype(data.dtype) if labels or same else np.dtype(np.float32)
-    n_c = data.shape[0]
-    nz, ny, nx = (min(a, b) for a, b in zip(shape, want, strict=True))  # what the input covers of the grid
-
-    def planes(z0: int, z1: int) -> np.ndarray:
-        from subcell.image import materialize
-
-        if same:
-            rows = materialize(data[:, z0:z1])
-        elif labels:
-            rows = resample_label_rows(data, z0, z1, voxel_size=vs, target_voxel_size=ref)
-        else:  # the input planes read once, as stored; resampled (float32, with its filter's temporaries) in parts
-            a, b = source_rows(z0, z1, n_in=data.shape[1], voxel_z=vs.z, target_voxel_z=ref.z)
-            slab = materialize(data[:, a:b])
-            step = slab_planes(tuple(data.shape[1:]), 16 * n_c)
-            rows = np.concatenate([
-                resample_rows(slab, z, min(z1, z + step), voxel_size=vs, target_voxel_size=ref, out_shape=shape,
-                              n_in_z=data.shape[1], data_z0=a)
-                for z in range(z0, z1, step)
-            ], axis=1)  # fmt: skip
-        out = np.zeros((n_c, z1 - z0, *want[1:]), dtype)
-        out[:, :, :ny, :nx] = rows[:, :, :ny, :nx]
-        return out
-
-    blocks = [da.from_delayed(dask.delayed(planes)(z0, min(nz, z0 + chunk_z)),
-                              shape=(n_c, min(nz, z0 + chunk_z) - z0, *want[1:]), dtype=dtype)
-              for z0 in range(0, nz, chunk_z)]  # fmt: skip
-    if nz < want[0]:  # a plane short of the grid: zeros, as align_to pads
-        blocks.append(da.zeros((n_c, want[0] - nz, *want[1:]), dtype=dtype))
-    return da.concatenate(blocks, axis=1)
+    if not vs.isclose(ref, rtol=SAME_GRID_RTOL):
+        data = resample_lazy(data, voxel_size=vs, target_voxel_size=ref, labels=labels, chunk_z=chunk_z,
+                             out_shape=resampled_shape(data.shape, vs, ref))  # fmt: skip
+    want = _fitted_shape(image, tuple(data.shape[1:]), reference)
+    data = data[:, : want[0], : want[1], : want[2]]
+    return da.pad(data, [(0, 0)] + [(0, w - n) for w, n in zip(want, data.shape[1:], strict=True)])
 
 
 def mask_scores(p: np.ndarray, truth: np.ndarray, inside: np.ndarray | None = None) -> dict[str, Any]:
@@ -200,10 +170,12 @@ class _Frames:
         self._frame: dict[str, Any] = {}
         self._scratch = ExitStack()
         self._folder: Path | None = None
+        self.in_scratch: set[str] = set()  # the inputs of this frame held in scratch (resampled onto the grid)
 
     def close(self) -> None:
         self._scratch.close()
         self._folder = None
+        self.in_scratch = set()
 
     def _onto_grid(self, key: str, image: Image, t: int) -> Any:
         """Frame ``t`` of ``image`` resampled onto the prediction's grid into scratch, ``(C, Z, Y, X)`` Dask."""
@@ -220,6 +192,7 @@ class _Frames:
             self._folder = self._scratch.enter_context(scratch_temporary())
         out = scratch_array(self._folder, key, shape=aligned.shape, dtype=aligned.dtype, chunks=(1, layer, 128, 128))
         aligned.store(out, lock=False, scheduler=dask_scheduler())  # whole chunks per block of planes
+        self.in_scratch.add(key)
         return da.from_zarr(out)
 
     def __call__(self, t: int, c: int) -> dict[str, Any]:
@@ -268,12 +241,14 @@ def _read(source: Any, where: Any, *, labels: bool = False) -> np.ndarray:
     return a if labels else _as_float(a)
 
 
-def _scratch(folder: Path, f: dict[str, Any], ti: int, depth: int, *, cells: bool) -> dict[str, Any]:
+def _scratch(folder: Path, f: dict[str, Any], ti: int, depth: int, *, cells: bool, done: set[str]) -> dict[str, Any]:
     """Scratch Zarr arrays for a lazy frame's prediction and target channel (and cells), as :func:`_read` gives
-    them, in chunks of ``depth`` planes (the slabs they are written in) and 128 × 128 pixels."""
+    them, in chunks of ``depth`` planes (the slabs they are written in) and 128 × 128 pixels; none for an input
+    the frames already hold in scratch (``done``: resampled onto the grid, :meth:`_Frames._onto_grid`)."""
     from subcell.io._atomic import scratch_array
 
-    src = {"pred": f["pred"], "t": f["target"][ti]} | ({"cells": f["cells"]} if cells else {})
+    src = {"pred": f["pred"]} | ({"t": f["target"][ti]} if "target" not in done else {})
+    src |= {"cells": f["cells"]} if cells and "cells" not in done else {}
     grid = tuple(int(n) for n in f["pred"].shape)
     return {
         k: scratch_array(folder, k, shape=grid, chunks=(depth, 128, 128),
@@ -494,7 +469,8 @@ def _score_channel(
             # for what reads it in boxes next (SSIM's blocks, the cells' boxes): from the source's own chunks each
             # box would decode whole chunk layers, over and over
             keep = {} if isinstance(f["pred"], np.ndarray) else _scratch(stack.enter_context(scratch_temporary()), f,
-                                                                          ti, read_depth(f), cells=by_cell)  # fmt: skip
+                                                                          ti, read_depth(f), cells=by_cell,
+                                                                          done=frames.in_scratch)  # fmt: skip
             for part in parts(t, keys, keep):
                 p, tt = part["pred"], part["t"]
                 if masks is not None:

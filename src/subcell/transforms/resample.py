@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -16,6 +17,7 @@ __all__ = [
     "resample_image",
     "resample_image_lazy",
     "resample_label_rows",
+    "resample_lazy",
     "resample_linear",
     "resample_rows",
     "resampled_grid",
@@ -148,38 +150,73 @@ def resample_image(
     )
 
 
-def resample_image_lazy(image: Image, target_voxel_size: VoxelSize | Sequence[float], *, chunk_z: int = 8) -> Image:
-    """:func:`resample_linear` of an :class:`Image` of any size, as a lazy (Dask) image computed ``chunk_z``
-    output planes at a time from the input planes they need (:func:`resample_rows`): writing it streams, and each
-    block equals those planes of the whole-volume result. Integer images are rounded and clipped back to their
-    dtype (an intensity image keeps its type); use :func:`resample_image` with ``labels=True`` for label images.
-    This is the resampling prediction streams with (linear, Gaussian anti-aliasing); :func:`resample_image` is
-    scikit-image's spline ``resize`` of the whole image in memory and differs from it slightly.
-    """
+def resample_lazy(
+    data: Any,
+    *,
+    voxel_size: VoxelSize | Sequence[float],
+    target_voxel_size: VoxelSize | Sequence[float],
+    out_shape: Sequence[int] | None = None,
+    labels: bool = False,
+    chunk_z: int = 8,
+) -> Any:
+    """:func:`resample_linear` (or, ``labels``, :func:`resample` with ``labels=True``) of a ``(..., Z, Y, X)`` volume
+    of any size, NumPy or lazy, as a Dask array computed ``chunk_z`` output planes at a time; each block equals those
+    planes of the whole-volume result. A block reads the input planes it needs once, as stored, and resamples them
+    a few planes at a time (:func:`resample_rows` or :func:`resample_label_rows`), so the float32 temporaries of
+    the filter stay within a slab of 64 MB per plane group. Intensities come out float32, labels in their dtype."""
     import dask
     import dask.array as da
 
+    src = VoxelSize.of(voxel_size)
+    out = tuple(int(n) for n in out_shape) if out_shape is not None else resampled_shape(data.shape, src,
+                                                                                           target_voxel_size)  # fmt: skip
+    lead, n_in = tuple(data.shape[:-3]), int(data.shape[-3])
+    dtype = np.dtype(data.dtype) if labels else np.dtype(np.float32)
+    # output planes resampled at a time inside a block: ~64 MB of float32 input planes with the filter's copies
+    step = max(1, (64 << 20) // max(1, 16 * math.prod(lead) * int(data.shape[-2]) * int(data.shape[-1])))
+
+    def block(z0: int, z1: int) -> np.ndarray:
+        if labels:
+            return resample_label_rows(data, z0, z1, voxel_size=src, target_voxel_size=target_voxel_size)
+        a, b = source_rows(z0, z1, n_in=n_in, voxel_z=src.z, target_voxel_z=VoxelSize.of(target_voxel_size).z)
+        slab = materialize(data[..., a:b, :, :])
+        return np.concatenate([
+            resample_rows(slab, z, min(z1, z + step), voxel_size=src, target_voxel_size=target_voxel_size,
+                          out_shape=out, n_in_z=n_in, data_z0=a)
+            for z in range(z0, z1, step)
+        ], axis=-3)  # fmt: skip
+
+    return da.concatenate(
+        [da.from_delayed(dask.delayed(block)(z0, min(z0 + chunk_z, out[0])),
+                         shape=(*lead, min(z0 + chunk_z, out[0]) - z0, out[1], out[2]), dtype=dtype)
+         for z0 in range(0, out[0], chunk_z)],
+        axis=len(lead),
+    )  # fmt: skip
+
+
+def resample_image_lazy(image: Image, target_voxel_size: VoxelSize | Sequence[float], *, chunk_z: int = 8) -> Image:
+    """:func:`resample_linear` of an :class:`Image` of any size, as a lazy (Dask) image (:func:`resample_lazy`, a
+    timepoint at a time): writing it streams, and each block equals those planes of the whole-volume result.
+    Integer images are rounded and clipped back to their dtype (an intensity image keeps its type); use
+    :func:`resample_image` with ``labels=True`` for label images. This is the resampling prediction streams with
+    (linear, Gaussian anti-aliasing); :func:`resample_image` is scikit-image's spline ``resize`` of the whole image
+    in memory and differs from it slightly.
+    """
+    import dask.array as da
+
     target = VoxelSize.of(target_voxel_size)
-    n_t, n_c = image.shape[:2]
     out, exact = resampled_grid(image.shape, image.voxel_size, target)
     dtype = np.dtype(image.dtype)
-    integer = np.issubdtype(dtype, np.integer)
-    out_dtype = dtype if integer else np.dtype(np.float32)
 
-    def block(t: int, z0: int, z1: int) -> np.ndarray:
-        res = resample_rows(image.data[t], z0, z1, voxel_size=image.voxel_size, target_voxel_size=exact, out_shape=out)
-        if integer:
-            info = np.iinfo(dtype)
-            res = np.clip(np.rint(res), info.min, info.max)
-        return res.astype(out_dtype, copy=False)[None]
+    def back(res: np.ndarray) -> np.ndarray:  # integers rounded and clipped back to their type
+        info = np.iinfo(dtype)
+        return np.clip(np.rint(res), info.min, info.max).astype(dtype)
 
-    blocks = [
-        [da.from_delayed(dask.delayed(block)(t, z0, min(z0 + chunk_z, out[0])),
-                         shape=(1, n_c, min(z0 + chunk_z, out[0]) - z0, out[1], out[2]), dtype=out_dtype)
-         for z0 in range(0, out[0], chunk_z)]
-        for t in range(n_t)
-    ]  # fmt: skip
-    data = da.concatenate([da.concatenate(row, axis=2) for row in blocks], axis=0)
+    frames = [resample_lazy(image.data[t], voxel_size=image.voxel_size, target_voxel_size=exact, out_shape=out,
+                            chunk_z=chunk_z) for t in range(image.shape[0])]  # fmt: skip
+    if np.issubdtype(dtype, np.integer):
+        frames = [f.map_blocks(back, dtype=dtype) for f in frames]
+    data = da.stack(frames)
     return image.with_data(data, step="resample", parameters={"target_voxel_size": list(target.as_tuple()),
                            "method": "linear, anti-aliased"}, voxel_size=exact)  # fmt: skip
 
