@@ -216,7 +216,7 @@ def test_inputs_on_a_finer_grid_are_resampled_a_few_planes_at_a_time_as_the_whol
         folder, name, **kw))  # fmt: skip
     by_slabs = score()
     # each input resampled into scratch once a frame; the last pass copies only what is not there (the prediction)
-    assert sorted(set(made)) == ["cells", "pred", "target"] and "t" not in made
+    assert sorted(set(made)) == ["cells_0", "pred", "target_0"] and "t" not in made
     assert calls and {z for _, z in calls} == {2}  # resampled as read, a stored chunk layer (two planes) at a time
     for got, want in zip(by_slabs, whole, strict=True):
         assert got["cells"] == want["cells"] and got["voxels"] == want["voxels"]
