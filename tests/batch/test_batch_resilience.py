@@ -240,3 +240,46 @@ def test_nuclei_batch_reads_each_rows_cells_and_matches_the_single_command(
         "row 1, column 'mask_cell' (or 'labels'): expected the path of the field's cell labels"
         in capsys.readouterr().err
     )
+
+
+def test_a_model_that_takes_the_cells_gets_each_rows_cells_in_a_batch_and_a_manifest(
+    two_fields: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    m = tmp_path / "cells.csv"
+    cells = [two_fields / f"g{s}.ome.zarr" / "labels" / "cell" for s in range(2)]
+    pd.DataFrame({"id": ["g0", "g1"], "source": [str(two_fields / f"g{s}.ome.zarr") for s in range(2)],
+                  "mask_cell": [str(c) for c in cells]}).to_csv(m, index=False)  # fmt: skip
+    opts = ["--model", "nucleus-in-cells", "--device", "cpu"]
+    out = tmp_path / "pred"
+    assert run(["batch", "labelfree", "predict", str(m), str(out), *opts, "--workers", "1", "--quiet"]) == 0
+    in_manifest = tmp_path / "manifest_pred"
+    assert run(["labelfree", "predict", str(m), str(in_manifest), *opts, "--quiet"]) == 0
+    for s in range(2):  # each row with its own cells, as the single command given them
+        single = tmp_path / f"single{s}.ome.zarr"
+        assert run(["labelfree", "predict", str(two_fields / f"g{s}.ome.zarr"), str(single), *opts,
+                    "--cells", str(cells[s]), "--quiet"]) == 0  # fmt: skip
+        expected = read(single).numpy()
+        np.testing.assert_array_equal(read(out / f"g{s}.ome.zarr").numpy(), expected)
+        np.testing.assert_array_equal(read(in_manifest / f"g{s}_prediction.ome.zarr").numpy(), expected)
+    # the other row's cells make another prediction: the rows' cells are not interchangeable
+    assert not np.array_equal(read(out / "g0.ome.zarr").numpy(), read(tmp_path / "single1.ome.zarr").numpy())
+
+    bad = tmp_path / "no_cells.csv"
+    pd.DataFrame({"source": [str(two_fields / "g0.ome.zarr")]}).to_csv(bad, index=False)
+    missing = "row 1, column 'mask_cell' (or 'labels'): expected the path of the field's cell labels (the model takes"
+    for args in (["batch", "labelfree", "predict", str(bad), str(tmp_path / "x"), *opts, "--workers", "1"],
+                 ["labelfree", "predict", str(bad), str(tmp_path / "y"), *opts, "--quiet"]):  # fmt: skip
+        capsys.readouterr()
+        assert run(args) == 2
+        assert missing in capsys.readouterr().err
+    assert not (tmp_path / "y" / "g0_prediction.ome.zarr").exists()
+    # one --cells for the whole collection is refused; a model without the cell input gets none from the column
+    capsys.readouterr()
+    assert run(["batch", "labelfree", "predict", str(m), str(tmp_path / "z"), *opts, "--cells", str(cells[0])]) == 2
+    assert "--cells belongs to one field" in capsys.readouterr().err
+    from subcell.cli.batch import build_items
+
+    plain = build_items("labelfree-predict", str(m), tmp_path / "w", ["--model", "dna"])
+    assert all("--cells" not in i.params["args"] for i in plain)
+    conditioned = build_items("labelfree-predict", str(m), tmp_path / "w", opts)
+    assert all(a.memory > b.memory for a, b in zip(conditioned, plain, strict=True))

@@ -175,6 +175,17 @@ def test_shipped_model_lookup_checks_names_and_checksums(
     assert model.targets == ["dna"] and model.training["shipped_name"] == "toy"
     with pytest.raises(InputFileError, match="shipped models: toy"):
         pretrained.load_model("dnaa")
+    # whether a model takes the cells, from model.json alone: a batch asks before it schedules anything
+    assert pretrained.takes_cells("toy") is False and pretrained.takes_cells(tmp_path / "m") is False
+    with pytest.raises(InputFileError, match="shipped models: toy"):
+        pretrained.takes_cells("dnaa")
+    meta = json.loads((tmp_path / "m" / "model.json").read_text())
+    shutil.copytree(tmp_path / "m", tmp_path / "c")
+    (tmp_path / "c" / "model.json").write_text(json.dumps({**meta, "input_channels": ["bf", "cell_depth"]}))
+    assert pretrained.takes_cells(tmp_path / "c") is True
+    (tmp_path / "c" / "model.json").write_text(json.dumps({**meta, "input_channels": "bf"}))
+    with pytest.raises(InputFileError, match="input_channels must be a list"):
+        pretrained.takes_cells(tmp_path / "c")
     weights = tmp_path / "m" / "weights.safetensors"
     weights.write_bytes(weights.read_bytes()[:-8] + b"\0" * 8)  # a damaged install
     with pytest.raises(InputFileError, match="corrupted"):

@@ -183,6 +183,13 @@ def build_items(
     nbytes_cache: dict[Path, int] = {}
     gpu = str(params.get("device", "cpu")).startswith("cuda")
     vs_option = params.get("voxel_size")
+    row_args, extra_memory = spec.row_args, 0
+    if spec.cells_args is not None and params.get("model") is not None:
+        from subcell.labelfree.predict_input import DEPTH_HELD_BYTES
+        from subcell.labelfree.pretrained import takes_cells
+
+        if takes_cells(params["model"]):  # an unknown model fails here, before anything is scheduled
+            row_args, extra_memory = spec.cells_args, DEPTH_HELD_BYTES  # a frame's cell depth, held up to this
     for row in m:
         item_id = row_id(row)
         name = safe_name(item_id)
@@ -192,7 +199,7 @@ def build_items(
             continue
         names[name] = row.row
         try:
-            positional, row_opts, inputs = spec.row_args(row, base)
+            positional, row_opts, inputs = row_args(row, base)
         except ValueError as e:
             issues.append(f"row {row.row}, {e}")
             continue
@@ -202,7 +209,7 @@ def build_items(
             nbytes_cache[sized] = array_nbytes(sized)
         memory = 0
         if nbytes_cache[sized]:  # unknown size (an unreadable header): no estimate, no resource asked
-            memory = WORKER_BASE + int(spec.memory_factor * nbytes_cache[sized])
+            memory = WORKER_BASE + int(spec.memory_factor * nbytes_cache[sized]) + extra_memory
             if spec.path[0] == "labelfree":
                 memory += TORCH_BASE + int(float(params.get("memory_limit") or 0) * 2**30)  # + prediction tiles
         if spec.output_option:  # a command that writes a report table on request (replaced as a whole, atomically)
@@ -235,6 +242,10 @@ def validate_options(command: str, options: list[str]) -> dict[str, Any]:
         if ctx.params.get(name) is not None:
             raise ValueRangeError(f"--{name} names one file, which every item would write; not available in a batch",
                                   field=f"{command} options")  # fmt: skip
+    for name, column in spec.row_options:
+        if ctx.params.get(name) is not None:
+            raise ValueRangeError(f"--{name.replace('_', '-')} belongs to one field: in a batch each row gives its own "
+                                  f"(column {column})", field=f"{command} options")  # fmt: skip
     return {k: v for k, v in ctx.params.items() if k not in arguments}
 
 

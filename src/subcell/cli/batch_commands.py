@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-__all__ = ["ALIASES", "COMMANDS", "TORCH_BASE", "WORKER_BASE", "Gathered", "Spec"]
+__all__ = ["ALIASES", "COMMANDS", "TORCH_BASE", "WORKER_BASE", "Gathered", "Spec", "row_cells"]
 
 
 @dataclass(frozen=True)
@@ -33,6 +33,9 @@ class Spec:
     sized_by: Callable[[Any], Path] | None = None  # the array whose size the memory estimate scales (default: source)
     output_option: str | None = None  # the output is this option's value (not the argument after the inputs)
     one_file_options: tuple[str, ...] = ()  # options naming one extra output file: every item would write it
+    row_options: tuple[tuple[str, str], ...] = ()  # (option, column): each row gives its own (one for all refused)
+    # the row's arguments when the model the options name takes the cell outlines as a second input (--cells)
+    cells_args: Callable[[Any, Path], tuple[list[str], list[str], list[Path]]] | None = None
 
 
 def _vs(row: Any) -> list[str]:
@@ -68,9 +71,21 @@ def _predict(row: Any, base: Path) -> tuple[list[str], list[str], list[Path]]:
     return [str(row.source)], _vs(row), [row.source]
 
 
-def _cells(row: Any, base: Path) -> Path | None:
-    """The field's cell labels: column ``mask_cell``, or ``labels``."""
+def row_cells(row: Any, base: Path) -> Path | None:
+    """The field's cell labels: column ``mask_cell``, or ``labels`` (relative to the manifest's folder ``base``)."""
     return row.masks.get("mask_cell") or _meta_path(row, "labels", base)
+
+
+def _row_cells_required(row: Any, base: Path, why: str) -> Path:
+    cells = row_cells(row, base)
+    if cells is None:
+        raise ValueError(f"column 'mask_cell' (or 'labels'): expected the path of the field's cell labels ({why})")
+    return cells
+
+
+def _predict_in_cells(row: Any, base: Path) -> tuple[list[str], list[str], list[Path]]:
+    cells = _row_cells_required(row, base, "the model takes the cell outlines as a second input")
+    return [str(row.source)], [*_vs(row), "--cells", str(cells)], [row.source, cells]
 
 
 def _target(row: Any, base: Path, expected: str) -> Path:
@@ -82,9 +97,7 @@ def _target(row: Any, base: Path, expected: str) -> Path:
 
 
 def _nuclei(row: Any, base: Path) -> tuple[list[str], list[str], list[Path]]:
-    cells = _cells(row, base)
-    if cells is None:
-        raise ValueError("column 'mask_cell' (or 'labels'): expected the path of the field's cell labels")
+    cells = _row_cells_required(row, base, "the nuclei are found one per cell")
     return [str(row.source), str(cells)], _vs(row), [row.source, cells]
 
 
@@ -111,7 +124,7 @@ def _evaluate_seg(row: Any, base: Path) -> tuple[list[str], list[str], list[Path
 def _labelfree_evaluate(row: Any, base: Path) -> tuple[list[str], list[str], list[Path]]:
     target = _target(row, base, "the measured target (a mask: --mask-target)")
     opts, inputs = _vs(row), [row.source, target]
-    optional = (("--cells", _cells(row, base)),
+    optional = (("--cells", row_cells(row, base)),
                 ("--noise-control", _meta_path(row, "noise_control", base)),
                 ("--second-acquisition", _meta_path(row, "second_acquisition", base)))  # fmt: skip
     for option, path in optional:
@@ -148,13 +161,18 @@ def _track(row: Any, base: Path) -> tuple[list[str], list[str], list[Path]]:
     return [str(row.source)], opts, inputs
 
 
+_CELLS = ("cells", "mask_cell, or labels")
 _TRACK_TABLES = (Gathered("tracks", "tracks.parquet"), Gathered("lineage", "lineage.parquet"))
 
 COMMANDS: dict[str, Spec] = {
     "convert": Spec(("convert",), ".ome.zarr", 1.0, _convert),  # streams chunk by chunk
     "segment": Spec(("segment",), ".ome.zarr", 4.0, _segment),  # 1.9 (nucleus) … 6.2 (mitochondria) whole-field
     "measure": Spec(("measure",), ".parquet", 4.0, _measure, gathered=(Gathered("measurements", voxel_size=True),)),
-    "labelfree-predict": Spec(("labelfree", "predict"), ".ome.zarr", 2.0, _predict),  # + --memory-limit
+    # + --memory-limit; a model conditioned on the cell outlines gets each row's cells, whose depth a frame of it
+    # holds up to predict_input.DEPTH_HELD_BYTES (added), beyond it in a scratch array
+    "labelfree-predict": Spec(
+        ("labelfree", "predict"), ".ome.zarr", 2.0, _predict, row_options=(_CELLS,), cells_args=_predict_in_cells
+    ),
     # as labelfree-predict: the cells become labels slab by slab and the nuclei are written cell by cell, both into
     # scratch stores; the prediction's tiles, then the cell cache, within --memory-limit (added)
     "labelfree-nuclei": Spec(("labelfree", "nuclei"), ".ome.zarr", 2.0, _nuclei),
@@ -185,6 +203,7 @@ COMMANDS: dict[str, Spec] = {
         gathered=(Gathered("metrics"),),
         output_option="--out",
         one_file_options=("figure",),
+        row_options=(_CELLS, ("noise_control", "noise_control"), ("second_acquisition", "second_acquisition")),
     ),
     # a cell store states no array size in a header: no memory estimate (the cells are read one table at a time)
     "state-predict": Spec(

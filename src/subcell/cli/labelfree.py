@@ -186,6 +186,21 @@ def _predict_regions(model: str, src: Path, out: Path, cfg: Any, *, voxel_size: 
     typer.echo(f"wrote {out} region by region ({region_yx} px regions{where}; same tiles as a whole-volume run)")
 
 
+def _manifest_cells(manifest: Any, rows: list[Any]) -> list[Path]:
+    """Each row's cell labels (column ``mask_cell``, or ``labels``) for a model that takes the cell outlines, as
+    ``subcell batch labelfree-predict`` gives them; rows without them are reported together, before any prediction."""
+    from subcell.cli.batch_commands import row_cells
+    from subcell.errors import ManifestError
+
+    base = manifest.path.resolve().parent
+    found = [row_cells(r, base) for r in rows]
+    missing = [f"row {r.row}, column 'mask_cell' (or 'labels'): expected the path of the field's cell labels (the "
+               "model takes the cell outlines as a second input)" for r, c in zip(rows, found, strict=True) if c is None]  # fmt: skip
+    if missing:
+        raise ManifestError(manifest.path, missing)
+    return [c for c in found if c is not None]
+
+
 @labelfree_app.command("predict")
 def predict(
     input: Annotated[Path, typer.Argument(help="Bright-field image, or a manifest (.csv/.parquet) of images.")],
@@ -240,7 +255,8 @@ def predict(
         typer.Option(
             "--cells",
             help="Cell instance labels on the image's grid: the second input of a model "
-            "conditioned on the cell outlines (nucleus-in-cells or one fine-tuned from it).",
+            "conditioned on the cell outlines (nucleus-in-cells or one fine-tuned from it); for a manifest, "
+            "each row's column mask_cell (or labels).",
         ),
     ] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace existing outputs.")] = False,
@@ -271,14 +287,17 @@ def predict(
             from subcell.io import read_manifest
 
             if cells is not None:
-                raise ValueRangeError("--cells names the labels of one image; predict a manifest's images one by one "
-                                      "to give each its cells", field="cells")  # fmt: skip
-            rows = [r for r in read_manifest(input) if split is None or r.split == split]
+                raise ValueRangeError("--cells names the labels of one image; in a manifest each row gives its own "
+                                      "(column mask_cell, or labels)", field="cells")  # fmt: skip
+            manifest = read_manifest(input)
+            rows = [r for r in manifest if split is None or r.split == split]
+            row_cells = _manifest_cells(manifest, rows) if lf.cell_conditioned else [None] * len(rows)
             output.mkdir(parents=True, exist_ok=True)
-            for r in rows:
+            for r, row_cell in zip(rows, row_cells, strict=True):
                 name = r.id or r.source.name.split(".")[0]
                 _predict_one(lf, r.source, output / f"{name}_prediction.ome.zarr", cfg,
-                             voxel_size=r.voxel_size or voxel_size, overwrite=overwrite, quiet=quiet)  # fmt: skip
+                             voxel_size=r.voxel_size or voxel_size, overwrite=overwrite, quiet=quiet,
+                             cells=row_cell)  # fmt: skip
         else:
             _predict_one(lf, input, output, cfg, voxel_size=voxel_size, overwrite=overwrite, quiet=quiet, cells=cells)
 

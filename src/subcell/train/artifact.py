@@ -17,7 +17,7 @@ import torch
 from subcell._version import __version__
 from subcell.errors import InputFileError, OutputExistsError
 
-__all__ = ["ARTIFACT_FORMAT", "load_artifact", "save_artifact"]
+__all__ = ["ARTIFACT_FORMAT", "load_artifact", "load_metadata", "save_artifact"]
 
 ARTIFACT_FORMAT = "subcell-model/1"
 WEIGHTS = "weights.safetensors"
@@ -72,6 +72,17 @@ def load_artifact(folder: str | Path, *, kind: str | None = None) -> tuple[dict[
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
+    meta = load_metadata(folder, kind=kind)
+    weights_path = Path(folder) / WEIGHTS
+    try:
+        state = load_file(str(weights_path))
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise InputFileError(f"weights are corrupted or not safetensors ({exc})", path=weights_path) from None
+    return state, meta
+
+
+def load_metadata(folder: str | Path, *, kind: str | None = None) -> dict[str, Any]:
+    """A model folder's ``model.json``, checked as :func:`load_artifact` checks it, without reading the weights."""
     folder = Path(folder)
     if not folder.exists():
         raise InputFileError("model not found", path=folder)
@@ -90,8 +101,4 @@ def load_artifact(folder: str | Path, *, kind: str | None = None) -> tuple[dict[
         raise InputFileError(f"expected format {ARTIFACT_FORMAT!r}, got {got!r}", path=meta_path, field="format")
     if kind is not None and meta.get("kind") != kind:
         raise InputFileError(f"expected a {kind} model, got {meta.get('kind')!r}", path=meta_path, field="kind")
-    try:
-        state = load_file(str(weights_path))
-    except (SafetensorError, OSError, ValueError) as exc:
-        raise InputFileError(f"weights are corrupted or not safetensors ({exc})", path=weights_path) from None
-    return state, meta
+    return meta

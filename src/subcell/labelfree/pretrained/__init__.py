@@ -17,7 +17,7 @@ from typing import Any
 
 from subcell.errors import InputFileError
 
-__all__ = ["ShippedModel", "list_models", "load_model", "shipped_folder"]
+__all__ = ["ShippedModel", "list_models", "load_model", "shipped_folder", "takes_cells"]
 
 HERE = Path(__file__).parent
 INDEX = HERE / "index.json"
@@ -84,18 +84,50 @@ def list_models() -> list[dict[str, Any]]:
     return rows
 
 
+def _kind(spec: str | Path) -> str:
+    """What ``spec`` names: ``package`` (bioimage.io ``.zip`` or ``rdf.yaml``), ``folder`` (a model folder; a
+    missing one is reported by its path) or ``shipped`` (a bare name: shipped, or an error listing the names)."""
+    path = Path(spec)
+    if path.suffix in (".zip", ".yaml") or (path.is_dir() and (path / "rdf.yaml").exists()):
+        return "package"
+    if path.exists() or (len(path.parts) > 1 and str(spec) not in _index()):
+        return "folder"
+    return "shipped"
+
+
+def takes_cells(spec: str | Path) -> bool:
+    """Whether the model ``spec`` names takes the cell outlines as a second input, from its ``model.json`` alone
+    (no weights read): what a batch needs to know to give each item its cells before anything is scheduled. A
+    bioimage.io package has one image input. An unknown name or a missing folder fails here as in
+    :func:`load_model`."""
+    from subcell.labelfree.model import CELL_DEPTH, KIND
+    from subcell.train.artifact import load_metadata
+
+    kind = _kind(spec)
+    if kind == "package":
+        return False
+    folder = Path(spec) if kind == "folder" else HERE / _entry(str(spec)).folder
+    meta = load_metadata(folder, kind=KIND)
+    inputs = meta.get("input_channels")
+    if not isinstance(inputs, list) or not inputs:
+        raise InputFileError(f"model.json: input_channels must be a list of channel names, got {inputs!r}",
+                             path=folder / "model.json", field="input_channels")  # fmt: skip
+    return [str(c) for c in inputs[1:]] == [CELL_DEPTH]
+
+
 def load_model(spec: str | Path, *, device: Any = "cpu") -> Any:
     """A :class:`~subcell.labelfree.LabelFreeModel` from a model folder or a shipped model's name, or a
     :class:`~subcell.zoo.package.PackagedModel` from a bioimage.io package (``.zip`` or ``rdf.yaml``)."""
     from subcell.labelfree.model import LabelFreeModel
 
     path = Path(spec)
-    if path.suffix in (".zip", ".yaml") or (path.is_dir() and (path / "rdf.yaml").exists()):
+    kind = _kind(spec)
+    if kind == "package":
         from subcell.zoo.package import load_package
 
         return load_package(path / "rdf.yaml" if path.is_dir() else path, device=device)
-    if path.exists() or (len(path.parts) > 1 and str(spec) not in _index()):
-        return LabelFreeModel.load(path, device=device)  # a folder (a missing one is reported by its path)
+    if kind == "folder":
+        return LabelFreeModel.load(path, device=device)
     entry = _entry(str(spec))  # a bare name: shipped, or an error that lists the shipped names
     model = LabelFreeModel.load(shipped_folder(entry.name), device=device)
     if model.targets != entry.targets:
