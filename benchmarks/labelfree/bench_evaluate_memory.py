@@ -8,7 +8,8 @@ a smooth random "truth", a noisy target with its noise-free channel, a predictio
 (56×56-pixel squares through the stack), a nucleus mask and a probability-like prediction of it. Two cases per
 size: intensity (``--cells``, noise ceiling from the noise-free channel) and mask (``--cells --mask-target``);
 ``--cases intensity_coarse,mask_coarse``: the same with the prediction at half the lateral resolution (every pixel
-of the second row and column), so the inputs are resampled onto its grid.
+of the second row and column), so the inputs are resampled onto its grid; ``--cases figure``: the intensity case
+with ``--figure`` (and the target as ``--input``), whose PNGs are compared pixel by pixel between the arms.
 Each arm runs the CLI in a fresh interpreter with its code first on ``PYTHONPATH`` (before = a git worktree),
 alternating, one at a time; peak RSS is the child's ``VmHWM``; "bytes per voxel" is the slope between the two
 sizes. The arms' tables are compared column by column.
@@ -94,7 +95,22 @@ def cases(field: Path, work: Path, arm: str) -> dict[str, list[str]]:
                              "--out", str(work / f"intensity_coarse_{field.name}_{arm}.csv")],
         "mask_coarse": ["labelfree", "evaluate", str(field / "prob_coarse.ome.zarr"), str(field / "nuclei.ome.zarr"),
                         *cells, "--mask-target", "--out", str(work / f"mask_coarse_{field.name}_{arm}.csv")],
+        "figure": ["labelfree", "evaluate", str(field / "pred.ome.zarr"), str(field / "target.ome.zarr"), *cells,
+                   "--input", str(field / "target.ome.zarr"), "--figure", str(work / f"figure_{field.name}_{arm}.png"),
+                   "--out", str(work / f"figure_{field.name}_{arm}.csv")],
     }  # fmt: skip
+
+
+def compare_figures(work: Path, field: Path) -> dict[str, float]:
+    """The two arms' figures, pixel by pixel: the largest difference (0–1 per RGBA channel) and the share of pixels
+    that differ at all."""
+    from matplotlib.image import imread
+
+    b, a = (imread(work / f"figure_{field.name}_{arm}.png") for arm in ("before", "after"))
+    if b.shape != a.shape:
+        return {"same_size": 0.0}
+    diff = np.abs(b - a).max(axis=-1)
+    return {"same_size": 1.0, "largest_pixel_difference": float(diff.max()), "pixels_differing": float((diff > 0).mean())}
 
 
 def main() -> None:
@@ -127,6 +143,9 @@ def main() -> None:
             diff = (b[num] - a[num]).abs().max()
             largest[f"{case} {size}"] = float(diff.max())
             print("largest difference", case, size, diff[diff > 0].to_dict(), flush=True)
+            if case == "figure":
+                runs[f"figure {size} comparison"] = cmp = compare_figures(args.work, field)
+                print("figures", size, cmp, flush=True)
     voxels = {size: float(np.prod(shape)) for size, shape in sizes.items()}
     slope = {}
     if len(sizes) == 2:

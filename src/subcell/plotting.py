@@ -4,11 +4,20 @@ from __future__ import annotations
 
 import io as _io
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-__all__ = ["contrast_limits", "orthoviews_png", "overlapping_text", "png_bytes", "subplots"]
+__all__ = [
+    "OrthoPlanes",
+    "contrast_limits",
+    "middle_planes",
+    "orthoviews_png",
+    "overlapping_text",
+    "png_bytes",
+    "subplots",
+]
 
 # Set (to anything) to make png_bytes refuse a figure whose texts overlap: the test suite sets it, so a figure
 # with colliding titles or tick labels fails the tests that draw it.
@@ -96,13 +105,33 @@ def contrast_limits(vol: np.ndarray, percentiles: tuple[float, float] = (0.5, 99
     return lo, hi if hi > lo else lo + 1.0
 
 
-def _planes(vol: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+@dataclass(frozen=True)
+class OrthoPlanes:
+    """The three middle planes of a ``(Z, Y, X)`` volume as :func:`orthoviews_png` draws them, and the volume's
+    shape: all a figure needs of a volume too large to hold (:func:`middle_planes` of a Dask array)."""
+
+    xy: np.ndarray  # (Y, X), plane Z // 2
+    xz: np.ndarray  # (Z, X), row Y // 2: z down
+    yz: np.ndarray  # (Y, Z), column X // 2: z across, y down as in XY
+    shape: tuple[int, int, int]
+
+    def views(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        return self.xy, self.xz, self.yz
+
+    def map(self, f: Any) -> OrthoPlanes:
+        """The planes with ``f`` applied to each (a point-wise function of the values)."""
+        return OrthoPlanes(f(self.xy), f(self.xz), f(self.yz), self.shape)
+
+
+def middle_planes(vol: Any) -> tuple[Any, Any, Any]:
+    """XY, XZ (z down) and YZ (z across, y down as in XY) through the middle of a ``(Z, Y, X)`` array, as slices
+    of it (of a Dask array: still lazy)."""
     z, y, x = (s // 2 for s in vol.shape)
-    return vol[z], vol[:, y, :], vol[:, :, x].T  # XY, XZ (z down), YZ (z across, y down as in XY)
+    return vol[z], vol[:, y, :], vol[:, :, x].T
 
 
 def orthoviews_png(
-    panels: Mapping[str, np.ndarray],
+    panels: Mapping[str, np.ndarray | OrthoPlanes],
     voxel_size: Sequence[float],
     *,
     limits: Mapping[str, tuple[float, float]] | None = None,
@@ -112,13 +141,17 @@ def orthoviews_png(
     """Orthogonal views of ``(Z, Y, X)`` volumes, one block per panel: XY with YZ to its right and XZ below
     (the microscopist's layout), every view at its physical aspect on one µm scale, all three with the panel's
     contrast limits (``limits[title]``, else its own 0.5–99.5 percentiles: give target and prediction the same
-    limits to compare them). ``contours[title]`` is a label volume whose object outlines are drawn on top."""
+    limits to compare them; of the three planes for :class:`OrthoPlanes`). ``contours[title]`` is a label volume whose
+    object outlines are drawn on top."""
     import matplotlib.pyplot as plt
     from skimage.segmentation import find_boundaries
 
     vz, vy, vx = (float(v) for v in voxel_size)
     first = next(iter(panels.values()))
     zdim, ydim, xdim = first.shape[0] * vz, first.shape[1] * vy, first.shape[2] * vx
+    planes = {
+        t: v if isinstance(v, OrthoPlanes) else OrthoPlanes(*middle_planes(v), v.shape) for t, v in panels.items()
+    }
     n = len(panels)
     cols = min(columns, n)
     rows = -(-n // cols)
@@ -131,16 +164,17 @@ def orthoviews_png(
     )  # fmt: skip
     for k, (title, vol) in enumerate(panels.items()):
         r, c = 3 * (k // cols), 2 * (k % cols)
-        lo, hi = (limits or {}).get(title) or contrast_limits(vol)
+        whole = np.concatenate([v.ravel() for v in planes[title].views()]) if isinstance(vol, OrthoPlanes) else vol
+        lo, hi = (limits or {}).get(title) or contrast_limits(whole)
         lab = (contours or {}).get(title)
-        views = _planes(vol)
+        views = planes[title].views()
         slots = [grid[r, c], grid[r + 1, c], grid[r, c + 1]]
         extents = [(0, xdim, ydim, 0), (0, xdim, zdim, 0), (0, zdim, ydim, 0)]
         for j, (view, slot, ext) in enumerate(zip(views, slots, extents, strict=True)):
             ax = fig.add_subplot(slot)
             ax.imshow(view, cmap="gray", vmin=lo, vmax=hi, extent=ext, aspect="equal", interpolation="nearest")
             if lab is not None:
-                edge = find_boundaries(_planes(lab)[j], mode="inner")
+                edge = find_boundaries(middle_planes(lab)[j], mode="inner")
                 overlay = np.zeros((*edge.shape, 4), np.float32)
                 overlay[edge] = (1.0, 0.85, 0.0, 1.0)
                 ax.imshow(overlay, extent=ext, aspect="equal", interpolation="nearest")

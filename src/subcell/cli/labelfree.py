@@ -469,22 +469,22 @@ def evaluate(
 def _write_figure(
     figure: Path, pred: Any, tgt: Any, rows: list[dict[str, Any]], input_image: Path | None, vs: Any
 ) -> None:
-    from subcell.image import materialize
     from subcell.io import read
     from subcell.io._atomic import atomic_output
-    from subcell.labelfree.evaluate import align_to
+    from subcell.labelfree.evaluate import aligned_lazily
     from subcell.labelfree.figures import evaluation_figure_png
 
-    # the first timepoint of the channels shown, read channel by channel (not the whole time-lapse)
+    # the first timepoint of the channels shown, on the prediction's grid, each read once in blocks (lazily): the
+    # figure holds their middle planes and a sample for the contrast limits, never a whole field
     panels = {}
     if input_image is not None:
-        panels["input"] = align_to(read(input_image, voxel_size=vs).sel(t=0, channel=0), pred)[0, 0]
+        panels["input"] = aligned_lazily(read(input_image, voxel_size=vs).sel(channel=0), 0, pred)[0]
     shown = rows[:3]
     names = list(dict.fromkeys(r["target_channel"] for r in shown))
-    tdata = align_to(tgt.sel(t=0, channel=names), pred)
+    tdata = aligned_lazily(tgt.sel(channel=names), 0, pred)
     for r in shown:
-        panels[f"target {r['target_channel']}"] = tdata[0, names.index(r["target_channel"])]
-        panels[f"prediction {r['structure']}"] = materialize(pred.data[0, pred.channel_index(r["structure"])])
+        panels[f"target {r['target_channel']}"] = tdata[names.index(r["target_channel"])]
+        panels[f"prediction {r['structure']}"] = pred.data[0, pred.channel_index(r["structure"])]
     metrics = {r["structure"]: {k: v for k, v in r.items() if isinstance(v, float)} for r in rows}
     png = evaluation_figure_png(panels, pred.voxel_size.as_tuple(), metrics)
     with atomic_output(figure, overwrite=True) as tmp:

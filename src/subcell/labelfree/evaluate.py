@@ -31,7 +31,7 @@ from subcell.image import SAME_GRID_RTOL, Image, is_lazy
 from subcell.labelfree.cell_prior import nuclei_by_cell
 from subcell.metrics.intensity import squared_error_sum
 
-__all__ = ["align_to", "evaluate_prediction", "mask_scores", "on_grid_of"]
+__all__ = ["align_to", "aligned_lazily", "chunk_layer", "evaluate_prediction", "mask_scores", "on_grid_of"]
 
 
 def on_grid_of(image: Image, reference: Image) -> bool:
@@ -75,13 +75,22 @@ def _fitted_shape(image: Image, shape: tuple[int, ...], reference: Image) -> tup
     return want
 
 
-def _aligned_lazily(image: Image, t: int, reference: Image, *, labels: bool, chunk_z: int) -> Any:
+def chunk_layer(image: Image, reference: Image) -> int:
+    """Planes of ``reference``'s grid that one stored chunk layer of ``image`` covers (8 planes for an image in
+    memory): resampled that many at a time, each stored chunk is decoded once."""
+    chunks = getattr(image.data, "chunks", None)
+    return max(1, round((int(chunks[2][0]) if chunks else 8) * image.voxel_size.z / reference.voxel_size.z))
+
+
+def aligned_lazily(image: Image, t: int, reference: Image, *, labels: bool = False, chunk_z: int | None = None) -> Any:
     """Frame ``t`` of ``image`` on ``reference``'s grid, ``(C, Z, Y, X)``: :func:`align_to`'s values as a Dask array
-    computed ``chunk_z`` planes at a time (:func:`~subcell.transforms.resample.resample_lazy`), then cropped or
-    padded with zeros as :func:`align_to` does."""
+    computed ``chunk_z`` planes at a time (default :func:`chunk_layer`;
+    :func:`~subcell.transforms.resample.resample_lazy`), then cropped or padded with zeros as :func:`align_to` does."""
     import dask.array as da
 
     from subcell.transforms.resample import resample_lazy, resampled_shape
+
+    chunk_z = chunk_z or chunk_layer(image, reference)
 
     data = image.data[t] if is_lazy(image.data) else da.from_array(image.data[t], chunks=(1, chunk_z, -1, -1))
     vs, ref = image.voxel_size, reference.voxel_size
@@ -161,7 +170,7 @@ class _Frames:
     """Frame ``t`` of every input on the prediction's grid, as ``(Z, Y, X)`` (or ``(C, Z, Y, X)``) arrays that slice
     to NumPy (:func:`_read`): read whole and kept when the frame fits :data:`FRAME_CACHE_BYTES`, else left lazy and
     read slab by slab in every pass. An input on another grid is then resampled onto it once, a stored chunk layer
-    at a time (:func:`_aligned_lazily`), into a scratch Zarr array in the system's temporary folder that the passes
+    at a time (:func:`aligned_lazily`), into a scratch Zarr array in the system's temporary folder that the passes
     read (resampling again in every pass took twice the time). :meth:`close` removes them."""
 
     def __init__(self, prediction: Image, inputs: dict[str, Image | None]) -> None:
@@ -185,10 +194,9 @@ class _Frames:
         from subcell.image import dask_scheduler
         from subcell.io._atomic import scratch_array, scratch_temporary
 
-        chunks = getattr(image.data, "chunks", None)  # a stored chunk layer of the input: each chunk decoded once
-        layer = max(1, round((int(chunks[2][0]) if chunks else 8) * image.voxel_size.z / self.prediction.voxel_size.z))
+        layer = chunk_layer(image, self.prediction)  # a stored chunk layer of the input: each chunk decoded once
         # blocks of whole scratch chunks (a padding plane joins the last block): no two threads write one chunk
-        aligned = _aligned_lazily(image, t, self.prediction, labels=key == "cells", chunk_z=layer).rechunk({1: layer})
+        aligned = aligned_lazily(image, t, self.prediction, labels=key == "cells", chunk_z=layer).rechunk({1: layer})
         if self._folder is None:
             self._folder = self._scratch.enter_context(scratch_temporary())
         out = [scratch_array(self._folder, f"{key}_{i}", shape=aligned.shape[1:], dtype=aligned.dtype,

@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from subcell.plotting import png_bytes, subplots
+from subcell.plotting import OrthoPlanes, png_bytes, subplots
 
-__all__ = ["evaluation_figure_png", "training_curve_png"]
+__all__ = ["LIMIT_SAMPLE_VOXELS", "PanelSummary", "evaluation_figure_png", "panel_summary", "training_curve_png"]
+
+# the contrast limits of a volume larger than this many voxels are the percentiles of every s-th row and column of
+# each plane (at least this many voxels): a display setting, read without holding the volume
+LIMIT_SAMPLE_VOXELS = 1 << 24
 
 
 def training_curve_png(history: Any) -> bytes:
@@ -39,34 +44,69 @@ def training_curve_png(history: Any) -> bytes:
     return png_bytes(fig)
 
 
+@dataclass(frozen=True)
+class PanelSummary:
+    """What the evaluation figure needs of a volume: its middle planes, mean and standard deviation (float64, over
+    every voxel) and the values its contrast limits are the percentiles of (all of them, or a regular sample)."""
+
+    planes: OrthoPlanes
+    mean: float
+    std: float
+    sample: np.ndarray
+
+
+def panel_summary(vol: Any) -> PanelSummary:
+    """:class:`PanelSummary` of a ``(Z, Y, X)`` NumPy or Dask array in one pass over its blocks: a field that does
+    not fit in memory is never held whole (mean and std are sums over blocks; the limits' sample is every s-th row and
+    column of each plane once the volume has more than :data:`LIMIT_SAMPLE_VOXELS` voxels)."""
+    import math
+
+    import dask
+
+    from subcell.plotting import middle_planes
+
+    z, y, x = (int(n) for n in vol.shape)
+    step = max(1, math.isqrt(z * y * x // LIMIT_SAMPLE_VOXELS))
+    while step > 1 and z * -(-y // step) * -(-x // step) < LIMIT_SAMPLE_VOXELS:
+        step -= 1  # the largest step whose sample still has LIMIT_SAMPLE_VOXELS voxels
+    xy, xz, yz, mean, std, sample = dask.compute(
+        *middle_planes(vol), vol.mean(dtype=np.float64), vol.std(dtype=np.float64), vol[:, ::step, ::step]
+    )
+    planes = OrthoPlanes(np.asarray(xy, np.float32), np.asarray(xz, np.float32), np.asarray(yz, np.float32), (z, y, x))
+    return PanelSummary(planes, float(mean), float(std), np.asarray(sample, np.float32))
+
+
 def evaluation_figure_png(
-    panels: Mapping[str, np.ndarray], voxel_size: Sequence[float], metrics: Mapping[str, Mapping[str, float]]
+    panels: Mapping[str, Any], voxel_size: Sequence[float], metrics: Mapping[str, Mapping[str, float]]
 ) -> bytes:
     """Orthogonal views (XY, XZ, YZ at physical aspect) of the input and, per structure, target and prediction at
     the same contrast (both z-scored, shown between the z-scored target's 0.5–99.5 percentiles), the prediction
     titled with its Pearson r.
 
-    ``panels`` maps a title to a ``(Z, Y, X)`` volume: ``"target <structure>"`` and ``"prediction <structure>"``
-    pair up; anything else (the input) gets its own limits. ``metrics`` maps a structure to its metric values.
+    ``panels`` maps a title to a ``(Z, Y, X)`` NumPy or Dask volume (each read once, in blocks:
+    :func:`panel_summary`): ``"target <structure>"`` and ``"prediction <structure>"`` pair up; anything else (the
+    input) gets its own limits. ``metrics`` maps a structure to its metric values.
     """
     from subcell.plotting import contrast_limits, orthoviews_png
 
-    def zscore(v: np.ndarray) -> np.ndarray:
-        v = np.asarray(v, np.float32)
-        return (v - v.mean()) / (v.std() or 1.0)
+    summaries = {title: panel_summary(vol) for title, vol in panels.items()}
+
+    def zscore(s: PanelSummary) -> Any:
+        return lambda v: ((v - s.mean) / (s.std or 1.0)).astype(np.float32)
 
     limits: dict[str, tuple[float, float]] = {}
-    titled: dict[str, np.ndarray] = {}
-    for title, vol in panels.items():
+    titled: dict[str, OrthoPlanes] = {}
+    for title, summary in summaries.items():
         kind, _, structure = title.partition(" ")
         paired = kind in ("target", "prediction") and {f"target {structure}", f"prediction {structure}"} <= set(panels)
         if paired:
             # both in z-score units (predictions are, measured targets are photon counts), at the target's limits
             m = metrics.get(structure, {})
             new = f"{title} (r={m['pearson_r']:.2f})" if kind == "prediction" and "pearson_r" in m else title
-            titled[new] = zscore(vol)
-            limits[new] = contrast_limits(zscore(panels[f"target {structure}"]))
+            titled[new] = summary.planes.map(zscore(summary))
+            target = summaries[f"target {structure}"]
+            limits[new] = contrast_limits(zscore(target)(target.sample))
         else:
-            titled[title] = vol
-            limits[title] = contrast_limits(vol)
+            titled[title] = summary.planes
+            limits[title] = contrast_limits(summary.sample)
     return orthoviews_png(titled, voxel_size, limits=limits, columns=3)
