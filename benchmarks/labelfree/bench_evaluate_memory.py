@@ -110,7 +110,11 @@ def compare_figures(work: Path, field: Path) -> dict[str, float]:
     if b.shape != a.shape:
         return {"same_size": 0.0}
     diff = np.abs(b - a).max(axis=-1)
-    return {"same_size": 1.0, "largest_pixel_difference": float(diff.max()), "pixels_differing": float((diff > 0).mean())}
+    return {
+        "same_size": 1.0,
+        "largest_pixel_difference": float(diff.max()),
+        "pixels_differing": float((diff > 0).mean()),
+    }
 
 
 def main() -> None:
