@@ -63,14 +63,19 @@ def panel_summary(vol: Any) -> PanelSummary:
 
     import dask
 
+    from subcell.image import dask_scheduler
     from subcell.plotting import middle_planes
 
     z, y, x = (int(n) for n in vol.shape)
-    step = max(1, math.isqrt(z * y * x // LIMIT_SAMPLE_VOXELS))
+    step = math.isqrt(z * y * x // LIMIT_SAMPLE_VOXELS) + 2  # rounding up rows and columns may allow one more
     while step > 1 and z * -(-y // step) * -(-x // step) < LIMIT_SAMPLE_VOXELS:
-        step -= 1  # the largest step whose sample still has LIMIT_SAMPLE_VOXELS voxels
+        step -= 1  # from just above √(voxels / limit) down to the first step that keeps the limit's voxels
     xy, xz, yz, mean, std, sample = dask.compute(
-        *middle_planes(vol), vol.mean(dtype=np.float64), vol.std(dtype=np.float64), vol[:, ::step, ::step]
+        *middle_planes(vol),
+        vol.mean(dtype=np.float64),
+        vol.std(dtype=np.float64),
+        vol[:, ::step, ::step],
+        scheduler=dask_scheduler(),
     )
     planes = OrthoPlanes(np.asarray(xy, np.float32), np.asarray(xz, np.float32), np.asarray(yz, np.float32), (z, y, x))
     return PanelSummary(planes, float(mean), float(std), np.asarray(sample, np.float32))
