@@ -70,6 +70,36 @@ def test_convert_resamples_slab_by_slab_as_the_whole_volume(tmp_path: Path) -> N
     assert not (tmp_path / "bad.ome.zarr").exists()
 
 
+def test_convert_resamples_labels_by_nearest_neighbour_and_refuses_fractional_ids(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from subcell.transforms.resample import resample
+
+    rng = np.random.default_rng(2)
+    lab = np.zeros((17, 40, 44), np.uint16)
+    for i in range(1, 30):  # boxes with ids far apart: a linear blend of two neighbours makes an id of neither
+        z, y, x = rng.integers(0, (12, 32, 36))
+        lab[z : z + 5, y : y + 8, x : x + 8] = i * 2000
+    src, out = tmp_path / "cells.ome.tif", tmp_path / "cells.ome.zarr"
+    io.write(Image(lab, voxel_size=(0.5, 0.2, 0.25), dims="ZYX", channel_names=["cells"]), src)
+    assert subcell_cli("convert", str(src), str(out), "--resample", "0.29", "0.29", "0.29", "--labels").returncode == 0
+    back = io.read(out)
+    assert back.dtype == np.uint16 and back.shape[2:] == (29, 28, 38)
+    whole = resample(lab, voxel_size=(0.5, 0.2, 0.25), target_voxel_size=back.voxel_size, labels=True)
+    np.testing.assert_array_equal(back.numpy()[0, 0], whole)  # planes streamed in blocks: the whole-volume values
+    assert set(np.unique(back.numpy())) <= set(np.unique(lab))
+    assert back.provenance.history[-2]["parameters"]["method"] == "nearest neighbour (labels)"
+    linear = tmp_path / "linear.ome.zarr"  # without --labels the ids are interpolated: new ids at the boundaries
+    assert subcell_cli("convert", str(src), str(linear), "--resample", "0.29", "0.29", "0.29").returncode == 0
+    assert not set(np.unique(io.read(linear).numpy())) <= set(np.unique(lab))
+    fractional = tmp_path / "fractional.tif"
+    tifffile.imwrite(fractional, (lab / 3.0).astype(np.float32))
+    bad = tmp_path / "bad.ome.zarr"
+    err = cli_user_error(capsys, "convert", str(fractional), str(bad), "--axes", "ZYX", "--voxel-size", "0.5", "0.2", "0.25",
+                         "--resample", "0.29", "0.29", "0.29", "--labels")  # fmt: skip
+    assert "fractional values" in err and not bad.exists()
+
+
 def test_convert_with_voxel_size_and_channel_names(tmp_path: Path) -> None:
     src = tmp_path / "plain.tif"
     data = np.random.default_rng(0).integers(0, 999, (2, 5, 16, 16), dtype=np.uint16)

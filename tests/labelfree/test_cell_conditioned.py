@@ -211,8 +211,13 @@ def test_the_cli_asks_for_the_cells_in_one_line(conditioned: Path, tmp_path: Pat
     assert io.read(tmp_path / "p.ome.zarr").shape[1] == 1
 
 
-def test_cells_on_a_coarser_grid_reach_the_model_on_the_images_grid(conditioned: Path) -> None:
+def test_cells_on_a_coarser_grid_reach_the_model_on_the_images_grid(
+    conditioned: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from subcell.io import OmeZarrWriter
+    from subcell.labelfree import predict_input
     from subcell.labelfree.nuclei import NucleiConfig, _model_cells, nuclei_frames
+    from subcell.labelfree.predict import predict_to_zarr
 
     model = LabelFreeModel.load(conditioned)
     image = paired_volume(7).channel("brightfield")
@@ -232,6 +237,22 @@ def test_cells_on_a_coarser_grid_reach_the_model_on_the_images_grid(conditioned:
     assert set(np.unique(nuc)) == {0, 1, 2, 3, 4}  # one nucleus in every cell
     assert np.all(cells[nuc > 0] == nuc[nuc > 0])  # each inside its own cell, with its id
     assert _model_cells(dataclasses.replace(model, cell_conditioned=False), image, coarse) is None
+    # the prediction puts them on the image's grid itself: what it predicts from the cells resampled there whole,
+    # in memory, and streamed with both the resampled cells and their depth in the unfinished store's scratch
+    cfg = PredictConfig(precision="fp32")
+    want = predict_image(model, image, cfg, cells=given).numpy()
+    np.testing.assert_array_equal(predict_image(model, image, cfg, cells=coarse).numpy(), want)
+    monkeypatch.setattr(predict_input, "DEPTH_HELD_BYTES", 0)
+    made: list[str] = []
+    scratch_array = OmeZarrWriter.scratch_array
+    monkeypatch.setattr(
+        OmeZarrWriter, "scratch_array", lambda w, name, **k: made.append(name) or scratch_array(w, name, **k)
+    )
+    out = predict_to_zarr(model, image, tmp_path / "p.ome.zarr", cfg, cells=coarse)
+    assert made == ["cells_on_grid", "cell_depth"]
+    np.testing.assert_allclose(io.read(out).numpy()[:, :1], want, atol=1e-5)
+    with pytest.raises(MetadataError, match="same field"):  # another grid that does not cover the image's field
+        predict_image(model, image, cfg, cells=Image(fine[None, None, :, ::2, :16], voxel_size=coarse.voxel_size))
 
 
 def _direct(model: LabelFreeModel, frame: np.ndarray, lab: np.ndarray) -> np.ndarray:

@@ -83,9 +83,17 @@ def convert(
             "--resample",
             metavar="Z Y X",
             help="Resample to this voxel size in µm (linear, anti-aliased, "
-            "a few planes at a time; integer images keep their dtype). Intensity images, not labels.",
+            "a few planes at a time; integer images keep their dtype); with --labels, nearest neighbour.",
         ),
     ] = None,
+    labels: Annotated[
+        bool,
+        typer.Option(
+            "--labels",
+            help="The image holds labels (instance ids or a mask): checked by the label rule (non-negative whole "
+            "numbers) as it streams, and resampled by nearest neighbour.",
+        ),
+    ] = False,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing output.")] = False,
 ) -> None:
     """Convert between formats, streaming chunk by chunk; metadata (µm, channels, provenance) is kept."""
@@ -99,10 +107,15 @@ def convert(
     image = read_input(
         input, scene=scene, voxel_size=voxel_size, channel_names=names, axes=axes, force=force_voxel_size
     )
+    if labels:  # each block checked as it is read: a bad id fails the write, which leaves nothing behind
+        from subcell.io._cast import as_labels
+
+        data = as_labels(image.data, path=input, lazy=True)
+        image = image.with_data(data, step="as_labels") if data is not image.data else image
     if resample is not None:  # (a voxel size that is not positive is refused by VoxelSize, as everywhere)
         from subcell.transforms.resample import resample_image_lazy
 
-        image = resample_image_lazy(image, resample)
+        image = resample_image_lazy(image, resample, labels=labels)
     image = image.with_metadata(provenance=image.provenance.then("convert", {"output": str(output)}))
     write(image, output, overwrite=overwrite, ngff_version=ngff_version)
     typer.echo(

@@ -254,7 +254,7 @@ def predict(
         Optional[Path],  # noqa: UP045
         typer.Option(
             "--cells",
-            help="Cell instance labels on the image's grid: the second input of a model "
+            help="Cell instance labels of the same field (any grid covering it): the second input of a model "
             "conditioned on the cell outlines (nucleus-in-cells or one fine-tuned from it); for a manifest, "
             "each row's column mask_cell (or labels).",
         ),

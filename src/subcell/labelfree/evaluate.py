@@ -31,7 +31,9 @@ from subcell.image import SAME_GRID_RTOL, Image, is_lazy
 from subcell.labelfree.cell_prior import nuclei_by_cell
 from subcell.metrics.intensity import squared_error_sum
 
-__all__ = ["align_to", "aligned_lazily", "chunk_layer", "evaluate_prediction", "mask_scores", "on_grid_of"]
+__all__ = [
+    "align_to", "aligned_lazily", "chunk_layer", "evaluate_prediction", "fitted_shape", "mask_scores", "on_grid_of",
+]  # fmt: skip
 
 
 def on_grid_of(image: Image, reference: Image) -> bool:
@@ -52,7 +54,7 @@ def align_to(image: Image, reference: Image, *, labels: bool = False) -> np.ndar
             data = resample(data, voxel_size=image.voxel_size, target_voxel_size=reference.voxel_size, labels=True)
         else:
             data = resample_linear(data, voxel_size=image.voxel_size, target_voxel_size=reference.voxel_size)
-    want = _fitted_shape(image, tuple(data.shape[2:]), reference)
+    want = fitted_shape(image, tuple(data.shape[2:]), reference)
     if tuple(data.shape[2:]) == want:
         return data
     out = np.zeros((*data.shape[:2], *want), data.dtype)
@@ -61,14 +63,14 @@ def align_to(image: Image, reference: Image, *, labels: bool = False) -> np.ndar
     return out
 
 
-def _fitted_shape(image: Image, shape: tuple[int, ...], reference: Image) -> tuple[int, ...]:
+def fitted_shape(image: Image, shape: tuple[int, ...], reference: Image) -> tuple[int, ...]:
     """``reference``'s (Z, Y, X), which ``image`` covers as ``shape`` voxels on that grid: cropped or padded by a
     voxel at most (rounding), else refused."""
     want = tuple(reference.shape[2:])
     if any(abs(a - b) > 1 for a, b in zip(shape, want, strict=True)):
         raise MetadataError(
-            f"image covers {shape} voxels on the prediction grid, the prediction {want}; "
-            "they do not show the same field",
+            f"image covers {shape} voxels on the grid of {reference.provenance.source or 'the image it goes with'}, "
+            f"which has {want}; they do not show the same field",
             path=image.provenance.source,
             field="shape",
         )
@@ -97,7 +99,7 @@ def aligned_lazily(image: Image, t: int, reference: Image, *, labels: bool = Fal
     if not vs.isclose(ref, rtol=SAME_GRID_RTOL):
         data = resample_lazy(data, voxel_size=vs, target_voxel_size=ref, labels=labels, chunk_z=chunk_z,
                              out_shape=resampled_shape(data.shape, vs, ref))  # fmt: skip
-    want = _fitted_shape(image, tuple(data.shape[1:]), reference)
+    want = fitted_shape(image, tuple(data.shape[1:]), reference)
     data = data[:, : want[0], : want[1], : want[2]]
     return da.pad(data, [(0, 0)] + [(0, w - n) for w, n in zip(want, data.shape[1:], strict=True)])
 

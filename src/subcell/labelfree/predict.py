@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Callable
-from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -440,7 +439,7 @@ def predict_to_zarr(
     ) as writer:
         for i, t in enumerate(ts):
             # a frame's cell depth beyond what is held in memory goes to the unfinished store's scratch
-            frame = None if depth is None else depth.frame(t, partial(writer.scratch_array, "cell_depth"))
+            frame = None if depth is None else depth.frame(t, writer.scratch_array)
             src = row_source(image, t, c, grid_vs, shape, model, depth=frame)
 
             def sink(z0: int, rows: np.ndarray, y0: int = 0, i: int = i) -> None:

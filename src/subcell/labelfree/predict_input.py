@@ -89,20 +89,27 @@ class CellDepth:
     output store), swept down the field from the labels read lazily, a window of rows at a time
     (:func:`~subcell.labelfree.cell_prior.cell_depth_into`). A time-lapse is never held whole,
     and timepoints not predicted are never computed; one frame of cells for every timepoint is computed once.
+    Cells on another grid than the image (``grid``: the image, to resample them onto) are resampled by nearest
+    neighbour onto it a frame at a time, a stored chunk layer at a time, into memory or scratch as the depth is,
+    before the sweep reads them (the sweep's row windows would otherwise resample the whole frame each).
     """
 
-    def __init__(self, cells: Image, voxel_size: VoxelSize) -> None:
+    def __init__(self, cells: Image, voxel_size: VoxelSize, grid: Image | None = None) -> None:
         from subcell.io import as_labels
 
         # the one label rule (integers, a mask, or floats of whole numbers), block by block as read
         self.labels = as_labels(cells.data[:, 0], path=cells.provenance.source, what="cell labels", lazy=True)
+        self.cells = cells.with_data(self.labels[:, None], step="as_labels") if grid is not None else cells
+        self.grid = grid
         self.voxel_size = voxel_size
         self._last: tuple[int, Image] | None = None
 
-    def frame(self, t: int, scratch: Callable[..., Any] | None = None, *, held_bytes: float | None = None) -> Image:
+    def frame(self, t: int, scratch: Callable[..., Any] | None = None, *, name: str = "cell_depth",
+              held_bytes: float | None = None) -> Image:  # fmt: skip
         """The cell depth of timepoint ``t`` (or of the only frame of cells), ``(1, 1, Z, Y, X)`` float32.
-        ``scratch(shape=, dtype=, chunks=)`` makes a Zarr array of zeros for a frame beyond ``held_bytes`` (default
-        :data:`DEPTH_HELD_BYTES`; in memory whatever its size when ``scratch`` is None)."""
+        ``scratch(name, shape=, dtype=, chunks=)`` makes a Zarr array of zeros (the depth's is ``name``) for a frame
+        beyond ``held_bytes`` (default :data:`DEPTH_HELD_BYTES`; in memory whatever its size when ``scratch`` is
+        None)."""
         import dask.array as da
 
         from subcell.labelfree.cell_prior import cell_depth_into
@@ -111,23 +118,47 @@ class CellDepth:
         if self._last is not None and self._last[0] == i:
             return self._last[1]
         self._last = None  # the previous frame is let go before the next is made
-        lab = self.labels[i]
+        held = DEPTH_HELD_BYTES if held_bytes is None else held_bytes
+        lab = self.labels[i] if self.grid is None else self._on_grid(i, scratch, held)
         sampling = (self.voxel_size.z, self.voxel_size.y, self.voxel_size.x)
-        if scratch is None or 4 * math.prod(lab.shape) <= (DEPTH_HELD_BYTES if held_bytes is None else held_bytes):
+        if scratch is None or 4 * math.prod(lab.shape) <= held:
             depth: Any = np.zeros(lab.shape, np.float32)
             cell_depth_into(depth, lab, sampling)
         else:
-            out = scratch(shape=lab.shape, dtype="float32", chunks=(min(lab.shape[0], 16), 128, 128))
+            out = scratch(name, shape=lab.shape, dtype="float32", chunks=(min(lab.shape[0], 16), 128, 128))
             cell_depth_into(out, lab, sampling)
             depth = da.from_zarr(out)
         self._last = (i, Image(depth[None, None], voxel_size=self.voxel_size, channel_names=["cell_depth"]))
         return self._last[1]
 
+    def _on_grid(self, i: int, scratch: Callable[..., Any] | None, held: float) -> Any:
+        """Frame ``i`` of the cells resampled onto the image's grid: in memory, or in a scratch array (one, reused
+        by every frame: the depth is made from it before the next frame needs it)."""
+        import dask.array as da
+
+        from subcell.image import dask_scheduler
+        from subcell.labelfree.evaluate import aligned_lazily, chunk_layer
+
+        assert self.grid is not None
+        layer = chunk_layer(self.cells, self.grid)
+        # blocks of whole scratch chunks along z (no two threads write one chunk)
+        aligned = aligned_lazily(self.cells, i, self.grid, labels=True, chunk_z=layer)[0].rechunk({0: layer})
+        if scratch is None or aligned.dtype.itemsize * math.prod(aligned.shape) <= held:
+            return aligned.compute(scheduler=dask_scheduler())
+        out = scratch("cells_on_grid", shape=aligned.shape, dtype=aligned.dtype, chunks=(layer, 128, 128))
+        da.store(aligned, out, lock=False, scheduler=dask_scheduler())
+        return out
+
 
 def cell_depth_input(model: Predictor, image: Image, cells: Image | None) -> CellDepth | None:
     """The cell depth a model conditioned on the cell outlines takes as its second input (:class:`CellDepth`,
     computed a frame at a time), None for a model without it. Checks that the cells are given exactly when the
-    model takes them, and that they lie on the image's grid (one frame for every timepoint, or one for all)."""
+    model takes them, one frame for every timepoint or one for all, and that they cover the image's field: on its
+    grid, or on another that :func:`~subcell.labelfree.evaluate.align_to` puts onto it (resampled by nearest
+    neighbour, cropped or padded by a voxel at most)."""
+    from subcell.labelfree.evaluate import fitted_shape
+    from subcell.transforms.resample import resampled_shape
+
     conditioned = model.cell_conditioned
     if conditioned and cells is None:
         raise ValueRangeError("the model takes the cell outlines as a second input: give the cell labels "
@@ -137,15 +168,20 @@ def cell_depth_input(model: Predictor, image: Image, cells: Image | None) -> Cel
     if not conditioned:
         raise ValueRangeError("the model takes no cell outlines; cells are the input of a model conditioned on "
                               "them (e.g. nucleus-in-cells)", path=cells.provenance.source, field="cells")  # fmt: skip
-    if cells.shape[2:] != image.shape[2:] or cells.shape[0] not in (1, image.shape[0]) or cells.shape[1] != 1:
-        raise MetadataError(f"cell labels of shape {cells.shape} (TCZYX) do not lie on the image's grid "
-                            f"{image.shape}: expected one channel and (Z, Y, X) {image.shape[2:]}",
-                            path=cells.provenance.source, field="cells")  # fmt: skip
+    if cells.shape[0] not in (1, image.shape[0]) or cells.shape[1] != 1:
+        raise MetadataError(f"cell labels of shape {cells.shape} (TCZYX): expected one channel and one frame or "
+                            f"one for each of the image's {image.shape[0]} timepoints", path=cells.provenance.source,
+                            field="cells")  # fmt: skip
     vs = image.voxel_size
-    if not cells.voxel_size.isclose(vs, rtol=SAME_GRID_RTOL):
-        raise MetadataError(f"cell labels at {cells.voxel_size.as_tuple()} µm, the image at {vs.as_tuple()} µm: "
-                            "they must share the grid", path=cells.provenance.source, field="voxel_size")  # fmt: skip
-    return CellDepth(cells, vs)
+    if cells.voxel_size.isclose(vs, rtol=SAME_GRID_RTOL):
+        if cells.shape[2:] != image.shape[2:]:
+            raise MetadataError(f"cell labels of shape {cells.shape} (TCZYX) do not lie on the image's grid "
+                                f"{image.shape}: expected (Z, Y, X) {image.shape[2:]}", path=cells.provenance.source,
+                                field="cells")  # fmt: skip
+        return CellDepth(cells, vs)
+    # another grid: it must cover the image's field (evaluate's check), before minutes of prediction
+    fitted_shape(cells, resampled_shape(cells.shape[2:], cells.voxel_size, vs), image)
+    return CellDepth(cells, vs, grid=image)
 
 
 def resample_hint(grid_vs: VoxelSize) -> str:

@@ -146,7 +146,8 @@ def predict_regions_to_zarr(
             else [
                 depth.frame(
                     t,
-                    partial(writer.scratch_array, f"cell_depth_{i}"),
+                    writer.scratch_array,
+                    name=f"cell_depth_{i}",
                     held_bytes=predict_input.DEPTH_HELD_BYTES / len(ts),
                 )
                 for i, t in enumerate(ts)

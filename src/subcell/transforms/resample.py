@@ -194,13 +194,15 @@ def resample_lazy(
     )  # fmt: skip
 
 
-def resample_image_lazy(image: Image, target_voxel_size: VoxelSize | Sequence[float], *, chunk_z: int = 8) -> Image:
+def resample_image_lazy(
+    image: Image, target_voxel_size: VoxelSize | Sequence[float], *, labels: bool = False, chunk_z: int = 8
+) -> Image:
     """:func:`resample_linear` of an :class:`Image` of any size, as a lazy (Dask) image (:func:`resample_lazy`, a
     timepoint at a time): writing it streams, and each block equals those planes of the whole-volume result.
-    Integer images are rounded and clipped back to their dtype (an intensity image keeps its type); use
-    :func:`resample_image` with ``labels=True`` for label images. This is the resampling prediction streams with
-    (linear, Gaussian anti-aliasing); :func:`resample_image` is scikit-image's spline ``resize`` of the whole image
-    in memory and differs from it slightly.
+    Integer images are rounded and clipped back to their dtype (an intensity image keeps its type). ``labels``:
+    nearest neighbour instead (ids and dtype kept; the values of :func:`resample` with ``labels=True``). This is
+    the resampling prediction streams with (linear, Gaussian anti-aliasing); :func:`resample_image` is
+    scikit-image's spline ``resize`` of the whole image in memory and differs from it slightly.
     """
     import dask.array as da
 
@@ -213,12 +215,13 @@ def resample_image_lazy(image: Image, target_voxel_size: VoxelSize | Sequence[fl
         return np.clip(np.rint(res), info.min, info.max).astype(dtype)
 
     frames = [resample_lazy(image.data[t], voxel_size=image.voxel_size, target_voxel_size=exact, out_shape=out,
-                            chunk_z=chunk_z) for t in range(image.shape[0])]  # fmt: skip
-    if np.issubdtype(dtype, np.integer):
+                            labels=labels, chunk_z=chunk_z) for t in range(image.shape[0])]  # fmt: skip
+    if np.issubdtype(dtype, np.integer) and not labels:
         frames = [f.map_blocks(back, dtype=dtype) for f in frames]
     data = da.stack(frames)
+    method = "nearest neighbour (labels)" if labels else "linear, anti-aliased"
     return image.with_data(data, step="resample", parameters={"target_voxel_size": list(target.as_tuple()),
-                           "method": "linear, anti-aliased"}, voxel_size=exact)  # fmt: skip
+                           "method": method}, voxel_size=exact)  # fmt: skip
 
 
 def source_rows(z_start: int, z_stop: int, *, n_in: int, voxel_z: float, target_voxel_z: float) -> tuple[int, int]:
