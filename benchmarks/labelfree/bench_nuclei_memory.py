@@ -5,7 +5,8 @@ aim applied to the nuclei command; the exactness of the two is checked on the sa
 
 The field is made once in ``--work``: bright-field-like noise (uint16, as ``bench_inference.py``'s big volume) and
 touching cells of ~12 µm (a Voronoi tiling of a 64 × 256 × 256 block, repeated with new ids), 0.29 µm voxels (the
-shipped ``nucleus`` model's grid, so nothing is resampled), both OME-Zarr. ``--lateral-voxel 0.30`` declares both
+shipped ``nucleus`` model's grid, so nothing is resampled), both OME-Zarr. ``--model nucleus-in-cells``: a model that takes the
+cells as its second input. ``--lateral-voxel 0.30`` declares both
 at (0.29, 0.30, 0.30) µm instead (the same voxels, files named ``*_030``): a field off the model's grid, predicted
 through the resampler onto and off it, as real stacks are. Each arm runs the CLI in a fresh
 interpreter with its code first on ``PYTHONPATH`` (before = a git worktree of ``--before``), one after the other;
@@ -57,8 +58,8 @@ def make_cells(path: Path, shape: tuple[int, int, int], seed: int = 0, voxel: tu
     return n * ny * nx
 
 
-def run_arm(src: Path, bf: Path, cells: Path, out: Path) -> dict[str, float]:
-    return run_cli(src, ["labelfree", "nuclei", str(bf), str(cells), str(out), "--model", "nucleus", "--memory-limit",
+def run_arm(src: Path, bf: Path, cells: Path, out: Path, model: str = "nucleus") -> dict[str, float]:
+    return run_cli(src, ["labelfree", "nuclei", str(bf), str(cells), str(out), "--model", model, "--memory-limit",
                          "2", "--overwrite"])  # fmt: skip
 
 
@@ -70,6 +71,7 @@ def main() -> None:
     ap.add_argument("--work", type=Path, default=Path("/tmp/subcell_bench_nuclei"))
     ap.add_argument("--tag", default=None)
     ap.add_argument("--lateral-voxel", type=float, default=VOXEL[1], help="y and x voxel size declared (µm)")
+    ap.add_argument("--model", default="nucleus", help="e.g. nucleus-in-cells: the cells are also the model's input")
     args = ap.parse_args()
     from subcell import io
 
@@ -84,10 +86,10 @@ def main() -> None:
     rows: dict[str, dict[str, float]] = {}
     for arm in args.arms.split(","):
         out = args.work / f"nuclei_{arm}_{name}.ome.zarr"
-        rows[arm] = run_arm(srcs[arm], bf, cells, out)
+        rows[arm] = run_arm(srcs[arm], bf, cells, out, args.model)
         print(arm, rows[arm], flush=True)
     result: dict[str, object] = {"shape": shape, "voxel_size": voxel, "voxels": int(np.prod(shape)), "cells": n_cells,
-                                 "arms": rows, "before": args.before}  # fmt: skip
+                                 "arms": rows, "before": args.before, "model": args.model}  # fmt: skip
     if {"before", "after"} <= set(rows):
         a = io.read(args.work / f"nuclei_before_{name}.ome.zarr").data[0, 0]
         b = io.read(args.work / f"nuclei_after_{name}.ome.zarr").data[0, 0]

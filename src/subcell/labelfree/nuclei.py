@@ -228,19 +228,19 @@ def nuclei_frames(
 
 
 def _model_cells(model: Any, image: Image, cells: Image, lab: Any = None) -> Image | None:
-    """The cells as the prediction's second input, on the bright-field's grid, for a model conditioned on them
-    (``lab``: the frame's instance labels on ``cells``' grid when already made, else made here from its first
-    frame; held in memory for the depth); None, with nothing computed, for any other model."""
+    """The cells as the prediction's second input, for a model conditioned on them (``lab``: the frame's instance
+    labels on ``cells``' grid when already made, e.g. in a scratch Zarr array, else made here from its first frame),
+    handed on lazily on their own grid: the prediction puts them on the bright-field's a frame at a time, into
+    memory or its store's scratch as it does the depth
+    (:class:`~subcell.labelfree.predict_input.CellDepth`); None, with nothing computed, for any other model."""
+    import dask.array as da
+
     if not model.cell_conditioned:
         return None
     if lab is None:
         lab = _instance_labels(cells, 0)
-    frame = Image(np.asarray(lab)[None, None], voxel_size=cells.voxel_size, channel_names=["cells"],
-                  provenance=cells.provenance)  # fmt: skip
-    if not on_grid_of(frame, image):
-        frame = frame.with_data(align_to(frame, image.sel(t=0), labels=True), step="align_to_image",
-                                voxel_size=image.voxel_size)  # fmt: skip
-    return frame
+    data = lab if isinstance(lab, np.ndarray) else da.from_array(lab, chunks=getattr(lab, "chunks", "auto"))
+    return Image(data[None, None], voxel_size=cells.voxel_size, channel_names=["cells"], provenance=cells.provenance)
 
 
 def _checked(model: Any, image: Image, cells: Image, config: NucleiConfig | None) -> NucleiConfig:
