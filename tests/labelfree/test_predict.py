@@ -211,6 +211,18 @@ def test_memory_limit_chooses_smaller_tiles() -> None:
     assert all(t % d == 0 for t, d in zip(small, model.divisor, strict=True))
     with pytest.raises(ValueRangeError, match="memory"):
         choose_tile(model, (100, 2048, 2048), memory_limit_gb=0.05)
+    # the cell depth as a second input channel: its rows and the two channels concatenated take room in the input
+    # slab, so the same network on the same budget gets a smaller tile (the benchmark's 64x1024x1024 nuclei field:
+    # 2.48 GB peak without this, 2.05 GB with it, benchmarks/labelfree/results.md)
+    import dataclasses
+
+    from subcell.labelfree.pretrained import load_model
+
+    cells = load_model("nucleus-in-cells")
+    plain = dataclasses.replace(cells, cell_conditioned=False)
+    kw = {"memory_limit_gb": 2, "itemsize": 2, "banded": True}
+    with_depth, _ = choose_tile(cells, (64, 1024, 1024), **kw)  # type: ignore[arg-type]
+    assert np.prod(with_depth) < np.prod(choose_tile(plain, (64, 1024, 1024), **kw)[0])  # type: ignore[arg-type]
 
 
 def test_corrupted_and_foreign_models_are_refused(tmp_path: Path) -> None:

@@ -92,6 +92,9 @@ def choose_tile(
     budget = memory_limit_gb * 1024**3
     n_out = len(output_channel_names(model))
     per_voxel = pass_bytes(model, (1, 1, 1), 1, itemsize=itemsize, retained=retained)  # a pass, per tile voxel
+    # the input slab, in float32 words per voxel it reads: raw and normalised rows (2.5); with the cell depth as a
+    # second channel, also its rows and the two channels concatenated (+3: predict_input.row_source)
+    slab = 2.5 + 3.0 * model.cell_conditioned
     cap = tuple(_round_up(s, d) for s, d in zip(shape, div, strict=True))
     low = [min(c, _round_up(p, d)) for c, p, d in zip(cap, model.patch_size, div, strict=True)]
 
@@ -105,7 +108,7 @@ def choose_tile(
             # small stack held whole by the input rows (:data:`~subcell.labelfree.predict_input.HELD_STACK_VOXELS`)
             window = t[1] * max(shape[2], t[2])
             held = 4 * math.prod(shape) if math.prod(shape) <= HELD_STACK_VOXELS else 0
-            row_bytes = (3 * n_out + 2.5) * window * 4 * t[0] + held
+            row_bytes = (3 * n_out + slab) * window * 4 * t[0] + held
             if out_grid is not None:  # the resampler's held band rows (up to two bands), the output rows a band
                 # completes (about a band), and its chunk of output rows (Z_out × X_out each) with temporaries
                 row_bytes += n_out * 4 * (3 * window * t[0] + 4 * RESAMPLE_CHUNK * out_grid[0] * out_grid[2])
@@ -113,7 +116,7 @@ def choose_tile(
         window = max(shape[1], t[1]) * max(shape[2], t[2])
         read = window if whole_yx is None else math.prod(
             min(w, max(s, u) + 2 * u) for w, s, u in zip(whole_yx, shape[1:], t[1:], strict=True))  # fmt: skip
-        row_bytes = (2 * n_out * window + 2.5 * read) * 4 * t[0]
+        row_bytes = (2 * n_out * window + slab * read) * 4 * t[0]
         if out_grid is not None:  # the resampler's held rows, the output planes a tile row completes, and its
             # chunk of output planes with temporaries
             row_bytes += n_out * 4 * (2 * window * t[0] + 4 * RESAMPLE_CHUNK * out_grid[1] * out_grid[2])
