@@ -179,6 +179,8 @@ def test_shipped_model_lookup_checks_names_and_checksums(
     assert pretrained.takes_cells("toy") is False and pretrained.takes_cells(tmp_path / "m") is False
     with pytest.raises(InputFileError, match="shipped models: toy"):
         pretrained.takes_cells("dnaa")
+    with pytest.raises(InputFileError, match="model not found"):  # a bioimage.io package that is not there
+        pretrained.takes_cells(tmp_path / "missing.zip")
     meta = json.loads((tmp_path / "m" / "model.json").read_text())
     shutil.copytree(tmp_path / "m", tmp_path / "c")
     (tmp_path / "c" / "model.json").write_text(json.dumps({**meta, "input_channels": ["bf", "cell_depth"]}))

@@ -105,6 +105,8 @@ def takes_cells(spec: str | Path) -> bool:
 
     kind = _kind(spec)
     if kind == "package":
+        if not Path(spec).exists():
+            raise InputFileError("model not found", path=spec)
         return False
     folder = Path(spec) if kind == "folder" else HERE / _entry(str(spec)).folder
     meta = load_metadata(folder, kind=KIND)
