@@ -70,10 +70,11 @@ from real_data import ALLEN, _allen_manifest  # noqa: E402
 from subcell import io  # noqa: E402
 from subcell.labelfree import PredictConfig, TrainConfig, predict_image, train_labelfree  # noqa: E402
 from subcell.labelfree.cell_prior import cell_depth, deepest_in_cells, nuclei_from_score, nucleus_score  # noqa: E402
-from subcell.labelfree.evaluate import align_to, mask_scores  # noqa: E402
+from subcell.labelfree.evaluate import mask_scores  # noqa: E402
 from subcell.labelfree.pretrained import load_model  # noqa: E402
 from subcell.metrics import dice  # noqa: E402
 from subcell.metrics.intensity import pearson  # noqa: E402
+from subcell.transforms.align import align_to  # noqa: E402
 from subcell.transforms.normalize import zscore  # noqa: E402
 
 # *_average arms end with the mean of the weights from this step on (``average_from``): about the second half of a

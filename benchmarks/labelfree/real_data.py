@@ -66,7 +66,7 @@ def allen(data: Path, work: Path, minutes: float, iterations: int) -> dict[str, 
         folder, bf, dna, cell, vs = ALLEN[test]
         image = io.read(data / folder / bf, voxel_size=vs)
         pred = predict_image(model, image, PredictConfig())
-        from subcell.labelfree.evaluate import align_to
+        from subcell.transforms.align import align_to
 
         nuc = align_to(io.read(data / folder / dna, voxel_size=vs), pred, labels=True)[0, 0] > 0
         cells = align_to(io.read(data / folder / cell, voxel_size=vs), pred, labels=True)[0, 0] > 0

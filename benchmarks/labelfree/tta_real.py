@@ -29,9 +29,10 @@ from real_data import ALLEN  # noqa: E402
 from subcell import io  # noqa: E402
 from subcell.image import Image  # noqa: E402
 from subcell.labelfree import PredictConfig, predict_image  # noqa: E402
-from subcell.labelfree.evaluate import align_to, mask_scores  # noqa: E402
+from subcell.labelfree.evaluate import mask_scores  # noqa: E402
 from subcell.labelfree.pretrained import load_model  # noqa: E402
 from subcell.metrics.intensity import pearson  # noqa: E402
+from subcell.transforms.align import align_to  # noqa: E402
 
 Transform = tuple[int, int, int, int]  # flip z, flip y, flip x, invert (0/1 each)
 SETS: dict[str, list[Transform]] = {

@@ -70,8 +70,8 @@ def test_zero_shot_dna_on_a_new_synthetic_field_is_far_above_chance(tmp_path: Pa
     assert r > 0.5, r
     nucleus = load_model("nucleus")
     score = predict_image(nucleus, field.image.channel("brightfield"), PredictConfig())
-    from subcell.labelfree.evaluate import align_to
     from subcell.metrics.intensity import pearson
+    from subcell.transforms.align import align_to
 
     truth = align_to(Image(field.labels["nucleus"][:, None], voxel_size=field.image.voxel_size), score,
                      labels=True)[0, 0] > 0  # fmt: skip
@@ -81,9 +81,9 @@ def test_zero_shot_dna_on_a_new_synthetic_field_is_far_above_chance(tmp_path: Pa
 def test_predict_onto_the_inputs_grid_overlays_the_input(tmp_path: Path) -> None:
     """``--output-grid input``: the prediction has the input's shape and voxel size, and lines up with it (the
     truth on the input's own grid correlates with it as well as on the model's); a bad value is one line."""
-    from subcell.labelfree.evaluate import align_to
     from subcell.metrics.intensity import pearson
     from subcell.synth import synth_field
+    from subcell.transforms.align import align_to
 
     field = synth_field(shape=(24, 128, 128), voxel_size=(0.3, 0.15, 0.15), seed=4242)
     src = tmp_path / "bf.ome.tif"

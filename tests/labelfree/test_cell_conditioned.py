@@ -216,9 +216,9 @@ def test_cells_on_a_coarser_grid_reach_the_model_on_the_images_grid(
 ) -> None:
     from subcell.io import OmeZarrWriter
     from subcell.labelfree import predict_input
-    from subcell.labelfree.evaluate import align_to
     from subcell.labelfree.nuclei import NucleiConfig, _model_cells, nuclei_frames
     from subcell.labelfree.predict import predict_to_zarr
+    from subcell.transforms.align import align_to
 
     model = LabelFreeModel.load(conditioned)
     image = paired_volume(7).channel("brightfield")

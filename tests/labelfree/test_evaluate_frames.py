@@ -201,13 +201,15 @@ def test_inputs_on_a_finer_grid_are_resampled_a_few_planes_at_a_time_as_the_whol
     monkeypatch.setattr(evaluate, "FRAME_CACHE_BYTES", 0)
     monkeypatch.setattr(cell_prior, "SLAB_BYTES", 2 * 40 * 44 * evaluate.BYTES_PER_VOXEL)
     calls: list[tuple[int, int]] = []
-    aligned = evaluate.aligned_lazily
+    from subcell.transforms import align
+
+    aligned = align.aligned_lazily
 
     def spy(*args: Any, **kwargs: Any) -> Any:
         calls.append((args[1], kwargs["chunk_z"]))
         return aligned(*args, **kwargs)
 
-    monkeypatch.setattr(evaluate, "aligned_lazily", spy)
+    monkeypatch.setattr(align, "aligned_lazily", spy)
     from subcell.io import _atomic
 
     made: list[str] = []

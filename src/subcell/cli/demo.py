@@ -283,9 +283,9 @@ def labelfree_step(
 
     from subcell import io
     from subcell.labelfree import TrainConfig
-    from subcell.labelfree.evaluate import align_to
     from subcell.labelfree.figures import evaluation_figure_png
     from subcell.labelfree.train import train_labelfree
+    from subcell.transforms.align import align_to
 
     manifest = out / "labelfree_manifest.csv"
     with manifest.open("w", newline="") as fh:

@@ -471,8 +471,8 @@ def _write_figure(
 ) -> None:
     from subcell.io import read
     from subcell.io._atomic import atomic_output
-    from subcell.labelfree.evaluate import aligned_lazily
     from subcell.labelfree.figures import evaluation_figure_png
+    from subcell.transforms.align import aligned_lazily
 
     # the first timepoint of the channels shown, on the prediction's grid, each read once in blocks (lazily): the
     # figure holds their middle planes and a sample for the contrast limits, never a whole field

@@ -27,81 +27,12 @@ from typing import Any
 import numpy as np
 
 from subcell.errors import ChannelError, MetadataError, ValueRangeError
-from subcell.image import SAME_GRID_RTOL, Image, is_lazy
+from subcell.image import Image
 from subcell.labelfree.cell_prior import nuclei_by_cell
 from subcell.metrics.intensity import squared_error_sum
+from subcell.transforms.align import align_to, aligned_into, on_grid_of
 
-__all__ = [
-    "align_to", "aligned_lazily", "chunk_layer", "evaluate_prediction", "fitted_shape", "mask_scores", "on_grid_of",
-]  # fmt: skip
-
-
-def on_grid_of(image: Image, reference: Image) -> bool:
-    """Whether ``image`` already lies on ``reference``'s grid: the same (Z, Y, X) shape and voxel size (within
-    ``SAME_GRID_RTOL``, the tolerance :func:`align_to` resamples beyond), so aligning it would change nothing."""
-    return image.shape[2:] == reference.shape[2:] and image.voxel_size.isclose(
-        reference.voxel_size, rtol=SAME_GRID_RTOL
-    )
-
-
-def align_to(image: Image, reference: Image, *, labels: bool = False) -> np.ndarray:
-    """``image`` data (TCZYX) on ``reference``'s grid: resampled when voxel sizes differ, then cropped/padded."""
-    from subcell.transforms.resample import resample, resample_linear
-
-    data = image.numpy()
-    if not image.voxel_size.isclose(reference.voxel_size, rtol=SAME_GRID_RTOL):
-        if labels:
-            data = resample(data, voxel_size=image.voxel_size, target_voxel_size=reference.voxel_size, labels=True)
-        else:
-            data = resample_linear(data, voxel_size=image.voxel_size, target_voxel_size=reference.voxel_size)
-    want = fitted_shape(image, tuple(data.shape[2:]), reference)
-    if tuple(data.shape[2:]) == want:
-        return data
-    out = np.zeros((*data.shape[:2], *want), data.dtype)
-    sl = tuple(slice(0, min(a, b)) for a, b in zip(data.shape[2:], want, strict=True))
-    out[(slice(None), slice(None), *sl)] = data[(slice(None), slice(None), *sl)]
-    return out
-
-
-def fitted_shape(image: Image, shape: tuple[int, ...], reference: Image) -> tuple[int, ...]:
-    """``reference``'s (Z, Y, X), which ``image`` covers as ``shape`` voxels on that grid: cropped or padded by a
-    voxel at most (rounding), else refused."""
-    want = tuple(reference.shape[2:])
-    if any(abs(a - b) > 1 for a, b in zip(shape, want, strict=True)):
-        raise MetadataError(
-            f"image covers {shape} voxels on the grid of {reference.provenance.source or 'the image it goes with'}, "
-            f"which has {want}; they do not show the same field",
-            path=image.provenance.source,
-            field="shape",
-        )
-    return want
-
-
-def chunk_layer(image: Image, reference: Image) -> int:
-    """Planes of ``reference``'s grid that one stored chunk layer of ``image`` covers (8 planes for an image in
-    memory): resampled that many at a time, each stored chunk is decoded once."""
-    chunks = getattr(image.data, "chunks", None)
-    return max(1, round((int(chunks[2][0]) if chunks else 8) * image.voxel_size.z / reference.voxel_size.z))
-
-
-def aligned_lazily(image: Image, t: int, reference: Image, *, labels: bool = False, chunk_z: int | None = None) -> Any:
-    """Frame ``t`` of ``image`` on ``reference``'s grid, ``(C, Z, Y, X)``: :func:`align_to`'s values as a Dask array
-    computed ``chunk_z`` planes at a time (default :func:`chunk_layer`;
-    :func:`~subcell.transforms.resample.resample_lazy`), then cropped or padded with zeros as :func:`align_to` does."""
-    import dask.array as da
-
-    from subcell.transforms.resample import resample_lazy, resampled_shape
-
-    chunk_z = chunk_z or chunk_layer(image, reference)
-
-    data = image.data[t] if is_lazy(image.data) else da.from_array(image.data[t], chunks=(1, chunk_z, -1, -1))
-    vs, ref = image.voxel_size, reference.voxel_size
-    if not vs.isclose(ref, rtol=SAME_GRID_RTOL):
-        data = resample_lazy(data, voxel_size=vs, target_voxel_size=ref, labels=labels, chunk_z=chunk_z,
-                             out_shape=resampled_shape(data.shape, vs, ref))  # fmt: skip
-    want = fitted_shape(image, tuple(data.shape[1:]), reference)
-    data = data[:, : want[0], : want[1], : want[2]]
-    return da.pad(data, [(0, 0)] + [(0, w - n) for w, n in zip(want, data.shape[1:], strict=True)])
+__all__ = ["evaluate_prediction", "mask_scores"]
 
 
 def mask_scores(p: np.ndarray, truth: np.ndarray, inside: np.ndarray | None = None) -> dict[str, Any]:
@@ -172,7 +103,7 @@ class _Frames:
     """Frame ``t`` of every input on the prediction's grid, as ``(Z, Y, X)`` (or ``(C, Z, Y, X)``) arrays that slice
     to NumPy (:func:`_read`): read whole and kept when the frame fits :data:`FRAME_CACHE_BYTES`, else left lazy and
     read slab by slab in every pass. An input on another grid is then resampled onto it once, a stored chunk layer
-    at a time (:func:`aligned_lazily`), into a scratch Zarr array in the system's temporary folder that the passes
+    at a time (:func:`~subcell.transforms.align.aligned_into`), into a scratch Zarr array in the system's temporary folder that the passes
     read (resampling again in every pass took twice the time). :meth:`close` removes them."""
 
     def __init__(self, prediction: Image, inputs: dict[str, Image | None]) -> None:
@@ -191,19 +122,13 @@ class _Frames:
     def _onto_grid(self, key: str, image: Image, t: int) -> list[Any]:
         """Frame ``t`` of ``image`` resampled onto the prediction's grid into scratch: a Zarr array per channel (read
         directly, in slabs and in boxes: a Dask array over them cost half again the time in the cells' box reads)."""
-        import dask.array as da
-
-        from subcell.image import dask_scheduler
         from subcell.io._atomic import scratch_array, scratch_temporary
 
-        layer = chunk_layer(image, self.prediction)  # a stored chunk layer of the input: each chunk decoded once
-        # blocks of whole scratch chunks (a padding plane joins the last block): no two threads write one chunk
-        aligned = aligned_lazily(image, t, self.prediction, labels=key == "cells", chunk_z=layer).rechunk({1: layer})
         if self._folder is None:
             self._folder = self._scratch.enter_context(scratch_temporary())
-        out = [scratch_array(self._folder, f"{key}_{i}", shape=aligned.shape[1:], dtype=aligned.dtype,
-                             chunks=(layer, 128, 128)) for i in range(aligned.shape[0])]  # fmt: skip
-        da.store(list(aligned), out, lock=False, scheduler=dask_scheduler())  # whole chunks per block of planes
+        folder = self._folder
+        out = aligned_into(image, t, self.prediction, labels=key == "cells",
+                           new=lambda i, **kw: scratch_array(folder, f"{key}_{i}", **kw))  # fmt: skip
         self.in_scratch.add(key)
         return out
 

@@ -39,7 +39,7 @@ from subcell.errors import ChannelError, MetadataError
 from subcell.image import Image
 from subcell.labelfree.cell_prior import nuclei_by_cell, slab_planes
 from subcell.labelfree.config import NucleiConfig
-from subcell.labelfree.evaluate import align_to, on_grid_of
+from subcell.transforms.align import align_to, on_grid_of
 
 __all__ = ["NucleiConfig", "nuclei_frames", "nuclei_in_cells", "write_nuclei"]
 

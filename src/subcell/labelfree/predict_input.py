@@ -134,29 +134,24 @@ class CellDepth:
     def _on_grid(self, i: int, scratch: Callable[..., Any] | None, held: float) -> Any:
         """Frame ``i`` of the cells resampled onto the image's grid: in memory, or in a scratch array (one, reused
         by every frame: the depth is made from it before the next frame needs it)."""
-        import dask.array as da
-
         from subcell.image import dask_scheduler
-        from subcell.labelfree.evaluate import aligned_lazily, chunk_layer
+        from subcell.transforms.align import aligned_into, aligned_lazily
 
         assert self.grid is not None
-        layer = chunk_layer(self.cells, self.grid)
-        # blocks of whole scratch chunks along z (no two threads write one chunk)
-        aligned = aligned_lazily(self.cells, i, self.grid, labels=True, chunk_z=layer)[0].rechunk({0: layer})
-        if scratch is None or aligned.dtype.itemsize * math.prod(aligned.shape) <= held:
-            return aligned.compute(scheduler=dask_scheduler())
-        out = scratch("cells_on_grid", shape=aligned.shape, dtype=aligned.dtype, chunks=(layer, 128, 128))
-        da.store(aligned, out, lock=False, scheduler=dask_scheduler())
-        return out
+        if scratch is None or np.dtype(self.labels.dtype).itemsize * math.prod(self.grid.shape[2:]) <= held:
+            return aligned_lazily(self.cells, i, self.grid, labels=True)[0].compute(scheduler=dask_scheduler())
+        return aligned_into(self.cells, i, self.grid, labels=True, new=lambda _, **kw: scratch("cells_on_grid", **kw))[
+            0
+        ]
 
 
 def cell_depth_input(model: Predictor, image: Image, cells: Image | None) -> CellDepth | None:
     """The cell depth a model conditioned on the cell outlines takes as its second input (:class:`CellDepth`,
     computed a frame at a time), None for a model without it. Checks that the cells are given exactly when the
     model takes them, one frame for every timepoint or one for all, and that they cover the image's field: on its
-    grid, or on another that :func:`~subcell.labelfree.evaluate.align_to` puts onto it (resampled by nearest
+    grid, or on another that :func:`~subcell.transforms.align.align_to` puts onto it (resampled by nearest
     neighbour, cropped or padded by a voxel at most)."""
-    from subcell.labelfree.evaluate import fitted_shape
+    from subcell.transforms.align import fitted_shape
     from subcell.transforms.resample import resampled_shape
 
     conditioned = model.cell_conditioned
