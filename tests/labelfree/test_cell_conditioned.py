@@ -225,9 +225,17 @@ def test_cells_on_a_coarser_grid_reach_the_model_on_the_images_grid(
     fine = cells_of(image.shape[2:])
     coarse = Image(fine[None, None, :, ::2, ::2], voxel_size=(VOXEL[0], 2 * VOXEL[1], 2 * VOXEL[2]),
                    channel_names=["cells"])  # fmt: skip
-    handed = _model_cells(model, image, coarse)  # as labelfree nuclei hands them on: on their own grid
+    handed = _model_cells(model, coarse)  # as labelfree nuclei hands them on: on their own grid
     assert handed is not None and handed.voxel_size.isclose(coarse.voxel_size)
     np.testing.assert_array_equal(handed.numpy(), coarse.numpy())
+    from subcell.image import is_lazy
+    from subcell.io._atomic import scratch_array
+
+    stored = scratch_array(tmp_path, "cells", shape=coarse.shape[2:], dtype=np.uint16, chunks=(4, 16, 16))
+    stored[:] = coarse.numpy()[0, 0]
+    lazily = _model_cells(model, coarse, stored)  # labels write_nuclei made in scratch: handed on unread
+    assert lazily is not None and is_lazy(lazily.data)
+    np.testing.assert_array_equal(lazily.numpy(), coarse.numpy())
     given = Image(align_to(coarse, image, labels=True), voxel_size=image.voxel_size)  # resampled whole, in memory
     assert given.shape[2:] == image.shape[2:]
     lab = given.numpy()[0, 0]
@@ -239,7 +247,7 @@ def test_cells_on_a_coarser_grid_reach_the_model_on_the_images_grid(
     nuc, cells = nuclei.numpy()[0, 0], coarse.numpy()[0, 0]
     assert set(np.unique(nuc)) == {0, 1, 2, 3, 4}  # one nucleus in every cell
     assert np.all(cells[nuc > 0] == nuc[nuc > 0])  # each inside its own cell, with its id
-    assert _model_cells(dataclasses.replace(model, cell_conditioned=False), image, coarse) is None
+    assert _model_cells(dataclasses.replace(model, cell_conditioned=False), coarse) is None
     # the prediction puts them on the image's grid itself: what it predicts from the cells resampled there whole,
     # in memory, and streamed with both the resampled cells and their depth in the unfinished store's scratch
     cfg = PredictConfig(precision="fp32")

@@ -223,11 +223,11 @@ def nuclei_frames(
     for t in range(image.shape[0]):
         pcfg = base.model_copy(update={"output_grid": "input", "timepoints": [t]})
         frame_cells = cells.sel(t=t if cells.shape[0] > 1 else 0)
-        pred = predict_image(model, image, pcfg, cells=_model_cells(model, image, frame_cells))
+        pred = predict_image(model, image, pcfg, cells=_model_cells(model, frame_cells))
         yield t, nuclei_in_cells(pred, frame_cells, cfg)
 
 
-def _model_cells(model: Any, image: Image, cells: Image, lab: Any = None) -> Image | None:
+def _model_cells(model: Any, cells: Image, lab: Any = None) -> Image | None:
     """The cells as the prediction's second input, for a model conditioned on them (``lab``: the frame's instance
     labels on ``cells``' grid when already made, e.g. in a scratch Zarr array, else made here from its first frame),
     handed on lazily on their own grid: the prediction puts them on the bright-field's a frame at a time, into
@@ -307,7 +307,7 @@ def write_nuclei(
                 pcfg = base.model_copy(update={"output_grid": "input", "timepoints": [t]})
                 tiles, cells_done = _stages(progress, f"frame {t + 1}/{n_t}")
                 predict_to_zarr(model, image, store, pcfg, levels=1, progress=tiles,  # read back at full resolution
-                                cells=_model_cells(model, image, cells, lab))  # fmt: skip
+                                cells=_model_cells(model, cells, lab))  # fmt: skip
                 out = new("nuclei" if writer else f"nuclei_t{t}", lab.shape, lab.dtype, SCRATCH_CHUNKS)
                 frame: dict[int, bool] = {}
                 # the prediction's memory is free again: the same budget keeps what the first pass over the cells read
