@@ -10,11 +10,14 @@ from typing import Any
 import numpy as np
 
 __all__ = [
+    "LIMIT_SAMPLE_VOXELS",
     "OrthoPlanes",
+    "PanelSummary",
     "contrast_limits",
     "middle_planes",
     "orthoviews_png",
     "overlapping_text",
+    "panel_summary",
     "png_bytes",
     "subplots",
 ]
@@ -122,6 +125,19 @@ class OrthoPlanes:
         """The planes with ``f`` applied to each (a point-wise function of the values)."""
         return OrthoPlanes(f(self.xy), f(self.xz), f(self.yz), self.shape)
 
+    @classmethod
+    def of(cls, vol: Any) -> OrthoPlanes:
+        """The middle planes of a NumPy, Dask or Zarr ``(Z, Y, X)`` volume, read (only they) in one pass."""
+        import dask
+
+        from subcell.image import dask_scheduler, is_lazy
+
+        views = middle_planes(vol)
+        if is_lazy(vol):
+            views = dask.compute(*views, scheduler=dask_scheduler())
+        xy, xz, yz = (np.asarray(v) for v in views)
+        return cls(xy, xz, yz, tuple(int(s) for s in vol.shape))  # type: ignore[arg-type]
+
 
 def middle_planes(vol: Any) -> tuple[Any, Any, Any]:
     """XY, XZ (z down) and YZ (z across, y down as in XY) through the middle of a ``(Z, Y, X)`` array, as slices
@@ -130,28 +146,68 @@ def middle_planes(vol: Any) -> tuple[Any, Any, Any]:
     return vol[z], vol[:, y, :], vol[:, :, x].T
 
 
+# the contrast limits of a volume larger than this many voxels are the percentiles of every s-th row and column of
+# each plane (at least this many voxels): a display setting, read without holding the volume
+LIMIT_SAMPLE_VOXELS = 1 << 24
+
+
+@dataclass(frozen=True)
+class PanelSummary:
+    """What the figure needs of a volume: its middle planes, mean and standard deviation (float64, over
+    every voxel) and the values its contrast limits are the percentiles of (all of them, or a regular sample)."""
+
+    planes: OrthoPlanes
+    mean: float
+    std: float
+    sample: np.ndarray
+
+
+def panel_summary(vol: Any) -> PanelSummary:
+    """:class:`PanelSummary` of a ``(Z, Y, X)`` NumPy or Dask array in one pass over its blocks: a field that does
+    not fit in memory is never held whole (mean and std are sums over blocks; the limits' sample is every s-th row and
+    column of each plane once the volume has more than :data:`LIMIT_SAMPLE_VOXELS` voxels)."""
+    import math
+
+    import dask
+
+    from subcell.image import dask_scheduler
+
+    z, y, x = (int(n) for n in vol.shape)
+    step = math.isqrt(z * y * x // LIMIT_SAMPLE_VOXELS) + 2  # rounding up rows and columns may allow one more
+    while step > 1 and z * -(-y // step) * -(-x // step) < LIMIT_SAMPLE_VOXELS:
+        step -= 1  # from just above √(voxels / limit) down to the first step that keeps the limit's voxels
+    xy, xz, yz, mean, std, sample = dask.compute(
+        *middle_planes(vol),
+        vol.mean(dtype=np.float64),
+        vol.std(dtype=np.float64),
+        vol[:, ::step, ::step],
+        scheduler=dask_scheduler(),
+    )
+    planes = OrthoPlanes(np.asarray(xy, np.float32), np.asarray(xz, np.float32), np.asarray(yz, np.float32), (z, y, x))
+    return PanelSummary(planes, float(mean), float(std), np.asarray(sample, np.float32))
+
+
 def orthoviews_png(
     panels: Mapping[str, np.ndarray | OrthoPlanes],
     voxel_size: Sequence[float],
     *,
     limits: Mapping[str, tuple[float, float]] | None = None,
-    contours: Mapping[str, np.ndarray] | None = None,
+    contours: Mapping[str, np.ndarray | OrthoPlanes] | None = None,
     columns: int = 3,
 ) -> bytes:
     """Orthogonal views of ``(Z, Y, X)`` volumes, one block per panel: XY with YZ to its right and XZ below
     (the microscopist's layout), every view at its physical aspect on one µm scale, all three with the panel's
     contrast limits (``limits[title]``, else its own 0.5–99.5 percentiles: give target and prediction the same
-    limits to compare them; of the three planes for :class:`OrthoPlanes`). ``contours[title]`` is a label volume whose
-    object outlines are drawn on top."""
+    limits to compare them; of the three planes for :class:`OrthoPlanes`). ``contours[title]`` is a label volume (or
+    its :class:`OrthoPlanes`) whose object outlines are drawn on top."""
     import matplotlib.pyplot as plt
     from skimage.segmentation import find_boundaries
 
     vz, vy, vx = (float(v) for v in voxel_size)
     first = next(iter(panels.values()))
     zdim, ydim, xdim = first.shape[0] * vz, first.shape[1] * vy, first.shape[2] * vx
-    planes = {
-        t: v if isinstance(v, OrthoPlanes) else OrthoPlanes(*middle_planes(v), v.shape) for t, v in panels.items()
-    }
+    planes = {t: v if isinstance(v, OrthoPlanes) else OrthoPlanes.of(v) for t, v in panels.items()}
+    outlines = {t: v if isinstance(v, OrthoPlanes) else OrthoPlanes.of(v) for t, v in (contours or {}).items()}
     n = len(panels)
     cols = min(columns, n)
     rows = -(-n // cols)
@@ -166,7 +222,7 @@ def orthoviews_png(
         r, c = 3 * (k // cols), 2 * (k % cols)
         whole = np.concatenate([v.ravel() for v in planes[title].views()]) if isinstance(vol, OrthoPlanes) else vol
         lo, hi = (limits or {}).get(title) or contrast_limits(whole)
-        lab = (contours or {}).get(title)
+        lab = outlines.get(title)
         views = planes[title].views()
         slots = [grid[r, c], grid[r + 1, c], grid[r, c + 1]]
         extents = [(0, xdim, ydim, 0), (0, xdim, zdim, 0), (0, zdim, ydim, 0)]
@@ -174,7 +230,7 @@ def orthoviews_png(
             ax = fig.add_subplot(slot)
             ax.imshow(view, cmap="gray", vmin=lo, vmax=hi, extent=ext, aspect="equal", interpolation="nearest")
             if lab is not None:
-                edge = find_boundaries(middle_planes(lab)[j], mode="inner")
+                edge = find_boundaries(lab.views()[j], mode="inner")
                 overlay = np.zeros((*edge.shape, 4), np.float32)
                 overlay[edge] = (1.0, 0.85, 0.0, 1.0)
                 ax.imshow(overlay, extent=ext, aspect="equal", interpolation="nearest")

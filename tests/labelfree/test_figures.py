@@ -8,8 +8,9 @@ import dask.array as da
 import numpy as np
 import pytest
 
-from subcell.labelfree import figures
-from subcell.labelfree.figures import evaluation_figure_png, panel_summary
+from subcell import plotting
+from subcell.labelfree.figures import evaluation_figure_png
+from subcell.plotting import panel_summary
 
 METRICS = {"dna": {"pearson_r": 0.5}}
 
@@ -37,16 +38,16 @@ def test_a_dask_volume_gives_the_figure_of_the_same_volume_in_memory(monkeypatch
         vols, (0.5, 0.3, 0.3), METRICS
     )
     # over the limit: every s-th row and column, the largest s that keeps at least the limit's voxels
-    monkeypatch.setattr(figures, "LIMIT_SAMPLE_VOXELS", 12 * 24 * 20)
+    monkeypatch.setattr(plotting, "LIMIT_SAMPLE_VOXELS", 12 * 24 * 20)
     v = vols["target dna"]
     np.testing.assert_array_equal(panel_summary(lazy["target dna"]).sample, v[:, ::4, ::4])
-    monkeypatch.setattr(figures, "LIMIT_SAMPLE_VOXELS", 12 * 24 * 20 + 1)
+    monkeypatch.setattr(plotting, "LIMIT_SAMPLE_VOXELS", 12 * 24 * 20 + 1)
     np.testing.assert_array_equal(panel_summary(v).sample, v[:, ::3, ::3])
 
 
 def test_the_figure_of_lazy_volumes_never_holds_one_whole(monkeypatch: pytest.MonkeyPatch) -> None:
     shape = (96, 512, 512)  # 96 MB a float32 volume; the figure's own drawing takes ~30 MB whatever the volume
-    monkeypatch.setattr(figures, "LIMIT_SAMPLE_VOXELS", 1 << 18)
+    monkeypatch.setattr(plotting, "LIMIT_SAMPLE_VOXELS", 1 << 18)
     rng = da.random.default_rng(1)
     lazy = {"input": rng.random(shape, chunks=(2, -1, -1), dtype=np.float32),
             "target dna": rng.gamma(2.0, 50.0, size=shape, chunks=(2, -1, -1)).astype(np.float32),

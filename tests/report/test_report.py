@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -133,3 +134,71 @@ def _tiny_png() -> bytes:
     fig, ax = subplots(figsize=(2, 2))
     ax.plot([0, 1], [0, 1])
     return png_bytes(fig)
+
+
+def test_a_segmentation_too_large_to_hold_is_reported_in_blocks(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The segmentation section of a stored field reads each volume in blocks: its traced peak stays a fraction of
+    one label volume, and its figures and scores are those of the same volumes in memory."""
+    import tracemalloc
+
+    from scipy import ndimage as ndi
+
+    from subcell import plotting
+    from subcell.io import OmeZarrWriter
+    from subcell.metrics import match_instances, pieces
+    from subcell.report import figures as figures_module
+    from subcell.report.collect import Section, _segmentation_sections
+
+    shape = (64, 256, 256)
+    rng = np.random.default_rng(0)
+    truth, _ = ndi.label(ndi.gaussian_filter(rng.random(shape, np.float32), (2, 6, 6)) > 0.52)
+    truth = truth.astype(np.int32)
+    pred = np.where(np.roll(truth, 2, axis=2) > 0, np.roll(truth, 2, axis=2) + 7, 0).astype(np.int32)
+    image = (1000 + 300 * (truth > 0) + rng.normal(0, 30, shape)).astype(np.uint16)
+    kw = {"shape": (1, 1, *shape), "voxel_size": (0.5, 0.3, 0.3), "chunks": (1, 1, 8, 64, 64)}  # 128 chunks
+    with OmeZarrWriter(tmp_path / "f.ome.zarr", dtype="uint16", channel_names=["dna"], **kw) as w:  # type: ignore[arg-type]
+        w.write(image[None, None])
+        w.add_label("nucleus", truth)
+    with OmeZarrWriter(tmp_path / "f_nucleus.ome.zarr", dtype="int32", channel_names=["nucleus"], is_label=True,
+                       **kw) as w:  # type: ignore[arg-type]  # fmt: skip
+        w.write(pred[None, None])
+
+    def section() -> tuple[list[str], list[tuple[str, bytes]], Any]:
+        found: dict[str, Section] = {}
+        _segmentation_sections(tmp_path, lambda name: found.setdefault(name, Section(name)), set())
+        s = found["Segmentation"]
+        return s.lines, s.figures, s.tables[0][1]
+
+    def drawn(fig: Any) -> bytes:  # the drawing's memory is that of its planes and crops, whatever the field
+        import matplotlib.pyplot as plt
+
+        plt.close(fig)
+        return b"png"
+
+    volume = truth.nbytes
+    with monkeypatch.context() as mp:
+        mp.setattr(pieces, "PIECE_VOXELS", 1 << 15)  # a block: one chunk
+        mp.setattr(plotting, "LIMIT_SAMPLE_VOXELS", 1 << 15)
+        mp.setattr(plotting, "png_bytes", drawn)
+        mp.setattr(figures_module, "png_bytes", drawn)
+        section()  # once first: what it imports is not the field's memory
+        tracemalloc.start()
+        try:
+            lines, _, worst = section()
+            _, peak = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+    assert peak < volume / 2, f"peak {peak / 2**20:.1f} MB, one label volume {volume / 2**20:.1f} MB"
+    m = match_instances(pred, truth)
+    assert f"{m.n_pred} objects" in lines[0] and f"F1@0.5 {m.f1(0.5):.3f}" in lines[0] and m.n_true > 10
+    assert worst.equals(m.objects().sort_values("iou").head(8))
+    _, whole_figures, _ = section()  # the figures of the stored field equal those of the volumes in memory
+    from subcell.plotting import orthoviews_png
+    from subcell.report.figures import worst_objects_png
+
+    pairs = [(int(r.true_id), int(r.pred_id), float(r.iou)) for r in worst.head(4).itertuples()]
+    assert whole_figures[0][1] == orthoviews_png({"nucleus on dna": image.astype(np.float32)}, (0.5, 0.3, 0.3),
+                                                 contours={"nucleus on dna": pred})  # fmt: skip
+    assert whole_figures[1][1] == worst_objects_png(image, truth, pred, pairs, (0.5, 0.3, 0.3))

@@ -153,15 +153,16 @@ def evaluate_seg(
     """
     from subcell.errors import ValueRangeError
     from subcell.io import as_labels, write_table
-    from subcell.metrics import dice, evaluate_frames, iou, match_instances
+    from subcell.metrics import evaluate_frames, match_instances
 
     p_img = _read_any_labels(pred, voxel_size, axes, force_voxel_size)
     t_img = _read_any_labels(truth, voxel_size, axes, force_voxel_size)
     for name, img in ((pred, p_img), (truth, t_img)):
         if img.shape[1] != 1:
             raise ValueRangeError(f"{name}: labels must have one channel, got {img.shape[1]}", field="labels")
-    p = as_labels(p_img.numpy()[:, 0], path=pred)
-    t = as_labels(t_img.numpy()[:, 0], path=truth)
+    # read lazily and scored a piece at a time (each label block checked as it is read): never held whole
+    p = as_labels(p_img.data[:, 0], path=pred, lazy=True)
+    t = as_labels(t_img.data[:, 0], path=truth, lazy=True)
     if p.shape != t.shape:
         raise ValueRangeError(
             f"prediction {pred} has T,Z,Y,X {p.shape} but ground truth {truth} has {t.shape}"
@@ -178,8 +179,8 @@ def evaluate_seg(
             if path is not None:
                 write_table(frame, path, overwrite=True)
         return
-    typer.echo(f"foreground: Dice {dice(p, t):.4f}  IoU {iou(p, t):.4f}")
     m = match_instances(p[0], t[0])
+    typer.echo(f"foreground: Dice {m.dice():.4f}  IoU {m.iou():.4f}")
     typer.echo(f"objects: {m.n_true} true, {m.n_pred} predicted, mean matched IoU {m.mean_matched_iou():.3f}")
     table = m.table()
     typer.echo(table.to_string(index=False, float_format=lambda v: f"{v:.3f}"))

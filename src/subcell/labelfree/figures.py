@@ -3,18 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from subcell.plotting import OrthoPlanes, png_bytes, subplots
+from subcell.plotting import OrthoPlanes, PanelSummary, panel_summary, png_bytes, subplots
 
-__all__ = ["LIMIT_SAMPLE_VOXELS", "PanelSummary", "evaluation_figure_png", "panel_summary", "training_curve_png"]
-
-# the contrast limits of a volume larger than this many voxels are the percentiles of every s-th row and column of
-# each plane (at least this many voxels): a display setting, read without holding the volume
-LIMIT_SAMPLE_VOXELS = 1 << 24
+__all__ = ["evaluation_figure_png", "training_curve_png"]
 
 
 def training_curve_png(history: Any) -> bytes:
@@ -44,43 +39,6 @@ def training_curve_png(history: Any) -> bytes:
     return png_bytes(fig)
 
 
-@dataclass(frozen=True)
-class PanelSummary:
-    """What the evaluation figure needs of a volume: its middle planes, mean and standard deviation (float64, over
-    every voxel) and the values its contrast limits are the percentiles of (all of them, or a regular sample)."""
-
-    planes: OrthoPlanes
-    mean: float
-    std: float
-    sample: np.ndarray
-
-
-def panel_summary(vol: Any) -> PanelSummary:
-    """:class:`PanelSummary` of a ``(Z, Y, X)`` NumPy or Dask array in one pass over its blocks: a field that does
-    not fit in memory is never held whole (mean and std are sums over blocks; the limits' sample is every s-th row and
-    column of each plane once the volume has more than :data:`LIMIT_SAMPLE_VOXELS` voxels)."""
-    import math
-
-    import dask
-
-    from subcell.image import dask_scheduler
-    from subcell.plotting import middle_planes
-
-    z, y, x = (int(n) for n in vol.shape)
-    step = math.isqrt(z * y * x // LIMIT_SAMPLE_VOXELS) + 2  # rounding up rows and columns may allow one more
-    while step > 1 and z * -(-y // step) * -(-x // step) < LIMIT_SAMPLE_VOXELS:
-        step -= 1  # from just above √(voxels / limit) down to the first step that keeps the limit's voxels
-    xy, xz, yz, mean, std, sample = dask.compute(
-        *middle_planes(vol),
-        vol.mean(dtype=np.float64),
-        vol.std(dtype=np.float64),
-        vol[:, ::step, ::step],
-        scheduler=dask_scheduler(),
-    )
-    planes = OrthoPlanes(np.asarray(xy, np.float32), np.asarray(xz, np.float32), np.asarray(yz, np.float32), (z, y, x))
-    return PanelSummary(planes, float(mean), float(std), np.asarray(sample, np.float32))
-
-
 def evaluation_figure_png(
     panels: Mapping[str, Any], voxel_size: Sequence[float], metrics: Mapping[str, Mapping[str, float]]
 ) -> bytes:
@@ -89,7 +47,7 @@ def evaluation_figure_png(
     titled with its Pearson r.
 
     ``panels`` maps a title to a ``(Z, Y, X)`` NumPy or Dask volume (each read once, in blocks:
-    :func:`panel_summary`): ``"target <structure>"`` and ``"prediction <structure>"`` pair up; anything else (the
+    :func:`subcell.plotting.panel_summary`): ``"target <structure>"`` and ``"prediction <structure>"`` pair up; anything else (the
     input) gets its own limits. ``metrics`` maps a structure to its metric values.
     """
     from subcell.plotting import contrast_limits, orthoviews_png

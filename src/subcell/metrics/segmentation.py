@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from subcell.errors import ValueRangeError
+from subcell.image import materialize
 from subcell.metrics import pieces
 
 __all__ = [
@@ -34,30 +35,45 @@ __all__ = [
 DEFAULT_THRESHOLDS = (0.5, 0.6, 0.7, 0.8, 0.9)
 
 
-def _check_shapes(a: np.ndarray, b: np.ndarray) -> None:
-    if a.shape != b.shape:
-        raise ValueRangeError(f"prediction shape {a.shape} does not match ground truth shape {b.shape}", field="shape")
+def _check_shapes(a: Any, b: Any) -> None:
+    if tuple(a.shape) != tuple(b.shape):
+        raise ValueRangeError(f"prediction shape {tuple(a.shape)} does not match ground truth shape "
+                              f"{tuple(b.shape)}", field="shape")  # fmt: skip
 
 
-def _pieces(pred: np.ndarray, truth: np.ndarray) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    """Matching flat pieces of two equally shaped arrays along their first axis, each at most ``PIECE_VOXELS`` (:mod:`subcell.metrics.pieces`)
-    voxels (at least one plane). Every metric here is a sum of integer counts, so summing them piece by piece gives
-    exactly the whole volume's, while the temporaries (masks, sorted copies, int64 codes: ~40 bytes a voxel)
-    stay those of one piece instead of ~10× the labels' size."""
+def _array(a: Any) -> Any:
+    """``a`` as it is when it is an array (NumPy, Dask, Zarr: read a piece at a time by :func:`_pieces`), else as
+    NumPy (a list)."""
+    return a if hasattr(a, "shape") and hasattr(a, "dtype") else np.asarray(a)
+
+
+def _pieces(pred: Any, truth: Any) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """Matching flat pieces of two equally shaped arrays, each at most ``PIECE_VOXELS`` (:mod:`subcell.metrics.pieces`)
+    voxels where the storage allows. Every metric here is a sum of integer counts, so summing them piece by piece
+    gives exactly the whole volume's, while the temporaries (masks, sorted copies, int64 codes: ~40 bytes a voxel)
+    stay those of one piece instead of ~10× the labels' size.
+
+    NumPy arrays are cut into slabs along the first axis (at least one plane). A lazy array (Dask, or a Zarr array)
+    is read a block at a time, blocks made of whole storage chunks of ``pred`` (at least one), so a volume larger
+    than memory is scored without being held and no chunk is decompressed twice."""
     _check_shapes(pred, truth)
-    if pred.ndim == 0:
-        yield pred.reshape(1), truth.reshape(1)
+    if len(pred.shape) == 0:
+        yield materialize(pred).reshape(1), materialize(truth).reshape(1)
         return
-    plane = int(np.prod(pred.shape[1:], dtype=np.int64))
-    step = max(1, pieces.PIECE_VOXELS // max(plane, 1))
-    for i in range(0, pred.shape[0], step):
-        yield pred[i : i + step].ravel(), truth[i : i + step].ravel()
+    if isinstance(pred, np.ndarray) or getattr(pred, "chunks", None) is None:
+        plane = int(np.prod(pred.shape[1:], dtype=np.int64))
+        step = max(1, pieces.PIECE_VOXELS // max(plane, 1))
+        for i in range(0, pred.shape[0], step):
+            yield np.asarray(pred[i : i + step]).ravel(), np.asarray(truth[i : i + step]).ravel()
+        return
+    for block in pieces.stored_blocks(pred):
+        yield materialize(pred[block]).ravel(), materialize(truth[block]).ravel()
 
 
 def _mask_counts(pred: np.ndarray, truth: np.ndarray) -> tuple[int, int, int, int]:
     """Foreground voxels of the prediction, of the truth, of both, of either."""
     n = np.zeros(4, np.int64)
-    for p, t in _pieces(np.asarray(pred), np.asarray(truth)):
+    for p, t in _pieces(_array(pred), _array(truth)):
         pm, tm = p != 0, t != 0
         n += (np.count_nonzero(pm), np.count_nonzero(tm), np.count_nonzero(pm & tm), np.count_nonzero(pm | tm))
     return int(n[0]), int(n[1]), int(n[2]), int(n[3])
@@ -94,11 +110,14 @@ def _merge(ids: list[np.ndarray], counts: list[np.ndarray], dtype: Any) -> tuple
     return u, np.bincount(inverse.ravel(), weights=np.concatenate(counts), minlength=len(u)).astype(np.int64)
 
 
-def _overlap(pred: np.ndarray, truth: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """True ids, predicted ids, and the overlapping pairs: (row into true ids, column into predicted ids, IoU).
+def _overlap(
+    pred: Any, truth: Any
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, tuple[int, int, int]]:
+    """True ids, predicted ids, the overlapping pairs (row into true ids, column into predicted ids, IoU), and the
+    foreground voxels of the prediction, of the truth and of both (what :func:`dice` counts: every voxel in both is
+    in exactly one pair).
 
     Counted piece by piece (:func:`_pieces`): sizes and pair overlaps of each piece, summed over the pieces."""
-    pred, truth = np.asarray(pred), np.asarray(truth)
     sizes: dict[str, tuple[list[np.ndarray], list[np.ndarray]]] = {"t": ([], []), "p": ([], [])}
     pair_t, pair_p, pair_n = [], [], []
     for p, t in _pieces(pred, truth):
@@ -129,7 +148,7 @@ def _overlap(pred: np.ndarray, truth: np.ndarray) -> tuple[np.ndarray, np.ndarra
         code, inter = np.zeros(0, np.int64), np.zeros(0, np.int64)
     r, c = np.divmod(code, width)
     iou_rc = inter / (t_size[r] + p_size[c] - inter)
-    return t_ids, p_ids, r, c, iou_rc
+    return t_ids, p_ids, r, c, iou_rc, (int(p_size.sum()), int(t_size.sum()), int(inter.sum()))
 
 
 def _max_matching(n_true: int, n_pred: int, r: np.ndarray, c: np.ndarray) -> np.ndarray:
@@ -154,6 +173,16 @@ class InstanceMatch:
     n_true: int
     n_pred: int
     pairs: tuple[tuple[int, int, float], ...]  # (true id, predicted id or 0, IoU): the matching at the lowest threshold
+    # foreground voxels (non-zero) of the prediction, of the truth, and of both: counted in the same read
+    foreground: tuple[int, int, int] = (0, 0, 0)
+
+    def dice(self) -> float:
+        """:func:`dice` of the two foregrounds (any object against any object), from the matching's own counts."""
+        return dice_from_counts(*self.foreground)
+
+    def iou(self) -> float:
+        """:func:`iou` of the two foregrounds."""
+        return iou_from_counts(*self.foreground)
 
     def _at(self, threshold: float) -> int:
         for i, t in enumerate(self.thresholds):
@@ -219,6 +248,9 @@ def match_instances(
 ) -> InstanceMatch:
     """Match predicted to true instances (integer label images, 0 = background) by optimal IoU assignment.
 
+    NumPy, Dask or Zarr arrays: lazy ones are read a piece at a time (never held whole), and the foreground Dice
+    and IoU come with the matching (:meth:`InstanceMatch.dice`) from the same read.
+
     Examples
     --------
     >>> import numpy as np
@@ -228,8 +260,7 @@ def match_instances(
     >>> m.tp[0], m.fp[0], m.fn[0], round(m.f1(0.5), 3)
     (1, 0, 1, 0.667)
     """
-    pred = np.asarray(pred)
-    truth = np.asarray(truth)
+    pred, truth = _array(pred), _array(truth)
     _check_shapes(pred, truth)
     for name, a in (("prediction", pred), ("ground truth", truth)):
         if not np.issubdtype(a.dtype, np.integer):
@@ -237,7 +268,7 @@ def match_instances(
     ths = tuple(float(t) for t in thresholds)
     if not ths or min(ths) <= 0 or max(ths) > 1:
         raise ValueRangeError(f"IoU thresholds must lie in (0, 1], got {list(thresholds)}", field="thresholds")
-    t_ids, p_ids, r, c, v = _overlap(pred, truth)
+    t_ids, p_ids, r, c, v, foreground = _overlap(pred, truth)
     n_true, n_pred = len(t_ids), len(p_ids)
     tp = []
     for th in ths:
@@ -260,6 +291,7 @@ def match_instances(
         n_true=n_true,
         n_pred=n_pred,
         pairs=tuple(pairs),
+        foreground=foreground,
     )
 
 
@@ -274,17 +306,18 @@ def evaluate_frames(
     """
     import pandas as pd
 
-    p, t = np.asarray(pred), np.asarray(truth)
+    p, t = _array(pred), _array(truth)
     _check_shapes(p, t)
-    if p.ndim != 4:
-        raise ValueRangeError(f"expected (T, Z, Y, X) label arrays, got {p.ndim} dimensions", field="shape")
+    if len(p.shape) != 4:
+        raise ValueRangeError(f"expected (T, Z, Y, X) label arrays, got {len(p.shape)} dimensions", field="shape")
     rows, tp, fp, fn = [], np.zeros(0), np.zeros(0), np.zeros(0)
     for i in range(p.shape[0]):
         m = match_instances(p[i], t[i], thresholds=thresholds)
         tp, fp, fn = (
             x + np.asarray(y) if x.size else np.asarray(y, float) for x, y in ((tp, m.tp), (fp, m.fp), (fn, m.fn))
         )
-        row: dict[str, Any] = {"t": i, "dice": dice(p[i], t[i]), "iou": iou(p[i], t[i]), "n_true": m.n_true,
+        # Dice and IoU from the matching's counts: each frame is read once (a lazy time-lapse never whole)
+        row: dict[str, Any] = {"t": i, "dice": m.dice(), "iou": m.iou(), "n_true": m.n_true,
                                "n_pred": m.n_pred}  # fmt: skip
         row.update({f"f1@{th:g}": m.f1(th) for th in m.thresholds})
         rows.append(row)

@@ -174,9 +174,13 @@ def _label_stores(folder: Path) -> list[tuple[Path, Path, str]]:
 
 
 def _segmentation_sections(folder: Path, section: Any, used: set[Path]) -> None:
+    """One entry per segmentation store beside its image: an overlay figure and, where the image carries the true
+    labels, the matching scores and the worst objects. The volumes stay lazy: each is read in blocks (the figure's
+    middle planes and contrast sample, the matching a block of chunks at a time), so a field larger than memory is
+    reported without being held."""
     from subcell import io
     from subcell.metrics import match_instances
-    from subcell.plotting import orthoviews_png
+    from subcell.plotting import OrthoPlanes, contrast_limits, orthoviews_png, panel_summary
     from subcell.segment import load_workflow
 
     for image_path, seg_path, wf in _label_stores(folder):
@@ -186,19 +190,22 @@ def _segmentation_sections(folder: Path, section: Any, used: set[Path]) -> None:
         image = io.read(image_path)
         workflow = load_workflow(wf)
         channel = next((c for c in workflow.inputs if c in image.channel_names), image.channel_names[0])
-        vol = image.channel(channel).numpy()[0, 0].astype(np.float32)
-        lab = labels.numpy()[0, 0]
+        vol = image.channel(channel).data[0, 0]
+        lab = labels.data[0, 0]
         if lab.shape != vol.shape:
             continue
         sec = section("Segmentation")
         title = f"{seg_path.name}: {wf} on {image_path.name} ({channel})"
-        sec.figures.append((title, orthoviews_png({f"{wf} on {channel}": vol}, image.voxel_size.as_tuple(),
-                                                  contours={f"{wf} on {channel}": lab})))  # fmt: skip
+        shown = panel_summary(vol)
+        panel = f"{wf} on {channel}"
+        sec.figures.append((title, orthoviews_png({panel: shown.planes}, image.voxel_size.as_tuple(),
+                                                  limits={panel: contrast_limits(shown.sample)},
+                                                  contours={panel: OrthoPlanes.of(lab)})))  # fmt: skip
         truth_name = {"cells": "cell"}.get(wf, wf)
-        line = f"{seg_path.name}: {len(np.unique(lab)) - 1} objects ({wf} workflow on channel {channel})"
         if truth_name in io.label_names(image_path):
-            truth = io.read_labels(image_path, truth_name).numpy()[0, 0]
+            truth = io.read_labels(image_path, truth_name).data[0, 0]
             m = match_instances(lab, truth)
+            line = f"{seg_path.name}: {m.n_pred} objects ({wf} workflow on channel {channel})"
             line += f"; vs labels/{truth_name}: F1@0.5 {m.f1(0.5):.3f}, mean matched IoU {m.mean_matched_iou():.3f}"
             worst = m.objects().sort_values("iou").head(8)
             sec.tables.append((f"{seg_path.name}: the worst true objects (lowest IoU with their match)", worst))
@@ -211,8 +218,20 @@ def _segmentation_sections(folder: Path, section: Any, used: set[Path]) -> None:
                     "yellow prediction)",
                     worst_objects_png(vol, truth, lab, pairs, image.voxel_size.as_tuple()),
                 ))  # fmt: skip
+        else:
+            line = f"{seg_path.name}: {_object_count(lab)} objects ({wf} workflow on channel {channel})"
         sec.lines.append(line)
         sec.provenance[seg_path.name] = labels.provenance.to_dict()
+
+
+def _object_count(labels: Any) -> int:
+    """The number of distinct non-zero ids of a label volume, read a block of chunks at a time."""
+    from subcell.image import materialize
+    from subcell.metrics.pieces import stored_blocks
+
+    blocks = stored_blocks(labels) if getattr(labels, "chunks", None) is not None else [Ellipsis]
+    ids = np.unique(np.concatenate([np.unique(materialize(labels[b])) for b in blocks]))
+    return int(np.count_nonzero(ids))
 
 
 def _tracks_section(folder: Path, section: Any, used: set[Path]) -> None:

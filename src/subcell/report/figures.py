@@ -4,12 +4,13 @@ outline (green) and the predicted one (yellow) over the image, at physical aspec
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
 from subcell.plotting import contrast_limits, png_bytes, subplots
 
-__all__ = ["batch_items_png", "worst_objects_png"]
+__all__ = ["batch_items_png", "object_boxes", "worst_objects_png"]
 
 
 def _outline(mask: np.ndarray) -> np.ndarray:
@@ -18,33 +19,78 @@ def _outline(mask: np.ndarray) -> np.ndarray:
     return find_boundaries(mask, mode="inner")
 
 
+def _median(counts: np.ndarray) -> int:
+    """``int(np.median(v))`` of the integers ``v`` that ``counts`` counts (``counts[i]`` of them equal ``i``)."""
+    n, cum = int(counts.sum()), np.cumsum(counts)
+    lo, hi = (int(np.searchsorted(cum, k + 1)) for k in ((n - 1) // 2, n // 2))
+    return int((lo + hi) / 2)
+
+
+def object_boxes(labels: Any, ids: Sequence[int]) -> dict[int, tuple[tuple[slice, slice, slice], int, int]]:
+    """For each id of a ``(Z, Y, X)`` label volume (NumPy, Dask or Zarr) found in it: its bounding box and the
+    medians of its z and y coordinates. A lazy volume is read once, a block of whole chunks at a time
+    (:func:`subcell.metrics.pieces.stored_blocks`), never whole."""
+    from subcell.image import materialize
+    from subcell.metrics.pieces import stored_blocks
+
+    shape = tuple(int(s) for s in labels.shape)
+    blocks = [tuple(slice(0, s) for s in shape)] if isinstance(labels, np.ndarray) else stored_blocks(labels)
+    z_n = {i: np.zeros(shape[0], np.int64) for i in ids}
+    y_n = {i: np.zeros(shape[1], np.int64) for i in ids}
+    x_lim = {i: [shape[2], -1] for i in ids}
+    for block in blocks:
+        a = materialize(labels[block])
+        z0, y0, x0 = (b.start for b in block)
+        for i in ids:
+            zz, yy, xx = np.nonzero(a == i)
+            if zz.size:
+                z_n[i] += np.bincount(zz + z0, minlength=shape[0])
+                y_n[i] += np.bincount(yy + y0, minlength=shape[1])
+                x_lim[i] = [min(x_lim[i][0], int(xx.min()) + x0), max(x_lim[i][1], int(xx.max()) + x0)]
+    out = {}
+    for i in ids:
+        if x_lim[i][1] < 0:
+            continue
+        zs, ys = np.flatnonzero(z_n[i]), np.flatnonzero(y_n[i])
+        box = (slice(int(zs[0]), int(zs[-1]) + 1), slice(int(ys[0]), int(ys[-1]) + 1),
+               slice(x_lim[i][0], x_lim[i][1] + 1))  # fmt: skip
+        out[i] = (box, _median(z_n[i]), _median(y_n[i]))
+    return out
+
+
 def worst_objects_png(
-    image: np.ndarray,
-    truth: np.ndarray,
-    pred: np.ndarray,
+    image: Any,
+    truth: Any,
+    pred: Any,
     pairs: Sequence[tuple[int, int, float]],
     voxel_size: Sequence[float],
     *,
     margin_um: float = 2.0,
 ) -> bytes:
     """One column per ``(true_id, pred_id, iou)``: XY (top) and XZ (bottom) through the true object's centre,
-    cropped to it plus ``margin_um``; truth outlined green, the matched prediction yellow (0: none matched)."""
+    cropped to it plus ``margin_um``; truth outlined green, the matched prediction yellow (0: none matched).
+
+    The volumes may be lazy (Dask, Zarr): the truth is read once to find the objects (:func:`object_boxes`), then
+    only the crops drawn."""
+    from subcell.image import materialize
+
     vz, vy, vx = (float(v) for v in voxel_size)
     n = len(pairs)
+    boxes = object_boxes(truth, [tid for tid, _, _ in pairs])
     fig, axes = subplots(2, n, figsize=(2.3 * n, 4.4), squeeze=False, gridspec_kw={"hspace": 0.35})
     for k, (tid, pid, iou) in enumerate(pairs):
-        zz, yy, xx = np.nonzero(truth == tid)
+        (bz, by, bx), zc, yc = boxes[tid]
         mz, my, mx = (max(1, round(margin_um / v)) for v in (vz, vy, vx))
-        z0, z1 = max(0, zz.min() - mz), min(truth.shape[0], zz.max() + mz + 1)
-        y0, y1 = max(0, yy.min() - my), min(truth.shape[1], yy.max() + my + 1)
-        x0, x1 = max(0, xx.min() - mx), min(truth.shape[2], xx.max() + mx + 1)
-        zc, yc = int(np.median(zz)), int(np.median(yy))
-        crop = image[z0:z1, y0:y1, x0:x1]
+        z0, z1 = max(0, bz.start - mz), min(truth.shape[0], bz.stop + mz)
+        y0, y1 = max(0, by.start - my), min(truth.shape[1], by.stop + my)
+        x0, x1 = max(0, bx.start - mx), min(truth.shape[2], bx.stop + mx)
+        region = (slice(z0, z1), slice(y0, y1), slice(x0, x1))
+        crop = materialize(image[region]).astype(np.float32)
+        t_crop, p_crop = materialize(truth[region]), materialize(pred[region])
         lo, hi = contrast_limits(crop)
         views = [
-            (crop[zc - z0], truth[zc, y0:y1, x0:x1] == tid, pred[zc, y0:y1, x0:x1] == pid,
-             (0, (x1 - x0) * vx, (y1 - y0) * vy, 0)),
-            (crop[:, yc - y0, :], truth[z0:z1, yc, x0:x1] == tid, pred[z0:z1, yc, x0:x1] == pid,
+            (crop[zc - z0], t_crop[zc - z0] == tid, p_crop[zc - z0] == pid, (0, (x1 - x0) * vx, (y1 - y0) * vy, 0)),
+            (crop[:, yc - y0, :], t_crop[:, yc - y0] == tid, p_crop[:, yc - y0] == pid,
              (0, (x1 - x0) * vx, (z1 - z0) * vz, 0)),
         ]  # fmt: skip
         for row, (plane, t_mask, p_mask, ext) in enumerate(views):
