@@ -141,7 +141,7 @@ def main() -> None:
         make_report_folder(folder, truth, pred)
         command = ["report", str(folder), "--overwrite"]
         name = f"report_{name}"
-    else:
+    elif args.command == "labelfree":
         truth, pred = args.work / f"target_{name}.ome.zarr", args.work / f"dna_{name}.ome.zarr"
         make_intensities(truth, pred, tuple(args.shape), (0.29, 0.29, 0.29))  # type: ignore[arg-type]
         command = ["labelfree", "evaluate", str(pred), str(truth), "--out"]
