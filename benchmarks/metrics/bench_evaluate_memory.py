@@ -126,6 +126,7 @@ def main() -> None:
     ap.add_argument("--shape", type=int, nargs=3, default=[64, 1024, 1024])
     ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--work", type=Path, default=Path("/tmp/subcell_bench_evaluate"))
+    ap.add_argument("--tag", default="", help="Appended to the results file's name (keeps earlier results).")
     args = ap.parse_args()
     import pandas as pd
 
@@ -158,7 +159,7 @@ def main() -> None:
         pages = compare_pages(args.work / "report_before.html", args.work / "report_after.html")
         print(pages)
         result = {"shape": args.shape, "before": args.before, "runs": runs, "pages": pages}
-        (HERE / f"evaluate_memory_{name}.json").write_text(json.dumps(result, indent=1))
+        (HERE / f"evaluate_memory_{name}{args.tag}.json").write_text(json.dumps(result, indent=1))
         return
     tables = [pd.read_parquet(args.work / f"scores_{arm}.parquet") for arm in ("before", "after")]
     same = bool(tables[0].equals(tables[1]))
@@ -167,7 +168,7 @@ def main() -> None:
     print("same table:", same, "largest difference:", diff)
     result = {"shape": args.shape, "before": args.before, "runs": runs, "same_table": same,
               "max_abs_difference": diff, "table": tables[1].to_dict(orient="list")}  # fmt: skip
-    (HERE / f"evaluate_memory_{name}.json").write_text(json.dumps(result, indent=1))
+    (HERE / f"evaluate_memory_{name}{args.tag}.json").write_text(json.dumps(result, indent=1))
 
 
 if __name__ == "__main__":
