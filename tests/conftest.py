@@ -24,6 +24,28 @@ from subcell import Image  # noqa: E402
 os.environ.setdefault("SUBCELL_CHECK_FIGURES", "1")
 
 
+class StoredArray:
+    """A chunked array on storage (Zarr in memory) that records the size of every region read from it: a test of
+    code that must read lazily checks what it read."""
+
+    def __init__(self, data: np.ndarray, chunks: tuple[int, ...]) -> None:
+        import zarr
+
+        self.z = zarr.create_array(store=zarr.storage.MemoryStore(), shape=data.shape, chunks=chunks, dtype=data.dtype)
+        self.z[...] = data
+        self.shape, self.dtype, self.chunks = data.shape, data.dtype, self.z.chunks
+        self.reads: list[int] = []
+
+    def __getitem__(self, key: object) -> np.ndarray:
+        out = np.asarray(self.z[key])
+        self.reads.append(out.size)
+        return out
+
+    def __array__(self, dtype: object = None, copy: object = None) -> np.ndarray:
+        self.reads.append(int(np.prod(self.shape)))
+        return self.z[...]
+
+
 def garble_tiff_pixels(path: Path) -> None:
     """Overwrite the first page's (compressed) pixel data of a TIFF with junk, keeping its metadata intact: the
     file opens and states its shape, and decoding that page fails."""

@@ -8,6 +8,7 @@ from hypothesis.extra.numpy import arrays
 
 from subcell.errors import ValueRangeError
 from subcell.metrics import dice, iou, match_instances
+from tests.conftest import StoredArray
 
 
 def test_dice_and_iou_on_hand_built_masks() -> None:
@@ -162,27 +163,6 @@ def test_a_large_volume_is_counted_in_bounded_pieces_with_the_same_result(monkey
     assert whole[0].n_true > 5 and 0 < whole[0].tp[0] < whole[0].n_true and len(whole[0].pairs) == whole[0].n_true
 
 
-class _Stored:
-    """A chunked label array on storage (Zarr in memory) that records every region read from it."""
-
-    def __init__(self, data: np.ndarray, chunks: tuple[int, ...]) -> None:
-        import zarr
-
-        self.z = zarr.create_array(store=zarr.storage.MemoryStore(), shape=data.shape, chunks=chunks, dtype=data.dtype)
-        self.z[...] = data
-        self.shape, self.dtype, self.chunks = data.shape, data.dtype, self.z.chunks
-        self.reads: list[int] = []
-
-    def __getitem__(self, key: object) -> np.ndarray:
-        out = np.asarray(self.z[key])
-        self.reads.append(out.size)
-        return out
-
-    def __array__(self, dtype: object = None, copy: object = None) -> np.ndarray:
-        self.reads.append(int(np.prod(self.shape)))
-        return self.z[...]
-
-
 def _moved_cells(shape: tuple[int, ...], seed: int) -> tuple[np.ndarray, np.ndarray]:
     from scipy import ndimage as ndi
 
@@ -203,7 +183,7 @@ def test_stored_and_dask_labels_are_scored_a_chunk_block_at_a_time_exactly(monke
     assert whole.dice() == dice(pred, truth) and whole.iou() == iou(pred, truth)  # the matching's own counts
     assert 0 < whole.tp[0] < whole.n_true and 0 < whole.dice() < 1
     monkeypatch.setattr(pieces, "PIECE_VOXELS", 4 * 24 * 40)  # a block: 4 planes of two chunk rows, 1/6 of the volume
-    p, t = _Stored(pred, (4, 12, 20)), _Stored(truth, (4, 12, 20))
+    p, t = StoredArray(pred, (4, 12, 20)), StoredArray(truth, (4, 12, 20))
     assert match_instances(p, t) == whole
     assert max(p.reads + t.reads) <= 4 * 24 * 40 and len(p.reads) == len(t.reads) == 6  # each block read once
     lazy = match_instances(da.from_array(pred, chunks=(4, 12, 20)), da.from_array(truth, chunks=(3, 48, 40)))
@@ -215,7 +195,7 @@ def test_a_stored_time_lapse_is_read_once_frame_by_frame() -> None:
 
     pred, truth = _moved_cells((3, 6, 32, 32), seed=4)
     per_frame, table = evaluate_frames(pred, truth)
-    p, t = _Stored(pred, (1, 6, 32, 32)), _Stored(truth, (1, 6, 32, 32))
+    p, t = StoredArray(pred, (1, 6, 32, 32)), StoredArray(truth, (1, 6, 32, 32))
     lazy_frames, lazy_table = evaluate_frames(p, t)
     assert lazy_frames.equals(per_frame) and lazy_table.equals(table)
     assert p.reads == t.reads == [6 * 32 * 32] * 3  # one read of each frame: Dice and IoU come with the matching

@@ -98,3 +98,24 @@ def test_2d_segmentation_does_not_depend_on_the_z_voxel_size() -> None:
     results = [run_workflow(wf, {"dna": img}, voxel_size=(z, 0.3, 0.3)) for z in (0.1, 1.0, 5.0)]
     assert results[0].max() == 5
     assert all(np.array_equal(r, results[0]) for r in results[1:])
+
+
+def test_a_stored_time_lapse_is_measured_frame_by_frame() -> None:
+    """Labels, intensity and structures on storage: one read of each frame of each, the table of the same arrays
+    in memory."""
+    from scipy import ndimage as ndi
+
+    from subcell.segment import measure_frames
+    from tests.conftest import StoredArray
+
+    rng = np.random.default_rng(3)
+    labels = np.stack([ndi.label(ndi.gaussian_filter(rng.random((6, 40, 40)), 2) > 0.55)[0] for _ in range(3)])
+    dna = rng.normal(100, 10, labels.shape).astype(np.float32)
+    spots = (rng.random(labels.shape) > 0.97).astype(np.uint8)
+    whole = measure_frames(labels, voxel_size=(0.5, 0.2, 0.2), intensity={"dna": dna}, structures={"spots": spots})
+    stored = [StoredArray(a, (1, 3, 20, 20)) for a in (labels.astype(np.int32), dna, spots)]
+    lazy = measure_frames(stored[0], voxel_size=(0.5, 0.2, 0.2), intensity={"dna": stored[1]},
+                          structures={"spots": stored[2]})  # fmt: skip
+    assert lazy.equals(whole) and len(whole) > 6 and whole.t.nunique() == 3
+    for s in stored:
+        assert s.reads == [6 * 40 * 40] * 3  # one frame at a time, each once

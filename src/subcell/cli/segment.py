@@ -216,19 +216,20 @@ def measure(
     lab_img = read_input(labels, voxel_size=voxel_size, axes=axes, force=force_voxel_size)
     if lab_img.shape[1] != 1:
         raise ValueRangeError(f"labels must have one channel, got {lab_img.shape[1]}", field="labels")
-    lab = as_labels(lab_img.numpy()[:, 0], path=labels)
+    # every input stays lazy: measured a frame at a time, so a time-lapse is never held whole (label blocks are
+    # checked as they are read)
+    lab = as_labels(lab_img.data[:, 0], path=labels, lazy=True)
     vs = lab_img.voxel_size.as_tuple()
     chans = {}
     if intensity is not None:
         img = read_input(intensity, voxel_size=vs, axes=axes)
-        arr = img.numpy()
-        chans = {n: arr[:, i] for i, n in enumerate(img.channel_names)}
+        chans = {n: img.data[:, i] for i, n in enumerate(img.channel_names)}
     structs = {}
     for item in structure or []:
         if "=" not in item:
             raise ValueRangeError(f"expected NAME=FILE, got {item!r}", field="structure")
         name, path = item.split("=", 1)
-        structs[name] = as_labels(read_input(Path(path), voxel_size=vs, axes=axes).numpy()[:, 0], path=path)
+        structs[name] = as_labels(read_input(Path(path), voxel_size=vs, axes=axes).data[:, 0], path=path, lazy=True)
     result = measure_frames(lab, voxel_size=lab_img.voxel_size, intensity=chans, structures=structs)
     write_table(result, output, overwrite=overwrite)
     typer.echo(f"wrote {output}: {len(result)} objects, {len(result.columns)} columns")

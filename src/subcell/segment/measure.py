@@ -9,7 +9,7 @@ import numpy as np
 from scipy import ndimage as ndi
 
 from subcell.errors import ValueRangeError
-from subcell.image import VoxelSize
+from subcell.image import VoxelSize, materialize
 from subcell.metrics.shape import border_ids, principal_axes, sphericity, surface_area
 
 __all__ = ["border_ids", "measure_frames", "measure_objects", "structures_per_cell"]
@@ -177,13 +177,14 @@ def measure_frames(
     """Measure every frame of a ``(T, Z, Y, X)`` label array: one row per object and frame, with a ``t`` column.
 
     ``intensity`` arrays are ``(T, Z, Y, X)`` per channel; ``structures`` (masks or labels, ``(T, Z, Y, X)``)
-    add per-cell volume fractions and counts (:func:`structures_per_cell`).
+    add per-cell volume fractions and counts (:func:`structures_per_cell`). Lazy arrays (Dask, Zarr) are read a
+    frame at a time: a time-lapse larger than memory is measured holding one frame of each input.
     """
     import pandas as pd
 
-    lab = np.asarray(labels)
-    if lab.ndim != 4:
-        raise ValueRangeError(f"expected (T, Z, Y, X) labels, got {lab.ndim} dimensions", field="labels")
+    lab = labels if hasattr(labels, "shape") and hasattr(labels, "dtype") else np.asarray(labels)
+    if len(lab.shape) != 4:
+        raise ValueRangeError(f"expected (T, Z, Y, X) labels, got {len(lab.shape)} dimensions", field="labels")
     for what, group in (("intensity", intensity or {}), ("structure", structures or {})):
         for name, arr in group.items():
             if np.shape(arr) != lab.shape:
@@ -192,11 +193,13 @@ def measure_frames(
                 )
     frames = []
     for t in range(lab.shape[0]):
+        frame = materialize(lab[t])
         table = measure_objects(
-            lab[t], voxel_size=voxel_size, intensity={k: v[t] for k, v in (intensity or {}).items()}
+            frame, voxel_size=voxel_size, intensity={k: materialize(v[t]) for k, v in (intensity or {}).items()}
         )
         if structures and len(table):
-            per_cell = structures_per_cell(lab[t], {k: v[t] for k, v in structures.items()}, voxel_size=voxel_size)
+            per_cell = structures_per_cell(frame, {k: materialize(v[t]) for k, v in structures.items()},
+                                           voxel_size=voxel_size)  # fmt: skip
             table = table.merge(per_cell.drop(columns=["cell_volume_um3"]), on="label", how="left")
         table.insert(0, "t", t)
         frames.append(table)
