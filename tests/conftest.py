@@ -33,7 +33,7 @@ class StoredArray:
 
         self.z = zarr.create_array(store=zarr.storage.MemoryStore(), shape=data.shape, chunks=chunks, dtype=data.dtype)
         self.z[...] = data
-        self.shape, self.dtype, self.chunks = data.shape, data.dtype, self.z.chunks
+        self.shape, self.dtype, self.chunks, self.ndim = data.shape, data.dtype, self.z.chunks, data.ndim
         self.reads: list[int] = []
 
     def __getitem__(self, key: object) -> np.ndarray:

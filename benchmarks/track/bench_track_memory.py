@@ -8,6 +8,8 @@ T into one OME-Zarr label image (48 frames, 300 MiB at the default), written onc
 CLI in a fresh interpreter with its code first on ``PYTHONPATH`` (before = a git worktree of ``--before``),
 alternating, one at a time; peak RSS is the child's ``VmHWM``. The arms' tables, labels and CTC files are compared.
 ``--ctc``: the movie's frames written as a CTC folder (``mask000.tif`` …, zlib), tracked from there.
+``--evaluate``: ``subcell evaluate-tracks`` instead, of the movie's tracks (tracked once, by the current code)
+against their own CTC export as truth; the arms' metrics are compared.
 """
 
 from __future__ import annotations
@@ -71,6 +73,8 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=2)
     ap.add_argument("--work", type=Path, default=Path("/tmp/subcell_bench_track"))
     ap.add_argument("--ctc", action="store_true", help="track the movie from a CTC folder of its frames")
+    ap.add_argument("--evaluate", action="store_true", help="score the movie's tracks against their CTC export")
+    ap.add_argument("--tag", default="", help="appended to the results file's name")
     args = ap.parse_args()
     import pandas as pd
 
@@ -85,6 +89,23 @@ def main() -> None:
         extra = ["--voxel-size", *map(str, img.voxel_size.as_tuple()), "--time-interval", str(img.time_interval)]
     srcs = {"before": worktree(args.before, args.work), "after": REPO / "src"}
     runs: dict[str, list[dict[str, float]]] = {"before": [], "after": []}
+    if args.evaluate:
+        tracked = args.work / f"tracks_x{args.repeat}"
+        if not tracked.exists():
+            run_cli(srcs["after"], ["track", *source, str(tracked), *extra])
+        for _ in range(args.runs):
+            for arm in ("before", "after"):
+                runs[arm].append(run_cli(srcs[arm], ["evaluate-tracks", str(tracked), str(tracked / "ctc"), "-o",
+                                                     str(args.work / f"scores_{arm}"), "--overwrite"]))  # fmt: skip
+                print(arm, runs[arm][-1], flush=True)
+        metrics = [json.loads((args.work / f"scores_{arm}" / "metrics.json").read_text()) for arm in runs]
+        per_track = [pd.read_csv(args.work / f"scores_{arm}" / "per_track.csv") for arm in runs]
+        same = {"metrics": metrics[0] == metrics[1], "per_track": bool(per_track[0].equals(per_track[1]))}
+        print("same:", same, metrics[1])
+        result = {"movie": str(movie), "shape": list(read(movie).shape), "before": args.before, "runs": runs,
+                  "same": same, "metrics": metrics[1]}  # fmt: skip
+        (HERE / f"evaluate_memory_x{args.repeat}{args.tag}.json").write_text(json.dumps(result, indent=1))
+        return
     for _ in range(args.runs):
         for arm in ("before", "after"):
             runs[arm].append(run_cli(srcs[arm], ["track", *source, str(args.work / f"tracks_{arm}"), "--overwrite",
@@ -98,7 +119,9 @@ def main() -> None:
     }
     print("same:", same)
     result = {"movie": source[0], "shape": list(read(movie).shape), "before": args.before, "runs": runs, "same": same}
-    (HERE / f"track_memory_x{args.repeat}{'_ctc' if args.ctc else ''}.json").write_text(json.dumps(result, indent=1))
+    (HERE / f"track_memory_x{args.repeat}{'_ctc' if args.ctc else ''}{args.tag}.json").write_text(
+        json.dumps(result, indent=1)
+    )
 
 
 if __name__ == "__main__":

@@ -89,3 +89,31 @@ def test_scores_agree_with_py_ctcmetrics(tmp_path: Path) -> None:
 def _lab_parents(folder: Path) -> tuple[np.ndarray, dict[int, int]]:
     masks, rows = read_ctc(folder)
     return masks, dict(zip(rows.L.tolist(), rows.P.tolist(), strict=True))
+
+
+def test_stored_movies_are_scored_a_frame_at_a_time() -> None:
+    """Prediction and truth on storage (as `evaluate-tracks` reads them): the scores of the movies in memory, and
+    every read one frame (each pass of the matchers and of SEG reads frame by frame, none holds the movie)."""
+    import dask.array as da
+    import pandas as pd
+
+    from subcell.image import is_lazy
+    from subcell.track import Tracks
+    from tests.conftest import StoredArray
+
+    truth_lab, parents, pred_lab = _perturbed_case()
+    vs = (0.29, 0.108, 0.108)
+    pred = track_timelapse(pred_lab, voxel_size=vs, time_interval_s=300)
+    truth = tracks_from_lineage(truth_lab, parents, voxel_size=vs)
+    summary, per_track = evaluate_tracks(pred, truth)
+    frame = truth_lab[0].shape
+    stored = [StoredArray(np.asarray(t.labels), (1, *frame)) for t in (pred, truth)]
+    lazy, lazy_per_track = evaluate_tracks(*(Tracks(labels=s, table=t.table, lineage=t.lineage)
+                                             for s, t in zip(stored, (pred, truth), strict=True)))  # fmt: skip
+    assert pd.Series(lazy).equals(pd.Series(summary)) and lazy_per_track.equals(per_track)
+    assert summary["TRA"] < 1.0 and summary["SEG"] < 1.0
+    for s in stored:
+        assert s.reads and set(s.reads) == {int(np.prod(frame))}  # frame by frame, never the movie
+    # a lazy truth stays lazy (its objects found frame by frame), with the table of the movie in memory
+    lazy_truth = tracks_from_lineage(da.from_array(truth_lab, chunks=(1, *frame)), parents, voxel_size=vs)
+    assert is_lazy(lazy_truth.labels) and lazy_truth.table.equals(truth.table)

@@ -167,8 +167,8 @@ def load_tracks(path: Path, *, label: str | None, voxel_size: Any, axes: str | N
         raise InputFileError(f"{what} not found", path=path)
     if (path / "tracks.parquet").is_file() and (path / "labels.ome.zarr").exists():
         table = read_table(path / "tracks.parquet", what="tracks table")
-        img = read_input(path / "labels.ome.zarr")
-        return Tracks(labels=img.numpy()[:, 0], table=table, lineage=lineage_table(table)), img.voxel_size
+        img = read_input(path / "labels.ome.zarr")  # stays lazy: scored a frame at a time
+        return Tracks(labels=img.data[:, 0], table=table, lineage=lineage_table(table)), img.voxel_size
     if find_ctc(path) is not None:
         masks, rows = read_ctc(path)
         vs = voxel_size or (1.0, 1.0, 1.0)  # scores match objects by overlap: the voxel size does not enter them
@@ -185,7 +185,7 @@ def load_tracks(path: Path, *, label: str | None, voxel_size: Any, axes: str | N
     img = read_label_timelapse(path, label=label, voxel_size=voxel_size, axes=axes, force=False)
     vs = img.voxel_size.as_tuple()
     parents = dict(zip(lineage["track_id"].astype(int), lineage["parent_id"].astype(int), strict=True))
-    return tracks_from_lineage(img.numpy()[:, 0], parents, voxel_size=vs), vs
+    return tracks_from_lineage(img.data[:, 0], parents, voxel_size=vs), vs
 
 
 def evaluate_tracks(

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from subcell.errors import ValueRangeError
-from subcell.track.tracks import Tracks
+from subcell.track.tracks import Tracks, frames_of
 
 __all__ = ["evaluate_tracks", "seg_score", "track_digraph", "tracking_graph"]
 
@@ -111,6 +111,9 @@ def evaluate_tracks(pred: Tracks, truth: Tracks, *, frame_tolerance: int = 1) ->
     if pred.labels.shape != truth.labels.shape:
         raise ValueRangeError(f"prediction {pred.labels.shape} and truth {truth.labels.shape} differ in shape "
                               "(T, Z, Y, X)", field="labels")  # fmt: skip
+    # lazy label movies are read a frame at a time by every pass (the matchers, SEG): never held whole
+    pred = Tracks(labels=frames_of(pred.labels), table=pred.table, lineage=pred.lineage)
+    truth = Tracks(labels=frames_of(truth.labels), table=truth.table, lineage=truth.lineage)
     if len(truth.table) == 0:
         raise ValueRangeError("the truth has no objects", field="truth")
     # traccuracy indexes the segmentation from the truth's first frame: give both from there

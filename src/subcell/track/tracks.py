@@ -14,6 +14,7 @@ from subcell.image import VoxelSize, is_lazy, materialize
 from subcell.track.config import TrackConfig
 
 __all__ = [
+    "FrameReader",
     "Tracks",
     "ctc_segments",
     "generations",
@@ -43,6 +44,45 @@ class Tracks:
     labels: np.ndarray
     table: Any
     lineage: Any
+
+
+class FrameReader:
+    """A lazy ``(T, ...)`` array (Dask, Zarr) read one frame at a time: ``frames[t]`` (and ``frames[t, ...]``) is
+    that frame as NumPy, any other index the lazy part as a :class:`FrameReader`. What code that walks a movie frame by
+    frame needs (traccuracy's matchers index ``segmentation[t]``), without the movie ever being held whole."""
+
+    def __init__(self, data: Any) -> None:
+        self.data: Any = data.data if isinstance(data, FrameReader) else data
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return tuple(int(n) for n in self.data.shape)
+
+    @property
+    def dtype(self) -> np.dtype[Any]:
+        return np.dtype(self.data.dtype)
+
+    @property
+    def ndim(self) -> int:
+        return len(self.data.shape)
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __getitem__(self, key: Any) -> Any:
+        first = key[0] if isinstance(key, tuple) and key else key
+        if isinstance(first, int | np.integer):
+            return materialize(self.data[key])
+        return FrameReader(self.data[key])
+
+    def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
+        whole = materialize(self.data)
+        return whole if dtype is None else whole.astype(dtype)
+
+
+def frames_of(labels: Any) -> Any:
+    """``labels`` as they are when in memory (NumPy), else a :class:`FrameReader` of them."""
+    return labels if isinstance(labels, np.ndarray) else FrameReader(labels)
 
 
 def relabel(labels: Any, table: Any) -> Any:
@@ -175,7 +215,7 @@ def tracks_from_lineage(
     stored by CTC folders (``L B E P``) and by ``subcell synth`` (``tables/lineage.parquet``)."""
     from subcell.track.objects import timelapse_objects
 
-    lab = materialize(labels)  # scored whole: the tracks keep their label image (a CTC folder is read lazily)
+    lab = labels if is_lazy(labels) else np.asarray(labels)  # Dask stays lazy: objects found frame by frame
     if lab.ndim == 3:
         lab = lab[:, None]
     table = timelapse_objects(lab, voxel_size=voxel_size)
