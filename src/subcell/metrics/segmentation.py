@@ -24,12 +24,14 @@ from subcell.metrics import pieces
 __all__ = [
     "DEFAULT_THRESHOLDS",
     "InstanceMatch",
+    "Overlaps",
     "dice",
     "dice_from_counts",
     "evaluate_frames",
     "iou",
     "iou_from_counts",
     "match_instances",
+    "overlaps",
 ]
 
 DEFAULT_THRESHOLDS = (0.5, 0.6, 0.7, 0.8, 0.9)
@@ -110,14 +112,33 @@ def _merge(ids: list[np.ndarray], counts: list[np.ndarray], dtype: Any) -> tuple
     return u, np.bincount(inverse.ravel(), weights=np.concatenate(counts), minlength=len(u)).astype(np.int64)
 
 
-def _overlap(
-    pred: Any, truth: Any
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, tuple[int, int, int]]:
-    """True ids, predicted ids, the overlapping pairs (row into true ids, column into predicted ids, IoU), and the
-    foreground voxels of the prediction, of the truth and of both (what :func:`dice` counts: every voxel in both is
-    in exactly one pair).
+@dataclass(frozen=True)
+class Overlaps:
+    """Every pair of a true and a predicted object that share voxels, with the objects' sizes: what matching
+    (:func:`match_instances`) and the CTC SEG measure are computed from (:func:`overlaps`)."""
+
+    true_ids: np.ndarray  # sorted, 0 (background) excluded
+    true_sizes: np.ndarray  # voxels of each
+    pred_ids: np.ndarray
+    pred_sizes: np.ndarray
+    rows: np.ndarray  # each pair's index into true_ids
+    cols: np.ndarray  # and into pred_ids
+    shared: np.ndarray  # voxels in both
+
+    def iou(self) -> np.ndarray:
+        """Each pair's intersection over union."""
+        return self.shared / (self.true_sizes[self.rows] + self.pred_sizes[self.cols] - self.shared)
+
+    def foreground(self) -> tuple[int, int, int]:
+        """Foreground voxels of the prediction, of the truth and of both (every voxel in both is in one pair)."""
+        return int(self.pred_sizes.sum()), int(self.true_sizes.sum()), int(self.shared.sum())
+
+
+def overlaps(pred: Any, truth: Any) -> Overlaps:
+    """:class:`Overlaps` of two label images (NumPy, Dask or Zarr; lazy ones read a block at a time).
 
     Counted piece by piece (:func:`_pieces`): sizes and pair overlaps of each piece, summed over the pieces."""
+    pred, truth = _array(pred), _array(truth)
     sizes: dict[str, tuple[list[np.ndarray], list[np.ndarray]]] = {"t": ([], []), "p": ([], [])}
     pair_t, pair_p, pair_n = [], [], []
     for p, t in _pieces(pred, truth):
@@ -147,8 +168,7 @@ def _overlap(
     else:
         code, inter = np.zeros(0, np.int64), np.zeros(0, np.int64)
     r, c = np.divmod(code, width)
-    iou_rc = inter / (t_size[r] + p_size[c] - inter)
-    return t_ids, p_ids, r, c, iou_rc, (int(p_size.sum()), int(t_size.sum()), int(inter.sum()))
+    return Overlaps(t_ids, t_size, p_ids, p_size, r, c, inter)
 
 
 def _max_matching(n_true: int, n_pred: int, r: np.ndarray, c: np.ndarray) -> np.ndarray:
@@ -268,7 +288,8 @@ def match_instances(
     ths = tuple(float(t) for t in thresholds)
     if not ths or min(ths) <= 0 or max(ths) > 1:
         raise ValueRangeError(f"IoU thresholds must lie in (0, 1], got {list(thresholds)}", field="thresholds")
-    t_ids, p_ids, r, c, v, foreground = _overlap(pred, truth)
+    ov = overlaps(pred, truth)
+    t_ids, p_ids, r, c, v = ov.true_ids, ov.pred_ids, ov.rows, ov.cols, ov.iou()
     n_true, n_pred = len(t_ids), len(p_ids)
     tp = []
     for th in ths:
@@ -291,7 +312,7 @@ def match_instances(
         n_true=n_true,
         n_pred=n_pred,
         pairs=tuple(pairs),
-        foreground=foreground,
+        foreground=ov.foreground(),
     )
 
 

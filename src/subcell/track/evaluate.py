@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from subcell.errors import ValueRangeError
+from subcell.metrics.segmentation import overlaps
 from subcell.track.tracks import Tracks, frames_of
 
 __all__ = ["evaluate_tracks", "seg_score", "track_digraph", "tracking_graph"]
@@ -67,21 +68,16 @@ def seg_score(truth_labels: np.ndarray, pred_labels: np.ndarray) -> tuple[float,
                               field="labels")  # fmt: skip
     rows: list[dict[str, Any]] = []
     for t in range(truth_labels.shape[0]):
-        gt = np.asarray(truth_labels[t]).ravel().astype(np.int64)
-        pr = np.asarray(pred_labels[t]).ravel().astype(np.int64)
-        g_ids, g_size = np.unique(gt[gt > 0], return_counts=True)
-        if g_ids.size == 0:
+        # the package's one overlap count (the matcher's): sizes and shared voxels of every overlapping pair
+        ov = overlaps(np.asarray(pred_labels[t]), np.asarray(truth_labels[t]))
+        if ov.true_ids.size == 0:
             continue
-        p_ids, p_size = np.unique(pr[pr > 0], return_counts=True)
-        both = (gt > 0) & (pr > 0)
-        pairs, inter = np.unique(np.stack([gt[both], pr[both]]), axis=1, return_counts=True)
-        jac = dict.fromkeys(g_ids.tolist(), 0.0)
-        g_of = dict(zip(g_ids.tolist(), g_size.tolist(), strict=True))
-        p_of = dict(zip(p_ids.tolist(), p_size.tolist(), strict=True))
-        for (g, p), n in zip(pairs.T.tolist(), inter.tolist(), strict=True):
-            if n > 0.5 * g_of[g]:
-                jac[g] = n / (g_of[g] + p_of[p] - n)
-        rows.extend({"t": t, "label": g, "jaccard": j} for g, j in jac.items())
+        jac = np.zeros(ov.true_ids.size)
+        half = ov.shared > 0.5 * ov.true_sizes[ov.rows]  # the predicted object covering more than half
+        g, n = ov.rows[half], ov.shared[half]
+        jac[g] = n / (ov.true_sizes[g] + ov.pred_sizes[ov.cols[half]] - n)
+        rows.extend({"t": t, "label": i, "jaccard": j} for i, j in zip(ov.true_ids.tolist(), jac.tolist(),
+                                                                         strict=True))  # fmt: skip
     table = pd.DataFrame(rows, columns=["t", "label", "jaccard"])
     return (float(table["jaccard"].mean()) if len(table) else float("nan")), table
 
