@@ -117,3 +117,33 @@ def test_stored_movies_are_scored_a_frame_at_a_time() -> None:
     # a lazy truth stays lazy (its objects found frame by frame), with the table of the movie in memory
     lazy_truth = tracks_from_lineage(da.from_array(truth_lab, chunks=(1, *frame)), parents, voxel_size=vs)
     assert is_lazy(lazy_truth.labels) and lazy_truth.table.equals(truth.table)
+
+
+def test_labels_and_ctc_masks_are_written_from_one_read_of_each_frame(tmp_path: Path) -> None:
+    """`write_frames` (what `subcell track` writes): the label image and the CTC folder equal those written apart
+    (`io.write` of the labels, `ctc_files` of `ctc_segments`), from one read of each source frame. The perturbed
+    case has a missed object, so its track pauses and is cut into CTC segments."""
+    import dask.array as da
+
+    from subcell import io
+    from subcell.image import Image
+    from subcell.track import write_frames
+    from tests.conftest import StoredArray
+
+    _, _, pred_lab = _perturbed_case()
+    frame = pred_lab[0].shape
+    stored = StoredArray(pred_lab, (1, *frame))
+    vs = (0.29, 0.108, 0.108)
+    tracks = track_timelapse(da.from_array(stored, chunks=(1, *frame)), voxel_size=vs, time_interval_s=300)
+    stored.reads.clear()
+    write_frames(tmp_path / "one", tracks, image={"voxel_size": vs, "channel_names": ["tracks"]})
+    assert stored.reads == [int(np.prod(frame))] * pred_lab.shape[0]  # each frame read once for both outputs
+    masks, rows = ctc_segments(np.asarray(tracks.labels), tracks.table)
+    assert len(rows) > tracks.table["track_id"].nunique()  # a track cut at its gap: the CTC segments are exercised
+    for name, content in ctc_files(masks, rows).items():
+        assert (tmp_path / "one" / "ctc" / name).read_bytes() == content, name
+    assert sorted(p.name for p in (tmp_path / "one" / "ctc").iterdir()) == sorted(ctc_files(masks, rows))
+    apart = io.write(Image(np.asarray(tracks.labels)[:, None], voxel_size=vs, channel_names=["tracks"]),
+                     tmp_path / "apart.ome.zarr", is_label=True)  # fmt: skip
+    one = io.read(tmp_path / "one" / "labels.ome.zarr")
+    assert np.array_equal(one.numpy(), io.read(apart).numpy()) and one.dtype == tracks.labels.dtype

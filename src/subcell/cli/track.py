@@ -95,11 +95,10 @@ def track(
     from subcell._version import __version__
     from subcell.config import load_validated
     from subcell.errors import MetadataError, ValueRangeError
-    from subcell.image import Image, Provenance
+    from subcell.image import Provenance
     from subcell.io import write_bundle
     from subcell.io._atomic import check_output
-    from subcell.io.ctc import ctc_files
-    from subcell.track import TrackConfig, ctc_segments, napari_tracks, track_timelapse
+    from subcell.track import TrackConfig, napari_tracks, track_timelapse, write_frames
 
     check_output(output, overwrite=overwrite)
     cfg = load_validated(
@@ -130,23 +129,20 @@ def track(
                              intensity=intensity)  # fmt: skip
     params = {"config": cfg.model_dump(mode="json"), "time_interval_s": interval, "voxel_size_um": list(vs),
               "labels": str(labels), "image": str(image) if image else None}  # fmt: skip
-    out_labels = Image(
-        result.labels[:, None], voxel_size=vs, channel_names=["tracks"], time_interval=interval,
-        provenance=Provenance(source=str(labels), step="track", parameters=params),
-    )  # fmt: skip
-    masks, rows = ctc_segments(result.labels, result.table)
+    provenance = Provenance(source=str(labels), step="track", parameters=params)
     data, graph = napari_tracks(result.table)
     import pandas as pd
 
     napari = pd.DataFrame(data, columns=["track_id", "t", "z", "y", "x"]).astype({"track_id": int, "t": int})
-    files = {f"ctc/{k}": v for k, v in ctc_files(masks, rows).items()}
-    files["napari_graph.json"] = json.dumps({str(k): v for k, v in graph.items()}).encode()
-    files["config.yaml"] = yaml.safe_dump({"subcell": __version__, **params}, sort_keys=False).encode()
+    files = {"napari_graph.json": json.dumps({str(k): v for k, v in graph.items()}).encode(),
+             "config.yaml": yaml.safe_dump({"subcell": __version__, **params}, sort_keys=False).encode()}  # fmt: skip
+    # labels.ome.zarr and ctc/ from one read of each frame (write_frames), written as they are made
+    store = {"voxel_size": vs, "channel_names": ["tracks"], "time_interval": interval, "provenance": provenance}
     write_bundle(
         output,
-        labels={"labels.ome.zarr": out_labels},
         tables={"tracks.parquet": result.table, "lineage.parquet": result.lineage, "napari_tracks.csv": napari},
         files=files,
+        streams=[lambda folder: write_frames(folder, result, image=store)],
         overwrite=overwrite,
     )
     lin = result.lineage

@@ -18,7 +18,7 @@ from subcell.errors import InputFileError, ValueRangeError
 from subcell.image import is_lazy
 from subcell.io._tiff import read_tiff
 
-__all__ = ["ctc_files", "find_ctc", "read_ctc"]
+__all__ = ["ctc_files", "ctc_frame_files", "ctc_track_file", "find_ctc", "read_ctc"]
 
 _TRACK_FILES = ("res_track.txt", "man_track.txt", "TRA/man_track.txt")
 
@@ -31,27 +31,36 @@ def _tif_bytes(frame: np.ndarray) -> bytes:
     return buf.getvalue()
 
 
+def ctc_frame_files(t: int, n_frames: int, mask: np.ndarray, *, truth: bool = False) -> dict[str, bytes]:
+    """File name → content of frame ``t`` (of ``n_frames``) of a CTC folder: its mask (``(Z, Y, X)``; Z = 1 is
+    written as a 2D frame) as a zlib 16-bit TIFF, named by the result or (``truth=True``) the ground-truth layout."""
+    frame = np.asarray(mask)
+    if frame.ndim == 3 and frame.shape[0] == 1:
+        frame = frame[0]
+    top = int(frame.max()) if frame.size else 0
+    if top > np.iinfo(np.uint16).max:
+        raise ValueRangeError(f"CTC masks are 16-bit: {top} track segments do not fit", field="masks")
+    content = _tif_bytes(frame.astype(np.uint16))
+    digits = max(3, len(str(n_frames - 1)))
+    if truth:
+        return {f"TRA/man_track{t:0{digits}d}.tif": content, f"SEG/man_seg{t:0{digits}d}.tif": content}
+    return {f"mask{t:0{digits}d}.tif": content}
+
+
+def ctc_track_file(rows: Any, *, truth: bool = False) -> dict[str, bytes]:
+    """File name → content of a CTC folder's ``L B E P`` track file."""
+    lines = "".join(f"{int(r.L)} {int(r.B)} {int(r.E)} {int(r.P)}\n" for r in rows.itertuples(index=False))
+    return {"TRA/man_track.txt" if truth else "res_track.txt": lines.encode()}
+
+
 def ctc_files(masks: np.ndarray, rows: Any, *, truth: bool = False) -> dict[str, bytes]:
     """File name → content of a CTC folder for (T, Z, Y, X) masks (Z = 1 is written as 2D frames) and the
     ``L B E P`` rows; ``truth=True`` writes the ground-truth layout (``TRA/`` and ``SEG/``)."""
     m = masks if is_lazy(masks) else np.asarray(masks)  # Dask: one frame read at a time
-    if m.ndim == 4 and m.shape[1] == 1:
-        m = m[:, 0]
-    digits = max(3, len(str(m.shape[0] - 1)))
-    lines = "".join(f"{int(r.L)} {int(r.B)} {int(r.E)} {int(r.P)}\n" for r in rows.itertuples(index=False))
     out: dict[str, bytes] = {}
     for t in range(m.shape[0]):
-        frame = np.asarray(m[t])
-        top = int(frame.max()) if frame.size else 0
-        if top > np.iinfo(np.uint16).max:
-            raise ValueRangeError(f"CTC masks are 16-bit: {top} track segments do not fit", field="masks")
-        content = _tif_bytes(frame.astype(np.uint16))
-        if truth:
-            out[f"TRA/man_track{t:0{digits}d}.tif"] = content
-            out[f"SEG/man_seg{t:0{digits}d}.tif"] = content
-        else:
-            out[f"mask{t:0{digits}d}.tif"] = content
-    out["TRA/man_track.txt" if truth else "res_track.txt"] = lines.encode()
+        out.update(ctc_frame_files(t, m.shape[0], np.asarray(m[t]), truth=truth))
+    out.update(ctc_track_file(rows, truth=truth))
     return out
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -50,10 +51,14 @@ def write_bundle(
     images: dict[str, Any] | None = None,
     files: dict[str, bytes] | None = None,
     labels: dict[str, Any] | None = None,
+    streams: Sequence[Callable[[Path], None]] = (),
     overwrite: bool = False,
 ) -> Path:
     """Write a folder of results (tables by suffix, :class:`~subcell.image.Image` s, label images, raw bytes such
-    as PNGs, in sub-folders when the name has a ``/``) that appears only once every file in it is complete."""
+    as PNGs, in sub-folders when the name has a ``/``) that appears only once every file in it is complete.
+
+    ``streams``: functions called last with the unfinished folder, each writing files into it as it computes them
+    (outputs made together from one read of their input, too large to hand over as bytes)."""
     from subcell.io.writer import write
 
     with atomic_output(path, overwrite=overwrite) as tmp:
@@ -67,6 +72,8 @@ def write_bundle(
         for name, content in (files or {}).items():
             (tmp / name).parent.mkdir(parents=True, exist_ok=True)
             (tmp / name).write_bytes(content)
+        for stream in streams:
+            stream(tmp)
     return Path(path)
 
 

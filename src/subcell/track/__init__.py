@@ -13,6 +13,7 @@ from subcell.track.tracks import (
     relabel,
     track_timelapse,
     tracks_from_lineage,
+    write_frames,
 )
 
 __all__ = [
@@ -28,4 +29,5 @@ __all__ = [
     "timelapse_objects",
     "track_timelapse",
     "tracks_from_lineage",
+    "write_frames",
 ]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -16,6 +17,7 @@ from subcell.track.config import TrackConfig
 __all__ = [
     "FrameReader",
     "Tracks",
+    "ctc_segment_table",
     "ctc_segments",
     "generations",
     "lineage_table",
@@ -23,6 +25,7 @@ __all__ = [
     "relabel",
     "track_timelapse",
     "tracks_from_lineage",
+    "write_frames",
 ]
 
 
@@ -127,8 +130,9 @@ def napari_tracks(table: Any) -> tuple[np.ndarray, dict[int, list[int]]]:
     return data, graph
 
 
-def ctc_segments(labels: np.ndarray, table: Any) -> tuple[np.ndarray, Any]:
-    """Cell Tracking Challenge view: masks and ``L B E P`` rows, where a track must be present in every frame.
+def ctc_segment_table(table: Any) -> tuple[Any, Any]:
+    """The Cell Tracking Challenge's segments of a tracks table: (per object ``t``, ``label`` = its track id and
+    ``track_id`` = its segment id, for :func:`relabel` of the track labels; the ``L B E P`` rows).
 
     A track that pauses (a gap) is cut into segments; each later segment gets a new id whose parent is the
     segment before it, as the CTC format prescribes. Daughters' parents point to the parent's last segment.
@@ -153,8 +157,40 @@ def ctc_segments(labels: np.ndarray, table: Any) -> tuple[np.ndarray, Any]:
         seg_id[part.index] = sid
         last_segment[int(tid)] = sid
         rows.append({"L": sid, "B": int(part["t"].min()), "E": int(part["t"].max()), "P": parent})
-    out = tab.assign(track_id=seg_id)
-    return relabel(labels, out.assign(label=tab["track_id"])), pd.DataFrame(rows, columns=["L", "B", "E", "P"])
+    segments = pd.DataFrame({"t": tab["t"], "label": tab["track_id"], "track_id": seg_id})
+    return segments, pd.DataFrame(rows, columns=["L", "B", "E", "P"])
+
+
+def ctc_segments(labels: np.ndarray, table: Any) -> tuple[np.ndarray, Any]:
+    """Cell Tracking Challenge view of track labels: masks (segment ids, :func:`ctc_segment_table`) and ``L B E P``
+    rows, where a track must be present in every frame."""
+    segments, rows = ctc_segment_table(table)
+    return relabel(labels, segments), rows
+
+
+def write_frames(folder: Path, tracks: Tracks, *, image: dict[str, Any]) -> None:
+    """Write a tracked movie's label image (``labels.ome.zarr``, the :class:`~subcell.io.OmeZarrWriter` arguments
+    in ``image``) and its CTC folder (``ctc/``: masks and ``res_track.txt``) into ``folder``, reading and relabelling
+    each frame of ``tracks.labels`` once for both, and writing each CTC mask as it is made (none held)."""
+    from subcell.io import OmeZarrWriter
+    from subcell.io.ctc import ctc_frame_files, ctc_track_file
+
+    segments, rows = ctc_segment_table(tracks.table)
+    by_frame = {int(t): part.assign(t=0) for t, part in segments.groupby("t")}
+    n = tracks.labels.shape[0]
+    ctc = folder / "ctc"
+    ctc.mkdir(parents=True, exist_ok=True)
+    shape = (n, 1, *tracks.labels.shape[1:])
+    with OmeZarrWriter(folder / "labels.ome.zarr", shape=shape, dtype=tracks.labels.dtype, is_label=True,
+                       **image) as writer:  # fmt: skip
+        for t in range(n):
+            frame = materialize(tracks.labels[t])
+            writer.write_region((slice(t, t + 1),), frame[None, None])
+            part = by_frame.get(t, segments.iloc[:0])
+            for name, content in ctc_frame_files(t, n, relabel(frame[None], part)[0]).items():
+                (ctc / name).write_bytes(content)
+    for name, content in ctc_track_file(rows).items():
+        (ctc / name).write_bytes(content)
 
 
 def track_timelapse(
