@@ -158,3 +158,38 @@ def test_cli_takes_nuclei_from_a_separate_file_and_explains_rejections(tmp_path)
     assert "2 of 3 cells" in r.stdout and "1 touching the field border (--border flag" in r.stdout
     store = read_cell_store(tmp_path / "c.zarr")
     assert sorted(store.table[store.table.crop_index >= 0].nucleus_id) == [1, 2]
+
+
+def test_a_stored_time_lapse_is_extracted_a_timepoint_at_a_time(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """Cell and nucleus labels of two timepoints on storage (read lazily, as `cells extract` reads them): the crops and
+    table of the same labels in memory, from one read of each timepoint of each."""
+    import dask.array as da
+
+    from tests.conftest import StoredArray
+
+    image, lab, nuc = field()
+    moved = np.roll(lab, 4, axis=2), np.roll(nuc, 4, axis=2)
+    labs, nucs = np.stack([lab, moved[0]]), np.stack([nuc, moved[1]])
+    img2 = Image(np.stack([image.numpy()[0]] * 2), voxel_size=VS, dims="TCZYX", channel_names=image.channel_names)
+    whole = extract_to_store([(img2, labs, nucs, {})], tmp_path / "whole.zarr", CFG)
+    stored = [StoredArray(a, (1, *a.shape[1:])) for a in (labs, nucs)]
+    lazy = extract_to_store([(img2, *stored, {})], tmp_path / "lazy.zarr", CFG)
+    assert lazy.equals(whole) and set(whole.frame) == {0, 1} and (whole.crop_index >= 0).sum() == 4
+    assert np.array_equal(read_cell_store(tmp_path / "lazy.zarr").crops, read_cell_store(tmp_path / "whole.zarr").crops)
+    for s in stored:
+        assert s.reads == [int(np.prod(lab.shape))] * 2  # one timepoint at a time, each once
+    dask_lazy = extract_to_store([(img2, *(da.from_array(a, chunks=(1, *lab.shape)) for a in (labs, nucs)), {})],
+                                 tmp_path / "dask.zarr", CFG)  # fmt: skip
+    assert dask_lazy.equals(whole)
+
+
+def test_cli_refuses_fractional_label_channels_in_one_line(tmp_path, capsys) -> None:  # type: ignore[no-untyped-def]
+    from subcell import io
+    from tests.conftest import cli_user_error
+
+    image, lab, nuc = field()
+    io.write(image, tmp_path / "fov.ome.tif")
+    io.write(Image(np.stack([lab, nuc / 3.0]).astype(np.float32)[None], voxel_size=VS), tmp_path / "labels.ome.tif")
+    err = cli_user_error(capsys, "cells", "extract", str(tmp_path / "fov.ome.tif"), str(tmp_path / "labels.ome.tif"),
+                         str(tmp_path / "c.zarr"), "--box", "16", "48", "48")  # fmt: skip
+    assert "fractional values" in err and "labels.ome.tif" in err and not (tmp_path / "c.zarr").exists()

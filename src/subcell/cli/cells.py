@@ -13,14 +13,14 @@ cells_app = typer.Typer(help="Single cells: extract aligned crops, shape space."
 
 
 def load_label_array(path: Path, name: str, fallback_index: int, image: Any) -> Any:
-    """(T, Z, Y, X) integer labels: an NGFF label image of an OME-Zarr, or a channel (name or index) of a file."""
-    import numpy as np
+    """(T, Z, Y, X) integer labels: an NGFF label image of an OME-Zarr, or a channel (name or index) of a file.
 
+    Read lazily (a frame at a time when extracted), each block checked by the package's label rule as it is read."""
     from subcell.errors import ChannelError
-    from subcell.io import label_names, read, read_labels
+    from subcell.io import as_labels, label_names, read, read_labels
 
     if path.suffix == ".zarr" and name in label_names(path):
-        return np.asarray(read_labels(path, name).numpy())[:, 0]
+        return as_labels(read_labels(path, name).data[:, 0], path=path, what=f"labels {name!r}", lazy=True)
     lab = read(path, voxel_size=image.voxel_size, force=True)
     try:
         c = lab.channel_index(name)
@@ -29,14 +29,7 @@ def load_label_array(path: Path, name: str, fallback_index: int, image: Any) -> 
             raise ChannelError(f"no label image or channel {name!r} (and no channel {fallback_index})",
                                path=path) from None  # fmt: skip
         c = fallback_index
-    arr = np.asarray(lab.data[:, c])
-    if not np.issubdtype(arr.dtype, np.integer):
-        from subcell.errors import ValueRangeError
-
-        if not np.all(np.mod(arr, 1) == 0):
-            raise ValueRangeError(f"channel {name!r} holds non-integer values; expected instance labels", path=path)
-        arr = arr.astype(np.int64)
-    return arr
+    return as_labels(lab.data[:, c], path=path, what=f"labels in channel {lab.channel_names[c]!r}", lazy=True)
 
 
 @cells_app.command("extract")
