@@ -327,3 +327,32 @@ def test_a_time_lapses_cell_depth_is_made_a_frame_at_a_time_in_memory_or_scratch
     np.testing.assert_allclose(io.read(two).numpy()[:, :1], in_memory[[0, 2]], atol=1e-5)
     with pytest.raises(OSError, match="frame 1"):
         predict_image(model, image, cfg, cells=movie(broken=1))
+
+
+def test_cells_in_a_plain_tiff_on_another_grid_take_their_own_voxel_size(
+    conditioned: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A plain TIFF states no voxel size: ``--voxel-size`` gives the image's, ``--cells-voxel-size`` the cells'
+    (another grid); the prediction is the one from the same cells in an OME-Zarr that states their grid."""
+    import tifffile
+
+    from subcell.cli.main import run
+
+    bf = paired_volume(7).channel("brightfield")
+    tifffile.imwrite(tmp_path / "bf.tif", bf.numpy()[0, 0])
+    coarse = cells_of(bf.shape[2:])[:, ::2, ::2]
+    coarse_vs = (VOXEL[0], 2 * VOXEL[1], 2 * VOXEL[2])
+    tifffile.imwrite(tmp_path / "cells.tif", coarse)
+    io.write(Image(coarse[None, None], voxel_size=coarse_vs, channel_names=["cells"]), tmp_path / "cells.ome.zarr")
+    base = ["labelfree", "predict", str(tmp_path / "bf.tif"), "--model", str(conditioned), "--quiet",
+            "--voxel-size", *map(str, VOXEL)]  # fmt: skip
+    assert run([*base[:3], str(tmp_path / "ref.ome.zarr"), *base[3:], "--cells", str(tmp_path / "cells.ome.zarr")]) == 0
+    assert run([*base[:3], str(tmp_path / "p.ome.zarr"), *base[3:], "--cells", str(tmp_path / "cells.tif"),
+                "--cells-voxel-size", *map(str, coarse_vs)]) == 0  # fmt: skip
+    np.testing.assert_array_equal(io.read(tmp_path / "p.ome.zarr").numpy(), io.read(tmp_path / "ref.ome.zarr").numpy())
+    # without it the cells take the image's voxel size: half the field, refused in one line, nothing written
+    capsys.readouterr()
+    assert run([*base[:3], str(tmp_path / "q.ome.zarr"), *base[3:], "--cells", str(tmp_path / "cells.tif")]) == 2
+    errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "cells.tif" in errors[0] and "grid" in errors[0]
+    assert not (tmp_path / "q.ome.zarr").exists()

@@ -181,12 +181,14 @@ COMMANDS: dict[str, Spec] = {
     # a folder (labels.ome.zarr, tables, ctc/); the estimate scales the labels' size: an OME-Zarr is tracked frame
     # by frame (0.4 measured, benchmarks/track), a TIFF or CTC folder is read whole (4.5): the larger is kept
     "track": Spec(("track",), ".tracks", 5.0, _track, gathered=_TRACK_TABLES, sized_by=_track_labels),
-    # the per-threshold table (tp, fp, fn, precision, recall, F1, AP) of each item; both label images are read whole
-    # and matched in 4 M-voxel pieces (3.4 measured: 64x1024x1024 int32 labels, 1.1 GB peak)
+    # the per-threshold table (tp, fp, fn, precision, recall, F1, AP) of each item; both label images are read a
+    # block of chunks (4 M voxels) at a time: 397-425 MB peak for 64x1024x1024 int32 labels, 417 MB for 64x2048x2048
+    # (benchmarks/metrics/matching_results.md), the interpreter and one block's ~160 MB of temporaries; 0.6 of the
+    # smaller input's 268 MB covers those temporaries, a larger input is over-estimated
     "evaluate-seg": Spec(
         ("evaluate-seg",),
         ".parquet",
-        4.0,
+        0.6,
         _evaluate_seg,
         gathered=(Gathered("scores"),),
         output_option="--out",

@@ -9,7 +9,16 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from subcell.cli.options import AuthorOpt, LicenseOpt, NoTestOpt, WorkersOpt, ZooNameOpt, cluster_executor, echo_export
+from subcell.cli.options import (
+    AuthorOpt,
+    CellsVoxelSizeOpt,
+    LicenseOpt,
+    NoTestOpt,
+    WorkersOpt,
+    ZooNameOpt,
+    cluster_executor,
+    echo_export,
+)
 
 __all__ = ["labelfree_app"]
 
@@ -133,8 +142,24 @@ def _warnings_to_stderr() -> Iterator[None]:
         yield
 
 
+def _read_cells(path: Path, cells_voxel_size: Any, voxel_size: Any) -> Any:
+    """Cell labels at ``--cells-voxel-size`` when given; else at the voxel size their file states, and at
+    ``--voxel-size`` (the image's) only when it states none: cells on their own grid need not be on the image's."""
+    from subcell.errors import MetadataError
+    from subcell.io import read
+
+    if cells_voxel_size is not None:
+        return read(path, voxel_size=cells_voxel_size)
+    try:
+        return read(path)
+    except MetadataError as e:
+        if e.field != "voxel_size" or voxel_size is None:
+            raise
+        return read(path, voxel_size=voxel_size)
+
+
 def _predict_one(model: Any, src: Path, out: Path, cfg: Any, *, voxel_size: Any, overwrite: bool, quiet: bool,
-                 cells: Path | None = None) -> None:  # fmt: skip
+                 cells: Path | None = None, cells_voxel_size: Any = None) -> None:  # fmt: skip
     from subcell.io import output_format, read, write
     from subcell.io._atomic import check_output
     from subcell.labelfree import predict_image, predict_to_zarr
@@ -142,7 +167,7 @@ def _predict_one(model: Any, src: Path, out: Path, cfg: Any, *, voxel_size: Any,
 
     check_output(out, overwrite=overwrite)
     image = read(src, voxel_size=voxel_size)
-    cell_labels = read(cells, voxel_size=voxel_size) if cells is not None else None
+    cell_labels = _read_cells(cells, cells_voxel_size, voxel_size) if cells is not None else None
     fmt = output_format(out)
     device = resolve_device(cfg.device)
     chosen = precision_name(autocast_dtype(device, cfg.precision))
@@ -166,7 +191,7 @@ def _predict_one(model: Any, src: Path, out: Path, cfg: Any, *, voxel_size: Any,
 
 def _predict_regions(model: str, src: Path, out: Path, cfg: Any, *, voxel_size: Any, region_yx: int | None,
                      scheduler: str | None, workers: int | None, overwrite: bool,
-                     cells: Path | None = None) -> None:  # fmt: skip
+                     cells: Path | None = None, cells_voxel_size: Any = None) -> None:  # fmt: skip
     """One large volume by regions, serially or on a Dask cluster (the same result as a whole-volume run)."""
     from subcell.errors import InputFileError, ValueRangeError
     from subcell.io import output_format, read
@@ -179,7 +204,7 @@ def _predict_regions(model: str, src: Path, out: Path, cfg: Any, *, voxel_size: 
         raise InputFileError("prediction by regions streams to OME-Zarr; use a .ome.zarr output", path=out)
     check_output(out, overwrite=overwrite)
     image = read(src, voxel_size=voxel_size)
-    cell_labels = read(cells, voxel_size=voxel_size) if cells is not None else None
+    cell_labels = _read_cells(cells, cells_voxel_size, voxel_size) if cells is not None else None
     with cluster_executor(scheduler, workers=workers, what="regions") as (executor, where):
         predict_regions_to_zarr(model, image, out, cfg, region_yx=region_yx, executor=executor, overwrite=overwrite,
                                 cells=cell_labels)  # fmt: skip
@@ -259,6 +284,7 @@ def predict(
             "each row's column mask_cell (or labels).",
         ),
     ] = None,
+    cells_voxel_size: CellsVoxelSizeOpt = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace existing outputs.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", help="No progress bar.")] = False,
 ) -> None:
@@ -274,7 +300,8 @@ def predict(
     })  # fmt: skip
     if region_yx is not None or scheduler is not None:
         _predict_regions(model, input, output, cfg, voxel_size=voxel_size, region_yx=region_yx,
-                         scheduler=scheduler, workers=workers, overwrite=overwrite, cells=cells)  # fmt: skip
+                         scheduler=scheduler, workers=workers, overwrite=overwrite, cells=cells,
+                         cells_voxel_size=cells_voxel_size)  # fmt: skip
         return
     from subcell.labelfree.cache import MODEL_CACHE
 
@@ -297,9 +324,10 @@ def predict(
                 name = r.id or r.source.name.split(".")[0]
                 _predict_one(lf, r.source, output / f"{name}_prediction.ome.zarr", cfg,
                              voxel_size=r.voxel_size or voxel_size, overwrite=overwrite, quiet=quiet,
-                             cells=row_cell)  # fmt: skip
+                             cells=row_cell, cells_voxel_size=cells_voxel_size)  # fmt: skip
         else:
-            _predict_one(lf, input, output, cfg, voxel_size=voxel_size, overwrite=overwrite, quiet=quiet, cells=cells)
+            _predict_one(lf, input, output, cfg, voxel_size=voxel_size, overwrite=overwrite, quiet=quiet, cells=cells,
+                         cells_voxel_size=cells_voxel_size)  # fmt: skip
 
 
 @labelfree_app.command("nuclei")
@@ -327,6 +355,7 @@ def nuclei(
         tuple[float, float, float] | None,
         typer.Option("--voxel-size", metavar="Z Y X", help="µm of both files, if they lack it"),
     ] = None,
+    cells_voxel_size: CellsVoxelSizeOpt = None,
     memory_limit: Annotated[
         float,
         typer.Option(
@@ -355,7 +384,7 @@ def nuclei(
     check_output(output, overwrite=overwrite)
     lf = MODEL_CACHE.load(model, resolve_device(device))
     image = read(input, voxel_size=voxel_size)
-    cell_labels = read(cells, voxel_size=voxel_size)
+    cell_labels = _read_cells(cells, cells_voxel_size, voxel_size)
     typer.echo(f"predicting {cfg.channel} in {input.name} with {model}")
     with _warnings_to_stderr():
         if quiet:
@@ -433,6 +462,7 @@ def evaluate(
     voxel_size: Annotated[
         Optional[tuple[float, float, float]], typer.Option("--voxel-size", metavar="Z Y X", help="µm for the target")  # noqa: UP045
     ] = None,
+    cells_voxel_size: CellsVoxelSizeOpt = None,
     out: Annotated[Optional[Path], typer.Option("--out", help="Metrics table (.csv / .parquet).")] = None,  # noqa: UP045
     figure: Annotated[Optional[Path], typer.Option("--figure", help="Figure (.png).")] = None,  # noqa: UP045
 ) -> None:
@@ -451,7 +481,7 @@ def evaluate(
         tgt,
         channels=[p[0] for p in pairs] or None,
         target_channels=[p[1] for p in pairs] or None,
-        cells=read(cells, voxel_size=voxel_size) if cells else None,
+        cells=_read_cells(cells, cells_voxel_size, voxel_size) if cells else None,
         noise_control=read(noise_control, voxel_size=voxel_size) if noise_control else None,
         second_acquisition=read(second_acquisition, voxel_size=voxel_size) if second_acquisition else None,
         mask_target=mask_target,

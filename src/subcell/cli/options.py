@@ -12,6 +12,7 @@ import typer
 __all__ = [
     "AuthorOpt",
     "AxesOpt",
+    "CellsVoxelSizeOpt",
     "ConfigOpt",
     "ForceOpt",
     "LicenseOpt",
@@ -30,6 +31,12 @@ VoxelSizeOpt = Annotated[
     Optional[tuple[float, float, float]],  # noqa: UP045 - typer needs Optional here
     typer.Option("--voxel-size", metavar="Z Y X", help="Voxel size in µm, for files without (trustworthy) metadata."),
 ]
+CellsVoxelSizeOpt = Annotated[
+    Optional[tuple[float, float, float]],  # noqa: UP045
+    typer.Option("--cells-voxel-size", metavar="Z Y X",
+                 help="Voxel size in µm of the cell labels, when their file states none and their grid is not the "
+                      "image's (default: --voxel-size)."),
+]  # fmt: skip
 AxesOpt = Annotated[
     Optional[str],  # noqa: UP045
     typer.Option("--axes", help="Axes of a plain TIFF whose axes the file does not state, e.g. TZYX."),
