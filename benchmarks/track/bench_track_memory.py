@@ -19,6 +19,7 @@ import filecmp
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -29,20 +30,34 @@ from bench_speed import REPO, run_cli, worktree  # noqa: E402
 
 
 def make_movie(work: Path, repeat: int) -> Path:
-    from subcell.io import OmeZarrWriter, read_labels
+    from subcell.io import read_labels
+
+    return synth_movie(work, repeat, name="movie", pick=lambda base: read_labels(base, "nucleus"), channel="nucleus",
+                       is_label=True)  # fmt: skip
+
+
+def synth_movie(work: Path, repeat: int, *, name: str, pick: Any, channel: str, is_label: bool = False) -> Path:
+    """``pick(store)`` of ``subcell synth`` with 12 frames of 16×320×320 (written once in ``work``), repeated
+    ``repeat`` times along T into ``work/<name>_x<repeat>.ome.zarr``."""
     from subcell.synth import synth_field, write_field
 
-    out = work / f"movie_x{repeat}.ome.zarr"
+    out = work / f"{name}_x{repeat}.ome.zarr"
     if out.exists():
         return out
     base = work / "movie12.ome.zarr"
     if not base.exists():
         write_field(synth_field(shape=(16, 320, 320), seed=2, **{"time.frames": 12}), base)
-    lab = read_labels(base, "nucleus")
-    a = lab.numpy()
-    with OmeZarrWriter(out, shape=(a.shape[0] * repeat, *a.shape[1:]), dtype=a.dtype, is_label=True,
-                       voxel_size=lab.voxel_size.as_tuple(), channel_names=["nucleus"],
-                       time_interval=lab.time_interval) as w:  # fmt: skip
+    return repeated(pick(base), out, repeat, channel=channel, is_label=is_label)
+
+
+def repeated(img: Any, out: Path, repeat: int, *, channel: str, is_label: bool = False) -> Path:
+    """An image's frames written ``repeat`` times along T into one OME-Zarr (a longer movie of the same content)."""
+    from subcell.io import OmeZarrWriter
+
+    a = img.numpy()
+    with OmeZarrWriter(out, shape=(a.shape[0] * repeat, *a.shape[1:]), dtype=a.dtype, is_label=is_label,
+                       voxel_size=img.voxel_size.as_tuple(), channel_names=[channel],
+                       time_interval=img.time_interval) as w:  # fmt: skip
         for k in range(repeat):
             w.write_region((slice(k * a.shape[0], (k + 1) * a.shape[0]),), a)
     return out

@@ -210,3 +210,41 @@ def test_split_touching_uses_a_dim_band_of_the_stain_but_not_texture(tmp_path: P
     )
     out = run_workflow(load_workflow(path), {"dna": stain * mask}, voxel_size=vs)
     assert len(np.unique(out)) - 1 == 2
+
+
+def test_a_time_lapse_is_segmented_into_ome_zarr_a_frame_at_a_time(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """`segment_to_zarr` (what `subcell segment` does for OME-Zarr): the store `io.write(segment_image(...))` writes,
+    each frame written before the next is segmented (the labels are never held whole), and nothing left on error."""
+    from subcell import io
+    from subcell.io import OmeZarrWriter
+    from subcell.segment import run as run_module
+    from subcell.segment import segment_to_zarr
+
+    lapse = synth_field(shape=(8, 96, 96), seed=4, **{"time.frames": 4}).image
+    wf = load_workflow("nucleus")
+    whole = segment_image(lapse, wf)
+    io.write(whole, tmp_path / "whole.ome.zarr", is_label=True)
+    events: list[str] = []
+    original_run, original_write = run_module.run_workflow, OmeZarrWriter.write_region
+
+    def run(*a, **k):  # type: ignore[no-untyped-def]
+        events.append("segment")
+        return original_run(*a, **k)
+
+    def write(self, region, data):  # type: ignore[no-untyped-def]
+        events.append(f"write {tuple(data.shape)}")
+        return original_write(self, region, data)
+
+    monkeypatch.setattr(run_module, "run_workflow", run)
+    monkeypatch.setattr(OmeZarrWriter, "write_region", write)
+    seen: list[int] = []
+    segment_to_zarr(lapse, wf, tmp_path / "frames.ome.zarr", on_frame=lambda t, lab: seen.append(t))
+    frame = f"write {(1, 1, *lapse.shape[2:])}"
+    assert events[: 2 * 4] == ["segment", frame] * 4 and seen == [0, 1, 2, 3]  # then the pyramid at close
+    a, b = io.read(tmp_path / "frames.ome.zarr"), io.read(tmp_path / "whole.ome.zarr")
+    assert np.array_equal(a.numpy(), b.numpy()) and a.dtype == b.dtype and a.numpy().max() > 0
+    assert a.provenance.history[-1] == b.provenance.history[-1]  # the segment step, border ids of every frame
+    flat = lapse.with_data(np.zeros(lapse.shape, np.float32), step="zeros")
+    with pytest.raises(ValueRangeError, match="no contrast"):
+        segment_to_zarr(flat, wf, tmp_path / "bad.ome.zarr")
+    assert not (tmp_path / "bad.ome.zarr").exists() and not list(tmp_path.glob(".bad.ome.zarr*"))

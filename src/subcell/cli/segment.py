@@ -75,7 +75,7 @@ def segment(
     from subcell.io import write
     from subcell.io._atomic import check_output
     from subcell.io.writer import output_format
-    from subcell.segment import load_workflow, segment_image
+    from subcell.segment import border_ids, load_workflow, segment_image, segment_to_zarr
 
     output_format(output)
     check_output(output, overwrite=overwrite)
@@ -108,16 +108,26 @@ def segment(
         typer.echo(f"wrote {output} block by block ({block_yx} px blocks{where}, {wf.name}; "
                    "same result as a whole-field run)")  # fmt: skip
         return
-    labels = segment_image(image, wf, channels=chans)
-    write(labels, output, overwrite=overwrite, is_label=wf.kind == "instance")
-    data = labels.numpy()
-    if wf.kind == "instance":  # objects per frame (ids are not the count: they need not be consecutive)
-        counts = [int(np.unique(frame[frame > 0]).size) for frame in data[:, 0]]
+    counts: list[int] = []  # objects per frame (ids are not the count: they need not be consecutive), or voxels
+    border: list[int] = []  # objects of the first frame touching its border
+
+    def count(t: int, frame: np.ndarray) -> None:
+        counts.append(int(np.unique(frame[frame > 0]).size) if wf.kind == "instance" else int(frame.sum()))
+        if t == 0 and wf.kind == "instance":
+            border.extend(border_ids(frame))
+
+    if output_format(output) == "ome-zarr":  # written a frame at a time: a time-lapse's labels are never held whole
+        segment_to_zarr(image, wf, output, channels=chans, overwrite=overwrite, on_frame=count)
+    else:
+        labels = segment_image(image, wf, channels=chans)
+        write(labels, output, overwrite=overwrite, is_label=wf.kind == "instance")
+        for t, frame in enumerate(labels.numpy()[:, 0]):
+            count(t, frame)
+    if wf.kind == "instance":
         what = f"{counts[0]} objects" if len(counts) == 1 else f"{sum(counts)} objects in {len(counts)} frames"
     else:
-        what = f"{int(data.sum())} foreground voxels"
-    border = labels.provenance.parameters.get("border_ids")
-    extra = f", {len(border[0])} touching the border" if border else ""
+        what = f"{sum(counts)} foreground voxels"
+    extra = f", {len(border)} touching the border" if wf.kind == "instance" else ""
     typer.echo(f"wrote {output}: {what}{extra} ({wf.name})")
 
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -11,7 +13,7 @@ from subcell.image import Image, materialize
 from subcell.segment.measure import border_ids
 from subcell.segment.workflow import Workflow, run_workflow
 
-__all__ = ["resolve_channels", "segment_image"]
+__all__ = ["resolve_channels", "segment_image", "segment_to_zarr"]
 
 
 def resolve_channels(
@@ -42,11 +44,8 @@ def resolve_channels(
     return chosen
 
 
-def segment_image(image: Image, workflow: Workflow, *, channels: Mapping[str, str | int] | None = None) -> Image:
-    """Labels (instance workflows, int32) or masks (uint8) for every timepoint, as a one-channel Image."""
-    chosen = resolve_channels(image, workflow, channels)
-    out = np.zeros((image.shape[0], 1, *image.shape[2:]), np.int32 if workflow.kind == "instance" else np.uint8)
-    borders: list[list[int]] = []
+def _frames(image: Image, workflow: Workflow, chosen: Mapping[str, int]) -> Iterator[np.ndarray]:
+    """The workflow's result for each timepoint, in order (its inputs read one timepoint at a time)."""
     for t in range(image.shape[0]):
         inputs = {}
         for name, c in chosen.items():
@@ -60,14 +59,68 @@ def segment_image(image: Image, workflow: Workflow, *, channels: Mapping[str, st
                     field="image",
                 )
             inputs[name] = arr
-        res = run_workflow(workflow, inputs, voxel_size=image.voxel_size)
-        out[t, 0] = res
-        if workflow.kind == "instance":
-            borders.append(sorted(border_ids(res)))
-    params: dict[str, object] = {
+        yield run_workflow(workflow, inputs, voxel_size=image.voxel_size)
+
+
+def _dtype(workflow: Workflow) -> type[np.integer[Any]]:
+    return np.int32 if workflow.kind == "instance" else np.uint8
+
+
+def _parameters(
+    image: Image, workflow: Workflow, chosen: Mapping[str, int], borders: list[list[int]]
+) -> dict[str, Any]:
+    params: dict[str, Any] = {
         "workflow": workflow.to_dict(),
         "channels": {k: image.channel_names[v] for k, v in chosen.items()},
     }
     if workflow.kind == "instance":
         params["border_ids"] = borders
-    return image.with_data(out, step=f"segment:{workflow.name}", parameters=params, channel_names=[workflow.name])
+    return params
+
+
+def segment_image(image: Image, workflow: Workflow, *, channels: Mapping[str, str | int] | None = None) -> Image:
+    """Labels (instance workflows, int32) or masks (uint8) for every timepoint, as a one-channel Image."""
+    chosen = resolve_channels(image, workflow, channels)
+    out = np.zeros((image.shape[0], 1, *image.shape[2:]), _dtype(workflow))
+    borders: list[list[int]] = []
+    for t, res in enumerate(_frames(image, workflow, chosen)):
+        out[t, 0] = res
+        if workflow.kind == "instance":
+            borders.append(sorted(border_ids(res)))
+    return image.with_data(out, step=f"segment:{workflow.name}", parameters=_parameters(image, workflow, chosen, borders),
+                           channel_names=[workflow.name])  # fmt: skip
+
+
+def segment_to_zarr(
+    image: Image,
+    workflow: Workflow,
+    path: str | Path,
+    *,
+    channels: Mapping[str, str | int] | None = None,
+    overwrite: bool = False,
+    on_frame: Callable[[int, np.ndarray], None] | None = None,
+) -> Path:
+    """:func:`segment_image` written to OME-Zarr a timepoint at a time, as each is segmented: the same store as
+    ``io.write(segment_image(...))``, without the time-lapse's labels ever held whole (one frame's are).
+    ``on_frame(t, labels)`` sees each frame's result before the next is made."""
+    from subcell.io import OmeZarrWriter
+
+    chosen = resolve_channels(image, workflow, channels)
+    writer = OmeZarrWriter(path, shape=(image.shape[0], 1, *image.shape[2:]), dtype=_dtype(workflow),
+                           voxel_size=image.voxel_size, channel_names=[workflow.name], time_interval=image.time_interval,
+                           overwrite=overwrite, is_label=workflow.kind == "instance")  # fmt: skip
+    try:
+        borders: list[list[int]] = []
+        for t, res in enumerate(_frames(image, workflow, chosen)):
+            writer.write_region((slice(t, t + 1),), res.astype(writer.dtype, copy=False)[None, None])
+            if workflow.kind == "instance":
+                borders.append(sorted(border_ids(res)))
+            if on_frame is not None:
+                on_frame(t, res)
+        # the provenance names every frame's border objects: known once all are segmented, written at close
+        writer.provenance = image.provenance.then(f"segment:{workflow.name}", _parameters(image, workflow, chosen,
+                                                                                          borders))  # fmt: skip
+    except BaseException:
+        writer.abort()
+        raise
+    return writer.close()
