@@ -19,8 +19,10 @@ def test_sizes_from_headers_match_the_arrays(tmp_path: Path) -> None:
         out = tmp_path / f"v{version}.ome.zarr"
         write(img, out, ngff_version=version)
         assert array_nbytes(out) == data.nbytes
+        assert array_nbytes(out, per_frame=True) == data[0].nbytes  # one of the T = 2 timepoints
     tifffile.imwrite(tmp_path / "plain.tif", np.zeros((7, 16, 16), np.float32))
     assert array_nbytes(tmp_path / "plain.tif") == 7 * 16 * 16 * 4
+    assert array_nbytes(tmp_path / "plain.tif", per_frame=True) == 7 * 16 * 16 * 4  # axes unknown: counted whole
     (tmp_path / "broken.tif").write_bytes(b"II*\x00garbage")
     assert array_nbytes(tmp_path / "broken.tif") == 0  # unknown: the reader reports it when the item runs
     assert array_nbytes(tmp_path / "absent.ome.zarr") == 0

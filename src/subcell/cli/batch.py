@@ -206,7 +206,7 @@ def build_items(
         out = outdir / f"{name}{ext}"
         sized = spec.sized_by(row) if spec.sized_by else row.source
         if sized not in nbytes_cache:
-            nbytes_cache[sized] = array_nbytes(sized)
+            nbytes_cache[sized] = array_nbytes(sized, per_frame=spec.per_frame)
         memory = 0
         if nbytes_cache[sized]:  # unknown size (an unreadable header): no estimate, no resource asked
             memory = WORKER_BASE + int(spec.memory_factor * nbytes_cache[sized]) + extra_memory

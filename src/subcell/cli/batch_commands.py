@@ -34,6 +34,8 @@ class Spec:
     output_option: str | None = None  # the output is this option's value (not the argument after the inputs)
     one_file_options: tuple[str, ...] = ()  # options naming one extra output file: every item would write it
     row_options: tuple[tuple[str, str], ...] = ()  # (option, column): each row gives its own (one for all refused)
+    # the command holds one timepoint of an OME-Zarr input at a time: its estimate scales one frame's bytes
+    per_frame: bool = False
     # the row's arguments when the model the options name takes the cell outlines as a second input (--cells)
     cells_args: Callable[[Any, Path], tuple[list[str], list[str], list[Path]]] | None = None
 
@@ -166,8 +168,13 @@ _TRACK_TABLES = (Gathered("tracks", "tracks.parquet"), Gathered("lineage", "line
 
 COMMANDS: dict[str, Spec] = {
     "convert": Spec(("convert",), ".ome.zarr", 1.0, _convert),  # streams chunk by chunk
-    "segment": Spec(("segment",), ".ome.zarr", 4.0, _segment),  # 1.9 (nucleus) … 6.2 (mitochondria) whole-field
-    "measure": Spec(("measure",), ".parquet", 4.0, _measure, gathered=(Gathered("measurements", voxel_size=True),)),
+    # 1.9 (nucleus) … 6.2 (mitochondria) a whole field; a time-lapse is segmented and written a frame at a time (to
+    # OME-Zarr, the default output; an OME-TIFF output holds every frame's labels and is under-estimated)
+    "segment": Spec(("segment",), ".ome.zarr", 4.0, _segment, per_frame=True),
+    # a frame of labels, intensity and structures at a time (benchmarks/segment/timelapse_results.md)
+    "measure": Spec(
+        ("measure",), ".parquet", 4.0, _measure, gathered=(Gathered("measurements", voxel_size=True),), per_frame=True
+    ),
     # + --memory-limit; a model conditioned on the cell outlines gets each row's cells, whose depth a frame of it
     # holds up to predict_input.DEPTH_HELD_BYTES (added), beyond it in a scratch array
     "labelfree-predict": Spec(
@@ -179,12 +186,12 @@ COMMANDS: dict[str, Spec] = {
     "cells-extract": Spec(("cells", "extract"), ".zarr", 4.0, _extract),
     "synth": Spec(("synth",), ".ome.zarr", 0.0, lambda row, base: ([], [], [])),
     # a folder (labels.ome.zarr, tables, ctc/); the estimate scales the labels' size: an OME-Zarr is tracked frame
-    # by frame (0.4 measured, benchmarks/track), a TIFF or CTC folder is read whole (4.5): the larger is kept
-    "track": Spec(("track",), ".tracks", 5.0, _track, gathered=_TRACK_TABLES, sized_by=_track_labels),
+    # by frame (one frame's bytes), a TIFF is read whole (4.5 measured, benchmarks/track): the larger factor is kept
+    "track": Spec(("track",), ".tracks", 5.0, _track, gathered=_TRACK_TABLES, sized_by=_track_labels, per_frame=True),
     # the per-threshold table (tp, fp, fn, precision, recall, F1, AP) of each item; both label images are read a
-    # block of chunks (4 M voxels) at a time: 397-425 MB peak for 64x1024x1024 int32 labels, 417 MB for 64x2048x2048
-    # (benchmarks/metrics/matching_results.md), the interpreter and one block's ~160 MB of temporaries; 0.6 of the
-    # smaller input's 268 MB covers those temporaries, a larger input is over-estimated
+    # block of chunks (4 M voxels) at a time, a time-lapse frame by frame: 397-425 MB peak for 64x1024x1024 int32
+    # labels, 417 MB for 64x2048x2048 (benchmarks/metrics/matching_results.md), the interpreter and one block's
+    # ~160 MB of temporaries; 0.6 of the smaller frame's 268 MB covers those, a larger frame is over-estimated
     "evaluate-seg": Spec(
         ("evaluate-seg",),
         ".parquet",
@@ -193,6 +200,7 @@ COMMANDS: dict[str, Spec] = {
         gathered=(Gathered("scores"),),
         output_option="--out",
         one_file_options=("objects",),
+        per_frame=True,
     ),
     # one metrics row per structure; frames read one at a time, kept up to 512 MB, else slab by slab (1.3 GB peak for
     # 64x1536x1536 with cells, benchmarks/labelfree/bench_evaluate_memory.py): the estimate scales the prediction's

@@ -76,8 +76,11 @@ def _disk_size(p: Path) -> int:
     return p.stat().st_size
 
 
-def array_nbytes(path: str | Path) -> int:
+def array_nbytes(path: str | Path, *, per_frame: bool = False) -> int:
     """Uncompressed bytes of an image's full-resolution array, from its header only (0 when unknown).
+
+    ``per_frame``: of one timepoint, for an OME-Zarr (whose first axis is T; a command that holds a frame at a time
+    is estimated by it); a TIFF's axes are not known from its shape, so it counts whole.
 
     Cheap enough to call for every row of a large manifest (one small JSON or TIFF header per file): OME-Zarr
     reads the first multiscale level's array metadata, TIFF the first series' shape; anything else counts its
@@ -102,7 +105,8 @@ def array_nbytes(path: str | Path) -> int:
             else:
                 a = json.loads((arr / ".zarray").read_text())
                 dtype = np.dtype(a["dtype"])
-            return int(np.prod(a["shape"])) * dtype.itemsize
+            frames = int(a["shape"][0]) if per_frame and len(a["shape"]) == 5 else 1
+            return int(np.prod(a["shape"])) * dtype.itemsize // max(frames, 1)
         if p.suffix.lower() in (".tif", ".tiff"):
             import tifffile
 
