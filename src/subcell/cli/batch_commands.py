@@ -183,7 +183,8 @@ COMMANDS: dict[str, Spec] = {
     # as labelfree-predict: the cells become labels slab by slab and the nuclei are written cell by cell, both into
     # scratch stores; the prediction's tiles, then the cell cache, within --memory-limit (added)
     "labelfree-nuclei": Spec(("labelfree", "nuclei"), ".ome.zarr", 2.0, _nuclei),
-    "cells-extract": Spec(("cells", "extract"), ".zarr", 4.0, _extract),
+    # one timepoint of the image (whole up to 1 GB, else region by region) and of the labels at a time
+    "cells-extract": Spec(("cells", "extract"), ".zarr", 4.0, _extract, per_frame=True),
     "synth": Spec(("synth",), ".ome.zarr", 0.0, lambda row, base: ([], [], [])),
     # a folder (labels.ome.zarr, tables, ctc/); the estimate scales the labels' size: an OME-Zarr is tracked frame
     # by frame (one frame's bytes), a TIFF is read whole (4.5 measured, benchmarks/track): the larger factor is kept
