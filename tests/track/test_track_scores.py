@@ -147,3 +147,17 @@ def test_labels_and_ctc_masks_are_written_from_one_read_of_each_frame(tmp_path: 
                      tmp_path / "apart.ome.zarr", is_label=True)  # fmt: skip
     one = io.read(tmp_path / "one" / "labels.ome.zarr")
     assert np.array_equal(one.numpy(), io.read(apart).numpy()) and one.dtype == tracks.labels.dtype
+
+
+def test_too_many_ctc_segments_are_refused_before_any_frame_is_read(tmp_path: Path) -> None:
+    import pandas as pd
+
+    from subcell.errors import ValueRangeError
+    from subcell.track import Tracks, write_frames
+    from tests.conftest import StoredArray
+
+    labels = StoredArray(np.zeros((2, 1, 8, 8), np.uint32), (1, 1, 8, 8))
+    table = pd.DataFrame({"track_id": [70000, 70000], "t": [0, 1], "parent_track": [0, 0]})
+    with pytest.raises(ValueRangeError, match="16-bit: 70000 track segments"):
+        write_frames(tmp_path / "out", Tracks(labels=labels, table=table, lineage=None), image={"voxel_size": (1, 1, 1)})
+    assert labels.reads == [] and not (tmp_path / "out" / "labels.ome.zarr").exists()

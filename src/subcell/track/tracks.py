@@ -176,6 +176,9 @@ def write_frames(folder: Path, tracks: Tracks, *, image: dict[str, Any]) -> None
     from subcell.io.ctc import ctc_frame_files, ctc_track_file
 
     segments, rows = ctc_segment_table(tracks.table)
+    top = int(rows["L"].max()) if len(rows) else 0
+    if top > np.iinfo(np.uint16).max:  # known from the table: refused before any frame is read
+        raise ValueRangeError(f"CTC masks are 16-bit: {top} track segments do not fit", field="masks")
     by_frame = {int(t): part.assign(t=0) for t, part in segments.groupby("t")}
     n = tracks.labels.shape[0]
     ctc = folder / "ctc"
