@@ -159,5 +159,7 @@ def test_too_many_ctc_segments_are_refused_before_any_frame_is_read(tmp_path: Pa
     labels = StoredArray(np.zeros((2, 1, 8, 8), np.uint32), (1, 1, 8, 8))
     table = pd.DataFrame({"track_id": [70000, 70000], "t": [0, 1], "parent_track": [0, 0]})
     with pytest.raises(ValueRangeError, match="16-bit: 70000 track segments"):
-        write_frames(tmp_path / "out", Tracks(labels=labels, table=table, lineage=None), image={"voxel_size": (1, 1, 1)})
+        write_frames(
+            tmp_path / "out", Tracks(labels=labels, table=table, lineage=None), image={"voxel_size": (1, 1, 1)}
+        )
     assert labels.reads == [] and not (tmp_path / "out" / "labels.ome.zarr").exists()
