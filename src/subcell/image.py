@@ -24,6 +24,7 @@ __all__ = [
     "Image",
     "Provenance",
     "VoxelSize",
+    "as_array",
     "dask_scheduler",
     "expand_to_tczyx",
     "is_lazy",
@@ -53,6 +54,12 @@ def dask_scheduler() -> Any:
 def is_lazy(data: Any) -> bool:
     """True for a lazy (Dask) array: computed when read, block by block."""
     return hasattr(data, "map_blocks")
+
+
+def as_array(data: Any) -> Any:
+    """``data`` as it is when it is an array (NumPy, Dask, Zarr: code that reads it in parts takes only the parts it
+    needs), anything else (a list) as NumPy."""
+    return data if hasattr(data, "shape") and hasattr(data, "dtype") else np.asarray(data)
 
 
 def materialize(data: Any) -> np.ndarray:

@@ -20,7 +20,7 @@ from scipy import ndimage as ndi
 from subcell.cells.align import Alignment, fit_alignment
 from subcell.cells.config import ExtractConfig
 from subcell.errors import ValueRangeError
-from subcell.image import Image, materialize
+from subcell.image import Image, as_array, materialize
 from subcell.metrics.shape import border_ids, shape_features
 
 __all__ = ["MASK_CHANNELS", "CellCrop", "extract_cells", "extract_to_store", "match_nuclei"]
@@ -237,13 +237,11 @@ def extract_to_store(
                          attrs=attrs) as writer:  # fmt: skip
         for image, cells, nuclei, meta in fields:
             # stored labels (Dask, Zarr) stay where they are: one timepoint of each is read at a time
-            cells_t, nuclei_t = (
-                a if hasattr(a, "shape") and hasattr(a, "ndim") else np.asarray(a) for a in (cells, nuclei)
-            )
-            frames = cells_t.shape[0] if cells_t.ndim == 4 else 1
+            cells_t, nuclei_t = as_array(cells), as_array(nuclei)
+            frames = cells_t.shape[0] if len(cells_t.shape) == 4 else 1
             for t in range(frames):
-                c = materialize(cells_t[t] if cells_t.ndim == 4 else cells_t)
-                n = materialize(nuclei_t[t] if nuclei_t.ndim == 4 else nuclei_t)
+                c = materialize(cells_t[t] if len(cells_t.shape) == 4 else cells_t)
+                n = materialize(nuclei_t[t] if len(nuclei_t.shape) == 4 else nuclei_t)
                 for item in extract_cells(image, c, n, cfg, timepoint=t, metadata=meta):
                     writer.append(item.crop, item.row)
                     if progress is not None:

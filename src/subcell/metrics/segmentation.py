@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from subcell.errors import ValueRangeError
-from subcell.image import materialize
+from subcell.image import as_array, materialize
 from subcell.metrics import pieces
 
 __all__ = [
@@ -41,12 +41,6 @@ def _check_shapes(a: Any, b: Any) -> None:
     if tuple(a.shape) != tuple(b.shape):
         raise ValueRangeError(f"prediction shape {tuple(a.shape)} does not match ground truth shape "
                               f"{tuple(b.shape)}", field="shape")  # fmt: skip
-
-
-def _array(a: Any) -> Any:
-    """``a`` as it is when it is an array (NumPy, Dask, Zarr: read a piece at a time by :func:`_pieces`), else as
-    NumPy (a list)."""
-    return a if hasattr(a, "shape") and hasattr(a, "dtype") else np.asarray(a)
 
 
 def _pieces(pred: Any, truth: Any) -> Iterator[tuple[np.ndarray, np.ndarray]]:
@@ -75,7 +69,7 @@ def _pieces(pred: Any, truth: Any) -> Iterator[tuple[np.ndarray, np.ndarray]]:
 def _mask_counts(pred: np.ndarray, truth: np.ndarray) -> tuple[int, int, int, int]:
     """Foreground voxels of the prediction, of the truth, of both, of either."""
     n = np.zeros(4, np.int64)
-    for p, t in _pieces(_array(pred), _array(truth)):
+    for p, t in _pieces(as_array(pred), as_array(truth)):
         pm, tm = p != 0, t != 0
         n += (np.count_nonzero(pm), np.count_nonzero(tm), np.count_nonzero(pm & tm), np.count_nonzero(pm | tm))
     return int(n[0]), int(n[1]), int(n[2]), int(n[3])
@@ -138,7 +132,7 @@ def overlaps(pred: Any, truth: Any) -> Overlaps:
     """:class:`Overlaps` of two label images (NumPy, Dask or Zarr; lazy ones read a block at a time).
 
     Counted piece by piece (:func:`_pieces`): sizes and pair overlaps of each piece, summed over the pieces."""
-    pred, truth = _array(pred), _array(truth)
+    pred, truth = as_array(pred), as_array(truth)
     sizes: dict[str, tuple[list[np.ndarray], list[np.ndarray]]] = {"t": ([], []), "p": ([], [])}
     pair_t, pair_p, pair_n = [], [], []
     for p, t in _pieces(pred, truth):
@@ -280,7 +274,7 @@ def match_instances(
     >>> m.tp[0], m.fp[0], m.fn[0], round(m.f1(0.5), 3)
     (1, 0, 1, 0.667)
     """
-    pred, truth = _array(pred), _array(truth)
+    pred, truth = as_array(pred), as_array(truth)
     _check_shapes(pred, truth)
     for name, a in (("prediction", pred), ("ground truth", truth)):
         if not np.issubdtype(a.dtype, np.integer):
@@ -327,7 +321,7 @@ def evaluate_frames(
     """
     import pandas as pd
 
-    p, t = _array(pred), _array(truth)
+    p, t = as_array(pred), as_array(truth)
     _check_shapes(p, t)
     if len(p.shape) != 4:
         raise ValueRangeError(f"expected (T, Z, Y, X) label arrays, got {len(p.shape)} dimensions", field="shape")

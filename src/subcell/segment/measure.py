@@ -9,7 +9,7 @@ import numpy as np
 from scipy import ndimage as ndi
 
 from subcell.errors import ValueRangeError
-from subcell.image import VoxelSize, materialize
+from subcell.image import VoxelSize, as_array, materialize
 from subcell.metrics.shape import border_ids, principal_axes, sphericity, surface_area
 
 __all__ = ["border_ids", "measure_frames", "measure_objects", "structures_per_cell"]
@@ -182,7 +182,7 @@ def measure_frames(
     """
     import pandas as pd
 
-    lab = labels if hasattr(labels, "shape") and hasattr(labels, "dtype") else np.asarray(labels)
+    lab = as_array(labels)
     if len(lab.shape) != 4:
         raise ValueRangeError(f"expected (T, Z, Y, X) labels, got {len(lab.shape)} dimensions", field="labels")
     for what, group in (("intensity", intensity or {}), ("structure", structures or {})):
