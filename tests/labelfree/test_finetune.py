@@ -186,7 +186,7 @@ def test_shipped_model_lookup_checks_names_and_checksums(
     (tmp_path / "c" / "model.json").write_text(json.dumps({**meta, "input_channels": ["bf", "cell_depth"]}))
     assert pretrained.takes_cells(tmp_path / "c") is True
     (tmp_path / "c" / "model.json").write_text(json.dumps({**meta, "input_channels": "bf"}))
-    with pytest.raises(InputFileError, match="input_channels must be a list"):
+    with pytest.raises(InputFileError, match="input_channels 'bf': expected one image channel"):
         pretrained.takes_cells(tmp_path / "c")
     weights = tmp_path / "m" / "weights.safetensors"
     weights.write_bytes(weights.read_bytes()[:-8] + b"\0" * 8)  # a damaged install

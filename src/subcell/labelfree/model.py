@@ -15,7 +15,7 @@ from subcell.image import VoxelSize
 from subcell.labelfree.network import NetworkConfig, UNet, build_network
 from subcell.train.artifact import load_artifact, save_artifact
 
-__all__ = ["CELL_DEPTH", "KIND", "PROBABILITY", "LabelFreeModel", "with_std"]
+__all__ = ["CELL_DEPTH", "KIND", "PROBABILITY", "LabelFreeModel", "takes_cell_depth", "with_std"]
 
 # ``normalization["target"]`` of a model trained with a segmentation loss: its network's outputs are logits, and
 # what it predicts is their sigmoid (a probability per voxel)
@@ -32,6 +32,16 @@ def with_std(y: torch.Tensor, n_targets: int) -> torch.Tensor:
     """An uncertainty network's raw output (targets, then log σ² per target) as predictions: the targets, then
     σ = exp(½ log σ²) (log σ² clamped to ±20)."""
     return torch.cat([y[:, :n_targets], torch.exp(0.5 * y[:, n_targets:].clamp(-20.0, 20.0))], dim=1)
+
+
+def takes_cell_depth(input_channels: Any) -> bool:
+    """Whether a model with these ``input_channels`` (its ``model.json``) takes :data:`CELL_DEPTH` as a second
+    input: one image channel, optionally then the cell depth; anything else is a ``ValueError``."""
+    inputs = [str(c) for c in input_channels] if isinstance(input_channels, list) else []
+    if not inputs or inputs[1:] not in ([], [CELL_DEPTH]):
+        raise ValueError(f"input_channels {input_channels!r}: expected one image channel, optionally then "
+                         f"{CELL_DEPTH!r}")  # fmt: skip
+    return inputs[1:] == [CELL_DEPTH]
 
 
 @dataclass
@@ -199,9 +209,7 @@ class LabelFreeModel:
         try:
             net_cfg = NetworkConfig.model_validate(meta["network"])
             targets = [str(t) for t in meta["targets"]]
-            inputs = [str(c) for c in meta["input_channels"]]
-            if inputs[1:] not in ([], [CELL_DEPTH]):
-                raise ValueError(f"input_channels {inputs}: expected one image channel, optionally then {CELL_DEPTH!r}")
+            conditioned = takes_cell_depth(meta["input_channels"])
             model = cls.create(
                 net_cfg,
                 input_channel=str(meta["input_channels"][0]),
@@ -209,7 +217,7 @@ class LabelFreeModel:
                 voxel_size=VoxelSize(*meta["voxel_size_um"]),
                 uncertainty=bool(meta.get("uncertainty", False)),
                 patch_size=tuple(meta.get("patch_size", (32, 64, 64))),  # type: ignore[arg-type]
-                cell_conditioned=inputs[1:] == [CELL_DEPTH],
+                cell_conditioned=conditioned,
             )
         except (KeyError, IndexError, TypeError, ValueError) as exc:
             raise InputFileError(f"model.json is missing or has an invalid entry ({exc})", path=meta_path) from None

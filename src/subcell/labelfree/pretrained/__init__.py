@@ -100,7 +100,7 @@ def takes_cells(spec: str | Path) -> bool:
     (no weights read): what a batch needs to know to give each item its cells before anything is scheduled. A
     bioimage.io package has one image input. An unknown name or a missing folder fails here as in
     :func:`load_model`."""
-    from subcell.labelfree.model import CELL_DEPTH, KIND
+    from subcell.labelfree.model import KIND, takes_cell_depth
     from subcell.train.artifact import load_metadata
 
     kind = _kind(spec)
@@ -110,11 +110,10 @@ def takes_cells(spec: str | Path) -> bool:
         return False
     folder = Path(spec) if kind == "folder" else HERE / _entry(str(spec)).folder
     meta = load_metadata(folder, kind=KIND)
-    inputs = meta.get("input_channels")
-    if not isinstance(inputs, list) or not inputs:
-        raise InputFileError(f"model.json: input_channels must be a list of channel names, got {inputs!r}",
-                             path=folder / "model.json", field="input_channels")  # fmt: skip
-    return [str(c) for c in inputs[1:]] == [CELL_DEPTH]
+    try:  # the rule LabelFreeModel.load reads model.json by
+        return takes_cell_depth(meta.get("input_channels"))
+    except ValueError as exc:
+        raise InputFileError(f"model.json: {exc}", path=folder / "model.json", field="input_channels") from None
 
 
 def load_model(spec: str | Path, *, device: Any = "cpu") -> Any:
