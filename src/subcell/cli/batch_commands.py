@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-__all__ = ["ALIASES", "COMMANDS", "TORCH_BASE", "WORKER_BASE", "Gathered", "Spec", "row_cells"]
+__all__ = ["ALIASES", "COMMANDS", "TORCH_BASE", "WORKER_BASE", "Gathered", "Spec", "row_cells", "row_cells_required"]
 
 
 @dataclass(frozen=True)
@@ -78,7 +78,8 @@ def row_cells(row: Any, base: Path) -> Path | None:
     return row.masks.get("mask_cell") or _meta_path(row, "labels", base)
 
 
-def _row_cells_required(row: Any, base: Path, why: str) -> Path:
+def row_cells_required(row: Any, base: Path, why: str) -> Path:
+    """:func:`row_cells`, which the command cannot do without (``why``): a ``ValueError`` naming the column."""
     cells = row_cells(row, base)
     if cells is None:
         raise ValueError(f"column 'mask_cell' (or 'labels'): expected the path of the field's cell labels ({why})")
@@ -86,7 +87,7 @@ def _row_cells_required(row: Any, base: Path, why: str) -> Path:
 
 
 def _predict_in_cells(row: Any, base: Path) -> tuple[list[str], list[str], list[Path]]:
-    cells = _row_cells_required(row, base, "the model takes the cell outlines as a second input")
+    cells = row_cells_required(row, base, "the model takes the cell outlines as a second input")
     return [str(row.source)], [*_vs(row), "--cells", str(cells)], [row.source, cells]
 
 
@@ -99,7 +100,7 @@ def _target(row: Any, base: Path, expected: str) -> Path:
 
 
 def _nuclei(row: Any, base: Path) -> tuple[list[str], list[str], list[Path]]:
-    cells = _row_cells_required(row, base, "the nuclei are found one per cell")
+    cells = row_cells_required(row, base, "the nuclei are found one per cell")
     return [str(row.source), str(cells)], _vs(row), [row.source, cells]
 
 

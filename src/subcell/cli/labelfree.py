@@ -212,18 +212,22 @@ def _predict_regions(model: str, src: Path, out: Path, cfg: Any, *, voxel_size: 
 
 
 def _manifest_cells(manifest: Any, rows: list[Any]) -> list[Path]:
-    """Each row's cell labels (column ``mask_cell``, or ``labels``) for a model that takes the cell outlines, as
-    ``subcell batch labelfree-predict`` gives them; rows without them are reported together, before any prediction."""
-    from subcell.cli.batch_commands import row_cells
+    """Each row's cell labels (column ``mask_cell``, or ``labels``) for a model that takes the cell outlines, by the
+    rule ``subcell batch labelfree-predict`` gives them; rows without them are reported together, before any
+    prediction."""
+    from subcell.cli.batch_commands import row_cells_required
     from subcell.errors import ManifestError
 
     base = manifest.path.resolve().parent
-    found = [row_cells(r, base) for r in rows]
-    missing = [f"row {r.row}, column 'mask_cell' (or 'labels'): expected the path of the field's cell labels (the "
-               "model takes the cell outlines as a second input)" for r, c in zip(rows, found, strict=True) if c is None]  # fmt: skip
+    found, missing = [], []
+    for r in rows:
+        try:
+            found.append(row_cells_required(r, base, "the model takes the cell outlines as a second input"))
+        except ValueError as e:
+            missing.append(f"row {r.row}, {e}")
     if missing:
         raise ManifestError(manifest.path, missing)
-    return [c for c in found if c is not None]
+    return found
 
 
 @labelfree_app.command("predict")
