@@ -52,7 +52,7 @@ def tracking_graph(tracks: Tracks, *, name: str = "tracks") -> Any:
 
     graph = track_digraph(tracks.table, lambda r: {"t": int(r.t), "segmentation_id": int(r.track_id),
                                                    "z": float(r.z_um), "y": float(r.y_um), "x": float(r.x_um)})  # fmt: skip
-    seg = tracks.labels
+    seg = frames_of(tracks.labels)  # traccuracy indexes seg[t]: a stored movie is read a frame at a time
     if seg.ndim == 4 and seg.shape[1] == 1:
         seg = seg[:, 0]
     return TrackingGraph(graph, segmentation=seg, frame_key="t", label_key="segmentation_id", name=name)
@@ -107,9 +107,6 @@ def evaluate_tracks(pred: Tracks, truth: Tracks, *, frame_tolerance: int = 1) ->
     if pred.labels.shape != truth.labels.shape:
         raise ValueRangeError(f"prediction {pred.labels.shape} and truth {truth.labels.shape} differ in shape "
                               "(T, Z, Y, X)", field="labels")  # fmt: skip
-    # lazy label movies are read a frame at a time by every pass (the matchers, SEG): never held whole
-    pred = Tracks(labels=frames_of(pred.labels), table=pred.table, lineage=pred.lineage)
-    truth = Tracks(labels=frames_of(truth.labels), table=truth.table, lineage=truth.lineage)
     if len(truth.table) == 0:
         raise ValueRangeError("the truth has no objects", field="truth")
     # traccuracy indexes the segmentation from the truth's first frame: give both from there
@@ -170,7 +167,7 @@ def _from_frame(tracks: Tracks, start: int) -> Tracks:
     if start == 0:
         return tracks
     tab = tracks.table[tracks.table["t"] >= start].assign(t=lambda d: d["t"] - start)
-    return Tracks(labels=tracks.labels[start:], table=tab, lineage=tracks.lineage)
+    return Tracks(labels=frames_of(tracks.labels)[start:], table=tab, lineage=tracks.lineage)  # not read here
 
 
 def _per_track(matched: Any, gt_graph: Any, pr_graph: Any, truth: Tracks) -> list[dict[str, Any]]:

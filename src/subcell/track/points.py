@@ -87,11 +87,9 @@ def evaluate_point_tracks(
     from traccuracy.metrics import CTCMetrics, DivisionMetrics
 
     from subcell.track.evaluate import _quiet_progress, tracking_graph
-    from subcell.track.tracks import frames_of
 
     vs = VoxelSize.of(voxel_size).as_tuple()
     labels = pred.labels if pred.labels.ndim == 4 else pred.labels[:, None]
-    labels = frames_of(labels)  # a lazy movie is read a frame at a time by the matcher
     if len(points) == 0:
         raise ValueRangeError("the point tracks are empty", field="points")
     t_max = int(points["t"].max())
