@@ -326,8 +326,10 @@ def evaluate_frames(
     if len(p.shape) != 4:
         raise ValueRangeError(f"expected (T, Z, Y, X) label arrays, got {len(p.shape)} dimensions", field="shape")
     rows, tp, fp, fn = [], np.zeros(0), np.zeros(0), np.zeros(0)
+    foreground = np.zeros(3, np.int64)
     for i in range(p.shape[0]):
         m = match_instances(p[i], t[i], thresholds=thresholds)
+        foreground += m.foreground
         tp, fp, fn = (
             x + np.asarray(y) if x.size else np.asarray(y, float) for x, y in ((tp, m.tp), (fp, m.fp), (fn, m.fn))
         )
@@ -339,6 +341,6 @@ def evaluate_frames(
     total = InstanceMatch(
         thresholds=tuple(float(x) for x in thresholds), tp=tuple(int(x) for x in tp), fp=tuple(int(x) for x in fp),
         fn=tuple(int(x) for x in fn), n_true=int(sum(r["n_true"] for r in rows)),
-        n_pred=int(sum(r["n_pred"] for r in rows)), pairs=(),
+        n_pred=int(sum(r["n_pred"] for r in rows)), pairs=(), foreground=(int(foreground[0]), int(foreground[1]), int(foreground[2])),
     )  # fmt: skip
     return pd.DataFrame(rows), total.table()
