@@ -144,6 +144,7 @@ def test_labels_and_ctc_masks_are_written_from_one_read_of_each_frame(tmp_path: 
     vs = (0.29, 0.108, 0.108)
     tracks = track_timelapse(da.from_array(stored, chunks=(1, *frame)), voxel_size=vs, time_interval_s=300)
     stored.reads.clear()
+    (tmp_path / "one").mkdir()  # the folder write_bundle makes
     write_frames(tmp_path / "one", tracks, image={"voxel_size": vs, "channel_names": ["tracks"]})
     assert stored.reads == [int(np.prod(frame))] * pred_lab.shape[0]  # each frame read once for both outputs
     masks, rows = ctc_segments(np.asarray(tracks.labels), tracks.table)

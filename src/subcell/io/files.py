@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from subcell.errors import InputFileError
 from subcell.io._atomic import atomic_output
 
-__all__ = ["TABLE_SUFFIXES", "read_napari_tracks", "read_yaml", "write_bundle", "write_table"]
+__all__ = ["TABLE_SUFFIXES", "read_napari_tracks", "read_yaml", "write_bundle", "write_files", "write_table"]
 
 TABLE_SUFFIXES = (".csv", ".parquet")
 
@@ -44,6 +44,14 @@ def write_table(frame: Any, path: str | Path, *, overwrite: bool = False) -> Pat
     return p
 
 
+def write_files(folder: Path, files: Mapping[str, bytes]) -> None:
+    """Raw bytes into a folder being made (sub-folders when a name has a ``/``): the files of :func:`write_bundle`,
+    and of the streams it runs, inside its atomic write."""
+    for name, content in files.items():
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+        (folder / name).write_bytes(content)
+
+
 def write_bundle(
     path: str | Path,
     *,
@@ -69,9 +77,7 @@ def write_bundle(
             write(image, tmp / name)
         for name, image in (labels or {}).items():
             write(image, tmp / name, is_label=True)
-        for name, content in (files or {}).items():
-            (tmp / name).parent.mkdir(parents=True, exist_ok=True)
-            (tmp / name).write_bytes(content)
+        write_files(tmp, files or {})
         for stream in streams:
             stream(tmp)
     return Path(path)

@@ -135,7 +135,8 @@ def ctc_segment_table(table: Any) -> tuple[Any, Any]:
     ``track_id`` = its segment id, for :func:`relabel` of the track labels; the ``L B E P`` rows).
 
     A track that pauses (a gap) is cut into segments; each later segment gets a new id whose parent is the
-    segment before it, as the CTC format prescribes. Daughters' parents point to the parent's last segment.
+    segment before it, as the CTC format prescribes. Daughters' parents point to the parent's last segment. More
+    segments than the format's 16-bit masks hold are refused here, before any mask is made.
     """
     import pandas as pd
 
@@ -157,6 +158,9 @@ def ctc_segment_table(table: Any) -> tuple[Any, Any]:
         seg_id[part.index] = sid
         last_segment[int(tid)] = sid
         rows.append({"L": sid, "B": int(part["t"].min()), "E": int(part["t"].max()), "P": parent})
+    top = next_id - 1 if rows else 0  # the largest segment id: the last new one, or a track id (below next_id)
+    if top > np.iinfo(np.uint16).max:  # refused here, before any mask is made
+        raise ValueRangeError(f"CTC masks are 16-bit: {top} track segments do not fit", field="masks")
     segments = pd.DataFrame({"t": tab["t"], "label": tab["track_id"], "track_id": seg_id})
     return segments, pd.DataFrame(rows, columns=["L", "B", "E", "P"])
 
@@ -174,15 +178,11 @@ def write_frames(folder: Path, tracks: Tracks, *, image: dict[str, Any]) -> None
     each frame of ``tracks.labels`` once for both, and writing each CTC mask as it is made (none held)."""
     from subcell.io import OmeZarrWriter
     from subcell.io.ctc import ctc_frame_files, ctc_track_file
+    from subcell.io.files import write_files
 
-    segments, rows = ctc_segment_table(tracks.table)
-    top = int(rows["L"].max()) if len(rows) else 0
-    if top > np.iinfo(np.uint16).max:  # known from the table: refused before any frame is read
-        raise ValueRangeError(f"CTC masks are 16-bit: {top} track segments do not fit", field="masks")
+    segments, rows = ctc_segment_table(tracks.table)  # more segments than 16 bits hold: refused before any read
     by_frame = {int(t): part.assign(t=0) for t, part in segments.groupby("t")}
     n = tracks.labels.shape[0]
-    ctc = folder / "ctc"
-    ctc.mkdir(parents=True, exist_ok=True)
     shape = (n, 1, *tracks.labels.shape[1:])
     with OmeZarrWriter(folder / "labels.ome.zarr", shape=shape, dtype=tracks.labels.dtype, is_label=True,
                        **image) as writer:  # fmt: skip
@@ -190,10 +190,8 @@ def write_frames(folder: Path, tracks: Tracks, *, image: dict[str, Any]) -> None
             frame = materialize(tracks.labels[t])
             writer.write_region((slice(t, t + 1),), frame[None, None])
             part = by_frame.get(t, segments.iloc[:0])
-            for name, content in ctc_frame_files(t, n, relabel(frame[None], part)[0]).items():
-                (ctc / name).write_bytes(content)
-    for name, content in ctc_track_file(rows).items():
-        (ctc / name).write_bytes(content)
+            write_files(folder / "ctc", ctc_frame_files(t, n, relabel(frame[None], part)[0]))
+    write_files(folder / "ctc", ctc_track_file(rows))
 
 
 def track_timelapse(
