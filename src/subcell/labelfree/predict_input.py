@@ -140,9 +140,8 @@ class CellDepth:
         assert self.grid is not None
         if scratch is None or np.dtype(self.labels.dtype).itemsize * math.prod(self.grid.shape[2:]) <= held:
             return aligned_lazily(self.cells, i, self.grid, labels=True)[0].compute(scheduler=dask_scheduler())
-        return aligned_into(self.cells, i, self.grid, labels=True, new=lambda _, **kw: scratch("cells_on_grid", **kw))[
-            0
-        ]
+        (lab,) = aligned_into(self.cells, i, self.grid, labels=True, new=lambda _, **kw: scratch("cells_on_grid", **kw))
+        return lab
 
 
 def cell_depth_input(model: Predictor, image: Image, cells: Image | None) -> CellDepth | None:
