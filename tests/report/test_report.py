@@ -202,3 +202,10 @@ def test_a_segmentation_too_large_to_hold_is_reported_in_blocks(
     assert whole_figures[0][1] == orthoviews_png({"nucleus on dna": image.astype(np.float32)}, (0.5, 0.3, 0.3),
                                                  contours={"nucleus on dna": pred})  # fmt: skip
     assert whole_figures[1][1] == worst_objects_png(image, truth, pred, pairs, (0.5, 0.3, 0.3))
+    # a segmentation beside an image without true labels: its objects counted a block of chunks at a time
+    from subcell.report.collect import _object_count
+
+    stored = io.read(tmp_path / "f_nucleus.ome.zarr").data[0, 0]
+    with monkeypatch.context() as mp:
+        mp.setattr(pieces, "PIECE_VOXELS", 1 << 15)
+        assert _object_count(stored) == len(np.unique(pred)) - 1 == m.n_pred
