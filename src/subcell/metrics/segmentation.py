@@ -127,6 +127,17 @@ class Overlaps:
         """Foreground voxels of the prediction, of the truth and of both (every voxel in both is in one pair)."""
         return int(self.pred_sizes.sum()), int(self.true_sizes.sum()), int(self.shared.sum())
 
+    def one_to_one(self, threshold: float, keep: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """A maximum one-to-one matching among the pairs with IoU >= ``threshold`` (and ``keep``, a mask over the
+        pairs, where given): the matched pairs' indices into ``true_ids`` and ``pred_ids``, in ``true_ids`` order.
+        Above 0.5 each object has at most one such pair; the matching only decides ties at exactly 0.5."""
+        sel = self.iou() >= threshold
+        if keep is not None:
+            sel &= keep
+        partner = _max_matching(len(self.true_ids), len(self.pred_ids), self.rows[sel], self.cols[sel])
+        (rows,) = np.nonzero(partner >= 0)
+        return rows, partner[rows]
+
 
 def overlaps(pred: Any, truth: Any) -> Overlaps:
     """:class:`Overlaps` of two label images (NumPy, Dask or Zarr; lazy ones read a block at a time).
@@ -285,10 +296,7 @@ def match_instances(
     ov = overlaps(pred, truth)
     t_ids, p_ids, r, c, v = ov.true_ids, ov.pred_ids, ov.rows, ov.cols, ov.iou()
     n_true, n_pred = len(t_ids), len(p_ids)
-    tp = []
-    for th in ths:
-        keep = v >= th
-        tp.append(int((_max_matching(n_true, n_pred, r[keep], c[keep]) >= 0).sum()))
+    tp = [len(ov.one_to_one(th)[0]) for th in ths]
     low = v >= min(ths)
     partner = _max_matching(n_true, n_pred, r[low], c[low])
     best = np.zeros(n_true)

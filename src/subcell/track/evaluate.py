@@ -1,11 +1,13 @@
 """Scoring tracks against truth with the Cell Tracking Challenge measures.
 
 TRA, DET and LNK (AOGM with the official weights) and division precision / recall / F1 within a frame tolerance
-come from traccuracy (the community's maintained implementation). TRA/DET/LNK match by the CTC rule (a predicted
-object matches a true one when it covers more than half of it); divisions by a one-to-one IoU >= 0.5 matching,
-which traccuracy's division metric requires. SEG is computed here from the same rule, because
-traccuracy does not compute it; the test suite cross-checks both against py-ctcmetrics (the CTC's own Python
-port) on exported CTC folders.
+come from traccuracy's metrics (the community's maintained implementation). They are computed on matchings found
+here, in one read of each frame (:func:`match_frames`, from the package's one overlap count): TRA/DET/LNK on the
+CTC rule (a predicted object matches a true one when it covers more than half of it), divisions on a one-to-one
+IoU >= 0.5 matching, which traccuracy's division metric requires. traccuracy's own matchers give the same
+matchings (tested) but read every frame once per matcher. SEG, which traccuracy does not compute, comes from the
+same pass; the test suite cross-checks TRA/DET/LNK/SEG against py-ctcmetrics (the CTC's own Python port) on
+exported CTC folders.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import itertools
 import logging
 import warnings
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -22,7 +25,7 @@ from subcell.errors import ValueRangeError
 from subcell.metrics.segmentation import overlaps
 from subcell.track.tracks import Tracks, frames_of
 
-__all__ = ["evaluate_tracks", "seg_score", "track_digraph", "tracking_graph"]
+__all__ = ["FrameMatches", "evaluate_tracks", "match_frames", "seg_score", "track_digraph", "tracking_graph"]
 
 
 def track_digraph(table: Any, node: Callable[[Any], dict[str, Any]]) -> Any:
@@ -58,28 +61,65 @@ def tracking_graph(tracks: Tracks, *, name: str = "tracks") -> Any:
     return TrackingGraph(graph, segmentation=seg, frame_key="t", label_key="segmentation_id", name=name)
 
 
-def seg_score(truth_labels: np.ndarray, pred_labels: np.ndarray) -> tuple[float, Any]:
-    """CTC SEG: for every true object the Jaccard index with the predicted object covering more than half of it
-    (0 when none does), averaged over all true objects of all frames. Returns the mean and one row per object."""
+@dataclass(frozen=True)
+class FrameMatches:
+    """What scoring a movie needs from its label images, found in one read of each frame of both
+    (:func:`match_frames`): the pairs ``(t, true id, predicted id)`` of the CTC rule (the predicted object covers
+    more than half of the true one), those of a one-to-one IoU >= 0.5 matching, and SEG's row per true object."""
+
+    ctc: list[tuple[int, int, int]]
+    one_to_one: list[tuple[int, int, int]]
+    seg: Any  # pandas.DataFrame: t, label, jaccard
+
+    def seg_mean(self) -> float:
+        return float(self.seg["jaccard"].mean()) if len(self.seg) else float("nan")
+
+
+def match_frames(truth_labels: Any, pred_labels: Any, *, start: int = 0,
+                 objects: tuple[set[tuple[int, int]], set[tuple[int, int]]] | None = None) -> FrameMatches:  # fmt: skip
+    """:class:`FrameMatches` of two ``(T, ...)`` label movies (NumPy, Dask or Zarr), frame by frame from ``start``:
+    each frame of each is read once, and its pairs come from the package's one overlap count
+    (:func:`~subcell.metrics.overlaps`, the instance matcher's).
+
+    ``objects``: the ``(t, label)`` of the true and of the predicted objects the matchings may pair (a tracking
+    graph's nodes); SEG scores every true object of the label images."""
     import pandas as pd
 
     if truth_labels.shape != pred_labels.shape:
         raise ValueRangeError(f"truth {truth_labels.shape} and prediction {pred_labels.shape} differ in shape",
                               field="labels")  # fmt: skip
+    truth_frames, pred_frames = frames_of(truth_labels), frames_of(pred_labels)
+    ctc: list[tuple[int, int, int]] = []
+    one: list[tuple[int, int, int]] = []
     rows: list[dict[str, Any]] = []
-    for t in range(truth_labels.shape[0]):
-        # the package's one overlap count (the matcher's): sizes and shared voxels of every overlapping pair
-        ov = overlaps(np.asarray(pred_labels[t]), np.asarray(truth_labels[t]))
+    for t in range(start, truth_labels.shape[0]):
+        ov = overlaps(np.asarray(pred_frames[t]), np.asarray(truth_frames[t]))
         if ov.true_ids.size == 0:
             continue
+        true_at, pred_at = ov.true_ids[ov.rows], ov.pred_ids[ov.cols]
+        # the CTC rule in integers: shared > half the true object
+        half = 2 * ov.shared > ov.true_sizes[ov.rows]
+        keep = np.ones(len(ov.rows), bool)
+        if objects is not None:
+            keep = np.array([(t, int(a)) in objects[0] and (t, int(b)) in objects[1]
+                             for a, b in zip(true_at.tolist(), pred_at.tolist(), strict=True)], bool)  # fmt: skip
+        ctc.extend((t, int(a), int(b)) for a, b in zip(true_at[half & keep], pred_at[half & keep], strict=True))
+        r, c = ov.one_to_one(0.5, keep)
+        one.extend((t, int(a), int(b)) for a, b in zip(ov.true_ids[r], ov.pred_ids[c], strict=True))
+        # SEG: each true object's Jaccard index with the predicted object covering more than half of it, else 0
         jac = np.zeros(ov.true_ids.size)
-        half = ov.shared > 0.5 * ov.true_sizes[ov.rows]  # the predicted object covering more than half
         g, n = ov.rows[half], ov.shared[half]
         jac[g] = n / (ov.true_sizes[g] + ov.pred_sizes[ov.cols[half]] - n)
         rows.extend({"t": t, "label": i, "jaccard": j} for i, j in zip(ov.true_ids.tolist(), jac.tolist(),
                                                                          strict=True))  # fmt: skip
-    table = pd.DataFrame(rows, columns=["t", "label", "jaccard"])
-    return (float(table["jaccard"].mean()) if len(table) else float("nan")), table
+    return FrameMatches(ctc, one, pd.DataFrame(rows, columns=["t", "label", "jaccard"]))
+
+
+def seg_score(truth_labels: Any, pred_labels: Any) -> tuple[float, Any]:
+    """CTC SEG: for every true object the Jaccard index with the predicted object covering more than half of it
+    (0 when none does), averaged over all true objects of all frames. Returns the mean and one row per object."""
+    m = match_frames(truth_labels, pred_labels)
+    return m.seg_mean(), m.seg
 
 
 def evaluate_tracks(pred: Tracks, truth: Tracks, *, frame_tolerance: int = 1) -> tuple[dict[str, float], Any]:
@@ -96,12 +136,11 @@ def evaluate_tracks(pred: Tracks, truth: Tracks, *, frame_tolerance: int = 1) ->
 
     _quiet_progress()
     try:
-        from traccuracy import run_metrics
+        from traccuracy.matchers import Matched
     except ImportError:
         raise ValueRangeError(
             "scoring tracks needs traccuracy: pip install 'subcell[track]'", field="evaluate"
         ) from None
-    from traccuracy.matchers import CTCMatcher, IOUMatcher
     from traccuracy.metrics import CTCMetrics, DivisionMetrics
 
     if pred.labels.shape != truth.labels.shape:
@@ -109,24 +148,39 @@ def evaluate_tracks(pred: Tracks, truth: Tracks, *, frame_tolerance: int = 1) ->
                               "(T, Z, Y, X)", field="labels")  # fmt: skip
     if len(truth.table) == 0:
         raise ValueRangeError("the truth has no objects", field="truth")
-    # traccuracy indexes the segmentation from the truth's first frame: give both from there
+    # traccuracy counts frames from the truth's first frame: both graphs from there
     start = int(truth.table["t"].min())
     pred_s = _from_frame(pred, start)
     truth_s = _from_frame(truth, start)
     logging.getLogger("traccuracy").setLevel(logging.ERROR)
+    # both matchings and SEG from one read of each frame of both movies (traccuracy's matchers read every frame
+    # again, each of them, and count overlaps object by object); the metrics are traccuracy's, on these matchings
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        gt_graph = tracking_graph(truth_s, name="truth")
-        pr_graph = tracking_graph(pred_s, name="prediction")
-        results, matched = run_metrics(gt_graph, pr_graph, CTCMatcher(), [CTCMetrics()])
-        # division scores need a one-to-one matching (the CTC rule lets one predicted object match two true ones)
+        gt_graph, pr_graph = tracking_graph(truth_s, name="truth"), tracking_graph(pred_s, name="prediction")
+        # division scores on graphs of their own (the metrics mark the nodes they score); node ids follow the
+        # table's order, the same in every graph of one table
         div_graphs = tracking_graph(truth_s, name="truth"), tracking_graph(pred_s, name="prediction")
-        div_results, _ = run_metrics(*div_graphs, IOUMatcher(iou_threshold=0.5, one_to_one=True),
-                                     [DivisionMetrics(max_frame_buffer=frame_tolerance)])  # fmt: skip
+        node_of = [{(int(a["t"]) + start, int(a["segmentation_id"])): n for n, a in g.graph.nodes(data=True)}
+                   for g in (gt_graph, pr_graph)]  # fmt: skip
+        found = match_frames(truth.labels, pred.labels, start=start, objects=(set(node_of[0]), set(node_of[1])))
+
+        def mapping(pairs: list[tuple[int, int, int]]) -> list[tuple[Any, Any]]:
+            return [(node_of[0][(t, a)], node_of[1][(t, b)]) for t, a, b in pairs]
+
+        matched = Matched(gt_graph, pr_graph, mapping(found.ctc), {"name": "CTC rule (subcell.metrics.overlaps)"})
+        results = [CTCMetrics().compute(matched).to_dict()]
+        # the division metric needs a one-to-one matching (the CTC rule lets one predicted object match two true)
+        one = Matched(
+            *div_graphs,
+            mapping(found.one_to_one),
+            {"name": "IoU >= 0.5 one-to-one (subcell.metrics.overlaps)", "matching type": "one-to-one"},
+        )
+        div_results = [DivisionMetrics(max_frame_buffer=frame_tolerance).compute(one).to_dict()]
     ctc = results[0]["results"]
     div = div_results[0]["results"]
     div_tol = div[f"Frame Buffer {frame_tolerance}"]
-    seg, _ = seg_score(truth.labels, pred.labels)
+    seg = found.seg_mean()
     summary = {
         "TRA": float(ctc["TRA"]),
         "DET": float(ctc["DET"]),
