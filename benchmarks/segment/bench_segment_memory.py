@@ -1,6 +1,7 @@
-"""Peak memory and wall time of ``subcell segment`` on a time-lapse written to OME-Zarr, before and after.
+"""Peak memory and wall time of ``subcell segment`` on a time-lapse written to OME-Zarr (or OME-TIFF), before and after.
 
     python benchmarks/segment/bench_segment_memory.py --before 1ed905c --repeat 4
+    python benchmarks/segment/bench_segment_memory.py --before a6229e5 --suffix .ome.tif   # OME-TIFF output
 
 The movie: the ``dna`` channel of ``subcell synth`` with 12 frames of 16×320×320, repeated ``--repeat`` times along T
 (48 frames at the default, uint16, 157 MB), written once in ``--work``. Each arm runs ``subcell segment MOVIE OUT
@@ -33,6 +34,7 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=2)
     ap.add_argument("--work", type=Path, default=Path("/tmp/subcell_bench_segment"))
     ap.add_argument("--tag", default="")
+    ap.add_argument("--suffix", default=".ome.zarr", choices=[".ome.zarr", ".ome.tif"], help="the output's format")
     args = ap.parse_args()
     from subcell.io import read
 
@@ -42,16 +44,18 @@ def main() -> None:
     runs: dict[str, list[dict[str, float]]] = {"before": [], "after": []}
     for _ in range(args.runs):
         for arm in ("before", "after"):
-            out = args.work / f"nuclei_{arm}.ome.zarr"
+            out = args.work / f"nuclei_{arm}{args.suffix}"
             runs[arm].append(run_cli(srcs[arm], ["segment", str(movie), str(out), "--workflow", "nucleus",
                                                  "--overwrite"]))  # fmt: skip
             print(arm, runs[arm][-1], flush=True)
-    a, b = (read(args.work / f"nuclei_{arm}.ome.zarr").numpy() for arm in ("before", "after"))
-    same = bool(np.array_equal(a, b))
-    print("same labels:", same, "shape:", a.shape, "objects in frame 0:", len(np.unique(a[0])) - 1)
+    a, b = (read(args.work / f"nuclei_{arm}{args.suffix}") for arm in ("before", "after"))
+    same = bool(np.array_equal(a.numpy(), b.numpy()) and a.provenance.history[-1] == b.provenance.history[-1])
+    a = a.numpy()
+    print("same labels and provenance step:", same, "shape:", a.shape, "objects in frame 0:", len(np.unique(a[0])) - 1)
     result = {"movie": str(movie), "shape": list(read(movie).shape), "before": args.before, "runs": runs,
-              "same_labels": same}  # fmt: skip
-    (HERE / f"segment_memory_x{args.repeat}{args.tag}.json").write_text(json.dumps(result, indent=1))
+              "suffix": args.suffix, "same_labels": same}  # fmt: skip
+    fmt = "" if args.suffix == ".ome.zarr" else "_tiff"
+    (HERE / f"segment_memory_x{args.repeat}{fmt}{args.tag}.json").write_text(json.dumps(result, indent=1))
 
 
 if __name__ == "__main__":

@@ -86,3 +86,22 @@ def test_written_ome_tiff_has_ome_units_for_fiji(tmp_path: Path) -> None:
     assert (px.physical_size_z, px.physical_size_y, px.physical_size_x) == (0.29, 0.108, 0.0975)
     assert px.physical_size_x_unit.value == "µm"
     assert [c.name for c in px.channels] == ["ch-0", "ch-1"]
+
+
+def test_ome_tiff_from_frames_made_while_written(tmp_path: Path) -> None:
+    """`write_ome_tiff(frames=...)`: timepoints made as they are written give the file of the whole image; the
+    metadata asked at the end (`described`) is the one read back; a wrong number or shape of frames is refused
+    with nothing left under the name."""
+    from subcell.errors import ValueRangeError
+    from subcell.io.ome_tiff_writer import write_ome_tiff
+
+    img = make_image("TCZYX", (3, 2, 4, 16, 18), "uint16")
+    later = img.with_data(img.data, step="made later", parameters={"known": "at the end, " * 300})
+    write_ome_tiff(img, tmp_path / "x.ome.tif", frames=iter(img.numpy()), described=lambda: later)
+    back = io.read(tmp_path / "x.ome.tif")
+    assert np.array_equal(back.numpy(), img.numpy()) and back.provenance.history[-1]["step"] == "made later"
+    assert back.voxel_size == img.voxel_size and back.channel_names == img.channel_names
+    for frames in (img.numpy()[:2], list(img.numpy()) * 2, img.numpy()[:, :1]):
+        with pytest.raises(ValueRangeError, match="frame"):
+            write_ome_tiff(img, tmp_path / "bad.ome.tif", frames=iter(frames))
+        assert not list(tmp_path.glob("*bad*"))

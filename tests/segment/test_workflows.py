@@ -212,20 +212,28 @@ def test_split_touching_uses_a_dim_band_of_the_stain_but_not_texture(tmp_path: P
     assert len(np.unique(out)) - 1 == 2
 
 
-def test_a_time_lapse_is_segmented_into_ome_zarr_a_frame_at_a_time(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
-    """`segment_to_zarr` (what `subcell segment` does for OME-Zarr): the store `io.write(segment_image(...))` writes,
-    each frame written before the next is segmented (the labels are never held whole), and nothing left on error."""
+@pytest.mark.parametrize("suffix", [".ome.zarr", ".ome.tif"])
+def test_a_time_lapse_is_segmented_into_a_file_a_frame_at_a_time(tmp_path: Path, monkeypatch, suffix: str) -> None:  # type: ignore[no-untyped-def]
+    """`segment_to_file` (what `subcell segment` does): the file `io.write(segment_image(...))` writes, each frame
+    written before the next is segmented (the labels are never held whole), the provenance with every frame's
+    border objects, and nothing left on error."""
+    import tifffile
+
     from subcell import io
     from subcell.io import OmeZarrWriter
     from subcell.segment import run as run_module
-    from subcell.segment import segment_to_zarr
+    from subcell.segment import segment_to_file
 
     lapse = synth_field(shape=(8, 96, 96), seed=4, **{"time.frames": 4}).image
     wf = load_workflow("nucleus")
     whole = segment_image(lapse, wf)
-    io.write(whole, tmp_path / "whole.ome.zarr", is_label=True)
+    io.write(whole, tmp_path / f"whole{suffix}", is_label=True)
     events: list[str] = []
-    original_run, original_write = run_module.run_workflow, OmeZarrWriter.write_region
+    original_run, original_write, original_imwrite = (
+        run_module.run_workflow,
+        OmeZarrWriter.write_region,
+        tifffile.imwrite,
+    )
 
     def run(*a, **k):  # type: ignore[no-untyped-def]
         events.append("segment")
@@ -235,16 +243,28 @@ def test_a_time_lapse_is_segmented_into_ome_zarr_a_frame_at_a_time(tmp_path: Pat
         events.append(f"write {tuple(data.shape)}")
         return original_write(self, region, data)
 
+    def imwrite(path, data, **k):  # type: ignore[no-untyped-def]
+        def planes():  # type: ignore[no-untyped-def]
+            for i, plane in enumerate(data):
+                if i % lapse.shape[2] == lapse.shape[2] - 1:  # a frame's last plane
+                    events.append(f"write {(1, 1, *lapse.shape[2:])}")
+                yield plane
+
+        return original_imwrite(path, planes(), **k)
+
     monkeypatch.setattr(run_module, "run_workflow", run)
     monkeypatch.setattr(OmeZarrWriter, "write_region", write)
+    monkeypatch.setattr(tifffile, "imwrite", imwrite)
     seen: list[int] = []
-    segment_to_zarr(lapse, wf, tmp_path / "frames.ome.zarr", on_frame=lambda t, lab: seen.append(t))
+    segment_to_file(lapse, wf, tmp_path / f"frames{suffix}", on_frame=lambda t, lab: seen.append(t))
     frame = f"write {(1, 1, *lapse.shape[2:])}"
-    assert events[: 2 * 4] == ["segment", frame] * 4 and seen == [0, 1, 2, 3]  # then the pyramid at close
-    a, b = io.read(tmp_path / "frames.ome.zarr"), io.read(tmp_path / "whole.ome.zarr")
+    assert events[: 2 * 4] == ["segment", frame] * 4 and seen == [0, 1, 2, 3]  # (OME-Zarr: then the pyramid)
+    a, b = io.read(tmp_path / f"frames{suffix}"), io.read(tmp_path / f"whole{suffix}")
     assert np.array_equal(a.numpy(), b.numpy()) and a.dtype == b.dtype and a.numpy().max() > 0
     assert a.provenance.history[-1] == b.provenance.history[-1]  # the segment step, border ids of every frame
+    assert any(a.provenance.history[-1]["parameters"]["border_ids"])
+    assert (a.voxel_size, a.channel_names, a.time_interval) == (b.voxel_size, b.channel_names, b.time_interval)
     flat = lapse.with_data(np.zeros(lapse.shape, np.float32), step="zeros")
     with pytest.raises(ValueRangeError, match="no contrast"):
-        segment_to_zarr(flat, wf, tmp_path / "bad.ome.zarr")
-    assert not (tmp_path / "bad.ome.zarr").exists() and not list(tmp_path.glob(".bad.ome.zarr*"))
+        segment_to_file(flat, wf, tmp_path / f"bad{suffix}")
+    assert not (tmp_path / f"bad{suffix}").exists() and not list(tmp_path.glob(f".bad{suffix}*"))

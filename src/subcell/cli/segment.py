@@ -72,10 +72,9 @@ def segment(
     """Segment an image with a workflow; writes labels (instance) or a mask with the image's voxel size."""
     import numpy as np
 
-    from subcell.io import write
     from subcell.io._atomic import check_output
     from subcell.io.writer import output_format
-    from subcell.segment import border_ids, load_workflow, segment_image, segment_to_zarr
+    from subcell.segment import border_ids, load_workflow, segment_to_file
 
     output_format(output)
     check_output(output, overwrite=overwrite)
@@ -116,13 +115,8 @@ def segment(
         if t == 0 and wf.kind == "instance":
             border.extend(border_ids(frame))
 
-    if output_format(output) == "ome-zarr":  # written a frame at a time: a time-lapse's labels are never held whole
-        segment_to_zarr(image, wf, output, channels=chans, overwrite=overwrite, on_frame=count)
-    else:
-        labels = segment_image(image, wf, channels=chans)
-        write(labels, output, overwrite=overwrite, is_label=wf.kind == "instance")
-        for t, frame in enumerate(labels.numpy()[:, 0]):
-            count(t, frame)
+    # written a frame at a time, as each is segmented: a time-lapse's labels are never held whole
+    segment_to_file(image, wf, output, channels=chans, overwrite=overwrite, on_frame=count)
     if wf.kind == "instance":
         what = f"{counts[0]} objects" if len(counts) == 1 else f"{sum(counts)} objects in {len(counts)} frames"
     else:

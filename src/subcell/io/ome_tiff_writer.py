@@ -7,7 +7,7 @@ by the file. The file is written under a temporary name and renamed when complet
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -74,9 +74,21 @@ def _planes(image: Image, dtype: np.dtype[Any]) -> Iterator[np.ndarray]:
 
 
 def write_ome_tiff(
-    image: Image, path: str | Path, *, overwrite: bool = False, compression: str | None = "zlib"
+    image: Image,
+    path: str | Path,
+    *,
+    overwrite: bool = False,
+    compression: str | None = "zlib",
+    frames: Iterable[np.ndarray] | None = None,
+    described: Callable[[], Image] | None = None,
 ) -> Path:
-    """Write an :class:`Image` as a single-series OME-TIFF (``XYZCT`` planes), atomically."""
+    """Write an :class:`Image` as a single-series OME-TIFF (``XYZCT`` planes), atomically.
+
+    ``frames``: the image's timepoints, ``(C, Z, Y, X)`` each, made while they are written (a time-lapse never held
+    whole); ``image`` then gives the shape, dtype and metadata and its data is not read. ``described()``: the image
+    whose metadata the OME-XML carries in the end, asked once every plane is written (a provenance known only then);
+    the description is rewritten in place before the file takes its name.
+    """
     import tifffile
 
     dtype = np.dtype(np.uint8) if image.dtype == np.bool_ else image.dtype
@@ -89,8 +101,20 @@ def write_ome_tiff(
     n_planes = t * c * z
     finite = [not np.issubdtype(dtype, np.floating)]
 
+    made = iter(frames or ())
+
+    def given() -> Iterator[np.ndarray]:
+        n = 0
+        for n, frame in enumerate(made, start=1):
+            if tuple(frame.shape) != (c, z, y, x):
+                raise ValueRangeError(f"frame {n - 1} has shape {tuple(frame.shape)}; expected {(c, z, y, x)}",
+                                      path=path, field="frames")  # fmt: skip
+            for plane in frame.reshape(c * z, y, x):
+                yield np.ascontiguousarray(plane, dtype=dtype)
+        raise ValueRangeError(f"{n} frames given; expected {t}", path=path, field="frames")  # (asked for more)
+
     def checked() -> Iterator[np.ndarray]:
-        for plane in _planes(image, dtype):
+        for plane in _planes(image, dtype) if frames is None else given():
             if not finite[0] and np.isfinite(plane).any():
                 finite[0] = True
             yield plane
@@ -108,8 +132,13 @@ def write_ome_tiff(
             bigtiff=image.nbytes >= _BIGTIFF_BYTES,
             software=f"subcell {image.provenance.version}",
         )
+        # tifffile takes the planes it needs: asking once more ends the frames (their maker's last step runs)
+        if frames is not None and next(made, None) is not None:
+            raise ValueRangeError(f"more than {t} frames given", path=path, field="frames")
         if not finite[0]:
             raise ValueRangeError(
                 "image has no finite values (all NaN/inf); nothing meaningful to write", path=path, field="data"
             )
+        if described is not None:  # (a longer description is appended and the tag pointed at it: tifffile's own)
+            tifffile.tiffcomment(tmp, _ome_xml(described(), dtype).encode("utf-8"))
     return Path(path)

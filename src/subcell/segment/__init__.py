@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from subcell.segment import filters
 from subcell.segment.measure import border_ids, measure_frames, measure_objects, structures_per_cell
-from subcell.segment.run import segment_image, segment_to_zarr
+from subcell.segment.run import segment_image, segment_to_file
 from subcell.segment.workflow import Workflow, builtin_workflows, load_workflow, run_workflow, workflow_yaml
 
 __all__ = [
@@ -17,7 +17,7 @@ __all__ = [
     "measure_objects",
     "run_workflow",
     "segment_image",
-    "segment_to_zarr",
+    "segment_to_file",
     "structures_per_cell",
     "workflow_yaml",
 ]

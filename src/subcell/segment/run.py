@@ -13,7 +13,7 @@ from subcell.image import Image, materialize
 from subcell.segment.measure import border_ids
 from subcell.segment.workflow import Workflow, run_workflow
 
-__all__ = ["resolve_channels", "segment_image", "segment_to_zarr"]
+__all__ = ["resolve_channels", "segment_image", "segment_to_file"]
 
 
 def resolve_channels(
@@ -91,7 +91,7 @@ def segment_image(image: Image, workflow: Workflow, *, channels: Mapping[str, st
                            channel_names=[workflow.name])  # fmt: skip
 
 
-def segment_to_zarr(
+def segment_to_file(
     image: Image,
     workflow: Workflow,
     path: str | Path,
@@ -100,26 +100,47 @@ def segment_to_zarr(
     overwrite: bool = False,
     on_frame: Callable[[int, np.ndarray], None] | None = None,
 ) -> Path:
-    """:func:`segment_image` written to OME-Zarr a timepoint at a time, as each is segmented: the same store as
-    ``io.write(segment_image(...))``, without the time-lapse's labels ever held whole (one frame's are).
-    ``on_frame(t, labels)`` sees each frame's result before the next is made."""
+    """:func:`segment_image` written to OME-Zarr or OME-TIFF (by the name, as :func:`subcell.io.write`) a timepoint
+    at a time, as each is segmented: the file ``io.write(segment_image(...))`` writes, without the time-lapse's
+    labels ever held whole (one frame's are). ``on_frame(t, labels)`` sees each frame's result before the next is
+    made. The provenance, which names every frame's border objects, is written at close."""
     from subcell.io import OmeZarrWriter
+    from subcell.io._atomic import check_output
+    from subcell.io.ome_tiff_writer import write_ome_tiff
+    from subcell.io.writer import output_format
 
+    fmt = output_format(path)
+    check_output(path, overwrite=overwrite)
     chosen = resolve_channels(image, workflow, channels)
-    writer = OmeZarrWriter(path, shape=(image.shape[0], 1, *image.shape[2:]), dtype=_dtype(workflow),
-                           voxel_size=image.voxel_size, channel_names=[workflow.name], time_interval=image.time_interval,
-                           overwrite=overwrite, is_label=workflow.kind == "instance")  # fmt: skip
-    try:
-        borders: list[list[int]] = []
+    shape, dtype = (image.shape[0], 1, *image.shape[2:]), _dtype(workflow)
+    borders: list[list[int]] = []
+
+    def frames() -> Iterator[np.ndarray]:
         for t, res in enumerate(_frames(image, workflow, chosen)):
-            writer.write_region((slice(t, t + 1),), res.astype(writer.dtype, copy=False)[None, None])
             if workflow.kind == "instance":
                 borders.append(sorted(border_ids(res)))
+            yield res.astype(dtype, copy=False)
             if on_frame is not None:
                 on_frame(t, res)
-        # the provenance names every frame's border objects: known once all are segmented, written at close
-        writer.provenance = image.provenance.then(f"segment:{workflow.name}", _parameters(image, workflow, chosen,
-                                                                                          borders))  # fmt: skip
+
+    def described(data: Any) -> Image:
+        return image.with_data(data, step=f"segment:{workflow.name}", channel_names=[workflow.name],
+                               parameters=_parameters(image, workflow, chosen, borders))  # fmt: skip
+
+    if fmt == "ome-tiff":
+        import dask.array as da
+
+        # the file's shape, dtype and metadata; its planes come from the frames as they are segmented
+        header = da.zeros(shape, dtype=dtype, chunks=(1, 1, *shape[2:]))
+        return write_ome_tiff(described(header), path, overwrite=overwrite, frames=(f[None] for f in frames()),
+                              described=lambda: described(header))  # fmt: skip
+    writer = OmeZarrWriter(path, shape=shape, dtype=dtype, voxel_size=image.voxel_size, channel_names=[workflow.name],
+                           time_interval=image.time_interval, overwrite=overwrite,
+                           is_label=workflow.kind == "instance")  # fmt: skip
+    try:
+        for t, res in enumerate(frames()):
+            writer.write_region((slice(t, t + 1),), res[None, None])
+        writer.provenance = described(np.zeros((1,) * 5, dtype)).provenance
     except BaseException:
         writer.abort()
         raise
