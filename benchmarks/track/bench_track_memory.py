@@ -7,7 +7,8 @@ The movie: ``subcell synth`` of 12 frames of 16×320×320 (nucleus labels, int32
 T into one OME-Zarr label image (48 frames, 300 MiB at the default), written once in ``--work``. Each arm runs the
 CLI in a fresh interpreter with its code first on ``PYTHONPATH`` (before = a git worktree of ``--before``),
 alternating, one at a time; peak RSS is the child's ``VmHWM``. The arms' tables, labels and CTC files are compared.
-``--ctc``: the movie's frames written as a CTC folder (``mask000.tif`` …, zlib), tracked from there.
+``--ctc``: the movie's frames written as a CTC folder (``mask000.tif`` …, zlib), tracked from there. ``--tiff``: the
+movie as one ImageJ TIFF hyperstack (uint16, zlib), tracked from there.
 ``--evaluate``: ``subcell evaluate-tracks`` instead, of the movie's tracks (tracked once, by the current code)
 against their own CTC export as truth; the arms' metrics are compared.
 """
@@ -81,6 +82,25 @@ def make_ctc(movie: Path) -> Path:
     return out
 
 
+def make_tiff(movie: Path) -> Path:
+    """The movie as an ImageJ TIFF hyperstack (TZYX uint16, µm, frame interval), written by tifffile, zlib."""
+    import tifffile
+
+    from subcell.io import read
+
+    out = movie.with_suffix("").with_suffix(".tif")
+    if not out.exists():
+        img = read(movie)
+        vs = img.voxel_size
+        labels = img.numpy()[:, 0]
+        assert labels.max() < 2**16  # ImageJ stores no int32: uint16 labels
+        part = out.with_suffix(".part.tif")
+        tifffile.imwrite(part, labels.astype(np.uint16), imagej=True, resolution=(1 / vs.x, 1 / vs.y), compression="zlib",
+                         metadata={"axes": "TZYX", "unit": "um", "spacing": vs.z, "finterval": img.time_interval})  # fmt: skip
+        part.rename(out)
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--before", default="1cad2dd")
@@ -88,6 +108,7 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=2)
     ap.add_argument("--work", type=Path, default=Path("/tmp/subcell_bench_track"))
     ap.add_argument("--ctc", action="store_true", help="track the movie from a CTC folder of its frames")
+    ap.add_argument("--tiff", action="store_true", help="track the movie from an ImageJ TIFF (TZYX, µm)")
     ap.add_argument("--evaluate", action="store_true", help="score the movie's tracks against their CTC export")
     ap.add_argument("--tag", default="", help="appended to the results file's name")
     args = ap.parse_args()
@@ -102,6 +123,8 @@ def main() -> None:
         img = read(movie)
         source = [str(make_ctc(movie))]
         extra = ["--voxel-size", *map(str, img.voxel_size.as_tuple()), "--time-interval", str(img.time_interval)]
+    if args.tiff:  # an ImageJ hyperstack: voxel size and frame interval in its own metadata
+        source = [str(make_tiff(movie))]
     srcs = {"before": worktree(args.before, args.work), "after": REPO / "src"}
     runs: dict[str, list[dict[str, float]]] = {"before": [], "after": []}
     if args.evaluate:
@@ -134,9 +157,9 @@ def main() -> None:
     }
     print("same:", same)
     result = {"movie": source[0], "shape": list(read(movie).shape), "before": args.before, "runs": runs, "same": same}
-    (HERE / f"track_memory_x{args.repeat}{'_ctc' if args.ctc else ''}{args.tag}.json").write_text(
-        json.dumps(result, indent=1)
-    )
+    (
+        HERE / f"track_memory_x{args.repeat}{'_ctc' if args.ctc else ''}{'_tiff' if args.tiff else ''}{args.tag}.json"
+    ).write_text(json.dumps(result, indent=1))
 
 
 if __name__ == "__main__":

@@ -111,6 +111,29 @@ def test_page_reader_reads_only_requested_pages(
     assert seen == [[10, 11, 12, 13, 14]]  # only the chunk holding plane 12
 
 
+def test_a_time_lapse_is_read_a_frame_at_a_time(
+    tmp_path: Path, rng: np.random.Generator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A chunk never spans two timepoints: reading one frame of a small TZCYX hyperstack (one chunk by size alone)
+    decodes that frame's pages, not the movie's; within the frame, its z-planes and channels stay one chunk."""
+    data = rng.integers(0, 255, (6, 3, 2, 16, 16), dtype=np.uint8)
+    path = _imagej(tmp_path / "lapse.tif", data, "TZCYX")
+    seen: list[list[int]] = []
+    real = tifffile.imread
+
+    def spy(*args: object, **kwargs: object) -> np.ndarray:
+        seen.append(list(kwargs["key"]))  # type: ignore[call-overload]
+        return real(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(tifffile, "imread", spy)
+    img = io.read(path)
+    np.testing.assert_array_equal(img.data[4].compute(), data[4].transpose(1, 0, 2, 3))
+    assert seen == [list(range(4 * 6, 5 * 6))]  # frame 4's six pages (3 z × 2 channels), read in one go
+    seen.clear()
+    np.testing.assert_array_equal(img.numpy(), data.transpose(0, 2, 1, 3, 4))
+    assert sorted(p for key in seen for p in key) == list(range(36))  # whole: every page once
+
+
 def test_ome_tiff_scenes_are_selectable(tmp_path: Path) -> None:
     path = tmp_path / "multi.ome.tif"
     with tifffile.TiffWriter(path, ome=True) as tw:
