@@ -92,11 +92,8 @@ def test_tiff_reading_is_lazy_and_picklable(tmp_path: Path, rng: np.random.Gener
     np.testing.assert_array_equal(np.asarray(restored[0, 0, 7:9, 10:20]), data[7:9, 10:20])
 
 
-def test_page_reader_reads_only_requested_pages(
-    tmp_path: Path, rng: np.random.Generator, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    data = rng.integers(0, 255, (30, 16, 16), dtype=np.uint8)
-    path = _imagej(tmp_path / "pages.tif", data, "ZYX")
+def _page_reads(monkeypatch: pytest.MonkeyPatch) -> list[list[int]]:
+    """The pages of every ``tifffile.imread`` call from now on, one list per call."""
     seen: list[list[int]] = []
     real = tifffile.imread
 
@@ -105,6 +102,15 @@ def test_page_reader_reads_only_requested_pages(
         return real(*args, **kwargs)  # type: ignore[arg-type]
 
     monkeypatch.setattr(tifffile, "imread", spy)
+    return seen
+
+
+def test_page_reader_reads_only_requested_pages(
+    tmp_path: Path, rng: np.random.Generator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data = rng.integers(0, 255, (30, 16, 16), dtype=np.uint8)
+    path = _imagej(tmp_path / "pages.tif", data, "ZYX")
+    seen = _page_reads(monkeypatch)
     monkeypatch.setattr("subcell.io._tiff._CHUNK_BYTES", 5 * 16 * 16)  # 5 pages per chunk
     img = io.read(path)
     np.testing.assert_array_equal(img.data[0, 0, 12].compute(), data[12])
@@ -118,14 +124,7 @@ def test_a_time_lapse_is_read_a_frame_at_a_time(
     decodes that frame's pages, not the movie's; within the frame, its z-planes and channels stay one chunk."""
     data = rng.integers(0, 255, (6, 3, 2, 16, 16), dtype=np.uint8)
     path = _imagej(tmp_path / "lapse.tif", data, "TZCYX")
-    seen: list[list[int]] = []
-    real = tifffile.imread
-
-    def spy(*args: object, **kwargs: object) -> np.ndarray:
-        seen.append(list(kwargs["key"]))  # type: ignore[call-overload]
-        return real(*args, **kwargs)  # type: ignore[arg-type]
-
-    monkeypatch.setattr(tifffile, "imread", spy)
+    seen = _page_reads(monkeypatch)
     img = io.read(path)
     np.testing.assert_array_equal(img.data[4].compute(), data[4].transpose(1, 0, 2, 3))
     assert seen == [list(range(4 * 6, 5 * 6))]  # frame 4's six pages (3 z × 2 channels), read in one go
