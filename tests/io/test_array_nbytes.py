@@ -23,6 +23,12 @@ def test_sizes_from_headers_match_the_arrays(tmp_path: Path) -> None:
     tifffile.imwrite(tmp_path / "plain.tif", np.zeros((7, 16, 16), np.float32))
     assert array_nbytes(tmp_path / "plain.tif") == 7 * 16 * 16 * 4
     assert array_nbytes(tmp_path / "plain.tif", per_frame=True) == 7 * 16 * 16 * 4  # axes unknown: counted whole
+    lapse = np.zeros((6, 3, 16, 16), np.uint16)
+    tifffile.imwrite(tmp_path / "lapse.tif", lapse, imagej=True, metadata={"axes": "TZYX"})
+    assert array_nbytes(tmp_path / "lapse.tif", per_frame=True) == lapse[0].nbytes  # ImageJ names its T axis
+    write(img, tmp_path / "lapse.ome.tif")
+    assert array_nbytes(tmp_path / "lapse.ome.tif", per_frame=True) == data[0].nbytes  # and so does OME-XML
+    assert array_nbytes(tmp_path / "lapse.ome.tif") == data.nbytes
     (tmp_path / "broken.tif").write_bytes(b"II*\x00garbage")
     assert array_nbytes(tmp_path / "broken.tif") == 0  # unknown: the reader reports it when the item runs
     assert array_nbytes(tmp_path / "absent.ome.zarr") == 0

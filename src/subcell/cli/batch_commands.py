@@ -170,7 +170,7 @@ _TRACK_TABLES = (Gathered("tracks", "tracks.parquet"), Gathered("lineage", "line
 COMMANDS: dict[str, Spec] = {
     "convert": Spec(("convert",), ".ome.zarr", 1.0, _convert),  # streams chunk by chunk
     # 1.9 (nucleus) … 6.2 (mitochondria) a whole field; a time-lapse is segmented and written a frame at a time (to
-    # OME-Zarr, the default output; an OME-TIFF output holds every frame's labels and is under-estimated)
+    # OME-Zarr, the default output, and to OME-TIFF)
     "segment": Spec(("segment",), ".ome.zarr", 4.0, _segment, per_frame=True),
     # a frame of labels, intensity and structures at a time (benchmarks/segment/timelapse_results.md)
     "measure": Spec(
@@ -187,8 +187,8 @@ COMMANDS: dict[str, Spec] = {
     # one timepoint of the image (whole up to 1 GB, else region by region) and of the labels at a time
     "cells-extract": Spec(("cells", "extract"), ".zarr", 4.0, _extract, per_frame=True),
     "synth": Spec(("synth",), ".ome.zarr", 0.0, lambda row, base: ([], [], [])),
-    # a folder (labels.ome.zarr, tables, ctc/); the estimate scales the labels' size: an OME-Zarr is tracked frame
-    # by frame (one frame's bytes), a TIFF is read whole (4.5 measured, benchmarks/track): the larger factor is kept
+    # a folder (labels.ome.zarr, tables, ctc/); the estimate scales the labels' size: an OME-Zarr, OME-TIFF or ImageJ
+    # TIFF is tracked frame by frame (one frame's bytes); 4.5 was measured for a movie read whole (benchmarks/track)
     "track": Spec(("track",), ".tracks", 5.0, _track, gathered=_TRACK_TABLES, sized_by=_track_labels, per_frame=True),
     # the per-threshold table (tp, fp, fn, precision, recall, F1, AP) of each item; both label images are read a
     # block of chunks (4 M voxels) at a time, a time-lapse frame by frame: 397-425 MB peak for 64x1024x1024 int32

@@ -79,8 +79,9 @@ def _disk_size(p: Path) -> int:
 def array_nbytes(path: str | Path, *, per_frame: bool = False) -> int:
     """Uncompressed bytes of an image's full-resolution array, from its header only (0 when unknown).
 
-    ``per_frame``: of one timepoint, for an OME-Zarr (whose first axis is T; a command that holds a frame at a time
-    is estimated by it); a TIFF's axes are not known from its shape, so it counts whole.
+    ``per_frame``: of one timepoint (a command that holds a frame at a time is estimated by it), for an OME-Zarr
+    (whose first axis is T) and a TIFF whose header names a T axis (OME-TIFF, ImageJ); a TIFF whose axes are not
+    known from its header counts whole.
 
     Cheap enough to call for every row of a large manifest (one small JSON or TIFF header per file): OME-Zarr
     reads the first multiscale level's array metadata, TIFF the first series' shape; anything else counts its
@@ -112,7 +113,9 @@ def array_nbytes(path: str | Path, *, per_frame: bool = False) -> int:
 
             with tifffile.TiffFile(p) as tf:
                 s = tf.series[0]
-                return int(np.prod(s.shape)) * np.dtype(s.dtype).itemsize
+                # a time axis the file names (OME-TIFF, ImageJ): its reader keeps a frame's pages apart
+                frames = int(s.shape[s.axes.index("T")]) if per_frame and "T" in s.axes else 1
+                return int(np.prod(s.shape)) * np.dtype(s.dtype).itemsize // max(frames, 1)
         return p.stat().st_size
     except (OSError, KeyError, IndexError, ValueError, TypeError):
         return 0
