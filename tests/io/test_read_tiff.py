@@ -93,15 +93,15 @@ def test_tiff_reading_is_lazy_and_picklable(tmp_path: Path, rng: np.random.Gener
 
 
 def _page_reads(monkeypatch: pytest.MonkeyPatch) -> list[list[int]]:
-    """The pages of every ``tifffile.imread`` call from now on, one list per call."""
+    """The pages of every read of TIFF pixel data from now on, one list per read."""
     seen: list[list[int]] = []
-    real = tifffile.imread
+    real = tifffile.TiffFile.asarray
 
-    def spy(*args: object, **kwargs: object) -> np.ndarray:
+    def spy(self: tifffile.TiffFile, *args: object, **kwargs: object) -> np.ndarray:
         seen.append(list(kwargs["key"]))  # type: ignore[call-overload]
-        return real(*args, **kwargs)  # type: ignore[arg-type]
+        return real(self, *args, **kwargs)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(tifffile, "imread", spy)
+    monkeypatch.setattr(tifffile.TiffFile, "asarray", spy)
     return seen
 
 
@@ -120,17 +120,37 @@ def test_page_reader_reads_only_requested_pages(
 def test_a_time_lapse_is_read_a_frame_at_a_time(
     tmp_path: Path, rng: np.random.Generator, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A chunk never spans two timepoints: reading one frame of a small TZCYX hyperstack (one chunk by size alone)
-    decodes that frame's pages, not the movie's; within the frame, its z-planes and channels stay one chunk."""
+    """A chunk holds at most `_FRAME_CHUNK_BYTES` of frames: reading one frame of a TZCYX hyperstack (one chunk by
+    size alone) decodes that frame's pages, not the movie's; within the frame, its z-planes and channels stay one
+    chunk. Frames smaller than that share chunks (a long movie of small frames is not opened once per frame)."""
     data = rng.integers(0, 255, (6, 3, 2, 16, 16), dtype=np.uint8)
     path = _imagej(tmp_path / "lapse.tif", data, "TZCYX")
+    assert io.read(path).data.chunks[0] == (6,)  # 9 kB of frames: one chunk
+    monkeypatch.setattr("subcell.io._tiff._FRAME_CHUNK_BYTES", 6 * 16 * 16 * 3 // 2)  # a frame and a half
     seen = _page_reads(monkeypatch)
     img = io.read(path)
+    assert img.data.chunks[0] == (1,) * 6
     np.testing.assert_array_equal(img.data[4].compute(), data[4].transpose(1, 0, 2, 3))
     assert seen == [list(range(4 * 6, 5 * 6))]  # frame 4's six pages (3 z × 2 channels), read in one go
     seen.clear()
     np.testing.assert_array_equal(img.numpy(), data.transpose(0, 2, 1, 3, 4))
     assert sorted(p for key in seen for p in key) == list(range(36))  # whole: every page once
+
+
+def test_a_file_read_again_after_it_changed_gives_its_new_pixels(tmp_path: Path, rng: np.random.Generator) -> None:
+    """Chunks are read through a kept handle per file; a file replaced at the same path (as an atomic writer does)
+    is read anew, never through the handle of the one it replaced. Parallel reads through the kept handle agree."""
+    import dask
+
+    old = rng.integers(0, 255, (12, 32, 32), dtype=np.uint8)
+    path = _imagej(tmp_path / "stack.tif", old, "TYX")
+    np.testing.assert_array_equal(io.read(path).numpy()[:, 0, 0], old)
+    new = rng.integers(0, 255, (12, 32, 32), dtype=np.uint8)
+    _imagej(tmp_path / "next.tif", new, "TYX").replace(path)  # same size, another file
+    img = io.read(path)
+    np.testing.assert_array_equal(img.numpy()[:, 0, 0], new)
+    with dask.config.set(scheduler="threads", num_workers=4):
+        np.testing.assert_array_equal(img.data.compute()[:, 0, 0], new)
 
 
 def test_ome_tiff_scenes_are_selectable(tmp_path: Path) -> None:
