@@ -151,6 +151,12 @@ def test_a_file_read_again_after_it_changed_gives_its_new_pixels(tmp_path: Path,
     np.testing.assert_array_equal(img.numpy()[:, 0, 0], new)
     with dask.config.set(scheduler="threads", num_workers=4):
         np.testing.assert_array_equal(img.data.compute()[:, 0, 0], new)
+    from subcell.io._tiff import _open_cached
+
+    handle, lock = _open_cached(str(path))
+    with lock:
+        handle.close()  # as when another thread drops it from the kept handles between taking and using it
+    np.testing.assert_array_equal(img.numpy()[:, 0, 0], new)  # opened anew
 
 
 def test_ome_tiff_scenes_are_selectable(tmp_path: Path) -> None:

@@ -109,7 +109,7 @@ def _open_cached(path: str) -> tuple[Any, threading.Lock]:
     key = (os.getpid(), path, st.st_mtime_ns, st.st_size)
     with _HANDLES_LOCK:
         hit = _HANDLES.pop(key, None)
-        if hit is None:
+        if hit is None or hit[0].filehandle.closed:
             hit = (tifffile.TiffFile(path), threading.Lock())
         _HANDLES[key] = hit  # the most recently used last
         while len(_HANDLES) > _HANDLES_KEPT:
@@ -143,9 +143,14 @@ class _TiffPages:
         if pages.size == 0:
             return np.empty(out_lead + self.shape[self.n_page_dims :], self.dtype)[(Ellipsis, *key[self.n_page_dims :])]
         try:
-            handle, lock = _open_cached(self.path)
-            with lock:  # one reader of a handle at a time (a file position is shared)
-                arr = handle.asarray(series=self.series, key=[int(p) for p in pages], maxworkers=1)
+            for _ in range(3):
+                handle, lock = _open_cached(self.path)
+                with lock:  # one reader of a handle at a time (a file position is shared)
+                    if not handle.filehandle.closed:  # (else dropped from the kept ones meanwhile: open anew)
+                        arr = handle.asarray(series=self.series, key=[int(p) for p in pages], maxworkers=1)
+                        break
+            else:
+                raise OSError("its handle was closed by other readers three times in a row")
         except MemoryError:
             raise
         except Exception as e:  # a damaged block (the metadata was checked when the file was opened): decoders
