@@ -2,8 +2,9 @@
 
 Written here rather than through ``bioio-ome-zarr``: NGFF stores its axes, scales and channel labels as plain
 JSON next to the arrays, which ``zarr`` already reads, while the bioio plugin costs 2.2 s of imports (ome-types,
-xarray, s3fs) on top of zarr + dask in every process that opens a store. bioio stays the reader of OME-TIFF and
-vendor formats, where it parses what no other library does.
+xarray, s3fs) on top of zarr + dask in every process that opens a store. bioio stays the reader of vendor formats,
+where it parses what no other library does, and of OME-TIFF files whose tifffile series do not map onto their OME
+images (``_bioio``).
 """
 
 from __future__ import annotations
