@@ -8,7 +8,7 @@ T into one OME-Zarr label image (48 frames, 300 MiB at the default), written onc
 CLI in a fresh interpreter with its code first on ``PYTHONPATH`` (before = a git worktree of ``--before``),
 alternating, one at a time; peak RSS is the child's ``VmHWM``. The arms' tables, labels and CTC files are compared.
 ``--ctc``: the movie's frames written as a CTC folder (``mask000.tif`` …, zlib), tracked from there. ``--tiff``: the
-movie as one ImageJ TIFF hyperstack (uint16, zlib), tracked from there.
+movie as one ImageJ TIFF hyperstack (uint16, zlib), tracked from there; ``--ome-tiff``: as an OME-TIFF (int32, zlib).
 ``--evaluate``: ``subcell evaluate-tracks`` instead, of the movie's tracks (tracked once, by the current code)
 against their own CTC export as truth; the arms' metrics are compared.
 """
@@ -109,6 +109,7 @@ def main() -> None:
     ap.add_argument("--work", type=Path, default=Path("/tmp/subcell_bench_track"))
     ap.add_argument("--ctc", action="store_true", help="track the movie from a CTC folder of its frames")
     ap.add_argument("--tiff", action="store_true", help="track the movie from an ImageJ TIFF (TZYX, µm)")
+    ap.add_argument("--ome-tiff", action="store_true", help="track the movie from an OME-TIFF (written by io.write)")
     ap.add_argument("--evaluate", action="store_true", help="score the movie's tracks against their CTC export")
     ap.add_argument("--tag", default="", help="appended to the results file's name")
     args = ap.parse_args()
@@ -125,6 +126,13 @@ def main() -> None:
         extra = ["--voxel-size", *map(str, img.voxel_size.as_tuple()), "--time-interval", str(img.time_interval)]
     if args.tiff:  # an ImageJ hyperstack: voxel size and frame interval in its own metadata
         source = [str(make_tiff(movie))]
+    if args.ome_tiff:
+        from subcell.io import write
+
+        ome = movie.with_suffix("").with_suffix(".ome.tif")
+        if not ome.exists():
+            write(read(movie), ome)
+        source = [str(ome)]
     srcs = {"before": worktree(args.before, args.work), "after": REPO / "src"}
     runs: dict[str, list[dict[str, float]]] = {"before": [], "after": []}
     if args.evaluate:
