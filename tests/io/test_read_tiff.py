@@ -120,18 +120,22 @@ def test_page_reader_reads_only_requested_pages(
 def test_a_time_lapse_is_read_a_frame_at_a_time(
     tmp_path: Path, rng: np.random.Generator, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A chunk holds at most `_FRAME_CHUNK_BYTES` of frames: reading one frame of a TZCYX hyperstack (one chunk by
-    size alone) decodes that frame's pages, not the movie's; within the frame, its z-planes and channels stay one
-    chunk. Frames smaller than that share chunks (a long movie of small frames is not opened once per frame)."""
-    data = rng.integers(0, 255, (6, 3, 2, 16, 16), dtype=np.uint8)
+    """A chunk holds one channel and at most `_FRAME_CHUNK_BYTES` of frames: reading one frame of a TZCYX
+    hyperstack (one chunk by size alone before) decodes that frame's pages, not the movie's, and one channel of it
+    only that channel's z-planes (one read). Frames smaller than the cap share chunks (a long movie of small frames
+    is not opened once per frame)."""
+    data = rng.integers(0, 255, (6, 3, 2, 16, 16), dtype=np.uint8)  # T, Z, C: page t·6 + z·2 + c
     path = _imagej(tmp_path / "lapse.tif", data, "TZCYX")
-    assert io.read(path).data.chunks[0] == (6,)  # 9 kB of frames: one chunk
-    monkeypatch.setattr("subcell.io._tiff._FRAME_CHUNK_BYTES", 6 * 16 * 16 * 3 // 2)  # a frame and a half
+    assert io.read(path).data.chunks[:2] == ((6,), (1, 1))  # 4.6 kB of frames per channel: one chunk each
+    monkeypatch.setattr("subcell.io._tiff._FRAME_CHUNK_BYTES", 3 * 16 * 16 * 3 // 2)  # a frame and a half
     seen = _page_reads(monkeypatch)
     img = io.read(path)
-    assert img.data.chunks[0] == (1,) * 6
+    assert img.data.chunks[:2] == ((1,) * 6, (1, 1))
+    np.testing.assert_array_equal(img.data[4, 1].compute(), data[4, :, 1])
+    assert seen == [[4 * 6 + 1, 4 * 6 + 3, 4 * 6 + 5]]  # frame 4, channel 1: its three z-planes, read in one go
+    seen.clear()
     np.testing.assert_array_equal(img.data[4].compute(), data[4].transpose(1, 0, 2, 3))
-    assert seen == [list(range(4 * 6, 5 * 6))]  # frame 4's six pages (3 z × 2 channels), read in one go
+    assert sorted(p for key in seen for p in key) == list(range(4 * 6, 5 * 6))  # frame 4's six pages
     seen.clear()
     np.testing.assert_array_equal(img.numpy(), data.transpose(0, 2, 1, 3, 4))
     assert sorted(p for key in seen for p in key) == list(range(36))  # whole: every page once

@@ -245,8 +245,8 @@ def read_tiff(path: Path, *, scene: int | str | None = None, axes: str | None = 
     n_channels = shape[dims.index("C")] if "C" in dims else 1
     names = _stored_channel_names(ij, shaped, n_channels)
     pages = _TiffPages(path, idx, shape, dtype, n_page_dims)
-    time_axis = dims.index("T") if "T" in dims and dims.index("T") < n_page_dims else None
-    chunks = _page_chunks(shape, n_page_dims, dtype, time_axis)
+    time_axis, channel_axis = (dims.index(a) if a in dims and dims.index(a) < n_page_dims else None for a in "TC")
+    chunks = _page_chunks(shape, n_page_dims, dtype, time_axis, channel_axis)
     data = da.from_array(
         pages, chunks=chunks, asarray=False, lock=False, fancy=False, meta=np.empty((0,) * len(shape), dtype)
     )
@@ -289,8 +289,8 @@ def _plausible(vs: tuple[float | None, ...]) -> tuple[float | None, float | None
     return out  # type: ignore[return-value]
 
 
-def _page_chunks(shape: tuple[int, ...], n_page_dims: int, dtype: np.dtype[Any], time_axis: int | None = None
-                 ) -> tuple[int, ...]:  # fmt: skip
+def _page_chunks(shape: tuple[int, ...], n_page_dims: int, dtype: np.dtype[Any], time_axis: int | None = None,
+                 channel_axis: int | None = None) -> tuple[int, ...]:  # fmt: skip
     """One chunk = up to ~64 MiB of whole pages, filling the innermost page axis first, then the next.
 
     Every chunk opens the file (and parses its header) once, so a small multi-page file is one chunk: with one
@@ -301,11 +301,16 @@ def _page_chunks(shape: tuple[int, ...], n_page_dims: int, dtype: np.dtype[Any],
     frames of a 1000-frame 256×256 ImageJ movie took 5.0 s (512 frames decoded for each) and tracking a 48-frame
     16×320×320 movie twice as long; with a chunk per frame, reading the 1000 frames whole took 1.3 s instead of
     0.6 s (a Dask task each). At 4 MiB: 0.4 s and 0.6 s (``benchmarks/io/bench_tiff_frames.py``).
+    A chunk holds one channel (``channel_axis``, a page axis): commands read a channel at a time (the bright-field
+    of a multichannel field, each intensity channel in turn), and a chunk of all channels was decoded for each.
+    The axes outside it still fill, so a chunk's pages need not be consecutive in the file (one read either way).
     """
     page_bytes = int(np.prod(shape[n_page_dims:])) * dtype.itemsize
     budget = max(1, _CHUNK_BYTES // max(page_bytes, 1))  # pages per chunk
     chunks = [1] * n_page_dims + list(shape[n_page_dims:])
     for axis in range(n_page_dims - 1, -1, -1):
+        if axis == channel_axis:
+            continue  # one channel a chunk
         take = min(shape[axis], budget)
         if axis == time_axis:  # frames of the pages gathered so far (all of a frame's, when it fits the budget)
             frame_bytes = page_bytes * int(np.prod(chunks[axis + 1 : n_page_dims]))
