@@ -239,6 +239,10 @@ def test_segment_measure_and_evaluate_on_a_synthetic_field(tmp_path: Path) -> No
     assert r.returncode == 0, r.stderr
     seg = io.read(nuc)
     assert seg.voxel_size == field.image.voxel_size and seg.dtype == np.int32
+    lab = seg.numpy()[0, 0]
+    border = seg.provenance.history[-1]["parameters"]["border_ids"][0]
+    assert border  # (some objects touch the field border)
+    assert f"{len(np.unique(lab[lab > 0]))} objects, {len(border)} touching the border" in r.stdout
     ev = subcell_cli("evaluate-seg", str(nuc), str(truth), "--out", str(tmp_path / "ev.csv"))
     assert ev.returncode == 0, ev.stderr
     table = pd.read_csv(tmp_path / "ev.csv")
@@ -247,7 +251,6 @@ def test_segment_measure_and_evaluate_on_a_synthetic_field(tmp_path: Path) -> No
     assert m.returncode == 0, m.stderr
     meas = pd.read_parquet(tmp_path / "m.parquet")
     assert {"volume_um3", "surface_area_um2", "centroid_z_um", "dna_mean"} <= set(meas.columns)
-    lab = seg.numpy()[0, 0]
     vol = np.bincount(lab.ravel())[1:] * float(np.prod(field.config.voxel_size))
     assert meas.volume_um3.to_numpy() == pytest.approx(vol[vol > 0])
 

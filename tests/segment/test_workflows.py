@@ -256,13 +256,16 @@ def test_a_time_lapse_is_segmented_into_a_file_a_frame_at_a_time(tmp_path: Path,
     monkeypatch.setattr(OmeZarrWriter, "write_region", write)
     monkeypatch.setattr(tifffile, "imwrite", imwrite)
     seen: list[int] = []
-    segment_to_file(lapse, wf, tmp_path / f"frames{suffix}", on_frame=lambda t, lab: seen.append(t))
+    borders: list[list[int]] = []
+    segment_to_file(lapse, wf, tmp_path / f"frames{suffix}",
+                    on_frame=lambda t, lab, border: (seen.append(t), borders.append(border)))  # fmt: skip
     frame = f"write {(1, 1, *lapse.shape[2:])}"
     assert events[: 2 * 4] == ["segment", frame] * 4 and seen == [0, 1, 2, 3]  # (OME-Zarr: then the pyramid)
     a, b = io.read(tmp_path / f"frames{suffix}"), io.read(tmp_path / f"whole{suffix}")
     assert np.array_equal(a.numpy(), b.numpy()) and a.dtype == b.dtype and a.numpy().max() > 0
     assert a.provenance.history[-1] == b.provenance.history[-1]  # the segment step, border ids of every frame
     assert any(a.provenance.history[-1]["parameters"]["border_ids"])
+    assert borders == a.provenance.history[-1]["parameters"]["border_ids"]  # what `on_frame` was handed
     assert (a.voxel_size, a.channel_names, a.time_interval) == (b.voxel_size, b.channel_names, b.time_interval)
     flat = lapse.with_data(np.zeros(lapse.shape, np.float32), step="zeros")
     with pytest.raises(ValueRangeError, match="no contrast"):

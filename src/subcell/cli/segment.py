@@ -74,7 +74,7 @@ def segment(
 
     from subcell.io._atomic import check_output
     from subcell.io.writer import output_format
-    from subcell.segment import border_ids, load_workflow, segment_to_file
+    from subcell.segment import load_workflow, segment_to_file
 
     output_format(output)
     check_output(output, overwrite=overwrite)
@@ -110,10 +110,10 @@ def segment(
     counts: list[int] = []  # objects per frame (ids are not the count: they need not be consecutive), or voxels
     border: list[int] = []  # objects of the first frame touching its border
 
-    def count(t: int, frame: np.ndarray) -> None:
+    def count(t: int, frame: np.ndarray, border_ids: list[int]) -> None:
         counts.append(int(np.unique(frame[frame > 0]).size) if wf.kind == "instance" else int(frame.sum()))
-        if t == 0 and wf.kind == "instance":
-            border.extend(border_ids(frame))
+        if t == 0:
+            border.extend(border_ids)
 
     # written a frame at a time, as each is segmented: a time-lapse's labels are never held whole
     segment_to_file(image, wf, output, channels=chans, overwrite=overwrite, on_frame=count)

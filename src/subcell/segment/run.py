@@ -78,17 +78,36 @@ def _parameters(
     return params
 
 
+def _segmented(image: Image, workflow: Workflow, chosen: Mapping[str, int], borders: list[list[int]],
+               on_frame: Callable[[int, np.ndarray, list[int]], None] | None = None) -> Iterator[np.ndarray]:  # fmt: skip
+    """Each timepoint's labels (or mask) in the workflow's dtype, as :func:`_frames` makes them; every frame's
+    border objects appended to ``borders`` (instance workflows) and handed to ``on_frame`` after the frame is taken."""
+    dtype = _dtype(workflow)
+    for t, res in enumerate(_frames(image, workflow, chosen)):
+        border = sorted(border_ids(res)) if workflow.kind == "instance" else []
+        if workflow.kind == "instance":
+            borders.append(border)
+        yield res.astype(dtype, copy=False)
+        if on_frame is not None:
+            on_frame(t, res, border)
+
+
+def _described(image: Image, workflow: Workflow, chosen: Mapping[str, int], borders: list[list[int]], data: Any
+               ) -> Image:  # fmt: skip
+    """``data`` as the segmentation of ``image``: one channel named after the workflow, the segment step (its
+    parameters naming every frame's border objects) in the provenance."""
+    return image.with_data(data, step=f"segment:{workflow.name}", channel_names=[workflow.name],
+                           parameters=_parameters(image, workflow, chosen, borders))  # fmt: skip
+
+
 def segment_image(image: Image, workflow: Workflow, *, channels: Mapping[str, str | int] | None = None) -> Image:
     """Labels (instance workflows, int32) or masks (uint8) for every timepoint, as a one-channel Image."""
     chosen = resolve_channels(image, workflow, channels)
     out = np.zeros((image.shape[0], 1, *image.shape[2:]), _dtype(workflow))
     borders: list[list[int]] = []
-    for t, res in enumerate(_frames(image, workflow, chosen)):
+    for t, res in enumerate(_segmented(image, workflow, chosen, borders)):
         out[t, 0] = res
-        if workflow.kind == "instance":
-            borders.append(sorted(border_ids(res)))
-    return image.with_data(out, step=f"segment:{workflow.name}", parameters=_parameters(image, workflow, chosen, borders),
-                           channel_names=[workflow.name])  # fmt: skip
+    return _described(image, workflow, chosen, borders, out)
 
 
 def segment_to_file(
@@ -98,12 +117,13 @@ def segment_to_file(
     *,
     channels: Mapping[str, str | int] | None = None,
     overwrite: bool = False,
-    on_frame: Callable[[int, np.ndarray], None] | None = None,
+    on_frame: Callable[[int, np.ndarray, list[int]], None] | None = None,
 ) -> Path:
     """:func:`segment_image` written to OME-Zarr or OME-TIFF (by the name, as :func:`subcell.io.write`) a timepoint
     at a time, as each is segmented: the file ``io.write(segment_image(...))`` writes, without the time-lapse's
-    labels ever held whole (one frame's are). ``on_frame(t, labels)`` sees each frame's result before the next is
-    made. The provenance, which names every frame's border objects, is written at close."""
+    labels ever held whole (one frame's are). ``on_frame(t, labels, border_ids)`` sees each frame's result and its
+    objects touching the border (none for a mask) before the next is made. The provenance, which names every frame's
+    border objects, is written at close."""
     from subcell.io import OmeZarrWriter
     from subcell.io._atomic import check_output
     from subcell.io.ome_tiff_writer import write_ome_tiff
@@ -114,33 +134,23 @@ def segment_to_file(
     chosen = resolve_channels(image, workflow, channels)
     shape, dtype = (image.shape[0], 1, *image.shape[2:]), _dtype(workflow)
     borders: list[list[int]] = []
-
-    def frames() -> Iterator[np.ndarray]:
-        for t, res in enumerate(_frames(image, workflow, chosen)):
-            if workflow.kind == "instance":
-                borders.append(sorted(border_ids(res)))
-            yield res.astype(dtype, copy=False)
-            if on_frame is not None:
-                on_frame(t, res)
-
-    def described(data: Any) -> Image:
-        return image.with_data(data, step=f"segment:{workflow.name}", channel_names=[workflow.name],
-                               parameters=_parameters(image, workflow, chosen, borders))  # fmt: skip
-
+    frames = _segmented(image, workflow, chosen, borders, on_frame)
     if fmt == "ome-tiff":
         import dask.array as da
 
         # the file's shape, dtype and metadata; its planes come from the frames as they are segmented
         header = da.zeros(shape, dtype=dtype, chunks=(1, 1, *shape[2:]))
-        return write_ome_tiff(described(header), path, overwrite=overwrite, frames=(f[None] for f in frames()),
-                              described=lambda: described(header))  # fmt: skip
+        return write_ome_tiff(_described(image, workflow, chosen, borders, header), path, overwrite=overwrite,
+                              frames=(f[None] for f in frames),
+                              described=lambda: _described(image, workflow, chosen, borders, header))  # fmt: skip
     writer = OmeZarrWriter(path, shape=shape, dtype=dtype, voxel_size=image.voxel_size, channel_names=[workflow.name],
                            time_interval=image.time_interval, overwrite=overwrite,
                            is_label=workflow.kind == "instance")  # fmt: skip
     try:
-        for t, res in enumerate(frames()):
+        for t, res in enumerate(frames):
             writer.write_region((slice(t, t + 1),), res[None, None])
-        writer.provenance = described(np.zeros((1,) * 5, dtype)).provenance
+        writer.provenance = image.provenance.then(f"segment:{workflow.name}",
+                                                  _parameters(image, workflow, chosen, borders))  # fmt: skip
     except BaseException:
         writer.abort()
         raise
