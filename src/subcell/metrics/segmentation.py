@@ -298,7 +298,9 @@ def match_instances(
     n_true, n_pred = len(t_ids), len(p_ids)
     tp = [len(ov.one_to_one(th)[0]) for th in ths]
     low = v >= min(ths)
-    partner = _max_matching(n_true, n_pred, r[low], c[low])
+    partner = np.full(n_true, -1, np.int64)  # each true object's matched column at the lowest threshold, or -1
+    matched, cols = ov.one_to_one(min(ths))
+    partner[matched] = cols
     best = np.zeros(n_true)
     np.maximum.at(best, r, v)
     lookup = {(int(a), int(b)): float(x) for a, b, x in zip(r[low], c[low], v[low], strict=True)}
