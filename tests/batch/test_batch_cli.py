@@ -196,12 +196,13 @@ def test_batch_track_equals_single_runs_and_gathers_the_tables(tmp_path: Path) -
         f = synth_field(shape=(8, 128, 128), seed=30 + s, **{"time.frames": 4, "time.division_probability": 0.2})
         write_field(f, tmp_path / f"m{s}.ome.zarr")
         rows.append({"id": f"m{s}", "source": f"m{s}.ome.zarr", "label": "nucleus"})
-    rows[1] |= {"intensity": "m1.ome.zarr", "intensity_channel": "dna", "time_interval": 120}  # per-row options
+    # per-row options (the interval contradicts the file's 300 s: taken as the batch's --force-metadata says)
+    rows[1] |= {"intensity": "m1.ome.zarr", "intensity_channel": "dna", "time_interval": 120}
     rows.append({"id": "nolabel", "source": "m0.ome.zarr", "label": None})  # an image with labels inside: which?
     pd.DataFrame(rows).to_csv(tmp_path / "movies.csv", index=False)
     out = tmp_path / "tracked"
     assert run(["batch", "track", str(tmp_path / "movies.csv"), str(out), "--max-speed-um-per-min", "2",
-                "--workers", "1", "--quiet"]) == 1  # fmt: skip
+                "--force-metadata", "--workers", "1", "--quiet"]) == 1  # fmt: skip
     status = pd.read_parquet(out / "batch.parquet").set_index("id")
     assert list(status.status) == ["done", "done", "failed"]
     assert "choose one with --label NAME" in status.loc["nolabel", "error"]
@@ -218,7 +219,7 @@ def test_batch_track_equals_single_runs_and_gathers_the_tables(tmp_path: Path) -
     for s, extra in enumerate([[], ["--image", str(tmp_path / "m1.ome.zarr"), "-c", "dna", "--time-interval", "120"]]):
         single = tmp_path / f"single{s}"
         assert run(["track", str(tmp_path / f"m{s}.ome.zarr"), str(single), "--label", "nucleus",
-                    "--max-speed-um-per-min", "2", *extra]) == 0  # fmt: skip
+                    "--max-speed-um-per-min", "2", "--force-metadata", *extra]) == 0  # fmt: skip
         want = pd.read_parquet(single / "tracks.parquet")
         assert want.mean_intensity.notna().all() if extra else want.mean_intensity.isna().all()
         assert f"time_interval_s: {120.0 if extra else 300.0}" in (out / f"m{s}.tracks" / "config.yaml").read_text()

@@ -242,3 +242,25 @@ def test_channel_names_stored_in_tiffs_are_read(tmp_path: Path) -> None:
     assert io.read(tmp_path / "ij.tif", voxel_size=(1, 1, 1)).channel_names == ("dna", "mem", "bf")
     assert io.read(tmp_path / "js.tif", voxel_size=(1, 1, 1)).channel_names == ("dna", "mem", "bf")
     assert io.read(tmp_path / "planes.tif", voxel_size=(1, 1, 1)).channel_names == ("c0", "c1", "c2")
+
+
+def test_a_given_time_interval_fills_a_gap_and_never_silently_contradicts_the_file(tmp_path: Path) -> None:
+    data = np.zeros((3, 2, 8, 8), np.uint8)
+    stated = _imagej(tmp_path / "stated.tif", data, "TZYX", finterval=60.0)
+    silent = _imagej(tmp_path / "silent.tif", data, "TZYX")
+    assert io.read(silent).time_interval is None
+    given = io.read(silent, time_interval=90)
+    assert given.time_interval == 90.0 and given.provenance.parameters["time_interval_source"] == "user"
+    assert io.read(stated, time_interval=60.1).time_interval == pytest.approx(60.1)  # the file's, quoted
+    with pytest.raises(MetadataError, match=r"file 60 s vs given 90 s.*--force-metadata") as e:
+        io.read(stated, time_interval=90)
+    assert e.value.field == "time_interval" and e.value.path == str(stated)
+    forced = io.read(stated, time_interval=90, force=True)
+    assert forced.time_interval == 90.0
+    assert forced.provenance.parameters["time_interval_source"] == "user (forced over file)"
+    for bad in (0, -5, float("nan"), "soon"):
+        with pytest.raises(MetadataError, match="positive number of seconds"):
+            io.read(silent, time_interval=bad)  # type: ignore[arg-type]
+    # info shows what a read would use, and where it came from
+    assert io.describe(silent, time_interval=90)["time_interval_source"] == "user"
+    assert io.describe(stated)["time_interval_source"] == "file"

@@ -3,7 +3,8 @@
 The rows are the batch's finished items (done or skipped, output present): ``id`` and ``source`` = the item's
 output. The other columns of the manifest that batch ran on (target, split, structure, masks, ``intensity``,
 ``label``, …) are carried over by id; the columns that describe the old source (``source_channel``, ``scene``,
-the voxel size, the ``label`` image inside it) are not, since the outputs carry their own metadata.
+``axes``, ``time_interval``, the voxel size, the ``label`` image inside it) are not, since the outputs carry their
+own metadata.
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ from subcell.batch.runner import TABLE, is_batch_folder, read_batch_state
 
 __all__ = ["batch_manifest"]
 
-# the other column that describes the old source's layout (its channel, scene and voxel size are not taken at all)
+# the other column that describes the old source's layout (its channel, scene, axes, time interval and voxel size
+# are not taken at all)
 _NOT_CARRIED = ("label",)  # the label image inside it
 
 

@@ -8,7 +8,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-__all__ = ["ALIASES", "COMMANDS", "TORCH_BASE", "WORKER_BASE", "Gathered", "Spec", "row_cells", "row_cells_required"]
+from subcell.cli.options import Reading
+
+__all__ = [
+    "ALIASES",
+    "COMMANDS",
+    "TORCH_BASE",
+    "WORKER_BASE",
+    "Gathered",
+    "Spec",
+    "row_cells",
+    "row_cells_required",
+    "row_reading",
+]
 
 
 @dataclass(frozen=True)
@@ -40,8 +52,38 @@ class Spec:
     cells_args: Callable[[Any, Path], tuple[list[str], list[str], list[Path]]] | None = None
 
 
-def _vs(row: Any) -> list[str]:
-    return ["--voxel-size", *map(str, row.voxel_size.as_tuple())] if row.voxel_size is not None else []
+def row_reading(row: Any, given: Reading | None = None) -> Reading:
+    """How a manifest row's source is read: its voxel size, scene, axes and time interval columns, each in turn
+    the command's own option (``given``) where the row leaves it empty."""
+    given = given or Reading()
+    return Reading(
+        voxel_size=row.voxel_size.as_tuple() if row.voxel_size is not None else given.voxel_size,
+        axes=row.axes or given.axes,
+        force=given.force,
+        scene=row.scene if row.scene is not None else given.scene,
+        time_interval=row.time_interval or given.time_interval,
+    )
+
+
+def _vs(row: Any, *, scene: bool = False, time: bool = False, axes: bool = True) -> list[str]:
+    """The reader options of a row's source for a command that takes ``--voxel-size``, and ``--axes`` /
+    ``--scene`` / ``--time-interval`` where ``axes`` / ``scene`` / ``time``. A row's axes or scene for a command
+    that cannot take them is refused, never dropped (every row would read the file's first scene)."""
+    r = row_reading(row)
+    opts = ["--voxel-size", *map(str, r.voxel_size)] if r.voxel_size is not None else []
+    if r.axes is not None:
+        if not axes:
+            raise ValueError(f"column 'axes': value {r.axes!r}: this command reads files that state their axes; "
+                             "convert the source first (`subcell batch convert` takes the column)")  # fmt: skip
+        opts += ["--axes", r.axes]
+    if r.scene is not None:
+        if not scene:
+            raise ValueError(f"column 'scene': value {r.scene!r}: this command reads a file's first scene only; "
+                             "convert each scene first (`subcell batch convert` takes the column)")  # fmt: skip
+        opts += ["--scene", r.scene]
+    if time and r.time_interval is not None:
+        opts += ["--time-interval", f"{r.time_interval:g}"]
+    return opts
 
 
 def _meta_path(row: Any, column: str, base: Path) -> Path | None:
@@ -53,11 +95,11 @@ def _meta_path(row: Any, column: str, base: Path) -> Path | None:
 
 
 def _convert(row: Any, base: Path) -> tuple[list[str], list[str], list[Path]]:
-    return [str(row.source)], _vs(row) + (["--scene", row.scene] if row.scene else []), [row.source]
+    return [str(row.source)], _vs(row, scene=True, time=True), [row.source]
 
 
 def _segment(row: Any, base: Path) -> tuple[list[str], list[str], list[Path]]:
-    opts = _vs(row) + (["--channel", row.source_channel] if row.source_channel else [])
+    opts = _vs(row, scene=True, time=True) + (["--channel", row.source_channel] if row.source_channel else [])
     return [str(row.source)], opts, [row.source]
 
 
@@ -70,7 +112,7 @@ def _measure(row: Any, base: Path) -> tuple[list[str], list[str], list[Path]]:
 
 
 def _predict(row: Any, base: Path) -> tuple[list[str], list[str], list[Path]]:
-    return [str(row.source)], _vs(row), [row.source]
+    return [str(row.source)], _vs(row, scene=True, time=True), [row.source]
 
 
 def row_cells(row: Any, base: Path) -> Path | None:
@@ -88,7 +130,7 @@ def row_cells_required(row: Any, base: Path, why: str) -> Path:
 
 def _predict_in_cells(row: Any, base: Path) -> tuple[list[str], list[str], list[Path]]:
     cells = row_cells_required(row, base, "the model takes the cell outlines as a second input")
-    return [str(row.source)], [*_vs(row), "--cells", str(cells)], [row.source, cells]
+    return [str(row.source)], [*_vs(row, scene=True, time=True), "--cells", str(cells)], [row.source, cells]
 
 
 def _target(row: Any, base: Path, expected: str) -> Path:
@@ -101,14 +143,14 @@ def _target(row: Any, base: Path, expected: str) -> Path:
 
 def _nuclei(row: Any, base: Path) -> tuple[list[str], list[str], list[Path]]:
     cells = row_cells_required(row, base, "the nuclei are found one per cell")
-    return [str(row.source), str(cells)], _vs(row), [row.source, cells]
+    return [str(row.source), str(cells)], _vs(row, scene=True, time=True), [row.source, cells]
 
 
 def _extract(row: Any, base: Path) -> tuple[list[str], list[str], list[Path]]:
     labels = _meta_path(row, "labels", base) or row.masks.get("mask") or row.masks.get("mask_cell")
     if labels is None:
         raise ValueError("column 'labels' (or 'mask'): expected the path of the field's cell/nucleus labels")
-    opts, inputs = _vs(row), [row.source, labels]
+    opts, inputs = _vs(row, scene=True), [row.source, labels]
     if (nuclei := _meta_path(row, "nuclei", base) or row.masks.get("mask_nucleus")) is not None:
         opts += ["--nuclei", str(nuclei)]
         inputs.append(nuclei)
@@ -126,7 +168,7 @@ def _evaluate_seg(row: Any, base: Path) -> tuple[list[str], list[str], list[Path
 
 def _labelfree_evaluate(row: Any, base: Path) -> tuple[list[str], list[str], list[Path]]:
     target = _target(row, base, "the measured target (a mask: --mask-target)")
-    opts, inputs = _vs(row), [row.source, target]
+    opts, inputs = _vs(row, axes=False), [row.source, target]
     optional = (("--cells", row_cells(row, base)),
                 ("--noise-control", _meta_path(row, "noise_control", base)),
                 ("--second-acquisition", _meta_path(row, "second_acquisition", base)))  # fmt: skip
@@ -151,7 +193,7 @@ def _track_labels(row: Any) -> Path:
 
 
 def _track(row: Any, base: Path) -> tuple[list[str], list[str], list[Path]]:
-    opts, inputs = _vs(row), [row.source]
+    opts, inputs = _vs(row, time=True), [row.source]
     if row.metadata.get("label") is not None:  # the NGFF label image inside an OME-Zarr source
         opts += ["--label", str(row.metadata["label"])]
     if (intensity := _meta_path(row, "intensity", base)) is not None:
@@ -159,8 +201,6 @@ def _track(row: Any, base: Path) -> tuple[list[str], list[str], list[Path]]:
         inputs.append(intensity)
         if row.metadata.get("intensity_channel") is not None:
             opts += ["--channel", str(row.metadata["intensity_channel"])]
-    if row.metadata.get("time_interval") is not None:
-        opts += ["--time-interval", str(row.metadata["time_interval"])]
     return [str(row.source)], opts, inputs
 
 

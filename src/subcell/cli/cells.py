@@ -7,13 +7,16 @@ from typing import Annotated, Any, Optional
 
 import typer
 
+from subcell.cli.options import AxesOpt, ForceOpt, Reading, SceneOpt
+
 __all__ = ["cells_app", "load_label_array"]
 
 cells_app = typer.Typer(help="Single cells: extract aligned crops, shape space.", no_args_is_help=True)
 
 
-def load_label_array(path: Path, name: str, fallback_index: int, image: Any) -> Any:
-    """(T, Z, Y, X) integer labels: an NGFF label image of an OME-Zarr, or a channel (name or index) of a file.
+def load_label_array(path: Path, name: str, fallback_index: int, image: Any, axes: str | None = None) -> Any:
+    """(T, Z, Y, X) integer labels: an NGFF label image of an OME-Zarr, or a channel (name or index) of a file
+    (a plain TIFF on ``axes``).
 
     Read lazily (a frame at a time when extracted), each block checked by the package's label rule as it is read."""
     from subcell.errors import ChannelError
@@ -21,7 +24,7 @@ def load_label_array(path: Path, name: str, fallback_index: int, image: Any) -> 
 
     if path.suffix == ".zarr" and name in label_names(path):
         return as_labels(read_labels(path, name).data[:, 0], path=path, what=f"labels {name!r}", lazy=True)
-    lab = read(path, voxel_size=image.voxel_size, force=True)
+    lab = read(path, voxel_size=image.voxel_size, force=True, axes=axes)
     try:
         c = lab.channel_index(name)
     except ChannelError:
@@ -42,6 +45,9 @@ def extract(
     cell_labels: Annotated[str, typer.Option("--cell-labels", help="Label image / channel of cells (else channel 0).")] = "cell",
     nucleus_labels: Annotated[str, typer.Option("--nucleus-labels", help="Label image / channel of nuclei (else channel 1).")] = "nucleus",
     voxel_size: Annotated[Optional[tuple[float, float, float]], typer.Option("--voxel-size", metavar="Z Y X", help="µm, if the file lacks it")] = None,  # noqa: UP045
+    axes: AxesOpt = None,
+    force_voxel_size: ForceOpt = False,
+    scene: SceneOpt = None,
     box: Annotated[tuple[int, int, int], typer.Option("--box", metavar="Z Y X", help="Crop size in voxels.")] = (32, 48, 48),
     voxel_um: Annotated[float, typer.Option("--voxel-um", help="Isotropic voxel of the crops (µm).")] = 0.5,
     margin_um: Annotated[float, typer.Option("--margin-um", help="Space around the cell inside the box (µm).")] = 0.5,
@@ -56,7 +62,6 @@ def extract(
     """Crop, mask, align and resample every cell of a segmented field into one cell store + table."""
     from subcell.cells import ExtractConfig, extract_to_store
     from subcell.config import load_validated
-    from subcell.io import read
     from subcell.io._atomic import check_output
 
     check_output(output, overwrite=overwrite)
@@ -64,12 +69,13 @@ def extract(
         "channels": channels or None, "box": box, "voxel_um": voxel_um, "margin_um": margin_um, "border": border,
         "oversize": oversize, "align": not no_align, "missing_nucleus": "skip" if skip_no_nucleus else "error",
     })  # fmt: skip
-    image = read(fov, voxel_size=voxel_size)
-    cells = load_label_array(labels, cell_labels, 0, image)
+    reading = Reading(voxel_size, axes, force_voxel_size, scene)
+    image = reading.read(fov)
+    cells = load_label_array(labels, cell_labels, 0, image, reading.axes_for(labels))
     nuclei_arr = (
-        load_label_array(nuclei, nucleus_labels, 0, image)
+        load_label_array(nuclei, nucleus_labels, 0, image, reading.axes_for(nuclei))
         if nuclei
-        else load_label_array(labels, nucleus_labels, 1, image)
+        else load_label_array(labels, nucleus_labels, 1, image, reading.axes_for(labels))
     )
     meta = {"source": str(fov)}
     if structure:

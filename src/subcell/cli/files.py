@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from subcell.cli.options import AxesOpt, ForceOpt, SceneOpt, VoxelSizeOpt, read_input, scene_arg
+from subcell.cli.options import AxesOpt, ForceOpt, SceneOpt, TimeIntervalOpt, VoxelSizeOpt, read_input, scene_arg
 
 __all__ = ["convert", "info", "manifest_app", "synth"]
 
@@ -21,12 +21,14 @@ def info(
     axes: AxesOpt = None,
     scene: SceneOpt = None,
     force_voxel_size: ForceOpt = False,
+    time_interval: TimeIntervalOpt = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")] = False,
 ) -> None:
     """Show dims, dtype, voxel size, channels, scenes, chunks and size (reads metadata only)."""
     from subcell.io import describe
 
-    d = describe(file, scene=scene_arg(scene), voxel_size=voxel_size, axes=axes, force=force_voxel_size)
+    d = describe(file, scene=scene_arg(scene), voxel_size=voxel_size, axes=axes, force=force_voxel_size,
+                 time_interval=time_interval)  # fmt: skip
     if as_json:
         typer.echo(json.dumps(d, indent=2))
         return
@@ -43,7 +45,10 @@ def info(
             else d["voxel_size_source"],
         ),
         ("channels", ", ".join(d["channels"])),
-        ("time interval", f"{d['time_interval_s']:.6g} s" if d["time_interval_s"] else "—"),
+        (
+            "time interval",
+            f"{d['time_interval_s']:.6g} s ({d['time_interval_source']})" if d["time_interval_s"] else "—",
+        ),
         ("scenes", f"{len(d['scenes'])}: {', '.join(d['scenes'][:8])}{' …' if len(d['scenes']) > 8 else ''}"),
         ("chunks", " × ".join(str(c) for c in d["chunks"])),
         ("size", f"{_human(d['size_bytes'])} in memory, {_human(d['file_bytes'])} on disk"),
@@ -76,6 +81,7 @@ def convert(
     axes: AxesOpt = None,
     scene: SceneOpt = None,
     force_voxel_size: ForceOpt = False,
+    time_interval: TimeIntervalOpt = None,
     ngff_version: Annotated[str, typer.Option("--ngff-version", help="OME-Zarr version: 0.4 or 0.5.")] = "0.4",
     resample: Annotated[
         Optional[tuple[float, float, float]],  # noqa: UP045
@@ -105,8 +111,9 @@ def convert(
     check_output(output, overwrite=overwrite)  # fail before reading anything
     names = [c.strip() for c in channel_names.split(",")] if channel_names else None
     image = read_input(
-        input, scene=scene, voxel_size=voxel_size, channel_names=names, axes=axes, force=force_voxel_size
-    )
+        input, scene=scene, voxel_size=voxel_size, channel_names=names, axes=axes, force=force_voxel_size,
+        time_interval=time_interval,
+    )  # fmt: skip
     if labels:  # each block checked as it is read: a bad id fails the write, which leaves nothing behind
         from subcell.io._cast import as_labels
 

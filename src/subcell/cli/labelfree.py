@@ -9,11 +9,18 @@ from typing import Annotated, Any, Optional
 
 import typer
 
+from subcell.cli.batch_commands import row_reading
 from subcell.cli.options import (
     AuthorOpt,
+    AxesOpt,
     CellsVoxelSizeOpt,
+    ForceOpt,
     LicenseOpt,
     NoTestOpt,
+    Reading,
+    SceneOpt,
+    TimeIntervalOpt,
+    VoxelSizeOpt,
     WorkersOpt,
     ZooNameOpt,
     cluster_executor,
@@ -142,32 +149,34 @@ def _warnings_to_stderr() -> Iterator[None]:
         yield
 
 
-def _read_cells(path: Path, cells_voxel_size: Any, voxel_size: Any) -> Any:
+def _read_cells(path: Path, cells_voxel_size: Any, reading: Reading) -> Any:
     """Cell labels at ``--cells-voxel-size`` when given; else at the voxel size their file states, and at
-    ``--voxel-size`` (the image's) only when it states none: cells on their own grid need not be on the image's."""
+    ``--voxel-size`` (the image's) only when it states none: cells on their own grid need not be on the image's.
+    A plain TIFF of them is read on the image's ``--axes``."""
     from subcell.errors import MetadataError
     from subcell.io import read
 
+    axes = reading.axes_for(path)
     if cells_voxel_size is not None:
-        return read(path, voxel_size=cells_voxel_size)
+        return read(path, voxel_size=cells_voxel_size, axes=axes)
     try:
-        return read(path)
+        return read(path, axes=axes)
     except MetadataError as e:
-        if e.field != "voxel_size" or voxel_size is None:
+        if e.field != "voxel_size" or reading.voxel_size is None:
             raise
-        return read(path, voxel_size=voxel_size)
+        return read(path, voxel_size=reading.voxel_size, axes=axes)
 
 
-def _predict_one(model: Any, src: Path, out: Path, cfg: Any, *, voxel_size: Any, overwrite: bool, quiet: bool,
+def _predict_one(model: Any, src: Path, out: Path, cfg: Any, *, reading: Reading, overwrite: bool, quiet: bool,
                  cells: Path | None = None, cells_voxel_size: Any = None) -> None:  # fmt: skip
-    from subcell.io import output_format, read, write
+    from subcell.io import output_format, write
     from subcell.io._atomic import check_output
     from subcell.labelfree import predict_image, predict_to_zarr
     from subcell.train.precision import autocast_dtype, precision_name, resolve_device
 
     check_output(out, overwrite=overwrite)
-    image = read(src, voxel_size=voxel_size)
-    cell_labels = _read_cells(cells, cells_voxel_size, voxel_size) if cells is not None else None
+    image = reading.read(src)
+    cell_labels = _read_cells(cells, cells_voxel_size, reading) if cells is not None else None
     fmt = output_format(out)
     device = resolve_device(cfg.device)
     chosen = precision_name(autocast_dtype(device, cfg.precision))
@@ -189,12 +198,12 @@ def _predict_one(model: Any, src: Path, out: Path, cfg: Any, *, voxel_size: Any,
     typer.echo(f"wrote {out}")
 
 
-def _predict_regions(model: str, src: Path, out: Path, cfg: Any, *, voxel_size: Any, region_yx: int | None,
+def _predict_regions(model: str, src: Path, out: Path, cfg: Any, *, reading: Reading, region_yx: int | None,
                      scheduler: str | None, workers: int | None, overwrite: bool,
                      cells: Path | None = None, cells_voxel_size: Any = None) -> None:  # fmt: skip
     """One large volume by regions, serially or on a Dask cluster (the same result as a whole-volume run)."""
     from subcell.errors import InputFileError, ValueRangeError
-    from subcell.io import output_format, read
+    from subcell.io import output_format
     from subcell.io._atomic import check_output
     from subcell.labelfree.predict_regions import predict_regions_to_zarr
 
@@ -203,8 +212,8 @@ def _predict_regions(model: str, src: Path, out: Path, cfg: Any, *, voxel_size: 
     if output_format(out) != "ome-zarr":
         raise InputFileError("prediction by regions streams to OME-Zarr; use a .ome.zarr output", path=out)
     check_output(out, overwrite=overwrite)
-    image = read(src, voxel_size=voxel_size)
-    cell_labels = _read_cells(cells, cells_voxel_size, voxel_size) if cells is not None else None
+    image = reading.read(src)
+    cell_labels = _read_cells(cells, cells_voxel_size, reading) if cells is not None else None
     with cluster_executor(scheduler, workers=workers, what="regions") as (executor, where):
         predict_regions_to_zarr(model, image, out, cfg, region_yx=region_yx, executor=executor, overwrite=overwrite,
                                 cells=cell_labels)  # fmt: skip
@@ -240,10 +249,11 @@ def predict(
             "--model", "-m", help="Model folder from `labelfree train`, a shipped model's name, or a bioimage.io .zip."
         ),
     ],
-    voxel_size: Annotated[
-        tuple[float, float, float] | None,
-        typer.Option("--voxel-size", metavar="Z Y X", help="µm, if the file lacks it"),
-    ] = None,
+    voxel_size: VoxelSizeOpt = None,
+    axes: AxesOpt = None,
+    force_voxel_size: ForceOpt = False,
+    scene: SceneOpt = None,
+    time_interval: TimeIntervalOpt = None,
     memory_limit: Annotated[
         float,
         typer.Option(
@@ -302,8 +312,9 @@ def predict(
         "memory_limit_gb": memory_limit, "tile": tile, "overlap": overlap, "batch_size": batch_size, "tta": tta,
         "device": device, "precision": precision, "allow_resample": not no_resample, "output_grid": output_grid,
     })  # fmt: skip
+    reading = Reading(voxel_size, axes, force_voxel_size, scene, time_interval)
     if region_yx is not None or scheduler is not None:
-        _predict_regions(model, input, output, cfg, voxel_size=voxel_size, region_yx=region_yx,
+        _predict_regions(model, input, output, cfg, reading=reading, region_yx=region_yx,
                          scheduler=scheduler, workers=workers, overwrite=overwrite, cells=cells,
                          cells_voxel_size=cells_voxel_size)  # fmt: skip
         return
@@ -327,10 +338,10 @@ def predict(
             for r, row_cell in zip(rows, row_cells, strict=True):
                 name = r.id or r.source.name.split(".")[0]
                 _predict_one(lf, r.source, output / f"{name}_prediction.ome.zarr", cfg,
-                             voxel_size=r.voxel_size or voxel_size, overwrite=overwrite, quiet=quiet,
+                             reading=row_reading(r, reading), overwrite=overwrite, quiet=quiet,
                              cells=row_cell, cells_voxel_size=cells_voxel_size)  # fmt: skip
         else:
-            _predict_one(lf, input, output, cfg, voxel_size=voxel_size, overwrite=overwrite, quiet=quiet, cells=cells,
+            _predict_one(lf, input, output, cfg, reading=reading, overwrite=overwrite, quiet=quiet, cells=cells,
                          cells_voxel_size=cells_voxel_size)  # fmt: skip
 
 
@@ -356,9 +367,13 @@ def nuclei(
         typer.Option("--share", help="Nucleus share of each cell's volume (default: Otsu's threshold)."),
     ] = None,
     voxel_size: Annotated[
-        tuple[float, float, float] | None,
+        Optional[tuple[float, float, float]],  # noqa: UP045
         typer.Option("--voxel-size", metavar="Z Y X", help="µm of both files, if they lack it"),
     ] = None,
+    axes: AxesOpt = None,
+    force_voxel_size: ForceOpt = False,
+    scene: SceneOpt = None,
+    time_interval: TimeIntervalOpt = None,
     cells_voxel_size: CellsVoxelSizeOpt = None,
     memory_limit: Annotated[
         float,
@@ -374,7 +389,7 @@ def nuclei(
 ) -> None:
     """Nuclei from bright-field inside segmented cells: the prediction and each cell's depth, one nucleus per cell."""
     from subcell.config import load_validated
-    from subcell.io import output_format, read
+    from subcell.io import output_format
     from subcell.io._atomic import check_output
     from subcell.labelfree import PredictConfig
     from subcell.labelfree.cache import MODEL_CACHE
@@ -387,8 +402,9 @@ def nuclei(
     output_format(output)
     check_output(output, overwrite=overwrite)
     lf = MODEL_CACHE.load(model, resolve_device(device))
-    image = read(input, voxel_size=voxel_size)
-    cell_labels = _read_cells(cells, cells_voxel_size, voxel_size)
+    reading = Reading(voxel_size, axes, force_voxel_size, scene, time_interval)
+    image = reading.read(input)
+    cell_labels = _read_cells(cells, cells_voxel_size, reading)
     typer.echo(f"predicting {cfg.channel} in {input.name} with {model}")
     with _warnings_to_stderr():
         if quiet:
@@ -485,7 +501,7 @@ def evaluate(
         tgt,
         channels=[p[0] for p in pairs] or None,
         target_channels=[p[1] for p in pairs] or None,
-        cells=_read_cells(cells, cells_voxel_size, voxel_size) if cells else None,
+        cells=_read_cells(cells, cells_voxel_size, Reading(voxel_size)) if cells else None,
         noise_control=read(noise_control, voxel_size=voxel_size) if noise_control else None,
         second_acquisition=read(second_acquisition, voxel_size=voxel_size) if second_acquisition else None,
         mask_target=mask_target,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
@@ -18,8 +19,10 @@ __all__ = [
     "LicenseOpt",
     "NoTestOpt",
     "OverwriteOpt",
+    "Reading",
     "SceneOpt",
     "SetOpt",
+    "TimeIntervalOpt",
     "VoxelSizeOpt",
     "ZooNameOpt",
     "echo_export",
@@ -43,8 +46,15 @@ AxesOpt = Annotated[
 ]
 SceneOpt = Annotated[Optional[str], typer.Option("--scene", help="Scene / series index or name.")]  # noqa: UP045
 ForceOpt = Annotated[
-    bool, typer.Option("--force-voxel-size", help="Let --voxel-size override a different value in the file.")
-]
+    bool,
+    typer.Option("--force-voxel-size", "--force-metadata",
+                 help="Let --voxel-size and --time-interval override different values in the file."),
+]  # fmt: skip
+TimeIntervalOpt = Annotated[
+    Optional[float],  # noqa: UP045
+    typer.Option("--time-interval", metavar="SECONDS",
+                 help="Seconds between frames of a time-lapse whose file does not state them."),
+]  # fmt: skip
 
 OverwriteOpt = Annotated[bool, typer.Option("--overwrite", help="Replace an existing output.")]
 ConfigOpt = Annotated[Optional[Path], typer.Option("--config", help="YAML file of settings.")]  # noqa: UP045
@@ -66,17 +76,43 @@ def read_input(
     force: bool = False,
     scene: str | None = None,
     channel_names: list[str] | None = None,
+    time_interval: float | None = None,
 ) -> Any:
     """Read an input image as every command does, and say on stderr what was assumed (e.g. a plain stack's
     unlabelled axis read as Z), so an assumption never hides in the provenance only."""
     from subcell.io import read
 
     image = read(
-        path, scene=scene_arg(scene), voxel_size=voxel_size, axes=axes, force=force, channel_names=channel_names
-    )
+        path, scene=scene_arg(scene), voxel_size=voxel_size, axes=axes, force=force, channel_names=channel_names,
+        time_interval=time_interval,
+    )  # fmt: skip
     for note in image.provenance.parameters.get("notes", []):
         typer.echo(f"note: {path}: {note}", err=True)
     return image
+
+
+@dataclass(frozen=True)
+class Reading:
+    """The reader options one command was given for its main input (``--voxel-size``, ``--axes``,
+    ``--force-voxel-size``, ``--scene``, ``--time-interval``), handed on whole to where the input is read."""
+
+    voxel_size: Any = None
+    axes: str | None = None
+    force: bool = False
+    scene: str | None = None
+    time_interval: float | None = None
+
+    def read(self, path: Path, **kwargs: Any) -> Any:
+        """:func:`read_input` of ``path`` with these options."""
+        return read_input(path, voxel_size=self.voxel_size, axes=self.axes, force=self.force, scene=self.scene,
+                          time_interval=self.time_interval, **kwargs)  # fmt: skip
+
+    def axes_for(self, path: Path) -> str | None:
+        """``axes`` for a second input of the same layout (labels of the image): a plain TIFF's only, as other
+        formats state their axes (and refuse ``axes=``)."""
+        from subcell.io.reader import detect_format
+
+        return self.axes if detect_format(path) == "tiff" else None
 
 
 # bioimage.io exports (`labelfree export`, `integrated export`)

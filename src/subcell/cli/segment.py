@@ -7,7 +7,16 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from subcell.cli.options import AxesOpt, ForceOpt, VoxelSizeOpt, WorkersOpt, cluster_executor, read_input
+from subcell.cli.options import (
+    AxesOpt,
+    ForceOpt,
+    SceneOpt,
+    TimeIntervalOpt,
+    VoxelSizeOpt,
+    WorkersOpt,
+    cluster_executor,
+    read_input,
+)
 
 __all__ = ["evaluate_seg", "measure", "segment", "workflows_app"]
 
@@ -54,6 +63,8 @@ def segment(
     voxel_size: VoxelSizeOpt = None,
     axes: AxesOpt = None,
     force_voxel_size: ForceOpt = False,
+    scene: SceneOpt = None,
+    time_interval: TimeIntervalOpt = None,
     block_yx: Annotated[
         Optional[int],  # noqa: UP045
         typer.Option(
@@ -93,7 +104,8 @@ def segment(
         from subcell.errors import ValueRangeError
 
         raise ValueRangeError("--scheduler spreads the blocks of one volume: give --block-yx too", field="scheduler")
-    image = read_input(input, voxel_size=voxel_size, axes=axes, force=force_voxel_size)
+    image = read_input(input, voxel_size=voxel_size, axes=axes, force=force_voxel_size, scene=scene,
+                       time_interval=time_interval)  # fmt: skip
     if block_yx is not None:
         from subcell.errors import InputFileError
         from subcell.segment.chunked import segment_chunked

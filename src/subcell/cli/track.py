@@ -7,7 +7,16 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from subcell.cli.options import AxesOpt, ConfigOpt, ForceOpt, OverwriteOpt, SetOpt, VoxelSizeOpt, read_input
+from subcell.cli.options import (
+    AxesOpt,
+    ConfigOpt,
+    ForceOpt,
+    OverwriteOpt,
+    SetOpt,
+    TimeIntervalOpt,
+    VoxelSizeOpt,
+    read_input,
+)
 
 __all__ = ["evaluate_tracks", "load_tracks", "read_label_timelapse", "track"]
 
@@ -17,12 +26,15 @@ LabelOpt = Annotated[
 ]
 
 
-def read_label_timelapse(path: Path, *, label: str | None, voxel_size: Any, axes: str | None, force: bool) -> Any:
+def read_label_timelapse(path: Path, *, label: str | None, voxel_size: Any, axes: str | None, force: bool,
+                         time_interval: float | None = None) -> Any:  # fmt: skip
     """A label time-lapse as an :class:`Image` (T, 1, Z, Y, X), from an image file, an OME-Zarr store's NGFF label
-    image, or a CTC folder; one-line errors for a missing T axis, several channels, or non-integer values."""
+    image, or a CTC folder; one-line errors for a missing T axis, several channels, or non-integer values. A given
+    ``time_interval`` follows :func:`subcell.io.read`'s rule (used where the input states none)."""
     from subcell.errors import InputFileError, MetadataError, ValueRangeError
     from subcell.image import Image
     from subcell.io import as_labels, label_names, read_labels
+    from subcell.io._raw import resolve_time_interval
     from subcell.io.ctc import find_ctc, read_ctc
 
     if find_ctc(path) is not None:
@@ -38,7 +50,7 @@ def read_label_timelapse(path: Path, *, label: str | None, voxel_size: Any, axes
                 raise InputFileError(f"--label {label}: the input has no NGFF label images", path=path, field="label")
             img = read_labels(path, label)
         else:
-            img = read_input(path, voxel_size=voxel_size, axes=axes, force=force)
+            img = read_input(path, voxel_size=voxel_size, axes=axes, force=force, time_interval=time_interval)
             if names and (img.shape[1] > 1 or img.dtype.kind == "f"):  # an image with label images inside
                 raise InputFileError(f"this is an image with label images {names}; choose one with --label NAME",
                                      path=path, field="label")  # fmt: skip
@@ -49,6 +61,8 @@ def read_label_timelapse(path: Path, *, label: str | None, voxel_size: Any, axes
         )  # fmt: skip
     if img.shape[1] != 1:
         raise ValueRangeError(f"labels must have one channel, got {img.shape[1]}", path=path, field="C")
+    # (a CTC folder states no interval, a label image inside a store its own: the same rule as for files)
+    img = img.with_metadata(time_interval=resolve_time_interval(img.time_interval, time_interval, path, force=force)[0])
     data = as_labels(img.data[:, 0], path=path, lazy=True)  # read lazily, it stays lazy: checked block by block
     return img.with_data(data[:, None], step="as_labels")
 
@@ -64,10 +78,7 @@ def track(
         Optional[str], typer.Option("--channel", "-c", help="Channel of --image (name or index).")  # noqa: UP045
     ] = None,
     label: LabelOpt = None,
-    time_interval: Annotated[
-        Optional[float],  # noqa: UP045
-        typer.Option("--time-interval", help="Seconds between frames (when the file does not say).", min=0.0),
-    ] = None,
+    time_interval: TimeIntervalOpt = None,
     max_speed: Annotated[
         Optional[float],  # noqa: UP045
         typer.Option("--max-speed-um-per-min", help="Fastest a cell moves (µm/min); default 1."),
@@ -107,8 +118,9 @@ def track(
         overrides={"max_speed_um_per_min": max_speed, "max_gap_frames": max_gap, "divisions": divisions},
         assignments=set_ or (),
     )
-    lab = read_label_timelapse(labels, label=label, voxel_size=voxel_size, axes=axes, force=force_voxel_size)
-    interval = time_interval or lab.time_interval
+    lab = read_label_timelapse(labels, label=label, voxel_size=voxel_size, axes=axes, force=force_voxel_size,
+                               time_interval=time_interval)  # fmt: skip
+    interval = lab.time_interval
     if not interval:
         raise MetadataError("the file states no time interval; give --time-interval SECONDS", path=labels,
                             field="time_interval")  # fmt: skip

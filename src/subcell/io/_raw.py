@@ -10,7 +10,7 @@ from typing import Any
 from subcell.errors import MetadataError, ValueRangeError
 from subcell.image import AXES, Image, Provenance, VoxelSize
 
-__all__ = ["RawImage", "resolve"]
+__all__ = ["RawImage", "resolve", "resolve_time_interval"]
 
 
 @dataclass
@@ -47,8 +47,11 @@ def resolve(
     voxel_size: Any = None,
     channel_names: Any = None,
     force: bool = False,
+    time_interval: float | None = None,
 ) -> Image:
-    """Combine what the file says with what the user says; never invent a voxel size."""
+    """Combine what the file says with what the user says; never invent a voxel size. A given ``time_interval``
+    (seconds) follows the voxel size's rule: used where the file states none, an error where it contradicts the
+    file's unless ``force``."""
     data = raw.data
     dims = raw.dims
     sizes = dict(zip(dims, data.shape, strict=True))
@@ -102,7 +105,10 @@ def resolve(
     if names is not None and (len(set(names)) != len(names) or len(names) != n_c):
         names = None  # the file's names are unusable (duplicates); fall back to c0, c1, ...
 
+    interval, ti_source = resolve_time_interval(raw.time_interval, time_interval, path, force=force)
     prov_params: dict[str, Any] = {"format": raw.fmt, "voxel_size_source": vs_source}
+    if ti_source is not None:
+        prov_params["time_interval_source"] = ti_source
     if raw.scene is not None:
         prov_params["scene"] = raw.scene
     if raw.notes:
@@ -119,11 +125,38 @@ def resolve(
             voxel_size=resolved,
             dims=dims,
             channel_names=names,
-            time_interval=raw.time_interval,
+            time_interval=interval,
             provenance=provenance,
         )
     except ValueRangeError as e:
         raise MetadataError(e.message, path=path, field=e.field) from None
+
+
+def resolve_time_interval(
+    stated: float | None, given: Any, path: Path, *, force: bool
+) -> tuple[float | None, str | None]:
+    """(seconds between frames, where they came from: None = the file's or none) of a file that states ``stated``
+    and a user who gives ``given``."""
+    if given is None:
+        return stated, None
+    try:
+        seconds = float(given)
+    except (TypeError, ValueError):
+        seconds = math.nan
+    if not math.isfinite(seconds) or seconds <= 0:
+        raise MetadataError(f"expected a positive number of seconds, got {given!r}", path=path, field="time_interval")
+    if stated is None:
+        return seconds, "user"
+    if math.isclose(stated, seconds, rel_tol=5e-3):  # the same value quoted to three significant digits
+        return seconds, "user (as in the file)"
+    if not force:
+        raise MetadataError(
+            f"the given time interval contradicts the file's (file {stated:.6g} s vs given {seconds:.6g} s); "
+            "pass force=True (CLI: --force-metadata) to use the given value",
+            path=path,
+            field="time_interval",
+        )
+    return seconds, "user (forced over file)"
 
 
 def map_axes(path: Path, file_axes: str, shape: tuple[int, ...], axes: str | None) -> str:

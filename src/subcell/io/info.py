@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from subcell.errors import MetadataError
-from subcell.io._raw import resolve
+from subcell.io._raw import resolve, resolve_time_interval
 from subcell.io.reader import _read_raw, label_names
 
 __all__ = ["array_nbytes", "describe"]
@@ -20,6 +20,7 @@ def describe(
     voxel_size: Sequence[float] | None = None,
     axes: str | None = None,
     force: bool = False,
+    time_interval: float | None = None,
 ) -> dict[str, Any]:
     """Dims, dtype, voxel size, channels, scenes, chunks and sizes of a file (metadata only).
 
@@ -34,7 +35,7 @@ def describe(
     raw = _read_raw(p, scene=scene, axes=axes)
     info: dict[str, Any] = {"path": str(p), "format": raw.fmt}
     try:
-        img = resolve(raw, p, voxel_size=voxel_size, force=force)
+        img = resolve(raw, p, voxel_size=voxel_size, force=force, time_interval=time_interval)
         info["voxel_size_um"] = list(img.voxel_size.as_tuple())
         info["voxel_size_source"] = img.provenance.parameters.get("voxel_size_source", "file")
         dims = dict(img.sizes)
@@ -43,6 +44,7 @@ def describe(
         dtype = img.dtype
         nbytes = img.nbytes
         ti = img.time_interval
+        ti_source = img.provenance.parameters.get("time_interval_source")
     except MetadataError as e:
         if e.field != "voxel_size":
             raise
@@ -53,12 +55,13 @@ def describe(
         names = raw.channel_names or [f"c{i}" for i in range(dims.get("C", 1))]
         dtype = raw.data.dtype
         nbytes = int(raw.data.nbytes)
-        ti = raw.time_interval
+        ti, ti_source = resolve_time_interval(raw.time_interval, time_interval, p, force=force)
     info.update(
         dims=dims,
         dtype=str(dtype),
         channels=names,
         time_interval_s=ti,
+        time_interval_source=ti_source or ("file" if ti else None),
         scenes=list(raw.scenes),
         scene=raw.scene,
         chunks=[int(max(c)) if c else 0 for c in chunks],

@@ -11,6 +11,8 @@ Columns (only ``source`` is required; other columns are kept as free metadata):
 ``mask``/``mask_*`` optional mask / label image paths (e.g. ``mask_cell``, ``mask_nucleus``)
 ``voxel_size_z/y/x``  voxel-size override in µm (all three or none)
 ``scene``          scene index or name
+``axes``           axes of a plain TIFF source whose file does not state them, e.g. ``TZYX``
+``time_interval``  seconds between frames of a time-lapse whose file does not state them
 ``id``             unique row identifier
 =================  ===============================================================================
 
@@ -20,6 +22,7 @@ Columns (only ``source`` is required; other columns are kept as free metadata):
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,7 +37,8 @@ SPLITS = ("train", "val", "test")
 _VS_COLUMNS = ("voxel_size_z", "voxel_size_y", "voxel_size_x")
 _PATH_COLUMNS = ("source", "target")
 KNOWN_COLUMNS = (
-    "id", "source", "source_channel", "target", "target_channel", "split", "structure", "scene", *_VS_COLUMNS,
+    "id", "source", "source_channel", "target", "target_channel", "split", "structure", "scene", "axes",
+    "time_interval", *_VS_COLUMNS,
 )  # fmt: skip
 
 
@@ -54,6 +58,8 @@ class ManifestRow:
     scene: str | None = None
     id: str | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
+    axes: str | None = None
+    time_interval: float | None = None
 
 
 @dataclass(frozen=True)
@@ -196,6 +202,13 @@ def manifest_from_records(
                         bad(c, v, "expected a positive number of µm (all three voxel_size columns or none)")
                 if len(parsed) == 3:
                     vs = VoxelSize(*parsed)
+        axes = _str_or_none(rec.get("axes"))
+        if axes is not None and (not axes.isalpha() or len(set(axes.upper())) != len(axes)):
+            bad("axes", axes, "expected distinct axis letters, e.g. TZYX")
+        interval = _positive_or_none(rec.get("time_interval"))
+        if interval is not None and math.isnan(interval):
+            bad("time_interval", rec.get("time_interval"), "expected a positive number of seconds")
+            interval = None
         rid = rec.get("id")
         if rid is not None:
             if str(rid) in seen_ids:
@@ -226,9 +239,11 @@ def manifest_from_records(
                     structure=_str_or_none(rec.get("structure")),
                     masks={c: m for c in mask_columns if (m := paths.get(c)) is not None},
                     voxel_size=vs,
-                    scene=_str_or_none(rec.get("scene")),
+                    scene=_scene_or_none(rec.get("scene")),
                     id=_str_or_none(rid),
                     metadata=meta,
+                    axes=axes,
+                    time_interval=interval,
                 )
             )
     if check_files and not issues:
@@ -242,22 +257,44 @@ def _str_or_none(v: Any) -> str | None:
     return None if v is None else str(v)
 
 
+def _scene_or_none(v: Any) -> str | None:
+    """A scene index or name; an index written as a float (``1.0``: pandas writes a column of numbers with empty
+    cells so) is its integer."""
+    text = _str_or_none(v)
+    if text is not None and re.fullmatch(r"\d+\.0*", text):
+        return text.split(".")[0]
+    return text
+
+
+def _positive_or_none(v: Any) -> float | None:
+    """A positive finite number, None for an empty cell, NaN for anything else (reported by the caller)."""
+    if v is None:
+        return None
+    try:
+        f = float(v)
+    except (TypeError, ValueError):
+        return math.nan
+    return f if math.isfinite(f) and f > 0 else math.nan
+
+
 def _check_files(rows: list[ManifestRow]) -> list[str]:
     """Open each referenced image's metadata once; report channel and voxel-size problems per row."""
     from subcell.io.reader import read
 
     issues: list[str] = []
-    cache: dict[tuple[Path, Any], Any] = {}
+    cache: dict[tuple[Any, ...], Any] = {}
     for r in rows:
         checks = [("source", r.source, r.source_channel), ("target", r.target, r.target_channel)]
         checks += [(c, m, None) for c, m in r.masks.items()]
         for col, fp, channel in checks:
             if fp is None:
                 continue
-            key = (fp, r.voxel_size)
+            # the row's axes and time interval describe its source (a plain TIFF's axes refused elsewhere)
+            axes, interval = (r.axes, r.time_interval) if col == "source" else (None, None)
+            key = (fp, r.voxel_size, r.scene, axes, interval)
             if key not in cache:
                 try:
-                    cache[key] = read(fp, voxel_size=r.voxel_size, scene=r.scene)
+                    cache[key] = read(fp, voxel_size=r.voxel_size, scene=r.scene, axes=axes, time_interval=interval)
                 except SubcellError as e:
                     cache[key] = e
             got = cache[key]

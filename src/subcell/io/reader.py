@@ -36,6 +36,7 @@ def read(
     channel_names: Sequence[str] | None = None,
     axes: str | None = None,
     force: bool = False,
+    time_interval: float | None = None,
 ) -> Image:
     """Open a microscopy file as a lazy :class:`~subcell.image.Image` (``TCZYX``, µm).
 
@@ -53,7 +54,10 @@ def read(
     axes : str, optional
         Axis letters of a plain TIFF whose axes the file does not state, e.g. ``"TZYX"``.
     force : bool
-        Let ``voxel_size`` override a contradicting value in the file.
+        Let ``voxel_size`` and ``time_interval`` override contradicting values in the file.
+    time_interval : float, optional
+        Seconds between frames, for a time-lapse whose file does not state them (ImageJ and plain TIFFs often
+        do not). If the file does state them, a different value is an error unless ``force=True``.
 
     Returns
     -------
@@ -65,13 +69,13 @@ def read(
     InputFileError
         Missing, truncated or unreadable file; unsupported format or missing reader plugin.
     MetadataError
-        Voxel size unknown or contradicted, wrong number of channel names, axes that cannot be told apart.
+        Voxel size unknown or contradicted, time interval contradicted, wrong number of channel names, axes that cannot be told apart.
     """
     p = Path(path)
     if not p.exists():
         raise InputFileError("file not found", path=p)
     raw = _read_raw(p, scene=scene, axes=axes)
-    return resolve(raw, p, voxel_size=voxel_size, channel_names=channel_names, force=force)
+    return resolve(raw, p, voxel_size=voxel_size, channel_names=channel_names, force=force, time_interval=time_interval)
 
 
 def _read_raw(p: Path, *, scene: int | str | None, axes: str | None) -> RawImage:
