@@ -99,6 +99,12 @@ def test_labelfree_predict_reads_a_scene_and_a_plain_tiff_movie(files: dict[str,
                 "--voxel-size", *map(str, VS), "--time-interval", "120", *common]) == 0  # fmt: skip
     movie = read(tmp_path / "movie.ome.zarr")
     assert movie.shape[0] == 3 and movie.time_interval == 120.0
+    # a manifest given to the command itself: each row's scene
+    rows = [{"id": "a", "source": str(files["two"]), "scene": 0}, {"id": "b", "source": str(files["two"]), "scene": 1}]
+    pd.DataFrame(rows).to_csv(tmp_path / "two.csv", index=False)
+    assert run(["labelfree", "predict", str(tmp_path / "two.csv"), str(tmp_path / "rows"), *common]) == 0
+    np.testing.assert_array_equal(read(tmp_path / "rows" / "b_prediction.ome.zarr").numpy(), one)
+    assert not np.array_equal(read(tmp_path / "rows" / "a_prediction.ome.zarr").numpy(), one)
 
 
 def test_batch_takes_each_rows_scene_axes_and_time_interval(files: dict[str, Path], tmp_path: Path) -> None:

@@ -101,3 +101,30 @@ def test_partial_voxel_size_columns(dataset: Path) -> None:
     path = _csv(dataset, [{"source": "a.ome.tif", "voxel_size_z": 1.0}])
     with pytest.raises(ManifestError, match=r"voxel-size override needs all of"):
         io.read_manifest(path)
+
+
+def test_reading_columns_axes_time_interval_and_scene(dataset: Path) -> None:
+    """A plain TIFF movie opens on the row's axes and time interval (its mask too, a plain TIFF of the same
+    layout), a scene index written as a float is its integer, and bad values are reported with the others."""
+    from subcell.labelfree.data import load_volumes
+
+    movie = np.zeros((3, 2, 4, 16, 16), np.uint16)  # T C Z Y X, which the file does not say
+    movie[:, 1, :, 4:12, 4:12] = 100
+    tifffile.imwrite(dataset / "movie.tif", movie, photometric="minisblack")
+    tifffile.imwrite(dataset / "mask.tif", np.ones((3, 1, 4, 16, 16), np.uint8), photometric="minisblack")
+    vs = {"voxel_size_z": 0.5, "voxel_size_y": 0.2, "voxel_size_x": 0.2}
+    row = {"id": "m", "source": "movie.tif", "target": "movie.tif", "source_channel": 0, "target_channel": 1,
+           "mask": "mask.tif", **vs}  # fmt: skip
+    with pytest.raises(ManifestError, match="cannot tell which of the axes"):
+        io.read_manifest(_csv(dataset, [row]))
+    m = io.read_manifest(_csv(dataset, [row | {"axes": "TCZYX", "time_interval": 30, "scene": 0.0}]))
+    assert (m[0].axes, m[0].time_interval, m[0].scene) == ("TCZYX", 30.0, "0")
+    volumes, *_ = load_volumes(m, input_channel=None, targets=None, voxel_size=None, mask_column="mask")
+    assert len(volumes) == 3 and all(v.weight is not None and v.weight.all() for v in volumes)  # one per timepoint
+    bad = [row | {"axes": "TTZYX", "time_interval": -1}, row | {"id": "n", "axes": "T C", "time_interval": "soon"}]
+    with pytest.raises(ManifestError) as err:
+        io.read_manifest(_csv(dataset, bad), check_files=False)
+    issues = err.value.issues
+    assert len(issues) == 4, issues
+    assert "row 1, column 'axes': value 'TTZYX'" in issues[0] and "row 1, column 'time_interval'" in issues[1]
+    assert "row 2, column 'axes': value 'T C'" in issues[2] and "value 'soon'" in issues[3]

@@ -108,11 +108,10 @@ class Reading:
                           time_interval=self.time_interval, **kwargs)  # fmt: skip
 
     def axes_for(self, path: Path) -> str | None:
-        """``axes`` for a second input of the same layout (labels of the image): a plain TIFF's only, as other
-        formats state their axes (and refuse ``axes=``)."""
-        from subcell.io.reader import detect_format
+        """``axes`` for a second input of the same layout (:func:`subcell.io.reader.axes_for`)."""
+        from subcell.io.reader import axes_for
 
-        return self.axes if detect_format(path) == "tiff" else None
+        return axes_for(path, self.axes)
 
 
 # bioimage.io exports (`labelfree export`, `integrated export`)

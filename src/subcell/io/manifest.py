@@ -279,7 +279,7 @@ def _positive_or_none(v: Any) -> float | None:
 
 def _check_files(rows: list[ManifestRow]) -> list[str]:
     """Open each referenced image's metadata once; report channel and voxel-size problems per row."""
-    from subcell.io.reader import read
+    from subcell.io.reader import axes_for, read
 
     issues: list[str] = []
     cache: dict[tuple[Any, ...], Any] = {}
@@ -289,8 +289,8 @@ def _check_files(rows: list[ManifestRow]) -> list[str]:
         for col, fp, channel in checks:
             if fp is None:
                 continue
-            # the row's axes and time interval describe its source (a plain TIFF's axes refused elsewhere)
-            axes, interval = (r.axes, r.time_interval) if col == "source" else (None, None)
+            # the row's axes and time interval describe its source, and its other plain TIFFs' layout
+            axes, interval = (r.axes, r.time_interval) if col == "source" else (axes_for(fp, r.axes), None)
             key = (fp, r.voxel_size, r.scene, axes, interval)
             if key not in cache:
                 try:

@@ -78,6 +78,12 @@ def read(
     return resolve(raw, p, voxel_size=voxel_size, channel_names=channel_names, force=force, time_interval=time_interval)
 
 
+def axes_for(path: str | Path, axes: str | None) -> str | None:
+    """``axes`` given for one input, for another of the same layout (its labels, its target): a plain TIFF's only,
+    as other formats state their axes (and refuse ``axes=``)."""
+    return axes if axes is not None and detect_format(path) == "tiff" else None
+
+
 def _read_raw(p: Path, *, scene: int | str | None, axes: str | None) -> RawImage:
     from subcell.io import _bioio, _ngff, _tiff
 

@@ -99,7 +99,11 @@ def _read_row(row: ManifestRow, path_field: str) -> Image:
     path = row.source if path_field == "source" else row.target
     if path is None:
         raise ManifestError(row.source, [f"row {row.row}, column 'target': missing; every training row needs a target"])
-    return read(path, voxel_size=row.voxel_size, scene=row.scene)
+    from subcell.io.reader import axes_for
+
+    # the row's axes describe its source, and a target of the same layout when that is a plain TIFF too
+    axes = row.axes if path_field == "source" else axes_for(path, row.axes)
+    return read(path, voxel_size=row.voxel_size, scene=row.scene, axes=axes)
 
 
 def _channel(image: Image, channel: str | None, *, path: object, field: str) -> np.ndarray:
@@ -127,11 +131,12 @@ def _to_model_grid(arr: np.ndarray, voxel_size: VoxelSize, model_vs: VoxelSize) 
 def _row_mask(row: ManifestRow, column: str, option: str, voxel_size: VoxelSize, shape: tuple[int, ...]) -> np.ndarray:
     """The (T, Z, Y, X) mask or labels of a row's mask ``column`` (named by the config's ``option``)."""
     from subcell.io import read
+    from subcell.io.reader import axes_for
 
     mpath = row.masks.get(column)
     if mpath is None:
         raise ManifestError(row.source, [f"row {row.row}, column '{column}': missing (config {option})"])
-    m = read(mpath, voxel_size=row.voxel_size or voxel_size).numpy()[:, 0]
+    m = read(mpath, voxel_size=row.voxel_size or voxel_size, axes=axes_for(mpath, row.axes)).numpy()[:, 0]
     if m.shape[1:] != shape[1:]:
         raise MetadataError(f"mask shape {m.shape[1:]} does not match image {shape[1:]}", path=mpath)
     return m
