@@ -80,6 +80,12 @@ def test_scene_and_time_interval_reach_the_output(files: dict[str, Path], tmp_pa
     assert read(seg).time_interval == 120.0
     assert run(["track", str(seg), str(tmp_path / "tracks")]) == 0  # no --time-interval needed any more
     assert yaml.safe_load((tmp_path / "tracks" / "config.yaml").read_text())["time_interval_s"] == 120.0
+    tracks = pd.read_parquet(tmp_path / "tracks" / "tracks.parquet")
+    np.testing.assert_allclose(tracks.time_min, tracks.t * 2.0)  # 120 s a frame
+    assert run(["measure", str(seg), str(tmp_path / "m.parquet")]) == 0
+    table = pd.read_parquet(tmp_path / "m.parquet")
+    assert list(table.columns[:2]) == ["t", "time_min"] and set(table.t) == {0, 1, 2}
+    np.testing.assert_allclose(table.time_min, table.t * 2.0)
     # a value that contradicts the file is refused (nothing written), and taken when forced
     err = cli_user_error(capsys, "track", str(seg), str(tmp_path / "t60"), "--time-interval", "60")
     assert "file 120 s vs given 60 s" in err and "--force-metadata" in err and not (tmp_path / "t60").exists()

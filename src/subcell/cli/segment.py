@@ -246,6 +246,7 @@ def measure(
             raise ValueRangeError(f"expected NAME=FILE, got {item!r}", field="structure")
         name, path = item.split("=", 1)
         structs[name] = as_labels(read_input(Path(path), voxel_size=vs, axes=axes).data[:, 0], path=path, lazy=True)
-    result = measure_frames(lab, voxel_size=lab_img.voxel_size, intensity=chans, structures=structs)
+    result = measure_frames(lab, voxel_size=lab_img.voxel_size, intensity=chans, structures=structs,
+                            time_interval_s=lab_img.time_interval if lab_img.shape[0] > 1 else None)  # fmt: skip
     write_table(result, output, overwrite=overwrite)
     typer.echo(f"wrote {output}: {len(result)} objects, {len(result.columns)} columns")

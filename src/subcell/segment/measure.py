@@ -173,8 +173,10 @@ def measure_frames(
     voxel_size: VoxelSize | Sequence[float],
     intensity: Mapping[str, np.ndarray] | None = None,
     structures: Mapping[str, np.ndarray] | None = None,
+    time_interval_s: float | None = None,
 ) -> Any:
-    """Measure every frame of a ``(T, Z, Y, X)`` label array: one row per object and frame, with a ``t`` column.
+    """Measure every frame of a ``(T, Z, Y, X)`` label array: one row per object and frame, with a ``t`` column
+    (and ``time_min``, the frame's time in minutes, when ``time_interval_s`` is given).
 
     ``intensity`` arrays are ``(T, Z, Y, X)`` per channel; ``structures`` (masks or labels, ``(T, Z, Y, X)``)
     add per-cell volume fractions and counts (:func:`structures_per_cell`). Lazy arrays (Dask, Zarr) are read a
@@ -202,5 +204,7 @@ def measure_frames(
                                            voxel_size=voxel_size)  # fmt: skip
             table = table.merge(per_cell.drop(columns=["cell_volume_um3"]), on="label", how="left")
         table.insert(0, "t", t)
+        if time_interval_s:
+            table.insert(1, "time_min", t * time_interval_s / 60.0)
         frames.append(table)
     return pd.concat(frames, ignore_index=True)

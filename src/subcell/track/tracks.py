@@ -39,7 +39,8 @@ class Tracks:
         Every object carries its track id (the same id along a track, also across gaps).
     table : pandas.DataFrame
         One row per object and frame: ``track_id, t, z_um, y_um, x_um, label`` (the input label),
-        ``volume_um3, mean_intensity, parent_track, generation``.
+        ``volume_um3, mean_intensity, parent_track, generation``; ``time_min`` after ``t``, the frame's time in
+        minutes.
     lineage : pandas.DataFrame
         One row per track: ``track_id, start, end, parent_track, generation, n_frames``.
     """
@@ -226,10 +227,17 @@ def track_timelapse(
         intensity = (intensity if is_lazy(intensity) else np.asarray(intensity)).reshape(lab.shape)
     objects = timelapse_objects(lab, voxel_size=voxel_size, intensity=intensity)
     table = link_objects(objects, n_frames=lab.shape[0], time_interval_s=time_interval_s, config=config)
-    order = ["track_id", "t", "z_um", "y_um", "x_um", "label", "volume_um3", "mean_intensity", "parent_track",
-             "generation"]  # fmt: skip
-    table = table[order].sort_values(["track_id", "t"]).reset_index(drop=True)
+    table = _in_order(table, time_interval_s)
     return Tracks(labels=relabel(lab, table), table=table, lineage=lineage_table(table))
+
+
+def _in_order(table: Any, time_interval_s: float | None) -> Any:
+    """The tracks table's columns in their order, ``time_min`` (the frame's time in minutes) added, rows by track
+    and frame."""
+    table["time_min"] = table["t"] * (time_interval_s / 60.0) if time_interval_s else np.nan
+    order = ["track_id", "t", "time_min", "z_um", "y_um", "x_um", "label", "volume_um3", "mean_intensity",
+             "parent_track", "generation"]  # fmt: skip
+    return table[order].sort_values(["track_id", "t"]).reset_index(drop=True)
 
 
 def generations(parents: dict[int, int], tracks: set[int]) -> dict[int, int]:
@@ -246,10 +254,15 @@ def generations(parents: dict[int, int], tracks: set[int]) -> dict[int, int]:
 
 
 def tracks_from_lineage(
-    labels: np.ndarray, parents: dict[int, int], *, voxel_size: VoxelSize | Sequence[float]
+    labels: np.ndarray,
+    parents: dict[int, int],
+    *,
+    voxel_size: VoxelSize | Sequence[float],
+    time_interval_s: float | None = None,
 ) -> Tracks:
     """Tracks from a track-consistent (T, Z, Y, X) label image and each track's parent (0 or absent: none), as
-    stored by CTC folders (``L B E P``) and by ``subcell synth`` (``tables/lineage.parquet``)."""
+    stored by CTC folders (``L B E P``) and by ``subcell synth`` (``tables/lineage.parquet``); ``time_min`` is
+    NaN without ``time_interval_s``."""
     from subcell.track.objects import timelapse_objects
 
     lab = labels if is_lazy(labels) else np.asarray(labels)  # Dask stays lazy: objects found frame by frame
@@ -263,7 +276,5 @@ def tracks_from_lineage(
 
     generation = generations(parents, present)
     table["generation"] = table["track_id"].map(generation).astype(np.int64)
-    order = ["track_id", "t", "z_um", "y_um", "x_um", "label", "volume_um3", "mean_intensity", "parent_track",
-             "generation"]  # fmt: skip
-    table = table[order].sort_values(["track_id", "t"]).reset_index(drop=True)
+    table = _in_order(table, time_interval_s)
     return Tracks(labels=lab, table=table, lineage=lineage_table(table))
