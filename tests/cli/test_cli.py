@@ -47,6 +47,25 @@ def test_info_json_and_text(tmp_path: Path) -> None:
     assert "z=0.29 y=0.1 x=0.1 µm" in text and "bf, dna" in text
 
 
+def test_info_describes_several_files_and_says_which_failed(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from subcell.cli.main import run
+
+    a = io.write(Image(np.zeros((3, 8, 8), np.uint8), voxel_size=(1, 0.5, 0.5), dims="ZYX"), tmp_path / "a.ome.tif")
+    b = io.write(Image(np.zeros((2, 4, 8, 8), np.uint8), voxel_size=(1, 0.5, 0.5), dims="TZYX", time_interval=30),
+                 tmp_path / "b.ome.zarr")  # fmt: skip
+    (tmp_path / "bad.tif").write_bytes(b"II*\x00 not a TIFF")
+    capsys.readouterr()
+    assert run(["info", str(a), str(tmp_path / "bad.tif"), str(b), "--json"]) == 2  # the others still described
+    out, err = capsys.readouterr()
+    found = json.loads(out)
+    assert [d["path"] for d in found] == [str(a), str(tmp_path / "bad.tif"), str(b)]
+    assert found[0]["dims"]["Z"] == 3 and found[2]["time_interval_s"] == 30 and "error" in found[1]
+    assert err.startswith("error: ") and "bad.tif" in err and err.count("\n") == 1
+    assert run(["info", str(a), str(b)]) == 0
+    text = capsys.readouterr().out
+    assert text.count("file ") == 2 and "30 s (file)" in text
+
+
 def test_convert_resamples_slab_by_slab_as_the_whole_volume(tmp_path: Path) -> None:
     from subcell.transforms.resample import resample_linear
 

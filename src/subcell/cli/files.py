@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
 
 import typer
 
@@ -16,22 +16,49 @@ manifest_app = typer.Typer(help="Dataset manifests (CSV / Parquet).", no_args_is
 
 
 def info(
-    file: Annotated[Path, typer.Argument(help="Image file (OME-TIFF, OME-Zarr, TIFF, CZI, ND2, LIF).")],
+    files: Annotated[
+        list[Path], typer.Argument(help="Image files (OME-TIFF, OME-Zarr, TIFF, CZI, ND2, LIF); several at once.")
+    ],
     voxel_size: VoxelSizeOpt = None,
     axes: AxesOpt = None,
     scene: SceneOpt = None,
     force_voxel_size: ForceOpt = False,
     time_interval: TimeIntervalOpt = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")] = False,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print machine-readable JSON (a list for several files).")
+    ] = False,
 ) -> None:
     """Show dims, dtype, voxel size, channels, scenes, chunks and size (reads metadata only)."""
+    from subcell.errors import SubcellError
     from subcell.io import describe
 
-    d = describe(file, scene=scene_arg(scene), voxel_size=voxel_size, axes=axes, force=force_voxel_size,
-                 time_interval=time_interval)  # fmt: skip
-    if as_json:
-        typer.echo(json.dumps(d, indent=2))
+    def one(file: Path) -> dict[str, Any]:
+        return describe(file, scene=scene_arg(scene), voxel_size=voxel_size, axes=axes, force=force_voxel_size,
+                        time_interval=time_interval)  # fmt: skip
+
+    if len(files) == 1:  # one file: its error is the command's (one line, status 2)
+        d = one(files[0])
+        typer.echo(json.dumps(d, indent=2) if as_json else _info_text(d))
         return
+    # several (a folder's worth): each file described or its error said on stderr, the rest still described
+    found: list[dict[str, Any]] = []
+    failed = 0
+    for file in files:
+        try:
+            found.append(one(file))
+        except SubcellError as e:
+            failed += 1
+            typer.echo(f"error: {' '.join(str(e).split())}", err=True)
+            found.append({"path": str(file), "error": e.message})
+    if as_json:
+        typer.echo(json.dumps(found, indent=2))
+    else:
+        typer.echo("\n\n".join(_info_text(d) for d in found if "error" not in d))
+    if failed:
+        raise typer.Exit(2)
+
+
+def _info_text(d: dict[str, Any]) -> str:
     vs = d["voxel_size_um"]
     rows = [
         ("file", d["path"]),
@@ -58,8 +85,7 @@ def info(
     for note in d["notes"]:
         rows.append(("note", note))
     width = max(len(k) for k, _ in rows)
-    for k, v in rows:
-        typer.echo(f"{k:<{width}}  {v}")
+    return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)
 
 
 def _human(n: int) -> str:
