@@ -132,6 +132,13 @@ def test_batch_takes_each_rows_scene_axes_and_time_interval(files: dict[str, Pat
     assert not np.array_equal(_labels(out / "a.ome.zarr"), _labels(out / "b.ome.zarr"))
     movie = read(out / "m.ome.zarr")
     assert movie.shape[0] == 3 and movie.time_interval == 120.0 and movie.voxel_size.isclose(VS)
+    # the movie's memory is estimated by one frame on the row's axes (segmented a frame at a time)
+    from subcell.cli.batch import COMMANDS, WORKER_BASE
+
+    frame = 12 * 128 * 128 * 2
+    status = pd.read_parquet(out / "batch.parquet").set_index("id")
+    want_mb = (WORKER_BASE + COMMANDS["segment"].memory_factor * frame) / 2**20
+    assert status.loc["m", "memory_estimate_mb"] == pytest.approx(want_mb, abs=1)
 
 
 def test_a_rows_scene_is_refused_by_a_command_that_cannot_take_it(files: dict[str, Path], tmp_path: Path,

@@ -23,6 +23,11 @@ def test_sizes_from_headers_match_the_arrays(tmp_path: Path) -> None:
     tifffile.imwrite(tmp_path / "plain.tif", np.zeros((7, 16, 16), np.float32))
     assert array_nbytes(tmp_path / "plain.tif") == 7 * 16 * 16 * 4
     assert array_nbytes(tmp_path / "plain.tif", per_frame=True) == 7 * 16 * 16 * 4  # axes unknown: counted whole
+    assert array_nbytes(tmp_path / "plain.tif", per_frame=True, axes="TYX") == 16 * 16 * 4  # the user's axes
+    with tifffile.TiffWriter(tmp_path / "two.tif") as tw:  # two series: a scene is sized by its own
+        tw.write(np.zeros((4, 8, 8), np.uint8), photometric="minisblack")
+        tw.write(np.zeros((2, 32, 32), np.uint8), photometric="minisblack")
+    assert array_nbytes(tmp_path / "two.tif", scene=1) == 2 * 32 * 32 and array_nbytes(tmp_path / "two.tif") == 256
     lapse = np.zeros((6, 3, 16, 16), np.uint16)
     tifffile.imwrite(tmp_path / "lapse.tif", lapse, imagej=True, metadata={"axes": "TZYX"})
     assert array_nbytes(tmp_path / "lapse.tif", per_frame=True) == lapse[0].nbytes  # ImageJ names its T axis

@@ -180,7 +180,7 @@ def build_items(
         m = read_manifest(manifest, check_files=False, require_files=False)
     base = Path(manifest).resolve().parent
     names: dict[str, int] = {}
-    nbytes_cache: dict[Path, int] = {}
+    nbytes_cache: dict[tuple[Path, str | None, str | None], int] = {}
     gpu = str(params.get("device", "cpu")).startswith("cuda")
     vs_option = params.get("voxel_size")
     row_args, extra_memory = spec.row_args, 0
@@ -205,11 +205,12 @@ def build_items(
             continue
         out = outdir / f"{name}{ext}"
         sized = spec.sized_by(row) if spec.sized_by else row.source
-        if sized not in nbytes_cache:
-            nbytes_cache[sized] = array_nbytes(sized, per_frame=spec.per_frame)
+        key = (sized, row.axes, row.scene)  # the row's layout of its source (its own scene, a plain TIFF's axes)
+        if key not in nbytes_cache:
+            nbytes_cache[key] = array_nbytes(sized, per_frame=spec.per_frame, axes=row.axes, scene=row.scene)
         memory = 0
-        if nbytes_cache[sized]:  # unknown size (an unreadable header): no estimate, no resource asked
-            memory = WORKER_BASE + int(spec.memory_factor * nbytes_cache[sized]) + extra_memory
+        if nbytes_cache[key]:  # unknown size (an unreadable header): no estimate, no resource asked
+            memory = WORKER_BASE + int(spec.memory_factor * nbytes_cache[key]) + extra_memory
             if spec.path[0] == "labelfree":
                 memory += TORCH_BASE + int(float(params.get("memory_limit") or 0) * 2**30)  # + prediction tiles
         if spec.output_option:  # a command that writes a report table on request (replaced as a whole, atomically)

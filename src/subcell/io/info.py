@@ -79,12 +79,15 @@ def _disk_size(p: Path) -> int:
     return p.stat().st_size
 
 
-def array_nbytes(path: str | Path, *, per_frame: bool = False) -> int:
+def array_nbytes(
+    path: str | Path, *, per_frame: bool = False, axes: str | None = None, scene: int | str | None = None
+) -> int:
     """Uncompressed bytes of an image's full-resolution array, from its header only (0 when unknown).
 
     ``per_frame``: of one timepoint (a command that holds a frame at a time is estimated by it), for an OME-Zarr
-    (whose first axis is T) and a TIFF whose header names a T axis (OME-TIFF, ImageJ); a TIFF whose axes are not
-    known from its header counts whole.
+    (whose first axis is T) and a TIFF whose header names a T axis (OME-TIFF, ImageJ) or whose ``axes`` the user
+    gives (as to :func:`~subcell.io.read`); a TIFF whose axes are not known counts whole. ``scene``: a TIFF
+    series by index (else the first).
 
     Cheap enough to call for every row of a large manifest (one small JSON or TIFF header per file): OME-Zarr
     reads the first multiscale level's array metadata, TIFF the first series' shape; anything else counts its
@@ -115,9 +118,12 @@ def array_nbytes(path: str | Path, *, per_frame: bool = False) -> int:
             import tifffile
 
             with tifffile.TiffFile(p) as tf:
-                s = tf.series[0]
-                # a time axis the file names (OME-TIFF, ImageJ): its reader keeps a frame's pages apart
-                frames = int(s.shape[s.axes.index("T")]) if per_frame and "T" in s.axes else 1
+                index = int(scene) if scene is not None and str(scene).isdigit() else 0
+                s = tf.series[index if index < len(tf.series) else 0]
+                # a time axis the file names (OME-TIFF, ImageJ) or the user does: the reader keeps a frame's
+                # pages apart
+                named = axes.upper() if axes is not None and len(axes) == len(s.shape) else s.axes
+                frames = int(s.shape[named.index("T")]) if per_frame and "T" in named else 1
                 return int(np.prod(s.shape)) * np.dtype(s.dtype).itemsize // max(frames, 1)
         return p.stat().st_size
     except (OSError, KeyError, IndexError, ValueError, TypeError):
