@@ -156,6 +156,37 @@ def convert(
     )
 
 
+@manifest_app.command("make")
+def manifest_make(
+    output: Annotated[Path, typer.Argument(help="Manifest to write (.csv or .parquet).")],
+    inputs: Annotated[list[Path], typer.Argument(help="Image files and folders (searched at any depth).")],
+    scenes: Annotated[
+        bool, typer.Option("--scenes", help="A row per scene of multi-scene files (CZI, LIF, ...).")
+    ] = False,
+    voxel_size: VoxelSizeOpt = None,
+    axes: AxesOpt = None,
+    time_interval: TimeIntervalOpt = None,
+    no_files: Annotated[bool, typer.Option("--no-files", help="Skip opening each image's metadata.")] = False,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing manifest.")] = False,
+) -> None:
+    """Make a manifest of every image in files and folders (a row per image or scene), checked as `check` does."""
+    from subcell.io import write_table
+    from subcell.io._atomic import check_output
+    from subcell.io.files import TABLE_SUFFIXES
+    from subcell.io.manifest_make import make_manifest
+
+    if output.suffix.lower() not in TABLE_SUFFIXES:
+        from subcell.errors import InputFileError
+
+        raise InputFileError(f"manifests are written as {' or '.join(TABLE_SUFFIXES)}", path=output)
+    check_output(output, overwrite=overwrite)
+    table = make_manifest(inputs, output, scenes=scenes, voxel_size=voxel_size, axes=axes,
+                          time_interval=time_interval, check_files=not no_files)  # fmt: skip
+    write_table(table, output, overwrite=overwrite)
+    files = table["source"].nunique()
+    typer.echo(f"wrote {output}: {len(table)} rows from {files} files" + (" (checked)" if not no_files else ""))
+
+
 @manifest_app.command("check")
 def manifest_check(
     file: Annotated[Path, typer.Argument(help="Manifest (.csv or .parquet).")],

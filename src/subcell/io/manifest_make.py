@@ -1,0 +1,119 @@
+"""A manifest made from files and folders: one row per image (or per scene), checked as ``manifest check`` does.
+
+What a collection starts with: ``subcell manifest make fields.csv plate1/ plate2/ --scenes`` instead of a
+hand-written table. Sources are written relative to the manifest's folder, so the folder and its manifest move
+together.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from subcell.errors import ManifestError, SubcellError
+
+__all__ = ["IMAGE_SUFFIXES", "image_files", "make_manifest"]
+
+# what a folder is searched for (a vendor format opens through its bioio plugin, as everywhere)
+IMAGE_SUFFIXES = (".ome.zarr", ".ome.tif", ".ome.tiff", ".tif", ".tiff", ".btf", ".czi", ".nd2", ".lif")
+
+
+def _is_image(path: Path) -> bool:
+    name = path.name.lower()
+    return name.endswith(".ome.zarr") if path.is_dir() else name.endswith(IMAGE_SUFFIXES)
+
+
+def image_files(inputs: Sequence[str | Path]) -> Iterator[tuple[Path, tuple[str, ...]]]:
+    """The image files named by ``inputs``, each with its name parts below the input: a file as it is (its stem),
+    a folder's images at any depth (in name order; an OME-Zarr store is one image, never searched inside). A path
+    that does not exist is an error."""
+    from subcell.errors import InputFileError
+
+    for item in map(Path, inputs):
+        if not item.exists():
+            raise InputFileError("file not found", path=item)
+        if _is_image(item) or not item.is_dir():
+            yield item, (_stem(item),)
+            continue
+        stack = [item]
+        while stack:  # depth first, in name order, without entering OME-Zarr stores
+            folder = stack.pop()
+            entries = sorted(folder.iterdir(), key=lambda p: p.name)
+            yield from ((p, (*p.relative_to(item).parts[:-1], _stem(p))) for p in entries if _is_image(p))
+            stack.extend(reversed([p for p in entries if p.is_dir() and not p.name.lower().endswith(".zarr")]))
+
+
+def _stem(path: Path) -> str:
+    name = path.name
+    for suffix in IMAGE_SUFFIXES:
+        if name.lower().endswith(suffix):
+            return name[: -len(suffix)]
+    return path.stem
+
+
+def make_manifest(
+    inputs: Sequence[str | Path],
+    manifest: str | Path,
+    *,
+    scenes: bool = False,
+    voxel_size: Sequence[float] | None = None,
+    axes: str | None = None,
+    time_interval: float | None = None,
+    check_files: bool = True,
+) -> Any:
+    """The rows of a manifest of every image in ``inputs`` (files and folders, :func:`image_files`), as a
+    DataFrame, validated by :func:`~subcell.io.manifest_from_records` (with ``check_files``, every image's
+    metadata opened, as ``manifest check`` does). Nothing is written here.
+
+    ``scenes``: a row per scene of a multi-scene file (CZI, LIF, multi-image OME-TIFF: column ``scene``), read
+    from the headers. ``voxel_size``, ``time_interval``: what the files that state none get (columns of their rows;
+    a file that states its own keeps it, so one call can span folders of both kinds). ``axes``: of every plain
+    TIFF whose file does not state them. Ids are the paths below the input folder without suffix (``plate1/A01`` →
+    ``plate1_A01``, a scene's with ``_s<index>``), after the input's own name when there are several inputs
+    (``run2_plate1_A01``). Raises :class:`ManifestError` listing every file that cannot be read, or none
+    found.
+    """
+    import pandas as pd
+
+    from subcell.io.info import describe
+    from subcell.io.manifest import manifest_from_records
+    from subcell.io.reader import axes_for
+
+    out = Path(manifest)
+    base = out.resolve().parent
+    several = len(inputs) > 1
+    files = [(f.resolve(), (_stem(Path(i)), *parts) if several and Path(i).is_dir() and not _is_image(Path(i))
+              else parts) for i in inputs for f, parts in image_files([i])]  # fmt: skip
+    if not files:
+        raise ManifestError(out, [f"no image files ({', '.join(IMAGE_SUFFIXES)}) in {', '.join(map(str, inputs))}"])
+    given_vs = dict(zip(("voxel_size_z", "voxel_size_y", "voxel_size_x"), map(float, voxel_size or ()), strict=False))
+    records: list[dict[str, Any]] = []
+    issues: list[str] = []
+    for f, parts in files:
+        row_id = "_".join(parts)
+        source = os.path.relpath(f, base)
+        names: list[str] = []
+        extra: dict[str, Any] = {"axes": axes if axes is not None and axes_for(f, axes) else None}
+        if scenes or given_vs or time_interval is not None:
+            try:  # the header says what the file states (a missing voxel size is reported, not raised)
+                head = describe(f, axes=extra["axes"])
+            except SubcellError as e:
+                issues.append(f"file {source!r}: {e.message}")
+                continue
+            names = list(head["scenes"]) if scenes else []
+            if head["voxel_size_um"] is None:
+                extra.update(given_vs)
+            if head["time_interval_s"] is None and time_interval is not None:
+                extra["time_interval"] = float(time_interval)
+        if len(names) > 1:
+            records += [{"id": f"{row_id}_s{i}", "source": source, "scene": str(i), **extra} for i in range(len(names))]
+        else:
+            records.append({"id": row_id, "source": source, **extra})
+    if issues:
+        raise ManifestError(out, issues)
+    columns = list(dict.fromkeys(k for r in records for k, v in r.items() if v is not None))  # every row has them
+    rows = [{c: r.get(c) for c in columns} for r in records]
+    manifest_from_records(rows, out, check_files=check_files)  # every problem at once, as `manifest check`
+    return pd.DataFrame(rows, columns=columns)

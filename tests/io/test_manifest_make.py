@@ -1,0 +1,76 @@
+"""`subcell manifest make`: a manifest of every image in folders (a row per image or scene), checked before it is
+written."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import tifffile
+
+from subcell import Image, io
+from subcell.cli.main import run
+
+META = {"axes": "ZYX", "PhysicalSizeZ": 0.5, "PhysicalSizeY": 0.2, "PhysicalSizeX": 0.2}
+
+
+@pytest.fixture
+def tree(tmp_path: Path) -> Path:
+    """run/plate1: two OME-TIFFs and a plain TIFF that states no voxel size; run/plate2: a three-scene OME-TIFF, an
+    OME-Zarr store (one image, not searched inside) and a file that is not an image."""
+    for plate in ("plate1", "plate2"):
+        (tmp_path / "run" / plate).mkdir(parents=True)
+    for well in ("A01", "A02"):
+        tifffile.imwrite(tmp_path / "run" / "plate1" / f"{well}.ome.tif", np.zeros((3, 16, 16), np.uint8), ome=True,
+                         metadata=META)  # fmt: skip
+    tifffile.imwrite(tmp_path / "run" / "plate1" / "raw.tif", np.zeros((3, 16, 16), np.uint8), photometric="minisblack")
+    with tifffile.TiffWriter(tmp_path / "run" / "plate2" / "multi.ome.tif", ome=True) as tw:
+        for s in range(3):
+            tw.write(np.full((3, 16, 16), s, np.uint8), metadata=META)
+    io.write(Image(np.zeros((2, 8, 8), np.uint16), voxel_size=(1, 0.5, 0.5), dims="ZYX"),
+             tmp_path / "run" / "plate2" / "B01.ome.zarr")  # fmt: skip
+    (tmp_path / "run" / "plate2" / "notes.txt").write_text("not an image")
+    return tmp_path
+
+
+def test_a_manifest_of_folders_with_scenes_and_a_voxel_size_for_files_without_one(
+    tree: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tree / "fields.csv"
+    assert run(["manifest", "make", str(out), str(tree / "run"), "--scenes", "--voxel-size", "1", "0.3", "0.3"]) == 0
+    assert f"wrote {out}: 7 rows from 5 files (checked)" in capsys.readouterr().out
+    table = pd.read_csv(out, dtype=str, keep_default_na=False)
+    assert list(table.id) == ["plate1_A01", "plate1_A02", "plate1_raw", "plate2_B01", "plate2_multi_s0",
+                              "plate2_multi_s1", "plate2_multi_s2"]  # fmt: skip
+    assert list(table.source)[:3] == ["run/plate1/A01.ome.tif", "run/plate1/A02.ome.tif", "run/plate1/raw.tif"]
+    assert list(table.scene) == ["", "", "", "", "0", "1", "2"]
+    # the given voxel size goes to the file that states none; the others keep their own
+    assert list(table.voxel_size_x) == ["", "", "0.3", "", "", "", ""]
+    m = io.read_manifest(out)  # a valid manifest, every image opened
+    second = next(r for r in m if r.id == "plate2_multi_s1")
+    assert io.read(second.source, scene=second.scene).numpy().max() == 1
+    assert io.read(m[2].source, voxel_size=m[2].voxel_size).voxel_size.x == 0.3
+
+
+def test_every_unreadable_file_is_reported_and_nothing_is_written(
+    tree: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tree / "run" / "plate2" / "broken.tif").write_bytes(b"II*\x00 not a TIFF")
+    out = tree / "fields.parquet"
+    capsys.readouterr()
+    assert run(["manifest", "make", str(out), str(tree / "run")]) == 2
+    err = capsys.readouterr().err
+    assert "raw.tif" in err and "voxel size unknown" in err and "broken.tif" in err
+    assert not out.exists() and not list(tree.glob(".*fields*"))
+    assert run(["manifest", "make", str(out), str(tree / "nowhere")]) == 2
+    assert "nowhere: file not found" in capsys.readouterr().err
+
+
+def test_several_inputs_name_their_rows_by_the_input(tree: Path) -> None:
+    from subcell.io.manifest_make import make_manifest
+
+    table = make_manifest([tree / "run" / "plate1", tree / "run" / "plate2" / "B01.ome.zarr"], tree / "m.csv",
+                          voxel_size=(1, 0.3, 0.3))  # fmt: skip
+    assert list(table.id) == ["plate1_A01", "plate1_A02", "plate1_raw", "B01"]
