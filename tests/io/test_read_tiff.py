@@ -264,3 +264,15 @@ def test_a_given_time_interval_fills_a_gap_and_never_silently_contradicts_the_fi
     # info shows what a read would use, and where it came from
     assert io.describe(silent, time_interval=90)["time_interval_source"] == "user"
     assert io.describe(stated)["time_interval_source"] == "file"
+
+
+def test_kept_handles_are_closed_at_exit(tmp_path: Path) -> None:
+    """A kept handle left open at exit prints ``ResourceWarning: unclosed file`` to the user's terminal."""
+    import subprocess
+    import sys
+
+    path = _imagej(tmp_path / "m.tif", np.zeros((3, 2, 8, 8), np.uint8), "TZYX")
+    code = f"from subcell import io; print(io.read({str(path)!r}).numpy().shape)"
+    done = subprocess.run([sys.executable, "-W", "always", "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and "(3, 1, 2, 8, 8)" in done.stdout, done.stderr
+    assert "ResourceWarning" not in done.stderr and "unclosed" not in done.stderr, done.stderr

@@ -8,6 +8,7 @@ user is asked instead of being given a made-up scale.
 
 from __future__ import annotations
 
+import atexit
 import os
 import struct
 import threading
@@ -95,6 +96,24 @@ _HANDLES_LOCK = threading.Lock()
 _HANDLES_KEPT = 4
 
 
+def close_kept() -> None:
+    """Close every kept handle (at exit: a handle left open warns ``ResourceWarning: unclosed file`` on stderr, a
+    line the user did not ask for; also for a caller that must release the files, e.g. to delete them on Windows)."""
+    with _HANDLES_LOCK:
+        _keep_newest(0)
+
+
+atexit.register(close_kept)
+
+
+def _keep_newest(n: int) -> None:
+    """Close all but the ``n`` most recently used kept handles (the caller holds ``_HANDLES_LOCK``)."""
+    while len(_HANDLES) > n:
+        _, (old, old_lock) = _HANDLES.popitem(last=False)
+        with old_lock:  # (a reader of it finishes first)
+            old.close()
+
+
 def _open_cached(path: str) -> tuple[Any, threading.Lock]:
     """An open ``TiffFile`` of ``path`` kept by this process (the last few files), with the lock its readers take.
 
@@ -112,10 +131,7 @@ def _open_cached(path: str) -> tuple[Any, threading.Lock]:
         if hit is None or hit[0].filehandle.closed:
             hit = (tifffile.TiffFile(path), threading.Lock())
         _HANDLES[key] = hit  # the most recently used last
-        while len(_HANDLES) > _HANDLES_KEPT:
-            _, (old, old_lock) = _HANDLES.popitem(last=False)
-            with old_lock:  # (a reader of it finishes first)
-                old.close()
+        _keep_newest(_HANDLES_KEPT)
     return hit
 
 
