@@ -94,8 +94,15 @@ def test_border_and_oversize_policies_are_recorded() -> None:
     skip = list(extract_cells(image, lab, nuc, CFG.model_copy(update={"border": "skip"})))
     assert skip[0].crop is None and "border" in skip[0].row["status"] and skip[1].crop is not None
     small = CFG.model_copy(update={"box": (8, 12, 12)})
-    rows = [c.row["status"] for c in extract_cells(image, lab, nuc, small)]
-    assert all(s.startswith("rejected") for s in rows)
+    rejected = [c.row for c in extract_cells(image, lab, nuc, small)]
+    assert all(r["status"].startswith("rejected") for r in rejected)
+    # each cell says the box it fits in: that box (the largest over the cells) keeps them all, one voxel less not
+    fit = tuple(max(r[f"fit_box_{a}"] for r in rejected) for a in "zyx")
+    assert all(c.crop is not None for c in extract_cells(image, lab, nuc, small.model_copy(update={"box": fit})))
+    for ax in range(3):
+        tight = tuple(n - 1 if i == ax else n for i, n in enumerate(fit))
+        kept = [c.crop is not None for c in extract_cells(image, lab, nuc, small.model_copy(update={"box": tight}))]
+        assert not all(kept), (ax, tight)
     rescaled = list(extract_cells(image, lab, nuc, small.model_copy(update={"oversize": "rescale"})))
     assert all(c.crop is not None and c.row["align_scale"] > 1 for c in rescaled)
     # rescaled cells still fill the box without touching its faces
@@ -193,3 +200,22 @@ def test_cli_refuses_fractional_label_channels_in_one_line(tmp_path, capsys) -> 
     err = cli_user_error(capsys, "cells", "extract", str(tmp_path / "fov.ome.tif"), str(tmp_path / "labels.ome.tif"),
                          str(tmp_path / "c.zarr"), "--box", "16", "48", "48")  # fmt: skip
     assert "fractional values" in err and "labels.ome.tif" in err and not (tmp_path / "c.zarr").exists()
+
+
+def test_the_cli_names_the_box_that_holds_the_rejected_cells(tmp_path, capsys) -> None:  # type: ignore[no-untyped-def]
+    from subcell import io
+    from subcell.cli.main import run
+
+    image, lab, nuc = field()
+    io.write(image, tmp_path / "f.ome.tif")
+    io.write(Image(np.stack([lab, nuc]), voxel_size=VS, dims="CZYX", channel_names=["cell", "nucleus"]),
+             tmp_path / "lab.ome.tif")  # fmt: skip
+    args = ["cells", "extract", str(tmp_path / "f.ome.tif"), str(tmp_path / "lab.ome.tif"), "--border", "flag"]
+    assert run([*args, str(tmp_path / "a.zarr"), "--box", "16", "24", "24"]) == 0  # the second cell fits
+    out = capsys.readouterr().out
+    assert "1 of 2 cells; not extracted: 1 larger than the box (--box " in out
+    box = out.split("--box ")[1].split(" holds")[0].split()
+    assert run([*args, str(tmp_path / "b.zarr"), "--box", *box]) == 0
+    assert "2 of 2 cells" in capsys.readouterr().out
+    assert run([*args, str(tmp_path / "c.zarr"), "--box", "8", "12", "12"]) == 2  # none fits: said in the error
+    assert "the box (" in capsys.readouterr().err and not (tmp_path / "c.zarr").exists()

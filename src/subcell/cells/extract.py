@@ -183,6 +183,9 @@ def extract_cells(
         centroid = nuc_um.mean(axis=0) if len(nuc_um) else cell_um.mean(axis=0)
         alignment = fit_alignment(cell_um, centroid, align=cfg.align)
         extent = np.abs(alignment.to_aligned(cell_um)).max(axis=0) + cfg.margin_um + vs / 2
+        # the smallest box (voxels) this cell fits in, around its nucleus: what a collection's --box must reach
+        row.update(zip(("fit_box_z", "fit_box_y", "fit_box_x"), (int(np.ceil(2 * e / cfg.voxel_um)) + 1 for e in extent),
+                       strict=True))  # fmt: skip
         ratio = float((extent / half_um).max())
         if ratio > 1:
             if cfg.oversize == "reject":
@@ -247,11 +250,13 @@ def extract_to_store(
                     if progress is not None:
                         progress(item.row)
         if writer.count == 0:
-            too_big = [r["status"] for r in writer.rows if r["status"].endswith("× the box")]
+            too_big = [r for r in writer.rows if r["status"].endswith("× the box")]
             if too_big:
+                fit = tuple(max(r[f"fit_box_{a}"] for r in too_big) for a in "zyx")
                 raise ValueRangeError(
-                    f"no cell fits the box {tuple(cfg.box)} at {cfg.voxel_um} µm ({len(too_big)} too large); "
-                    "enlarge the box or the voxel, or rescale oversized cells (oversize='rescale')",
+                    f"no cell fits the box {tuple(cfg.box)} at {cfg.voxel_um} µm ({len(too_big)} too large; the box "
+                    f"{fit} holds them all); enlarge the box or the voxel, or rescale oversized cells "
+                    "(oversize='rescale')",
                     field="box",
                 )
             raise ValueRangeError(f"no cell was extracted ({len(writer.rows)} rejected)", field="cells")

@@ -84,28 +84,30 @@ def extract(
         meta["state"] = state
     table = extract_to_store([(image, cells, nuclei_arr, meta)], output, cfg, overwrite=overwrite)
     ok = int((table.crop_index >= 0).sum())
-    rejected = list(table[table.crop_index < 0].status)
-    typer.echo(
-        f"wrote {output}: {ok} of {len(table)} cells" + (f"; not extracted: {_reasons(rejected)}" if rejected else "")
-    )
+    rejected = table[table.crop_index < 0]
+    typer.echo(f"wrote {output}: {ok} of {len(table)} cells" + (f"; not extracted: {_reasons(rejected)}"
+                                                                  if len(rejected) else ""))  # fmt: skip
 
 
 _ADVICE = {  # what a rejection means, and the option that changes it
     "touches the field border": "touching the field border (--border flag keeps them, flagged)",
-    "the box": "larger than the box (--box Z Y X larger, or --oversize rescale)",
+    "the box": "larger than the box (--box {fit} holds them all, or --oversize rescale)",
     "no nucleus": "without a nucleus (--nuclei FILE if nuclei are in another file)",
     "below minimum": "too small",
 }
 
 
-def _reasons(statuses: list[str]) -> str:
-    """``29 touching the field border (…); 1 larger than the box (…)``: counts of readable reasons."""
+def _reasons(rejected: Any) -> str:
+    """``29 touching the field border (…); 1 larger than the box (…)``: counts of readable reasons of the
+    ``rejected`` rows of a cell table; for cells larger than the box, the box that holds them all."""
     from collections import Counter
 
+    too_large = rejected[rejected.status.str.contains("the box")]
+    fit = " ".join(str(int(too_large[f"fit_box_{a}"].max())) for a in "zyx") if len(too_large) else ""
     counts: Counter[str] = Counter()
-    for s in statuses:
+    for s in rejected.status:
         key = next((v for k, v in _ADVICE.items() if k in s), s.removeprefix("rejected: "))
-        counts[key] += 1
+        counts[key.format(fit=fit)] += 1
     return "; ".join(f"{n} {what}" for what, n in counts.most_common())
 
 
