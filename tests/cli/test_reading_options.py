@@ -82,10 +82,17 @@ def test_scene_and_time_interval_reach_the_output(files: dict[str, Path], tmp_pa
     assert yaml.safe_load((tmp_path / "tracks" / "config.yaml").read_text())["time_interval_s"] == 120.0
     tracks = pd.read_parquet(tmp_path / "tracks" / "tracks.parquet")
     np.testing.assert_allclose(tracks.time_min, tracks.t * 2.0)  # 120 s a frame
-    assert run(["measure", str(seg), str(tmp_path / "m.parquet")]) == 0
+    # --axes reach the plain TIFF among the inputs; the OME-Zarr labels state their own
+    axes = ["--axes", "TZYX"]
+    assert run(["measure", str(seg), str(tmp_path / "m.parquet"), "--intensity", str(files["movie"]), *axes]) == 0
     table = pd.read_parquet(tmp_path / "m.parquet")
     assert list(table.columns[:2]) == ["t", "time_min"] and set(table.t) == {0, 1, 2}
     np.testing.assert_allclose(table.time_min, table.t * 2.0)
+    assert (table.c0_mean > 0).all()  # the movie's intensity inside each nucleus
+    assert run(["track", str(seg), str(tmp_path / "tr_i"), "--image", str(files["movie"]), *axes]) == 0
+    assert pd.read_parquet(tmp_path / "tr_i" / "tracks.parquet").mean_intensity.notna().all()
+    err = cli_user_error(capsys, "measure", str(seg), str(tmp_path / "m2.parquet"), *axes)  # no plain TIFF at all
+    assert "axes= applies to plain TIFF files only" in err
     # a value that contradicts the file is refused (nothing written), and taken when forced
     err = cli_user_error(capsys, "track", str(seg), str(tmp_path / "t60"), "--time-interval", "60")
     assert "file 120 s vs given 60 s" in err and "--force-metadata" in err and not (tmp_path / "t60").exists()

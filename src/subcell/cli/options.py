@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +25,7 @@ __all__ = [
     "TimeIntervalOpt",
     "VoxelSizeOpt",
     "ZooNameOpt",
+    "axes_among",
     "echo_export",
     "read_input",
     "scene_arg",
@@ -112,6 +113,17 @@ class Reading:
         from subcell.io.reader import axes_for
 
         return axes_for(path, self.axes)
+
+
+def axes_among(axes: str | None, paths: list[Path]) -> Callable[[Path], str | None]:
+    """The ``--axes`` each of a command's inputs is read on: every plain TIFF among ``paths`` takes them (an
+    OME-Zarr of labels next to a plain TIFF movie states its own); when none is a plain TIFF, each gets them, so the
+    reader says that ``--axes`` applies to plain TIFFs only."""
+    from subcell.io.reader import axes_for
+
+    if axes is None or not any(axes_for(p, axes) for p in paths):
+        return lambda path: axes
+    return lambda path: axes_for(path, axes)
 
 
 # bioimage.io exports (`labelfree export`, `integrated export`)

@@ -14,6 +14,7 @@ from subcell.cli.options import (
     TimeIntervalOpt,
     VoxelSizeOpt,
     WorkersOpt,
+    axes_among,
     cluster_executor,
     read_input,
 )
@@ -171,8 +172,9 @@ def evaluate_seg(
     from subcell.io import as_labels, write_table
     from subcell.metrics import evaluate_frames, match_instances
 
-    p_img = _read_any_labels(pred, voxel_size, axes, force_voxel_size)
-    t_img = _read_any_labels(truth, voxel_size, axes, force_voxel_size)
+    axes_of = axes_among(axes, [pred, truth])  # e.g. an OME-Zarr prediction against plain TIFF truth
+    p_img = _read_any_labels(pred, voxel_size, axes_of(pred), force_voxel_size)
+    t_img = _read_any_labels(truth, voxel_size, axes_of(truth), force_voxel_size)
     for name, img in ((pred, p_img), (truth, t_img)):
         if img.shape[1] != 1:
             raise ValueRangeError(f"{name}: labels must have one channel, got {img.shape[1]}", field="labels")
@@ -229,7 +231,9 @@ def measure(
     if output.suffix.lower() not in TABLE_SUFFIXES:
         raise InputFileError(f"tables are written as {' or '.join(TABLE_SUFFIXES)}", path=output)
     check_output(output, overwrite=overwrite)
-    lab_img = read_input(labels, voxel_size=voxel_size, axes=axes, force=force_voxel_size)
+    # e.g. labels written by `segment` (OME-Zarr) and the plain TIFF movie they came from
+    axes_of = axes_among(axes, [labels, *([intensity] if intensity else [])])
+    lab_img = read_input(labels, voxel_size=voxel_size, axes=axes_of(labels), force=force_voxel_size)
     if lab_img.shape[1] != 1:
         raise ValueRangeError(f"labels must have one channel, got {lab_img.shape[1]}", field="labels")
     # every input stays lazy: measured a frame at a time, so a time-lapse is never held whole (label blocks are
@@ -238,14 +242,15 @@ def measure(
     vs = lab_img.voxel_size.as_tuple()
     chans = {}
     if intensity is not None:
-        img = read_input(intensity, voxel_size=vs, axes=axes)
+        img = read_input(intensity, voxel_size=vs, axes=axes_of(intensity))
         chans = {n: img.data[:, i] for i, n in enumerate(img.channel_names)}
     structs = {}
     for item in structure or []:
         if "=" not in item:
             raise ValueRangeError(f"expected NAME=FILE, got {item!r}", field="structure")
         name, path = item.split("=", 1)
-        structs[name] = as_labels(read_input(Path(path), voxel_size=vs, axes=axes).data[:, 0], path=path, lazy=True)
+        structs[name] = as_labels(read_input(Path(path), voxel_size=vs, axes=axes_of(Path(path))).data[:, 0],
+                                  path=path, lazy=True)  # fmt: skip
     result = measure_frames(lab, voxel_size=lab_img.voxel_size, intensity=chans, structures=structs,
                             time_interval_s=lab_img.time_interval if lab_img.shape[0] > 1 else None)  # fmt: skip
     write_table(result, output, overwrite=overwrite)

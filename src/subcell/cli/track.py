@@ -15,6 +15,7 @@ from subcell.cli.options import (
     SetOpt,
     TimeIntervalOpt,
     VoxelSizeOpt,
+    axes_among,
     read_input,
 )
 
@@ -118,15 +119,16 @@ def track(
         overrides={"max_speed_um_per_min": max_speed, "max_gap_frames": max_gap, "divisions": divisions},
         assignments=set_ or (),
     )
-    lab = read_label_timelapse(labels, label=label, voxel_size=voxel_size, axes=axes, force=force_voxel_size,
-                               time_interval=time_interval)  # fmt: skip
+    axes_of = axes_among(axes, [labels, *([image] if image else [])])  # e.g. OME-Zarr labels of a plain TIFF movie
+    lab = read_label_timelapse(labels, label=label, voxel_size=voxel_size, axes=axes_of(labels),
+                               force=force_voxel_size, time_interval=time_interval)  # fmt: skip
     interval = lab.time_interval
     if not interval:
         raise MetadataError("the file states no time interval; give --time-interval SECONDS", path=labels,
                             field="time_interval")  # fmt: skip
     intensity = None
     if image is not None:
-        img = read_input(image, voxel_size=lab.voxel_size.as_tuple(), axes=axes)
+        img = read_input(image, voxel_size=lab.voxel_size.as_tuple(), axes=axes_of(image))
         if channel is None and img.shape[1] > 1:
             raise ValueRangeError(f"{img.shape[1]} channels: choose one with --channel", path=image, field="channel")
         img = img.channel(channel) if channel is not None else img
