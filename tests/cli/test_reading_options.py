@@ -112,12 +112,29 @@ def test_labelfree_predict_reads_a_scene_and_a_plain_tiff_movie(files: dict[str,
                 "--voxel-size", *map(str, VS), "--time-interval", "120", *common]) == 0  # fmt: skip
     movie = read(tmp_path / "movie.ome.zarr")
     assert movie.shape[0] == 3 and movie.time_interval == 120.0
+    # a bright-field channel not named as the model's input: chosen by --input-channel (a row's source_channel)
+    from subcell import Image
+    from subcell.io import write
+
+    dna1 = read(files["scene1"]).numpy()[0, 0]
+    write(Image(np.stack([dna1[::-1], dna1]), voxel_size=VS, dims="CZYX", channel_names=["other", "TL"]),
+          tmp_path / "two_channels.ome.tif")  # fmt: skip
+    two = ["labelfree", "predict", str(tmp_path / "two_channels.ome.tif")]
+    assert run([*two, str(tmp_path / "tl.ome.zarr"), *common]) == 2  # which channel is the bright-field?
+    assert run([*two, str(tmp_path / "tl.ome.zarr"), "--input-channel", "TL", *common]) == 0
+    np.testing.assert_array_equal(read(tmp_path / "tl.ome.zarr").numpy(), one)
     # a manifest given to the command itself: each row's scene
     rows = [{"id": "a", "source": str(files["two"]), "scene": 0}, {"id": "b", "source": str(files["two"]), "scene": 1}]
     pd.DataFrame(rows).to_csv(tmp_path / "two.csv", index=False)
     assert run(["labelfree", "predict", str(tmp_path / "two.csv"), str(tmp_path / "rows"), *common]) == 0
     np.testing.assert_array_equal(read(tmp_path / "rows" / "b_prediction.ome.zarr").numpy(), one)
     assert not np.array_equal(read(tmp_path / "rows" / "a_prediction.ome.zarr").numpy(), one)
+    pd.DataFrame([{"id": "c", "source": str(tmp_path / "two_channels.ome.tif"), "source_channel": "1"}]).to_csv(
+        tmp_path / "channels.csv", index=False
+    )
+    assert run(["batch", "labelfree-predict", str(tmp_path / "channels.csv"), str(tmp_path / "batch"), "-m", "dna",
+                "--device", "cpu", "--precision", "fp32", "--workers", "1", "--quiet"]) == 0  # fmt: skip
+    np.testing.assert_array_equal(read(tmp_path / "batch" / "c.ome.zarr").numpy(), one)
 
 
 def test_batch_takes_each_rows_scene_axes_and_time_interval(files: dict[str, Path], tmp_path: Path) -> None:

@@ -62,6 +62,7 @@ def row_reading(row: Any, given: Reading | None = None) -> Reading:
         force=given.force,
         scene=row.scene if row.scene is not None else given.scene,
         time_interval=row.time_interval or given.time_interval,
+        channel=row.source_channel or given.channel,
     )
 
 
@@ -98,8 +99,14 @@ def _convert(row: Any, base: Path) -> tuple[list[str], list[str], list[Path]]:
     return [str(row.source)], _vs(row, scene=True, time=True), [row.source]
 
 
+def _channel(row: Any, option: str = "--input-channel") -> list[str]:
+    """The row's ``source_channel`` as the command's option naming it (``--input-channel`` of labelfree predict |
+    nuclei, ``--channel`` of segment)."""
+    return [option, row.source_channel] if row.source_channel else []
+
+
 def _segment(row: Any, base: Path) -> tuple[list[str], list[str], list[Path]]:
-    opts = _vs(row, scene=True, time=True) + (["--channel", row.source_channel] if row.source_channel else [])
+    opts = _vs(row, scene=True, time=True) + _channel(row, "--channel")
     return [str(row.source)], opts, [row.source]
 
 
@@ -112,7 +119,7 @@ def _measure(row: Any, base: Path) -> tuple[list[str], list[str], list[Path]]:
 
 
 def _predict(row: Any, base: Path) -> tuple[list[str], list[str], list[Path]]:
-    return [str(row.source)], _vs(row, scene=True, time=True), [row.source]
+    return [str(row.source)], _vs(row, scene=True, time=True) + _channel(row), [row.source]
 
 
 def row_cells(row: Any, base: Path) -> Path | None:
@@ -130,7 +137,8 @@ def row_cells_required(row: Any, base: Path, why: str) -> Path:
 
 def _predict_in_cells(row: Any, base: Path) -> tuple[list[str], list[str], list[Path]]:
     cells = row_cells_required(row, base, "the model takes the cell outlines as a second input")
-    return [str(row.source)], [*_vs(row, scene=True, time=True), "--cells", str(cells)], [row.source, cells]
+    opts = [*_vs(row, scene=True, time=True), *_channel(row), "--cells", str(cells)]
+    return [str(row.source)], opts, [row.source, cells]
 
 
 def _target(row: Any, base: Path, expected: str) -> Path:
@@ -143,7 +151,7 @@ def _target(row: Any, base: Path, expected: str) -> Path:
 
 def _nuclei(row: Any, base: Path) -> tuple[list[str], list[str], list[Path]]:
     cells = row_cells_required(row, base, "the nuclei are found one per cell")
-    return [str(row.source), str(cells)], _vs(row, scene=True, time=True), [row.source, cells]
+    return [str(row.source), str(cells)], _vs(row, scene=True, time=True) + _channel(row), [row.source, cells]
 
 
 def _extract(row: Any, base: Path) -> tuple[list[str], list[str], list[Path]]:

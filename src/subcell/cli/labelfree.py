@@ -29,6 +29,12 @@ from subcell.cli.options import (
 
 __all__ = ["labelfree_app"]
 
+InputChannelOpt = Annotated[
+    Optional[str],  # noqa: UP045
+    typer.Option("--input-channel", help="The bright-field channel of the image (name or index), when it is not "
+                                         "named as the model's input; for a manifest, each row's source_channel."),
+]  # fmt: skip
+
 labelfree_app = typer.Typer(
     help="Label-free prediction: bright-field → fluorescence (train, predict, evaluate).", no_args_is_help=True
 )
@@ -167,6 +173,14 @@ def _read_cells(path: Path, cells_voxel_size: Any, reading: Reading) -> Any:
         return read(path, voxel_size=reading.voxel_size, axes=axes)
 
 
+def _model_input(image: Any, reading: Reading, input_channel: str) -> Any:
+    """The image's channel named by ``--channel`` (or a row's ``source_channel``), as the model's input channel;
+    the image itself without one (the model's channel found by name, or a single channel taken as it)."""
+    if reading.channel is None:
+        return image
+    return image.channel(reading.channel).with_metadata(channel_names=[input_channel])
+
+
 def _predict_one(model: Any, src: Path, out: Path, cfg: Any, *, reading: Reading, overwrite: bool, quiet: bool,
                  cells: Path | None = None, cells_voxel_size: Any = None) -> None:  # fmt: skip
     from subcell.io import output_format, write
@@ -175,7 +189,7 @@ def _predict_one(model: Any, src: Path, out: Path, cfg: Any, *, reading: Reading
     from subcell.train.precision import autocast_dtype, precision_name, resolve_device
 
     check_output(out, overwrite=overwrite)
-    image = reading.read(src)
+    image = _model_input(reading.read(src), reading, model.input_channel)
     cell_labels = _read_cells(cells, cells_voxel_size, reading) if cells is not None else None
     fmt = output_format(out)
     device = resolve_device(cfg.device)
@@ -213,6 +227,11 @@ def _predict_regions(model: str, src: Path, out: Path, cfg: Any, *, reading: Rea
         raise InputFileError("prediction by regions streams to OME-Zarr; use a .ome.zarr output", path=out)
     check_output(out, overwrite=overwrite)
     image = reading.read(src)
+    if reading.channel is not None:  # the model's input channel name (its weights stay for the workers to load)
+        from subcell.labelfree.cache import MODEL_CACHE
+        from subcell.train import resolve_device
+
+        image = _model_input(image, reading, MODEL_CACHE.load(model, resolve_device(cfg.device)).input_channel)
     cell_labels = _read_cells(cells, cells_voxel_size, reading) if cells is not None else None
     with cluster_executor(scheduler, workers=workers, what="regions") as (executor, where):
         predict_regions_to_zarr(model, image, out, cfg, region_yx=region_yx, executor=executor, overwrite=overwrite,
@@ -254,6 +273,7 @@ def predict(
     force_voxel_size: ForceOpt = False,
     scene: SceneOpt = None,
     time_interval: TimeIntervalOpt = None,
+    channel: InputChannelOpt = None,
     memory_limit: Annotated[
         float,
         typer.Option(
@@ -312,7 +332,7 @@ def predict(
         "memory_limit_gb": memory_limit, "tile": tile, "overlap": overlap, "batch_size": batch_size, "tta": tta,
         "device": device, "precision": precision, "allow_resample": not no_resample, "output_grid": output_grid,
     })  # fmt: skip
-    reading = Reading(voxel_size, axes, force_voxel_size, scene, time_interval)
+    reading = Reading(voxel_size, axes, force_voxel_size, scene, time_interval, channel)
     if region_yx is not None or scheduler is not None:
         _predict_regions(model, input, output, cfg, reading=reading, region_yx=region_yx,
                          scheduler=scheduler, workers=workers, overwrite=overwrite, cells=cells,
@@ -374,6 +394,7 @@ def nuclei(
     force_voxel_size: ForceOpt = False,
     scene: SceneOpt = None,
     time_interval: TimeIntervalOpt = None,
+    input_channel: InputChannelOpt = None,
     cells_voxel_size: CellsVoxelSizeOpt = None,
     memory_limit: Annotated[
         float,
@@ -402,8 +423,8 @@ def nuclei(
     output_format(output)
     check_output(output, overwrite=overwrite)
     lf = MODEL_CACHE.load(model, resolve_device(device))
-    reading = Reading(voxel_size, axes, force_voxel_size, scene, time_interval)
-    image = reading.read(input)
+    reading = Reading(voxel_size, axes, force_voxel_size, scene, time_interval, input_channel)
+    image = _model_input(reading.read(input), reading, lf.input_channel)
     cell_labels = _read_cells(cells, cells_voxel_size, reading)
     typer.echo(f"predicting {cfg.channel} in {input.name} with {model}")
     with _warnings_to_stderr():

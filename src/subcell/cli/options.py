@@ -95,13 +95,15 @@ def read_input(
 @dataclass(frozen=True)
 class Reading:
     """The reader options one command was given for its main input (``--voxel-size``, ``--axes``,
-    ``--force-voxel-size``, ``--scene``, ``--time-interval``), handed on whole to where the input is read."""
+    ``--force-voxel-size``, ``--scene``, ``--time-interval``, and the channel it takes, ``--channel``), handed on
+    whole to where the input is read."""
 
     voxel_size: Any = None
     axes: str | None = None
     force: bool = False
     scene: str | None = None
     time_interval: float | None = None
+    channel: str | None = None
 
     def read(self, path: Path, **kwargs: Any) -> Any:
         """:func:`read_input` of ``path`` with these options."""
