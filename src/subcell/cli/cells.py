@@ -69,7 +69,7 @@ def extract(
         "channels": channels or None, "box": box, "voxel_um": voxel_um, "margin_um": margin_um, "border": border,
         "oversize": oversize, "align": not no_align, "missing_nucleus": "skip" if skip_no_nucleus else "error",
     })  # fmt: skip
-    reading = Reading(voxel_size, axes, force_voxel_size, scene)
+    reading = Reading(voxel_size=voxel_size, axes=axes, force=force_voxel_size, scene=scene)
     image = reading.read(fov)
     cells = load_label_array(labels, cell_labels, 0, image, reading.axes_for(labels))
     nuclei_arr = (

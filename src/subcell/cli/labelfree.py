@@ -332,7 +332,8 @@ def predict(
         "memory_limit_gb": memory_limit, "tile": tile, "overlap": overlap, "batch_size": batch_size, "tta": tta,
         "device": device, "precision": precision, "allow_resample": not no_resample, "output_grid": output_grid,
     })  # fmt: skip
-    reading = Reading(voxel_size, axes, force_voxel_size, scene, time_interval, channel)
+    reading = Reading(voxel_size=voxel_size, axes=axes, force=force_voxel_size, scene=scene,
+                      time_interval=time_interval, channel=channel)  # fmt: skip
     if region_yx is not None or scheduler is not None:
         _predict_regions(model, input, output, cfg, reading=reading, region_yx=region_yx,
                          scheduler=scheduler, workers=workers, overwrite=overwrite, cells=cells,
@@ -423,7 +424,8 @@ def nuclei(
     output_format(output)
     check_output(output, overwrite=overwrite)
     lf = MODEL_CACHE.load(model, resolve_device(device))
-    reading = Reading(voxel_size, axes, force_voxel_size, scene, time_interval, input_channel)
+    reading = Reading(voxel_size=voxel_size, axes=axes, force=force_voxel_size, scene=scene,
+                      time_interval=time_interval, channel=input_channel)  # fmt: skip
     image = _model_input(reading.read(input), reading, lf.input_channel)
     cell_labels = _read_cells(cells, cells_voxel_size, reading)
     typer.echo(f"predicting {cfg.channel} in {input.name} with {model}")
@@ -522,7 +524,7 @@ def evaluate(
         tgt,
         channels=[p[0] for p in pairs] or None,
         target_channels=[p[1] for p in pairs] or None,
-        cells=_read_cells(cells, cells_voxel_size, Reading(voxel_size)) if cells else None,
+        cells=_read_cells(cells, cells_voxel_size, Reading(voxel_size=voxel_size)) if cells else None,
         noise_control=read(noise_control, voxel_size=voxel_size) if noise_control else None,
         second_acquisition=read(second_acquisition, voxel_size=voxel_size) if second_acquisition else None,
         mask_target=mask_target,

@@ -92,11 +92,11 @@ def read_input(
     return image
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Reading:
     """The reader options one command was given for its main input (``--voxel-size``, ``--axes``,
-    ``--force-voxel-size``, ``--scene``, ``--time-interval``, and the channel it takes, ``--channel``), handed on
-    whole to where the input is read."""
+    ``--force-voxel-size``, ``--scene``, ``--time-interval``, and the channel it takes, ``--input-channel``), handed
+    on whole to where the input is read."""
 
     voxel_size: Any = None
     axes: str | None = None
