@@ -54,6 +54,7 @@ def test_every_command_that_reads_an_image_takes_the_reader_options() -> None:
         ("labelfree", "nuclei"): reader | {"--time-interval"},
         ("cells", "extract"): reader,
         ("track",): {"--voxel-size", "--axes", "--force-voxel-size", "--time-interval"},
+        ("labelfree", "evaluate"): {"--voxel-size", "--axes"},
     }
     for path, options in takes.items():
         names = {o for p in click_command(path).params for o in p.opts}
@@ -112,6 +113,12 @@ def test_labelfree_predict_reads_a_scene_and_a_plain_tiff_movie(files: dict[str,
                 "--voxel-size", *map(str, VS), "--time-interval", "120", *common]) == 0  # fmt: skip
     movie = read(tmp_path / "movie.ome.zarr")
     assert movie.shape[0] == 3 and movie.time_interval == 120.0
+    # scored against the plain TIFF movie itself: --axes reach the target, not the OME-Zarr prediction
+    score = ["labelfree", "evaluate", str(tmp_path / "movie.ome.zarr"), str(files["movie"]), "--voxel-size",
+             *map(str, VS), "--channel", "dna=c0", "--out", str(tmp_path / "score.csv")]  # fmt: skip
+    assert run(score) == 2  # the movie's axes are not in its file
+    assert run([*score, "--axes", "TZYX"]) == 0
+    assert len(pd.read_csv(tmp_path / "score.csv")) == 1
     # a bright-field channel not named as the model's input: chosen by --input-channel (a row's source_channel)
     from subcell import Image
     from subcell.io import write

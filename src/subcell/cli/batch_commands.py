@@ -66,16 +66,13 @@ def row_reading(row: Any, given: Reading | None = None) -> Reading:
     )
 
 
-def _vs(row: Any, *, scene: bool = False, time: bool = False, axes: bool = True) -> list[str]:
-    """The reader options of a row's source for a command that takes ``--voxel-size``, and ``--axes`` /
-    ``--scene`` / ``--time-interval`` where ``axes`` / ``scene`` / ``time``. A row's axes or scene for a command
-    that cannot take them is refused, never dropped (every row would read the file's first scene)."""
+def _vs(row: Any, *, scene: bool = False, time: bool = False) -> list[str]:
+    """The reader options of a row's source: ``--voxel-size`` and ``--axes`` (every command takes them), and
+    ``--scene`` / ``--time-interval`` where ``scene`` / ``time``. A row's scene for a command that cannot take it is
+    refused, never dropped (every row would read the file's first scene)."""
     r = row_reading(row)
     opts = ["--voxel-size", *map(str, r.voxel_size)] if r.voxel_size is not None else []
     if r.axes is not None:
-        if not axes:
-            raise ValueError(f"column 'axes': value {r.axes!r}: this command reads files that state their axes; "
-                             "convert the source first (`subcell batch convert` takes the column)")  # fmt: skip
         opts += ["--axes", r.axes]
     if r.scene is not None:
         if not scene:
@@ -176,7 +173,7 @@ def _evaluate_seg(row: Any, base: Path) -> tuple[list[str], list[str], list[Path
 
 def _labelfree_evaluate(row: Any, base: Path) -> tuple[list[str], list[str], list[Path]]:
     target = _target(row, base, "the measured target (a mask: --mask-target)")
-    opts, inputs = _vs(row, axes=False), [row.source, target]
+    opts, inputs = _vs(row), [row.source, target]
     optional = (("--cells", row_cells(row, base)),
                 ("--noise-control", _meta_path(row, "noise_control", base)),
                 ("--second-acquisition", _meta_path(row, "second_acquisition", base)))  # fmt: skip

@@ -23,6 +23,7 @@ from subcell.cli.options import (
     VoxelSizeOpt,
     WorkersOpt,
     ZooNameOpt,
+    axes_among,
     cluster_executor,
     echo_export,
 )
@@ -505,6 +506,7 @@ def evaluate(
     voxel_size: Annotated[
         Optional[tuple[float, float, float]], typer.Option("--voxel-size", metavar="Z Y X", help="µm for the target")  # noqa: UP045
     ] = None,
+    axes: AxesOpt = None,
     cells_voxel_size: CellsVoxelSizeOpt = None,
     out: Annotated[Optional[Path], typer.Option("--out", help="Metrics table (.csv / .parquet).")] = None,  # noqa: UP045
     figure: Annotated[Optional[Path], typer.Option("--figure", help="Figure (.png).")] = None,  # noqa: UP045
@@ -516,32 +518,38 @@ def evaluate(
     from subcell.io import read, write_table
     from subcell.labelfree.evaluate import evaluate_prediction
 
-    pred = read(prediction)
-    tgt = read(target, voxel_size=voxel_size)
+    # --axes: of the plain TIFFs among the measured images (the prediction is an OME-Zarr or OME-TIFF)
+    measured = [p for p in (target, cells, noise_control, second_acquisition, input_image) if p is not None]
+    axes_of = axes_among(axes, [prediction, *measured])
+    reading = Reading(voxel_size=voxel_size, axes=axes)
+    pred = read(prediction, axes=axes_of(prediction))
+    tgt = read(target, voxel_size=voxel_size, axes=axes_of(target))
     pairs = [c.split("=", 1) if "=" in c else [c, c] for c in (channel or [])]
     rows = evaluate_prediction(
         pred,
         tgt,
         channels=[p[0] for p in pairs] or None,
         target_channels=[p[1] for p in pairs] or None,
-        cells=_read_cells(cells, cells_voxel_size, Reading(voxel_size=voxel_size)) if cells else None,
-        noise_control=read(noise_control, voxel_size=voxel_size) if noise_control else None,
-        second_acquisition=read(second_acquisition, voxel_size=voxel_size) if second_acquisition else None,
+        cells=_read_cells(cells, cells_voxel_size, reading) if cells else None,
+        noise_control=read(noise_control, voxel_size=voxel_size, axes=axes_of(noise_control)) if noise_control else None,
+        second_acquisition=read(second_acquisition, voxel_size=voxel_size, axes=axes_of(second_acquisition))
+        if second_acquisition else None,
         mask_target=mask_target,
-    )
+    )  # fmt: skip
     table = pd.DataFrame(rows)
     typer.echo(table.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
     if out is not None:
         write_table(table, out, overwrite=True)
         typer.echo(f"wrote {out}")
     if figure is not None:
-        _write_figure(figure, pred, tgt, rows, input_image, voxel_size)
+        _write_figure(figure, pred, tgt, rows, input_image, voxel_size, axes_of(input_image) if input_image else None)
         typer.echo(f"wrote {figure}")
 
 
 def _write_figure(
-    figure: Path, pred: Any, tgt: Any, rows: list[dict[str, Any]], input_image: Path | None, vs: Any
-) -> None:
+    figure: Path, pred: Any, tgt: Any, rows: list[dict[str, Any]], input_image: Path | None, vs: Any,
+    axes: str | None = None,
+) -> None:  # fmt: skip
     from subcell.io import read
     from subcell.io._atomic import atomic_output
     from subcell.labelfree.figures import evaluation_figure_png
@@ -551,7 +559,7 @@ def _write_figure(
     # figure holds their middle planes and a sample for the contrast limits, never a whole field
     panels = {}
     if input_image is not None:
-        panels["input"] = aligned_lazily(read(input_image, voxel_size=vs).sel(channel=0), 0, pred)[0]
+        panels["input"] = aligned_lazily(read(input_image, voxel_size=vs, axes=axes).sel(channel=0), 0, pred)[0]
     shown = rows[:3]
     names = list(dict.fromkeys(r["target_channel"] for r in shown))
     tdata = aligned_lazily(tgt.sel(channel=names), 0, pred)
