@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from subcell.errors import ManifestError, SubcellError
+from subcell.image import VoxelSize
 
 __all__ = ["IMAGE_SUFFIXES", "image_files", "make_manifest"]
 
@@ -88,14 +89,20 @@ def make_manifest(
               else parts) for i in inputs for f, parts in image_files([i])]  # fmt: skip
     if not files:
         raise ManifestError(out, [f"no image files ({', '.join(IMAGE_SUFFIXES)}) in {', '.join(map(str, inputs))}"])
-    given_vs = dict(zip(("voxel_size_z", "voxel_size_y", "voxel_size_x"), map(float, voxel_size or ()), strict=False))
+    given_vs = (
+        {}
+        if voxel_size is None
+        else dict(
+            zip(("voxel_size_z", "voxel_size_y", "voxel_size_x"), VoxelSize.of(voxel_size).as_tuple(), strict=True)
+        )
+    )
     records: list[dict[str, Any]] = []
     issues: list[str] = []
     for f, parts in files:
         row_id = "_".join(parts)
         source = os.path.relpath(f, base)
         names: list[str] = []
-        extra: dict[str, Any] = {"axes": axes if axes is not None and axes_for(f, axes) else None}
+        extra: dict[str, Any] = {"axes": axes_for(f, axes)}
         if scenes or given_vs or time_interval is not None:
             try:  # the header says what the file states (a missing voxel size is reported, not raised)
                 head = describe(f, axes=extra["axes"])
