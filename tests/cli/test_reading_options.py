@@ -101,7 +101,9 @@ def test_scene_and_time_interval_reach_the_output(files: dict[str, Path], tmp_pa
     assert yaml.safe_load((tmp_path / "t60" / "config.yaml").read_text())["time_interval_s"] == 60.0
 
 
-def test_labelfree_predict_reads_a_scene_and_a_plain_tiff_movie(files: dict[str, Path], tmp_path: Path) -> None:
+def test_labelfree_predict_reads_a_scene_and_a_plain_tiff_movie(
+    files: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     """The prediction reads its input as every command does: a scene of a multi-scene file, a plain TIFF's axes."""
     common = ["-m", "dna", "--quiet", "--device", "cpu", "--precision", "fp32"]
     assert run(["labelfree", "predict", str(files["two"]), str(tmp_path / "p1.ome.zarr"), "--scene", "1",
@@ -130,6 +132,8 @@ def test_labelfree_predict_reads_a_scene_and_a_plain_tiff_movie(files: dict[str,
     assert run([*two, str(tmp_path / "tl.ome.zarr"), *common]) == 2  # which channel is the bright-field?
     assert run([*two, str(tmp_path / "tl.ome.zarr"), "--input-channel", "TL", *common]) == 0
     np.testing.assert_array_equal(read(tmp_path / "tl.ome.zarr").numpy(), one)
+    err = cli_user_error(capsys, *two, str(tmp_path / "x.ome.zarr"), "--input-channel", "BF", *common)
+    assert "two_channels.ome.tif: input_channel: unknown channel 'BF'" in err and not (tmp_path / "x.ome.zarr").exists()
     # a manifest given to the command itself: each row's scene
     rows = [{"id": "a", "source": str(files["two"]), "scene": 0}, {"id": "b", "source": str(files["two"]), "scene": 1}]
     pd.DataFrame(rows).to_csv(tmp_path / "two.csv", index=False)

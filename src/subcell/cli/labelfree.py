@@ -174,12 +174,18 @@ def _read_cells(path: Path, cells_voxel_size: Any, reading: Reading) -> Any:
         return read(path, voxel_size=reading.voxel_size, axes=axes)
 
 
-def _model_input(image: Any, reading: Reading, input_channel: str) -> Any:
+def _model_input(image: Any, reading: Reading, input_channel: str, path: Path) -> Any:
     """The image's channel named by ``--channel`` (or a row's ``source_channel``), as the model's input channel;
     the image itself without one (the model's channel found by name, or a single channel taken as it)."""
     if reading.channel is None:
         return image
-    return image.channel(reading.channel).with_metadata(channel_names=[input_channel])
+    from subcell.errors import ChannelError
+
+    try:
+        one = image.channel(reading.channel)
+    except ChannelError as e:  # named with the file it is about
+        raise ChannelError(e.message, path=path, field="input_channel") from None
+    return one.with_metadata(channel_names=[input_channel])
 
 
 def _predict_one(model: Any, src: Path, out: Path, cfg: Any, *, reading: Reading, overwrite: bool, quiet: bool,
@@ -190,7 +196,7 @@ def _predict_one(model: Any, src: Path, out: Path, cfg: Any, *, reading: Reading
     from subcell.train.precision import autocast_dtype, precision_name, resolve_device
 
     check_output(out, overwrite=overwrite)
-    image = _model_input(reading.read(src), reading, model.input_channel)
+    image = _model_input(reading.read(src), reading, model.input_channel, src)
     cell_labels = _read_cells(cells, cells_voxel_size, reading) if cells is not None else None
     fmt = output_format(out)
     device = resolve_device(cfg.device)
@@ -232,7 +238,7 @@ def _predict_regions(model: str, src: Path, out: Path, cfg: Any, *, reading: Rea
         from subcell.labelfree.cache import MODEL_CACHE
         from subcell.train import resolve_device
 
-        image = _model_input(image, reading, MODEL_CACHE.load(model, resolve_device(cfg.device)).input_channel)
+        image = _model_input(image, reading, MODEL_CACHE.load(model, resolve_device(cfg.device)).input_channel, src)
     cell_labels = _read_cells(cells, cells_voxel_size, reading) if cells is not None else None
     with cluster_executor(scheduler, workers=workers, what="regions") as (executor, where):
         predict_regions_to_zarr(model, image, out, cfg, region_yx=region_yx, executor=executor, overwrite=overwrite,
@@ -427,7 +433,7 @@ def nuclei(
     lf = MODEL_CACHE.load(model, resolve_device(device))
     reading = Reading(voxel_size=voxel_size, axes=axes, force=force_voxel_size, scene=scene,
                       time_interval=time_interval, channel=input_channel)  # fmt: skip
-    image = _model_input(reading.read(input), reading, lf.input_channel)
+    image = _model_input(reading.read(input), reading, lf.input_channel, input)
     cell_labels = _read_cells(cells, cells_voxel_size, reading)
     typer.echo(f"predicting {cfg.channel} in {input.name} with {model}")
     with _warnings_to_stderr():
