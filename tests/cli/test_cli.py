@@ -285,6 +285,8 @@ def test_segment_bad_input_is_one_line(tmp_path: Path, capsys: pytest.CaptureFix
     # the same entry point in-process (the installed one is checked above): no interpreter per case
     missing = str(tmp_path / "missing.yaml")
     assert "missing.yaml" in cli_user_error(capsys, "segment", str(src), str(tmp_path / "o.ome.zarr"), "-w", missing)
+    err = cli_user_error(capsys, "segment", str(src), str(tmp_path / "o.ome.zarr"), "-w", "nucleus", "-c", "dna")
+    assert f"{src}: channel: unknown channel 'dna'" in err  # the file the channel was looked for in
     lab = tmp_path / "lab.ome.tif"
     io.write(Image(np.zeros((3, 16, 16), np.int32), voxel_size=(0.3, 0.1, 0.1), dims="ZYX"), lab)
     err = cli_user_error(capsys, "measure", str(lab), str(tmp_path / "t.csv"), "--intensity", str(src))

@@ -24,6 +24,7 @@ from subcell.cli.options import (
     WorkersOpt,
     ZooNameOpt,
     axes_among,
+    channel_of,
     cluster_executor,
     echo_export,
 )
@@ -179,13 +180,8 @@ def _model_input(image: Any, reading: Reading, input_channel: str, path: Path) -
     the image itself without one (the model's channel found by name, or a single channel taken as it)."""
     if reading.channel is None:
         return image
-    from subcell.errors import ChannelError
-
-    try:
-        one = image.channel(reading.channel)
-    except ChannelError as e:  # named with the file it is about
-        raise ChannelError(e.message, path=path, field="input_channel") from None
-    return one.with_metadata(channel_names=[input_channel])
+    with channel_of(path, "input_channel"):
+        return image.channel(reading.channel).with_metadata(channel_names=[input_channel])
 
 
 def _predict_one(model: Any, src: Path, out: Path, cfg: Any, *, reading: Reading, overwrite: bool, quiet: bool,

@@ -26,6 +26,7 @@ __all__ = [
     "VoxelSizeOpt",
     "ZooNameOpt",
     "axes_among",
+    "channel_of",
     "echo_export",
     "read_input",
     "scene_arg",
@@ -115,6 +116,20 @@ class Reading:
         from subcell.io.reader import axes_for
 
         return axes_for(path, self.axes)
+
+
+@contextmanager
+def channel_of(path: Path, field: str = "channel") -> Iterator[None]:
+    """A channel picked in what follows from the image read from ``path`` (``--channel``, ``--input-channel``):
+    the image itself does not know its file, so an unknown channel is said naming it."""
+    from subcell.errors import ChannelError
+
+    try:
+        yield
+    except ChannelError as e:
+        if e.path is not None:
+            raise
+        raise ChannelError(e.message, path=path, field=field) from None
 
 
 def axes_among(axes: str | None, paths: list[Path]) -> Callable[[Path], str | None]:

@@ -15,6 +15,7 @@ from subcell.cli.options import (
     VoxelSizeOpt,
     WorkersOpt,
     axes_among,
+    channel_of,
     cluster_executor,
     read_input,
 )
@@ -113,7 +114,7 @@ def segment(
 
         if output_format(output) != "ome-zarr":
             raise InputFileError("block-wise segmentation streams to OME-Zarr; use a .ome.zarr output", path=output)
-        with cluster_executor(scheduler, workers=workers, what="blocks") as (executor, where):
+        with cluster_executor(scheduler, workers=workers, what="blocks") as (executor, where), channel_of(input):
             segment_chunked(
                 image, wf, output, channels=chans, block_yx=block_yx, overwrite=overwrite, executor=executor
             )
@@ -129,7 +130,8 @@ def segment(
             border.extend(border_ids)
 
     # written a frame at a time, as each is segmented: a time-lapse's labels are never held whole
-    segment_to_file(image, wf, output, channels=chans, overwrite=overwrite, on_frame=count)
+    with channel_of(input):
+        segment_to_file(image, wf, output, channels=chans, overwrite=overwrite, on_frame=count)
     if wf.kind == "instance":
         what = f"{counts[0]} objects" if len(counts) == 1 else f"{sum(counts)} objects in {len(counts)} frames"
     else:

@@ -16,6 +16,7 @@ from subcell.cli.options import (
     TimeIntervalOpt,
     VoxelSizeOpt,
     axes_among,
+    channel_of,
     read_input,
 )
 
@@ -131,7 +132,8 @@ def track(
         img = read_input(image, voxel_size=lab.voxel_size.as_tuple(), axes=axes_of(image))
         if channel is None and img.shape[1] > 1:
             raise ValueRangeError(f"{img.shape[1]} channels: choose one with --channel", path=image, field="channel")
-        img = img.channel(channel) if channel is not None else img
+        with channel_of(image):
+            img = img.channel(channel) if channel is not None else img
         if img.shape[0] != lab.shape[0] or img.shape[2:] != lab.shape[2:]:
             raise ValueRangeError(f"image T/Z/Y/X {(img.shape[0], *img.shape[2:])} differs from the labels' "
                                   f"{(lab.shape[0], *lab.shape[2:])}", path=image, field="shape")  # fmt: skip
