@@ -291,6 +291,12 @@ def test_segment_bad_input_is_one_line(tmp_path: Path, capsys: pytest.CaptureFix
     io.write(Image(np.zeros((3, 16, 16), np.int32), voxel_size=(0.3, 0.1, 0.1), dims="ZYX"), lab)
     err = cli_user_error(capsys, "measure", str(lab), str(tmp_path / "t.csv"), "--intensity", str(src))
     assert "intensity image" in err
+    other = io.write(
+        Image(np.zeros((3, 16, 16), np.uint8), voxel_size=(0.5, 0.2, 0.2), dims="ZYX"), tmp_path / "o.ome.tif"
+    )
+    # another grid: said as such (it read "the given voxel size contradicts the file's", a size never given)
+    err = cli_user_error(capsys, "measure", str(lab), str(tmp_path / "t.csv"), "--intensity", str(other))
+    assert f"{other}: voxel_size: the intensity image has voxel size (z=0.5" in err and "given" not in err
     assert not (tmp_path / "o.ome.zarr").exists() and not (tmp_path / "t.csv").exists()
 
 

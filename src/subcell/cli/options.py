@@ -28,6 +28,7 @@ __all__ = [
     "axes_among",
     "channel_of",
     "echo_export",
+    "read_beside",
     "read_input",
     "scene_arg",
 ]
@@ -116,6 +117,24 @@ class Reading:
         from subcell.io.reader import axes_for
 
         return axes_for(path, self.axes)
+
+
+def read_beside(path: Path, labels: Any, *, axes: str | None, what: str) -> Any:
+    """An input that must lie on the grid of ``labels`` (the intensity image or a structure measured in them): at
+    the voxel size its file states, or at the labels' where it states none. A different voxel size is one line
+    naming both (it read as "the given voxel size contradicts the file's", a size the user never gave)."""
+    from subcell.errors import MetadataError
+
+    try:
+        image = read_input(path, axes=axes)
+    except MetadataError as e:
+        if e.field != "voxel_size":  # (no size was given: it is unknown)
+            raise
+        image = read_input(path, voxel_size=labels.voxel_size.as_tuple(), axes=axes)
+    if not image.voxel_size.isclose(labels.voxel_size, rtol=5e-3):
+        raise MetadataError(f"{what} has voxel size {image.voxel_size}, the labels {labels.voxel_size}; they must "
+                            "share a grid (subcell convert --resample)", path=path, field="voxel_size")  # fmt: skip
+    return image
 
 
 @contextmanager

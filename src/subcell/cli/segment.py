@@ -17,6 +17,7 @@ from subcell.cli.options import (
     axes_among,
     channel_of,
     cluster_executor,
+    read_beside,
     read_input,
 )
 
@@ -241,18 +242,17 @@ def measure(
     # every input stays lazy: measured a frame at a time, so a time-lapse is never held whole (label blocks are
     # checked as they are read)
     lab = as_labels(lab_img.data[:, 0], path=labels, lazy=True)
-    vs = lab_img.voxel_size.as_tuple()
     chans = {}
     if intensity is not None:
-        img = read_input(intensity, voxel_size=vs, axes=axes_of(intensity))
+        img = read_beside(intensity, lab_img, axes=axes_of(intensity), what="the intensity image")
         chans = {n: img.data[:, i] for i, n in enumerate(img.channel_names)}
     structs = {}
     for item in structure or []:
         if "=" not in item:
             raise ValueRangeError(f"expected NAME=FILE, got {item!r}", field="structure")
         name, path = item.split("=", 1)
-        structs[name] = as_labels(read_input(Path(path), voxel_size=vs, axes=axes_of(Path(path))).data[:, 0],
-                                  path=path, lazy=True)  # fmt: skip
+        struct = read_beside(Path(path), lab_img, axes=axes_of(Path(path)), what=f"structure {name!r}")
+        structs[name] = as_labels(struct.data[:, 0], path=path, lazy=True)
     result = measure_frames(lab, voxel_size=lab_img.voxel_size, intensity=chans, structures=structs,
                             time_interval_s=lab_img.time_interval if lab_img.shape[0] > 1 else None)  # fmt: skip
     write_table(result, output, overwrite=overwrite)

@@ -17,6 +17,7 @@ from subcell.cli.options import (
     VoxelSizeOpt,
     axes_among,
     channel_of,
+    read_beside,
     read_input,
 )
 
@@ -129,7 +130,7 @@ def track(
                             field="time_interval")  # fmt: skip
     intensity = None
     if image is not None:
-        img = read_input(image, voxel_size=lab.voxel_size.as_tuple(), axes=axes_of(image))
+        img = read_beside(image, lab, axes=axes_of(image), what="the intensity image")
         if channel is None and img.shape[1] > 1:
             raise ValueRangeError(f"{img.shape[1]} channels: choose one with --channel", path=image, field="channel")
         with channel_of(image):
