@@ -7,7 +7,7 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from subcell.cli.options import AxesOpt, ForceOpt, Reading, SceneOpt
+from subcell.cli.options import AxesOpt, ForceOpt, SceneOpt, axes_among, read_input
 
 __all__ = ["cells_app", "load_label_array"]
 
@@ -69,13 +69,13 @@ def extract(
         "channels": channels or None, "box": box, "voxel_um": voxel_um, "margin_um": margin_um, "border": border,
         "oversize": oversize, "align": not no_align, "missing_nucleus": "skip" if skip_no_nucleus else "error",
     })  # fmt: skip
-    reading = Reading(voxel_size=voxel_size, axes=axes, force=force_voxel_size, scene=scene)
-    image = reading.read(fov)
-    cells = load_label_array(labels, cell_labels, 0, image, reading.axes_for(labels))
+    axes_of = axes_among(axes, [fov, labels, *([nuclei] if nuclei else [])])  # the plain TIFFs among them
+    image = read_input(fov, voxel_size=voxel_size, axes=axes_of(fov), force=force_voxel_size, scene=scene)
+    cells = load_label_array(labels, cell_labels, 0, image, axes_of(labels))
     nuclei_arr = (
-        load_label_array(nuclei, nucleus_labels, 0, image, reading.axes_for(nuclei))
+        load_label_array(nuclei, nucleus_labels, 0, image, axes_of(nuclei))
         if nuclei
-        else load_label_array(labels, nucleus_labels, 1, image, reading.axes_for(labels))
+        else load_label_array(labels, nucleus_labels, 1, image, axes_of(labels))
     )
     meta = {"source": str(fov)}
     if structure:

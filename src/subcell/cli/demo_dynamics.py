@@ -81,7 +81,7 @@ def dynamics_step(out: Path, *, seed: int) -> str:
     nuclei = segment_image(field.image.channel("dna"), load_workflow("nucleus_dense")).numpy()[:, 0]
     result = track_timelapse(nuclei, voxel_size=vs, time_interval_s=dt, config=TrackConfig())
     parents = dict(zip(field.lineage.track_id, field.lineage.parent_id, strict=True))
-    truth = tracks_from_lineage(field.labels["nucleus"], parents, voxel_size=vs)
+    truth = tracks_from_lineage(field.labels["nucleus"], parents, voxel_size=vs, time_interval_s=dt)
     score, _ = evaluate_tracks(result, truth)
 
     # states: the tracked cells (segmented, not truth) classified frame by frame, then decoded along each track

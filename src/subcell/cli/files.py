@@ -8,7 +8,16 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from subcell.cli.options import AxesOpt, ForceOpt, SceneOpt, TimeIntervalOpt, VoxelSizeOpt, read_input, scene_arg
+from subcell.cli.options import (
+    AxesOpt,
+    ForceOpt,
+    SceneOpt,
+    TimeIntervalOpt,
+    VoxelSizeOpt,
+    error_line,
+    read_input,
+    scene_arg,
+)
 
 __all__ = ["convert", "info", "manifest_app", "synth"]
 
@@ -48,7 +57,7 @@ def info(
             found.append(one(file))
         except SubcellError as e:
             failed += 1
-            typer.echo(f"error: {' '.join(str(e).split())}", err=True)
+            typer.echo(error_line(e), err=True)
             found.append({"path": str(file), "error": e.message})
     if as_json:
         typer.echo(json.dumps(found, indent=2))

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
@@ -157,31 +158,33 @@ def _warnings_to_stderr() -> Iterator[None]:
         yield
 
 
-def _read_cells(path: Path, cells_voxel_size: Any, reading: Reading) -> Any:
+def _read_cells(path: Path, cells_voxel_size: Any, voxel_size: Any, axes: str | None) -> Any:
     """Cell labels at ``--cells-voxel-size`` when given; else at the voxel size their file states, and at
-    ``--voxel-size`` (the image's) only when it states none: cells on their own grid need not be on the image's.
-    A plain TIFF of them is read on the image's ``--axes``."""
+    ``--voxel-size`` (the image's) only when it states none: cells on their own grid need not be on the image's."""
     from subcell.errors import MetadataError
     from subcell.io import read
 
-    axes = reading.axes_for(path)
     if cells_voxel_size is not None:
         return read(path, voxel_size=cells_voxel_size, axes=axes)
     try:
         return read(path, axes=axes)
     except MetadataError as e:
-        if e.field != "voxel_size" or reading.voxel_size is None:
+        if e.field != "voxel_size" or voxel_size is None:
             raise
-        return read(path, voxel_size=reading.voxel_size, axes=axes)
+        return read(path, voxel_size=voxel_size, axes=axes)
 
 
-def _model_input(image: Any, reading: Reading, input_channel: str, path: Path) -> Any:
-    """The image's channel named by ``--channel`` (or a row's ``source_channel``), as the model's input channel;
-    the image itself without one (the model's channel found by name, or a single channel taken as it)."""
-    if reading.channel is None:
-        return image
-    with channel_of(path, "input_channel"):
-        return image.channel(reading.channel).with_metadata(channel_names=[input_channel])
+def _read_inputs(src: Path, cells: Path | None, cells_voxel_size: Any, reading: Reading,
+                 input_channel: Callable[[], str]) -> tuple[Any, Any]:  # fmt: skip
+    """The bright-field image (the channel ``--input-channel`` names, as the model's ``input_channel()``) and the
+    cell labels beside it (or None), ``--axes`` reaching the plain TIFFs among them."""
+    axes_of = axes_among(reading.axes, [src, *([cells] if cells is not None else [])])
+    image = replace(reading, axes=axes_of(src)).read(src)
+    if reading.channel is not None:
+        with channel_of(src, "input_channel"):
+            image = image.channel(reading.channel).with_metadata(channel_names=[input_channel()])
+    cell_labels = None if cells is None else _read_cells(cells, cells_voxel_size, reading.voxel_size, axes_of(cells))
+    return image, cell_labels
 
 
 def _predict_one(model: Any, src: Path, out: Path, cfg: Any, *, reading: Reading, overwrite: bool, quiet: bool,
@@ -192,8 +195,7 @@ def _predict_one(model: Any, src: Path, out: Path, cfg: Any, *, reading: Reading
     from subcell.train.precision import autocast_dtype, precision_name, resolve_device
 
     check_output(out, overwrite=overwrite)
-    image = _model_input(reading.read(src), reading, model.input_channel, src)
-    cell_labels = _read_cells(cells, cells_voxel_size, reading) if cells is not None else None
+    image, cell_labels = _read_inputs(src, cells, cells_voxel_size, reading, lambda: model.input_channel)
     fmt = output_format(out)
     device = resolve_device(cfg.device)
     chosen = precision_name(autocast_dtype(device, cfg.precision))
@@ -229,13 +231,14 @@ def _predict_regions(model: str, src: Path, out: Path, cfg: Any, *, reading: Rea
     if output_format(out) != "ome-zarr":
         raise InputFileError("prediction by regions streams to OME-Zarr; use a .ome.zarr output", path=out)
     check_output(out, overwrite=overwrite)
-    image = reading.read(src)
-    if reading.channel is not None:  # the model's input channel name (its weights stay for the workers to load)
+
+    def input_channel() -> str:  # the model's input channel name (its weights stay for the workers to load)
         from subcell.labelfree.cache import MODEL_CACHE
         from subcell.train import resolve_device
 
-        image = _model_input(image, reading, MODEL_CACHE.load(model, resolve_device(cfg.device)).input_channel, src)
-    cell_labels = _read_cells(cells, cells_voxel_size, reading) if cells is not None else None
+        return str(MODEL_CACHE.load(model, resolve_device(cfg.device)).input_channel)
+
+    image, cell_labels = _read_inputs(src, cells, cells_voxel_size, reading, input_channel)
     with cluster_executor(scheduler, workers=workers, what="regions") as (executor, where):
         predict_regions_to_zarr(model, image, out, cfg, region_yx=region_yx, executor=executor, overwrite=overwrite,
                                 cells=cell_labels)  # fmt: skip
@@ -276,7 +279,7 @@ def predict(
     force_voxel_size: ForceOpt = False,
     scene: SceneOpt = None,
     time_interval: TimeIntervalOpt = None,
-    channel: InputChannelOpt = None,
+    input_channel: InputChannelOpt = None,
     memory_limit: Annotated[
         float,
         typer.Option(
@@ -336,7 +339,7 @@ def predict(
         "device": device, "precision": precision, "allow_resample": not no_resample, "output_grid": output_grid,
     })  # fmt: skip
     reading = Reading(voxel_size=voxel_size, axes=axes, force=force_voxel_size, scene=scene,
-                      time_interval=time_interval, channel=channel)  # fmt: skip
+                      time_interval=time_interval, channel=input_channel)  # fmt: skip
     if region_yx is not None or scheduler is not None:
         _predict_regions(model, input, output, cfg, reading=reading, region_yx=region_yx,
                          scheduler=scheduler, workers=workers, overwrite=overwrite, cells=cells,
@@ -429,8 +432,7 @@ def nuclei(
     lf = MODEL_CACHE.load(model, resolve_device(device))
     reading = Reading(voxel_size=voxel_size, axes=axes, force=force_voxel_size, scene=scene,
                       time_interval=time_interval, channel=input_channel)  # fmt: skip
-    image = _model_input(reading.read(input), reading, lf.input_channel, input)
-    cell_labels = _read_cells(cells, cells_voxel_size, reading)
+    image, cell_labels = _read_inputs(input, cells, cells_voxel_size, reading, lambda: lf.input_channel)
     typer.echo(f"predicting {cfg.channel} in {input.name} with {model}")
     with _warnings_to_stderr():
         if quiet:
@@ -523,7 +525,6 @@ def evaluate(
     # --axes: of the plain TIFFs among the measured images (the prediction is an OME-Zarr or OME-TIFF)
     measured = [p for p in (target, cells, noise_control, second_acquisition, input_image) if p is not None]
     axes_of = axes_among(axes, [prediction, *measured])
-    reading = Reading(voxel_size=voxel_size, axes=axes)
     pred = read(prediction, axes=axes_of(prediction))
     tgt = read(target, voxel_size=voxel_size, axes=axes_of(target))
     pairs = [c.split("=", 1) if "=" in c else [c, c] for c in (channel or [])]
@@ -532,7 +533,7 @@ def evaluate(
         tgt,
         channels=[p[0] for p in pairs] or None,
         target_channels=[p[1] for p in pairs] or None,
-        cells=_read_cells(cells, cells_voxel_size, reading) if cells else None,
+        cells=_read_cells(cells, cells_voxel_size, voxel_size, axes_of(cells)) if cells else None,
         noise_control=read(noise_control, voxel_size=voxel_size, axes=axes_of(noise_control)) if noise_control else None,
         second_acquisition=read(second_acquisition, voxel_size=voxel_size, axes=axes_of(second_acquisition))
         if second_acquisition else None,

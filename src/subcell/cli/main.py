@@ -20,6 +20,7 @@ from subcell.cli.cells import cells_app
 from subcell.cli.demo import INTEGRATED_MINUTES, LABELFREE_MINUTES
 from subcell.cli.integrated import integrated_app
 from subcell.cli.labelfree import labelfree_app
+from subcell.cli.options import error_line
 from subcell.cli.state import state_app
 
 __all__ = ["app", "run"]
@@ -107,7 +108,7 @@ def run(argv: list[str] | None = None) -> int:
     Usage errors are handled by click (usage message, status 2); :class:`~subcell.errors.SubcellError` from the
     Python API becomes ``error: <file>: <field>: <what was expected>``.
     """
-    from subcell.errors import ManifestError, SubcellError
+    from subcell.errors import SubcellError
 
     args = list(sys.argv[1:] if argv is None else argv)
     _STATE["verbose"] = False  # nothing carries over from an earlier in-process run
@@ -120,8 +121,7 @@ def run(argv: list[str] | None = None) -> int:
             import traceback
 
             traceback.print_exc()
-        message = str(e) if isinstance(e, ManifestError) else " ".join(str(e).split())
-        typer.echo(f"error: {message}", err=True)
+        typer.echo(error_line(e), err=True)
         return 2
     return 0
 

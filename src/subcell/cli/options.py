@@ -28,6 +28,7 @@ __all__ = [
     "axes_among",
     "channel_of",
     "echo_export",
+    "error_line",
     "read_beside",
     "read_input",
     "scene_arg",
@@ -65,6 +66,14 @@ SetOpt = Annotated[
     Optional[list[str]],  # noqa: UP045
     typer.Option("--set", help="Override a setting, key=value (repeat), e.g. --set max_gap_frames=3"),
 ]
+
+
+def error_line(e: Any) -> str:
+    """What a user mistake (:class:`~subcell.errors.SubcellError`) prints: ``error: FILE: FIELD: …`` on one line (a
+    manifest's problems one per line)."""
+    from subcell.errors import ManifestError
+
+    return f"error: {e}" if isinstance(e, ManifestError) else f"error: {' '.join(str(e).split())}"
 
 
 def scene_arg(scene: str | None) -> int | str | None:
@@ -111,12 +120,6 @@ class Reading:
         """:func:`read_input` of ``path`` with these options."""
         return read_input(path, voxel_size=self.voxel_size, axes=self.axes, force=self.force, scene=self.scene,
                           time_interval=self.time_interval, **kwargs)  # fmt: skip
-
-    def axes_for(self, path: Path) -> str | None:
-        """``axes`` for a second input of the same layout (:func:`subcell.io.reader.axes_for`)."""
-        from subcell.io.reader import axes_for
-
-        return axes_for(path, self.axes)
 
 
 def read_beside(path: Path, labels: Any, *, axes: str | None, what: str) -> Any:

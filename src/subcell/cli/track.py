@@ -198,7 +198,7 @@ def load_tracks(path: Path, *, label: str | None, voxel_size: Any, axes: str | N
     img = read_label_timelapse(path, label=label, voxel_size=voxel_size, axes=axes, force=False)
     vs = img.voxel_size.as_tuple()
     parents = dict(zip(lineage["track_id"].astype(int), lineage["parent_id"].astype(int), strict=True))
-    return tracks_from_lineage(img.data[:, 0], parents, voxel_size=vs), vs
+    return tracks_from_lineage(img.data[:, 0], parents, voxel_size=vs, time_interval_s=img.time_interval), vs
 
 
 def evaluate_tracks(

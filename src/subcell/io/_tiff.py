@@ -147,7 +147,6 @@ class _TiffPages:
         self.n_page_dims = n_page_dims  # leading axes that index pages
 
     def __getitem__(self, key: Any) -> np.ndarray:
-
         if not isinstance(key, tuple):
             key = (key,)
         key = key + (slice(None),) * (self.ndim - len(key))

@@ -124,6 +124,8 @@ def segment_to_file(
     labels ever held whole (one frame's are). ``on_frame(t, labels, border_ids)`` sees each frame's result and its
     objects touching the border (none for a mask) before the next is made. The provenance, which names every frame's
     border objects, is written at close."""
+    import dask.array as da
+
     from subcell.io import OmeZarrWriter
     from subcell.io._atomic import check_output
     from subcell.io.ome_tiff_writer import write_ome_tiff
@@ -135,22 +137,22 @@ def segment_to_file(
     shape, dtype = (image.shape[0], 1, *image.shape[2:]), _dtype(workflow)
     borders: list[list[int]] = []
     frames = _segmented(image, workflow, chosen, borders, on_frame)
-    if fmt == "ome-tiff":
-        import dask.array as da
+    # the output's shape, dtype and metadata (never computed: its planes come from the frames as they are made)
+    header = da.zeros(shape, dtype=dtype, chunks=(1, 1, *shape[2:]))
 
-        # the file's shape, dtype and metadata; its planes come from the frames as they are segmented
-        header = da.zeros(shape, dtype=dtype, chunks=(1, 1, *shape[2:]))
-        return write_ome_tiff(_described(image, workflow, chosen, borders, header), path, overwrite=overwrite,
-                              frames=(f[None] for f in frames),
-                              described=lambda: _described(image, workflow, chosen, borders, header))  # fmt: skip
+    def described() -> Image:  # the provenance names every frame's border objects: complete after the last frame
+        return _described(image, workflow, chosen, borders, header)
+
+    if fmt == "ome-tiff":
+        return write_ome_tiff(described(), path, overwrite=overwrite, frames=(f[None] for f in frames),
+                              described=described)  # fmt: skip
     writer = OmeZarrWriter(path, shape=shape, dtype=dtype, voxel_size=image.voxel_size, channel_names=[workflow.name],
                            time_interval=image.time_interval, overwrite=overwrite,
                            is_label=workflow.kind == "instance")  # fmt: skip
     try:
         for t, res in enumerate(frames):
             writer.write_region((slice(t, t + 1),), res[None, None])
-        writer.provenance = image.provenance.then(f"segment:{workflow.name}",
-                                                  _parameters(image, workflow, chosen, borders))  # fmt: skip
+        writer.provenance = described().provenance
     except BaseException:
         writer.abort()
         raise
