@@ -219,3 +219,18 @@ def test_the_cli_names_the_box_that_holds_the_rejected_cells(tmp_path, capsys) -
     assert "2 of 2 cells" in capsys.readouterr().out
     assert run([*args, str(tmp_path / "c.zarr"), "--box", "8", "12", "12"]) == 2  # none fits: said in the error
     assert "the box (" in capsys.readouterr().err and not (tmp_path / "c.zarr").exists()
+
+
+def test_axes_reach_plain_tiff_labels_beside_an_ome_tiff_field(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import tifffile
+
+    from subcell import io
+    from subcell.cli.main import run
+
+    image, lab, nuc = field()
+    io.write(image, tmp_path / "f.ome.tif")
+    tifffile.imwrite(tmp_path / "lab.tif", np.stack([lab, nuc]).astype(np.uint16), photometric="minisblack")
+    args = ["cells", "extract", str(tmp_path / "f.ome.tif"), str(tmp_path / "lab.tif"), "--border", "flag"]
+    assert run([*args, str(tmp_path / "a.zarr")]) == 2  # the TIFF's axes are not in the file
+    assert run([*args, str(tmp_path / "b.zarr"), "--axes", "CZYX"]) == 0  # they reach it, not the OME-TIFF field
+    assert read_cell_store(tmp_path / "b.zarr" / "cells.parquet").crops.shape[0] == 2
