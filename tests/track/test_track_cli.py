@@ -60,6 +60,35 @@ def test_ctc_folder_as_input_and_as_truth(timelapse: Path, tmp_path: Path, capsy
     assert "TRA 1.0000" in capsys.readouterr().out
 
 
+def test_label_movie_whose_ids_are_tracks_as_truth_and_prediction(timelapse: Path, tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    """A track-consistent label movie without a lineage (CTC reference masks without man_track.txt, a TrackMate or
+    Mastodon label export) is scored with --ids-are-tracks: each id one track, divisions not scored."""
+    import json
+
+    from subcell.io import read_labels
+
+    truth = read_labels(timelapse, "nucleus").numpy()[:, 0]  # the synthetic lineage: ids persist over frames
+    plain = tmp_path / "truth.tif"  # no voxel size, no axes: the prediction's grid is taken
+    tifffile.imwrite(plain, truth.astype(np.uint16), photometric="minisblack")
+    out = tmp_path / "tracks"
+    assert run(["track", str(timelapse), str(out), "--label", "nucleus"]) == 0
+    assert "--ids-are-tracks" in cli_user_error(capsys, "evaluate-tracks", str(out), str(plain), "--axes", "TZYX")
+    assert run(["evaluate-tracks", str(out), str(plain), "--axes", "TZYX", "--ids-are-tracks", "-o",
+                str(tmp_path / "ev")]) == 0  # fmt: skip
+    printed = capsys.readouterr()
+    n_tracks = len(np.unique(truth[truth > 0]))
+    assert "TRA 1.0000" in printed.out and "divisions: not scored" in printed.out
+    assert f"({n_tracks} tracks;" in printed.err
+    metrics = json.loads((tmp_path / "ev" / "metrics.json").read_text())
+    assert metrics["true_tracks"] == n_tracks and metrics["true_divisions"] is None
+    # the same movie as the prediction, against the truth with its lineage: its divisions are missed
+    vs = ["--voxel-size", "0.29", "0.108", "0.108"]
+    assert run(["evaluate-tracks", str(plain), str(timelapse), "--truth-label", "nucleus", "--axes", "TZYX", *vs,
+                "--ids-are-tracks"]) == 0  # fmt: skip
+    printed = capsys.readouterr().out
+    assert "DET 1.0000" in printed and "0 predicted)" in printed
+
+
 def test_bad_inputs_fail_in_one_line_and_write_nothing(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
     lab = np.zeros((4, 3, 16, 16), np.uint16)
     lab[:, 1, 4:8, 4:8] = 1

@@ -168,10 +168,16 @@ def track(
                f"{len(result.table)} objects (max {cfg.max_speed_um_per_min * interval / 60:.2f} µm per frame)")  # fmt: skip
 
 
-def load_tracks(path: Path, *, label: str | None, voxel_size: Any, axes: str | None, what: str) -> Any:
-    """Tracks from a ``subcell track`` output, a CTC folder (result or truth layout) or an OME-Zarr store with a
-    track-consistent label image and ``tables/lineage.parquet`` (``subcell synth --frames``)."""
-    from subcell.errors import InputFileError
+def load_tracks(path: Path, *, label: str | None, voxel_size: Any, axes: str | None, what: str,
+                ids_are_tracks: bool = False, grid_of: Any = None) -> Any:  # fmt: skip
+    """Tracks from a ``subcell track`` output, a CTC folder (result or truth layout), an OME-Zarr store with a
+    track-consistent label image and ``tables/lineage.parquet`` (``subcell synth --frames``) or, with
+    ``ids_are_tracks``, any label movie whose ids persist over frames (each id one track, no divisions: the CTC
+    reference masks without ``man_track.txt``, TGMM / Mastodon or TrackMate label exports). Such a movie that
+    states no voxel size takes ``grid_of``'s (the prediction's): scores match objects by overlap, and the
+    shapes are checked. Returns the tracks, their voxel size and whether a lineage came with them."""
+    from subcell.errors import InputFileError, MetadataError
+    from subcell.image import VoxelSize
     from subcell.io import read_table, store_table
     from subcell.io.ctc import find_ctc, read_ctc
     from subcell.track import Tracks, lineage_table, tracks_from_lineage
@@ -181,24 +187,37 @@ def load_tracks(path: Path, *, label: str | None, voxel_size: Any, axes: str | N
     if (path / "tracks.parquet").is_file() and (path / "labels.ome.zarr").exists():
         table = read_table(path / "tracks.parquet", what="tracks table")
         img = read_input(path / "labels.ome.zarr")  # stays lazy: scored a frame at a time
-        return Tracks(labels=img.data[:, 0], table=table, lineage=lineage_table(table)), img.voxel_size
+        return Tracks(labels=img.data[:, 0], table=table, lineage=lineage_table(table)), img.voxel_size, True
     if find_ctc(path) is not None:
         masks, rows = read_ctc(path)
         vs = voxel_size or (1.0, 1.0, 1.0)  # scores match objects by overlap: the voxel size does not enter them
-        return tracks_from_lineage(masks, dict(zip(rows["L"], rows["P"], strict=True)), voxel_size=vs), vs
+        return tracks_from_lineage(masks, dict(zip(rows["L"], rows["P"], strict=True)), voxel_size=vs), vs, True
     lineage = store_table(path, "lineage") if path.is_dir() else None
-    if lineage is None:
+    if lineage is None and not ids_are_tracks:
         raise InputFileError(
-            f"{what} has no lineage: give a `subcell track` output, a CTC folder (res_track.txt / man_track.txt) "
-            "or an OME-Zarr with tables/lineage.parquet", path=path, field="lineage",
+            f"{what} has no lineage: give a `subcell track` output, a CTC folder (res_track.txt / man_track.txt), "
+            "an OME-Zarr with tables/lineage.parquet, or a label movie whose ids are its tracks with --ids-are-tracks",
+            path=path, field="lineage",
         )  # fmt: skip
-    missing = {"track_id", "parent_id"} - set(lineage.columns)
-    if missing:
-        raise InputFileError(f"lineage table lacks columns {sorted(missing)}", path=path, field="lineage")
-    img = read_label_timelapse(path, label=label, voxel_size=voxel_size, axes=axes, force=False)
+    parents: dict[int, int] = {}
+    if lineage is not None:
+        missing = {"track_id", "parent_id"} - set(lineage.columns)
+        if missing:
+            raise InputFileError(f"lineage table lacks columns {sorted(missing)}", path=path, field="lineage")
+        parents = dict(zip(lineage["track_id"].astype(int), lineage["parent_id"].astype(int), strict=True))
+    try:
+        img = read_label_timelapse(path, label=label, voxel_size=voxel_size, axes=axes, force=False)
+    except MetadataError as e:
+        if e.field != "voxel_size" or voxel_size is not None or grid_of is None:
+            raise
+        img = read_label_timelapse(path, label=label, voxel_size=VoxelSize.of(grid_of).as_tuple(), axes=axes,
+                                   force=False)  # fmt: skip
     vs = img.voxel_size.as_tuple()
-    parents = dict(zip(lineage["track_id"].astype(int), lineage["parent_id"].astype(int), strict=True))
-    return tracks_from_lineage(img.data[:, 0], parents, voxel_size=vs, time_interval_s=img.time_interval), vs
+    tracks = tracks_from_lineage(img.data[:, 0], parents, voxel_size=vs, time_interval_s=img.time_interval)
+    if lineage is None:
+        typer.echo(f"note: {path}: each id read as one track ({tracks.table['track_id'].nunique()} tracks; no "
+                   "lineage, so no divisions)", err=True)  # fmt: skip
+    return tracks, vs, lineage is not None
 
 
 def evaluate_tracks(
@@ -220,6 +239,15 @@ def evaluate_tracks(
         Optional[Path],  # noqa: UP045
         typer.Option("--output", "-o", help="Folder for metrics.json and per_track.csv."),
     ] = None,
+    ids_are_tracks: Annotated[
+        bool,
+        typer.Option(
+            "--ids-are-tracks",
+            help="A label movie without a lineage (TIFF, OME-Zarr; truth or prediction) keeps each object's id over "
+            "frames, e.g. CTC reference masks without man_track.txt or a TrackMate / Mastodon label export: read "
+            "each id as one track (no divisions).",
+        ),
+    ] = False,
     voxel_size: VoxelSizeOpt = None,
     axes: AxesOpt = None,
     overwrite: OverwriteOpt = False,
@@ -234,7 +262,9 @@ def evaluate_tracks(
 
     if output is not None:
         check_output(output, overwrite=overwrite)
-    p, p_vs = load_tracks(pred, label=None, voxel_size=voxel_size, axes=axes, what="prediction")
+    p, p_vs, _ = load_tracks(pred, label=None, voxel_size=voxel_size, axes=axes, what="prediction",
+                          ids_are_tracks=ids_are_tracks)  # fmt: skip
+    summary: dict[str, Any]
     if truth.suffix in POINT_SUFFIXES:
         from subcell.track.points import evaluate_point_tracks, read_point_tracks
 
@@ -244,12 +274,20 @@ def evaluate_tracks(
         typer.echo(f"point tracks: {summary['points_matched']:.1%} of {summary['true_objects']} points inside a "
                    f"predicted object; {summary['objects_with_several_points']} objects hold several points")  # fmt: skip
     else:
-        t, _ = load_tracks(truth, label=truth_label, voxel_size=voxel_size, axes=axes, what="truth")
-        summary, per_track = score(p, t, frame_tolerance=frame_tolerance)
+        t, _, lineage = load_tracks(truth, label=truth_label, voxel_size=voxel_size, axes=axes, what="truth",
+                           ids_are_tracks=ids_are_tracks, grid_of=p_vs)  # fmt: skip
+        scores, per_track = score(p, t, frame_tolerance=frame_tolerance)
+        summary = dict(scores)
+        if not lineage:  # ids carry no division: the truth's are unknown, not absent
+            summary.update(division_precision=float("nan"), division_recall=float("nan"),
+                           division_f1=float("nan"), true_divisions=None)  # fmt: skip
     typer.echo(" ".join(f"{k} {summary[k]:.4f}" for k in ("TRA", "DET", "LNK", "SEG")))
-    typer.echo(f"divisions (±{frame_tolerance} frames): precision {summary['division_precision']:.3f} recall "
-               f"{summary['division_recall']:.3f} F1 {summary['division_f1']:.3f} ({summary['true_divisions']} true, "
-               f"{summary['predicted_divisions']} predicted)")  # fmt: skip
+    if summary["true_divisions"] is None:
+        typer.echo(f"divisions: not scored, the truth has no lineage ({summary['predicted_divisions']} predicted)")
+    else:
+        typer.echo(f"divisions (±{frame_tolerance} frames): precision {summary['division_precision']:.3f} recall "
+                   f"{summary['division_recall']:.3f} F1 {summary['division_f1']:.3f} ({summary['true_divisions']} "
+                   f"true, {summary['predicted_divisions']} predicted)")  # fmt: skip
     typer.echo(f"tracks: {summary['true_tracks']} true, {summary['predicted_tracks']} predicted; objects: "
                f"{summary['true_objects']} true, {summary['predicted_objects']} predicted")  # fmt: skip
     if output is not None:
