@@ -119,3 +119,44 @@ def test_a_stored_time_lapse_is_measured_frame_by_frame() -> None:
     assert lazy.equals(whole) and len(whole) > 6 and whole.t.nunique() == 3
     for s in stored:
         assert s.reads == [6 * 40 * 40] * 3  # one frame at a time, each once
+
+
+def test_a_mask_is_measured_per_connected_component() -> None:
+    """An organelle mask (0/1, or an ImageJ 0/255 mask) is measured per 26-connected component; instance ids are
+    kept as they are; --no-components measures the mask as one object."""
+    from subcell.segment import mask_components, measure_frames
+
+    mask = np.zeros((2, 6, 30, 30), np.uint8)
+    mask[:, 1:4, 2:8, 2:8] = 1  # a block
+    mask[:, 2, 12:20, 12] = 1  # a tubule ...
+    mask[:, 3, 20:26, 13] = 1  # ... that goes on one plane up and one voxel over: corners touch
+    mask[1, 2, 25:28, 25:28] = 1  # a fragment that appears in the second frame
+    table = measure_frames(mask, voxel_size=VS)
+    assert table.attrs["components"] and table.groupby("t").size().tolist() == [2, 3]
+    assert table.loc[table.t == 0, "voxels"].sort_values().tolist() == [8 + 6, 3 * 6 * 6]
+    assert measure_frames(mask * 255, voxel_size=VS).equals(table)  # a Fiji binary mask: the same objects
+    assert measure_frames(mask.astype(bool), voxel_size=VS).equals(table)
+    whole = measure_frames(mask, voxel_size=VS, components=False)
+    assert not whole.attrs["components"] and len(whole) == 2 and whole.voxels.tolist() == [mask[0].sum(), mask[1].sum()]
+    ids = mask.astype(np.int32) * 7  # instance ids (one object, id 7, in two pieces): kept unless asked
+    kept = measure_frames(ids, voxel_size=VS)
+    assert not kept.attrs["components"] and kept.label.tolist() == [7, 7]
+    assert measure_frames(ids, voxel_size=VS, components=True).groupby("t").size().tolist() == [2, 3]
+    assert mask_components(np.array([[0, 2], [1, 0]])) is None and mask_components(np.zeros((2, 2), np.float32)) is None
+
+
+def test_measure_cli_says_a_mask_is_measured_per_component(tmp_path, capsys) -> None:  # type: ignore[no-untyped-def]
+    from subcell import io
+    from subcell.cli.main import run
+    from subcell.image import Image
+
+    mask = np.zeros((4, 20, 20), np.uint8)
+    mask[1:3, 2:6, 2:6] = 1
+    mask[1:3, 10:16, 10:16] = 1
+    src = io.write(Image(mask, voxel_size=VS, dims="ZYX"), tmp_path / "mito.ome.tif")
+    capsys.readouterr()
+    assert run(["measure", str(src), str(tmp_path / "parts.csv")]) == 0
+    assert "is a mask: each connected component measured" in capsys.readouterr().err
+    assert pd.read_csv(tmp_path / "parts.csv").voxels.tolist() == [32, 72]
+    assert run(["measure", str(src), str(tmp_path / "whole.csv"), "--no-components"]) == 0
+    assert "is a mask" not in capsys.readouterr().err and len(pd.read_csv(tmp_path / "whole.csv")) == 1

@@ -211,13 +211,23 @@ def evaluate_seg(
 
 
 def measure(
-    labels: Annotated[Path, typer.Argument(help="Instance labels (cells, nuclei, ...).")],
+    labels: Annotated[
+        Path, typer.Argument(help="Instance labels (cells, nuclei, ...), or a mask: measured per connected component.")
+    ],
     output: Annotated[Path, typer.Argument(help="Table: .parquet or .csv.")],
     intensity: Annotated[
         Optional[Path], typer.Option("--intensity", help="Image whose channels are measured in each object.")  # noqa: UP045
     ] = None,
     structure: Annotated[
         Optional[list[str]], typer.Option("--structure", help="NAME=FILE of a structure mask/labels (repeat).")  # noqa: UP045
+    ] = None,
+    components: Annotated[
+        Optional[bool],  # noqa: UP045
+        typer.Option(
+            "--components/--no-components",
+            help="Measure each connected component as an object (default: for a mask, e.g. an organelle "
+            "segmentation: only 0 and 1, or 0 and 255); --no-components measures a mask as one object.",
+        ),
     ] = None,
     voxel_size: VoxelSizeOpt = None,
     axes: AxesOpt = None,
@@ -254,6 +264,10 @@ def measure(
         struct = read_beside(Path(path), lab_img, axes=axes_of(Path(path)), what=f"structure {name!r}")
         structs[name] = as_labels(struct.data[:, 0], path=path, lazy=True)
     result = measure_frames(lab, voxel_size=lab_img.voxel_size, intensity=chans, structures=structs,
-                            time_interval_s=lab_img.time_interval if lab_img.shape[0] > 1 else None)  # fmt: skip
+                            time_interval_s=lab_img.time_interval if lab_img.shape[0] > 1 else None,
+                            components=components)  # fmt: skip
+    if result.attrs["components"] and components is None:
+        typer.echo(f"note: {labels} is a mask: each connected component measured as an object (numbered in each "
+                   "frame; --no-components for the mask as one object)", err=True)  # fmt: skip
     write_table(result, output, overwrite=overwrite)
     typer.echo(f"wrote {output}: {len(result)} objects, {len(result.columns)} columns")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from subcell.segment import filters
-from subcell.segment.measure import border_ids, measure_frames, measure_objects, structures_per_cell
+from subcell.segment.measure import border_ids, mask_components, measure_frames, measure_objects, structures_per_cell
 from subcell.segment.run import segment_image, segment_to_file
 from subcell.segment.workflow import Workflow, builtin_workflows, load_workflow, run_workflow, workflow_yaml
 
@@ -13,6 +13,7 @@ __all__ = [
     "builtin_workflows",
     "filters",
     "load_workflow",
+    "mask_components",
     "measure_frames",
     "measure_objects",
     "run_workflow",

@@ -12,7 +12,7 @@ from subcell.errors import ValueRangeError
 from subcell.image import VoxelSize, as_array, materialize
 from subcell.metrics.shape import border_ids, principal_axes, sphericity, surface_area
 
-__all__ = ["border_ids", "measure_frames", "measure_objects", "structures_per_cell"]
+__all__ = ["border_ids", "mask_components", "measure_frames", "measure_objects", "structures_per_cell"]
 
 
 def measure_objects(
@@ -111,13 +111,35 @@ def measure_objects(
     return pd.DataFrame(rows)
 
 
+def mask_components(a: np.ndarray) -> np.ndarray | None:
+    """The connected components (ids 1..N) of a mask, or None when ``a`` holds instance ids.
+
+    A mask is a boolean array, integers holding only 0 and 1, or 8-bit 0 and 255 (an ImageJ / Fiji binary mask);
+    its components touch by faces, edges or corners (26-connected in 3D, 8 in a plane), as
+    ``skimage.measure.label`` and Fiji's 3D Objects Counter count them: a thin tubule running diagonally through
+    anisotropic voxels stays one object.
+    """
+    arr = np.asarray(a)
+    if arr.dtype != np.bool_:
+        if not np.issubdtype(arr.dtype, np.integer) or arr.size == 0:
+            return None
+        top = int(arr.max())
+        if top > 1 and not (arr.dtype == np.uint8 and top == 255 and not ((arr > 0) & (arr < 255)).any()):
+            return None
+    return _components(arr > 0)
+
+
+def _components(mask: np.ndarray) -> np.ndarray:
+    return ndi.label(mask, structure=np.ones((3,) * mask.ndim, bool))[0]
+
+
 def structures_per_cell(
     cells: np.ndarray, structures: Mapping[str, np.ndarray], *, voxel_size: VoxelSize | Sequence[float]
 ) -> Any:
     """Per cell: volume fraction (µm³ of structure / µm³ of cell) and count of objects of each structure inside.
 
-    A structure given as a mask is split into connected components; an object counts for the cell that holds
-    most of its voxels.
+    A structure given as a mask (:func:`mask_components`) is split into connected components; an object counts for
+    the cell that holds most of its voxels.
     """
     import pandas as pd
 
@@ -135,7 +157,8 @@ def structures_per_cell(
             raise ValueRangeError(
                 f"structure {name!r} has shape {a.shape} but cells have {lab.shape}", field="structures"
             )
-        objs = a.astype(np.int64) if np.issubdtype(a.dtype, np.integer) and a.max() > 1 else ndi.label(a > 0)[0]
+        parts = mask_components(a)
+        objs = a.astype(np.int64) if parts is None else parts
         inside = np.bincount(lab[objs > 0].ravel(), minlength=n)
         table[f"{name}_volume_um3"] = inside[1:] * voxel
         table[f"{name}_volume_fraction"] = np.divide(
@@ -174,9 +197,14 @@ def measure_frames(
     intensity: Mapping[str, np.ndarray] | None = None,
     structures: Mapping[str, np.ndarray] | None = None,
     time_interval_s: float | None = None,
+    components: bool | None = None,
 ) -> Any:
     """Measure every frame of a ``(T, Z, Y, X)`` label array: one row per object and frame, with a ``t`` column
     (and ``time_min``, the frame's time in minutes, when ``time_interval_s`` is given).
+
+    A mask (an organelle segmentation: only 0 and 1, or 0 and 255; :func:`mask_components`) is measured per
+    connected component, numbered 1..N in each frame, and ``result.attrs["components"]`` is True; ``components``
+    True splits every frame's labels so (instance ids are then ignored), False measures a mask as one object.
 
     ``intensity`` arrays are ``(T, Z, Y, X)`` per channel; ``structures`` (masks or labels, ``(T, Z, Y, X)``)
     add per-cell volume fractions and counts (:func:`structures_per_cell`). Lazy arrays (Dask, Zarr) are read a
@@ -193,9 +221,12 @@ def measure_frames(
                 raise ValueRangeError(
                     f"{what} image {name!r} has T,Z,Y,X {np.shape(arr)} but the labels have {lab.shape}", field=what
                 )
-    frames = []
+    frames, split = [], False
     for t in range(lab.shape[0]):
         frame = materialize(lab[t])
+        parts = _components(frame > 0) if components else None if components is False else mask_components(frame)
+        if parts is not None:
+            frame, split = parts, True
         table = measure_objects(
             frame, voxel_size=voxel_size, intensity={k: materialize(v[t]) for k, v in (intensity or {}).items()}
         )
@@ -207,4 +238,6 @@ def measure_frames(
         if time_interval_s:
             table.insert(1, "time_min", t * time_interval_s / 60.0)
         frames.append(table)
-    return pd.concat(frames, ignore_index=True)
+    result = pd.concat(frames, ignore_index=True)
+    result.attrs["components"] = split
+    return result
