@@ -107,7 +107,12 @@ def _human(n: int) -> str:
 
 
 def convert(
-    input: Annotated[Path, typer.Argument(help="Input image file.")],
+    inputs: Annotated[
+        list[Path],
+        typer.Argument(
+            help="Input image file; several (one file per channel, same grid) are stacked as channels in order."
+        ),
+    ],
     output: Annotated[Path, typer.Argument(help="Output: *.ome.zarr or *.ome.tif.")],
     voxel_size: VoxelSizeOpt = None,
     channel_names: Annotated[
@@ -137,7 +142,8 @@ def convert(
     ] = False,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing output.")] = False,
 ) -> None:
-    """Convert between formats, streaming chunk by chunk; metadata (µm, channels, provenance) is kept."""
+    """Convert between formats, streaming chunk by chunk; metadata (µm, channels, provenance) is kept. Several
+    inputs (e.g. one file per channel) are stacked as the channels of one image."""
     from subcell.io import write
     from subcell.io._atomic import check_output
     from subcell.io.writer import output_format
@@ -145,15 +151,23 @@ def convert(
     output_format(output)
     check_output(output, overwrite=overwrite)  # fail before reading anything
     names = [c.strip() for c in channel_names.split(",")] if channel_names else None
-    image = read_input(
-        input, scene=scene, voxel_size=voxel_size, channel_names=names, axes=axes, force=force_voxel_size,
-        time_interval=time_interval,
-    )  # fmt: skip
+    read = [
+        read_input(path, scene=scene, voxel_size=voxel_size, channel_names=None if len(inputs) > 1 else names,
+                   axes=axes, force=force_voxel_size, time_interval=time_interval)
+        for path in inputs
+    ]  # fmt: skip
     if labels:  # each block checked as it is read: a bad id fails the write, which leaves nothing behind
         from subcell.io._cast import as_labels
 
-        data = as_labels(image.data, path=input, lazy=True)
-        image = image.with_data(data, step="as_labels") if data is not image.data else image
+        for i, (path, image) in enumerate(zip(inputs, read, strict=True)):
+            data = as_labels(image.data, path=path, lazy=True)
+            read[i] = image.with_data(data, step="as_labels") if data is not image.data else image
+    if len(read) > 1:
+        from subcell.transforms.channels import stack_channels
+
+        image = stack_channels(read, channel_names=names)
+    else:
+        image = read[0]
     if resample is not None:  # (a voxel size that is not positive is refused by VoxelSize, as everywhere)
         from subcell.transforms.resample import resample_image_lazy
 

@@ -1,7 +1,9 @@
-"""Pure array transforms in physical units: resampling, normalization, cropping and padding. No I/O, no torch."""
+"""Pure array transforms in physical units: resampling, normalization, cropping and padding, channels stacked.
+No I/O, no torch."""
 
 from __future__ import annotations
 
+from subcell.transforms.channels import stack_channels
 from subcell.transforms.crop import crop_or_pad, crop_physical, pad_to_multiple
 from subcell.transforms.normalize import percentile_normalize, zscore
 from subcell.transforms.resample import resample, resample_image, resampled_shape
@@ -14,5 +16,6 @@ __all__ = [
     "resample",
     "resample_image",
     "resampled_shape",
+    "stack_channels",
     "zscore",
 ]
