@@ -52,6 +52,22 @@ def test_sections_found_with_their_provenance(run_folder: Path) -> None:
     assert "tracks" in sections["Dynamics"].lines[0] and sections["Dynamics"].figures
 
 
+def test_tracking_scores_of_evaluate_tracks_are_reported(tmp_path: Path) -> None:
+    """An `evaluate-tracks -o` folder: its scores, and divisions said as not scored where the truth had no lineage."""
+    scores = {"TRA": 0.93, "DET": 0.95, "LNK": 0.87, "SEG": 0.68, "division_precision": float("nan"),
+              "division_recall": float("nan"), "division_f1": float("nan"), "true_divisions": None,
+              "predicted_divisions": 4, "true_tracks": 11, "predicted_tracks": 22}  # fmt: skip
+    (tmp_path / "scores").mkdir()
+    (tmp_path / "scores" / "metrics.json").write_text(json.dumps(scores))
+    lines = {s.name: s for s in collect_sections(tmp_path)}["Dynamics"].lines
+    assert lines[0] == "scores: tracking scores TRA 0.9300 DET 0.9500 LNK 0.8700 SEG 0.6800"
+    assert "divisions not scored" in lines[1] and "11 true tracks, 22 predicted" in lines[2]
+    scores |= {"true_divisions": 3, "division_precision": 0.5, "division_recall": 1.0, "division_f1": 2 / 3}
+    (tmp_path / "scores" / "metrics.json").write_text(json.dumps(scores))
+    lines = {s.name: s for s in collect_sections(tmp_path)}["Dynamics"].lines
+    assert "precision 0.500 recall 1.000 F1 0.667 (3 true, 4 predicted)" in lines[1]
+
+
 @pytest.mark.skipif(available() is not None, reason=str(available()))
 def test_report_renders_in_a_real_browser(run_folder: Path, tmp_path: Path) -> None:
     page = write_report(run_folder, tmp_path / "report.html")

@@ -237,6 +237,24 @@ def _object_count(labels: Any) -> int:
 def _tracks_section(folder: Path, section: Any, used: set[Path]) -> None:
     from subcell.io import read_table
 
+    for scores in sorted([folder / "metrics.json", *folder.glob("*/metrics.json")]):  # evaluate-tracks -o
+        m = _read_json(scores) if scores.exists() else {}
+        if not {"TRA", "DET", "LNK"} <= set(m):
+            continue
+        where = scores.parent.name if scores.parent == folder else str(scores.parent.relative_to(folder))
+        sec = section("Dynamics")
+        sec.lines.append(f"{where}: tracking scores " + " ".join(f"{k} {float(m[k]):.4f}" for k in
+                                                                ("TRA", "DET", "LNK", "SEG") if k in m))  # fmt: skip
+        if m.get("true_divisions") is None:
+            sec.lines.append(f"{where}: divisions not scored, the truth has no lineage "
+                             f"({m.get('predicted_divisions')} predicted)")  # fmt: skip
+        else:
+            sec.lines.append(f"{where}: divisions precision {float(m['division_precision']):.3f} recall "
+                             f"{float(m['division_recall']):.3f} F1 {float(m['division_f1']):.3f} "
+                             f"({m['true_divisions']} true, {m.get('predicted_divisions')} predicted)")  # fmt: skip
+        sec.lines.append(f"{where}: {m.get('true_tracks')} true tracks, {m.get('predicted_tracks')} predicted")
+        sec.provenance[str(scores.relative_to(folder))] = m
+
     for tracks in sorted([folder / "tracks.parquet", *folder.glob("*/tracks.parquet")]):
         if not tracks.exists():
             continue
