@@ -87,7 +87,8 @@ def array_nbytes(
     ``per_frame``: of one timepoint (a command that holds a frame at a time is estimated by it), for an OME-Zarr
     (whose first axis is T) and a TIFF whose header names a T axis (OME-TIFF, ImageJ) or whose ``axes`` the user
     gives (as to :func:`~subcell.io.read`); a TIFF whose axes are not known counts whole. ``scene``: a TIFF
-    series by index (else the first).
+    series by index (else the first). A folder of numbered TIFFs counts its first file once per file (a frame's
+    worth when the folder's axis is T).
 
     Cheap enough to call for every row of a large manifest (one small JSON or TIFF header per file): OME-Zarr
     reads the first multiscale level's array metadata, TIFF the first series' shape; anything else counts its
@@ -99,6 +100,12 @@ def array_nbytes(
 
     p = Path(path)
     try:
+        if p.is_dir() and not ((p / "zarr.json").exists() or (p / ".zattrs").exists()):
+            from subcell.io._sequence import sequence_files
+
+            files = sequence_files(p) or []  # a folder of numbered TIFFs: a file per frame (or plane)
+            one = array_nbytes(files[0], axes=axes[1:] if axes else None) if files else 0
+            return one if per_frame and (axes or "T")[0].upper() == "T" else one * len(files)
         if p.is_dir():
             attrs = p / "zarr.json"
             meta = json.loads(attrs.read_text()).get("attributes", {}).get("ome", {}) if attrs.exists() else {}

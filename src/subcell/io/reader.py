@@ -16,7 +16,8 @@ _TIFF_SUFFIXES = (".tif", ".tiff")
 
 
 def detect_format(path: str | Path) -> str:
-    """``"ome-zarr"``, ``"ome-tiff"``, ``"tiff"`` or ``"vendor"`` from the name (and, for TIFF, the content)."""
+    """``"ome-zarr"``, ``"ome-tiff"``, ``"tiff"`` (also a folder of numbered TIFFs), ``"vendor"`` or ``"folder"``
+    (none of them) from the name (and, for TIFF, the content)."""
     p = Path(path)
     name = p.name.lower()
     if name.endswith((".zarr", ".zarr/")) or (p.is_dir() and ((p / ".zattrs").exists() or (p / "zarr.json").exists())):
@@ -25,6 +26,13 @@ def detect_format(path: str | Path) -> str:
         return "ome-tiff"
     if name.endswith((*_TIFF_SUFFIXES, ".btf")):
         return "tiff"
+    if p.is_dir():  # a folder of numbered TIFFs (t000.tif …) is read as one plain TIFF stack
+        from subcell.io._sequence import sequence_files
+
+        try:
+            return "tiff" if sequence_files(p) else "folder"
+        except InputFileError:  # (several sequences: said when it is read)
+            return "tiff"
     return "vendor"
 
 
@@ -43,7 +51,9 @@ def read(
     Parameters
     ----------
     path : str or Path
-        OME-TIFF, OME-Zarr (NGFF 0.4/0.5), plain TIFF / ImageJ hyperstack, or CZI/ND2/LIF with their bioio plugin.
+        OME-TIFF, OME-Zarr (NGFF 0.4/0.5), plain TIFF / ImageJ hyperstack, a folder of numbered TIFFs (one file
+        per frame, e.g. a Cell Tracking Challenge ``01/``: stacked along T, or along the first of ``axes``), or
+        CZI/ND2/LIF with their bioio plugin.
     scene : int or str, optional
         Scene (series) index or name; default the first.
     voxel_size : (z, y, x) in µm, optional
@@ -88,14 +98,20 @@ def _read_raw(p: Path, *, scene: int | str | None, axes: str | None) -> RawImage
     from subcell.io import _bioio, _ngff, _tiff
 
     fmt = detect_format(p)
+    if p.is_dir() and fmt != "ome-zarr":
+        from subcell.io._sequence import read_sequence, sequence_files
+
+        files = sequence_files(p)
+        if not files:
+            raise InputFileError("is a folder but neither an OME-Zarr store (a name ending in .ome.zarr) nor a folder "
+                                 "of numbered TIFFs (t000.tif, t001.tif, …)", path=p)  # fmt: skip
+        return read_sequence(p, files, axes=axes)
     if axes is not None and fmt != "tiff":
         from subcell.errors import MetadataError
 
         raise MetadataError(
             f"axes come from the {fmt} metadata; axes= applies to plain TIFF files only", path=p, field="axes"
         )
-    if p.is_dir() and fmt != "ome-zarr":
-        raise InputFileError("is a folder but not an OME-Zarr store (expected a name ending in .ome.zarr)", path=p)
     if fmt == "ome-zarr":
         return _ngff.read_ome_zarr(p, scene=scene)
     if fmt == "ome-tiff":
