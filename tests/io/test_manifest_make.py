@@ -74,3 +74,20 @@ def test_several_inputs_name_their_rows_by_the_input(tree: Path) -> None:
     table = make_manifest([tree / "run" / "plate1", tree / "run" / "plate2" / "B01.ome.zarr"], tree / "m.csv",
                           voxel_size=(1, 0.3, 0.3))  # fmt: skip
     assert list(table.id) == ["plate1_A01", "plate1_A02", "plate1_raw", "B01"]
+
+
+def test_folders_of_numbered_tiffs_are_one_image_each_with_sequences(tmp_path: Path) -> None:
+    """A CTC dataset (01/t000.tif …, 02/…): a row per movie with --sequences, a row per file without."""
+    from subcell.io import make_manifest
+
+    for movie in ("01", "02"):
+        (tmp_path / "ctc" / movie).mkdir(parents=True)
+        for t in range(3):
+            tifffile.imwrite(tmp_path / "ctc" / movie / f"t{t:03d}.tif", np.zeros((2, 8, 8), np.uint8),
+                             photometric="minisblack")  # fmt: skip
+    opts = {"axes": "TZYX", "voxel_size": (1.0, 0.2, 0.2), "time_interval": 60.0}
+    rows = make_manifest([tmp_path / "ctc"], tmp_path / "m.csv", sequences=True, **opts)
+    assert rows.id.tolist() == ["01", "02"] and rows["axes"].tolist() == ["TZYX"] * 2
+    assert io.read(tmp_path / rows.source[0], axes="TZYX", voxel_size=(1.0, 0.2, 0.2)).sizes["T"] == 3
+    per_file = make_manifest([tmp_path / "ctc"], tmp_path / "m.csv", axes="ZYX", voxel_size=(1.0, 0.2, 0.2))
+    assert len(per_file) == 6 and per_file.id[0] == "01_t000"

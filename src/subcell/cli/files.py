@@ -186,6 +186,13 @@ def manifest_make(
     scenes: Annotated[
         bool, typer.Option("--scenes", help="A row per scene of multi-scene files (CZI, LIF, ...).")
     ] = False,
+    sequences: Annotated[
+        bool,
+        typer.Option(
+            "--sequences",
+            help="A folder of numbered TIFFs (a file per frame, e.g. a CTC 01/) is one image, not one per file.",
+        ),
+    ] = False,
     voxel_size: VoxelSizeOpt = None,
     axes: AxesOpt = None,
     time_interval: TimeIntervalOpt = None,
@@ -203,7 +210,7 @@ def manifest_make(
 
         raise InputFileError(f"manifests are written as {' or '.join(TABLE_SUFFIXES)}", path=output)
     check_output(output, overwrite=overwrite)
-    table = make_manifest(inputs, output, scenes=scenes, voxel_size=voxel_size, axes=axes,
+    table = make_manifest(inputs, output, scenes=scenes, sequences=sequences, voxel_size=voxel_size, axes=axes,
                           time_interval=time_interval, check_files=not no_files)  # fmt: skip
     write_table(table, output, overwrite=overwrite)
     files = table["source"].nunique()

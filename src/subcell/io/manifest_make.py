@@ -26,24 +26,31 @@ def _is_image(path: Path) -> bool:
     return name.endswith(".ome.zarr") if path.is_dir() else name.endswith(IMAGE_SUFFIXES)
 
 
-def image_files(inputs: Sequence[str | Path]) -> Iterator[tuple[Path, tuple[str, ...]]]:
+def image_files(inputs: Sequence[str | Path], *, sequences: bool = False) -> Iterator[tuple[Path, tuple[str, ...]]]:
     """The image files named by ``inputs``, each with its name parts below the input: a file as it is (its stem),
-    a folder's images at any depth (in name order; an OME-Zarr store is one image, never searched inside). A path
-    that does not exist is an error."""
+    a folder's images at any depth (in name order; an OME-Zarr store is one image, never searched inside). With
+    ``sequences``, a folder of numbered TIFFs (a CTC ``01/``: a file per frame) is one image, not one per file. A
+    path that does not exist is an error."""
     from subcell.errors import InputFileError
+    from subcell.io._sequence import sequence_files
+
+    def one_image(p: Path) -> bool:
+        return _is_image(p) or (sequences and p.is_dir() and bool(sequence_files(p)))
 
     for item in map(Path, inputs):
         if not item.exists():
             raise InputFileError("file not found", path=item)
-        if _is_image(item) or not item.is_dir():
+        if one_image(item) or not item.is_dir():
             yield item, (_stem(item),)
             continue
         stack = [item]
-        while stack:  # depth first, in name order, without entering OME-Zarr stores
+        while stack:  # depth first, in name order, without entering OME-Zarr stores (nor, with sequences, them)
             folder = stack.pop()
             entries = sorted(folder.iterdir(), key=lambda p: p.name)
-            yield from ((p, (*p.relative_to(item).parts[:-1], _stem(p))) for p in entries if _is_image(p))
-            stack.extend(reversed([p for p in entries if p.is_dir() and not p.name.lower().endswith(".zarr")]))
+            images = [p for p in entries if one_image(p)]
+            yield from ((p, (*p.relative_to(item).parts[:-1], _stem(p))) for p in images)
+            stack.extend(reversed([p for p in entries if p.is_dir() and p not in images
+                                   and not p.name.lower().endswith(".zarr")]))  # fmt: skip
 
 
 def _stem(path: Path) -> str:
@@ -59,6 +66,7 @@ def make_manifest(
     manifest: str | Path,
     *,
     scenes: bool = False,
+    sequences: bool = False,
     voxel_size: Sequence[float] | None = None,
     axes: str | None = None,
     time_interval: float | None = None,
@@ -69,7 +77,7 @@ def make_manifest(
     metadata opened, as ``manifest check`` does). Nothing is written here.
 
     ``scenes``: a row per scene of a multi-scene file (CZI, LIF, multi-image OME-TIFF: column ``scene``), read
-    from the headers. ``voxel_size``, ``time_interval``: what the files that state none get (columns of their rows;
+    from the headers. ``sequences``: a folder of numbered TIFFs is one image (:func:`image_files`). ``voxel_size``, ``time_interval``: what the files that state none get (columns of their rows;
     a file that states its own keeps it, so one call can span folders of both kinds). ``axes``: of every plain
     TIFF whose file does not state them. Ids are the paths below the input folder without suffix (``plate1/A01`` →
     ``plate1_A01``, a scene's with ``_s<index>``), after the input's own name when there are several inputs
@@ -86,7 +94,7 @@ def make_manifest(
     base = out.resolve().parent
     several = len(inputs) > 1
     files = [(f.resolve(), (_stem(Path(i)), *parts) if several and Path(i).is_dir() and not _is_image(Path(i))
-              else parts) for i in inputs for f, parts in image_files([i])]  # fmt: skip
+              else parts) for i in inputs for f, parts in image_files([i], sequences=sequences)]  # fmt: skip
     if not files:
         raise ManifestError(out, [f"no image files ({', '.join(IMAGE_SUFFIXES)}) in {', '.join(map(str, inputs))}"])
     given_vs = (
