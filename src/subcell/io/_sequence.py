@@ -13,6 +13,8 @@ import itertools
 import re
 from pathlib import Path
 
+import numpy as np
+
 from subcell.errors import InputFileError, MetadataError
 from subcell.io._raw import RawImage
 
@@ -55,7 +57,7 @@ def sequence_files(folder: Path) -> list[Path] | None:
 def read_sequence(folder: Path, files: list[Path], *, axes: str | None) -> RawImage:
     """The files stacked along a new leading axis: T, unless ``axes`` (the folder's axis first, then each file's,
     e.g. ``TZYX`` for files of ZYX, ``ZYX`` for a sequence of planes) says otherwise. Every file must share the
-    first one's shape, dtype and axes; its pixel size and (ImageJ) metadata are the first file's."""
+    first one's shape and axes (types are promoted as ``numpy.stack`` would); its pixel size and (ImageJ) metadata are the first file's."""
     import dask.array as da
 
     from subcell.io._tiff import read_tiff
@@ -71,14 +73,14 @@ def read_sequence(folder: Path, files: list[Path], *, axes: str | None) -> RawIm
     parts = [first.data]
     for f in files[1:]:
         raw = read_tiff(f, axes=axes[1:] if axes else None)
-        if raw.data.shape != first.data.shape or raw.data.dtype != first.data.dtype:
-            raise InputFileError(f"{raw.dims} {tuple(raw.data.shape)} {raw.data.dtype} differs from {files[0].name}'s "
-                                 f"{first.dims} {tuple(first.data.shape)} {first.data.dtype}: the files of a sequence "
-                                 "share one shape", path=f)  # fmt: skip
+        if raw.data.shape != first.data.shape:
+            raise InputFileError(f"{raw.dims} {tuple(raw.data.shape)} differs from {files[0].name}'s {first.dims} "
+                                 f"{tuple(first.data.shape)}: the files of a sequence share one shape", path=f)  # fmt: skip
         parts.append(raw.data)
+    common = np.result_type(*(a.dtype for a in parts))  # files of mixed types (8- and 16-bit) stack as np.stack would
     notes = [*first.notes, f"{len(files)} numbered TIFFs read as {along} ({files[0].name} … {files[-1].name})"]
     return RawImage(
-        data=da.stack(parts, axis=0),
+        data=da.stack([a.astype(common, copy=False) for a in parts], axis=0),
         dims=along + first.dims,
         voxel_size=first.voxel_size,
         voxel_size_note=first.voxel_size_note,

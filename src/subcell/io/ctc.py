@@ -16,11 +16,12 @@ import numpy as np
 
 from subcell.errors import InputFileError, ValueRangeError
 from subcell.image import is_lazy
-from subcell.io._tiff import read_tiff
+from subcell.io._sequence import read_sequence, sequence_files
 
 __all__ = ["ctc_files", "ctc_frame_files", "ctc_track_file", "find_ctc", "read_ctc"]
 
 _TRACK_FILES = ("res_track.txt", "man_track.txt", "TRA/man_track.txt")
+_CTC_FRAME = re.compile(r"^(?:mask|man_track)(\d+)\.tiff?$")
 
 
 def _tif_bytes(frame: np.ndarray) -> bytes:
@@ -81,8 +82,7 @@ def read_ctc(path: str | Path) -> tuple[Any, Any]:
     The masks are a Dask array read frame by frame when computed (a 3D+t movie need not fit in memory; ``track``
     works through it a frame at a time), each frame by the package's lazy TIFF reader: shapes and dtypes are checked
     from the files' metadata here, before any pixel is read; a frame whose pixels cannot be decoded fails when it is
-    computed, naming its file."""
-    import dask.array as da
+    computed, naming its file (:func:`subcell.io._sequence.read_sequence`, as any folder of numbered TIFFs)."""
     import pandas as pd
 
     track_file = find_ctc(path)
@@ -92,23 +92,15 @@ def read_ctc(path: str | Path) -> tuple[Any, Any]:
         rows = pd.read_csv(track_file, sep=r"\s+", header=None, names=["L", "B", "E", "P"], dtype=np.int64)
     except (ValueError, pd.errors.ParserError) as e:
         raise InputFileError(f"expected 4 integers 'L B E P' per line ({e})", path=track_file) from None
-    pattern = re.compile(r"^(?:mask|man_track)(\d+)\.tiff?$")
-    frames = sorted((int(m.group(1)), f) for f in track_file.parent.iterdir() if (m := pattern.match(f.name)))
-    if not frames:
+    folder = track_file.parent
+    files = sequence_files(folder) or []  # every numbered TIFF beside it, in order, with no number missing
+    numbered = [_CTC_FRAME.match(f.name) for f in files]
+    if not files or not all(numbered):
         raise InputFileError("no mask*.tif / man_track*.tif frames beside the track file", path=track_file)
-    numbers = [n for n, _ in frames]
-    if numbers != list(range(len(numbers))):
-        missing = sorted(set(range(max(numbers) + 1)) - set(numbers))
-        raise InputFileError(f"frames are not numbered 0..{max(numbers)}: missing {missing[:5]}",
-                             path=track_file.parent)  # fmt: skip
-    lazy: list[Any] = []
-    for _, f in frames:
-        a = read_tiff(f).data  # lazy: checked from the file's metadata (damaged files refused here), pixels on compute
-        if a.dtype.kind not in "iu":
-            raise InputFileError(f"masks must be integer labels, got {a.dtype}", path=f, field="dtype")
-        if lazy and a.shape != lazy[0].shape:
-            raise InputFileError(f"frame shape {a.shape} differs from the first frame's {lazy[0].shape}", path=f)
-        lazy.append(a)
-    common = np.result_type(*(a.dtype for a in lazy))  # frames of mixed integer types stack as np.stack would
-    masks = da.stack([a.astype(common) for a in lazy])
+    if int(numbered[0].group(1)) != 0:  # type: ignore[union-attr]
+        raise InputFileError(f"frames are numbered from {files[0].name}, not from 0", path=folder)
+    # lazy: each file checked from its metadata (damaged files refused here), its pixels read when computed
+    masks = read_sequence(folder, files, axes=None).data
+    if masks.dtype.kind not in "iu":
+        raise InputFileError(f"masks must be integer labels, got {masks.dtype}", path=files[0], field="dtype")
     return (masks[:, None] if masks.ndim == 3 else masks), rows
