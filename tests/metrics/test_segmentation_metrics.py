@@ -201,3 +201,31 @@ def test_a_stored_time_lapse_is_read_once_frame_by_frame() -> None:
     assert p.reads == t.reads == [6 * 32 * 32] * 3  # one read of each frame: Dice and IoU come with the matching
     for i in range(3):
         assert per_frame.dice[i] == dice(pred[i], truth[i]) and per_frame.iou[i] == iou(pred[i], truth[i])
+
+
+def test_ctc_seg_counts_a_match_only_above_half_the_true_object() -> None:
+    """SEG: each true object's Jaccard with the predicted object covering more than half of it, else 0."""
+    from scipy import ndimage as ndi
+
+    from subcell.metrics import evaluate_frames
+
+    truth = np.zeros((1, 4, 10), np.int32)
+    truth[0, 0, :] = 1  # 10 voxels
+    truth[0, 2, :] = 2  # 10 voxels
+    pred = np.zeros_like(truth)
+    pred[0, 0, :6] = 5  # 6 of 10: Jaccard 6 / 12 with the 2 extra voxels below
+    pred[0, 1, :2] = 5
+    pred[0, 2, :5] = 7  # exactly half: no match, 0
+    m = match_instances(pred, truth)
+    assert m.seg() == pytest.approx((6 / 12 + 0) / 2)
+    assert np.isnan(match_instances(pred, np.zeros_like(truth)).seg())
+    # over frames: the mean over every true object of every frame, as the tracking SEG (cross-checked with
+    # py-ctcmetrics in tests/track)
+    from subcell.track.evaluate import seg_score
+
+    rng = np.random.default_rng(2)
+    t = np.stack([ndi.label(rng.random((6, 20, 20)) > 0.6)[0] for _ in range(3)])
+    p = np.stack([ndi.label(ndi.binary_dilation(f > 0))[0] for f in t])
+    per_frame, table = evaluate_frames(p, t)
+    assert table.attrs["seg"] == pytest.approx(seg_score(t, p)[0]) and 0 < table.attrs["seg"] < 1
+    assert per_frame.seg.tolist() == pytest.approx([match_instances(p[i], t[i]).seg() for i in range(3)])

@@ -155,7 +155,12 @@ def _read_any_labels(path: Path, voxel_size: Any, axes: str | None = None, force
 
 def evaluate_seg(
     pred: Annotated[Path, typer.Argument(help="Predicted labels (or mask).")],
-    truth: Annotated[Path, typer.Argument(help="Ground-truth labels (or mask).")],
+    truth: Annotated[
+        Path,
+        typer.Argument(
+            help="Ground-truth labels (or mask), or a CTC SEG folder (man_seg012.tif …: the annotated frames only)."
+        ),
+    ],
     out: Annotated[
         Optional[Path], typer.Option("--out", help="Write the per-threshold table (.csv or .parquet).")  # noqa: UP045
     ] = None,
@@ -167,14 +172,25 @@ def evaluate_seg(
     axes: AxesOpt = None,
     force_voxel_size: ForceOpt = False,
 ) -> None:
-    """Dice/IoU of the foreground and instance matching (precision, recall, F1, AP at IoU 0.5–0.9).
+    """Dice/IoU of the foreground, instance matching (precision, recall, F1, AP at IoU 0.5–0.9) and the Cell
+    Tracking Challenge's SEG.
 
     A time-lapse is scored frame by frame (objects are matched within each frame) and summarised over frames.
     """
     from subcell.errors import ValueRangeError
-    from subcell.io import as_labels, write_table
+    from subcell.io import as_labels
+    from subcell.io.ctc import ctc_seg_files
     from subcell.metrics import evaluate_frames, match_instances
 
+    seg_files = ctc_seg_files(truth) if truth.is_dir() else None
+    if seg_files:  # the CTC annotates some frames (or planes) only: those are scored
+        p_img = _read_any_labels(pred, voxel_size, axes, force_voxel_size)
+        per_frame, table = _score_annotated(as_labels(p_img.data[:, 0], path=pred, lazy=True), seg_files)
+        what = "planes" if "z" in per_frame else "frames"
+        typer.echo(f"{len(per_frame)} annotated {what} of {p_img.shape[0]} scored; objects: "
+                   f"{int(per_frame.n_true.sum())} true, {int(per_frame.n_pred.sum())} predicted")  # fmt: skip
+        _print_scores(table, out, objects, per_frame)
+        return
     axes_of = axes_among(axes, [pred, truth])  # e.g. an OME-Zarr prediction against plain TIFF truth
     p_img = _read_any_labels(pred, voxel_size, axes_of(pred), force_voxel_size)
     t_img = _read_any_labels(truth, voxel_size, axes_of(truth), force_voxel_size)
@@ -195,19 +211,59 @@ def evaluate_seg(
         typer.echo(f"{p.shape[0]} frames, scored one by one; F1@0.5 per frame "
                    f"{per_frame['f1@0.5'].min():.3f}–{per_frame['f1@0.5'].max():.3f}")  # fmt: skip
         typer.echo(f"objects: {int(per_frame.n_true.sum())} true, {int(per_frame.n_pred.sum())} predicted (all frames)")
-        typer.echo(table.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
-        for path, frame in ((out, table), (objects, per_frame)):
-            if path is not None:
-                write_table(frame, path, overwrite=True)
+        _print_scores(table, out, objects, per_frame)
         return
     m = match_instances(p[0], t[0])
     typer.echo(f"foreground: Dice {m.dice():.4f}  IoU {m.iou():.4f}")
     typer.echo(f"objects: {m.n_true} true, {m.n_pred} predicted, mean matched IoU {m.mean_matched_iou():.3f}")
     table = m.table()
+    table.attrs["seg"] = m.seg()
+    _print_scores(table, out, objects, m.objects())
+
+
+def _print_scores(table: Any, out: Path | None, objects: Path | None, per_object: Any) -> None:
+    """The summary (SEG, the per-threshold table) printed, and the tables written where asked."""
+    from subcell.io import write_table
+
+    typer.echo(f"SEG {table.attrs['seg']:.4f} (CTC: mean Jaccard of the true objects with the predicted object "
+               "covering more than half of each, 0 where none does)")  # fmt: skip
     typer.echo(table.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
-    for path, frame in ((out, table), (objects, m.objects())):
+    for path, frame in ((out, table), (objects, per_object)):
         if path is not None:
             write_table(frame, path, overwrite=True)
+
+
+def _score_annotated(pred: Any, seg_files: list[tuple[int, int | None, Path]]) -> tuple[Any, Any]:
+    """Per annotated frame (or plane) and summed scores of a (T, Z, Y, X) prediction against a CTC SEG folder's
+    files, each read lazily, checked as labels, on the shape of the frame (or plane) it annotates."""
+    import dask.array as da
+
+    from subcell.errors import InputFileError
+    from subcell.io import as_labels
+    from subcell.io._tiff import read_tiff
+    from subcell.metrics import evaluate_frames
+
+    if len({z is None for _, z, _ in seg_files}) > 1:
+        raise InputFileError("the SEG folder mixes whole frames and planes (man_seg_TTT_ZZZ.tif); score each apart",
+                             path=seg_files[0][2].parent)  # fmt: skip
+    preds, truths = [], []
+    for t, z, f in seg_files:
+        if t >= pred.shape[0] or (z is not None and z >= pred.shape[1]):
+            raise InputFileError(f"annotates frame {t}{'' if z is None else f' plane {z}'} but the prediction has "
+                                 f"T, Z {tuple(pred.shape[:2])}", path=f)  # fmt: skip
+        want = pred[t] if z is None else pred[t, z][None]
+        raw = read_tiff(f).data
+        have = raw if raw.ndim == 3 else raw[None]
+        if have.shape != want.shape:
+            raise InputFileError(f"Z, Y, X {tuple(have.shape)} but the prediction's frame is {tuple(want.shape)}",
+                                 path=f)  # fmt: skip
+        preds.append(want)
+        truths.append(as_labels(have, path=f, lazy=True))
+    per_frame, table = evaluate_frames(da.stack(preds), da.stack(truths))
+    per_frame["t"] = [t for t, _, _ in seg_files]
+    if seg_files[0][1] is not None:
+        per_frame.insert(1, "z", [z for _, z, _ in seg_files])
+    return per_frame, table
 
 
 def measure(

@@ -18,10 +18,11 @@ from subcell.errors import InputFileError, ValueRangeError
 from subcell.image import is_lazy
 from subcell.io._sequence import read_sequence, sequence_files
 
-__all__ = ["ctc_files", "ctc_frame_files", "ctc_track_file", "find_ctc", "read_ctc"]
+__all__ = ["ctc_files", "ctc_frame_files", "ctc_seg_files", "ctc_track_file", "find_ctc", "read_ctc"]
 
 _TRACK_FILES = ("res_track.txt", "man_track.txt", "TRA/man_track.txt")
 _CTC_FRAME = re.compile(r"^(?:mask|man_track)(\d+)\.tiff?$")
+_CTC_SEG = re.compile(r"^man_seg_?(\d+)(?:_(\d+))?\.tiff?$")  # man_seg012.tif (a frame), man_seg_012_030.tif (a plane)
 
 
 def _tif_bytes(frame: np.ndarray) -> bytes:
@@ -104,3 +105,19 @@ def read_ctc(path: str | Path) -> tuple[Any, Any]:
     if masks.dtype.kind not in "iu":
         raise InputFileError(f"masks must be integer labels, got {masks.dtype}", path=files[0], field="dtype")
     return (masks[:, None] if masks.ndim == 3 else masks), rows
+
+
+def ctc_seg_files(path: str | Path) -> list[tuple[int, int | None, Path]] | None:
+    """The annotated frames of a CTC ``SEG`` folder (``path`` itself or its ``SEG/``): ``(t, None, file)`` for a
+    whole frame ``man_seg012.tif``, ``(t, z, file)`` for one plane of a 3D frame ``man_seg_012_030.tif``, in order;
+    None when there is no ``man_seg`` file. The CTC annotates some frames (and, in 3D, sometimes some planes) only."""
+    p = Path(path)
+    folder = p / "SEG" if (p / "SEG").is_dir() else p
+    if not folder.is_dir():
+        return None
+    found = []
+    for f in folder.iterdir():
+        m = _CTC_SEG.match(f.name)
+        if m:
+            found.append((int(m.group(1)), None if m.group(2) is None else int(m.group(2)), f))
+    return sorted(found, key=lambda x: (x[0], -1 if x[1] is None else x[1])) or None

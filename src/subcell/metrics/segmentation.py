@@ -138,6 +138,19 @@ class Overlaps:
         (rows,) = np.nonzero(partner >= 0)
         return rows, partner[rows]
 
+    def covering(self) -> np.ndarray:
+        """The pairs where the predicted object covers more than half of the true one (the Cell Tracking
+        Challenge's match: at most one per true object), as a mask over the pairs, in integers."""
+        return 2 * self.shared > self.true_sizes[self.rows]
+
+    def seg_jaccard(self) -> np.ndarray:
+        """Each true object's Jaccard index with the predicted object covering more than half of it, 0 when none
+        does: the CTC SEG measure is their mean over the true objects."""
+        half = self.covering()
+        jac = np.zeros(self.true_ids.size)
+        jac[self.rows[half]] = self.iou()[half]
+        return jac
+
 
 def overlaps(pred: Any, truth: Any) -> Overlaps:
     """:class:`Overlaps` of two label images (NumPy, Dask or Zarr; lazy ones read a block at a time).
@@ -200,6 +213,12 @@ class InstanceMatch:
     pairs: tuple[tuple[int, int, float], ...]  # (true id, predicted id or 0, IoU): the matching at the lowest threshold
     # foreground voxels (non-zero) of the prediction, of the truth, and of both: counted in the same read
     foreground: tuple[int, int, int] = (0, 0, 0)
+    seg_sum: float = 0.0  # the true objects' SEG Jaccard indices (Overlaps.seg_jaccard), summed
+
+    def seg(self) -> float:
+        """The Cell Tracking Challenge's SEG: the mean over true objects of the Jaccard index with the predicted
+        object covering more than half of each (0 when none does); NaN without true objects."""
+        return self.seg_sum / self.n_true if self.n_true else float("nan")
 
     def dice(self) -> float:
         """:func:`dice` of the two foregrounds (any object against any object), from the matching's own counts."""
@@ -317,6 +336,7 @@ def match_instances(
         n_pred=n_pred,
         pairs=tuple(pairs),
         foreground=ov.foreground(),
+        seg_sum=float(ov.seg_jaccard().sum()),
     )
 
 
@@ -326,8 +346,9 @@ def evaluate_frames(
     """Score a time-lapse frame by frame: objects are matched within each frame, never across time.
 
     ``pred`` and ``truth`` are ``(T, Z, Y, X)`` label arrays (a single frame is T = 1). Returns (per-frame
-    table: t, Dice, IoU, objects and the scores at every threshold; summary table per threshold with TP, FP
-    and FN summed over frames, so precision, recall, F1 and AP weight every object equally).
+    table: t, Dice, IoU, CTC SEG, objects and the scores at every threshold; summary table per threshold with TP,
+    FP and FN summed over frames, so precision, recall, F1 and AP weight every object equally, and the SEG over
+    every true object of every frame in ``table.attrs["seg"]``).
     """
     import pandas as pd
 
@@ -336,7 +357,7 @@ def evaluate_frames(
     if len(p.shape) != 4:
         raise ValueRangeError(f"expected (T, Z, Y, X) label arrays, got {len(p.shape)} dimensions", field="shape")
     rows, tp, fp, fn = [], np.zeros(0), np.zeros(0), np.zeros(0)
-    foreground = np.zeros(3, np.int64)
+    foreground, seg_sum = np.zeros(3, np.int64), 0.0
     for i in range(p.shape[0]):
         m = match_instances(p[i], t[i], thresholds=thresholds)
         foreground += m.foreground
@@ -344,7 +365,8 @@ def evaluate_frames(
             x + np.asarray(y) if x.size else np.asarray(y, float) for x, y in ((tp, m.tp), (fp, m.fp), (fn, m.fn))
         )
         # Dice and IoU from the matching's counts: each frame is read once (a lazy time-lapse never whole)
-        row: dict[str, Any] = {"t": i, "dice": m.dice(), "iou": m.iou(), "n_true": m.n_true,
+        seg_sum += m.seg_sum
+        row: dict[str, Any] = {"t": i, "dice": m.dice(), "iou": m.iou(), "seg": m.seg(), "n_true": m.n_true,
                                "n_pred": m.n_pred}  # fmt: skip
         row.update({f"f1@{th:g}": m.f1(th) for th in m.thresholds})
         rows.append(row)
@@ -352,5 +374,8 @@ def evaluate_frames(
         thresholds=tuple(float(x) for x in thresholds), tp=tuple(int(x) for x in tp), fp=tuple(int(x) for x in fp),
         fn=tuple(int(x) for x in fn), n_true=int(sum(r["n_true"] for r in rows)),
         n_pred=int(sum(r["n_pred"] for r in rows)), pairs=(), foreground=(int(foreground[0]), int(foreground[1]), int(foreground[2])),
+        seg_sum=seg_sum,
     )  # fmt: skip
-    return pd.DataFrame(rows), total.table()
+    table = total.table()
+    table.attrs["seg"] = total.seg()  # over every true object of every frame
+    return pd.DataFrame(rows), table

@@ -97,8 +97,7 @@ def match_frames(truth_labels: Any, pred_labels: Any, *, start: int = 0,
         if ov.true_ids.size == 0:
             continue
         true_at, pred_at = ov.true_ids[ov.rows], ov.pred_ids[ov.cols]
-        # the CTC rule in integers: shared > half the true object
-        half = 2 * ov.shared > ov.true_sizes[ov.rows]
+        half = ov.covering()  # the CTC rule: shared > half the true object
         keep = np.ones(len(ov.rows), bool)
         if objects is not None:
             keep = np.array([(t, int(a)) in objects[0] and (t, int(b)) in objects[1]
@@ -107,11 +106,8 @@ def match_frames(truth_labels: Any, pred_labels: Any, *, start: int = 0,
         r, c = ov.one_to_one(0.5, keep)
         one.extend((t, int(a), int(b)) for a, b in zip(ov.true_ids[r], ov.pred_ids[c], strict=True))
         # SEG: each true object's Jaccard index with the predicted object covering more than half of it, else 0
-        jac = np.zeros(ov.true_ids.size)
-        g, n = ov.rows[half], ov.shared[half]
-        jac[g] = n / (ov.true_sizes[g] + ov.pred_sizes[ov.cols[half]] - n)
-        rows.extend({"t": t, "label": i, "jaccard": j} for i, j in zip(ov.true_ids.tolist(), jac.tolist(),
-                                                                         strict=True))  # fmt: skip
+        rows.extend({"t": t, "label": i, "jaccard": j} for i, j in zip(ov.true_ids.tolist(),
+                                                                         ov.seg_jaccard().tolist(), strict=True))  # fmt: skip
     return FrameMatches(ctc, one, pd.DataFrame(rows, columns=["t", "label", "jaccard"]))
 
 
