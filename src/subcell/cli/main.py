@@ -21,6 +21,7 @@ from subcell.cli.demo import INTEGRATED_MINUTES, LABELFREE_MINUTES
 from subcell.cli.integrated import integrated_app
 from subcell.cli.labelfree import labelfree_app
 from subcell.cli.options import error_line
+from subcell.cli.pixels import pixels_app
 from subcell.cli.state import state_app
 
 __all__ = ["app", "run"]
@@ -40,6 +41,7 @@ app.add_typer(segment.workflows_app, name="workflows")
 app.command()(segment.segment)
 app.command("evaluate-seg")(segment.evaluate_seg)
 app.command()(segment.measure)
+app.add_typer(pixels_app, name="pixels")
 app.add_typer(labelfree_app, name="labelfree")
 app.add_typer(cells_app, name="cells")
 app.add_typer(integrated_app, name="integrated")

@@ -55,6 +55,11 @@ def run_local(op: Op, arrays: Mapping[str, np.ndarray], vs: VoxelSize, origin: t
             a, seeds=seeds.astype(np.int32) if seeds.dtype == np.bool_ else seeds, mask=ref.get("mask"),
             compactness=s.compactness, max_distance_um=s.max_distance_um, voxel_size=vs,
         )  # fmt: skip
+    if isinstance(s, S.PixelClassifier):
+        from subcell.segment.pixels import load_pixel_classifier
+
+        clf = load_pixel_classifier(s.model)
+        return clf.probabilities(a, voxel_size=vs)[clf.class_index(s.foreground)]
     raise AssertionError(f"{op.name} is not a local step")
 
 

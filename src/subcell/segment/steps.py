@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 from typing import ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from subcell.image import VoxelSize
 
@@ -214,6 +214,30 @@ class SeededWatershed(Step):
         return _vox(4 * self.max_distance_um, vs, extra=2)
 
 
+class PixelClassifier(Step):
+    """The probability of one class from a classifier trained on scribbles (``subcell pixels train``)."""
+
+    model: str = Field(..., description="folder written by `subcell pixels train` (relative: to the workflow file)")
+    foreground: int = Field(..., ge=1, description="class id (scribble value) whose probability is the result")
+
+    @field_validator("model")
+    @classmethod
+    def _a_classifier(cls, v: str) -> str:
+        from subcell.errors import SubcellError
+        from subcell.segment.pixels import model_sigmas
+
+        try:
+            model_sigmas(v)
+        except SubcellError as e:
+            raise ValueError(str(e)) from None
+        return v
+
+    def reach(self, vs: VoxelSize) -> Reach:
+        from subcell.segment.pixels import feature_reach, model_sigmas
+
+        return feature_reach(model_sigmas(self.model), vs)
+
+
 STEP_TYPES: dict[str, type[Step]] = {
     "normalize": Normalize,
     "gaussian_smooth": GaussianSmooth,
@@ -232,6 +256,7 @@ STEP_TYPES: dict[str, type[Step]] = {
     "label": Label,
     "split_touching": SplitTouching,
     "seeded_watershed": SeededWatershed,
+    "pixel_classifier": PixelClassifier,
 }
 
 

@@ -79,6 +79,9 @@ def _parse(raw: Mapping[str, Any], source: str) -> Workflow:
             )
             continue
         ((name, params),) = entry.items()
+        if name == "pixel_classifier" and isinstance(params, Mapping) and isinstance(params.get("model"), str):
+            where = Path(params["model"])  # a classifier beside its workflow file travels with it
+            params = {**params, "model": str(where if where.is_absolute() else (Path(source).parent / where).resolve())}
         if isinstance(params, Mapping) and params.get("output"):
             known.add(str(params["output"]))
         if name not in STEP_TYPES:
@@ -119,7 +122,7 @@ def builtin_workflows() -> dict[str, Path]:
 
 
 def load_workflow(name_or_path: str | Path) -> Workflow:
-    """A built-in workflow by name, or a YAML file."""
+    """A built-in workflow by name, a YAML file, or a folder that holds a `workflow.yaml` (a pixel classifier's)."""
     from subcell.io.files import read_yaml
 
     builtin = builtin_workflows()
@@ -127,6 +130,8 @@ def load_workflow(name_or_path: str | Path) -> Workflow:
         path = builtin[name_or_path]
     else:
         path = Path(name_or_path)
+        if path.is_dir() and (path / "workflow.yaml").is_file():  # a pixel classifier's folder holds its workflow
+            path = path / "workflow.yaml"
         if not path.exists():
             raise InputFileError(
                 f"no such workflow file, and not a built-in workflow (built-in: {sorted(builtin)})", path=path

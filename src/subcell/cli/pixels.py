@@ -1,0 +1,127 @@
+"""``subcell pixels train``: a pixel classifier from scribbles, written as a folder that ``segment -w`` runs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+
+from subcell.cli.options import (
+    AxesOpt,
+    ForceOpt,
+    OverwriteOpt,
+    VoxelSizeOpt,
+    axes_among,
+    channel_of,
+    read_beside,
+    read_input,
+)
+
+__all__ = ["pixels_app"]
+
+pixels_app = typer.Typer(help="Pixel classifiers trained on scribbles (random forest on filters in µm).",
+                         no_args_is_help=True)  # fmt: skip
+
+# the normalization a classifier is trained after, and the workflow it writes repeats (the same fitted numbers)
+NORMALIZE = {"method": "percentile", "low": 1.0, "high": 99.8}
+
+
+@pixels_app.command("train")
+def train(
+    output: Annotated[Path, typer.Argument(help="Folder to write: the classifier and a workflow for `segment -w`.")],
+    pairs: Annotated[
+        list[Path],
+        typer.Argument(help="IMAGE SCRIBBLES [IMAGE SCRIBBLES …]: scribbles hold class ids (1, 2, …), 0 unmarked."),
+    ],
+    foreground: Annotated[
+        Optional[int],  # noqa: UP045
+        typer.Option("--foreground", help="The class the workflow segments (default: 2 of two classes)."),
+    ] = None,
+    kind: Annotated[
+        str, typer.Option("--kind", help="What the workflow writes: mask, or instance (connected objects).")
+    ] = "mask",
+    channel: Annotated[
+        Optional[str], typer.Option("--channel", "-c", help="Channel of the images to classify (name or index).")  # noqa: UP045
+    ] = None,
+    sigmas_um: Annotated[
+        Optional[list[float]],  # noqa: UP045
+        typer.Option("--sigma-um", help="Feature scale in µm (repeat; default 0.3 0.7 1.6 3.5)."),
+    ] = None,
+    trees: Annotated[int, typer.Option("--trees", help="Trees in the forest.", min=1, max=1000)] = 50,
+    seed: Annotated[int, typer.Option("--seed", help="Random seed (voxels drawn, forest).")] = 0,
+    voxel_size: VoxelSizeOpt = None,
+    axes: AxesOpt = None,
+    force_voxel_size: ForceOpt = False,
+    overwrite: OverwriteOpt = False,
+) -> None:
+    """Train a pixel classifier on images with scribbles; `subcell segment IMAGE OUT -w FOLDER` then segments."""
+    import yaml
+
+    from subcell.errors import ValueRangeError
+    from subcell.io import as_labels
+    from subcell.io._atomic import check_output
+    from subcell.segment.filters import normalize
+    from subcell.segment.pixels import DEFAULT_SIGMAS_UM, save_pixel_classifier, train_pixel_classifier
+
+    if kind not in ("mask", "instance"):
+        raise ValueRangeError(f"expected mask or instance, got {kind!r}", field="kind")
+    if len(pairs) < 2 or len(pairs) % 2:
+        raise ValueRangeError(f"expected IMAGE SCRIBBLES pairs, got {len(pairs)} paths", field="pairs")
+    check_output(output, overwrite=overwrite)  # before any training
+    axes_of = axes_among(axes, pairs)  # e.g. OME-TIFF images with scribbles drawn and saved as plain TIFFs
+    data: list[tuple[Any, Any]] = []
+    sizes = []
+    for image_path, scribble_path in zip(pairs[::2], pairs[1::2], strict=True):
+        image = read_input(image_path, voxel_size=voxel_size, axes=axes_of(image_path), force=force_voxel_size)
+        if channel is None and image.shape[1] > 1:
+            raise ValueRangeError(f"has {image.shape[1]} channels {list(image.channel_names)}; choose one with "
+                                  "--channel", path=image_path, field="channel")  # fmt: skip
+        if channel is not None:
+            with channel_of(image_path):
+                image = image.channel(channel)
+        if image.shape[0] > 1:
+            raise ValueRangeError(f"expected one time point, got {image.shape[0]}", path=image_path, field="T")
+        marks = read_beside(scribble_path, image, axes=axes_of(scribble_path), what="the scribbles")
+        if marks.shape != image.shape:
+            raise ValueRangeError(f"scribbles {marks.shape[2:]} (Z, Y, X) but the image {image.shape[2:]}",
+                                  path=scribble_path, field="shape")  # fmt: skip
+        scribbles = as_labels(marks.numpy()[0, 0], path=scribble_path)
+        data.append((normalize(image.numpy()[0, 0], **NORMALIZE), scribbles))  # type: ignore[arg-type]
+        sizes.append(image.voxel_size)
+    sig = tuple(sigmas_um) if sigmas_um else DEFAULT_SIGMAS_UM
+    if any(s <= 0 for s in sig):
+        raise ValueRangeError(f"feature scales must be positive µm, got {list(sig)}", field="sigma_um")
+    clf = train_pixel_classifier(data, voxel_size=sizes, sigmas_um=sig, trees=trees, seed=seed)
+    if foreground is None:
+        if len(clf.classes) != 2:
+            raise ValueRangeError(f"the scribbles mark classes {list(clf.classes)}: say which one to segment with "
+                                  "--foreground ID", field="foreground")  # fmt: skip
+        foreground = clf.classes[1]
+    clf.class_index(foreground)  # one of the classes, or a one-line error
+    clf.meta.update(trained_on=[str(p) for p in pairs], voxel_sizes_um=[list(v.as_tuple()) for v in sizes],
+                    normalize=NORMALIZE, foreground=foreground)  # fmt: skip
+    workflow = {
+        "name": f"pixels_{output.name}",
+        "description": f"Pixel classifier (random forest on Gaussian, gradient and Hessian features at σ "
+        f"{', '.join(f'{s:g}' for s in sig)} µm) trained on scribbles; the probability of class {foreground} "
+        "above 0.5. Written by `subcell pixels train`.\n",
+        "version": 1,
+        "inputs": ["image"],
+        "kind": kind,
+        "steps": [{"normalize": NORMALIZE}, {"pixel_classifier": {"model": ".", "foreground": foreground}},
+                  {"threshold": {"method": "absolute", "value": 0.5}}],
+    }  # fmt: skip
+    save_pixel_classifier(clf, output, files={"workflow.yaml": yaml.safe_dump(workflow, sort_keys=False).encode()},
+                          overwrite=overwrite)  # fmt: skip
+    score = clf.meta["held_out_balanced_accuracy"]
+    recall = clf.meta["held_out_recall"]
+    typer.echo(f"wrote {output}: classes {list(clf.classes)} ({', '.join(f'{c}: {n} voxels' for c, n in clf.meta['voxels_per_class'].items())}), "
+               f"{trees} trees, foreground {foreground}")  # fmt: skip
+    if score is None:
+        typer.echo(f"held-out accuracy: not measured ({clf.meta['held_out_note']})")
+    else:
+        typer.echo(f"held-out strokes: balanced accuracy {score:.3f} (recall per class "
+                   f"{', '.join(f'{c}: {r:.3f}' for c, r in recall.items())}; {clf.meta['held_out_folds']} folds)")  # fmt: skip
+    pick = f" -c image={channel}" if channel is not None else ""
+    typer.echo(f"segment with: subcell segment IMAGE OUT.ome.zarr -w {output}{pick}")
