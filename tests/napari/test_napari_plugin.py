@@ -71,7 +71,7 @@ def test_manifest_is_valid_and_registered() -> None:
     manifest = pm.get_manifest("subcell")
     kinds = {c.id for c in manifest.contributions.commands}
     assert {"subcell.get_reader", "subcell.synth_widget", "subcell.segment_widget", "subcell.predict_widget",
-            "subcell.sample_field"} <= kinds  # fmt: skip
+            "subcell.pixels_widget", "subcell.sample_field"} <= kinds  # fmt: skip
     for cmd in manifest.contributions.commands:  # every command resolves to an importable object
         module, _, attr = cmd.python_name.partition(":")
         assert hasattr(__import__(module, fromlist=[attr]), attr)
@@ -179,6 +179,41 @@ def test_synth_and_segment_widgets_run_in_a_worker(qtbot) -> None:  # type: igno
     seg.yaml.value = "steps: [not a workflow"
     assert seg.start() is None  # refused before any work starts
     assert seg.status.value.startswith("error: workflow parameters: not valid YAML") and "\n" not in seg.status.value
+
+
+def test_pixels_widget_trains_on_painted_scribbles_and_segments(qtbot, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    from subcell.napari.widgets import PixelsWidget
+    from subcell.segment.pixels import load_pixel_classifier
+
+    rng = np.random.default_rng(0)
+    truth = np.zeros((4, 48, 48), bool)
+    truth[:, 10:22, 10:22] = truth[:, 28:40, 26:44] = True
+    image = (100 + 80 * truth + rng.normal(0, 10, truth.shape)).astype(np.float32)
+    paint = np.zeros(truth.shape, np.uint8)
+    paint[2, 14:18, 12:20] = paint[2, 32:36, 30:40] = 2  # inside both squares
+    paint[2, 2:4, 2:46] = paint[2, 24:26, 2:46] = 1  # two background lines
+    viewer = ViewerModel()
+    viewer.add_image(image, name="fov", scale=(0.5, 0.2, 0.2))
+    viewer.add_labels(paint, name="scribbles", scale=(0.5, 0.2, 0.2))
+    w = PixelsWidget(viewer)
+    w.layer.value, w.scribbles.value, w.folder.value = "fov", "scribbles", str(tmp_path / "clf")
+    worker = w.start()
+    qtbot.waitUntil(lambda: not worker.is_running and "held-out" in w.status.value, timeout=120_000)
+    result = np.asarray(viewer.layers["pixels"].data)
+    assert result.shape == truth.shape and ((result > 0) == truth).mean() > 0.97
+    assert load_pixel_classifier(tmp_path / "clf").classes == (1, 2)  # the folder `subcell segment -w` takes
+    from subcell.napari.widgets import SegmentWidget
+
+    seg = SegmentWidget(viewer)  # its workflow.yaml, loaded in the Segment widget, runs there too
+    seg.layer.value, seg.file.value = "fov", str(tmp_path / "clf")
+    assert str(tmp_path / "clf") in seg.yaml.value
+    worker = seg.start()
+    qtbot.waitUntil(lambda: not worker.is_running and "objects" in seg.status.value, timeout=120_000)
+    assert np.array_equal(np.asarray(viewer.layers["pixels_clf"].data)[0] > 0, result > 0)
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "keep.txt").write_text("not a classifier")
+    w.folder.value = str(tmp_path / "other")
+    assert w.start() is None and "not a pixel classifier folder" in w.status.value  # never replaced
 
 
 def test_a_lazy_layer_stays_lazy_until_a_widget_reads_what_it_needs() -> None:

@@ -23,9 +23,6 @@ __all__ = ["pixels_app"]
 pixels_app = typer.Typer(help="Pixel classifiers trained on scribbles (random forest on filters in µm).",
                          no_args_is_help=True)  # fmt: skip
 
-# the normalization a classifier is trained after, and the workflow it writes repeats (the same fitted numbers)
-NORMALIZE = {"method": "percentile", "low": 1.0, "high": 99.8}
-
 
 @pixels_app.command("train")
 def train(
@@ -56,13 +53,17 @@ def train(
     overwrite: OverwriteOpt = False,
 ) -> None:
     """Train a pixel classifier on images with scribbles; `subcell segment IMAGE OUT -w FOLDER` then segments."""
-    import yaml
-
     from subcell.errors import ValueRangeError
     from subcell.io import as_labels
     from subcell.io._atomic import check_output
     from subcell.segment.filters import normalize
-    from subcell.segment.pixels import DEFAULT_SIGMAS_UM, save_pixel_classifier, train_pixel_classifier
+    from subcell.segment.pixels import (
+        DEFAULT_SIGMAS_UM,
+        NORMALIZE,
+        held_out_summary,
+        save_model_folder,
+        train_pixel_classifier,
+    )
 
     if kind not in ("mask", "instance"):
         raise ValueRangeError(f"expected mask or instance, got {kind!r}", field="kind")
@@ -93,35 +94,10 @@ def train(
     if any(s <= 0 for s in sig):
         raise ValueRangeError(f"feature scales must be positive µm, got {list(sig)}", field="sigma_um")
     clf = train_pixel_classifier(data, voxel_size=sizes, sigmas_um=sig, trees=trees, seed=seed)
-    if foreground is None:
-        if len(clf.classes) != 2:
-            raise ValueRangeError(f"the scribbles mark classes {list(clf.classes)}: say which one to segment with "
-                                  "--foreground ID", field="foreground")  # fmt: skip
-        foreground = clf.classes[1]
-    clf.class_index(foreground)  # one of the classes, or a one-line error
-    clf.meta.update(trained_on=[str(p) for p in pairs], voxel_sizes_um=[list(v.as_tuple()) for v in sizes],
-                    normalize=NORMALIZE, foreground=foreground)  # fmt: skip
-    workflow = {
-        "name": f"pixels_{output.name}",
-        "description": f"Pixel classifier (random forest on Gaussian, gradient and Hessian features at σ "
-        f"{', '.join(f'{s:g}' for s in sig)} µm) trained on scribbles; the probability of class {foreground} "
-        "above 0.5. Written by `subcell pixels train`.\n",
-        "version": 1,
-        "inputs": ["image"],
-        "kind": kind,
-        "steps": [{"normalize": NORMALIZE}, {"pixel_classifier": {"model": ".", "foreground": foreground}},
-                  {"threshold": {"method": "absolute", "value": 0.5}}],
-    }  # fmt: skip
-    save_pixel_classifier(clf, output, files={"workflow.yaml": yaml.safe_dump(workflow, sort_keys=False).encode()},
-                          overwrite=overwrite)  # fmt: skip
-    score = clf.meta["held_out_balanced_accuracy"]
-    recall = clf.meta["held_out_recall"]
+    clf.meta.update(trained_on=[str(p) for p in pairs], voxel_sizes_um=[list(v.as_tuple()) for v in sizes])
+    save_model_folder(clf, output, foreground=foreground, kind=kind, overwrite=overwrite)
     typer.echo(f"wrote {output}: classes {list(clf.classes)} ({', '.join(f'{c}: {n} voxels' for c, n in clf.meta['voxels_per_class'].items())}), "
-               f"{trees} trees, foreground {foreground}")  # fmt: skip
-    if score is None:
-        typer.echo(f"held-out accuracy: not measured ({clf.meta['held_out_note']})")
-    else:
-        typer.echo(f"held-out strokes: balanced accuracy {score:.3f} (recall per class "
-                   f"{', '.join(f'{c}: {r:.3f}' for c, r in recall.items())}; {clf.meta['held_out_folds']} folds)")  # fmt: skip
+               f"{trees} trees, foreground {clf.meta['foreground']}")  # fmt: skip
+    typer.echo(held_out_summary(clf))
     pick = f" -c image={channel}" if channel is not None else ""
     typer.echo(f"segment with: subcell segment IMAGE OUT.ome.zarr -w {output}{pick}")

@@ -14,12 +14,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from magicgui.widgets import ComboBox, Container, FileEdit, Label, ProgressBar, PushButton, TextEdit
+from magicgui.widgets import ComboBox, Container, FileEdit, Label, ProgressBar, PushButton, SpinBox, TextEdit
 
 from subcell.napari.forms import ConfigForm
 from subcell.napari.reader import image_layers
 
-__all__ = ["PredictWidget", "SegmentWidget", "SynthWidget", "image_from_layer"]
+__all__ = ["PixelsWidget", "PredictWidget", "SegmentWidget", "SynthWidget", "image_from_layer"]
 
 
 def _add(viewer: Any, layers: list[tuple[Any, dict[str, Any], str]]) -> list[Any]:
@@ -149,7 +149,7 @@ class SegmentWidget(_Base):
         from subcell.segment.workflow import builtin_workflows
 
         self.workflow = ComboBox(label="workflow", choices=sorted(builtin_workflows()), value="nucleus")
-        self.file = FileEdit(label="or YAML", mode="r", filter="*.yaml")  # type: ignore[arg-type]
+        self.file = FileEdit(label="or YAML (or a pixel classifier's workflow.yaml)", mode="r", filter="*.yaml")  # type: ignore[arg-type]
         self.yaml = TextEdit(label="parameters")
         self.layer = ComboBox(label="image layer", choices=lambda *_: _image_layer_names(viewer))
         self.preview_button = PushButton(text="Preview (current slice)")
@@ -169,9 +169,28 @@ class SegmentWidget(_Base):
         self.yaml.value = workflow_yaml(self.workflow.value)
 
     def _load_file(self, *_: Any) -> None:
+        import yaml
+
         p = Path(str(self.file.value))
-        if p.is_file():
-            self.yaml.value = p.read_text()
+        if p.is_dir() and (p / "workflow.yaml").is_file():  # a pixel classifier's folder
+            p = p / "workflow.yaml"
+        if not p.is_file():
+            return
+        text = p.read_text()
+        try:  # the YAML is edited and validated away from its folder: a classifier beside it is named in full
+            raw = yaml.safe_load(text)
+            steps = raw.get("steps") if isinstance(raw, dict) else None
+            moved = False
+            for step in steps if isinstance(steps, list) else []:
+                params = step.get("pixel_classifier") if isinstance(step, dict) else None
+                model = params.get("model") if isinstance(params, dict) else None
+                if isinstance(model, str) and not Path(model).is_absolute():
+                    params["model"], moved = str((p.parent / model).resolve()), True  # type: ignore[index]
+            if moved:
+                text = yaml.safe_dump(raw, sort_keys=False)
+        except yaml.YAMLError:
+            pass  # shown as it is; the loader says what is wrong when it is run
+        self.yaml.value = text
 
     def _parsed(self) -> Any:
         import tempfile
@@ -211,14 +230,17 @@ class SegmentWidget(_Base):
         return self._start(slab, "preview")
 
     def start(self) -> Any:
-        return self._start(None, self.workflow.value)
+        return self._start(None, None)
 
-    def _start(self, slab: tuple[int, int] | None, name: str) -> Any:
+    def _start(self, slab: tuple[int, int] | None, name: str | None) -> Any:
+        """Segment the slab (a preview) or the volume; the result layer is ``name``, or the workflow's name (the
+        YAML's, which may come from a file, not the built-in chosen in the list)."""
         try:
             workflow = self._parsed()  # refused here, on the Qt thread, before any work starts
         except ValueError as exc:
             self._error(exc)
             return None
+        name = name or workflow.name
         self.status.value = "segmenting…"
 
         def work() -> Iterator[Any]:
@@ -241,6 +263,74 @@ class SegmentWidget(_Base):
             self.status.value = f"{name}: {len(np.unique(labels)) - 1} objects"
 
         self.worker = _run(work, lambda _: None, done, self._error)
+        return self.worker
+
+
+class PixelsWidget(_Base):
+    """Paint scribbles (class 1, 2, …) in a Labels layer over an image layer, then train a pixel classifier on them
+    and segment the image with it (``subcell pixels train`` + ``segment -w``); paint more and train again. The
+    classifier folder is written where asked, for ``subcell segment``/``batch`` on a whole collection."""
+
+    def __init__(self, viewer: Any) -> None:
+        self.layer = ComboBox(label="image layer", choices=lambda *_: _image_layer_names(viewer))
+        self.scribbles = ComboBox(label="scribbles layer", choices=lambda *_: _labels_layer_names(viewer))
+        self.foreground = SpinBox(label="foreground class", value=2, min=1, max=65535)
+        self.folder = FileEdit(label="save classifier to", mode="d", value=str(Path.cwd() / "pixel_classifier"))  # type: ignore[arg-type]
+        self.run_button = PushButton(text="Train and segment")
+        super().__init__(viewer, [self.layer, self.scribbles, self.foreground, self.folder, self.run_button])
+        self.run_button.changed.connect(self.start)
+        for box in (self.layer, self.scribbles):
+            viewer.layers.events.inserted.connect(lambda *_, b=box: b.reset_choices())
+
+    def start(self) -> Any:
+        from subcell.segment.filters import normalize
+        from subcell.segment.pixels import META, NORMALIZE, save_model_folder, train_pixel_classifier
+
+        if not self.layer.value or not self.scribbles.value:
+            self._error(ValueError("choose an image layer and a labels layer of scribbles"))
+            return None
+        folder = Path(str(self.folder.value))
+        if folder.exists() and not (folder / META).is_file():  # only an earlier classifier is replaced
+            self._error(ValueError(f"{folder} exists and is not a pixel classifier folder"))
+            return None
+        image = image_from_layer(self.viewer.layers[self.layer.value])
+        t = int(self.viewer.dims.current_step[0]) if image.shape[0] > 1 else 0
+        image = image.sel(t=t)
+        marks = np.asarray(self.viewer.layers[self.scribbles.value].data)
+        marks = marks[t] if marks.ndim == 4 else marks
+        marks = marks[None] if marks.ndim == 2 else marks
+        if marks.shape != image.shape[2:]:
+            self._error(ValueError(f"scribbles {marks.shape} and image {image.shape[2:]} (Z, Y, X) differ"))
+            return None
+        foreground = int(self.foreground.value)
+        self.status.value = "training…"
+
+        def work() -> Generator[str, None, Any]:
+            from subcell.segment import load_workflow, segment_image
+
+            yield "training"
+            pixels = image.numpy()[0, 0]
+            clf = train_pixel_classifier([(normalize(pixels, **NORMALIZE), marks.astype(np.int64))],  # type: ignore[arg-type]
+                                         voxel_size=image.voxel_size)  # fmt: skip
+            clf.meta.update(trained_on=[f"napari layer {self.layer.value!r}"])
+            save_model_folder(clf, folder, foreground=foreground, overwrite=True)
+            yield "segmenting"
+            labels = segment_image(image, load_workflow(folder), channels={"image": 0}).numpy()[0, 0]
+            return clf, labels
+
+        def done(result: Any) -> None:
+            from subcell.segment.pixels import held_out_summary
+
+            clf, labels = result
+            scale = image.voxel_size.as_tuple()
+            existing = [lay for lay in self.viewer.layers if lay.name == "pixels"]
+            if existing:
+                existing[0].data = labels
+            else:
+                self.viewer._add_layer_from_data(labels, {"name": "pixels", "scale": scale}, "labels")
+            self.status.value = f"{folder.name}: {held_out_summary(clf)}"
+
+        self.worker = _run(work, lambda step: setattr(self.status, "value", f"{step}…"), done, self._error)
         return self.worker
 
 

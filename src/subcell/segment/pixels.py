@@ -34,13 +34,17 @@ from subcell.segment.filters import hessian_eigenvalues, sigma_voxels
 __all__ = [
     "PixelClassifier",
     "feature_reach",
+    "held_out_summary",
     "load_pixel_classifier",
     "pixel_features",
+    "save_model_folder",
     "save_pixel_classifier",
     "train_pixel_classifier",
 ]
 
 DEFAULT_SIGMAS_UM = (0.3, 0.7, 1.6, 3.5)
+# the normalization a classifier is trained after, which the workflow it writes repeats (the same fitted numbers)
+NORMALIZE = {"method": "percentile", "low": 1.0, "high": 99.8}
 MIN_LEAF = 5  # voxels per leaf: neighbouring voxels are near copies, a leaf of one is noise (and model size)
 TILE_SIGMAS = 8  # held-out scoring cuts strokes into tiles this many of the widest scale across (28 µm by default)
 META = "pixel_classifier.json"
@@ -234,6 +238,47 @@ def save_pixel_classifier(clf: PixelClassifier, folder: str | Path, *, files: di
     blob = sio.dumps(clf.forest, compression=zipfile.ZIP_DEFLATED)
     return write_bundle(folder, files={FOREST: blob, META: json.dumps(meta, indent=2).encode(),
                                        **(files or {})}, overwrite=overwrite)  # fmt: skip
+
+
+def save_model_folder(clf: PixelClassifier, folder: str | Path, *, foreground: int | None = None,
+                      kind: str = "mask", overwrite: bool = False) -> Path:  # fmt: skip
+    """The classifier with a ``workflow.yaml`` that segments ``foreground`` (default: the second of two classes):
+    normalize as in training, the class probability, above 0.5; ``kind`` instance labels connected objects."""
+    import yaml
+
+    if kind not in ("mask", "instance"):
+        raise ValueRangeError(f"expected mask or instance, got {kind!r}", field="kind")
+    if foreground is None:
+        if len(clf.classes) != 2:
+            raise ValueRangeError(f"the scribbles mark classes {list(clf.classes)}: say which one to segment "
+                                  "(--foreground ID)", field="foreground")  # fmt: skip
+        foreground = clf.classes[1]
+    clf.class_index(foreground)  # one of the classes, or a one-line error
+    clf.meta.update(normalize=NORMALIZE, foreground=foreground)
+    scales = ", ".join(f"{s:g}" for s in clf.sigmas_um)
+    workflow = {
+        "name": f"pixels_{Path(folder).name}",
+        "description": f"Pixel classifier (random forest on Gaussian, gradient and Hessian features at σ {scales} "
+        f"µm) trained on scribbles; the probability of class {foreground} above 0.5. Written by subcell.\n",
+        "version": 1,
+        "inputs": ["image"],
+        "kind": kind,
+        "steps": [{"normalize": NORMALIZE}, {"pixel_classifier": {"model": ".", "foreground": foreground}},
+                  {"threshold": {"method": "absolute", "value": 0.5}}],
+    }  # fmt: skip
+    return save_pixel_classifier(clf, folder, overwrite=overwrite,
+                                 files={"workflow.yaml": yaml.safe_dump(workflow, sort_keys=False).encode()})  # fmt: skip
+
+
+def held_out_summary(clf: PixelClassifier) -> str:
+    """One line: the held-out balanced accuracy and recall per class, or why it was not measured."""
+    score, recall = clf.meta["held_out_balanced_accuracy"], clf.meta["held_out_recall"]
+    if score is None:
+        return f"held-out accuracy: not measured ({clf.meta['held_out_note']})"
+    per = ", ".join(f"{c}: {r:.3f}" for c, r in recall.items())
+    return (
+        f"held-out strokes: balanced accuracy {score:.3f} (recall per class {per}; {clf.meta['held_out_folds']} folds)"
+    )
 
 
 def load_pixel_classifier(folder: str | Path) -> PixelClassifier:
