@@ -112,3 +112,21 @@ def test_a_damaged_or_foreign_model_is_refused_in_one_line(trained, tmp_path: Pa
         capsys, "segment", img, str(tmp_path / "o.ome.zarr"), "-w", str(foreign)
     )
     assert not (tmp_path / "o.ome.zarr").exists()
+
+
+def test_a_time_lapse_trains_on_the_frames_that_hold_scribbles(trained, tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    import json
+
+    _, folder, _ = trained
+    image = io.read(folder / "train.ome.tif").numpy()[0, 0]
+    marks = io.read(folder / "scribbles.ome.tif").numpy()[0, 0]
+    movie = io.write(Image(np.stack([image] * 3), voxel_size=VS, dims="TZYX"), tmp_path / "movie.ome.tif")
+    painted = np.zeros((3, *marks.shape), np.uint8)
+    painted[1] = marks  # painted in one frame only
+    scribbles = io.write(Image(painted, voxel_size=VS, dims="TZYX"), tmp_path / "painted.ome.tif")
+    assert run(["pixels", "train", str(tmp_path / "m"), str(movie), str(scribbles)]) == 0
+    meta = json.loads((tmp_path / "m" / "pixel_classifier.json").read_text())
+    assert sum(meta["voxels_per_class"].values()) == int((marks > 0).sum())  # frame 1's voxels, once
+    two = io.write(Image(painted[:2], voxel_size=VS, dims="TZYX"), tmp_path / "two.ome.tif")
+    assert "T, Z, Y, X (2, 8, 64, 64)" in cli_user_error(capsys, "pixels", "train", str(tmp_path / "m2"), str(movie),
+                                                         str(two))  # fmt: skip

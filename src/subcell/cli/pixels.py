@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
+import numpy as np
 import typer
 
 from subcell.cli.options import (
@@ -29,7 +30,10 @@ def train(
     output: Annotated[Path, typer.Argument(help="Folder to write: the classifier and a workflow for `segment -w`.")],
     pairs: Annotated[
         list[Path],
-        typer.Argument(help="IMAGE SCRIBBLES [IMAGE SCRIBBLES …]: scribbles hold class ids (1, 2, …), 0 unmarked."),
+        typer.Argument(
+            help="IMAGE SCRIBBLES [IMAGE SCRIBBLES …]: scribbles hold class ids (1, 2, …), 0 unmarked; in a "
+            "time-lapse, the frames that hold scribbles are trained on."
+        ),
     ],
     foreground: Annotated[
         Optional[int],  # noqa: UP045
@@ -81,15 +85,23 @@ def train(
         if channel is not None:
             with channel_of(image_path):
                 image = image.channel(channel)
-        if image.shape[0] > 1:
-            raise ValueRangeError(f"expected one time point, got {image.shape[0]}", path=image_path, field="T")
         marks = read_beside(scribble_path, image, axes=axes_of(scribble_path), what="the scribbles")
-        if marks.shape != image.shape:
-            raise ValueRangeError(f"scribbles {marks.shape[2:]} (Z, Y, X) but the image {image.shape[2:]}",
-                                  path=scribble_path, field="shape")  # fmt: skip
-        scribbles = as_labels(marks.numpy()[0, 0], path=scribble_path)
-        data.append((normalize(image.numpy()[0, 0], **NORMALIZE), scribbles))  # type: ignore[arg-type]
-        sizes.append(image.voxel_size)
+        if marks.shape[2:] != image.shape[2:] or marks.shape[0] not in (1, image.shape[0]):
+            raise ValueRangeError(f"scribbles T, Z, Y, X {(marks.shape[0], *marks.shape[2:])} but the image "
+                                  f"{(image.shape[0], *image.shape[2:])}", path=scribble_path, field="shape")  # fmt: skip
+        if marks.shape[1] != 1:
+            raise ValueRangeError(f"scribbles must have one channel, got {marks.shape[1]}", path=scribble_path,
+                                  field="C")  # fmt: skip
+        # a time-lapse: the frames that hold scribbles (one frame of scribbles: the image's first)
+        for t in range(marks.shape[0]):
+            scribbles = as_labels(marks.data[t, 0].compute() if marks.is_lazy else marks.data[t, 0], path=scribble_path)
+            if scribbles.any():
+                frame = image.data[t, 0]
+                frame = frame.compute() if image.is_lazy else np.asarray(frame)
+                data.append((normalize(frame, **NORMALIZE), scribbles))  # type: ignore[arg-type]
+                sizes.append(image.voxel_size)
+    if not data:
+        raise ValueRangeError("the scribbles mark no voxel (every value is 0)", field="scribbles")
     sig = tuple(sigmas_um) if sigmas_um else DEFAULT_SIGMAS_UM
     if any(s <= 0 for s in sig):
         raise ValueRangeError(f"feature scales must be positive µm, got {list(sig)}", field="sigma_um")
