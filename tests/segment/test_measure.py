@@ -160,3 +160,29 @@ def test_measure_cli_says_a_mask_is_measured_per_component(tmp_path, capsys) -> 
     assert pd.read_csv(tmp_path / "parts.csv").voxels.tolist() == [32, 72]
     assert run(["measure", str(src), str(tmp_path / "whole.csv"), "--no-components"]) == 0
     assert "is a mask" not in capsys.readouterr().err and len(pd.read_csv(tmp_path / "whole.csv")) == 1
+
+
+def test_skeleton_length_branches_and_ends_of_tubes() -> None:
+    """A rod, a cross (one junction, no length added by the arms' diagonal neighbours) and a 3D T of tubes."""
+    from subcell.metrics.shape import skeleton_stats
+
+    rod = np.zeros((5, 20, 40), bool)
+    rod[2, 9:11, 5:35] = True  # 30 voxels long, 2 wide: its skeleton runs 29 steps of 0.1 µm
+    assert skeleton_stats(rod, (0.5, 0.1, 0.1)) == pytest.approx(
+        {"skeleton_length_um": 2.9, "branch_points": 0, "end_points": 2}
+    )
+    cross = np.zeros((1, 30, 30), bool)
+    cross[0, 15, 3:27] = cross[0, 3:27, 15] = True
+    assert skeleton_stats(cross, (1.0, 0.2, 0.2)) == pytest.approx(
+        {"skeleton_length_um": 2 * 23 * 0.2, "branch_points": 1, "end_points": 4}
+    )
+    z, y, x = np.mgrid[:20, :60, :60]
+    tee = (((y - 30) ** 2 + (z - 10) ** 2 < 9) & (x > 5) & (x < 55)) | (
+        ((x - 30) ** 2 + (z - 10) ** 2 < 9) & (y >= 30) & (y < 55)
+    )
+    stats = skeleton_stats(tee, (0.2, 0.2, 0.2))
+    assert stats["branch_points"] == 1 and stats["end_points"] == 3
+    # 49 + 25 voxels of axis, less about a radius (3 voxels) at each of the three free ends
+    assert stats["skeleton_length_um"] == pytest.approx((49 + 25 - 3 * 3) * 0.2, rel=0.05)
+    table = measure_objects(cross.astype(np.int32), voxel_size=(1.0, 0.2, 0.2), skeleton=True)
+    assert table.loc[0, "branch_points"] == 1 and "skeleton_length_um" in table

@@ -285,6 +285,14 @@ def measure(
             "segmentation: only 0 and 1, or 0 and 255); --no-components measures a mask as one object.",
         ),
     ] = None,
+    skeleton: Annotated[
+        bool,
+        typer.Option(
+            "--skeleton",
+            help="Add each object's skeleton length (µm), branch and end points: the network measures of tubular "
+            "organelles (mitochondria, ER).",
+        ),
+    ] = False,
     voxel_size: VoxelSizeOpt = None,
     axes: AxesOpt = None,
     force_voxel_size: ForceOpt = False,
@@ -321,7 +329,7 @@ def measure(
         structs[name] = as_labels(struct.data[:, 0], path=path, lazy=True)
     result = measure_frames(lab, voxel_size=lab_img.voxel_size, intensity=chans, structures=structs,
                             time_interval_s=lab_img.time_interval if lab_img.shape[0] > 1 else None,
-                            components=components)  # fmt: skip
+                            components=components, skeleton=skeleton)  # fmt: skip
     if result.attrs["components"] and components is None:
         typer.echo(f"note: {labels} is a mask: each connected component measured as an object (numbered in each "
                    "frame; --no-components for the mask as one object)", err=True)  # fmt: skip

@@ -10,7 +10,7 @@ from scipy import ndimage as ndi
 
 from subcell.errors import ValueRangeError
 from subcell.image import VoxelSize, as_array, materialize
-from subcell.metrics.shape import border_ids, principal_axes, sphericity, surface_area
+from subcell.metrics.shape import border_ids, principal_axes, skeleton_stats, sphericity, surface_area
 
 __all__ = ["border_ids", "mask_components", "measure_frames", "measure_objects", "structures_per_cell"]
 
@@ -21,6 +21,7 @@ def measure_objects(
     voxel_size: VoxelSize | Sequence[float],
     intensity: Mapping[str, np.ndarray] | None = None,
     surface: bool = True,
+    skeleton: bool = False,
 ) -> Any:
     """One row per object id: volume, surface area, sphericity, centroid, bounding box, principal axes, intensities.
 
@@ -37,6 +38,9 @@ def measure_objects(
         Adds ``<name>_mean``, ``_std``, ``_min``, ``_max``, ``_integrated`` columns.
     surface : bool
         Compute surface area (marching cubes) and sphericity π^(1/3)(6V)^(2/3)/A.
+    skeleton : bool
+        Add ``skeleton_length_um``, ``branch_points``, ``end_points`` (:func:`~subcell.metrics.shape.skeleton_stats`):
+        the network measures of tubular objects (mitochondria, ER).
 
     Returns
     -------
@@ -101,6 +105,8 @@ def measure_objects(
             area = surface_area(obj, vs)
             row["surface_area_um2"] = area
             row["sphericity"] = sphericity(row["volume_um3"], area)
+        if skeleton:
+            row.update(skeleton_stats(obj, vs))
         for name, a in chans.items():
             vals = a[sl][obj].astype(np.float64)
             row.update({
@@ -198,6 +204,7 @@ def measure_frames(
     structures: Mapping[str, np.ndarray] | None = None,
     time_interval_s: float | None = None,
     components: bool | None = None,
+    skeleton: bool = False,
 ) -> Any:
     """Measure every frame of a ``(T, Z, Y, X)`` label array: one row per object and frame, with a ``t`` column
     (and ``time_min``, the frame's time in minutes, when ``time_interval_s`` is given).
@@ -205,6 +212,7 @@ def measure_frames(
     A mask (an organelle segmentation: only 0 and 1, or 0 and 255; :func:`mask_components`) is measured per
     connected component, numbered 1..N in each frame, and ``result.attrs["components"]`` is True; ``components``
     True splits every frame's labels so (instance ids are then ignored), False measures a mask as one object.
+    ``skeleton`` adds each object's skeleton length, branch and end points (:func:`measure_objects`).
 
     ``intensity`` arrays are ``(T, Z, Y, X)`` per channel; ``structures`` (masks or labels, ``(T, Z, Y, X)``)
     add per-cell volume fractions and counts (:func:`structures_per_cell`). Lazy arrays (Dask, Zarr) are read a
@@ -228,8 +236,9 @@ def measure_frames(
         if parts is not None:
             frame, split = parts, True
         table = measure_objects(
-            frame, voxel_size=voxel_size, intensity={k: materialize(v[t]) for k, v in (intensity or {}).items()}
-        )
+            frame, voxel_size=voxel_size, intensity={k: materialize(v[t]) for k, v in (intensity or {}).items()},
+            skeleton=skeleton,
+        )  # fmt: skip
         if structures and len(table):
             per_cell = structures_per_cell(frame, {k: materialize(v[t]) for k, v in structures.items()},
                                            voxel_size=voxel_size)  # fmt: skip
