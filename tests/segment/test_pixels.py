@@ -130,3 +130,17 @@ def test_a_time_lapse_trains_on_the_frames_that_hold_scribbles(trained, tmp_path
     two = io.write(Image(painted[:2], voxel_size=VS, dims="TZYX"), tmp_path / "two.ome.tif")
     assert "T, Z, Y, X (2, 8, 64, 64)" in cli_user_error(capsys, "pixels", "train", str(tmp_path / "m2"), str(movie),
                                                          str(two))  # fmt: skip
+
+
+def test_features_made_a_block_at_a_time_equal_the_whole_images() -> None:
+    from subcell.segment.pixels import BLOCK_YX, feature_blocks, pixel_features
+
+    image = np.random.default_rng(3).random((3, 40, 2 * BLOCK_YX + 30)).astype(np.float32)
+    whole = pixel_features(image, voxel_size=VS, sigmas_um=(0.3, 1.0))
+    pieces = np.full_like(whole, np.nan)
+    for block, f in feature_blocks(image, voxel_size=VS, sigmas_um=(0.3, 1.0)):
+        pieces[(slice(None), *block.core)] = f
+    assert np.array_equal(pieces, whole)
+    where = np.zeros(image.shape, bool)
+    where[1, 5, 3] = True
+    assert len(list(feature_blocks(image, voxel_size=VS, sigmas_um=(0.3,), where=where))) == 1

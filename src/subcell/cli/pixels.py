@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
-import numpy as np
 import typer
 
 from subcell.cli.options import (
@@ -58,6 +57,7 @@ def train(
 ) -> None:
     """Train a pixel classifier on images with scribbles; `subcell segment IMAGE OUT -w FOLDER` then segments."""
     from subcell.errors import ValueRangeError
+    from subcell.image import materialize
     from subcell.io import as_labels
     from subcell.io._atomic import check_output
     from subcell.segment.filters import normalize
@@ -73,6 +73,9 @@ def train(
         raise ValueRangeError(f"expected mask or instance, got {kind!r}", field="kind")
     if len(pairs) < 2 or len(pairs) % 2:
         raise ValueRangeError(f"expected IMAGE SCRIBBLES pairs, got {len(pairs)} paths", field="pairs")
+    sig = tuple(sigmas_um) if sigmas_um else DEFAULT_SIGMAS_UM
+    if any(s <= 0 for s in sig):
+        raise ValueRangeError(f"feature scales must be positive µm, got {list(sig)}", field="sigma_um")
     check_output(output, overwrite=overwrite)  # before any training
     axes_of = axes_among(axes, pairs)  # e.g. OME-TIFF images with scribbles drawn and saved as plain TIFFs
     data: list[tuple[Any, Any]] = []
@@ -94,17 +97,12 @@ def train(
                                   field="C")  # fmt: skip
         # a time-lapse: the frames that hold scribbles (one frame of scribbles: the image's first)
         for t in range(marks.shape[0]):
-            scribbles = as_labels(marks.data[t, 0].compute() if marks.is_lazy else marks.data[t, 0], path=scribble_path)
+            scribbles = as_labels(materialize(marks.data[t, 0]), path=scribble_path)
             if scribbles.any():
-                frame = image.data[t, 0]
-                frame = frame.compute() if image.is_lazy else np.asarray(frame)
-                data.append((normalize(frame, **NORMALIZE), scribbles))  # type: ignore[arg-type]
+                data.append((normalize(materialize(image.data[t, 0]), **NORMALIZE), scribbles))  # type: ignore[arg-type]
                 sizes.append(image.voxel_size)
     if not data:
         raise ValueRangeError("the scribbles mark no voxel (every value is 0)", field="scribbles")
-    sig = tuple(sigmas_um) if sigmas_um else DEFAULT_SIGMAS_UM
-    if any(s <= 0 for s in sig):
-        raise ValueRangeError(f"feature scales must be positive µm, got {list(sig)}", field="sigma_um")
     clf = train_pixel_classifier(data, voxel_size=sizes, sigmas_um=sig, trees=trees, seed=seed)
     clf.meta.update(trained_on=[str(p) for p in pairs], voxel_sizes_um=[list(v.as_tuple()) for v in sizes])
     save_model_folder(clf, output, foreground=foreground, kind=kind, overwrite=overwrite)

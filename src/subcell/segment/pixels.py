@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 import math
 import zipfile
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -33,6 +33,7 @@ from subcell.segment.filters import hessian_eigenvalues, sigma_voxels
 
 __all__ = [
     "PixelClassifier",
+    "feature_blocks",
     "feature_reach",
     "held_out_summary",
     "load_pixel_classifier",
@@ -45,6 +46,8 @@ __all__ = [
 DEFAULT_SIGMAS_UM = (0.3, 0.7, 1.6, 3.5)
 # the normalization a classifier is trained after, which the workflow it writes repeats (the same fitted numbers)
 NORMALIZE = {"method": "percentile", "low": 1.0, "high": 99.8}
+BLOCK_YX = 128  # lateral block of the features (their memory: ~21 × Z × (128 + 2 × reach)² × 4 bytes)
+PREDICT_STEP = 1 << 18  # voxels per call of the forest: its work arrays stay small
 MIN_LEAF = 5  # voxels per leaf: neighbouring voxels are near copies, a leaf of one is noise (and model size)
 TILE_SIGMAS = 8  # held-out scoring cuts strokes into tiles this many of the widest scale across (28 µm by default)
 META = "pixel_classifier.json"
@@ -84,6 +87,27 @@ def pixel_features(
     return np.stack(feats)
 
 
+def feature_blocks(
+    image: np.ndarray,
+    *,
+    voxel_size: VoxelSize | Sequence[float],
+    sigmas_um: Sequence[float],
+    where: np.ndarray | None = None,
+) -> Iterator[tuple[Any, np.ndarray]]:
+    """``(block, features of its core)`` over lateral blocks of :data:`BLOCK_YX` px, each computed on the block
+    read with :func:`feature_reach` around it: equal to the whole image's features there, in memory of one
+    block's (21 features of a 65×624×924 field whole: 3 GB). ``where``: only blocks holding a true voxel of it."""
+    from subcell.blocks import BlockGrid
+
+    a = np.asarray(image)
+    halo = feature_reach(sigmas_um, voxel_size)
+    for block in BlockGrid(a.shape, (a.shape[0], BLOCK_YX, BLOCK_YX), halo=(0, halo[1], halo[2])):
+        if where is not None and not where[block.core].any():
+            continue
+        f = pixel_features(a[block.read], voxel_size=voxel_size, sigmas_um=sigmas_um)
+        yield block, f[(slice(None), *block.trim)]
+
+
 def feature_reach(sigmas_um: Sequence[float], voxel_size: VoxelSize | Sequence[float]) -> tuple[int, int, int]:
     """Voxels per axis (z, y, x) a voxel's features depend on around it: the Gaussian truncation of the widest
     scale (``int(3σ + 0.5)``, plus one)."""
@@ -102,14 +126,16 @@ class PixelClassifier:
     meta: dict[str, Any]
 
     def probabilities(self, image: np.ndarray, *, voxel_size: VoxelSize | Sequence[float]) -> np.ndarray:
-        """``(K, Z, Y, X)`` float32 probability of each class (in ``classes`` order) for every voxel."""
-        f = pixel_features(image, voxel_size=voxel_size, sigmas_um=self.sigmas_um)
-        flat = f.reshape(f.shape[0], -1).T
-        out = np.empty((len(self.classes), flat.shape[0]), np.float32)
-        step = 1 << 18  # voxels per call: the forest's work arrays stay small
-        for i in range(0, flat.shape[0], step):
-            out[:, i : i + step] = self.forest.predict_proba(flat[i : i + step]).T
-        return out.reshape((len(self.classes), *f.shape[1:]))
+        """``(K, Z, Y, X)`` float32 probability of each class (in ``classes`` order) for every voxel; the features
+        are made a lateral block at a time (:func:`feature_blocks`), so their memory stays bounded."""
+        a = np.asarray(image)
+        out = np.empty((len(self.classes), *a.shape), np.float32)
+        for block, f in feature_blocks(a, voxel_size=voxel_size, sigmas_um=self.sigmas_um):
+            flat = f.reshape(f.shape[0], -1).T
+            proba = np.concatenate([self.forest.predict_proba(flat[i : i + PREDICT_STEP])
+                                    for i in range(0, len(flat), PREDICT_STEP)])  # fmt: skip
+            out[(slice(None), *block.core)] = proba.T.reshape((len(self.classes), *f.shape[1:]))
+        return out
 
     def class_index(self, cls: int) -> int:
         if cls not in self.classes:
@@ -146,8 +172,8 @@ def train_pixel_classifier(
 ) -> PixelClassifier:
     """Train on ``(image, scribbles)`` pairs of ``(Z, Y, X)`` arrays; scribbles hold class ids (> 0) on the voxels a
     user marked, 0 elsewhere. ``voxel_size``: one for all pairs, or one per pair. At most ``max_per_class`` voxels
-    of each class are drawn (seeded) to train on. Images should be normalized alike (the ``pixel_classifier``
-    workflow step follows a ``normalize`` step; :func:`normalized` is the same)."""
+    of each class are drawn (seeded) to train on. Images should be normalized alike: the workflow a classifier
+    folder holds normalizes by :data:`NORMALIZE` before its ``pixel_classifier`` step, as the CLI trains."""
     from sklearn.ensemble import RandomForestClassifier
 
     if not pairs:
@@ -166,13 +192,15 @@ def train_pixel_classifier(
         marked = s > 0
         if not marked.any():
             continue
-        f = pixel_features(np.asarray(image), voxel_size=vs, sigmas_um=sigmas_um)
-        xs.append(f[:, marked].T)
-        ys.append(s[marked].astype(np.int64))
         tile = [max(1, round(TILE_SIGMAS * max(sigmas_um) / v)) for v in VoxelSize.of(vs).as_tuple()]
-        st = _strokes(s, tile)[marked]
-        groups.append(st + offset)
-        offset += int(st.max())
+        strokes = _strokes(s, tile) + offset
+        offset = int(strokes.max())
+        # the features of the marked voxels only, a block at a time; classes and strokes in the same order
+        for block, f in feature_blocks(np.asarray(image), voxel_size=vs, sigmas_um=sigmas_um, where=marked):
+            here = marked[block.core]
+            xs.append(f[:, here].T)
+            ys.append(s[block.core][here].astype(np.int64))
+            groups.append(strokes[block.core][here])
     if not xs:
         raise ValueRangeError("the scribbles mark no voxel (every value is 0)", field="scribbles")
     x, y, g = np.concatenate(xs), np.concatenate(ys), np.concatenate(groups)
