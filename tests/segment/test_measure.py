@@ -184,5 +184,17 @@ def test_skeleton_length_branches_and_ends_of_tubes() -> None:
     assert stats["branch_points"] == 1 and stats["end_points"] == 3
     # 49 + 25 voxels of axis, less about a radius (3 voxels) at each of the three free ends
     assert stats["skeleton_length_um"] == pytest.approx((49 + 25 - 3 * 3) * 0.2, rel=0.05)
+    # a bump on a tube's surface is pruned as a spur; a side tube three radii long is a branch
+    z, y, x = np.mgrid[:9, :30, :60]
+    tube = ((y - 15) ** 2 + (z - 4) ** 2 <= 9) & (x > 5) & (x < 55)
+    bump, side = tube.copy(), tube.copy()
+    bump[3:6, 18:21, 28:31] = True
+    side[3:6, 15:28, 28:31] = True
+    assert (
+        skeleton_stats(bump, (0.2,) * 3)["branch_points"] == 0 and skeleton_stats(bump, (0.2,) * 3)["end_points"] == 2
+    )
+    assert (
+        skeleton_stats(side, (0.2,) * 3)["branch_points"] == 1 and skeleton_stats(side, (0.2,) * 3)["end_points"] == 3
+    )
     table = measure_objects(cross.astype(np.int32), voxel_size=(1.0, 0.2, 0.2), skeleton=True)
     assert table.loc[0, "branch_points"] == 1 and "skeleton_length_um" in table

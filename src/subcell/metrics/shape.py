@@ -86,6 +86,9 @@ def shape_features(mask: np.ndarray, spacing: Sequence[float] | np.ndarray, *, p
     }
 
 
+SPUR_RADII = 2.0  # a free branch shorter than this many radii of its junction is pruned (see skeleton_stats)
+
+
 def skeleton_stats(mask: np.ndarray, spacing: Sequence[float] | np.ndarray) -> dict[str, float]:
     """Length (µm), branch points and end points of an object's skeleton: how a tubular network (mitochondria,
     ER, microtubule bundles) is measured (as MiNA and Nellie report it).
@@ -93,10 +96,11 @@ def skeleton_stats(mask: np.ndarray, spacing: Sequence[float] | np.ndarray) -> d
     The skeleton is scikit-image's (Lee's thinning in 3D; a single plane in 2D), read as a graph of 26-connected
     voxels, anisotropic distances in µm. Around a junction the arms' first voxels are also each other's diagonal
     neighbours: an edge that is the strictly longest side of a triangle of skeleton voxels is left out, so a
-    junction is one branch point and adds no length. The length sums the edges; a branch point has three or more
-    edges, an end point one. Thinning stops about a radius short of each free end, so a tube's length is
-    underestimated by roughly its radius per end. Written here because the library that measures skeleton graphs
-    (skan) needs numba.
+    junction is one branch point and adds no length. Spurs are pruned once: a branch from a free end to a junction
+    shorter than twice the object's radius there (its distance to the background, µm) reaches less than a radius
+    beyond the surface — a bump, not a branch (a side tube counts from about three radii long). The length then sums the edges; a branch point has three or more edges, an end point one. Thinning
+    stops about a radius short of each free end, so a tube's length is underestimated by roughly its radius per
+    end. Written here because the library that measures skeleton graphs (skan) needs numba.
     """
     from skimage.morphology import skeletonize
 
@@ -105,8 +109,7 @@ def skeleton_stats(mask: np.ndarray, spacing: Sequence[float] | np.ndarray) -> d
     sk = skeletonize(m[0])[None] if m.shape[0] == 1 else skeletonize(m)
     sk = np.pad(sk.astype(bool), 1)  # padded: shifts never wrap skeleton voxels around
     vs = np.asarray(spacing, np.float64)
-    offsets = [np.array(o) for o in np.ndindex(3, 3, 3)]
-    offsets = [o - 1 for o in offsets if tuple(o - 1) != (0, 0, 0)]
+    offsets = [np.array(o) - 1 for o in np.ndindex(3, 3, 3) if o != (1, 1, 1)]
 
     def at(o: np.ndarray) -> np.ndarray:  # sk[p + o] for every p
         return np.roll(sk, tuple(-o), axis=(0, 1, 2))
@@ -114,7 +117,10 @@ def skeleton_stats(mask: np.ndarray, spacing: Sequence[float] | np.ndarray) -> d
     def dist(o: np.ndarray) -> float:
         return float(np.sqrt(((o * vs) ** 2).sum()))
 
-    length, degree = 0.0, np.zeros(sk.shape, np.int64)
+    nodes = np.argwhere(sk)
+    index = np.full(sk.shape, -1, np.int64)
+    index[tuple(nodes.T)] = np.arange(len(nodes))
+    adjacent: list[dict[int, float]] = [{} for _ in range(len(nodes))]
     for d in offsets:
         if tuple(d) < (0, 0, 0):
             continue  # each pair once, from its first voxel
@@ -122,8 +128,27 @@ def skeleton_stats(mask: np.ndarray, spacing: Sequence[float] | np.ndarray) -> d
         for e in offsets:  # a third voxel next to both ends, by two shorter steps: the edge is a shortcut
             if not (e == d).all() and np.abs(d - e).max() <= 1 and max(dist(e), dist(d - e)) < dist(d):
                 edge &= ~at(e)
-        length += float(edge.sum()) * dist(d)
-        degree += edge
-        degree += np.roll(edge, tuple(d), axis=(0, 1, 2))  # the other end
-    n = degree[sk]
-    return {"skeleton_length_um": length, "branch_points": int((n >= 3).sum()), "end_points": int((n == 1).sum())}
+        for p in np.argwhere(edge):
+            i, j = int(index[tuple(p)]), int(index[tuple(p + d)])
+            adjacent[i][j] = adjacent[j][i] = dist(d)
+    radius = ndi.distance_transform_edt(np.pad(m, 1), sampling=vs)[tuple(nodes.T)]
+    for end in [i for i, a in enumerate(adjacent) if len(a) == 1]:
+        path, prev, cur, run = [end], -1, end, 0.0
+        while True:  # along the branch until a junction (or the other free end: a segment, kept)
+            nxt = next((j for j in adjacent[cur] if j != prev), None)
+            if nxt is None:
+                break
+            run += adjacent[cur][nxt]
+            prev, cur = cur, nxt
+            if len(adjacent[cur]) != 2:
+                break
+            path.append(cur)
+        if len(adjacent[cur]) >= 3 and run < SPUR_RADII * radius[cur]:
+            for i in path:
+                for j in adjacent[i]:
+                    adjacent[j].pop(i, None)
+                adjacent[i] = {}
+    degree = np.array([len(a) for a in adjacent])
+    length = sum(w for a in adjacent for w in a.values()) / 2
+    return {"skeleton_length_um": float(length), "branch_points": int((degree >= 3).sum()),
+            "end_points": int((degree == 1).sum())}  # fmt: skip
