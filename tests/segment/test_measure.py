@@ -196,5 +196,11 @@ def test_skeleton_length_branches_and_ends_of_tubes() -> None:
     assert (
         skeleton_stats(side, (0.2,) * 3)["branch_points"] == 1 and skeleton_stats(side, (0.2,) * 3)["end_points"] == 3
     )
+    # in a plane, the z size is a placeholder: it changes nothing (the radius is measured in the plane)
+    flat = np.zeros((1, 40, 80), bool)
+    flat[0, 14:27, 6:75] = True
+    flat[0, 26:29, 38:41] = True
+    assert skeleton_stats(flat, (0.1, 0.2, 0.2)) == skeleton_stats(flat, (10.0, 0.2, 0.2))
+    assert skeleton_stats(flat, (10.0, 0.2, 0.2))["branch_points"] == 0
     table = measure_objects(cross.astype(np.int32), voxel_size=(1.0, 0.2, 0.2), skeleton=True)
     assert table.loc[0, "branch_points"] == 1 and "skeleton_length_um" in table

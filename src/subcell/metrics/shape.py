@@ -131,7 +131,10 @@ def skeleton_stats(mask: np.ndarray, spacing: Sequence[float] | np.ndarray) -> d
         for p in np.argwhere(edge):
             i, j = int(index[tuple(p)]), int(index[tuple(p + d)])
             adjacent[i][j] = adjacent[j][i] = dist(d)
-    radius = ndi.distance_transform_edt(np.pad(m, 1), sampling=vs)[tuple(nodes.T)]
+    if m.shape[0] == 1:  # a plane: the radius in it (the z placeholder size is no thickness)
+        radius = ndi.distance_transform_edt(np.pad(m[0], 1), sampling=vs[1:])[nodes[:, 1], nodes[:, 2]]
+    else:
+        radius = ndi.distance_transform_edt(np.pad(m, 1), sampling=vs)[tuple(nodes.T)]
     for end in [i for i, a in enumerate(adjacent) if len(a) == 1]:
         path, prev, cur, run = [end], -1, end, 0.0
         while True:  # along the branch until a junction (or the other free end: a segment, kept)
