@@ -91,3 +91,7 @@ def test_folders_of_numbered_tiffs_are_one_image_each_with_sequences(tmp_path: P
     assert io.read(tmp_path / rows.source[0], axes="TZYX", voxel_size=(1.0, 0.2, 0.2)).sizes["T"] == 3
     per_file = make_manifest([tmp_path / "ctc"], tmp_path / "m.csv", axes="ZYX", voxel_size=(1.0, 0.2, 0.2))
     assert len(per_file) == 6 and per_file.id[0] == "01_t000"
+    from subcell.errors import ManifestError
+
+    with pytest.raises(ManifestError, match="one image with --sequences"):  # the movie's axes on each frame file
+        make_manifest([tmp_path / "ctc"], tmp_path / "m.csv", **opts)

@@ -35,7 +35,7 @@ def image_files(inputs: Sequence[str | Path], *, sequences: bool = False) -> Ite
     from subcell.io._sequence import sequence_files
 
     def one_image(p: Path) -> bool:
-        return _is_image(p) or (sequences and p.is_dir() and bool(sequence_files(p)))
+        return _is_image(p) or (sequences and p.is_dir() and bool(sequence_files(p)))  # (two sequences: said)
 
     for item in map(Path, inputs):
         if not item.exists():
@@ -51,6 +51,16 @@ def image_files(inputs: Sequence[str | Path], *, sequences: bool = False) -> Ite
             yield from ((p, (*p.relative_to(item).parts[:-1], _stem(p))) for p in images)
             stack.extend(reversed([p for p in entries if p.is_dir() and p not in images
                                    and not p.name.lower().endswith(".zarr")]))  # fmt: skip
+
+
+def _is_sequence(folder: Path) -> bool:
+    from subcell.errors import InputFileError
+    from subcell.io._sequence import sequence_files
+
+    try:
+        return bool(sequence_files(folder))
+    except InputFileError:
+        return False
 
 
 def _stem(path: Path) -> str:
@@ -127,6 +137,8 @@ def make_manifest(
         else:
             records.append({"id": row_id, "source": source, **extra})
     if issues:
+        if not sequences and any(f.parent.is_dir() and _is_sequence(f.parent) for f, _ in files):
+            issues.append("(a folder of numbered TIFFs, one file per frame, is one image with --sequences)")
         raise ManifestError(out, issues)
     columns = list(dict.fromkeys(k for r in records for k, v in r.items() if v is not None))  # every row has them
     rows = [{c: r.get(c) for c in columns} for r in records]
