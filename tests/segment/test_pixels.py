@@ -144,3 +144,22 @@ def test_features_made_a_block_at_a_time_equal_the_whole_images() -> None:
     where = np.zeros(image.shape, bool)
     where[1, 5, 3] = True
     assert len(list(feature_blocks(image, voxel_size=VS, sigmas_um=(0.3,), where=where))) == 1
+
+
+def test_predict_writes_each_class_probability_a_frame_at_a_time(trained, tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    model, _, _ = trained
+    image, _ = _field(7)
+    movie = io.write(Image(np.stack([image, image[:, ::-1]]), voxel_size=VS, dims="TZYX"), tmp_path / "m.ome.tif")
+    mask = tmp_path / "mask.ome.zarr"
+    assert run(["segment", str(movie), str(mask), "-w", str(model)]) == 0
+    for name in ("p.ome.zarr", "p.ome.tif"):  # streamed frame by frame to either format
+        assert run(["pixels", "predict", str(movie), str(model), str(tmp_path / name)]) == 0
+        prob = io.read(tmp_path / name)
+        assert prob.channel_names == ("class1", "class2") and prob.dtype == np.float32 and prob.shape[0] == 2
+        p = prob.numpy()
+        assert np.allclose(p.sum(axis=1), 1, atol=1e-5)
+        assert np.array_equal(p[:, 1] > 0.5, io.read(mask).numpy()[:, 0] > 0)  # what the workflow thresholds
+    err = cli_user_error(
+        capsys, "pixels", "predict", str(movie), str(tmp_path / "nothing"), str(tmp_path / "q.ome.zarr")
+    )
+    assert "nothing: not a pixel classifier folder" in err and not (tmp_path / "q.ome.zarr").exists()

@@ -11,6 +11,8 @@ from subcell.cli.options import (
     AxesOpt,
     ForceOpt,
     OverwriteOpt,
+    SceneOpt,
+    TimeIntervalOpt,
     VoxelSizeOpt,
     axes_among,
     channel_of,
@@ -20,6 +22,10 @@ from subcell.cli.options import (
 
 __all__ = ["pixels_app"]
 
+ChannelOpt = Annotated[
+    Optional[str],  # noqa: UP045
+    typer.Option("--channel", "-c", help="Channel of the image(s) to classify (name or index)."),
+]
 pixels_app = typer.Typer(help="Pixel classifiers trained on scribbles (random forest on filters in µm).",
                          no_args_is_help=True)  # fmt: skip
 
@@ -41,9 +47,7 @@ def train(
     kind: Annotated[
         str, typer.Option("--kind", help="What the workflow writes: mask, or instance (connected objects).")
     ] = "mask",
-    channel: Annotated[
-        Optional[str], typer.Option("--channel", "-c", help="Channel of the images to classify (name or index).")  # noqa: UP045
-    ] = None,
+    channel: ChannelOpt = None,
     sigmas_um: Annotated[
         Optional[list[float]],  # noqa: UP045
         typer.Option("--sigma-um", help="Feature scale in µm (repeat; default 0.3 0.7 1.6 3.5)."),
@@ -82,12 +86,7 @@ def train(
     sizes = []
     for image_path, scribble_path in zip(pairs[::2], pairs[1::2], strict=True):
         image = read_input(image_path, voxel_size=voxel_size, axes=axes_of(image_path), force=force_voxel_size)
-        if channel is None and image.shape[1] > 1:
-            raise ValueRangeError(f"has {image.shape[1]} channels {list(image.channel_names)}; choose one with "
-                                  "--channel", path=image_path, field="channel")  # fmt: skip
-        if channel is not None:
-            with channel_of(image_path):
-                image = image.channel(channel)
+        image = _one_channel(image, channel, image_path)
         marks = read_beside(scribble_path, image, axes=axes_of(scribble_path), what="the scribbles")
         if marks.shape[2:] != image.shape[2:] or marks.shape[0] not in (1, image.shape[0]):
             raise ValueRangeError(f"scribbles T, Z, Y, X {(marks.shape[0], *marks.shape[2:])} but the image "
@@ -99,7 +98,7 @@ def train(
         for t in range(marks.shape[0]):
             scribbles = as_labels(materialize(marks.data[t, 0]), path=scribble_path)
             if scribbles.any():
-                data.append((normalize(materialize(image.data[t, 0]), **NORMALIZE), scribbles))  # type: ignore[arg-type]
+                data.append((normalize(materialize(image.data[t, 0]), **NORMALIZE), scribbles))
                 sizes.append(image.voxel_size)
     if not data:
         raise ValueRangeError("the scribbles mark no voxel (every value is 0)", field="scribbles")
@@ -111,3 +110,55 @@ def train(
     typer.echo(held_out_summary(clf))
     pick = f" -c image={channel}" if channel is not None else ""
     typer.echo(f"segment with: subcell segment IMAGE OUT.ome.zarr -w {output}{pick}")
+
+
+def _one_channel(image: Any, channel: str | None, path: Path) -> Any:
+    """The channel classified: ``--channel``, or the only one (several without it: a one-line error)."""
+    from subcell.errors import ValueRangeError
+
+    if channel is None and image.shape[1] > 1:
+        raise ValueRangeError(f"has {image.shape[1]} channels {list(image.channel_names)}; choose one with --channel",
+                              path=path, field="channel")  # fmt: skip
+    if channel is None:
+        return image
+    with channel_of(path):
+        return image.channel(channel)
+
+
+@pixels_app.command("predict")
+def predict(
+    image: Annotated[Path, typer.Argument(help="Image to classify (a time-lapse: every frame).")],
+    model: Annotated[Path, typer.Argument(help="Folder written by `subcell pixels train`.")],
+    output: Annotated[Path, typer.Argument(help="Probabilities, a channel per class: *.ome.zarr or *.ome.tif.")],
+    channel: ChannelOpt = None,
+    voxel_size: VoxelSizeOpt = None,
+    axes: AxesOpt = None,
+    force_voxel_size: ForceOpt = False,
+    scene: SceneOpt = None,
+    time_interval: TimeIntervalOpt = None,
+    overwrite: OverwriteOpt = False,
+) -> None:
+    """Each class's probability for every voxel (float32, a channel per class ``class<ID>``), a frame at a time,
+    features a block at a time: the maps ilastik exports, e.g. for `segment -w nucleus_from_prediction`."""
+    import dask.array as da
+    import numpy as np
+
+    from subcell.image import materialize
+    from subcell.io.writer import output_format, write_frames
+    from subcell.segment.filters import normalize
+    from subcell.segment.pixels import NORMALIZE, load_pixel_classifier
+
+    output_format(output)
+    clf = load_pixel_classifier(model)  # a damaged model is said before the image is read
+    img = read_input(image, voxel_size=voxel_size, axes=axes, force=force_voxel_size, scene=scene,
+                     time_interval=time_interval)  # fmt: skip
+    img = _one_channel(img, channel, image)
+    shape = (img.shape[0], len(clf.classes), *img.shape[2:])
+    header = img.with_data(da.zeros(shape, dtype=np.float32, chunks=(1, *shape[1:])), step="pixels:predict",
+                           channel_names=[f"class{c}" for c in clf.classes],
+                           parameters={"model": str(model.resolve()), "normalize": NORMALIZE})  # fmt: skip
+    frames = (clf.probabilities(normalize(materialize(img.data[t, 0]), **NORMALIZE), voxel_size=img.voxel_size)
+              for t in range(img.shape[0]))  # fmt: skip
+    write_frames(header, output, frames, overwrite=overwrite)
+    typer.echo(f"wrote {output}: {len(clf.classes)} class probabilities ({', '.join(header.channel_names)}) over "
+               f"{img.shape[0]} frame{'s' if img.shape[0] > 1 else ''}")  # fmt: skip

@@ -10,7 +10,7 @@ from subcell.io.manifest import Manifest, ManifestRow, manifest_from_records, re
 from subcell.io.manifest_make import make_manifest
 from subcell.io.ome_zarr_writer import OmeZarrWriter
 from subcell.io.reader import detect_format, is_label_image, label_names, pyramid_levels, read, read_labels
-from subcell.io.writer import output_format, write
+from subcell.io.writer import output_format, write, write_frames
 
 __all__ = [
     "CellStore",
@@ -37,5 +37,6 @@ __all__ = [
     "store_table",
     "write",
     "write_bundle",
+    "write_frames",
     "write_table",
 ]

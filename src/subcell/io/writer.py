@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from subcell.errors import InputFileError
 from subcell.image import Image
 from subcell.io._atomic import check_output
 
-__all__ = ["OUTPUT_SUFFIXES", "output_format", "write"]
+__all__ = ["OUTPUT_SUFFIXES", "output_format", "write", "write_frames"]
 
 OUTPUT_SUFFIXES = {".ome.zarr": "ome-zarr", ".zarr": "ome-zarr", ".ome.tif": "ome-tiff", ".ome.tiff": "ome-tiff"}
 
@@ -82,3 +84,36 @@ def write(
     from subcell.io.ome_tiff_writer import write_ome_tiff
 
     return write_ome_tiff(image, path, overwrite=overwrite, compression=compression)
+
+
+def write_frames(
+    header: Image,
+    path: str | Path,
+    frames: Iterable[Any],
+    *,
+    overwrite: bool = False,
+    described: Callable[[], Image] | None = None,
+    is_label: bool = False,
+) -> Path:
+    """Write a time-lapse made a timepoint at a time, atomically, without holding it whole: ``frames`` yields each
+    timepoint's ``(C, Z, Y, X)`` array as it is computed; ``header`` gives the shape, dtype and metadata (its data
+    is never read: a lazy ``dask.array.zeros`` will do). ``described()``, asked after the last frame, gives the
+    metadata known only then (a provenance naming what each frame found). OME-Zarr or OME-TIFF by the name."""
+    from subcell.io.ome_tiff_writer import write_ome_tiff
+    from subcell.io.ome_zarr_writer import OmeZarrWriter
+
+    fmt = output_format(path)
+    check_output(path, overwrite=overwrite)
+    if fmt == "ome-tiff":
+        return write_ome_tiff(header, path, overwrite=overwrite, frames=frames, described=described)
+    writer = OmeZarrWriter(path, shape=header.shape, dtype=header.dtype, voxel_size=header.voxel_size,
+                           channel_names=header.channel_names, time_interval=header.time_interval,
+                           overwrite=overwrite, is_label=is_label)  # fmt: skip
+    try:
+        for t, frame in enumerate(frames):
+            writer.write_region((slice(t, t + 1),), np.asarray(frame)[None])
+        writer.provenance = (described() if described is not None else header).provenance
+    except BaseException:
+        writer.abort()
+        raise
+    return writer.close()

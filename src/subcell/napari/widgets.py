@@ -310,7 +310,7 @@ class PixelsWidget(_Base):
 
             yield "training"
             pixels = image.numpy()[0, 0]
-            clf = train_pixel_classifier([(normalize(pixels, **NORMALIZE), marks.astype(np.int64))],  # type: ignore[arg-type]
+            clf = train_pixel_classifier([(normalize(pixels, **NORMALIZE), marks.astype(np.int64))],
                                          voxel_size=image.voxel_size)  # fmt: skip
             clf.meta.update(trained_on=[f"napari layer {self.layer.value!r}"])
             save_model_folder(clf, folder, foreground=foreground, overwrite=True)

@@ -45,7 +45,7 @@ __all__ = [
 
 DEFAULT_SIGMAS_UM = (0.3, 0.7, 1.6, 3.5)
 # the normalization a classifier is trained after, which the workflow it writes repeats (the same fitted numbers)
-NORMALIZE = {"method": "percentile", "low": 1.0, "high": 99.8}
+NORMALIZE: dict[str, Any] = {"method": "percentile", "low": 1.0, "high": 99.8}
 BLOCK_YX = 128  # lateral block of the features (their memory: ~21 × Z × (128 + 2 × reach)² × 4 bytes)
 PREDICT_STEP = 1 << 18  # voxels per call of the forest: its work arrays stay small
 MIN_LEAF = 5  # voxels per leaf: neighbouring voxels are near copies, a leaf of one is noise (and model size)

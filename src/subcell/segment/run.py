@@ -126,13 +126,8 @@ def segment_to_file(
     border objects, is written at close."""
     import dask.array as da
 
-    from subcell.io import OmeZarrWriter
-    from subcell.io._atomic import check_output
-    from subcell.io.ome_tiff_writer import write_ome_tiff
-    from subcell.io.writer import output_format
+    from subcell.io.writer import write_frames
 
-    fmt = output_format(path)
-    check_output(path, overwrite=overwrite)
     chosen = resolve_channels(image, workflow, channels)
     shape, dtype = (image.shape[0], 1, *image.shape[2:]), _dtype(workflow)
     borders: list[list[int]] = []
@@ -143,17 +138,5 @@ def segment_to_file(
     def described() -> Image:  # the provenance names every frame's border objects: complete after the last frame
         return _described(image, workflow, chosen, borders, header)
 
-    if fmt == "ome-tiff":
-        return write_ome_tiff(described(), path, overwrite=overwrite, frames=(f[None] for f in frames),
-                              described=described)  # fmt: skip
-    writer = OmeZarrWriter(path, shape=shape, dtype=dtype, voxel_size=image.voxel_size, channel_names=[workflow.name],
-                           time_interval=image.time_interval, overwrite=overwrite,
-                           is_label=workflow.kind == "instance")  # fmt: skip
-    try:
-        for t, res in enumerate(frames):
-            writer.write_region((slice(t, t + 1),), res[None, None])
-        writer.provenance = described().provenance
-    except BaseException:
-        writer.abort()
-        raise
-    return writer.close()
+    return write_frames(described(), path, (f[None] for f in frames), overwrite=overwrite, described=described,
+                        is_label=workflow.kind == "instance")  # fmt: skip
