@@ -42,7 +42,7 @@ def train(
     ],
     foreground: Annotated[
         Optional[int],  # noqa: UP045
-        typer.Option("--foreground", help="The class the workflow segments (default: 2 of two classes)."),
+        typer.Option("--foreground", help="The class the workflow segments (default: the second of two classes)."),
     ] = None,
     kind: Annotated[
         str, typer.Option("--kind", help="What the workflow writes: mask, or instance (connected objects).")
@@ -138,7 +138,7 @@ def predict(
     time_interval: TimeIntervalOpt = None,
     overwrite: OverwriteOpt = False,
 ) -> None:
-    """Each class's probability for every voxel (float32, a channel per class ``class<ID>``), a frame at a time,
+    """Each class's probability for every voxel (float32, a channel per class: class1, class2, …), a frame at a time,
     features a block at a time: the maps ilastik exports, e.g. for `segment -w nucleus_from_prediction`."""
     import dask.array as da
     import numpy as np
