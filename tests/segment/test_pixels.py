@@ -133,17 +133,23 @@ def test_a_time_lapse_trains_on_the_frames_that_hold_scribbles(trained, tmp_path
 
 
 def test_features_made_a_block_at_a_time_equal_the_whole_images() -> None:
-    from subcell.segment.pixels import BLOCK_YX, feature_blocks, pixel_features
+    from subcell.segment.pixels import feature_block_yx, feature_blocks, pixel_features
 
-    image = np.random.default_rng(3).random((3, 40, 2 * BLOCK_YX + 30)).astype(np.float32)
+    image = np.random.default_rng(3).random((3, 40, 158)).astype(np.float32)
     whole = pixel_features(image, voxel_size=VS, sigmas_um=(0.3, 1.0))
-    pieces = np.full_like(whole, np.nan)
-    for block, f in feature_blocks(image, voxel_size=VS, sigmas_um=(0.3, 1.0)):
+    small = 64 * 1024  # bytes of features per block: 64 px blocks, three across this image
+    assert feature_block_yx(image.shape, (0, 13, 13), 17, small) == 64
+    pieces, n = np.full_like(whole, np.nan), 0
+    for block, f in feature_blocks(image, voxel_size=VS, sigmas_um=(0.3, 1.0), budget=small):
         pieces[(slice(None), *block.core)] = f
-    assert np.array_equal(pieces, whole)
+        n += 1
+    assert n == 3 and np.array_equal(pieces, whole)
     where = np.zeros(image.shape, bool)
     where[1, 5, 3] = True
-    assert len(list(feature_blocks(image, voxel_size=VS, sigmas_um=(0.3,), where=where))) == 1
+    assert len(list(feature_blocks(image, voxel_size=VS, sigmas_um=(0.3,), where=where, budget=small))) == 1
+    # with the default budget (1 GiB): a field whose 28 feature volumes fit is one block; a larger one is cut
+    assert feature_block_yx((32, 512, 512), (37, 98, 98), 28) == 512
+    assert feature_block_yx((65, 624, 924), (38, 99, 99), 28) == int((2**30 / (28 * 4 * 65)) ** 0.5) - 2 * 99
 
 
 def test_predict_writes_each_class_probability_a_frame_at_a_time(trained, tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]

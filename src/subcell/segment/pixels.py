@@ -33,6 +33,7 @@ from subcell.segment.filters import hessian_eigenvalues, sigma_voxels
 
 __all__ = [
     "PixelClassifier",
+    "feature_block_yx",
     "feature_blocks",
     "feature_reach",
     "held_out_summary",
@@ -46,7 +47,7 @@ __all__ = [
 DEFAULT_SIGMAS_UM = (0.3, 0.7, 1.6, 3.5)
 # the normalization a classifier is trained after, which the workflow it writes repeats (the same fitted numbers)
 NORMALIZE: dict[str, Any] = {"method": "percentile", "low": 1.0, "high": 99.8}
-BLOCK_YX = 128  # lateral block of the features (their memory: ~21 × Z × (128 + 2 × reach)² × 4 bytes)
+FEATURE_BYTES = 1 << 30  # the features of one block (with its halo) stay within this; a smaller field is one block
 PREDICT_STEP = 1 << 18  # voxels per call of the forest: its work arrays stay small
 MIN_LEAF = 5  # voxels per leaf: neighbouring voxels are near copies, a leaf of one is noise (and model size)
 TILE_SIGMAS = 8  # held-out scoring cuts strokes into tiles this many of the widest scale across (28 µm by default)
@@ -93,19 +94,35 @@ def feature_blocks(
     voxel_size: VoxelSize | Sequence[float],
     sigmas_um: Sequence[float],
     where: np.ndarray | None = None,
+    budget: int = 0,
 ) -> Iterator[tuple[Any, np.ndarray]]:
-    """``(block, features of its core)`` over lateral blocks of :data:`BLOCK_YX` px, each computed on the block
-    read with :func:`feature_reach` around it: equal to the whole image's features there, in memory of one
-    block's (21 features of a 65×624×924 field whole: 3 GB). ``where``: only blocks holding a true voxel of it."""
+    """``(block, features of its core)`` over lateral blocks, each computed on the block read with
+    :func:`feature_reach` around it: equal to the whole image's features there. The blocks are as large as
+    :data:`FEATURE_BYTES` of features allows (:func:`feature_block_yx`; a field whose features fit is one block, so
+    no halo is computed twice): 21 features of a 65×624×924 field whole would take 3 GB. ``where``: only blocks
+    holding a true voxel of it; ``budget``: bytes instead of :data:`FEATURE_BYTES`."""
     from subcell.blocks import BlockGrid
 
     a = np.asarray(image)
     halo = feature_reach(sigmas_um, voxel_size)
-    for block in BlockGrid(a.shape, (a.shape[0], BLOCK_YX, BLOCK_YX), halo=(0, halo[1], halo[2])):
+    # the features, and the six Hessian derivatives being made beside them
+    side = feature_block_yx(a.shape, halo, 1 + 5 * len(sigmas_um) + 6, budget)
+    for block in BlockGrid(a.shape, (a.shape[0], side, side), halo=(0, halo[1], halo[2])):
         if where is not None and not where[block.core].any():
             continue
         f = pixel_features(a[block.read], voxel_size=voxel_size, sigmas_um=sigmas_um)
         yield block, f[(slice(None), *block.trim)]
+
+
+def feature_block_yx(shape: Sequence[int], halo: Sequence[int], n_features: int, budget: int = 0) -> int:
+    """The lateral block size whose features (``n_features`` float32 volumes of ``Z × (side + 2·halo)²``) fit
+    ``budget`` bytes (default :data:`FEATURE_BYTES`): the whole field when they fit, never under 64 px."""
+    budget = budget or FEATURE_BYTES
+    z, y, x = (int(n) for n in shape)
+    if n_features * 4 * z * y * x <= budget:
+        return max(y, x)
+    fits = int(math.sqrt(budget / (n_features * 4 * z))) - 2 * max(int(halo[1]), int(halo[2]))
+    return max(64, fits)
 
 
 def feature_reach(sigmas_um: Sequence[float], voxel_size: VoxelSize | Sequence[float]) -> tuple[int, int, int]:
