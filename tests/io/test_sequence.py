@@ -48,6 +48,8 @@ def test_what_is_not_one_sequence_is_refused_naming_it(tmp_path: Path) -> None:
     tifffile.imwrite(tmp_path / "odd" / "t3.tif", np.zeros((3, 10, 11), np.uint8), photometric="minisblack")
     with pytest.raises(InputFileError, match=r"t3\.tif: .*differs from t0\.tif's"):
         io.read(tmp_path / "odd", voxel_size=(1, 1, 1))
+    with pytest.raises(MetadataError, match="must be T, C or Z"):
+        io.read(tmp_path / "odd", axes="QZYX")
     with pytest.raises(MetadataError, match="already has a T axis"):
         io.read(tmp_path / "odd", axes="TTYX")
     (tmp_path / "empty").mkdir()

@@ -66,6 +66,9 @@ def read_sequence(folder: Path, files: list[Path], *, axes: str | None) -> RawIm
         raise MetadataError(f"axes {axes!r}: a folder of numbered TIFFs takes the folder's axis first, then each "
                             "file's (e.g. TZYX for files of ZYX)", path=folder, field="axes")  # fmt: skip
     along = axes[0].upper() if axes else "T"
+    if along not in "TCZ":
+        raise MetadataError(f"axes {axes!r}: the folder's axis (the first letter) must be T, C or Z", path=folder,
+                            field="axes")  # fmt: skip
     first = read_tiff(files[0], axes=axes[1:] if axes else None)
     if along in first.dims:
         raise MetadataError(f"each file already has a {along} axis ({files[0].name}: {first.dims}); give the folder's "
