@@ -101,6 +101,13 @@ def test_a_damaged_or_foreign_model_is_refused_in_one_line(trained, tmp_path: Pa
     (broken / "forest.skops").write_bytes(b"not a zip")
     err = cli_user_error(capsys, "segment", img, str(tmp_path / "o.ome.zarr"), "-w", str(broken))
     assert "forest.skops: cannot be read as a stored forest" in err
+    wrong = tmp_path / "wrong"  # a workflow edited to segment a class the classifier does not have
+    shutil.copytree(model, wrong)
+    (wrong / "workflow.yaml").write_text(
+        (wrong / "workflow.yaml").read_text().replace("foreground: 2", "foreground: 7")
+    )
+    err = cli_user_error(capsys, "segment", img, str(tmp_path / "o.ome.zarr"), "-w", str(wrong))
+    assert "workflow.yaml" in err and "foreground 7 is not one of the classifier's classes [1, 2]" in err
     foreign = tmp_path / "foreign"
     shutil.copytree(model, foreign)
     fitted = LogisticRegression().fit(np.random.default_rng(0).random((10, 2)), [1, 2] * 5)

@@ -375,6 +375,11 @@ def _read_meta(folder: Path) -> dict[str, Any]:
     return dict(meta)
 
 
+def model_classes(folder: str | Path) -> tuple[int, ...]:
+    """The classes (scribble ids) of a saved classifier, from its JSON only."""
+    return tuple(int(c) for c in _read_meta(Path(folder))["classes"])
+
+
 def model_sigmas(folder: str | Path) -> tuple[float, ...]:
     """The scales a saved classifier's features use (from its JSON only: cheap, for a step's reach)."""
     return tuple(float(s) for s in _read_meta(Path(folder))["sigmas_um"])

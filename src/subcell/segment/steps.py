@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 from typing import ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from subcell.image import VoxelSize
 
@@ -231,6 +231,15 @@ class PixelClassifier(Step):
         except SubcellError as e:
             raise ValueError(str(e)) from None
         return v
+
+    @model_validator(mode="after")
+    def _a_class_of_it(self) -> PixelClassifier:
+        from subcell.segment.pixels import model_classes
+
+        classes = model_classes(self.model)
+        if self.foreground not in classes:
+            raise ValueError(f"foreground {self.foreground} is not one of the classifier's classes {list(classes)}")
+        return self
 
     def reach(self, vs: VoxelSize) -> Reach:
         from subcell.segment.pixels import feature_reach, model_sigmas
