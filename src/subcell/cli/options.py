@@ -6,7 +6,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any, Optional, TypeVar
 
 import typer
 
@@ -29,10 +29,14 @@ __all__ = [
     "channel_of",
     "echo_export",
     "error_line",
+    "one_channel",
+    "read_assuming",
     "read_beside",
     "read_input",
     "scene_arg",
 ]
+
+T = TypeVar("T")
 
 VoxelSizeOpt = Annotated[
     Optional[tuple[float, float, float]],  # noqa: UP045 - typer needs Optional here
@@ -122,22 +126,44 @@ class Reading:
                           time_interval=self.time_interval, **kwargs)  # fmt: skip
 
 
+def read_assuming(read: Callable[[Any], T], given: Any, assumed: Any) -> T:
+    """``read(given)``; where the file states no voxel size and none was ``given``, ``read(assumed)``: for an input
+    whose voxel size does not enter the result (labels counted by overlap) or must be another input's."""
+    from subcell.errors import MetadataError
+
+    try:
+        return read(given)
+    except MetadataError as e:
+        if e.field != "voxel_size" or given is not None or assumed is None:
+            raise
+        return read(assumed)
+
+
 def read_beside(path: Path, labels: Any, *, axes: str | None, what: str) -> Any:
     """An input that must lie on the grid of ``labels`` (the intensity image or a structure measured in them): at
     the voxel size its file states, or at the labels' where it states none. A different voxel size is one line
     naming both (it read as "the given voxel size contradicts the file's", a size the user never gave)."""
     from subcell.errors import MetadataError
 
-    try:
-        image = read_input(path, axes=axes)
-    except MetadataError as e:
-        if e.field != "voxel_size":  # (no size was given: it is unknown)
-            raise
-        image = read_input(path, voxel_size=labels.voxel_size.as_tuple(), axes=axes)
+    image = read_assuming(lambda vs: read_input(path, voxel_size=vs, axes=axes), None, labels.voxel_size.as_tuple())
     if not image.voxel_size.isclose(labels.voxel_size, rtol=5e-3):
         raise MetadataError(f"{what} has voxel size {image.voxel_size}, the labels {labels.voxel_size}; they must "
                             "share a grid (subcell convert --resample)", path=path, field="voxel_size")  # fmt: skip
     return image
+
+
+def one_channel(image: Any, channel: str | None, path: Path) -> Any:
+    """The one channel a command takes from ``image`` (read from ``path``): ``--channel``, or its only channel;
+    several without ``--channel`` (or an unknown one) is a one-line error naming the file."""
+    from subcell.errors import ValueRangeError
+
+    if channel is None and image.shape[1] > 1:
+        raise ValueRangeError(f"has {image.shape[1]} channels {list(image.channel_names)}; choose one with --channel",
+                              path=path, field="channel")  # fmt: skip
+    if channel is None:
+        return image
+    with channel_of(path):
+        return image.channel(channel)
 
 
 @contextmanager

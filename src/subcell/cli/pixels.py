@@ -15,7 +15,7 @@ from subcell.cli.options import (
     TimeIntervalOpt,
     VoxelSizeOpt,
     axes_among,
-    channel_of,
+    one_channel,
     read_beside,
     read_input,
 )
@@ -86,7 +86,7 @@ def train(
     sizes = []
     for image_path, scribble_path in zip(pairs[::2], pairs[1::2], strict=True):
         image = read_input(image_path, voxel_size=voxel_size, axes=axes_of(image_path), force=force_voxel_size)
-        image = _one_channel(image, channel, image_path)
+        image = one_channel(image, channel, image_path)
         marks = read_beside(scribble_path, image, axes=axes_of(scribble_path), what="the scribbles")
         if marks.shape[2:] != image.shape[2:] or marks.shape[0] not in (1, image.shape[0]):
             raise ValueRangeError(f"scribbles T, Z, Y, X {(marks.shape[0], *marks.shape[2:])} but the image "
@@ -110,19 +110,6 @@ def train(
     typer.echo(held_out_summary(clf))
     pick = f" -c image={channel}" if channel is not None else ""
     typer.echo(f"segment with: subcell segment IMAGE OUT.ome.zarr -w {output}{pick}")
-
-
-def _one_channel(image: Any, channel: str | None, path: Path) -> Any:
-    """The channel classified: ``--channel``, or the only one (several without it: a one-line error)."""
-    from subcell.errors import ValueRangeError
-
-    if channel is None and image.shape[1] > 1:
-        raise ValueRangeError(f"has {image.shape[1]} channels {list(image.channel_names)}; choose one with --channel",
-                              path=path, field="channel")  # fmt: skip
-    if channel is None:
-        return image
-    with channel_of(path):
-        return image.channel(channel)
 
 
 @pixels_app.command("predict")
@@ -152,7 +139,7 @@ def predict(
     clf = load_pixel_classifier(model)  # a damaged model is said before the image is read
     img = read_input(image, voxel_size=voxel_size, axes=axes, force=force_voxel_size, scene=scene,
                      time_interval=time_interval)  # fmt: skip
-    img = _one_channel(img, channel, image)
+    img = one_channel(img, channel, image)
     shape = (img.shape[0], len(clf.classes), *img.shape[2:])
     header = img.with_data(da.zeros(shape, dtype=np.float32, chunks=(1, *shape[1:])), step="pixels:predict",
                            channel_names=[f"class{c}" for c in clf.classes],

@@ -17,6 +17,7 @@ from subcell.cli.options import (
     axes_among,
     channel_of,
     cluster_executor,
+    read_assuming,
     read_beside,
     read_input,
 )
@@ -143,14 +144,7 @@ def segment(
 
 def _read_any_labels(path: Path, voxel_size: Any, axes: str | None = None, force: bool = False) -> Any:
     """Labels for counting metrics: the voxel size does not matter there, so a file without one still opens."""
-    from subcell.errors import MetadataError
-
-    try:
-        return read_input(path, voxel_size=voxel_size, axes=axes, force=force)
-    except MetadataError as e:
-        if e.field != "voxel_size" or voxel_size is not None:
-            raise
-        return read_input(path, voxel_size=(1.0, 1.0, 1.0), axes=axes)
+    return read_assuming(lambda vs: read_input(path, voxel_size=vs, axes=axes, force=force), voxel_size, (1.0,) * 3)
 
 
 def evaluate_seg(

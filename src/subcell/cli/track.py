@@ -16,7 +16,8 @@ from subcell.cli.options import (
     TimeIntervalOpt,
     VoxelSizeOpt,
     axes_among,
-    channel_of,
+    one_channel,
+    read_assuming,
     read_beside,
     read_input,
 )
@@ -130,11 +131,7 @@ def track(
                             field="time_interval")  # fmt: skip
     intensity = None
     if image is not None:
-        img = read_beside(image, lab, axes=axes_of(image), what="the intensity image")
-        if channel is None and img.shape[1] > 1:
-            raise ValueRangeError(f"{img.shape[1]} channels: choose one with --channel", path=image, field="channel")
-        with channel_of(image):
-            img = img.channel(channel) if channel is not None else img
+        img = one_channel(read_beside(image, lab, axes=axes_of(image), what="the intensity image"), channel, image)
         if img.shape[0] != lab.shape[0] or img.shape[2:] != lab.shape[2:]:
             raise ValueRangeError(f"image T/Z/Y/X {(img.shape[0], *img.shape[2:])} differs from the labels' "
                                   f"{(lab.shape[0], *lab.shape[2:])}", path=image, field="shape")  # fmt: skip
@@ -176,7 +173,7 @@ def load_tracks(path: Path, *, label: str | None, voxel_size: Any, axes: str | N
     reference masks without ``man_track.txt``, TGMM / Mastodon or TrackMate label exports). Such a movie that
     states no voxel size takes ``grid_of``'s (the prediction's): scores match objects by overlap, and the
     shapes are checked. Returns the tracks, their voxel size and whether a lineage came with them."""
-    from subcell.errors import InputFileError, MetadataError
+    from subcell.errors import InputFileError
     from subcell.image import VoxelSize
     from subcell.io import read_table, store_table
     from subcell.io.ctc import find_ctc, read_ctc
@@ -205,13 +202,9 @@ def load_tracks(path: Path, *, label: str | None, voxel_size: Any, axes: str | N
         if missing:
             raise InputFileError(f"lineage table lacks columns {sorted(missing)}", path=path, field="lineage")
         parents = dict(zip(lineage["track_id"].astype(int), lineage["parent_id"].astype(int), strict=True))
-    try:
-        img = read_label_timelapse(path, label=label, voxel_size=voxel_size, axes=axes, force=False)
-    except MetadataError as e:
-        if e.field != "voxel_size" or voxel_size is not None or grid_of is None:
-            raise
-        img = read_label_timelapse(path, label=label, voxel_size=VoxelSize.of(grid_of).as_tuple(), axes=axes,
-                                   force=False)  # fmt: skip
+    assumed = VoxelSize.of(grid_of).as_tuple() if grid_of is not None else None
+    img = read_assuming(lambda vs: read_label_timelapse(path, label=label, voxel_size=vs, axes=axes, force=False),
+                        voxel_size, assumed)  # fmt: skip
     vs = img.voxel_size.as_tuple()
     tracks = tracks_from_lineage(img.data[:, 0], parents, voxel_size=vs, time_interval_s=img.time_interval)
     if lineage is None:
