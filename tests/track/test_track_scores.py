@@ -33,6 +33,20 @@ def test_hand_worked_missed_object() -> None:
     assert (row.frames, row.frames_detected, row.predicted_tracks) == (3, 2, 2)
 
 
+def test_a_truth_without_lineage_leaves_divisions_unscored() -> None:
+    """Ids alone (parents None) say nothing of divisions: a predicted division is neither right nor wrong there,
+    while an empty lineage ({}) states that there are none."""
+    lab = np.zeros((3, 1, 12, 12), np.uint8)
+    lab[0, 0, 2:6, 2:6] = 1
+    lab[1:, 0, 2:6, 2:5], lab[1:, 0, 7:11, 2:5] = 2, 3
+    pred = tracks_from_lineage(lab, {2: 1, 3: 1}, voxel_size=(1, 1, 1))  # 1 divides into 2 and 3
+    unknown, _ = evaluate_tracks(pred, tracks_from_lineage(lab, None, voxel_size=(1, 1, 1)))
+    assert unknown["true_divisions"] is None and np.isnan(unknown["division_precision"])
+    assert unknown["predicted_divisions"] == 1
+    none, _ = evaluate_tracks(pred, tracks_from_lineage(lab, {}, voxel_size=(1, 1, 1)))
+    assert none["true_divisions"] == 0 and none["division_precision"] == 0
+
+
 def test_seg_needs_more_than_half_overlap() -> None:
     truth = np.zeros((1, 1, 1, 10), np.uint8)
     truth[..., 0:4] = 1

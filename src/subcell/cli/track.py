@@ -172,7 +172,7 @@ def load_tracks(path: Path, *, label: str | None, voxel_size: Any, axes: str | N
     ``ids_are_tracks``, any label movie whose ids persist over frames (each id one track, no divisions: the CTC
     reference masks without ``man_track.txt``, TGMM / Mastodon or TrackMate label exports). Such a movie that
     states no voxel size takes ``grid_of``'s (the prediction's): scores match objects by overlap, and the
-    shapes are checked. Returns the tracks, their voxel size and whether a lineage came with them."""
+    shapes are checked. Returns the tracks and their voxel size."""
     from subcell.errors import InputFileError
     from subcell.image import VoxelSize
     from subcell.io import read_table, store_table
@@ -184,11 +184,11 @@ def load_tracks(path: Path, *, label: str | None, voxel_size: Any, axes: str | N
     if (path / "tracks.parquet").is_file() and (path / "labels.ome.zarr").exists():
         table = read_table(path / "tracks.parquet", what="tracks table")
         img = read_input(path / "labels.ome.zarr")  # stays lazy: scored a frame at a time
-        return Tracks(labels=img.data[:, 0], table=table, lineage=lineage_table(table)), img.voxel_size, True
+        return Tracks(labels=img.data[:, 0], table=table, lineage=lineage_table(table)), img.voxel_size
     if find_ctc(path) is not None:
         masks, rows = read_ctc(path)
         vs = voxel_size or (1.0, 1.0, 1.0)  # scores match objects by overlap: the voxel size does not enter them
-        return tracks_from_lineage(masks, dict(zip(rows["L"], rows["P"], strict=True)), voxel_size=vs), vs, True
+        return tracks_from_lineage(masks, dict(zip(rows["L"], rows["P"], strict=True)), voxel_size=vs), vs
     lineage = store_table(path, "lineage") if path.is_dir() else None
     if lineage is None and not ids_are_tracks:
         raise InputFileError(
@@ -196,7 +196,7 @@ def load_tracks(path: Path, *, label: str | None, voxel_size: Any, axes: str | N
             "an OME-Zarr with tables/lineage.parquet, or a label movie whose ids are its tracks with --ids-are-tracks",
             path=path, field="lineage",
         )  # fmt: skip
-    parents: dict[int, int] = {}
+    parents: dict[int, int] | None = None  # ids alone: their divisions unknown
     if lineage is not None:
         missing = {"track_id", "parent_id"} - set(lineage.columns)
         if missing:
@@ -210,7 +210,7 @@ def load_tracks(path: Path, *, label: str | None, voxel_size: Any, axes: str | N
     if lineage is None:
         typer.echo(f"note: {path}: each id read as one track ({tracks.table['track_id'].nunique()} tracks; no "
                    "lineage, so no divisions)", err=True)  # fmt: skip
-    return tracks, vs, lineage is not None
+    return tracks, vs
 
 
 def evaluate_tracks(
@@ -255,7 +255,7 @@ def evaluate_tracks(
 
     if output is not None:
         check_output(output, overwrite=overwrite)
-    p, p_vs, _ = load_tracks(pred, label=None, voxel_size=voxel_size, axes=axes, what="prediction",
+    p, p_vs = load_tracks(pred, label=None, voxel_size=voxel_size, axes=axes, what="prediction",
                           ids_are_tracks=ids_are_tracks)  # fmt: skip
     summary: dict[str, Any]
     if truth.suffix in POINT_SUFFIXES:
@@ -267,13 +267,9 @@ def evaluate_tracks(
         typer.echo(f"point tracks: {summary['points_matched']:.1%} of {summary['true_objects']} points inside a "
                    f"predicted object; {summary['objects_with_several_points']} objects hold several points")  # fmt: skip
     else:
-        t, _, lineage = load_tracks(truth, label=truth_label, voxel_size=voxel_size, axes=axes, what="truth",
+        t, _ = load_tracks(truth, label=truth_label, voxel_size=voxel_size, axes=axes, what="truth",
                            ids_are_tracks=ids_are_tracks, grid_of=p_vs)  # fmt: skip
-        scores, per_track = score(p, t, frame_tolerance=frame_tolerance)
-        summary = dict(scores)
-        if not lineage:  # ids carry no division: the truth's are unknown, not absent
-            summary.update(division_precision=float("nan"), division_recall=float("nan"),
-                           division_f1=float("nan"), true_divisions=None)  # fmt: skip
+        summary, per_track = score(p, t, frame_tolerance=frame_tolerance)
     typer.echo(" ".join(f"{k} {summary[k]:.4f}" for k in ("TRA", "DET", "LNK", "SEG")))
     if summary["true_divisions"] is None:
         typer.echo(f"divisions: not scored, the truth has no lineage ({summary['predicted_divisions']} predicted)")

@@ -118,10 +118,13 @@ def seg_score(truth_labels: Any, pred_labels: Any) -> tuple[float, Any]:
     return m.seg_mean(), m.seg
 
 
-def evaluate_tracks(pred: Tracks, truth: Tracks, *, frame_tolerance: int = 1) -> tuple[dict[str, float], Any]:
+def evaluate_tracks(pred: Tracks, truth: Tracks, *, frame_tolerance: int = 1) -> tuple[dict[str, Any], Any]:
     """TRA, DET, LNK, SEG and division precision/recall/F1 (a division counts when found within
     ``frame_tolerance`` frames), plus one row per true track: frames, frames detected, predicted tracks it was
     split into, identity switches, whether its division was found.
+
+    A truth whose divisions are unknown (``truth.divisions_known`` False: tracks from ids alone) leaves them
+    unscored: the division scores NaN and ``true_divisions`` None.
 
     Parameters
     ----------
@@ -186,7 +189,7 @@ def evaluate_tracks(pred: Tracks, truth: Tracks, *, frame_tolerance: int = 1) ->
         "division_precision": float(div_tol["Division Precision"]),
         "division_recall": float(div_tol["Division Recall"]),
         "division_f1": float(div_tol["Division F1"]),
-        "true_divisions": int(div_tol["Total GT Divisions"]),
+        "true_divisions": int(div_tol["Total GT Divisions"]) if truth.divisions_known else None,
         "predicted_divisions": int(div_tol["Total Predicted Divisions"]),
         "frame_tolerance": frame_tolerance,
         "true_objects": len(truth.table),
@@ -194,6 +197,8 @@ def evaluate_tracks(pred: Tracks, truth: Tracks, *, frame_tolerance: int = 1) ->
         "true_tracks": int(truth.table["track_id"].nunique()),
         "predicted_tracks": int(pred.table["track_id"].nunique()),
     }
+    if not truth.divisions_known:  # a truth of ids alone: its divisions are unknown, not absent
+        summary.update(division_precision=float("nan"), division_recall=float("nan"), division_f1=float("nan"))
     per_track = _per_track(matched, gt_graph, pr_graph, truth_s)
     return summary, pd.DataFrame(per_track)
 
@@ -217,7 +222,8 @@ def _from_frame(tracks: Tracks, start: int) -> Tracks:
     if start == 0:
         return tracks
     tab = tracks.table[tracks.table["t"] >= start].assign(t=lambda d: d["t"] - start)
-    return Tracks(labels=frames_of(tracks.labels)[start:], table=tab, lineage=tracks.lineage)  # not read here
+    return Tracks(labels=frames_of(tracks.labels)[start:], table=tab, lineage=tracks.lineage,  # (not read here)
+                  divisions_known=tracks.divisions_known)  # fmt: skip
 
 
 def _per_track(matched: Any, gt_graph: Any, pr_graph: Any, truth: Tracks) -> list[dict[str, Any]]:

@@ -43,11 +43,15 @@ class Tracks:
         minutes.
     lineage : pandas.DataFrame
         One row per track: ``track_id, start, end, parent_track, generation, n_frames``.
+    divisions_known : bool
+        False where the tracks came from ids alone (no lineage given): a parent of 0 then means "not known", and
+        scores against them leave divisions unscored.
     """
 
     labels: np.ndarray
     table: Any
     lineage: Any
+    divisions_known: bool = True
 
 
 class FrameReader:
@@ -255,14 +259,16 @@ def generations(parents: dict[int, int], tracks: set[int]) -> dict[int, int]:
 
 def tracks_from_lineage(
     labels: np.ndarray,
-    parents: dict[int, int],
+    parents: dict[int, int] | None,
     *,
     voxel_size: VoxelSize | Sequence[float],
     time_interval_s: float | None = None,
 ) -> Tracks:
     """Tracks from a track-consistent (T, Z, Y, X) label image and each track's parent (0 or absent: none), as
     stored by CTC folders (``L B E P``) and by ``subcell synth`` (``tables/lineage.parquet``); ``time_min`` is
-    NaN without ``time_interval_s``."""
+    NaN without ``time_interval_s``. ``parents`` None: no lineage is known (a label movie whose ids are its tracks,
+    such as CTC reference masks without ``man_track.txt``): each id a track, its divisions unknown
+    (``divisions_known`` False)."""
     from subcell.track.objects import timelapse_objects
 
     lab = labels if is_lazy(labels) else np.asarray(labels)  # Dask stays lazy: objects found frame by frame
@@ -270,6 +276,8 @@ def tracks_from_lineage(
         lab = lab[:, None]
     table = timelapse_objects(lab, voxel_size=voxel_size)
     table["track_id"] = table["label"]
+    known = parents is not None
+    parents = parents or {}
     table["parent_track"] = table["track_id"].map(parents).fillna(0).astype(np.int64)
     present = set(table["track_id"].tolist())
     table.loc[~table["parent_track"].isin(present), "parent_track"] = 0  # a parent never seen in the masks
@@ -277,4 +285,4 @@ def tracks_from_lineage(
     generation = generations(parents, present)
     table["generation"] = table["track_id"].map(generation).astype(np.int64)
     table = _in_order(table, time_interval_s)
-    return Tracks(labels=lab, table=table, lineage=lineage_table(table))
+    return Tracks(labels=lab, table=table, lineage=lineage_table(table), divisions_known=known)
