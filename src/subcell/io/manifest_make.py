@@ -53,16 +53,6 @@ def image_files(inputs: Sequence[str | Path], *, sequences: bool = False) -> Ite
                                    and not p.name.lower().endswith(".zarr")]))  # fmt: skip
 
 
-def _is_sequence(folder: Path) -> bool:
-    from subcell.errors import InputFileError
-    from subcell.io._sequence import sequence_files
-
-    try:
-        return bool(sequence_files(folder))
-    except InputFileError:
-        return False
-
-
 def _stem(path: Path) -> str:
     name = path.name
     for suffix in IMAGE_SUFFIXES:
@@ -98,7 +88,7 @@ def make_manifest(
 
     from subcell.io.info import describe
     from subcell.io.manifest import manifest_from_records
-    from subcell.io.reader import axes_for
+    from subcell.io.reader import axes_for, detect_format
 
     out = Path(manifest)
     base = out.resolve().parent
@@ -137,7 +127,7 @@ def make_manifest(
         else:
             records.append({"id": row_id, "source": source, **extra})
     if issues:
-        if not sequences and any(f.parent.is_dir() and _is_sequence(f.parent) for f, _ in files):
+        if not sequences and any(detect_format(f.parent) == "tiff" for f, _ in files):  # (a folder: a sequence)
             issues.append("(a folder of numbered TIFFs, one file per frame, is one image with --sequences)")
         raise ManifestError(out, issues)
     columns = list(dict.fromkeys(k for r in records for k, v in r.items() if v is not None))  # every row has them

@@ -98,9 +98,10 @@ def skeleton_stats(mask: np.ndarray, spacing: Sequence[float] | np.ndarray) -> d
     neighbours: an edge that is the strictly longest side of a triangle of skeleton voxels is left out, so a
     junction is one branch point and adds no length. Spurs are pruned once: a branch from a free end to a junction
     shorter than twice the object's radius there (its distance to the background, µm) reaches less than a radius
-    beyond the surface — a bump, not a branch (a side tube counts from about three radii long). The length then sums the edges; a branch point has three or more edges, an end point one. Thinning
-    stops about a radius short of each free end, so a tube's length is underestimated by roughly its radius per
-    end. Written here because the library that measures skeleton graphs (skan) needs numba.
+    beyond the surface — a bump, not a branch (a side tube counts from about three radii long). The length then
+    sums the edges; a branch point has three or more edges, an end point one. Thinning stops about a radius short of
+    each free end, so a tube's length is underestimated by roughly its radius per end. Written here because the
+    library that measures skeleton graphs (skan) needs numba.
     """
     from skimage.morphology import skeletonize
 

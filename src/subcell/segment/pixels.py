@@ -58,10 +58,6 @@ FOREST = "forest.skops"
 _TRUSTED = frozenset({"sklearn.tree._tree.Tree"})
 
 
-def _sigmas_vox(sigma_um: float, vs: tuple[float, float, float], flat: bool) -> tuple[float, float, float]:
-    return sigma_voxels(sigma_um, vs, per_slice=flat)
-
-
 def pixel_features(
     image: np.ndarray, *, voxel_size: VoxelSize | Sequence[float], sigmas_um: Sequence[float] = DEFAULT_SIGMAS_UM
 ) -> np.ndarray:
@@ -74,7 +70,7 @@ def pixel_features(
     flat = a.shape[0] == 1
     feats = [a]
     for s in sigmas_um:
-        sig = _sigmas_vox(float(s), vs, flat)
+        sig = sigma_voxels(float(s), vs, per_slice=flat)
         feats.append(ndi.gaussian_filter(a, sig, mode="nearest", truncate=3.0))
         grad = np.zeros_like(a)
         for ax in range(3):

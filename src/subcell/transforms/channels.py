@@ -43,10 +43,7 @@ def stack_channels(images: Sequence[Image], *, channel_names: Sequence[str] | No
     if len(intervals) > 1:
         raise MetadataError(f"the inputs state different time intervals {sorted(intervals)} s", field="time_interval")
     names = [n for img in images for n in img.channel_names]
-    if channel_names is not None:
-        if len(channel_names) != len(names):
-            raise ValueRangeError(f"{len(channel_names)} channel names given for the {len(names)} channels of the "
-                                  "inputs together", field="channel_names")  # fmt: skip
+    if channel_names is not None:  # (their number is checked by Image, as for any image)
         names = [str(n) for n in channel_names]
     else:
         seen: dict[str, str | None] = {}
