@@ -192,4 +192,4 @@ def test_held_out_strokes_do_not_leak_neighbouring_voxels() -> None:
     marked = scribbles > 0
     fitted = clf.probabilities(image, voxel_size=VS).argmax(axis=0)[marked] + 1
     assert (fitted == scribbles[marked]).mean() > 0.8  # it does fit its training voxels
-    assert clf.meta["held_out_balanced_accuracy"] < 0.65  # but says it cannot tell the classes apart
+    assert clf.meta["held_out_balanced_accuracy"] < 0.6  # 0.49; a split by voxels instead of strokes: 0.67
