@@ -173,13 +173,13 @@ def evaluate_seg(
     """
     from subcell.errors import ValueRangeError
     from subcell.io import as_labels
-    from subcell.io.ctc import ctc_seg_files
+    from subcell.io.ctc import read_ctc_seg
     from subcell.metrics import evaluate_frames, match_instances
 
-    seg_files = ctc_seg_files(truth) if truth.is_dir() else None
-    if seg_files:  # the CTC annotates some frames (or planes) only: those are scored
+    annotated = read_ctc_seg(truth) if truth.is_dir() else None
+    if annotated:  # the CTC annotates some frames (or planes) only: those are scored
         p_img = _read_any_labels(pred, voxel_size, axes, force_voxel_size)
-        per_frame, table = _score_annotated(as_labels(p_img.data[:, 0], path=pred, lazy=True), seg_files)
+        per_frame, table = _score_annotated(as_labels(p_img.data[:, 0], path=pred, lazy=True), annotated)
         what = "planes" if "z" in per_frame else "frames"
         typer.echo(f"{len(per_frame)} annotated {what} of {p_img.shape[0]} scored; objects: "
                    f"{int(per_frame.n_true.sum())} true, {int(per_frame.n_pred.sum())} predicted")  # fmt: skip
@@ -227,36 +227,31 @@ def _print_scores(table: Any, out: Path | None, objects: Path | None, per_object
             write_table(frame, path, overwrite=True)
 
 
-def _score_annotated(pred: Any, seg_files: list[tuple[int, int | None, Path]]) -> tuple[Any, Any]:
+def _score_annotated(pred: Any, annotated: list[tuple[int, int | None, Path, Any]]) -> tuple[Any, Any]:
     """Per annotated frame (or plane) and summed scores of a (T, Z, Y, X) prediction against a CTC SEG folder's
-    files, each read lazily, checked as labels, on the shape of the frame (or plane) it annotates."""
+    frames (:func:`subcell.io.ctc.read_ctc_seg`), each against the frame (or plane) it names."""
     import dask.array as da
 
     from subcell.errors import InputFileError
-    from subcell.io import as_labels
-    from subcell.io._tiff import read_tiff
     from subcell.metrics import evaluate_frames
 
-    if len({z is None for _, z, _ in seg_files}) > 1:
+    if len({z is None for _, z, _, _ in annotated}) > 1:
         raise InputFileError("the SEG folder mixes whole frames and planes (man_seg_TTT_ZZZ.tif); score each apart",
-                             path=seg_files[0][2].parent)  # fmt: skip
-    preds, truths = [], []
-    for t, z, f in seg_files:
+                             path=annotated[0][2].parent)  # fmt: skip
+    preds = []
+    for t, z, f, have in annotated:
         if t >= pred.shape[0] or (z is not None and z >= pred.shape[1]):
             raise InputFileError(f"annotates frame {t}{'' if z is None else f' plane {z}'} but the prediction has "
                                  f"T, Z {tuple(pred.shape[:2])}", path=f)  # fmt: skip
         want = pred[t] if z is None else pred[t, z][None]
-        raw = read_tiff(f).data
-        have = raw if raw.ndim == 3 else raw[None]
         if have.shape != want.shape:
             raise InputFileError(f"Z, Y, X {tuple(have.shape)} but the prediction's frame is {tuple(want.shape)}",
                                  path=f)  # fmt: skip
         preds.append(want)
-        truths.append(as_labels(have, path=f, lazy=True))
-    per_frame, table = evaluate_frames(da.stack(preds), da.stack(truths))
-    per_frame["t"] = [t for t, _, _ in seg_files]
-    if seg_files[0][1] is not None:
-        per_frame.insert(1, "z", [z for _, z, _ in seg_files])
+    per_frame, table = evaluate_frames(da.stack(preds), da.stack([a[3] for a in annotated]))
+    per_frame["t"] = [t for t, _, _, _ in annotated]
+    if annotated[0][1] is not None:
+        per_frame.insert(1, "z", [z for _, z, _, _ in annotated])
     return per_frame, table
 
 

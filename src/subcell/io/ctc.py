@@ -18,7 +18,7 @@ from subcell.errors import InputFileError, ValueRangeError
 from subcell.image import is_lazy
 from subcell.io._sequence import read_sequence, sequence_files
 
-__all__ = ["ctc_files", "ctc_frame_files", "ctc_seg_files", "ctc_track_file", "find_ctc", "read_ctc"]
+__all__ = ["ctc_files", "ctc_frame_files", "ctc_track_file", "find_ctc", "read_ctc", "read_ctc_seg"]
 
 _TRACK_FILES = ("res_track.txt", "man_track.txt", "TRA/man_track.txt")
 _CTC_FRAME = re.compile(r"^(?:mask|man_track)(\d+)\.tiff?$")
@@ -107,10 +107,14 @@ def read_ctc(path: str | Path) -> tuple[Any, Any]:
     return (masks[:, None] if masks.ndim == 3 else masks), rows
 
 
-def ctc_seg_files(path: str | Path) -> list[tuple[int, int | None, Path]] | None:
-    """The annotated frames of a CTC ``SEG`` folder (``path`` itself or its ``SEG/``): ``(t, None, file)`` for a
-    whole frame ``man_seg012.tif``, ``(t, z, file)`` for one plane of a 3D frame ``man_seg_012_030.tif``, in order;
-    None when there is no ``man_seg`` file. The CTC annotates some frames (and, in 3D, sometimes some planes) only."""
+def read_ctc_seg(path: str | Path) -> list[tuple[int, int | None, Path, Any]] | None:
+    """The annotated frames of a CTC ``SEG`` folder (``path`` itself or its ``SEG/``), in order: ``(t, None, file,
+    labels)`` for a whole frame ``man_seg012.tif``, ``(t, z, file, labels)`` for one plane of a 3D frame
+    ``man_seg_012_030.tif``; the labels ``(Z, Y, X)`` (Z = 1 for a plane), lazy and checked as labels block by
+    block. None when there is no ``man_seg`` file. The CTC annotates some frames (in 3D sometimes some planes) only."""
+    from subcell.io._cast import as_labels
+    from subcell.io._tiff import read_tiff
+
     p = Path(path)
     folder = p / "SEG" if (p / "SEG").is_dir() else p
     if not folder.is_dir():
@@ -120,4 +124,8 @@ def ctc_seg_files(path: str | Path) -> list[tuple[int, int | None, Path]] | None
         m = _CTC_SEG.match(f.name)
         if m:
             found.append((int(m.group(1)), None if m.group(2) is None else int(m.group(2)), f))
-    return sorted(found, key=lambda x: (x[0], -1 if x[1] is None else x[1])) or None
+    out = []
+    for t, z, f in sorted(found, key=lambda x: (x[0], -1 if x[1] is None else x[1])):
+        data = read_tiff(f).data
+        out.append((t, z, f, as_labels(data if data.ndim == 3 else data[None], path=f, lazy=True)))
+    return out or None
