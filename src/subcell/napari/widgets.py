@@ -167,30 +167,15 @@ class SegmentWidget(_Base):
         from subcell.segment.workflow import workflow_yaml
 
         self.yaml.value = workflow_yaml(self.workflow.value)
+        self.base: Path | None = None
 
     def _load_file(self, *_: Any) -> None:
-        import yaml
-
         p = Path(str(self.file.value))
         if p.is_dir() and (p / "workflow.yaml").is_file():  # a pixel classifier's folder
             p = p / "workflow.yaml"
-        if not p.is_file():
-            return
-        text = p.read_text()
-        try:  # the YAML is edited and validated away from its folder: a classifier beside it is named in full
-            raw = yaml.safe_load(text)
-            steps = raw.get("steps") if isinstance(raw, dict) else None
-            moved = False
-            for step in steps if isinstance(steps, list) else []:
-                params = step.get("pixel_classifier") if isinstance(step, dict) else None
-                model = params.get("model") if isinstance(params, dict) else None
-                if isinstance(model, str) and not Path(model).is_absolute():
-                    params["model"], moved = str((p.parent / model).resolve()), True  # type: ignore[index]
-            if moved:
-                text = yaml.safe_dump(raw, sort_keys=False)
-        except yaml.YAMLError:
-            pass  # shown as it is; the loader says what is wrong when it is run
-        self.yaml.value = text
+        if p.is_file():
+            self.yaml.value = p.read_text()
+            self.base = p.parent  # its relative paths (a classifier beside it) stay the file's
 
     def _parsed(self) -> Any:
         import tempfile
@@ -202,7 +187,7 @@ class SegmentWidget(_Base):
             path = Path(d) / "workflow.yaml"
             path.write_text(self.yaml.value)
             try:
-                return load_workflow(path)
+                return load_workflow(path, relative_to=self.base)
             except SubcellError as exc:
                 raise ValueError(f"workflow parameters: {str(exc).replace(str(path) + ': ', '')}") from None
 

@@ -57,8 +57,9 @@ class Workflow(BaseModel):
         }
 
 
-def _parse(raw: Mapping[str, Any], source: str) -> Workflow:
-    """Validate a workflow mapping; every problem in the file is reported at once (one line, ``; ``-separated)."""
+def _parse(raw: Mapping[str, Any], source: str, base: Path | None = None) -> Workflow:
+    """Validate a workflow mapping; every problem in the file is reported at once (one line, ``; ``-separated).
+    Relative paths in it (a pixel classifier's ``model``) are taken from ``base``, by default the file's folder."""
     if not isinstance(raw, Mapping):
         raise InputFileError("expected a mapping with name, inputs and steps", path=source)
     steps_raw = raw.get("steps")
@@ -81,7 +82,10 @@ def _parse(raw: Mapping[str, Any], source: str) -> Workflow:
         ((name, params),) = entry.items()
         if name == "pixel_classifier" and isinstance(params, Mapping) and isinstance(params.get("model"), str):
             where = Path(params["model"])  # a classifier beside its workflow file travels with it
-            params = {**params, "model": str(where if where.is_absolute() else (Path(source).parent / where).resolve())}
+            params = {
+                **params,
+                "model": str(where if where.is_absolute() else ((base or Path(source).parent) / where).resolve()),
+            }
         if isinstance(params, Mapping) and params.get("output"):
             known.add(str(params["output"]))
         if name not in STEP_TYPES:
@@ -121,8 +125,10 @@ def builtin_workflows() -> dict[str, Path]:
     return {p.stem: p for p in sorted(_BUILTIN.glob("*.yaml"))}
 
 
-def load_workflow(name_or_path: str | Path) -> Workflow:
-    """A built-in workflow by name, a YAML file, or a folder that holds a `workflow.yaml` (a pixel classifier's)."""
+def load_workflow(name_or_path: str | Path, *, relative_to: str | Path | None = None) -> Workflow:
+    """A built-in workflow by name, a YAML file, or a folder that holds a `workflow.yaml` (a pixel classifier's).
+    ``relative_to``: the folder relative paths in it are taken from (default: the file's), for a workflow edited
+    and saved elsewhere (the napari widget validates its text in a temporary file)."""
     from subcell.io.files import read_yaml
 
     builtin = builtin_workflows()
@@ -136,7 +142,7 @@ def load_workflow(name_or_path: str | Path) -> Workflow:
             raise InputFileError(
                 f"no such workflow file, and not a built-in workflow (built-in: {sorted(builtin)})", path=path
             )
-    return _parse(read_yaml(path, what="workflow file"), str(path))
+    return _parse(read_yaml(path, what="workflow file"), str(path), Path(relative_to) if relative_to else None)
 
 
 def workflow_yaml(name: str) -> str:
