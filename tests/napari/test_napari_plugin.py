@@ -116,6 +116,11 @@ def test_tracks_cell_stores_and_segmentations_open(tmp_path: Path, store: Path) 
     assert len(tracks.graph) == int((lineage.parent_track > 0).sum())  # every daughter → its parent
     labels = next(lay for lay in viewer.layers if type(lay).__name__ == "Labels")
     np.testing.assert_allclose(labels.scale[1:], (0.6, 0.3, 0.3))
+    # its geff (what other tracking tools read): the same tracks and divisions, with the labels it names
+    graph_layers = _open(ViewerModel(), tmp_path / "tracks" / "tracks.geff")
+    assert [type(lay).__name__ for lay in graph_layers] == ["Labels", "Tracks"]
+    assert len(graph_layers[1].data) == len(table) and len(graph_layers[1].graph) == len(tracks.graph)
+    np.testing.assert_allclose(np.sort(graph_layers[1].data[:, 2:], axis=0), np.sort(tracks.data[:, 2:], axis=0))
     # a segmentation written as an image opens as Labels
     seg = tmp_path / "field_nucleus.ome.zarr"
     assert run(["segment", str(store), str(seg), "-w", "nucleus"]) == 0

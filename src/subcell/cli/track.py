@@ -73,7 +73,9 @@ def read_label_timelapse(path: Path, *, label: str | None, voxel_size: Any, axes
 
 def track(
     labels: Annotated[Path, typer.Argument(help="Instance labels over time: OME-Zarr/OME-TIFF/TIFF or a CTC folder.")],
-    output: Annotated[Path, typer.Argument(help="Output folder (labels.ome.zarr, tracks.parquet, ctc/, napari).")],
+    output: Annotated[
+        Path, typer.Argument(help="Output folder (labels.ome.zarr, tracks.parquet, tracks.geff, ctc/, napari).")
+    ],
     image: Annotated[
         Optional[Path],  # noqa: UP045
         typer.Option("--image", help="Intensity image (same T/Z/Y/X) for the intensity cost and mean intensities."),
@@ -114,6 +116,7 @@ def track(
     from subcell.io import write_bundle
     from subcell.io._atomic import check_output
     from subcell.track import TrackConfig, napari_tracks, track_timelapse, write_frames
+    from subcell.track.graph import GEFF_NAME, write_geff
 
     check_output(output, overwrite=overwrite)
     cfg = load_validated(
@@ -156,7 +159,16 @@ def track(
         output,
         tables={"tracks.parquet": result.table, "lineage.parquet": result.lineage, "napari_tracks.csv": napari},
         files=files,
-        streams=[lambda folder: write_frames(folder, result, image=store)],
+        streams=[
+            lambda folder: write_frames(folder, result, image=store),
+            lambda folder: write_geff(
+                folder / GEFF_NAME,
+                result.table,
+                two_d=lab.shape[2] == 1,
+                time_interval_s=interval,
+                labels_path="../labels.ome.zarr",
+            ),
+        ],
         overwrite=overwrite,
     )
     lin = result.lineage
@@ -178,9 +190,22 @@ def load_tracks(path: Path, *, label: str | None, voxel_size: Any, axes: str | N
     from subcell.io import read_table, store_table
     from subcell.io.ctc import find_ctc, read_ctc
     from subcell.track import Tracks, lineage_table, tracks_from_lineage
+    from subcell.track.graph import is_geff, read_track_graph, related_labels, tracks_from_graph
 
     if not path.exists():
         raise InputFileError(f"{what} not found", path=path)
+    assumed = VoxelSize.of(grid_of).as_tuple() if grid_of is not None else None
+    if is_geff(path):  # another tool's tracks (or ours alone): the graph names objects of a related label image
+        labels_path = related_labels(path)
+        if labels_path is None or not labels_path.exists():
+            raise InputFileError(f"{what}: the track graph names no label image that exists "
+                                 f"({labels_path or 'no related labels'}); without masks it can only be truth, "
+                                 "scored as points", path=path, field="related_objects")  # fmt: skip
+        img = read_assuming(lambda vs: read_label_timelapse(labels_path, label=None, voxel_size=vs, axes=axes,
+                                                            force=False), voxel_size, assumed)  # fmt: skip
+        vs = img.voxel_size.as_tuple()
+        points = read_track_graph(path, voxel_size=vs)
+        return tracks_from_graph(img.data[:, 0], points, voxel_size=vs, time_interval_s=img.time_interval), vs
     if (path / "tracks.parquet").is_file() and (path / "labels.ome.zarr").exists():
         table = read_table(path / "tracks.parquet", what="tracks table")
         img = read_input(path / "labels.ome.zarr")  # stays lazy: scored a frame at a time
@@ -202,7 +227,6 @@ def load_tracks(path: Path, *, label: str | None, voxel_size: Any, axes: str | N
         if missing:
             raise InputFileError(f"lineage table lacks columns {sorted(missing)}", path=path, field="lineage")
         parents = dict(zip(lineage["track_id"].astype(int), lineage["parent_id"].astype(int), strict=True))
-    assumed = VoxelSize.of(grid_of).as_tuple() if grid_of is not None else None
     img = read_assuming(lambda vs: read_label_timelapse(path, label=label, voxel_size=vs, axes=axes, force=False),
                         voxel_size, assumed)  # fmt: skip
     vs = img.voxel_size.as_tuple()
@@ -214,12 +238,15 @@ def load_tracks(path: Path, *, label: str | None, voxel_size: Any, axes: str | N
 
 
 def evaluate_tracks(
-    pred: Annotated[Path, typer.Argument(help="Predicted tracks: `subcell track` output or a CTC result folder.")],
+    pred: Annotated[
+        Path,
+        typer.Argument(help="Predicted tracks: `subcell track` output, a CTC result folder or a geff with its labels."),
+    ],
     truth: Annotated[
         Path,
         typer.Argument(
-            help="Truth: CTC folder, `subcell track` output, OME-Zarr with tables/lineage, or point tracks "
-            "(.npy napari Tracks data in pixels; .csv/.parquet with track_id, t, y, x or y_um, x_um)."
+            help="Truth: CTC folder, `subcell track` output, OME-Zarr with tables/lineage, geff, TrackMate XML or "
+            "point tracks (.npy napari Tracks data in pixels; .csv/.parquet with track_id, t, y, x or y_um, x_um)."
         ),
     ],
     truth_label: Annotated[
@@ -251,17 +278,22 @@ def evaluate_tracks(
     from subcell.io import write_bundle
     from subcell.io._atomic import check_output
     from subcell.track.evaluate import evaluate_tracks as score
-    from subcell.track.points import POINT_SUFFIXES
+    from subcell.track.points import are_point_tracks
 
     if output is not None:
         check_output(output, overwrite=overwrite)
     p, p_vs = load_tracks(pred, label=None, voxel_size=voxel_size, axes=axes, what="prediction",
                           ids_are_tracks=ids_are_tracks)  # fmt: skip
     summary: dict[str, Any]
-    if truth.suffix in POINT_SUFFIXES:
+    if are_point_tracks(truth):
+        from subcell.track.graph import is_geff, related_labels
         from subcell.track.points import evaluate_point_tracks, read_point_tracks
 
         points = read_point_tracks(truth, voxel_size=p_vs)
+        named = related_labels(truth) if is_geff(truth) else None
+        if named is not None:
+            typer.echo(f"note: {truth}: the label image it names ({named}) does not exist: scored as points",
+                       err=True)  # fmt: skip
         summary = evaluate_point_tracks(p, points, voxel_size=p_vs, frame_tolerance=frame_tolerance)
         per_track = None
         typer.echo(f"point tracks: {summary['points_matched']:.1%} of {summary['true_objects']} points inside a "

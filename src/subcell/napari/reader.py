@@ -8,6 +8,9 @@
 - OME-TIFF / TIFF: the same through :func:`subcell.io.read`.
 - A ``subcell track`` output folder (or its ``tracks.parquet``): a Tracks layer (µm, with the division graph)
   and its track-consistent labels.
+- A track graph: a geff group (``tracks.geff`` of ``subcell track``, or another tool's) or a TrackMate XML file:
+  a Tracks layer with the division graph, and the label image a geff names; positions in µm where the file states
+  a unit, else in pixels.
 - A cell store (``cells.zarr``): the crops as one stack browsable along a ``cell`` axis, table as features.
 
 Layer data are ``(data, kwargs, layer_type)`` tuples, napari's reader contract, so this module never imports
@@ -46,6 +49,10 @@ def _kind(p: Path) -> str | None:
         return "tracks"
     if p.is_dir() and (p / "zarr.json").is_file() and (p / "cells.parquet").is_file():
         return "cells"
+    from subcell.track.graph import is_geff, is_trackmate_xml
+
+    if is_geff(p) or is_trackmate_xml(p):
+        return "graph"
     if p.is_dir() and any((p / m).is_file() for m in ("zarr.json", ".zattrs")):
         return "ome-zarr"
     if p.is_file() and p.suffix.lower() in (".tif", ".tiff"):
@@ -61,6 +68,8 @@ def read_layers(path: str | Path) -> list[LayerData]:
         return _tracks_layers(p if p.is_dir() else p.parent)
     if kind == "cells":
         return _cell_store_layers(p)
+    if kind == "graph":
+        return _graph_layers(p)
     if kind in ("ome-zarr", "tiff"):
         return _image_layers(p)
     from subcell.errors import InputFileError
@@ -181,6 +190,25 @@ def _tracks_layers(folder: Path) -> list[LayerData]:
     ]  # fmt: skip
     labels = folder / "labels.ome.zarr"
     if labels.is_dir():
+        layers = _image_layers(labels) + layers
+    return layers
+
+
+def _graph_layers(p: Path) -> list[LayerData]:
+    """A geff group or TrackMate XML file: its tracklets as a Tracks layer (divisions in the graph), and the label
+    image a geff names, where it exists."""
+    from subcell.track.graph import read_track_graph, related_labels
+    from subcell.track.tracks import napari_tracks
+
+    points = read_track_graph(p, voxel_size=(1.0, 1.0, 1.0))  # a file without units stays in pixels
+    data, graph = napari_tracks(points)
+    features = points.sort_values(["track_id", "t"]).reset_index(drop=True)
+    layers: list[LayerData] = [
+        (data, {"name": f"{p.name} tracks", "graph": graph, "features": features, "tail_length": 10,
+                "axis_labels": ("t", "z", "y", "x")}, "tracks"),
+    ]  # fmt: skip
+    labels = related_labels(p)
+    if labels is not None and labels.exists():
         layers = _image_layers(labels) + layers
     return layers
 

@@ -20,9 +20,21 @@ from subcell.errors import InputFileError, ValueRangeError
 from subcell.image import VoxelSize
 from subcell.track.tracks import Tracks
 
-__all__ = ["evaluate_point_tracks", "read_point_tracks"]
+__all__ = ["are_point_tracks", "evaluate_point_tracks", "read_point_tracks"]
 
-POINT_SUFFIXES = (".csv", ".parquet", ".npy")
+POINT_SUFFIXES = (".csv", ".parquet", ".npy", ".xml")
+
+
+def are_point_tracks(path: str | Path) -> bool:
+    """Whether ``path`` holds tracks as points alone: a table, a napari Tracks array, a TrackMate XML file, or a
+    geff group without a label image (one that names an existing one is read with its masks)."""
+    from subcell.track.graph import is_geff, related_labels
+
+    p = Path(path)
+    if p.suffix.lower() in POINT_SUFFIXES:
+        return True
+    labels = related_labels(p) if is_geff(p) else None
+    return is_geff(p) and (labels is None or not labels.exists())
 
 
 def read_point_tracks(
@@ -30,7 +42,8 @@ def read_point_tracks(
 ) -> Any:
     """Point tracks as a table ``track_id, t, z_um, y_um, x_um, parent_track``.
 
-    Accepted: a napari Tracks array saved with ``numpy.save`` (columns track_id, t, [z,] y, x in data
+    Accepted: a geff group or a TrackMate XML file (:func:`~subcell.track.graph.read_track_graph`: units from
+    their metadata), a napari Tracks array saved with ``numpy.save`` (columns track_id, t, [z,] y, x in data
     coordinates, i.e. pixels) or a CSV / Parquet table with columns ``track_id, t`` and ``y, x`` (pixels) or
     ``y_um, x_um`` (µm), ``z``/``z_um`` optional, ``parent_track`` optional (0 = none). ``units`` overrides
     what the column names say. Positions in pixels are converted with ``voxel_size`` (NGFF i·voxel).
@@ -39,10 +52,14 @@ def read_point_tracks(
 
     from subcell.io import read_table
     from subcell.io.files import read_napari_tracks
+    from subcell.track.graph import is_geff, read_track_graph
 
     p = Path(path)
+    if p.suffix.lower() == ".xml" or is_geff(p):  # a graph's units are in its metadata
+        return read_track_graph(p, voxel_size=voxel_size).drop(columns=["seg_id"], errors="ignore")
     if p.suffix not in POINT_SUFFIXES:
-        raise InputFileError(f"point tracks must be one of {', '.join(POINT_SUFFIXES)}", path=p, field="points")
+        raise InputFileError(f"point tracks must be one of {', '.join(POINT_SUFFIXES)} or a geff group", path=p,
+                             field="points")  # fmt: skip
     table = read_napari_tracks(p) if p.suffix == ".npy" else read_table(p, what="point tracks")
     in_um = {"y_um", "x_um"} <= set(table.columns)
     missing = {"track_id", "t"} - set(table.columns)
