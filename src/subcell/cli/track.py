@@ -201,8 +201,10 @@ def load_tracks(path: Path, *, label: str | None, voxel_size: Any, axes: str | N
             raise InputFileError(f"{what}: the track graph names no label image that exists "
                                  f"({labels_path or 'no related labels'}); without masks it can only be truth, "
                                  "scored as points", path=path, field="related_objects")  # fmt: skip
-        img = read_assuming(lambda vs: read_label_timelapse(labels_path, label=None, voxel_size=vs, axes=axes,
-                                                            force=False), voxel_size, assumed)  # fmt: skip
+        from subcell.io.reader import axes_for
+
+        img = read_assuming(lambda vs: read_label_timelapse(labels_path, label=None, voxel_size=vs, force=False,
+                                                            axes=axes_for(labels_path, axes)), voxel_size, assumed)  # fmt: skip
         vs = img.voxel_size.as_tuple()
         points = read_track_graph(path, voxel_size=vs)
         return tracks_from_graph(img.data[:, 0], points, voxel_size=vs, time_interval_s=img.time_interval), vs

