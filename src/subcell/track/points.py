@@ -91,7 +91,7 @@ def read_point_tracks(
         raise InputFileError("point tracks have negative frames", path=p, field="t")
     twice = out.duplicated(["track_id", "t"])
     if twice.any():
-        tid, t = out.loc[twice.idxmax(), ["track_id", "t"]]
+        tid, t = out[["track_id", "t"]].to_numpy()[int(np.argmax(twice.to_numpy()))]
         raise InputFileError(f"{int(twice.sum())} points share a track and frame with another (e.g. track {tid} in "
                              f"frame {t}): an id per lineage, not per track? Give the tracking graph (geff, TrackMate "
                              "XML) or one id per track", path=p, field="track_id")  # fmt: skip
