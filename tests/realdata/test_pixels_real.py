@@ -37,4 +37,4 @@ def test_a_few_strokes_segment_the_cells3d_nuclei(real_data: Path, tmp_path: Pat
     assert run(["segment", str(src / "nuclei.tif"), str(out), "-w", str(model), *vs]) == 0
     score = dice(io.read(out).numpy()[0, 0] > 0, labels > 0)
     print(f"{int((strokes > 0).sum())} scribbled voxels: foreground Dice {score:.3f}")
-    assert score >= 0.85  # 0.905 measured from 435 voxels (the classical nucleus workflow: 0.974)
+    assert score >= 0.85  # 0.901 measured from 435 voxels (v1 features 0.905; the nucleus workflow: 0.974)

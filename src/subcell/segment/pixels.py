@@ -3,7 +3,9 @@ filter responses in µm, predicting each voxel's class probabilities.
 
 Features (:func:`pixel_features`) are local and in physical units: at each scale σ (µm) the Gaussian-smoothed
 intensity, the scale-normalized gradient magnitude and the three scale-normalized Hessian eigenvalues, plus the
-intensity itself, all from Gaussian derivative filters truncated at 3σ. So a classifier trained at one voxel size
+intensity itself: Gaussian derivative filters along axes where σ is under 3 voxels, central differences of the
+image smoothed once along the others — the wide scales, which cost most, take one filter instead of ten; kernels
+reach 4σ. So a classifier trained at one voxel size
 reads another at the same physical scales, and a field classified block by block equals the whole field (each block
 read with :func:`feature_reach` of halo: the workflow step ``pixel_classifier`` declares it).
 
@@ -29,7 +31,7 @@ from scipy import ndimage as ndi
 
 from subcell.errors import InputFileError, ValueRangeError
 from subcell.image import VoxelSize
-from subcell.segment.filters import hessian_eigenvalues, sigma_voxels
+from subcell.segment.filters import eigenvalues_by_magnitude, sigma_voxels
 
 __all__ = [
     "PixelClassifier",
@@ -47,11 +49,16 @@ __all__ = [
 DEFAULT_SIGMAS_UM = (0.3, 0.7, 1.6, 3.5)
 # the normalization a classifier is trained after, which the workflow it writes repeats (the same fitted numbers)
 NORMALIZE: dict[str, Any] = {"method": "percentile", "low": 1.0, "high": 99.8}
+FD_MIN_SIGMA = 3.0  # voxels: from this σ up, an axis' derivatives are differences of the smoothed image
+# kernels reach 4σ: cut at 3σ, a second-derivative kernel does not sum to zero (it adds 2.7 % of the local intensity
+# to σ²·∂²), and a second difference of a 3σ-smoothed image sees the cut, 1 % of the peak, as a curvature ∝ σ²
+TRUNCATE = 4.0
 FEATURE_BYTES = 1 << 30  # the features of one block (with its halo) stay within this; a smaller field is one block
 PREDICT_STEP = 1 << 18  # voxels per call of the forest: its work arrays stay small
 MIN_LEAF = 5  # voxels per leaf: neighbouring voxels are near copies, a leaf of one is noise (and model size)
 TILE_SIGMAS = 8  # held-out scoring cuts strokes into tiles this many of the widest scale across (28 µm by default)
 META = "pixel_classifier.json"
+FORMAT_VERSION = 2  # 2: derivatives by differences at wide scales (version 1's features differ: retrain)
 FOREST = "forest.skops"
 # the one type a stored forest holds beyond skops' own safe defaults (scikit-learn estimators, NumPy arrays);
 # anything else is refused, never loaded, and what loads must be a random forest
@@ -62,7 +69,11 @@ def pixel_features(
     image: np.ndarray, *, voxel_size: VoxelSize | Sequence[float], sigmas_um: Sequence[float] = DEFAULT_SIGMAS_UM
 ) -> np.ndarray:
     """``(F, Z, Y, X)`` float32 features of a ``(Z, Y, X)`` image (a single plane is filtered in 2D): the image,
-    then per scale σ: Gaussian, σ·|∇G| and the Hessian eigenvalues σ²λ1..3 (|λ1| <= |λ2| <= |λ3|)."""
+    then per scale σ: Gaussian, σ·|∇G| and the Hessian eigenvalues σ²λ1..3 (|λ1| <= |λ2| <= |λ3|).
+
+    Derivatives along an axis where σ spans :data:`FD_MIN_SIGMA` voxels or more are central differences of the
+    smoothed image (one Gaussian filter then serves the gradient and the Hessian: the wide scales cost one filter
+    instead of ten); along a finer axis they are Gaussian derivative filters."""
     a = np.asarray(image, dtype=np.float32)
     if a.ndim != 3:
         raise ValueRangeError(f"expected a (Z, Y, X) image, got {a.ndim} axes", field="image")
@@ -71,17 +82,67 @@ def pixel_features(
     feats = [a]
     for s in sigmas_um:
         sig = sigma_voxels(float(s), vs, per_slice=flat)
-        feats.append(ndi.gaussian_filter(a, sig, mode="nearest", truncate=3.0))
+        active = [ax for ax in range(3) if sig[ax] > 0]
+        derivative = _derivatives(a, sig)
+
+        def hessian(i: int, j: int) -> np.ndarray:
+            return derivative(_order(i, j)) * np.float32(sig[i] * sig[j])  # noqa: B023 - used within this pass
+
+        feats.append(derivative((0, 0, 0)))  # stacked (copied) below
         grad = np.zeros_like(a)
-        for ax in range(3):
-            if sig[ax] > 0:
-                order = [0, 0, 0]
-                order[ax] = 1
-                d = ndi.gaussian_filter(a, sig, order=order, mode="nearest", truncate=3.0) * np.float32(sig[ax])
-                grad += d * d
+        for ax in active:
+            d = derivative(_order(ax)) * np.float32(sig[ax])
+            grad += d * d
         feats.append(np.sqrt(grad))
-        feats.extend(hessian_eigenvalues(a, sig))
+        feats.extend(eigenvalues_by_magnitude(hessian, active, a.shape))
     return np.stack(feats)
+
+
+def _order(*axes: int) -> tuple[int, int, int]:
+    """The derivative order (z, y, x) of differentiating once along each of ``axes``."""
+    order = [0, 0, 0]
+    for ax in axes:
+        order[ax] += 1
+    return order[0], order[1], order[2]
+
+
+def _derivatives(a: np.ndarray, sig: Sequence[float]) -> Any:
+    """``derivative(order)``: the Gaussian-smoothed image's derivative of that (z, y, x) order (total <= 2, per
+    voxel): a Gaussian derivative filter (:data:`TRUNCATE` σ) along the axes where σ < :data:`FD_MIN_SIGMA`, then
+    central differences along the others. Those axes are padded by one voxel (edge values, as the filters'
+    ``nearest`` mode) before filtering, so the differences at the image's edges use the smoothed image beyond them,
+    not a copy of the edge (which would halve a slope there and turn it into a curvature). Each filter is made once
+    per scale; the arrays returned may be shared, so callers must not change them in place."""
+    fd = [s >= FD_MIN_SIGMA for s in sig]
+    padded = np.pad(a, [(1, 1) if d else (0, 0) for d in fd], mode="edge") if any(fd) else a
+    filtered: dict[tuple[int, ...], np.ndarray] = {}
+
+    def derivative(order: tuple[int, int, int]) -> np.ndarray:
+        exact = tuple(0 if fd[ax] else o for ax, o in enumerate(order))
+        if exact not in filtered:
+            filtered[exact] = ndi.gaussian_filter(padded, sig, order=list(exact), mode="nearest", truncate=TRUNCATE)
+        out = filtered[exact]
+        for ax in range(3):
+            if fd[ax]:
+                out = _difference(out, ax, order[ax])
+        return out
+
+    return derivative
+
+
+def _difference(a: np.ndarray, axis: int, order: int) -> np.ndarray:
+    """The inner part (one voxel off each end) of ``a`` along ``axis`` (order 0), or there its central first
+    (``(f[i+1] − f[i−1]) / 2``) or second (``f[i+1] − 2f[i] + f[i−1]``) difference. Written as slices:
+    ``np.gradient`` has no second difference."""
+    f = np.moveaxis(a, axis, 0)
+    if order == 0:
+        out = f[1:-1]
+    elif order == 1:
+        out = (f[2:] - f[:-2]) * np.float32(0.5)
+    else:
+        out = f[2:] + f[:-2]
+        out -= 2 * f[1:-1]
+    return np.moveaxis(out, 0, axis)
 
 
 def feature_blocks(
@@ -122,11 +183,11 @@ def feature_block_yx(shape: Sequence[int], halo: Sequence[int], n_features: int,
 
 
 def feature_reach(sigmas_um: Sequence[float], voxel_size: VoxelSize | Sequence[float]) -> tuple[int, int, int]:
-    """Voxels per axis (z, y, x) a voxel's features depend on around it: the Gaussian truncation of the widest
-    scale (``int(3σ + 0.5)``, plus one)."""
+    """Voxels per axis (z, y, x) a voxel's features depend on around it: the widest Gaussian kernel's radius
+    (``int(4σ + 0.5)``, :data:`TRUNCATE`), plus one for the differences."""
     vs = VoxelSize.of(voxel_size).as_tuple()
     top = max(sigmas_um)
-    return tuple(int(3.0 * top / v + 0.5) + 1 for v in vs)  # type: ignore[return-value]
+    return tuple(int(TRUNCATE * top / v + 0.5) + 1 for v in vs)  # type: ignore[return-value]
 
 
 @dataclass(frozen=True)
@@ -275,7 +336,7 @@ def save_pixel_classifier(clf: PixelClassifier, folder: str | Path, *, files: di
     from subcell import __version__
     from subcell.io import write_bundle
 
-    meta = {**clf.meta, "format": "subcell-pixel-classifier", "version": 1, "subcell": __version__}
+    meta = {**clf.meta, "format": "subcell-pixel-classifier", "version": FORMAT_VERSION, "subcell": __version__}
     blob = sio.dumps(clf.forest, compression=zipfile.ZIP_DEFLATED)
     return write_bundle(folder, files={FOREST: blob, META: json.dumps(meta, indent=2).encode(),
                                        **(files or {})}, overwrite=overwrite)  # fmt: skip
@@ -366,6 +427,10 @@ def _read_meta(folder: Path) -> dict[str, Any]:
         [int(c) for c in meta["classes"]]
     except (ValueError, KeyError, TypeError) as e:
         raise InputFileError(f"expected JSON with sigmas_um and classes ({e})", path=path) from None
+    if meta.get("version") != FORMAT_VERSION:
+        raise InputFileError(f"version {meta.get('version')!r} of the pixel classifier format; this subcell reads "
+                             f"version {FORMAT_VERSION} (its features differ): train it again with `subcell pixels "
+                             "train`", path=path, field="version")  # fmt: skip
     if not sig or any(not math.isfinite(s) or s <= 0 for s in sig):
         raise InputFileError(f"sigmas_um must be positive lengths, got {sig}", path=path, field="sigmas_um")
     return dict(meta)

@@ -9,7 +9,13 @@ public name is importable from ``subcell.segment.filters``.
 from __future__ import annotations
 
 from subcell.segment.filters._common import sigma_voxels
-from subcell.segment.filters.detection import filament_filter, filament_top, hessian_eigenvalues, spot_filter
+from subcell.segment.filters.detection import (
+    eigenvalues_by_magnitude,
+    filament_filter,
+    filament_top,
+    hessian_eigenvalues,
+    spot_filter,
+)
 from subcell.segment.filters.intensity import (
     apply_range,
     masked_object_threshold,
@@ -32,6 +38,7 @@ __all__ = [
     "apply_range",
     "basal_run_lengths",
     "edge_preserving_smooth",
+    "eigenvalues_by_magnitude",
     "filament_filter",
     "filament_top",
     "fill_between_membranes",

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 from scipy import ndimage as ndi
@@ -12,7 +12,7 @@ from subcell.errors import ValueRangeError
 from subcell.image import VoxelSize
 from subcell.segment.filters._common import _as_3d, sigma_voxels
 
-__all__ = ["filament_filter", "filament_top", "hessian_eigenvalues", "spot_filter"]
+__all__ = ["eigenvalues_by_magnitude", "filament_filter", "filament_top", "hessian_eigenvalues", "spot_filter"]
 
 
 def spot_filter(
@@ -91,7 +91,6 @@ def hessian_eigenvalues(img: np.ndarray, sigma_vox: Sequence[float]) -> tuple[np
     """
     a = np.asarray(img, dtype=np.float32)
     sig = list(sigma_vox)
-    active = [ax for ax in range(3) if sig[ax] > 0]
 
     def second(i: int, j: int) -> np.ndarray:
         order = [0, 0, 0]
@@ -101,8 +100,17 @@ def hessian_eigenvalues(img: np.ndarray, sigma_vox: Sequence[float]) -> tuple[np
         out *= np.float32(sig[i] * sig[j])
         return out
 
+    return eigenvalues_by_magnitude(second, [ax for ax in range(3) if sig[ax] > 0], a.shape)
+
+
+def eigenvalues_by_magnitude(
+    second: Callable[[int, int], np.ndarray], active: Sequence[int], shape: tuple[int, ...]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Eigenvalues of a per-voxel symmetric Hessian, sorted by magnitude (see :func:`hessian_eigenvalues`), from
+    ``second(i, j)``: its (i, j) component as a new float32 array (consumed in place), over the ``active`` axes
+    (the others' rows are zero)."""
     if len(active) < 2:
-        z = np.zeros(a.shape, np.float32)
+        z = np.zeros(shape, np.float32)
         only = second(active[0], active[0]) if active else z.copy()
         return z, z.copy(), only
     if len(active) == 2:
@@ -114,7 +122,7 @@ def hessian_eigenvalues(img: np.ndarray, sigma_vox: Sequence[float]) -> tuple[np
         np.multiply(hij, hij, out=hij)
         root = np.sqrt(half + hij)
         small, large = _by_magnitude(mean - root, mean + root)
-        return np.zeros(a.shape, np.float32), small, large
+        return np.zeros(shape, np.float32), small, large
     a11, a22, a33 = second(0, 0), second(1, 1), second(2, 2)
     a12, a13, a23 = second(0, 1), second(0, 2), second(1, 2)
     # closed-form eigenvalues of a real symmetric 3×3 matrix (trigonometric method)
