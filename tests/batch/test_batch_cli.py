@@ -230,6 +230,32 @@ def test_batch_track_equals_single_runs_and_gathers_the_tables(tmp_path: Path) -
         assert (lineage.id == f"m{s}").sum() == len(pd.read_parquet(single / "lineage.parquet")) > 0
         np.testing.assert_array_equal(read(out / f"m{s}.tracks" / "labels.ome.zarr").numpy(),
                                       read(single / "labels.ome.zarr").numpy())  # fmt: skip
+    # every movie's tracks scored against its truth (the synthetic lineage), and one against points (a geff whose
+    # label image is not beside it): a metrics row each, per-track rows where the truth has masks
+    import json
+    import shutil
+
+    shutil.copytree(out / "m1.tracks" / "tracks.geff", tmp_path / "points.geff")
+    pd.DataFrame({"id": ["m0", "m1", "m1pts"],
+                  "source": [str(out / f"m{s}.tracks") for s in (0, 1, 1)],
+                  "target": ["m0.ome.zarr", "m1.ome.zarr", "points.geff"],
+                  "truth_label": ["nucleus", "nucleus", None]}).to_csv(tmp_path / "scored.csv", index=False)  # fmt: skip
+    scores = tmp_path / "scores"
+    assert run(["batch", "evaluate-tracks", str(tmp_path / "scored.csv"), str(scores), "--workers", "1",
+                "--quiet"]) == 0  # fmt: skip
+    gathered = pd.read_parquet(scores / "tracking_scores").set_index("id")
+    for item, truth in (("m0", ["m0.ome.zarr", "--truth-label", "nucleus"]), ("m1pts", ["points.geff"])):
+        single = tmp_path / f"single_{item}"
+        assert run(["evaluate-tracks", str(out / f"{item[:2]}.tracks"), str(tmp_path / truth[0]), *truth[1:],
+                    "-o", str(single)]) == 0  # fmt: skip
+        want = json.loads((single / "metrics.json").read_text())
+        assert (
+            gathered.loc[item, "TRA"] == pytest.approx(want["TRA"])
+            and gathered.loc[item, "true_tracks"] == want["true_tracks"]
+        )
+    assert np.isnan(gathered.loc["m1pts", "SEG"]) and gathered.loc["m1pts", "TRA"] == pytest.approx(1.0)
+    per_track = pd.read_parquet(scores / "per_track")
+    assert set(per_track.id) == {"m0", "m1"}  # point truth has no per-track table: nothing gathered for it
 
 
 def test_a_finished_batch_is_the_manifest_of_the_next(

@@ -116,7 +116,10 @@ def _add_to_dataset(item: Any, gathered: Gathered) -> None:
     from subcell.batch.items import safe_name
     from subcell.io import read, read_table, write_table
 
-    table = read_table(item.output / gathered.table if gathered.table else item.output)
+    path = item.output / gathered.table if gathered.table else item.output
+    if gathered.optional and not path.exists():
+        return
+    table = read_table(path)
     clash = {"id", "source"} & set(table.columns)  # e.g. a cell table's own source field: the item's get a prefix
     table.insert(0, "batch_id" if clash else "id", item.id)
     table.insert(1, "batch_source" if clash else "source", str(item.inputs[0]))

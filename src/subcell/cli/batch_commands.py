@@ -31,6 +31,7 @@ class Gathered:
     folder: str
     table: str = ""  # the file inside the item's output folder; "" = the output is the table
     voxel_size: bool = False  # also the input's voxel size (voxel_size_z/y/x)
+    optional: bool = False  # an output may lack it (e.g. no per-track table for point truth): nothing gathered then
 
 
 @dataclass(frozen=True)
@@ -184,6 +185,20 @@ def _labelfree_evaluate(row: Any, base: Path) -> tuple[list[str], list[str], lis
     return [str(row.source), str(target)], opts, inputs
 
 
+def _evaluate_tracks(row: Any, base: Path) -> tuple[list[str], list[str], list[Path]]:
+    truth = _target(row, base, "the true tracks (CTC folder, tracks folder, geff, TrackMate XML or point table)")
+    opts = _vs(row)
+    if row.metadata.get("truth_label") is not None:  # the NGFF label image of a truth OME-Zarr
+        opts += ["--truth-label", str(row.metadata["truth_label"])]
+    return [str(row.source), str(truth)], opts, [row.source, truth]
+
+
+def _tracked_labels(row: Any) -> Path:
+    """The label image of a tracks folder (what evaluating it reads a frame at a time), else the source."""
+    labels = Path(row.source) / "labels.ome.zarr"
+    return labels if labels.exists() else Path(row.source)
+
+
 def _state_predict(row: Any, base: Path) -> tuple[list[str], list[str], list[Path]]:
     opts, inputs = [], [row.source]
     if (tracks := _meta_path(row, "tracks", base)) is not None:  # the movie's tracks: states smoothed along them
@@ -261,6 +276,19 @@ COMMANDS: dict[str, Spec] = {
         output_option="--out",
         one_file_options=("figure",),
         row_options=(_CELLS, ("noise_control", "noise_control"), ("second_acquisition", "second_acquisition")),
+    ),
+    # a folder per item (metrics.json, per_track.csv); the matching reads a frame of both movies at a time: 846 MB
+    # peak for 4 frames of 48x768x768 uint32 track labels against their truth, 3.5 of a frame's 113 MB above the
+    # worker's base (`/usr/bin/time -v subcell evaluate-tracks`; a CHO movie of 4.5 MB frames: 420 MB, the base)
+    "evaluate-tracks": Spec(
+        ("evaluate-tracks",),
+        ".scores",
+        3.5,
+        _evaluate_tracks,
+        gathered=(Gathered("tracking_scores", "metrics.json"), Gathered("per_track", "per_track.csv", optional=True)),
+        sized_by=_tracked_labels,
+        output_option="--output",
+        per_frame=True,
     ),
     # a cell store states no array size in a header: no memory estimate (the cells are read one table at a time)
     "state-predict": Spec(

@@ -105,13 +105,21 @@ def read_napari_tracks(path: str | Path) -> Any:
 
 
 def read_table(path: str | Path, *, what: str = "table") -> Any:
-    """A ``.csv`` or ``.parquet`` table as a pandas DataFrame; a one-line error naming the file otherwise."""
+    """A ``.csv`` or ``.parquet`` table as a pandas DataFrame (a ``.json`` object, such as a command's
+    ``metrics.json``, as one row); a one-line error naming the file otherwise."""
+    import json
+
     import pandas as pd
 
     p = Path(path)
     if not p.is_file():
         raise InputFileError(f"{what} not found", path=p)
     try:
+        if p.suffix.lower() == ".json":
+            record = json.loads(p.read_text())
+            if not isinstance(record, dict):
+                raise ValueError(f"expected a JSON object, got {type(record).__name__}")
+            return pd.DataFrame([{k: json.dumps(v) if isinstance(v, (list, dict)) else v for k, v in record.items()}])
         return pd.read_csv(p) if p.suffix.lower() == ".csv" else pd.read_parquet(p)
     except Exception as e:
         raise InputFileError(f"unreadable {what} ({type(e).__name__}: {e})", path=p) from None
