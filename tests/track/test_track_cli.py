@@ -38,7 +38,7 @@ def test_track_writes_every_view_and_scores_perfectly_on_truth(timelapse: Path, 
     masks, rows = read_ctc(out / "ctc")
     assert masks.shape == lab.shape and len(rows) >= table.track_id.nunique()
     napari = pd.read_csv(out / "napari_tracks.csv")
-    assert list(napari.columns) == ["track_id", "t", "z", "y", "x"] and len(napari) == len(table)
+    assert list(napari.columns) == ["track_id", "t", "z_um", "y_um", "x_um"] and len(napari) == len(table)
     assert "max_speed_um_per_min" in (out / "config.yaml").read_text()
     capsys.readouterr()
     assert (
@@ -47,6 +47,12 @@ def test_track_writes_every_view_and_scores_perfectly_on_truth(timelapse: Path, 
     assert "TRA 1.0000" in capsys.readouterr().out
     per_track = pd.read_csv(tmp_path / "ev" / "per_track.csv")
     assert (per_track.id_switches == 0).all() and len(per_track) == table.track_id.nunique()
+    from subcell.track.points import read_point_tracks
+
+    # its own napari table read back as point tracks: in µm (the columns say so), not scaled as pixels
+    points = read_point_tracks(out / "napari_tracks.csv", voxel_size=(0.29, 0.108, 0.108))
+    ordered = table.sort_values(["track_id", "t"])
+    np.testing.assert_allclose(points[["z_um", "y_um", "x_um"]], ordered[["z_um", "y_um", "x_um"]])
 
 
 def test_ctc_folder_as_input_and_as_truth(timelapse: Path, tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]

@@ -150,7 +150,8 @@ def track(
     data, graph = napari_tracks(result.table)
     import pandas as pd
 
-    napari = pd.DataFrame(data, columns=["track_id", "t", "z", "y", "x"]).astype({"track_id": int, "t": int})
+    # µm, and named so (read back as point tracks, `evaluate-tracks … napari_tracks.csv`, they are not pixels)
+    napari = pd.DataFrame(data, columns=["track_id", "t", "z_um", "y_um", "x_um"]).astype({"track_id": int, "t": int})
     files = {"napari_graph.json": json.dumps({str(k): v for k, v in graph.items()}).encode(),
              "config.yaml": yaml.safe_dump({"subcell": __version__, **params}, sort_keys=False).encode()}  # fmt: skip
     # labels.ome.zarr and ctc/ from one read of each frame (write_frames), written as they are made
