@@ -134,6 +134,23 @@ def test_tracks_cell_stores_and_segmentations_open(tmp_path: Path, store: Path) 
     assert get_reader(str(tmp_path / "notes.txt")) is None  # not ours: napari asks other readers
 
 
+def test_every_scene_of_a_multi_series_file_opens_at_its_own_scale(tmp_path: Path) -> None:
+    import tifffile
+
+    path = tmp_path / "plate.ome.tif"  # two positions of a plate, as one OME-TIFF with two series
+    with tifffile.TiffWriter(path, ome=True) as w:
+        for value, (n, px) in enumerate([(32, 0.2), (16, 0.4)], 1):
+            w.write(np.full((4, n, n), value, np.uint16), photometric="minisblack",
+                    metadata={"axes": "ZYX", "PhysicalSizeX": px, "PhysicalSizeY": px, "PhysicalSizeZ": 0.5})  # fmt: skip
+    layers = _open(ViewerModel(), path)
+    assert [lay.name for lay in layers] == ["Image:0 c0", "Image:1 c0"] and [lay.visible for lay in layers] == [
+        True,
+        False,
+    ]
+    assert [float(np.asarray(lay.data).max()) for lay in layers] == [1.0, 2.0]  # each its own pixels
+    np.testing.assert_allclose([lay.scale[-1] for lay in layers], [0.2, 0.4])  # and its own voxel size
+
+
 def test_forms_are_the_configs() -> None:
     from subcell.labelfree.config import PredictConfig
     from subcell.napari.forms import ConfigForm

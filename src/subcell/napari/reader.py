@@ -5,7 +5,7 @@
   named by channel, with contrast limits from the coarsest level; its NGFF labels as Labels layers at the same
   scale; a table in its ``tables/`` keyed by label id becomes the Labels layer's features. An integer image (a
   segmentation written as an image) opens as Labels.
-- OME-TIFF / TIFF: the same through :func:`subcell.io.read`.
+- OME-TIFF / TIFF: the same through :func:`subcell.io.read`; every scene of a multi-series file, named after it.
 - A ``subcell track`` output folder (or its ``tracks.parquet``): a Tracks layer (µm, with the division graph)
   and its track-consistent labels.
 - A track graph: a geff group (``tracks.geff`` of ``subcell track``, or another tool's) or a TrackMate XML file:
@@ -70,7 +70,9 @@ def read_layers(path: str | Path) -> list[LayerData]:
         return _cell_store_layers(p)
     if kind == "graph":
         return _graph_layers(p)
-    if kind in ("ome-zarr", "tiff"):
+    if kind == "tiff":
+        return _scene_layers(p)
+    if kind == "ome-zarr":
         return _image_layers(p)
     from subcell.errors import InputFileError
 
@@ -96,10 +98,22 @@ def _limits(level: Any, c: int) -> tuple[float, float]:
     return lo, hi if hi > lo else lo + 1.0
 
 
-def _image_layers(p: Path) -> list[LayerData]:
+def _scene_layers(p: Path) -> list[LayerData]:
+    """Every scene of a multi-scene file (a multi-series OME-TIFF, a microscope file bioio reads), each named after
+    its scene, the first one shown; a one-scene file as :func:`_image_layers`."""
     from subcell import io
 
-    image = io.read(p)
+    scenes = io.describe(p)["scenes"] if p.is_file() else []
+    if len(scenes) <= 1:
+        return _image_layers(p)
+    return [layer for i, name in enumerate(scenes) for layer in _image_layers(p, scene=i, prefix=f"{name} ",
+                                                                             shown=i == 0)]  # fmt: skip
+
+
+def _image_layers(p: Path, *, scene: int | None = None, prefix: str = "", shown: bool = True) -> list[LayerData]:
+    from subcell import io
+
+    image = io.read(p, scene=scene)
     levels = io.pyramid_levels(p) if p.is_dir() else None
     levels = levels if levels and tuple(levels[0].shape) == tuple(image.shape) else [image.data]
     scale = (1.0, *image.voxel_size.as_tuple())  # T (frames), Z, Y, X in µm
@@ -108,15 +122,16 @@ def _image_layers(p: Path) -> list[LayerData]:
     if image.shape[1] == 1 and (io.is_label_image(p) or image.dtype in (np.int32, np.uint32, np.int64, np.uint64)):
         data = [lv[:, 0] for lv in levels]
         layers.append((data if len(data) > 1 else data[0],
-                       {**meta_common, "name": f"{p.name.split('.')[0]}", "multiscale": len(data) > 1}, "labels"))  # fmt: skip
+                       {**meta_common, "name": f"{prefix}{p.name.split('.')[0]}", "multiscale": len(data) > 1,
+                        "visible": shown}, "labels"))  # fmt: skip
     else:
         data = levels if len(levels) > 1 else levels[0]
         layers.append((
             data,
-            {**meta_common, "channel_axis": 1, "name": list(image.channel_names),
+            {**meta_common, "channel_axis": 1, "name": [prefix + c for c in image.channel_names],
              "contrast_limits": [_limits(levels[-1], c) for c in range(image.shape[1])],
              "multiscale": len(levels) > 1, "blending": "additive",
-             "visible": [c == 0 for c in range(image.shape[1])]},
+             "visible": [shown and c == 0 for c in range(image.shape[1])]},
             "image",
         ))  # fmt: skip
     if p.is_dir():
