@@ -236,10 +236,10 @@ def test_batch_track_equals_single_runs_and_gathers_the_tables(tmp_path: Path) -
     import shutil
 
     shutil.copytree(out / "m1.tracks" / "tracks.geff", tmp_path / "points.geff")
-    pd.DataFrame({"id": ["m0", "m1", "m1pts"],
-                  "source": [str(out / f"m{s}.tracks") for s in (0, 1, 1)],
-                  "target": ["m0.ome.zarr", "m1.ome.zarr", "points.geff"],
-                  "truth_label": ["nucleus", "nucleus", None]}).to_csv(tmp_path / "scored.csv", index=False)  # fmt: skip
+    pd.DataFrame({"id": ["m0", "m1", "m1pts", "m0geff"],
+                  "source": [*(str(out / f"m{s}.tracks") for s in (0, 1, 1)), str(out / "m0.tracks" / "tracks.geff")],
+                  "target": ["m0.ome.zarr", "m1.ome.zarr", "points.geff", "m0.ome.zarr"],
+                  "truth_label": ["nucleus", "nucleus", None, "nucleus"]}).to_csv(tmp_path / "scored.csv", index=False)  # fmt: skip
     scores = tmp_path / "scores"
     assert run(["batch", "evaluate-tracks", str(tmp_path / "scored.csv"), str(scores), "--workers", "1",
                 "--quiet"]) == 0  # fmt: skip
@@ -254,8 +254,12 @@ def test_batch_track_equals_single_runs_and_gathers_the_tables(tmp_path: Path) -
             and gathered.loc[item, "true_tracks"] == want["true_tracks"]
         )
     assert np.isnan(gathered.loc["m1pts", "SEG"]) and gathered.loc["m1pts", "TRA"] == pytest.approx(1.0)
+    # the geff with its labels as the prediction: the same tracks as the folder, the same scores
+    assert gathered.loc["m0geff", ["TRA", "LNK", "SEG"]].tolist() == gathered.loc["m0", ["TRA", "LNK", "SEG"]].tolist()
+    status = pd.read_parquet(scores / "batch.parquet").set_index("id")
+    assert status.loc["m0geff", "memory_estimate_mb"] == pytest.approx(status.loc["m0", "memory_estimate_mb"])
     per_track = pd.read_parquet(scores / "per_track")
-    assert set(per_track.id) == {"m0", "m1"}  # point truth has no per-track table: nothing gathered for it
+    assert set(per_track.id) == {"m0", "m1", "m0geff"}  # point truth has no per-track table: nothing gathered for it
 
 
 def test_a_finished_batch_is_the_manifest_of_the_next(

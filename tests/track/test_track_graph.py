@@ -168,3 +168,20 @@ def test_cli_writes_geff_and_scores_graphs_of_other_tools(tmp_path: Path, capsys
     assert "SEG nan" in out and "scored as points" in err
     assert "names no label image that exists" in cli_user_error(capsys, "evaluate-tracks", str(alone),
                                                                  str(tmp_path / "tr"))  # fmt: skip
+
+
+def test_a_time_axis_in_seconds_without_frames_is_refused(tmp_path: Path) -> None:
+    import geff
+
+    g = nx.relabel_nodes(_graph_in_pixels(), {"a": 0, "b": 1, "c": 2, "d": 3})
+    for n in g.nodes:
+        g.nodes[n]["t"] *= 300  # the time of each node, not its frame: 0, 300, 600 s look like frame numbers
+    geff.write(g, tmp_path / "s.geff", axis_names=["t", "y", "x"], axis_units=["second", None, None],
+               axis_types=["time", "space", "space"])  # fmt: skip
+    with pytest.raises(InputFileError, match="the time axis 't' is in second, and the nodes have no frame"):
+        read_track_graph(tmp_path / "s.geff", voxel_size=VS)
+    for n in g.nodes:
+        g.nodes[n]["frame"] = g.nodes[n]["t"] // 300
+    geff.write(g, tmp_path / "f.geff", axis_names=["t", "y", "x"], axis_units=["second", None, None],
+               axis_types=["time", "space", "space"])  # fmt: skip
+    assert read_track_graph(tmp_path / "f.geff", voxel_size=VS).t.tolist() == [0, 1, 2, 2]

@@ -19,7 +19,7 @@ import numpy as np
 
 from subcell.errors import InputFileError
 from subcell.image import VoxelSize
-from subcell.io._units import LENGTH_UM
+from subcell.io._units import LENGTH_UM, TIME_S
 
 __all__ = [
     "is_geff",
@@ -34,6 +34,7 @@ __all__ = [
 GEFF_NAME = "tracks.geff"
 _FRAME_PROPS = ("frame", "FRAME")  # a node's frame index where the time axis holds a time (TrackMate: FRAME)
 _PIXEL_UNITS = (None, "", "pixel", "pixels", "px")
+_TIME_UNITS = {u.lower() for u in TIME_S} | {"sec", "seconds", "minutes", "hours", "day", "microsecond", "nanosecond"}
 
 
 def tracks_graph(table: Any, *, two_d: bool) -> Any:
@@ -202,6 +203,10 @@ def _points(graph: Any, meta: Any, path: Path, voxel_size: VoxelSize | tuple[flo
     frame_prop = next((k for k in _FRAME_PROPS if all(k in attrs[n] for n in nodes)), None)
     if frame_prop is None and "t" not in axes:
         raise InputFileError("the graph has no time axis and its nodes no frame", path=path, field="axes")
+    if frame_prop is None and axes["t"].scale is None and str(axes["t"].unit).lower() in _TIME_UNITS:
+        raise InputFileError(f"the time axis {axes['t'].name!r} is in {axes['t'].unit}, and the nodes have no frame: "
+                             "give each node a 'frame' property (or store frames, scaled to time by the axis' scale)",
+                             path=path, field=axes["t"].name)  # fmt: skip
     frame_key = frame_prop or axes["t"].name
     frames = np.array([attrs[n].get(frame_key, np.nan) for n in nodes], np.float64)
     if not np.isfinite(frames).all() or (frames != np.round(frames)).any():
