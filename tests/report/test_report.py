@@ -66,6 +66,13 @@ def test_tracking_scores_of_evaluate_tracks_are_reported(tmp_path: Path) -> None
     (tmp_path / "scores" / "metrics.json").write_text(json.dumps(scores))
     lines = {s.name: s for s in collect_sections(tmp_path)}["Dynamics"].lines
     assert "precision 0.500 recall 1.000 F1 0.667 (3 true, 4 predicted)" in lines[1]
+    scores |= {"BIO": 0.5, "CT": 0.25, "TF": 0.75, "BC": None, "CCA": None, "OP_CTB": 0.805, "OP_CLB": 0.685}
+    (tmp_path / "scores" / "metrics.json").write_text(json.dumps(scores))
+    lines = {s.name: s for s in collect_sections(tmp_path)}["Dynamics"].lines
+    assert (
+        lines[1]
+        == "scores: biological measures and overall scores BIO 0.5000 CT 0.2500 TF 0.7500 OP_CTB 0.8050 OP_CLB 0.6850"
+    )
 
 
 @pytest.mark.skipif(available() is not None, reason=str(available()))

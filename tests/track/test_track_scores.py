@@ -76,29 +76,57 @@ def _perturbed_case() -> tuple[np.ndarray, dict[int, int], np.ndarray]:
     return truth, parents, pred
 
 
-def test_scores_agree_with_py_ctcmetrics(tmp_path: Path) -> None:
-    """Our CTC export read back, scored by us and by the challenge's own Python port: same TRA, DET, LNK, SEG."""
-    pytest.importorskip("ctc_metrics")
+def _score_both(truth: object, pred: object, folder: Path, metrics: list[str]) -> tuple[dict, dict]:  # type: ignore[type-arg]
+    """Both as CTC folders, read back (as a CTC tool would) and scored by us and by py-ctcmetrics."""
     from ctc_metrics.scripts.evaluate import evaluate_sequence
 
+    for sub, tracks, is_truth in ((folder / "gt", truth, True), (folder / "res", pred, False)):
+        masks, rows = ctc_segments(tracks.labels, tracks.table)  # type: ignore[attr-defined]
+        for name, content in ctc_files(masks, rows, truth=is_truth).items():
+            (sub / name).parent.mkdir(parents=True, exist_ok=True)
+            (sub / name).write_bytes(content)
+    vs = (0.29, 0.108, 0.108)
+    ours_pred = tracks_from_lineage(*_lab_parents(folder / "res"), voxel_size=vs)
+    ours_truth = tracks_from_lineage(*_lab_parents(folder / "gt"), voxel_size=vs)
+    ours, _ = evaluate_tracks(ours_pred, ours_truth)
+    return ours, evaluate_sequence(str(folder / "res"), str(folder / "gt"), threads=1, metrics=metrics)
+
+
+def test_scores_agree_with_py_ctcmetrics(tmp_path: Path) -> None:
+    """Our CTC export read back, scored by us and by the challenge's own Python port: same TRA, DET, LNK, SEG and
+    the biological measures (here no true division: BC and CCA undefined, BIO the mean of CT and TF)."""
+    pytest.importorskip("ctc_metrics")
     truth_lab, parents, pred_lab = _perturbed_case()
     vs = (0.29, 0.108, 0.108)
     truth = tracks_from_lineage(truth_lab, parents, voxel_size=vs)
     pred = track_timelapse(pred_lab, voxel_size=vs, time_interval_s=300)
-    for folder, tracks, is_truth in ((tmp_path / "gt", truth, True), (tmp_path / "res", pred, False)):
-        masks, rows = ctc_segments(tracks.labels, tracks.table)
-        for name, content in ctc_files(masks, rows, truth=is_truth).items():
-            (folder / name).parent.mkdir(parents=True, exist_ok=True)
-            (folder / name).write_bytes(content)
-    # read back what we wrote (as a CTC tool would), then score both ways
-    ours_pred = tracks_from_lineage(*_lab_parents(tmp_path / "res"), voxel_size=vs)
-    ours_truth = tracks_from_lineage(*_lab_parents(tmp_path / "gt"), voxel_size=vs)
-    ours, _ = evaluate_tracks(ours_pred, ours_truth)
-    ref = evaluate_sequence(str(tmp_path / "res"), str(tmp_path / "gt"), metrics=["TRA", "DET", "LNK", "SEG"],
-                            threads=1)  # fmt: skip
+    ours, ref = _score_both(truth, pred, tmp_path, ["TRA", "DET", "LNK", "SEG", "CT", "TF", "BC", "CCA"])
     assert ours["TRA"] < 1.0 and ours["SEG"] < 1.0  # the perturbations show
-    for key in ("TRA", "DET", "LNK", "SEG"):
+    for key in ("TRA", "DET", "LNK", "SEG", "CT", "TF", "OP_CTB", "OP_CSB"):
         assert ours[key] == pytest.approx(ref[key], abs=1e-6), key
+    assert ours["BC"] is None is ours["CCA"] is ref["BC(1)"] is ref["CCA"]
+    assert ours["BIO"] == pytest.approx(ref["BIO(1)"], abs=1e-6) == (ours["CT"] + ours["TF"]) / 2
+    assert ours["OP_CLB"] == pytest.approx((ours["LNK"] + ours["BIO"]) / 2)
+
+
+def test_biological_measures_of_a_full_cell_cycle_agree_with_py_ctcmetrics(tmp_path: Path) -> None:
+    """A cell (1) divides into 2 and 3; 2 divides again into 4 and 5: 2 is a full cycle, so CCA is defined. The
+    prediction finds the first division and misses the second (5 a new track, and 2's track goes on as 4)."""
+    pytest.importorskip("ctc_metrics")
+    lab = np.zeros((9, 1, 40, 40), np.uint16)
+    lab[0:2, 0, 16:22, 16:22] = 1
+    lab[2:5, 0, 8:14, 16:22], lab[2:9, 0, 26:32, 16:22] = 2, 3
+    lab[5:9, 0, 2:8, 10:16], lab[5:9, 0, 10:16, 24:30] = 4, 5
+    vs = (0.29, 0.108, 0.108)
+    truth = tracks_from_lineage(lab, {2: 1, 3: 1, 4: 2, 5: 2}, voxel_size=vs)
+    pred_lab = lab.copy()
+    pred_lab[pred_lab == 4] = 2
+    pred = tracks_from_lineage(pred_lab, {2: 1, 3: 1}, voxel_size=vs)
+    ours, ref = _score_both(truth, pred, tmp_path, ["TRA", "LNK", "CT", "TF", "BC", "CCA"])
+    assert ours["true_divisions"] == 2 and ours["CCA"] is not None and ours["BC"] is not None
+    for key, theirs in (("CT", "CT"), ("TF", "TF"), ("BC", "BC(1)"), ("CCA", "CCA"), ("BIO", "BIO(1)")):
+        assert ours[key] == pytest.approx(ref[theirs], abs=1e-6), key
+    assert ours["BC"] == pytest.approx(2 / 3) and 0 < ours["BIO"] < 1  # one of two divisions found
 
 
 def _lab_parents(folder: Path) -> tuple[np.ndarray, dict[int, int]]:

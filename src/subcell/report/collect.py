@@ -245,6 +245,10 @@ def _tracks_section(folder: Path, section: Any, used: set[Path]) -> None:
         sec = section("Dynamics")
         sec.lines.append(f"{where}: tracking scores " + " ".join(f"{k} {float(m[k]):.4f}" for k in
                                                                 ("TRA", "DET", "LNK", "SEG") if k in m))  # fmt: skip
+        bio = [f"{k} {float(m[k]):.4f}" for k in ("BIO", "CT", "TF", "BC", "CCA", "OP_CTB", "OP_CLB")
+               if m.get(k) is not None]  # fmt: skip
+        if bio:
+            sec.lines.append(f"{where}: biological measures and overall scores " + " ".join(bio))
         if m.get("true_divisions") is None:
             sec.lines.append(f"{where}: divisions not scored, the truth has no lineage "
                              f"({m.get('predicted_divisions')} predicted)")  # fmt: skip

@@ -6,8 +6,9 @@ here, in one read of each frame (:func:`match_frames`, from the package's one ov
 CTC rule (a predicted object matches a true one when it covers more than half of it), divisions on a one-to-one
 IoU >= 0.5 matching, which traccuracy's division metric requires. traccuracy's own matchers give the same
 matchings (tested) but read every frame once per matcher. SEG, which traccuracy does not compute, comes from the
-same pass; the test suite cross-checks TRA/DET/LNK/SEG against py-ctcmetrics (the CTC's own Python port) on
-exported CTC folders.
+same pass. The biological measures (CT, TF, BC, CCA, BIO) are py-ctcmetrics' on the same CTC-rule matching
+(:mod:`subcell.track.bio`). The test suite cross-checks all of them against py-ctcmetrics (the CTC's own Python
+port) run on exported CTC folders.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import numpy as np
 
 from subcell.errors import ValueRangeError
 from subcell.metrics.segmentation import overlaps
+from subcell.track.bio import bio_scores
 from subcell.track.tracks import Tracks, frames_of
 
 __all__ = ["FrameMatches", "evaluate_tracks", "match_frames", "seg_score", "track_digraph", "tracking_graph"]
@@ -120,7 +122,8 @@ def seg_score(truth_labels: Any, pred_labels: Any) -> tuple[float, Any]:
 
 def evaluate_tracks(pred: Tracks, truth: Tracks, *, frame_tolerance: int = 1) -> tuple[dict[str, Any], Any]:
     """TRA, DET, LNK, SEG and division precision/recall/F1 (a division counts when found within
-    ``frame_tolerance`` frames), plus one row per true track: frames, frames detected, predicted tracks it was
+    ``frame_tolerance`` frames), the challenge's biological measures CT, TF, BC, CCA, BIO and its overall scores
+    OP_CTB, OP_CSB, OP_CLB (:mod:`subcell.track.bio`), plus one row per true track: frames, frames detected, predicted tracks it was
     split into, identity switches, whether its division was found.
 
     A truth whose divisions are unknown (``truth.divisions_known`` False: tracks from ids alone) leaves them
@@ -180,7 +183,7 @@ def evaluate_tracks(pred: Tracks, truth: Tracks, *, frame_tolerance: int = 1) ->
     div = div_results[0]["results"]
     div_tol = div[f"Frame Buffer {frame_tolerance}"]
     seg = found.seg_mean()
-    summary = {
+    summary: dict[str, Any] = {
         "TRA": float(ctc["TRA"]),
         "DET": float(ctc["DET"]),
         "LNK": float(ctc["LNK"]),
@@ -199,6 +202,11 @@ def evaluate_tracks(pred: Tracks, truth: Tracks, *, frame_tolerance: int = 1) ->
     }
     if not truth.divisions_known:  # a truth of ids alone: its divisions are unknown, not absent
         summary.update(division_precision=float("nan"), division_recall=float("nan"), division_f1=float("nan"))
+    summary.update(bio_scores(pred.table, truth.table, found.ctc, n_frames=truth.labels.shape[0],
+                              frame_tolerance=frame_tolerance, divisions_known=truth.divisions_known))  # fmt: skip
+    summary["OP_CTB"] = (summary["SEG"] + summary["TRA"]) / 2
+    summary["OP_CSB"] = (summary["SEG"] + summary["DET"]) / 2
+    summary["OP_CLB"] = None if summary["BIO"] is None else (summary["LNK"] + summary["BIO"]) / 2
     per_track = _per_track(matched, gt_graph, pr_graph, truth_s)
     return summary, pd.DataFrame(per_track)
 
