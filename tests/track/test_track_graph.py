@@ -160,6 +160,9 @@ def test_cli_writes_geff_and_scores_graphs_of_other_tools(tmp_path: Path, capsys
     xml = _trackmate_xml(tmp_path / "tm.xml", spots, [(0, 1), (1, 2), (1, 3), (2, 4)])
     out, _ = cli("evaluate-tracks", str(tmp_path / "tr"), str(xml))
     assert "point tracks: 100.0% of 5 points" in out and "F1 1.000 (1 true, 1 predicted)" in out
+    out, _ = cli("info", str(geff_dir), str(xml))  # what each graph holds
+    assert "7 nodes, 3 tracklets, 1 divisions" in out and "t in frames (× 60 second), y in micrometer" in out
+    assert "format  trackmate-xml" in out and "5 nodes, 3 tracklets, 1 divisions" in out
     alone = tmp_path / "alone.geff"
     geff_dir.rename(
         alone

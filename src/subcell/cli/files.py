@@ -26,7 +26,11 @@ manifest_app = typer.Typer(help="Dataset manifests (CSV / Parquet).", no_args_is
 
 def info(
     files: Annotated[
-        list[Path], typer.Argument(help="Image files (OME-TIFF, OME-Zarr, TIFF, CZI, ND2, LIF); several at once.")
+        list[Path],
+        typer.Argument(
+            help="Image files (OME-TIFF, OME-Zarr, TIFF, CZI, ND2, LIF) or track graphs (geff, TrackMate "
+            "XML); several at once."
+        ),
     ],
     voxel_size: VoxelSizeOpt = None,
     axes: AxesOpt = None,
@@ -42,6 +46,10 @@ def info(
     from subcell.io import describe
 
     def one(file: Path) -> dict[str, Any]:
+        from subcell.track.graph import describe_graph, is_geff, is_trackmate_xml
+
+        if is_geff(file) or is_trackmate_xml(file):  # tracks as a graph
+            return describe_graph(file)
         return describe(file, scene=scene_arg(scene), voxel_size=voxel_size, axes=axes, force=force_voxel_size,
                         time_interval=time_interval)  # fmt: skip
 
@@ -68,6 +76,8 @@ def info(
 
 
 def _info_text(d: dict[str, Any]) -> str:
+    if "nodes" in d:
+        return _graph_text(d)
     vs = d["voxel_size_um"]
     rows = [
         ("file", d["path"]),
@@ -93,6 +103,26 @@ def _info_text(d: dict[str, Any]) -> str:
         rows.append(("labels", ", ".join(d["labels"])))
     for note in d["notes"]:
         rows.append(("note", note))
+    width = max(len(k) for k, _ in rows)
+    return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)
+
+
+def _graph_text(d: dict[str, Any]) -> str:
+    """A track graph's :func:`~subcell.track.graph.describe_graph` as rows."""
+
+    def axis(a: dict[str, Any]) -> str:
+        unit = a["unit"] or ("frames" if a["type"] == "time" else "pixels")
+        scaled = f" (× {a['scale']:g} {a['scaled_unit'] or ''})".rstrip() if a["scale"] is not None else ""
+        return f"{a['name']} in {unit}{scaled}"
+
+    rows = [("file", d["path"]), ("format", d["format"]),
+            ("graph", f"{d['nodes']} nodes, {d['tracklets']} tracklets, {d['divisions']} divisions"),
+            ("frames", f"{d['frames'][0]}–{d['frames'][1]}")]  # fmt: skip
+    if d["axes"]:
+        rows.append(("axes", ", ".join(axis(a) for a in d["axes"])))
+    if d["related_labels"]:
+        exists = "" if d["related_labels"]["exists"] else " (missing)"
+        rows.append(("labels", d["related_labels"]["path"] + exists))
     width = max(len(k) for k, _ in rows)
     return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)
 

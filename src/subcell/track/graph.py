@@ -22,6 +22,7 @@ from subcell.image import VoxelSize
 from subcell.io._units import LENGTH_UM, TIME_S
 
 __all__ = [
+    "describe_graph",
     "is_geff",
     "is_trackmate_xml",
     "read_track_graph",
@@ -154,6 +155,34 @@ def tracks_from_graph(labels: Any, points: Any, *, voxel_size: VoxelSize | tuple
 
 def _first_line(err: BaseException) -> str:
     return str(err).splitlines()[0] if str(err) else type(err).__name__
+
+
+def describe_graph(path: str | Path) -> dict[str, Any]:
+    """What a geff group or TrackMate XML file holds, for ``subcell info``: nodes, edges, tracklets, divisions,
+    frames, the position axes' units (positions without a unit are pixels) and the related label image."""
+    p = Path(path)
+    points = read_track_graph(p, voxel_size=(1.0, 1.0, 1.0))  # units are reported, not applied
+    axes: list[dict[str, Any]] = []
+    labels = None
+    if is_geff(p):
+        from geff_spec import GeffMetadata
+
+        meta = GeffMetadata.read(p)
+        axes = [{"name": a.name, "type": a.type, "unit": a.unit, "scale": a.scale, "scaled_unit": a.scaled_unit}
+                for a in meta.axes or []]  # fmt: skip
+        named = related_labels(p)
+        labels = None if named is None else {"path": str(named), "exists": named.exists()}
+    parents = points.groupby("track_id")["parent_track"].first()
+    return {
+        "path": str(p),
+        "format": "geff" if is_geff(p) else "trackmate-xml",
+        "nodes": len(points),
+        "tracklets": int(points["track_id"].nunique()),
+        "divisions": int(parents[parents > 0].nunique()),
+        "frames": [int(points["t"].min()), int(points["t"].max())],
+        "axes": axes,
+        "related_labels": labels,
+    }
 
 
 def _read_trackmate(path: Path, voxel_size: VoxelSize | tuple[float, ...]) -> Any:
