@@ -39,6 +39,11 @@ def test_geff_round_trip_keeps_positions_lineage_and_masks(tmp_path: Path) -> No
     mother = points[points.track_id == 1]
     assert mother[["y_um", "x_um"]].to_numpy()[0] == pytest.approx([6.25, 6.25])  # centroid of 10:16 × 0.5 µm
     assert set(points.seg_id) == {3, 7, 9} and (points.z_um == 0).all()
+    import geff
+
+    graph, _ = geff.read(tmp_path / "t.geff")  # each node carries its object's volume (what a viewer colours by)
+    volumes = sorted(a["volume_um3"] for _, a in graph.nodes(data=True))
+    assert volumes == sorted(truth.table.volume_um3.tolist()) and "mean_intensity" not in graph.nodes[1]
     back = tracks_from_graph(lab, points, voxel_size=VS)
     scores, _ = evaluate_tracks(back, truth)
     assert scores["TRA"] == pytest.approx(1.0) and scores["division_f1"] == pytest.approx(1.0)

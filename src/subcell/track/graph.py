@@ -41,10 +41,12 @@ _TIME_UNITS = {u.lower() for u in TIME_S} | {"sec", "seconds", "minutes", "hours
 def tracks_graph(table: Any, *, two_d: bool) -> Any:
     """A networkx graph of a tracks table (``track_id, t, z_um, y_um, x_um, parent_track``): one node per object and
     frame with ``t`` (frame), ``z`` (omitted when ``two_d``), ``y``, ``x`` in µm, ``track_id`` (the tracklet),
-    ``lineage_id`` (the tracklet's root) and ``seg_id`` (its value in the track label image, the track id)."""
+    ``lineage_id`` (the tracklet's root), ``seg_id`` (its value in the track label image, the track id) and, where
+    the table has them, ``volume_um3`` and ``mean_intensity`` (what a viewer colours tracks by)."""
     from subcell.track.evaluate import track_digraph
 
     parents = table.groupby("track_id")["parent_track"].first().astype(int).to_dict()
+    measured = [c for c in ("volume_um3", "mean_intensity") if c in table.columns and table[c].notna().any()]
 
     def root(tid: int) -> int:
         seen: set[int] = set()
@@ -57,7 +59,7 @@ def tracks_graph(table: Any, *, two_d: bool) -> Any:
         pos = {"y": float(r.y_um), "x": float(r.x_um)} if two_d else {"z": float(r.z_um), "y": float(r.y_um),
                                                                        "x": float(r.x_um)}  # fmt: skip
         return {"t": int(r.t), **pos, "track_id": int(r.track_id), "lineage_id": root(int(r.track_id)),
-                "seg_id": int(r.track_id)}  # fmt: skip
+                "seg_id": int(r.track_id), **{c: float(getattr(r, c)) for c in measured}}  # fmt: skip
 
     return track_digraph(table, node)
 
