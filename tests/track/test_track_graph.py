@@ -9,9 +9,10 @@ import numpy as np
 import pytest
 
 from subcell.errors import InputFileError
+from subcell.io.geff import is_trackmate_xml, related_labels
 from subcell.track import tracks_from_lineage
 from subcell.track.evaluate import evaluate_tracks
-from subcell.track.graph import is_trackmate_xml, read_track_graph, related_labels, tracks_from_graph, write_geff
+from subcell.track.graph import read_track_graph, tracks_from_graph, write_geff
 from subcell.track.points import evaluate_point_tracks, read_point_tracks
 from tests.conftest import cli_user_error
 
@@ -44,6 +45,7 @@ def test_geff_round_trip_keeps_positions_lineage_and_masks(tmp_path: Path) -> No
     graph, _ = geff.read(tmp_path / "t.geff")  # each node carries its object's volume (what a viewer colours by)
     volumes = sorted(a["volume_um3"] for _, a in graph.nodes(data=True))
     assert volumes == sorted(truth.table.volume_um3.tolist()) and "mean_intensity" not in graph.nodes[1]
+    assert {a["lineage_id"] for _, a in graph.nodes(data=True)} == {7}  # both daughters descend from track 7
     back = tracks_from_graph(lab, points, voxel_size=VS)
     scores, _ = evaluate_tracks(back, truth)
     assert scores["TRA"] == pytest.approx(1.0) and scores["division_f1"] == pytest.approx(1.0)

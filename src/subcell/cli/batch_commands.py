@@ -196,7 +196,7 @@ def _evaluate_tracks(row: Any, base: Path) -> tuple[list[str], list[str], list[P
 def _tracked_labels(row: Any) -> Path:
     """The label image of the predicted tracks (what evaluating them reads a frame at a time): a tracks folder's, a
     geff's related one, else the source itself (a CTC result folder of numbered masks)."""
-    from subcell.track.graph import is_geff, related_labels
+    from subcell.io.geff import is_geff, related_labels
 
     source = Path(row.source)
     labels = related_labels(source) if is_geff(source) else source / "labels.ome.zarr"

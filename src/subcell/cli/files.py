@@ -46,7 +46,8 @@ def info(
     from subcell.io import describe
 
     def one(file: Path) -> dict[str, Any]:
-        from subcell.track.graph import describe_graph, is_geff, is_trackmate_xml
+        from subcell.io.geff import is_geff, is_trackmate_xml
+        from subcell.track.graph import describe_graph
 
         if is_geff(file) or is_trackmate_xml(file):  # tracks as a graph
             return describe_graph(file)

@@ -115,8 +115,9 @@ def track(
     from subcell.image import Provenance
     from subcell.io import write_bundle
     from subcell.io._atomic import check_output
+    from subcell.io.geff import GEFF_NAME
     from subcell.track import TrackConfig, napari_tracks, track_timelapse, write_frames
-    from subcell.track.graph import GEFF_NAME, write_geff
+    from subcell.track.graph import write_geff
 
     check_output(output, overwrite=overwrite)
     cfg = load_validated(
@@ -190,8 +191,9 @@ def load_tracks(path: Path, *, label: str | None, voxel_size: Any, axes: str | N
     from subcell.image import VoxelSize
     from subcell.io import read_table, store_table
     from subcell.io.ctc import find_ctc, read_ctc
+    from subcell.io.geff import is_geff, related_labels
     from subcell.track import Tracks, lineage_table, tracks_from_lineage
-    from subcell.track.graph import is_geff, read_track_graph, related_labels, tracks_from_graph
+    from subcell.track.graph import read_track_graph, tracks_from_graph
 
     if not path.exists():
         raise InputFileError(f"{what} not found", path=path)
@@ -289,7 +291,7 @@ def evaluate_tracks(
                           ids_are_tracks=ids_are_tracks)  # fmt: skip
     summary: dict[str, Any]
     if are_point_tracks(truth):
-        from subcell.track.graph import is_geff, related_labels
+        from subcell.io.geff import is_geff, related_labels
         from subcell.track.points import evaluate_point_tracks, read_point_tracks
 
         points = read_point_tracks(truth, voxel_size=p_vs)

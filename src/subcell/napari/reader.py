@@ -49,7 +49,7 @@ def _kind(p: Path) -> str | None:
         return "tracks"
     if p.is_dir() and (p / "zarr.json").is_file() and (p / "cells.parquet").is_file():
         return "cells"
-    from subcell.track.graph import is_geff, is_trackmate_xml
+    from subcell.io.geff import is_geff, is_trackmate_xml
 
     if is_geff(p) or is_trackmate_xml(p):
         return "graph"
@@ -212,7 +212,8 @@ def _tracks_layers(folder: Path) -> list[LayerData]:
 def _graph_layers(p: Path) -> list[LayerData]:
     """A geff group or TrackMate XML file: its tracklets as a Tracks layer (divisions in the graph), and the label
     image a geff names, where it exists."""
-    from subcell.track.graph import read_track_graph, related_labels
+    from subcell.io.geff import related_labels
+    from subcell.track.graph import read_track_graph
     from subcell.track.tracks import napari_tracks
 
     points = read_track_graph(p, voxel_size=(1.0, 1.0, 1.0))  # a file without units stays in pixels

@@ -18,7 +18,7 @@ import numpy as np
 
 from subcell.errors import ValueRangeError
 
-__all__ = ["bio_scores"]
+__all__ = ["bio_scores", "overall_scores"]
 
 
 def bio_scores(pred_table: Any, truth_table: Any, ctc_pairs: list[tuple[int, int, int]], *, n_frames: int,
@@ -62,3 +62,12 @@ def bio_scores(pred_table: Any, truth_table: Any, ctc_pairs: list[tuple[int, int
 
 def _number(value: Any) -> float | None:
     return None if value is None else float(value)
+
+
+def overall_scores(scores: dict[str, Any]) -> dict[str, float | None]:
+    """OP_CTB, OP_CSB and OP_CLB (py-ctcmetrics' definitions) of scores holding SEG, TRA, DET, LNK and BIO (None
+    where BIO is)."""
+    from ctc_metrics.metrics import op_clb, op_csb, op_ctb
+
+    return {"OP_CTB": float(op_ctb(scores["SEG"], scores["TRA"])), "OP_CSB": float(op_csb(scores["SEG"], scores["DET"])),
+            "OP_CLB": None if scores["BIO"] is None else float(op_clb(scores["LNK"], scores["BIO"]))}  # fmt: skip

@@ -24,7 +24,7 @@ import numpy as np
 
 from subcell.errors import ValueRangeError
 from subcell.metrics.segmentation import overlaps
-from subcell.track.bio import bio_scores
+from subcell.track.bio import bio_scores, overall_scores
 from subcell.track.tracks import Tracks, frames_of
 
 __all__ = ["FrameMatches", "evaluate_tracks", "match_frames", "seg_score", "track_digraph", "tracking_graph"]
@@ -204,9 +204,7 @@ def evaluate_tracks(pred: Tracks, truth: Tracks, *, frame_tolerance: int = 1) ->
         summary.update(division_precision=float("nan"), division_recall=float("nan"), division_f1=float("nan"))
     summary.update(bio_scores(pred.table, truth.table, found.ctc, n_frames=truth.labels.shape[0],
                               frame_tolerance=frame_tolerance, divisions_known=truth.divisions_known))  # fmt: skip
-    summary["OP_CTB"] = (summary["SEG"] + summary["TRA"]) / 2
-    summary["OP_CSB"] = (summary["SEG"] + summary["DET"]) / 2
-    summary["OP_CLB"] = None if summary["BIO"] is None else (summary["LNK"] + summary["BIO"]) / 2
+    summary.update(overall_scores(summary))
     per_track = _per_track(matched, gt_graph, pr_graph, truth_s)
     return summary, pd.DataFrame(per_track)
 

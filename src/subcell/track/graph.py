@@ -1,4 +1,5 @@
-"""Tracks as a graph: the Graph Exchange File Format (geff) written and read, TrackMate XML read.
+"""Tracks as a graph: a tracks table as the nodes and edges of a geff graph, and a graph (geff, TrackMate XML;
+on disk through :mod:`subcell.io.geff`) as tracks.
 
 geff is how tracking tools exchange tracks (napari-geff, motile, ultrack, TrackMate, traccuracy): a Zarr group of
 nodes (one per object and frame: frame and position) and directed edges (a link to the next frame, or from a
@@ -10,8 +11,6 @@ A node with several predecessors (a merge) has no place in a lineage and is refu
 
 from __future__ import annotations
 
-import tempfile
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -21,21 +20,10 @@ from subcell.errors import InputFileError
 from subcell.image import VoxelSize
 from subcell.io._units import LENGTH_UM, TIME_S
 
-__all__ = [
-    "describe_graph",
-    "is_geff",
-    "is_trackmate_xml",
-    "read_track_graph",
-    "related_labels",
-    "tracks_from_graph",
-    "tracks_graph",
-    "write_geff",
-]
+__all__ = ["describe_graph", "read_track_graph", "tracks_from_graph", "tracks_graph", "write_geff"]
 
-GEFF_NAME = "tracks.geff"
 _FRAME_PROPS = ("frame", "FRAME")  # a node's frame index where the time axis holds a time (TrackMate: FRAME)
 _PIXEL_UNITS = (None, "", "pixel", "pixels", "px")
-_TIME_UNITS = {u.lower() for u in TIME_S} | {"sec", "seconds", "minutes", "hours", "day", "microsecond", "nanosecond"}
 
 
 def tracks_graph(table: Any, *, two_d: bool) -> Any:
@@ -69,75 +57,26 @@ def write_geff(path: str | Path, table: Any, *, two_d: bool, time_interval_s: fl
     """Write a tracks table as a geff group at ``path`` (:func:`tracks_graph`; axes ``t`` in frames, scaled to
     seconds by the frame interval, and ``z, y, x`` in micrometres). ``labels_path``: the track label image,
     relative to ``path``, recorded as the related ``labels`` object whose ids are the nodes' ``seg_id``."""
-    import geff
-    from geff_spec import GeffMetadata, RelatedObject
+    from subcell.io.geff import write_graph
 
-    graph = tracks_graph(table, two_d=two_d)
     space = ["y", "x"] if two_d else ["z", "y", "x"]
-    geff.write(graph, Path(path), axis_names=["t", *space], axis_types=["time", *["space"] * len(space)],
-               axis_units=[None, *["micrometer"] * len(space)], axis_scales=[time_interval_s, *[None] * len(space)],
-               scaled_units=["second" if time_interval_s else None, *[None] * len(space)])  # fmt: skip
-    meta = GeffMetadata.read(Path(path))  # the node and edge properties' metadata as geff derives it, then ours
-    meta.track_node_props = {"tracklet": "track_id", "lineage": "lineage_id"}
-    if labels_path:
-        meta.related_objects = [RelatedObject(type="labels", path=labels_path, label_prop="seg_id")]
-    meta.write(Path(path))
-
-
-def is_geff(path: str | Path) -> bool:
-    """Whether ``path`` is a geff group (a Zarr group whose attributes hold ``geff`` metadata)."""
-    p = Path(path)
-    for name in (".zattrs", "zarr.json"):
-        if (p / name).is_file() and '"geff"' in (p / name).read_text(errors="replace"):
-            return True
-    return False
-
-
-def is_trackmate_xml(path: str | Path) -> bool:
-    """Whether ``path`` is an XML file whose root element is TrackMate's (the first kilobyte is read)."""
-    p = Path(path)
-    if p.suffix.lower() != ".xml" or not p.is_file():
-        return False
-    with p.open("rb") as f:
-        return b"<TrackMate" in f.read(1024)
-
-
-def related_labels(path: str | Path) -> Path | None:
-    """The label image a geff group names as related (its path resolved against the group), or None: no such
-    object, or a TrackMate XML file."""
-    p = Path(path)
-    if p.suffix.lower() == ".xml" or not is_geff(p):
-        return None
-    from geff_spec import GeffMetadata
-
-    try:
-        meta = GeffMetadata.read(p)
-    except Exception as err:  # any reader failure is a bad file
-        raise InputFileError(f"unreadable geff metadata: {_first_line(err)}", path=p, field="geff") from err
-    rel = next((o.path for o in meta.related_objects or [] if o.type == "labels"), None)
-    return (p / rel).resolve() if rel else None
+    time = ("t", "time", None, time_interval_s, "second" if time_interval_s else None)
+    write_graph(path, tracks_graph(table, two_d=two_d),
+                axes=[time, *((a, "space", "micrometer", None, None) for a in space)],
+                track_node_props={"tracklet": "track_id", "lineage": "lineage_id"}, labels_path=labels_path,
+                label_prop="seg_id")  # fmt: skip
 
 
 def read_track_graph(path: str | Path, *, voxel_size: VoxelSize | tuple[float, ...]) -> Any:
-    """A geff group or a TrackMate XML file as point tracks: ``track_id, t, z_um, y_um, x_um, parent_track`` (the
-    table :func:`~subcell.track.points.read_point_tracks` returns), and ``seg_id`` where the nodes name their
-    object in a related label image. Positions stated in pixels (no unit, or TrackMate's ``pixel``) are scaled by
-    ``voxel_size``."""
-    p = Path(path)
-    if p.suffix.lower() == ".xml":
-        return _read_trackmate(p, voxel_size)
-    if not p.is_dir() or not is_geff(p):
-        raise InputFileError("not a geff group (a Zarr group with geff metadata)", path=p, field="tracks")
-    import geff
+    """A geff group or a TrackMate XML file (:func:`subcell.io.geff.read_graph`) as point tracks: ``track_id, t,
+    z_um, y_um, x_um, parent_track`` (the table :func:`~subcell.track.points.read_point_tracks` returns), and
+    ``seg_id`` where the nodes name their object in a related label image. Positions stated in pixels (no unit, or
+    TrackMate's ``pixel``) are scaled by ``voxel_size``."""
+    from subcell.io.geff import read_graph
 
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # geff warns of units outside OME's list; units are checked here
-            graph, meta = geff.read(p)
-    except Exception as err:  # any reader failure is a bad file
-        raise InputFileError(f"unreadable geff: {_first_line(err)}", path=p, field="tracks") from err
+    graph, meta = read_graph(path)
     label_prop = next((o.label_prop for o in meta.related_objects or [] if o.type == "labels"), None)
-    return _points(graph, meta, p, voxel_size, label_prop)
+    return _points(graph, meta, Path(path), voxel_size, label_prop)
 
 
 def tracks_from_graph(labels: Any, points: Any, *, voxel_size: VoxelSize | tuple[float, ...],
@@ -155,25 +94,15 @@ def tracks_from_graph(labels: Any, points: Any, *, voxel_size: VoxelSize | tuple
     return tracks_from_lineage(lab, parents, voxel_size=voxel_size, time_interval_s=time_interval_s)
 
 
-def _first_line(err: BaseException) -> str:
-    return str(err).splitlines()[0] if str(err) else type(err).__name__
-
-
 def describe_graph(path: str | Path) -> dict[str, Any]:
-    """What a geff group or TrackMate XML file holds, for ``subcell info``: nodes, edges, tracklets, divisions,
-    frames, the position axes' units (positions without a unit are pixels) and the related label image."""
-    p = Path(path)
-    points = read_track_graph(p, voxel_size=(1.0, 1.0, 1.0))  # units are reported, not applied
-    axes: list[dict[str, Any]] = []
-    labels = None
-    if is_geff(p):
-        from geff_spec import GeffMetadata
+    """What a geff group or TrackMate XML file holds, for ``subcell info``: nodes, tracklets, divisions, frames,
+    the axes (positions without a unit are pixels) and the related label image."""
+    from subcell.io.geff import is_geff, read_graph, related_labels
 
-        meta = GeffMetadata.read(p)
-        axes = [{"name": a.name, "type": a.type, "unit": a.unit, "scale": a.scale, "scaled_unit": a.scaled_unit}
-                for a in meta.axes or []]  # fmt: skip
-        named = related_labels(p)
-        labels = None if named is None else {"path": str(named), "exists": named.exists()}
+    p = Path(path)
+    graph, meta = read_graph(p)
+    points = _points(graph, meta, p, (1.0, 1.0, 1.0), None)  # units are reported, not applied
+    named = related_labels(p)
     parents = points.groupby("track_id")["parent_track"].first()
     return {
         "path": str(p),
@@ -182,31 +111,10 @@ def describe_graph(path: str | Path) -> dict[str, Any]:
         "tracklets": int(points["track_id"].nunique()),
         "divisions": int(parents[parents > 0].nunique()),
         "frames": [int(points["t"].min()), int(points["t"].max())],
-        "axes": axes,
-        "related_labels": labels,
-    }
-
-
-def _read_trackmate(path: Path, voxel_size: VoxelSize | tuple[float, ...]) -> Any:
-    """TrackMate's XML through geff's converter (spots → nodes with FRAME and POSITION_X/Y/Z in the model's
-    spatial units, edges of every track)."""
-    import geff
-
-    if not path.is_file():
-        raise InputFileError("TrackMate XML not found", path=path)
-    with tempfile.TemporaryDirectory() as tmp:
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")  # missing display settings, undeclared features: not needed here
-                from geff.convert import from_trackmate_xml_to_geff
-
-                from_trackmate_xml_to_geff(path, Path(tmp) / "tm.geff")
-                graph, meta = geff.read(Path(tmp) / "tm.geff")
-        except Exception as err:  # any converter failure is a bad file
-            raise InputFileError(
-                f"not a readable TrackMate XML ({_first_line(err)})", path=path, field="tracks"
-            ) from err
-    return _points(graph, meta, path, voxel_size, None)
+        "axes": [{"name": a.name, "type": a.type, "unit": a.unit, "scale": a.scale, "scaled_unit": a.scaled_unit}
+                 for a in meta.axes or []],
+        "related_labels": None if named is None else {"path": str(named), "exists": named.exists()},
+    }  # fmt: skip
 
 
 def _axis_role(name: str) -> str:
@@ -234,7 +142,7 @@ def _points(graph: Any, meta: Any, path: Path, voxel_size: VoxelSize | tuple[flo
     frame_prop = next((k for k in _FRAME_PROPS if all(k in attrs[n] for n in nodes)), None)
     if frame_prop is None and "t" not in axes:
         raise InputFileError("the graph has no time axis and its nodes no frame", path=path, field="axes")
-    if frame_prop is None and axes["t"].scale is None and str(axes["t"].unit).lower() in _TIME_UNITS:
+    if frame_prop is None and axes["t"].scale is None and str(axes["t"].unit) in TIME_S:
         raise InputFileError(f"the time axis {axes['t'].name!r} is in {axes['t'].unit}, and the nodes have no frame: "
                              "give each node a 'frame' property (or store frames, scaled to time by the axis' scale)",
                              path=path, field=axes["t"].name)  # fmt: skip
@@ -272,11 +180,10 @@ def _um_per_value(axis: Any, pixel_um: float, path: Path) -> float:
                              path=path, field=axis.name)  # fmt: skip
     if unit in _PIXEL_UNITS:
         return float(scale) * pixel_um
-    key = str(unit).lower().replace("micron", "micrometer").rstrip("s")
-    if key not in LENGTH_UM and str(unit) not in LENGTH_UM:
+    if str(unit) not in LENGTH_UM:
         raise InputFileError(f"axis {axis.name!r} has unit {unit!r}; expected a length (e.g. micrometer) or pixels",
                              path=path, field=axis.name)  # fmt: skip
-    return float(scale) * LENGTH_UM.get(key, LENGTH_UM.get(str(unit), 1.0))
+    return float(scale) * LENGTH_UM[str(unit)]
 
 
 def _tracklets(graph: Any, frame: dict[Any, int], path: Path) -> tuple[dict[Any, int], dict[int, int]]:

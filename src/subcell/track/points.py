@@ -32,7 +32,7 @@ _ALIASES = {"label": "track_id", "frame": "t", "centroid-z": "z", "centroid-y": 
 def are_point_tracks(path: str | Path) -> bool:
     """Whether ``path`` holds tracks as points alone: a table, a napari Tracks array, a TrackMate XML file, or a
     geff group without a label image (one that names an existing one is read with its masks)."""
-    from subcell.track.graph import is_geff, related_labels
+    from subcell.io.geff import is_geff, related_labels
 
     p = Path(path)
     if p.suffix.lower() in POINT_SUFFIXES:
@@ -61,7 +61,8 @@ def read_point_tracks(
 
     from subcell.io import read_table
     from subcell.io.files import read_napari_tracks
-    from subcell.track.graph import is_geff, read_track_graph
+    from subcell.io.geff import is_geff
+    from subcell.track.graph import read_track_graph
 
     p = Path(path)
     if p.suffix.lower() == ".xml" or is_geff(p):  # a graph's units are in its metadata
