@@ -5,9 +5,9 @@ Features (:func:`pixel_features`) are local and in physical units: at each scale
 intensity, the scale-normalized gradient magnitude and the three scale-normalized Hessian eigenvalues, plus the
 intensity itself: Gaussian derivative filters along axes where σ is under 3 voxels, central differences of the
 image smoothed once along the others — the wide scales, which cost most, take one filter instead of ten; kernels
-reach 4σ. So a classifier trained at one voxel size
-reads another at the same physical scales, and a field classified block by block equals the whole field (each block
-read with :func:`feature_reach` of halo: the workflow step ``pixel_classifier`` declares it).
+reach 4σ. So a classifier trained at one voxel size reads another at the same physical scales, and a field
+classified block by block equals the whole field (each block read with :func:`feature_reach` of halo: the workflow
+step ``pixel_classifier`` declares it).
 
 The forest is scikit-learn's; it is stored with skops, whose loader refuses any type not on an allow-list (a model
 folder never unpickles code). Accuracy is measured on held-out scribble strokes: a stroke (a connected scribble of
