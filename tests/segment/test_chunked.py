@@ -145,3 +145,34 @@ def test_blocks_through_an_executor_equal_the_serial_run(field: Image, tmp_path:
     with ThreadPoolExecutor(2) as pool:
         threaded = io.read(segment_chunked(img, wf, tmp_path / "t.ome.zarr", block_yx=64, executor=pool)).numpy()
     assert serial.max() >= 3 and np.array_equal(serial, threaded)
+
+
+@pytest.mark.parametrize(
+    ("name", "params"),
+    [
+        ("gaussian_smooth", {"sigma_um": 0.5}),
+        ("spot_filter", {"sigmas_um": [0.3, 0.6]}),
+        ("spot_filter", {"sigmas_um": [0.6], "per_slice": True}),
+        ("filament_filter", {"sigmas_um": [0.2, 0.5]}),
+    ],
+)
+def test_a_block_read_with_the_steps_reach_gives_the_whole_fields_numbers(name: str, params: dict) -> None:
+    """The reach a step declares is the halo that makes a block's float result bit-identical to the whole field's
+    inside it (the workflow tests above compare thresholded masks, which hide a short halo: a kernel's last taps
+    rarely flip a voxel)."""
+    from subcell.image import VoxelSize
+    from subcell.segment import filters
+    from subcell.segment.field import Op
+    from subcell.segment.run_local import run_local
+    from subcell.segment.steps import STEP_TYPES
+
+    s, vs = STEP_TYPES[name](**params), VoxelSize.of(VOXEL)
+    img = np.random.default_rng(3).random((12, 90, 90)).astype(np.float32)
+    fitted = (
+        {"top": filters.filament_top(img, sigmas_um=params["sigmas_um"], voxel_size=vs)} if "filament" in name else {}
+    )
+    op = Op(0, name, s, "img", {}, "#0", fitted)
+    whole = run_local(op, {"img": img}, vs, (0, 0, 0))
+    _, ry, rx = s.reach(vs)
+    block = run_local(op, {"img": img[:, 40 - ry : 50 + ry, 40 - rx : 50 + rx]}, vs, (0, 40 - ry, 40 - rx))
+    assert np.array_equal(block[:, ry:-ry, rx:-rx], whole[:, 40:50, 40:50])

@@ -31,7 +31,7 @@ from scipy import ndimage as ndi
 
 from subcell.errors import InputFileError, ValueRangeError
 from subcell.image import VoxelSize
-from subcell.segment.filters import eigenvalues_by_magnitude, sigma_voxels
+from subcell.segment.filters import DERIVATIVE_TRUNCATE, eigenvalues_by_magnitude, sigma_voxels
 
 __all__ = [
     "PixelClassifier",
@@ -50,9 +50,9 @@ DEFAULT_SIGMAS_UM = (0.3, 0.7, 1.6, 3.5)
 # the normalization a classifier is trained after, which the workflow it writes repeats (the same fitted numbers)
 NORMALIZE: dict[str, Any] = {"method": "percentile", "low": 1.0, "high": 99.8}
 FD_MIN_SIGMA = 3.0  # voxels: from this σ up, an axis' derivatives are differences of the smoothed image
-# kernels reach 4σ: cut at 3σ, a second-derivative kernel does not sum to zero (it adds 2.7 % of the local intensity
-# to σ²·∂²), and a second difference of a 3σ-smoothed image sees the cut, 1 % of the peak, as a curvature ∝ σ²
-TRUNCATE = 4.0
+# every kernel here reaches 4σ, the smoothing before differences too: a second difference of a 3σ-smoothed image sees
+# the cut, 1 % of the peak, as a curvature ∝ σ²
+TRUNCATE = DERIVATIVE_TRUNCATE
 FEATURE_BYTES = 1 << 30  # the features of one block (with its halo) stay within this; a smaller field is one block
 PREDICT_STEP = 1 << 18  # voxels per call of the forest: its work arrays stay small
 MIN_LEAF = 5  # voxels per leaf: neighbouring voxels are near copies, a leaf of one is noise (and model size)

@@ -20,6 +20,7 @@ from typing import ClassVar, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from subcell.image import VoxelSize
+from subcell.segment.filters import DERIVATIVE_TRUNCATE, SMOOTH_TRUNCATE
 
 __all__ = ["STEP_TYPES", "Step"]
 
@@ -32,9 +33,9 @@ def _vox(um: float, vs: VoxelSize, *, per_slice: bool = False, extra: int = 1) -
     return (0 if per_slice else z, y, x)
 
 
-def _gauss(sigma_um: float, vs: VoxelSize, per_slice: bool) -> Reach:
-    """Reach of ``scipy.ndimage`` Gaussian (derivative) filters with ``truncate=3``: int(3σ + 0.5) voxels."""
-    r = tuple(int(3.0 * sigma_um / v + 0.5) + 1 for v in vs.as_tuple())
+def _gauss(sigma_um: float, vs: VoxelSize, per_slice: bool, truncate: float) -> Reach:
+    """Reach of ``scipy.ndimage`` Gaussian (derivative) filters cut at ``truncate`` σ: int(truncate·σ + 0.5) voxels."""
+    r = tuple(int(truncate * sigma_um / v + 0.5) + 1 for v in vs.as_tuple())
     return (0 if per_slice else r[0], r[1], r[2])
 
 
@@ -69,7 +70,7 @@ class GaussianSmooth(Step):
     per_slice: bool = False
 
     def reach(self, vs: VoxelSize) -> Reach:
-        return _gauss(self.sigma_um, vs, self.per_slice)
+        return _gauss(self.sigma_um, vs, self.per_slice, SMOOTH_TRUNCATE)
 
 
 class EdgePreservingSmooth(Step):
@@ -99,7 +100,7 @@ class SpotFilter(Step):
     per_slice: bool = False
 
     def reach(self, vs: VoxelSize) -> Reach:
-        return _gauss(max(self.sigmas_um), vs, self.per_slice)
+        return _gauss(max(self.sigmas_um), vs, self.per_slice, DERIVATIVE_TRUNCATE)
 
 
 class FilamentFilter(Step):
@@ -109,7 +110,7 @@ class FilamentFilter(Step):
     tau: float = Field(1.0, gt=0, le=1)
 
     def reach(self, vs: VoxelSize) -> Reach:
-        return _gauss(max(self.sigmas_um), vs, self.per_slice)
+        return _gauss(max(self.sigmas_um), vs, self.per_slice, DERIVATIVE_TRUNCATE)
 
 
 class Threshold(Step):

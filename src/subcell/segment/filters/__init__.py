@@ -8,7 +8,7 @@ public name is importable from ``subcell.segment.filters``.
 
 from __future__ import annotations
 
-from subcell.segment.filters._common import sigma_voxels
+from subcell.segment.filters._common import DERIVATIVE_TRUNCATE, SMOOTH_TRUNCATE, sigma_voxels
 from subcell.segment.filters.detection import (
     eigenvalues_by_magnitude,
     filament_filter,
@@ -35,6 +35,8 @@ from subcell.segment.filters.morphology import (
 from subcell.segment.filters.smoothing import edge_preserving_smooth, gaussian_smooth, gradient_sq, subtract_background
 
 __all__ = [
+    "DERIVATIVE_TRUNCATE",
+    "SMOOTH_TRUNCATE",
     "apply_range",
     "basal_run_lengths",
     "edge_preserving_smooth",

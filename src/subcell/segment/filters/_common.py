@@ -9,7 +9,14 @@ import numpy as np
 from subcell.errors import ValueRangeError
 from subcell.image import VoxelSize
 
-__all__ = ["sigma_voxels"]
+__all__ = ["DERIVATIVE_TRUNCATE", "SMOOTH_TRUNCATE", "sigma_voxels"]
+
+# Gaussian kernels are cut at this many σ. Smoothing kernels are renormalized by scipy and may stop at 3σ; derivative
+# kernels reach 4σ: cut at 3σ a second-derivative kernel does not sum to zero, so σ²·∂² carries 0.4–1.6 % of the local
+# intensity (σ = 1–3 voxels) and a Laplacian of Gaussian up to 5 % — a flat bright region looks like a dim spot.
+# At 4σ the leak is below 0.05 %.
+SMOOTH_TRUNCATE = 3.0
+DERIVATIVE_TRUNCATE = 4.0
 
 
 def _as_3d(img: np.ndarray, name: str = "image") -> np.ndarray:

@@ -10,7 +10,7 @@ from scipy import ndimage as ndi
 
 from subcell.errors import ValueRangeError
 from subcell.image import VoxelSize
-from subcell.segment.filters._common import _as_3d, sigma_voxels
+from subcell.segment.filters._common import DERIVATIVE_TRUNCATE, _as_3d, sigma_voxels
 
 __all__ = ["eigenvalues_by_magnitude", "filament_filter", "filament_top", "hessian_eigenvalues", "spot_filter"]
 
@@ -60,7 +60,9 @@ def spot_filter(
             order = [0, 0, 0]
             order[ax] = 2
             # scale-normalized second derivative along ax (σ² in that axis's voxel units = σ_µm² / vs²·vs²)
-            resp -= np.float32(sig[ax] ** 2) * ndi.gaussian_filter(a, sig, order=order, mode="nearest", truncate=3.0)
+            resp -= np.float32(sig[ax] ** 2) * ndi.gaussian_filter(
+                a, sig, order=order, mode="nearest", truncate=DERIVATIVE_TRUNCATE
+            )
         np.maximum(out, resp, out=out)
     return out
 
@@ -99,7 +101,7 @@ def hessian_eigenvalues(img: np.ndarray, sigma_vox: Sequence[float]) -> tuple[np
         order = [0, 0, 0]
         order[i] += 1
         order[j] += 1
-        out = ndi.gaussian_filter(a, sig, order=order, mode="nearest", truncate=3.0)
+        out = ndi.gaussian_filter(a, sig, order=order, mode="nearest", truncate=DERIVATIVE_TRUNCATE)
         out *= np.float32(sig[i] * sig[j])
         return out
 

@@ -11,7 +11,7 @@ from scipy import ndimage as ndi
 
 from subcell.errors import ValueRangeError
 from subcell.image import VoxelSize
-from subcell.segment.filters._common import _as_3d, sigma_voxels
+from subcell.segment.filters._common import SMOOTH_TRUNCATE, _as_3d, sigma_voxels
 
 __all__ = ["edge_preserving_smooth", "gaussian_smooth", "gradient_sq", "subtract_background"]
 
@@ -45,7 +45,9 @@ def gaussian_smooth(
     (False, 1.0)
     """
     a = _as_3d(img).astype(np.float32, copy=False)
-    return ndi.gaussian_filter(a, sigma_voxels(sigma_um, voxel_size, per_slice=per_slice), mode="nearest", truncate=3.0)
+    return ndi.gaussian_filter(
+        a, sigma_voxels(sigma_um, voxel_size, per_slice=per_slice), mode="nearest", truncate=SMOOTH_TRUNCATE
+    )
 
 
 def _central_differences(a: np.ndarray, axes: list[int], spacing: tuple[float, ...]) -> dict[int, np.ndarray]:
