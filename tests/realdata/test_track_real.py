@@ -32,6 +32,11 @@ def test_cho_movie_segmented_tracked_and_scored_against_its_reference(real_data:
         and scores["CCA"] is None
         and scores["BIO"] == pytest.approx((scores["CT"] + scores["TF"]) / 2)
     )  # BIO from what the truth can say (CT 0.154, TF 0.778 measured)
+    # the TrackMate model written beside them (what Fiji opens), read back as truth: the same tracks and divisions
+    assert run(["evaluate-tracks", str(tracks), str(tracks / "tracks.xml"), "-o", str(tmp_path / "tm")]) == 0
+    own = json.loads((tmp_path / "tm" / "metrics.json").read_text())
+    assert own["TRA"] == pytest.approx(1.0) and own["points_matched"] == 1.0
+    assert own["true_divisions"] == own["predicted_divisions"] > 0 and own["division_f1"] == 1.0
 
 
 def test_tgmm_relinked_and_scored_against_its_napari_tracks_table(real_data: Path, tmp_path: Path) -> None:

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import networkx as nx
 import numpy as np
 import pytest
 
-from subcell.errors import InputFileError
+from subcell.errors import InputFileError, OutputExistsError
 from subcell.io.geff import is_trackmate_xml, related_labels
 from subcell.track import tracks_from_lineage
 from subcell.track.evaluate import evaluate_tracks
@@ -146,6 +147,82 @@ def test_trackmate_xml_with_a_division(tmp_path: Path) -> None:
         read_point_tracks(tmp_path / "not.xml", voxel_size=VS)
 
 
+# what TrackMate's reader (TmXmlReader, v7) dereferences or parses, checked on the files we write
+TRACKMATE_DIMENSIONS = {"NONE", "QUALITY", "COST", "INTENSITY", "INTENSITY_SQUARED", "POSITION", "VELOCITY", "LENGTH",
+                        "AREA", "TIME", "ANGLE", "RATE", "ANGLE_RATE", "STRING"}  # fmt: skip
+
+
+def _check_trackmate_layout(path: Path) -> ET.Element:
+    root = ET.parse(path).getroot()
+    assert root.tag == "TrackMate" and tuple(map(int, root.get("version").split("."))) >= (2, 1, 0)
+    model = root.find("Model")
+    declared = {}
+    for group in ("SpotFeatures", "EdgeFeatures", "TrackFeatures"):
+        feats = model.find(f"FeatureDeclarations/{group}")
+        for f in feats.findall("Feature"):
+            assert f.get("dimension") in TRACKMATE_DIMENSIONS and f.get("isint") in ("true", "false")
+            assert f.get("name") and f.get("shortname")
+        declared[group] = {f.get("feature"): f.get("isint") == "true" for f in feats.findall("Feature")}
+    spots = {}
+    for frame in model.find("AllSpots").findall("SpotsInFrame"):
+        for spot in frame.findall("Spot"):
+            feats = {k: v for k, v in spot.attrib.items() if k not in ("ID", "name")}
+            assert set(feats) <= set(declared["SpotFeatures"])  # every value declared, and a number
+            assert all(float(v) == int(v) if declared["SpotFeatures"][k] else float(v) == float(v) or v == "NaN"
+                       for k, v in feats.items())  # fmt: skip
+            assert int(feats["FRAME"]) == int(frame.get("frame"))
+            spots[int(spot.get("ID"))] = feats
+    assert int(model.find("AllSpots").get("nspots")) == len(spots)
+    track_ids = set()
+    for track in model.find("AllTracks").findall("Track"):
+        assert set(track.attrib) - {"name"} <= set(declared["TrackFeatures"])
+        edges = track.findall("Edge")
+        assert edges  # TrackMate has no track without an edge
+        for e in edges:
+            a, b = spots[int(e.get("SPOT_SOURCE_ID"))], spots[int(e.get("SPOT_TARGET_ID"))]
+            assert int(a["FRAME"]) < int(b["FRAME"])
+        track_ids.add(int(track.get("TRACK_ID")))
+    assert {int(t.get("TRACK_ID")) for t in model.find("FilteredTracks").findall("TrackID")} == track_ids
+    settings = root.find("Settings")
+    for name in ("ImageData", "BasicSettings", "InitialSpotFilter", "SpotFilterCollection", "TrackFilterCollection",
+                 "AnalyzerCollection/SpotAnalyzers", "AnalyzerCollection/EdgeAnalyzers",
+                 "AnalyzerCollection/TrackAnalyzers"):  # fmt: skip
+        assert settings.find(name) is not None, name
+    assert settings.find("DetectorSettings").get("DETECTOR_NAME") == "MANUAL_DETECTOR"
+    assert float(settings.find("DetectorSettings").get("RADIUS")) > 0
+    assert settings.find("TrackerSettings").get("TRACKER_NAME") == "MANUAL_TRACKER"
+    return root
+
+
+def test_tracks_written_as_trackmate_xml_read_back_as_the_same_lineages(tmp_path: Path) -> None:
+    from subcell.track.graph import write_trackmate
+
+    lab = _dividing_movie()
+    lab[4, 0, 0:4, 0:4] = 13  # a lone object: a spot in no TrackMate track
+    tracks = tracks_from_lineage(lab, {3: 7, 9: 7}, voxel_size=VS, time_interval_s=60)
+    xml = tmp_path / "tracks.xml"
+    write_trackmate(xml, tracks.table, shape=(5, 1, 30, 30), voxel_size=VS, time_interval_s=60)
+    root = _check_trackmate_layout(xml)
+    (track,) = root.findall("Model/AllTracks/Track")  # the lineage of 7 is one TrackMate track; 13 is alone
+    assert track.get("TRACK_ID") == "7" and track.get("NUMBER_SPLITS") == "1" and track.get("NUMBER_SPOTS") == "7"
+    assert track.get("TRACK_DURATION") == "240.0"  # seconds, frames 0-4 at 60 s
+    spots = {int(s.get("ID")): s.attrib for s in root.iter("Spot")}
+    first = next(a for a in spots.values() if a["FRAME"] == "0")
+    assert float(first["POSITION_X"]) == 6.25 and float(first["POSITION_T"]) == 0.0
+    assert float(first["RADIUS"]) == pytest.approx(np.sqrt(36 * 0.25 / np.pi))  # the disc of its 9 µm² (2D)
+    image = root.find("Settings/ImageData").attrib
+    assert (image["width"], image["height"], image["nslices"], image["nframes"]) == ("30", "30", "1", "5")
+    assert (float(image["pixelwidth"]), float(image["voxeldepth"]), float(image["timeinterval"])) == (0.5, 1.0, 60)
+    # read back through geff's TrackMate converter: the same tracklets, division and positions
+    points = read_point_tracks(xml, voxel_size=(9.0, 9.0, 9.0))  # µm stated: the voxel size is not used
+    assert points.groupby("track_id")["t"].agg(["min", "max"]).values.tolist() == [[0, 1], [2, 3], [2, 4], [4, 4]]
+    assert points.groupby("track_id")["parent_track"].first().tolist() == [0, 1, 1, 0]
+    scores = evaluate_point_tracks(tracks, points, voxel_size=VS)
+    assert scores["TRA"] == 1.0 and scores["true_divisions"] == 1 and scores["division_f1"] == 1.0
+    with pytest.raises(OutputExistsError):
+        write_trackmate(xml, tracks.table, shape=(5, 1, 30, 30), voxel_size=VS, time_interval_s=60)
+
+
 def test_cli_writes_geff_and_scores_graphs_of_other_tools(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
     from subcell import io
     from subcell.cli.main import run
@@ -161,6 +238,20 @@ def test_cli_writes_geff_and_scores_graphs_of_other_tools(tmp_path: Path, capsys
     cli("track", str(tmp_path / "lab.ome.tif"), str(tmp_path / "tr"), "--max-speed-um-per-min", "8")
     geff_dir = tmp_path / "tr" / "tracks.geff"
     assert related_labels(geff_dir) == (tmp_path / "tr" / "labels.ome.zarr").resolve()
+    _check_trackmate_layout(tmp_path / "tr" / "tracks.xml")  # for Fiji: no intensity image, no file named
+    assert ET.parse(tmp_path / "tr" / "tracks.xml").find("Settings/ImageData").get("filename") == ""
+    cli(
+        "track",
+        str(tmp_path / "lab.ome.tif"),
+        str(tmp_path / "tr2"),
+        "--max-speed-um-per-min",
+        "8",
+        "--image",
+        str(tmp_path / "lab.ome.tif"),
+    )
+    assert ET.parse(tmp_path / "tr2" / "tracks.xml").find("Settings/ImageData").get("filename") == "../lab.ome.tif"
+    out, _ = cli("evaluate-tracks", str(tmp_path / "tr"), str(tmp_path / "tr2" / "tracks.xml"))
+    assert "TRA 1.0000" in out and "F1 1.000 (1 true, 1 predicted)" in out
     out, _ = cli("evaluate-tracks", str(geff_dir), str(tmp_path / "tr"))  # the graph with its masks
     assert "TRA 1.0000" in out and "SEG 1.0000" in out and "F1 1.000 (1 true, 1 predicted)" in out
     spots = {0: (0, 6.5, 6.5), 1: (1, 6.5, 6.5), 2: (2, 3.5, 6.5), 3: (2, 10.5, 6.5), 4: (3, 3.5, 6.5)}

@@ -74,7 +74,10 @@ def read_label_timelapse(path: Path, *, label: str | None, voxel_size: Any, axes
 def track(
     labels: Annotated[Path, typer.Argument(help="Instance labels over time: OME-Zarr/OME-TIFF/TIFF or a CTC folder.")],
     output: Annotated[
-        Path, typer.Argument(help="Output folder (labels.ome.zarr, tracks.parquet, tracks.geff, ctc/, napari).")
+        Path,
+        typer.Argument(
+            help="Output folder (labels.ome.zarr, tracks.parquet, tracks.geff, tracks.xml for TrackMate, ctc/, napari)."
+        ),
     ],
     image: Annotated[
         Optional[Path],  # noqa: UP045
@@ -116,8 +119,9 @@ def track(
     from subcell.io import write_bundle
     from subcell.io._atomic import check_output
     from subcell.io.geff import GEFF_NAME
+    from subcell.io.trackmate import TRACKMATE_NAME
     from subcell.track import TrackConfig, napari_tracks, track_timelapse, write_frames
-    from subcell.track.graph import write_geff
+    from subcell.track.graph import write_geff, write_trackmate
 
     check_output(output, overwrite=overwrite)
     cfg = load_validated(
@@ -170,6 +174,14 @@ def track(
                 time_interval_s=interval,
                 labels_path="../labels.ome.zarr",
             ),
+            lambda folder: write_trackmate(
+                folder / TRACKMATE_NAME,
+                result.table,
+                shape=(lab.shape[0], *lab.shape[2:]),
+                voxel_size=vs,
+                time_interval_s=interval,
+                image=_trackmate_image(image, output),
+            ),
         ],
         overwrite=overwrite,
     )
@@ -177,6 +189,16 @@ def track(
     n_div = int((lin["parent_track"] > 0).sum() // 2)
     typer.echo(f"wrote {output}: {len(lin)} tracks over {lab.shape[0]} frames, {n_div} divisions, "
                f"{len(result.table)} objects (max {cfg.max_speed_um_per_min * interval / 60:.2f} µm per frame)")  # fmt: skip
+
+
+def _trackmate_image(image: Path | None, output: Path) -> str:
+    """The intensity image as TrackMate's settings name it (relative to the output folder), where ImageJ can open
+    it (a TIFF file); empty otherwise (TrackMate then draws the tracks on an empty image of the movie's size)."""
+    import os
+
+    if image is None or not image.is_file() or not image.name.lower().endswith((".tif", ".tiff")):
+        return ""
+    return os.path.relpath(image.resolve(), output.resolve())
 
 
 def load_tracks(path: Path, *, label: str | None, voxel_size: Any, axes: str | None, what: str,

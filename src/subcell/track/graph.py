@@ -20,7 +20,7 @@ from subcell.errors import InputFileError
 from subcell.image import VoxelSize
 from subcell.io._units import LENGTH_UM, TIME_S
 
-__all__ = ["describe_graph", "read_track_graph", "tracks_from_graph", "tracks_graph", "write_geff"]
+__all__ = ["describe_graph", "read_track_graph", "tracks_from_graph", "tracks_graph", "write_geff", "write_trackmate"]
 
 _FRAME_PROPS = ("frame", "FRAME")  # a node's frame index where the time axis holds a time (TrackMate: FRAME)
 _PIXEL_UNITS = (None, "", "pixel", "pixels", "px")
@@ -65,6 +65,45 @@ def write_geff(path: str | Path, table: Any, *, two_d: bool, time_interval_s: fl
                 axes=[time, *((a, "space", "micrometer", None, None) for a in space)],
                 track_node_props={"tracklet": "track_id", "lineage": "lineage_id"}, labels_path=labels_path,
                 label_prop="seg_id")  # fmt: skip
+
+
+def write_trackmate(path: str | Path, table: Any, *, shape: tuple[int, int, int, int],
+                    voxel_size: VoxelSize | tuple[float, ...], time_interval_s: float, image: str = "",
+                    overwrite: bool = False) -> None:  # fmt: skip
+    """Write a tracks table as a TrackMate XML model at ``path`` (:func:`subcell.io.trackmate.write_trackmate_xml`)
+    for Fiji's TrackMate, Mastodon and MaMuT: a spot per object and frame at its centroid in µm, ``POSITION_T`` in
+    seconds, ``RADIUS`` of the sphere (disc, in 2D) of the object's volume (area); a TrackMate track per lineage
+    (our tracklets and their daughters: TrackMate's ``TRACK_ID`` is :func:`tracks_graph`'s ``lineage_id``) and the
+    spot features ``TRACKLET_ID`` (the tracklet, = its id in the track label image), ``VOLUME_UM3`` and, where
+    measured, ``MEAN_INTENSITY_CH1``. ``shape``: the movie's (T, Z, Y, X); ``image``: its file, relative to
+    ``path``'s folder, for TrackMate to open beneath the tracks (an empty image of that shape otherwise)."""
+    from subcell.io.trackmate import Feature, TrackMateImage, write_trackmate_xml
+
+    vs = VoxelSize.of(voxel_size).as_tuple()
+    two_d = shape[1] == 1
+    graph = tracks_graph(table, two_d=two_d)
+    has_volume = "volume_um3" in table.columns and table["volume_um3"].notna().any()
+    measured = "mean_intensity" in table.columns and table["mean_intensity"].notna().any()
+    for _, a in graph.nodes(data=True):
+        volume = a.get("volume_um3", float("nan"))
+        # a sphere (disc: the area is the volume over one z step) of the object's size; a voxel's where unknown
+        radius = np.sqrt(volume / vs[0] / np.pi) if two_d else np.cbrt(3.0 * volume / (4.0 * np.pi))
+        a.update(FRAME=a["t"], POSITION_T=a["t"] * time_interval_s, POSITION_X=a["x"], POSITION_Y=a["y"],
+                 POSITION_Z=0.0 if two_d else a["z"], TRACKLET_ID=a["track_id"],
+                 RADIUS=float(radius) if np.isfinite(radius) else max(vs[1:]))  # fmt: skip
+        if has_volume:
+            a["VOLUME_UM3"] = volume
+        if measured:
+            a["MEAN_INTENSITY_CH1"] = a.get("mean_intensity", float("nan"))
+    features = [Feature("TRACKLET_ID", "Tracklet (id in the track labels)", "Tracklet", "NONE", True)]
+    if has_volume:  # TrackMate's own VOLUME has a dimension older releases lack: a feature of ours instead
+        features.append(Feature("VOLUME_UM3", "Volume (µm³)", "Volume µm³"))
+    if measured:
+        features.append(Feature("MEAN_INTENSITY_CH1", "Mean intensity ch1", "Mean ch1", "INTENSITY"))
+    t, z, y, x = shape
+    write_trackmate_xml(path, graph, track_of="lineage_id", features=features, overwrite=overwrite,
+                        image=TrackMateImage(width=x, height=y, nslices=z, nframes=t, pixel_size=vs,
+                                             time_interval_s=time_interval_s, filename=image))  # fmt: skip
 
 
 def read_track_graph(path: str | Path, *, voxel_size: VoxelSize | tuple[float, ...]) -> Any:

@@ -1,0 +1,180 @@
+"""TrackMate XML written: the file Fiji's TrackMate (*Load a TrackMate file*), Mastodon and MaMuT open.
+
+geff's converter reads TrackMate files (:func:`subcell.io.geff.read_graph`), but no maintained Python package
+writes them, so the writer is here, with the standard library's ElementTree. It writes what TrackMate's reader
+(``TmXmlReader``, file version ≥ 2.1) looks up: feature declarations for every spot, edge and track attribute
+(their dimension names are TrackMate's ``Dimension`` enum), spots per frame, one ``Track`` per connected component
+with its edges (TrackMate's track is a whole lineage; a spot without edges is in no track), the visible tracks,
+and settings of a manual detection and tracking with the image's size and calibration (the reader dereferences
+its initial and filter elements without checking for them). With no readable image file TrackMate shows the tracks
+on an empty image of that size.
+"""
+
+from __future__ import annotations
+
+import math
+import xml.etree.ElementTree as ET
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+__all__ = ["TRACKMATE_NAME", "Feature", "TrackMateImage", "write_trackmate_xml"]
+
+TRACKMATE_NAME = "tracks.xml"
+FILE_VERSION = "7.13.2"  # the TrackMate release whose file layout this follows (readers accept >= 2.1.0)
+
+# the spot features every TrackMate model has; a writer adds its own after them
+SPOT_FEATURES = (
+    ("QUALITY", "Quality", "Quality", "QUALITY", False),
+    ("POSITION_X", "X", "X", "POSITION", False),
+    ("POSITION_Y", "Y", "Y", "POSITION", False),
+    ("POSITION_Z", "Z", "Z", "POSITION", False),
+    ("POSITION_T", "T", "T", "TIME", False),
+    ("FRAME", "Frame", "Frame", "NONE", True),
+    ("RADIUS", "Radius", "R", "LENGTH", False),
+    ("VISIBILITY", "Visibility", "Visibility", "NONE", True),
+)
+EDGE_FEATURES = (
+    ("SPOT_SOURCE_ID", "Source spot ID", "Source ID", "NONE", True),
+    ("SPOT_TARGET_ID", "Target spot ID", "Target ID", "NONE", True),
+    ("LINK_COST", "Edge cost", "Cost", "COST", False),
+)
+TRACK_FEATURES = (
+    ("TRACK_INDEX", "Track index", "Index", "NONE", True),
+    ("TRACK_ID", "Track ID", "ID", "NONE", True),
+    ("NUMBER_SPOTS", "Number of spots in track", "N spots", "NONE", True),
+    ("NUMBER_SPLITS", "Number of split events", "N splits", "NONE", True),
+    ("TRACK_START", "Track start", "Track start", "TIME", False),
+    ("TRACK_STOP", "Track stop", "Track stop", "TIME", False),
+    ("TRACK_DURATION", "Track duration", "Duration", "TIME", False),
+)
+
+
+@dataclass(frozen=True)
+class Feature:
+    """A numeric spot feature beyond TrackMate's standard ones: its key (the node attribute and XML attribute),
+    long and short names, TrackMate dimension (``NONE``, ``INTENSITY``, ``LENGTH``, …) and whether it is an
+    integer."""
+
+    key: str
+    name: str
+    short: str
+    dimension: str = "NONE"
+    isint: bool = False
+
+
+@dataclass(frozen=True)
+class TrackMateImage:
+    """The image the tracks belong to, as TrackMate's settings state it: size in pixels, slices and frames, the
+    pixel size in the model's space unit and the frame interval in seconds; ``filename`` relative to the XML
+    file's folder (or empty: TrackMate then shows an empty image of this size)."""
+
+    width: int
+    height: int
+    nslices: int
+    nframes: int
+    pixel_size: tuple[float, float, float]  # (z, y, x)
+    time_interval_s: float
+    filename: str = ""
+
+
+def _number(value: Any, isint: bool) -> str:
+    if isint:
+        return str(int(value))
+    v = float(value)
+    return repr(v) if math.isfinite(v) else "NaN"
+
+
+def write_trackmate_xml(path: str | Path, graph: Any, *, track_of: str, image: TrackMateImage,
+                        features: Sequence[Feature] = (), space_unit: str = "micron",
+                        overwrite: bool = False) -> None:  # fmt: skip
+    """Write a networkx DiGraph of spots as a TrackMate model at ``path``.
+
+    Every node has integer ``FRAME`` and the standard positions ``POSITION_X/Y/Z`` (in ``space_unit``),
+    ``POSITION_T`` (seconds), ``RADIUS``, plus each ``features`` key; ``track_of`` names the node attribute that
+    numbers its connected component (its TrackMate ``TRACK_ID``). Edges go forward in time (source earlier).
+    The file appears complete or not at all (written under a temporary name, then renamed); an existing file is
+    replaced only with ``overwrite``.
+    """
+    from subcell.io._atomic import atomic_output
+
+    spot_decl = [*SPOT_FEATURES, *((f.key, f.name, f.short, f.dimension, f.isint) for f in features)]
+    isint = {key: i for key, _, _, _, i in spot_decl}
+    root = ET.Element("TrackMate", version=FILE_VERSION)
+    ET.SubElement(root, "Log").text = "Written by subcell (manual detection and tracking: imported tracks)."
+    model = ET.SubElement(root, "Model", spatialunits=space_unit, timeunits="sec")
+    decl = ET.SubElement(model, "FeatureDeclarations")
+    for group, rows in (
+        ("SpotFeatures", spot_decl),
+        ("EdgeFeatures", EDGE_FEATURES),
+        ("TrackFeatures", TRACK_FEATURES),
+    ):
+        el = ET.SubElement(decl, group)
+        for key, name, short, dim, i in rows:
+            ET.SubElement(el, "Feature", feature=key, name=name, shortname=short, dimension=dim,
+                          isint="true" if i else "false")  # fmt: skip
+
+    nodes = sorted(graph.nodes, key=lambda n: (int(graph.nodes[n]["FRAME"]), n))
+    spots = ET.SubElement(model, "AllSpots", nspots=str(len(nodes)))
+    frame_el: dict[int, ET.Element] = {}
+    for n in nodes:
+        a = graph.nodes[n]
+        frame = int(a["FRAME"])
+        if frame not in frame_el:
+            frame_el[frame] = ET.SubElement(spots, "SpotsInFrame", frame=str(frame))
+        values = {"QUALITY": 1.0, "VISIBILITY": 1, **{k: a[k] for k in isint if k in a}}
+        attrs = {"ID": str(int(n)), "name": f"ID{int(n)}", **{k: _number(v, isint[k]) for k, v in values.items()}}
+        ET.SubElement(frame_el[frame], "Spot", attrs)
+
+    tracks = ET.SubElement(model, "AllTracks")
+    components: dict[int, list[tuple[Any, Any]]] = {}
+    for u, v in sorted(graph.edges, key=lambda e: (int(graph.nodes[e[0]]["FRAME"]), e)):
+        components.setdefault(int(graph.nodes[u][track_of]), []).append((u, v))
+    members: dict[int, list[Any]] = {}
+    for n in nodes:
+        members.setdefault(int(graph.nodes[n][track_of]), []).append(n)
+    visible = []
+    for index, (tid, edges) in enumerate(sorted(components.items())):
+        times = [float(graph.nodes[n]["POSITION_T"]) for n in members[tid]]
+        splits = sum(1 for n in members[tid] if graph.out_degree(n) > 1)
+        stats: Mapping[str, Any] = {"TRACK_INDEX": index, "TRACK_ID": tid, "NUMBER_SPOTS": len(members[tid]),
+                                    "NUMBER_SPLITS": splits, "TRACK_START": min(times), "TRACK_STOP": max(times),
+                                    "TRACK_DURATION": max(times) - min(times)}  # fmt: skip
+        track_attrs = {"name": f"Track_{tid}", **{k: _number(stats[k], i) for k, _, _, _, i in TRACK_FEATURES}}
+        track = ET.SubElement(tracks, "Track", track_attrs)
+        for u, v in edges:
+            ET.SubElement(track, "Edge", SPOT_SOURCE_ID=str(int(u)), SPOT_TARGET_ID=str(int(v)), LINK_COST="0.0")
+        visible.append(tid)
+    filtered = ET.SubElement(model, "FilteredTracks")
+    for tid in visible:
+        ET.SubElement(filtered, "TrackID", TRACK_ID=str(tid))
+
+    _settings(root, image, graph)
+    ET.SubElement(root, "GUIState", state="ConfigureViews")
+    ET.indent(root)
+    with atomic_output(path, overwrite=overwrite) as tmp:
+        ET.ElementTree(root).write(tmp, encoding="UTF-8", xml_declaration=True)
+
+
+def _settings(root: ET.Element, image: TrackMateImage, graph: Any) -> None:
+    """Settings of a manual detection and tracking on ``image`` (what TrackMate re-opens the model with)."""
+    settings = ET.SubElement(root, "Settings")
+    dz, dy, dx = image.pixel_size
+    ET.SubElement(settings, "ImageData", filename=image.filename, folder="", width=str(image.width),
+                  height=str(image.height), nslices=str(image.nslices), nframes=str(image.nframes),
+                  pixelwidth=repr(float(dx)), pixelheight=repr(float(dy)), voxeldepth=repr(float(dz)),
+                  timeinterval=repr(float(image.time_interval_s)))  # fmt: skip
+    ET.SubElement(settings, "BasicSettings", xstart="0", xend=str(image.width - 1), ystart="0",
+                  yend=str(image.height - 1), zstart="0", zend=str(image.nslices - 1), tstart="0",
+                  tend=str(image.nframes - 1))  # fmt: skip
+    radii = sorted(float(graph.nodes[n]["RADIUS"]) for n in graph.nodes)
+    radius = radii[len(radii) // 2] if radii else 1.0
+    ET.SubElement(settings, "DetectorSettings", DETECTOR_NAME="MANUAL_DETECTOR", RADIUS=repr(radius))
+    ET.SubElement(settings, "InitialSpotFilter", feature="QUALITY", value="0.0", isabove="true")
+    ET.SubElement(settings, "SpotFilterCollection")
+    ET.SubElement(settings, "TrackerSettings", TRACKER_NAME="MANUAL_TRACKER")
+    ET.SubElement(settings, "TrackFilterCollection")
+    analyzers = ET.SubElement(settings, "AnalyzerCollection")
+    for name in ("SpotAnalyzers", "EdgeAnalyzers", "TrackAnalyzers"):
+        ET.SubElement(analyzers, name)
