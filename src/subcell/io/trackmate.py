@@ -1,7 +1,7 @@
 """TrackMate XML written: the file Fiji's TrackMate (*Load a TrackMate file*), Mastodon and MaMuT open.
 
 geff's converter reads TrackMate files (:func:`subcell.io.geff.read_graph`), but no maintained Python package
-writes them, so the writer is here, with the standard library's ElementTree. It writes what TrackMate's reader
+writes them, so the writer is here, streaming elements with the standard library's ``XMLGenerator``. It writes what TrackMate's reader
 (``TmXmlReader``, file version ≥ 2.1) looks up: feature declarations for every spot, edge and track attribute
 (their dimension names are TrackMate's ``Dimension`` enum), spots per frame, one ``Track`` per connected component
 with its edges (TrackMate's track is a whole lineage; a spot without edges is in no track), the visible tracks,
@@ -13,11 +13,12 @@ on an empty image of that size.
 from __future__ import annotations
 
 import math
-import xml.etree.ElementTree as ET
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from xml.sax.saxutils import XMLGenerator
+from xml.sax.xmlreader import AttributesImpl
 
 __all__ = ["TRACKMATE_NAME", "Feature", "TrackMateImage", "write_trackmate_xml"]
 
@@ -86,6 +87,36 @@ def _number(value: Any, isint: bool) -> str:
     return repr(v) if math.isfinite(v) else "NaN"
 
 
+class _Writer:
+    """Elements written as they come, indented (nothing of the file is held: a movie's million spots stream)."""
+
+    def __init__(self, out: Any) -> None:
+        self.gen = XMLGenerator(out, encoding="UTF-8", short_empty_elements=True)
+        self.gen.startDocument()
+        self.depth, self.started = 0, False
+
+    def _indent(self) -> None:
+        self.gen.ignorableWhitespace("\n" + "  " * self.depth if self.depth else "\n" * self.started)
+        self.started = True
+
+    def open(self, tag: str, attrs: Mapping[str, str] | None = None) -> None:
+        self._indent()
+        self.gen.startElement(tag, AttributesImpl(dict(attrs or {})))
+        self.depth += 1
+
+    def close(self, tag: str) -> None:
+        self.depth -= 1
+        self._indent()
+        self.gen.endElement(tag)
+
+    def leaf(self, tag: str, attrs: Mapping[str, str] | None = None, text: str = "") -> None:
+        self._indent()
+        self.gen.startElement(tag, AttributesImpl(dict(attrs or {})))
+        if text:
+            self.gen.characters(text)
+        self.gen.endElement(tag)
+
+
 def write_trackmate_xml(path: str | Path, graph: Any, *, track_of: str, image: TrackMateImage,
                         features: Sequence[Feature] = (), space_unit: str = "micron",
                         overwrite: bool = False) -> None:  # fmt: skip
@@ -101,80 +132,92 @@ def write_trackmate_xml(path: str | Path, graph: Any, *, track_of: str, image: T
 
     spot_decl = [*SPOT_FEATURES, *((f.key, f.name, f.short, f.dimension, f.isint) for f in features)]
     isint = {key: i for key, _, _, _, i in spot_decl}
-    root = ET.Element("TrackMate", version=FILE_VERSION)
-    ET.SubElement(root, "Log").text = "Written by subcell (manual detection and tracking: imported tracks)."
-    model = ET.SubElement(root, "Model", spatialunits=space_unit, timeunits="sec")
-    decl = ET.SubElement(model, "FeatureDeclarations")
-    for group, rows in (
-        ("SpotFeatures", spot_decl),
-        ("EdgeFeatures", EDGE_FEATURES),
-        ("TrackFeatures", TRACK_FEATURES),
-    ):
-        el = ET.SubElement(decl, group)
-        for key, name, short, dim, i in rows:
-            ET.SubElement(el, "Feature", feature=key, name=name, shortname=short, dimension=dim,
-                          isint="true" if i else "false")  # fmt: skip
-
-    nodes = sorted(graph.nodes, key=lambda n: (int(graph.nodes[n]["FRAME"]), n))
-    spots = ET.SubElement(model, "AllSpots", nspots=str(len(nodes)))
-    frame_el: dict[int, ET.Element] = {}
-    for n in nodes:
-        a = graph.nodes[n]
-        frame = int(a["FRAME"])
-        if frame not in frame_el:
-            frame_el[frame] = ET.SubElement(spots, "SpotsInFrame", frame=str(frame))
-        values = {"QUALITY": 1.0, "VISIBILITY": 1, **{k: a[k] for k in isint if k in a}}
-        attrs = {"ID": str(int(n)), "name": f"ID{int(n)}", **{k: _number(v, isint[k]) for k, v in values.items()}}
-        ET.SubElement(frame_el[frame], "Spot", attrs)
-
-    tracks = ET.SubElement(model, "AllTracks")
-    components: dict[int, list[tuple[Any, Any]]] = {}
-    for u, v in sorted(graph.edges, key=lambda e: (int(graph.nodes[e[0]]["FRAME"]), e)):
-        components.setdefault(int(graph.nodes[u][track_of]), []).append((u, v))
+    frame_of = {n: int(a["FRAME"]) for n, a in graph.nodes(data=True)}
+    nodes = sorted(graph.nodes, key=lambda n: (frame_of[n], n))
     members: dict[int, list[Any]] = {}
     for n in nodes:
         members.setdefault(int(graph.nodes[n][track_of]), []).append(n)
-    visible = []
-    for index, (tid, edges) in enumerate(sorted(components.items())):
-        times = [float(graph.nodes[n]["POSITION_T"]) for n in members[tid]]
-        splits = sum(1 for n in members[tid] if graph.out_degree(n) > 1)
-        stats: Mapping[str, Any] = {"TRACK_INDEX": index, "TRACK_ID": tid, "NUMBER_SPOTS": len(members[tid]),
-                                    "NUMBER_SPLITS": splits, "TRACK_START": min(times), "TRACK_STOP": max(times),
-                                    "TRACK_DURATION": max(times) - min(times)}  # fmt: skip
-        track_attrs = {"name": f"Track_{tid}", **{k: _number(stats[k], i) for k, _, _, _, i in TRACK_FEATURES}}
-        track = ET.SubElement(tracks, "Track", track_attrs)
-        for u, v in edges:
-            ET.SubElement(track, "Edge", SPOT_SOURCE_ID=str(int(u)), SPOT_TARGET_ID=str(int(v)), LINK_COST="0.0")
-        visible.append(tid)
-    filtered = ET.SubElement(model, "FilteredTracks")
-    for tid in visible:
-        ET.SubElement(filtered, "TrackID", TRACK_ID=str(tid))
+    components: dict[int, list[tuple[Any, Any]]] = {}
+    for u, v in sorted(graph.edges, key=lambda e: (frame_of[e[0]], e)):
+        components.setdefault(int(graph.nodes[u][track_of]), []).append((u, v))
+    with atomic_output(path, overwrite=overwrite) as tmp, open(tmp, "w", encoding="utf-8") as out:
+        w = _Writer(out)
+        w.open("TrackMate", {"version": FILE_VERSION})
+        w.leaf("Log", text="Written by subcell (manual detection and tracking: imported tracks).")
+        w.open("Model", {"spatialunits": space_unit, "timeunits": "sec"})
+        w.open("FeatureDeclarations")
+        for group, rows in (
+            ("SpotFeatures", spot_decl),
+            ("EdgeFeatures", EDGE_FEATURES),
+            ("TrackFeatures", TRACK_FEATURES),
+        ):
+            w.open(group)
+            for key, name, short, dim, i in rows:
+                w.leaf("Feature", {"feature": key, "name": name, "shortname": short, "dimension": dim,
+                                   "isint": "true" if i else "false"})  # fmt: skip
+            w.close(group)
+        w.close("FeatureDeclarations")
 
-    _settings(root, image, graph)
-    ET.SubElement(root, "GUIState", state="ConfigureViews")
-    ET.indent(root)
-    with atomic_output(path, overwrite=overwrite) as tmp:
-        ET.ElementTree(root).write(tmp, encoding="UTF-8", xml_declaration=True)
+        w.open("AllSpots", {"nspots": str(len(nodes))})
+        current = None
+        for n in nodes:
+            if frame_of[n] != current:
+                if current is not None:
+                    w.close("SpotsInFrame")
+                current = frame_of[n]
+                w.open("SpotsInFrame", {"frame": str(current)})
+            a = graph.nodes[n]
+            values = {"QUALITY": 1.0, "VISIBILITY": 1, **{k: a[k] for k in isint if k in a}}
+            w.leaf("Spot", {"ID": str(int(n)), "name": f"ID{int(n)}",
+                            **{k: _number(v, isint[k]) for k, v in values.items()}})  # fmt: skip
+        if current is not None:
+            w.close("SpotsInFrame")
+        w.close("AllSpots")
+
+        w.open("AllTracks")
+        for index, (tid, edges) in enumerate(sorted(components.items())):
+            times = [float(graph.nodes[n]["POSITION_T"]) for n in members[tid]]
+            stats = {"TRACK_INDEX": index, "TRACK_ID": tid, "NUMBER_SPOTS": len(members[tid]),
+                     "NUMBER_SPLITS": sum(1 for n in members[tid] if graph.out_degree(n) > 1),
+                     "TRACK_START": min(times), "TRACK_STOP": max(times),
+                     "TRACK_DURATION": max(times) - min(times)}  # fmt: skip
+            w.open("Track", {"name": f"Track_{tid}", **{k: _number(stats[k], i) for k, _, _, _, i in TRACK_FEATURES}})
+            for u, v in edges:
+                w.leaf("Edge", {"SPOT_SOURCE_ID": str(int(u)), "SPOT_TARGET_ID": str(int(v)), "LINK_COST": "0.0"})
+            w.close("Track")
+        w.close("AllTracks")
+        w.open("FilteredTracks")
+        for tid in sorted(components):
+            w.leaf("TrackID", {"TRACK_ID": str(tid)})
+        w.close("FilteredTracks")
+        w.close("Model")
+        _settings(w, image, graph)
+        w.leaf("GUIState", {"state": "ConfigureViews"})
+        w.close("TrackMate")
+        w.gen.endDocument()
+        out.write("\n")
 
 
-def _settings(root: ET.Element, image: TrackMateImage, graph: Any) -> None:
+def _settings(w: _Writer, image: TrackMateImage, graph: Any) -> None:
     """Settings of a manual detection and tracking on ``image`` (what TrackMate re-opens the model with)."""
-    settings = ET.SubElement(root, "Settings")
+    w.open("Settings")
     dz, dy, dx = image.pixel_size
-    ET.SubElement(settings, "ImageData", filename=image.filename, folder="", width=str(image.width),
-                  height=str(image.height), nslices=str(image.nslices), nframes=str(image.nframes),
-                  pixelwidth=repr(float(dx)), pixelheight=repr(float(dy)), voxeldepth=repr(float(dz)),
-                  timeinterval=repr(float(image.time_interval_s)))  # fmt: skip
-    ET.SubElement(settings, "BasicSettings", xstart="0", xend=str(image.width - 1), ystart="0",
-                  yend=str(image.height - 1), zstart="0", zend=str(image.nslices - 1), tstart="0",
-                  tend=str(image.nframes - 1))  # fmt: skip
+    w.leaf("ImageData", {"filename": image.filename, "folder": "", "width": str(image.width),
+                         "height": str(image.height), "nslices": str(image.nslices), "nframes": str(image.nframes),
+                         "pixelwidth": repr(float(dx)), "pixelheight": repr(float(dy)), "voxeldepth": repr(float(dz)),
+                         "timeinterval": repr(float(image.time_interval_s))})  # fmt: skip
+    w.leaf("BasicSettings", {"xstart": "0", "xend": str(image.width - 1), "ystart": "0",
+                             "yend": str(image.height - 1), "zstart": "0", "zend": str(image.nslices - 1),
+                             "tstart": "0", "tend": str(image.nframes - 1)})  # fmt: skip
     radii = sorted(float(graph.nodes[n]["RADIUS"]) for n in graph.nodes)
     radius = radii[len(radii) // 2] if radii else 1.0
-    ET.SubElement(settings, "DetectorSettings", DETECTOR_NAME="MANUAL_DETECTOR", RADIUS=repr(radius))
-    ET.SubElement(settings, "InitialSpotFilter", feature="QUALITY", value="0.0", isabove="true")
-    ET.SubElement(settings, "SpotFilterCollection")
-    ET.SubElement(settings, "TrackerSettings", TRACKER_NAME="MANUAL_TRACKER")
-    ET.SubElement(settings, "TrackFilterCollection")
-    analyzers = ET.SubElement(settings, "AnalyzerCollection")
+    w.leaf("DetectorSettings", {"DETECTOR_NAME": "MANUAL_DETECTOR", "RADIUS": repr(radius)})
+    w.leaf("InitialSpotFilter", {"feature": "QUALITY", "value": "0.0", "isabove": "true"})
+    w.leaf("SpotFilterCollection")
+    w.leaf("TrackerSettings", {"TRACKER_NAME": "MANUAL_TRACKER"})
+    w.leaf("TrackFilterCollection")
+    w.open("AnalyzerCollection")
     for name in ("SpotAnalyzers", "EdgeAnalyzers", "TrackAnalyzers"):
-        ET.SubElement(analyzers, name)
+        w.leaf(name)
+    w.close("AnalyzerCollection")
+    w.close("Settings")
