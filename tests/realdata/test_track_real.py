@@ -56,3 +56,10 @@ def test_tgmm_relinked_and_scored_against_its_napari_tracks_table(real_data: Pat
                 "--ids-are-tracks", "-o", str(tmp_path / "masks")]) == 0  # fmt: skip
     masks = json.loads((tmp_path / "masks" / "metrics.json").read_text())
     assert masks["SEG"] == pytest.approx(1.0) and masks["TRA"] >= 0.95  # its own masks, linked anew
+    # the other way round: the shipped table as a point tool's prediction, scored against the masks it came from
+    assert run(["evaluate-tracks", str(tgmm / "tgmm-mini-tracks-layer-data.csv"), str(tgmm / "tgmm-mini.tif"),
+                "--axes", "TZYX", "--voxel-size", "5", "1", "1", "--ids-are-tracks", "-o",
+                str(tmp_path / "as_pred")]) == 0  # fmt: skip
+    as_pred = json.loads((tmp_path / "as_pred" / "metrics.json").read_text())
+    assert as_pred["points_are"] == "prediction" and as_pred["predicted_objects"] == 3087
+    assert as_pred["TRA"] >= 0.99 and as_pred["true_divisions"] is None  # 0.9996 measured

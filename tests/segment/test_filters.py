@@ -112,7 +112,9 @@ def test_hessian_eigenvalues_match_numpy(monkeypatch: pytest.MonkeyPatch) -> Non
             order = [0, 0, 0]
             order[i + 1] += 1
             order[j + 1] += 1
-            h2[i, j] = ndi.gaussian_filter(a, (0.0, 1.0, 1.0), order=order, mode="nearest", truncate=F.DERIVATIVE_TRUNCATE)
+            h2[i, j] = ndi.gaussian_filter(
+                a, (0.0, 1.0, 1.0), order=order, mode="nearest", truncate=F.DERIVATIVE_TRUNCATE
+            )
     ref2 = np.linalg.eigvalsh(np.moveaxis(h2, (0, 1), (-2, -1)))
     ref2 = np.take_along_axis(ref2, np.argsort(np.abs(ref2), axis=-1), axis=-1)
     assert not f1.any()

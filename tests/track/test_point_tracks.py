@@ -34,6 +34,28 @@ def test_hand_worked_points_missed_object() -> None:
     assert np.isnan(s["SEG"]) and s["objects_with_several_points"] == 0
 
 
+def test_hand_worked_points_as_the_prediction_against_true_masks() -> None:
+    # the mirror of the test above: one true object over frames 0-2 (masks), a point tool found it in frames 0 and 2
+    # as two unlinked tracks and put a point on nothing in frame 1: AOGM = 1 missed vertex × 10 + 2 missed edges ×
+    # 1.5 + 1 false-positive vertex × 1 = 14, against 3 × 10 + 2 × 1.5 = 33 for an empty prediction
+    lab = np.zeros((3, 1, 20, 20), np.uint8)
+    lab[:, 0, 4:10, 4:10] = 1
+    truth = tracks_from_lineage(lab, {}, voxel_size=VS)
+    points = pd.DataFrame({"track_id": [1, 2, 3], "t": [0, 2, 1], "z_um": 0.0, "y_um": [3.0, 3.0, 8.0],
+                           "x_um": [3.5, 3.5, 8.0], "parent_track": 0})  # fmt: skip
+    s = evaluate_point_tracks(truth, points, voxel_size=VS, points_are="prediction")
+    assert s["AOGM"] == pytest.approx(14) and s["TRA"] == pytest.approx(1 - 14 / 33)
+    assert s["DET"] == pytest.approx(1 - 11 / 30) and s["points_matched"] == pytest.approx(2 / 3)
+    assert (s["true_objects"], s["predicted_objects"], s["true_tracks"], s["predicted_tracks"]) == (3, 3, 1, 3)
+    assert s["points_are"] == "prediction" and s["objects_with_several_points"] == 0
+    # two points in one true object: the one nearer its centre detects it, the other is a false positive (1), as
+    # the CTC's majority rule lets one predicted object detect a true one: 10 + 3 + 1 again
+    split = pd.concat([points.iloc[:2], points.iloc[:1].assign(track_id=4, x_um=4.5)], ignore_index=True)
+    s2 = evaluate_point_tracks(truth, split, voxel_size=VS, points_are="prediction")
+    assert s2["objects_with_several_points"] == 1 and s2["AOGM"] == pytest.approx(14)
+    assert s2["points_matched"] == 1.0  # every point lies inside a true object
+
+
 def test_two_points_in_one_object_are_a_merge(tmp_path: Path) -> None:
     lab = np.zeros((2, 1, 20, 20), np.uint8)
     lab[:, 0, 2:12, 2:12] = 1  # one predicted object (in each of 2 frames) holding both true nuclei

@@ -252,6 +252,17 @@ def test_cli_writes_geff_and_scores_graphs_of_other_tools(tmp_path: Path, capsys
     assert ET.parse(tmp_path / "tr2" / "tracks.xml").find("Settings/ImageData").get("filename") == "../lab.ome.tif"
     out, _ = cli("evaluate-tracks", str(tmp_path / "tr"), str(tmp_path / "tr2" / "tracks.xml"))
     assert "TRA 1.0000" in out and "F1 1.000 (1 true, 1 predicted)" in out
+    out, _ = cli("evaluate-tracks", str(tmp_path / "tr2" / "tracks.xml"), str(tmp_path / "tr"))  # points predicted
+    assert "of 7 predicted points inside a true object" in out and "TRA 1.0000" in out
+    assert "F1 1.000 (1 true, 1 predicted)" in out
+    ctc = str(tmp_path / "tr" / "ctc")  # CTC masks state no voxel size: µm points need it given, not assumed 1 µm
+    assert "CTC folder states no voxel size" in cli_user_error(capsys, "evaluate-tracks", str(tmp_path / "tr2" /
+                                                                                       "tracks.xml"), ctc)  # fmt: skip
+    out, _ = cli("evaluate-tracks", str(tmp_path / "tr2" / "tracks.xml"), ctc, "--voxel-size", "1", "0.5", "0.5")
+    assert "TRA 1.0000" in out and "F1 1.000 (1 true, 1 predicted)" in out
+    assert "both the prediction and the truth are point tracks" in cli_user_error(
+        capsys, "evaluate-tracks", str(tmp_path / "tr2" / "tracks.xml"), str(tmp_path / "tr" / "tracks.xml")
+    )
     out, _ = cli("evaluate-tracks", str(geff_dir), str(tmp_path / "tr"))  # the graph with its masks
     assert "TRA 1.0000" in out and "SEG 1.0000" in out and "F1 1.000 (1 true, 1 predicted)" in out
     spots = {0: (0, 6.5, 6.5), 1: (1, 6.5, 6.5), 2: (2, 3.5, 6.5), 3: (2, 10.5, 6.5), 4: (3, 3.5, 6.5)}
@@ -264,11 +275,11 @@ def test_cli_writes_geff_and_scores_graphs_of_other_tools(tmp_path: Path, capsys
     alone = tmp_path / "alone.geff"
     geff_dir.rename(
         alone
-    )  # its labels (../labels.ome.zarr) no longer beside it: points as truth, refused as prediction
+    )  # its labels (../labels.ome.zarr) no longer beside it: scored as points, truth or prediction, with a note
     out, err = cli("evaluate-tracks", str(tmp_path / "tr"), str(alone))
     assert "SEG nan" in out and "scored as points" in err
-    assert "names no label image that exists" in cli_user_error(capsys, "evaluate-tracks", str(alone),
-                                                                 str(tmp_path / "tr"))  # fmt: skip
+    out, err = cli("evaluate-tracks", str(alone), str(tmp_path / "tr"))
+    assert "predicted points inside a true object" in out and "TRA 1.0000" in out and "scored as points" in err
 
 
 def test_a_time_axis_in_seconds_without_frames_is_refused(tmp_path: Path) -> None:

@@ -201,6 +201,26 @@ def _trackmate_image(image: Path | None, output: Path) -> str:
     return os.path.relpath(image.resolve(), output.resolve())
 
 
+def _points(path: Path, voxel_size: Any, masks: Path, given: Any) -> Any:
+    """Point tracks (:func:`subcell.track.points.read_point_tracks`) to score against the tracks with masks at
+    ``masks`` (read at ``voxel_size``; ``given``: --voxel-size), with a note when a geff names label images that
+    are not there (it is then scored as points). Points in µm against a CTC folder, which states no voxel size,
+    need --voxel-size: placed on its voxels as if they were 1 µm, every point would miss."""
+    from subcell.errors import MetadataError
+    from subcell.io.ctc import find_ctc
+    from subcell.io.geff import is_geff, related_labels
+    from subcell.track.points import read_point_tracks
+
+    named = related_labels(path) if is_geff(path) else None
+    if named is not None:
+        typer.echo(f"note: {path}: the label image it names ({named}) does not exist: scored as points", err=True)
+    points = read_point_tracks(path, voxel_size=voxel_size)
+    if given is None and points.attrs.get("positions_in_um") and masks.is_dir() and find_ctc(masks) is not None:
+        raise MetadataError("a CTC folder states no voxel size and the point tracks are in µm: give --voxel-size Z Y "
+                            "X (µm) to place them on its voxels", path=masks, field="voxel_size")  # fmt: skip
+    return points
+
+
 def load_tracks(path: Path, *, label: str | None, voxel_size: Any, axes: str | None, what: str,
                 ids_are_tracks: bool = False, grid_of: Any = None) -> Any:  # fmt: skip
     """Tracks from a ``subcell track`` output, a CTC folder (result or truth layout), an OME-Zarr store with a
@@ -224,8 +244,8 @@ def load_tracks(path: Path, *, label: str | None, voxel_size: Any, axes: str | N
         labels_path = related_labels(path)
         if labels_path is None or not labels_path.exists():
             raise InputFileError(f"{what}: the track graph names no label image that exists "
-                                 f"({labels_path or 'no related labels'}); without masks it can only be truth, "
-                                 "scored as points", path=path, field="related_objects")  # fmt: skip
+                                 f"({labels_path or 'no related labels'}); without masks it is scored as point tracks, "
+                                 "against masks", path=path, field="related_objects")  # fmt: skip
         from subcell.io.reader import axes_for
 
         img = read_assuming(lambda vs: read_label_timelapse(labels_path, label=None, voxel_size=vs, force=False,
@@ -267,7 +287,9 @@ def load_tracks(path: Path, *, label: str | None, voxel_size: Any, axes: str | N
 def evaluate_tracks(
     pred: Annotated[
         Path,
-        typer.Argument(help="Predicted tracks: `subcell track` output, a CTC result folder or a geff with its labels."),
+        typer.Argument(
+            help="Predicted tracks: `subcell track` output, a CTC result folder or a geff with its labels; or point tracks (TrackMate XML, a geff without labels, a table) against truth with masks."
+        ),
     ],
     truth: Annotated[
         Path,
@@ -302,33 +324,38 @@ def evaluate_tracks(
     """Score tracks against truth: TRA, DET, LNK, SEG (Cell Tracking Challenge) and division precision/recall/F1."""
     import json
 
+    from subcell.errors import ValueRangeError
     from subcell.io import write_bundle
     from subcell.io._atomic import check_output
     from subcell.track.evaluate import evaluate_tracks as score
-    from subcell.track.points import are_point_tracks
+    from subcell.track.points import are_point_tracks, evaluate_point_tracks
 
     if output is not None:
         check_output(output, overwrite=overwrite)
-    p, p_vs = load_tracks(pred, label=None, voxel_size=voxel_size, axes=axes, what="prediction",
-                          ids_are_tracks=ids_are_tracks)  # fmt: skip
     summary: dict[str, Any]
-    if are_point_tracks(truth):
-        from subcell.io.geff import is_geff, related_labels
-        from subcell.track.points import evaluate_point_tracks, read_point_tracks
-
-        points = read_point_tracks(truth, voxel_size=p_vs)
-        named = related_labels(truth) if is_geff(truth) else None
-        if named is not None:
-            typer.echo(f"note: {truth}: the label image it names ({named}) does not exist: scored as points",
-                       err=True)  # fmt: skip
-        summary = evaluate_point_tracks(p, points, voxel_size=p_vs, frame_tolerance=frame_tolerance)
-        per_track = None
-        typer.echo(f"point tracks: {summary['points_matched']:.1%} of {summary['true_objects']} points inside a "
-                   f"predicted object; {summary['objects_with_several_points']} objects hold several points")  # fmt: skip
+    per_track = None
+    if are_point_tracks(pred):  # a point tool's tracks (TrackMate, a geff without labels) against true masks
+        if are_point_tracks(truth):
+            raise ValueRangeError("both the prediction and the truth are point tracks: TRA needs masks on one side "
+                                  "(the truth's, or the prediction's label image)", path=truth, field="truth")  # fmt: skip
+        t, t_vs = load_tracks(truth, label=truth_label, voxel_size=voxel_size, axes=axes, what="truth",
+                              ids_are_tracks=ids_are_tracks)  # fmt: skip
+        summary = evaluate_point_tracks(t, _points(pred, t_vs, truth, voxel_size), voxel_size=t_vs,
+                                        frame_tolerance=frame_tolerance, points_are="prediction")  # fmt: skip
+        typer.echo(f"point tracks: {summary['points_matched']:.1%} of {summary['predicted_objects']} predicted points "
+                   f"inside a true object; {summary['objects_with_several_points']} true objects hold several points")  # fmt: skip
     else:
-        t, _ = load_tracks(truth, label=truth_label, voxel_size=voxel_size, axes=axes, what="truth",
-                           ids_are_tracks=ids_are_tracks, grid_of=p_vs)  # fmt: skip
-        summary, per_track = score(p, t, frame_tolerance=frame_tolerance)
+        p, p_vs = load_tracks(pred, label=None, voxel_size=voxel_size, axes=axes, what="prediction",
+                              ids_are_tracks=ids_are_tracks)  # fmt: skip
+        if are_point_tracks(truth):
+            summary = evaluate_point_tracks(p, _points(truth, p_vs, pred, voxel_size), voxel_size=p_vs,
+                                            frame_tolerance=frame_tolerance)  # fmt: skip
+            typer.echo(f"point tracks: {summary['points_matched']:.1%} of {summary['true_objects']} points inside a "
+                       f"predicted object; {summary['objects_with_several_points']} objects hold several points")  # fmt: skip
+        else:
+            t, _ = load_tracks(truth, label=truth_label, voxel_size=voxel_size, axes=axes, what="truth",
+                               ids_are_tracks=ids_are_tracks, grid_of=p_vs)  # fmt: skip
+            summary, per_track = score(p, t, frame_tolerance=frame_tolerance)
     typer.echo(" ".join(f"{k} {summary[k]:.4f}" for k in ("TRA", "DET", "LNK", "SEG")))
     if "BIO" in summary:  # scored on masks: the challenge's biological measures and overall scores too
 
@@ -338,7 +365,10 @@ def evaluate_tracks(
         typer.echo(f"BIO {num('BIO')} (CT {num('CT')}, TF {num('TF')}, BC({frame_tolerance}) {num('BC')}, CCA "
                    f"{num('CCA')}); OP_CTB {num('OP_CTB')} OP_CSB {num('OP_CSB')} OP_CLB {num('OP_CLB')}")  # fmt: skip
     if summary["true_divisions"] is None:
-        typer.echo(f"divisions: not scored, the truth has no lineage ({summary['predicted_divisions']} predicted)")
+        n = summary["predicted_divisions"]
+        typer.echo(f"divisions: not scored, the truth has no lineage ({'?' if n is None else n} predicted)")
+    elif summary["predicted_divisions"] is None:
+        typer.echo(f"divisions: not scored, the prediction states no lineage ({summary['true_divisions']} true)")
     else:
         typer.echo(f"divisions (±{frame_tolerance} frames): precision {summary['division_precision']:.3f} recall "
                    f"{summary['division_recall']:.3f} F1 {summary['division_f1']:.3f} ({summary['true_divisions']} "

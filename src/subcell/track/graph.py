@@ -207,7 +207,9 @@ def _points(graph: Any, meta: Any, path: Path, voxel_size: VoxelSize | tuple[flo
     out["track_id"] = out["node"].map(tracklet).astype(np.int64)
     out["parent_track"] = out["track_id"].map(parent).fillna(0).astype(np.int64)
     cols = ["track_id", "t", "z_um", "y_um", "x_um", "parent_track"] + (["seg_id"] if "seg_id" in out else [])
-    return out[cols].sort_values(["track_id", "t"]).reset_index(drop=True)
+    result = out[cols].sort_values(["track_id", "t"]).reset_index(drop=True)
+    result.attrs["positions_in_um"] = all(axes[r].unit not in _PIXEL_UNITS for r in "yx")  # else pixels × voxel
+    return result
 
 
 def _um_per_value(axis: Any, pixel_um: float, path: Path) -> float:

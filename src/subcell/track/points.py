@@ -1,4 +1,5 @@
-"""Scoring tracks against point tracks: truth that has a position per cell and frame but no masks.
+"""Scoring tracks against point tracks: truth that has a position per cell and frame but no masks (or, the other way
+round, a point tool's tracks against true masks).
 
 Point annotations are how most tracking truth is made (a click per nucleus, or a detector's blobs, e.g. napari
 Tracks layers). A true point is matched to the predicted object it falls inside (traccuracy's point-to-segmentation
@@ -78,7 +79,8 @@ def read_point_tracks(
         raise InputFileError(f"point tracks need columns track_id, t and y, x (pixels) or y_um, x_um (µm); "
                              f"missing {sorted(missing) or ['y', 'x']}", path=p, field="columns")  # fmt: skip
     suffix = "_um" if in_um else ""  # the columns read: µm ones where present
-    scale = np.ones(3) if units == "um" or (units == "auto" and in_um) else VoxelSize.of(voxel_size).as_tuple()
+    stated_um = units == "um" or (units == "auto" and in_um)  # else pixels, scaled by the voxel size
+    scale = np.ones(3) if stated_um else VoxelSize.of(voxel_size).as_tuple()
     out = pd.DataFrame({"track_id": table["track_id"].astype(np.int64), "t": table["t"].astype(np.int64)})
     for axis, v in zip("zyx", scale, strict=True):
         col = axis + suffix
@@ -88,6 +90,7 @@ def read_point_tracks(
         out[f"{axis}_um"] = values * v
     out["parent_track"] = table["parent_track"].astype(np.int64) if "parent_track" in table.columns else 0
     out.attrs["divisions_known"] = "parent_track" in table.columns  # without the column: unknown, not none
+    out.attrs["positions_in_um"] = stated_um
     if (out["t"] < 0).any():
         raise InputFileError("point tracks have negative frames", path=p, field="t")
     twice = out.duplicated(["track_id", "t"])
@@ -112,11 +115,39 @@ def _points_graph(points: Any, voxel_size: tuple[float, float, float], *, two_d:
     return TrackingGraph(graph, frame_key="t", location_keys=keys, name="points")
 
 
+def _one_point_per_object(voxel_size: tuple[float, float, float]) -> Any:
+    """traccuracy's point-in-object matcher for predicted points, keeping one point per true object: the one
+    nearest its centroid; the others stay unmatched (false positives), as the CTC's majority rule lets one predicted
+    object at most detect a true one. (traccuracy's CTC measures refuse one true node matched to several.)"""
+    from traccuracy.matchers import PointSegMatcher
+
+    class OnePointPerObject(PointSegMatcher):  # type: ignore[misc]
+        def _compute_mapping(self, gt_graph: Any, pred_graph: Any) -> list[tuple[Any, Any]]:
+            self.raw_mapping = super()._compute_mapping(gt_graph, pred_graph)
+            best: dict[Any, tuple[float, Any]] = {}
+            for g, p in self.raw_mapping:
+                a, b = gt_graph.graph.nodes[g], pred_graph.graph.nodes[p]  # µm; voxel indices
+                d = sum((a[k] - b[k] * v) ** 2 for k, v in zip("zyx", voxel_size, strict=True))
+                if g not in best or d < best[g][0]:
+                    best[g] = (d, p)
+            return [(g, p) for g, (_, p) in best.items()]
+
+    return OnePointPerObject()
+
+
 def evaluate_point_tracks(
-    pred: Tracks, points: Any, *, voxel_size: VoxelSize | tuple[float, ...], frame_tolerance: int = 1
+    tracks: Tracks,
+    points: Any,
+    *,
+    voxel_size: VoxelSize | tuple[float, ...],
+    frame_tolerance: int = 1,
+    points_are: Literal["truth", "prediction"] = "truth",
 ) -> dict[str, Any]:
-    """TRA, DET, LNK of predicted tracks against point tracks (see the module text); divisions when the points
-    have parent links and every matched object holds one point. ``points`` as :func:`read_point_tracks` returns."""
+    """TRA, DET, LNK of tracks with masks against point tracks (see the module text); divisions when the points'
+    lineage is known and every matched object holds one point. ``points`` as :func:`read_point_tracks` returns;
+    ``points_are`` the truth (the masks are the prediction) or the prediction (a point tool's tracks — TrackMate,
+    a geff without labels — scored against true masks: a point inside a true object detects it, several points
+    in one object are a split the AOGM charges, a point outside every object a false positive)."""
     from traccuracy import run_metrics
     from traccuracy.matchers import PointSegMatcher
     from traccuracy.metrics import CTCMetrics, DivisionMetrics
@@ -124,48 +155,65 @@ def evaluate_point_tracks(
     from subcell.track.evaluate import _quiet_progress, tracking_graph
 
     vs = VoxelSize.of(voxel_size).as_tuple()
-    labels = pred.labels if pred.labels.ndim == 4 else pred.labels[:, None]
+    labels = tracks.labels if tracks.labels.ndim == 4 else tracks.labels[:, None]
+    masks = "prediction" if points_are == "truth" else "truth"
     if len(points) == 0:
         raise ValueRangeError("the point tracks are empty", field="points")
     t_max = int(points["t"].max())
     if t_max >= labels.shape[0]:
-        raise ValueRangeError(f"points reach frame {t_max}, the prediction has {labels.shape[0]} frames", field="t")
+        raise ValueRangeError(f"points reach frame {t_max}, the {masks} has {labels.shape[0]} frames", field="t")
     idx = np.round(points[["z_um", "y_um", "x_um"]].to_numpy() / np.asarray(vs)).astype(np.int64)
     outside = ((idx < 0) | (idx >= np.asarray(labels.shape[1:]))).any(axis=1)
     if outside.any():
         raise ValueRangeError(f"{int(outside.sum())} points lie outside the {labels.shape[1:]} voxels of the "
-                              "prediction (wrong units or voxel size?)", field="points")  # fmt: skip
+                              f"{masks} (wrong units or voxel size?)", field="points")  # fmt: skip
     _quiet_progress()
     logging.getLogger("traccuracy").setLevel(logging.ERROR)
-    p4 = Tracks(labels=labels, table=pred.table, lineage=pred.lineage)
+    t4 = Tracks(labels=labels, table=tracks.table, lineage=tracks.lineage)
     two_d = labels.shape[1] == 1
 
     def graphs() -> tuple[Any, Any]:
-        return _points_graph(points, vs, two_d=two_d), tracking_graph(p4, name="prediction")
+        pts, seg = _points_graph(points, vs, two_d=two_d), tracking_graph(t4, name=masks)
+        return (pts, seg) if points_are == "truth" else (seg, pts)
 
+    matcher = PointSegMatcher() if points_are == "truth" else _one_point_per_object(vs)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        results, matched = run_metrics(*graphs(), PointSegMatcher(), [CTCMetrics()])
+        results, matched = run_metrics(*graphs(), matcher, [CTCMetrics()])
     ctc = results[0]["results"]
     from collections import Counter
 
-    hits = Counter(p for _, p in matched.mapping)  # predicted object → points inside it
+    raw = getattr(matcher, "raw_mapping", matched.mapping)  # before several predicted points were cut to one
+    pairs = [(g, p) if points_are == "truth" else (p, g) for g, p in raw]  # (point, object)
+    hits = Counter(o for _, o in pairs)  # object → points inside it
+    point_divisions = (
+        int((points.groupby("track_id")["parent_track"].first() > 0).sum() // 2)
+        if points.attrs.get("divisions_known", True) else None
+    )  # fmt: skip
+    mask_divisions = int((tracks.lineage["parent_track"] > 0).sum() // 2) if tracks.divisions_known else None
+    n_point_tracks, n_mask_tracks = int(points["track_id"].nunique()), int(tracks.table["track_id"].nunique())
+    truth_first = points_are == "truth"
     summary: dict[str, Any] = {
         "TRA": float(ctc["TRA"]), "DET": float(ctc["DET"]), "LNK": float(ctc["LNK"]), "SEG": float("nan"),
-        "AOGM": float(ctc["AOGM"]),
-        "points_matched": len(set(g for g, _ in matched.mapping)) / len(points),
+        "AOGM": float(ctc["AOGM"]), "points_are": points_are,
+        "points_matched": len(set(p for p, _ in pairs)) / len(points),
         "objects_with_several_points": sum(1 for n in hits.values() if n > 1),
-        "true_tracks": int(points["track_id"].nunique()), "predicted_tracks": int(pred.table["track_id"].nunique()),
-        "true_objects": len(points), "predicted_objects": len(pred.table),
+        "true_tracks": n_point_tracks if truth_first else n_mask_tracks,
+        "predicted_tracks": n_mask_tracks if truth_first else n_point_tracks,
+        "true_objects": len(points) if truth_first else len(tracks.table),
+        "predicted_objects": len(tracks.table) if truth_first else len(points),
         "division_precision": float("nan"), "division_recall": float("nan"), "division_f1": float("nan"),
-        "true_divisions": int((points.groupby("track_id")["parent_track"].first() > 0).sum() // 2)
-        if points.attrs.get("divisions_known", True) else None,
-        "predicted_divisions": int((pred.lineage["parent_track"] > 0).sum() // 2), "frame_tolerance": frame_tolerance,
+        "true_divisions": point_divisions if truth_first else mask_divisions,
+        "predicted_divisions": mask_divisions if truth_first else point_divisions, "frame_tolerance": frame_tolerance,
     }  # fmt: skip
-    if summary["true_divisions"] and summary["objects_with_several_points"] == 0:
+    if (
+        summary["true_divisions"]
+        and summary["predicted_divisions"] is not None
+        and (summary["objects_with_several_points"] == 0)
+    ):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            div, _ = run_metrics(*graphs(), PointSegMatcher(), [DivisionMetrics(max_frame_buffer=frame_tolerance)])
+            div, _ = run_metrics(*graphs(), matcher, [DivisionMetrics(max_frame_buffer=frame_tolerance)])
         d = div[0]["results"][f"Frame Buffer {frame_tolerance}"]
         summary.update(division_precision=float(d["Division Precision"]), division_recall=float(d["Division Recall"]),
                        division_f1=float(d["Division F1"]))  # fmt: skip
