@@ -236,10 +236,12 @@ def test_batch_track_equals_single_runs_and_gathers_the_tables(tmp_path: Path) -
     import shutil
 
     shutil.copytree(out / "m1.tracks" / "tracks.geff", tmp_path / "points.geff")
-    pd.DataFrame({"id": ["m0", "m1", "m1pts", "m0geff"],
-                  "source": [*(str(out / f"m{s}.tracks") for s in (0, 1, 1)), str(out / "m0.tracks" / "tracks.geff")],
-                  "target": ["m0.ome.zarr", "m1.ome.zarr", "points.geff", "m0.ome.zarr"],
-                  "truth_label": ["nucleus", "nucleus", None, "nucleus"]}).to_csv(tmp_path / "scored.csv", index=False)  # fmt: skip
+    pd.DataFrame({"id": ["m0", "m1", "m1pts", "m0geff", "m1xml"],
+                  "source": [*(str(out / f"m{s}.tracks") for s in (0, 1, 1)), str(out / "m0.tracks" / "tracks.geff"),
+                             str(out / "m1.tracks" / "tracks.xml")],
+                  "target": ["m0.ome.zarr", "m1.ome.zarr", "points.geff", "m0.ome.zarr", "m1.ome.zarr"],
+                  "truth_label": ["nucleus", "nucleus", None, "nucleus", "nucleus"]}).to_csv(tmp_path / "scored.csv",
+                                                                                            index=False)  # fmt: skip
     scores = tmp_path / "scores"
     assert run(["batch", "evaluate-tracks", str(tmp_path / "scored.csv"), str(scores), "--workers", "1",
                 "--quiet"]) == 0  # fmt: skip
@@ -258,8 +260,14 @@ def test_batch_track_equals_single_runs_and_gathers_the_tables(tmp_path: Path) -
     assert gathered.loc["m0geff", ["TRA", "LNK", "SEG"]].tolist() == gathered.loc["m0", ["TRA", "LNK", "SEG"]].tolist()
     status = pd.read_parquet(scores / "batch.parquet").set_index("id")
     assert status.loc["m0geff", "memory_estimate_mb"] == pytest.approx(status.loc["m0", "memory_estimate_mb"])
+    # the TrackMate model as a point tool's prediction against the true masks, sized by them
+    assert json.loads((scores / "m1xml.scores" / "metrics.json").read_text())["points_are"] == "prediction"
+    assert gathered.loc["m1xml", "TRA"] >= 0.9
+    true_frame = array_nbytes(tmp_path / "m1.ome.zarr", per_frame=True)  # the true movie's frames, not the XML file
+    want_mb = (WORKER_BASE + COMMANDS["evaluate-tracks"].memory_factor * true_frame) / 2**20
+    assert status.loc["m1xml", "memory_estimate_mb"] == pytest.approx(want_mb, abs=1)
     per_track = pd.read_parquet(scores / "per_track")
-    assert set(per_track.id) == {"m0", "m1", "m0geff"}  # point truth has no per-track table: nothing gathered for it
+    assert set(per_track.id) == {"m0", "m1", "m0geff"}  # points on either side have no per-track table
 
 
 def test_a_finished_batch_is_the_manifest_of_the_next(

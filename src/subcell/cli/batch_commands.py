@@ -195,10 +195,14 @@ def _evaluate_tracks(row: Any, base: Path) -> tuple[list[str], list[str], list[P
 
 def _tracked_labels(row: Any) -> Path:
     """The label image of the predicted tracks (what evaluating them reads a frame at a time): a tracks folder's, a
-    geff's related one, else the source itself (a CTC result folder of numbered masks)."""
+    geff's related one, else the source itself (a CTC result folder of numbered masks); for point tracks (a
+    TrackMate XML, a geff without labels) the target's, the masks they are scored against."""
     from subcell.io.geff import is_geff, related_labels
+    from subcell.track.points import are_point_tracks
 
     source = Path(row.source)
+    if are_point_tracks(source) and row.target is not None:
+        source = Path(row.target)
     labels = related_labels(source) if is_geff(source) else source / "labels.ome.zarr"
     return labels if labels is not None and labels.exists() else source
 
