@@ -63,3 +63,19 @@ def test_tgmm_relinked_and_scored_against_its_napari_tracks_table(real_data: Pat
     as_pred = json.loads((tmp_path / "as_pred" / "metrics.json").read_text())
     assert as_pred["points_are"] == "prediction" and as_pred["predicted_objects"] == 3087
     assert as_pred["TRA"] >= 0.99 and as_pred["true_divisions"] is None  # 0.9996 measured
+
+
+def test_yeast_mitochondria_mask_tracked_as_its_fragments(real_data: Path, tmp_path: Path) -> None:
+    # an organelle mask over time: each frame's connected components are the objects, the same ones `measure` counts
+    import pandas as pd
+
+    movie = real_data / "yeast_mitochondria_3dt" / "yeast_3d_mitochondria.ome.tif"
+    mask = tmp_path / "mito.ome.zarr"
+    assert run(["segment", str(movie), str(mask), "-w", "mitochondria"]) == 0
+    assert run(["measure", str(mask), str(tmp_path / "fragments.csv")]) == 0
+    assert run(["track", str(mask), str(tmp_path / "tracks"), "--max-speed-um-per-min", "30"]) == 0
+    fragments = pd.read_csv(tmp_path / "fragments.csv")
+    tracks = pd.read_parquet(tmp_path / "tracks" / "tracks.parquet")
+    assert len(tracks) == len(fragments) > 30  # 73 fragments measured in 30 frames; one object per frame before
+    assert tracks.groupby("t").size().tolist() == fragments.groupby("t").size().tolist()
+    assert tracks.track_id.nunique() > 1  # 10 tracks measured

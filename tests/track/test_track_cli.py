@@ -139,3 +139,49 @@ def test_bad_inputs_fail_in_one_line_and_write_nothing(tmp_path: Path, capsys) -
     assert "already exists" in cli_user_error(
         capsys, "track", str(good), str(out), *vs, "--axes", "TZYX", "--time-interval", "60"
     )
+
+
+def _two_blobs_as_a_mask(value: int) -> np.ndarray:
+    """A 2D movie of two separate blobs drifting right, saved as a binary mask (0 and ``value``), not as ids."""
+    m = np.zeros((4, 1, 30, 40), np.uint8)
+    for t in range(4):
+        m[t, 0, 5:10, 5 + t : 10 + t] = value
+        m[t, 0, 18:24, 20 + t : 26 + t] = value
+    return m
+
+
+def test_mask_frames_are_read_as_their_components() -> None:
+    from subcell.image import materialize
+    from subcell.track.objects import mask_frames_as_objects
+
+    mask = _two_blobs_as_a_mask(255)
+    movie, state = mask_frames_as_objects(mask)
+    frames = materialize(movie)
+    assert state["split"] and frames.dtype == np.int32 and [len(np.unique(f)) - 1 for f in frames] == [2, 2, 2, 2]
+    assert (frames[0, 0, 7, 7], frames[0, 0, 20, 22]) == (1, 2)  # numbered in each frame, 26-connected
+    ids = _two_blobs_as_a_mask(1).astype(np.uint16)
+    ids[2, 0, 18:24] *= 7  # a frame holding instance ids (0, 1, 7): kept as it is
+    kept = materialize(mask_frames_as_objects(ids)[0])
+    assert set(np.unique(kept[2])) == {0, 1, 7} and set(np.unique(kept[0])) == {0, 1, 2}
+    assert mask_frames_as_objects(mask, components=False)[0] is mask  # one object per frame, as asked
+    one = np.zeros((2, 1, 10, 10), np.uint8)
+    one[:, 0, 2:5, 2:5] = 1  # one object of id 1 per frame: read the same, and nothing to note
+    movie, state = mask_frames_as_objects(one)
+    assert np.array_equal(materialize(movie), one) and not state["split"]
+    labels = np.zeros((2, 1, 10, 10), np.uint16)
+    labels[:, 0, 2:5, 2:5], labels[:, 0, 6:9, 6:9] = 4, 9
+    assert mask_frames_as_objects(labels)[0] is labels  # instance labels pass untouched
+
+
+def test_a_mask_movie_is_tracked_per_component(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    import pandas as pd
+
+    tifffile.imwrite(tmp_path / "mask.tif", _two_blobs_as_a_mask(255), imagej=True, metadata={"axes": "TZYX"})
+    args = ["track", str(tmp_path / "mask.tif"), "--voxel-size", "1", "0.5", "0.5", "--time-interval", "60",
+            "--max-speed-um-per-min", "2"]  # fmt: skip
+    assert run([*args[:2], str(tmp_path / "tr"), *args[2:]]) == 0
+    assert "holds masks: each connected component tracked" in capsys.readouterr().err
+    table = pd.read_parquet(tmp_path / "tr" / "tracks.parquet")
+    assert table.track_id.nunique() == 2 and len(table) == 8  # two blobs, four frames
+    assert run([*args[:2], str(tmp_path / "one"), *args[2:], "--no-components"]) == 0
+    assert pd.read_parquet(tmp_path / "one" / "tracks.parquet").track_id.nunique() == 1  # the mask as one object

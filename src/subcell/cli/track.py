@@ -88,6 +88,15 @@ def track(
     ] = None,
     label: LabelOpt = None,
     time_interval: TimeIntervalOpt = None,
+    components: Annotated[
+        Optional[bool],  # noqa: UP045
+        typer.Option(
+            "--components/--no-components",
+            help="Track each connected component as an object (default: in the frames that are masks, e.g. "
+            "organelles or a thresholded channel: only 0 and 1, or 0 and 255); --no-components tracks a mask as one "
+            "object.",
+        ),
+    ] = None,
     max_speed: Annotated[
         Optional[float],  # noqa: UP045
         typer.Option("--max-speed-um-per-min", help="Fastest a cell moves (µm/min); default 1."),
@@ -118,10 +127,12 @@ def track(
     from subcell.image import Provenance
     from subcell.io import write_bundle
     from subcell.io._atomic import check_output
+    from subcell.io.ctc import find_ctc
     from subcell.io.geff import GEFF_NAME
     from subcell.io.trackmate import TRACKMATE_NAME
     from subcell.track import TrackConfig, napari_tracks, track_timelapse, write_frames
     from subcell.track.graph import write_geff, write_trackmate
+    from subcell.track.objects import mask_frames_as_objects
 
     check_output(output, overwrite=overwrite)
     cfg = load_validated(
@@ -147,8 +158,14 @@ def track(
     vs = lab.voxel_size.as_tuple()
     # lazy reads stay lazy: objects are found frame by frame, and the relabelled labels and CTC masks are computed
     # frame by frame as they are written, so the movie is never held whole
-    result = track_timelapse(lab.data[:, 0], voxel_size=vs, time_interval_s=interval, config=cfg,
+    if components is None and labels.is_dir() and find_ctc(labels) is not None:
+        components = False  # a CTC folder holds instance ids by definition (a frame of one cell is not a mask)
+    movie, split = mask_frames_as_objects(lab.data[:, 0], components=components)
+    result = track_timelapse(movie, voxel_size=vs, time_interval_s=interval, config=cfg,
                              intensity=intensity)  # fmt: skip
+    if split["split"] and components is None:
+        typer.echo(f"note: {labels} holds masks: each connected component tracked as an object (26-connected, "
+                   "numbered in each frame; --no-components for a mask as one object)", err=True)  # fmt: skip
     params = {"config": cfg.model_dump(mode="json"), "time_interval_s": interval, "voxel_size_um": list(vs),
               "labels": str(labels), "image": str(image) if image else None}  # fmt: skip
     provenance = Provenance(source=str(labels), step="track", parameters=params)

@@ -9,7 +9,7 @@ import numpy as np
 
 from subcell.image import VoxelSize
 
-__all__ = ["frame_objects", "timelapse_objects"]
+__all__ = ["frame_objects", "mask_frames_as_objects", "timelapse_objects"]
 
 COLUMNS = ["t", "label", "z_um", "y_um", "x_um", "volume_um3", "mean_intensity"]
 
@@ -65,3 +65,36 @@ def timelapse_objects(
         for t in range(labels.shape[0])
     ]
     return pd.concat(frames, ignore_index=True)
+
+
+def mask_frames_as_objects(labels: Any, *, components: bool | None = None) -> tuple[Any, dict[str, bool]]:
+    """A (T, Z, Y, X) label movie whose mask frames are read as their connected components: what a mask of
+    organelles or a thresholded nucleus channel (only 0 and 1, or 8-bit 0 and 255) holds as objects — tracked as
+    it is, each frame would be one object. Frame by frame, the rule ``measure`` applies
+    (:func:`subcell.segment.mask_components`: 26-connected, ids 1..N in each frame; a frame holding instance ids is
+    kept). ``components`` True splits every frame (its ids ignored); False, or None with a first frame of instance
+    ids, returns the movie as it is.
+
+    Returns the movie (lazy where split: int32, a frame per chunk, the components found as a frame is read) and a
+    dict whose ``"split"`` turns True once a frame read has been changed (what a note to the user reports: a
+    frame with one object of id 1 is read unchanged, and says nothing)."""
+    import dask.array as da
+
+    from subcell.image import is_lazy, materialize
+    from subcell.segment.measure import mask_components
+
+    state = {"split": False}
+    arr = labels if is_lazy(labels) else np.asarray(labels)
+    if components is False or (components is None and mask_components(materialize(arr[0])) is None):
+        return labels, state
+    frames = da.asarray(arr) if is_lazy(arr) else da.from_array(arr, chunks=(1, *arr.shape[1:]))
+
+    def per_frame(block: np.ndarray) -> np.ndarray:
+        frame = block[0]
+        parts = mask_components(frame > 0 if components else frame)  # a boolean frame is always split
+        if parts is None:
+            return np.asarray(frame, dtype=np.int32)[None]
+        state["split"] = state["split"] or not np.array_equal(parts, frame)
+        return parts.astype(np.int32, copy=False)[None]
+
+    return frames.rechunk((1, -1, -1, -1)).map_blocks(per_frame, dtype=np.int32), state
