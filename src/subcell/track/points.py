@@ -6,6 +6,9 @@ Tracks layers). A true point is matched to the predicted object it falls inside 
 matcher); several points inside one object are a merge, which the AOGM charges as a non-split vertex. TRA, DET and
 LNK are then the CTC measures over that matching. SEG needs true masks and is not defined here (NaN). Divisions are
 scored when the points carry parent links and the matching is one-to-one (traccuracy's division metric needs it).
+Points as the prediction (TrackMate, Mastodon, a geff without labels) against true masks: a point inside a true
+object detects it; of several in one object the one nearest its centroid does and the others are false positives,
+as the CTC's majority rule lets one predicted object at most detect a true one — the matching stays one-to-one.
 """
 
 from __future__ import annotations
@@ -146,8 +149,8 @@ def evaluate_point_tracks(
     """TRA, DET, LNK of tracks with masks against point tracks (see the module text); divisions when the points'
     lineage is known and every matched object holds one point. ``points`` as :func:`read_point_tracks` returns;
     ``points_are`` the truth (the masks are the prediction) or the prediction (a point tool's tracks — TrackMate,
-    a geff without labels — scored against true masks: a point inside a true object detects it, several points
-    in one object are a split the AOGM charges, a point outside every object a false positive)."""
+    a geff without labels — scored against true masks: a point inside a true object detects it, of several the
+    one nearest its centroid, the others and points on no object are false positives)."""
     from traccuracy import run_metrics
     from traccuracy.matchers import PointSegMatcher
     from traccuracy.metrics import CTCMetrics, DivisionMetrics
@@ -209,7 +212,7 @@ def evaluate_point_tracks(
     if (
         summary["true_divisions"]
         and summary["predicted_divisions"] is not None
-        and (summary["objects_with_several_points"] == 0)
+        and (points_are == "prediction" or summary["objects_with_several_points"] == 0)  # one-to-one matching
     ):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
