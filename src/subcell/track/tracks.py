@@ -40,9 +40,10 @@ class Tracks:
     table : pandas.DataFrame
         One row per object and frame: ``track_id, t, z_um, y_um, x_um, label`` (the input label),
         ``volume_um3, mean_intensity, parent_track, generation``; ``time_min`` after ``t``, the frame's time in
-        minutes.
+        minutes; from :func:`track_timelapse` also ``step_um, speed_um_per_min`` (:mod:`subcell.track.motion`).
     lineage : pandas.DataFrame
-        One row per track: ``track_id, start, end, parent_track, generation, n_frames``.
+        One row per track: ``track_id, start, end, parent_track, generation, n_frames``; from
+        :func:`track_timelapse` also the motion measures (:data:`subcell.track.motion.MOTION_COLUMNS`).
     divisions_known : bool
         False where the tracks came from ids alone (no lineage given): a parent of 0 then means "not known", and
         scores against them leave divisions unscored.
@@ -219,7 +220,10 @@ def track_timelapse(
     >>> tr.lineage[["track_id", "start", "end"]].values.tolist()
     [[1, 0, 2]]
     """
+    import pandas as pd
+
     from subcell.track.link import link_objects
+    from subcell.track.motion import step_motion, track_motion
     from subcell.track.objects import timelapse_objects
 
     lab = labels if is_lazy(labels) else np.asarray(labels)  # Dask stays lazy: read frame by frame
@@ -232,7 +236,9 @@ def track_timelapse(
     objects = timelapse_objects(lab, voxel_size=voxel_size, intensity=intensity)
     table = link_objects(objects, n_frames=lab.shape[0], time_interval_s=time_interval_s, config=config)
     table = _in_order(table, time_interval_s)
-    return Tracks(labels=relabel(lab, table), table=table, lineage=lineage_table(table))
+    table = pd.concat([table, step_motion(table)], axis=1)
+    lineage = lineage_table(table).merge(track_motion(table), on="track_id", how="left")
+    return Tracks(labels=relabel(lab, table), table=table, lineage=lineage)
 
 
 def _in_order(table: Any, time_interval_s: float | None) -> Any:
