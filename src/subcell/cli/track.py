@@ -305,7 +305,8 @@ def evaluate_tracks(
     pred: Annotated[
         Path,
         typer.Argument(
-            help="Predicted tracks: `subcell track` output, a CTC result folder or a geff with its labels; or point tracks (TrackMate XML, a geff without labels, a table) against truth with masks."
+            help="Predicted tracks: `subcell track` output, a CTC result folder or a geff with its labels; or point "
+            "tracks (TrackMate XML, a geff without labels, a table) against truth with masks."
         ),
     ],
     truth: Annotated[
