@@ -344,9 +344,23 @@ def batch(
         task = CommandTask(COMMANDS[command].path, COMMANDS[command].gathered)
         source = None if command == "synth" else manifest
         summary = _run_with_progress(items, task, outdir, client, description, overwrite, quiet, source)
+    _unify_gathered(outdir, COMMANDS[command].gathered)
     typer.echo(summary.line())
     if summary.counts.get("failed"):
         raise typer.Exit(1)
+
+
+def _unify_gathered(outdir: Path, gathered: tuple[Gathered, ...]) -> None:
+    """Give each gathered dataset one schema (:func:`subcell.batch.gathered.unify_dataset`); a column whose types
+    cannot be reconciled is a warning (the items' files are left as they are)."""
+    from subcell.batch.gathered import unify_dataset
+
+    for g in gathered:
+        if (outdir / g.folder).is_dir():
+            try:
+                unify_dataset(outdir / g.folder)
+            except ValueError as err:
+                typer.echo(f"warning: {err}", err=True)
 
 
 def _default_workers(threads_per_worker: int) -> int:
