@@ -35,6 +35,7 @@ def run_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
     result = track_timelapse(lapse.labels["nucleus"], voxel_size=(0.6, 0.3, 0.3), time_interval_s=300.0,
                              config=TrackConfig())  # fmt: skip
     io.write_table(result.table, out / "tracks.parquet")
+    io.write_table(result.lineage, out / "lineage.parquet")
     (out / "lineage.png").write_bytes(lineage_png(result.table, result.lineage, time_interval_s=300.0))
     (out / "run.json").write_text(json.dumps({"command": "subcell test-run --seed 3", "lines": ["step one done"]}))
     return out
@@ -50,6 +51,7 @@ def test_sections_found_with_their_provenance(run_folder: Path) -> None:
     assert sections["Run"].provenance["command"] == "subcell test-run --seed 3"
     assert "field_nucleus.ome.zarr" in seg.provenance  # the segmentation's own history (workflow, parameters)
     assert "tracks" in sections["Dynamics"].lines[0] and sections["Dynamics"].figures
+    assert "per track (median) speed" in sections["Dynamics"].lines[1]  # how the cells moved
 
 
 def test_tracking_scores_of_evaluate_tracks_are_reported(tmp_path: Path) -> None:

@@ -235,6 +235,8 @@ def _object_count(labels: Any) -> int:
 
 
 def _tracks_section(folder: Path, section: Any, used: set[Path]) -> None:
+    import pandas as pd
+
     from subcell.io import read_table
 
     for scores in sorted([folder / "metrics.json", *folder.glob("*/metrics.json")]):  # evaluate-tracks -o
@@ -274,6 +276,12 @@ def _tracks_section(folder: Path, section: Any, used: set[Path]) -> None:
         used.add(tracks)
         lineage_png_path = tracks.parent / "lineage.png"
         lineage_table = tracks.parent / "lineage.parquet"
+        lineage = read_table(lineage_table) if lineage_table.exists() else None
+        if lineage is not None and lineage.get("mean_speed_um_per_min", pd.Series(dtype=float)).notna().any():
+            q = lineage[["mean_speed_um_per_min", "net_displacement_um", "straightness"]].median()
+            sec.lines.append(f"{tracks.relative_to(folder)}: per track (median) speed {q.mean_speed_um_per_min:.2f} "
+                             f"µm/min, net displacement {q.net_displacement_um:.2f} µm, straightness "
+                             f"{q.straightness:.2f}; fastest step {lineage.max_speed_um_per_min.max():.2f} µm/min")  # fmt: skip
         if lineage_png_path.exists() and tracks.parent != folder:
             sec.figures.append((f"{tracks.parent.name}: lineages", lineage_png_path.read_bytes()))
             used.add(lineage_png_path)
@@ -281,7 +289,7 @@ def _tracks_section(folder: Path, section: Any, used: set[Path]) -> None:
             from subcell.track.figures import lineage_png
 
             sec.figures.append((f"{tracks.parent.name}: lineages (colour = generation)",
-                                lineage_png(df, read_table(lineage_table))))  # fmt: skip
+                                lineage_png(df, lineage)))  # fmt: skip
             used.add(lineage_table)
         config = tracks.parent / "config.yaml"
         if config.exists():
