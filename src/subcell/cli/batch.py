@@ -351,15 +351,16 @@ def batch(
 
 
 def _unify_gathered(outdir: Path, gathered: tuple[Gathered, ...]) -> None:
-    """Give each gathered dataset one schema (:func:`subcell.batch.gathered.unify_dataset`); a column whose types
+    """Give each gathered dataset one schema (:func:`subcell.io.files.unify_parquet_folder`); a column whose types
     cannot be reconciled is a warning (the items' files are left as they are)."""
-    from subcell.batch.gathered import unify_dataset
+    from subcell.errors import InputFileError
+    from subcell.io.files import unify_parquet_folder
 
     for g in gathered:
         if (outdir / g.folder).is_dir():
             try:
-                unify_dataset(outdir / g.folder)
-            except ValueError as err:
+                unify_parquet_folder(outdir / g.folder)
+            except InputFileError as err:
                 typer.echo(f"warning: {err}", err=True)
 
 

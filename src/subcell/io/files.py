@@ -9,7 +9,15 @@ from typing import Any
 from subcell.errors import InputFileError
 from subcell.io._atomic import atomic_output
 
-__all__ = ["TABLE_SUFFIXES", "read_napari_tracks", "read_yaml", "write_bundle", "write_files", "write_table"]
+__all__ = [
+    "TABLE_SUFFIXES",
+    "read_napari_tracks",
+    "read_yaml",
+    "unify_parquet_folder",
+    "write_bundle",
+    "write_files",
+    "write_table",
+]
 
 TABLE_SUFFIXES = (".csv", ".parquet")
 
@@ -139,3 +147,38 @@ def store_table(store: str | Path, name: str) -> Any:
     """The table ``tables/<name>.parquet`` stored inside an OME-Zarr (see ``OmeZarrWriter.add_table``), or None."""
     p = Path(store) / "tables" / f"{name}.parquet"
     return read_table(p, what=f"{name} table") if p.is_file() else None
+
+
+def unify_parquet_folder(folder: str | Path) -> list[str]:
+    """Give the Parquet files of ``folder`` (one dataset, e.g. a batch's gathered tables) one schema, the union of
+    their columns: a folder is read with its first file's schema (pyarrow's default, so pandas'), so a column the
+    first file lacks is dropped for every file, and an integer column meeting floats fails to read. A file lacking a
+    column gets it empty; integers that meet floats become floats. Each file that changes is rewritten atomically;
+    returns their names. Columns whose types cannot be reconciled (text in one file, numbers in another) raise a
+    one-line error naming the folder, and no file is changed."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from subcell.io._atomic import atomic_output
+
+    files = sorted(Path(folder).glob("*.parquet"))
+    schemas = [pq.read_schema(f).remove_metadata() for f in files]
+    if len(set(map(str, schemas))) <= 1:
+        return []
+    try:
+        union = pa.unify_schemas(schemas, promote_options="permissive")
+    except (pa.ArrowInvalid, pa.ArrowTypeError) as err:
+        raise InputFileError(f"its tables disagree on a column's type: {err}", path=folder) from None
+    rewritten = []
+    for path, schema in zip(files, schemas, strict=True):
+        if schema.equals(union):
+            continue
+        table = pq.read_table(path)
+        columns = [
+            table.column(f.name).cast(f.type) if f.name in table.column_names else pa.nulls(len(table), f.type)
+            for f in union
+        ]
+        with atomic_output(path, overwrite=True) as tmp:
+            pq.write_table(pa.Table.from_arrays(columns, schema=union), tmp)
+        rewritten.append(path.name)
+    return rewritten
