@@ -12,7 +12,14 @@ from subcell.errors import ValueRangeError
 from subcell.image import VoxelSize, as_array, materialize
 from subcell.metrics.shape import border_ids, principal_axes, skeleton_stats, sphericity, surface_area
 
-__all__ = ["border_ids", "mask_components", "measure_frames", "measure_objects", "structures_per_cell"]
+__all__ = [
+    "border_ids",
+    "frame_components",
+    "mask_components",
+    "measure_frames",
+    "measure_objects",
+    "structures_per_cell",
+]
 
 
 def measure_objects(
@@ -135,6 +142,15 @@ def mask_components(a: np.ndarray) -> np.ndarray | None:
     return _components(arr > 0)
 
 
+def frame_components(frame: np.ndarray, components: bool | None) -> np.ndarray | None:
+    """The connected components of a label frame where they are its objects, else None (its ids are): always with
+    ``components`` True (the ids ignored), never with False, and for None where the frame is a mask
+    (:func:`mask_components`). The rule ``measure`` and ``track`` apply frame by frame."""
+    if components is False:
+        return None
+    return _components(np.asarray(frame) > 0) if components else mask_components(frame)
+
+
 def _components(mask: np.ndarray) -> np.ndarray:
     return ndi.label(mask, structure=np.ones((3,) * mask.ndim, bool))[0]
 
@@ -232,7 +248,7 @@ def measure_frames(
     frames, split = [], False
     for t in range(lab.shape[0]):
         frame = materialize(lab[t])
-        parts = _components(frame > 0) if components else None if components is False else mask_components(frame)
+        parts = frame_components(frame, components)
         if parts is not None:
             frame, split = parts, True
         table = measure_objects(

@@ -71,8 +71,8 @@ def mask_frames_as_objects(labels: Any, *, components: bool | None = None) -> tu
     """A (T, Z, Y, X) label movie whose mask frames are read as their connected components: what a mask of
     organelles or a thresholded nucleus channel (only 0 and 1, or 8-bit 0 and 255) holds as objects — tracked as
     it is, each frame would be one object. Frame by frame, the rule ``measure`` applies
-    (:func:`subcell.segment.mask_components`: 26-connected, ids 1..N in each frame; a frame holding instance ids is
-    kept). ``components`` True splits every frame (its ids ignored); False, or None with a first frame of instance
+    (:func:`subcell.segment.measure.frame_components`: 26-connected, ids 1..N in each frame; a frame holding
+    instance ids is kept). ``components`` True splits every frame (its ids ignored); False, or None with a first frame of instance
     ids, returns the movie as it is.
 
     Returns the movie (lazy where split: int32, a frame per chunk, the components found as a frame is read) and a
@@ -81,17 +81,17 @@ def mask_frames_as_objects(labels: Any, *, components: bool | None = None) -> tu
     import dask.array as da
 
     from subcell.image import is_lazy, materialize
-    from subcell.segment.measure import mask_components
+    from subcell.segment.measure import frame_components
 
     state = {"split": False}
     arr = labels if is_lazy(labels) else np.asarray(labels)
-    if components is False or (components is None and mask_components(materialize(arr[0])) is None):
+    if components is False or (components is None and frame_components(materialize(arr[0]), None) is None):
         return labels, state
     frames = da.asarray(arr) if is_lazy(arr) else da.from_array(arr, chunks=(1, *arr.shape[1:]))
 
     def per_frame(block: np.ndarray) -> np.ndarray:
         frame = block[0]
-        parts = mask_components(frame > 0 if components else frame)  # a boolean frame is always split
+        parts = frame_components(frame, components)
         if parts is None:
             return np.asarray(frame, dtype=np.int32)[None]
         state["split"] = state["split"] or not np.array_equal(parts, frame)
