@@ -44,12 +44,13 @@ def step_motion(table: Any) -> Any:
 
 
 def track_motion(table: Any) -> Any:
-    """One row per track of a tracks table: ``track_id`` and :data:`MOTION_COLUMNS` (see the module text)."""
+    """One row per track of a tracks table: ``track_id`` and :data:`MOTION_COLUMNS` (see the module text); the
+    steps are the table's own ``step_um, speed_um_per_min`` where it has them (:func:`step_motion` otherwise)."""
     import pandas as pd
 
     tab = table.sort_values(["track_id", "t"])
-    steps = step_motion(tab)
-    tab = tab.assign(step_um=steps["step_um"], speed_um_per_min=steps["speed_um_per_min"])
+    if not {"step_um", "speed_um_per_min"} <= set(tab.columns):
+        tab = pd.concat([tab, step_motion(tab)], axis=1)
     g = tab.groupby("track_id", sort=True)
     first, last = g.head(1).set_index("track_id"), g.tail(1).set_index("track_id")
     xyz = ["z_um", "y_um", "x_um"]
