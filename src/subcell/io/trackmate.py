@@ -25,44 +25,44 @@ __all__ = ["TRACKMATE_NAME", "Feature", "TrackMateImage", "write_trackmate_xml"]
 TRACKMATE_NAME = "tracks.xml"
 FILE_VERSION = "7.13.2"  # the TrackMate release whose file layout this follows (readers accept >= 2.1.0)
 
-# the spot features every TrackMate model has; a writer adds its own after them
-SPOT_FEATURES = (
-    ("QUALITY", "Quality", "Quality", "QUALITY", False),
-    ("POSITION_X", "X", "X", "POSITION", False),
-    ("POSITION_Y", "Y", "Y", "POSITION", False),
-    ("POSITION_Z", "Z", "Z", "POSITION", False),
-    ("POSITION_T", "T", "T", "TIME", False),
-    ("FRAME", "Frame", "Frame", "NONE", True),
-    ("RADIUS", "Radius", "R", "LENGTH", False),
-    ("VISIBILITY", "Visibility", "Visibility", "NONE", True),
-)
-EDGE_FEATURES = (
-    ("SPOT_SOURCE_ID", "Source spot ID", "Source ID", "NONE", True),
-    ("SPOT_TARGET_ID", "Target spot ID", "Target ID", "NONE", True),
-    ("LINK_COST", "Edge cost", "Cost", "COST", False),
-)
-TRACK_FEATURES = (
-    ("TRACK_INDEX", "Track index", "Index", "NONE", True),
-    ("TRACK_ID", "Track ID", "ID", "NONE", True),
-    ("NUMBER_SPOTS", "Number of spots in track", "N spots", "NONE", True),
-    ("NUMBER_SPLITS", "Number of split events", "N splits", "NONE", True),
-    ("TRACK_START", "Track start", "Track start", "TIME", False),
-    ("TRACK_STOP", "Track stop", "Track stop", "TIME", False),
-    ("TRACK_DURATION", "Track duration", "Duration", "TIME", False),
-)
-
 
 @dataclass(frozen=True)
 class Feature:
-    """A numeric spot feature beyond TrackMate's standard ones: its key (the node attribute and XML attribute),
-    long and short names, TrackMate dimension (``NONE``, ``INTENSITY``, ``LENGTH``, …) and whether it is an
-    integer."""
+    """A numeric feature as TrackMate declares it: its key (the node attribute and XML attribute), long and short
+    names, TrackMate dimension (``NONE``, ``INTENSITY``, ``LENGTH``, …) and whether it is an integer."""
 
     key: str
     name: str
     short: str
     dimension: str = "NONE"
     isint: bool = False
+
+
+# the spot features every TrackMate model has; a writer adds its own after them
+SPOT_FEATURES = (
+    Feature("QUALITY", "Quality", "Quality", "QUALITY", False),
+    Feature("POSITION_X", "X", "X", "POSITION", False),
+    Feature("POSITION_Y", "Y", "Y", "POSITION", False),
+    Feature("POSITION_Z", "Z", "Z", "POSITION", False),
+    Feature("POSITION_T", "T", "T", "TIME", False),
+    Feature("FRAME", "Frame", "Frame", "NONE", True),
+    Feature("RADIUS", "Radius", "R", "LENGTH", False),
+    Feature("VISIBILITY", "Visibility", "Visibility", "NONE", True),
+)
+EDGE_FEATURES = (
+    Feature("SPOT_SOURCE_ID", "Source spot ID", "Source ID", "NONE", True),
+    Feature("SPOT_TARGET_ID", "Target spot ID", "Target ID", "NONE", True),
+    Feature("LINK_COST", "Edge cost", "Cost", "COST", False),
+)
+TRACK_FEATURES = (
+    Feature("TRACK_INDEX", "Track index", "Index", "NONE", True),
+    Feature("TRACK_ID", "Track ID", "ID", "NONE", True),
+    Feature("NUMBER_SPOTS", "Number of spots in track", "N spots", "NONE", True),
+    Feature("NUMBER_SPLITS", "Number of split events", "N splits", "NONE", True),
+    Feature("TRACK_START", "Track start", "Track start", "TIME", False),
+    Feature("TRACK_STOP", "Track stop", "Track stop", "TIME", False),
+    Feature("TRACK_DURATION", "Track duration", "Duration", "TIME", False),
+)
 
 
 @dataclass(frozen=True)
@@ -130,8 +130,8 @@ def write_trackmate_xml(path: str | Path, graph: Any, *, track_of: str, image: T
     """
     from subcell.io._atomic import atomic_output
 
-    spot_decl = [*SPOT_FEATURES, *((f.key, f.name, f.short, f.dimension, f.isint) for f in features)]
-    isint = {key: i for key, _, _, _, i in spot_decl}
+    spot_decl = [*SPOT_FEATURES, *features]
+    isint = {f.key: f.isint for f in spot_decl}
     frame_of = {n: int(a["FRAME"]) for n, a in graph.nodes(data=True)}
     nodes = sorted(graph.nodes, key=lambda n: (frame_of[n], n))
     members: dict[int, list[Any]] = {}
@@ -152,9 +152,9 @@ def write_trackmate_xml(path: str | Path, graph: Any, *, track_of: str, image: T
             ("TrackFeatures", TRACK_FEATURES),
         ):
             w.open(group)
-            for key, name, short, dim, i in rows:
-                w.leaf("Feature", {"feature": key, "name": name, "shortname": short, "dimension": dim,
-                                   "isint": "true" if i else "false"})  # fmt: skip
+            for f in rows:
+                w.leaf("Feature", {"feature": f.key, "name": f.name, "shortname": f.short, "dimension": f.dimension,
+                                   "isint": "true" if f.isint else "false"})  # fmt: skip
             w.close(group)
         w.close("FeatureDeclarations")
 
@@ -181,7 +181,7 @@ def write_trackmate_xml(path: str | Path, graph: Any, *, track_of: str, image: T
                      "NUMBER_SPLITS": sum(1 for n in members[tid] if graph.out_degree(n) > 1),
                      "TRACK_START": min(times), "TRACK_STOP": max(times),
                      "TRACK_DURATION": max(times) - min(times)}  # fmt: skip
-            w.open("Track", {"name": f"Track_{tid}", **{k: _number(stats[k], i) for k, _, _, _, i in TRACK_FEATURES}})
+            w.open("Track", {"name": f"Track_{tid}", **{f.key: _number(stats[f.key], f.isint) for f in TRACK_FEATURES}})
             for u, v in edges:
                 w.leaf("Edge", {"SPOT_SOURCE_ID": str(int(u)), "SPOT_TARGET_ID": str(int(v)), "LINK_COST": "0.0"})
             w.close("Track")
