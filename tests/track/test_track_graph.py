@@ -249,7 +249,14 @@ def test_cli_writes_geff_and_scores_graphs_of_other_tools(tmp_path: Path, capsys
         "--image",
         str(tmp_path / "lab.ome.tif"),
     )
-    assert ET.parse(tmp_path / "tr2" / "tracks.xml").find("Settings/ImageData").get("filename") == "../lab.ome.tif"
+    with_image = ET.parse(tmp_path / "tr2" / "tracks.xml")
+    assert with_image.find("Settings/ImageData").get("filename") == "../lab.ome.tif"
+    spot = with_image.find("Model/AllSpots/SpotsInFrame/Spot")  # the mean intensity measured in --image, and volume
+    assert float(spot.get("MEAN_INTENSITY_CH1")) > 0 and float(spot.get("VOLUME_UM3")) > 0
+    assert (
+        ET.parse(tmp_path / "tr" / "tracks.xml").find("Model/AllSpots/SpotsInFrame/Spot").get("MEAN_INTENSITY_CH1")
+        is None
+    )  # nothing measured without an image
     out, _ = cli("evaluate-tracks", str(tmp_path / "tr"), str(tmp_path / "tr2" / "tracks.xml"))
     assert "TRA 1.0000" in out and "F1 1.000 (1 true, 1 predicted)" in out
     out, _ = cli("evaluate-tracks", str(tmp_path / "tr2" / "tracks.xml"), str(tmp_path / "tr"))  # points predicted

@@ -82,24 +82,22 @@ def write_trackmate(path: str | Path, table: Any, *, shape: tuple[int, int, int,
     vs = VoxelSize.of(voxel_size).as_tuple()
     two_d = shape[1] == 1
     graph = tracks_graph(table, two_d=two_d)
-    has_volume = "volume_um3" in table.columns and table["volume_um3"].notna().any()
-    measured = "mean_intensity" in table.columns and table["mean_intensity"].notna().any()
+    # the measures tracks_graph put on the nodes (where the table has them), as TrackMate spot features; TrackMate's
+    # own VOLUME has a dimension older releases lack: a feature of ours instead
+    as_features = {"volume_um3": Feature("VOLUME_UM3", "Volume (µm³)", "Volume µm³"),
+                   "mean_intensity": Feature("MEAN_INTENSITY_CH1", "Mean intensity ch1", "Mean ch1", "INTENSITY")}  # fmt: skip
+    first: dict[str, Any] = next(iter(graph.nodes.values()), {})
+    measured = {c: f for c, f in as_features.items() if c in first}
     for _, a in graph.nodes(data=True):
         volume = a.get("volume_um3", float("nan"))
         # a sphere (disc: the area is the volume over one z step) of the object's size; a voxel's where unknown
         radius = np.sqrt(volume / vs[0] / np.pi) if two_d else np.cbrt(3.0 * volume / (4.0 * np.pi))
         a.update(FRAME=a["t"], POSITION_T=a["t"] * time_interval_s, POSITION_X=a["x"], POSITION_Y=a["y"],
                  POSITION_Z=0.0 if two_d else a["z"], TRACKLET_ID=a["track_id"],
-                 RADIUS=float(radius) if np.isfinite(radius) else max(vs[1:]))  # fmt: skip
-        if has_volume:
-            a["VOLUME_UM3"] = volume
-        if measured:
-            a["MEAN_INTENSITY_CH1"] = a.get("mean_intensity", float("nan"))
-    features = [Feature("TRACKLET_ID", "Tracklet (id in the track labels)", "Tracklet", "NONE", True)]
-    if has_volume:  # TrackMate's own VOLUME has a dimension older releases lack: a feature of ours instead
-        features.append(Feature("VOLUME_UM3", "Volume (µm³)", "Volume µm³"))
-    if measured:
-        features.append(Feature("MEAN_INTENSITY_CH1", "Mean intensity ch1", "Mean ch1", "INTENSITY"))
+                 RADIUS=float(radius) if np.isfinite(radius) else max(vs[1:]),
+                 **{f.key: a[c] for c, f in measured.items()})  # fmt: skip
+    features = [Feature("TRACKLET_ID", "Tracklet (id in the track labels)", "Tracklet", "NONE", True),
+                *measured.values()]  # fmt: skip
     t, z, y, x = shape
     write_trackmate_xml(path, graph, track_of="lineage_id", features=features, overwrite=overwrite,
                         image=TrackMateImage(width=x, height=y, nslices=z, nframes=t, pixel_size=vs,
