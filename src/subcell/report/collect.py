@@ -235,8 +235,6 @@ def _object_count(labels: Any) -> int:
 
 
 def _tracks_section(folder: Path, section: Any, used: set[Path]) -> None:
-    import pandas as pd
-
     from subcell.io import read_table
 
     for scores in sorted([folder / "metrics.json", *folder.glob("*/metrics.json")]):  # evaluate-tracks -o
@@ -277,7 +275,7 @@ def _tracks_section(folder: Path, section: Any, used: set[Path]) -> None:
         lineage_png_path = tracks.parent / "lineage.png"
         lineage_table = tracks.parent / "lineage.parquet"
         lineage = read_table(lineage_table) if lineage_table.exists() else None
-        if lineage is not None and lineage.get("mean_speed_um_per_min", pd.Series(dtype=float)).notna().any():
+        if lineage is not None and "mean_speed_um_per_min" in lineage and lineage.mean_speed_um_per_min.notna().any():
             q = lineage[["mean_speed_um_per_min", "net_displacement_um", "straightness"]].median()
             sec.lines.append(f"{tracks.relative_to(folder)}: per track (median) speed {q.mean_speed_um_per_min:.2f} "
                              f"µm/min, net displacement {q.net_displacement_um:.2f} µm, straightness "
