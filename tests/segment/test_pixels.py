@@ -227,7 +227,8 @@ def test_features_of_a_gaussian_blob_match_their_closed_form(sigma_um: float) ->
 def test_differences_at_the_image_edges_follow_the_smoothed_image_beyond_them() -> None:
     from scipy import ndimage as ndi
 
-    from subcell.segment.pixels import TRUNCATE, pixel_features
+    from subcell.segment.filters import DERIVATIVE_TRUNCATE
+    from subcell.segment.pixels import pixel_features
 
     vs, sigma_um = (0.5, 0.25, 0.25), 1.5  # 3 and 6 voxels: differences along every axis
     z, y, x = np.mgrid[:12, :40, :40].astype(np.float32)
@@ -235,6 +236,6 @@ def test_differences_at_the_image_edges_follow_the_smoothed_image_beyond_them() 
     f = pixel_features(image, voxel_size=vs, sigmas_um=(sigma_um,))
     sig = [sigma_um / v for v in vs]
     grad = np.sqrt(sum((ndi.gaussian_filter(image, sig, order=[int(a == ax) for a in range(3)], mode="nearest",
-                                            truncate=TRUNCATE) * sig[ax]) ** 2 for ax in range(3)))  # fmt: skip
+                                            truncate=DERIVATIVE_TRUNCATE) * sig[ax]) ** 2 for ax in range(3)))  # fmt: skip
     for edge in (0, -1):  # the first and last plane, where a difference needs the smoothed image beyond the edge
         np.testing.assert_allclose(f[2][edge], grad[edge], rtol=0.03, atol=0.01 * float(grad.max()))

@@ -31,7 +31,7 @@ from scipy import ndimage as ndi
 
 from subcell.errors import InputFileError, ValueRangeError
 from subcell.image import VoxelSize
-from subcell.segment.filters import DERIVATIVE_TRUNCATE, eigenvalues_by_magnitude, sigma_voxels
+from subcell.segment.filters import DERIVATIVE_TRUNCATE, eigenvalues_by_magnitude, gaussian_reach, sigma_voxels
 
 __all__ = [
     "PixelClassifier",
@@ -50,9 +50,8 @@ DEFAULT_SIGMAS_UM = (0.3, 0.7, 1.6, 3.5)
 # the normalization a classifier is trained after, which the workflow it writes repeats (the same fitted numbers)
 NORMALIZE: dict[str, Any] = {"method": "percentile", "low": 1.0, "high": 99.8}
 FD_MIN_SIGMA = 3.0  # voxels: from this σ up, an axis' derivatives are differences of the smoothed image
-# every kernel here reaches 4σ, the smoothing before differences too: a second difference of a 3σ-smoothed image sees
-# the cut, 1 % of the peak, as a curvature ∝ σ²
-TRUNCATE = DERIVATIVE_TRUNCATE
+# every kernel here reaches DERIVATIVE_TRUNCATE σ, the smoothing before differences too: a second difference of a
+# 3σ-smoothed image sees the cut, 1 % of the peak, as a curvature ∝ σ²
 FEATURE_BYTES = 1 << 30  # the features of one block (with its halo) stay within this; a smaller field is one block
 PREDICT_STEP = 1 << 18  # voxels per call of the forest: its work arrays stay small
 MIN_LEAF = 5  # voxels per leaf: neighbouring voxels are near copies, a leaf of one is noise (and model size)
@@ -108,7 +107,7 @@ def _order(*axes: int) -> tuple[int, int, int]:
 
 def _derivatives(a: np.ndarray, sig: Sequence[float]) -> Any:
     """``derivative(order)``: the Gaussian-smoothed image's derivative of that (z, y, x) order (total <= 2, per
-    voxel): a Gaussian derivative filter (:data:`TRUNCATE` σ) along the axes where σ < :data:`FD_MIN_SIGMA`, then
+    voxel): a Gaussian derivative filter (:data:`~subcell.segment.filters.DERIVATIVE_TRUNCATE` σ) along the axes where σ < :data:`FD_MIN_SIGMA`, then
     central differences along the others. Those axes are padded by one voxel (edge values, as the filters'
     ``nearest`` mode) before filtering, so the differences at the image's edges use the smoothed image beyond them,
     not a copy of the edge (which would halve a slope there and turn it into a curvature). Each filter is made once
@@ -120,7 +119,9 @@ def _derivatives(a: np.ndarray, sig: Sequence[float]) -> Any:
     def derivative(order: tuple[int, int, int]) -> np.ndarray:
         exact = tuple(0 if fd[ax] else o for ax, o in enumerate(order))
         if exact not in filtered:
-            filtered[exact] = ndi.gaussian_filter(padded, sig, order=list(exact), mode="nearest", truncate=TRUNCATE)
+            filtered[exact] = ndi.gaussian_filter(
+                padded, sig, order=list(exact), mode="nearest", truncate=DERIVATIVE_TRUNCATE
+            )
         out = filtered[exact]
         for ax in range(3):
             if fd[ax]:
@@ -184,10 +185,8 @@ def feature_block_yx(shape: Sequence[int], halo: Sequence[int], n_features: int,
 
 def feature_reach(sigmas_um: Sequence[float], voxel_size: VoxelSize | Sequence[float]) -> tuple[int, int, int]:
     """Voxels per axis (z, y, x) a voxel's features depend on around it: the widest Gaussian kernel's radius
-    (``int(4σ + 0.5)``, :data:`TRUNCATE`), plus one for the differences."""
-    vs = VoxelSize.of(voxel_size).as_tuple()
-    top = max(sigmas_um)
-    return tuple(int(TRUNCATE * top / v + 0.5) + 1 for v in vs)  # type: ignore[return-value]
+    (:func:`~subcell.segment.filters.gaussian_reach` at 4σ, which adds the one voxel of the differences)."""
+    return gaussian_reach(max(sigmas_um), voxel_size, truncate=DERIVATIVE_TRUNCATE)
 
 
 @dataclass(frozen=True)

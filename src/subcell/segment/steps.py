@@ -20,7 +20,7 @@ from typing import ClassVar, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from subcell.image import VoxelSize
-from subcell.segment.filters import DERIVATIVE_TRUNCATE, SMOOTH_TRUNCATE
+from subcell.segment.filters import DERIVATIVE_TRUNCATE, SMOOTH_TRUNCATE, gaussian_reach
 
 __all__ = ["STEP_TYPES", "Step"]
 
@@ -31,12 +31,6 @@ def _vox(um: float, vs: VoxelSize, *, per_slice: bool = False, extra: int = 1) -
     """A distance in µm as voxels per axis (rounded up, plus ``extra``); z is 0 for per-slice operations."""
     z, y, x = (math.ceil(um / v - 1e-9) + extra for v in vs.as_tuple())
     return (0 if per_slice else z, y, x)
-
-
-def _gauss(sigma_um: float, vs: VoxelSize, per_slice: bool, truncate: float) -> Reach:
-    """Reach of ``scipy.ndimage`` Gaussian (derivative) filters cut at ``truncate`` σ: int(truncate·σ + 0.5) voxels."""
-    r = tuple(int(truncate * sigma_um / v + 0.5) + 1 for v in vs.as_tuple())
-    return (0 if per_slice else r[0], r[1], r[2])
 
 
 class Step(BaseModel):
@@ -70,7 +64,7 @@ class GaussianSmooth(Step):
     per_slice: bool = False
 
     def reach(self, vs: VoxelSize) -> Reach:
-        return _gauss(self.sigma_um, vs, self.per_slice, SMOOTH_TRUNCATE)
+        return gaussian_reach(self.sigma_um, vs, truncate=SMOOTH_TRUNCATE, per_slice=self.per_slice)
 
 
 class EdgePreservingSmooth(Step):
@@ -100,7 +94,7 @@ class SpotFilter(Step):
     per_slice: bool = False
 
     def reach(self, vs: VoxelSize) -> Reach:
-        return _gauss(max(self.sigmas_um), vs, self.per_slice, DERIVATIVE_TRUNCATE)
+        return gaussian_reach(max(self.sigmas_um), vs, truncate=DERIVATIVE_TRUNCATE, per_slice=self.per_slice)
 
 
 class FilamentFilter(Step):
@@ -110,7 +104,7 @@ class FilamentFilter(Step):
     tau: float = Field(1.0, gt=0, le=1)
 
     def reach(self, vs: VoxelSize) -> Reach:
-        return _gauss(max(self.sigmas_um), vs, self.per_slice, DERIVATIVE_TRUNCATE)
+        return gaussian_reach(max(self.sigmas_um), vs, truncate=DERIVATIVE_TRUNCATE, per_slice=self.per_slice)
 
 
 class Threshold(Step):

@@ -8,7 +8,7 @@ public name is importable from ``subcell.segment.filters``.
 
 from __future__ import annotations
 
-from subcell.segment.filters._common import DERIVATIVE_TRUNCATE, SMOOTH_TRUNCATE, sigma_voxels
+from subcell.segment.filters._common import DERIVATIVE_TRUNCATE, SMOOTH_TRUNCATE, gaussian_reach, sigma_voxels
 from subcell.segment.filters.detection import (
     eigenvalues_by_magnitude,
     filament_filter,
@@ -45,6 +45,7 @@ __all__ = [
     "filament_top",
     "fill_between_membranes",
     "fill_holes",
+    "gaussian_reach",
     "gaussian_smooth",
     "gradient_sq",
     "hessian_eigenvalues",

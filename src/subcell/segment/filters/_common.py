@@ -9,7 +9,7 @@ import numpy as np
 from subcell.errors import ValueRangeError
 from subcell.image import VoxelSize
 
-__all__ = ["DERIVATIVE_TRUNCATE", "SMOOTH_TRUNCATE", "sigma_voxels"]
+__all__ = ["DERIVATIVE_TRUNCATE", "SMOOTH_TRUNCATE", "gaussian_reach", "sigma_voxels"]
 
 # Gaussian kernels are cut at this many σ. Smoothing kernels are renormalized by scipy and may stop at 3σ; derivative
 # kernels reach 4σ: cut at 3σ a second-derivative kernel does not sum to zero, so σ²·∂² carries 0.4–1.6 % of the local
@@ -36,3 +36,13 @@ def sigma_voxels(
         raise ValueRangeError(f"expected a non-negative length in µm, got {sigma_um}", field="sigma_um")
     vs = VoxelSize.of(voxel_size).as_tuple()
     return (0.0 if per_slice else sigma_um / vs[0], sigma_um / vs[1], sigma_um / vs[2])
+
+
+def gaussian_reach(
+    sigma_um: float, voxel_size: VoxelSize | Sequence[float], *, truncate: float, per_slice: bool = False
+) -> tuple[int, int, int]:
+    """Voxels per axis (z, y, x) a Gaussian (derivative) filter of ``sigma_um`` cut at ``truncate`` σ reads around a
+    voxel: scipy's kernel radius ``int(truncate·σ + 0.5)``, plus one (a difference, or rounding, at the edge); z is 0
+    for a per-slice filter. What a block must be read with for its filtered values to be the whole field's."""
+    r = tuple(int(truncate * sigma_um / v + 0.5) + 1 for v in VoxelSize.of(voxel_size).as_tuple())
+    return (0 if per_slice else r[0], r[1], r[2])
