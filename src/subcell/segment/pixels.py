@@ -31,7 +31,13 @@ from scipy import ndimage as ndi
 
 from subcell.errors import InputFileError, ValueRangeError
 from subcell.image import VoxelSize
-from subcell.segment.filters import DERIVATIVE_TRUNCATE, eigenvalues_by_magnitude, gaussian_reach, sigma_voxels
+from subcell.segment.filters import (
+    DERIVATIVE_TRUNCATE,
+    derivative_order,
+    eigenvalues_by_magnitude,
+    gaussian_reach,
+    sigma_voxels,
+)
 
 __all__ = [
     "PixelClassifier",
@@ -85,24 +91,16 @@ def pixel_features(
         derivative = _derivatives(a, sig)
 
         def hessian(i: int, j: int) -> np.ndarray:
-            return derivative(_order(i, j)) * np.float32(sig[i] * sig[j])  # noqa: B023 - used within this pass
+            return derivative(derivative_order(i, j)) * np.float32(sig[i] * sig[j])  # noqa: B023 - used within this pass
 
         feats.append(derivative((0, 0, 0)))  # stacked (copied) below
         grad = np.zeros_like(a)
         for ax in active:
-            d = derivative(_order(ax)) * np.float32(sig[ax])
+            d = derivative(derivative_order(ax)) * np.float32(sig[ax])
             grad += d * d
         feats.append(np.sqrt(grad))
         feats.extend(eigenvalues_by_magnitude(hessian, active, a.shape))
     return np.stack(feats)
-
-
-def _order(*axes: int) -> tuple[int, int, int]:
-    """The derivative order (z, y, x) of differentiating once along each of ``axes``."""
-    order = [0, 0, 0]
-    for ax in axes:
-        order[ax] += 1
-    return order[0], order[1], order[2]
 
 
 def _derivatives(a: np.ndarray, sig: Sequence[float]) -> Any:

@@ -8,7 +8,13 @@ public name is importable from ``subcell.segment.filters``.
 
 from __future__ import annotations
 
-from subcell.segment.filters._common import DERIVATIVE_TRUNCATE, SMOOTH_TRUNCATE, gaussian_reach, sigma_voxels
+from subcell.segment.filters._common import (
+    DERIVATIVE_TRUNCATE,
+    SMOOTH_TRUNCATE,
+    derivative_order,
+    gaussian_reach,
+    sigma_voxels,
+)
 from subcell.segment.filters.detection import (
     eigenvalues_by_magnitude,
     filament_filter,
@@ -39,6 +45,7 @@ __all__ = [
     "SMOOTH_TRUNCATE",
     "apply_range",
     "basal_run_lengths",
+    "derivative_order",
     "edge_preserving_smooth",
     "eigenvalues_by_magnitude",
     "filament_filter",

@@ -9,7 +9,7 @@ import numpy as np
 from subcell.errors import ValueRangeError
 from subcell.image import VoxelSize
 
-__all__ = ["DERIVATIVE_TRUNCATE", "SMOOTH_TRUNCATE", "gaussian_reach", "sigma_voxels"]
+__all__ = ["DERIVATIVE_TRUNCATE", "SMOOTH_TRUNCATE", "derivative_order", "gaussian_reach", "sigma_voxels"]
 
 # Gaussian kernels are cut at this many σ. Smoothing kernels are renormalized by scipy and may stop at 3σ; derivative
 # kernels reach 4σ: cut at 3σ a second-derivative kernel does not sum to zero, so σ²·∂² carries 0.4–1.6 % of the local
@@ -46,3 +46,11 @@ def gaussian_reach(
     for a per-slice filter. What a block must be read with for its filtered values to be the whole field's."""
     r = tuple(int(truncate * sigma_um / v + 0.5) + 1 for v in VoxelSize.of(voxel_size).as_tuple())
     return (0 if per_slice else r[0], r[1], r[2])
+
+
+def derivative_order(*axes: int) -> tuple[int, int, int]:
+    """The (z, y, x) derivative order of differentiating once along each of ``axes`` (``(1, 1)``: ∂²/∂y²)."""
+    order = [0, 0, 0]
+    for ax in axes:
+        order[ax] += 1
+    return order[0], order[1], order[2]

@@ -10,7 +10,7 @@ from scipy import ndimage as ndi
 
 from subcell.errors import ValueRangeError
 from subcell.image import VoxelSize
-from subcell.segment.filters._common import DERIVATIVE_TRUNCATE, _as_3d, sigma_voxels
+from subcell.segment.filters._common import DERIVATIVE_TRUNCATE, _as_3d, derivative_order, sigma_voxels
 
 __all__ = ["eigenvalues_by_magnitude", "filament_filter", "filament_top", "hessian_eigenvalues", "spot_filter"]
 
@@ -57,11 +57,9 @@ def spot_filter(
         for ax in range(3):
             if sig[ax] == 0:
                 continue
-            order = [0, 0, 0]
-            order[ax] = 2
             # scale-normalized second derivative along ax (σ² in that axis's voxel units = σ_µm² / vs²·vs²)
             resp -= np.float32(sig[ax] ** 2) * ndi.gaussian_filter(
-                a, sig, order=order, mode="nearest", truncate=DERIVATIVE_TRUNCATE
+                a, sig, order=derivative_order(ax, ax), mode="nearest", truncate=DERIVATIVE_TRUNCATE
             )
         np.maximum(out, resp, out=out)
     return out
@@ -98,10 +96,7 @@ def hessian_eigenvalues(img: np.ndarray, sigma_vox: Sequence[float]) -> tuple[np
     sig = list(sigma_vox)
 
     def second(i: int, j: int) -> np.ndarray:
-        order = [0, 0, 0]
-        order[i] += 1
-        order[j] += 1
-        out = ndi.gaussian_filter(a, sig, order=order, mode="nearest", truncate=DERIVATIVE_TRUNCATE)
+        out = ndi.gaussian_filter(a, sig, order=derivative_order(i, j), mode="nearest", truncate=DERIVATIVE_TRUNCATE)
         out *= np.float32(sig[i] * sig[j])
         return out
 
