@@ -7,6 +7,7 @@ import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 # Under pytest-xdist (`make test` runs `-n`), the workers share the cores: each gets its share of threads, set
 # before torch is imported and inherited by the commands a test runs. Two torch processes each spinning up one
@@ -82,6 +83,50 @@ def make_image(dims: str, shape: tuple[int, ...], dtype: str = "uint16", *, seed
         channel_names=[f"ch-{i}" for i in range(n_c)],
         time_interval=4.5 if "T" in dims else None,
     )
+
+
+def write_plate(path: Path, fields: dict[str, list[np.ndarray]], *, version: str = "0.5",
+                voxel_size: tuple[float, float, float] = (0.5, 0.2, 0.2)) -> None:  # fmt: skip
+    """An HCS plate written as other tools write one (ome-zarr-py's writer, NGFF ``version``): ``fields`` maps a
+    well path (``"B/3"``) to its fields' ``(Z, Y, X)`` arrays, in the plate's order."""
+    import zarr
+    from ome_zarr.format import FormatV04, FormatV05
+
+    writer = _ome_zarr_writer()
+    fmt = FormatV05() if version == "0.5" else FormatV04()
+    root = zarr.open_group(str(path), mode="w", zarr_format=fmt.zarr_format)
+    rows = sorted({w.split("/")[0] for w in fields})
+    columns = sorted({w.split("/")[1] for w in fields}, key=int)
+    writer.write_plate_metadata(root, rows, columns, list(fields), fmt=fmt, name=path.name.split(".")[0])
+    scale = dict(zip("zyx", voxel_size, strict=True))
+    for well, arrays in fields.items():
+        group = root.require_group(well)
+        writer.write_well_metadata(group, [str(i) for i in range(len(arrays))], fmt=fmt)
+        for i, a in enumerate(arrays):
+            write_ngff_image(a, group.require_group(str(i)), fmt, scale)
+
+
+def write_ngff_image(array: np.ndarray, group: object, fmt: object, scale_um: dict[str, float]) -> None:
+    """One ``(Z, Y, X)`` image into a zarr group with ome-zarr-py's writer (a single level, µm), as other tools write
+    one (its deprecation notice about its own downsampler silenced: no levels are made)."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        _ome_zarr_writer().write_image(array[None, None], group, axes="tczyx", fmt=fmt, scale_factors=[],
+                                       scale={"t": 1.0, "c": 1.0, **scale_um},
+                                       axes_units={a: "micrometer" for a in "zyx"})  # fmt: skip
+
+
+def _ome_zarr_writer() -> Any:
+    """``ome_zarr.writer``, whose import builds a deprecated default downsampler (a DeprecationWarning)."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        import ome_zarr.writer
+
+    return ome_zarr.writer
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from subcell.cli.batch_commands import ALIASES, COMMANDS, TORCH_BASE, WORKER_BASE, Gathered
+from subcell.cli.batch_commands import ALIASES, COMMANDS, RUN_COLUMNS, TORCH_BASE, WORKER_BASE, Gathered
 
 __all__ = ["COMMANDS", "CommandTask", "Gathered", "batch", "build_items"]
 
@@ -123,13 +123,31 @@ def _add_to_dataset(item: Any, gathered: Gathered) -> None:
     clash = {"id", "source"} & set(table.columns)  # e.g. a cell table's own source field: the item's get a prefix
     table.insert(0, "batch_id" if clash else "id", item.id)
     table.insert(1, "batch_source" if clash else "source", str(item.inputs[0]))
+    # the row's own columns (a plate's well and field, a condition): the collection's tables group by them; a
+    # column the table has already keeps the table's values
+    extra = {k: v for k, v in item.params.get("columns", {}).items() if k not in table.columns}
+    for i, (name, value) in enumerate(extra.items(), start=2):
+        table.insert(i, name, value)
     if gathered.voxel_size:
-        vs = read(item.inputs[0], voxel_size=item.params.get("voxel_size")).voxel_size
+        vs = read(item.inputs[0], voxel_size=item.params.get("voxel_size"), scene=item.params.get("scene")).voxel_size
         for axis, v in zip("zyx", vs.as_tuple(), strict=True):
             table[f"voxel_size_{axis}"] = v
     folder = item.output.parent / gathered.folder
     folder.mkdir(exist_ok=True)
     write_table(table, folder / f"{safe_name(item.id)}.parquet", overwrite=True)  # the output's own name
+
+
+def _row_columns(row: Any) -> dict[str, Any]:
+    """A manifest row's scene and the free columns that describe it (``well``, ``condition``, …; not those that
+    say how it runs, :data:`RUN_COLUMNS`) that hold a value: the columns its item adds to the gathered tables."""
+    import math
+
+    columns = {"scene": row.scene} if row.scene is not None else {}
+    for name, value in row.metadata.items():
+        if name in RUN_COLUMNS or value is None or (isinstance(value, float) and math.isnan(value)):
+            continue
+        columns[name] = value if isinstance(value, (int, float, bool, str)) else str(value)
+    return columns
 
 
 def _seed_range(text: str) -> range | None:
@@ -222,7 +240,8 @@ def build_items(
             args = [*positional, str(out), *options, *row_opts, "--overwrite"]
         if command in ("labelfree-predict", "labelfree-nuclei"):  # no progress bars from the workers
             args.append("--quiet")
-        item_params = {"args": args, "voxel_size": row.voxel_size.as_tuple() if row.voxel_size else vs_option}
+        item_params = {"args": args, "voxel_size": row.voxel_size.as_tuple() if row.voxel_size else vs_option,
+                       "scene": row.scene, "columns": _row_columns(row)}  # fmt: skip
         items.append(Item(item_id, tuple(inputs), out, item_params, memory, {"GPU": 1.0} if gpu else {}))
     if issues:
         raise ManifestError(m.path, issues)

@@ -13,6 +13,7 @@ from subcell.cli.options import Reading
 __all__ = [
     "ALIASES",
     "COMMANDS",
+    "RUN_COLUMNS",
     "TORCH_BASE",
     "WORKER_BASE",
     "Gathered",
@@ -51,6 +52,13 @@ class Spec:
     per_frame: bool = False
     # the row's arguments when the model the options name takes the cell outlines as a second input (--cells)
     cells_args: Callable[[Any, Path], tuple[list[str], list[str], list[Path]]] | None = None
+
+
+# the free manifest columns that tell a command how to run a row (its other inputs, the label image or channel
+# inside them); every other free column describes the row (a plate's well, a condition, a state) and is added to
+# the row's gathered tables
+RUN_COLUMNS = frozenset({"intensity", "intensity_channel", "label", "labels", "noise_control", "nuclei",
+                         "second_acquisition", "tracks", "truth", "truth_label"})  # fmt: skip
 
 
 def row_reading(row: Any, given: Reading | None = None) -> Reading:

@@ -230,7 +230,8 @@ def manifest_make(
     no_files: Annotated[bool, typer.Option("--no-files", help="Skip opening each image's metadata.")] = False,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing manifest.")] = False,
 ) -> None:
-    """Make a manifest of every image in files and folders (a row per image or scene), checked as `check` does."""
+    """Make a manifest of every image in files and folders (a row per image or scene; a row per field of an
+    OME-Zarr plate, with its well), checked as `check` does."""
     from subcell.io import write_table
     from subcell.io._atomic import check_output
     from subcell.io.files import TABLE_SUFFIXES

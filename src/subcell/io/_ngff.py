@@ -1,5 +1,11 @@
 """OME-Zarr (NGFF 0.4 / 0.5) images read with ``zarr`` and ``dask`` directly, units from the NGFF metadata.
 
+A store is one image (its ``multiscales``, several of them being its scenes) or a collection of images: an HCS
+plate (row / column / field groups, NGFF ``plate`` and ``well``) or a ``bioformats2raw`` layout (a group per
+series, as bioformats2raw converts a CZI, LIF or ND2). A collection's images are its scenes, named ``A/1/0``
+(well row / column / field) and by their OME-XML names (else series paths ``0``, ``1``, …); each is also an
+OME-Zarr image in its own right at that path inside the store (:func:`collection_images`).
+
 Written here rather than through ``bioio-ome-zarr``: NGFF stores its axes, scales and channel labels as plain
 JSON next to the arrays, which ``zarr`` already reads, while the bioio plugin costs 2.2 s of imports (ome-types,
 xarray, s3fs) on top of zarr + dask in every process that opens a store. bioio stays the reader of vendor formats,
@@ -9,6 +15,7 @@ images (``_bioio``).
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +26,7 @@ from subcell.io._raw import RawImage
 from subcell.io._tiff import scene_index
 from subcell.io._units import LENGTH_UM, TIME_S
 
-__all__ = ["group_attrs", "read_ome_zarr"]
+__all__ = ["CollectionImage", "collection_images", "group_attrs", "json_attrs", "ngff_kind", "read_ome_zarr"]
 
 _AXES = "TCZYX"
 
@@ -38,6 +45,38 @@ def group_attrs(group: Any) -> dict[str, Any]:
     return attrs
 
 
+def json_attrs(path: str | Path) -> dict[str, Any]:
+    """A zarr group's attributes read from its metadata file (``zarr.json`` or ``.zattrs``) alone, NGFF 0.5's
+    ``ome`` block merged in; empty when there is none. Without zarr: cheap enough for every folder of a search or
+    every row of a large manifest."""
+    import json
+
+    p = Path(path)
+    for name in ("zarr.json", ".zattrs"):
+        try:
+            doc = json.loads((p / name).read_text())
+        except (OSError, ValueError):
+            continue
+        attrs = doc.get("attributes", {}) if name == "zarr.json" else doc
+        if isinstance(attrs, dict):
+            return {**attrs, **attrs.get("ome", {})}
+    return {}
+
+
+def ngff_kind(path: str | Path) -> str | None:
+    """``"image"``, ``"plate"`` or ``"series"`` (a bioformats2raw layout) for an OME-Zarr store, from its group
+    metadata file (:func:`json_attrs`); None for anything else (a plain zarr group such as a cell store, a folder,
+    a file)."""
+    attrs = json_attrs(path)
+    if attrs.get("multiscales"):
+        return "image"
+    if isinstance(attrs.get("plate"), dict):
+        return "plate"
+    if "bioformats2raw.layout" in attrs:
+        return "series"
+    return None
+
+
 def _open_group(path: Path) -> Any:
     import zarr
 
@@ -53,15 +92,107 @@ def _open_group(path: Path) -> Any:
         raise InputFileError(f"not a readable OME-Zarr store ({type(e).__name__}: {e})", path=path) from None
 
 
+@dataclass(frozen=True)
+class CollectionImage:
+    """One image of an OME-Zarr collection: its scene name, its group's path inside the store and what it is in
+    the collection (``plate``, ``well``, ``row``, ``column``, ``field`` of a plate; ``series`` of a
+    bioformats2raw layout), as manifest columns."""
+
+    name: str
+    path: str
+    columns: dict[str, str] = field(default_factory=dict)
+
+
+def collection_images(path: str | Path, group: Any = None) -> list[CollectionImage]:
+    """The images of an HCS plate or a bioformats2raw layout, in the store's order (wells as the plate lists them,
+    fields as each well does); empty for a store that is neither (an image, or not a store)."""
+    p = Path(path)
+    if group is None:
+        try:
+            group = _open_group(p)
+        except InputFileError:
+            return []
+    attrs = group_attrs(group)
+    if isinstance(attrs.get("plate"), dict):
+        return _plate_images(p, group, attrs["plate"])
+    if "bioformats2raw.layout" in attrs:
+        return _series_images(p, group)
+    return []
+
+
+def _plate_images(path: Path, group: Any, plate: dict[str, Any]) -> list[CollectionImage]:
+    plate_name = str(plate.get("name") or path.name.split(".")[0])
+    images = []
+    for well in plate.get("wells") or []:
+        well_path = str(well.get("path", "")).strip("/")
+        try:
+            fields = group_attrs(group[well_path]).get("well", {}).get("images") or []
+        except KeyError:
+            raise InputFileError(f"plate lists well {well_path!r}, which the store lacks", path=path) from None
+        row, _, column = well_path.partition("/")
+        for f in fields:
+            name = f"{well_path}/{str(f.get('path', '')).strip('/')}"
+            columns = {"plate": plate_name, "well": f"{row}{column}", "row": row, "column": column,
+                       "field": name.rsplit("/", 1)[1]}  # fmt: skip
+            images.append(CollectionImage(name, name, columns))
+    return images
+
+
+def _series_images(path: Path, group: Any) -> list[CollectionImage]:
+    """bioformats2raw: the series its ``OME`` group lists, else the groups ``0``, ``1``, … up to the first gap;
+    named as the companion ``OME/METADATA.ome.xml`` names its images when every name is there and unique."""
+    members = set(group.group_keys())
+    try:
+        series = [str(s) for s in group_attrs(group["OME"]).get("series") or []]
+    except KeyError:
+        series = []
+    if not series:
+        i = 0
+        while str(i) in members:
+            series.append(str(i))
+            i += 1
+    names = _ome_xml_image_names(path / "OME" / "METADATA.ome.xml")
+    if len(names) != len(series) or len(set(names)) != len(names) or not all(names):
+        names = series
+    return [CollectionImage(n, s, {"series": s}) for n, s in zip(names, series, strict=True)]
+
+
+def _ome_xml_image_names(xml: Path) -> list[str]:
+    """``Name`` of each ``Image`` of an OME-XML file, in order (an unnamed one ""); empty if unreadable. The
+    standard library's parser: a few attributes do not need ome-types' model (and its import time)."""
+    import xml.etree.ElementTree as ET
+
+    try:
+        root = ET.parse(xml).getroot()
+    except (OSError, ET.ParseError):
+        return []
+    return [el.get("Name", "") for el in root if el.tag.rsplit("}", 1)[-1] == "Image"]
+
+
 def _multiscale(
     path: Path, scene: int | str | None
 ) -> tuple[Any, dict[str, Any], dict[str, Any], tuple[str, ...], int]:
-    """The store's group, its attributes, the scene's multiscale metadata, the scene names and the scene's index."""
+    """The scene's group, its attributes, its multiscale metadata, the scene names and the scene's index."""
     group = _open_group(path)
     attrs = group_attrs(group)
     multiscales: list[dict[str, Any]] = attrs.get("multiscales") or []
     if not multiscales:
-        raise InputFileError("folder has no NGFF 'multiscales' metadata; is it an OME-Zarr image?", path=path)
+        images = collection_images(path, group)
+        if not images:
+            raise InputFileError("folder has no NGFF 'multiscales' metadata; is it an OME-Zarr image?", path=path)
+        members = tuple(im.name for im in images)
+        idx = scene_index(path, scene, members)
+        try:
+            image = group[images[idx].path]
+        except KeyError:
+            raise InputFileError(f"scene {members[idx]!r}: its group {images[idx].path!r} is missing",
+                                 path=path) from None  # fmt: skip
+        image_attrs = group_attrs(image)
+        found = image_attrs.get("multiscales") or []
+        if not found:
+            raise InputFileError(f"scene {members[idx]!r}: group {images[idx].path!r} has no NGFF 'multiscales' "
+                                 "metadata", path=path)  # fmt: skip
+        return image, image_attrs, found[0], members, idx
     names = [str(ms.get("name") or "") for ms in multiscales]
     # unnamed or clashing images are numbered the way OME-XML names them, as bioio does
     scenes: tuple[str, ...] = (

@@ -347,6 +347,5 @@ def scene_index(path: Path, scene: int | str | None, scenes: tuple[str, ...]) ->
             return i
     elif scene in scenes:
         return scenes.index(scene)
-    raise MetadataError(
-        f"unknown scene {scene!r}; the file has {len(scenes)}: {list(scenes)}", path=path, field="scene"
-    )
+    shown = ", ".join(scenes[:10]) + (", …" if len(scenes) > 10 else "")  # a plate has thousands of fields
+    raise MetadataError(f"unknown scene {scene!r}; the file has {len(scenes)}: {shown}", path=path, field="scene")

@@ -107,11 +107,9 @@ def array_nbytes(
             one = array_nbytes(files[0], axes=axes[1:] if axes else None) if files else 0
             return one if per_frame and (axes or "T")[0].upper() == "T" else one * len(files)
         if p.is_dir():
-            attrs = p / "zarr.json"
-            meta = json.loads(attrs.read_text()).get("attributes", {}).get("ome", {}) if attrs.exists() else {}
-            if not meta and (p / ".zattrs").exists():
-                meta = json.loads((p / ".zattrs").read_text())
-            level = meta["multiscales"][0]["datasets"][0]["path"]
+            from subcell.io._ngff import json_attrs
+
+            level = json_attrs(p)["multiscales"][0]["datasets"][0]["path"]
             arr = p / level
             if (arr / "zarr.json").exists():
                 a = json.loads((arr / "zarr.json").read_text())

@@ -22,8 +22,17 @@ IMAGE_SUFFIXES = (".ome.zarr", ".ome.tif", ".ome.tiff", ".tif", ".tiff", ".btf",
 
 
 def _is_image(path: Path) -> bool:
+    """A file with an image suffix, or an OME-Zarr store (an image, a plate, a bioformats2raw layout: named
+    ``.ome.zarr``, or any folder whose zarr metadata is NGFF's)."""
+    from subcell.io._ngff import ngff_kind
+
     name = path.name.lower()
-    return name.endswith(".ome.zarr") if path.is_dir() else name.endswith(IMAGE_SUFFIXES)
+    return name.endswith(".ome.zarr") or ngff_kind(path) is not None if path.is_dir() else name.endswith(IMAGE_SUFFIXES)
+
+
+def _is_zarr(path: Path) -> bool:
+    """A zarr group or array of any kind (a cell store too): never searched inside for images."""
+    return path.name.lower().endswith(".zarr") or any((path / m).is_file() for m in (".zgroup", ".zarray", "zarr.json"))
 
 
 def image_files(inputs: Sequence[str | Path], *, sequences: bool = False) -> Iterator[tuple[Path, tuple[str, ...]]]:
@@ -50,7 +59,7 @@ def image_files(inputs: Sequence[str | Path], *, sequences: bool = False) -> Ite
             images = [p for p in entries if one_image(p)]
             yield from ((p, (*p.relative_to(item).parts[:-1], _stem(p))) for p in images)
             stack.extend(reversed([p for p in entries if p.is_dir() and p not in images
-                                   and not p.name.lower().endswith(".zarr")]))  # fmt: skip
+                                   and not _is_zarr(p)]))  # fmt: skip
 
 
 def _stem(path: Path) -> str:
@@ -77,7 +86,10 @@ def make_manifest(
     metadata opened, as ``manifest check`` does). Nothing is written here.
 
     ``scenes``: a row per scene of a multi-scene file (CZI, LIF, multi-image OME-TIFF: column ``scene``), read
-    from the headers. ``sequences``: a folder of numbered TIFFs is one image (:func:`image_files`). ``voxel_size``, ``time_interval``: what the files that state none get (columns of their rows;
+    from the headers. An OME-Zarr collection always gives a row per image, its source the image's own group
+    inside the store (which every command opens as an image): an HCS plate a row per field (columns ``plate``,
+    ``well``, ``row``, ``column``, ``field``; ids ``plate_A_1_0``), a bioformats2raw layout a row per series
+    (column ``series``). ``sequences``: a folder of numbered TIFFs is one image (:func:`image_files`). ``voxel_size``, ``time_interval``: what the files that state none get (columns of their rows;
     a file that states its own keeps it, so one call can span folders of both kinds). ``axes``: of every plain
     TIFF whose file does not state them. Ids are the paths below the input folder without suffix (``plate1/A01`` →
     ``plate1_A01``, a scene's with ``_s<index>``), after the input's own name when there are several inputs
@@ -106,11 +118,12 @@ def make_manifest(
     )
     records: list[dict[str, Any]] = []
     issues: list[str] = []
-    for f, parts in files:
+    images = [one for f, parts in files for one in _collection_members(f, parts)]
+    for f, parts, layout in images:
         row_id = "_".join(parts)
         source = os.path.relpath(f, base)
         names: list[str] = []
-        extra: dict[str, Any] = {"axes": axes_for(f, axes)}
+        extra: dict[str, Any] = {"axes": axes_for(f, axes), **layout}
         if scenes or given_vs or time_interval is not None:
             try:  # the header says what the file states (a missing voxel size is reported, not raised)
                 head = describe(f, axes=extra["axes"])
@@ -134,3 +147,13 @@ def make_manifest(
     rows = [{c: r.get(c) for c in columns} for r in records]
     manifest_from_records(rows, out, check_files=check_files)  # every problem at once, as `manifest check`
     return pd.DataFrame(rows, columns=columns)
+
+
+def _collection_members(path: Path, parts: tuple[str, ...]) -> list[tuple[Path, tuple[str, ...], dict[str, str]]]:
+    """(image, id parts, manifest columns) of each image of an OME-Zarr collection at ``path``; the path itself,
+    without columns, for anything else."""
+    from subcell.io._ngff import collection_images, ngff_kind
+
+    if path.is_dir() and ngff_kind(path) in ("plate", "series"):
+        return [(path / im.path, (*parts, *im.path.split("/")), im.columns) for im in collection_images(path)]
+    return [(path, parts, {})]
