@@ -143,6 +143,9 @@ def test_a_mask_is_measured_per_connected_component() -> None:
     assert not kept.attrs["components"] and kept.label.tolist() == [7, 7]
     assert measure_frames(ids, voxel_size=VS, components=True).groupby("t").size().tolist() == [2, 3]
     assert mask_components(np.array([[0, 2], [1, 0]])) is None and mask_components(np.zeros((2, 2), np.float32)) is None
+    # a segmentation that found nothing is no mask (no "measured per component" note): no object either way
+    assert mask_components(np.zeros((2, 2), np.uint16)) is None and mask_components(np.zeros((2, 2), bool)) is None
+    assert not measure_frames(np.zeros((1, 2, 4, 4), np.uint16), voxel_size=VS).attrs["components"]
 
 
 def test_measure_cli_says_a_mask_is_measured_per_component(tmp_path, capsys) -> None:  # type: ignore[no-untyped-def]

@@ -128,6 +128,7 @@ def mask_components(a: np.ndarray) -> np.ndarray | None:
     """The connected components (ids 1..N) of a mask, or None when ``a`` holds instance ids.
 
     A mask is a boolean array, integers holding only 0 and 1, or 8-bit 0 and 255 (an ImageJ / Fiji binary mask);
+    an empty frame (nothing but 0) is neither, it holds no object either way (None);
     its components touch by faces, edges or corners (26-connected in 3D, 8 in a plane), as
     ``skimage.measure.label`` and Fiji's 3D Objects Counter count them: a thin tubule running diagonally through
     anisotropic voxels stays one object.
@@ -137,8 +138,10 @@ def mask_components(a: np.ndarray) -> np.ndarray | None:
         if not np.issubdtype(arr.dtype, np.integer) or arr.size == 0:
             return None
         top = int(arr.max())
-        if top > 1 and not (arr.dtype == np.uint8 and top == 255 and not ((arr > 0) & (arr < 255)).any()):
+        if top == 0 or (top > 1 and not (arr.dtype == np.uint8 and top == 255 and not ((arr > 0) & (arr < 255)).any())):
             return None
+    elif not arr.any():
+        return None
     return _components(arr > 0)
 
 
