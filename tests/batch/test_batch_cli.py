@@ -382,11 +382,13 @@ def test_batch_labelfree_evaluate_scores_every_row_as_the_single_command(
         assert want.noise_source[0] == "noise-free truth" and want.cells[0] >= 1 and 0 < want.pearson_r[0] < 1
 
 
-def _nuclei_field(n: int) -> np.ndarray:
-    """A (12, 64, 64) field of ``n`` separate bright ellipsoids (nuclei at 0.5 × 0.2 × 0.2 µm voxels) on noise."""
+def _nuclei_field(n: int, *, speck: bool = False) -> np.ndarray:
+    """A (12, 64, 64) field of ``n`` separate bright ellipsoids (nuclei at 0.5 × 0.2 × 0.2 µm voxels) on noise;
+    ``speck``: a well without cells instead, flat but for a speck far smaller than a nucleus."""
     rng = np.random.default_rng(n)
     z, y, x = np.ogrid[:12, :64, :64]
-    vol = rng.normal(10, 2, (12, 64, 64))
+    vol = np.full((12, 64, 64), 10.0) if speck else rng.normal(10, 2, (12, 64, 64))
+    vol[5:7, 30:32, 30:32] += 2 if speck else 0
     for i in range(n):
         cy, cx = 16 + 32 * (i // 2), 16 + 32 * (i % 2)
         vol[((z - 6) / 4.0) ** 2 + ((y - cy) / 10.0) ** 2 + ((x - cx) / 10.0) ** 2 < 1] += 200
@@ -396,15 +398,22 @@ def _nuclei_field(n: int) -> np.ndarray:
 def test_a_plate_runs_field_by_field_and_its_tables_keep_the_wells(tmp_path: Path) -> None:
     from tests.conftest import write_plate
 
-    write_plate(tmp_path / "p1.zarr", {"A/1": [_nuclei_field(1), _nuclei_field(2)], "B/2": [_nuclei_field(4)]})
+    write_plate(tmp_path / "p1.zarr", {"A/1": [_nuclei_field(1), _nuclei_field(2)], "B/2": [_nuclei_field(4)],
+                                       "B/1": [_nuclei_field(0, speck=True)]})  # fmt: skip
     assert run(["manifest", "make", str(tmp_path / "m.csv"), str(tmp_path / "p1.zarr")]) == 0
     seg, measured = tmp_path / "seg", tmp_path / "measured"
     assert run(["batch", "segment", str(tmp_path / "m.csv"), str(seg), "-w", "nucleus", "--workers", "1",
                 "--quiet"]) == 0  # fmt: skip
     assert run(["batch", "measure", str(seg), str(measured), "--workers", "1", "--quiet"]) == 0
     data = pd.read_parquet(measured / "measurements")
-    assert data.groupby("well").size().to_dict() == {"A1": 3, "B2": 4}  # objects per well, over its fields
+    assert data.groupby("well").size().to_dict() == {"A1": 3, "B2": 4}  # objects per well (B1's field: none)
     assert data.groupby("id").field.first().to_dict() == {"p1_A_1_0": "0", "p1_A_1_1": "1", "p1_B_2_0": "0"}
+    from subcell.report.collect import collect_sections
+
+    (collection,) = collect_sections(measured)  # the plate's readout: the empty well counts 0, not blank
+    assert any(title == "measurements/ per well: 3 wells" for title, _ in collection.figures)
+    wells = next(t for title, t in collection.tables if title.startswith("measurements/ per well"))
+    assert wells[["well", "fields", "objects"]].values.tolist() == [["A1", 2, 3], ["B1", 1, 0], ["B2", 1, 4]]
     single = tmp_path / "single.parquet"  # each field is the single command's run on the field's own path
     assert run(["segment", str(tmp_path / "p1.zarr" / "B" / "2" / "0"), str(tmp_path / "b2.ome.zarr"), "-w",
                 "nucleus"]) == 0  # fmt: skip

@@ -339,3 +339,51 @@ def _batch_section(folder: Path, section: Any) -> None:
         per_item = np.array([parquet_rows(p) for p in parts])  # one file per item
         sec.lines.append(f"{dataset.name}/: {per_item.sum()} rows from {len(parts)} items (one Parquet dataset), "
                          f"{per_item.min()}-{per_item.max()} rows per item (median {np.median(per_item):.0f})")  # fmt: skip
+        _plate_part(dataset, sec)
+
+
+def _plate_part(dataset: Path, sec: Any) -> None:
+    """A gathered per-object table of a plate (rows with ``well``, ``row``, ``column``, from a manifest of an
+    OME-Zarr plate): its wells summarised (:func:`subcell.report.plate.well_summary`) as plate maps and a table.
+    Only the columns it needs are read (a screen's table may hold millions of objects)."""
+    import pyarrow.parquet as pq
+
+    from subcell.report.plate import PLATE_COLUMNS, SIZE_COLUMNS, plate_map_png, well_summary
+
+    names = set(pq.read_schema(next(dataset.glob("*.parquet"))).names)  # one schema: unified at the run's end
+    if not set(PLATE_COLUMNS) <= names or not ({"label", "track_id"} & names):  # per object (measure, track)
+        return
+    wanted = [*PLATE_COLUMNS, *(c for c in ("t", *SIZE_COLUMNS) if c in names)]
+    summary = well_summary(pq.read_table(dataset, columns=wanted).to_pandas(), _fields_run(dataset.parent))
+    size = next((c for c in summary.columns if c.startswith("median_")), None)
+    unit = {"median_volume_um3": "µm³", "median_area_um2": "µm²"}.get(size or "", "")
+    panels = [("objects_per_field", "objects per field")] + ([(size, f"median size ({unit})")] if size else [])
+    sec.figures.append((f"{dataset.name}/ per well: {len(summary)} wells", plate_map_png(summary, panels)))
+    title = f"{dataset.name}/ per well ({len(summary)} wells{', first ' + str(MAX_TABLE_ROWS) if len(summary) > MAX_TABLE_ROWS else ''})"
+    sec.tables.append((title, summary.head(MAX_TABLE_ROWS).round(3)))
+
+
+def _fields_run(folder: Path) -> Any:
+    """``id``, ``well``, ``row``, ``column`` of the items a batch finished, from the manifest it ran on (a field
+    without objects has no row in the gathered tables, yet ran); None when that manifest cannot be read."""
+    import pandas as pd
+
+    from subcell.batch.chain import batch_manifest
+    from subcell.batch.items import row_id
+    from subcell.batch.runner import TABLE, is_batch_folder, read_batch_state
+    from subcell.errors import SubcellError
+    from subcell.io import read_manifest, read_table
+
+    source = read_batch_state(folder).get("manifest")
+    try:
+        if source is None:
+            return None
+        rows = batch_manifest(source)[0] if is_batch_folder(source) else read_manifest(source, check_files=False,
+                                                                                       require_files=False)  # fmt: skip
+    except SubcellError:
+        return None
+    status = read_table(folder / TABLE, what="batch table")
+    ran = set(status.id[status.status.isin(("done", "skipped"))].astype(str))
+    known = [{"id": row_id(r), **{c: r.metadata.get(c) for c in ("well", "row", "column")}} for r in rows]
+    table = pd.DataFrame([k for k in known if k["id"] in ran and None not in k.values()])
+    return table if len(table) else None

@@ -1,0 +1,45 @@
+"""A plate's readout: a gathered per-object table summarised per well and drawn as plate maps."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from subcell.report.plate import plate_grid, plate_map_png, well_summary
+
+
+def _objects(field: str, well: str, sizes: list[float], frames: int = 1) -> list[dict[str, object]]:
+    row, column = well[0], well[1:]
+    return [{"id": field, "well": well, "row": row, "column": column, "t": t, "label": i + 1, "volume_um3": v}
+            for t in range(frames) for i, v in enumerate(sizes)]  # fmt: skip
+
+
+def test_wells_in_plate_order_with_objects_per_field_and_median_size() -> None:
+    table = pd.DataFrame(
+        _objects("a10_0", "A10", [1.0, 2.0, 3.0])
+        + _objects("a2_0", "A2", [10.0])
+        + _objects("a2_1", "A2", [20.0, 30.0, 40.0])
+        + _objects("b1_0", "B1", [5.0, 7.0], frames=3)  # a time-lapse: 2 objects per frame
+    )
+    fields = pd.DataFrame({"id": ["a2_2", "c1_0"], "well": ["A2", "C1"], "row": ["A", "C"], "column": ["2", "1"]})
+    s = well_summary(table, fields).set_index("well")
+    assert list(s.index) == ["A2", "A10", "B1", "C1"]  # A2 before A10: columns are numbers
+    assert s.loc["A2", ["fields", "objects"]].tolist() == [3, 4]  # its third field ran and found nothing
+    assert s.loc["A2", "objects_per_field"] == pytest.approx((1 + 3 + 0) / 3)
+    assert s.loc["B1", "objects_per_field"] == pytest.approx(2.0) and s.loc["B1", "objects"] == 6
+    assert s.loc["C1", ["fields", "objects"]].tolist() == [1, 0] and np.isnan(s.loc["C1", "median_volume_um3"])
+    assert s.loc["A2", "median_volume_um3"] == pytest.approx(25.0) and s.loc["A10", "median_volume_um3"] == 2.0
+    png = plate_map_png(s.reset_index(), [("objects_per_field", "objects per field")])
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_a_plate_grid_places_each_well_in_its_row_and_column() -> None:
+    summary = pd.DataFrame({"well": ["A1", "C3", "B2"], "row": ["A", "C", "B"], "column": ["1", "3", "2"],
+                            "objects_per_field": [1.0, 9.0, 4.0]})  # fmt: skip
+    rows, columns, grid = plate_grid(summary, "objects_per_field")
+    assert rows == ["A", "B", "C"] and columns == ["1", "2", "3"]
+    np.testing.assert_array_equal(np.isnan(grid), ~np.eye(3, dtype=bool))  # only the diagonal has wells
+    assert np.diag(grid).tolist() == [1.0, 4.0, 9.0]
+    sparse = summary.iloc[[0, 1]]  # A1 and C3 only: B and 2 are kept, the plate's geometry
+    assert plate_grid(sparse, "objects_per_field")[:2] == (["A", "B", "C"], ["1", "2", "3"])
