@@ -118,6 +118,26 @@ def write_ngff_image(array: np.ndarray, group: object, fmt: object, scale_um: di
                                        axes_units={a: "micrometer" for a in "zyx"})  # fmt: skip
 
 
+def write_bioformats2raw(path: Path, arrays: list[np.ndarray], names: list[str] | None, listed: bool) -> None:
+    """A bioformats2raw layout (NGFF 0.4, as bioformats2raw writes): a group per series, the OME group listing them
+    (``listed``) and the companion OME-XML naming them (``names``)."""
+    import zarr
+    from ome_zarr.format import FormatV04
+
+    root = zarr.open_group(str(path), mode="w", zarr_format=2)
+    root.attrs["bioformats2raw.layout"] = 3
+    for i, a in enumerate(arrays):
+        write_ngff_image(a, root.require_group(str(i)), FormatV04(), {"z": 1.0, "y": 0.5, "x": 0.5})
+    ome = root.require_group("OME")
+    if listed:
+        ome.attrs["series"] = [str(i) for i in range(len(arrays))]
+    if names is not None:
+        images = "".join(f'<Image ID="Image:{i}" Name="{n}"/>' for i, n in enumerate(names))
+        (path / "OME" / "METADATA.ome.xml").write_text(
+            f'<?xml version="1.0"?><OME xmlns="http://www.openmicroscopy.org/Schemas/OME/2016-06">{images}</OME>'
+        )
+
+
 def _ome_zarr_writer() -> Any:
     """``ome_zarr.writer``, whose import builds a deprecated default downsampler (a DeprecationWarning)."""
     import warnings

@@ -13,7 +13,7 @@ import zarr
 from subcell import io
 from subcell.cli.main import run
 from subcell.errors import InputFileError, MetadataError
-from tests.conftest import cli_user_error, write_ngff_image, write_plate
+from tests.conftest import cli_user_error, write_bioformats2raw, write_plate
 
 
 def _fields(seed: int = 0) -> dict[str, list[np.ndarray]]:
@@ -49,25 +49,6 @@ def test_a_plate_missing_a_listed_well_is_refused(tmp_path: Path) -> None:
         io.read(plate)
 
 
-def _series(path: Path, arrays: list[np.ndarray], names: list[str] | None, listed: bool) -> None:
-    """A bioformats2raw layout (NGFF 0.4, as bioformats2raw writes): a group per series, the OME group listing them
-    (``listed``) and the companion OME-XML naming them (``names``)."""
-    from ome_zarr.format import FormatV04
-
-    root = zarr.open_group(str(path), mode="w", zarr_format=2)
-    root.attrs["bioformats2raw.layout"] = 3
-    for i, a in enumerate(arrays):
-        write_ngff_image(a, root.require_group(str(i)), FormatV04(), {"z": 1.0, "y": 0.5, "x": 0.5})
-    ome = root.require_group("OME")
-    if listed:
-        ome.attrs["series"] = [str(i) for i in range(len(arrays))]
-    if names is not None:
-        images = "".join(f'<Image ID="Image:{i}" Name="{n}"/>' for i, n in enumerate(names))
-        (path / "OME" / "METADATA.ome.xml").write_text(
-            f'<?xml version="1.0"?><OME xmlns="http://www.openmicroscopy.org/Schemas/OME/2016-06">{images}</OME>'
-        )
-
-
 @pytest.mark.parametrize(("names", "listed", "scenes"), [
     (["well A", "well B", "well C"], True, ["well A", "well B", "well C"]),  # named by the OME-XML
     (None, False, ["0", "1", "2"]),  # consecutive groups, no companion XML
@@ -77,7 +58,7 @@ def test_bioformats2raw_series_are_scenes(tmp_path: Path, names: list[str] | Non
                                           scenes: list[str]) -> None:  # fmt: skip
     arrays = [np.full((2, 4, 4), i + 1, np.uint16) for i in range(3)]
     store = tmp_path / "converted.zarr"
-    _series(store, arrays, names, listed)
+    write_bioformats2raw(store, arrays, names, listed)
     assert io.describe(store)["scenes"] == scenes
     image = io.read(store, scene=scenes[1])
     assert int(image.numpy().max()) == 2 and image.voxel_size.as_tuple() == pytest.approx((1.0, 0.5, 0.5))
@@ -86,7 +67,7 @@ def test_bioformats2raw_series_are_scenes(tmp_path: Path, names: list[str] | Non
 def test_manifest_make_gives_a_row_per_field_with_the_plate_columns(tmp_path: Path) -> None:
     (tmp_path / "screen").mkdir()
     write_plate(tmp_path / "screen" / "p1.zarr", _fields())
-    _series(tmp_path / "screen" / "czi.zarr", [np.ones((2, 4, 4), np.uint16)] * 2, None, False)
+    write_bioformats2raw(tmp_path / "screen" / "czi.zarr", [np.ones((2, 4, 4), np.uint16)] * 2, None, False)
     store = zarr.open_group(str(tmp_path / "screen" / "cells.zarr"), mode="w")  # a plain zarr group: no image
     store.create_array("crops", shape=(2, 2), dtype="f4")
     assert run(["manifest", "make", str(tmp_path / "m.csv"), str(tmp_path / "screen")]) == 0

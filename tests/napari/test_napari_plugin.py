@@ -151,6 +151,38 @@ def test_every_scene_of_a_multi_series_file_opens_at_its_own_scale(tmp_path: Pat
     np.testing.assert_allclose([lay.scale[-1] for lay in layers], [0.2, 0.4])  # and its own voxel size
 
 
+def test_a_plate_opens_as_one_mosaic_with_each_field_in_its_well(tmp_path: Path) -> None:
+    from tests.conftest import write_plate
+
+    fields = {"A/1": [np.full((2, 8, 12), 1, np.uint16), np.full((2, 8, 12), 2, np.uint16)],
+              "B/3": [np.full((2, 8, 12), 3, np.uint16)]}  # fmt: skip
+    write_plate(tmp_path / "screen.zarr", fields, voxel_size=(1.0, 0.5, 0.5))
+    (layer,) = _open(ViewerModel(), tmp_path / "screen.zarr")
+    mosaic = np.asarray(layer.data)[
+        0
+    ]  # (Z, Y, X) of the one timepoint: rows A-B, columns 1-3, two fields side by side per well
+    gap = 2  # 12 px × PLATE_GAP, rounded
+    assert mosaic.shape == (2, 2 * (8 + gap), 3 * (2 * 12 + gap))
+    origins = layer.metadata["field_origin_px"]
+    assert origins == {"A/1/0": (0, 0), "A/1/1": (0, 12), "B/3/0": (10, 52)}
+    for name, value in (("A/1/0", 1), ("A/1/1", 2), ("B/3/0", 3)):
+        y, x = origins[name]
+        assert (mosaic[:, y : y + 8, x : x + 12] == value).all()
+    assert mosaic.sum() == 2 * 8 * 12 * (1 + 2 + 3)  # everything else (empty wells, gaps) is blank
+    np.testing.assert_allclose(layer.scale[-3:], (1.0, 0.5, 0.5))
+    assert layer.name == "screen c0"
+
+
+def test_a_bioformats2raw_store_opens_series_by_series(tmp_path: Path) -> None:
+    from tests.conftest import write_bioformats2raw
+
+    write_bioformats2raw(tmp_path / "run.zarr", [np.full((2, 4, 4), v, np.uint16) for v in (5, 6)], ["left", "right"],
+                         listed=True)  # fmt: skip
+    layers = _open(ViewerModel(), tmp_path / "run.zarr")
+    assert [lay.name for lay in layers] == ["left c0", "right c0"] and [lay.visible for lay in layers] == [True, False]
+    assert [int(np.asarray(lay.data).max()) for lay in layers] == [5, 6]
+
+
 def test_forms_are_the_configs() -> None:
     from subcell.labelfree.config import PredictConfig
     from subcell.napari.forms import ConfigForm

@@ -12,6 +12,9 @@
   a Tracks layer with the division graph, and the label image a geff names; positions in µm where the file states
   a unit, else in pixels.
 - A cell store (``cells.zarr``): the crops as one stack browsable along a ``cell`` axis, table as features.
+- An OME-Zarr HCS plate: the whole plate as one mosaic per channel (wells in their rows and columns, a well's
+  fields side by side), lazily and at every pyramid level the fields share, so the plate is browsed like one image;
+  the layer's metadata says where each field lies. A bioformats2raw layout: its series as the scenes of a file.
 
 Layer data are ``(data, kwargs, layer_type)`` tuples, napari's reader contract, so this module never imports
 napari itself.
@@ -53,6 +56,13 @@ def _kind(p: Path) -> str | None:
 
     if is_geff(p) or is_trackmate_xml(p):
         return "graph"
+    from subcell.io._ngff import ngff_kind
+
+    kind = ngff_kind(p)
+    if kind == "plate":
+        return "plate"
+    if kind == "series":
+        return "scenes"  # a bioformats2raw layout: its series are scenes, as a multi-series file's
     if p.is_dir() and any((p / m).is_file() for m in ("zarr.json", ".zattrs")):
         return "ome-zarr"
     if p.is_file() and p.suffix.lower() in (".tif", ".tiff"):
@@ -70,7 +80,9 @@ def read_layers(path: str | Path) -> list[LayerData]:
         return _cell_store_layers(p)
     if kind == "graph":
         return _graph_layers(p)
-    if kind == "tiff":
+    if kind == "plate":
+        return _plate_layers(p)
+    if kind in ("tiff", "scenes"):
         return _scene_layers(p)
     if kind == "ome-zarr":
         return _image_layers(p)
@@ -99,11 +111,17 @@ def _limits(level: Any, c: int) -> tuple[float, float]:
 
 
 def _scene_layers(p: Path) -> list[LayerData]:
-    """Every scene of a multi-scene file (a multi-series OME-TIFF, a microscope file bioio reads), each named after
-    its scene, the first one shown; a one-scene file as :func:`_image_layers`."""
+    """Every scene of a multi-scene file (a multi-series OME-TIFF, a microscope file bioio reads) or series of a
+    bioformats2raw store (each from its own group: its pyramid, its labels), each named after it, the first one
+    shown; a one-scene file as :func:`_image_layers`."""
     from subcell import io
+    from subcell.io._ngff import collection_images
 
-    scenes = io.describe(p)["scenes"] if p.is_file() else []
+    if p.is_dir():
+        series = collection_images(p)
+        return [layer for i, im in enumerate(series)
+                for layer in _image_layers(p / im.path, prefix=f"{im.name} ", shown=i == 0)]  # fmt: skip
+    scenes = io.describe(p)["scenes"]
     if len(scenes) <= 1:
         return _image_layers(p)
     return [layer for i, name in enumerate(scenes) for layer in _image_layers(p, scene=i, prefix=f"{name} ",
@@ -245,5 +263,71 @@ def _cell_store_layers(p: Path) -> list[LayerData]:
         {"channel_axis": 1, "name": [f"cells {c}" for c in store.channel_names], "scale": (1.0, s, s, s),
          "units": ("", "µm", "µm", "µm"), "axis_labels": ("cell", "z", "y", "x"), "metadata": md,
          "contrast_limits": [_limits(crops[: min(16, crops.shape[0])], c) for c in range(crops.shape[1])]},
+        "image",
+    )]  # fmt: skip
+
+
+PLATE_GAP = 1 / 8  # blank between wells, as a fraction of a field's width
+
+
+def _plate_layers(p: Path) -> list[LayerData]:
+    """An HCS plate as one mosaic per channel: a well's fields side by side (a near-square grid of them), wells at
+    their row and column with a blank gap between, empty wells blank. One mosaic per pyramid level all fields have
+    (napari reads the level a zoom needs, and of it only the fields in view); fields of another size are padded to
+    the largest. Voxel size and channels are the first field's."""
+    import math
+
+    import dask.array as da
+
+    from subcell import io
+    from subcell.io._ngff import collection_images
+    from subcell.report.plate import plate_grid
+
+    images = collection_images(p)
+    fields = [p / im.path for im in images]
+    first = io.read(fields[0])
+    pyramids = [io.pyramid_levels(f) or [io.read(f).data] for f in fields]
+    n_levels = min(len(levels) for levels in pyramids)
+    wells: dict[str, list[int]] = {}
+    for i, im in enumerate(images):
+        wells.setdefault(im.columns["well"], []).append(i)
+    cells_of = {(images[v[0]].columns["row"], images[v[0]].columns["column"]): v for v in wells.values()}
+    rows, columns, _ = plate_grid({"row": [r for r, _ in cells_of], "column": [c for _, c in cells_of],
+                                   "n": [0] * len(cells_of)}, "n")  # fmt: skip
+    per_well = max(len(v) for v in wells.values())
+    across = math.ceil(math.sqrt(per_well))
+    down = math.ceil(per_well / across)
+    mosaics, origins = [], {}
+    for level in range(n_levels):
+        arrays = [levels[level] for levels in pyramids]
+        t, c = arrays[0].shape[:2]
+        z, h, w = (max(int(a.shape[k]) for a in arrays) for k in (2, 3, 4))
+        gap = max(1, round(w * PLATE_GAP))
+        blank = da.zeros((t, c, z, h, w), dtype=arrays[0].dtype, chunks=(1, 1, z, h, w))
+        tiles = {i: da.pad(a, [(0, 0), (0, 0), (0, z - a.shape[2]), (0, h - a.shape[3]), (0, w - a.shape[4])])
+                 for i, a in enumerate(arrays)}  # fmt: skip
+        grid_rows = []
+        for r in rows:
+            row_blocks = []
+            for col in columns:
+                members = cells_of.get((r, col), [])
+                cells = [[tiles[members[k]] if (k := j * across + i) < len(members) else blank for i in range(across)]
+                         for j in range(down)]  # fmt: skip
+                well = da.block(cells)
+                row_blocks.append(da.pad(well, [(0, 0), (0, 0), (0, 0), (0, gap), (0, gap)]))
+                if level == 0:
+                    y0, x0 = rows.index(r) * (down * h + gap), columns.index(col) * (across * w + gap)
+                    for k, i in enumerate(members):
+                        origins[images[i].name] = (y0 + (k // across) * h, x0 + (k % across) * w)
+            grid_rows.append(row_blocks)
+        mosaics.append(da.block(grid_rows))
+    scale = (1.0, *first.voxel_size.as_tuple())
+    md = {"source": str(p), "field_origin_px": origins}  # field name -> (y, x) of its first pixel at level 0
+    return [(
+        mosaics if n_levels > 1 else mosaics[0],
+        {"scale": scale, "units": ("", "µm", "µm", "µm"), "axis_labels": ("t", "z", "y", "x"), "channel_axis": 1,
+         "name": [f"{p.name.split('.')[0]} {c}" for c in first.channel_names], "multiscale": n_levels > 1,
+         "contrast_limits": [_limits(pyramids[0][-1], c) for c in range(first.shape[1])], "blending": "additive",
+         "visible": [c == 0 for c in range(first.shape[1])], "metadata": md},
         "image",
     )]  # fmt: skip
