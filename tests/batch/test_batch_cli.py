@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from subcell import synth
+from subcell import io, synth
 from subcell.cli.main import run
 from subcell.io import read
 
@@ -421,3 +421,32 @@ def test_a_plate_runs_field_by_field_and_its_tables_keep_the_wells(tmp_path: Pat
     pd.testing.assert_frame_equal(
         data[data.id == "p1_B_2_0"][pd.read_parquet(single).columns].reset_index(drop=True), pd.read_parquet(single)
     )
+
+
+def test_a_plates_labels_go_into_its_fields_and_a_rerun_skips_them(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from tests.conftest import cli_user_error, write_plate
+
+    write_plate(tmp_path / "p1.zarr", {"A/1": [_nuclei_field(1), _nuclei_field(3)]})
+    assert run(["manifest", "make", str(tmp_path / "m.csv"), str(tmp_path / "p1.zarr")]) == 0
+    seg = tmp_path / "seg"
+    args = ["batch", "segment", str(tmp_path / "m.csv"), str(seg), "--into-labels", "nuclei", "-w", "nucleus",
+            "--workers", "1", "--quiet"]  # fmt: skip
+    assert run(args) == 0
+    for f, n in (("0", 1), ("1", 3)):  # each field holds its own labels, as the single command writes them
+        field = tmp_path / "p1.zarr" / "A" / "1" / f
+        assert io.label_names(field) == ["nuclei"]
+        assert run(["segment", str(field), str(tmp_path / f"single{f}.ome.zarr"), "-w", "nucleus"]) == 0
+        np.testing.assert_array_equal(
+            io.read_labels(field, "nuclei").numpy(), _labels(tmp_path / f"single{f}.ome.zarr")
+        )
+        assert len(np.unique(_labels(tmp_path / f"single{f}.ome.zarr"))) == n + 1
+    capsys.readouterr()
+    assert run(args) == 0 and "0 done, 2 skipped, 0 failed" in capsys.readouterr().out  # writing them changed nothing
+    measured = tmp_path / "measured"  # the finished batch as the next one's manifest: the labels are its sources
+    assert run(["batch", "measure", str(seg), str(measured), "--workers", "1", "--quiet"]) == 0
+    assert pd.read_parquet(measured / "measurements").groupby("field").size().to_dict() == {"0": 1, "1": 3}
+    err = cli_user_error(capsys, "batch", "measure", str(tmp_path / "m.csv"), str(tmp_path / "x"), "--into-labels",
+                         "nuclei")  # fmt: skip
+    assert "measure does not write labels; --into-labels is for segment, labelfree-nuclei" in err

@@ -75,7 +75,7 @@ def safe_name(text: str) -> str:
     return name or "item"
 
 
-def _stat_key(path: Path) -> str:
+def _stat_key(path: Path, skip: tuple[Path, ...] = ()) -> str:
     try:
         st = path.stat()
     except OSError:
@@ -83,7 +83,9 @@ def _stat_key(path: Path) -> str:
     if not path.is_dir():
         return f"{path}:{st.st_size}:{st.st_mtime_ns}"
     # a store: its metadata documents (shape, dtype, scale) and their times; chunk files are not walked, so a
-    # 10,000-item manifest plans in seconds. Rewriting a store through any writer touches its metadata.
+    # 10,000-item manifest plans in seconds. Rewriting a store through any writer touches its metadata. Not walked
+    # either: ``skip`` (the item's own output inside its input: a label written into the image, whose writing must
+    # not make the item stale), temporaries, and the list of an image's labels (which another label changes)
     parts = [f"{path}:dir"]
     for root, dirs, files in os.walk(path):
         dirs.sort()
@@ -91,19 +93,21 @@ def _stat_key(path: Path) -> str:
         if len(depth) > 3:
             dirs[:] = []
             continue
-        dirs[:] = [d for d in dirs if not d.isdigit() and d != "c"]  # chunk folders (v2 numeric, v3 "c")
+        dirs[:] = [d for d in dirs if not d.isdigit() and d != "c" and not d.startswith(".")  # chunks (v2, v3 "c")
+                   and Path(root, d) not in skip]  # fmt: skip
         for f in sorted(files):
-            if f in _ZARR_META:
+            if f in _ZARR_META and depth != ("labels",):
                 st = (Path(root) / f).stat()
                 parts.append(f"{Path(root, f).relative_to(path)}:{st.st_size}:{st.st_mtime_ns}")
     return "|".join(parts)
 
 
-def fingerprint(paths: tuple[Path, ...] | list[Path]) -> str:
-    """Identity of the inputs without reading pixels: path, size and modification time (metadata of stores)."""
+def fingerprint(paths: tuple[Path, ...] | list[Path], skip: tuple[Path, ...] = ()) -> str:
+    """Identity of the inputs without reading pixels: path, size and modification time (metadata of stores; of a
+    store, what lies at a path of ``skip`` is left out)."""
     h = hashlib.sha256()
     for p in paths:
-        h.update(_stat_key(Path(p)).encode())
+        h.update(_stat_key(Path(p), skip).encode())
     return h.hexdigest()[:16]
 
 

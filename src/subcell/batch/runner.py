@@ -200,7 +200,7 @@ def plan_batch(items: Sequence[Item], outdir: Path, description: dict[str, Any])
     state_dir = outdir / STATE
     todo, skipped, fps = [], [], {}
     for item in items:
-        fp = fingerprint(item.inputs)
+        fp = fingerprint(item.inputs, skip=(item.output,))  # an output written into its input is not an input
         fps[item.id] = fp
         rec = read_record(state_dir, item.id)
         if rec is not None and _still_done(rec, item, fp, chash):

@@ -137,6 +137,21 @@ def _add_to_dataset(item: Any, gathered: Gathered) -> None:
     write_table(table, folder / f"{safe_name(item.id)}.parquet", overwrite=True)  # the output's own name
 
 
+def _check_into_labels(command: str, name: str, suffix: str | None) -> None:
+    """``--into-labels NAME``: a command that writes labels, a plain name, no ``--suffix`` beside it."""
+    from subcell.errors import ValueRangeError
+
+    writers = [c for c, spec in COMMANDS.items() if spec.labels_output]
+    if not COMMANDS[command].labels_output:
+        raise ValueRangeError(f"{command} does not write labels; --into-labels is for {', '.join(writers)}",
+                              field="--into-labels")  # fmt: skip
+    if not name or name != Path(name).name or name.startswith("."):
+        raise ValueRangeError(f"expected a label name (no folders), got {name!r}", field="--into-labels")
+    if suffix is not None:
+        raise ValueRangeError("--into-labels writes into each source; --suffix names outputs in OUTDIR",
+                              field="--suffix")  # fmt: skip
+
+
 def _row_columns(row: Any) -> dict[str, Any]:
     """A manifest row's scene and the free columns that describe it (``well``, ``condition``, …; not those that
     say how it runs, :data:`RUN_COLUMNS`) that hold a value: the columns its item adds to the gathered tables."""
@@ -166,10 +181,13 @@ def build_items(
     options: list[str],
     suffix: str | None = None,
     params: dict[str, Any] | None = None,
+    into_labels: str | None = None,
 ) -> list[Any]:
     """The items of a batch (manifest problems, bad options and clashing names are reported all at once).
 
     ``params``: the options as the command's parser read them (:func:`validate_options`; parsed here if absent).
+    ``into_labels``: each item's output is the NGFF label of that name inside its source OME-Zarr image
+    (:mod:`subcell.io.ngff_labels`) instead of ``OUTDIR/<id><suffix>``.
     """  # fmt: skip
     from subcell.batch import Item
     from subcell.batch.chain import batch_manifest
@@ -182,6 +200,8 @@ def build_items(
     spec = COMMANDS[command]
     params = validate_options(command, options) if params is None else params
     ext = suffix or spec.suffix
+    if into_labels is not None:
+        _check_into_labels(command, into_labels, suffix)
     items: list[Any] = []
     issues: list[str] = []
     if command == "synth":
@@ -225,6 +245,14 @@ def build_items(
             issues.append(f"row {row.row}, {e}")
             continue
         out = outdir / f"{name}{ext}"
+        if into_labels is not None:
+            from subcell.io._ngff import ngff_kind
+
+            if row.scene is not None or ngff_kind(row.source) != "image":
+                issues.append(f"row {row.row}, column 'source': value {str(row.source)!r}: --into-labels needs an "
+                              "OME-Zarr image (a plate's field, not a scene of a file) to write the label into")  # fmt: skip
+                continue
+            out = row.source / "labels" / into_labels
         sized = spec.sized_by(row) if spec.sized_by else row.source
         key = (sized, row.axes, row.scene)  # the row's layout of its source (its own scene, a plain TIFF's axes)
         if key not in nbytes_cache:
@@ -311,6 +339,15 @@ def batch(
     ] = None,
     retries: Annotated[int, typer.Option("--retries", help="Retries of an item whose worker died.", min=0)] = 2,
     suffix: Annotated[Optional[str], typer.Option("--suffix", help="Output suffix, e.g. .ome.tif.")] = None,  # noqa: UP045
+    into_labels: Annotated[
+        Optional[str],  # noqa: UP045
+        typer.Option(
+            "--into-labels",
+            metavar="NAME",
+            help="segment / labelfree-nuclei: write each item's labels "
+            "into its source OME-Zarr image as the NGFF label NAME (OUTDIR keeps the records).",
+        ),
+    ] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Plan and report; run nothing.")] = False,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Reuse an OUTDIR that holds another batch.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", help="No progress bar.")] = False,
@@ -338,7 +375,7 @@ def batch(
     if outdir.exists() and not outdir.is_dir():
         raise ValueRangeError("OUTDIR is a file; expected a folder", field="OUTDIR")
     t0 = time.perf_counter()
-    items = build_items(command, manifest, outdir, options, suffix, params=params)
+    items = build_items(command, manifest, outdir, options, suffix, params=params, into_labels=into_labels)
     description = _description(command, params, options)
     if dry_run:
         plan = plan_batch(items, outdir, description)

@@ -52,6 +52,7 @@ class Spec:
     per_frame: bool = False
     # the row's arguments when the model the options name takes the cell outlines as a second input (--cells)
     cells_args: Callable[[Any, Path], tuple[list[str], list[str], list[Path]]] | None = None
+    labels_output: bool = False  # its output is a label image: `batch --into-labels NAME` can put it in the source
 
 
 # the free manifest columns that tell a command how to run a row (its other inputs, the label image or channel
@@ -247,7 +248,7 @@ COMMANDS: dict[str, Spec] = {
     "convert": Spec(("convert",), ".ome.zarr", 1.0, _convert),  # streams chunk by chunk
     # 1.9 (nucleus) … 6.2 (mitochondria) a whole field; a time-lapse is segmented and written a frame at a time (to
     # OME-Zarr, the default output, and to OME-TIFF)
-    "segment": Spec(("segment",), ".ome.zarr", 4.0, _segment, per_frame=True),
+    "segment": Spec(("segment",), ".ome.zarr", 4.0, _segment, per_frame=True, labels_output=True),
     # a frame of labels, intensity and structures at a time (benchmarks/segment/timelapse_results.md)
     "measure": Spec(
         ("measure",), ".parquet", 4.0, _measure, gathered=(Gathered("measurements", voxel_size=True),), per_frame=True
@@ -259,7 +260,7 @@ COMMANDS: dict[str, Spec] = {
     ),
     # as labelfree-predict: the cells become labels slab by slab and the nuclei are written cell by cell, both into
     # scratch stores; the prediction's tiles, then the cell cache, within --memory-limit (added)
-    "labelfree-nuclei": Spec(("labelfree", "nuclei"), ".ome.zarr", 2.0, _nuclei),
+    "labelfree-nuclei": Spec(("labelfree", "nuclei"), ".ome.zarr", 2.0, _nuclei, labels_output=True),
     # one timepoint of the image (whole up to 1 GB, else region by region) and of the labels at a time
     "cells-extract": Spec(("cells", "extract"), ".zarr", 4.0, _extract, per_frame=True),
     "synth": Spec(("synth",), ".ome.zarr", 0.0, lambda row, base: ([], [], [])),

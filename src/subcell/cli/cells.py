@@ -20,9 +20,9 @@ def load_label_array(path: Path, name: str, fallback_index: int, image: Any, axe
 
     Read lazily (a frame at a time when extracted), each block checked by the package's label rule as it is read."""
     from subcell.errors import ChannelError
-    from subcell.io import as_labels, label_names, read, read_labels
+    from subcell.io import as_labels, detect_format, label_names, read, read_labels
 
-    if path.suffix == ".zarr" and name in label_names(path):
+    if detect_format(path) == "ome-zarr" and name in label_names(path):
         return as_labels(read_labels(path, name).data[:, 0], path=path, what=f"labels {name!r}", lazy=True)
     lab = read(path, voxel_size=image.voxel_size, force=True, axes=axes)
     try:

@@ -34,7 +34,10 @@ def check_output(path: str | Path, *, overwrite: bool) -> Path:
             "output already exists; pass overwrite=True (CLI: --overwrite) to replace it", path=path
         )
     if not path.parent.exists():
-        raise InputFileError(f"output folder {str(path.parent)!r} does not exist", path=path)
+        from subcell.io.ngff_labels import image_of_label
+
+        if image_of_label(path) is None:  # an image's labels/ group is made when its first label is written
+            raise InputFileError(f"output folder {str(path.parent)!r} does not exist", path=path)
     return path
 
 

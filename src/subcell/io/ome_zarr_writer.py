@@ -22,6 +22,7 @@ from subcell.errors import ValueRangeError
 from subcell.image import Image, Provenance, VoxelSize, materialize
 from subcell.io._atomic import check_output, commit, discard, scratch_array, temporary_sibling
 from subcell.io._cast import lossless_cast
+from subcell.io.ngff_labels import image_of_label, prepare_label, register_label
 from subcell.io.pyramid import build_pyramid, plan_pyramid
 
 __all__ = ["NGFF_VERSIONS", "OmeZarrWriter"]
@@ -118,8 +119,14 @@ class OmeZarrWriter:
         if len(self.chunks) != 5 or min(self.chunks) < 1:
             raise ValueRangeError(f"expected 5 positive chunk sizes (T, C, Z, Y, X), got {chunks}", field="chunks")
         self.factors = plan_pyramid(self.shape, self.voxel_size, levels=levels)
-        self.ngff_version = ngff_version
         self.path = check_output(path, overwrite=overwrite)
+        self.into_image = image_of_label(self.path) is not None  # IMAGE/labels/NAME: an NGFF label of IMAGE
+        if self.into_image:
+            if not is_label:
+                raise ValueRangeError("only a label image can be written into an image's labels/", path=self.path,
+                                      field="labels")  # fmt: skip
+            ngff_version = prepare_label(self.path, shape=self.shape, voxel_size=self.voxel_size.as_tuple())
+        self.ngff_version = ngff_version
         self._tmp = temporary_sibling(self.path)
         self._zarr_format: Literal[2, 3] = 2 if ngff_version == "0.4" else 3
         self._root = zarr.open_group(str(self._tmp), mode="w", zarr_format=self._zarr_format)
@@ -283,6 +290,8 @@ class OmeZarrWriter:
             self.abort()
             raise
         commit(self._tmp, self.path)
+        if self.into_image:
+            register_label(self.path)
         self._closed = True
         return self.path
 
@@ -343,6 +352,8 @@ class OmeZarrWriter:
         }
         if self.is_label:
             image_block["image-label"] = {"version": self.ngff_version}
+            if self.into_image:
+                image_block["image-label"]["source"] = {"image": "../../"}
         attrs = self._ome(image_block)
         attrs["subcell"] = {
             "provenance": self.provenance.to_dict(),

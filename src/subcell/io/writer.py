@@ -18,13 +18,20 @@ OUTPUT_SUFFIXES = {".ome.zarr": "ome-zarr", ".zarr": "ome-zarr", ".ome.tif": "om
 
 
 def output_format(path: str | Path) -> str:
-    """``"ome-zarr"`` or ``"ome-tiff"`` from the output name; anything else is a one-line error."""
+    """``"ome-zarr"`` or ``"ome-tiff"`` from the output name (``IMAGE.ome.zarr/labels/NAME``, a label written into
+    an OME-Zarr image, is OME-Zarr: :mod:`subcell.io.ngff_labels`); anything else is a one-line error."""
+    from subcell.io.ngff_labels import image_of_label
+
+    if image_of_label(path) is not None:
+        return "ome-zarr"
     name = Path(path).name.lower()
     for suffix, fmt in OUTPUT_SUFFIXES.items():
         if name.endswith(suffix):
             return fmt
     raise InputFileError(
-        f"cannot tell the output format from the name; expected one of {sorted(OUTPUT_SUFFIXES)}", path=path
+        f"cannot tell the output format from the name; expected one of {sorted(OUTPUT_SUFFIXES)}, or "
+        "IMAGE.ome.zarr/labels/NAME for a label of an OME-Zarr image",
+        path=path,
     )
 
 

@@ -1,0 +1,85 @@
+"""Label images written into the OME-Zarr image they segment (``field.ome.zarr/labels/nucleus``), as NGFF keeps them.
+
+An output path ``IMAGE/labels/NAME`` whose ``IMAGE`` is an OME-Zarr image (a field of a plate included) is written
+there as an NGFF label image: on the image's grid (checked: the same T, Z, Y, X and voxel size), in the image's
+NGFF version and zarr format, atomically under a temporary name inside ``labels/`` (the same writer as every
+output), then listed in the ``labels`` group's metadata (written anew and renamed into place). Viewers that follow
+NGFF (napari, ome-zarr-py, vizarr) show it with the image, and every command reads it with ``--label NAME``.
+Nothing of the image itself is touched; an existing label of that name needs ``overwrite``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from subcell.errors import ValueRangeError
+
+__all__ = ["image_of_label", "prepare_label", "register_label"]
+
+
+def image_of_label(path: str | Path) -> Path | None:
+    """The OME-Zarr image ``path`` is a label of (``IMAGE/labels/NAME``), else None."""
+    from subcell.io._ngff import ngff_kind
+
+    p = Path(path)
+    if p.parent.name != "labels" or ngff_kind(p.parent.parent) != "image":
+        return None
+    return p.parent.parent
+
+
+def _zarr_format(image: Path) -> int:
+    return 3 if (image / "zarr.json").is_file() else 2
+
+
+def prepare_label(path: Path, *, shape: tuple[int, ...], voxel_size: tuple[float, float, float]) -> str:
+    """Check a label image of ``shape`` (T, C, Z, Y, X) and ``voxel_size`` against the image it goes into (``path``
+    is ``IMAGE/labels/NAME``), create the image's ``labels`` group if it has none, and return the NGFF version the
+    label must be written in (the image's)."""
+    import zarr
+
+    from subcell.io._ngff import group_attrs, read_ome_zarr
+
+    image = image_of_label(path)
+    assert image is not None
+    raw = read_ome_zarr(image)
+    want = dict(zip(raw.dims, raw.data.shape, strict=True))
+    got = dict(zip("TCZYX", shape, strict=True))
+    mismatch = [f"{a} {got[a]} vs {want.get(a, 1)}" for a in "TZYX" if got[a] != want.get(a, 1)]
+    if mismatch:
+        raise ValueRangeError(f"a label of {image.name} must have its grid; sizes differ ({', '.join(mismatch)})",
+                              path=path, field="labels")  # fmt: skip
+    differ = [(a, g, w) for a, g, w in zip("zyx", voxel_size, raw.voxel_size, strict=True)
+              if w is not None and abs(g - w) > 1e-6 * max(abs(w), 1e-9)]  # fmt: skip
+    if differ:
+        diff = ", ".join(f"{a}: {g:g} vs {w:g}" for a, g, w in differ)
+        raise ValueRangeError(f"a label of {image.name} must have its voxel size (µm {diff})", path=path,
+                              field="voxel_size")  # fmt: skip
+    version = str(group_attrs(zarr.open_group(str(image), mode="r"))["ngff_version"])
+    labels = image / "labels"
+    if not labels.exists():
+        group = zarr.open_group(str(labels), mode="a", zarr_format=_zarr_format(image))  # type: ignore[arg-type]
+        block: dict[str, Any] = {"labels": []}
+        group.attrs.update(block if version == "0.4" else {"ome": {"version": version, **block}})
+    return version
+
+
+def register_label(path: Path) -> None:
+    """List ``NAME`` (``path`` = ``IMAGE/labels/NAME``, just written) in the ``labels`` group's metadata: the file
+    is written under a temporary name and renamed over the old one, so a reader sees the old list or the new."""
+    from subcell.io._atomic import temporary_sibling
+
+    image = image_of_label(path)
+    assert image is not None
+    meta = image / "labels" / ("zarr.json" if _zarr_format(image) == 3 else ".zattrs")
+    doc = json.loads(meta.read_text()) if meta.exists() else {}
+    attrs = doc.setdefault("attributes", {}).setdefault("ome", {}) if meta.name == "zarr.json" else doc
+    names = [str(n) for n in attrs.get("labels", [])]
+    if path.name in names:
+        return
+    attrs["labels"] = [*names, path.name]
+    tmp = temporary_sibling(meta)
+    tmp.write_text(json.dumps(doc, indent=2))
+    os.replace(tmp, meta)
