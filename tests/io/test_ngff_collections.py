@@ -86,3 +86,19 @@ def test_info_of_an_unknown_field_is_one_line(tmp_path: Path, capsys: pytest.Cap
     write_plate(tmp_path / "p.zarr", _fields())
     err = cli_user_error(capsys, "info", str(tmp_path / "p.zarr"), "--scene", "Z/9/9")
     assert "unknown scene 'Z/9/9'" in err and "A/1/0" in err
+
+
+def test_info_of_a_plate_describes_the_field_shown(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from subcell import Image
+
+    plate = tmp_path / "p.zarr"
+    write_plate(plate, _fields())
+    nuclei = Image(np.ones((1, 1, 3, 8, 10), np.int32), voxel_size=(0.5, 0.2, 0.2), channel_names=["nuclei"])
+    io.write(nuclei, plate / "B" / "3" / "1" / "labels" / "nuclei", is_label=True)
+    shown, other = io.describe(plate, scene="B/3/1"), io.describe(plate)
+    assert shown["labels"] == ["nuclei"] and other["labels"] == []  # the field's own labels
+    whole = sum(f.stat().st_size for f in plate.rglob("*") if f.is_file())
+    assert 0 < other["file_bytes"] < shown["file_bytes"] < whole / 3  # the field's bytes, not the plate's
+    assert run(["info", str(plate), "--scene", "B/3/1"]) == 0
+    out = capsys.readouterr().out
+    assert "5: A/1/0, A/1/1, B/3/0, B/3/1, B/3/2 (this is B/3/1)" in out and "nuclei" in out

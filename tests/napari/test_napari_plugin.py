@@ -173,6 +173,29 @@ def test_a_plate_opens_as_one_mosaic_with_each_field_in_its_well(tmp_path: Path)
     assert layer.name == "screen c0"
 
 
+def test_a_plate_of_fields_in_other_axes_opens_at_full_resolution(tmp_path: Path) -> None:
+    import warnings
+
+    import zarr
+    from ome_zarr.format import FormatV05
+
+    from tests.conftest import _ome_zarr_writer
+
+    writer, fmt = _ome_zarr_writer(), FormatV05()
+    root = zarr.open_group(str(tmp_path / "czyx.zarr"), mode="w", zarr_format=3)
+    writer.write_plate_metadata(root, ["A"], ["1"], ["A/1"], fmt=fmt)
+    well = root.require_group("A").require_group("1")
+    writer.write_well_metadata(well, ["0"], fmt=fmt)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        writer.write_image(np.full((2, 4, 64, 64), 7, np.uint16), well.require_group("0"), axes="czyx", fmt=fmt,
+                           scale_factors=[2], scale={"c": 1.0, "z": 1.0, "y": 0.5, "x": 0.5},
+                           axes_units={a: "micrometer" for a in "zyx"})  # fmt: skip
+    layers = _open(ViewerModel(), tmp_path / "czyx.zarr")  # a (C, Z, Y, X) pyramid: its full level, as 5D
+    assert [lay.name for lay in layers] == ["czyx c0", "czyx c1"] and not layers[0].multiscale
+    assert np.asarray(layers[1].data).shape == (1, 4, 72, 72) and int(np.asarray(layers[1].data).max()) == 7
+
+
 def test_a_bioformats2raw_store_opens_series_by_series(tmp_path: Path) -> None:
     from tests.conftest import write_bioformats2raw
 

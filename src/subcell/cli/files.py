@@ -96,7 +96,7 @@ def _info_text(d: dict[str, Any]) -> str:
             "time interval",
             f"{d['time_interval_s']:.6g} s ({d['time_interval_source']})" if d["time_interval_s"] else "—",
         ),
-        ("scenes", f"{len(d['scenes'])}: {', '.join(d['scenes'][:8])}{' …' if len(d['scenes']) > 8 else ''}"),
+        ("scenes", _scenes_text(d)),
         ("chunks", " × ".join(str(c) for c in d["chunks"])),
         ("size", f"{_human(d['size_bytes'])} in memory, {_human(d['file_bytes'])} on disk"),
     ]
@@ -106,6 +106,13 @@ def _info_text(d: dict[str, Any]) -> str:
         rows.append(("note", note))
     width = max(len(k) for k, _ in rows)
     return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)
+
+
+def _scenes_text(d: dict[str, Any]) -> str:
+    """``5: A/1/0, A/1/1, … (this is B/3/1)``: how many scenes, the first names, and which one is described."""
+    names = d["scenes"]
+    text = f"{len(names)}: {', '.join(names[:8])}{' …' if len(names) > 8 else ''}"
+    return text + (f" (this is {d['scene']})" if len(names) > 1 and d["scene"] else "")
 
 
 def _graph_text(d: dict[str, Any]) -> str:

@@ -66,11 +66,21 @@ def describe(
         scene=raw.scene,
         chunks=[int(max(c)) if c else 0 for c in chunks],
         size_bytes=nbytes,
-        file_bytes=_disk_size(p),
-        labels=label_names(p),
+        file_bytes=_disk_size(_scene_group(p, raw.scene)),
+        labels=label_names(_scene_group(p, raw.scene)),
         notes=list(raw.notes),
     )
     return info
+
+
+def _scene_group(p: Path, scene: str | None) -> Path:
+    """The folder of the scene described: an image's own group in an OME-Zarr collection (a plate's field; the
+    whole plate may hold millions of chunk files), else the path itself."""
+    from subcell.io._ngff import collection_images
+
+    if scene is None or not p.is_dir():
+        return p
+    return next((p / im.path for im in collection_images(p) if im.name == scene), p)
 
 
 def _disk_size(p: Path) -> int:

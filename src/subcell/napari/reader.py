@@ -286,7 +286,10 @@ def _plate_layers(p: Path) -> list[LayerData]:
     images = collection_images(p)
     fields = [p / im.path for im in images]
     first = io.read(fields[0])
-    pyramids = [io.pyramid_levels(f) or [io.read(f).data] for f in fields]
+    # a field stored in other axes than (T, C, Z, Y, X) (another tool's czyx, zyx) is shown at its full resolution,
+    # as the reader gives it
+    pyramids = [levels if (levels := io.pyramid_levels(f)) and levels[0].ndim == 5 else [io.read(f).data]
+                for f in fields]  # fmt: skip
     n_levels = min(len(levels) for levels in pyramids)
     wells: dict[str, list[int]] = {}
     for i, im in enumerate(images):
