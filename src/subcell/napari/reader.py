@@ -306,24 +306,28 @@ def _plate_layers(p: Path) -> list[LayerData]:
         t, c = arrays[0].shape[:2]
         z, h, w = (max(int(a.shape[k]) for a in arrays) for k in (2, 3, 4))
         gap = max(1, round(w * PLATE_GAP))
-        blank = da.zeros((t, c, z, h, w), dtype=arrays[0].dtype, chunks=(1, 1, z, h, w))
-        tiles = {i: da.pad(a, [(0, 0), (0, 0), (0, z - a.shape[2]), (0, h - a.shape[3]), (0, w - a.shape[4])])
-                 for i, a in enumerate(arrays)}  # fmt: skip
-        grid_rows = []
+        dtype = arrays[0].dtype
+        blank = da.zeros((t, c, z, h, w), dtype=dtype, chunks=(1, 1, z, h, w))
+        tiles = [a if a.shape[2:] == (z, h, w) else  # padding only what differs: it costs a graph each
+                 da.pad(a, [(0, 0), (0, 0), (0, z - a.shape[2]), (0, h - a.shape[3]), (0, w - a.shape[4])])
+                 for a in arrays]  # fmt: skip
+        gap_x = da.zeros((t, c, z, down * h, gap), dtype=dtype, chunks=(1, 1, z, down * h, gap))
+        width = len(columns) * (across * w + gap)
+        gap_y = da.zeros((t, c, z, gap, width), dtype=dtype, chunks=(1, 1, z, gap, width))
+        plate_rows = []
         for r in rows:
-            row_blocks = []
+            blocks = []
             for col in columns:
                 members = cells_of.get((r, col), [])
                 cells = [[tiles[members[k]] if (k := j * across + i) < len(members) else blank for i in range(across)]
                          for j in range(down)]  # fmt: skip
-                well = da.block(cells)
-                row_blocks.append(da.pad(well, [(0, 0), (0, 0), (0, 0), (0, gap), (0, gap)]))
+                blocks += [da.block(cells), gap_x]
                 if level == 0:
                     y0, x0 = rows.index(r) * (down * h + gap), columns.index(col) * (across * w + gap)
                     for k, i in enumerate(members):
                         origins[images[i].name] = (y0 + (k // across) * h, x0 + (k % across) * w)
-            grid_rows.append(row_blocks)
-        mosaics.append(da.block(grid_rows))
+            plate_rows += [da.concatenate(blocks, axis=4), gap_y]
+        mosaics.append(da.concatenate(plate_rows, axis=3))
     scale = (1.0, *first.voxel_size.as_tuple())
     md = {"source": str(p), "field_origin_px": origins}  # field name -> (y, x) of its first pixel at level 0
     return [(
