@@ -16,7 +16,7 @@ pytest.importorskip("pytestqt")
 
 from napari.components import ViewerModel
 
-from subcell import io, synth
+from subcell import Image, io, synth
 from subcell.napari.reader import get_reader
 
 
@@ -157,7 +157,11 @@ def test_a_plate_opens_as_one_mosaic_with_each_field_in_its_well(tmp_path: Path)
     fields = {"A/1": [np.full((2, 8, 12), 1, np.uint16), np.full((2, 8, 12), 2, np.uint16)],
               "B/3": [np.full((2, 8, 12), 3, np.uint16)]}  # fmt: skip
     write_plate(tmp_path / "screen.zarr", fields, voxel_size=(1.0, 0.5, 0.5))
-    (layer,) = _open(ViewerModel(), tmp_path / "screen.zarr")
+    nuclei = np.zeros((1, 1, 2, 8, 12), np.int32)
+    nuclei[..., 2:6, 3:9] = 4
+    io.write(Image(nuclei, voxel_size=(1.0, 0.5, 0.5), channel_names=["nuclei"]),
+             tmp_path / "screen.zarr" / "A" / "1" / "1" / "labels" / "nuclei", is_label=True)  # fmt: skip
+    layer, labels = _open(ViewerModel(), tmp_path / "screen.zarr")
     mosaic = np.asarray(layer.data)[
         0
     ]  # (Z, Y, X) of the one timepoint: rows A-B, columns 1-3, two fields side by side per well
@@ -171,6 +175,11 @@ def test_a_plate_opens_as_one_mosaic_with_each_field_in_its_well(tmp_path: Path)
     assert mosaic.sum() == 2 * 8 * 12 * (1 + 2 + 3)  # everything else (empty wells, gaps) is blank
     np.testing.assert_allclose(layer.scale[-3:], (1.0, 0.5, 0.5))
     assert layer.name == "screen c0"
+    lab = np.asarray(labels.data)[0]  # the one field's label on the same layout, blank elsewhere
+    assert labels.name == "nuclei" and lab.shape == mosaic.shape and type(labels).__name__ == "Labels"
+    y, x = origins["A/1/1"]
+    np.testing.assert_array_equal(lab[:, y : y + 8, x : x + 12], nuclei[0, 0])
+    assert lab.sum() == nuclei.sum()
 
 
 def test_a_plate_of_fields_in_other_axes_opens_at_full_resolution(tmp_path: Path) -> None:

@@ -274,10 +274,9 @@ def _plate_layers(p: Path) -> list[LayerData]:
     """An HCS plate as one mosaic per channel: a well's fields side by side (a near-square grid of them), wells at
     their row and column with a blank gap between, empty wells blank. One mosaic per pyramid level all fields have
     (napari reads the level a zoom needs, and of it only the fields in view); fields of another size are padded to
-    the largest. Voxel size and channels are the first field's."""
+    the largest. Voxel size and channels are the first field's. Each NGFF label the fields hold (``subcell batch
+    segment --into-labels``) is a Labels mosaic on the same layout, blank where a field lacks it."""
     import math
-
-    import dask.array as da
 
     from subcell import io
     from subcell.io._ngff import collection_images
@@ -290,7 +289,10 @@ def _plate_layers(p: Path) -> list[LayerData]:
     # as the reader gives it
     pyramids = [levels if (levels := io.pyramid_levels(f)) and levels[0].ndim == 5 else [io.read(f).data]
                 for f in fields]  # fmt: skip
-    n_levels = min(len(levels) for levels in pyramids)
+    label_names = list(dict.fromkeys(name for f in fields for name in io.label_names(f)))
+    labels = {name: [_label_pyramid(f, name) if name in io.label_names(f) else None for f in fields]
+              for name in label_names}  # fmt: skip
+    n_levels = min(len(v) for v in [*pyramids, *(lv for pyr in labels.values() for lv in pyr if lv is not None)])
     wells: dict[str, list[int]] = {}
     for i, im in enumerate(images):
         wells.setdefault(im.columns["well"], []).append(i)
@@ -299,42 +301,80 @@ def _plate_layers(p: Path) -> list[LayerData]:
                                    "n": [0] * len(cells_of)}, "n")  # fmt: skip
     per_well = max(len(v) for v in wells.values())
     across = math.ceil(math.sqrt(per_well))
-    down = math.ceil(per_well / across)
-    mosaics, origins = [], {}
-    for level in range(n_levels):
-        arrays = [levels[level] for levels in pyramids]
-        t, c = arrays[0].shape[:2]
-        z, h, w = (max(int(a.shape[k]) for a in arrays) for k in (2, 3, 4))
-        gap = max(1, round(w * PLATE_GAP))
-        dtype = arrays[0].dtype
-        blank = da.zeros((t, c, z, h, w), dtype=dtype, chunks=(1, 1, z, h, w))
-        tiles = [a if a.shape[2:] == (z, h, w) else  # padding only what differs: it costs a graph each
-                 da.pad(a, [(0, 0), (0, 0), (0, z - a.shape[2]), (0, h - a.shape[3]), (0, w - a.shape[4])])
-                 for a in arrays]  # fmt: skip
-        gap_x = da.zeros((t, c, z, down * h, gap), dtype=dtype, chunks=(1, 1, z, down * h, gap))
-        width = len(columns) * (across * w + gap)
-        gap_y = da.zeros((t, c, z, gap, width), dtype=dtype, chunks=(1, 1, z, gap, width))
-        plate_rows = []
-        for r in rows:
-            blocks = []
-            for col in columns:
-                members = cells_of.get((r, col), [])
-                cells = [[tiles[members[k]] if (k := j * across + i) < len(members) else blank for i in range(across)]
-                         for j in range(down)]  # fmt: skip
-                blocks += [da.block(cells), gap_x]
-                if level == 0:
-                    y0, x0 = rows.index(r) * (down * h + gap), columns.index(col) * (across * w + gap)
-                    for k, i in enumerate(members):
-                        origins[images[i].name] = (y0 + (k // across) * h, x0 + (k % across) * w)
-            plate_rows += [da.concatenate(blocks, axis=4), gap_y]
-        mosaics.append(da.concatenate(plate_rows, axis=3))
+    layout = _PlateLayout(rows, columns, cells_of, across, math.ceil(per_well / across))
+    dims = [tuple(max(int(levels[k].shape[a]) for levels in pyramids) for a in (2, 3, 4)) for k in range(n_levels)]
+    mosaics = [layout.mosaic([levels[k] for levels in pyramids], dims[k]) for k in range(n_levels)]
+    origins = {images[i].name: yx for i, yx in layout.origins(dims[0]).items()}
     scale = (1.0, *first.voxel_size.as_tuple())
-    md = {"source": str(p), "field_origin_px": origins}  # field name -> (y, x) of its first pixel at level 0
-    return [(
+    common = {"scale": scale, "units": ("", "µm", "µm", "µm"), "axis_labels": ("t", "z", "y", "x"),
+              "multiscale": n_levels > 1, "metadata": {"source": str(p), "field_origin_px": origins}}  # fmt: skip
+    layers: list[LayerData] = [(
         mosaics if n_levels > 1 else mosaics[0],
-        {"scale": scale, "units": ("", "µm", "µm", "µm"), "axis_labels": ("t", "z", "y", "x"), "channel_axis": 1,
-         "name": [f"{p.name.split('.')[0]} {c}" for c in first.channel_names], "multiscale": n_levels > 1,
+        {**common, "channel_axis": 1, "name": [f"{p.name.split('.')[0]} {c}" for c in first.channel_names],
          "contrast_limits": [_limits(pyramids[0][-1], c) for c in range(first.shape[1])], "blending": "additive",
-         "visible": [c == 0 for c in range(first.shape[1])], "metadata": md},
+         "visible": [c == 0 for c in range(first.shape[1])]},
         "image",
     )]  # fmt: skip
+    for name, per_field in labels.items():
+        levels = [layout.mosaic([lv[k] if lv is not None else None for lv in per_field], dims[k])[:, 0]
+                  for k in range(n_levels)]  # fmt: skip
+        layers.append((levels if n_levels > 1 else levels[0], {**common, "name": name}, "labels"))
+    return layers
+
+
+def _label_pyramid(field: Path, name: str) -> list[Any]:
+    """The levels of a field's NGFF label as (T, C, Z, Y, X) arrays (stored in other axes: its full level only)."""
+    from subcell import io
+
+    levels = io.pyramid_levels(field, name)
+    return levels if levels and levels[0].ndim == 5 else [io.read_labels(field, name).data]
+
+
+class _PlateLayout:
+    """Where a plate's fields go in its mosaic: ``rows`` × ``columns`` wells (``cells_of``: (row, column) → field
+    indices), a well's fields ``across`` × ``down``, a blank gap of :data:`PLATE_GAP` of a field after each well."""
+
+    def __init__(self, rows: list[str], columns: list[str], cells_of: dict[tuple[str, str], list[int]], across: int,
+                 down: int) -> None:  # fmt: skip
+        self.rows, self.columns, self.cells_of, self.across, self.down = rows, columns, cells_of, across, down
+
+    def origins(self, dims: tuple[int, ...]) -> dict[int, tuple[int, int]]:
+        """Field index → (y, x) of its first pixel in a mosaic of fields ``dims`` = (Z, Y, X)."""
+        _, h, w = dims
+        gap = max(1, round(w * PLATE_GAP))
+        out = {}
+        for (r, col), members in self.cells_of.items():
+            y0 = self.rows.index(r) * (self.down * h + gap)
+            x0 = self.columns.index(col) * (self.across * w + gap)
+            for k, i in enumerate(members):
+                out[i] = (y0 + (k // self.across) * h, x0 + (k % self.across) * w)
+        return out
+
+    def mosaic(self, arrays: list[Any], dims: tuple[int, ...]) -> Any:
+        """One ``(T, C, Z, Y, X)`` array of the fields' ``arrays`` (None: a blank field) at (Z, Y, X) ``dims`` each,
+        lazily (a field padded only if it is smaller)."""
+        import dask.array as da
+
+        z, h, w = dims
+        given = next(a for a in arrays if a is not None)
+        t, c, dtype = int(given.shape[0]), int(given.shape[1]), given.dtype
+        gap = max(1, round(w * PLATE_GAP))
+
+        def blank(*yx: int) -> Any:
+            return da.zeros((t, c, z, *yx), dtype=dtype, chunks=(1, 1, z, *yx))
+
+        empty = blank(h, w)
+        tiles = [empty if a is None else a if a.shape[2:] == (z, h, w) else  # padding costs a graph: only if needed
+                 da.pad(a, [(0, 0), (0, 0), (0, z - a.shape[2]), (0, h - a.shape[3]), (0, w - a.shape[4])])
+                 for a in arrays]  # fmt: skip
+        gap_x, gap_y = blank(self.down * h, gap), blank(gap, len(self.columns) * (self.across * w + gap))
+        plate_rows = []
+        for r in self.rows:
+            blocks = []
+            for col in self.columns:
+                members = self.cells_of.get((r, col), [])
+                cells = [[tiles[members[k]] if (k := j * self.across + i) < len(members) else empty
+                          for i in range(self.across)] for j in range(self.down)]  # fmt: skip
+                blocks += [da.block(cells), gap_x]
+            plate_rows += [da.concatenate(blocks, axis=4), gap_y]
+        return da.concatenate(plate_rows, axis=3)
