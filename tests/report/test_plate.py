@@ -30,6 +30,8 @@ def test_wells_in_plate_order_with_objects_per_field_and_median_size() -> None:
     assert s.loc["B1", "objects_per_field"] == pytest.approx(2.0) and s.loc["B1", "objects"] == 6
     assert s.loc["C1", ["fields", "objects"]].tolist() == [1, 0] and np.isnan(s.loc["C1", "median_volume_um3"])
     assert s.loc["A2", "median_volume_um3"] == pytest.approx(25.0) and s.loc["A10", "median_volume_um3"] == 2.0
+    moving = table.assign(speed_um_per_min=np.arange(len(table), dtype=float))  # a tracked object's speed too
+    assert well_summary(moving).set_index("well").loc["A10", "median_speed_um_per_min"] == pytest.approx(1.0)
     png = plate_map_png(s.reset_index(), [("objects_per_field", "objects per field")])
     assert png[:8] == b"\x89PNG\r\n\x1a\n"
 
