@@ -141,13 +141,12 @@ def _plate_images(path: Path, group: Any, plate: dict[str, Any]) -> list[Collect
 def _series_images(path: Path, group: Any) -> list[CollectionImage]:
     """bioformats2raw: the series its ``OME`` group lists, else the groups ``0``, ``1``, … up to the first gap;
     named as the companion ``OME/METADATA.ome.xml`` names its images when every name is there and unique."""
-    members = set(group.group_keys())
     try:
         series = [str(s) for s in group_attrs(group["OME"]).get("series") or []]
     except KeyError:
         series = []
     if not series:
-        i = 0
+        members, i = set(group.group_keys()), 0
         while str(i) in members:
             series.append(str(i))
             i += 1

@@ -27,7 +27,9 @@ def _is_image(path: Path) -> bool:
     from subcell.io._ngff import ngff_kind
 
     name = path.name.lower()
-    return name.endswith(".ome.zarr") or ngff_kind(path) is not None if path.is_dir() else name.endswith(IMAGE_SUFFIXES)
+    if path.is_dir():
+        return name.endswith(".ome.zarr") or ngff_kind(path) is not None
+    return name.endswith(IMAGE_SUFFIXES)
 
 
 def _is_zarr(path: Path) -> bool:
