@@ -70,10 +70,15 @@ def test_a_label_off_the_images_grid_is_refused_and_nothing_is_written(tmp_path:
 def test_an_existing_label_is_replaced_only_when_asked(tmp_path: Path) -> None:
     field = _field(tmp_path, "0.4")
     io.write(_labels(3), field / "labels" / "nucleus", is_label=True)
+    killed = field / "labels" / ".nucleus.partial-0123456789ab"  # what a killed write of it left
+    other = field / "labels" / ".cell.partial-0123456789ab"  # another label's writer, still at work
+    killed.mkdir()
+    other.mkdir()
     with pytest.raises(OutputExistsError):
         io.write(_labels(4), field / "labels" / "nucleus", is_label=True)
     io.write(_labels(5), field / "labels" / "nucleus", is_label=True, overwrite=True)
     assert io.label_names(field) == ["nucleus"] and int(io.read_labels(field, "nucleus").numpy().max()) == 5
+    assert not killed.exists() and other.exists()
 
 
 def test_segment_writes_into_the_field_and_measure_reads_it(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

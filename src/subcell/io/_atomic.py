@@ -46,12 +46,13 @@ def temporary_sibling(path: Path) -> Path:
     return path.parent / f".{path.name}.partial-{uuid.uuid4().hex[:12]}"
 
 
-def remove_temporaries(folder: Path) -> int:
-    """Remove the unfinished temporaries (:func:`temporary_sibling`) a killed writer left in ``folder``.
+def remove_temporaries(folder: Path, name: str = "*") -> int:
+    """Remove the unfinished temporaries (:func:`temporary_sibling`) a killed writer left in ``folder`` (of the
+    output ``name`` only, if given).
 
-    Only for a folder no other writer is using at the moment. Returns how many were removed.
+    Only for a folder (an output) no other writer is using at the moment. Returns how many were removed.
     """
-    found = list(Path(folder).glob(".*.partial-*"))
+    found = list(Path(folder).glob(f".{name}.partial-*"))
     for p in found:
         _remove(p)
     return len(found)

@@ -40,6 +40,7 @@ def prepare_label(path: Path, *, shape: tuple[int, ...], voxel_size: tuple[float
     label must be written in (the image's)."""
     import zarr
 
+    from subcell.io._atomic import remove_temporaries
     from subcell.io._ngff import group_attrs, read_ome_zarr
 
     image = image_of_label(path)
@@ -59,6 +60,9 @@ def prepare_label(path: Path, *, shape: tuple[int, ...], voxel_size: tuple[float
                               field="voxel_size")  # fmt: skip
     version = str(group_attrs(zarr.open_group(str(image), mode="r"))["ngff_version"])
     labels = image / "labels"
+    # what a killed earlier write of this label left (a batch's outputs live here, not in its OUTDIR, whose own
+    # temporaries the batch removes): one writer per label at a time, as for any output
+    remove_temporaries(labels, path.name)
     if not labels.exists():
         group = zarr.open_group(str(labels), mode="a", zarr_format=_zarr_format(image))  # type: ignore[arg-type]
         block: dict[str, Any] = {"labels": []}
