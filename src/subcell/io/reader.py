@@ -51,7 +51,8 @@ def read(
     Parameters
     ----------
     path : str or Path
-        OME-TIFF, OME-Zarr (NGFF 0.4/0.5), plain TIFF / ImageJ hyperstack, a folder of numbered TIFFs (one file
+        OME-TIFF, OME-Zarr (NGFF 0.4/0.5; an HCS plate or a bioformats2raw store: its fields or series are the
+        scenes, ``scene="B/3/0"``), plain TIFF / ImageJ hyperstack, a folder of numbered TIFFs (one file
         per frame, e.g. a Cell Tracking Challenge ``01/``: stacked along T, or along the first of ``axes``), or
         CZI/ND2/LIF with their bioio plugin.
     scene : int or str, optional
