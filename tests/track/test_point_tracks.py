@@ -146,3 +146,34 @@ def test_divisions_of_predicted_points_are_scored_even_with_a_stray_point(tmp_pa
     # the stray point shares the mother's first object: the nearer one detects it, the matching stays one-to-one
     assert s["objects_with_several_points"] == 1 and s["true_divisions"] == s["predicted_divisions"] == 1
     assert s["division_f1"] == 1.0 and s["DET"] < 1.0
+
+
+def test_biological_measures_of_points_equal_those_of_their_masks() -> None:
+    """A cell (1) divides into 2 and 3; 2 divides again into 4 and 5 (a full cycle: CCA defined); the prediction
+    finds the first division and misses the second. Scored against the true masks or against points at the true
+    objects' centroids, and with its own centroids as point tracks against the masks, the matching is the same, so
+    are CT, TF, BC, CCA, BIO and OP_CLB."""
+    pytest.importorskip("ctc_metrics")
+    from subcell.track.evaluate import evaluate_tracks
+
+    lab = np.zeros((9, 1, 40, 40), np.uint16)
+    lab[0:2, 0, 16:22, 16:22] = 1
+    lab[2:5, 0, 8:14, 16:22], lab[2:9, 0, 26:32, 16:22] = 2, 3
+    lab[5:9, 0, 2:8, 10:16], lab[5:9, 0, 10:16, 24:30] = 4, 5
+    vs = (0.29, 0.108, 0.108)
+    truth = tracks_from_lineage(lab, {2: 1, 3: 1, 4: 2, 5: 2}, voxel_size=vs)
+    pred_lab = lab.copy()
+    pred_lab[pred_lab == 4] = 2
+    pred = tracks_from_lineage(pred_lab, {2: 1, 3: 1}, voxel_size=vs)
+    masks, _ = evaluate_tracks(pred, truth)
+
+    def centroids(tracks: object) -> pd.DataFrame:
+        return tracks.table[["track_id", "t", "z_um", "y_um", "x_um", "parent_track"]].copy()  # type: ignore[attr-defined]
+
+    as_truth = evaluate_point_tracks(pred, centroids(truth), voxel_size=vs)
+    as_prediction = evaluate_point_tracks(truth, centroids(pred), voxel_size=vs, points_are="prediction")
+    assert masks["BC"] == pytest.approx(2 / 3) and masks["CCA"] is not None and 0 < masks["BIO"] < 1
+    for s in (as_truth, as_prediction):
+        for key in ("CT", "TF", "BC", "CCA", "BIO", "OP_CLB"):
+            assert s[key] == pytest.approx(masks[key], abs=1e-9), key
+        assert np.isnan(s["OP_CTB"])  # SEG needs true and predicted masks

@@ -375,10 +375,11 @@ def evaluate_tracks(
                                ids_are_tracks=ids_are_tracks, grid_of=p_vs)  # fmt: skip
             summary, per_track = score(p, t, frame_tolerance=frame_tolerance)
     typer.echo(" ".join(f"{k} {summary[k]:.4f}" for k in ("TRA", "DET", "LNK", "SEG")))
-    if "BIO" in summary:  # scored on masks: the challenge's biological measures and overall scores too
+    if "BIO" in summary:  # the challenge's biological measures and overall scores too
 
-        def num(key: str) -> str:
-            return "n/a" if summary[key] is None else f"{summary[key]:.4f}"
+        def num(key: str) -> str:  # n/a: undefined (no division in the truth; SEG against points)
+            value = summary[key]
+            return "n/a" if value is None or value != value else f"{value:.4f}"
 
         typer.echo(f"BIO {num('BIO')} (CT {num('CT')}, TF {num('TF')}, BC({frame_tolerance}) {num('BC')}, CCA "
                    f"{num('CCA')}); OP_CTB {num('OP_CTB')} OP_CSB {num('OP_CSB')} OP_CLB {num('OP_CLB')}")  # fmt: skip

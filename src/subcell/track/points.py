@@ -4,8 +4,10 @@ round, a point tool's tracks against true masks).
 Point annotations are how most tracking truth is made (a click per nucleus, or a detector's blobs, e.g. napari
 Tracks layers). A true point is matched to the predicted object it falls inside (traccuracy's point-to-segmentation
 matcher); several points inside one object are a merge, which the AOGM charges as a non-split vertex. TRA, DET and
-LNK are then the CTC measures over that matching. SEG needs true masks and is not defined here (NaN). Divisions are
-scored when the points carry parent links and the matching is one-to-one (traccuracy's division metric needs it).
+LNK are then the CTC measures over that matching, as are the biological measures CT, TF, BC, CCA and BIO
+(:mod:`subcell.track.bio`: a matched point and object pair their tracks in that frame). SEG needs true masks and is
+not defined here (NaN), nor are OP_CTB and OP_CSB. Divisions are scored when the points carry parent links and the
+matching is one-to-one (traccuracy's division metric needs it).
 Points as the prediction (TrackMate, Mastodon, a geff without labels) against true masks: a point inside a true
 object detects it; of several in one object the one nearest its centroid does and the others are false positives,
 as the CTC's majority rule lets one predicted object at most detect a true one — the matching stays one-to-one.
@@ -22,6 +24,7 @@ import numpy as np
 
 from subcell.errors import InputFileError, ValueRangeError
 from subcell.image import VoxelSize
+from subcell.track.bio import bio_scores, overall_scores
 from subcell.track.tracks import Tracks
 
 __all__ = ["are_point_tracks", "evaluate_point_tracks", "read_point_tracks"]
@@ -113,7 +116,8 @@ def _points_graph(points: Any, voxel_size: tuple[float, float, float], *, two_d:
     from subcell.track.evaluate import track_digraph
 
     vz, vy, vx = voxel_size
-    graph = track_digraph(points, lambda r: {"t": int(r.t), "z": r.z_um / vz, "y": r.y_um / vy, "x": r.x_um / vx})
+    graph = track_digraph(points, lambda r: {"t": int(r.t), "track_id": int(r.track_id), "z": r.z_um / vz,
+                                             "y": r.y_um / vy, "x": r.x_um / vx})  # fmt: skip
     keys = ("y", "x") if two_d else ("z", "y", "x")
     return TrackingGraph(graph, frame_key="t", location_keys=keys, name="points")
 
@@ -220,4 +224,24 @@ def evaluate_point_tracks(
         d = div[0]["results"][f"Frame Buffer {frame_tolerance}"]
         summary.update(division_precision=float(d["Division Precision"]), division_recall=float(d["Division Recall"]),
                        division_f1=float(d["Division F1"]))  # fmt: skip
+    summary.update(_biological(matched, tracks, points, points_are, n_frames=labels.shape[0],
+                               frame_tolerance=frame_tolerance))  # fmt: skip
+    summary.update(overall_scores(summary))
     return summary
+
+
+def _biological(matched: Any, tracks: Tracks, points: Any, points_are: str, *, n_frames: int,
+                frame_tolerance: int) -> dict[str, float | None]:  # fmt: skip
+    """CT, TF, BC, CCA and BIO (:func:`~subcell.track.bio.bio_scores`) on the matching that scored TRA: a point
+    inside an object pairs their tracks in that frame (of several points in one true object, the one kept)."""
+
+    def track_of(graph: Any, node: Any) -> int:
+        attrs = graph.graph.nodes[node]
+        return int(attrs["track_id"] if "track_id" in attrs else attrs["segmentation_id"])
+
+    pairs = [(int(matched.gt_graph.graph.nodes[g]["t"]), track_of(matched.gt_graph, g),
+              track_of(matched.pred_graph, p)) for g, p in matched.mapping]  # fmt: skip
+    point_table = points[["track_id", "t", "parent_track"]]
+    known = bool(points.attrs.get("divisions_known", True)) if points_are == "truth" else tracks.divisions_known
+    truth, pred = (point_table, tracks.table) if points_are == "truth" else (tracks.table, point_table)
+    return bio_scores(pred, truth, pairs, n_frames=n_frames, frame_tolerance=frame_tolerance, divisions_known=known)
