@@ -85,6 +85,23 @@ def make_image(dims: str, shape: tuple[int, ...], dtype: str = "uint16", *, seed
     )
 
 
+def full_cycle_tracks() -> tuple[Any, Any, tuple[float, float, float]]:
+    """(truth, prediction, voxel size) of a hand-made 2D movie: a cell (1) divides into 2 and 3; 2 divides again into 4
+    and 5 (a full cycle: the CTC's CCA is defined). The prediction finds the first division and misses the second
+    (5 a new track, and 2's track goes on as 4)."""
+    from subcell.track import tracks_from_lineage
+
+    lab = np.zeros((9, 1, 40, 40), np.uint16)
+    lab[0:2, 0, 16:22, 16:22] = 1
+    lab[2:5, 0, 8:14, 16:22], lab[2:9, 0, 26:32, 16:22] = 2, 3
+    lab[5:9, 0, 2:8, 10:16], lab[5:9, 0, 10:16, 24:30] = 4, 5
+    vs = (0.29, 0.108, 0.108)
+    pred_lab = lab.copy()
+    pred_lab[pred_lab == 4] = 2
+    return (tracks_from_lineage(lab, {2: 1, 3: 1, 4: 2, 5: 2}, voxel_size=vs),
+            tracks_from_lineage(pred_lab, {2: 1, 3: 1}, voxel_size=vs), vs)  # fmt: skip
+
+
 def write_plate(path: Path, fields: dict[str, list[np.ndarray]], *, version: str = "0.5",
                 voxel_size: tuple[float, float, float] = (0.5, 0.2, 0.2)) -> None:  # fmt: skip
     """An HCS plate written as other tools write one (ome-zarr-py's writer, NGFF ``version``): ``fields`` maps a

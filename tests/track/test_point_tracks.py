@@ -149,22 +149,14 @@ def test_divisions_of_predicted_points_are_scored_even_with_a_stray_point(tmp_pa
 
 
 def test_biological_measures_of_points_equal_those_of_their_masks() -> None:
-    """A cell (1) divides into 2 and 3; 2 divides again into 4 and 5 (a full cycle: CCA defined); the prediction
-    finds the first division and misses the second. Scored against the true masks or against points at the true
-    objects' centroids, and with its own centroids as point tracks against the masks, the matching is the same, so
-    are CT, TF, BC, CCA, BIO and OP_CLB."""
+    """A full cycle (:func:`tests.conftest.full_cycle_tracks`; CCA defined, the second division missed), scored
+    against the true masks or against points at the true objects' centroids, and with the prediction's own centroids
+    as point tracks against the masks: the matching is the same, so are CT, TF, BC, CCA, BIO and OP_CLB."""
     pytest.importorskip("ctc_metrics")
     from subcell.track.evaluate import evaluate_tracks
+    from tests.conftest import full_cycle_tracks
 
-    lab = np.zeros((9, 1, 40, 40), np.uint16)
-    lab[0:2, 0, 16:22, 16:22] = 1
-    lab[2:5, 0, 8:14, 16:22], lab[2:9, 0, 26:32, 16:22] = 2, 3
-    lab[5:9, 0, 2:8, 10:16], lab[5:9, 0, 10:16, 24:30] = 4, 5
-    vs = (0.29, 0.108, 0.108)
-    truth = tracks_from_lineage(lab, {2: 1, 3: 1, 4: 2, 5: 2}, voxel_size=vs)
-    pred_lab = lab.copy()
-    pred_lab[pred_lab == 4] = 2
-    pred = tracks_from_lineage(pred_lab, {2: 1, 3: 1}, voxel_size=vs)
+    truth, pred, vs = full_cycle_tracks()
     masks, _ = evaluate_tracks(pred, truth)
 
     def centroids(tracks: object) -> pd.DataFrame:

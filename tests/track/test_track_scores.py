@@ -110,18 +110,12 @@ def test_scores_agree_with_py_ctcmetrics(tmp_path: Path) -> None:
 
 
 def test_biological_measures_of_a_full_cell_cycle_agree_with_py_ctcmetrics(tmp_path: Path) -> None:
-    """A cell (1) divides into 2 and 3; 2 divides again into 4 and 5: 2 is a full cycle, so CCA is defined. The
-    prediction finds the first division and misses the second (5 a new track, and 2's track goes on as 4)."""
+    """A full cycle (:func:`tests.conftest.full_cycle_tracks`): CCA is defined; the prediction misses the second
+    division."""
     pytest.importorskip("ctc_metrics")
-    lab = np.zeros((9, 1, 40, 40), np.uint16)
-    lab[0:2, 0, 16:22, 16:22] = 1
-    lab[2:5, 0, 8:14, 16:22], lab[2:9, 0, 26:32, 16:22] = 2, 3
-    lab[5:9, 0, 2:8, 10:16], lab[5:9, 0, 10:16, 24:30] = 4, 5
-    vs = (0.29, 0.108, 0.108)
-    truth = tracks_from_lineage(lab, {2: 1, 3: 1, 4: 2, 5: 2}, voxel_size=vs)
-    pred_lab = lab.copy()
-    pred_lab[pred_lab == 4] = 2
-    pred = tracks_from_lineage(pred_lab, {2: 1, 3: 1}, voxel_size=vs)
+    from tests.conftest import full_cycle_tracks
+
+    truth, pred, _ = full_cycle_tracks()
     ours, ref = _score_both(truth, pred, tmp_path, ["TRA", "LNK", "CT", "TF", "BC", "CCA"])
     assert ours["true_divisions"] == 2 and ours["CCA"] is not None and ours["BC"] is not None
     for key, theirs in (("CT", "CT"), ("TF", "TF"), ("BC", "BC(1)"), ("CCA", "CCA"), ("BIO", "BIO(1)")):
