@@ -102,3 +102,12 @@ def test_info_of_a_plate_describes_the_field_shown(tmp_path: Path, capsys: pytes
     assert run(["info", str(plate), "--scene", "B/3/1"]) == 0
     out = capsys.readouterr().out
     assert "5: A/1/0, A/1/1, B/3/0, B/3/1, B/3/2 (this is B/3/1)" in out and "nuclei" in out
+
+
+def test_a_plate_read_as_one_image_says_which_field(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    write_plate(tmp_path / "p.zarr", _fields())
+    assert run(["convert", str(tmp_path / "p.zarr"), str(tmp_path / "first.ome.tif")]) == 0
+    assert "read A/1/0, the first of its 5 images (--scene NAME for another" in capsys.readouterr().err
+    assert run(["convert", str(tmp_path / "p.zarr"), str(tmp_path / "b.ome.tif"), "--scene", "B/3/2"]) == 0
+    assert "note" not in capsys.readouterr().err  # a field chosen: nothing to say
+    np.testing.assert_array_equal(io.read(tmp_path / "b.ome.tif").numpy()[0, 0], _fields()["B/3"][2])
