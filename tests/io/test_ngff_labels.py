@@ -62,8 +62,8 @@ def test_a_label_off_the_images_grid_is_refused_and_nothing_is_written(tmp_path:
     wrong = _labels().with_metadata(voxel_size=(0.5, 0.2, 0.2))
     with pytest.raises(ValueRangeError, match=r"must have its voxel size \(µm x: 0.2 vs 0.25\)"):
         io.write(wrong, field / "labels" / "nucleus", is_label=True)
-    with pytest.raises(ValueRangeError, match="only a label image"):
-        io.write(_labels(), field / "labels" / "nucleus")
+    with pytest.raises(ValueRangeError, match="only integer labels or masks go into an image's labels/, got float32"):
+        io.write(_labels().with_data(_labels().numpy().astype(np.float32), step="test"), field / "labels" / "nucleus")
     assert not (field / "labels").exists() and io.label_names(field) == []
 
 
@@ -92,3 +92,19 @@ def test_segment_writes_into_the_field_and_measure_reads_it(tmp_path: Path, caps
     err = cli_user_error(capsys, "segment", str(field), str(tmp_path / "f.ome.zarr" / "other" / "x"), "-w", "nucleus",
                          "-c", "dna")  # fmt: skip
     assert "IMAGE.ome.zarr/labels/NAME" in err
+
+
+def test_a_mask_goes_in_as_a_label_and_a_scratch_folder_first_is_no_problem(tmp_path: Path) -> None:
+    import zarr
+
+    from subcell.io._atomic import scratch_beside
+
+    field = _field(tmp_path, "0.5")
+    mask = _labels(1).with_data(_labels(1).numpy().astype(np.uint8), step="test")  # a mask workflow's 0/1 output
+    target = field / "labels" / "mito"
+    with scratch_beside(target) as scratch:  # a writer's intermediates (labelfree nuclei) before any labels/ group
+        assert scratch.parent == field / "labels"
+        io.write(mask, target)  # not flagged as labels: an integer image into labels/ is one
+    assert io.label_names(field) == ["mito"] and io.is_label_image(target)
+    assert "labels" in dict(zarr.open_group(str(field / "labels"), mode="r").attrs)["ome"]  # a proper group
+    np.testing.assert_array_equal(io.read_labels(field, "mito").numpy(), mask.numpy())

@@ -110,7 +110,7 @@ def scratch_beside(path: str | Path) -> Iterator[Path]:
     back), removed when the block ends, on error too. Named as :func:`temporary_sibling`, so
     :func:`remove_temporaries` clears one a killed process left."""
     folder = temporary_sibling(Path(path))
-    folder.mkdir()
+    folder.mkdir(parents=True)  # (check_output refused a missing folder but an image's labels/, made here or later)
     try:
         yield folder
     finally:

@@ -63,7 +63,7 @@ def prepare_label(path: Path, *, shape: tuple[int, ...], voxel_size: tuple[float
     # what a killed earlier write of this label left (a batch's outputs live here, not in its OUTDIR, whose own
     # temporaries the batch removes): one writer per label at a time, as for any output
     remove_temporaries(labels, path.name)
-    if not labels.exists():
+    if not any((labels / m).is_file() for m in ("zarr.json", ".zgroup")):  # no group yet (perhaps a scratch folder)
         group = zarr.open_group(str(labels), mode="a", zarr_format=_zarr_format(image))  # type: ignore[arg-type]
         block: dict[str, Any] = {"labels": []}
         group.attrs.update(block if version == "0.4" else {"ome": {"version": version, **block}})

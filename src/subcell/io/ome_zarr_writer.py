@@ -122,9 +122,10 @@ class OmeZarrWriter:
         self.path = check_output(path, overwrite=overwrite)
         self.into_image = image_of_label(self.path) is not None  # IMAGE/labels/NAME: an NGFF label of IMAGE
         if self.into_image:
-            if not is_label:
-                raise ValueRangeError("only a label image can be written into an image's labels/", path=self.path,
-                                      field="labels")  # fmt: skip
+            if not np.issubdtype(self.dtype, np.integer):
+                raise ValueRangeError(f"only integer labels or masks go into an image's labels/, got {self.dtype}",
+                                      path=self.path, field="labels")  # fmt: skip
+            self.is_label = True  # a mask (0/1) is a label image with one value: ids kept in its pyramid
             ngff_version = prepare_label(self.path, shape=self.shape, voxel_size=self.voxel_size.as_tuple())
         self.ngff_version = ngff_version
         self._tmp = temporary_sibling(self.path)
