@@ -1,7 +1,7 @@
 """Label images written into the OME-Zarr image they segment (``field.ome.zarr/labels/nucleus``), as NGFF keeps them.
 
 An output path ``IMAGE/labels/NAME`` whose ``IMAGE`` is an OME-Zarr image (a field of a plate included) is written
-there as an NGFF label image: on the image's grid (checked: the same T, Z, Y, X and voxel size), in the image's
+there as an NGFF label image (instance labels, or a mask: any integer image): on the image's grid (checked: the same T, Z, Y, X and voxel size), in the image's
 NGFF version and zarr format, atomically under a temporary name inside ``labels/`` (the same writer as every
 output), then listed in the ``labels`` group's metadata (written anew and renamed into place). Viewers that follow
 NGFF (napari, ome-zarr-py, vizarr) show it with the image, and every command reads it with ``--label NAME``.
