@@ -104,7 +104,22 @@ def test_a_mask_goes_in_as_a_label_and_a_scratch_folder_first_is_no_problem(tmp_
     target = field / "labels" / "mito"
     with scratch_beside(target) as scratch:  # a writer's intermediates (labelfree nuclei) before any labels/ group
         assert scratch.parent == field / "labels"
+        (scratch / "prediction.npy").write_bytes(b"kept")  # read back after the label is written: still there
         io.write(mask, target)  # not flagged as labels: an integer image into labels/ is one
+        assert (scratch / "prediction.npy").read_bytes() == b"kept"
     assert io.label_names(field) == ["mito"] and io.is_label_image(target)
     assert "labels" in dict(zarr.open_group(str(field / "labels"), mode="r").attrs)["ome"]  # a proper group
     np.testing.assert_array_equal(io.read_labels(field, "mito").numpy(), mask.numpy())
+
+
+def test_labelfree_nuclei_write_into_the_bright_field_image(tmp_path: Path) -> None:
+    """The command that keeps scratch files beside its output (its prediction, read back) writes into labels/ too."""
+    from subcell import synth
+
+    field = synth.write_field(synth.synth_field(shape=(12, 160, 160), n_cells=2, seed=3), tmp_path / "f.ome.zarr")
+    assert run(["labelfree", "nuclei", str(field), str(field / "labels" / "cell"), str(field / "labels" / "found"),
+                "--input-channel", "brightfield", "--quiet"]) == 0  # fmt: skip
+    hidden = {p.name for p in (field / "labels").glob(".*")}
+    assert "found" in io.label_names(field) and hidden <= {".zattrs", ".zgroup"}  # no temporary, no scratch left
+    found = io.read_labels(field, "found").numpy()
+    assert found.shape == io.read_labels(field, "cell").shape and found.max() > 0

@@ -46,13 +46,14 @@ def temporary_sibling(path: Path) -> Path:
     return path.parent / f".{path.name}.partial-{uuid.uuid4().hex[:12]}"
 
 
-def remove_temporaries(folder: Path, name: str = "*") -> int:
-    """Remove the unfinished temporaries (:func:`temporary_sibling`) a killed writer left in ``folder`` (of the
-    output ``name`` only, if given).
+def remove_temporaries(folder: Path, name: str = "*", *, scratch: bool = True) -> int:
+    """Remove the unfinished temporaries (:func:`temporary_sibling`) and, with ``scratch``, the scratch folders
+    (:func:`scratch_beside`) a killed writer left in ``folder`` (of the output ``name`` only, if given).
 
     Only for a folder (an output) no other writer is using at the moment. Returns how many were removed.
     """
-    found = list(Path(folder).glob(f".{name}.partial-*"))
+    kinds = ("partial", "scratch") if scratch else ("partial",)
+    found = [p for kind in kinds for p in Path(folder).glob(f".{name}.{kind}-*")]
     for p in found:
         _remove(p)
     return len(found)
@@ -107,9 +108,11 @@ def discard(tmp: Path) -> None:
 @contextmanager
 def scratch_beside(path: str | Path) -> Iterator[Path]:
     """A hidden folder beside the output ``path`` for a writer's intermediate files (e.g. a prediction it reads
-    back), removed when the block ends, on error too. Named as :func:`temporary_sibling`, so
-    :func:`remove_temporaries` clears one a killed process left."""
-    folder = temporary_sibling(Path(path))
+    back), removed when the block ends, on error too. Named apart from the output's own temporary (its writer may
+    clear stale ones of that output while this is in use); :func:`remove_temporaries` clears one a killed process
+    left."""
+    path = Path(path)
+    folder = path.parent / f".{path.name}.scratch-{uuid.uuid4().hex[:12]}"
     folder.mkdir(parents=True)  # (check_output refused a missing folder but an image's labels/, made here or later)
     try:
         yield folder

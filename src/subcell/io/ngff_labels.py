@@ -62,7 +62,7 @@ def prepare_label(path: Path, *, shape: tuple[int, ...], voxel_size: tuple[float
     labels = image / "labels"
     # what a killed earlier write of this label left (a batch's outputs live here, not in its OUTDIR, whose own
     # temporaries the batch removes): one writer per label at a time, as for any output
-    remove_temporaries(labels, path.name)
+    remove_temporaries(labels, path.name, scratch=False)  # (this writer's own scratch folder may be in use)
     if not any((labels / m).is_file() for m in ("zarr.json", ".zgroup")):  # no group yet (perhaps a scratch folder)
         group = zarr.open_group(str(labels), mode="a", zarr_format=_zarr_format(image))  # type: ignore[arg-type]
         block: dict[str, Any] = {"labels": []}
