@@ -446,7 +446,15 @@ def test_a_plates_labels_go_into_its_fields_and_a_rerun_skips_them(
     assert run(args) == 0 and "0 done, 2 skipped, 0 failed" in capsys.readouterr().out  # writing them changed nothing
     measured = tmp_path / "measured"  # the finished batch as the next one's manifest: the labels are its sources
     assert run(["batch", "measure", str(seg), str(measured), "--workers", "1", "--quiet"]) == 0
-    assert pd.read_parquet(measured / "measurements").groupby("field").size().to_dict() == {"0": 1, "1": 3}
+    measurements = pd.read_parquet(measured / "measurements")
+    assert measurements.groupby("field").size().to_dict() == {"0": 1, "1": 3}
+    # each nucleus measured in the field it was found in (the chain's intensity: the label's own image)
+    single = tmp_path / "single_m.parquet"
+    field = tmp_path / "p1.zarr" / "A" / "1" / "1"
+    assert run(["measure", str(field / "labels" / "nuclei"), str(single), "--intensity", str(field)]) == 0
+    mine = measurements[measurements.id == "p1_A_1_1"][pd.read_parquet(single).columns].reset_index(drop=True)
+    pd.testing.assert_frame_equal(mine, pd.read_parquet(single))
+    assert "c0_mean" in mine.columns  # the field's one channel
     err = cli_user_error(capsys, "batch", "measure", str(tmp_path / "m.csv"), str(tmp_path / "x"), "--into-labels",
                          "nuclei")  # fmt: skip
     assert "measure does not write labels; --into-labels is for segment, labelfree-nuclei" in err

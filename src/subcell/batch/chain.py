@@ -4,7 +4,9 @@ The rows are the batch's finished items (done or skipped, output present): ``id`
 output. The other columns of the manifest that batch ran on (target, split, structure, masks, ``intensity``,
 ``label``, …) are carried over by id; the columns that describe the old source (``source_channel``, ``scene``,
 ``axes``, ``time_interval``, the voxel size, the ``label`` image inside it) are not, since the outputs carry their
-own metadata.
+own metadata. An output written into its source (``--into-labels``: ``field.ome.zarr/labels/nuclei``) gets that
+source as its ``intensity`` unless the row names one, so ``batch measure`` measures each object's intensities in
+the image it was found in.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ def batch_manifest(outdir: str | Path) -> tuple[Any, int]:
     """The manifest of a batch's finished outputs, and how many of its items were left out (failed or gone)."""
     from subcell.errors import ManifestError
     from subcell.io import manifest_from_records, read_table
+    from subcell.io.ngff_labels import image_of_label
 
     folder = Path(outdir).resolve()
     table = read_table(folder / TABLE, what="batch table")
@@ -33,7 +36,11 @@ def batch_manifest(outdir: str | Path) -> tuple[Any, int]:
     records: list[dict[str, Any]] = []
     for item_id, status, output in zip(table["id"], table["status"], table["output"], strict=True):
         if status in ("done", "skipped") and Path(output).exists():
-            records.append({**carried.get(str(item_id), {}), "id": str(item_id), "source": str(output)})
+            row = {**carried.get(str(item_id), {}), "id": str(item_id), "source": str(output)}
+            image = image_of_label(output)  # a label written into the image it segments: measured in it
+            if image is not None and "intensity" not in row:
+                row["intensity"] = str(image)
+            records.append(row)
     left_out = len(table) - len(records)
     if not records:
         raise ManifestError(folder / TABLE, [f"no finished outputs to read ({left_out} items failed or are gone)"])
