@@ -455,6 +455,11 @@ def test_a_plates_labels_go_into_its_fields_and_a_rerun_skips_them(
     mine = measurements[measurements.id == "p1_A_1_1"][pd.read_parquet(single).columns].reset_index(drop=True)
     pd.testing.assert_frame_equal(mine, pd.read_parquet(single))
     assert "c0_mean" in mine.columns  # the field's one channel
+    from subcell.report.collect import collect_sections
+
+    (collection,) = collect_sections(measured)  # the plate's readout has the wells' intensity
+    wells = next(t for title, t in collection.tables if title.startswith("measurements/ per well"))
+    assert wells.median_c0_mean.iloc[0] == pytest.approx(measurements.c0_mean.median(), rel=1e-3)
     err = cli_user_error(capsys, "batch", "measure", str(tmp_path / "m.csv"), str(tmp_path / "x"), "--into-labels",
                          "nuclei")  # fmt: skip
     assert "measure does not write labels; --into-labels is for segment, labelfree-nuclei" in err

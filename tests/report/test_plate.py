@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from subcell.report.plate import plate_grid, plate_map_png, well_summary
+from subcell.report.plate import plate_grid, plate_map_png, readouts, well_summary
 
 
 def _objects(field: str, well: str, sizes: list[float], frames: int = 1) -> list[dict[str, object]]:
@@ -32,6 +32,9 @@ def test_wells_in_plate_order_with_objects_per_field_and_median_size() -> None:
     assert s.loc["A2", "median_volume_um3"] == pytest.approx(25.0) and s.loc["A10", "median_volume_um3"] == 2.0
     moving = table.assign(speed_um_per_min=np.arange(len(table), dtype=float))  # a tracked object's speed too
     assert well_summary(moving).set_index("well").loc["A10", "median_speed_um_per_min"] == pytest.approx(1.0)
+    stained = table.assign(dna_mean=np.arange(len(table), dtype=float), dna_std=1.0)  # `measure --intensity`
+    assert readouts(stained.columns) == {"volume_um3": "median size (µm³)", "dna_mean": "median dna intensity"}
+    assert well_summary(stained).set_index("well").loc["A10", "median_dna_mean"] == pytest.approx(1.0)
     png = plate_map_png(s.reset_index(), [("objects_per_field", "objects per field")])
     assert png[:8] == b"\x89PNG\r\n\x1a\n"
 

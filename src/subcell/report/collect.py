@@ -348,15 +348,15 @@ def _plate_part(dataset: Path, sec: Any) -> None:
     Only the columns it needs are read (a screen's table may hold millions of objects)."""
     import pyarrow.parquet as pq
 
-    from subcell.report.plate import PLATE_COLUMNS, READOUTS, plate_map_png, well_summary
+    from subcell.report.plate import PLATE_COLUMNS, plate_map_png, readouts, well_summary
 
     names = set(pq.read_schema(next(dataset.glob("*.parquet"))).names)  # one schema: unified at the run's end
     if not set(PLATE_COLUMNS) <= names or not ({"label", "track_id"} & names):  # per object (measure, track)
         return
-    wanted = [*PLATE_COLUMNS, *(c for c in ("t", *READOUTS) if c in names)]
+    wanted = [*PLATE_COLUMNS, *(["t"] if "t" in names else []), *readouts(names)]
     summary = well_summary(pq.read_table(dataset, columns=wanted).to_pandas(), _fields_run(dataset.parent))
     panels = [("objects_per_field", "objects per field")]
-    panels += [(f"median_{c}", title) for c, title in READOUTS.items() if f"median_{c}" in summary.columns]
+    panels += [(f"median_{c}", title) for c, title in readouts(names).items()]
     sec.figures.append((f"{dataset.name}/ per well: {len(summary)} wells", plate_map_png(summary, panels)))
     title = f"{dataset.name}/ per well ({len(summary)} wells{', first ' + str(MAX_TABLE_ROWS) if len(summary) > MAX_TABLE_ROWS else ''})"
     sec.tables.append((title, summary.head(MAX_TABLE_ROWS).round(3)))

@@ -13,7 +13,7 @@ import numpy as np
 
 from subcell.plotting import png_bytes, subplots
 
-__all__ = ["PLATE_COLUMNS", "READOUTS", "plate_grid", "plate_map_png", "well_summary"]
+__all__ = ["PLATE_COLUMNS", "READOUTS", "plate_grid", "plate_map_png", "readouts", "well_summary"]
 
 PLATE_COLUMNS = ("id", "well", "row", "column")
 # per-object columns summarised as a median per well, with their titles: an object's size as `measure` names it in
@@ -21,6 +21,15 @@ PLATE_COLUMNS = ("id", "well", "row", "column")
 READOUTS = {"volume_um3": "median size (µm³)", "area_um2": "median size (µm²)",
             "speed_um_per_min": "median speed (µm/min)"}  # fmt: skip
 ANNOTATE_WELLS = 96  # values are written in the wells up to a 96-well plate; larger plates are colour only
+
+
+def readouts(columns: Any) -> dict[str, str]:
+    """The columns of a per-object table summarised per well, with their titles: :data:`READOUTS` and each
+    channel's mean intensity (``<channel>_mean``, as ``measure --intensity`` names it)."""
+    present = set(columns)
+    out = {c: title for c, title in READOUTS.items() if c in present}
+    out.update({c: f"median {c[: -len('_mean')]} intensity" for c in sorted(present) if c.endswith("_mean")})
+    return out
 
 
 def _row_key(row: str) -> tuple[int, str]:
@@ -33,8 +42,8 @@ def _column_key(column: str) -> tuple[int, Any]:
 
 def well_summary(table: Any, fields: Any = None) -> Any:
     """One row per well: ``row``, ``column``, ``fields``, ``objects``, ``objects_per_field`` (per frame of a
-    time-lapse: the objects of a field's frames over its frames) and the median of each :data:`READOUTS` column
-    the table has (``median_volume_um3``, …). Wells in plate order (A1, A2, …, B1, …).
+    time-lapse: the objects of a field's frames over its frames) and the median of each of its :func:`readouts`
+    (``median_volume_um3``, ``median_dna_mean``, …). Wells in plate order (A1, A2, …, B1, …).
 
     ``fields``: ``id``, ``well``, ``row``, ``column`` of every field that ran, where known: a field absent from the
     table (it has no object) then counts as 0 objects instead of being left out (a dead well reads 0, not blank)."""
@@ -55,7 +64,7 @@ def well_summary(table: Any, fields: Any = None) -> Any:
     per_field = pd.DataFrame({"objects": counts, "per_frame": counts / frames}).join(where)
     out = per_field.groupby("well").agg(row=("row", "first"), column=("column", "first"), fields=("objects", "size"),
                                         objects=("objects", "sum"), objects_per_field=("per_frame", "mean"))  # fmt: skip
-    for column in (c for c in READOUTS if c in t.columns):
+    for column in readouts(t.columns):
         out[f"median_{column}"] = t.groupby("well")[column].median()
     order = sorted(out.index, key=lambda w: (_row_key(str(out.at[w, "row"])), _column_key(str(out.at[w, "column"]))))
     return out.loc[order].reset_index()
