@@ -411,7 +411,7 @@ def test_a_plate_runs_field_by_field_and_its_tables_keep_the_wells(tmp_path: Pat
     from subcell.report.collect import collect_sections
 
     (collection,) = collect_sections(measured)  # the plate's readout: the empty well counts 0, not blank
-    assert any(title == "measurements/ per well: 3 wells" for title, _ in collection.figures)
+    assert any(title == "measurements/ per well of plate p1: 3 wells" for title, _ in collection.figures)
     wells = next(t for title, t in collection.tables if title.startswith("measurements/ per well"))
     assert wells[["well", "fields", "objects"]].values.tolist() == [["A1", 2, 3], ["B1", 1, 0], ["B2", 1, 4]]
     single = tmp_path / "single.parquet"  # each field is the single command's run on the field's own path
@@ -463,3 +463,23 @@ def test_a_plates_labels_go_into_its_fields_and_a_rerun_skips_them(
     err = cli_user_error(capsys, "batch", "measure", str(tmp_path / "m.csv"), str(tmp_path / "x"), "--into-labels",
                          "nuclei")  # fmt: skip
     assert "measure does not write labels; --into-labels is for segment, labelfree-nuclei" in err
+
+
+def test_a_batch_over_two_plates_maps_each_plate(tmp_path: Path) -> None:
+    from subcell.report.collect import collect_sections
+    from tests.conftest import write_plate
+
+    (tmp_path / "screen").mkdir()
+    write_plate(tmp_path / "screen" / "day1.zarr", {"A/1": [_nuclei_field(1)], "A/2": [_nuclei_field(2)]})
+    write_plate(tmp_path / "screen" / "day2.zarr", {"A/1": [_nuclei_field(3)]})
+    assert run(["manifest", "make", str(tmp_path / "m.csv"), str(tmp_path / "screen")]) == 0
+    seg, measured = tmp_path / "seg", tmp_path / "measured"
+    assert run(["batch", "segment", str(tmp_path / "m.csv"), str(seg), "--into-labels", "nuclei", "-w", "nucleus",
+                "--workers", "1", "--quiet"]) == 0  # fmt: skip
+    assert run(["batch", "measure", str(seg), str(measured), "--workers", "1", "--quiet"]) == 0
+    (collection,) = collect_sections(measured)
+    tables = {title.split(" (")[0]: t for title, t in collection.tables if "per well" in title}
+    assert set(tables) == {"measurements/ per well of plate day1", "measurements/ per well of plate day2"}
+    day1, day2 = tables["measurements/ per well of plate day1"], tables["measurements/ per well of plate day2"]
+    assert day1[["well", "objects"]].values.tolist() == [["A1", 1], ["A2", 2]]  # A1 of each plate kept apart
+    assert day2[["well", "objects"]].values.tolist() == [["A1", 3]]

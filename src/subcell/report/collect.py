@@ -353,17 +353,22 @@ def _plate_part(dataset: Path, sec: Any) -> None:
     names = set(pq.read_schema(next(dataset.glob("*.parquet"))).names)  # one schema: unified at the run's end
     if not set(PLATE_COLUMNS) <= names or not ({"label", "track_id"} & names):  # per object (measure, track)
         return
-    wanted = [*PLATE_COLUMNS, *(["t"] if "t" in names else []), *readouts(names)]
-    summary = well_summary(pq.read_table(dataset, columns=wanted).to_pandas(), _fields_run(dataset.parent))
+    wanted = [*PLATE_COLUMNS, *(c for c in ("plate", "t") if c in names), *readouts(names)]
+    table, fields = pq.read_table(dataset, columns=wanted).to_pandas(), _fields_run(dataset.parent)
     panels = [("objects_per_field", "objects per field")]
     panels += [(f"median_{c}", title) for c, title in readouts(names).items()]
-    sec.figures.append((f"{dataset.name}/ per well: {len(summary)} wells", plate_map_png(summary, panels)))
-    title = f"{dataset.name}/ per well ({len(summary)} wells{', first ' + str(MAX_TABLE_ROWS) if len(summary) > MAX_TABLE_ROWS else ''})"
-    sec.tables.append((title, summary.head(MAX_TABLE_ROWS).round(3)))
+    plates = table.groupby("plate", sort=False) if "plate" in table.columns else [(None, table)]
+    for plate, part in plates:  # a batch over several plates: a map each (their wells share names)
+        known = fields if fields is None or plate is None else fields[fields["plate"] == plate]
+        summary = well_summary(part, known)
+        name = f"{dataset.name}/ per well{f' of plate {plate}' if plate is not None else ''}"
+        sec.figures.append((f"{name}: {len(summary)} wells", plate_map_png(summary, panels)))
+        first = f", first {MAX_TABLE_ROWS}" if len(summary) > MAX_TABLE_ROWS else ""
+        sec.tables.append((f"{name} ({len(summary)} wells{first})", summary.head(MAX_TABLE_ROWS).round(3)))
 
 
 def _fields_run(folder: Path) -> Any:
-    """``id``, ``well``, ``row``, ``column`` of the items a batch finished, from the manifest it ran on (a field
+    """``id``, ``plate``, ``well``, ``row``, ``column`` of the items a batch finished, from the manifest it ran on (a field
     without objects has no row in the gathered tables, yet ran); None when that manifest cannot be read."""
     import pandas as pd
 
@@ -383,6 +388,6 @@ def _fields_run(folder: Path) -> Any:
         return None
     status = read_table(folder / TABLE, what="batch table")
     ran = set(status.id[status.status.isin(("done", "skipped"))].astype(str))
-    known = [{"id": row_id(r), **{c: r.metadata.get(c) for c in ("well", "row", "column")}} for r in rows]
-    table = pd.DataFrame([k for k in known if k["id"] in ran and None not in k.values()])
+    known = [{"id": row_id(r), **{c: r.metadata.get(c) for c in ("plate", "well", "row", "column")}} for r in rows]
+    table = pd.DataFrame([k for k in known if k["id"] in ran and k["well"] is not None])
     return table if len(table) else None
