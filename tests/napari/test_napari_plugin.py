@@ -161,7 +161,7 @@ def test_a_plate_opens_as_one_mosaic_with_each_field_in_its_well(tmp_path: Path)
     nuclei[..., 2:6, 3:9] = 4
     io.write(Image(nuclei, voxel_size=(1.0, 0.5, 0.5), channel_names=["nuclei"]),
              tmp_path / "screen.zarr" / "A" / "1" / "1" / "labels" / "nuclei", is_label=True)  # fmt: skip
-    layer, labels = _open(ViewerModel(), tmp_path / "screen.zarr")
+    layer, labels, wells = _open(ViewerModel(), tmp_path / "screen.zarr")
     mosaic = np.asarray(layer.data)[
         0
     ]  # (Z, Y, X) of the one timepoint: rows A-B, columns 1-3, two fields side by side per well
@@ -180,6 +180,8 @@ def test_a_plate_opens_as_one_mosaic_with_each_field_in_its_well(tmp_path: Path)
     y, x = origins["A/1/1"]
     np.testing.assert_array_equal(lab[:, y : y + 8, x : x + 12], nuclei[0, 0])
     assert lab.sum() == nuclei.sum()
+    assert wells.name == "wells" and list(wells.features["well"]) == ["A1", "B3"]  # each well named at its corner
+    np.testing.assert_array_equal(wells.data, [origins["A/1/0"], origins["B/3/0"]])
 
 
 def test_a_plate_of_fields_in_other_axes_opens_at_full_resolution(tmp_path: Path) -> None:
@@ -201,7 +203,7 @@ def test_a_plate_of_fields_in_other_axes_opens_at_full_resolution(tmp_path: Path
                            scale_factors=[2], scale={"c": 1.0, "z": 1.0, "y": 0.5, "x": 0.5},
                            axes_units={a: "micrometer" for a in "zyx"})  # fmt: skip
     layers = _open(ViewerModel(), tmp_path / "czyx.zarr")  # a (C, Z, Y, X) pyramid: its full level, as 5D
-    assert [lay.name for lay in layers] == ["czyx c0", "czyx c1"] and not layers[0].multiscale
+    assert [lay.name for lay in layers] == ["czyx c0", "czyx c1", "wells"] and not layers[0].multiscale
     assert np.asarray(layers[1].data).shape == (1, 4, 72, 72) and int(np.asarray(layers[1].data).max()) == 7
 
 

@@ -319,6 +319,15 @@ def _plate_layers(p: Path) -> list[LayerData]:
         levels = [layout.mosaic([lv[k] if lv is not None else None for lv in per_field], dims[k])[:, 0]
                   for k in range(n_levels)]  # fmt: skip
         layers.append((levels if n_levels > 1 else levels[0], {**common, "name": name}, "labels"))
+    # each well's name at its first field's corner: a 2D layer, shown on every plane and frame
+    corners = {images[v[0]].columns["well"]: origins[images[v[0]].name] for v in wells.values()}
+    layers.append((
+        np.asarray(list(corners.values()), dtype=float).reshape(-1, 2),
+        {"name": "wells", "scale": scale[-2:], "units": ("µm", "µm"), "features": {"well": list(corners)},
+         "text": {"string": "{well}", "size": 10, "color": "yellow", "anchor": "upper_left"}, "size": 1,
+         "face_color": "transparent", "border_width": 0, "metadata": {"source": str(p)}},
+        "points",
+    ))  # fmt: skip
     return layers
 
 
