@@ -256,6 +256,27 @@ def manifest_make(
     typer.echo(f"wrote {output}: {len(table)} rows from {files} files" + (" (checked)" if not no_files else ""))
 
 
+@manifest_app.command("plate")
+def manifest_plate(
+    file: Annotated[Path, typer.Argument(help="Manifest (.csv or .parquet) with a column 'well' (B3) or 'row' and 'column', and optionally 'field'.")],
+    output: Annotated[Path, typer.Argument(help="The plate to write (.zarr).")],
+    name: Annotated[Optional[str], typer.Option("--name", help="Plate name (default: the output's).")] = None,  # noqa: UP045
+    ngff_version: Annotated[str, typer.Option("--ngff-version", help="OME-Zarr version: 0.4 or 0.5.")] = "0.4",
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing output.")] = False,
+) -> None:  # fmt: skip
+    """Write a manifest's images as the fields of an OME-Zarr HCS plate (one field at a time; the plate appears
+    only when complete)."""
+    from subcell.io import read_manifest
+    from subcell.io._atomic import check_output
+    from subcell.io.plate_writer import manifest_fields, write_plate
+
+    check_output(output, overwrite=overwrite)
+    fields = manifest_fields(read_manifest(file))  # every row's image opened and checked first
+    write_plate(fields, output, name=name, ngff_version=ngff_version, overwrite=overwrite)
+    wells = len({(f.row, f.column) for f in fields})
+    typer.echo(f"wrote {output}: {len(fields)} fields in {wells} wells")
+
+
 @manifest_app.command("check")
 def manifest_check(
     file: Annotated[Path, typer.Argument(help="Manifest (.csv or .parquet).")],

@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+from subcell.io.plate_writer import column_sort_key, row_sort_key
 from subcell.plotting import png_bytes, subplots
 
 __all__ = ["PLATE_COLUMNS", "READOUTS", "plate_grid", "plate_map_png", "readouts", "well_summary"]
@@ -30,14 +31,6 @@ def readouts(columns: Any) -> dict[str, str]:
     out = {c: title for c, title in READOUTS.items() if c in present}
     out.update({c: f"median {c[: -len('_mean')]} intensity" for c in sorted(present) if c.endswith("_mean")})
     return out
-
-
-def _row_key(row: str) -> tuple[int, str]:
-    return len(row), row  # A … Z, then AA … AF (a 1536-well plate)
-
-
-def _column_key(column: str) -> tuple[int, Any]:
-    return (0, int(column)) if column.isdigit() else (1, column)
 
 
 def well_summary(table: Any, fields: Any = None) -> Any:
@@ -66,7 +59,9 @@ def well_summary(table: Any, fields: Any = None) -> Any:
                                         objects=("objects", "sum"), objects_per_field=("per_frame", "mean"))  # fmt: skip
     for column in readouts(t.columns):
         out[f"median_{column}"] = t.groupby("well")[column].median()
-    order = sorted(out.index, key=lambda w: (_row_key(str(out.at[w, "row"])), _column_key(str(out.at[w, "column"]))))
+    order = sorted(
+        out.index, key=lambda w: (row_sort_key(str(out.at[w, "row"])), column_sort_key(str(out.at[w, "column"])))
+    )
     return out.loc[order].reset_index()
 
 
@@ -74,8 +69,8 @@ def plate_grid(summary: Any, value: str) -> tuple[list[str], list[str], np.ndarr
     """A :func:`well_summary` column laid out as the plate: its rows, its columns and the ``(rows, columns)``
     values (NaN where a well has none). Every row letter and column number between the first and last present is
     kept, so the map has the plate's geometry."""
-    rows = sorted(set(summary["row"]), key=_row_key)
-    columns = sorted(set(summary["column"]), key=_column_key)
+    rows = sorted(set(summary["row"]), key=row_sort_key)
+    columns = sorted(set(summary["column"]), key=column_sort_key)
     if all(c.isdigit() for c in columns) and all(len(r) == 1 and r.isalpha() for r in rows):
         columns = [str(c) for c in range(int(columns[0]), int(columns[-1]) + 1)]
         rows = [chr(c) for c in range(ord(rows[0]), ord(rows[-1]) + 1)]

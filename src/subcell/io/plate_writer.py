@@ -1,0 +1,161 @@
+"""Write images as the fields of an OME-Zarr HCS plate (NGFF ``plate`` / ``well``), e.g. a folder of per-position
+files whose wells the manifest names: ``subcell manifest plate fields.csv screen.zarr``.
+
+Each field is streamed into ``ROW/COLUMN/FIELD`` by the package's OME-Zarr writer (pyramid, µm, channel names,
+provenance), then the plate and well metadata are written; the whole plate is built under a temporary name and
+renamed into place only when every field is written, so a plate that exists is complete. ome-zarr-py writes plate
+metadata too, but not our fields (their pyramids, units and provenance) nor atomically; the metadata itself is a
+few JSON keys.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from subcell.errors import ValueRangeError
+
+__all__ = ["PlateField", "column_sort_key", "manifest_fields", "parse_well", "row_sort_key", "write_plate"]
+
+_WELL = re.compile(r"^([A-Za-z]+)[-_ ]?0*(\d+)$")
+
+
+def parse_well(text: str) -> tuple[str, str]:
+    """``"B3"``, ``"b03"``, ``"AA12"``, ``"B-3"`` → (row, column) as NGFF names them (``"B"``, ``"3"``)."""
+    m = _WELL.match(str(text).strip())
+    if m is None:
+        raise ValueError(f"expected a well such as B3 or B03 (row letters, column number), got {text!r}")
+    return m.group(1).upper(), str(int(m.group(2)))
+
+
+def row_sort_key(row: str) -> tuple[int, str]:
+    """Plate order of rows: A … Z, then AA … AF (a 1536-well plate)."""
+    return len(row), row
+
+
+def column_sort_key(column: str) -> tuple[int, Any]:
+    """Plate order of columns: by number (2 before 10)."""
+    return (0, int(column)) if column.isdigit() else (1, column)
+
+
+@dataclass(frozen=True)
+class PlateField:
+    """One field: its well's row and column, its name in the well (``"0"``, ``"1"``, …), and how to read its image
+    (called when the field is written, so one image at a time is open)."""
+
+    row: str
+    column: str
+    field: str
+    read: Callable[[], Any]
+
+
+def manifest_fields(manifest: Any) -> list[PlateField]:
+    """The fields of a manifest's rows (:class:`~subcell.io.Manifest`): the well from column ``well`` (``B3``) or
+    ``row`` + ``column``; the field from ``field``, else the row's place among its well's rows (``0``, ``1``, …);
+    each read with the row's voxel size, scene, axes and time interval. Every row's problem is reported at once
+    (:class:`~subcell.errors.ManifestError`)."""
+    from subcell.errors import ManifestError
+    from subcell.io.reader import read
+
+    issues: list[str] = []
+    fields: list[PlateField] = []
+    counts: dict[tuple[str, str], int] = {}
+    for r in manifest:
+        meta = r.metadata
+        try:
+            if meta.get("well") is not None:
+                row, column = parse_well(str(meta["well"]))
+            elif meta.get("row") is not None and meta.get("column") is not None:
+                row, column = parse_well(f"{meta['row']}{meta['column']}")
+            else:
+                raise ValueError("expected a column 'well' (e.g. B3), or 'row' and 'column'")
+        except ValueError as e:
+            issues.append(f"row {r.row}, column 'well': value {meta.get('well')!r}: {e}")
+            continue
+        index = counts.get((row, column), 0)
+        counts[(row, column)] = index + 1
+        field = str(meta["field"]) if meta.get("field") is not None else str(index)
+
+        def read_row(r: Any = r) -> Any:
+            return read(r.source, voxel_size=r.voxel_size, scene=r.scene, axes=r.axes, time_interval=r.time_interval)
+
+        fields.append(PlateField(row, column, field.removesuffix(".0"), read_row))
+    if issues:
+        raise ManifestError(manifest.path, issues)
+    return fields
+
+
+def write_plate(fields: Sequence[PlateField], path: str | Path, *, name: str | None = None,
+                ngff_version: str = "0.4", overwrite: bool = False) -> Path:  # fmt: skip
+    """Write ``fields`` as an HCS plate at ``path`` (rows and columns in plate order, the fields of a well in the
+    order given); returns the path. Every field must have the first one's channels. Raises before anything is
+    written for a repeated (row, column, field) or a bad name; a field that cannot be read leaves nothing."""
+    import zarr
+
+    from subcell.io._atomic import check_output, commit, discard, temporary_sibling
+    from subcell.io.ome_zarr_writer import NGFF_VERSIONS, write_ome_zarr
+
+    out = Path(path)
+    if ngff_version not in NGFF_VERSIONS:
+        raise ValueRangeError(f"expected one of {NGFF_VERSIONS}, got {ngff_version!r}", field="ngff_version")
+    if not fields:
+        raise ValueRangeError("no fields to write", field="fields")
+    seen: dict[tuple[str, str, str], int] = {}
+    for i, f in enumerate(fields):
+        key = (f.row, f.column, f.field)
+        if not (f.row.isalnum() and f.column.isalnum() and f.field.isalnum()):
+            raise ValueRangeError(f"field {i}: row {f.row!r}, column {f.column!r} and field {f.field!r} must be "
+                                  "letters and digits (they are folder names)", field="well")  # fmt: skip
+        if key in seen:
+            raise ValueRangeError(f"fields {seen[key]} and {i} are both well {f.row}{f.column}, field {f.field}",
+                                  field="field")  # fmt: skip
+        seen[key] = i
+    check_output(out, overwrite=overwrite)
+    tmp = temporary_sibling(out)
+    fmt = 2 if ngff_version == "0.4" else 3
+    try:
+        root = zarr.open_group(str(tmp), mode="w", zarr_format=fmt)  # type: ignore[arg-type]
+        wells: dict[tuple[str, str], list[str]] = {}
+        channels: list[str] | None = None
+        for f in fields:
+            image = f.read()
+            if channels is None:
+                channels = list(image.channel_names)
+            elif list(image.channel_names) != channels:
+                raise ValueRangeError(f"well {f.row}{f.column} field {f.field}: channels {list(image.channel_names)}"
+                                      f", the plate's are {channels}", field="channels")  # fmt: skip
+            root.require_group(f.row).require_group(f.column)
+            write_ome_zarr(image, tmp / f.row / f.column / f.field, ngff_version=ngff_version)
+            wells.setdefault((f.row, f.column), []).append(f.field)
+        rows = sorted({r for r, _ in wells}, key=row_sort_key)
+        columns = sorted({c for _, c in wells}, key=column_sort_key)
+        ordered = sorted(wells, key=lambda w: (row_sort_key(w[0]), column_sort_key(w[1])))
+        plate = {
+            "name": name or out.name.split(".")[0],
+            "rows": [{"name": r} for r in rows],
+            "columns": [{"name": c} for c in columns],
+            "wells": [
+                {"path": f"{r}/{c}", "rowIndex": rows.index(r), "columnIndex": columns.index(c)} for r, c in ordered
+            ],
+            "field_count": max(len(v) for v in wells.values()),
+        }
+        _set_ome(root, "plate", plate, ngff_version)
+        for (r, c), names in wells.items():
+            _set_ome(root[f"{r}/{c}"], "well", {"images": [{"path": n} for n in names]}, ngff_version)
+    except BaseException:
+        discard(tmp)
+        raise
+    commit(tmp, out)
+    return out
+
+
+def _set_ome(group: Any, key: str, block: dict[str, Any], version: str) -> None:
+    """NGFF metadata ``key`` on a group: top-level attributes with a version inside (0.4), or in the ``ome`` block
+    (0.5)."""
+    if version == "0.4":
+        group.attrs[key] = {**block, "version": version}
+    else:
+        group.attrs["ome"] = {"version": version, key: block}
