@@ -79,3 +79,33 @@ def test_well_names() -> None:
     assert [parse_well(w) for w in ("B3", "b03", "AA12", "C-7")] == [("B", "3"), ("B", "3"), ("AA", "12"), ("C", "7")]
     with pytest.raises(ValueError, match="expected a well"):
         parse_well("3B")
+
+
+@pytest.mark.parametrize(("names", "pattern", "scenes"), [
+    (["B03_s1", "B03_s2", "A01_s1"], r"(?P<well>[A-P]\d+)_s(?P<field>\d+)", ["A/1/1", "B/3/1", "B/3/2"]),
+    (["r02c03f01", "r02c03f02", "r01c01f01"], r"r(?P<row>\d+)c(?P<column>\d+)f(?P<field>\d+)",
+     ["A/1/01", "B/3/01", "B/3/02"]),  # an Opera / Phenix name: row 2 is B
+])  # fmt: skip
+def test_wells_and_fields_from_file_names_make_a_plate(tmp_path: Path, names: list[str], pattern: str,
+                                                       scenes: list[str]) -> None:  # fmt: skip
+    (tmp_path / "run").mkdir()
+    rng = np.random.default_rng(1)
+    arrays = {n: rng.integers(0, 4000, (3, 8, 10)).astype(np.uint16) for n in names}
+    for n, a in arrays.items():
+        tifffile.imwrite(tmp_path / "run" / f"{n}.ome.tif", a, ome=True, metadata=META)
+    assert run(["manifest", "make", str(tmp_path / "m.csv"), str(tmp_path / "run"), "--name-pattern", pattern]) == 0
+    assert run(["manifest", "plate", str(tmp_path / "m.csv"), str(tmp_path / "p.zarr")]) == 0
+    assert io.describe(tmp_path / "p.zarr")["scenes"] == scenes
+    np.testing.assert_array_equal(io.read(tmp_path / "p.zarr", scene=scenes[-1]).numpy()[0, 0], arrays[names[1]])
+
+
+def test_a_file_name_the_pattern_misses_is_a_problem(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    _positions(tmp_path, n=1)
+    assert (
+        run(["manifest", "make", str(tmp_path / "m.csv"), str(tmp_path), "--name-pattern", r"(?P<well>[A-P]\d+)_s"])
+        == 2
+    )
+    assert "file 'pos0.ome.tif': its name does not match --name-pattern" in capsys.readouterr().err
+    assert run(["manifest", "make", str(tmp_path / "m.csv"), str(tmp_path), "--name-pattern", r"pos\d"]) == 2
+    assert "expected named groups such as (?P<well>...)" in capsys.readouterr().err
+    assert not (tmp_path / "m.csv").exists()

@@ -235,6 +235,14 @@ def manifest_make(
     axes: AxesOpt = None,
     time_interval: TimeIntervalOpt = None,
     no_files: Annotated[bool, typer.Option("--no-files", help="Skip opening each image's metadata.")] = False,
+    name_pattern: Annotated[
+        Optional[str],  # noqa: UP045
+        typer.Option(
+            "--name-pattern",
+            help="Regular expression whose named groups become columns, searched in each "
+            "file name, e.g. '(?P<well>[A-P]\\d+)_s(?P<field>\\d+)'.",
+        ),
+    ] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing manifest.")] = False,
 ) -> None:
     """Make a manifest of every image in files and folders (a row per image or scene; a row per field of an
@@ -250,7 +258,7 @@ def manifest_make(
         raise InputFileError(f"manifests are written as {' or '.join(TABLE_SUFFIXES)}", path=output)
     check_output(output, overwrite=overwrite)
     table = make_manifest(inputs, output, scenes=scenes, sequences=sequences, voxel_size=voxel_size, axes=axes,
-                          time_interval=time_interval, check_files=not no_files)  # fmt: skip
+                          time_interval=time_interval, check_files=not no_files, name_pattern=name_pattern)  # fmt: skip
     write_table(table, output, overwrite=overwrite)
     files = table["source"].nunique()
     typer.echo(f"wrote {output}: {len(table)} rows from {files} files" + (" (checked)" if not no_files else ""))

@@ -82,8 +82,9 @@ def make_manifest(
     axes: str | None = None,
     time_interval: float | None = None,
     check_files: bool = True,
+    name_pattern: str | None = None,
 ) -> Any:
-    """The rows of a manifest of every image in ``inputs`` (files and folders, :func:`image_files`), as a
+    r"""The rows of a manifest of every image in ``inputs`` (files and folders, :func:`image_files`), as a
     DataFrame, validated by :func:`~subcell.io.manifest_from_records` (with ``check_files``, every image's
     metadata opened, as ``manifest check`` does). Nothing is written here.
 
@@ -95,7 +96,9 @@ def make_manifest(
     a file that states its own keeps it, so one call can span folders of both kinds). ``axes``: of every plain
     TIFF whose file does not state them. Ids are the paths below the input folder without suffix (``plate1/A01`` →
     ``plate1_A01``, a scene's with ``_s<index>``), after the input's own name when there are several inputs
-    (``run2_plate1_A01``). Raises :class:`ManifestError` listing every file that cannot be read, or none
+    (``run2_plate1_A01``). ``name_pattern``: a regular expression whose named groups become columns, searched in each
+    file's name (``(?P<well>[A-P]\d+)_s(?P<field>\d+)`` on ``B03_s2.tif`` gives ``well`` B03, ``field`` 2); a
+    file whose name does not match is a problem. Raises :class:`ManifestError` listing every file that cannot be read, or none
     found.
     """
     import pandas as pd
@@ -120,12 +123,19 @@ def make_manifest(
     )
     records: list[dict[str, Any]] = []
     issues: list[str] = []
+    pattern = _name_pattern(name_pattern, out)
     images = [one for f, parts in files for one in _collection_members(f, parts)]
     for f, parts, layout in images:
         row_id = "_".join(parts)
         source = os.path.relpath(f, base)
         names: list[str] = []
         extra: dict[str, Any] = {"axes": axes_for(f, axes), **layout}
+        if pattern is not None and not layout:  # (a collection's images have their columns)
+            found = pattern.search(f.name)
+            if found is None:
+                issues.append(f"file {source!r}: its name does not match --name-pattern {pattern.pattern!r}")
+                continue
+            extra.update({k: v for k, v in found.groupdict().items() if v is not None})
         if scenes or given_vs or time_interval is not None:
             try:  # the header says what the file states (a missing voxel size is reported, not raised)
                 head = describe(f, axes=extra["axes"])
@@ -159,3 +169,20 @@ def _collection_members(path: Path, parts: tuple[str, ...]) -> list[tuple[Path, 
     if path.is_dir() and ngff_kind(path) in ("plate", "series"):
         return [(path / im.path, (*parts, *im.path.split("/")), im.columns) for im in collection_images(path)]
     return [(path, parts, {})]
+
+
+def _name_pattern(pattern: str | None, out: Path) -> Any:
+    """``pattern`` compiled; it must name at least one group (the columns it gives), and not ``source`` or ``axes``
+    (what the file is and how it is read)."""
+    import re
+
+    if pattern is None:
+        return None
+    try:
+        compiled = re.compile(pattern)
+    except re.error as e:
+        raise ManifestError(out, [f"--name-pattern {pattern!r}: not a regular expression ({e})"]) from None
+    if not compiled.groupindex or set(compiled.groupindex) & {"source", "axes"}:
+        raise ManifestError(out, [f"--name-pattern {pattern!r}: expected named groups such as (?P<well>...), not "
+                                  "'source' or 'axes'"])  # fmt: skip
+    return compiled

@@ -31,6 +31,17 @@ def parse_well(text: str) -> tuple[str, str]:
     return m.group(1).upper(), str(int(m.group(2)))
 
 
+def _row_letters(n: int) -> str:
+    """Row number → letters as plates name rows: 1 → A, 26 → Z, 27 → AA."""
+    if n < 1:
+        raise ValueError(f"expected a row number from 1, got {n}")
+    letters = ""
+    while n:
+        n, r = divmod(n - 1, 26)
+        letters = chr(65 + r) + letters
+    return letters
+
+
 def row_sort_key(row: str) -> tuple[int, str]:
     """Plate order of rows: A … Z, then AA … AF (a 1536-well plate)."""
     return len(row), row
@@ -69,7 +80,9 @@ def manifest_fields(manifest: Any) -> list[PlateField]:
             if meta.get("well") is not None:
                 row, column = parse_well(str(meta["well"]))
             elif meta.get("row") is not None and meta.get("column") is not None:
-                row, column = parse_well(f"{meta['row']}{meta['column']}")
+                row = str(meta["row"]).strip()
+                row = _row_letters(int(row)) if row.isdigit() else row  # r02c03 (Opera, Phenix): row 2 is B
+                row, column = parse_well(f"{row}{str(meta['column']).strip()}")
             else:
                 raise ValueError("expected a column 'well' (e.g. B3), or 'row' and 'column'")
         except ValueError as e:
