@@ -100,6 +100,12 @@ def _info_text(d: dict[str, Any]) -> str:
         ("chunks", " × ".join(str(c) for c in d["chunks"])),
         ("size", f"{_human(d['size_bytes'])} in memory, {_human(d['file_bytes'])} on disk"),
     ]
+    if "plate" in d:
+        pl = d["plate"]
+        few, most = pl["fields_per_well"]
+        rows.append(("plate", f"{pl['name']}: {pl['wells']} wells in rows {pl['rows'][0]}–{pl['rows'][-1]}, columns "
+                              f"{pl['columns'][0]}–{pl['columns'][-1]}; {few if few == most else f'{few}–{most}'} "
+                              "fields per well"))  # fmt: skip
     if d["labels"]:
         rows.append(("labels", ", ".join(d["labels"])))
     for note in d["notes"]:

@@ -70,7 +70,29 @@ def describe(
         labels=label_names(_scene_group(p, raw.scene)),
         notes=list(raw.notes),
     )
+    plate = _plate_summary(p)
+    if plate is not None:
+        info["plate"] = plate
     return info
+
+
+def _plate_summary(p: Path) -> dict[str, Any] | None:
+    """An HCS plate's layout: its name, rows and columns used, wells, and fields per well (fewest, most)."""
+    from subcell.io._ngff import collection_images, ngff_kind
+
+    if not p.is_dir() or ngff_kind(p) != "plate":
+        return None
+    from subcell.io.plate_writer import column_sort_key, row_sort_key
+
+    images = collection_images(p)
+    per_well: dict[str, int] = {}
+    for im in images:
+        per_well[im.columns["well"]] = per_well.get(im.columns["well"], 0) + 1
+    rows = sorted({im.columns["row"] for im in images}, key=row_sort_key)
+    columns = sorted({im.columns["column"] for im in images}, key=column_sort_key)
+    return {"name": images[0].columns["plate"] if images else p.name, "rows": rows, "columns": columns,
+            "wells": len(per_well), "fields_per_well": [min(per_well.values(), default=0),
+                                                         max(per_well.values(), default=0)]}  # fmt: skip
 
 
 def _scene_group(p: Path, scene: str | None) -> Path:
