@@ -11,7 +11,6 @@ Nothing of the image itself is touched; an existing label of that name needs ``o
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
@@ -73,7 +72,7 @@ def prepare_label(path: Path, *, shape: tuple[int, ...], voxel_size: tuple[float
 def register_label(path: Path) -> None:
     """List ``NAME`` (``path`` = ``IMAGE/labels/NAME``, just written) in the ``labels`` group's metadata: the file
     is written under a temporary name and renamed over the old one, so a reader sees the old list or the new."""
-    from subcell.io._atomic import temporary_sibling
+    from subcell.io._atomic import atomic_output
 
     image = image_of_label(path)
     assert image is not None
@@ -84,6 +83,5 @@ def register_label(path: Path) -> None:
     if path.name in names:
         return
     attrs["labels"] = [*names, path.name]
-    tmp = temporary_sibling(meta)
-    tmp.write_text(json.dumps(doc, indent=2))
-    os.replace(tmp, meta)
+    with atomic_output(meta, overwrite=True) as tmp:
+        tmp.write_text(json.dumps(doc, indent=2))

@@ -108,7 +108,7 @@ def write_plate(fields: Sequence[PlateField], path: str | Path, *, name: str | N
     written for a repeated (row, column, field) or a bad name; a field that cannot be read leaves nothing."""
     import zarr
 
-    from subcell.io._atomic import check_output, commit, discard, temporary_sibling
+    from subcell.io._atomic import atomic_output
     from subcell.io.ome_zarr_writer import NGFF_VERSIONS, write_ome_zarr
 
     out = Path(path)
@@ -126,10 +126,8 @@ def write_plate(fields: Sequence[PlateField], path: str | Path, *, name: str | N
             raise ValueRangeError(f"fields {seen[key]} and {i} are both well {f.row}{f.column}, field {f.field}",
                                   field="field")  # fmt: skip
         seen[key] = i
-    check_output(out, overwrite=overwrite)
-    tmp = temporary_sibling(out)
     fmt = 2 if ngff_version == "0.4" else 3
-    try:
+    with atomic_output(out, overwrite=overwrite) as tmp:  # the whole plate, or nothing
         root = zarr.open_group(str(tmp), mode="w", zarr_format=fmt)  # type: ignore[arg-type]
         wells: dict[tuple[str, str], list[str]] = {}
         channels: list[str] | None = None
@@ -158,10 +156,6 @@ def write_plate(fields: Sequence[PlateField], path: str | Path, *, name: str | N
         _set_ome(root, "plate", plate, ngff_version)
         for (r, c), names in wells.items():
             _set_ome(root[f"{r}/{c}"], "well", {"images": [{"path": n} for n in names]}, ngff_version)
-    except BaseException:
-        discard(tmp)
-        raise
-    commit(tmp, out)
     return out
 
 
