@@ -368,26 +368,18 @@ def _plate_part(dataset: Path, sec: Any) -> None:
 
 
 def _fields_run(folder: Path) -> Any:
-    """``id``, ``plate``, ``well``, ``row``, ``column`` of the items a batch finished, from the manifest it ran on (a field
-    without objects has no row in the gathered tables, yet ran); None when that manifest cannot be read."""
+    """``id``, ``plate``, ``well``, ``row``, ``column`` of the items a batch finished, with the columns its manifest
+    gave them (:func:`subcell.batch.chain.batch_manifest`: a field without objects has no row in the gathered
+    tables, yet ran); None when they are not known."""
     import pandas as pd
 
     from subcell.batch.chain import batch_manifest
-    from subcell.batch.items import row_id
-    from subcell.batch.runner import TABLE, is_batch_folder, read_batch_state
     from subcell.errors import SubcellError
-    from subcell.io import read_manifest, read_table
 
-    source = read_batch_state(folder).get("manifest")
     try:
-        if source is None:
-            return None
-        rows = batch_manifest(source)[0] if is_batch_folder(source) else read_manifest(source, check_files=False,
-                                                                                       require_files=False)  # fmt: skip
+        rows, _ = batch_manifest(folder)
     except SubcellError:
         return None
-    status = read_table(folder / TABLE, what="batch table")
-    ran = set(status.id[status.status.isin(("done", "skipped"))].astype(str))
-    known = [{"id": row_id(r), **{c: r.metadata.get(c) for c in ("plate", "well", "row", "column")}} for r in rows]
-    table = pd.DataFrame([k for k in known if k["id"] in ran and k["well"] is not None])
+    known = [{"id": r.id, **{c: r.metadata.get(c) for c in ("plate", "well", "row", "column")}} for r in rows]
+    table = pd.DataFrame([k for k in known if k["well"] is not None])
     return table if len(table) else None
