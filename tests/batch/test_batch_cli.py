@@ -463,6 +463,19 @@ def test_a_plates_labels_go_into_its_fields_and_a_rerun_skips_them(
     err = cli_user_error(capsys, "batch", "measure", str(tmp_path / "m.csv"), str(tmp_path / "x"), "--into-labels",
                          "nuclei")  # fmt: skip
     assert "measure does not write labels; --into-labels is for segment, labelfree-nuclei" in err
+    import tifffile  # a source that is no OME-Zarr image has nowhere to take a label: its row is refused
+
+    tifffile.imwrite(tmp_path / "pos.ome.tif", _nuclei_field(1), ome=True, metadata={"axes": "ZYX"})
+    pd.DataFrame({"source": ["pos.ome.tif"], "voxel_size_z": [0.5], "voxel_size_y": [0.2], "voxel_size_x": [0.2]}
+                 ).to_csv(tmp_path / "tif.csv", index=False)  # fmt: skip
+    assert run(["batch", "segment", str(tmp_path / "tif.csv"), str(tmp_path / "y"), "--into-labels", "nuclei", "-w",
+                "nucleus"]) == 2  # fmt: skip
+    err = capsys.readouterr().err
+    assert (
+        "row 1, column 'source'" in err
+        and "--into-labels needs an OME-Zarr image" in err
+        and not (tmp_path / "y").exists()
+    )
 
 
 def test_a_batch_over_two_plates_maps_each_plate(tmp_path: Path) -> None:
