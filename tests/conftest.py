@@ -135,9 +135,11 @@ def write_ngff_image(array: np.ndarray, group: object, fmt: object, scale_um: di
                                        axes_units={a: "micrometer" for a in "zyx"})  # fmt: skip
 
 
-def write_bioformats2raw(path: Path, arrays: list[np.ndarray], names: list[str] | None, listed: bool) -> None:
+def write_bioformats2raw(path: Path, arrays: list[np.ndarray], names: list[str] | None, listed: bool,
+                         plate_xml: str = "") -> None:  # fmt: skip
     """A bioformats2raw layout (NGFF 0.4, as bioformats2raw writes): a group per series, the OME group listing them
-    (``listed``) and the companion OME-XML naming them (``names``)."""
+    (``listed``) and the companion OME-XML naming them (``names``), with ``plate_xml`` (a ``Plate`` element, as
+    ``--no-hcs`` leaves it) before the images."""
     import zarr
     from ome_zarr.format import FormatV04
 
@@ -151,7 +153,8 @@ def write_bioformats2raw(path: Path, arrays: list[np.ndarray], names: list[str] 
     if names is not None:
         images = "".join(f'<Image ID="Image:{i}" Name="{n}"/>' for i, n in enumerate(names))
         (path / "OME" / "METADATA.ome.xml").write_text(
-            f'<?xml version="1.0"?><OME xmlns="http://www.openmicroscopy.org/Schemas/OME/2016-06">{images}</OME>'
+            f'<?xml version="1.0"?><OME xmlns="http://www.openmicroscopy.org/Schemas/OME/2016-06">{plate_xml}{images}'
+            "</OME>"
         )
 
 

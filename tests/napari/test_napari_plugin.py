@@ -215,6 +215,22 @@ def test_a_bioformats2raw_store_opens_series_by_series(tmp_path: Path) -> None:
     layers = _open(ViewerModel(), tmp_path / "run.zarr")
     assert [lay.name for lay in layers] == ["left c0", "right c0"] and [lay.visible for lay in layers] == [True, False]
     assert [int(np.asarray(lay.data).max()) for lay in layers] == [5, 6]
+    # a plate converted with --no-hcs: its OME-XML places the series in wells, so it opens as a plate mosaic
+    plate = (
+        '<Plate ID="Plate:0" Name="p"><Well ID="Well:0" Row="0" Column="0"><WellSample ID="WellSample:0" '
+        'Index="0"><ImageRef ID="Image:1"/></WellSample></Well><Well ID="Well:1" Row="1" Column="2">'
+        '<WellSample ID="WellSample:1" Index="1"><ImageRef ID="Image:0"/></WellSample></Well></Plate>'
+    )
+    write_bioformats2raw(tmp_path / "p.zarr", [np.full((2, 4, 4), v, np.uint16) for v in (5, 6)], ["left", "right"],
+                         listed=True, plate_xml=plate)  # fmt: skip
+    image, wells = _open(ViewerModel(), tmp_path / "p.zarr")
+    assert sorted(wells.features["well"]) == ["A1", "B3"]
+    origins = image.metadata["field_origin_px"]
+    assert origins["right"] == (0, 0) and origins["left"][0] > 4 and origins["left"][1] > 2 * 4  # B3: row 2, column 3
+    mosaic = np.asarray(image.data[0] if image.multiscale else image.data)[0, 0]
+    (y, x) = origins["left"]
+    assert (mosaic[0:4, 0:4] == 6).all() and (mosaic[y : y + 4, x : x + 4] == 5).all()
+    assert mosaic.sum() == 16 * (5 + 6)
 
 
 def test_forms_are_the_configs() -> None:

@@ -246,7 +246,7 @@ def manifest_make(
         typer.Option(
             "--name-pattern",
             help="Regular expression whose named groups become columns, searched in each "
-            "file name, e.g. '(?P<well>[A-P]\\d+)_s(?P<field>\\d+)'.",
+            "file name (with --scenes, each scene's name first), e.g. '(?P<well>[A-P]\\d+)_s(?P<field>\\d+)'.",
         ),
     ] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing manifest.")] = False,
@@ -274,7 +274,8 @@ def manifest_make(
 def manifest_plate(
     file: Annotated[Path, typer.Argument(help="Manifest (.csv or .parquet) with a column 'well' (B3) or 'row' and 'column', and optionally 'field'.")],
     output: Annotated[Path, typer.Argument(help="The plate to write (.zarr).")],
-    name: Annotated[Optional[str], typer.Option("--name", help="Plate name (default: the output's).")] = None,  # noqa: UP045
+    name: Annotated[Optional[str], typer.Option("--name", help="Plate name (default: the manifest's column 'plate', else the output's).")] = None,  # noqa: UP045
+    plate: Annotated[Optional[str], typer.Option("--plate", help="Only the rows of this plate (column 'plate'), for a manifest of several.")] = None,  # noqa: UP045
     ngff_version: Annotated[str, typer.Option("--ngff-version", help="OME-Zarr version: 0.4 or 0.5.")] = "0.4",
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing output.")] = False,
 ) -> None:  # fmt: skip
@@ -282,10 +283,12 @@ def manifest_plate(
     only when complete)."""
     from subcell.io import read_manifest
     from subcell.io._atomic import check_output
-    from subcell.io.plate_writer import manifest_fields, write_plate
+    from subcell.io.plate_writer import manifest_fields, manifest_plates, write_plate
 
     check_output(output, overwrite=overwrite)
-    fields = manifest_fields(read_manifest(file))  # every row's image opened and checked first
+    manifest = read_manifest(file)  # every row's image opened and checked first
+    fields = manifest_fields(manifest, plate)
+    name = name or plate or next(iter(manifest_plates(manifest)), None)
     write_plate(fields, output, name=name, ngff_version=ngff_version, overwrite=overwrite)
     wells = len({(f.row, f.column) for f in fields})
     typer.echo(f"wrote {output}: {len(fields)} fields in {wells} wells")

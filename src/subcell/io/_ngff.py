@@ -25,6 +25,7 @@ from subcell.errors import InputFileError
 from subcell.io._raw import RawImage
 from subcell.io._tiff import scene_index
 from subcell.io._units import LENGTH_UM, TIME_S
+from subcell.io.ome_xml import ome_collection
 
 __all__ = ["CollectionImage", "collection_images", "group_attrs", "json_attrs", "ngff_kind", "read_ome_zarr"]
 
@@ -140,7 +141,8 @@ def _plate_images(path: Path, group: Any, plate: dict[str, Any]) -> list[Collect
 
 def _series_images(path: Path, group: Any) -> list[CollectionImage]:
     """bioformats2raw: the series its ``OME`` group lists, else the groups ``0``, ``1``, … up to the first gap;
-    named as the companion ``OME/METADATA.ome.xml`` names its images when every name is there and unique."""
+    named as the companion ``OME/METADATA.ome.xml`` names its images when every name is there and unique, with
+    the well and field that document's plate gives each (columns ``plate``, ``well``, … as a plate's fields)."""
     try:
         series = [str(s) for s in group_attrs(group["OME"]).get("series") or []]
     except KeyError:
@@ -150,22 +152,13 @@ def _series_images(path: Path, group: Any) -> list[CollectionImage]:
         while str(i) in members:
             series.append(str(i))
             i += 1
-    names = _ome_xml_image_names(path / "OME" / "METADATA.ome.xml")
+    ome = ome_collection(path / "OME" / "METADATA.ome.xml")
+    names = ome.names
     if len(names) != len(series) or len(set(names)) != len(names) or not all(names):
         names = series
-    return [CollectionImage(n, s, {"series": s}) for n, s in zip(names, series, strict=True)]
-
-
-def _ome_xml_image_names(xml: Path) -> list[str]:
-    """``Name`` of each ``Image`` of an OME-XML file, in order (an unnamed one ""); empty if unreadable. The
-    standard library's parser: a few attributes do not need ome-types' model (and its import time)."""
-    import xml.etree.ElementTree as ET
-
-    try:
-        root = ET.parse(xml).getroot()
-    except (OSError, ET.ParseError):
-        return []
-    return [el.get("Name", "") for el in root if el.tag.rsplit("}", 1)[-1] == "Image"]
+    # a plate converted with --no-hcs: each series keeps its well and field from the OME-XML
+    wells = [ome.wells.get(int(s) if s.isdigit() else i, {}) for i, s in enumerate(series)]
+    return [CollectionImage(n, s, {"series": s, **w}) for n, s, w in zip(names, series, wells, strict=True)]
 
 
 def _multiscale(

@@ -20,8 +20,9 @@ import numpy as np
 
 from subcell.errors import InputFileError, MetadataError
 from subcell.io._raw import RawImage, map_axes
+from subcell.io.ome_xml import OmeCollection, ome_collection
 
-__all__ = ["check_tiff_complete", "open_tiff", "read_tiff", "scene_index"]
+__all__ = ["check_tiff_complete", "ome_tiff_collection", "open_tiff", "read_tiff", "scene_index"]
 
 # µm per unit for the length units ImageJ writes
 _UNITS_UM = {
@@ -53,6 +54,14 @@ def open_tiff(path: Path) -> Any:
         raise InputFileError(f"not a readable TIFF file ({e})", path=path) from None
     except (OSError, ValueError, struct.error) as e:
         raise InputFileError(f"not a readable TIFF file ({type(e).__name__}: {e})", path=path) from None
+
+
+def ome_tiff_collection(path: Path) -> OmeCollection:
+    """The images of an OME-TIFF as its OME-XML lists them (names; wells and fields where it states a plate, as an
+    HCS acquisition exported by Bio-Formats does); no images for a TIFF without OME-XML."""
+    with open_tiff(path) as tf:
+        xml = tf.ome_metadata if tf.is_ome else None
+    return ome_collection(xml, path.name) if xml else OmeCollection([])
 
 
 def check_tiff_complete(tf: Any, path: Path) -> None:

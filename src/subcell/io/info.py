@@ -77,22 +77,31 @@ def describe(
 
 
 def _plate_summary(p: Path) -> dict[str, Any] | None:
-    """An HCS plate's layout: its name, rows and columns used, wells, and fields per well (fewest, most)."""
+    """An HCS plate's layout: its name, rows and columns used, wells, and fields per well (fewest, most); of an
+    OME-Zarr plate, a bioformats2raw store whose OME-XML states a plate, or an OME-TIFF whose OME-XML does."""
     from subcell.io._ngff import collection_images, ngff_kind
+    from subcell.io._tiff import ome_tiff_collection
+    from subcell.io.reader import detect_format
 
-    if not p.is_dir() or ngff_kind(p) != "plate":
+    if p.is_dir():
+        if ngff_kind(p) not in ("plate", "series"):
+            return None
+        wells = [im.columns for im in collection_images(p) if "well" in im.columns]
+    elif detect_format(p) in ("ome-tiff", "tiff"):
+        wells = list(ome_tiff_collection(p).wells.values())
+    else:
+        return None
+    if not wells:
         return None
     from subcell.io.plate_writer import column_sort_key, row_sort_key
 
-    images = collection_images(p)
-    per_well: dict[str, int] = {}
-    for im in images:
-        per_well[im.columns["well"]] = per_well.get(im.columns["well"], 0) + 1
-    rows = sorted({im.columns["row"] for im in images}, key=row_sort_key)
-    columns = sorted({im.columns["column"] for im in images}, key=column_sort_key)
-    return {"name": images[0].columns["plate"] if images else p.name, "rows": rows, "columns": columns,
-            "wells": len(per_well), "fields_per_well": [min(per_well.values(), default=0),
-                                                         max(per_well.values(), default=0)]}  # fmt: skip
+    per_well: dict[tuple[str, str], int] = {}
+    for w in wells:
+        per_well[(w["plate"], w["well"])] = per_well.get((w["plate"], w["well"]), 0) + 1
+    rows = sorted({w["row"] for w in wells}, key=row_sort_key)
+    columns = sorted({w["column"] for w in wells}, key=column_sort_key)
+    return {"name": ", ".join(dict.fromkeys(w["plate"] for w in wells)), "rows": rows, "columns": columns,
+            "wells": len(per_well), "fields_per_well": [min(per_well.values()), max(per_well.values())]}  # fmt: skip
 
 
 def _scene_group(p: Path, scene: str | None) -> Path:

@@ -12,7 +12,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from subcell.errors import ManifestError, SubcellError
+from subcell.errors import ManifestError, MetadataError, SubcellError
 from subcell.image import VoxelSize
 
 __all__ = ["IMAGE_SUFFIXES", "image_files", "make_manifest"]
@@ -97,8 +97,10 @@ def make_manifest(
     TIFF whose file does not state them. Ids are the paths below the input folder without suffix (``plate1/A01`` →
     ``plate1_A01``, a scene's with ``_s<index>``), after the input's own name when there are several inputs
     (``run2_plate1_A01``). ``name_pattern``: a regular expression whose named groups become columns, searched in each
-    file's name (``(?P<well>[A-P]\d+)_s(?P<field>\d+)`` on ``B03_s2.tif`` gives ``well`` B03, ``field`` 2); a
-    file whose name does not match is a problem. Raises :class:`ManifestError` listing every file that cannot be read, or none
+    file's name (``(?P<well>[A-P]\d+)_s(?P<field>\d+)`` on ``B03_s2.tif`` gives ``well`` B03, ``field`` 2), and
+    with ``scenes`` in each scene's name first (column ``scene_name``; an OME-TIFF's images by their ``Name``); a
+    name that does not match is a problem. An OME-TIFF whose OME-XML states a plate gives a row per field like an
+    OME-Zarr plate (its ``scene`` and well columns; images in no well left out). Raises :class:`ManifestError` listing every file that cannot be read, or none
     found.
     """
     import pandas as pd
@@ -124,33 +126,41 @@ def make_manifest(
     records: list[dict[str, Any]] = []
     issues: list[str] = []
     pattern = _name_pattern(name_pattern, out)
-    images = [one for f, parts in files for one in _collection_members(f, parts)]
+    images: list[tuple[Path, tuple[str, ...], dict[str, str]]] = []
+    for f, parts in files:
+        try:
+            images += _collection_members(f, parts)
+        except SubcellError as e:
+            issues.append(f"file {os.path.relpath(f, base)!r}: {e.message}")
     for f, parts, layout in images:
         row_id = "_".join(parts)
         source = os.path.relpath(f, base)
         names: list[str] = []
         extra: dict[str, Any] = {"axes": axes_for(f, axes), **layout}
-        if pattern is not None and not layout:  # (a collection's images have their columns)
-            found = pattern.search(f.name)
-            if found is None:
-                issues.append(f"file {source!r}: its name does not match --name-pattern {pattern.pattern!r}")
-                continue
-            extra.update({k: v for k, v in found.groupdict().items() if v is not None})
         if scenes or given_vs or time_interval is not None:
             try:  # the header says what the file states (a missing voxel size is reported, not raised)
-                head = describe(f, axes=extra["axes"])
+                head = describe(f, axes=extra["axes"], scene=layout.get("scene"))
             except SubcellError as e:
                 issues.append(f"file {source!r}: {e.message}")
                 continue
-            names = list(head["scenes"]) if scenes else []
+            names = _scene_names(f, head["scenes"]) if scenes and "scene" not in layout else []
             if head["voxel_size_um"] is None:
                 extra.update(given_vs)
             if head["time_interval_s"] is None and time_interval is not None:
                 extra["time_interval"] = float(time_interval)
-        if len(names) > 1:
-            records += [{"id": f"{row_id}_s{i}", "source": source, "scene": str(i), **extra} for i in range(len(names))]
-        else:
-            records.append({"id": row_id, "source": source, **extra})
+        rows = ([{"id": f"{row_id}_s{i}", "source": source, "scene": str(i), "scene_name": name, **extra}
+                 for i, name in enumerate(names)] if len(names) > 1
+                else [{"id": row_id, "source": source, **extra}])  # fmt: skip
+        if pattern is not None and "plate" not in layout:  # (a plate's images have their wells)
+            for r in rows:  # a scene's name first (a position named for its well), then the file's
+                found = next((m for text in (r.get("scene_name"), f.name) if text and (m := pattern.search(text))),
+                             None)  # fmt: skip
+                if found is None:
+                    what = f"file {source!r}" + (f" scene {r['scene_name']!r}" if "scene_name" in r else "")
+                    issues.append(f"{what}: its name does not match --name-pattern {pattern.pattern!r}")
+                    continue
+                r.update({k: v for k, v in found.groupdict().items() if v is not None})
+        records += rows
     if issues:
         if not sequences and any(detect_format(f.parent) == "tiff" for f, _ in files):  # (a folder: a sequence)
             issues.append("(a folder of numbered TIFFs, one file per frame, is one image with --sequences)")
@@ -162,13 +172,36 @@ def make_manifest(
 
 
 def _collection_members(path: Path, parts: tuple[str, ...]) -> list[tuple[Path, tuple[str, ...], dict[str, str]]]:
-    """(image, id parts, manifest columns) of each image of an OME-Zarr collection at ``path``; the path itself,
-    without columns, for anything else."""
+    """(image, id parts, manifest columns) of each image of an OME-Zarr collection at ``path``, or of each image an
+    OME-TIFF's plate places (its ``scene`` and well); the path itself, without columns, for anything else."""
     from subcell.io._ngff import collection_images, ngff_kind
+    from subcell.io._tiff import ome_tiff_collection
+    from subcell.io.reader import detect_format
 
     if path.is_dir() and ngff_kind(path) in ("plate", "series"):
         return [(path / im.path, (*parts, *im.path.split("/")), im.columns) for im in collection_images(path)]
+    if detect_format(path) in ("ome-tiff", "tiff") and path.is_file():
+        ome = ome_tiff_collection(path)
+        if ome.problems:
+            raise MetadataError(ome.problems[0], path=path, field="plate")
+        several = len({w["plate"] for w in ome.wells.values()}) > 1
+        return [(path, (*parts, *([w["plate"]] if several else []), w["row"], w["column"], w["field"]),
+                 {**w, "scene": str(i), **({"scene_name": ome.names[i]} if ome.names[i] else {})})
+                for i, w in sorted(ome.wells.items()) if i in ome.local] or [(path, parts, {})]  # fmt: skip
     return [(path, parts, {})]
+
+
+def _scene_names(path: Path, scenes: list[str]) -> list[str]:
+    """The scenes' names as people read them: an OME-TIFF's images by their ``Name`` (its scenes are ``Image:0``,
+    ``Image:1`` …), where every image has one; else the reader's scene names."""
+    from subcell.io._tiff import ome_tiff_collection
+    from subcell.io.reader import detect_format
+
+    if detect_format(path) in ("ome-tiff", "tiff") and path.is_file():
+        names = ome_tiff_collection(path).names
+        if len(names) == len(scenes) and all(names):
+            return names
+    return scenes
 
 
 def _name_pattern(pattern: str | None, out: Path) -> Any:

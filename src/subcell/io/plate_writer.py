@@ -17,8 +17,17 @@ from pathlib import Path
 from typing import Any
 
 from subcell.errors import ValueRangeError
+from subcell.io.ome_xml import row_letters
 
-__all__ = ["PlateField", "column_sort_key", "manifest_fields", "parse_well", "row_sort_key", "write_plate"]
+__all__ = [
+    "PlateField",
+    "column_sort_key",
+    "manifest_fields",
+    "manifest_plates",
+    "parse_well",
+    "row_sort_key",
+    "write_plate",
+]
 
 _WELL = re.compile(r"^([A-Za-z]+)[-_ ]?0*(\d+)$")
 
@@ -29,17 +38,6 @@ def parse_well(text: str) -> tuple[str, str]:
     if m is None:
         raise ValueError(f"expected a well such as B3 or B03 (row letters, column number), got {text!r}")
     return m.group(1).upper(), str(int(m.group(2)))
-
-
-def _row_letters(n: int) -> str:
-    """Row number → letters as plates name rows: 1 → A, 26 → Z, 27 → AA."""
-    if n < 1:
-        raise ValueError(f"expected a row number from 1, got {n}")
-    letters = ""
-    while n:
-        n, r = divmod(n - 1, 26)
-        letters = chr(65 + r) + letters
-    return letters
 
 
 def row_sort_key(row: str) -> tuple[int, str]:
@@ -63,25 +61,41 @@ class PlateField:
     read: Callable[[], Any]
 
 
-def manifest_fields(manifest: Any) -> list[PlateField]:
+def manifest_plates(manifest: Any) -> list[str]:
+    """The plates a manifest's column ``plate`` names, in order of first appearance (none without the column)."""
+    return list(dict.fromkeys(str(r.metadata["plate"]) for r in manifest if r.metadata.get("plate") is not None))
+
+
+def manifest_fields(manifest: Any, plate: str | None = None) -> list[PlateField]:
     """The fields of a manifest's rows (:class:`~subcell.io.Manifest`): the well from column ``well`` (``B3``) or
     ``row`` + ``column``; the field from ``field``, else the row's place among its well's rows (``0``, ``1``, …);
-    each read with the row's voxel size, scene, axes and time interval. Every row's problem is reported at once
-    (:class:`~subcell.errors.ManifestError`)."""
+    each read with the row's voxel size, scene, axes and time interval. ``plate``: only the rows of that plate
+    (column ``plate``), which a manifest of several plates needs (their wells share names). Every row's problem is
+    reported at once (:class:`~subcell.errors.ManifestError`)."""
     from subcell.errors import ManifestError
     from subcell.io.reader import read
 
+    plates = manifest_plates(manifest)
+    if plate is None and len(plates) > 1:
+        shown = ", ".join(plates[:10]) + (", …" if len(plates) > 10 else "")
+        raise ManifestError(manifest.path, [f"column 'plate': the rows are of {len(plates)} plates ({shown}); "
+                                            "write one at a time (--plate NAME)"])  # fmt: skip
+    if plate is not None and plate not in plates:
+        raise ManifestError(manifest.path, [f"column 'plate': no row of plate {plate!r}; the manifest has "
+                                            f"{', '.join(plates[:10]) or 'no plate column'}"])  # fmt: skip
     issues: list[str] = []
     fields: list[PlateField] = []
     counts: dict[tuple[str, str], int] = {}
     for r in manifest:
         meta = r.metadata
+        if plate is not None and str(meta.get("plate")) != plate:
+            continue
         try:
             if meta.get("well") is not None:
                 row, column = parse_well(str(meta["well"]))
             elif meta.get("row") is not None and meta.get("column") is not None:
                 row = str(meta["row"]).strip()
-                row = _row_letters(int(row)) if row.isdigit() else row  # r02c03 (Opera, Phenix): row 2 is B
+                row = row_letters(int(row)) if row.isdigit() else row  # r02c03 (Opera, Phenix): row 2 is B
                 row, column = parse_well(f"{row}{str(meta['column']).strip()}")
             else:
                 raise ValueError("expected a column 'well' (e.g. B3), or 'row' and 'column'")

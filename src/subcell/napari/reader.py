@@ -62,6 +62,12 @@ def _kind(p: Path) -> str | None:
     if kind == "plate":
         return "plate"
     if kind == "series":
+        from subcell.io._ngff import collection_images
+
+        images = collection_images(p)  # a plate converted with --no-hcs: its OME-XML places every series in a well
+        if images and len({im.columns.get("plate") for im in images}) == 1 and all("well" in im.columns
+                                                                                   for im in images):  # fmt: skip
+            return "plate"
         return "scenes"  # a bioformats2raw layout: its series are scenes, as a multi-series file's
     if p.is_dir() and any((p / m).is_file() for m in ("zarr.json", ".zattrs")):
         return "ome-zarr"

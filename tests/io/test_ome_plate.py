@@ -1,0 +1,148 @@
+"""Plates and positions stated in OME-XML: an OME-TIFF exported from an HCS acquisition (Bio-Formats writes the
+plate's wells and fields into its OME-XML) gives a manifest row per field with its well, as an OME-Zarr plate does,
+and becomes an NGFF plate with `manifest plate`; scene names give wells through --name-pattern."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import tifffile
+
+from subcell import io
+from subcell.cli.main import run
+from subcell.io.ome_xml import ome_collection
+from tests.conftest import write_bioformats2raw
+
+META = {"axes": "ZYX", "PhysicalSizeZ": 0.5, "PhysicalSizeY": 0.2, "PhysicalSizeX": 0.2}
+NS = "http://www.openmicroscopy.org/Schemas/OME/2016-06"
+
+
+def _plate_xml(wells: dict[tuple[int, int], list[int]], name: str = "screen1", plate_id: int = 0) -> str:
+    """A ``Plate``: (row, column), 0-based, → the image indices of its fields in order."""
+    body, sample = "", 0
+    for (r, c), images in wells.items():
+        body += f'<Well ID="Well:{plate_id}:{r}:{c}" Row="{r}" Column="{c}">'
+        for i in images:
+            body += f'<WellSample ID="WellSample:{sample}" Index="{sample}"><ImageRef ID="Image:{i}"/></WellSample>'
+            sample += 1
+        body += "</Well>"
+    return f'<Plate ID="Plate:{plate_id}" Name="{name}">{body}</Plate>'
+
+
+def _ome_tiff(path: Path, names: list[str], plate_xml: str = "") -> list[np.ndarray]:
+    """An OME-TIFF of one 3×8×10 image per name (each filled with its index + 1 and noise), with ``plate_xml``
+    inserted into its OME-XML as an HCS export has it."""
+    rng = np.random.default_rng(1)
+    arrays = [(rng.integers(0, 50, (3, 8, 10)) + 100 * (i + 1)).astype(np.uint16) for i in range(len(names))]
+    with tifffile.TiffWriter(path, ome=True) as tw:
+        for a, name in zip(arrays, names, strict=True):
+            tw.write(a, metadata={**META, "Name": name})
+    if plate_xml:
+        with tifffile.TiffFile(path) as tf:
+            xml = tf.ome_metadata
+        at = xml.index("<Image ")
+        tifffile.tiffcomment(path, (xml[:at] + plate_xml + xml[at:]).encode())
+    return arrays
+
+
+def test_ome_xml_plate_wells_fields_and_problems() -> None:
+    images = "".join(f'<Image ID="Image:{i}" Name="p{i}"/>' for i in range(4))
+    plate = _plate_xml({(1, 2): [2, 0], (26, 0): [1]})  # image 3 is in no well (an overview)
+    got = ome_collection(f'<OME xmlns="{NS}">{plate}{images}</OME>')
+    assert got.names == ["p0", "p1", "p2", "p3"] and not got.problems
+    assert got.wells == {
+        2: {"plate": "screen1", "well": "B3", "row": "B", "column": "3", "field": "0"},
+        0: {"plate": "screen1", "well": "B3", "row": "B", "column": "3", "field": "1"},
+        1: {"plate": "screen1", "well": "AA1", "row": "AA", "column": "1", "field": "0"},
+    }
+    bad_row = plate.replace('Row="26"', 'Row="x"')
+    assert "expected whole-number Row and Column" in ome_collection(f'<OME xmlns="{NS}">{bad_row}{images}</OME>'
+                                                                   ).problems[0]  # fmt: skip
+    missing = _plate_xml({(0, 0): [7]})
+    assert "refers to image 'Image:7'" in ome_collection(f'<OME xmlns="{NS}">{missing}{images}</OME>').problems[0]
+    assert ome_collection("not xml").names == []
+    # a multi-file set: each file carries every image; only those whose planes it holds are its own
+    two = (
+        '<Image ID="Image:0"><Pixels><TiffData><UUID FileName="a.ome.tif">u</UUID></TiffData></Pixels></Image>'
+        '<Image ID="Image:1"><Pixels><TiffData><UUID FileName="b.ome.tif">v</UUID></TiffData></Pixels></Image>'
+    )
+    assert ome_collection(f'<OME xmlns="{NS}">{two}</OME>', "b.ome.tif").local == {1}
+
+
+def test_an_ome_tiff_plate_gives_a_row_per_field_and_becomes_an_ngff_plate(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    arrays = _ome_tiff(tmp_path / "screen.ome.tif", ["pos0", "pos1", "pos2", "overview"],
+                       _plate_xml({(1, 2): [0, 1], (2, 0): [2]}))  # fmt: skip
+    assert run(["info", str(tmp_path / "screen.ome.tif")]) == 0
+    assert "screen1: 2 wells in rows B–C" in capsys.readouterr().out
+    assert run(["manifest", "make", str(tmp_path / "m.csv"), str(tmp_path / "screen.ome.tif")]) == 0
+    table = pd.read_csv(tmp_path / "m.csv", dtype=str)
+    assert list(table.id) == ["screen_B_3_0", "screen_B_3_1", "screen_C_1_0"]  # the overview is in no well
+    assert list(table.well) == ["B3", "B3", "C1"] and list(table.scene) == ["0", "1", "2"]
+    assert list(table.scene_name) == ["pos0", "pos1", "pos2"] and set(table.plate) == {"screen1"}
+    assert run(["manifest", "plate", str(tmp_path / "m.csv"), str(tmp_path / "screen.zarr")]) == 0
+    plate = io.describe(tmp_path / "screen.zarr")
+    assert plate["scenes"] == ["B/3/0", "B/3/1", "C/1/0"] and plate["plate"]["name"] == "screen1"
+    for scene, a in (("B/3/0", arrays[0]), ("B/3/1", arrays[1]), ("C/1/0", arrays[2])):
+        image = io.read(tmp_path / "screen.zarr", scene=scene)
+        np.testing.assert_array_equal(image.numpy()[0, 0], a)
+        assert image.voxel_size.as_tuple() == pytest.approx((0.5, 0.2, 0.2))
+
+
+def test_a_broken_plate_in_ome_xml_is_a_one_line_problem(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    _ome_tiff(tmp_path / "screen.ome.tif", ["a", "b"], _plate_xml({(0, 0): [0, 5]}))
+    assert run(["manifest", "make", str(tmp_path / "m.csv"), str(tmp_path / "screen.ome.tif")]) == 2
+    err = capsys.readouterr().err
+    assert "screen.ome.tif" in err and "refers to image 'Image:5'" in err and not (tmp_path / "m.csv").exists()
+
+
+def test_several_plates_are_written_one_at_a_time(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    xml = _plate_xml({(0, 0): [0]}, "day1", 0) + _plate_xml({(0, 0): [1]}, "day2", 1)
+    arrays = _ome_tiff(tmp_path / "two.ome.tif", ["a", "b"], xml)
+    assert run(["manifest", "make", str(tmp_path / "m.csv"), str(tmp_path / "two.ome.tif")]) == 0
+    assert list(pd.read_csv(tmp_path / "m.csv", dtype=str).id) == ["two_day1_A_1_0", "two_day2_A_1_0"]
+    capsys.readouterr()
+    assert run(["manifest", "plate", str(tmp_path / "m.csv"), str(tmp_path / "p.zarr")]) == 2
+    assert "the rows are of 2 plates (day1, day2); write one at a time (--plate NAME)" in capsys.readouterr().err
+    assert not (tmp_path / "p.zarr").exists()
+    assert run(["manifest", "plate", str(tmp_path / "m.csv"), str(tmp_path / "p.zarr"), "--plate", "day2"]) == 0
+    assert io.describe(tmp_path / "p.zarr")["plate"]["name"] == "day2"
+    np.testing.assert_array_equal(io.read(tmp_path / "p.zarr").numpy()[0, 0], arrays[1])
+
+
+def test_scene_names_give_wells_through_the_name_pattern(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A multi-position acquisition whose positions are named for their wells (no plate in its metadata)."""
+    _ome_tiff(tmp_path / "run.ome.tif", ["Well B3, Field 1", "Well B3, Field 2", "Well C10, Field 1"])
+    pattern = r"Well (?P<well>[A-P]\d+), Field (?P<field>\d+)"
+    out = tmp_path / "m.csv"
+    assert (
+        run(["manifest", "make", str(out), str(tmp_path / "run.ome.tif"), "--scenes", "--name-pattern", pattern]) == 0
+    )
+    table = pd.read_csv(out, dtype=str)
+    assert list(table.well) == ["B3", "B3", "C10"] and list(table.field) == ["1", "2", "1"]
+    assert list(table.scene) == ["0", "1", "2"]
+    assert run(["manifest", "plate", str(out), str(tmp_path / "p.zarr")]) == 0
+    assert io.describe(tmp_path / "p.zarr")["scenes"] == ["B/3/1", "B/3/2", "C/10/1"]
+    capsys.readouterr()
+    assert run(["manifest", "make", str(tmp_path / "n.csv"), str(tmp_path / "run.ome.tif"), "--scenes",
+                "--name-pattern", r"Well (?P<well>B\d+)"]) == 2  # fmt: skip
+    err = capsys.readouterr().err
+    assert "scene 'Well C10, Field 1': its name does not match --name-pattern" in err
+    assert "Field 2" not in err and not (tmp_path / "n.csv").exists()
+
+
+def test_a_bioformats2raw_store_of_a_plate_gives_its_series_wells(tmp_path: Path) -> None:
+    """bioformats2raw --no-hcs writes a plate's fields as series; its OME-XML still places each in a well."""
+    from subcell.io.manifest_make import make_manifest
+
+    arrays = [np.full((2, 8, 8), i, np.uint16) for i in range(3)]
+    write_bioformats2raw(tmp_path / "s.zarr", arrays, ["f0", "f1", "f2"], True,
+                         _plate_xml({(0, 1): [0, 2], (3, 0): [1]}))  # fmt: skip
+    table = make_manifest([tmp_path / "s.zarr"], tmp_path / "m.csv")
+    assert list(table.series) == ["0", "1", "2"] and list(table.well) == ["A2", "D1", "A2"]
+    assert list(table.field) == ["0", "0", "1"]
+    assert io.describe(tmp_path / "s.zarr")["plate"]["wells"] == 2
