@@ -125,6 +125,8 @@ def test_scene_names_give_wells_through_the_name_pattern(tmp_path: Path, capsys:
     table = pd.read_csv(out, dtype=str)
     assert list(table.well) == ["B3", "B3", "C10"] and list(table.field) == ["1", "2", "1"]
     assert list(table.scene) == ["0", "1", "2"]
+    second = io.read(tmp_path / "run.ome.tif", scene="Well B3, Field 2")  # a scene by its image's Name too
+    assert second.numpy().min() >= 200 and io.read(tmp_path / "run.ome.tif", scene="Image:1").numpy().min() >= 200
     assert run(["manifest", "plate", str(out), str(tmp_path / "p.zarr")]) == 0
     assert io.describe(tmp_path / "p.zarr")["scenes"] == ["B/3/1", "B/3/2", "C/10/1"]
     capsys.readouterr()
