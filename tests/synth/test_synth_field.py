@@ -195,6 +195,32 @@ def test_time_lapse_lineage_is_tracking_truth() -> None:
         assert any(tid in present[t] for t in range(row.first_frame, row.last_frame + 1))
 
 
+def test_a_long_time_lapse_keeps_cells_apart_and_stops_dividing_when_packed() -> None:
+    """60 frames of the colony alone (no rendering): divisions and random walks used to pile cells onto each other
+    (median distance to the nearest neighbour 2.4 µm for 10–20 µm cells after 50 frames); cells now push each
+    other apart, and a compressed cell does not enter mitosis, so the density stays that of a packed colony."""
+    from scipy.spatial import cKDTree
+
+    from subcell.synth.colony import make_colony, step_colony
+
+    cfg = SynthConfig(shape=(16, 512, 512), seed=1, time={"frames": 60, "division_probability": 0.05})
+    colony, rng = make_colony(cfg), np.random.default_rng(0)
+    next_id, n0, divisions = max(c.id for c in colony.cells) + 1, len(colony.cells), 0
+    spacing = 0.8 * cfg.cells.diameter_um[0]
+    for _ in range(59):
+        before = {c.id: np.array(c.yx) for c in colony.cells}
+        colony, next_id, divided = step_colony(colony, rng, next_id)
+        divisions += len(divided)
+        steps = [np.linalg.norm(np.array(c.yx) - before[c.id]) for c in colony.cells if c.id in before]
+        assert max(steps) < 4 * cfg.time.speed_um_per_frame + spacing / 4  # pushes are gradual, not jumps
+    yx = np.array([c.yx for c in colony.cells])
+    nearest = cKDTree(yx).query(yx, k=2)[0][:, 1]
+    assert divisions >= 10 and len(colony.cells) > n0  # the colony grew
+    assert np.median(nearest) > 0.9 * spacing and nearest.min() > 0.5 * spacing
+    field_area = cfg.field_um[1] * cfg.field_um[2]
+    assert len(colony.cells) <= 1.2 * field_area / (np.pi * (spacing / 2) ** 2)  # no more than a packed field holds
+
+
 def test_mitotic_cells_are_rounded_with_condensed_chromosomes() -> None:
     f = synth_field(shape=(48, 256, 256), seed=2, cells={"mitotic_fraction": 1.0})
     interphase = synth_field(shape=(48, 256, 256), seed=2, cells={"mitotic_fraction": 0.0})

@@ -159,13 +159,13 @@ def _truth_tracked(shape: tuple[int, int, int], frames: int, division_probabilit
 
 def test_synthetic_truth_is_tracked_perfectly() -> None:
     """Synthetic time-lapse with divisions, truth labels as input: every link and division recovered (a small
-    case: 6 frames, 5 divisions; the 10-frame, 11-division case is `slow`)."""
-    _truth_tracked((8, 160, 160), 6, 0.2, daughters=10)
+    case: 6 frames, 5 divisions; the 10-frame, 9-division case is `slow`)."""
+    _truth_tracked((16, 160, 160), 6, 0.2, daughters=10)
 
 
 @pytest.mark.slow  # ~40 s
 def test_synthetic_truth_is_tracked_perfectly_longer() -> None:
-    _truth_tracked((10, 256, 256), 10, 0.08, daughters=22)
+    _truth_tracked((10, 256, 256), 10, 0.08, daughters=18)
 
 
 def test_lineage_order_puts_daughters_under_parents_and_figure_renders() -> None:

@@ -246,10 +246,12 @@ def step_colony(
     cfg = colony.config
     t = cfg.time
     _, ey, ex = cfg.field_um
+    spacing = 0.8 * cfg.cells.diameter_um[0]  # the closest two cells' seeds come (frame 0 places them so)
+    room = _nearest_neighbour(colony._seeds) >= spacing  # contact inhibition: a compressed cell does not divide
     seeds, ids, mitotic, parents, heights = [], [], set(), {}, {}
     stages: dict[int, tuple[str, int, float]] = {}
     divisions = []
-    for c in colony.cells:
+    for c, has_room in zip(colony.cells, room, strict=True):
         leaving = False
         if c.mitotic:
             stage, age = c.stage, c.stage_age + 1
@@ -278,13 +280,13 @@ def step_colony(
         heights[c.id] = float(np.clip(c.height * rng.uniform(0.95, 1.05), *cfg.cells.height_um))
         if leaving:  # telophase is over: back to interphase, flattening to a new height
             heights.pop(c.id)
-        elif c.mitotic or rng.random() < t.division_probability:
+        elif c.mitotic or (rng.random() < t.division_probability and has_room):
             mitotic.add(c.id)
             heights.pop(c.id)
             if c.id not in stages:
                 stages[c.id] = (MITOTIC_STAGES[0], 0, float(rng.uniform(0, math.pi)))
     cells = _cells_from_seeds(
-        np.asarray(seeds).reshape(-1, 2),
+        _push_apart(np.asarray(seeds, dtype=np.float64).reshape(-1, 2), spacing, (ey, ex), rng),
         ids,
         cfg,
         rng,
@@ -296,3 +298,41 @@ def step_colony(
     # daughters keep their parent's id bookkeeping; the rest keep their own
     cells = [replace(c, parent=parents.get(c.id, 0)) for c in cells]
     return Colony(cells, cfg, frame=colony.frame + 1), next_id, divisions
+
+
+def _nearest_neighbour(yx: np.ndarray) -> np.ndarray:
+    """Distance (µm) from each seed to its nearest other seed (infinite for a lone cell)."""
+    from scipy.spatial import cKDTree
+
+    if len(yx) < 2:
+        return np.full(len(yx), np.inf)
+    return cKDTree(yx).query(yx, k=2)[0][:, 1]
+
+
+def _push_apart(
+    yx: np.ndarray, spacing: float, field_yx: tuple[float, float], rng: np.random.Generator, iterations: int = 4
+) -> np.ndarray:
+    """Cells push each other apart: each pair of seeds closer than ``spacing`` moves apart along the line joining
+    them, closing half the overlap per iteration (daughters separate over a few frames, along their spindle axis),
+    within the field. Without it independent random walks and divisions piled cells onto each other: after 50
+    frames at the default division rate the median distance between neighbours was 2.4 µm for 10–20 µm cells.
+    A few Jacobi iterations of a pairwise spring (no library simulates cell packing at this level)."""
+    from scipy.spatial import cKDTree
+
+    yx = yx.copy()
+    for _ in range(iterations):
+        pairs = cKDTree(yx).query_pairs(spacing, output_type="ndarray")
+        if not len(pairs):
+            break
+        d = yx[pairs[:, 1]] - yx[pairs[:, 0]]
+        dist = np.linalg.norm(d, axis=1)
+        same = dist < 1e-6  # two seeds on one point: a random direction
+        if same.any():
+            angle = rng.uniform(0, 2 * math.pi, int(same.sum()))
+            d[same] = np.stack([np.sin(angle), np.cos(angle)], axis=1)
+            dist[same] = 1.0
+        push = (0.25 * (spacing - np.where(same, 0.0, dist)) / dist)[:, None] * d
+        np.add.at(yx, pairs[:, 0], -push)
+        np.add.at(yx, pairs[:, 1], push)
+        np.clip(yx, 0, field_yx, out=yx)
+    return yx
