@@ -123,3 +123,28 @@ def test_labelfree_nuclei_write_into_the_bright_field_image(tmp_path: Path) -> N
     assert "found" in io.label_names(field) and hidden <= {".zattrs", ".zgroup"}  # no temporary, no scratch left
     found = io.read_labels(field, "found").numpy()
     assert found.shape == io.read_labels(field, "cell").shape and found.max() > 0
+
+
+def _register_many(field: str, prefix: str, n: int) -> None:
+    from subcell.io.ngff_labels import register_label
+
+    for i in range(n):
+        register_label(Path(field) / "labels" / f"{prefix}{i}")
+
+
+def test_writers_listing_labels_in_one_image_at_once_keep_each_others(tmp_path: Path) -> None:
+    """Two batches writing different labels into the same images: each read-extend-replace of the list holds the
+    labels group's lock, so no writer replaces the list with one that lacks the other's labels."""
+    import multiprocessing
+
+    field = _field(tmp_path, "0.4")
+    io.write(_labels(3), field / "labels" / "nucleus", is_label=True)  # (creates the labels group)
+    ctx = multiprocessing.get_context("fork")
+    workers = [ctx.Process(target=_register_many, args=(str(field), p, 40)) for p in ("a", "b")]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join(60)
+    assert [w.exitcode for w in workers] == [0, 0]
+    names = io.label_names(field)
+    assert len(names) == 81 and set(names) == {"nucleus", *(f"{p}{i}" for p in "ab" for i in range(40))}

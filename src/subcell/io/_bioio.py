@@ -45,9 +45,9 @@ def read_ome_tiff(path: Path, *, scene: int | str | None = None) -> RawImage:
     except Exception as e:
         raise InputFileError(f"OME-XML in this OME-TIFF is invalid ({str(e).splitlines()[0]})", path=path) from None
     scenes = tuple(image.id for image in ome.images)  # (the names bioio gives OME-TIFF scenes)
-    names = [image.name for image in ome.images]
-    if isinstance(scene, str) and scene not in scenes and names.count(scene) == 1:
-        scene = names.index(scene)  # an image's Name (a position's, a well's), as `manifest make` lists them
+    image_names = [image.name for image in ome.images]
+    if isinstance(scene, str) and scene not in scenes and image_names.count(scene) == 1:
+        scene = image_names.index(scene)  # an image's Name (a position's, a well's), as `manifest make` lists them
     idx = scene_index(path, scene, scenes)
     pixels = ome.images[idx].pixels
     if _pages_readable(series_axes, len(scenes)):

@@ -71,17 +71,23 @@ def prepare_label(path: Path, *, shape: tuple[int, ...], voxel_size: tuple[float
 
 def register_label(path: Path) -> None:
     """List ``NAME`` (``path`` = ``IMAGE/labels/NAME``, just written) in the ``labels`` group's metadata: the file
-    is written under a temporary name and renamed over the old one, so a reader sees the old list or the new."""
+    is written under a temporary name and renamed over the old one, so a reader sees the old list or the new. The
+    list is read, extended and replaced under a lock on the labels group (``labels/.subcell.lock``, an OS file lock
+    that a killed process releases), so writers of different labels into one image at the same time (two batches
+    over one plate) each add theirs instead of replacing the other's."""
+    from filelock import FileLock
+
     from subcell.io._atomic import atomic_output
 
     image = image_of_label(path)
     assert image is not None
     meta = image / "labels" / ("zarr.json" if _zarr_format(image) == 3 else ".zattrs")
-    doc = json.loads(meta.read_text()) if meta.exists() else {}
-    attrs = doc.setdefault("attributes", {}).setdefault("ome", {}) if meta.name == "zarr.json" else doc
-    names = [str(n) for n in attrs.get("labels", [])]
-    if path.name in names:
-        return
-    attrs["labels"] = [*names, path.name]
-    with atomic_output(meta, overwrite=True) as tmp:
-        tmp.write_text(json.dumps(doc, indent=2))
+    with FileLock(str(meta.parent / ".subcell.lock"), timeout=600):
+        doc = json.loads(meta.read_text()) if meta.exists() else {}
+        attrs = doc.setdefault("attributes", {}).setdefault("ome", {}) if meta.name == "zarr.json" else doc
+        names = [str(n) for n in attrs.get("labels", [])]
+        if path.name in names:
+            return
+        attrs["labels"] = [*names, path.name]
+        with atomic_output(meta, overwrite=True) as tmp:
+            tmp.write_text(json.dumps(doc, indent=2))
