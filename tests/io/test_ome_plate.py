@@ -78,7 +78,8 @@ def test_an_ome_tiff_plate_gives_a_row_per_field_and_becomes_an_ngff_plate(
     arrays = _ome_tiff(tmp_path / "screen.ome.tif", ["pos0", "pos1", "pos2", "overview"],
                        _plate_xml({(1, 2): [0, 1], (2, 0): [2]}))  # fmt: skip
     assert run(["info", str(tmp_path / "screen.ome.tif")]) == 0
-    assert "screen1: 2 wells in rows B–C" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "screen1: 2 wells in rows B–C" in out and "on disk (the whole file)" in out  # (its bytes: all scenes')
     assert run(["manifest", "make", str(tmp_path / "m.csv"), str(tmp_path / "screen.ome.tif")]) == 0
     table = pd.read_csv(tmp_path / "m.csv", dtype=str)
     assert list(table.id) == ["screen_B_3_0", "screen_B_3_1", "screen_C_1_0"]  # the overview is in no well
@@ -148,3 +149,38 @@ def test_a_bioformats2raw_store_of_a_plate_gives_its_series_wells(tmp_path: Path
     assert list(table.series) == ["0", "1", "2"] and list(table.well) == ["A2", "D1", "A2"]
     assert list(table.field) == ["0", "0", "1"]
     assert io.describe(tmp_path / "s.zarr")["plate"]["wells"] == 2
+
+
+def test_a_screen_from_an_ome_tiff_plate_is_segmented_and_measured_per_field(tmp_path: Path) -> None:
+    """The flow a screen takes: an HCS OME-TIFF → a row per field → `batch segment` → `batch measure` of its
+    outputs: each field's nuclei measured in that field's own scene (the chain's intensity image and scene), as
+    the single command with --intensity-scene measures them, and per well in the tables."""
+    from subcell import synth
+
+    fields = [synth.synth_field(shape=(10, 128, 128), n_cells=2, seed=40 + s) for s in range(2)]
+    vs = fields[0].image.voxel_size.as_tuple()
+    meta = {"axes": "CZYX", "PhysicalSizeZ": vs[0], "PhysicalSizeY": vs[1], "PhysicalSizeX": vs[2],
+            "Channel": {"Name": ["dna", "membrane"]}}  # fmt: skip
+    path = tmp_path / "screen.ome.tif"
+    with tifffile.TiffWriter(path, ome=True) as tw:
+        for s, f in enumerate(fields):  # the second field twice as bright: its intensities tell the scenes apart
+            tw.write(f.image.sel(channel=["dna", "membrane"]).numpy()[0] * (s + 1), metadata={**meta, "Name": f"p{s}"})
+    with tifffile.TiffFile(path) as tf:
+        xml = tf.ome_metadata
+    at = xml.index("<Image ")
+    tifffile.tiffcomment(path, (xml[:at] + _plate_xml({(0, 0): [0], (0, 1): [1]}) + xml[at:]).encode())
+    assert run(["manifest", "make", str(tmp_path / "m.csv"), str(path)]) == 0
+    seg, tables = tmp_path / "seg", tmp_path / "tables"
+    assert run(["batch", "segment", str(tmp_path / "m.csv"), str(seg), "-w", "nucleus", "--workers", "1",
+                "--quiet"]) == 0  # fmt: skip
+    assert run(["batch", "measure", str(seg), str(tables), "--workers", "1", "--quiet"]) == 0
+    for s, item in enumerate(["screen_A_1_0", "screen_A_2_0"]):
+        single = tmp_path / f"single{s}.parquet"
+        assert run(["measure", str(seg / f"{item}.ome.zarr"), str(single), "--intensity", str(path),
+                    "--intensity-scene", str(s)]) == 0  # fmt: skip
+        got, want = pd.read_parquet(tables / f"{item}.parquet"), pd.read_parquet(single)
+        pd.testing.assert_frame_equal(got, want)
+        assert want.dna_mean.notna().all() and len(want) > 0
+    measured = pd.read_parquet(tables / "measurements")
+    per_well = measured.groupby("well").dna_mean.median()
+    assert per_well["A2"] > 1.5 * per_well["A1"]  # each field measured in its own scene

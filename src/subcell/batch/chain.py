@@ -4,9 +4,10 @@ The rows are the batch's finished items (done or skipped, output present): ``id`
 output. The other columns of the manifest that batch ran on (target, split, structure, masks, ``intensity``,
 ``label``, …) are carried over by id; the columns that describe the old source (``source_channel``, ``scene``,
 ``axes``, ``time_interval``, the voxel size, the ``label`` image inside it) are not, since the outputs carry their
-own metadata. An output written into its source (``--into-labels``: ``field.ome.zarr/labels/nuclei``) gets that
-source as its ``intensity`` unless the row names one, so ``batch measure`` measures each object's intensities in
-the image it was found in.
+own metadata. The labels of a ``segment`` batch get the image they segment as their ``intensity`` unless the row
+names one: the image itself when they were written into it (``--into-labels``: ``field.ome.zarr/labels/nuclei``),
+else the row's source (and its scene of a multi-scene file as ``intensity_scene``), on whose grid ``segment``
+writes them; so ``batch measure`` measures each object's intensities in the image it was found in.
 """
 
 from __future__ import annotations
@@ -32,7 +33,9 @@ def batch_manifest(outdir: str | Path) -> tuple[Any, int]:
 
     folder = Path(outdir).resolve()
     table = read_table(folder / TABLE, what="batch table")
-    carried = _carried(_source_manifest(folder))
+    carried, segmented = _carried(_source_manifest(folder))
+    if read_batch_state(folder).get("command") != "segment":
+        segmented = {}  # (other commands' labels, e.g. labelfree-nuclei's, need not be on their source's grid)
     records: list[dict[str, Any]] = []
     for item_id, status, output in zip(table["id"], table["status"], table["output"], strict=True):
         if status in ("done", "skipped") and Path(output).exists():
@@ -40,6 +43,8 @@ def batch_manifest(outdir: str | Path) -> tuple[Any, int]:
             image = image_of_label(output)  # a label written into the image it segments: measured in it
             if image is not None and "intensity" not in row:
                 row["intensity"] = str(image)
+            elif "intensity" not in row and str(item_id) in segmented:  # the image segmented, on the labels' grid
+                row.update(segmented[str(item_id)])
             records.append(row)
     left_out = len(table) - len(records)
     if not records:
@@ -54,17 +59,21 @@ def _source_manifest(folder: Path) -> Path | None:
     return Path(value) if value and Path(value).exists() else None
 
 
-def _carried(manifest: Path | None) -> dict[str, dict[str, Any]]:
-    """id -> the columns of the manifest a batch ran on that stay true of its outputs."""
+def _carried(manifest: Path | None) -> tuple[dict[str, dict[str, Any]], dict[str, dict[str, str]]]:
+    """id -> the columns of the manifest a batch ran on that stay true of its outputs; id -> the row's image as the
+    ``intensity`` (and ``intensity_scene``) columns of its labels."""
     from subcell.io import read_manifest
 
     if manifest is None:
-        return {}
+        return {}, {}
     rows = batch_manifest(manifest)[0] if is_batch_folder(manifest) else read_manifest(manifest, check_files=False,
                                                                                      require_files=False)  # fmt: skip
     base = manifest.resolve().parent
     out: dict[str, dict[str, Any]] = {}
+    images: dict[str, dict[str, str]] = {}
     for row in rows:
+        images[row_id(row)] = {"intensity": str(Path(row.source).resolve()),
+                               **({"intensity_scene": str(row.scene)} if row.scene is not None else {})}  # fmt: skip
         # other columns hold paths relative to the old manifest (intensity, labels, ...): a value naming a file
         # there is made absolute, so it still names it from the next manifest's folder
         meta = {k: str(base / v) if isinstance(v, str) and not Path(v).is_absolute() and (base / v).exists() else v
@@ -73,4 +82,4 @@ def _carried(manifest: Path | None) -> dict[str, dict[str, Any]]:
                   "structure": row.structure, **row.masks, **meta}  # fmt: skip
         kept = {k: str(v) if isinstance(v, Path) else v for k, v in record.items() if v is not None}
         out[row_id(row)] = {k: v for k, v in kept.items() if k not in _NOT_CARRIED}
-    return out
+    return out, images

@@ -58,8 +58,8 @@ class Spec:
 # the free manifest columns that tell a command how to run a row (its other inputs, the label image or channel
 # inside them); every other free column describes the row (a plate's well, a condition, a state) and is added to
 # the row's gathered tables
-RUN_COLUMNS = frozenset({"intensity", "intensity_channel", "label", "labels", "noise_control", "nuclei",
-                         "second_acquisition", "tracks", "truth", "truth_label"})  # fmt: skip
+RUN_COLUMNS = frozenset({"intensity", "intensity_channel", "intensity_scene", "label", "labels", "noise_control",
+                         "nuclei", "second_acquisition", "tracks", "truth", "truth_label"})  # fmt: skip
 
 
 def row_reading(row: Any, given: Reading | None = None) -> Reading:
@@ -120,9 +120,15 @@ def _segment(row: Any, base: Path) -> tuple[list[str], list[str], list[Path]]:
 def _measure(row: Any, base: Path) -> tuple[list[str], list[str], list[Path]]:
     inputs, opts = [row.source], _vs(row)
     if (intensity := _meta_path(row, "intensity", base)) is not None:
-        opts += ["--intensity", str(intensity)]
+        opts += ["--intensity", str(intensity), *_intensity_scene(row, "--intensity-scene")]
         inputs.append(intensity)
     return [str(row.source)], opts, inputs
+
+
+def _intensity_scene(row: Any, option: str) -> list[str]:
+    """The row's ``intensity_scene`` (the scene of its intensity image in a multi-scene file) as ``option``."""
+    scene = row.metadata.get("intensity_scene")
+    return [option, str(scene).removesuffix(".0")] if scene is not None else []
 
 
 def _predict(row: Any, base: Path) -> tuple[list[str], list[str], list[Path]]:
@@ -234,7 +240,7 @@ def _track(row: Any, base: Path) -> tuple[list[str], list[str], list[Path]]:
     if row.metadata.get("label") is not None:  # the NGFF label image inside an OME-Zarr source
         opts += ["--label", str(row.metadata["label"])]
     if (intensity := _meta_path(row, "intensity", base)) is not None:
-        opts += ["--image", str(intensity)]
+        opts += ["--image", str(intensity), *_intensity_scene(row, "--image-scene")]
         inputs.append(intensity)
         if row.metadata.get("intensity_channel") is not None:
             opts += ["--channel", str(row.metadata["intensity_channel"])]

@@ -98,7 +98,11 @@ def _info_text(d: dict[str, Any]) -> str:
         ),
         ("scenes", _scenes_text(d)),
         ("chunks", " × ".join(str(c) for c in d["chunks"])),
-        ("size", f"{_human(d['size_bytes'])} in memory, {_human(d['file_bytes'])} on disk"),
+        (
+            "size",
+            f"{_human(d['size_bytes'])} in memory, {_human(d['file_bytes'])} on disk"
+            + (" (the whole file)" if len(d["scenes"]) > 1 and Path(d["path"]).is_file() else ""),
+        ),
     ]
     if "plate" in d:
         pl = d["plate"]

@@ -139,13 +139,15 @@ def read_assuming(read: Callable[[Any], T], given: Any, assumed: Any) -> T:
         return read(assumed)
 
 
-def read_beside(path: Path, labels: Any, *, axes: str | None, what: str) -> Any:
-    """An input that must lie on the grid of ``labels`` (the intensity image or a structure measured in them): at
-    the voxel size its file states, or at the labels' where it states none. A different voxel size is one line
-    naming both (it read as "the given voxel size contradicts the file's", a size the user never gave)."""
+def read_beside(path: Path, labels: Any, *, axes: str | None, what: str, scene: str | None = None) -> Any:
+    """An input that must lie on the grid of ``labels`` (the intensity image or a structure measured in them; of a
+    multi-scene file, its ``scene``): at the voxel size its file states, or at the labels' where it states none. A
+    different voxel size is one line naming both (it read as "the given voxel size contradicts the file's", a size
+    the user never gave)."""
     from subcell.errors import MetadataError
 
-    image = read_assuming(lambda vs: read_input(path, voxel_size=vs, axes=axes), None, labels.voxel_size.as_tuple())
+    image = read_assuming(lambda vs: read_input(path, voxel_size=vs, axes=axes, scene=scene), None,
+                          labels.voxel_size.as_tuple())  # fmt: skip
     if not image.voxel_size.isclose(labels.voxel_size, rtol=5e-3):
         raise MetadataError(f"{what} has voxel size {image.voxel_size}, the labels {labels.voxel_size}; they must "
                             "share a grid (subcell convert --resample)", path=path, field="voxel_size")  # fmt: skip

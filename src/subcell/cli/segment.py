@@ -263,6 +263,10 @@ def measure(
     intensity: Annotated[
         Optional[Path], typer.Option("--intensity", help="Image whose channels are measured in each object.")  # noqa: UP045
     ] = None,
+    intensity_scene: Annotated[
+        Optional[str],  # noqa: UP045
+        typer.Option("--intensity-scene", help="Scene of --intensity in a multi-scene file (index or name)."),
+    ] = None,
     structure: Annotated[
         Optional[list[str]], typer.Option("--structure", help="NAME=FILE of a structure mask/labels (repeat).")  # noqa: UP045
     ] = None,
@@ -307,7 +311,8 @@ def measure(
     lab = as_labels(lab_img.data[:, 0], path=labels, lazy=True)
     chans = {}
     if intensity is not None:
-        img = read_beside(intensity, lab_img, axes=axes_of(intensity), what="the intensity image")
+        img = read_beside(intensity, lab_img, axes=axes_of(intensity), what="the intensity image",
+                          scene=intensity_scene)  # fmt: skip
         chans = {n: img.data[:, i] for i, n in enumerate(img.channel_names)}
     structs = {}
     for item in structure or []:

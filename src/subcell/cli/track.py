@@ -86,6 +86,10 @@ def track(
     channel: Annotated[
         Optional[str], typer.Option("--channel", "-c", help="Channel of --image (name or index).")  # noqa: UP045
     ] = None,
+    image_scene: Annotated[
+        Optional[str],  # noqa: UP045
+        typer.Option("--image-scene", help="Scene of --image in a multi-scene file (index or name)."),
+    ] = None,
     label: LabelOpt = None,
     time_interval: TimeIntervalOpt = None,
     components: Annotated[
@@ -150,7 +154,8 @@ def track(
                             field="time_interval")  # fmt: skip
     intensity = None
     if image is not None:
-        img = one_channel(read_beside(image, lab, axes=axes_of(image), what="the intensity image"), channel, image)
+        img = one_channel(read_beside(image, lab, axes=axes_of(image), what="the intensity image", scene=image_scene),
+                          channel, image)  # fmt: skip
         if img.shape[0] != lab.shape[0] or img.shape[2:] != lab.shape[2:]:
             raise ValueRangeError(f"image T/Z/Y/X {(img.shape[0], *img.shape[2:])} differs from the labels' "
                                   f"{(lab.shape[0], *lab.shape[2:])}", path=image, field="shape")  # fmt: skip
