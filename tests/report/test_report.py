@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from subcell import io, synth
@@ -52,6 +53,17 @@ def test_sections_found_with_their_provenance(run_folder: Path) -> None:
     assert "field_nucleus.ome.zarr" in seg.provenance  # the segmentation's own history (workflow, parameters)
     assert "tracks" in sections["Dynamics"].lines[0] and sections["Dynamics"].figures
     assert "per track (median) speed" in sections["Dynamics"].lines[1]  # how the cells moved
+    assert "per track (median) growth rate" in sections["Dynamics"].lines[2]  # and grew
+
+
+def test_full_cycles_are_reported_with_their_duration_and_added_volume() -> None:
+    from subcell.report.collect import _growth_line
+
+    lineage = pd.DataFrame({"growth_rate_per_h": [0.1, 0.2, np.nan], "full_cycle": [False, True, True],
+                            "duration_min": [60.0, 600.0, 720.0], "volume_added_um3": [5.0, 400.0, 500.0]})  # fmt: skip
+    line = _growth_line(lineage, "t/tracks.parquet")
+    assert "growth rate 0.150 /h, doubling in 4.6 h" in line
+    assert "2 full cycles (born at a division, ending in one): median 11.0 h, volume added 450 µm³" in line
 
 
 def test_tracking_scores_of_evaluate_tracks_are_reported(tmp_path: Path) -> None:

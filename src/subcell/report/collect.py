@@ -280,6 +280,8 @@ def _tracks_section(folder: Path, section: Any, used: set[Path]) -> None:
             sec.lines.append(f"{tracks.relative_to(folder)}: per track (median) speed {q.mean_speed_um_per_min:.2f} "
                              f"µm/min, net displacement {q.net_displacement_um:.2f} µm, straightness "
                              f"{q.straightness:.2f}; fastest step {lineage.max_speed_um_per_min.max():.2f} µm/min")  # fmt: skip
+        if lineage is not None and "growth_rate_per_h" in lineage and lineage.growth_rate_per_h.notna().any():
+            sec.lines.append(_growth_line(lineage, str(tracks.relative_to(folder))))
         if lineage_png_path.exists() and tracks.parent != folder:
             sec.figures.append((f"{tracks.parent.name}: lineages", lineage_png_path.read_bytes()))
             used.add(lineage_png_path)
@@ -340,6 +342,19 @@ def _batch_section(folder: Path, section: Any) -> None:
         sec.lines.append(f"{dataset.name}/: {per_item.sum()} rows from {len(parts)} items (one Parquet dataset), "
                          f"{per_item.min()}-{per_item.max()} rows per item (median {np.median(per_item):.0f})")  # fmt: skip
         _plate_part(dataset, sec)
+
+
+def _growth_line(lineage: Any, where: str) -> str:
+    """How the tracked objects grew: the median growth rate and doubling time over tracks, and of the tracks that
+    span a full cycle their number, median duration and added volume."""
+    rate = lineage.growth_rate_per_h.median()
+    doubling = f", doubling in {np.log(2) / rate:.1f} h" if rate > 0 else ""
+    line = f"{where}: per track (median) growth rate {rate:.3f} /h{doubling}"
+    full = lineage[lineage.full_cycle] if "full_cycle" in lineage else lineage.iloc[:0]
+    if len(full):
+        line += (f"; {len(full)} full cycles (born at a division, ending in one): median {full.duration_min.median() / 60:.1f} h, "
+                 f"volume added {full.volume_added_um3.median():.0f} µm³")  # fmt: skip
+    return line
 
 
 def _plate_part(dataset: Path, sec: Any) -> None:

@@ -43,7 +43,8 @@ class Tracks:
         minutes; from :func:`track_timelapse` also ``step_um, speed_um_per_min`` (:mod:`subcell.track.motion`).
     lineage : pandas.DataFrame
         One row per track: ``track_id, start, end, parent_track, generation, n_frames``; from
-        :func:`track_timelapse` also the motion measures (:data:`subcell.track.motion.MOTION_COLUMNS`).
+        :func:`track_timelapse` also the motion measures (:data:`subcell.track.motion.MOTION_COLUMNS`) and the
+        growth measures (:data:`subcell.track.growth.GROWTH_COLUMNS`).
     divisions_known : bool
         False where the tracks came from ids alone (no lineage given): a parent of 0 then means "not known", and
         scores against them leave divisions unscored.
@@ -222,6 +223,7 @@ def track_timelapse(
     """
     import pandas as pd
 
+    from subcell.track.growth import track_growth
     from subcell.track.link import link_objects
     from subcell.track.motion import step_motion, track_motion
     from subcell.track.objects import timelapse_objects
@@ -238,6 +240,7 @@ def track_timelapse(
     table = _in_order(table, time_interval_s)
     table = pd.concat([table, step_motion(table)], axis=1)
     lineage = lineage_table(table).merge(track_motion(table), on="track_id", how="left")
+    lineage = lineage.merge(track_growth(table), on="track_id", how="left")
     return Tracks(labels=relabel(lab, table), table=table, lineage=lineage)
 
 
