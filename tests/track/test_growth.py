@@ -26,7 +26,7 @@ def test_an_exponentially_growing_track_and_the_edges_medians() -> None:
     assert exact.growth_rate_per_h == pytest.approx(0.2) and exact.doubling_time_h == pytest.approx(np.log(2) / 0.2)
     assert not exact.full_cycle
     assert track_growth(table, edge_frames=1).iloc[0].volume_start_um3 == pytest.approx(volume[0])
-    with pytest.raises(ValueError, match="edge_frames"):
+    with pytest.raises(ValueError, match="edge_frames must be >= 1"):
         track_growth(table, edge_frames=0)
 
 
@@ -40,7 +40,8 @@ def test_full_cycles_shrinking_and_short_tracks() -> None:
     per = track_growth(pd.DataFrame(rows)).set_index("track_id")
     assert per.full_cycle.to_dict() == {1: False, 2: False, 3: True, 4: False, 5: False}
     assert per.loc[2, "growth_rate_per_h"] < 0 and np.isnan(per.loc[2, "doubling_time_h"])  # shrinking
-    assert per.loc[[4, 5], "growth_rate_per_h"].isna().all()  # fewer than three objects
+    assert per.loc[[3, 4, 5], "growth_rate_per_h"].isna().all()  # fewer than five objects
+    assert track_growth(pd.DataFrame(rows), min_objects=3).set_index("track_id").growth_rate_per_h.notna().sum() == 3
     no_times = pd.DataFrame(rows).assign(time_min=np.nan)
     assert track_growth(no_times).growth_rate_per_h.isna().all()
 
