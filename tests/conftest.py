@@ -103,9 +103,12 @@ def full_cycle_tracks() -> tuple[Any, Any, tuple[float, float, float]]:
 
 
 def write_plate(path: Path, fields: dict[str, list[np.ndarray]], *, version: str = "0.5",
-                voxel_size: tuple[float, float, float] = (0.5, 0.2, 0.2)) -> None:  # fmt: skip
+                voxel_size: tuple[float, float, float] = (0.5, 0.2, 0.2),
+                acquisitions: dict[int, str] | None = None, field_acquisitions: dict[str, list[int]] | None = None,
+                ) -> None:  # fmt: skip
     """An HCS plate written as other tools write one (ome-zarr-py's writer, NGFF ``version``): ``fields`` maps a
-    well path (``"B/3"``) to its fields' ``(Z, Y, X)`` arrays, in the plate's order."""
+    well path (``"B/3"``) to its fields' ``(Z, Y, X)`` arrays, in the plate's order; ``acquisitions`` (id → name)
+    and ``field_acquisitions`` (well → each field's acquisition id) for a plate imaged more than once."""
     import zarr
     from ome_zarr.format import FormatV04, FormatV05
 
@@ -114,11 +117,15 @@ def write_plate(path: Path, fields: dict[str, list[np.ndarray]], *, version: str
     root = zarr.open_group(str(path), mode="w", zarr_format=fmt.zarr_format)
     rows = sorted({w.split("/")[0] for w in fields})
     columns = sorted({w.split("/")[1] for w in fields}, key=int)
-    writer.write_plate_metadata(root, rows, columns, list(fields), fmt=fmt, name=path.name.split(".")[0])
+    acq = [{"id": i, "name": n} for i, n in (acquisitions or {}).items()] or None
+    writer.write_plate_metadata(root, rows, columns, list(fields), fmt=fmt, name=path.name.split(".")[0],
+                                acquisitions=acq)  # fmt: skip
     scale = dict(zip("zyx", voxel_size, strict=True))
     for well, arrays in fields.items():
         group = root.require_group(well)
-        writer.write_well_metadata(group, [str(i) for i in range(len(arrays))], fmt=fmt)
+        images = [{"path": str(i), **({"acquisition": field_acquisitions[well][i]} if field_acquisitions else {})}
+                  for i in range(len(arrays))]  # fmt: skip
+        writer.write_well_metadata(group, images, fmt=fmt)
         for i, a in enumerate(arrays):
             write_ngff_image(a, group.require_group(str(i)), fmt, scale)
 

@@ -109,7 +109,8 @@ def _info_text(d: dict[str, Any]) -> str:
         few, most = pl["fields_per_well"]
         rows.append(("plate", f"{pl['name']}: {pl['wells']} wells in rows {pl['rows'][0]}–{pl['rows'][-1]}, columns "
                               f"{pl['columns'][0]}–{pl['columns'][-1]}; {few if few == most else f'{few}–{most}'} "
-                              "fields per well"))  # fmt: skip
+                              "fields per well" + (f" over {pl['acquisitions']} acquisitions"
+                                                   if pl.get("acquisitions", 1) > 1 else "")))  # fmt: skip
     if d["labels"]:
         rows.append(("labels", ", ".join(d["labels"])))
     for note in d["notes"]:

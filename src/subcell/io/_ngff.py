@@ -122,7 +122,11 @@ def collection_images(path: str | Path, group: Any = None) -> list[CollectionIma
 
 
 def _plate_images(path: Path, group: Any, plate: dict[str, Any]) -> list[CollectionImage]:
+    """A plate's fields; of a plate imaged more than once (NGFF ``acquisitions``), each field's acquisition too
+    (column ``acquisition``: its name, else its id), so one run's fields are not pooled with another's."""
     plate_name = str(plate.get("name") or path.name.split(".")[0])
+    acquisitions = {a.get("id"): str(a.get("name") or a.get("id")) for a in plate.get("acquisitions") or []
+                    if isinstance(a, dict)}  # fmt: skip
     images = []
     for well in plate.get("wells") or []:
         well_path = str(well.get("path", "")).strip("/")
@@ -135,6 +139,8 @@ def _plate_images(path: Path, group: Any, plate: dict[str, Any]) -> list[Collect
             name = f"{well_path}/{str(f.get('path', '')).strip('/')}"
             columns = {"plate": plate_name, "well": f"{row}{column}", "row": row, "column": column,
                        "field": name.rsplit("/", 1)[1]}  # fmt: skip
+            if len(acquisitions) > 1:
+                columns["acquisition"] = acquisitions.get(f.get("acquisition"), str(f.get("acquisition")))
             images.append(CollectionImage(name, name, columns))
     return images
 

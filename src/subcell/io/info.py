@@ -101,7 +101,8 @@ def _plate_summary(p: Path) -> dict[str, Any] | None:
     rows = sorted({w["row"] for w in wells}, key=row_sort_key)
     columns = sorted({w["column"] for w in wells}, key=column_sort_key)
     return {"name": ", ".join(dict.fromkeys(w["plate"] for w in wells)), "rows": rows, "columns": columns,
-            "wells": len(per_well), "fields_per_well": [min(per_well.values()), max(per_well.values())]}  # fmt: skip
+            "wells": len(per_well), "fields_per_well": [min(per_well.values()), max(per_well.values())],
+            "acquisitions": len({w["acquisition"] for w in wells if "acquisition" in w}) or 1}  # fmt: skip
 
 
 def _scene_group(p: Path, scene: str | None) -> Path:

@@ -368,15 +368,21 @@ def _plate_part(dataset: Path, sec: Any) -> None:
     names = set(pq.read_schema(next(dataset.glob("*.parquet"))).names)  # one schema: unified at the run's end
     if not set(PLATE_COLUMNS) <= names or not ({"label", "track_id"} & names):  # per object (measure, track)
         return
-    wanted = [*PLATE_COLUMNS, *(c for c in ("plate", "t") if c in names), *readouts(names)]
+    wanted = [*PLATE_COLUMNS, *(c for c in ("plate", "acquisition", "t") if c in names), *readouts(names)]
     table, fields = pq.read_table(dataset, columns=wanted).to_pandas(), _fields_run(dataset.parent)
     panels = [("objects_per_field", "objects per field")]
     panels += [(f"median_{c}", title) for c, title in readouts(names).items()]
-    plates = table.groupby("plate", sort=False) if "plate" in table.columns else [(None, table)]
-    for plate, part in plates:  # a batch over several plates: a map each (their wells share names)
-        known = fields if fields is None or plate is None else fields[fields["plate"] == plate]
+    # a batch over several plates, or a plate imaged several times: a map each (their wells share names)
+    keys = [c for c in ("plate", "acquisition") if c in table.columns]
+    plates = table.groupby(keys, sort=False) if keys else [((), table)]
+    for key, part in plates:
+        values = dict(zip(keys, key if isinstance(key, tuple) else (key,), strict=True))
+        known = fields
+        for c, v in values.items():
+            known = None if known is None or c not in known else known[known[c].astype(str) == str(v)]
         summary = well_summary(part, known)
-        name = f"{dataset.name}/ per well{f' of plate {plate}' if plate is not None else ''}"
+        of = ", ".join(f"{c} {v}" for c, v in values.items())
+        name = f"{dataset.name}/ per well{f' of {of}' if of else ''}"
         sec.figures.append((f"{name}: {len(summary)} wells", plate_map_png(summary, panels)))
         first = f", first {MAX_TABLE_ROWS}" if len(summary) > MAX_TABLE_ROWS else ""
         sec.tables.append((f"{name} ({len(summary)} wells{first})", summary.head(MAX_TABLE_ROWS).round(3)))
@@ -395,6 +401,7 @@ def _fields_run(folder: Path) -> Any:
         rows, _ = batch_manifest(folder)
     except SubcellError:
         return None
-    known = [{"id": r.id, **{c: r.metadata.get(c) for c in ("plate", "well", "row", "column")}} for r in rows]
-    table = pd.DataFrame([k for k in known if k["well"] is not None])
+    known = [{"id": r.id, **{c: r.metadata.get(c) for c in ("plate", "acquisition", "well", "row", "column")}}
+             for r in rows]  # fmt: skip
+    table = pd.DataFrame([k for k in known if k["well"] is not None]).dropna(axis=1, how="all")
     return table if len(table) else None
