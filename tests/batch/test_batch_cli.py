@@ -478,20 +478,26 @@ def test_a_plates_labels_go_into_its_fields_and_a_rerun_skips_them(
     )
 
 
-def test_a_batch_over_two_plates_maps_each_plate(tmp_path: Path) -> None:
+def _per_well_tables(manifest: Path, tmp_path: Path) -> dict[str, pd.DataFrame]:
+    """The per-well tables of the report of `batch segment --into-labels` then `batch measure` over ``manifest``."""
     from subcell.report.collect import collect_sections
+
+    seg, measured = tmp_path / "seg", tmp_path / "measured"
+    assert run(["batch", "segment", str(manifest), str(seg), "--into-labels", "nuclei", "-w", "nucleus",
+                "--workers", "1", "--quiet"]) == 0  # fmt: skip
+    assert run(["batch", "measure", str(seg), str(measured), "--workers", "1", "--quiet"]) == 0
+    (collection,) = collect_sections(measured)
+    return {title.split(" (")[0]: t for title, t in collection.tables if "per well" in title}
+
+
+def test_a_batch_over_two_plates_maps_each_plate(tmp_path: Path) -> None:
     from tests.conftest import write_plate
 
     (tmp_path / "screen").mkdir()
     write_plate(tmp_path / "screen" / "day1.zarr", {"A/1": [_nuclei_field(1)], "A/2": [_nuclei_field(2)]})
     write_plate(tmp_path / "screen" / "day2.zarr", {"A/1": [_nuclei_field(3)]})
     assert run(["manifest", "make", str(tmp_path / "m.csv"), str(tmp_path / "screen")]) == 0
-    seg, measured = tmp_path / "seg", tmp_path / "measured"
-    assert run(["batch", "segment", str(tmp_path / "m.csv"), str(seg), "--into-labels", "nuclei", "-w", "nucleus",
-                "--workers", "1", "--quiet"]) == 0  # fmt: skip
-    assert run(["batch", "measure", str(seg), str(measured), "--workers", "1", "--quiet"]) == 0
-    (collection,) = collect_sections(measured)
-    tables = {title.split(" (")[0]: t for title, t in collection.tables if "per well" in title}
+    tables = _per_well_tables(tmp_path / "m.csv", tmp_path)
     assert set(tables) == {"measurements/ per well of plate day1", "measurements/ per well of plate day2"}
     day1, day2 = tables["measurements/ per well of plate day1"], tables["measurements/ per well of plate day2"]
     assert day1[["well", "objects"]].values.tolist() == [["A1", 1], ["A2", 2]]  # A1 of each plate kept apart
@@ -501,7 +507,6 @@ def test_a_batch_over_two_plates_maps_each_plate(tmp_path: Path) -> None:
 def test_a_plate_imaged_twice_maps_each_acquisition(tmp_path: Path) -> None:
     """NGFF acquisitions: a plate imaged at 0 h and 24 h holds both runs' fields in its wells; each field's
     acquisition is a manifest column, and the plate readout is per acquisition, not pooled."""
-    from subcell.report.collect import collect_sections
     from tests.conftest import write_plate
 
     write_plate(tmp_path / "p.zarr", {"A/1": [_nuclei_field(1), _nuclei_field(3)], "A/2": [_nuclei_field(2)]},
@@ -509,12 +514,7 @@ def test_a_plate_imaged_twice_maps_each_acquisition(tmp_path: Path) -> None:
     assert run(["manifest", "make", str(tmp_path / "m.csv"), str(tmp_path / "p.zarr")]) == 0
     assert pd.read_csv(tmp_path / "m.csv", dtype=str).acquisition.tolist() == ["0h", "24h", "0h"]
     assert io.describe(tmp_path / "p.zarr")["plate"]["acquisitions"] == 2
-    seg, measured = tmp_path / "seg", tmp_path / "measured"
-    assert run(["batch", "segment", str(tmp_path / "m.csv"), str(seg), "--into-labels", "nuclei", "-w", "nucleus",
-                "--workers", "1", "--quiet"]) == 0  # fmt: skip
-    assert run(["batch", "measure", str(seg), str(measured), "--workers", "1", "--quiet"]) == 0
-    (collection,) = collect_sections(measured)
-    tables = {title.split(" (")[0]: t for title, t in collection.tables if "per well" in title}
+    tables = _per_well_tables(tmp_path / "m.csv", tmp_path)
     first, second = (
         "measurements/ per well of plate p, acquisition 0h",
         "measurements/ per well of plate p, acquisition 24h",
