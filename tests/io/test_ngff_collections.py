@@ -104,7 +104,7 @@ def test_info_of_a_plate_describes_the_field_shown(tmp_path: Path, capsys: pytes
     assert "5: A/1/0, A/1/1, B/3/0, B/3/1, B/3/2 (this is B/3/1)" in out and "nuclei" in out
     assert "plate          p: 2 wells in rows A–B, columns 1–3; 2–3 fields per well" in out
     assert shown["plate"] == {"name": "p", "rows": ["A", "B"], "columns": ["1", "3"], "wells": 2,
-                              "fields_per_well": [2, 3]}  # fmt: skip
+                              "fields_per_well": [2, 3], "acquisitions": 1}  # fmt: skip
 
 
 def test_a_plate_read_as_one_image_says_which_field(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -35,26 +35,27 @@ def read_ome_tiff(path: Path, *, scene: int | str | None = None) -> RawImage:
     physical sizes, time increment, channel names and provenance from the OME-XML."""
     import ome_types
 
-    with open_tiff(path) as tf:
+    with open_tiff(path) as tf:  # one open for the header and the series (each parse of the IFDs costs)
         check_tiff_complete(tf, path)
         xml = tf.ome_metadata
         series_axes = [s.axes.upper() for s in tf.series]
-    if not xml:  # named .ome.tif but written without OME-XML
-        return read_tiff(path, scene=scene)
-    try:
-        ome = ome_types.from_xml(xml, parser_kwargs={"context": _xml_context()})
-    except Exception as e:
-        raise InputFileError(f"OME-XML in this OME-TIFF is invalid ({str(e).splitlines()[0]})", path=path) from None
-    scenes = tuple(image.id for image in ome.images)  # (the names bioio gives OME-TIFF scenes)
-    image_names = [image.name for image in ome.images]
-    if isinstance(scene, str) and scene not in scenes and image_names.count(scene) == 1:
-        scene = image_names.index(scene)  # an image's Name (a position's, a well's), as `manifest make` lists them
-    idx = scene_index(path, scene, scenes)
-    pixels = ome.images[idx].pixels
-    if _pages_readable(series_axes, len(scenes)):
+        if not xml:  # named .ome.tif but written without OME-XML
+            return read_tiff(path, scene=scene, tf=tf)
+        try:
+            ome = ome_types.from_xml(xml, parser_kwargs={"context": _xml_context()})
+        except Exception as e:
+            raise InputFileError(f"OME-XML in this OME-TIFF is invalid ({str(e).splitlines()[0]})",
+                                 path=path) from None  # fmt: skip
+        scenes = tuple(image.id for image in ome.images)  # (the names bioio gives OME-TIFF scenes)
+        image_names = [image.name for image in ome.images]
+        if isinstance(scene, str) and scene not in scenes and image_names.count(scene) == 1:
+            scene = image_names.index(scene)  # an image's Name (a position's, a well's), as `manifest make` lists
+        idx = scene_index(path, scene, scenes)
+        pixels = ome.images[idx].pixels
         # tifffile's OME series, a frame's pages at a time through one kept handle (the plain TIFF reader's):
         # bioio's reader took 1.4 s for 20 frames of a 48 × 16×320×320 movie and 3.0 s for all, this 0.3 s and 0.7 s
-        raw = read_tiff(path, scene=idx)
+        raw = read_tiff(path, scene=idx, tf=tf) if _pages_readable(series_axes, len(scenes)) else None
+    if raw is not None:
         data, dims = _squeeze_samples(raw.data, raw.dims)
     else:
         from bioio_ome_tiff import Reader

@@ -225,12 +225,17 @@ def _plain_voxel_size(page: Any) -> tuple[tuple[float | None, float | None, floa
     return (None, None, None), "its TIFF resolution has no unit"
 
 
-def read_tiff(path: Path, *, scene: int | str | None = None, axes: str | None = None) -> RawImage:
-    """Read a plain TIFF / ImageJ hyperstack lazily, reporting only metadata that can be trusted."""
+def read_tiff(path: Path, *, scene: int | str | None = None, axes: str | None = None, tf: Any = None) -> RawImage:
+    """Read a plain TIFF / ImageJ hyperstack lazily, reporting only metadata that can be trusted. ``tf``: the file
+    already open and checked by the caller (the OME-TIFF reader), used as is and left open."""
+    import contextlib
+
     import dask.array as da
 
-    with open_tiff(path) as tf:
-        check_tiff_complete(tf, path)
+    checked = tf is not None
+    with contextlib.nullcontext(tf) if checked else open_tiff(path) as tf:
+        if not checked:
+            check_tiff_complete(tf, path)
         n_series = len(tf.series)
         if n_series == 0:
             raise InputFileError("TIFF has no image series", path=path)
