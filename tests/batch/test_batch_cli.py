@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import tifffile
 
 from subcell import io, synth
 from subcell.cli.main import run
@@ -522,3 +523,19 @@ def test_a_plate_imaged_twice_maps_each_acquisition(tmp_path: Path) -> None:
     assert set(tables) == {first, second}
     assert tables[first][["well", "objects"]].values.tolist() == [["A1", 1], ["A2", 2]]
     assert tables[second][["well", "objects", "fields"]].values.tolist() == [["A1", 3, 1]]
+
+
+def test_segmented_labels_are_measured_in_their_plain_tiff_movie_read_with_its_axes(tmp_path: Path) -> None:
+    """`batch segment` of a plain TIFF movie (axes TZYX given in the manifest: the file states none), then `batch
+    measure` of its outputs: the chain's intensity image is that movie, read with the row's axes (else its T would
+    be read as Z and the item fail)."""
+    movie = np.stack([_nuclei_field(2), _nuclei_field(3)])  # (T, Z, Y, X)
+    tifffile.imwrite(tmp_path / "movie.tif", movie, photometric="minisblack")
+    pd.DataFrame([{"id": "m", "source": "movie.tif", "axes": "TZYX", "voxel_size_z": 0.5, "voxel_size_y": 0.2,
+                   "voxel_size_x": 0.2, "time_interval": 60}]).to_csv(tmp_path / "m.csv", index=False)  # fmt: skip
+    seg, measured = tmp_path / "seg", tmp_path / "measured"
+    assert run(["batch", "segment", str(tmp_path / "m.csv"), str(seg), "-w", "nucleus", "--workers", "1",
+                "--quiet"]) == 0  # fmt: skip
+    assert run(["batch", "measure", str(seg), str(measured), "--workers", "1", "--quiet"]) == 0
+    table = pd.read_parquet(measured / "m.parquet")
+    assert table.groupby("t").size().tolist() == [2, 3] and table.c0_mean.gt(150).all()  # inside bright nuclei

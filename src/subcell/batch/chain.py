@@ -6,8 +6,8 @@ output. The other columns of the manifest that batch ran on (target, split, stru
 ``axes``, ``time_interval``, the voxel size, the ``label`` image inside it) are not, since the outputs carry their
 own metadata. The labels of a ``segment`` batch get the image they segment as their ``intensity`` unless the row
 names one: the image itself when they were written into it (``--into-labels``: ``field.ome.zarr/labels/nuclei``),
-else the row's source (and its scene of a multi-scene file as ``intensity_scene``), on whose grid ``segment``
-writes them; so ``batch measure`` measures each object's intensities in the image it was found in.
+else the row's source (its scene of a multi-scene file as ``intensity_scene``, the axes it was read with as
+``axes``), on whose grid ``segment`` writes them; so ``batch measure`` measures each object's intensities in the image it was found in.
 """
 
 from __future__ import annotations
@@ -73,7 +73,9 @@ def _carried(manifest: Path | None) -> tuple[dict[str, dict[str, Any]], dict[str
     images: dict[str, dict[str, str]] = {}
     for row in rows:
         images[row_id(row)] = {"intensity": str(Path(row.source).resolve()),
-                               **({"intensity_scene": str(row.scene)} if row.scene is not None else {})}  # fmt: skip
+                               **({"intensity_scene": str(row.scene)} if row.scene is not None else {}),
+                               # a plain TIFF read with the row's axes (`measure --axes` reaches plain TIFFs only)
+                               **({"axes": row.axes} if row.axes is not None else {})}  # fmt: skip
         # other columns hold paths relative to the old manifest (intensity, labels, ...): a value naming a file
         # there is made absolute, so it still names it from the next manifest's folder
         meta = {k: str(base / v) if isinstance(v, str) and not Path(v).is_absolute() and (base / v).exists() else v
