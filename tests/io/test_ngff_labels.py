@@ -11,7 +11,7 @@ import pytest
 
 from subcell import Image, io
 from subcell.cli.main import run
-from subcell.errors import OutputExistsError, ValueRangeError
+from subcell.errors import InputFileError, OutputExistsError, ValueRangeError
 from tests.conftest import cli_user_error
 
 
@@ -152,3 +152,21 @@ def test_writers_listing_labels_in_one_image_at_once_keep_each_others(tmp_path: 
     assert [w.exitcode for w in workers] == [0, 0]
     names = io.label_names(field)
     assert len(names) == 81 and set(names) == {"nucleus", *(f"{p}{i}" for p in "ab" for i in range(40))}
+
+
+def test_a_labels_list_held_too_long_by_another_writer_is_a_one_line_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from filelock import FileLock
+
+    from subcell.io import ngff_labels
+
+    field = _field(tmp_path, "0.4")
+    io.write(_labels(3), field / "labels" / "nucleus", is_label=True)
+    monkeypatch.setattr(ngff_labels, "LOCK_WAIT_S", 0.2)
+    with (
+        FileLock(str(field / "labels" / ".subcell.lock")),
+        pytest.raises(InputFileError, match=r"held \.subcell\.lock"),
+    ):
+        ngff_labels.register_label(field / "labels" / "cell")
+    assert io.label_names(field) == ["nucleus"]

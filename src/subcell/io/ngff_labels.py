@@ -14,7 +14,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from subcell.errors import ValueRangeError
+from subcell.errors import InputFileError, ValueRangeError
 
 __all__ = ["image_of_label", "prepare_label", "register_label"]
 
@@ -75,19 +75,32 @@ def register_label(path: Path) -> None:
     list is read, extended and replaced under a lock on the labels group (``labels/.subcell.lock``, an OS file lock
     that a killed process releases), so writers of different labels into one image at the same time (two batches
     over one plate) each add theirs instead of replacing the other's."""
-    from filelock import FileLock
-
-    from subcell.io._atomic import atomic_output
+    from filelock import FileLock, Timeout
 
     image = image_of_label(path)
     assert image is not None
     meta = image / "labels" / ("zarr.json" if _zarr_format(image) == 3 else ".zattrs")
-    with FileLock(str(meta.parent / ".subcell.lock"), timeout=600):
-        doc = json.loads(meta.read_text()) if meta.exists() else {}
-        attrs = doc.setdefault("attributes", {}).setdefault("ome", {}) if meta.name == "zarr.json" else doc
-        names = [str(n) for n in attrs.get("labels", [])]
-        if path.name in names:
-            return
-        attrs["labels"] = [*names, path.name]
-        with atomic_output(meta, overwrite=True) as tmp:
-            tmp.write_text(json.dumps(doc, indent=2))
+    lock = meta.parent / ".subcell.lock"
+    try:
+        with FileLock(str(lock), timeout=LOCK_WAIT_S):
+            _add_label(meta, path.name)
+    except Timeout:
+        raise InputFileError(f"another writer has held {lock.name} for {LOCK_WAIT_S:g} s; label {path.name!r} is "
+                             "written but not listed: rerun when it is done", path=meta.parent) from None  # fmt: skip
+
+
+LOCK_WAIT_S = 600.0  # how long a writer waits for the labels list (another's read-extend-replace takes ms)
+
+
+def _add_label(meta: Path, name: str) -> None:
+    """Add ``name`` to the labels list in ``meta`` (under the lock)."""
+    from subcell.io._atomic import atomic_output
+
+    doc = json.loads(meta.read_text()) if meta.exists() else {}
+    attrs = doc.setdefault("attributes", {}).setdefault("ome", {}) if meta.name == "zarr.json" else doc
+    names = [str(n) for n in attrs.get("labels", [])]
+    if name in names:
+        return
+    attrs["labels"] = [*names, name]
+    with atomic_output(meta, overwrite=True) as tmp:
+        tmp.write_text(json.dumps(doc, indent=2))
