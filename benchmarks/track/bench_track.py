@@ -13,7 +13,8 @@ Sections:
 - speed: seconds per frame of linking (with gap closing and divisions) at 1k and 10k objects per frame; timed
   alone (check `uptime`), one thing at a time.
 
-Writes ``benchmarks/track/results.md`` and ``results.json`` (sections merge into earlier results).
+Writes ``benchmarks/track/results.md`` and ``results.json`` (sections merge into earlier results); the hand-written
+sections of results.md below its ``KEPT`` line are kept.
 """
 
 from __future__ import annotations
@@ -220,6 +221,10 @@ def _table(rows: list[dict[str, Any]]) -> list[str]:
     return lines
 
 
+# results.md: what report() writes, then this line and the sections written by hand below it (kept on a rewrite)
+KEPT = "<!-- the sections below are written by hand; bench_track.py keeps them when it rewrites the file -->"
+
+
 def report(results: dict[str, Any]) -> str:
     lines = ["# Tracking benchmark", "", f"`python benchmarks/track/bench_track.py` — {results.get('when', '')}", ""]
     if "synthetic" in results:
@@ -277,7 +282,10 @@ def main() -> None:
         elif section == "speed":
             results["speed"] = speed()
         path.write_text(json.dumps(results, indent=2, default=float))
-        (HERE / "results.md").write_text(report(results))
+        md = HERE / "results.md"
+        old = md.read_text() if md.exists() else ""
+        kept = old[old.index(KEPT) :] if KEPT in old else KEPT + "\n"  # later sessions' hand-written sections
+        md.write_text(report(results) + "\n" + kept)
         print(report(results))
 
 
