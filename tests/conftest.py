@@ -219,3 +219,43 @@ def profiled_ops(fn: Callable[[], object]) -> set[str]:
 def pytest_configure(config: pytest.Config) -> None:
     if _WORKERS > 1 and "torch" in sys.modules:  # a plugin imported torch before this file set OMP_NUM_THREADS
         sys.modules["torch"].set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
+
+
+def ome_plate_xml(wells: dict[tuple[int, int], list[int]], name: str = "screen1", plate_id: int = 0) -> str:
+    """A ``Plate``: (row, column), 0-based, → the image indices of its fields in order."""
+    body, sample = "", 0
+    for (r, c), images in wells.items():
+        body += f'<Well ID="Well:{plate_id}:{r}:{c}" Row="{r}" Column="{c}">'
+        for i in images:
+            body += f'<WellSample ID="WellSample:{sample}" Index="{sample}"><ImageRef ID="Image:{i}"/></WellSample>'
+            sample += 1
+        body += "</Well>"
+    return f'<Plate ID="Plate:{plate_id}" Name="{name}">{body}</Plate>'
+
+
+OME_META = {"axes": "ZYX", "PhysicalSizeZ": 0.5, "PhysicalSizeY": 0.2, "PhysicalSizeX": 0.2}
+
+
+def write_ome_tiff(path: Path, names: list[str], plate_xml: str = "") -> list[np.ndarray]:
+    """An OME-TIFF of one 3×8×10 image per name (image i: 100·(i + 1) plus noise), with ``plate_xml`` inserted into
+    its OME-XML as an HCS export has it."""
+    import tifffile
+
+    rng = np.random.default_rng(1)
+    arrays = [(rng.integers(0, 50, (3, 8, 10)) + 100 * (i + 1)).astype(np.uint16) for i in range(len(names))]
+    with tifffile.TiffWriter(path, ome=True) as tw:
+        for a, name in zip(arrays, names, strict=True):
+            tw.write(a, metadata={**OME_META, "Name": name})
+    if plate_xml:
+        insert_plate_xml(path, plate_xml)
+    return arrays
+
+
+def insert_plate_xml(path: Path, plate_xml: str) -> None:
+    """Put a ``Plate`` element into an OME-TIFF's OME-XML, before its images (where the schema has plates)."""
+    import tifffile
+
+    with tifffile.TiffFile(path) as tf:
+        xml = tf.ome_metadata
+    at = xml.index("<Image ")
+    tifffile.tiffcomment(path, (xml[:at] + plate_xml + xml[at:]).encode())

@@ -14,43 +14,14 @@ import tifffile
 from subcell import io
 from subcell.cli.main import run
 from subcell.io.ome_xml import ome_collection
-from tests.conftest import write_bioformats2raw
+from tests.conftest import insert_plate_xml, ome_plate_xml, write_bioformats2raw, write_ome_tiff
 
-META = {"axes": "ZYX", "PhysicalSizeZ": 0.5, "PhysicalSizeY": 0.2, "PhysicalSizeX": 0.2}
 NS = "http://www.openmicroscopy.org/Schemas/OME/2016-06"
-
-
-def _plate_xml(wells: dict[tuple[int, int], list[int]], name: str = "screen1", plate_id: int = 0) -> str:
-    """A ``Plate``: (row, column), 0-based, → the image indices of its fields in order."""
-    body, sample = "", 0
-    for (r, c), images in wells.items():
-        body += f'<Well ID="Well:{plate_id}:{r}:{c}" Row="{r}" Column="{c}">'
-        for i in images:
-            body += f'<WellSample ID="WellSample:{sample}" Index="{sample}"><ImageRef ID="Image:{i}"/></WellSample>'
-            sample += 1
-        body += "</Well>"
-    return f'<Plate ID="Plate:{plate_id}" Name="{name}">{body}</Plate>'
-
-
-def _ome_tiff(path: Path, names: list[str], plate_xml: str = "") -> list[np.ndarray]:
-    """An OME-TIFF of one 3×8×10 image per name (each filled with its index + 1 and noise), with ``plate_xml``
-    inserted into its OME-XML as an HCS export has it."""
-    rng = np.random.default_rng(1)
-    arrays = [(rng.integers(0, 50, (3, 8, 10)) + 100 * (i + 1)).astype(np.uint16) for i in range(len(names))]
-    with tifffile.TiffWriter(path, ome=True) as tw:
-        for a, name in zip(arrays, names, strict=True):
-            tw.write(a, metadata={**META, "Name": name})
-    if plate_xml:
-        with tifffile.TiffFile(path) as tf:
-            xml = tf.ome_metadata
-        at = xml.index("<Image ")
-        tifffile.tiffcomment(path, (xml[:at] + plate_xml + xml[at:]).encode())
-    return arrays
 
 
 def test_ome_xml_plate_wells_fields_and_problems() -> None:
     images = "".join(f'<Image ID="Image:{i}" Name="p{i}"/>' for i in range(4))
-    plate = _plate_xml({(1, 2): [2, 0], (26, 0): [1]})  # image 3 is in no well (an overview)
+    plate = ome_plate_xml({(1, 2): [2, 0], (26, 0): [1]})  # image 3 is in no well (an overview)
     got = ome_collection(f'<OME xmlns="{NS}">{plate}{images}</OME>')
     assert got.names == ["p0", "p1", "p2", "p3"] and not got.problems
     assert got.wells == {
@@ -61,7 +32,7 @@ def test_ome_xml_plate_wells_fields_and_problems() -> None:
     bad_row = plate.replace('Row="26"', 'Row="x"')
     assert "expected whole-number Row and Column" in ome_collection(f'<OME xmlns="{NS}">{bad_row}{images}</OME>'
                                                                    ).problems[0]  # fmt: skip
-    missing = _plate_xml({(0, 0): [7]})
+    missing = ome_plate_xml({(0, 0): [7]})
     assert "refers to image 'Image:7'" in ome_collection(f'<OME xmlns="{NS}">{missing}{images}</OME>').problems[0]
     assert ome_collection("not xml").names == []
     # a multi-file set: each file carries every image; only those whose planes it holds are its own
@@ -75,8 +46,8 @@ def test_ome_xml_plate_wells_fields_and_problems() -> None:
 def test_an_ome_tiff_plate_gives_a_row_per_field_and_becomes_an_ngff_plate(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    arrays = _ome_tiff(tmp_path / "screen.ome.tif", ["pos0", "pos1", "pos2", "overview"],
-                       _plate_xml({(1, 2): [0, 1], (2, 0): [2]}))  # fmt: skip
+    arrays = write_ome_tiff(tmp_path / "screen.ome.tif", ["pos0", "pos1", "pos2", "overview"],
+                       ome_plate_xml({(1, 2): [0, 1], (2, 0): [2]}))  # fmt: skip
     assert run(["info", str(tmp_path / "screen.ome.tif")]) == 0
     out = capsys.readouterr().out
     assert "screen1: 2 wells in rows B–C" in out and "on disk (the whole file)" in out  # (its bytes: all scenes')
@@ -95,15 +66,15 @@ def test_an_ome_tiff_plate_gives_a_row_per_field_and_becomes_an_ngff_plate(
 
 
 def test_a_broken_plate_in_ome_xml_is_a_one_line_problem(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    _ome_tiff(tmp_path / "screen.ome.tif", ["a", "b"], _plate_xml({(0, 0): [0, 5]}))
+    write_ome_tiff(tmp_path / "screen.ome.tif", ["a", "b"], ome_plate_xml({(0, 0): [0, 5]}))
     assert run(["manifest", "make", str(tmp_path / "m.csv"), str(tmp_path / "screen.ome.tif")]) == 2
     err = capsys.readouterr().err
     assert "screen.ome.tif" in err and "refers to image 'Image:5'" in err and not (tmp_path / "m.csv").exists()
 
 
 def test_several_plates_are_written_one_at_a_time(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    xml = _plate_xml({(0, 0): [0]}, "day1", 0) + _plate_xml({(0, 0): [1]}, "day2", 1)
-    arrays = _ome_tiff(tmp_path / "two.ome.tif", ["a", "b"], xml)
+    xml = ome_plate_xml({(0, 0): [0]}, "day1", 0) + ome_plate_xml({(0, 0): [1]}, "day2", 1)
+    arrays = write_ome_tiff(tmp_path / "two.ome.tif", ["a", "b"], xml)
     assert run(["manifest", "make", str(tmp_path / "m.csv"), str(tmp_path / "two.ome.tif")]) == 0
     assert list(pd.read_csv(tmp_path / "m.csv", dtype=str).id) == ["two_day1_A_1_0", "two_day2_A_1_0"]
     capsys.readouterr()
@@ -117,7 +88,7 @@ def test_several_plates_are_written_one_at_a_time(tmp_path: Path, capsys: pytest
 
 def test_scene_names_give_wells_through_the_name_pattern(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """A multi-position acquisition whose positions are named for their wells (no plate in its metadata)."""
-    _ome_tiff(tmp_path / "run.ome.tif", ["Well B3, Field 1", "Well B3, Field 2", "Well C10, Field 1"])
+    write_ome_tiff(tmp_path / "run.ome.tif", ["Well B3, Field 1", "Well B3, Field 2", "Well C10, Field 1"])
     pattern = r"Well (?P<well>[A-P]\d+), Field (?P<field>\d+)"
     out = tmp_path / "m.csv"
     assert (
@@ -144,7 +115,7 @@ def test_a_bioformats2raw_store_of_a_plate_gives_its_series_wells(tmp_path: Path
 
     arrays = [np.full((2, 8, 8), i, np.uint16) for i in range(3)]
     write_bioformats2raw(tmp_path / "s.zarr", arrays, ["f0", "f1", "f2"], True,
-                         _plate_xml({(0, 1): [0, 2], (3, 0): [1]}))  # fmt: skip
+                         ome_plate_xml({(0, 1): [0, 2], (3, 0): [1]}))  # fmt: skip
     table = make_manifest([tmp_path / "s.zarr"], tmp_path / "m.csv")
     assert list(table.series) == ["0", "1", "2"] and list(table.well) == ["A2", "D1", "A2"]
     assert list(table.field) == ["0", "0", "1"]
@@ -165,10 +136,7 @@ def test_a_screen_from_an_ome_tiff_plate_is_segmented_and_measured_per_field(tmp
     with tifffile.TiffWriter(path, ome=True) as tw:
         for s, f in enumerate(fields):  # the second field twice as bright: its intensities tell the scenes apart
             tw.write(f.image.sel(channel=["dna", "membrane"]).numpy()[0] * (s + 1), metadata={**meta, "Name": f"p{s}"})
-    with tifffile.TiffFile(path) as tf:
-        xml = tf.ome_metadata
-    at = xml.index("<Image ")
-    tifffile.tiffcomment(path, (xml[:at] + _plate_xml({(0, 0): [0], (0, 1): [1]}) + xml[at:]).encode())
+    insert_plate_xml(path, ome_plate_xml({(0, 0): [0], (0, 1): [1]}))
     assert run(["manifest", "make", str(tmp_path / "m.csv"), str(path)]) == 0
     seg, tables = tmp_path / "seg", tmp_path / "tables"
     assert run(["batch", "segment", str(tmp_path / "m.csv"), str(seg), "-w", "nucleus", "--workers", "1",

@@ -233,6 +233,22 @@ def test_a_bioformats2raw_store_opens_series_by_series(tmp_path: Path) -> None:
     assert mosaic.sum() == 16 * (5 + 6)
 
 
+def test_an_ome_tiff_plate_opens_as_one_mosaic(tmp_path: Path) -> None:
+    """An HCS export (OME-TIFF whose OME-XML places its images in wells) opens as the plate, like an OME-Zarr one."""
+    from tests.conftest import ome_plate_xml, write_ome_tiff
+
+    arrays = write_ome_tiff(tmp_path / "s.ome.tif", ["p0", "p1", "p2"], ome_plate_xml({(0, 0): [0, 1], (1, 1): [2]}))
+    image, wells = _open(ViewerModel(), tmp_path / "s.ome.tif")
+    assert image.name == "s c0" and list(wells.features["well"]) == ["A1", "B2"]
+    origins = image.metadata["field_origin_px"]
+    mosaic = np.asarray(image.data)[0]  # (Z, Y, X) of the one channel
+    for name, a in zip(["p0", "p1", "p2"], arrays, strict=True):
+        y, x = origins[name]
+        np.testing.assert_array_equal(mosaic[:, y : y + 8, x : x + 10], a)
+    assert mosaic.sum() == sum(int(a.sum()) for a in arrays)  # blank between the fields and wells
+    np.testing.assert_allclose(image.scale[-3:], (0.5, 0.2, 0.2))
+
+
 def test_forms_are_the_configs() -> None:
     from subcell.labelfree.config import PredictConfig
     from subcell.napari.forms import ConfigForm

@@ -14,7 +14,9 @@
 - A cell store (``cells.zarr``): the crops as one stack browsable along a ``cell`` axis, table as features.
 - An OME-Zarr HCS plate: the whole plate as one mosaic per channel (wells in their rows and columns, a well's
   fields side by side), lazily and at every pyramid level the fields share, so the plate is browsed like one image;
-  the layer's metadata says where each field lies. A bioformats2raw layout: its series as the scenes of a file.
+  the layer's metadata says where each field lies. The same for an OME-TIFF whose OME-XML states a plate (an HCS
+  export; its fields are scenes, one level each) and a bioformats2raw store whose OME-XML places its series in
+  wells; any other bioformats2raw layout: its series as the scenes of a file.
 
 Layer data are ``(data, kwargs, layer_type)`` tuples, napari's reader contract, so this module never imports
 napari itself.
@@ -72,7 +74,7 @@ def _kind(p: Path) -> str | None:
     if p.is_dir() and any((p / m).is_file() for m in ("zarr.json", ".zattrs")):
         return "ome-zarr"
     if p.is_file() and p.suffix.lower() in (".tif", ".tiff"):
-        return "tiff"
+        return "plate" if _ome_tiff_plate(p) else "tiff"  # an HCS export's OME-XML places its images in wells
     return None
 
 
@@ -277,7 +279,7 @@ PLATE_GAP = 1 / 8  # blank between wells, as a fraction of a field's width
 
 
 def _plate_layers(p: Path) -> list[LayerData]:
-    """An HCS plate as one mosaic per channel: a well's fields side by side (a near-square grid of them), wells at
+    """An HCS plate (OME-Zarr, or an OME-TIFF whose OME-XML is one) as one mosaic per channel: a well's fields side by side (a near-square grid of them), wells at
     their row and column with a blank gap between, empty wells blank. One mosaic per pyramid level all fields have
     (napari reads the level a zoom needs, and of it only the fields in view); fields of another size are padded to
     the largest. Voxel size and channels are the first field's. Each NGFF label the fields hold (``subcell batch
@@ -288,16 +290,21 @@ def _plate_layers(p: Path) -> list[LayerData]:
     from subcell.io._ngff import collection_images
     from subcell.report.plate import plate_grid
 
-    images = collection_images(p)
-    fields = [p / im.path for im in images]
-    first = io.read(fields[0])
-    # a field stored in other axes than (T, C, Z, Y, X) (another tool's czyx, zyx) is shown at its full resolution,
-    # as the reader gives it
-    pyramids = [levels if (levels := io.pyramid_levels(f)) and levels[0].ndim == 5 else [io.read(f).data]
-                for f in fields]  # fmt: skip
-    label_names = list(dict.fromkeys(name for f in fields for name in io.label_names(f)))
-    labels = {name: [_label_pyramid(f, name) if name in io.label_names(f) else None for f in fields]
-              for name in label_names}  # fmt: skip
+    if p.is_dir():
+        images = collection_images(p)
+        fields = [p / im.path for im in images]
+        first = io.read(fields[0])
+        # a field stored in other axes than (T, C, Z, Y, X) (another tool's czyx, zyx) is shown at its full
+        # resolution, as the reader gives it
+        pyramids = [levels if (levels := io.pyramid_levels(f)) and levels[0].ndim == 5 else [io.read(f).data]
+                    for f in fields]  # fmt: skip
+        label_names = list(dict.fromkeys(name for f in fields for name in io.label_names(f)))
+        labels = {name: [_label_pyramid(f, name) if name in io.label_names(f) else None for f in fields]
+                  for name in label_names}  # fmt: skip
+    else:  # an OME-TIFF whose OME-XML is a plate: its fields are scenes of the file, one level each, no labels
+        images = _ome_tiff_plate(p)
+        pyramids = [[io.read(p, scene=int(im.path)).data] for im in images]
+        first, labels = io.read(p, scene=int(images[0].path)), {}
     n_levels = min(len(v) for v in [*pyramids, *(lv for pyr in labels.values() for lv in pyr if lv is not None)])
     wells: dict[str, list[int]] = {}
     for i, im in enumerate(images):
@@ -335,6 +342,22 @@ def _plate_layers(p: Path) -> list[LayerData]:
         "points",
     ))  # fmt: skip
     return layers
+
+
+def _ome_tiff_plate(p: Path) -> list[Any]:
+    """The fields of an OME-TIFF whose OME-XML states one plate, as the collection images of an OME-Zarr plate
+    (``path`` = the scene's index); empty for any other TIFF."""
+    from subcell.errors import SubcellError
+    from subcell.io._ngff import CollectionImage
+    from subcell.io._tiff import ome_tiff_collection
+
+    try:
+        ome = ome_tiff_collection(p)
+    except SubcellError:
+        return []
+    if ome.problems or len({w["plate"] for w in ome.wells.values()}) != 1:
+        return []
+    return [CollectionImage(ome.names[i] or f"Image:{i}", str(i), w) for i, w in sorted(ome.wells.items())]
 
 
 def _label_pyramid(field: Path, name: str) -> list[Any]:
