@@ -41,6 +41,8 @@ def test_ome_xml_plate_wells_fields_and_problems() -> None:
         '<Image ID="Image:1"><Pixels><TiffData><UUID FileName="b.ome.tif">v</UUID></TiffData></Pixels></Image>'
     )
     assert ome_collection(f'<OME xmlns="{NS}">{two}</OME>', "b.ome.tif").local == {1}
+    # by the document's own UUID where it states one: a renamed file still holds its images
+    assert ome_collection(f'<OME xmlns="{NS}" UUID="v">{two}</OME>', "renamed.ome.tif").local == {1}
 
 
 def test_an_ome_tiff_plate_gives_a_row_per_field_and_becomes_an_ngff_plate(

@@ -42,14 +42,16 @@ class OmeCollection:
 
 def ome_collection(xml: str | bytes | Path, file_name: str | None = None) -> OmeCollection:
     """Parse OME-XML text (or a file of it); an unreadable document gives no images. ``file_name``: the OME-TIFF
-    the text came from; an image stored in another file of a multi-file set (its ``TiffData`` name another file) is
-    not ``local`` (each file of a set carries the whole set's OME-XML)."""
+    the text came from; an image stored in another file of a multi-file set is not ``local`` (each file of a set
+    carries the whole set's OME-XML): its ``TiffData`` name another file's UUID than the document's own (the
+    ``UUID`` of its root; a renamed file keeps it), or, in a document without one, another file name."""
     try:
         root = ET.parse(xml).getroot() if isinstance(xml, Path) else ET.fromstring(xml)
     except (OSError, ET.ParseError):
         return OmeCollection([])
     images = [el for el in root if _tag(el) == "Image"]
-    local = frozenset(i for i, im in enumerate(images) if file_name is None or _stored_in(im, file_name))
+    own = root.get("UUID")
+    local = frozenset(i for i, im in enumerate(images) if file_name is None or _stored_in(im, own, file_name))
     index = {el.get("ID", ""): i for i, el in enumerate(images)}
     wells: dict[int, dict[str, str]] = {}
     problems: list[str] = []
@@ -63,10 +65,14 @@ def ome_collection(xml: str | bytes | Path, file_name: str | None = None) -> Ome
     return OmeCollection([el.get("Name", "") for el in images], wells, problems, local)
 
 
-def _stored_in(image: ET.Element, file_name: str) -> bool:
-    """Whether ``image``'s planes are in ``file_name``: no ``TiffData`` names another file."""
+def _stored_in(image: ET.Element, own_uuid: str | None, file_name: str) -> bool:
+    """Whether ``image``'s planes are in the document's own file: no ``TiffData`` refers to another file's UUID
+    (or, where the document states no UUID of its own, to another file name)."""
     for el in image.iter():
-        if _tag(el) == "UUID" and el.get("FileName") and el.get("FileName") != file_name:
+        if _tag(el) != "UUID":
+            continue
+        other = (el.text or "").strip() != own_uuid if own_uuid else el.get("FileName", file_name) != file_name
+        if other:
             return False
     return True
 
