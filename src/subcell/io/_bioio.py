@@ -16,7 +16,7 @@ from typing import Any
 
 from subcell.errors import InputFileError, MetadataError
 from subcell.io._raw import RawImage
-from subcell.io._tiff import check_tiff_complete, open_tiff, read_tiff, scene_index
+from subcell.io._tiff import open_kept, read_tiff, scene_index
 from subcell.io._units import LENGTH_UM, TIME_S
 
 __all__ = ["PROVENANCE_NS", "VENDOR_PLUGINS", "read_ome_tiff", "read_vendor"]
@@ -35,17 +35,22 @@ def read_ome_tiff(path: Path, *, scene: int | str | None = None) -> RawImage:
     physical sizes, time increment, channel names and provenance from the OME-XML."""
     import ome_types
 
-    with open_tiff(path) as tf:  # one open for the header and the series (each parse of the IFDs costs)
-        check_tiff_complete(tf, path)
+    # the process's kept handle: its headers, series and OME model parsed once per file version, so each scene of
+    # a many-scene file (an HCS plate) is read without parsing every other's again
+    tf, lock = open_kept(path)
+    with lock:
         xml = tf.ome_metadata
         series_axes = [s.axes.upper() for s in tf.series]
         if not xml:  # named .ome.tif but written without OME-XML
             return read_tiff(path, scene=scene, tf=tf)
-        try:
-            ome = ome_types.from_xml(xml, parser_kwargs={"context": _xml_context()})
-        except Exception as e:
-            raise InputFileError(f"OME-XML in this OME-TIFF is invalid ({str(e).splitlines()[0]})",
-                                 path=path) from None  # fmt: skip
+        ome = getattr(tf, "_subcell_ome", None)
+        if ome is None:
+            try:
+                ome = ome_types.from_xml(xml, parser_kwargs={"context": _xml_context()})
+            except Exception as e:
+                raise InputFileError(f"OME-XML in this OME-TIFF is invalid ({str(e).splitlines()[0]})",
+                                     path=path) from None  # fmt: skip
+            tf._subcell_ome = ome
         scenes = tuple(image.id for image in ome.images)  # (the names bioio gives OME-TIFF scenes)
         image_names = [image.name for image in ome.images]
         if isinstance(scene, str) and scene not in scenes and image_names.count(scene) == 1:
