@@ -28,21 +28,30 @@ HERE = Path(__file__).parent
 META = {"axes": "ZYX", "PhysicalSizeZ": 0.5, "PhysicalSizeY": 0.2, "PhysicalSizeX": 0.2}
 
 
+def _timed_manifest(inputs: Path, module: Any, name: str, replacement: Any) -> tuple[float, Any]:
+    """``make_manifest`` of ``inputs`` timed, with ``module.name`` replaced by ``replacement`` (None: as it is)."""
+    from subcell.io import _tiff
+    from subcell.io.manifest_make import make_manifest
+
+    _tiff.close_kept()
+    saved = getattr(module, name)
+    if replacement is not None:
+        setattr(module, name, replacement)
+    try:
+        t0 = time.perf_counter()
+        table = make_manifest([inputs], inputs.parent / "m.csv")
+        return time.perf_counter() - t0, table
+    finally:
+        setattr(module, name, saved)
+
+
 def _timed(folder: Path, fresh_context: bool) -> tuple[float, Any]:
     from xsdata_pydantic_basemodel.bindings import XmlContext
 
     from subcell.io import _bioio
-    from subcell.io.manifest_make import make_manifest
 
-    shared = _bioio._xml_context
-    if fresh_context:
-        _bioio._xml_context = XmlContext  # type: ignore[assignment]  # a new context per document
-    try:
-        t0 = time.perf_counter()
-        table = make_manifest([folder], folder.parent / "m.csv")
-        return time.perf_counter() - t0, table
-    finally:
-        _bioio._xml_context = shared
+    # fresh: a new context per document (ome-types' default)
+    return _timed_manifest(folder, _bioio, "_xml_context", XmlContext if fresh_context else None)
 
 
 def _plate_file(path: Path, n: int) -> None:
@@ -65,18 +74,10 @@ def _timed_plate(path: Path, kept: bool) -> tuple[float, Any]:
     import tifffile
 
     from subcell.io import _tiff
-    from subcell.io.manifest_make import make_manifest
 
-    _tiff.close_kept()
-    saved = _tiff._open_cached
-    if not kept:  # every read opens and parses the file again (what each read did before)
-        _tiff._open_cached = lambda p: (tifffile.TiffFile(p), threading.Lock())  # type: ignore[assignment]
-    try:
-        t0 = time.perf_counter()
-        table = make_manifest([path], path.parent / "plate.csv")
-        return time.perf_counter() - t0, table
-    finally:
-        _tiff._open_cached = saved
+    # not kept: every read opens and parses the file again (what each read did before)
+    fresh = None if kept else (lambda p: (tifffile.TiffFile(p), threading.Lock()))
+    return _timed_manifest(path, _tiff, "_open_cached", fresh)
 
 
 def main() -> None:
