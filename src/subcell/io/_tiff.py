@@ -251,16 +251,16 @@ def _plain_voxel_size(page: Any) -> tuple[tuple[float | None, float | None, floa
 
 
 def read_tiff(path: Path, *, scene: int | str | None = None, axes: str | None = None, tf: Any = None) -> RawImage:
-    """Read a plain TIFF / ImageJ hyperstack lazily, reporting only metadata that can be trusted. ``tf``: the file
-    already open and checked by the caller (the OME-TIFF reader), used as is and left open."""
+    """Read a plain TIFF / ImageJ hyperstack lazily, reporting only metadata that can be trusted. ``tf``: the kept
+    handle the caller (the OME-TIFF reader) holds the lock of."""
     import contextlib
 
     import dask.array as da
 
-    checked = tf is not None
-    with contextlib.nullcontext(tf) if checked else open_tiff(path) as tf:
-        if not checked:
-            check_tiff_complete(tf, path)
+    lock: Any = contextlib.nullcontext()  # (a caller that passes ``tf`` holds its lock)
+    if tf is None:  # the process's kept handle, checked once per file version (a multi-series file's series each)
+        tf, lock = open_kept(path)
+    with lock:
         n_series = len(tf.series)
         if n_series == 0:
             raise InputFileError("TIFF has no image series", path=path)
