@@ -35,6 +35,13 @@ def test_ome_xml_plate_wells_fields_and_problems() -> None:
     missing = ome_plate_xml({(0, 0): [7]})
     assert "refers to image 'Image:7'" in ome_collection(f'<OME xmlns="{NS}">{missing}{images}</OME>').problems[0]
     assert ome_collection("not xml").names == []
+    # a plate imaged twice: its PlateAcquisitions say which run each field is from
+    runs = ('<PlateAcquisition ID="PlateAcquisition:0" Name="0h"><WellSampleRef ID="WellSample:0"/>'
+            '<WellSampleRef ID="WellSample:2"/></PlateAcquisition><PlateAcquisition ID="PlateAcquisition:1" '
+            'Name="24h"><WellSampleRef ID="WellSample:1"/></PlateAcquisition></Plate>')  # fmt: skip
+    twice = ome_collection(f'<OME xmlns="{NS}">{plate.replace("</Plate>", runs)}{images}</OME>')
+    assert {i: w["acquisition"] for i, w in twice.wells.items()} == {2: "0h", 0: "24h", 1: "0h"}
+    assert "acquisition" not in got.wells[0]  # one run: no column
     # a multi-file set: each file carries every image; only those whose planes it holds are its own
     two = (
         '<Image ID="Image:0"><Pixels><TiffData><UUID FileName="a.ome.tif">u</UUID></TiffData></Pixels></Image>'

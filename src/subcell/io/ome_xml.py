@@ -78,6 +78,12 @@ def _stored_in(image: ET.Element, own_uuid: str | None, file_name: str) -> bool:
 
 
 def _plate_wells(plate: ET.Element, name: str, index: dict[str, int]) -> dict[int, dict[str, str]]:
+    """Each placed image's columns; of a plate imaged more than once (several ``PlateAcquisition``s, whose
+    ``WellSampleRef`` list their samples) also its ``acquisition`` (the run's name, else its ID), as an NGFF
+    plate's acquisitions give it."""
+    runs = [el for el in plate if _tag(el) == "PlateAcquisition"]
+    run_of = {ref.get("ID", ""): str(run.get("Name") or run.get("ID", "")) for run in runs for ref in run
+              if _tag(ref) == "WellSampleRef"} if len(runs) > 1 else {}  # fmt: skip
     out: dict[int, dict[str, str]] = {}
     for well in (el for el in plate if _tag(el) == "Well"):
         try:
@@ -96,6 +102,8 @@ def _plate_wells(plate: ET.Element, name: str, index: dict[str, int]) -> dict[in
                 raise ValueError(f"well {well.get('ID')!r} refers to image {ref!r}, which the document lacks")
             r, c = row_letters(row + 1), str(column + 1)
             out[index[ref]] = {"plate": name, "well": f"{r}{c}", "row": r, "column": c, "field": str(f)}
+            if run_of:
+                out[index[ref]]["acquisition"] = run_of.get(sample.get("ID", ""), "")
     return out
 
 
