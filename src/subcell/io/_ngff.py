@@ -95,13 +95,15 @@ def _open_group(path: Path) -> Any:
 
 @dataclass(frozen=True)
 class CollectionImage:
-    """One image of an OME-Zarr collection: its scene name, its group's path inside the store and what it is in
-    the collection (``plate``, ``well``, ``row``, ``column``, ``field`` of a plate; ``series`` of a
-    bioformats2raw layout), as manifest columns."""
+    """One image of a collection (:func:`subcell.io.collection.collection_of`): its scene name, where it is — its
+    group's ``path`` inside an OME-Zarr store, or (``path`` empty) the ``scene`` index of a multi-scene file — and
+    what it is in the collection (``plate``, ``well``, ``row``, ``column``, ``field``, ``acquisition`` of a plate;
+    ``series`` of a bioformats2raw layout), as manifest columns."""
 
     name: str
     path: str
     columns: dict[str, str] = field(default_factory=dict)
+    scene: str | None = None
 
 
 def collection_images(path: str | Path, group: Any = None) -> list[CollectionImage]:

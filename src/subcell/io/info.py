@@ -77,19 +77,16 @@ def describe(
 
 
 def _plate_summary(p: Path) -> dict[str, Any] | None:
-    """An HCS plate's layout: its name, rows and columns used, wells, and fields per well (fewest, most); of an
-    OME-Zarr plate, a bioformats2raw store whose OME-XML states a plate, or an OME-TIFF whose OME-XML does."""
-    from subcell.io._ngff import collection_images, ngff_kind
-    from subcell.io._tiff import ome_tiff_collection
-    from subcell.io.reader import detect_format
+    """An HCS plate's layout: its name, rows and columns used, wells, and fields per well (fewest, most); of any
+    collection that places its images in wells (:func:`~subcell.io.collection.collection_of`: an OME-Zarr plate, a
+    bioformats2raw store or an OME-TIFF whose OME-XML states a plate); None for anything else or a plate that
+    cannot be read (its images are still described)."""
+    from subcell.errors import SubcellError
+    from subcell.io.collection import collection_of
 
-    if p.is_dir():
-        if ngff_kind(p) not in ("plate", "series"):
-            return None
-        wells = [im.columns for im in collection_images(p) if "well" in im.columns]
-    elif detect_format(p) in ("ome-tiff", "tiff"):
-        wells = list(ome_tiff_collection(p).wells.values())
-    else:
+    try:
+        wells = [im.columns for im in collection_of(p) if "well" in im.columns]
+    except SubcellError:
         return None
     if not wells:
         return None

@@ -12,7 +12,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from subcell.errors import ManifestError, MetadataError, SubcellError
+from subcell.errors import ManifestError, SubcellError
 from subcell.image import VoxelSize
 
 __all__ = ["IMAGE_SUFFIXES", "image_files", "make_manifest"]
@@ -172,23 +172,26 @@ def make_manifest(
 
 
 def _collection_members(path: Path, parts: tuple[str, ...]) -> list[tuple[Path, tuple[str, ...], dict[str, str]]]:
-    """(image, id parts, manifest columns) of each image of an OME-Zarr collection at ``path``, or of each image an
-    OME-TIFF's plate places (its ``scene`` and well); the path itself, without columns, for anything else."""
-    from subcell.io._ngff import collection_images, ngff_kind
-    from subcell.io._tiff import ome_tiff_collection
-    from subcell.io.reader import detect_format
+    """(image, id parts, manifest columns) of each image of the collection at ``path`` (:func:`collection_of`: an
+    OME-Zarr collection's images are their groups, an OME-TIFF plate's its ``scene``s); the path itself, without
+    columns, for anything else."""
+    from subcell.io.collection import collection_of, image_source
 
-    if path.is_dir() and ngff_kind(path) in ("plate", "series"):
-        return [(path / im.path, (*parts, *im.path.split("/")), im.columns) for im in collection_images(path)]
-    if detect_format(path) in ("ome-tiff", "tiff") and path.is_file():
-        ome = ome_tiff_collection(path)
-        if ome.problems:
-            raise MetadataError(ome.problems[0], path=path, field="plate")
-        several = len({w["plate"] for w in ome.wells.values()}) > 1
-        return [(path, (*parts, *([w["plate"]] if several else []), w["row"], w["column"], w["field"]),
-                 {**w, "scene": str(i), **({"scene_name": ome.names[i]} if ome.names[i] else {})})
-                for i, w in sorted(ome.wells.items()) if i in ome.local] or [(path, parts, {})]  # fmt: skip
-    return [(path, parts, {})]
+    images = collection_of(path)
+    several = len({im.columns.get("plate") for im in images}) > 1
+
+    def id_parts(im: Any) -> tuple[str, ...]:
+        if im.path:
+            return tuple(im.path.split("/"))
+        c = im.columns
+        return (*([c["plate"]] if several else []), c["row"], c["column"], c["field"])
+
+    members = []
+    for im in images:
+        source, scene = image_source(path, im)
+        named = {"scene": scene, "scene_name": im.name} if scene is not None else {}
+        members.append((source, (*parts, *id_parts(im)), {**im.columns, **named}))
+    return members or [(path, parts, {})]
 
 
 def _scene_names(path: Path, scenes: list[str]) -> list[str]:

@@ -58,23 +58,22 @@ def _kind(p: Path) -> str | None:
 
     if is_geff(p) or is_trackmate_xml(p):
         return "graph"
+    from subcell.errors import SubcellError
     from subcell.io._ngff import ngff_kind
+    from subcell.io.collection import collection_of, is_one_plate
 
     kind = ngff_kind(p)
     if kind == "plate":
         return "plate"
-    if kind == "series":
-        from subcell.io._ngff import collection_images
-
-        images = collection_images(p)  # a plate converted with --no-hcs: its OME-XML places every series in a well
-        if images and len({im.columns.get("plate") for im in images}) == 1 and all("well" in im.columns
-                                                                                   for im in images):  # fmt: skip
-            return "plate"
-        return "scenes"  # a bioformats2raw layout: its series are scenes, as a multi-series file's
+    is_tiff = p.is_file() and p.suffix.lower() in (".tif", ".tiff")
+    if kind == "series" or is_tiff:  # a plate too when every image is in a well (--no-hcs; an HCS OME-TIFF export)
+        try:
+            one_plate = is_one_plate(collection_of(p))
+        except SubcellError:
+            one_plate = False  # (an unreadable plate: shown as the file's scenes; their reader says what is wrong)
+        return "plate" if one_plate else "scenes" if kind == "series" else "tiff"
     if p.is_dir() and any((p / m).is_file() for m in ("zarr.json", ".zattrs")):
         return "ome-zarr"
-    if p.is_file() and p.suffix.lower() in (".tif", ".tiff"):
-        return "plate" if _ome_tiff_plate(p) else "tiff"  # an HCS export's OME-XML places its images in wells
     return None
 
 
@@ -287,24 +286,20 @@ def _plate_layers(p: Path) -> list[LayerData]:
     import math
 
     from subcell import io
-    from subcell.io._ngff import collection_images
+    from subcell.io.collection import collection_of, image_source
     from subcell.report.plate import plate_grid
 
-    if p.is_dir():
-        images = collection_images(p)
-        fields = [p / im.path for im in images]
-        first = io.read(fields[0])
-        # a field stored in other axes than (T, C, Z, Y, X) (another tool's czyx, zyx) is shown at its full
-        # resolution, as the reader gives it
-        pyramids = [levels if (levels := io.pyramid_levels(f)) and levels[0].ndim == 5 else [io.read(f).data]
-                    for f in fields]  # fmt: skip
-        label_names = list(dict.fromkeys(name for f in fields for name in io.label_names(f)))
-        labels = {name: [_label_pyramid(f, name) if name in io.label_names(f) else None for f in fields]
-                  for name in label_names}  # fmt: skip
-    else:  # an OME-TIFF whose OME-XML is a plate: its fields are scenes of the file, one level each, no labels
-        images = _ome_tiff_plate(p)
-        pyramids = [[io.read(p, scene=int(im.path)).data] for im in images]
-        first, labels = io.read(p, scene=int(images[0].path)), {}
+    images = collection_of(p)
+    sources = [image_source(p, im) for im in images]  # (a store's group, no scene) or (the file, its scene)
+    first = io.read(sources[0][0], scene=sources[0][1])
+    # a field stored in other axes than (T, C, Z, Y, X) (another tool's czyx, zyx), or a file's scene, is shown at
+    # its full resolution, as the reader gives it
+    pyramids = [levels if scene is None and (levels := io.pyramid_levels(f)) and levels[0].ndim == 5
+                else [io.read(f, scene=scene).data] for f, scene in sources]  # fmt: skip
+    fields = [f for f, scene in sources if scene is None]  # (the fields that are groups of a store hold labels)
+    label_names = list(dict.fromkeys(name for f in fields for name in io.label_names(f)))
+    labels = {name: [_label_pyramid(f, name) if scene is None and name in io.label_names(f) else None
+                     for f, scene in sources] for name in label_names}  # fmt: skip
     n_levels = min(len(v) for v in [*pyramids, *(lv for pyr in labels.values() for lv in pyr if lv is not None)])
     wells: dict[str, list[int]] = {}
     for i, im in enumerate(images):
@@ -342,22 +337,6 @@ def _plate_layers(p: Path) -> list[LayerData]:
         "points",
     ))  # fmt: skip
     return layers
-
-
-def _ome_tiff_plate(p: Path) -> list[Any]:
-    """The fields of an OME-TIFF whose OME-XML states one plate, as the collection images of an OME-Zarr plate
-    (``path`` = the scene's index); empty for any other TIFF."""
-    from subcell.errors import SubcellError
-    from subcell.io._ngff import CollectionImage
-    from subcell.io._tiff import ome_tiff_collection
-
-    try:
-        ome = ome_tiff_collection(p)
-    except SubcellError:
-        return []
-    if ome.problems or len({w["plate"] for w in ome.wells.values()}) != 1:
-        return []
-    return [CollectionImage(ome.names[i] or f"Image:{i}", str(i), w) for i, w in sorted(ome.wells.items())]
 
 
 def _label_pyramid(field: Path, name: str) -> list[Any]:
