@@ -27,7 +27,15 @@ from subcell.io._tiff import scene_index
 from subcell.io._units import LENGTH_UM, TIME_S
 from subcell.io.ome_xml import ome_collection
 
-__all__ = ["CollectionImage", "collection_images", "group_attrs", "json_attrs", "ngff_kind", "read_ome_zarr"]
+__all__ = [
+    "CollectionImage",
+    "collection_images",
+    "group_attrs",
+    "json_attrs",
+    "ngff_attrs",
+    "ngff_kind",
+    "read_ome_zarr",
+]
 
 _AXES = "TCZYX"
 
@@ -44,6 +52,13 @@ def group_attrs(group: Any) -> dict[str, Any]:
     ms: list[dict[str, Any]] = attrs.get("multiscales") or [{}]
     attrs["ngff_version"] = ms[0].get("version", "0.4")
     return attrs
+
+
+def ngff_attrs(block: dict[str, Any], version: str) -> dict[str, Any]:
+    """A group's attributes holding the NGFF metadata ``block`` (``multiscales``, ``plate``, ``labels``, …) as
+    ``version`` stores it: at the top level (0.4), or in the ``ome`` block with its version (0.5). The reverse of
+    :func:`group_attrs`."""
+    return dict(block) if version == "0.4" else {"ome": {"version": version, **block}}
 
 
 def json_attrs(path: str | Path) -> dict[str, Any]:

@@ -40,7 +40,7 @@ def prepare_label(path: Path, *, shape: tuple[int, ...], voxel_size: tuple[float
     import zarr
 
     from subcell.io._atomic import remove_temporaries
-    from subcell.io._ngff import group_attrs, read_ome_zarr
+    from subcell.io._ngff import group_attrs, ngff_attrs, read_ome_zarr
 
     image = image_of_label(path)
     assert image is not None
@@ -65,7 +65,7 @@ def prepare_label(path: Path, *, shape: tuple[int, ...], voxel_size: tuple[float
     if not any((labels / m).is_file() for m in ("zarr.json", ".zgroup")):  # no group yet (perhaps a scratch folder)
         group = zarr.open_group(str(labels), mode="a", zarr_format=_zarr_format(image))  # type: ignore[arg-type]
         block: dict[str, Any] = {"labels": []}
-        group.attrs.update(block if version == "0.4" else {"ome": {"version": version, **block}})
+        group.attrs.update(ngff_attrs(block, version))
     return version
 
 

@@ -336,9 +336,9 @@ class OmeZarrWriter:
         return ms
 
     def _ome(self, block: Mapping[str, Any]) -> dict[str, Any]:
-        if self.ngff_version == "0.4":
-            return dict(block)
-        return {"ome": {"version": "0.5", **block}}
+        from subcell.io._ngff import ngff_attrs
+
+        return ngff_attrs(dict(block), self.ngff_version)
 
     def _write_metadata(self) -> None:
         channels = []

@@ -123,6 +123,7 @@ def write_plate(fields: Sequence[PlateField], path: str | Path, *, name: str | N
     import zarr
 
     from subcell.io._atomic import atomic_output
+    from subcell.io._ngff import ngff_attrs
     from subcell.io.ome_zarr_writer import NGFF_VERSIONS, write_ome_zarr
 
     out = Path(path)
@@ -167,16 +168,10 @@ def write_plate(fields: Sequence[PlateField], path: str | Path, *, name: str | N
             ],
             "field_count": max(len(v) for v in wells.values()),
         }
-        _set_ome(root, "plate", plate, ngff_version)
+        # (0.4 states the version inside the plate and well blocks; 0.5 in the ome block, ngff_attrs)
+        v04 = {"version": ngff_version} if ngff_version == "0.4" else {}
+        root.attrs.update(ngff_attrs({"plate": {**plate, **v04}}, ngff_version))
         for (r, c), names in wells.items():
-            _set_ome(root[f"{r}/{c}"], "well", {"images": [{"path": n} for n in names]}, ngff_version)
+            well = {"images": [{"path": n} for n in names], **v04}
+            root[f"{r}/{c}"].attrs.update(ngff_attrs({"well": well}, ngff_version))
     return out
-
-
-def _set_ome(group: Any, key: str, block: dict[str, Any], version: str) -> None:
-    """NGFF metadata ``key`` on a group: top-level attributes with a version inside (0.4), or in the ``ome`` block
-    (0.5)."""
-    if version == "0.4":
-        group.attrs[key] = {**block, "version": version}
-    else:
-        group.attrs["ome"] = {"version": version, key: block}
