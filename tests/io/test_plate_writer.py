@@ -12,7 +12,7 @@ import tifffile
 
 from subcell import io
 from subcell.cli.main import run
-from subcell.io.plate_writer import parse_well
+from subcell.io.wells import parse_well
 from tests.conftest import cli_user_error
 
 META = {"axes": "ZYX", "PhysicalSizeZ": 0.5, "PhysicalSizeY": 0.2, "PhysicalSizeX": 0.2}

@@ -90,7 +90,7 @@ def _plate_summary(p: Path) -> dict[str, Any] | None:
         return None
     if not wells:
         return None
-    from subcell.io.plate_writer import column_sort_key, row_sort_key
+    from subcell.io.wells import column_sort_key, row_sort_key
 
     per_well: dict[tuple[str, str], int] = {}
     for w in wells:

@@ -14,18 +14,9 @@ import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from pathlib import Path
 
-__all__ = ["OmeCollection", "ome_collection", "row_letters"]
+from subcell.io.wells import row_letters
 
-
-def row_letters(n: int) -> str:
-    """Row number → letters as plates name rows: 1 → A, 26 → Z, 27 → AA."""
-    if n < 1:
-        raise ValueError(f"expected a row number from 1, got {n}")
-    letters = ""
-    while n:
-        n, r = divmod(n - 1, 26)
-        letters = chr(65 + r) + letters
-    return letters
+__all__ = ["OmeCollection", "ome_collection"]
 
 
 @dataclass(frozen=True)

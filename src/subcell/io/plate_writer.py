@@ -10,44 +10,15 @@ few JSON keys.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from subcell.errors import ValueRangeError
-from subcell.io.ome_xml import row_letters
+from subcell.io.wells import column_sort_key, parse_well, row_letters, row_sort_key
 
-__all__ = [
-    "PlateField",
-    "column_sort_key",
-    "manifest_fields",
-    "manifest_plates",
-    "parse_well",
-    "row_sort_key",
-    "write_plate",
-]
-
-_WELL = re.compile(r"^([A-Za-z]+)[-_ ]?0*(\d+)$")
-
-
-def parse_well(text: str) -> tuple[str, str]:
-    """``"B3"``, ``"b03"``, ``"AA12"``, ``"B-3"`` → (row, column) as NGFF names them (``"B"``, ``"3"``)."""
-    m = _WELL.match(str(text).strip())
-    if m is None:
-        raise ValueError(f"expected a well such as B3 or B03 (row letters, column number), got {text!r}")
-    return m.group(1).upper(), str(int(m.group(2)))
-
-
-def row_sort_key(row: str) -> tuple[int, str]:
-    """Plate order of rows: A … Z, then AA … AF (a 1536-well plate)."""
-    return len(row), row
-
-
-def column_sort_key(column: str) -> tuple[int, Any]:
-    """Plate order of columns: by number (2 before 10)."""
-    return (0, int(column)) if column.isdigit() else (1, column)
+__all__ = ["PlateField", "manifest_fields", "manifest_plates", "write_plate"]
 
 
 @dataclass(frozen=True)

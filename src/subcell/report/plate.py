@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from subcell.io.plate_writer import column_sort_key, row_sort_key
+from subcell.io.wells import column_sort_key, row_sort_key
 from subcell.plotting import png_bytes, subplots
 
 __all__ = ["PLATE_COLUMNS", "READOUTS", "plate_grid", "plate_map_png", "readouts", "well_summary"]
