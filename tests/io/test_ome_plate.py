@@ -184,3 +184,51 @@ def test_the_scenes_of_one_plate_file_are_read_without_parsing_it_again(
     later = io.read(path, scene="q6")  # the new version of the file, not the kept handle of the old one
     np.testing.assert_array_equal(later.numpy()[0, 0], arrays[6])
     assert len(calls) == 2
+
+
+def test_a_plate_imaged_twice_keeps_its_runs_apart_in_the_ngff_plate(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """OME-XML PlateAcquisitions → the manifest's `acquisition` column → the NGFF plate's `acquisitions` and each
+    well image's: read back, every field is of its run (they were written as one pooled run)."""
+    import json
+
+    runs = ('<PlateAcquisition ID="PlateAcquisition:0" Name="0h"><WellSampleRef ID="WellSample:0"/>'
+            '<WellSampleRef ID="WellSample:2"/></PlateAcquisition><PlateAcquisition ID="PlateAcquisition:1" '
+            'Name="24h"><WellSampleRef ID="WellSample:1"/></PlateAcquisition></Plate>')  # fmt: skip
+    xml = ome_plate_xml({(0, 0): [0, 1], (0, 1): [2]}).replace("</Plate>", runs)
+    arrays = write_ome_tiff(tmp_path / "screen.ome.tif", ["a", "b", "c"], xml)
+    assert run(["manifest", "make", str(tmp_path / "m.csv"), str(tmp_path / "screen.ome.tif")]) == 0
+    assert run(["manifest", "plate", str(tmp_path / "m.csv"), str(tmp_path / "p.zarr")]) == 0
+    plate = json.loads((tmp_path / "p.zarr" / ".zattrs").read_text())["plate"]
+    assert plate["acquisitions"] == [{"id": 0, "name": "0h", "maximumfieldcount": 1},
+                                     {"id": 1, "name": "24h", "maximumfieldcount": 1}]  # fmt: skip
+    assert run(["manifest", "make", str(tmp_path / "back.csv"), str(tmp_path / "p.zarr")]) == 0
+    back = pd.read_csv(tmp_path / "back.csv", dtype=str)
+    assert list(zip(back.well, back.field, back.acquisition, strict=True)) == [("A1", "0", "0h"), ("A1", "1", "24h"),
+                                                                              ("A2", "0", "0h")]  # fmt: skip
+    np.testing.assert_array_equal(io.read(tmp_path / "p.zarr", scene="A/1/1").numpy()[0, 0], arrays[1])
+    capsys.readouterr()
+    assert run(["info", str(tmp_path / "p.zarr")]) == 0
+    assert "screen1: 2 wells in row A, columns 1–2; 1–2 fields per well over 2 acquisitions" in capsys.readouterr().out
+    # some rows of a run and some of none: which run the others belong to is unknown, so nothing is written
+    table = pd.read_csv(tmp_path / "m.csv", dtype=str)
+    table.loc[1, "acquisition"] = None
+    table.to_csv(tmp_path / "mixed.csv", index=False)
+    assert run(["manifest", "plate", str(tmp_path / "mixed.csv"), str(tmp_path / "mixed.zarr")]) == 2
+    err = capsys.readouterr().err
+    assert "field 1 (well A1, field 1) has no acquisition; the others are of 0h" in err
+    assert not (tmp_path / "mixed.zarr").exists()
+
+
+def test_a_multi_scene_file_read_as_one_image_says_which_scene(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A command given a plate or multi-position OME-TIFF without --scene reads its first image and says so (three
+    of four fields were dropped without a word)."""
+    arrays = write_ome_tiff(tmp_path / "run.ome.tif", ["a", "b", "c", "d"])
+    assert run(["convert", str(tmp_path / "run.ome.tif"), str(tmp_path / "first.ome.zarr")]) == 0
+    assert "read Image:0, the first of its 4 images (--scene NAME for another" in capsys.readouterr().err
+    assert run(["convert", str(tmp_path / "run.ome.tif"), str(tmp_path / "c.ome.zarr"), "--scene", "c"]) == 0
+    assert "note" not in capsys.readouterr().err
+    np.testing.assert_array_equal(io.read(tmp_path / "c.ome.zarr").numpy()[0, 0], arrays[2])

@@ -107,10 +107,15 @@ def _info_text(d: dict[str, Any]) -> str:
     if "plate" in d:
         pl = d["plate"]
         few, most = pl["fields_per_well"]
-        rows.append(("plate", f"{pl['name']}: {pl['wells']} wells in rows {pl['rows'][0]}–{pl['rows'][-1]}, columns "
-                              f"{pl['columns'][0]}–{pl['columns'][-1]}; {few if few == most else f'{few}–{most}'} "
-                              "fields per well" + (f" over {pl['acquisitions']} acquisitions"
-                                                   if pl.get("acquisitions", 1) > 1 else "")))  # fmt: skip
+
+        def span(what: str, ends: list[str]) -> str:  # "rows A–H", "row A"
+            return f"{what} {ends[0]}" if ends[0] == ends[-1] else f"{what}s {ends[0]}–{ends[-1]}"
+
+        wells = f"{pl['wells']} well{'s' if pl['wells'] != 1 else ''}"
+        rows.append(("plate", f"{pl['name']}: {wells} in {span('row', pl['rows'])}, {span('column', pl['columns'])}; "
+                              f"{few if few == most else f'{few}–{most}'} field{'s' if most != 1 else ''} per well"
+                              + (f" over {pl['acquisitions']} acquisitions" if pl.get("acquisitions", 1) > 1
+                                 else "")))  # fmt: skip
     if d["labels"]:
         rows.append(("labels", ", ".join(d["labels"])))
     for note in d["notes"]:

@@ -285,14 +285,10 @@ def read_ome_zarr(path: Path, *, scene: int | str | None = None) -> RawImage:
     note = f"its NGFF axes {unitless} have no length unit" if unitless else None
     channels = (attrs.get("omero") or {}).get("channels") or []
     channel_names = [str(c.get("label", "")) for c in channels] or None
-    notes = []
-    if scene is None and len(scenes) > 1 and ngff_kind(path) in ("plate", "series"):  # a collection read as one image
-        notes.append(f"read {scenes[idx]}, the first of its {len(scenes)} images (--scene NAME for another; `subcell "
-                     "manifest make` gives a row per image)")  # fmt: skip
     return RawImage(
         data=data, dims=dims, voxel_size=vs, voxel_size_note=note, channel_names=channel_names,
         time_interval=time_interval, scenes=scenes, scene=scenes[idx] if len(scenes) > 1 else None,
-        fmt=f"ome-zarr (NGFF {attrs.get('ngff_version')})", provenance=subcell_attrs.get("provenance"), notes=notes,
+        fmt=f"ome-zarr (NGFF {attrs.get('ngff_version')})", provenance=subcell_attrs.get("provenance"),
     )  # fmt: skip
 
 

@@ -23,13 +23,15 @@ __all__ = ["PlateField", "manifest_fields", "manifest_plates", "write_plate"]
 
 @dataclass(frozen=True)
 class PlateField:
-    """One field: its well's row and column, its name in the well (``"0"``, ``"1"``, …), and how to read its image
-    (called when the field is written, so one image at a time is open)."""
+    """One field: its well's row and column, its name in the well (``"0"``, ``"1"``, …), how to read its image
+    (called when the field is written, so one image at a time is open) and, of a plate imaged more than once, the
+    name of the acquisition (run) it is from."""
 
     row: str
     column: str
     field: str
     read: Callable[[], Any]
+    acquisition: str | None = None
 
 
 def manifest_plates(manifest: Any) -> list[str]:
@@ -40,7 +42,7 @@ def manifest_plates(manifest: Any) -> list[str]:
 def manifest_fields(manifest: Any, plate: str | None = None) -> list[PlateField]:
     """The fields of a manifest's rows (:class:`~subcell.io.Manifest`): the well from column ``well`` (``B3``) or
     ``row`` + ``column``; the field from ``field``, else the row's place among its well's rows (``0``, ``1``, …);
-    each read with the row's voxel size, scene, axes and time interval. ``plate``: only the rows of that plate
+    its run from ``acquisition``; each read with the row's voxel size, scene, axes and time interval. ``plate``: only the rows of that plate
     (column ``plate``), which a manifest of several plates needs (their wells share names). Every row's problem is
     reported at once (:class:`~subcell.errors.ManifestError`)."""
     from subcell.errors import ManifestError
@@ -80,7 +82,8 @@ def manifest_fields(manifest: Any, plate: str | None = None) -> list[PlateField]
         def read_row(r: Any = r) -> Any:
             return read(r.source, voxel_size=r.voxel_size, scene=r.scene, axes=r.axes, time_interval=r.time_interval)
 
-        fields.append(PlateField(row, column, field.removesuffix(".0"), read_row))
+        run = str(meta["acquisition"]) if meta.get("acquisition") is not None else None
+        fields.append(PlateField(row, column, field.removesuffix(".0"), read_row, run))
     if issues:
         raise ManifestError(manifest.path, issues)
     return fields
@@ -89,8 +92,11 @@ def manifest_fields(manifest: Any, plate: str | None = None) -> list[PlateField]
 def write_plate(fields: Sequence[PlateField], path: str | Path, *, name: str | None = None,
                 ngff_version: str = "0.4", overwrite: bool = False) -> Path:  # fmt: skip
     """Write ``fields`` as an HCS plate at ``path`` (rows and columns in plate order, the fields of a well in the
-    order given); returns the path. Every field must have the first one's channels. Raises before anything is
-    written for a repeated (row, column, field) or a bad name; a field that cannot be read leaves nothing."""
+    order given); returns the path. Every field must have the first one's channels. Fields that name their
+    acquisition give the plate its NGFF ``acquisitions`` (ids in order of first appearance) and each well image its
+    ``acquisition``, so the runs of a plate imaged more than once stay apart. Raises before anything is written for
+    a repeated (row, column, field), a bad name or some fields without an acquisition where others have one; a field
+    that cannot be read leaves nothing."""
     import zarr
 
     from subcell.io._atomic import atomic_output
@@ -112,10 +118,16 @@ def write_plate(fields: Sequence[PlateField], path: str | Path, *, name: str | N
             raise ValueRangeError(f"fields {seen[key]} and {i} are both well {f.row}{f.column}, field {f.field}",
                                   field="field")  # fmt: skip
         seen[key] = i
+    runs = list(dict.fromkeys(f.acquisition for f in fields if f.acquisition is not None))
+    without = [i for i, f in enumerate(fields) if f.acquisition is None]
+    if runs and without:
+        f = fields[without[0]]
+        raise ValueRangeError(f"field {without[0]} (well {f.row}{f.column}, field {f.field}) has no acquisition; the "
+                              f"others are of {', '.join(runs[:5])}", field="acquisition")  # fmt: skip
     fmt = 2 if ngff_version == "0.4" else 3
     with atomic_output(out, overwrite=overwrite) as tmp:  # the whole plate, or nothing
         root = zarr.open_group(str(tmp), mode="w", zarr_format=fmt)  # type: ignore[arg-type]
-        wells: dict[tuple[str, str], list[str]] = {}
+        wells: dict[tuple[str, str], list[dict[str, Any]]] = {}
         channels: list[str] | None = None
         for f in fields:
             image = f.read()
@@ -126,7 +138,8 @@ def write_plate(fields: Sequence[PlateField], path: str | Path, *, name: str | N
                                       f", the plate's are {channels}", field="channels")  # fmt: skip
             root.require_group(f.row).require_group(f.column)
             write_ome_zarr(image, tmp / f.row / f.column / f.field, ngff_version=ngff_version)
-            wells.setdefault((f.row, f.column), []).append(f.field)
+            run = {"acquisition": runs.index(f.acquisition)} if f.acquisition is not None else {}
+            wells.setdefault((f.row, f.column), []).append({"path": f.field, **run})
         rows = sorted({r for r, _ in wells}, key=row_sort_key)
         columns = sorted({c for _, c in wells}, key=column_sort_key)
         ordered = sorted(wells, key=lambda w: (row_sort_key(w[0]), column_sort_key(w[1])))
@@ -139,10 +152,16 @@ def write_plate(fields: Sequence[PlateField], path: str | Path, *, name: str | N
             ],
             "field_count": max(len(v) for v in wells.values()),
         }
+        if runs:
+            plate["acquisitions"] = [
+                {"id": i, "name": run, "maximumfieldcount": max(sum(im.get("acquisition") == i for im in v)
+                                                                for v in wells.values())}
+                for i, run in enumerate(runs)
+            ]  # fmt: skip
         # (0.4 states the version inside the plate and well blocks; 0.5 in the ome block, ngff_attrs)
         v04 = {"version": ngff_version} if ngff_version == "0.4" else {}
         root.attrs.update(ngff_attrs({"plate": {**plate, **v04}}, ngff_version))
-        for (r, c), names in wells.items():
-            well = {"images": [{"path": n} for n in names], **v04}
+        for (r, c), images in wells.items():
+            well = {"images": images, **v04}
             root[f"{r}/{c}"].attrs.update(ngff_attrs({"well": well}, ngff_version))
     return out

@@ -86,6 +86,9 @@ def read(
     if not p.exists():
         raise InputFileError("file not found", path=p)
     raw = _read_raw(p, scene=scene, axes=axes)
+    if scene is None and len(raw.scenes) > 1:  # a collection (plate, series, multi-position file) read as one image
+        raw.notes.append(f"read {raw.scene}, the first of its {len(raw.scenes)} images (--scene NAME for another; "
+                         "`subcell manifest make --scenes` gives a row per image)")  # fmt: skip
     return resolve(raw, p, voxel_size=voxel_size, channel_names=channel_names, force=force, time_interval=time_interval)
 
 
