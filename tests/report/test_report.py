@@ -16,6 +16,7 @@ from subcell.cli.main import run
 from subcell.errors import InputFileError, OutputExistsError
 from subcell.plotting import orthoviews_png, overlapping_text, subplots
 from subcell.report import collect_sections, write_report
+from subcell.track.tracks import fates
 from tests.report.browser import available, inspect_page
 
 
@@ -53,7 +54,9 @@ def test_sections_found_with_their_provenance(run_folder: Path) -> None:
     assert "field_nucleus.ome.zarr" in seg.provenance  # the segmentation's own history (workflow, parameters)
     assert "tracks" in sections["Dynamics"].lines[0] and sections["Dynamics"].figures
     assert "per track (median) speed" in sections["Dynamics"].lines[1]  # how the cells moved
-    assert "per track (median) growth rate" in sections["Dynamics"].lines[2]  # and grew
+    lineage = pd.read_parquet(run_folder / "lineage.parquet")  # how the tracks began and ended
+    assert sections["Dynamics"].lines[2] == f"tracks.parquet: tracks {fates(lineage)}" and "begin: " in fates(lineage)
+    assert "per track (median) growth rate" in sections["Dynamics"].lines[3]  # and grew
 
 
 def test_full_cycles_are_reported_with_their_duration_and_added_volume() -> None:

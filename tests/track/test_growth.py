@@ -65,3 +65,40 @@ def test_tracking_a_movie_gives_growth_in_the_lineage() -> None:
     assert mother.growth_rate_per_h == pytest.approx(rate) and rate > 0.5
     daughters = tr.lineage[tr.lineage.parent_track == mother.track_id]
     assert len(daughters) == 2 and not daughters.full_cycle.any() and not mother.full_cycle
+
+
+def test_tracks_say_how_they_begin_and_end_and_cut_objects_do_not_grow() -> None:
+    """A 2D movie of 10 frames: A stays inside the field throughout; B drifts in through the left border (its area
+    grows as it enters: 2, 4, 6, 8 columns in view, then clear of the border), C appears and disappears inside the field, D leaves
+    through the right border; E divides into F and G inside the field. Each track's begins / ends / in_field, and
+    B's growth: its entering frames, seen in part, are left out (they made it grow)."""
+    lab = np.zeros((10, 1, 60, 80), np.uint16)
+    for t in range(10):
+        lab[t, 0, 5:13, 30:38] = 1  # A
+        lab[t, 0, 20:28, max(0, 2 * t - 6) : 2 * t + 2] = 2  # B: 2, 4, 6, 8 columns in view, then inside
+        if 3 <= t <= 6:
+            lab[t, 0, 40:48, 30:38] = 3  # C
+        if t <= 5:
+            lab[t, 0, 5:13, 72 + t : 80] = 4  # D: a shrinking part of it stays in view, then it is gone
+        if t <= 4:
+            lab[t, 0, 48:56, 55:63] = 5  # E
+        else:
+            lab[t, 0, 48:56, 50:56] = 6  # F
+            lab[t, 0, 48:56, 64:70] = 7  # G
+    tr = track_timelapse(lab, voxel_size=(1.0, 0.5, 0.5), time_interval_s=300)
+    at = tr.table[tr.table.t == 0].set_index("label").touches_border.to_dict()
+    assert at == {1: False, 2: True, 4: True, 5: False}
+    lin = tr.lineage.set_index("track_id")
+    track = tr.table.groupby("label").track_id.first()  # the input id → its track
+    fate = {k: (lin.loc[track[k], "begins"], lin.loc[track[k], "ends"], bool(lin.loc[track[k], "in_field"]))
+            for k in (1, 2, 3, 4, 5, 6)}  # fmt: skip
+    assert fate == {1: ("movie_start", "movie_end", True), 2: ("movie_start", "movie_end", False),
+                    3: ("appears", "disappears", True), 4: ("movie_start", "border", False),
+                    5: ("movie_start", "division", True), 6: ("division", "movie_end", True)}  # fmt: skip
+    b = lin.loc[track[2]]
+    assert np.isnan(b.volume_start_um3) and b.volume_end_um3 == pytest.approx(16.0)  # 8 × 8 px of 0.25 µm²
+    assert b.growth_rate_per_h == pytest.approx(0.0, abs=1e-9)  # whole from frame 3 on: it does not grow
+    from subcell.track.tracks import fates
+
+    assert fates(tr.lineage) == ("begin: 4 at the movie's start, 2 at a division, 1 inside the field; end: "
+                                 "4 at the movie's end, 1 at a division, 1 through the border, 1 inside the field")  # fmt: skip

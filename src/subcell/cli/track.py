@@ -137,6 +137,7 @@ def track(
     from subcell.track import TrackConfig, napari_tracks, track_timelapse, write_frames
     from subcell.track.graph import write_geff, write_trackmate
     from subcell.track.objects import mask_frames_as_objects
+    from subcell.track.tracks import fates
 
     check_output(output, overwrite=overwrite)
     cfg = load_validated(
@@ -211,6 +212,7 @@ def track(
     n_div = int((lin["parent_track"] > 0).sum() // 2)
     typer.echo(f"wrote {output}: {len(lin)} tracks over {lab.shape[0]} frames, {n_div} divisions, "
                f"{len(result.table)} objects (max {cfg.max_speed_um_per_min * interval / 60:.2f} µm per frame)")  # fmt: skip
+    typer.echo(f"tracks {fates(lin)}")
 
 
 def _trackmate_image(image: Path | None, output: Path) -> str:

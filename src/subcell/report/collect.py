@@ -236,6 +236,7 @@ def _object_count(labels: Any) -> int:
 
 def _tracks_section(folder: Path, section: Any, used: set[Path]) -> None:
     from subcell.io import read_table
+    from subcell.track.tracks import fates
 
     for scores in sorted([folder / "metrics.json", *folder.glob("*/metrics.json")]):  # evaluate-tracks -o
         m = _read_json(scores) if scores.exists() else {}
@@ -280,6 +281,8 @@ def _tracks_section(folder: Path, section: Any, used: set[Path]) -> None:
             sec.lines.append(f"{tracks.relative_to(folder)}: per track (median) speed {q.mean_speed_um_per_min:.2f} "
                              f"µm/min, net displacement {q.net_displacement_um:.2f} µm, straightness "
                              f"{q.straightness:.2f}; fastest step {lineage.max_speed_um_per_min.max():.2f} µm/min")  # fmt: skip
+        if lineage is not None and (begin_end := fates(lineage)):
+            sec.lines.append(f"{tracks.relative_to(folder)}: tracks {begin_end}")
         if lineage is not None and "growth_rate_per_h" in lineage and lineage.growth_rate_per_h.notna().any():
             sec.lines.append(_growth_line(lineage, str(tracks.relative_to(folder))))
         if lineage_png_path.exists() and tracks.parent != folder:

@@ -12,6 +12,11 @@ added volume a whole cycle's). Volumes in µm³ (a 2D movie's areas times the z 
 few minutes apart is segmentation noise (on the CTC's CHO masks, 60 s apart, such tracks gave −5 to +3.4 per hour). A nucleus condenses just before and just after
 mitosis, so a full-cycle track's first and last frames are its smallest: the medians over ``edge_frames`` soften
 that, as do fits that leave those frames out (take the tracks table's ``volume_um3`` for that).
+
+Objects that touch the field's border (``touches_border``) are partly outside it: their volumes are not the cell's
+(a nucleus drifting in at the edge "grows" as it enters). They are left out of the fit, and ``volume_start_um3`` /
+``volume_end_um3`` are NaN where one of the track's first / last ``edge_frames`` objects touches the border (the
+track entered or left the field: its first or last volume was never seen whole).
 """
 
 from __future__ import annotations
@@ -41,9 +46,11 @@ def track_growth(table: Any, *, edge_frames: int = 3, min_objects: int = 5) -> A
     for tid, part in tab.groupby("track_id", sort=False):
         volume = part["volume_um3"].to_numpy(np.float64)
         hours = part["time_min"].to_numpy(np.float64) / 60.0 if "time_min" in part else np.full(len(part), np.nan)
-        start, end = np.median(volume[:edge_frames]), np.median(volume[-edge_frames:])
+        whole = ~part["touches_border"].to_numpy(bool) if "touches_border" in part else np.ones(len(part), bool)
+        start = np.median(volume[:edge_frames]) if whole[:edge_frames].all() else np.nan
+        end = np.median(volume[-edge_frames:]) if whole[-edge_frames:].all() else np.nan
         rate = np.nan
-        ok = np.isfinite(hours) & np.isfinite(volume) & (volume > 0)
+        ok = np.isfinite(hours) & np.isfinite(volume) & (volume > 0) & whole
         if ok.sum() >= min_objects and np.ptp(hours[ok]) > 0:
             rate = float(np.polyfit(hours[ok], np.log(volume[ok]), 1)[0])
         rows.append((tid, start, end, end - start, rate, np.log(2) / rate if rate > 0 else np.nan))

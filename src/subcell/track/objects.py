@@ -1,4 +1,5 @@
-"""What the linker sees of each object in each frame: centroid (µm), size, mean intensity — one table row."""
+"""What the linker sees of each object in each frame: centroid (µm), size, mean intensity, whether it touches the
+field's border — one table row."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from subcell.image import VoxelSize
 
 __all__ = ["frame_objects", "mask_frames_as_objects", "timelapse_objects"]
 
-COLUMNS = ["t", "label", "z_um", "y_um", "x_um", "volume_um3", "mean_intensity"]
+COLUMNS = ["t", "label", "z_um", "y_um", "x_um", "volume_um3", "mean_intensity", "touches_border"]
 
 
 def frame_objects(
@@ -24,8 +25,9 @@ def frame_objects(
     """One row per object of a (Z, Y, X) label frame.
 
     Centroids follow the NGFF convention (voxel index × voxel size, µm); ``volume_um3`` is the voxel count ×
-    the voxel volume (for a single plane, the area in µm² × the z voxel size, which only scales the size cost).
-    One pass of ``bincount`` over the foreground instead of per-object region properties: a frame of 10,000
+    the voxel volume (for a single plane, the area in µm² × the z voxel size, which only scales the size cost);
+    ``touches_border`` whether it reaches the field's lateral (y/x) border, where part of it may lie outside (its
+    volume is then not the object's, and a track that starts or ends there entered or left the field). One pass of ``bincount`` over the foreground instead of per-object region properties: a frame of 10,000
     objects is measured in a fraction of a second.
     """
     import pandas as pd
@@ -37,7 +39,8 @@ def frame_objects(
     flat = lab.ravel()
     nz = np.flatnonzero(flat)
     if nz.size == 0:
-        return pd.DataFrame({c: pd.Series(dtype="int64" if c in ("t", "label") else "float64") for c in COLUMNS})
+        dtypes = {"t": "int64", "label": "int64", "touches_border": "bool"}
+        return pd.DataFrame({c: pd.Series(dtype=dtypes.get(c, "float64")) for c in COLUMNS})
     ids, inverse = np.unique(flat[nz], return_inverse=True)
     counts = np.bincount(inverse).astype(np.float64)
     coords = np.unravel_index(nz, lab.shape)
@@ -50,6 +53,9 @@ def frame_objects(
         out["mean_intensity"] = np.bincount(inverse, weights=values) / counts
     else:
         out["mean_intensity"] = np.full(ids.size, np.nan)
+    _, ny, nx = lab.shape
+    edge = (coords[1] == 0) | (coords[1] == ny - 1) | (coords[2] == 0) | (coords[2] == nx - 1)
+    out["touches_border"] = np.bincount(inverse, weights=edge, minlength=ids.size) > 0
     return pd.DataFrame(out)
 
 

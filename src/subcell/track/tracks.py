@@ -19,6 +19,7 @@ __all__ = [
     "Tracks",
     "ctc_segment_table",
     "ctc_segments",
+    "fates",
     "generations",
     "lineage_table",
     "napari_tracks",
@@ -39,10 +40,11 @@ class Tracks:
         Every object carries its track id (the same id along a track, also across gaps).
     table : pandas.DataFrame
         One row per object and frame: ``track_id, t, z_um, y_um, x_um, label`` (the input label),
-        ``volume_um3, mean_intensity, parent_track, generation``; ``time_min`` after ``t``, the frame's time in
+        ``volume_um3, mean_intensity, touches_border, parent_track, generation``; ``time_min`` after ``t``, the frame's time in
         minutes; from :func:`track_timelapse` also ``step_um, speed_um_per_min`` (:mod:`subcell.track.motion`).
     lineage : pandas.DataFrame
-        One row per track: ``track_id, start, end, parent_track, generation, n_frames``; from
+        One row per track: ``track_id, start, end, parent_track, generation, n_frames, in_field, begins, ends``
+        (:func:`lineage_table`); from
         :func:`track_timelapse` also the motion measures (:data:`subcell.track.motion.MOTION_COLUMNS`) and the
         growth measures (:data:`subcell.track.growth.GROWTH_COLUMNS`).
     divisions_known : bool
@@ -120,12 +122,49 @@ def relabel(labels: Any, table: Any) -> Any:
     return frames(np.asarray(labels), 0)
 
 
-def lineage_table(table: Any) -> Any:
-    """One row per track: first and last frame, parent track, generation, frames present."""
+def lineage_table(table: Any, *, n_frames: int | None = None) -> Any:
+    """One row per track: first and last frame, parent track, generation, frames present, and how it begins and
+    ends. ``begins``: ``division`` (a daughter), ``movie_start``, ``border`` (it entered the field: its first object
+    touches the border) or ``appears``; ``ends``: ``division``, ``movie_end``, ``border`` (it left the field) or
+    ``disappears`` (lost, died, or its segmentation stopped) — the first that applies, so a daughter born at the
+    border began at its division. ``in_field``: no object of the track touches the border (all its volumes are
+    whole). The movie's frames are 0 … ``n_frames`` − 1 (default: up to the table's last frame). Without a
+    ``touches_border`` column (tracks read from a graph without masks) no track is said to cross the border and
+    ``in_field`` is absent."""
     g = table.groupby("track_id")
     out = g.agg(start=("t", "min"), end=("t", "max"), parent_track=("parent_track", "first"),
                 generation=("generation", "first"), n_frames=("t", "nunique")).reset_index()  # fmt: skip
-    return out.astype({"track_id": "int64", "start": "int64", "end": "int64", "parent_track": "int64"})
+    out = out.astype({"track_id": "int64", "start": "int64", "end": "int64", "parent_track": "int64"})
+    last = (n_frames - 1) if n_frames is not None else (int(table["t"].max()) if len(table) else 0)
+    has_daughters = out["track_id"].isin(out.loc[out["parent_track"] > 0, "parent_track"]).to_numpy()
+    if "touches_border" in table.columns:
+        ordered = table.sort_values(["track_id", "t"])
+        by_track = ordered.groupby("track_id")["touches_border"]
+        enters = by_track.first().reindex(out["track_id"]).to_numpy(bool)
+        leaves = by_track.last().reindex(out["track_id"]).to_numpy(bool)
+        out["in_field"] = ~by_track.any().reindex(out["track_id"]).to_numpy(bool)
+    else:
+        enters = leaves = np.zeros(len(out), bool)
+    out["begins"] = np.select([out["parent_track"].to_numpy() > 0, out["start"].to_numpy() == 0, enters],
+                              ["division", "movie_start", "border"], "appears")  # fmt: skip
+    out["ends"] = np.select([has_daughters, out["end"].to_numpy() >= last, leaves],
+                            ["division", "movie_end", "border"], "disappears")  # fmt: skip
+    return out
+
+
+def fates(lineage: Any) -> str:
+    """How a lineage's tracks begin and end, counted (:func:`lineage_table`'s ``begins`` and ``ends``), e.g.
+    "begin: 14 at the movie's start, 8 at a division, 3 through the border; end: …"; empty without those columns."""
+    if not {"begins", "ends"} <= set(lineage.columns):
+        return ""
+    words = {"movie_start": "at the movie's start", "movie_end": "at the movie's end", "division": "at a division",
+             "border": "through the border", "appears": "inside the field", "disappears": "inside the field"}  # fmt: skip
+    parts = []
+    for column, verb, kinds in (("begins", "begin", ("movie_start", "division", "border", "appears")),
+                                ("ends", "end", ("movie_end", "division", "border", "disappears"))):  # fmt: skip
+        counts = lineage[column].value_counts()
+        parts.append(f"{verb}: " + ", ".join(f"{counts[k]} {words[k]}" for k in kinds if counts.get(k, 0)))
+    return "; ".join(parts)
 
 
 def napari_tracks(table: Any) -> tuple[np.ndarray, dict[int, list[int]]]:
@@ -239,7 +278,7 @@ def track_timelapse(
     table = link_objects(objects, n_frames=lab.shape[0], time_interval_s=time_interval_s, config=config)
     table = _in_order(table, time_interval_s)
     table = pd.concat([table, step_motion(table)], axis=1)
-    lineage = lineage_table(table).merge(track_motion(table), on="track_id", how="left")
+    lineage = lineage_table(table, n_frames=lab.shape[0]).merge(track_motion(table), on="track_id", how="left")
     lineage = lineage.merge(track_growth(table), on="track_id", how="left")
     return Tracks(labels=relabel(lab, table), table=table, lineage=lineage)
 
@@ -249,8 +288,8 @@ def _in_order(table: Any, time_interval_s: float | None) -> Any:
     and frame."""
     table["time_min"] = table["t"] * (time_interval_s / 60.0) if time_interval_s else np.nan
     order = ["track_id", "t", "time_min", "z_um", "y_um", "x_um", "label", "volume_um3", "mean_intensity",
-             "parent_track", "generation"]  # fmt: skip
-    return table[order].sort_values(["track_id", "t"]).reset_index(drop=True)
+             "touches_border", "parent_track", "generation"]  # fmt: skip
+    return table[[c for c in order if c in table.columns]].sort_values(["track_id", "t"]).reset_index(drop=True)
 
 
 def generations(parents: dict[int, int], tracks: set[int]) -> dict[int, int]:
@@ -294,4 +333,4 @@ def tracks_from_lineage(
     generation = generations(parents, present)
     table["generation"] = table["track_id"].map(generation).astype(np.int64)
     table = _in_order(table, time_interval_s)
-    return Tracks(labels=lab, table=table, lineage=lineage_table(table), divisions_known=known)
+    return Tracks(labels=lab, table=table, lineage=lineage_table(table, n_frames=lab.shape[0]), divisions_known=known)
