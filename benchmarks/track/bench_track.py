@@ -1,7 +1,7 @@
 """Tracking: accuracy on synthetic truth and on the shared real time-lapses, against laptrack's defaults on the
 same objects, and linking speed at 1,000 and 10,000 objects per frame.
 
-    python benchmarks/track/bench_track.py [--sections synthetic real speed] [--workdir DIR]
+    python benchmarks/track/bench_track.py [--sections synthetic window real speed] [--workdir DIR]
     SUBCELL_TEST_DATA=../shared/data python benchmarks/track/bench_track.py --sections real
 
 Sections:
@@ -35,6 +35,8 @@ HERE = Path(__file__).parent
 os.environ.setdefault("TQDM_DISABLE", "1")  # traccuracy's per-frame progress bars
 SYNTH_CMD = ["synth", "synth40.ome.zarr", "--shape", "14", "384", "384", "--voxel-size", "0.5", "0.2", "0.2",
              "--frames", "40", "--seed", "7", "--set", "time.division_probability=0.01"]  # fmt: skip
+# the same on a window of a larger colony (cells 20 µm beyond the field on every side drift in and out of view)
+WINDOW_CMD = ["synth", "window40.ome.zarr", *SYNTH_CMD[2:], "--set", "cells.beyond_field_um=20"]
 
 
 def _laptrack_defaults(objects: Any, n_frames: int) -> Any:
@@ -77,19 +79,50 @@ def _compare(name: str, labels: np.ndarray, truth: Any, vs: tuple, interval: flo
             "subcell_seconds": round(seconds, 2), "config": cfg.model_dump()}  # fmt: skip
 
 
-def synthetic(workdir: Path) -> list[dict[str, Any]]:
+def _synthetic_truth(workdir: Path, command: list[str]) -> tuple[Any, np.ndarray, Any]:
+    """The synthetic movie ``command`` writes (generated once into ``workdir``): image, truth labels, truth tracks."""
     from subcell.io import read, read_labels, store_table
-    from subcell.segment import load_workflow, segment_image
-    from subcell.track import TrackConfig, tracks_from_lineage
+    from subcell.track import tracks_from_lineage
 
-    store = workdir / "synth40.ome.zarr"
+    store = workdir / command[1]
     if not store.exists():
-        subprocess.run([str(Path(sys.executable).parent / "subcell"), *SYNTH_CMD], cwd=workdir, check=True)
+        subprocess.run([str(Path(sys.executable).parent / "subcell"), *command], cwd=workdir, check=True)
     image = read(store)
     truth_lab = read_labels(store, "nucleus").numpy()[:, 0]
     lineage = store_table(store, "lineage")
     vs = image.voxel_size.as_tuple()
-    truth = tracks_from_lineage(truth_lab, dict(zip(lineage.track_id, lineage.parent_id, strict=True)), voxel_size=vs)
+    truth = tracks_from_lineage(truth_lab, dict(zip(lineage.track_id, lineage.parent_id, strict=True)), voxel_size=vs,
+                                time_interval_s=image.time_interval)  # fmt: skip
+    return image, truth_lab, truth
+
+
+def window(workdir: Path) -> list[dict[str, Any]]:
+    """The same movie on a field that is a window on a larger colony: cells drift in and out of view. Tracked from
+    the `nucleus_dense` segmentation and from the truth labels, with and without the border-entry rule."""
+    from subcell.segment import load_workflow, segment_image
+    from subcell.track import TrackConfig
+    from subcell.track.tracks import fates
+
+    image, truth_lab, truth = _synthetic_truth(workdir, WINDOW_CMD)
+    vs = image.voxel_size.as_tuple()
+    seg = segment_image(image.channel("dna"), load_workflow("nucleus_dense")).numpy()[:, 0]
+    out = []
+    for what, labels in (("nucleus_dense segmentation", seg), ("truth labels", truth_lab)):
+        for rule in (True, False):
+            cfg = TrackConfig(border_entries=rule)
+            row = _compare(f"window 40 frames, {what}, border_entries {'on' if rule else 'off'}", labels, truth, vs,
+                           image.time_interval, cfg)  # fmt: skip
+            out.append(row)
+    out[0]["truth_fates"] = fates(truth.lineage)
+    return out
+
+
+def synthetic(workdir: Path) -> list[dict[str, Any]]:
+    from subcell.segment import load_workflow, segment_image
+    from subcell.track import TrackConfig
+
+    image, truth_lab, truth = _synthetic_truth(workdir, SYNTH_CMD)
+    vs = image.voxel_size.as_tuple()
     cfg = TrackConfig()
     out = []
     for workflow in ("nucleus", "nucleus_dense"):
@@ -238,6 +271,17 @@ def report(results: dict[str, Any]) -> str:
             "",
         ]
         lines += [*_table(results["synthetic"]), ""]
+    if "window" in results:
+        lines += [
+            "## Synthetic 3D+t, a window on a larger colony (exact truth)",
+            "",
+            f"Data: `subcell {' '.join(WINDOW_CMD)}`: cells are cut by the field's border, drift in and out of view "
+            "and divide out of view; the truth is what the field shows (a track per run of frames in view, parents "
+            f"only for divisions in view). Truth tracks {results['window'][0].get('truth_fates', '')}. Each arm with "
+            "the border-entry rule (`border_entries`, the default) and without it.",
+            "",
+        ]
+        lines += [*_table(results["window"]), ""]
     if "real" in results:
         lines += [
             "## Real time-lapses (shared data)",
@@ -264,7 +308,7 @@ def report(results: dict[str, Any]) -> str:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--sections", nargs="+", default=["synthetic", "real", "speed"])
+    ap.add_argument("--sections", nargs="+", default=["synthetic", "window", "real", "speed"])
     ap.add_argument("--workdir", type=Path, default=Path("/tmp/subcell-bench-track"))
     args = ap.parse_args()
     args.workdir.mkdir(parents=True, exist_ok=True)
@@ -274,6 +318,8 @@ def main() -> None:
     for section in args.sections:
         if section == "synthetic":
             results["synthetic"] = synthetic(args.workdir)
+        elif section == "window":
+            results["window"] = window(args.workdir)
         elif section == "real":
             data = os.environ.get("SUBCELL_TEST_DATA")
             if not data:

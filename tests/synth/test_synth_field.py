@@ -258,3 +258,27 @@ def test_time_lapse_mitosis_passes_through_stages_in_order() -> None:
     assert checked >= 1
     with pytest.raises(ValueError, match="stage_frames"):
         synth_field(shape=(8, 96, 96), time={"frames": 2, "stage_frames": {"prophase": 1}})
+
+
+def test_a_colony_beyond_the_field_drifts_in_and_out_and_the_truth_is_what_is_in_view() -> None:
+    """cells.beyond_field_um: the field is a window on a larger colony. Cells are cut by its border, drift in and
+    out; the lineage (the tracking truth) has a track per unbroken run in view, in the labels too, and parents only
+    for divisions in view."""
+    from subcell.track import tracks_from_lineage
+
+    f = synth_field(shape=(10, 128, 128), voxel_size=(0.5, 0.3, 0.3), seed=3,
+                    cells={"beyond_field_um": 12.0}, time={"frames": 10, "speed_um_per_frame": 1.5,
+                                                            "division_probability": 0.1})  # fmt: skip
+    assert f.cells[f.cells.frame == 0].touches_border.sum() >= 3  # cut by the border from the first frame
+    lin = f.lineage.set_index("track_id")
+    cells = f.labels["cell"]
+    for tid, row in lin.iterrows():  # each track in view in one unbroken run of frames, as the lineage says
+        frames = [t for t in range(10) if (cells[t] == tid).any()]
+        assert frames == list(range(row.first_frame, row.last_frame + 1)), tid
+        if row.parent_id:  # a division in view: the parent in the frame before
+            assert lin.loc[row.parent_id].last_frame == row.first_frame - 1 and (cells[row.first_frame - 1] ==
+                                                                                 row.parent_id).any()  # fmt: skip
+    assert set(f.cells.cell_id) == set(lin.index) and set(f.cells.parent_id) - {0} <= set(lin.index)
+    truth = tracks_from_lineage(f.labels["nucleus"], dict(zip(lin.index, lin.parent_id, strict=True)),
+                                voxel_size=(0.5, 0.3, 0.3))  # fmt: skip
+    assert {"border", "movie_start"} <= set(truth.lineage.begins) and "border" in set(truth.lineage.ends)

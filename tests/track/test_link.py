@@ -242,3 +242,30 @@ def test_a_lazy_time_lapse_is_tracked_frame_by_frame_with_the_same_result() -> N
     pd.testing.assert_frame_equal(got.table, want.table)
     np.testing.assert_array_equal(got.labels.compute(), want.labels)
     assert files == ctc_files(*ctc_segments(want.labels, want.table))
+
+
+@pytest.mark.parametrize("rule", [True, False])
+def test_a_cell_entering_the_field_beside_another_is_not_its_daughter(rule: bool) -> None:
+    """A sits clear of the left border; from frame 3 B drifts in through that border right beside it (A keeps its
+    volume). C, at the right, divides in frame 3 into two halves, one of them cut by the right border. With
+    ``border_entries`` B starts its own track and C's division stays; without it B was A's "daughter"."""
+    lab = np.zeros((6, 1, 40, 60), np.uint16)
+    for t in range(6):
+        lab[t, 0, 16:24, 2:10] = 1  # A
+        if t >= 3:
+            lab[t, 0, 25:30, 0 : 2 * t - 3] = 2  # B: 3, 5, 7 columns in view
+        if t < 3:
+            lab[t, 0, 5:13, 44:52] = 3  # C
+        else:
+            lab[t, 0, 5:13, 55:60] = 4  # a daughter, at the border
+            lab[t, 0, 5:13, 38:42] = 5  # the other
+    tr = track_timelapse(lab, voxel_size=(1.0, 0.5, 0.5), time_interval_s=300, config=TrackConfig(border_entries=rule))
+    lin = tr.lineage.set_index("track_id")
+    a, b, c = int(tr.labels[0, 0, 20, 5]), int(tr.labels[5, 0, 27, 2]), int(tr.labels[0, 0, 8, 48])
+    daughters = set(lin[lin.parent_track == c].index)
+    assert daughters == {int(tr.labels[5, 0, 8, 57]), int(tr.labels[5, 0, 8, 40])}  # C's division either way
+    if rule:
+        assert int(tr.labels[5, 0, 20, 5]) == a and lin.loc[a, "ends"] == "movie_end"
+        assert lin.loc[b, "parent_track"] == 0 and lin.loc[b, "begins"] == "border"
+    else:
+        assert lin.loc[b, "parent_track"] == a  # the false division this rule undoes

@@ -152,14 +152,15 @@ def _nucleus_for(
 
 
 def _sample_seeds(config: SynthConfig, rng: np.random.Generator) -> np.ndarray:
-    """Dart throwing inside the colony disc with a minimum spacing of the smallest diameter × 0.8."""
-    _, ey, ex = config.field_um
+    """Dart throwing inside the colony with a minimum spacing of the smallest diameter × 0.8."""
+    lo, hi = (np.asarray(b, dtype=np.float64) for b in config.colony_bounds_um)
+    ey, ex = hi - lo
     area = ey * ex * config.cells.colony_fill
     d_min, d_max = config.cells.diameter_um
     d_mean = 0.5 * (d_min + d_max)
     n = config.n_cells or max(1, int(area / (math.pi * (d_mean / 2) ** 2)))
-    centre = np.array([ey / 2, ex / 2])
-    # the colony is a rounded rectangle covering colony_fill of the field
+    centre = (lo + hi) / 2
+    # the colony is a rectangle covering colony_fill of the field (widened by cells.beyond_field_um)
     half = np.array([ey, ex]) / 2 * math.sqrt(config.cells.colony_fill)
     min_sep = 0.8 * d_min
     pts: list[np.ndarray] = []
@@ -245,7 +246,7 @@ def step_colony(
     """
     cfg = colony.config
     t = cfg.time
-    _, ey, ex = cfg.field_um
+    lo, hi = (np.asarray(b, dtype=np.float64) for b in cfg.colony_bounds_um)
     spacing = 0.8 * cfg.cells.diameter_um[0]  # the closest two cells' seeds come (frame 0 places them so)
     room = _nearest_neighbour(colony._seeds) >= spacing  # contact inhibition: a compressed cell does not divide
     seeds, ids, mitotic, parents, heights = [], [], set(), {}, {}
@@ -262,7 +263,7 @@ def step_colony(
                     a, b = next_id, next_id + 1
                     next_id += 2
                     for child, sign in ((a, 1), (b, -1)):
-                        seeds.append(np.clip(np.array(c.yx) + sign * off, 0, [ey, ex]))
+                        seeds.append(np.clip(np.array(c.yx) + sign * off, lo, hi))
                         ids.append(child)
                         parents[child] = c.id
                         mitotic.add(child)  # daughters begin in telophase: compact chromatin, still rounded
@@ -275,7 +276,7 @@ def step_colony(
             if not leaving:
                 stages[c.id] = (stage, age, c.plate_angle)
         step = rng.normal(0, t.speed_um_per_frame, 2)
-        seeds.append(np.clip(np.array(c.yx) + step, 0, [ey, ex]))
+        seeds.append(np.clip(np.array(c.yx) + step, lo, hi))
         ids.append(c.id)
         heights[c.id] = float(np.clip(c.height * rng.uniform(0.95, 1.05), *cfg.cells.height_um))
         if leaving:  # telophase is over: back to interphase, flattening to a new height
@@ -286,7 +287,7 @@ def step_colony(
             if c.id not in stages:
                 stages[c.id] = (MITOTIC_STAGES[0], 0, float(rng.uniform(0, math.pi)))
     cells = _cells_from_seeds(
-        _push_apart(np.asarray(seeds, dtype=np.float64).reshape(-1, 2), spacing, (ey, ex), rng),
+        _push_apart(np.asarray(seeds, dtype=np.float64).reshape(-1, 2), spacing, (lo, hi), rng),
         ids,
         cfg,
         rng,
@@ -310,11 +311,15 @@ def _nearest_neighbour(yx: np.ndarray) -> np.ndarray:
 
 
 def _push_apart(
-    yx: np.ndarray, spacing: float, field_yx: tuple[float, float], rng: np.random.Generator, iterations: int = 4
+    yx: np.ndarray,
+    spacing: float,
+    bounds: tuple[np.ndarray, np.ndarray],
+    rng: np.random.Generator,
+    iterations: int = 4,
 ) -> np.ndarray:
     """Cells push each other apart: each pair of seeds closer than ``spacing`` moves apart along the line joining
     them, closing half the overlap per iteration (daughters separate over a few frames, along their spindle axis),
-    within the field. Without it independent random walks and divisions piled cells onto each other: after 50
+    within ``bounds`` (the colony's lowest and highest (y, x), µm). Without it independent random walks and divisions piled cells onto each other: after 50
     frames at the default division rate the median distance between neighbours was 2.4 µm for 10–20 µm cells.
     A few Jacobi iterations of a pairwise spring (no library simulates cell packing at this level)."""
     from scipy.spatial import cKDTree
@@ -334,5 +339,5 @@ def _push_apart(
         push = (0.25 * (spacing - np.where(same, 0.0, dist)) / dist)[:, None] * d
         np.add.at(yx, pairs[:, 0], -push)
         np.add.at(yx, pairs[:, 1], push)
-        np.clip(yx, 0, field_yx, out=yx)
+        np.clip(yx, bounds[0], bounds[1], out=yx)
     return yx

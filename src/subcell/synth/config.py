@@ -114,6 +114,14 @@ class CellShape(_Model):
     wall_irregularity_um: float = Field(
         0.6, ge=0, le=5, description="amplitude of the smooth warp that bends cell walls away from straight lines"
     )
+    beyond_field_um: float = Field(
+        0.0,
+        ge=0,
+        le=1000,
+        description="the colony extends this far beyond the field on every side (its "
+        "colony_fill is of that larger area): cells there are outside the image, cut by its border, and in a "
+        "time-lapse they drift in and out of view, as in a field of view inside a large colony",
+    )
 
     @model_validator(mode="after")
     def _ranges(self) -> CellShape:
@@ -241,7 +249,8 @@ class SynthConfig(_Model):
         if min(self.voxel_size) <= 0:
             raise ValueError(f"voxel_size must be positive µm, got {self.voxel_size}")
         if self.n_cells is not None:
-            area = self.shape[1] * self.voxel_size[1] * self.shape[2] * self.voxel_size[2] * self.cells.colony_fill
+            (y0, x0), (y1, x1) = self.colony_bounds_um
+            area = (y1 - y0) * (x1 - x0) * self.cells.colony_fill
             d_min = self.cells.diameter_um[0]
             capacity = area / (math.pi * (d_min / 2) ** 2 * 0.75)
             if self.n_cells > capacity:
@@ -250,6 +259,13 @@ class SynthConfig(_Model):
                     f"{int(capacity)} cells of diameter >= {d_min} µm"
                 )
         return self
+
+    @property
+    def colony_bounds_um(self) -> tuple[tuple[float, float], tuple[float, float]]:
+        """Where the colony's cells may be, (y, x) µm from the field's origin: the field, widened by
+        ``cells.beyond_field_um`` on every side."""
+        m, (_, ey, ex) = self.cells.beyond_field_um, self.field_um
+        return (-m, -m), (ey + m, ex + m)
 
     @property
     def field_um(self) -> tuple[float, float, float]:

@@ -30,6 +30,7 @@ from subcell.synth.optics import (
     psf_sigma_voxels,
 )
 from subcell.synth.render import RegionRender, render_region
+from subcell.synth.visible import visible_tracks
 
 __all__ = ["LABEL_NAMES", "SynthField", "channel_names", "render_channels", "synth_field"]
 
@@ -163,9 +164,8 @@ def synth_field(config: SynthConfig | None = None, **overrides: Any) -> SynthFie
         cfg = config
     colony = make_colony(cfg)
     frames, labels, rows = [], {n: [] for n in LABEL_NAMES}, []  # type: ignore[var-annotated]
-    first_seen: dict[int, int] = {}
-    last_seen: dict[int, int] = {}
     parents: dict[int, int] = {}
+    born: dict[int, int] = {}
     next_id = max((c.id for c in colony.cells), default=0) + 1
     rng_time = np.random.default_rng([cfg.seed, 0x7E])
     for t in range(cfg.time.frames):
@@ -173,6 +173,7 @@ def synth_field(config: SynthConfig | None = None, **overrides: Any) -> SynthFie
             colony, next_id, divisions = step_colony(colony, rng_time, next_id)
             for parent, a, b in divisions:
                 parents[a] = parents[b] = parent
+                born[a] = born[b] = t
         channels, rendered = _frame(colony, cfg)
         frames.append(channels)
         labels["cell"].append(rendered.cell)
@@ -180,9 +181,9 @@ def synth_field(config: SynthConfig | None = None, **overrides: Any) -> SynthFie
         for s in STRUCTURES:
             labels[s].append(rendered.masks[s])
         rows.extend(_cell_rows(colony, rendered, cfg))
-        for c in colony.cells:
-            first_seen.setdefault(c.id, t)
-            last_seen[c.id] = t
+    # the truth is what the field shows: cells that leave it and come back, or are born out of view (a colony
+    # beyond the field) are new tracks without parents (subcell.synth.visible)
+    lineage = visible_tracks(rows, {"cell": labels["cell"], "nucleus": labels["nucleus"]}, parents, born, next_id)
     data = np.stack(frames) if len(frames) > 1 else frames[0][None]  # T C Z Y X (no copy for one frame)
     image = Image(
         data,
@@ -190,12 +191,6 @@ def synth_field(config: SynthConfig | None = None, **overrides: Any) -> SynthFie
         channel_names=channel_names(),
         time_interval=cfg.time.interval_s if cfg.time.frames > 1 else None,
         provenance=Provenance(source="subcell.synth", step="synth", parameters=cfg.model_dump(mode="json")),
-    )
-    lineage = pd.DataFrame(
-        [
-            {"track_id": i, "parent_id": parents.get(i, 0), "first_frame": first_seen[i], "last_frame": last_seen[i]}
-            for i in sorted(first_seen)
-        ]
     )
     return SynthField(
         image=image,

@@ -36,6 +36,12 @@ class TrackConfig(BaseModel):
         "keep their identities instead of ending in a false division",
     )
     max_merge_frames: int = Field(10, ge=1, le=200, description="longest merge that is resolved (frames)")
+    border_entries: bool = Field(
+        True,
+        description="an object that appears at the field's border beside a cell that goes on clear of the border "
+        "with at least 3/4 of its volume entered the field: it starts its own track instead of making a false "
+        "division (in a division each daughter takes about half)",
+    )
     size_weight: float = Field(0.5, ge=0, le=10, description="cost weight of the change of equivalent diameter")
     intensity_weight: float = Field(0.0, ge=0, le=10, description="cost weight of the relative intensity change")
     min_track_frames: int = Field(1, ge=1, description="tracks shorter than this (and without relatives) are dropped")
