@@ -39,7 +39,7 @@ class TrackConfig(BaseModel):
     border_entries: bool = Field(
         True,
         description="an object that appears at the field's border beside a cell that goes on clear of the border "
-        "with at least 3/4 of its volume entered the field: it starts its own track instead of making a false "
+        "with at least 90 % of its volume entered the field: it starts its own track instead of making a false "
         "division (in a division each daughter takes about half)",
     )
     size_weight: float = Field(0.5, ge=0, le=10, description="cost weight of the change of equivalent diameter")

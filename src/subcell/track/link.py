@@ -139,10 +139,10 @@ def resolve_merges(graph: Any, coords: list[np.ndarray], *, max_frames: int) -> 
 
 def unlink_border_entries(graph: Any, objs: Any, starts: np.ndarray) -> None:
     """Undo divisions in a laptrack graph (in place) that are a cell entering the field beside another: of a
-    parent's two successors, one touches the field's border and the other — clear of it — keeps at least 3/4 of
-    the parent's volume (the cell went on; in a division each daughter takes about half of it). The entering object
-    then starts its own track. In a colony larger than the field these were most false divisions (5 of 6 on a
-    synthetic 30-frame movie whose cells drift in and out of view)."""
+    parent's two successors, one touches the field's border while the other goes on with at least 90 % of the
+    parent's volume, both of them clear of the border (the cell went on unchanged; a division's daughters take
+    about half of it each — on synthetic movies a daughter's first object held 50–85 % of its parent's last, whose
+    chromatin is still condensed). The entering object then starts its own track."""
     border = objs["touches_border"].to_numpy(bool)
     volume = objs["volume_um3"].to_numpy(np.float64)
 
@@ -152,7 +152,8 @@ def unlink_border_entries(graph: Any, objs: Any, starts: np.ndarray) -> None:
     for parent in [n for n in graph.nodes if graph.out_degree(n) == 2]:
         a, b = (row(n) for n in graph.successors(parent))
         for enters, goes_on in ((a, b), (b, a)):
-            if border[enters] and not border[goes_on] and volume[goes_on] >= 0.75 * volume[row(parent)]:
+            whole = not (border[goes_on] or border[row(parent)])  # both volumes seen whole
+            if border[enters] and whole and volume[goes_on] >= 0.9 * volume[row(parent)]:
                 graph.remove_edge(parent, next(n for n in graph.successors(parent) if row(n) == enters))
                 break
 
