@@ -88,6 +88,11 @@ def test_smoothing_along_tracks_restarts_daughters() -> None:
     first = visits[visits.track_id == 1]
     assert first[["state", "entry_frame", "frames"]].values.tolist() == [["G1", 0, 2], ["M", 2, 2]]
     assert first.duration_min.tolist() == [10.0, 10.0]
+    # the mother's G1 began before the movie (entry unseen); its M ended in the division: entered, left, complete;
+    # the daughter's G1 began at its birth but is still going when the movie ends
+    assert visits[["entry_seen", "exit_seen", "complete"]].values.tolist() == [[False, True, False],
+                                                                              [True, True, True],
+                                                                              [True, False, False]]  # fmt: skip
 
 
 def test_state_cli_evaluate_train_predict(store: Path, tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
@@ -163,3 +168,5 @@ def test_state_predict_smooths_along_tracks(store: Path, tmp_path: Path) -> None
         assert (np.diff(code) >= 0).all()  # not cyclic: never back to interphase within a track
     visits = pd.read_csv(tmp_path / "visits.csv")
     assert set(visits.track_id) == set(on.track_id.astype(int))
+    assert (visits.duration_min == visits.frames * 5.0).all()  # the tracks' 300 s frames
+    assert (visits.complete == (visits.entry_seen & visits.exit_seen)).all() and not visits.complete.all()

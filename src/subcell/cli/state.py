@@ -161,8 +161,8 @@ def predict(
         out[f"p_{c}"] = proba[:, i]
     if tracks is not None:
         tab = read_table(tracks / "tracks.parquet" if tracks.is_dir() else tracks, what="tracks table")
-        keyed = out.merge(tab[["t", "label", "track_id", "parent_track"]], left_on=["frame", "label_id"],
-                          right_on=["t", "label"], how="left")  # fmt: skip
+        taken = [c for c in ("t", "time_min", "label", "track_id", "parent_track") if c in tab]
+        keyed = out.merge(tab[taken], left_on=["frame", "label_id"], right_on=["t", "label"], how="left")
         on_track = keyed["track_id"].notna().to_numpy()
         if not on_track.any():
             raise ValueRangeError("no cell matches a tracked object (frame, label_id) ↔ (t, label): were the cells "
@@ -175,8 +175,15 @@ def predict(
         out["state_smoothed"] = None
         out.loc[on_track, "state_smoothed"] = smoothed
         if transitions is not None:
-            visits = sel.assign(state=smoothed)
-            write_table(transitions_table(visits), transitions, overwrite=overwrite)
+            moving = tab[tab["t"] > 0] if "time_min" in tab else tab.iloc[:0]  # the tracks' frame interval
+            interval = float((moving["time_min"] / moving["t"]).median()) * 60 if len(moving) else None
+            known = interval is not None and np.isfinite(interval) and interval > 0
+            visits = transitions_table(sel.assign(state=smoothed), time_interval_s=interval if known else None)
+            write_table(visits, transitions, overwrite=overwrite)
+            typer.echo(
+                f"wrote {transitions}: {len(visits)} visits to a state, {int(visits['complete'].sum())} "
+                "complete (entry and exit seen: their durations are the states')"
+            )
     write_table(out, output, overwrite=overwrite)
     counts = out["state"].value_counts().to_dict()
     typer.echo(f"wrote {output}: {len(out)} cells; {counts}")

@@ -84,18 +84,27 @@ def smooth_tracks(tracks: Any, proba: np.ndarray, classes: Sequence[str], *, ord
 
 def transitions_table(tracks: Any, state: str = "state", *, time_interval_s: float | None = None) -> Any:
     """Per track, one row per visit to a state: entry frame, frames present, duration (min when the interval
-    is known)."""
+    is known), and whether the visit's entry and exit were seen. A track's first visit was entered out of sight
+    (``entry_seen`` False: the movie began, or the cell came into view, in that state) unless the track began at a
+    division (``parent_track``), and its last visit left out of sight (``exit_seen`` False) unless the track ends in
+    a division of its own; a visit's duration is the state's only where both were seen (``complete``), a lower
+    bound otherwise — stage durations from the complete visits alone are not biased short."""
     import pandas as pd
 
+    divides = set(tracks.loc[tracks["parent_track"] > 0, "parent_track"]) if "parent_track" in tracks else set()
     rows = []
     for tid, part in tracks.sort_values(["track_id", "t"]).groupby("track_id", sort=True):
         values, frames = part[state].to_numpy(), part["t"].to_numpy()
         change = np.flatnonzero(np.r_[True, values[1:] != values[:-1]])
         ends = np.r_[change[1:], len(values)]
-        for a, b in zip(change, ends, strict=True):
+        born = "parent_track" in part and int(part["parent_track"].iloc[0]) > 0
+        for i, (a, b) in enumerate(zip(change, ends, strict=True)):
             row = {"track_id": int(tid), "state": values[a], "entry_frame": int(frames[a]),
                    "frames": int(frames[b - 1] - frames[a] + 1)}  # fmt: skip
             if time_interval_s:
                 row["duration_min"] = row["frames"] * time_interval_s / 60.0
+            row["entry_seen"] = bool(i > 0 or born)
+            row["exit_seen"] = bool(i < len(change) - 1 or tid in divides)
+            row["complete"] = row["entry_seen"] and row["exit_seen"]
             rows.append(row)
     return pd.DataFrame(rows)
