@@ -78,11 +78,13 @@ def test_scene_and_time_interval_reach_the_output(files: dict[str, Path], tmp_pa
     seg = tmp_path / "movie.ome.zarr"
     assert run(["segment", str(files["movie"]), str(seg), "-w", "nucleus", "--axes", "TZYX", "--voxel-size",
                 *map(str, VS), "--time-interval", "120"]) == 0  # fmt: skip
+    said = capsys.readouterr().out
     assert read(seg).time_interval == 120.0
     assert run(["track", str(seg), str(tmp_path / "tracks")]) == 0  # no --time-interval needed any more
     assert yaml.safe_load((tmp_path / "tracks" / "config.yaml").read_text())["time_interval_s"] == 120.0
     tracks = pd.read_parquet(tmp_path / "tracks" / "tracks.parquet")
     np.testing.assert_allclose(tracks.time_min, tracks.t * 2.0)  # 120 s a frame
+    assert f"{len(tracks)} objects in 3 frames, {tracks.touches_border.sum()} touching the border" in said  # all frames
     # --axes reach the plain TIFF among the inputs; the OME-Zarr labels state their own
     axes = ["--axes", "TZYX"]
     assert run(["measure", str(seg), str(tmp_path / "m.parquet"), "--intensity", str(files["movie"]), *axes]) == 0

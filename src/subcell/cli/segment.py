@@ -124,12 +124,11 @@ def segment(
                    "same result as a whole-field run)")  # fmt: skip
         return
     counts: list[int] = []  # objects per frame (ids are not the count: they need not be consecutive), or voxels
-    border: list[int] = []  # objects of the first frame touching its border
+    border: list[int] = []  # objects touching their frame's border, per frame
 
     def count(t: int, frame: np.ndarray, border_ids: list[int]) -> None:
         counts.append(int(np.unique(frame[frame > 0]).size) if wf.kind == "instance" else int(frame.sum()))
-        if t == 0:
-            border.extend(border_ids)
+        border.append(len(border_ids))
 
     # written a frame at a time, as each is segmented: a time-lapse's labels are never held whole
     with channel_of(input):
@@ -138,7 +137,7 @@ def segment(
         what = f"{counts[0]} objects" if len(counts) == 1 else f"{sum(counts)} objects in {len(counts)} frames"
     else:
         what = f"{sum(counts)} foreground voxels"
-    extra = f", {len(border)} touching the border" if wf.kind == "instance" else ""
+    extra = f", {sum(border)} touching the border" if wf.kind == "instance" else ""  # (of a movie: over its frames)
     typer.echo(f"wrote {output}: {what}{extra} ({wf.name})")
 
 
