@@ -207,3 +207,21 @@ def test_skeleton_length_branches_and_ends_of_tubes() -> None:
     assert skeleton_stats(flat, (10.0, 0.2, 0.2))["branch_points"] == 0
     table = measure_objects(cross.astype(np.int32), voxel_size=(1.0, 0.2, 0.2), skeleton=True)
     assert table.loc[0, "branch_points"] == 1 and "skeleton_length_um" in table
+
+
+def test_each_object_has_its_local_background() -> None:
+    """Two nuclei of equal DNA content on backgrounds of 100 and 300 (an illumination gradient across the field):
+    their integrated intensities differ by the background under them; less background × voxels they are equal.
+    A third object packed among others has no unlabelled voxel around it: NaN."""
+    lab = np.zeros((1, 40, 80), np.int32)
+    img = np.full((1, 40, 80), 100.0)
+    img[:, :, 40:] = 300.0
+    lab[0, 10:20, 10:20], lab[0, 10:20, 50:60] = 1, 2
+    img[lab > 0] += 50.0  # the same signal in both
+    lab[0, 30:40, 60:80] = 3  # fills its surroundings with 4 and 5 (no unlabelled voxel within reach)
+    lab[0, 22:30, 60:80], lab[0, 22:40, 50:60] = 4, 5
+    t = measure_objects(lab, voxel_size=(1.0, 0.5, 0.5), intensity={"dna": img}, background_um=2.0).set_index("label")
+    assert t.loc[1, "dna_background"] == 100.0 and t.loc[2, "dna_background"] == 300.0
+    own = t.dna_integrated - t.dna_background * t.pixels
+    assert own.loc[1] == pytest.approx(own.loc[2]) == pytest.approx(100 * 50.0)
+    assert np.isnan(t.loc[3, "dna_background"])  # (in 2D the ring is lateral only: a single plane)
