@@ -277,7 +277,8 @@ def manifest_make(
                           time_interval=time_interval, check_files=not no_files, name_pattern=name_pattern)  # fmt: skip
     write_table(table, output, overwrite=overwrite)
     files = table["source"].nunique()
-    typer.echo(f"wrote {output}: {len(table)} rows from {files} files" + (" (checked)" if not no_files else ""))
+    typer.echo(f"wrote {output}: {len(table)} rows from {files} file{'s' if files != 1 else ''}"
+               + (" (checked)" if not no_files else ""))  # fmt: skip
 
 
 @manifest_app.command("plate")
