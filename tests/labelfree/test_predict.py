@@ -249,8 +249,12 @@ def test_a_subset_of_timepoints_records_its_frames_and_their_interval(tmp_path: 
     model = _model(depth=1)
     image = paired_volume(3, shape=(8, 24, 24), frames=3).channel("brightfield")
     image = Image(image.data, voxel_size=image.voxel_size, channel_names=image.channel_names, time_interval=10.0)
-    out = predict_image(model, image, PredictConfig(timepoints=[0, 2], precision="fp32"))
+    seen: list[tuple[int, int]] = []
+    out = predict_image(model, image, PredictConfig(timepoints=[0, 2], precision="fp32"),
+                        progress=lambda done, total: seen.append((done, total)))  # fmt: skip
     assert out.shape[0] == 2 and out.time_interval == 20.0
+    assert seen[-1][0] == seen[-1][1] and {t for _, t in seen} == {seen[-1][1]}  # tiles over both frames
+    assert [d for d, _ in seen] == sorted(d for d, _ in seen) and seen[0][0] < seen[-1][1] // 2 + 1
     assert out.provenance.parameters["timepoints"] == [0, 2]
     uneven = predict_to_zarr(model, image, tmp_path / "p.ome.zarr", PredictConfig(timepoints=[1, 0], precision="fp32"))
     back = io.read(uneven)

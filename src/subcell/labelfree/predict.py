@@ -360,6 +360,14 @@ def _predict_rows(model: Predictor, source: RowSource, shape: tuple[int, int, in
     return summary
 
 
+def _frame_progress(progress: Callable[[int, int], None] | None, i: int, n: int) -> Any:
+    """``progress`` of frame ``i`` of ``n``: tiles counted over the whole movie (a 30-frame movie's bar ended at
+    "1/1 tiles", its last frame's)."""
+    if progress is None or n == 1:
+        return progress
+    return lambda done, total: progress(i * total + done, n * total)
+
+
 def predict_image(
     model: Predictor,
     image: Image,
@@ -385,7 +393,8 @@ def predict_image(
         def sink(z0: int, rows: np.ndarray, y0: int = 0, i: int = i) -> None:
             out[i, :, z0 : z0 + rows.shape[1], y0 : y0 + rows.shape[2]] = rows
 
-        summary = _predict_rows(model, src, shape, sink, grid_vs, out_vs, out_shape, cfg, progress)
+        summary = _predict_rows(model, src, shape, sink, grid_vs, out_vs, out_shape, cfg,
+                                _frame_progress(progress, i, len(ts)))  # fmt: skip
     return Image(
         out,
         voxel_size=out_vs,
@@ -446,7 +455,8 @@ def predict_to_zarr(
                 where = (slice(i, i + 1), slice(None), slice(z0, z0 + rows.shape[1]), slice(y0, y0 + rows.shape[2]))
                 writer.write_region(where, rows[None])
 
-            summary.update(_predict_rows(model, src, shape, sink, grid_vs, out_vs, out_shape, cfg, progress))
+            summary.update(_predict_rows(model, src, shape, sink, grid_vs, out_vs, out_shape, cfg,
+                                         _frame_progress(progress, i, len(ts))))  # fmt: skip
             del src, frame  # this frame's input and cell depth go before the next frame's are made
         writer.provenance = _prediction_provenance(model, image, summary, ts, cfg)  # metadata is written on close
     return Path(output)
