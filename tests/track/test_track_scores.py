@@ -45,6 +45,11 @@ def test_a_truth_without_lineage_leaves_divisions_unscored() -> None:
     assert unknown["predicted_divisions"] == 1
     none, _ = evaluate_tracks(pred, tracks_from_lineage(lab, {}, voxel_size=(1, 1, 1)))
     assert none["true_divisions"] == 0 and none["division_precision"] == 0
+    # per true track: whether its division was found (it read False for every track, found or not)
+    _, found = evaluate_tracks(pred, pred)
+    _, missed = evaluate_tracks(tracks_from_lineage(lab, {}, voxel_size=(1, 1, 1)), pred)
+    assert found.set_index("track_id").division_found.to_dict() == {1: True, 2: None, 3: None}
+    assert missed.set_index("track_id").division_found.to_dict() == {1: False, 2: None, 3: None}
 
 
 def test_seg_needs_more_than_half_overlap() -> None:

@@ -205,7 +205,7 @@ def evaluate_tracks(pred: Tracks, truth: Tracks, *, frame_tolerance: int = 1) ->
     summary.update(bio_scores(pred.table, truth.table, found.ctc, n_frames=truth.labels.shape[0],
                               frame_tolerance=frame_tolerance, divisions_known=truth.divisions_known))  # fmt: skip
     summary.update(overall_scores(summary))
-    per_track = _per_track(matched, gt_graph, pr_graph, truth_s)
+    per_track = _per_track(matched, gt_graph, pr_graph, div_graphs[0])
     return summary, pd.DataFrame(per_track)
 
 
@@ -232,7 +232,10 @@ def _from_frame(tracks: Tracks, start: int) -> Tracks:
                   divisions_known=tracks.divisions_known)  # fmt: skip
 
 
-def _per_track(matched: Any, gt_graph: Any, pr_graph: Any, truth: Tracks) -> list[dict[str, Any]]:
+def _per_track(matched: Any, gt_graph: Any, pr_graph: Any, div_graph: Any) -> list[dict[str, Any]]:
+    """A row per true track: frames detected, predicted tracks, identity switches, and whether its division was
+    found — read from ``div_graph``, the truth graph the division metric marked (``gt_graph`` carries the CTC
+    metric's marks only: read there, no division was ever found)."""
     from traccuracy import NodeFlag
 
     gt_nodes = gt_graph.graph.nodes
@@ -243,7 +246,8 @@ def _per_track(matched: Any, gt_graph: Any, pr_graph: Any, truth: Tracks) -> lis
         pred_node = (matched.gt_pred_map.get(node) or [None])[0]  # the CTC rule matches a true object at most once
         pred_track = int(pr_nodes[pred_node]["segmentation_id"]) if pred_node is not None else None
         by_track.setdefault(tid, []).append((int(gt_nodes[node]["t"]), pred_track))
-    divisions = {int(gt_nodes[n]["segmentation_id"]): n for n in gt_graph.get_divisions()}
+    div_nodes = div_graph.graph.nodes  # (the same node ids: one table's graphs number its rows alike)
+    divisions = {int(div_nodes[n]["segmentation_id"]): n for n in div_graph.get_divisions()}
     rows: list[dict[str, Any]] = []
     for tid, seq in sorted(by_track.items()):
         seq.sort()
@@ -261,7 +265,7 @@ def _per_track(matched: Any, gt_graph: Any, pr_graph: Any, truth: Tracks) -> lis
             "division_found": None,
         }
         if tid in divisions:
-            attrs = gt_nodes[divisions[tid]]
+            attrs = div_nodes[divisions[tid]]
             row["division_found"] = bool(attrs.get(NodeFlag.TP_DIV, False) or attrs.get(NodeFlag.TP_DIV_SKIP, False))
         rows.append(row)
     return rows
