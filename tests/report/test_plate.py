@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from subcell.report.plate import plate_grid, plate_map_png, readouts, well_summary
+from subcell.report.plate import plate_grid, plate_map_png, readout_columns, readouts, well_summary
 
 
 def _objects(field: str, well: str, sizes: list[float], frames: int = 1) -> list[dict[str, object]]:
@@ -35,6 +35,15 @@ def test_wells_in_plate_order_with_objects_per_field_and_median_size() -> None:
     stained = table.assign(dna_mean=np.arange(len(table), dtype=float), dna_std=1.0)  # `measure --intensity`
     assert readouts(stained.columns) == {"volume_um3": "median size (µm³)", "dna_mean": "median dna intensity"}
     assert well_summary(stained).set_index("well").loc["A10", "median_dna_mean"] == pytest.approx(1.0)
+    # with each object's local background (`measure`): the same nuclei in A2 on a background 100 brighter read
+    # 100 brighter in the raw mean, the same above the background
+    lit = stained.assign(dna_mean=stained.dna_mean + 100.0 * (stained.well == "A2"), dna_background=0.0)
+    lit.loc[lit.well == "A2", "dna_background"] = 100.0
+    assert readouts(lit.columns)["dna_above_background"] == "median dna above background"
+    assert readout_columns(lit.columns) == ["volume_um3", "dna_mean", "dna_background"]
+    both = well_summary(lit).set_index("well")
+    assert both.loc["A2", "median_dna_mean"] - both.loc["A2", "median_dna_above_background"] == pytest.approx(100.0)
+    assert both.loc["A10", "median_dna_above_background"] == both.loc["A10", "median_dna_mean"]
     png = plate_map_png(s.reset_index(), [("objects_per_field", "objects per field")])
     assert png[:8] == b"\x89PNG\r\n\x1a\n"
 

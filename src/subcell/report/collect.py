@@ -366,12 +366,12 @@ def _plate_part(dataset: Path, sec: Any) -> None:
     Only the columns it needs are read (a screen's table may hold millions of objects)."""
     import pyarrow.parquet as pq
 
-    from subcell.report.plate import PLATE_COLUMNS, plate_map_png, readouts, well_summary
+    from subcell.report.plate import PLATE_COLUMNS, plate_map_png, readout_columns, readouts, well_summary
 
     names = set(pq.read_schema(next(dataset.glob("*.parquet"))).names)  # one schema: unified at the run's end
     if not set(PLATE_COLUMNS) <= names or not ({"label", "track_id"} & names):  # per object (measure, track)
         return
-    wanted = [*PLATE_COLUMNS, *(c for c in ("plate", "acquisition", "t") if c in names), *readouts(names)]
+    wanted = [*PLATE_COLUMNS, *(c for c in ("plate", "acquisition", "t") if c in names), *readout_columns(names)]
     table, fields = pq.read_table(dataset, columns=wanted).to_pandas(), _fields_run(dataset.parent)
     panels = [("objects_per_field", "objects per field")]
     panels += [(f"median_{c}", title) for c, title in readouts(names).items()]

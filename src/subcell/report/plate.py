@@ -14,7 +14,7 @@ import numpy as np
 from subcell.io.wells import column_sort_key, row_sort_key
 from subcell.plotting import png_bytes, subplots
 
-__all__ = ["PLATE_COLUMNS", "READOUTS", "plate_grid", "plate_map_png", "readouts", "well_summary"]
+__all__ = ["PLATE_COLUMNS", "READOUTS", "plate_grid", "plate_map_png", "readout_columns", "readouts", "well_summary"]
 
 PLATE_COLUMNS = ("id", "well", "row", "column")
 # per-object columns summarised as a median per well, with their titles: an object's size as `measure` names it in
@@ -25,12 +25,27 @@ ANNOTATE_WELLS = 96  # values are written in the wells up to a 96-well plate; la
 
 
 def readouts(columns: Any) -> dict[str, str]:
-    """The columns of a per-object table summarised per well, with their titles: :data:`READOUTS` and each
-    channel's mean intensity (``<channel>_mean``, as ``measure --intensity`` names it)."""
+    """The columns of a per-object table summarised per well, with their titles: :data:`READOUTS`, each
+    channel's mean intensity (``<channel>_mean``, as ``measure --intensity`` names it) and, where ``measure`` gave
+    its local background too (``<channel>_background``), ``<channel>_above_background`` (mean − background: the
+    object's own intensity, free of the background's differences between wells, which the raw mean carries)."""
     present = set(columns)
     out = {c: title for c, title in READOUTS.items() if c in present}
-    out.update({c: f"median {c[: -len('_mean')]} intensity" for c in sorted(present) if c.endswith("_mean")})
+    for c in sorted(present):
+        if c.endswith("_mean"):
+            channel = c[: -len("_mean")]
+            out[c] = f"median {channel} intensity"
+            if f"{channel}_background" in present:
+                out[f"{channel}_above_background"] = f"median {channel} above background"
     return out
+
+
+def readout_columns(columns: Any) -> list[str]:
+    """The stored columns :func:`readouts` of a table with ``columns`` need (what to read of a large table)."""
+    present = set(columns)
+    need = [c for c in readouts(present) if c in present]
+    return need + [f"{c[: -len('_mean')]}_background" for c in need if c.endswith("_mean")
+                   and f"{c[: -len('_mean')]}_background" in present]  # fmt: skip
 
 
 def well_summary(table: Any, fields: Any = None) -> Any:
@@ -45,6 +60,10 @@ def well_summary(table: Any, fields: Any = None) -> Any:
     t = table.copy()
     for c in ("row", "column", "well"):
         t[c] = t[c].astype(str)
+    for c in readouts(t.columns):
+        if c.endswith("_above_background") and c not in t.columns:
+            channel = c[: -len("_above_background")]
+            t[c] = t[f"{channel}_mean"] - t[f"{channel}_background"]
     counts = t.groupby("id").size()
     frames = t.groupby("id")["t"].nunique() if "t" in t.columns else pd.Series(1, index=counts.index)
     where = t.groupby("id")[["well", "row", "column"]].first()
