@@ -118,9 +118,9 @@ class CellShape(_Model):
         0.0,
         ge=0,
         le=1000,
-        description="the colony extends this far beyond the field on every side (its "
-        "colony_fill is of that larger area): cells there are outside the image, cut by its border, and in a "
-        "time-lapse they drift in and out of view, as in a field of view inside a large colony",
+        description="the colony extends this far beyond the field on every side (its colony_fill and n_cells "
+        "are of that larger area): cells there are outside the image, cut by its border, and in a time-lapse they "
+        "drift in and out of view, as in a field of view inside a large colony",
     )
 
     @model_validator(mode="after")
