@@ -155,6 +155,8 @@ def _truth_tracked(shape: tuple[int, int, int], frames: int, division_probabilit
     summary, per_track = evaluate_tracks(tr, truth)
     assert summary["TRA"] == 1.0 and summary["division_f1"] == 1.0
     assert (per_track["id_switches"] == 0).all()
+    found = per_track.division_found.dropna()
+    assert len(found) == summary["true_divisions"] and found.all()  # every true division, each found
 
 
 def test_synthetic_truth_is_tracked_perfectly() -> None:

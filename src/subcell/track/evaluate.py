@@ -205,7 +205,7 @@ def evaluate_tracks(pred: Tracks, truth: Tracks, *, frame_tolerance: int = 1) ->
     summary.update(bio_scores(pred.table, truth.table, found.ctc, n_frames=truth.labels.shape[0],
                               frame_tolerance=frame_tolerance, divisions_known=truth.divisions_known))  # fmt: skip
     summary.update(overall_scores(summary))
-    per_track = _per_track(matched, gt_graph, pr_graph, div_graphs[0])
+    per_track = _per_track(matched, gt_graph, pr_graph, div_graphs[0], frame_tolerance)
     return summary, pd.DataFrame(per_track)
 
 
@@ -232,10 +232,12 @@ def _from_frame(tracks: Tracks, start: int) -> Tracks:
                   divisions_known=tracks.divisions_known)  # fmt: skip
 
 
-def _per_track(matched: Any, gt_graph: Any, pr_graph: Any, div_graph: Any) -> list[dict[str, Any]]:
+def _per_track(matched: Any, gt_graph: Any, pr_graph: Any, div_graph: Any, tolerance: int) -> list[dict[str, Any]]:
     """A row per true track: frames detected, predicted tracks, identity switches, and whether its division was
     found — read from ``div_graph``, the truth graph the division metric marked (``gt_graph`` carries the CTC
-    metric's marks only: read there, no division was ever found)."""
+    metric's marks only: read there, no division was ever found): a true positive, or a division found within
+    ``tolerance`` frames of it (traccuracy leaves those marked false negative, with the smallest frame shift that
+    corrects them)."""
     from traccuracy import NodeFlag
 
     gt_nodes = gt_graph.graph.nodes
@@ -266,6 +268,8 @@ def _per_track(matched: Any, gt_graph: Any, pr_graph: Any, div_graph: Any) -> li
         }
         if tid in divisions:
             attrs = div_nodes[divisions[tid]]
-            row["division_found"] = bool(attrs.get(NodeFlag.TP_DIV, False) or attrs.get(NodeFlag.TP_DIV_SKIP, False))
+            shifted = [attrs.get(k) for k in ("min_buffer_correct", "min_buffer_skip_correct")]
+            row["division_found"] = bool(attrs.get(NodeFlag.TP_DIV, False) or attrs.get(NodeFlag.TP_DIV_SKIP, False)
+                                         or any(b is not None and b == b and b <= tolerance for b in shifted))  # fmt: skip
         rows.append(row)
     return rows
