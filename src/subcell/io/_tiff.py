@@ -131,14 +131,13 @@ def _open_cached(path: str) -> tuple[Any, threading.Lock]:
     1.3 s through one handle). Kept per process (a forked worker gets its own; an inherited handle would
     share the parent's file position) and per version of the file (modification time and size).
     """
-    import tifffile
 
     st = os.stat(path)
     key = (os.getpid(), path, st.st_mtime_ns, st.st_size)
     with _HANDLES_LOCK:
         hit = _HANDLES.pop(key, None)
         if hit is None or hit[0].filehandle.closed:
-            hit = (tifffile.TiffFile(path), threading.Lock())
+            hit = (open_tiff(Path(path)), threading.Lock())
         _HANDLES[key] = hit  # the most recently used last
         _keep_newest(_HANDLES_KEPT)
     return hit
@@ -148,16 +147,9 @@ def open_kept(path: Path) -> tuple[Any, threading.Lock]:
     """The kept open ``TiffFile`` of ``path`` (:func:`_open_cached`), checked complete once per file version: the
     reader of one scene of a many-scene file (an HCS OME-TIFF of 384 fields) then parses and checks the file's
     headers once, not once per scene (384 scenes of one file took 119 s to list, each read parsing all). Format
-    errors are one-line input errors, as :func:`open_tiff` makes them."""
-    import tifffile
-
+    errors are one-line input errors (:func:`open_tiff`)."""
     for _ in range(3):  # (another thread may evict and close the handle between its lookup and our lock)
-        try:
-            tf, lock = _open_cached(str(path))
-        except tifffile.TiffFileError as e:
-            raise InputFileError(f"not a readable TIFF file ({e})", path=path) from None
-        except (OSError, ValueError, struct.error) as e:
-            raise InputFileError(f"not a readable TIFF file ({type(e).__name__}: {e})", path=path) from None
+        tf, lock = _open_cached(str(path))
         with lock:
             if tf.filehandle.closed:
                 continue
