@@ -140,7 +140,7 @@ def resolve_merges(graph: Any, coords: list[np.ndarray], *, max_frames: int) -> 
 def unlink_border_entries(graph: Any, objs: Any, starts: np.ndarray) -> None:
     """Undo divisions in a laptrack graph (in place) that are a cell entering the field beside another: of a
     parent's two successors, one touches the field's border while the other goes on with at least 90 % of the
-    parent's volume, both of them clear of the border (the cell went on unchanged; a division's daughters take
+    parent's volume, parent and sibling clear of the border (the cell went on unchanged; a division's daughters take
     about half of it each — on synthetic movies a daughter's first object held 50–85 % of its parent's last, whose
     chromatin is still condensed). The entering object then starts its own track."""
     border = objs["touches_border"].to_numpy(bool)
@@ -150,11 +150,12 @@ def unlink_border_entries(graph: Any, objs: Any, starts: np.ndarray) -> None:
         return int(starts[node[0]]) + node[1]
 
     for parent in [n for n in graph.nodes if graph.out_degree(n) == 2]:
-        a, b = (row(n) for n in graph.successors(parent))
+        a, b = graph.successors(parent)
+        p = row(parent)
         for enters, goes_on in ((a, b), (b, a)):
-            whole = not (border[goes_on] or border[row(parent)])  # both volumes seen whole
-            if border[enters] and whole and volume[goes_on] >= 0.9 * volume[row(parent)]:
-                graph.remove_edge(parent, next(n for n in graph.successors(parent) if row(n) == enters))
+            whole = not (border[row(goes_on)] or border[p])  # the parent's and the sibling's volumes seen whole
+            if border[row(enters)] and whole and volume[row(goes_on)] >= 0.9 * volume[p]:
+                graph.remove_edge(parent, enters)
                 break
 
 
