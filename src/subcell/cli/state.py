@@ -175,10 +175,7 @@ def predict(
         out["state_smoothed"] = None
         out.loc[on_track, "state_smoothed"] = smoothed
         if transitions is not None:
-            moving = tab[tab["t"] > 0] if "time_min" in tab else tab.iloc[:0]  # the tracks' frame interval
-            interval = float((moving["time_min"] / moving["t"]).median()) * 60 if len(moving) else None
-            known = interval is not None and np.isfinite(interval) and interval > 0
-            visits = transitions_table(sel.assign(state=smoothed), time_interval_s=interval if known else None)
+            visits = transitions_table(sel.assign(state=smoothed))  # (minutes from the tracks' time_min)
             write_table(visits, transitions, overwrite=overwrite)
             typer.echo(
                 f"wrote {transitions}: {len(visits)} visits to a state, {int(visits['complete'].sum())} "

@@ -84,13 +84,17 @@ def smooth_tracks(tracks: Any, proba: np.ndarray, classes: Sequence[str], *, ord
 
 def transitions_table(tracks: Any, state: str = "state", *, time_interval_s: float | None = None) -> Any:
     """Per track, one row per visit to a state: entry frame, frames present, duration (min when the interval
-    is known), and whether the visit's entry and exit were seen. A track's first visit was entered out of sight
+    is known: ``time_interval_s``, else the table's ``time_min``), and whether the visit's entry and exit were seen. A track's first visit was entered out of sight
     (``entry_seen`` False: the movie began, or the cell came into view, in that state) unless the track began at a
     division (``parent_track``), and its last visit left out of sight (``exit_seen`` False) unless the track ends in
     a division of its own; a visit's duration is the state's only where both were seen (``complete``), a lower
     bound otherwise — stage durations from the complete visits alone are not biased short."""
     import pandas as pd
 
+    if time_interval_s is None and "time_min" in tracks:  # a tracks table's own frame times
+        moving = tracks[tracks["t"] > 0]
+        per_frame = float((moving["time_min"] / moving["t"]).median()) * 60 if len(moving) else float("nan")
+        time_interval_s = per_frame if np.isfinite(per_frame) and per_frame > 0 else None
     divides = set(tracks.loc[tracks["parent_track"] > 0, "parent_track"]) if "parent_track" in tracks else set()
     rows = []
     for tid, part in tracks.sort_values(["track_id", "t"]).groupby("track_id", sort=True):
