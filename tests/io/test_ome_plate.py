@@ -232,3 +232,17 @@ def test_a_multi_scene_file_read_as_one_image_says_which_scene(
     assert run(["convert", str(tmp_path / "run.ome.tif"), str(tmp_path / "c.ome.zarr"), "--scene", "c"]) == 0
     assert "note" not in capsys.readouterr().err
     np.testing.assert_array_equal(io.read(tmp_path / "c.ome.zarr").numpy()[0, 0], arrays[2])
+
+
+def test_a_files_ome_xml_is_parsed_once_for_its_plate_and_its_scene_names(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`manifest make --scenes` asks an OME-TIFF for its plate (none here), then for its scenes' names: one parse."""
+    from subcell.io import _tiff
+
+    write_ome_tiff(tmp_path / "run.ome.tif", ["a", "b", "c"])
+    calls = []
+    real = _tiff.ome_collection
+    monkeypatch.setattr(_tiff, "ome_collection", lambda *a, **k: calls.append(1) or real(*a, **k))
+    assert run(["manifest", "make", str(tmp_path / "m.csv"), str(tmp_path / "run.ome.tif"), "--scenes"]) == 0
+    assert list(pd.read_csv(tmp_path / "m.csv").scene_name) == ["a", "b", "c"] and len(calls) == 1

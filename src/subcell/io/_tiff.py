@@ -9,6 +9,7 @@ user is asked instead of being given a made-up scale.
 from __future__ import annotations
 
 import atexit
+import functools
 import os
 import struct
 import threading
@@ -58,10 +59,17 @@ def open_tiff(path: Path) -> Any:
 
 def ome_tiff_collection(path: Path) -> OmeCollection:
     """The images of an OME-TIFF as its OME-XML lists them (names; wells and fields where it states a plate, as an
-    HCS acquisition exported by Bio-Formats does); no images for a TIFF without OME-XML."""
-    with open_tiff(path) as tf:
+    HCS acquisition exported by Bio-Formats does); no images for a TIFF without OME-XML. Parsed once per file
+    version (``manifest make`` asks for a file's plate, then for its scenes' names)."""
+    st = os.stat(path)
+    return _ome_tiff_collection(str(path), st.st_mtime_ns, st.st_size)
+
+
+@functools.lru_cache(maxsize=64)
+def _ome_tiff_collection(path: str, mtime_ns: int, size: int) -> OmeCollection:
+    with open_tiff(Path(path)) as tf:
         xml = tf.ome_metadata if tf.is_ome else None
-    return ome_collection(xml, path.name) if xml else OmeCollection([])
+    return ome_collection(xml, Path(path).name) if xml else OmeCollection([])
 
 
 def check_tiff_complete(tf: Any, path: Path) -> None:
