@@ -298,6 +298,14 @@ def test_segment_bad_input_is_one_line(tmp_path: Path, capsys: pytest.CaptureFix
     err = cli_user_error(capsys, "measure", str(lab), str(tmp_path / "t.csv"), "--intensity", str(other))
     assert f"{other}: voxel_size: the intensity image has voxel size (z=0.5" in err and "given" not in err
     assert not (tmp_path / "o.ome.zarr").exists() and not (tmp_path / "t.csv").exists()
+    copied = io.write(
+        Image(np.ones((2, 4, 16, 16), np.uint16), voxel_size=(0.3, 0.1, 0.1), dims="CZYX", channel_names=["a", "b"]),
+        tmp_path / "copied.ome.zarr",
+    )
+    (copied / "0" / "0" / "1" / "0" / "0" / "0").write_bytes(b"not a chunk")  # channel b damaged
+    err = cli_user_error(capsys, "segment", str(copied), str(tmp_path / "o.ome.zarr"), "-w", "nucleus", "-c", "b")
+    assert f"{copied}: unreadable OME-Zarr pixel data in chunk 0/0/1/0/0/0 (" in err
+    assert not (tmp_path / "o.ome.zarr").exists()
 
 
 def test_evaluate_seg_scores_a_time_lapse_frame_by_frame_and_refuses_fractional_labels(tmp_path: Path) -> None:

@@ -29,7 +29,7 @@ def test_text_file_named_tif(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("name", ["cut.tif", "cut.ome.tif"])
-def test_truncated_tiff(tmp_path: Path, name: str) -> None:
+def test_truncated_tiff(tmp_path: Path, name: str, caplog: pytest.LogCaptureFixture) -> None:
     full = tmp_path / ("full_" + name)
     io.write(
         Image(np.arange(20 * 64 * 64, dtype=np.uint16).reshape(20, 64, 64), voxel_size=(1, 1, 1), dims="ZYX"),
@@ -41,6 +41,8 @@ def test_truncated_tiff(tmp_path: Path, name: str) -> None:
     path.write_bytes(raw[: len(raw) // 2])
     with pytest.raises(InputFileError, match=r"cut\.(ome\.)?tif: .*truncated"):
         io.read(path, voxel_size=(1, 1, 1))
+    # tifffile's own lines on what it found wrong (a page offset past the end) are not printed before the one line
+    assert not [r for r in caplog.records if r.name.startswith("tifffile")], caplog.text
 
 
 def test_undecodable_tiff_pixels_fail_naming_the_file_when_read(tmp_path: Path) -> None:
@@ -57,6 +59,29 @@ def test_undecodable_tiff_pixels_fail_naming_the_file_when_read(tmp_path: Path) 
     assert img.shape[2:] == (4, 32, 32)
     with pytest.raises(InputFileError, match=r"damaged\.tif: unreadable TIFF pixel data"):
         materialize(img.data)
+
+
+@pytest.mark.parametrize("ngff_version", ["0.4", "0.5"])
+def test_damaged_zarr_chunk_fails_naming_the_store_and_the_chunk(tmp_path: Path, ngff_version: str) -> None:
+    """A chunk of a partly copied store: its codec's error (no file, no chunk) becomes one naming both, from the
+    dask array a command computes and from the box-by-box reader."""
+    from subcell.image import materialize
+    from subcell.io._ngff import level0_volume
+
+    path = tmp_path / "copied.ome.zarr"
+    data = np.arange(2 * 8 * 32 * 32, dtype=np.uint16).reshape(2, 8, 32, 32)
+    io.write(Image(data, voxel_size=(1, 1, 1), dims="CZYX"), path, chunks=(1, 1, 4, 16, 16), ngff_version=ngff_version)
+    sep = "c/" if ngff_version == "0.5" else ""
+    chunk = path / "0" / f"{sep}0/1/1/0/1"  # t 0, channel 1, z 4-7, y 0-15, x 16-31
+    assert chunk.is_file()
+    chunk.write_bytes(b"\x02junk, not a compressed chunk")
+    img = io.read(path)
+    np.testing.assert_array_equal(materialize(img.data[0, 0]), data[0])  # the other chunks still read
+    expected = rf"copied\.ome\.zarr: unreadable OME-Zarr pixel data in chunk 0/{sep}0/1/1/0/1 \("
+    with pytest.raises(InputFileError, match=expected):
+        materialize(img.data[0, 1])
+    with pytest.raises(InputFileError, match=expected):
+        level0_volume(path, 0, 1)[2:6, :, 10:20]
 
 
 def test_unknown_channel_name_on_read(tmp_path: Path) -> None:

@@ -9,11 +9,14 @@ user is asked instead of being given a made-up scale.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import functools
+import logging
 import os
 import struct
 import threading
 from collections import OrderedDict
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +26,15 @@ from subcell.errors import InputFileError, MetadataError
 from subcell.io._raw import RawImage, map_axes
 from subcell.io.ome_xml import OmeCollection, ome_collection
 
-__all__ = ["check_tiff_complete", "ome_tiff_collection", "open_kept", "open_tiff", "read_tiff", "scene_index"]
+__all__ = [
+    "check_tiff_complete",
+    "held_tifffile_warnings",
+    "ome_tiff_collection",
+    "open_kept",
+    "open_tiff",
+    "read_tiff",
+    "scene_index",
+]
 
 # µm per unit for the length units ImageJ writes
 _UNITS_UM = {
@@ -43,6 +54,36 @@ _UNITS_UM = {
 _PLAUSIBLE_UM = (1e-3, 1e3)  # a voxel edge outside this range is not a microscope's
 _CHUNK_BYTES = 64 << 20
 _FRAME_CHUNK_BYTES = 4 << 20  # frames in one chunk of a time-lapse, at most (:func:`_page_chunks`)
+
+
+class _Held(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+@contextlib.contextmanager
+def held_tifffile_warnings() -> Iterator[None]:
+    """What tifffile logs while a file is opened (a tag's value or a page past the end of a cut file), held back:
+    dropped when the file is refused — the one-line error says what is wrong, and tifffile's lines on stderr
+    before it broke the one line —, passed on as tifffile would have when the file opens."""
+    logger, held = logging.getLogger("tifffile"), _Held()
+    propagate = logger.propagate
+    logger.addHandler(held)
+    logger.propagate = False
+    try:
+        yield
+    except InputFileError:
+        held.records.clear()
+        raise
+    finally:
+        logger.removeHandler(held)
+        logger.propagate = propagate
+        for record in held.records:
+            logger.handle(record)
 
 
 def open_tiff(path: Path) -> Any:

@@ -99,6 +99,13 @@ def axes_for(path: str | Path, axes: str | None) -> str | None:
 
 
 def _read_raw(p: Path, *, scene: int | str | None, axes: str | None) -> RawImage:
+    from subcell.io._tiff import held_tifffile_warnings
+
+    with held_tifffile_warnings():
+        return _dispatch(p, scene=scene, axes=axes)
+
+
+def _dispatch(p: Path, *, scene: int | str | None, axes: str | None) -> RawImage:
     from subcell.io import _bioio, _ngff, _tiff
 
     fmt = detect_format(p)
@@ -164,10 +171,9 @@ def read_labels(path: str | Path, name: str) -> Image:
 def pyramid_levels(path: str | Path, label: str | None = None) -> list[Any] | None:
     """Every level of an OME-Zarr image's (or its NGFF label ``label``'s) multiscale pyramid, lazily (dask), in
     the store's own axes; None when ``path`` is not such a store (viewers show the level a zoom needs)."""
-    import dask.array as da
     import zarr
 
-    from subcell.io._ngff import group_attrs
+    from subcell.io._ngff import _dask_array, group_attrs
 
     p = Path(path) / "labels" / label if label else Path(path)
     try:
@@ -177,7 +183,7 @@ def pyramid_levels(path: str | Path, label: str | None = None) -> list[Any] | No
     ms = group_attrs(group).get("multiscales")
     if not ms:
         return None
-    return [da.from_zarr(group[d["path"]]) for d in ms[0]["datasets"]]
+    return [_dask_array(group[d["path"]], p) for d in ms[0]["datasets"]]
 
 
 def is_label_image(path: str | Path) -> bool:
