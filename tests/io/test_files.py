@@ -32,3 +32,13 @@ def test_write_table_round_trips_and_respects_overwrite(tmp_path: Path, name: st
     with pytest.raises(InputFileError, match=r"t\.xlsx: tables are written as \.csv or \.parquet"):
         io.write_table(frame, tmp_path / "t.xlsx")
     assert sorted(p.name for p in tmp_path.iterdir()) == [name]
+
+
+def test_read_table_reads_semicolon_and_tab_separated_csv(tmp_path: Path) -> None:
+    """Tables a user gives (labels for a classifier, a track table) saved by a spreadsheet in another locale."""
+    (tmp_path / "semi.csv").write_text("cell;stage;volume_um3\n1;M1;512,5\n2;M2;64\n")
+    (tmp_path / "tabs.csv").write_text("cell\tstage\tvolume_um3\n1\tM1\t512.5\n2\tM2\t64\n")
+    for name in ("semi.csv", "tabs.csv"):
+        t = io.read_table(tmp_path / name)
+        assert list(t.columns) == ["cell", "stage", "volume_um3"], name
+        assert t.volume_um3.tolist() == [512.5, 64.0] and t.stage.tolist() == ["M1", "M2"], name

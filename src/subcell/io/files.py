@@ -11,6 +11,7 @@ from subcell.io._atomic import atomic_output
 
 __all__ = [
     "TABLE_SUFFIXES",
+    "csv_format",
     "read_napari_tracks",
     "read_yaml",
     "unify_parquet_folder",
@@ -112,6 +113,17 @@ def read_napari_tracks(path: str | Path) -> Any:
     )
 
 
+def csv_format(path: str | Path) -> dict[str, str]:
+    """``pandas.read_csv`` options for a CSV as spreadsheets write it: comma-separated, or semicolon-separated
+    with decimal commas (Excel where the comma is the decimal mark: much of Europe), or tab-separated. Told
+    apart by the header line (column names hold none of the three), not guessed from the values."""
+    with open(path, encoding="utf-8-sig", errors="replace") as f:
+        header = next((line for line in f if line.strip()), "")
+    counts = {sep: header.count(sep) for sep in (",", ";", "\t")}
+    sep = max(counts, key=lambda k: counts[k]) if any(counts.values()) else ","
+    return {"sep": sep, "decimal": ","} if sep == ";" else {"sep": sep}
+
+
 def read_table(path: str | Path, *, what: str = "table") -> Any:
     """A ``.csv`` or ``.parquet`` table as a pandas DataFrame (a ``.json`` object, such as a command's
     ``metrics.json``, as one row); a one-line error naming the file otherwise."""
@@ -128,7 +140,7 @@ def read_table(path: str | Path, *, what: str = "table") -> Any:
             if not isinstance(record, dict):
                 raise ValueError(f"expected a JSON object, got {type(record).__name__}")
             return pd.DataFrame([{k: json.dumps(v) if isinstance(v, (list, dict)) else v for k, v in record.items()}])
-        return pd.read_csv(p) if p.suffix.lower() == ".csv" else pd.read_parquet(p)
+        return pd.read_csv(p, **csv_format(p)) if p.suffix.lower() == ".csv" else pd.read_parquet(p)
     except Exception as e:
         raise InputFileError(f"unreadable {what} ({type(e).__name__}: {e})", path=p) from None
 

@@ -17,6 +17,8 @@ Columns (only ``source`` is required; other columns are kept as free metadata):
 =================  ===============================================================================
 
 :func:`read_manifest` reports *all* problems at once, each as ``row N, column C: value V: expected E``.
+A CSV may be comma-, semicolon- (with decimal commas, as Excel saves it where the comma is the decimal mark) or
+tab-separated (:func:`subcell.io.files.csv_format`).
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from typing import Any
 
 from subcell.errors import InputFileError, ManifestError, SubcellError
 from subcell.image import VoxelSize
+from subcell.io.files import csv_format
 
 __all__ = ["KNOWN_COLUMNS", "SPLITS", "Manifest", "ManifestRow", "manifest_from_records", "read_manifest"]
 
@@ -83,13 +86,19 @@ class Manifest:
         return [r for r in self.rows if r.split == name]
 
 
+_DECIMAL_COMMA = r"^\s*([-+]?\d+),(\d+(?:[eE][-+]?\d+)?)\s*$"
+
+
 def _load_table(path: Path) -> list[dict[str, Any]]:
     import pandas as pd
 
     suffix = path.suffix.lower()
     try:
         if suffix == ".csv":
-            df = pd.read_csv(path, dtype=str, keep_default_na=False, skipinitialspace=True)
+            fmt = csv_format(path)
+            df = pd.read_csv(path, dtype=str, keep_default_na=False, skipinitialspace=True, sep=fmt["sep"])
+            if fmt.get("decimal") == ",":  # read as text: a number's decimal comma made a point here
+                df = df.apply(lambda col: col.str.replace(_DECIMAL_COMMA, r"\1.\2", regex=True))
         elif suffix in (".parquet", ".pq"):
             df = pd.read_parquet(path)
         elif path.is_dir():  # `subcell batch` also takes a batch's OUTDIR, recognised by its batch.parquet
