@@ -140,7 +140,10 @@ def read_table(path: str | Path, *, what: str = "table") -> Any:
             if not isinstance(record, dict):
                 raise ValueError(f"expected a JSON object, got {type(record).__name__}")
             return pd.DataFrame([{k: json.dumps(v) if isinstance(v, (list, dict)) else v for k, v in record.items()}])
-        return pd.read_csv(p, **csv_format(p)) if p.suffix.lower() == ".csv" else pd.read_parquet(p)
+        if p.suffix.lower() == ".csv":
+            fmt = csv_format(p)
+            return pd.read_csv(p, sep=fmt["sep"], decimal=fmt.get("decimal", "."))
+        return pd.read_parquet(p)
     except Exception as e:
         raise InputFileError(f"unreadable {what} ({type(e).__name__}: {e})", path=p) from None
 
