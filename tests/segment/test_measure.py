@@ -121,6 +121,28 @@ def test_a_stored_time_lapse_is_measured_frame_by_frame() -> None:
         assert s.reads == [6 * 40 * 40] * 3  # one frame at a time, each once
 
 
+@pytest.mark.parametrize("shape", [(4, 16, 16), (1, 16, 16)])
+def test_labels_without_objects_give_the_same_columns_and_dtypes(shape: tuple[int, ...]) -> None:
+    """An empty field (no nucleus found, a frame after every cell left) is a table of no rows with every column of
+    one with objects: it was a table of no columns (its movie's frames then concatenated with NaN in the others,
+    an empty field's table written with one column ``t``)."""
+    from subcell.segment import measure_frames
+
+    one = np.zeros(shape, np.uint16)
+    one[..., 2:6, 2:6] = 1
+    dna = np.full(shape, 7, np.float32)
+    kw = {"voxel_size": (0.5, 0.2, 0.2), "intensity": {"dna": dna}, "skeleton": True}
+    full, empty = measure_objects(one, **kw), measure_objects(np.zeros_like(one), **kw)  # type: ignore[arg-type]
+    assert len(full) == 1 and len(empty) == 0
+    assert empty.dtypes.to_dict() == full.dtypes.to_dict()  # the same columns, in the same order, of the same types
+    movie = measure_frames(np.stack([np.zeros_like(one), one]), voxel_size=(0.5, 0.2, 0.2),
+                           structures={"spots": np.stack([one, one]).astype(bool)})  # fmt: skip
+    assert movie.t.tolist() == [1] and movie.spots_count.dtype == np.int64 and movie.label.dtype == np.int64
+    nothing = measure_frames(np.zeros((2, *shape), np.uint16), voxel_size=(0.5, 0.2, 0.2),
+                             structures={"spots": np.zeros((2, *shape), bool)})  # fmt: skip
+    assert len(nothing) == 0 and list(nothing.columns) == list(movie.columns)
+
+
 def test_a_mask_is_measured_per_connected_component() -> None:
     """An organelle mask (0/1, or an ImageJ 0/255 mask) is measured per 26-connected component; instance ids are
     kept as they are; --no-components measures the mask as one object."""

@@ -102,3 +102,4 @@ def test_tracks_say_how_they_begin_and_end_and_cut_objects_do_not_grow() -> None
 
     assert fates(tr.lineage) == ("begin: 4 at the movie's start, 2 at a division, 1 inside the field; end: "
                                  "4 at the movie's end, 1 at a division, 1 through the border, 1 inside the field")  # fmt: skip
+    assert fates(tr.lineage.iloc[:0]) == ""  # no tracks (an empty movie): no line, not "begin: ; end: "

@@ -212,7 +212,8 @@ def track(
     n_div = int((lin["parent_track"] > 0).sum() // 2)
     typer.echo(f"wrote {output}: {len(lin)} tracks over {lab.shape[0]} frames, {n_div} divisions, "
                f"{len(result.table)} objects (max {cfg.max_speed_um_per_min * interval / 60:.2f} µm per frame)")  # fmt: skip
-    typer.echo(f"tracks {fates(lin)}")
+    if begin_end := fates(lin):
+        typer.echo(f"tracks {begin_end}")
 
 
 def _trackmate_image(image: Path | None, output: Path) -> str:

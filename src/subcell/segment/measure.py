@@ -143,6 +143,14 @@ def measure_objects(
                 f"{name}_background": float(np.median(ring)) if ring.size else np.nan,
             })  # fmt: skip
         rows.append(row)
+    if not rows:  # no object: the same columns and dtypes as a table with objects (a field's or a frame's tables
+        # are concatenated and written as one Parquet dataset), taken from a one-voxel object measured alike
+        probe = np.zeros((1, 2, 2) if flat else (2, 2, 2), lab.dtype)
+        probe.flat[0] = 1
+        return measure_objects(
+            probe, voxel_size=vs, intensity={k: np.zeros(probe.shape, a.dtype) for k, a in chans.items()},
+            surface=surface, skeleton=skeleton, background_um=background_um,
+        ).iloc[:0]  # fmt: skip
     return pd.DataFrame(rows)
 
 
@@ -280,7 +288,7 @@ def measure_frames(
             frame, voxel_size=voxel_size, intensity={k: materialize(v[t]) for k, v in (intensity or {}).items()},
             skeleton=skeleton,
         )  # fmt: skip
-        if structures and len(table):
+        if structures:
             per_cell = structures_per_cell(frame, {k: materialize(v[t]) for k, v in structures.items()},
                                            voxel_size=voxel_size)  # fmt: skip
             table = table.merge(per_cell.drop(columns=["cell_volume_um3"]), on="label", how="left")

@@ -154,8 +154,9 @@ def lineage_table(table: Any, *, n_frames: int | None = None) -> Any:
 
 def fates(lineage: Any) -> str:
     """How a lineage's tracks begin and end, counted (:func:`lineage_table`'s ``begins`` and ``ends``), e.g.
-    "begin: 14 at the movie's start, 8 at a division, 3 through the border; end: …"; empty without those columns."""
-    if not {"begins", "ends"} <= set(lineage.columns):
+    "begin: 14 at the movie's start, 8 at a division, 3 through the border; end: …"; empty without those columns
+    or tracks."""
+    if not {"begins", "ends"} <= set(lineage.columns) or not len(lineage):
         return ""
     words = {"movie_start": "at the movie's start", "movie_end": "at the movie's end", "division": "at a division",
              "border": "through the border", "appears": "inside the field", "disappears": "inside the field"}  # fmt: skip
