@@ -84,6 +84,18 @@ def test_damaged_zarr_chunk_fails_naming_the_store_and_the_chunk(tmp_path: Path,
         level0_volume(path, 0, 1)[2:6, :, 10:20]
 
 
+def test_files_that_are_not_images_say_what_they_are(tmp_path: Path) -> None:
+    """A table, a NumPy array or an unknown file given as an image: what it is and what images are, in one short
+    line (bioio's message ran to five sentences, with a web address and advice to install plugins for a CSV)."""
+    for name, said in (("cells.csv", "a table, not an image: images are OME-TIFF"),
+                       ("stack.npy", "a NumPy array, not an image file .*subcell.io.write"),
+                       ("field.xyz", "no installed reader knows this format; images are OME-TIFF")):  # fmt: skip
+        (tmp_path / name).write_bytes(b"1,2,3\n")
+        with pytest.raises(InputFileError, match=rf"{name}: {said}") as e:
+            io.read(tmp_path / name)
+        assert "http" not in str(e.value) and len(e.value.message) < 260
+
+
 def test_unknown_channel_name_on_read(tmp_path: Path) -> None:
     img = Image(np.zeros((2, 3, 8, 8), np.uint8), voxel_size=(1, 1, 1), dims="CZYX", channel_names=["bf", "dna"])
     back = io.read(io.write(img, tmp_path / "c.ome.zarr"))

@@ -126,8 +126,20 @@ def _squeeze_samples(data: Any, dims: str) -> tuple[Any, str]:
     raise MetadataError("image has both channels and RGB samples; not supported", field="dims")
 
 
+_IMAGES = "images are OME-TIFF, TIFF, OME-Zarr, or a microscope's own format through its bioio plugin (CZI, ND2, LIF)"
+_NOT_IMAGES = {  # files found beside images and given by mistake: said at once (no 2 s of bioio's imports first)
+    **dict.fromkeys((".csv", ".tsv", ".parquet", ".pq", ".xlsx", ".xls"), "a table, not an image"),
+    **dict.fromkeys((".json", ".yaml", ".yml", ".txt", ".md", ".xml", ".html"), "a text file, not an image"),
+    **dict.fromkeys((".npy", ".npz"), "a NumPy array, not an image file (it states no axes and no voxel size): "
+                    "write it as one, subcell.io.write(Image(numpy.load(PATH), dims='ZYX', voxel_size=(z, y, x)), "
+                    "'image.ome.zarr')"),
+}  # fmt: skip
+
+
 def read_vendor(path: Path, *, scene: int | str | None = None) -> RawImage:
     """CZI / ND2 / LIF (and anything else bioio has a plugin for)."""
+    if (what := _NOT_IMAGES.get(path.suffix.lower())) is not None:
+        raise InputFileError(what if "write it" in what else f"{what}: {_IMAGES}", path=path)
     plugin = VENDOR_PLUGINS.get(path.suffix.lower())
     if plugin and importlib.util.find_spec(plugin.replace("-", "_")) is None:
         raise InputFileError(
@@ -138,7 +150,11 @@ def read_vendor(path: Path, *, scene: int | str | None = None) -> RawImage:
     try:
         img = bioio.BioImage(str(path))
     except Exception as e:
-        raise InputFileError(f"no installed reader could open this file ({type(e).__name__}: {e})", path=path) from None
+        if type(e).__name__ == "UnsupportedFileFormatError":  # (its message: the path again, a web address, and
+            # advice on listing plugins)
+            raise InputFileError(f"no installed reader knows this format; {_IMAGES}", path=path) from None
+        said = str(e).split("\n")[0]
+        raise InputFileError(f"unreadable ({type(e).__name__}: {said})", path=path) from None
     scenes = tuple(img.scenes)
     idx = scene_index(path, scene, scenes)
     img.set_scene(idx)
