@@ -141,6 +141,13 @@ def test_bad_input_is_one_line_and_writes_nothing(tmp_path) -> None:  # type: ig
     with pytest.raises(ValueRangeError):
         extract_to_store([(image, lab, nuc, {}), (image, lab, no_nuc, {})], out, CFG)
     assert not out.exists() and not list(tmp_path.glob(".bad.zarr*"))
+    # every cell rejected: why, counted, and what keeps them (it said "no cell was extracted (2 rejected)")
+    picky = CFG.model_copy(update={"border": "skip", "min_cell_volume_um3": 1000.0})
+    edge = field(cells=((6, 2.0, 10, 3, 3, 3), (6, 12, 36, 3, 4, 4)))
+    with pytest.raises(ValueRangeError, match=r"no cell was extracted: 2 rejected, 1 touching the field border \(--border "
+                       r"flag keeps them, flagged\); 1 too small$"):  # fmt: skip
+        extract_to_store([(*edge, {})], out, picky)
+    assert not out.exists()
 
 
 def test_nucleus_matching_by_overlap() -> None:
@@ -200,6 +207,12 @@ def test_cli_refuses_fractional_label_channels_in_one_line(tmp_path, capsys) -> 
     err = cli_user_error(capsys, "cells", "extract", str(tmp_path / "fov.ome.tif"), str(tmp_path / "labels.ome.tif"),
                          str(tmp_path / "c.zarr"), "--box", "16", "48", "48")  # fmt: skip
     assert "fractional values" in err and "labels.ome.tif" in err and not (tmp_path / "c.zarr").exists()
+    # another field's labels: the file is named (it said "cell labels: cell labels have shape …")
+    io.write(Image(np.stack([lab, nuc])[:, :, :50][None], voxel_size=VS), tmp_path / "other.ome.tif")
+    err = cli_user_error(capsys, "cells", "extract", str(tmp_path / "fov.ome.tif"), str(tmp_path / "other.ome.tif"),
+                         str(tmp_path / "c.zarr"))  # fmt: skip
+    assert f"{tmp_path / 'other.ome.tif'}: labels in channel 'c0' have (Z, Y, X) (24, 50, 192), the field " in err
+    assert not (tmp_path / "c.zarr").exists()
 
 
 def test_the_cli_names_the_box_that_holds_the_rejected_cells(tmp_path, capsys) -> None:  # type: ignore[no-untyped-def]

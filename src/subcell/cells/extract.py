@@ -259,5 +259,29 @@ def extract_to_store(
                     "(oversize='rescale')",
                     field="box",
                 )
-            raise ValueRangeError(f"no cell was extracted ({len(writer.rows)} rejected)", field="cells")
+            raise ValueRangeError(f"no cell was extracted: {len(writer.rows)} rejected, "
+                                  f"{rejection_reasons(writer.rows)}", field="cells")  # fmt: skip
     return _read(out).table
+
+
+_ADVICE = {  # what a rejection's status means, and the option that changes it
+    "touches the field border": "touching the field border (--border flag keeps them, flagged)",
+    "the box": "larger than the box (--box {fit} holds them all, or --oversize rescale)",
+    "no nucleus": "without a nucleus (--nuclei FILE if nuclei are in another file)",
+    "below minimum": "too small",
+}
+
+
+def rejection_reasons(rejected: list[dict[str, Any]]) -> str:
+    """``29 touching the field border (…); 1 larger than the box (…)``: the readable reasons of rejected cells'
+    table rows, counted; for cells larger than the box, the box that holds them all."""
+    from collections import Counter
+
+    too_large = [r for r in rejected if "the box" in str(r["status"])]
+    fit = " ".join(str(int(max(r[f"fit_box_{a}"] for r in too_large))) for a in "zyx") if too_large else ""
+    counts: Counter[str] = Counter()
+    for r in rejected:
+        status = str(r["status"])
+        key = next((v for k, v in _ADVICE.items() if k in status), status.removeprefix("rejected: "))
+        counts[key.format(fit=fit)] += 1
+    return "; ".join(f"{n} {what}" for what, n in counts.most_common())

@@ -19,20 +19,25 @@ def load_label_array(path: Path, name: str, fallback_index: int, image: Any, axe
     (a plain TIFF on ``axes``).
 
     Read lazily (a frame at a time when extracted), each block checked by the package's label rule as it is read."""
-    from subcell.errors import ChannelError
+    from subcell.errors import ChannelError, ValueRangeError
     from subcell.io import as_labels, detect_format, label_names, read, read_labels
 
     if detect_format(path) == "ome-zarr" and name in label_names(path):
-        return as_labels(read_labels(path, name).data[:, 0], path=path, what=f"labels {name!r}", lazy=True)
-    lab = read(path, voxel_size=image.voxel_size, force=True, axes=axes)
-    try:
-        c = lab.channel_index(name)
-    except ChannelError:
-        if lab.shape[1] <= fallback_index:
-            raise ChannelError(f"no label image or channel {name!r} (and no channel {fallback_index})",
-                               path=path) from None  # fmt: skip
-        c = fallback_index
-    return as_labels(lab.data[:, c], path=path, what=f"labels in channel {lab.channel_names[c]!r}", lazy=True)
+        data, what = read_labels(path, name).data[:, 0], f"labels {name!r}"
+    else:
+        lab = read(path, voxel_size=image.voxel_size, force=True, axes=axes)
+        try:
+            c = lab.channel_index(name)
+        except ChannelError:
+            if lab.shape[1] <= fallback_index:
+                raise ChannelError(f"no label image or channel {name!r} (and no channel {fallback_index})",
+                                   path=path) from None  # fmt: skip
+            c = fallback_index
+        data, what = lab.data[:, c], f"labels in channel {lab.channel_names[c]!r}"
+    if tuple(data.shape[-3:]) != tuple(image.shape[2:]):
+        raise ValueRangeError(f"{what} have (Z, Y, X) {tuple(data.shape[-3:])}, the field {tuple(image.shape[2:])}: "
+                              "expected the field's labels", path=path)  # fmt: skip
+    return as_labels(data, path=path, what=what, lazy=True)
 
 
 @cells_app.command("extract")
@@ -61,6 +66,7 @@ def extract(
 ) -> None:  # fmt: skip
     """Crop, mask, align and resample every cell of a segmented field into one cell store + table."""
     from subcell.cells import ExtractConfig, extract_to_store
+    from subcell.cells.extract import rejection_reasons
     from subcell.config import load_validated
     from subcell.io._atomic import check_output
 
@@ -85,30 +91,8 @@ def extract(
     table = extract_to_store([(image, cells, nuclei_arr, meta)], output, cfg, overwrite=overwrite)
     ok = int((table.crop_index >= 0).sum())
     rejected = table[table.crop_index < 0]
-    typer.echo(f"wrote {output}: {ok} of {len(table)} cells" + (f"; not extracted: {_reasons(rejected)}"
-                                                                  if len(rejected) else ""))  # fmt: skip
-
-
-_ADVICE = {  # what a rejection means, and the option that changes it
-    "touches the field border": "touching the field border (--border flag keeps them, flagged)",
-    "the box": "larger than the box (--box {fit} holds them all, or --oversize rescale)",
-    "no nucleus": "without a nucleus (--nuclei FILE if nuclei are in another file)",
-    "below minimum": "too small",
-}
-
-
-def _reasons(rejected: Any) -> str:
-    """``29 touching the field border (…); 1 larger than the box (…)``: counts of readable reasons of the
-    ``rejected`` rows of a cell table; for cells larger than the box, the box that holds them all."""
-    from collections import Counter
-
-    too_large = rejected[rejected.status.str.contains("the box")]
-    fit = " ".join(str(int(too_large[f"fit_box_{a}"].max())) for a in "zyx") if len(too_large) else ""
-    counts: Counter[str] = Counter()
-    for s in rejected.status:
-        key = next((v for k, v in _ADVICE.items() if k in s), s.removeprefix("rejected: "))
-        counts[key.format(fit=fit)] += 1
-    return "; ".join(f"{n} {what}" for what, n in counts.most_common())
+    why = f"; not extracted: {rejection_reasons(rejected.to_dict('records'))}" if len(rejected) else ""
+    typer.echo(f"wrote {output}: {ok} of {len(table)} cells{why}")
 
 
 @cells_app.command("shape-space")
