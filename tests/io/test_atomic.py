@@ -79,3 +79,103 @@ def test_scratch_arrays_start_as_zeros_clip_their_chunks_refuse_path_names_and_g
     writer.write_region((slice(0, 1), slice(0, 1), slice(0, 2), slice(0, 8), slice(0, 8)), np.ones((1, 1, 2, 8, 8)))
     writer.close()
     assert not [p for p in out.rglob("*") if "scratch" in p.name or "relabel" in p.name]
+
+
+def test_a_later_writer_removes_what_killed_writers_on_this_machine_left(tmp_path: Path) -> None:
+    """SIGKILL, an out-of-memory kill or a node's crash leave a whole output's temporary behind; the next writer of
+    that output removes those whose writer (named in them) is dead, and nothing a live one still writes."""
+    import subprocess
+    import sys
+
+    from subcell.io._atomic import _HOST, atomic_output, temporary_sibling
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead_pid = int(dead.stdout)  # finished: no process has that id now (ids are not reused this soon)
+    out = tmp_path / "f.ome.zarr"
+    left = {
+        "killed": tmp_path / f".f.ome.zarr.partial-{_HOST}-{dead_pid}-0123abcd",
+        "killed scratch": tmp_path / f".f.ome.zarr.scratch-{_HOST}-{dead_pid}-4567abcd",
+        "live": temporary_sibling(out),  # this process, writing
+        "other machine": tmp_path
+        / f".f.ome.zarr.partial-{'0' * 6 if _HOST != '0' * 6 else '1' * 6}-{dead_pid}-89abcdef",
+        "another output": tmp_path / f".g.ome.zarr.partial-{_HOST}-{dead_pid}-0123abcd",
+        "unnamed writer": tmp_path / ".f.ome.zarr.partial-0123456789ab",
+    }
+    for p in left.values():
+        p.mkdir()
+        (p / "chunk").write_bytes(b"0" * 1000)
+    with atomic_output(out, overwrite=False) as tmp:
+        tmp.mkdir()
+    kept = {k for k, p in left.items() if p.exists()}
+    assert kept == {"live", "other machine", "another output", "unnamed writer"}
+    assert out.is_dir()
+
+
+def test_sigterm_removes_the_unfinished_output_and_exits_143(tmp_path: Path) -> None:
+    """A batch system's time limit (SIGTERM) in the middle of a conversion to OME-Zarr: one line, status 143, and
+    no hidden temporary left (by default SIGTERM ended Python at once and left it; and writes Zarr's I/O thread
+    still had queued made its folder again after the writer removed it)."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import numpy as np
+
+    from subcell import Image, io
+
+    src = io.write(
+        Image(np.ones((40, 16, 256, 256), np.uint16), voxel_size=(1, 0.5, 0.5), dims="TZYX"), tmp_path / "movie.ome.tif"
+    )  # fmt: skip (2 MB a frame: read a few frames at a time)
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    slow_reads = (  # each frame read slowly, so the signal arrives while the output is being written
+        "import time, subcell.io._tiff as t, sys; get = t._TiffPages.__getitem__; "
+        "t._TiffPages.__getitem__ = lambda self, key: (time.sleep(0.1), get(self, key))[1]; "
+        "from subcell.cli.main import run; sys.exit(run(sys.argv[1:]))"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", slow_reads, "convert", str(src), str(out_dir / "m.ome.zarr")],
+                            stderr=subprocess.PIPE, text=True)  # fmt: skip
+    deadline = time.monotonic() + 120
+    while not list(out_dir.glob(".m.ome.zarr.partial-*/0/*")) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert proc.poll() is None, proc.communicate()[1]
+    proc.send_signal(signal.SIGTERM)
+    err = proc.communicate(timeout=60)[1]
+    assert proc.returncode == 143 and err == "error: terminated (SIGTERM); its unfinished outputs were removed\n", err
+    assert list(out_dir.iterdir()) == []
+
+
+def test_writes_zarr_still_has_queued_are_cancelled(tmp_path: Path) -> None:
+    """An interrupted command stops waiting for its Zarr write, not the write: Zarr's I/O thread goes on writing
+    chunk after chunk (into a folder being removed). :func:`_cancel_zarr_writes` ends them."""
+    import time
+
+    import numpy as np
+    import zarr
+
+    from subcell.io._atomic import _cancel_zarr_writes
+
+    arr = zarr.create_array(str(tmp_path / "a.zarr"), shape=(4000, 64), chunks=(1, 64), dtype="f8", compressors=None)
+    done: list[BaseException | None] = []
+
+    def write() -> None:
+        try:
+            arr[:] = np.random.default_rng(0).random((4000, 64))
+            done.append(None)
+        except BaseException as e:  # the cancelled write's wait ends with its cancellation
+            done.append(e)
+
+    import threading
+
+    writer = threading.Thread(target=write)
+    writer.start()
+    chunks = tmp_path / "a.zarr" / "c"
+    while not (chunks.exists() and any(chunks.iterdir())):
+        time.sleep(0.001)
+    _cancel_zarr_writes(5.0)
+    writer.join(10)
+    written = len(list(chunks.iterdir()))
+    time.sleep(0.3)
+    assert len(list(chunks.iterdir())) == written < 4000  # nothing written after the cancellation
+    assert done and done[0] is not None

@@ -8,9 +8,11 @@ Heavy libraries are imported inside the commands so ``subcell --help`` stays ins
 
 from __future__ import annotations
 
+import contextlib
 import sys
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -24,7 +26,7 @@ from subcell.cli.options import error_line
 from subcell.cli.pixels import pixels_app
 from subcell.cli.state import state_app
 
-__all__ = ["app", "run"]
+__all__ = ["Terminated", "app", "run"]
 
 app = typer.Typer(
     name="subcell",
@@ -104,6 +106,33 @@ def report(
     typer.echo(f"wrote {output}")
 
 
+class Terminated(BaseException):
+    """SIGTERM arrived (a batch system's time limit or pre-emption, ``kill``): raised where the command is, so every
+    writer removes its unfinished output on the way out, as on Ctrl-C; a BaseException, so that nothing takes it
+    for an error of the command's own."""
+
+
+@contextlib.contextmanager
+def _terminate_cleanly() -> Iterator[None]:
+    """SIGTERM raises :class:`Terminated` while the command runs (by default it ends the process at once, leaving
+    each unfinished output's hidden temporary behind, a whole output's size)."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():  # (handlers belong to the main thread)
+        yield
+        return
+
+    def terminated(signum: int, frame: Any) -> None:
+        raise Terminated
+
+    before = signal.signal(signal.SIGTERM, terminated)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, before)
+
+
 def run(argv: list[str] | None = None) -> int:
     """Entry point: run the app, turning user errors into one line on stderr and exit status 2.
 
@@ -114,10 +143,19 @@ def run(argv: list[str] | None = None) -> int:
 
     args = list(sys.argv[1:] if argv is None else argv)
     _STATE["verbose"] = False  # nothing carries over from an earlier in-process run
+    from subcell.io._atomic import remove_unfinished
+
     try:
-        app(args=args, prog_name="subcell", standalone_mode=True)
+        with _terminate_cleanly():
+            try:
+                app(args=args, prog_name="subcell", standalone_mode=True)
+            finally:  # what an interrupted writer could not remove itself (Zarr's I/O thread wrote on after it)
+                remove_unfinished()
     except SystemExit as e:
         return e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+    except Terminated:
+        typer.echo("error: terminated (SIGTERM); its unfinished outputs were removed", err=True)
+        return 128 + 15
     except SubcellError as e:
         if _STATE["verbose"] or "--verbose" in args or "-v" in args:
             import traceback

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import glob
 import os
+import re
 import shutil
 import stat
 import uuid
@@ -18,7 +21,9 @@ __all__ = [
     "check_output",
     "commit",
     "discard",
+    "remove_stale_temporaries",
     "remove_temporaries",
+    "remove_unfinished",
     "scratch_array",
     "scratch_beside",
     "scratch_temporary",
@@ -42,8 +47,105 @@ def check_output(path: str | Path, *, overwrite: bool) -> Path:
 
 
 def temporary_sibling(path: Path) -> Path:
-    """A hidden, unique name in the same folder (same filesystem, so the final rename is atomic)."""
-    return path.parent / f".{path.name}.partial-{uuid.uuid4().hex[:12]}"
+    """A hidden, unique name in the same folder (same filesystem, so the final rename is atomic), naming its writer
+    (:func:`_owned_name`); the temporaries of ``path`` that killed writers on this machine left are removed first."""
+    remove_stale_temporaries(path)
+    tmp = path.parent / _owned_name(path, "partial")
+    _UNFINISHED.add(tmp)
+    return tmp
+
+
+def _owned_name(path: Path, kind: str) -> str:
+    """``.NAME.KIND-HOST-PID-RANDOM``: the machine (a short hash of its name) and the process that writes it, so
+    a later writer of the same output can tell a dead writer's leftovers from a live one's work."""
+    return f".{path.name}.{kind}-{_HOST}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+
+
+def _host_hash() -> str:
+    import hashlib
+    import socket
+
+    return hashlib.blake2s(socket.gethostname().encode(), digest_size=3).hexdigest()
+
+
+_HOST = _host_hash()
+_UNFINISHED: set[Path] = set()  # this process's temporaries and scratch folders not yet committed or discarded
+
+
+def remove_unfinished(*, settle_s: float = 2.0) -> int:
+    """Remove every temporary and scratch folder this process made and did not commit: what a command interrupted
+    (SIGTERM, Ctrl-C) leaves. Writes already handed to Zarr's I/O thread may land after a removal (its writer's
+    own, or this one) and make the folder again, so removal repeats until nothing has come back for a moment (for
+    up to ``settle_s``). Returns how many were there."""
+    import time
+
+    if not any(os.path.lexists(p) for p in list(_UNFINISHED)):
+        _UNFINISHED.clear()
+        return 0
+    _cancel_zarr_writes(settle_s)
+    found: set[Path] = set()
+    deadline, quiet = time.monotonic() + settle_s, 0
+    while quiet < 2 and time.monotonic() < deadline:
+        present = [p for p in list(_UNFINISHED) if os.path.lexists(p)]
+        found.update(present)
+        for p in present:
+            _remove(p)
+        quiet = quiet + 1 if not present else 0
+        time.sleep(0.05)
+    _UNFINISHED.clear()
+    return len(found)
+
+
+def _cancel_zarr_writes(timeout_s: float) -> None:
+    """Cancel what Zarr's I/O thread still has to write for an interrupted command: the command's thread stopped
+    waiting for those writes, which would go on making the folders being removed (and, left pending at exit,
+    each print "Task was destroyed but it is pending!"). Zarr keeps that event loop in ``zarr.core.sync.loop``."""
+    import asyncio
+    import sys
+
+    sync = sys.modules.get("zarr.core.sync")
+    loop = getattr(sync, "loop", [None])[0]
+    if loop is None or loop.is_closed() or not loop.is_running():
+        return
+
+    async def cancel_all() -> None:
+        tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    with contextlib.suppress(Exception):
+        asyncio.run_coroutine_threadsafe(cancel_all(), loop).result(timeout_s)
+
+
+_OWNED = re.compile(r"\.(?:partial|scratch)-(?P<host>[0-9a-f]{6})-(?P<pid>\d+)-[0-9a-f]{8}$")
+
+
+def remove_stale_temporaries(path: Path) -> int:
+    """Remove what writers of ``path`` killed on this machine left beside it (SIGKILL, an out-of-memory kill, a
+    node's crash: nothing of theirs ran to clean up), each a whole output's size: its temporaries and scratch
+    folders whose writer (named in them) no longer runs. A live writer's, another machine's (a shared file
+    system) and unnamed ones are kept. Returns how many were removed."""
+    if os.name != "posix":  # (os.kill(pid, 0) asks whether a process runs on POSIX only; on Windows it kills)
+        return 0
+    removed = 0
+    for p in Path(path).parent.glob(f".{glob.escape(Path(path).name)}.*-*"):
+        m = _OWNED.fullmatch(p.name[len(Path(path).name) + 1 :])
+        if m is None or m["host"] != _HOST or _running(int(m["pid"])):
+            continue
+        _remove(p)
+        removed += 1
+    return removed
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
 
 
 def remove_temporaries(folder: Path, name: str = "*", *, scratch: bool = True) -> int:
@@ -77,6 +179,7 @@ def commit(tmp: Path, path: Path) -> None:
     for _ in range(1000):
         try:
             os.replace(tmp, path)  # files: atomic overwrite; folders: only when nothing is there
+            _UNFINISHED.discard(tmp)
             return
         except OSError:
             try:  # one lstat: another writer may move the path aside at any moment
@@ -96,12 +199,14 @@ def commit(tmp: Path, path: Path) -> None:
             _remove(backup)
             continue
         _remove(backup)
+        _UNFINISHED.discard(tmp)
         return
     raise OSError(f"could not move {tmp} into place at {path}: it kept changing")
 
 
 def discard(tmp: Path) -> None:
-    """Remove an unfinished temporary output."""
+    """Remove an unfinished temporary output (it stays listed for :func:`remove_unfinished`: a write still in
+    flight may make it again)."""
     _remove(tmp)
 
 
@@ -112,7 +217,9 @@ def scratch_beside(path: str | Path) -> Iterator[Path]:
     clear stale ones of that output while this is in use); :func:`remove_temporaries` clears one a killed process
     left."""
     path = Path(path)
-    folder = path.parent / f".{path.name}.scratch-{uuid.uuid4().hex[:12]}"
+    remove_stale_temporaries(path)
+    folder = path.parent / _owned_name(path, "scratch")
+    _UNFINISHED.add(folder)
     folder.mkdir(parents=True)  # (check_output refused a missing folder but an image's labels/, made here or later)
     try:
         yield folder
