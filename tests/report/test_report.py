@@ -59,6 +59,20 @@ def test_sections_found_with_their_provenance(run_folder: Path) -> None:
     assert "per track (median) growth rate" in sections["Dynamics"].lines[3]  # and grew
 
 
+def test_tracks_of_an_empty_movie_are_reported_without_a_figure(tmp_path: Path) -> None:
+    """Nothing segmented in any frame: 0 tracks is a result to report (the lineage figure failed on its empty
+    axis limits and took the whole report with it)."""
+    from subcell.track import TrackConfig, track_timelapse
+
+    result = track_timelapse(np.zeros((4, 3, 16, 16), np.uint16), voxel_size=(1, 0.5, 0.5), time_interval_s=60.0,
+                             config=TrackConfig())  # fmt: skip
+    io.write_table(result.table, tmp_path / "tracks.parquet")
+    io.write_table(result.lineage, tmp_path / "lineage.parquet")
+    dynamics = {s.name: s for s in collect_sections(tmp_path)}["Dynamics"]
+    assert dynamics.lines == ["tracks.parquet: 0 tracks over 0 frames, 0 divisions, 0 detections"]
+    assert not dynamics.figures
+
+
 def test_full_cycles_are_reported_with_their_duration_and_added_volume() -> None:
     from subcell.report.collect import _growth_line
 

@@ -288,7 +288,7 @@ def _tracks_section(folder: Path, section: Any, used: set[Path]) -> None:
         if lineage_png_path.exists() and tracks.parent != folder:
             sec.figures.append((f"{tracks.parent.name}: lineages", lineage_png_path.read_bytes()))
             used.add(lineage_png_path)
-        elif lineage_table.exists() and not lineage_png_path.exists():
+        elif lineage is not None and len(lineage) and not lineage_png_path.exists():  # (no tracks: no figure)
             from subcell.track.figures import lineage_png
 
             sec.figures.append((f"{tracks.parent.name}: lineages (colour = generation)",
