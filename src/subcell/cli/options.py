@@ -168,6 +168,21 @@ def one_channel(image: Any, channel: str | None, path: Path) -> Any:
         return image.channel(channel)
 
 
+def label_channel(image: Any, path: Path) -> None:
+    """Refuse ``image`` (read from ``path``) as labels when it has several channels; an OME-Zarr image that holds
+    NGFF label images (a synthetic field, an image segmented with ``--into-labels``) is told the paths of those."""
+    from subcell.errors import ValueRangeError
+    from subcell.io import detect_format, label_names
+
+    if image.shape[1] == 1:
+        return
+    names = label_names(path) if detect_format(path) == "ome-zarr" else []
+    inside = (
+        f"; it is an image holding the label images {names}: give one, e.g. {path}/labels/{names[0]}" if names else ""
+    )
+    raise ValueRangeError(f"labels must have one channel, got {image.shape[1]}{inside}", path=path, field="labels")
+
+
 @contextmanager
 def channel_of(path: Path, field: str = "channel") -> Iterator[None]:
     """A channel picked in what follows from the image read from ``path`` (``--channel``, ``--input-channel``):

@@ -17,6 +17,7 @@ from subcell.cli.options import (
     axes_among,
     channel_of,
     cluster_executor,
+    label_channel,
     read_assuming,
     read_beside,
     read_input,
@@ -188,8 +189,7 @@ def evaluate_seg(
     p_img = _read_any_labels(pred, voxel_size, axes_of(pred), force_voxel_size)
     t_img = _read_any_labels(truth, voxel_size, axes_of(truth), force_voxel_size)
     for name, img in ((pred, p_img), (truth, t_img)):
-        if img.shape[1] != 1:
-            raise ValueRangeError(f"{name}: labels must have one channel, got {img.shape[1]}", field="labels")
+        label_channel(img, name)
     # read lazily and scored a piece at a time (each label block checked as it is read): never held whole
     p = as_labels(p_img.data[:, 0], path=pred, lazy=True)
     t = as_labels(t_img.data[:, 0], path=truth, lazy=True)
@@ -303,8 +303,7 @@ def measure(
     # e.g. labels written by `segment` (OME-Zarr) and the plain TIFF movie they came from
     axes_of = axes_among(axes, [labels, *([intensity] if intensity else [])])
     lab_img = read_input(labels, voxel_size=voxel_size, axes=axes_of(labels), force=force_voxel_size)
-    if lab_img.shape[1] != 1:
-        raise ValueRangeError(f"labels must have one channel, got {lab_img.shape[1]}", field="labels")
+    label_channel(lab_img, labels)
     # every input stays lazy: measured a frame at a time, so a time-lapse is never held whole (label blocks are
     # checked as they are read)
     lab = as_labels(lab_img.data[:, 0], path=labels, lazy=True)

@@ -16,6 +16,7 @@ from subcell.cli.options import (
     TimeIntervalOpt,
     VoxelSizeOpt,
     axes_among,
+    label_channel,
     one_channel,
     read_assuming,
     read_beside,
@@ -63,8 +64,7 @@ def read_label_timelapse(path: Path, *, label: str | None, voxel_size: Any, axes
             f"expected a time-lapse (T > 1), got {img.shape[0]} frame; a plain TIFF may need --axes TZYX or TYX",
             path=path, field="T",
         )  # fmt: skip
-    if img.shape[1] != 1:
-        raise ValueRangeError(f"labels must have one channel, got {img.shape[1]}", path=path, field="C")
+    label_channel(img, path)
     # (a CTC folder states no interval, a label image inside a store its own: the same rule as for files)
     img = img.with_metadata(time_interval=resolve_time_interval(img.time_interval, time_interval, path, force=force)[0])
     data = as_labels(img.data[:, 0], path=path, lazy=True)  # read lazily, it stays lazy: checked block by block
