@@ -52,6 +52,13 @@ def test_unknown_model_name_lists_the_shipped_ones_and_writes_nothing(tmp_path: 
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and "shipped models:" in lines[0] and "dna" in lines[0]
     assert not (tmp_path / "out.ome.zarr").exists()
+    # one plane for a 3D model: refused before a word of the prediction (it printed the device and a progress bar)
+    plane = tmp_path / "plane.ome.tif"
+    bf = field.image.channel("brightfield")
+    io.write(bf.with_data(bf.data[:, :, 8:9], step="one plane"), plane)
+    r = subcell_cli("labelfree", "predict", str(plane), str(tmp_path / "out.ome.zarr"), "--model", "dna")
+    assert r.returncode == 2 and r.stderr.count("\n") == 1 and "a 3D model needs a z-stack" in r.stderr, r.stderr
+    assert r.stdout == "" and not (tmp_path / "out.ome.zarr").exists()
 
 
 @pytest.mark.filterwarnings("ignore:resampling input")

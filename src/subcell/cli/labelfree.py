@@ -172,10 +172,12 @@ def _predict_one(model: Any, src: Path, out: Path, cfg: Any, *, reading: Reading
     from subcell.io import output_format, write
     from subcell.io._atomic import check_output
     from subcell.labelfree import predict_image, predict_to_zarr
+    from subcell.labelfree.predict_input import check_planes
     from subcell.train.precision import autocast_dtype, precision_name, resolve_device
 
     check_output(out, overwrite=overwrite)
     image, cell_labels = _read_inputs(src, cells, cells_voxel_size, reading, lambda: model.input_channel)
+    check_planes(model, image)
     fmt = output_format(out)
     device = resolve_device(cfg.device)
     chosen = precision_name(autocast_dtype(device, cfg.precision))

@@ -21,11 +21,23 @@ __all__ = [
     "CellDepth",
     "cell_depth_input",
     "check_input",
+    "check_planes",
     "on_model_grid",
     "resample_hint",
     "row_source",
     "stack_stats",
 ]
+
+
+def check_planes(model: Predictor, image: Image) -> None:
+    """Refuse a single plane for a 3D model (checked before anything is said of a prediction that cannot run)."""
+    if not model.is_2d and image.shape[2] == 1:
+        raise MetadataError(
+            f"a 3D model needs a z-stack; the image has a single plane {image.shape[3:]} (2D models: subcell "
+            "labelfree models)",
+            path=image.provenance.source,
+            field="shape",
+        )
 
 
 def check_input(model: Predictor, image: Image, cfg: PredictConfig) -> tuple[int, VoxelSize, tuple[int, int, int]]:
@@ -49,12 +61,7 @@ def check_input(model: Predictor, image: Image, cfg: PredictConfig) -> tuple[int
                 path=image.provenance.source,
                 field="channel",
             ) from None
-    if not model.is_2d and image.shape[2] == 1:
-        raise MetadataError(
-            f"a 3D model needs a z-stack; the image has a single plane {image.shape[3:]}",
-            path=image.provenance.source,
-            field="shape",
-        )
+    check_planes(model, image)
     vs = image.voxel_size
     mvs = model.voxel_size
     if not model.voxel_size_known:  # a package without physical units: take the image's grid
