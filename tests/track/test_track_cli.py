@@ -44,7 +44,14 @@ def test_track_writes_every_view_and_scores_perfectly_on_truth(timelapse: Path, 
     assert (
         run(["evaluate-tracks", str(out), str(timelapse), "--truth-label", "nucleus", "-o", str(tmp_path / "ev")]) == 0
     )
-    assert "TRA 1.0000" in capsys.readouterr().out
+    scored = capsys.readouterr().out
+    assert "TRA 1.0000" in scored
+    # the store's label image by its path: the store's lineage with it (it said the truth "has no lineage")
+    assert run(["evaluate-tracks", str(out), str(timelapse / "labels" / "nucleus")]) == 0
+    assert scored.startswith(capsys.readouterr().out)  # the same scores
+    # the store itself: the label image is chosen with this command's option (it named track's --label)
+    err = cli_user_error(capsys, "evaluate-tracks", str(out), str(timelapse))
+    assert "choose one with --truth-label NAME" in err
     per_track = pd.read_csv(tmp_path / "ev" / "per_track.csv")
     assert (per_track.id_switches == 0).all() and len(per_track) == table.track_id.nunique()
     from subcell.track.points import read_point_tracks

@@ -32,10 +32,11 @@ LabelOpt = Annotated[
 
 
 def read_label_timelapse(path: Path, *, label: str | None, voxel_size: Any, axes: str | None, force: bool,
-                         time_interval: float | None = None) -> Any:  # fmt: skip
+                         time_interval: float | None = None, label_option: str | None = "--label") -> Any:  # fmt: skip
     """A label time-lapse as an :class:`Image` (T, 1, Z, Y, X), from an image file, an OME-Zarr store's NGFF label
     image, or a CTC folder; one-line errors for a missing T axis, several channels, or non-integer values. A given
-    ``time_interval`` follows :func:`subcell.io.read`'s rule (used where the input states none)."""
+    ``time_interval`` follows :func:`subcell.io.read`'s rule (used where the input states none). ``label_option``
+    is the command's option naming the label image (None: the command has none, the label's path is asked for)."""
     from subcell.errors import InputFileError, MetadataError, ValueRangeError
     from subcell.image import Image
     from subcell.io import as_labels, label_names, read_labels
@@ -57,8 +58,9 @@ def read_label_timelapse(path: Path, *, label: str | None, voxel_size: Any, axes
         else:
             img = read_input(path, voxel_size=voxel_size, axes=axes, force=force, time_interval=time_interval)
             if names and (img.shape[1] > 1 or img.dtype.kind == "f"):  # an image with label images inside
-                raise InputFileError(f"this is an image with label images {names}; choose one with --label NAME",
-                                     path=path, field="label")  # fmt: skip
+                how = f"{label_option} NAME" if label_option else f"its path, e.g. {path}/labels/{names[0]}"
+                raise InputFileError(f"this is an image with label images {names}; choose one with {how}", path=path,
+                                     field="label")  # fmt: skip
     if img.shape[0] < 2:
         raise ValueRangeError(
             f"expected a time-lapse (T > 1), got {img.shape[0]} frame; a plain TIFF may need --axes TZYX or TYX",
@@ -247,18 +249,21 @@ def _points(path: Path, voxel_size: Any, masks: Path, given: Any) -> Any:
 
 
 def load_tracks(path: Path, *, label: str | None, voxel_size: Any, axes: str | None, what: str,
-                ids_are_tracks: bool = False, grid_of: Any = None) -> Any:  # fmt: skip
+                ids_are_tracks: bool = False, grid_of: Any = None, label_option: str | None = None) -> Any:  # fmt: skip
     """Tracks from a ``subcell track`` output, a CTC folder (result or truth layout), an OME-Zarr store with a
     track-consistent label image and ``tables/lineage.parquet`` (``subcell synth --frames``) or, with
     ``ids_are_tracks``, any label movie whose ids persist over frames (each id one track, no divisions: the CTC
     reference masks without ``man_track.txt``, TGMM / Mastodon or TrackMate label exports). Such a movie that
     states no voxel size takes ``grid_of``'s (the prediction's): scores match objects by overlap, and the
-    shapes are checked. Returns the tracks and their voxel size."""
+    shapes are checked. An NGFF label image inside such a store (``IMAGE/labels/NAME``) takes the store's lineage.
+    ``label_option`` names the command's option choosing a label image (:func:`read_label_timelapse`). Returns the
+    tracks and their voxel size."""
     from subcell.errors import InputFileError
     from subcell.image import VoxelSize
     from subcell.io import read_table, store_table
     from subcell.io.ctc import find_ctc, read_ctc
     from subcell.io.geff import is_geff, related_labels
+    from subcell.io.ngff_labels import image_of_label
     from subcell.track import Tracks, lineage_table, tracks_from_lineage
     from subcell.track.graph import read_track_graph, tracks_from_graph
 
@@ -287,6 +292,8 @@ def load_tracks(path: Path, *, label: str | None, voxel_size: Any, axes: str | N
         vs = voxel_size or (1.0, 1.0, 1.0)  # scores match objects by overlap: the voxel size does not enter them
         return tracks_from_lineage(masks, dict(zip(rows["L"], rows["P"], strict=True)), voxel_size=vs), vs
     lineage = store_table(path, "lineage") if path.is_dir() else None
+    if lineage is None and (image := image_of_label(path)) is not None:  # a label image of a store with a lineage
+        lineage = store_table(image, "lineage")
     if lineage is None and not ids_are_tracks:
         raise InputFileError(
             f"{what} has no lineage: give a `subcell track` output, a CTC folder (res_track.txt / man_track.txt), "
@@ -299,8 +306,8 @@ def load_tracks(path: Path, *, label: str | None, voxel_size: Any, axes: str | N
         if missing:
             raise InputFileError(f"lineage table lacks columns {sorted(missing)}", path=path, field="lineage")
         parents = dict(zip(lineage["track_id"].astype(int), lineage["parent_id"].astype(int), strict=True))
-    img = read_assuming(lambda vs: read_label_timelapse(path, label=label, voxel_size=vs, axes=axes, force=False),
-                        voxel_size, assumed)  # fmt: skip
+    img = read_assuming(lambda vs: read_label_timelapse(path, label=label, voxel_size=vs, axes=axes, force=False,
+                                                        label_option=label_option), voxel_size, assumed)  # fmt: skip
     vs = img.voxel_size.as_tuple()
     tracks = tracks_from_lineage(img.data[:, 0], parents, voxel_size=vs, time_interval_s=img.time_interval)
     if lineage is None:
@@ -365,7 +372,7 @@ def evaluate_tracks(
             raise ValueRangeError("both the prediction and the truth are point tracks: TRA needs masks on one side "
                                   "(the truth's, or the prediction's label image)", path=truth, field="truth")  # fmt: skip
         t, t_vs = load_tracks(truth, label=truth_label, voxel_size=voxel_size, axes=axes, what="truth",
-                              ids_are_tracks=ids_are_tracks)  # fmt: skip
+                              ids_are_tracks=ids_are_tracks, label_option="--truth-label")  # fmt: skip
         summary = evaluate_point_tracks(t, _points(pred, t_vs, truth, voxel_size), voxel_size=t_vs,
                                         frame_tolerance=frame_tolerance, points_are="prediction")  # fmt: skip
         typer.echo(f"point tracks: {summary['points_matched']:.1%} of {summary['predicted_objects']} predicted points "
@@ -380,7 +387,7 @@ def evaluate_tracks(
                        f"predicted object; {summary['objects_with_several_points']} objects hold several points")  # fmt: skip
         else:
             t, _ = load_tracks(truth, label=truth_label, voxel_size=voxel_size, axes=axes, what="truth",
-                               ids_are_tracks=ids_are_tracks, grid_of=p_vs)  # fmt: skip
+                               ids_are_tracks=ids_are_tracks, grid_of=p_vs, label_option="--truth-label")  # fmt: skip
             summary, per_track = score(p, t, frame_tolerance=frame_tolerance)
     typer.echo(" ".join(f"{k} {summary[k]:.4f}" for k in ("TRA", "DET", "LNK", "SEG")))
     if "BIO" in summary:  # the challenge's biological measures and overall scores too
