@@ -82,6 +82,13 @@ def test_damaged_zarr_chunk_fails_naming_the_store_and_the_chunk(tmp_path: Path,
         materialize(img.data[0, 1])
     with pytest.raises(InputFileError, match=expected):
         level0_volume(path, 0, 1)[2:6, :, 10:20]
+    import zarr
+
+    from subcell.io._ngff import CheckedArray
+
+    with pytest.raises(IndexError) as e:  # a wrong read (plane 9 of 8) is not called damage
+        CheckedArray(zarr.open_array(str(path / "0"), mode="r"), path)[0, 0, 9]
+    assert not isinstance(e.value, InputFileError)
 
 
 def test_files_that_are_not_images_say_what_they_are(tmp_path: Path) -> None:

@@ -243,14 +243,20 @@ class CheckedArray:
         except MemoryError:
             raise
         except Exception as e:
+            try:
+                bad = self._bad_chunk(key)
+            except Exception:  # a key it cannot take apart (Ellipsis, an index array): say what the read said
+                bad = None
+            if bad is None:  # every chunk reads on its own: not the store's fault (a wrong key, a bug)
+                raise
             raise InputFileError(
-                f"unreadable OME-Zarr pixel data{self._bad_chunk(key)} ({type(e).__name__}: {e}); the store is "
-                "damaged or was copied in part",
+                f"unreadable OME-Zarr pixel data in chunk {bad} ({type(e).__name__}: {e}); the store is damaged or was "
+                "copied in part",
                 path=self.path,
             ) from None
 
-    def _bad_chunk(self, key: Any) -> str:
-        """`` in chunk ARRAY/KEY``, the first chunk of the read ``key`` that fails on its own (else empty)."""
+    def _bad_chunk(self, key: Any) -> str | None:
+        """``ARRAY/KEY`` of the first chunk of the read ``key`` that fails on its own, else None."""
         import itertools
 
         key = key if isinstance(key, tuple) else (key,)
@@ -265,8 +271,8 @@ class CheckedArray:
                 self.array[box]
             except Exception:
                 prefix = f"{self.array.path}/" if self.array.path else ""
-                return f" in chunk {prefix}{self.array.metadata.encode_chunk_key(coords)}"
-        return ""
+                return f"{prefix}{self.array.metadata.encode_chunk_key(coords)}"
+        return None
 
 
 def _dask_array(array: Any, path: Path) -> Any:
