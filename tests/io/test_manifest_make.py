@@ -95,3 +95,31 @@ def test_folders_of_numbered_tiffs_are_one_image_each_with_sequences(tmp_path: P
 
     with pytest.raises(ManifestError, match="one image with --sequences"):  # the movie's axes on each frame file
         make_manifest([tmp_path / "ctc"], tmp_path / "m.csv", **opts)
+
+
+def test_companion_files_go_in_their_images_row(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Images with their labels (and targets) saved beside them under the image's name plus a suffix, as
+    annotation tools and pipelines save them: one row per image, the companions in its columns."""
+    from subcell.errors import ManifestError
+    from subcell.io.manifest_make import make_manifest
+
+    tiles = tmp_path / "tiles"
+    (tiles / "day2").mkdir(parents=True)
+    for name in ("t01", "t01_labelled", "t01_dna", "t02", "t02_labelled", "day2/t01", "day2/t01_labelled"):
+        tifffile.imwrite(tiles / f"{name}.ome.tif", np.zeros((2, 8, 8), np.uint8), ome=True, metadata=META)
+    table = make_manifest([tiles], tmp_path / "m.csv", companions=["labels=_labelled", "target=_dna"])
+    assert list(table.id) == ["t01", "t02", "day2_t01"]  # a companion is not a row of its own
+    # each its own folder's (day2/t01's labels are not t01's)
+    assert list(table.labels) == ["tiles/t01_labelled.ome.tif", "tiles/t02_labelled.ome.tif",
+                                  "tiles/day2/t01_labelled.ome.tif"]  # fmt: skip
+    assert list(table.target.fillna("")) == ["tiles/t01_dna.ome.tif", "", ""]
+    tifffile.imwrite(tiles / "t03_labelled.ome.tif", np.zeros((2, 8, 8), np.uint8), ome=True, metadata=META)
+    with pytest.raises(ManifestError, match=r"t03_labelled.ome.tif'?: --companion labels=_labelled: no image 't03'"):
+        make_manifest([tiles], tmp_path / "m.csv", companions=["labels=_labelled"])
+    for bad in ("source=_x", "labels", "=_x"):
+        with pytest.raises(ManifestError, match="expected COLUMN=SUFFIX"):
+            make_manifest([tiles], tmp_path / "m.csv", companions=[bad])
+    (tiles / "t03_labelled.ome.tif").unlink()
+    out = tmp_path / "cli.csv"
+    assert run(["manifest", "make", str(out), str(tiles), "--companion", "labels=_labelled"]) == 0
+    assert f"wrote {out}: 4 rows from 4 files (checked)" in capsys.readouterr().out  # t01_dna is an image here

@@ -259,6 +259,15 @@ def manifest_make(
             "file name (with --scenes, each scene's name first), e.g. '(?P<well>[A-P]\\d+)_s(?P<field>\\d+)'.",
         ),
     ] = None,
+    companion: Annotated[
+        Optional[list[str]],  # noqa: UP045
+        typer.Option(
+            "--companion",
+            metavar="COLUMN=SUFFIX",
+            help="Files named as an image of their folder plus SUFFIX (its labels, mask, target) go in that "
+            "image's row as COLUMN, e.g. labels=_labelled puts t01_labelled.tif beside t01.tif (repeat).",
+        ),
+    ] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing manifest.")] = False,
 ) -> None:
     """Make a manifest of every image in files and folders (a row per image or scene; a row per field of an
@@ -274,7 +283,8 @@ def manifest_make(
         raise InputFileError(f"manifests are written as {' or '.join(TABLE_SUFFIXES)}", path=output)
     check_output(output, overwrite=overwrite)
     table = make_manifest(inputs, output, scenes=scenes, sequences=sequences, voxel_size=voxel_size, axes=axes,
-                          time_interval=time_interval, check_files=not no_files, name_pattern=name_pattern)  # fmt: skip
+                          time_interval=time_interval, check_files=not no_files, name_pattern=name_pattern,
+                          companions=companion or ())  # fmt: skip
     write_table(table, output, overwrite=overwrite)
     files = table["source"].nunique()
     typer.echo(f"wrote {output}: {len(table)} rows from {files} file{'s' if files != 1 else ''}"

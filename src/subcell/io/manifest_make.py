@@ -83,6 +83,7 @@ def make_manifest(
     time_interval: float | None = None,
     check_files: bool = True,
     name_pattern: str | None = None,
+    companions: Sequence[str] = (),
 ) -> Any:
     r"""The rows of a manifest of every image in ``inputs`` (files and folders, :func:`image_files`), as a
     DataFrame, validated by :func:`~subcell.io.manifest_from_records` (with ``check_files``, every image's
@@ -100,8 +101,11 @@ def make_manifest(
     file's name (``(?P<well>[A-P]\d+)_s(?P<field>\d+)`` on ``B03_s2.tif`` gives ``well`` B03, ``field`` 2), and
     with ``scenes`` in each scene's name first (column ``scene_name``; an OME-TIFF's images by their ``Name``); a
     name that does not match is a problem. An OME-TIFF whose OME-XML states a plate gives a row per field like an
-    OME-Zarr plate (its ``scene`` and well columns; images in no well left out). Raises :class:`ManifestError` listing every file that cannot be read, or none
-    found.
+    OME-Zarr plate (its ``scene`` and well columns; images in no well left out). ``companions``: ``COLUMN=SUFFIX``
+    each, files that belong to another image of their folder by name — its labels, mask or target saved beside it
+    (``t01_labelled.tif`` beside ``t01.tif`` with ``labels=_labelled``) — go in that image's row as column
+    ``COLUMN`` instead of rows of their own; one without its image is a problem. Raises :class:`ManifestError`
+    listing every file that cannot be read, or none found.
     """
     import pandas as pd
 
@@ -126,6 +130,7 @@ def make_manifest(
     records: list[dict[str, Any]] = []
     issues: list[str] = []
     pattern = _name_pattern(name_pattern, out)
+    files, attached = _attach_companions(files, _companion_suffixes(companions, out), base, issues)
     images: list[tuple[Path, tuple[str, ...], dict[str, str]]] = []
     for f, parts in files:
         try:
@@ -136,7 +141,7 @@ def make_manifest(
         row_id = "_".join(parts)
         source = os.path.relpath(f, base)
         names: list[str] = []
-        extra: dict[str, Any] = {"axes": axes_for(f, axes), **layout}
+        extra: dict[str, Any] = {"axes": axes_for(f, axes), **layout, **attached.get(f, {})}
         if scenes or given_vs or time_interval is not None:
             try:  # the header says what the file states (a missing voxel size is reported, not raised)
                 head = describe(f, axes=extra["axes"], scene=layout.get("scene"))
@@ -169,6 +174,47 @@ def make_manifest(
     rows = [{c: r.get(c) for c in columns} for r in records]
     manifest_from_records(rows, out, check_files=check_files)  # every problem at once, as `manifest check`
     return pd.DataFrame(rows, columns=columns)
+
+
+def _companion_suffixes(companions: Sequence[str], out: Path) -> dict[str, str]:
+    """``COLUMN=SUFFIX`` items as {column: suffix}; a column that is what the manifest says of a row itself
+    (``source``, ``id``, …) or an empty part is refused."""
+    reserved = {"id", "source", "scene", "scene_name", "axes", "time_interval", "split", "voxel_size_z",
+                "voxel_size_y", "voxel_size_x"}  # fmt: skip
+    found: dict[str, str] = {}
+    for item in companions:
+        column, _, suffix = item.partition("=")
+        column, suffix = column.strip(), suffix.strip()
+        if not column or not suffix or column in reserved or column in found:
+            raise ManifestError(out, [f"--companion {item!r}: expected COLUMN=SUFFIX, e.g. labels=_labelled (a new "
+                                      f"column, once; not one of {sorted(reserved)})"])  # fmt: skip
+        found[column] = suffix
+    return found
+
+
+def _attach_companions(files: list[tuple[Path, tuple[str, ...]]], suffixes: dict[str, str], base: Path,
+                       issues: list[str]) -> tuple[list[tuple[Path, tuple[str, ...]]], dict[Path, dict[str, str]]]:  # fmt: skip
+    """The files that are images of their own, and the companions of each ({image: {column: path relative to the
+    manifest's folder}}): a file whose name (without its suffix) is another image's of the same folder plus a
+    companion's suffix (the longest that fits). One whose image is missing is an issue."""
+    if not suffixes:
+        return files, {}
+    by_name = {(f.parent, _stem(f)): f for f, _ in files}
+    kept, attached = [], {}
+    for f, parts in files:
+        stem = _stem(f)
+        column = max((c for c, sfx in suffixes.items() if stem.endswith(sfx) and len(stem) > len(sfx)),
+                     key=lambda c: len(suffixes[c]), default=None)  # fmt: skip
+        if column is None:
+            kept.append((f, parts))
+            continue
+        image = by_name.get((f.parent, stem[: -len(suffixes[column])]))
+        if image is None:
+            issues.append(f"file {os.path.relpath(f, base)!r}: --companion {column}={suffixes[column]}: no image "
+                          f"{stem[: -len(suffixes[column])]!r} beside it")  # fmt: skip
+            continue
+        attached.setdefault(image, {})[column] = os.path.relpath(f, base)
+    return kept, attached
 
 
 def _collection_members(path: Path, parts: tuple[str, ...]) -> list[tuple[Path, tuple[str, ...], dict[str, str]]]:
