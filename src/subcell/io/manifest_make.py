@@ -200,7 +200,8 @@ def _attach_companions(files: list[tuple[Path, tuple[str, ...]]], suffixes: dict
     if not suffixes:
         return files, {}
     by_name = {(f.parent, _stem(f)): f for f, _ in files}
-    kept, attached = [], {}
+    kept: list[tuple[Path, tuple[str, ...]]] = []
+    attached: dict[Path, dict[str, str]] = {}
     for f, parts in files:
         stem = _stem(f)
         column = max((c for c, sfx in suffixes.items() if stem.endswith(sfx) and len(stem) > len(sfx)),
