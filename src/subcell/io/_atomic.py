@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import glob
 import os
 import re
 import shutil
 import stat
+import threading
 import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -51,7 +53,8 @@ def temporary_sibling(path: Path) -> Path:
     (:func:`_owned_name`); the temporaries of ``path`` that killed writers on this machine left are removed first."""
     remove_stale_temporaries(path)
     tmp = path.parent / _owned_name(path, "partial")
-    _UNFINISHED.add(tmp)
+    with _LISTED:
+        _UNFINISHED.add(tmp)
     return tmp
 
 
@@ -70,6 +73,10 @@ def _host_hash() -> str:
 
 _HOST = _host_hash()
 _UNFINISHED: set[Path] = set()  # this process's temporaries and scratch folders not yet committed or discarded
+# the last ones discarded: a write in flight may make one again after its removal (bounded: a long-lived process,
+# a Dask worker, discards one per failed item)
+_DISCARDED: collections.deque[Path] = collections.deque(maxlen=256)
+_LISTED = threading.Lock()  # (writers in several threads add and remove while a sweep reads)
 
 
 def remove_unfinished(*, settle_s: float = 2.0) -> int:
@@ -79,20 +86,26 @@ def remove_unfinished(*, settle_s: float = 2.0) -> int:
     up to ``settle_s``). Returns how many were there."""
     import time
 
-    if not any(os.path.lexists(p) for p in list(_UNFINISHED)):
-        _UNFINISHED.clear()
+    def present() -> list[Path]:
+        with _LISTED:
+            listed = [*_UNFINISHED, *_DISCARDED]
+        return [p for p in listed if os.path.lexists(p)]
+
+    if not present():
         return 0
     _cancel_zarr_writes(settle_s)
     found: set[Path] = set()
     deadline, quiet = time.monotonic() + settle_s, 0
     while quiet < 2 and time.monotonic() < deadline:
-        present = [p for p in list(_UNFINISHED) if os.path.lexists(p)]
-        found.update(present)
-        for p in present:
+        there = present()
+        found.update(there)
+        for p in there:
             _remove(p)
-        quiet = quiet + 1 if not present else 0
+        quiet = quiet + 1 if not there else 0
         time.sleep(0.05)
-    _UNFINISHED.clear()
+    with _LISTED:
+        _UNFINISHED.clear()
+        _DISCARDED.clear()
     return len(found)
 
 
@@ -179,7 +192,7 @@ def commit(tmp: Path, path: Path) -> None:
     for _ in range(1000):
         try:
             os.replace(tmp, path)  # files: atomic overwrite; folders: only when nothing is there
-            _UNFINISHED.discard(tmp)
+            _listed_no_more(tmp)
             return
         except OSError:
             try:  # one lstat: another writer may move the path aside at any moment
@@ -199,15 +212,24 @@ def commit(tmp: Path, path: Path) -> None:
             _remove(backup)
             continue
         _remove(backup)
-        _UNFINISHED.discard(tmp)
+        _listed_no_more(tmp)
         return
     raise OSError(f"could not move {tmp} into place at {path}: it kept changing")
 
 
+def _listed_no_more(tmp: Path) -> None:
+    with _LISTED:
+        _UNFINISHED.discard(tmp)
+
+
 def discard(tmp: Path) -> None:
-    """Remove an unfinished temporary output (it stays listed for :func:`remove_unfinished`: a write still in
-    flight may make it again)."""
+    """Remove an unfinished temporary output (kept among the last ones discarded for :func:`remove_unfinished`: a
+    write still in flight may make it again)."""
     _remove(tmp)
+    with _LISTED:
+        if tmp in _UNFINISHED:
+            _UNFINISHED.discard(tmp)
+            _DISCARDED.append(tmp)
 
 
 @contextmanager
@@ -219,7 +241,8 @@ def scratch_beside(path: str | Path) -> Iterator[Path]:
     path = Path(path)
     remove_stale_temporaries(path)
     folder = path.parent / _owned_name(path, "scratch")
-    _UNFINISHED.add(folder)
+    with _LISTED:
+        _UNFINISHED.add(folder)
     folder.mkdir(parents=True)  # (check_output refused a missing folder but an image's labels/, made here or later)
     try:
         yield folder
