@@ -31,12 +31,18 @@ def test_channels_are_stacked_in_order_promoted_and_lazy() -> None:
     assert out.provenance.step == "stack_channels" and out.provenance.parameters["sources"] == ["a.tif", "b.tif"]
     named = stack_channels([_img(a, "c0", "a.tif"), _img(b, "c0", "b.tif")], channel_names=["x", "y"])
     assert named.channel_names == ("x", "y")
+    # files that name no channel (each its c0) are named after the files, less the start they all share
+    for files, names in ((["run/fov_C=0.tif", "run/fov_C=1.tif"], ("C=0", "C=1")),
+                         (["DAPI.ome.tif", "GFP.ome.tif"], ("DAPI", "GFP")),
+                         (["exp1_dapi.tif", "exp1_gfp.tif"], ("dapi", "gfp"))):  # fmt: skip
+        by_file = stack_channels([_img(a, "c0", files[0]), _img(b, "c0", files[1])])
+        assert by_file.channel_names == names, files
 
 
 def test_inputs_that_cannot_be_stacked_are_refused_naming_the_file() -> None:
     a = _img(np.zeros((3, 8, 9), np.uint8), "c0", "a.tif")
-    with pytest.raises(ChannelError, match=r"b\.tif: channel_names: channel 'c0' is also in a\.tif"):
-        stack_channels([a, _img(np.zeros((3, 8, 9), np.uint8), "c0", "b.tif")])
+    with pytest.raises(ChannelError, match=r"y/a\.tif: channel_names: channel 'c0' is also in a\.tif"):
+        stack_channels([a, _img(np.zeros((3, 8, 9), np.uint8), "c0", "y/a.tif")])  # files of one name
     with pytest.raises(ValueRangeError, match=r"b\.tif: shape: .*\(1, 3, 8, 10\) differ"):
         stack_channels([a, _img(np.zeros((3, 8, 10), np.uint8), "c1", "b.tif")])
     with pytest.raises(MetadataError, match=r"b\.tif: voxel_size"):
@@ -58,9 +64,10 @@ def test_convert_stacks_one_file_per_channel(tmp_path: Path, capsys: pytest.Capt
         tifffile.imwrite(files[-1], p, photometric="minisblack")
     out = tmp_path / "fov.ome.zarr"
     vs = ["--voxel-size", "0.29", "0.1", "0.1", "--axes", "ZYX"]
-    err = cli_user_error(capsys, "convert", *map(str, files), str(out), *vs)
-    assert "--channel-names" in err and "fov_C=1.tif" in err and not out.exists()
-    assert run(["convert", *map(str, files), str(out), *vs, "--channel-names", "membrane,tubulin,dna"]) == 0
+    assert run(["convert", *map(str, files), str(out), *vs]) == 0  # named after the files: C=0, C=1, C=2
+    assert io.read(out).channel_names == ("C=0", "C=1", "C=2")
+    assert run(["convert", *map(str, files), str(out), *vs, "--channel-names", "membrane,tubulin,dna",
+                "--overwrite"]) == 0  # fmt: skip
     image = io.read(out)
     assert image.channel_names == ("membrane", "tubulin", "dna") and image.voxel_size.as_tuple() == (0.29, 0.1, 0.1)
     assert np.array_equal(image.numpy()[0], np.stack(planes))

@@ -15,7 +15,7 @@ from typing import Any
 from subcell.errors import ManifestError, SubcellError
 from subcell.image import VoxelSize
 
-__all__ = ["IMAGE_SUFFIXES", "image_files", "make_manifest"]
+__all__ = ["IMAGE_SUFFIXES", "image_files", "image_stem", "make_manifest"]
 
 # what a folder is searched for (a vendor format opens through its bioio plugin, as everywhere)
 IMAGE_SUFFIXES = (".ome.zarr", ".ome.tif", ".ome.tiff", ".tif", ".tiff", ".btf", ".czi", ".nd2", ".lif")
@@ -52,19 +52,20 @@ def image_files(inputs: Sequence[str | Path], *, sequences: bool = False) -> Ite
         if not item.exists():
             raise InputFileError("file not found", path=item)
         if one_image(item) or not item.is_dir():
-            yield item, (_stem(item),)
+            yield item, (image_stem(item),)
             continue
         stack = [item]
         while stack:  # depth first, in name order, without entering OME-Zarr stores (nor, with sequences, them)
             folder = stack.pop()
             entries = sorted(folder.iterdir(), key=lambda p: p.name)
             images = [p for p in entries if one_image(p)]
-            yield from ((p, (*p.relative_to(item).parts[:-1], _stem(p))) for p in images)
+            yield from ((p, (*p.relative_to(item).parts[:-1], image_stem(p))) for p in images)
             stack.extend(reversed([p for p in entries if p.is_dir() and p not in images
                                    and not _is_zarr(p)]))  # fmt: skip
 
 
-def _stem(path: Path) -> str:
+def image_stem(path: Path) -> str:
+    """A file's name without its image suffix, the double ones whole (``a.ome.tif`` → ``a``)."""
     name = path.name
     for suffix in IMAGE_SUFFIXES:
         if name.lower().endswith(suffix):
@@ -116,7 +117,7 @@ def make_manifest(
     out = Path(manifest)
     base = out.resolve().parent
     several = len(inputs) > 1
-    files = [(f.resolve(), (_stem(Path(i)), *parts) if several and Path(i).is_dir() and not _is_image(Path(i))
+    files = [(f.resolve(), (image_stem(Path(i)), *parts) if several and Path(i).is_dir() and not _is_image(Path(i))
               else parts) for i in inputs for f, parts in image_files([i], sequences=sequences)]  # fmt: skip
     if not files:
         raise ManifestError(out, [f"no image files ({', '.join(IMAGE_SUFFIXES)}) in {', '.join(map(str, inputs))}"])
@@ -199,11 +200,11 @@ def _attach_companions(files: list[tuple[Path, tuple[str, ...]]], suffixes: dict
     companion's suffix (the longest that fits). One whose image is missing is an issue."""
     if not suffixes:
         return files, {}
-    by_name = {(f.parent, _stem(f)): f for f, _ in files}
+    by_name = {(f.parent, image_stem(f)): f for f, _ in files}
     kept: list[tuple[Path, tuple[str, ...]]] = []
     attached: dict[Path, dict[str, str]] = {}
     for f, parts in files:
-        stem = _stem(f)
+        stem = image_stem(f)
         column = max((c for c, sfx in suffixes.items() if stem.endswith(sfx) and len(stem) > len(sfx)),
                      key=lambda c: len(suffixes[c]), default=None)  # fmt: skip
         if column is None:

@@ -4,6 +4,7 @@ file per channel (Allen's ``..._C=0.tif``, ``C=1`` …, one TIFF per wavelength)
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 
@@ -19,7 +20,10 @@ def stack_channels(images: Sequence[Image], *, channel_names: Sequence[str] | No
     The images must share T, Z, Y, X and voxel size (a different grid is an error naming both: resample first) and
     their time intervals where stated. Different dtypes are promoted losslessly (``numpy.result_type``: 8- and
     16-bit give 16-bit). Channel names are each image's unless ``channel_names`` (one per channel of the result)
-    is given; names repeated across images are an error that asks for them.
+    is given. Files of one channel each whose names repeat (every file's only channel ``c0``, as files that name
+    none read) are named after their files, less the start all share up to a separator: ``AICS_12_134_C=0.tif``,
+    ``C=1`` … give ``C=0``, ``C=1`` …, ``DAPI.tif`` and ``GFP.tif`` give ``DAPI`` and ``GFP``. Other repeated
+    names are an error that asks for them.
     """
     import dask.array as da
 
@@ -45,6 +49,8 @@ def stack_channels(images: Sequence[Image], *, channel_names: Sequence[str] | No
     names = [n for img in images for n in img.channel_names]
     if channel_names is not None:  # (their number is checked by Image, as for any image)
         names = [str(n) for n in channel_names]
+    elif len(set(names)) < len(names) and (by_file := _names_of_files(images)) is not None:
+        names = by_file
     else:
         seen: dict[str, str | None] = {}
         for img in images:
@@ -61,3 +67,22 @@ def stack_channels(images: Sequence[Image], *, channel_names: Sequence[str] | No
                            parameters={"sources": sources, "dtype": str(dtype)}).with_metadata(
         time_interval=next(iter(intervals), None)
     )  # fmt: skip
+
+
+def _names_of_files(images: Sequence[Image]) -> list[str] | None:
+    """Channel names from the files of single-channel images (their names without suffix, less the start all of
+    them share up to its last separator), or None when an image has several channels, no file, or two would
+    share a name."""
+    import os
+    import re
+
+    from subcell.io.manifest_make import image_stem
+
+    sources = [img.provenance.source for img in images]
+    if any(img.shape[1] != 1 for img in images) or not all(sources):
+        return None
+    stems = [image_stem(Path(str(src))) for src in sources]
+    shared = os.path.commonprefix(stems)  # noqa: RUF071 - by character: the separator is looked for next
+    cut = max((m.end() for m in re.finditer(r"[_\-. ]", shared)), default=0)
+    names = [stem[cut:] for stem in stems]
+    return names if all(names) and len(set(names)) == len(names) else None
