@@ -5,6 +5,8 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
+import pytest
+
 from subcell.io._atomic import atomic_output
 
 
@@ -109,6 +111,39 @@ def test_a_later_writer_removes_what_killed_writers_on_this_machine_left(tmp_pat
     kept = {k for k, p in left.items() if p.exists()}
     assert kept == {"live", "other machine", "another output", "unnamed writer"}
     assert out.is_dir()
+
+
+def test_a_full_disk_is_one_line_naming_the_output(tmp_path: Path, capsys, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """No space left (or a quota, a read-only folder) while a command writes: one line naming the output, status 1,
+    nothing left behind (it was the writer's traceback, naming a chunk of a hidden temporary at best)."""
+    import errno
+
+    import numpy as np
+
+    from subcell import Image, io
+    from subcell.cli.main import run
+    from subcell.io.ome_zarr_writer import OmeZarrWriter
+
+    src = io.write(Image(np.ones((4, 16, 16), np.uint16), voxel_size=(1, 0.5, 0.5), dims="ZYX"), tmp_path / "a.ome.tif")
+    out = tmp_path / "out" / "a.ome.zarr"
+    out.parent.mkdir()
+
+    def full(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(OmeZarrWriter, "write", full)
+    capsys.readouterr()
+    assert run(["convert", str(src), str(out)]) == 1
+    err = capsys.readouterr().err
+    assert err == f"error: {out}: No space left on device (writing it); nothing unfinished was left\n"
+    assert list(out.parent.iterdir()) == []
+
+    def bug(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        raise OSError(errno.EBADF, "Bad file descriptor")
+
+    monkeypatch.setattr(OmeZarrWriter, "write", bug)
+    with pytest.raises(OSError, match="Bad file descriptor"):  # not the storage's refusal: a bug keeps its traceback
+        run(["convert", str(src), str(out)])
 
 
 def test_sigterm_removes_the_unfinished_output_and_exits_143(tmp_path: Path) -> None:

@@ -9,6 +9,7 @@ Heavy libraries are imported inside the commands so ``subcell --help`` stays ins
 from __future__ import annotations
 
 import contextlib
+import errno
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -143,8 +144,9 @@ def run(argv: list[str] | None = None) -> int:
 
     args = list(sys.argv[1:] if argv is None else argv)
     _STATE["verbose"] = False  # nothing carries over from an earlier in-process run
-    from subcell.io._atomic import remove_unfinished
+    from subcell.io._atomic import last_output_begun, remove_unfinished
 
+    last_output_begun(forget=True)
     try:
         with _terminate_cleanly():
             try:
@@ -163,7 +165,26 @@ def run(argv: list[str] | None = None) -> int:
             traceback.print_exc()
         typer.echo(error_line(e), err=True)
         return 2
+    except OSError as e:
+        if e.errno not in _STORAGE_ERRNOS:  # (anything else is a bug's: its traceback)
+            raise
+        if _STATE["verbose"] or "--verbose" in args or "-v" in args:
+            import traceback
+
+            traceback.print_exc()
+        output = last_output_begun()
+        if output is not None:
+            typer.echo(f"error: {output}: {e.strerror or e} (writing it); nothing unfinished was left", err=True)
+        else:
+            typer.echo(f"error: {e.filename + ': ' if e.filename else ''}{e.strerror or e}", err=True)
+        return 1
     return 0
+
+
+# what the storage refuses while a command writes (a full disk, a quota, a read-only or foreign folder): said in
+# one line as a user's mistake is, not as a traceback through the writer; the writers remove what they began
+_STORAGE_ERRNOS = frozenset(getattr(errno, name) for name in ("ENOSPC", "EDQUOT", "EROFS", "EACCES", "EPERM")
+                            if hasattr(errno, name))  # fmt: skip
 
 
 def entry() -> None:

@@ -23,6 +23,7 @@ __all__ = [
     "check_output",
     "commit",
     "discard",
+    "last_output_begun",
     "remove_stale_temporaries",
     "remove_temporaries",
     "remove_unfinished",
@@ -55,7 +56,17 @@ def temporary_sibling(path: Path) -> Path:
     tmp = path.parent / _owned_name(path, "partial")
     with _LISTED:
         _UNFINISHED.add(tmp)
+        _BEGUN[0] = path
     return tmp
+
+
+def last_output_begun(*, forget: bool = False) -> Path | None:
+    """The output this process began writing last (an error of the storage under it is said with its name);
+    ``forget`` starts over (a command beginning)."""
+    begun = _BEGUN[0]
+    if forget:
+        _BEGUN[0] = None
+    return begun
 
 
 def _owned_name(path: Path, kind: str) -> str:
@@ -76,6 +87,7 @@ _UNFINISHED: set[Path] = set()  # this process's temporaries and scratch folders
 # the last ones discarded: a write in flight may make one again after its removal (bounded: a long-lived process,
 # a Dask worker, discards one per failed item)
 _DISCARDED: collections.deque[Path] = collections.deque(maxlen=256)
+_BEGUN: list[Path | None] = [None]
 _LISTED = threading.Lock()  # (writers in several threads add and remove while a sweep reads)
 
 
