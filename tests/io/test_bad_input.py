@@ -161,3 +161,14 @@ def test_tiff_page_reader_failure_leaves_no_output(tmp_path: Path) -> None:
     with pytest.raises(Exception):  # noqa: B017 - any read error; what matters is what is left behind
         io.write(img, out_dir / "x.ome.zarr")
     _no_leftovers(out_dir, set())
+
+
+def test_types_ome_tiff_cannot_hold_are_refused_with_what_to_use(tmp_path: Path) -> None:
+    """64-bit label ids: OME-XML has no 64-bit integer type; the advice is an integer type (it said float32)."""
+    labels = Image(np.ones((2, 8, 8), np.uint64), voxel_size=(1, 1, 1), dims="ZYX")
+    with pytest.raises(ValueRangeError, match=r"dtype uint64 cannot be stored in OME-TIFF; .*uint32 for label ids"):
+        io.write(labels, tmp_path / "labels.ome.tif")
+    with pytest.raises(ValueRangeError, match=r"dtype float16 .*\(e\.g\. float32\), or write OME-Zarr"):
+        io.write(labels.with_data(labels.data.astype(np.float16), step="half"), tmp_path / "half.ome.tif")
+    assert not list(tmp_path.iterdir())
+    assert io.read(io.write(labels, tmp_path / "labels.ome.zarr")).dtype == np.uint64  # OME-Zarr holds them

@@ -94,7 +94,9 @@ def write_ome_tiff(
     dtype = np.dtype(np.uint8) if image.dtype == np.bool_ else image.dtype
     if dtype.name not in _OME_TYPES:
         raise ValueRangeError(
-            f"dtype {dtype} cannot be stored in OME-TIFF; use one of {sorted(_OME_TYPES)} (e.g. float32)", field="dtype"
+            f"dtype {dtype} cannot be stored in OME-TIFF; use one of {sorted(_OME_TYPES)} (e.g. "
+            f"{'uint32 for label ids, or ' if dtype.kind in 'iu' else ''}float32), or write OME-Zarr",
+            field="dtype",
         )
     xml = _ome_xml(image, dtype)
     t, c, z, y, x = image.shape
