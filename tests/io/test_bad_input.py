@@ -172,3 +172,23 @@ def test_types_ome_tiff_cannot_hold_are_refused_with_what_to_use(tmp_path: Path)
         io.write(labels.with_data(labels.data.astype(np.float16), step="half"), tmp_path / "half.ome.tif")
     assert not list(tmp_path.iterdir())
     assert io.read(io.write(labels, tmp_path / "labels.ome.zarr")).dtype == np.uint64  # OME-Zarr holds them
+
+
+def test_a_folder_of_subcell_outputs_given_as_an_image_says_what_it_is(tmp_path: Path) -> None:
+    """A tracks folder, a batch OUTDIR, a cell store or a model folder where an image goes: what it is, its images
+    and what shows it (it said "neither an OME-Zarr store nor a folder of numbered TIFFs"; a cell store, named
+    .zarr, "has no NGFF 'multiscales'")."""
+    tracks = tmp_path / "tracks"
+    tracks.mkdir()
+    (tracks / "tracks.parquet").write_bytes(b"")
+    io.write(Image(np.zeros((2, 4, 8, 8), np.uint16), voxel_size=(1, 1, 1), dims="TZYX"), tracks / "labels.ome.zarr")
+    cells = tmp_path / "cells.zarr"
+    cells.mkdir()
+    (cells / "cells.parquet").write_bytes(b"")
+    (cells / "zarr.json").write_text('{"zarr_format": 3, "node_type": "group"}')
+    for folder, said in ((tracks, r"is the tracks of `subcell track`, not an image \(`subcell report .*tracks page"
+                                  r"\.html` shows it\); its images: labels\.ome\.zarr$"),
+                         (cells, r"is a cell store of `subcell cells extract`, not an image")):  # fmt: skip
+        with pytest.raises(InputFileError, match=said):
+            io.read(folder)
+    assert io.read(tracks / "labels.ome.zarr").shape == (2, 1, 4, 8, 8)  # the image inside reads as ever

@@ -105,9 +105,33 @@ def _read_raw(p: Path, *, scene: int | str | None, axes: str | None) -> RawImage
         return _dispatch(p, scene=scene, axes=axes)
 
 
+# what marks a folder of subcell's outputs (none of them an image), and what it is
+_OUTPUT_FOLDERS = (
+    ("tracks.parquet", "the tracks of `subcell track`"),
+    ("batch.parquet", "a `subcell batch` OUTDIR"),
+    (".batch", "a `subcell batch` OUTDIR"),
+    ("cells.parquet", "a cell store of `subcell cells extract`"),
+    ("model.json", "a model folder"),
+)
+
+
+def _not_an_image_folder(p: Path) -> None:
+    """Refuse a folder of subcell's outputs given as an image, saying what it is, the images inside it, and what
+    shows it (`report`); nothing for other folders."""
+    kind = next((what for marker, what in _OUTPUT_FOLDERS if (p / marker).exists()), None)
+    if kind is None:
+        return
+    images = sorted(f.name for f in p.iterdir() if f.name.lower().endswith((".ome.zarr", ".ome.tif", ".ome.tiff")))
+    shown = ", ".join(images[:3]) + (f", … ({len(images)} in all)" if len(images) > 3 else "")
+    inside = f"; its images: {shown}" if images else ""
+    raise InputFileError(f"is {kind}, not an image (`subcell report {p} page.html` shows it){inside}", path=p)
+
+
 def _dispatch(p: Path, *, scene: int | str | None, axes: str | None) -> RawImage:
     from subcell.io import _bioio, _ngff, _tiff
 
+    if p.is_dir():
+        _not_an_image_folder(p)
     fmt = detect_format(p)
     if p.is_dir() and fmt != "ome-zarr":
         from subcell.io._sequence import read_sequence, sequence_files
