@@ -231,7 +231,9 @@ def test_the_cli_names_the_box_that_holds_the_rejected_cells(tmp_path, capsys) -
     assert run([*args, str(tmp_path / "b.zarr"), "--box", *box]) == 0
     assert "2 of 2 cells" in capsys.readouterr().out
     assert run([*args, str(tmp_path / "c.zarr"), "--box", "8", "12", "12"]) == 2  # none fits: said in the error
-    assert "the box (" in capsys.readouterr().err and not (tmp_path / "c.zarr").exists()
+    err = capsys.readouterr().err
+    assert "the box (" in err and "CLI: --box " in err and not (tmp_path / "c.zarr").exists()
+    assert run([*args, str(tmp_path / "c.zarr"), "--box", *err.split("CLI: --box ")[1].split(",")[0].split()]) == 0
 
 
 def test_axes_reach_plain_tiff_labels_beside_an_ome_tiff_field(tmp_path) -> None:  # type: ignore[no-untyped-def]

@@ -256,7 +256,7 @@ def extract_to_store(
                 raise ValueRangeError(
                     f"no cell fits the box {tuple(cfg.box)} at {cfg.voxel_um} µm ({len(too_big)} too large; the box "
                     f"{fit} holds them all); enlarge the box or the voxel, or rescale oversized cells "
-                    "(oversize='rescale')",
+                    f"(oversize='rescale'; CLI: --box {' '.join(map(str, fit))}, --voxel-um, --oversize rescale)",
                     field="box",
                 )
             raise ValueRangeError(f"no cell was extracted: {len(writer.rows)} rejected, "
