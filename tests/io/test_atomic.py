@@ -138,6 +138,14 @@ def test_a_full_disk_is_one_line_naming_the_output(tmp_path: Path, capsys, monke
     assert err == f"error: {out}: No space left on device (writing it); nothing unfinished was left\n"
     assert list(out.parent.iterdir()) == []
 
+    def refused(self, *args, **kwargs):  # type: ignore[no-untyped-def]  # an input the storage will not read
+        raise PermissionError(errno.EACCES, "Permission denied", str(src))
+
+    monkeypatch.setattr(OmeZarrWriter, "write", refused)
+    assert run(["convert", str(src), str(out)]) == 1
+    assert capsys.readouterr().err == f"error: {src}: Permission denied\n"  # not "writing" the output
+    assert list(out.parent.iterdir()) == []
+
     def bug(self, *args, **kwargs):  # type: ignore[no-untyped-def]
         raise OSError(errno.EBADF, "Bad file descriptor")
 
