@@ -192,3 +192,26 @@ def test_a_folder_of_subcell_outputs_given_as_an_image_says_what_it_is(tmp_path:
         with pytest.raises(InputFileError, match=said):
             io.read(folder)
     assert io.read(tracks / "labels.ome.zarr").shape == (2, 1, 4, 8, 8)  # the image inside reads as ever
+
+
+def test_tifffile_lines_are_held_for_the_opening_thread_only(caplog: pytest.LogCaptureFixture) -> None:
+    """Held while this thread opens a file: passed on when it opens; another thread's (a Dask worker reading
+    chunks meanwhile) pass at once, and nothing stays held after (a shared switch on the logger, set and restored
+    by two threads at once, could leave tifffile silent for good)."""
+    import logging
+    import threading
+
+    from subcell.io._tiff import held_tifffile_warnings
+
+    log = logging.getLogger("tifffile")
+    with caplog.at_level(logging.WARNING, logger="tifffile"), held_tifffile_warnings():
+        log.warning("held: this thread opens a file")
+        other = threading.Thread(target=lambda: log.warning("another thread's, at once"))
+        other.start()
+        other.join()
+        assert [r.getMessage() for r in caplog.records] == ["another thread's, at once"]
+    assert [r.getMessage() for r in caplog.records][-1] == "held: this thread opens a file"  # passed on: it opened
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="tifffile"):
+        log.warning("after")
+    assert [r.getMessage() for r in caplog.records] == ["after"]

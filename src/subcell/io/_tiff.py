@@ -56,34 +56,44 @@ _CHUNK_BYTES = 64 << 20
 _FRAME_CHUNK_BYTES = 4 << 20  # frames in one chunk of a time-lapse, at most (:func:`_page_chunks`)
 
 
-class _Held(logging.Handler):
-    def __init__(self) -> None:
-        super().__init__(logging.DEBUG)
-        self.records: list[logging.LogRecord] = []
+class _HeldInThread(logging.Filter):
+    """On tifffile's logger: the records of a thread inside :func:`held_tifffile_warnings` are kept aside (and go
+    no further), every other thread's pass as ever. Per thread, so that readers in other threads (a Dask worker's)
+    neither lose their lines nor see them held."""
 
-    def emit(self, record: logging.LogRecord) -> None:
-        self.records.append(record)
+    def __init__(self) -> None:
+        super().__init__()
+        self.local = threading.local()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        held: list[logging.LogRecord] | None = getattr(self.local, "records", None)
+        if held is None:
+            return True
+        held.append(record)
+        return False
+
+
+_HELD = _HeldInThread()
+logging.getLogger("tifffile").addFilter(_HELD)
 
 
 @contextlib.contextmanager
 def held_tifffile_warnings() -> Iterator[None]:
-    """What tifffile logs while a file is opened (a tag's value or a page past the end of a cut file), held back:
-    dropped when the file is refused — the one-line error says what is wrong, and tifffile's lines on stderr
+    """What tifffile logs while this thread opens a file (a tag's value or a page past the end of a cut file), held
+    back: dropped when the file is refused — the one-line error says what is wrong, and tifffile's lines on stderr
     before it broke the one line —, passed on as tifffile would have when the file opens."""
-    logger, held = logging.getLogger("tifffile"), _Held()
-    propagate = logger.propagate
-    logger.addHandler(held)
-    logger.propagate = False
+    outer = getattr(_HELD.local, "records", None)
+    held: list[logging.LogRecord] = []
+    _HELD.local.records = held
     try:
         yield
     except InputFileError:
-        held.records.clear()
+        held.clear()
         raise
     finally:
-        logger.removeHandler(held)
-        logger.propagate = propagate
-        for record in held.records:
-            logger.handle(record)
+        _HELD.local.records = outer
+        for record in held:
+            logging.getLogger("tifffile").handle(record)
 
 
 def open_tiff(path: Path) -> Any:
