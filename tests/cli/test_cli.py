@@ -308,8 +308,10 @@ def test_segment_bad_input_is_one_line(tmp_path: Path, capsys: pytest.CaptureFix
     )
     for command in (("measure", str(copied), str(tmp_path / "t.csv")), ("evaluate-seg", str(lab), str(copied))):
         err = cli_user_error(capsys, *command)
-        assert f"{copied}: labels: labels must have one channel, got 2; it is an image holding the label images " in err
-        assert f"['nuclei']: give one, e.g. {copied}/labels/nuclei" in err
+        assert (
+            f"{copied}: label: this is an image holding the label images ['nuclei']; choose one with its path, " in err
+        )
+        assert f"e.g. {copied}/labels/nuclei" in err
     (copied / "0" / "0" / "1" / "0" / "0" / "0").write_bytes(b"not a chunk")  # channel b damaged
     err = cli_user_error(capsys, "segment", str(copied), str(tmp_path / "o.ome.zarr"), "-w", "nucleus", "-c", "b")
     assert f"{copied}: unreadable OME-Zarr pixel data in chunk 0/0/1/0/0/0 (" in err

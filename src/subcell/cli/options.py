@@ -168,19 +168,22 @@ def one_channel(image: Any, channel: str | None, path: Path) -> Any:
         return image.channel(channel)
 
 
-def label_channel(image: Any, path: Path) -> None:
-    """Refuse ``image`` (read from ``path``) as labels when it has several channels; an OME-Zarr image that holds
-    NGFF label images (a synthetic field, an image segmented with ``--into-labels``) is told the paths of those."""
-    from subcell.errors import ValueRangeError
+def label_channel(image: Any, path: Path, *, label_option: str | None = None) -> None:
+    """Refuse ``image`` (read from ``path``) as labels when it has several channels (or is of floats) and, an
+    OME-Zarr image holding NGFF label images (a synthetic field, an image segmented with ``--into-labels``), name
+    those and how to choose one: the command's ``label_option`` (``--label``), else the label image's path."""
+    from subcell.errors import InputFileError, ValueRangeError
     from subcell.io import detect_format, label_names
 
-    if image.shape[1] == 1:
+    if image.shape[1] == 1 and image.dtype.kind != "f":
         return
     names = label_names(path) if detect_format(path) == "ome-zarr" else []
-    inside = (
-        f"; it is an image holding the label images {names}: give one, e.g. {path}/labels/{names[0]}" if names else ""
-    )
-    raise ValueRangeError(f"labels must have one channel, got {image.shape[1]}{inside}", path=path, field="labels")
+    if names:
+        how = f"{label_option} NAME" if label_option else f"its path, e.g. {path}/labels/{names[0]}"
+        raise InputFileError(f"this is an image holding the label images {names}; choose one with {how}", path=path,
+                             field="label")  # fmt: skip
+    if image.shape[1] != 1:
+        raise ValueRangeError(f"labels must have one channel, got {image.shape[1]}", path=path, field="labels")
 
 
 @contextmanager

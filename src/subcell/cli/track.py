@@ -57,10 +57,8 @@ def read_label_timelapse(path: Path, *, label: str | None, voxel_size: Any, axes
             img = read_labels(path, label)
         else:
             img = read_input(path, voxel_size=voxel_size, axes=axes, force=force, time_interval=time_interval)
-            if names and (img.shape[1] > 1 or img.dtype.kind == "f"):  # an image with label images inside
-                how = f"{label_option} NAME" if label_option else f"its path, e.g. {path}/labels/{names[0]}"
-                raise InputFileError(f"this is an image with label images {names}; choose one with {how}", path=path,
-                                     field="label")  # fmt: skip
+            if names:  # an image with label images inside: which to choose (before its other checks)
+                label_channel(img, path, label_option=label_option)
     if img.shape[0] < 2:
         raise ValueRangeError(
             f"expected a time-lapse (T > 1), got {img.shape[0]} frame; a plain TIFF may need --axes TZYX or TYX",
