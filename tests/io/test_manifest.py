@@ -48,9 +48,8 @@ def test_spreadsheet_csv_dialects(dataset: Path) -> None:
     """A manifest saved by Excel where the comma is the decimal mark (semicolons, decimal commas, a BOM, CRLF)
     or as tab-separated text reads as the comma-separated one does; a path or name with a comma stays whole."""
     expected = [("a", (dataset / "a.ome.tif").resolve(), None), ("r, 2", (dataset / "raw.tif").resolve(), 0.25)]
-    semicolons = (
-        "\ufeffid;source;voxel_size_z;voxel_size_y;voxel_size_x\r\na;a.ome.tif;;;\r\nr, 2;raw.tif;0,25;0,1;1e-1\r\n"
-    )
+    semicolons = ("\ufeffid;source;voxel_size_z;voxel_size_y;voxel_size_x;well\r\na;a.ome.tif;;;;1,2\r\n"
+                  "r, 2;raw.tif;0,25;0,1;1e-1;3,4\r\n")  # fmt: skip
     tabs = "id\tsource\tvoxel_size_z\tvoxel_size_y\tvoxel_size_x\na\ta.ome.tif\t\t\t\nr, 2\traw.tif\t0.25\t0.1\t0.1\n"
     for name, text in (("semicolons.csv", semicolons), ("tabs.csv", tabs)):
         (dataset / name).write_text(text, encoding="utf-8")
@@ -58,6 +57,7 @@ def test_spreadsheet_csv_dialects(dataset: Path) -> None:
         got = [(r.id, r.source, r.voxel_size.z if r.voxel_size else None) for r in m]
         assert got == expected, name
         assert m[1].voxel_size is not None and m[1].voxel_size.y == pytest.approx(0.1)
+    assert io.read_manifest(dataset / "semicolons.csv")[0].metadata == {"well": "1,2"}  # not a number: kept as written
 
 
 def test_parquet_manifest(dataset: Path) -> None:
