@@ -116,6 +116,17 @@ def test_batch_measure_gathers_one_parquet_dataset(collection: Path, tmp_path: P
         first.drop(columns=["id", "source", "voxel_size_z", "voxel_size_y", "voxel_size_x"]).reset_index(drop=True),
         singles[0],
     )
+    # rows of an image and its labels beside it (`manifest make --companion labels=…`): the labels measured in the
+    # image's intensities, as the single command does (the labels column was ignored: the image measured as labels)
+    pd.DataFrame([{"id": r["id"], "source": str(collection / r["source"]), "labels": str(labels / f"{r['id']}.ome.zarr")}
+                  for r in rows]).to_csv(tmp_path / "pairs.csv", index=False)  # fmt: skip
+    assert run(["batch", "measure", str(tmp_path / "pairs.csv"), str(tmp_path / "paired"), "--workers", "1",
+                "--quiet"]) == 0  # fmt: skip
+    assert run(["measure", str(labels / "f01.ome.zarr"), str(tmp_path / "single.parquet"), "--intensity",
+                str(collection / "f01.ome.zarr")]) == 0  # fmt: skip
+    single = pd.read_parquet(tmp_path / "single.parquet")
+    assert "dna_mean" in single.columns and len(single) > 0
+    pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "paired" / "f01.parquet"), single)
 
 
 def test_batch_synth_range_matches_single_synth(tmp_path: Path) -> None:

@@ -118,6 +118,11 @@ def _segment(row: Any, base: Path) -> tuple[list[str], list[str], list[Path]]:
 
 
 def _measure(row: Any, base: Path) -> tuple[list[str], list[str], list[Path]]:
+    labels = _meta_path(row, "labels", base)
+    if labels is not None and _meta_path(row, "intensity", base) is None:  # an image and its labels beside it (as
+        # `manifest make --companion labels=SUFFIX` pairs them): the labels measured, in the image's intensities
+        opts = [*_vs(row), "--intensity", str(row.source)]
+        return [str(labels)], opts, [labels, row.source]
     inputs, opts = [row.source], _vs(row)
     if (intensity := _meta_path(row, "intensity", base)) is not None:
         opts += ["--intensity", str(intensity), *_intensity_scene(row, "--intensity-scene")]
