@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 
 from subcell.image import VoxelSize
+from subcell.metrics.shape import border_ids
 
 __all__ = ["frame_objects", "mask_frames_as_objects", "timelapse_objects"]
 
@@ -53,9 +54,7 @@ def frame_objects(
         out["mean_intensity"] = np.bincount(inverse, weights=values) / counts
     else:
         out["mean_intensity"] = np.full(ids.size, np.nan)
-    _, ny, nx = lab.shape
-    edge = (coords[1] == 0) | (coords[1] == ny - 1) | (coords[2] == 0) | (coords[2] == nx - 1)
-    out["touches_border"] = np.bincount(inverse, weights=edge, minlength=ids.size) > 0
+    out["touches_border"] = np.isin(ids, list(border_ids(lab)))
     return pd.DataFrame(out)
 
 
