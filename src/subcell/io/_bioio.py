@@ -128,8 +128,8 @@ def _squeeze_samples(data: Any, dims: str) -> tuple[Any, str]:
 
 _IMAGES = "images are OME-TIFF, TIFF, OME-Zarr, or a microscope's own format through its bioio plugin (CZI, ND2, LIF)"
 _NOT_IMAGES = {  # files found beside images and given by mistake: said at once (no 2 s of bioio's imports first)
-    **dict.fromkeys((".csv", ".tsv", ".parquet", ".pq", ".xlsx", ".xls"), "a table, not an image"),
-    **dict.fromkeys((".json", ".yaml", ".yml", ".txt", ".md", ".xml", ".html"), "a text file, not an image"),
+    **dict.fromkeys((".csv", ".tsv", ".parquet", ".pq", ".xlsx", ".xls"), f"a table, not an image: {_IMAGES}"),
+    **dict.fromkeys((".json", ".yaml", ".yml", ".txt", ".md", ".xml", ".html"), f"a text file, not an image: {_IMAGES}"),
     **dict.fromkeys((".npy", ".npz"), "a NumPy array, not an image file (it states no axes and no voxel size): "
                     "write it as one, subcell.io.write(Image(numpy.load(PATH), dims='ZYX', voxel_size=(z, y, x)), "
                     "'image.ome.zarr')"),
@@ -139,7 +139,7 @@ _NOT_IMAGES = {  # files found beside images and given by mistake: said at once 
 def read_vendor(path: Path, *, scene: int | str | None = None) -> RawImage:
     """CZI / ND2 / LIF (and anything else bioio has a plugin for)."""
     if (what := _NOT_IMAGES.get(path.suffix.lower())) is not None:
-        raise InputFileError(what if "write it" in what else f"{what}: {_IMAGES}", path=path)
+        raise InputFileError(what, path=path)
     plugin = VENDOR_PLUGINS.get(path.suffix.lower())
     if plugin and importlib.util.find_spec(plugin.replace("-", "_")) is None:
         raise InputFileError(

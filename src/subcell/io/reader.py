@@ -9,6 +9,7 @@ from typing import Any
 from subcell.errors import InputFileError
 from subcell.image import Image, VoxelSize
 from subcell.io._raw import RawImage, resolve
+from subcell.io.cell_store import TABLE as CELL_TABLE
 
 __all__ = ["detect_format", "is_label_image", "label_names", "pyramid_levels", "read", "read_labels"]
 
@@ -110,7 +111,7 @@ _OUTPUT_FOLDERS = (
     ("tracks.parquet", "the tracks of `subcell track`"),
     ("batch.parquet", "a `subcell batch` OUTDIR"),
     (".batch", "a `subcell batch` OUTDIR"),
-    ("cells.parquet", "a cell store of `subcell cells extract`"),
+    (CELL_TABLE, "a cell store of `subcell cells extract`"),
     ("model.json", "a model folder"),
 )
 
