@@ -1,0 +1,166 @@
+"""``subcell drift``: measure a time-lapse's stage drift and write the movie with it taken out."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+
+from subcell.cli.options import (
+    AxesOpt,
+    ConfigOpt,
+    ForceOpt,
+    OverwriteOpt,
+    SceneOpt,
+    SetOpt,
+    TimeIntervalOpt,
+    VoxelSizeOpt,
+    one_channel,
+    read_input,
+)
+
+__all__ = ["drift", "drift_table_path", "read_drift_table"]
+
+
+def drift_table_path(output: Path) -> Path:
+    """Where the drift table of ``output`` goes by default: beside it, ``NAME_drift.csv``."""
+    from subcell.io.manifest_make import image_stem
+
+    return output.with_name(f"{image_stem(output)}_drift.csv")
+
+
+def read_drift_table(path: Path, n_frames: int) -> Any:
+    """The ``(T, 3)`` drift in µm of a table written by ``subcell drift`` (CSV or Parquet): one row per frame
+    ``t = 0 … T−1`` with finite ``drift_z_um, drift_y_um, drift_x_um``; anything else is a one-line error naming
+    the file and the field."""
+    import numpy as np
+
+    from subcell.errors import InputFileError
+    from subcell.io import read_table
+    from subcell.transforms.drift import DRIFT_COLUMNS
+
+    table = read_table(path, what="drift table")
+    missing = [c for c in ("t", *DRIFT_COLUMNS) if c not in table.columns]
+    if missing:
+        raise InputFileError(f"a drift table has columns t, {', '.join(DRIFT_COLUMNS)}; missing {', '.join(missing)}",
+                             path=path, field=missing[0])  # fmt: skip
+    table = table.sort_values("t")
+    t = table["t"].to_numpy()
+    if len(t) != n_frames or not np.array_equal(t, np.arange(n_frames)):
+        raise InputFileError(f"has frames {t.min()}..{t.max()} ({len(t)} rows); the movie has frames 0..{n_frames - 1}",
+                             path=path, field="t")  # fmt: skip
+    values = table[DRIFT_COLUMNS].apply(lambda c: c.astype("float64", errors="ignore")).to_numpy()
+    if values.dtype.kind != "f" or not np.isfinite(values).all():
+        raise InputFileError("drift values must be finite numbers (µm) in every row", path=path, field="drift")
+    return values
+
+
+def drift(
+    movie: Annotated[Path, typer.Argument(help="Time-lapse (any readable image; labels with --labels).")],
+    output: Annotated[Path, typer.Argument(help="The movie without its drift: *.ome.zarr or *.ome.tif.")],
+    channel: Annotated[
+        Optional[str],  # noqa: UP045
+        typer.Option("--channel", "-c", help="Channel the drift is measured on (every channel is moved)."),
+    ] = None,
+    apply: Annotated[
+        Optional[Path],  # noqa: UP045
+        typer.Option(
+            "--apply",
+            help="Take out the drift of this table (an earlier run's) instead of measuring it: "
+            "the same correction for the labels or another channel of the same movie.",
+        ),
+    ] = None,
+    table: Annotated[
+        Optional[Path],  # noqa: UP045
+        typer.Option(
+            "--table", help="Where the drift table goes (.csv/.parquet; default: OUTPUT's name + _drift.csv)."
+        ),
+    ] = None,
+    labels: Annotated[
+        bool, typer.Option("--labels", help="The movie holds labels: moved by whole voxels, ids and dtype kept.")
+    ] = False,
+    reference: Annotated[
+        Optional[str],  # noqa: UP045
+        typer.Option("--reference", help="previous (each frame against the one before, summed; default) or first."),
+    ] = None,
+    lateral_only: Annotated[
+        Optional[bool],  # noqa: UP045
+        typer.Option("--lateral-only/--with-z", help="Measure y and x only (on maximum projections); default: z too."),
+    ] = None,
+    canvas: Annotated[
+        Optional[str],  # noqa: UP045
+        typer.Option("--canvas", help="grow (every frame whole on a larger grid; default) or same (the field's grid)."),
+    ] = None,
+    subpixel: Annotated[
+        Optional[bool],  # noqa: UP045
+        typer.Option(
+            "--subpixel/--whole-voxels",
+            help="Move by the sub-voxel remainder too (linear interpolation; "
+            "default: whole voxels, values kept as they are).",
+        ),
+    ] = None,
+    config: ConfigOpt = None,
+    set_: SetOpt = None,
+    voxel_size: VoxelSizeOpt = None,
+    axes: AxesOpt = None,
+    scene: SceneOpt = None,
+    force_voxel_size: ForceOpt = False,
+    time_interval: TimeIntervalOpt = None,
+    overwrite: OverwriteOpt = False,
+) -> None:
+    """Measure a time-lapse's stage drift (cross-correlation of frames, sub-voxel, µm) and write the movie with it
+    taken out, and the drift per frame as a table."""
+    import numpy as np
+
+    from subcell.config import load_validated
+    from subcell.errors import InputFileError, ValueRangeError
+    from subcell.io import write, write_table
+    from subcell.io._atomic import check_output
+    from subcell.io.writer import output_format
+    from subcell.transforms.drift import DRIFT_COLUMNS, DriftConfig, correct_drift, drift_canvas, estimate_drift
+
+    cfg = load_validated(DriftConfig, config, assignments=set_ or (), overrides={
+        "reference": reference, "lateral_only": lateral_only, "canvas": canvas, "subpixel": subpixel})  # fmt: skip
+    if labels and cfg.subpixel:
+        raise ValueRangeError("labels move by whole voxels only (--subpixel would interpolate their ids)",
+                              field="subpixel")  # fmt: skip
+    output_format(output)
+    tab_path = None if apply is not None else (table or drift_table_path(output))
+    if tab_path is not None and tab_path.resolve() == output.resolve():
+        raise InputFileError("the drift table cannot be the output image", path=tab_path, field="table")
+    check_output(output, overwrite=overwrite)  # fail before reading anything
+    if tab_path is not None:
+        check_output(tab_path, overwrite=overwrite)
+    image = read_input(movie, voxel_size=voxel_size, axes=axes, force=force_voxel_size, scene=scene,
+                       time_interval=time_interval)  # fmt: skip
+    if image.shape[0] < 2:
+        raise ValueRangeError(f"expected a time-lapse (T > 1), got {image.shape[0]} frame (sizes "
+                              f"{' '.join(f'{k}={v}' for k, v in image.sizes.items())}); a plain TIFF may need "
+                              "--axes TZYX or TYX", path=movie, field="T")  # fmt: skip
+    if labels:
+        from subcell.io._cast import as_labels
+
+        image = image.with_data(as_labels(image.data, path=movie, lazy=True), step="as_labels")
+    if apply is not None:
+        values = read_drift_table(apply, image.shape[0])
+        measured = None
+    else:
+        measured = estimate_drift(one_channel(image, channel, movie).data[:, 0], voxel_size=image.voxel_size,
+                                  reference=cfg.reference, lateral_only=cfg.lateral_only,
+                                  upsample=cfg.upsample_factor)  # fmt: skip
+        values = measured[DRIFT_COLUMNS].to_numpy()
+    moved = correct_drift(image, values, canvas=cfg.canvas, subpixel=cfg.subpixel, labels=labels)
+    moved = moved.with_metadata(provenance=moved.provenance.then(
+        "drift", {"config": cfg.model_dump(mode="json"), "applied": str(apply) if apply else None}))  # fmt: skip
+    write(moved, output, overwrite=overwrite)
+    if measured is not None and tab_path is not None:
+        write_table(measured, tab_path, overwrite=overwrite)
+    size = np.abs(values).max(axis=0)
+    steps = np.linalg.norm(np.diff(values, axis=0), axis=1)
+    origin = drift_canvas(values, shape=image.shape, voxel_size=image.voxel_size, canvas=cfg.canvas)[2]
+    typer.echo(f"drift over {image.shape[0]} frames: at most {size[0]:.2f} µm in z, {size[1]:.2f} in y, "
+               f"{size[2]:.2f} in x; largest step {steps.max():.2f} µm (frame {int(steps.argmax()) + 1})")  # fmt: skip
+    typer.echo(f"wrote {output} ({' '.join(f'{k}={v}' for k, v in moved.sizes.items())}, canvas {cfg.canvas}"
+               + (f", frame 0 at voxel {origin}" if any(origin) else "") + ")"
+               + (f" and {tab_path}" if measured is not None else ""))  # fmt: skip
