@@ -10,9 +10,11 @@ stage; image and truth labels are cut from the same window, so the truth stays e
 Reported per channel and estimator (plain cross-correlation, the default, and phase correlation; each frame
 against the previous one and against the first): the RMS error of the measured drift, lateral and axial, against
 the window's drift plus the colony's own mean motion (the mean displacement of the truth cells, which the field
-shows as drift too). Then tracking of the truth labels, as drifted and with the drift measured on the DNA
-channel taken out (`subcell drift --apply` on the labels): TRA, division F1, and the median per-track mean speed
-against that of the same window without drift.
+shows as drift too), and its consistency: the drift measured on the drifting window less that measured on the
+still window, against the window's drift (what the colony's own motion cannot blur). Then tracking of the truth labels, as drifted and with the drift measured on the DNA
+channel, on the labels' foreground (`track --drift auto`) or the true drift taken out when linking: TRA, division
+F1, and the median per-track mean speed against that of the same window without drift. Also the estimator alone:
+frame 0's colony, still, seen through the drifting window (no cell motion to tell from drift).
 
     python benchmarks/track/drift.py [--step-um 1.0] [--work DIR] [--out results_drift.json]
 """
@@ -74,7 +76,7 @@ def main() -> None:
     from subcell.io import read, read_labels, store_table
     from subcell.track import TrackConfig, track_timelapse, tracks_from_lineage
     from subcell.track.evaluate import evaluate_tracks
-    from subcell.transforms.drift import DRIFT_COLUMNS, correct_drift, estimate_drift
+    from subcell.transforms.drift import DRIFT_COLUMNS, estimate_drift
 
     args.work.mkdir(parents=True, exist_ok=True)
     store = args.work / SYNTH[1]
@@ -97,36 +99,51 @@ def main() -> None:
                               "largest_step_um": float(np.linalg.norm(np.diff(drift_um, axis=0), axis=1).max().round(2)),
                               "colony_motion_um_max": np.abs(common).max(axis=0).round(2).tolist(), "estimates": []}  # fmt: skip
     moved = {c: crop(v, drift_vox, start) for c, v in full.items()}
+    unmoved = {c: crop(v, np.zeros_like(drift_vox), start) for c, v in full.items()}
     for channel, movie in moved.items():
         for method in ("cross", "phase"):
             for reference in ("previous", "first"):
                 est = estimate_drift(movie, voxel_size=vs, reference=reference, method=method)[DRIFT_COLUMNS]
                 err = est.to_numpy() - truth_drift
+                base = estimate_drift(unmoved[channel], voxel_size=vs, reference=reference, method=method)
+                diff = est.to_numpy() - base[DRIFT_COLUMNS].to_numpy() - drift_um
                 row = {"channel": channel, "method": method, "reference": reference,
                        "rms_lateral_um": round(float(np.sqrt((err[:, 1:] ** 2).sum(axis=1).mean())), 3),
                        "rms_z_um": round(float(np.sqrt((err[:, 0] ** 2).mean())), 3),
-                       "max_um": round(float(np.abs(err).max()), 3)}  # fmt: skip
+                       "max_um": round(float(np.abs(err).max()), 3),
+                       "consistency_rms_lateral_um": round(float(np.sqrt((diff[:, 1:] ** 2).sum(axis=1).mean())), 3),
+                       "consistency_rms_z_um": round(float(np.sqrt((diff[:, 0] ** 2).mean())), 3)}  # fmt: skip
                 print(row, flush=True)
                 result["estimates"].append(row)
 
-    # tracking: the truth labels as drifted, and with the drift measured on the DNA taken out
-    from subcell.image import Image
+    # the estimator alone: frame 0's colony, still, seen through the drifting window
+    for channel, movie in full.items():
+        est = estimate_drift(crop(np.repeat(movie[:1], n_t, axis=0), drift_vox, start), voxel_size=vs)
+        err = est[DRIFT_COLUMNS].to_numpy() - drift_um
+        row = {"channel": channel, "method": "cross", "reference": "previous", "field": "still colony",
+               "rms_lateral_um": round(float(np.sqrt((err[:, 1:] ** 2).sum(axis=1).mean())), 3),
+               "rms_z_um": round(float(np.sqrt((err[:, 0] ** 2).mean())), 3)}  # fmt: skip
+        print(row, flush=True)
+        result["estimates"].append(row)
 
+    # tracking the truth labels: without drift, drifted, and drifted with the drift taken out when linking
     cfg = TrackConfig()
     lab_win = crop(labels, drift_vox, start)
     still = crop(labels, np.zeros_like(drift_vox), start)
-    measured = estimate_drift(moved["dna"], voxel_size=vs)[DRIFT_COLUMNS].to_numpy()
-    fixed = correct_drift(Image(lab_win, voxel_size=vs, dims="TZYX"), measured, labels=True).numpy()[:, 0]
-    arms = {"no drift": still, "drifted": lab_win, "drift taken out": fixed}
+    on_dna = estimate_drift(moved["dna"], voxel_size=vs)[DRIFT_COLUMNS].to_numpy()
+    on_labels = estimate_drift((lab_win > 0).astype(np.float32), voxel_size=vs)[DRIFT_COLUMNS].to_numpy()
+    arms = {"no drift": (still, None), "drifted": (lab_win, None), "drifted, --drift measured on dna":
+            (lab_win, on_dna), "drifted, --drift auto (labels' foreground)": (lab_win, on_labels),
+            "drifted, the true drift taken out": (lab_win, drift_um)}  # fmt: skip
     result["tracking"] = []
-    for name, lab in arms.items():
+    for name, (lab, drift) in arms.items():
         truth = tracks_from_lineage(lab, parents, voxel_size=vs, time_interval_s=interval)
-        pred = track_timelapse(lab, voxel_size=vs, time_interval_s=interval, config=cfg)
+        pred = track_timelapse(lab, voxel_size=vs, time_interval_s=interval, config=cfg, drift_um=drift)
         scores, _ = evaluate_tracks(pred, truth, frame_tolerance=1)
-        speed = pred.lineage["mean_speed_um_per_min"].median()
         row = {"arm": name, "TRA": round(scores["TRA"], 4), "division_f1": round(scores["division_f1"], 3),
-               "true_divisions": scores["true_divisions"], "tracks": len(pred.lineage),
-               "median_track_speed_um_per_min": round(float(speed), 4)}  # fmt: skip
+               "true_divisions": scores["true_divisions"], "tracks": len(pred.lineage), "true_tracks":
+               len(truth.lineage), "median_track_speed_um_per_min":
+               round(float(pred.lineage["mean_speed_um_per_min"].median()), 4)}  # fmt: skip
         print(row, flush=True)
         result["tracking"].append(row)
     if args.out:

@@ -113,6 +113,16 @@ def track(
         Optional[bool],  # noqa: UP045
         typer.Option("--divisions/--no-divisions", help="Link one parent to two daughters (default on)."),
     ] = None,
+    drift: Annotated[
+        Optional[str],  # noqa: UP045
+        typer.Option(
+            "--drift",
+            metavar="TABLE|auto",
+            help="Take out the stage's drift when linking and measuring "
+            "motion: a table of `subcell drift` (measured on this movie), or auto: measured here on --image "
+            "(its --channel), else on the labels' foreground.",
+        ),
+    ] = None,
     config: ConfigOpt = None,
     set_: SetOpt = None,
     voxel_size: VoxelSizeOpt = None,
@@ -167,13 +177,14 @@ def track(
     if components is None and labels.is_dir() and find_ctc(labels) is not None:
         components = False  # a CTC folder holds instance ids by definition (a frame of one cell is not a mask)
     movie, split = mask_frames_as_objects(lab.data[:, 0], components=components)
+    drift_um = _drift(drift, lab, intensity)
     result = track_timelapse(movie, voxel_size=vs, time_interval_s=interval, config=cfg,
-                             intensity=intensity)  # fmt: skip
+                             intensity=intensity, drift_um=drift_um)  # fmt: skip
     if split["split"] and components is None:
         typer.echo(f"note: {labels} holds masks: each connected component tracked as an object (26-connected, "
                    "numbered in each frame; --no-components for a mask as one object)", err=True)  # fmt: skip
     params = {"config": cfg.model_dump(mode="json"), "time_interval_s": interval, "voxel_size_um": list(vs),
-              "labels": str(labels), "image": str(image) if image else None}  # fmt: skip
+              "labels": str(labels), "image": str(image) if image else None, "drift": drift}  # fmt: skip
     provenance = Provenance(source=str(labels), step="track", parameters=params)
     data, graph = napari_tracks(result.table)
     import pandas as pd
@@ -214,6 +225,28 @@ def track(
                f"{len(result.table)} objects (max {cfg.max_speed_um_per_min * interval / 60:.2f} µm per frame)")  # fmt: skip
     if begin_end := fates(lin):
         typer.echo(f"tracks {begin_end}")
+    if drift_um is not None:
+        import numpy as np
+
+        top = np.abs(drift_um).max(axis=0)
+        typer.echo(f"drift taken out: at most {top[0]:.2f} µm in z, {top[1]:.2f} in y, {top[2]:.2f} in x")
+
+
+def _drift(drift: str | None, lab: Any, intensity: Any) -> Any:
+    """The ``(T, 3)`` drift (µm) ``--drift`` names: None, a table of ``subcell drift``, or ``auto``: measured on the
+    intensity image where there is one, else on the labels' foreground."""
+    if drift is None:
+        return None
+    if drift != "auto":
+        from subcell.cli.drift import read_drift_table
+
+        return read_drift_table(Path(drift), lab.shape[0])
+    import numpy as np
+
+    from subcell.transforms.drift import DRIFT_COLUMNS, estimate_drift
+
+    frames = intensity if intensity is not None else (lab.data[:, 0] > 0).astype(np.float32)
+    return estimate_drift(frames, voxel_size=lab.voxel_size)[DRIFT_COLUMNS].to_numpy()
 
 
 def _trackmate_image(image: Path | None, output: Path) -> str:

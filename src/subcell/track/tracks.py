@@ -41,7 +41,8 @@ class Tracks:
     table : pandas.DataFrame
         One row per object and frame: ``track_id, t, z_um, y_um, x_um, label`` (the input label),
         ``volume_um3, mean_intensity, touches_border, parent_track, generation``; ``time_min`` after ``t``, the frame's time in
-        minutes; from :func:`track_timelapse` also ``step_um, speed_um_per_min`` (:mod:`subcell.track.motion`).
+        minutes; from :func:`track_timelapse` also ``step_um, speed_um_per_min`` (:mod:`subcell.track.motion`) and,
+        tracked with a drift, the frame's ``drift_z_um, drift_y_um, drift_x_um``.
     lineage : pandas.DataFrame
         One row per track: ``track_id, start, end, parent_track, generation, n_frames, in_field, begins, ends``
         (:func:`lineage_table`); from
@@ -248,8 +249,14 @@ def track_timelapse(
     time_interval_s: float,
     config: TrackConfig | None = None,
     intensity: np.ndarray | None = None,
+    drift_um: Any = None,
 ) -> Tracks:
     """Track the objects of a (T, Z, Y, X) instance-label time-lapse (a (T, Y, X) one is read as Z = 1).
+
+    ``drift_um``: the stage's drift, ``(T, 3)`` µm (:func:`subcell.transforms.drift.estimate_drift`): objects are
+    linked where they lie once it is taken out, and steps, speeds and displacements are the cells' own; the
+    table's ``z_um, y_um, x_um`` stay where each object is in its frame (the labels are not moved, so what touches
+    the field's border is still known) and the drift is in the table beside them.
 
     Examples
     --------
@@ -276,11 +283,26 @@ def track_timelapse(
     if intensity is not None:
         intensity = (intensity if is_lazy(intensity) else np.asarray(intensity)).reshape(lab.shape)
     objects = timelapse_objects(lab, voxel_size=voxel_size, intensity=intensity)
+    xyz = ["z_um", "y_um", "x_um"]
+    drift = None
+    if drift_um is not None:
+        from subcell.transforms.drift import DRIFT_COLUMNS
+
+        drift = np.asarray(drift_um, np.float64)
+        if drift.shape != (lab.shape[0], 3) or not np.isfinite(drift).all():
+            raise ValueRangeError(f"drift must be one finite (z, y, x) row per frame ({lab.shape[0]}), got shape "
+                                  f"{drift.shape}", field="drift")  # fmt: skip
+        objects[xyz] = objects[xyz].to_numpy(np.float64) - drift[objects["t"].to_numpy()]
     table = link_objects(objects, n_frames=lab.shape[0], time_interval_s=time_interval_s, config=config)
     table = _in_order(table, time_interval_s)
     table = pd.concat([table, step_motion(table)], axis=1)
     lineage = lineage_table(table, n_frames=lab.shape[0]).merge(track_motion(table), on="track_id", how="left")
     lineage = lineage.merge(track_growth(table), on="track_id", how="left")
+    if drift is not None:  # back where each object is in its frame, the drift beside
+        at = drift[table["t"].to_numpy()]
+        table[xyz] = table[xyz].to_numpy(np.float64) + at
+        for i, col in enumerate(DRIFT_COLUMNS):
+            table[col] = at[:, i]
     return Tracks(labels=relabel(lab, table), table=table, lineage=lineage)
 
 

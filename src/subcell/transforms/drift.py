@@ -35,6 +35,7 @@ DRIFT_COLUMNS = ["drift_z_um", "drift_y_um", "drift_x_um"]
 # FFT alone would take 4 GB); the sub-voxel peak keeps the estimate finer than a binned voxel.
 MAX_ESTIMATE_VOXELS = 1 << 24
 TAPER_MIN_PLANES = 8  # an axis with fewer samples is not tapered (a Tukey window would blank half of 5 planes)
+REFINE_ROUNDS = 6  # estimates of one step at most (the first and five of what is left)
 
 
 class DriftConfig(BaseModel):
@@ -136,7 +137,27 @@ def estimate_drift(
         f = _binned(f, factor)
         if not np.ptp(f) > 0:
             return None
-        return _tapered(f[0] if planar else f)
+        return f[0] if planar else f
+
+    def registered(ref: np.ndarray, cur: np.ndarray) -> tuple[np.ndarray, float]:
+        """The shift that registers ``cur`` onto ``ref`` (voxels), refined. The correlation peak of finite,
+        tapered frames lies short of the true shift (0.44 of a one-plane z drift where nuclei are as tall as the
+        stack), so ``cur`` is moved by the estimate and what is left is measured again, ten times finer, until it
+        is below half the precision asked for (``upsample``) or :data:`REFINE_ROUNDS` estimates were made."""
+        from scipy.ndimage import shift as nd_shift
+
+        norm = "phase" if method == "phase" else None
+        tref = _tapered(ref)
+        total = np.zeros(ref.ndim)
+        moved, err = cur, np.nan
+        for i in range(REFINE_ROUNDS):
+            shift, err, _ = phase_cross_correlation(tref, _tapered(moved), normalization=norm,
+                                                    upsample_factor=upsample * (1 if i == 0 else 10))  # fmt: skip
+            total += np.asarray(shift, np.float64)
+            if i > 0 and np.abs(shift).max() < 0.5 / upsample:
+                break
+            moved = nd_shift(cur, total, order=1, mode="nearest")
+        return total, float(err)
 
     drift = np.zeros((n_t, 3))
     error = np.full(n_t, np.nan)
@@ -147,14 +168,11 @@ def estimate_drift(
         if cur is None or ref is None:  # a blank frame: no step (and, for "previous", the next compares to it)
             step, base = np.zeros(3), (drift[t - 1] if reference == "previous" else np.zeros(3))
         else:
-            shift, err, _ = phase_cross_correlation(
-                ref, cur, upsample_factor=upsample, normalization="phase" if method == "phase" else None
-            )
-            shift = np.asarray(shift, np.float64)
+            shift, err = registered(ref, cur)
             vox = np.concatenate([[0.0], shift]) if planar else shift
             step = -vox * um  # the shift registers cur onto ref: its content moved by minus that
             base = drift[t - 1] if reference == "previous" else np.zeros(3)
-            error[t] = float(err)
+            error[t] = err
         drift[t] = base + step
         prev = cur if cur is not None else prev
     table = pd.DataFrame({"t": np.arange(n_t, dtype=np.int64)})
