@@ -65,3 +65,27 @@ def test_cli_track_drift_auto_and_from_a_table(tmp_path: Path, capsys) -> None: 
     pd.DataFrame({"t": range(3), "drift_z_um": 0.0, "drift_y_um": 0.0, "drift_x_um": 0.0}).to_csv(table, index=False)
     err = cli_user_error(capsys, "track", str(movie), str(tmp_path / "short"), "--drift", str(table))
     assert "drift.csv" in err and "frames 0..2" in err and not (tmp_path / "short").exists()
+
+
+def test_batch_track_takes_each_rows_drift(tmp_path: Path) -> None:
+    import pandas as pd
+
+    from subcell.cli.main import run
+    from subcell.image import Image
+    from subcell.io import write
+
+    lab, drift = jittered()
+    write(Image(lab, voxel_size=VS, dims="TCYX", time_interval=60.0), tmp_path / "a.ome.tif")
+    pd.DataFrame({"t": range(6), "drift_z_um": drift[:, 0], "drift_y_um": drift[:, 1],
+                  "drift_x_um": drift[:, 2]}).to_csv(tmp_path / "a_drift.csv", index=False)  # fmt: skip
+    rows = [{"id": "plain", "source": "a.ome.tif", "drift": None},
+            {"id": "auto", "source": "a.ome.tif", "drift": "auto"},
+            {"id": "table", "source": "a.ome.tif", "drift": "a_drift.csv"}]  # fmt: skip
+    pd.DataFrame(rows).to_csv(tmp_path / "movies.csv", index=False)
+    out = tmp_path / "tracked"
+    assert run(["batch", "track", str(tmp_path / "movies.csv"), str(out), "--workers", "1", "--quiet"]) == 0
+    lineage = pd.read_parquet(out / "lineage")
+    counts = lineage.groupby("id").size()
+    assert counts["plain"] > 4 and counts["auto"] == 4 and counts["table"] == 4
+    assert "drift" not in lineage.columns  # a run column, not a description of the row
+    assert "a_drift.csv" in (out / "table.tracks" / "config.yaml").read_text()

@@ -58,7 +58,7 @@ class Spec:
 # the free manifest columns that tell a command how to run a row (its other inputs, the label image or channel
 # inside them); every other free column describes the row (a plate's well, a condition, a state) and is added to
 # the row's gathered tables
-RUN_COLUMNS = frozenset({"intensity", "intensity_channel", "intensity_scene", "label", "labels", "noise_control",
+RUN_COLUMNS = frozenset({"drift", "intensity", "intensity_channel", "intensity_scene", "label", "labels", "noise_control",
                          "nuclei", "second_acquisition", "tracks", "truth", "truth_label"})  # fmt: skip
 
 
@@ -249,6 +249,11 @@ def _track(row: Any, base: Path) -> tuple[list[str], list[str], list[Path]]:
         inputs.append(intensity)
         if row.metadata.get("intensity_channel") is not None:
             opts += ["--channel", str(row.metadata["intensity_channel"])]
+    if str(row.metadata.get("drift")).strip() == "auto":  # the movie's drift: measured here, or its own table
+        opts += ["--drift", "auto"]
+    elif (drift := _meta_path(row, "drift", base)) is not None:
+        opts += ["--drift", str(drift)]
+        inputs.append(drift)
     return [str(row.source)], opts, inputs
 
 

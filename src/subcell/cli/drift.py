@@ -159,7 +159,8 @@ def drift(
     size = np.abs(values).max(axis=0)
     steps = np.linalg.norm(np.diff(values, axis=0), axis=1)
     origin = drift_canvas(values, shape=image.shape, voxel_size=image.voxel_size, canvas=cfg.canvas)[2]
-    typer.echo(f"drift over {image.shape[0]} frames: at most {size[0]:.2f} µm in z, {size[1]:.2f} in y, "
+    source = f" (from {apply})" if apply is not None else ""
+    typer.echo(f"drift{source} over {image.shape[0]} frames: at most {size[0]:.2f} µm in z, {size[1]:.2f} in y, "
                f"{size[2]:.2f} in x; largest step {steps.max():.2f} µm (frame {int(steps.argmax()) + 1})")  # fmt: skip
     typer.echo(f"wrote {output} ({' '.join(f'{k}={v}' for k, v in moved.sizes.items())}, canvas {cfg.canvas}"
                + (f", frame 0 at voxel {origin}" if any(origin) else "") + ")"
