@@ -56,6 +56,13 @@ def test_cli_track_drift_auto_and_from_a_table(tmp_path: Path, capsys) -> None: 
     assert "drift taken out: at most 0.00 µm in z, 4.00 in y, 4.00 in x" in capsys.readouterr().out
     lineage = pd.read_parquet(tmp_path / "auto" / "lineage.parquet")
     assert len(lineage) == 4 and lineage["path_length_um"].abs().max() < 0.05
+    from subcell.report.collect import collect_sections
+
+    said = {s.name: s for s in collect_sections(tmp_path / "auto")}["Dynamics"].lines
+    assert (
+        "tracks.parquet: linked and measured without the stage's drift (at most 0.00 µm in z, 4.00 in y, 4.00 in x)"
+        in said
+    )
     table = tmp_path / "drift.csv"
     pd.DataFrame({"t": range(6), "drift_z_um": drift[:, 0], "drift_y_um": drift[:, 1],
                   "drift_x_um": drift[:, 2]}).to_csv(table, index=False)  # fmt: skip

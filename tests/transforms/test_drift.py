@@ -223,3 +223,24 @@ def test_against_the_first_frame_a_lattice_of_like_cells_is_not_aliased() -> Non
     movie = drifted(field, truth, (1, 128, 128))[:, 0]
     d = estimate_drift(movie, voxel_size=(1.0, 1.0, 1.0), reference="first")
     np.testing.assert_allclose(d["drift_y_um"], truth[:, 1], atol=0.2)
+
+
+def test_batch_drift_equals_single_runs_and_applies_a_rows_table(tmp_path: Path) -> None:
+    import pandas as pd
+
+    from subcell.cli.main import run
+    from subcell.io import read
+
+    movie, _ = _movie_store(tmp_path)
+    rows = [{"id": "m", "source": "movie.ome.zarr", "source_channel": "dna", "drift": None},
+            {"id": "lab", "source": "labels.ome.tif", "source_channel": None, "drift": "single_drift.csv"}]  # fmt: skip
+    assert run(["drift", str(movie), str(tmp_path / "single.ome.zarr"), "-c", "dna"]) == 0
+    pd.DataFrame(rows).to_csv(tmp_path / "movies.csv", index=False)
+    out = tmp_path / "fixed"
+    assert run(["batch", "drift", str(tmp_path / "movies.csv"), str(out), "--workers", "1", "--quiet"]) == 0
+    pd.testing.assert_frame_equal(pd.read_csv(out / "m_drift.csv"), pd.read_csv(tmp_path / "single_drift.csv"))
+    np.testing.assert_array_equal(read(out / "m.ome.zarr").numpy(), read(tmp_path / "single.ome.zarr").numpy())
+    moved = read(out / "lab.ome.zarr").numpy()[:, 0]  # the labels moved by the movie's table, as its mask channel
+    want = read(tmp_path / "single.ome.zarr").channel("mask").numpy()[:, 0]
+    np.testing.assert_array_equal(moved, want.astype(moved.dtype))
+    assert not (out / "lab_drift.csv").exists()

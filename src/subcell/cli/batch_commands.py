@@ -257,6 +257,14 @@ def _track(row: Any, base: Path) -> tuple[list[str], list[str], list[Path]]:
     return [str(row.source)], opts, inputs
 
 
+def _drift(row: Any, base: Path) -> tuple[list[str], list[str], list[Path]]:
+    opts, inputs = _vs(row, scene=True, time=True) + _channel(row, "--channel"), [row.source]
+    if (table := _meta_path(row, "drift", base)) is not None:  # the movie's drift, measured before: applied
+        opts += ["--apply", str(table)]
+        inputs.append(table)
+    return [str(row.source)], opts, inputs
+
+
 _CELLS = ("cells", "mask_cell, or labels")
 _TRACK_TABLES = (Gathered("tracks", "tracks.parquet"), Gathered("lineage", "lineage.parquet"))
 
@@ -280,6 +288,9 @@ COMMANDS: dict[str, Spec] = {
     # one timepoint of the image (whole up to 1 GB, else region by region) and of the labels at a time
     "cells-extract": Spec(("cells", "extract"), ".zarr", 4.0, _extract, per_frame=True),
     "synth": Spec(("synth",), ".ome.zarr", 0.0, lambda row, base: ([], [], [])),
+    # the movie with its drift out + OUTDIR/<id>_drift.csv; two frames at a time: 1.14 GB peak for frames of
+    # 48x1024x1024 uint16 (100 MB; `/usr/bin/time -v subcell drift`), the estimate on frames binned to 16 M voxels
+    "drift": Spec(("drift",), ".ome.zarr", 7.0, _drift, per_frame=True),
     # a folder (labels.ome.zarr, tables, ctc/); the estimate scales the labels' size: an OME-Zarr, OME-TIFF or ImageJ
     # TIFF is tracked frame by frame (one frame's bytes); 4.5 was measured for a movie read whole (benchmarks/track)
     "track": Spec(("track",), ".tracks", 5.0, _track, gathered=_TRACK_TABLES, sized_by=_track_labels, per_frame=True),
