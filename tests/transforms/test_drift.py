@@ -72,6 +72,7 @@ def test_a_blank_frame_takes_no_step_and_a_single_frame_is_refused() -> None:
     field = blobs((1, 128, 128))[0]
     movie = drifted(field[None], np.array([[0, 0, 0], [0, 3, 0], [0, 3, 0], [0, 6, 2]]), (1, 96, 96))[:, 0]
     movie[2] = 0.0  # a frame without signal (a shutter that did not open)
+    movie[3, :5] = np.nan  # a float frame's missing rows
     d = estimate_drift(movie, voxel_size=VS)
     assert np.isnan(d["error"][2]) and d["drift_y_um"][2] == pytest.approx(d["drift_y_um"][1])
     np.testing.assert_allclose(d[["drift_y_um", "drift_x_um"]].to_numpy()[3], [6 * VS[1], 2 * VS[2]], atol=0.03)
@@ -185,6 +186,8 @@ def test_cli_bad_input_is_one_line_and_writes_nothing(tmp_path: Path, capsys) ->
     bad.write_text("t,drift_z_um,drift_y_um,drift_x_um\n0,0,0,0\n1,0,0,0\n")
     err = cli_user_error(capsys, "drift", str(movie), str(out), "--apply", str(bad))
     assert "bad.csv" in err and "frames 0..1" in err and "0..3" in err
+    err = cli_user_error(capsys, "drift", str(movie), str(out), "--apply", str(bad), "--table", str(tmp_path / "t.csv"))
+    assert "with --apply nothing is measured" in err
     err = cli_user_error(capsys, "drift", str(movie), str(out), "--labels", "--subpixel")
     assert "whole voxels" in err
     err = cli_user_error(capsys, "drift", str(movie), str(out), "-c", "dna", "--canvas", "large")

@@ -125,6 +125,9 @@ def drift(
     if labels and cfg.subpixel:
         raise ValueRangeError("labels move by whole voxels only (--subpixel would interpolate their ids)",
                               field="subpixel")  # fmt: skip
+    if apply is not None and table is not None:
+        raise InputFileError("--table names where a measured drift goes; with --apply nothing is measured",
+                             path=table, field="table")  # fmt: skip
     output_format(output)
     tab_path = None if apply is not None else (table or drift_table_path(output))
     if tab_path is not None and tab_path.resolve() == output.resolve():

@@ -135,6 +135,8 @@ def estimate_drift(
 
     def prepared(t: int) -> np.ndarray | None:
         f = np.asarray(frames[t])
+        if f.dtype.kind == "f":
+            f = np.nan_to_num(f, nan=0.0, posinf=0.0, neginf=0.0)  # (a float canvas's NaN fill is no signal)
         if planar:
             f = f.max(axis=0, keepdims=True)
         f = _binned(f, factor)
