@@ -16,18 +16,12 @@ from subcell.cli.options import (
     SetOpt,
     TimeIntervalOpt,
     VoxelSizeOpt,
+    movie_outputs,
     one_channel,
-    read_input,
+    read_movie,
 )
 
-__all__ = ["drift", "drift_table_path", "read_drift_table"]
-
-
-def drift_table_path(output: Path) -> Path:
-    """Where the drift table of ``output`` goes by default: beside it, ``NAME_drift.csv``."""
-    from subcell.io.manifest_make import image_stem
-
-    return output.with_name(f"{image_stem(output)}_drift.csv")
+__all__ = ["drift", "read_drift_table"]
 
 
 def read_drift_table(path: Path, n_frames: int) -> Any:
@@ -128,19 +122,14 @@ def drift(
     if apply is not None and table is not None:
         raise InputFileError("--table names where a measured drift goes; with --apply nothing is measured",
                              path=table, field="table")  # fmt: skip
-    output_format(output)
-    tab_path = None if apply is not None else (table or drift_table_path(output))
-    if tab_path is not None and tab_path.resolve() == output.resolve():
-        raise InputFileError("the drift table cannot be the output image", path=tab_path, field="table")
-    check_output(output, overwrite=overwrite)  # fail before reading anything
-    if tab_path is not None:
-        check_output(tab_path, overwrite=overwrite)
-    image = read_input(movie, voxel_size=voxel_size, axes=axes, force=force_voxel_size, scene=scene,
+    tab_path = None
+    if apply is None:  # the movie and its drift table, checked before anything is read
+        tab_path = movie_outputs(output, table, kind="drift", overwrite=overwrite)
+    else:  # (nothing measured, no table)
+        output_format(output)
+        check_output(output, overwrite=overwrite)
+    image = read_movie(movie, voxel_size=voxel_size, axes=axes, force=force_voxel_size, scene=scene,
                        time_interval=time_interval)  # fmt: skip
-    if image.shape[0] < 2:
-        raise ValueRangeError(f"expected a time-lapse (T > 1), got {image.shape[0]} frame (sizes "
-                              f"{' '.join(f'{k}={v}' for k, v in image.sizes.items())}); a plain TIFF may need "
-                              "--axes TZYX or TYX", path=movie, field="T")  # fmt: skip
     if labels:
         from subcell.io._cast import as_labels
 

@@ -242,3 +242,33 @@ def cluster_executor(scheduler: str | None, *, workers: int | None, what: str) -
     with connect(scheduler, workers=workers) as client:
         typer.echo(f"{what} run on {scheduler}; {dashboard_link(client)}")
         yield DaskExecutor(client), f" on {scheduler}"
+
+
+def movie_outputs(output: Path, table: Path | None, *, kind: str, overwrite: bool) -> Path:
+    """The table a command writes beside its output movie (``table``, else ``OUTPUT's name + _KIND.csv``), both
+    checked before anything is read: not the same file, neither there unless ``overwrite``."""
+    from subcell.errors import InputFileError
+    from subcell.io._atomic import check_output
+    from subcell.io.manifest_make import image_stem
+    from subcell.io.writer import output_format
+
+    output_format(output)
+    path = table or output.with_name(f"{image_stem(output)}_{kind}.csv")
+    if path.resolve() == output.resolve():
+        raise InputFileError(f"the {kind} table cannot be the output image", path=path, field="table")
+    check_output(output, overwrite=overwrite)
+    check_output(path, overwrite=overwrite)
+    return path
+
+
+def read_movie(path: Path, **reading: Any) -> Any:
+    """A time-lapse read as :func:`read_input` reads it; one frame is a one-line error naming its sizes and the
+    ``--axes`` a plain TIFF whose time axis was read as Z may need."""
+    from subcell.errors import ValueRangeError
+
+    image = read_input(path, **reading)
+    if image.shape[0] < 2:
+        sizes = " ".join(f"{k}={v}" for k, v in image.sizes.items())
+        raise ValueRangeError(f"expected a time-lapse (T > 1), got {image.shape[0]} frame (sizes {sizes}); a plain "
+                              "TIFF may need --axes TZYX or TYX", path=path, field="T")  # fmt: skip
+    return image
