@@ -114,3 +114,25 @@ def test_cli_bad_input_is_one_line_and_writes_nothing(tmp_path: Path, capsys) ->
     err = cli_user_error(capsys, "bleach", str(still), str(out))
     assert "T > 1" in err and "--axes" in err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["movie.ome.zarr", "still.ome.zarr"]
+
+
+def test_batch_bleach_equals_single_runs(tmp_path: Path) -> None:
+    import pandas as pd
+
+    from subcell.cli.main import run
+    from subcell.io import read, write
+
+    movie, _ = bleached_movie()
+    for i in range(2):
+        write(Image((movie * (1 + i)).astype(np.uint16), voxel_size=(1, 0.5, 0.5), dims="TZYX", channel_names=["dna"],
+                    time_interval=60.0), tmp_path / f"m{i}.ome.zarr")  # fmt: skip
+    rows = [{"id": f"m{i}", "source": f"m{i}.ome.zarr", "source_channel": "dna"} for i in range(2)]
+    pd.DataFrame(rows).to_csv(tmp_path / "movies.csv", index=False)
+    out = tmp_path / "fixed"
+    assert run(["batch", "bleach", str(tmp_path / "movies.csv"), str(out), "--method", "ratio", "--workers", "1",
+                "--quiet"]) == 0  # fmt: skip
+    for i in range(2):
+        assert run(["bleach", str(tmp_path / f"m{i}.ome.zarr"), str(tmp_path / f"s{i}.ome.zarr"), "-c", "dna",
+                    "--method", "ratio"]) == 0  # fmt: skip
+        np.testing.assert_array_equal(read(out / f"m{i}.ome.zarr").numpy(), read(tmp_path / f"s{i}.ome.zarr").numpy())
+        pd.testing.assert_frame_equal(pd.read_csv(out / f"m{i}_bleach.csv"), pd.read_csv(tmp_path / f"s{i}_bleach.csv"))

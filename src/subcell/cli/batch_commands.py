@@ -265,6 +265,10 @@ def _drift(row: Any, base: Path) -> tuple[list[str], list[str], list[Path]]:
     return [str(row.source)], opts, inputs
 
 
+def _bleach(row: Any, base: Path) -> tuple[list[str], list[str], list[Path]]:
+    return [str(row.source)], _vs(row, scene=True, time=True) + _channel(row, "--channel"), [row.source]
+
+
 _CELLS = ("cells", "mask_cell, or labels")
 _TRACK_TABLES = (Gathered("tracks", "tracks.parquet"), Gathered("lineage", "lineage.parquet"))
 
@@ -291,6 +295,9 @@ COMMANDS: dict[str, Spec] = {
     # the movie with its drift out + OUTDIR/<id>_drift.csv; two frames at a time: 1.14 GB peak for frames of
     # 48x1024x1024 uint16 (100 MB; `/usr/bin/time -v subcell drift`), the estimate on frames binned to 16 M voxels
     "drift": Spec(("drift",), ".ome.zarr", 7.0, _drift, per_frame=True),
+    # + OUTDIR/<id>_bleach.csv; a frame at a time (its mean and 1st percentile, then corrected as float32): 875 MB
+    # peak for frames of 48x1024x1024 uint16 (100 MB; `/usr/bin/time -v subcell bleach`)
+    "bleach": Spec(("bleach",), ".ome.zarr", 6.0, _bleach, per_frame=True),
     # a folder (labels.ome.zarr, tables, ctc/); the estimate scales the labels' size: an OME-Zarr, OME-TIFF or ImageJ
     # TIFF is tracked frame by frame (one frame's bytes); 4.5 was measured for a movie read whole (benchmarks/track)
     "track": Spec(("track",), ".tracks", 5.0, _track, gathered=_TRACK_TABLES, sized_by=_track_labels, per_frame=True),

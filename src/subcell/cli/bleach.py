@@ -101,6 +101,8 @@ def bleach(
                                       field=e.field) from None  # fmt: skip
         rows.append(curve.assign(channel=image.channel_names[c], factor=factors[:, c]))
         half = info.get("half_life_frames", float("nan"))
+        if half > 10 * image.shape[0]:  # a movie says nothing of a half-life ten times its length: no bleaching
+            half = float("nan")
         said = f"half-life {half:.1f} frames" + (f" ({half * minutes:.1f} min)" if minutes else "")
         lines.append(f"{image.channel_names[c]}: signal at the last frame {curve.signal.iloc[-1] / curve.signal.iloc[0]:.0%} "
                      f"of frame 0's" + (f", {said}" if np.isfinite(half) else "")

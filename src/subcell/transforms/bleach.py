@@ -62,10 +62,10 @@ def bleach_curve(frames: Any, *, background: float | None = None) -> Any:
     means = np.empty(n_t)
     bg = np.nan if background is None else float(background)
     for t in range(n_t):
-        f = np.asarray(frames[t], np.float64)
+        f = np.asarray(frames[t])  # (as stored: a float64 copy of a uint16 frame would take 4× its bytes)
         if t == 0 and background is None:
             bg = float(np.percentile(f, 1))
-        means[t] = f.mean()
+        means[t] = f.mean(dtype=np.float64)
     table = pd.DataFrame({"t": np.arange(n_t, dtype=np.int64), "mean": means, "signal": means - bg})
     table["background"] = bg
     return table
@@ -132,7 +132,7 @@ def correct_bleach(
     first = {c: np.asarray(image.data[0, c]) for c in chosen} if method == "histogram" else {}
 
     def frame(block: np.ndarray, t: int) -> np.ndarray:
-        out = np.asarray(block, np.float32).copy()
+        out = np.array(block, dtype=np.float32)  # (one copy, whatever the stored type)
         for c in chosen:
             if method == "histogram":
                 if t > 0:
