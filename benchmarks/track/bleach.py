@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -23,7 +22,7 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
-from drift import SYNTH  # (the same colony)
+from drift import SYNTH, colony  # (the same colony)
 
 
 def traces(movie: np.ndarray, labels: np.ndarray) -> dict[str, float]:
@@ -57,10 +56,7 @@ def main() -> None:
     from subcell.io import read, read_labels
     from subcell.transforms.bleach import bleach_curve, bleach_factors, correct_bleach
 
-    args.work.mkdir(parents=True, exist_ok=True)
-    store = args.work / SYNTH[1]
-    if not store.exists():
-        subprocess.run([str(Path(sys.executable).parent / "subcell"), *SYNTH], cwd=args.work, check=True)
+    store = colony(args.work)
     image = read(store)
     dna = image.channel("dna").numpy()[:, 0].astype(np.float64)
     labels = read_labels(store, "nucleus").numpy()[:, 0]

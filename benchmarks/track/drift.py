@@ -35,6 +35,15 @@ SYNTH = ["synth", "colony.ome.zarr", "--shape", "24", "288", "288", "--voxel-siz
 WINDOW = (16, 192, 192)
 
 
+def colony(work: Path) -> Path:
+    """The synthetic colony's store in ``work``, generated there the first time."""
+    work.mkdir(parents=True, exist_ok=True)
+    store = work / SYNTH[1]
+    if not store.exists():
+        subprocess.run([str(Path(sys.executable).parent / "subcell"), *SYNTH], cwd=work, check=True)
+    return store
+
+
 def window_drift(n_t: int, step_um: float, vs: np.ndarray, margin: np.ndarray, seed: int = 0) -> np.ndarray:
     """A drift of whole voxels (``(T, 3)``, voxels) that stays within ``margin`` of the window's centre."""
     rng = np.random.default_rng(seed)
@@ -78,10 +87,7 @@ def main() -> None:
     from subcell.track.evaluate import evaluate_tracks
     from subcell.transforms.drift import DRIFT_COLUMNS, estimate_drift
 
-    args.work.mkdir(parents=True, exist_ok=True)
-    store = args.work / SYNTH[1]
-    if not store.exists():
-        subprocess.run([str(Path(sys.executable).parent / "subcell"), *SYNTH], cwd=args.work, check=True)
+    store = colony(args.work)
     image = read(store)
     vs = np.array(image.voxel_size.as_tuple())
     interval = float(image.time_interval)
