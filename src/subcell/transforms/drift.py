@@ -97,8 +97,8 @@ def estimate_drift(
     -------
     pandas.DataFrame
         One row per frame: ``t``, :data:`DRIFT_COLUMNS` (0 at frame 0; ``drift_z_um`` 0 for a single plane or with
-        ``lateral_only``, where the frames' maximum projections are compared) and ``error``, the phase
-        correlation's registration error of the frame against its reference (0 = a perfect match, 1 = none; NaN
+        ``lateral_only``, where the frames' maximum projections are compared) and ``error``, scikit-image's
+        registration error of the frame, registered, against its reference (0 = a perfect match, 1 = none; NaN
         at frame 0 and for a frame without signal, which takes no step).
 
     ``method="phase"``: phase correlation (the whitened spectrum) instead of plain cross-correlation (see the
