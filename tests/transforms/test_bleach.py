@@ -136,3 +136,29 @@ def test_batch_bleach_equals_single_runs(tmp_path: Path) -> None:
                     "--method", "ratio"]) == 0  # fmt: skip
         np.testing.assert_array_equal(read(out / f"m{i}.ome.zarr").numpy(), read(tmp_path / f"s{i}.ome.zarr").numpy())
         pd.testing.assert_frame_equal(pd.read_csv(out / f"m{i}_bleach.csv"), pd.read_csv(tmp_path / f"s{i}_bleach.csv"))
+
+
+def test_the_report_says_and_draws_the_drift_and_bleaching_tables(tmp_path: Path) -> None:
+    from subcell.cli.main import run
+    from subcell.io import write
+    from subcell.report.collect import collect_sections
+    from tests.transforms.test_drift import blobs, drifted
+
+    movie, _ = bleached_movie()
+    write(Image(movie.astype(np.uint16), voxel_size=(1, 0.5, 0.5), dims="TZYX", time_interval=60.0),
+          tmp_path / "movie.ome.zarr")  # fmt: skip
+    assert run(["bleach", str(tmp_path / "movie.ome.zarr"), str(tmp_path / "bright.ome.zarr"), "--background",
+                "100"]) == 0  # fmt: skip
+    moving = drifted(blobs((1, 120, 120)), np.array([[0, 0, 0], [0, 4, 0], [0, 4, -2]]), (1, 96, 96))
+    write(Image(moving, voxel_size=(1, 0.5, 0.5), dims="TZYX", time_interval=60.0), tmp_path / "moving.ome.zarr")
+    assert run(["drift", str(tmp_path / "moving.ome.zarr"), str(tmp_path / "still.ome.zarr")]) == 0
+    dyn = {s.name: s for s in collect_sections(tmp_path)}["Dynamics"]
+    said = "\n".join(dyn.lines)  # (the factor: exp(0.08 · 11) = 2.41, and the uint16 rounding of the dim last frame)
+    assert (
+        "bright_bleach.csv: c0 bleached to 41% of frame 0's signal by the last frame; largest factor applied 2.4"
+        in said
+    )
+    assert "still_drift.csv: stage drift over 3 frames, at most 0.00 µm in z, 2.00 in y, 1.00 in x; largest step " \
+           "2.00 µm" in dyn.lines  # fmt: skip
+    assert [title for title, _ in dyn.figures] == ["bright bleach", "still drift"]
+    assert all(png.startswith(b"\x89PNG") for _, png in dyn.figures)

@@ -117,6 +117,12 @@ def _table(path: Path, section: Any) -> None:
     except Exception:  # a table another tool wrote that does not parse is listed, not fatal
         section("Tables").lines.append(f"{path.name}: could not be read")
         return
+    from subcell.report.corrections import correction_lines
+
+    if (said := correction_lines(path, df)) is not None:  # a movie's drift or bleaching: said, drawn, and listed
+        dyn = section("Dynamics")
+        dyn.lines.extend(said[0])
+        dyn.figures.append((path.stem.replace("_", " "), said[1]))
     name = "Integrated cell" if path.name.startswith("integrated") else "Tables"
     sec = section(name)
     title = f"{path.name} ({len(df)} rows{', first ' + str(MAX_TABLE_ROWS) if len(df) > MAX_TABLE_ROWS else ''})"
