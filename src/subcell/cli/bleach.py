@@ -66,8 +66,8 @@ def bleach(
     time_interval: TimeIntervalOpt = None,
     overwrite: OverwriteOpt = False,
 ) -> None:
-    """Make up for photobleaching: each frame of a fluorescence time-lapse brought back to frame 0's level (float32),
-    and the bleaching curve, factors and half-life as a table."""
+    """Make up for photobleaching: each frame of a fluorescence time-lapse brought back to frame 0's level (float32);
+    the bleaching curve and factors as a table, the half-life said."""
     import numpy as np
     import pandas as pd
 
