@@ -188,6 +188,8 @@ def test_cli_bad_input_is_one_line_and_writes_nothing(tmp_path: Path, capsys) ->
     assert "bad.csv" in err and "frames 0..1" in err and "0..3" in err
     err = cli_user_error(capsys, "drift", str(movie), str(out), "--apply", str(bad), "--table", str(tmp_path / "t.csv"))
     assert "with --apply nothing is measured" in err
+    err = cli_user_error(capsys, "drift", str(movie), str(out), "-c", "dna", "--region-um", "0", "500", "0", "10")
+    assert "movie.ome.zarr" in err and "region" in err and "outside the field (20 × 25 µm)" in err
     err = cli_user_error(capsys, "drift", str(movie), str(out), "--labels", "--subpixel")
     assert "whole voxels" in err
     err = cli_user_error(capsys, "drift", str(movie), str(out), "-c", "dna", "--canvas", "large")
@@ -247,3 +249,23 @@ def test_batch_drift_equals_single_runs_and_applies_a_rows_table(tmp_path: Path)
     want = read(tmp_path / "single.ome.zarr").channel("mask").numpy()[:, 0]
     np.testing.assert_array_equal(moved, want.astype(moved.dtype))
     assert not (out / "lab_drift.csv").exists()
+
+
+def test_a_region_of_fiducials_measures_the_drift_where_the_cells_all_slide() -> None:
+    """Beads fixed to the dish in the left quarter, a sheet of cells sliding 3 voxels a frame in y on the rest:
+    the whole field's correlation follows the sheet; measured on the beads' region it is the stage's drift."""
+    beads, cells = blobs((1, 160, 160), seed=7)[0], 3 * blobs((1, 160, 160), seed=8)[0]
+    stage = np.array([[0, 0], [2, 1], [4, -1], [3, -3]])
+    frames = []
+    for t, (dy, dx) in enumerate(stage):
+        f = np.roll(cells, 3 * t, axis=0)  # the sheet's own motion
+        f[:, :40] = beads[:, :40]
+        frames.append(np.roll(f, (dy, dx), axis=(0, 1))[16:144, 16:144])  # the stage moves everything
+    movie = np.stack(frames)
+    vs = (1.0, 0.5, 0.5)
+    whole = estimate_drift(movie, voxel_size=vs)
+    assert np.abs(whole["drift_y_um"].to_numpy() - stage[:, 0] * 0.5).max() > 2.0  # the sheet's 3 voxels a frame
+    beads_only = estimate_drift(movie, voxel_size=vs, region_um=(0, 64, 0, 10))  # x 0–20 voxels: beads only
+    np.testing.assert_allclose(beads_only[["drift_y_um", "drift_x_um"]].to_numpy(), stage * 0.5, atol=0.06)
+    with pytest.raises(ValueError, match="outside the field"):
+        estimate_drift(movie, voxel_size=vs, region_um=(0, 80, 0, 10))  # the field is 64 µm tall

@@ -82,6 +82,15 @@ def drift(
         Optional[bool],  # noqa: UP045
         typer.Option("--lateral-only/--with-z", help="Measure y and x only (on maximum projections); default: z too."),
     ] = None,
+    region: Annotated[
+        Optional[tuple[float, float, float, float]],  # noqa: UP045
+        typer.Option(
+            "--region-um",
+            metavar="Y0 Y1 X0 X1",
+            help="Measure on this part of each frame only (µm from "
+            "the field's corner, every plane): fiducials, a region without migrating cells.",
+        ),
+    ] = None,
     canvas: Annotated[
         Optional[str],  # noqa: UP045
         typer.Option("--canvas", help="grow (every frame whole on a larger grid; default) or same (the field's grid)."),
@@ -115,7 +124,8 @@ def drift(
     from subcell.transforms.drift import DRIFT_COLUMNS, DriftConfig, correct_drift, drift_canvas, estimate_drift
 
     cfg = load_validated(DriftConfig, config, assignments=set_ or (), overrides={
-        "reference": reference, "lateral_only": lateral_only, "canvas": canvas, "subpixel": subpixel})  # fmt: skip
+        "reference": reference, "lateral_only": lateral_only, "canvas": canvas, "subpixel": subpixel,
+        "region_um": region})  # fmt: skip
     if labels and cfg.subpixel:
         raise ValueRangeError("labels move by whole voxels only (--subpixel would interpolate their ids)",
                               field="subpixel")  # fmt: skip
@@ -138,9 +148,13 @@ def drift(
         values = read_drift_table(apply, image.shape[0])
         measured = None
     else:
-        measured = estimate_drift(one_channel(image, channel, movie).data[:, 0], voxel_size=image.voxel_size,
-                                  reference=cfg.reference, lateral_only=cfg.lateral_only,
-                                  upsample=cfg.upsample_factor)  # fmt: skip
+        frames = one_channel(image, channel, movie).data[:, 0]
+        try:
+            measured = estimate_drift(frames, voxel_size=image.voxel_size, reference=cfg.reference,
+                                      lateral_only=cfg.lateral_only, upsample=cfg.upsample_factor,
+                                      region_um=cfg.region_um)  # fmt: skip
+        except ValueRangeError as e:  # (a region outside this movie's field: said naming it)
+            raise ValueRangeError(e.message, path=movie, field=e.field) from None
         values = measured[DRIFT_COLUMNS].to_numpy()
     moved = correct_drift(image, values, canvas=cfg.canvas, subpixel=cfg.subpixel, labels=labels)
     moved = moved.with_metadata(provenance=moved.provenance.then(

@@ -51,6 +51,9 @@ class DriftConfig(BaseModel):
         "previous", description="each frame against the previous one (steps summed) or against the first"
     )
     lateral_only: bool = Field(False, description="measure y and x only, on maximum projections along z")
+    region_um: tuple[float, float, float, float] | None = Field(
+        None, description="y0 y1 x0 x1 (µm from the field's corner): measure on this part of each frame only"
+    )
     upsample_factor: int = Field(10, ge=1, le=100, description="sub-voxel precision of the peak: 1/this of a voxel")
     canvas: Literal["grow", "same"] = Field(
         "grow", description="grow: every frame whole on a larger grid; same: the field's grid, what drifts out is cut"
@@ -89,6 +92,7 @@ def estimate_drift(
     lateral_only: bool = False,
     upsample: int = 10,
     method: Literal["cross", "phase"] = "cross",
+    region_um: Sequence[float] | None = None,
 ) -> Any:
     """Where each frame's content lies relative to frame 0, in µm, from a ``(T, Z, Y, X)`` (or ``(T, Y, X)``)
     movie of one channel, NumPy or lazy (read a frame at a time).
@@ -102,7 +106,9 @@ def estimate_drift(
         at frame 0 and for a frame without signal, which takes no step).
 
     ``method="phase"``: phase correlation (the whitened spectrum) instead of plain cross-correlation (see the
-    module text for why cross-correlation is the default).
+    module text for why cross-correlation is the default). ``region_um``: ``(y0, y1, x0, x1)`` in µm from the
+    field's corner, the part of each frame the drift is measured on, every plane (what does not move of itself:
+    fiducial beads, marks on the dish, a region without migrating cells), as Fiji's drift correction takes a ROI.
 
     Examples
     --------
@@ -129,12 +135,16 @@ def estimate_drift(
     if n_t < 2:
         raise ValueRangeError(f"a movie of {n_t} frame has no drift: it is measured between frames", field="T")
     vs = VoxelSize.of(voxel_size).as_tuple()
+    cut = (slice(None), slice(None))
+    if region_um is not None:
+        cut = _region(region_um, vs, (n_y, n_x))
+        n_y, n_x = cut[0].stop - cut[0].start, cut[1].stop - cut[1].start
     planar = lateral_only or n_z == 1
     factor = int(np.ceil(np.sqrt((1 if planar else n_z) * n_y * n_x / MAX_ESTIMATE_VOXELS)))
     um = np.array([vs[0], vs[1] * factor, vs[2] * factor])
 
     def prepared(t: int) -> np.ndarray | None:
-        f = np.asarray(frames[t])
+        f = np.asarray(frames[t][(slice(None), *cut)])
         if f.dtype.kind == "f":
             f = np.nan_to_num(f, nan=0.0, posinf=0.0, neginf=0.0)  # (a float canvas's NaN fill is no signal)
         if planar:
@@ -191,6 +201,23 @@ def estimate_drift(
         table[col] = np.round(drift[:, i], 6) + 0.0  # (a nm is far below any voxel; no -0.0)
     table["error"] = error
     return table
+
+
+def _region(region_um: Sequence[float], vs: Sequence[float], shape: Sequence[int]) -> tuple[slice, slice]:
+    """The ``(y, x)`` voxel slices of a region ``(y0, y1, x0, x1)`` µm; one outside the field, or thinner than 8
+    voxels (nothing to correlate), is refused."""
+    if len(region_um) != 4:
+        raise ValueRangeError(f"a region is y0 y1 x0 x1 (µm), got {list(region_um)}", field="region")
+    y0, y1, x0, x1 = (float(v) for v in region_um)
+    cut = []
+    for (a, b), size, n in (((y0, y1), vs[1], shape[0]), ((x0, x1), vs[2], shape[1])):
+        lo, hi = round(a / size), round(b / size)
+        if not (lo >= 0 and hi <= n and hi - lo >= 8):
+            raise ValueRangeError(f"region {y0:g}–{y1:g} µm in y, {x0:g}–{x1:g} in x lies outside the field "
+                                  f"({shape[0] * vs[1]:.4g} × {shape[1] * vs[2]:.4g} µm) or spans fewer than 8 voxels",
+                                  field="region")  # fmt: skip
+        cut.append(slice(lo, hi))
+    return cut[0], cut[1]
 
 
 def drift_canvas(
