@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -247,3 +249,57 @@ def test_each_object_has_its_local_background() -> None:
     own = t.dna_integrated - t.dna_background * t.pixels
     assert own.loc[1] == pytest.approx(own.loc[2]) == pytest.approx(100 * 50.0)
     assert np.isnan(t.loc[3, "dna_background"])  # (in 2D the ring is lateral only: a single plane)
+
+
+def _resampled_mask(blobs: int, seed: int = 0) -> np.ndarray:
+    """A 0/255 mask (one ball, or many small balls) resized by 0.7 with linear interpolation, kept in uint8: what a
+    mask scaled in an image viewer holds (its edges any value between)."""
+    from skimage.transform import rescale
+
+    rng = np.random.default_rng(seed)
+    zz, yy, xx = np.mgrid[:40, :80, :80]
+    mask = np.zeros((40, 80, 80), bool)
+    centres = [(20, 40, 40)] if blobs == 1 else list(zip(rng.integers(6, 34, blobs), rng.integers(6, 74, blobs),
+                                                          rng.integers(6, 74, blobs), strict=True))  # fmt: skip
+    r = 15 if blobs == 1 else 3
+    for z, y, x in centres:
+        mask |= (zz - z) ** 2 + (yy - y) ** 2 + (xx - x) ** 2 <= r**2
+    return np.rint(rescale(mask * 255.0, 0.7, order=1, preserve_range=True, anti_aliasing=False)).astype(np.uint8)
+
+
+@pytest.mark.parametrize("blobs", [1, 40])
+def test_a_mask_resampled_with_interpolation_is_told_from_instance_labels(blobs: int) -> None:
+    from subcell.segment.measure import interpolated_mask
+
+    resampled = _resampled_mask(blobs)
+    assert len(np.unique(resampled)) > 20  # every edge value an "id"
+    said = interpolated_mask(resampled)
+    assert said is not None and "lie along the edges of id 255" in said and "--threshold 128" in said
+    assert interpolated_mask((resampled >= 128).astype(np.uint8)) is None  # thresholded: a mask
+    from skimage.measure import label
+
+    assert interpolated_mask(label(resampled >= 128).astype(np.uint16)) is None  # its components: instance ids
+
+
+def test_dense_instance_labels_are_not_taken_for_a_resampled_mask() -> None:
+    from subcell.segment.measure import interpolated_mask
+    from subcell.synth import synth_field
+
+    field = synth_field(shape=(12, 128, 128), voxel_size=(0.5, 0.3, 0.3), seed=2)
+    assert field.labels["cell"].max() >= 5
+    for name in ("cell", "nucleus"):  # cells share walls: their ids touch, their interiors do not
+        assert interpolated_mask(field.labels[name]) is None
+
+
+def test_measure_refuses_a_resampled_mask_and_convert_thresholds_it(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    from subcell.cli.main import run
+    from subcell.image import Image
+    from subcell.io import write
+    from tests.conftest import cli_user_error
+
+    write(Image(_resampled_mask(1), voxel_size=(0.29, 0.3, 0.3), dims="ZYX"), tmp_path / "seg.ome.tif")
+    err = cli_user_error(capsys, "measure", str(tmp_path / "seg.ome.tif"), str(tmp_path / "m.csv"))
+    assert "seg.ome.tif" in err and "resampled with interpolation" in err and not (tmp_path / "m.csv").exists()
+    assert run(["convert", str(tmp_path / "seg.ome.tif"), str(tmp_path / "mask.ome.zarr"), "--threshold", "128"]) == 0
+    assert run(["measure", str(tmp_path / "mask.ome.zarr"), str(tmp_path / "m.csv")]) == 0
+    assert len(pd.read_csv(tmp_path / "m.csv")) == 1

@@ -194,6 +194,14 @@ def convert(
             "numbers) as it streams, and resampled by nearest neighbour.",
         ),
     ] = False,
+    threshold: Annotated[
+        Optional[float],  # noqa: UP045
+        typer.Option(
+            "--threshold",
+            help="Write a mask: 1 where the image is at least this, else 0 (uint8), e.g. a "
+            "0/255 mask resampled with interpolation, its edges any value between (--threshold 128).",
+        ),
+    ] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing output.")] = False,
 ) -> None:
     """Convert between formats, streaming chunk by chunk; metadata (µm, channels, provenance) is kept. Several
@@ -210,6 +218,11 @@ def convert(
                    axes=axes, force=force_voxel_size, time_interval=time_interval)
         for path in inputs
     ]  # fmt: skip
+    if threshold is not None:  # a mask, block by block as it streams
+        import numpy as np
+
+        read = [im.with_data((im.data >= threshold).astype(np.uint8), step="threshold",
+                             parameters={"threshold": threshold}) for im in read]  # fmt: skip
     if labels:  # each block checked as it is read: a bad id fails the write, which leaves nothing behind
         from subcell.io._cast import as_labels
 

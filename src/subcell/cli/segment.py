@@ -304,6 +304,11 @@ def measure(
     axes_of = axes_among(axes, [labels, *([intensity] if intensity else [])])
     lab_img = read_input(labels, voxel_size=voxel_size, axes=axes_of(labels), force=force_voxel_size)
     label_channel(lab_img, labels)
+    from subcell.image import materialize
+    from subcell.segment.measure import interpolated_mask
+
+    if (said := interpolated_mask(materialize(lab_img.data[0, 0]))) is not None:  # (a frame: measure reads them all)
+        raise ValueRangeError(said, path=labels, field="labels")
     # every input stays lazy: measured a frame at a time, so a time-lapse is never held whole (label blocks are
     # checked as they are read)
     lab = as_labels(lab_img.data[:, 0], path=labels, lazy=True)

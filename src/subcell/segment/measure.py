@@ -16,6 +16,7 @@ from subcell.metrics.shape import border_ids, principal_axes, skeleton_stats, sp
 __all__ = [
     "border_ids",
     "frame_components",
+    "interpolated_mask",
     "mask_components",
     "measure_frames",
     "measure_objects",
@@ -182,6 +183,44 @@ def frame_components(frame: np.ndarray, components: bool | None) -> np.ndarray |
     if components is False:
         return None
     return _components(np.asarray(frame) > 0) if components else mask_components(frame)
+
+
+def interpolated_mask(frame: np.ndarray, *, max_voxels: int = 1 << 24) -> str | None:
+    """What gives a label frame away as a mask resampled with interpolation (a 0/255 mask resized or rotated with
+    a linear filter, its edge voxels any value between), else None. Ten or more ids below the largest one, and
+    either they lie (95 % of their voxels) against it while it holds most of the foreground (one object's mask),
+    or it holds a tenth of the foreground and 90 % of their voxels touch another id (a mask of many small or thin
+    objects: every intermediate value is an edge). Instance labels have interiors: an object's voxels touch only
+    their own id, the background, or another object along a face. Read as instance ids, each intermediate value
+    would be an object: a shell of a few voxels around the true ones. A frame above ``max_voxels`` is judged on
+    its middle (the signature is local)."""
+    f = np.asarray(frame)
+    if f.dtype.kind not in "iu" or f.size == 0:
+        return None
+    if f.size > max_voxels:
+        keep = [slice(None)] * f.ndim
+        for axis in (f.ndim - 2, f.ndim - 1):  # y and x, to at most sqrt(max_voxels / planes) each
+            n = min(f.shape[axis], int(np.sqrt(max_voxels / max(1, f.size // (f.shape[-1] * f.shape[-2])))))
+            start = (f.shape[axis] - n) // 2
+            keep[axis] = slice(start, start + n)
+        f = f[tuple(keep)]
+    ids, counts = np.unique(f[f > 0], return_counts=True)
+    if len(ids) < 11:
+        return None
+    top, share = ids[-1], counts[-1] / counts.sum()
+    if share < 0.1:
+        return None
+    others = (f > 0) & (f != top)
+    cube = np.ones((3,) * f.ndim, bool)
+    near = ndi.binary_dilation(f == top, structure=cube) if share >= 0.5 else np.zeros_like(others)
+    if (near & others).sum() < 0.95 * others.sum():
+        low = np.where(f > 0, f, np.iinfo(f.dtype).max)  # (background never the smaller neighbour)
+        touching = (ndi.maximum_filter(f, footprint=cube) != f) | (ndi.minimum_filter(low, footprint=cube) != low)
+        if (touching & others).sum() < 0.9 * others.sum():
+            return None
+    return (f"ids {int(ids[0])}–{int(ids[-2])} ({len(ids) - 1} of them) lie along the edges of id {int(top)} "
+            f"({share:.0%} of the foreground): a mask resampled with interpolation, not instance labels; make it a "
+            f"mask first (subcell convert IN OUT --threshold {int(top) // 2 + 1})")  # fmt: skip
 
 
 def _components(mask: np.ndarray) -> np.ndarray:
