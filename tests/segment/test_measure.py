@@ -303,3 +303,5 @@ def test_measure_refuses_a_resampled_mask_and_convert_thresholds_it(tmp_path: Pa
     assert run(["convert", str(tmp_path / "seg.ome.tif"), str(tmp_path / "mask.ome.zarr"), "--threshold", "128"]) == 0
     assert run(["measure", str(tmp_path / "mask.ome.zarr"), str(tmp_path / "m.csv")]) == 0
     assert len(pd.read_csv(tmp_path / "m.csv")) == 1
+    err = cli_user_error(capsys, "evaluate-seg", str(tmp_path / "mask.ome.zarr"), str(tmp_path / "seg.ome.tif"))
+    assert "seg.ome.tif: labels:" in err and "--threshold 128" in err  # the truth too

@@ -186,6 +186,16 @@ def label_channel(image: Any, path: Path, *, label_option: str | None = None) ->
         raise ValueRangeError(f"labels must have one channel, got {image.shape[1]}", path=path, field="labels")
 
 
+def refuse_interpolated_mask(image: Any, path: Path) -> None:
+    """Refuse labels (read from ``path``) whose first frame is a mask resampled with interpolation
+    (:func:`subcell.segment.measure.interpolated_mask`; the middle of a large frame is read, nothing more)."""
+    from subcell.errors import ValueRangeError
+    from subcell.segment.measure import interpolated_mask
+
+    if (said := interpolated_mask(image.data[0, 0])) is not None:
+        raise ValueRangeError(said, path=path, field="labels")
+
+
 @contextmanager
 def channel_of(path: Path, field: str = "channel") -> Iterator[None]:
     """A channel picked in what follows from the image read from ``path`` (``--channel``, ``--input-channel``):

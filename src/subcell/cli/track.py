@@ -21,6 +21,7 @@ from subcell.cli.options import (
     read_assuming,
     read_beside,
     read_input,
+    refuse_interpolated_mask,
 )
 
 __all__ = ["evaluate_tracks", "load_tracks", "read_label_timelapse", "track"]
@@ -65,6 +66,7 @@ def read_label_timelapse(path: Path, *, label: str | None, voxel_size: Any, axes
             path=path, field="T",
         )  # fmt: skip
     label_channel(img, path)
+    refuse_interpolated_mask(img, path)
     # (a CTC folder states no interval, a label image inside a store its own: the same rule as for files)
     img = img.with_metadata(time_interval=resolve_time_interval(img.time_interval, time_interval, path, force=force)[0])
     data = as_labels(img.data[:, 0], path=path, lazy=True)  # read lazily, it stays lazy: checked block by block

@@ -192,18 +192,17 @@ def interpolated_mask(frame: np.ndarray, *, max_voxels: int = 1 << 24) -> str | 
     or it holds a tenth of the foreground and 90 % of their voxels touch another id (a mask of many small or thin
     objects: every intermediate value is an edge). Instance labels have interiors: an object's voxels touch only
     their own id, the background, or another object along a face. Read as instance ids, each intermediate value
-    would be an object: a shell of a few voxels around the true ones. A frame above ``max_voxels`` is judged on
-    its middle (the signature is local)."""
-    f = np.asarray(frame)
-    if f.dtype.kind not in "iu" or f.size == 0:
+    would be an object: a shell of a few voxels around the true ones. A frame (NumPy or lazy) above ``max_voxels``
+    is judged on its middle (the signature is local)."""
+    shape = tuple(int(n) for n in frame.shape)
+    if np.dtype(frame.dtype).kind not in "iu" or 0 in shape or len(shape) < 2:
         return None
-    if f.size > max_voxels:
-        keep = [slice(None)] * f.ndim
-        for axis in (f.ndim - 2, f.ndim - 1):  # y and x, to at most sqrt(max_voxels / planes) each
-            n = min(f.shape[axis], int(np.sqrt(max_voxels / max(1, f.size // (f.shape[-1] * f.shape[-2])))))
-            start = (f.shape[axis] - n) // 2
-            keep[axis] = slice(start, start + n)
-        f = f[tuple(keep)]
+    keep = [slice(None)] * len(shape)
+    planes = int(np.prod(shape[:-2]))
+    for axis in (len(shape) - 2, len(shape) - 1):  # y and x, to at most sqrt(max_voxels / planes) each
+        n = min(shape[axis], max(8, int(np.sqrt(max_voxels / planes))))
+        keep[axis] = slice((shape[axis] - n) // 2, (shape[axis] - n) // 2 + n)
+    f = np.asarray(frame[tuple(keep)])  # (a lazy frame: only its middle is read)
     ids, counts = np.unique(f[f > 0], return_counts=True)
     if len(ids) < 11:
         return None
