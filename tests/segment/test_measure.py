@@ -305,3 +305,18 @@ def test_measure_refuses_a_resampled_mask_and_convert_thresholds_it(tmp_path: Pa
     assert len(pd.read_csv(tmp_path / "m.csv")) == 1
     err = cli_user_error(capsys, "evaluate-seg", str(tmp_path / "mask.ome.zarr"), str(tmp_path / "seg.ome.tif"))
     assert "seg.ome.tif: labels:" in err and "--threshold 128" in err  # the truth too
+
+
+def test_cells_extract_refuses_a_resampled_cell_mask(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    from subcell.image import Image
+    from subcell.io import write
+    from tests.conftest import cli_user_error
+
+    cell = _resampled_mask(1)
+    nucleus = (cell >= 200).astype(np.uint8)
+    write(Image(np.stack([cell, nucleus]), voxel_size=(0.29, 0.3, 0.3), dims="CZYX", channel_names=["seg_cell", "seg_dna"]),
+          tmp_path / "cell.ome.tif")  # fmt: skip
+    err = cli_user_error(capsys, "cells", "extract", str(tmp_path / "cell.ome.tif"), str(tmp_path / "cell.ome.tif"),
+                         str(tmp_path / "c.zarr"), "--cell-labels", "seg_cell", "--nucleus-labels", "seg_dna")  # fmt: skip
+    assert "labels in channel 'seg_cell'" in err and "resampled with interpolation" in err
+    assert not (tmp_path / "c.zarr").exists()

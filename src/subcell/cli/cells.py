@@ -37,6 +37,10 @@ def load_label_array(path: Path, name: str, fallback_index: int, image: Any, axe
     if tuple(data.shape[-3:]) != tuple(image.shape[2:]):
         raise ValueRangeError(f"{what} have (Z, Y, X) {tuple(data.shape[-3:])}, the field {tuple(image.shape[2:])}: "
                               "expected the field's labels", path=path)  # fmt: skip
+    from subcell.segment.measure import interpolated_mask
+
+    if (said := interpolated_mask(data[0])) is not None:  # (the middle of the first frame is read)
+        raise ValueRangeError(f"{what}: {said}", path=path, field="labels")
     return as_labels(data, path=path, what=what, lazy=True)
 
 
