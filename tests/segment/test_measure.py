@@ -320,3 +320,11 @@ def test_cells_extract_refuses_a_resampled_cell_mask(tmp_path: Path, capsys) -> 
                          str(tmp_path / "c.zarr"), "--cell-labels", "seg_cell", "--nucleus-labels", "seg_dna")  # fmt: skip
     assert "labels in channel 'seg_cell'" in err and "resampled with interpolation" in err
     assert not (tmp_path / "c.zarr").exists()
+    from subcell.cli.main import run
+    from subcell.io import read
+
+    assert run(["convert", str(tmp_path / "cell.ome.tif"), str(tmp_path / "m.ome.zarr"), "-c", "seg_cell",
+                "--threshold", "128"]) == 0  # the channel alone, made a mask  # fmt: skip
+    mask = read(tmp_path / "m.ome.zarr")
+    assert mask.channel_names == ("seg_cell",) and mask.dtype == np.uint8
+    np.testing.assert_array_equal(mask.numpy()[0, 0], (cell >= 128).astype(np.uint8))

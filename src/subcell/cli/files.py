@@ -194,6 +194,10 @@ def convert(
             "numbers) as it streams, and resampled by nearest neighbour.",
         ),
     ] = False,
+    channel: Annotated[
+        Optional[list[str]],  # noqa: UP045
+        typer.Option("--channel", "-c", help="Keep this channel (name or index; repeat, in the order wanted)."),
+    ] = None,
     threshold: Annotated[
         Optional[float],  # noqa: UP045
         typer.Option(
@@ -218,6 +222,12 @@ def convert(
                    axes=axes, force=force_voxel_size, time_interval=time_interval)
         for path in inputs
     ]  # fmt: skip
+    if channel:  # (several inputs: picked from the stacked channels, below)
+        from subcell.cli.options import channel_of
+
+        if len(read) == 1:
+            with channel_of(inputs[0]):
+                read = [read[0].sel(channel=channel)]
     if threshold is not None:  # a mask, block by block as it streams
         import numpy as np
 
@@ -235,6 +245,8 @@ def convert(
         image = stack_channels(read, channel_names=names)
     else:
         image = read[0]
+    if channel and len(read) > 1:
+        image = image.sel(channel=channel)
     if resample is not None:  # (a voxel size that is not positive is refused by VoxelSize, as everywhere)
         from subcell.transforms.resample import resample_image_lazy
 

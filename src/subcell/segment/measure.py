@@ -219,7 +219,7 @@ def interpolated_mask(frame: np.ndarray, *, max_voxels: int = 1 << 24) -> str | 
             return None
     return (f"ids {int(ids[0])}–{int(ids[-2])} ({len(ids) - 1} of them) lie along the edges of id {int(top)} "
             f"({share:.0%} of the foreground): a mask resampled with interpolation, not instance labels; make it a "
-            f"mask first (subcell convert IN OUT --threshold {int(top) // 2 + 1})")  # fmt: skip
+            f"mask first (subcell convert IN OUT [-c CHANNEL] --threshold {int(top) // 2 + 1})")  # fmt: skip
 
 
 def _components(mask: np.ndarray) -> np.ndarray:
