@@ -44,6 +44,9 @@ def test_background_defaults_to_the_offset_and_histograms_match_frame_0() -> Non
     movie, _ = bleached_movie()
     curve = bleach_curve(movie)
     assert curve["background"].iloc[0] == pytest.approx(OFFSET, abs=1.0)  # most of the field is dark
+    holed = movie.copy()
+    holed[:, 0, :3] = np.nan  # a float movie's missing rows (a drift-corrected canvas, NaN-filled)
+    np.testing.assert_allclose(bleach_curve(holed)["signal"] / curve["signal"], 1.0, rtol=0.05)
     img = Image(movie[:, None], voxel_size=(1, 1, 1), dims="TCZYX")
     matched = correct_bleach(img, method="histogram").numpy()[:, 0]
     np.testing.assert_allclose(np.sort(matched[-1].ravel()), np.sort(movie[0].ravel()), rtol=1e-3)

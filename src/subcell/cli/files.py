@@ -250,7 +250,7 @@ def convert(
     if resample is not None:  # (a voxel size that is not positive is refused by VoxelSize, as everywhere)
         from subcell.transforms.resample import resample_image_lazy
 
-        image = resample_image_lazy(image, resample, labels=labels)
+        image = resample_image_lazy(image, resample, labels=labels or threshold is not None)  # (a mask stays one)
     image = image.with_metadata(provenance=image.provenance.then("convert", {"output": str(output)}))
     write(image, output, overwrite=overwrite, ngff_version=ngff_version)
     typer.echo(

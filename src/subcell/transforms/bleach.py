@@ -64,8 +64,8 @@ def bleach_curve(frames: Any, *, background: float | None = None) -> Any:
     for t in range(n_t):
         f = np.asarray(frames[t])  # (as stored: a float64 copy of a uint16 frame would take 4× its bytes)
         if t == 0 and background is None:
-            bg = float(np.percentile(f, 1))
-        means[t] = f.mean(dtype=np.float64)
+            bg = float(np.nanpercentile(f, 1) if f.dtype.kind == "f" else np.percentile(f, 1))
+        means[t] = np.nanmean(f, dtype=np.float64) if f.dtype.kind == "f" else f.mean(dtype=np.float64)
     table = pd.DataFrame({"t": np.arange(n_t, dtype=np.int64), "mean": means, "signal": means - bg})
     table["background"] = bg
     return table
