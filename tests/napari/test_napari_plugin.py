@@ -428,3 +428,28 @@ def test_sample_data() -> None:
     layers = sample_field()
     kinds = [k for _, _, k in layers]
     assert kinds.count("labels") == 2 and layers[0][1]["name"][0] == "brightfield"
+
+
+def test_drift_widget_adds_the_movie_and_its_labels_without_the_drift(qtbot) -> None:  # type: ignore[no-untyped-def]
+    from subcell.napari.widgets import DriftWidget
+    from tests.transforms.test_drift import blobs, drifted
+
+    truth = np.array([[0, 0, 0], [0, 3, -2], [0, 6, 1]])
+    movie = drifted(blobs((3, 120, 120)), truth, (3, 96, 96))
+    lab = (movie > np.percentile(movie, 95)).astype(np.uint8)
+    viewer = ViewerModel()
+    viewer.add_image(movie, name="movie", scale=(1.0, 1.0, 0.5, 0.5))  # (T, Z, Y, X); µm
+    viewer.add_labels(lab, name="cells", scale=(1.0, 1.0, 0.5, 0.5))
+    w = DriftWidget(viewer)
+    w.layer.value, w.follow.value = "movie", "cells"
+    worker = w.start()
+    qtbot.waitUntil(lambda: not worker.is_running and "drift at most" in w.status.value, timeout=60_000)
+    assert w.status.value == "drift at most 0.00 µm in z, 3.00 in y, 1.00 in x"
+    fixed, fixed_lab = viewer.layers["movie drift-corrected"].data, viewer.layers["cells drift-corrected"].data
+    assert fixed.shape == (3, 3, 96 + 6, 96 + 3) and fixed_lab.shape == fixed.shape
+    np.testing.assert_array_equal(fixed[2, :, 0:96, 0:96], movie[2])  # frame 2 moved back by (6, 1): at the corner
+    assert set(np.unique(fixed_lab)) == {0, 1}
+    still = DriftWidget(viewer)
+    viewer.add_image(movie[0], name="one frame", scale=(1.0, 0.5, 0.5))
+    still.layer.value = "one frame"
+    assert still.start() is None and "has one frame" in still.status.value
