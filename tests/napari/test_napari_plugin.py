@@ -431,7 +431,7 @@ def test_sample_data() -> None:
 
 
 def test_drift_widget_adds_the_movie_and_its_labels_without_the_drift(qtbot) -> None:  # type: ignore[no-untyped-def]
-    from subcell.napari.widgets import DriftWidget
+    from subcell.napari.corrections import DriftWidget
     from tests.transforms.test_drift import blobs, drifted
 
     truth = np.array([[0, 0, 0], [0, 3, -2], [0, 6, 1]])
@@ -453,3 +453,20 @@ def test_drift_widget_adds_the_movie_and_its_labels_without_the_drift(qtbot) -> 
     viewer.add_image(movie[0], name="one frame", scale=(1.0, 0.5, 0.5))
     still.layer.value = "one frame"
     assert still.start() is None and "has one frame" in still.status.value
+
+
+def test_bleach_widget_adds_the_movie_back_at_frame_0s_level(qtbot) -> None:  # type: ignore[no-untyped-def]
+    from subcell.napari.corrections import BleachWidget
+    from tests.transforms.test_bleach import OFFSET, bleached_movie
+
+    movie, truth = bleached_movie()
+    viewer = ViewerModel()
+    viewer.add_image(movie, name="dna", scale=(1.0, 1.0, 0.5, 0.5))
+    w = BleachWidget(viewer)
+    w.layer.value = "dna"
+    w.form.widgets["background"].value = str(OFFSET)
+    worker = w.start()
+    qtbot.waitUntil(lambda: not worker.is_running and "largest factor" in w.status.value, timeout=60_000)
+    assert w.status.value == "last frame 41% of frame 0's signal; largest factor 2.411"
+    fixed = viewer.layers["dna bleach-corrected"].data
+    np.testing.assert_allclose(fixed[-1], truth, rtol=2e-3)

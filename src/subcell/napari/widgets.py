@@ -1,6 +1,6 @@
 """napari dock widgets: synthesize a field, run a segmentation workflow (with a preview around the current
-slice), label-free prediction with progress and cancel (and nuclei in a cells layer), a time-lapse's drift taken
-out (with its labels). Forms come from the pydantic configs
+slice), label-free prediction with progress and cancel (and nuclei in a cells layer); a time-lapse's drift and
+bleaching in :mod:`subcell.napari.corrections`. Forms come from the pydantic configs
 (:class:`~subcell.napari.forms.ConfigForm`); long work runs in a worker thread so the viewer never freezes.
 
 Each widget takes the viewer (napari passes it) and only uses ``viewer.layers``, ``viewer.dims`` and
@@ -20,7 +20,7 @@ from magicgui.widgets import ComboBox, Container, FileEdit, Label, ProgressBar, 
 from subcell.napari.forms import ConfigForm
 from subcell.napari.reader import image_layers
 
-__all__ = ["DriftWidget", "PixelsWidget", "PredictWidget", "SegmentWidget", "SynthWidget", "image_from_layer"]
+__all__ = ["PixelsWidget", "PredictWidget", "SegmentWidget", "SynthWidget", "image_from_layer"]
 
 
 def _add(viewer: Any, layers: list[tuple[Any, dict[str, Any], str]]) -> list[Any]:
@@ -135,68 +135,6 @@ class SynthWidget(_Base):
             labels = {k: v for k, v in field.labels.items() if k in ("nucleus", "cell")}
             _add(self.viewer, image_layers(field.image, labels, prefix=f"synth{cfg.seed} "))  # type: ignore[attr-defined]
             self.status.value = f"{len(field.cells)} cells, {field.image.sizes}"
-
-        self.worker = _run(work, lambda _: None, done, self._error)
-        return self.worker
-
-
-class DriftWidget(_Base):
-    """Measure a time-lapse layer's stage drift and add it with the drift taken out (``subcell drift``); a labels
-    layer of the same movie can be moved by the same amounts."""
-
-    FIELDS = ("reference", "lateral_only", "canvas", "subpixel")
-
-    def __init__(self, viewer: Any) -> None:
-        from subcell.transforms.drift import DriftConfig
-
-        self.form = ConfigForm(DriftConfig, self.FIELDS)
-        self.layer = ComboBox(label="time-lapse layer", choices=lambda *_: _image_layer_names(viewer))
-        self.follow = ComboBox(label="labels layer to move too", choices=lambda *_: ["", *_labels_layer_names(viewer)])
-        self.run_button = PushButton(text="Correct drift")
-        super().__init__(viewer, [self.layer, self.follow, self.form.container, self.run_button])
-        self.run_button.changed.connect(self.start)
-        viewer.layers.events.inserted.connect(self._new_layers)
-
-    def _new_layers(self, *_: Any) -> None:
-        self.layer.reset_choices()
-        self.follow.reset_choices()
-
-    def start(self) -> Any:
-        from subcell.image import Image
-        from subcell.transforms.drift import DRIFT_COLUMNS, correct_drift, estimate_drift
-
-        cfg = self._config(self.form)
-        if cfg is None or not self.layer.value:
-            return None
-        layer = self.viewer.layers[self.layer.value]
-        image = image_from_layer(layer)
-        if image.shape[0] < 2:
-            self._error(ValueError(f"layer {layer.name!r} has one frame: drift is measured between frames"))
-            return None
-        follow_name = self.follow.value
-        follow = self.viewer.layers[follow_name] if follow_name else None
-        self.status.value = "measuring the drift…"
-
-        def work() -> Generator[Any, None, Any]:
-            yield "measuring"
-            table = estimate_drift(image.data[:, 0], voxel_size=image.voxel_size, reference=cfg.reference,
-                                   lateral_only=cfg.lateral_only, upsample=cfg.upsample_factor)  # fmt: skip
-            drift = table[DRIFT_COLUMNS].to_numpy()
-            moved = correct_drift(image, drift, canvas=cfg.canvas, subpixel=cfg.subpixel).numpy()[:, 0]
-            labels = None
-            if follow is not None:
-                lab = Image(np.asarray(follow.data)[:, None], voxel_size=image.voxel_size)
-                labels = correct_drift(lab, drift, canvas=cfg.canvas, labels=True).numpy()[:, 0]
-            return drift, moved, labels
-
-        def done(result: Any) -> None:
-            drift, moved, labels = result
-            kw = {"scale": layer.scale, "translate": layer.translate}
-            self.viewer.add_image(moved, name=f"{layer.name} drift-corrected", **kw)
-            if labels is not None:
-                self.viewer.add_labels(labels, name=f"{follow_name} drift-corrected", **kw)
-            top = np.abs(drift).max(axis=0)
-            self.status.value = f"drift at most {top[0]:.2f} µm in z, {top[1]:.2f} in y, {top[2]:.2f} in x"
 
         self.worker = _run(work, lambda _: None, done, self._error)
         return self.worker
