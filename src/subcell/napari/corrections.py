@@ -16,16 +16,18 @@ from subcell.napari.widgets import _Base, _image_layer_names, _labels_layer_name
 __all__ = ["BleachWidget", "DriftWidget"]
 
 
-def _movie(widget: _Base, name: str) -> Any:
-    """The layer ``name`` as a time-lapse :class:`~subcell.image.Image`, or None with the refusal in the status."""
-    if not name:
+def _inputs(widget: Any) -> tuple[Any, Any, Any] | None:
+    """A widget's validated config, its time-lapse layer as an :class:`~subcell.image.Image`, and the layer; None
+    with the refusal in the status line."""
+    cfg = widget._config(widget.form)
+    if cfg is None or not widget.layer.value:
         return None
-    layer = widget.viewer.layers[name]
+    layer = widget.viewer.layers[widget.layer.value]
     image = image_from_layer(layer)
     if image.shape[0] < 2:
         widget._error(ValueError(f"layer {layer.name!r} has one frame: a time-lapse is needed"))
         return None
-    return image
+    return cfg, image, layer
 
 
 class DriftWidget(_Base):
@@ -53,13 +55,9 @@ class DriftWidget(_Base):
         from subcell.image import Image
         from subcell.transforms.drift import DRIFT_COLUMNS, correct_drift, estimate_drift
 
-        cfg = self._config(self.form)
-        if cfg is None:
+        if (given := _inputs(self)) is None:
             return None
-        image = _movie(self, self.layer.value)
-        if image is None:
-            return None
-        layer = self.viewer.layers[self.layer.value]
+        cfg, image, layer = given
         follow_name = self.follow.value
         follow = self.viewer.layers[follow_name] if follow_name else None
         self.status.value = "measuring the drift…"
@@ -108,13 +106,9 @@ class BleachWidget(_Base):
     def start(self) -> Any:
         from subcell.transforms.bleach import bleach_curve, bleach_factors, correct_bleach
 
-        cfg = self._config(self.form)
-        if cfg is None:
+        if (given := _inputs(self)) is None:
             return None
-        image = _movie(self, self.layer.value)
-        if image is None:
-            return None
-        layer = self.viewer.layers[self.layer.value]
+        cfg, image, layer = given
         self.status.value = "measuring the bleaching…"
 
         def work() -> Generator[Any, None, Any]:
