@@ -162,6 +162,6 @@ def test_the_report_says_and_draws_the_drift_and_bleaching_tables(tmp_path: Path
         in said
     )
     assert "still_drift.csv: stage drift over 3 frames, at most 0.00 µm in z, 2.00 in y, 1.00 in x; largest step " \
-           "2.00 µm" in dyn.lines  # fmt: skip
+           "2.00 µm (frame 1)" in dyn.lines  # fmt: skip
     assert [title for title, _ in dyn.figures] == ["bright bleach", "still drift"]
     assert all(png.startswith(b"\x89PNG") for _, png in dyn.figures)

@@ -114,14 +114,20 @@ def drift(
 ) -> None:
     """Measure a time-lapse's stage drift (cross-correlation of frames, sub-voxel, µm) and write the movie with it
     taken out, and the drift per frame as a table."""
-    import numpy as np
 
     from subcell.config import load_validated
     from subcell.errors import InputFileError, ValueRangeError
     from subcell.io import write, write_table
     from subcell.io._atomic import check_output
     from subcell.io.writer import output_format
-    from subcell.transforms.drift import DRIFT_COLUMNS, DriftConfig, correct_drift, drift_canvas, estimate_drift
+    from subcell.transforms.drift import (
+        DRIFT_COLUMNS,
+        DriftConfig,
+        correct_drift,
+        drift_canvas,
+        drift_extent,
+        estimate_drift,
+    )
 
     cfg = load_validated(DriftConfig, config, assignments=set_ or (), overrides={
         "reference": reference, "lateral_only": lateral_only, "canvas": canvas, "subpixel": subpixel,
@@ -162,12 +168,9 @@ def drift(
     write(moved, output, overwrite=overwrite)
     if measured is not None and tab_path is not None:
         write_table(measured, tab_path, overwrite=overwrite)
-    size = np.abs(values).max(axis=0)
-    steps = np.linalg.norm(np.diff(values, axis=0), axis=1)
     origin = drift_canvas(values, shape=image.shape, voxel_size=image.voxel_size, canvas=cfg.canvas)[2]
     source = f" (from {apply})" if apply is not None else ""
-    typer.echo(f"drift{source} over {image.shape[0]} frames: at most {size[0]:.2f} µm in z, {size[1]:.2f} in y, "
-               f"{size[2]:.2f} in x; largest step {steps.max():.2f} µm (frame {int(steps.argmax()) + 1})")  # fmt: skip
+    typer.echo(f"drift{source} over {image.shape[0]} frames: {drift_extent(values, steps=True)}")
     typer.echo(f"wrote {output} ({' '.join(f'{k}={v}' for k, v in moved.sizes.items())}, canvas {cfg.canvas}"
                + (f", frame 0 at voxel {origin}" if any(origin) else "") + ")"
                + (f" and {tab_path}" if measured is not None else ""))  # fmt: skip

@@ -228,10 +228,9 @@ def track(
     if begin_end := fates(lin):
         typer.echo(f"tracks {begin_end}")
     if drift_um is not None:
-        import numpy as np
+        from subcell.transforms.drift import drift_extent
 
-        top = np.abs(drift_um).max(axis=0)
-        typer.echo(f"drift taken out: at most {top[0]:.2f} µm in z, {top[1]:.2f} in y, {top[2]:.2f} in x")
+        typer.echo(f"drift taken out: {drift_extent(drift_um)}")
 
 
 def _drift(drift: str | None, lab: Any, intensity: Any) -> Any:

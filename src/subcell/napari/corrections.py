@@ -53,7 +53,7 @@ class DriftWidget(_Base):
 
     def start(self) -> Any:
         from subcell.image import Image
-        from subcell.transforms.drift import DRIFT_COLUMNS, correct_drift, estimate_drift
+        from subcell.transforms.drift import DRIFT_COLUMNS, correct_drift, drift_extent, estimate_drift
 
         if (given := _inputs(self)) is None:
             return None
@@ -80,8 +80,7 @@ class DriftWidget(_Base):
             self.viewer.add_image(moved, name=f"{layer.name} drift-corrected", **kw)
             if labels is not None:
                 self.viewer.add_labels(labels, name=f"{follow_name} drift-corrected", **kw)
-            top = np.abs(drift).max(axis=0)
-            self.status.value = f"drift at most {top[0]:.2f} µm in z, {top[1]:.2f} in y, {top[2]:.2f} in x"
+            self.status.value = f"drift {drift_extent(drift)}"
 
         self.worker = _run(work, lambda _: None, done, self._error)
         return self.worker

@@ -288,10 +288,11 @@ def _tracks_section(folder: Path, section: Any, used: set[Path]) -> None:
                              f"µm/min, net displacement {q.net_displacement_um:.2f} µm, straightness "
                              f"{q.straightness:.2f}; fastest step {lineage.max_speed_um_per_min.max():.2f} µm/min")  # fmt: skip
         if {"drift_y_um", "drift_x_um"} <= set(df.columns):  # tracked with the stage's drift taken out
-            top = df.groupby("t")[["drift_z_um", "drift_y_um", "drift_x_um"]].first().abs().max()
-            sec.lines.append(f"{tracks.relative_to(folder)}: linked and measured without the stage's drift (at "
-                             f"most {top.drift_z_um:.2f} µm in z, {top.drift_y_um:.2f} in y, {top.drift_x_um:.2f} "
-                             "in x)")  # fmt: skip
+            from subcell.transforms.drift import DRIFT_COLUMNS, drift_extent
+
+            per_frame = df.groupby("t")[DRIFT_COLUMNS].first().to_numpy()
+            sec.lines.append(f"{tracks.relative_to(folder)}: linked and measured without the stage's drift "
+                             f"({drift_extent(per_frame)})")  # fmt: skip
         if lineage is not None and (begin_end := fates(lineage)):
             sec.lines.append(f"{tracks.relative_to(folder)}: tracks {begin_end}")
         if lineage is not None and "growth_rate_per_h" in lineage and lineage.growth_rate_per_h.notna().any():

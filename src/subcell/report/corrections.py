@@ -48,12 +48,10 @@ def correction_lines(path: Path, table: Any) -> tuple[list[str], bytes] | None:
     """A report line and figure for a drift or bleaching table (None for any other table)."""
     columns = set(table.columns)
     if set(DRIFT_TABLE_COLUMNS) <= columns and len(table):
+        from subcell.transforms.drift import drift_extent
+
         d = table[list(DRIFT_TABLE_COLUMNS[1:])].to_numpy(np.float64)
-        top = np.abs(d).max(axis=0)
-        steps = np.linalg.norm(np.diff(d, axis=0), axis=1) if len(d) > 1 else np.zeros(1)
-        line = (f"{path.name}: stage drift over {len(d)} frames, at most {top[0]:.2f} µm in z, {top[1]:.2f} in y, "
-                f"{top[2]:.2f} in x; largest step {steps.max():.2f} µm")  # fmt: skip
-        return [line], drift_png(table)
+        return [f"{path.name}: stage drift over {len(d)} frames, {drift_extent(d, steps=True)}"], drift_png(table)
     if set(BLEACH_COLUMNS) <= columns and len(table):
         lines = []
         for name, part in table.groupby("channel", sort=False):

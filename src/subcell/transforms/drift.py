@@ -31,7 +31,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from subcell.errors import ValueRangeError
 from subcell.image import Image, VoxelSize
 
-__all__ = ["DRIFT_COLUMNS", "DriftConfig", "correct_drift", "drift_canvas", "estimate_drift"]
+__all__ = ["DRIFT_COLUMNS", "DriftConfig", "correct_drift", "drift_canvas", "drift_extent", "estimate_drift"]
 
 DRIFT_COLUMNS = ["drift_z_um", "drift_y_um", "drift_x_um"]
 # A frame above this many voxels is binned laterally for the estimate (a 65 × 2048 × 2048 frame's complex128
@@ -218,6 +218,18 @@ def _region(region_um: Sequence[float], vs: Sequence[float], shape: Sequence[int
                                   field="region")  # fmt: skip
         cut.append(slice(lo, hi))
     return cut[0], cut[1]
+
+
+def drift_extent(drift_um: Any, *, steps: bool = False) -> str:
+    """``at most 0.00 µm in z, 3.00 in y, 1.00 in x`` of a ``(T, 3)`` drift (µm), and with ``steps`` its largest
+    step between frames (``; largest step 2.00 µm (frame 4)``): how every report of a drift says it."""
+    d = np.asarray(drift_um, np.float64).reshape(-1, 3)
+    top = np.abs(d).max(axis=0) if len(d) else np.zeros(3)
+    said = f"at most {top[0]:.2f} µm in z, {top[1]:.2f} in y, {top[2]:.2f} in x"
+    if steps and len(d) > 1:
+        step = np.linalg.norm(np.diff(d, axis=0), axis=1)
+        said += f"; largest step {step.max():.2f} µm (frame {int(step.argmax()) + 1})"
+    return said
 
 
 def drift_canvas(
