@@ -171,11 +171,17 @@ def one_channel(image: Any, channel: str | None, path: Path) -> Any:
 def label_channel(image: Any, path: Path, *, label_option: str | None = None) -> None:
     """Refuse ``image`` (read from ``path``) as labels when it has several channels (or is of floats) and, an
     OME-Zarr image holding NGFF label images (a synthetic field, an image segmented with ``--into-labels``), name
-    those and how to choose one: the command's ``label_option`` (``--label``), else the label image's path."""
+    those and how to choose one: the command's ``label_option`` (``--label``), else the label image's path; and
+    when its first frame is a mask resampled with interpolation (:func:`subcell.segment.measure.interpolated_mask`;
+    the middle of a large frame is read, nothing more)."""
     from subcell.errors import InputFileError, ValueRangeError
     from subcell.io import detect_format, label_names
 
     if image.shape[1] == 1 and image.dtype.kind != "f":
+        from subcell.segment.measure import interpolated_mask
+
+        if (said := interpolated_mask(image.data[0, 0])) is not None:
+            raise ValueRangeError(said, path=path, field="labels")
         return
     names = label_names(path) if detect_format(path) == "ome-zarr" else []
     if names:
@@ -184,16 +190,6 @@ def label_channel(image: Any, path: Path, *, label_option: str | None = None) ->
                              field="label")  # fmt: skip
     if image.shape[1] != 1:
         raise ValueRangeError(f"labels must have one channel, got {image.shape[1]}", path=path, field="labels")
-
-
-def refuse_interpolated_mask(image: Any, path: Path) -> None:
-    """Refuse labels (read from ``path``) whose first frame is a mask resampled with interpolation
-    (:func:`subcell.segment.measure.interpolated_mask`; the middle of a large frame is read, nothing more)."""
-    from subcell.errors import ValueRangeError
-    from subcell.segment.measure import interpolated_mask
-
-    if (said := interpolated_mask(image.data[0, 0])) is not None:
-        raise ValueRangeError(said, path=path, field="labels")
 
 
 @contextmanager
@@ -272,13 +268,18 @@ def movie_outputs(output: Path, table: Path | None, *, kind: str, overwrite: boo
 
 
 def read_movie(path: Path, **reading: Any) -> Any:
-    """A time-lapse read as :func:`read_input` reads it; one frame is a one-line error naming its sizes and the
-    ``--axes`` a plain TIFF whose time axis was read as Z may need."""
+    """A time-lapse read as :func:`read_input` reads it, refused as :func:`check_time_lapse` says."""
+    image = read_input(path, **reading)
+    check_time_lapse(image, path)
+    return image
+
+
+def check_time_lapse(image: Any, path: Path) -> None:
+    """Refuse an image of one frame where a time-lapse is needed: one line naming its sizes and the ``--axes`` a
+    plain TIFF whose time axis was read as Z may need."""
     from subcell.errors import ValueRangeError
 
-    image = read_input(path, **reading)
     if image.shape[0] < 2:
         sizes = " ".join(f"{k}={v}" for k, v in image.sizes.items())
         raise ValueRangeError(f"expected a time-lapse (T > 1), got {image.shape[0]} frame (sizes {sizes}); a plain "
                               "TIFF may need --axes TZYX or TYX", path=path, field="T")  # fmt: skip
-    return image

@@ -21,7 +21,6 @@ from subcell.cli.options import (
     read_assuming,
     read_beside,
     read_input,
-    refuse_interpolated_mask,
 )
 
 __all__ = ["evaluate_seg", "measure", "segment", "workflows_app"]
@@ -191,7 +190,6 @@ def evaluate_seg(
     t_img = _read_any_labels(truth, voxel_size, axes_of(truth), force_voxel_size)
     for name, img in ((pred, p_img), (truth, t_img)):
         label_channel(img, name)
-        refuse_interpolated_mask(img, name)
     # read lazily and scored a piece at a time (each label block checked as it is read): never held whole
     p = as_labels(p_img.data[:, 0], path=pred, lazy=True)
     t = as_labels(t_img.data[:, 0], path=truth, lazy=True)
@@ -306,7 +304,6 @@ def measure(
     axes_of = axes_among(axes, [labels, *([intensity] if intensity else [])])
     lab_img = read_input(labels, voxel_size=voxel_size, axes=axes_of(labels), force=force_voxel_size)
     label_channel(lab_img, labels)
-    refuse_interpolated_mask(lab_img, labels)
     # every input stays lazy: measured a frame at a time, so a time-lapse is never held whole (label blocks are
     # checked as they are read)
     lab = as_labels(lab_img.data[:, 0], path=labels, lazy=True)

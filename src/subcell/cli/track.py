@@ -16,12 +16,12 @@ from subcell.cli.options import (
     TimeIntervalOpt,
     VoxelSizeOpt,
     axes_among,
+    check_time_lapse,
     label_channel,
     one_channel,
     read_assuming,
     read_beside,
     read_input,
-    refuse_interpolated_mask,
 )
 
 __all__ = ["evaluate_tracks", "load_tracks", "read_label_timelapse", "track"]
@@ -38,7 +38,7 @@ def read_label_timelapse(path: Path, *, label: str | None, voxel_size: Any, axes
     image, or a CTC folder; one-line errors for a missing T axis, several channels, or non-integer values. A given
     ``time_interval`` follows :func:`subcell.io.read`'s rule (used where the input states none). ``label_option``
     is the command's option naming the label image (None: the command has none, the label's path is asked for)."""
-    from subcell.errors import InputFileError, MetadataError, ValueRangeError
+    from subcell.errors import InputFileError, MetadataError
     from subcell.image import Image
     from subcell.io import as_labels, label_names, read_labels
     from subcell.io._raw import resolve_time_interval
@@ -60,13 +60,8 @@ def read_label_timelapse(path: Path, *, label: str | None, voxel_size: Any, axes
             img = read_input(path, voxel_size=voxel_size, axes=axes, force=force, time_interval=time_interval)
             if names:  # an image with label images inside: which to choose (before its other checks)
                 label_channel(img, path, label_option=label_option)
-    if img.shape[0] < 2:
-        raise ValueRangeError(
-            f"expected a time-lapse (T > 1), got {img.shape[0]} frame; a plain TIFF may need --axes TZYX or TYX",
-            path=path, field="T",
-        )  # fmt: skip
+    check_time_lapse(img, path)  # (before one channel: a movie read with T as C is told its --axes)
     label_channel(img, path)
-    refuse_interpolated_mask(img, path)
     # (a CTC folder states no interval, a label image inside a store its own: the same rule as for files)
     img = img.with_metadata(time_interval=resolve_time_interval(img.time_interval, time_interval, path, force=force)[0])
     data = as_labels(img.data[:, 0], path=path, lazy=True)  # read lazily, it stays lazy: checked block by block
