@@ -146,7 +146,7 @@ def run(argv: list[str] | None = None) -> int:
 
     args = list(sys.argv[1:] if argv is None else argv)
     _STATE["verbose"] = False  # nothing carries over from an earlier in-process run
-    from subcell.io._atomic import last_output_begun, remove_unfinished
+    from subcell.io._atomic import last_output_begun, remove_unfinished, within_output
 
     last_output_begun(forget=True)
     try:
@@ -175,19 +175,12 @@ def run(argv: list[str] | None = None) -> int:
 
             traceback.print_exc()
         output = last_output_begun()
-        if output is not None and (not e.filename or _inside_output(Path(str(e.filename)), output)):
+        if output is not None and (not e.filename or within_output(Path(str(e.filename)), output)):
             typer.echo(f"error: {output}: {e.strerror or e} (writing it); nothing unfinished was left", err=True)
         else:  # another file's (an input the storage refuses to read)
             typer.echo(f"error: {e.filename + ': ' if e.filename else ''}{e.strerror or e}", err=True)
         return 1
     return 0
-
-
-def _inside_output(file: Path, output: Path) -> bool:
-    """Whether ``file`` is the output or lies in it or in one of its hidden temporaries (``.NAME.partial-…``)."""
-    file, output = file.resolve(), output.resolve()
-    top = next((p for p in (file, *file.parents) if p.parent == output.parent), None)
-    return top is not None and (top == output or top.name.startswith(f".{output.name}."))
 
 
 # what the storage refuses while a command writes (a full disk, a quota, a read-only or foreign folder): said in

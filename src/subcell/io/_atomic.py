@@ -31,6 +31,7 @@ __all__ = [
     "scratch_beside",
     "scratch_temporary",
     "temporary_sibling",
+    "within_output",
 ]
 
 
@@ -67,6 +68,14 @@ def last_output_begun(*, forget: bool = False) -> Path | None:
     if forget:
         _BEGUN[0] = None
     return begun
+
+
+def within_output(file: Path, output: Path) -> bool:
+    """Whether ``file`` is ``output``, lies in it, or in one of its temporaries or scratch folders
+    (:func:`_owned_name`: ``.NAME.KIND-…`` beside it)."""
+    file, output = file.resolve(), output.resolve()
+    top = next((p for p in (file, *file.parents) if p.parent == output.parent), None)
+    return top is not None and (top == output or top.name.startswith(f".{output.name}."))
 
 
 def _owned_name(path: Path, kind: str) -> str:

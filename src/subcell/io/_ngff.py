@@ -29,6 +29,7 @@ from subcell.io.ome_xml import ome_collection
 
 __all__ = [
     "CollectionImage",
+    "checked_dask_array",
     "collection_images",
     "group_attrs",
     "json_attrs",
@@ -275,7 +276,7 @@ class CheckedArray:
         return None
 
 
-def _dask_array(array: Any, path: Path) -> Any:
+def checked_dask_array(array: Any, path: Path) -> Any:
     """``array`` as a lazy dask array of its own chunks (as ``dask.array.from_zarr``), read through
     :class:`CheckedArray`."""
     import dask.array as da
@@ -310,7 +311,7 @@ def level0_volume(path: Path, t: int, c: int, *, scene: int | str | None = None)
 def read_ome_zarr(path: Path, *, scene: int | str | None = None) -> RawImage:
     """One multiscale image (a scene) of an OME-Zarr store, its full-resolution level as a lazy dask array."""
     group, attrs, ms, scenes, idx = _multiscale(path, scene)
-    data = _dask_array(_level0(path, group, ms), path)
+    data = checked_dask_array(_level0(path, group, ms), path)
     axes = [a if isinstance(a, dict) else {"name": a} for a in ms.get("axes", [])]
     # NGFF before 0.4 had no axes: its arrays were always the trailing axes of TCZYX
     dims = "".join(str(a.get("name", "")).upper() for a in axes) if axes else _AXES[len(_AXES) - data.ndim :]

@@ -121,7 +121,7 @@ def csv_format(path: str | Path) -> dict[str, str]:
         header = next((line for line in f if line.strip()), "")
     counts = {sep: header.count(sep) for sep in (",", ";", "\t")}
     sep = max(counts, key=lambda k: counts[k]) if any(counts.values()) else ","
-    return {"sep": sep, "decimal": ","} if sep == ";" else {"sep": sep}
+    return {"sep": sep, "decimal": "," if sep == ";" else "."}
 
 
 def read_table(path: str | Path, *, what: str = "table") -> Any:
@@ -142,7 +142,7 @@ def read_table(path: str | Path, *, what: str = "table") -> Any:
             return pd.DataFrame([{k: json.dumps(v) if isinstance(v, (list, dict)) else v for k, v in record.items()}])
         if p.suffix.lower() == ".csv":
             fmt = csv_format(p)
-            return pd.read_csv(p, sep=fmt["sep"], decimal=fmt.get("decimal", "."))
+            return pd.read_csv(p, sep=fmt["sep"], decimal=fmt["decimal"])
         return pd.read_parquet(p)
     except Exception as e:
         raise InputFileError(f"unreadable {what} ({type(e).__name__}: {e})", path=p) from None

@@ -97,7 +97,7 @@ def _load_table(path: Path) -> list[dict[str, Any]]:
         if suffix == ".csv":
             fmt = csv_format(path)
             df = pd.read_csv(path, dtype=str, keep_default_na=False, skipinitialspace=True, sep=fmt["sep"])
-            if fmt.get("decimal") == ",":  # read as text: the numbers' decimal commas made points here (the
+            if fmt["decimal"] == ",":  # read as text: the numbers' decimal commas made points here (the
                 for col in {*_VS_COLUMNS, "time_interval"} & set(df.columns):  # numeric columns; ids, paths stay)
                     df[col] = df[col].str.replace(_DECIMAL_COMMA, r"\1.\2", regex=True)
         elif suffix in (".parquet", ".pq"):

@@ -198,7 +198,7 @@ def pyramid_levels(path: str | Path, label: str | None = None) -> list[Any] | No
     the store's own axes; None when ``path`` is not such a store (viewers show the level a zoom needs)."""
     import zarr
 
-    from subcell.io._ngff import _dask_array, group_attrs
+    from subcell.io._ngff import checked_dask_array, group_attrs
 
     p = Path(path) / "labels" / label if label else Path(path)
     try:
@@ -208,7 +208,7 @@ def pyramid_levels(path: str | Path, label: str | None = None) -> list[Any] | No
     ms = group_attrs(group).get("multiscales")
     if not ms:
         return None
-    return [_dask_array(group[d["path"]], p) for d in ms[0]["datasets"]]
+    return [checked_dask_array(group[d["path"]], p) for d in ms[0]["datasets"]]
 
 
 def is_label_image(path: str | Path) -> bool:
