@@ -161,19 +161,13 @@ def run(argv: list[str] | None = None) -> int:
         typer.echo("error: terminated (SIGTERM); its unfinished outputs were removed", err=True)
         return 128 + 15
     except SubcellError as e:
-        if _STATE["verbose"] or "--verbose" in args or "-v" in args:
-            import traceback
-
-            traceback.print_exc()
+        _traceback_if_verbose(args)
         typer.echo(error_line(e), err=True)
         return 2
     except OSError as e:
         if e.errno not in _STORAGE_ERRNOS:  # (anything else is a bug's: its traceback)
             raise
-        if _STATE["verbose"] or "--verbose" in args or "-v" in args:
-            import traceback
-
-            traceback.print_exc()
+        _traceback_if_verbose(args)
         output = last_output_begun()
         if output is not None and (not e.filename or within_output(Path(str(e.filename)), output)):
             typer.echo(f"error: {output}: {e.strerror or e} (writing it); nothing unfinished was left", err=True)
@@ -181,6 +175,14 @@ def run(argv: list[str] | None = None) -> int:
             typer.echo(f"error: {e.filename + ': ' if e.filename else ''}{e.strerror or e}", err=True)
         return 1
     return 0
+
+
+def _traceback_if_verbose(args: list[str]) -> None:
+    """The traceback of the error being handled, with ``--verbose`` (given before or after the command)."""
+    if _STATE["verbose"] or "--verbose" in args or "-v" in args:
+        import traceback
+
+        traceback.print_exc()
 
 
 # what the storage refuses while a command writes (a full disk, a quota, a read-only or foreign folder): said in
