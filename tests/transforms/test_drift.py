@@ -186,6 +186,9 @@ def test_cli_bad_input_is_one_line_and_writes_nothing(tmp_path: Path, capsys) ->
     bad.write_text("t,drift_z_um,drift_y_um,drift_x_um\n0,0,0,0\n1,0,0,0\n")
     err = cli_user_error(capsys, "drift", str(movie), str(out), "--apply", str(bad))
     assert "bad.csv" in err and "frames 0..1" in err and "0..3" in err
+    bad.write_text("t,drift_z_um,drift_y_um,drift_x_um\n0,0,0,0\n1,0,abc,0\n2,0,0,0\n3,0,0,0\n")
+    err = cli_user_error(capsys, "drift", str(movie), str(out), "--apply", str(bad))
+    assert "bad.csv" in err and "finite numbers" in err
     err = cli_user_error(capsys, "drift", str(movie), str(out), "--apply", str(bad), "--table", str(tmp_path / "t.csv"))
     assert "with --apply nothing is measured" in err
     err = cli_user_error(capsys, "drift", str(movie), str(out), "-c", "dna", "--region-um", "0", "500", "0", "10")

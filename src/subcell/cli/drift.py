@@ -29,6 +29,7 @@ def read_drift_table(path: Path, n_frames: int) -> Any:
     ``t = 0 … T−1`` with finite ``drift_z_um, drift_y_um, drift_x_um``; anything else is a one-line error naming
     the file and the field."""
     import numpy as np
+    import pandas as pd
 
     from subcell.errors import InputFileError
     from subcell.io import read_table
@@ -44,8 +45,8 @@ def read_drift_table(path: Path, n_frames: int) -> Any:
     if len(t) != n_frames or not np.array_equal(t, np.arange(n_frames)):
         raise InputFileError(f"has frames {t.min()}..{t.max()} ({len(t)} rows); the movie has frames 0..{n_frames - 1}",
                              path=path, field="t")  # fmt: skip
-    values = table[DRIFT_COLUMNS].apply(lambda c: c.astype("float64", errors="ignore")).to_numpy()
-    if values.dtype.kind != "f" or not np.isfinite(values).all():
+    values = table[DRIFT_COLUMNS].apply(pd.to_numeric, errors="coerce").to_numpy(np.float64)  # (text: NaN)
+    if not np.isfinite(values).all():
         raise InputFileError("drift values must be finite numbers (µm) in every row", path=path, field="drift")
     return values
 
