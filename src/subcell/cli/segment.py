@@ -254,6 +254,48 @@ def _score_annotated(pred: Any, annotated: list[tuple[int, int | None, Path, Any
     return per_frame, table
 
 
+def colocalization_spec(
+    pairs: list[str],
+    channels: list[str],
+    thresholds: str,
+    randomizations: int,
+    block_um: tuple[float, float, float] | None,
+) -> Any:
+    """The ``--colocalize`` options as a :class:`~subcell.metrics.colocalization.ColocalizationSpec`: each pair's
+    channels by name or index, the thresholds as a method or two numbers."""
+    from dataclasses import replace
+
+    from subcell.errors import ValueRangeError
+    from subcell.metrics.colocalization import THRESHOLDS, ColocalizationSpec
+
+    def channel(token: str) -> str:
+        if token in channels:
+            return token
+        if token.lstrip("-").isdigit() and -len(channels) <= int(token) < len(channels):
+            return channels[int(token)]
+        raise ValueRangeError(f"no channel {token!r} in --intensity; it has {channels}", field="colocalize")
+
+    chosen = []
+    for pair in pairs:
+        names = [p.strip() for p in pair.split(",")]
+        if len(names) != 2 or not all(names):
+            raise ValueRangeError(f"expected two channels A,B, got {pair!r}", field="colocalize")
+        chosen.append((channel(names[0]), channel(names[1])))
+    method: str | tuple[float, float] = thresholds
+    if thresholds not in THRESHOLDS:
+        try:
+            ta, tb = (float(v) for v in thresholds.split(","))
+        except ValueError:
+            raise ValueRangeError(
+                f"expected {' or '.join(THRESHOLDS)} or two numbers TA,TB, got {thresholds!r}", field="coloc-thresholds"
+            ) from None
+        method = (ta, tb)
+    if block_um is not None and not all(v > 0 for v in block_um):
+        raise ValueRangeError(f"block sizes must be positive µm, got {block_um}", field="coloc-block-um")
+    spec = ColocalizationSpec(tuple(chosen), method, randomizations)
+    return spec if block_um is None else replace(spec, block_um=block_um)
+
+
 def measure(
     labels: Annotated[
         Path, typer.Argument(help="Instance labels (cells, nuclei, ...), or a mask: measured per connected component.")
@@ -285,6 +327,34 @@ def measure(
             "organelles (mitochondria, ER).",
         ),
     ] = False,
+    colocalize: Annotated[
+        Optional[list[str]],  # noqa: UP045
+        typer.Option(
+            "--colocalize",
+            help="A,B: two channels of --intensity (names or indices) compared in each object: Pearson, Spearman, "
+            "Manders' M1/M2 above thresholds, overlap, ICQ (repeat for more pairs).",
+        ),
+    ] = None,
+    coloc_thresholds: Annotated[
+        str,
+        typer.Option(
+            "--coloc-thresholds",
+            help="Where each channel's signal starts, per object: costes (automatic, from the pair's regression), "
+            "otsu (each channel's own), or TA,TB (e.g. the backgrounds).",
+        ),
+    ] = "costes",
+    coloc_randomizations: Annotated[
+        int,
+        typer.Option(
+            "--coloc-randomizations",
+            min=0,
+            help="Costes' significance test: shuffles of blocks of the first channel (adds _p_value; 0: none).",
+        ),
+    ] = 0,
+    coloc_block_um: Annotated[
+        Optional[tuple[float, float, float]],  # noqa: UP045
+        typer.Option("--coloc-block-um", help="Z Y X µm of the shuffled blocks: about the PSF (default 1.0 0.4 0.4)."),
+    ] = None,
     voxel_size: VoxelSizeOpt = None,
     axes: AxesOpt = None,
     force_voxel_size: ForceOpt = False,
@@ -312,6 +382,13 @@ def measure(
         img = read_beside(intensity, lab_img, axes=axes_of(intensity), what="the intensity image",
                           scene=intensity_scene)  # fmt: skip
         chans = {n: img.data[:, i] for i, n in enumerate(img.channel_names)}
+    coloc = None
+    if colocalize:
+        if intensity is None:
+            raise ValueRangeError("--colocalize compares channels of --intensity: give --intensity IMAGE",
+                                  field="colocalize")  # fmt: skip
+        coloc = colocalization_spec(colocalize, img.channel_names, coloc_thresholds, coloc_randomizations,
+                                    coloc_block_um)  # fmt: skip
     structs = {}
     for item in structure or []:
         if "=" not in item:
@@ -321,7 +398,7 @@ def measure(
         structs[name] = as_labels(struct.data[:, 0], path=path, lazy=True)
     result = measure_frames(lab, voxel_size=lab_img.voxel_size, intensity=chans, structures=structs,
                             time_interval_s=lab_img.time_interval if lab_img.shape[0] > 1 else None,
-                            components=components, skeleton=skeleton)  # fmt: skip
+                            components=components, skeleton=skeleton, colocalize=coloc)  # fmt: skip
     if result.attrs["components"] and components is None:
         typer.echo(f"note: {labels} is a mask: each connected component measured as an object (numbered in each "
                    "frame; --no-components for the mask as one object)", err=True)  # fmt: skip

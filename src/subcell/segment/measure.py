@@ -11,6 +11,7 @@ from scipy import ndimage as ndi
 
 from subcell.errors import ValueRangeError
 from subcell.image import VoxelSize, as_array, materialize
+from subcell.metrics.colocalization import ColocalizationSpec, colocalization
 from subcell.metrics.shape import border_ids, principal_axes, skeleton_stats, sphericity, surface_area
 
 __all__ = [
@@ -32,6 +33,7 @@ def measure_objects(
     surface: bool = True,
     skeleton: bool = False,
     background_um: float = 2.0,
+    colocalize: ColocalizationSpec | None = None,
 ) -> Any:
     """One row per object id: volume, surface area, sphericity, centroid, bounding box, principal axes, intensities.
 
@@ -58,6 +60,11 @@ def measure_objects(
     skeleton : bool
         Add ``skeleton_length_um``, ``branch_points``, ``end_points`` (:func:`~subcell.metrics.shape.skeleton_stats`):
         the network measures of tubular objects (mitochondria, ER).
+    colocalize : ColocalizationSpec, optional
+        Pairs of ``intensity`` channels compared in each object (:func:`~subcell.metrics.colocalization.
+        colocalization`): ``coloc_<a>_<b>_pearson``, ``_spearman``, ``_m1``, ``_m2``, ``_threshold_a``,
+        ``_threshold_b``, ``_pearson_above``, ``_overlap``, ``_icq`` and, with randomizations, ``_p_value``
+        (seeded by the object's id: the same numbers every run).
 
     Returns
     -------
@@ -81,6 +88,13 @@ def measure_objects(
                 f"intensity {name!r} has shape {a.shape} but labels have {lab.shape}", field="intensity"
             )
         chans[name] = a
+    for pair in colocalize.pairs if colocalize else ():
+        for name in pair:
+            if name not in chans:
+                raise ValueRangeError(
+                    f"channel {name!r} to colocalize is not among the intensity channels {list(chans)}",
+                    field="colocalize",
+                )
     border = border_ids(lab)
     flat = lab.shape[0] == 1
     # the background ring's reach in voxels per axis (none along z of a single plane)
@@ -143,6 +157,8 @@ def measure_objects(
                 f"{name}_max": vals.max(), f"{name}_integrated": vals.sum(),
                 f"{name}_background": float(np.median(ring)) if ring.size else np.nan,
             })  # fmt: skip
+        if colocalize:
+            row.update(_colocalized(colocalize, chans, sl, obj, vs, i))
         rows.append(row)
     if not rows:  # no object: the same columns and dtypes as a table with objects (a field's or a frame's tables
         # are concatenated and written as one Parquet dataset), taken from a one-voxel object measured alike
@@ -150,9 +166,29 @@ def measure_objects(
         probe.flat[0] = 1
         return measure_objects(
             probe, voxel_size=vs, intensity={k: np.zeros(probe.shape, a.dtype) for k, a in chans.items()},
-            surface=surface, skeleton=skeleton, background_um=background_um,
+            surface=surface, skeleton=skeleton, background_um=background_um, colocalize=colocalize,
         ).iloc[:0]  # fmt: skip
     return pd.DataFrame(rows)
+
+
+def _colocalized(
+    spec: ColocalizationSpec, chans: Mapping[str, np.ndarray], box: tuple[slice, ...], obj: np.ndarray,
+    voxel_size: tuple[float, float, float], label: int,
+) -> dict[str, float]:  # fmt: skip
+    """The colocalization columns of one object (its bounding box ``box``, its voxels ``obj`` in the box)."""
+    flat = obj.shape[0] == 1
+    block = spec.block(voxel_size)
+    if flat:
+        block[0] = 1
+    out = {}
+    for a, b in spec.pairs:
+        c = colocalization(chans[a][box], chans[b][box], obj, thresholds=spec.thresholds,
+                           randomizations=spec.randomizations, block=block, seed=label)  # fmt: skip
+        values = c.as_dict()
+        if not spec.randomizations:
+            values.pop("p_value")
+        out.update({f"coloc_{a}_{b}_{k}": v for k, v in values.items()})
+    return out
 
 
 def mask_components(a: np.ndarray) -> np.ndarray | None:
@@ -292,6 +328,7 @@ def measure_frames(
     time_interval_s: float | None = None,
     components: bool | None = None,
     skeleton: bool = False,
+    colocalize: ColocalizationSpec | None = None,
 ) -> Any:
     """Measure every frame of a ``(T, Z, Y, X)`` label array: one row per object and frame, with a ``t`` column
     (and ``time_min``, the frame's time in minutes, when ``time_interval_s`` is given).
@@ -299,7 +336,8 @@ def measure_frames(
     A mask (an organelle segmentation: only 0 and 1, or 0 and 255; :func:`mask_components`) is measured per
     connected component, numbered 1..N in each frame, and ``result.attrs["components"]`` is True; ``components``
     True splits every frame's labels so (instance ids are then ignored), False measures a mask as one object.
-    ``skeleton`` adds each object's skeleton length, branch and end points (:func:`measure_objects`).
+    ``skeleton`` adds each object's skeleton length, branch and end points, ``colocalize`` the colocalization of
+    pairs of ``intensity`` channels in each object (:func:`measure_objects`).
 
     ``intensity`` arrays are ``(T, Z, Y, X)`` per channel; ``structures`` (masks or labels, ``(T, Z, Y, X)``)
     add per-cell volume fractions and counts (:func:`structures_per_cell`). Lazy arrays (Dask, Zarr) are read a
@@ -324,7 +362,7 @@ def measure_frames(
             frame, split = parts, True
         table = measure_objects(
             frame, voxel_size=voxel_size, intensity={k: materialize(v[t]) for k, v in (intensity or {}).items()},
-            skeleton=skeleton,
+            skeleton=skeleton, colocalize=colocalize,
         )  # fmt: skip
         if structures:
             per_cell = structures_per_cell(frame, {k: materialize(v[t]) for k, v in structures.items()},
