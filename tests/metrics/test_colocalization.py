@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -124,8 +125,24 @@ def test_costes_randomization_tells_a_shared_pattern_from_independent_ones() -> 
         colocalization(a, b, randomizations=9, block=(2, 4, 4)).p_value
         == colocalization(a, b, randomizations=9, block=(2, 4, 4)).p_value
     )  # seeded
-    with pytest.raises(ValueRangeError, match="needs a block size"):
-        colocalization(a, b, randomizations=5)
+    auto = [colocalization(noise_a, noise_b, randomizations=49, seed=s).p_value for s in range(3)]
+    assert all(p > 0.05 for p in auto)  # blocks from the data
+
+
+def test_automatic_blocks_are_as_long_as_the_texture() -> None:
+    from subcell.metrics.colocalization import correlation_block
+
+    rng = np.random.default_rng(8)
+    white = rng.normal(size=(24, 96, 96))
+    mask = np.ones(white.shape, bool)
+    fine, coarse = ndi.gaussian_filter(white, 1.0), ndi.gaussian_filter(white, 3.0)
+    b_fine, b_coarse = correlation_block(fine, fine, mask), correlation_block(coarse, coarse, mask)
+    assert all(f < c for f, c in zip(b_fine, b_coarse, strict=True))
+    assert correlation_block(fine, coarse, mask) == b_coarse  # the slower texture sets the length
+    streaks = ndi.gaussian_filter(white, (1.0, 4.0, 1.0))  # long along y
+    zb, yb, xb = correlation_block(streaks + rng.normal(0, 0.2, white.shape), streaks, mask)  # noise: no shorter
+    assert yb >= 3 * xb and yb <= 96 // 4
+    assert correlation_block(streaks, streaks, mask) == [zb, yb, xb]
 
 
 def test_measure_adds_the_coefficients_of_each_object() -> None:
@@ -142,7 +159,8 @@ def test_measure_adds_the_coefficients_of_each_object() -> None:
         own = colocalization(a, b, lab == i, randomizations=19, block=spec.block((0.5, 0.2, 0.2)), seed=i)
         for key, value in own.as_dict().items():
             assert t.loc[i, f"coloc_dna_mito_{key}"] == pytest.approx(value, nan_ok=True)
-    assert spec.block((0.5, 0.2, 0.2)) == [2, 2, 2]
+    assert spec.block((0.5, 0.2, 0.2)) is None  # from each object's texture
+    assert replace(spec, block_um=(1.0, 0.4, 0.6)).block((0.5, 0.2, 0.2)) == [2, 2, 3]
     plain = measure_objects(lab, voxel_size=(0.5, 0.2, 0.2), intensity={"dna": a, "mito": b}, surface=False,
                             colocalize=ColocalizationSpec((("dna", "mito"),)))  # fmt: skip
     assert "coloc_dna_mito_m1" in plain and "coloc_dna_mito_p_value" not in plain
@@ -193,3 +211,17 @@ def test_measure_cli_colocalizes_channels_by_name_or_index(tmp_path: Path, capsy
         assert message in err and not out.exists()
     err = cli_user_error(capsys, "measure", str(tmp_path / "lab.ome.tif"), str(out), "--colocalize", "dna,mito")
     assert "give --intensity" in err
+
+
+def test_randomization_shuffles_within_the_region_only() -> None:
+    """What lies around a cell (background, a neighbour) is never shuffled into it: the P-value of a region does
+    not depend on the values outside it."""
+    rng = np.random.default_rng(11)
+    zz, yy, xx = np.mgrid[:16, :96, :96]
+    cell = ((yy - 48) ** 2 + (xx - 48) ** 2 < 30**2) & (zz > 2) & (zz < 13)
+    a = ndi.gaussian_filter(rng.normal(size=cell.shape), 2.0)
+    b = 0.1 * a + ndi.gaussian_filter(rng.normal(size=cell.shape), 2.0)
+    quiet = colocalization(np.where(cell, a, 0), np.where(cell, b, 0), cell, randomizations=99, block=(4, 8, 8))
+    busy = colocalization(np.where(cell, a, rng.normal(0, 50, a.shape)), b, cell, randomizations=99, block=(4, 8, 8))
+    assert busy.p_value == quiet.p_value and busy.pearson == quiet.pearson
+    assert 0.01 < quiet.p_value < 0.9  # a weak correlation: shuffles do reach it sometimes

@@ -176,9 +176,8 @@ def _colocalized(
     voxel_size: tuple[float, float, float], label: int,
 ) -> dict[str, float]:  # fmt: skip
     """The colocalization columns of one object (its bounding box ``box``, its voxels ``obj`` in the box)."""
-    flat = obj.shape[0] == 1
     block = spec.block(voxel_size)
-    if flat:
+    if block is not None and obj.shape[0] == 1:  # a single plane: blocks of one plane
         block[0] = 1
     out = {}
     for a, b in spec.pairs:
