@@ -328,3 +328,50 @@ def test_cells_extract_refuses_a_resampled_cell_mask(tmp_path: Path, capsys) -> 
     mask = read(tmp_path / "m.ome.zarr")
     assert mask.channel_names == ("seg_cell",) and mask.dtype == np.uint8
     np.testing.assert_array_equal(mask.numpy()[0, 0], (cell >= 128).astype(np.uint8))
+
+
+def test_excluded_voxels_leave_the_objects_and_their_background() -> None:
+    """Cells without their nuclei: the cytoplasm; the nucleus is neither the object nor its local background."""
+    from subcell.segment import measure_frames
+
+    cells = np.zeros((1, 6, 40, 40), np.int32)
+    cells[0, 1:5, 1:39, 1:39] = 3
+    nuclei = np.zeros_like(cells)
+    nuclei[0, 1:5, 4:36, 4:36] = 3  # more voxels than lie around the cell
+    img = np.full(cells.shape, 5.0)  # outside the cell
+    img[cells > 0] = 10.0  # cytoplasm
+    img[nuclei > 0] = 1000.0  # nucleus
+    t = measure_frames(cells, voxel_size=VS, intensity={"dna": img}, exclude=nuclei).set_index("label")
+    assert t.loc[3, "voxels"] == (cells > 0).sum() - (nuclei > 0).sum()
+    assert t.loc[3, "dna_mean"] == 10.0 and t.loc[3, "dna_background"] == 5.0
+    whole = measure_frames(cells, voxel_size=VS, intensity={"dna": img}).set_index("label")
+    assert whole.loc[3, "voxels"] == (cells > 0).sum() and whole.loc[3, "dna_mean"] > 10
+    with pytest.raises(ValueRangeError, match="exclude"):
+        measure_frames(cells, voxel_size=VS, exclude=nuclei[:, :3])
+
+
+def test_measure_cli_measures_the_cytoplasm_with_exclude(tmp_path: Path) -> None:
+    from subcell.cli.batch_commands import COMMANDS
+    from subcell.cli.main import run
+    from subcell.image import Image
+    from subcell.io import write
+    from subcell.io.manifest import ManifestRow
+    from subcell.synth import synth_field
+
+    f = synth_field(shape=(12, 128, 128), n_cells=2, seed=3)
+    vs = f.image.voxel_size.as_tuple()
+    for name in ("cell", "nucleus"):
+        write(Image(f.labels[name][0].astype(np.uint16), voxel_size=vs, dims="ZYX"), tmp_path / f"{name}.ome.tif")
+    out = tmp_path / "cyto.csv"
+    assert (
+        run(["measure", str(tmp_path / "cell.ome.tif"), str(out), "--exclude", str(tmp_path / "nucleus.ome.tif")]) == 0
+    )
+    cyto = pd.read_csv(out).set_index("label")
+    cell, nucleus = f.labels["cell"][0], f.labels["nucleus"][0]
+    for i in cyto.index:
+        assert cyto.loc[i, "voxels"] == ((cell == i) & (nucleus == 0)).sum()
+    row = ManifestRow(row=0, source=tmp_path / "cell.ome.tif", metadata={"exclude": "nucleus.ome.tif"})
+    _, options, inputs = COMMANDS["measure"].row_args(row, tmp_path)
+    assert (
+        options[-2:] == ["--exclude", str(tmp_path / "nucleus.ome.tif")] and inputs[-1] == tmp_path / "nucleus.ome.tif"
+    )

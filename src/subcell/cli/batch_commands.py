@@ -58,7 +58,7 @@ class Spec:
 # the free manifest columns that tell a command how to run a row (its other inputs, the label image or channel
 # inside them); every other free column describes the row (a plate's well, a condition, a state) and is added to
 # the row's gathered tables
-RUN_COLUMNS = frozenset({"drift", "intensity", "intensity_channel", "intensity_scene", "label", "labels", "noise_control",
+RUN_COLUMNS = frozenset({"drift", "exclude", "intensity", "intensity_channel", "intensity_scene", "label", "labels", "noise_control",
                          "nuclei", "second_acquisition", "tracks", "truth", "truth_label"})  # fmt: skip
 
 
@@ -127,6 +127,9 @@ def _measure(row: Any, base: Path) -> tuple[list[str], list[str], list[Path]]:
     if (intensity := _meta_path(row, "intensity", base)) is not None:
         opts += ["--intensity", str(intensity), *_intensity_scene(row, "--intensity-scene")]
         inputs.append(intensity)
+    if (exclude := _meta_path(row, "exclude", base)) is not None:  # e.g. the nuclei: cells measured as cytoplasm
+        opts += ["--exclude", str(exclude)]
+        inputs.append(exclude)
     return [str(row.source)], opts, inputs
 
 

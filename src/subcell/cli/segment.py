@@ -327,6 +327,14 @@ def measure(
             "organelles (mitochondria, ER).",
         ),
     ] = False,
+    exclude: Annotated[
+        Optional[Path],  # noqa: UP045
+        typer.Option(
+            "--exclude",
+            help="Labels or a mask whose voxels are left out of every object (and of their local background): "
+            "cells without their nuclei are measured as their cytoplasm.",
+        ),
+    ] = None,
     colocalize: Annotated[
         Optional[list[str]],  # noqa: UP045
         typer.Option(
@@ -396,7 +404,11 @@ def measure(
         name, path = item.split("=", 1)
         struct = read_beside(Path(path), lab_img, axes=axes_of(Path(path)), what=f"structure {name!r}")
         structs[name] = as_labels(struct.data[:, 0], path=path, lazy=True)
-    result = measure_frames(lab, voxel_size=lab_img.voxel_size, intensity=chans, structures=structs,
+    left_out = None
+    if exclude is not None:
+        out_img = read_beside(exclude, lab_img, axes=axes_of(exclude), what="--exclude")
+        left_out = as_labels(out_img.data[:, 0], path=exclude, lazy=True)
+    result = measure_frames(lab, voxel_size=lab_img.voxel_size, intensity=chans, structures=structs, exclude=left_out,
                             time_interval_s=lab_img.time_interval if lab_img.shape[0] > 1 else None,
                             components=components, skeleton=skeleton, colocalize=coloc)  # fmt: skip
     if result.attrs["components"] and components is None:

@@ -34,6 +34,7 @@ def measure_objects(
     skeleton: bool = False,
     background_um: float = 2.0,
     colocalize: ColocalizationSpec | None = None,
+    excluded: np.ndarray | None = None,
 ) -> Any:
     """One row per object id: volume, surface area, sphericity, centroid, bounding box, principal axes, intensities.
 
@@ -65,6 +66,9 @@ def measure_objects(
         colocalization`): ``coloc_<a>_<b>_pearson``, ``_spearman``, ``_m1``, ``_m2``, ``_threshold_a``,
         ``_threshold_b``, ``_pearson_above``, ``_overlap``, ``_icq`` and, with randomizations, ``_p_value``
         (seeded by the object's id: the same numbers every run).
+    excluded : (Z, Y, X) bool array, optional
+        Voxels taken out of the labels before they were given here (nuclei out of cells: the cytoplasm); they are
+        not background either, so no object's local background includes them.
 
     Returns
     -------
@@ -88,6 +92,12 @@ def measure_objects(
                 f"intensity {name!r} has shape {a.shape} but labels have {lab.shape}", field="intensity"
             )
         chans[name] = a
+    if excluded is not None:
+        excluded = excluded[None] if excluded.ndim == 2 else excluded
+        if excluded.shape != lab.shape:
+            raise ValueRangeError(
+                f"excluded voxels have shape {excluded.shape} but labels {lab.shape}", field="exclude"
+            )
     for pair in colocalize.pairs if colocalize else ():
         for name in pair:
             if name not in chans:
@@ -149,6 +159,8 @@ def measure_objects(
         step = max(1, math.ceil((math.prod(size) / 2**16) ** (1 / sum(n > 1 for n in size))))
         around = tuple(slice(s.start, s.stop, step) for s in around)
         unlabelled = lab[around] == 0
+        if excluded is not None:
+            unlabelled &= ~excluded[around]
         for name, a in chans.items():
             vals = a[sl][obj].astype(np.float64)
             ring = a[around][unlabelled]
@@ -328,6 +340,7 @@ def measure_frames(
     components: bool | None = None,
     skeleton: bool = False,
     colocalize: ColocalizationSpec | None = None,
+    exclude: np.ndarray | None = None,
 ) -> Any:
     """Measure every frame of a ``(T, Z, Y, X)`` label array: one row per object and frame, with a ``t`` column
     (and ``time_min``, the frame's time in minutes, when ``time_interval_s`` is given).
@@ -336,7 +349,8 @@ def measure_frames(
     connected component, numbered 1..N in each frame, and ``result.attrs["components"]`` is True; ``components``
     True splits every frame's labels so (instance ids are then ignored), False measures a mask as one object.
     ``skeleton`` adds each object's skeleton length, branch and end points, ``colocalize`` the colocalization of
-    pairs of ``intensity`` channels in each object (:func:`measure_objects`).
+    pairs of ``intensity`` channels in each object (:func:`measure_objects`). ``exclude`` (``(T, Z, Y, X)``, labels
+    or a mask) takes its voxels out of every object: cells without their nuclei are measured as their cytoplasm.
 
     ``intensity`` arrays are ``(T, Z, Y, X)`` per channel; ``structures`` (masks or labels, ``(T, Z, Y, X)``)
     add per-cell volume fractions and counts (:func:`structures_per_cell`). Lazy arrays (Dask, Zarr) are read a
@@ -347,7 +361,8 @@ def measure_frames(
     lab = as_array(labels)
     if len(lab.shape) != 4:
         raise ValueRangeError(f"expected (T, Z, Y, X) labels, got {len(lab.shape)} dimensions", field="labels")
-    for what, group in (("intensity", intensity or {}), ("structure", structures or {})):
+    excluding = {"exclude": exclude} if exclude is not None else {}
+    for what, group in (("intensity", intensity or {}), ("structure", structures or {}), ("exclude", excluding)):
         for name, arr in group.items():
             if np.shape(arr) != lab.shape:
                 raise ValueRangeError(
@@ -359,9 +374,13 @@ def measure_frames(
         parts = frame_components(frame, components)
         if parts is not None:
             frame, split = parts, True
+        out = None
+        if exclude is not None:  # after the components: a cell mask's pieces keep their numbers without the nuclei
+            out = np.asarray(materialize(exclude[t])) > 0
+            frame = np.where(out, 0, frame)
         table = measure_objects(
             frame, voxel_size=voxel_size, intensity={k: materialize(v[t]) for k, v in (intensity or {}).items()},
-            skeleton=skeleton, colocalize=colocalize,
+            skeleton=skeleton, colocalize=colocalize, excluded=out,
         )  # fmt: skip
         if structures:
             per_cell = structures_per_cell(frame, {k: materialize(v[t]) for k, v in structures.items()},
