@@ -225,3 +225,12 @@ def test_randomization_shuffles_within_the_region_only() -> None:
     busy = colocalization(np.where(cell, a, rng.normal(0, 50, a.shape)), b, cell, randomizations=99, block=(4, 8, 8))
     assert busy.p_value == quiet.p_value and busy.pearson == quiet.pearson
     assert 0.01 < quiet.p_value < 0.9  # a weak correlation: shuffles do reach it sometimes
+
+
+def test_voxels_without_a_measurement_are_left_out() -> None:
+    a, b = _pair(12, 0.5)
+    holes = np.zeros(a.shape, bool)
+    holes[:, :10] = True  # e.g. the canvas of a drift-corrected movie
+    with_nan = colocalization(np.where(holes, np.nan, a), b, randomizations=19, block=(2, 4, 4))
+    without = colocalization(a, b, ~holes, randomizations=19, block=(2, 4, 4))
+    assert with_nan == without and not math.isnan(with_nan.m1)

@@ -164,7 +164,7 @@ def colocalization(
     seed: int = 0,
 ) -> Colocalization:
     """The colocalization coefficients of channels ``a`` and ``b`` (same shape) in ``mask`` (the whole array when
-    None); see the module's description of each.
+    None; voxels where either channel is NaN or infinite left out); see the module's description of each.
 
     Parameters
     ----------
@@ -185,6 +185,9 @@ def colocalization(
     m = np.ones(xa.shape, bool) if mask is None else np.asarray(mask, bool)
     if m.shape != xa.shape:
         raise ValueRangeError(f"the mask has shape {m.shape} but the channels have {xa.shape}", field="mask")
+    for v in (xa, xb):
+        if v.dtype.kind == "f":  # NaN is no measurement (a drift-corrected movie's canvas): left out
+            m = m & np.isfinite(v)
     x, y = xa[m].astype(np.float64), xb[m].astype(np.float64)
     if isinstance(thresholds, str):
         if thresholds not in THRESHOLDS:
