@@ -44,6 +44,15 @@ def test_wells_in_plate_order_with_objects_per_field_and_median_size() -> None:
     both = well_summary(lit).set_index("well")
     assert both.loc["A2", "median_dna_mean"] - both.loc["A2", "median_dna_above_background"] == pytest.approx(100.0)
     assert both.loc["A10", "median_dna_above_background"] == both.loc["A10", "median_dna_mean"]
+    # `measure --colocalize dna,mito`: the pair's r, M1 and M2 per well (not its thresholds or P-values)
+    paired = stained.assign(coloc_dna_mito_pearson=np.arange(len(table), dtype=float), coloc_dna_mito_m1=0.5,
+                            coloc_dna_mito_m2=0.25, coloc_dna_mito_threshold_a=9.0, coloc_dna_mito_p_value=0.01)  # fmt: skip
+    said = readouts(paired.columns)
+    assert said["coloc_dna_mito_pearson"] == "median r dna_mito" and said["coloc_dna_mito_m1"] == "median M1 dna_mito"
+    assert "coloc_dna_mito_threshold_a" not in said and "coloc_dna_mito_p_value" not in said
+    per_well = well_summary(paired).set_index("well")
+    assert per_well.loc["A10", "median_coloc_dna_mito_pearson"] == pytest.approx(1.0)
+    assert per_well.loc["B1", "median_coloc_dna_mito_m2"] == 0.25
     png = plate_map_png(s.reset_index(), [("objects_per_field", "objects per field")])
     assert png[:8] == b"\x89PNG\r\n\x1a\n"
 

@@ -28,7 +28,8 @@ def readouts(columns: Any) -> dict[str, str]:
     """The columns of a per-object table summarised per well, with their titles: :data:`READOUTS`, each
     channel's mean intensity (``<channel>_mean``, as ``measure --intensity`` names it) and, where ``measure`` gave
     its local background too (``<channel>_background``), ``<channel>_above_background`` (mean − background: the
-    object's own intensity, free of the background's differences between wells, which the raw mean carries)."""
+    object's own intensity, free of the background's differences between wells, which the raw mean carries), and
+    the Pearson r, M1 and M2 of each pair of channels ``measure --colocalize`` compared."""
     present = set(columns)
     out = {c: title for c, title in READOUTS.items() if c in present}
     for c in sorted(present):
@@ -37,6 +38,9 @@ def readouts(columns: Any) -> dict[str, str]:
             out[c] = f"median {channel} intensity"
             if f"{channel}_background" in present:
                 out[f"{channel}_above_background"] = f"median {channel} above background"
+        elif c.startswith("coloc_") and c.endswith(("_pearson", "_m1", "_m2")):  # measure --colocalize A,B
+            pair, _, coefficient = c[len("coloc_") :].rpartition("_")
+            out[c] = f"median {'r' if coefficient == 'pearson' else coefficient.upper()} {pair}"
     return out
 
 
