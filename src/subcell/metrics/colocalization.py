@@ -168,9 +168,11 @@ def colocalization(
 
     Parameters
     ----------
-    thresholds : "costes" or (Ta, Tb)
+    thresholds : "costes", "otsu" or (Ta, Tb)
         Where each channel's signal starts, for M1, M2 and Pearson above: Costes' automatic thresholds
-        (:func:`costes_thresholds`, computed in the region) or given values (e.g. a background level).
+        (:func:`costes_thresholds`, computed in the region; a point of the regression line, which may lie below a
+        channel's lowest value: all of it is signal), each channel's Otsu threshold in the region, or given values
+        (e.g. a measured background plus a few of its standard deviations).
     randomizations : int
         Costes' randomization test with this many shuffles of ``a``'s blocks (0: no P-value). The blocks tile the
         array trimmed to whole blocks (centred); r is measured in ``mask`` on the trimmed array, shuffled or not.
