@@ -18,7 +18,7 @@ from typing import Annotated, Any
 import typer
 
 from subcell._version import __version__
-from subcell.cli import batch, bleach, drift, files, segment, track
+from subcell.cli import batch, bleach, drift, files, flatfield, segment, track
 from subcell.cli.cells import cells_app
 from subcell.cli.demo import INTEGRATED_MINUTES, LABELFREE_MINUTES
 from subcell.cli.integrated import integrated_app
@@ -51,6 +51,7 @@ app.add_typer(integrated_app, name="integrated")
 app.add_typer(state_app, name="state")
 app.command()(drift.drift)
 app.command()(bleach.bleach)
+app.add_typer(flatfield.flatfield_app, name="flatfield")
 app.command()(track.track)
 app.command("evaluate-tracks")(track.evaluate_tracks)
 app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})(batch.batch)
