@@ -122,3 +122,27 @@ def test_cli_bad_input_is_one_line_and_writes_nothing(tmp_path: Path, capsys) ->
     fixed = tmp_path / "fixed.ome.tif"
     err = cli_user_error(capsys, "flatfield", "apply", str(odd), str(flat), str(fixed))
     assert "flat.ome.tif" in err and "96×128 but" in err and not fixed.exists()
+
+
+def test_batch_flatfield_apply_equals_single_runs(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    import pandas as pd
+
+    from subcell.cli.main import run
+    from subcell.io import read
+
+    paths, _ = _write_fields(tmp_path, 6)
+    flat = tmp_path / "flat.ome.tif"
+    assert run(["flatfield", "estimate", *map(str, paths), str(flat), "--dark", str(DARK)]) == 0
+    rows = [{"id": p.name.split(".")[0], "source": p.name, "flatfield": "flat.ome.tif"} for p in paths[:2]]
+    pd.DataFrame(rows).to_csv(tmp_path / "fields.csv", index=False)
+    out = tmp_path / "flat_out"
+    assert run(["batch", "flatfield-apply", str(tmp_path / "fields.csv"), str(out), "--workers", "1", "--quiet"]) == 0
+    for p in paths[:2]:
+        single = tmp_path / f"single_{p.name.split('.')[0]}.ome.zarr"
+        assert run(["flatfield", "apply", str(p), str(flat), str(single)]) == 0
+        np.testing.assert_array_equal(read(out / f"{p.name.split('.')[0]}.ome.zarr").numpy(), read(single).numpy())
+    pd.DataFrame([{"id": "f00", "source": paths[0].name}]).to_csv(tmp_path / "bare.csv", index=False)
+    capsys.readouterr()
+    assert run(["batch", "flatfield-apply", str(tmp_path / "bare.csv"), str(tmp_path / "o2")]) == 2
+    assert "row 1, column 'flatfield': the flat-field to take out" in capsys.readouterr().err  # (the manifest's list)
+    assert not (tmp_path / "o2").exists()

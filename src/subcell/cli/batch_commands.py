@@ -58,7 +58,7 @@ class Spec:
 # the free manifest columns that tell a command how to run a row (its other inputs, the label image or channel
 # inside them); every other free column describes the row (a plate's well, a condition, a state) and is added to
 # the row's gathered tables
-RUN_COLUMNS = frozenset({"drift", "exclude", "intensity", "intensity_channel", "intensity_scene", "label", "labels", "noise_control",
+RUN_COLUMNS = frozenset({"drift", "exclude", "flatfield", "intensity", "intensity_channel", "intensity_scene", "label", "labels", "noise_control",
                          "nuclei", "second_acquisition", "tracks", "truth", "truth_label"})  # fmt: skip
 
 
@@ -268,6 +268,15 @@ def _drift(row: Any, base: Path) -> tuple[list[str], list[str], list[Path]]:
     return [str(row.source)], opts, inputs
 
 
+def _flatfield_apply(row: Any, base: Path) -> tuple[list[str], list[str], list[Path]]:
+    flat = _meta_path(row, "flatfield", base)
+    if flat is None:
+        raise ValueError(
+            "column 'flatfield': the flat-field to take out (from `subcell flatfield estimate`) is missing"
+        )
+    return [str(row.source), str(flat)], _vs(row, scene=True, time=True), [row.source, flat]
+
+
 def _bleach(row: Any, base: Path) -> tuple[list[str], list[str], list[Path]]:
     return [str(row.source)], _vs(row, scene=True, time=True) + _channel(row, "--channel"), [row.source]
 
@@ -301,6 +310,9 @@ COMMANDS: dict[str, Spec] = {
     # + OUTDIR/<id>_bleach.csv; a frame at a time (its mean and 1st percentile, then corrected as float32): 875 MB
     # peak for frames of 48x1024x1024 uint16 (100 MB; `/usr/bin/time -v subcell bleach`)
     "bleach": Spec(("bleach",), ".ome.zarr", 6.0, _bleach, per_frame=True),
+    # a row's `flatfield` column (the same file for a whole acquisition) taken out; written as float32 from the
+    # lazily read frames (a frame's input, its float32 copy and result: ~3× a uint16 frame; not measured)
+    "flatfield-apply": Spec(("flatfield", "apply"), ".ome.zarr", 3.0, _flatfield_apply, per_frame=True),
     # a folder (labels.ome.zarr, tables, ctc/); the estimate scales the labels' size: an OME-Zarr, OME-TIFF or ImageJ
     # TIFF is tracked frame by frame (one frame's bytes); 4.5 was measured for a movie read whole (benchmarks/track)
     "track": Spec(("track",), ".tracks", 5.0, _track, gathered=_TRACK_TABLES, sized_by=_track_labels, per_frame=True),
