@@ -361,7 +361,11 @@ def measure(
     ] = 0,
     coloc_block_um: Annotated[
         Optional[tuple[float, float, float]],  # noqa: UP045
-        typer.Option("--coloc-block-um", help="Z Y X µm of the shuffled blocks: about the PSF (default 1.0 0.4 0.4)."),
+        typer.Option(
+            "--coloc-block-um",
+            help="Z Y X µm of the shuffled blocks (default: as long as the pair's texture in each object; Costes "
+            "used the PSF's size).",
+        ),
     ] = None,
     voxel_size: VoxelSizeOpt = None,
     axes: AxesOpt = None,
