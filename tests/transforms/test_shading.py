@@ -77,7 +77,7 @@ def _write_fields(tmp_path: Path, n: int, shape: tuple[int, int, int] = (2, 96, 
 
 def test_cli_estimates_per_channel_and_applies_with_the_recorded_dark_level(tmp_path: Path) -> None:
     from subcell.cli.main import run
-    from subcell.io import read
+    from subcell.io import read, write
 
     paths, s = _write_fields(tmp_path, 24)
     flat_path = tmp_path / "flat.ome.tif"
@@ -97,6 +97,11 @@ def test_cli_estimates_per_channel_and_applies_with_the_recorded_dark_level(tmp_
                 "--dark", "0"]) == 0  # fmt: skip
     np.testing.assert_allclose(np.asarray(read(tmp_path / "m.ome.tif").numpy())[0, 1],
                                np.asarray(read(paths[1]).numpy())[0, 1] / flat, rtol=1e-5)  # fmt: skip
+    # a field whose file states another voxel size (the same camera, another objective's metadata): the grid counts
+    other = tmp_path / "other.ome.tif"
+    write(Image(np.asarray(read(paths[2]).numpy())[0], voxel_size=(1.0, 0.31, 0.31), dims="CZYX",
+                channel_names=["dna", "mito"]), other)  # fmt: skip
+    assert run(["flatfield", "apply", str(other), str(flat_path), str(tmp_path / "o.ome.tif")]) == 0
 
 
 def test_cli_bad_input_is_one_line_and_writes_nothing(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]

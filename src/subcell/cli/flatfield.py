@@ -134,7 +134,8 @@ def apply(
     output_format(output)
     check_output(output, overwrite=overwrite)
     image = read_input(image_path, voxel_size=voxel_size, axes=axes, force=force_voxel_size, scene=scene)
-    profile = read(profile_path, voxel_size=image.voxel_size)  # (its lateral size is checked against the image's)
+    # the flat-field's pixel grid must be the image's (checked below); its voxel size does not matter
+    profile = read(profile_path, voxel_size=image.voxel_size, force=True)
     flats = np.asarray(profile.numpy())[0, :, 0]  # (C, Y, X)
     prov = profile.provenance
     steps = [*prov.history, {"step": prov.step, "parameters": prov.parameters}]  # (reading adds a step)
