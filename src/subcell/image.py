@@ -145,6 +145,14 @@ class Provenance:
             history=(*self.history, self._own()),
         )
 
+    def parameters_of(self, step: str) -> Mapping[str, Any] | None:
+        """The parameters of the latest ``step`` of this provenance (itself or its history; reading a file adds a
+        step of its own), or None where no step has that name."""
+        for record in (self._own(), *reversed(self.history)):
+            if record.get("step") == step:
+                return dict(record.get("parameters") or {})
+        return None
+
     def _own(self) -> dict[str, Any]:
         return {"step": self.step, "parameters": dict(self.parameters), "version": self.version}
 

@@ -217,9 +217,9 @@ def _predict_and_score(model: Any, out: Path, test_path: Path, name: str) -> tup
         warnings.filterwarnings("ignore", message="resampling input", category=UserWarning)
         predict_to_zarr(model, test.channel("brightfield"), path, PredictConfig(), overwrite=True)
     pred = io.read(path)
-    steps = [h for h in pred.provenance.to_dict()["history"] if h.get("step") == "labelfree.predict"]
+    predicted = pred.provenance.parameters_of("labelfree.predict") or {}
     rows = evaluate_prediction(pred, test, cells=io.read_labels(test_path, "cell"))
-    return pred, rows, (steps[-1]["parameters"].get("tiles", "?") if steps else "?")
+    return pred, rows, predicted.get("tiles", "?")
 
 
 def labelfree_zero_shot(out: Path, test_path: Path) -> str | None:

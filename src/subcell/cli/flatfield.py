@@ -137,33 +137,25 @@ def apply(
     # the flat-field's pixel grid must be the image's (checked below); its voxel size does not matter
     profile = read(profile_path, voxel_size=image.voxel_size, force=True)
     flats = np.asarray(profile.numpy())[0, :, 0]  # (C, Y, X)
-    prov = profile.provenance
-    steps = [*prov.history, {"step": prov.step, "parameters": prov.parameters}]  # (reading adds a step)
-    recorded = next((h["parameters"].get("dark") for h in reversed(steps) if h.get("step") == "flatfield"), None)
+    recorded = (profile.provenance.parameters_of("flatfield") or {}).get("dark")
     level = float(dark if dark is not None else recorded if recorded is not None else 0.0)
-    chosen = (
-        _chosen(image, channel, image_path)
-        if channel
-        else [n for n in image.channel_names if n in profile.channel_names]
-    )
+    named = list(profile.channel_names)
+    chosen = _chosen(image, channel, image_path) if channel else [n for n in image.channel_names if n in named]
     if not chosen and len(flats) == 1 and len(image.channel_names) == 1:
         chosen = list(image.channel_names)  # one channel each: whatever their names
     if not chosen:
         raise InputFileError(f"no channel of {image_path} ({list(image.channel_names)}) is in the flat-field "
-                             f"({list(profile.channel_names)}); choose them with -c", path=profile_path)  # fmt: skip
+                             f"({named}); choose them with -c", path=profile_path)  # fmt: skip
+    flat_of = {}  # each chosen channel's flat-field: its namesake, or a one-channel flat-field's only one
+    for name in chosen:
+        if name not in named and len(flats) > 1:
+            raise InputFileError(f"no flat-field for channel {name!r} (it has {named})", path=profile_path)
+        flat_of[name] = flats[named.index(name)] if name in named else flats[0]
     if tuple(flats.shape[-2:]) != tuple(image.shape[-2:]):
         raise InputFileError(f"the flat-field is {flats.shape[-2]}×{flats.shape[-1]} but {image_path}'s fields are "
                              f"{image.shape[-2]}×{image.shape[-1]}", path=profile_path)  # fmt: skip
-    planes = []
-    for c, name in enumerate(image.channel_names):
-        data = image.data[:, c]
-        if name in chosen:
-            flat = flats[profile.channel_names.index(name)] if name in profile.channel_names else flats[0]
-            if name not in profile.channel_names and len(flats) > 1:
-                raise InputFileError(f"no flat-field for channel {name!r} (it has {list(profile.channel_names)})",
-                                     path=profile_path)  # fmt: skip
-            data = correct_flatfield(da.asarray(data), flat, dark=level)
-        planes.append(da.asarray(data).astype(np.float32))
+    planes = [correct_flatfield(da.asarray(image.data[:, c]), flat_of[name], dark=level) if name in flat_of
+              else da.asarray(image.data[:, c]).astype(np.float32) for c, name in enumerate(image.channel_names)]  # fmt: skip
     done = image.with_data(da.stack(planes, axis=1), step="flatfield_apply",
                            parameters={"flatfield": str(profile_path), "channels": chosen, "dark": level})  # fmt: skip
     write(done, output, overwrite=overwrite)
