@@ -75,7 +75,7 @@ def estimate_flatfield(
     from scipy import ndimage as ndi
     from skimage.transform import resize
 
-    stack = np.stack([np.asarray(s, np.float32) for s in samples]) if not isinstance(samples, np.ndarray) else samples
+    stack = np.asarray([np.asarray(s, np.float32) for s in samples])
     if stack.ndim != 3 or stack.shape[0] == 0:
         raise ValueRangeError(f"expected (fields, y, x) samples, got shape {stack.shape}", field="samples")
     usable = np.isfinite(stack).all(axis=(1, 2))
