@@ -367,6 +367,22 @@ def measure(
             "used the PSF's size).",
         ),
     ] = None,
+    neighbours: Annotated[
+        bool,
+        typer.Option(
+            "--neighbours",
+            help="Add each object's neighbours (count, ids), the share of its surface in contact, the distance to "
+            "the nearest one, and its colony: size, whether the cell is at its edge, its distance to the edge (µm).",
+        ),
+    ] = False,
+    neighbour_um: Annotated[
+        float,
+        typer.Option("--neighbour-um", help="Background two neighbours may have between them (µm; 0: touching)."),
+    ] = 1.0,
+    colony_gap_um: Annotated[
+        float,
+        typer.Option("--colony-gap-um", help="Gaps between cells a colony closes (µm; wider ones part colonies)."),
+    ] = 5.0,
     voxel_size: VoxelSizeOpt = None,
     axes: AxesOpt = None,
     force_voxel_size: ForceOpt = False,
@@ -377,6 +393,7 @@ def measure(
     from subcell.io import as_labels, write_table
     from subcell.io._atomic import check_output
     from subcell.io.files import TABLE_SUFFIXES
+    from subcell.metrics.neighbours import NeighbourSpec
     from subcell.segment import measure_frames
 
     if output.suffix.lower() not in TABLE_SUFFIXES:
@@ -414,7 +431,8 @@ def measure(
         left_out = as_labels(out_img.data[:, 0], path=exclude, lazy=True)
     result = measure_frames(lab, voxel_size=lab_img.voxel_size, intensity=chans, structures=structs, exclude=left_out,
                             time_interval_s=lab_img.time_interval if lab_img.shape[0] > 1 else None,
-                            components=components, skeleton=skeleton, colocalize=coloc)  # fmt: skip
+                            components=components, skeleton=skeleton, colocalize=coloc,
+                            neighbours=NeighbourSpec(neighbour_um, colony_gap_um) if neighbours else None)  # fmt: skip
     if result.attrs["components"] and components is None:
         typer.echo(f"note: {labels} is a mask: each connected component measured as an object (numbered in each "
                    "frame; --no-components for the mask as one object)", err=True)  # fmt: skip

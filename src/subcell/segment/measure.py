@@ -12,6 +12,7 @@ from scipy import ndimage as ndi
 from subcell.errors import ValueRangeError
 from subcell.image import VoxelSize, as_array, materialize
 from subcell.metrics.colocalization import ColocalizationSpec, colocalization
+from subcell.metrics.neighbours import NeighbourSpec, neighbour_table
 from subcell.metrics.shape import border_ids, principal_axes, skeleton_stats, sphericity, surface_area
 
 __all__ = [
@@ -341,6 +342,7 @@ def measure_frames(
     skeleton: bool = False,
     colocalize: ColocalizationSpec | None = None,
     exclude: np.ndarray | None = None,
+    neighbours: NeighbourSpec | None = None,
 ) -> Any:
     """Measure every frame of a ``(T, Z, Y, X)`` label array: one row per object and frame, with a ``t`` column
     (and ``time_min``, the frame's time in minutes, when ``time_interval_s`` is given).
@@ -351,6 +353,8 @@ def measure_frames(
     ``skeleton`` adds each object's skeleton length, branch and end points, ``colocalize`` the colocalization of
     pairs of ``intensity`` channels in each object (:func:`measure_objects`). ``exclude`` (``(T, Z, Y, X)``, labels
     or a mask) takes its voxels out of every object: cells without their nuclei are measured as their cytoplasm.
+    ``neighbours`` adds each object's neighbours, contact, spacing and colony
+    (:func:`~subcell.metrics.neighbours.neighbour_table`), found from the labels before ``exclude``.
 
     ``intensity`` arrays are ``(T, Z, Y, X)`` per channel; ``structures`` (masks or labels, ``(T, Z, Y, X)``)
     add per-cell volume fractions and counts (:func:`structures_per_cell`). Lazy arrays (Dask, Zarr) are read a
@@ -374,6 +378,10 @@ def measure_frames(
         parts = frame_components(frame, components)
         if parts is not None:
             frame, split = parts, True
+        near = None
+        if neighbours is not None:
+            near = neighbour_table(frame, voxel_size=voxel_size, distance_um=neighbours.distance_um,
+                                   gap_um=neighbours.gap_um)  # fmt: skip
         out = None
         if exclude is not None:  # after the components: a cell mask's pieces keep their numbers without the nuclei
             out = np.asarray(materialize(exclude[t])) > 0
@@ -386,6 +394,8 @@ def measure_frames(
             per_cell = structures_per_cell(frame, {k: materialize(v[t]) for k, v in structures.items()},
                                            voxel_size=voxel_size)  # fmt: skip
             table = table.merge(per_cell.drop(columns=["cell_volume_um3"]), on="label", how="left")
+        if near is not None:
+            table = table.merge(near, on="label", how="left")
         table.insert(0, "t", t)
         if time_interval_s:
             table.insert(1, "time_min", t * time_interval_s / 60.0)
