@@ -34,6 +34,8 @@ def test_neighbours_are_separated_by_at_most_the_distance_in_um() -> None:
     assert neighbours(lab, voxel_size=vs, distance_um=0.5)[2]["ids"] == [1]
     assert neighbours(lab, voxel_size=vs, distance_um=0.6)[2]["ids"] == [1, 3]
     assert neighbours(lab, voxel_size=vs, distance_um=0.6)[3]["ids"] == [2]
+    # 3 lies 1.6 µm from 1's side, but behind 2: no neighbour through another cell, whatever the distance
+    assert neighbours(lab, voxel_size=vs, distance_um=3.0)[1]["ids"] == [2]
     # along z one voxel of background is 0.5 µm: the voxel size of each axis counts
     stack = np.zeros((8, 8, 8), np.int32)
     stack[0:3, 2:6, 2:6], stack[4:7, 2:6, 2:6] = 1, 2
@@ -53,7 +55,8 @@ def test_contact_fraction_is_the_share_of_the_outline_in_µm() -> None:
     assert near[2]["contact_fraction"] == pytest.approx(0.2)
     alone = np.zeros((1, 20, 20), np.int32)
     alone[0, 5:10, 5:10] = 4
-    assert neighbours(alone, voxel_size=(1, 1, 1))[4] == {"ids": [], "contact_fraction": 0.0}
+    assert neighbours(alone, voxel_size=(1, 1, 1))[4] == {"ids": [], "contact_um2": {}, "contact_fraction": 0.0}
+    assert near[1]["contact_um2"] == {2: pytest.approx(2.0)}  # in a plane, the length of contact (µm)
 
 
 def test_a_cell_cut_by_the_field_border_keeps_its_cut_out_of_its_surface() -> None:
@@ -71,6 +74,7 @@ def test_neighbour_table_counts_a_grids_neighbours_and_spacing() -> None:
     expected = {1: 2, 2: 3, 3: 3, 4: 2, 5: 3, 6: 4, 7: 4, 8: 3, 9: 2, 10: 3, 11: 3, 12: 2}
     assert table["neighbours"].to_dict() == expected
     assert table.loc[6, "neighbour_ids"] == "2;5;7;10"
+    assert table.loc[6, "neighbour_contact_um2"] == "5;5;5;5"  # each side: 10 px of 0.5 µm
     assert np.allclose(table["nearest_neighbour_um"], 5.5)  # 11 px of 0.5 µm
     # a cell nearer the field's border than its nearest neighbour: one may lie beyond it
     edge = neighbour_table(_grid(2, 2, at=(2, 40)), voxel_size=(1, 0.5, 0.5)).set_index("label")
@@ -148,3 +152,17 @@ def test_measure_cli_adds_neighbours_from_the_cells_before_exclude(tmp_path: Pat
             assert str(i) in direct.loc[int(j), "neighbour_ids"].split(";")
     err = cli_user_error(capsys, *args[:2], str(tmp_path / "u.csv"), "--neighbours", "--colony-gap-um", "-1")
     assert "colony_gap_um" in err and "-1" in err and not (tmp_path / "u.csv").exists()
+
+
+def test_an_empty_frame_keeps_the_columns_and_dtypes() -> None:
+    """A movie's frames are measured one by one and concatenated (and gathered into one Parquet dataset): a frame
+    without objects must not turn the ids or flags into objects or floats."""
+    from subcell.metrics.neighbours import NeighbourSpec
+    from subcell.segment import measure_frames
+
+    lab = np.zeros((2, 4, 40, 40), np.uint16)
+    lab[0, :, 5:15, 5:15], lab[0, :, 5:15, 15:25] = 1, 2
+    table = measure_frames(lab, voxel_size=(1, 0.5, 0.5), neighbours=NeighbourSpec())
+    assert table["neighbour_ids"].tolist() == ["2", "1"] and table["colony_cells"].tolist() == [2, 2]
+    empty = measure_frames(lab[1:], voxel_size=(1, 0.5, 0.5), neighbours=NeighbourSpec())
+    assert len(empty) == 0 and empty.dtypes.to_dict() == table.dtypes.to_dict()

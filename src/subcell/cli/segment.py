@@ -381,8 +381,11 @@ def measure(
     ] = 1.0,
     colony_gap_um: Annotated[
         float,
-        typer.Option("--colony-gap-um", help="Gaps between cells a colony closes (µm; wider ones part colonies)."),
-    ] = 5.0,
+        typer.Option(
+            "--colony-gap-um",
+            help="Gaps a colony closes between its cells (µm; wider ones part colonies; from nuclei alone ~15).",
+        ),
+    ] = 1.0,
     voxel_size: VoxelSizeOpt = None,
     axes: AxesOpt = None,
     force_voxel_size: ForceOpt = False,

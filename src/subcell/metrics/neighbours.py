@@ -12,7 +12,10 @@ Cellpose mask) keeps its neighbours with the default 1 µm.
 
 A *colony* is the cells' footprint in the substrate plane (their labels projected along z), its gaps narrower
 than ``gap_um`` closed (a morphological closing in µm) and its enclosed holes filled; its *edge* is where the
-footprint meets the dish. Distances to the edge are lateral, from each cell's (y, x) centroid. The field's
+footprint meets the dish. The default 1 µm closes the lines a segmentation leaves between cells and keeps the
+notches between rounded edge cells (5 µm filled them: distances to the edge 2 µm longer, a fifth of the edge
+cells called inner; ``benchmarks/segment/neighbours.py``); from nuclei alone, close the cytoplasm between them
+(about 15 µm for hiPSC). Distances to the edge are lateral, from each cell's (y, x) centroid. The field's
 border is not an edge: where the border is nearer than the nearest edge seen, the colony goes on unseen and the
 distance is not known (NaN, ``colony_edge_censored``).
 """
@@ -40,7 +43,7 @@ class NeighbourSpec:
     colony closes (µm)."""
 
     distance_um: float = 1.0
-    gap_um: float = 5.0
+    gap_um: float = 1.0
 
     def __post_init__(self) -> None:
         if not self.distance_um >= 0:
@@ -60,7 +63,7 @@ def _labels3d(labels: np.ndarray) -> np.ndarray:
     return lab
 
 
-def _shift(a: np.ndarray, axis: int, step: int, fill: bool) -> np.ndarray:
+def _shift(a: np.ndarray, axis: int, step: int, fill: bool | int) -> np.ndarray:
     """``a`` moved by ``step`` along ``axis``: out[p] = a[p + step], ``fill`` beyond the array."""
     out = np.full_like(a, fill)
     src = [slice(None)] * a.ndim
@@ -78,9 +81,12 @@ def neighbours(
 ) -> dict[int, dict[str, Any]]:
     """Each object's neighbours and the share of its surface in contact with them.
 
-    Returns ``{label: {"ids": sorted neighbour labels, "contact_fraction": float}}``. The contact fraction is
-    the share of the object's voxel faces (weighted by their area in µm²) whose outer voxel is another object or
-    lies within ``distance_um`` of one: 0 for a cell alone, about the lateral share of its surface for a cell
+    Returns ``{label: {"ids": sorted neighbour labels, "contact_um2": {neighbour: area}, "contact_fraction":
+    float}}``. A face of the object is in contact with the object nearest to the voxel across it (the voxel
+    itself, or one within ``distance_um`` of it); its area (µm²; in a single plane, its length in µm) counts
+    towards that neighbour; an object behind a nearer one is no neighbour through it. Neighbours are mutual (a
+    pair seen from one side only, at a corner, has 0 µm² on the other). The contact fraction is the share of the
+    object's faces in contact: 0 for a cell alone, about the lateral share of its surface for a cell
     inside a monolayer (its apical and basal faces touch nothing). Where the field's border cuts an object, the
     cut is not its surface and is left out (a cell cut so — ``touches_border`` — may have neighbours that were
     not imaged).
@@ -90,7 +96,8 @@ def neighbours(
     vs = np.asarray(VoxelSize.of(voxel_size).as_tuple(), dtype=np.float64)
     flat = lab.shape[0] == 1
     margin = [0 if flat and a == 0 else math.ceil(distance_um / vs[a]) + 1 for a in range(3)]
-    face_area = [vs[1] * vs[2], vs[0] * vs[2], vs[0] * vs[1]]
+    # a face's area in µm² (in a single plane its edge's length in µm)
+    face_area = [0.0, vs[2], vs[1]] if flat else [vs[1] * vs[2], vs[0] * vs[2], vs[0] * vs[1]]
     out: dict[int, dict[str, Any]] = {}
     for i, sl in enumerate(ndi.find_objects(lab), start=1):
         if sl is None:
@@ -102,19 +109,15 @@ def neighbours(
         obj = crop == i
         others = (crop != 0) & ~obj
         if not others.any():
-            out[i] = {"ids": [], "contact_fraction": 0.0}
+            out[i] = {"contact_um2": {}, "total_um2": 0.0}
             continue
-        # the object grown by one voxel face to face: its outer shell (touching objects lie in it)
-        grown = obj.copy()
-        for axis, step in _FACES:
-            if not (flat and axis == 0):
-                grown |= _shift(obj, axis, step, False)
-        from_grown = ndi.distance_transform_edt(~grown, sampling=vs)
-        ids = np.unique(crop[others & (from_grown <= distance_um + 1e-9)])
-        # the faces in contact: the voxel across the face is another object or lies within distance_um of one
-        to_others = ndi.distance_transform_edt(~others, sampling=vs)
-        near = to_others <= distance_um + 1e-9
-        total = contact = 0.0
+        # each voxel's nearest other object, and how far it lies: a face is in contact with the object nearest to
+        # the voxel across it, if that lies within distance_um (one transform for every neighbour; an object
+        # behind a nearer one is no neighbour through it)
+        to_others, where = ndi.distance_transform_edt(~others, sampling=vs, return_indices=True)
+        nearest = np.where(to_others <= distance_um + 1e-9, crop[tuple(where)], 0)
+        total = 0.0
+        areas: dict[int, float] = {}
         for axis, step in _FACES:
             if flat and axis == 0:
                 continue
@@ -123,9 +126,23 @@ def neighbours(
             inside = _shift(np.ones_like(obj), axis, step, False)
             faces = obj & ~_shift(obj, axis, step, False) & inside
             total += face_area[axis] * float(faces.sum())
-            contact += face_area[axis] * float((faces & _shift(near, axis, step, False)).sum())
-        out[i] = {"ids": [int(j) for j in ids], "contact_fraction": contact / total if total else 0.0}
-    return out
+            across = _shift(nearest, axis, step, 0)[faces]
+            for j, n in zip(*np.unique(across[across > 0], return_counts=True), strict=True):
+                areas[int(j)] = areas.get(int(j), 0.0) + face_area[axis] * float(n)
+        out[i] = {"contact_um2": areas, "total_um2": total}
+    # neighbours are mutual: a pair found from either side (voxel faces seen from one object and the other differ
+    # at corners)
+    for i, rec in out.items():
+        for j in rec["contact_um2"]:
+            out[j]["contact_um2"].setdefault(i, 0.0)
+    return {
+        i: {
+            "ids": sorted(rec["contact_um2"]),
+            "contact_um2": dict(sorted(rec["contact_um2"].items())),
+            "contact_fraction": sum(rec["contact_um2"].values()) / rec["total_um2"] if rec["total_um2"] else 0.0,
+        }
+        for i, rec in out.items()
+    }
 
 
 def _distance_to_false(mask: np.ndarray, sampling: Sequence[float]) -> np.ndarray:
@@ -167,12 +184,12 @@ def colony_footprint(footprint: np.ndarray, *, pixel_um: Sequence[float], gap_um
     fp = np.asarray(footprint, dtype=bool)
     # a gap of gap_um of background lies between pixel centres gap_um + one pixel apart: discs that reach over it
     r = (gap_um + max(pixel_um)) / 2
-    grown = ~fp if not fp.any() else _distance_to_false(~fp, pixel_um) <= r
+    grown = fp if not fp.any() else _distance_to_false(~fp, pixel_um) <= r
     closed = (_distance_to_false(grown, pixel_um) > r) | fp
     return np.asarray(ndi.binary_fill_holes(closed))
 
 
-def colony_context(labels: np.ndarray, *, voxel_size: VoxelSize | Sequence[float], gap_um: float = 5.0) -> Any:
+def colony_context(labels: np.ndarray, *, voxel_size: VoxelSize | Sequence[float], gap_um: float = 1.0) -> Any:
     """Each object's colony and its place in it (one row per label).
 
     Columns: ``colony`` (1..N, the connected colonies of the footprint, :func:`colony_footprint`),
@@ -214,8 +231,10 @@ def colony_context(labels: np.ndarray, *, voxel_size: VoxelSize | Sequence[float
             "colony_edge_distance_um": np.nan if censored else at,
             "colony_edge_censored": censored,
         })  # fmt: skip
-    table = pd.DataFrame(rows, columns=["label", "colony", "colony_edge", "colony_edge_distance_um",
-                                        "colony_edge_censored"])  # fmt: skip
+    # the same dtypes with no object (a frame's tables are concatenated and gathered into one Parquet dataset)
+    dtypes = {"label": np.int64, "colony": np.int64, "colony_edge": bool, "colony_edge_distance_um": np.float64,
+              "colony_edge_censored": bool}  # fmt: skip
+    table = pd.DataFrame(rows, columns=list(dtypes)).astype(dtypes)
     counts = table["colony"].value_counts()
     table.insert(2, "colony_cells", table["colony"].map(counts).fillna(0).astype(np.int64))
     table.insert(3, "colony_area_um2", area[table["colony"].to_numpy()] if len(table) else np.zeros(0))
@@ -228,12 +247,13 @@ def neighbour_table(
     *,
     voxel_size: VoxelSize | Sequence[float],
     distance_um: float = 1.0,
-    gap_um: float = 5.0,
+    gap_um: float = 1.0,
 ) -> Any:
     """:func:`neighbours` and :func:`colony_context` as one table, with each object's spacing.
 
     Columns: ``label``, ``neighbours`` (how many), ``neighbour_ids`` (``;``-separated labels),
-    ``contact_fraction``, ``nearest_neighbour_um`` (centroid to the nearest other object's centroid; NaN where
+    ``neighbour_contact_um2`` (the area of this object's surface in contact with each, in the same order; µm in a
+    single plane; 0 where only the other object's faces reach this one, at a corner), ``contact_fraction``, ``nearest_neighbour_um`` (centroid to the nearest other object's centroid; NaN where
     the field's lateral border is nearer than that object, so one beyond the field could be nearer) and the
     colony columns.
     """
@@ -262,7 +282,10 @@ def neighbour_table(
     table = pd.DataFrame({
         "label": ids,
         "neighbours": np.array([len(near[i]["ids"]) for i in ids], dtype=np.int64),
-        "neighbour_ids": [";".join(str(j) for j in near[i]["ids"]) for i in ids],
+        "neighbour_ids": pd.Series([";".join(str(j) for j in near[i]["ids"]) for i in ids], dtype=object),
+        "neighbour_contact_um2": pd.Series(
+            [";".join(f"{a:.4g}" for a in near[i]["contact_um2"].values()) for i in ids], dtype=object
+        ),
         "contact_fraction": np.array([near[i]["contact_fraction"] for i in ids], dtype=np.float64),
         "nearest_neighbour_um": nearest,
     })  # fmt: skip
