@@ -53,6 +53,15 @@ def test_wells_in_plate_order_with_objects_per_field_and_median_size() -> None:
     per_well = well_summary(paired).set_index("well")
     assert per_well.loc["A10", "median_coloc_dna_mito_pearson"] == pytest.approx(1.0)
     assert per_well.loc["B1", "median_coloc_dna_mito_m2"] == 0.25
+    # `measure --neighbours`: how crowded, how deep in their colonies (censored distances, NaN, left out)
+    crowded = table.assign(neighbours=np.arange(len(table)), colony_edge_distance_um=np.nan, neighbour_ids="")
+    crowded.loc[crowded.well == "A10", "colony_edge_distance_um"] = [3.0, np.nan, 5.0]  # its three objects
+    assert readouts(crowded.columns)["neighbours"] == "median neighbours" and "neighbour_ids" not in readouts(
+        crowded.columns
+    )
+    near = well_summary(crowded).set_index("well")
+    assert near.loc["A10", "median_neighbours"] == pytest.approx(1.0)
+    assert near.loc["A10", "median_colony_edge_distance_um"] == pytest.approx(4.0)
     png = plate_map_png(s.reset_index(), [("objects_per_field", "objects per field")])
     assert png[:8] == b"\x89PNG\r\n\x1a\n"
 

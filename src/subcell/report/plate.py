@@ -18,9 +18,11 @@ __all__ = ["PLATE_COLUMNS", "READOUTS", "plate_grid", "plate_map_png", "readout_
 
 PLATE_COLUMNS = ("id", "well", "row", "column")
 # per-object columns summarised as a median per well, with their titles: an object's size as `measure` names it in
-# 3D and in 2D, and how fast a tracked object moved since its previous frame (`track`)
+# 3D and in 2D, how fast a tracked object moved since its previous frame (`track`), and its neighbourhood
+# (`measure --neighbours`: how crowded a well's cells are, how deep inside their colonies)
 READOUTS = {"volume_um3": "median size (µm³)", "area_um2": "median size (µm²)",
-            "speed_um_per_min": "median speed (µm/min)"}  # fmt: skip
+            "speed_um_per_min": "median speed (µm/min)", "neighbours": "median neighbours",
+            "colony_edge_distance_um": "median distance to the colony edge (µm)"}  # fmt: skip
 ANNOTATE_WELLS = 96  # values are written in the wells up to a 96-well plate; larger plates are colour only
 
 
