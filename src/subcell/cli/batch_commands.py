@@ -121,16 +121,18 @@ def _measure(row: Any, base: Path) -> tuple[list[str], list[str], list[Path]]:
     labels = _meta_path(row, "labels", base)
     if labels is not None and _meta_path(row, "intensity", base) is None:  # an image and its labels beside it (as
         # `manifest make --companion labels=SUFFIX` pairs them): the labels measured, in the image's intensities
-        opts = [*_vs(row), "--intensity", str(row.source)]
-        return [str(labels)], opts, [labels, row.source]
-    inputs, opts = [row.source], _vs(row)
-    if (intensity := _meta_path(row, "intensity", base)) is not None:
-        opts += ["--intensity", str(intensity), *_intensity_scene(row, "--intensity-scene")]
-        inputs.append(intensity)
-    if (exclude := _meta_path(row, "exclude", base)) is not None:  # e.g. the nuclei: cells measured as cytoplasm
-        opts += ["--exclude", str(exclude)]
-        inputs.append(exclude)
-    return [str(row.source)], opts, inputs
+        measured, opts, inputs = labels, [*_vs(row), "--intensity", str(row.source)], [labels, row.source]
+    else:
+        measured, opts, inputs = row.source, _vs(row), [row.source]
+        if (intensity := _meta_path(row, "intensity", base)) is not None:
+            opts += ["--intensity", str(intensity), *_intensity_scene(row, "--intensity-scene")]
+            inputs.append(intensity)
+    # e.g. the nuclei: cells measured as their cytoplasm (exclude), or with their nucleus and cytoplasm (nuclei)
+    for column in ("exclude", "nuclei"):
+        if (path := _meta_path(row, column, base)) is not None:
+            opts += [f"--{column}", str(path)]
+            inputs.append(path)
+    return [str(measured)], opts, inputs
 
 
 def _intensity_scene(row: Any, option: str) -> list[str]:

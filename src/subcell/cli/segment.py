@@ -367,6 +367,20 @@ def measure(
             "used the PSF's size).",
         ),
     ] = None,
+    nuclei: Annotated[
+        Optional[Path],  # noqa: UP045
+        typer.Option(
+            "--nuclei",
+            help="Nucleus labels or mask: adds each cell's nucleus and cytoplasm (sizes, nuclei count) and, per "
+            "--intensity channel, their means and N/C ratio above the local background.",
+        ),
+    ] = None,
+    nc_margin_um: Annotated[
+        float,
+        typer.Option(
+            "--nc-margin-um", help="Band each side of the nuclear boundary left out of both compartments (µm)."
+        ),
+    ] = 0.3,
     neighbours: Annotated[
         bool,
         typer.Option(
@@ -428,14 +442,18 @@ def measure(
         name, path = item.split("=", 1)
         struct = read_beside(Path(path), lab_img, axes=axes_of(Path(path)), what=f"structure {name!r}")
         structs[name] = as_labels(struct.data[:, 0], path=path, lazy=True)
-    left_out = None
+    left_out = nuc = None
     if exclude is not None:
         out_img = read_beside(exclude, lab_img, axes=axes_of(exclude), what="--exclude")
         left_out = as_labels(out_img.data[:, 0], path=exclude, lazy=True)
+    if nuclei is not None:
+        nuc_img = read_beside(nuclei, lab_img, axes=axes_of(nuclei), what="--nuclei")
+        nuc = as_labels(nuc_img.data[:, 0], path=nuclei, lazy=True)
     result = measure_frames(lab, voxel_size=lab_img.voxel_size, intensity=chans, structures=structs, exclude=left_out,
                             time_interval_s=lab_img.time_interval if lab_img.shape[0] > 1 else None,
                             components=components, skeleton=skeleton, colocalize=coloc,
-                            neighbours=NeighbourSpec(neighbour_um, colony_gap_um) if neighbours else None)  # fmt: skip
+                            neighbours=NeighbourSpec(neighbour_um, colony_gap_um) if neighbours else None,
+                            nuclei=nuc, nc_margin_um=nc_margin_um)  # fmt: skip
     if result.attrs["components"] and components is None:
         typer.echo(f"note: {labels} is a mask: each connected component measured as an object (numbered in each "
                    "frame; --no-components for the mask as one object)", err=True)  # fmt: skip

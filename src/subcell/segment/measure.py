@@ -12,6 +12,7 @@ from scipy import ndimage as ndi
 from subcell.errors import ValueRangeError
 from subcell.image import VoxelSize, as_array, materialize
 from subcell.metrics.colocalization import ColocalizationSpec, colocalization
+from subcell.metrics.compartments import compartment_table, nc_ratios
 from subcell.metrics.neighbours import NeighbourSpec, neighbour_table
 from subcell.metrics.shape import border_ids, principal_axes, skeleton_stats, sphericity, surface_area
 
@@ -343,6 +344,8 @@ def measure_frames(
     colocalize: ColocalizationSpec | None = None,
     exclude: np.ndarray | None = None,
     neighbours: NeighbourSpec | None = None,
+    nuclei: np.ndarray | None = None,
+    nc_margin_um: float = 0.3,
 ) -> Any:
     """Measure every frame of a ``(T, Z, Y, X)`` label array: one row per object and frame, with a ``t`` column
     (and ``time_min``, the frame's time in minutes, when ``time_interval_s`` is given).
@@ -354,7 +357,10 @@ def measure_frames(
     pairs of ``intensity`` channels in each object (:func:`measure_objects`). ``exclude`` (``(T, Z, Y, X)``, labels
     or a mask) takes its voxels out of every object: cells without their nuclei are measured as their cytoplasm.
     ``neighbours`` adds each object's neighbours, contact, spacing and colony
-    (:func:`~subcell.metrics.neighbours.neighbour_table`), found from the labels before ``exclude``.
+    (:func:`~subcell.metrics.neighbours.neighbour_table`), found from the labels before ``exclude``. ``nuclei``
+    (``(T, Z, Y, X)`` labels or a mask) adds each cell's nucleus and cytoplasm (sizes, nuclei count, each
+    ``intensity`` channel's means and N/C ratio above the local background, ``nc_margin_um`` each side of the
+    nuclear boundary left out: :func:`~subcell.metrics.compartments.compartment_table`), of the whole cell.
 
     ``intensity`` arrays are ``(T, Z, Y, X)`` per channel; ``structures`` (masks or labels, ``(T, Z, Y, X)``)
     add per-cell volume fractions and counts (:func:`structures_per_cell`). Lazy arrays (Dask, Zarr) are read a
@@ -366,7 +372,9 @@ def measure_frames(
     if len(lab.shape) != 4:
         raise ValueRangeError(f"expected (T, Z, Y, X) labels, got {len(lab.shape)} dimensions", field="labels")
     excluding = {"exclude": exclude} if exclude is not None else {}
-    for what, group in (("intensity", intensity or {}), ("structure", structures or {}), ("exclude", excluding)):
+    nucleus = {"nuclei": nuclei} if nuclei is not None else {}
+    for what, group in (("intensity", intensity or {}), ("structure", structures or {}), ("exclude", excluding),
+                        ("nuclei", nucleus)):  # fmt: skip
         for name, arr in group.items():
             if np.shape(arr) != lab.shape:
                 raise ValueRangeError(
@@ -378,6 +386,11 @@ def measure_frames(
         parts = frame_components(frame, components)
         if parts is not None:
             frame, split = parts, True
+        chans = {k: materialize(v[t]) for k, v in (intensity or {}).items()}
+        parts_of = None
+        if nuclei is not None:  # of the whole cell, before any exclusion
+            parts_of = compartment_table(frame, materialize(nuclei[t]), voxel_size=voxel_size, intensity=chans,
+                                         margin_um=nc_margin_um)  # fmt: skip
         near = None
         if neighbours is not None:
             near = neighbour_table(frame, voxel_size=voxel_size, distance_um=neighbours.distance_um,
@@ -386,16 +399,16 @@ def measure_frames(
         if exclude is not None:  # after the components: a cell mask's pieces keep their numbers without the nuclei
             out = np.asarray(materialize(exclude[t])) > 0
             frame = np.where(out, 0, frame)
-        table = measure_objects(
-            frame, voxel_size=voxel_size, intensity={k: materialize(v[t]) for k, v in (intensity or {}).items()},
-            skeleton=skeleton, colocalize=colocalize, excluded=out,
-        )  # fmt: skip
+        table = measure_objects(frame, voxel_size=voxel_size, intensity=chans, skeleton=skeleton,
+                                colocalize=colocalize, excluded=out)  # fmt: skip
         if structures:
             per_cell = structures_per_cell(frame, {k: materialize(v[t]) for k, v in structures.items()},
                                            voxel_size=voxel_size)  # fmt: skip
             table = table.merge(per_cell.drop(columns=["cell_volume_um3"]), on="label", how="left")
         if near is not None:
             table = table.merge(near, on="label", how="left")
+        if parts_of is not None:
+            table = nc_ratios(table.merge(parts_of, on="label", how="left"), list(chans))
         table.insert(0, "t", t)
         if time_interval_s:
             table.insert(1, "time_min", t * time_interval_s / 60.0)
