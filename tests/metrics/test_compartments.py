@@ -118,9 +118,26 @@ def test_measure_cli_adds_the_compartments_of_each_cell(tmp_path: Path, capsys) 
                 "--overwrite"]) == 0  # fmt: skip
     t = pd.read_csv(out).set_index("label")
     assert (t["yap_mean"] == 150).all() and (t["nucleus_area_um2"] > 0).all()
-    err = cli_user_error(capsys, *args[:2], str(tmp_path / "u.csv"), "--nuclei", str(tmp_path / "nuclei.ome.tif"),
-                         "--nc-margin-um", "-1")  # fmt: skip
-    assert "nc_margin_um" in err and not (tmp_path / "u.csv").exists()
+    # a known background instead of the local one; a note where the local one swallows the cytoplasm
+    capsys.readouterr()
+    assert run([*args, "--nuclei", str(tmp_path / "nuclei.ome.tif"), "--nc-margin-um", "0", "--nc-background",
+                "yap=125", "--overwrite"]) == 0  # fmt: skip
+    assert np.allclose(pd.read_csv(out)["yap_nc_ratio"], 7.0) and "note" not in capsys.readouterr().err
+    cells[0, 8:52, 3:47] = 3  # cell 3 drawn larger than itself: its unlabelled surroundings are no longer background
+    cells[cells == 7] = 0
+    write(Image(cells[0].astype(np.uint16), voxel_size=VS2, dims="YX"), tmp_path / "big.ome.tif")
+    write(Image((img[0] + 50 * (cells[0] == 0)).astype(np.uint16), voxel_size=VS2, dims="YX", channel_names=["yap"]),
+          tmp_path / "img.ome.tif", overwrite=True)  # fmt: skip
+    assert run(["measure", str(tmp_path / "big.ome.tif"), str(tmp_path / "big.csv"), "--intensity",
+                str(tmp_path / "img.ome.tif"), "--nuclei", str(tmp_path / "nuclei.ome.tif")]) == 0  # fmt: skip
+    assert "note: 1 of 1 cells have no yap N/C ratio" in capsys.readouterr().err
+    for extra, message in {("--nc-margin-um", "-1"): "nc_margin_um", ("--nc-background", "dna=3"): "no channel 'dna'",
+                           ("--nc-background", "x"): "expected VALUE or NAME=VALUE"}.items():  # fmt: skip
+        err = cli_user_error(capsys, *args[:2], str(tmp_path / "u.csv"), *args[3:], "--nuclei",
+                             str(tmp_path / "nuclei.ome.tif"), *extra)  # fmt: skip
+        assert message in err and not (tmp_path / "u.csv").exists()
+    err = cli_user_error(capsys, *args[:2], str(tmp_path / "u.csv"), *args[3:], "--nc-background", "100")
+    assert "give --nuclei" in err
     # batch measure: a row's `nuclei` column, also beside an image's companion labels with an `exclude` column
     row = ManifestRow(row=0, source=tmp_path / "img.ome.tif",
                       metadata={"labels": "cells.ome.tif", "nuclei": "nuclei.ome.tif", "exclude": "nuclei.ome.tif"})  # fmt: skip

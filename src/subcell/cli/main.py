@@ -18,7 +18,7 @@ from typing import Annotated, Any
 import typer
 
 from subcell._version import __version__
-from subcell.cli import batch, bleach, drift, files, flatfield, segment, track
+from subcell.cli import batch, bleach, drift, files, flatfield, measure, segment, track
 from subcell.cli.cells import cells_app
 from subcell.cli.demo import INTEGRATED_MINUTES, LABELFREE_MINUTES
 from subcell.cli.integrated import integrated_app
@@ -43,7 +43,7 @@ app.command()(files.synth)
 app.add_typer(segment.workflows_app, name="workflows")
 app.command()(segment.segment)
 app.command("evaluate-seg")(segment.evaluate_seg)
-app.command()(segment.measure)
+app.command()(measure.measure)
 app.add_typer(pixels_app, name="pixels")
 app.add_typer(labelfree_app, name="labelfree")
 app.add_typer(cells_app, name="cells")

@@ -111,11 +111,7 @@ def neighbours(
         if not others.any():
             out[i] = {"contact_um2": {}, "total_um2": 0.0}
             continue
-        # each voxel's nearest other object, and how far it lies: a face is in contact with the object nearest to
-        # the voxel across it, if that lies within distance_um (one transform for every neighbour; an object
-        # behind a nearer one is no neighbour through it)
-        to_others, where = ndi.distance_transform_edt(~others, sampling=vs, return_indices=True)
-        nearest = np.where(to_others <= distance_um + 1e-9, crop[tuple(where)], 0)
+        nearest = _nearest_other(crop, obj, others, vs, distance_um, flat)
         total = 0.0
         areas: dict[int, float] = {}
         for axis, step in _FACES:
@@ -143,6 +139,37 @@ def neighbours(
         }
         for i, rec in out.items()
     }
+
+
+def _nearest_other(
+    crop: np.ndarray, obj: np.ndarray, others: np.ndarray, vs: np.ndarray, distance_um: float, flat: bool
+) -> np.ndarray:
+    """The id of the other object nearest to each voxel across a face of ``obj`` if it lies within
+    ``distance_um`` (0 elsewhere): a face is in contact with that object (so an object behind a nearer one is no
+    neighbour through it).
+
+    The nearest voxel of an object seen from outside it lies on its surface, so only the other objects' surface
+    voxels are searched (a k-d tree in µm) and only from the voxels across the object's faces: a distance
+    transform of the whole box took 5 times as long on cells of 10^7-voxel boxes."""
+    from scipy.spatial import cKDTree
+
+    across = np.zeros_like(obj)
+    surface = np.zeros_like(obj)
+    for axis, step in _FACES:
+        if flat and axis == 0:
+            continue
+        across |= _shift(obj, axis, step, False) & ~obj
+        surface |= others & (_shift(crop, axis, step, 0) != crop)
+    nearest = np.zeros(crop.shape, crop.dtype)
+    points = np.argwhere(surface)
+    if not len(points):
+        return nearest
+    asking = np.argwhere(across)
+    dist, which = cKDTree(points * vs).query(asking * vs, distance_upper_bound=distance_um + 1e-9)
+    hit = np.isfinite(dist)
+    found = points[which[hit]]
+    nearest[tuple(asking[hit].T)] = crop[tuple(found.T)]
+    return nearest
 
 
 def _distance_to_false(mask: np.ndarray, sampling: Sequence[float]) -> np.ndarray:

@@ -346,6 +346,7 @@ def measure_frames(
     neighbours: NeighbourSpec | None = None,
     nuclei: np.ndarray | None = None,
     nc_margin_um: float = 0.3,
+    nc_background: Mapping[str, float] | None = None,
 ) -> Any:
     """Measure every frame of a ``(T, Z, Y, X)`` label array: one row per object and frame, with a ``t`` column
     (and ``time_min``, the frame's time in minutes, when ``time_interval_s`` is given).
@@ -359,7 +360,8 @@ def measure_frames(
     ``neighbours`` adds each object's neighbours, contact, spacing and colony
     (:func:`~subcell.metrics.neighbours.neighbour_table`), found from the labels before ``exclude``. ``nuclei``
     (``(T, Z, Y, X)`` labels or a mask) adds each cell's nucleus and cytoplasm (sizes, nuclei count, each
-    ``intensity`` channel's means and N/C ratio above the local background, ``nc_margin_um`` each side of the
+    ``intensity`` channel's means and N/C ratio above the local background or the channel's in ``nc_background``
+    (:func:`~subcell.metrics.compartments.nc_ratios`), ``nc_margin_um`` each side of the
     nuclear boundary left out: :func:`~subcell.metrics.compartments.compartment_table`), of the whole cell.
 
     ``intensity`` arrays are ``(T, Z, Y, X)`` per channel; ``structures`` (masks or labels, ``(T, Z, Y, X)``)
@@ -408,7 +410,7 @@ def measure_frames(
         if near is not None:
             table = table.merge(near, on="label", how="left")
         if parts_of is not None:
-            table = nc_ratios(table.merge(parts_of, on="label", how="left"), list(chans))
+            table = nc_ratios(table.merge(parts_of, on="label", how="left"), list(chans), nc_background)
         table.insert(0, "t", t)
         if time_interval_s:
             table.insert(1, "time_min", t * time_interval_s / 60.0)
