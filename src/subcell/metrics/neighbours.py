@@ -150,7 +150,8 @@ def _nearest_other(
 
     The nearest voxel of an object seen from outside it lies on its surface, so only the other objects' surface
     voxels are searched (a k-d tree in µm) and only from the voxels across the object's faces: a distance
-    transform of the whole box took 5 times as long on cells of 10^7-voxel boxes."""
+    transform of the whole box took 2–3 times as long on real cells of 10^7-voxel boxes, for the same ids and
+    fractions)."""
     from scipy.spatial import cKDTree
 
     across = np.zeros_like(obj)
@@ -291,10 +292,12 @@ def neighbour_table(
     vs = np.asarray(size, dtype=np.float64)
     near = neighbours(lab, voxel_size=size, distance_um=distance_um)
     ids = np.array(sorted(near), dtype=np.int64)
-    if len(ids):
-        centroids = np.asarray(ndi.center_of_mass(np.ones(lab.shape, np.uint8), lab, ids), dtype=np.float64)
-    else:
-        centroids = np.zeros((0, 3))
+    # each object's centroid from its own box (SciPy's center_of_mass reads the whole frame per statistic: 7 of
+    # the 26 s of a 76×1024×1024 field)
+    boxes = ndi.find_objects(lab)
+    centroids = np.array(
+        [np.mean(np.nonzero(lab[boxes[i - 1]] == i), axis=1) + [s.start for s in boxes[i - 1]] for i in ids]
+    ).reshape(-1, 3)
     if lab.shape[0] == 1:
         centroids[:, 0] = 0.0
     nearest = np.full(len(ids), np.nan)
