@@ -470,3 +470,33 @@ def test_bleach_widget_adds_the_movie_back_at_frame_0s_level(qtbot) -> None:  # 
     assert w.status.value == "last frame 41% of frame 0's signal; largest factor 2.411"
     fixed = viewer.layers["dna bleach-corrected"].data
     np.testing.assert_allclose(fixed[-1], truth, rtol=2e-3)
+
+
+def test_measure_widget_puts_the_table_in_the_layers_features(qtbot, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """The labels layer measured at its scale in µm, with an image layer's intensities, the nuclei's N/C ratios
+    and the neighbours: the same table as `measure_frames`, one row per label in the layer's features."""
+    from subcell.metrics.neighbours import NeighbourSpec
+    from subcell.napari.measure import MeasureWidget
+    from subcell.segment import measure_frames
+    from tests.metrics.test_compartments import _plane
+
+    cells, nuclei, img = _plane()
+    viewer = ViewerModel()
+    viewer.add_labels(cells[0], name="cells", scale=(0.2, 0.2))
+    viewer.add_labels(nuclei[0], name="nuclei", scale=(0.2, 0.2))
+    viewer.add_image(img[0], name="yap", scale=(0.2, 0.2))
+    w = MeasureWidget(viewer)
+    w.layer.value, w.nuclei.value, w.intensity.value = "cells", "nuclei", ["yap"]
+    w.neighbours.value = True
+    w.save.value = str(tmp_path / "t.csv")
+    worker = w.start()
+    qtbot.waitUntil(lambda: not worker.is_running and "objects" in w.status.value, timeout=60_000)
+    feats = viewer.layers["cells"].features.set_index("index")
+    direct = measure_frames(cells[None], voxel_size=(1.0, 0.2, 0.2), intensity={"yap": img[None]},
+                            nuclei=nuclei[None], neighbours=NeighbourSpec()).set_index("label")  # fmt: skip
+    assert sorted(feats.index) == [3, 7] and np.allclose(feats["yap_nc_ratio"], direct["yap_nc_ratio"])
+    assert feats.loc[3, "area_um2"] == pytest.approx(1600 * 0.04) and (feats["colony_cells"] == 1).all()
+    assert (tmp_path / "t.csv").exists() and "written to" in w.status.value
+    viewer.add_image(np.zeros((10, 10)), name="small", scale=(0.2, 0.2))
+    w.intensity.value = ["small"]
+    assert w.start() is None and "has shape" in w.status.value
