@@ -174,6 +174,14 @@ def measure(
             "cell's local background, wrong where the labels leave parts of cells out).",
         ),
     ] = None,
+    radial: Annotated[
+        int,
+        typer.Option(
+            "--radial",
+            help="Shells from each cell's centre (with --nuclei: its nucleus) out to its edge: the share of each "
+            "--intensity channel's signal in each, and its mean position (0: off).",
+        ),
+    ] = 0,
     neighbours: Annotated[
         bool,
         typer.Option(
@@ -221,6 +229,10 @@ def measure(
         img = read_beside(intensity, lab_img, axes=axes_of(intensity), what="the intensity image",
                           scene=intensity_scene)  # fmt: skip
         chans = {n: img.data[:, i] for i, n in enumerate(img.channel_names)}
+    if radial and intensity is None:
+        raise ValueRangeError("--radial splits the channels of --intensity: give --intensity IMAGE", field="radial")
+    if radial < 0:
+        raise ValueRangeError(f"--radial must be 0 (off) or a number of shells, got {radial}", field="radial")
     if nc_background and nuclei is None:
         raise ValueRangeError("--nc-background is the background of the N/C ratios: give --nuclei NUCLEI too",
                               field="nc_background")  # fmt: skip
@@ -250,7 +262,8 @@ def measure(
                             components=components, skeleton=skeleton, colocalize=coloc,
                             neighbours=NeighbourSpec(neighbour_um, colony_gap_um) if neighbours else None,
                             nuclei=nuc, nc_margin_um=nc_margin_um,
-                            nc_background=channel_values(nc_background, list(chans), "nc_background"))  # fmt: skip
+                            nc_background=channel_values(nc_background, list(chans), "nc_background"),
+                            radial=radial)  # fmt: skip
     if result.attrs["components"] and components is None:
         typer.echo(f"note: {labels} is a mask: each connected component measured as an object (numbered in each "
                    "frame; --no-components for the mask as one object)", err=True)  # fmt: skip

@@ -14,6 +14,7 @@ from subcell.image import VoxelSize, as_array, materialize
 from subcell.metrics.colocalization import ColocalizationSpec, colocalization
 from subcell.metrics.compartments import compartment_table, nc_ratios
 from subcell.metrics.neighbours import NeighbourSpec, neighbour_table
+from subcell.metrics.radial import radial_table
 from subcell.metrics.shape import border_ids, principal_axes, skeleton_stats, sphericity, surface_area
 
 __all__ = [
@@ -347,6 +348,7 @@ def measure_frames(
     nuclei: np.ndarray | None = None,
     nc_margin_um: float = 0.3,
     nc_background: Mapping[str, float] | None = None,
+    radial: int = 0,
 ) -> Any:
     """Measure every frame of a ``(T, Z, Y, X)`` label array: one row per object and frame, with a ``t`` column
     (and ``time_min``, the frame's time in minutes, when ``time_interval_s`` is given).
@@ -361,7 +363,9 @@ def measure_frames(
     (:func:`~subcell.metrics.neighbours.neighbour_table`), found from the labels before ``exclude``. ``nuclei``
     (``(T, Z, Y, X)`` labels or a mask) adds each cell's nucleus and cytoplasm (sizes, nuclei count, each
     ``intensity`` channel's means and N/C ratio above the local background or the channel's in ``nc_background``
-    (:func:`~subcell.metrics.compartments.nc_ratios`), ``nc_margin_um`` each side of the
+    (:func:`~subcell.metrics.compartments.nc_ratios`), ``radial`` (a number of shells) where each channel's
+    signal lies from the centre, or the nucleus, out to the edge (:func:`~subcell.metrics.radial.radial_table`),
+    ``nc_margin_um`` each side of the
     nuclear boundary left out: :func:`~subcell.metrics.compartments.compartment_table`), of the whole cell.
 
     ``intensity`` arrays are ``(T, Z, Y, X)`` per channel; ``structures`` (masks or labels, ``(T, Z, Y, X)``)
@@ -390,9 +394,10 @@ def measure_frames(
             frame, split = parts, True
         chans = {k: materialize(v[t]) for k, v in (intensity or {}).items()}
         parts_of = None
-        if nuclei is not None:  # of the whole cell, before any exclusion
-            parts_of = compartment_table(frame, materialize(nuclei[t]), voxel_size=voxel_size, intensity=chans,
-                                         margin_um=nc_margin_um)  # fmt: skip
+        nuc = materialize(nuclei[t]) if nuclei is not None else None
+        if nuc is not None:  # of the whole cell, before any exclusion
+            parts_of = compartment_table(frame, nuc, voxel_size=voxel_size, intensity=chans, margin_um=nc_margin_um)
+        whole = frame
         near = None
         if neighbours is not None:
             near = neighbour_table(frame, voxel_size=voxel_size, distance_um=neighbours.distance_um,
@@ -411,6 +416,10 @@ def measure_frames(
             table = table.merge(near, on="label", how="left")
         if parts_of is not None:
             table = nc_ratios(table.merge(parts_of, on="label", how="left"), list(chans), nc_background)
+        if radial and chans:
+            bg = {k: dict(zip(table["label"], table[f"{k}_background"], strict=True)) for k in chans}
+            table = table.merge(radial_table(whole, voxel_size=voxel_size, intensity=chans, bins=radial, nuclei=nuc,
+                                             background=bg), on="label", how="left")  # fmt: skip
         table.insert(0, "t", t)
         if time_interval_s:
             table.insert(1, "time_min", t * time_interval_s / 60.0)
