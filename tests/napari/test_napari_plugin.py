@@ -487,7 +487,7 @@ def test_measure_widget_puts_the_table_in_the_layers_features(qtbot, tmp_path: P
     viewer.add_image(img[0], name="yap", scale=(0.2, 0.2))
     w = MeasureWidget(viewer)
     w.layer.value, w.nuclei.value, w.intensity.value = "cells", "nuclei", ["yap"]
-    w.neighbours.value = True
+    w.neighbours.value, w.radial.value = True, 3
     w.save.value = str(tmp_path / "t.csv")
     worker = w.start()
     qtbot.waitUntil(lambda: not worker.is_running and "objects" in w.status.value, timeout=60_000)
@@ -496,6 +496,7 @@ def test_measure_widget_puts_the_table_in_the_layers_features(qtbot, tmp_path: P
                             nuclei=nuclei[None], neighbours=NeighbourSpec()).set_index("label")  # fmt: skip
     assert sorted(feats.index) == [3, 7] and np.allclose(feats["yap_nc_ratio"], direct["yap_nc_ratio"])
     assert feats.loc[3, "area_um2"] == pytest.approx(1600 * 0.04) and (feats["colony_cells"] == 1).all()
+    assert "yap_radial_mean" in feats and np.isfinite(feats["yap_radial_mean"]).all()
     assert (tmp_path / "t.csv").exists() and "written to" in w.status.value
     viewer.add_image(np.zeros((10, 10)), name="small", scale=(0.2, 0.2))
     w.intensity.value = ["small"]

@@ -62,6 +62,11 @@ def test_wells_in_plate_order_with_objects_per_field_and_median_size() -> None:
     near = well_summary(crowded).set_index("well")
     assert near.loc["A10", "median_neighbours"] == pytest.approx(1.0)
     assert near.loc["A10", "median_colony_edge_distance_um"] == pytest.approx(4.0)
+    # `measure --nuclei`: a translocation assay's N/C ratio per well
+    moved = table.assign(yap_nc_ratio=np.arange(len(table), dtype=float), yap_nucleus_mean=1.0)
+    assert readouts(moved.columns)["yap_nc_ratio"] == "median yap N/C ratio"
+    assert readouts(moved.assign(yap_radial_mean=0.5).columns)["yap_radial_mean"] == "median yap radial position"
+    assert well_summary(moved).set_index("well").loc["A10", "median_yap_nc_ratio"] == pytest.approx(1.0)
     png = plate_map_png(s.reset_index(), [("objects_per_field", "objects per field")])
     assert png[:8] == b"\x89PNG\r\n\x1a\n"
 

@@ -1,5 +1,6 @@
 """napari dock widget for ``subcell measure``: a labels layer measured in µm (sizes, shapes, the chosen image
-layers' intensities, each cell's nucleus and cytoplasm with N/C ratios, its neighbours and colony), the table
+layers' intensities, each cell's nucleus and cytoplasm with N/C ratios, where the signal lies from the nucleus
+to the edge, its neighbours and colony), the table
 put in the layer's ``features`` (one row per label value: napari colours and lists labels by it) and its
 ``metadata["measurements"]`` (every frame of a time-lapse), optionally written to a file."""
 
@@ -9,7 +10,7 @@ from collections.abc import Generator
 from typing import Any
 
 import numpy as np
-from magicgui.widgets import CheckBox, ComboBox, FloatSpinBox, LineEdit, PushButton, Select
+from magicgui.widgets import CheckBox, ComboBox, FloatSpinBox, LineEdit, PushButton, Select, SpinBox
 
 from subcell.napari.widgets import NO_CELLS, _Base, _image_layer_names, _labels_layer_names, _run
 
@@ -30,12 +31,13 @@ class MeasureWidget(_Base):
         self.intensity = Select(label="intensities", choices=lambda *_: _image_layer_names(viewer))
         self.nuclei = ComboBox(label="nuclei layer (N/C)", choices=lambda *_: [NO_CELLS, *_labels_layer_names(viewer)])
         self.nc_margin = FloatSpinBox(label="N/C margin (µm)", value=0.3, min=0.0, max=10.0, step=0.1)
+        self.radial = SpinBox(label="radial shells (0: off)", value=0, min=0, max=20)
         self.neighbours = CheckBox(label="neighbours and colony", value=False)
         self.neighbour_um = FloatSpinBox(label="neighbour distance (µm)", value=1.0, min=0.0, max=100.0, step=0.5)
         self.colony_gap = FloatSpinBox(label="colony gap (µm)", value=1.0, min=0.0, max=100.0, step=0.5)
         self.save = LineEdit(label="save table to (.csv, .parquet)", value="")
         self.run_button = PushButton(text="Measure")
-        super().__init__(viewer, [self.layer, self.intensity, self.nuclei, self.nc_margin, self.neighbours,
+        super().__init__(viewer, [self.layer, self.intensity, self.nuclei, self.nc_margin, self.radial, self.neighbours,
                                   self.neighbour_um, self.colony_gap, self.save, self.run_button])  # fmt: skip
         self.run_button.changed.connect(self.start)
         viewer.layers.events.inserted.connect(self._new_layers)
@@ -75,7 +77,8 @@ class MeasureWidget(_Base):
         def work() -> Generator[Any, None, Any]:
             yield "measuring"
             table = measure_frames(labels, voxel_size=voxel, intensity=chans, nuclei=nuclei,
-                                   nc_margin_um=self.nc_margin.value, neighbours=spec)  # fmt: skip
+                                   nc_margin_um=self.nc_margin.value, neighbours=spec,
+                                   radial=self.radial.value if chans else 0)  # fmt: skip
             if target is not None:
                 from subcell.io import write_table
 

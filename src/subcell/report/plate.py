@@ -31,15 +31,20 @@ def readouts(columns: Any) -> dict[str, str]:
     channel's mean intensity (``<channel>_mean``, as ``measure --intensity`` names it) and, where ``measure`` gave
     its local background too (``<channel>_background``), ``<channel>_above_background`` (mean − background: the
     object's own intensity, free of the background's differences between wells, which the raw mean carries), and
-    the Pearson r, M1 and M2 of each pair of channels ``measure --colocalize`` compared."""
+    the Pearson r, M1 and M2 of each pair of channels ``measure --colocalize`` compared and each channel's N/C
+    ratio (``measure --nuclei``)."""
     present = set(columns)
     out = {c: title for c, title in READOUTS.items() if c in present}
     for c in sorted(present):
-        if c.endswith("_mean"):
+        if c.endswith("_radial_mean"):  # measure --radial: a position in the cell (0 nucleus … 1 edge)
+            out[c] = f"median {c[: -len('_radial_mean')]} radial position"
+        elif c.endswith("_mean"):
             channel = c[: -len("_mean")]
             out[c] = f"median {channel} intensity"
             if f"{channel}_background" in present:
                 out[f"{channel}_above_background"] = f"median {channel} above background"
+        elif c.endswith("_nc_ratio"):  # measure --nuclei: a translocation assay's readout
+            out[c] = f"median {c[: -len('_nc_ratio')]} N/C ratio"
         elif c.startswith("coloc_") and c.endswith(("_pearson", "_m1", "_m2")):  # measure --colocalize A,B
             pair, _, coefficient = c[len("coloc_") :].rpartition("_")
             out[c] = f"median {'r' if coefficient == 'pearson' else coefficient.upper()} {pair}"
