@@ -206,6 +206,30 @@ def test_fill_between_membranes_fills_from_basal_to_apical_peak() -> None:
         F.fill_between_membranes(mask, inten[:5], voxel_size=VS)
 
 
+def test_fill_between_membranes_fills_a_cell_cut_by_the_top_of_the_stack() -> None:
+    """A cell taller than the stack: a basal membrane, walls up to the last plane, no apical membrane. Its inside
+    is filled to the last plane; the same cell whose walls end below the top (a dim apical membrane, not a cut)
+    and a piece open to the dish stay as the bridge leaves them."""
+    nz, nx = 8, 30
+    inten = np.zeros((nz, 3, nx), np.float32)
+    inten[1:4, :, 2:28] = [[[0.5]], [[1.0]], [[0.5]]]  # basal membrane, brightest at z = 2
+    inten[1:, :, 2] = inten[1:, :, 27] = 1.0  # walls up to the last plane
+    mask = inten > 0.4
+    # the field's basal membrane is 3 planes thick (`basal_run_lengths` over a field with whole cells)
+    out = F.fill_between_membranes(mask, inten, voxel_size=VS, max_gap_um=0.3, basal_len=3)
+    assert out[2:, 1, 3:27].all() and not out[:2, 1, 14].any()  # basal peak to the last plane
+    low_walls = inten.copy()
+    low_walls[6:, :, [2, 27]] = 0  # the walls end at z = 5: the cell ends in the stack
+    out = F.fill_between_membranes(low_walls > 0.4, low_walls, voxel_size=VS, max_gap_um=0.3, basal_len=3)
+    assert not out[:, 1, 14].any()
+    open_side = inten.copy()
+    open_side[1:, :, 27] = 0
+    open_side[1:4, :, 27] = [[0.5], [1.0], [0.5]]  # no wall on the right, and beyond it the dish
+    open_side[:, :, 28:] = 0
+    out = F.fill_between_membranes(open_side > 0.4, open_side, voxel_size=VS, max_gap_um=0.3, basal_len=3)
+    assert not out[:, 1, 20].any()
+
+
 def test_subtract_background_removes_a_ramp_and_keeps_small_objects() -> None:
     ramp = np.broadcast_to(np.linspace(0, 2, 80, dtype=np.float32), (3, 80, 80)).copy()
     img = ramp.copy()

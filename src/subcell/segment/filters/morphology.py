@@ -175,7 +175,9 @@ def fill_between_membranes(
     blur of the optics below the glass and above the cells is not counted as cell. A single run much longer
     than the basal membrane (median over columns) is a lateral wall and is filled whole. Where the apical
     membrane is missing (dim or broken), the height of the nearest column that has one, within
-    ``max_gap_um``, is used. Columns without membrane stay empty (outside the colony). A single plane
+    ``max_gap_um``, is used; the inside of a cell taller than the stack (its apical membrane above the last
+    plane), enclosed by columns that reach the last plane, is filled to it. Columns without membrane stay empty
+    (outside the colony). A single plane
     (2D image) is returned unchanged: fill it with :func:`fill_holes`.
 
     Parameters
@@ -224,8 +226,31 @@ def fill_between_membranes(
         bridged = missing & (dist <= max_gap_um)
         high = np.where(bridged, high[iy, ix], high)
         known |= bridged
+        _fill_cut_tops(has & ~known, known, high, nz)
     z = np.arange(nz)[:, None, None]
     return (z >= low) & (z <= high) & known
+
+
+def _fill_cut_tops(rest: np.ndarray, known: np.ndarray, high: np.ndarray, nz: int) -> None:
+    """Columns of a cell taller than the stack, filled to its last plane (``high``, ``known`` updated in place).
+
+    Such a cell's apical membrane lies above the stack: its columns farther than the bridge from a wall have a
+    basal membrane only. Each connected piece of such columns (``rest``) that is enclosed by filled columns, most
+    of which reach the last plane, is the inside of a cell cut by the top; a piece beside a column without
+    membrane (the dish), or among columns that end lower (a dim apical membrane), stays as it was. (The 32-plane
+    synthetic fields lost a quarter of their cells' volume to this: 9.3 µm stacks, cells up to 12 µm tall.)"""
+    if not rest.any():
+        return
+    pieces, _ = ndi.label(rest)
+    for k, box in enumerate(ndi.find_objects(pieces), start=1):
+        if box is None:
+            continue
+        grow = tuple(slice(max(0, s.start - 1), s.stop + 1) for s in box)
+        piece = pieces[grow] == k
+        ring = ndi.binary_dilation(piece) & ~piece
+        if ring.any() and known[grow][ring].all() and np.mean(high[grow][ring] >= nz - 1) >= 0.5:
+            high[grow][piece] = nz - 1
+            known[grow][piece] = True
 
 
 def size_filter(
