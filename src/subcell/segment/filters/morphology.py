@@ -237,8 +237,10 @@ def _fill_cut_tops(rest: np.ndarray, known: np.ndarray, high: np.ndarray, nz: in
     Such a cell's apical membrane lies above the stack: its columns farther than the bridge from a wall have a
     basal membrane only. Each connected piece of such columns (``rest``) that is enclosed by filled columns, most
     of which reach the last plane, is the inside of a cell cut by the top; a piece beside a column without
-    membrane (the dish), or among columns that end lower (a dim apical membrane), stays as it was. (The 32-plane
-    synthetic fields lost a quarter of their cells' volume to this: 9.3 µm stacks, cells up to 12 µm tall.)"""
+    membrane (the dish), or among columns that end lower (a dim apical membrane), stays as it was. (On 32-plane
+    synthetic fields — 9.3 µm stacks, cells up to 12 µm tall — it raised the cells workflow's coverage of the
+    cells' volume from 0.75 to 0.76 only: most of their loss is interior columns whose apical membrane is not
+    detected at all, not cut.)"""
     if not rest.any():
         return
     pieces, _ = ndi.label(rest)
