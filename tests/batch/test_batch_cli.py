@@ -127,6 +127,20 @@ def test_batch_measure_gathers_one_parquet_dataset(collection: Path, tmp_path: P
     single = pd.read_parquet(tmp_path / "single.parquet")
     assert "dna_mean" in single.columns and len(single) > 0
     pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "paired" / "f01.parquet"), single)
+    # the neighbourhood, compartments (a `nuclei` column) and radial shells of every item, gathered: the same as
+    # the single command's, its text column of neighbour ids included
+    pd.DataFrame([{"id": r["id"], "source": str(collection / r["source"]), "labels": str(labels / f"{r['id']}.ome.zarr"),
+                   "nuclei": str(labels / f"{r['id']}.ome.zarr")} for r in rows]).to_csv(tmp_path / "nc.csv", index=False)  # fmt: skip
+    opts = ["--neighbours", "--neighbour-um", "3", "--radial", "2"]
+    assert run(["batch", "measure", str(tmp_path / "nc.csv"), str(tmp_path / "nc"), *opts, "--workers", "1",
+                "--quiet"]) == 0  # fmt: skip
+    assert run(["measure", str(labels / "f01.ome.zarr"), str(tmp_path / "nc1.parquet"), "--intensity",
+                str(collection / "f01.ome.zarr"), "--nuclei", str(labels / "f01.ome.zarr"), *opts]) == 0  # fmt: skip
+    single = pd.read_parquet(tmp_path / "nc1.parquet")
+    assert {"neighbour_ids", "nuclei", "dna_nc_ratio", "dna_radial_mean"} <= set(single.columns)
+    gathered = pd.read_parquet(tmp_path / "nc" / "measurements")
+    got = gathered[gathered.id == "f01"].drop(columns=["id", "source", "voxel_size_z", "voxel_size_y", "voxel_size_x"])
+    pd.testing.assert_frame_equal(got.reset_index(drop=True), single)
 
 
 def test_batch_synth_range_matches_single_synth(tmp_path: Path) -> None:

@@ -162,10 +162,13 @@ def nc_ratios(table: Any, channels: Sequence[str], background: Mapping[str, floa
     (``benchmarks/segment/compartments.py``: the built-in ``cells`` workflow's labels cover 60–75 % of the
     synthetic cells; a third of their ratios came out undefined with the local background, none with the known
     one). Give the background where the cells are confluent or the labels tight."""
-    out = table.copy()
+    import pandas as pd
+
+    ratios = {}
     for name in channels:
-        bg = (background or {}).get(name, out.get(f"{name}_background", 0.0))
-        nucleus = out[f"{name}_nucleus_mean"] - bg
-        cytoplasm = out[f"{name}_cytoplasm_mean"] - bg
-        out[f"{name}_nc_ratio"] = (nucleus / cytoplasm.where(cytoplasm > 0)).astype(np.float64)
-    return out
+        bg = (background or {}).get(name, table.get(f"{name}_background", 0.0))
+        nucleus = table[f"{name}_nucleus_mean"] - bg
+        cytoplasm = table[f"{name}_cytoplasm_mean"] - bg
+        ratios[f"{name}_nc_ratio"] = (nucleus / cytoplasm.where(cytoplasm > 0)).astype(np.float64)
+    # the columns joined at once (one added per channel in turn fragments the frame)
+    return pd.concat([table, pd.DataFrame(ratios, index=table.index)], axis=1)

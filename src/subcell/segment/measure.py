@@ -420,6 +420,9 @@ def measure_frames(
             bg = {k: dict(zip(table["label"], table[f"{k}_background"], strict=True)) for k in chans}
             table = table.merge(radial_table(whole, voxel_size=voxel_size, intensity=chans, bins=radial, nuclei=nuc,
                                              background=bg), on="label", how="left")  # fmt: skip
+        # one block per dtype again: merged tables keep each part's blocks, and with many channels (17 in a
+        # synthetic field) pandas warned on the insert below
+        table = table.copy()
         table.insert(0, "t", t)
         if time_interval_s:
             table.insert(1, "time_min", t * time_interval_s / 60.0)
