@@ -40,6 +40,9 @@ def test_sizes_and_means_of_the_two_compartments() -> None:
     # a cytoplasm no brighter than the background has no ratio
     dim = nc_ratios(t.assign(yap_background=150.0), ["yap"])
     assert dim["yap_nc_ratio"].isna().all()
+    # ratios again with a known background replace the table's own (one column, not two of one name)
+    again = nc_ratios(ratios, ["yap"], {"yap": 125.0})
+    assert list(again.columns).count("yap_nc_ratio") == 1 and np.allclose(again["yap_nc_ratio"], 7.0)
 
 
 def test_the_margin_keeps_the_blur_out_of_the_ratio() -> None:

@@ -170,5 +170,7 @@ def nc_ratios(table: Any, channels: Sequence[str], background: Mapping[str, floa
         nucleus = table[f"{name}_nucleus_mean"] - bg
         cytoplasm = table[f"{name}_cytoplasm_mean"] - bg
         ratios[f"{name}_nc_ratio"] = (nucleus / cytoplasm.where(cytoplasm > 0)).astype(np.float64)
-    # the columns joined at once (one added per channel in turn fragments the frame)
-    return pd.concat([table, pd.DataFrame(ratios, index=table.index)], axis=1)
+    # the columns joined at once (one added per channel in turn fragments the frame); ratios already there (of
+    # another background) are replaced
+    kept = table.drop(columns=[c for c in ratios if c in table.columns])
+    return pd.concat([kept, pd.DataFrame(ratios, index=table.index)], axis=1)
