@@ -28,6 +28,18 @@ def _plane() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return cells, nuclei, img
 
 
+def write_plane(folder: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`_plane` written as ``cells.ome.tif``, ``nuclei.ome.tif`` and ``img.ome.tif`` (channel ``yap``)."""
+    from subcell.image import Image
+    from subcell.io import write
+
+    cells, nuclei, img = _plane()
+    write(Image(cells[0].astype(np.uint16), voxel_size=VS2, dims="YX"), folder / "cells.ome.tif")
+    write(Image(nuclei[0].astype(np.uint16), voxel_size=VS2, dims="YX"), folder / "nuclei.ome.tif")
+    write(Image(img[0].astype(np.uint16), voxel_size=VS2, dims="YX", channel_names=["yap"]), folder / "img.ome.tif")
+    return cells, nuclei, img
+
+
 def test_sizes_and_means_of_the_two_compartments() -> None:
     cells, nuclei, img = _plane()
     t = compartment_table(cells, nuclei, voxel_size=VS2, intensity={"yap": img}, margin_um=0).set_index("label")
@@ -106,10 +118,7 @@ def test_measure_cli_adds_the_compartments_of_each_cell(tmp_path: Path, capsys) 
     from subcell.io.manifest import ManifestRow
     from tests.conftest import cli_user_error
 
-    cells, nuclei, img = _plane()
-    write(Image(cells[0].astype(np.uint16), voxel_size=VS2, dims="YX"), tmp_path / "cells.ome.tif")
-    write(Image(nuclei[0].astype(np.uint16), voxel_size=VS2, dims="YX"), tmp_path / "nuclei.ome.tif")
-    write(Image(img[0].astype(np.uint16), voxel_size=VS2, dims="YX", channel_names=["yap"]), tmp_path / "img.ome.tif")
+    cells, _, img = write_plane(tmp_path)
     out = tmp_path / "t.csv"
     args = ["measure", str(tmp_path / "cells.ome.tif"), str(out), "--intensity", str(tmp_path / "img.ome.tif")]
     assert run([*args, "--nuclei", str(tmp_path / "nuclei.ome.tif"), "--nc-margin-um", "0"]) == 0

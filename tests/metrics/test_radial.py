@@ -30,11 +30,11 @@ def test_an_even_signal_has_every_shells_share_of_the_voxels() -> None:
 def test_a_rim_or_a_core_signal_falls_in_the_outer_or_inner_shell() -> None:
     cell = _disc()
     lab = cell[None].astype(np.int32)
-    region, pos = radial_positions(cell, None, (0.2, 0.2))
+    region, pos = radial_positions(cell[None], None, (1, 0.2, 0.2))
     rim = np.zeros(cell.shape)
-    rim[region] = pos >= 0.8  # the outer fifth
+    rim[region[0]] = pos >= 0.8  # the outer fifth
     core = np.zeros(cell.shape)
-    core[region] = pos < 0.2
+    core[region[0]] = pos < 0.2
     t = radial_table(lab, voxel_size=(1, 0.2, 0.2), intensity={"rim": rim[None] + 100, "core": core[None] + 100},
                      bins=5, background={"rim": {1: 100.0}, "core": {1: 100.0}})  # fmt: skip
     assert t.loc[0, "rim_radial_frac_5"] == pytest.approx(1.0) and t.loc[0, "rim_radial_mean"] > 0.8
@@ -45,6 +45,9 @@ def test_a_rim_or_a_core_signal_falls_in_the_outer_or_inner_shell() -> None:
     assert raw.loc[0, "rim_radial_frac_5"] < 0.4
     with pytest.raises(ValueRangeError, match="radial bins"):
         radial_table(lab, voxel_size=(1, 0.2, 0.2), intensity={"rim": rim[None]}, bins=0)
+    # an image of another shape is refused, even one of as many voxels (it was silently reshaped)
+    with pytest.raises(ValueRangeError, match="intensity has shape"):
+        radial_table(lab, voxel_size=(1, 0.2, 0.2), intensity={"rim": rim.reshape(32, 128)})
 
 
 def test_with_a_nucleus_positions_run_from_its_boundary_to_the_cell_edge() -> None:
@@ -69,15 +72,10 @@ def test_with_a_nucleus_positions_run_from_its_boundary_to_the_cell_edge() -> No
 
 def test_measure_cli_adds_the_radial_distribution(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
     from subcell.cli.main import run
-    from subcell.image import Image
-    from subcell.io import write
     from tests.conftest import cli_user_error
-    from tests.metrics.test_compartments import VS2, _plane
+    from tests.metrics.test_compartments import write_plane
 
-    cells, nuclei, img = _plane()
-    write(Image(cells[0].astype(np.uint16), voxel_size=VS2, dims="YX"), tmp_path / "cells.ome.tif")
-    write(Image(nuclei[0].astype(np.uint16), voxel_size=VS2, dims="YX"), tmp_path / "nuclei.ome.tif")
-    write(Image(img[0].astype(np.uint16), voxel_size=VS2, dims="YX", channel_names=["yap"]), tmp_path / "img.ome.tif")
+    write_plane(tmp_path)
     out = tmp_path / "t.csv"
     args = ["measure", str(tmp_path / "cells.ome.tif"), str(out), "--intensity", str(tmp_path / "img.ome.tif")]
     assert run([*args, "--radial", "3"]) == 0

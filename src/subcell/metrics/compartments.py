@@ -21,16 +21,9 @@ from scipy import ndimage as ndi
 
 from subcell.errors import ValueRangeError
 from subcell.image import VoxelSize
+from subcell.metrics._zyx import depth_um, zyx
 
 __all__ = ["compartment_table", "nc_ratios"]
-
-
-def _as3d(a: np.ndarray, what: str) -> np.ndarray:
-    a = np.asarray(a)
-    a = a[None] if a.ndim == 2 else a
-    if a.ndim != 3:
-        raise ValueRangeError(f"{what} must be a (Z, Y, X) array, got shape {a.shape}", field=what)
-    return a
 
 
 def compartment_table(
@@ -69,22 +62,12 @@ def compartment_table(
 
     if not margin_um >= 0:
         raise ValueRangeError(f"the compartments' margin must be >= 0 µm, got {margin_um}", field="nc_margin_um")
-    lab = _as3d(cells, "cells")
-    if not np.issubdtype(lab.dtype, np.integer):
-        raise ValueRangeError(f"cells must be integer labels, got {lab.dtype}", field="cells")
-    nuc_all = _as3d(nuclei, "nuclei")
-    if nuc_all.shape != lab.shape:
-        raise ValueRangeError(f"nuclei have shape {nuc_all.shape} but the cells {lab.shape}", field="nuclei")
-    chans = {name: _as3d(a, "intensity") for name, a in (intensity or {}).items()}
-    for name, a in chans.items():
-        if a.shape != lab.shape:
-            raise ValueRangeError(
-                f"intensity {name!r} has shape {a.shape} but the cells {lab.shape}", field="intensity"
-            )
+    lab = zyx(cells, "cells", labels=True)
+    nuc_all = zyx(nuclei, "nuclei", like=lab.shape)
+    chans = {name: zyx(a, "intensity", like=lab.shape) for name, a in (intensity or {}).items()}
     vs = VoxelSize.of(voxel_size).as_tuple()
     flat = lab.shape[0] == 1
     voxel = vs[1] * vs[2] if flat else vs[0] * vs[1] * vs[2]
-    sampling = vs[1:] if flat else vs
     ids = nuc_all if np.issubdtype(nuc_all.dtype, np.integer) else (nuc_all > 0).astype(np.uint8)
     if ids.max(initial=0) <= 1 or (ids.dtype == np.uint8 and set(np.unique(ids)) <= {0, 255}):
         ids, _ = ndi.label(ids > 0, structure=np.ones((3, 3, 3)))  # a mask: its pieces are the nuclei
@@ -113,7 +96,7 @@ def compartment_table(
             "nucleus_fraction": n_nuc / n_cell,
         }
         if chans:
-            core, ring = _compartments(cell, nuc, sampling, margin_um, flat)
+            core, ring = _compartments(cell, nuc, vs, margin_um)
             for name, a in chans.items():
                 vals = a[sl]
                 row[f"{name}_nucleus_mean"] = float(vals[core].mean(dtype=np.float64)) if core.any() else np.nan
@@ -127,27 +110,14 @@ def compartment_table(
 
 
 def _compartments(
-    cell: np.ndarray, nuc: np.ndarray, sampling: Sequence[float], margin_um: float, flat: bool
+    cell: np.ndarray, nuc: np.ndarray, voxel_size: Sequence[float], margin_um: float
 ) -> tuple[np.ndarray, np.ndarray]:
     """The nucleus and cytoplasm of one cell (its box) less the band of ``margin_um`` along every boundary: the
     nucleus's and the cell's own (where blur mixes in the neighbour or the background)."""
+    cytoplasm = cell & ~nuc
     if margin_um == 0:
-        return nuc, cell & ~nuc
-    # the box holds the cell tightly: a voxel of outside around it, so its edge is seen as one
-    pad = ((0, 0), (1, 1), (1, 1)) if flat else ((1, 1),) * 3
-    off = (slice(None), slice(1, -1), slice(1, -1)) if flat else (slice(1, -1),) * 3
-    c, n = np.pad(cell, pad), np.pad(nuc, pad)
-    plane = (lambda a: a[0]) if flat else (lambda a: a)
-    lift = (lambda a: a[None]) if flat else (lambda a: a)
-
-    def far(mask: np.ndarray) -> np.ndarray:  # voxels of the mask farther than the margin from any voxel outside it
-        if not mask.any():
-            return mask[off]
-        return lift(np.asarray(ndi.distance_transform_edt(plane(mask), sampling=sampling)) > margin_um)[off]
-
-    core = nuc & far(n)
-    ring = cell & ~nuc & far(c & ~n)
-    return core, ring
+        return nuc, cytoplasm
+    return nuc & (depth_um(nuc, voxel_size) > margin_um), cytoplasm & (depth_um(cytoplasm, voxel_size) > margin_um)
 
 
 def nc_ratios(table: Any, channels: Sequence[str], background: Mapping[str, float] | None = None) -> Any:

@@ -33,6 +33,7 @@ from scipy.spatial import cKDTree
 
 from subcell.errors import ValueRangeError
 from subcell.image import VoxelSize
+from subcell.metrics._zyx import zyx
 
 __all__ = ["NeighbourSpec", "colony_context", "colony_footprint", "neighbour_table", "neighbours"]
 
@@ -53,14 +54,6 @@ class NeighbourSpec:
 
 
 _FACES = [(axis, step) for axis in range(3) for step in (-1, 1)]
-
-
-def _labels3d(labels: np.ndarray) -> np.ndarray:
-    lab = np.asarray(labels)
-    lab = lab[None] if lab.ndim == 2 else lab
-    if lab.ndim != 3 or not np.issubdtype(lab.dtype, np.integer):
-        raise ValueRangeError(f"labels must be an integer (Z, Y, X) array, got {lab.dtype} {lab.shape}", field="labels")
-    return lab
 
 
 def _shift(a: np.ndarray, axis: int, step: int, fill: bool | int) -> np.ndarray:
@@ -92,7 +85,7 @@ def neighbours(
     not imaged).
     """
     NeighbourSpec(distance_um=distance_um)
-    lab = _labels3d(labels)
+    lab = zyx(labels, "labels", labels=True)
     vs = np.asarray(VoxelSize.of(voxel_size).as_tuple(), dtype=np.float64)
     flat = lab.shape[0] == 1
     margin = [0 if flat and a == 0 else math.ceil(distance_um / vs[a]) + 1 for a in range(3)]
@@ -181,13 +174,14 @@ def _distance_to_false(mask: np.ndarray, sampling: Sequence[float]) -> np.ndarra
     return np.asarray(ndi.distance_transform_edt(mask, sampling=sampling))
 
 
-def _nearest_false(mask: np.ndarray, sampling: Sequence[float]) -> Any:
-    """A function giving the distance (µm) from any point (y, x) in pixels to the nearest False pixel's near
-    side, from the nearest False pixels of the four pixels around the point (interpolating the distance map
-    instead cut corners: half a pixel short where two edges are equally near)."""
+def _nearest_false(mask: np.ndarray, sampling: Sequence[float]) -> tuple[np.ndarray, Any]:
+    """From one distance transform: every pixel's distance (µm) to the nearest False pixel (infinite where the
+    mask has none), and a function giving the distance from any point (y, x) in pixels to the nearest False
+    pixel's near side, from the nearest False pixels of the four pixels around the point (interpolating the
+    distance map instead cut corners: half a pixel short where two edges are equally near)."""
     if mask.all():
-        return lambda y, x: np.inf
-    _, (iy, ix) = ndi.distance_transform_edt(mask, sampling=sampling, return_indices=True)
+        return np.full(mask.shape, np.inf), lambda y, x: np.inf
+    dist, (iy, ix) = ndi.distance_transform_edt(mask, sampling=sampling, return_indices=True)
     ny, nx = mask.shape
 
     def at(y: float, x: float) -> float:
@@ -201,7 +195,7 @@ def _nearest_false(mask: np.ndarray, sampling: Sequence[float]) -> Any:
                 best = min(best, math.hypot(dy, dx))
         return best
 
-    return at
+    return np.asarray(dist), at
 
 
 def colony_footprint(footprint: np.ndarray, *, pixel_um: Sequence[float], gap_um: float) -> np.ndarray:
@@ -229,13 +223,12 @@ def colony_context(labels: np.ndarray, *, voxel_size: VoxelSize | Sequence[float
     import pandas as pd
 
     NeighbourSpec(gap_um=gap_um)
-    lab = _labels3d(labels)
+    lab = zyx(labels, "labels", labels=True)
     vs = VoxelSize.of(voxel_size).as_tuple()
     pixel = (vs[1], vs[2])
     footprint = np.asarray(lab.any(axis=0))
     colonies, _ = ndi.label(colony_footprint(footprint, pixel_um=pixel, gap_um=gap_um), structure=np.ones((3, 3)))
-    to_edge = _distance_to_false(colonies > 0, pixel)
-    edge_from = _nearest_false(colonies > 0, pixel)
+    to_edge, edge_from = _nearest_false(colonies > 0, pixel)
     adjacent = math.hypot(*pixel) + 1e-9
     ny, nx = footprint.shape
     area = np.bincount(colonies.ravel()) * pixel[0] * pixel[1]
@@ -287,7 +280,7 @@ def neighbour_table(
     """
     import pandas as pd
 
-    lab = _labels3d(labels)
+    lab = zyx(labels, "labels", labels=True)
     size = VoxelSize.of(voxel_size).as_tuple()
     vs = np.asarray(size, dtype=np.float64)
     near = neighbours(lab, voxel_size=size, distance_um=distance_um)

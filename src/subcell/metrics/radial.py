@@ -22,22 +22,22 @@ from scipy import ndimage as ndi
 
 from subcell.errors import ValueRangeError
 from subcell.image import VoxelSize
+from subcell.metrics._zyx import depth_um, zyx
 
 __all__ = ["radial_positions", "radial_table"]
 
 
 def radial_positions(
-    cell: np.ndarray, nucleus: np.ndarray | None, sampling: Sequence[float]
+    cell: np.ndarray, nucleus: np.ndarray | None, voxel_size: Sequence[float]
 ) -> tuple[np.ndarray, np.ndarray]:
     """The voxels measured (a mask of ``cell``'s shape) and their positions, 0 (centre or nucleus) … 1 (edge).
 
-    ``cell`` and ``nucleus`` are boolean arrays of one cell's box (the box is padded here, so a cell filling
-    it still has an outside)."""
-    c = np.pad(cell, 1)
-    depth = np.asarray(ndi.distance_transform_edt(c, sampling=sampling))[(slice(1, -1),) * cell.ndim]
+    ``cell`` and ``nucleus`` are (Z, Y, X) boolean arrays of one cell's box (a single plane measured in 2D); the
+    box's outside is the cell's outside."""
+    depth = depth_um(cell, voxel_size)
     if nucleus is not None and nucleus.any() and (cell & ~nucleus).any():
         region = cell & ~nucleus
-        to_nucleus = np.asarray(ndi.distance_transform_edt(~nucleus, sampling=sampling))
+        to_nucleus = depth_um(~nucleus, voxel_size, box_is_outside=False)
         d_n, d_m = to_nucleus[region], depth[region]
         return region, d_n / (d_n + d_m)
     return cell, 1 - depth[cell] / depth[cell].max()
@@ -64,24 +64,17 @@ def radial_table(
 
     if not isinstance(bins, int) or bins < 1:
         raise ValueRangeError(f"radial bins must be a whole number >= 1, got {bins}", field="radial")
-    lab = np.asarray(cells)
-    lab = lab[None] if lab.ndim == 2 else lab
-    nuc = None if nuclei is None else np.asarray(nuclei).reshape(lab.shape) > 0
+    lab = zyx(cells, "cells", labels=True)
+    nuc = None if nuclei is None else zyx(nuclei, "nuclei", like=lab.shape) > 0
     vs = VoxelSize.of(voxel_size).as_tuple()
-    flat = lab.shape[0] == 1
-    sampling = vs[1:] if flat else vs
-    chans = {k: np.asarray(a).reshape(lab.shape) for k, a in intensity.items()}
+    chans = {k: zyx(a, "intensity", like=lab.shape) for k, a in intensity.items()}
     rows = []
     for i, sl in enumerate(ndi.find_objects(lab), start=1):
         if sl is None:
             continue
         cell = lab[sl] == i
         nucleus = None if nuc is None else nuc[sl] & cell
-        if flat:
-            region, pos = radial_positions(cell[0], None if nucleus is None else nucleus[0], sampling)
-            region = region[None]
-        else:
-            region, pos = radial_positions(cell, nucleus, sampling)
+        region, pos = radial_positions(cell, nucleus, vs)
         shell = np.minimum((pos * bins).astype(np.int64), bins - 1)
         share = np.bincount(shell, minlength=bins) / len(shell)
         row: dict[str, Any] = {"label": i}
