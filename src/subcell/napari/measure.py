@@ -9,18 +9,11 @@ from __future__ import annotations
 from collections.abc import Generator
 from typing import Any
 
-import numpy as np
 from magicgui.widgets import CheckBox, ComboBox, FloatSpinBox, LineEdit, PushButton, Select, SpinBox
 
-from subcell.napari.widgets import NO_CELLS, _Base, _image_layer_names, _labels_layer_names, _run
+from subcell.napari.widgets import NO_CELLS, _Base, _image_layer_names, _labels_layer_names, _run, image_from_layer
 
 __all__ = ["MeasureWidget"]
-
-
-def _frames(data: Any, ndim: int) -> np.ndarray:
-    """A layer's data as (T, Z, Y, X): a 3D layer is one frame, a 2D one a plane of it."""
-    a = np.asarray(data[0] if isinstance(data, list) else data)
-    return a.reshape((1,) * (4 - a.ndim) + a.shape) if a.ndim < 4 else a
 
 
 class MeasureWidget(_Base):
@@ -54,23 +47,23 @@ class MeasureWidget(_Base):
             self._error(ValueError("no labels layer to measure"))
             return None
         layer = self.viewer.layers[self.layer.value]
-        labels = _frames(layer.data, layer.ndim)
-        scale = tuple(float(s) for s in layer.scale)
-        voxel = (1.0, *scale[-2:]) if layer.ndim == 2 else scale[-3:]
         try:
+            image = image_from_layer(layer)
+            labels = image.numpy()[:, 0]
             chans = {}
             for name in self.intensity.value:
-                data = _frames(self.viewer.layers[name].data, self.viewer.layers[name].ndim)
+                data = image_from_layer(self.viewer.layers[name]).numpy()[:, 0]
                 if data.shape != labels.shape:
                     raise ValueError(f"layer {name!r} has shape {data.shape}, the labels {labels.shape}")
                 chans[name] = data
             nuclei = None
             if self.nuclei.value and self.nuclei.value != NO_CELLS:
-                nuclei = _frames(self.viewer.layers[self.nuclei.value].data, layer.ndim)
+                nuclei = image_from_layer(self.viewer.layers[self.nuclei.value]).numpy()[:, 0]
             spec = NeighbourSpec(self.neighbour_um.value, self.colony_gap.value) if self.neighbours.value else None
         except ValueError as exc:
             self._error(exc)
             return None
+        voxel = image.voxel_size
         target = self.save.value.strip() or None
         self.status.value = "measuring…"
 

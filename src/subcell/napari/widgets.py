@@ -32,7 +32,8 @@ def _add(viewer: Any, layers: list[tuple[Any, dict[str, Any], str]]) -> list[Any
 
 
 def image_from_layer(layer: Any) -> Any:
-    """A subcell :class:`~subcell.image.Image` (T, 1, Z, Y, X; µm) from an Image layer at physical scale.
+    """A subcell :class:`~subcell.image.Image` (T, 1, Z, Y, X; µm) from an Image or Labels layer at physical scale
+    (a 2D layer is one plane).
 
     A layer backed by a lazy array (an OME-Zarr opened by the reader, a Dask array) stays lazy: a preview reads
     its slab and a prediction streams its tiles, instead of the whole volume being loaded on the Qt thread first.
@@ -45,6 +46,9 @@ def image_from_layer(layer: Any) -> Any:
 
         data = data if isinstance(data, da.Array) else da.from_array(data)
     scale = tuple(float(s) for s in layer.scale)
+    if data.ndim == 2:  # a single plane: one z of an unused size
+        data = data[None]
+        scale = (1.0, *scale)
     if data.ndim == 3:
         data = data[None]
         scale = (1.0, *scale)
