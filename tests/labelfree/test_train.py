@@ -262,7 +262,9 @@ def test_the_cosine_schedule_ends_with_the_time_budget_when_that_comes_first(
     # a run that max_minutes ends long before its iterations: the rate still decays to its end (0.05 min = 3 s)
     res = train_labelfree(tiny_config(paired_dataset, tmp_path / "t", iterations=100_000, max_minutes=0.05))
     rates = [h["lr"] for h in res.history.train]
-    assert len(rates) < 100_000 and max(rates) > 0.9e-3 and rates[-1] < 0.3e-3
+    # how near the peak a recorded step lands depends on the machine's timing (one slow step skips past it: CI
+    # once recorded 0.899e-3 as its highest), so only "warmed up to most of the rate" is asserted
+    assert len(rates) < 100_000 and max(rates) > 0.6e-3 and rates[-1] < 0.3e-3
     peak = rates.index(max(rates))
     assert all(b <= a for a, b in zip(rates[peak:], rates[peak + 1 :], strict=False))  # decays once warmed up
     killed = tiny_config(paired_dataset, tmp_path / "k", iterations=100_000, max_minutes=0.05, checkpoint_every=4)
