@@ -209,8 +209,9 @@ def test_fill_between_membranes_fills_from_basal_to_apical_peak() -> None:
 def test_fill_between_membranes_fills_a_cell_cut_by_the_top_of_the_stack() -> None:
     """A cell taller than the stack: a basal membrane, walls up to the last plane, no apical membrane. Its inside
     is filled to the last plane; the same cell whose walls end below the top (a dim apical membrane, not a cut)
-    and a piece open to the dish stay as the bridge leaves them."""
-    nz, nx = 8, 30
+    and a piece open to the dish stay as the bridge leaves them. A thicker patch of the basal membrane is no wall:
+    its top does not cut the cell short around it."""
+    nz, nx = 10, 30
     inten = np.zeros((nz, 3, nx), np.float32)
     inten[1:4, :, 2:28] = [[[0.5]], [[1.0]], [[0.5]]]  # basal membrane, brightest at z = 2
     inten[1:, :, 2] = inten[1:, :, 27] = 1.0  # walls up to the last plane
@@ -218,8 +219,12 @@ def test_fill_between_membranes_fills_a_cell_cut_by_the_top_of_the_stack() -> No
     # the field's basal membrane is 3 planes thick (`basal_run_lengths` over a field with whole cells)
     out = F.fill_between_membranes(mask, inten, voxel_size=VS, max_gap_um=0.3, basal_len=3)
     assert out[2:, 1, 3:27].all() and not out[:2, 1, 14].any()  # basal peak to the last plane
+    patch = inten.copy()
+    patch[1:6, :, 14] = 1.0  # the basal membrane 5 planes thick in one column
+    out = F.fill_between_membranes(patch > 0.4, patch, voxel_size=VS, max_gap_um=0.3, basal_len=3)
+    assert out[2:, 1, 3:27].all()
     low_walls = inten.copy()
-    low_walls[6:, :, [2, 27]] = 0  # the walls end at z = 5: the cell ends in the stack
+    low_walls[8:, :, [2, 27]] = 0  # the walls end at z = 7: the cell ends in the stack
     out = F.fill_between_membranes(low_walls > 0.4, low_walls, voxel_size=VS, max_gap_um=0.3, basal_len=3)
     assert not out[:, 1, 14].any()
     open_side = inten.copy()
