@@ -111,6 +111,36 @@ def test_statistics_are_fitted_once_for_the_field(tmp_path: Path) -> None:
     assert not whole[:, :, 48:].any() and np.array_equal(glob, whole)
 
 
+def test_a_cell_cut_by_the_top_of_the_stack_is_filled_the_same_in_blocks(tmp_path: Path) -> None:
+    """A cell taller than the stack (walls to the last plane, no apical membrane) 15 µm across, in blocks of
+    8 µm: whether its inside is filled to the top is judged on its whole ring of columns, not per block. (Its
+    neighbour ends in the stack: its apical membrane gives the field's basal-membrane thickness.)"""
+    nz, n = 10, 120
+    vol = np.zeros((nz, n, n), np.float32)
+    peak = np.array([0.5, 1.0, 0.5], np.float32)[:, None, None]
+    vol[1:4, 2:-2, 2:-2] = peak  # basal membrane
+    vol[6:9, 3:-3, 81:-3] = peak  # the neighbour's apical membrane
+    for a in (2, n - 3):
+        vol[1:, 2:-2, a] = vol[1:, a, 2:-2] = 1.0  # walls up to the last plane
+    vol[1:, 2:-2, 80] = 1.0
+    (tmp_path / "w.yaml").write_text(
+        "name: cut\ninputs: [membrane]\nkind: mask\nsteps:\n  - threshold: {method: absolute, value: 0.4}\n"
+        "  - fill_between_membranes: {intensity: membrane, max_gap_um: 0.5}\n"
+    )
+    wf = load_workflow(tmp_path / "w.yaml")
+    whole = run_workflow(wf, {"membrane": vol}, voxel_size=(0.3, 0.2, 0.2))
+    assert whole[2:, 10:-10, 10:70].all()  # filled from the basal peak to the last plane
+    assert whole[2:8, 10:-10, 90:-10].all() and not whole[8:, 10:-10, 90:-10].any()  # the neighbour: to its top
+    opened = vol.copy()
+    opened[:, 30:60, :3] = 0  # a gap in its far wall, and beyond it the dish: no longer a cell cut by the top
+    whole_opened = run_workflow(wf, {"membrane": opened}, voxel_size=(0.3, 0.2, 0.2))
+    assert not whole_opened[8:, 10:-10, 50:70].any()  # blocks that do not see the gap must not fill it either
+    for name, v, w in (("closed", vol, whole), ("opened", opened, whole_opened)):
+        img = Image(v, voxel_size=(0.3, 0.2, 0.2), dims="ZYX", channel_names=["membrane"])
+        blocks = io.read(segment_chunked(img, wf, tmp_path / f"{name}.ome.zarr", block_yx=40)).numpy()[0, 0]
+        assert np.array_equal(blocks, w), name
+
+
 def test_bad_block_settings_are_one_line_errors(tmp_path: Path) -> None:
     vol = np.random.default_rng(3).random((4, 64, 64)).astype(np.float32)
     img = Image(vol, voxel_size=(0.5, 0.2, 0.2), dims="ZYX", channel_names=["membrane"])

@@ -79,7 +79,7 @@ def execute(
             op.params = fit_step(fld, op)
             if record is not None:
                 record[op.index] = dict(op.params)
-        if kind == "objects":
+        if kind == "objects" or type(op.step) in OBJECT_STEPS:  # a fitted step may also judge objects whole
             OBJECT_STEPS[type(op.step)](fld, op)
         else:
             stage.append(op)

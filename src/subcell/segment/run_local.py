@@ -40,10 +40,6 @@ def run_local(op: Op, arrays: Mapping[str, np.ndarray], vs: VoxelSize, origin: t
         return filters.filament_filter(
             a, sigmas_um=s.sigmas_um, voxel_size=vs, per_slice=s.per_slice, tau=s.tau, top=p["top"]
         )
-    if isinstance(s, S.FillBetweenMembranes):
-        return filters.fill_between_membranes(
-            a, ref["intensity"], voxel_size=vs, max_gap_um=s.max_gap_um, basal_len=p["basal_len"]
-        )
     if isinstance(s, S.Combine):
         x, y = np.asarray(a).astype(bool), np.asarray(ref["other"]).astype(bool)
         return x | y if s.op == "or" else (x & y if s.op == "and" else x & ~y)

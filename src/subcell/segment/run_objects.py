@@ -197,6 +197,35 @@ def _split_object(own: np.ndarray, s: S.SplitTouching, vs: VoxelSize, stain: np.
                           intensity_weight=s.intensity_weight)  # fmt: skip
 
 
+def _fill_between_membranes(fld: Field, op: Op) -> None:
+    """The membrane-enclosed volume block by block: each block's (Y, X) column maps from what it reads (the bridge's
+    reach as halo), then the cells cut by the top of the stack judged on the whole field's maps (a piece of
+    columns reaches as far as its cell), then each block's columns filled."""
+    from subcell.segment.filters.morphology import columns_filled, fill_cut_tops, membrane_columns
+
+    s: S.FillBetweenMembranes = op.step  # type: ignore[assignment]
+    nz, ny, nx = fld.shape
+    if nz < 3:  # a single plane (2D) or too few to hold two membranes: unchanged, as fill_between_membranes
+        write(fld, op.out, np.bool_, lambda b: fld.read(op.src, b.core).astype(bool))
+        return
+    grid = fld.grid(s.reach(fld.vs), what=f"step {op.index + 1} ({op.name})")
+
+    def columns(block: Any) -> tuple[tuple[slice, ...], tuple[np.ndarray, ...]]:
+        maps = membrane_columns(
+            fld.read(op.src, block.read), fld.read(op.refs["intensity"], block.read), voxel_size=fld.vs,
+            max_gap_um=s.max_gap_um, basal_len=op.params["basal_len"],
+        )  # fmt: skip
+        return block.core[1:], tuple(m[block.trim[1:]] for m in maps)
+
+    low, high = np.zeros((ny, nx), np.int64), np.zeros((ny, nx), np.int64)
+    known, has = np.zeros((ny, nx), bool), np.zeros((ny, nx), bool)
+    for core, maps in fld.map(columns, grid):
+        for whole, part in zip((low, high, known, has), maps, strict=True):
+            whole[core] = part
+    fill_cut_tops(has, known, high, nz)
+    write(fld, op.out, np.bool_, lambda b: columns_filled(low[b.core[1:]], high[b.core[1:]], known[b.core[1:]], nz))
+
+
 def label_step(fld: Field, op: Op) -> None:
     read = reader(fld, op.src)
     obj = _objects(fld, lambda b: read(b).astype(bool), per_slice=False)
@@ -210,4 +239,5 @@ OBJECT_STEPS: dict[type, Callable[[Field, Op], None]] = {
     S.SplitTouching: _per_object,
     S.Thinning: _per_object,
     S.Label: label_step,
+    S.FillBetweenMembranes: _fill_between_membranes,  # fitted (the basal membrane's thickness), then this
 }

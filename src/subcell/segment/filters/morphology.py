@@ -13,8 +13,11 @@ from subcell.segment.filters._common import _as_3d
 
 __all__ = [
     "basal_run_lengths",
+    "columns_filled",
     "fill_between_membranes",
+    "fill_cut_tops",
     "fill_holes",
+    "membrane_columns",
     "seeded_watershed",
     "size_filter",
     "topology_preserving_thinning",
@@ -198,16 +201,36 @@ def fill_between_membranes(
     (Z, Y, X) bool array
     """
     m = _as_3d(mask, "mask").astype(bool)
+    if m.shape[0] < 3:
+        return m.copy()
+    low, high, known, has = membrane_columns(
+        m, intensity, voxel_size=voxel_size, max_gap_um=max_gap_um, basal_len=basal_len
+    )
+    fill_cut_tops(has, known, high, m.shape[0])
+    return columns_filled(low, high, known, m.shape[0])
+
+
+def membrane_columns(
+    mask: np.ndarray,
+    intensity: np.ndarray,
+    *,
+    voxel_size: VoxelSize | Sequence[float],
+    max_gap_um: float = 3.0,
+    basal_len: float | None = None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The per-column part of :func:`fill_between_membranes`: each (y, x) column's lowest and highest filled plane
+    (``low``, ``high``), whether it is filled (``known``: both membranes, a wall, or bridged within
+    ``max_gap_um``) and whether it has membrane at all (``has``), as (Y, X) arrays. Each column depends on the
+    columns within ``max_gap_um`` only, so a block read with that much halo gives the whole field's columns."""
+    m = _as_3d(mask, "mask").astype(bool)
     a = _as_3d(intensity, "intensity").astype(np.float32, copy=False)
     if a.shape != m.shape:
         raise ValueRangeError(f"intensity has shape {a.shape}, the mask {m.shape}", field="intensity")
     if max_gap_um < 0:
         raise ValueRangeError(f"max_gap_um must be >= 0, got {max_gap_um}", field="max_gap_um")
     nz = m.shape[0]
-    if nz < 3:
-        return m.copy()
     vs = VoxelSize.of(voxel_size).as_tuple()
-    has = m.any(0)
+    has = np.asarray(m.any(0))
     b_start, b_end, b_peak = _first_run(m, a)
     t_start, _t_end, t_peak = _first_run(m[::-1], a[::-1])
     top_end, top_peak = nz - t_start, nz - 1 - t_peak
@@ -230,19 +253,27 @@ def fill_between_membranes(
         bridged = missing & (dist <= max_gap_um)
         high = np.where(bridged, high[iy, ix], high)
         known |= bridged
-        _fill_cut_tops(has & ~known, known, high, nz)
+    return low, high, known, has
+
+
+def columns_filled(low: np.ndarray, high: np.ndarray, known: np.ndarray, nz: int) -> np.ndarray:
+    """The (Z, Y, X) mask of columns filled from ``low`` to ``high`` where ``known`` (:func:`membrane_columns`)."""
     z = np.arange(nz)[:, None, None]
     return (z >= low) & (z <= high) & known
 
 
-def _fill_cut_tops(rest: np.ndarray, known: np.ndarray, high: np.ndarray, nz: int) -> None:
+def fill_cut_tops(has: np.ndarray, known: np.ndarray, high: np.ndarray, nz: int) -> None:
     """Columns of a cell taller than the stack, filled to its last plane (``high``, ``known`` updated in place).
+
+    Needs the whole field's (Y, X) column maps (:func:`membrane_columns`): a piece of columns is judged by its
+    whole ring, however far it reaches (the block engine gathers the maps of every block first).
 
     Such a cell's apical membrane lies above the stack: its columns farther than the bridge from a wall have a
     basal membrane only. Each connected piece of such columns (``rest``) that is enclosed by filled columns, most
     of which reach the last plane, is the inside of a cell cut by the top; a piece beside a column without
     membrane (the dish), or among columns that end lower (a dim apical membrane), stays as it was."""
-    if not rest.any():
+    rest = has & ~known
+    if not rest.any() or not known.any():
         return
     pieces, _ = ndi.label(rest)
     for k, box in enumerate(ndi.find_objects(pieces), start=1):
