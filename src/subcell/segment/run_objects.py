@@ -217,7 +217,7 @@ def _fill_between_membranes(fld: Field, op: Op) -> None:
         )  # fmt: skip
         return block.core[1:], tuple(m[block.trim[1:]] for m in maps)
 
-    low, high = np.zeros((ny, nx), np.int64), np.zeros((ny, nx), np.int64)
+    low, high = np.zeros((ny, nx), np.int32), np.zeros((ny, nx), np.int32)  # (Y, X) maps: small beside the field
     known, has = np.zeros((ny, nx), bool), np.zeros((ny, nx), bool)
     for core, maps in fld.map(columns, grid):
         for whole, part in zip((low, high, known, has), maps, strict=True):
