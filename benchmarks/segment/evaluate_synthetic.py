@@ -29,6 +29,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--seeds", type=int, nargs="+", default=list(SEEDS))
     ap.add_argument("--shape", type=int, nargs=3, default=list(SHAPE))
+    ap.add_argument("--voxel-um", type=float, nargs=3, default=None, help="(z, y, x) µm; the generator's default")
     ap.add_argument("--only", nargs="+", choices=list(WORKFLOWS), help="these workflows only")
     ap.add_argument("--out", default="synthetic_results.md")
     args = ap.parse_args()
@@ -36,7 +37,7 @@ def main() -> None:
     chosen = {w: t for w, t in WORKFLOWS.items() if not args.only or w in args.only}
     scores: dict[tuple[str, str], list[float]] = {}
     for seed in args.seeds:
-        f = synth_field(shape=shape, seed=seed)
+        f = synth_field(shape=shape, seed=seed, **({"voxel_size": tuple(args.voxel_um)} if args.voxel_um else {}))
         for wf, truth in chosen.items():
             w = load_workflow(wf)
             out = run_workflow(
@@ -48,12 +49,16 @@ def main() -> None:
                 scores.setdefault((wf, "foreground Dice"), []).append(dice(out > 0, gt > 0))
             else:
                 scores.setdefault((wf, "Dice"), []).append(dice(out, gt))
+    vox = "×".join(f"{v:g}" for v in (args.voxel_um or (0.29, 0.108, 0.108)))
+    extra = (" --voxel-um " + " ".join(map(str, args.voxel_um)) if args.voxel_um else "") + (
+        " --only " + " ".join(args.only) if args.only else ""
+    )
     lines = [
         "# Built-in workflows on synthetic fields",
         "",
-        f"Fields {shape} (Z, Y, X) at 0.29×0.108×0.108 µm, seeds {args.seeds}; command: "
+        f"Fields {shape} (Z, Y, X) at {vox} µm, seeds {args.seeds}; command: "
         f"`python benchmarks/segment/evaluate_synthetic.py --seeds {' '.join(map(str, args.seeds))} "
-        f"--shape {' '.join(map(str, shape))}{' --only ' + ' '.join(args.only) if args.only else ''} --out {args.out}`.",
+        f"--shape {' '.join(map(str, shape))}{extra} --out {args.out}`.",
         "",
         "| workflow | metric | per seed | mean |",
         "|---|---|---|---:|",
