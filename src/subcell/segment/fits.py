@@ -275,6 +275,36 @@ class MaxFit(_Fit):
         st["result"] = [float(x) for x in np.atleast_1d(total)]
 
 
+class NoiseFit(_Fit):
+    """The median and the robust standard deviation 1.4826·MAD (median absolute deviation from the median) of all
+    data, exact: two :class:`PercentileFit` medians, the second of the deviations from the first. For a filter's
+    response, mostly background, these are the level and spread of its response to noise, whatever the voxel
+    size does to that spread (a threshold a fixed number of spreads above the level means the same everywhere)."""
+
+    rounds = 6
+
+    def __init__(self) -> None:
+        self.level, self.spread = PercentileFit([50], "noise level"), PercentileFit([50], "noise spread")
+
+    def summary(self, r: int, v: np.ndarray, st: dict[str, Any]) -> Any:
+        if r < 3:
+            return self.level.summary(r, v, st.setdefault("level", {}))
+        return self.spread.summary(r - 3, np.abs(v - st["median"]), st.setdefault("spread", {}))
+
+    def combine(self, r: int, a: Any, b: Any) -> Any:
+        return (self.level if r < 3 else self.spread).combine(r % 3, a, b)
+
+    def conclude(self, r: int, total: Any, st: dict[str, Any]) -> None:
+        if r < 3:
+            self.level.conclude(r, total, st.setdefault("level", {}))
+            if r == 2:
+                st["median"] = st["level"]["result"][0]
+            return
+        self.spread.conclude(r - 3, total, st.setdefault("spread", {}))
+        if r == 5:
+            st["result"] = {"median": st["median"], "sd": 1.4826 * st["spread"]["result"][0]}
+
+
 class IntMedianFit(_Fit):
     """The median of non-negative integers (``numpy.median``), from merged counts; ``inf`` for no data."""
 

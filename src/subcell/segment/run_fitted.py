@@ -36,7 +36,7 @@ def fit_step(fld: Field, op: Op) -> dict[str, Any]:
             else F.PercentileFit([s.low, s.high] if s.method == "percentile" else [0.0, s.high], what="normalization")
         )
     elif isinstance(s, S.Threshold):
-        fit = F.ThresholdFit(s.method)
+        fit = F.NoiseFit() if s.method == "noise" else F.ThresholdFit(s.method)
     elif isinstance(s, S.EdgePreservingSmooth):
         fit, halo = F.MomentsFit(), (0 if s.per_slice else 1, 1, 1)
         values = lambda arrays, trim: filters.gradient_sq(arrays[op.src], voxel_size=vs, per_slice=s.per_slice)[trim]  # noqa: E731
@@ -67,8 +67,8 @@ def fit_step(fld: Field, op: Op) -> dict[str, Any]:
                 "hi": min(res["mean"] + s.high * res["std"], res["max"]),
             }
         return {"lo": res[0], "hi": res[1]}
-    if isinstance(s, S.Threshold):
-        return {"t": res * s.factor}
+    if isinstance(s, S.Threshold):  # "noise": factor spreads above the level; otherwise a multiple of the threshold
+        return {"t": res["median"] + s.factor * res["sd"]} if s.method == "noise" else {"t": res * s.factor}
     if isinstance(s, S.EdgePreservingSmooth):
         return {"mean_sq": res["mean"]}
     if isinstance(s, S.FilamentFilter):

@@ -109,8 +109,9 @@ class FilamentFilter(Step):
 
 class Threshold(Step):
     makes: ClassVar = "mask"
-    method: Literal["otsu", "triangle", "li", "yen", "absolute"] = "otsu"
+    method: Literal["otsu", "triangle", "li", "yen", "noise", "absolute"] = "otsu"
     value: float | None = None
+    # a multiple of the fitted threshold; for "noise", how many robust SDs (1.4826·MAD) above the median
     factor: float = Field(1.0, gt=0, le=100)
 
     @property

@@ -80,7 +80,7 @@ def apply_range(img: np.ndarray, lo: float, hi: float, *, clip: bool = True) -> 
     return np.clip(out, 0, 1) if clip else out
 
 
-_GLOBAL = ("otsu", "triangle", "li", "yen", "absolute")
+_GLOBAL = ("otsu", "triangle", "li", "yen", "noise", "absolute")
 
 
 def _global_threshold(values: np.ndarray, method: str) -> float:
@@ -100,16 +100,20 @@ def _global_threshold(values: np.ndarray, method: str) -> float:
 
 
 def threshold(img: np.ndarray, *, method: str = "otsu", value: float | None = None, factor: float = 1.0) -> np.ndarray:
-    """Global threshold: ``method`` (otsu, triangle, li, yen) × ``factor``, or ``method="absolute"`` with ``value``.
+    """Global threshold: ``method`` (otsu, triangle, li, yen) × ``factor``; ``method="noise"``: ``factor`` robust
+    standard deviations (1.4826 × the median absolute deviation) above the median, for a filter's response that is
+    mostly background (the same cut in units of its noise at any voxel size, where an absolute cut on a LoG or
+    Hessian response is not: its noise grows as the scale shrinks towards a voxel); or ``method="absolute"`` with
+    ``value``.
 
     Parameters
     ----------
     img : (Z, Y, X) or (Y, X) array
-    method : {"otsu", "triangle", "li", "yen", "absolute"}
+    method : {"otsu", "triangle", "li", "yen", "noise", "absolute"}
     value : float, optional
         The cut for ``method="absolute"``.
     factor : float
-        Multiplies a fitted threshold (lower it to keep dim objects).
+        Multiplies a fitted threshold (lower it to keep dim objects); for ``noise``, the number of SDs.
 
     Returns
     -------
@@ -134,7 +138,13 @@ def threshold_value(img: np.ndarray, *, method: str = "otsu", value: float | Non
             raise ValueRangeError("method 'absolute' needs a value", field="value")
         return float(value)
     a = np.asarray(img)
-    return _global_threshold(a[np.isfinite(a)], method) * factor
+    v = a[np.isfinite(a)]
+    if method == "noise":
+        if v.size == 0:
+            raise ValueRangeError("image is empty; nothing to threshold", field="image")
+        med = float(np.median(v))
+        return med + factor * 1.4826 * float(np.median(np.abs(v - med)))
+    return _global_threshold(v, method) * factor
 
 
 def masked_object_threshold(
