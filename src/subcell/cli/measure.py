@@ -243,20 +243,18 @@ def measure(
                                   field="colocalize")  # fmt: skip
         coloc = colocalization_spec(colocalize, img.channel_names, coloc_thresholds, coloc_randomizations,
                                     coloc_block_um)  # fmt: skip
+
+    def labels_beside(path: Path, what: str) -> Any:  # a structure, --exclude, --nuclei: on the labels' grid, lazy
+        return as_labels(read_beside(path, lab_img, axes=axes_of(path), what=what).data[:, 0], path=path, lazy=True)
+
     structs = {}
     for item in structure or []:
         if "=" not in item:
             raise ValueRangeError(f"expected NAME=FILE, got {item!r}", field="structure")
         name, path = item.split("=", 1)
-        struct = read_beside(Path(path), lab_img, axes=axes_of(Path(path)), what=f"structure {name!r}")
-        structs[name] = as_labels(struct.data[:, 0], path=path, lazy=True)
-    left_out = nuc = None
-    if exclude is not None:
-        out_img = read_beside(exclude, lab_img, axes=axes_of(exclude), what="--exclude")
-        left_out = as_labels(out_img.data[:, 0], path=exclude, lazy=True)
-    if nuclei is not None:
-        nuc_img = read_beside(nuclei, lab_img, axes=axes_of(nuclei), what="--nuclei")
-        nuc = as_labels(nuc_img.data[:, 0], path=nuclei, lazy=True)
+        structs[name] = labels_beside(Path(path), f"structure {name!r}")
+    left_out = None if exclude is None else labels_beside(exclude, "--exclude")
+    nuc = None if nuclei is None else labels_beside(nuclei, "--nuclei")
     result = measure_frames(lab, voxel_size=lab_img.voxel_size, intensity=chans, structures=structs, exclude=left_out,
                             time_interval_s=lab_img.time_interval if lab_img.shape[0] > 1 else None,
                             components=components, skeleton=skeleton, colocalize=coloc,

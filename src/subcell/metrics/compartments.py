@@ -21,7 +21,7 @@ from scipy import ndimage as ndi
 
 from subcell.errors import ValueRangeError
 from subcell.image import VoxelSize
-from subcell.metrics._zyx import depth_um, zyx
+from subcell.metrics._zyx import depth_um, mask_components, zyx
 
 __all__ = ["compartment_table", "nc_ratios"]
 
@@ -68,9 +68,9 @@ def compartment_table(
     vs = VoxelSize.of(voxel_size).as_tuple()
     flat = lab.shape[0] == 1
     voxel = vs[1] * vs[2] if flat else vs[0] * vs[1] * vs[2]
-    ids = nuc_all if np.issubdtype(nuc_all.dtype, np.integer) else (nuc_all > 0).astype(np.uint8)
-    if ids.max(initial=0) <= 1 or (ids.dtype == np.uint8 and set(np.unique(ids)) <= {0, 255}):
-        ids, _ = ndi.label(ids > 0, structure=np.ones((3, 3, 3)))  # a mask: its pieces are the nuclei
+    ids = nuc_all if np.issubdtype(nuc_all.dtype, np.integer) else nuc_all > 0
+    pieces = mask_components(ids)  # a mask: its pieces are the nuclei
+    ids = np.asarray(ids, np.int64) if pieces is None else pieces
     boxes = ndi.find_objects(ids)
     sizes: dict[int, int] = {}
 
@@ -129,8 +129,8 @@ def nc_ratios(table: Any, channels: Sequence[str], background: Mapping[str, floa
 
     The local background is the unlabelled voxels around the cell: where the labels leave part of the cells out
     (a segmentation tighter than the cells, cells not segmented) it is partly cytoplasm and the ratios blow up
-    (``benchmarks/segment/compartments.py``: the built-in ``cells`` workflow's labels cover 60–75 % of the
-    synthetic cells; a third of their ratios came out undefined with the local background, none with the known
+    (``benchmarks/segment/compartments.py``: while the built-in ``cells`` workflow's labels covered 60–75 % of the
+    synthetic cells, a third of their ratios came out undefined with the local background, none with the known
     one). Give the background where the cells are confluent or the labels tight."""
     import pandas as pd
 

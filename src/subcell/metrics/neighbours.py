@@ -145,8 +145,6 @@ def _nearest_other(
     voxels are searched (a k-d tree in µm) and only from the voxels across the object's faces: a distance
     transform of the whole box took 2–3 times as long on real cells of 10^7-voxel boxes, for the same ids and
     fractions)."""
-    from scipy.spatial import cKDTree
-
     across = np.zeros_like(obj)
     surface = np.zeros_like(obj)
     for axis, step in _FACES:

@@ -305,6 +305,11 @@ class NoiseFit(_Fit):
             st["result"] = {"median": st["median"], "sd": 1.4826 * st["spread"]["result"][0]}
 
 
+def noise_cut(level_spread: dict[str, float], factor: float) -> float:
+    """The ``noise`` threshold: ``factor`` robust SDs above the median (a :class:`NoiseFit` result)."""
+    return level_spread["median"] + factor * level_spread["sd"]
+
+
 class IntMedianFit(_Fit):
     """The median of non-negative integers (``numpy.median``), from merged counts; ``inf`` for no data."""
 

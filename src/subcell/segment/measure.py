@@ -11,6 +11,8 @@ from scipy import ndimage as ndi
 
 from subcell.errors import ValueRangeError
 from subcell.image import VoxelSize, as_array, materialize
+from subcell.metrics._zyx import components as _components
+from subcell.metrics._zyx import mask_components
 from subcell.metrics.colocalization import ColocalizationSpec, colocalization
 from subcell.metrics.compartments import compartment_table, nc_ratios
 from subcell.metrics.neighbours import NeighbourSpec, neighbour_table
@@ -205,27 +207,6 @@ def _colocalized(
     return out
 
 
-def mask_components(a: np.ndarray) -> np.ndarray | None:
-    """The connected components (ids 1..N) of a mask, or None when ``a`` holds instance ids.
-
-    A mask is a boolean array, integers holding only 0 and 1, or 8-bit 0 and 255 (an ImageJ / Fiji binary mask);
-    an empty frame (nothing but 0) is neither, it holds no object either way (None);
-    its components touch by faces, edges or corners (26-connected in 3D, 8 in a plane), as
-    ``skimage.measure.label`` and Fiji's 3D Objects Counter count them: a thin tubule running diagonally through
-    anisotropic voxels stays one object.
-    """
-    arr = np.asarray(a)
-    if arr.dtype != np.bool_:
-        if not np.issubdtype(arr.dtype, np.integer) or arr.size == 0:
-            return None
-        top = int(arr.max())
-        if top == 0 or (top > 1 and not (arr.dtype == np.uint8 and top == 255 and not ((arr > 0) & (arr < 255)).any())):
-            return None
-    elif not arr.any():
-        return None
-    return _components(arr > 0)
-
-
 def frame_components(frame: np.ndarray, components: bool | None) -> np.ndarray | None:
     """The connected components of a label frame where they are its objects, else None (its ids are): always with
     ``components`` True (the ids ignored), never with False, and for None where the frame is a mask
@@ -270,10 +251,6 @@ def interpolated_mask(frame: np.ndarray, *, max_voxels: int = 1 << 24) -> str | 
     return (f"ids {int(ids[0])}–{int(ids[-2])} ({len(ids) - 1} of them) lie along the edges of id {int(top)} "
             f"({share:.0%} of the foreground): a mask resampled with interpolation, not instance labels; make it a "
             f"mask first (subcell convert IN OUT [-c CHANNEL] --threshold {int(top) // 2 + 1})")  # fmt: skip
-
-
-def _components(mask: np.ndarray) -> np.ndarray:
-    return ndi.label(mask, structure=np.ones((3,) * mask.ndim, bool))[0]
 
 
 def structures_per_cell(

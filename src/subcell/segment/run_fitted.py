@@ -68,7 +68,7 @@ def fit_step(fld: Field, op: Op) -> dict[str, Any]:
             }
         return {"lo": res[0], "hi": res[1]}
     if isinstance(s, S.Threshold):  # "noise": factor spreads above the level; otherwise a multiple of the threshold
-        return {"t": res["median"] + s.factor * res["sd"]} if s.method == "noise" else {"t": res * s.factor}
+        return {"t": F.noise_cut(res, s.factor) if s.method == "noise" else res * s.factor}
     if isinstance(s, S.EdgePreservingSmooth):
         return {"mean_sq": res["mean"]}
     if isinstance(s, S.FilamentFilter):
