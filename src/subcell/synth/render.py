@@ -289,10 +289,11 @@ def render_region(colony: Colony, region: tuple[slice, slice, slice], *, seed: i
             density["nuclear_envelope"][box] = np.where(near, shell, density["nuclear_envelope"][box])
             masks["nuclear_envelope"][box] |= near & _band_mask(shell, t_e, width)
             if rules.er_sheet_um > 0:  # perinuclear ER sheets, continuous with the outer nuclear membrane
+                # a band 0.375 µm thick by default: covered fractions too, or coarse planes skip it over the cap
                 out_d = dist * (1 - 1 / np.maximum(rho, 1e-6))
-                sheet = (out_d >= rules.envelope_thickness_um / 2) & (out_d < rules.er_sheet_um) & mine & clear
-                density["er"][box][sheet] = sheet_weight
-                masks["er"][box][sheet] = True
+                sheet = _band_cover(out_d, t_e / 2, rules.er_sheet_um, width) * (mine & clear)
+                density["er"][box] = np.maximum(density["er"][box], sheet * sheet_weight)
+                masks["er"][box] |= _band_mask(sheet, rules.er_sheet_um - t_e / 2, width)
             # nucleoli: spheres strictly inside the nucleus (dissolved from prophase on)
             k = 0 if condensing else int(rng.integers(rules.nucleoli_count[0], rules.nucleoli_count[1] + 1))
             nucleoli_n = 0
