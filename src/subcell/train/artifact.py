@@ -9,6 +9,7 @@ replace), so an interrupted save leaves nothing that looks complete and two save
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -17,11 +18,23 @@ import torch
 from subcell._version import __version__
 from subcell.errors import InputFileError, OutputExistsError
 
-__all__ = ["ARTIFACT_FORMAT", "load_artifact", "load_metadata", "save_artifact"]
+__all__ = ["ARTIFACT_FORMAT", "load_artifact", "load_metadata", "save_artifact", "save_tensors"]
 
 ARTIFACT_FORMAT = "subcell-model/1"
 WEIGHTS = "weights.safetensors"
 META = "model.json"
+
+
+def save_tensors(tensors: dict[str, torch.Tensor], path: str | Path, metadata: dict[str, str] | None = None) -> None:
+    """``safetensors.torch.save_file``, then the permissions any other file written here gets (``0o666`` less the
+    umask): safetensors creates its file owner-only (0600) whatever the umask, so a model saved on a shared
+    cluster could not be loaded by the rest of the lab."""
+    from safetensors.torch import save_file
+
+    save_file(tensors, str(path), metadata=metadata)
+    mask = os.umask(0)  # reading the umask means setting it: put it straight back
+    os.umask(mask)
+    os.chmod(path, 0o666 & ~mask)
 
 
 def save_artifact(
@@ -36,8 +49,6 @@ def save_artifact(
 
     ``metadata["kind"]`` names the model type, checked again by :func:`load_artifact`.
     """
-    from safetensors.torch import save_file
-
     from subcell.io._atomic import atomic_output
 
     folder = Path(folder)
@@ -49,7 +60,7 @@ def save_artifact(
     with atomic_output(folder, overwrite=overwrite) as tmp:
         tmp.mkdir()
         tensors = {k: v.detach().contiguous().cpu() for k, v in state_dict.items()}
-        save_file(tensors, str(tmp / WEIGHTS), metadata={"format": ARTIFACT_FORMAT})
+        save_tensors(tensors, tmp / WEIGHTS, metadata={"format": ARTIFACT_FORMAT})
         meta = {"format": ARTIFACT_FORMAT, "subcell_version": __version__, **metadata}
         (tmp / META).write_text(json.dumps(meta, indent=2, default=_json_default))
         for name, content in (extra_files or {}).items():

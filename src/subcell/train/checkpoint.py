@@ -71,7 +71,7 @@ def save_checkpoint(
 
     ``kept``: further weights the run holds, by name (``best``: those ``keep_best`` keeps; ``average``: the running
     average of ``average_from``), stored beside the model's under ``NAME.``, so a resumed run keeps them."""
-    from safetensors.torch import save_file
+    from subcell.train.artifact import save_tensors
 
     folder.mkdir(parents=True, exist_ok=True)
     rng_state = {
@@ -94,7 +94,7 @@ def save_checkpoint(
             meta = {"step": step, "optimizer": opt_meta, "history": history.to_json(), "world_size": ctx.world_size,
                     "run_key": run_key}  # fmt: skip
             with atomic_output(weights, overwrite=True) as tmp:
-                save_file(tensors, str(tmp))
+                save_tensors(tensors, tmp)
             return meta
         return None
 
