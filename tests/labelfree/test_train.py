@@ -191,7 +191,9 @@ def test_a_checkpoint_save_that_fails_keeps_the_previous_checkpoint_and_leaves_n
     save_checkpoint(folder, model=net, optimizer=opt, step=4, history=History(), rng=np.random.default_rng(0), ctx=ctx)
     saved = {k: v.clone() for k, v in net.state_dict().items()}
 
-    def half_written(tensors: dict[str, torch.Tensor], path: str) -> None:  # a full disk in the middle of the save
+    def half_written(
+        tensors: dict[str, torch.Tensor], path: str, metadata: dict[str, str] | None = None
+    ) -> None:  # a full disk in the middle of the save
         Path(path).write_bytes(b"partial")
         raise OSError("No space left on device")
 
