@@ -178,8 +178,7 @@ def test_model_saves_are_atomic_and_never_collide(tmp_path: Path) -> None:
 def test_a_checkpoint_save_that_fails_keeps_the_previous_checkpoint_and_leaves_no_temporary(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import safetensors.torch
-
+    from subcell.train import artifact
     from subcell.train.checkpoint import load_checkpoint, save_checkpoint
     from subcell.train.distributed import DistributedContext
     from subcell.train.history import History
@@ -197,7 +196,7 @@ def test_a_checkpoint_save_that_fails_keeps_the_previous_checkpoint_and_leaves_n
         Path(path).write_bytes(b"partial")
         raise OSError("No space left on device")
 
-    monkeypatch.setattr(safetensors.torch, "save_file", half_written)
+    monkeypatch.setattr(artifact, "save_tensors", half_written)
     with torch.no_grad():
         net.weight.add_(1.0)
     with pytest.raises(OSError, match="No space"):

@@ -287,8 +287,8 @@ def test_a_colony_beyond_the_field_drifts_in_and_out_and_the_truth_is_what_is_in
 def test_filaments_keep_their_light_per_um_at_any_pixel_size() -> None:
     """Microtubules and ER tubules are points 0.1 µm apart along each filament: at one unit each, a filament was
     brighter the larger the pixel (1.5x from 0.2 to 0.3 µm pixels). The same field at two pixel sizes (the same
-    cells and filaments in view) holds the same light in each filament channel, and at the default pixel the images
-    are the ones the workflows were chosen on."""
+    cells and filaments in view) holds the same light in each filament channel. (At the default pixel a point still
+    weighs 1: the workflow tests at the default voxel guard those images.)"""
     light = {}
     for px in (0.2, 0.3):
         f = synth_field(shape=(30, round(19.8 / px), round(19.8 / px)), voxel_size=(0.29, px, px), seed=5)

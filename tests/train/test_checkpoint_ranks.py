@@ -19,7 +19,7 @@ WORKER = textwrap.dedent(
     import os, sys
     from pathlib import Path
     import numpy as np, torch
-    import safetensors.torch
+    import subcell.train.artifact as artifact
     import subcell.train.checkpoint as checkpoint
     from subcell.train.history import History
     from subcell.train.distributed import DistributedContext
@@ -35,7 +35,7 @@ WORKER = textwrap.dedent(
         def no_space(*a, **k):
             raise OSError("No space left on device")
         if fail == 0:
-            safetensors.torch.save_file = no_space  # the weights, written by rank 0 only
+            artifact.save_tensors = no_space  # the weights, written by rank 0 only
         else:
             checkpoint._write_atomic = no_space  # this rank's random state
     try:

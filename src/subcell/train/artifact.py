@@ -9,7 +9,6 @@ replace), so an interrupted save leaves nothing that looks complete and two save
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
@@ -26,15 +25,14 @@ META = "model.json"
 
 
 def save_tensors(tensors: dict[str, torch.Tensor], path: str | Path, metadata: dict[str, str] | None = None) -> None:
-    """``safetensors.torch.save_file``, then the permissions any other file written here gets (``0o666`` less the
-    umask): safetensors creates its file owner-only (0600) whatever the umask, so a model saved on a shared
-    cluster could not be loaded by the rest of the lab."""
-    from safetensors.torch import save_file
+    """Tensors to a safetensors file that gets the permissions any other written file gets (``0o666`` less the
+    umask). ``safetensors.torch.save_file`` creates its file owner-only (0600) whatever the umask, so a model saved on
+    a shared cluster could not be loaded by the rest of the lab; the bytes are made by ``safetensors.torch.save`` and
+    written here (a copy of the weights in memory for the moment of the write: megabytes for these networks).
+    Reading the umask to chmod afterwards would set it process-wide for an instant, under other threads' writes."""
+    from safetensors.torch import save
 
-    save_file(tensors, str(path), metadata=metadata)
-    mask = os.umask(0)  # reading the umask means setting it: put it straight back
-    os.umask(mask)
-    os.chmod(path, 0o666 & ~mask)
+    Path(path).write_bytes(save(tensors, metadata=metadata))
 
 
 def save_artifact(
